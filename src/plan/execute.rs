@@ -1,0 +1,147 @@
+//! Carrying out a plan's plumbing changes, in order, over the [`Kernel`] connections.
+//!
+//! Every change is safe to meet again: if a step fails, the next apply observes what is there
+//! and plans from it. Creation and marking are the one pair that must not be split (an unmarked
+//! object would look foreign to the next run), so a failed mark undoes its creation.
+
+use anyhow::{Context, Result, anyhow};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec};
+
+use super::{Change, LinkAttr, Place};
+use crate::plumbing::{Kernel, Nl, netns, resolv_path};
+
+fn nl<'a>(k: &'a mut Kernel, place: &Place) -> Result<&'a Nl> {
+    match place {
+        Place::Host => Ok(&k.host),
+        Place::Ns(n) => k
+            .ns(n)?
+            .map(|(_, nl)| nl)
+            .ok_or_else(|| anyhow!("namespace {n} does not exist")),
+    }
+}
+
+/// `lo` up, with the owner's alias on it: the namespace's mark.
+async fn mark_ns(nl: &Nl, mark: &str) -> Result<()> {
+    let msg = LinkUnspec::new_with_name("lo").up().alias(mark).build();
+    nl.set("cannot bring lo up", msg).await
+}
+
+/// Executes `changes` in order, reporting each one through `done` once it has been made.
+pub async fn execute(
+    k: &mut Kernel,
+    mark: &str,
+    changes: &[Change],
+    done: &mut dyn FnMut(&Change),
+) -> Result<()> {
+    for c in changes {
+        run(k, mark, c)
+            .await
+            .with_context(|| format!("while carrying out: {c}"))?;
+        done(c);
+    }
+    Ok(())
+}
+
+async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
+    match c {
+        Change::DeleteLink { name, index, .. } => k.host.del_link(name, *index).await,
+        Change::DeleteNamespace { name } => k.delete_ns(name),
+        Change::RemoveResolv { ns } => {
+            let p = resolv_path(ns);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(anyhow!("cannot remove {}: {e}", p.display())),
+            }
+            // The directory was nsfw's too, unless someone keeps other files in it.
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(())
+        }
+        Change::CreateNamespace { name } => {
+            let (_, nl) = k.create_ns(name)?;
+            if let Err(e) = mark_ns(nl, mark).await {
+                let _ = k.delete_ns(name);
+                return Err(e);
+            }
+            Ok(())
+        }
+        Change::MarkNamespace { name } => mark_ns(nl(k, &Place::Ns(name.clone()))?, mark).await,
+        Change::CreateBridge { name, mtu, mac } => k.host.add_bridge(name, *mtu, *mac, mark).await,
+        Change::CreateVeth {
+            ns,
+            host,
+            peer,
+            bridge,
+            mtu,
+            mac,
+        } => {
+            let master = k.host.index_of(bridge).await?;
+            let fd = {
+                let (fd, _) = k
+                    .ns(ns)?
+                    .ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
+                fd.try_clone()
+                    .context("cannot duplicate a namespace handle")?
+            };
+            k.host
+                .add_veth(host, master, *mtu, peer, &fd, *mac, mark)
+                .await?;
+            let up = LinkUnspec::new_with_name(peer).up().build();
+            nl(k, &Place::Ns(ns.clone()))?
+                .set(&format!("cannot bring {peer} up"), up)
+                .await
+        }
+        Change::SetLink { place, name, attrs } => {
+            let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
+            for a in attrs {
+                b = match a {
+                    LinkAttr::Mtu { new, .. } => b.mtu(*new),
+                    LinkAttr::Mac { new, .. } => b.address(new.0.to_vec()),
+                    LinkAttr::Up => b.up(),
+                    LinkAttr::Master { new, .. } => b.controller(k.host.index_of(new).await?),
+                };
+            }
+            let nl = nl(k, place)?;
+            nl.set(&format!("cannot change interface {name}"), b.build())
+                .await
+        }
+        Change::AddAddr { place, ifname, net } => {
+            let nl = nl(k, place)?;
+            let i = nl.index_of(ifname).await?;
+            nl.add_addr(ifname, i, *net).await
+        }
+        Change::DelAddr { place, ifname, net } => {
+            let nl = nl(k, place)?;
+            let i = nl.index_of(ifname).await?;
+            nl.del_addr(ifname, i, *net).await
+        }
+        Change::SetDefaultRoute {
+            ns,
+            ifname,
+            gateway,
+            ..
+        } => {
+            let nl = nl(k, &Place::Ns(ns.clone()))?;
+            let i = nl.index_of(ifname).await?;
+            nl.add_default_route(*gateway, i).await
+        }
+        Change::SetIpForward { new, .. } => {
+            netns::write_sysctl(None, "net.ipv4.ip_forward", if *new { "1" } else { "0" })
+        }
+        Change::WriteResolv { ns, content } => {
+            let p = resolv_path(ns);
+            let dir = p
+                .parent()
+                .ok_or_else(|| anyhow!("bad path {}", p.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            // Write beside it and rename: `ip netns exec` never sees half a file.
+            let tmp = dir.join(".resolv.conf.nsfw");
+            std::fs::write(&tmp, content)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))
+        }
+    }
+}

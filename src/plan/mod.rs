@@ -1,0 +1,669 @@
+//! The plan: what must change for the kernel to match a topology, computed from the desired
+//! [`Topology`] and the [`Observed`] state alone, ordered so that carrying it out step by step is
+//! valid. `apply` executes it, `diff` prints it, `flush` is the plan towards nothing.
+
+mod execute;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnetwork::Ipv4Network;
+
+pub use execute::execute;
+
+use crate::plumbing::{Link, Observed, resolv_path};
+use crate::topology::{Mac, Topology, owner_mark, resolv_marker};
+
+/// Where a link lives: the host, or a named namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    Host,
+    Ns(String),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Host => write!(f, "host"),
+            Place::Ns(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One attribute of a link to change, with its old value for the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkAttr {
+    Mtu { old: u32, new: u32 },
+    Mac { old: Option<Mac>, new: Mac },
+    Up,
+    Master { old: Option<String>, new: String },
+}
+
+impl fmt::Display for LinkAttr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkAttr::Mtu { old, new } => write!(f, "mtu {old} → {new}"),
+            LinkAttr::Mac { old, new } => match old {
+                Some(o) => write!(f, "mac {o} → {new}"),
+                None => write!(f, "mac → {new}"),
+            },
+            LinkAttr::Up => write!(f, "state down → up"),
+            LinkAttr::Master { old, new } => {
+                write!(f, "master {} → {new}", old.as_deref().unwrap_or("none"))
+            }
+        }
+    }
+}
+
+/// One change to the kernel or the file system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    DeleteLink {
+        name: String,
+        index: u32,
+        kind: Option<String>,
+        why: &'static str,
+    },
+    DeleteNamespace {
+        name: String,
+    },
+    RemoveResolv {
+        ns: String,
+    },
+    CreateNamespace {
+        name: String,
+    },
+    /// `lo` up and marked with the owner's alias.
+    MarkNamespace {
+        name: String,
+    },
+    CreateBridge {
+        name: String,
+        mtu: u32,
+        mac: Option<Mac>,
+    },
+    CreateVeth {
+        ns: String,
+        host: String,
+        peer: String,
+        bridge: String,
+        mtu: u32,
+        mac: Option<Mac>,
+    },
+    SetLink {
+        place: Place,
+        name: String,
+        attrs: Vec<LinkAttr>,
+    },
+    AddAddr {
+        place: Place,
+        ifname: String,
+        net: Ipv4Network,
+    },
+    DelAddr {
+        place: Place,
+        ifname: String,
+        net: Ipv4Network,
+    },
+    SetDefaultRoute {
+        ns: String,
+        ifname: String,
+        gateway: Ipv4Addr,
+        old: Option<Ipv4Addr>,
+    },
+    SetIpForward {
+        old: Option<bool>,
+        new: bool,
+    },
+    WriteResolv {
+        ns: String,
+        content: String,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::DeleteLink {
+                name, kind, why, ..
+            } => {
+                write!(
+                    f,
+                    "- link {name} ({}): {why}",
+                    kind.as_deref().unwrap_or("device")
+                )
+            }
+            Change::DeleteNamespace { name } => write!(f, "- namespace {name}"),
+            Change::RemoveResolv { ns } => write!(f, "- file {}", resolv_path(ns).display()),
+            Change::CreateNamespace { name } => write!(f, "+ namespace {name}"),
+            Change::MarkNamespace { name } => write!(f, "~ namespace {name}: lo down → up"),
+            Change::CreateBridge { name, mtu, mac } => {
+                write!(f, "+ bridge {name} mtu {mtu}")?;
+                if let Some(m) = mac {
+                    write!(f, " mac {m}")?;
+                }
+                Ok(())
+            }
+            Change::CreateVeth {
+                ns,
+                host,
+                peer,
+                bridge,
+                mtu,
+                mac,
+            } => {
+                write!(f, "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu}")?;
+                if let Some(m) = mac {
+                    write!(f, " mac {m}")?;
+                }
+                Ok(())
+            }
+            Change::SetLink { place, name, attrs } => {
+                let a: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
+                match place {
+                    Place::Host => write!(f, "~ link {name}: {}", a.join(", ")),
+                    Place::Ns(ns) => write!(f, "~ link {ns}:{name}: {}", a.join(", ")),
+                }
+            }
+            Change::AddAddr { place, ifname, net } => match place {
+                Place::Host => write!(f, "+ address {net} on {ifname}"),
+                Place::Ns(ns) => write!(f, "+ address {net} on {ns}:{ifname}"),
+            },
+            Change::DelAddr { place, ifname, net } => match place {
+                Place::Host => write!(f, "- address {net} on {ifname}"),
+                Place::Ns(ns) => write!(f, "- address {net} on {ns}:{ifname}"),
+            },
+            Change::SetDefaultRoute {
+                ns,
+                ifname,
+                gateway,
+                old,
+            } => match old {
+                None => write!(f, "+ route {ns}: default via {gateway} dev {ifname}"),
+                Some(o) => write!(
+                    f,
+                    "~ route {ns}: default via {o} → via {gateway} dev {ifname}"
+                ),
+            },
+            Change::SetIpForward { old, new } => {
+                let s = |b: bool| if b { "1" } else { "0" };
+                match old {
+                    Some(o) => write!(f, "~ sysctl net.ipv4.ip_forward: {} → {}", s(*o), s(*new)),
+                    None => write!(f, "~ sysctl net.ipv4.ip_forward → {}", s(*new)),
+                }
+            }
+            Change::WriteResolv { ns, .. } => write!(f, "+ file {}", resolv_path(ns).display()),
+        }
+    }
+}
+
+/// The ordered changes, plus conflicts that forbid carrying any of them out.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// Objects in the way that nsfw does not own: any of these makes apply refuse to start.
+    pub conflicts: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.changes {
+            writeln!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The phases of a plan, in the order they must run: removals first (so names are free), then
+/// namespaces, bridges, veths, and what configures them.
+#[derive(Default)]
+struct Phases {
+    delete_links: Vec<Change>,
+    delete_ns: Vec<Change>,
+    remove_files: Vec<Change>,
+    namespaces: Vec<Change>,
+    bridges: Vec<Change>,
+    host_addrs: Vec<Change>,
+    veths: Vec<Change>,
+    set_links: Vec<Change>,
+    ns_config: Vec<Change>,
+    sysctls: Vec<Change>,
+    files: Vec<Change>,
+}
+
+impl Phases {
+    fn into_changes(self) -> Vec<Change> {
+        [
+            self.delete_links,
+            self.delete_ns,
+            self.remove_files,
+            self.namespaces,
+            self.bridges,
+            self.host_addrs,
+            self.veths,
+            self.set_links,
+            self.ns_config,
+            self.sysctls,
+            self.files,
+        ]
+        .concat()
+    }
+}
+
+fn foreign(l: &Link, mark: &str) -> bool {
+    l.alias.as_deref() != Some(mark)
+}
+
+fn describe_owner(alias: Option<&str>) -> String {
+    match alias {
+        Some(a) if a.starts_with("nsfw:") => format!("it belongs to nsfw topology {:?}", &a[5..]),
+        Some(a) => format!("its alias is {a:?}, not nsfw's"),
+        None => "it carries no nsfw mark".to_string(),
+    }
+}
+
+/// The plan that makes the kernel match `t`.
+pub fn diff(t: &Topology, o: &Observed) -> Plan {
+    let mark = t.owner_mark();
+    let file = t.source.display().to_string();
+    let mut p = Phases::default();
+    let mut conflicts = Vec::new();
+
+    let want_links: Vec<&str> = t
+        .bridges
+        .iter()
+        .map(|b| b.name.as_str())
+        .chain(t.namespaces.iter().map(|n| n.host_ifname.as_str()))
+        .collect();
+
+    // Objects in the way that are not ours.
+    for b in &t.bridges {
+        if let Some(l) = o.host_link(&b.name).filter(|l| foreign(l, &mark)) {
+            conflicts.push(format!(
+                "{file}: bridges.{0}: interface {0} already exists on the host and nsfw does not own it ({1}); remove or rename it, or rename the bridge",
+                b.name,
+                describe_owner(l.alias.as_deref())
+            ));
+        }
+    }
+    for n in &t.namespaces {
+        if let Some(l) = o.host_link(&n.host_ifname).filter(|l| foreign(l, &mark)) {
+            conflicts.push(format!(
+                "{file}: namespaces.{}.host_ifname = {:?}: interface already exists on the host and nsfw does not own it ({})",
+                n.name,
+                n.host_ifname,
+                describe_owner(l.alias.as_deref())
+            ));
+        }
+        if let Some(why) = o.broken.get(&n.name) {
+            conflicts.push(format!("{file}: namespaces.{}: {why}", n.name));
+        }
+        if let Some(ns) = o.namespaces.get(&n.name) {
+            if ns.owner.as_deref() != Some(mark.as_str()) {
+                conflicts.push(format!(
+                    "{file}: namespaces.{0}: namespace {0} already exists and nsfw does not own it ({1}); remove it (ip netns del {0}) or rename it in the file",
+                    n.name,
+                    describe_owner(ns.owner.as_deref())
+                ));
+            }
+        }
+        if let Some(content) = o.resolv.get(&n.name) {
+            if !n.dns.is_empty() && content.lines().next() != Some(resolv_marker(&t.name).as_str())
+            {
+                conflicts.push(format!(
+                    "{file}: namespaces.{}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
+                    n.name,
+                    resolv_path(&n.name).display()
+                ));
+            }
+        }
+    }
+
+    // Ours, but no longer in the file.
+    for l in &o.host_links {
+        if l.alias.as_deref() == Some(mark.as_str()) && !want_links.contains(&l.name.as_str()) {
+            p.delete_links.push(Change::DeleteLink {
+                name: l.name.clone(),
+                index: l.index,
+                kind: l.kind.clone(),
+                why: "no longer in the file",
+            });
+        }
+    }
+    for ns in o.namespaces.values() {
+        if ns.owner.as_deref() == Some(mark.as_str())
+            && !t.namespaces.iter().any(|n| n.name == ns.name)
+        {
+            p.delete_ns.push(Change::DeleteNamespace {
+                name: ns.name.clone(),
+            });
+        }
+    }
+    for (ns, content) in &o.resolv {
+        let wanted = t
+            .namespaces
+            .iter()
+            .any(|n| &n.name == ns && !n.dns.is_empty());
+        if !wanted && content.lines().next() == Some(resolv_marker(&t.name).as_str()) {
+            p.remove_files.push(Change::RemoveResolv { ns: ns.clone() });
+        }
+    }
+
+    // Bridges.
+    let mut recreated_bridges: Vec<&str> = Vec::new();
+    for b in &t.bridges {
+        let have = o.host_link(&b.name).filter(|l| !foreign(l, &mark));
+        let have = match have {
+            Some(l) if l.kind.as_deref() != Some("bridge") => {
+                p.delete_links.push(Change::DeleteLink {
+                    name: l.name.clone(),
+                    index: l.index,
+                    kind: l.kind.clone(),
+                    why: "not a bridge",
+                });
+                None
+            }
+            other => other,
+        };
+        match have {
+            None => {
+                if o.host_link(&b.name).is_some_and(|l| foreign(l, &mark)) {
+                    continue; // a conflict, reported above
+                }
+                recreated_bridges.push(&b.name);
+                p.bridges.push(Change::CreateBridge {
+                    name: b.name.clone(),
+                    mtu: b.mtu,
+                    mac: b.mac,
+                });
+                p.host_addrs.push(Change::AddAddr {
+                    place: Place::Host,
+                    ifname: b.name.clone(),
+                    net: b.address,
+                });
+            }
+            Some(l) => {
+                let mut attrs = Vec::new();
+                if l.mtu != b.mtu {
+                    attrs.push(LinkAttr::Mtu {
+                        old: l.mtu,
+                        new: b.mtu,
+                    });
+                }
+                if let Some(m) = b.mac.filter(|m| l.mac != Some(*m)) {
+                    attrs.push(LinkAttr::Mac { old: l.mac, new: m });
+                }
+                if !l.up {
+                    attrs.push(LinkAttr::Up);
+                }
+                if !attrs.is_empty() {
+                    p.set_links.push(Change::SetLink {
+                        place: Place::Host,
+                        name: b.name.clone(),
+                        attrs,
+                    });
+                }
+                let addrs: Vec<Ipv4Network> = o
+                    .host_addrs
+                    .iter()
+                    .filter(|a| a.index == l.index)
+                    .map(|a| a.net)
+                    .collect();
+                if !addrs.contains(&b.address) {
+                    p.host_addrs.push(Change::AddAddr {
+                        place: Place::Host,
+                        ifname: b.name.clone(),
+                        net: b.address,
+                    });
+                }
+                for a in addrs.into_iter().filter(|a| *a != b.address) {
+                    p.host_addrs.push(Change::DelAddr {
+                        place: Place::Host,
+                        ifname: b.name.clone(),
+                        net: a,
+                    });
+                }
+            }
+        }
+    }
+
+    // Namespaces and their veths.
+    for n in &t.namespaces {
+        if o.broken.contains_key(&n.name) {
+            continue;
+        }
+        let obs = o.namespaces.get(&n.name);
+        if obs.is_some_and(|ns| ns.owner.as_deref() != Some(mark.as_str())) {
+            continue; // a conflict, reported above
+        }
+        let host = o.host_link(&n.host_ifname).filter(|l| !foreign(l, &mark));
+        if o.host_link(&n.host_ifname)
+            .is_some_and(|l| foreign(l, &mark))
+        {
+            continue;
+        }
+        let ns = Place::Ns(n.name.clone());
+        match obs {
+            None => p.namespaces.push(Change::CreateNamespace {
+                name: n.name.clone(),
+            }),
+            Some(ns) if !ns.link("lo").is_some_and(|l| l.up) => {
+                p.namespaces.push(Change::MarkNamespace {
+                    name: n.name.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+        // The pair is whole when both ends exist and point at each other.
+        let peer = obs.and_then(|ns| ns.link(&n.ifname));
+        let whole = match (host, peer) {
+            (Some(h), Some(pe)) => {
+                h.kind.as_deref() == Some("veth")
+                    && h.peer_index == Some(pe.index)
+                    && pe.peer_index == Some(h.index)
+                    && pe.kind.as_deref() == Some("veth")
+            }
+            _ => false,
+        };
+        if !whole {
+            if let Some(h) = host {
+                p.delete_links.push(Change::DeleteLink {
+                    name: h.name.clone(),
+                    index: h.index,
+                    kind: h.kind.clone(),
+                    why: "its peer is not in place",
+                });
+            }
+            p.veths.push(Change::CreateVeth {
+                ns: n.name.clone(),
+                host: n.host_ifname.clone(),
+                peer: n.ifname.clone(),
+                bridge: n.bridge.clone(),
+                mtu: n.mtu,
+                mac: n.mac,
+            });
+            p.ns_config.push(Change::AddAddr {
+                place: ns.clone(),
+                ifname: n.ifname.clone(),
+                net: n.address,
+            });
+            p.ns_config.push(Change::SetDefaultRoute {
+                ns: n.name.clone(),
+                ifname: n.ifname.clone(),
+                gateway: n.gateway,
+                old: None,
+            });
+            continue;
+        }
+        let (Some(h), Some(pe), Some(obs)) = (host, peer, obs) else {
+            continue;
+        };
+        // Host end: on the right bridge, up, right MTU.
+        let mut attrs = Vec::new();
+        let master = h
+            .master
+            .and_then(|i| o.host_link_by_index(i))
+            .map(|l| l.name.clone());
+        if master.as_deref() != Some(n.bridge.as_str())
+            || recreated_bridges.contains(&n.bridge.as_str())
+        {
+            attrs.push(LinkAttr::Master {
+                old: master,
+                new: n.bridge.clone(),
+            });
+        }
+        if h.mtu != n.mtu {
+            attrs.push(LinkAttr::Mtu {
+                old: h.mtu,
+                new: n.mtu,
+            });
+        }
+        if !h.up {
+            attrs.push(LinkAttr::Up);
+        }
+        if !attrs.is_empty() {
+            p.set_links.push(Change::SetLink {
+                place: Place::Host,
+                name: h.name.clone(),
+                attrs,
+            });
+        }
+        // Namespace end.
+        let mut attrs = Vec::new();
+        if pe.mtu != n.mtu {
+            attrs.push(LinkAttr::Mtu {
+                old: pe.mtu,
+                new: n.mtu,
+            });
+        }
+        if let Some(m) = n.mac.filter(|m| pe.mac != Some(*m)) {
+            attrs.push(LinkAttr::Mac {
+                old: pe.mac,
+                new: m,
+            });
+        }
+        if !pe.up {
+            attrs.push(LinkAttr::Up);
+        }
+        if !attrs.is_empty() {
+            p.set_links.push(Change::SetLink {
+                place: ns.clone(),
+                name: pe.name.clone(),
+                attrs,
+            });
+        }
+        let addrs: Vec<Ipv4Network> = obs
+            .addrs
+            .iter()
+            .filter(|a| a.index == pe.index)
+            .map(|a| a.net)
+            .collect();
+        if !addrs.contains(&n.address) {
+            p.ns_config.push(Change::AddAddr {
+                place: ns.clone(),
+                ifname: n.ifname.clone(),
+                net: n.address,
+            });
+        }
+        for a in addrs.into_iter().filter(|a| *a != n.address) {
+            p.ns_config.push(Change::DelAddr {
+                place: ns.clone(),
+                ifname: n.ifname.clone(),
+                net: a,
+            });
+        }
+        let default = obs.routes.iter().find(|r| r.dst.prefix() == 0);
+        let right =
+            default.is_some_and(|r| r.gateway == Some(n.gateway) && r.oif == Some(pe.index));
+        // A route through a link that is being brought up again is flushed with it: re-add.
+        let link_down = !pe.up;
+        if !right || link_down {
+            p.ns_config.push(Change::SetDefaultRoute {
+                ns: n.name.clone(),
+                ifname: n.ifname.clone(),
+                gateway: n.gateway,
+                old: default.and_then(|r| r.gateway),
+            });
+        }
+    }
+
+    // Sysctls and files.
+    if let Some(want) = t.host.ip_forward {
+        if o.ip_forward != Some(want) {
+            p.sysctls.push(Change::SetIpForward {
+                old: o.ip_forward,
+                new: want,
+            });
+        }
+    }
+    for n in &t.namespaces {
+        if let Some(content) = t.resolv_conf(n) {
+            if o.resolv.get(&n.name) != Some(&content) {
+                p.files.push(Change::WriteResolv {
+                    ns: n.name.clone(),
+                    content,
+                });
+            }
+        }
+    }
+
+    Plan {
+        changes: p.into_changes(),
+        conflicts,
+    }
+}
+
+/// The plan that removes everything owned by the topologies named in `owners` (every nsfw
+/// topology when `owners` is None).
+pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
+    let owned = |alias: Option<&str>| -> bool {
+        match (alias, owners) {
+            (Some(a), None) => a.starts_with("nsfw:"),
+            (Some(a), Some(names)) => names.iter().any(|n| owner_mark(n) == a),
+            (None, _) => false,
+        }
+    };
+    let mut p = Phases::default();
+    // Veths before bridges, so no bridge is deleted with ports attached.
+    let mut links: Vec<&Link> = o
+        .host_links
+        .iter()
+        .filter(|l| owned(l.alias.as_deref()))
+        .collect();
+    links.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
+    for l in links {
+        p.delete_links.push(Change::DeleteLink {
+            name: l.name.clone(),
+            index: l.index,
+            kind: l.kind.clone(),
+            why: "flush",
+        });
+    }
+    for ns in o.namespaces.values() {
+        if owned(ns.owner.as_deref()) {
+            p.delete_ns.push(Change::DeleteNamespace {
+                name: ns.name.clone(),
+            });
+        }
+    }
+    for (ns, content) in &o.resolv {
+        let first = content.lines().next().unwrap_or("");
+        let ours = match owners {
+            None => first.starts_with("# written by nsfw for topology "),
+            Some(names) => names.iter().any(|n| first == resolv_marker(n)),
+        };
+        if ours {
+            p.remove_files.push(Change::RemoveResolv { ns: ns.clone() });
+        }
+    }
+    Plan {
+        changes: p.into_changes(),
+        conflicts: Vec::new(),
+    }
+}

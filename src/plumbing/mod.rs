@@ -1,0 +1,192 @@
+//! The kernel layer for everything that is not nftables: namespaces, links, addresses, routes,
+//! sysctls and resolv.conf files. [`observe`] reads what is there; the executor in `plan`
+//! changes it through the same [`Kernel`] connections.
+
+pub mod netns;
+pub mod nl;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+
+pub use nl::{Addr, Link, Nl, Route};
+
+/// Open connections: the host's, and one per namespace, opened on first use and kept for the
+/// rest of the run so that observing and applying never reopen them.
+pub struct Kernel {
+    pub host: Nl,
+    ns: HashMap<String, (OwnedFd, Nl)>,
+}
+
+impl Kernel {
+    pub fn open() -> Result<Kernel> {
+        Ok(Kernel {
+            host: Nl::host()?,
+            ns: HashMap::new(),
+        })
+    }
+
+    /// The namespace's handle and connection; `Ok(None)` when it does not exist.
+    pub fn ns(&mut self, name: &str) -> Result<Option<(&OwnedFd, &Nl)>> {
+        if !self.ns.contains_key(name) {
+            let Some(fd) = netns::open(name)? else {
+                return Ok(None);
+            };
+            let nl = Nl::in_ns(name, &fd)?;
+            self.ns.insert(name.to_string(), (fd, nl));
+        }
+        Ok(self.ns.get(name).map(|(f, n)| (f, n)))
+    }
+
+    /// Creates the namespace and keeps its connection.
+    pub fn create_ns(&mut self, name: &str) -> Result<(&OwnedFd, &Nl)> {
+        let fd = netns::create(name)?;
+        let nl = Nl::in_ns(name, &fd)?;
+        self.ns.insert(name.to_string(), (fd, nl));
+        self.ns
+            .get(name)
+            .map(|(f, n)| (f, n))
+            .ok_or_else(|| anyhow!("namespace {name}: lost after creation"))
+    }
+
+    /// Deletes the namespace, closing nsfw's own handles first so the kernel can free it.
+    pub fn delete_ns(&mut self, name: &str) -> Result<()> {
+        self.ns.remove(name);
+        netns::delete(name)
+    }
+
+    /// Forgets cached connections, so the next observation reopens every namespace (a
+    /// namespace deleted and recreated by hand is a different namespace behind the same name).
+    pub fn forget(&mut self) {
+        self.ns.clear();
+    }
+}
+
+/// What one named namespace holds.
+#[derive(Clone, Debug, Default)]
+pub struct NsObs {
+    pub name: String,
+    /// The alias of its `lo`: `nsfw:<topology>` when nsfw made it.
+    pub owner: Option<String>,
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
+}
+
+impl NsObs {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// What the kernel holds of everything nsfw manages.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub host_links: Vec<Link>,
+    pub host_addrs: Vec<Addr>,
+    /// Every named namespace, by name.
+    pub namespaces: BTreeMap<String, NsObs>,
+    /// Names in /run/netns that cannot be opened as namespaces, with why.
+    pub broken: BTreeMap<String, String>,
+    pub ip_forward: Option<bool>,
+    /// `/etc/netns/<ns>/resolv.conf` contents, by namespace name.
+    pub resolv: BTreeMap<String, String>,
+}
+
+impl Observed {
+    pub fn host_link(&self, name: &str) -> Option<&Link> {
+        self.host_links.iter().find(|l| l.name == name)
+    }
+
+    pub fn host_link_by_index(&self, index: u32) -> Option<&Link> {
+        self.host_links.iter().find(|l| l.index == index)
+    }
+}
+
+pub fn resolv_path(ns: &str) -> PathBuf {
+    PathBuf::from(netns::ETC_DIR).join(ns).join("resolv.conf")
+}
+
+/// Reads everything nsfw manages. Every namespace is opened, since ownership is a mark inside
+/// it; addresses and routes are read only where `deep(name)` says they matter.
+pub async fn observe(
+    k: &mut Kernel,
+    deep: &dyn Fn(&str, Option<&str>) -> bool,
+) -> Result<Observed> {
+    let (host_links, host_addrs) = futures::try_join!(k.host.links(), k.host.addrs())?;
+    let mut o = Observed {
+        host_links,
+        host_addrs,
+        ..Default::default()
+    };
+    let names = netns::list()?;
+    for name in &names {
+        match k.ns(name) {
+            Ok(Some(_)) => {}
+            Ok(None) => continue, // removed meanwhile
+            Err(e) => {
+                o.broken.insert(name.clone(), format!("{e:#}"));
+            }
+        }
+    }
+    // One dump per namespace, all in flight at once.
+    let mut jobs = Vec::new();
+    for name in &names {
+        if let Some((_, nl)) = k.ns.get(name) {
+            jobs.push(async move {
+                let links = nl.links().await?;
+                let owner = links
+                    .iter()
+                    .find(|l| l.name == "lo")
+                    .and_then(|l| l.alias.clone());
+                let (addrs, routes) = if deep(name, owner.as_deref()) {
+                    futures::try_join!(nl.addrs(), nl.routes())?
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                Ok::<_, anyhow::Error>(NsObs {
+                    name: name.clone(),
+                    owner,
+                    links,
+                    addrs,
+                    routes,
+                })
+            });
+        }
+    }
+    for r in futures::future::join_all(jobs).await {
+        let n = r?;
+        o.namespaces.insert(n.name.clone(), n);
+    }
+    o.ip_forward = netns::read_sysctl(None, "net.ipv4.ip_forward")?.map(|v| v == "1");
+    o.resolv = read_resolv_files()?;
+    Ok(o)
+}
+
+fn read_resolv_files() -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let rd = match std::fs::read_dir(netns::ETC_DIR) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(anyhow!("cannot list {}: {e}", netns::ETC_DIR)),
+    };
+    for ent in rd {
+        let ent = ent.with_context(|| format!("cannot list {}", netns::ETC_DIR))?;
+        let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let p = resolv_path(&name);
+        match std::fs::read_to_string(&p) {
+            Ok(s) => {
+                out.insert(name, s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", p.display())),
+        }
+    }
+    Ok(out)
+}

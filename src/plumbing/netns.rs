@@ -1,0 +1,211 @@
+//! Named network namespaces, the way `ip netns` keeps them: a bind mount of a namespace's
+//! `ns/net` file onto `/run/netns/NAME`, with `/run/netns` a shared mount point so the mounts
+//! propagate to every mount namespace.
+//!
+//! Work inside another namespace always happens on a dedicated OS thread that `setns`es and then
+//! ends: `setns` changes only the calling thread, and an async worker thread must never be moved.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+pub const RUN_DIR: &str = "/run/netns";
+pub const ETC_DIR: &str = "/etc/netns";
+
+pub fn path(name: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(name)
+}
+
+/// Names in /run/netns, sorted. A missing directory means no namespaces.
+pub fn list() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(RUN_DIR) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(anyhow!("cannot list {RUN_DIR}: {e}")),
+    };
+    for ent in rd {
+        let ent = ent.with_context(|| format!("cannot list {RUN_DIR}"))?;
+        if let Some(n) = ent.file_name().to_str() {
+            out.push(n.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Opens a named namespace. `Ok(None)` when there is no such name; an error when the file is
+/// there but is not a namespace (a leftover of a half-deleted one, say).
+pub fn open(name: &str) -> Result<Option<OwnedFd>> {
+    let p = path(name);
+    match File::open(&p) {
+        Ok(f) => Ok(Some(OwnedFd::from(f))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!(
+            "namespace {name}: cannot open {}: {e}",
+            p.display()
+        )),
+    }
+}
+
+/// Makes /run/netns exist and be a shared mount point, as `ip netns add` does, so that a
+/// namespace mounted here is visible from every mount namespace (including `ip netns exec`'s).
+fn prepare_run_dir() -> Result<()> {
+    std::fs::create_dir_all(RUN_DIR).with_context(|| format!("cannot create {RUN_DIR}"))?;
+    let shared = || {
+        mount(
+            None::<&str>,
+            RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EINVAL) => {
+            // Not a mount point yet: bind it onto itself, then share it.
+            mount(
+                Some(RUN_DIR),
+                RUN_DIR,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("cannot bind-mount {RUN_DIR} onto itself"))?;
+            shared().with_context(|| format!("cannot make {RUN_DIR} a shared mount"))
+        }
+        Err(e) => Err(anyhow!("cannot make {RUN_DIR} a shared mount: {e}")),
+    }
+}
+
+/// Runs `f` on a fresh thread that first enters the network namespace `ns`.
+pub fn run_in<T, F>(ns: &OwnedFd, what: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let fd = ns
+        .try_clone()
+        .with_context(|| format!("{what}: cannot duplicate the namespace handle"))?;
+    let what_owned = what.to_string();
+    std::thread::Builder::new()
+        .name("nsfw-netns".into())
+        .spawn(move || {
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(|e| anyhow!("{what_owned}: cannot enter the namespace: {e}"))?;
+            f()
+        })
+        .with_context(|| format!("{what}: cannot start a thread"))?
+        .join()
+        .map_err(|_| anyhow!("{what}: the namespace thread panicked"))?
+}
+
+/// Creates the named namespace `name` and returns a handle on it. Without forking: a thread
+/// unshares its network namespace and bind-mounts it onto /run/netns/NAME.
+pub fn create(name: &str) -> Result<OwnedFd> {
+    prepare_run_dir()?;
+    let p = path(name);
+    let what = format!("namespace {name}");
+    let name_owned = name.to_string();
+    std::thread::Builder::new()
+        .name("nsfw-netns-new".into())
+        .spawn(move || -> Result<OwnedFd> {
+            // The mount point: an empty file, as `ip netns add` makes it.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(|e| {
+                    anyhow!("namespace {name_owned}: cannot create {}: {e}", p.display())
+                })?;
+            let made = (|| -> Result<OwnedFd> {
+                unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| anyhow!("namespace {name_owned}: unshare: {e}"))?;
+                mount(
+                    Some("/proc/thread-self/ns/net"),
+                    &p,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    anyhow!(
+                        "namespace {name_owned}: cannot bind-mount onto {}: {e}",
+                        p.display()
+                    )
+                })?;
+                let f = File::open(&p).map_err(|e| {
+                    anyhow!("namespace {name_owned}: cannot open {}: {e}", p.display())
+                })?;
+                Ok(OwnedFd::from(f))
+            })();
+            if made.is_err() {
+                // Leave nothing half-made: the next apply would take the empty file for a
+                // namespace it cannot open.
+                let _ = std::fs::remove_file(&p);
+            }
+            made
+        })
+        .with_context(|| format!("{what}: cannot start a thread"))?
+        .join()
+        .map_err(|_| anyhow!("{what}: the namespace thread panicked"))?
+}
+
+/// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The
+/// kernel frees the namespace, and the interfaces in it, once nothing else holds it.
+pub fn delete(name: &str) -> Result<()> {
+    let p = path(name);
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(e) => {
+            return Err(anyhow!(
+                "namespace {name}: cannot unmount {}: {e}",
+                p.display()
+            ));
+        }
+    }
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!(
+            "namespace {name}: cannot remove {}: {e}",
+            p.display()
+        )),
+    }
+}
+
+/// Reads a sysctl under /proc/sys/net as seen from namespace `ns` (None: the caller's own).
+pub fn read_sysctl(ns: Option<&OwnedFd>, key: &str) -> Result<Option<String>> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let read = move || -> Result<Option<String>> {
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow!("cannot read {path}: {e}")),
+        }
+    };
+    match ns {
+        None => read(),
+        Some(fd) => run_in(fd, key, read),
+    }
+}
+
+/// Writes a sysctl under /proc/sys/net as seen from namespace `ns` (None: the caller's own).
+pub fn write_sysctl(ns: Option<&OwnedFd>, key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = value.to_string();
+    let write = move || -> Result<()> {
+        std::fs::write(&path, format!("{value}\n"))
+            .map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
+    };
+    match ns {
+        None => write(),
+        Some(fd) => run_in(fd, key, write),
+    }
+}

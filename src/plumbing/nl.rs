@@ -1,0 +1,405 @@
+//! A thin layer over `rtnetlink`: one connection per network namespace, dumps turned into
+//! plain structs, and changes whose errors name the interface and namespace they concern.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use anyhow::{Context, Result, anyhow};
+use futures::TryStreamExt;
+use ipnetwork::Ipv4Network;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::sys::{AsyncSocket, Socket, TokioSocket, protocols::NETLINK_ROUTE};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use super::netns;
+use crate::topology::Mac;
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `bridge`, `veth`, ... (None for physical and loopback devices).
+    pub kind: Option<String>,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    pub alias: Option<String>,
+    /// For a veth: the peer's ifindex, in the peer's namespace.
+    pub peer_index: Option<u32>,
+    /// For a veth whose peer is in another namespace: that namespace's id as seen from here.
+    pub peer_netnsid: Option<i32>,
+}
+
+/// An IPv4 address on a link.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Addr {
+    pub index: u32,
+    pub net: Ipv4Network,
+}
+
+/// An IPv4 route of the main table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Network,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub kernel: bool,
+}
+
+/// A netlink connection to one network namespace.
+pub struct Nl {
+    handle: Handle,
+    /// "host" or "namespace NAME": how errors name where they happened.
+    pub place: String,
+}
+
+fn to_mac(b: &[u8]) -> Option<Mac> {
+    <[u8; 6]>::try_from(b).ok().map(Mac)
+}
+
+impl Nl {
+    /// A connection in the caller's own namespace (the host, for the main thread).
+    pub fn host() -> Result<Nl> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().context("cannot open a netlink socket (are you root?)")?;
+        tokio::spawn(conn);
+        Ok(Nl {
+            handle,
+            place: "host".into(),
+        })
+    }
+
+    /// A connection inside namespace `name`: the socket is opened by a thread inside it, and
+    /// stays bound to that namespace wherever it is used from.
+    pub fn in_ns(name: &str, fd: &OwnedFd) -> Result<Nl> {
+        let sock = netns::run_in(fd, &format!("namespace {name}"), || {
+            Socket::new(NETLINK_ROUTE).context("cannot open a netlink socket")
+        })?;
+        Self::from_socket(name, sock)
+    }
+
+    /// Wraps a socket already opened inside namespace `name`.
+    pub fn from_socket(name: &str, sock: Socket) -> Result<Nl> {
+        sock.set_non_blocking(true)
+            .with_context(|| format!("namespace {name}: netlink socket"))?;
+        let raw = sock.into_raw_fd();
+        // SAFETY: `raw` was just released by an owned netlink socket; TokioSocket takes it over.
+        let ts = unsafe { TokioSocket::from_raw_fd(raw) };
+        debug_assert!(ts.socket_ref().as_raw_fd() == raw);
+        let (conn, handle, _) = rtnetlink::from_socket(ts);
+        tokio::spawn(conn);
+        Ok(Nl {
+            handle,
+            place: format!("namespace {name}"),
+        })
+    }
+
+    fn ctx(&self, what: &str) -> String {
+        format!("{what} ({})", self.place)
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .with_context(|| self.ctx("cannot list interfaces"))?
+        {
+            out.push(parse_link(&m));
+        }
+        Ok(out)
+    }
+
+    /// The index of the link called `name`.
+    pub async fn index_of(&self, name: &str) -> Result<u32> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m.header.index),
+            Ok(None) => Err(anyhow!("no interface {name} ({})", self.place)),
+            Err(e) => Err(anyhow!(e)).with_context(|| self.ctx(&format!("no interface {name}"))),
+        }
+    }
+
+    pub async fn addrs(&self) -> Result<Vec<Addr>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.address().get().execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .with_context(|| self.ctx("cannot list addresses"))?
+        {
+            if let Some(a) = parse_addr(&m) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn routes(&self) -> Result<Vec<Route>> {
+        let mut out = Vec::new();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut s = self.handle.route().get(msg).execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .with_context(|| self.ctx("cannot list routes"))?
+        {
+            if let Some(r) = parse_route(&m) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn add_link(&self, what: &str, msg: LinkMessage) -> Result<()> {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| self.ctx(what))
+    }
+
+    /// Creates a bridge, up, with its MTU, MAC and nsfw's alias.
+    pub async fn add_bridge(
+        &self,
+        name: &str,
+        mtu: u32,
+        mac: Option<Mac>,
+        alias: &str,
+    ) -> Result<()> {
+        let mut b = LinkBridge::new(name).mtu(mtu).up();
+        if let Some(m) = mac {
+            b = b.address(m.0.to_vec());
+        }
+        self.add_link(&format!("cannot create bridge {name}"), b.build())
+            .await?;
+        self.mark_new(name, alias).await
+    }
+
+    /// Creates a veth pair whose host end `host` joins bridge `master`, up, and whose peer is
+    /// born inside the namespace `peer_ns` as `peer`. The peer cannot be created up (the kernel
+    /// opens it before its other end exists and answers ENOTCONN): bring it up from inside.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        master: u32,
+        mtu: u32,
+        peer: &str,
+        peer_ns: &OwnedFd,
+        peer_mac: Option<Mac>,
+        alias: &str,
+    ) -> Result<()> {
+        let mut p = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .mtu(mtu)
+            .setns_by_fd(peer_ns.as_raw_fd());
+        if let Some(m) = peer_mac {
+            p = p.address(m.0.to_vec());
+        }
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .mtu(mtu)
+            .controller(master)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
+            .build();
+        self.add_link(&format!("cannot create veth {host} (peer {peer})"), msg)
+            .await?;
+        self.mark_new(host, alias).await
+    }
+
+    /// Creation messages cannot carry IFLA_IFALIAS (the kernel applies it only in setlink), so
+    /// the mark is a second request.
+    pub async fn set_alias_by_name(&self, name: &str, alias: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.set(&format!("cannot mark interface {name}"), msg)
+            .await
+    }
+
+    /// Marks a link this run has just created; if that fails, deletes it again, since an
+    /// unmarked link would look like somebody else's to the next run.
+    async fn mark_new(&self, name: &str, alias: &str) -> Result<()> {
+        if let Err(e) = self.set_alias_by_name(name, alias).await {
+            if let Ok(i) = self.index_of(name).await {
+                let _ = self.del_link(name, i).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub async fn set(&self, what: &str, msg: LinkMessage) -> Result<()> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| self.ctx(what))
+    }
+
+    pub async fn del_link(&self, name: &str, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            // Already gone (a veth goes with its peer): the goal is reached.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+            Err(e) => Err(anyhow!(e))
+                .with_context(|| self.ctx(&format!("cannot delete interface {name}"))),
+        }
+    }
+
+    pub async fn add_addr(&self, ifname: &str, index: u32, net: Ipv4Network) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(net.ip()), net.prefix())
+            .execute()
+            .await
+            .with_context(|| self.ctx(&format!("cannot add address {net} to {ifname}")))
+    }
+
+    pub async fn del_addr(&self, ifname: &str, index: u32, net: Ipv4Network) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = net.prefix();
+        m.header.index = index;
+        m.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(net.ip())));
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(net.ip())));
+        self.handle
+            .address()
+            .del(m)
+            .execute()
+            .await
+            .with_context(|| self.ctx(&format!("cannot remove address {net} from {ifname}")))
+    }
+
+    pub async fn add_default_route(&self, gw: Ipv4Addr, oif: u32) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(oif)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| self.ctx(&format!("cannot add default route via {gw}")))
+    }
+
+    pub async fn del_route(&self, r: &Route) -> Result<()> {
+        let mut b =
+            RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.dst.ip(), r.dst.prefix());
+        if let Some(g) = r.gateway {
+            b = b.gateway(g);
+        }
+        if let Some(o) = r.oif {
+            b = b.output_interface(o);
+        }
+        let mut msg = b.build();
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.scope = RouteScope::NoWhere;
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .with_context(|| self.ctx(&format!("cannot delete route {}", r.dst)))
+    }
+}
+
+fn parse_link(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        master: None,
+        mtu: 0,
+        mac: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+        alias: None,
+        peer_index: None,
+        peer_netnsid: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Address(b) => l.mac = to_mac(b),
+            LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+            LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkNetNsId(i) => l.peer_netnsid = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let ip = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    })?;
+    Some(Addr {
+        index: m.header.index,
+        net: Ipv4Network::new(ip, m.header.prefix_len).ok()?,
+    })
+}
+
+fn parse_route(m: &RouteMessage) -> Option<Route> {
+    if m.header.address_family != AddressFamily::Inet || m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    // Only the main table: local and broadcast routes live in the local table.
+    let mut table = u32::from(m.header.table);
+    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let mut gateway = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    if table != 254 {
+        return None;
+    }
+    Some(Route {
+        dst: Ipv4Network::new(dst, m.header.destination_prefix_length).ok()?,
+        gateway,
+        oif,
+        kernel: m.header.protocol == RouteProtocol::Kernel,
+    })
+}

@@ -1,0 +1,140 @@
+//! The throwaway sandbox behind `nsfw try` and the tests: a child process in a fresh network
+//! and mount namespace, with private tmpfs mounts over /run/netns and /etc/netns, so that
+//! nothing it builds reaches the host and everything dies with it.
+//!
+//! A process can unshare its mount namespace only while it has a single thread, so the sandbox
+//! is a re-executed child that unshares between fork and exec, before any thread starts.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+
+use anyhow::{Context, Result, anyhow};
+use ipnetwork::Ipv4Network;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use rtnetlink::LinkUnspec;
+
+use crate::plumbing::{Kernel, netns};
+
+/// Set in the child's environment: the process is inside its sandbox.
+pub const ENV: &str = "NSFW_SANDBOXED";
+
+/// The simulated upstream: the sandbox's `uplink` leads to namespace `wan`.
+pub const WAN_NS: &str = "wan";
+pub const UPLINK: &str = "uplink";
+pub const UPLINK_ADDR: &str = "198.51.100.1/24";
+pub const WAN_ADDR: &str = "198.51.100.2/24";
+/// An "internet" server address, on the `wan` namespace's loopback.
+pub const INTERNET_ADDR: &str = "203.0.113.10/32";
+
+pub fn inside() -> bool {
+    std::env::var_os(ENV).is_some()
+}
+
+/// Runs `program args` inside a new sandbox and waits for it. /run/netns and /etc/netns are
+/// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
+/// created them and they are empty again.
+pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
+    let mut created = Vec::new();
+    for d in [netns::RUN_DIR, netns::ETC_DIR] {
+        if !Path::new(d).exists() {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {d}"))?;
+            created.push(d);
+        }
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args).env(ENV, "1");
+    // SAFETY: between fork and exec the child is single-threaded; it only makes syscalls.
+    unsafe {
+        cmd.pre_exec(|| {
+            let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(io)?;
+            // Nothing mounted in here may propagate back to the host.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(io)?;
+            for d in [netns::RUN_DIR, netns::ETC_DIR] {
+                mount(
+                    Some("tmpfs"),
+                    d,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some("mode=0755"),
+                )
+                .map_err(io)?;
+            }
+            Ok(())
+        });
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start the sandbox ({})", program.display()));
+    for d in created {
+        let _ = std::fs::remove_dir(d);
+    }
+    status
+}
+
+/// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`
+/// (198.51.100.1) ⇄ `wan` (198.51.100.2, with 203.0.113.10 on its loopback), with the sandbox's
+/// default route pointing at `wan`.
+pub async fn build_upstream(k: &mut Kernel) -> Result<()> {
+    let up_lo = |mark: Option<&str>| {
+        let b = LinkUnspec::new_with_name("lo").up();
+        match mark {
+            Some(m) => b.alias(m).build(),
+            None => b.build(),
+        }
+    };
+    k.host.set("cannot bring lo up", up_lo(None)).await?;
+    let wan_ip: Ipv4Network = WAN_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let uplink_ip: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let fd = {
+        let (fd, nl) = k.create_ns(WAN_NS)?;
+        nl.set("cannot bring lo up", up_lo(Some("sandbox:wan")))
+            .await?;
+        fd.try_clone()?
+    };
+    // The uplink is not on a bridge: a veth with no master.
+    let msg = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(
+        rtnetlink::packet_route::link::InfoKind::Veth,
+    )
+    .name(UPLINK.to_string())
+    .up()
+    .set_info_data(rtnetlink::packet_route::link::InfoData::Veth(
+        rtnetlink::packet_route::link::InfoVeth::Peer(
+            rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+                .name("eth0".to_string())
+                .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&fd))
+                .build(),
+        ),
+    ))
+    .build();
+    k.host
+        .add_link("cannot create the uplink veth", msg)
+        .await?;
+    let i = k.host.index_of(UPLINK).await?;
+    k.host.add_addr(UPLINK, i, uplink_ip).await?;
+    k.host.add_default_route(wan_ip.ip(), i).await?;
+    let (_, wan) = k
+        .ns(WAN_NS)?
+        .ok_or_else(|| anyhow!("namespace wan vanished"))?;
+    wan.set(
+        "cannot bring eth0 up",
+        LinkUnspec::new_with_name("eth0").up().build(),
+    )
+    .await?;
+    let we = wan.index_of("eth0").await?;
+    wan.add_addr("eth0", we, wan_ip).await?;
+    let lo = wan.index_of("lo").await?;
+    wan.add_addr("lo", lo, inet).await?;
+    Ok(())
+}

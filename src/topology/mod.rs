@@ -1,0 +1,159 @@
+//! The topology file: TOML in, a fully resolved [`Topology`] out.
+//!
+//! Parsing walks the TOML tree by hand rather than through `serde(deny_unknown_fields)`
+//! because serde stops at the first problem, and users deserve every error of a file at once,
+//! each naming its key and value.
+
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use ipnetwork::Ipv4Network;
+
+pub use validate::{MAX_IFNAME, host_ifname_for};
+
+/// A MAC address, stored as its six bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+/// How nsfw treats `net.bridge.bridge-nf-call-iptables` in the host namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrNetfilter {
+    /// Leave the setting alone; keep the rules right either way and report it.
+    Auto,
+    Off,
+    On,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// `None`: nsfw does not manage `net.ipv4.ip_forward`.
+    pub ip_forward: Option<bool>,
+    pub br_netfilter: BrNetfilter,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bridge {
+    pub name: String,
+    /// The gateway address with the subnet's prefix length.
+    pub address: Ipv4Network,
+    pub masquerade: bool,
+    pub uplink: Option<String>,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+}
+
+impl Bridge {
+    /// The subnet behind the bridge, e.g. 10.10.0.0/24.
+    pub fn subnet(&self) -> Ipv4Network {
+        // The prefix was validated when the address was parsed, so this cannot fail.
+        Ipv4Network::new(self.address.network(), self.address.prefix()).unwrap_or(self.address)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub bridge: String,
+    pub address: Ipv4Network,
+    pub gateway: Ipv4Addr,
+    /// The interface's name inside the namespace.
+    pub ifname: String,
+    /// The host end of the veth pair, a port of the bridge.
+    pub host_ifname: String,
+    pub mac: Option<Mac>,
+    pub mtu: u32,
+    pub dns: Vec<IpAddr>,
+}
+
+/// A topology file, validated and with every default resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub name: String,
+    /// Where it came from, for messages.
+    pub source: PathBuf,
+    pub host: Host,
+    pub bridges: Vec<Bridge>,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Topology {
+    /// The mark nsfw puts on everything it creates for this topology (a link alias).
+    pub fn owner_mark(&self) -> String {
+        owner_mark(&self.name)
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    /// The text of `/etc/netns/<ns>/resolv.conf`, if the namespace names DNS servers.
+    pub fn resolv_conf(&self, ns: &Namespace) -> Option<String> {
+        if ns.dns.is_empty() {
+            return None;
+        }
+        let mut s = format!("{}\n", resolv_marker(&self.name));
+        for d in &ns.dns {
+            s.push_str(&format!("nameserver {d}\n"));
+        }
+        Some(s)
+    }
+}
+
+/// `nsfw:<name>`: the alias nsfw gives links (and the `lo` of namespaces) it owns.
+pub fn owner_mark(name: &str) -> String {
+    format!("nsfw:{name}")
+}
+
+/// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
+pub fn resolv_marker(name: &str) -> String {
+    format!("# written by nsfw for topology {name}; nsfw apply rewrites it, nsfw flush removes it")
+}
+
+/// Every problem found in a file, each already formatted as `FILE: key = value: why`.
+#[derive(Debug)]
+pub struct Errors(pub Vec<String>);
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+                write!(f, "error: ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errors {}
+
+/// Reads and validates a topology file.
+pub fn load(path: &Path) -> Result<Topology, Errors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Errors(vec![format!(
+            "{}: cannot read the topology file: {e}",
+            path.display()
+        )])
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates topology text; `source` names it in messages.
+pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
+    validate::parse(text, source)
+}
