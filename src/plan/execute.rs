@@ -97,7 +97,7 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
             for a in attrs {
                 b = match a {
-                    LinkAttr::Mtu { new, .. } => b.mtu(*new),
+                    LinkAttr::Mtu { new, .. } | LinkAttr::PinMtu { new } => b.mtu(*new),
                     LinkAttr::Mac { new, .. } => b.address(new.0.to_vec()),
                     LinkAttr::Up => b.up(),
                     LinkAttr::Master { new, .. } => b.controller(k.host.index_of(new).await?),

@@ -33,10 +33,24 @@ impl fmt::Display for Place {
 /// One attribute of a link to change, with its old value for the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkAttr {
-    Mtu { old: u32, new: u32 },
-    Mac { old: Option<Mac>, new: Mac },
+    Mtu {
+        old: u32,
+        new: u32,
+    },
+    Mac {
+        old: Option<Mac>,
+        new: Mac,
+    },
+    /// Set the bridge's MTU again after ports with a smaller one joined: the kernel lowers a
+    /// bridge to its smallest port unless the MTU was set on the running bridge.
+    PinMtu {
+        new: u32,
+    },
     Up,
-    Master { old: Option<String>, new: String },
+    Master {
+        old: Option<String>,
+        new: String,
+    },
 }
 
 impl fmt::Display for LinkAttr {
@@ -48,6 +62,7 @@ impl fmt::Display for LinkAttr {
                 None => write!(f, "mac → {new}"),
             },
             LinkAttr::Up => write!(f, "state down → up"),
+            LinkAttr::PinMtu { new } => write!(f, "mtu pinned at {new} (above smaller ports)"),
             LinkAttr::Master { old, new } => {
                 write!(f, "master {} → {new}", old.as_deref().unwrap_or("none"))
             }
@@ -80,7 +95,7 @@ pub enum Change {
     CreateBridge {
         name: String,
         mtu: u32,
-        mac: Option<Mac>,
+        mac: Mac,
     },
     CreateVeth {
         ns: String,
@@ -88,7 +103,7 @@ pub enum Change {
         peer: String,
         bridge: String,
         mtu: u32,
-        mac: Option<Mac>,
+        mac: Mac,
     },
     SetLink {
         place: Place,
@@ -138,11 +153,7 @@ impl fmt::Display for Change {
             Change::CreateNamespace { name } => write!(f, "+ namespace {name}"),
             Change::MarkNamespace { name } => write!(f, "~ namespace {name}: lo down → up"),
             Change::CreateBridge { name, mtu, mac } => {
-                write!(f, "+ bridge {name} mtu {mtu}")?;
-                if let Some(m) = mac {
-                    write!(f, " mac {m}")?;
-                }
-                Ok(())
+                write!(f, "+ bridge {name} mtu {mtu} mac {mac}")
             }
             Change::CreateVeth {
                 ns,
@@ -152,11 +163,10 @@ impl fmt::Display for Change {
                 mtu,
                 mac,
             } => {
-                write!(f, "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu}")?;
-                if let Some(m) = mac {
-                    write!(f, " mac {m}")?;
-                }
-                Ok(())
+                write!(
+                    f,
+                    "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu} mac {mac}"
+                )
             }
             Change::SetLink { place, name, attrs } => {
                 let a: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
@@ -232,6 +242,7 @@ struct Phases {
     host_addrs: Vec<Change>,
     veths: Vec<Change>,
     set_links: Vec<Change>,
+    pin_mtu: Vec<Change>,
     ns_config: Vec<Change>,
     sysctls: Vec<Change>,
     files: Vec<Change>,
@@ -248,6 +259,7 @@ impl Phases {
             self.host_addrs,
             self.veths,
             self.set_links,
+            self.pin_mtu,
             self.ns_config,
             self.sysctls,
             self.files,
@@ -304,24 +316,24 @@ pub fn diff(t: &Topology, o: &Observed) -> Plan {
         if let Some(why) = o.broken.get(&n.name) {
             conflicts.push(format!("{file}: namespaces.{}: {why}", n.name));
         }
-        if let Some(ns) = o.namespaces.get(&n.name) {
-            if ns.owner.as_deref() != Some(mark.as_str()) {
-                conflicts.push(format!(
+        if let Some(ns) = o.namespaces.get(&n.name)
+            && ns.owner.as_deref() != Some(mark.as_str())
+        {
+            conflicts.push(format!(
                     "{file}: namespaces.{0}: namespace {0} already exists and nsfw does not own it ({1}); remove it (ip netns del {0}) or rename it in the file",
                     n.name,
                     describe_owner(ns.owner.as_deref())
                 ));
-            }
         }
-        if let Some(content) = o.resolv.get(&n.name) {
-            if !n.dns.is_empty() && content.lines().next() != Some(resolv_marker(&t.name).as_str())
-            {
-                conflicts.push(format!(
+        if let Some(content) = o.resolv.get(&n.name)
+            && !n.dns.is_empty()
+            && content.lines().next() != Some(resolv_marker(&t.name).as_str())
+        {
+            conflicts.push(format!(
                     "{file}: namespaces.{}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
                     n.name,
                     resolv_path(&n.name).display()
                 ));
-            }
         }
     }
 
@@ -396,8 +408,11 @@ pub fn diff(t: &Topology, o: &Observed) -> Plan {
                         new: b.mtu,
                     });
                 }
-                if let Some(m) = b.mac.filter(|m| l.mac != Some(*m)) {
-                    attrs.push(LinkAttr::Mac { old: l.mac, new: m });
+                if l.mac != Some(b.mac) {
+                    attrs.push(LinkAttr::Mac {
+                        old: l.mac,
+                        new: b.mac,
+                    });
                 }
                 if !l.up {
                     attrs.push(LinkAttr::Up);
@@ -542,10 +557,10 @@ pub fn diff(t: &Topology, o: &Observed) -> Plan {
                 new: n.mtu,
             });
         }
-        if let Some(m) = n.mac.filter(|m| pe.mac != Some(*m)) {
+        if pe.mac != Some(n.mac) {
             attrs.push(LinkAttr::Mac {
                 old: pe.mac,
-                new: m,
+                new: n.mac,
             });
         }
         if !pe.up {
@@ -593,23 +608,37 @@ pub fn diff(t: &Topology, o: &Observed) -> Plan {
         }
     }
 
-    // Sysctls and files.
-    if let Some(want) = t.host.ip_forward {
-        if o.ip_forward != Some(want) {
-            p.sysctls.push(Change::SetIpForward {
-                old: o.ip_forward,
-                new: want,
+    // A port smaller than its bridge, joining now, drags the bridge's MTU down with it.
+    for b in &t.bridges {
+        let lowered = p.veths.iter().any(|c| {
+            matches!(c, Change::CreateVeth { bridge, mtu, .. } if *bridge == b.name && *mtu < b.mtu)
+        });
+        if lowered {
+            p.pin_mtu.push(Change::SetLink {
+                place: Place::Host,
+                name: b.name.clone(),
+                attrs: vec![LinkAttr::PinMtu { new: b.mtu }],
             });
         }
     }
+
+    // Sysctls and files.
+    if let Some(want) = t.host.ip_forward
+        && o.ip_forward != Some(want)
+    {
+        p.sysctls.push(Change::SetIpForward {
+            old: o.ip_forward,
+            new: want,
+        });
+    }
     for n in &t.namespaces {
-        if let Some(content) = t.resolv_conf(n) {
-            if o.resolv.get(&n.name) != Some(&content) {
-                p.files.push(Change::WriteResolv {
-                    ns: n.name.clone(),
-                    content,
-                });
-            }
+        if let Some(content) = t.resolv_conf(n)
+            && o.resolv.get(&n.name) != Some(&content)
+        {
+            p.files.push(Change::WriteResolv {
+                ns: n.name.clone(),
+                content,
+            });
         }
     }
 

@@ -116,7 +116,9 @@ pub async fn observe(
     k: &mut Kernel,
     deep: &dyn Fn(&str, Option<&str>) -> bool,
 ) -> Result<Observed> {
-    let (host_links, host_addrs) = futures::try_join!(k.host.links(), k.host.addrs())?;
+    // One dump at a time per socket: the kernel answers EBUSY to a second concurrent dump.
+    let host_links = k.host.links().await?;
+    let host_addrs = k.host.addrs().await?;
     let mut o = Observed {
         host_links,
         host_addrs,
@@ -143,7 +145,7 @@ pub async fn observe(
                     .find(|l| l.name == "lo")
                     .and_then(|l| l.alias.clone());
                 let (addrs, routes) = if deep(name, owner.as_deref()) {
-                    futures::try_join!(nl.addrs(), nl.routes())?
+                    (nl.addrs().await?, nl.routes().await?)
                 } else {
                     (Vec::new(), Vec::new())
                 };

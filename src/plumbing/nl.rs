@@ -177,17 +177,8 @@ impl Nl {
     }
 
     /// Creates a bridge, up, with its MTU, MAC and nsfw's alias.
-    pub async fn add_bridge(
-        &self,
-        name: &str,
-        mtu: u32,
-        mac: Option<Mac>,
-        alias: &str,
-    ) -> Result<()> {
-        let mut b = LinkBridge::new(name).mtu(mtu).up();
-        if let Some(m) = mac {
-            b = b.address(m.0.to_vec());
-        }
+    pub async fn add_bridge(&self, name: &str, mtu: u32, mac: Mac, alias: &str) -> Result<()> {
+        let b = LinkBridge::new(name).mtu(mtu).address(mac.0.to_vec()).up();
         self.add_link(&format!("cannot create bridge {name}"), b.build())
             .await?;
         self.mark_new(name, alias).await
@@ -204,16 +195,14 @@ impl Nl {
         mtu: u32,
         peer: &str,
         peer_ns: &OwnedFd,
-        peer_mac: Option<Mac>,
+        peer_mac: Mac,
         alias: &str,
     ) -> Result<()> {
-        let mut p = LinkMessageBuilder::<LinkUnspec>::new()
+        let p = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .mtu(mtu)
+            .address(peer_mac.0.to_vec())
             .setns_by_fd(peer_ns.as_raw_fd());
-        if let Some(m) = peer_mac {
-            p = p.address(m.0.to_vec());
-        }
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_string())
             .mtu(mtu)

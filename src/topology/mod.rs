@@ -53,7 +53,9 @@ pub struct Bridge {
     pub masquerade: bool,
     pub uplink: Option<String>,
     pub mtu: u32,
-    pub mac: Option<Mac>,
+    /// Given in the file, or derived from the topology's and bridge's names: a bridge keeps
+    /// its MAC when it is recreated, so the namespaces' ARP caches stay right.
+    pub mac: Mac,
 }
 
 impl Bridge {
@@ -74,7 +76,8 @@ pub struct Namespace {
     pub ifname: String,
     /// The host end of the veth pair, a port of the bridge.
     pub host_ifname: String,
-    pub mac: Option<Mac>,
+    /// The namespace end's MAC: given, or derived from the names like a bridge's.
+    pub mac: Mac,
     pub mtu: u32,
     pub dns: Vec<IpAddr>,
 }

@@ -229,6 +229,25 @@ pub fn host_ifname_for(ns: &str) -> String {
     format!("veth-{prefix}{h16:04x}")
 }
 
+/// FNV-1a, 64 bits: stable across versions and platforms, unlike std's hasher.
+fn fnv64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A locally administered unicast MAC (02:...) derived from the names, so it is the same on
+/// every apply and survives the link's recreation.
+fn derived_mac(topology: &str, kind: &str, name: &str) -> Mac {
+    let h = fnv64(&["nsfw", topology, kind, name]).to_be_bytes();
+    Mac([0x02, h[0], h[1], h[2], h[3], h[4]])
+}
+
 fn check_topology_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 16 {
         return Err("must be 1-16 characters of [a-z0-9_]".into());
@@ -397,7 +416,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
                     masquerade,
                     uplink,
                     mtu,
-                    mac,
+                    mac: mac.unwrap_or_else(|| derived_mac(&name, "bridge", bname)),
                 });
             }
         }
@@ -675,7 +694,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
                 gateway: br.address.ip(),
                 ifname,
                 host_ifname,
-                mac,
+                mac: mac.unwrap_or_else(|| derived_mac(&name, "namespace", &r.name)),
                 mtu,
                 dns,
             });
@@ -686,11 +705,12 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let mut macs: BTreeSet<Mac> = BTreeSet::new();
     for (key, mac) in bridges
         .iter()
-        .filter_map(|b| b.mac.map(|m| (join(&join("bridges", &b.name), "mac"), m)))
-        .chain(namespaces.iter().filter_map(|n| {
-            n.mac
-                .map(|m| (join(&join("namespaces", &n.name), "mac"), m))
-        }))
+        .map(|b| (join(&join("bridges", &b.name), "mac"), b.mac))
+        .chain(
+            namespaces
+                .iter()
+                .map(|n| (join(&join("namespaces", &n.name), "mac"), n.mac)),
+        )
     {
         if !macs.insert(mac) {
             let v = Value::String(mac.to_string());

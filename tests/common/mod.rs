@@ -1,0 +1,174 @@
+//! The test sandbox: every kernel-touching test gets a fresh network and mount namespace made
+//! by `nsfw sandbox` (private tmpfs over /run/netns and /etc/netns), held open by a `sleep`,
+//! and runs its commands inside it through `nsenter`. Nothing reaches the host's network, and
+//! everything dies with the holder when the test ends, passes or not.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const NSFW: &str = env!("CARGO_BIN_EXE_nsfw");
+
+pub struct Sandbox {
+    holder: Child,
+    pid: u32,
+    dir: PathBuf,
+}
+
+/// The sandbox mounts tmpfs over /run/netns and /etc/netns, which need mount points. Create
+/// them once, before any sandbox, and never remove them: concurrent sandboxes then never race
+/// over creating and removing the mount points.
+fn mount_points() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for d in ["/run/netns", "/etc/netns"] {
+            std::fs::create_dir_all(d).expect("create mount point");
+        }
+    });
+}
+
+/// The text of a command's run, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        mount_points();
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "nsfw-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut holder = Command::new(NSFW)
+            .args(["sandbox", "--", "sh", "-c", "echo $$; exec sleep 900"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sandbox");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("sandbox pid");
+        let pid: u32 = line.trim().parse().expect("sandbox pid");
+        let sb = Sandbox { holder, pid, dir };
+        sb.ok("ip link set lo up");
+        sb
+    }
+
+    fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.pid))
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid))
+            .arg("--");
+        c
+    }
+
+    /// Runs a shell script inside the sandbox.
+    pub fn sh(&self, script: &str) -> Output {
+        self.enter()
+            .args(["bash", "-c", script])
+            .output()
+            .expect("run in sandbox")
+    }
+
+    /// Runs a script that must succeed; returns its stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(o.status.success(), "`{script}` failed\n{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs nsfw inside the sandbox.
+    pub fn nsfw(&self, args: &[&str]) -> Output {
+        self.enter()
+            .arg(NSFW)
+            .args(args)
+            .output()
+            .expect("run nsfw")
+    }
+
+    /// Runs nsfw, which must exit with `code`; returns stdout.
+    pub fn nsfw_code(&self, args: &[&str], code: i32) -> String {
+        let o = self.nsfw(args);
+        assert_eq!(o.status.code(), Some(code), "nsfw {args:?}\n{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Writes a file for the test (a topology, say) and returns its absolute path.
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, content).expect("write test file");
+        p.display().to_string()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `ip -j` output as JSON.
+    pub fn json(&self, script: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(script)).expect("json")
+    }
+
+    /// The ifindex of `dev` in `ns` (None: the sandbox's own namespace).
+    pub fn ifindex(&self, ns: Option<&str>, dev: &str) -> u64 {
+        let cmd = match ns {
+            Some(n) => format!("ip -n {n} -j link show dev {dev}"),
+            None => format!("ip -j link show dev {dev}"),
+        };
+        self.json(&cmd)[0]["ifindex"].as_u64().expect("ifindex")
+    }
+
+    /// Whether `ns` reaches `addr` (one ICMP echo, witnessed by `ping`).
+    pub fn pings(&self, ns: &str, addr: &str) -> bool {
+        self.sh(&format!("ip netns exec {ns} ping -c1 -W2 {addr}"))
+            .status
+            .success()
+    }
+
+    pub fn netns(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ok("ls /run/netns")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // The holder's child (sh exec'd into sleep) pins the namespaces: end it, and
+        // `nsfw sandbox` returns with it.
+        // SAFETY: kill(2) on a pid we started; at worst it is already gone.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGKILL);
+        }
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const LAB: &str = r#"
+name = "lab"
+[bridges.br0]
+address = "10.10.0.1/24"
+masquerade = true
+[namespaces.ns1]
+bridge = "br0"
+address = "10.10.0.2/24"
+[namespaces.ns2]
+bridge = "br0"
+address = "10.10.0.3/24"
+"#;

@@ -1,0 +1,162 @@
+//! Bad topology files: every error of a file reported at once, each naming the file, key and
+//! value, exit status 1, and nothing created on the (sandboxed) host.
+
+mod common;
+
+use common::{Sandbox, show};
+
+const BR: &str = "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n";
+
+/// (what, file text, pieces the error output must contain)
+fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
+        ("empty file", String::new(), vec!["empty"]),
+        ("syntax error", "name = \"v\"\n[bridges.br0\n".into(), vec![":2:", "not valid TOML"]),
+        ("unknown top key", format!("{BR}colour = \"red\"\n"), vec!["colour = \"red\"", "unknown key"]),
+        ("unknown bridge key", format!("{BR}stp = true\n"), vec!["bridges.br0.stp = true", "unknown key"]),
+        (
+            "unknown namespace key",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nvlan = 3\n"),
+            vec!["namespaces.a.vlan = 3", "unknown key"],
+        ),
+        ("undefined bridge", format!("{BR}[namespaces.a]\nbridge = \"br9\"\n"), vec!["namespaces.a.bridge = \"br9\"", "no such bridge"]),
+        (
+            "address outside subnet",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.20.0.2/24\"\n"),
+            vec!["namespaces.a.address = \"10.20.0.2/24\"", "outside"],
+        ),
+        (
+            "network address",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.0/24\"\n"),
+            vec!["namespaces.a.address = \"10.10.0.0/24\"", "network address"],
+        ),
+        (
+            "broadcast address",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.255/24\"\n"),
+            vec!["namespaces.a.address = \"10.10.0.255/24\"", "broadcast address"],
+        ),
+        (
+            "gateway address reused",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.1/24\"\n"),
+            vec!["namespaces.a.address = \"10.10.0.1/24\"", "gateway"],
+        ),
+        (
+            "address used twice",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n[namespaces.b]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n"),
+            vec!["namespaces.b.address = \"10.10.0.5\"", "already namespace a"],
+        ),
+        (
+            "overlapping subnets",
+            format!("{BR}[bridges.br1]\naddress = \"10.10.0.129/25\"\n"),
+            vec!["bridges.br1.address = \"10.10.0.129/25\"", "overlaps"],
+        ),
+        ("invalid CIDR", "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.300/24\"\n".into(), vec!["bridges.br0.address = \"10.10.0.300/24\"", "not an IPv4 address"]),
+        ("bad prefix", "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/33\"\n".into(), vec!["bridges.br0.address = \"10.10.0.1/33\"", "prefix"]),
+        ("invalid MAC", format!("{BR}mac = \"02:00:00:00:zz:01\"\n"), vec!["bridges.br0.mac = \"02:00:00:00:zz:01\"", "not a MAC"]),
+        (
+            "multicast MAC",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmac = \"01:00:5e:00:00:01\"\n"),
+            vec!["namespaces.a.mac = \"01:00:5e:00:00:01\"", "multicast"],
+        ),
+        (
+            "interface name too long",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nifname = \"averyveryverylongname\"\n"),
+            vec!["namespaces.a.ifname = \"averyveryverylongname\"", "15 bytes"],
+        ),
+        (
+            "interface name with slash",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"v/a\"\n"),
+            vec!["namespaces.a.host_ifname = \"v/a\"", "cannot contain"],
+        ),
+        (
+            "interface name with colon",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nifname = \"eth0:1\"\n"),
+            vec!["namespaces.a.ifname = \"eth0:1\"", "cannot contain"],
+        ),
+        (
+            "interface name with space",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nifname = \"eth 0\"\n"),
+            vec!["namespaces.a.ifname = \"eth 0\"", "cannot contain"],
+        ),
+        ("bridge name too long", "name = \"v\"\n[bridges.bridge-number-one]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.bridge-number-one", "15 bytes"]),
+        (
+            "same host-side name after shortening",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"veth-b\"\n[namespaces.b]\nbridge = \"br0\"\n"),
+            vec!["namespaces.b.host_ifname = \"veth-b\"", "already has this interface name"],
+        ),
+        ("namespace named ..", format!("{BR}[namespaces.\"..\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"..\"", "`..`"]),
+        ("namespace named .", format!("{BR}[namespaces.\".\"]\nbridge = \"br0\"\n"), vec!["namespaces.\".\"", "`.`"]),
+        ("empty namespace name", format!("{BR}[namespaces.\"\"]\nbridge = \"br0\"\n"), vec!["cannot be empty"]),
+        ("namespace name with slash", format!("{BR}[namespaces.\"a/b\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"a/b\"", "no `/`"]),
+        ("MTU too small", format!("{BR}mtu = 67\n"), vec!["bridges.br0.mtu = 67", "68-65535"]),
+        ("MTU too large", format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmtu = 65536\n"), vec!["namespaces.a.mtu = 65536", "68-65535"]),
+        ("topology name upper case", "name = \"Lab\"\n".into(), vec!["name = \"Lab\"", "[a-z0-9_]"]),
+        ("topology name too long", "name = \"abcdefghijklmnopq\"\n".into(), vec!["name = \"abcdefghijklmnopq\"", "1-16"]),
+        ("topology name missing", "[bridges.br0]\naddress = \"10.1.0.1/24\"\n".into(), vec!["name: missing"]),
+        (
+            "more namespaces than addresses",
+            "name = \"v\"\n[bridges.br0]\naddress = \"10.9.0.1/30\"\n[namespaces.a]\nbridge = \"br0\"\n[namespaces.b]\nbridge = \"br0\"\n".into(),
+            vec!["namespaces.b.address", "no free address"],
+        ),
+    ]
+}
+
+#[test]
+fn each_bad_file_is_rejected_with_its_key_and_nothing_is_created() {
+    let sb = Sandbox::new();
+    let before =
+        sb.ok("ip -o link; ls -A /run/netns /etc/netns; cat /proc/sys/net/ipv4/ip_forward");
+    for (i, (what, text, want)) in cases().into_iter().enumerate() {
+        let f = sb.file(&format!("bad{i}.toml"), &text);
+        for cmd in ["apply", "diff"] {
+            let o = sb.nsfw(&[cmd, &f]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{what}: nsfw {cmd}\n{}", show(&o));
+            assert!(err.starts_with("error: "), "{what}: {err}");
+            assert!(
+                err.contains(&f),
+                "{what}: the error does not name the file\n{err}"
+            );
+            for w in &want {
+                assert!(err.contains(w), "{what}: expected {w:?} in\n{err}");
+            }
+        }
+    }
+    let after = sb.ok("ip -o link; ls -A /run/netns /etc/netns; cat /proc/sys/net/ipv4/ip_forward");
+    assert_eq!(before, after, "a rejected file changed the host");
+}
+
+#[test]
+fn all_errors_of_a_file_come_at_once() {
+    let sb = Sandbox::new();
+    let f = sb.file(
+        "many.toml",
+        "name = \"Bad Name\"\nextra = 1\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmtu = 10\n[namespaces.a]\nbridge = \"nope\"\n[namespaces.b]\nbridge = \"br0\"\nmac = \"03:00:00:00:00:01\"\n",
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for w in [
+        "name = \"Bad Name\"",
+        "extra = 1",
+        "bridges.br0.mtu = 10",
+        "namespaces.a.bridge = \"nope\"",
+        "namespaces.b.mac",
+    ] {
+        assert!(err.contains(w), "missing {w:?} in\n{err}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let sb = Sandbox::new();
+    let o = sb.nsfw(&["apply", "/nonexistent/nsfw.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error: /nonexistent/nsfw.toml: cannot read"),
+        "{err}"
+    );
+}
