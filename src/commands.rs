@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::firewall;
+use crate::nft::netlink::NftSocket;
 use crate::plan::{self, Plan};
 use crate::plumbing::{self, Kernel, Observed};
 use crate::probe;
@@ -76,22 +78,43 @@ fn with_kernel<T>(f: impl AsyncFnOnce(&mut Kernel) -> Result<T>) -> Result<T> {
     })
 }
 
-async fn observe_for(k: &mut Kernel, t: &Topology) -> Result<Observed> {
+async fn observe_for(k: &mut Kernel, nft: &mut NftSocket, t: &Topology) -> Result<Observed> {
     let mark = t.owner_mark();
     let names: Vec<String> = t.namespaces.iter().map(|n| n.name.clone()).collect();
     let deep = move |name: &str, owner: Option<&str>| {
         owner == Some(mark.as_str()) || names.iter().any(|n| n == name)
     };
-    plumbing::observe(k, &deep).await
+    let mut o = plumbing::observe(k, &deep).await?;
+    o.nft = firewall::observe(nft)?;
+    Ok(o)
+}
+
+/// Carries a plan out: the plumbing changes in order, then the one nftables batch.
+async fn carry_out(k: &mut Kernel, nft: &mut NftSocket, mark: &str, p: &Plan) -> Result<()> {
+    plan::execute(k, mark, &p.changes, &mut |c| println!("  {c}")).await?;
+    if !p.nft.ops.is_empty() {
+        firewall::execute(nft, &p.nft.ops)?;
+        for l in &p.nft.lines {
+            println!("  {l}");
+        }
+    }
+    Ok(())
 }
 
 /// Observes, plans, and carries the plan out, printing each change as it is made. Afterwards
 /// observes again: anything still pending is an error.
 async fn converge(k: &mut Kernel, t: &Topology) -> Result<usize> {
-    let o = observe_for(k, t).await?;
-    let p = plan::diff(t, &o);
+    let mut nft = NftSocket::open()?;
+    let o = observe_for(k, &mut nft, t).await?;
+    let p = plan::diff(t, &o)?;
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
     if !p.conflicts.is_empty() {
         bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
+    }
+    if t.host.br_netfilter == crate::topology::BrNetfilter::Auto {
+        println!("{}", firewall::br_nf_report(&o.nft));
     }
     if p.is_empty() {
         println!(
@@ -102,17 +125,18 @@ async fn converge(k: &mut Kernel, t: &Topology) -> Result<usize> {
         return Ok(0);
     }
     println!("applying {} ({}):", t.name, t.source.display());
-    plan::execute(k, &t.owner_mark(), &p.changes, &mut |c| println!("  {c}")).await?;
-    let o = observe_for(k, t).await?;
-    let left = plan::diff(t, &o);
+    carry_out(k, &mut nft, &t.owner_mark(), &p).await?;
+    let o = observe_for(k, &mut nft, t).await?;
+    let left = plan::diff(t, &o)?;
     if !left.is_empty() || !left.conflicts.is_empty() {
         bail!(
             "apply finished but the host still differs from the file; pending:\n{left}{}",
             left.conflicts.join("\n")
         );
     }
-    println!("done: {} change(s)", p.changes.len());
-    Ok(p.changes.len())
+    let n = p.changes.len() + p.nft.lines.len();
+    println!("done: {n} change(s)");
+    Ok(n)
 }
 
 pub fn apply(file: Option<PathBuf>) -> u8 {
@@ -136,8 +160,9 @@ pub fn diff(file: Option<PathBuf>, json: bool) -> u8 {
     };
     let p: Result<Plan> = require_root("diff").and_then(|()| {
         with_kernel(async |k| {
-            let o = observe_for(k, &t).await?;
-            Ok(plan::diff(&t, &o))
+            let mut nft = NftSocket::open()?;
+            let o = observe_for(k, &mut nft, &t).await?;
+            plan::diff(&t, &o)
         })
     });
     match p {
@@ -165,6 +190,17 @@ pub fn diff(file: Option<PathBuf>, json: bool) -> u8 {
             }
             if p.is_empty() { OK } else { PENDING }
         }
+    }
+}
+
+/// `nsfw show`: the ruleset nsfw would load, in `nft` syntax.
+pub fn show(file: Option<PathBuf>) -> u8 {
+    match load(file) {
+        Ok(t) => {
+            print!("{}", firewall::table(&t));
+            OK
+        }
+        Err(c) => c,
     }
 }
 
@@ -216,15 +252,17 @@ pub fn flush(file: Option<PathBuf>, all: bool) -> u8 {
     };
     let r = require_root("flush").and_then(|()| {
         with_kernel(async |k| {
-            let o = plumbing::observe(k, &|_, _| false).await?;
+            let mut nft = NftSocket::open()?;
+            let mut o = plumbing::observe(k, &|_, _| false).await?;
+            o.nft = firewall::observe(&mut nft)?;
             let p = plan::flush(owners.as_deref(), &o);
             if p.is_empty() {
                 println!("nothing to flush");
                 return Ok(());
             }
             println!("flushing:");
-            plan::execute(k, "", &p.changes, &mut |c| println!("  {c}")).await?;
-            println!("done: {} change(s)", p.changes.len());
+            carry_out(k, &mut nft, "", &p).await?;
+            println!("done: {} change(s)", p.changes.len() + p.nft.lines.len());
             Ok(())
         })
     });
@@ -237,8 +275,8 @@ pub fn flush(file: Option<PathBuf>, all: bool) -> u8 {
     }
 }
 
-fn run_checks(t: &Topology) -> u8 {
-    let outcomes = probe::run(&probe::checks(t));
+fn run_checks(checks: &[probe::Check]) -> u8 {
+    let outcomes = probe::run(checks);
     println!("{}", probe::Table(&outcomes));
     if outcomes.iter().all(|o| o.passed()) {
         OK
@@ -256,7 +294,7 @@ pub fn verify(file: Option<PathBuf>) -> u8 {
         report(&e);
         return ERR;
     }
-    run_checks(&t)
+    run_checks(&probe::checks(&t))
 }
 
 /// `nsfw try`: re-executes itself inside a sandbox; in there, builds the upstream, applies,
@@ -311,14 +349,21 @@ pub fn try_(file: Option<PathBuf>) -> u8 {
         t.source.display()
     );
     let built = with_kernel(async |k| {
-        sandbox::build_upstream(k).await?;
-        converge(k, &t).await
+        sandbox::build_upstream(k, &t).await?;
+        converge(k, &t).await?;
+        sandbox::start_servers(&t)?;
+        let mut checks = probe::checks(&t);
+        checks.extend(sandbox::upstream_checks(&t)?);
+        Ok(checks)
     });
-    if let Err(e) = built {
-        report(&e);
-        return ERR;
-    }
-    let code = run_checks(&t);
+    let checks = match built {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return ERR;
+        }
+    };
+    let code = run_checks(&checks);
     println!("sandbox torn down: nothing was left on the host");
     code
 }

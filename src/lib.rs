@@ -4,6 +4,8 @@
 //! `plan::execute`. `commands` ties them together for the CLI.
 
 pub mod commands;
+pub mod firewall;
+pub mod nft;
 pub mod plan;
 pub mod plumbing;
 pub mod probe;

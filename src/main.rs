@@ -33,6 +33,8 @@ enum Cmd {
         #[arg(long, conflicts_with = "file")]
         all: bool,
     },
+    /// Print the nftables ruleset nsfw would load, in `nft` syntax.
+    Show { file: Option<PathBuf> },
     /// Build the topology in a throwaway sandbox, run the checks, tear it down.
     Try {
         /// Topology file (default: the embedded lab, rulesets/lab.toml).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::Apply { file } => commands::apply(file),
         Cmd::Diff { file, json } => commands::diff(file, json),
         Cmd::Flush { file, all } => commands::flush(file, all),
+        Cmd::Show { file } => commands::show(file),
         Cmd::Try { file } => commands::try_(file),
         Cmd::Verify { file } => commands::verify(file),
         Cmd::Sandbox { command } => commands::sandbox(command),

@@ -127,6 +127,11 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             let i = nl.index_of(ifname).await?;
             nl.add_default_route(*gateway, i).await
         }
+        Change::SetBrNetfilter { new, .. } => netns::write_sysctl(
+            None,
+            crate::firewall::BRNF_SYSCTL,
+            if *new { "1" } else { "0" },
+        ),
         Change::SetIpForward { new, .. } => {
             netns::write_sysctl(None, "net.ipv4.ip_forward", if *new { "1" } else { "0" })
         }

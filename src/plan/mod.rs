@@ -11,6 +11,7 @@ use ipnetwork::Ipv4Network;
 
 pub use execute::execute;
 
+use crate::firewall::{self, NftPlan};
 use crate::plumbing::{Link, Observed, resolv_path};
 use crate::topology::{Mac, Topology, owner_mark, resolv_marker};
 
@@ -130,6 +131,10 @@ pub enum Change {
         old: Option<bool>,
         new: bool,
     },
+    SetBrNetfilter {
+        old: Option<bool>,
+        new: bool,
+    },
     WriteResolv {
         ns: String,
         content: String,
@@ -202,6 +207,22 @@ impl fmt::Display for Change {
                     None => write!(f, "~ sysctl net.ipv4.ip_forward → {}", s(*new)),
                 }
             }
+            Change::SetBrNetfilter { old, new } => {
+                let s = |b: bool| if b { "1" } else { "0" };
+                match old {
+                    Some(o) => write!(
+                        f,
+                        "~ sysctl net.bridge.bridge-nf-call-iptables: {} → {}",
+                        s(*o),
+                        s(*new)
+                    ),
+                    None => write!(
+                        f,
+                        "~ sysctl net.bridge.bridge-nf-call-iptables → {}",
+                        s(*new)
+                    ),
+                }
+            }
             Change::WriteResolv { ns, .. } => write!(f, "+ file {}", resolv_path(ns).display()),
         }
     }
@@ -210,14 +231,19 @@ impl fmt::Display for Change {
 /// The ordered changes, plus conflicts that forbid carrying any of them out.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
+    /// Plumbing changes, carried out in order.
     pub changes: Vec<Change>,
+    /// The nftables changes: one batch, after the plumbing.
+    pub nft: NftPlan,
     /// Objects in the way that nsfw does not own: any of these makes apply refuse to start.
     pub conflicts: Vec<String>,
+    /// Things worth saying that change nothing.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.nft.ops.is_empty()
     }
 }
 
@@ -225,6 +251,9 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in &self.changes {
             writeln!(f, "{c}")?;
+        }
+        for l in &self.nft.lines {
+            writeln!(f, "{l}")?;
         }
         Ok(())
     }
@@ -281,7 +310,7 @@ fn describe_owner(alias: Option<&str>) -> String {
 }
 
 /// The plan that makes the kernel match `t`.
-pub fn diff(t: &Topology, o: &Observed) -> Plan {
+pub fn diff(t: &Topology, o: &Observed) -> anyhow::Result<Plan> {
     let mark = t.owner_mark();
     let file = t.source.display().to_string();
     let mut p = Phases::default();
@@ -642,10 +671,18 @@ pub fn diff(t: &Topology, o: &Observed) -> Plan {
         }
     }
 
-    Plan {
-        changes: p.into_changes(),
-        conflicts,
+    let mut nft = firewall::diff(t, &o.nft)?;
+    if let Some((old, new)) = nft.br_nf.take() {
+        p.sysctls.push(Change::SetBrNetfilter { old, new });
     }
+    conflicts.append(&mut nft.conflicts);
+    let warnings = std::mem::take(&mut nft.warnings);
+    Ok(Plan {
+        changes: p.into_changes(),
+        nft,
+        conflicts,
+        warnings,
+    })
 }
 
 /// The plan that removes everything owned by the topologies named in `owners` (every nsfw
@@ -693,6 +730,8 @@ pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
     }
     Plan {
         changes: p.into_changes(),
+        nft: firewall::flush(owners, &o.nft),
         conflicts: Vec::new(),
+        warnings: Vec::new(),
     }
 }

@@ -94,6 +94,8 @@ pub struct Observed {
     pub ip_forward: Option<bool>,
     /// `/etc/netns/<ns>/resolv.conf` contents, by namespace name.
     pub resolv: BTreeMap<String, String>,
+    /// The nftables side, filled in by `firewall::observe`.
+    pub nft: crate::firewall::NftState,
 }
 
 impl Observed {

@@ -106,6 +106,40 @@ where
         .map_err(|_| anyhow!("{what}: the namespace thread panicked"))?
 }
 
+/// Starts a long-lived thread inside namespace `ns` (a server for the checks, say). `setup`
+/// runs first and its result is returned once it is done; `serve` then runs on its own until
+/// the process ends.
+pub fn spawn_in<S, F>(ns: &OwnedFd, what: &str, setup: S) -> Result<()>
+where
+    S: FnOnce() -> Result<F> + Send + 'static,
+    F: FnOnce() + Send + 'static,
+{
+    let fd = ns
+        .try_clone()
+        .with_context(|| format!("{what}: cannot duplicate the namespace handle"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<()>>();
+    let what_owned = what.to_string();
+    std::thread::Builder::new()
+        .name("nsfw-netns-serve".into())
+        .spawn(move || {
+            let ready = setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(|e| anyhow!("{what_owned}: cannot enter the namespace: {e}"))
+                .and_then(|()| setup());
+            match ready {
+                Ok(serve) => {
+                    let _ = tx.send(Ok(()));
+                    serve();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .with_context(|| format!("{what}: cannot start a thread"))?;
+    rx.recv()
+        .map_err(|_| anyhow!("{what}: the namespace thread ended early"))?
+}
+
 /// Creates the named namespace `name` and returns a handle on it. Without forking: a thread
 /// unshares its network namespace and bind-mounts it onto /run/netns/NAME.
 pub fn create(name: &str) -> Result<OwnedFd> {

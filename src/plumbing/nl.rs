@@ -294,6 +294,15 @@ impl Nl {
             .with_context(|| self.ctx(&format!("cannot add default route via {gw}")))
     }
 
+    pub async fn add_route(&self, msg: RouteMessage, what: &str) -> Result<()> {
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| self.ctx(&format!("cannot add {what}")))
+    }
+
     pub async fn del_route(&self, r: &Route) -> Result<()> {
         let mut b =
             RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.dst.ip(), r.dst.prefix());

@@ -13,6 +13,18 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::plumbing::netns;
 use crate::topology::Topology;
 
+/// How a check probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// ICMP echo.
+    Ping,
+    /// A TCP connection to a listener (see [`serve_listener`]).
+    Tcp(u16),
+    /// A TCP connection to a [`serve_source_echo`] server, which answers with the source
+    /// address it saw: reaching it is not enough, the answer must be `want`.
+    SourceSeen { port: u16, want: Ipv4Addr },
+}
+
 /// One check: can `from` reach `to`, and should it?
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -21,6 +33,7 @@ pub struct Check {
     /// What is probed, for the table (`gateway br0`, `ns2`, ...).
     pub to_label: String,
     pub to: Ipv4Addr,
+    pub probe: Probe,
     pub expect: bool,
 }
 
@@ -51,6 +64,7 @@ pub fn checks(t: &Topology) -> Vec<Check> {
                 from: n.name.clone(),
                 to_label: format!("gateway {}", b.name),
                 to: b.address.ip(),
+                probe: Probe::Ping,
                 expect: true,
             });
             let peers: Vec<_> = if members.len() <= FULL_MESH_MAX {
@@ -68,6 +82,7 @@ pub fn checks(t: &Topology) -> Vec<Check> {
                     from: n.name.clone(),
                     to_label: m.name.clone(),
                     to: m.address.ip(),
+                    probe: Probe::Ping,
                     expect: true,
                 });
             }
@@ -86,7 +101,7 @@ pub fn run(checks: &[Check]) -> Vec<Outcome> {
             .map(|c| {
                 let c = c.clone();
                 std::thread::spawn(move || {
-                    let got = probe(&c.from, c.to).map_err(|e| format!("{e:#}"));
+                    let got = probe(&c).map_err(|e| format!("{e:#}"));
                     Outcome { check: c, got }
                 })
             })
@@ -101,12 +116,71 @@ pub fn run(checks: &[Check]) -> Vec<Outcome> {
     out
 }
 
-/// ICMP echo from namespace `from` to `to`: three tries, a second each.
-pub fn probe(from: &str, to: Ipv4Addr) -> Result<bool> {
+/// Runs one check from inside its source namespace.
+pub fn probe(c: &Check) -> Result<bool> {
+    let from = &c.from;
     let fd: OwnedFd =
         netns::open(from)?.ok_or_else(|| anyhow!("namespace {from} does not exist"))?;
-    netns::run_in(&fd, &format!("probe from {from}"), move || {
-        ping(to, 3, Duration::from_secs(1))
+    let (to, probe) = (c.to, c.probe.clone());
+    netns::run_in(&fd, &format!("probe from {from}"), move || match probe {
+        // Three tries, a second each.
+        Probe::Ping => ping(to, 3, Duration::from_secs(1)),
+        Probe::Tcp(port) => Ok(tcp(to, port)?.is_some()),
+        Probe::SourceSeen { port, want } => match tcp(to, port)? {
+            Some(seen) if seen.trim() == want.to_string() => Ok(true),
+            Some(seen) => Err(anyhow!(
+                "reached, but the server saw source {}, not {want}",
+                seen.trim()
+            )),
+            None => Ok(false),
+        },
+    })
+}
+
+/// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
+/// dropped, unreachable) within the timeout.
+fn tcp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
+    let addr = std::net::SocketAddr::from((to, port));
+    let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut text);
+    Ok(Some(text))
+}
+
+/// Serves, inside namespace `ns`, on `addr`: every connection is told the source address it
+/// came from, then closed. The stand-in for "what does the internet see of me".
+pub fn serve_source_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
+    serve(ns, addr, |mut s, peer| {
+        let _ = std::io::Write::write_all(&mut s, format!("{}\n", peer.ip()).as_bytes());
+    })
+}
+
+/// Serves, inside namespace `ns`, on `addr`: accepts connections and closes them. A target
+/// for "can this be reached from outside" checks.
+pub fn serve_listener(ns: &str, addr: SocketAddrV4) -> Result<()> {
+    serve(ns, addr, |_, _| {})
+}
+
+fn serve(
+    ns: &str,
+    addr: SocketAddrV4,
+    each: fn(std::net::TcpStream, std::net::SocketAddr),
+) -> Result<()> {
+    let fd: OwnedFd = netns::open(ns)?.ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
+    netns::spawn_in(&fd, &format!("server in {ns} on {addr}"), move || {
+        let l = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(move || {
+            for s in l.incoming().flatten() {
+                if let Ok(peer) = s.peer_addr() {
+                    each(s, peer);
+                }
+            }
+        })
     })
 }
 
@@ -191,9 +265,14 @@ impl fmt::Display for Table<'_> {
             .0
             .iter()
             .map(|o| {
+                let how = match &o.check.probe {
+                    Probe::Ping => "icmp".to_string(),
+                    Probe::Tcp(p) => format!("tcp/{p}"),
+                    Probe::SourceSeen { port, want } => format!("tcp/{port}, seen as {want}"),
+                };
                 [
                     o.check.from.clone(),
-                    format!("{} ({})", o.check.to_label, o.check.to),
+                    format!("{} {} ({how})", o.check.to_label, o.check.to),
                     word(o.check.expect).to_string(),
                     match &o.got {
                         Ok(r) => word(*r).to_string(),

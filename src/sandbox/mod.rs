@@ -17,6 +17,13 @@ use nix::sched::{CloneFlags, unshare};
 use rtnetlink::LinkUnspec;
 
 use crate::plumbing::{Kernel, netns};
+use crate::probe::{self, Check, Probe};
+use crate::topology::Topology;
+
+/// The port of the source-echo server on the simulated internet, and of the listeners that
+/// stand in every namespace for "a service someone might try to reach from outside".
+pub const ECHO_PORT: u16 = 8000;
+pub const LISTEN_PORT: u16 = 9000;
 
 /// Set in the child's environment: the process is inside its sandbox.
 pub const ENV: &str = "NSFW_SANDBOXED";
@@ -85,7 +92,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
 /// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`
 /// (198.51.100.1) ⇄ `wan` (198.51.100.2, with 203.0.113.10 on its loopback), with the sandbox's
 /// default route pointing at `wan`.
-pub async fn build_upstream(k: &mut Kernel) -> Result<()> {
+pub async fn build_upstream(k: &mut Kernel, t: &Topology) -> Result<()> {
     let up_lo = |mark: Option<&str>| {
         let b = LinkUnspec::new_with_name("lo").up();
         match mark {
@@ -136,5 +143,65 @@ pub async fn build_upstream(k: &mut Kernel) -> Result<()> {
     wan.add_addr("eth0", we, wan_ip).await?;
     let lo = wan.index_of("lo").await?;
     wan.add_addr("lo", lo, inet).await?;
+    // The "internet" knows its way back to the bridges' subnets through the host, so only
+    // nsfw's rules stand between it and the namespaces.
+    for b in &t.bridges {
+        let msg = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(b.subnet().network(), b.subnet().prefix())
+            .gateway(uplink_ip.ip())
+            .build();
+        wan.add_route(msg, &format!("route to {} via the host", b.subnet()))
+            .await?;
+    }
     Ok(())
+}
+
+/// Starts the servers the upstream checks talk to: the source echo in `wan`, a listener in
+/// every namespace.
+pub fn start_servers(t: &Topology) -> Result<()> {
+    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    probe::serve_source_echo(WAN_NS, std::net::SocketAddrV4::new(inet.ip(), ECHO_PORT))?;
+    for n in &t.namespaces {
+        probe::serve_listener(
+            &n.name,
+            std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LISTEN_PORT),
+        )?;
+    }
+    Ok(())
+}
+
+/// The checks that need the simulated upstream: every namespace reaches the internet, seen
+/// there as the uplink's address when its bridge masquerades out of it (as itself otherwise);
+/// nothing from the internet reaches a namespace unasked.
+pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
+    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let uplink: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for n in &t.namespaces {
+        let Some(b) = t.bridge(&n.bridge) else {
+            continue;
+        };
+        let natted = b.masquerade && b.uplink.as_deref().is_none_or(|u| u == UPLINK);
+        let want = if natted { uplink.ip() } else { n.address.ip() };
+        out.push(Check {
+            from: n.name.clone(),
+            to_label: "internet".into(),
+            to: inet.ip(),
+            probe: Probe::SourceSeen {
+                port: ECHO_PORT,
+                want,
+            },
+            expect: true,
+        });
+    }
+    for n in &t.namespaces {
+        out.push(Check {
+            from: WAN_NS.into(),
+            to_label: n.name.clone(),
+            to: n.address.ip(),
+            probe: Probe::Tcp(LISTEN_PORT),
+            expect: false,
+        });
+    }
+    Ok(out)
 }

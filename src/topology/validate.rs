@@ -608,6 +608,51 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     }
     for r in &raw {
         let prefix = join("namespaces", &r.name);
+        // The keys that do not depend on the bridge are checked even when it is unknown.
+        let ifname = cx
+            .ifname(r.table, &prefix, "ifname")
+            .unwrap_or_else(|| "eth0".to_string());
+        if ifname == "lo" {
+            cx.err(
+                &join(&prefix, "ifname"),
+                r.table.get("ifname"),
+                "`lo` is the namespace's loopback",
+            );
+        }
+        let host_ifname = if r.table.contains_key("host_ifname") {
+            cx.ifname(r.table, &prefix, "host_ifname")
+        } else {
+            Some(host_ifname_for(&r.name))
+        };
+        if let Some(h) = &host_ifname {
+            if let Some(other) = host_names.get(h) {
+                let v = Value::String(h.clone());
+                cx.err(
+                    &join(&prefix, "host_ifname"),
+                    Some(&v),
+                    format!("the host already has this interface name from {other}"),
+                );
+            } else {
+                host_names.insert(h.clone(), prefix.clone());
+            }
+        }
+        let mac = cx.mac(r.table, &prefix);
+        let mtu = cx.mtu(r.table, &prefix);
+        let mut dns = Vec::new();
+        if let Some(v) = r.table.get("dns") {
+            let key = join(&prefix, "dns");
+            match v.as_array() {
+                Some(items) => {
+                    for item in items {
+                        match item.as_str().map(|s| s.parse::<IpAddr>()) {
+                            Some(Ok(ip)) => dns.push(ip),
+                            _ => cx.err(&key, Some(item), "not an IP address"),
+                        }
+                    }
+                }
+                None => cx.err(&key, Some(v), "must be a list of IP addresses"),
+            }
+        }
         let Some(bname) = &r.bridge else { continue };
         let Some(br) = bridges.iter().find(|b| &b.name == bname) else {
             continue;
@@ -642,50 +687,6 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
                 }
             }
         };
-        let ifname = cx
-            .ifname(r.table, &prefix, "ifname")
-            .unwrap_or_else(|| "eth0".to_string());
-        if ifname == "lo" {
-            cx.err(
-                &join(&prefix, "ifname"),
-                r.table.get("ifname"),
-                "`lo` is the namespace's loopback",
-            );
-        }
-        let host_ifname = if r.table.contains_key("host_ifname") {
-            cx.ifname(r.table, &prefix, "host_ifname")
-        } else {
-            Some(host_ifname_for(&r.name))
-        };
-        if let Some(h) = &host_ifname {
-            if let Some(other) = host_names.get(h) {
-                let v = Value::String(h.clone());
-                cx.err(
-                    &join(&prefix, "host_ifname"),
-                    Some(&v),
-                    format!("the host already has this interface name from {other}"),
-                );
-            } else {
-                host_names.insert(h.clone(), prefix.clone());
-            }
-        }
-        let mac = cx.mac(r.table, &prefix);
-        let mtu = cx.mtu(r.table, &prefix).unwrap_or(br.mtu);
-        let mut dns = Vec::new();
-        if let Some(v) = r.table.get("dns") {
-            let key = join(&prefix, "dns");
-            match v.as_array() {
-                Some(items) => {
-                    for item in items {
-                        match item.as_str().map(|s| s.parse::<IpAddr>()) {
-                            Some(Ok(ip)) => dns.push(ip),
-                            _ => cx.err(&key, Some(item), "not an IP address"),
-                        }
-                    }
-                }
-                None => cx.err(&key, Some(v), "must be a list of IP addresses"),
-            }
-        }
         if let (Some(address), Some(host_ifname)) = (address, host_ifname) {
             namespaces.push(Namespace {
                 name: r.name.clone(),
@@ -695,7 +696,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
                 ifname,
                 host_ifname,
                 mac: mac.unwrap_or_else(|| derived_mac(&name, "namespace", &r.name)),
-                mtu,
+                mtu: mtu.unwrap_or(br.mtu),
                 dns,
             });
         }
