@@ -308,12 +308,18 @@ fn try_builds_checks_and_leaves_nothing() {
     let sb = Sandbox::new();
     let before = host_state(&sb);
     let out = sb.nsfw_code(&["try"], 0);
-    assert!(out.contains("4/4 checks as expected"), "{out}");
+    assert!(out.contains("8/8 checks as expected"), "{out}");
     assert!(out.contains("ns1") && out.contains("EXPECTED"), "{out}");
     assert_eq!(before, host_state(&sb));
 
     let f = sb.file("t.toml", "name = \"t\"\n[bridges.b0]\naddress = \"10.1.0.1/24\"\n[namespaces.a]\nbridge = \"b0\"\n[namespaces.b]\nbridge = \"b0\"\n[namespaces.c]\nbridge = \"b0\"\n");
     let out = sb.nsfw_code(&["try", &f], 0);
-    assert!(out.contains("9/9 checks as expected"), "{out}");
+    // 9 between namespaces and gateway; no masquerade and no ip_forward, so the 3 tries at
+    // the internet are expected to fail; 3 blocked inbound.
+    assert!(out.contains("15/15 checks as expected"), "{out}");
+    assert!(
+        out.contains("internet 203.0.113.10 (tcp/8000, seen as 10.1.0.2)  blocked   blocked"),
+        "{out}"
+    );
     assert_eq!(before, host_state(&sb));
 }

@@ -44,6 +44,7 @@ pub struct NftSocket {
 /// A rule as the kernel holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KRule {
+    pub table: String,
     pub chain: String,
     pub handle: u64,
     /// libnftnl's rendering of the expressions: the comparison key.
@@ -54,6 +55,7 @@ pub struct KRule {
 /// A chain as the kernel holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KChain {
+    pub table: String,
     pub name: String,
     /// (hook number, priority, type, policy accept?) for base chains.
     pub base: Option<(u32, i32, String, bool)>,
@@ -106,6 +108,7 @@ pub unsafe fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<KRule> {
             bail!("cannot parse a rule from the kernel");
         }
         let chain = cstr_at(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16));
+        let table = cstr_at(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16));
         let handle = sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16);
         let mut len: u32 = 0;
         let ud = sys::nftnl_rule_get_data(r, sys::NFTNL_RULE_USERDATA as u16, &mut len);
@@ -133,6 +136,7 @@ pub unsafe fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<KRule> {
             .filter(|l| l.starts_with('['))
             .collect();
         Ok(KRule {
+            table,
             chain,
             handle,
             exprs: exprs.join(" "),
@@ -153,6 +157,7 @@ unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<KChain> {
             bail!("cannot parse a chain from the kernel");
         }
         let name = cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16));
+        let table = cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16));
         let base = if sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_HOOKNUM as u16) {
             Some((
                 sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16),
@@ -165,7 +170,7 @@ unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<KChain> {
             None
         };
         sys::nftnl_chain_free(c);
-        Ok(KChain { name, base })
+        Ok(KChain { table, name, base })
     }
 }
 
@@ -450,10 +455,11 @@ impl NftSocket {
         )
     }
 
-    /// The chains of one table.
+    /// The chains of one table. The kernel dumps every chain of the family whatever the
+    /// request names, so the table is filtered here.
     pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<KChain>> {
         let t = CString::new(table).map_err(|_| anyhow!("table name {table:?}"))?;
-        self.dump(
+        let all = self.dump(
             libc::NFT_MSG_GETCHAIN,
             proto(family),
             // SAFETY: the payload is built into the request buffer, after its header.
@@ -468,7 +474,8 @@ impl NftSocket {
             // SAFETY: messages() hands out complete messages.
             &|h| unsafe { parse_chain(h).map(Some) },
             &format!("the chains of table {} {table}", family.as_str()),
-        )
+        )?;
+        Ok(all.into_iter().filter(|c| c.table == table).collect())
     }
 
     /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
@@ -489,7 +496,7 @@ impl NftSocket {
             ),
             None => format!("the rules of table {} {table}", family.as_str()),
         };
-        self.dump(
+        let all = self.dump(
             libc::NFT_MSG_GETRULE,
             proto(family),
             // SAFETY: as in chains().
@@ -507,6 +514,11 @@ impl NftSocket {
             // SAFETY: messages() hands out complete messages.
             &|h| unsafe { parse_rule(h).map(Some) },
             &what,
-        )
+        )?;
+        // The kernel filters rule dumps by table and chain; checked again all the same.
+        Ok(all
+            .into_iter()
+            .filter(|r| r.table == table && chain.is_none_or(|c| r.chain == c))
+            .collect())
     }
 }

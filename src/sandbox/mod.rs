@@ -170,13 +170,16 @@ pub fn start_servers(t: &Topology) -> Result<()> {
     Ok(())
 }
 
-/// The checks that need the simulated upstream: every namespace reaches the internet, seen
-/// there as the uplink's address when its bridge masquerades out of it (as itself otherwise);
-/// nothing from the internet reaches a namespace unasked.
+/// The checks that need the simulated upstream: every namespace reaches the internet (when
+/// the host forwards), seen there as the uplink's address when its bridge masquerades out of
+/// it (as itself otherwise); nothing from the internet reaches a namespace unasked.
 pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
     let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
     let uplink: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
     let mut out = Vec::new();
+    // The sandbox starts with forwarding off: the namespaces reach out only if the file turns
+    // it on (explicitly, or by masquerading).
+    let forwarding = t.host.ip_forward == Some(true);
     for n in &t.namespaces {
         let Some(b) = t.bridge(&n.bridge) else {
             continue;
@@ -191,7 +194,7 @@ pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
                 port: ECHO_PORT,
                 want,
             },
-            expect: true,
+            expect: forwarding,
         });
     }
     for n in &t.namespaces {

@@ -111,6 +111,11 @@ impl Sandbox {
         p.display().to_string()
     }
 
+    /// The sandbox holder's pid: `nsenter --net=/proc/PID/ns/net` enters it.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -144,6 +149,52 @@ impl Sandbox {
             .collect();
         v.sort();
         v
+    }
+}
+
+impl Sandbox {
+    /// A simulated internet inside the sandbox: `uplink` 198.51.100.1 ⇄ namespace `wan`
+    /// 198.51.100.2 with 203.0.113.10 on its loopback, a default route towards it, routes back
+    /// to `subnets` through the sandbox's host, and counters in `wan` that tell which source
+    /// addresses reached it (see [`Sandbox::seen_from`]).
+    pub fn upstream(&self, subnets: &[&str]) {
+        let mut s = String::from(
+            "set -e
+             ip netns add wan
+             ip link add uplink type veth peer name eth0 netns wan
+             ip addr add 198.51.100.1/24 dev uplink
+             ip link set uplink up
+             ip -n wan link set lo up
+             ip -n wan link set eth0 up
+             ip -n wan addr add 198.51.100.2/24 dev eth0
+             ip -n wan addr add 203.0.113.10/32 dev lo
+             ip route add default via 198.51.100.2
+             ip netns exec wan nft add table ip seen
+             ip netns exec wan nft add chain ip seen input '{ type filter hook input priority 0; }'
+             ip netns exec wan nft add rule ip seen input ip saddr 198.51.100.1 counter comment uplink
+             ip netns exec wan nft add rule ip seen input ip saddr 10.0.0.0/8 counter comment private
+            ",
+        );
+        for n in subnets {
+            s.push_str(&format!("ip -n wan route add {n} via 198.51.100.1\n"));
+        }
+        self.ok(&s);
+    }
+
+    /// Packets that reached `wan` from the uplink's address ("uplink") or from a private,
+    /// un-NATed address ("private").
+    pub fn seen_from(&self, which: &str) -> u64 {
+        let out = self.ok("ip netns exec wan nft list table ip seen");
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("comment \"{which}\"")))
+            .expect("counter rule");
+        let n = line
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .expect("packets");
+        n.parse().expect("count")
     }
 }
 
