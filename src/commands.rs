@@ -170,15 +170,21 @@ pub fn diff(file: Option<PathBuf>, json: bool) -> u8 {
             report(&e);
             ERR
         }
-        Ok(p) if !p.conflicts.is_empty() => {
-            for c in &p.conflicts {
-                eprintln!("error: {c}");
-            }
-            ERR
-        }
         Ok(p) => {
             if json {
-                println!("{}", plan_json(&t.name, &p));
+                println!("{}", p.to_json(&t.name, &t.source.display().to_string()));
+            }
+            for w in &p.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !p.conflicts.is_empty() {
+                for c in &p.conflicts {
+                    eprintln!("error: {c}");
+                }
+                return ERR;
+            }
+            if json {
+                // Already printed.
             } else if p.is_empty() {
                 println!(
                     "in sync: the host matches {} ({})",
@@ -187,6 +193,10 @@ pub fn diff(file: Option<PathBuf>, json: bool) -> u8 {
                 );
             } else {
                 print!("{p}");
+                println!(
+                    "{} change(s) pending: `nsfw apply` carries them out",
+                    p.len()
+                );
             }
             if p.is_empty() { OK } else { PENDING }
         }
@@ -202,43 +212,6 @@ pub fn show(file: Option<PathBuf>) -> u8 {
         }
         Err(c) => c,
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn plan_json(name: &str, p: &Plan) -> String {
-    let changes: Vec<String> = p
-        .changes
-        .iter()
-        .map(|c| {
-            let text = c.to_string();
-            let op = text.chars().next().unwrap_or('~');
-            format!(
-                "{{\"op\":{},\"text\":{}}}",
-                json_str(&op.to_string()),
-                json_str(&text)
-            )
-        })
-        .collect();
-    format!(
-        "{{\"topology\":{},\"in_sync\":{},\"changes\":[{}]}}",
-        json_str(name),
-        p.is_empty(),
-        changes.join(",")
-    )
 }
 
 pub fn flush(file: Option<PathBuf>, all: bool) -> u8 {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 
+use crate::nft::decode;
 use crate::nft::encode::{Op, rule_exprs};
 use crate::nft::netlink::{KChain, KRule, KTable, NftSocket};
 use crate::nft::{Base, Chain, ChainType, Family, Hook, Match, Rule, Table, Verdict, ct};
@@ -210,14 +211,72 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
     Ok(s)
 }
 
+/// One nft change, for people (text) and machines (JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftLine {
+    /// `+` create, `-` delete, `~` modify.
+    pub mark: char,
+    /// "table", "chain" or "rule".
+    pub kind: &'static str,
+    /// "inet nsfw_lab", "ip filter".
+    pub table: String,
+    pub chain: Option<String>,
+    /// The rule in `nft` syntax, or the old → new of a chain; empty for tables.
+    pub detail: String,
+}
+
+impl NftLine {
+    fn new(
+        mark: char,
+        kind: &'static str,
+        table: &str,
+        chain: Option<&str>,
+        detail: String,
+    ) -> NftLine {
+        NftLine {
+            mark,
+            kind,
+            table: table.to_string(),
+            chain: chain.map(str::to_string),
+            detail,
+        }
+    }
+
+    /// What the change concerns, for grouping: the table, or a chain of another owner.
+    pub fn object(&self) -> String {
+        if self.table.starts_with("inet nsfw_") {
+            format!("nft table {}", self.table)
+        } else {
+            format!(
+                "nft chain {} {}",
+                self.table,
+                self.chain.as_deref().unwrap_or("")
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for NftLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} nft {} {}", self.mark, self.kind, self.table)?;
+        if let Some(c) = &self.chain {
+            write!(f, " {c}")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
 /// The nft half of a plan: the ops of the one batch, and lines saying what they change.
 #[derive(Clone, Debug, Default)]
 pub struct NftPlan {
     pub ops: Vec<Op>,
-    pub lines: Vec<String>,
+    pub lines: Vec<NftLine>,
     pub conflicts: Vec<String>,
     pub warnings: Vec<String>,
-    /// `Some(v)`: set bridge-nf-call-iptables to v.
+    /// `Some((old, new))`: set bridge-nf-call-iptables.
     pub br_nf: Option<(Option<bool>, bool)>,
 }
 
@@ -245,14 +304,68 @@ fn same_base(want: &Option<Base>, have: &Option<(u32, i32, String, bool)>) -> bo
     }
 }
 
-/// Compares the desired table with the kernel's, rule by rule; the lines say what differs.
-fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<String>> {
-    let label = format!("table {} {}", want.family.as_str(), want.name);
+fn describe_base(b: &Option<(u32, i32, String, bool)>) -> String {
+    // In the words nft uses, when nsfw knows the hook and type.
+    if let Some((hook, prio, ty, accept)) = b {
+        let hook = match *hook as i32 {
+            libc::NF_INET_FORWARD => Some(Hook::Forward),
+            libc::NF_INET_POST_ROUTING => Some(Hook::Postrouting),
+            _ => None,
+        };
+        let ty = match ty.as_str() {
+            "filter" => Some(ChainType::Filter),
+            "nat" => Some(ChainType::Nat),
+            _ => None,
+        };
+        if let (Some(hook), Some(ty)) = (hook, ty) {
+            return Base {
+                ty,
+                hook,
+                priority: *prio,
+                policy_accept: *accept,
+            }
+            .header();
+        }
+    }
+    match b {
+        Some((hook, prio, ty, accept)) => {
+            let hook = match *hook as i32 {
+                libc::NF_INET_FORWARD => "forward".to_string(),
+                libc::NF_INET_POST_ROUTING => "postrouting".to_string(),
+                h => format!("#{h}"),
+            };
+            format!(
+                "type {ty} hook {hook} priority {prio}; policy {};",
+                if *accept { "accept" } else { "drop" }
+            )
+        }
+        None => "a regular chain".into(),
+    }
+}
+
+/// A dumped rule as a diff shows it: in `nft` syntax when nsfw can read it back.
+fn show_rule(k: &KRule) -> String {
+    format!(
+        "{} (handle {})",
+        decode::show(&k.exprs, k.comment.as_deref()),
+        k.handle
+    )
+}
+
+/// Compares the desired table with the kernel's, rule by rule.
+fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<NftLine>> {
+    let label = format!("{} {}", want.family.as_str(), want.name);
     let Some(have) = have else {
-        let mut lines = vec![format!("+ nft {label}")];
+        let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
         for c in &want.chains {
             for r in &c.rules {
-                lines.push(format!("+ nft rule {}: {r}", c.name));
+                lines.push(NftLine::new(
+                    '+',
+                    "rule",
+                    &label,
+                    Some(&c.name),
+                    r.to_string(),
+                ));
             }
         }
         return Ok(lines);
@@ -260,21 +373,27 @@ fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for c in &want.chains {
         match have.chains.iter().find(|k| k.name == c.name) {
-            None => lines.push(format!("+ nft chain {} in {label}", c.name)),
+            None => lines.push(NftLine::new(
+                '+',
+                "chain",
+                &label,
+                Some(&c.name),
+                String::new(),
+            )),
             Some(k) if !same_base(&c.base, &k.base) => {
-                let was = match &k.base {
-                    Some((_, prio, ty, accept)) => format!(
-                        "type {ty} priority {prio}; policy {};",
-                        if *accept { "accept" } else { "drop" }
-                    ),
-                    None => "a regular chain".into(),
-                };
                 let now = c
                     .base
                     .as_ref()
                     .map(|b| b.header())
                     .unwrap_or_else(|| "a regular chain".into());
-                lines.push(format!("~ nft chain {}: {was} → {now}", c.name));
+                let was = describe_base(&k.base);
+                lines.push(NftLine::new(
+                    '~',
+                    "chain",
+                    &label,
+                    Some(&c.name),
+                    format!("{was} → {now}"),
+                ));
             }
             Some(_) => {}
         }
@@ -289,27 +408,49 @@ fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<String>> {
                 .zip(&wanted)
                 .all(|(k, (e, r))| &k.exprs == e && k.comment == r.comment);
         if !same {
+            let before = lines.len();
             for k in &kernel {
                 if !wanted.iter().any(|(e, _)| e == &k.exprs) {
-                    lines.push(format!(
-                        "- nft rule {} (handle {}): {}",
-                        c.name, k.handle, k.exprs
+                    lines.push(NftLine::new(
+                        '-',
+                        "rule",
+                        &label,
+                        Some(&c.name),
+                        show_rule(k),
                     ));
                 }
             }
             for (e, r) in &wanted {
                 if !kernel.iter().any(|k| &k.exprs == e) {
-                    lines.push(format!("+ nft rule {}: {r}", c.name));
+                    lines.push(NftLine::new(
+                        '+',
+                        "rule",
+                        &label,
+                        Some(&c.name),
+                        r.to_string(),
+                    ));
                 }
             }
-            if lines.is_empty() {
-                lines.push(format!("~ nft chain {}: rules out of order", c.name));
+            if lines.len() == before {
+                lines.push(NftLine::new(
+                    '~',
+                    "chain",
+                    &label,
+                    Some(&c.name),
+                    "rules out of order".into(),
+                ));
             }
         }
     }
     for k in &have.chains {
         if !want.chains.iter().any(|c| c.name == k.name) {
-            lines.push(format!("- nft chain {} in {label}", k.name));
+            lines.push(NftLine::new(
+                '-',
+                "chain",
+                &label,
+                Some(&k.name),
+                String::new(),
+            ));
         }
     }
     Ok(lines)
@@ -319,25 +460,47 @@ fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<String>> {
 pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     let mut p = NftPlan::default();
     let mark = t.owner_mark();
-    let want = table(t);
+    let want = if t.bridges.is_empty() {
+        None
+    } else {
+        Some(table(t))
+    };
+    let name = table_name(&t.name);
     let existing = s
         .tables
         .iter()
-        .find(|k| k.family == Family::Inet && k.name == want.name);
+        .find(|k| k.family == Family::Inet && k.name == name);
     if let Some(k) = existing.filter(|k| k.comment.as_deref() != Some(mark.as_str())) {
         p.conflicts.push(format!(
-            "{}: name = {:?}: nftables table inet {} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
+            "{}: name = {:?}: nftables table inet {name} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
             t.source.display(),
             t.name,
-            want.name,
             k.comment.as_deref().unwrap_or("")
         ));
         return Ok(p);
     }
-    let lines = table_diff(&want, existing.and(s.own.get(&want.name)))?;
-    if !lines.is_empty() {
-        p.lines.extend(lines);
-        p.ops.push(Op::ReplaceTable(want));
+    match want {
+        Some(want) => {
+            let lines = table_diff(&want, existing.and(s.own.get(&name)))?;
+            if !lines.is_empty() {
+                p.lines.extend(lines);
+                p.ops.push(Op::ReplaceTable(want));
+            }
+        }
+        None if existing.is_some() => {
+            p.lines.push(NftLine::new(
+                '-',
+                "table",
+                &format!("inet {name}"),
+                None,
+                String::new(),
+            ));
+            p.ops.push(Op::DeleteTable {
+                family: Family::Inet,
+                name,
+            });
+        }
+        None => {}
     }
 
     // Docker & co: a FORWARD policy of drop in iptables-nft's table drops nsfw's traffic
@@ -369,11 +532,15 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         && wanted
             .iter()
             .all(|(e, _)| ours.iter().any(|k| k.chain == target && &k.exprs == e));
+    let ipt = format!("ip {IPT_TABLE}");
     if !in_place {
         for k in &ours {
-            p.lines.push(format!(
-                "- nft rule ip {IPT_TABLE} {} (handle {}): {}",
-                k.chain, k.handle, k.exprs
+            p.lines.push(NftLine::new(
+                '-',
+                "rule",
+                &ipt,
+                Some(&k.chain),
+                show_rule(k),
             ));
             p.ops.push(Op::DeleteRule {
                 family: Family::Ip,
@@ -385,7 +552,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         }
         for (_, r) in wanted {
             p.lines
-                .push(format!("+ nft rule ip {IPT_TABLE} {target}: {r}"));
+                .push(NftLine::new('+', "rule", &ipt, Some(target), r.to_string()));
             p.ops.push(Op::InsertRule {
                 family: Family::Ip,
                 table: IPT_TABLE.into(),
@@ -432,18 +599,28 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
     let mut p = NftPlan::default();
     for t in &s.tables {
         if t.family == Family::Inet && t.name.starts_with("nsfw_") && owned(t.comment.as_deref()) {
-            p.lines.push(format!("- nft table inet {}", t.name));
+            p.lines.push(NftLine::new(
+                '-',
+                "table",
+                &format!("inet {}", t.name),
+                None,
+                String::new(),
+            ));
             p.ops.push(Op::DeleteTable {
                 family: Family::Inet,
                 name: t.name.clone(),
             });
         }
     }
+    let ipt = format!("ip {IPT_TABLE}");
     for r in &s.placed {
         if owned(r.comment.as_deref()) {
-            p.lines.push(format!(
-                "- nft rule ip {IPT_TABLE} {} (handle {}): {}",
-                r.chain, r.handle, r.exprs
+            p.lines.push(NftLine::new(
+                '-',
+                "rule",
+                &ipt,
+                Some(&r.chain),
+                show_rule(r),
             ));
             p.ops.push(Op::DeleteRule {
                 family: Family::Ip,

@@ -94,6 +94,21 @@ fn add_match(r: &mut nftnl::Rule<'_>, m: &Match) {
             }
             r.add_expr(&Cmp::new(CmpOp::Eq, net.network()));
         }
+        // tcp dport 22  →  meta l4proto tcp; payload th dport (2 bytes at offset 2) == 22
+        Match::Port { proto, dport, port } => {
+            r.add_expr(&Meta::L4Proto);
+            r.add_expr(&Cmp::new(CmpOp::Eq, *proto));
+            // Ports sit at the same offsets in TCP and UDP headers: 0 source, 2 destination.
+            let field = if *dport {
+                nftnl::expr::TcpHeaderField::Dport
+            } else {
+                nftnl::expr::TcpHeaderField::Sport
+            };
+            r.add_expr(&Payload::Transport(nftnl::expr::TransportHeaderField::Tcp(
+                field,
+            )));
+            r.add_expr(&Cmp::new(CmpOp::Eq, &port.to_be_bytes()[..]));
+        }
     }
 }
 

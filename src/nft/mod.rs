@@ -3,6 +3,7 @@
 //! and encodes through `nftnl` into one batch ([`encode`]), sent and acknowledged over `mnl`
 //! ([`netlink`]), which also dumps tables back from the kernel for comparison.
 
+pub mod decode;
 pub mod encode;
 pub mod netlink;
 
@@ -67,6 +68,8 @@ pub enum Match {
     Saddr(Ipv4Network),
     /// `ip daddr 10.10.0.0/24`
     Daddr(Ipv4Network),
+    /// `tcp dport 22` / `udp sport 53` (`proto` is the IP protocol number: 6 tcp, 17 udp)
+    Port { proto: u8, dport: bool, port: u16 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +137,14 @@ impl fmt::Display for Match {
             Match::CtState(m) => write!(f, "ct state {}", ct_names(*m)),
             Match::Saddr(n) => write!(f, "ip saddr {}", show_net(n)),
             Match::Daddr(n) => write!(f, "ip daddr {}", show_net(n)),
+            Match::Port { proto, dport, port } => {
+                let p = match proto {
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    n => format!("meta l4proto {n} th"),
+                };
+                write!(f, "{p} {} {port}", if *dport { "dport" } else { "sport" })
+            }
         }
     }
 }

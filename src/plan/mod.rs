@@ -248,14 +248,202 @@ impl Plan {
 }
 
 impl fmt::Display for Plan {
+    /// The plan grouped by the object each change concerns, objects in the order the plan
+    /// first touches them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in &self.changes {
-            writeln!(f, "{c}")?;
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        let items = self
+            .changes
+            .iter()
+            .map(|c| (c.object(), c.to_string()))
+            .chain(self.nft.lines.iter().map(|l| (l.object(), l.to_string())));
+        for (obj, line) in items {
+            match groups.iter_mut().find(|(o, _)| *o == obj) {
+                Some((_, v)) => v.push(line),
+                None => groups.push((obj, vec![line])),
+            }
         }
-        for l in &self.nft.lines {
-            writeln!(f, "{l}")?;
+        for (obj, lines) in groups {
+            writeln!(f, "{obj}")?;
+            for l in lines {
+                writeln!(f, "  {l}")?;
+            }
         }
         Ok(())
+    }
+}
+
+impl Plan {
+    /// The number of changes, plumbing and nft.
+    pub fn len(&self) -> usize {
+        self.changes.len() + self.nft.lines.len()
+    }
+
+    /// The plan in the stable JSON schema of docs/diff-json.md.
+    pub fn to_json(&self, topology: &str, file: &str) -> serde_json::Value {
+        let mut changes: Vec<serde_json::Value> = self.changes.iter().map(Change::json).collect();
+        changes.extend(self.nft.lines.iter().map(|l| {
+            serde_json::json!({
+                "op": op_word(l.mark),
+                "object": l.object(),
+                "kind": format!("nft-{}", l.kind),
+                "table": l.table,
+                "chain": l.chain,
+                "rule": if l.kind == "rule" { Some(&l.detail) } else { None },
+                "detail": if l.kind != "rule" && !l.detail.is_empty() { Some(&l.detail) } else { None },
+                "text": l.to_string(),
+            })
+        }));
+        serde_json::json!({
+            "schema": 1,
+            "topology": topology,
+            "file": file,
+            "in_sync": self.is_empty(),
+            "changes": changes,
+            "conflicts": self.conflicts,
+            "warnings": self.warnings,
+        })
+    }
+}
+
+fn op_word(mark: char) -> &'static str {
+    match mark {
+        '+' => "create",
+        '-' => "delete",
+        _ => "modify",
+    }
+}
+
+impl Change {
+    /// What the change concerns, for grouping: a namespace, a host link, the host's sysctls.
+    pub fn object(&self) -> String {
+        match self {
+            Change::DeleteLink { name, .. } | Change::CreateBridge { name, .. } => {
+                format!("link {name}")
+            }
+            Change::SetLink {
+                place: Place::Host,
+                name,
+                ..
+            } => format!("link {name}"),
+            Change::AddAddr {
+                place: Place::Host,
+                ifname,
+                ..
+            }
+            | Change::DelAddr {
+                place: Place::Host,
+                ifname,
+                ..
+            } => format!("link {ifname}"),
+            Change::DeleteNamespace { name }
+            | Change::CreateNamespace { name }
+            | Change::MarkNamespace { name } => format!("namespace {name}"),
+            Change::SetLink {
+                place: Place::Ns(ns),
+                ..
+            }
+            | Change::AddAddr {
+                place: Place::Ns(ns),
+                ..
+            }
+            | Change::DelAddr {
+                place: Place::Ns(ns),
+                ..
+            }
+            | Change::CreateVeth { ns, .. }
+            | Change::SetDefaultRoute { ns, .. }
+            | Change::RemoveResolv { ns }
+            | Change::WriteResolv { ns, .. } => format!("namespace {ns}"),
+            Change::SetIpForward { .. } | Change::SetBrNetfilter { .. } => "host sysctls".into(),
+        }
+    }
+
+    /// The change as a JSON object (docs/diff-json.md).
+    pub fn json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let text = self.to_string();
+        let op = op_word(text.chars().next().unwrap_or('~'));
+        let object = self.object();
+        let b = |v: bool| if v { "1" } else { "0" };
+        let (kind, fields) = match self {
+            Change::DeleteLink {
+                name, kind, why, ..
+            } => ("link", json!({"name": name, "link_kind": kind, "why": why})),
+            Change::DeleteNamespace { name }
+            | Change::CreateNamespace { name }
+            | Change::MarkNamespace { name } => ("namespace", json!({"name": name})),
+            Change::RemoveResolv { ns } | Change::WriteResolv { ns, .. } => (
+                "file",
+                json!({"path": resolv_path(ns).display().to_string(), "namespace": ns}),
+            ),
+            Change::CreateBridge { name, mtu, mac } => (
+                "bridge",
+                json!({"name": name, "mtu": mtu, "mac": mac.to_string()}),
+            ),
+            Change::CreateVeth {
+                ns,
+                host,
+                peer,
+                bridge,
+                mtu,
+                mac,
+            } => (
+                "veth",
+                json!({"name": host, "namespace": ns, "peer": peer, "bridge": bridge, "mtu": mtu, "mac": mac.to_string()}),
+            ),
+            Change::SetLink { place, name, attrs } => {
+                let attrs: Vec<serde_json::Value> = attrs
+                    .iter()
+                    .map(|a| match a {
+                        LinkAttr::Mtu { old, new } => json!({"attr": "mtu", "old": old, "new": new}),
+                        LinkAttr::PinMtu { new } => json!({"attr": "mtu", "old": null, "new": new}),
+                        LinkAttr::Mac { old, new } => json!({"attr": "mac", "old": old.map(|m| m.to_string()), "new": new.to_string()}),
+                        LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
+                        LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
+                    })
+                    .collect();
+                (
+                    "link",
+                    json!({"name": name, "namespace": ns_of(place), "attrs": attrs}),
+                )
+            }
+            Change::AddAddr { place, ifname, net } | Change::DelAddr { place, ifname, net } => (
+                "address",
+                json!({"address": net.to_string(), "interface": ifname, "namespace": ns_of(place)}),
+            ),
+            Change::SetDefaultRoute {
+                ns,
+                ifname,
+                gateway,
+                old,
+            } => (
+                "route",
+                json!({"namespace": ns, "destination": "default", "interface": ifname, "old": old.map(|g| g.to_string()), "new": gateway.to_string()}),
+            ),
+            Change::SetIpForward { old, new } => (
+                "sysctl",
+                json!({"name": "net.ipv4.ip_forward", "old": old.map(b), "new": b(*new)}),
+            ),
+            Change::SetBrNetfilter { old, new } => (
+                "sysctl",
+                json!({"name": "net.bridge.bridge-nf-call-iptables", "old": old.map(b), "new": b(*new)}),
+            ),
+        };
+        let mut v = json!({"op": op, "object": object, "kind": kind, "text": text});
+        if let (Some(m), Some(extra)) = (v.as_object_mut(), fields.as_object()) {
+            for (k, x) in extra {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+        v
+    }
+}
+
+fn ns_of(place: &Place) -> Option<&str> {
+    match place {
+        Place::Host => None,
+        Place::Ns(n) => Some(n),
     }
 }
 
