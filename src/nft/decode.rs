@@ -129,7 +129,7 @@ pub fn decode(exprs: &str, comment: Option<&str>) -> Option<Rule> {
             }
             "meta load l4proto => reg 1" => {
                 let (eq, words) = cmp(next?)?;
-                let proto = u8::try_from(*hex_bytes(&words)?.first()?).ok()?;
+                let proto = *hex_bytes(&words)?.first()?;
                 let field = it.get(i + 2)?;
                 let dport = match field.as_str() {
                     "payload load 2b @ transport header + 2 => reg 1" => true,
