@@ -97,8 +97,12 @@ where
     std::thread::Builder::new()
         .name("nsfw-netns".into())
         .spawn(move || {
-            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| anyhow!("{what_owned}: cannot enter the namespace: {e}"))?;
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| match e {
+                nix::Error::EINVAL => anyhow!(
+                    "{what_owned}: not a network namespace (a leftover file, not a mount?): {e}"
+                ),
+                e => anyhow!("{what_owned}: cannot enter the namespace: {e}"),
+            })?;
             f()
         })
         .with_context(|| format!("{what}: cannot start a thread"))?

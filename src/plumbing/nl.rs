@@ -82,7 +82,8 @@ impl Nl {
     /// A connection inside namespace `name`: the socket is opened by a thread inside it, and
     /// stays bound to that namespace wherever it is used from.
     pub fn in_ns(name: &str, fd: &OwnedFd) -> Result<Nl> {
-        let sock = netns::run_in(fd, &format!("namespace {name}"), || {
+        let what = format!("namespace {name} ({})", netns::path(name).display());
+        let sock = netns::run_in(fd, &what, || {
             Socket::new(NETLINK_ROUTE).context("cannot open a netlink socket")
         })?;
         Self::from_socket(name, sock)

@@ -1,0 +1,258 @@
+//! `nsfw diff`: a plan read from the kernel's own state. Every kind of drift is detected and
+//! named, apply makes the diff empty again, and diff itself changes nothing.
+
+mod common;
+
+use common::{LAB, Sandbox, show};
+
+/// Applies, checks the diff is clean, breaks something, and checks that the diff names it
+/// (text and JSON), that apply repairs it, and that the diff is clean again.
+fn drift(sb: &Sandbox, f: &str, what: &str, breakage: &str, expect: &[&str]) {
+    sb.nsfw_code(&["apply", f], 0);
+    sb.nsfw_code(&["diff", f], 0);
+    sb.ok(breakage);
+    let out = sb.nsfw_code(&["diff", f], 2);
+    for e in expect {
+        assert!(
+            out.contains(e),
+            "{what}: expected {e:?} in the diff:\n{out}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.nsfw_code(&["diff", "--json", f], 2)).expect("json");
+    assert_eq!(json["in_sync"], false, "{what}");
+    let texts: Vec<String> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_string())
+        .collect();
+    for e in expect {
+        assert!(
+            texts.iter().any(|t| t.contains(e)),
+            "{what}: {e:?} missing from the JSON:\n{json:#}"
+        );
+    }
+    sb.nsfw_code(&["apply", f], 0);
+    let out = sb.nsfw_code(&["diff", f], 0);
+    assert!(out.contains("in sync"), "{what}: {out}");
+}
+
+#[test]
+fn every_kind_of_drift_is_named_and_repaired() {
+    let sb = Sandbox::new();
+    sb.ok("iptables -P FORWARD DROP; iptables -N DOCKER-USER; iptables -A DOCKER-USER -j RETURN; iptables -I FORWARD -j DOCKER-USER");
+    let f = sb.file("lab.toml", LAB);
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "missing namespace",
+            "ip netns del ns2",
+            &["+ namespace ns2", "+ veth veth-ns2"],
+        ),
+        (
+            "missing veth",
+            "ip link del veth-ns1",
+            &["+ veth veth-ns1 (on br0) ⇄ ns1:eth0"],
+        ),
+        (
+            "extra veth marked as nsfw's",
+            "ip link add veth-x type veth peer name vx; ip link set veth-x alias nsfw:lab master br0 up",
+            &["- link veth-x (veth)"],
+        ),
+        (
+            "address removed",
+            "ip -n ns1 addr flush dev eth0",
+            &["+ address 10.10.0.2/24 on ns1:eth0"],
+        ),
+        (
+            "address added",
+            "ip -n ns1 addr add 10.10.0.99/24 dev eth0; ip addr add 192.0.2.1/24 dev br0",
+            &[
+                "- address 10.10.0.99/24 on ns1:eth0",
+                "- address 192.0.2.1/24 on br0",
+            ],
+        ),
+        (
+            "MTU changed",
+            "ip -n ns2 link set eth0 mtu 1400",
+            &["~ link ns2:eth0: mtu 1400 → 1500"],
+        ),
+        (
+            "MAC changed",
+            "ip link set br0 address 02:00:00:00:aa:bb",
+            &["~ link br0: mac 02:00:00:00:aa:bb → 02:"],
+        ),
+        (
+            "link taken off the bridge",
+            "ip link set veth-ns2 nomaster",
+            &["~ link veth-ns2: master none → br0"],
+        ),
+        (
+            "default route deleted",
+            "ip -n ns1 route del default",
+            &["+ route ns1: default via 10.10.0.1 dev eth0"],
+        ),
+        (
+            "ip_forward off",
+            "sysctl -qw net.ipv4.ip_forward=0",
+            &["~ sysctl net.ipv4.ip_forward: 0 → 1"],
+        ),
+        (
+            "rule deleted",
+            "nft delete rule inet nsfw_lab to_br0 handle $(nft -a list chain inet nsfw_lab to_br0 | awk '$1 == \"drop\" {print $NF}')",
+            &["+ nft rule inet nsfw_lab to_br0: drop"],
+        ),
+        (
+            "rule added by hand",
+            "nft add rule inet nsfw_lab forward tcp dport 22 drop",
+            &["- nft rule inet nsfw_lab forward: tcp dport 22 drop (handle"],
+        ),
+        (
+            "chain policy changed",
+            "nft add chain inet nsfw_lab forward '{ policy drop; }'",
+            &[
+                "~ nft chain inet nsfw_lab forward: type filter hook forward priority filter; policy drop; → type filter hook forward priority filter; policy accept;",
+            ],
+        ),
+        (
+            "DOCKER-USER accept removed",
+            "iptables -D DOCKER-USER -i br0 -m comment --comment nsfw:lab -j ACCEPT",
+            &["+ nft rule ip filter DOCKER-USER: iifname \"br0\" accept comment \"nsfw:lab\""],
+        ),
+        (
+            "all tables gone",
+            "nft flush ruleset",
+            &[
+                "+ nft table inet nsfw_lab",
+                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != \"br0\" masquerade",
+            ],
+        ),
+    ];
+    for (what, breakage, expect) in cases {
+        drift(&sb, &f, what, breakage, expect);
+    }
+}
+
+/// Everything diff could change, minus what changes by itself (bridge timers).
+fn snapshot(sb: &Sandbox) -> String {
+    let raw = sb.ok(
+        "for n in '' $(ls /run/netns); do
+           if [ -z \"$n\" ]; then p=''; else p=\"ip netns exec $n\"; fi
+           echo \"== $n\"; $p ip -d link; $p ip addr; $p ip route
+           $p cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables
+         done
+         nft list ruleset; ls -laR /run/netns /etc/netns; cat /etc/netns/*/resolv.conf 2>/dev/null || true",
+    );
+    raw.lines()
+        .map(|l| {
+            let mut out = Vec::new();
+            let mut skip = false;
+            for w in l.split_whitespace() {
+                if skip {
+                    skip = false;
+                } else if w.ends_with("_timer") {
+                    skip = true;
+                } else {
+                    out.push(w);
+                }
+            }
+            out.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn diff_changes_nothing() {
+    let sb = Sandbox::new();
+    let f = sb.file(
+        "lab.toml",
+        &format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.53\"]\n"),
+    );
+    // Before anything, after apply, and after drift of every kind.
+    let before = snapshot(&sb);
+    sb.nsfw_code(&["diff", &f], 2);
+    sb.nsfw_code(&["diff", "--json", &f], 2);
+    assert_eq!(before, snapshot(&sb), "diff changed an empty host");
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns del ns3; ip link set br0 mtu 1300; ip -n ns1 route del default; sysctl -qw net.ipv4.ip_forward=0; nft add rule inet nsfw_lab forward accept; rm /etc/netns/ns3/resolv.conf");
+    let before = snapshot(&sb);
+    sb.nsfw_code(&["diff", &f], 2);
+    sb.nsfw_code(&["diff", "--json", &f], 2);
+    assert_eq!(before, snapshot(&sb), "diff changed the host");
+}
+
+#[test]
+fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
+    let sb = Sandbox::new();
+    let f = sb.file("lab.toml", LAB);
+    let fresh = sb.nsfw_code(&["diff", &f], 2);
+    for e in [
+        "+ namespace ns1",
+        "+ namespace ns2",
+        "+ bridge br0",
+        "+ address 10.10.0.1/24 on br0",
+        "+ veth veth-ns1",
+        "+ veth veth-ns2",
+        "+ address 10.10.0.2/24 on ns1:eth0",
+        "+ route ns2: default via 10.10.0.1",
+        "~ sysctl net.ipv4.ip_forward: 0 → 1",
+        "+ nft table inet nsfw_lab",
+        "+ nft rule inet nsfw_lab to_br0: drop",
+    ] {
+        assert!(fresh.contains(e), "missing {e:?}:\n{fresh}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.nsfw_code(&["diff", "--json", &f], 2)).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert!(
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["op"] == "create" || c["kind"] == "sysctl"),
+        "{json:#}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["flush", &f], 0);
+    // ip_forward stays on after flush (nsfw cannot know what it was before), so that line goes.
+    let after = sb.nsfw_code(&["diff", &f], 2);
+    let without_sysctl = |s: &str| {
+        s.lines()
+            .filter(|l| {
+                !l.contains("ip_forward")
+                    && !l.contains("host sysctls")
+                    && !l.contains("change(s) pending")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_sysctl(&fresh), without_sysctl(&after));
+}
+
+#[test]
+fn errors_name_the_object_and_non_root_is_one_line() {
+    let sb = Sandbox::new();
+    let f = sb.file("lab.toml", LAB);
+    // A leftover file in /run/netns that is not a namespace.
+    sb.ok("touch /run/netns/ns1");
+    let o = sb.nsfw(&["diff", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error:")
+            && err.contains("namespaces.ns1")
+            && err.contains("/run/netns/ns1"),
+        "{err}"
+    );
+    sb.ok("rm /run/netns/ns1");
+
+    let o = sb.sh(&format!(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups {} diff {f}",
+        common::NSFW
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: nsfw diff needs root"), "{err}");
+}
