@@ -18,3 +18,8 @@ try file="":
 lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
+
+# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~10 minutes).
+bench runs="5":
+    cargo build --release --example bench
+    ./target/release/examples/bench --runs {{runs}} --out docs/benchmarks.md

@@ -101,11 +101,20 @@ async fn carry_out(k: &mut Kernel, nft: &mut NftSocket, mark: &str, p: &Plan) ->
     Ok(())
 }
 
+/// With NSFW_TIMING set, prints how long since `t0` (a profiling aid for the benchmarks).
+fn timing(what: &str, t0: std::time::Instant) {
+    if std::env::var_os("NSFW_TIMING").is_some() {
+        eprintln!("timing: {what} after {:?}", t0.elapsed());
+    }
+}
+
 /// Observes, plans, and carries the plan out, printing each change as it is made. Afterwards
 /// observes again: anything still pending is an error.
 async fn converge(k: &mut Kernel, t: &Topology) -> Result<usize> {
+    let t0 = std::time::Instant::now();
     let mut nft = NftSocket::open()?;
     let o = observe_for(k, &mut nft, t).await?;
+    timing("observed", t0);
     let p = plan::diff(t, &o)?;
     for w in &p.warnings {
         eprintln!("warning: {w}");
@@ -126,7 +135,9 @@ async fn converge(k: &mut Kernel, t: &Topology) -> Result<usize> {
     }
     println!("applying {} ({}):", t.name, t.source.display());
     carry_out(k, &mut nft, &t.owner_mark(), &p).await?;
+    timing("carried out", t0);
     let o = observe_for(k, &mut nft, t).await?;
+    timing("observed again", t0);
     let left = plan::diff(t, &o)?;
     if !left.is_empty() || !left.conflicts.is_empty() {
         bail!(

@@ -41,6 +41,13 @@ fn lab_comes_up() {
         "{lo}"
     );
     assert_eq!(sb.ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    // nsfw manages IPv4: its veths get no IPv6 link-local address (see nl::no_ipv6_link_local).
+    for cmd in [
+        "ip -6 addr show dev veth-ns1",
+        "ip -n ns1 -6 addr show dev eth0",
+    ] {
+        assert_eq!(sb.ok(cmd).trim(), "", "{cmd}");
+    }
 }
 
 #[test]

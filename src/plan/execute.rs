@@ -33,19 +33,125 @@ pub async fn execute(
     changes: &[Change],
     done: &mut dyn FnMut(&Change),
 ) -> Result<()> {
-    for c in changes {
+    let mut tally: std::collections::BTreeMap<String, (u32, std::time::Duration)> =
+        Default::default();
+    let mut i = 0;
+    while i < changes.len() {
+        // A run of namespace creations is done at once: the kernel builds namespaces in
+        // parallel, one per core.
+        let batch: Vec<String> = changes[i..]
+            .iter()
+            .map_while(|c| match c {
+                Change::CreateNamespace { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        if batch.len() > 1 {
+            let t = std::time::Instant::now();
+            let results = k.create_ns_many(&batch);
+            for ((r, name), c) in results.into_iter().zip(&batch).zip(&changes[i..]) {
+                r.with_context(|| format!("while carrying out: {c}"))?;
+                let marked = match k.ns(name)? {
+                    Some((_, nl)) => mark_ns(nl, mark).await,
+                    None => Err(anyhow!("namespace {name} vanished after creation")),
+                };
+                if let Err(e) = marked {
+                    let _ = k.delete_ns(name);
+                    return Err(e).with_context(|| format!("while carrying out: {c}"));
+                }
+                done(c);
+            }
+            let e = tally.entry("CreateNamespace".into()).or_default();
+            e.0 += batch.len() as u32;
+            e.1 += t.elapsed();
+            i += batch.len();
+            continue;
+        }
+        let c = &changes[i];
+        i += 1;
+        // After the last of a run of namespace deletions: wait for the veths that go with them.
+        if let Change::DeleteNamespace { .. } = c {
+            let run_end = !matches!(changes.get(i), Some(Change::DeleteNamespace { .. }));
+            run(k, mark, c)
+                .await
+                .with_context(|| format!("while carrying out: {c}"))?;
+            done(c);
+            if run_end {
+                let mut takes: Vec<&str> = Vec::new();
+                for d in changes[..i].iter().rev() {
+                    match d {
+                        Change::DeleteNamespace { takes: t, .. } => {
+                            takes.extend(t.iter().map(String::as_str))
+                        }
+                        _ => break,
+                    }
+                }
+                await_gone(k, &takes).await?;
+            }
+            continue;
+        }
+        let t = std::time::Instant::now();
         run(k, mark, c)
             .await
             .with_context(|| format!("while carrying out: {c}"))?;
+        let key = format!("{c:?}")
+            .split(|ch: char| !ch.is_alphanumeric())
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let e = tally.entry(key).or_default();
+        e.0 += 1;
+        e.1 += t.elapsed();
         done(c);
+    }
+    if std::env::var_os("NSFW_TIMING").is_some() {
+        for (k, (n, d)) in tally {
+            eprintln!("timing: {n} × {k}: {d:?}");
+        }
     }
     Ok(())
 }
 
+/// Waits until the host links `names` are gone (the kernel tears a deleted namespace's veth
+/// pairs down asynchronously, in one batch); deletes any still there after 5 s.
+async fn await_gone(k: &mut Kernel, names: &[&str]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: Vec<crate::plumbing::Link> = k
+            .host
+            .links()
+            .await?
+            .into_iter()
+            .filter(|l| names.contains(&l.name.as_str()))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            for l in left {
+                k.host.del_link(&l.name, l.index).await?;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
     match c {
-        Change::DeleteLink { name, index, .. } => k.host.del_link(name, *index).await,
-        Change::DeleteNamespace { name } => k.delete_ns(name),
+        Change::DeleteLink { name, index, .. } => {
+            k.forget_host_link(name);
+            k.host.del_link(name, *index).await
+        }
+        Change::DeleteNamespace { name, takes } => {
+            for t in takes {
+                k.forget_host_link(t);
+            }
+            k.delete_ns(name)
+        }
         Change::RemoveResolv { ns } => {
             let p = resolv_path(ns);
             match std::fs::remove_file(&p) {
@@ -68,7 +174,10 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             Ok(())
         }
         Change::MarkNamespace { name } => mark_ns(nl(k, &Place::Ns(name.clone()))?, mark).await,
-        Change::CreateBridge { name, mtu, mac } => k.host.add_bridge(name, *mtu, *mac, mark).await,
+        Change::CreateBridge { name, mtu, mac } => {
+            k.forget_host_link(name);
+            k.host.add_bridge(name, *mtu, *mac, mark).await
+        }
         Change::CreateVeth {
             ns,
             host,
@@ -77,7 +186,7 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             mtu,
             mac,
         } => {
-            let master = k.host.index_of(bridge).await?;
+            let master = k.host_index(bridge).await?;
             let fd = {
                 let (fd, _) = k
                     .ns(ns)?
@@ -88,9 +197,20 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             k.host
                 .add_veth(host, master, *mtu, peer, &fd, *mac, mark)
                 .await?;
-            let up = LinkUnspec::new_with_name(peer).up().build();
+            // The peer up while the host end is still down (no carrier yet, so no link-local
+            // address is made before addrgenmode none applies), then the host end.
+            let up = LinkUnspec::new_with_name(peer)
+                .append_extra_attribute(crate::plumbing::nl::no_ipv6_link_local())
+                .up()
+                .build();
             nl(k, &Place::Ns(ns.clone()))?
                 .set(&format!("cannot bring {peer} up"), up)
+                .await?;
+            k.host
+                .set(
+                    &format!("cannot bring {host} up"),
+                    LinkUnspec::new_with_name(host).up().build(),
+                )
                 .await
         }
         Change::SetLink { place, name, attrs } => {
@@ -100,7 +220,7 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
                     LinkAttr::Mtu { new, .. } | LinkAttr::PinMtu { new } => b.mtu(*new),
                     LinkAttr::Mac { new, .. } => b.address(new.0.to_vec()),
                     LinkAttr::Up => b.up(),
-                    LinkAttr::Master { new, .. } => b.controller(k.host.index_of(new).await?),
+                    LinkAttr::Master { new, .. } => b.controller(k.host_index(new).await?),
                 };
             }
             let nl = nl(k, place)?;

@@ -82,6 +82,10 @@ pub enum Change {
     },
     DeleteNamespace {
         name: String,
+        /// Host veth ends whose peers live in the namespace: they go with it. Deleting them one
+        /// by one would cost an RCU grace period (~20 ms) each; the kernel tears a dying
+        /// namespace's pairs down in one batch.
+        takes: Vec<String>,
     },
     RemoveResolv {
         ns: String,
@@ -153,7 +157,13 @@ impl fmt::Display for Change {
                     kind.as_deref().unwrap_or("device")
                 )
             }
-            Change::DeleteNamespace { name } => write!(f, "- namespace {name}"),
+            Change::DeleteNamespace { name, takes } => {
+                write!(f, "- namespace {name}")?;
+                if !takes.is_empty() {
+                    write!(f, " (with {})", takes.join(", "))?;
+                }
+                Ok(())
+            }
             Change::RemoveResolv { ns } => write!(f, "- file {}", resolv_path(ns).display()),
             Change::CreateNamespace { name } => write!(f, "+ namespace {name}"),
             Change::MarkNamespace { name } => write!(f, "~ namespace {name}: lo down → up"),
@@ -315,6 +325,25 @@ fn op_word(mark: char) -> &'static str {
 }
 
 impl Change {
+    /// The kind of step, for timing reports.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Change::DeleteLink { .. } => "delete link",
+            Change::DeleteNamespace { .. } => "delete namespace",
+            Change::RemoveResolv { .. } => "remove resolv.conf",
+            Change::CreateNamespace { .. } => "create namespace",
+            Change::MarkNamespace { .. } => "mark namespace",
+            Change::CreateBridge { .. } => "create bridge",
+            Change::CreateVeth { .. } => "create veth",
+            Change::SetLink { .. } => "set link",
+            Change::AddAddr { .. } => "add address",
+            Change::DelAddr { .. } => "delete address",
+            Change::SetDefaultRoute { .. } => "set route",
+            Change::SetIpForward { .. } | Change::SetBrNetfilter { .. } => "set sysctl",
+            Change::WriteResolv { .. } => "write resolv.conf",
+        }
+    }
+
     /// What the change concerns, for grouping: a namespace, a host link, the host's sysctls.
     pub fn object(&self) -> String {
         match self {
@@ -336,7 +365,7 @@ impl Change {
                 ifname,
                 ..
             } => format!("link {ifname}"),
-            Change::DeleteNamespace { name }
+            Change::DeleteNamespace { name, .. }
             | Change::CreateNamespace { name }
             | Change::MarkNamespace { name } => format!("namespace {name}"),
             Change::SetLink {
@@ -370,9 +399,12 @@ impl Change {
             Change::DeleteLink {
                 name, kind, why, ..
             } => ("link", json!({"name": name, "link_kind": kind, "why": why})),
-            Change::DeleteNamespace { name }
-            | Change::CreateNamespace { name }
-            | Change::MarkNamespace { name } => ("namespace", json!({"name": name})),
+            Change::DeleteNamespace { name, takes } => {
+                ("namespace", json!({"name": name, "takes": takes}))
+            }
+            Change::CreateNamespace { name } | Change::MarkNamespace { name } => {
+                ("namespace", json!({"name": name}))
+            }
             Change::RemoveResolv { ns } | Change::WriteResolv { ns, .. } => (
                 "file",
                 json!({"path": resolv_path(ns).display().to_string(), "namespace": ns}),
@@ -555,24 +587,32 @@ pub fn diff(t: &Topology, o: &Observed) -> anyhow::Result<Plan> {
     }
 
     // Ours, but no longer in the file.
-    for l in &o.host_links {
-        if l.alias.as_deref() == Some(mark.as_str()) && !want_links.contains(&l.name.as_str()) {
-            p.delete_links.push(Change::DeleteLink {
-                name: l.name.clone(),
-                index: l.index,
-                kind: l.kind.clone(),
-                why: "no longer in the file",
-            });
-        }
+    let doomed: Vec<&str> = o
+        .namespaces
+        .values()
+        .filter(|ns| {
+            ns.owner.as_deref() == Some(mark.as_str())
+                && !t.namespaces.iter().any(|n| n.name == ns.name)
+        })
+        .map(|ns| ns.name.as_str())
+        .collect();
+    let gone = |l: &Link| -> bool { !want_links.contains(&l.name.as_str()) };
+    let (takes, alone) = split_by_peer_ns(o, &doomed, |l| {
+        l.alias.as_deref() == Some(mark.as_str()) && gone(l)
+    });
+    for l in alone {
+        p.delete_links.push(Change::DeleteLink {
+            name: l.name.clone(),
+            index: l.index,
+            kind: l.kind.clone(),
+            why: "no longer in the file",
+        });
     }
-    for ns in o.namespaces.values() {
-        if ns.owner.as_deref() == Some(mark.as_str())
-            && !t.namespaces.iter().any(|n| n.name == ns.name)
-        {
-            p.delete_ns.push(Change::DeleteNamespace {
-                name: ns.name.clone(),
-            });
-        }
+    for ns in doomed {
+        p.delete_ns.push(Change::DeleteNamespace {
+            name: ns.to_string(),
+            takes: takes.get(ns).cloned().unwrap_or_default(),
+        });
     }
     for (ns, content) in &o.resolv {
         let wanted = t
@@ -873,6 +913,49 @@ pub fn diff(t: &Topology, o: &Observed) -> anyhow::Result<Plan> {
     })
 }
 
+/// Splits the host links that `pick` selects into those whose veth peer lives in one of the
+/// `doomed` namespaces (by namespace: they go with it) and the rest (deleted one by one).
+/// A pair is recognised from both ends: each names the other's ifindex.
+fn split_by_peer_ns<'a>(
+    o: &'a Observed,
+    doomed: &[&str],
+    pick: impl Fn(&Link) -> bool,
+) -> (
+    std::collections::BTreeMap<String, Vec<String>>,
+    Vec<&'a Link>,
+) {
+    let mut peers: std::collections::HashMap<u32, Vec<(&str, u32)>> = Default::default();
+    for ns in doomed {
+        if let Some(obs) = o.namespaces.get(*ns) {
+            for l in obs
+                .links
+                .iter()
+                .filter(|l| l.kind.as_deref() == Some("veth"))
+            {
+                if let Some(p) = l.peer_index {
+                    peers.entry(p).or_default().push((ns, l.index));
+                }
+            }
+        }
+    }
+    let mut takes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut alone = Vec::new();
+    for l in o.host_links.iter().filter(|l| pick(l)) {
+        let with = peers.get(&l.index).and_then(|c| {
+            c.iter()
+                .find(|(_, idx)| l.kind.as_deref() == Some("veth") && l.peer_index == Some(*idx))
+        });
+        match with {
+            Some((ns, _)) => takes
+                .entry(ns.to_string())
+                .or_default()
+                .push(l.name.clone()),
+            None => alone.push(l),
+        }
+    }
+    (takes, alone)
+}
+
 /// The plan that removes everything owned by the topologies named in `owners` (every nsfw
 /// topology when `owners` is None).
 pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
@@ -884,14 +967,16 @@ pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
         }
     };
     let mut p = Phases::default();
-    // Veths before bridges, so no bridge is deleted with ports attached.
-    let mut links: Vec<&Link> = o
-        .host_links
-        .iter()
-        .filter(|l| owned(l.alias.as_deref()))
+    let doomed: Vec<&str> = o
+        .namespaces
+        .values()
+        .filter(|ns| owned(ns.owner.as_deref()))
+        .map(|ns| ns.name.as_str())
         .collect();
-    links.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
-    for l in links {
+    let (takes, mut alone) = split_by_peer_ns(o, &doomed, |l| owned(l.alias.as_deref()));
+    // Veths before bridges, so no bridge is deleted with ports attached.
+    alone.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
+    for l in alone {
         p.delete_links.push(Change::DeleteLink {
             name: l.name.clone(),
             index: l.index,
@@ -899,12 +984,11 @@ pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
             why: "flush",
         });
     }
-    for ns in o.namespaces.values() {
-        if owned(ns.owner.as_deref()) {
-            p.delete_ns.push(Change::DeleteNamespace {
-                name: ns.name.clone(),
-            });
-        }
+    for ns in doomed {
+        p.delete_ns.push(Change::DeleteNamespace {
+            name: ns.to_string(),
+            takes: takes.get(ns).cloned().unwrap_or_default(),
+        });
     }
     for (ns, content) in &o.resolv {
         let first = content.lines().next().unwrap_or("");

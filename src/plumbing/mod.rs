@@ -19,6 +19,8 @@ pub use nl::{Addr, Link, Nl, Route};
 pub struct Kernel {
     pub host: Nl,
     ns: HashMap<String, (OwnedFd, Nl)>,
+    /// Host link indexes looked up during this run (bridges, mostly, asked for once per port).
+    host_index: HashMap<String, u32>,
 }
 
 impl Kernel {
@@ -26,7 +28,23 @@ impl Kernel {
         Ok(Kernel {
             host: Nl::host()?,
             ns: HashMap::new(),
+            host_index: HashMap::new(),
         })
+    }
+
+    /// The index of host link `name`, asked of the kernel once per run.
+    pub async fn host_index(&mut self, name: &str) -> Result<u32> {
+        if let Some(i) = self.host_index.get(name) {
+            return Ok(*i);
+        }
+        let i = self.host.index_of(name).await?;
+        self.host_index.insert(name.to_string(), i);
+        Ok(i)
+    }
+
+    /// Forgets a cached index: the link was deleted or recreated.
+    pub fn forget_host_link(&mut self, name: &str) {
+        self.host_index.remove(name);
     }
 
     /// The namespace's handle and connection; `Ok(None)` when it does not exist.
@@ -41,11 +59,26 @@ impl Kernel {
         Ok(self.ns.get(name).map(|(f, n)| (f, n)))
     }
 
-    /// Creates the namespace and keeps its connection.
+    /// Creates the namespaces (in parallel) and keeps their connections. One result per name.
+    pub fn create_ns_many(&mut self, names: &[String]) -> Vec<Result<()>> {
+        netns::create_many(names)
+            .into_iter()
+            .zip(names)
+            .map(|(made, name)| {
+                let made = made?;
+                let nl = Nl::from_socket(name, made.rtnl)?;
+                self.ns.insert(name.clone(), (made.fd, nl));
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Creates one namespace and keeps its connection.
     pub fn create_ns(&mut self, name: &str) -> Result<(&OwnedFd, &Nl)> {
-        let fd = netns::create(name)?;
-        let nl = Nl::in_ns(name, &fd)?;
-        self.ns.insert(name.to_string(), (fd, nl));
+        let names = [name.to_string()];
+        self.create_ns_many(&names)
+            .pop()
+            .unwrap_or_else(|| Err(anyhow!("namespace {name}: not created")))?;
         self.ns
             .get(name)
             .map(|(f, n)| (f, n))
@@ -127,10 +160,18 @@ pub async fn observe(
         ..Default::default()
     };
     let names = netns::list()?;
-    for name in &names {
-        match k.ns(name) {
-            Ok(Some(_)) => {}
-            Ok(None) => continue, // removed meanwhile
+    let fresh: Vec<String> = names
+        .iter()
+        .filter(|n| !k.ns.contains_key(*n))
+        .cloned()
+        .collect();
+    for (name, r) in fresh.iter().zip(netns::open_many(&fresh)) {
+        match r {
+            Ok(Some(made)) => {
+                let nl = Nl::from_socket(name, made.rtnl)?;
+                k.ns.insert(name.clone(), (made.fd, nl));
+            }
+            Ok(None) => {} // removed meanwhile
             Err(e) => {
                 o.broken.insert(name.clone(), format!("{e:#}"));
             }

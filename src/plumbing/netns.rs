@@ -56,6 +56,17 @@ pub fn open(name: &str) -> Result<Option<OwnedFd>> {
 /// Makes /run/netns exist and be a shared mount point, as `ip netns add` does, so that a
 /// namespace mounted here is visible from every mount namespace (including `ip netns exec`'s).
 fn prepare_run_dir() -> Result<()> {
+    // Once per process: it costs a mount(2) call.
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    prepare_run_dir_now()?;
+    DONE.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+fn prepare_run_dir_now() -> Result<()> {
     std::fs::create_dir_all(RUN_DIR).with_context(|| format!("cannot create {RUN_DIR}"))?;
     let shared = || {
         mount(
@@ -144,55 +155,158 @@ where
         .map_err(|_| anyhow!("{what}: the namespace thread ended early"))?
 }
 
-/// Creates the named namespace `name` and returns a handle on it. Without forking: a thread
-/// unshares its network namespace and bind-mounts it onto /run/netns/NAME.
-pub fn create(name: &str) -> Result<OwnedFd> {
-    prepare_run_dir()?;
-    let p = path(name);
-    let what = format!("namespace {name}");
-    let name_owned = name.to_string();
-    std::thread::Builder::new()
-        .name("nsfw-netns-new".into())
-        .spawn(move || -> Result<OwnedFd> {
-            // The mount point: an empty file, as `ip netns add` makes it.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)
-                .map_err(|e| {
-                    anyhow!("namespace {name_owned}: cannot create {}: {e}", p.display())
-                })?;
-            let made = (|| -> Result<OwnedFd> {
-                unshare(CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| anyhow!("namespace {name_owned}: unshare: {e}"))?;
-                mount(
-                    Some("/proc/thread-self/ns/net"),
-                    &p,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| {
-                    anyhow!(
-                        "namespace {name_owned}: cannot bind-mount onto {}: {e}",
-                        p.display()
-                    )
-                })?;
-                let f = File::open(&p).map_err(|e| {
-                    anyhow!("namespace {name_owned}: cannot open {}: {e}", p.display())
-                })?;
-                Ok(OwnedFd::from(f))
-            })();
-            if made.is_err() {
-                // Leave nothing half-made: the next apply would take the empty file for a
-                // namespace it cannot open.
-                let _ = std::fs::remove_file(&p);
+/// A namespace just made: its handle, and a netlink socket already opened inside it.
+pub struct Made {
+    pub fd: OwnedFd,
+    pub rtnl: rtnetlink::sys::Socket,
+}
+
+/// Opens named namespaces and a netlink socket inside each, a share of them per thread (one
+/// per core): a thread `setns`es from one namespace to the next, which costs far less than a
+/// thread per namespace. `Ok(None)`: no such name.
+pub fn open_many(names: &[String]) -> Vec<Result<Option<Made>>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+        .min(names.len().max(1));
+    let open_one = |name: &str| -> Result<Option<Made>> {
+        let Some(fd) = open(name)? else {
+            return Ok(None);
+        };
+        setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| match e {
+            nix::Error::EINVAL => anyhow!(
+                "namespace {name} ({}): not a network namespace (a leftover file, not a mount?): {e}",
+                path(name).display()
+            ),
+            e => anyhow!("namespace {name}: cannot enter the namespace: {e}"),
+        })?;
+        let rtnl = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+            .map_err(|e| anyhow!("namespace {name}: cannot open a netlink socket: {e}"))?;
+        Ok(Some(Made { fd, rtnl }))
+    };
+    let mut slots: Vec<Option<Result<Option<Made>>>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<(usize, &String)> =
+                    names.iter().enumerate().skip(w).step_by(workers).collect();
+                std::thread::Builder::new()
+                    .name("nsfw-netns-open".into())
+                    .spawn_scoped(sc, move || {
+                        mine.into_iter()
+                            .map(|(i, n)| (i, open_one(n)))
+                            .collect::<Vec<_>>()
+                    })
+            })
+            .collect();
+        for h in handles.into_iter().flatten() {
+            if let Ok(done) = h.join() {
+                for (i, r) in done {
+                    slots[i] = Some(r);
+                }
             }
-            made
-        })
-        .with_context(|| format!("{what}: cannot start a thread"))?
-        .join()
-        .map_err(|_| anyhow!("{what}: the namespace thread panicked"))?
+        }
+    });
+    slots
+        .into_iter()
+        .zip(names)
+        .map(|(r, n)| r.unwrap_or_else(|| Err(anyhow!("namespace {n}: its thread did not finish"))))
+        .collect()
+}
+
+/// Makes one named namespace on the calling thread, which ends up inside it: unshare, bind
+/// mount onto /run/netns/NAME, open it and a netlink socket in it. On failure nothing is left.
+fn make_here(name: &str) -> Result<Made> {
+    let p = path(name);
+    // The mount point: an empty file, as `ip netns add` makes it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .map_err(|e| anyhow!("namespace {name}: cannot create {}: {e}", p.display()))?;
+    let made = (|| -> Result<Made> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| anyhow!("namespace {name}: unshare: {e}"))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            anyhow!(
+                "namespace {name}: cannot bind-mount onto {}: {e}",
+                p.display()
+            )
+        })?;
+        let fd = OwnedFd::from(
+            File::open(&p)
+                .map_err(|e| anyhow!("namespace {name}: cannot open {}: {e}", p.display()))?,
+        );
+        let rtnl = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+            .map_err(|e| anyhow!("namespace {name}: cannot open a netlink socket: {e}"))?;
+        Ok(Made { fd, rtnl })
+    })();
+    if made.is_err() {
+        // Leave nothing half-made: the next apply would take the empty file for a namespace it
+        // cannot open.
+        let _ = umount2(&p, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&p);
+    }
+    made
+}
+
+/// Creates the named namespaces, without forking: threads unshare their network namespace and
+/// bind-mount it onto /run/netns/NAME. The kernel builds namespaces largely in parallel, so up
+/// to one thread per core works at once; each thread makes a share of the names in turn
+/// (after the first, each unshare starts from the namespace the thread made last, which is
+/// fine: a new namespace inherits nothing from the old one). Results come in `names`' order.
+pub fn create_many(names: &[String]) -> Vec<Result<Made>> {
+    if let Err(e) = prepare_run_dir() {
+        let msg = format!("{e:#}");
+        return names.iter().map(|_| Err(anyhow!("{msg}"))).collect();
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+        .min(names.len().max(1));
+    let mut slots: Vec<Option<Result<Made>>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<(usize, &String)> =
+                    names.iter().enumerate().skip(w).step_by(workers).collect();
+                std::thread::Builder::new()
+                    .name("nsfw-netns-new".into())
+                    .spawn_scoped(sc, move || {
+                        mine.into_iter()
+                            .map(|(i, n)| (i, make_here(n)))
+                            .collect::<Vec<_>>()
+                    })
+            })
+            .collect();
+        for h in handles {
+            match h {
+                Ok(h) => {
+                    if let Ok(done) = h.join() {
+                        for (i, r) in done {
+                            slots[i] = Some(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = e;
+                }
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .zip(names)
+        .map(|(r, n)| r.unwrap_or_else(|| Err(anyhow!("namespace {n}: its thread did not finish"))))
+        .collect()
 }
 
 /// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The

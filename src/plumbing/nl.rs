@@ -10,7 +10,8 @@ use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -20,6 +21,17 @@ use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessage
 
 use super::netns;
 use crate::topology::Mac;
+
+/// `addrgenmode none`: no IPv6 link-local address on the veths nsfw makes. nsfw manages IPv4;
+/// without this every new interface sends DAD, router solicitations and MLD reports that the
+/// bridge floods to every other port, so bringing up N namespaces costs N² packet deliveries
+/// (and kernel work under RTNL): apply of 4 × 250 namespaces cost 3.7 ms per namespace, against
+/// 1.95 at 100; with addrgenmode none the cost per namespace stays flat.
+pub fn no_ipv6_link_local() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,12 +194,16 @@ impl Nl {
         let b = LinkBridge::new(name).mtu(mtu).address(mac.0.to_vec()).up();
         self.add_link(&format!("cannot create bridge {name}"), b.build())
             .await?;
-        self.mark_new(name, alias).await
+        self.mark_new(name, LinkUnspec::new_with_name(name).alias(alias).build())
+            .await
     }
 
-    /// Creates a veth pair whose host end `host` joins bridge `master`, up, and whose peer is
-    /// born inside the namespace `peer_ns` as `peer`. The peer cannot be created up (the kernel
-    /// opens it before its other end exists and answers ENOTCONN): bring it up from inside.
+    /// Creates a veth pair whose host end `host` joins bridge `master`, marked, and whose peer is
+    /// born inside the namespace `peer_ns` as `peer`; both are left down. Neither can be created
+    /// up: the kernel opens the peer before its other end exists (ENOTCONN), and addrgenmode
+    /// can only be set by setlink, where it is applied after the link goes up — too late once
+    /// the other end is up too, since the carrier comes on at once and a link-local address is
+    /// made. So each end gets addrgenmode none while its peer is down, then goes up.
     #[allow(clippy::too_many_arguments)]
     pub async fn add_veth(
         &self,
@@ -208,26 +224,26 @@ impl Nl {
             .name(host.to_string())
             .mtu(mtu)
             .controller(master)
-            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
             .build();
         self.add_link(&format!("cannot create veth {host} (peer {peer})"), msg)
             .await?;
-        self.mark_new(host, alias).await
-    }
-
-    /// Creation messages cannot carry IFLA_IFALIAS (the kernel applies it only in setlink), so
-    /// the mark is a second request.
-    pub async fn set_alias_by_name(&self, name: &str, alias: &str) -> Result<()> {
-        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
-        self.set(&format!("cannot mark interface {name}"), msg)
-            .await
+        // Mark the host end (and give it addrgenmode none) while it is down; the caller brings
+        // the peer up, then the host end (see `up_pair`).
+        let mark = LinkUnspec::new_with_name(host)
+            .alias(alias)
+            .append_extra_attribute(no_ipv6_link_local())
+            .build();
+        self.mark_new(host, mark).await
     }
 
     /// Marks a link this run has just created; if that fails, deletes it again, since an
     /// unmarked link would look like somebody else's to the next run.
-    async fn mark_new(&self, name: &str, alias: &str) -> Result<()> {
-        if let Err(e) = self.set_alias_by_name(name, alias).await {
+    async fn mark_new(&self, name: &str, msg: LinkMessage) -> Result<()> {
+        if let Err(e) = self
+            .set(&format!("cannot mark interface {name}"), msg)
+            .await
+        {
             if let Ok(i) = self.index_of(name).await {
                 let _ = self.del_link(name, i).await;
             }
