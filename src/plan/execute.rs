@@ -61,10 +61,47 @@ pub async fn execute(
                 }
                 done(c);
             }
-            let e = tally.entry("CreateNamespace".into()).or_default();
+            let e = tally.entry("create namespace".into()).or_default();
             e.0 += batch.len() as u32;
             e.1 += t.elapsed();
             i += batch.len();
+            continue;
+        }
+        // A run of veth creations: each pair's requests in order, the pairs all in flight at
+        // once (the replies come back in fewer wake-ups than one pair at a time).
+        let veths = changes[i..]
+            .iter()
+            .take_while(|c| matches!(c, Change::CreateVeth { .. }))
+            .count();
+        if veths > 1 {
+            let t = std::time::Instant::now();
+            let run_of = &changes[i..i + veths];
+            let mut masters = Vec::with_capacity(veths);
+            for c in run_of {
+                if let Change::CreateVeth { ns, bridge, .. } = c {
+                    masters.push(k.host_index(bridge).await?);
+                    if k.ns(ns)?.is_none() {
+                        return Err(anyhow!("namespace {ns} does not exist"))
+                            .with_context(|| format!("while carrying out: {c}"));
+                    }
+                }
+            }
+            let kr: &Kernel = k;
+            let results = futures::future::join_all(
+                run_of
+                    .iter()
+                    .zip(&masters)
+                    .map(|(c, m)| create_veth(kr, *m, mark, c)),
+            )
+            .await;
+            for (r, c) in results.into_iter().zip(run_of) {
+                r.with_context(|| format!("while carrying out: {c}"))?;
+                done(c);
+            }
+            let e = tally.entry("create veth".into()).or_default();
+            e.0 += veths as u32;
+            e.1 += t.elapsed();
+            i += veths;
             continue;
         }
         let c = &changes[i];
@@ -94,12 +131,7 @@ pub async fn execute(
         run(k, mark, c)
             .await
             .with_context(|| format!("while carrying out: {c}"))?;
-        let key = format!("{c:?}")
-            .split(|ch: char| !ch.is_alphanumeric())
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let e = tally.entry(key).or_default();
+        let e = tally.entry(c.step().to_string()).or_default();
         e.0 += 1;
         e.1 += t.elapsed();
         done(c);
@@ -140,6 +172,41 @@ async fn await_gone(k: &mut Kernel, names: &[&str]) -> Result<()> {
     }
 }
 
+/// Creates one veth pair (a `CreateVeth` change) whose namespace is open in `k` and whose
+/// bridge has index `master`: create, mark, then up, peer first.
+async fn create_veth(k: &Kernel, master: u32, mark: &str, c: &Change) -> Result<()> {
+    let Change::CreateVeth {
+        ns,
+        host,
+        peer,
+        mtu,
+        mac,
+        ..
+    } = c
+    else {
+        return Ok(());
+    };
+    let (fd, ns_nl) = k
+        .ns_open(ns)
+        .ok_or_else(|| anyhow!("namespace {ns} is not open"))?;
+    k.host
+        .add_veth(host, master, *mtu, peer, fd, *mac, mark)
+        .await?;
+    // The peer up while the host end is still down (no carrier yet, so no link-local address
+    // is made before addrgenmode none applies), then the host end.
+    let up = LinkUnspec::new_with_name(peer)
+        .append_extra_attribute(crate::plumbing::nl::no_ipv6_link_local())
+        .up()
+        .build();
+    ns_nl.set(&format!("cannot bring {peer} up"), up).await?;
+    k.host
+        .set(
+            &format!("cannot bring {host} up"),
+            LinkUnspec::new_with_name(host).up().build(),
+        )
+        .await
+}
+
 async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
     match c {
         Change::DeleteLink { name, index, .. } => {
@@ -178,40 +245,12 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             k.forget_host_link(name);
             k.host.add_bridge(name, *mtu, *mac, mark).await
         }
-        Change::CreateVeth {
-            ns,
-            host,
-            peer,
-            bridge,
-            mtu,
-            mac,
-        } => {
+        Change::CreateVeth { ns, bridge, .. } => {
             let master = k.host_index(bridge).await?;
-            let fd = {
-                let (fd, _) = k
-                    .ns(ns)?
-                    .ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
-                fd.try_clone()
-                    .context("cannot duplicate a namespace handle")?
-            };
-            k.host
-                .add_veth(host, master, *mtu, peer, &fd, *mac, mark)
-                .await?;
-            // The peer up while the host end is still down (no carrier yet, so no link-local
-            // address is made before addrgenmode none applies), then the host end.
-            let up = LinkUnspec::new_with_name(peer)
-                .append_extra_attribute(crate::plumbing::nl::no_ipv6_link_local())
-                .up()
-                .build();
-            nl(k, &Place::Ns(ns.clone()))?
-                .set(&format!("cannot bring {peer} up"), up)
-                .await?;
-            k.host
-                .set(
-                    &format!("cannot bring {host} up"),
-                    LinkUnspec::new_with_name(host).up().build(),
-                )
-                .await
+            if k.ns(ns)?.is_none() {
+                return Err(anyhow!("namespace {ns} does not exist"));
+            }
+            create_veth(k, master, mark, c).await
         }
         Change::SetLink { place, name, attrs } => {
             let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);

@@ -59,6 +59,11 @@ impl Kernel {
         Ok(self.ns.get(name).map(|(f, n)| (f, n)))
     }
 
+    /// A namespace opened earlier in this run, without opening it.
+    pub fn ns_open(&self, name: &str) -> Option<(&OwnedFd, &Nl)> {
+        self.ns.get(name).map(|(f, n)| (f, n))
+    }
+
     /// Creates the namespaces (in parallel) and keeps their connections. One result per name.
     pub fn create_ns_many(&mut self, names: &[String]) -> Vec<Result<()>> {
         netns::create_many(names)
