@@ -84,8 +84,11 @@ async fn observe_for(k: &mut Kernel, nft: &mut NftSocket, t: &Topology) -> Resul
     let deep = move |name: &str, owner: Option<&str>| {
         owner == Some(mark.as_str()) || names.iter().any(|n| n == name)
     };
+    let t0 = std::time::Instant::now();
     let mut o = plumbing::observe(k, &deep).await?;
+    timing("observed the links", t0);
     o.nft = firewall::observe(nft)?;
+    timing("observed nftables", t0);
     Ok(o)
 }
 
@@ -171,9 +174,12 @@ pub fn diff(file: Option<PathBuf>, json: bool) -> u8 {
     };
     let p: Result<Plan> = require_root("diff").and_then(|()| {
         with_kernel(async |k| {
+            let t0 = std::time::Instant::now();
             let mut nft = NftSocket::open()?;
             let o = observe_for(k, &mut nft, &t).await?;
-            plan::diff(&t, &o)
+            let p = plan::diff(&t, &o);
+            timing("planned", t0);
+            p
         })
     });
     match p {

@@ -154,7 +154,7 @@ pub fn resolv_path(ns: &str) -> PathBuf {
 /// it; addresses and routes are read only where `deep(name)` says they matter.
 pub async fn observe(
     k: &mut Kernel,
-    deep: &dyn Fn(&str, Option<&str>) -> bool,
+    deep: &(dyn Fn(&str, Option<&str>) -> bool + Sync),
 ) -> Result<Observed> {
     // One dump at a time per socket: the kernel answers EBUSY to a second concurrent dump.
     let host_links = k.host.links().await?;
@@ -170,11 +170,33 @@ pub async fn observe(
         .filter(|n| !k.ns.contains_key(*n))
         .cloned()
         .collect();
-    for (name, r) in fresh.iter().zip(netns::open_many(&fresh)) {
+    // Namespaces not open yet are opened and read by a few threads at once; their sockets
+    // then serve the rest of the run.
+    let snap = |name: &str, sock: &rtnetlink::sys::Socket| {
+        nl::snapshot_blocking(sock, &format!("namespace {name}"), &|owner| {
+            deep(name, owner)
+        })
+    };
+    for (name, r) in fresh.iter().zip(netns::open_many(&fresh, &snap)) {
         match r {
-            Ok(Some(made)) => {
+            Ok(Some((made, s))) => {
                 let nl = Nl::from_socket(name, made.rtnl)?;
                 k.ns.insert(name.clone(), (made.fd, nl));
+                let owner = s
+                    .links
+                    .iter()
+                    .find(|l| l.name == "lo")
+                    .and_then(|l| l.alias.clone());
+                o.namespaces.insert(
+                    name.clone(),
+                    NsObs {
+                        name: name.clone(),
+                        owner,
+                        links: s.links,
+                        addrs: s.addrs,
+                        routes: s.routes,
+                    },
+                );
             }
             Ok(None) => {} // removed meanwhile
             Err(e) => {
@@ -182,9 +204,10 @@ pub async fn observe(
             }
         }
     }
-    // One dump per namespace, all in flight at once.
+    // Namespaces opened earlier in this run (observing again after apply): one dump per
+    // namespace, all in flight at once.
     let mut jobs = Vec::new();
-    for name in &names {
+    for name in names.iter().filter(|n| !fresh.contains(n)) {
         if let Some((_, nl)) = k.ns.get(name) {
             jobs.push(async move {
                 let links = nl.links().await?;

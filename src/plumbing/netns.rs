@@ -163,14 +163,13 @@ pub struct Made {
 
 /// Opens named namespaces and a netlink socket inside each, a share of them per thread (one
 /// per core): a thread `setns`es from one namespace to the next, which costs far less than a
-/// thread per namespace. `Ok(None)`: no such name.
-pub fn open_many(names: &[String]) -> Vec<Result<Option<Made>>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8)
-        .min(names.len().max(1));
-    let open_one = |name: &str| -> Result<Option<Made>> {
+/// thread per namespace. `each` runs on the socket right away, in that thread (observe dumps
+/// the namespace there, so many namespaces are read on every core). `Ok(None)`: no such name.
+pub fn open_many<T: Send>(
+    names: &[String],
+    each: &(dyn Fn(&str, &rtnetlink::sys::Socket) -> Result<T> + Sync),
+) -> Vec<Result<Option<(Made, T)>>> {
+    on_threads(names, &|name| {
         let Some(fd) = open(name)? else {
             return Ok(None);
         };
@@ -183,20 +182,30 @@ pub fn open_many(names: &[String]) -> Vec<Result<Option<Made>>> {
         })?;
         let rtnl = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
             .map_err(|e| anyhow!("namespace {name}: cannot open a netlink socket: {e}"))?;
-        Ok(Some(Made { fd, rtnl }))
-    };
-    let mut slots: Vec<Option<Result<Option<Made>>>> = (0..names.len()).map(|_| None).collect();
+        let t = each(name, &rtnl)?;
+        Ok(Some((Made { fd, rtnl }, t)))
+    })
+}
+
+/// Runs `f` for every name on a few threads (one per core, at most 8), each taking every
+/// k-th name in turn; the threads may `setns` or `unshare` freely, they end with the call.
+/// Results come in `names`' order.
+fn on_threads<T: Send>(names: &[String], f: &(dyn Fn(&str) -> Result<T> + Sync)) -> Vec<Result<T>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+        .min(names.len().max(1));
+    let mut slots: Vec<Option<Result<T>>> = (0..names.len()).map(|_| None).collect();
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let mine: Vec<(usize, &String)> =
                     names.iter().enumerate().skip(w).step_by(workers).collect();
                 std::thread::Builder::new()
-                    .name("nsfw-netns-open".into())
+                    .name("nsfw-netns".into())
                     .spawn_scoped(sc, move || {
-                        mine.into_iter()
-                            .map(|(i, n)| (i, open_one(n)))
-                            .collect::<Vec<_>>()
+                        mine.into_iter().map(|(i, n)| (i, f(n))).collect::<Vec<_>>()
                     })
             })
             .collect();
@@ -267,46 +276,7 @@ pub fn create_many(names: &[String]) -> Vec<Result<Made>> {
         let msg = format!("{e:#}");
         return names.iter().map(|_| Err(anyhow!("{msg}"))).collect();
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8)
-        .min(names.len().max(1));
-    let mut slots: Vec<Option<Result<Made>>> = (0..names.len()).map(|_| None).collect();
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let mine: Vec<(usize, &String)> =
-                    names.iter().enumerate().skip(w).step_by(workers).collect();
-                std::thread::Builder::new()
-                    .name("nsfw-netns-new".into())
-                    .spawn_scoped(sc, move || {
-                        mine.into_iter()
-                            .map(|(i, n)| (i, make_here(n)))
-                            .collect::<Vec<_>>()
-                    })
-            })
-            .collect();
-        for h in handles {
-            match h {
-                Ok(h) => {
-                    if let Ok(done) = h.join() {
-                        for (i, r) in done {
-                            slots[i] = Some(r);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = e;
-                }
-            }
-        }
-    });
-    slots
-        .into_iter()
-        .zip(names)
-        .map(|(r, n)| r.unwrap_or_else(|| Err(anyhow!("namespace {n}: its thread did not finish"))))
-        .collect()
+    on_threads(names, &make_here)
 }
 
 /// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The

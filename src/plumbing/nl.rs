@@ -4,18 +4,18 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use futures::TryStreamExt;
 use ipnetwork::Ipv4Network;
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{AsyncSocket, Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -123,7 +123,13 @@ impl Nl {
 
     pub async fn links(&self) -> Result<Vec<Link>> {
         let mut out = Vec::new();
-        let mut s = self.handle.link().get().execute();
+        // Statistics are the bulk of a link message and nsfw reads none of them.
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+            .execute();
         while let Some(m) = s
             .try_next()
             .await
@@ -338,6 +344,112 @@ impl Nl {
             .execute()
             .await
             .with_context(|| self.ctx(&format!("cannot delete route {}", r.dst)))
+    }
+}
+
+/// What a blocking dump of one namespace found: its links, and (when asked) its IPv4
+/// addresses and main-table routes.
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
+}
+
+/// Dumps links, then — if `deep` says so for this namespace's owner mark — addresses and
+/// routes, blocking, over a socket not yet handed to the async runtime. Used by the threads
+/// that open namespaces, so that observing many namespaces runs on every core.
+pub fn snapshot_blocking(
+    sock: &Socket,
+    place: &str,
+    deep: &dyn Fn(Option<&str>) -> bool,
+) -> Result<Snapshot> {
+    let mut link_req = LinkMessage::default();
+    link_req
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let mut links = Vec::new();
+    for m in dump_blocking(
+        sock,
+        RouteNetlinkMessage::GetLink(link_req),
+        place,
+        "interfaces",
+    )? {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            links.push(parse_link(&l));
+        }
+    }
+    let owner = links
+        .iter()
+        .find(|l| l.name == "lo")
+        .and_then(|l| l.alias.as_deref());
+    let (mut addrs, mut routes) = (Vec::new(), Vec::new());
+    if deep(owner) {
+        let addr_req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        for m in dump_blocking(sock, addr_req, place, "addresses")? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                addrs.extend(parse_addr(&a));
+            }
+        }
+        let route_req =
+            RouteNetlinkMessage::GetRoute(RouteMessageBuilder::<Ipv4Addr>::new().build());
+        for m in dump_blocking(sock, route_req, place, "routes")? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                routes.extend(parse_route(&r));
+            }
+        }
+    }
+    Ok(Snapshot {
+        links,
+        addrs,
+        routes,
+    })
+}
+
+/// One dump request and its replies, blocking.
+fn dump_blocking(
+    sock: &Socket,
+    req: RouteNetlinkMessage,
+    place: &str,
+    what: &str,
+) -> Result<Vec<RouteNetlinkMessage>> {
+    use rtnetlink::packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    let ctx = || format!("cannot list {what} ({place})");
+    let mut msg = NetlinkMessage::from(req);
+    msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.header.sequence_number = 1;
+    msg.finalize();
+    let mut out = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut out);
+    // Port 0: the kernel.
+    let kernel = rtnetlink::sys::SocketAddr::new(0, 0);
+    sock.send_to(&out, &kernel, 0).with_context(ctx)?;
+    // Aligned for nlmsghdr; dump replies come in chunks far below this.
+    let mut buf = vec![0u64; 8192];
+    let mut found = Vec::new();
+    loop {
+        // SAFETY: the Vec<u64> backs at least this many bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+        let n = sock.recv(&mut &mut bytes[..], 0).with_context(ctx)?;
+        let mut off = 0;
+        while off < n {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[off..n])
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(ctx)?;
+            let len = m.header.length as usize;
+            if len == 0 {
+                bail!("{}: a zero-length netlink message", ctx());
+            }
+            match m.payload {
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(e) => {
+                    return Err(anyhow!("{}", e)).with_context(ctx);
+                }
+                NetlinkPayload::InnerMessage(inner) => found.push(inner),
+                _ => {}
+            }
+            off += (len + 3) & !3;
+        }
     }
 }
 
