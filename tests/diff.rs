@@ -178,7 +178,10 @@ fn diff_changes_nothing() {
     sb.nsfw_code(&["diff", "--json", &f], 2);
     assert_eq!(before, snapshot(&sb), "diff changed an empty host");
     sb.nsfw_code(&["apply", &f], 0);
-    sb.ok("ip netns del ns3; ip link set br0 mtu 1300; ip -n ns1 route del default; sysctl -qw net.ipv4.ip_forward=0; nft add rule inet nsfw_lab forward accept; rm /etc/netns/ns3/resolv.conf");
+    sb.ok("ip netns del ns3; ip link set br0 mtu 1300; ip -n ns1 route del default; sysctl -qw net.ipv4.ip_forward=0; nft add rule inet nsfw_lab forward accept; rm /etc/netns/ns3/resolv.conf
+           # The kernel frees a deleted namespace's veths asynchronously: wait, so the snapshot
+           # does not race it.
+           for i in $(seq 100); do ip link show veth-ns3 >/dev/null 2>&1 || break; sleep 0.05; done");
     let before = snapshot(&sb);
     sb.nsfw_code(&["diff", &f], 2);
     sb.nsfw_code(&["diff", "--json", &f], 2);

@@ -64,9 +64,15 @@ impl Kernel {
         self.ns.get(name).map(|(f, n)| (f, n))
     }
 
-    /// Creates the namespaces (in parallel) and keeps their connections. One result per name.
-    pub fn create_ns_many(&mut self, names: &[String]) -> Vec<Result<()>> {
-        netns::create_many(names)
+    /// Creates the namespaces (in parallel) and keeps their connections. With `mark`, each
+    /// namespace's `lo` is brought up and marked by the thread that made it. One result per
+    /// name.
+    pub fn create_ns_many(&mut self, names: &[String], mark: Option<&str>) -> Vec<Result<()>> {
+        let each = |name: &str, sock: &rtnetlink::sys::Socket| match mark {
+            Some(m) => nl::mark_lo_blocking(sock, &format!("namespace {name}"), m),
+            None => Ok(()),
+        };
+        netns::create_many(names, &each)
             .into_iter()
             .zip(names)
             .map(|(made, name)| {
@@ -81,7 +87,7 @@ impl Kernel {
     /// Creates one namespace and keeps its connection.
     pub fn create_ns(&mut self, name: &str) -> Result<(&OwnedFd, &Nl)> {
         let names = [name.to_string()];
-        self.create_ns_many(&names)
+        self.create_ns_many(&names, None)
             .pop()
             .unwrap_or_else(|| Err(anyhow!("namespace {name}: not created")))?;
         self.ns

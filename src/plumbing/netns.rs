@@ -271,12 +271,26 @@ fn make_here(name: &str) -> Result<Made> {
 /// to one thread per core works at once; each thread makes a share of the names in turn
 /// (after the first, each unshare starts from the namespace the thread made last, which is
 /// fine: a new namespace inherits nothing from the old one). Results come in `names`' order.
-pub fn create_many(names: &[String]) -> Vec<Result<Made>> {
+///
+/// `each` runs on the new namespace's socket in the creating thread (apply marks the
+/// namespace there); if it fails, the namespace is removed again.
+pub fn create_many(
+    names: &[String],
+    each: &(dyn Fn(&str, &rtnetlink::sys::Socket) -> Result<()> + Sync),
+) -> Vec<Result<Made>> {
     if let Err(e) = prepare_run_dir() {
         let msg = format!("{e:#}");
         return names.iter().map(|_| Err(anyhow!("{msg}"))).collect();
     }
-    on_threads(names, &make_here)
+    on_threads(names, &|name| {
+        let made = make_here(name)?;
+        if let Err(e) = each(name, &made.rtnl) {
+            drop(made);
+            let _ = delete(name);
+            return Err(e);
+        }
+        Ok(made)
+    })
 }
 
 /// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The

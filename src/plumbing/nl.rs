@@ -405,6 +405,35 @@ pub fn snapshot_blocking(
     })
 }
 
+/// `lo` up, with nsfw's alias on it (a namespace's mark), blocking: done by the thread that
+/// has just made the namespace.
+pub fn mark_lo_blocking(sock: &Socket, place: &str, mark: &str) -> Result<()> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    let ctx = || format!("cannot bring lo up ({place})");
+    let msg = LinkUnspec::new_with_name("lo").up().alias(mark).build();
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetLink(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut out = vec![0u8; req.buffer_len()];
+    req.serialize(&mut out);
+    sock.send_to(&out, &rtnetlink::sys::SocketAddr::new(0, 0), 0)
+        .with_context(ctx)?;
+    let mut buf = vec![0u64; 1024];
+    // SAFETY: the Vec<u64> backs at least this many bytes.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+    let n = sock.recv(&mut &mut bytes[..], 0).with_context(ctx)?;
+    let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..n])
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(ctx)?;
+    match m.payload {
+        NetlinkPayload::Error(e) if e.code.is_some() => Err(anyhow!("{e}")).with_context(ctx),
+        NetlinkPayload::Error(_) => Ok(()),
+        _ => bail!("{}: unexpected answer", ctx()),
+    }
+}
+
 /// One dump request and its replies, blocking.
 fn dump_blocking(
     sock: &Socket,
