@@ -535,20 +535,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     let ipt = format!("ip {IPT_TABLE}");
     if !in_place {
         for k in &ours {
-            p.lines.push(NftLine::new(
-                '-',
-                "rule",
-                &ipt,
-                Some(&k.chain),
-                show_rule(k),
-            ));
-            p.ops.push(Op::DeleteRule {
-                family: Family::Ip,
-                table: IPT_TABLE.into(),
-                chain: k.chain.clone(),
-                handle: k.handle,
-                what: mark.clone(),
-            });
+            delete_placed(&mut p, k);
         }
         for (_, r) in wanted {
             p.lines
@@ -588,6 +575,25 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     Ok(p)
 }
 
+/// Plans the deletion of a rule nsfw placed in iptables-nft's table.
+fn delete_placed(p: &mut NftPlan, k: &KRule) {
+    let ipt = format!("ip {IPT_TABLE}");
+    p.lines.push(NftLine::new(
+        '-',
+        "rule",
+        &ipt,
+        Some(&k.chain),
+        show_rule(k),
+    ));
+    p.ops.push(Op::DeleteRule {
+        family: Family::Ip,
+        table: IPT_TABLE.into(),
+        chain: k.chain.clone(),
+        handle: k.handle,
+        what: k.comment.clone().unwrap_or_default(),
+    });
+}
+
 /// The nft part of a flush: nsfw's tables and the rules it placed elsewhere, for the topologies
 /// in `owners` (all of them when None).
 pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
@@ -612,23 +618,9 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
             });
         }
     }
-    let ipt = format!("ip {IPT_TABLE}");
     for r in &s.placed {
         if owned(r.comment.as_deref()) {
-            p.lines.push(NftLine::new(
-                '-',
-                "rule",
-                &ipt,
-                Some(&r.chain),
-                show_rule(r),
-            ));
-            p.ops.push(Op::DeleteRule {
-                family: Family::Ip,
-                table: IPT_TABLE.into(),
-                chain: r.chain.clone(),
-                handle: r.handle,
-                what: r.comment.clone().unwrap_or_default(),
-            });
+            delete_placed(&mut p, r);
         }
     }
     p

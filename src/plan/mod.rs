@@ -596,24 +596,9 @@ pub fn diff(t: &Topology, o: &Observed) -> anyhow::Result<Plan> {
         })
         .map(|ns| ns.name.as_str())
         .collect();
-    let gone = |l: &Link| -> bool { !want_links.contains(&l.name.as_str()) };
-    let (takes, alone) = split_by_peer_ns(o, &doomed, |l| {
-        l.alias.as_deref() == Some(mark.as_str()) && gone(l)
+    remove(&mut p, o, &doomed, "no longer in the file", |l| {
+        l.alias.as_deref() == Some(mark.as_str()) && !want_links.contains(&l.name.as_str())
     });
-    for l in alone {
-        p.delete_links.push(Change::DeleteLink {
-            name: l.name.clone(),
-            index: l.index,
-            kind: l.kind.clone(),
-            why: "no longer in the file",
-        });
-    }
-    for ns in doomed {
-        p.delete_ns.push(Change::DeleteNamespace {
-            name: ns.to_string(),
-            takes: takes.get(ns).cloned().unwrap_or_default(),
-        });
-    }
     for (ns, content) in &o.resolv {
         let wanted = t
             .namespaces
@@ -913,6 +898,34 @@ pub fn diff(t: &Topology, o: &Observed) -> anyhow::Result<Plan> {
     })
 }
 
+/// Plans the removal of the `doomed` namespaces and of the host links `pick` selects: links
+/// whose veth peer is in a doomed namespace go with it; the rest are deleted one by one, veths
+/// before bridges (so no bridge is deleted with ports attached).
+fn remove(
+    p: &mut Phases,
+    o: &Observed,
+    doomed: &[&str],
+    why: &'static str,
+    pick: impl Fn(&Link) -> bool,
+) {
+    let (takes, mut alone) = split_by_peer_ns(o, doomed, pick);
+    alone.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
+    for l in alone {
+        p.delete_links.push(Change::DeleteLink {
+            name: l.name.clone(),
+            index: l.index,
+            kind: l.kind.clone(),
+            why,
+        });
+    }
+    for ns in doomed {
+        p.delete_ns.push(Change::DeleteNamespace {
+            name: ns.to_string(),
+            takes: takes.get(*ns).cloned().unwrap_or_default(),
+        });
+    }
+}
+
 /// Splits the host links that `pick` selects into those whose veth peer lives in one of the
 /// `doomed` namespaces (by namespace: they go with it) and the rest (deleted one by one).
 /// A pair is recognised from both ends: each names the other's ifindex.
@@ -973,23 +986,7 @@ pub fn flush(owners: Option<&[String]>, o: &Observed) -> Plan {
         .filter(|ns| owned(ns.owner.as_deref()))
         .map(|ns| ns.name.as_str())
         .collect();
-    let (takes, mut alone) = split_by_peer_ns(o, &doomed, |l| owned(l.alias.as_deref()));
-    // Veths before bridges, so no bridge is deleted with ports attached.
-    alone.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
-    for l in alone {
-        p.delete_links.push(Change::DeleteLink {
-            name: l.name.clone(),
-            index: l.index,
-            kind: l.kind.clone(),
-            why: "flush",
-        });
-    }
-    for ns in doomed {
-        p.delete_ns.push(Change::DeleteNamespace {
-            name: ns.to_string(),
-            takes: takes.get(ns).cloned().unwrap_or_default(),
-        });
-    }
+    remove(&mut p, o, &doomed, "flush", |l| owned(l.alias.as_deref()));
     for (ns, content) in &o.resolv {
         let first = content.lines().next().unwrap_or("");
         let ours = match owners {
