@@ -196,7 +196,7 @@ mod tests {
             "[ meta load nfproto => reg 1 ] [ cmp eq reg 1 0x00000002 ] [ payload load 4b @ network header + 12 => reg 1 ] [ bitwise reg 1 = ( reg 1 & 0x00ffffff ) ^ 0x00000000 ] [ cmp eq reg 1 0x00000a0a ] [ meta load oifname => reg 1 ] [ cmp neq reg 1 0x00307262 0x00000000 0x00000000 0x00000000 ] [ masq ]",
             None,
         )
-        .unwrap();
+        .expect("decodes");
         assert_eq!(
             r.to_string(),
             "ip saddr 10.10.0.0/24 oifname != \"br0\" masquerade"
@@ -205,9 +205,9 @@ mod tests {
             "[ ct load state => reg 1 ] [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ] [ cmp neq reg 1 0x00000000 ] [ immediate reg 0 accept ]",
             None,
         )
-        .unwrap();
+        .expect("decodes");
         assert_eq!(r.to_string(), "ct state established,related accept");
-        let r = decode("[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x00001600 ] [ immediate reg 0 drop ]", None).unwrap();
+        let r = decode("[ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000006 ] [ payload load 2b @ transport header + 2 => reg 1 ] [ cmp eq reg 1 0x00001600 ] [ immediate reg 0 drop ]", None).expect("decodes");
         assert_eq!(r.to_string(), "tcp dport 22 drop");
         assert!(
             decode(

@@ -40,7 +40,8 @@ pub fn inside() -> bool {
     std::env::var_os(ENV).is_some()
 }
 
-/// Runs `program args` inside a new sandbox and waits for it. /run/netns and /etc/netns are
+/// Runs `program args` inside a new sandbox and waits for it. Call it before starting any
+/// thread (see the SAFETY note below). /run/netns and /etc/netns are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
 /// created them and they are empty again.
 pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
@@ -53,7 +54,9 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
     }
     let mut cmd = Command::new(program);
     cmd.args(args).env(ENV, "1");
-    // SAFETY: between fork and exec the child is single-threaded; it only makes syscalls.
+    // SAFETY: the hook runs in the child between fork and exec. It makes syscalls and lets nix
+    // build C strings (allocation), which is sound because callers run this before the process
+    // has started any thread (`try` and `sandbox` call it first thing): no lock can be held.
     unsafe {
         cmd.pre_exec(|| {
             let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);

@@ -769,7 +769,7 @@ bridge = "br0"
 
     #[test]
     fn lab_resolves() {
-        let t = parse(LAB, Path::new("t.toml")).unwrap();
+        let t = parse(LAB, Path::new("t.toml")).expect("valid");
         assert_eq!(t.namespaces[1].address.to_string(), "10.10.0.3/24");
         assert_eq!(t.namespaces[0].host_ifname, "veth-ns1");
         assert_eq!(t.host.ip_forward, Some(true));
@@ -782,7 +782,7 @@ bridge = "br0"
             "name='x'\n[bridges.b]\naddress='10.0.0.1/29'\n[namespaces.a]\nbridge='b'\n[namespaces.c]\nbridge='b'\naddress='10.0.0.2'\n",
             Path::new("t"),
         )
-        .unwrap();
+        .expect("valid");
         assert_eq!(t.namespaces[0].address.ip().to_string(), "10.0.0.3");
         assert_eq!(t.namespaces[1].address.ip().to_string(), "10.0.0.2");
     }
