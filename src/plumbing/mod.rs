@@ -101,12 +101,6 @@ impl Kernel {
         self.ns.remove(name);
         netns::delete(name)
     }
-
-    /// Forgets cached connections, so the next observation reopens every namespace (a
-    /// namespace deleted and recreated by hand is a different namespace behind the same name).
-    pub fn forget(&mut self) {
-        self.ns.clear();
-    }
 }
 
 /// What one named namespace holds.

@@ -13,7 +13,7 @@ use rtnetlink::packet_route::link::{
     LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{AsyncSocket, Socket, TokioSocket, protocols::NETLINK_ROUTE};
@@ -324,26 +324,6 @@ impl Nl {
             .execute()
             .await
             .with_context(|| self.ctx(&format!("cannot add {what}")))
-    }
-
-    pub async fn del_route(&self, r: &Route) -> Result<()> {
-        let mut b =
-            RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(r.dst.ip(), r.dst.prefix());
-        if let Some(g) = r.gateway {
-            b = b.gateway(g);
-        }
-        if let Some(o) = r.oif {
-            b = b.output_interface(o);
-        }
-        let mut msg = b.build();
-        msg.header.protocol = RouteProtocol::Unspec;
-        msg.header.scope = RouteScope::NoWhere;
-        self.handle
-            .route()
-            .del(msg)
-            .execute()
-            .await
-            .with_context(|| self.ctx(&format!("cannot delete route {}", r.dst)))
     }
 }
 
