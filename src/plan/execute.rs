@@ -27,149 +27,182 @@ async fn mark_ns(nl: &Nl, mark: &str) -> Result<()> {
 }
 
 /// Executes `changes` in order, reporting each one through `done` once it has been made.
+///
+/// Steps run one by one, except runs of like steps that are independent of each other:
+/// namespace creations go to a few threads at once (the kernel builds namespaces in parallel),
+/// veth creations and in-namespace address/route changes are sent with every namespace in
+/// flight, and a run of namespace deletions ends by waiting for the veths that go with them.
 pub async fn execute(
     k: &mut Kernel,
     mark: &str,
     changes: &[Change],
     done: &mut dyn FnMut(&Change),
 ) -> Result<()> {
-    let mut tally: std::collections::BTreeMap<String, (u32, std::time::Duration)> =
-        Default::default();
+    let mut tally = Tally::default();
     let mut i = 0;
     while i < changes.len() {
-        // A run of namespace creations is done at once: the kernel builds namespaces in
-        // parallel, one per core.
-        let batch: Vec<String> = changes[i..]
-            .iter()
-            .map_while(|c| match c {
-                Change::CreateNamespace { name } => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
-        if !batch.is_empty() {
-            let t = std::time::Instant::now();
-            let results = k.create_ns_many(&batch, Some(mark));
-            for (r, c) in results.into_iter().zip(&changes[i..]) {
-                r.with_context(|| format!("while carrying out: {c}"))?;
-                done(c);
-            }
-            let e = tally.entry("create namespace".into()).or_default();
-            e.0 += batch.len() as u32;
-            e.1 += t.elapsed();
-            i += batch.len();
-            continue;
-        }
-        // A run of veth creations: each pair's requests in order, the pairs all in flight at
-        // once (the replies come back in fewer wake-ups than one pair at a time).
-        let veths = changes[i..]
-            .iter()
-            .take_while(|c| matches!(c, Change::CreateVeth { .. }))
-            .count();
-        if veths > 1 {
-            let t = std::time::Instant::now();
-            let run_of = &changes[i..i + veths];
-            let mut masters = Vec::with_capacity(veths);
-            for c in run_of {
-                if let Change::CreateVeth { ns, bridge, .. } = c {
-                    masters.push(k.host_index(bridge).await?);
-                    if k.ns(ns)?.is_none() {
-                        return Err(anyhow!("namespace {ns} does not exist"))
-                            .with_context(|| format!("while carrying out: {c}"));
-                    }
-                }
-            }
-            let kr: &Kernel = k;
-            let results = futures::future::join_all(
-                run_of
-                    .iter()
-                    .zip(&masters)
-                    .map(|(c, m)| create_veth(kr, *m, mark, c)),
-            )
-            .await;
-            for (r, c) in results.into_iter().zip(run_of) {
-                r.with_context(|| format!("while carrying out: {c}"))?;
-                done(c);
-            }
-            let e = tally.entry("create veth".into()).or_default();
-            e.0 += veths as u32;
-            e.1 += t.elapsed();
-            i += veths;
-            continue;
-        }
-        // A run of changes inside namespaces (addresses, routes): each namespace's changes in
-        // order, the namespaces all in flight at once, each interface's index asked once.
-        let in_ns = changes[i..]
-            .iter()
-            .take_while(|c| ns_scoped(c).is_some())
-            .count();
-        if in_ns > 1 {
-            let t = std::time::Instant::now();
-            let run_of = &changes[i..i + in_ns];
-            let mut by_ns: Vec<(&str, Vec<&Change>)> = Vec::new();
-            for c in run_of {
-                let ns = ns_scoped(c).unwrap_or_default();
-                match by_ns.iter_mut().find(|(n, _)| *n == ns) {
-                    Some((_, v)) => v.push(c),
-                    None => by_ns.push((ns, vec![c])),
-                }
-                if k.ns(ns)?.is_none() {
-                    return Err(anyhow!("namespace {ns} does not exist"))
-                        .with_context(|| format!("while carrying out: {c}"));
-                }
-            }
-            let kr: &Kernel = k;
-            let results =
-                futures::future::join_all(by_ns.iter().map(|(ns, cs)| run_in_ns(kr, ns, cs))).await;
-            for r in results {
-                r?;
-            }
-            for c in run_of {
-                done(c);
-            }
-            let e = tally.entry("configure namespaces".into()).or_default();
-            e.0 += in_ns as u32;
-            e.1 += t.elapsed();
-            i += in_ns;
-            continue;
-        }
-        let c = &changes[i];
-        i += 1;
-        // After the last of a run of namespace deletions: wait for the veths that go with them.
-        if let Change::DeleteNamespace { .. } = c {
-            let run_end = !matches!(changes.get(i), Some(Change::DeleteNamespace { .. }));
-            run(k, mark, c)
-                .await
-                .with_context(|| format!("while carrying out: {c}"))?;
-            done(c);
-            if run_end {
-                let mut takes: Vec<&str> = Vec::new();
-                for d in changes[..i].iter().rev() {
-                    match d {
-                        Change::DeleteNamespace { takes: t, .. } => {
-                            takes.extend(t.iter().map(String::as_str))
-                        }
-                        _ => break,
-                    }
-                }
-                await_gone(k, &takes).await?;
-            }
-            continue;
-        }
+        let rest = &changes[i..];
         let t = std::time::Instant::now();
-        run(k, mark, c)
-            .await
-            .with_context(|| format!("while carrying out: {c}"))?;
-        let e = tally.entry(c.step().to_string()).or_default();
-        e.0 += 1;
-        e.1 += t.elapsed();
+        let (n, step) = match &rest[0] {
+            Change::CreateNamespace { .. } => {
+                (create_namespaces(k, mark, rest, done)?, "create namespace")
+            }
+            Change::CreateVeth { .. } => (create_veths(k, mark, rest, done).await?, "create veth"),
+            c if ns_scoped(c).is_some() => (
+                configure_namespaces(k, rest, done).await?,
+                "configure namespaces",
+            ),
+            Change::DeleteNamespace { .. } => {
+                (delete_namespaces(k, rest, done).await?, "delete namespace")
+            }
+            c => {
+                run(k, mark, c)
+                    .await
+                    .with_context(|| format!("while carrying out: {c}"))?;
+                done(c);
+                (1, c.step())
+            }
+        };
+        tally.add(step, n, t);
+        i += n;
+    }
+    tally.report();
+    Ok(())
+}
+
+/// Time per kind of step, printed with NSFW_TIMING=1 (a profiling aid for the benchmarks).
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<&'static str, (usize, std::time::Duration)>);
+
+impl Tally {
+    fn add(&mut self, step: &'static str, n: usize, since: std::time::Instant) {
+        let e = self.0.entry(step).or_default();
+        e.0 += n;
+        e.1 += since.elapsed();
+    }
+
+    fn report(&self) {
+        if std::env::var_os("NSFW_TIMING").is_some() {
+            for (k, (n, d)) in &self.0 {
+                eprintln!("timing: {n} × {k}: {d:?}");
+            }
+        }
+    }
+}
+
+/// The leading run of `rest` whose steps `pick` accepts.
+fn run_of(rest: &[Change], pick: impl Fn(&Change) -> bool) -> &[Change] {
+    let n = rest.iter().take_while(|c| pick(c)).count();
+    &rest[..n]
+}
+
+/// Creates the leading run of namespaces, marked by the threads that make them.
+fn create_namespaces(
+    k: &mut Kernel,
+    mark: &str,
+    rest: &[Change],
+    done: &mut dyn FnMut(&Change),
+) -> Result<usize> {
+    let run = run_of(rest, |c| matches!(c, Change::CreateNamespace { .. }));
+    let names: Vec<String> = run
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateNamespace { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    for (r, c) in k.create_ns_many(&names, Some(mark)).into_iter().zip(run) {
+        r.with_context(|| format!("while carrying out: {c}"))?;
         done(c);
     }
-    if std::env::var_os("NSFW_TIMING").is_some() {
-        for (k, (n, d)) in tally {
-            eprintln!("timing: {n} × {k}: {d:?}");
+    Ok(run.len())
+}
+
+/// Creates the leading run of veth pairs, all pairs in flight at once.
+async fn create_veths(
+    k: &mut Kernel,
+    mark: &str,
+    rest: &[Change],
+    done: &mut dyn FnMut(&Change),
+) -> Result<usize> {
+    let run = run_of(rest, |c| matches!(c, Change::CreateVeth { .. }));
+    let mut masters = Vec::with_capacity(run.len());
+    for c in run {
+        if let Change::CreateVeth { ns, bridge, .. } = c {
+            masters.push(k.host_index(bridge).await?);
+            if k.ns(ns)?.is_none() {
+                return Err(anyhow!("namespace {ns} does not exist"))
+                    .with_context(|| format!("while carrying out: {c}"));
+            }
         }
     }
-    Ok(())
+    let kr: &Kernel = k;
+    let results = futures::future::join_all(
+        run.iter()
+            .zip(&masters)
+            .map(|(c, m)| create_veth(kr, *m, mark, c)),
+    )
+    .await;
+    for (r, c) in results.into_iter().zip(run) {
+        r.with_context(|| format!("while carrying out: {c}"))?;
+        done(c);
+    }
+    Ok(run.len())
+}
+
+/// Carries out the leading run of in-namespace changes (addresses, routes): each namespace's
+/// changes in order, the namespaces all in flight at once.
+async fn configure_namespaces(
+    k: &mut Kernel,
+    rest: &[Change],
+    done: &mut dyn FnMut(&Change),
+) -> Result<usize> {
+    let run = run_of(rest, |c| ns_scoped(c).is_some());
+    let mut by_ns: Vec<(&str, Vec<&Change>)> = Vec::new();
+    for c in run {
+        let ns = ns_scoped(c).unwrap_or_default();
+        match by_ns.iter_mut().find(|(n, _)| *n == ns) {
+            Some((_, v)) => v.push(c),
+            None => by_ns.push((ns, vec![c])),
+        }
+        if k.ns(ns)?.is_none() {
+            return Err(anyhow!("namespace {ns} does not exist"))
+                .with_context(|| format!("while carrying out: {c}"));
+        }
+    }
+    let kr: &Kernel = k;
+    let results =
+        futures::future::join_all(by_ns.iter().map(|(ns, cs)| run_in_ns(kr, ns, cs))).await;
+    for r in results {
+        r?;
+    }
+    for c in run {
+        done(c);
+    }
+    Ok(run.len())
+}
+
+/// Deletes the leading run of namespaces, then waits for the veths that go with them.
+async fn delete_namespaces(
+    k: &mut Kernel,
+    rest: &[Change],
+    done: &mut dyn FnMut(&Change),
+) -> Result<usize> {
+    let run = run_of(rest, |c| matches!(c, Change::DeleteNamespace { .. }));
+    let mut takes: Vec<&str> = Vec::new();
+    for c in run {
+        if let Change::DeleteNamespace { name, takes: t } = c {
+            for link in t {
+                k.forget_host_link(link);
+            }
+            k.delete_ns(name)
+                .with_context(|| format!("while carrying out: {c}"))?;
+            takes.extend(t.iter().map(String::as_str));
+            done(c);
+        }
+    }
+    await_gone(k, &takes).await?;
+    Ok(run.len())
 }
 
 /// Waits until the host links `names` are gone (the kernel tears a deleted namespace's veth
@@ -284,17 +317,12 @@ async fn create_veth(k: &Kernel, master: u32, mark: &str, c: &Change) -> Result<
         .await
 }
 
+/// Carries out one step that runs alone.
 async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
     match c {
         Change::DeleteLink { name, index, .. } => {
             k.forget_host_link(name);
             k.host.del_link(name, *index).await
-        }
-        Change::DeleteNamespace { name, takes } => {
-            for t in takes {
-                k.forget_host_link(t);
-            }
-            k.delete_ns(name)
         }
         Change::RemoveResolv { ns } => {
             let p = resolv_path(ns);
@@ -309,21 +337,16 @@ async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
             }
             Ok(())
         }
-        Change::CreateNamespace { name } => k
-            .create_ns_many(std::slice::from_ref(name), Some(mark))
-            .pop()
-            .unwrap_or_else(|| Err(anyhow!("namespace {name}: not created"))),
         Change::MarkNamespace { name } => mark_ns(nl(k, &Place::Ns(name.clone()))?, mark).await,
         Change::CreateBridge { name, mtu, mac } => {
             k.forget_host_link(name);
             k.host.add_bridge(name, *mtu, *mac, mark).await
         }
-        Change::CreateVeth { ns, bridge, .. } => {
-            let master = k.host_index(bridge).await?;
-            if k.ns(ns)?.is_none() {
-                return Err(anyhow!("namespace {ns} does not exist"));
-            }
-            create_veth(k, master, mark, c).await
+        // Carried out by their runs in `execute`.
+        Change::CreateNamespace { .. }
+        | Change::CreateVeth { .. }
+        | Change::DeleteNamespace { .. } => {
+            Err(anyhow!("internal: {c} reached the single-step path"))
         }
         Change::SetLink { place, name, attrs } => {
             let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
