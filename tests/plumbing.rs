@@ -101,29 +101,23 @@ fn second_apply_changes_nothing() {
     let sb = Sandbox::new();
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
-    let before: Vec<u64> = [
-        (None, "br0"),
-        (None, "veth-ns1"),
-        (None, "veth-ns2"),
-        (Some("ns1"), "eth0"),
-        (Some("ns2"), "eth0"),
-    ]
-    .iter()
-    .map(|(ns, d)| sb.ifindex(*ns, d))
-    .collect();
+    let indexes = || -> Vec<u64> {
+        [
+            (None, "br0"),
+            (None, "veth-ns1"),
+            (None, "veth-ns2"),
+            (Some("ns1"), "eth0"),
+            (Some("ns2"), "eth0"),
+        ]
+        .iter()
+        .map(|(ns, d)| sb.ifindex(*ns, d))
+        .collect()
+    };
+    let before = indexes();
     let links_before = sb.ok("ip link; ip -n ns1 link; ip -n ns2 link");
     let out = sb.nsfw_code(&["apply", &f], 0);
     assert!(out.contains("nothing to do"), "{out}");
-    let after: Vec<u64> = [
-        (None, "br0"),
-        (None, "veth-ns1"),
-        (None, "veth-ns2"),
-        (Some("ns1"), "eth0"),
-        (Some("ns2"), "eth0"),
-    ]
-    .iter()
-    .map(|(ns, d)| sb.ifindex(*ns, d))
-    .collect();
+    let after = indexes();
     assert_eq!(before, after);
     assert_eq!(
         links_before,
