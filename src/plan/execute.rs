@@ -22,8 +22,8 @@ fn nl<'a>(k: &'a mut Kernel, place: &Place) -> Result<&'a Nl> {
 
 /// `lo` up, with the owner's alias on it: the namespace's mark.
 async fn mark_ns(nl: &Nl, mark: &str) -> Result<()> {
-    let msg = LinkUnspec::new_with_name("lo").up().alias(mark).build();
-    nl.set("cannot bring lo up", msg).await
+    nl.set("cannot bring lo up", crate::plumbing::nl::lo_mark(mark))
+        .await
 }
 
 /// Executes `changes` in order, reporting each one through `done` once it has been made.

@@ -84,18 +84,6 @@ impl Kernel {
             .collect()
     }
 
-    /// Creates one namespace and keeps its connection.
-    pub fn create_ns(&mut self, name: &str) -> Result<(&OwnedFd, &Nl)> {
-        let names = [name.to_string()];
-        self.create_ns_many(&names, None)
-            .pop()
-            .unwrap_or_else(|| Err(anyhow!("namespace {name}: not created")))?;
-        self.ns
-            .get(name)
-            .map(|(f, n)| (f, n))
-            .ok_or_else(|| anyhow!("namespace {name}: lost after creation"))
-    }
-
     /// Deletes the namespace, closing nsfw's own handles first so the kernel can free it.
     pub fn delete_ns(&mut self, name: &str) -> Result<()> {
         self.ns.remove(name);

@@ -385,13 +385,18 @@ pub fn snapshot_blocking(
     })
 }
 
+/// The message that brings a namespace's `lo` up with `mark` as its alias: the namespace's
+/// ownership mark.
+pub fn lo_mark(mark: &str) -> LinkMessage {
+    LinkUnspec::new_with_name("lo").up().alias(mark).build()
+}
+
 /// `lo` up, with nsfw's alias on it (a namespace's mark), blocking: done by the thread that
 /// has just made the namespace.
 pub fn mark_lo_blocking(sock: &Socket, place: &str, mark: &str) -> Result<()> {
     use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
     let ctx = || format!("cannot bring lo up ({place})");
-    let msg = LinkUnspec::new_with_name("lo").up().alias(mark).build();
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetLink(msg));
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::SetLink(lo_mark(mark)));
     req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
     req.header.sequence_number = 1;
     req.finalize();

@@ -96,21 +96,23 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
 /// (198.51.100.1) ⇄ `wan` (198.51.100.2, with 203.0.113.10 on its loopback), with the sandbox's
 /// default route pointing at `wan`.
 pub async fn build_upstream(k: &mut Kernel, t: &Topology) -> Result<()> {
-    let up_lo = |mark: Option<&str>| {
-        let b = LinkUnspec::new_with_name("lo").up();
-        match mark {
-            Some(m) => b.alias(m).build(),
-            None => b.build(),
-        }
-    };
-    k.host.set("cannot bring lo up", up_lo(None)).await?;
+    k.host
+        .set(
+            "cannot bring lo up",
+            LinkUnspec::new_with_name("lo").up().build(),
+        )
+        .await?;
     let wan_ip: Ipv4Network = WAN_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
     let uplink_ip: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
     let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
+    let wan_name = [WAN_NS.to_string()];
+    for r in k.create_ns_many(&wan_name, Some("sandbox:wan")) {
+        r?;
+    }
     let fd = {
-        let (fd, nl) = k.create_ns(WAN_NS)?;
-        nl.set("cannot bring lo up", up_lo(Some("sandbox:wan")))
-            .await?;
+        let (fd, _) = k
+            .ns(WAN_NS)?
+            .ok_or_else(|| anyhow!("namespace wan vanished"))?;
         fd.try_clone()?
     };
     // The uplink is not on a bridge: a veth with no master.
