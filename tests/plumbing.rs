@@ -68,7 +68,7 @@ bridge = "lan0"
 ifname = "lan"
 host_ifname = "h-alpha"
 mac = "02:00:00:00:01:01"
-mtu = 1300
+mtu = 1400
 dns = ["192.0.2.53", "2001:db8::53"]
 [namespaces.beta]
 bridge = "lan0"
@@ -79,14 +79,15 @@ bridge = "lan0"
     assert_eq!(br[0]["mtu"], 1400);
     assert_eq!(br[0]["address"], "02:00:00:00:00:01");
     let a = sb.json("ip -n alpha -j link show dev lan");
-    assert_eq!(a[0]["mtu"], 1300);
+    assert_eq!(a[0]["mtu"], 1400);
+    assert_eq!(sb.json("ip -j link show dev h-alpha")[0]["mtu"], 1400);
     assert_eq!(a[0]["address"], "02:00:00:00:01:01");
     assert_eq!(sb.json("ip -j link show dev h-alpha")[0]["master"], "lan0");
     // Addresses left out are handed out in file order, from the first after the gateway.
     assert!(sb.ok("ip -n alpha -4 -o addr").contains("192.168.77.2/24"));
     assert!(sb.ok("ip -n beta -4 -o addr").contains("192.168.77.3/24"));
-    // The bridge keeps its MTU above its smaller port.
-    assert_eq!(sb.json("ip -j link show dev lan0")[0]["mtu"], 1400);
+    // One MTU per L2 segment: every port has the bridge's.
+    assert_eq!(sb.json("ip -n beta -j link show dev eth0")[0]["mtu"], 1400);
     let resolv = sb.ok("ip netns exec alpha cat /etc/resolv.conf");
     assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
     assert!(resolv.contains("nameserver 2001:db8::53"), "{resolv}");

@@ -7,6 +7,15 @@ use common::{Sandbox, show};
 
 const BR: &str = "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n";
 
+/// 1024 namespaces on one bridge: one more than a Linux bridge takes.
+fn too_many_ports() -> String {
+    let mut s = String::from("name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/16\"\n");
+    for i in 0..1024 {
+        s.push_str(&format!("[namespaces.n{i}]\nbridge = \"br0\"\n"));
+    }
+    s
+}
+
 /// (what, file text, pieces the error output must contain)
 fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
     vec![
@@ -90,6 +99,25 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("namespace name with slash", format!("{BR}[namespaces.\"a/b\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"a/b\"", "no `/`"]),
         ("MTU too small", format!("{BR}mtu = 67\n"), vec!["bridges.br0.mtu = 67", "68-65535"]),
         ("MTU too large", format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmtu = 65536\n"), vec!["namespaces.a.mtu = 65536", "68-65535"]),
+        ("bridge name is a template", "name = \"v\"\n[bridges.\"br%d\"]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.\"br%d\"", "template"]),
+        ("bridge named all", "name = \"v\"\n[bridges.all]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.all", "reserved"]),
+        ("bridge named default", "name = \"v\"\n[bridges.default]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.default", "reserved"]),
+        (
+            "host-side name is a template",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"v%d\"\n"),
+            vec!["namespaces.a.host_ifname = \"v%d\"", "template"],
+        ),
+        (
+            "a port's MTU differs from its bridge's",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmtu = 1450\n"),
+            vec!["namespaces.a.mtu = 1450", "one MTU per L2 segment"],
+        ),
+        ("multicast gateway", "name = \"v\"\n[bridges.br0]\naddress = \"224.1.1.1/24\"\n".into(), vec!["bridges.br0.address = \"224.1.1.1/24\"", "multicast"]),
+        ("loopback gateway", "name = \"v\"\n[bridges.br0]\naddress = \"127.0.0.2/8\"\n".into(), vec!["bridges.br0.address = \"127.0.0.2/8\"", "loopback"]),
+        ("unspecified gateway", "name = \"v\"\n[bridges.br0]\naddress = \"0.0.0.0/24\"\n".into(), vec!["bridges.br0.address = \"0.0.0.0/24\"", "unspecified"]),
+        ("a /0 subnet", "name = \"v\"\n[bridges.br0]\naddress = \"10.0.0.1/0\"\n".into(), vec!["bridges.br0.address = \"10.0.0.1/0\"", "too large"]),
+        ("a /1 subnet", "name = \"v\"\n[bridges.br0]\naddress = \"8.8.8.1/1\"\n".into(), vec!["bridges.br0.address = \"8.8.8.1/1\"", "too large"]),
+        ("more ports than a bridge takes", too_many_ports(), vec!["bridges.br0", "at most 1023 ports"]),
         ("topology name upper case", "name = \"Lab\"\n".into(), vec!["name = \"Lab\"", "[a-z0-9_]"]),
         ("topology name too long", "name = \"abcdefghijklmnopq\"\n".into(), vec!["name = \"abcdefghijklmnopq\"", "1-16"]),
         ("topology name missing", "[bridges.br0]\naddress = \"10.1.0.1/24\"\n".into(), vec!["name: missing"]),
@@ -159,4 +187,55 @@ fn a_missing_file_is_an_error() {
         err.starts_with("error: /nonexistent/nsfw.toml: cannot read"),
         "{err}"
     );
+}
+
+#[test]
+fn subnets_that_overlap_the_host_or_another_topology_are_refused() {
+    let sb = Sandbox::new();
+    sb.ok("ip link add d0 type veth peer name d0p; ip addr add 10.99.0.1/16 dev d0; ip link set d0 up");
+    let lab = sb.file("lab.toml", common::LAB);
+    sb.nsfw_code(&["apply", &lab], 0);
+    let before = sb.ok("ip -o link; ls -A /run/netns; nft list ruleset");
+    let cases = [
+        (
+            "another topology's subnet",
+            "name = \"other\"\n[bridges.br7]\naddress = \"10.10.0.129/25\"\n[namespaces.o1]\nbridge = \"br7\"\n",
+            vec![
+                "bridges.br7.address = \"10.10.0.129/25\"",
+                "nsfw topology \"lab\"",
+                "overlap = \"allow\"",
+            ],
+        ),
+        (
+            "a route the host has",
+            "name = \"other\"\n[bridges.br7]\naddress = \"10.99.1.1/24\"\n[namespaces.o1]\nbridge = \"br7\"\n",
+            vec![
+                "bridges.br7.address = \"10.99.1.1/24\"",
+                "10.99.0.0/16 dev d0",
+            ],
+        ),
+    ];
+    for (what, text, want) in cases {
+        let f = sb.file("other.toml", text);
+        for cmd in ["apply", "diff"] {
+            let o = sb.nsfw(&[cmd, &f]);
+            assert_eq!(o.status.code(), Some(1), "{what}: {cmd}\n{}", show(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            for w in &want {
+                assert!(err.contains(w), "{what}: expected {w:?} in\n{err}");
+            }
+        }
+        assert_eq!(
+            before,
+            sb.ok("ip -o link; ls -A /run/netns; nft list ruleset"),
+            "{what}"
+        );
+    }
+    // Said on purpose, it is allowed.
+    let f = sb.file(
+        "other.toml",
+        "name = \"other\"\n[bridges.br7]\naddress = \"10.99.1.1/24\"\noverlap = \"allow\"\n[namespaces.o1]\nbridge = \"br7\"\n",
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
 }

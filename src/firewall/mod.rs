@@ -207,7 +207,7 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
             .collect(),
         Err(_) => Vec::new(),
     };
-    s.br_nf = crate::plumbing::netns::read_sysctl(None, BRNF_SYSCTL)?.map(|v| v == "1");
+    s.br_nf = crate::plumbing::sysctl::read(BRNF_SYSCTL)?.map(|v| v == "1");
     Ok(s)
 }
 

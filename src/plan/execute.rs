@@ -1,407 +1,522 @@
-//! Carrying out a plan's plumbing changes, in order, over the [`Kernel`] connections.
-//!
-//! Every change is safe to meet again: if a step fails, the next apply observes what is there
-//! and plans from it. Creation and marking are the one pair that must not be split (an unmarked
-//! object would look foreign to the next run), so a failed mark undoes its creation.
+//! Carrying out a plan's plumbing steps, a stage at a time: removals, namespaces, the host's
+//! links, one visit per namespace for everything inside it, then what finishes on the host.
+//! Within a stage, the host's requests go out many to a send over one connection, and the
+//! namespaces are visited by a few threads at once. Every error names its object; a stage with
+//! errors ends the run (the next apply plans from what is there).
 
-use anyhow::{Context, Result, anyhow};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use super::{Change, LinkAttr, Place};
-use crate::plumbing::{Kernel, Nl, netns, resolv_path};
+use anyhow::{Result, anyhow};
 
-fn nl<'a>(k: &'a mut Kernel, place: &Place) -> Result<&'a Nl> {
-    match place {
-        Place::Host => Ok(&k.host),
-        Place::Ns(n) => k
-            .ns(n)?
-            .map(|(_, nl)| nl)
-            .ok_or_else(|| anyhow!("namespace {n} does not exist")),
-    }
+use super::inside::{ns_config, visit_each};
+use super::step::{LinkAttr, Stage, Step};
+use crate::plumbing::{Conn, Req, files, msgs, netns, observe, sysctl};
+use crate::resources::Place;
+
+/// What a run got done: the steps made, in plan order.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub done: Vec<Step>,
 }
 
-/// `lo` up, with the owner's alias on it: the namespace's mark.
-async fn mark_ns(nl: &Nl, mark: &str) -> Result<()> {
-    nl.set("cannot bring lo up", crate::plumbing::nl::lo_mark(mark))
-        .await
-}
-
-/// Executes `changes` in order, reporting each one through `done` once it has been made.
-///
-/// Steps run one by one, except runs of like steps that are independent of each other:
-/// namespace creations go to a few threads at once (the kernel builds namespaces in parallel),
-/// veth creations and in-namespace address/route changes are sent with every namespace in
-/// flight, and a run of namespace deletions ends by waiting for the veths that go with them.
-pub async fn execute(
-    k: &mut Kernel,
-    mark: &str,
-    changes: &[Change],
-    done: &mut dyn FnMut(&Change),
-) -> Result<()> {
-    let mut tally = Tally::default();
-    let mut i = 0;
-    while i < changes.len() {
-        let rest = &changes[i..];
-        let t = std::time::Instant::now();
-        let (n, step) = match &rest[0] {
-            Change::CreateNamespace { .. } => {
-                (create_namespaces(k, mark, rest, done)?, "create namespace")
-            }
-            Change::CreateVeth { .. } => (create_veths(k, mark, rest, done).await?, "create veth"),
-            c if ns_scoped(c).is_some() => (
-                configure_namespaces(k, rest, done).await?,
-                "configure namespaces",
-            ),
-            Change::DeleteNamespace { .. } => {
-                (delete_namespaces(k, rest, done).await?, "delete namespace")
-            }
-            c => {
-                run(k, mark, c)
-                    .await
-                    .with_context(|| format!("while carrying out: {c}"))?;
-                done(c);
-                (1, c.step())
-            }
-        };
-        tally.add(step, n, t);
-        i += n;
-    }
-    tally.report();
-    Ok(())
-}
-
-/// Time per kind of step, printed with NSFW_TIMING=1 (a profiling aid for the benchmarks).
+/// Time per kind of step, printed with `-v` (or NSFW_TIMING).
 #[derive(Default)]
-struct Tally(std::collections::BTreeMap<&'static str, (usize, std::time::Duration)>);
+pub(super) struct Tally(BTreeMap<&'static str, (usize, Duration)>);
 
 impl Tally {
-    fn add(&mut self, step: &'static str, n: usize, since: std::time::Instant) {
-        let e = self.0.entry(step).or_default();
+    pub(super) fn add(&mut self, what: &'static str, n: usize, since: Instant) {
+        if n == 0 {
+            return;
+        }
+        let e = self.0.entry(what).or_default();
         e.0 += n;
         e.1 += since.elapsed();
     }
 
     fn report(&self) {
-        if std::env::var_os("NSFW_TIMING").is_some() {
-            for (k, (n, d)) in &self.0 {
-                eprintln!("timing: {n} × {k}: {d:?}");
-            }
+        for (k, (n, d)) in &self.0 {
+            crate::detail!("timing: {n} × {k}: {d:?}");
         }
     }
 }
 
-/// The leading run of `rest` whose steps `pick` accepts.
-fn run_of(rest: &[Change], pick: impl Fn(&Change) -> bool) -> &[Change] {
-    let n = rest.iter().take_while(|c| pick(c)).count();
-    &rest[..n]
+/// Errors of one stage, gathered so that all of them are reported.
+#[derive(Default)]
+pub(super) struct Errors(pub(super) Vec<String>);
+
+impl Errors {
+    pub(super) fn add(&mut self, e: anyhow::Error) {
+        self.0.push(format!("{e:#}"));
+    }
+
+    fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("{}", self.0.join("\nerror: ")))
+        }
+    }
 }
 
-/// Creates the leading run of namespaces, marked by the threads that make them.
-fn create_namespaces(
-    k: &mut Kernel,
-    mark: &str,
-    rest: &[Change],
-    done: &mut dyn FnMut(&Change),
-) -> Result<usize> {
-    let run = run_of(rest, |c| matches!(c, Change::CreateNamespace { .. }));
-    let names: Vec<String> = run
+/// Host link indexes, looked up again after links are made.
+pub(super) fn indexes(c: &mut Conn) -> Result<BTreeMap<String, u32>> {
+    let mut req = rtnetlink::packet_route::link::LinkMessage::default();
+    req.attributes
+        .push(rtnetlink::packet_route::link::LinkAttribute::ExtMask(vec![
+            rtnetlink::packet_route::link::LinkExtentMask::SkipStats,
+        ]));
+    Ok(c.dump(
+        rtnetlink::packet_route::RouteNetlinkMessage::GetLink(req),
+        "interfaces",
+    )?
+    .iter()
+    .filter_map(|m| match m {
+        rtnetlink::packet_route::RouteNetlinkMessage::NewLink(l) => {
+            let l = observe::parse_link(l);
+            Some((l.name, l.index))
+        }
+        _ => None,
+    })
+    .collect())
+}
+
+fn index_of(ix: &BTreeMap<String, u32>, name: &str) -> Result<u32> {
+    ix.get(name)
+        .copied()
+        .ok_or_else(|| anyhow!("no interface {name}"))
+}
+
+/// The request for a SetLink step.
+pub(super) fn set_link_req(
+    name: &str,
+    attrs: &[LinkAttr],
+    ix: &BTreeMap<String, u32>,
+) -> Result<Req> {
+    let (mut mtu, mut mac, mut up, mut master) = (None, None, false, None);
+    for a in attrs {
+        match a {
+            LinkAttr::Mtu { new, .. } => mtu = Some(*new),
+            LinkAttr::Mac { new, .. } => mac = Some(*new),
+            LinkAttr::Up => up = true,
+            LinkAttr::Master { new, .. } => {
+                master = Some(match new {
+                    Some(b) => Some(index_of(ix, b)?),
+                    None => None,
+                })
+            }
+        }
+    }
+    Ok(msgs::set_link(name, mtu, mac, up, master))
+}
+
+/// Address and route requests of one place, against its link indexes.
+pub(super) fn addr_route_req(s: &Step, ix: &BTreeMap<String, u32>) -> Result<Option<Req>> {
+    Ok(Some(match s {
+        Step::AddAddr { ifname, net, .. } => msgs::add_addr(ifname, index_of(ix, ifname)?, *net),
+        Step::DelAddr { ifname, net, .. } => msgs::del_addr(ifname, index_of(ix, ifname)?, *net),
+        Step::SetRoute { route, .. } => msgs::replace_route(
+            &route.to_string(),
+            route.dst,
+            route.via,
+            index_of(ix, &route.dev)?,
+        ),
+        Step::DelRoute { route, .. } => msgs::del_route(
+            &route.to_string(),
+            route.dst,
+            route.via,
+            index_of(ix, &route.dev)?,
+        ),
+        _ => return Ok(None),
+    }))
+}
+
+/// Runs requests built from steps; `done` gets the steps whose requests all succeeded.
+pub(super) fn run_steps(
+    c: &mut Conn,
+    items: Vec<(&Step, Vec<Req>)>,
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+) {
+    let mut reqs = Vec::new();
+    let mut owner = Vec::new();
+    for (i, (_, rs)) in items.iter().enumerate() {
+        owner.extend(std::iter::repeat_n(i, rs.len()));
+    }
+    let mut failed = vec![false; items.len()];
+    for (_, rs) in items.iter() {
+        reqs.extend(rs.iter().cloned());
+    }
+    for (k, r) in c.run(&reqs).into_iter().enumerate() {
+        if let Err(e) = r {
+            failed[owner[k]] = true;
+            errs.add(e);
+        }
+    }
+    for (i, (s, _)) in items.into_iter().enumerate() {
+        if !failed[i] {
+            ok.push(s.clone());
+        }
+    }
+}
+
+/// Executes the steps (ordered by stage), reporting each one through `done` once made.
+pub fn execute(steps: &[Step], mark: &str, done: &mut dyn FnMut(&Step)) -> Result<Executed> {
+    let mut tally = Tally::default();
+    let mut ex = Executed::default();
+    let mut host = Conn::open("host")?;
+    let mut result = Ok(());
+    for stage in [
+        Stage::Teardown,
+        Stage::Namespaces,
+        Stage::HostBuild,
+        Stage::NsConfig,
+        Stage::HostFinish,
+    ] {
+        crate::signals::check()?;
+        let these: Vec<&Step> = steps.iter().filter(|s| s.stage() == stage).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let mut ok: Vec<Step> = Vec::new();
+        let mut errs = Errors::default();
+        match stage {
+            Stage::Teardown => teardown(&mut host, &these, &mut ok, &mut errs, &mut tally),
+            Stage::Namespaces => namespaces(mark, &these, &mut ok, &mut errs, &mut tally),
+            Stage::HostBuild => host_build(&mut host, mark, &these, &mut ok, &mut errs, &mut tally),
+            Stage::NsConfig => ns_config(steps, &these, &mut ok, &mut errs, &mut tally),
+            Stage::HostFinish => host_finish(&mut host, &these, &mut ok, &mut errs, &mut tally),
+        }
+        // Report in plan order.
+        for s in steps.iter().filter(|s| ok.contains(s)) {
+            done(s);
+        }
+        ex.done.extend(ok);
+        result = errs.into_result();
+        if result.is_err() {
+            break;
+        }
+    }
+    tally.report();
+    result.map(|()| ex)
+}
+
+fn teardown(
+    host: &mut Conn,
+    these: &[&Step],
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+    tally: &mut Tally,
+) {
+    let t = Instant::now();
+    let host_items: Vec<(&Step, Vec<Req>)> = these
         .iter()
-        .filter_map(|c| match c {
-            Change::CreateNamespace { name } => Some(name.clone()),
+        .filter_map(|s| match s {
+            Step::DeleteLink {
+                place: Place::Host,
+                name,
+                index,
+                ..
+            } => Some((*s, vec![msgs::del_link(name, *index)])),
+            Step::SetLink {
+                place: Place::Host,
+                name,
+                ..
+            } => Some((
+                *s,
+                vec![msgs::set_link(name, None, None, false, Some(None))],
+            )),
             _ => None,
         })
         .collect();
-    for (r, c) in k.create_ns_many(&names, Some(mark)).into_iter().zip(run) {
-        r.with_context(|| format!("while carrying out: {c}"))?;
-        done(c);
-    }
-    Ok(run.len())
-}
-
-/// Creates the leading run of veth pairs, all pairs in flight at once.
-async fn create_veths(
-    k: &mut Kernel,
-    mark: &str,
-    rest: &[Change],
-    done: &mut dyn FnMut(&Change),
-) -> Result<usize> {
-    let run = run_of(rest, |c| matches!(c, Change::CreateVeth { .. }));
-    let mut masters = Vec::with_capacity(run.len());
-    for c in run {
-        if let Change::CreateVeth { ns, bridge, .. } = c {
-            masters.push(k.host_index(bridge).await?);
-            if k.ns(ns)?.is_none() {
-                return Err(anyhow!("namespace {ns} does not exist"))
-                    .with_context(|| format!("while carrying out: {c}"));
-            }
-        }
-    }
-    let kr: &Kernel = k;
-    let results = futures::future::join_all(
-        run.iter()
-            .zip(&masters)
-            .map(|(c, m)| create_veth(kr, *m, mark, c)),
-    )
-    .await;
-    for (r, c) in results.into_iter().zip(run) {
-        r.with_context(|| format!("while carrying out: {c}"))?;
-        done(c);
-    }
-    Ok(run.len())
-}
-
-/// Carries out the leading run of in-namespace changes (addresses, routes): each namespace's
-/// changes in order, the namespaces all in flight at once.
-async fn configure_namespaces(
-    k: &mut Kernel,
-    rest: &[Change],
-    done: &mut dyn FnMut(&Change),
-) -> Result<usize> {
-    let run = run_of(rest, |c| ns_scoped(c).is_some());
-    let mut by_ns: Vec<(&str, Vec<&Change>)> = Vec::new();
-    for c in run {
-        let ns = ns_scoped(c).unwrap_or_default();
-        match by_ns.iter_mut().find(|(n, _)| *n == ns) {
-            Some((_, v)) => v.push(c),
-            None => by_ns.push((ns, vec![c])),
-        }
-        if k.ns(ns)?.is_none() {
-            return Err(anyhow!("namespace {ns} does not exist"))
-                .with_context(|| format!("while carrying out: {c}"));
-        }
-    }
-    let kr: &Kernel = k;
-    let results =
-        futures::future::join_all(by_ns.iter().map(|(ns, cs)| run_in_ns(kr, ns, cs))).await;
-    for r in results {
-        r?;
-    }
-    for c in run {
-        done(c);
-    }
-    Ok(run.len())
-}
-
-/// Deletes the leading run of namespaces, then waits for the veths that go with them.
-async fn delete_namespaces(
-    k: &mut Kernel,
-    rest: &[Change],
-    done: &mut dyn FnMut(&Change),
-) -> Result<usize> {
-    let run = run_of(rest, |c| matches!(c, Change::DeleteNamespace { .. }));
+    let n = host_items.len();
+    run_steps(host, host_items, ok, errs);
+    tally.add("delete link", n, t);
+    let t = Instant::now();
+    let ns_deletes: Vec<&Step> = these
+        .iter()
+        .copied()
+        .filter(|s| {
+            matches!(
+                s,
+                Step::DeleteLink {
+                    place: Place::Ns(_),
+                    ..
+                }
+            )
+        })
+        .collect();
+    visit_each(&ns_deletes, ok, errs, &|_, c, steps| {
+        let items = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::DeleteLink { name, index, .. } => {
+                    Some((*s, vec![msgs::del_link(name, *index)]))
+                }
+                _ => None,
+            })
+            .collect();
+        let (mut ok, mut errs) = (Vec::new(), Errors::default());
+        run_steps(c, items, &mut ok, &mut errs);
+        (ok, errs.0)
+    });
+    tally.add("delete link in namespace", ns_deletes.len(), t);
+    let t = Instant::now();
     let mut takes: Vec<&str> = Vec::new();
-    for c in run {
-        if let Change::DeleteNamespace { name, takes: t } = c {
-            for link in t {
-                k.forget_host_link(link);
+    let mut n = 0;
+    for s in these {
+        if let Step::DeleteNamespace {
+            name, takes: tk, ..
+        } = s
+        {
+            n += 1;
+            match netns::delete(name) {
+                Ok(()) => {
+                    takes.extend(tk.iter().map(String::as_str));
+                    ok.push((*s).clone());
+                }
+                Err(e) => errs.add(e),
             }
-            k.delete_ns(name)
-                .with_context(|| format!("while carrying out: {c}"))?;
-            takes.extend(t.iter().map(String::as_str));
-            done(c);
         }
     }
-    await_gone(k, &takes).await?;
-    Ok(run.len())
+    if let Err(e) = await_gone(host, &takes) {
+        errs.add(e);
+    }
+    tally.add("delete namespace", n, t);
+    for s in these {
+        if let Step::RemoveResolv { ns } = s {
+            match files::remove_resolv(ns) {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
+            }
+        }
+    }
 }
 
 /// Waits until the host links `names` are gone (the kernel tears a deleted namespace's veth
 /// pairs down asynchronously, in one batch); deletes any still there after 5 s.
-async fn await_gone(k: &mut Kernel, names: &[&str]) -> Result<()> {
+fn await_gone(host: &mut Conn, names: &[&str]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left: Vec<crate::plumbing::Link> = k
-            .host
-            .links()
-            .await?
-            .into_iter()
-            .filter(|l| names.contains(&l.name.as_str()))
+        let ix = indexes(host)?;
+        let left: Vec<(&str, u32)> = names
+            .iter()
+            .filter_map(|n| ix.get(*n).map(|i| (*n, *i)))
             .collect();
         if left.is_empty() {
             return Ok(());
         }
-        if std::time::Instant::now() > deadline {
-            for l in left {
-                k.host.del_link(&l.name, l.index).await?;
-            }
-            return Ok(());
+        if Instant::now() > deadline {
+            let reqs: Vec<Req> = left.iter().map(|(n, i)| msgs::del_link(n, *i)).collect();
+            return host.run_all(&reqs);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-/// The namespace a change is confined to, for the changes that can run beside other
-/// namespaces' (addresses and routes inside namespaces).
-fn ns_scoped(c: &Change) -> Option<&str> {
-    match c {
-        Change::AddAddr {
-            place: Place::Ns(ns),
-            ..
+fn namespaces(
+    mark: &str,
+    these: &[&Step],
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+    tally: &mut Tally,
+) {
+    let t = Instant::now();
+    let creates: Vec<&Step> = these
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Step::CreateNamespace { .. }))
+        .collect();
+    let names: Vec<String> = creates
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateNamespace { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let lo = msgs::mark_lo(mark);
+    let each = |_: &str, c: &mut Conn| c.run_all(std::slice::from_ref(&lo));
+    for (r, s) in netns::create_many(&names, &each).into_iter().zip(&creates) {
+        match r {
+            Ok(()) => ok.push((*s).clone()),
+            Err(e) => errs.add(e),
         }
-        | Change::DelAddr {
-            place: Place::Ns(ns),
-            ..
-        }
-        | Change::SetDefaultRoute { ns, .. } => Some(ns),
-        _ => None,
     }
+    tally.add("create namespace", creates.len(), t);
+    let marks: Vec<&Step> = these
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Step::MarkNamespace { .. }))
+        .collect();
+    visit_each(
+        &marks,
+        ok,
+        errs,
+        &|_, c, steps| match c.run_all(&[msgs::mark_lo(mark)]) {
+            Ok(()) => (steps.iter().map(|s| (*s).clone()).collect(), Vec::new()),
+            Err(e) => (Vec::new(), vec![format!("{e:#}")]),
+        },
+    );
 }
 
-/// Carries out one namespace's address and route changes, in order.
-async fn run_in_ns(k: &Kernel, ns: &str, changes: &[&Change]) -> Result<()> {
-    let (_, nl) = k
-        .ns_open(ns)
-        .ok_or_else(|| anyhow!("namespace {ns} is not open"))?;
-    let mut index: Option<(String, u32)> = None;
-    for c in changes {
-        let ifname = match c {
-            Change::AddAddr { ifname, .. }
-            | Change::DelAddr { ifname, .. }
-            | Change::SetDefaultRoute { ifname, .. } => ifname,
-            _ => continue,
-        };
-        let i = match &index {
-            Some((n, i)) if n == ifname => *i,
-            _ => {
-                let i = nl.index_of(ifname).await?;
-                index = Some((ifname.clone(), i));
-                i
-            }
-        };
-        let r = match c {
-            Change::AddAddr { net, .. } => nl.add_addr(ifname, i, *net).await,
-            Change::DelAddr { net, .. } => nl.del_addr(ifname, i, *net).await,
-            Change::SetDefaultRoute { gateway, .. } => nl.add_default_route(*gateway, i).await,
-            _ => Ok(()),
-        };
-        r.with_context(|| format!("while carrying out: {c}"))?;
-    }
-    Ok(())
-}
-
-/// Creates one veth pair (a `CreateVeth` change) whose namespace is open in `k` and whose
-/// bridge has index `master`: create, mark, then up, peer first.
-async fn create_veth(k: &Kernel, master: u32, mark: &str, c: &Change) -> Result<()> {
-    let Change::CreateVeth {
-        ns,
-        host,
-        peer,
-        mtu,
-        mac,
-        ..
-    } = c
-    else {
-        return Ok(());
+fn host_build(
+    host: &mut Conn,
+    mark: &str,
+    these: &[&Step],
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+    tally: &mut Tally,
+) {
+    let t = Instant::now();
+    let bridges: Vec<(&Step, Vec<Req>)> = these
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateBridge { name, mtu, mac } => Some((
+                *s,
+                vec![
+                    msgs::create_bridge(name, *mtu, *mac),
+                    msgs::mark(name, mark),
+                ],
+            )),
+            _ => None,
+        })
+        .collect();
+    let n = bridges.len();
+    run_steps(host, bridges, ok, errs);
+    tally.add("create bridge", n, t);
+    let ix = match indexes(host) {
+        Ok(ix) => ix,
+        Err(e) => return errs.add(e),
     };
-    let (fd, ns_nl) = k
-        .ns_open(ns)
-        .ok_or_else(|| anyhow!("namespace {ns} is not open"))?;
-    k.host
-        .add_veth(host, master, *mtu, peer, fd, *mac, mark)
-        .await?;
-    // The peer up while the host end is still down (no carrier yet, so no link-local address
-    // is made before addrgenmode none applies), then the host end.
-    let up = LinkUnspec::new_with_name(peer)
-        .append_extra_attribute(crate::plumbing::nl::no_ipv6_link_local())
-        .up()
-        .build();
-    ns_nl.set(&format!("cannot bring {peer} up"), up).await?;
-    k.host
-        .set(
-            &format!("cannot bring {host} up"),
-            LinkUnspec::new_with_name(host).up().build(),
-        )
-        .await
-}
-
-/// Carries out one step that runs alone.
-async fn run(k: &mut Kernel, mark: &str, c: &Change) -> Result<()> {
-    match c {
-        Change::DeleteLink { name, index, .. } => {
-            k.forget_host_link(name);
-            k.host.del_link(name, *index).await
-        }
-        Change::RemoveResolv { ns } => {
-            let p = resolv_path(ns);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(anyhow!("cannot remove {}: {e}", p.display())),
+    let t = Instant::now();
+    let mut items = Vec::new();
+    for s in these {
+        if let Step::SetLink { name, attrs, .. } = s {
+            match set_link_req(name, attrs, &ix) {
+                Ok(r) => items.push((*s, vec![r])),
+                Err(e) => errs.add(e.context(format!("while carrying out: {s}"))),
             }
-            // The directory was nsfw's too, unless someone keeps other files in it.
-            if let Some(dir) = p.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-            Ok(())
-        }
-        Change::MarkNamespace { name } => mark_ns(nl(k, &Place::Ns(name.clone()))?, mark).await,
-        Change::CreateBridge { name, mtu, mac } => {
-            k.forget_host_link(name);
-            k.host.add_bridge(name, *mtu, *mac, mark).await
-        }
-        // Carried out by their runs in `execute`.
-        Change::CreateNamespace { .. }
-        | Change::CreateVeth { .. }
-        | Change::DeleteNamespace { .. } => {
-            Err(anyhow!("internal: {c} reached the single-step path"))
-        }
-        Change::SetLink { place, name, attrs } => {
-            let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
-            for a in attrs {
-                b = match a {
-                    LinkAttr::Mtu { new, .. } | LinkAttr::PinMtu { new } => b.mtu(*new),
-                    LinkAttr::Mac { new, .. } => b.address(new.0.to_vec()),
-                    LinkAttr::Up => b.up(),
-                    LinkAttr::Master { new, .. } => b.controller(k.host_index(new).await?),
-                };
-            }
-            let nl = nl(k, place)?;
-            nl.set(&format!("cannot change interface {name}"), b.build())
-                .await
-        }
-        Change::AddAddr { place, ifname, net } => {
-            let nl = nl(k, place)?;
-            let i = nl.index_of(ifname).await?;
-            nl.add_addr(ifname, i, *net).await
-        }
-        Change::DelAddr { place, ifname, net } => {
-            let nl = nl(k, place)?;
-            let i = nl.index_of(ifname).await?;
-            nl.del_addr(ifname, i, *net).await
-        }
-        Change::SetDefaultRoute {
-            ns,
-            ifname,
-            gateway,
-            ..
-        } => {
-            let nl = nl(k, &Place::Ns(ns.clone()))?;
-            let i = nl.index_of(ifname).await?;
-            nl.add_default_route(*gateway, i).await
-        }
-        Change::SetBrNetfilter { new, .. } => netns::write_sysctl(
-            None,
-            crate::firewall::BRNF_SYSCTL,
-            if *new { "1" } else { "0" },
-        ),
-        Change::SetIpForward { new, .. } => {
-            netns::write_sysctl(None, "net.ipv4.ip_forward", if *new { "1" } else { "0" })
-        }
-        Change::WriteResolv { ns, content } => {
-            let p = resolv_path(ns);
-            let dir = p
-                .parent()
-                .ok_or_else(|| anyhow!("bad path {}", p.display()))?;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            // Write beside it and rename: `ip netns exec` never sees half a file.
-            let tmp = dir.join(".resolv.conf.nsfw");
-            std::fs::write(&tmp, content)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))
         }
     }
+    let n = items.len();
+    run_steps(host, items, ok, errs);
+    tally.add("set link", n, t);
+    let t = Instant::now();
+    let veths: Vec<&Step> = these
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Step::CreateVeth { .. }))
+        .collect();
+    // A few hundred namespace handles open at a time, at most.
+    for chunk in veths.chunks(256) {
+        let mut items = Vec::new();
+        let mut fds = Vec::new();
+        for s in chunk {
+            let Step::CreateVeth {
+                ns,
+                host: h,
+                peer,
+                bridge,
+                mtu,
+                mac,
+                no_link_local,
+            } = s
+            else {
+                continue;
+            };
+            let made = index_of(&ix, bridge).and_then(|m| {
+                let fd =
+                    netns::open_ns(ns)?.ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
+                let mut reqs = vec![
+                    msgs::create_veth(h, Some(m), *mtu, peer, &fd, *mac),
+                    msgs::mark(h, mark),
+                ];
+                if *no_link_local {
+                    reqs.push(msgs::no_link_local(h));
+                }
+                reqs.push(msgs::up(h));
+                fds.push(fd);
+                Ok(reqs)
+            });
+            match made {
+                Ok(reqs) => items.push((*s, reqs)),
+                Err(e) => errs.add(e.context(format!("while carrying out: {s}"))),
+            }
+        }
+        run_steps(host, items, ok, errs);
+        drop(fds);
+    }
+    tally.add("create veth", veths.len(), t);
+    let t = Instant::now();
+    let mut n = 0;
+    for s in these {
+        if let Step::SetSysctl { key, new, .. } = s {
+            n += 1;
+            match sysctl::write(key, new) {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
+            }
+        }
+    }
+    tally.add("set sysctl", n, t);
+    let ix = if veths.is_empty() {
+        Ok(ix)
+    } else {
+        indexes(host)
+    };
+    let ix = match ix {
+        Ok(ix) => ix,
+        Err(e) => return errs.add(e),
+    };
+    host_addr_routes(host, these, &ix, ok, errs, tally);
+}
+
+fn host_addr_routes(
+    host: &mut Conn,
+    these: &[&Step],
+    ix: &BTreeMap<String, u32>,
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+    tally: &mut Tally,
+) {
+    let t = Instant::now();
+    let mut items = Vec::new();
+    for s in these {
+        match addr_route_req(s, ix) {
+            Ok(Some(r)) => items.push((*s, vec![r])),
+            Ok(None) => {}
+            Err(e) => errs.add(e.context(format!("while carrying out: {s}"))),
+        }
+    }
+    let n = items.len();
+    run_steps(host, items, ok, errs);
+    tally.add("host address or route", n, t);
+}
+
+fn host_finish(
+    host: &mut Conn,
+    these: &[&Step],
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+    tally: &mut Tally,
+) {
+    match indexes(host) {
+        Ok(ix) => host_addr_routes(host, these, &ix, ok, errs, tally),
+        Err(e) => errs.add(e),
+    }
+    let t = Instant::now();
+    let mut n = 0;
+    for s in these {
+        if let Step::WriteResolv { ns, content } = s {
+            n += 1;
+            match files::write_resolv(ns, content) {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
+            }
+        }
+    }
+    tally.add("write resolv.conf", n, t);
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -58,8 +57,8 @@ const FULL_MESH_MAX: usize = 8;
 pub fn checks(t: &Topology) -> Vec<Check> {
     let mut out = Vec::new();
     for b in &t.bridges {
-        let members: Vec<_> = t.namespaces.iter().filter(|n| n.bridge == b.name).collect();
-        for (i, n) in members.iter().enumerate() {
+        let members: Vec<_> = t.ports_of(&b.name).collect();
+        for (i, (n, _)) in members.iter().enumerate() {
             out.push(Check {
                 from: n.name.clone(),
                 to_label: format!("gateway {}", b.name),
@@ -68,7 +67,7 @@ pub fn checks(t: &Topology) -> Vec<Check> {
                 expect: true,
             });
             let peers: Vec<_> = if members.len() <= FULL_MESH_MAX {
-                members.iter().filter(|m| m.name != n.name).collect()
+                members.iter().filter(|(m, _)| m.name != n.name).collect()
             } else {
                 members
                     .iter()
@@ -77,11 +76,11 @@ pub fn checks(t: &Topology) -> Vec<Check> {
                     .take(1)
                     .collect()
             };
-            for m in peers {
+            for (m, mi) in peers {
                 out.push(Check {
                     from: n.name.clone(),
                     to_label: m.name.clone(),
-                    to: m.address.ip(),
+                    to: mi.address.ip(),
                     probe: Probe::Ping,
                     expect: true,
                 });
@@ -118,11 +117,8 @@ pub fn run(checks: &[Check]) -> Vec<Outcome> {
 
 /// Runs one check from inside its source namespace.
 pub fn probe(c: &Check) -> Result<bool> {
-    let from = &c.from;
-    let fd: OwnedFd =
-        netns::open(from)?.ok_or_else(|| anyhow!("namespace {from} does not exist"))?;
     let (to, probe) = (c.to, c.probe.clone());
-    netns::run_in(&fd, &format!("probe from {from}"), move || match probe {
+    netns::run_in(&c.from, move || match probe {
         // Three tries, a second each.
         Probe::Ping => ping(to, 3, Duration::from_secs(1)),
         Probe::Tcp(port) => Ok(tcp(to, port)?.is_some()),
@@ -170,8 +166,7 @@ fn serve(
     addr: SocketAddrV4,
     each: fn(std::net::TcpStream, std::net::SocketAddr),
 ) -> Result<()> {
-    let fd: OwnedFd = netns::open(ns)?.ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
-    netns::spawn_in(&fd, &format!("server in {ns} on {addr}"), move || {
+    netns::spawn_in(ns, move || {
         let l = std::net::TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
         Ok(move || {

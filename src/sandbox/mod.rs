@@ -11,12 +11,11 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result, anyhow};
-use ipnetwork::Ipv4Network;
+use ipnetwork::{IpNetwork, Ipv4Network};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-use rtnetlink::LinkUnspec;
 
-use crate::plumbing::{Kernel, netns};
+use crate::plumbing::{Conn, msgs, netns};
 use crate::probe::{self, Check, Probe};
 use crate::topology::Topology;
 
@@ -36,17 +35,21 @@ pub const WAN_ADDR: &str = "198.51.100.2/24";
 /// An "internet" server address, on the `wan` namespace's loopback.
 pub const INTERNET_ADDR: &str = "203.0.113.10/32";
 
+/// The directories that get a private tmpfs in the sandbox: namespaces, their files, and
+/// nsfw's lock and record.
+pub const SANDBOXED_DIRS: [&str; 3] = [netns::RUN_DIR, netns::ETC_DIR, crate::state::STATE_DIR];
+
 pub fn inside() -> bool {
     std::env::var_os(ENV).is_some()
 }
 
 /// Runs `program args` inside a new sandbox and waits for it. Call it before starting any
-/// thread (see the SAFETY note below). /run/netns and /etc/netns are
+/// thread (see the SAFETY note below). /run/netns, /etc/netns and /run/nsfw are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
 /// created them and they are empty again.
 pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
     let mut created = Vec::new();
-    for d in [netns::RUN_DIR, netns::ETC_DIR] {
+    for d in SANDBOXED_DIRS {
         if !Path::new(d).exists() {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {d}"))?;
             created.push(d);
@@ -70,7 +73,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
                 None::<&str>,
             )
             .map_err(io)?;
-            for d in [netns::RUN_DIR, netns::ETC_DIR] {
+            for d in SANDBOXED_DIRS {
                 mount(
                     Some("tmpfs"),
                     d,
@@ -95,70 +98,70 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
 /// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`
 /// (198.51.100.1) ⇄ `wan` (198.51.100.2, with 203.0.113.10 on its loopback), with the sandbox's
 /// default route pointing at `wan`.
-pub async fn build_upstream(k: &mut Kernel, t: &Topology) -> Result<()> {
-    k.host
-        .set(
-            "cannot bring lo up",
-            LinkUnspec::new_with_name("lo").up().build(),
-        )
-        .await?;
-    let wan_ip: Ipv4Network = WAN_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    let uplink_ip: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    let wan_name = [WAN_NS.to_string()];
-    for r in k.create_ns_many(&wan_name, Some("sandbox:wan")) {
+pub fn build_upstream(t: &Topology) -> Result<()> {
+    let net = |s: &str| -> Result<IpNetwork> { s.parse().map_err(|e| anyhow!("{s}: {e}")) };
+    let (wan_ip, uplink_ip, inet) = (net(WAN_ADDR)?, net(UPLINK_ADDR)?, net(INTERNET_ADDR)?);
+    let mut host = Conn::open("host")?;
+    host.run_all(&[msgs::up("lo")])?;
+    let each = |_: &str, c: &mut Conn| c.run_all(&[msgs::mark_lo("sandbox:wan")]);
+    for r in netns::create_many(&[WAN_NS.to_string()], &each) {
         r?;
     }
-    let fd = {
-        let (fd, _) = k
-            .ns(WAN_NS)?
-            .ok_or_else(|| anyhow!("namespace wan vanished"))?;
-        fd.try_clone()?
-    };
+    let fd = netns::open_ns(WAN_NS)?.ok_or_else(|| anyhow!("namespace wan vanished"))?;
     // The uplink is not on a bridge: a veth with no master.
-    let msg = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(
-        rtnetlink::packet_route::link::InfoKind::Veth,
-    )
-    .name(UPLINK.to_string())
-    .up()
-    .set_info_data(rtnetlink::packet_route::link::InfoData::Veth(
-        rtnetlink::packet_route::link::InfoVeth::Peer(
-            rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
-                .name("eth0".to_string())
-                .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&fd))
-                .build(),
-        ),
-    ))
-    .build();
-    k.host
-        .add_link("cannot create the uplink veth", msg)
-        .await?;
-    let i = k.host.index_of(UPLINK).await?;
-    k.host.add_addr(UPLINK, i, uplink_ip).await?;
-    k.host.add_default_route(wan_ip.ip(), i).await?;
-    let (_, wan) = k
-        .ns(WAN_NS)?
-        .ok_or_else(|| anyhow!("namespace wan vanished"))?;
-    wan.set(
-        "cannot bring eth0 up",
-        LinkUnspec::new_with_name("eth0").up().build(),
-    )
-    .await?;
-    let we = wan.index_of("eth0").await?;
-    wan.add_addr("eth0", we, wan_ip).await?;
-    let lo = wan.index_of("lo").await?;
-    wan.add_addr("lo", lo, inet).await?;
+    host.run_all(&[
+        msgs::create_veth(UPLINK, None, 1500, "eth0", &fd, None),
+        msgs::up(UPLINK),
+    ])?;
+    drop(fd);
+    let i = index(&mut host, UPLINK)?;
+    let default: IpNetwork = net("0.0.0.0/0")?;
+    host.run_all(&[
+        msgs::add_addr(UPLINK, i, uplink_ip),
+        msgs::replace_route("default", default, Some(wan_ip.ip()), i),
+    ])?;
     // The "internet" knows its way back to the bridges' subnets through the host, so only
     // nsfw's rules stand between it and the namespaces.
-    for b in &t.bridges {
-        let msg = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-            .destination_prefix(b.subnet().network(), b.subnet().prefix())
-            .gateway(uplink_ip.ip())
-            .build();
-        wan.add_route(msg, &format!("route to {} via the host", b.subnet()))
-            .await?;
-    }
-    Ok(())
+    let subnets: Vec<IpNetwork> = t
+        .bridges
+        .iter()
+        .map(|b| IpNetwork::V4(b.subnet()))
+        .collect();
+    netns::visit(&[WAN_NS.to_string()], &|_, c| {
+        c.run_all(&[msgs::up("eth0")])?;
+        let (e, lo) = (index(c, "eth0")?, index(c, "lo")?);
+        let mut reqs = vec![
+            msgs::add_addr("eth0", e, wan_ip),
+            msgs::add_addr("lo", lo, inet),
+        ];
+        for s in &subnets {
+            reqs.push(msgs::replace_route(
+                &format!("to {s} via the host"),
+                *s,
+                Some(uplink_ip.ip()),
+                e,
+            ));
+        }
+        c.run_all(&reqs)
+    })
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| Ok(None))?
+    .ok_or_else(|| anyhow!("namespace wan vanished"))
+}
+
+fn index(c: &mut Conn, name: &str) -> Result<u32> {
+    let req = rtnetlink::packet_route::RouteNetlinkMessage::GetLink(Default::default());
+    c.dump(req, "interfaces")?
+        .iter()
+        .find_map(|m| match m {
+            rtnetlink::packet_route::RouteNetlinkMessage::NewLink(l) => {
+                let l = crate::plumbing::observe::parse_link(l);
+                (l.name == name).then_some(l.index)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("no interface {name} ({})", c.place()))
 }
 
 /// Starts the servers the upstream checks talk to: the source echo in `wan`, a listener in
@@ -186,11 +189,12 @@ pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
     // it on (explicitly, or by masquerading).
     let forwarding = t.host.ip_forward == Some(true);
     for n in &t.namespaces {
-        let Some(b) = t.bridge(&n.bridge) else {
+        let Some(i) = n.primary() else { continue };
+        let Some(b) = t.bridge(&i.bridge) else {
             continue;
         };
         let natted = b.masquerade && b.uplink.as_deref().is_none_or(|u| u == UPLINK);
-        let want = if natted { uplink.ip() } else { n.address.ip() };
+        let want = if natted { uplink.ip() } else { i.address.ip() };
         out.push(Check {
             from: n.name.clone(),
             to_label: "internet".into(),
@@ -203,10 +207,11 @@ pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
         });
     }
     for n in &t.namespaces {
+        let Some(i) = n.primary() else { continue };
         out.push(Check {
             from: WAN_NS.into(),
             to_label: n.name.clone(),
-            to: n.address.ip(),
+            to: i.address.ip(),
             probe: Probe::Tcp(LISTEN_PORT),
             expect: false,
         });

@@ -4,6 +4,9 @@
 //! because serde stops at the first problem, and users deserve every error of a file at once,
 //! each naming its key and value.
 
+mod addr;
+mod names;
+mod syntax;
 mod validate;
 
 use std::fmt;
@@ -12,10 +15,14 @@ use std::path::{Path, PathBuf};
 
 use ipnetwork::Ipv4Network;
 
-pub use validate::{MAX_IFNAME, host_ifname_for};
+pub use addr::{overlaps, subnet_of};
+pub use names::{MAX_IFNAME, check_ifname, check_topology_name, host_ifname_for};
+
+/// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
+pub const MAX_BRIDGE_PORTS: usize = 1023;
 
 /// A MAC address, stored as its six bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
@@ -52,34 +59,53 @@ pub struct Bridge {
     pub address: Ipv4Network,
     pub masquerade: bool,
     pub uplink: Option<String>,
+    /// Every port of the bridge takes this MTU: one MTU per L2 segment.
     pub mtu: u32,
     /// Given in the file, or derived from the topology's and bridge's names: a bridge keeps
     /// its MAC when it is recreated, so the namespaces' ARP caches stay right.
     pub mac: Mac,
+    /// `overlap = "allow"`: the subnet may overlap a route the host already has or another
+    /// topology's subnet (the user knows why).
+    pub overlap_allowed: bool,
 }
 
 impl Bridge {
     /// The subnet behind the bridge, e.g. 10.10.0.0/24.
     pub fn subnet(&self) -> Ipv4Network {
-        // The prefix was validated when the address was parsed, so this cannot fail.
-        Ipv4Network::new(self.address.network(), self.address.prefix()).unwrap_or(self.address)
+        subnet_of(&self.address)
     }
+}
+
+/// One interface of a namespace: a veth pair whose host end is a port of `bridge`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    /// The interface's name inside the namespace.
+    pub ifname: String,
+    pub bridge: String,
+    pub address: Ipv4Network,
+    /// The host end of the veth pair, a port of the bridge.
+    pub host_ifname: String,
+    /// The namespace end's MAC: given, or derived from the names like a bridge's.
+    pub mac: Mac,
+    /// The bridge's MTU (one MTU per L2 segment).
+    pub mtu: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
     pub name: String,
-    pub bridge: String,
-    pub address: Ipv4Network,
-    pub gateway: Ipv4Addr,
-    /// The interface's name inside the namespace.
-    pub ifname: String,
-    /// The host end of the veth pair, a port of the bridge.
-    pub host_ifname: String,
-    /// The namespace end's MAC: given, or derived from the names like a bridge's.
-    pub mac: Mac,
-    pub mtu: u32,
+    /// The v1 shorthand (`bridge`, `address`, ... directly on the namespace) is one interface.
+    pub ifaces: Vec<Iface>,
+    /// The default route's next hop; `None`: no default route.
+    pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<IpAddr>,
+}
+
+impl Namespace {
+    /// The interface the namespace's first (v1: only) address is on.
+    pub fn primary(&self) -> Option<&Iface> {
+        self.ifaces.first()
+    }
 }
 
 /// A topology file, validated and with every default resolved.
@@ -103,6 +129,17 @@ impl Topology {
         self.bridges.iter().find(|b| b.name == name)
     }
 
+    /// Every namespace interface on bridge `name`, with its namespace.
+    pub fn ports_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a Namespace, &'a Iface)> {
+        self.namespaces
+            .iter()
+            .flat_map(|n| n.ifaces.iter().map(move |i| (n, i)))
+            .filter(move |(_, i)| i.bridge == name)
+    }
+
     /// The text of `/etc/netns/<ns>/resolv.conf`, if the namespace names DNS servers.
     pub fn resolv_conf(&self, ns: &Namespace) -> Option<String> {
         if ns.dns.is_empty() {
@@ -121,9 +158,21 @@ pub fn owner_mark(name: &str) -> String {
     format!("nsfw:{name}")
 }
 
+/// The topology name in an owner mark, if it is one.
+pub fn mark_owner(mark: &str) -> Option<&str> {
+    mark.strip_prefix("nsfw:")
+}
+
 /// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
 pub fn resolv_marker(name: &str) -> String {
     format!("# written by nsfw for topology {name}; nsfw apply rewrites it, nsfw flush removes it")
+}
+
+/// The topology whose marker starts `content`, if any.
+pub fn resolv_owner(content: &str) -> Option<&str> {
+    let first = content.lines().next()?;
+    let rest = first.strip_prefix("# written by nsfw for topology ")?;
+    rest.split(';').next()
 }
 
 /// Every problem found in a file, each already formatted as `FILE: key = value: why`.
@@ -145,14 +194,24 @@ impl fmt::Display for Errors {
 
 impl std::error::Error for Errors {}
 
-/// Reads and validates a topology file.
+/// Reads and validates a topology file (`-`: standard input).
 pub fn load(path: &Path) -> Result<Topology, Errors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Errors(vec![format!(
-            "{}: cannot read the topology file: {e}",
-            path.display()
-        )])
-    })?;
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+            Errors(vec![format!(
+                "standard input: cannot read the topology: {e}"
+            )])
+        })?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| {
+            Errors(vec![format!(
+                "{}: cannot read the topology file: {e}",
+                path.display()
+            )])
+        })?
+    };
     parse(&text, path)
 }
 

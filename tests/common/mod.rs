@@ -18,13 +18,13 @@ pub struct Sandbox {
     dir: PathBuf,
 }
 
-/// The sandbox mounts tmpfs over /run/netns and /etc/netns, which need mount points. Create
+/// The sandbox mounts tmpfs over /run/netns, /etc/netns and /run/nsfw, which need mount points. Create
 /// them once, before any sandbox, and never remove them: concurrent sandboxes then never race
 /// over creating and removing the mount points.
 fn mount_points() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for d in ["/run/netns", "/etc/netns"] {
+        for d in ["/run/netns", "/etc/netns", "/run/nsfw"] {
             std::fs::create_dir_all(d).expect("create mount point");
         }
     });

@@ -1,0 +1,101 @@
+//! The commands of the CLI: thin modules over the library's operations. Each returns its exit
+//! status in the error type ([`Fail`]), so that `main` only maps it to the process's.
+
+mod apply;
+mod diff;
+mod show;
+mod try_;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub use apply::{FlushWhat, apply, flush};
+pub use diff::diff;
+pub use show::show;
+pub use try_::{sandbox, try_, verify};
+
+use crate::topology::{self, Topology};
+
+/// The exit statuses of DESIGN.md's contract.
+pub const OK: u8 = 0;
+pub const ERR: u8 = 1;
+pub const PENDING: u8 = 2;
+
+/// A command's outcome other than success: its exit status, the message already printed.
+#[derive(Debug)]
+pub struct Fail(pub u8);
+
+/// Prints an error (every line of it) and makes it the command's failure.
+pub fn report(e: &anyhow::Error) -> Fail {
+    crate::error!("{e:#}");
+    Fail(ERR)
+}
+
+/// `./nsfw.toml` is taken by default only when the caller owns it and nobody else can write
+/// it: a file someone else can edit must not decide what a root command does to the host.
+fn trusted_default(p: &Path) -> Result<bool, String> {
+    let md = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(_) => return Ok(false),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.file_type().is_file() {
+        return Err(format!("{} is not a regular file", p.display()));
+    }
+    if md.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to you",
+            p.display(),
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "others can write {} (mode {:o})",
+            p.display(),
+            md.mode() & 0o777
+        ));
+    }
+    Ok(true)
+}
+
+/// FILE, else ./nsfw.toml (when the caller owns it and nobody else can write it), else
+/// /etc/nsfw/nsfw.toml.
+pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
+    if let Some(f) = file {
+        return Ok(f);
+    }
+    let local = Path::new("nsfw.toml");
+    match trusted_default(local) {
+        Ok(true) => return Ok(local.to_path_buf()),
+        Ok(false) => {}
+        Err(why) => crate::warning!("not using ./nsfw.toml by default: {why}; name it to use it"),
+    }
+    let etc = Path::new("/etc/nsfw/nsfw.toml");
+    if etc.exists() {
+        return Ok(etc.to_path_buf());
+    }
+    crate::error!("no topology file: name one, or create ./nsfw.toml or /etc/nsfw/nsfw.toml");
+    Err(Fail(ERR))
+}
+
+/// Loads and validates, printing every error.
+pub fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
+    let path = resolve_path(file)?;
+    topology::load(&path).map_err(|errs| {
+        for e in errs.0 {
+            crate::error!("{e}");
+        }
+        Fail(ERR)
+    })
+}
+
+pub fn require_root(cmd: &str) -> Result<(), Fail> {
+    if !nix::unistd::geteuid().is_root() {
+        crate::error!(
+            "nsfw {cmd} needs root (it changes network namespaces and nftables): run it with sudo"
+        );
+        return Err(Fail(ERR));
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Topology → desired kernel resources. The one place that knows what "a namespace on a
+//! bridge" means: a bridge with the gateway address in the host, a veth pair whose host end is
+//! a port of it and whose other end, inside the namespace, holds the namespace's address and
+//! its default route; the sysctls that make it route; the resolv.conf beside it.
+
+use std::net::Ipv4Addr;
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+
+use crate::resources::{Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec};
+use crate::topology::{BrNetfilter, Topology};
+
+/// The kernel drops IPv6 from a link whose MTU is below this, so addrgenmode (an IPv6 setting)
+/// cannot be set on it.
+const IPV6_MIN_MTU: u32 = 1280;
+
+pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
+pub const BRNF: &str = "net.bridge.bridge-nf-call-iptables";
+
+/// `promote_secondaries`: when the primary address of a subnet is deleted, the next one of the
+/// same subnet takes its place instead of being deleted with it — what lets an address move
+/// within its subnet (add the new, delete the old) without a moment without one.
+fn promote(dev: &str) -> String {
+    crate::plumbing::sysctl::key_for("net.ipv4.conf", dev, "promote_secondaries")
+}
+
+fn sysctl(value: &str, restore: bool) -> SysctlSpec {
+    SysctlSpec {
+        value: value.to_string(),
+        restore,
+    }
+}
+
+/// 0.0.0.0/0, checked when compiling.
+const DEFAULT_V4: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
+    Some(n) => n,
+    None => panic!("0.0.0.0/0 is a valid network"),
+};
+
+pub fn default_route() -> IpNetwork {
+    IpNetwork::V4(DEFAULT_V4)
+}
+
+pub fn compile(t: &Topology) -> Desired {
+    let mut d = Desired {
+        topology: t.name.clone(),
+        mark: t.owner_mark(),
+        source: t.source.display().to_string(),
+        ..Default::default()
+    };
+    for b in &t.bridges {
+        d.host.links.insert(
+            b.name.clone(),
+            LinkSpec {
+                name: b.name.clone(),
+                origin: format!("bridges.{}", b.name),
+                kind: LinkKind::Bridge,
+                mtu: b.mtu,
+                mac: Some(b.mac),
+                master: None,
+                marked: true,
+                no_link_local: false,
+            },
+        );
+        d.host
+            .addrs
+            .insert((b.name.clone(), IpNetwork::V4(b.address)));
+        d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
+        if b.overlap_allowed {
+            d.overlap_ok.insert(b.name.clone());
+        }
+    }
+    for n in &t.namespaces {
+        let mut node = Node::default();
+        node.sysctls.insert(promote("all"), sysctl("1", false));
+        for i in &n.ifaces {
+            let no_ll = i.mtu >= IPV6_MIN_MTU;
+            d.host.links.insert(
+                i.host_ifname.clone(),
+                LinkSpec {
+                    name: i.host_ifname.clone(),
+                    origin: format!("namespaces.{}.host_ifname = {:?}", n.name, i.host_ifname),
+                    kind: LinkKind::Veth {
+                        peer_ns: n.name.clone(),
+                        peer: i.ifname.clone(),
+                    },
+                    mtu: i.mtu,
+                    mac: None,
+                    master: Some(i.bridge.clone()),
+                    marked: true,
+                    no_link_local: no_ll,
+                },
+            );
+            node.links.insert(
+                i.ifname.clone(),
+                LinkSpec {
+                    name: i.ifname.clone(),
+                    origin: format!("namespaces.{}.ifname = {:?}", n.name, i.ifname),
+                    kind: LinkKind::Peer {
+                        host: i.host_ifname.clone(),
+                    },
+                    mtu: i.mtu,
+                    mac: Some(i.mac),
+                    master: None,
+                    marked: false,
+                    no_link_local: no_ll,
+                },
+            );
+            node.addrs
+                .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
+        }
+        if let Some(gw) = n.gateway
+            && let Some(i) = n.ifaces.iter().find(|i| i.address.contains(gw))
+        {
+            let dst = default_route();
+            node.routes.insert(
+                dst,
+                RouteSpec {
+                    dst,
+                    via: Some(gw.into()),
+                    dev: i.ifname.clone(),
+                },
+            );
+        }
+        if let Some(content) = t.resolv_conf(n) {
+            d.resolv.insert(n.name.clone(), content);
+        }
+        d.namespaces.insert(n.name.clone(), node);
+    }
+    if let Some(f) = t.host.ip_forward {
+        d.host
+            .sysctls
+            .insert(IP_FORWARD.into(), sysctl(if f { "1" } else { "0" }, true));
+    }
+    match t.host.br_netfilter {
+        BrNetfilter::Auto => {}
+        BrNetfilter::Off => {
+            d.host.sysctls.insert(BRNF.into(), sysctl("0", true));
+        }
+        BrNetfilter::On => {
+            d.host.sysctls.insert(BRNF.into(), sysctl("1", true));
+        }
+    }
+    d
+}

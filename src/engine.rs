@@ -1,0 +1,203 @@
+//! The operations behind apply, diff and flush: observe what the kernel holds of a topology,
+//! plan the way to what it should hold, carry the plan out under the lock with the
+//! write-ahead record kept, and check the result. Commands are thin layers over these.
+
+use anyhow::{Result, bail};
+
+use crate::compile::compile;
+use crate::firewall;
+use crate::nft::netlink::NftSocket;
+use crate::plan::{self, Owner, Plan, Step};
+use crate::plumbing::{self, Observed, Query};
+use crate::resources::Desired;
+use crate::state::{Lock, Record};
+use crate::topology::Topology;
+
+/// What one topology (or a flush) wants, and whose objects it may touch.
+pub struct Target<'a> {
+    pub desired: Desired,
+    pub who: Owner<'a>,
+    /// The topology, for the firewall (None: a flush).
+    pub topology: Option<&'a Topology>,
+}
+
+impl<'a> Target<'a> {
+    pub fn apply(t: &'a Topology) -> Target<'a> {
+        Target {
+            desired: compile(t),
+            who: Owner::Topology(&t.name),
+            topology: Some(t),
+        }
+    }
+
+    /// Nothing wanted: everything `who` owns goes.
+    pub fn flush(who: Owner<'a>) -> Target<'a> {
+        let name = match who {
+            Owner::Topology(n) => n.to_string(),
+            Owner::All => String::new(),
+        };
+        Target {
+            desired: Desired {
+                mark: crate::topology::owner_mark(&name),
+                topology: name,
+                ..Default::default()
+            },
+            who,
+            topology: None,
+        }
+    }
+}
+
+/// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
+/// leftovers the record names) whole.
+pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
+    let t0 = std::time::Instant::now();
+    let d = &tg.desired;
+    let leftovers = rec.pending_of(&|t| tg.who.owns_topology(t));
+    let deep = |name: &str, _owner: Option<&str>| {
+        d.namespaces.contains_key(name) || leftovers.namespaces.contains(name)
+    };
+    let ns_sysctls = |name: &str| -> Vec<String> {
+        d.namespaces
+            .get(name)
+            .map(|n| n.sysctls.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut host_sysctls: Vec<String> = d.host.sysctls.keys().cloned().collect();
+    host_sysctls.extend(rec.sysctls.keys().cloned());
+    host_sysctls.sort();
+    host_sysctls.dedup();
+    let q = Query {
+        deep: &deep,
+        ns_sysctls: &ns_sysctls,
+        host_sysctls,
+    };
+    let mut o = plumbing::observe(&q)?;
+    crate::detail!("timing: observed the links after {:?}", t0.elapsed());
+    o.nft = firewall::observe(nft)?;
+    crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
+    Ok(o)
+}
+
+/// The whole plan: plumbing and the nftables batch.
+pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
+    let mut p = plan::plan(&tg.desired, o, rec, tg.who);
+    let mut nft = match tg.topology {
+        Some(t) => firewall::diff(t, &o.nft)?,
+        None => {
+            let owners = match tg.who {
+                Owner::Topology(n) => Some(vec![n.to_string()]),
+                Owner::All => None,
+            };
+            firewall::flush(owners.as_deref(), &o.nft)
+        }
+    };
+    // bridge-nf-call-iptables is a host sysctl of the plan.
+    nft.br_nf = None;
+    p.conflicts.append(&mut nft.conflicts);
+    p.warnings.append(&mut nft.warnings);
+    p.nft = nft;
+    Ok(p)
+}
+
+/// Carries a plan out: the record first (what the run creates, the sysctls it changes), the
+/// plumbing a stage at a time, then the one nftables batch; `done` hears of each change as
+/// it is made. The record is brought up to date at the end.
+pub fn carry_out(
+    tg: &Target,
+    p: &Plan,
+    lock: &Lock,
+    nft: &mut NftSocket,
+    done: &mut dyn FnMut(String),
+) -> Result<()> {
+    let mut during = p.record_during.clone();
+    if !p.creates.is_empty() {
+        let e = during
+            .pending
+            .entry(tg.desired.topology.clone())
+            .or_default();
+        e.namespaces.extend(p.creates.namespaces.iter().cloned());
+        e.links.extend(p.creates.links.iter().cloned());
+    }
+    if during != Record::load(lock.dir()) {
+        during.save(lock.dir())?;
+    }
+    let mark = tg.desired.mark.clone();
+    plan::execute(&p.steps, &mark, &mut |s: &Step| done(s.to_string()))?;
+    crate::signals::check()?;
+    if !p.nft.ops.is_empty() {
+        firewall::execute(nft, &p.nft.ops)?;
+        for l in &p.nft.lines {
+            done(l.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The outcome of a converging run.
+pub struct Outcome {
+    /// Changes made.
+    pub changes: usize,
+    /// The plan that was carried out.
+    pub plan: Plan,
+}
+
+/// Observes, plans, carries the plan out and observes again: anything still pending is an
+/// error. Conflicts stop the run before anything changes.
+pub fn converge(
+    tg: &Target,
+    lock: &Lock,
+    done: &mut dyn FnMut(String),
+    before: &mut dyn FnMut(&Plan, &Observed),
+) -> Result<Outcome> {
+    let t0 = std::time::Instant::now();
+    let rec = Record::load(lock.dir());
+    let mut nft = NftSocket::open()?;
+    let o = observe(tg, &rec, &mut nft)?;
+    let p = plan(tg, &o, &rec)?;
+    crate::detail!("timing: planned after {:?}", t0.elapsed());
+    if !p.conflicts.is_empty() {
+        bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
+    }
+    before(&p, &o);
+    if p.is_empty() {
+        if p.record_after != rec {
+            p.record_after.save(lock.dir())?;
+        }
+        unreachable_is_error(&p)?;
+        return Ok(Outcome {
+            changes: 0,
+            plan: p,
+        });
+    }
+    carry_out(tg, &p, lock, &mut nft, done)?;
+    crate::detail!("timing: carried out after {:?}", t0.elapsed());
+    let rec2 = Record::load(lock.dir());
+    let o = observe(tg, &rec2, &mut nft)?;
+    let mut left = plan(tg, &o, &rec2)?;
+    crate::detail!("timing: observed again after {:?}", t0.elapsed());
+    // What is left pending may only be the record's own bookkeeping.
+    left.record_after = p.record_after.clone();
+    if !left.is_empty() || !left.conflicts.is_empty() {
+        bail!(
+            "the run finished but the host still differs; pending:\n{left}{}",
+            left.conflicts.join("\n")
+        );
+    }
+    p.record_after.save(lock.dir())?;
+    unreachable_is_error(&p)?;
+    Ok(Outcome {
+        changes: p.len(),
+        plan: p,
+    })
+}
+
+fn unreachable_is_error(p: &Plan) -> Result<()> {
+    if p.unreachable.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}\nnsfw could not look into these; anything of nsfw's in them is unchecked",
+        p.unreachable.join("\nerror: ")
+    )
+}

@@ -1,0 +1,163 @@
+//! The host-wide part of the diff: subnets against the host's routes, the sysctls whose value
+//! from before nsfw is kept in the record, and the resolv.conf files.
+
+use std::collections::BTreeSet;
+
+use super::diff::Cx;
+use super::step::Step;
+use crate::plumbing::FileObs;
+use crate::resources::Place;
+use crate::state::{Pending, Record};
+use crate::topology::{mark_owner, resolv_owner};
+
+impl Cx<'_> {
+    /// A bridge's subnet that overlaps a route the host already has (another interface's
+    /// subnet, another topology's bridge, a static route) is a conflict, unless the file says
+    /// `overlap = "allow"`.
+    pub(super) fn overlaps(&mut self) {
+        let o = self.o;
+        for (link, net) in &self.d.host.addrs {
+            if self.d.overlap_ok.contains(link) {
+                continue;
+            }
+            let ipnetwork::IpNetwork::V4(net) = net else {
+                continue;
+            };
+            let subnet = crate::topology::subnet_of(net);
+            for r in &o.host.routes {
+                let ipnetwork::IpNetwork::V4(dst) = r.dst else {
+                    continue;
+                };
+                if dst.prefix() == 0 || !crate::topology::overlaps(subnet, dst) {
+                    continue;
+                }
+                let dev = r.oif.and_then(|i| o.host.by_index(i));
+                if dev.is_some_and(|d| d.alias.as_deref() == Some(self.d.mark.as_str())) {
+                    continue; // our own bridge's route
+                }
+                let whose = match dev.and_then(|d| {
+                    d.alias
+                        .as_deref()
+                        .and_then(mark_owner)
+                        .map(|t| (t, &d.name))
+                }) {
+                    Some((t, dev)) => format!("subnet {dst} of nsfw topology {t:?} (on {dev})"),
+                    None => format!(
+                        "the host's route {dst}{}",
+                        dev.map(|d| format!(" dev {}", d.name)).unwrap_or_default()
+                    ),
+                };
+                self.conflict(format!(
+                    "{}: bridges.{link}.address = \"{net}\": subnet {subnet} overlaps {whose}; traffic to it would be misrouted. Choose another subnet, or set overlap = \"allow\" on the bridge if that is meant",
+                    self.file()
+                ));
+                break;
+            }
+        }
+    }
+
+    /// Host sysctls with a value from before nsfw: recorded before nsfw changes them, put
+    /// back when no topology needs nsfw's value any more.
+    pub(super) fn host_sysctl_record(&mut self, rec: &Record) {
+        let mut during = rec.clone();
+        let wanted: Vec<(&String, &crate::resources::SysctlSpec)> = self
+            .d
+            .host
+            .sysctls
+            .iter()
+            .filter(|(_, s)| s.restore)
+            .collect();
+        let topology = self.d.topology.clone();
+        for (k, _) in &wanted {
+            if let Some(Some(now)) = self.o.host.sysctls.get(*k) {
+                let e = during
+                    .sysctls
+                    .entry((*k).clone())
+                    .or_insert_with(|| crate::state::Saved {
+                        original: now.clone(),
+                        users: BTreeSet::new(),
+                    });
+                e.users.insert(topology.clone());
+            }
+        }
+        let mut after = during.clone();
+        for (k, saved) in after.sysctls.iter_mut() {
+            let still = wanted.iter().any(|(w, _)| *w == k);
+            saved
+                .users
+                .retain(|t| still && *t == topology || !self.who.owns_topology(t));
+        }
+        let done: Vec<String> = after
+            .sysctls
+            .iter()
+            .filter(|(_, s)| s.users.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            if let Some(saved) = after.sysctls.remove(&k) {
+                let now = self.o.host.sysctls.get(&k).cloned().flatten();
+                if now.as_deref() != Some(saved.original.as_str()) && now.is_some() {
+                    self.push(Step::SetSysctl {
+                        place: Place::Host,
+                        key: k,
+                        old: now,
+                        new: saved.original,
+                        restore: true,
+                    });
+                }
+            }
+        }
+        for p in after
+            .pending
+            .iter_mut()
+            .filter(|(t, _)| self.who.owns_topology(t))
+        {
+            *p.1 = Pending::default();
+        }
+        self.plan.record_during = during;
+        self.plan.record_after = after;
+    }
+
+    /// The resolv.conf files: written when wanted and different, removed when nsfw's and no
+    /// longer wanted; anything else under /etc/netns is reported and left alone.
+    pub(super) fn files(&mut self) {
+        let o = self.o;
+        for (ns, content) in &self.d.resolv {
+            match o.resolv.get(ns) {
+                None => self.push(Step::WriteResolv { ns: ns.clone(), content: content.clone() }),
+                Some(FileObs::Text(have)) if have == content => {}
+                Some(FileObs::Text(have)) if resolv_owner(have) == Some(self.d.topology.as_str()) => {
+                    self.push(Step::WriteResolv { ns: ns.clone(), content: content.clone() })
+                }
+                Some(FileObs::Text(_)) => self.conflict(format!(
+                    "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
+                    self.file(),
+                    crate::plumbing::resolv_path(ns).display()
+                )),
+                Some(FileObs::Other(kind)) => self.conflict(format!(
+                    "{}: namespaces.{ns}.dns: {} is {kind}; nsfw neither reads nor replaces it: remove it or drop `dns`",
+                    self.file(),
+                    crate::plumbing::resolv_path(ns).display()
+                )),
+            }
+        }
+        for (ns, f) in &o.resolv {
+            if self.d.resolv.contains_key(ns) {
+                continue;
+            }
+            match f {
+                FileObs::Text(have) if resolv_owner(have).is_some_and(|t| self.who.owns_topology(t)) => {
+                    self.push(Step::RemoveResolv { ns: ns.clone() })
+                }
+                FileObs::Other(kind) if self.d.namespaces.contains_key(ns) => self.plan.warnings.push(format!(
+                    "{} is {kind}: `ip netns exec {ns}` may not do what you expect; nsfw leaves it alone",
+                    crate::plumbing::resolv_path(ns).display()
+                )),
+                _ => {}
+            }
+        }
+        for p in &o.etc_problems {
+            self.plan.warnings.push(p.clone());
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The diff inside one network namespace (the host's or a named one): the links in it that
+//! are not veth host ends or bridges (those are `diff::host_links`), addresses, routes and
+//! sysctls.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnetwork::IpNetwork;
+
+use super::diff::Cx;
+use super::step::{LinkAttr, Step};
+use crate::plumbing::NodeObs;
+use crate::resources::{LinkKind, Node, Place, RouteSpec};
+
+/// Kernel-made IPv6 link-local addresses (fe80::/10) follow the link, not the file.
+fn kernel_made(net: &IpNetwork) -> bool {
+    matches!(net, IpNetwork::V6(n) if n.ip().segments()[0] & 0xffc0 == 0xfe80)
+}
+
+pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&NodeObs>) {
+    let empty = NodeObs::default();
+    let fresh_ns = place.ns().is_some_and(|n| cx.new_ns.contains(n));
+    let have = if fresh_ns {
+        &empty
+    } else {
+        have.unwrap_or(&empty)
+    };
+    // Links made in this run hold nothing yet: their addresses and routes are all to add.
+    let fresh: BTreeSet<&str> = want
+        .links
+        .keys()
+        .map(String::as_str)
+        .filter(|l| match place {
+            Place::Host => cx.new_links.contains(*l),
+            Place::Ns(ns) => fresh_ns || cx.new_pairs.contains(&(ns.clone(), l.to_string())),
+        })
+        .collect();
+    let mut brought_up: BTreeSet<String> = BTreeSet::new();
+    if let Place::Ns(ns) = place {
+        ns_links(cx, ns, want, have, &fresh, &mut brought_up);
+    }
+
+    // Addresses, on the links the file names.
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    let mut present: BTreeSet<(String, IpNetwork)> = BTreeSet::new();
+    for a in &have.addrs {
+        let Some(name) = have.name_of(a.index) else {
+            continue;
+        };
+        if want.links.contains_key(name) && !fresh.contains(name) && !kernel_made(&a.net) {
+            present.insert((name.to_string(), a.net));
+        }
+    }
+    for (ifname, net) in want.addrs.difference(&present) {
+        changed.insert(ifname.clone());
+        cx.plan.steps.push(Step::AddAddr {
+            place: place.clone(),
+            ifname: ifname.clone(),
+            net: *net,
+        });
+    }
+    for (ifname, net) in present.difference(&want.addrs) {
+        changed.insert(ifname.clone());
+        cx.plan.steps.push(Step::DelAddr {
+            place: place.clone(),
+            ifname: ifname.clone(),
+            net: *net,
+        });
+    }
+
+    // Routes of the main table, by destination. Inside nsfw's namespaces every route is
+    // nsfw's to keep right; on the host only the ones the file names are looked at.
+    let mut seen: BTreeMap<IpNetwork, RouteSpec> = BTreeMap::new();
+    for r in have.routes.iter().filter(|r| !r.kernel) {
+        let dev = r
+            .oif
+            .and_then(|i| have.name_of(i))
+            .unwrap_or("?")
+            .to_string();
+        if fresh.contains(dev.as_str()) {
+            continue;
+        }
+        seen.insert(
+            r.dst,
+            RouteSpec {
+                dst: r.dst,
+                via: r.gateway,
+                dev,
+            },
+        );
+    }
+    for (dst, r) in &want.routes {
+        let again = changed.contains(&r.dev) || brought_up.contains(&r.dev);
+        match seen.get(dst) {
+            Some(s) if s == r && !again => {}
+            Some(s) if s == r => cx.plan.steps.push(Step::SetRoute {
+                place: place.clone(),
+                route: r.clone(),
+                old: None,
+                again: true,
+            }),
+            other => cx.plan.steps.push(Step::SetRoute {
+                place: place.clone(),
+                route: r.clone(),
+                old: other.cloned(),
+                again: false,
+            }),
+        }
+    }
+    if place.ns().is_some() {
+        for (dst, s) in &seen {
+            if !want.routes.contains_key(dst) && !kernel_made(dst) {
+                cx.plan.steps.push(Step::DelRoute {
+                    place: place.clone(),
+                    route: s.clone(),
+                });
+            }
+        }
+    }
+
+    // Sysctls.
+    for (key, spec) in &want.sysctls {
+        let now = have.sysctls.get(key).cloned().flatten();
+        if now.as_deref() == Some(spec.value.as_str()) {
+            continue;
+        }
+        if now.is_none() && !fresh_ns && !links_made_here(cx, place, key) {
+            // No such setting: for bridge-nf-call-iptables, br_netfilter is not loaded.
+            if key == crate::compile::BRNF {
+                if spec.value == "1" {
+                    cx.plan.conflicts.push(format!(
+                        "{}: host.br_netfilter = \"on\": the br_netfilter module is not loaded (no /proc/sys/net/bridge); load it first, nsfw does not load modules",
+                        cx.d.source
+                    ));
+                }
+                continue;
+            }
+        }
+        cx.plan.steps.push(Step::SetSysctl {
+            place: place.clone(),
+            key: key.clone(),
+            old: now,
+            new: spec.value.clone(),
+            restore: false,
+        });
+    }
+}
+
+/// Whether `key` is a setting of a link this run makes (it appears with the link).
+fn links_made_here(cx: &Cx, place: &Place, key: &str) -> bool {
+    match place {
+        Place::Host => cx
+            .new_links
+            .iter()
+            .any(|l| key.contains(&format!(".{}.", l.replace('.', "/")))),
+        Place::Ns(_) => false,
+    }
+}
+
+/// The links inside a namespace: the namespace ends of veth pairs (attributes), and anything
+/// else in it but `lo`, which goes.
+fn ns_links(
+    cx: &mut Cx,
+    ns: &str,
+    want: &Node,
+    have: &NodeObs,
+    fresh: &BTreeSet<&str>,
+    brought_up: &mut BTreeSet<String>,
+) {
+    let place = Place::Ns(ns.to_string());
+    for (name, spec) in &want.links {
+        if fresh.contains(name.as_str()) {
+            continue;
+        }
+        let Some(l) = have.link(name) else { continue };
+        if !matches!(spec.kind, LinkKind::Peer { .. }) {
+            continue;
+        }
+        let mut attrs = Vec::new();
+        if l.mtu != spec.mtu {
+            attrs.push(LinkAttr::Mtu {
+                old: l.mtu,
+                new: spec.mtu,
+            });
+        }
+        if let Some(mac) = spec.mac
+            && l.mac != Some(mac)
+        {
+            attrs.push(LinkAttr::Mac {
+                old: l.mac,
+                new: mac,
+            });
+        }
+        if !l.up {
+            attrs.push(LinkAttr::Up);
+            brought_up.insert(name.clone());
+        }
+        if !attrs.is_empty() {
+            cx.plan.steps.push(Step::SetLink {
+                place: place.clone(),
+                name: name.clone(),
+                attrs,
+            });
+        }
+    }
+    let deleted: BTreeSet<String> = cx
+        .plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::DeleteLink { place: p, name, .. } if *p == place => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    for l in &have.links {
+        if l.name == "lo" || want.links.contains_key(&l.name) || deleted.contains(&l.name) {
+            continue;
+        }
+        cx.plan.steps.push(Step::DeleteLink {
+            place: place.clone(),
+            name: l.name.clone(),
+            index: l.index,
+            kind: l.kind.clone(),
+            why: "not in the file",
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! The resolv.conf files nsfw keeps for its namespaces, `/etc/netns/<ns>/resolv.conf`, which
+//! `ip netns exec` (and `nsfw exec`) bind-mount over /etc/resolv.conf. /etc/netns may hold
+//! anything anyone put there: every access goes through `state::safefs` (no symlink
+//! followed, no FIFO opened for good), and what nsfw cannot read is reported, not fatal.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::netns::ETC_DIR;
+use super::observe::{FileObs, Observed};
+use crate::state::safefs::{self, Entry};
+
+const FILE: &str = "resolv.conf";
+
+pub fn resolv_path(ns: &str) -> PathBuf {
+    Path::new(ETC_DIR).join(ns).join(FILE)
+}
+
+/// Reads every `/etc/netns/*/resolv.conf` into `o.resolv`; entries that are not what they
+/// should be go to `o.etc_problems`.
+pub fn read_resolv(o: &mut Observed) -> Result<()> {
+    let Some(etc) = safefs::open_dir(Path::new(ETC_DIR))? else {
+        return Ok(());
+    };
+    let rd = match std::fs::read_dir(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&etc)
+    )) {
+        Ok(rd) => rd,
+        Err(e) => {
+            o.etc_problems.push(format!("cannot list {ETC_DIR}: {e}"));
+            return Ok(());
+        }
+    };
+    for ent in rd.flatten() {
+        let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+            o.etc_problems.push(format!(
+                "{ETC_DIR}/{:?}: not a UTF-8 name; ignored",
+                ent.file_name()
+            ));
+            continue;
+        };
+        let dir = match nix::fcntl::openat(
+            &etc,
+            name.as_str(),
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                o.etc_problems
+                    .push(format!("{ETC_DIR}/{name}: not a directory ({e}); ignored"));
+                continue;
+            }
+        };
+        match safefs::read_at(&dir, FILE) {
+            Ok(Entry::Missing) => {}
+            Ok(Entry::File(bytes)) => {
+                let f = match String::from_utf8(bytes) {
+                    Ok(s) => FileObs::Text(s),
+                    Err(_) => FileObs::Other("a file that is not UTF-8 text".into()),
+                };
+                o.resolv.insert(name, f);
+            }
+            Ok(Entry::Other(kind)) => {
+                o.resolv.insert(name, FileObs::Other(kind.to_string()));
+            }
+            Err(e) => {
+                o.resolv
+                    .insert(name, FileObs::Other(format!("unreadable: {e:#}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `/etc/netns/<ns>/resolv.conf` whole (mode 0644 in a 0755 directory, whatever the
+/// umask), replacing whatever is at the name without following it.
+pub fn write_resolv(ns: &str, content: &str) -> Result<()> {
+    let etc = safefs::open_dir(Path::new("/etc"))?
+        .ok_or_else(|| anyhow::anyhow!("/etc does not exist"))?;
+    let netns = safefs::ensure_dir(&etc, "netns", ETC_DIR)?;
+    let dir = safefs::ensure_dir(&netns, ns, &format!("{ETC_DIR}/{ns}"))?;
+    safefs::write_at(&dir, FILE, content.as_bytes(), safefs::FILE_MODE)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", resolv_path(ns).display()))
+}
+
+/// Removes `/etc/netns/<ns>/resolv.conf`, and the directory when nothing else is in it.
+pub fn remove_resolv(ns: &str) -> Result<()> {
+    let Some(netns) = safefs::open_dir(Path::new(ETC_DIR))? else {
+        return Ok(());
+    };
+    let dir = match nix::fcntl::openat(
+        &netns,
+        ns,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("{ETC_DIR}/{ns}: {e}")),
+    };
+    safefs::remove_at(&dir, FILE)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", resolv_path(ns).display()))?;
+    drop(dir);
+    safefs::remove_empty_dir_at(&netns, ns);
+    Ok(())
+}

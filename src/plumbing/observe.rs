@@ -1,0 +1,310 @@
+//! Reading back what the kernel holds: links, addresses, routes and sysctls of the host and of
+//! every named namespace, and the resolv.conf files beside them. The same resource types as
+//! `resources`, plus what only the kernel knows (ifindexes, veth peers, ownership marks).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::Result;
+use ipnetwork::IpNetwork;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::rtnl::Conn;
+use super::{netns, sysctl};
+use crate::topology::Mac;
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `bridge`, `veth`, ... (None for physical and loopback devices).
+    pub kind: Option<String>,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    pub alias: Option<String>,
+    /// For a veth: the peer's ifindex, in the peer's namespace.
+    pub peer_index: Option<u32>,
+}
+
+/// An address on a link.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Addr {
+    pub index: u32,
+    pub net: IpNetwork,
+}
+
+/// A unicast route of the main table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpNetwork,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// Made by the kernel for an address's subnet (`proto kernel`): follows the address.
+    pub kernel: bool,
+}
+
+/// What one network namespace holds.
+#[derive(Clone, Debug, Default)]
+pub struct NodeObs {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
+    /// The sysctls asked for; None: no such setting.
+    pub sysctls: BTreeMap<String, Option<String>>,
+}
+
+impl NodeObs {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    /// The name of the link with `index`, if there is one.
+    pub fn name_of(&self, index: u32) -> Option<&str> {
+        self.by_index(index).map(|l| l.name.as_str())
+    }
+}
+
+/// One named namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NsObs {
+    /// The alias of its `lo`: `nsfw:<topology>` when nsfw made it.
+    pub owner: Option<String>,
+    /// Its contents, read when the caller said they matter (links are always read).
+    pub node: NodeObs,
+}
+
+/// A resolv.conf under /etc/netns/NS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileObs {
+    /// A regular UTF-8 file and its text.
+    Text(String),
+    /// Something nsfw does not read or write: a symlink, FIFO, directory, non-UTF-8 bytes.
+    Other(String),
+}
+
+/// What the kernel holds of everything nsfw manages.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub host: NodeObs,
+    /// Every named namespace that could be entered, by name.
+    pub namespaces: BTreeMap<String, NsObs>,
+    /// Names in /run/netns that cannot be entered, with why (a leftover file, EPERM, ...).
+    pub unreachable: BTreeMap<String, String>,
+    /// `/etc/netns/<ns>/resolv.conf`, by namespace name.
+    pub resolv: BTreeMap<String, FileObs>,
+    /// Entries under /etc/netns nsfw cannot look into, with why.
+    pub etc_problems: Vec<String>,
+    /// The nftables side, filled in by `firewall::observe`.
+    pub nft: crate::firewall::NftState,
+}
+
+/// What to read beyond links.
+pub struct Query<'a> {
+    /// Whether namespace `name` with `lo` alias `owner` is read whole (addresses, routes,
+    /// sysctls): the ones the plan looks into.
+    pub deep: &'a (dyn Fn(&str, Option<&str>) -> bool + Sync),
+    /// The sysctls to read in namespace `name`.
+    pub ns_sysctls: &'a (dyn Fn(&str) -> Vec<String> + Sync),
+    /// The sysctls to read in the host.
+    pub host_sysctls: Vec<String>,
+}
+
+fn link_request() -> RouteNetlinkMessage {
+    let mut req = LinkMessage::default();
+    // Statistics are the bulk of a link message and nsfw reads none of them.
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    RouteNetlinkMessage::GetLink(req)
+}
+
+fn links(c: &mut Conn) -> Result<Vec<Link>> {
+    Ok(c.dump(link_request(), "interfaces")?
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(parse_link(l)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Reads one namespace (the one `c` is bound to): links, and with `deep` addresses, routes
+/// and the sysctls `keys` (the calling thread must be in the same namespace).
+fn node(c: &mut Conn, deep: bool, keys: &[String]) -> Result<NodeObs> {
+    let mut n = NodeObs {
+        links: links(c)?,
+        ..Default::default()
+    };
+    if !deep {
+        return Ok(n);
+    }
+    for m in c.dump(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        "addresses",
+    )? {
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            n.addrs.extend(parse_addr(&a));
+        }
+    }
+    // One dump for both families (AF_UNSPEC).
+    for m in c.dump(
+        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        "routes",
+    )? {
+        if let RouteNetlinkMessage::NewRoute(r) = m {
+            n.routes.extend(parse_route(&r));
+        }
+    }
+    for k in keys {
+        n.sysctls.insert(k.clone(), sysctl::read(k)?);
+    }
+    Ok(n)
+}
+
+/// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
+/// and read whole where `q.deep` says so.
+pub fn observe(q: &Query) -> Result<Observed> {
+    let mut host = Conn::open("host")?;
+    let mut o = Observed {
+        host: node(&mut host, true, &q.host_sysctls)?,
+        ..Default::default()
+    };
+    drop(host);
+    let names = netns::list()?;
+    let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
+        let l = links(c)?;
+        let owner = l
+            .iter()
+            .find(|x| x.name == "lo")
+            .and_then(|x| x.alias.clone());
+        let mut node = if (q.deep)(name, owner.as_deref()) {
+            node(c, true, &(q.ns_sysctls)(name))?
+        } else {
+            NodeObs::default()
+        };
+        node.links = l;
+        Ok(NsObs { owner, node })
+    };
+    for (name, r) in names.iter().zip(netns::visit(&names, &read)) {
+        match r {
+            Ok(Some(ns)) => {
+                o.namespaces.insert(name.clone(), ns);
+            }
+            Ok(None) => {} // removed meanwhile
+            Err(e) => {
+                o.unreachable.insert(name.clone(), format!("{e:#}"));
+            }
+        }
+    }
+    super::files::read_resolv(&mut o)?;
+    Ok(o)
+}
+
+fn to_mac(b: &[u8]) -> Option<Mac> {
+    <[u8; 6]>::try_from(b).ok().map(Mac)
+}
+
+pub fn parse_link(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        master: None,
+        mtu: 0,
+        mac: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+        alias: None,
+        peer_index: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Address(b) => l.mac = to_mac(b),
+            LinkAttribute::Controller(i) => l.master = Some(*i),
+            LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+            LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    let ip = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    // IPv6 addresses carry only IFA_ADDRESS.
+    let ip = ip.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    Some(Addr {
+        index: m.header.index,
+        net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
+    })
+}
+
+fn parse_route(m: &RouteMessage) -> Option<Route> {
+    if m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let v6 = match m.header.address_family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
+    // Only the main table: local and broadcast routes live in the local table.
+    let mut table = u32::from(m.header.table);
+    let mut dst: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let mut gateway = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = (*ip).into(),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = (*ip).into(),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some((*ip).into()),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => gateway = Some((*ip).into()),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    if table != 254 {
+        return None;
+    }
+    Some(Route {
+        dst: IpNetwork::new(dst, m.header.destination_prefix_length).ok()?,
+        gateway,
+        oif,
+        kernel: m.header.protocol == RouteProtocol::Kernel,
+    })
+}

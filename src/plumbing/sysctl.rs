@@ -1,0 +1,32 @@
+//! Sysctls under /proc/sys, as seen from the calling thread's network namespace (the host's
+//! for the main thread, a namespace's for a thread that has entered it).
+
+use anyhow::{Result, anyhow};
+
+/// The file of a key in sysctl(8)'s notation: components separated by `.`, a `.` inside a
+/// component (an interface called `br.lan`) written `/`.
+fn path(key: &str) -> String {
+    let parts: Vec<String> = key.split('.').map(|c| c.replace('/', ".")).collect();
+    format!("/proc/sys/{}", parts.join("/"))
+}
+
+/// A key naming interface `dev`, in sysctl(8)'s notation.
+pub fn key_for(prefix: &str, dev: &str, leaf: &str) -> String {
+    format!("{prefix}.{}.{leaf}", dev.replace('.', "/"))
+}
+
+/// `Ok(None)`: no such setting (its module is not loaded, or its link does not exist).
+pub fn read(key: &str) -> Result<Option<String>> {
+    let p = path(key);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("cannot read {p}: {e}")),
+    }
+}
+
+pub fn write(key: &str, value: &str) -> Result<()> {
+    let p = path(key);
+    std::fs::write(&p, format!("{value}\n"))
+        .map_err(|e| anyhow!("cannot write {value} to {p}: {e}"))
+}

@@ -1,0 +1,145 @@
+//! The kernel resources nsfw manages, as `compile` wants them: per network namespace (the
+//! host and every named one) the links, addresses, routes and sysctls it must hold, and the
+//! files beside them. Nothing here knows what a topology file says; `plan` compares these
+//! with what `plumbing::observe` reads back, resource by resource.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::topology::Mac;
+
+/// Where a resource lives: the host, or a named namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Place {
+    Host,
+    Ns(String),
+}
+
+impl Place {
+    /// How an interface in this place is named in messages: `br0`, `ns1:eth0`.
+    pub fn link(&self, name: &str) -> String {
+        match self {
+            Place::Host => name.to_string(),
+            Place::Ns(ns) => format!("{ns}:{name}"),
+        }
+    }
+
+    pub fn ns(&self) -> Option<&str> {
+        match self {
+            Place::Host => None,
+            Place::Ns(n) => Some(n),
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Host => write!(f, "host"),
+            Place::Ns(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What a link is, and what it is made with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    /// The host end of a veth pair whose other end is `peer` in namespace `peer_ns`: the
+    /// pair is made in one step, from the host.
+    Veth {
+        peer_ns: String,
+        peer: String,
+    },
+    /// The namespace end of a pair whose host end is `host`: made with it.
+    Peer {
+        host: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub name: String,
+    /// The key of the file it comes from, for messages: `bridges.br0`.
+    pub origin: String,
+    pub kind: LinkKind,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    /// The bridge this link is a port of, in the same place.
+    pub master: Option<String>,
+    /// The link carries nsfw's mark (its alias): links in the host do; inside a namespace
+    /// nsfw owns, the namespace's mark covers them.
+    pub marked: bool,
+    /// `addrgenmode none`: no IPv6 link-local address (see `plumbing::links`).
+    pub no_link_local: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteSpec {
+    pub dst: IpNetwork,
+    pub via: Option<IpAddr>,
+    pub dev: String,
+}
+
+impl fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dst.prefix() == 0 {
+            write!(f, "default")?;
+        } else {
+            write!(f, "{}", self.dst)?;
+        }
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        write!(f, " dev {}", self.dev)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysctlSpec {
+    pub value: String,
+    /// A host-wide setting: its value before nsfw is recorded and put back by flush when no
+    /// topology needs it any more. Settings of nsfw's own links and namespaces go with them.
+    pub restore: bool,
+}
+
+/// What one network namespace must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    pub links: BTreeMap<String, LinkSpec>,
+    /// (interface, address with prefix).
+    pub addrs: BTreeSet<(String, IpNetwork)>,
+    /// By destination (main table).
+    pub routes: BTreeMap<IpNetwork, RouteSpec>,
+    /// By key, `net.ipv4.ip_forward`.
+    pub sysctls: BTreeMap<String, SysctlSpec>,
+}
+
+/// Everything a topology needs of the kernel and the file system.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The topology's name, and its mark (`nsfw:<name>`).
+    pub topology: String,
+    pub mark: String,
+    /// The file it was compiled from, for messages.
+    pub source: String,
+    pub host: Node,
+    /// The named namespaces nsfw must own, and what each holds.
+    pub namespaces: BTreeMap<String, Node>,
+    /// `/etc/netns/<ns>/resolv.conf` contents, by namespace.
+    pub resolv: BTreeMap<String, String>,
+    /// Bridges whose subnet may overlap routes the host already has (`overlap = "allow"`).
+    pub overlap_ok: BTreeSet<String>,
+}
+
+impl Desired {
+    pub fn node(&self, p: &Place) -> Option<&Node> {
+        match p {
+            Place::Host => Some(&self.host),
+            Place::Ns(n) => self.namespaces.get(n),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! SIGINT, SIGTERM and SIGHUP stop a run at a safe point: the handler only raises a flag, which
+//! the executor reads between steps; the run then ends with an error, the lock is released as
+//! the process exits, and the write-ahead record lets the next run finish or undo the rest.
+//! No SA_RESTART: a run blocked waiting for the lock wakes up (EINTR) and stops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs the handlers; a failure leaves the default (the record still covers a kill).
+pub fn install() {
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+}
+
+/// Whether a stop was asked for.
+pub fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// An error if a stop was asked for: the caller stops at this safe point.
+pub fn check() -> anyhow::Result<()> {
+    if stopping() {
+        anyhow::bail!(
+            "interrupted: stopped at a safe point; `nsfw apply` finishes the work, `nsfw flush` undoes it"
+        );
+    }
+    Ok(())
+}

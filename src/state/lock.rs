@@ -1,0 +1,116 @@
+//! One nsfw changes the host at a time: `/run/nsfw/lock`, an flock held exclusively by apply
+//! and flush and shared by diff and status. The holder of the exclusive lock writes its pid
+//! into the file so that a waiting run can say whom it waits for. The kernel drops the lock
+//! when the process ends, however it ends.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat};
+use nix::sys::stat::{Mode, fchmod};
+
+use super::safefs;
+
+pub const STATE_DIR: &str = "/run/nsfw";
+
+/// Opens /run/nsfw (creating it, 0755), refusing one that is not root's own or that others
+/// can write: whoever controls it could make nsfw write elsewhere.
+pub fn state_dir() -> Result<OwnedFd> {
+    let run = safefs::open_dir(Path::new("/run"))?.ok_or_else(|| anyhow!("/run does not exist"))?;
+    let fd = safefs::ensure_dir(&run, "nsfw", STATE_DIR)?;
+    let f = std::fs::File::from(fd.try_clone()?);
+    let md = f.metadata()?;
+    if md.uid() != 0 || md.mode() & 0o022 != 0 {
+        bail!(
+            "{STATE_DIR} is not owned by root or can be written by others (mode {:o}, owner {}); remove it and run nsfw again",
+            md.mode() & 0o7777,
+            md.uid()
+        );
+    }
+    Ok(fd)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// apply, flush: nobody else may change or read half-made state.
+    Exclusive,
+    /// diff, status: several readers at once, none while a change runs.
+    Shared,
+}
+
+/// The held lock, and the state directory it lives in.
+pub struct Lock {
+    _file: Flock<std::fs::File>,
+    dir: OwnedFd,
+}
+
+impl Lock {
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+}
+
+fn holder(f: &mut std::fs::File) -> Option<u32> {
+    let mut s = String::new();
+    f.rewind().ok()?;
+    f.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+/// Takes the lock. When another run holds it: with `wait`, says so on stderr (naming the
+/// holder's pid) and waits; without, fails at once.
+pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
+    let dir = state_dir()?;
+    let fd = openat(
+        &dir,
+        "lock",
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(safefs::FILE_MODE),
+    )
+    .map_err(|e| anyhow!("cannot open {STATE_DIR}/lock: {e}"))?;
+    let _ = fchmod(fd.as_fd(), Mode::from_bits_truncate(safefs::FILE_MODE));
+    let file = std::fs::File::from(fd);
+    let (now, later) = match access {
+        Access::Exclusive => (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive),
+        Access::Shared => (FlockArg::LockSharedNonblock, FlockArg::LockShared),
+    };
+    let locked = match Flock::lock(file, now) {
+        Ok(l) => l,
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let who = match holder(&mut file) {
+                Some(pid) => format!("another nsfw (pid {pid})"),
+                None => "another nsfw".to_string(),
+            };
+            if !wait {
+                bail!(
+                    "{who} is changing the host; try again when it is done (or drop --no-wait to wait)"
+                );
+            }
+            crate::output::err(format_args!("nsfw: waiting for {who} to finish..."));
+            loop {
+                match Flock::lock(file, later) {
+                    Ok(l) => break l,
+                    Err((f, Errno::EINTR)) => {
+                        crate::signals::check()?;
+                        file = f;
+                    }
+                    Err((_, e)) => bail!("cannot lock {STATE_DIR}/lock: {e}"),
+                }
+            }
+        }
+        Err((_, e)) => bail!("cannot lock {STATE_DIR}/lock: {e}"),
+    };
+    let mut locked = locked;
+    if access == Access::Exclusive {
+        let pid = std::process::id();
+        let f: &mut std::fs::File = &mut locked;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "{pid}");
+    }
+    Ok(Lock { _file: locked, dir })
+}

@@ -1,0 +1,188 @@
+//! The write-ahead record, `/run/nsfw/record`: what a run is about to create, written before
+//! it creates anything, and the original value of every host sysctl nsfw changes.
+//!
+//! Objects are made first and marked as nsfw's in a second step (the kernel takes a link's
+//! alias only after the link exists); a run killed between the two leaves an unmarked object
+//! that would look like somebody else's. The record names it, so the next apply or flush of
+//! that topology removes it and starts over. Sysctls are restored by flush when no topology
+//! needs them any more. /run is a tmpfs: the record goes at reboot, with everything it names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::safefs::{self, Entry};
+
+const NAME: &str = "record";
+
+/// Objects a run of one topology is about to create.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub namespaces: BTreeSet<String>,
+    /// Host links (bridges, host ends of veths).
+    pub links: BTreeSet<String>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.links.is_empty()
+    }
+}
+
+/// A host sysctl nsfw changed: its value before nsfw, and the topologies that need nsfw's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub original: String,
+    pub users: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// By topology name.
+    pub pending: BTreeMap<String, Pending>,
+    /// By sysctl key (`net.ipv4.ip_forward`).
+    pub sysctls: BTreeMap<String, Saved>,
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Record {
+    /// Reads the record; a missing one is empty. One that cannot be read is reported and
+    /// taken as empty: it only ever holds hints for cleaning up.
+    pub fn load(dir: impl AsFd) -> Record {
+        let bytes = match safefs::read_at(dir, NAME) {
+            Ok(Entry::File(b)) => b,
+            Ok(Entry::Missing) => return Record::default(),
+            Ok(Entry::Other(kind)) => {
+                crate::warning!(
+                    "{}/{NAME} is {kind}, not nsfw's record; ignored",
+                    super::STATE_DIR
+                );
+                return Record::default();
+            }
+            Err(e) => {
+                crate::warning!("{}/{NAME}: {e:#}; ignored", super::STATE_DIR);
+                return Record::default();
+            }
+        };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => Record::from_json(&v),
+            Err(e) => {
+                crate::warning!(
+                    "{}/{NAME} is not valid JSON ({e}); ignored",
+                    super::STATE_DIR
+                );
+                Record::default()
+            }
+        }
+    }
+
+    fn from_json(v: &Value) -> Record {
+        let mut r = Record::default();
+        if let Some(p) = v["pending"].as_object() {
+            for (t, o) in p {
+                r.pending.insert(
+                    t.clone(),
+                    Pending {
+                        namespaces: strings(&o["namespaces"]),
+                        links: strings(&o["links"]),
+                    },
+                );
+            }
+        }
+        if let Some(s) = v["sysctls"].as_object() {
+            for (k, o) in s {
+                if let Some(orig) = o["original"].as_str() {
+                    r.sysctls.insert(
+                        k.clone(),
+                        Saved {
+                            original: orig.to_string(),
+                            users: strings(&o["users"]),
+                        },
+                    );
+                }
+            }
+        }
+        r
+    }
+
+    fn to_json(&self) -> Value {
+        let pending: serde_json::Map<String, Value> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(t, p)| {
+                (
+                    t.clone(),
+                    json!({"namespaces": p.namespaces, "links": p.links}),
+                )
+            })
+            .collect();
+        let sysctls: serde_json::Map<String, Value> = self
+            .sysctls
+            .iter()
+            .map(|(k, s)| (k.clone(), json!({"original": s.original, "users": s.users})))
+            .collect();
+        json!({"version": 1, "pending": pending, "sysctls": sysctls})
+    }
+
+    /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
+    pub fn save(&self, dir: impl AsFd) -> Result<()> {
+        if self.pending.values().all(Pending::is_empty) && self.sysctls.is_empty() {
+            return safefs::remove_at(dir, NAME);
+        }
+        let mut text = self.to_json().to_string();
+        text.push('\n');
+        safefs::write_at(dir, NAME, text.as_bytes(), safefs::FILE_MODE)
+    }
+
+    /// The pending objects of topologies `owned` selects, merged.
+    pub fn pending_of(&self, owned: &dyn Fn(&str) -> bool) -> Pending {
+        let mut out = Pending::default();
+        for (t, p) in &self.pending {
+            if owned(t) {
+                out.namespaces.extend(p.namespaces.iter().cloned());
+                out.links.extend(p.links.iter().cloned());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut r = Record::default();
+        r.pending
+            .entry("lab".into())
+            .or_default()
+            .namespaces
+            .insert("ns1".into());
+        r.pending
+            .entry("lab".into())
+            .or_default()
+            .links
+            .insert("veth-ns1".into());
+        r.sysctls.insert(
+            "net.ipv4.ip_forward".into(),
+            Saved {
+                original: "0".into(),
+                users: ["lab".to_string()].into(),
+            },
+        );
+        assert_eq!(Record::from_json(&r.to_json()), r);
+    }
+}

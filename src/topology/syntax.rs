@@ -1,0 +1,174 @@
+//! Walking the TOML tree by hand: typed reads of keys that record an error (naming the file,
+//! the dotted key and the value) and go on, so one run reports everything wrong with a file.
+
+use toml::{Table, Value};
+
+use super::Mac;
+use super::names::{check_ifname, parse_mac};
+
+/// The file being read and every error found in it so far.
+pub struct Ctx {
+    pub file: String,
+    pub errors: Vec<String>,
+}
+
+impl Ctx {
+    pub fn new(file: String) -> Ctx {
+        Ctx {
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn err(&mut self, key: &str, value: Option<&Value>, why: impl AsRef<str>) {
+        let why = why.as_ref();
+        match value {
+            Some(v) => self
+                .errors
+                .push(format!("{}: {key} = {}: {why}", self.file, show(v))),
+            None => self.errors.push(format!("{}: {key}: {why}", self.file)),
+        }
+    }
+
+    /// Reports every key of `table` not in `known`.
+    pub fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str]) {
+        for (k, v) in table {
+            if !known.contains(&k.as_str()) {
+                let key = join(prefix, k);
+                self.err(
+                    &key,
+                    Some(v),
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    pub fn string(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+        let v = table.get(key)?;
+        match v.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.err(&join(prefix, key), Some(v), "must be a string");
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, table: &Table, prefix: &str, key: &str) -> Option<bool> {
+        let v = table.get(key)?;
+        match v.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.err(&join(prefix, key), Some(v), "must be true or false");
+                None
+            }
+        }
+    }
+
+    pub fn table<'a>(&mut self, table: &'a Table, prefix: &str, key: &str) -> Option<&'a Table> {
+        let v = table.get(key)?;
+        match v.as_table() {
+            Some(t) => Some(t),
+            None => {
+                self.err(&join(prefix, key), Some(v), "must be a table");
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `choices`.
+    pub fn choice(
+        &mut self,
+        table: &Table,
+        prefix: &str,
+        key: &str,
+        choices: &[&str],
+    ) -> Option<String> {
+        let s = self.string(table, prefix, key)?;
+        if choices.contains(&s.as_str()) {
+            return Some(s);
+        }
+        let list: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+        self.err(
+            &join(prefix, key),
+            table.get(key),
+            format!("must be one of {}", list.join(", ")),
+        );
+        None
+    }
+
+    /// An MTU: 68 (IPv4's minimum) to 65535 (the largest a bridge or veth takes).
+    pub fn mtu(&mut self, table: &Table, prefix: &str) -> Option<u32> {
+        let v = table.get("mtu")?;
+        match v.as_integer() {
+            Some(m) if (68..=65535).contains(&m) => Some(m as u32),
+            Some(_) => {
+                self.err(&join(prefix, "mtu"), Some(v), "MTU must be within 68-65535");
+                None
+            }
+            None => {
+                self.err(&join(prefix, "mtu"), Some(v), "must be an integer");
+                None
+            }
+        }
+    }
+
+    pub fn mac(&mut self, table: &Table, prefix: &str) -> Option<Mac> {
+        let s = self.string(table, prefix, "mac")?;
+        match parse_mac(&s) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                self.err(&join(prefix, "mac"), table.get("mac"), why);
+                None
+            }
+        }
+    }
+
+    pub fn ifname(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+        let s = self.string(table, prefix, key)?;
+        if let Err(why) = check_ifname(&s) {
+            self.err(&join(prefix, key), table.get(key), why);
+            return None;
+        }
+        Some(s)
+    }
+}
+
+/// `prefix.key`, quoting a key that TOML would need quoted.
+pub fn join(prefix: &str, key: &str) -> String {
+    let key = if key.is_empty()
+        || key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Table(_) => "{...}".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Line and column (1-based) of a byte offset, for TOML syntax errors.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
