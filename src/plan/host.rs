@@ -146,11 +146,13 @@ impl Cx<'_> {
                 continue;
             }
             match f {
-                FileObs::Text(have) if resolv_owner(have).is_some_and(|t| self.who.owns_topology(t)) => {
+                FileObs::Text(have)
+                    if resolv_owner(have).is_some_and(|t| self.who.owns_topology(t)) =>
+                {
                     self.push(Step::RemoveResolv { ns: ns.clone() })
                 }
-                FileObs::Other(kind) if self.d.namespaces.contains_key(ns) => self.plan.warnings.push(format!(
-                    "{} is {kind}: `ip netns exec {ns}` may not do what you expect; nsfw leaves it alone",
+                FileObs::Other(kind) => self.plan.warnings.push(format!(
+                    "{} is {kind}: not nsfw's, left alone",
                     crate::plumbing::resolv_path(ns).display()
                 )),
                 _ => {}

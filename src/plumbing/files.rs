@@ -51,9 +51,12 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
             nix::sys::stat::Mode::empty(),
         ) {
             Ok(d) => d,
-            Err(e) => {
-                o.etc_problems
-                    .push(format!("{ETC_DIR}/{name}: not a directory ({e}); ignored"));
+            Err(_) => {
+                let what = safefs::kind_at(&etc, &name);
+                o.resolv.insert(
+                    name.clone(),
+                    FileObs::Other(format!("unreachable: {ETC_DIR}/{name} is {what}")),
+                );
                 continue;
             }
         };

@@ -34,6 +34,14 @@ fn kind(st: &FileStat) -> &'static str {
     }
 }
 
+/// What `name` under `dir` is (without following it), in words: "a symlink", "a FIFO", ...
+pub fn kind_at(dir: impl AsFd, name: &str) -> &'static str {
+    match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => kind(&st),
+        Err(_) => "unreadable",
+    }
+}
+
 /// Opens an existing directory by absolute path, refusing a symlink in its last component.
 /// `Ok(None)`: it does not exist.
 pub fn open_dir(path: &Path) -> Result<Option<OwnedFd>> {

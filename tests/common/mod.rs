@@ -97,6 +97,18 @@ impl Sandbox {
             .expect("run nsfw")
     }
 
+    /// Starts nsfw inside the sandbox without waiting for it (nsenter execs nsfw in place, so
+    /// the child's pid is nsfw's).
+    pub fn spawn_nsfw(&self, args: &[&str]) -> Child {
+        self.enter()
+            .arg(NSFW)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nsfw")
+    }
+
     /// Runs nsfw, which must exit with `code`; returns stdout.
     pub fn nsfw_code(&self, args: &[&str], code: i32) -> String {
         let o = self.nsfw(args);
@@ -223,3 +235,59 @@ address = "10.10.0.2/24"
 bridge = "br0"
 address = "10.10.0.3/24"
 "#;
+
+/// A topology of `n` namespaces spread over two bridges (br0 10.10.0.0/21, br1 10.20.0.0/21),
+/// NATed, every third with DNS; `shift` moves the addresses, so two shifts differ everywhere.
+pub fn two_bridges(name: &str, n: usize, shift: usize) -> String {
+    let mut s = format!(
+        "name = \"{name}\"\n[bridges.br0]\naddress = \"10.10.0.1/21\"\nmasquerade = true\n[bridges.br1]\naddress = \"10.20.0.1/21\"\nmasquerade = true\n"
+    );
+    for i in 0..n {
+        let (br, net) = if i % 2 == 0 { ("br0", 10) } else { ("br1", 20) };
+        let host = 10 + i + shift;
+        s.push_str(&format!(
+            "[namespaces.n{i}]\nbridge = \"{br}\"\naddress = \"10.{net}.{}.{}\"\n",
+            host / 250,
+            host % 250 + 2
+        ));
+        if i % 3 == 0 {
+            s.push_str("dns = [\"192.0.2.53\"]\n");
+        }
+    }
+    s
+}
+
+impl Sandbox {
+    /// What nsfw could have made, for "nothing is left" checks: namespaces, links but lo (and
+    /// `keep`), nsfw's tables, rules with an nsfw comment, files under /etc/netns, and
+    /// anything under /run/nsfw but the lock.
+    pub fn leftovers(&self, keep: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in self.netns() {
+            if !keep.contains(&n.as_str()) {
+                out.push(format!("namespace {n}"));
+            }
+        }
+        for l in self
+            .ok("ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1")
+            .lines()
+        {
+            if l != "lo" && !keep.contains(&l) {
+                out.push(format!("link {l}"));
+            }
+        }
+        let rules = self.ok("nft list ruleset 2>/dev/null || true");
+        for l in rules.lines() {
+            if l.contains("nsfw") {
+                out.push(format!("nft: {}", l.trim()));
+            }
+        }
+        for f in self
+            .ok("find /etc/netns /run/nsfw -mindepth 1 ! -path /run/nsfw/lock")
+            .lines()
+        {
+            out.push(format!("file {f}"));
+        }
+        out
+    }
+}
