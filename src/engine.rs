@@ -106,6 +106,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
 pub fn carry_out(
     tg: &Target,
     p: &Plan,
+    o: &Observed,
     lock: &Lock,
     nft: &mut NftSocket,
     done: &mut dyn FnMut(String),
@@ -123,7 +124,9 @@ pub fn carry_out(
         during.save(lock.dir())?;
     }
     let mark = tg.desired.mark.clone();
-    plan::execute(&p.steps, &mark, &mut |s: &Step| done(s.to_string()))?;
+    plan::execute(&p.steps, &mark, &o.ns_indexes(), &mut |s: &Step| {
+        done(s.to_string())
+    })?;
     crate::signals::check()?;
     if !p.nft.ops.is_empty() {
         firewall::execute(nft, &p.nft.ops)?;
@@ -170,7 +173,7 @@ pub fn converge(
             plan: p,
         });
     }
-    carry_out(tg, &p, lock, &mut nft, done)?;
+    carry_out(tg, &p, &o, lock, &mut nft, done)?;
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
     let rec2 = Record::load(lock.dir());
     let o = observe(tg, &rec2, &mut nft)?;

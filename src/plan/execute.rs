@@ -59,27 +59,17 @@ impl Errors {
     }
 }
 
-/// Host link indexes, looked up again after links are made.
+/// Link indexes by name, in the namespace `c` is bound to.
 pub(super) fn indexes(c: &mut Conn) -> Result<BTreeMap<String, u32>> {
-    let mut req = rtnetlink::packet_route::link::LinkMessage::default();
-    req.attributes
-        .push(rtnetlink::packet_route::link::LinkAttribute::ExtMask(vec![
-            rtnetlink::packet_route::link::LinkExtentMask::SkipStats,
-        ]));
-    Ok(c.dump(
-        rtnetlink::packet_route::RouteNetlinkMessage::GetLink(req),
-        "interfaces",
-    )?
-    .iter()
-    .filter_map(|m| match m {
-        rtnetlink::packet_route::RouteNetlinkMessage::NewLink(l) => {
-            let l = observe::parse_link(l);
-            Some((l.name, l.index))
-        }
-        _ => None,
-    })
-    .collect())
+    Ok(observe::links(c)?
+        .into_iter()
+        .map(|l| (l.name, l.index))
+        .collect())
 }
+
+/// Indexes of links inside namespaces, by (namespace, interface): from the observation, and
+/// for pairs made in this run from their host ends (a veth's IFLA_LINK is its peer's index).
+pub type Hints = BTreeMap<(String, String), u32>;
 
 fn index_of(ix: &BTreeMap<String, u32>, name: &str) -> Result<u32> {
     ix.get(name)
@@ -161,7 +151,13 @@ pub(super) fn run_steps(
 }
 
 /// Executes the steps (ordered by stage), reporting each one through `done` once made.
-pub fn execute(steps: &[Step], mark: &str, done: &mut dyn FnMut(&Step)) -> Result<Executed> {
+pub fn execute(
+    steps: &[Step],
+    mark: &str,
+    hints: &Hints,
+    done: &mut dyn FnMut(&Step),
+) -> Result<Executed> {
+    let mut hints = hints.clone();
     let mut tally = Tally::default();
     let mut ex = Executed::default();
     let mut host = Conn::open("host")?;
@@ -183,12 +179,14 @@ pub fn execute(steps: &[Step], mark: &str, done: &mut dyn FnMut(&Step)) -> Resul
         match stage {
             Stage::Teardown => teardown(&mut host, &these, &mut ok, &mut errs, &mut tally),
             Stage::Namespaces => namespaces(mark, &these, &mut ok, &mut errs, &mut tally),
-            Stage::HostBuild => host_build(&mut host, mark, &these, &mut ok, &mut errs, &mut tally),
-            Stage::NsConfig => ns_config(steps, &these, &mut ok, &mut errs, &mut tally),
+            Stage::HostBuild => {
+                host_build(&mut host, mark, &these, &mut ok, &mut errs, &mut tally);
+                learn_peers(&mut host, &these, &mut hints, &mut errs);
+            }
+            Stage::NsConfig => ns_config(steps, &these, &hints, &mut ok, &mut errs, &mut tally),
             Stage::HostFinish => host_finish(&mut host, &these, &mut ok, &mut errs, &mut tally),
         }
-        // Report in plan order.
-        for s in steps.iter().filter(|s| ok.contains(s)) {
+        for s in &ok {
             done(s);
         }
         ex.done.extend(ok);
@@ -199,6 +197,33 @@ pub fn execute(steps: &[Step], mark: &str, done: &mut dyn FnMut(&Step)) -> Resul
     }
     tally.report();
     result.map(|()| ex)
+}
+
+/// The namespace-side indexes of the pairs made in this run, from their host ends.
+fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut Errors) {
+    if !these.iter().any(|s| matches!(s, Step::CreateVeth { .. })) {
+        return;
+    }
+    let links = match observe::links(host) {
+        Ok(l) => l,
+        Err(e) => return errs.add(e),
+    };
+    let peer: BTreeMap<&str, u32> = links
+        .iter()
+        .filter_map(|l| l.peer_index.map(|p| (l.name.as_str(), p)))
+        .collect();
+    for s in these {
+        if let Step::CreateVeth {
+            ns,
+            host,
+            peer: name,
+            ..
+        } = s
+            && let Some(p) = peer.get(host.as_str())
+        {
+            hints.insert((ns.clone(), name.clone()), *p);
+        }
+    }
 }
 
 fn teardown(

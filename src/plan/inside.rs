@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::execute::{Errors, Tally, addr_route_req, indexes, run_steps, set_link_req};
+use super::execute::{Errors, Hints, Tally, addr_route_req, indexes, run_steps, set_link_req};
 use super::step::Step;
 use crate::plumbing::{Conn, msgs, netns, sysctl};
 
@@ -17,6 +17,7 @@ pub(super) type Visited = (Vec<Step>, Vec<String>);
 pub(super) fn ns_config(
     all: &[Step],
     these: &[&Step],
+    hints: &Hints,
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
@@ -30,7 +31,7 @@ pub(super) fn ns_config(
     let mut steps: Vec<&Step> = made.clone();
     steps.extend(these.iter().copied());
     let n = these.len();
-    visit_each(&steps, ok, errs, &|_, c, steps| {
+    visit_each(&steps, ok, errs, &|ns, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());
         let mut links = Vec::new();
         for s in steps {
@@ -82,7 +83,23 @@ pub(super) fn ns_config(
             )
         });
         if needs_ix {
-            match indexes(c) {
+            // The indexes the run knows; a dump of the namespace only when one is missing.
+            let known: BTreeMap<String, u32> = hints
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|((_, l), i)| (l.clone(), *i))
+                .collect();
+            let complete = steps.iter().all(|s| match s {
+                Step::AddAddr { ifname, .. } | Step::DelAddr { ifname, .. } => {
+                    known.contains_key(ifname)
+                }
+                Step::SetRoute { route, .. } | Step::DelRoute { route, .. } => {
+                    known.contains_key(&route.dev)
+                }
+                _ => true,
+            });
+            let ix = if complete { Ok(known) } else { indexes(c) };
+            match ix {
                 Ok(ix) => {
                     let mut items = Vec::new();
                     for s in steps {

@@ -64,6 +64,20 @@ pub struct NodeObs {
     pub sysctls: BTreeMap<String, Option<String>>,
 }
 
+impl Observed {
+    /// Interface indexes inside the namespaces, by (namespace, interface): the executor's
+    /// starting point (it learns the indexes of the links it makes as it makes them).
+    pub fn ns_indexes(&self) -> std::collections::BTreeMap<(String, String), u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for (ns, o) in &self.namespaces {
+            for l in &o.node.links {
+                out.insert((ns.clone(), l.name.clone()), l.index);
+            }
+        }
+        out
+    }
+}
+
 impl NodeObs {
     pub fn link(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
@@ -132,7 +146,8 @@ fn link_request() -> RouteNetlinkMessage {
     RouteNetlinkMessage::GetLink(req)
 }
 
-fn links(c: &mut Conn) -> Result<Vec<Link>> {
+/// Every link of the namespace `c` is bound to.
+pub fn links(c: &mut Conn) -> Result<Vec<Link>> {
     Ok(c.dump(link_request(), "interfaces")?
         .iter()
         .filter_map(|m| match m {

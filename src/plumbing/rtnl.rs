@@ -75,6 +75,8 @@ impl Conn {
         let _ = sock.set_cap_ack(true);
         let _ = sock.set_ext_ack(true);
         let _ = sock.set_rx_buf_sz(RECV_BUF);
+        // Dump requests are checked strictly, and their filters (a route table) honoured.
+        let _ = sock.set_netlink_get_strict_chk(true);
         Ok(Conn {
             sock,
             seq: 0,
