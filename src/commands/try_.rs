@@ -29,7 +29,10 @@ fn run_checks(checks: &[probe::Check]) -> u8 {
 pub fn verify(file: Option<PathBuf>) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("verify")?;
-    Ok(run_checks(&probe::checks(&t)))
+    let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
+    let mut checks = probe::checks(&t);
+    checks.extend(probe::publish_checks(&t, &servers, None));
+    Ok(run_checks(&checks))
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
@@ -80,9 +83,12 @@ pub fn try_(file: Option<PathBuf>) -> Result<u8, Fail> {
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
     super::apply::converge(&t, &lock)?;
     drop(lock);
+    let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;
+    let world = sandbox::world().map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t);
     checks.extend(sandbox::upstream_checks(&t).map_err(|e| report(&e))?);
+    checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
     let code = run_checks(&checks);
     say!("sandbox torn down: nothing was left on the host");
     Ok(code)

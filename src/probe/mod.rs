@@ -1,34 +1,69 @@
-//! Connectivity checks behind `nsfw try` and `nsfw verify`, probed in-process: a thread enters
-//! the source namespace and sends ICMP echo requests from a raw socket there. No `ping`.
+//! The checks behind `nsfw try` and `nsfw verify`: each one a real connection attempt (ICMP
+//! echo, TCP, UDP) from a namespace or from the host, with the verdict the file implies, and
+//! where it matters the source address the other end saw.
+
+mod checks;
+mod net;
 
 use std::fmt;
-use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result, anyhow};
-use socket2::{Domain, Protocol, Socket, Type};
+use anyhow::{Result, anyhow};
+
+pub use checks::{checks, publish_checks, publish_servers, World};
+pub use net::{serve_listener, serve_source_echo, serve_udp_echo};
 
 use crate::plumbing::netns;
-use crate::topology::Topology;
+use crate::topology::Proto;
+
+/// Where a probe starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The host's own namespace (the caller's).
+    Host,
+    Ns(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Host => write!(f, "host"),
+            Origin::Ns(n) => write!(f, "{n}"),
+        }
+    }
+}
 
 /// How a check probes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
     /// ICMP echo.
     Ping,
-    /// A TCP connection to a listener (see [`serve_listener`]).
+    /// A TCP connection to a listener.
     Tcp(u16),
-    /// A TCP connection to a [`serve_source_echo`] server, which answers with the source
-    /// address it saw: reaching it is not enough, the answer must be `want`.
-    SourceSeen { port: u16, want: Ipv4Addr },
+    /// A connection (TCP) or datagram (UDP) to a server that answers with the source address
+    /// it saw: reaching it is not enough, the answer must be `want` when given.
+    Seen {
+        proto: Proto,
+        port: u16,
+        want: Option<Ipv4Addr>,
+    },
+}
+
+impl Probe {
+    /// The PORT column: `icmp`, `tcp/8080`.
+    fn port(&self) -> String {
+        match self {
+            Probe::Ping => "icmp".into(),
+            Probe::Tcp(p) => format!("tcp/{p}"),
+            Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
+        }
+    }
 }
 
 /// One check: can `from` reach `to`, and should it?
 #[derive(Clone, Debug)]
 pub struct Check {
-    /// The namespace the probe starts in.
-    pub from: String,
+    pub from: Origin,
     /// What is probed, for the table (`gateway br0`, `ns2`, ...).
     pub to_label: String,
     pub to: Ipv4Addr,
@@ -47,47 +82,6 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         matches!(self.got, Ok(r) if r == self.check.expect)
     }
-}
-
-/// Above this many namespaces on one bridge, each one probes its next neighbour only, rather
-/// than every peer: the full mesh grows with the square of the count.
-const FULL_MESH_MAX: usize = 8;
-
-/// The checks a topology should pass.
-pub fn checks(t: &Topology) -> Vec<Check> {
-    let mut out = Vec::new();
-    for b in &t.bridges {
-        let members: Vec<_> = t.ports_of(&b.name).collect();
-        for (i, (n, _)) in members.iter().enumerate() {
-            out.push(Check {
-                from: n.name.clone(),
-                to_label: format!("gateway {}", b.name),
-                to: b.address.ip(),
-                probe: Probe::Ping,
-                expect: true,
-            });
-            let peers: Vec<_> = if members.len() <= FULL_MESH_MAX {
-                members.iter().filter(|(m, _)| m.name != n.name).collect()
-            } else {
-                members
-                    .iter()
-                    .skip(i + 1)
-                    .chain(members.iter())
-                    .take(1)
-                    .collect()
-            };
-            for (m, mi) in peers {
-                out.push(Check {
-                    from: n.name.clone(),
-                    to_label: m.name.clone(),
-                    to: mi.address.ip(),
-                    probe: Probe::Ping,
-                    expect: true,
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Runs the checks, a bounded number at a time.
@@ -115,160 +109,58 @@ pub fn run(checks: &[Check]) -> Vec<Outcome> {
     out
 }
 
-/// Runs one check from inside its source namespace.
-pub fn probe(c: &Check) -> Result<bool> {
-    let (to, probe) = (c.to, c.probe.clone());
-    netns::run_in(&c.from, move || match probe {
+/// What the probe does, on the thread that runs it.
+fn attempt(to: Ipv4Addr, probe: Probe) -> Result<bool> {
+    match probe {
         // Three tries, a second each.
-        Probe::Ping => ping(to, 3, Duration::from_secs(1)),
-        Probe::Tcp(port) => Ok(tcp(to, port)?.is_some()),
-        Probe::SourceSeen { port, want } => match tcp(to, port)? {
-            Some(seen) if seen.trim() == want.to_string() => Ok(true),
-            Some(seen) => Err(anyhow!(
-                "reached, but the server saw source {}, not {want}",
-                seen.trim()
-            )),
-            None => Ok(false),
-        },
-    })
-}
-
-/// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
-/// dropped, unreachable) within the timeout.
-fn tcp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
-    let addr = std::net::SocketAddr::from((to, port));
-    let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
-        Ok(s) => s,
-        Err(_) => return Ok(None),
-    };
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut text = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut text);
-    Ok(Some(text))
-}
-
-/// Serves, inside namespace `ns`, on `addr`: every connection is told the source address it
-/// came from, then closed. The stand-in for "what does the internet see of me".
-pub fn serve_source_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
-    serve(ns, addr, |mut s, peer| {
-        let _ = std::io::Write::write_all(&mut s, format!("{}\n", peer.ip()).as_bytes());
-    })
-}
-
-/// Serves, inside namespace `ns`, on `addr`: accepts connections and closes them. A target
-/// for "can this be reached from outside" checks.
-pub fn serve_listener(ns: &str, addr: SocketAddrV4) -> Result<()> {
-    serve(ns, addr, |_, _| {})
-}
-
-fn serve(
-    ns: &str,
-    addr: SocketAddrV4,
-    each: fn(std::net::TcpStream, std::net::SocketAddr),
-) -> Result<()> {
-    netns::spawn_in(ns, move || {
-        let l = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(move || {
-            for s in l.incoming().flatten() {
-                if let Ok(peer) = s.peer_addr() {
-                    each(s, peer);
-                }
-            }
-        })
-    })
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for pair in data.chunks(2) {
-        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Sends echo requests from a raw socket in the calling thread's namespace.
-fn ping(to: Ipv4Addr, tries: u16, wait: Duration) -> Result<bool> {
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-        .context("cannot open a raw ICMP socket (are you root?)")?;
-    // The identifier tells our replies from other probes' in the same namespace.
-    let id = (std::process::id() as u16) ^ (thread_id() as u16);
-    let dest = SocketAddrV4::new(to, 0).into();
-    for seq in 1..=tries {
-        let mut pkt = vec![8u8, 0, 0, 0];
-        pkt.extend_from_slice(&id.to_be_bytes());
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(b"nsfw-probe-nsfw-probe-nsfw-probe");
-        let c = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
-        sock.send_to(&pkt, &dest)
-            .with_context(|| format!("cannot send to {to}"))?;
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            sock.set_read_timeout(Some(left))?;
-            let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-            let n = match sock.recv(&mut buf) {
-                Ok(n) => n,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    break;
-                }
-                Err(e) => return Err(anyhow!("receiving from {to}: {e}")),
+        Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
+        Probe::Tcp(port) => Ok(net::tcp(to, port)?.is_some()),
+        Probe::Seen { proto, port, want } => {
+            let answer = match proto {
+                Proto::Tcp => net::tcp(to, port)?,
+                Proto::Udp => net::udp(to, port)?,
             };
-            // SAFETY: recv initialised the first n bytes.
-            let b: Vec<u8> = buf[..n]
-                .iter()
-                .map(|x| unsafe { x.assume_init() })
-                .collect();
-            // A raw IPv4 socket hands over the IP header too.
-            if b.len() < 20 {
-                continue;
-            }
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
-            let icmp = &b[ihl.min(b.len())..];
-            if icmp.len() >= 8 && icmp[0] == 0 && src == to && icmp[4..6] == id.to_be_bytes() {
-                return Ok(true);
+            match (answer, want) {
+                (None, _) => Ok(false),
+                (Some(_), None) => Ok(true),
+                (Some(seen), Some(want)) if seen.trim() == want.to_string() => Ok(true),
+                (Some(seen), Some(want)) => Err(anyhow!(
+                    "reached, but the server saw source {}, not {want}",
+                    seen.trim()
+                )),
             }
         }
     }
-    Ok(false)
 }
 
-fn thread_id() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
+/// Runs one check from where it starts.
+pub fn probe(c: &Check) -> Result<bool> {
+    let (to, probe) = (c.to, c.probe.clone());
+    match &c.from {
+        Origin::Host => attempt(to, probe),
+        Origin::Ns(ns) => netns::run_in(ns, move || attempt(to, probe)),
+    }
 }
 
-/// The results as a table: from, to, expected, got.
+/// The results as a table: from, to, port, expected, got.
 pub struct Table<'a>(pub &'a [Outcome]);
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let word = |b: bool| if b { "reach" } else { "blocked" };
-        let rows: Vec<[String; 5]> = self
+        let rows: Vec<[String; 6]> = self
             .0
             .iter()
             .map(|o| {
-                let how = match &o.check.probe {
-                    Probe::Ping => "icmp".to_string(),
-                    Probe::Tcp(p) => format!("tcp/{p}"),
-                    Probe::SourceSeen { port, want } => format!("tcp/{port}, seen as {want}"),
+                let expected = match (&o.check.probe, o.check.expect) {
+                    (Probe::Seen { want: Some(w), .. }, true) => format!("reach as {w}"),
+                    (_, e) => word(e).to_string(),
                 };
                 [
-                    o.check.from.clone(),
-                    format!("{} {} ({how})", o.check.to_label, o.check.to),
-                    word(o.check.expect).to_string(),
+                    o.check.from.to_string(),
+                    format!("{} {}", o.check.to_label, o.check.to),
+                    o.check.probe.port(),
+                    expected,
                     match &o.got {
                         Ok(r) => word(*r).to_string(),
                         Err(e) => format!("error: {e}"),
@@ -277,8 +169,8 @@ impl fmt::Display for Table<'_> {
                 ]
             })
             .collect();
-        let head = ["FROM", "TO", "EXPECTED", "GOT", ""];
-        let mut w = [0usize; 5];
+        let head = ["FROM", "TO", "PORT", "EXPECTED", "GOT", ""];
+        let mut w = [0usize; 6];
         for r in rows
             .iter()
             .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
@@ -289,19 +181,15 @@ impl fmt::Display for Table<'_> {
             }
         }
         let line = |f: &mut fmt::Formatter<'_>, r: &[&str]| {
-            writeln!(
-                f,
-                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3]
-            )
+            let mut s = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i + 1 < r.len() {
+                    s.push_str(&format!("{c:<width$}  ", width = w[i]));
+                } else {
+                    s.push_str(c);
+                }
+            }
+            writeln!(f, "{}", s.trim_end())
         };
         line(f, &head)?;
         for r in &rows {

@@ -16,7 +16,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
 use crate::plumbing::{Conn, msgs, netns};
-use crate::probe::{self, Check, Probe};
+use crate::probe::{self, Check, Origin, Probe};
 use crate::topology::Topology;
 
 /// The port of the source-echo server on the simulated internet, and of the listeners that
@@ -165,17 +165,32 @@ fn index(c: &mut Conn, name: &str) -> Result<u32> {
 }
 
 /// Starts the servers the upstream checks talk to: the source echo in `wan`, a listener in
-/// every namespace.
+/// every namespace (unless a published port's server already holds its port).
 pub fn start_servers(t: &Topology) -> Result<()> {
     let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
     probe::serve_source_echo(WAN_NS, std::net::SocketAddrV4::new(inet.ip(), ECHO_PORT))?;
     for n in &t.namespaces {
-        probe::serve_listener(
-            &n.name,
-            std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LISTEN_PORT),
-        )?;
+        let addr = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LISTEN_PORT);
+        match probe::serve_listener(&n.name, addr) {
+            Ok(()) => {}
+            Err(e) if format!("{e:#}").contains("in use") => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+/// The simulated upstream as the checks see it.
+pub fn world() -> Result<probe::World> {
+    let addr = |s: &str| -> Result<std::net::Ipv4Addr> {
+        let n: Ipv4Network = s.parse().map_err(|e| anyhow!("{s}: {e}"))?;
+        Ok(n.ip())
+    };
+    Ok(probe::World {
+        ns: WAN_NS.to_string(),
+        addr: addr(WAN_ADDR)?,
+        host_addr: addr(UPLINK_ADDR)?,
+    })
 }
 
 /// The checks that need the simulated upstream: every namespace reaches the internet (when
@@ -196,12 +211,13 @@ pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
         let natted = b.masquerade && b.uplink.as_deref().is_none_or(|u| u == UPLINK);
         let want = if natted { uplink.ip() } else { i.address.ip() };
         out.push(Check {
-            from: n.name.clone(),
+            from: Origin::Ns(n.name.clone()),
             to_label: "internet".into(),
             to: inet.ip(),
-            probe: Probe::SourceSeen {
+            probe: Probe::Seen {
+                proto: crate::topology::Proto::Tcp,
                 port: ECHO_PORT,
-                want,
+                want: Some(want),
             },
             expect: forwarding,
         });
@@ -209,7 +225,7 @@ pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
     for n in &t.namespaces {
         let Some(i) = n.primary() else { continue };
         out.push(Check {
-            from: WAN_NS.into(),
+            from: Origin::Ns(WAN_NS.into()),
             to_label: n.name.clone(),
             to: i.address.ip(),
             probe: Probe::Tcp(LISTEN_PORT),

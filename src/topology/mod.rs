@@ -6,6 +6,7 @@
 
 mod addr;
 mod names;
+mod publish;
 mod syntax;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::Ipv4Network;
 
 pub use addr::{overlaps, subnet_of};
+pub use publish::{Proto, Publish};
 pub use names::{MAX_IFNAME, check_ifname, check_topology_name, host_ifname_for};
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
@@ -99,6 +101,8 @@ pub struct Namespace {
     /// The default route's next hop; `None`: no default route.
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<IpAddr>,
+    /// Ports of the namespace reachable at ports of the host.
+    pub publish: Vec<Publish>,
 }
 
 impl Namespace {

@@ -98,6 +98,25 @@ impl Ctx {
         None
     }
 
+    /// A list of strings, each with the value it came from (for messages).
+    pub fn strings<'a>(&mut self, table: &'a Table, prefix: &str, key: &str) -> Vec<(String, &'a Value)> {
+        let Some(v) = table.get(key) else {
+            return Vec::new();
+        };
+        let Some(items) = v.as_array() else {
+            self.err(&join(prefix, key), Some(v), "must be a list of strings");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item.as_str() {
+                Some(s) => out.push((s.to_string(), item)),
+                None => self.err(&join(prefix, key), Some(item), "must be a string"),
+            }
+        }
+        out
+    }
+
     /// An MTU: 68 (IPv4's minimum) to 65535 (the largest a bridge or veth takes).
     pub fn mtu(&mut self, table: &Table, prefix: &str) -> Option<u32> {
         let v = table.get("mtu")?;

@@ -51,6 +51,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let host = host(&mut cx, &root, &bridges);
     let namespaces = namespaces(&mut cx, &root, &name, &bridges);
     check_macs(&mut cx, &bridges, &namespaces);
+    check_publish_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
     if cx.errors.is_empty() {
         Ok(Topology {
@@ -361,6 +362,7 @@ fn resolve_ns(
     let mac = cx.mac(r.table, &prefix);
     let mtu = cx.mtu(r.table, &prefix);
     let dns = dns(cx, r.table, &prefix);
+    let publish = publish(cx, r.table, &prefix);
     let br = r.bridge?;
     if let Some(m) = mtu
         && m != br.mtu
@@ -391,6 +393,7 @@ fn resolve_ns(
         }],
         gateway: Some(br.address.ip()),
         dns,
+        publish,
     })
 }
 
@@ -446,6 +449,48 @@ fn dns(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<IpAddr> {
         None => cx.err(&key, Some(v), "must be a list of IP addresses"),
     }
     dns
+}
+
+fn publish(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<super::Publish> {
+    let key = join(prefix, "publish");
+    let mut out = Vec::new();
+    for (s, v) in cx.strings(t, prefix, "publish") {
+        match super::publish::parse(&s) {
+            Ok(p) => out.push(p),
+            Err(why) => cx.err(&key, Some(v), why),
+        }
+    }
+    out
+}
+
+/// A host port (per protocol, per address) leads to one place only. Linear in the number of
+/// ports published: a file may publish thousands.
+fn check_publish_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
+    type Claim<'a> = (Option<std::net::Ipv4Addr>, &'a str, &'a str);
+    let mut taken: BTreeMap<(super::Proto, u16), Vec<Claim>> = BTreeMap::new();
+    for n in namespaces {
+        for p in &n.publish {
+            for port in p.host.0..=p.host.1 {
+                let claims = taken.entry((p.proto, port)).or_default();
+                let hit = claims
+                    .iter()
+                    .find(|(addr, _, _)| addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr);
+                if let Some((_, other_ns, other)) = hit {
+                    let v = Value::String(p.entry.clone());
+                    cx.err(
+                        &join(&join("namespaces", &n.name), "publish"),
+                        Some(&v),
+                        format!(
+                            "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
+                            p.proto
+                        ),
+                    );
+                    break;
+                }
+                claims.push((p.host_addr, &n.name, &p.entry));
+            }
+        }
+    }
 }
 
 /// MACs must be unique on a bridge's segment; checked across the whole file.

@@ -1,0 +1,162 @@
+//! The probes' network side, in-process: ICMP echo from a raw socket, TCP and UDP clients, and
+//! the servers the checks talk to (each tells a client the source address it saw). No `ping`,
+//! no `nc`.
+
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::plumbing::netns;
+
+/// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
+/// dropped, unreachable) within the timeout.
+pub fn tcp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
+    let addr = std::net::SocketAddr::from((to, port));
+    let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut text);
+    Ok(Some(text))
+}
+
+/// Serves, inside namespace `ns`, on `addr`: every connection is told the source address it
+/// came from, then closed. The stand-in for "what does the internet see of me".
+pub fn serve_source_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
+    serve(ns, addr, |mut s, peer| {
+        let _ = std::io::Write::write_all(&mut s, format!("{}\n", peer.ip()).as_bytes());
+    })
+}
+
+/// Serves, inside namespace `ns`, on `addr`: accepts connections and closes them. A target
+/// for "can this be reached from outside" checks.
+pub fn serve_listener(ns: &str, addr: SocketAddrV4) -> Result<()> {
+    serve(ns, addr, |_, _| {})
+}
+
+fn serve(
+    ns: &str,
+    addr: SocketAddrV4,
+    each: fn(std::net::TcpStream, std::net::SocketAddr),
+) -> Result<()> {
+    netns::spawn_in(ns, move || {
+        let l = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(move || {
+            for s in l.incoming().flatten() {
+                if let Ok(peer) = s.peer_addr() {
+                    each(s, peer);
+                }
+            }
+        })
+    })
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in data.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends echo requests from a raw socket in the calling thread's namespace.
+pub fn ping(to: Ipv4Addr, tries: u16, wait: Duration) -> Result<bool> {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .context("cannot open a raw ICMP socket (are you root?)")?;
+    // The identifier tells our replies from other probes' in the same namespace.
+    let id = (std::process::id() as u16) ^ (thread_id() as u16);
+    let dest = SocketAddrV4::new(to, 0).into();
+    for seq in 1..=tries {
+        let mut pkt = vec![8u8, 0, 0, 0];
+        pkt.extend_from_slice(&id.to_be_bytes());
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(b"nsfw-probe-nsfw-probe-nsfw-probe");
+        let c = checksum(&pkt);
+        pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        sock.send_to(&pkt, &dest)
+            .with_context(|| format!("cannot send to {to}"))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            sock.set_read_timeout(Some(left))?;
+            let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(e) => return Err(anyhow!("receiving from {to}: {e}")),
+            };
+            // SAFETY: recv initialised the first n bytes.
+            let b: Vec<u8> = buf[..n]
+                .iter()
+                .map(|x| unsafe { x.assume_init() })
+                .collect();
+            // A raw IPv4 socket hands over the IP header too.
+            if b.len() < 20 {
+                continue;
+            }
+            let ihl = usize::from(b[0] & 0x0f) * 4;
+            let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
+            let icmp = &b[ihl.min(b.len())..];
+            if icmp.len() >= 8 && icmp[0] == 0 && src == to && icmp[4..6] == id.to_be_bytes() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn thread_id() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+
+/// Sends a datagram and waits for the answer of a [`serve_udp_echo`] server. `None`: no answer
+/// within the timeout (three tries).
+pub fn udp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("cannot open a UDP socket")?;
+    s.set_read_timeout(Some(Duration::from_millis(700)))?;
+    let mut buf = [0u8; 128];
+    for _ in 0..3 {
+        if s.send_to(b"nsfw-probe", (to, port)).is_err() {
+            return Ok(None);
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => return Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
+            Err(_) => continue,
+        }
+    }
+    Ok(None)
+}
+
+/// Serves UDP inside namespace `ns` on `addr`: every datagram is answered with the source
+/// address it came from.
+pub fn serve_udp_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
+    netns::spawn_in(ns, move || {
+        let s = UdpSocket::bind(addr).with_context(|| format!("cannot listen on udp {addr}"))?;
+        Ok(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((_, peer)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(format!("{}\n", peer.ip()).as_bytes(), peer);
+            }
+        })
+    })
+}
