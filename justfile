@@ -23,3 +23,19 @@ lint:
 bench runs="5":
     cargo build --release --example bench
     ./target/release/examples/bench --runs {{runs}} --out docs/benchmarks.md
+
+# The man page and shell completions, into target/assets/.
+assets:
+    ./scripts/build-assets
+
+# Install the binary, man page and completions under PREFIX (default /usr/local).
+install prefix="/usr/local": assets
+    install -Dm755 target/release/nsfw {{prefix}}/sbin/nsfw
+    install -Dm644 target/assets/nsfw.1.gz {{prefix}}/share/man/man1/nsfw.1.gz
+    install -Dm644 target/assets/nsfw.bash {{prefix}}/share/bash-completion/completions/nsfw
+    install -Dm644 target/assets/_nsfw {{prefix}}/share/zsh/site-functions/_nsfw
+    install -Dm644 target/assets/nsfw.fish {{prefix}}/share/fish/vendor_completions.d/nsfw.fish
+
+# The Debian package, target/debian/nsfw_*.deb (cargo-deb).
+deb:
+    ./scripts/build-deb

@@ -7,6 +7,7 @@
 
 pub mod output;
 
+pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod engine;

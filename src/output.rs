@@ -96,3 +96,80 @@ macro_rules! warning {
 macro_rules! detail {
     ($($t:tt)*) => { $crate::output::verbose(format_args!($($t)*)) };
 }
+
+/// Whether lines on stdout get colour: a terminal, and no NO_COLOR in the environment.
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// A plan line in colour when stdout is a terminal: `+` green, `-` red, `~` yellow.
+pub fn paint(line: &str) -> String {
+    if !colour() {
+        return line.to_string();
+    }
+    let code = match line.trim_start().chars().next() {
+        Some('+') => "32",
+        Some('-') => "31",
+        Some('~') => "33",
+        _ => return line.to_string(),
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+/// Work counted by the threads that do it, for the progress line.
+pub static PROGRESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A one-line progress indicator on stderr for work that takes more than a second, on a
+/// terminal only: `creating namespaces: 412/1000`. Dropped, it clears its line.
+pub struct Ticker {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub fn start(label: &'static str, total: usize) -> Ticker {
+        use std::io::IsTerminal;
+        PROGRESS.store(0, Ordering::Relaxed);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let quiet = level() == Level::Quiet || !std::io::stderr().is_terminal() || total < 2;
+        let thread = (!quiet).then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t0 = std::time::Instant::now();
+                let mut shown = false;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if t0.elapsed() >= std::time::Duration::from_secs(1) {
+                        let n = PROGRESS.load(Ordering::Relaxed).min(total);
+                        write_to(
+                            &STDERR_GONE,
+                            &mut std::io::stderr().lock(),
+                            format_args!("\r{label}: {n}/{total}\x1b[K"),
+                            false,
+                        );
+                        shown = true;
+                    }
+                }
+                if shown {
+                    write_to(
+                        &STDERR_GONE,
+                        &mut std::io::stderr().lock(),
+                        format_args!("\r\x1b[K"),
+                        false,
+                    );
+                }
+            })
+        });
+        Ticker { stop, thread }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

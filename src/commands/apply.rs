@@ -14,16 +14,23 @@ fn lock(wait: bool) -> Result<state::Lock, Fail> {
     state::acquire(Access::Exclusive, wait).map_err(|e| report(&e))
 }
 
-pub fn apply(file: Option<PathBuf>, wait: bool) -> Result<u8, Fail> {
+pub fn apply(file: Option<PathBuf>, wait: bool, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
+    super::quiet_for_json(json);
     let lock = lock(wait)?;
-    converge(&t, &lock)?;
+    let (_, plan) = converge(&t, &lock)?;
+    if json {
+        let mut v = plan.to_json(&t.name, &t.source.display().to_string());
+        v["command"] = "apply".into();
+        v["applied"] = true.into();
+        crate::output::data(format_args!("{v}\n"));
+    }
     Ok(OK)
 }
 
 /// Makes the host match `t`, printing the plan as it is carried out.
-pub fn converge(t: &Topology, lock: &state::Lock) -> Result<usize, Fail> {
+pub fn converge(t: &Topology, lock: &state::Lock) -> Result<(usize, crate::plan::Plan), Fail> {
     let tg = Target::apply(t);
     let mut started = false;
     let before = &mut |p: &crate::plan::Plan, o: &crate::plumbing::Observed| {
@@ -44,13 +51,18 @@ pub fn converge(t: &Topology, lock: &state::Lock) -> Result<usize, Fail> {
             started = true;
         }
     };
-    let out = engine::converge(&tg, lock, &mut |line| say!("  {line}"), before)
-        .map_err(|e| report(&e))?;
+    let out = engine::converge(
+        &tg,
+        lock,
+        &mut |line| say!("  {}", crate::output::paint(&line)),
+        before,
+    )
+    .map_err(|e| report(&e))?;
     if started {
         say!("done: {} change(s)", out.changes);
         say!("{}", out.plan.summary());
     }
-    Ok(out.changes)
+    Ok((out.changes, out.plan))
 }
 
 /// What `flush` removes.
@@ -91,8 +103,13 @@ pub fn flush(what: FlushWhat, wait: bool) -> Result<u8, Fail> {
             started = true;
         }
     };
-    let out = engine::converge(&tg, &lock, &mut |line| say!("  {line}"), before)
-        .map_err(|e| report(&e))?;
+    let out = engine::converge(
+        &tg,
+        &lock,
+        &mut |line| say!("  {}", crate::output::paint(&line)),
+        before,
+    )
+    .map_err(|e| report(&e))?;
     if started {
         say!("done: {} change(s)", out.changes);
     }

@@ -46,7 +46,10 @@ pub fn diff(file: Option<PathBuf>, json: bool, wait: bool) -> Result<u8, Fail> {
             t.source.display()
         );
     } else {
-        output::data(format_args!("{p}"));
+        let text = p.to_string();
+        for line in text.lines() {
+            output::data(format_args!("{}\n", output::paint(line)));
+        }
         say!("{}", p.summary());
         say!(
             "{} change(s) pending: `nsfw apply` carries them out",

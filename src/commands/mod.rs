@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
 pub use diff::diff;
-pub use show::show;
+pub use show::{completions, man, show};
 pub use try_::{sandbox, try_, verify};
 
 use crate::topology::{self, Topology};
@@ -98,4 +98,12 @@ pub fn require_root(cmd: &str) -> Result<(), Fail> {
         return Err(Fail(ERR));
     }
     Ok(())
+}
+
+/// With `--json`, stdout carries the JSON document alone: the usual lines are left out
+/// (errors still go to stderr).
+pub fn quiet_for_json(json: bool) {
+    if json {
+        crate::output::set_level(crate::output::Level::Quiet);
+    }
 }

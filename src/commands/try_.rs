@@ -16,9 +16,13 @@ use super::{ERR, Fail, OK, load, report, require_root};
 pub const EMBEDDED_LAB: &str = include_str!("../../rulesets/lab.toml");
 const EMBEDDED_LAB_NAME: &str = "rulesets/lab.toml (embedded)";
 
-fn run_checks(checks: &[probe::Check]) -> u8 {
+fn run_checks(checks: &[probe::Check], json: bool) -> u8 {
     let outcomes = probe::run(checks);
-    say!("{}", probe::Table(&outcomes));
+    if json {
+        crate::output::data(format_args!("{}\n", probe::to_json(&outcomes)));
+    } else {
+        say!("{}", probe::Table(&outcomes));
+    }
     if outcomes.iter().all(|o| o.passed()) {
         OK
     } else {
@@ -26,13 +30,14 @@ fn run_checks(checks: &[probe::Check]) -> u8 {
     }
 }
 
-pub fn verify(file: Option<PathBuf>) -> Result<u8, Fail> {
+pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;
+    super::quiet_for_json(json);
     require_root("verify")?;
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t);
     checks.extend(probe::publish_checks(&t, &servers, None));
-    Ok(run_checks(&checks))
+    Ok(run_checks(&checks, json))
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
@@ -61,11 +66,15 @@ fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
 
 /// `nsfw try`: re-executes itself inside a sandbox; in there, builds the upstream, applies,
 /// checks. Everything it made dies with the sandbox's namespaces.
-pub fn try_(file: Option<PathBuf>) -> Result<u8, Fail> {
+pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load_try(&file)?;
     require_root("try")?;
+    super::quiet_for_json(json);
     if !sandbox::inside() {
         let mut args: Vec<OsString> = vec!["try".into()];
+        if json {
+            args.push("--json".into());
+        }
         if let Some(f) = file {
             args.push(f.into_os_string());
         }
@@ -89,7 +98,7 @@ pub fn try_(file: Option<PathBuf>) -> Result<u8, Fail> {
     let mut checks = probe::checks(&t);
     checks.extend(sandbox::upstream_checks(&t).map_err(|e| report(&e))?);
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
-    let code = run_checks(&checks);
+    let code = run_checks(&checks, json);
     say!("sandbox torn down: nothing was left on the host");
     Ok(code)
 }

@@ -176,6 +176,7 @@ pub fn execute(
         }
         let mut ok: Vec<Step> = Vec::new();
         let mut errs = Errors::default();
+        let _ticker = crate::output::Ticker::start(stage.doing(), these.len());
         match stage {
             Stage::Teardown => teardown(&mut host, &these, &mut ok, &mut errs, &mut tally),
             Stage::Namespaces => namespaces(mark, &these, &mut ok, &mut errs, &mut tally),

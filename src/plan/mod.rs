@@ -76,7 +76,7 @@ impl Plan {
         format!("plan: {a} to add, {c} to change, {r} to remove")
     }
 
-    /// The plan in the stable JSON schema of docs/diff-json.md.
+    /// The plan in the stable JSON schema of docs/json.md.
     pub fn to_json(&self, topology: &str, file: &str) -> Value {
         let mut changes: Vec<Value> = self.steps.iter().map(Step::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {

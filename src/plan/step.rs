@@ -1,5 +1,5 @@
 //! One step of a plan: a change to one resource, with the old value where there is one, and
-//! how it reads in `nsfw diff` (text and JSON, docs/diff-json.md).
+//! how it reads in `nsfw diff` (text and JSON, docs/json.md).
 
 use std::fmt;
 
@@ -144,6 +144,19 @@ pub enum Stage {
     NsConfig,
     /// Host addresses that go (after their replacements are in place), routes, files.
     HostFinish,
+}
+
+impl Stage {
+    /// What the stage is doing, for the progress line.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Stage::Teardown => "removing",
+            Stage::Namespaces => "creating namespaces",
+            Stage::HostBuild => "building the host side",
+            Stage::NsConfig => "configuring namespaces",
+            Stage::HostFinish => "finishing",
+        }
+    }
 }
 
 impl Step {
@@ -380,7 +393,7 @@ fn op_word(mark: char) -> &'static str {
 }
 
 impl Step {
-    /// The change as a JSON object (docs/diff-json.md).
+    /// The change as a JSON object (docs/json.md).
     pub fn json(&self) -> Value {
         let (kind, fields) = match self {
             Step::DeleteLink {

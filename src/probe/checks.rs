@@ -39,7 +39,12 @@ pub fn checks(t: &Topology) -> Vec<Check> {
             let peers: Vec<_> = if members.len() <= FULL_MESH_MAX {
                 members.iter().filter(|(m, _)| m.name != n.name).collect()
             } else {
-                members.iter().skip(i + 1).chain(members.iter()).take(1).collect()
+                members
+                    .iter()
+                    .skip(i + 1)
+                    .chain(members.iter())
+                    .take(1)
+                    .collect()
             };
             for (m, mi) in peers {
                 out.push(Check {
@@ -98,7 +103,11 @@ pub fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
 /// else one on another bridge.
 fn neighbour<'a>(t: &'a Topology, n: &Namespace) -> Option<&'a Namespace> {
     let br = &n.primary()?.bridge;
-    let others = || t.namespaces.iter().filter(|m| m.name != n.name && m.primary().is_some());
+    let others = || {
+        t.namespaces
+            .iter()
+            .filter(|m| m.name != n.name && m.primary().is_some())
+    };
     others()
         .find(|m| m.primary().is_some_and(|i| &i.bridge == br))
         .or_else(|| others().next())
@@ -106,11 +115,17 @@ fn neighbour<'a>(t: &'a Topology, n: &Namespace) -> Option<&'a Namespace> {
 
 /// The checks of every published port; `servers` says where an echo server answers (the
 /// source address is checked only there), `world` is the simulated upstream when there is one.
-pub fn publish_checks(t: &Topology, servers: &BTreeSet<(String, Proto, u16)>, world: Option<&World>) -> Vec<Check> {
+pub fn publish_checks(
+    t: &Topology,
+    servers: &BTreeSet<(String, Proto, u16)>,
+    world: Option<&World>,
+) -> Vec<Check> {
     let mut out = Vec::new();
     for n in &t.namespaces {
         let Some(iface) = n.primary() else { continue };
-        let Some(br) = t.bridge(&iface.bridge) else { continue };
+        let Some(br) = t.bridge(&iface.bridge) else {
+            continue;
+        };
         let gw = br.address.ip();
         for p in &n.publish {
             for (h, q) in sampled(p) {
@@ -143,7 +158,11 @@ pub fn publish_checks(t: &Topology, servers: &BTreeSet<(String, Proto, u16)>, wo
                     // Hairpin: from a neighbour to the host's address on its own bridge.
                     // On the same bridge the reply would bypass the host: masqueraded, so the
                     // namespace sees the bridge's address.
-                    let want = if mi.bridge == iface.bridge { gw } else { mi.address.ip() };
+                    let want = if mi.bridge == iface.bridge {
+                        gw
+                    } else {
+                        mi.address.ip()
+                    };
                     out.push(Check {
                         from: Origin::Ns(m.name.clone()),
                         to_label: label.clone(),

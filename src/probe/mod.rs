@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Result, anyhow};
 
-pub use checks::{checks, publish_checks, publish_servers, World};
+pub use checks::{World, checks, publish_checks, publish_servers};
 pub use net::{serve_listener, serve_source_echo, serve_udp_echo};
 
 use crate::plumbing::netns;
@@ -140,6 +140,32 @@ pub fn probe(c: &Check) -> Result<bool> {
         Origin::Host => attempt(to, probe),
         Origin::Ns(ns) => netns::run_in(ns, move || attempt(to, probe)),
     }
+}
+
+/// The results in the JSON schema of docs/json.md.
+pub fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
+    let checks: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            let want = match &o.check.probe {
+                Probe::Seen { want, .. } => want.map(|w| w.to_string()),
+                _ => None,
+            };
+            serde_json::json!({
+                "from": o.check.from.to_string(),
+                "to": o.check.to_label,
+                "address": o.check.to.to_string(),
+                "port": o.check.probe.port(),
+                "expected": if o.check.expect { "reach" } else { "blocked" },
+                "seen_as": want,
+                "got": match &o.got { Ok(true) => "reach", Ok(false) => "blocked", Err(_) => "error" },
+                "error": o.got.as_ref().err(),
+                "ok": o.passed(),
+            })
+        })
+        .collect();
+    let passed = outcomes.iter().filter(|o| o.passed()).count();
+    serde_json::json!({"schema": 1, "checks": checks, "passed": passed, "total": outcomes.len()})
 }
 
 /// The results as a table: from, to, port, expected, got.

@@ -128,7 +128,6 @@ fn thread_id() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-
 /// Sends a datagram and waits for the answer of a [`serve_udp_echo`] server. `None`: no answer
 /// within the timeout (three tries).
 pub fn udp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {

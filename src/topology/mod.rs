@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use ipnetwork::Ipv4Network;
 
 pub use addr::{overlaps, subnet_of};
-pub use publish::{Proto, Publish};
 pub use names::{MAX_IFNAME, check_ifname, check_topology_name, host_ifname_for};
+pub use publish::{Proto, Publish};
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
 pub const MAX_BRIDGE_PORTS: usize = 1023;

@@ -123,19 +123,21 @@ pub fn parse(entry: &str) -> Result<Publish, String> {
     }
     let host_addr = match addr {
         None => None,
-        Some(a) => match a.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) if ip.is_unspecified() => None,
-            Ok(IpAddr::V4(ip)) => {
-                if ip.is_multicast() || ip.is_broadcast() {
-                    return Err(format!("{ip} is not an address of the host"));
+        Some(a) => {
+            match a.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) if ip.is_unspecified() => None,
+                Ok(IpAddr::V4(ip)) => {
+                    if ip.is_multicast() || ip.is_broadcast() {
+                        return Err(format!("{ip} is not an address of the host"));
+                    }
+                    Some(ip)
                 }
-                Some(ip)
+                Ok(IpAddr::V6(_)) => {
+                    return Err("IPv6 addresses cannot be published on yet: nsfw's namespaces have IPv4 only".into());
+                }
+                Err(_) => return Err(format!("`{a}` is not an IP address")),
             }
-            Ok(IpAddr::V6(_)) => {
-                return Err("IPv6 addresses cannot be published on yet: nsfw's namespaces have IPv4 only".into());
-            }
-            Err(_) => return Err(format!("`{a}` is not an IP address")),
-        },
+        }
     };
     Ok(Publish {
         host_addr,
@@ -153,7 +155,10 @@ mod tests {
     #[test]
     fn docker_syntax() {
         let p = parse("8080:80").expect("ok");
-        assert_eq!((p.host, p.ns, p.proto, p.host_addr), ((8080, 8080), (80, 80), Proto::Tcp, None));
+        assert_eq!(
+            (p.host, p.ns, p.proto, p.host_addr),
+            ((8080, 8080), (80, 80), Proto::Tcp, None)
+        );
         let p = parse("127.0.0.1:8443:443/tcp").expect("ok");
         assert_eq!(p.host_addr, Some(Ipv4Addr::LOCALHOST));
         let p = parse("9000-9010:9100-9110/udp").expect("ok");

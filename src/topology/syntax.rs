@@ -99,7 +99,12 @@ impl Ctx {
     }
 
     /// A list of strings, each with the value it came from (for messages).
-    pub fn strings<'a>(&mut self, table: &'a Table, prefix: &str, key: &str) -> Vec<(String, &'a Value)> {
+    pub fn strings<'a>(
+        &mut self,
+        table: &'a Table,
+        prefix: &str,
+        key: &str,
+    ) -> Vec<(String, &'a Value)> {
         let Some(v) = table.get(key) else {
             return Vec::new();
         };

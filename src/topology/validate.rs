@@ -472,9 +472,9 @@ fn check_publish_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
         for p in &n.publish {
             for port in p.host.0..=p.host.1 {
                 let claims = taken.entry((p.proto, port)).or_default();
-                let hit = claims
-                    .iter()
-                    .find(|(addr, _, _)| addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr);
+                let hit = claims.iter().find(|(addr, _, _)| {
+                    addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
+                });
                 if let Some((_, other_ns, other)) = hit {
                     let v = Value::String(p.entry.clone());
                     cx.err(

@@ -1,0 +1,169 @@
+//! The command line: every subcommand, its FILE, defaults, exit statuses and an example, and the
+//! top-level help grouped by what a command is for. `main` parses with it; `nsfw completions`
+//! and `nsfw man` are generated from it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+const FILE_HELP: &str = "Topology file [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; - reads standard input]";
+
+/// nftables-first NAT and firewall manager for Linux network namespaces.
+#[derive(Parser)]
+#[command(name = "nsfw", version, about)]
+pub struct Cli {
+    /// Print errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every step with its timing (on stderr).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Make the host match FILE; prints the plan it carried out.
+    #[command(
+        long_about = "Make the host match FILE: create what is missing, fix what drifted, remove what nsfw owns that FILE no longer names. Prints the plan as it is carried out, then a summary line. Waits while another nsfw changes the host (--no-wait: fail at once). A run that is killed leaves nothing the next apply cannot finish.",
+        after_help = "Exit status: 0 done, 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExample:\n  nsfw apply rulesets/lab.toml"
+    )]
+    Apply {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Fail at once if another nsfw is changing the host, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the plan carried out as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what apply would change, read from the kernel's own state.
+    #[command(
+        long_about = "Print the plan apply would carry out, computed from what the kernel holds (namespaces, links, addresses, routes, sysctls, files, nftables), grouped by object: + create, - delete, ~ modify. Changes nothing.",
+        after_help = "Exit status: 0 in sync, 2 changes pending, 1 error.\n\nExample:\n  nsfw diff --json rulesets/lab.toml"
+    )]
+    Diff {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Machine-readable output (docs/json.md).
+        #[arg(long)]
+        json: bool,
+        /// Fail at once if another nsfw is changing the host, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove everything nsfw owns for a topology.
+    #[command(
+        long_about = "Remove everything nsfw owns for the topology of FILE (or the one named with --name, or every topology with --all): namespaces, links, nftables tables and the rules nsfw placed in other chains, resolv.conf files; host sysctls go back to their value from before nsfw when no topology needs them. Never touches what nsfw does not own.",
+        after_help = "Exit status: 0 done (also when nothing was there), 1 error (including namespaces nsfw could not look into).\n\nExamples:\n  nsfw flush rulesets/lab.toml\n  nsfw flush --name lab"
+    )]
+    Flush {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Every nsfw topology on this host.
+        #[arg(long, conflicts_with_all = ["file", "name"])]
+        all: bool,
+        /// The topology with this name, without reading its file (which may be gone or broken).
+        #[arg(long, conflicts_with = "file")]
+        name: Option<String>,
+        /// Fail at once if another nsfw is changing the host, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print the nftables ruleset nsfw would load, in nft syntax.
+    #[command(
+        long_about = "Print the nftables ruleset nsfw would load for FILE, in nft syntax: `nft -f` loads it. Touches nothing.",
+        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw show rulesets/lab.toml > lab.nft"
+    )]
+    Show {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+    },
+    /// Build the topology in a throwaway sandbox and check it with real packets.
+    #[command(
+        long_about = "Build the topology in a throwaway sandbox (a fresh network and mount namespace) with a simulated upstream (198.51.100.0/24, 203.0.113.0/24), run the checks the file implies, and tear it all down. Touches nothing on the host.",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw try rulesets/publish.toml"
+    )]
+    Try {
+        /// Topology file [default: the embedded lab, rulesets/lab.toml]
+        file: Option<PathBuf>,
+        /// Print the checks as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the checks against the live topology.
+    #[command(
+        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it.",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml"
+    )]
+    Verify {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Print the checks as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    #[command(
+        after_help = "Exit status: 0.\n\nExample:\n  nsfw completions bash > /etc/bash_completion.d/nsfw"
+    )]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Exit status: 0.\n\nExample:\n  nsfw man | man -l -")]
+    Man,
+    /// Run a command in a fresh sandbox (used by the tests).
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<OsString>,
+    },
+}
+
+/// The top-level help's command list, by what a command is for.
+const GROUPS: &[(&str, &[&str])] = &[
+    ("Build", &["apply", "flush"]),
+    ("Inspect", &["diff", "show", "verify"]),
+    ("Run", &["try"]),
+    ("Shell", &["completions", "man"]),
+];
+
+/// The command, with its top-level help grouped.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let mut list = String::new();
+    for (group, names) in GROUPS {
+        list.push_str(&format!("{group}:\n"));
+        for n in *names {
+            let about = cmd
+                .find_subcommand(n)
+                .and_then(|s| s.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            list.push_str(&format!("  {n:<12} {about}\n"));
+        }
+        list.push('\n');
+    }
+    let template = format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{list}Options:\n{{options}}\n\nnsfw COMMAND --help shows a command's FILE, defaults, exit status and an example."
+    );
+    cmd.help_template(template)
+}
+
+/// Parses the process's arguments.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let m = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&m)
+}
