@@ -113,6 +113,30 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command in a namespace, with its resolv.conf.
+    #[command(
+        long_about = "Run CMD in namespace NS as `ip netns exec` does: in a mount namespace of its own where /sys shows NS's interfaces and every file of /etc/netns/NS (its resolv.conf) is bind-mounted over the one in /etc. CMD replaces nsfw.",
+        after_help = "Exit status: CMD's (127 when it cannot be run, 1 when NS cannot be entered).\n\nExample:\n  nsfw exec ns1 -- cat /etc/resolv.conf"
+    )]
+    Exec {
+        /// The namespace.
+        ns: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<OsString>,
+    },
+    /// Print the systemd units that keep the topology across boots and firewall reloads.
+    #[command(
+        long_about = "Print (or with --dir write) the systemd units for FILE: nsfw.service applies it at boot after the network and the other firewalls, applies it again on their reload and flushes it at stop; nsfw-reapply.service applies it again when nftables, firewalld or docker (re)start; nsfw-watch.service runs `nsfw watch`. FILE and nsfw are named by their absolute paths.",
+        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw systemd /etc/nsfw/nsfw.toml --dir /etc/systemd/system\n  systemctl daemon-reload && systemctl enable --now nsfw.service nsfw-reapply.service nsfw-watch.service"
+    )]
+    Systemd {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Write the units into this directory instead of printing them.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print shell completions.
     #[command(
         after_help = "Exit status: 0.\n\nExample:\n  nsfw completions bash > /etc/bash_completion.d/nsfw"
@@ -136,7 +160,7 @@ pub enum Cmd {
 const GROUPS: &[(&str, &[&str])] = &[
     ("Build", &["apply", "flush"]),
     ("Inspect", &["diff", "show", "verify"]),
-    ("Run", &["try"]),
+    ("Run", &["try", "exec", "systemd"]),
     ("Shell", &["completions", "man"]),
 ];
 

@@ -55,6 +55,8 @@ fn main() -> ExitCode {
         Cmd::Show { file } => commands::show(file),
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
+        Cmd::Exec { ns, command } => commands::exec(ns, command),
+        Cmd::Systemd { file, dir } => commands::systemd(file, dir),
         Cmd::Completions { shell } => commands::completions(shell),
         Cmd::Man => commands::man(),
         Cmd::Sandbox { command } => commands::sandbox(command),

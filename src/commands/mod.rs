@@ -3,7 +3,9 @@
 
 mod apply;
 mod diff;
+mod exec;
 mod show;
+mod systemd;
 mod try_;
 
 use std::os::unix::fs::MetadataExt;
@@ -11,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
 pub use diff::diff;
+pub use exec::exec;
 pub use show::{completions, man, show};
+pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
 
 use crate::topology::{self, Topology};

@@ -1,0 +1,108 @@
+//! `nsfw systemd FILE`: the units that keep a topology for real — applied at boot after the
+//! network and the other firewalls, re-applied when a firewall service reloads or restarts
+//! (which throws nsfw's table away), repaired by the watcher, flushed at stop.
+
+use std::path::{Path, PathBuf};
+
+use crate::output;
+
+use super::{ERR, Fail, OK, load, report};
+
+/// The units, by file name.
+pub fn units(bin: &Path, file: &Path, name: &str) -> Vec<(String, String)> {
+    let (bin, file) = (bin.display(), file.display());
+    let firewalls = "nftables.service firewalld.service docker.service";
+    vec![
+        (
+            "nsfw.service".into(),
+            format!(
+                "[Unit]
+Description=nsfw topology {name}: namespaces, NAT and firewall from {file}
+Wants=network-online.target
+After=network-online.target {firewalls}
+# A reload of a firewall service reloads nsfw: its table is loaded again.
+ReloadPropagatedFrom=nftables.service firewalld.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={bin} apply {file}
+ExecReload={bin} apply {file}
+ExecStop={bin} flush {file}
+
+[Install]
+WantedBy=multi-user.target
+"
+            ),
+        ),
+        (
+            "nsfw-reapply.service".into(),
+            format!(
+                "[Unit]
+Description=nsfw topology {name}: applied again when a firewall service (re)starts
+# Started with the firewall services (WantedBy) and after them: their start flushes the
+# ruleset, nsfw's table with it. Nothing to stop: nsfw.service owns the topology.
+After={firewalls} nsfw.service
+Requisite=nsfw.service
+
+[Service]
+Type=oneshot
+ExecStart={bin} apply {file}
+
+[Install]
+WantedBy=nftables.service firewalld.service docker.service
+"
+            ),
+        ),
+        (
+            "nsfw-watch.service".into(),
+            format!(
+                "[Unit]
+Description=nsfw topology {name}: repairs nsfw's objects when something else changes them
+After=nsfw.service
+Requisite=nsfw.service
+PartOf=nsfw.service
+
+[Service]
+ExecStart={bin} watch {file}
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"
+            ),
+        ),
+    ]
+}
+
+pub fn systemd(file: Option<PathBuf>, dir: Option<PathBuf>) -> Result<u8, Fail> {
+    let path = super::resolve_path(file)?;
+    let t = load(Some(path.clone()))?;
+    let abs = std::fs::canonicalize(&path)
+        .map_err(|e| report(&anyhow::anyhow!("{}: {e}", path.display())))?;
+    let bin = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| report(&anyhow::anyhow!("cannot find nsfw's own path: {e}")))?;
+    let units = units(&bin, &abs, &t.name);
+    match dir {
+        None => {
+            for (i, (name, text)) in units.iter().enumerate() {
+                if i > 0 {
+                    output::data(format_args!("\n"));
+                }
+                output::data(format_args!("# {name}\n{text}"));
+            }
+        }
+        Some(d) => {
+            for (name, text) in &units {
+                let p = d.join(name);
+                if let Err(e) = std::fs::write(&p, text) {
+                    crate::error!("cannot write {}: {e}", p.display());
+                    return Err(Fail(ERR));
+                }
+                crate::say!("wrote {}", p.display());
+            }
+        }
+    }
+    Ok(OK)
+}
