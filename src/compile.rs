@@ -3,9 +3,9 @@
 //! a port of it and whose other end, inside the namespace, holds the namespace's address and
 //! its default route; the sysctls that make it route; the resolv.conf beside it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::resources::{Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec};
 use crate::topology::{BrNetfilter, Topology};
@@ -15,6 +15,7 @@ use crate::topology::{BrNetfilter, Topology};
 const IPV6_MIN_MTU: u32 = 1280;
 
 pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
+pub const IP6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
 pub const BRNF: &str = "net.bridge.bridge-nf-call-iptables";
 
 /// `promote_secondaries`: when the primary address of a subnet is deleted, the next one of the
@@ -35,6 +36,12 @@ fn sysctl(value: &str, restore: bool) -> SysctlSpec {
 const DEFAULT_V4: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
     Some(n) => n,
     None => panic!("0.0.0.0/0 is a valid network"),
+};
+
+/// ::/0, checked when compiling.
+const DEFAULT_V6: Ipv6Network = match Ipv6Network::new_checked(Ipv6Addr::UNSPECIFIED, 0) {
+    Some(n) => n,
+    None => panic!(":: /0 is a valid network"),
 };
 
 pub fn default_route() -> IpNetwork {
@@ -65,6 +72,9 @@ pub fn compile(t: &Topology) -> Desired {
         d.host
             .addrs
             .insert((b.name.clone(), IpNetwork::V4(b.address)));
+        if let Some(a6) = b.address6 {
+            d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
+        }
         d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
         if b.overlap_allowed {
             d.overlap_ok.insert(b.name.clone());
@@ -108,6 +118,37 @@ pub fn compile(t: &Topology) -> Desired {
             );
             node.addrs
                 .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
+            let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", &i.ifname, leaf);
+            match i.address6 {
+                // nsfw configures IPv6 statically: router advertisements from anyone on the
+                // segment are not taken.
+                Some(a6) => {
+                    node.addrs.insert((i.ifname.clone(), IpNetwork::V6(a6)));
+                    node.sysctls.insert(key("accept_ra"), sysctl("0", false));
+                }
+                // A segment without IPv6 gets none at all: nothing leaks over IPv6. (Below
+                // MTU 1280 the kernel has already dropped IPv6 from the link.)
+                None if no_ll => {
+                    node.sysctls.insert(key("disable_ipv6"), sysctl("1", false));
+                }
+                None => {}
+            }
+        }
+        if let Some(gw) = n.gateway6
+            && let Some(i) = n
+                .ifaces
+                .iter()
+                .find(|i| i.address6.is_some_and(|a| a.contains(gw)))
+        {
+            let dst = IpNetwork::V6(DEFAULT_V6);
+            node.routes.insert(
+                dst,
+                RouteSpec {
+                    dst,
+                    via: Some(gw.into()),
+                    dev: i.ifname.clone(),
+                },
+            );
         }
         if let Some(gw) = n.gateway
             && let Some(i) = n.ifaces.iter().find(|i| i.address.contains(gw))
@@ -128,9 +169,13 @@ pub fn compile(t: &Topology) -> Desired {
         d.namespaces.insert(n.name.clone(), node);
     }
     if let Some(f) = t.host.ip_forward {
-        d.host
-            .sysctls
-            .insert(IP_FORWARD.into(), sysctl(if f { "1" } else { "0" }, true));
+        let v = if f { "1" } else { "0" };
+        d.host.sysctls.insert(IP_FORWARD.into(), sysctl(v, true));
+        // IPv6 forwarding is one switch for the whole host (the kernel forwards IPv6 only
+        // when `all.forwarding` is on).
+        if t.bridges.iter().any(|b| b.address6.is_some()) {
+            d.host.sysctls.insert(IP6_FORWARD.into(), sysctl(v, true));
+        }
     }
     match t.host.br_netfilter {
         BrNetfilter::Auto => {}

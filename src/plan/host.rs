@@ -20,14 +20,9 @@ impl Cx<'_> {
             if self.d.overlap_ok.contains(link) {
                 continue;
             }
-            let ipnetwork::IpNetwork::V4(net) = net else {
-                continue;
-            };
             let subnet = crate::topology::subnet_of(net);
             for r in &o.host.routes {
-                let ipnetwork::IpNetwork::V4(dst) = r.dst else {
-                    continue;
-                };
+                let dst = r.dst;
                 if dst.prefix() == 0 || !crate::topology::overlaps(subnet, dst) {
                     continue;
                 }
@@ -48,8 +43,9 @@ impl Cx<'_> {
                     ),
                 };
                 self.conflict(format!(
-                    "{}: bridges.{link}.address = \"{net}\": subnet {subnet} overlaps {whose}; traffic to it would be misrouted. Choose another subnet, or set overlap = \"allow\" on the bridge if that is meant",
-                    self.file()
+                    "{}: bridges.{link}.{} = \"{net}\": subnet {subnet} overlaps {whose}; traffic to it would be misrouted. Choose another subnet, or set overlap = \"allow\" on the bridge if that is meant",
+                    self.file(),
+                    if net.is_ipv6() { "address6" } else { "address" }
                 ));
                 break;
             }

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::AddressMessage;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
@@ -164,10 +164,18 @@ fn addr_msg(index: u32, net: IpNetwork) -> AddressMessage {
             .index(index)
             .address(ip, net.prefix())
             .build(),
-        IpAddr::V6(ip) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-            .index(index)
-            .address(ip, net.prefix())
-            .build(),
+        IpAddr::V6(ip) => {
+            let mut m = AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+                .index(index)
+                .address(ip, net.prefix())
+                .build();
+            // No duplicate-address detection: the file's addresses are unique (validation
+            // checks), and a tentative address could not be used for a second or two after
+            // apply returns.
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            m
+        }
     }
 }
 

@@ -6,17 +6,18 @@
 
 mod addr;
 mod names;
+mod namespaces;
 mod publish;
 mod syntax;
 mod validate;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
-pub use addr::{overlaps, subnet_of};
+pub use addr::{overlaps, subnet_of, subnet_of4};
 pub use names::{MAX_IFNAME, check_ifname, check_topology_name, host_ifname_for};
 pub use publish::{Proto, Publish};
 
@@ -59,7 +60,11 @@ pub struct Bridge {
     pub name: String,
     /// The gateway address with the subnet's prefix length.
     pub address: Ipv4Network,
+    /// The IPv6 gateway address with its prefix; None: no IPv6 on this segment.
+    pub address6: Option<Ipv6Network>,
     pub masquerade: bool,
+    /// NAT66 out of the host (IPv6 is routed otherwise).
+    pub masquerade6: bool,
     pub uplink: Option<String>,
     /// Every port of the bridge takes this MTU: one MTU per L2 segment.
     pub mtu: u32,
@@ -74,7 +79,13 @@ pub struct Bridge {
 impl Bridge {
     /// The subnet behind the bridge, e.g. 10.10.0.0/24.
     pub fn subnet(&self) -> Ipv4Network {
-        subnet_of(&self.address)
+        subnet_of4(&self.address)
+    }
+
+    /// The IPv6 subnet behind the bridge, if it has one.
+    pub fn subnet6(&self) -> Option<Ipv6Network> {
+        self.address6
+            .and_then(|a| Ipv6Network::new(a.network(), a.prefix()).ok())
     }
 }
 
@@ -85,6 +96,8 @@ pub struct Iface {
     pub ifname: String,
     pub bridge: String,
     pub address: Ipv4Network,
+    /// Its IPv6 address when its bridge has IPv6.
+    pub address6: Option<Ipv6Network>,
     /// The host end of the veth pair, a port of the bridge.
     pub host_ifname: String,
     /// The namespace end's MAC: given, or derived from the names like a bridge's.
@@ -100,6 +113,8 @@ pub struct Namespace {
     pub ifaces: Vec<Iface>,
     /// The default route's next hop; `None`: no default route.
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 default route's next hop; `None`: none.
+    pub gateway6: Option<Ipv6Addr>,
     pub dns: Vec<IpAddr>,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,

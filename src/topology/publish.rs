@@ -1,8 +1,14 @@
 //! `publish = ["8080:80/tcp", "127.0.0.1:8443:443", "9000-9010:9000-9010/udp"]`: Docker's `-p`
 //! syntax for ports of a namespace reachable at ports of the host.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+
+use toml::{Table, Value};
+
+use super::Namespace;
+use super::syntax::{Ctx, join};
 
 /// The transport protocols a port can be published for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +152,49 @@ pub fn parse(entry: &str) -> Result<Publish, String> {
         proto,
         entry: entry.to_string(),
     })
+}
+
+/// The `publish` key of a namespace.
+pub(super) fn read(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<Publish> {
+    let key = join(prefix, "publish");
+    let mut out = Vec::new();
+    for (s, v) in cx.strings(t, prefix, "publish") {
+        match parse(&s) {
+            Ok(p) => out.push(p),
+            Err(why) => cx.err(&key, Some(v), why),
+        }
+    }
+    out
+}
+
+/// A host port (per protocol, per address) leads to one place only. Linear in the number of
+/// ports published: a file may publish thousands.
+pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
+    type Claim<'a> = (Option<std::net::Ipv4Addr>, &'a str, &'a str);
+    let mut taken: BTreeMap<(Proto, u16), Vec<Claim>> = BTreeMap::new();
+    for n in namespaces {
+        for p in &n.publish {
+            for port in p.host.0..=p.host.1 {
+                let claims = taken.entry((p.proto, port)).or_default();
+                let hit = claims.iter().find(|(addr, _, _)| {
+                    addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
+                });
+                if let Some((_, other_ns, other)) = hit {
+                    let v = Value::String(p.entry.clone());
+                    cx.err(
+                        &join(&join("namespaces", &n.name), "publish"),
+                        Some(&v),
+                        format!(
+                            "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
+                            p.proto
+                        ),
+                    );
+                    break;
+                }
+                claims.push((p.host_addr, &n.name, &p.entry));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
