@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 
 use crate::firewall;
-use crate::nft::netlink::NftSocket;
+use crate::nft::socket::NftSocket;
 use crate::plan::{self, Plan};
 use crate::plumbing::{self, Kernel, Observed};
 use crate::probe;

@@ -293,7 +293,7 @@ impl Plan {
     pub fn to_json(&self, topology: &str, file: &str) -> serde_json::Value {
         let mut changes: Vec<serde_json::Value> = self.changes.iter().map(Change::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {
-            serde_json::json!({
+            let mut c = serde_json::json!({
                 "op": op_word(l.mark),
                 "object": l.object(),
                 "kind": format!("nft-{}", l.kind),
@@ -302,7 +302,12 @@ impl Plan {
                 "rule": if l.kind == "rule" { Some(&l.detail) } else { None },
                 "detail": if l.kind != "rule" && !l.detail.is_empty() { Some(&l.detail) } else { None },
                 "text": l.to_string(),
-            })
+            });
+            // Set and element changes name their set (fields are only ever added).
+            if let (Some(set), Some(obj)) = (&l.set, c.as_object_mut()) {
+                obj.insert("set".into(), set.clone().into());
+            }
+            c
         }));
         serde_json::json!({
             "schema": 1,
