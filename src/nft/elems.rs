@@ -290,7 +290,7 @@ mod tests {
     }
 
     fn ip(s: &str) -> Value {
-        Value::Ipv4(s.parse().unwrap())
+        Value::Ipv4(s.parse().expect("ipv4"))
     }
 
     #[test]
@@ -304,7 +304,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let k = to_kernel(&set, &els, true).unwrap();
+        let k = to_kernel(&set, &els, true).expect("encode");
         let keys: Vec<(Vec<u8>, bool)> = k.iter().map(|e| (e.key.clone(), e.end)).collect();
         assert_eq!(
             keys,
@@ -316,7 +316,7 @@ mod tests {
                 (vec![192, 168, 1, 2], true),
             ]
         );
-        let mut back = from_kernel(&set, &k).unwrap();
+        let mut back = from_kernel(&set, &k).expect("decode");
         back.sort_by_key(|e| sort_key(&set.key, true, e));
         assert_eq!(back, vec![els[1].clone(), els[0].clone()]);
     }
@@ -336,13 +336,13 @@ mod tests {
             vec![Value::Proto(6), Value::Port(8080)],
             ElemData::Values(vec![ip("10.10.0.2"), Value::Port(80)]),
         );
-        let k = to_kernel(&set, std::slice::from_ref(&e), true).unwrap();
+        let k = to_kernel(&set, std::slice::from_ref(&e), true).expect("encode");
         assert_eq!(k[0].key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(
             k[0].data,
             Some(KData::Value(vec![10, 10, 0, 2, 0, 80, 0, 0]))
         );
-        assert_eq!(from_kernel(&set, &k).unwrap(), vec![e]);
+        assert_eq!(from_kernel(&set, &k).expect("decode"), vec![e]);
     }
 
     #[test]

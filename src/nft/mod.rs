@@ -27,4 +27,7 @@ pub mod symbols;
 pub mod types;
 pub mod udata;
 
+#[cfg(test)]
+mod tests;
+
 pub use ir::*;

@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn values_round_trip_through_bytes() {
         for v in [
-            Value::Ipv4("10.1.2.3".parse().unwrap()),
+            Value::Ipv4("10.1.2.3".parse().expect("ipv4")),
             Value::Port(8080),
             Value::Mark(0x10),
             Value::Ifname("br0".into()),

@@ -16,7 +16,7 @@ use crate::nft::deps::{ProtoCtx, dependencies, network_dependency, protos};
 use crate::nft::expr::{self as x, Raw, cmp};
 use crate::nft::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::nft::ir::*;
-use crate::nft::types::{be, padded};
+use crate::nft::types::{Datatype, be, padded};
 pub use stmt::{verdict_code, verdict_expr};
 
 /// A lowered rule: its expressions and the anonymous sets they refer to (by batch id), which
@@ -259,11 +259,24 @@ impl Out<'_, '_> {
                 if ordered && host {
                     self.hton(0, dt.size());
                 }
-                let data = if ordered {
+                let mut data = if ordered {
                     v.big_endian_bytes()
                 } else {
                     v.bytes()
                 };
+                // `fib ... oif missing`: the flag fills the register the result would.
+                if let Expr::Fib(f) = &m.left
+                    && f.present
+                {
+                    data.resize(
+                        if f.result == FibResult::Oifname {
+                            16
+                        } else {
+                            4
+                        },
+                        0,
+                    );
+                }
                 self.cmp(cmp_op(op)?, data);
             }
             // ip saddr 10.0.0.0/8  →  payload load 1b; cmp 0x0a
@@ -276,6 +289,15 @@ impl Out<'_, '_> {
                         "prefix /{plen} is longer than the {} bits of the value",
                         bits
                     );
+                }
+                if dt == Datatype::Ifname {
+                    // iifname "br*": the name's first bytes compared, the rest ignored.
+                    if plen % 8 != 0 {
+                        bail!("an interface name prefix must be whole bytes");
+                    }
+                    self.load(&m.left, 0, None)?;
+                    self.cmp(cmp_op(m.op)?, full[..(plen / 8) as usize].to_vec());
+                    return Ok(());
                 }
                 let aligned = dt.byteorder() == super::types::ByteOrder::Big
                     && *plen > 0

@@ -75,11 +75,19 @@ pub fn raise_rule(raws: &[Raw], cx: &RaiseCtx<'_>) -> Vec<Stmt> {
         candidates: Vec::new(),
     };
     let mut i = 0;
+    // The first expression not yet part of a statement (loads wait for what consumes them).
+    let mut pending = 0;
     while i < raws.len() {
+        let before = r.stmts.len();
         match r.step(raws, i) {
-            Ok(n) => i += n,
+            Ok(n) => {
+                i += n;
+                if r.stmts.len() > before {
+                    pending = i;
+                }
+            }
             Err(why) => {
-                let rest: Vec<String> = raws[i..].iter().map(Raw::describe).collect();
+                let rest: Vec<String> = raws[pending..].iter().map(Raw::describe).collect();
                 r.stmts.push(Some(Stmt::Unreadable(format!(
                     "[nsfw cannot read this ({why}): {}]",
                     rest.join("; ")
