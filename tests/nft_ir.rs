@@ -1202,3 +1202,183 @@ fn an_element_only_change_sends_only_those_elements() {
             .contains("elements = { 10.0.0.0/8, 198.51.100.0/24 }")
     );
 }
+
+fn try_apply(sb: &Sandbox, ops: Vec<BatchOp>) -> Result<(), String> {
+    in_sandbox(sb, move || {
+        let enc = encode(&ops).map_err(|e| format!("{e:#}"))?;
+        NftSocket::open()
+            .map_err(|e| format!("{e:#}"))?
+            .send(&enc)
+            .map_err(|e| format!("{e:#}"))
+    })
+}
+
+#[test]
+fn every_op_does_what_it_says() {
+    let sb = Sandbox::new();
+    let fam = Family::Ip;
+    let tname = "ops".to_string();
+    let mark_set = Set {
+        flags: SetFlags {
+            interval: true,
+            ..Default::default()
+        },
+        ..set(
+            "mi",
+            vec![Datatype::Mark],
+            vec![range(Value::Mark(0x10), Value::Mark(0x1f))],
+        )
+    };
+    let tcp22 = r(vec![
+        m(pl(Field::TcpDport), EQ, v(Value::Port(22))),
+        accept(),
+    ]);
+    let t = Table {
+        comment: Some("ops".into()),
+        chains: vec![Chain::new(
+            "c",
+            base(ChainType::Filter, Hook::Input, prio::FILTER),
+            vec![tcp22.clone()],
+        )],
+        ..Table::new(fam, &tname)
+    };
+    apply(&sb, vec![BatchOp::AddTable(t.clone())]);
+    assert_same("add table", &t, &read(&sb, fam, &tname).table);
+
+    // A set and a rule looking it up in one batch: the rule converts the mark to network
+    // order because the batch knows the set is an interval set.
+    let lookup = r(vec![
+        m(meta(MetaKey::Mark), EQ, Rhs::Set(named("mi"))),
+        accept(),
+    ]);
+    let first = r(vec![Stmt::Counter(Counter::default())]);
+    apply(
+        &sb,
+        vec![
+            BatchOp::AddSet {
+                family: fam,
+                table: tname.clone(),
+                set: mark_set.clone(),
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: lookup.clone(),
+                first: false,
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: first.clone(),
+                first: true,
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert_eq!(d.table.chains[0].rules, [first, tcp22, lookup.clone()]);
+    assert!(
+        sb.ok("nft --debug=netlink list chain ip ops c")
+            .contains("byteorder")
+    );
+
+    // Delete the middle rule by its handle.
+    let handle = d.handles["c"][1];
+    apply(
+        &sb,
+        vec![BatchOp::DeleteRule {
+            family: fam,
+            table: tname.clone(),
+            chain: "c".into(),
+            handle,
+            what: "test".into(),
+        }],
+    );
+    assert_eq!(read(&sb, fam, &tname).table.chains[0].rules.len(), 2);
+
+    // A regular chain with a rule, then flushed, then deleted; the set deleted too.
+    let other = Chain::new("other", None, vec![r(vec![drop_()])]);
+    apply(
+        &sb,
+        vec![BatchOp::AddChain {
+            family: fam,
+            table: tname.clone(),
+            chain: other.clone(),
+        }],
+    );
+    assert_eq!(read(&sb, fam, &tname).table.chain("other"), Some(&other));
+    apply(
+        &sb,
+        vec![
+            BatchOp::FlushChain {
+                family: fam,
+                table: tname.clone(),
+                name: "other".into(),
+            },
+            BatchOp::FlushChain {
+                family: fam,
+                table: tname.clone(),
+                name: "c".into(),
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert!(d.table.chain("other").is_some_and(|c| c.rules.is_empty()));
+    apply(
+        &sb,
+        vec![
+            BatchOp::DeleteChain {
+                family: fam,
+                table: tname.clone(),
+                name: "other".into(),
+            },
+            BatchOp::DeleteSet {
+                family: fam,
+                table: tname.clone(),
+                name: "mi".into(),
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert!(d.table.chain("other").is_none() && d.table.sets.is_empty());
+
+    // A rejected batch names the message it failed at, and changes nothing.
+    let err = try_apply(
+        &sb,
+        vec![
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: r(vec![accept()]),
+                first: false,
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: r(vec![Stmt::Verdict(Verdict::Jump("nowhere".into()))]),
+                first: false,
+            },
+        ],
+    )
+    .expect_err("a jump to a missing chain");
+    assert!(
+        err.contains("table ip ops chain c rule `jump nowhere`") && err.contains("nothing"),
+        "{err}"
+    );
+    assert!(read(&sb, fam, &tname).table.chains[0].rules.is_empty());
+
+    // Deleting a table works whether it is there or not.
+    for _ in 0..2 {
+        apply(
+            &sb,
+            vec![BatchOp::DeleteTable {
+                family: fam,
+                name: tname.clone(),
+            }],
+        );
+    }
+    assert!(!sb.ok("nft list tables").contains("ops"));
+}

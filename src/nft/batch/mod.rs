@@ -23,6 +23,9 @@ pub enum Op {
     /// Replaces (or creates) a whole table: add it (so the delete cannot fail), delete it, add
     /// it again with everything in it.
     ReplaceTable(Table),
+    /// Adds a table with everything in it (an existing table of that name is updated: its
+    /// flags set, the contents added to it).
+    AddTable(Table),
     /// Deletes a table if it is there (added first, so the delete cannot fail).
     DeleteTable { family: Family, name: String },
     /// Adds a chain (its rules are appended after it).
@@ -115,6 +118,9 @@ struct Batch {
     types: Vec<u16>,
     scratch: Vec<u64>,
     next_set_id: u32,
+    /// Set declarations this batch creates, by (family, table): rules added later in the
+    /// batch look their sets up here (interval sets take keys in network order).
+    known: Vec<(Family, String, Set)>,
 }
 
 fn cstr(s: &str, what: &str) -> Result<CString> {
@@ -140,6 +146,7 @@ impl Batch {
             types: Vec::new(),
             scratch: vec![0u64; MSG_MAX / 8],
             next_set_id: 1,
+            known: Vec::new(),
         };
         b.frame(true);
         b
@@ -367,27 +374,60 @@ impl Batch {
         })
     }
 
+    /// The table with everything in it. Chains first (jumps and verdict maps name them),
+    /// then sets, then rules.
+    fn contents(&mut self, t: &Table) -> Result<()> {
+        self.table(t, libc::NFT_MSG_NEWTABLE, true)?;
+        for c in &t.chains {
+            self.chain(t.family, &t.name, c, libc::NFT_MSG_NEWCHAIN)?;
+        }
+        for s in &t.sets {
+            let id = self.next_set_id;
+            self.next_set_id += 1;
+            self.set(t.family, &t.name, s, id, false)?;
+        }
+        for c in &t.chains {
+            for r in &c.rules {
+                self.rule(t.family, &t.name, &c.name, r, false, &t.sets)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The declarations of the sets of a table this batch creates.
+    fn known_sets(&self, family: Family, table: &str) -> Vec<Set> {
+        self.known
+            .iter()
+            .filter(|(f, t, _)| *f == family && t == table)
+            .map(|(_, _, s)| s.clone())
+            .collect()
+    }
+
+    fn learn(&mut self, family: Family, table: &str, sets: &[Set]) {
+        for s in sets {
+            let decl = Set {
+                elements: Vec::new(),
+                ..s.clone()
+            };
+            self.known.push((family, table.to_string(), decl));
+        }
+    }
+
     fn op(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::ReplaceTable(t) | Op::AddTable(t) => self.learn(t.family, &t.name, &t.sets),
+            Op::AddSet { family, table, set } => {
+                self.learn(*family, table, std::slice::from_ref(set))
+            }
+            _ => {}
+        }
         match op {
             Op::ReplaceTable(t) => {
                 self.table(t, libc::NFT_MSG_NEWTABLE, false)?;
                 self.table(t, libc::NFT_MSG_DELTABLE, false)?;
-                self.table(t, libc::NFT_MSG_NEWTABLE, true)?;
-                // Chains first (jumps and verdict maps name them), then sets, then rules.
-                for c in &t.chains {
-                    self.chain(t.family, &t.name, c, libc::NFT_MSG_NEWCHAIN)?;
-                }
-                for s in &t.sets {
-                    let id = self.next_set_id;
-                    self.next_set_id += 1;
-                    self.set(t.family, &t.name, s, id, false)?;
-                }
-                for c in &t.chains {
-                    for r in &c.rules {
-                        self.rule(t.family, &t.name, &c.name, r, false, &t.sets)?;
-                    }
-                }
+                self.contents(t)?;
             }
+            Op::AddTable(t) => self.contents(t)?,
             Op::DeleteTable { family, name } => {
                 let t = Table::new(*family, name);
                 self.table(&t, libc::NFT_MSG_NEWTABLE, false)?;
@@ -399,8 +439,9 @@ impl Batch {
                 chain,
             } => {
                 self.chain(*family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
+                let sets = self.known_sets(*family, table);
                 for r in &chain.rules {
-                    self.rule(*family, table, &chain.name, r, false, &[])?;
+                    self.rule(*family, table, &chain.name, r, false, &sets)?;
                 }
             }
             Op::DeleteChain {
@@ -429,7 +470,10 @@ impl Batch {
                 chain,
                 rule,
                 first,
-            } => self.rule(*family, table, chain, rule, *first, &[])?,
+            } => {
+                let sets = self.known_sets(*family, table);
+                self.rule(*family, table, chain, rule, *first, &sets)?
+            }
             Op::DeleteRule {
                 family,
                 table,
