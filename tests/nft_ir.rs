@@ -952,18 +952,31 @@ fn other_families_ip_ip6_and_bridge() {
             Chain::new(
                 "pre",
                 base(ChainType::Nat, Hook::Prerouting, prio::DSTNAT),
-                vec![r(vec![Stmt::Nat(Nat {
-                    kind: NatKind::Dnat,
-                    family: Some(NatFamily::Ip),
-                    to: NatTo::Map(
-                        Expr::Concat(vec![Expr::Meta(MetaKey::L4proto), pl(ThDport)]),
-                        SetRef::Anon(vec![Element::map(
-                            vec![Value::Proto(6), Value::Port(80)],
-                            ElemData::Values(vec![ip("1.2.3.4"), Value::Port(8080)]),
-                        )]),
-                    ),
-                    flags: 0,
-                })])],
+                vec![
+                    // Port only. (In an inet table nft 1.0.6 prints this `dnat ip to :8080`,
+                    // which its own parser refuses; in an ip table both agree.)
+                    r(vec![
+                        m(pl(TcpDport), EQ, v(Value::Port(80))),
+                        Stmt::Nat(Nat {
+                            kind: NatKind::Dnat,
+                            family: None,
+                            to: NatTo::Port(8080),
+                            flags: 0,
+                        }),
+                    ]),
+                    r(vec![Stmt::Nat(Nat {
+                        kind: NatKind::Dnat,
+                        family: Some(NatFamily::Ip),
+                        to: NatTo::Map(
+                            Expr::Concat(vec![Expr::Meta(MetaKey::L4proto), pl(ThDport)]),
+                            SetRef::Anon(vec![Element::map(
+                                vec![Value::Proto(6), Value::Port(80)],
+                                ElemData::Values(vec![ip("1.2.3.4"), Value::Port(8080)]),
+                            )]),
+                        ),
+                        flags: 0,
+                    })]),
+                ],
             ),
             Chain::new(
                 "post",
@@ -1041,6 +1054,7 @@ fn foreign_rules_in_nsfws_table_are_shown_in_nft_syntax() {
     for want in [
         "- nft rule inet nsfw_lab forward: counter packets 0 bytes 0 (handle",
         "- nft chain inet nsfw_lab pre",
+        "- nft rule inet nsfw_lab pre: tcp dport 8080 dnat ip to 10.10.0.2:80 (handle",
         "- nft set inet nsfw_lab blocked",
         "- nft rule inet nsfw_lab forward: ip saddr @blocked drop (handle",
         "- nft rule inet nsfw_lab forward: log prefix \"seen: \" accept (handle",
@@ -1053,14 +1067,6 @@ fn foreign_rules_in_nsfws_table_are_shown_in_nft_syntax() {
         .find(|l| l.contains("cannot read"))
         .unwrap_or_else(|| panic!("the tcp option rule is not shown:\n{out}"));
     assert!(odd.contains("exthdr") || odd.contains("payload"), "{odd}");
-    // The dnat rule sits in a chain nsfw deletes; read the table with the library to see it
-    // in nft syntax as well.
-    let dumped = read(&sb, Family::Inet, "nsfw_lab");
-    let pre = dumped.table.chain("pre").expect("pre chain");
-    assert_eq!(
-        pre.rules[0].to_string(),
-        "tcp dport 8080 dnat ip to 10.10.0.2:80"
-    );
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
 }

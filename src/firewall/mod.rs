@@ -167,11 +167,8 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
         ..Default::default()
     };
     for t in s.tables.clone() {
-        if t.family == Family::Inet
-            && t.name.starts_with("nsfw_")
-            && let Some(d) = sock.table(Family::Inet, &t.name)?
-        {
-            s.own.insert(t.name.clone(), d);
+        if t.family == Family::Inet && t.name.starts_with("nsfw_") {
+            s.own.insert(t.name.clone(), sock.read_table(&t)?);
         }
         if t.family == Family::Ip && t.name == IPT_TABLE {
             let chains = sock.chains(Family::Ip, IPT_TABLE)?;

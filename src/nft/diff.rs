@@ -357,6 +357,18 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
                 Some(&c.name),
                 String::new(),
             ));
+            // What goes with it, in nft syntax.
+            let handles = have.handles.get(&c.name);
+            for (i, r) in c.rules.iter().enumerate() {
+                let h = handles.and_then(|h| h.get(i)).copied().unwrap_or(0);
+                lines.push(NftLine::new(
+                    '-',
+                    "rule",
+                    &label,
+                    Some(&c.name),
+                    format!("{r} (handle {h})"),
+                ));
+            }
         }
     }
     structural |= lines.len() > before;

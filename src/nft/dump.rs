@@ -472,6 +472,12 @@ impl NftSocket {
         else {
             return Ok(None);
         };
+        self.read_table(&info).map(Some)
+    }
+
+    /// The whole table a listing named, decoded into the IR.
+    pub fn read_table(&mut self, info: &TableInfo) -> Result<Dumped> {
+        let (family, name) = (info.family, info.name.as_str());
         let all_sets = self.sets(family, name)?;
         let every: Vec<Set> = all_sets.iter().map(|(s, _)| s.clone()).collect();
         let cx = RaiseCtx {
@@ -483,7 +489,7 @@ impl NftSocket {
             family,
             name: name.to_string(),
             dormant: info.dormant,
-            comment: info.comment,
+            comment: info.comment.clone(),
             sets: all_sets
                 .into_iter()
                 .filter(|(s, anon)| !anon && !is_anonymous(&s.name))
@@ -510,7 +516,7 @@ impl NftSocket {
                 rules,
             });
         }
-        Ok(Some(Dumped { table, handles }))
+        Ok(Dumped { table, handles })
     }
 
     /// The rules of one chain of another owner's table (iptables-nft's `ip filter FORWARD`),

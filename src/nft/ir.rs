@@ -501,6 +501,8 @@ pub enum NatTo {
     Addr(Value),
     /// `to 10.0.0.1:80`, `to [fd00::1]:80`
     AddrPort(Value, u16),
+    /// `to :8080`: the port only, the address kept.
+    Port(u16),
     /// `to ip daddr . meta l4proto . th dport map @pub4`: the address, or the address and
     /// port when the map's data is `ipv4_addr . inet_service`.
     Map(Expr, SetRef),

@@ -343,6 +343,7 @@ impl Display for Stmt {
                     NatTo::Addr(a) => write!(f, " to {}", value(a))?,
                     NatTo::AddrPort(a @ Value::Ipv6(_), p) => write!(f, " to [{}]:{p}", value(a))?,
                     NatTo::AddrPort(a, p) => write!(f, " to {}:{p}", value(a))?,
+                    NatTo::Port(p) => write!(f, " to :{p}")?,
                     NatTo::Map(k, s) => write!(f, " to {k} map {s}")?,
                 }
                 write!(f, "{}", nat_flags(n.flags))

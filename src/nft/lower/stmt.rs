@@ -164,6 +164,11 @@ impl Out<'_, '_> {
                 raw.addr_min = Some(reg(0));
                 flags |= 1;
             }
+            NatTo::Port(p) => {
+                self.imm(0, p.to_be_bytes().to_vec());
+                raw.proto_min = Some(reg(0));
+                flags |= 2;
+            }
             NatTo::AddrPort(v, p) => {
                 self.imm(0, v.bytes());
                 self.imm(4, p.to_be_bytes().to_vec());

@@ -159,6 +159,27 @@ impl Raiser<'_> {
         if n.proto_max.is_some() && n.proto_max != n.proto_min {
             return Err("nat to a port range".into());
         }
+        let port = |r: &Self| -> Result<u16, Fail> {
+            match r.src(n.proto_min)? {
+                Src::Imm(p) => match Self::value(Datatype::InetService, &p)? {
+                    Value::Port(p) => Ok(p),
+                    _ => Err("nat port".into()),
+                },
+                _ => Err("nat port from an expression".into()),
+            }
+        };
+        if n.addr_min.is_none() {
+            // dnat ip to :8080
+            let to = NatTo::Port(port(self)?);
+            let family = (self.cx.family == Family::Inet).then_some(nf);
+            self.push(Stmt::Nat(Nat {
+                kind,
+                family,
+                to,
+                flags,
+            }));
+            return Ok(());
+        }
         let addr = self.src(n.addr_min)?;
         let (to, mapped) = match addr {
             Src::MapData {
@@ -186,15 +207,7 @@ impl Raiser<'_> {
                 let a = Self::value(addr_type, &b)?;
                 match n.proto_min {
                     None => (NatTo::Addr(a), false),
-                    Some(_) => match self.src(n.proto_min)? {
-                        Src::Imm(p) => {
-                            let Value::Port(p) = Self::value(Datatype::InetService, &p)? else {
-                                return Err("nat port".into());
-                            };
-                            (NatTo::AddrPort(a, p), false)
-                        }
-                        _ => return Err("nat port from an expression".into()),
-                    },
+                    Some(_) => (NatTo::AddrPort(a, port(self)?), false),
                 }
             }
             _ => return Err("nat address from an expression".into()),
