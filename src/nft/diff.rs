@@ -230,7 +230,10 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
     };
     let k = &have.table;
     let mut lines = Vec::new();
-    let mut structural = false;
+    let mut structural = !have.unreadable.is_empty();
+    for u in &have.unreadable {
+        lines.push(NftLine::new('~', "table", &label, None, u.clone()));
+    }
     let mut element_ops = Vec::new();
     if want.dormant != k.dormant {
         let f = |d: bool| if d { "flags dormant" } else { "no flags" };

@@ -31,6 +31,8 @@ pub struct ChainInfo {
     pub table: String,
     pub name: String,
     pub base: Option<Base>,
+    /// A base chain on a hook or of a type the IR does not know, described.
+    pub odd_base: Option<String>,
     pub comment: Option<String>,
     pub handle: u64,
 }
@@ -53,11 +55,21 @@ pub struct KRule {
     pub rule: Rule,
 }
 
+/// The sets of a table: (set with its elements, anonymous?), and those nsfw cannot read.
+#[derive(Clone, Debug, Default)]
+pub struct TableSets {
+    pub sets: Vec<(Set, bool)>,
+    pub unreadable: Vec<String>,
+}
+
 /// A whole table read back: the IR, and the handle of every rule (by chain, in rule order).
 #[derive(Clone, Debug, Default)]
 pub struct Dumped {
     pub table: Table,
     pub handles: BTreeMap<String, Vec<u64>>,
+    /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
+    /// hooks. Such a table never equals a desired one.
+    pub unreadable: Vec<String>,
 }
 
 unsafe fn cstr_at(p: *const libc::c_char) -> String {
@@ -133,6 +145,7 @@ fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
         nlh,
         "chain",
         |c| {
+            let mut odd_base = None;
             let base = if sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_HOOKNUM as u16) {
                 let hook =
                     Hook::from_number(sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16));
@@ -154,7 +167,14 @@ fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
                         priority: sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16),
                         policy,
                     }),
-                    _ => bail!("a base chain on a hook or of a type nsfw does not know"),
+                    _ => {
+                        odd_base = Some(format!(
+                            "a base chain of type {} on hook {} (nsfw cannot read it)",
+                            cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TYPE as u16)),
+                            sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16)
+                        ));
+                        None
+                    }
                 }
             } else {
                 None
@@ -168,6 +188,7 @@ fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
                 table: cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
                 name: cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
                 base,
+                odd_base,
                 comment: comment_of(ud, udata::COMMENT),
                 handle: sys::nftnl_chain_get_u64(c, sys::NFTNL_CHAIN_HANDLE as u16),
             }))
@@ -212,8 +233,16 @@ fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<Option<RawRule>> {
     )
 }
 
-/// A set declaration (no elements yet), whether it is anonymous, and its table.
-fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, Set, bool)>> {
+/// A set as listed: its table, name, whether it is anonymous, and its declaration (no
+/// elements yet) or why nsfw cannot read it.
+struct ListedSet {
+    table: String,
+    name: String,
+    anonymous: bool,
+    decl: std::result::Result<Set, String>,
+}
+
+fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>> {
     parse_with!(
         nftnl_set_alloc,
         nftnl_set_nlmsg_parse,
@@ -222,22 +251,33 @@ fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, Set, bool)>> 
         "set",
         |s| {
             let name = cstr_at(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16));
+            let table = cstr_at(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16));
             let flags = sys::nftnl_set_get_u32(s, sys::NFTNL_SET_FLAGS as u16);
+            let listed = |decl| ListedSet {
+                table: table.clone(),
+                name: name.clone(),
+                anonymous: flags & 1 != 0,
+                decl,
+            };
             let kt = sys::nftnl_set_get_u32(s, sys::NFTNL_SET_KEY_TYPE as u16);
-            let key = split_type(kt)
-                .ok_or_else(|| anyhow!("set {name}: key type {kt:#x} is unknown to nsfw"))?;
+            let Some(key) = split_type(kt) else {
+                return Ok(Some(listed(Err(format!("key type {kt:#x}")))));
+            };
             let data = if flags & 8 != 0 {
                 let dt = sys::nftnl_set_get_u32(s, sys::NFTNL_SET_DATA_TYPE as u16);
                 Some(if dt == NFT_DATA_VERDICT {
                     SetData::Verdict
+                } else if let Some(d) = split_type(dt) {
+                    SetData::Values(d)
                 } else {
-                    SetData::Values(
-                        split_type(dt).ok_or_else(|| anyhow!("set {name}: data type {dt:#x}"))?,
-                    )
+                    return Ok(Some(listed(Err(format!("data type {dt:#x}")))));
                 })
             } else {
                 None
             };
+            if flags & 0x40 != 0 {
+                return Ok(Some(listed(Err("a map to stateful objects".into()))));
+            }
             let timeout = sys::nftnl_set_is_set(s, sys::NFTNL_SET_TIMEOUT as u16)
                 .then(|| sys::nftnl_set_get_u64(s, sys::NFTNL_SET_TIMEOUT as u16))
                 .filter(|t| *t != 0);
@@ -247,7 +287,7 @@ fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, Set, bool)>> 
                 len,
             );
             let set = Set {
-                name,
+                name: name.clone(),
                 key,
                 data,
                 flags: SetFlags {
@@ -259,8 +299,7 @@ fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, Set, bool)>> 
                 comment: comment_of(ud, udata::set::COMMENT),
                 elements: Vec::new(),
             };
-            let table = cstr_at(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16));
-            Ok(Some((table, set, flags & 1 != 0)))
+            Ok(Some(listed(Ok(set))))
         }
     )
 }
@@ -403,10 +442,11 @@ impl NftSocket {
             .collect())
     }
 
-    /// Every set of a table with its elements (anonymous ones flagged).
-    pub fn sets(&mut self, family: Family, table: &str) -> Result<Vec<(Set, bool)>> {
+    /// Every set of a table with its elements (anonymous ones flagged), and the sets nsfw
+    /// cannot read, described.
+    pub fn sets(&mut self, family: Family, table: &str) -> Result<TableSets> {
         let t = cname(table, "table")?;
-        let decls = self.dump(
+        let listed = self.dump(
             libc::NFT_MSG_GETSET,
             u16::from(family.nfproto()),
             // SAFETY: as in chains().
@@ -422,21 +462,27 @@ impl NftSocket {
             &format!("the sets of table {} {table}", family.as_str()),
         )?;
         let mut out = Vec::new();
-        for (tname, mut set, anon) in decls {
-            if tname != table {
-                continue;
+        let mut unreadable = Vec::new();
+        for l in listed.into_iter().filter(|l| l.table == table) {
+            let read = l.decl.and_then(|mut set| {
+                let kelems: Vec<KElem> = self
+                    .elements(family, table, &set.name)
+                    .map_err(|e| format!("{e:#}"))?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                set.elements = from_kernel(&set, &kelems)?;
+                Ok(set)
+            });
+            match read {
+                Ok(set) => out.push((set, l.anonymous)),
+                Err(why) => unreadable.push(format!("set {} ({why}: nsfw cannot read it)", l.name)),
             }
-            let kelems: Vec<KElem> = self
-                .elements(family, table, &set.name)?
-                .into_iter()
-                .flatten()
-                .collect();
-            set.elements = from_kernel(&set, &kelems).map_err(|e| {
-                anyhow!("set {} of table {} {table}: {e}", set.name, family.as_str())
-            })?;
-            out.push((set, anon));
         }
-        Ok(out)
+        Ok(TableSets {
+            sets: out,
+            unreadable,
+        })
     }
 
     fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
@@ -478,7 +524,10 @@ impl NftSocket {
     /// The whole table a listing named, decoded into the IR.
     pub fn read_table(&mut self, info: &TableInfo) -> Result<Dumped> {
         let (family, name) = (info.family, info.name.as_str());
-        let all_sets = self.sets(family, name)?;
+        let TableSets {
+            sets: all_sets,
+            mut unreadable,
+        } = self.sets(family, name)?;
         let every: Vec<Set> = all_sets.iter().map(|(s, _)| s.clone()).collect();
         let cx = RaiseCtx {
             family,
@@ -499,6 +548,9 @@ impl NftSocket {
         };
         let mut handles = BTreeMap::new();
         for c in self.chains(family, name)? {
+            if let Some(odd) = &c.odd_base {
+                unreadable.push(format!("chain {}: {odd}", c.name));
+            }
             let mut rules = Vec::new();
             let mut hs = Vec::new();
             for r in raw.iter().filter(|r| r.chain == c.name) {
@@ -516,7 +568,11 @@ impl NftSocket {
                 rules,
             });
         }
-        Ok(Dumped { table, handles })
+        Ok(Dumped {
+            table,
+            handles,
+            unreadable,
+        })
     }
 
     /// The rules of one chain of another owner's table (iptables-nft's `ip filter FORWARD`),
@@ -524,6 +580,7 @@ impl NftSocket {
     pub fn chain_rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<KRule>> {
         let sets: Vec<Set> = self
             .sets(family, table)?
+            .sets
             .into_iter()
             .map(|(s, _)| s)
             .collect();
