@@ -8,7 +8,7 @@
 
 use super::ir::{ElemData, Element, Set, Verdict};
 use super::lower::verdict_code;
-use super::types::{Datatype, Value, be, padded};
+use super::types::{Datatype, Value, be, concat_len, padded};
 
 /// One element as the kernel holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,6 +60,14 @@ fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Ve
 }
 
 fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, String> {
+    if b.len() != concat_len(types) {
+        return Err(format!(
+            "{} bytes where {} are {} bytes",
+            b.len(),
+            types.iter().map(|t| t.name()).collect::<Vec<_>>().join(" . "),
+            concat_len(types)
+        ));
+    }
     let mut vals = Vec::new();
     let mut off = 0;
     for t in types {
