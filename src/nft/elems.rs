@@ -64,7 +64,11 @@ fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, Str
         return Err(format!(
             "{} bytes where {} are {} bytes",
             b.len(),
-            types.iter().map(|t| t.name()).collect::<Vec<_>>().join(" . "),
+            types
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(" . "),
             concat_len(types)
         ));
     }
