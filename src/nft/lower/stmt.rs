@@ -12,10 +12,13 @@ impl Out<'_, '_> {
     pub(super) fn lower_stmt(&mut self, s: &Stmt, pctx: &ProtoCtx) -> Result<()> {
         match s {
             Stmt::Match(m) => self.lower_match(m)?,
+            // counter  →  counter (nft sends no numbers for a fresh one)
             Stmt::Counter(c) => self.push(Raw::Counter(x::Counter {
                 packets: (c.packets != 0).then_some(c.packets),
                 bytes: (c.bytes != 0).then_some(c.bytes),
             })),
+            // log prefix "x " level info  →  log with prefix and level; with a group (nflog),
+            // no level or flags: nft sends the group instead
             Stmt::Log(l) => self.push(Raw::Log(x::Log {
                 prefix: l.prefix.clone(),
                 group: l.group,
@@ -23,6 +26,8 @@ impl Out<'_, '_> {
                 flags: (l.group.is_none() && l.flags != 0).then_some(l.flags),
                 ..Default::default()
             })),
+            // limit rate over 10/second burst 20 packets  →  limit rate 10 unit 1 burst 20
+            // type packets flags inverted (nft always sends the flags)
             Stmt::Limit(l) => self.push(Raw::Limit(x::Limit {
                 rate: Some(l.rate),
                 unit: Some(l.per),
@@ -30,6 +35,8 @@ impl Out<'_, '_> {
                 kind: Some(u32::from(l.bytes)),
                 flags: Some(u32::from(l.over)),
             })),
+            // reject  →  reject with the family's port unreachable: icmp code 3 (ip),
+            // icmpv6 code 4 (ip6), icmpx code 1 (inet, bridge); `with tcp reset` → type 1
             Stmt::Reject(r) => {
                 let (kind, code) = match r {
                     Reject::Default => match self.cx.family {
@@ -53,6 +60,7 @@ impl Out<'_, '_> {
                     code,
                 }));
             }
+            // meta mark set 0x1  →  immediate reg 1 0x1; meta set mark with reg 1
             Stmt::MetaSet(k, arg) => {
                 self.lower_arg(arg)?;
                 self.push(Raw::Meta(x::Meta {
@@ -61,6 +69,7 @@ impl Out<'_, '_> {
                     sreg: Some(reg(0)),
                 }));
             }
+            // ct mark set meta mark  →  meta load mark => reg 1; ct set mark with reg 1
             Stmt::CtSet(k, arg) => {
                 self.lower_arg(arg)?;
                 self.push(Raw::Ct(x::Ct {
@@ -71,6 +80,9 @@ impl Out<'_, '_> {
             }
             Stmt::Notrack => self.push(Raw::Notrack(x::Notrack {})),
             Stmt::Nat(n) => self.lower_nat(n)?,
+            // meta l4proto tcp masquerade to :1024-2048 random  →  immediate reg 1 1024;
+            // immediate reg 2 2048; masq proto_min reg 1 proto_max reg 2 flags random|proto
+            // (redirect likewise)
             Stmt::Masquerade(p) | Stmt::Redirect(p) => {
                 let masq = matches!(s, Stmt::Masquerade(_));
                 if p.ports.is_some() && pctx.transport.is_none() {
@@ -96,7 +108,10 @@ impl Out<'_, '_> {
                     })
                 });
             }
+            // accept / jump x  →  immediate reg 0 accept / jump -> x
             Stmt::Verdict(v) => self.push(verdict_expr(v)),
+            // iifname . oifname vmap @dispatch  →  key in reg 1 and reg 2; lookup with the
+            // verdict register as destination
             Stmt::Vmap(key, sr) => {
                 let (name, id) = self.set_ref(key, sr, Some(SetData::Verdict))?;
                 self.push(Raw::Lookup(x::Lookup {
