@@ -116,6 +116,19 @@ fn matches_on_headers_meta_conntrack_and_routes() {
         ]),
         r(vec![m(meta(Pkttype), EQ, v(Value::PktType(1))), drop_()]),
         r(vec![
+            m(pl(TcpDport), Op::Lt, v(Value::Port(1024))),
+            accept(),
+        ]),
+        r(vec![m(meta(Mark), Op::Gte, v(Value::Mark(0x10))), accept()]),
+        r(vec![
+            m(pl(EtherDaddr), NEQ, v(Value::Ether([2, 0, 0, 0, 0, 1]))),
+            accept(),
+        ]),
+        r(vec![
+            m(meta(Protocol), EQ, v(Value::EtherType(0x86dd))),
+            accept(),
+        ]),
+        r(vec![
             Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED),
             accept(),
         ]),

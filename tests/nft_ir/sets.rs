@@ -212,6 +212,20 @@ pub fn sets_and_maps() -> Vec<Set> {
                 .collect(),
         ),
         Set {
+            flags: SetFlags {
+                timeout: true,
+                ..Default::default()
+            },
+            ..set(
+                "dyn",
+                cat(&[Ipv4Addr]),
+                vec![Element {
+                    timeout: Some(90_000),
+                    ..Element::key(vec![ip("192.0.2.1")])
+                }],
+            )
+        },
+        Set {
             comment: Some("empty, with a comment".into()),
             ..set("e6", cat(&[Ipv6Addr]), vec![])
         },
