@@ -507,7 +507,17 @@ impl Batch {
                 } else {
                     libc::NFT_MSG_NEWSETELEM
                 };
-                self.elements(*family, table, &set.name, None, &kelems, ty, &label)?;
+                self.elements(
+                    &sets::ElemTarget {
+                        family: *family,
+                        table,
+                        set: &set.name,
+                        id: None,
+                    },
+                    &kelems,
+                    ty,
+                    &label,
+                )?;
             }
         }
         Ok(())

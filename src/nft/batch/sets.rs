@@ -12,6 +12,16 @@ use crate::nft::ir::*;
 use crate::nft::types::{NFT_DATA_VERDICT, concat_len, concat_type};
 use crate::nft::udata;
 
+/// The set element messages are about: by name, and by batch id when the set is created in
+/// the same batch (anonymous sets have no name until the kernel gives them one).
+#[derive(Clone, Copy)]
+pub(super) struct ElemTarget<'a> {
+    pub family: Family,
+    pub table: &'a str,
+    pub set: &'a str,
+    pub id: Option<u32>,
+}
+
 impl Batch {
     /// NEWSET, then its elements (in as many NEWSETELEM messages as they need).
     pub(super) fn set(
@@ -138,29 +148,29 @@ impl Batch {
                 Ok(())
             },
         )?;
-        self.elements(
+        let target = ElemTarget {
             family,
             table,
-            &s.name,
-            Some(id),
-            &kelems,
-            libc::NFT_MSG_NEWSETELEM,
-            &what,
-        )
+            set: &s.name,
+            id: Some(id),
+        };
+        self.elements(&target, &kelems, libc::NFT_MSG_NEWSETELEM, &what)
     }
 
     /// Element messages for `kelems`, cut into messages of at most ELEMS_BUDGET bytes.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn elements(
         &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        id: Option<u32>,
+        target: &ElemTarget<'_>,
         kelems: &[KElem],
         ty: i32,
         label: &str,
     ) -> Result<()> {
+        let ElemTarget {
+            family,
+            table,
+            set,
+            id,
+        } = *target;
         let mut chunk: Vec<&KElem> = Vec::new();
         let mut size = 0;
         let mut chunks = Vec::new();

@@ -75,7 +75,7 @@ pub fn lower_rule(rule: &Rule, cx: &mut LowerCtx<'_>) -> Result<Lowered> {
     let mut pctx = ProtoCtx::of(out.cx.family);
     for s in &rule.stmts {
         // The dependencies of what the statement reads come first, as nft writes them.
-        for p in stmt_protos(s, out.cx.family) {
+        for p in stmt_protos(s) {
             for dep in dependencies(out.cx.family, p, &pctx).map_err(|e| anyhow!(e))? {
                 out.lower_match(&dep)?;
                 pctx.learn(&dep);
@@ -111,7 +111,7 @@ pub fn reject_network(r: Reject) -> Option<u8> {
 }
 
 /// The protocols whose header fields a statement reads.
-fn stmt_protos(s: &Stmt, _family: Family) -> Vec<super::fields::Proto> {
+fn stmt_protos(s: &Stmt) -> Vec<crate::nft::fields::Proto> {
     match s {
         Stmt::Match(m) => protos(&m.left),
         Stmt::Vmap(e, _) => protos(e),
