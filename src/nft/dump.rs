@@ -104,6 +104,7 @@ macro_rules! parse_with {
                 sys::$free($o);
                 bail!(concat!("cannot parse a ", $what, " from the kernel"));
             }
+            // The closure gives `?` in `read` somewhere to return to that is not past the free.
             #[allow(clippy::redundant_closure_call)]
             let r = (|| -> Result<_> { $read })();
             sys::$free($o);
