@@ -7,10 +7,15 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 
-use crate::nft::decode;
-use crate::nft::encode::{Op, rule_exprs};
-use crate::nft::netlink::{KChain, KRule, KTable, NftSocket};
-use crate::nft::{Base, Chain, ChainType, Family, Hook, Match, Rule, Table, Verdict, ct};
+use crate::nft::batch::{self, Op};
+pub use crate::nft::diff::NftLine;
+use crate::nft::diff::{canonical_rule, normal_rule, table_diff};
+use crate::nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
+use crate::nft::socket::NftSocket;
+use crate::nft::{
+    Base, Chain, ChainType, Expr, Family, Field, Hook, Policy, PortNat, Rule, Stmt, Table, Value,
+    Verdict, ct_state, prio,
+};
 use crate::topology::{BrNetfilter, Topology, owner_mark};
 
 /// iptables-nft's table and the chains nsfw may write into.
@@ -23,6 +28,12 @@ pub fn table_name(topology: &str) -> String {
     format!("nsfw_{topology}")
 }
 
+/// A rule of statements ending in a verdict.
+fn rule(mut stmts: Vec<Stmt>, v: Verdict) -> Rule {
+    stmts.push(Stmt::Verdict(v));
+    Rule::new(stmts)
+}
+
 /// The topology's own table, in the layout of DESIGN.md.
 pub fn table(t: &Topology) -> Table {
     let mut forward = Vec::new();
@@ -30,53 +41,51 @@ pub fn table(t: &Topology) -> Table {
     for b in &t.bridges {
         let from = format!("from_{}", b.name);
         let to = format!("to_{}", b.name);
-        let iif = |eq| Match::IifName {
-            name: b.name.clone(),
-            eq,
-        };
-        let oif = |eq| Match::OifName {
-            name: b.name.clone(),
-            eq,
-        };
         // iifname "br0" jump from_br0 / oifname "br0" jump to_br0
-        forward.push(Rule::new(vec![iif(true)], Verdict::Jump(from.clone())));
-        forward.push(Rule::new(vec![oif(true)], Verdict::Jump(to.clone())));
-        chains.push(Chain {
-            name: from,
-            base: None,
-            rules: vec![
+        forward.push(rule(
+            vec![Stmt::iifname(&b.name, true)],
+            Verdict::Jump(from.clone()),
+        ));
+        forward.push(rule(
+            vec![Stmt::oifname(&b.name, true)],
+            Verdict::Jump(to.clone()),
+        ));
+        chains.push(Chain::new(
+            &from,
+            None,
+            vec![
                 // Invalid packets (no conntrack entry can explain them) go nowhere.
-                Rule::new(vec![Match::CtState(ct::INVALID)], Verdict::Drop),
+                rule(vec![Stmt::ct_state(ct_state::INVALID)], Verdict::Drop),
                 // Between namespaces on one bridge (seen here when br_netfilter is on).
-                Rule::new(vec![oif(true)], Verdict::Accept),
+                rule(vec![Stmt::oifname(&b.name, true)], Verdict::Accept),
                 // Egress: anything the namespaces open.
-                Rule::new(vec![], Verdict::Accept),
+                rule(vec![], Verdict::Accept),
             ],
-        });
-        chains.push(Chain {
-            name: to,
-            base: None,
-            rules: vec![
+        ));
+        chains.push(Chain::new(
+            &to,
+            None,
+            vec![
                 // Replies to what the namespaces opened come back...
-                Rule::new(
-                    vec![Match::CtState(ct::ESTABLISHED | ct::RELATED)],
+                rule(
+                    vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
                     Verdict::Accept,
                 ),
                 // ...and nothing unsolicited gets in.
-                Rule::new(vec![], Verdict::Drop),
+                rule(vec![], Verdict::Drop),
             ],
-        });
+        ));
     }
-    let mut all = vec![Chain {
-        name: "forward".into(),
-        base: Some(Base {
+    let mut all = vec![Chain::new(
+        "forward",
+        Some(Base {
             ty: ChainType::Filter,
             hook: Hook::Forward,
-            priority: 0,
-            policy_accept: true,
+            priority: prio::FILTER,
+            policy: Policy::Accept,
         }),
-        rules: forward,
-    }];
+        forward,
+    )];
     all.extend(chains);
     let masq: Vec<Rule> = t
         .bridges
@@ -85,36 +94,36 @@ pub fn table(t: &Topology) -> Table {
         .map(|b| {
             let out = match &b.uplink {
                 // ip saddr 10.10.0.0/24 oifname "eth0" masquerade
-                Some(u) => Match::OifName {
-                    name: u.clone(),
-                    eq: true,
-                },
+                Some(u) => Stmt::oifname(u, true),
                 // ip saddr 10.10.0.0/24 oifname != "br0" masquerade
-                None => Match::OifName {
-                    name: b.name.clone(),
-                    eq: false,
-                },
+                None => Stmt::oifname(&b.name, false),
             };
-            Rule::new(vec![Match::Saddr(b.subnet()), out], Verdict::Masquerade)
+            let net = b.subnet();
+            let saddr = Expr::Payload(Field::IpSaddr);
+            let from = if net.prefix() == 32 {
+                Stmt::eq(saddr, Value::Ipv4(net.ip()))
+            } else {
+                Stmt::prefix(saddr, Value::Ipv4(net.network()), u32::from(net.prefix()))
+            };
+            Rule::new(vec![from, out, Stmt::Masquerade(PortNat::default())])
         })
         .collect();
     if !masq.is_empty() {
-        all.push(Chain {
-            name: "postrouting".into(),
-            base: Some(Base {
+        all.push(Chain::new(
+            "postrouting",
+            Some(Base {
                 ty: ChainType::Nat,
                 hook: Hook::Postrouting,
-                priority: 100,
-                policy_accept: true,
+                priority: prio::SRCNAT,
+                policy: Policy::Accept,
             }),
-            rules: masq,
-        });
+            masq,
+        ));
     }
     Table {
-        family: Family::Inet,
-        name: table_name(&t.name),
         comment: Some(t.owner_mark()),
         chains: all,
+        ..Table::new(Family::Inet, &table_name(&t.name))
     }
 }
 
@@ -124,19 +133,9 @@ pub fn ipt_accepts(t: &Topology) -> Vec<Rule> {
     let mark = t.owner_mark();
     let mut v = Vec::new();
     for b in &t.bridges {
-        for m in [
-            Match::IifName {
-                name: b.name.clone(),
-                eq: true,
-            },
-            Match::OifName {
-                name: b.name.clone(),
-                eq: true,
-            },
-        ] {
+        for m in [Stmt::iifname(&b.name, true), Stmt::oifname(&b.name, true)] {
             v.push(Rule {
-                matches: vec![m],
-                verdict: Verdict::Accept,
+                stmts: vec![m, Stmt::Verdict(Verdict::Accept)],
                 comment: Some(mark.clone()),
             });
         }
@@ -144,21 +143,14 @@ pub fn ipt_accepts(t: &Topology) -> Vec<Rule> {
     v
 }
 
-/// One table's chains and rules as the kernel holds them.
-#[derive(Clone, Debug, Default)]
-pub struct KContents {
-    pub chains: Vec<KChain>,
-    pub rules: Vec<KRule>,
-}
-
 /// What the kernel holds of nsfw's firewall.
 #[derive(Clone, Debug, Default)]
 pub struct NftState {
-    pub tables: Vec<KTable>,
-    /// Contents of every `inet nsfw_*` table, by name.
-    pub own: BTreeMap<String, KContents>,
+    pub tables: Vec<TableInfo>,
+    /// Every `inet nsfw_*` table, read back whole, by name.
+    pub own: BTreeMap<String, Dumped>,
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
-    pub ipt_forward: Option<KChain>,
+    pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,
     /// Rules with an `nsfw:` comment in `ip filter` FORWARD or DOCKER-USER.
     pub placed: Vec<KRule>,
@@ -176,11 +168,7 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
     };
     for t in s.tables.clone() {
         if t.family == Family::Inet && t.name.starts_with("nsfw_") {
-            let c = KContents {
-                chains: sock.chains(Family::Inet, &t.name)?,
-                rules: sock.rules(Family::Inet, &t.name, None)?,
-            };
-            s.own.insert(t.name.clone(), c);
+            s.own.insert(t.name.clone(), sock.read_table(&t)?);
         }
         if t.family == Family::Ip && t.name == IPT_TABLE {
             let chains = sock.chains(Family::Ip, IPT_TABLE)?;
@@ -189,10 +177,13 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
             for ch in [IPT_FORWARD, DOCKER_USER] {
                 if chains.iter().any(|c| c.name == ch) {
                     s.placed.extend(
-                        sock.rules(Family::Ip, IPT_TABLE, Some(ch))?
+                        sock.chain_rules(Family::Ip, IPT_TABLE, ch)?
                             .into_iter()
                             .filter(|r| {
-                                r.comment.as_deref().is_some_and(|c| c.starts_with("nsfw:"))
+                                r.rule
+                                    .comment
+                                    .as_deref()
+                                    .is_some_and(|c| c.starts_with("nsfw:"))
                             }),
                     );
                 }
@@ -211,64 +202,6 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
     Ok(s)
 }
 
-/// One nft change, for people (text) and machines (JSON).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NftLine {
-    /// `+` create, `-` delete, `~` modify.
-    pub mark: char,
-    /// "table", "chain" or "rule".
-    pub kind: &'static str,
-    /// "inet nsfw_lab", "ip filter".
-    pub table: String,
-    pub chain: Option<String>,
-    /// The rule in `nft` syntax, or the old → new of a chain; empty for tables.
-    pub detail: String,
-}
-
-impl NftLine {
-    fn new(
-        mark: char,
-        kind: &'static str,
-        table: &str,
-        chain: Option<&str>,
-        detail: String,
-    ) -> NftLine {
-        NftLine {
-            mark,
-            kind,
-            table: table.to_string(),
-            chain: chain.map(str::to_string),
-            detail,
-        }
-    }
-
-    /// What the change concerns, for grouping: the table, or a chain of another owner.
-    pub fn object(&self) -> String {
-        if self.table.starts_with("inet nsfw_") {
-            format!("nft table {}", self.table)
-        } else {
-            format!(
-                "nft chain {} {}",
-                self.table,
-                self.chain.as_deref().unwrap_or("")
-            )
-        }
-    }
-}
-
-impl std::fmt::Display for NftLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} nft {} {}", self.mark, self.kind, self.table)?;
-        if let Some(c) = &self.chain {
-            write!(f, " {c}")?;
-        }
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
-        }
-        Ok(())
-    }
-}
-
 /// The nft half of a plan: the ops of the one batch, and lines saying what they change.
 #[derive(Clone, Debug, Default)]
 pub struct NftPlan {
@@ -280,180 +213,23 @@ pub struct NftPlan {
     pub br_nf: Option<(Option<bool>, bool)>,
 }
 
-fn hook_num(h: Hook) -> u32 {
-    match h {
-        Hook::Forward => libc::NF_INET_FORWARD as u32,
-        Hook::Postrouting => libc::NF_INET_POST_ROUTING as u32,
-    }
-}
-
-fn same_base(want: &Option<Base>, have: &Option<(u32, i32, String, bool)>) -> bool {
-    match (want, have) {
-        (None, None) => true,
-        (Some(w), Some((hook, prio, ty, accept))) => {
-            let wty = match w.ty {
-                ChainType::Filter => "filter",
-                ChainType::Nat => "nat",
-            };
-            hook_num(w.hook) == *hook
-                && w.priority == *prio
-                && wty == ty
-                && w.policy_accept == *accept
-        }
-        _ => false,
-    }
-}
-
-fn describe_base(b: &Option<(u32, i32, String, bool)>) -> String {
-    // In the words nft uses, when nsfw knows the hook and type.
-    if let Some((hook, prio, ty, accept)) = b {
-        let hook = match *hook as i32 {
-            libc::NF_INET_FORWARD => Some(Hook::Forward),
-            libc::NF_INET_POST_ROUTING => Some(Hook::Postrouting),
-            _ => None,
-        };
-        let ty = match ty.as_str() {
-            "filter" => Some(ChainType::Filter),
-            "nat" => Some(ChainType::Nat),
-            _ => None,
-        };
-        if let (Some(hook), Some(ty)) = (hook, ty) {
-            return Base {
-                ty,
-                hook,
-                priority: *prio,
-                policy_accept: *accept,
-            }
-            .header();
-        }
-    }
-    match b {
-        Some((hook, prio, ty, accept)) => {
-            let hook = match *hook as i32 {
-                libc::NF_INET_FORWARD => "forward".to_string(),
-                libc::NF_INET_POST_ROUTING => "postrouting".to_string(),
-                h => format!("#{h}"),
-            };
-            format!(
-                "type {ty} hook {hook} priority {prio}; policy {};",
-                if *accept { "accept" } else { "drop" }
-            )
-        }
-        None => "a regular chain".into(),
-    }
-}
-
-/// A dumped rule as a diff shows it: in `nft` syntax when nsfw can read it back.
+/// A placed rule as a diff shows it: in `nft` syntax, with its handle.
 fn show_rule(k: &KRule) -> String {
-    format!(
-        "{} (handle {})",
-        decode::show(&k.exprs, k.comment.as_deref()),
-        k.handle
-    )
+    format!("{} (handle {})", k.rule, k.handle)
 }
 
-/// Compares the desired table with the kernel's, rule by rule.
-fn table_diff(want: &Table, have: Option<&KContents>) -> Result<Vec<NftLine>> {
-    let label = format!("{} {}", want.family.as_str(), want.name);
-    let Some(have) = have else {
-        let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
-        for c in &want.chains {
-            for r in &c.rules {
-                lines.push(NftLine::new(
-                    '+',
-                    "rule",
-                    &label,
-                    Some(&c.name),
-                    r.to_string(),
-                ));
-            }
-        }
-        return Ok(lines);
-    };
-    let mut lines = Vec::new();
-    for c in &want.chains {
-        match have.chains.iter().find(|k| k.name == c.name) {
-            None => lines.push(NftLine::new(
-                '+',
-                "chain",
-                &label,
-                Some(&c.name),
-                String::new(),
-            )),
-            Some(k) if !same_base(&c.base, &k.base) => {
-                let now = c
-                    .base
-                    .as_ref()
-                    .map(|b| b.header())
-                    .unwrap_or_else(|| "a regular chain".into());
-                let was = describe_base(&k.base);
-                lines.push(NftLine::new(
-                    '~',
-                    "chain",
-                    &label,
-                    Some(&c.name),
-                    format!("{was} → {now}"),
-                ));
-            }
-            Some(_) => {}
-        }
-        let kernel: Vec<&KRule> = have.rules.iter().filter(|r| r.chain == c.name).collect();
-        let mut wanted = Vec::new();
-        for r in &c.rules {
-            wanted.push((rule_exprs(want.family, &want.name, &c.name, r)?, r));
-        }
-        let same = kernel.len() == wanted.len()
-            && kernel
-                .iter()
-                .zip(&wanted)
-                .all(|(k, (e, r))| &k.exprs == e && k.comment == r.comment);
-        if !same {
-            let before = lines.len();
-            for k in &kernel {
-                if !wanted.iter().any(|(e, _)| e == &k.exprs) {
-                    lines.push(NftLine::new(
-                        '-',
-                        "rule",
-                        &label,
-                        Some(&c.name),
-                        show_rule(k),
-                    ));
-                }
-            }
-            for (e, r) in &wanted {
-                if !kernel.iter().any(|k| &k.exprs == e) {
-                    lines.push(NftLine::new(
-                        '+',
-                        "rule",
-                        &label,
-                        Some(&c.name),
-                        r.to_string(),
-                    ));
-                }
-            }
-            if lines.len() == before {
-                lines.push(NftLine::new(
-                    '~',
-                    "chain",
-                    &label,
-                    Some(&c.name),
-                    "rules out of order".into(),
-                ));
-            }
-        }
+/// A line about a rule in iptables-nft's chain.
+fn ipt_line(mark: char, chain: &str, detail: String) -> NftLine {
+    NftLine {
+        foreign: true,
+        ..NftLine::new(
+            mark,
+            "rule",
+            &format!("ip {IPT_TABLE}"),
+            Some(chain),
+            detail,
+        )
     }
-    for k in &have.chains {
-        if !want.chains.iter().any(|c| c.name == k.name) {
-            lines.push(NftLine::new(
-                '-',
-                "chain",
-                &label,
-                Some(&k.name),
-                String::new(),
-            ));
-        }
-    }
-    Ok(lines)
 }
 
 /// The nft part of the plan for topology `t`.
@@ -481,11 +257,9 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     }
     match want {
         Some(want) => {
-            let lines = table_diff(&want, existing.and(s.own.get(&name)))?;
-            if !lines.is_empty() {
-                p.lines.extend(lines);
-                p.ops.push(Op::ReplaceTable(want));
-            }
+            let d = table_diff(&want, existing.and(s.own.get(&name)));
+            p.lines.extend(d.lines);
+            p.ops.extend(d.ops);
         }
         None if existing.is_some() => {
             p.lines.push(NftLine::new(
@@ -509,42 +283,42 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         .ipt_forward
         .as_ref()
         .and_then(|c| c.base.as_ref())
-        .is_some_and(|(_, _, _, accept)| !accept);
+        .is_some_and(|b| b.policy == Policy::Drop);
     let target = if s.docker_user {
         DOCKER_USER
     } else {
         IPT_FORWARD
     };
-    let wanted: Vec<(String, Rule)> = if drop_policy {
+    let wanted: Vec<(Rule, Rule)> = if drop_policy {
         ipt_accepts(t)
             .into_iter()
-            .map(|r| Ok((rule_exprs(Family::Ip, IPT_TABLE, target, &r)?, r)))
-            .collect::<Result<_>>()?
+            .map(|r| (canonical_rule(&r, Family::Ip, &[]), r))
+            .collect()
     } else {
         Vec::new()
     };
     let ours: Vec<&KRule> = s
         .placed
         .iter()
-        .filter(|r| r.comment.as_deref() == Some(mark.as_str()))
+        .filter(|r| r.rule.comment.as_deref() == Some(mark.as_str()))
         .collect();
     let in_place = ours.len() == wanted.len()
-        && wanted
-            .iter()
-            .all(|(e, _)| ours.iter().any(|k| k.chain == target && &k.exprs == e));
-    let ipt = format!("ip {IPT_TABLE}");
+        && wanted.iter().all(|(c, _)| {
+            ours.iter()
+                .any(|k| k.chain == target && &normal_rule(&k.rule) == c)
+        });
     if !in_place {
         for k in &ours {
             delete_placed(&mut p, k);
         }
         for (_, r) in wanted {
-            p.lines
-                .push(NftLine::new('+', "rule", &ipt, Some(target), r.to_string()));
-            p.ops.push(Op::InsertRule {
+            p.lines.push(ipt_line('+', target, r.to_string()));
+            p.ops.push(Op::AddRule {
                 family: Family::Ip,
                 table: IPT_TABLE.into(),
                 chain: target.into(),
                 rule: r,
+                first: true,
             });
         }
     }
@@ -577,20 +351,13 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
 
 /// Plans the deletion of a rule nsfw placed in iptables-nft's table.
 fn delete_placed(p: &mut NftPlan, k: &KRule) {
-    let ipt = format!("ip {IPT_TABLE}");
-    p.lines.push(NftLine::new(
-        '-',
-        "rule",
-        &ipt,
-        Some(&k.chain),
-        show_rule(k),
-    ));
+    p.lines.push(ipt_line('-', &k.chain, show_rule(k)));
     p.ops.push(Op::DeleteRule {
         family: Family::Ip,
         table: IPT_TABLE.into(),
         chain: k.chain.clone(),
         handle: k.handle,
-        what: k.comment.clone().unwrap_or_default(),
+        what: k.rule.comment.clone().unwrap_or_default(),
     });
 }
 
@@ -619,7 +386,7 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
         }
     }
     for r in &s.placed {
-        if owned(r.comment.as_deref()) {
+        if owned(r.rule.comment.as_deref()) {
             delete_placed(&mut p, r);
         }
     }
@@ -631,8 +398,7 @@ pub fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
     if ops.is_empty() {
         return Ok(());
     }
-    let enc = crate::nft::encode::batch(ops)
-        .map_err(|e| anyhow!("encoding the nftables batch: {e:#}"))?;
+    let enc = batch::encode(ops).map_err(|e| anyhow!("encoding the nftables batch: {e:#}"))?;
     sock.send(&enc)
 }
 

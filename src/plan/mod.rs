@@ -80,7 +80,7 @@ impl Plan {
     pub fn to_json(&self, topology: &str, file: &str) -> Value {
         let mut changes: Vec<Value> = self.steps.iter().map(Step::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {
-            json!({
+            let mut c = json!({
                 "op": step::op_name(l.mark),
                 "object": l.object(),
                 "kind": format!("nft-{}", l.kind),
@@ -89,7 +89,12 @@ impl Plan {
                 "rule": if l.kind == "rule" { Some(&l.detail) } else { None },
                 "detail": if l.kind != "rule" && !l.detail.is_empty() { Some(&l.detail) } else { None },
                 "text": l.to_string(),
-            })
+            });
+            // Set and element changes name their set (fields are only ever added).
+            if let (Some(set), Some(obj)) = (&l.set, c.as_object_mut()) {
+                obj.insert("set".into(), set.clone().into());
+            }
+            c
         }));
         let (a, c, r) = self.counts();
         json!({

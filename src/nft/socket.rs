@@ -1,16 +1,13 @@
 //! The nf_tables socket: sends a batch in one `sendmsg` and checks the acknowledgement of every
-//! message in it; dumps tables, chains and rules back for comparison.
+//! message in it; runs dump requests and hands each reply message to a parser.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
 use std::io;
-use std::os::raw::c_char;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nftnl::nftnl_sys as sys;
 
-use super::Family;
-use super::encode::{Encoded, parse_comment};
+use super::batch::Encoded;
 
 /// A receive buffer aligned for `nlmsghdr` (a `Vec<u8>` promises only byte alignment).
 pub struct AlignedBuf(Vec<u64>, usize);
@@ -39,168 +36,6 @@ pub struct NftSocket {
     sock: mnl::Socket,
     buf: AlignedBuf,
     seq: u32,
-}
-
-/// A rule as the kernel holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KRule {
-    pub table: String,
-    pub chain: String,
-    pub handle: u64,
-    /// libnftnl's rendering of the expressions: the comparison key.
-    pub exprs: String,
-    pub comment: Option<String>,
-}
-
-/// A chain as the kernel holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KChain {
-    pub table: String,
-    pub name: String,
-    /// (hook number, priority, type, policy accept?) for base chains.
-    pub base: Option<(u32, i32, String, bool)>,
-}
-
-/// A table as the kernel holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KTable {
-    pub family: Family,
-    pub name: String,
-    pub comment: Option<String>,
-}
-
-fn family_of(f: u32) -> Option<Family> {
-    match f as i32 {
-        libc::NFPROTO_INET => Some(Family::Inet),
-        libc::NFPROTO_IPV4 => Some(Family::Ip),
-        _ => None,
-    }
-}
-
-fn proto(f: Family) -> u16 {
-    match f {
-        Family::Inet => libc::NFPROTO_INET as u16,
-        Family::Ip => libc::NFPROTO_IPV4 as u16,
-    }
-}
-
-unsafe fn cstr_at(p: *const c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: libnftnl returns NUL-terminated strings it owns.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-/// Parses one NEWRULE message.
-///
-/// # Safety
-/// `nlh` must point at a complete netlink message.
-pub unsafe fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<KRule> {
-    // SAFETY: libnftnl parses into an object we allocate and free here.
-    unsafe {
-        let r = sys::nftnl_rule_alloc();
-        if r.is_null() {
-            bail!("out of memory");
-        }
-        if sys::nftnl_rule_nlmsg_parse(nlh.cast(), r) < 0 {
-            sys::nftnl_rule_free(r);
-            bail!("cannot parse a rule from the kernel");
-        }
-        let chain = cstr_at(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16));
-        let table = cstr_at(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16));
-        let handle = sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16);
-        let mut len: u32 = 0;
-        let ud = sys::nftnl_rule_get_data(r, sys::NFTNL_RULE_USERDATA as u16, &mut len);
-        let comment = if ud.is_null() {
-            None
-        } else {
-            parse_comment(std::slice::from_raw_parts(ud.cast::<u8>(), len as usize))
-        };
-        let mut text = vec![0u8; 8192];
-        let n = sys::nftnl_rule_snprintf(
-            text.as_mut_ptr().cast(),
-            text.len(),
-            r,
-            sys::NFTNL_OUTPUT_DEFAULT,
-            0,
-        );
-        sys::nftnl_rule_free(r);
-        let n = usize::try_from(n).unwrap_or(0).min(text.len());
-        let text = String::from_utf8_lossy(&text[..n]).into_owned();
-        // The first line names family, table, chain and handle; the expressions follow as
-        // "  [ ... ]" lines; userdata is compared apart.
-        let exprs: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with('['))
-            .collect();
-        Ok(KRule {
-            table,
-            chain,
-            handle,
-            exprs: exprs.join(" "),
-            comment,
-        })
-    }
-}
-
-unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<KChain> {
-    // SAFETY: as parse_rule.
-    unsafe {
-        let c = sys::nftnl_chain_alloc();
-        if c.is_null() {
-            bail!("out of memory");
-        }
-        if sys::nftnl_chain_nlmsg_parse(nlh.cast(), c) < 0 {
-            sys::nftnl_chain_free(c);
-            bail!("cannot parse a chain from the kernel");
-        }
-        let name = cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16));
-        let table = cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16));
-        let base = if sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_HOOKNUM as u16) {
-            Some((
-                sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16),
-                sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16),
-                cstr_at(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TYPE as u16)),
-                sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16)
-                    == libc::NF_ACCEPT as u32,
-            ))
-        } else {
-            None
-        };
-        sys::nftnl_chain_free(c);
-        Ok(KChain { table, name, base })
-    }
-}
-
-unsafe fn parse_table(nlh: *const libc::nlmsghdr) -> Result<Option<KTable>> {
-    // SAFETY: as parse_rule.
-    unsafe {
-        let t = sys::nftnl_table_alloc();
-        if t.is_null() {
-            bail!("out of memory");
-        }
-        if sys::nftnl_table_nlmsg_parse(nlh.cast(), t) < 0 {
-            sys::nftnl_table_free(t);
-            bail!("cannot parse a table from the kernel");
-        }
-        let name = cstr_at(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16));
-        let fam = sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16);
-        let mut len: u32 = 0;
-        let ud = sys::nftnl_table_get_data(t, sys::NFTNL_TABLE_USERDATA as u16, &mut len);
-        let comment = if ud.is_null() {
-            None
-        } else {
-            parse_comment(std::slice::from_raw_parts(ud.cast::<u8>(), len as usize))
-        };
-        sys::nftnl_table_free(t);
-        Ok(family_of(fam).map(|family| KTable {
-            family,
-            name,
-            comment,
-        }))
-    }
 }
 
 fn setsockopt<T>(fd: i32, level: i32, name: i32, val: &T) -> io::Result<()> {
@@ -302,16 +137,11 @@ impl NftSocket {
     /// arrives whole) and checks the acknowledgement of every message in it. The first error
     /// names the object its message concerns.
     pub fn send(&mut self, enc: &Encoded) -> Result<()> {
-        let seqs = enc.batch.sequence_numbers();
-        let mut iov: Vec<libc::iovec> = enc
-            .batch
-            .iter()
-            .map(|s| libc::iovec {
-                iov_base: s.as_ptr() as *mut _,
-                iov_len: s.len(),
-            })
-            .collect();
-        let total: usize = iov.iter().map(|v| v.iov_len).sum();
+        let mut iov = [libc::iovec {
+            iov_base: enc.buf.as_ptr() as *mut _,
+            iov_len: enc.buf.len(),
+        }];
+        let total = enc.buf.len();
         let fd = self.fd();
         let snd = (total + 4096) as libc::c_int;
         if setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &snd).is_err() {
@@ -340,7 +170,7 @@ impl NftSocket {
 
         // Every message in the batch asked for an acknowledgement: wait for all of them.
         let mut pending: BTreeMap<u32, usize> =
-            seqs.clone().enumerate().map(|(i, s)| (s, i)).collect();
+            enc.seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         let mut first_err: Option<String> = None;
         while !pending.is_empty() {
             let n = match self.recv() {
@@ -386,7 +216,7 @@ impl NftSocket {
 
     /// Sends a dump request and collects the parsed replies. ENOENT (no such table or chain)
     /// is an empty answer.
-    fn dump<T>(
+    pub fn dump<T>(
         &mut self,
         msg_type: i32,
         family: u16,
@@ -442,83 +272,5 @@ impl NftSocket {
                 }
             }
         }
-    }
-
-    pub fn tables(&mut self) -> Result<Vec<KTable>> {
-        self.dump(
-            libc::NFT_MSG_GETTABLE,
-            libc::NFPROTO_UNSPEC as u16,
-            &|_| {},
-            // SAFETY: messages() hands out complete messages.
-            &|h| unsafe { parse_table(h) },
-            "nftables tables",
-        )
-    }
-
-    /// The chains of one table. The kernel dumps every chain of the family whatever the
-    /// request names, so the table is filtered here.
-    pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<KChain>> {
-        let t = CString::new(table).map_err(|_| anyhow!("table name {table:?}"))?;
-        let all = self.dump(
-            libc::NFT_MSG_GETCHAIN,
-            proto(family),
-            // SAFETY: the payload is built into the request buffer, after its header.
-            &|h| unsafe {
-                let c = sys::nftnl_chain_alloc();
-                if !c.is_null() {
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
-                    sys::nftnl_chain_nlmsg_build_payload(h.cast(), c);
-                    sys::nftnl_chain_free(c);
-                }
-            },
-            // SAFETY: messages() hands out complete messages.
-            &|h| unsafe { parse_chain(h).map(Some) },
-            &format!("the chains of table {} {table}", family.as_str()),
-        )?;
-        Ok(all.into_iter().filter(|c| c.table == table).collect())
-    }
-
-    /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
-    pub fn rules(
-        &mut self,
-        family: Family,
-        table: &str,
-        chain: Option<&str>,
-    ) -> Result<Vec<KRule>> {
-        let t = CString::new(table).map_err(|_| anyhow!("table name {table:?}"))?;
-        let c = chain
-            .map(|c| CString::new(c).map_err(|_| anyhow!("chain name {c:?}")))
-            .transpose()?;
-        let what = match chain {
-            Some(ch) => format!(
-                "the rules of chain {ch} in table {} {table}",
-                family.as_str()
-            ),
-            None => format!("the rules of table {} {table}", family.as_str()),
-        };
-        let all = self.dump(
-            libc::NFT_MSG_GETRULE,
-            proto(family),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let r = sys::nftnl_rule_alloc();
-                if !r.is_null() {
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
-                    if let Some(c) = &c {
-                        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
-                    }
-                    sys::nftnl_rule_nlmsg_build_payload(h.cast(), r);
-                    sys::nftnl_rule_free(r);
-                }
-            },
-            // SAFETY: messages() hands out complete messages.
-            &|h| unsafe { parse_rule(h).map(Some) },
-            &what,
-        )?;
-        // The kernel filters rule dumps by table and chain; checked again all the same.
-        Ok(all
-            .into_iter()
-            .filter(|r| r.table == table && chain.is_none_or(|c| r.chain == c))
-            .collect())
     }
 }

@@ -1,0 +1,540 @@
+//! Changes to the ruleset ([`Op`]) encoded into one nf_tables batch: BATCH_BEGIN, one message
+//! per object (every one asking for an acknowledgement), BATCH_END. The kernel applies a batch
+//! all or nothing. Each message is built by libnftnl from its object (`nftnl_table`,
+//! `nftnl_chain`, `nftnl_set` with its elements, `nftnl_rule` with the expressions of
+//! [`super::lower`]), and labelled with what it concerns so an error can name it.
+
+mod sets;
+
+use std::ffi::CString;
+
+use anyhow::{Context, Result, anyhow};
+use nftnl::nftnl_sys as sys;
+
+use crate::nft::elems::to_kernel;
+use crate::nft::expr::NftnlExpr;
+use crate::nft::ir::*;
+use crate::nft::lower::{LowerCtx, lower_rule};
+use crate::nft::udata;
+
+/// One change. A batch is a list of these, applied by the kernel all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Replaces (or creates) a whole table: add it (so the delete cannot fail), delete it, add
+    /// it again with everything in it.
+    ReplaceTable(Table),
+    /// Adds a table with everything in it (an existing table of that name is updated: its
+    /// flags set, the contents added to it).
+    AddTable(Table),
+    /// Deletes a table if it is there (added first, so the delete cannot fail).
+    DeleteTable { family: Family, name: String },
+    /// Adds a chain (its rules are appended after it).
+    AddChain {
+        family: Family,
+        table: String,
+        chain: Chain,
+    },
+    DeleteChain {
+        family: Family,
+        table: String,
+        name: String,
+    },
+    /// Deletes every rule of a chain.
+    FlushChain {
+        family: Family,
+        table: String,
+        name: String,
+    },
+    /// Adds a rule at the end of a chain, or at its top (`first`, as `iptables -I` does).
+    AddRule {
+        family: Family,
+        table: String,
+        chain: String,
+        rule: Rule,
+        first: bool,
+    },
+    /// Deletes one rule by handle; `what` says whose it is, for error messages.
+    DeleteRule {
+        family: Family,
+        table: String,
+        chain: String,
+        handle: u64,
+        what: String,
+    },
+    /// Adds a set or map with its elements.
+    AddSet {
+        family: Family,
+        table: String,
+        set: Set,
+    },
+    DeleteSet {
+        family: Family,
+        table: String,
+        name: String,
+    },
+    /// Adds `set.elements` to the existing set `set` declares.
+    AddElements {
+        family: Family,
+        table: String,
+        set: Set,
+    },
+    /// Deletes `set.elements` from the existing set `set` declares.
+    DeleteElements {
+        family: Family,
+        table: String,
+        set: Set,
+    },
+}
+
+/// A batch ready to send: its bytes, and for each message in it (batch begin and end aside)
+/// its sequence number and what it concerns.
+pub struct Encoded {
+    pub buf: Vec<u8>,
+    pub seqs: Vec<u32>,
+    pub what: Vec<String>,
+    /// The message types (NFT_MSG_*), for tests that count what a change sends.
+    pub types: Vec<u16>,
+}
+
+impl Encoded {
+    /// Messages in the batch, begin and end excluded.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+}
+
+/// The largest message: an element list is cut well below the 64 KiB of a netlink attribute.
+const MSG_MAX: usize = 128 * 1024;
+const ELEMS_BUDGET: usize = 48 * 1024;
+
+struct Batch {
+    buf: Vec<u8>,
+    seq: u32,
+    seqs: Vec<u32>,
+    what: Vec<String>,
+    types: Vec<u16>,
+    scratch: Vec<u64>,
+    next_set_id: u32,
+    /// Set declarations this batch creates, by (family, table): rules added later in the
+    /// batch look their sets up here (interval sets take keys in network order).
+    known: Vec<(Family, String, Set)>,
+}
+
+fn cstr(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| anyhow!("{what} {s:?} contains a NUL byte"))
+}
+
+/// Allocation by libnftnl; a NULL is an out-of-memory error.
+fn alloc<T>(p: *mut T, what: &str) -> Result<*mut T> {
+    if p.is_null() {
+        Err(anyhow!("out of memory allocating {what}"))
+    } else {
+        Ok(p)
+    }
+}
+
+impl Batch {
+    fn new() -> Batch {
+        let mut b = Batch {
+            buf: Vec::new(),
+            seq: 0x4e53_0000,
+            seqs: Vec::new(),
+            what: Vec::new(),
+            types: Vec::new(),
+            scratch: vec![0u64; MSG_MAX / 8],
+            next_set_id: 1,
+            known: Vec::new(),
+        };
+        b.frame(true);
+        b
+    }
+
+    fn scratch(&mut self) -> *mut libc::c_char {
+        self.scratch.as_mut_ptr().cast()
+    }
+
+    /// Copies the message libnftnl wrote into the scratch buffer onto the batch.
+    fn append(&mut self) {
+        // SAFETY: the scratch buffer starts with a complete nlmsghdr that libnftnl wrote.
+        let len = unsafe { (*self.scratch.as_ptr().cast::<libc::nlmsghdr>()).nlmsg_len } as usize;
+        // SAFETY: the message lies within the scratch buffer.
+        let bytes = unsafe { std::slice::from_raw_parts(self.scratch.as_ptr().cast::<u8>(), len) };
+        self.buf.extend_from_slice(bytes);
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+    }
+
+    fn frame(&mut self, begin: bool) {
+        let seq = self.seq;
+        self.seq += 1;
+        let p = self.scratch();
+        // SAFETY: the scratch buffer is large enough for a bare header.
+        unsafe {
+            if begin {
+                sys::nftnl_batch_begin(p, seq);
+            } else {
+                sys::nftnl_batch_end(p, seq);
+            }
+        }
+        self.append();
+    }
+
+    /// Starts a message in the scratch buffer; `build` writes its payload.
+    fn msg(
+        &mut self,
+        ty: i32,
+        family: Family,
+        flags: i32,
+        what: String,
+        build: impl FnOnce(*mut libc::nlmsghdr) -> Result<()>,
+    ) -> Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        let p = self.scratch();
+        // SAFETY: the scratch buffer holds MSG_MAX bytes, more than any message nsfw builds.
+        let h = unsafe {
+            sys::nftnl_nlmsg_build_hdr(
+                p,
+                ty as u16,
+                u16::from(family.nfproto()),
+                (flags | libc::NLM_F_ACK) as u16,
+                seq,
+            )
+        };
+        build(h)?;
+        self.append();
+        self.seqs.push(seq);
+        self.what.push(what);
+        self.types.push(ty as u16);
+        Ok(())
+    }
+
+    fn table(&mut self, t: &Table, ty: i32, full: bool) -> Result<()> {
+        let name = cstr(&t.name, "table")?;
+        let comment = t.comment.as_deref().map(udata::comment);
+        self.msg(
+            ty,
+            t.family,
+            libc::NLM_F_CREATE,
+            format!("table {}", t.label()),
+            |h| {
+                // SAFETY: plain libnftnl calls on an object allocated and freed here.
+                unsafe {
+                    let o = alloc(sys::nftnl_table_alloc(), "a table")?;
+                    sys::nftnl_table_set_str(o, sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+                    if full {
+                        sys::nftnl_table_set_u32(
+                            o,
+                            sys::NFTNL_TABLE_FLAGS as u16,
+                            u32::from(t.dormant),
+                        );
+                        if let Some(c) = &comment {
+                            sys::nftnl_table_set_data(
+                                o,
+                                sys::NFTNL_TABLE_USERDATA as u16,
+                                c.as_ptr().cast(),
+                                c.len() as u32,
+                            );
+                        }
+                    }
+                    sys::nftnl_table_nlmsg_build_payload(h, o);
+                    sys::nftnl_table_free(o);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn chain(&mut self, family: Family, table: &str, c: &Chain, ty: i32) -> Result<()> {
+        let tname = cstr(table, "table")?;
+        let cname = cstr(&c.name, "chain")?;
+        let ctype = c.base.map(|b| cstr(b.ty.as_str(), "type")).transpose()?;
+        let comment = c.comment.as_deref().map(udata::comment);
+        let what = format!("table {} {table} chain {}", family.as_str(), c.name);
+        let add = ty == libc::NFT_MSG_NEWCHAIN;
+        self.msg(ty, family, libc::NLM_F_CREATE, what, |h| {
+            // SAFETY: as in table().
+            unsafe {
+                let o = alloc(sys::nftnl_chain_alloc(), "a chain")?;
+                sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_TABLE as u16, tname.as_ptr());
+                sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_NAME as u16, cname.as_ptr());
+                if add {
+                    if let (Some(b), Some(t)) = (&c.base, &ctype) {
+                        sys::nftnl_chain_set_u32(
+                            o,
+                            sys::NFTNL_CHAIN_HOOKNUM as u16,
+                            b.hook.number(),
+                        );
+                        sys::nftnl_chain_set_s32(o, sys::NFTNL_CHAIN_PRIO as u16, b.priority);
+                        sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_TYPE as u16, t.as_ptr());
+                        let policy = match b.policy {
+                            Policy::Accept => libc::NF_ACCEPT,
+                            Policy::Drop => libc::NF_DROP,
+                        };
+                        sys::nftnl_chain_set_u32(o, sys::NFTNL_CHAIN_POLICY as u16, policy as u32);
+                    }
+                    if let Some(u) = &comment {
+                        sys::nftnl_chain_set_data(
+                            o,
+                            sys::NFTNL_CHAIN_USERDATA as u16,
+                            u.as_ptr().cast(),
+                            u.len() as u32,
+                        );
+                    }
+                }
+                sys::nftnl_chain_nlmsg_build_payload(h, o);
+                sys::nftnl_chain_free(o);
+            }
+            Ok(())
+        })
+    }
+
+    fn rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        rule: &Rule,
+        first: bool,
+        sets: &[Set],
+    ) -> Result<()> {
+        let lowered = {
+            let mut cx = LowerCtx {
+                family,
+                sets,
+                next_set_id: &mut self.next_set_id,
+            };
+            lower_rule(rule, &mut cx).with_context(|| format!("chain {chain}: rule `{rule}`"))?
+        };
+        for (s, id) in &lowered.anon {
+            self.set(family, table, s, *id, true)?;
+        }
+        let tname = cstr(table, "table")?;
+        let cname = cstr(chain, "chain")?;
+        let comment = rule.comment.as_deref().map(udata::comment);
+        let exprs = lowered
+            .exprs
+            .iter()
+            .map(|r| r.to_nftnl())
+            .collect::<Result<Vec<NftnlExpr>>>()?;
+        let what = format!(
+            "table {} {table} chain {chain} rule `{rule}`",
+            family.as_str()
+        );
+        let flags = libc::NLM_F_CREATE | if first { 0 } else { libc::NLM_F_APPEND };
+        self.msg(libc::NFT_MSG_NEWRULE, family, flags, what, |h| {
+            // SAFETY: as in table(); the rule takes ownership of every expression.
+            unsafe {
+                let o = alloc(sys::nftnl_rule_alloc(), "a rule")?;
+                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_TABLE as u16, tname.as_ptr());
+                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_CHAIN as u16, cname.as_ptr());
+                for e in exprs {
+                    sys::nftnl_rule_add_expr(o, e.into_raw());
+                }
+                if let Some(u) = &comment {
+                    sys::nftnl_rule_set_data(
+                        o,
+                        sys::NFTNL_RULE_USERDATA as u16,
+                        u.as_ptr().cast(),
+                        u.len() as u32,
+                    );
+                }
+                sys::nftnl_rule_nlmsg_build_payload(h, o);
+                sys::nftnl_rule_free(o);
+            }
+            Ok(())
+        })
+    }
+
+    fn del_rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        handle: Option<u64>,
+        what: String,
+    ) -> Result<()> {
+        let tname = cstr(table, "table")?;
+        let cname = cstr(chain, "chain")?;
+        self.msg(libc::NFT_MSG_DELRULE, family, 0, what, |h| {
+            // SAFETY: as in table().
+            unsafe {
+                let o = alloc(sys::nftnl_rule_alloc(), "a rule")?;
+                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_TABLE as u16, tname.as_ptr());
+                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_CHAIN as u16, cname.as_ptr());
+                if let Some(hd) = handle {
+                    sys::nftnl_rule_set_u64(o, sys::NFTNL_RULE_HANDLE as u16, hd);
+                }
+                sys::nftnl_rule_nlmsg_build_payload(h, o);
+                sys::nftnl_rule_free(o);
+            }
+            Ok(())
+        })
+    }
+
+    /// The table with everything in it. Chains first (jumps and verdict maps name them),
+    /// then sets, then rules.
+    fn contents(&mut self, t: &Table) -> Result<()> {
+        self.table(t, libc::NFT_MSG_NEWTABLE, true)?;
+        for c in &t.chains {
+            self.chain(t.family, &t.name, c, libc::NFT_MSG_NEWCHAIN)?;
+        }
+        for s in &t.sets {
+            let id = self.next_set_id;
+            self.next_set_id += 1;
+            self.set(t.family, &t.name, s, id, false)?;
+        }
+        for c in &t.chains {
+            for r in &c.rules {
+                self.rule(t.family, &t.name, &c.name, r, false, &t.sets)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The declarations of the sets of a table this batch creates.
+    fn known_sets(&self, family: Family, table: &str) -> Vec<Set> {
+        self.known
+            .iter()
+            .filter(|(f, t, _)| *f == family && t == table)
+            .map(|(_, _, s)| s.clone())
+            .collect()
+    }
+
+    fn learn(&mut self, family: Family, table: &str, sets: &[Set]) {
+        for s in sets {
+            let decl = Set {
+                elements: Vec::new(),
+                ..s.clone()
+            };
+            self.known.push((family, table.to_string(), decl));
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::ReplaceTable(t) | Op::AddTable(t) => self.learn(t.family, &t.name, &t.sets),
+            Op::AddSet { family, table, set } => {
+                self.learn(*family, table, std::slice::from_ref(set))
+            }
+            _ => {}
+        }
+        match op {
+            Op::ReplaceTable(t) => {
+                self.table(t, libc::NFT_MSG_NEWTABLE, false)?;
+                self.table(t, libc::NFT_MSG_DELTABLE, false)?;
+                self.contents(t)?;
+            }
+            Op::AddTable(t) => self.contents(t)?,
+            Op::DeleteTable { family, name } => {
+                let t = Table::new(*family, name);
+                self.table(&t, libc::NFT_MSG_NEWTABLE, false)?;
+                self.table(&t, libc::NFT_MSG_DELTABLE, false)?;
+            }
+            Op::AddChain {
+                family,
+                table,
+                chain,
+            } => {
+                self.chain(*family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
+                let sets = self.known_sets(*family, table);
+                for r in &chain.rules {
+                    self.rule(*family, table, &chain.name, r, false, &sets)?;
+                }
+            }
+            Op::DeleteChain {
+                family,
+                table,
+                name,
+            } => {
+                self.chain(
+                    *family,
+                    table,
+                    &Chain::new(name, None, vec![]),
+                    libc::NFT_MSG_DELCHAIN,
+                )?;
+            }
+            Op::FlushChain {
+                family,
+                table,
+                name,
+            } => {
+                let what = format!("table {} {table} chain {name} (flush)", family.as_str());
+                self.del_rule(*family, table, name, None, what)?;
+            }
+            Op::AddRule {
+                family,
+                table,
+                chain,
+                rule,
+                first,
+            } => {
+                let sets = self.known_sets(*family, table);
+                self.rule(*family, table, chain, rule, *first, &sets)?
+            }
+            Op::DeleteRule {
+                family,
+                table,
+                chain,
+                handle,
+                what,
+            } => {
+                let w = format!(
+                    "table {} {table} chain {chain} rule handle {handle} ({what})",
+                    family.as_str()
+                );
+                self.del_rule(*family, table, chain, Some(*handle), w)?;
+            }
+            Op::AddSet { family, table, set } => {
+                let id = self.next_set_id;
+                self.next_set_id += 1;
+                self.set(*family, table, set, id, false)?;
+            }
+            Op::DeleteSet {
+                family,
+                table,
+                name,
+            } => self.del_set(*family, table, name)?,
+            Op::AddElements { family, table, set } | Op::DeleteElements { family, table, set } => {
+                let del = matches!(op, Op::DeleteElements { .. });
+                let kelems = to_kernel(set, &set.elements, false)
+                    .map_err(|e| anyhow!("set {}: {e}", set.name))?;
+                let label = format!("table {} {table} set {}", family.as_str(), set.name);
+                let ty = if del {
+                    libc::NFT_MSG_DELSETELEM
+                } else {
+                    libc::NFT_MSG_NEWSETELEM
+                };
+                self.elements(
+                    &sets::ElemTarget {
+                        family: *family,
+                        table,
+                        set: &set.name,
+                        id: None,
+                    },
+                    &kelems,
+                    ty,
+                    &label,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes `ops` into one batch.
+pub fn encode(ops: &[Op]) -> Result<Encoded> {
+    let mut b = Batch::new();
+    for op in ops {
+        b.op(op)?;
+    }
+    b.frame(false);
+    Ok(Encoded {
+        buf: b.buf,
+        seqs: b.seqs,
+        what: b.what,
+        types: b.types,
+    })
+}

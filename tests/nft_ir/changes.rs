@@ -1,0 +1,369 @@
+//! Foreign rules, restored rulesets, element-only changes and every op, in the kernel.
+
+use crate::common::{LAB, Sandbox};
+use crate::*;
+use nsfw::nft::batch::{Op as BatchOp, encode};
+use nsfw::nft::diff::table_diff;
+use nsfw::nft::socket::NftSocket;
+use nsfw::nft::*;
+
+#[test]
+fn foreign_rules_in_nsfws_table_are_shown_in_nft_syntax() {
+    let sb = Sandbox::new();
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("set -e
+           nft add rule inet nsfw_lab forward counter
+           nft add chain inet nsfw_lab pre '{ type nat hook prerouting priority dstnat; }'
+           nft add rule inet nsfw_lab pre tcp dport 8080 dnat ip to 10.10.0.2:80
+           nft add set inet nsfw_lab blocked '{ type ipv4_addr; flags interval; elements = { 192.0.2.0/24 } }'
+           nft add rule inet nsfw_lab forward ip saddr @blocked drop
+           nft add rule inet nsfw_lab forward log prefix \\\"seen: \\\" accept
+           nft add rule inet nsfw_lab forward tcp flags syn tcp option maxseg size set rt mtu
+           nft add set inet nsfw_lab tf '{ type tcp_flag; }'
+           nft add chain inet nsfw_lab ing '{ type filter hook ingress device lo priority 0; }'");
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    for want in [
+        "- nft rule inet nsfw_lab forward: counter packets 0 bytes 0 (handle",
+        "- nft chain inet nsfw_lab pre",
+        "- nft rule inet nsfw_lab pre: tcp dport 8080 dnat ip to 10.10.0.2:80 (handle",
+        "- nft set inet nsfw_lab blocked",
+        "- nft rule inet nsfw_lab forward: ip saddr @blocked drop (handle",
+        "- nft rule inet nsfw_lab forward: log prefix \"seen: \" accept (handle",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // Objects the IR cannot hold are named and make the table unequal to nsfw's.
+    for want in [
+        "~ nft table inet nsfw_lab: set tf (key type 0xf: nsfw cannot read it)",
+        "~ nft table inet nsfw_lab: chain ing: a base chain of type filter on hook 5",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // A rule nsfw cannot read is still shown by what it is made of, never as raw bytes alone.
+    let odd = out
+        .lines()
+        .find(|l| l.contains("nsfw cannot read this"))
+        .unwrap_or_else(|| panic!("the tcp option rule is not shown:\n{out}"));
+    assert!(odd.contains("exthdr") || odd.contains("payload"), "{odd}");
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+}
+
+#[test]
+fn every_shipped_ruleset_restored_by_nft_from_show_is_in_sync() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets");
+    let mut n = 0;
+    for ent in std::fs::read_dir(&dir).expect("rulesets") {
+        let path = ent.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let sb = Sandbox::new();
+        let f = path.display().to_string();
+        sb.nsfw_code(&["apply", &f], 0);
+        let shown = sb.file("shown.nft", &sb.nsfw_code(&["show", &f], 0));
+        let name = std::fs::read_to_string(&shown)
+            .expect("shown")
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .expect("table line");
+        sb.ok(&format!("nft delete table inet {name} && nft -f {shown}"));
+        let out = sb.nsfw_code(&["diff", &f], 0);
+        assert!(out.contains("in sync"), "{f}: {out}");
+    }
+    assert!(n >= 3, "rulesets missing");
+}
+
+/// A table publishing `n` ports through a dnat map, and an interval set of ranges.
+fn published(n: u16, moved: Option<(u16, u16)>, ranges: &[(&str, &str)]) -> Table {
+    let els = (0..n)
+        .map(|i| {
+            let p = 10000 + i;
+            let p = match moved {
+                Some((from, to)) if from == p => to,
+                _ => p,
+            };
+            Element::map(
+                vec![Value::Proto(6), Value::Port(p)],
+                ElemData::Values(vec![ip("10.10.0.2"), Value::Port(p)]),
+            )
+        })
+        .collect();
+    let key = Expr::Concat(vec![Expr::Meta(MetaKey::L4proto), pl(Field::ThDport)]);
+    Table {
+        sets: vec![
+            Set {
+                data: Some(SetData::Values(vec![
+                    Datatype::Ipv4Addr,
+                    Datatype::InetService,
+                ])),
+                ..set(
+                    "pub4",
+                    vec![Datatype::InetProto, Datatype::InetService],
+                    els,
+                )
+            },
+            Set {
+                flags: SetFlags {
+                    interval: true,
+                    ..Default::default()
+                },
+                ..set(
+                    "blocked",
+                    vec![Datatype::Ipv4Addr],
+                    ranges.iter().map(|(a, b)| range(ip(a), ip(b))).collect(),
+                )
+            },
+        ],
+        chains: vec![Chain::new(
+            "pre",
+            base(ChainType::Nat, Hook::Prerouting, prio::DSTNAT),
+            vec![
+                r(vec![
+                    m(pl(Field::IpSaddr), EQ, Rhs::Set(named("blocked"))),
+                    drop_(),
+                ]),
+                r(vec![Stmt::Nat(Nat {
+                    kind: NatKind::Dnat,
+                    family: Some(NatFamily::Ip),
+                    to: NatTo::Map(key, named("pub4")),
+                    flags: 0,
+                })]),
+            ],
+        )],
+        ..Table::new(Family::Inet, "pub")
+    }
+}
+
+#[test]
+fn an_element_only_change_sends_only_those_elements() {
+    let sb = Sandbox::new();
+    let before = published(
+        10_000,
+        None,
+        &[("10.0.0.0", "10.255.255.255"), ("192.0.2.0", "192.0.2.9")],
+    );
+    apply(&sb, vec![BatchOp::ReplaceTable(before.clone())]);
+    let have = read(&sb, Family::Inet, "pub");
+    assert_eq!(have.table.sets[0].elements.len(), 10_000);
+    assert!(
+        table_diff(&before, Some(&have)).ops.is_empty(),
+        "fresh table not in sync"
+    );
+
+    // One published port moves; one blocked range goes, another comes.
+    let after = published(
+        10_000,
+        Some((10_005, 30_005)),
+        &[
+            ("10.0.0.0", "10.255.255.255"),
+            ("198.51.100.0", "198.51.100.255"),
+        ],
+    );
+    let d = table_diff(&after, Some(&have));
+    let text: Vec<String> = d.lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "- nft element inet pub pub4: tcp . 10005 : 10.10.0.2 . 10005",
+            "+ nft element inet pub pub4: tcp . 30005 : 10.10.0.2 . 30005",
+            "- nft element inet pub blocked: 192.0.2.0-192.0.2.9",
+            "+ nft element inet pub blocked: 198.51.100.0/24",
+        ]
+    );
+    let enc = encode(&d.ops).expect("encode");
+    let del = libc::NFT_MSG_DELSETELEM as u16;
+    let add = libc::NFT_MSG_NEWSETELEM as u16;
+    assert_eq!(enc.types, [del, del, add, add], "{:?}", d.ops);
+    apply(&sb, d.ops);
+    let now = read(&sb, Family::Inet, "pub");
+    let d = table_diff(&after, Some(&now));
+    assert!(d.ops.is_empty() && d.lines.is_empty(), "{:?}", d.lines);
+    assert!(
+        sb.ok("nft list set inet pub blocked")
+            .contains("elements = { 10.0.0.0/8, 198.51.100.0/24 }")
+    );
+}
+
+fn try_apply(sb: &Sandbox, ops: Vec<BatchOp>) -> Result<(), String> {
+    in_sandbox(sb, move || {
+        let enc = encode(&ops).map_err(|e| format!("{e:#}"))?;
+        NftSocket::open()
+            .map_err(|e| format!("{e:#}"))?
+            .send(&enc)
+            .map_err(|e| format!("{e:#}"))
+    })
+}
+
+#[test]
+fn every_op_does_what_it_says() {
+    let sb = Sandbox::new();
+    let fam = Family::Ip;
+    let tname = "ops".to_string();
+    let mark_set = Set {
+        flags: SetFlags {
+            interval: true,
+            ..Default::default()
+        },
+        ..set(
+            "mi",
+            vec![Datatype::Mark],
+            vec![range(Value::Mark(0x10), Value::Mark(0x1f))],
+        )
+    };
+    let tcp22 = r(vec![
+        m(pl(Field::TcpDport), EQ, v(Value::Port(22))),
+        accept(),
+    ]);
+    let t = Table {
+        comment: Some("ops".into()),
+        chains: vec![Chain::new(
+            "c",
+            base(ChainType::Filter, Hook::Input, prio::FILTER),
+            vec![tcp22.clone()],
+        )],
+        ..Table::new(fam, &tname)
+    };
+    apply(&sb, vec![BatchOp::AddTable(t.clone())]);
+    assert_same("add table", &t, &read(&sb, fam, &tname).table);
+
+    // A set and a rule looking it up in one batch: the rule converts the mark to network
+    // order because the batch knows the set is an interval set.
+    let lookup = r(vec![
+        m(meta(MetaKey::Mark), EQ, Rhs::Set(named("mi"))),
+        accept(),
+    ]);
+    let first = r(vec![Stmt::Counter(Counter::default())]);
+    apply(
+        &sb,
+        vec![
+            BatchOp::AddSet {
+                family: fam,
+                table: tname.clone(),
+                set: mark_set.clone(),
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: lookup.clone(),
+                first: false,
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: first.clone(),
+                first: true,
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert_eq!(d.table.chains[0].rules, [first, tcp22, lookup.clone()]);
+    assert!(
+        sb.ok("nft --debug=netlink list chain ip ops c")
+            .contains("byteorder")
+    );
+
+    // Delete the middle rule by its handle.
+    let handle = d.handles["c"][1];
+    apply(
+        &sb,
+        vec![BatchOp::DeleteRule {
+            family: fam,
+            table: tname.clone(),
+            chain: "c".into(),
+            handle,
+            what: "test".into(),
+        }],
+    );
+    assert_eq!(read(&sb, fam, &tname).table.chains[0].rules.len(), 2);
+
+    // A regular chain with a rule, then flushed, then deleted; the set deleted too.
+    let other = Chain::new("other", None, vec![r(vec![drop_()])]);
+    apply(
+        &sb,
+        vec![BatchOp::AddChain {
+            family: fam,
+            table: tname.clone(),
+            chain: other.clone(),
+        }],
+    );
+    assert_eq!(read(&sb, fam, &tname).table.chain("other"), Some(&other));
+    apply(
+        &sb,
+        vec![
+            BatchOp::FlushChain {
+                family: fam,
+                table: tname.clone(),
+                name: "other".into(),
+            },
+            BatchOp::FlushChain {
+                family: fam,
+                table: tname.clone(),
+                name: "c".into(),
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert!(d.table.chain("other").is_some_and(|c| c.rules.is_empty()));
+    apply(
+        &sb,
+        vec![
+            BatchOp::DeleteChain {
+                family: fam,
+                table: tname.clone(),
+                name: "other".into(),
+            },
+            BatchOp::DeleteSet {
+                family: fam,
+                table: tname.clone(),
+                name: "mi".into(),
+            },
+        ],
+    );
+    let d = read(&sb, fam, &tname);
+    assert!(d.table.chain("other").is_none() && d.table.sets.is_empty());
+
+    // A rejected batch names the message it failed at, and changes nothing.
+    let err = try_apply(
+        &sb,
+        vec![
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: r(vec![accept()]),
+                first: false,
+            },
+            BatchOp::AddRule {
+                family: fam,
+                table: tname.clone(),
+                chain: "c".into(),
+                rule: r(vec![Stmt::Verdict(Verdict::Jump("nowhere".into()))]),
+                first: false,
+            },
+        ],
+    )
+    .expect_err("a jump to a missing chain");
+    assert!(
+        err.contains("table ip ops chain c rule `jump nowhere`") && err.contains("nothing"),
+        "{err}"
+    );
+    assert!(read(&sb, fam, &tname).table.chains[0].rules.is_empty());
+
+    // Deleting a table works whether it is there or not.
+    for _ in 0..2 {
+        apply(
+            &sb,
+            vec![BatchOp::DeleteTable {
+                family: fam,
+                name: tname.clone(),
+            }],
+        );
+    }
+    assert!(!sb.ok("nft list tables").contains("ops"));
+}

@@ -1,0 +1,342 @@
+//! Named and anonymous sets, maps and verdict maps, and lookups in them.
+
+use crate::*;
+use nsfw::nft::*;
+
+fn cat(types: &[Datatype]) -> Vec<Datatype> {
+    types.to_vec()
+}
+
+/// The named sets and maps of the set and NAT cases.
+pub fn sets_and_maps() -> Vec<Set> {
+    use Datatype::*;
+    let p = Value::Proto;
+    let port = Value::Port;
+    let map = |k: Vec<Value>, d: Vec<Value>| Element::map(k, ElemData::Values(d));
+    vec![
+        Set {
+            flags: SetFlags {
+                interval: true,
+                ..Default::default()
+            },
+            ..set(
+                "s4",
+                cat(&[Ipv4Addr, InetProto, InetService]),
+                vec![
+                    Element {
+                        key: vec![ip("10.0.0.0"), p(6), port(80)],
+                        key_end: Some(vec![ip("10.255.255.255"), p(6), port(90)]),
+                        ..Default::default()
+                    },
+                    Element::key(vec![ip("192.168.1.1"), p(17), port(53)]),
+                ],
+            )
+        },
+        Set {
+            data: Some(SetData::Values(cat(&[Ipv4Addr, InetService]))),
+            ..set(
+                "pub4",
+                cat(&[InetProto, InetService]),
+                vec![
+                    map(vec![p(6), port(8080)], vec![ip("10.10.0.2"), port(80)]),
+                    map(vec![p(17), port(5353)], vec![ip("10.10.0.3"), port(53)]),
+                ],
+            )
+        },
+        Set {
+            data: Some(SetData::Values(cat(&[Ipv4Addr, InetService]))),
+            ..set(
+                "pub4a",
+                cat(&[Ipv4Addr, InetProto, InetService]),
+                vec![map(
+                    vec![ip("127.0.0.1"), p(6), port(8443)],
+                    vec![ip("10.10.0.2"), port(443)],
+                )],
+            )
+        },
+        Set {
+            data: Some(SetData::Values(cat(&[Ipv6Addr, InetService]))),
+            ..set(
+                "pub6",
+                cat(&[InetProto, InetService]),
+                vec![
+                    map(vec![p(6), port(8080)], vec![ip6("fd00::2"), port(80)]),
+                    map(vec![p(17), port(53)], vec![ip6("fd00::3"), port(5353)]),
+                ],
+            )
+        },
+        Set {
+            data: Some(SetData::Values(cat(&[Ipv6Addr, InetService]))),
+            ..set(
+                "pub6a",
+                cat(&[Ipv6Addr, InetProto, InetService]),
+                vec![map(
+                    vec![ip6("::1"), p(6), port(8443)],
+                    vec![ip6("fd00::2"), port(443)],
+                )],
+            )
+        },
+        Set {
+            data: Some(SetData::Values(cat(&[Ipv4Addr]))),
+            ..set(
+                "m2",
+                cat(&[Ipv4Addr]),
+                vec![map(vec![ip("1.2.3.4")], vec![ip("10.0.0.1")])],
+            )
+        },
+        Set {
+            data: Some(SetData::Verdict),
+            ..set(
+                "vm",
+                cat(&[Ifname, Ifname]),
+                vec![
+                    Element::map(
+                        vec![Value::Ifname("br0".into()), Value::Ifname("br1".into())],
+                        ElemData::Verdict(nsfw::nft::Verdict::Jump("x".into())),
+                    ),
+                    Element::map(
+                        vec![Value::Ifname("br1".into()), Value::Ifname("br0".into())],
+                        ElemData::Verdict(nsfw::nft::Verdict::Drop),
+                    ),
+                ],
+            )
+        },
+        Set {
+            data: Some(SetData::Verdict),
+            flags: SetFlags {
+                interval: true,
+                ..Default::default()
+            },
+            ..set(
+                "vm4",
+                cat(&[Ipv4Addr]),
+                vec![Element {
+                    data: Some(ElemData::Verdict(nsfw::nft::Verdict::Accept)),
+                    ..range(ip("10.0.0.0"), ip("10.255.255.255"))
+                }],
+            )
+        },
+        Set {
+            flags: SetFlags {
+                interval: true,
+                ..Default::default()
+            },
+            ..set(
+                "a",
+                cat(&[Ipv4Addr]),
+                vec![
+                    range(ip("10.0.0.0"), ip("10.255.255.255")),
+                    range(ip("172.16.0.0"), ip("172.16.0.9")),
+                    Element::key(vec![ip("192.168.1.1")]),
+                ],
+            )
+        },
+        Set {
+            flags: SetFlags {
+                interval: true,
+                ..Default::default()
+            },
+            ..set(
+                "mi",
+                cat(&[Mark]),
+                vec![
+                    range(Value::Mark(0x10), Value::Mark(0x1f)),
+                    range(Value::Mark(0x100), Value::Mark(0x120)),
+                ],
+            )
+        },
+        Set {
+            flags: SetFlags {
+                timeout: true,
+                ..Default::default()
+            },
+            timeout: Some(3_600_000),
+            ..set(
+                "b",
+                cat(&[InetService]),
+                vec![
+                    Element {
+                        timeout: Some(600_000),
+                        comment: Some("x".into()),
+                        ..Element::key(vec![port(22)])
+                    },
+                    Element::key(vec![port(80)]),
+                ],
+            )
+        },
+        Set {
+            flags: SetFlags {
+                constant: true,
+                ..Default::default()
+            },
+            ..set(
+                "c",
+                cat(&[Ipv4Addr]),
+                vec![Element::key(vec![ip("1.2.3.4")])],
+            )
+        },
+        set(
+            "ports",
+            cat(&[InetService]),
+            (1..=13).map(|n| Element::key(vec![port(n)])).collect(),
+        ),
+        set(
+            "ips",
+            cat(&[Ipv4Addr]),
+            (1..=5)
+                .map(|n| Element::key(vec![ip(&format!("{n}.{n}.{n}.{n}"))]))
+                .collect(),
+        ),
+        set(
+            "ifs",
+            cat(&[Ifname]),
+            ["eth0", "br1", "br0"]
+                .iter()
+                .map(|n| Element::key(vec![Value::Ifname(n.to_string())]))
+                .collect(),
+        ),
+        set(
+            "st",
+            cat(&[CtState]),
+            [8, 2, 4]
+                .iter()
+                .map(|b| Element::key(vec![Value::CtState(*b)]))
+                .collect(),
+        ),
+        set(
+            "h",
+            cat(&[Ipv4Addr, InetService]),
+            [("10.0.0.1", 80), ("1.2.3.4", 22), ("5.5.5.5", 1)]
+                .iter()
+                .map(|(a, n)| Element::key(vec![ip(a), port(*n)]))
+                .collect(),
+        ),
+        Set {
+            flags: SetFlags {
+                timeout: true,
+                ..Default::default()
+            },
+            ..set(
+                "dyn",
+                cat(&[Ipv4Addr]),
+                vec![Element {
+                    timeout: Some(90_000),
+                    ..Element::key(vec![ip("192.0.2.1")])
+                }],
+            )
+        },
+        Set {
+            comment: Some("empty, with a comment".into()),
+            ..set("e6", cat(&[Ipv6Addr]), vec![])
+        },
+    ]
+}
+
+#[test]
+fn sets_maps_and_lookups() {
+    use Field::*;
+    use MetaKey::*;
+    let port = Value::Port;
+    let rules = vec![
+        r(vec![m(pl(IpSaddr), EQ, Rhs::Set(named("a"))), accept()]),
+        r(vec![m(pl(IpSaddr), NEQ, Rhs::Set(named("a"))), drop_()]),
+        r(vec![m(pl(TcpDport), EQ, Rhs::Set(named("b"))), accept()]),
+        r(vec![m(meta(Mark), EQ, Rhs::Set(named("mi"))), accept()]),
+        r(vec![
+            m(
+                Expr::Concat(vec![pl(IpSaddr), meta(L4proto), pl(ThDport)]),
+                EQ,
+                Rhs::Set(named("s4")),
+            ),
+            accept(),
+        ]),
+        r(vec![Stmt::Vmap(
+            Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
+            named("vm"),
+        )]),
+        r(vec![Stmt::Vmap(pl(IpDaddr), named("vm4"))]),
+        r(vec![Stmt::Vmap(
+            Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
+            SetRef::Anon(vec![Element::map(
+                vec![Value::Ifname("br0".into()), Value::Ifname("br1".into())],
+                ElemData::Verdict(Verdict::Jump("x".into())),
+            )]),
+        )]),
+        r(vec![Stmt::Vmap(
+            pl(IpSaddr),
+            SetRef::Anon(vec![
+                Element {
+                    data: Some(ElemData::Verdict(Verdict::Jump("x".into()))),
+                    ..range(ip("10.0.0.0"), ip("10.255.255.255"))
+                },
+                Element {
+                    data: Some(ElemData::Verdict(Verdict::Drop)),
+                    ..range(ip("192.168.0.0"), ip("192.168.255.255"))
+                },
+            ]),
+        )]),
+        r(vec![
+            m(pl(TcpDport), EQ, Rhs::Set(anon(vec![port(80), port(443)]))),
+            accept(),
+        ]),
+        r(vec![
+            m(
+                meta(L4proto),
+                EQ,
+                Rhs::Set(anon(vec![Value::Proto(6), Value::Proto(17)])),
+            ),
+            m(
+                pl(ThDport),
+                EQ,
+                Rhs::Set(SetRef::Anon(vec![
+                    Element::key(vec![port(22)]),
+                    range(port(80), port(90)),
+                ])),
+            ),
+            accept(),
+        ]),
+        r(vec![
+            m(
+                pl(IpSaddr),
+                EQ,
+                Rhs::Set(SetRef::Anon(vec![
+                    range(ip("10.0.0.0"), ip("10.255.255.255")),
+                    Element::key(vec![ip("192.168.1.1")]),
+                ])),
+            ),
+            accept(),
+        ]),
+        r(vec![
+            m(
+                pl(IcmpType),
+                EQ,
+                Rhs::Set(anon(vec![Value::IcmpType(8), Value::IcmpType(0)])),
+            ),
+            accept(),
+        ]),
+        r(vec![
+            m(
+                Expr::Ct(CtKey::State),
+                EQ,
+                Rhs::Set(anon(vec![
+                    Value::CtState(ct_state::NEW),
+                    Value::CtState(ct_state::ESTABLISHED),
+                ])),
+            ),
+            accept(),
+        ]),
+    ];
+    let t = Table {
+        sets: sets_and_maps(),
+        chains: vec![
+            Chain::new("x", None, vec![]),
+            Chain::new(
+                "f",
+                base(ChainType::Filter, Hook::Forward, prio::FILTER),
+                rules,
+            ),
+        ],
+        ..Table::new(Family::Inet, "lookups")
+    };
+    check("sets", &t);
+}
