@@ -29,6 +29,7 @@ fn sysctl(value: &str, restore: bool) -> SysctlSpec {
     SysctlSpec {
         value: value.to_string(),
         restore,
+        fresh: None,
     }
 }
 
@@ -76,6 +77,16 @@ pub fn compile(t: &Topology) -> Desired {
             d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
         }
         d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
+        // 127.0.0.1 may be routed out of the bridge only where a namespace on it is published
+        // on localhost (the guard in nsfw's table keeps neighbours off 127.0.0.0/8).
+        let localnet = crate::firewall::needs_localnet(t, &b.name);
+        d.host.sysctls.insert(
+            crate::plumbing::sysctl::key_for("net.ipv4.conf", &b.name, "route_localnet"),
+            SysctlSpec {
+                fresh: Some("0"),
+                ..sysctl(if localnet { "1" } else { "0" }, false)
+            },
+        );
         if b.overlap_allowed {
             d.overlap_ok.insert(b.name.clone());
         }
@@ -95,7 +106,13 @@ pub fn compile(t: &Topology) -> Desired {
                         peer: i.ifname.clone(),
                     },
                     mtu: i.mtu,
-                    mac: None,
+                    // Derived like the others: what tells a half-made pair of an interrupted
+                    // run from somebody else's link of the same name.
+                    mac: Some(crate::topology::derived_mac(
+                        &t.name,
+                        "veth",
+                        &i.host_ifname,
+                    )),
                     master: Some(i.bridge.clone()),
                     marked: true,
                     no_link_local: no_ll,
@@ -141,27 +158,15 @@ pub fn compile(t: &Topology) -> Desired {
                 .find(|i| i.address6.is_some_and(|a| a.contains(gw)))
         {
             let dst = IpNetwork::V6(DEFAULT_V6);
-            node.routes.insert(
-                dst,
-                RouteSpec {
-                    dst,
-                    via: Some(gw.into()),
-                    dev: i.ifname.clone(),
-                },
-            );
+            node.routes
+                .insert(dst, RouteSpec::unicast(dst, Some(gw.into()), &i.ifname));
         }
         if let Some(gw) = n.gateway
             && let Some(i) = n.ifaces.iter().find(|i| i.address.contains(gw))
         {
             let dst = default_route();
-            node.routes.insert(
-                dst,
-                RouteSpec {
-                    dst,
-                    via: Some(gw.into()),
-                    dev: i.ifname.clone(),
-                },
-            );
+            node.routes
+                .insert(dst, RouteSpec::unicast(dst, Some(gw.into()), &i.ifname));
         }
         if let Some(content) = t.resolv_conf(n) {
             d.resolv.insert(n.name.clone(), content);

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use crate::compile::compile;
 use crate::firewall;
-use crate::nft::netlink::NftSocket;
+use crate::nft::socket::NftSocket;
 use crate::plan::{self, Owner, Plan, Step};
 use crate::plumbing::{self, Observed, Query};
 use crate::resources::Desired;
@@ -117,8 +117,7 @@ pub fn carry_out(
             .pending
             .entry(tg.desired.topology.clone())
             .or_default();
-        e.namespaces.extend(p.creates.namespaces.iter().cloned());
-        e.links.extend(p.creates.links.iter().cloned());
+        e.extend(&p.creates);
     }
     if during != Record::load(lock.dir()) {
         during.save(lock.dir())?;

@@ -82,10 +82,40 @@ pub struct RouteSpec {
     pub dst: IpNetwork,
     pub via: Option<IpAddr>,
     pub dev: String,
+    /// The route's priority (`metric`): 0 for IPv4, 1024 for IPv6 by default.
+    pub metric: u32,
+    /// RTN_*: 1 unicast; 6 blackhole, 7 unreachable, 8 prohibit are only ever found.
+    pub kind: u8,
+}
+
+pub const RTN_UNICAST: u8 = 1;
+
+impl RouteSpec {
+    /// A unicast route with the family's default metric.
+    pub fn unicast(dst: IpNetwork, via: Option<IpAddr>, dev: &str) -> RouteSpec {
+        RouteSpec {
+            dst,
+            via,
+            dev: dev.to_string(),
+            metric: Self::default_metric(dst),
+            kind: RTN_UNICAST,
+        }
+    }
+
+    pub fn default_metric(dst: IpNetwork) -> u32 {
+        if dst.is_ipv6() { 1024 } else { 0 }
+    }
 }
 
 impl fmt::Display for RouteSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            RTN_UNICAST => {}
+            6 => write!(f, "blackhole ")?,
+            7 => write!(f, "unreachable ")?,
+            8 => write!(f, "prohibit ")?,
+            k => write!(f, "type {k} ")?,
+        }
         if self.dst.prefix() == 0 {
             write!(f, "default")?;
         } else {
@@ -94,7 +124,13 @@ impl fmt::Display for RouteSpec {
         if let Some(v) = self.via {
             write!(f, " via {v}")?;
         }
-        write!(f, " dev {}", self.dev)
+        if self.kind == RTN_UNICAST {
+            write!(f, " dev {}", self.dev)?;
+        }
+        if self.metric != Self::default_metric(self.dst) {
+            write!(f, " metric {}", self.metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -104,6 +140,8 @@ pub struct SysctlSpec {
     /// A host-wide setting: its value before nsfw is recorded and put back by flush when no
     /// topology needs it any more. Settings of nsfw's own links and namespaces go with them.
     pub restore: bool,
+    /// The value a link made in this run starts with: no step when it is the one wanted.
+    pub fresh: Option<&'static str>,
 }
 
 /// What one network namespace must hold.

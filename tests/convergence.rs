@@ -243,6 +243,45 @@ fn readdressing_converges_in_one_apply() {
 }
 
 #[test]
+fn renamed_bridges_and_traded_addresses_work_right_after_apply() {
+    let sb = Sandbox::new();
+    let lab = |br: &str, a: &str, b: &str| {
+        format!(
+            "name = \"lab\"\n[bridges.{br}]\naddress = \"10.10.0.1/24\"\n[namespaces.ns1]\nbridge = \"{br}\"\naddress = \"10.10.0.{a}/24\"\n[namespaces.ns2]\nbridge = \"{br}\"\naddress = \"10.10.0.{b}/24\"\n[namespaces.ns3]\nbridge = \"{br}\"\naddress = \"10.10.0.4/24\"\n"
+        )
+    };
+    sb.nsfw_code(&["apply", &sb.file("a.toml", &lab("br0", "2", "3"))], 0);
+    // Every neighbour learnt before the change.
+    assert!(
+        sb.pings("ns3", "10.10.0.2")
+            && sb.pings("ns3", "10.10.0.3")
+            && sb.pings("ns3", "10.10.0.1")
+    );
+    for (what, br, a, b) in [
+        ("bridge renamed", "brx", "2", "3"),
+        ("addresses traded", "brx", "3", "2"),
+    ] {
+        let f = sb.file("b.toml", &lab(br, a, b));
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        // One echo each, at once: a stale neighbour entry would lose them.
+        for (from, to) in [
+            ("ns3", "10.10.0.1"),
+            ("ns3", "10.10.0.2"),
+            ("ns3", "10.10.0.3"),
+            ("ns1", "10.10.0.1"),
+        ] {
+            let o = sb.sh(&format!("ip netns exec {from} ping -c1 -W1 {to}"));
+            assert!(
+                o.status.success(),
+                "{what}: {from} cannot reach {to} right after apply\n{}",
+                show(&o)
+            );
+        }
+    }
+}
+
+#[test]
 fn flush_puts_ip_forward_back() {
     let sb = Sandbox::new();
     assert_eq!(sb.ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "0");

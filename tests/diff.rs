@@ -93,14 +93,29 @@ fn every_kind_of_drift_is_named_and_repaired() {
             &["+ route ns1: default via 10.10.0.1 dev eth0"],
         ),
         (
+            "a second default route",
+            "ip -n ns1 route add default via 10.10.0.3 metric 5",
+            &["- route ns1: default via 10.10.0.3 dev eth0 metric 5"],
+        ),
+        (
+            "a blackhole route",
+            "ip -n ns2 route add blackhole 10.10.0.1/32",
+            &["- route ns2: blackhole 10.10.0.1/32"],
+        ),
+        (
+            "arp switched off",
+            "ip -n ns1 link set eth0 arp off",
+            &["~ link ns1:eth0: arp off → on"],
+        ),
+        (
             "ip_forward off",
             "sysctl -qw net.ipv4.ip_forward=0",
             &["~ sysctl net.ipv4.ip_forward: 0 → 1"],
         ),
         (
             "rule deleted",
-            "nft delete rule inet nsfw_lab to_br0 handle $(nft -a list chain inet nsfw_lab to_br0 | awk '$1 == \"drop\" {print $NF}')",
-            &["+ nft rule inet nsfw_lab to_br0: drop"],
+            "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && $3 == \"drop\" {print $NF}')",
+            &["+ nft rule inet nsfw_lab judge: oifname @bridges drop"],
         ),
         (
             "rule added by hand",
@@ -113,6 +128,26 @@ fn every_kind_of_drift_is_named_and_repaired() {
             &[
                 "~ nft chain inet nsfw_lab forward: type filter hook forward priority filter; policy drop; → type filter hook forward priority filter; policy accept;",
             ],
+        ),
+        (
+            "table made dormant",
+            "nft add table inet nsfw_lab '{ flags dormant; }'",
+            &["~ nft table inet nsfw_lab"],
+        ),
+        (
+            "a set nsfw did not put there",
+            "nft add set inet nsfw_lab extra '{ type ipv4_addr; }'",
+            &["- nft set inet nsfw_lab extra"],
+        ),
+        (
+            "an element added to one of nsfw's sets",
+            "nft add element inet nsfw_lab bridges '{ \"eth7\" }'",
+            &["- nft element inet nsfw_lab bridges: \"eth7\""],
+        ),
+        (
+            "a chain's type changed",
+            "nft delete chain inet nsfw_lab forward; nft add chain inet nsfw_lab forward '{ type filter hook forward priority 10; policy accept; }'",
+            &["inet nsfw_lab forward"],
         ),
         (
             "DOCKER-USER accept removed",
@@ -204,7 +239,7 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
         "+ route ns2: default via 10.10.0.1",
         "~ sysctl net.ipv4.ip_forward: 0 → 1",
         "+ nft table inet nsfw_lab",
-        "+ nft rule inet nsfw_lab to_br0: drop",
+        "+ nft rule inet nsfw_lab judge: oifname @bridges drop",
     ] {
         assert!(fresh.contains(e), "missing {e:?}:\n{fresh}");
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::engine::{self, Target};
-use crate::nft::netlink::NftSocket;
+use crate::nft::socket::NftSocket;
 use crate::output;
 use crate::state::{self, Access, Record};
 use crate::{error, say, warning};

@@ -3,6 +3,12 @@
 //! iptables-nft's `filter` table when its FORWARD policy would drop nsfw's traffic (Docker).
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
+mod build;
+mod publish;
+mod table;
+
+pub use table::{needs_localnet, table, table_name};
+
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
@@ -12,10 +18,7 @@ pub use crate::nft::diff::NftLine;
 use crate::nft::diff::{canonical_rule, normal_rule, table_diff};
 use crate::nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
 use crate::nft::socket::NftSocket;
-use crate::nft::{
-    Base, Chain, ChainType, Expr, Family, Field, Hook, Policy, PortNat, Rule, Stmt, Table, Value,
-    Verdict, ct_state, prio,
-};
+use crate::nft::{Family, Policy, Rule, Stmt, Verdict};
 use crate::topology::{BrNetfilter, Topology, owner_mark};
 
 /// iptables-nft's table and the chains nsfw may write into.
@@ -23,109 +26,6 @@ pub const IPT_TABLE: &str = "filter";
 pub const IPT_FORWARD: &str = "FORWARD";
 pub const DOCKER_USER: &str = "DOCKER-USER";
 pub const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
-
-pub fn table_name(topology: &str) -> String {
-    format!("nsfw_{topology}")
-}
-
-/// A rule of statements ending in a verdict.
-fn rule(mut stmts: Vec<Stmt>, v: Verdict) -> Rule {
-    stmts.push(Stmt::Verdict(v));
-    Rule::new(stmts)
-}
-
-/// The topology's own table, in the layout of DESIGN.md.
-pub fn table(t: &Topology) -> Table {
-    let mut forward = Vec::new();
-    let mut chains = Vec::new();
-    for b in &t.bridges {
-        let from = format!("from_{}", b.name);
-        let to = format!("to_{}", b.name);
-        // iifname "br0" jump from_br0 / oifname "br0" jump to_br0
-        forward.push(rule(
-            vec![Stmt::iifname(&b.name, true)],
-            Verdict::Jump(from.clone()),
-        ));
-        forward.push(rule(
-            vec![Stmt::oifname(&b.name, true)],
-            Verdict::Jump(to.clone()),
-        ));
-        chains.push(Chain::new(
-            &from,
-            None,
-            vec![
-                // Invalid packets (no conntrack entry can explain them) go nowhere.
-                rule(vec![Stmt::ct_state(ct_state::INVALID)], Verdict::Drop),
-                // Between namespaces on one bridge (seen here when br_netfilter is on).
-                rule(vec![Stmt::oifname(&b.name, true)], Verdict::Accept),
-                // Egress: anything the namespaces open.
-                rule(vec![], Verdict::Accept),
-            ],
-        ));
-        chains.push(Chain::new(
-            &to,
-            None,
-            vec![
-                // Replies to what the namespaces opened come back...
-                rule(
-                    vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
-                    Verdict::Accept,
-                ),
-                // ...and nothing unsolicited gets in.
-                rule(vec![], Verdict::Drop),
-            ],
-        ));
-    }
-    let mut all = vec![Chain::new(
-        "forward",
-        Some(Base {
-            ty: ChainType::Filter,
-            hook: Hook::Forward,
-            priority: prio::FILTER,
-            policy: Policy::Accept,
-        }),
-        forward,
-    )];
-    all.extend(chains);
-    let masq: Vec<Rule> = t
-        .bridges
-        .iter()
-        .filter(|b| b.masquerade)
-        .map(|b| {
-            let out = match &b.uplink {
-                // ip saddr 10.10.0.0/24 oifname "eth0" masquerade
-                Some(u) => Stmt::oifname(u, true),
-                // ip saddr 10.10.0.0/24 oifname != "br0" masquerade
-                None => Stmt::oifname(&b.name, false),
-            };
-            let net = b.subnet();
-            let saddr = Expr::Payload(Field::IpSaddr);
-            let from = if net.prefix() == 32 {
-                Stmt::eq(saddr, Value::Ipv4(net.ip()))
-            } else {
-                Stmt::prefix(saddr, Value::Ipv4(net.network()), u32::from(net.prefix()))
-            };
-            Rule::new(vec![from, out, Stmt::Masquerade(PortNat::default())])
-        })
-        .collect();
-    if !masq.is_empty() {
-        all.push(Chain::new(
-            "postrouting",
-            Some(Base {
-                ty: ChainType::Nat,
-                hook: Hook::Postrouting,
-                priority: prio::SRCNAT,
-                policy: Policy::Accept,
-            }),
-            masq,
-        ));
-    }
-    Table {
-        comment: Some(t.owner_mark()),
-        chains: all,
-        ..Table::new(Family::Inet, &table_name(&t.name))
-    }
-}
 
 /// The accepts nsfw puts into iptables-nft's chain so its FORWARD drop policy lets the
 /// bridges' traffic through; nsfw's own table still does the stateful judging.

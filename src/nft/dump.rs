@@ -10,7 +10,7 @@ use nftnl::nftnl_sys as sys;
 use super::elems::{KData, KElem, from_kernel};
 use super::expr::Raw;
 use super::ir::*;
-use super::raise::{RaiseCtx, is_anonymous, raise_rule};
+use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
 use super::types::{NFT_DATA_VERDICT, split_type};
 use super::udata;
@@ -555,9 +555,10 @@ impl NftSocket {
             let mut rules = Vec::new();
             let mut hs = Vec::new();
             for r in raw.iter().filter(|r| r.chain == c.name) {
+                let (exprs, xt) = xt_comment(&r.exprs);
                 rules.push(Rule {
-                    stmts: raise_rule(&r.exprs, &cx),
-                    comment: r.comment.clone(),
+                    stmts: raise_rule(&exprs, &cx),
+                    comment: r.comment.clone().or(xt),
                 });
                 hs.push(r.handle);
             }
@@ -592,13 +593,16 @@ impl NftSocket {
         Ok(self
             .raw_rules(family, table, Some(chain))?
             .into_iter()
-            .map(|r| KRule {
-                chain: r.chain,
-                handle: r.handle,
-                rule: Rule {
-                    stmts: raise_rule(&r.exprs, &cx),
-                    comment: r.comment,
-                },
+            .map(|r| {
+                let (exprs, xt) = xt_comment(&r.exprs);
+                KRule {
+                    chain: r.chain,
+                    handle: r.handle,
+                    rule: Rule {
+                        stmts: raise_rule(&exprs, &cx),
+                        comment: r.comment.or(xt),
+                    },
+                }
             })
             .collect())
     }

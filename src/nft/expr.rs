@@ -296,6 +296,13 @@ exprs! {
     }
     /// Exempts the packet from connection tracking.
     Notrack = "notrack" {}
+    /// An xtables match inside an nftables rule (iptables-nft writes `-m comment` as one after
+    /// an iptables-restore): its name, revision and the match's own data.
+    Xt = "match" {
+        name: String = NFTNL_EXPR_MT_NAME,
+        rev: u32 = NFTNL_EXPR_MT_REV,
+        info: Vec<u8> = NFTNL_EXPR_MT_INFO,
+    }
 }
 
 /// Verdict codes in the verdict register (NF_* and NFT_*).

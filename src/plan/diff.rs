@@ -39,6 +39,12 @@ impl Owner<'_> {
     }
 }
 
+/// Whether a namespace could not be entered for want of privilege (rather than not being a
+/// namespace at all).
+fn denied(why: &str) -> bool {
+    why.contains("EPERM") || why.contains("EACCES") || why.contains("CAP_SYS_ADMIN")
+}
+
 fn describe_owner(alias: Option<&str>) -> String {
     match alias {
         Some(a) => match mark_owner(a) {
@@ -61,7 +67,8 @@ pub(super) struct Cx<'a> {
     /// (namespace, interface) of veth pairs made in this run.
     pub new_pairs: BTreeSet<(String, String)>,
     /// Host links made (or made again) in this run.
-    pub new_links: BTreeSet<String>,
+    /// Host links made (or made again) in this run, with the MAC they are made with.
+    pub new_links: BTreeMap<String, String>,
 }
 
 /// The plan that makes the kernel hold `d`, removing what `who` owns that `d` does not name.
@@ -74,7 +81,7 @@ pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
         plan: Plan::default(),
         new_ns: BTreeSet::new(),
         new_pairs: BTreeSet::new(),
-        new_links: BTreeSet::new(),
+        new_links: BTreeMap::new(),
     };
     cx.namespaces();
     cx.host_links();
@@ -91,11 +98,26 @@ pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
         diff_node(&mut cx, &place, node, have);
     }
     diff_node(&mut cx, &Place::Host, &d.host, Some(&o.host));
+    cx.forget_neighbours();
     cx.host_sysctl_record(rec);
     cx.files();
     let mut p = cx.plan;
     for n in &cx.new_ns {
         p.creates.namespaces.insert(n.clone());
+    }
+    // A namespace being deleted is a mount and then a file: a run killed between the two
+    // leaves a file that is no namespace. Recorded, the next run knows it for a leftover.
+    // Likewise a resolv.conf: a directory, a temporary file, a rename.
+    for s in &p.steps {
+        match s {
+            Step::DeleteNamespace { name, .. } => {
+                p.creates.namespaces.insert(name.clone());
+            }
+            Step::WriteResolv { ns, .. } | Step::RemoveResolv { ns } => {
+                p.creates.files.insert(ns.clone());
+            }
+            _ => {}
+        }
     }
     p.creates.links = cx.new_links;
     // A stable sort: steps keep their planned order within a stage.
@@ -116,8 +138,19 @@ impl Cx<'_> {
         self.plan.steps.push(s);
     }
 
+    /// A name in /run/netns that is no namespace, left by an interrupted run of this
+    /// topology (a namespace is marked before it is published there, so a live one without
+    /// the mark is never nsfw's).
     fn is_leftover_ns(&self, name: &str) -> bool {
         self.leftovers.namespaces.contains(name)
+    }
+
+    /// An unmarked link an interrupted run of this topology made: the record names it, with
+    /// the MAC it was made with.
+    fn is_leftover_link(&self, l: &Link) -> bool {
+        l.alias.is_none()
+            && l.mac
+                .is_some_and(|m| self.leftovers.links.get(&l.name) == Some(&m.to_string()))
     }
 
     /// Namespaces: made, kept, removed; leftovers of an interrupted run removed first.
@@ -145,10 +178,6 @@ impl Cx<'_> {
                         self.push(Step::MarkNamespace { name: name.clone() });
                     }
                 }
-                Some(ns) if ns.owner.is_none() && self.is_leftover_ns(name) => {
-                    doomed.push((name.clone(), "left unmarked by an interrupted run"));
-                    self.new_ns.insert(name.clone());
-                }
                 Some(ns) => self.conflict(format!(
                     "{key}: namespace {name} already exists and nsfw does not own it ({}); remove it (ip netns del {name}) or rename it in the file",
                     describe_owner(ns.owner.as_deref())
@@ -161,8 +190,6 @@ impl Cx<'_> {
             }
             if self.who.owns(ns.owner.as_deref()) {
                 doomed.push((name.clone(), "no longer in the file"));
-            } else if ns.owner.is_none() && self.is_leftover_ns(name) {
-                doomed.push((name.clone(), "left unmarked by an interrupted run"));
             }
         }
         for (name, why) in &o.unreachable {
@@ -171,12 +198,15 @@ impl Cx<'_> {
             }
             if self.is_leftover_ns(name) {
                 doomed.push((name.clone(), "left half-made by an interrupted run"));
-            } else if why.contains("not a network namespace") {
+            } else if denied(why) {
+                // It may be nsfw's: nothing can be said of it.
+                self.plan.unreachable.push(format!(
+                    "{why}; it stays as it is: run nsfw again with CAP_SYS_ADMIN"
+                ));
+            } else {
                 self.plan
                     .warnings
                     .push(format!("{why}; not nsfw's, left alone"));
-            } else {
-                self.plan.unreachable.push(why.clone());
             }
         }
         let takes = self.veths_into(&doomed);
@@ -249,7 +279,7 @@ impl Cx<'_> {
             if let Some(l) = have
                 && ours.is_none()
             {
-                if l.alias.is_none() && self.leftovers.links.contains(&l.name) {
+                if self.is_leftover_link(l) {
                     deletes.push((l, "left unmarked by an interrupted run"));
                 } else {
                     self.conflict(format!(
@@ -277,7 +307,7 @@ impl Cx<'_> {
             }
             if self.who.owns(l.alias.as_deref()) {
                 deletes.push((l, "no longer in the file"));
-            } else if l.alias.is_none() && self.leftovers.links.contains(&l.name) {
+            } else if self.is_leftover_link(l) {
                 deletes.push((l, "left unmarked by an interrupted run"));
             }
         }
@@ -303,11 +333,12 @@ impl Cx<'_> {
             other => other,
         };
         let Some(l) = have else {
-            self.new_links.insert(spec.name.clone());
+            let mac = spec.mac.unwrap_or(crate::topology::Mac([2, 0, 0, 0, 0, 1]));
+            self.new_links.insert(spec.name.clone(), mac.to_string());
             self.push(Step::CreateBridge {
                 name: spec.name.clone(),
                 mtu: spec.mtu,
-                mac: spec.mac.unwrap_or(crate::topology::Mac([2, 0, 0, 0, 0, 1])),
+                mac,
             });
             return;
         };
@@ -325,6 +356,9 @@ impl Cx<'_> {
                 old: l.mac,
                 new: mac,
             });
+        }
+        if l.noarp {
+            attrs.push(LinkAttr::Arp);
         }
         if !l.up {
             attrs.push(LinkAttr::Up);
@@ -387,7 +421,8 @@ impl Cx<'_> {
                 .namespaces
                 .get(peer_ns)
                 .and_then(|n| n.links.get(peer));
-            self.new_links.insert(spec.name.clone());
+            let host_mac = spec.mac.map(|m| m.to_string()).unwrap_or_default();
+            self.new_links.insert(spec.name.clone(), host_mac);
             self.new_pairs
                 .insert((peer_ns.to_string(), peer.to_string()));
             self.push(Step::CreateVeth {
@@ -397,6 +432,7 @@ impl Cx<'_> {
                 bridge,
                 mtu: spec.mtu,
                 mac: peer_spec.and_then(|p| p.mac),
+                host_mac: spec.mac,
                 no_link_local: spec.no_link_local,
             });
             return;
@@ -407,7 +443,7 @@ impl Cx<'_> {
             .master
             .and_then(|i| self.o.host.name_of(i))
             .map(str::to_string);
-        if master.as_deref() != spec.master.as_deref() || self.new_links.contains(&bridge) {
+        if master.as_deref() != spec.master.as_deref() || self.new_links.contains_key(&bridge) {
             attrs.push(LinkAttr::Master {
                 old: master,
                 new: spec.master.clone(),
@@ -419,6 +455,9 @@ impl Cx<'_> {
                 new: spec.mtu,
             });
         }
+        if h.noarp {
+            attrs.push(LinkAttr::Arp);
+        }
         if !h.up {
             attrs.push(LinkAttr::Up);
         }
@@ -429,6 +468,60 @@ impl Cx<'_> {
                 attrs,
             });
         }
+    }
+
+    /// Where an address or MAC on a segment changes, the neighbour entries on the segment's
+    /// other interfaces still name the old MAC (a renamed bridge, two namespaces trading
+    /// addresses) and would for many seconds: they are forgotten in the same run.
+    fn forget_neighbours(&mut self) {
+        // The ports of each bridge: (namespace, interface).
+        let mut ports: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+        for spec in self.d.host.links.values() {
+            if let (LinkKind::Veth { peer_ns, peer }, Some(b)) = (&spec.kind, &spec.master) {
+                ports
+                    .entry(b)
+                    .or_default()
+                    .push((peer_ns.clone(), peer.clone()));
+            }
+        }
+        let mut out = Vec::new();
+        for (bridge, members) in &ports {
+            let touched = self.plan.steps.iter().any(|s| match s {
+                Step::CreateBridge { name, .. } => name == bridge,
+                Step::SetLink {
+                    place: Place::Host,
+                    name,
+                    attrs,
+                } => name == bridge && attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. })),
+                Step::AddAddr { place, ifname, .. } | Step::DelAddr { place, ifname, .. } => {
+                    match place {
+                        Place::Host => ifname == bridge,
+                        Place::Ns(ns) => members.iter().any(|(n, i)| n == ns && i == ifname),
+                    }
+                }
+                _ => false,
+            });
+            if !touched {
+                continue;
+            }
+            if !self.new_links.contains_key(*bridge) && self.o.host.link(bridge).is_some() {
+                out.push(Step::ForgetNeighbours {
+                    place: Place::Host,
+                    ifname: bridge.to_string(),
+                });
+            }
+            for (ns, i) in members {
+                let fresh =
+                    self.new_ns.contains(ns) || self.new_pairs.contains(&(ns.clone(), i.clone()));
+                if !fresh && self.o.namespaces.contains_key(ns) {
+                    out.push(Step::ForgetNeighbours {
+                        place: Place::Ns(ns.clone()),
+                        ifname: i.clone(),
+                    });
+                }
+            }
+        }
+        self.plan.steps.extend(out);
     }
 
     /// Interfaces someone enslaved to one of nsfw's bridges: let go (the file says which

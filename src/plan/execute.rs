@@ -47,7 +47,10 @@ pub(super) struct Errors(pub(super) Vec<String>);
 
 impl Errors {
     pub(super) fn add(&mut self, e: anyhow::Error) {
-        self.0.push(format!("{e:#}"));
+        let msg = format!("{e:#}");
+        if !msg.is_empty() && !self.0.contains(&msg) {
+            self.0.push(msg);
+        }
     }
 
     fn into_result(self) -> Result<()> {
@@ -83,12 +86,13 @@ pub(super) fn set_link_req(
     attrs: &[LinkAttr],
     ix: &BTreeMap<String, u32>,
 ) -> Result<Req> {
-    let (mut mtu, mut mac, mut up, mut master) = (None, None, false, None);
+    let (mut mtu, mut mac, mut up, mut master, mut arp) = (None, None, false, None, false);
     for a in attrs {
         match a {
             LinkAttr::Mtu { new, .. } => mtu = Some(*new),
             LinkAttr::Mac { new, .. } => mac = Some(*new),
             LinkAttr::Up => up = true,
+            LinkAttr::Arp => arp = true,
             LinkAttr::Master { new, .. } => {
                 master = Some(match new {
                     Some(b) => Some(index_of(ix, b)?),
@@ -97,7 +101,7 @@ pub(super) fn set_link_req(
             }
         }
     }
-    Ok(msgs::set_link(name, mtu, mac, up, master))
+    Ok(msgs::set_link(name, mtu, mac, up, master, arp))
 }
 
 /// Address and route requests of one place, against its link indexes.
@@ -105,18 +109,10 @@ pub(super) fn addr_route_req(s: &Step, ix: &BTreeMap<String, u32>) -> Result<Opt
     Ok(Some(match s {
         Step::AddAddr { ifname, net, .. } => msgs::add_addr(ifname, index_of(ix, ifname)?, *net),
         Step::DelAddr { ifname, net, .. } => msgs::del_addr(ifname, index_of(ix, ifname)?, *net),
-        Step::SetRoute { route, .. } => msgs::replace_route(
-            &route.to_string(),
-            route.dst,
-            route.via,
-            index_of(ix, &route.dev)?,
-        ),
-        Step::DelRoute { route, .. } => msgs::del_route(
-            &route.to_string(),
-            route.dst,
-            route.via,
-            index_of(ix, &route.dev)?,
-        ),
+        Step::SetRoute { route, .. } => msgs::replace_route(route, index_of(ix, &route.dev)?),
+        // A route through an interface that is gone, or of a type with none, goes by
+        // destination and metric alone.
+        Step::DelRoute { route, .. } => msgs::del_route(route, ix.get(&route.dev).copied()),
         _ => return Ok(None),
     }))
 }
@@ -250,7 +246,7 @@ fn teardown(
                 ..
             } => Some((
                 *s,
-                vec![msgs::set_link(name, None, None, false, Some(None))],
+                vec![msgs::set_link(name, None, None, false, Some(None), false)],
             )),
             _ => None,
         })
@@ -436,8 +432,9 @@ fn host_build(
         .copied()
         .filter(|s| matches!(s, Step::CreateVeth { .. }))
         .collect();
-    // A few hundred namespace handles open at a time, at most.
-    for chunk in veths.chunks(256) {
+    // A few hundred namespace handles open at a time at most, and never more than half of
+    // what the file limit leaves.
+    for chunk in veths.chunks(fd_budget()) {
         let mut items = Vec::new();
         let mut fds = Vec::new();
         for s in chunk {
@@ -448,6 +445,7 @@ fn host_build(
                 bridge,
                 mtu,
                 mac,
+                host_mac,
                 no_link_local,
             } = s
             else {
@@ -457,7 +455,7 @@ fn host_build(
                 let fd =
                     netns::open_ns(ns)?.ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
                 let mut reqs = vec![
-                    msgs::create_veth(h, Some(m), *mtu, peer, &fd, *mac),
+                    msgs::create_veth(h, Some(m), *mtu, *host_mac, peer, &fd, *mac),
                     msgs::mark(h, mark),
                 ];
                 if *no_link_local {
@@ -500,6 +498,22 @@ fn host_build(
     host_addr_routes(host, these, &ix, ok, errs, tally);
 }
 
+/// How many namespace handles may be open at once: half the open-file limit (less what the
+/// rest of the run holds), between 4 and 256.
+fn fd_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid pointer to a local.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        64
+    };
+    (soft.saturating_sub(48) / 2).clamp(4, 256)
+}
+
 fn host_addr_routes(
     host: &mut Conn,
     these: &[&Step],
@@ -530,7 +544,10 @@ fn host_finish(
     tally: &mut Tally,
 ) {
     match indexes(host) {
-        Ok(ix) => host_addr_routes(host, these, &ix, ok, errs, tally),
+        Ok(ix) => {
+            host_addr_routes(host, these, &ix, ok, errs, tally);
+            super::inside::forget(host, these, &ix, ok, errs);
+        }
         Err(e) => errs.add(e),
     }
     let t = Instant::now();

@@ -154,6 +154,16 @@ impl Cx<'_> {
                 _ => {}
             }
         }
+        // A directory an interrupted run of this topology made, with nothing of anyone else's
+        // in it.
+        for ns in &self.leftovers.files.clone() {
+            let theirs = matches!(o.resolv.get(ns), Some(FileObs::Other(_)))
+                || matches!(o.resolv.get(ns), Some(FileObs::Text(t)) if resolv_owner(t).is_none_or(|t| !self.who.owns_topology(t)));
+            let planned = self.plan.steps.iter().any(|s| matches!(s, Step::RemoveResolv { ns: n } | Step::WriteResolv { ns: n, .. } if n == ns));
+            if o.etc_dirs.contains(ns) && !theirs && !planned && !self.d.resolv.contains_key(ns) {
+                self.push(Step::RemoveResolv { ns: ns.clone() });
+            }
+        }
         for p in &o.etc_problems {
             self.plan.warnings.push(p.clone());
         }

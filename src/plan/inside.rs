@@ -80,6 +80,7 @@ pub(super) fn ns_config(
                     | Step::DelAddr { .. }
                     | Step::SetRoute { .. }
                     | Step::DelRoute { .. }
+                    | Step::ForgetNeighbours { .. }
             )
         });
         if needs_ix {
@@ -96,6 +97,7 @@ pub(super) fn ns_config(
                 Step::SetRoute { route, .. } | Step::DelRoute { route, .. } => {
                     known.contains_key(&route.dev)
                 }
+                Step::ForgetNeighbours { ifname, .. } => known.contains_key(ifname),
                 _ => true,
             });
             let ix = if complete { Ok(known) } else { indexes(c) };
@@ -110,6 +112,7 @@ pub(super) fn ns_config(
                         }
                     }
                     run_steps(c, items, &mut ok, &mut errs);
+                    forget(c, steps, &ix, &mut ok, &mut errs);
                 }
                 Err(e) => errs.add(e),
             }
@@ -151,6 +154,29 @@ pub(super) fn visit_each(
             }
             Ok(None) => errs.0.push(format!("namespace {name} does not exist")),
             Err(e) => errs.add(e),
+        }
+    }
+}
+
+/// The neighbour entries of the interfaces the steps name, forgotten (after the addresses and
+/// routes of the same visit).
+pub(super) fn forget(
+    c: &mut Conn,
+    steps: &[&Step],
+    ix: &BTreeMap<String, u32>,
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+) {
+    for s in steps {
+        if let Step::ForgetNeighbours { ifname, .. } = s {
+            let r = ix
+                .get(ifname)
+                .ok_or_else(|| anyhow::anyhow!("no interface {ifname}"))
+                .and_then(|i| crate::plumbing::neigh::forget(c, *i, ifname));
+            match r {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
+            }
         }
     }
 }

@@ -34,7 +34,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Objects nsfw could not look into and may own: the run ends with an error.
     pub unreachable: Vec<String>,
-    /// What the run creates, for the write-ahead record.
+    /// What the run creates (and the namespaces it deletes, which are two steps in the
+    /// kernel), for the write-ahead record.
     pub creates: Pending,
     /// The record once the run has succeeded (sysctl users and originals updated).
     pub record_after: Record,

@@ -30,7 +30,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
         .keys()
         .map(String::as_str)
         .filter(|l| match place {
-            Place::Host => cx.new_links.contains(*l),
+            Place::Host => cx.new_links.contains_key(*l),
             Place::Ns(ns) => fresh_ns || cx.new_pairs.contains(&(ns.clone(), l.to_string())),
         })
         .collect();
@@ -69,7 +69,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
 
     // Routes of the main table, by destination. Inside nsfw's namespaces every route is
     // nsfw's to keep right; on the host only the ones the file names are looked at.
-    let mut seen: BTreeMap<IpNetwork, RouteSpec> = BTreeMap::new();
+    let mut seen: BTreeMap<(IpNetwork, u32), RouteSpec> = BTreeMap::new();
     for r in have.routes.iter().filter(|r| !r.kernel) {
         let dev = r
             .oif
@@ -80,17 +80,19 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             continue;
         }
         seen.insert(
-            r.dst,
+            (r.dst, r.metric),
             RouteSpec {
                 dst: r.dst,
                 via: r.gateway,
                 dev,
+                metric: r.metric,
+                kind: r.kind,
             },
         );
     }
-    for (dst, r) in &want.routes {
+    for r in want.routes.values() {
         let again = changed.contains(&r.dev) || brought_up.contains(&r.dev);
-        match seen.get(dst) {
+        match seen.get(&(r.dst, r.metric)) {
             Some(s) if s == r && !again => {}
             Some(s) if s == r => cx.plan.steps.push(Step::SetRoute {
                 place: place.clone(),
@@ -107,8 +109,10 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
         }
     }
     if place.ns().is_some() {
-        for (dst, s) in &seen {
-            if !want.routes.contains_key(dst) && !kernel_made(dst) {
+        let wanted: BTreeSet<(IpNetwork, u32)> =
+            want.routes.values().map(|r| (r.dst, r.metric)).collect();
+        for (key, s) in &seen {
+            if !wanted.contains(key) && !kernel_made(&s.dst) {
                 cx.plan.steps.push(Step::DelRoute {
                     place: place.clone(),
                     route: s.clone(),
@@ -119,11 +123,20 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
 
     // Sysctls.
     for (key, spec) in &want.sysctls {
-        let now = have.sysctls.get(key).cloned().flatten();
-        if now.as_deref() == Some(spec.value.as_str()) {
+        // A setting of a link made in this run starts from the kernel's default, whatever
+        // the link it replaces had.
+        let made = fresh_ns || links_made_here(cx, place, key);
+        let now = if made {
+            None
+        } else {
+            have.sysctls.get(key).cloned().flatten()
+        };
+        if now.as_deref() == Some(spec.value.as_str())
+            || (made && spec.fresh == Some(spec.value.as_str()))
+        {
             continue;
         }
-        if now.is_none() && !fresh_ns && !links_made_here(cx, place, key) {
+        if now.is_none() && !made {
             // No such setting: for bridge-nf-call-iptables, br_netfilter is not loaded.
             if key == crate::compile::BRNF {
                 if spec.value == "1" {
@@ -147,12 +160,10 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
 
 /// Whether `key` is a setting of a link this run makes (it appears with the link).
 fn links_made_here(cx: &Cx, place: &Place, key: &str) -> bool {
+    let of = |l: &str| key.contains(&format!(".{}.", l.replace('.', "/")));
     match place {
-        Place::Host => cx
-            .new_links
-            .iter()
-            .any(|l| key.contains(&format!(".{}.", l.replace('.', "/")))),
-        Place::Ns(_) => false,
+        Place::Host => cx.new_links.keys().any(|l| of(l)),
+        Place::Ns(ns) => cx.new_pairs.iter().any(|(n, l)| n == ns && of(l)),
     }
 }
 
@@ -189,6 +200,9 @@ fn ns_links(
                 old: l.mac,
                 new: mac,
             });
+        }
+        if l.noarp {
+            attrs.push(LinkAttr::Arp);
         }
         if !l.up {
             attrs.push(LinkAttr::Up);

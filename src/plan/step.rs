@@ -22,6 +22,8 @@ pub enum LinkAttr {
         new: Mac,
     },
     Up,
+    /// ARP back on (someone switched it off).
+    Arp,
     /// A port of `new` (None: of no bridge).
     Master {
         old: Option<String>,
@@ -38,6 +40,7 @@ impl fmt::Display for LinkAttr {
                 None => write!(f, "mac → {new}"),
             },
             LinkAttr::Up => write!(f, "state down → up"),
+            LinkAttr::Arp => write!(f, "arp off → on"),
             LinkAttr::Master { old, new } => write!(
                 f,
                 "master {} → {}",
@@ -87,7 +90,9 @@ pub enum Step {
         peer: String,
         bridge: String,
         mtu: u32,
+        /// The namespace end's MAC, and the host end's.
         mac: Option<Mac>,
+        host_mac: Option<Mac>,
         /// addrgenmode none on both ends.
         no_link_local: bool,
     },
@@ -129,6 +134,12 @@ pub enum Step {
     WriteResolv {
         ns: String,
         content: String,
+    },
+    /// Forget the neighbour entries learnt on an interface: addresses or MACs on its segment
+    /// changed, and an entry still naming the old MAC would hold for many seconds.
+    ForgetNeighbours {
+        place: Place,
+        ifname: String,
     },
 }
 
@@ -189,6 +200,10 @@ impl Step {
                 Place::Ns(_) => Stage::NsConfig,
             },
             Step::WriteResolv { .. } => Stage::HostFinish,
+            Step::ForgetNeighbours { place, .. } => match place {
+                Place::Host => Stage::HostFinish,
+                Place::Ns(_) => Stage::NsConfig,
+            },
         }
     }
 
@@ -201,6 +216,7 @@ impl Step {
             | Step::SetRoute { place, .. }
             | Step::DelRoute { place, .. }
             | Step::SetSysctl { place, .. }
+            | Step::ForgetNeighbours { place, .. }
             | Step::DeleteLink { place, .. } => place.ns(),
             Step::MarkNamespace { name } => Some(name),
             _ => None,
@@ -245,6 +261,7 @@ impl Step {
             Step::SetRoute { .. } | Step::DelRoute { .. } => "set route",
             Step::SetSysctl { .. } => "set sysctl",
             Step::WriteResolv { .. } => "write resolv.conf",
+            Step::ForgetNeighbours { .. } => "forget neighbours",
         }
     }
 
@@ -278,6 +295,7 @@ impl Step {
                 Place::Host => "host sysctls".into(),
                 Place::Ns(ns) => format!("namespace {ns}"),
             },
+            Step::ForgetNeighbours { place, ifname } => on(place, ifname),
         }
     }
 }
@@ -380,6 +398,11 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::WriteResolv { ns, .. } => write!(f, "+ file {}", resolv_path(ns).display()),
+            Step::ForgetNeighbours { place, ifname } => write!(
+                f,
+                "~ neighbours on {}: forgotten (an address or MAC on the segment changes)",
+                place.link(ifname)
+            ),
         }
     }
 }
@@ -442,6 +465,7 @@ impl Step {
                             json!({"attr": "mac", "old": old.map(|m| m.to_string()), "new": new.to_string()})
                         }
                         LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
+                        LinkAttr::Arp => json!({"attr": "arp", "old": "off", "new": "on"}),
                         LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
                     })
                     .collect();
@@ -466,6 +490,10 @@ impl Step {
                 "route",
                 json!({"namespace": place.ns(), "destination": dest(route), "interface": route.dev,
                        "old": route.via.map(|v| v.to_string()), "new": null}),
+            ),
+            Step::ForgetNeighbours { place, ifname } => (
+                "neighbours",
+                json!({"interface": ifname, "namespace": place.ns()}),
             ),
             Step::SetSysctl {
                 place,

@@ -60,6 +60,7 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
                 continue;
             }
         };
+        o.etc_dirs.insert(name.clone());
         match safefs::read_at(&dir, FILE) {
             Ok(Entry::Missing) => {}
             Ok(Entry::File(bytes)) => {
@@ -112,6 +113,8 @@ pub fn remove_resolv(ns: &str) -> Result<()> {
     };
     safefs::remove_at(&dir, FILE)
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", resolv_path(ns).display()))?;
+    // What a write killed half-way leaves beside it.
+    safefs::remove_at(&dir, ".resolv.conf.nsfw")?;
     drop(dir);
     safefs::remove_empty_dir_at(&netns, ns);
     Ok(())

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod msgs;
+pub mod neigh;
 pub mod netns;
 pub mod observe;
 pub mod rtnl;

@@ -12,7 +12,11 @@ use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::route::{
+    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+
+use crate::resources::RouteSpec;
 use rtnetlink::{
     AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
 };
@@ -78,6 +82,7 @@ pub fn set_link(
     mac: Option<Mac>,
     up: bool,
     master: Option<Option<u32>>,
+    arp: bool,
 ) -> Req {
     let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
     if let Some(m) = mtu {
@@ -93,6 +98,9 @@ pub fn set_link(
     }
     if up {
         b = b.up();
+    }
+    if arp {
+        b = b.arp(true);
     }
     set(b.build(), format!("cannot change interface {name}"))
 }
@@ -119,6 +127,7 @@ pub fn create_veth(
     host: &str,
     master: Option<u32>,
     mtu: u32,
+    host_mac: Option<Mac>,
     peer: &str,
     peer_ns: &OwnedFd,
     peer_mac: Option<Mac>,
@@ -135,6 +144,9 @@ pub fn create_veth(
         .mtu(mtu);
     if let Some(m) = master {
         b = b.controller(m);
+    }
+    if let Some(m) = host_mac {
+        b = b.address(m.0.to_vec());
     }
     let m = b
         .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
@@ -196,12 +208,15 @@ pub fn del_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     .ok_if(&[libc::EADDRNOTAVAIL])
 }
 
-fn route_msg(dst: IpNetwork, via: Option<IpAddr>, oif: u32) -> RouteMessage {
+fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
+    let (dst, via) = (r.dst, r.via);
     let mut m = match (dst, via) {
         (IpNetwork::V4(d), v) => {
             let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                .destination_prefix(d.network(), d.prefix())
-                .output_interface(oif);
+                .destination_prefix(d.network(), d.prefix());
+            if let Some(i) = oif {
+                b = b.output_interface(i);
+            }
             if let Some(IpAddr::V4(g)) = v {
                 b = b.gateway(g);
             }
@@ -209,8 +224,10 @@ fn route_msg(dst: IpNetwork, via: Option<IpAddr>, oif: u32) -> RouteMessage {
         }
         (IpNetwork::V6(d), v) => {
             let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                .destination_prefix(d.network(), d.prefix())
-                .output_interface(oif);
+                .destination_prefix(d.network(), d.prefix());
+            if let Some(i) = oif {
+                b = b.output_interface(i);
+            }
             if let Some(IpAddr::V6(g)) = v {
                 b = b.gateway(g);
             }
@@ -218,25 +235,32 @@ fn route_msg(dst: IpNetwork, via: Option<IpAddr>, oif: u32) -> RouteMessage {
         }
     };
     m.header.protocol = RouteProtocol::from(ROUTE_PROTO);
-    m.header.scope = if via.is_some() {
+    m.header.scope = if via.is_some() || r.kind != crate::resources::RTN_UNICAST {
         RouteScope::Universe
     } else {
         RouteScope::Link
     };
+    m.header.kind = RouteType::from(r.kind);
+    if r.metric != 0 {
+        m.attributes.push(RouteAttribute::Priority(r.metric));
+    }
     m
 }
 
-/// Adds the route, or replaces the one to the same destination: no moment without one.
-pub fn replace_route(what: &str, dst: IpNetwork, via: Option<IpAddr>, oif: u32) -> Req {
+/// Adds the route, or replaces the one to the same destination and metric: no moment
+/// without one.
+pub fn replace_route(r: &RouteSpec, oif: u32) -> Req {
     Req::new(
-        RouteNetlinkMessage::NewRoute(route_msg(dst, via, oif)),
+        RouteNetlinkMessage::NewRoute(route_msg(r, Some(oif))),
         NLM_F_CREATE | NLM_F_REPLACE,
-        format!("cannot add route {what}"),
+        format!("cannot add route {r}"),
     )
 }
 
-pub fn del_route(what: &str, dst: IpNetwork, via: Option<IpAddr>, oif: u32) -> Req {
-    let mut m = route_msg(dst, via, oif);
+/// Deletes the route (any output interface when `oif` is None: a blackhole has none).
+pub fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
+    let what = r.to_string();
+    let mut m = route_msg(r, oif);
     // Any protocol: a route someone else added is deleted too (it is drift).
     m.header.protocol = RouteProtocol::Unspec;
     m.header.scope = RouteScope::NoWhere;

@@ -193,10 +193,16 @@ pub fn visit<T: Send>(
     })
 }
 
-/// Makes one named namespace on the calling thread, which ends up inside it: create the mount
-/// point (never over an existing file), unshare, bind-mount. On failure nothing is left.
-fn make_here(name: &str) -> Result<()> {
+/// Makes one named namespace on the calling thread, which ends up inside it: unshare, let
+/// `each` work inside (apply marks the namespace there), and only then create the mount point
+/// (never over an existing file) and bind-mount. A namespace appears under /run/netns marked
+/// or not at all: a run killed in between leaves at most an empty file, which the record names.
+fn make_here(name: &str, each: &(dyn Fn(&str, &mut Conn) -> Result<()> + Sync)) -> Result<()> {
     let p = path(name);
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| anyhow!("namespace {name}: unshare: {e}"))?;
+    let mut conn = Conn::open(format!("namespace {name}"))?;
+    each(name, &mut conn)?;
+    drop(conn);
     // The mount point: an empty file, as `ip netns add` makes it.
     let fd = open(
         &p,
@@ -205,26 +211,21 @@ fn make_here(name: &str) -> Result<()> {
     )
     .map_err(|e| anyhow!("namespace {name}: cannot create {}: {e}", p.display()))?;
     drop(fd);
-    let made = unshare(CloneFlags::CLONE_NEWNET)
-        .map_err(|e| anyhow!("namespace {name}: unshare: {e}"))
-        .and_then(|()| {
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &p,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "namespace {name}: cannot bind-mount onto {}: {e}",
-                    p.display()
-                )
-            })
-        });
+    let made = mount(
+        Some("/proc/thread-self/ns/net"),
+        &p,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        anyhow!(
+            "namespace {name}: cannot bind-mount onto {}: {e}",
+            p.display()
+        )
+    });
     if made.is_err() {
         // Leave nothing half-made: an empty file would look like a broken namespace.
-        let _ = umount2(&p, MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&p);
     }
     made
@@ -234,25 +235,28 @@ fn make_here(name: &str) -> Result<()> {
 /// bind-mount it onto /run/netns/NAME. The kernel builds namespaces largely in parallel, so up
 /// to one thread per core works at once; each makes a share of the names in turn (a new
 /// namespace inherits nothing from the one the thread was in). `each` runs inside the new
-/// namespace with a connection to it (apply marks the namespace there); if it fails, the
-/// namespace is removed again. Results come in `names`' order.
+/// namespace with a connection to it before the namespace is published under /run/netns.
+/// Results come in `names`' order.
 pub fn create_many(
     names: &[String],
     each: &(dyn Fn(&str, &mut Conn) -> Result<()> + Sync),
 ) -> Vec<Result<()>> {
     if let Err(e) = prepare_run_dir() {
         let msg = format!("{e:#}");
-        return names.iter().map(|_| Err(anyhow!("{msg}"))).collect();
+        // One error for the lot: every namespace fails for the same reason.
+        return names
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                if i == 0 {
+                    Err(anyhow!("{msg}"))
+                } else {
+                    Err(anyhow!(""))
+                }
+            })
+            .collect();
     }
-    on_threads(names, &|name| {
-        make_here(name)?;
-        let done = Conn::open(format!("namespace {name}")).and_then(|mut c| each(name, &mut c));
-        if let Err(e) = done {
-            let _ = delete(name);
-            return Err(e);
-        }
-        Ok(())
-    })
+    on_threads(names, &|name| make_here(name, each))
 }
 
 /// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The

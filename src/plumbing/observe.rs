@@ -32,6 +32,8 @@ pub struct Link {
     pub mac: Option<Mac>,
     /// Administratively up (IFF_UP).
     pub up: bool,
+    /// ARP switched off on it (IFF_NOARP): neighbours cannot find it.
+    pub noarp: bool,
     pub alias: Option<String>,
     /// For a veth: the peer's ifindex, in the peer's namespace.
     pub peer_index: Option<u32>,
@@ -52,6 +54,10 @@ pub struct Route {
     pub oif: Option<u32>,
     /// Made by the kernel for an address's subnet (`proto kernel`): follows the address.
     pub kernel: bool,
+    /// RTA_PRIORITY (0 when absent).
+    pub metric: u32,
+    /// RTN_* (unicast 1, blackhole 6, unreachable 7, prohibit 8).
+    pub kind: u8,
 }
 
 /// What one network namespace holds.
@@ -123,6 +129,8 @@ pub struct Observed {
     pub resolv: BTreeMap<String, FileObs>,
     /// Entries under /etc/netns nsfw cannot look into, with why.
     pub etc_problems: Vec<String>,
+    /// The directories under /etc/netns, by namespace name.
+    pub etc_dirs: std::collections::BTreeSet<String>,
     /// The nftables side, filled in by `firewall::observe`.
     pub nft: crate::firewall::NftState,
 }
@@ -242,6 +250,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         mtu: 0,
         mac: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
         alias: None,
         peer_index: None,
     };
@@ -285,9 +294,13 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
 }
 
 fn parse_route(m: &RouteMessage) -> Option<Route> {
-    if m.header.kind != RouteType::Unicast {
-        return None;
-    }
+    let kind: u8 = match m.header.kind {
+        RouteType::Unicast => 1,
+        RouteType::BlackHole => 6,
+        RouteType::Unreachable => 7,
+        RouteType::Prohibit => 8,
+        _ => return None,
+    };
     let v6 = match m.header.address_family {
         AddressFamily::Inet => false,
         AddressFamily::Inet6 => true,
@@ -302,8 +315,10 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     };
     let mut gateway = None;
     let mut oif = None;
+    let mut metric = 0;
     for a in &m.attributes {
         match a {
+            RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = (*ip).into(),
             RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = (*ip).into(),
@@ -321,5 +336,7 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         gateway,
         oif,
         kernel: m.header.protocol == RouteProtocol::Kernel,
+        metric,
+        kind,
     })
 }

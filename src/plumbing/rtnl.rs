@@ -152,6 +152,10 @@ impl Conn {
                     continue;
                 }
                 match m.payload {
+                    // A dump the kernel refused ends with its error in the DONE message.
+                    NetlinkPayload::Done(d) if d.code < 0 => {
+                        bail!("{}: {}", ctx(), errno_text(-d.code));
+                    }
                     NetlinkPayload::Done(_) => return Ok(found),
                     NetlinkPayload::Error(e) => {
                         let code = e.raw_code();

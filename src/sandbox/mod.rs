@@ -17,6 +17,7 @@ use nix::sched::{CloneFlags, unshare};
 
 use crate::plumbing::{Conn, msgs, netns};
 use crate::probe::{self, Check, Origin, Probe};
+use crate::resources::RouteSpec;
 use crate::topology::Topology;
 
 /// The port of the source-echo server on the simulated internet, and of the listeners that
@@ -39,8 +40,20 @@ pub const INTERNET_ADDR: &str = "203.0.113.10/32";
 /// nsfw's lock and record.
 pub const SANDBOXED_DIRS: [&str; 3] = [netns::RUN_DIR, netns::ETC_DIR, crate::state::STATE_DIR];
 
+/// Whether this process is the child `run` started: the environment says so, and the child
+/// really lives in other network and mount namespaces than its parent. The variable alone is
+/// not trusted (every shell under `nsfw sandbox` inherits it): `try` must never build its
+/// upstream in the caller's own namespace.
 pub fn inside() -> bool {
-    std::env::var_os(ENV).is_some()
+    if std::env::var_os(ENV).is_none() {
+        return false;
+    }
+    let ppid = nix::unistd::getppid();
+    let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+    ["net", "mnt"].iter().all(|k| {
+        let (me, parent) = (ns("self", k), ns(&ppid.to_string(), k));
+        me.is_some() && parent.is_some() && me != parent
+    })
 }
 
 /// Runs `program args` inside a new sandbox and waits for it. Call it before starting any
@@ -110,7 +123,7 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
     let fd = netns::open_ns(WAN_NS)?.ok_or_else(|| anyhow!("namespace wan vanished"))?;
     // The uplink is not on a bridge: a veth with no master.
     host.run_all(&[
-        msgs::create_veth(UPLINK, None, 1500, "eth0", &fd, None),
+        msgs::create_veth(UPLINK, None, 1500, None, "eth0", &fd, None),
         msgs::up(UPLINK),
     ])?;
     drop(fd);
@@ -118,7 +131,7 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
     let default: IpNetwork = net("0.0.0.0/0")?;
     host.run_all(&[
         msgs::add_addr(UPLINK, i, uplink_ip),
-        msgs::replace_route("default", default, Some(wan_ip.ip()), i),
+        msgs::replace_route(&RouteSpec::unicast(default, Some(wan_ip.ip()), UPLINK), i),
     ])?;
     // The "internet" knows its way back to the bridges' subnets through the host, so only
     // nsfw's rules stand between it and the namespaces.
@@ -136,9 +149,7 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
         ];
         for s in &subnets {
             reqs.push(msgs::replace_route(
-                &format!("to {s} via the host"),
-                *s,
-                Some(uplink_ip.ip()),
+                &RouteSpec::unicast(*s, Some(uplink_ip.ip()), "eth0"),
                 e,
             ));
         }

@@ -21,13 +21,25 @@ const NAME: &str = "record";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     pub namespaces: BTreeSet<String>,
-    /// Host links (bridges, host ends of veths).
-    pub links: BTreeSet<String>,
+    /// Host links (bridges, host ends of veths), with the MAC each is made with: an
+    /// unmarked link of that name is the run's own leftover only if it has that MAC (somebody
+    /// else may have made a link of that name since).
+    pub links: BTreeMap<String, String>,
+    /// Namespaces whose /etc/netns directory (resolv.conf) the run writes or removes.
+    pub files: BTreeSet<String>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.links.is_empty()
+        self.namespaces.is_empty() && self.links.is_empty() && self.files.is_empty()
+    }
+
+    /// Adds everything of `other`.
+    pub fn extend(&mut self, other: &Pending) {
+        self.namespaces.extend(other.namespaces.iter().cloned());
+        self.links
+            .extend(other.links.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.files.extend(other.files.iter().cloned());
     }
 }
 
@@ -95,7 +107,17 @@ impl Record {
                     t.clone(),
                     Pending {
                         namespaces: strings(&o["namespaces"]),
-                        links: strings(&o["links"]),
+                        links: o["links"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(|(k, v)| {
+                                        v.as_str().map(|v| (k.clone(), v.to_string()))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        files: strings(&o["files"]),
                     },
                 );
             }
@@ -124,7 +146,7 @@ impl Record {
             .map(|(t, p)| {
                 (
                     t.clone(),
-                    json!({"namespaces": p.namespaces, "links": p.links}),
+                    json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
                 )
             })
             .collect();
@@ -138,12 +160,18 @@ impl Record {
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
     pub fn save(&self, dir: impl AsFd) -> Result<()> {
+        let path = format!("{}/{NAME}", super::STATE_DIR);
         if self.pending.values().all(Pending::is_empty) && self.sysctls.is_empty() {
-            return safefs::remove_at(dir, NAME);
+            // And what a write killed half-way left beside it.
+            safefs::remove_at(&dir, &format!(".{NAME}.nsfw"))
+                .and_then(|()| safefs::remove_at(&dir, NAME))
+                .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))?;
+            return Ok(());
         }
         let mut text = self.to_json().to_string();
         text.push('\n');
         safefs::write_at(dir, NAME, text.as_bytes(), safefs::FILE_MODE)
+            .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))
     }
 
     /// The pending objects of topologies `owned` selects, merged.
@@ -151,8 +179,7 @@ impl Record {
         let mut out = Pending::default();
         for (t, p) in &self.pending {
             if owned(t) {
-                out.namespaces.extend(p.namespaces.iter().cloned());
-                out.links.extend(p.links.iter().cloned());
+                out.extend(p);
             }
         }
         out
@@ -175,7 +202,7 @@ mod tests {
             .entry("lab".into())
             .or_default()
             .links
-            .insert("veth-ns1".into());
+            .insert("veth-ns1".into(), "02:00:00:00:00:01".into());
         r.sysctls.insert(
             "net.ipv4.ip_forward".into(),
             Saved {

@@ -64,6 +64,26 @@ struct Raiser<'a> {
     candidates: Vec<(usize, Match)>,
 }
 
+/// iptables-nft's `-m comment --comment TEXT` as an xtables match (how iptables-restore writes
+/// it) rather than rule userdata: the comment, and the expressions without it.
+pub fn xt_comment(raws: &[Raw]) -> (Vec<Raw>, Option<String>) {
+    let mut comment = None;
+    let rest = raws
+        .iter()
+        .filter(|r| match r {
+            Raw::Xt(x) if x.name.as_deref() == Some("comment") && comment.is_none() => {
+                let info = x.info.clone().unwrap_or_default();
+                let text = info.split(|b| *b == 0).next().unwrap_or(&[]);
+                comment = Some(String::from_utf8_lossy(text).into_owned());
+                false
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    (rest, comment)
+}
+
 /// Decodes a rule's expressions. What cannot be read is kept as [`Stmt::Unreadable`], after
 /// the statements read so far.
 pub fn raise_rule(raws: &[Raw], cx: &RaiseCtx<'_>) -> Vec<Stmt> {
@@ -407,6 +427,12 @@ impl Raiser<'_> {
             })),
             Raw::Reject(r) => self.reject(r)?,
             Raw::Notrack(_) => self.push(Stmt::Notrack),
+            Raw::Xt(x) => {
+                return Err(format!(
+                    "xtables match {}",
+                    x.name.as_deref().unwrap_or("?")
+                ));
+            }
             Raw::Unknown(n) => return Err(format!("expression {n}")),
         }
         Ok(1)

@@ -1,0 +1,116 @@
+//! Small builders for the statements and sets the firewall is made of, one per shape, so the
+//! table layout reads as what it does.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::nft::{
+    CtKey, Datatype, Element, Expr, Field, Match, MetaKey, Op, Rhs, Rule, Set, SetData, SetFlags,
+    SetRef, Stmt, Value, Verdict, ct_status,
+};
+
+/// A rule of statements ending in a verdict.
+pub fn rule(mut stmts: Vec<Stmt>, v: Verdict) -> Rule {
+    stmts.push(Stmt::Verdict(v));
+    Rule::new(stmts)
+}
+
+pub fn meta(k: MetaKey) -> Expr {
+    Expr::Meta(k)
+}
+
+pub fn field(f: Field) -> Expr {
+    Expr::Payload(f)
+}
+
+pub fn concat(v: Vec<Expr>) -> Expr {
+    Expr::Concat(v)
+}
+
+/// `left @set` (or `left != @set`).
+pub fn lookup(left: Expr, set: &str, eq: bool) -> Stmt {
+    Stmt::Match(Match {
+        left,
+        op: if eq { Op::Eq } else { Op::Neq },
+        right: Rhs::Set(SetRef::Named(set.to_string())),
+    })
+}
+
+pub fn ip_value(ip: IpAddr) -> Value {
+    match ip {
+        IpAddr::V4(a) => Value::Ipv4(a),
+        IpAddr::V6(a) => Value::Ipv6(a),
+    }
+}
+
+/// `ip saddr 10.10.0.0/24` / `ip6 daddr fd00::/64`: `saddr` picks the field.
+pub fn in_net(net: IpNetwork, saddr: bool) -> Stmt {
+    let f = match (net.is_ipv6(), saddr) {
+        (false, true) => Field::IpSaddr,
+        (false, false) => Field::IpDaddr,
+        (true, true) => Field::Ip6Saddr,
+        (true, false) => Field::Ip6Daddr,
+    };
+    let bits = if net.is_ipv6() { 128 } else { 32 };
+    if u32::from(net.prefix()) == bits {
+        Stmt::eq(field(f), ip_value(net.ip()))
+    } else {
+        Stmt::prefix(field(f), ip_value(net.network()), u32::from(net.prefix()))
+    }
+}
+
+/// `ct status dnat`: the connection was DNATed (a published port).
+pub fn ct_dnat() -> Stmt {
+    Stmt::Match(Match {
+        left: Expr::Ct(CtKey::Status),
+        op: Op::Flags,
+        right: Rhs::Value(Value::CtStatus(ct_status::DNAT)),
+    })
+}
+
+/// A set (or map, with `data`) and its elements.
+pub fn set(
+    name: &str,
+    key: Vec<Datatype>,
+    data: Option<Vec<Datatype>>,
+    interval: bool,
+    elements: Vec<Element>,
+) -> Set {
+    Set {
+        name: name.to_string(),
+        key,
+        data: data.map(SetData::Values),
+        flags: SetFlags {
+            interval,
+            ..Default::default()
+        },
+        elements,
+        ..Default::default()
+    }
+}
+
+/// An interval element: `key . net` with the network as a range.
+pub fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
+    let (first, last) = match net {
+        IpNetwork::V4(n) => (Value::Ipv4(n.network()), Value::Ipv4(n.broadcast())),
+        IpNetwork::V6(n) => {
+            let lo = u128::from(n.network());
+            let span = if n.prefix() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - u32::from(n.prefix()))) - 1
+            };
+            (Value::Ipv6(n.network()), Value::Ipv6((lo | span).into()))
+        }
+    };
+    let mut key = head.clone();
+    key.push(first);
+    let mut end = head;
+    end.push(last);
+    Element {
+        key,
+        key_end: Some(end),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,265 @@
+//! The topology's own table, `inet nsfw_<name>`: static rules, the data in sets and maps.
+//!
+//! ```nft
+//! table inet nsfw_lab {
+//!     set bridges { type ifname; elements = { "br0" } }
+//!     set src4 { type ifname . ipv4_addr; flags interval; elements = { "br0" . 10.10.0.0/24 } }
+//!     set src6 { type ifname . ipv6_addr; flags interval; }
+//!     chain forward { type filter hook forward priority filter; policy accept;
+//!         iifname @bridges goto judge
+//!         oifname @bridges goto judge }
+//!     chain judge {
+//!         ct state established,related accept          # replies always pass
+//!         ct state invalid drop
+//!         iifname @bridges iifname . ip saddr != @src4 drop    # anti-spoofing
+//!         iifname @bridges iifname . ip6 saddr != @src6 drop   # (and no IPv6 where there is none)
+//!         iifname . oifname @same accept                # between the ports of one bridge
+//!         ct status dnat accept                         # published ports
+//!         oifname @bridges drop }                       # nothing unsolicited in, no bridge to bridge
+//!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!         ip saddr 10.10.0.0/24 oifname != "br0" masquerade
+//!         ct status dnat oifname . ip saddr @src4 masquerade       # hairpin
+//!         ct status dnat oifname @bridges ip saddr 127.0.0.0/8 masquerade }   # from localhost
+//! }
+//! ```
+
+use ipnetwork::IpNetwork;
+
+use crate::nft::{
+    Base, Chain, ChainType, Datatype, Element, Family, Field, Hook, MetaKey, Policy, PortNat, Rule,
+    Set, Stmt, Table, Value, Verdict, ct_state, prio,
+};
+use crate::topology::Topology;
+
+use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
+use super::publish;
+
+pub fn table_name(topology: &str) -> String {
+    format!("nsfw_{topology}")
+}
+
+/// The networks that may appear as source addresses from each bridge.
+fn sources(t: &Topology, v6: bool) -> Vec<Element> {
+    let mut out = Vec::new();
+    for b in &t.bridges {
+        let net = if v6 {
+            b.subnet6().map(IpNetwork::V6)
+        } else {
+            Some(IpNetwork::V4(b.subnet()))
+        };
+        if let Some(n) = net {
+            out.push(net_elem(vec![Value::Ifname(b.name.clone())], n));
+        }
+    }
+    out
+}
+
+fn sets(t: &Topology) -> Vec<Set> {
+    let names = |f: &dyn Fn(&str) -> Vec<Value>| -> Vec<Element> {
+        t.bridges.iter().map(|b| Element::key(f(&b.name))).collect()
+    };
+    let mut v = vec![
+        set(
+            "bridges",
+            vec![Datatype::Ifname],
+            None,
+            false,
+            names(&|n| vec![Value::Ifname(n.into())]),
+        ),
+        set(
+            "same",
+            vec![Datatype::Ifname, Datatype::Ifname],
+            None,
+            false,
+            names(&|n| vec![Value::Ifname(n.into()), Value::Ifname(n.into())]),
+        ),
+        set(
+            "src4",
+            vec![Datatype::Ifname, Datatype::Ipv4Addr],
+            None,
+            true,
+            sources(t, false),
+        ),
+        set(
+            "src6",
+            vec![Datatype::Ifname, Datatype::Ipv6Addr],
+            None,
+            true,
+            sources(t, true),
+        ),
+    ];
+    if publish::any(t) {
+        v.extend(publish::maps(t));
+    }
+    v
+}
+
+fn judge() -> Chain {
+    let iif = || meta(MetaKey::Iifname);
+    let from_bridge = || lookup(iif(), "bridges", true);
+    let rules = vec![
+        // Replies to what was let in or out pass; invalid packets go nowhere.
+        rule(
+            vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
+            Verdict::Accept,
+        ),
+        rule(vec![Stmt::ct_state(ct_state::INVALID)], Verdict::Drop),
+        // A source address that does not belong to the bridge it comes from is spoofed; a
+        // bridge without IPv6 has no IPv6 source address at all.
+        rule(
+            vec![
+                from_bridge(),
+                lookup(concat(vec![iif(), field(Field::IpSaddr)]), "src4", false),
+            ],
+            Verdict::Drop,
+        ),
+        rule(
+            vec![
+                from_bridge(),
+                lookup(concat(vec![iif(), field(Field::Ip6Saddr)]), "src6", false),
+            ],
+            Verdict::Drop,
+        ),
+        // Between namespaces on one bridge (seen here when br_netfilter is on).
+        rule(
+            vec![lookup(
+                concat(vec![iif(), meta(MetaKey::Oifname)]),
+                "same",
+                true,
+            )],
+            Verdict::Accept,
+        ),
+        // Published ports.
+        rule(vec![ct_dnat()], Verdict::Accept),
+        // Nothing unsolicited gets in, and no bridge reaches another.
+        rule(
+            vec![lookup(meta(MetaKey::Oifname), "bridges", true)],
+            Verdict::Drop,
+        ),
+    ];
+    Chain::new("judge", None, rules)
+}
+
+fn postrouting(t: &Topology) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for b in &t.bridges {
+        let nets: Vec<IpNetwork> = [
+            b.masquerade.then_some(IpNetwork::V4(b.subnet())),
+            if b.masquerade6 {
+                b.subnet6().map(IpNetwork::V6)
+            } else {
+                None
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for net in nets {
+            let out_if = match &b.uplink {
+                // ip saddr 10.10.0.0/24 oifname "eth0" masquerade
+                Some(u) => Stmt::oifname(u, true),
+                // ip saddr 10.10.0.0/24 oifname != "br0" masquerade
+                None => Stmt::oifname(&b.name, false),
+            };
+            out.push(Rule::new(vec![
+                in_net(net, true),
+                out_if,
+                Stmt::Masquerade(PortNat::default()),
+            ]));
+        }
+    }
+    if publish::any(t) {
+        // Hairpin: a namespace reaching a published port of its own bridge through the host
+        // would get the reply straight from the other namespace; masqueraded, it comes back
+        // through the host.
+        out.push(Rule::new(vec![
+            ct_dnat(),
+            lookup(
+                concat(vec![meta(MetaKey::Oifname), field(Field::IpSaddr)]),
+                "src4",
+                true,
+            ),
+            Stmt::Masquerade(PortNat::default()),
+        ]));
+        // From the host's own 127.0.0.1: a source the namespace could not answer.
+        if let Ok(lo) = "127.0.0.0/8".parse::<IpNetwork>() {
+            out.push(Rule::new(vec![
+                ct_dnat(),
+                lookup(meta(MetaKey::Oifname), "bridges", true),
+                in_net(lo, true),
+                Stmt::Masquerade(PortNat::default()),
+            ]));
+        }
+    }
+    out
+}
+
+/// The guard route_localnet needs (kube-proxy's CVE-2020-8558): with it on a bridge, a
+/// neighbour could send to 127.0.0.1 through it; nothing for 127.0.0.0/8 may come in but on lo.
+fn guard() -> Option<Chain> {
+    let lo: IpNetwork = "127.0.0.0/8".parse().ok()?;
+    Some(Chain::new(
+        "guard",
+        Some(Base {
+            ty: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: prio::RAW,
+            policy: Policy::Accept,
+        }),
+        vec![rule(
+            vec![Stmt::iifname("lo", false), in_net(lo, false)],
+            Verdict::Drop,
+        )],
+    ))
+}
+
+/// Whether bridge `name` needs route_localnet: a namespace on it is published on 127.0.0.1.
+pub fn needs_localnet(t: &Topology, bridge: &str) -> bool {
+    t.ports_of(bridge)
+        .any(|(n, _)| n.publish.iter().any(|p| p.on_localhost()))
+}
+
+/// The topology's table.
+pub fn table(t: &Topology) -> Table {
+    let base = |ty, hook, priority| Base {
+        ty,
+        hook,
+        priority,
+        policy: Policy::Accept,
+    };
+    let forward = Chain::new(
+        "forward",
+        Some(base(ChainType::Filter, Hook::Forward, prio::FILTER)),
+        vec![
+            rule(
+                vec![lookup(meta(MetaKey::Iifname), "bridges", true)],
+                Verdict::Goto("judge".into()),
+            ),
+            rule(
+                vec![lookup(meta(MetaKey::Oifname), "bridges", true)],
+                Verdict::Goto("judge".into()),
+            ),
+        ],
+    );
+    let mut chains = vec![forward, judge()];
+    let post = postrouting(t);
+    if !post.is_empty() {
+        chains.push(Chain::new(
+            "postrouting",
+            Some(base(ChainType::Nat, Hook::Postrouting, prio::SRCNAT)),
+            post,
+        ));
+    }
+    if publish::any(t) {
+        chains.extend(publish::chains());
+        if t.bridges.iter().any(|b| needs_localnet(t, &b.name)) {
+            chains.extend(guard());
+        }
+    }
+    Table {
+        comment: Some(t.owner_mark()),
+        sets: sets(t),
+        chains,
+        ..Table::new(Family::Inet, &table_name(&t.name))
+    }
+}
