@@ -61,8 +61,15 @@ fn main() -> ExitCode {
         Cmd::Man => commands::man(),
         Cmd::Sandbox { command } => commands::sandbox(command),
     };
-    ExitCode::from(match r {
+    let code = match r {
         Ok(c) => c,
         Err(Fail(c)) => c,
-    })
+    };
+    // Output a command exists to print (show, --json, completions) that could not be written:
+    // the command did not do its job.
+    if output::output_lost() && code != 1 {
+        output::err(format_args!("error: cannot write to standard output"));
+        return ExitCode::from(1);
+    }
+    ExitCode::from(code)
 }

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+/// Stdout failed for another reason than a reader gone away (a full disk, /dev/full).
+static STDOUT_BROKEN: AtomicBool = AtomicBool::new(false);
 static STDERR_GONE: AtomicBool = AtomicBool::new(false);
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 
@@ -39,8 +41,11 @@ fn write_to(gone: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments<'_>, newl
     } else {
         write!(w, "{args}")
     };
-    if r.and_then(|()| w.flush()).is_err() {
+    if let Err(e) = r.and_then(|()| w.flush()) {
         gone.store(true, Ordering::Relaxed);
+        if std::ptr::eq(gone, &STDOUT_GONE) && e.kind() != std::io::ErrorKind::BrokenPipe {
+            STDOUT_BROKEN.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -55,6 +60,12 @@ pub fn out(args: fmt::Arguments<'_>) {
 /// `--json`).
 pub fn data(args: fmt::Arguments<'_>) {
     write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args, false);
+}
+
+/// Whether what a command was asked to print could not be written (other than to a reader
+/// that went away, which chose to stop reading): the command then fails.
+pub fn output_lost() -> bool {
+    STDOUT_BROKEN.load(Ordering::Relaxed)
 }
 
 /// A line on stderr: errors always, warnings unless `-q`.

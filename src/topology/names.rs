@@ -107,30 +107,31 @@ pub fn check_topology_name(s: &str) -> Result<(), String> {
 }
 
 /// The default host-side name of a namespace's veth: `veth-<ns>`, or when that is longer than
-/// 15 bytes, `veth-` + the name's first 6 bytes + 4 hex digits of a hash of the whole name, so
-/// long names that share a prefix still get different interfaces.
+/// 15 bytes, `veth-` + the name's first 4 bytes + 6 hex digits of a hash of the whole name
+/// (and `salt`, which the validator raises when two names still meet), so long names that share
+/// a prefix still get different interfaces.
 pub fn host_ifname_for(ns: &str) -> String {
+    host_ifname_salted(ns, 0)
+}
+
+pub fn host_ifname_salted(ns: &str, salt: u32) -> String {
     let plain = format!("veth-{ns}");
-    if plain.len() <= MAX_IFNAME && check_ifname(&plain).is_ok() {
+    if salt == 0 && plain.len() <= MAX_IFNAME && check_ifname(&plain).is_ok() {
         return plain;
     }
     let mut prefix = String::new();
     for c in ns.chars() {
         if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-            if prefix.len() + c.len_utf8() > 6 {
+            if prefix.len() + c.len_utf8() > 4 {
                 break;
             }
             prefix.push(c);
         }
     }
-    // FNV-1a, folded to 16 bits: stable across versions and platforms.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in ns.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let h16 = (h >> 16) ^ (h & 0xffff);
-    format!("veth-{prefix}{h16:04x}")
+    // FNV-1a, folded to 24 bits: stable across versions and platforms.
+    let h = fnv64(&[ns, &salt.to_string()]);
+    let h24 = ((h >> 40) ^ (h >> 16) ^ h) & 0xff_ffff;
+    format!("veth-{prefix}{h24:06x}")
 }
 
 /// FNV-1a, 64 bits: stable across versions and platforms, unlike std's hasher.

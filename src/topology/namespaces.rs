@@ -8,7 +8,7 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use toml::{Table, Value};
 
 use super::addr::{Family, V4, V6, check_host_address, next_free, parse_cidr, subnet_of};
-use super::names::{check_ns_name, derived_mac, host_ifname_for};
+use super::names::{check_ns_name, derived_mac, host_ifname_salted};
 use super::syntax::{Ctx, join};
 use super::{Bridge, Iface, Namespace, publish};
 
@@ -101,9 +101,19 @@ pub(super) fn namespaces(
     for b in bridges {
         host_names.insert(b.name.clone(), format!("bridges.{}", b.name));
     }
+    // Names given in the file come first: a derived name steps aside for them.
+    let explicit: std::collections::BTreeSet<String> = raw
+        .iter()
+        .filter_map(|r| {
+            r.table
+                .get("host_ifname")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .collect();
     let mut out = Vec::new();
     for r in &raw {
-        if let Some(ns) = resolve(cx, topology, r, &mut used, &mut host_names) {
+        if let Some(ns) = resolve(cx, topology, r, &mut used, &mut host_names, &explicit) {
             out.push(ns);
         }
     }
@@ -243,6 +253,7 @@ fn resolve(
     r: &RawNs,
     used: &mut BTreeMap<IpAddr, String>,
     host_names: &mut BTreeMap<String, String>,
+    explicit: &std::collections::BTreeSet<String>,
 ) -> Option<Namespace> {
     let prefix = join("namespaces", &r.name);
     // The keys that do not depend on the bridge are checked even when it is unknown.
@@ -252,7 +263,10 @@ fn resolve(
     let host_ifname = if r.table.contains_key("host_ifname") {
         cx.ifname(r.table, &prefix, "host_ifname")
     } else {
-        Some(host_ifname_for(&r.name))
+        // The derived name, salted until it meets no other.
+        (0..64u32)
+            .map(|salt| host_ifname_salted(&r.name, salt))
+            .find(|n| !host_names.contains_key(n) && !explicit.contains(n))
     };
     if let Some(h) = &host_ifname {
         if let Some(other) = host_names.get(h) {
