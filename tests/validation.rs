@@ -89,9 +89,9 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ),
         ("bridge name too long", "name = \"v\"\n[bridges.bridge-number-one]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.bridge-number-one", "15 bytes"]),
         (
-            "same host-side name after shortening",
-            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"veth-b\"\n[namespaces.b]\nbridge = \"br0\"\n"),
-            vec!["namespaces.b.host_ifname = \"veth-b\"", "already has this interface name"],
+            "one host-side name given twice",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n[namespaces.b]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n"),
+            vec!["namespaces.b.host_ifname = \"hx\"", "already has this interface name"],
         ),
         ("namespace named ..", format!("{BR}[namespaces.\"..\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"..\"", "`..`"]),
         ("namespace named .", format!("{BR}[namespaces.\".\"]\nbridge = \"br0\"\n"), vec!["namespaces.\".\"", "`.`"]),
