@@ -27,20 +27,64 @@ pub const IPT_FORWARD: &str = "FORWARD";
 pub const DOCKER_USER: &str = "DOCKER-USER";
 pub const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 
-/// The accepts nsfw puts into iptables-nft's chain so its FORWARD drop policy lets the
-/// bridges' traffic through; nsfw's own table still does the stateful judging.
-pub fn ipt_accepts(t: &Topology) -> Vec<Rule> {
+/// The rules nsfw puts at the top of iptables-nft's chain (DOCKER-USER, or FORWARD) so that
+/// its FORWARD drop policy lets the bridges' traffic through; nsfw's own table still does the
+/// stateful judging. In order:
+///
+/// ```nft
+/// oifname "br0" accept comment "nsfw:lab"                      # into the namespaces
+/// iifname "br0" oifname "docker0" return comment "nsfw:lab"    # to containers: Docker decides,
+/// iifname "br0" accept comment "nsfw:lab"                      # as for any outside host
+/// ```
+pub fn ipt_accepts(t: &Topology, docker_bridges: &[String]) -> Vec<Rule> {
     let mark = t.owner_mark();
     let mut v = Vec::new();
+    let with = |stmts: Vec<Stmt>, verdict| Rule {
+        stmts: {
+            let mut s = stmts;
+            s.push(Stmt::Verdict(verdict));
+            s
+        },
+        comment: Some(mark.clone()),
+    };
     for b in &t.bridges {
-        for m in [Stmt::iifname(&b.name, true), Stmt::oifname(&b.name, true)] {
-            v.push(Rule {
-                stmts: vec![m, Stmt::Verdict(Verdict::Accept)],
-                comment: Some(mark.clone()),
-            });
+        v.push(with(vec![Stmt::oifname(&b.name, true)], Verdict::Accept));
+        for d in docker_bridges {
+            v.push(with(
+                vec![Stmt::iifname(&b.name, true), Stmt::oifname(d, true)],
+                Verdict::Return,
+            ));
         }
+        v.push(with(vec![Stmt::iifname(&b.name, true)], Verdict::Accept));
     }
     v
+}
+
+/// Docker's bridges: the interfaces iptables' FORWARD sends to its DOCKER chain
+/// (`-o docker0 -j DOCKER`).
+fn docker_bridges(forward: &[KRule]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in forward {
+        let jumps = k
+            .rule
+            .stmts
+            .iter()
+            .any(|s| matches!(s, Stmt::Verdict(Verdict::Jump(c)) if c == "DOCKER"));
+        if !jumps {
+            continue;
+        }
+        for s in &k.rule.stmts {
+            if let Stmt::Match(m) = s
+                && m.left == crate::nft::Expr::Meta(crate::nft::MetaKey::Oifname)
+                && m.op == crate::nft::Op::Eq
+                && let crate::nft::Rhs::Value(crate::nft::Value::Ifname(n)) = &m.right
+                && !out.contains(n)
+            {
+                out.push(n.clone());
+            }
+        }
+    }
+    out
 }
 
 /// What the kernel holds of nsfw's firewall.
@@ -52,8 +96,10 @@ pub struct NftState {
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
     pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,
-    /// Rules with an `nsfw:` comment in `ip filter` FORWARD or DOCKER-USER.
+    /// Rules with an `nsfw:` comment in `ip filter` FORWARD or DOCKER-USER, in chain order.
     pub placed: Vec<KRule>,
+    /// Docker's bridges, from its FORWARD rules.
+    pub docker_bridges: Vec<String>,
     /// Tables of iptables-legacy in this namespace (/proc/net/ip_tables_names).
     pub legacy_tables: Vec<String>,
     /// `net.bridge.bridge-nf-call-iptables`, when br_netfilter is loaded.
@@ -76,16 +122,16 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
             s.docker_user = chains.iter().any(|c| c.name == DOCKER_USER);
             for ch in [IPT_FORWARD, DOCKER_USER] {
                 if chains.iter().any(|c| c.name == ch) {
-                    s.placed.extend(
-                        sock.chain_rules(Family::Ip, IPT_TABLE, ch)?
-                            .into_iter()
-                            .filter(|r| {
-                                r.rule
-                                    .comment
-                                    .as_deref()
-                                    .is_some_and(|c| c.starts_with("nsfw:"))
-                            }),
-                    );
+                    let rules = sock.chain_rules(Family::Ip, IPT_TABLE, ch)?;
+                    if ch == IPT_FORWARD {
+                        s.docker_bridges = docker_bridges(&rules);
+                    }
+                    s.placed.extend(rules.into_iter().filter(|r| {
+                        r.rule
+                            .comment
+                            .as_deref()
+                            .is_some_and(|c| c.starts_with("nsfw:"))
+                    }));
                 }
             }
         }
@@ -190,7 +236,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         IPT_FORWARD
     };
     let wanted: Vec<(Rule, Rule)> = if drop_policy {
-        ipt_accepts(t)
+        ipt_accepts(t, &s.docker_bridges)
             .into_iter()
             .map(|r| (canonical_rule(&r, Family::Ip, &[]), r))
             .collect()
@@ -202,17 +248,21 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         .iter()
         .filter(|r| r.rule.comment.as_deref() == Some(mark.as_str()))
         .collect();
+    // In order: a return before an accept matters.
     let in_place = ours.len() == wanted.len()
-        && wanted.iter().all(|(c, _)| {
-            ours.iter()
-                .any(|k| k.chain == target && &normal_rule(&k.rule) == c)
-        });
+        && ours
+            .iter()
+            .zip(&wanted)
+            .all(|(k, (c, _))| k.chain == target && &normal_rule(&k.rule) == c);
     if !in_place {
         for k in &ours {
             delete_placed(&mut p, k);
         }
-        for (_, r) in wanted {
+        for (_, r) in &wanted {
             p.lines.push(ipt_line('+', target, r.to_string()));
+        }
+        // Each goes in first: the last inserted ends on top.
+        for (_, r) in wanted.into_iter().rev() {
             p.ops.push(Op::AddRule {
                 family: Family::Ip,
                 table: IPT_TABLE.into(),

@@ -291,3 +291,48 @@ impl Sandbox {
         out
     }
 }
+
+/// The witness script (tests/tools/net.py), run with Debian's python3.
+pub fn net_py() -> String {
+    format!(
+        "/usr/bin/python3 {}/tests/tools/net.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+impl Sandbox {
+    /// Starts answer-with-source-address servers in namespace `ns` (None: the sandbox's host)
+    /// on `ports` (`tcp`/`udp`), and waits until they listen. They die with the sandbox.
+    pub fn serve(&self, ns: Option<&str>, proto: &str, ports: &[u16]) {
+        let exec = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let log = self.dir().join(format!(
+            "serve-{}-{proto}-{}.log",
+            ns.unwrap_or("host"),
+            list.join("-")
+        ));
+        self.ok(&format!(
+            "{exec}{} serve {proto} {} > {} 2>&1 &
+             for i in $(seq 100); do grep -q ready {} && break; sleep 0.05; done; grep -q ready {}",
+            net_py(),
+            list.join(" "),
+            log.display(),
+            log.display(),
+            log.display()
+        ));
+    }
+
+    /// Asks a server from namespace `ns` (None: the host): the source address it saw, or None
+    /// when nothing answered.
+    pub fn ask(&self, ns: Option<&str>, proto: &str, host: &str, port: u16) -> Option<String> {
+        let exec = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        let o = self.sh(&format!("{exec}{} ask {proto} {host} {port}", net_py()));
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+}

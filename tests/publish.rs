@@ -1,0 +1,233 @@
+//! Published ports with real connections: from the world (the namespace sees the client's own
+//! address), restricted to one host address, UDP, ranges, hairpin from a neighbour, from the
+//! host itself (its own addresses and 127.0.0.1); what is not published stays closed.
+
+mod common;
+
+use common::{Sandbox, show};
+
+const WAN: &str = "198.51.100.2";
+const HOST: &str = "198.51.100.1";
+const GW: &str = "10.10.0.1";
+
+fn lab(publish: &str) -> String {
+    format!(
+        "name = \"pub\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\npublish = [{publish}]\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n"
+    )
+}
+
+const ALL: &str = r#""8080:80", "198.51.100.1:8081:81", "127.0.0.1:8443:443", "5353:53/udp", "9000-9002:9100-9102""#;
+
+fn up() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let f = sb.file("pub.toml", &lab(ALL));
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns1"), "tcp", &[80, 81, 443, 9100, 9101, 9102, 22]);
+    sb.serve(Some("ns1"), "udp", &[53]);
+    (sb, f)
+}
+
+#[test]
+fn published_ports_answer_every_way_they_are_published() {
+    let (sb, f) = up();
+    let wan = Some("wan");
+    // From the world: the namespace sees the client's own address, no SNAT on the way in.
+    assert_eq!(sb.ask(wan, "tcp", HOST, 8080).as_deref(), Some(WAN));
+    assert_eq!(sb.ask(wan, "udp", HOST, 5353).as_deref(), Some(WAN));
+    assert_eq!(
+        sb.ask(wan, "tcp", HOST, 9001).as_deref(),
+        Some(WAN),
+        "the middle of a range"
+    );
+    // Restricted to one address: that one answers, another of the host's refuses.
+    assert_eq!(sb.ask(wan, "tcp", HOST, 8081).as_deref(), Some(WAN));
+    assert_eq!(
+        sb.ask(wan, "tcp", GW, 8081),
+        None,
+        "published on 198.51.100.1 only"
+    );
+    // 127.0.0.1 only: not from the world.
+    assert_eq!(sb.ask(wan, "tcp", HOST, 8443), None);
+    // Hairpin: a neighbour on the same bridge, through the host's addresses; masqueraded so
+    // the reply comes back the same way.
+    for addr in [HOST, GW] {
+        assert_eq!(
+            sb.ask(Some("ns2"), "tcp", addr, 8080).as_deref(),
+            Some(GW),
+            "hairpin via {addr}"
+        );
+    }
+    // From the host itself: its own addresses and localhost.
+    assert_eq!(sb.ask(None, "tcp", GW, 8080).as_deref(), Some(GW));
+    assert_eq!(sb.ask(None, "tcp", "127.0.0.1", 8443).as_deref(), Some(GW));
+    assert_eq!(
+        sb.ask(None, "tcp", "127.0.0.1", 8080).as_deref(),
+        Some(GW),
+        "a plain publish is on localhost too"
+    );
+    // Unpublished: closed from the world, directly or through the host.
+    assert_eq!(sb.ask(wan, "tcp", "10.10.0.2", 22), None);
+    assert_eq!(
+        sb.ask(wan, "tcp", "10.10.0.2", 80),
+        None,
+        "the namespace's own port, not through the map"
+    );
+    assert_eq!(sb.ask(wan, "tcp", HOST, 22), None);
+    assert_eq!(
+        sb.ok("cat /proc/sys/net/ipv4/conf/br0/route_localnet")
+            .trim(),
+        "1",
+        "route_localnet on the bridge that needs it"
+    );
+    // Removing an entry and applying closes it; the rest stays open.
+    let fewer = sb.file("fewer.toml", &lab(r#""8080:80""#));
+    let out = sb.nsfw_code(&["apply", &fewer], 0);
+    assert!(
+        out.contains("- nft element inet nsfw_pub publish4: udp . 5353"),
+        "{out}"
+    );
+    assert_eq!(sb.ask(wan, "udp", HOST, 5353), None);
+    assert_eq!(sb.ask(wan, "tcp", HOST, 9001), None);
+    assert_eq!(sb.ask(wan, "tcp", HOST, 8080).as_deref(), Some(WAN));
+    assert_eq!(
+        sb.ok("cat /proc/sys/net/ipv4/conf/br0/route_localnet")
+            .trim(),
+        "1"
+    );
+    let none = sb.file("none.toml", &lab(""));
+    sb.nsfw_code(&["apply", &none], 0);
+    assert_eq!(sb.ask(wan, "tcp", HOST, 8080), None);
+    assert_eq!(
+        sb.ok("cat /proc/sys/net/ipv4/conf/br0/route_localnet")
+            .trim(),
+        "0"
+    );
+    sb.nsfw_code(&["diff", &none], 0);
+    let _ = f;
+}
+
+#[test]
+fn a_change_of_one_port_sends_only_map_elements() {
+    let (sb, _) = up();
+    let moved = sb.file("moved.toml", &lab(&ALL.replace("8080:80", "8088:80")));
+    let out = sb.nsfw_code(&["apply", &moved], 0);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['+', '-', '~']))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("nft element inet nsfw_pub publish4")),
+        "{out}"
+    );
+    assert_eq!(sb.ask(Some("wan"), "tcp", HOST, 8088).as_deref(), Some(WAN));
+    assert_eq!(sb.ask(Some("wan"), "tcp", HOST, 8080), None);
+}
+
+#[test]
+fn bad_publish_entries_are_refused() {
+    let sb = Sandbox::new();
+    for (entry, want) in [
+        (r#""0:80""#, "port 0"),
+        (r#""70000:80""#, "above 65535"),
+        (r#""8080""#, "one port only"),
+        (r#""9000-9010:80-85""#, "different lengths"),
+        (r#""8080:80/sctp""#, "not tcp or udp"),
+        (r#""8080:80", "127.0.0.1:8080:81""#, "already published"),
+    ] {
+        let f = sb.file("bad.toml", &lab(entry));
+        let o = sb.nsfw(&["apply", &f]);
+        assert_eq!(o.status.code(), Some(1), "{entry}\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("namespaces.ns1.publish") && err.contains(want),
+            "{entry}: {err}"
+        );
+    }
+    assert!(sb.netns().is_empty());
+}
+
+#[test]
+fn a_spoofed_source_never_reaches_the_upstream() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.ok("ip netns exec wan nft add rule ip seen input ip saddr 192.168.99.5 counter comment spoofed");
+    let f = sb.file("pub.toml", &lab(""));
+    sb.nsfw_code(&["apply", &f], 0);
+    let py = common::net_py();
+    // A source outside the bridge's subnet (another network's, the upstream router's own).
+    for src in ["192.168.99.5", "198.51.100.2"] {
+        sb.ok(&format!(
+            "ip netns exec ns1 {py} spoof {src} 203.0.113.10 7"
+        ));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        sb.seen_from("spoofed"),
+        0,
+        "a spoofed packet reached the upstream"
+    );
+    // The same sender with its own address does get through (the check can fail).
+    let before = sb.seen_from("uplink");
+    sb.ok(&format!(
+        "ip netns exec ns1 {py} spoof 10.10.0.2 203.0.113.10 7"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        sb.seen_from("uplink") > before,
+        "an honest packet did not get through"
+    );
+}
+
+#[test]
+fn next_to_docker_namespaces_reach_only_what_an_outside_host_could() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    // A Docker-like host: docker0 with a container, FORWARD drop, Docker's chains, one
+    // published container port (80).
+    sb.ok(
+        "set -e
+         ip link add docker0 type bridge; ip addr add 172.17.0.1/16 dev docker0; ip link set docker0 up
+         ip netns add c1; ip link add vc1 type veth peer name eth0 netns c1
+         ip link set vc1 master docker0 up; ip -n c1 link set eth0 up; ip -n c1 link set lo up
+         ip -n c1 addr add 172.17.0.2/16 dev eth0; ip -n c1 route add default via 172.17.0.1
+         iptables -P FORWARD DROP
+         iptables -N DOCKER; iptables -N DOCKER-USER
+         iptables -A FORWARD -j DOCKER-USER
+         iptables -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+         iptables -A FORWARD -o docker0 -j DOCKER
+         iptables -A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+         iptables -A FORWARD -i docker0 -o docker0 -j ACCEPT
+         iptables -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+         iptables -A DOCKER-USER -j RETURN",
+    );
+    sb.serve(Some("c1"), "tcp", &[80, 22]);
+    let f = sb.file("pub.toml", &lab(""));
+    sb.nsfw_code(&["apply", &f], 0);
+    let rules = sb.ok("iptables -S DOCKER-USER");
+    assert!(
+        rules.contains(
+            "-A DOCKER-USER -i br0 -o docker0 -m comment --comment \"nsfw:pub\" -j RETURN"
+        ),
+        "{rules}"
+    );
+    assert!(
+        sb.ask(Some("ns1"), "tcp", "172.17.0.2", 80).is_some(),
+        "a published container port"
+    );
+    assert_eq!(
+        sb.ask(Some("ns1"), "tcp", "172.17.0.2", 22),
+        None,
+        "an unpublished container port"
+    );
+    assert!(
+        sb.pings("ns1", "203.0.113.10"),
+        "the world is still reachable"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
+    sb.nsfw_code(&["flush", &f], 0);
+    assert!(!sb.ok("iptables -S DOCKER-USER").contains("nsfw"));
+}
