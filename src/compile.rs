@@ -93,8 +93,8 @@ pub fn compile(t: &Topology) -> Desired {
     }
     for n in &t.namespaces {
         let mut node = Node::default();
-        node.sysctls.insert(promote("all"), sysctl("1", false));
         for i in &n.ifaces {
+            node.sysctls.insert(promote(&i.ifname), sysctl("1", false));
             let no_ll = i.mtu >= IPV6_MIN_MTU;
             d.host.links.insert(
                 i.host_ifname.clone(),

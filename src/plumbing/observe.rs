@@ -9,7 +9,8 @@ use anyhow::Result;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
@@ -37,6 +38,10 @@ pub struct Link {
     pub alias: Option<String>,
     /// For a veth: the peer's ifindex, in the peer's namespace.
     pub peer_index: Option<u32>,
+    /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
+    /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
+    /// no file access per namespace.
+    pub conf: BTreeMap<&'static str, String>,
 }
 
 /// An address on a link.
@@ -165,16 +170,13 @@ pub fn links(c: &mut Conn) -> Result<Vec<Link>> {
         .collect())
 }
 
-/// Reads one namespace (the one `c` is bound to): links, and with `deep` addresses, routes
-/// and the sysctls `keys` (the calling thread must be in the same namespace).
-fn node(c: &mut Conn, deep: bool, keys: &[String]) -> Result<NodeObs> {
+/// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
+/// routes and the sysctls `keys` (the calling thread must be in the same namespace).
+fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
     let mut n = NodeObs {
-        links: links(c)?,
+        links,
         ..Default::default()
     };
-    if !deep {
-        return Ok(n);
-    }
     for m in c.dump(
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
         "addresses",
@@ -193,7 +195,11 @@ fn node(c: &mut Conn, deep: bool, keys: &[String]) -> Result<NodeObs> {
         }
     }
     for k in keys {
-        n.sysctls.insert(k.clone(), sysctl::read(k)?);
+        let v = match from_links(&n.links, k) {
+            Some(v) => Some(v),
+            None => sysctl::read(k)?,
+        };
+        n.sysctls.insert(k.clone(), v);
     }
     Ok(n)
 }
@@ -203,7 +209,10 @@ fn node(c: &mut Conn, deep: bool, keys: &[String]) -> Result<NodeObs> {
 pub fn observe(q: &Query) -> Result<Observed> {
     let mut host = Conn::open("host")?;
     let mut o = Observed {
-        host: node(&mut host, true, &q.host_sysctls)?,
+        host: {
+            let l = links(&mut host)?;
+            node(&mut host, l, &q.host_sysctls)?
+        },
         ..Default::default()
     };
     drop(host);
@@ -214,12 +223,14 @@ pub fn observe(q: &Query) -> Result<Observed> {
             .iter()
             .find(|x| x.name == "lo")
             .and_then(|x| x.alias.clone());
-        let mut node = if (q.deep)(name, owner.as_deref()) {
-            node(c, true, &(q.ns_sysctls)(name))?
+        let node = if (q.deep)(name, owner.as_deref()) {
+            node(c, l, &(q.ns_sysctls)(name))?
         } else {
-            NodeObs::default()
+            NodeObs {
+                links: l,
+                ..Default::default()
+            }
         };
-        node.links = l;
         Ok(NsObs { owner, node })
     };
     for (name, r) in names.iter().zip(netns::visit(&names, &read)) {
@@ -249,6 +260,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         master: None,
         mtu: 0,
         mac: None,
+        conf: BTreeMap::new(),
         up: m.header.flags.contains(LinkFlags::Up),
         noarp: m.header.flags.contains(LinkFlags::Noarp),
         alias: None,
@@ -262,6 +274,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -273,6 +286,47 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         }
     }
     l
+}
+
+/// The per-interface settings nsfw manages, from a link's AF_SPEC.
+fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) {
+    for s in specs {
+        match s {
+            AfSpecUnspec::Inet(v) => {
+                for a in v {
+                    if let AfSpecInet::DevConf(c) = a {
+                        conf.insert(
+                            "ipv4.promote_secondaries",
+                            c.promote_secondaries.to_string(),
+                        );
+                        conf.insert("ipv4.route_localnet", c.route_localnet.to_string());
+                        conf.insert("ipv4.forwarding", c.forwarding.to_string());
+                    }
+                }
+            }
+            AfSpecUnspec::Inet6(v) => {
+                for a in v {
+                    if let AfSpecInet6::DevConf(c) = a {
+                        conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
+                        conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
+                        conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A sysctl of one of `links` (`net.ipv4.conf.eth0.promote_secondaries`), from its link dump.
+fn from_links(links: &[Link], key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let [_, fam, "conf", dev, leaf] = parts[..] else {
+        return None;
+    };
+    let dev = dev.replace('/', ".");
+    let l = links.iter().find(|l| l.name == dev)?;
+    l.conf.get(format!("{fam}.{leaf}").as_str()).cloned()
 }
 
 fn parse_addr(m: &AddressMessage) -> Option<Addr> {

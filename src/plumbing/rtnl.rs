@@ -16,7 +16,12 @@ use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 /// Requests go out in sends of about this many bytes: the kernel handles every message of a
 /// send before `sendmsg` returns, so the acknowledgements of one send fit the receive buffer.
 const SEND_CHUNK: usize = 32 * 1024;
-const RECV_BUF: usize = 1 << 20;
+/// Room for one datagram from the kernel: a dump's batch (at most 32 KiB) or the
+/// acknowledgements of one send. A connection is opened per namespace visit, so this is not
+/// the megabyte the nftables socket keeps.
+const RECV_BUF: usize = 64 * 1024;
+/// The socket's receive buffer in the kernel.
+const SOCK_BUF: usize = 1 << 20;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -56,6 +61,26 @@ pub struct Conn {
     buf: Vec<u64>,
 }
 
+thread_local! {
+    /// Receive buffers of connections this thread has closed: a worker visits namespace after
+    /// namespace, and zeroing 64 KiB per visit would cost more than the visit's dumps.
+    static BUFS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Vec<u64> {
+    BUFS.with(|b| b.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u64; RECV_BUF / 8])
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.len() == RECV_BUF / 8 {
+            BUFS.with(|b| b.borrow_mut().push(buf));
+        }
+    }
+}
+
 fn errno_text(code: i32) -> String {
     std::io::Error::from_raw_os_error(code).to_string()
 }
@@ -74,14 +99,31 @@ impl Conn {
         // has one to give.
         let _ = sock.set_cap_ack(true);
         let _ = sock.set_ext_ack(true);
-        let _ = sock.set_rx_buf_sz(RECV_BUF);
+        // Room in the socket for the acknowledgements of a whole send (each costs the kernel
+        // far more than its 36 bytes): the default would drop some.
+        let _ = sock.set_rx_buf_sz(SOCK_BUF);
+        // A lost answer is an error, not a run that waits for ever.
+        let tv = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt on our own socket with a live timeval of the size given.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
         // Dump requests are checked strictly, and their filters (a route table) honoured.
         let _ = sock.set_netlink_get_strict_chk(true);
         Ok(Conn {
             sock,
             seq: 0,
             place,
-            buf: vec![0u64; RECV_BUF / 8],
+            buf: take_buf(),
         })
     }
 
