@@ -348,8 +348,16 @@ pub fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
     if ops.is_empty() {
         return Ok(());
     }
+    let t = std::time::Instant::now();
     let enc = batch::encode(ops).map_err(|e| anyhow!("encoding the nftables batch: {e:#}"))?;
-    sock.send(&enc)
+    sock.send(&enc)?;
+    crate::detail!(
+        "timing: nft batch of {} messages ({} bytes): {:?}",
+        enc.len(),
+        enc.buf.len(),
+        t.elapsed()
+    );
+    Ok(())
 }
 
 /// What `[host] br_netfilter = "auto"` reports.
