@@ -68,6 +68,7 @@ pub fn compile(t: &Topology) -> Desired {
                 master: None,
                 marked: true,
                 no_link_local: false,
+                nf_call: crate::firewall::judges_within_bridges(t),
             },
         );
         d.host
@@ -116,6 +117,7 @@ pub fn compile(t: &Topology) -> Desired {
                     master: Some(i.bridge.clone()),
                     marked: true,
                     no_link_local: no_ll,
+                    nf_call: false,
                 },
             );
             node.links.insert(
@@ -131,6 +133,7 @@ pub fn compile(t: &Topology) -> Desired {
                     master: None,
                     marked: false,
                     no_link_local: no_ll,
+                    nf_call: false,
                 },
             );
             node.addrs

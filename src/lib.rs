@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod nft;
 pub mod plan;
 pub mod plumbing;
+pub mod policy;
 pub mod probe;
 pub mod resources;
 pub mod sandbox;

@@ -73,8 +73,12 @@ pub struct LinkSpec {
     /// The link carries nsfw's mark (its alias): links in the host do; inside a namespace
     /// nsfw owns, the namespace's mark covers them.
     pub marked: bool,
-    /// `addrgenmode none`: no IPv6 link-local address (see `plumbing::links`).
+    /// `addrgenmode none`: no IPv6 link-local address (see `plumbing::msgs`).
     pub no_link_local: bool,
+    /// For a bridge: its bridged traffic passes the IP hooks (the bridge's own
+    /// nf_call_iptables/ip6tables, whatever the host-wide sysctl says), so the policy judges
+    /// traffic between namespaces on it.
+    pub nf_call: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

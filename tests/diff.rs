@@ -159,7 +159,7 @@ fn every_kind_of_drift_is_named_and_repaired() {
             "nft flush ruleset",
             &[
                 "+ nft table inet nsfw_lab",
-                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != \"br0\" masquerade",
+                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != @bridges masquerade",
             ],
         ),
     ];

@@ -294,7 +294,7 @@ fn verify_reports_the_live_topology() {
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
     let out = sb.nsfw_code(&["verify", &f], 0);
-    assert!(out.contains("4/4 checks as expected"), "{out}");
+    assert!(out.contains("6/6 checks as expected"), "{out}");
     sb.ok("ip link set veth-ns2 down");
     let out = sb.nsfw_code(&["verify", &f], 1);
     assert!(out.contains("FAIL"), "{out}");
@@ -310,15 +310,15 @@ fn try_builds_checks_and_leaves_nothing() {
     let sb = Sandbox::new();
     let before = host_state(&sb);
     let out = sb.nsfw_code(&["try"], 0);
-    assert!(out.contains("8/8 checks as expected"), "{out}");
+    assert!(out.contains("10/10 checks as expected"), "{out}");
     assert!(out.contains("ns1") && out.contains("EXPECTED"), "{out}");
     assert_eq!(before, host_state(&sb));
 
     let f = sb.file("t.toml", "name = \"t\"\n[bridges.b0]\naddress = \"10.1.0.1/24\"\n[namespaces.a]\nbridge = \"b0\"\n[namespaces.b]\nbridge = \"b0\"\n[namespaces.c]\nbridge = \"b0\"\n");
     let out = sb.nsfw_code(&["try", &f], 0);
-    // 9 between namespaces and gateway; no masquerade and no ip_forward, so the 3 tries at
+    // 12 between namespaces, gateway and host; no masquerade and no ip_forward, so the 3 tries at
     // the internet are expected to fail; 3 blocked inbound.
-    assert!(out.contains("15/15 checks as expected"), "{out}");
+    assert!(out.contains("18/18 checks as expected"), "{out}");
     let internet: Vec<Vec<&str>> = out
         .lines()
         .filter(|l| l.contains("internet 203.0.113.10"))

@@ -86,12 +86,16 @@ pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
 /// Loads and validates, printing every error.
 pub fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
     let path = resolve_path(file)?;
-    topology::load(&path).map_err(|errs| {
+    let t = topology::load(&path).map_err(|errs| {
         for e in errs.0 {
             crate::error!("{e}");
         }
         Fail(ERR)
-    })
+    })?;
+    for w in &t.warnings {
+        crate::warning!("{w}");
+    }
+    Ok(t)
 }
 
 pub fn require_root(cmd: &str) -> Result<(), Fail> {

@@ -35,7 +35,7 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     super::quiet_for_json(json);
     require_root("verify")?;
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
-    let mut checks = probe::checks(&t);
+    let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
     Ok(run_checks(&checks, json))
 }
@@ -95,8 +95,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;
     let world = sandbox::world().map_err(|e| report(&e))?;
-    let mut checks = probe::checks(&t);
-    checks.extend(sandbox::upstream_checks(&t).map_err(|e| report(&e))?);
+    let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
     let code = run_checks(&checks, json);
     say!("sandbox torn down: nothing was left on the host");

@@ -4,10 +4,17 @@
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
 mod build;
+mod policy;
 mod publish;
 mod table;
 
 pub use table::{needs_localnet, table, table_name};
+
+/// Whether the topology's policy judges traffic between namespaces on one bridge (isolation,
+/// or any allow/deny entry): then its bridges hand their bridged traffic to the IP hooks.
+pub fn judges_within_bridges(t: &Topology) -> bool {
+    !t.policy.is_empty() || t.bridges.iter().any(|b| b.isolate)
+}
 
 use std::collections::BTreeMap;
 
@@ -276,6 +283,13 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         p.warnings.push(format!(
             "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw can neither see nor fix them; check `iptables-legacy -S FORWARD`",
             s.legacy_tables.join(", ")
+        ));
+    }
+
+    if judges_within_bridges(t) && s.br_nf.is_none() {
+        p.conflicts.push(format!(
+            "{}: the policy judges traffic between namespaces on one bridge, which needs the br_netfilter module (it hands bridged traffic to nftables); it is not loaded (no /proc/sys/net/bridge): load it first (modprobe br_netfilter), nsfw does not load modules",
+            t.source.display()
         ));
     }
 

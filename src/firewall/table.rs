@@ -17,7 +17,7 @@
 //!         ct status dnat accept                         # published ports
 //!         oifname @bridges drop }                       # nothing unsolicited in, no bridge to bridge
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-//!         ip saddr 10.10.0.0/24 oifname != "br0" masquerade
+//!         ip saddr 10.10.0.0/24 oifname != @bridges masquerade
 //!         ct status dnat oifname . ip saddr @src4 masquerade       # hairpin
 //!         ct status dnat oifname @bridges ip saddr 127.0.0.0/8 masquerade }   # from localhost
 //! }
@@ -32,7 +32,7 @@ use crate::nft::{
 use crate::topology::Topology;
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::publish;
+use super::{policy, publish};
 
 pub fn table_name(topology: &str) -> String {
     format!("nsfw_{topology}")
@@ -71,7 +71,16 @@ fn sets(t: &Topology) -> Vec<Set> {
             vec![Datatype::Ifname, Datatype::Ifname],
             None,
             false,
-            names(&|n| vec![Value::Ifname(n.into()), Value::Ifname(n.into())]),
+            t.bridges
+                .iter()
+                .filter(|b| !b.isolate)
+                .map(|b| {
+                    Element::key(vec![
+                        Value::Ifname(b.name.clone()),
+                        Value::Ifname(b.name.clone()),
+                    ])
+                })
+                .collect(),
         ),
         set(
             "src4",
@@ -88,16 +97,32 @@ fn sets(t: &Topology) -> Vec<Set> {
             sources(t, true),
         ),
     ];
+    if t.bridges.iter().any(|b| b.egress_deny) {
+        v.push(set(
+            "egress_deny",
+            vec![Datatype::Ifname],
+            None,
+            false,
+            t.bridges
+                .iter()
+                .filter(|b| b.egress_deny)
+                .map(|b| Element::key(vec![Value::Ifname(b.name.clone())]))
+                .collect(),
+        ));
+    }
+    if policy::any(t) {
+        v.extend(policy::sets(t));
+    }
     if publish::any(t) {
         v.extend(publish::maps(t));
     }
     v
 }
 
-fn judge() -> Chain {
+fn judge(t: &Topology) -> Chain {
     let iif = || meta(MetaKey::Iifname);
     let from_bridge = || lookup(iif(), "bridges", true);
-    let rules = vec![
+    let mut rules = vec![
         // Replies to what was let in or out pass; invalid packets go nowhere.
         rule(
             vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
@@ -120,23 +145,45 @@ fn judge() -> Chain {
             ],
             Verdict::Drop,
         ),
-        // Between namespaces on one bridge (seen here when br_netfilter is on).
-        rule(
-            vec![lookup(
-                concat(vec![iif(), meta(MetaKey::Oifname)]),
-                "same",
-                true,
-            )],
-            Verdict::Accept,
-        ),
-        // Published ports.
-        rule(vec![ct_dnat()], Verdict::Accept),
-        // Nothing unsolicited gets in, and no bridge reaches another.
-        rule(
-            vec![lookup(meta(MetaKey::Oifname), "bridges", true)],
-            Verdict::Drop,
-        ),
     ];
+    if policy::any(t) {
+        // Neighbour discovery is never judged (it is not a connection, and the IPv6 of
+        // everything else depends on it); then deny beats allow beats the defaults.
+        rules.push(rule(vec![policy::nd()], Verdict::Accept));
+        for (name, v6, verdict) in [
+            ("deny4", false, Verdict::Drop),
+            ("deny6", true, Verdict::Drop),
+            ("allow4", false, Verdict::Accept),
+            ("allow6", true, Verdict::Accept),
+        ] {
+            if policy::has(t, name) {
+                rules.push(rule(vec![policy::quad(name, v6)], verdict));
+            }
+        }
+    }
+    // Published ports.
+    rules.push(rule(vec![ct_dnat()], Verdict::Accept));
+    // Between namespaces on one bridge (seen here when br_netfilter is on), unless isolated.
+    rules.push(rule(
+        vec![lookup(
+            concat(vec![iif(), meta(MetaKey::Oifname)]),
+            "same",
+            true,
+        )],
+        Verdict::Accept,
+    ));
+    if t.bridges.iter().any(|b| b.egress_deny) {
+        // No new connection out of a bridge denied egress.
+        rules.push(rule(
+            vec![lookup(iif(), "egress_deny", true)],
+            Verdict::Drop,
+        ));
+    }
+    // Nothing unsolicited gets in, and no bridge reaches another.
+    rules.push(rule(
+        vec![lookup(meta(MetaKey::Oifname), "bridges", true)],
+        Verdict::Drop,
+    ));
     Chain::new("judge", None, rules)
 }
 
@@ -158,8 +205,9 @@ fn postrouting(t: &Topology) -> Vec<Rule> {
             let out_if = match &b.uplink {
                 // ip saddr 10.10.0.0/24 oifname "eth0" masquerade
                 Some(u) => Stmt::oifname(u, true),
-                // ip saddr 10.10.0.0/24 oifname != "br0" masquerade
-                None => Stmt::oifname(&b.name, false),
+                // ip saddr 10.10.0.0/24 oifname != @bridges masquerade: out of the host, not
+                // between its own bridges (where the policy decides, and addresses are kept).
+                None => lookup(meta(MetaKey::Oifname), "bridges", false),
             };
             out.push(Rule::new(vec![
                 in_net(net, true),
@@ -241,7 +289,8 @@ pub fn table(t: &Topology) -> Table {
             ),
         ],
     );
-    let mut chains = vec![forward, judge()];
+    let mut chains = vec![forward, judge(t)];
+    chains.extend(policy::host_chains(t));
     let post = postrouting(t);
     if !post.is_empty() {
         chains.push(Chain::new(

@@ -339,10 +339,14 @@ impl Cx<'_> {
                 name: spec.name.clone(),
                 mtu: spec.mtu,
                 mac,
+                nf_call: spec.nf_call,
             });
             return;
         };
         let mut attrs = Vec::new();
+        if l.nf_call != spec.nf_call {
+            attrs.push(LinkAttr::NfCall { new: spec.nf_call });
+        }
         if l.mtu != spec.mtu {
             attrs.push(LinkAttr::Mtu {
                 old: l.mtu,

@@ -85,10 +85,12 @@ pub(super) fn set_link_req(
     name: &str,
     attrs: &[LinkAttr],
     ix: &BTreeMap<String, u32>,
-) -> Result<Req> {
+) -> Result<Vec<Req>> {
     let (mut mtu, mut mac, mut up, mut master, mut arp) = (None, None, false, None, false);
+    let mut out = Vec::new();
     for a in attrs {
         match a {
+            LinkAttr::NfCall { new } => out.push(msgs::bridge_nf_call(name, *new)),
             LinkAttr::Mtu { new, .. } => mtu = Some(*new),
             LinkAttr::Mac { new, .. } => mac = Some(*new),
             LinkAttr::Up => up = true,
@@ -101,7 +103,8 @@ pub(super) fn set_link_req(
             }
         }
     }
-    Ok(msgs::set_link(name, mtu, mac, up, master, arp))
+    out.insert(0, msgs::set_link(name, mtu, mac, up, master, arp));
+    Ok(out)
 }
 
 /// Address and route requests of one place, against its link indexes.
@@ -396,10 +399,15 @@ fn host_build(
     let bridges: Vec<(&Step, Vec<Req>)> = these
         .iter()
         .filter_map(|s| match s {
-            Step::CreateBridge { name, mtu, mac } => Some((
+            Step::CreateBridge {
+                name,
+                mtu,
+                mac,
+                nf_call,
+            } => Some((
                 *s,
                 vec![
-                    msgs::create_bridge(name, *mtu, *mac),
+                    msgs::create_bridge(name, *mtu, *mac, *nf_call),
                     msgs::mark(name, mark),
                 ],
             )),
@@ -418,7 +426,7 @@ fn host_build(
     for s in these {
         if let Step::SetLink { name, attrs, .. } = s {
             match set_link_req(name, attrs, &ix) {
-                Ok(r) => items.push((*s, vec![r])),
+                Ok(r) => items.push((*s, r)),
                 Err(e) => errs.add(e.context(format!("while carrying out: {s}"))),
             }
         }

@@ -51,7 +51,7 @@ pub(super) fn ns_config(
                 }
                 Step::SetLink { name, attrs, .. } => {
                     match set_link_req(name, attrs, &BTreeMap::new()) {
-                        Ok(r) => links.push((*s, vec![r])),
+                        Ok(r) => links.push((*s, r)),
                         Err(e) => errs.add(e),
                     }
                 }

@@ -24,6 +24,10 @@ pub enum LinkAttr {
     Up,
     /// ARP back on (someone switched it off).
     Arp,
+    /// A bridge's nf_call_iptables/ip6tables.
+    NfCall {
+        new: bool,
+    },
     /// A port of `new` (None: of no bridge).
     Master {
         old: Option<String>,
@@ -41,6 +45,11 @@ impl fmt::Display for LinkAttr {
             },
             LinkAttr::Up => write!(f, "state down → up"),
             LinkAttr::Arp => write!(f, "arp off → on"),
+            LinkAttr::NfCall { new } => write!(
+                f,
+                "bridged traffic to the IP hooks {}",
+                if *new { "off → on" } else { "on → off" }
+            ),
             LinkAttr::Master { old, new } => write!(
                 f,
                 "master {} → {}",
@@ -83,6 +92,8 @@ pub enum Step {
         name: String,
         mtu: u32,
         mac: Mac,
+        /// nf_call_iptables/ip6tables on (see `LinkSpec::nf_call`).
+        nf_call: bool,
     },
     CreateVeth {
         ns: String,
@@ -326,7 +337,7 @@ impl fmt::Display for Step {
             Step::RemoveResolv { ns } => write!(f, "- file {}", resolv_path(ns).display()),
             Step::CreateNamespace { name } => write!(f, "+ namespace {name}"),
             Step::MarkNamespace { name } => write!(f, "~ namespace {name}: lo down → up"),
-            Step::CreateBridge { name, mtu, mac } => {
+            Step::CreateBridge { name, mtu, mac, .. } => {
                 write!(f, "+ bridge {name} mtu {mtu} mac {mac}")
             }
             Step::CreateVeth {
@@ -440,7 +451,7 @@ impl Step {
                 "file",
                 json!({"path": resolv_path(ns).display().to_string(), "namespace": ns}),
             ),
-            Step::CreateBridge { name, mtu, mac } => (
+            Step::CreateBridge { name, mtu, mac, .. } => (
                 "bridge",
                 json!({"name": name, "mtu": mtu, "mac": mac.to_string()}),
             ),
@@ -466,6 +477,7 @@ impl Step {
                         }
                         LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
                         LinkAttr::Arp => json!({"attr": "arp", "old": "off", "new": "on"}),
+                        LinkAttr::NfCall { new } => json!({"attr": "nf_call_iptables", "old": !new, "new": new}),
                         LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
                     })
                     .collect();

@@ -9,8 +9,8 @@ use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoData, InfoKind, InfoVeth,
+    LinkAttribute, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -107,12 +107,12 @@ pub fn set_link(
 
 /// A bridge, up, with its MTU and MAC (a MAC set by hand keeps the bridge from taking its
 /// smallest port's).
-pub fn create_bridge(name: &str, mtu: u32, mac: Mac) -> Req {
-    let m = LinkBridge::new(name)
-        .mtu(mtu)
-        .address(mac.0.to_vec())
-        .up()
-        .build();
+pub fn create_bridge(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Req {
+    let mut b = LinkBridge::new(name).mtu(mtu).address(mac.0.to_vec()).up();
+    if nf_call {
+        b = b.set_info_data(InfoData::Bridge(nf_call_opts(true)));
+    }
+    let m = b.build();
     Req::new(
         RouteNetlinkMessage::NewLink(m),
         NLM_F_CREATE | NLM_F_EXCL,
@@ -155,6 +155,28 @@ pub fn create_veth(
         RouteNetlinkMessage::NewLink(m),
         NLM_F_CREATE | NLM_F_EXCL,
         format!("cannot create veth {host} (peer {peer})"),
+    )
+}
+
+fn nf_call_opts(on: bool) -> Vec<InfoBridge> {
+    vec![
+        InfoBridge::NfCallIpTables(on),
+        InfoBridge::NfCallIp6Tables(on),
+    ]
+}
+
+/// A bridge's own nf_call_iptables/ip6tables: its bridged traffic passes the IP hooks (where
+/// nsfw's policy judges it) whatever the host-wide bridge-nf-call sysctls say. A change of
+/// bridge options is a NEWLINK on the existing bridge.
+pub fn bridge_nf_call(name: &str, on: bool) -> Req {
+    let m = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Bridge)
+        .name(name.to_string())
+        .set_info_data(InfoData::Bridge(nf_call_opts(on)))
+        .build();
+    Req::new(
+        RouteNetlinkMessage::NewLink(m),
+        0,
+        format!("cannot change bridge {name}'s nf_call_iptables"),
     )
 }
 

@@ -9,8 +9,8 @@ use anyhow::Result;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecInet6, AfSpecUnspec, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
-    LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoData, LinkAttribute, LinkExtentMask,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
@@ -42,6 +42,8 @@ pub struct Link {
     /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
     /// no file access per namespace.
     pub conf: BTreeMap<&'static str, String>,
+    /// For a bridge: nf_call_iptables (its bridged traffic passes the IP hooks).
+    pub nf_call: bool,
 }
 
 /// An address on a link.
@@ -261,6 +263,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         mtu: 0,
         mac: None,
         conf: BTreeMap::new(),
+        nf_call: false,
         up: m.header.flags.contains(LinkFlags::Up),
         noarp: m.header.flags.contains(LinkFlags::Noarp),
         alias: None,
@@ -277,8 +280,14 @@ pub fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        l.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Bridge(opts)) => {
+                            l.nf_call = opts
+                                .iter()
+                                .any(|o| matches!(o, InfoBridge::NfCallIpTables(true)));
+                        }
+                        _ => {}
                     }
                 }
             }

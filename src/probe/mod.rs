@@ -38,7 +38,7 @@ impl fmt::Display for Origin {
 pub enum Probe {
     /// ICMP echo.
     Ping,
-    /// A TCP connection to a listener.
+    /// A TCP connection: reached when it connects or is refused, blocked when nothing answers.
     Tcp(u16),
     /// A connection (TCP) or datagram (UDP) to a server that answers with the source address
     /// it saw: reaching it is not enough, the answer must be `want` when given.
@@ -114,7 +114,8 @@ fn attempt(to: Ipv4Addr, probe: Probe) -> Result<bool> {
     match probe {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
-        Probe::Tcp(port) => Ok(net::tcp(to, port)?.is_some()),
+        // Refused counts as reached: the packet got there (nothing listens on the port).
+        Probe::Tcp(port) => Ok(!matches!(net::tcp_try(to, port)?, net::Tcp::Nothing)),
         Probe::Seen { proto, port, want } => {
             let answer = match proto {
                 Proto::Tcp => net::tcp(to, port)?,

@@ -14,15 +14,34 @@ use crate::plumbing::netns;
 /// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
 /// dropped, unreachable) within the timeout.
 pub fn tcp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
+    Ok(match tcp_try(to, port)? {
+        Tcp::Answered(s) => Some(s),
+        Tcp::Refused | Tcp::Nothing => None,
+    })
+}
+
+/// What a TCP connection attempt met.
+pub enum Tcp {
+    /// Connected; what the server said.
+    Answered(String),
+    /// Refused (RST): the packet reached the destination, nothing listens there.
+    Refused,
+    /// Nothing within the timeout, or unreachable: dropped on the way.
+    Nothing,
+}
+
+/// Opens a TCP connection and reads what the server says.
+pub fn tcp_try(to: Ipv4Addr, port: u16) -> Result<Tcp> {
     let addr = std::net::SocketAddr::from((to, port));
     let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
         Ok(s) => s,
-        Err(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(Tcp::Refused),
+        Err(_) => return Ok(Tcp::Nothing),
     };
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut text = String::new();
     let _ = std::io::Read::read_to_string(&mut s, &mut text);
-    Ok(Some(text))
+    Ok(Tcp::Answered(text))
 }
 
 /// Serves, inside namespace `ns`, on `addr`: every connection is told the source address it

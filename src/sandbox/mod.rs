@@ -16,7 +16,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
 use crate::plumbing::{Conn, msgs, netns};
-use crate::probe::{self, Check, Origin, Probe};
+use crate::probe;
 use crate::resources::RouteSpec;
 use crate::topology::Topology;
 
@@ -201,47 +201,8 @@ pub fn world() -> Result<probe::World> {
         ns: WAN_NS.to_string(),
         addr: addr(WAN_ADDR)?,
         host_addr: addr(UPLINK_ADDR)?,
+        uplink: UPLINK.to_string(),
+        server: addr(INTERNET_ADDR)?,
+        echo_port: ECHO_PORT,
     })
-}
-
-/// The checks that need the simulated upstream: every namespace reaches the internet (when
-/// the host forwards), seen there as the uplink's address when its bridge masquerades out of
-/// it (as itself otherwise); nothing from the internet reaches a namespace unasked.
-pub fn upstream_checks(t: &Topology) -> Result<Vec<Check>> {
-    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    let uplink: Ipv4Network = UPLINK_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    let mut out = Vec::new();
-    // The sandbox starts with forwarding off: the namespaces reach out only if the file turns
-    // it on (explicitly, or by masquerading).
-    let forwarding = t.host.ip_forward == Some(true);
-    for n in &t.namespaces {
-        let Some(i) = n.primary() else { continue };
-        let Some(b) = t.bridge(&i.bridge) else {
-            continue;
-        };
-        let natted = b.masquerade && b.uplink.as_deref().is_none_or(|u| u == UPLINK);
-        let want = if natted { uplink.ip() } else { i.address.ip() };
-        out.push(Check {
-            from: Origin::Ns(n.name.clone()),
-            to_label: "internet".into(),
-            to: inet.ip(),
-            probe: Probe::Seen {
-                proto: crate::topology::Proto::Tcp,
-                port: ECHO_PORT,
-                want: Some(want),
-            },
-            expect: forwarding,
-        });
-    }
-    for n in &t.namespaces {
-        let Some(i) = n.primary() else { continue };
-        out.push(Check {
-            from: Origin::Ns(WAN_NS.into()),
-            to_label: n.name.clone(),
-            to: i.address.ip(),
-            probe: Probe::Tcp(LISTEN_PORT),
-            expect: false,
-        });
-    }
-    Ok(out)
 }

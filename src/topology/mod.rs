@@ -7,6 +7,7 @@
 mod addr;
 mod names;
 mod namespaces;
+mod policy;
 mod publish;
 mod syntax;
 mod validate;
@@ -19,6 +20,7 @@ use ipnetwork::{Ipv4Network, Ipv6Network};
 
 pub use addr::{overlaps, subnet_of, subnet_of4};
 pub use names::{MAX_IFNAME, check_ifname, check_topology_name, derived_mac, host_ifname_for};
+pub use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub use publish::{Proto, Publish};
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
@@ -53,6 +55,9 @@ pub struct Host {
     /// `None`: nsfw does not manage `net.ipv4.ip_forward`.
     pub ip_forward: Option<bool>,
     pub br_netfilter: BrNetfilter,
+    /// Namespaces reach the host itself only where `[[allow]]` says so (and ping their
+    /// gateway).
+    pub protect: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +76,11 @@ pub struct Bridge {
     /// Given in the file, or derived from the topology's and bridge's names: a bridge keeps
     /// its MAC when it is recreated, so the namespaces' ARP caches stay right.
     pub mac: Mac,
+    /// Namespaces on the bridge cannot reach each other (unless allowed).
+    pub isolate: bool,
+    /// `egress = "deny"`: namespaces on the bridge cannot open connections to the world
+    /// (unless allowed).
+    pub egress_deny: bool,
     /// `overlap = "allow"`: the subnet may overlap a route the host already has or another
     /// topology's subnet (the user knows why).
     pub overlap_allowed: bool,
@@ -136,6 +146,10 @@ pub struct Topology {
     pub host: Host,
     pub bridges: Vec<Bridge>,
     pub namespaces: Vec<Namespace>,
+    /// `[[allow]]` and `[[deny]]`, in file order (their order decides nothing).
+    pub policy: Vec<PolicyRule>,
+    /// Things worth saying about the file that are not errors.
+    pub warnings: Vec<String>,
 }
 
 impl Topology {

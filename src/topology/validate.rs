@@ -14,7 +14,9 @@ use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
 const DEFAULT_MTU: u32 = 1500;
-const BRIDGE_KEYS: [&str; 9] = [
+const BRIDGE_KEYS: [&str; 11] = [
+    "isolate",
+    "egress",
     "address",
     "address6",
     "masquerade",
@@ -44,7 +46,11 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
         }
     };
     let mut cx = Ctx::new(file);
-    cx.unknown_keys(&root, "", &["name", "host", "bridges", "namespaces"]);
+    cx.unknown_keys(
+        &root,
+        "",
+        &["name", "host", "bridges", "namespaces", "allow", "deny"],
+    );
     let name = topology_name(&mut cx, &root);
     let bridges = bridges(&mut cx, &root, &name);
     let host = host(&mut cx, &root, &bridges);
@@ -52,6 +58,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     check_macs(&mut cx, &bridges, &namespaces);
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
+    let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
+    let warnings = crate::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     if cx.errors.is_empty() {
         Ok(Topology {
             name,
@@ -59,6 +67,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             host,
             bridges,
             namespaces,
+            policy,
+            warnings,
         })
     } else {
         Err(Errors(cx.errors))
@@ -148,6 +158,8 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
         let mac = cx.mac(b, &prefix);
         let overlap = cx.choice(b, &prefix, "overlap", &["deny", "allow"]);
         let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
+        let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
+        let egress = cx.choice(b, &prefix, "egress", &["allow", "deny"]);
         let (Some(IpNetwork::V4(address)), true) = (address, name_ok) else {
             continue;
         };
@@ -165,6 +177,8 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
             mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
             overlap_allowed: overlap.as_deref() == Some("allow")
                 || overlap6.as_deref() == Some("allow"),
+            isolate,
+            egress_deny: egress.as_deref() == Some("deny"),
         });
     }
     // Overlapping subnets make routing ambiguous: reject every pair, in each family.
@@ -205,9 +219,11 @@ fn host(cx: &mut Ctx, root: &Table, bridges: &[Bridge]) -> Host {
     let mut host = Host {
         ip_forward: if any_masq { Some(true) } else { None },
         br_netfilter: BrNetfilter::Auto,
+        protect: false,
     };
     if let Some(h) = cx.table(root, "", "host") {
-        cx.unknown_keys(h, "host", &["ip_forward", "br_netfilter"]);
+        cx.unknown_keys(h, "host", &["ip_forward", "br_netfilter", "protect"]);
+        host.protect = cx.boolean(h, "host", "protect").unwrap_or(false);
         if let Some(f) = cx.boolean(h, "host", "ip_forward") {
             host.ip_forward = Some(f);
         }

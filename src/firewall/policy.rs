@@ -1,0 +1,470 @@
+//! The policy as sets: every `[[allow]]` and `[[deny]]` becomes elements of
+//! `saddr . daddr . l4proto . dport` interval sets (and `saddr . l4proto . dport` for the host),
+//! looked up by a fixed handful of rules — a packet costs the same whether the file has 10
+//! entries or 10,000, and nothing depends on their order.
+//!
+//! ```nft
+//! set deny4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;
+//!             elements = { 10.10.0.4 . 10.10.0.2 . 0-255 . 0-65535 } }
+//! chain judge { ...
+//!     ip saddr . ip daddr . meta l4proto . th dport @deny4 drop
+//!     ip saddr . ip daddr . meta l4proto . th dport @allow4 accept
+//!     ... }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::IpNetwork;
+
+use crate::nft::{
+    Base, Chain, ChainType, Datatype, Element, Field, Hook, Match, MetaKey, Op, Policy, Rhs, Set,
+    SetRef, Stmt, Value, Verdict, ct_state, prio,
+};
+use crate::topology::{Action, Endpoint, ICMP, ICMPV6, PortSpec, Topology};
+
+use super::build::{concat, field, lookup, meta, rule, set};
+
+/// An inclusive address range of one family.
+type Range = (IpAddr, IpAddr);
+
+fn net_range(n: IpNetwork) -> Range {
+    match n {
+        IpNetwork::V4(n) => (n.network().into(), n.broadcast().into()),
+        IpNetwork::V6(n) => {
+            let lo = u128::from(n.network());
+            let span = if n.prefix() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - u32::from(n.prefix()))) - 1
+            };
+            (n.network().into(), Ipv6Addr::from(lo | span).into())
+        }
+    }
+}
+
+/// Everything of one family but `taken` (sorted, disjoint after merging).
+fn complement(mut taken: Vec<(u128, u128)>, max: u128) -> Vec<(u128, u128)> {
+    taken.sort();
+    let mut out = Vec::new();
+    let mut next = 0u128;
+    for (lo, hi) in taken {
+        if lo > next {
+            out.push((next, lo - 1));
+        }
+        if hi == max {
+            return out;
+        }
+        next = next.max(hi + 1);
+    }
+    out.push((next, max));
+    out
+}
+
+/// The topology's own networks of one family.
+fn subnets(t: &Topology, v6: bool) -> Vec<IpNetwork> {
+    t.bridges
+        .iter()
+        .filter_map(|b| {
+            if v6 {
+                b.subnet6().map(IpNetwork::V6)
+            } else {
+                Some(IpNetwork::V4(b.subnet()))
+            }
+        })
+        .collect()
+}
+
+/// The address ranges an endpoint stands for, in one family (none for the host, which the
+/// forward sets never see as an address).
+fn ranges(t: &Topology, e: &Endpoint, v6: bool) -> Vec<Range> {
+    let of_ns = |n: &crate::topology::Namespace| -> Vec<Range> {
+        n.ifaces
+            .iter()
+            .filter_map(|i| {
+                if v6 {
+                    i.address6.map(|a| IpAddr::V6(a.ip()))
+                } else {
+                    Some(IpAddr::V4(i.address.ip()))
+                }
+            })
+            .map(|a| (a, a))
+            .collect()
+    };
+    match e {
+        Endpoint::Ns(n) => t
+            .namespaces
+            .iter()
+            .filter(|x| &x.name == n)
+            .flat_map(of_ns)
+            .collect(),
+        Endpoint::Bridge(b) => t
+            .bridges
+            .iter()
+            .filter(|x| &x.name == b)
+            .filter_map(|x| {
+                if v6 {
+                    x.subnet6().map(IpNetwork::V6)
+                } else {
+                    Some(IpNetwork::V4(x.subnet()))
+                }
+            })
+            .map(net_range)
+            .collect(),
+        Endpoint::Cidr(c) if c.is_ipv6() == v6 => vec![net_range(*c)],
+        Endpoint::Cidr(_) | Endpoint::Host => Vec::new(),
+        Endpoint::World => {
+            let as_u = |a: IpAddr| match a {
+                IpAddr::V4(a) => u128::from(u32::from(a)),
+                IpAddr::V6(a) => u128::from(a),
+            };
+            let taken: Vec<(u128, u128)> = subnets(t, v6)
+                .into_iter()
+                .map(net_range)
+                .map(|(lo, hi)| (as_u(lo), as_u(hi)))
+                .collect();
+            let max = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+            complement(taken, max)
+                .into_iter()
+                .map(|(lo, hi)| {
+                    if v6 {
+                        (IpAddr::V6(lo.into()), IpAddr::V6(hi.into()))
+                    } else {
+                        let v4 = |x: u128| {
+                            IpAddr::V4(Ipv4Addr::from(u32::try_from(x).unwrap_or(u32::MAX)))
+                        };
+                        (v4(lo), v4(hi))
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// (protocol range, port range) of a port spec in one family.
+fn proto_ports(p: &PortSpec, v6: bool) -> ((u8, u8), (u16, u16)) {
+    let proto = match p.proto {
+        None => (0, 255),
+        Some(ICMP) if v6 => (ICMPV6, ICMPV6),
+        Some(x) => (x, x),
+    };
+    (proto, p.ports)
+}
+
+fn addr(a: IpAddr) -> Value {
+    super::build::ip_value(a)
+}
+
+/// The elements of the rules with `action` whose ends are both addresses (not the host).
+fn forward_elements(t: &Topology, action: Action, v6: bool) -> Vec<Element> {
+    let mut out = Vec::new();
+    for r in t.policy.iter().filter(|r| r.action == action) {
+        if matches!(r.from, Endpoint::Host) || matches!(r.to, Endpoint::Host) {
+            continue;
+        }
+        for s in ranges(t, &r.from, v6) {
+            for d in ranges(t, &r.to, v6) {
+                for p in &r.ports {
+                    let ((plo, phi), (lo, hi)) = proto_ports(p, v6);
+                    out.push(Element {
+                        key: vec![addr(s.0), addr(d.0), Value::Proto(plo), Value::Port(lo)],
+                        key_end: Some(vec![
+                            addr(s.1),
+                            addr(d.1),
+                            Value::Proto(phi),
+                            Value::Port(hi),
+                        ]),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    dedup(out)
+}
+
+/// The elements of rules to the host (`to_host`) or from it (`!to_host`): one address side.
+fn host_elements(t: &Topology, action: Action, v6: bool, to_host: bool) -> Vec<Element> {
+    let mut out = Vec::new();
+    for r in t.policy.iter().filter(|r| r.action == action) {
+        let other = match (to_host, &r.from, &r.to) {
+            (true, f, Endpoint::Host) => f,
+            (false, Endpoint::Host, d) => d,
+            _ => continue,
+        };
+        for s in ranges(t, other, v6) {
+            for p in &r.ports {
+                let ((plo, phi), (lo, hi)) = proto_ports(p, v6);
+                out.push(Element {
+                    key: vec![addr(s.0), Value::Proto(plo), Value::Port(lo)],
+                    key_end: Some(vec![addr(s.1), Value::Proto(phi), Value::Port(hi)]),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    dedup(out)
+}
+
+fn dedup(mut v: Vec<Element>) -> Vec<Element> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn addr_type(v6: bool) -> Datatype {
+    if v6 {
+        Datatype::Ipv6Addr
+    } else {
+        Datatype::Ipv4Addr
+    }
+}
+
+/// Whether the topology says anything about who may talk to whom.
+pub fn any(t: &Topology) -> bool {
+    !t.policy.is_empty() || t.bridges.iter().any(|b| b.isolate || b.egress_deny) || t.host.protect
+}
+
+/// The policy's sets that hold anything (the rules read only these).
+pub fn sets(t: &Topology) -> Vec<Set> {
+    let mut v = all_sets(t);
+    v.retain(|s| !s.elements.is_empty());
+    v.extend(gateways(t));
+    v
+}
+
+/// Whether the policy set `name` holds anything.
+pub fn has(t: &Topology, name: &str) -> bool {
+    all_sets(t)
+        .iter()
+        .any(|s| s.name == name && !s.elements.is_empty())
+}
+
+/// Each bridge's own address, where a namespace may always ping its gateway.
+fn gateways(t: &Topology) -> Vec<Set> {
+    if !t.host.protect {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    for v6 in [false, true] {
+        let elements: Vec<Element> = t
+            .bridges
+            .iter()
+            .filter_map(|b| {
+                let a = if v6 {
+                    b.address6.map(|a| IpAddr::V6(a.ip()))
+                } else {
+                    Some(IpAddr::V4(b.address.ip()))
+                };
+                a.map(|a| Element::key(vec![Value::Ifname(b.name.clone()), addr(a)]))
+            })
+            .collect();
+        if !elements.is_empty() {
+            let name = if v6 { "gateways6" } else { "gateways4" };
+            v.push(set(
+                name,
+                vec![Datatype::Ifname, addr_type(v6)],
+                None,
+                false,
+                elements,
+            ));
+        }
+    }
+    v
+}
+
+fn all_sets(t: &Topology) -> Vec<Set> {
+    let mut v = Vec::new();
+    for v6 in [false, true] {
+        let n = if v6 { "6" } else { "4" };
+        let a = addr_type(v6);
+        let quad = vec![a, a, Datatype::InetProto, Datatype::InetService];
+        let tri = vec![a, Datatype::InetProto, Datatype::InetService];
+        v.push(set(
+            &format!("deny{n}"),
+            quad.clone(),
+            None,
+            true,
+            forward_elements(t, Action::Deny, v6),
+        ));
+        v.push(set(
+            &format!("allow{n}"),
+            quad,
+            None,
+            true,
+            forward_elements(t, Action::Allow, v6),
+        ));
+        v.push(set(
+            &format!("host_deny{n}"),
+            tri.clone(),
+            None,
+            true,
+            host_elements(t, Action::Deny, v6, true),
+        ));
+        v.push(set(
+            &format!("host_allow{n}"),
+            tri.clone(),
+            None,
+            true,
+            host_elements(t, Action::Allow, v6, true),
+        ));
+        v.push(set(
+            &format!("from_host_deny{n}"),
+            tri,
+            None,
+            true,
+            host_elements(t, Action::Deny, v6, false),
+        ));
+    }
+    v
+}
+
+/// `ip saddr . ip daddr . meta l4proto . th dport @NAME` (or the IPv6 form).
+pub fn quad(name: &str, v6: bool) -> Stmt {
+    let (s, d) = if v6 {
+        (Field::Ip6Saddr, Field::Ip6Daddr)
+    } else {
+        (Field::IpSaddr, Field::IpDaddr)
+    };
+    lookup(
+        concat(vec![
+            field(s),
+            field(d),
+            meta(MetaKey::L4proto),
+            field(Field::ThDport),
+        ]),
+        name,
+        true,
+    )
+}
+
+/// `ip saddr . meta l4proto . th dport @NAME` (`daddr` with `dst`).
+pub fn tri(name: &str, v6: bool, dst: bool) -> Stmt {
+    let a = match (v6, dst) {
+        (false, false) => Field::IpSaddr,
+        (false, true) => Field::IpDaddr,
+        (true, false) => Field::Ip6Saddr,
+        (true, true) => Field::Ip6Daddr,
+    };
+    lookup(
+        concat(vec![
+            field(a),
+            meta(MetaKey::L4proto),
+            field(Field::ThDport),
+        ]),
+        name,
+        true,
+    )
+}
+
+/// `icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }`
+pub fn nd() -> Stmt {
+    Stmt::Match(Match {
+        left: field(Field::Icmpv6Type),
+        op: Op::Eq,
+        right: Rhs::Set(SetRef::Anon(
+            (133u8..=136)
+                .map(|t| Element::key(vec![Value::Icmpv6Type(t)]))
+                .collect(),
+        )),
+    })
+}
+
+/// `icmp type echo-request` / `icmpv6 type echo-request`
+fn echo(v6: bool) -> Stmt {
+    if v6 {
+        Stmt::eq(field(Field::Icmpv6Type), Value::Icmpv6Type(128))
+    } else {
+        Stmt::eq(field(Field::IcmpType), Value::IcmpType(8))
+    }
+}
+
+/// The chains that judge what the namespaces open to the host itself (input) and what the
+/// host opens to them (output), when the policy says anything about the host.
+///
+/// ```nft
+/// chain input { type filter hook input priority filter; policy accept;
+///     iifname @bridges goto to_host }
+/// chain to_host {
+///     ct state established,related accept
+///     icmpv6 type { nd-router-solicit, ... } accept
+///     ip saddr . meta l4proto . th dport @host_deny4 drop
+///     ip saddr . meta l4proto . th dport @host_allow4 accept    # [host] protect:
+///     iifname . ip daddr @gateways4 icmp type echo-request accept
+///     drop }
+/// ```
+pub fn host_chains(t: &Topology) -> Vec<Chain> {
+    let mut out = Vec::new();
+    let mut to_host = Vec::new();
+    for (name, v6, v) in [
+        ("host_deny4", false, Verdict::Drop),
+        ("host_deny6", true, Verdict::Drop),
+    ] {
+        if has(t, name) {
+            to_host.push(rule(vec![tri(name, v6, false)], v));
+        }
+    }
+    if t.host.protect {
+        for (name, v6) in [("host_allow4", false), ("host_allow6", true)] {
+            if has(t, name) {
+                to_host.push(rule(vec![tri(name, v6, false)], Verdict::Accept));
+            }
+        }
+        for g in gateways(t) {
+            let v6 = g.name.ends_with('6');
+            let daddr = if v6 { Field::Ip6Daddr } else { Field::IpDaddr };
+            to_host.push(rule(
+                vec![
+                    lookup(
+                        concat(vec![meta(MetaKey::Iifname), field(daddr)]),
+                        &g.name,
+                        true,
+                    ),
+                    echo(v6),
+                ],
+                Verdict::Accept,
+            ));
+        }
+        to_host.push(rule(vec![], Verdict::Drop));
+    }
+    if !to_host.is_empty() {
+        let mut rules = vec![
+            rule(
+                vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
+                Verdict::Accept,
+            ),
+            rule(vec![nd()], Verdict::Accept),
+        ];
+        rules.extend(to_host);
+        out.push(Chain::new(
+            "input",
+            Some(base(Hook::Input)),
+            vec![rule(
+                vec![lookup(meta(MetaKey::Iifname), "bridges", true)],
+                Verdict::Goto("to_host".into()),
+            )],
+        ));
+        out.push(Chain::new("to_host", None, rules));
+    }
+    let mut from_host = Vec::new();
+    for (name, v6) in [("from_host_deny4", false), ("from_host_deny6", true)] {
+        if has(t, name) {
+            from_host.push(rule(
+                vec![Stmt::ct_state(ct_state::NEW), tri(name, v6, true)],
+                Verdict::Drop,
+            ));
+        }
+    }
+    if !from_host.is_empty() {
+        out.push(Chain::new("from_host", Some(base(Hook::Output)), from_host));
+    }
+    out
+}
+
+fn base(hook: Hook) -> Base {
+    Base {
+        ty: ChainType::Filter,
+        hook,
+        priority: prio::FILTER,
+        policy: Policy::Accept,
+    }
+}

@@ -1,0 +1,276 @@
+//! What the file's policy decides for a connection — DESIGN.md's semantics, written once as a
+//! plain function. The firewall compiles the same policy into sets (`firewall::policy`); the
+//! checks of `try` and `verify` ask this function what to expect, so the file's intent is
+//! proven with packets, not restated.
+//!
+//! A new connection is judged; replies always pass. Most specific first, independent of the
+//! order of anything in the file: a matching `[[deny]]` drops; a matching `[[allow]]` or a
+//! published port accepts; then the defaults.
+
+use std::net::IpAddr;
+
+use crate::topology::{Action, Endpoint, Namespace, PolicyRule, Topology};
+
+/// One end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// A namespace of the topology, by name, and the address it uses.
+    Ns(String, IpAddr),
+    /// The host itself, at one of its addresses.
+    Host(IpAddr),
+    /// Anything else.
+    World(IpAddr),
+}
+
+impl Party {
+    fn addr(&self) -> IpAddr {
+        match self {
+            Party::Ns(_, a) | Party::Host(a) | Party::World(a) => *a,
+        }
+    }
+}
+
+/// A new connection: from, to, protocol number, destination port (0 for ICMP).
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub from: Party,
+    pub to: Party,
+    pub proto: u8,
+    pub port: u16,
+    /// It reaches `to` through a published port of the host (DNAT).
+    pub published: bool,
+    /// ICMP echo to the namespace's own gateway.
+    pub ping_gateway: bool,
+}
+
+fn bridge_of<'a>(t: &'a Topology, ns: &str) -> Option<&'a str> {
+    t.namespaces
+        .iter()
+        .find(|n| n.name == ns)
+        .and_then(Namespace::primary)
+        .map(|i| i.bridge.as_str())
+}
+
+fn matches(t: &Topology, e: &Endpoint, p: &Party) -> bool {
+    match (e, p) {
+        (Endpoint::Ns(n), Party::Ns(m, _)) => n == m,
+        (Endpoint::Bridge(b), Party::Ns(m, _)) => bridge_of(t, m) == Some(b.as_str()),
+        (Endpoint::Host, Party::Host(_)) => true,
+        (Endpoint::World, Party::World(_)) => true,
+        (Endpoint::Cidr(c), p) => !matches!(p, Party::Host(_)) && c.contains(p.addr()),
+        _ => false,
+    }
+}
+
+fn applies(t: &Topology, r: &PolicyRule, f: &Flow) -> bool {
+    matches(t, &r.from, &f.from)
+        && matches(t, &r.to, &f.to)
+        && r.ports.iter().any(|p| p.covers(f.proto, f.port))
+}
+
+/// Whether the connection is let through.
+pub fn decide(t: &Topology, f: &Flow) -> bool {
+    let hit = |a: Action| t.policy.iter().any(|r| r.action == a && applies(t, r, f));
+    if hit(Action::Deny) {
+        return false;
+    }
+    if hit(Action::Allow) || f.published {
+        return true;
+    }
+    let bridge = |b: &str| t.bridge(b);
+    match (&f.from, &f.to) {
+        (Party::Ns(a, _), Party::Ns(b, _)) => {
+            let (ba, bb) = (bridge_of(t, a), bridge_of(t, b));
+            ba.is_some() && ba == bb && !ba.and_then(bridge).is_some_and(|x| x.isolate)
+        }
+        (Party::Ns(a, _), Party::World(_)) => !bridge_of(t, a)
+            .and_then(bridge)
+            .is_some_and(|x| x.egress_deny),
+        (Party::World(_), Party::Ns(..)) => false,
+        (Party::Ns(..), Party::Host(_)) => !t.host.protect || f.ping_gateway,
+        (Party::Host(_), _) => true,
+        (Party::World(_), _) => true,
+    }
+}
+
+/// Warnings about a policy that changes nothing by itself: an allow and a deny of the same
+/// connections (deny wins), a bridge denied egress with nothing allowed out.
+pub fn lint(
+    file: &str,
+    bridges: &[crate::topology::Bridge],
+    namespaces: &[Namespace],
+    policy: &[PolicyRule],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in policy.iter().filter(|r| r.action == Action::Allow) {
+        for d in policy.iter().filter(|r| r.action == Action::Deny) {
+            if a.from == d.from && a.to == d.to && a.ports == d.ports {
+                out.push(format!(
+                    "{file}: {} and {} name the same connections ({} → {}): the deny wins",
+                    a.key, d.key, a.from, a.to
+                ));
+            }
+        }
+    }
+    for b in bridges.iter().filter(|b| b.egress_deny) {
+        let members: Vec<&str> = namespaces
+            .iter()
+            .filter(|n| n.primary().is_some_and(|i| i.bridge == b.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        let out_allowed = policy.iter().any(|r| {
+            r.action == Action::Allow
+                && match &r.from {
+                    Endpoint::Ns(n) => members.contains(&n.as_str()),
+                    Endpoint::Bridge(x) => *x == b.name,
+                    Endpoint::Cidr(_) => true,
+                    _ => false,
+                }
+        });
+        if !out_allowed {
+            out.push(format!(
+                "{file}: bridges.{}.egress = \"deny\" and no [[allow]] from its namespaces: they can reach nothing outside",
+                b.name
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn topo(extra: &str) -> Topology {
+        let text = format!(
+            "name='t'\n[bridges.br0]\naddress='10.1.0.1/24'\n[bridges.br1]\naddress='10.2.0.1/24'\n[namespaces.a]\nbridge='br0'\n[namespaces.b]\nbridge='br0'\n[namespaces.c]\nbridge='br1'\n{extra}"
+        );
+        crate::topology::parse(&text, Path::new("t")).expect("valid")
+    }
+
+    fn ns(t: &Topology, n: &str) -> Party {
+        let i = t
+            .namespaces
+            .iter()
+            .find(|x| x.name == n)
+            .and_then(Namespace::primary)
+            .expect("ns");
+        Party::Ns(n.into(), IpAddr::V4(i.address.ip()))
+    }
+
+    fn flow(from: Party, to: Party, proto: u8, port: u16) -> Flow {
+        Flow {
+            from,
+            to,
+            proto,
+            port,
+            published: false,
+            ping_gateway: false,
+        }
+    }
+
+    fn world() -> Party {
+        Party::World("203.0.113.10".parse().expect("ip"))
+    }
+
+    #[test]
+    fn defaults() {
+        let t = topo("");
+        assert!(
+            decide(&t, &flow(ns(&t, "a"), ns(&t, "b"), 6, 80)),
+            "same bridge"
+        );
+        assert!(
+            !decide(&t, &flow(ns(&t, "a"), ns(&t, "c"), 6, 80)),
+            "bridge to bridge"
+        );
+        assert!(
+            !decide(&t, &flow(ns(&t, "c"), ns(&t, "a"), 6, 80)),
+            "both ways"
+        );
+        assert!(decide(&t, &flow(ns(&t, "a"), world(), 6, 80)), "egress");
+        assert!(!decide(&t, &flow(world(), ns(&t, "a"), 6, 80)), "inbound");
+        let host = Party::Host("10.1.0.1".parse().expect("ip"));
+        assert!(
+            decide(&t, &flow(ns(&t, "a"), host.clone(), 6, 22)),
+            "to the host"
+        );
+        let mut p = flow(world(), ns(&t, "a"), 6, 80);
+        p.published = true;
+        assert!(decide(&t, &p), "a published port");
+    }
+
+    #[test]
+    fn deny_beats_allow_beats_defaults_in_any_order() {
+        for order in [
+            "[[allow]]\nfrom='br0'\nto='br1'\n[[deny]]\nfrom='a'\nto='c'\nports=['tcp/22']\n",
+            "[[deny]]\nfrom='a'\nto='c'\nports=['tcp/22']\n[[allow]]\nfrom='br0'\nto='br1'\n",
+        ] {
+            let t = topo(order);
+            assert!(
+                decide(&t, &flow(ns(&t, "a"), ns(&t, "c"), 6, 80)),
+                "allowed"
+            );
+            assert!(
+                !decide(&t, &flow(ns(&t, "a"), ns(&t, "c"), 6, 22)),
+                "denied wins"
+            );
+            assert!(
+                !decide(&t, &flow(ns(&t, "c"), ns(&t, "a"), 6, 80)),
+                "one way only"
+            );
+        }
+    }
+
+    #[test]
+    fn isolate_egress_and_protect() {
+        let t = topo("[[allow]]\nfrom='a'\nto='203.0.113.0/24'\nports=['tcp/8000']\n").with(|t| {
+            t.bridges[0].isolate = true;
+            t.bridges[0].egress_deny = true;
+            t.host.protect = true;
+        });
+        assert!(
+            !decide(&t, &flow(ns(&t, "a"), ns(&t, "b"), 1, 0)),
+            "isolated"
+        );
+        assert!(
+            decide(&t, &flow(ns(&t, "a"), world(), 6, 8000)),
+            "allowed out"
+        );
+        assert!(
+            !decide(&t, &flow(ns(&t, "a"), world(), 6, 8001)),
+            "another port"
+        );
+        assert!(
+            !decide(
+                &t,
+                &flow(
+                    ns(&t, "a"),
+                    Party::World("198.51.100.2".parse().expect("ip")),
+                    6,
+                    8000
+                )
+            ),
+            "another address"
+        );
+        let host = Party::Host("10.1.0.1".parse().expect("ip"));
+        assert!(
+            !decide(&t, &flow(ns(&t, "a"), host.clone(), 6, 22)),
+            "protected"
+        );
+        let mut ping = flow(ns(&t, "a"), host, 1, 0);
+        ping.ping_gateway = true;
+        assert!(decide(&t, &ping), "ping to the gateway");
+    }
+
+    trait With {
+        fn with(self, f: impl FnOnce(&mut Self)) -> Self;
+    }
+    impl With for Topology {
+        fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
+            f(&mut self);
+            self
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Policy with real packets: deny beats allow beats the defaults, whatever the order in the
+//! file, with bridge-nf-call-iptables at 0 and at 1; isolation, egress lists, host protection;
+//! and the checks derived from the file.
+
+mod common;
+
+use common::{Sandbox, show};
+
+/// Two bridges: a (br0, 10.10.0.0/24) and b (br1, 10.20.0.0/24), in either order.
+fn two_bridges(swap: bool, extra: &str) -> String {
+    let br0 = "[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n";
+    let br1 = "[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n";
+    let (x, y) = if swap { (br1, br0) } else { (br0, br1) };
+    format!(
+        "name = \"pol\"\n{x}{y}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.b]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\n{extra}"
+    )
+}
+
+fn tcp(sb: &Sandbox, from: &str, to: &str, port: u16) -> bool {
+    sb.ask(Some(from), "tcp", to, port).is_some()
+}
+
+#[test]
+fn between_bridges_in_both_file_orders() {
+    for swap in [false, true] {
+        let sb = Sandbox::new();
+        let f = sb.file("p.toml", &two_bridges(swap, ""));
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.serve(Some("a"), "tcp", &[80]);
+        sb.serve(Some("b"), "tcp", &[80]);
+        assert!(
+            !tcp(&sb, "a", "10.20.0.2", 80),
+            "swap={swap}: a reached b by default"
+        );
+        assert!(
+            !tcp(&sb, "b", "10.10.0.2", 80),
+            "swap={swap}: b reached a by default"
+        );
+        let f = sb.file(
+            "p.toml",
+            &two_bridges(swap, "[[allow]]\nfrom = \"br0\"\nto = \"br1\"\n"),
+        );
+        sb.nsfw_code(&["apply", &f], 0);
+        assert_eq!(
+            sb.ask(Some("a"), "tcp", "10.20.0.2", 80).as_deref(),
+            Some("10.10.0.2"),
+            "swap={swap}: allowed br0 → br1"
+        );
+        assert!(
+            !tcp(&sb, "b", "10.10.0.2", 80),
+            "swap={swap}: br1 → br0 must stay closed"
+        );
+        let out = sb.nsfw_code(&["try", &f], 0);
+        assert!(out.contains("checks as expected"), "{out}");
+    }
+}
+
+#[test]
+fn a_deny_inside_one_bridge_with_bridge_netfilter_off_and_on() {
+    let three = "name = \"pol\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n[namespaces.ns3]\nbridge = \"br0\"\naddress = \"10.10.0.4/24\"\n";
+    for (order, brnf) in [(0, "0"), (1, "1"), (0, "1"), (1, "0")] {
+        let sb = Sandbox::new();
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
+        ));
+        let rules = if order == 0 {
+            "[[deny]]\nfrom = \"ns3\"\nto = \"ns1\"\n[[allow]]\nfrom = \"ns2\"\nto = \"ns1\"\nports = [\"tcp/80\"]\n"
+        } else {
+            "[[allow]]\nfrom = \"ns2\"\nto = \"ns1\"\nports = [\"tcp/80\"]\n[[deny]]\nfrom = \"ns3\"\nto = \"ns1\"\n"
+        };
+        let f = sb.file("p.toml", &format!("{three}{rules}"));
+        sb.nsfw_code(&["apply", &f], 0);
+        for ns in ["ns1", "ns2", "ns3"] {
+            sb.serve(Some(ns), "tcp", &[80]);
+        }
+        let what = format!("br-nf {brnf}, order {order}");
+        assert!(
+            !tcp(&sb, "ns3", "10.10.0.2", 80),
+            "{what}: ns3 → ns1 was not denied"
+        );
+        assert!(!sb.pings("ns3", "10.10.0.2"), "{what}: ns3 pings ns1");
+        assert!(
+            tcp(&sb, "ns1", "10.10.0.4", 80),
+            "{what}: ns1 → ns3 (replies pass)"
+        );
+        assert!(
+            tcp(&sb, "ns2", "10.10.0.2", 80) && tcp(&sb, "ns2", "10.10.0.4", 80),
+            "{what}: ns2"
+        );
+        assert!(tcp(&sb, "ns3", "10.10.0.3", 80), "{what}: ns3 → ns2");
+        assert_eq!(
+            sb.ok("cat /proc/sys/net/bridge/bridge-nf-call-iptables")
+                .trim(),
+            brnf,
+            "the host-wide setting is not nsfw's"
+        );
+    }
+}
+
+#[test]
+fn isolation_egress_lists_and_host_protection() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.serve(Some("wan"), "tcp", &[8000, 8001]);
+    // Host listeners: on the bridge's address and on the uplink's.
+    sb.serve(None, "tcp", &[2222, 22]);
+    let base = "name = \"pol\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\nisolate = true\negress = \"deny\"\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n[host]\nprotect = true\n[[allow]]\nfrom = \"ns1\"\nto = \"203.0.113.0/24\"\nports = [\"tcp/8000\"]\n";
+    let f = sb.file("p.toml", base);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns2"), "tcp", &[80]);
+    // Isolated: no namespace reaches another; each still pings its gateway.
+    assert!(!tcp(&sb, "ns1", "10.10.0.3", 80) && !sb.pings("ns1", "10.10.0.3"));
+    assert!(sb.pings("ns1", "10.10.0.1") && sb.pings("ns2", "10.10.0.1"));
+    // Egress denied but for exactly one address range and port.
+    assert!(
+        tcp(&sb, "ns1", "203.0.113.10", 8000),
+        "the allowed connection"
+    );
+    assert!(!tcp(&sb, "ns1", "203.0.113.10", 8001), "another port");
+    assert!(!tcp(&sb, "ns1", "198.51.100.2", 8000), "another address");
+    assert!(!tcp(&sb, "ns2", "203.0.113.10", 8000), "another namespace");
+    assert!(
+        sb.ask(Some("ns1"), "udp", "198.51.100.2", 53).is_none(),
+        "DNS is not allowed"
+    );
+    // Protected host: neither the bridge's address nor the uplink's.
+    for addr in ["10.10.0.1", "198.51.100.1"] {
+        assert!(
+            !tcp(&sb, "ns1", addr, 22) && !tcp(&sb, "ns1", addr, 2222),
+            "host at {addr}"
+        );
+    }
+    // Allowing exactly tcp/22 to the host opens exactly that.
+    let f = sb.file(
+        "p.toml",
+        &format!("{base}[[allow]]\nfrom = \"ns1\"\nto = \"host\"\nports = [\"tcp/22\"]\n"),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(tcp(&sb, "ns1", "10.10.0.1", 22) && tcp(&sb, "ns1", "198.51.100.1", 22));
+    assert!(!tcp(&sb, "ns1", "10.10.0.1", 2222) && !tcp(&sb, "ns2", "10.10.0.1", 22));
+    let out = sb.nsfw_code(&["try", &f], 0);
+    assert!(out.contains("checks as expected"), "{out}");
+}
+
+#[test]
+fn the_jail_and_every_shipped_ruleset_meet_their_expectations() {
+    let sb = Sandbox::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets");
+    let mut n = 0;
+    for ent in std::fs::read_dir(&dir).expect("rulesets") {
+        let p = ent.expect("entry").path();
+        if p.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let o = sb.nsfw(&["try", &p.display().to_string()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", p.display(), show(&o));
+        for col in ["FROM", "TO", "PORT", "EXPECTED", "GOT"] {
+            assert!(out.contains(col), "{out}");
+        }
+        assert!(!out.contains("FAIL"), "{out}");
+    }
+    assert!(n >= 4);
+}
+
+#[test]
+fn verify_reports_a_broken_expectation() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let f = sb.file(
+        "p.toml",
+        &two_bridges(
+            false,
+            "[[allow]]\nfrom = \"a\"\nto = \"b\"\nports = [\"tcp/9000\"]\n",
+        ),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let out = sb.nsfw_code(&["verify", &f], 0);
+    assert!(out.contains("tcp/9000"), "{out}");
+    // Somebody else's table drops what the file allows.
+    sb.ok("nft add table inet other; nft add chain inet other f '{ type filter hook forward priority 10; }'; nft add rule inet other f tcp dport 9000 drop");
+    let out = sb.nsfw_code(&["verify", &f], 1);
+    let bad: Vec<&str> = out.lines().filter(|l| l.ends_with("FAIL")).collect();
+    assert!(
+        !bad.is_empty() && bad.iter().all(|l| l.contains("tcp/9000")),
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_mistakes_are_refused_or_warned_about() {
+    let sb = Sandbox::new();
+    for (extra, want) in [
+        (
+            "[[deny]]\nfrom = \"nobody\"\nto = \"a\"\n",
+            "deny[0].from = \"nobody\": no namespace or bridge",
+        ),
+        (
+            "[[allow]]\nfrom = \"a\"\nto = \"10.20.0.5/24\"\n",
+            "host bits",
+        ),
+        (
+            "[[allow]]\nfrom = \"a\"\nto = \"b\"\nports = [\"icmp/8\"]\n",
+            "ICMP has no ports",
+        ),
+        (
+            "[[allow]]\nfrom = \"a\"\nto = \"b\"\nports = [\"tcp/0\"]\n",
+            "not a port",
+        ),
+        ("[[allow]]\nfrom = \"world\"\nto = \"host\"\n", "allow[0]"),
+        ("[[allow]]\nfrom = \"a\"\n", "allow[0].to: missing"),
+    ] {
+        let f = sb.file("p.toml", &two_bridges(false, extra));
+        let o = sb.nsfw(&["apply", &f]);
+        assert_eq!(o.status.code(), Some(1), "{extra}\n{}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{extra}: {}",
+            show(&o)
+        );
+    }
+    assert!(sb.netns().is_empty());
+    let f = sb.file(
+        "p.toml",
+        &two_bridges(
+            false,
+            "[[allow]]\nfrom = \"a\"\nto = \"b\"\n[[deny]]\nfrom = \"a\"\nto = \"b\"\n",
+        ),
+    );
+    let o = sb.nsfw(&["diff", &f]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warning:")
+            && String::from_utf8_lossy(&o.stderr).contains("the deny wins"),
+        "{}",
+        show(&o)
+    );
+    let f = sb.file(
+        "p.toml",
+        &two_bridges(false, "").replace(
+            "masquerade = true\n[bridges.br1]",
+            "masquerade = true\negress = \"deny\"\n[bridges.br1]",
+        ),
+    );
+    let o = sb.nsfw(&["diff", &f]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("can reach nothing outside"),
+        "{}",
+        show(&o)
+    );
+}
