@@ -75,6 +75,9 @@ pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observe
     let mut o = plumbing::observe(&q)?;
     crate::detail!("timing: observed the links after {:?}", t0.elapsed());
     o.nft = firewall::observe(nft)?;
+    if tg.topology.is_some_and(firewall::publish::any) {
+        o.nft.listeners = plumbing::listeners::read();
+    }
     crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
     Ok(o)
 }

@@ -151,6 +151,25 @@ fn bad_publish_entries_are_refused() {
 }
 
 #[test]
+fn a_port_the_host_already_listens_on_is_a_warning() {
+    let sb = Sandbox::new();
+    sb.serve(None, "tcp", &[8080]);
+    let f = sb.file("pub.toml", &lab(r#""8080:80", "8081:81""#));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("already listens"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains("namespaces.ns1.publish") && warned[0].contains(":8080/tcp"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
     let sb = Sandbox::new();
     sb.upstream(&["10.10.0.0/24"]);

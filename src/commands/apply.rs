@@ -38,7 +38,7 @@ pub fn converge(t: &Topology, lock: &state::Lock) -> Result<(usize, crate::plan:
             warning!("{w}");
         }
         if t.host.br_netfilter == BrNetfilter::Auto && p.conflicts.is_empty() {
-            say!("{}", firewall::br_nf_report(&o.nft));
+            say!("{}", firewall::br_nf_report(t, &o.nft));
         }
         if p.is_empty() {
             say!(

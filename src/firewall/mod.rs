@@ -5,7 +5,7 @@
 
 mod build;
 mod policy;
-mod publish;
+pub(crate) mod publish;
 mod table;
 
 pub use table::{needs_localnet, table, table_name};
@@ -111,6 +111,8 @@ pub struct NftState {
     pub legacy_tables: Vec<String>,
     /// `net.bridge.bridge-nf-call-iptables`, when br_netfilter is loaded.
     pub br_nf: Option<bool>,
+    /// The host's listening sockets, read only when the topology publishes ports.
+    pub listeners: Vec<crate::plumbing::listeners::Listener>,
 }
 
 /// Reads nsfw's tables, iptables-nft's FORWARD and DOCKER-USER chains, and the sysctls.
@@ -286,6 +288,9 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         ));
     }
 
+    p.warnings
+        .extend(publish::shadowed_listeners(t, &s.listeners));
+
     if judges_within_bridges(t) && s.br_nf.is_none() {
         p.conflicts.push(format!(
             "{}: the policy judges traffic between namespaces on one bridge, which needs the br_netfilter module (it hands bridged traffic to nftables); it is not loaded (no /proc/sys/net/bridge): load it first (modprobe br_netfilter), nsfw does not load modules",
@@ -375,7 +380,10 @@ pub fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
 }
 
 /// What `[host] br_netfilter = "auto"` reports.
-pub fn br_nf_report(s: &NftState) -> String {
+pub fn br_nf_report(t: &Topology, s: &NftState) -> String {
+    if judges_within_bridges(t) && s.br_nf.is_some() {
+        return "br_netfilter: this topology's bridges hand their own traffic to nftables (bridge option nf_call_iptables), so the policy between namespaces on one bridge holds whatever bridge-nf-call-iptables says".into();
+    }
     match s.br_nf {
         None => "br_netfilter: not loaded; bridged traffic bypasses the forward hook".into(),
         Some(true) => "br_netfilter: bridge-nf-call-iptables = 1; traffic between namespaces on a bridge passes nsfw's forward chain, which accepts it".into(),

@@ -117,3 +117,40 @@ pub fn chains() -> Vec<Chain> {
         Chain::new("output", Some(base(Hook::Output)), rules()),
     ]
 }
+
+/// Warnings for published ports a process on the host already listens on: once the DNAT is
+/// in place, connections from outside (and from the host to the published address) reach
+/// the namespace instead of that process.
+pub fn shadowed_listeners(
+    t: &Topology,
+    listeners: &[crate::plumbing::listeners::Listener],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &t.namespaces {
+        for p in &n.publish {
+            let hit = listeners.iter().find(|(proto, addr, port)| {
+                *proto == p.proto.number()
+                    && (p.host.0..=p.host.1).contains(port)
+                    && match p.host_addr {
+                        None => true,
+                        Some(a) => addr.is_unspecified() || *addr == std::net::IpAddr::V4(a),
+                    }
+            });
+            if let Some((_, addr, port)) = hit {
+                let at = match addr {
+                    std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+                    std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+                };
+                out.push(format!(
+                    "{}: namespaces.{}.publish: \"{}\": a process on the host already listens on {at}/{}; connections to the published port will reach namespace {} instead",
+                    t.source.display(),
+                    n.name,
+                    p.entry,
+                    p.proto.as_str(),
+                    n.name
+                ));
+            }
+        }
+    }
+    out
+}

@@ -3,6 +3,7 @@
 //! the work is and closed after it.
 
 pub mod files;
+pub mod listeners;
 pub mod msgs;
 pub mod neigh;
 pub mod netns;
