@@ -76,6 +76,11 @@ pub fn compile(t: &Topology) -> Desired {
             .insert((b.name.clone(), IpNetwork::V4(b.address)));
         if let Some(a6) = b.address6 {
             d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
+            // The host routes for the segment: forwarding a packet onto it, it resolves the
+            // namespace's address from a link-local source (see `link_local`).
+            d.host
+                .addrs
+                .insert((b.name.clone(), IpNetwork::V6(link_local(b.mac))));
         }
         d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
         // 127.0.0.1 may be routed out of the bridge only where a namespace on it is published
@@ -195,4 +200,29 @@ pub fn compile(t: &Topology) -> Desired {
         }
     }
     d
+}
+
+/// The EUI-64 link-local address of a MAC, fe80::/64 — what the kernel would have made, given
+/// by nsfw without DAD so that it is usable at once.
+pub fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
+    let m = mac.0;
+    let ip = std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ]);
+    ipnetwork::Ipv6Network::new(ip, 64).unwrap_or_else(|_| ipnetwork::Ipv6Network::from(ip))
 }

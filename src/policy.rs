@@ -23,7 +23,7 @@ pub enum Party {
 }
 
 impl Party {
-    fn addr(&self) -> IpAddr {
+    pub fn addr(&self) -> IpAddr {
         match self {
             Party::Ns(_, a) | Party::Host(a) | Party::World(a) => *a,
         }

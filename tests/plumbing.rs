@@ -310,15 +310,15 @@ fn try_builds_checks_and_leaves_nothing() {
     let sb = Sandbox::new();
     let before = host_state(&sb);
     let out = sb.nsfw_code(&["try"], 0);
-    assert!(out.contains("10/10 checks as expected"), "{out}");
+    assert!(out.contains("12/12 checks as expected"), "{out}");
     assert!(out.contains("ns1") && out.contains("EXPECTED"), "{out}");
     assert_eq!(before, host_state(&sb));
 
     let f = sb.file("t.toml", "name = \"t\"\n[bridges.b0]\naddress = \"10.1.0.1/24\"\n[namespaces.a]\nbridge = \"b0\"\n[namespaces.b]\nbridge = \"b0\"\n[namespaces.c]\nbridge = \"b0\"\n");
     let out = sb.nsfw_code(&["try", &f], 0);
-    // 12 between namespaces, gateway and host; no masquerade and no ip_forward, so the 3 tries at
+    // 12 between namespaces, gateway and host; 3 over IPv6 that must fail (no IPv6 here); no masquerade and no ip_forward, so the 3 tries at
     // the internet are expected to fail; 3 blocked inbound.
-    assert!(out.contains("18/18 checks as expected"), "{out}");
+    assert!(out.contains("21/21 checks as expected"), "{out}");
     let internet: Vec<Vec<&str>> = out
         .lines()
         .filter(|l| l.contains("internet 203.0.113.10"))
@@ -326,7 +326,11 @@ fn try_builds_checks_and_leaves_nothing() {
         .collect();
     assert_eq!(internet.len(), 3, "{out}");
     for cols in internet {
-        assert_eq!(cols[3..], ["tcp/8000", "blocked", "blocked", "ok"], "{out}");
+        assert_eq!(
+            cols[3..],
+            ["v4", "tcp/8000", "blocked", "blocked", "ok"],
+            "{out}"
+        );
     }
     assert_eq!(before, host_state(&sb));
 }

@@ -11,7 +11,8 @@
 //!     fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @publish4_at
 //!     fib daddr type local dnat ip to meta l4proto . th dport map @publish4 }
 //! ```
-//! The same two rules in an `output` chain reach the namespace from the host itself.
+//! The same two rules in an `output` chain reach the namespace from the host itself. Ports
+//! published over IPv6 get `publish6`/`publish6_at` and the same rules with `dnat ip6`.
 
 use crate::nft::{
     Base, Chain, ChainType, Datatype, ElemData, Element, Expr, Fib, FibResult, Field, Hook, Match,
@@ -19,56 +20,81 @@ use crate::nft::{
 };
 use crate::topology::Topology;
 
-use super::build::{concat, field, meta, set};
+use super::build::{concat, field, ip_value, meta, set};
 
 pub const ANY: &str = "publish4";
 pub const AT: &str = "publish4_at";
+pub const ANY6: &str = "publish6";
+pub const AT6: &str = "publish6_at";
 
 /// Whether the topology publishes anything.
 pub fn any(t: &Topology) -> bool {
     t.namespaces.iter().any(|n| !n.publish.is_empty())
 }
 
-/// The two maps, with an element per published port.
-pub fn maps(t: &Topology) -> Vec<crate::nft::Set> {
+/// Whether it publishes anything over IPv6.
+pub fn any6(t: &Topology) -> bool {
+    t.namespaces.iter().any(|n| n.publish.iter().any(|p| p.v6))
+}
+
+/// The maps of one family, with an element per published port: `publish4`/`publish4_at`, or
+/// `publish6`/`publish6_at`.
+fn maps_of(t: &Topology, v6: bool) -> Vec<crate::nft::Set> {
     let (mut any, mut at) = (Vec::new(), Vec::new());
     for n in &t.namespaces {
         let Some(i) = n.primary() else { continue };
-        for p in &n.publish {
+        let target = if v6 {
+            match i.address6 {
+                Some(a) => Value::Ipv6(a.ip()),
+                None => continue,
+            }
+        } else {
+            Value::Ipv4(i.address.ip())
+        };
+        for p in n.publish.iter().filter(|p| if v6 { p.v6 } else { p.v4 }) {
             for (h, q) in p.pairs() {
                 let proto = Value::Proto(p.proto.number());
-                let to = ElemData::Values(vec![Value::Ipv4(i.address.ip()), Value::Port(q)]);
+                let to = ElemData::Values(vec![target.clone(), Value::Port(q)]);
                 match p.host_addr {
                     None => any.push(Element::map(vec![proto, Value::Port(h)], to)),
-                    Some(a) => at.push(Element::map(
-                        vec![Value::Ipv4(a), proto, Value::Port(h)],
-                        to,
-                    )),
+                    Some(a) => at.push(Element::map(vec![ip_value(a), proto, Value::Port(h)], to)),
                 }
             }
         }
     }
-    let to = Some(vec![Datatype::Ipv4Addr, Datatype::InetService]);
+    let addr = if v6 {
+        Datatype::Ipv6Addr
+    } else {
+        Datatype::Ipv4Addr
+    };
+    let to = Some(vec![addr, Datatype::InetService]);
+    let (name_any, name_at) = if v6 { (ANY6, AT6) } else { (ANY, AT) };
     vec![
         set(
-            ANY,
+            name_any,
             vec![Datatype::InetProto, Datatype::InetService],
             to.clone(),
             false,
             any,
         ),
         set(
-            AT,
-            vec![
-                Datatype::Ipv4Addr,
-                Datatype::InetProto,
-                Datatype::InetService,
-            ],
+            name_at,
+            vec![addr, Datatype::InetProto, Datatype::InetService],
             to,
             false,
             at,
         ),
     ]
+}
+
+/// The maps: IPv4's always (when anything is published), IPv6's when something is published
+/// over IPv6.
+pub fn maps(t: &Topology) -> Vec<crate::nft::Set> {
+    let mut v = maps_of(t, false);
+    if any6(t) {
+        v.extend(maps_of(t, true));
+    }
+    v
 }
 
 /// `fib daddr type local`: addressed to the host itself.
@@ -84,28 +110,42 @@ fn to_host() -> Stmt {
     })
 }
 
-fn dnat(key: Vec<Expr>, map: &str) -> Stmt {
+fn dnat(key: Vec<Expr>, map: &str, v6: bool) -> Stmt {
     Stmt::Nat(Nat {
         kind: NatKind::Dnat,
-        family: Some(NatFamily::Ip),
+        family: Some(if v6 { NatFamily::Ip6 } else { NatFamily::Ip }),
         to: NatTo::Map(concat(key), SetRef::Named(map.to_string())),
         flags: 0,
     })
 }
 
-/// The DNAT rules: the restricted map first (it names the address), then the plain one.
-fn rules() -> Vec<crate::nft::Rule> {
+/// The DNAT rules of a family: the restricted map first (it names the address), then the
+/// plain one.
+fn rules_of(v6: bool) -> Vec<crate::nft::Rule> {
     let port = || vec![meta(MetaKey::L4proto), field(Field::ThDport)];
-    let mut at = vec![field(Field::IpDaddr)];
-    at.extend(port());
+    let (daddr, any, at) = if v6 {
+        (Field::Ip6Daddr, ANY6, AT6)
+    } else {
+        (Field::IpDaddr, ANY, AT)
+    };
+    let mut key = vec![field(daddr)];
+    key.extend(port());
     vec![
-        crate::nft::Rule::new(vec![to_host(), dnat(at, AT)]),
-        crate::nft::Rule::new(vec![to_host(), dnat(port(), ANY)]),
+        crate::nft::Rule::new(vec![to_host(), dnat(key, at, v6)]),
+        crate::nft::Rule::new(vec![to_host(), dnat(port(), any, v6)]),
     ]
 }
 
+fn rules(t: &Topology) -> Vec<crate::nft::Rule> {
+    let mut v = rules_of(false);
+    if any6(t) {
+        v.extend(rules_of(true));
+    }
+    v
+}
+
 /// `prerouting` (from the world and the namespaces) and `output` (from the host itself).
-pub fn chains() -> Vec<Chain> {
+pub fn chains(t: &Topology) -> Vec<Chain> {
     let base = |hook| Base {
         ty: ChainType::Nat,
         hook,
@@ -113,8 +153,8 @@ pub fn chains() -> Vec<Chain> {
         policy: Policy::Accept,
     };
     vec![
-        Chain::new("prerouting", Some(base(Hook::Prerouting)), rules()),
-        Chain::new("output", Some(base(Hook::Output)), rules()),
+        Chain::new("prerouting", Some(base(Hook::Prerouting)), rules(t)),
+        Chain::new("output", Some(base(Hook::Output)), rules(t)),
     ]
 }
 
@@ -131,9 +171,10 @@ pub fn shadowed_listeners(
             let hit = listeners.iter().find(|(proto, addr, port)| {
                 *proto == p.proto.number()
                     && (p.host.0..=p.host.1).contains(port)
+                    && if addr.is_ipv6() { p.v6 } else { p.v4 }
                     && match p.host_addr {
                         None => true,
-                        Some(a) => addr.is_unspecified() || *addr == std::net::IpAddr::V4(a),
+                        Some(a) => addr.is_unspecified() || *addr == a,
                     }
             });
             if let Some((_, addr, port)) = hit {

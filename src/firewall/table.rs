@@ -229,6 +229,17 @@ fn postrouting(t: &Topology) -> Vec<Rule> {
             ),
             Stmt::Masquerade(PortNat::default()),
         ]));
+        if publish::any6(t) {
+            out.push(Rule::new(vec![
+                ct_dnat(),
+                lookup(
+                    concat(vec![meta(MetaKey::Oifname), field(Field::Ip6Saddr)]),
+                    "src6",
+                    true,
+                ),
+                Stmt::Masquerade(PortNat::default()),
+            ]));
+        }
         // From the host's own 127.0.0.1: a source the namespace could not answer.
         if let Ok(lo) = "127.0.0.0/8".parse::<IpNetwork>() {
             out.push(Rule::new(vec![
@@ -300,7 +311,7 @@ pub fn table(t: &Topology) -> Table {
         ));
     }
     if publish::any(t) {
-        chains.extend(publish::chains());
+        chains.extend(publish::chains(t));
         if t.bridges.iter().any(|b| needs_localnet(t, &b.name)) {
             chains.extend(guard());
         }

@@ -406,8 +406,13 @@ fn host_build(
                 nf_call,
             } => Some((
                 *s,
+                // No kernel-made link-local: it would sit tentative (unusable for neighbour
+                // discovery of forwarded packets) for a second of DAD; an IPv6 segment gets
+                // its link-local address from the plan, without DAD. Set before any port
+                // gives the bridge a carrier, which is when the kernel would make one.
                 vec![
                     msgs::create_bridge(name, *mtu, *mac, *nf_call),
+                    msgs::no_link_local(name),
                     msgs::mark(name, mark),
                 ],
             )),

@@ -1,6 +1,7 @@
 //! The host-wide part of the diff: subnets against the host's routes, the sysctls whose value
 //! from before nsfw is kept in the record, and the resolv.conf files.
 
+use ipnetwork::IpNetwork;
 use std::collections::BTreeSet;
 
 use super::diff::Cx;
@@ -17,7 +18,9 @@ impl Cx<'_> {
     pub(super) fn overlaps(&mut self) {
         let o = self.o;
         for (link, net) in &self.d.host.addrs {
-            if self.d.overlap_ok.contains(link) {
+            // Link-local (fe80::/64) is on every IPv6 link by design.
+            let link_local = matches!(net, IpNetwork::V6(n) if n.ip().is_unicast_link_local());
+            if self.d.overlap_ok.contains(link) || link_local {
                 continue;
             }
             let subnet = crate::topology::subnet_of(net);

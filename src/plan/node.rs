@@ -11,7 +11,8 @@ use super::step::{LinkAttr, Step};
 use crate::plumbing::NodeObs;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};
 
-/// Kernel-made IPv6 link-local addresses (fe80::/10) follow the link, not the file.
+/// Kernel-made IPv6 link-local addresses (fe80::/10) follow the link, not the file — unless
+/// the plan itself wants one (an IPv6 bridge's).
 fn kernel_made(net: &IpNetwork) -> bool {
     matches!(net, IpNetwork::V6(n) if n.ip().segments()[0] & 0xffc0 == 0xfe80)
 }
@@ -46,7 +47,9 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
         let Some(name) = have.name_of(a.index) else {
             continue;
         };
-        if want.links.contains_key(name) && !fresh.contains(name) && !kernel_made(&a.net) {
+        let ours = want.addrs.contains(&(name.to_string(), a.net));
+        if want.links.contains_key(name) && !fresh.contains(name) && (ours || !kernel_made(&a.net))
+        {
             present.insert((name.to_string(), a.net));
         }
     }

@@ -6,13 +6,13 @@
 //! and default is still tried at least once and the run stays within seconds.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::IpAddr;
 
 use anyhow::Result;
 
 use super::{Check, Origin, Probe, net};
 use crate::policy::{Flow, Party, decide};
-use crate::topology::{Endpoint, ICMP, Namespace, Proto, Publish, Topology};
+use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topology};
 
 /// Above this many namespaces on one bridge, each one probes its next neighbour only, rather
 /// than every peer: the full mesh grows with the square of the count.
@@ -22,23 +22,55 @@ pub const PROBE_PORT: u16 = 9000;
 
 /// The simulated upstream of `try`.
 pub struct World {
-    /// The namespace standing for the world, and its address.
+    /// The namespace standing for the world.
     pub ns: String,
-    pub addr: Ipv4Addr,
-    /// The host's address as the world sees it (the uplink), and the uplink's name.
-    pub host_addr: Ipv4Addr,
+    /// The host's interface towards it.
     pub uplink: String,
-    /// A server out there that answers with the source address it saw.
-    pub server: Ipv4Addr,
+    /// The port of the server out there that answers with the source address it saw.
     pub echo_port: u16,
+    pub v4: Side,
+    /// The world's IPv6 side, when the sandbox has one.
+    pub v6: Option<Side>,
 }
 
-fn v4(n: &Namespace) -> Option<Ipv4Addr> {
-    n.primary().map(|i| i.address.ip())
+/// The world's addresses in one family.
+#[derive(Clone, Copy, Debug)]
+pub struct Side {
+    /// The world namespace's own address.
+    pub addr: IpAddr,
+    /// The host's address as the world sees it (on the uplink).
+    pub host_addr: IpAddr,
+    /// A server out there.
+    pub server: IpAddr,
 }
 
-fn party(n: &Namespace) -> Option<Party> {
-    v4(n).map(|a| Party::Ns(n.name.clone(), IpAddr::V4(a)))
+impl World {
+    fn side(&self, v6: bool) -> Option<Side> {
+        if v6 { self.v6 } else { Some(self.v4) }
+    }
+}
+
+/// A namespace's address in one family.
+fn addr_of(n: &Namespace, v6: bool) -> Option<IpAddr> {
+    let i = n.primary()?;
+    if v6 {
+        i.address6.map(|a| IpAddr::V6(a.ip()))
+    } else {
+        Some(IpAddr::V4(i.address.ip()))
+    }
+}
+
+/// A bridge's gateway address in one family.
+fn gw_of(b: &Bridge, v6: bool) -> Option<IpAddr> {
+    if v6 {
+        b.address6.map(|a| IpAddr::V6(a.ip()))
+    } else {
+        Some(IpAddr::V4(b.address.ip()))
+    }
+}
+
+fn party(n: &Namespace, v6: bool) -> Option<Party> {
+    addr_of(n, v6).map(|a| Party::Ns(n.name.clone(), a))
 }
 
 fn flow(from: Party, to: Party, proto: u8, port: u16) -> Flow {
@@ -74,10 +106,7 @@ fn push(
     port: u16,
 ) {
     let addr = match &to.1 {
-        Party::Ns(_, IpAddr::V4(a)) | Party::Host(IpAddr::V4(a)) | Party::World(IpAddr::V4(a)) => {
-            *a
-        }
-        _ => return,
+        Party::Ns(_, a) | Party::Host(a) | Party::World(a) => *a,
     };
     let expect = decide(t, &flow(from.1, to.1, proto, port));
     out.push(Check {
@@ -110,13 +139,30 @@ fn peers<'a>(members: &[&'a Namespace], i: usize) -> Vec<&'a Namespace> {
     }
 }
 
-/// Every check the file implies, except published ports (see [`publish_checks`]).
+/// Every check the file implies, except published ports (see [`publish_checks`]): for IPv4,
+/// and for IPv6 where the file has it.
 pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
     let mut out = Vec::new();
-    let ns = |n: &Namespace| party(n).map(|p| (Origin::Ns(n.name.clone()), p));
+    for v6 in [false, true] {
+        family_checks(&mut out, t, v6);
+        if let Some(w) = world {
+            world_checks(&mut out, t, w, v6);
+        }
+        rule_checks(&mut out, t, world, v6);
+    }
+    out
+}
+
+/// The checks inside the topology, in one family: each namespace with its gateway, the host
+/// and its peers; across bridges both ways.
+fn family_checks(out: &mut Vec<Check>, t: &Topology, v6: bool) {
+    let ns = |n: &Namespace| party(n, v6).map(|p| (Origin::Ns(n.name.clone()), p));
     for b in &t.bridges {
+        let Some(gw_addr) = gw_of(b, v6) else {
+            continue;
+        };
         let members: Vec<&Namespace> = t.ports_of(&b.name).map(|(n, _)| n).collect();
-        let gw = Party::Host(IpAddr::V4(b.address.ip()));
+        let gw = Party::Host(gw_addr);
         for (i, n) in members.iter().enumerate() {
             let Some(from) = ns(n) else { continue };
             // Its gateway answers ping (even under [host] protect).
@@ -125,15 +171,15 @@ pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
             out.push(Check {
                 from: from.0.clone(),
                 to_label: format!("gateway {}", b.name),
-                to: b.address.ip(),
+                to: gw_addr,
                 probe: Probe::Ping,
                 expect: decide(t, &f),
             });
             // The host itself, at a port nothing listens on (a refusal is an answer).
-            push(&mut out, t, from.clone(), ("host", gw.clone()), 6, 22);
+            push(out, t, from.clone(), ("host", gw.clone()), 6, 22);
             for m in peers(&members, i) {
-                if let Some(p) = party(m) {
-                    push(&mut out, t, from.clone(), (&m.name, p), ICMP, 0);
+                if let Some(p) = party(m, v6) {
+                    push(out, t, from.clone(), (&m.name, p), ICMP, 0);
                 }
             }
         }
@@ -147,39 +193,48 @@ pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
     for a in &firsts {
         for b in &firsts {
             if a.name != b.name
-                && let (Some(from), Some(to)) = (ns(a), party(b))
+                && let (Some(from), Some(to)) = (ns(a), party(b, v6))
             {
-                push(&mut out, t, from, (&b.name, to), 6, PROBE_PORT);
+                push(out, t, from, (&b.name, to), 6, PROBE_PORT);
             }
         }
     }
-    if let Some(w) = world {
-        world_checks(&mut out, t, w);
-    }
-    rule_checks(&mut out, t, world);
-    out
 }
 
-/// The world both ways: each namespace to the server out there (seen as the uplink when its
-/// bridge masquerades out of it), and the world to each namespace.
-fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World) {
+/// The world both ways, in one family: each namespace to the server out there (seen as the
+/// uplink when its bridge masquerades out of it), and the world to each namespace. Over IPv6,
+/// a namespace without IPv6 must not get out at all.
+fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
+    let Some(side) = w.side(v6) else {
+        return;
+    };
     // The sandbox starts with forwarding off: the namespaces reach out only if the file turns
     // it on (explicitly, or by masquerading).
     let forwarding = t.host.ip_forward == Some(true);
-    let server = Party::World(IpAddr::V4(w.server));
+    let server = Party::World(side.server);
     for n in &t.namespaces {
-        let (Some(i), Some(p)) = (n.primary(), party(n)) else {
-            continue;
-        };
+        let Some(i) = n.primary() else { continue };
         let Some(b) = t.bridge(&i.bridge) else {
             continue;
         };
-        let natted = b.masquerade && b.uplink.as_deref().is_none_or(|u| u == w.uplink);
-        let want = if natted { w.host_addr } else { i.address.ip() };
+        let Some(p) = party(n, v6) else {
+            // No IPv6 on its segment: no IPv6 way out either.
+            out.push(Check {
+                from: Origin::Ns(n.name.clone()),
+                to_label: "internet".into(),
+                to: side.server,
+                probe: Probe::Tcp(w.echo_port),
+                expect: false,
+            });
+            continue;
+        };
+        let masq = if v6 { b.masquerade6 } else { b.masquerade };
+        let natted = masq && b.uplink.as_deref().is_none_or(|u| u == w.uplink);
+        let want = if natted { side.host_addr } else { p.addr() };
         out.push(Check {
             from: Origin::Ns(n.name.clone()),
             to_label: "internet".into(),
-            to: w.server,
+            to: side.server,
             probe: Probe::Seen {
                 proto: Proto::Tcp,
                 port: w.echo_port,
@@ -192,52 +247,61 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World) {
             let from = (Origin::Ns(n.name.clone()), p.clone());
             push(out, t, from, ("internet", server.clone()), 6, PROBE_PORT);
         }
-        let wan = (Origin::Ns(w.ns.clone()), Party::World(IpAddr::V4(w.addr)));
+        let wan = (Origin::Ns(w.ns.clone()), Party::World(side.addr));
         push(out, t, wan, (&n.name, p), 6, PROBE_PORT);
     }
 }
 
-/// A namespace an endpoint stands for (its first, for a bridge or a network).
-fn member<'a>(t: &'a Topology, e: &Endpoint) -> Option<&'a Namespace> {
+/// A namespace an endpoint stands for (its first, for a bridge or a network) with an address
+/// of the family.
+fn member<'a>(t: &'a Topology, e: &Endpoint, v6: bool) -> Option<&'a Namespace> {
+    let has = |n: &&Namespace| addr_of(n, v6).is_some();
     match e {
-        Endpoint::Ns(n) => t.namespaces.iter().find(|x| &x.name == n),
+        Endpoint::Ns(n) => t.namespaces.iter().filter(has).find(|x| &x.name == n),
         Endpoint::Bridge(b) => t
             .namespaces
             .iter()
+            .filter(has)
             .find(|n| n.ifaces.iter().any(|i| &i.bridge == b)),
         Endpoint::Cidr(c) => t
             .namespaces
             .iter()
-            .find(|n| v4(n).is_some_and(|a| c.contains(IpAddr::V4(a)))),
+            .find(|n| addr_of(n, v6).is_some_and(|a| c.contains(a))),
         _ => None,
     }
 }
 
 /// One probe per `[[allow]]`/`[[deny]]` entry and port, between parties it names (where the
-/// sandbox has them: the world only under `try`).
-fn rule_checks(out: &mut Vec<Check>, t: &Topology, world: Option<&World>) {
-    let world_party = |w: &World| (Origin::Ns(w.ns.clone()), Party::World(IpAddr::V4(w.addr)));
+/// sandbox has them: the world only under `try`), in one family.
+fn rule_checks(out: &mut Vec<Check>, t: &Topology, world: Option<&World>, v6: bool) {
+    let side = world.and_then(|w| w.side(v6));
+    let world_party = |s: Side| world.map(|w| (Origin::Ns(w.ns.clone()), Party::World(s.addr)));
     for r in &t.policy {
+        // A network of the other family names nothing here.
+        let other = |e: &Endpoint| matches!(e, Endpoint::Cidr(c) if c.is_ipv6() != v6);
+        if other(&r.from) || other(&r.to) {
+            continue;
+        }
         let from = match &r.from {
-            Endpoint::World => world.map(world_party),
-            Endpoint::Cidr(c) if member(t, &r.from).is_none() => world
-                .filter(|w| c.contains(IpAddr::V4(w.addr)))
-                .map(world_party),
-            Endpoint::Host => party_host(t).map(|p| (Origin::Host, p)),
-            e => member(t, e).and_then(|n| party(n).map(|p| (Origin::Ns(n.name.clone()), p))),
+            Endpoint::World => side.and_then(world_party),
+            Endpoint::Cidr(c) if member(t, &r.from, v6).is_none() => {
+                side.filter(|s| c.contains(s.addr)).and_then(world_party)
+            }
+            Endpoint::Host => party_host(t, v6).map(|p| (Origin::Host, p)),
+            e => {
+                member(t, e, v6).and_then(|n| party(n, v6).map(|p| (Origin::Ns(n.name.clone()), p)))
+            }
         };
         let to = match &r.to {
-            Endpoint::World => {
-                world.map(|w| ("world".to_string(), Party::World(IpAddr::V4(w.server))))
-            }
-            Endpoint::Cidr(c) if member(t, &r.to).is_none() => world
-                .filter(|w| c.contains(IpAddr::V4(w.server)))
-                .map(|w| (c.to_string(), Party::World(IpAddr::V4(w.server)))),
+            Endpoint::World => side.map(|s| ("world".to_string(), Party::World(s.server))),
+            Endpoint::Cidr(c) if member(t, &r.to, v6).is_none() => side
+                .filter(|s| c.contains(s.server))
+                .map(|s| (c.to_string(), Party::World(s.server))),
             Endpoint::Host => from
                 .as_ref()
-                .and_then(|(_, p)| gateway_of(t, p))
+                .and_then(|(_, p)| gateway_of(t, p, v6))
                 .map(|g| ("host".to_string(), g)),
-            e => member(t, e).and_then(|n| party(n).map(|p| (n.name.clone(), p))),
+            e => member(t, e, v6).and_then(|n| party(n, v6).map(|p| (n.name.clone(), p))),
         };
         let (Some(from), Some(to)) = (from, to) else {
             continue;
@@ -253,17 +317,15 @@ fn rule_checks(out: &mut Vec<Check>, t: &Topology, world: Option<&World>) {
     }
 }
 
-/// The host as a party: its address on the first bridge.
-fn party_host(t: &Topology) -> Option<Party> {
-    t.bridges
-        .first()
-        .map(|b| Party::Host(IpAddr::V4(b.address.ip())))
+/// The host as a party: its address on the first bridge with an address of the family.
+fn party_host(t: &Topology, v6: bool) -> Option<Party> {
+    t.bridges.iter().find_map(|b| gw_of(b, v6)).map(Party::Host)
 }
 
 /// A namespace's gateway (the host on its bridge).
-fn gateway_of(t: &Topology, p: &Party) -> Option<Party> {
+fn gateway_of(t: &Topology, p: &Party, v6: bool) -> Option<Party> {
     let Party::Ns(n, _) = p else {
-        return party_host(t);
+        return party_host(t, v6);
     };
     let br = t
         .namespaces
@@ -272,8 +334,7 @@ fn gateway_of(t: &Topology, p: &Party) -> Option<Party> {
         .primary()?
         .bridge
         .clone();
-    t.bridge(&br)
-        .map(|b| Party::Host(IpAddr::V4(b.address.ip())))
+    t.bridge(&br).and_then(|b| gw_of(b, v6)).map(Party::Host)
 }
 
 /// The ports of an entry that are checked: the first and, for a range, the last.
@@ -299,7 +360,7 @@ pub fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
         }
     }
     for r in &t.policy {
-        if let Some(n) = member(t, &r.to) {
+        if let Some(n) = member(t, &r.to, false).or_else(|| member(t, &r.to, true)) {
             for p in r.ports.iter().filter(|p| p.proto == Some(17)) {
                 want.push((n.name.clone(), Proto::Udp, p.ports.0.max(1)));
             }
@@ -310,10 +371,9 @@ pub fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
         if up.contains(&key) {
             continue;
         }
-        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, key.2);
         let r = match key.1 {
-            Proto::Tcp => net::serve_source_echo(&key.0, addr),
-            Proto::Udp => net::serve_udp_echo(&key.0, addr),
+            Proto::Tcp => net::serve_source_echo(&key.0, key.2),
+            Proto::Udp => net::serve_udp_echo(&key.0, key.2),
         };
         match r {
             Ok(()) => {
@@ -327,13 +387,13 @@ pub fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
 }
 
 /// A namespace that reaches `n` through the host: one on the same bridge if there is one,
-/// else one on another bridge.
-fn neighbour<'a>(t: &'a Topology, n: &Namespace) -> Option<&'a Namespace> {
+/// else one on another bridge; with an address of the family.
+fn neighbour<'a>(t: &'a Topology, n: &Namespace, v6: bool) -> Option<&'a Namespace> {
     let br = &n.primary()?.bridge;
     let others = || {
         t.namespaces
             .iter()
-            .filter(|m| m.name != n.name && m.primary().is_some())
+            .filter(|m| m.name != n.name && addr_of(m, v6).is_some())
     };
     others()
         .find(|m| m.primary().is_some_and(|i| &i.bridge == br))
@@ -348,87 +408,102 @@ pub fn publish_checks(
     world: Option<&World>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    for n in &t.namespaces {
-        let (Some(iface), Some(me)) = (n.primary(), party(n)) else {
-            continue;
-        };
-        let Some(br) = t.bridge(&iface.bridge) else {
-            continue;
-        };
-        let gw = br.address.ip();
-        for p in &n.publish {
-            for (h, q) in sampled(p) {
-                let ours = servers.contains(&(n.name.clone(), p.proto, q));
-                if !ours && p.proto == Proto::Udp {
-                    continue; // nothing to answer a datagram
-                }
-                let label = format!("{}:{q} at host", n.name);
-                let seen = |want: Ipv4Addr| Probe::Seen {
-                    proto: p.proto,
-                    port: h,
-                    want: ours.then_some(want),
-                };
-                // What reaches the namespace's port is judged like any connection to it, as
-                // published (a deny still wins).
-                let allowed = |from: Party| {
-                    let mut f = flow(from, me.clone(), p.proto.number(), q);
-                    f.published = true;
-                    decide(t, &f)
-                };
-                if let Some(w) = world {
-                    let expect = p.host_addr.is_none_or(|a| a == w.host_addr)
-                        && allowed(Party::World(IpAddr::V4(w.addr)));
-                    out.push(Check {
-                        from: Origin::Ns(w.ns.clone()),
-                        to_label: label.clone(),
-                        to: w.host_addr,
-                        // The namespace sees the client's own address: no SNAT on the way in.
-                        probe: seen(w.addr),
-                        expect,
-                    });
-                }
-                if p.host_addr.is_none()
-                    && let Some(m) = neighbour(t, n)
-                    && let (Some(mi), Some(mp)) = (m.primary(), party(m))
-                    && let Some(mbr) = t.bridge(&mi.bridge)
-                {
-                    // Hairpin: from a neighbour to the host's address on its own bridge. On
-                    // the same bridge the reply would bypass the host: masqueraded, so the
-                    // namespace sees the bridge's address.
-                    let want = if mi.bridge == iface.bridge {
-                        gw
-                    } else {
-                        mi.address.ip()
-                    };
-                    out.push(Check {
-                        from: Origin::Ns(m.name.clone()),
-                        to_label: label.clone(),
-                        to: mbr.address.ip(),
-                        probe: seen(want),
-                        expect: allowed(mp),
-                    });
-                }
-                let host = Party::Host(IpAddr::V4(gw));
-                if p.on_localhost() {
-                    out.push(Check {
-                        from: Origin::Host,
-                        to_label: label.clone(),
-                        to: p.host_addr.unwrap_or(Ipv4Addr::LOCALHOST),
-                        probe: seen(gw),
-                        expect: allowed(host.clone()),
-                    });
-                }
-                if p.host_addr.is_none() {
-                    out.push(Check {
-                        from: Origin::Host,
-                        to_label: label.clone(),
-                        to: gw,
-                        probe: seen(gw),
-                        expect: allowed(host),
-                    });
-                }
+    for v6 in [false, true] {
+        for n in &t.namespaces {
+            for p in n.publish.iter().filter(|p| if v6 { p.v6 } else { p.v4 }) {
+                publish_family(&mut out, t, n, p, servers, world, v6);
             }
         }
     }
     out
+}
+
+/// The checks of one published entry in one family: from the world, hairpin from a
+/// neighbour, from the host (its own address, and 127.0.0.1 where published there).
+fn publish_family(
+    out: &mut Vec<Check>,
+    t: &Topology,
+    n: &Namespace,
+    p: &Publish,
+    servers: &BTreeSet<(String, Proto, u16)>,
+    world: Option<&World>,
+    v6: bool,
+) {
+    let (Some(iface), Some(me)) = (n.primary(), party(n, v6)) else {
+        return;
+    };
+    let Some(gw) = t.bridge(&iface.bridge).and_then(|b| gw_of(b, v6)) else {
+        return;
+    };
+    for (h, q) in sampled(p) {
+        let ours = servers.contains(&(n.name.clone(), p.proto, q));
+        if !ours && p.proto == Proto::Udp {
+            continue; // nothing to answer a datagram
+        }
+        let label = format!("{}:{q} at host", n.name);
+        let seen = |want: IpAddr| Probe::Seen {
+            proto: p.proto,
+            port: h,
+            want: ours.then_some(want),
+        };
+        // What reaches the namespace's port is judged like any connection to it, as
+        // published (a deny still wins).
+        let allowed = |from: Party| {
+            let mut f = flow(from, me.clone(), p.proto.number(), q);
+            f.published = true;
+            decide(t, &f)
+        };
+        if let Some(side) = world.and_then(|w| w.side(v6))
+            && let Some(w) = world
+        {
+            out.push(Check {
+                from: Origin::Ns(w.ns.clone()),
+                to_label: label.clone(),
+                to: side.host_addr,
+                // The namespace sees the client's own address: no SNAT on the way in.
+                probe: seen(side.addr),
+                expect: p.answers_at(side.host_addr) && allowed(Party::World(side.addr)),
+            });
+        }
+        if p.host_addr.is_none()
+            && let Some(m) = neighbour(t, n, v6)
+            && let (Some(mi), Some(mp)) = (m.primary(), party(m, v6))
+            && let Some(mgw) = t.bridge(&mi.bridge).and_then(|b| gw_of(b, v6))
+        {
+            // Hairpin: from a neighbour to the host's address on its own bridge. On the same
+            // bridge the reply would bypass the host: masqueraded, so the namespace sees the
+            // bridge's address.
+            let want = if mi.bridge == iface.bridge {
+                gw
+            } else {
+                mp.addr()
+            };
+            out.push(Check {
+                from: Origin::Ns(m.name.clone()),
+                to_label: label.clone(),
+                to: mgw,
+                probe: seen(want),
+                expect: allowed(mp),
+            });
+        }
+        let host = Party::Host(gw);
+        if !v6 && p.on_localhost() {
+            out.push(Check {
+                from: Origin::Host,
+                to_label: label.clone(),
+                to: p.host_addr.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                probe: seen(gw),
+                expect: allowed(host.clone()),
+            });
+        }
+        if p.host_addr.is_none() {
+            out.push(Check {
+                from: Origin::Host,
+                to_label: label.clone(),
+                to: gw,
+                probe: seen(gw),
+                expect: allowed(host),
+            });
+        }
+    }
 }

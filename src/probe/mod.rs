@@ -6,11 +6,11 @@ mod checks;
 mod net;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{Result, anyhow};
 
-pub use checks::{World, checks, publish_checks, publish_servers};
+pub use checks::{Side, World, checks, publish_checks, publish_servers};
 pub use net::{serve_listener, serve_source_echo, serve_udp_echo};
 
 use crate::plumbing::netns;
@@ -45,7 +45,7 @@ pub enum Probe {
     Seen {
         proto: Proto,
         port: u16,
-        want: Option<Ipv4Addr>,
+        want: Option<IpAddr>,
     },
 }
 
@@ -66,7 +66,7 @@ pub struct Check {
     pub from: Origin,
     /// What is probed, for the table (`gateway br0`, `ns2`, ...).
     pub to_label: String,
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     pub probe: Probe,
     pub expect: bool,
 }
@@ -110,7 +110,7 @@ pub fn run(checks: &[Check]) -> Vec<Outcome> {
 }
 
 /// What the probe does, on the thread that runs it.
-fn attempt(to: Ipv4Addr, probe: Probe) -> Result<bool> {
+fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
     match probe {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
@@ -156,6 +156,7 @@ pub fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
                 "from": o.check.from.to_string(),
                 "to": o.check.to_label,
                 "address": o.check.to.to_string(),
+                "family": if o.check.to.is_ipv6() { 6 } else { 4 },
                 "port": o.check.probe.port(),
                 "expected": if o.check.expect { "reach" } else { "blocked" },
                 "seen_as": want,
@@ -169,13 +170,13 @@ pub fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
     serde_json::json!({"schema": 1, "checks": checks, "passed": passed, "total": outcomes.len()})
 }
 
-/// The results as a table: from, to, port, expected, got.
+/// The results as a table: from, to, family, port, expected, got.
 pub struct Table<'a>(pub &'a [Outcome]);
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let word = |b: bool| if b { "reach" } else { "blocked" };
-        let rows: Vec<[String; 6]> = self
+        let rows: Vec<[String; 7]> = self
             .0
             .iter()
             .map(|o| {
@@ -186,6 +187,7 @@ impl fmt::Display for Table<'_> {
                 [
                     o.check.from.to_string(),
                     format!("{} {}", o.check.to_label, o.check.to),
+                    if o.check.to.is_ipv6() { "v6" } else { "v4" }.to_string(),
                     o.check.probe.port(),
                     expected,
                     match &o.got {
@@ -196,8 +198,8 @@ impl fmt::Display for Table<'_> {
                 ]
             })
             .collect();
-        let head = ["FROM", "TO", "PORT", "EXPECTED", "GOT", ""];
-        let mut w = [0usize; 6];
+        let head = ["FROM", "TO", "IP", "PORT", "EXPECTED", "GOT", ""];
+        let mut w = [0usize; 7];
         for r in rows
             .iter()
             .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())

@@ -3,7 +3,7 @@
 //! no `nc`.
 
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -13,7 +13,7 @@ use crate::plumbing::netns;
 
 /// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
 /// dropped, unreachable) within the timeout.
-pub fn tcp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
+pub fn tcp(to: IpAddr, port: u16) -> Result<Option<String>> {
     Ok(match tcp_try(to, port)? {
         Tcp::Answered(s) => Some(s),
         Tcp::Refused | Tcp::Nothing => None,
@@ -31,7 +31,7 @@ pub enum Tcp {
 }
 
 /// Opens a TCP connection and reads what the server says.
-pub fn tcp_try(to: Ipv4Addr, port: u16) -> Result<Tcp> {
+pub fn tcp_try(to: IpAddr, port: u16) -> Result<Tcp> {
     let addr = std::net::SocketAddr::from((to, port));
     let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
         Ok(s) => s,
@@ -44,28 +44,58 @@ pub fn tcp_try(to: Ipv4Addr, port: u16) -> Result<Tcp> {
     Ok(Tcp::Answered(text))
 }
 
-/// Serves, inside namespace `ns`, on `addr`: every connection is told the source address it
-/// came from, then closed. The stand-in for "what does the internet see of me".
-pub fn serve_source_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
-    serve(ns, addr, |mut s, peer| {
-        let _ = std::io::Write::write_all(&mut s, format!("{}\n", peer.ip()).as_bytes());
+/// Serves, inside namespace `ns`, on `port` of every address of both families: every
+/// connection is told the source address it came from, then closed. The stand-in for "what
+/// does the internet see of me".
+pub fn serve_source_echo(ns: &str, port: u16) -> Result<()> {
+    serve(ns, port, |mut s, peer| {
+        let _ =
+            std::io::Write::write_all(&mut s, format!("{}\n", peer.ip().to_canonical()).as_bytes());
     })
 }
 
-/// Serves, inside namespace `ns`, on `addr`: accepts connections and closes them. A target
+/// Serves, inside namespace `ns`, on `port`: accepts connections and closes them. A target
 /// for "can this be reached from outside" checks.
-pub fn serve_listener(ns: &str, addr: SocketAddrV4) -> Result<()> {
-    serve(ns, addr, |_, _| {})
+pub fn serve_listener(ns: &str, port: u16) -> Result<()> {
+    serve(ns, port, |_, _| {})
 }
 
-fn serve(
-    ns: &str,
-    addr: SocketAddrV4,
-    each: fn(std::net::TcpStream, std::net::SocketAddr),
-) -> Result<()> {
+/// A socket bound to `port` on every address: one IPv6 socket that takes IPv4 too, or an IPv4
+/// one where the kernel has no IPv6.
+fn bound(ty: Type, port: u16) -> Result<Socket> {
+    let dual = || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::IPV6, ty, None)?;
+        s.set_only_v6(false)?;
+        // TCP only: on UDP the option would let us share a port a user's service holds.
+        if ty == Type::STREAM {
+            s.set_reuse_address(true)?;
+        }
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+        Ok(s)
+    };
+    match dual() {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(anyhow!("cannot listen on port {port}: address in use"))
+        }
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, ty, None)?;
+            if ty == Type::STREAM {
+                s.set_reuse_address(true)?;
+            }
+            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
+                .with_context(|| format!("cannot listen on port {port}"))?;
+            Ok(s)
+        }
+    }
+}
+
+fn serve(ns: &str, port: u16, each: fn(std::net::TcpStream, SocketAddr)) -> Result<()> {
     netns::spawn_in(ns, move || {
-        let l = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let s = bound(Type::STREAM, port)?;
+        s.listen(128)
+            .with_context(|| format!("cannot listen on port {port}"))?;
+        let l: std::net::TcpListener = s.into();
         Ok(move || {
             for s in l.incoming().flatten() {
                 if let Ok(peer) = s.peer_addr() {
@@ -88,20 +118,29 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Sends echo requests from a raw socket in the calling thread's namespace.
-pub fn ping(to: Ipv4Addr, tries: u16, wait: Duration) -> Result<bool> {
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+/// Sends echo requests from a raw socket in the calling thread's namespace: `tries` of them,
+/// waiting `wait` for each answer.
+pub fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
+    let (domain, proto, request, reply) = match to {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128, 129),
+    };
+    let sock = Socket::new(domain, Type::RAW, Some(proto))
         .context("cannot open a raw ICMP socket (are you root?)")?;
     // The identifier tells our replies from other probes' in the same namespace.
     let id = (std::process::id() as u16) ^ (thread_id() as u16);
-    let dest = SocketAddrV4::new(to, 0).into();
+    let dest = SocketAddr::from((to, 0)).into();
     for seq in 1..=tries {
-        let mut pkt = vec![8u8, 0, 0, 0];
+        let mut pkt = vec![request, 0, 0, 0];
         pkt.extend_from_slice(&id.to_be_bytes());
         pkt.extend_from_slice(&seq.to_be_bytes());
         pkt.extend_from_slice(b"nsfw-probe-nsfw-probe-nsfw-probe");
-        let c = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        // ICMPv6's checksum covers a pseudo-header: the kernel fills it in on raw ICMPv6
+        // sockets (RFC 3542).
+        if to.is_ipv4() {
+            let c = checksum(&pkt);
+            pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        }
         sock.send_to(&pkt, &dest)
             .with_context(|| format!("cannot send to {to}"))?;
         let deadline = Instant::now() + wait;
@@ -112,8 +151,8 @@ pub fn ping(to: Ipv4Addr, tries: u16, wait: Duration) -> Result<bool> {
             }
             sock.set_read_timeout(Some(left))?;
             let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-            let n = match sock.recv(&mut buf) {
-                Ok(n) => n,
+            let (n, from) = match sock.recv_from(&mut buf) {
+                Ok(x) => x,
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
@@ -122,19 +161,23 @@ pub fn ping(to: Ipv4Addr, tries: u16, wait: Duration) -> Result<bool> {
                 }
                 Err(e) => return Err(anyhow!("receiving from {to}: {e}")),
             };
-            // SAFETY: recv initialised the first n bytes.
+            // SAFETY: recv_from initialised the first n bytes.
             let b: Vec<u8> = buf[..n]
                 .iter()
                 .map(|x| unsafe { x.assume_init() })
                 .collect();
-            // A raw IPv4 socket hands over the IP header too.
-            if b.len() < 20 {
-                continue;
-            }
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
-            let icmp = &b[ihl.min(b.len())..];
-            if icmp.len() >= 8 && icmp[0] == 0 && src == to && icmp[4..6] == id.to_be_bytes() {
+            // A raw IPv4 socket hands over the IP header too; an IPv6 one does not.
+            let icmp = match to {
+                IpAddr::V4(_) if b.len() >= 20 => &b[usize::from(b[0] & 0x0f) * 4..],
+                IpAddr::V4(_) => continue,
+                IpAddr::V6(_) => &b[..],
+            };
+            let src = from.as_socket().map(|a| a.ip());
+            if icmp.len() >= 8
+                && icmp[0] == reply
+                && src == Some(to)
+                && icmp[4..6] == id.to_be_bytes()
+            {
                 return Ok(true);
             }
         }
@@ -149,8 +192,12 @@ fn thread_id() -> u32 {
 
 /// Sends a datagram and waits for the answer of a [`serve_udp_echo`] server. `None`: no answer
 /// within the timeout (three tries).
-pub fn udp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
-    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("cannot open a UDP socket")?;
+pub fn udp(to: IpAddr, port: u16) -> Result<Option<String>> {
+    let any: IpAddr = match to {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let s = UdpSocket::bind((any, 0)).context("cannot open a UDP socket")?;
     s.set_read_timeout(Some(Duration::from_millis(700)))?;
     let mut buf = [0u8; 128];
     for _ in 0..3 {
@@ -165,15 +212,15 @@ pub fn udp(to: Ipv4Addr, port: u16) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Serves UDP inside namespace `ns` on `addr`: every datagram is answered with the source
-/// address it came from.
-pub fn serve_udp_echo(ns: &str, addr: SocketAddrV4) -> Result<()> {
+/// Serves UDP inside namespace `ns` on `port` (both families): every datagram is answered
+/// with the source address it came from.
+pub fn serve_udp_echo(ns: &str, port: u16) -> Result<()> {
     netns::spawn_in(ns, move || {
-        let s = UdpSocket::bind(addr).with_context(|| format!("cannot listen on udp {addr}"))?;
+        let s: UdpSocket = bound(Type::DGRAM, port)?.into();
         Ok(move || {
             let mut buf = [0u8; 512];
             while let Ok((_, peer)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(format!("{}\n", peer.ip()).as_bytes(), peer);
+                let _ = s.send_to(format!("{}\n", peer.ip().to_canonical()).as_bytes(), peer);
             }
         })
     })

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result, anyhow};
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::IpNetwork;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
@@ -35,6 +35,14 @@ pub const UPLINK_ADDR: &str = "198.51.100.1/24";
 pub const WAN_ADDR: &str = "198.51.100.2/24";
 /// An "internet" server address, on the `wan` namespace's loopback.
 pub const INTERNET_ADDR: &str = "203.0.113.10/32";
+/// The same three over IPv6 (documentation range 2001:db8::/32), and the link-local
+/// addresses of the uplink pair: the host forwards the namespaces' IPv6 out of the uplink, and
+/// a router resolves its next hop from a link-local source.
+pub const UPLINK_ADDR6: &str = "2001:db8:100::1/64";
+pub const WAN_ADDR6: &str = "2001:db8:100::2/64";
+pub const INTERNET_ADDR6: &str = "2001:db8:113::10/128";
+const UPLINK_LL: &str = "fe80::1/64";
+const WAN_LL: &str = "fe80::2/64";
 
 /// The directories that get a private tmpfs in the sandbox: namespaces, their files, and
 /// nsfw's lock and record.
@@ -109,11 +117,12 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
 }
 
 /// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`
-/// (198.51.100.1) ⇄ `wan` (198.51.100.2, with 203.0.113.10 on its loopback), with the sandbox's
-/// default route pointing at `wan`.
+/// (198.51.100.1, 2001:db8:100::1) ⇄ `wan` (198.51.100.2, 2001:db8:100::2, with 203.0.113.10
+/// and 2001:db8:113::10 on its loopback), with the sandbox's default routes pointing at `wan`.
 pub fn build_upstream(t: &Topology) -> Result<()> {
     let net = |s: &str| -> Result<IpNetwork> { s.parse().map_err(|e| anyhow!("{s}: {e}")) };
     let (wan_ip, uplink_ip, inet) = (net(WAN_ADDR)?, net(UPLINK_ADDR)?, net(INTERNET_ADDR)?);
+    let (wan6, uplink6, inet6) = (net(WAN_ADDR6)?, net(UPLINK_ADDR6)?, net(INTERNET_ADDR6)?);
     let mut host = Conn::open("host")?;
     host.run_all(&[msgs::up("lo")])?;
     let each = |_: &str, c: &mut Conn| c.run_all(&[msgs::mark_lo("sandbox:wan")]);
@@ -128,28 +137,36 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
     ])?;
     drop(fd);
     let i = index(&mut host, UPLINK)?;
-    let default: IpNetwork = net("0.0.0.0/0")?;
+    let (default, default6) = (net("0.0.0.0/0")?, net("::/0")?);
     host.run_all(&[
         msgs::add_addr(UPLINK, i, uplink_ip),
+        msgs::add_addr(UPLINK, i, uplink6),
+        msgs::add_addr(UPLINK, i, net(UPLINK_LL)?),
         msgs::replace_route(&RouteSpec::unicast(default, Some(wan_ip.ip()), UPLINK), i),
+        msgs::replace_route(&RouteSpec::unicast(default6, Some(wan6.ip()), UPLINK), i),
     ])?;
     // The "internet" knows its way back to the bridges' subnets through the host, so only
     // nsfw's rules stand between it and the namespaces.
-    let subnets: Vec<IpNetwork> = t
-        .bridges
-        .iter()
-        .map(|b| IpNetwork::V4(b.subnet()))
-        .collect();
+    let mut subnets: Vec<(IpNetwork, IpNetwork)> = Vec::new();
+    for b in &t.bridges {
+        subnets.push((IpNetwork::V4(b.subnet()), uplink_ip));
+        if let Some(s6) = b.subnet6() {
+            subnets.push((IpNetwork::V6(s6), uplink6));
+        }
+    }
     netns::visit(&[WAN_NS.to_string()], &|_, c| {
         c.run_all(&[msgs::up("eth0")])?;
         let (e, lo) = (index(c, "eth0")?, index(c, "lo")?);
         let mut reqs = vec![
             msgs::add_addr("eth0", e, wan_ip),
+            msgs::add_addr("eth0", e, wan6),
+            msgs::add_addr("eth0", e, net(WAN_LL)?),
             msgs::add_addr("lo", lo, inet),
+            msgs::add_addr("lo", lo, inet6),
         ];
-        for s in &subnets {
+        for (s, via) in &subnets {
             reqs.push(msgs::replace_route(
-                &RouteSpec::unicast(*s, Some(uplink_ip.ip()), "eth0"),
+                &RouteSpec::unicast(*s, Some(via.ip()), "eth0"),
                 e,
             ));
         }
@@ -176,13 +193,11 @@ fn index(c: &mut Conn, name: &str) -> Result<u32> {
 }
 
 /// Starts the servers the upstream checks talk to: the source echo in `wan`, a listener in
-/// every namespace (unless a published port's server already holds its port).
+/// every namespace (unless a published port's server already holds its port); both families.
 pub fn start_servers(t: &Topology) -> Result<()> {
-    let inet: Ipv4Network = INTERNET_ADDR.parse().map_err(|e| anyhow!("{e}"))?;
-    probe::serve_source_echo(WAN_NS, std::net::SocketAddrV4::new(inet.ip(), ECHO_PORT))?;
+    probe::serve_source_echo(WAN_NS, ECHO_PORT)?;
     for n in &t.namespaces {
-        let addr = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LISTEN_PORT);
-        match probe::serve_listener(&n.name, addr) {
+        match probe::serve_listener(&n.name, LISTEN_PORT) {
             Ok(()) => {}
             Err(e) if format!("{e:#}").contains("in use") => {}
             Err(e) => return Err(e),
@@ -193,16 +208,23 @@ pub fn start_servers(t: &Topology) -> Result<()> {
 
 /// The simulated upstream as the checks see it.
 pub fn world() -> Result<probe::World> {
-    let addr = |s: &str| -> Result<std::net::Ipv4Addr> {
-        let n: Ipv4Network = s.parse().map_err(|e| anyhow!("{s}: {e}"))?;
+    let addr = |s: &str| -> Result<std::net::IpAddr> {
+        let n: IpNetwork = s.parse().map_err(|e| anyhow!("{s}: {e}"))?;
         Ok(n.ip())
     };
     Ok(probe::World {
         ns: WAN_NS.to_string(),
-        addr: addr(WAN_ADDR)?,
-        host_addr: addr(UPLINK_ADDR)?,
         uplink: UPLINK.to_string(),
-        server: addr(INTERNET_ADDR)?,
         echo_port: ECHO_PORT,
+        v4: probe::Side {
+            addr: addr(WAN_ADDR)?,
+            host_addr: addr(UPLINK_ADDR)?,
+            server: addr(INTERNET_ADDR)?,
+        },
+        v6: Some(probe::Side {
+            addr: addr(WAN_ADDR6)?,
+            host_addr: addr(UPLINK_ADDR6)?,
+            server: addr(INTERNET_ADDR6)?,
+        }),
     })
 }

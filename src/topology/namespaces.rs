@@ -310,6 +310,24 @@ fn resolve(
     if br.address6.is_some() && v6.is_none() {
         return None; // reported
     }
+    let mut publish = publish;
+    for p in publish.iter_mut().filter(|p| p.v6) {
+        if v6.is_some() {
+            continue;
+        }
+        if !p.v4 {
+            cx.err(
+                &join(&prefix, "publish"),
+                Some(&toml::Value::String(p.entry.clone())),
+                format!(
+                    "published over IPv6, but the namespace has no IPv6 address (bridge {} has no address6)",
+                    br.name
+                ),
+            );
+        }
+        // A plain entry publishes on the families the namespace has.
+        p.v6 = false;
+    }
     Some(Namespace {
         name: r.name.clone(),
         ifaces: vec![Iface {

@@ -1,9 +1,11 @@
-//! `publish = ["8080:80/tcp", "127.0.0.1:8443:443", "9000-9010:9000-9010/udp"]`: Docker's `-p`
-//! syntax for ports of a namespace reachable at ports of the host.
+//! `publish = ["8080:80/tcp", "127.0.0.1:8443:443", "[::]:8080:80", "9000-9010:9000-9010/udp"]`:
+//! Docker's `-p` syntax for ports of a namespace reachable at ports of the host. Without an
+//! address an entry publishes on both families (where the namespace has an address of each);
+//! `0.0.0.0:` and `[::]:` restrict it to one, an address to that address.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use toml::{Table, Value};
 
@@ -45,7 +47,10 @@ impl fmt::Display for Proto {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {
     /// Only connections to this host address (None: any of the host's addresses).
-    pub host_addr: Option<Ipv4Addr>,
+    pub host_addr: Option<IpAddr>,
+    /// Published over IPv4, over IPv6.
+    pub v4: bool,
+    pub v6: bool,
     pub host: (u16, u16),
     pub ns: (u16, u16),
     pub proto: Proto,
@@ -62,7 +67,13 @@ impl Publish {
     /// Whether connections from the host to 127.0.0.1 reach it (it needs route_localnet on
     /// the namespace's bridge).
     pub fn on_localhost(&self) -> bool {
-        self.host_addr.is_none_or(|a| a.is_loopback())
+        self.v4 && self.host_addr.is_none_or(|a| a.is_loopback())
+    }
+
+    /// Whether a connection to host address `a` at a published port reaches it.
+    pub fn answers_at(&self, a: IpAddr) -> bool {
+        let family = if a.is_ipv6() { self.v6 } else { self.v4 };
+        family && self.host_addr.is_none_or(|h| h == a)
     }
 }
 
@@ -99,6 +110,7 @@ pub fn parse(entry: &str) -> Result<Publish, String> {
         Some((_, p)) => return Err(format!("protocol `{p}` is not tcp or udp")),
         None => (entry, Proto::Tcp),
     };
+    let addr_bracketed = body.starts_with('[');
     let (addr, ports) = if let Some(rest) = body.strip_prefix('[') {
         let Some((a, rest)) = rest.split_once("]:") else {
             return Err(usage.into());
@@ -129,24 +141,36 @@ pub fn parse(entry: &str) -> Result<Publish, String> {
     }
     let host_addr = match addr {
         None => None,
-        Some(a) => {
-            match a.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) if ip.is_unspecified() => None,
-                Ok(IpAddr::V4(ip)) => {
-                    if ip.is_multicast() || ip.is_broadcast() {
-                        return Err(format!("{ip} is not an address of the host"));
-                    }
-                    Some(ip)
-                }
-                Ok(IpAddr::V6(_)) => {
-                    return Err("IPv6 addresses cannot be published on yet: nsfw's namespaces have IPv4 only".into());
-                }
-                Err(_) => return Err(format!("`{a}` is not an IP address")),
+        Some(a) => match a.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => Some(ip),
+            Ok(IpAddr::V4(ip)) if ip.is_multicast() || ip.is_broadcast() => {
+                return Err(format!("{ip} is not an address of the host"));
             }
-        }
+            Ok(IpAddr::V6(ip)) if ip.is_loopback() => {
+                return Err("[::1] cannot be published on: Linux has no route_localnet for IPv6 and never routes a packet from ::1 out of an interface; publish on 127.0.0.1, or on [::] for the host's IPv6 addresses".into());
+            }
+            Ok(IpAddr::V6(ip)) if ip.is_multicast() || ip.to_ipv4_mapped().is_some() => {
+                return Err(format!("{ip} is not an IPv6 address of the host"));
+            }
+            Ok(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {
+                return Err(format!(
+                    "{ip} is link-local: it names no single interface without a zone; publish on [::] or a global address"
+                ));
+            }
+            Ok(ip) => Some(ip),
+            Err(_) if addr_bracketed => return Err(format!("`{a}` is not an IPv6 address")),
+            Err(_) => return Err(format!("`{a}` is not an IP address")),
+        },
     };
+    let (v4, v6) = match host_addr {
+        None => (true, true),
+        Some(a) => (a.is_ipv4(), a.is_ipv6()),
+    };
+    let host_addr = host_addr.filter(|a| !a.is_unspecified());
     Ok(Publish {
         host_addr,
+        v4,
+        v6,
         host,
         ns,
         proto,
@@ -170,28 +194,34 @@ pub(super) fn read(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<Publish> {
 /// A host port (per protocol, per address) leads to one place only. Linear in the number of
 /// ports published: a file may publish thousands.
 pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
-    type Claim<'a> = (Option<std::net::Ipv4Addr>, &'a str, &'a str);
-    let mut taken: BTreeMap<(Proto, u16), Vec<Claim>> = BTreeMap::new();
+    type Claim<'a> = (Option<IpAddr>, &'a str, &'a str);
+    // Keyed by (IPv6?, protocol, port): the two families' ports are separate.
+    let mut taken: BTreeMap<(bool, Proto, u16), Vec<Claim>> = BTreeMap::new();
     for n in namespaces {
         for p in &n.publish {
-            for port in p.host.0..=p.host.1 {
-                let claims = taken.entry((p.proto, port)).or_default();
-                let hit = claims.iter().find(|(addr, _, _)| {
-                    addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
-                });
-                if let Some((_, other_ns, other)) = hit {
-                    let v = Value::String(p.entry.clone());
-                    cx.err(
-                        &join(&join("namespaces", &n.name), "publish"),
-                        Some(&v),
-                        format!(
-                            "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
-                            p.proto
-                        ),
-                    );
-                    break;
+            'port: for port in p.host.0..=p.host.1 {
+                for fam in [false, true]
+                    .into_iter()
+                    .filter(|&v6| if v6 { p.v6 } else { p.v4 })
+                {
+                    let claims = taken.entry((fam, p.proto, port)).or_default();
+                    let hit = claims.iter().find(|(addr, _, _)| {
+                        addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
+                    });
+                    if let Some((_, other_ns, other)) = hit {
+                        let v = Value::String(p.entry.clone());
+                        cx.err(
+                            &join(&join("namespaces", &n.name), "publish"),
+                            Some(&v),
+                            format!(
+                                "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
+                                p.proto
+                            ),
+                        );
+                        break 'port;
+                    }
+                    claims.push((p.host_addr, &n.name, &p.entry));
                 }
-                claims.push((p.host_addr, &n.name, &p.entry));
             }
         }
     }
@@ -208,12 +238,21 @@ mod tests {
             (p.host, p.ns, p.proto, p.host_addr),
             ((8080, 8080), (80, 80), Proto::Tcp, None)
         );
+        assert!(p.v4 && p.v6);
         let p = parse("127.0.0.1:8443:443/tcp").expect("ok");
-        assert_eq!(p.host_addr, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.host_addr, Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(p.v4 && !p.v6 && p.on_localhost());
+        let p = parse("[::]:8080:80").expect("ok");
+        assert!(!p.v4 && p.v6 && p.host_addr.is_none() && !p.on_localhost());
+        let p = parse("[2001:db8::1]:8080:80/udp").expect("ok");
+        assert_eq!(p.host_addr, "2001:db8::1".parse().ok());
+        assert!(p.answers_at("2001:db8::1".parse().expect("ip")));
+        assert!(!p.answers_at("2001:db8::2".parse().expect("ip")));
         let p = parse("9000-9010:9100-9110/udp").expect("ok");
         assert_eq!(p.pairs().count(), 11);
         assert_eq!(p.pairs().last(), Some((9010, 9110)));
-        assert!(parse("0.0.0.0:53:53/udp").expect("ok").host_addr.is_none());
+        let p = parse("0.0.0.0:53:53/udp").expect("ok");
+        assert!(p.host_addr.is_none() && p.v4 && !p.v6);
     }
 
     #[test]
@@ -228,6 +267,10 @@ mod tests {
             ("x:80", "not a number"),
             ("1.2.3:80:80", "not an IP address"),
             ("a:b:c:d", "expected"),
+            ("[::1]:8080:80", "route_localnet"),
+            ("[fe80::1]:8080:80", "link-local"),
+            ("[ff02::1]:8080:80", "not an IPv6 address of the host"),
+            ("[nope]:8080:80", "not an IPv6 address"),
         ] {
             let got = parse(e).expect_err(e);
             assert!(got.contains(why), "{e}: {got}");
