@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
 pub use addr::{overlaps, subnet_of, subnet_of4};
-pub use names::{MAX_IFNAME, check_ifname, check_topology_name, derived_mac, host_ifname_for};
+pub use names::{
+    MAX_IFNAME, check_ifname, check_topology_name, derived_mac, fnv64, host_ifname_for, parse_mac,
+};
 pub use publish::{Proto, Publish};
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
