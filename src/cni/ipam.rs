@@ -53,7 +53,37 @@ fn plugin_path(env: &Env, name: &str) -> CniResult<PathBuf> {
 /// Runs the IPAM plugin with `command`; `attachment` overrides CNI_CONTAINERID and
 /// CNI_IFNAME (GC releases the leases of other containers than the caller's). Its stderr is
 /// nsfw's; its result or error object comes back parsed.
+///
+/// A 1.1.0 configuration an older plugin refuses as an incompatible version (Debian 12's
+/// host-local speaks up to 1.0.0) is given again as 1.0.0 for ADD, DEL and CHECK: those and
+/// their results are the same in both, and a network needs 1.1.0 for GC and STATUS.
 pub fn exec(
+    c: &NetConf,
+    env: &Env,
+    command: &str,
+    attachment: Option<(&str, &str)>,
+    stdin: &[u8],
+) -> CniResult<Option<Value>> {
+    match exec_once(c, env, command, attachment, stdin) {
+        Err(e)
+            if e.code == code::INCOMPATIBLE_VERSION
+                && c.version == "1.1.0"
+                && matches!(command, "ADD" | "DEL" | "CHECK") =>
+        {
+            let mut v: Value = serde_json::from_slice(stdin).map_err(|_| e.clone())?;
+            v["cniVersion"] = Value::String("1.0.0".into());
+            let older = v.to_string();
+            let mut r = exec_once(c, env, command, attachment, older.as_bytes())?;
+            if let Some(Value::Object(o)) = &mut r {
+                o.insert("cniVersion".into(), Value::String(c.version.clone()));
+            }
+            Ok(r)
+        }
+        r => r,
+    }
+}
+
+fn exec_once(
     c: &NetConf,
     env: &Env,
     command: &str,
