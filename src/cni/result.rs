@@ -73,12 +73,18 @@ pub struct Expected {
 pub fn expected(prev: &Value, ifname: &str, sandbox: &str) -> Expected {
     let mut e = Expected::default();
     let ifaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
-    let idx = ifaces.iter().position(|i| {
-        i["name"].as_str() == Some(ifname)
-            && i["sandbox"]
-                .as_str()
-                .is_some_and(|s| s == sandbox || !s.is_empty())
-    });
+    // The container's end: the interface of that name with a sandbox (the host's have none;
+    // the path may be spelt otherwise than CNI_NETNS by now, so any sandbox counts, the exact
+    // one first).
+    let named = |i: &Value| i["name"].as_str() == Some(ifname);
+    let idx = ifaces
+        .iter()
+        .position(|i| named(i) && i["sandbox"].as_str() == Some(sandbox))
+        .or_else(|| {
+            ifaces
+                .iter()
+                .position(|i| named(i) && i["sandbox"].as_str().is_some_and(|s| !s.is_empty()))
+        });
     if let Some(i) = idx {
         e.mac = ifaces[i]["mac"].as_str().map(str::to_ascii_lowercase);
     }
