@@ -1,7 +1,7 @@
 //! CNI mode's benchmark: nsfw against the reference `bridge` + `portmap` plugins, each in a
 //! fresh sandbox (`nsfw sandbox`), driven as a runtime drives them (environment, stdin).
 //!
-//!     cargo build --release --example bench_cni && sudo ./target/release/examples/bench_cni
+//!     just bench-cni      (cargo build --release --bin nsfw --example bench_cni, then run it as root)
 //!
 //! For each: 100 containers attached (each with one published port), then the ADD and DEL
 //! latency of 10 more (median and max, per container, the plugin processes included: bridge
