@@ -24,6 +24,12 @@ bench runs="5":
     cargo build --release --example bench
     ./target/release/examples/bench --runs {{runs}} --out docs/benchmarks.md
 
+# CNI mode against the reference bridge + portmap plugins: ADD/DEL latency with 100
+# containers attached, connections/s through a published port (root, ~1 minute).
+bench-cni:
+    cargo build --release --bin nsfw --example bench_cni
+    ./target/release/examples/bench_cni
+
 # The man page and shell completions, into target/assets/.
 assets:
     ./scripts/build-assets

@@ -8,6 +8,7 @@
 pub mod output;
 
 pub mod cli;
+pub mod cni;
 pub mod commands;
 pub mod compile;
 pub mod engine;

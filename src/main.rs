@@ -5,6 +5,12 @@ use nsfw::commands::{self, Fail, FlushWhat};
 use nsfw::output::{self, Level};
 
 fn main() -> ExitCode {
+    // A CNI runtime runs nsfw as a plugin: the protocol is environment, stdin and stdout, not
+    // the command line (docs/cni.md).
+    if nsfw::cni::invoked() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        return ExitCode::from(nsfw::cni::main());
+    }
     let cli = match cli::parse() {
         Ok(c) => c,
         Err(e) => {

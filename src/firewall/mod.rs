@@ -3,7 +3,7 @@
 //! iptables-nft's `filter` table when its FORWARD policy would drop nsfw's traffic (Docker).
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
-mod build;
+pub(crate) mod build;
 mod policy;
 pub(crate) mod publish;
 mod table;
@@ -43,8 +43,10 @@ pub const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 /// iifname "br0" oifname "docker0" return comment "nsfw:lab"    # to containers: Docker decides,
 /// iifname "br0" accept comment "nsfw:lab"                      # as for any outside host
 /// ```
-pub fn ipt_accepts(t: &Topology, docker_bridges: &[String]) -> Vec<Rule> {
-    let mark = t.owner_mark();
+///
+/// for any owner `mark` and its bridges (a topology's, or a CNI network's).
+pub fn accepts_for(mark: &str, bridges: &[String], docker_bridges: &[String]) -> Vec<Rule> {
+    let mark = mark.to_string();
     let mut v = Vec::new();
     let with = |stmts: Vec<Stmt>, verdict| Rule {
         stmts: {
@@ -54,15 +56,15 @@ pub fn ipt_accepts(t: &Topology, docker_bridges: &[String]) -> Vec<Rule> {
         },
         comment: Some(mark.clone()),
     };
-    for b in &t.bridges {
-        v.push(with(vec![Stmt::oifname(&b.name, true)], Verdict::Accept));
+    for b in bridges {
+        v.push(with(vec![Stmt::oifname(b, true)], Verdict::Accept));
         for d in docker_bridges {
             v.push(with(
-                vec![Stmt::iifname(&b.name, true), Stmt::oifname(d, true)],
+                vec![Stmt::iifname(b, true), Stmt::oifname(d, true)],
                 Verdict::Return,
             ));
         }
-        v.push(with(vec![Stmt::iifname(&b.name, true)], Verdict::Accept));
+        v.push(with(vec![Stmt::iifname(b, true)], Verdict::Accept));
     }
     v
 }
@@ -103,7 +105,8 @@ pub struct NftState {
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
     pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,
-    /// Rules with an `nsfw:` comment in `ip filter` FORWARD or DOCKER-USER, in chain order.
+    /// Rules with an `nsfw:` (a topology's) or `nsfw-cni:` (a CNI network's) comment in `ip filter`
+    /// FORWARD or DOCKER-USER, in chain order.
     pub placed: Vec<KRule>,
     /// Docker's bridges, from its FORWARD rules.
     pub docker_bridges: Vec<String>,
@@ -125,6 +128,24 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
         if t.family == Family::Inet && t.name.starts_with("nsfw_") {
             s.own.insert(t.name.clone(), sock.read_table(&t)?);
         }
+    }
+    observe_ipt(sock, &mut s)?;
+    s.legacy_tables = match std::fs::read_to_string("/proc/net/ip_tables_names") {
+        Ok(text) => text
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    s.br_nf = crate::plumbing::sysctl::read(BRNF_SYSCTL)?.map(|v| v == "1");
+    Ok(s)
+}
+
+/// Reads iptables-nft's FORWARD and DOCKER-USER chains into `s` (whose `tables` are read):
+/// their policy, Docker's bridges, and the rules nsfw placed there.
+pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
+    for t in s.tables.clone() {
         if t.family == Family::Ip && t.name == IPT_TABLE {
             let chains = sock.chains(Family::Ip, IPT_TABLE)?;
             s.ipt_forward = chains.iter().find(|c| c.name == IPT_FORWARD).cloned();
@@ -139,22 +160,13 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
                         r.rule
                             .comment
                             .as_deref()
-                            .is_some_and(|c| c.starts_with("nsfw:"))
+                            .is_some_and(|c| c.starts_with("nsfw:") || c.starts_with("nsfw-cni:"))
                     }));
                 }
             }
         }
     }
-    s.legacy_tables = match std::fs::read_to_string("/proc/net/ip_tables_names") {
-        Ok(text) => text
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    s.br_nf = crate::plumbing::sysctl::read(BRNF_SYSCTL)?.map(|v| v == "1");
-    Ok(s)
+    Ok(())
 }
 
 /// The nft half of a plan: the ops of the one batch, and lines saying what they change.
@@ -232,8 +244,25 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         None => {}
     }
 
-    // Docker & co: a FORWARD policy of drop in iptables-nft's table drops nsfw's traffic
-    // whatever nsfw's own table says (every base chain on the hook must accept).
+    let bridges: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
+    place_accepts(&mut p, &mark, &bridges, s);
+    if !s.legacy_tables.is_empty() {
+        p.warnings.push(format!(
+            "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw can neither see nor fix them; check `iptables-legacy -S FORWARD`",
+            s.legacy_tables.join(", ")
+        ));
+    }
+    p.warnings
+        .extend(publish::shadowed_listeners(t, &s.listeners));
+    br_netfilter(&mut p, t, s);
+    Ok(p)
+}
+
+/// Docker & co: a FORWARD policy of drop in iptables-nft's table drops nsfw's traffic
+/// whatever nsfw's own table says (every base chain on the hook must accept). Plans the
+/// accepts of `mark`'s `bridges` (none when `bridges` is empty or the policy accepts), and the
+/// removal of those of `mark` that are not so, in order.
+pub fn place_accepts(p: &mut NftPlan, mark: &str, bridges: &[String], s: &NftState) {
     let drop_policy = s
         .ipt_forward
         .as_ref()
@@ -245,7 +274,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         IPT_FORWARD
     };
     let wanted: Vec<(Rule, Rule)> = if drop_policy {
-        ipt_accepts(t, &s.docker_bridges)
+        accepts_for(mark, bridges, &s.docker_bridges)
             .into_iter()
             .map(|r| (canonical_rule(&r, Family::Ip, &[]), r))
             .collect()
@@ -255,7 +284,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     let ours: Vec<&KRule> = s
         .placed
         .iter()
-        .filter(|r| r.rule.comment.as_deref() == Some(mark.as_str()))
+        .filter(|r| r.rule.comment.as_deref() == Some(mark))
         .collect();
     // In order: a return before an accept matters.
     let in_place = ours.len() == wanted.len()
@@ -265,7 +294,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
             .all(|(k, (c, _))| k.chain == target && &normal_rule(&k.rule) == c);
     if !in_place {
         for k in &ours {
-            delete_placed(&mut p, k);
+            delete_placed(p, k);
         }
         for (_, r) in &wanted {
             p.lines.push(ipt_line('+', target, r.to_string()));
@@ -281,24 +310,17 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
             });
         }
     }
-    if !s.legacy_tables.is_empty() {
-        p.warnings.push(format!(
-            "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw can neither see nor fix them; check `iptables-legacy -S FORWARD`",
-            s.legacy_tables.join(", ")
-        ));
-    }
+}
 
-    p.warnings
-        .extend(publish::shadowed_listeners(t, &s.listeners));
-
+/// br_netfilter: what `[host] br_netfilter` asks of bridge-nf-call-iptables, and what an
+/// intra-bridge policy needs of the module.
+fn br_netfilter(p: &mut NftPlan, t: &Topology, s: &NftState) {
     if judges_within_bridges(t) && s.br_nf.is_none() {
         p.conflicts.push(format!(
             "{}: the policy judges traffic between namespaces on one bridge, which needs the br_netfilter module (it hands bridged traffic to nftables); it is not loaded (no /proc/sys/net/bridge): load it first (modprobe br_netfilter), nsfw does not load modules",
             t.source.display()
         ));
     }
-
-    // br_netfilter.
     match t.host.br_netfilter {
         BrNetfilter::Auto => {}
         BrNetfilter::Off => {
@@ -315,7 +337,6 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
             Some(true) => {}
         },
     }
-    Ok(p)
 }
 
 /// Plans the deletion of a rule nsfw placed in iptables-nft's table.

@@ -136,9 +136,9 @@ fn rules_of(v6: bool) -> Vec<crate::nft::Rule> {
     ]
 }
 
-fn rules(t: &Topology) -> Vec<crate::nft::Rule> {
+fn rules(v6: bool) -> Vec<crate::nft::Rule> {
     let mut v = rules_of(false);
-    if any6(t) {
+    if v6 {
         v.extend(rules_of(true));
     }
     v
@@ -146,6 +146,11 @@ fn rules(t: &Topology) -> Vec<crate::nft::Rule> {
 
 /// `prerouting` (from the world and the namespaces) and `output` (from the host itself).
 pub fn chains(t: &Topology) -> Vec<Chain> {
+    chains_for(any6(t))
+}
+
+/// The two chains, with IPv6's rules too when `v6`.
+pub fn chains_for(v6: bool) -> Vec<Chain> {
     let base = |hook| Base {
         ty: ChainType::Nat,
         hook,
@@ -153,8 +158,8 @@ pub fn chains(t: &Topology) -> Vec<Chain> {
         policy: Policy::Accept,
     };
     vec![
-        Chain::new("prerouting", Some(base(Hook::Prerouting)), rules(t)),
-        Chain::new("output", Some(base(Hook::Output)), rules(t)),
+        Chain::new("prerouting", Some(base(Hook::Prerouting)), rules(v6)),
+        Chain::new("output", Some(base(Hook::Output)), rules(v6)),
     ]
 }
 

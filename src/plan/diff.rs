@@ -31,10 +31,13 @@ impl Owner<'_> {
         }
     }
 
+    /// Whether `t` (a topology's name, as the record names the users of a sysctl) is ours.
+    /// A CNI network is among a sysctl's users as `cni:<network>` (never a topology's name:
+    /// those hold no `:`), and no flush, not even `--all`, speaks for it.
     pub fn owns_topology(&self, t: &str) -> bool {
         match self {
             Owner::Topology(n) => *n == t,
-            Owner::All => true,
+            Owner::All => !t.starts_with("cni:"),
         }
     }
 }

@@ -206,6 +206,13 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
     Ok(n)
 }
 
+/// Links, addresses and routes of the namespace `c` is bound to (the calling thread must be
+/// in it too): one namespace read whole, as CNI's CHECK needs a container's.
+pub fn read_node(c: &mut Conn) -> Result<NodeObs> {
+    let l = links(c)?;
+    node(c, l, &[])
+}
+
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
 pub fn observe(q: &Query) -> Result<Observed> {

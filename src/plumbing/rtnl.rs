@@ -213,6 +213,50 @@ impl Conn {
         }
     }
 
+    /// Sends one request that is answered by one message (a get of one link): `Ok(None)` when
+    /// the kernel answers with one of the errors in `absent` (ENODEV: no such link).
+    pub fn get(
+        &mut self,
+        req: RouteNetlinkMessage,
+        what: &str,
+        absent: &[i32],
+    ) -> Result<Option<RouteNetlinkMessage>> {
+        let place = self.place.clone();
+        let ctx = || format!("cannot read {what} ({place})");
+        let seq = self.next_seq();
+        let mut msg = NetlinkMessage::from(req);
+        msg.header.flags = NLM_F_REQUEST;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.sock
+            .send_to(&out, &SocketAddr::new(0, 0), 0)
+            .with_context(ctx)?;
+        loop {
+            let n = self.recv().with_context(ctx)?;
+            let bytes = self.bytes(n);
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(ctx)?;
+            if m.header.sequence_number != seq {
+                continue;
+            }
+            return match m.payload {
+                NetlinkPayload::InnerMessage(inner) => Ok(Some(inner)),
+                NetlinkPayload::Error(e) => {
+                    let code = -e.raw_code();
+                    if absent.contains(&code) {
+                        Ok(None)
+                    } else {
+                        bail!("{}: {}", ctx(), errno_text(code))
+                    }
+                }
+                _ => bail!("{}: an unexpected answer", ctx()),
+            };
+        }
+    }
+
     /// Sends the requests, many to a send, and returns one result per request, in order.
     pub fn run(&mut self, reqs: &[Req]) -> Vec<Result<()>> {
         let mut results: Vec<Option<Result<()>>> = (0..reqs.len()).map(|_| None).collect();

@@ -61,9 +61,8 @@ fn holder(f: &mut std::fs::File) -> Option<u32> {
     s.trim().parse().ok()
 }
 
-/// Takes the lock. When another run holds it: with `wait`, says so on stderr (naming the
-/// holder's pid) and waits; without, fails at once.
-pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
+/// Opens the state directory and the lock file in it.
+fn open_lock() -> Result<(OwnedFd, std::fs::File)> {
     let dir = state_dir()?;
     let fd = openat(
         &dir,
@@ -73,7 +72,52 @@ pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
     )
     .map_err(|e| anyhow!("cannot open {STATE_DIR}/lock: {e}"))?;
     let _ = fchmod(fd.as_fd(), Mode::from_bits_truncate(safefs::FILE_MODE));
-    let file = std::fs::File::from(fd);
+    Ok((dir, std::fs::File::from(fd)))
+}
+
+/// Writes the holder's pid into an exclusively held lock, for whoever waits.
+fn held(mut locked: Flock<std::fs::File>, access: Access, dir: OwnedFd) -> Lock {
+    if access == Access::Exclusive {
+        let pid = std::process::id();
+        let f: &mut std::fs::File = &mut locked;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "{pid}");
+    }
+    Lock { _file: locked, dir }
+}
+
+/// Takes the lock if it is free, waiting for it at most `within` (polling: a short wait for
+/// callers such as a CNI runtime, which would rather hear "try again later" than hang).
+/// `Ok(None)`: still taken when the time was up.
+pub fn acquire_within(access: Access, within: std::time::Duration) -> Result<Option<Lock>> {
+    let (dir, mut file) = open_lock()?;
+    let arg = match access {
+        Access::Exclusive => FlockArg::LockExclusiveNonblock,
+        Access::Shared => FlockArg::LockSharedNonblock,
+    };
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(500);
+    loop {
+        match Flock::lock(file, arg) {
+            Ok(l) => return Ok(Some(held(l, access, dir))),
+            Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => {
+                if start.elapsed() >= within {
+                    return Ok(None);
+                }
+                file = f;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            }
+            Err((_, e)) => bail!("cannot lock {STATE_DIR}/lock: {e}"),
+        }
+    }
+}
+
+/// Takes the lock. When another run holds it: with `wait`, says so on stderr (naming the
+/// holder's pid) and waits; without, fails at once.
+pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
+    let (dir, file) = open_lock()?;
     let (now, later) = match access {
         Access::Exclusive => (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive),
         Access::Shared => (FlockArg::LockSharedNonblock, FlockArg::LockShared),
@@ -104,13 +148,5 @@ pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
         }
         Err((_, e)) => bail!("cannot lock {STATE_DIR}/lock: {e}"),
     };
-    let mut locked = locked;
-    if access == Access::Exclusive {
-        let pid = std::process::id();
-        let f: &mut std::fs::File = &mut locked;
-        let _ = f.set_len(0);
-        let _ = f.rewind();
-        let _ = writeln!(f, "{pid}");
-    }
-    Ok(Lock { _file: locked, dir })
+    Ok(held(locked, access, dir))
 }

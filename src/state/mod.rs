@@ -5,5 +5,5 @@ pub mod lock;
 pub mod record;
 pub mod safefs;
 
-pub use lock::{Access, Lock, STATE_DIR, acquire};
+pub use lock::{Access, Lock, STATE_DIR, acquire, acquire_within};
 pub use record::{Pending, Record, Saved};

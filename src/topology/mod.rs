@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
 pub use addr::{overlaps, subnet_of, subnet_of4};
-pub use names::{MAX_IFNAME, check_ifname, check_topology_name, derived_mac, host_ifname_for};
+pub use names::{
+    MAX_IFNAME, check_ifname, check_topology_name, derived_mac, fnv64, host_ifname_for, parse_mac,
+};
 pub use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub use publish::{Proto, Publish};
 

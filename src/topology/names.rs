@@ -135,7 +135,7 @@ pub fn host_ifname_salted(ns: &str, salt: u32) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across versions and platforms, unlike std's hasher.
-fn fnv64(parts: &[&str]) -> u64 {
+pub fn fnv64(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain([0u8]) {

@@ -1,0 +1,193 @@
+//! ADD: the container's veth, address and routes, and its elements in the network's table.
+//!
+//! In order: refuse a second ADD of the same attachment before anything else (so its failure
+//! cannot release the first one's lease); ask the IPAM plugin for a lease (outside the lock:
+//! the plugin has its own); then under nsfw's lock read the table, check the address and ports
+//! are free, make sure of the bridge and forwarding, make the pair, and send the one batch. An
+//! error undoes what was made and releases the lease.
+
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+
+use serde_json::Value;
+
+use super::config::NetConf;
+use super::env::Env;
+use super::error::{CniError, CniResult, code};
+use super::ipam::{self, Lease};
+use super::links::{self, Plug};
+use super::result::{self, Iface};
+use super::{host, names, nft, table};
+use crate::nft::socket::NftSocket;
+use crate::nft::{Element, Value as NValue};
+use crate::plumbing::{Conn, msgs};
+
+pub fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
+    c.need_addresses()?;
+    if c.prev_result.is_some() {
+        return Err(CniError::config(
+            "prevResult on ADD: nsfw makes the container's interface, so it must come first in the conflist's plugins",
+        ));
+    }
+    let ns = links::open_netns(&env.netns)?.ok_or_else(|| {
+        CniError::env(format!(
+            "CNI_NETNS={:?}: no such network namespace",
+            env.netns
+        ))
+    })?;
+    let mut conn = Conn::open("host")?;
+    let host_end = names::host_veth(&c.name, &env.container_id, &env.ifname);
+    if let Some(l) = links::get_link(&mut conn, &host_end)? {
+        let what = if l.alias.as_deref()
+            == Some(names::veth_alias(&c.name, &env.container_id, &env.ifname).as_str())
+        {
+            "ADD was called twice without a DEL in between"
+        } else {
+            "an interface of the name nsfw derives for it is in the way"
+        };
+        return Err(CniError::new(
+            code::CONFLICT,
+            format!(
+                "container {} is attached to network {} as {} already ({host_end} exists: {what})",
+                env.container_id, c.name, env.ifname
+            ),
+        ));
+    }
+    if links::container_has(&env.netns, &ns, &env.ifname)? {
+        return Err(CniError::new(
+            code::CONFLICT,
+            format!(
+                "the container already has an interface {} (CNI_NETNS {})",
+                env.ifname, env.netns
+            ),
+        ));
+    }
+    let lease = match &c.ipam {
+        Some(_) => {
+            let v = ipam::exec(c, env, "ADD", None, &c.raw)?
+                .ok_or_else(|| CniError::new(code::IPAM, "the IPAM plugin gave no result"))?;
+            match ipam::lease_of(c, &v) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    release(env, c);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let r = attach_locked(env, c, &ns, lease, &mut conn);
+    if r.is_err() {
+        release(env, c);
+    }
+    r
+}
+
+/// Gives the lease back after a failed ADD (best effort: the ADD's error is what matters).
+fn release(env: &Env, c: &NetConf) {
+    if c.ipam.is_some()
+        && let Err(e) = ipam::exec(c, env, "DEL", None, &c.raw)
+    {
+        crate::output::err(format_args!("nsfw: releasing the lease failed too: {e}"));
+    }
+}
+
+fn addr_of(e: &Element) -> Option<Ipv4Addr> {
+    match e.key.first() {
+        Some(NValue::Ipv4(a)) => Some(*a),
+        _ => None,
+    }
+}
+
+/// The element of the same key another container holds, if any: an address or a published
+/// port is one container's.
+fn taken_by(h: &nft::Held, set: &str, e: &Element, owner: &str) -> Option<String> {
+    let s = h.sets.get(set)?;
+    s.elements
+        .iter()
+        .find(|x| table::same_key(x, e) && x.comment.as_deref() != Some(owner))
+        .map(|x| x.comment.clone().unwrap_or_else(|| "nobody's".into()))
+}
+
+fn attach_locked(
+    env: &Env,
+    c: &NetConf,
+    ns: &OwnedFd,
+    lease: Option<Lease>,
+    conn: &mut Conn,
+) -> CniResult<Value> {
+    let lock = super::lock(crate::state::Access::Exclusive)?;
+    let mut sock = NftSocket::open()?;
+    let held = nft::read(&mut sock, &c.name)?;
+    let lease = match (lease, c.subnet) {
+        (Some(l), _) => l,
+        (None, Some(subnet)) => {
+            let used: Vec<Ipv4Addr> = held
+                .sets
+                .get(table::ADDRS4)
+                .map(|s| s.elements.iter().filter_map(addr_of).collect())
+                .unwrap_or_default();
+            ipam::allocate(c, subnet, &used)?
+        }
+        (None, None) => return Err(CniError::config("no subnet and no ipam")),
+    };
+    let owner = names::owner(&env.container_id, &env.ifname);
+    let mine = table::container_elements(lease.addr.ip(), &c.ports, &owner);
+    for (set, e) in &mine {
+        if let Some(who) = taken_by(&held, set, e, &owner) {
+            let what = if *set == table::ADDRS4 {
+                format!("address {}", lease.addr.ip())
+            } else {
+                format!("host port {}", crate::nft::render::element(e))
+            };
+            return Err(CniError::new(
+                code::CONFLICT,
+                format!("{what} is taken by container {who} on network {}", c.name),
+            ));
+        }
+    }
+    host::need_forwarding(&lock, &c.name)?;
+    let bridge = links::ensure_bridge(conn, c, lease.gateway_net())?;
+    // A route without its own next hop goes through the lease's gateway (the result says so).
+    let routes: Vec<_> = lease
+        .routes
+        .iter()
+        .map(|(d, gw)| (*d, Some(gw.unwrap_or(lease.gateway))))
+        .collect();
+    let plug = Plug {
+        conf: c,
+        container: &env.container_id,
+        ifname: &env.ifname,
+        netns_path: &env.netns,
+        netns: ns,
+        addr: lease.addr,
+        routes: &routes,
+    };
+    let att = links::attach(conn, &plug, &bridge)?;
+    let ops = nft::add_ops(&held, c, table::network_elements(c, lease.subnet()), mine);
+    if let Err(e) = nft::send(&mut sock, &ops) {
+        let _ = conn.run_all(&[msgs::del_link(&att.host.name, att.host.index)]);
+        return Err(e);
+    }
+    Ok(result::build(
+        c,
+        &[
+            Iface {
+                name: &bridge.name,
+                mac: bridge.mac,
+                sandbox: None,
+            },
+            Iface {
+                name: &att.host.name,
+                mac: att.host.mac,
+                sandbox: None,
+            },
+            Iface {
+                name: &env.ifname,
+                mac: Some(att.peer_mac),
+                sandbox: Some(&env.netns),
+            },
+        ],
+        &lease,
+    ))
+}

@@ -1,0 +1,150 @@
+//! CNI mode: when `CNI_COMMAND` is set, nsfw is a CNI plugin (SPEC.md 1.0.0 and 1.1.0; 0.4.0
+//! configs accepted) over the same engine: the rtnetlink `Conn` and `msgs` for links, the nft
+//! IR and one batch per change for the firewall, nsfw's lock to serialise runtimes' parallel
+//! calls. One table per network, `inet nsfw_cni_<network>`, whose sets and maps hold the
+//! containers (docs/cni.md).
+//!
+//! | file | concern |
+//! |---|---|
+//! | `env` | the CNI_* parameters |
+//! | `config` | the network configuration on stdin |
+//! | `error` | the error object and its codes |
+//! | `names` | the marks that make what a container owns findable from the kernel alone |
+//! | `ipam` | the IPAM plugin (executed), or nsfw's own allocation from `subnet` |
+//! | `table` | the network's nft table and a container's elements |
+//! | `nft` | reading the table, and the ops of one batch |
+//! | `links` | bridge, veth pair, the container's address and routes |
+//! | `host` | IPv4 forwarding, recorded |
+//! | `result` | the ADD result, and prevResult for CHECK |
+//! | `add`, `del` (and GC), `check`, `status` | the commands |
+
+mod add;
+mod check;
+pub mod config;
+mod del;
+pub mod env;
+pub mod error;
+mod host;
+mod ipam;
+mod links;
+pub mod names;
+mod nft;
+mod result;
+mod status;
+pub mod table;
+
+use std::io::{Read, Write};
+
+use serde_json::{Value, json};
+
+use config::{SUPPORTED, at_least};
+use env::{Command, Env};
+use error::{CniError, CniResult, code};
+
+/// How long a command waits for another nsfw (an apply, another container's ADD) before it
+/// answers "try again later" (11): runtimes have their own timeouts, and a plugin that hangs
+/// past them leaves them guessing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// nsfw's lock, or error 11.
+fn lock(access: crate::state::Access) -> CniResult<crate::state::Lock> {
+    crate::state::acquire_within(access, LOCK_WAIT)?.ok_or_else(|| {
+        CniError::new(
+            code::TRY_AGAIN,
+            format!(
+                "another nsfw held {}/lock for {}s",
+                crate::state::STATE_DIR,
+                LOCK_WAIT.as_secs()
+            ),
+        )
+    })
+}
+
+/// Whether this process was started as a CNI plugin.
+pub fn invoked() -> bool {
+    std::env::var_os("CNI_COMMAND").is_some()
+}
+
+fn print(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    // A runtime that stopped listening has nothing to hear; the work is done either way.
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// Runs the command `CNI_COMMAND` names and returns the exit status: 0 on success (the result
+/// on stdout), 1 with the error object on stdout (and a line on stderr for logs).
+pub fn main() -> u8 {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let version = config::version_of(&stdin)
+        .filter(|v| SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_else(|| "1.1.0".to_string());
+    let r = match read {
+        Ok(_) => run(&stdin),
+        Err(e) => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("cannot read the network configuration from stdin: {e}"),
+        )),
+    };
+    match r {
+        Ok(Some(v)) => {
+            print(&v);
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            crate::output::err(format_args!("nsfw (CNI): error: {e}"));
+            print(&e.to_json(&version));
+            1
+        }
+    }
+}
+
+fn run(stdin: &[u8]) -> CniResult<Option<Value>> {
+    let name = std::env::var("CNI_COMMAND").unwrap_or_default();
+    let cmd = Command::parse(&name).ok_or_else(|| {
+        CniError::env(format!(
+            "CNI_COMMAND={name:?}: not one of ADD, DEL, CHECK, GC, STATUS, VERSION"
+        ))
+    })?;
+    if cmd == Command::Version {
+        return Ok(Some(version(stdin)));
+    }
+    let env = Env::read(cmd)?;
+    let c = config::parse(stdin, &env.args)?;
+    let need = |min: &str, what: &str| -> CniResult<()> {
+        if at_least(&c.version, min) {
+            Ok(())
+        } else {
+            Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!(
+                    "{what} needs cniVersion {min} or later; the configuration says {}",
+                    c.version
+                ),
+            ))
+        }
+    };
+    match cmd {
+        Command::Add => add::add(&env, &c).map(Some),
+        Command::Del => del::del(&env, &c).map(|()| None),
+        Command::Check => check::check(&env, &c).map(|()| None),
+        Command::Gc => {
+            need("1.1.0", "GC")?;
+            del::gc(&env, &c).map(|()| None)
+        }
+        Command::Status => {
+            need("1.1.0", "STATUS")?;
+            status::status(&env, &c).map(|()| None)
+        }
+        Command::Version => Ok(Some(version(stdin))),
+    }
+}
+
+/// VERSION: the versions nsfw speaks, in the version asked with (1.1.0 when none or an
+/// unknown one is given).
+fn version(stdin: &[u8]) -> Value {
+    let asked = config::version_of(stdin).unwrap_or_else(|| "1.1.0".into());
+    json!({"cniVersion": asked, "supportedVersions": SUPPORTED})
+}
