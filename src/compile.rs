@@ -3,7 +3,7 @@
 //! a port of it and whose other end, inside the namespace, holds the namespace's address and
 //! its default route; the sysctls that make it route; the resolv.conf beside it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
@@ -71,9 +71,9 @@ pub fn compile(t: &Topology) -> Desired {
                 nf_call: crate::firewall::judges_within_bridges(t),
             },
         );
-        d.host
-            .addrs
-            .insert((b.name.clone(), IpNetwork::V4(b.address)));
+        if let Some(a) = b.address {
+            d.host.addrs.insert((b.name.clone(), IpNetwork::V4(a)));
+        }
         if let Some(a6) = b.address6 {
             d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
             // The host routes for the segment: forwarding a packet onto it, it resolves the
@@ -159,27 +159,57 @@ pub fn compile(t: &Topology) -> Desired {
                 None => {}
             }
         }
-        if let Some(gw) = n.gateway6
-            && let Some(i) = n
-                .ifaces
-                .iter()
-                .find(|i| i.address6.is_some_and(|a| a.contains(gw)))
-        {
-            let dst = IpNetwork::V6(DEFAULT_V6);
-            node.routes
-                .insert(dst, RouteSpec::unicast(dst, Some(gw.into()), &i.ifname));
+        // The default routes (from the gateways) and the static ones, each out of the
+        // interface its next hop is on (validation made sure there is one).
+        let defaults = [
+            n.gateway.map(|g| (default_route(), IpAddr::V4(g))),
+            n.gateway6
+                .map(|g| (IpNetwork::V6(DEFAULT_V6), IpAddr::V6(g))),
+        ];
+        let statics = n.routes.iter().map(|r| (r.to, r.via));
+        for (dst, via) in defaults.into_iter().flatten().chain(statics) {
+            if let Some(i) = n.iface_towards(via) {
+                node.routes
+                    .insert(dst, RouteSpec::unicast(dst, Some(via), &i.ifname));
+            }
         }
-        if let Some(gw) = n.gateway
-            && let Some(i) = n.ifaces.iter().find(|i| i.address.contains(gw))
-        {
-            let dst = default_route();
-            node.routes
-                .insert(dst, RouteSpec::unicast(dst, Some(gw.into()), &i.ifname));
+        // Forwarding inside is set either way: a namespace that routed and no longer does
+        // stops (a fresh one starts at 0).
+        let fwd = if n.forward { "1" } else { "0" };
+        node.sysctls.insert(
+            IP_FORWARD.into(),
+            SysctlSpec {
+                fresh: Some("0"),
+                ..sysctl(fwd, false)
+            },
+        );
+        if n.ifaces.iter().any(|i| i.address6.is_some()) {
+            node.sysctls.insert(
+                IP6_FORWARD.into(),
+                SysctlSpec {
+                    fresh: Some("0"),
+                    ..sysctl(fwd, false)
+                },
+            );
         }
         if let Some(content) = t.resolv_conf(n) {
             d.resolv.insert(n.name.clone(), content);
         }
         d.namespaces.insert(n.name.clone(), node);
+    }
+    // `[host] routes`: out of the bridge their next hop is on.
+    for r in &t.host.routes {
+        let on = t.bridges.iter().find(|b| {
+            [b.address.map(IpNetwork::V4), b.address6.map(IpNetwork::V6)]
+                .into_iter()
+                .flatten()
+                .any(|a| a.contains(r.via))
+        });
+        if let Some(b) = on {
+            d.host
+                .routes
+                .insert(r.to, RouteSpec::unicast(r.to, Some(r.via), &b.name));
+        }
     }
     if let Some(f) = t.host.ip_forward {
         let v = if f { "1" } else { "0" };

@@ -60,18 +60,17 @@ fn complement(mut taken: Vec<(u128, u128)>, max: u128) -> Vec<(u128, u128)> {
     out
 }
 
-/// The topology's own networks of one family.
+/// The topology's own networks of one family: its segments and what is routed through them.
 fn subnets(t: &Topology, v6: bool) -> Vec<IpNetwork> {
-    t.bridges
-        .iter()
-        .filter_map(|b| {
-            if v6 {
-                b.subnet6().map(IpNetwork::V6)
-            } else {
-                Some(IpNetwork::V4(b.subnet()))
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for b in &t.bridges {
+        for n in t.sources_via(&b.name, v6) {
+            if !out.contains(&n) {
+                out.push(n);
             }
-        })
-        .collect()
+        }
+    }
+    out
 }
 
 /// The address ranges an endpoint stands for, in one family (none for the host, which the
@@ -101,13 +100,7 @@ fn ranges(t: &Topology, e: &Endpoint, v6: bool) -> Vec<Range> {
             .bridges
             .iter()
             .filter(|x| &x.name == b)
-            .filter_map(|x| {
-                if v6 {
-                    x.subnet6().map(IpNetwork::V6)
-                } else {
-                    Some(IpNetwork::V4(x.subnet()))
-                }
-            })
+            .filter_map(|x| t.segment_subnet(&x.name, v6))
             .map(net_range)
             .collect(),
         Endpoint::Cidr(c) if c.is_ipv6() == v6 => vec![net_range(*c)],
@@ -250,12 +243,8 @@ fn gateways(t: &Topology) -> Vec<Set> {
             .bridges
             .iter()
             .filter_map(|b| {
-                let a = if v6 {
-                    b.address6.map(|a| IpAddr::V6(a.ip()))
-                } else {
-                    Some(IpAddr::V4(b.address.ip()))
-                };
-                a.map(|a| Element::key(vec![Value::Ifname(b.name.clone()), addr(a)]))
+                b.gateway_addr(v6)
+                    .map(|a| Element::key(vec![Value::Ifname(b.name.clone()), addr(a)]))
             })
             .collect();
         if !elements.is_empty() {

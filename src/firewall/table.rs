@@ -38,16 +38,19 @@ pub fn table_name(topology: &str) -> String {
     format!("nsfw_{topology}")
 }
 
-/// The networks that may appear as source addresses from each bridge.
+/// The networks that may appear as source addresses from each bridge: its own and what is
+/// routed through it. On an L2-only segment any: routers on it forward whatever they route,
+/// and the host routes nothing from it.
 fn sources(t: &Topology, v6: bool) -> Vec<Element> {
     let mut out = Vec::new();
     for b in &t.bridges {
-        let net = if v6 {
-            b.subnet6().map(IpNetwork::V6)
+        let nets = if b.l2_only() {
+            let any = if v6 { "::/0" } else { "0.0.0.0/0" };
+            any.parse::<IpNetwork>().into_iter().collect()
         } else {
-            Some(IpNetwork::V4(b.subnet()))
+            t.sources_via(&b.name, v6)
         };
-        if let Some(n) = net {
+        for n in nets {
             out.push(net_elem(vec![Value::Ifname(b.name.clone())], n));
         }
     }
@@ -190,17 +193,14 @@ fn judge(t: &Topology) -> Chain {
 fn postrouting(t: &Topology) -> Vec<Rule> {
     let mut out = Vec::new();
     for b in &t.bridges {
-        let nets: Vec<IpNetwork> = [
-            b.masquerade.then_some(IpNetwork::V4(b.subnet())),
-            if b.masquerade6 {
-                b.subnet6().map(IpNetwork::V6)
-            } else {
-                None
-            },
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        // The bridge's subnet and the ones routed through it: NAT follows routes.
+        let mut nets: Vec<IpNetwork> = Vec::new();
+        if b.masquerade {
+            nets.extend(t.sources_via(&b.name, false));
+        }
+        if b.masquerade6 {
+            nets.extend(t.sources_via(&b.name, true));
+        }
         for net in nets {
             let out_if = match &b.uplink {
                 // ip saddr 10.10.0.0/24 oifname "eth0" masquerade

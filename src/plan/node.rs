@@ -111,10 +111,26 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             }),
         }
     }
-    if place.ns().is_some() {
+    // On the host, only routes nsfw made through links of this topology are its to remove
+    // (a `[host] routes` entry taken out of the file).
+    let ours_on_host: BTreeSet<(IpNetwork, u32)> = have
+        .routes
+        .iter()
+        .filter(|r| {
+            r.ours
+                && r.oif
+                    .and_then(|i| have.by_index(i))
+                    .is_some_and(|l| l.alias.as_deref() == Some(cx.d.mark.as_str()))
+        })
+        .map(|r| (r.dst, r.metric))
+        .collect();
+    {
         let wanted: BTreeSet<(IpNetwork, u32)> =
             want.routes.values().map(|r| (r.dst, r.metric)).collect();
         for (key, s) in &seen {
+            if place.ns().is_none() && !ours_on_host.contains(key) {
+                continue;
+            }
             if !wanted.contains(key) && !kernel_made(&s.dst) {
                 cx.plan.steps.push(Step::DelRoute {
                     place: place.clone(),

@@ -61,6 +61,8 @@ pub struct Route {
     pub oif: Option<u32>,
     /// Made by the kernel for an address's subnet (`proto kernel`): follows the address.
     pub kernel: bool,
+    /// Made by nsfw (`proto 110`, see `msgs::ROUTE_PROTO`).
+    pub ours: bool,
     /// RTA_PRIORITY (0 when absent).
     pub metric: u32,
     /// RTN_* (unicast 1, blackhole 6, unreachable 7, prohibit 8).
@@ -406,6 +408,7 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         gateway,
         oif,
         kernel: m.header.protocol == RouteProtocol::Kernel,
+        ours: u8::from(m.header.protocol) == super::msgs::ROUTE_PROTO,
         metric,
         kind,
     })

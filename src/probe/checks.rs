@@ -62,11 +62,7 @@ fn addr_of(n: &Namespace, v6: bool) -> Option<IpAddr> {
 
 /// A bridge's gateway address in one family.
 fn gw_of(b: &Bridge, v6: bool) -> Option<IpAddr> {
-    if v6 {
-        b.address6.map(|a| IpAddr::V6(a.ip()))
-    } else {
-        Some(IpAddr::V4(b.address.ip()))
-    }
+    b.gateway_addr(v6)
 }
 
 fn party(n: &Namespace, v6: bool) -> Option<Party> {

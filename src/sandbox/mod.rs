@@ -148,12 +148,16 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
     // The "internet" knows its way back to the bridges' subnets through the host, so only
     // nsfw's rules stand between it and the namespaces.
     let mut subnets: Vec<(IpNetwork, IpNetwork)> = Vec::new();
-    for b in &t.bridges {
-        subnets.push((IpNetwork::V4(b.subnet()), uplink_ip));
-        if let Some(s6) = b.subnet6() {
-            subnets.push((IpNetwork::V6(s6), uplink6));
+    for b in t.bridges.iter().filter(|b| !b.l2_only()) {
+        for n in t.sources_via(&b.name, false) {
+            subnets.push((n, uplink_ip));
+        }
+        for n in t.sources_via(&b.name, true) {
+            subnets.push((n, uplink6));
         }
     }
+    subnets.sort();
+    subnets.dedup();
     netns::visit(&[WAN_NS.to_string()], &|_, c| {
         c.run_all(&[msgs::up("eth0")])?;
         let (e, lo) = (index(c, "eth0")?, index(c, "lo")?);

@@ -5,10 +5,12 @@
 //! each naming its key and value.
 
 mod addr;
+mod ifaces;
 mod names;
 mod namespaces;
 mod policy;
 mod publish;
+mod routes;
 mod syntax;
 mod validate;
 
@@ -16,7 +18,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 pub use addr::{overlaps, subnet_of, subnet_of4};
 pub use names::{
@@ -24,6 +26,7 @@ pub use names::{
 };
 pub use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub use publish::{Proto, Publish};
+pub use routes::StaticRoute;
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
 pub const MAX_BRIDGE_PORTS: usize = 1023;
@@ -60,13 +63,17 @@ pub struct Host {
     /// Namespaces reach the host itself only where `[[allow]]` says so (and ping their
     /// gateway).
     pub protect: bool,
+    /// `[host] routes`: subnets behind router namespaces, each via an address on one of the
+    /// bridges the host has an address on.
+    pub routes: Vec<StaticRoute>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bridge {
     pub name: String,
-    /// The gateway address with the subnet's prefix length.
-    pub address: Ipv4Network,
+    /// The gateway address with the subnet's prefix length; None: an L2-only segment, where
+    /// the host has no address (and routes nothing).
+    pub address: Option<Ipv4Network>,
     /// The IPv6 gateway address with its prefix; None: no IPv6 on this segment.
     pub address6: Option<Ipv6Network>,
     pub masquerade: bool,
@@ -86,12 +93,31 @@ pub struct Bridge {
     /// `overlap = "allow"`: the subnet may overlap a route the host already has or another
     /// topology's subnet (the user knows why).
     pub overlap_allowed: bool,
+    /// `ports`: existing interfaces (not nsfw's) enslaved to the bridge.
+    pub ports: Vec<String>,
+    /// `take_addresses`: a port's addresses (and default route) move to the bridge while it is
+    /// enslaved, and back when it is released.
+    pub take_addresses: bool,
 }
 
 impl Bridge {
-    /// The subnet behind the bridge, e.g. 10.10.0.0/24.
-    pub fn subnet(&self) -> Ipv4Network {
-        subnet_of4(&self.address)
+    /// The subnet behind the bridge, e.g. 10.10.0.0/24, when the host has an address on it.
+    pub fn subnet(&self) -> Option<Ipv4Network> {
+        self.address.as_ref().map(subnet_of4)
+    }
+
+    /// The host's address on the segment, in one family.
+    pub fn gateway_addr(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.address6.map(|a| IpAddr::V6(a.ip()))
+        } else {
+            self.address.map(|a| IpAddr::V4(a.ip()))
+        }
+    }
+
+    /// An L2-only segment: the host has no address on it.
+    pub fn l2_only(&self) -> bool {
+        self.address.is_none() && self.address6.is_none()
     }
 
     /// The IPv6 subnet behind the bridge, if it has one.
@@ -104,6 +130,9 @@ impl Bridge {
 /// One interface of a namespace: a veth pair whose host end is a port of `bridge`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Iface {
+    /// Where its keys are in the file: `namespaces.ns1` (the shorthand) or
+    /// `namespaces.r.interfaces.eth1`.
+    pub key: String,
     /// The interface's name inside the namespace.
     pub ifname: String,
     pub bridge: String,
@@ -127,6 +156,13 @@ pub struct Namespace {
     pub gateway: Option<Ipv4Addr>,
     /// The IPv6 default route's next hop; `None`: none.
     pub gateway6: Option<Ipv6Addr>,
+    /// `routes`: static routes, each via an address on a subnet of one of its interfaces.
+    pub routes: Vec<StaticRoute>,
+    /// `forward = true`: the namespace routes between its interfaces (ip_forward inside).
+    pub forward: bool,
+    /// `masquerade = "IFNAME"`: NAT out of that interface, with nsfw's table inside the
+    /// namespace judging what comes in through it.
+    pub masquerade: Option<String>,
     pub dns: Vec<IpAddr>,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,
@@ -136,6 +172,25 @@ impl Namespace {
     /// The interface the namespace's first (v1: only) address is on.
     pub fn primary(&self) -> Option<&Iface> {
         self.ifaces.first()
+    }
+
+    /// The interface with an address in the subnet of `ip` (directly connected), if any.
+    pub fn iface_towards(&self, ip: IpAddr) -> Option<&Iface> {
+        self.ifaces.iter().find(|i| match ip {
+            IpAddr::V4(_) => IpNetwork::V4(i.address).contains(ip),
+            IpAddr::V6(_) => i.address6.is_some_and(|a| IpNetwork::V6(a).contains(ip)),
+        })
+    }
+
+    /// Every address of the namespace in one family.
+    pub fn addrs(&self, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ifaces.iter().filter_map(move |i| {
+            if v6 {
+                i.address6.map(|a| IpAddr::V6(a.ip()))
+            } else {
+                Some(IpAddr::V4(i.address.ip()))
+            }
+        })
     }
 }
 
@@ -173,6 +228,61 @@ impl Topology {
             .iter()
             .flat_map(|n| n.ifaces.iter().map(move |i| (n, i)))
             .filter(move |(_, i)| i.bridge == name)
+    }
+
+    /// A segment's subnet in one family: the host's on it, or on an L2-only bridge the one its
+    /// ports' addresses share.
+    pub fn segment_subnet(&self, bridge: &str, v6: bool) -> Option<IpNetwork> {
+        let b = self.bridge(bridge)?;
+        let own = if v6 {
+            b.address6.map(IpNetwork::V6)
+        } else {
+            b.address.map(IpNetwork::V4)
+        };
+        let from_port = || {
+            self.ports_of(bridge).find_map(|(_, i)| {
+                if v6 {
+                    i.address6.map(IpNetwork::V6)
+                } else {
+                    Some(IpNetwork::V4(i.address))
+                }
+            })
+        };
+        own.or_else(from_port).map(|n| subnet_of(&n))
+    }
+
+    /// Every subnet whose traffic may come out of `bridge` (what anti-spoofing lets through,
+    /// and what the bridge's masquerade covers): its own, the subnets the host routes through
+    /// a next hop on it (`[host] routes`), and those behind the routing namespaces on it
+    /// (their other segments and their routes' destinations). Default routes add nothing.
+    pub fn sources_via(&self, bridge: &str, v6: bool) -> Vec<IpNetwork> {
+        let mut out: Vec<IpNetwork> = self.segment_subnet(bridge, v6).into_iter().collect();
+        let mut add = |n: IpNetwork| {
+            if n.prefix() > 0 && !out.contains(&n) {
+                out.push(n);
+            }
+        };
+        if let Some(own) = self.segment_subnet(bridge, v6) {
+            for r in &self.host.routes {
+                if r.to.is_ipv6() == v6 && own.contains(r.via) {
+                    add(r.to);
+                }
+            }
+        }
+        for n in self.namespaces.iter().filter(|n| n.forward) {
+            if !n.ifaces.iter().any(|i| i.bridge == bridge) {
+                continue;
+            }
+            for i in n.ifaces.iter().filter(|i| i.bridge != bridge) {
+                if let Some(s) = self.segment_subnet(&i.bridge, v6) {
+                    add(s);
+                }
+            }
+            for r in n.routes.iter().filter(|r| r.to.is_ipv6() == v6) {
+                add(r.to);
+            }
+        }
+        out
     }
 
     /// The text of `/etc/netns/<ns>/resolv.conf`, if the namespace names DNS servers.

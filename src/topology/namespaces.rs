@@ -1,45 +1,114 @@
-//! `[namespaces.*]`: a first pass reads every key; addresses are handed out in a second pass,
-//! per family, so that explicit addresses are reserved before any is handed out.
+//! `[namespaces.*]`: a first pass reads every key and every interface; addresses are handed
+//! out in a second pass, per segment and family, so that explicit addresses are reserved
+//! before any is handed out; then each namespace's gateways and routes are checked against
+//! the subnets its interfaces are on.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use toml::{Table, Value};
 
-use super::addr::{Family, V4, V6, check_host_address, next_free, parse_cidr, subnet_of};
-use super::names::{check_ns_name, derived_mac, host_ifname_salted};
+use super::addr::check_unicast;
+use super::ifaces::{
+    HostNames, IFACE_KEYS, RawIface, iface_address, iface_bridge, resolve, segments,
+};
+use super::names::{check_ifname, check_ns_name};
 use super::syntax::{Ctx, join};
-use super::{Bridge, Iface, Namespace, publish};
+use super::{Bridge, Iface, Namespace, StaticRoute, publish, routes};
 
-const KEYS: [&str; 9] = [
-    "bridge",
-    "address",
-    "address6",
-    "ifname",
-    "host_ifname",
-    "mac",
-    "mtu",
+/// The keys of a namespace beside its interface's (the shorthand) or `interfaces`.
+const NS_KEYS: [&str; 9] = [
     "dns",
     "publish",
+    "gateway",
+    "gateway6",
+    "routes",
+    "forward",
+    "masquerade",
+    "interfaces",
+    "ifname",
 ];
 
-/// One namespace as first read: its keys, before addresses are handed out.
+/// One namespace as first read.
 struct RawNs<'a> {
     name: String,
     table: &'a Table,
-    bridge: Option<&'a Bridge>,
-    address: Option<IpNetwork>,
-    address6: Option<IpNetwork>,
+    /// Indexes into the interface list.
+    ifaces: Vec<usize>,
 }
 
-/// The bridge's gateway of family `f`, if it has one.
-fn gateway(br: &Bridge, f: Family) -> Option<IpNetwork> {
-    if f.v6 {
-        br.address6.map(IpNetwork::V6)
-    } else {
-        Some(IpNetwork::V4(br.address))
+/// Reads the namespace's interfaces: the `interfaces` tables, or the shorthand.
+fn raw_ifaces<'a>(
+    cx: &mut Ctx,
+    root: &Table,
+    name: &str,
+    n: &'a Table,
+    bridges: &'a [Bridge],
+    out: &mut Vec<RawIface<'a>>,
+) -> Vec<usize> {
+    let prefix = join("namespaces", name);
+    let mut idx = Vec::new();
+    let mut push = |cx: &mut Ctx, ifname: String, p: String, t: &'a Table, seed: String| {
+        let bridge = iface_bridge(cx, root, t, &p, bridges);
+        let address = iface_address(cx, t, &p, bridge, false);
+        let address6 = iface_address(cx, t, &p, bridge, true);
+        idx.push(out.len());
+        out.push(RawIface {
+            ns: name.to_string(),
+            ifname,
+            prefix: p,
+            table: t,
+            bridge,
+            address,
+            address6,
+            seed,
+        });
+    };
+    let Some(v) = n.get("interfaces") else {
+        let ifname = cx
+            .ifname(n, &prefix, "ifname")
+            .unwrap_or_else(|| "eth0".to_string());
+        push(cx, ifname, prefix.clone(), n, name.to_string());
+        return idx;
+    };
+    let ikey = join(&prefix, "interfaces");
+    let Some(it) = v.as_table() else {
+        cx.err(
+            &ikey,
+            Some(v),
+            "must be a table ([namespaces.NAME.interfaces.IFNAME])",
+        );
+        return idx;
+    };
+    // The shorthand's keys beside `interfaces` would be ambiguous.
+    for k in IFACE_KEYS.iter().chain(&["ifname"]) {
+        if let Some(v) = n.get(*k) {
+            cx.err(
+                &join(&prefix, k),
+                Some(v),
+                "with [namespaces.NAME.interfaces.*], interface keys go in the interface's table",
+            );
+        }
     }
+    for (ifname, iv) in it {
+        let p = join(&ikey, ifname);
+        let Some(t) = iv.as_table() else {
+            cx.err(&p, Some(iv), "must be a table");
+            continue;
+        };
+        if let Err(why) = check_ifname(ifname) {
+            cx.err(&p, None, format!("interface name {ifname:?}: {why}"));
+            continue;
+        }
+        cx.unknown_keys(t, &p, &IFACE_KEYS);
+        let seed = if ifname == "eth0" {
+            name.to_string()
+        } else {
+            format!("{name}.{ifname}")
+        };
+        push(cx, ifname.clone(), p, t, seed);
+    }
+    idx
 }
 
 pub(super) fn namespaces(
@@ -49,6 +118,7 @@ pub(super) fn namespaces(
     bridges: &[Bridge],
 ) -> Vec<Namespace> {
     let mut raw: Vec<RawNs> = Vec::new();
+    let mut ifaces: Vec<RawIface> = Vec::new();
     if let Some(nt) = cx.table(root, "", "namespaces") {
         for (nname, nv) in nt {
             let prefix = join("namespaces", nname);
@@ -59,288 +129,261 @@ pub(super) fn namespaces(
             if let Err(why) = check_ns_name(nname) {
                 cx.err(&prefix, None, format!("namespace name {nname:?}: {why}"));
             }
-            cx.unknown_keys(n, &prefix, &KEYS);
-            let bridge = ns_bridge(cx, root, n, &prefix, bridges);
-            let address = ns_address(cx, n, &prefix, bridge, V4);
-            let address6 = ns_address(cx, n, &prefix, bridge, V6);
+            let known: Vec<&str> = if n.contains_key("interfaces") {
+                NS_KEYS.to_vec()
+            } else {
+                NS_KEYS.iter().chain(&IFACE_KEYS).copied().collect()
+            };
+            cx.unknown_keys(n, &prefix, &known);
+            let idx = raw_ifaces(cx, root, nname, n, bridges, &mut ifaces);
             raw.push(RawNs {
                 name: nname.clone(),
                 table: n,
-                bridge,
-                address,
-                address6,
+                ifaces: idx,
             });
         }
     }
+    let seg = segments(cx, bridges, &ifaces);
 
     // Duplicate addresses, the gateways included.
     let mut used: BTreeMap<IpAddr, String> = BTreeMap::new();
     for b in bridges {
-        used.insert(
-            b.address.ip().into(),
-            format!("bridge {}'s gateway", b.name),
-        );
-        if let Some(a6) = b.address6 {
-            used.insert(a6.ip().into(), format!("bridge {}'s gateway", b.name));
+        for v6 in [false, true] {
+            if let Some(a) = b.gateway_addr(v6) {
+                used.insert(a, format!("bridge {}'s gateway", b.name));
+            }
         }
     }
-    for r in &raw {
-        for (a, f) in [(r.address, V4), (r.address6, V6)] {
+    for r in &ifaces {
+        for (a, key) in [(r.address, "address"), (r.address6, "address6")] {
             let Some(a) = a else { continue };
-            let key = join(&join("namespaces", &r.name), f.key);
             if let Some(other) = used.get(&a.ip()) {
-                let v = r.table.get(f.key).cloned();
-                cx.err(&key, v.as_ref(), format!("{} is already {other}", a.ip()));
+                let v = r.table.get(key).cloned();
+                cx.err(
+                    &join(&r.prefix, key),
+                    v.as_ref(),
+                    format!("{} is already {other}", a.ip()),
+                );
             } else {
-                used.insert(a.ip(), format!("namespace {}'s address", r.name));
+                used.insert(a.ip(), r.owner());
             }
         }
     }
 
-    let mut host_names: BTreeMap<String, String> = BTreeMap::new();
+    let mut names = HostNames {
+        taken: bridges
+            .iter()
+            .map(|b| (b.name.clone(), format!("bridges.{}", b.name)))
+            .collect(),
+        // Names given in the file come first: a derived name steps aside for them.
+        explicit: ifaces
+            .iter()
+            .filter_map(|r| r.table.get("host_ifname").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect(),
+    };
     for b in bridges {
-        host_names.insert(b.name.clone(), format!("bridges.{}", b.name));
+        for p in &b.ports {
+            names
+                .taken
+                .insert(p.clone(), format!("bridges.{}.ports", b.name));
+        }
     }
-    // Names given in the file come first: a derived name steps aside for them.
-    let explicit: std::collections::BTreeSet<String> = raw
-        .iter()
-        .filter_map(|r| {
-            r.table
-                .get("host_ifname")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .collect();
     let mut out = Vec::new();
     for r in &raw {
-        if let Some(ns) = resolve(cx, topology, r, &mut used, &mut host_names, &explicit) {
+        let mut resolved = Vec::new();
+        let mut ok = true;
+        for &i in &r.ifaces {
+            match resolve(cx, topology, &ifaces[i], &seg, &mut used, &mut names) {
+                Some(x) => resolved.push(x),
+                None => ok = false,
+            }
+        }
+        if let Some(ns) = assemble(cx, r, resolved, bridges).filter(|_| ok) {
             out.push(ns);
         }
     }
     out
 }
 
-fn ns_bridge<'a>(
-    cx: &mut Ctx,
-    root: &Table,
-    n: &Table,
-    prefix: &str,
-    bridges: &'a [Bridge],
-) -> Option<&'a Bridge> {
-    let Some(b) = cx.string(n, prefix, "bridge") else {
-        if !n.contains_key("bridge") {
-            cx.err(
-                &join(prefix, "bridge"),
-                None,
-                "missing: the bridge to attach to",
-            );
-        }
-        return None;
-    };
-    if let Some(br) = bridges.iter().find(|x| x.name == b) {
-        return Some(br);
+/// Whether `ip` is on a subnet of one of `ifaces` (and not one of their own addresses).
+fn connected(ifaces: &[Iface], ip: IpAddr) -> Result<(), String> {
+    let own = ifaces.iter().any(|i| {
+        IpAddr::V4(i.address.ip()) == ip || i.address6.is_some_and(|a| IpAddr::V6(a.ip()) == ip)
+    });
+    if own {
+        return Err(format!("{ip} is the namespace's own address"));
     }
-    // A bridge that failed its own checks was already reported.
-    let defined = root
-        .get("bridges")
-        .and_then(|v| v.as_table())
-        .is_some_and(|t| t.contains_key(&b));
-    if !defined {
-        let known: Vec<&str> = bridges.iter().map(|x| x.name.as_str()).collect();
-        cx.err(
-            &join(prefix, "bridge"),
-            n.get("bridge"),
-            if known.is_empty() {
-                "no such bridge: the file defines no [bridges.*]".to_string()
-            } else {
-                format!("no such bridge (defined: {})", known.join(", "))
-            },
-        );
+    let on = ifaces.iter().any(|i| match ip {
+        IpAddr::V4(_) => ipnetwork::IpNetwork::V4(i.address).contains(ip),
+        IpAddr::V6(_) => i
+            .address6
+            .is_some_and(|a| ipnetwork::IpNetwork::V6(a).contains(ip)),
+    });
+    if on {
+        return Ok(());
     }
-    None
+    let subnets: Vec<String> = ifaces
+        .iter()
+        .flat_map(|i| {
+            let mut v = vec![super::subnet_of4(&i.address).to_string()];
+            if let Some(a) = i.address6 {
+                v.push(super::subnet_of(&ipnetwork::IpNetwork::V6(a)).to_string());
+            }
+            v
+        })
+        .collect();
+    Err(format!(
+        "{ip} is on none of the namespace's subnets ({}): a next hop must be directly connected",
+        subnets.join(", ")
+    ))
 }
 
-/// The namespace's address of family `f` as written, checked against its bridge's subnet.
-fn ns_address(
-    cx: &mut Ctx,
-    n: &Table,
-    prefix: &str,
-    br: Option<&Bridge>,
-    f: Family,
-) -> Option<IpNetwork> {
-    let s = cx.string(n, prefix, f.key)?;
-    let key = join(prefix, f.key);
-    let gw = br.and_then(|b| gateway(b, f));
-    let Some(gw) = gw else {
-        // Still checked for syntax, so the user sees every error at once.
-        let why = match (br, parse_cidr(&s, Some(if f.v6 { 64 } else { 24 }), f)) {
-            (_, Err(why)) => why,
-            (Some(b), Ok(_)) => format!(
-                "bridge {} has no {}: give it one ({} = \"...\" on [bridges.{}]) for its namespaces to have one",
-                b.name, f.key, f.key, b.name
-            ),
-            (None, Ok(_)) => return None,
-        };
-        cx.err(&key, n.get(f.key), why);
-        return None;
-    };
-    let br = br?;
-    let a = match parse_cidr(&s, Some(gw.prefix()), f) {
-        Ok(a) => a,
-        Err(why) => {
-            cx.err(&key, n.get(f.key), why);
+/// A gateway key (`gateway`, `gateway6`), checked against the interfaces.
+fn gateway_key(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface], key: &str, v6: bool) -> Option<IpAddr> {
+    let prefix = join("namespaces", &r.name);
+    let s = cx.string(r.table, &prefix, key)?;
+    let shown = r.table.get(key);
+    let ip = match s.parse::<IpAddr>() {
+        Ok(ip) if ip.is_ipv6() == v6 => ip,
+        _ => {
+            let fam = if v6 { "IPv6" } else { "IPv4" };
+            cx.err(&join(&prefix, key), shown, format!("not an {fam} address"));
             return None;
         }
     };
-    let subnet = subnet_of(&gw);
-    let why = if !subnet.contains(a.ip()) {
-        Some(format!("outside bridge {}'s subnet {subnet}", br.name))
-    } else if a.prefix() != gw.prefix() {
-        Some(format!(
-            "prefix /{} differs from bridge {}'s subnet {subnet}",
-            a.prefix(),
-            br.name
-        ))
-    } else {
-        check_host_address(&a).err()
-    };
-    match why {
-        Some(why) => {
-            cx.err(&key, n.get(f.key), why);
-            None
-        }
-        None => Some(a),
+    if let Err(why) = check_unicast(ip).and_then(|()| connected(ifaces, ip)) {
+        cx.err(&join(&prefix, key), shown, why);
+        return None;
     }
+    Some(ip)
 }
 
-/// The address of family `f`: as written, or the lowest free one of the bridge's subnet.
-fn address_or_next(
-    cx: &mut Ctx,
-    r: &RawNs,
-    br: &Bridge,
-    f: Family,
-    given: Option<IpNetwork>,
-    used: &mut BTreeMap<IpAddr, String>,
-) -> Option<IpNetwork> {
-    let gw = gateway(br, f)?;
-    if given.is_some() || r.table.contains_key(f.key) {
-        return given; // an error was reported if it is None
-    }
-    let subnet = subnet_of(&gw);
-    match next_free(subnet, &|ip| used.contains_key(&ip)) {
-        Some(a) => {
-            used.insert(a.ip(), format!("namespace {}'s address", r.name));
-            Some(a)
-        }
-        None => {
-            cx.err(
-                &join(&join("namespaces", &r.name), f.key),
-                None,
-                format!(
-                    "no free address left in bridge {}'s subnet {subnet} for this namespace: more namespaces than addresses",
-                    br.name
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// The namespace with every default resolved: names, MAC, MTU, DNS, the next free addresses.
-fn resolve(
-    cx: &mut Ctx,
-    topology: &str,
-    r: &RawNs,
-    used: &mut BTreeMap<IpAddr, String>,
-    host_names: &mut BTreeMap<String, String>,
-    explicit: &std::collections::BTreeSet<String>,
-) -> Option<Namespace> {
+/// The namespace-wide keys: DNS, published ports, gateways, routes, forwarding.
+fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> Option<Namespace> {
     let prefix = join("namespaces", &r.name);
-    // The keys that do not depend on the bridge are checked even when it is unknown.
-    let ifname = cx
-        .ifname(r.table, &prefix, "ifname")
-        .unwrap_or_else(|| "eth0".to_string());
-    let host_ifname = if r.table.contains_key("host_ifname") {
-        cx.ifname(r.table, &prefix, "host_ifname")
-    } else {
-        // The derived name, salted until it meets no other.
-        (0..64u32)
-            .map(|salt| host_ifname_salted(&r.name, salt))
-            .find(|n| !host_names.contains_key(n) && !explicit.contains(n))
+    let dns = dns(cx, r.table, &prefix);
+    let mut publish = publish::read(cx, r.table, &prefix);
+    let bridge = |i: &Iface| bridges.iter().find(|b| b.name == i.bridge);
+    let given4 = gateway_key(cx, r, &ifaces, "gateway", false);
+    let given6 = gateway_key(cx, r, &ifaces, "gateway6", true);
+    let routes: Vec<StaticRoute> = routes::read(cx, r.table, &prefix)
+        .into_iter()
+        .filter_map(|(rt, v)| match connected(&ifaces, rt.via) {
+            Ok(()) => Some(rt),
+            Err(why) => {
+                cx.err(&join(&prefix, "routes"), Some(v), format!("via {why}"));
+                None
+            }
+        })
+        .collect();
+    // A default route in `routes` stands for the gateway; both would be two defaults.
+    let routed_default = |v6: bool| {
+        routes
+            .iter()
+            .any(|x| x.is_default() && x.to.is_ipv6() == v6)
     };
-    if let Some(h) = &host_ifname {
-        if let Some(other) = host_names.get(h) {
-            let v = Value::String(h.clone());
+    for (given, v6, key) in [
+        (given4.is_some(), false, "gateway"),
+        (given6.is_some(), true, "gateway6"),
+    ] {
+        if given && routed_default(v6) {
             cx.err(
-                &join(&prefix, "host_ifname"),
-                Some(&v),
-                format!("the host already has this interface name from {other}"),
+                &join(&prefix, key),
+                r.table.get(key),
+                "`routes` has a default route too: say it once",
             );
-        } else {
-            host_names.insert(h.clone(), prefix.clone());
         }
     }
-    let mac = cx.mac(r.table, &prefix);
-    let mtu = cx.mtu(r.table, &prefix);
-    let dns = dns(cx, r.table, &prefix);
-    let publish = publish::read(cx, r.table, &prefix);
-    let br = r.bridge?;
-    if let Some(m) = mtu
-        && m != br.mtu
+    // By default, the host's address on the first interface's segment that has one.
+    let gateway: Option<Ipv4Addr> = match given4 {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ if routed_default(false) => None,
+        _ => ifaces
+            .iter()
+            .find_map(|i| bridge(i).and_then(|b| b.address))
+            .map(|a| a.ip()),
+    };
+    let gateway6: Option<Ipv6Addr> = match given6 {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ if routed_default(true) => None,
+        _ => ifaces
+            .iter()
+            .filter(|i| i.address6.is_some())
+            .find_map(|i| bridge(i).and_then(|b| b.address6))
+            .map(|a| a.ip()),
+    };
+    let masquerade = cx.ifname(r.table, &prefix, "masquerade");
+    if let Some(m) = &masquerade
+        && !ifaces.iter().any(|i| &i.ifname == m)
     {
+        let names: Vec<&str> = ifaces.iter().map(|i| i.ifname.as_str()).collect();
         cx.err(
-            &join(&prefix, "mtu"),
-            r.table.get("mtu"),
+            &join(&prefix, "masquerade"),
+            r.table.get("masquerade"),
             format!(
-                "one MTU per L2 segment: bridge {} has MTU {}, and a port with another MTU silently loses the larger frames; set `mtu = {m}` on [bridges.{}] instead (every port of a bridge takes its MTU)",
-                br.name, br.mtu, br.name
+                "not an interface of the namespace (it has: {})",
+                names.join(", ")
             ),
         );
     }
-    let address = address_or_next(cx, r, br, V4, r.address, used);
-    let address6 = address_or_next(cx, r, br, V6, r.address6, used);
-    let v4: Option<Ipv4Network> = match address? {
-        IpNetwork::V4(a) => Some(a),
-        IpNetwork::V6(_) => None,
-    };
-    let v6: Option<Ipv6Network> = match address6 {
-        Some(IpNetwork::V6(a)) => Some(a),
-        _ => None,
-    };
-    if br.address6.is_some() && v6.is_none() {
-        return None; // reported
-    }
-    let mut publish = publish;
-    for p in publish.iter_mut().filter(|p| p.v6) {
-        if v6.is_some() {
-            continue;
+    let forward = match cx.boolean(r.table, &prefix, "forward") {
+        Some(false) if masquerade.is_some() => {
+            cx.err(
+                &join(&prefix, "forward"),
+                r.table.get("forward"),
+                "a namespace that masquerades forwards: leave `forward` out or set it true",
+            );
+            false
         }
+        Some(f) => f,
+        None => masquerade.is_some(),
+    };
+    // A plain published entry publishes on the families the namespace has.
+    let has6 = ifaces.first().is_some_and(|i| i.address6.is_some());
+    for p in publish.iter_mut().filter(|p| p.v6 && !has6) {
         if !p.v4 {
             cx.err(
                 &join(&prefix, "publish"),
-                Some(&toml::Value::String(p.entry.clone())),
+                Some(&Value::String(p.entry.clone())),
+                "published over IPv6, but the namespace's first interface has no IPv6 address (its bridge has no address6)",
+            );
+        }
+        p.v6 = false;
+    }
+    if !publish.is_empty()
+        && ifaces
+            .first()
+            .and_then(bridge)
+            .is_none_or(|b| b.address.is_none())
+    {
+        cx.err(
+            &join(&prefix, "publish"),
+            r.table.get("publish"),
+            "published ports reach the namespace through the host: its first interface must be on a bridge the host has an address on",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for i in &ifaces {
+        if !seen.insert(&i.bridge) {
+            cx.err(
+                &join(&prefix, "interfaces"),
+                None,
                 format!(
-                    "published over IPv6, but the namespace has no IPv6 address (bridge {} has no address6)",
-                    br.name
+                    "two interfaces on bridge {}: one namespace, one port per segment",
+                    i.bridge
                 ),
             );
         }
-        // A plain entry publishes on the families the namespace has.
-        p.v6 = false;
     }
     Some(Namespace {
         name: r.name.clone(),
-        ifaces: vec![Iface {
-            ifname,
-            bridge: br.name.clone(),
-            address: v4?,
-            address6: v6,
-            host_ifname: host_ifname?,
-            mac: mac.unwrap_or_else(|| derived_mac(topology, "namespace", &r.name)),
-            mtu: br.mtu,
-        }],
-        gateway: Some(br.address.ip()),
-        gateway6: br.address6.map(|a| a.ip()),
+        ifaces,
+        gateway,
+        gateway6,
+        routes,
+        forward,
+        masquerade,
         dns,
         publish,
     })

@@ -14,7 +14,9 @@ use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
 const DEFAULT_MTU: u32 = 1500;
-const BRIDGE_KEYS: [&str; 11] = [
+const BRIDGE_KEYS: [&str; 13] = [
+    "ports",
+    "take_addresses",
     "isolate",
     "egress",
     "address",
@@ -129,14 +131,33 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
         };
         cx.unknown_keys(b, &prefix, &BRIDGE_KEYS);
         let address = gateway_key(cx, b, &prefix, V4);
-        if address.is_none() && !b.contains_key("address") {
+        let address6 = gateway_key(cx, b, &prefix, V6);
+        if b.contains_key("address6") && !b.contains_key("address") {
             cx.err(
-                &join(&prefix, "address"),
-                None,
-                "missing: the bridge's gateway address, like 10.10.0.1/24",
+                &join(&prefix, "address6"),
+                b.get("address6"),
+                "the host needs an IPv4 address on a segment it has an IPv6 one on (give `address` too, or neither for an L2-only segment)",
             );
         }
-        let address6 = gateway_key(cx, b, &prefix, V6);
+        let ports: Vec<String> = cx
+            .strings(b, &prefix, "ports")
+            .into_iter()
+            .filter_map(|(p, v)| match check_ifname(&p) {
+                Ok(()) => Some(p),
+                Err(why) => {
+                    cx.err(&join(&prefix, "ports"), Some(v), why);
+                    None
+                }
+            })
+            .collect();
+        let take_addresses = cx.boolean(b, &prefix, "take_addresses").unwrap_or(false);
+        if take_addresses && ports.is_empty() {
+            cx.err(
+                &join(&prefix, "take_addresses"),
+                b.get("take_addresses"),
+                "the bridge has no `ports` to take addresses from",
+            );
+        }
         let masquerade = cx.boolean(b, &prefix, "masquerade").unwrap_or(false);
         let masquerade6 = cx.boolean(b, &prefix, "masquerade6").unwrap_or(false);
         if masquerade6 && address6.is_none() && !b.contains_key("address6") {
@@ -160,12 +181,28 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
         let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
         let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
         let egress = cx.choice(b, &prefix, "egress", &["allow", "deny"]);
-        let (Some(IpNetwork::V4(address)), true) = (address, name_ok) else {
+        let failed = |k: &str| b.contains_key(k) && !matches!(address, Some(IpNetwork::V4(_)));
+        if !name_ok || failed("address") {
             continue;
-        };
+        }
+        for (a, key) in [
+            (masquerade, "masquerade"),
+            (b.contains_key("uplink"), "uplink"),
+        ] {
+            if a && address.is_none() {
+                cx.err(
+                    &join(&prefix, key),
+                    b.get(key),
+                    "an L2-only bridge (no address) routes nothing through the host: masquerade in the router namespace (`masquerade = \"IFNAME\"` on it) instead",
+                );
+            }
+        }
         out.push(Bridge {
             name: bname.clone(),
-            address,
+            address: match address {
+                Some(IpNetwork::V4(a)) => Some(a),
+                _ => None,
+            },
             address6: match address6 {
                 Some(IpNetwork::V6(a)) => Some(a),
                 _ => None,
@@ -179,7 +216,29 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
                 || overlap6.as_deref() == Some("allow"),
             isolate,
             egress_deny: egress.as_deref() == Some("deny"),
+            ports,
+            take_addresses,
         });
+    }
+    let mut claimed: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for b in &out {
+        for p in &b.ports {
+            if let Some(other) = claimed.insert(p, &b.name) {
+                let v = Value::String(p.clone());
+                cx.err(
+                    &join(&join("bridges", &b.name), "ports"),
+                    Some(&v),
+                    format!("already a port of bridge {other}"),
+                );
+            } else if out.iter().any(|x| &x.name == p) {
+                let v = Value::String(p.clone());
+                cx.err(
+                    &join(&join("bridges", &b.name), "ports"),
+                    Some(&v),
+                    "that is a bridge of this file",
+                );
+            }
+        }
     }
     // Overlapping subnets make routing ambiguous: reject every pair, in each family.
     for i in 0..out.len() {
@@ -187,8 +246,8 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
             let (bi, bj) = (&out[i], &out[j]);
             let pairs = [
                 (
-                    Some(IpNetwork::V4(bi.address)),
-                    Some(IpNetwork::V4(bj.address)),
+                    bi.address.map(IpNetwork::V4),
+                    bj.address.map(IpNetwork::V4),
                     "address",
                 ),
                 (
@@ -220,10 +279,39 @@ fn host(cx: &mut Ctx, root: &Table, bridges: &[Bridge]) -> Host {
         ip_forward: if any_masq { Some(true) } else { None },
         br_netfilter: BrNetfilter::Auto,
         protect: false,
+        routes: Vec::new(),
     };
     if let Some(h) = cx.table(root, "", "host") {
-        cx.unknown_keys(h, "host", &["ip_forward", "br_netfilter", "protect"]);
+        cx.unknown_keys(
+            h,
+            "host",
+            &["ip_forward", "br_netfilter", "protect", "routes"],
+        );
         host.protect = cx.boolean(h, "host", "protect").unwrap_or(false);
+        for (r, v) in super::routes::read(cx, h, "host") {
+            // The next hop is on a segment the host has an address on.
+            let on = bridges.iter().any(|b| {
+                [b.address.map(IpNetwork::V4), b.address6.map(IpNetwork::V6)]
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a.contains(r.via) && a.ip() != r.via)
+            });
+            if on {
+                host.routes.push(r);
+            } else {
+                cx.err(
+                    "host.routes",
+                    Some(v),
+                    format!(
+                        "via {} is on none of the subnets the host has an address on (a bridge's `address`): a next hop must be directly connected",
+                        r.via
+                    ),
+                );
+            }
+        }
+        if !host.routes.is_empty() && host.ip_forward.is_none() {
+            host.ip_forward = Some(true);
+        }
         if let Some(f) = cx.boolean(h, "host", "ip_forward") {
             host.ip_forward = Some(f);
         }
@@ -244,11 +332,11 @@ fn check_macs(cx: &mut Ctx, bridges: &[Bridge], namespaces: &[Namespace]) {
     let all = bridges
         .iter()
         .map(|b| (join(&join("bridges", &b.name), "mac"), b.mac))
-        .chain(namespaces.iter().flat_map(|n| {
-            n.ifaces
+        .chain(
+            namespaces
                 .iter()
-                .map(|i| (join(&join("namespaces", &n.name), "mac"), i.mac))
-        }));
+                .flat_map(|n| n.ifaces.iter().map(|i| (join(&i.key, "mac"), i.mac))),
+        );
     for (key, mac) in all {
         if !macs.insert(mac) {
             let v = Value::String(mac.to_string());
@@ -264,7 +352,8 @@ fn check_port_counts(cx: &mut Ctx, bridges: &[Bridge], namespaces: &[Namespace])
             .iter()
             .flat_map(|n| &n.ifaces)
             .filter(|i| i.bridge == b.name)
-            .count();
+            .count()
+            + b.ports.len();
         if n > MAX_BRIDGE_PORTS {
             cx.err(
                 &join("bridges", &b.name),
