@@ -19,10 +19,12 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~10 minutes).
-bench runs="5":
+# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~15 minutes).
+# baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
+bench runs="5" baseline="":
+    cargo build --release
     cargo build --release --example bench
-    ./target/release/examples/bench --runs {{runs}} --out docs/benchmarks.md
+    ./target/release/examples/bench --runs {{runs}} {{ if baseline == "" { "" } else { "--baseline " + baseline } }} --out docs/benchmarks.md
 
 # The man page and shell completions, into target/assets/.
 assets:
