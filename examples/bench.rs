@@ -567,6 +567,10 @@ fn trial(kind: &str, n: usize, bin: Option<&Path>) -> Res<Vec<(String, (f64, u64
     }
     let o = cmd.output()?;
     let _ = std::fs::remove_dir_all(&dir);
+    // What a trial says on stderr (each data-plane measurement) is progress for the reader.
+    if o.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&o.stderr));
+    }
     // The kernel tears the sandbox's namespaces down asynchronously after it exits; let that
     // finish so it does not land in the next trial's time.
     static LAST_N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
