@@ -19,7 +19,7 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~15 minutes).
+# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~10 minutes).
 # baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
 bench runs="5" baseline="":
     cargo build --release
