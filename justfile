@@ -20,9 +20,11 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~10 minutes).
-bench runs="5":
+# baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
+bench runs="5" baseline="":
+    cargo build --release
     cargo build --release --example bench
-    ./target/release/examples/bench --runs {{runs}} --out docs/benchmarks.md
+    ./target/release/examples/bench --runs {{runs}} {{ if baseline == "" { "" } else { "--baseline " + baseline } }} --out docs/benchmarks.md
 
 # CNI mode against the reference bridge + portmap plugins: ADD/DEL latency with 100
 # containers attached, connections/s through a published port (root, ~1 minute).
