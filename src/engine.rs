@@ -78,6 +78,24 @@ pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observe
     if tg.topology.is_some_and(firewall::publish::any) {
         o.nft.listeners = plumbing::listeners::read();
     }
+    if let Some(t) = tg.topology {
+        let forwarding = |ns: &str| {
+            o.namespaces.get(ns).is_some_and(|n| {
+                n.node
+                    .sysctls
+                    .get(crate::compile::IP_FORWARD)
+                    .cloned()
+                    .flatten()
+                    .as_deref()
+                    == Some("1")
+            })
+        };
+        let names: Vec<String> = firewall::ns_to_observe(t, &forwarding)
+            .into_iter()
+            .filter(|n| o.namespaces.contains_key(n))
+            .collect();
+        o.nft.ns_tables = firewall::observe_ns(&t.name, &names)?;
+    }
     crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
     Ok(o)
 }
@@ -132,6 +150,17 @@ pub fn carry_out(
     crate::signals::check()?;
     if !p.nft.ops.is_empty() {
         firewall::execute(nft, &p.nft.ops)?;
+    }
+    // Inside routing namespaces: a batch each.
+    for (ns, ops) in &p.nft.ns_ops {
+        let ops = ops.clone();
+        crate::plumbing::netns::run_in(ns, move || {
+            let mut sock = NftSocket::open()?;
+            firewall::execute(&mut sock, &ops)
+        })
+        .map_err(|e| anyhow::anyhow!("namespace {ns}: {e:#}"))?;
+    }
+    if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
         for l in &p.nft.lines {
             done(l.to_string());
         }

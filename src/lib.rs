@@ -14,6 +14,7 @@ pub mod compile;
 pub mod engine;
 pub mod firewall;
 pub mod nft;
+pub mod paths;
 pub mod plan;
 pub mod plumbing;
 pub mod policy;

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use crate::paths::{Node, Seg, walk};
 use crate::topology::{Action, Endpoint, Namespace, PolicyRule, Topology};
 
 /// One end of a connection.
@@ -77,20 +78,57 @@ pub fn decide(t: &Topology, f: &Flow) -> bool {
     if hit(Action::Allow) || f.published {
         return true;
     }
-    let bridge = |b: &str| t.bridge(b);
-    match (&f.from, &f.to) {
-        (Party::Ns(a, _), Party::Ns(b, _)) => {
-            let (ba, bb) = (bridge_of(t, a), bridge_of(t, b));
-            ba.is_some() && ba == bb && !ba.and_then(bridge).is_some_and(|x| x.isolate)
-        }
-        (Party::Ns(a, _), Party::World(_)) => !bridge_of(t, a)
-            .and_then(bridge)
-            .is_some_and(|x| x.egress_deny),
-        (Party::World(_), Party::Ns(..)) => false,
-        (Party::Ns(..), Party::Host(_)) => !t.host.protect || f.ping_gateway,
-        (Party::Host(_), _) => true,
-        (Party::World(_), _) => true,
+    defaults(t, f)
+}
+
+fn node(p: &Party) -> Node {
+    match p {
+        Party::Ns(n, _) => Node::Ns(n.clone()),
+        Party::Host(_) => Node::Host,
+        Party::World(_) => Node::World,
     }
+}
+
+/// The defaults, judged at every node the connection's packets cross (see `crate::paths`):
+/// bridged between two namespaces, open unless the bridge is isolated; through the host, one
+/// bridge to itself open (unless isolated), to another bridge or in from the world closed,
+/// out to the world open unless the bridge's egress is denied; through a router namespace
+/// open, but nothing new in through the interface it masquerades out of; to the host open
+/// unless `[host] protect` (a ping to its own gateway still passes).
+fn defaults(t: &Topology, f: &Flow) -> bool {
+    let w = walk(t, &node(&f.from), f.from.addr(), f.to.addr(), &|_| None);
+    let Ok(end) = &w.end else {
+        return false;
+    };
+    let isolated = |b: &str| t.bridge(b).is_some_and(|x| x.isolate);
+    if w.bridged.iter().any(|b| isolated(b)) {
+        return false;
+    }
+    for h in &w.hops {
+        let open = match (&h.at, &h.from, &h.to) {
+            (Node::Host, Seg::Bridge(a), Seg::Bridge(b)) => a == b && !isolated(a),
+            (Node::Host, Seg::Bridge(a), Seg::Uplink) => {
+                !t.bridge(a).is_some_and(|x| x.egress_deny)
+            }
+            (Node::Host, Seg::Uplink, Seg::Bridge(_)) => false,
+            (Node::Ns(r), Seg::Bridge(inn), _) => {
+                let router = t.namespaces.iter().find(|n| &n.name == r);
+                let outside = router
+                    .and_then(|n| n.masquerade.as_ref().map(|m| (n, m)))
+                    .and_then(|(n, m)| n.ifaces.iter().find(|i| &i.ifname == m))
+                    .map(|i| &i.bridge);
+                outside != Some(inn)
+            }
+            _ => true,
+        };
+        if !open {
+            return false;
+        }
+    }
+    if *end == Node::Host && matches!(f.from, Party::Ns(..)) {
+        return !t.host.protect || f.ping_gateway;
+    }
+    true
 }
 
 /// Warnings about a policy that changes nothing by itself: an allow and a deny of the same
@@ -144,7 +182,7 @@ mod tests {
 
     fn topo(extra: &str) -> Topology {
         let text = format!(
-            "name='t'\n[bridges.br0]\naddress='10.1.0.1/24'\n[bridges.br1]\naddress='10.2.0.1/24'\n[namespaces.a]\nbridge='br0'\n[namespaces.b]\nbridge='br0'\n[namespaces.c]\nbridge='br1'\n{extra}"
+            "name='t'\n[host]\nip_forward=true\n[bridges.br0]\naddress='10.1.0.1/24'\n[bridges.br1]\naddress='10.2.0.1/24'\n[namespaces.a]\nbridge='br0'\n[namespaces.b]\nbridge='br0'\n[namespaces.c]\nbridge='br1'\n{extra}"
         );
         crate::topology::parse(&text, Path::new("t")).expect("valid")
     }

@@ -144,8 +144,12 @@ fn judge() -> Chain {
                 )],
                 Verdict::Accept,
             ),
-            // ct status dnat accept
-            rule(vec![ct_dnat()], Verdict::Accept),
+            // ct status dnat oifname @bridges accept: published ports only, not any DNAT of
+            // the host.
+            rule(
+                vec![ct_dnat(), lookup(meta(MetaKey::Oifname), BRIDGES, true)],
+                Verdict::Accept,
+            ),
             // oifname @bridges drop
             rule(
                 vec![lookup(meta(MetaKey::Oifname), BRIDGES, true)],

@@ -6,6 +6,7 @@
 pub(crate) mod build;
 mod policy;
 pub(crate) mod publish;
+mod router;
 mod table;
 
 pub use table::{needs_localnet, table, table_name};
@@ -116,6 +117,9 @@ pub struct NftState {
     pub br_nf: Option<bool>,
     /// The host's listening sockets, read only when the topology publishes ports.
     pub listeners: Vec<crate::plumbing::listeners::Listener>,
+    /// nsfw's table inside routing namespaces, by namespace (None: it has none), for the
+    /// namespaces that were looked into.
+    pub ns_tables: BTreeMap<String, Option<Dumped>>,
 }
 
 /// Reads nsfw's tables, iptables-nft's FORWARD and DOCKER-USER chains, and the sysctls.
@@ -169,6 +173,76 @@ pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
     Ok(())
 }
 
+/// Reads nsfw's table of topology `name` inside each of `namespaces`.
+pub fn observe_ns(name: &str, namespaces: &[String]) -> Result<BTreeMap<String, Option<Dumped>>> {
+    let mut out = BTreeMap::new();
+    for ns in namespaces {
+        let want = table_name(name);
+        let got = crate::plumbing::netns::run_in(ns, move || {
+            let mut sock = NftSocket::open()?;
+            let found = sock
+                .tables()?
+                .into_iter()
+                .find(|t| t.family == Family::Inet && t.name == want);
+            match found {
+                Some(t) => Ok(Some(sock.read_table(&t)?)),
+                None => Ok(None),
+            }
+        })
+        .map_err(|e| anyhow!("namespace {ns}: cannot read its nftables table: {e:#}"))?;
+        out.insert(ns.clone(), got);
+    }
+    Ok(out)
+}
+
+/// The namespaces whose table must be read: those that want one, and those that forward now
+/// (they may hold one the file no longer wants).
+pub fn ns_to_observe(t: &Topology, forwarding: &dyn Fn(&str) -> bool) -> Vec<String> {
+    t.namespaces
+        .iter()
+        .filter(|n| router::table(t, n).is_some() || forwarding(&n.name))
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// The plan for the tables inside routing namespaces.
+fn ns_diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
+    for n in &t.namespaces {
+        let want = router::table(t, n);
+        let have = s.ns_tables.get(&n.name).and_then(Option::as_ref);
+        let d = match (&want, have) {
+            (None, None) => continue,
+            (Some(w), h) => table_diff(w, h),
+            (None, Some(h)) => delete_table(&h.table.name),
+        };
+        if d.ops.is_empty() {
+            continue;
+        }
+        for mut l in d.lines {
+            l.table = format!("{}:{}", n.name, l.table);
+            p.lines.push(l);
+        }
+        p.ns_ops.push((n.name.clone(), d.ops));
+    }
+}
+
+/// The change that removes table `inet name` whole.
+fn delete_table(name: &str) -> crate::nft::diff::TableDiff {
+    crate::nft::diff::TableDiff {
+        lines: vec![NftLine::new(
+            '-',
+            "table",
+            &format!("inet {name}"),
+            None,
+            String::new(),
+        )],
+        ops: vec![Op::DeleteTable {
+            family: Family::Inet,
+            name: name.to_string(),
+        }],
+    }
+}
+
 /// The nft half of a plan: the ops of the one batch, and lines saying what they change.
 #[derive(Clone, Debug, Default)]
 pub struct NftPlan {
@@ -178,6 +252,9 @@ pub struct NftPlan {
     pub warnings: Vec<String>,
     /// `Some((old, new))`: set bridge-nf-call-iptables.
     pub br_nf: Option<(Option<bool>, bool)>,
+    /// The batches for nsfw's tables inside routing namespaces, one per namespace (a batch
+    /// cannot span network namespaces). Their lines are in `lines`.
+    pub ns_ops: Vec<(String, Vec<Op>)>,
 }
 
 /// A placed rule as a diff shows it: in `nft` syntax, with its handle.
@@ -255,6 +332,7 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     p.warnings
         .extend(publish::shadowed_listeners(t, &s.listeners));
     br_netfilter(&mut p, t, s);
+    ns_diff(&mut p, t, s);
     Ok(p)
 }
 

@@ -26,8 +26,8 @@
 use ipnetwork::IpNetwork;
 
 use crate::nft::{
-    Base, Chain, ChainType, Datatype, Element, Family, Field, Hook, MetaKey, Policy, PortNat, Rule,
-    Set, Stmt, Table, Value, Verdict, ct_state, prio,
+    Arg, Base, Chain, ChainType, CtKey, Datatype, Element, Family, Field, Hook, MetaKey, Policy,
+    PortNat, Rule, Set, Stmt, Table, Value, Verdict, ct_state, prio,
 };
 use crate::topology::Topology;
 
@@ -116,6 +116,9 @@ fn sets(t: &Topology) -> Vec<Set> {
     if policy::any(t) {
         v.extend(policy::sets(t));
     }
+    if t.bridges.iter().any(|b| b.l2_only()) {
+        v.push(l2only(t));
+    }
     if publish::any(t) {
         v.extend(publish::maps(t));
     }
@@ -164,8 +167,13 @@ fn judge(t: &Topology) -> Chain {
             }
         }
     }
-    // Published ports.
-    rules.push(rule(vec![ct_dnat()], Verdict::Accept));
+    // Published ports: connections translated to an address behind one of nsfw's bridges.
+    // Not every translated connection: another DNAT on the host (a port forward, Docker's,
+    // kube-proxy's) must not become a way out of an egress-denied bridge.
+    rules.push(rule(
+        vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
+        Verdict::Accept,
+    ));
     // Between namespaces on one bridge (seen here when br_netfilter is on), unless isolated.
     rules.push(rule(
         vec![lookup(
@@ -272,6 +280,52 @@ fn guard() -> Option<Chain> {
     ))
 }
 
+/// The conntrack zone of traffic bridged over L2-only segments (28275: "ns").
+pub const BRIDGED_ZONE: u16 = 28275;
+
+/// With br_netfilter, the host's conntrack sees a packet bridged over an L2-only segment
+/// (to a router namespace) and again when the router forwards it to the host: the same
+/// connection twice, and the first sighting (bridged, never NATed) would decide its NAT, so
+/// the host's masquerade would never apply to the subnet behind the router. Everything on an
+/// L2-only bridge is bridged (the host has no address there), so its frames get a conntrack
+/// zone of their own, and the host's routing sees the connection afresh.
+///
+/// ```nft
+/// set l2only { type ifname; elements = { "br1" } }
+/// chain bridged { type filter hook prerouting priority raw; policy accept;
+///     iifname @l2only ct zone set 28275 }
+/// ```
+fn bridged() -> Chain {
+    Chain::new(
+        "bridged",
+        Some(Base {
+            ty: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: prio::RAW,
+            policy: Policy::Accept,
+        }),
+        vec![Rule::new(vec![
+            lookup(meta(MetaKey::Iifname), "l2only", true),
+            Stmt::CtSet(CtKey::Zone, Arg::Value(Value::U16(BRIDGED_ZONE))),
+        ])],
+    )
+}
+
+/// The L2-only bridges, for [`bridged`].
+fn l2only(t: &Topology) -> Set {
+    set(
+        "l2only",
+        vec![Datatype::Ifname],
+        None,
+        false,
+        t.bridges
+            .iter()
+            .filter(|b| b.l2_only())
+            .map(|b| Element::key(vec![Value::Ifname(b.name.clone())]))
+            .collect(),
+    )
+}
+
 /// Whether bridge `name` needs route_localnet: a namespace on it is published on 127.0.0.1.
 pub fn needs_localnet(t: &Topology, bridge: &str) -> bool {
     t.ports_of(bridge)
@@ -309,6 +363,9 @@ pub fn table(t: &Topology) -> Table {
             Some(base(ChainType::Nat, Hook::Postrouting, prio::SRCNAT)),
             post,
         ));
+    }
+    if t.bridges.iter().any(|b| b.l2_only()) {
+        chains.push(bridged());
     }
     if publish::any(t) {
         chains.extend(publish::chains(t));

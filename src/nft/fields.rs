@@ -346,6 +346,8 @@ pub enum CtKey {
     Direction,
     Status,
     Mark,
+    /// The conntrack zone (set before conntrack sees the packet).
+    Zone,
 }
 
 type CtDesc = (CtKey, u32, &'static str, Datatype);
@@ -355,6 +357,7 @@ pub const CT_KEYS: &[CtDesc] = &[
     (CtKey::Direction, 1, "direction", Datatype::CtDir),
     (CtKey::Status, 2, "status", Datatype::CtStatus),
     (CtKey::Mark, 3, "mark", Datatype::Mark),
+    (CtKey::Zone, 17, "zone", Datatype::Integer16),
 ];
 
 impl CtKey {

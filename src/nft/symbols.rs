@@ -256,6 +256,7 @@ pub fn value(v: &Value, numeric: bool) -> String {
         Value::Bool(true) => "exists".into(),
         Value::Bool(false) => "missing".into(),
         Value::Ifname(n) => format!("\"{n}\""),
+        Value::U16(v) => v.to_string(),
     }
 }
 

@@ -49,6 +49,8 @@ pub enum Datatype {
     FibAddr,
     Boolean,
     Ifname,
+    /// A 16-bit integer in host order, as nft's `integer` type holds `ct zone`.
+    Integer16,
 }
 
 /// One datatype: (type, nft's TYPE_* id, name, bytes, byte order, bitmask?).
@@ -153,6 +155,7 @@ pub const DATATYPES: &[Desc] = &[
     ),
     (Datatype::Boolean, 39, "boolean", 1, ByteOrder::Host, false),
     (Datatype::Ifname, 41, "ifname", 16, ByteOrder::Host, false),
+    (Datatype::Integer16, 4, "integer", 2, ByteOrder::Host, false),
 ];
 
 /// Bits per component in a concatenated key type (datatype.h TYPE_BITS).
@@ -259,6 +262,8 @@ pub enum Value {
     FibAddr(u32),
     Bool(bool),
     Ifname(String),
+    /// A conntrack zone.
+    U16(u16),
 }
 
 impl Value {
@@ -283,6 +288,7 @@ impl Value {
             Value::FibAddr(_) => Datatype::FibAddr,
             Value::Bool(_) => Datatype::Boolean,
             Value::Ifname(_) => Datatype::Ifname,
+            Value::U16(_) => Datatype::Integer16,
         }
     }
 
@@ -300,7 +306,7 @@ impl Value {
             Value::Ipv6(a) => a.octets().to_vec(),
             Value::Ether(m) => m.to_vec(),
             Value::EtherType(v) | Value::Port(v) => v.to_be_bytes().to_vec(),
-            Value::ArpHrd(v) => v.to_ne_bytes().to_vec(),
+            Value::ArpHrd(v) | Value::U16(v) => v.to_ne_bytes().to_vec(),
             Value::Mark(v)
             | Value::Ifindex(v)
             | Value::CtState(v)
@@ -342,6 +348,7 @@ impl Value {
             Datatype::PktType => Value::PktType(u8v()?),
             Datatype::FibAddr => Value::FibAddr(u32ne()?),
             Datatype::Boolean => Value::Bool(*b.first()? != 0),
+            Datatype::Integer16 => Value::U16(u16::from_ne_bytes(arr(2)?.try_into().ok()?)),
             Datatype::Ifname => {
                 if b.len() > 16 {
                     return None;

@@ -45,7 +45,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.nft.ops.is_empty()
+        self.steps.is_empty() && self.nft.ops.is_empty() && self.nft.ns_ops.is_empty()
     }
 
     /// The number of changes, plumbing and nft.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use anyhow::Result;
 
 use super::{Check, Origin, Probe, net};
+use crate::paths::{Node, walk};
 use crate::policy::{Flow, Party, decide};
 use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topology};
 
@@ -149,49 +150,75 @@ pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
     out
 }
 
+/// A namespace's address on one bridge, in one family.
+fn addr_on(n: &Namespace, bridge: &str, v6: bool) -> Option<IpAddr> {
+    let i = n.ifaces.iter().find(|i| i.bridge == bridge)?;
+    if v6 {
+        i.address6.map(|a| IpAddr::V6(a.ip()))
+    } else {
+        Some(IpAddr::V4(i.address.ip()))
+    }
+}
+
 /// The checks inside the topology, in one family: each namespace with its gateway, the host
-/// and its peers; across bridges both ways.
+/// and its peers on each of its segments; from one segment to every other, both ways (across
+/// the host or a router namespace, as the routes go).
 fn family_checks(out: &mut Vec<Check>, t: &Topology, v6: bool) {
-    let ns = |n: &Namespace| party(n, v6).map(|p| (Origin::Ns(n.name.clone()), p));
     for b in &t.bridges {
-        let Some(gw_addr) = gw_of(b, v6) else {
-            continue;
-        };
         let members: Vec<&Namespace> = t.ports_of(&b.name).map(|(n, _)| n).collect();
-        let gw = Party::Host(gw_addr);
+        let gw_addr = gw_of(b, v6);
         for (i, n) in members.iter().enumerate() {
-            let Some(from) = ns(n) else { continue };
-            // Its gateway answers ping (even under [host] protect).
-            let mut f = flow(from.1.clone(), gw.clone(), ICMP, 0);
-            f.ping_gateway = true;
-            out.push(Check {
-                from: from.0.clone(),
-                to_label: format!("gateway {}", b.name),
-                to: gw_addr,
-                probe: Probe::Ping,
-                expect: decide(t, &f),
-            });
-            // The host itself, at a port nothing listens on (a refusal is an answer).
-            push(out, t, from.clone(), ("host", gw.clone()), 6, 22);
+            let Some(me) = addr_on(n, &b.name, v6) else {
+                continue;
+            };
+            let from = (Origin::Ns(n.name.clone()), Party::Ns(n.name.clone(), me));
+            if let Some(gw_addr) = gw_addr {
+                let gw = Party::Host(gw_addr);
+                // Its gateway answers ping (even under [host] protect).
+                let mut f = flow(from.1.clone(), gw.clone(), ICMP, 0);
+                f.ping_gateway = true;
+                out.push(Check {
+                    from: from.0.clone(),
+                    to_label: format!("gateway {}", b.name),
+                    to: gw_addr,
+                    probe: Probe::Ping,
+                    expect: decide(t, &f),
+                });
+                // The host itself, at a port nothing listens on (a refusal is an answer).
+                push(out, t, from.clone(), ("host", gw), 6, 22);
+            }
             for m in peers(&members, i) {
-                if let Some(p) = party(m, v6) {
-                    push(out, t, from.clone(), (&m.name, p), ICMP, 0);
+                if let Some(a) = addr_on(m, &b.name, v6) {
+                    push(
+                        out,
+                        t,
+                        from.clone(),
+                        (&m.name, Party::Ns(m.name.clone(), a)),
+                        ICMP,
+                        0,
+                    );
                 }
             }
         }
     }
-    // Across bridges, both ways: the first namespace of each.
+    // From one segment to another, both ways: the first namespace of each that does not
+    // route (a router is on both), at its first address.
     let firsts: Vec<&Namespace> = t
         .bridges
         .iter()
-        .filter_map(|b| t.ports_of(&b.name).map(|(n, _)| n).next())
+        .filter_map(|b| {
+            let mut on = t.ports_of(&b.name).map(|(n, _)| n);
+            let all: Vec<&Namespace> = on.by_ref().collect();
+            all.iter().find(|n| !n.forward).or(all.first()).copied()
+        })
         .collect();
     for a in &firsts {
         for b in &firsts {
             if a.name != b.name
-                && let (Some(from), Some(to)) = (ns(a), party(b, v6))
+                && let (Some(pa), Some(pb)) = (party(a, v6), party(b, v6))
             {
-                push(out, t, from, (&b.name, to), 6, PROBE_PORT);
+                let from = (Origin::Ns(a.name.clone()), pa);
+                push(out, t, from, (&b.name, pb), 6, PROBE_PORT);
             }
         }
     }
@@ -224,9 +251,13 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
             });
             continue;
         };
-        let masq = if v6 { b.masquerade6 } else { b.masquerade };
-        let natted = masq && b.uplink.as_deref().is_none_or(|u| u == w.uplink);
-        let want = if natted { side.host_addr } else { p.addr() };
+        // The source the world sees: the walk's, after any masquerade on the way (a bridge
+        // masquerading out of another uplink leaves it alone here).
+        let uplink = |fam6: bool| {
+            let b_uplink = b.uplink.as_deref().is_none_or(|u| u == w.uplink);
+            w.side(fam6).filter(|_| b_uplink).map(|s| s.host_addr)
+        };
+        let want = walk(t, &Node::Ns(n.name.clone()), p.addr(), side.server, &uplink).src;
         out.push(Check {
             from: Origin::Ns(n.name.clone()),
             to_label: "internet".into(),

@@ -289,7 +289,14 @@ fn statements_and_verdicts() {
             Chain::new(
                 "pre",
                 base(ChainType::Filter, Hook::Prerouting, prio::RAW),
-                vec![r(vec![Stmt::Notrack])],
+                vec![
+                    r(vec![Stmt::Notrack]),
+                    // Before conntrack (priority raw), where a zone can still be chosen.
+                    r(vec![
+                        m(meta(Pkttype), NEQ, v(Value::PktType(0))),
+                        Stmt::CtSet(CtKey::Zone, Arg::Value(Value::U16(28275))),
+                    ]),
+                ],
             ),
             Chain::new(
                 "f",

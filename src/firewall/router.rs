@@ -1,0 +1,94 @@
+//! nsfw's table inside a routing namespace: the same stateful forward judging and policy as
+//! the host's, scoped to what the namespace routes, and NAT out of the interface it
+//! masquerades through. Built when the namespace masquerades, or routes under a policy.
+//!
+//! ```nft
+//! table inet nsfw_lab {
+//!     chain forward { type filter hook forward priority filter; policy accept;
+//!         ct state established,related accept
+//!         ct state invalid drop
+//!         ip saddr . ip daddr . meta l4proto . th dport @deny4 drop     # the policy's sets
+//!         ip saddr . ip daddr . meta l4proto . th dport @allow4 accept
+//!         iifname "eth0" drop }          # nothing new in through the masqueraded interface
+//!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!         meta nfproto ipv4 oifname "eth0" masquerade }
+//! }
+//! ```
+//! IPv6 is routed, not translated, as on the host by default.
+
+use crate::nft::{
+    Base, Chain, ChainType, Family, Hook, MetaKey, Policy, PortNat, Rule, Stmt, Table, Value,
+    Verdict, ct_state, prio,
+};
+use crate::topology::{Namespace, Topology};
+
+use super::build::{meta, rule};
+use super::policy;
+
+/// The policy sets the forward chain looks up.
+const FORWARD_SETS: [(&str, bool, Verdict); 4] = [
+    ("deny4", false, Verdict::Drop),
+    ("deny6", true, Verdict::Drop),
+    ("allow4", false, Verdict::Accept),
+    ("allow6", true, Verdict::Accept),
+];
+
+/// The table namespace `n` holds, if it needs one.
+pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
+    let judged = n.forward && policy::any(t);
+    if n.masquerade.is_none() && !judged {
+        return None;
+    }
+    let base = |ty, hook, priority| Base {
+        ty,
+        hook,
+        priority,
+        policy: Policy::Accept,
+    };
+    let mut rules = vec![
+        rule(
+            vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
+            Verdict::Accept,
+        ),
+        rule(vec![Stmt::ct_state(ct_state::INVALID)], Verdict::Drop),
+    ];
+    let mut sets = Vec::new();
+    if policy::any(t) {
+        for (name, v6, verdict) in FORWARD_SETS {
+            if policy::has(t, name) {
+                rules.push(rule(vec![policy::quad(name, v6)], verdict));
+            }
+        }
+        sets = policy::sets(t)
+            .into_iter()
+            .filter(|s| FORWARD_SETS.iter().any(|(name, _, _)| s.name == *name))
+            .collect();
+    }
+    let mut chains = Vec::new();
+    if let Some(out) = &n.masquerade {
+        rules.push(rule(vec![Stmt::iifname(out, true)], Verdict::Drop));
+        chains.push(Chain::new(
+            "postrouting",
+            Some(base(ChainType::Nat, Hook::Postrouting, prio::SRCNAT)),
+            vec![Rule::new(vec![
+                Stmt::eq(meta(MetaKey::Nfproto), Value::NfProto(2)),
+                Stmt::oifname(out, true),
+                Stmt::Masquerade(PortNat::default()),
+            ])],
+        ));
+    }
+    chains.insert(
+        0,
+        Chain::new(
+            "forward",
+            Some(base(ChainType::Filter, Hook::Forward, prio::FILTER)),
+            rules,
+        ),
+    );
+    Some(Table {
+        comment: Some(t.owner_mark()),
+        sets,
+        chains,
+        ..Table::new(Family::Inet, &super::table::table_name(&t.name))
+    })
+}
