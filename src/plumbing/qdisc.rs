@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Nla};
+use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
@@ -300,10 +300,14 @@ fn root_msg(index: u32) -> TcMessage {
 }
 
 /// The interface's root qdisc becomes a netem saying exactly `n` (latency, jitter, loss and
-/// rate; nothing else). NLM_F_EXCL with CREATE|REPLACE makes the kernel create a fresh netem
-/// and graft it over whatever root is there, netem included: a netem's change would keep
-/// what the message leaves out (a distribution table, correlations, reordering someone set
-/// with tc). The packets the old root still held are dropped with it.
+/// rate; nothing else), as `tc qdisc replace` does: CREATE|REPLACE grafts a new netem over a
+/// root of any other kind, and changes a netem root in place (the queued packets stay). A
+/// change keeps what its message leaves out, so the message leaves out nothing the kernel
+/// reports: correlations, reordering, corruption, ECN, slots and rate overheads are sent as
+/// zeros, and the loss model falls back to random when absent. (Not NLM_F_EXCL: since the
+/// 2023 fix of tc_modify_qdisc's "replace" semantics, EXCL on a same-kind root is EEXIST
+/// "Exclusivity flag on, cannot modify", not a graft.) Only a delay distribution table, which
+/// the kernel never reports and nsfw never sets, would survive.
 pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
     let mut m = root_msg(index);
     m.attributes.push(TcAttribute::Kind(KIND.to_string()));
@@ -314,7 +318,7 @@ pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
     )));
     Req::new(
         RouteNetlinkMessage::NewQueueDiscipline(m),
-        NLM_F_CREATE | NLM_F_REPLACE | NLM_F_EXCL,
+        NLM_F_CREATE | NLM_F_REPLACE,
         format!("cannot set {n} on {ifname}"),
     )
 }
@@ -408,10 +412,12 @@ fn ticks(ns: u64) -> u32 {
 /// netem's TCA_OPTIONS: the legacy qopt (latency and jitter in 64 ns ticks, truncated as the
 /// kernel's own dump does), then LATENCY64 and JITTER64 in ns, which the kernel takes over the
 /// ticks (µs are not whole ticks: 20001 µs is 312515.625 ticks), then the rate in bytes/s:
-/// TCA_NETEM_RATE's u32, with TCA_NETEM_RATE64 past 4 GB/s as the kernel does.
+/// TCA_NETEM_RATE's u32 (zero: none), with TCA_NETEM_RATE64 past 4 GB/s as the kernel does;
+/// then zeros for everything else a change would otherwise keep (see [`set_netem`]).
 fn netem_options(n: &Netem) -> Vec<u8> {
     let lat_ns = u64::from(n.latency_us.unwrap_or(0)) * 1000;
     let jit_ns = u64::from(n.jitter_us.unwrap_or(0)) * 1000;
+    let bytes = n.rate_bps.unwrap_or(0).div_ceil(8);
     let qopt = [
         ticks(lat_ns),
         LIMIT,
@@ -427,15 +433,23 @@ fn netem_options(n: &Netem) -> Vec<u8> {
         &(lat_ns as i64).to_ne_bytes(),
     );
     put_attr(&mut out, TCA_NETEM_JITTER64, &(jit_ns as i64).to_ne_bytes());
-    if let Some(bps) = n.rate_bps.filter(|&r| r != 0) {
-        let bytes = bps.div_ceil(8);
-        // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
-        let rate = [u32::try_from(bytes).unwrap_or(u32::MAX), 0, 0, 0];
-        let v: Vec<u8> = rate.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        put_attr(&mut out, TCA_NETEM_RATE, &v);
-        if bytes > u64::from(u32::MAX) {
-            put_attr(&mut out, TCA_NETEM_RATE64, &bytes.to_ne_bytes());
-        }
+    // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
+    let rate = [u32::try_from(bytes).unwrap_or(u32::MAX), 0, 0, 0];
+    let v: Vec<u8> = rate.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    put_attr(&mut out, TCA_NETEM_RATE, &v);
+    if bytes > u64::from(u32::MAX) {
+        put_attr(&mut out, TCA_NETEM_RATE64, &bytes.to_ne_bytes());
+    }
+    // tc_netem_corr (3 × u32), tc_netem_reorder and tc_netem_corrupt (2 × u32 each), the ECN
+    // flag, and tc_netem_slot (40 bytes; all zero is "no slots").
+    for (ty, len) in [
+        (TCA_NETEM_CORR, 12),
+        (TCA_NETEM_REORDER, 8),
+        (TCA_NETEM_CORRUPT, 8),
+        (TCA_NETEM_ECN, 4),
+        (TCA_NETEM_SLOT, 40),
+    ] {
+        put_attr(&mut out, ty, &[0u8; 40][..len]);
     }
     out
 }
@@ -486,7 +500,7 @@ fn read_netem(b: &[u8]) -> Result<Netem, String> {
             TCA_NETEM_CORRUPT if nonzero => extra.push("corrupt".to_string()),
             TCA_NETEM_LOSS if !v.is_empty() => extra.push("a loss model".to_string()),
             TCA_NETEM_ECN if nonzero => extra.push("ecn".to_string()),
-            TCA_NETEM_SLOT => extra.push("slots".to_string()),
+            TCA_NETEM_SLOT if nonzero => extra.push("slots".to_string()),
             // The pad, the PRNG seed, and what later kernels add and we never set.
             _ => {}
         }
