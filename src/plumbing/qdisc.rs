@@ -32,8 +32,6 @@ const TCA_NETEM_RATE64: u16 = 8;
 const TCA_NETEM_LATENCY64: u16 = 10;
 const TCA_NETEM_JITTER64: u16 = 11;
 const TCA_NETEM_SLOT: u16 = 12;
-/// `struct tc_netem_qopt`: latency, limit, loss, gap, duplicate, jitter (six u32).
-const QOPT_LEN: usize = 24;
 /// The queue's length in packets: tc's default, so a netem made here reads like `tc`'s.
 const LIMIT: u32 = 1000;
 /// psched ticks are 64 ns (PSCHED_SHIFT): the legacy latency/jitter fields count those.
@@ -75,22 +73,24 @@ impl Netem {
 
     /// What the kernel could not hold exactly (the parsers already refuse these).
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(j) = self.jitter_us.filter(|&j| j > MAX_JITTER_US) {
-            return Err(format!(
+        match *self {
+            Netem {
+                jitter_us: Some(j), ..
+            } if j > MAX_JITTER_US => Err(format!(
                 "jitter {} is more than the kernel's {}",
                 fmt_us(j),
                 fmt_us(MAX_JITTER_US)
-            ));
-        }
-        if let Some(l) = self.loss_ppm.filter(|&l| l > PPM) {
-            return Err(format!("loss {} is more than 100%", fmt_ppm(l)));
-        }
-        if let Some(r) = self.rate_bps.filter(|&r| r % 8 != 0) {
-            return Err(format!(
+            )),
+            Netem {
+                loss_ppm: Some(l), ..
+            } if l > PPM => Err(format!("loss {} is more than 100%", fmt_ppm(l))),
+            Netem {
+                rate_bps: Some(r), ..
+            } if r % 8 != 0 => Err(format!(
                 "rate {r}bit is not a whole number of bytes per second (netem counts bytes)"
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -98,23 +98,18 @@ impl Netem {
 /// empty.
 impl fmt::Display for Netem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(v) = self.latency_us {
-            parts.push(format!("latency {}", fmt_us(v)));
-        }
-        if let Some(v) = self.jitter_us {
-            parts.push(format!("jitter {}", fmt_us(v)));
-        }
-        if let Some(v) = self.loss_ppm {
-            parts.push(format!("loss {}", fmt_ppm(v)));
-        }
-        if let Some(v) = self.rate_bps {
-            parts.push(format!("rate {}", fmt_rate(v)));
-        }
-        if parts.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&parts.join(" "))
+        let parts: Vec<String> = [
+            self.latency_us.map(|v| format!("latency {}", fmt_us(v))),
+            self.jitter_us.map(|v| format!("jitter {}", fmt_us(v))),
+            self.loss_ppm.map(|v| format!("loss {}", fmt_ppm(v))),
+            self.rate_bps.map(|v| format!("rate {}", fmt_rate(v))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match parts.is_empty() {
+            true => f.write_str("none"),
+            false => f.write_str(&parts.join(" ")),
         }
     }
 }
@@ -173,13 +168,13 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         (p, 1)
     } else if let Some(p) = unit.strip_suffix("bps") {
         (p, 8)
-    } else if unit.is_empty() {
-        return Err(format!(
-            "{s:?}: give a unit (kbit, mbit, gbit, or kbps... for bytes)"
-        ));
     } else {
+        let what = match unit.is_empty() {
+            true => "give a unit".to_string(),
+            false => format!("unknown unit {unit:?}"),
+        };
         return Err(format!(
-            "{s:?}: unknown unit {unit:?} (bit, kbit, mbit, gbit, bps, kbps...)"
+            "{s:?}: {what} (kbit, mbit, gbit; kbps... for bytes)"
         ));
     };
     let scale: u128 = match prefix {
@@ -197,9 +192,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     let bits = exact(num, scale * per_unit, "bit/s").map_err(|e| format!("{s:?}: {e}"))?;
     let bits = u64::try_from(bits).map_err(|_| format!("{s:?}: too fast"))?;
     if bits == 0 {
-        return Err(format!(
-            "{s:?}: a rate of zero (leave the rate out for none)"
-        ));
+        return Err(format!("{s:?}: a rate of zero (leave it out for none)"));
     }
     if bits % 8 != 0 {
         return Err(format!(
@@ -405,6 +398,10 @@ fn put_attr(out: &mut Vec<u8>, ty: u16, value: &[u8]) {
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
+fn words(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
 fn ticks(ns: u64) -> u32 {
     u32::try_from(ns >> PSCHED_SHIFT).unwrap_or(u32::MAX)
 }
@@ -426,17 +423,13 @@ fn netem_options(n: &Netem) -> Vec<u8> {
         0, // duplicate
         ticks(jit_ns),
     ];
-    let mut out: Vec<u8> = qopt.iter().flat_map(|v| v.to_ne_bytes()).collect();
-    put_attr(
-        &mut out,
-        TCA_NETEM_LATENCY64,
-        &(lat_ns as i64).to_ne_bytes(),
-    );
-    put_attr(&mut out, TCA_NETEM_JITTER64, &(jit_ns as i64).to_ne_bytes());
+    let mut out = words(&qopt);
+    // s64 in the kernel: no µs count reaches its sign bit.
+    put_attr(&mut out, TCA_NETEM_LATENCY64, &lat_ns.to_ne_bytes());
+    put_attr(&mut out, TCA_NETEM_JITTER64, &jit_ns.to_ne_bytes());
     // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
     let rate = [u32::try_from(bytes).unwrap_or(u32::MAX), 0, 0, 0];
-    let v: Vec<u8> = rate.iter().flat_map(|v| v.to_ne_bytes()).collect();
-    put_attr(&mut out, TCA_NETEM_RATE, &v);
+    put_attr(&mut out, TCA_NETEM_RATE, &words(&rate));
     if bytes > u64::from(u32::MAX) {
         put_attr(&mut out, TCA_NETEM_RATE64, &bytes.to_ne_bytes());
     }
@@ -480,7 +473,8 @@ fn read_netem(b: &[u8]) -> Result<Netem, String> {
     if dup != 0 {
         extra.push("duplicate".to_string());
     }
-    let mut off = QOPT_LEN;
+    // The attributes follow the qopt (six u32, already aligned).
+    let mut off = 24;
     while off + 4 <= b.len() {
         let len = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
         let ty = u16::from_ne_bytes([b[off + 2], b[off + 3]]) & 0x3fff;
