@@ -8,6 +8,7 @@ pub mod msgs;
 pub mod neigh;
 pub mod netns;
 pub mod observe;
+pub mod qdisc;
 pub mod rtnl;
 pub mod sysctl;
 

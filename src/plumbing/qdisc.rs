@@ -1,0 +1,540 @@
+//! Impaired links: one `netem` qdisc at an interface's root, carrying its added latency,
+//! jitter, random loss and rate, set, read back and removed over rtnetlink traffic-control
+//! messages (no `tc`).
+//!
+//! One netem per interface, rate included: netem's own rate (`TCA_NETEM_RATE`, bytes/s) paces
+//! packets after their delay, so a single qdisc expresses everything the file can say, and
+//! reading the root back tells the whole story. A tbf under netem would need a handle plan,
+//! a second message and a second read for no gain at these rates.
+//!
+//! netlink-packet-route 0.34 has no netem options type: `TCA_OPTIONS` is encoded here by hand
+//! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and read
+//! back from the raw payload the crate keeps for kinds it does not know.
+
+use std::fmt;
+
+use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+
+use super::rtnl::Req;
+
+const KIND: &str = "netem";
+const TCA_OPTIONS: u16 = 2;
+// include/uapi/linux/pkt_sched.h, "Network emulator".
+const TCA_NETEM_CORR: u16 = 1;
+const TCA_NETEM_REORDER: u16 = 3;
+const TCA_NETEM_CORRUPT: u16 = 4;
+const TCA_NETEM_LOSS: u16 = 5;
+const TCA_NETEM_RATE: u16 = 6;
+const TCA_NETEM_ECN: u16 = 7;
+const TCA_NETEM_RATE64: u16 = 8;
+const TCA_NETEM_LATENCY64: u16 = 10;
+const TCA_NETEM_JITTER64: u16 = 11;
+const TCA_NETEM_SLOT: u16 = 12;
+/// The queue's length in packets: tc's default, so a netem made here reads like `tc`'s.
+const LIMIT: u32 = 1000;
+/// psched ticks are 64 ns (PSCHED_SHIFT): the legacy latency/jitter fields count those.
+const PSCHED_SHIFT: u32 = 6;
+/// The kernel caps jitter at INT_MAX ns (tabledist's range); more would not read back.
+pub const MAX_JITTER_US: u32 = (i32::MAX as u32) / 1000;
+
+/// One interface's impairment, as the file says it. All optional; a Netem with all None means
+/// "no qdisc". The kernel does not tell zero from absent: `Some(0)` reads back as None (see
+/// [`Netem::normalized`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Netem {
+    pub latency_us: Option<u32>,
+    /// Uniform ±jitter around the latency (no distribution table).
+    pub jitter_us: Option<u32>,
+    /// Random loss in parts per million: 1% = 10000.
+    pub loss_ppm: Option<u32>,
+    /// Bits per second; netem counts whole bytes, so a multiple of 8.
+    pub rate_bps: Option<u64>,
+}
+
+impl Netem {
+    /// The same impairment with zeros as None: what [`parse`] reads back, so the form to
+    /// compare.
+    pub fn normalized(self) -> Netem {
+        let nz32 = |v: Option<u32>| v.filter(|&x| x != 0);
+        Netem {
+            latency_us: nz32(self.latency_us),
+            jitter_us: nz32(self.jitter_us),
+            loss_ppm: nz32(self.loss_ppm),
+            rate_bps: self.rate_bps.filter(|&x| x != 0),
+        }
+    }
+
+    /// No impairment at all: the interface keeps its default root qdisc.
+    pub fn is_empty(&self) -> bool {
+        self.normalized() == Netem::default()
+    }
+
+    /// What the kernel could not hold exactly (the parsers already refuse these).
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Netem {
+                jitter_us: Some(j), ..
+            } if j > MAX_JITTER_US => Err(format!(
+                "jitter {} is more than the kernel's {}",
+                fmt_us(j),
+                fmt_us(MAX_JITTER_US)
+            )),
+            Netem {
+                loss_ppm: Some(l), ..
+            } if l > PPM => Err(format!("loss {} is more than 100%", fmt_ppm(l))),
+            Netem {
+                rate_bps: Some(r), ..
+            } if r % 8 != 0 => Err(format!(
+                "rate {r}bit is not a whole number of bytes per second (netem counts bytes)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// "latency 20ms jitter 5ms loss 1% rate 10mbit" (what the parsers read back), "none" when
+/// empty.
+impl fmt::Display for Netem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            self.latency_us.map(|v| format!("latency {}", fmt_us(v))),
+            self.jitter_us.map(|v| format!("jitter {}", fmt_us(v))),
+            self.loss_ppm.map(|v| format!("loss {}", fmt_ppm(v))),
+            self.rate_bps.map(|v| format!("rate {}", fmt_rate(v))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match parts.is_empty() {
+            true => f.write_str("none"),
+            false => f.write_str(&parts.join(" ")),
+        }
+    }
+}
+
+/// What an interface's root qdisc is, as far as nsfw is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Root {
+    /// A netem that says exactly this and nothing else.
+    Netem(Netem),
+    /// Any other kind ("noqueue", "fq_codel"...), or a netem with settings the file cannot
+    /// express ("netem with duplicate, reorder"): not nsfw's impairment.
+    Other(String),
+}
+
+const PPM: u32 = 1_000_000;
+
+/// "20ms", "1.5ms", "500us", "1s" (also sec/msec/usec, as tc): microseconds. A unit is
+/// required, and anything finer than a microsecond is refused rather than rounded.
+pub fn parse_duration(s: &str) -> Result<u32, String> {
+    let (num, unit) = split_unit(s)?;
+    let mult = match unit.as_str() {
+        "s" | "sec" | "secs" => 1_000_000,
+        "ms" | "msec" | "msecs" => 1000,
+        "us" | "usec" | "usecs" => 1,
+        "" => return Err(format!("{s:?}: give a unit (s, ms or us)")),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, ms or us)")),
+    };
+    let us = exact(num, mult, "us").map_err(|e| format!("{s:?}: {e}"))?;
+    u32::try_from(us).map_err(|_| format!("{s:?}: too long (at most {})", fmt_us(u32::MAX)))
+}
+
+/// "1%", "0.5%", "100%": parts per million. More than 100%, or finer than 0.0001%, is an
+/// error.
+pub fn parse_percent(s: &str) -> Result<u32, String> {
+    let num = s
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("{s:?}: a percentage ends with % (\"1%\")"))?;
+    let (num, unit) = split_unit(num)?;
+    if !unit.is_empty() {
+        return Err(format!("{s:?}: not a number"));
+    }
+    let ppm = exact(num, 10_000, "ppm (0.0001%)").map_err(|e| format!("{s:?}: {e}"))?;
+    if ppm > u128::from(PPM) {
+        return Err(format!("{s:?}: more than 100%"));
+    }
+    Ok(ppm as u32)
+}
+
+/// tc's rate units: bit, kbit, mbit, gbit, tbit (powers of 1000), kibit... (of 1024), and
+/// bps, kbps, mbps... for bytes per second; case does not matter. Bits per second, which must
+/// be a whole number of bytes (netem counts bytes) and not zero.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let (num, unit) = split_unit(s)?;
+    let (prefix, per_unit) = if let Some(p) = unit.strip_suffix("bit") {
+        (p, 1)
+    } else if let Some(p) = unit.strip_suffix("bps") {
+        (p, 8)
+    } else {
+        let what = match unit.is_empty() {
+            true => "give a unit".to_string(),
+            false => format!("unknown unit {unit:?}"),
+        };
+        return Err(format!(
+            "{s:?}: {what} (kbit, mbit, gbit; kbps... for bytes)"
+        ));
+    };
+    let scale: u128 = match prefix {
+        "" => 1,
+        "k" => 1_000,
+        "m" => 1_000_000,
+        "g" => 1_000_000_000,
+        "t" => 1_000_000_000_000,
+        "ki" => 1 << 10,
+        "mi" => 1 << 20,
+        "gi" => 1 << 30,
+        "ti" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    let bits = exact(num, scale * per_unit, "bit/s").map_err(|e| format!("{s:?}: {e}"))?;
+    let bits = u64::try_from(bits).map_err(|_| format!("{s:?}: too fast"))?;
+    if bits == 0 {
+        return Err(format!("{s:?}: a rate of zero (leave it out for none)"));
+    }
+    if bits % 8 != 0 {
+        return Err(format!(
+            "{s:?}: {bits} bit/s is not a whole number of bytes per second (netem counts \
+             bytes): use a multiple of 8 bit"
+        ));
+    }
+    Ok(bits)
+}
+
+/// Splits "1.5ms" into ("1.5", "ms"), the unit lowercased.
+fn split_unit(s: &str) -> Result<(&str, String), String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!("{s:?}: negative"));
+    }
+    let at = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(at);
+    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+        return Err(format!("{s:?}: not a number"));
+    }
+    Ok((num, unit.trim().to_lowercase()))
+}
+
+/// `num` (decimal, unsigned) times `mult`, exactly: Err when it is not a whole number of
+/// `unit` (the base unit), or overflows.
+fn exact(num: &str, mult: u128, unit: &str) -> Result<u128, String> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.len() + frac.len() > 30 {
+        return Err("too many digits".to_string());
+    }
+    let n: u128 = format!("{int}{frac}")
+        .parse()
+        .map_err(|_| "not a number".to_string())?;
+    let den = 10u128.pow(frac.len() as u32);
+    let v = n.checked_mul(mult).ok_or("too large")?;
+    if v % den != 0 {
+        return Err(format!("finer than 1 {unit}"));
+    }
+    Ok(v / den)
+}
+
+fn fmt_us(us: u32) -> String {
+    if us != 0 && us.is_multiple_of(1_000_000) {
+        format!("{}s", us / 1_000_000)
+    } else if us >= 1000 {
+        format!("{}ms", decimal(u64::from(us), 1000))
+    } else {
+        format!("{us}us")
+    }
+}
+
+fn fmt_ppm(ppm: u32) -> String {
+    format!("{}%", decimal(u64::from(ppm), 10_000))
+}
+
+fn fmt_rate(bps: u64) -> String {
+    for (unit, div) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1000)] {
+        if bps >= div && bps.is_multiple_of(div) {
+            return format!("{}{unit}", bps / div);
+        }
+    }
+    format!("{bps}bit")
+}
+
+/// `v / div` in decimal, exactly, without trailing zeros: 1500/1000 is "1.5".
+fn decimal(v: u64, div: u64) -> String {
+    let (int, rem) = (v / div, v % div);
+    if rem == 0 {
+        return int.to_string();
+    }
+    let width = div.ilog10() as usize;
+    let frac = format!("{rem:0width$}");
+    format!("{int}.{}", frac.trim_end_matches('0'))
+}
+
+/// Loss as netem holds it: a fraction of u32::MAX, rounded as tc does (1% = 42949673).
+fn prob_of(ppm: u32) -> u32 {
+    let p = (u64::from(ppm.min(PPM)) * u64::from(u32::MAX) + u64::from(PPM / 2)) / u64::from(PPM);
+    p as u32
+}
+
+/// The ppm a loss probability stands for, when it is one: tc computes in floating point, so
+/// its rounding may differ from ours by one.
+fn ppm_of(prob: u32) -> Option<u32> {
+    let ppm =
+        ((u64::from(prob) * u64::from(PPM) + u64::from(u32::MAX / 2)) / u64::from(u32::MAX)) as u32;
+    (prob_of(ppm).abs_diff(prob) <= 1).then_some(ppm)
+}
+
+fn root_msg(index: u32) -> TcMessage {
+    // The kernel's ifindex is an int: a u32 from it never wraps.
+    let mut m = TcMessage::with_index(index as i32);
+    m.header.parent = TcHandle::ROOT;
+    m
+}
+
+/// The interface's root qdisc becomes a netem saying exactly `n` (latency, jitter, loss and
+/// rate; nothing else), as `tc qdisc replace` does: CREATE|REPLACE grafts a new netem over a
+/// root of any other kind, and changes a netem root in place (the queued packets stay). A
+/// change keeps what its message leaves out, so the message leaves out nothing the kernel
+/// reports: correlations, reordering, corruption, ECN, slots and rate overheads are sent as
+/// zeros, and the loss model falls back to random when absent. (Not NLM_F_EXCL: since the
+/// 2023 fix of tc_modify_qdisc's "replace" semantics, EXCL on a same-kind root is EEXIST
+/// "Exclusivity flag on, cannot modify", not a graft.) Only a delay distribution table, which
+/// the kernel never reports and nsfw never sets, would survive.
+pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
+    let mut m = root_msg(index);
+    m.attributes.push(TcAttribute::Kind(KIND.to_string()));
+    // Other, not Options: the crate would nest an Other option inside TCA_OPTIONS.
+    m.attributes.push(TcAttribute::Other(DefaultNla::new(
+        TCA_OPTIONS,
+        netem_options(n),
+    )));
+    Req::new(
+        RouteNetlinkMessage::NewQueueDiscipline(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        format!("cannot set {n} on {ifname}"),
+    )
+}
+
+/// Removes a netem root: the kernel puts the interface's default back (noqueue on a veth).
+/// Only a netem: TCA_KIND makes the kernel refuse (EINVAL) to delete any other kind of root,
+/// which is not nsfw's; the default root (ENOENT, "handle of zero") and a root of another
+/// kind both mean there is no impairment to remove.
+pub fn del_root(ifname: &str, index: u32) -> Req {
+    let mut m = root_msg(index);
+    m.attributes.push(TcAttribute::Kind(KIND.to_string()));
+    Req::new(
+        RouteNetlinkMessage::DelQueueDiscipline(m),
+        0,
+        format!("cannot remove the impairment of {ifname}"),
+    )
+    .ok_if(&[libc::ENOENT, libc::EINVAL])
+}
+
+/// [`set_netem`], or [`del_root`] for an empty impairment.
+pub fn converge(ifname: &str, index: u32, n: &Netem) -> Req {
+    if n.is_empty() {
+        del_root(ifname, index)
+    } else {
+        set_netem(ifname, index, n)
+    }
+}
+
+/// Every qdisc of the namespace (the kernel's dump takes no interface filter).
+pub fn dump_req() -> RouteNetlinkMessage {
+    RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default())
+}
+
+/// A root qdisc's interface and impairment: `Some(netem)` for a netem root nsfw could have
+/// made, None for any other root (noqueue, pfifo_fast, fq_codel..., or a netem with more than
+/// the file can say). Not a root qdisc (ingress, a class's child): None altogether.
+pub fn parse(msg: &TcMessage) -> Option<(u32, Option<Netem>)> {
+    parse_root(msg).map(|(i, r)| match r {
+        Root::Netem(n) => (i, Some(n)),
+        Root::Other(_) => (i, None),
+    })
+}
+
+/// Like [`parse`], with what an other root is.
+pub fn parse_root(msg: &TcMessage) -> Option<(u32, Root)> {
+    if msg.header.parent != TcHandle::ROOT {
+        return None;
+    }
+    let index = u32::try_from(msg.header.index).ok()?;
+    let kind = msg.attributes.iter().find_map(|a| match a {
+        TcAttribute::Kind(k) => Some(k.as_str()),
+        _ => None,
+    });
+    let Some(KIND) = kind else {
+        return Some((index, Root::Other(kind.unwrap_or("unknown").to_string())));
+    };
+    // The crate keeps an unknown kind's TCA_OPTIONS whole, as one Other option of type
+    // TCA_OPTIONS; our own messages carry it as an Other attribute.
+    let opts = msg.attributes.iter().find_map(|a| match a {
+        TcAttribute::Options(v) => v.iter().find_map(|o| match o {
+            TcOption::Other(n) if n.kind() == TCA_OPTIONS => Some(n),
+            _ => None,
+        }),
+        TcAttribute::Other(n) if n.kind() == TCA_OPTIONS => Some(n),
+        _ => None,
+    });
+    let Some(opts) = opts else {
+        return Some((index, Root::Other("netem without options".to_string())));
+    };
+    let mut payload = vec![0u8; opts.value_len()];
+    opts.emit_value(&mut payload);
+    let root = match read_netem(&payload) {
+        Ok(n) => Root::Netem(n),
+        Err(why) => Root::Other(format!("netem with {why}")),
+    };
+    Some((index, root))
+}
+
+fn put_attr(out: &mut Vec<u8>, ty: u16, value: &[u8]) {
+    let len = 4 + value.len();
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&ty.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+fn words(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+fn ticks(ns: u64) -> u32 {
+    u32::try_from(ns >> PSCHED_SHIFT).unwrap_or(u32::MAX)
+}
+
+/// netem's TCA_OPTIONS: the legacy qopt (latency and jitter in 64 ns ticks, truncated as the
+/// kernel's own dump does), then LATENCY64 and JITTER64 in ns, which the kernel takes over the
+/// ticks (µs are not whole ticks: 20001 µs is 312515.625 ticks), then the rate in bytes/s:
+/// TCA_NETEM_RATE's u32 (zero: none), with TCA_NETEM_RATE64 past 4 GB/s as the kernel does;
+/// then zeros for everything else a change would otherwise keep (see [`set_netem`]).
+fn netem_options(n: &Netem) -> Vec<u8> {
+    let lat_ns = u64::from(n.latency_us.unwrap_or(0)) * 1000;
+    let jit_ns = u64::from(n.jitter_us.unwrap_or(0)) * 1000;
+    let bytes = n.rate_bps.unwrap_or(0).div_ceil(8);
+    let qopt = [
+        ticks(lat_ns),
+        LIMIT,
+        prob_of(n.loss_ppm.unwrap_or(0)),
+        0, // gap: no reordering
+        0, // duplicate
+        ticks(jit_ns),
+    ];
+    let mut out = words(&qopt);
+    // s64 in the kernel: no µs count reaches its sign bit.
+    put_attr(&mut out, TCA_NETEM_LATENCY64, &lat_ns.to_ne_bytes());
+    put_attr(&mut out, TCA_NETEM_JITTER64, &jit_ns.to_ne_bytes());
+    // struct tc_netem_rate: rate, packet_overhead, cell_size, cell_overhead.
+    let rate = [u32::try_from(bytes).unwrap_or(u32::MAX), 0, 0, 0];
+    put_attr(&mut out, TCA_NETEM_RATE, &words(&rate));
+    if bytes > u64::from(u32::MAX) {
+        put_attr(&mut out, TCA_NETEM_RATE64, &bytes.to_ne_bytes());
+    }
+    // tc_netem_corr (3 × u32), tc_netem_reorder and tc_netem_corrupt (2 × u32 each), the ECN
+    // flag, and tc_netem_slot (40 bytes; all zero is "no slots").
+    for (ty, len) in [
+        (TCA_NETEM_CORR, 12),
+        (TCA_NETEM_REORDER, 8),
+        (TCA_NETEM_CORRUPT, 8),
+        (TCA_NETEM_ECN, 4),
+        (TCA_NETEM_SLOT, 40),
+    ] {
+        put_attr(&mut out, ty, &[0u8; 40][..len]);
+    }
+    out
+}
+
+fn u32s<const N: usize>(b: &[u8]) -> Option<[u32; N]> {
+    let mut out = [0u32; N];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = u32::from_ne_bytes(b.get(i * 4..i * 4 + 4)?.try_into().ok()?);
+    }
+    Some(out)
+}
+
+fn u64_of(b: &[u8]) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// A netem's TCA_OPTIONS as nsfw's Netem; Err names what the file cannot express.
+fn read_netem(b: &[u8]) -> Result<Netem, String> {
+    let [lat_ticks, limit, loss, gap, dup, jit_ticks] = u32s::<6>(b).ok_or("short options")?;
+    let (mut lat64, mut jit64, mut rate, mut rate64) = (None, None, None, None);
+    let mut extra = Vec::new();
+    if limit != LIMIT {
+        extra.push(format!("limit {limit}"));
+    }
+    if gap != 0 {
+        extra.push("gap".to_string());
+    }
+    if dup != 0 {
+        extra.push("duplicate".to_string());
+    }
+    // The attributes follow the qopt (six u32, already aligned).
+    let mut off = 24;
+    while off + 4 <= b.len() {
+        let len = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
+        let ty = u16::from_ne_bytes([b[off + 2], b[off + 3]]) & 0x3fff;
+        if len < 4 || off + len > b.len() {
+            return Err("malformed options".to_string());
+        }
+        let v = &b[off + 4..off + len];
+        let nonzero = v.iter().any(|&x| x != 0);
+        match ty {
+            TCA_NETEM_LATENCY64 => lat64 = Some(u64_of(v).ok_or("short latency")? as i64),
+            TCA_NETEM_JITTER64 => jit64 = Some(u64_of(v).ok_or("short jitter")? as i64),
+            TCA_NETEM_RATE => rate = Some(u32s::<4>(v).ok_or("short rate")?),
+            TCA_NETEM_RATE64 => rate64 = Some(u64_of(v).ok_or("short rate")?),
+            TCA_NETEM_CORR if nonzero => extra.push("correlation".to_string()),
+            // reorder and corrupt: probability, then correlation.
+            TCA_NETEM_REORDER if nonzero => extra.push("reorder".to_string()),
+            TCA_NETEM_CORRUPT if nonzero => extra.push("corrupt".to_string()),
+            TCA_NETEM_LOSS if !v.is_empty() => extra.push("a loss model".to_string()),
+            TCA_NETEM_ECN if nonzero => extra.push("ecn".to_string()),
+            TCA_NETEM_SLOT if nonzero => extra.push("slots".to_string()),
+            // The pad, the PRNG seed, and what later kernels add and we never set.
+            _ => {}
+        }
+        off += len.next_multiple_of(4);
+    }
+    if let Some([_, overhead, cell, cell_overhead]) = rate
+        && (overhead, cell, cell_overhead) != (0, 0, 0)
+    {
+        extra.push("rate overheads".to_string());
+    }
+    let mut us = |what: &str, ns: Option<i64>, ticks: u32| -> Option<u32> {
+        let ns = ns.unwrap_or(i64::from(ticks) << PSCHED_SHIFT);
+        match u32::try_from(ns / 1000) {
+            Ok(us) if ns % 1000 == 0 => Some(us),
+            _ => {
+                extra.push(format!("{what} {ns}ns"));
+                None
+            }
+        }
+    };
+    let latency_us = us("latency", lat64, lat_ticks);
+    let jitter_us = us("jitter", jit64, jit_ticks);
+    let loss_ppm = ppm_of(loss);
+    if loss_ppm.is_none() {
+        extra.push(format!("loss {loss}/{}", u32::MAX));
+    }
+    // RATE64 comes with RATE's u32 at its ceiling; the kernel takes the larger.
+    let bytes = rate64.unwrap_or(0).max(u64::from(rate.map_or(0, |r| r[0])));
+    let rate_bps = bytes.checked_mul(8);
+    if rate_bps.is_none() {
+        extra.push(format!("rate {bytes} bytes/s"));
+    }
+    if !extra.is_empty() {
+        return Err(extra.join(", "));
+    }
+    Ok(Netem {
+        latency_us,
+        jitter_us,
+        loss_ppm,
+        rate_bps,
+    }
+    .normalized())
+}
