@@ -212,6 +212,28 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // Witness servers and helpers started in the sandbox or its namespaces would outlive
+        // it (a namespace lives while a process is in it): end every one of them first.
+        let _ = self.sh(
+            "for n in $(ip netns list 2>/dev/null | cut -d' ' -f1); do ip netns pids \"$n\" 2>/dev/null | xargs -r kill -9; done",
+        );
+        let net = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        if let Some(mine) = net(&self.pid.to_string())
+            && let Ok(dir) = std::fs::read_dir("/proc")
+        {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.parse::<u32>().is_ok_and(|p| p != self.pid)
+                    && net(&name).as_ref() == Some(&mine)
+                    && let Ok(p) = name.parse::<i32>()
+                {
+                    // SAFETY: kill(2) on a process inside this test's own sandbox.
+                    unsafe {
+                        libc::kill(p, libc::SIGKILL);
+                    }
+                }
+            }
+        }
         // The holder's child (sh exec'd into sleep) pins the namespaces: end it, and
         // `nsfw sandbox` returns with it.
         // SAFETY: kill(2) on a pid we started; at worst it is already gone.
