@@ -96,6 +96,24 @@ pub fn compile(t: &Topology) -> Desired {
         if b.overlap_allowed {
             d.overlap_ok.insert(b.name.clone());
         }
+        for p in &b.ports {
+            d.host.links.insert(
+                p.clone(),
+                LinkSpec {
+                    name: p.clone(),
+                    origin: format!("bridges.{}.ports", b.name),
+                    kind: LinkKind::Port {
+                        take_addresses: b.take_addresses,
+                    },
+                    mtu: b.mtu,
+                    mac: None,
+                    master: Some(b.name.clone()),
+                    marked: false,
+                    no_link_local: false,
+                    nf_call: false,
+                },
+            );
+        }
     }
     for n in &t.namespaces {
         let mut node = Node::default();
@@ -143,6 +161,7 @@ pub fn compile(t: &Topology) -> Desired {
             );
             node.addrs
                 .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
+            node.netem.insert(i.ifname.clone(), i.netem);
             let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", &i.ifname, leaf);
             match i.address6 {
                 // nsfw configures IPv6 statically: router advertisements from anyone on the

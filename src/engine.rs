@@ -103,6 +103,27 @@ pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observe
 /// The whole plan: plumbing and the nftables batch.
 pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
     let mut p = plan::plan(&tg.desired, o, rec, tg.who);
+    // Impairments the kernel cannot make would stop the run half-way: refused up front.
+    let impaired: Vec<String> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::SetNetem {
+                place,
+                ifname,
+                netem,
+                ..
+            } if !netem.is_empty() => Some(place.link(ifname)),
+            _ => None,
+        })
+        .collect();
+    if !impaired.is_empty() && !plumbing::qdisc::netem_supported()? {
+        p.conflicts.push(format!(
+            "{}: latency/jitter/loss/rate on {}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so the link cannot be impaired",
+            tg.desired.source,
+            impaired.join(", ")
+        ));
+    }
     let mut nft = match tg.topology {
         Some(t) => firewall::diff(t, &o.nft)?,
         None => {

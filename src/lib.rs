@@ -13,6 +13,7 @@ pub mod commands;
 pub mod compile;
 pub mod engine;
 pub mod firewall;
+pub mod netem;
 pub mod nft;
 pub mod paths;
 pub mod plan;

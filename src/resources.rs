@@ -58,6 +58,11 @@ pub enum LinkKind {
     Peer {
         host: String,
     },
+    /// An existing interface nsfw does not own, taken as a port of its `master` bridge;
+    /// `take_addresses`: its addresses (and default route) move to the bridge meanwhile.
+    Port {
+        take_addresses: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +163,8 @@ pub struct Node {
     pub routes: BTreeMap<IpNetwork, RouteSpec>,
     /// By key, `net.ipv4.ip_forward`.
     pub sysctls: BTreeMap<String, SysctlSpec>,
+    /// Each interface's impairment (empty: none), for the interfaces nsfw configures.
+    pub netem: BTreeMap<String, crate::netem::Netem>,
 }
 
 /// Everything a topology needs of the kernel and the file system.

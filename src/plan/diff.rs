@@ -100,9 +100,11 @@ pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
         }
         diff_node(&mut cx, &place, node, have);
     }
-    diff_node(&mut cx, &Place::Host, &d.host, Some(&o.host));
+    let host = cx.with_taken(rec);
+    diff_node(&mut cx, &Place::Host, &host, Some(&o.host));
     cx.forget_neighbours();
     cx.host_sysctl_record(rec);
+    cx.ports(rec);
     cx.files();
     let mut p = cx.plan;
     for n in &cx.new_ns {
@@ -277,6 +279,9 @@ impl Cx<'_> {
         let mark = self.d.mark.clone();
         let mut deletes: Vec<(&Link, &'static str)> = Vec::new();
         for spec in self.d.host.links.values() {
+            if matches!(spec.kind, LinkKind::Port { .. }) {
+                continue; // another owner's interface: see `ports`
+            }
             let have = o.host.link(&spec.name);
             let ours = have.filter(|l| l.alias.as_deref() == Some(mark.as_str()));
             if let Some(l) = have
@@ -300,7 +305,7 @@ impl Cx<'_> {
                 LinkKind::Veth { peer_ns, peer } => {
                     self.veth(spec, ours, peer_ns, peer, &mut deletes)
                 }
-                LinkKind::Peer { .. } => {}
+                LinkKind::Peer { .. } | LinkKind::Port { .. } => {}
             }
         }
         // Ours, but no longer in the file; leftovers of an interrupted run.

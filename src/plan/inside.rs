@@ -81,6 +81,7 @@ pub(super) fn ns_config(
                     | Step::SetRoute { .. }
                     | Step::DelRoute { .. }
                     | Step::ForgetNeighbours { .. }
+                    | Step::SetNetem { .. }
             )
         });
         if needs_ix {
@@ -97,7 +98,9 @@ pub(super) fn ns_config(
                 Step::SetRoute { route, .. } | Step::DelRoute { route, .. } => {
                     known.contains_key(&route.dev)
                 }
-                Step::ForgetNeighbours { ifname, .. } => known.contains_key(ifname),
+                Step::ForgetNeighbours { ifname, .. } | Step::SetNetem { ifname, .. } => {
+                    known.contains_key(ifname)
+                }
                 _ => true,
             });
             let ix = if complete { Ok(known) } else { indexes(c) };
@@ -105,6 +108,17 @@ pub(super) fn ns_config(
                 Ok(ix) => {
                     let mut items = Vec::new();
                     for s in steps {
+                        if let Step::SetNetem { ifname, netem, .. } = s {
+                            match ix.get(ifname) {
+                                Some(i) => items.push((
+                                    *s,
+                                    vec![crate::plumbing::qdisc::converge(ifname, *i, netem)],
+                                )),
+                                None => errs
+                                    .add(anyhow::anyhow!("{}: no interface {ifname}", c.place())),
+                            }
+                            continue;
+                        }
                         match addr_route_req(s, &ix) {
                             Ok(Some(r)) => items.push((*s, vec![r])),
                             Ok(None) => {}

@@ -8,6 +8,7 @@ mod execute;
 mod host;
 mod inside;
 mod node;
+mod ports;
 mod step;
 
 use std::fmt;

@@ -48,8 +48,12 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             continue;
         };
         let ours = want.addrs.contains(&(name.to_string(), a.net));
-        if want.links.contains_key(name) && !fresh.contains(name) && (ours || !kernel_made(&a.net))
-        {
+        // A port taken from another owner keeps its own addresses (see `ports`).
+        let managed = want
+            .links
+            .get(name)
+            .is_some_and(|s| !matches!(s.kind, LinkKind::Port { .. }));
+        if managed && !fresh.contains(name) && (ours || !kernel_made(&a.net)) {
             present.insert((name.to_string(), a.net));
         }
     }
@@ -137,6 +141,30 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
                     route: s.clone(),
                 });
             }
+        }
+    }
+
+    // Impairments: a netem at the root where the file says so, none elsewhere.
+    for (ifname, want_n) in &want.netem {
+        let link = if fresh.contains(ifname.as_str()) {
+            None
+        } else {
+            have.link(ifname)
+        };
+        let now: Option<Option<crate::netem::Netem>> = link
+            .filter(|l| l.qdisc.as_deref() == Some("netem"))
+            .map(|l| have.netem.get(&l.index).copied().flatten());
+        let differs = match now {
+            None => !want_n.is_empty(),
+            Some(have_n) => have_n != Some(*want_n),
+        };
+        if differs {
+            cx.plan.steps.push(Step::SetNetem {
+                place: place.clone(),
+                ifname: ifname.clone(),
+                netem: *want_n,
+                old: now.flatten(),
+            });
         }
     }
 

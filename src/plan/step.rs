@@ -6,6 +6,7 @@ use std::fmt;
 use ipnetwork::IpNetwork;
 use serde_json::{Value, json};
 
+use crate::netem::Netem;
 use crate::plumbing::resolv_path;
 use crate::resources::{Place, RouteSpec};
 use crate::topology::Mac;
@@ -152,6 +153,14 @@ pub enum Step {
         place: Place,
         ifname: String,
     },
+    /// The interface's impairment becomes `netem` (empty: none, the default root qdisc back);
+    /// `old` is what it had (None: no netem, or one nsfw cannot read).
+    SetNetem {
+        place: Place,
+        ifname: String,
+        netem: Netem,
+        old: Option<Netem>,
+    },
 }
 
 /// The order in which the executor runs steps: a stage at a time.
@@ -211,7 +220,7 @@ impl Step {
                 Place::Ns(_) => Stage::NsConfig,
             },
             Step::WriteResolv { .. } => Stage::HostFinish,
-            Step::ForgetNeighbours { place, .. } => match place {
+            Step::ForgetNeighbours { place, .. } | Step::SetNetem { place, .. } => match place {
                 Place::Host => Stage::HostFinish,
                 Place::Ns(_) => Stage::NsConfig,
             },
@@ -228,6 +237,7 @@ impl Step {
             | Step::DelRoute { place, .. }
             | Step::SetSysctl { place, .. }
             | Step::ForgetNeighbours { place, .. }
+            | Step::SetNetem { place, .. }
             | Step::DeleteLink { place, .. } => place.ns(),
             Step::MarkNamespace { name } => Some(name),
             _ => None,
@@ -273,6 +283,7 @@ impl Step {
             Step::SetSysctl { .. } => "set sysctl",
             Step::WriteResolv { .. } => "write resolv.conf",
             Step::ForgetNeighbours { .. } => "forget neighbours",
+            Step::SetNetem { .. } => "set netem",
         }
     }
 
@@ -306,7 +317,9 @@ impl Step {
                 Place::Host => "host sysctls".into(),
                 Place::Ns(ns) => format!("namespace {ns}"),
             },
-            Step::ForgetNeighbours { place, ifname } => on(place, ifname),
+            Step::ForgetNeighbours { place, ifname } | Step::SetNetem { place, ifname, .. } => {
+                on(place, ifname)
+            }
         }
     }
 }
@@ -414,6 +427,15 @@ impl fmt::Display for Step {
                 "~ neighbours on {}: forgotten (an address or MAC on the segment changes)",
                 place.link(ifname)
             ),
+            Step::SetNetem {
+                place,
+                ifname,
+                netem,
+                old,
+            } => {
+                let old = old.map_or("none".to_string(), |o| o.to_string());
+                write!(f, "~ netem {}: {old} → {netem}", place.link(ifname))
+            }
         }
     }
 }
@@ -506,6 +528,16 @@ impl Step {
             Step::ForgetNeighbours { place, ifname } => (
                 "neighbours",
                 json!({"interface": ifname, "namespace": place.ns()}),
+            ),
+            Step::SetNetem {
+                place,
+                ifname,
+                netem,
+                old,
+            } => (
+                "netem",
+                json!({"interface": ifname, "namespace": place.ns(),
+                       "old": old.map(|o| o.to_string()), "new": netem.to_string()}),
             ),
             Step::SetSysctl {
                 place,

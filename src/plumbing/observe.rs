@@ -44,6 +44,8 @@ pub struct Link {
     pub conf: BTreeMap<&'static str, String>,
     /// For a bridge: nf_call_iptables (its bridged traffic passes the IP hooks).
     pub nf_call: bool,
+    /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
+    pub qdisc: Option<String>,
 }
 
 /// An address on a link.
@@ -77,6 +79,9 @@ pub struct NodeObs {
     pub routes: Vec<Route>,
     /// The sysctls asked for; None: no such setting.
     pub sysctls: BTreeMap<String, Option<String>>,
+    /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
+    /// settings the file cannot express (read only where the link dump shows a netem root).
+    pub netem: BTreeMap<u32, Option<crate::netem::Netem>>,
 }
 
 impl Observed {
@@ -198,6 +203,18 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
             n.routes.extend(parse_route(&r));
         }
     }
+    // Impaired links: details only where a root is netem (the link dump names the kind).
+    if n.links.iter().any(|l| l.qdisc.as_deref() == Some("netem")) {
+        for m in c.dump(super::qdisc::dump_req(), "qdiscs")? {
+            if let RouteNetlinkMessage::NewQueueDiscipline(q) = m
+                && let Some((index, netem)) = super::qdisc::parse(&q)
+                && n.by_index(index)
+                    .is_some_and(|l| l.qdisc.as_deref() == Some("netem"))
+            {
+                n.netem.insert(index, netem);
+            }
+        }
+    }
     for k in keys {
         let v = match from_links(&n.links, k) {
             Some(v) => Some(v),
@@ -273,6 +290,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         mac: None,
         conf: BTreeMap::new(),
         nf_call: false,
+        qdisc: None,
         up: m.header.flags.contains(LinkFlags::Up),
         noarp: m.header.flags.contains(LinkFlags::Noarp),
         alias: None,
@@ -285,6 +303,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::Address(b) => l.mac = to_mac(b),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+            LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {

@@ -11,13 +11,12 @@
 //! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and read
 //! back from the raw payload the crate keeps for kinds it does not know.
 
-use std::fmt;
-
 use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
 use super::rtnl::Req;
+pub use crate::netem::{MAX_JITTER_US, Netem, PPM, parse_duration, parse_percent, parse_rate};
 
 const KIND: &str = "netem";
 const TCA_OPTIONS: u16 = 2;
@@ -36,84 +35,6 @@ const TCA_NETEM_SLOT: u16 = 12;
 const LIMIT: u32 = 1000;
 /// psched ticks are 64 ns (PSCHED_SHIFT): the legacy latency/jitter fields count those.
 const PSCHED_SHIFT: u32 = 6;
-/// The kernel caps jitter at INT_MAX ns (tabledist's range); more would not read back.
-pub const MAX_JITTER_US: u32 = (i32::MAX as u32) / 1000;
-
-/// One interface's impairment, as the file says it. All optional; a Netem with all None means
-/// "no qdisc". The kernel does not tell zero from absent: `Some(0)` reads back as None (see
-/// [`Netem::normalized`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Netem {
-    pub latency_us: Option<u32>,
-    /// Uniform ±jitter around the latency (no distribution table).
-    pub jitter_us: Option<u32>,
-    /// Random loss in parts per million: 1% = 10000.
-    pub loss_ppm: Option<u32>,
-    /// Bits per second; netem counts whole bytes, so a multiple of 8.
-    pub rate_bps: Option<u64>,
-}
-
-impl Netem {
-    /// The same impairment with zeros as None: what [`parse`] reads back, so the form to
-    /// compare.
-    pub fn normalized(self) -> Netem {
-        let nz32 = |v: Option<u32>| v.filter(|&x| x != 0);
-        Netem {
-            latency_us: nz32(self.latency_us),
-            jitter_us: nz32(self.jitter_us),
-            loss_ppm: nz32(self.loss_ppm),
-            rate_bps: self.rate_bps.filter(|&x| x != 0),
-        }
-    }
-
-    /// No impairment at all: the interface keeps its default root qdisc.
-    pub fn is_empty(&self) -> bool {
-        self.normalized() == Netem::default()
-    }
-
-    /// What the kernel could not hold exactly (the parsers already refuse these).
-    pub fn validate(&self) -> Result<(), String> {
-        match *self {
-            Netem {
-                jitter_us: Some(j), ..
-            } if j > MAX_JITTER_US => Err(format!(
-                "jitter {} is more than the kernel's {}",
-                fmt_us(j),
-                fmt_us(MAX_JITTER_US)
-            )),
-            Netem {
-                loss_ppm: Some(l), ..
-            } if l > PPM => Err(format!("loss {} is more than 100%", fmt_ppm(l))),
-            Netem {
-                rate_bps: Some(r), ..
-            } if r % 8 != 0 => Err(format!(
-                "rate {r}bit is not a whole number of bytes per second (netem counts bytes)"
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// "latency 20ms jitter 5ms loss 1% rate 10mbit" (what the parsers read back), "none" when
-/// empty.
-impl fmt::Display for Netem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = [
-            self.latency_us.map(|v| format!("latency {}", fmt_us(v))),
-            self.jitter_us.map(|v| format!("jitter {}", fmt_us(v))),
-            self.loss_ppm.map(|v| format!("loss {}", fmt_ppm(v))),
-            self.rate_bps.map(|v| format!("rate {}", fmt_rate(v))),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match parts.is_empty() {
-            true => f.write_str("none"),
-            false => f.write_str(&parts.join(" ")),
-        }
-    }
-}
-
 /// What an interface's root qdisc is, as far as nsfw is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Root {
@@ -122,153 +43,6 @@ pub enum Root {
     /// Any other kind ("noqueue", "fq_codel"...), or a netem with settings the file cannot
     /// express ("netem with duplicate, reorder"): not nsfw's impairment.
     Other(String),
-}
-
-const PPM: u32 = 1_000_000;
-
-/// "20ms", "1.5ms", "500us", "1s" (also sec/msec/usec, as tc): microseconds. A unit is
-/// required, and anything finer than a microsecond is refused rather than rounded.
-pub fn parse_duration(s: &str) -> Result<u32, String> {
-    let (num, unit) = split_unit(s)?;
-    let mult = match unit.as_str() {
-        "s" | "sec" | "secs" => 1_000_000,
-        "ms" | "msec" | "msecs" => 1000,
-        "us" | "usec" | "usecs" => 1,
-        "" => return Err(format!("{s:?}: give a unit (s, ms or us)")),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, ms or us)")),
-    };
-    let us = exact(num, mult, "us").map_err(|e| format!("{s:?}: {e}"))?;
-    u32::try_from(us).map_err(|_| format!("{s:?}: too long (at most {})", fmt_us(u32::MAX)))
-}
-
-/// "1%", "0.5%", "100%": parts per million. More than 100%, or finer than 0.0001%, is an
-/// error.
-pub fn parse_percent(s: &str) -> Result<u32, String> {
-    let num = s
-        .trim()
-        .strip_suffix('%')
-        .ok_or_else(|| format!("{s:?}: a percentage ends with % (\"1%\")"))?;
-    let (num, unit) = split_unit(num)?;
-    if !unit.is_empty() {
-        return Err(format!("{s:?}: not a number"));
-    }
-    let ppm = exact(num, 10_000, "ppm (0.0001%)").map_err(|e| format!("{s:?}: {e}"))?;
-    if ppm > u128::from(PPM) {
-        return Err(format!("{s:?}: more than 100%"));
-    }
-    Ok(ppm as u32)
-}
-
-/// tc's rate units: bit, kbit, mbit, gbit, tbit (powers of 1000), kibit... (of 1024), and
-/// bps, kbps, mbps... for bytes per second; case does not matter. Bits per second, which must
-/// be a whole number of bytes (netem counts bytes) and not zero.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let (num, unit) = split_unit(s)?;
-    let (prefix, per_unit) = if let Some(p) = unit.strip_suffix("bit") {
-        (p, 1)
-    } else if let Some(p) = unit.strip_suffix("bps") {
-        (p, 8)
-    } else {
-        let what = match unit.is_empty() {
-            true => "give a unit".to_string(),
-            false => format!("unknown unit {unit:?}"),
-        };
-        return Err(format!(
-            "{s:?}: {what} (kbit, mbit, gbit; kbps... for bytes)"
-        ));
-    };
-    let scale: u128 = match prefix {
-        "" => 1,
-        "k" => 1_000,
-        "m" => 1_000_000,
-        "g" => 1_000_000_000,
-        "t" => 1_000_000_000_000,
-        "ki" => 1 << 10,
-        "mi" => 1 << 20,
-        "gi" => 1 << 30,
-        "ti" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
-    };
-    let bits = exact(num, scale * per_unit, "bit/s").map_err(|e| format!("{s:?}: {e}"))?;
-    let bits = u64::try_from(bits).map_err(|_| format!("{s:?}: too fast"))?;
-    if bits == 0 {
-        return Err(format!("{s:?}: a rate of zero (leave it out for none)"));
-    }
-    if bits % 8 != 0 {
-        return Err(format!(
-            "{s:?}: {bits} bit/s is not a whole number of bytes per second (netem counts \
-             bytes): use a multiple of 8 bit"
-        ));
-    }
-    Ok(bits)
-}
-
-/// Splits "1.5ms" into ("1.5", "ms"), the unit lowercased.
-fn split_unit(s: &str) -> Result<(&str, String), String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!("{s:?}: negative"));
-    }
-    let at = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(at);
-    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-        return Err(format!("{s:?}: not a number"));
-    }
-    Ok((num, unit.trim().to_lowercase()))
-}
-
-/// `num` (decimal, unsigned) times `mult`, exactly: Err when it is not a whole number of
-/// `unit` (the base unit), or overflows.
-fn exact(num: &str, mult: u128, unit: &str) -> Result<u128, String> {
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.len() + frac.len() > 30 {
-        return Err("too many digits".to_string());
-    }
-    let n: u128 = format!("{int}{frac}")
-        .parse()
-        .map_err(|_| "not a number".to_string())?;
-    let den = 10u128.pow(frac.len() as u32);
-    let v = n.checked_mul(mult).ok_or("too large")?;
-    if v % den != 0 {
-        return Err(format!("finer than 1 {unit}"));
-    }
-    Ok(v / den)
-}
-
-fn fmt_us(us: u32) -> String {
-    if us != 0 && us.is_multiple_of(1_000_000) {
-        format!("{}s", us / 1_000_000)
-    } else if us >= 1000 {
-        format!("{}ms", decimal(u64::from(us), 1000))
-    } else {
-        format!("{us}us")
-    }
-}
-
-fn fmt_ppm(ppm: u32) -> String {
-    format!("{}%", decimal(u64::from(ppm), 10_000))
-}
-
-fn fmt_rate(bps: u64) -> String {
-    for (unit, div) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1000)] {
-        if bps >= div && bps.is_multiple_of(div) {
-            return format!("{}{unit}", bps / div);
-        }
-    }
-    format!("{bps}bit")
-}
-
-/// `v / div` in decimal, exactly, without trailing zeros: 1500/1000 is "1.5".
-fn decimal(v: u64, div: u64) -> String {
-    let (int, rem) = (v / div, v % div);
-    if rem == 0 {
-        return int.to_string();
-    }
-    let width = div.ilog10() as usize;
-    let frac = format!("{rem:0width$}");
-    format!("{int}.{}", frac.trim_end_matches('0'))
 }
 
 /// Loss as netem holds it: a fraction of u32::MAX, rounded as tc does (1% = 42949673).
@@ -338,6 +112,32 @@ pub fn converge(ifname: &str, index: u32, n: &Netem) -> Req {
     } else {
         set_netem(ifname, index, n)
     }
+}
+
+/// Whether this kernel has netem (CONFIG_NET_SCH_NETEM, built in or loadable): a netem is
+/// put on the `lo` of a network namespace made for the test by a thread of its own, which
+/// goes when the thread ends — nothing anyone else sees is touched. A kernel without it
+/// answers ENOENT ("unknown qdisc kind").
+pub fn netem_supported() -> anyhow::Result<bool> {
+    let probe = std::thread::spawn(|| -> anyhow::Result<bool> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| anyhow::anyhow!("cannot make a network namespace to test netem: {e}"))?;
+        let mut c = super::Conn::open("a test namespace")?;
+        // `lo` is always interface 1 in a new namespace.
+        let lo = Netem {
+            latency_us: Some(1000),
+            ..Default::default()
+        };
+        match c.run_all(&[set_netem("lo", 1, &lo)]) {
+            Ok(()) => Ok(true),
+            Err(e) if format!("{e:#}").contains("No such file") => Ok(false),
+            Err(e) if format!("{e:#}").contains("unknown") => Ok(false),
+            Err(e) => Err(e),
+        }
+    });
+    probe
+        .join()
+        .map_err(|_| anyhow::anyhow!("the netem test thread panicked"))?
 }
 
 /// Every qdisc of the namespace (the kernel's dump takes no interface filter).

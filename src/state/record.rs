@@ -50,12 +50,25 @@ pub struct Saved {
     pub users: BTreeSet<String>,
 }
 
+/// What a bridge took from a port it enslaved (`take_addresses`): given back when the port
+/// is let go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub topology: String,
+    pub bridge: String,
+    pub addrs: Vec<ipnetwork::IpNetwork>,
+    /// The IPv4 default route's next hop through the port.
+    pub gateway: Option<std::net::IpAddr>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     /// By topology name.
     pub pending: BTreeMap<String, Pending>,
     /// By sysctl key (`net.ipv4.ip_forward`).
     pub sysctls: BTreeMap<String, Saved>,
+    /// By port name.
+    pub taken: BTreeMap<String, Taken>,
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -122,6 +135,22 @@ impl Record {
                 );
             }
         }
+        if let Some(t) = v["taken"].as_object() {
+            for (port, o) in t {
+                r.taken.insert(
+                    port.clone(),
+                    Taken {
+                        topology: o["topology"].as_str().unwrap_or_default().to_string(),
+                        bridge: o["bridge"].as_str().unwrap_or_default().to_string(),
+                        addrs: strings(&o["addrs"])
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .collect(),
+                        gateway: o["gateway"].as_str().and_then(|g| g.parse().ok()),
+                    },
+                );
+            }
+        }
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
@@ -155,13 +184,28 @@ impl Record {
             .iter()
             .map(|(k, s)| (k.clone(), json!({"original": s.original, "users": s.users})))
             .collect();
-        json!({"version": 1, "pending": pending, "sysctls": sysctls})
+        let taken: serde_json::Map<String, Value> = self
+            .taken
+            .iter()
+            .map(|(p, t)| {
+                let addrs: Vec<String> = t.addrs.iter().map(|a| a.to_string()).collect();
+                (
+                    p.clone(),
+                    json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
+                           "gateway": t.gateway.map(|g| g.to_string())}),
+                )
+            })
+            .collect();
+        json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken})
     }
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
     pub fn save(&self, dir: impl AsFd) -> Result<()> {
         let path = format!("{}/{NAME}", super::STATE_DIR);
-        if self.pending.values().all(Pending::is_empty) && self.sysctls.is_empty() {
+        if self.pending.values().all(Pending::is_empty)
+            && self.sysctls.is_empty()
+            && self.taken.is_empty()
+        {
             // And what a write killed half-way left beside it.
             safefs::remove_at(&dir, &format!(".{NAME}.nsfw"))
                 .and_then(|()| safefs::remove_at(&dir, NAME))
@@ -208,6 +252,15 @@ mod tests {
             Saved {
                 original: "0".into(),
                 users: ["lab".to_string()].into(),
+            },
+        );
+        r.taken.insert(
+            "eth9".into(),
+            Taken {
+                topology: "lab".into(),
+                bridge: "br0".into(),
+                addrs: vec!["192.0.2.5/24".parse().expect("net")],
+                gateway: Some("192.0.2.1".parse().expect("ip")),
             },
         );
         assert_eq!(Record::from_json(&r.to_json()), r);

@@ -14,10 +14,64 @@ use super::addr::{Family, V4, V6, check_host_address, next_free, parse_cidr, sub
 use super::names::{derived_mac, host_ifname_salted};
 use super::syntax::{Ctx, join};
 use super::{Bridge, Iface};
+use crate::netem::{Netem, parse_duration, parse_percent, parse_rate};
 
 /// The keys of one interface (in the shorthand, also `ifname`).
-pub(super) const IFACE_KEYS: [&str; 6] =
-    ["bridge", "address", "address6", "mac", "mtu", "host_ifname"];
+pub(super) const IFACE_KEYS: [&str; 10] = [
+    "bridge",
+    "address",
+    "address6",
+    "mac",
+    "mtu",
+    "host_ifname",
+    "latency",
+    "jitter",
+    "loss",
+    "rate",
+];
+
+/// `latency`, `jitter`, `loss`, `rate` of one interface.
+fn netem(cx: &mut Ctx, t: &Table, prefix: &str) -> Netem {
+    let mut n = Netem::default();
+    let report = |cx: &mut Ctx, key: &str, why: String| {
+        cx.err(&join(prefix, key), t.get(key), why);
+    };
+    if let Some(s) = cx.string(t, prefix, "latency") {
+        match parse_duration(&s) {
+            Ok(v) => n.latency_us = Some(v),
+            Err(why) => report(cx, "latency", why),
+        }
+    }
+    if let Some(s) = cx.string(t, prefix, "jitter") {
+        match parse_duration(&s) {
+            Ok(v) => n.jitter_us = Some(v),
+            Err(why) => report(cx, "jitter", why),
+        }
+        if !t.contains_key("latency") {
+            report(
+                cx,
+                "jitter",
+                "jitter varies the latency: give `latency` too".to_string(),
+            );
+        }
+    }
+    if let Some(s) = cx.string(t, prefix, "loss") {
+        match parse_percent(&s) {
+            Ok(v) => n.loss_ppm = Some(v),
+            Err(why) => report(cx, "loss", why),
+        }
+    }
+    if let Some(s) = cx.string(t, prefix, "rate") {
+        match parse_rate(&s) {
+            Ok(v) => n.rate_bps = Some(v),
+            Err(why) => report(cx, "rate", why),
+        }
+    }
+    if let Err(why) = n.validate() {
+        cx.err(prefix, None, why);
+    }
+    n.normalized()
+}
 
 /// One interface as first read, before addresses are handed out.
 pub(super) struct RawIface<'a> {
@@ -269,6 +323,7 @@ pub(super) fn resolve(
     }
     let mac = cx.mac(r.table, prefix);
     let mtu = cx.mtu(r.table, prefix);
+    let netem = netem(cx, r.table, prefix);
     let br = r.bridge?;
     if let Some(m) = mtu
         && m != br.mtu
@@ -304,5 +359,6 @@ pub(super) fn resolve(
         host_ifname: host_ifname?,
         mac: mac.unwrap_or_else(|| derived_mac(topology, "namespace", &r.seed)),
         mtu: br.mtu,
+        netem,
     })
 }

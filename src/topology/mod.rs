@@ -145,6 +145,8 @@ pub struct Iface {
     pub mac: Mac,
     /// The bridge's MTU (one MTU per L2 segment).
     pub mtu: u32,
+    /// `latency`, `jitter`, `loss`, `rate`: a netem qdisc on the namespace's end.
+    pub netem: crate::netem::Netem,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
