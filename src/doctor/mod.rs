@@ -8,6 +8,9 @@ pub mod flows;
 pub mod host;
 pub mod judge;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::net::IpAddr;
 
