@@ -57,10 +57,14 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
         assert!(json["findings"][0][k].is_string(), "{k}: {json}");
     }
     sb.ok("iptables -F FORWARD");
-    // Docker's drop policy is not a problem: apply keeps accepts for it.
+    // Docker's drop policy is a problem only until apply puts nsfw's accepts in.
     sb.ok("iptables -P FORWARD DROP");
+    let out = doctor(&sb, &f, 3);
+    assert!(out.contains("lab's accepts are not in FORWARD"), "{out}");
+    sb.nsfw_code(&["apply", &f], 0);
     doctor(&sb, &f, 0);
     sb.ok("iptables -P FORWARD ACCEPT");
+    sb.nsfw_code(&["apply", &f], 0);
 
     // (c) iptables-legacy tables, which nsfw cannot see into.
     if sb.sh("iptables-legacy -w -L -n").status.success() {

@@ -76,10 +76,30 @@ impl Ruleset {
         (table, Some((target.to_string(), n)))
     }
 
+    /// Where nsfw's accepts should be and are not, for an applied topology `t`: the chain.
+    pub fn missing_accepts(&self, t: &Topology) -> Option<String> {
+        let applied = self
+            .state
+            .tables
+            .iter()
+            .any(|k| k.family == Family::Inet && k.name == firewall::table_name(&t.name));
+        if !applied {
+            return None;
+        }
+        self.tables
+            .iter()
+            .find_map(|d| self.as_applied(t, d).1)
+            .map(|(chain, _)| chain)
+    }
+
     /// What every base chain of the other tables does to each flow: per table, the outcomes.
     pub fn judge_flows(&self, t: &Topology, flows: &[Flow]) -> Vec<(Table, Verdicts)> {
         let mut out = Vec::new();
         for d in &self.tables {
+            // A dormant table's chains are not attached to their hooks.
+            if d.table.dormant {
+                continue;
+            }
             let (table, added) = self.as_applied(t, d);
             let handle = |chain: &str, i: usize| -> u64 {
                 let i = match &added {

@@ -66,6 +66,20 @@ pub fn examine(t: &Topology) -> Result<Vec<Finding>> {
     flows.extend(flows::bridge_flows(t));
     let judged = rs.judge_flows(t, &flows);
     let mut out = chains::findings(t, &judged);
+    if let Some(chain) = rs.missing_accepts(t) {
+        out.push(Finding {
+            severity: Severity::Problem,
+            object: format!("nft chain ip filter {chain}"),
+            what: format!(
+                "iptables' FORWARD policy is drop (Docker sets it) and {}'s accepts are not in {chain}: its forwarded traffic is dropped",
+                t.name
+            ),
+            fix: format!(
+                "nsfw apply {} puts them back (nsfw watch does it by itself)",
+                t.source.display()
+            ),
+        });
+    }
     host::legacy(&mut out, &rs);
     host::sysctls(&mut out, t, &rs)?;
     host::neighbours(&mut out, t, &mut conn)?;
