@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+const WATCH_FILE_HELP: &str = "Topology file, read again at every check [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; not standard input]";
 const FILE_HELP: &str = "Topology file [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; - reads standard input]";
 
 /// nftables-first NAT and firewall manager for Linux network namespaces.
@@ -146,7 +147,7 @@ pub enum Cmd {
         after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root).\n\nExample:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)"
     )]
     Watch {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = WATCH_FILE_HELP)]
         file: Option<PathBuf>,
         /// Repairs within one minute after which watch pauses repairing.
         #[arg(long, default_value_t = 10, value_name = "N")]
