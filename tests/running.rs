@@ -217,6 +217,15 @@ fn watch_restores_a_flushed_ruleset_and_the_accepts_docker_s_policy_needs() {
             .contains("10.10.0.3/24")
     });
     assert!(again.is_some(), "{}", w.text());
+    // A namespace deleted (the kernel tears it down later; /run/netns says it at once).
+    sb.ok("ip netns del ns2");
+    let made = within(Duration::from_secs(1), &|| {
+        sb.sh("ip -n ns2 -br addr show dev eth0")
+            .stdout
+            .windows(12)
+            .any(|w| w == b"10.10.0.3/24")
+    });
+    assert!(made.is_some(), "{}", w.text());
 
     // A flush by nsfw is not undone: nothing of lab is left to keep.
     sb.nsfw_code(&["flush", &f], 0);

@@ -42,6 +42,8 @@ pub struct Interest {
     pub indexes: BTreeSet<u32>,
     /// The topology's subnets (routes to them matter).
     pub subnets: Vec<IpNetwork>,
+    /// Its namespaces' names (their entries in /run/netns).
+    pub namespaces: BTreeSet<String>,
 }
 
 /// One change, said for people.
@@ -146,6 +148,69 @@ impl Sub {
                     Kind::Nft => out.extend(nft.take(m, interest)),
                     Kind::Rtnl => out.extend(rtnl(m, interest, &self.place)),
                 }
+            }
+        }
+        out
+    }
+}
+
+/// /run/netns watched with inotify: `ip netns del` unmounts and unlinks a namespace at once,
+/// while the kernel tears it down (and its veth with it, which rtnetlink reports) up to a
+/// second later.
+pub struct Dir {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Dir {
+    /// None when the directory is not there (yet).
+    pub fn open() -> Option<Dir> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: inotify_init1 returns a new descriptor we own, or -1.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let path = std::ffi::CString::new(netns::RUN_DIR).ok()?;
+        let mask = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+        // SAFETY: a live inotify descriptor and a NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) };
+        (wd >= 0).then_some(Dir { fd })
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// The entries of /run/netns that came or went.
+    pub fn read(&self, buf: &mut [u8], interest: &Interest) -> Vec<Event> {
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: read(2) into our own buffer of the length given.
+            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            let mut b = &buf[..n as usize];
+            // struct inotify_event: wd, mask, cookie, len, then a NUL-padded name.
+            while b.len() >= 16 {
+                let mask = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+                let len = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]) as usize;
+                let Some(name) = b.get(16..16 + len) else {
+                    break;
+                };
+                let name = text(name);
+                let gone = mask & (libc::IN_DELETE | libc::IN_MOVED_FROM) != 0;
+                out.push(Event {
+                    what: format!(
+                        "namespace {name} {} {}",
+                        if gone { "removed from" } else { "added to" },
+                        netns::RUN_DIR
+                    ),
+                    ours: interest.namespaces.contains(&name),
+                });
+                b = &b[16 + len..];
             }
         }
         out

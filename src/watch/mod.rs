@@ -67,6 +67,8 @@ struct Watch {
     interest: Interest,
     host: Vec<Sub>,
     ns: Vec<Sub>,
+    /// /run/netns, once it exists.
+    dir: Option<events::Dir>,
     nft: NftReader,
     /// When each recent repair happened (the last minute's).
     repairs: VecDeque<Instant>,
@@ -122,6 +124,7 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
         links,
         indexes,
         subnets,
+        namespaces: t.namespaces.iter().map(|n| n.name.clone()).collect(),
     }
 }
 
@@ -152,6 +155,9 @@ impl Watch {
     fn resubscribe(&mut self) {
         let names: Vec<String> = self.names().into_iter().collect();
         self.ns = events::ns_subs(&names);
+        if self.dir.is_none() {
+            self.dir = events::Dir::open();
+        }
     }
 
     /// The file as it is now; a broken file leaves the last good one in force.
@@ -318,10 +324,16 @@ impl Watch {
     /// Reads every socket that poll said is readable; the events that concern the topology.
     fn read(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> Vec<Event> {
         let mut out = Vec::new();
+        let subs = self.host.len() + self.ns.len();
         for (i, s) in self.host.iter().chain(self.ns.iter()).enumerate() {
             if fds.get(i).is_some_and(|p| p.revents != 0) {
                 out.extend(s.read(buf, &self.interest, &mut self.nft));
             }
+        }
+        if let Some(d) = &self.dir
+            && fds.get(subs).is_some_and(|p| p.revents != 0)
+        {
+            out.extend(d.read(buf, &self.interest));
         }
         out.into_iter().filter(|e| e.ours).collect()
     }
@@ -338,6 +350,7 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
         opts,
         host: events::host_subs()?,
         ns: Vec::new(),
+        dir: None,
         nft: NftReader::default(),
         repairs: VecDeque::new(),
         paused_until: None,
@@ -396,8 +409,10 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
             .host
             .iter()
             .chain(w.ns.iter())
-            .map(|s| libc::pollfd {
-                fd: s.fd(),
+            .map(|s| s.fd())
+            .chain(w.dir.as_ref().map(|d| d.fd()))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
