@@ -18,7 +18,11 @@ const EMBEDDED_LAB_NAME: &str = "rulesets/lab.toml (embedded)";
 
 /// Why a check from a namespace that should have got through did not, as `nsfw doctor` reads
 /// the other tables: the rules that drop it. Empty when it passed, or nothing was found.
-fn diagnose(t: &Topology, o: &probe::Outcome) -> Vec<String> {
+fn diagnose(
+    t: &Topology,
+    d: &mut Option<anyhow::Result<crate::doctor::Diagnosis>>,
+    o: &probe::Outcome,
+) -> Vec<String> {
     let c = &o.check;
     let (probe::Origin::Ns(ns), true, Ok(false)) = (&c.from, c.expect, &o.got) else {
         return Vec::new();
@@ -44,15 +48,19 @@ fn diagnose(t: &Topology, o: &probe::Outcome) -> Vec<String> {
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
-    crate::doctor::why_blocked(t, &i.bridge, from, c.to, l4)
-        .unwrap_or_else(|e| vec![format!("cannot read the other tables to say why: {e:#}")])
+    // The ruleset is read once, at the first failure.
+    match d.get_or_insert_with(crate::doctor::Diagnosis::read) {
+        Ok(d) => d.why(t, &i.bridge, from, c.to, l4),
+        Err(e) => vec![format!("cannot read the other tables to say why: {e:#}")],
+    }
 }
 
 fn run_checks(checks: &[probe::Check], json: bool, live: Option<&Topology>) -> u8 {
     let outcomes = probe::run(checks);
+    let mut d = None;
     let whys: Vec<Vec<String>> = outcomes
         .iter()
-        .map(|o| live.map(|t| diagnose(t, o)).unwrap_or_default())
+        .map(|o| live.map(|t| diagnose(t, &mut d, o)).unwrap_or_default())
         .collect();
     if json {
         let mut v = probe::to_json(&outcomes);

@@ -90,22 +90,35 @@ pub fn examine(t: &Topology) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
-/// Why a connection from a namespace on `bridge` (address `from`) to `to` (protocol, port)
-/// does not get through: the rules of other tables that drop it. Empty when none does.
-pub fn why_blocked(
-    t: &Topology,
-    bridge: &str,
-    from: IpAddr,
-    to: IpAddr,
-    l4: (u8, u16),
-) -> Result<Vec<String>> {
-    let mut sock = NftSocket::open()?;
-    let rs = chains::Ruleset::read(&mut sock)?;
-    let mut conn = Conn::open("host")?;
-    let node = read_node(&mut conn)?;
-    let up = host::uplinks(&node);
-    let flows = flows::connection(t, bridge, from, to, l4, &up);
-    Ok(chains::why(&rs.judge_flows(t, &flows)))
+/// Says why connections do not get through, from one reading of the host's ruleset.
+pub struct Diagnosis {
+    rs: chains::Ruleset,
+    up: flows::Uplinks,
+}
+
+impl Diagnosis {
+    pub fn read() -> Result<Diagnosis> {
+        let mut sock = NftSocket::open()?;
+        let rs = chains::Ruleset::read(&mut sock)?;
+        let mut conn = Conn::open("host")?;
+        let up = host::uplinks(&read_node(&mut conn)?);
+        Ok(Diagnosis { rs, up })
+    }
+
+    /// Why a connection from a namespace on `bridge` (address `from`) to `to` (protocol,
+    /// port) does not get through: the rules of other tables that drop it. Empty when none
+    /// does.
+    pub fn why(
+        &self,
+        t: &Topology,
+        bridge: &str,
+        from: IpAddr,
+        to: IpAddr,
+        l4: (u8, u16),
+    ) -> Vec<String> {
+        let flows = flows::connection(t, bridge, from, to, l4, &self.up);
+        chains::why(&self.rs.judge_flows(t, &flows))
+    }
 }
 
 /// The findings as JSON (docs/json.md).
