@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+const WATCH_FILE_HELP: &str = "Topology file, read again at every check [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; not standard input]";
 const FILE_HELP: &str = "Topology file [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; - reads standard input]";
 
 /// nftables-first NAT and firewall manager for Linux network namespaces.
@@ -82,12 +83,15 @@ pub enum Cmd {
     },
     /// Print the nftables ruleset nsfw would load, in nft syntax.
     #[command(
-        long_about = "Print the nftables ruleset nsfw would load for FILE, in nft syntax: `nft -f` loads it. Touches nothing.",
-        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw show rulesets/lab.toml > lab.nft"
+        long_about = "Print the nftables ruleset nsfw would load for FILE, in nft syntax: `nft -f` loads it. With --json, the same table as nsfw's IR in JSON (docs/json.md). Touches nothing.",
+        after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw show rulesets/lab.toml > lab.nft\n  nsfw show --json rulesets/lab.toml | jq '.tables[0].chains[].name'"
     )]
     Show {
         #[arg(help = FILE_HELP)]
         file: Option<PathBuf>,
+        /// Print the table as JSON (docs/json.md) instead of nft syntax.
+        #[arg(long)]
+        json: bool,
     },
     /// Build the topology in a throwaway sandbox and check it with real packets.
     #[command(
@@ -103,8 +107,8 @@ pub enum Cmd {
     },
     /// Run the checks against the live topology.
     #[command(
-        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it.",
-        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml"
+        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` (none by default) is connected to from the namespaces, as the policy says it should or should not be. A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it).",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress)"
     )]
     Verify {
         #[arg(help = FILE_HELP)]
@@ -112,6 +116,46 @@ pub enum Cmd {
         /// Print the checks as JSON (docs/json.md).
         #[arg(long)]
         json: bool,
+    },
+    /// What nsfw owns on this host, per topology: namespaces, addresses, ports, counters.
+    #[command(
+        long_about = "List every nsfw topology on this host, found by nsfw's marks (no file needed): its bridges, namespaces with their interfaces and addresses, the ports it publishes, and the packets its nftables table accepted, dropped and masqueraded per chain. With FILE, also whether the host matches that file, as `nsfw diff` would say. Changes nothing; waits while another nsfw changes the host.",
+        after_help = "FILE: optional, no default (without it nothing is compared).\n\nExit status: 0 (with FILE: in sync), 2 with FILE: the host differs from it, 1 error.\n\nExamples:\n  nsfw status\n  nsfw status --json /etc/nsfw/nsfw.toml"
+    )]
+    Status {
+        /// Topology file to compare the host with [default: none; `-` reads standard input]
+        file: Option<PathBuf>,
+        /// Print the topologies as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find what on this host will break or weaken the topology.
+    #[command(
+        long_about = "Read the host and report each thing that breaks or weakens the topology of FILE, with the object at fault and the fix: other nftables tables (iptables-nft's too) whose base chains drop or reject its traffic, by policy or by a rule matching its interfaces or subnets, which an accept in nsfw's table cannot override; iptables-legacy tables; forwarding and br_netfilter; the neighbour table's gc_thresh3 against the number of namespaces; forwarding between the host's other interfaces; routes overlapping its subnets; processes listening on its published ports. Changes nothing.",
+        after_help = "Exit status: 0 nothing found, 3 problems or warnings found, 1 error.\n\nExample:\n  nsfw doctor /etc/nsfw/nsfw.toml"
+    )]
+    Doctor {
+        #[arg(help = FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Print the findings as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stay running and repair nsfw's objects when something else changes them.
+    #[command(
+        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After more than --max-repairs repairs in a minute it stops repairing for --pause seconds (longer each time it has to), says so, and keeps listening. Holds the lock only while checking or repairing. SIGINT or SIGTERM stops it.",
+        after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root).\n\nExample:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)"
+    )]
+    Watch {
+        #[arg(help = WATCH_FILE_HELP)]
+        file: Option<PathBuf>,
+        /// Repairs within one minute after which watch pauses repairing.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_repairs: usize,
+        /// How long the first pause lasts, in seconds (each further one within the hour lasts
+        /// twice as long, up to ten minutes).
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        pause: u64,
     },
     /// Run a command in a namespace, with its resolv.conf.
     #[command(
@@ -159,8 +203,8 @@ pub enum Cmd {
 /// The top-level help's command list, by what a command is for.
 const GROUPS: &[(&str, &[&str])] = &[
     ("Build", &["apply", "flush"]),
-    ("Inspect", &["diff", "show", "verify"]),
-    ("Run", &["try", "exec", "systemd"]),
+    ("Inspect", &["diff", "show", "status", "verify", "doctor"]),
+    ("Run", &["try", "exec", "watch", "systemd"]),
     ("Shell", &["completions", "man"]),
 ];
 

@@ -58,7 +58,14 @@ fn main() -> ExitCode {
             };
             commands::flush(what, !no_wait)
         }
-        Cmd::Show { file } => commands::show(file),
+        Cmd::Show { file, json } => commands::show(file, json),
+        Cmd::Status { file, json } => commands::status(file, json),
+        Cmd::Doctor { file, json } => commands::doctor(file, json),
+        Cmd::Watch {
+            file,
+            max_repairs,
+            pause,
+        } => commands::watch(file, max_repairs, pause),
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
         Cmd::Exec { ns, command } => commands::exec(ns, command),

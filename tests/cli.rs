@@ -24,6 +24,9 @@ fn every_subcommand_documents_file_defaults_and_exit_status() {
         ("show", true),
         ("verify", true),
         ("try", true),
+        ("doctor", true),
+        ("watch", true),
+        ("status", false),
         ("completions", false),
         ("man", false),
     ] {
@@ -42,6 +45,13 @@ fn every_subcommand_documents_file_defaults_and_exit_status() {
             assert!(h.contains(default), "{cmd}: default undocumented\n{h}");
         }
     }
+    let status = String::from_utf8(run(&["status", "--help"]).stdout).expect("utf8");
+    assert!(
+        status.contains("[FILE]") && status.contains("no default"),
+        "{status}"
+    );
+    let doctor = String::from_utf8(run(&["doctor", "--help"]).stdout).expect("utf8");
+    assert!(doctor.contains("3 problems or warnings found"), "{doctor}");
     let diff = String::from_utf8(run(&["diff", "--help"]).stdout).expect("utf8");
     assert!(
         diff.contains("0 in sync, 2 changes pending, 1 error"),
@@ -153,6 +163,41 @@ fn json_outputs_parse_and_follow_their_schema() {
         }
         assert_eq!(c["ok"], true);
     }
+    let shown = json(&sb.nsfw_code(&["show", "--json", &f], 0));
+    assert_eq!(
+        (shown["schema"].as_u64(), shown["topology"].as_str()),
+        (Some(1), Some("lab"))
+    );
+    let table = &shown["tables"][0];
+    assert_eq!(
+        (table["family"].as_str(), table["name"].as_str()),
+        (Some("inet"), Some("nsfw_lab"))
+    );
+    let bridges = table["sets"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .find(|s| s["name"] == "bridges")
+        .expect("set bridges");
+    assert_eq!(bridges["elements"][0]["key"][0], "br0");
+    let forward = table["chains"]
+        .as_array()
+        .expect("chains")
+        .iter()
+        .find(|c| c["name"] == "forward")
+        .expect("chain forward");
+    assert_eq!(forward["base"]["hook"], "forward");
+    let rule = &forward["rules"][0];
+    assert_eq!(rule["text"], "iifname @bridges goto judge");
+    assert_eq!(rule["statements"][0]["kind"], "match");
+    assert_eq!(rule["statements"][0]["right"]["set"], "bridges");
+    assert_eq!(
+        (
+            rule["statements"][1]["verdict"].as_str(),
+            rule["statements"][1]["chain"].as_str()
+        ),
+        (Some("goto"), Some("judge"))
+    );
     let t = json(&sb.nsfw_code(&["try", "--json"], 0));
     assert_eq!(t["passed"], t["total"]);
     assert!(t["total"].as_u64().expect("total") >= 8);

@@ -114,8 +114,8 @@ fn every_kind_of_drift_is_named_and_repaired() {
         ),
         (
             "rule deleted",
-            "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && $3 == \"drop\" {print $NF}')",
-            &["+ nft rule inet nsfw_lab judge: oifname @bridges drop"],
+            "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / drop # handle / {print $NF}')",
+            &["+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop"],
         ),
         (
             "rule added by hand",
@@ -159,7 +159,7 @@ fn every_kind_of_drift_is_named_and_repaired() {
             "nft flush ruleset",
             &[
                 "+ nft table inet nsfw_lab",
-                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != @bridges masquerade",
+                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != @bridges counter packets 0 bytes 0 masquerade",
             ],
         ),
     ];
@@ -239,7 +239,7 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
         "+ route ns2: default via 10.10.0.1",
         "~ sysctl net.ipv4.ip_forward: 0 → 1",
         "+ nft table inet nsfw_lab",
-        "+ nft rule inet nsfw_lab judge: oifname @bridges drop",
+        "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop",
     ] {
         assert!(fresh.contains(e), "missing {e:?}:\n{fresh}");
     }

@@ -283,7 +283,7 @@ fn ipv6_published_ports_live_in_their_own_maps() {
         "tcp . 8081 : fd00:10::2 . 81",
         "tcp . 8080 : fd00:10::2 . 80",
         "dnat ip6 to meta l4proto . th dport map @publish6",
-        "ct status dnat oifname . ip6 saddr @src6 masquerade",
+        "ct status dnat oifname . ip6 saddr @src6 counter packets 0 bytes 0 masquerade",
     ] {
         assert!(table.contains(want), "missing {want:?} in\n{table}");
     }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{LAB, Sandbox, show};
 
 #[test]
@@ -73,4 +75,286 @@ fn the_systemd_units_verify_and_their_commands_converge_and_flush() {
     assert!(sb.leftovers(&[]).is_empty(), "{:?}", sb.leftovers(&[]));
     let reapply = std::fs::read_to_string(dir.join("nsfw-reapply.service")).expect("unit");
     assert!(reapply.contains("WantedBy=nftables.service"), "{reapply}");
+}
+
+/// `nsfw watch` running in a sandbox, its output collected as it comes.
+struct Watcher {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watcher {
+    fn start(sb: &Sandbox, args: &[&str]) -> Watcher {
+        let mut a = vec!["watch"];
+        a.extend_from_slice(args);
+        let mut child = sb.spawn_nsfw(&a);
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for r in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for line in
+                    std::io::BufRead::lines(std::io::BufReader::new(r)).map_while(Result::ok)
+                {
+                    let mut o = out.lock().expect("lock");
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        let w = Watcher { child, out };
+        w.wait_for("listening to nf_tables", Duration::from_secs(10));
+        w
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().expect("lock").clone()
+    }
+
+    /// Waits until the output contains `what`; panics with the output after `within`.
+    fn wait_for(&self, what: &str, within: Duration) {
+        let t0 = Instant::now();
+        while !self.text().contains(what) {
+            assert!(
+                t0.elapsed() < within,
+                "watch did not say {what:?} within {within:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// CPU time the watcher has used (user + system), from /proc.
+    fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("watch's stat");
+        // Fields after the command name, which is in parentheses: utime and stime are the
+        // 12th and 13th of them, in clock ticks.
+        let rest = stat.rsplit(')').next().expect("stat");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let ticks = f[10] + f[11];
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// SIGTERM: watch stops cleanly, with status 0.
+    fn stop(mut self) -> String {
+        // SAFETY: kill(2) on the child we started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("wait");
+        std::thread::sleep(Duration::from_millis(50));
+        let text = self.text();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "watch did not stop cleanly:\n{text}"
+        );
+        assert!(text.contains("stopped"), "{text}");
+        text
+    }
+}
+
+/// Polls `ok` every 20 ms; the time it took to hold, or None after `within`.
+fn within(within: Duration, ok: &dyn Fn() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if ok() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn watch_restores_a_flushed_ruleset_and_the_accepts_docker_s_policy_needs() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns1"), "tcp", &[9000]);
+    sb.serve(Some("wan"), "tcp", &[8000]);
+    let w = Watcher::start(&sb, &[&f]);
+
+    // What `systemctl reload nftables` does: the table is back within a second, and the
+    // world is kept out of ns1 right after.
+    sb.ok("nft flush ruleset");
+    let back = within(Duration::from_secs(1), &|| {
+        sb.ok("nft list tables").contains("inet nsfw_lab")
+    });
+    assert!(back.is_some(), "no table after 1 s:\n{}", w.text());
+    assert_eq!(sb.ask(Some("wan"), "tcp", "10.10.0.2", 9000), None);
+    w.wait_for("nft table inet nsfw_lab deleted", Duration::from_secs(2));
+    w.wait_for("repaired", Duration::from_secs(2));
+
+    // Docker starts after apply: FORWARD's policy becomes drop; the accepts follow within a
+    // second and ns1 gets out again.
+    sb.ok("iptables -P FORWARD DROP");
+    let t0 = Instant::now();
+    let fixed = within(Duration::from_secs(1), &|| {
+        sb.ok("iptables -S FORWARD").contains("nsfw:lab")
+    });
+    assert!(fixed.is_some(), "no accepts after 1 s:\n{}", w.text());
+    assert_eq!(
+        sb.ask(Some("ns1"), "tcp", "203.0.113.10", 8000).as_deref(),
+        Some("198.51.100.1")
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    sb.nsfw_code(&["diff", &f], 0);
+
+    // Inside a namespace too: an address taken away comes back.
+    sb.ok("ip -n ns2 addr flush dev eth0");
+    let again = within(Duration::from_secs(1), &|| {
+        sb.ok("ip -n ns2 -br addr show dev eth0")
+            .contains("10.10.0.3/24")
+    });
+    assert!(again.is_some(), "{}", w.text());
+    // A namespace deleted (the kernel tears it down later; /run/netns says it at once).
+    sb.ok("ip netns del ns2");
+    let made = within(Duration::from_secs(1), &|| {
+        sb.sh("ip -n ns2 -br addr show dev eth0")
+            .stdout
+            .windows(12)
+            .any(|w| w == b"10.10.0.3/24")
+    });
+    assert!(made.is_some(), "{}", w.text());
+
+    // A flush by nsfw is not undone: nothing of lab is left to keep.
+    sb.nsfw_code(&["flush", &f], 0);
+    w.wait_for("waiting for `nsfw apply", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(sb.netns().iter().all(|n| n == "wan"), "{:?}", sb.netns());
+    let text = w.stop();
+    assert!(
+        text.lines().filter(|l| l.contains("repaired")).count() >= 3,
+        "{text}"
+    );
+}
+
+#[test]
+fn watch_backs_off_from_a_fight_without_spinning() {
+    let sb = Sandbox::new();
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = Watcher::start(&sb, &["--max-repairs", "5", "--pause", "2", &f]);
+    // Another manager deletes nsfw's table every 100 ms, for 3 seconds.
+    let cpu0 = w.cpu();
+    let fight = sb.spawn_sh(
+        "for i in $(seq 30); do nft delete table inet nsfw_lab 2>/dev/null; sleep 0.1; done",
+    );
+    w.wait_for("not repairing for 2s", Duration::from_secs(5));
+    let paused = w.cpu();
+    std::thread::sleep(Duration::from_millis(1000));
+    let idle = w.cpu() - paused;
+    let _ = fight.wait_with_output();
+    let spent = w.cpu() - cpu0;
+    assert!(
+        idle < Duration::from_millis(100),
+        "{idle:?} of CPU while pausing"
+    );
+    assert!(
+        spent < Duration::from_millis(1500),
+        "{spent:?} of CPU in 3 s"
+    );
+    // After the pause it repairs again: the table is back.
+    w.wait_for("resuming repairs", Duration::from_secs(4));
+    let back = within(Duration::from_secs(2), &|| {
+        sb.ok("nft list tables").contains("inet nsfw_lab")
+    });
+    assert!(back.is_some(), "{}", w.text());
+    let text = w.stop();
+    assert!(
+        text.contains("5 repairs within a minute: something else keeps changing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_lists_every_topology_with_counters_that_move() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let lab = sb.file("lab.toml", &format!("{LAB}publish = [\"8080:80/tcp\"]\n"));
+    let other = sb.file(
+        "o.toml",
+        "name = \"other\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.o1]\nbridge = \"br1\"\n",
+    );
+    sb.nsfw_code(&["apply", &lab], 0);
+    sb.nsfw_code(&["apply", &other], 0);
+    let text = sb.nsfw_code(&["status"], 0);
+    for want in [
+        "topology lab",
+        "topology other",
+        "bridge br0: 10.10.0.1/24 (2 port(s))",
+        "namespace ns1: eth0 10.10.0.2/24",
+        "namespace o1: eth0 10.20.0.2/24",
+        "published 8080/tcp → ns2 10.10.0.3:80",
+        "judge",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    let judge = |v: &serde_json::Value, name: &str, what: &str| -> u64 {
+        let t = v["topologies"]
+            .as_array()
+            .expect("topologies")
+            .iter()
+            .find(|t| t["name"] == name)
+            .expect("topology");
+        let c = t["chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .find(|c| c["name"] == "judge")
+            .expect("judge");
+        c[what]["packets"].as_u64().expect("packets")
+    };
+    let json = |args: &[&str], code| -> serde_json::Value {
+        serde_json::from_str(&sb.nsfw_code(args, code)).expect("status --json parses")
+    };
+    let before = json(&["status", "--json", &lab], 0);
+    assert_eq!(before["schema"], 1);
+    for t in before["topologies"].as_array().expect("topologies") {
+        for k in ["bridges", "namespaces", "published", "chains"] {
+            assert!(t[k].is_array(), "{k} in {t}");
+        }
+        assert!(t["name"].is_string() && t["table"].is_string(), "{t}");
+    }
+    let lab_t = &before["topologies"][0];
+    assert_eq!(
+        (lab_t["name"].as_str(), lab_t["in_sync"].as_bool()),
+        (Some("lab"), Some(true))
+    );
+    assert!(before["topologies"][1]["in_sync"].is_null());
+    let p = &lab_t["published"][0];
+    assert_eq!(
+        (
+            p["protocol"].as_str(),
+            p["host_ports"][0].as_u64(),
+            p["namespace"].as_str(),
+            p["port"].as_u64()
+        ),
+        (Some("tcp"), Some(8080), Some("ns2"), Some(80))
+    );
+    // Traffic: accepted out of ns1, and the world's unsolicited packets dropped.
+    assert!(sb.pings("ns1", "203.0.113.10"));
+    assert!(!sb.pings("wan", "10.10.0.2"));
+    let after = json(&["status", "--json"], 0);
+    assert!(judge(&after, "lab", "accepted") > judge(&before, "lab", "accepted"));
+    assert!(judge(&after, "lab", "dropped") > judge(&before, "lab", "dropped"));
+    assert_eq!(
+        judge(&after, "other", "accepted"),
+        judge(&before, "other", "accepted")
+    );
+    // Counting changes nothing nsfw compares.
+    sb.nsfw_code(&["diff", &lab], 0);
+    // Out of sync: status FILE says so, as diff does.
+    sb.ok("ip -n ns1 link set eth0 mtu 1400");
+    sb.nsfw_code(&["status", &lab], 2);
 }

@@ -3,20 +3,26 @@
 
 mod apply;
 mod diff;
+mod doctor;
 mod exec;
 mod show;
+mod status;
 mod systemd;
 mod try_;
+mod watch;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
 pub use diff::diff;
+pub use doctor::{FOUND, doctor};
 pub use exec::exec;
 pub use show::{completions, man, show};
+pub use status::status;
 pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
+pub use watch::watch;
 
 use crate::topology::{self, Topology};
 

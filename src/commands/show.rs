@@ -7,9 +7,20 @@ use crate::output;
 
 use super::{Fail, OK, load};
 
-pub fn show(file: Option<PathBuf>) -> Result<u8, Fail> {
+pub fn show(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;
-    output::data(format_args!("{}", firewall::table(&t)));
+    let table = firewall::table(&t);
+    if json {
+        let v = serde_json::json!({
+            "schema": 1,
+            "topology": t.name,
+            "file": t.source.display().to_string(),
+            "tables": [crate::nft::json::table(&table)],
+        });
+        output::data(format_args!("{v}\n"));
+    } else {
+        output::data(format_args!("{table}"));
+    }
     Ok(OK)
 }
 
@@ -85,7 +96,7 @@ pub fn man() -> Result<u8, Fail> {
             }
         }
     }
-    page.push_str(".SH \"EXIT STATUS\"\n.PP\n0 success (diff: in sync), 1 error (usage errors too), 2 (diff only) changes pending.\n");
+    page.push_str(".SH \"EXIT STATUS\"\n.PP\n0 success (diff, status FILE: in sync; doctor: nothing found), 1 error (usage errors too), 2 (diff, status FILE) changes pending, 3 (doctor) problems found.\n");
     output::data(format_args!("{page}"));
     Ok(OK)
 }

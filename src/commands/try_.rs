@@ -16,12 +16,85 @@ use super::{ERR, Fail, OK, load, report, require_root};
 pub const EMBEDDED_LAB: &str = include_str!("../../rulesets/lab.toml");
 const EMBEDDED_LAB_NAME: &str = "rulesets/lab.toml (embedded)";
 
-fn run_checks(checks: &[probe::Check], json: bool) -> u8 {
+/// Why a check from a namespace that should have got through did not, as `nsfw doctor` reads
+/// the other tables: the rules that drop it. Empty when it passed, or nothing was found.
+fn diagnose(
+    t: &Topology,
+    d: &mut Option<anyhow::Result<crate::doctor::Diagnosis>>,
+    o: &probe::Outcome,
+) -> Vec<String> {
+    let c = &o.check;
+    let (probe::Origin::Ns(ns), true, Ok(false)) = (&c.from, c.expect, &o.got) else {
+        return Vec::new();
+    };
+    let Some(i) = t
+        .namespaces
+        .iter()
+        .find(|n| &n.name == ns)
+        .and_then(|n| n.primary())
+    else {
+        return Vec::new();
+    };
+    let from = match c.to {
+        std::net::IpAddr::V4(_) => Some(std::net::IpAddr::V4(i.address.ip())),
+        std::net::IpAddr::V6(_) => i.address6.map(|a| std::net::IpAddr::V6(a.ip())),
+    };
+    let Some(from) = from else {
+        return Vec::new();
+    };
+    let l4 = match &c.probe {
+        probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
+        probe::Probe::Ping => (1, 0),
+        probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
+        probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
+    };
+    // The ruleset is read once, at the first failure.
+    match d.get_or_insert_with(crate::doctor::Diagnosis::read) {
+        Ok(d) => d.why(t, &i.bridge, from, c.to, l4),
+        Err(e) => vec![format!("cannot read the other tables to say why: {e:#}")],
+    }
+}
+
+fn run_checks(checks: &[probe::Check], json: bool, live: Option<&Topology>) -> u8 {
     let outcomes = probe::run(checks);
+    let mut d = None;
+    let whys: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| live.map(|t| diagnose(t, &mut d, o)).unwrap_or_default())
+        .collect();
     if json {
-        crate::output::data(format_args!("{}\n", probe::to_json(&outcomes)));
+        let mut v = probe::to_json(&outcomes);
+        if let Some(list) = v["checks"].as_array_mut() {
+            for (c, w) in list.iter_mut().zip(&whys) {
+                c["why"] = w.clone().into();
+            }
+        }
+        crate::output::data(format_args!("{v}\n"));
     } else {
         say!("{}", probe::Table(&outcomes));
+        for (o, w) in outcomes.iter().zip(&whys) {
+            let failed_out = live.is_some()
+                && !o.passed()
+                && o.check.expect
+                && matches!(o.check.from, probe::Origin::Ns(_));
+            if !failed_out {
+                continue;
+            }
+            let what = format!(
+                "{} → {} {} {}",
+                o.check.from,
+                o.check.to_label,
+                o.check.to,
+                o.check.probe.port()
+            );
+            if w.is_empty() {
+                say!(
+                    "why {what} failed: no other table's rule drops it (`nsfw doctor` looks further)"
+                );
+            } else {
+                say!("why {what} failed: {}", w.join("; "));
+            }
+        }
     }
     if outcomes.iter().all(|o| o.passed()) {
         OK
@@ -37,7 +110,8 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
-    Ok(run_checks(&checks, json))
+    checks.extend(probe::target_checks(&t));
+    Ok(run_checks(&checks, json, Some(&t)))
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
@@ -97,7 +171,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let world = sandbox::world().map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
-    let code = run_checks(&checks, json);
+    let code = run_checks(&checks, json, None);
     say!("sandbox torn down: nothing was left on the host");
     Ok(code)
 }

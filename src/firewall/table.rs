@@ -8,14 +8,16 @@
 //!     chain forward { type filter hook forward priority filter; policy accept;
 //!         iifname @bridges goto judge
 //!         oifname @bridges goto judge }
-//!     chain judge {
+//!     chain judge {                                   # (every accept, drop and masquerade
+//!                                                     #  rule counts, for `nsfw status`)
 //!         ct state established,related accept          # replies always pass
 //!         ct state invalid drop
 //!         iifname @bridges iifname . ip saddr != @src4 drop    # anti-spoofing
 //!         iifname @bridges iifname . ip6 saddr != @src6 drop   # (and no IPv6 where there is none)
 //!         iifname . oifname @same accept                # between the ports of one bridge
 //!         ct status dnat accept                         # published ports
-//!         oifname @bridges drop }                       # nothing unsolicited in, no bridge to bridge
+//!         oifname @bridges drop                         # nothing unsolicited in, no bridge to bridge
+//!         accept }                                      # out: what falling off the end did
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!         ip saddr 10.10.0.0/24 oifname != @bridges masquerade
 //!         ct status dnat oifname . ip saddr @src4 masquerade       # hairpin
@@ -373,10 +375,38 @@ pub fn table(t: &Topology) -> Table {
             chains.extend(guard());
         }
     }
+    for c in &mut chains {
+        counted(c);
+    }
     Table {
         comment: Some(t.owner_mark()),
         sets: sets(t),
         chains,
         ..Table::new(Family::Inet, &table_name(&t.name))
+    }
+}
+
+/// Puts a counter before the verdict of every rule that ends in accept, drop or masquerade:
+/// what `nsfw status` reports per chain. A packet meets at most one such rule per chain, so
+/// this costs one per-CPU increment per packet. Rules ending in a goto or a map-driven dnat
+/// get none (a counter before a dnat from a map would count the packets the lookup misses).
+/// `judge` also ends in an explicit `accept`, which is what falling off its end did (the
+/// policy of the base chain that went there), so that what it lets out is counted too.
+fn counted(c: &mut Chain) {
+    if c.name == "judge" {
+        c.rules
+            .push(Rule::new(vec![Stmt::Verdict(Verdict::Accept)]));
+    }
+    for r in &mut c.rules {
+        let last = r.stmts.len().saturating_sub(1);
+        let terminal = matches!(
+            r.stmts.last(),
+            Some(Stmt::Verdict(Verdict::Accept | Verdict::Drop))
+                | Some(Stmt::Masquerade(_) | Stmt::Reject(_))
+        );
+        if terminal {
+            r.stmts
+                .insert(last, Stmt::Counter(crate::nft::Counter::default()));
+        }
     }
 }

@@ -303,6 +303,13 @@ exprs! {
         rev: u32 = NFTNL_EXPR_MT_REV,
         info: Vec<u8> = NFTNL_EXPR_MT_INFO,
     }
+    /// An xtables target inside an nftables rule: iptables-nft writes `-j REJECT` (and every
+    /// target other than a verdict) as one. Read so that `doctor` can tell a reject.
+    XtTarget = "target" {
+        name: String = NFTNL_EXPR_TG_NAME,
+        rev: u32 = NFTNL_EXPR_TG_REV,
+        info: Vec<u8> = NFTNL_EXPR_TG_INFO,
+    }
 }
 
 /// Verdict codes in the verdict register (NF_* and NFT_*).

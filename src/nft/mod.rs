@@ -19,6 +19,7 @@ pub mod elems;
 pub mod expr;
 pub mod fields;
 pub mod ir;
+pub mod json;
 pub mod lower;
 pub mod raise;
 pub mod render;

@@ -534,3 +534,35 @@ fn publish_family(
         }
     }
 }
+
+/// Above this many namespaces, the `[verify] targets` are tried from the first namespace of
+/// each bridge only: egress is decided per bridge, unless the policy names namespaces.
+const TARGETS_FROM_ALL_MAX: usize = 16;
+
+/// A connection to each `[verify] targets` service from each namespace (or a sample), expected
+/// to get through when the host forwards and the policy lets that namespace out to it.
+pub fn target_checks(t: &Topology) -> Vec<Check> {
+    let mut out = Vec::new();
+    let all = t.namespaces.len() <= TARGETS_FROM_ALL_MAX || !t.policy.is_empty();
+    let mut seen_bridges = BTreeSet::new();
+    let forwarding = t.host.ip_forward == Some(true);
+    for n in &t.namespaces {
+        let Some(i) = n.primary() else { continue };
+        if !all && !seen_bridges.insert(i.bridge.clone()) {
+            continue;
+        }
+        for target in &t.verify.targets {
+            let v6 = target.is_ipv6();
+            let Some(p) = party(n, v6) else { continue };
+            let to = Party::World(target.ip());
+            out.push(Check {
+                from: Origin::Ns(n.name.clone()),
+                to_label: "target".into(),
+                to: target.ip(),
+                probe: Probe::Connect(target.port()),
+                expect: forwarding && decide(t, &flow(p, to, 6, target.port())),
+            });
+        }
+    }
+    out
+}

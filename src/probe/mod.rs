@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::{Result, anyhow};
 
-pub use checks::{Side, World, checks, publish_checks, publish_servers};
+pub use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
 pub use net::{serve_listener, serve_source_echo, serve_udp_echo};
 
 use crate::plumbing::netns;
@@ -40,6 +40,9 @@ pub enum Probe {
     Ping,
     /// A TCP connection: reached when it connects or is refused, blocked when nothing answers.
     Tcp(u16),
+    /// A TCP connection to a service that should accept it (`[verify] targets`): reached only
+    /// when it connects (a refusal may be a firewall's reject on the way).
+    Connect(u16),
     /// A connection (TCP) or datagram (UDP) to a server that answers with the source address
     /// it saw: reaching it is not enough, the answer must be `want` when given.
     Seen {
@@ -51,10 +54,10 @@ pub enum Probe {
 
 impl Probe {
     /// The PORT column: `icmp`, `tcp/8080`.
-    fn port(&self) -> String {
+    pub fn port(&self) -> String {
         match self {
             Probe::Ping => "icmp".into(),
-            Probe::Tcp(p) => format!("tcp/{p}"),
+            Probe::Tcp(p) | Probe::Connect(p) => format!("tcp/{p}"),
             Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
         }
     }
@@ -116,6 +119,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
         // Refused counts as reached: the packet got there (nothing listens on the port).
         Probe::Tcp(port) => Ok(!matches!(net::tcp_try(to, port)?, net::Tcp::Nothing)),
+        Probe::Connect(port) => Ok(matches!(net::tcp_try(to, port)?, net::Tcp::Answered(_))),
         Probe::Seen { proto, port, want } => {
             let answer = match proto {
                 Proto::Tcp => net::tcp(to, port)?,

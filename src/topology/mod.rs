@@ -13,6 +13,7 @@ mod publish;
 mod routes;
 mod syntax;
 mod validate;
+mod verify;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +28,7 @@ pub use names::{
 pub use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub use publish::{Proto, Publish};
 pub use routes::StaticRoute;
+pub use verify::Verify;
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
 pub const MAX_BRIDGE_PORTS: usize = 1023;
@@ -209,6 +211,8 @@ pub struct Topology {
     pub policy: Vec<PolicyRule>,
     /// Things worth saying about the file that are not errors.
     pub warnings: Vec<String>,
+    /// `[verify]`: what `nsfw verify` checks beyond what the file implies.
+    pub verify: Verify,
 }
 
 impl Topology {

@@ -51,7 +51,15 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     cx.unknown_keys(
         &root,
         "",
-        &["name", "host", "bridges", "namespaces", "allow", "deny"],
+        &[
+            "name",
+            "host",
+            "bridges",
+            "namespaces",
+            "allow",
+            "deny",
+            "verify",
+        ],
     );
     let name = topology_name(&mut cx, &root);
     let bridges = bridges(&mut cx, &root, &name);
@@ -62,6 +70,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     check_port_counts(&mut cx, &bridges, &namespaces);
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
     let warnings = crate::policy::lint(&cx.file, &bridges, &namespaces, &policy);
+    let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
         Ok(Topology {
             name,
@@ -71,6 +80,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             namespaces,
             policy,
             warnings,
+            verify,
         })
     } else {
         Err(Errors(cx.errors))

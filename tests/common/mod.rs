@@ -109,6 +109,16 @@ impl Sandbox {
             .expect("start nsfw")
     }
 
+    /// Starts a shell script inside the sandbox without waiting for it.
+    pub fn spawn_sh(&self, script: &str) -> Child {
+        self.enter()
+            .args(["bash", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start script")
+    }
+
     /// Runs nsfw, which must exit with `code`; returns stdout.
     pub fn nsfw_code(&self, args: &[&str], code: i32) -> String {
         let o = self.nsfw(args);

@@ -84,6 +84,40 @@ pub fn xt_comment(raws: &[Raw]) -> (Vec<Raw>, Option<String>) {
     (rest, comment)
 }
 
+/// iptables' `-j REJECT --reject-with X` (the xt target's info: one `enum ipt_reject_with` for
+/// ip, `enum ip6t_reject_with` for ip6) as the reject statement nft shows for it. None for a
+/// kind nft has no statement for (echo-reply), or a family without xtables.
+fn xt_reject(family: Family, info: Option<&[u8]>) -> Option<Reject> {
+    let with = match info {
+        Some(b) if b.len() >= 4 => u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        _ => return Some(Reject::Default),
+    };
+    match family {
+        // net, host, prot, port (the default), echo-reply, net-prohibited, host-prohibited,
+        // tcp-reset, admin-prohibited.
+        Family::Ip => match with {
+            3 => Some(Reject::Default),
+            7 => Some(Reject::TcpReset),
+            0..=2 => Some(Reject::Icmp(with as u8)),
+            5 => Some(Reject::Icmp(9)),
+            6 => Some(Reject::Icmp(10)),
+            8 => Some(Reject::Icmp(13)),
+            _ => None,
+        },
+        // no-route, adm-prohibited, not-neighbour, addr-unreach, port-unreach (the default),
+        // echo-reply, tcp-reset, policy-fail, reject-route.
+        Family::Ip6 => match with {
+            4 => Some(Reject::Default),
+            6 => Some(Reject::TcpReset),
+            0..=3 => Some(Reject::Icmpv6(with as u8)),
+            7 => Some(Reject::Icmpv6(5)),
+            8 => Some(Reject::Icmpv6(6)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Decodes a rule's expressions. What cannot be read is kept as [`Stmt::Unreadable`], after
 /// the statements read so far.
 pub fn raise_rule(raws: &[Raw], cx: &RaiseCtx<'_>) -> Vec<Stmt> {
@@ -432,6 +466,19 @@ impl Raiser<'_> {
                     "xtables match {}",
                     x.name.as_deref().unwrap_or("?")
                 ));
+            }
+            Raw::XtTarget(x) => {
+                let reject = match x.name.as_deref() {
+                    Some("REJECT") => xt_reject(self.cx.family, x.info.as_deref()),
+                    _ => None,
+                };
+                let Some(r) = reject else {
+                    return Err(format!(
+                        "xtables target {}",
+                        x.name.as_deref().unwrap_or("?")
+                    ));
+                };
+                self.push(Stmt::Reject(r));
             }
             Raw::Unknown(n) => return Err(format!("expression {n}")),
         }

@@ -1,0 +1,70 @@
+//! `nsfw status`: what nsfw owns on this host, per topology, under the shared lock; with FILE,
+//! whether the host matches it (the exit status says so, as diff's does).
+
+use std::path::PathBuf;
+
+use crate::engine::{self, Target};
+use crate::nft::socket::NftSocket;
+use crate::plumbing::{self, Query};
+use crate::state::{self, Access, Record};
+use crate::{firewall, output, status};
+
+use super::{Fail, OK, PENDING, load, quiet_for_json, report, require_root};
+
+pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
+    // No default file: without one, status reports what is there and compares nothing.
+    let t = match file {
+        Some(f) => Some(load(Some(f))?),
+        None => None,
+    };
+    require_root("status")?;
+    quiet_for_json(json);
+    let lock = state::acquire(Access::Shared, true).map_err(|e| report(&e))?;
+    let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>)> {
+        let mut nft = NftSocket::open()?;
+        // Every namespace nsfw marked is read whole; the others only for their marks.
+        let deep = |_: &str, owner: Option<&str>| owner.is_some_and(|o| o.starts_with("nsfw:"));
+        let none = |_: &str| Vec::new();
+        let q = Query {
+            deep: &deep,
+            ns_sysctls: &none,
+            host_sysctls: Vec::new(),
+        };
+        let mut o = plumbing::observe(&q)?;
+        o.nft = firewall::observe(&mut nft)?;
+        let mut ts = status::gather(&o);
+        let mut sync = None;
+        if let Some(t) = &t {
+            let tg = Target::apply(t);
+            let rec = Record::load(lock.dir());
+            let o = engine::observe(&tg, &rec, &mut nft)?;
+            let p = engine::plan(&tg, &o, &rec)?;
+            let same = p.is_empty() && p.conflicts.is_empty() && p.unreachable.is_empty();
+            sync = Some(same);
+            match ts.iter_mut().find(|x| x.name == t.name) {
+                Some(x) => x.in_sync = Some(same),
+                None => ts.push(status::Topology {
+                    name: t.name.clone(),
+                    in_sync: Some(same),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok((ts, sync))
+    };
+    let (ts, sync) = read().map_err(|e| report(&e))?;
+    drop(lock);
+    if json {
+        output::data(format_args!("{}\n", status::to_json(&ts)));
+    } else if ts.is_empty() {
+        crate::say!("no nsfw topology on this host");
+    } else {
+        for (i, x) in ts.iter().enumerate() {
+            if i > 0 {
+                output::data(format_args!("\n"));
+            }
+            output::data(format_args!("{x}"));
+        }
+    }
+    Ok(if sync == Some(false) { PENDING } else { OK })
+}

@@ -1,0 +1,28 @@
+//! `nsfw watch`: keeps the topology of FILE whole until stopped (src/watch).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::watch::{self, Options};
+
+use super::{Fail, OK, report, require_root, resolve_path};
+
+pub fn watch(file: Option<PathBuf>, max_repairs: usize, pause: u64) -> Result<u8, Fail> {
+    let path = resolve_path(file)?;
+    if path == std::path::Path::new("-") {
+        crate::error!(
+            "nsfw watch reads FILE again at every check: give it a file, not standard input"
+        );
+        return Err(Fail(super::ERR));
+    }
+    // The file is read (and its errors reported) before anything else.
+    super::load(Some(path.clone()))?;
+    require_root("watch")?;
+    let opts = Options {
+        max_repairs: max_repairs.max(1),
+        pause: Duration::from_secs(pause.max(1)),
+        ..Options::default()
+    };
+    watch::run(&path, opts).map_err(|e| report(&e))?;
+    Ok(OK)
+}

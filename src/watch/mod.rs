@@ -1,0 +1,453 @@
+//! `nsfw watch FILE`: stays running and keeps the topology whole. It sleeps in poll(2) on the
+//! kernel's change notifications ([`events`]); when one concerns an object the topology owns
+//! or depends on, it waits a short while for the burst to end (a firewall reload is many
+//! messages), then checks the host against FILE under the shared lock — the same observe and
+//! plan as `nsfw diff` — and when they differ, repairs through the same engine as `nsfw apply`,
+//! under the exclusive lock, logging one line per repair: what changed, what it did.
+//!
+//! It never builds a topology that is not there (nothing of it on the host: never applied, or
+//! flushed — `nsfw.service` builds, watch keeps), and never touches what the topology does not
+//! own: the plan is apply's. When it keeps repairing (another manager undoing its work, more
+//! than `max_repairs` in a minute) it stops repairing for a while, says so, and keeps
+//! listening; it checks again when the pause is over.
+
+pub mod events;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::engine::{self, Target};
+use crate::nft::socket::NftSocket;
+use crate::plumbing::Observed;
+use crate::state::{self, Access, Record};
+use crate::topology::{self, Topology};
+use crate::{error, say};
+
+use events::{Event, Interest, NftReader, Sub};
+
+/// How watch behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Quiet time after the first notification of a burst before checking.
+    pub debounce: Duration,
+    /// Repairs in one minute after which watch stops repairing for `pause`.
+    pub max_repairs: usize,
+    /// How long the first pause lasts; each pause that follows another within the hour lasts
+    /// twice as long, up to ten minutes... or `pause` when that is longer.
+    pub pause: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            debounce: Duration::from_millis(200),
+            max_repairs: 10,
+            pause: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the topology stands on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Unknown,
+    Absent,
+    InSync,
+    Differs,
+    Failing,
+}
+
+struct Watch {
+    path: PathBuf,
+    t: Topology,
+    opts: Options,
+    interest: Interest,
+    host: Vec<Sub>,
+    ns: Vec<Sub>,
+    /// /run/netns, once it exists.
+    dir: Option<events::Dir>,
+    nft: NftReader,
+    /// When each recent repair happened (the last minute's).
+    repairs: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+    pause: Duration,
+    last_pause_end: Option<Instant>,
+    seen: Seen,
+}
+
+fn load(path: &Path) -> Result<Topology> {
+    topology::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What the topology owns on the host, by its marks.
+fn present(t: &Topology, o: &Observed) -> bool {
+    let mark = t.owner_mark();
+    let table = crate::firewall::table_name(&t.name);
+    o.namespaces
+        .values()
+        .any(|n| n.owner.as_deref() == Some(&mark))
+        || o.host
+            .links
+            .iter()
+            .any(|l| l.alias.as_deref() == Some(&mark))
+        || o.nft
+            .tables
+            .iter()
+            .any(|k| k.name == table && k.comment.as_deref() == Some(&mark))
+}
+
+fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
+    let d = crate::compile::compile(t);
+    let links: BTreeSet<String> = d.host.links.keys().cloned().collect();
+    let indexes = o
+        .map(|o| {
+            o.host
+                .links
+                .iter()
+                .filter(|l| links.contains(&l.name))
+                .map(|l| l.index)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut subnets = Vec::new();
+    for b in &t.bridges {
+        for v6 in [false, true] {
+            subnets.extend(t.sources_via(&b.name, v6));
+        }
+    }
+    Interest {
+        table: crate::firewall::table_name(&t.name),
+        mark: t.owner_mark(),
+        links,
+        indexes,
+        subnets,
+        namespaces: t.namespaces.iter().map(|n| n.name.clone()).collect(),
+    }
+}
+
+/// Up to `n` items, then how many more.
+fn some(items: &[String], n: usize) -> String {
+    let mut v: Vec<String> = Vec::new();
+    for i in items {
+        if !v.contains(i) {
+            v.push(i.clone());
+        }
+    }
+    let more = v.len().saturating_sub(n);
+    v.truncate(n);
+    let mut s = v.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+impl Watch {
+    fn names(&self) -> BTreeSet<String> {
+        self.t.namespaces.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Opens the namespaces' sockets again (after a repair made namespaces anew, or the file
+    /// named others).
+    fn resubscribe(&mut self) {
+        let names: Vec<String> = self.names().into_iter().collect();
+        self.ns = events::ns_subs(&names);
+        if self.dir.is_none() {
+            self.dir = events::Dir::open();
+        }
+    }
+
+    /// The file as it is now; a broken file leaves the last good one in force.
+    fn reload(&mut self) {
+        match load(&self.path) {
+            Ok(t) if t != self.t => {
+                if t.name != self.t.name {
+                    error!(
+                        "watch: {}: the topology's name changed ({} → {}); restart nsfw watch to follow it, still keeping {}",
+                        self.path.display(),
+                        self.t.name,
+                        t.name,
+                        self.t.name
+                    );
+                    return;
+                }
+                say!(
+                    "watch: {}: the file changed; keeping the host as it now says",
+                    self.path.display()
+                );
+                self.t = t;
+                self.interest = interest_of(&self.t, None);
+                self.resubscribe();
+            }
+            Ok(_) => {}
+            Err(e) => error!(
+                "watch: {}: cannot use the file as it is now, keeping the last good version: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Observes and plans under the shared lock, as `nsfw diff` does.
+    fn look(&self) -> Result<(Observed, crate::plan::Plan)> {
+        let lock = state::acquire(Access::Shared, true)?;
+        let tg = Target::apply(&self.t);
+        let rec = Record::load(lock.dir());
+        let mut nft = NftSocket::open()?;
+        let o = engine::observe(&tg, &rec, &mut nft)?;
+        let p = engine::plan(&tg, &o, &rec)?;
+        Ok((o, p))
+    }
+
+    fn set_seen(&mut self, s: Seen, say_it: impl FnOnce(&Self)) {
+        if self.seen != s {
+            say_it(self);
+        }
+        self.seen = s;
+    }
+
+    /// Checks the host, and repairs when it differs and watch is not pausing.
+    fn check(&mut self, why: &[String]) -> Result<()> {
+        self.reload();
+        let (o, p) = self.look()?;
+        self.interest = interest_of(&self.t, Some(&o));
+        if !present(&self.t, &o) {
+            self.set_seen(Seen::Absent, |w| {
+                say!(
+                    "watch: {}: nothing of it is on this host (not applied yet, or flushed): waiting for `nsfw apply {}`",
+                    w.t.name,
+                    w.path.display()
+                )
+            });
+            return Ok(());
+        }
+        if !p.conflicts.is_empty() || !p.unreachable.is_empty() {
+            let msg = p
+                .conflicts
+                .iter()
+                .chain(&p.unreachable)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.set_seen(Seen::Failing, |w| {
+                error!(
+                    "watch: {}: cannot repair: {msg}; nothing was changed, still watching",
+                    w.t.name
+                )
+            });
+            return Ok(());
+        }
+        if p.is_empty() {
+            self.set_seen(Seen::InSync, |w| {
+                if w.seen != Seen::Unknown {
+                    say!("watch: {}: the host matches the file again", w.t.name)
+                }
+            });
+            return Ok(());
+        }
+        self.seen = Seen::Differs;
+        let now = Instant::now();
+        while self
+            .repairs
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.repairs.pop_front();
+        }
+        if self.repairs.len() >= self.opts.max_repairs {
+            // Twice as long as the last pause when that one ended within the hour.
+            self.pause = match self.last_pause_end {
+                Some(e) if now.duration_since(e) < Duration::from_secs(3600) => {
+                    (self.pause * 2).min(Duration::from_secs(600).max(self.opts.pause))
+                }
+                _ => self.opts.pause,
+            };
+            self.paused_until = Some(now + self.pause);
+            self.repairs.clear();
+            error!(
+                "watch: {}: {} repairs within a minute: something else keeps changing what nsfw owns (last: {}); not repairing for {}s, still watching",
+                self.t.name,
+                self.opts.max_repairs,
+                some(why, 3),
+                self.pause.as_secs()
+            );
+            return Ok(());
+        }
+        self.repair(why)
+    }
+
+    fn repair(&mut self, why: &[String]) -> Result<()> {
+        let t0 = Instant::now();
+        self.repairs.push_back(t0);
+        let lock = state::acquire(Access::Exclusive, true)?;
+        let tg = Target::apply(&self.t);
+        let mut lines = Vec::new();
+        let out = engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {});
+        drop(lock);
+        let cause = if why.is_empty() {
+            "the host differs from the file".to_string()
+        } else {
+            some(why, 3)
+        };
+        match out {
+            Ok(o) => {
+                say!(
+                    "watch: {}: {cause} → repaired in {} ms: {} ({})",
+                    self.t.name,
+                    t0.elapsed().as_millis(),
+                    some(&lines, 3),
+                    o.plan.summary()
+                );
+                self.seen = Seen::InSync;
+            }
+            Err(e) => {
+                // The first line says it; the rest (a whole pending plan) would flood the log.
+                let text = format!("{e:#}");
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(';');
+                error!(
+                    "watch: {}: {cause} → the repair failed: {first}",
+                    self.t.name
+                );
+                self.seen = Seen::Failing;
+            }
+        }
+        self.resubscribe();
+        Ok(())
+    }
+
+    /// Reads every socket that poll said is readable; the events that concern the topology.
+    fn read(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> Vec<Event> {
+        let mut out = Vec::new();
+        let subs = self.host.len() + self.ns.len();
+        for (i, s) in self.host.iter().chain(self.ns.iter()).enumerate() {
+            if fds.get(i).is_some_and(|p| p.revents != 0) {
+                out.extend(s.read(buf, &self.interest, &mut self.nft));
+            }
+        }
+        if let Some(d) = &self.dir
+            && fds.get(subs).is_some_and(|p| p.revents != 0)
+        {
+            out.extend(d.read(buf, &self.interest));
+        }
+        out.into_iter().filter(|e| e.ours).collect()
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(path: &Path, opts: Options) -> Result<()> {
+    let t = load(path)?;
+    let mut w = Watch {
+        path: path.to_path_buf(),
+        interest: interest_of(&t, None),
+        t,
+        pause: opts.pause,
+        opts,
+        host: events::host_subs()?,
+        ns: Vec::new(),
+        dir: None,
+        nft: NftReader::default(),
+        repairs: VecDeque::new(),
+        paused_until: None,
+        last_pause_end: None,
+        seen: Seen::Unknown,
+    };
+    w.resubscribe();
+    say!(
+        "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s)",
+        w.t.name,
+        w.path.display(),
+        w.ns.len()
+    );
+    w.check(&[])?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut due: Option<Instant> = None;
+    let mut why: Vec<String> = Vec::new();
+    loop {
+        if crate::signals::stopping() {
+            say!("watch: {}: stopped", w.t.name);
+            return Ok(());
+        }
+        let now = Instant::now();
+        if let Some(p) = w.paused_until
+            && now >= p
+        {
+            w.paused_until = None;
+            w.last_pause_end = Some(now);
+            say!("watch: {}: resuming repairs", w.t.name);
+            due = Some(now);
+        }
+        if let Some(d) = due
+            && now >= d
+            && w.paused_until.is_none()
+        {
+            due = None;
+            let cause = std::mem::take(&mut why);
+            if let Err(e) = w.check(&cause) {
+                error!("watch: {}: {e:#}", w.t.name);
+            }
+            continue;
+        }
+        // Sleep until a notification, the end of the debounce, or the end of a pause.
+        let wake = [due.filter(|_| w.paused_until.is_none()), w.paused_until]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match wake {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+            None => -1,
+        };
+        let mut fds: Vec<libc::pollfd> = w
+            .host
+            .iter()
+            .chain(w.ns.iter())
+            .map(|s| s.fd())
+            .chain(w.dir.as_ref().map(|d| d.fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll(2) on descriptors we own, with the length of the array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            bail!("waiting for notifications: {e}");
+        }
+        if n == 0 {
+            continue;
+        }
+        let got = w.read(&fds, &mut buf);
+        if got.is_empty() {
+            continue;
+        }
+        crate::detail!(
+            "watch: {}",
+            got.iter()
+                .map(|e| e.what.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        // What a repair line names: the first few changes of the burst are enough.
+        why.extend(
+            got.into_iter()
+                .map(|e| e.what)
+                .take(64usize.saturating_sub(why.len())),
+        );
+        if due.is_none() {
+            due = Some(Instant::now() + w.opts.debounce);
+        }
+    }
+}
