@@ -29,7 +29,13 @@ pub enum KData {
     Verdict(u32, Option<String>),
 }
 
-fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Vec<u8>, String> {
+/// The bytes of a key or data of `types` (`interval`: host-order integers in network order;
+/// concatenations padded to whole registers).
+pub(super) fn concat_bytes(
+    types: &[Datatype],
+    vals: &[Value],
+    interval: bool,
+) -> Result<Vec<u8>, String> {
     if types.len() != vals.len() {
         return Err(format!(
             "{} values for a key of {} components",
@@ -59,7 +65,8 @@ fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Ve
     Ok(out)
 }
 
-fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, String> {
+/// The values of a key or data of `types` (`interval`: host-order integers in network order).
+pub(super) fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, String> {
     if b.len() != concat_len(types) {
         return Err(format!(
             "{} bytes where {} are {} bytes",
@@ -169,29 +176,6 @@ fn end_elem(key: Vec<u8>) -> KElem {
     }
 }
 
-fn element(set: &Set, k: &KElem, key_end: Option<Vec<Value>>) -> Result<Element, String> {
-    let interval = set.flags.interval;
-    let key = split(&set.key, &k.key, interval)?;
-    let data = match (&set.data, &k.data) {
-        (None, _) => None,
-        (Some(super::ir::SetData::Verdict), Some(KData::Verdict(code, chain))) => {
-            Some(ElemData::Verdict(verdict_of(*code, chain.clone())?))
-        }
-        (Some(super::ir::SetData::Values(types)), Some(KData::Value(b))) => {
-            Some(ElemData::Values(split(types, b, false)?))
-        }
-        _ => return Err(format!("element of map {} without its data", set.name)),
-    };
-    let key_end = key_end.filter(|e| *e != key);
-    Ok(Element {
-        key,
-        key_end,
-        data,
-        timeout: k.timeout.filter(|t| Some(*t) != set.timeout),
-        comment: k.comment.clone(),
-    })
-}
-
 pub fn verdict_of(code: u32, chain: Option<String>) -> Result<Verdict, String> {
     use super::expr::verdict as v;
     Ok(match (code, chain) {
@@ -203,52 +187,6 @@ pub fn verdict_of(code: u32, chain: Option<String>) -> Result<Verdict, String> {
         (v::GOTO, Some(c)) => Verdict::Goto(c),
         (c, _) => return Err(format!("verdict {c:#x}")),
     })
-}
-
-/// The IR elements of kernel elements of `set` (a declaration; its own elements are ignored).
-pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {
-    let interval = set.flags.interval;
-    if !interval {
-        return kelems.iter().map(|k| element(set, k, None)).collect();
-    }
-    if set.key.len() > 1 {
-        return kelems
-            .iter()
-            .map(|k| {
-                let end = k
-                    .key_end
-                    .as_ref()
-                    .map(|b| split(&set.key, b, true))
-                    .transpose()?;
-                element(set, k, end)
-            })
-            .collect();
-    }
-    // rbtree: pair each start with the end element after it; ends sort before starts.
-    let mut sorted: Vec<&KElem> = kelems.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.end.cmp(&a.end)));
-    let mut out = Vec::new();
-    let mut open: Option<&KElem> = None;
-    for k in sorted {
-        if let Some(start) = open.take() {
-            let last = if k.end {
-                be::pred(&k.key).ok_or("an interval end at zero after a start")?
-            } else {
-                // Another start: the open range reached the end of the key space.
-                vec![0xff; start.key.len()]
-            };
-            let end = split(&set.key, &last, true)?;
-            out.push(element(set, start, Some(end))?);
-        }
-        if !k.end {
-            open = Some(k);
-        }
-    }
-    if let Some(start) = open {
-        let end = split(&set.key, &vec![0xff; start.key.len()], true)?;
-        out.push(element(set, start, Some(end))?);
-    }
-    Ok(out)
 }
 
 /// The bytes nft sorts an element by when it prints a set (mergesort.c: the key's value read
@@ -287,6 +225,7 @@ pub fn print_order<'a>(types: &[Datatype], interval: bool, els: &'a [Element]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::canon::from_kernel;
     use crate::nft::ir::SetFlags;
 
     fn ipset(interval: bool) -> Set {
