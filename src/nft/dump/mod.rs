@@ -17,7 +17,7 @@ use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
 pub use parse::{ChainInfo, RawRule, TableInfo};
-use parse::{ListedSet, parse_chain, parse_elems, parse_rule, parse_set, parse_table};
+use parse::{ListedSet, parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table};
 
 /// A decoded rule of some chain, with its handle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +95,29 @@ fn cname(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| anyhow!("{what} name {s:?}"))
 }
 
+/// The generation a successful commit of one batch after `g` gives (the kernel skips zero).
+pub fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
 impl NftSocket {
+    /// The ruleset's generation (NFT_MSG_GETGEN): the kernel adds one at every commit of a
+    /// batch, whoever sends it, so two equal readings mean nothing was committed between them.
+    pub fn generation(&mut self) -> Result<u32> {
+        self.get(
+            libc::NFT_MSG_GETGEN,
+            libc::NFPROTO_UNSPEC as u16,
+            &parse_gen,
+            "the ruleset generation",
+        )?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the kernel did not say the ruleset generation"))
+    }
+
     /// Every table of every family nsfw knows.
     pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
         self.dump(

@@ -335,3 +335,18 @@ pub(super) fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem
         }
     )
 }
+
+/// The ruleset's generation from an NFT_MSG_NEWGEN message.
+pub(super) fn parse_gen(nlh: *const libc::nlmsghdr) -> Result<Option<u32>> {
+    parse_with!(
+        nftnl_gen_alloc,
+        nftnl_gen_nlmsg_parse,
+        nftnl_gen_free,
+        nlh,
+        "ruleset generation",
+        |g| {
+            Ok(sys::nftnl_gen_is_set(g, sys::NFTNL_GEN_ID as u16)
+                .then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16)))
+        }
+    )
+}
