@@ -7,13 +7,13 @@
 use std::collections::HashSet;
 
 use super::batch::Op;
-use super::canon::{canonical, decode, decode_all, from_kernel};
+use super::canon::{ElemSet, canonical, decode, decode_all, from_kernel};
 use super::dump::Dumped;
 use super::elems::{KElem, to_kernel};
 use super::expr::Raw;
 use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
-use super::raise::{RaiseCtx, raise_rule};
+use super::raise::{RaiseCtx, is_anonymous, raise_rule};
 use super::render::element;
 
 /// One nft change, for people (text) and machines (JSON).
@@ -144,7 +144,18 @@ pub fn canonical_rule(rule: &Rule, family: Family, sets: &[Set]) -> Rule {
         sort_anon(&mut r);
         return r;
     };
-    let mut all: Vec<Set> = sets.to_vec();
+    // Raising needs the declarations of named sets, never their elements (a table's may be
+    // 10,000, and this runs for every rule).
+    let mut all: Vec<Set> = sets
+        .iter()
+        .map(|s| {
+            if is_anonymous(&s.name) {
+                s.clone()
+            } else {
+                without_elements(s)
+            }
+        })
+        .collect();
     for (s, id) in low.anon {
         let mut s = canonical_set(&s);
         s.name = format!("__set{id}");
@@ -199,21 +210,25 @@ fn header(b: &Option<Base>, family: Family) -> String {
         .unwrap_or_else(|| "a regular chain".into())
 }
 
-/// A set's declaration as the kernel reads it back (a default timeout implies the flag), with
-/// no elements.
-fn declaration(s: &Set) -> Set {
+/// A set without its elements (and without copying them).
+fn without_elements(s: &Set) -> Set {
     Set {
         name: s.name.clone(),
         key: s.key.clone(),
         data: s.data.clone(),
-        flags: SetFlags {
-            timeout: s.flags.timeout || s.timeout.is_some(),
-            ..s.flags
-        },
+        flags: s.flags,
         timeout: s.timeout,
         comment: s.comment.clone(),
         elements: Vec::new(),
     }
+}
+
+/// A set's declaration as the kernel reads it back (a default timeout implies the flag), with
+/// no elements.
+fn declaration(s: &Set) -> Set {
+    let mut d = without_elements(s);
+    d.flags.timeout |= s.timeout.is_some();
+    d
 }
 
 /// The elements the kernel holds and `want` does not (decoded with the kernel's declaration
@@ -222,8 +237,8 @@ fn declaration(s: &Set) -> Set {
 fn element_changes(want: &Set, kd: &Set, held: &[KElem]) -> (Vec<Element>, Vec<Element>) {
     let fast = || -> Result<(Vec<Element>, Vec<Element>), String> {
         let wk = canonical(want, to_kernel(want, &want.elements, true)?)?;
-        let wset: HashSet<&KElem> = wk.iter().collect();
-        let kset: HashSet<&KElem> = held.iter().collect();
+        let wset: ElemSet = wk.iter().collect();
+        let kset: ElemSet = held.iter().collect();
         let gone = held
             .iter()
             .filter(|e| !wset.contains(e))

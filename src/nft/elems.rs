@@ -43,7 +43,7 @@ pub(super) fn concat_bytes(
             types.len()
         ));
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(concat_len(types));
     for (t, v) in types.iter().zip(vals) {
         if v.datatype() != *t {
             return Err(format!(
@@ -52,15 +52,11 @@ pub(super) fn concat_bytes(
                 t.name()
             ));
         }
-        let mut b = if interval {
-            v.big_endian_bytes()
-        } else {
-            v.bytes()
-        };
+        let start = out.len();
+        v.put(&mut out, interval);
         if types.len() > 1 {
-            b.resize(padded(t.size()), 0);
+            out.resize(start + padded(t.size()), 0);
         }
-        out.extend(b);
     }
     Ok(out)
 }
@@ -116,7 +112,7 @@ fn data_of(set: &Set, e: &Element) -> Result<Option<KData>, String> {
 pub fn to_kernel(set: &Set, elements: &[Element], whole: bool) -> Result<Vec<KElem>, String> {
     let interval = set.flags.interval;
     let concat = set.key.len() > 1;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(elements.len());
     let mut ranges = Vec::new();
     for e in elements {
         let key = concat_bytes(&set.key, &e.key, interval)?;
@@ -130,24 +126,27 @@ pub fn to_kernel(set: &Set, elements: &[Element], whole: bool) -> Result<Vec<KEl
             }
             None => None,
         };
+        // A single value in an interval set is the range from it to itself.
+        let last = match key_end {
+            Some(k) => Some(k),
+            None if interval => Some(key.clone()),
+            None => None,
+        };
         let base = KElem {
-            key: key.clone(),
+            key,
             key_end: None,
             end: false,
             data: data_of(set, e)?,
             timeout: e.timeout,
             comment: e.comment.clone(),
         };
-        if !interval {
-            out.push(base);
-        } else if concat {
-            out.push(KElem {
-                key_end: Some(key_end.unwrap_or(key)),
+        match last {
+            Some(last) if concat => out.push(KElem {
+                key_end: Some(last),
                 ..base
-            });
-        } else {
-            let last = key_end.unwrap_or(key);
-            ranges.push((base, last));
+            }),
+            Some(last) => ranges.push((base, last)),
+            None => out.push(base),
         }
     }
     if !ranges.is_empty() {
