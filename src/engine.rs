@@ -49,8 +49,17 @@ impl<'a> Target<'a> {
 }
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
-/// leftovers the record names) whole.
+/// leftovers the record names) whole; nftables.
 pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
+    let t0 = std::time::Instant::now();
+    let mut o = observe_plumbing(tg, rec)?;
+    o.nft = observe_nft(tg, nft, &o)?;
+    crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
+    Ok(o)
+}
+
+/// The plumbing part of [`observe`]: links, addresses, routes, sysctls.
+fn observe_plumbing(tg: &Target, rec: &Record) -> Result<Observed> {
     let t0 = std::time::Instant::now();
     let d = &tg.desired;
     let leftovers = rec.pending_of(&|t| tg.who.owns_topology(t));
@@ -72,11 +81,17 @@ pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observe
         ns_sysctls: &ns_sysctls,
         host_sysctls,
     };
-    let mut o = plumbing::observe(&q)?;
+    let o = plumbing::observe(&q)?;
     crate::detail!("timing: observed the links after {:?}", t0.elapsed());
-    o.nft = firewall::observe(nft)?;
+    Ok(o)
+}
+
+/// The nftables part of [`observe`].
+/// Router namespaces (those forwarding) are looked into for nsfw's table there.
+fn observe_nft(tg: &Target, nft: &mut NftSocket, o: &Observed) -> Result<firewall::NftState> {
+    let mut s = firewall::observe(nft)?;
     if tg.topology.is_some_and(firewall::publish::any) {
-        o.nft.listeners = plumbing::listeners::read();
+        s.listeners = plumbing::listeners::read();
     }
     if let Some(t) = tg.topology {
         let forwarding = |ns: &str| {
@@ -94,10 +109,9 @@ pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observe
             .into_iter()
             .filter(|n| o.namespaces.contains_key(n))
             .collect();
-        o.nft.ns_tables = firewall::observe_ns(&t.name, &names)?;
+        s.ns_tables = firewall::observe_ns(&t.name, &names)?;
     }
-    crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
-    Ok(o)
+    Ok(s)
 }
 
 /// The whole plan: plumbing and the nftables batch.
@@ -124,6 +138,14 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
             impaired.join(", ")
         ));
     }
+    p.nft = plan_nft(tg, o)?;
+    p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
+    p.warnings.extend(std::mem::take(&mut p.nft.warnings));
+    Ok(p)
+}
+
+/// The nftables part of [`plan`].
+fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
     let mut nft = match tg.topology {
         Some(t) => firewall::diff(t, &o.nft)?,
         None => {
@@ -136,10 +158,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
     };
     // bridge-nf-call-iptables is a host sysctl of the plan.
     nft.br_nf = None;
-    p.conflicts.append(&mut nft.conflicts);
-    p.warnings.append(&mut nft.warnings);
-    p.nft = nft;
-    Ok(p)
+    Ok(nft)
 }
 
 /// Carries a plan out: the record first (what the run creates, the sysctls it changes), the
@@ -228,8 +247,12 @@ pub fn converge(
     carry_out(tg, &p, &o, lock, &mut nft, done)?;
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
     let rec2 = Record::load(lock.dir());
-    let o = observe(tg, &rec2, &mut nft)?;
-    let mut left = plan(tg, &o, &rec2)?;
+    let mut left = if nft_as_planned(&p, &o, &mut nft) {
+        // The plumbing is read and planned again; nftables holds what the plan made it.
+        plan::plan(&tg.desired, &observe_plumbing(tg, &rec2)?, &rec2, tg.who)
+    } else {
+        plan(tg, &observe(tg, &rec2, &mut nft)?, &rec2)?
+    };
     crate::detail!("timing: observed again after {:?}", t0.elapsed());
     // What is left pending may only be the record's own bookkeeping.
     left.record_after = p.record_after.clone();
@@ -245,6 +268,30 @@ pub fn converge(
         changes: p.len(),
         plan: p,
     })
+}
+
+/// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that
+/// reading it back and planning again would find nothing left: nf_tables adds one to its
+/// generation at every commit, whoever commits. The observation was read at one generation
+/// (nothing committed while it was read); if the generation is now that one plus one when a
+/// batch was sent (or unchanged when none was), nobody else committed since, and the batch —
+/// all or nothing — is the only change. The plan's batch was computed to take that ruleset to
+/// the desired one, which reading back would only check again. Anything else (a commit by
+/// someone else, a kernel that cannot say, an observation that straddled a commit) means
+/// reading it back. Element timeouts and dynamic sets change a table without a commit;
+/// nsfw's tables have neither.
+fn nft_as_planned(p: &Plan, o: &Observed, nft: &mut NftSocket) -> bool {
+    let Some(seen) = o.nft.generation else {
+        return false;
+    };
+    let want = if p.nft.ops.is_empty() {
+        seen
+    } else {
+        crate::nft::dump::next_generation(seen)
+    };
+    let now = nft.generation().ok();
+    crate::detail!("nftables generation: observed {seen}, now {now:?}, expected {want}");
+    now == Some(want)
 }
 
 fn unreachable_is_error(p: &Plan) -> Result<()> {

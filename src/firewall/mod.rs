@@ -120,10 +120,15 @@ pub struct NftState {
     /// nsfw's table inside routing namespaces, by namespace (None: it has none), for the
     /// namespaces that were looked into.
     pub ns_tables: BTreeMap<String, Option<Dumped>>,
+    /// The ruleset generation all of the above was read at; None when a batch was committed
+    /// while it was being read (the readings may then mix two rulesets).
+    pub generation: Option<u32>,
 }
 
 /// Reads nsfw's tables, iptables-nft's FORWARD and DOCKER-USER chains, and the sysctls.
 pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
+    // A kernel that cannot say its generation only costs the cheap verification.
+    let before = sock.generation().ok();
     let mut s = NftState {
         tables: sock.tables()?,
         ..Default::default()
@@ -134,6 +139,7 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
         }
     }
     observe_ipt(sock, &mut s)?;
+    s.generation = before.filter(|g| sock.generation().ok() == Some(*g));
     s.legacy_tables = match std::fs::read_to_string("/proc/net/ip_tables_names") {
         Ok(text) => text
             .lines()

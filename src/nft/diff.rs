@@ -7,12 +7,13 @@
 use std::collections::HashSet;
 
 use super::batch::Op;
+use super::canon::{ElemSet, canonical, decode, decode_all, from_kernel};
 use super::dump::Dumped;
-use super::elems::{from_kernel, to_kernel};
+use super::elems::{KElem, to_kernel};
 use super::expr::Raw;
 use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
-use super::raise::{RaiseCtx, raise_rule};
+use super::raise::{RaiseCtx, is_anonymous, raise_rule};
 use super::render::element;
 
 /// One nft change, for people (text) and machines (JSON).
@@ -143,7 +144,18 @@ pub fn canonical_rule(rule: &Rule, family: Family, sets: &[Set]) -> Rule {
         sort_anon(&mut r);
         return r;
     };
-    let mut all: Vec<Set> = sets.to_vec();
+    // Raising needs the declarations of named sets, never their elements (a table's may be
+    // 10,000, and this runs for every rule).
+    let mut all: Vec<Set> = sets
+        .iter()
+        .map(|s| {
+            if is_anonymous(&s.name) {
+                s.clone()
+            } else {
+                without_elements(s)
+            }
+        })
+        .collect();
     for (s, id) in low.anon {
         let mut s = canonical_set(&s);
         s.name = format!("__set{id}");
@@ -196,6 +208,63 @@ fn header(b: &Option<Base>, family: Family) -> String {
     b.as_ref()
         .map(|b| b.header(family))
         .unwrap_or_else(|| "a regular chain".into())
+}
+
+/// A set without its elements (and without copying them).
+fn without_elements(s: &Set) -> Set {
+    Set {
+        name: s.name.clone(),
+        key: s.key.clone(),
+        data: s.data.clone(),
+        flags: s.flags,
+        timeout: s.timeout,
+        comment: s.comment.clone(),
+        elements: Vec::new(),
+    }
+}
+
+/// A set's declaration as the kernel reads it back (a default timeout implies the flag), with
+/// no elements.
+fn declaration(s: &Set) -> Set {
+    let mut d = without_elements(s);
+    d.flags.timeout |= s.timeout.is_some();
+    d
+}
+
+/// The elements the kernel holds and `want` does not (decoded with the kernel's declaration
+/// `kd`), and those `want` holds and the kernel does not, each sorted. Both sides are compared
+/// in canonical kernel form (`canon`): hashed as bytes, with only the differences decoded.
+fn element_changes(want: &Set, kd: &Set, held: &[KElem]) -> (Vec<Element>, Vec<Element>) {
+    let fast = || -> Result<(Vec<Element>, Vec<Element>), String> {
+        let wk = canonical(want, to_kernel(want, &want.elements, true)?)?;
+        let wset: ElemSet = wk.iter().collect();
+        let kset: ElemSet = held.iter().collect();
+        let gone = held
+            .iter()
+            .filter(|e| !wset.contains(e))
+            .map(|e| decode(kd, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new = wk
+            .iter()
+            .filter(|e| !kset.contains(e))
+            .map(|e| decode(want, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((gone, new))
+    };
+    let (mut gone, mut new) = fast().unwrap_or_else(|_| {
+        // Desired elements that do not encode: compare in the IR, so that they show (and
+        // the batch names what is wrong with them).
+        let ws = canonical_set(want).elements;
+        let ks = decode_all(kd, held).unwrap_or_default();
+        let wset: HashSet<&Element> = ws.iter().collect();
+        let kset: HashSet<&Element> = ks.iter().collect();
+        let gone = ks.iter().filter(|e| !wset.contains(e)).cloned().collect();
+        let new = ws.iter().filter(|e| !kset.contains(e)).cloned().collect();
+        (gone, new)
+    });
+    gone.sort();
+    new.sort();
+    (gone, new)
 }
 
 /// The diff of the desired table against the kernel's (None: the table is not there).
@@ -262,41 +331,24 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
     }
 
     for s in &want.sets {
-        let ws = canonical_set(s);
         let Some(ks) = k.set(&s.name) else {
             lines.push(NftLine::set_line('+', "set", &label, &s.name, decl(s)));
             structural = true;
             continue;
         };
-        let ks = canonical_set(ks);
-        let bare = |s: &Set| Set {
-            elements: Vec::new(),
-            ..s.clone()
-        };
-        if bare(&ws) != bare(&ks) {
+        let (wd, kd) = (declaration(s), declaration(ks));
+        if wd != kd {
             lines.push(NftLine::set_line(
                 '~',
                 "set",
                 &label,
                 &s.name,
-                format!("{} → {}", decl(&ks), decl(&ws)),
+                format!("{} → {}", decl(&kd), decl(&wd)),
             ));
             structural = true;
         }
-        let wset: HashSet<&Element> = ws.elements.iter().collect();
-        let kset: HashSet<&Element> = ks.elements.iter().collect();
-        let gone: Vec<Element> = ks
-            .elements
-            .iter()
-            .filter(|e| !wset.contains(e))
-            .cloned()
-            .collect();
-        let new: Vec<Element> = ws
-            .elements
-            .iter()
-            .filter(|e| !kset.contains(e))
-            .cloned()
-            .collect();
+        let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
+        let (gone, new) = element_changes(s, &kd, held);
         for e in &gone {
             lines.push(NftLine::set_line(
                 '-',
@@ -317,7 +369,7 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
         }
         let with = |els: Vec<Element>| Set {
             elements: els,
-            ..bare(&ws)
+            ..wd.clone()
         };
         if !gone.is_empty() {
             element_ops.push(Op::DeleteElements {

@@ -29,7 +29,13 @@ pub enum KData {
     Verdict(u32, Option<String>),
 }
 
-fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Vec<u8>, String> {
+/// The bytes of a key or data of `types` (`interval`: host-order integers in network order;
+/// concatenations padded to whole registers).
+pub(super) fn concat_bytes(
+    types: &[Datatype],
+    vals: &[Value],
+    interval: bool,
+) -> Result<Vec<u8>, String> {
     if types.len() != vals.len() {
         return Err(format!(
             "{} values for a key of {} components",
@@ -37,7 +43,7 @@ fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Ve
             types.len()
         ));
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(concat_len(types));
     for (t, v) in types.iter().zip(vals) {
         if v.datatype() != *t {
             return Err(format!(
@@ -46,20 +52,17 @@ fn concat_bytes(types: &[Datatype], vals: &[Value], interval: bool) -> Result<Ve
                 t.name()
             ));
         }
-        let mut b = if interval {
-            v.big_endian_bytes()
-        } else {
-            v.bytes()
-        };
+        let start = out.len();
+        v.put(&mut out, interval);
         if types.len() > 1 {
-            b.resize(padded(t.size()), 0);
+            out.resize(start + padded(t.size()), 0);
         }
-        out.extend(b);
     }
     Ok(out)
 }
 
-fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, String> {
+/// The values of a key or data of `types` (`interval`: host-order integers in network order).
+pub(super) fn split(types: &[Datatype], b: &[u8], interval: bool) -> Result<Vec<Value>, String> {
     if b.len() != concat_len(types) {
         return Err(format!(
             "{} bytes where {} are {} bytes",
@@ -109,7 +112,7 @@ fn data_of(set: &Set, e: &Element) -> Result<Option<KData>, String> {
 pub fn to_kernel(set: &Set, elements: &[Element], whole: bool) -> Result<Vec<KElem>, String> {
     let interval = set.flags.interval;
     let concat = set.key.len() > 1;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(elements.len());
     let mut ranges = Vec::new();
     for e in elements {
         let key = concat_bytes(&set.key, &e.key, interval)?;
@@ -123,24 +126,27 @@ pub fn to_kernel(set: &Set, elements: &[Element], whole: bool) -> Result<Vec<KEl
             }
             None => None,
         };
+        // A single value in an interval set is the range from it to itself.
+        let last = match key_end {
+            Some(k) => Some(k),
+            None if interval => Some(key.clone()),
+            None => None,
+        };
         let base = KElem {
-            key: key.clone(),
+            key,
             key_end: None,
             end: false,
             data: data_of(set, e)?,
             timeout: e.timeout,
             comment: e.comment.clone(),
         };
-        if !interval {
-            out.push(base);
-        } else if concat {
-            out.push(KElem {
-                key_end: Some(key_end.unwrap_or(key)),
+        match last {
+            Some(last) if concat => out.push(KElem {
+                key_end: Some(last),
                 ..base
-            });
-        } else {
-            let last = key_end.unwrap_or(key);
-            ranges.push((base, last));
+            }),
+            Some(last) => ranges.push((base, last)),
+            None => out.push(base),
         }
     }
     if !ranges.is_empty() {
@@ -169,29 +175,6 @@ fn end_elem(key: Vec<u8>) -> KElem {
     }
 }
 
-fn element(set: &Set, k: &KElem, key_end: Option<Vec<Value>>) -> Result<Element, String> {
-    let interval = set.flags.interval;
-    let key = split(&set.key, &k.key, interval)?;
-    let data = match (&set.data, &k.data) {
-        (None, _) => None,
-        (Some(super::ir::SetData::Verdict), Some(KData::Verdict(code, chain))) => {
-            Some(ElemData::Verdict(verdict_of(*code, chain.clone())?))
-        }
-        (Some(super::ir::SetData::Values(types)), Some(KData::Value(b))) => {
-            Some(ElemData::Values(split(types, b, false)?))
-        }
-        _ => return Err(format!("element of map {} without its data", set.name)),
-    };
-    let key_end = key_end.filter(|e| *e != key);
-    Ok(Element {
-        key,
-        key_end,
-        data,
-        timeout: k.timeout.filter(|t| Some(*t) != set.timeout),
-        comment: k.comment.clone(),
-    })
-}
-
 pub fn verdict_of(code: u32, chain: Option<String>) -> Result<Verdict, String> {
     use super::expr::verdict as v;
     Ok(match (code, chain) {
@@ -203,52 +186,6 @@ pub fn verdict_of(code: u32, chain: Option<String>) -> Result<Verdict, String> {
         (v::GOTO, Some(c)) => Verdict::Goto(c),
         (c, _) => return Err(format!("verdict {c:#x}")),
     })
-}
-
-/// The IR elements of kernel elements of `set` (a declaration; its own elements are ignored).
-pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {
-    let interval = set.flags.interval;
-    if !interval {
-        return kelems.iter().map(|k| element(set, k, None)).collect();
-    }
-    if set.key.len() > 1 {
-        return kelems
-            .iter()
-            .map(|k| {
-                let end = k
-                    .key_end
-                    .as_ref()
-                    .map(|b| split(&set.key, b, true))
-                    .transpose()?;
-                element(set, k, end)
-            })
-            .collect();
-    }
-    // rbtree: pair each start with the end element after it; ends sort before starts.
-    let mut sorted: Vec<&KElem> = kelems.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.end.cmp(&a.end)));
-    let mut out = Vec::new();
-    let mut open: Option<&KElem> = None;
-    for k in sorted {
-        if let Some(start) = open.take() {
-            let last = if k.end {
-                be::pred(&k.key).ok_or("an interval end at zero after a start")?
-            } else {
-                // Another start: the open range reached the end of the key space.
-                vec![0xff; start.key.len()]
-            };
-            let end = split(&set.key, &last, true)?;
-            out.push(element(set, start, Some(end))?);
-        }
-        if !k.end {
-            open = Some(k);
-        }
-    }
-    if let Some(start) = open {
-        let end = split(&set.key, &vec![0xff; start.key.len()], true)?;
-        out.push(element(set, start, Some(end))?);
-    }
-    Ok(out)
 }
 
 /// The bytes nft sorts an element by when it prints a set (mergesort.c: the key's value read
@@ -287,6 +224,7 @@ pub fn print_order<'a>(types: &[Datatype], interval: bool, els: &'a [Element]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::canon::from_kernel;
     use crate::nft::ir::SetFlags;
 
     fn ipset(interval: bool) -> Set {

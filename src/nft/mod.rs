@@ -9,9 +9,11 @@
 //!
 //! `fields` and `types` describe what the kernel loads and holds (one table each), `deps` the
 //! protocol dependencies nft writes, `expr` each kernel expression's attributes, `elems` the
-//! kernel's form of set elements, `udata` the TLV userdata of comments and set metadata.
+//! kernel's form of set elements, `canon` the one form of them that compares as bytes, `udata`
+//! the TLV userdata of comments and set metadata.
 
 pub mod batch;
+pub mod canon;
 pub mod deps;
 pub mod diff;
 pub mod dump;

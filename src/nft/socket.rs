@@ -224,6 +224,46 @@ impl NftSocket {
         parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
         what: &str,
     ) -> Result<Vec<T>> {
+        self.request(
+            msg_type,
+            family,
+            libc::NLM_F_DUMP as u16,
+            build,
+            parse,
+            what,
+        )
+    }
+
+    /// Sends a request that is not a dump (its answer, then an acknowledgement) and collects
+    /// the parsed answer.
+    pub fn get<T>(
+        &mut self,
+        msg_type: i32,
+        family: u16,
+        parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        self.request(
+            msg_type,
+            family,
+            libc::NLM_F_ACK as u16,
+            &|_| {},
+            parse,
+            what,
+        )
+    }
+
+    /// A request with `flags`; the answer ends with NLMSG_DONE (a dump) or an
+    /// acknowledgement.
+    fn request<T>(
+        &mut self,
+        msg_type: i32,
+        family: u16,
+        flags: u16,
+        build: &dyn Fn(*mut libc::nlmsghdr),
+        parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
+        what: &str,
+    ) -> Result<Vec<T>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut req = AlignedBuf::new(4096);
@@ -233,7 +273,7 @@ impl NftSocket {
                 req.as_mut_ptr().cast(),
                 msg_type as u16,
                 family,
-                libc::NLM_F_DUMP as u16,
+                flags,
                 seq,
             );
             build(h.cast());
@@ -242,10 +282,10 @@ impl NftSocket {
         let data = &req.bytes_mut()[..len];
         self.sock
             .send(data)
-            .with_context(|| format!("dumping {what}"))?;
+            .with_context(|| format!("reading {what}"))?;
         let mut out = Vec::new();
         loop {
-            let n = self.recv().with_context(|| format!("dumping {what}"))?;
+            let n = self.recv().with_context(|| format!("reading {what}"))?;
             let buf = &self.buf.bytes_mut()[..n];
             for (ty, mseq, h, payload) in messages(buf) {
                 if mseq != seq {
@@ -265,7 +305,7 @@ impl NftSocket {
                     if code == -libc::ENOENT {
                         return Ok(Vec::new());
                     }
-                    bail!("dumping {what}: {}", errno_text(-code));
+                    bail!("reading {what}: {}", errno_text(-code));
                 }
                 if let Some(t) = parse(h)? {
                     out.push(t);

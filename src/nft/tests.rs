@@ -379,10 +379,7 @@ fn an_element_only_change_is_two_element_messages() {
         }],
         ..Table::new(Family::Inet, "t")
     };
-    let have = Dumped {
-        table: table(10_005),
-        ..Default::default()
-    };
+    let have = Dumped::of(table(10_005)).expect("encodes");
     let d = table_diff(&table(30_005), Some(&have));
     assert_eq!(d.lines.len(), 2, "{:?}", d.lines);
     assert!(matches!(

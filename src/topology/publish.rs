@@ -3,7 +3,8 @@
 //! address an entry publishes on both families (where the namespace has an address of each);
 //! `0.0.0.0:` and `[::]:` restrict it to one, an address to that address.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -195,8 +196,10 @@ pub(super) fn read(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<Publish> {
 /// ports published: a file may publish thousands.
 pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
     type Claim<'a> = (Option<IpAddr>, &'a str, &'a str);
-    // Keyed by (IPv6?, protocol, port): the two families' ports are separate.
-    let mut taken: BTreeMap<(bool, Proto, u16), Vec<Claim>> = BTreeMap::new();
+    // Keyed by (IPv6?, protocol, port): the two families' ports are separate. A port's first
+    // claim is held inline, the others (on other addresses) in the Vec: ten thousand ports
+    // cost no allocation each.
+    let mut taken: HashMap<(bool, Proto, u16), (Claim, Vec<Claim>)> = HashMap::new();
     for n in namespaces {
         for p in &n.publish {
             'port: for port in p.host.0..=p.host.1 {
@@ -204,10 +207,19 @@ pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
                     .into_iter()
                     .filter(|&v6| if v6 { p.v6 } else { p.v4 })
                 {
-                    let claims = taken.entry((fam, p.proto, port)).or_default();
-                    let hit = claims.iter().find(|(addr, _, _)| {
-                        addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
-                    });
+                    let claim = (p.host_addr, n.name.as_str(), p.entry.as_str());
+                    let (first, more) = match taken.entry((fam, p.proto, port)) {
+                        Entry::Vacant(v) => {
+                            v.insert((claim, Vec::new()));
+                            continue;
+                        }
+                        Entry::Occupied(o) => o.into_mut(),
+                    };
+                    let hit = std::iter::once(&*first)
+                        .chain(more.iter())
+                        .find(|(addr, _, _)| {
+                            addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
+                        });
                     if let Some((_, other_ns, other)) = hit {
                         let v = Value::String(p.entry.clone());
                         cx.err(
@@ -220,7 +232,7 @@ pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
                         );
                         break 'port;
                     }
-                    claims.push((p.host_addr, &n.name, &p.entry));
+                    more.push(claim);
                 }
             }
         }
@@ -253,6 +265,48 @@ mod tests {
         assert_eq!(p.pairs().last(), Some((9010, 9110)));
         let p = parse("0.0.0.0:53:53/udp").expect("ok");
         assert!(p.host_addr.is_none() && p.v4 && !p.v6);
+    }
+
+    /// Clashes: an address-bound port and another address share a port; a wildcard takes the
+    /// port on every address; the two families and the two protocols are separate; a range
+    /// stops at its first clash.
+    #[test]
+    fn clashes() {
+        let topo = |a: &str, b: &str| {
+            format!(
+                "name = \"c\"\n[bridges.br0]\naddress = \"10.1.0.1/24\"\naddress6 = \"fd00::1/64\"\n\
+                 [namespaces.a]\nbridge = \"br0\"\npublish = [{a}]\n\
+                 [namespaces.b]\nbridge = \"br0\"\npublish = [{b}]\n"
+            )
+        };
+        let errors = |a: &str, b: &str| -> Vec<String> {
+            match crate::topology::parse(&topo(a, b), std::path::Path::new("c.toml")) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.to_string().lines().map(str::to_string).collect(),
+            }
+        };
+        for (a, b) in [
+            (r#""127.0.0.1:80:80""#, r#""127.0.0.2:80:80""#),
+            (r#""0.0.0.0:80:80""#, r#""[::]:80:80""#),
+            (r#""80:80/tcp""#, r#""80:80/udp""#),
+            (r#""80-89:80-89""#, r#""90-99:80-89""#),
+        ] {
+            assert_eq!(errors(a, b), Vec::<String>::new(), "{a} {b}");
+        }
+        for (a, b, port) in [
+            (r#""127.0.0.1:80:80""#, r#""80:80""#, 80),
+            (r#""80:80""#, r#""[fd00::1]:80:80""#, 80),
+            (r#""80-89:80-89""#, r#""85-99:80-94""#, 85),
+        ] {
+            let e = errors(a, b);
+            assert_eq!(e.len(), 1, "{a} {b}: {e:?}");
+            assert!(
+                e[0].contains(&format!(
+                    "host port {port}/tcp is already published by namespaces.a.publish"
+                )),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

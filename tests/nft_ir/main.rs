@@ -55,6 +55,11 @@ pub fn read(sb: &Sandbox, family: Family, name: &str) -> Dumped {
     })
 }
 
+/// The table read back, with its sets' elements decoded.
+pub fn decoded(d: &Dumped) -> Table {
+    d.decoded().expect("the elements decode")
+}
+
 /// `nft list` text without element expiry times (they change as time passes): `80 expires
 /// 59m59s992ms,` becomes `80,`.
 pub fn normalise(s: &str) -> Vec<String> {
@@ -117,7 +122,7 @@ pub fn check(case: &str, t: &Table) {
     let rendered = t.to_string();
     // nsfw → kernel → nsfw
     apply(&sb, vec![BatchOp::ReplaceTable(t.clone())]);
-    assert_same(case, t, &read(&sb, t.family, &t.name).table);
+    assert_same(case, t, &decoded(&read(&sb, t.family, &t.name)));
     // nft prints what nsfw renders
     let listed = sb.ok(&format!("nft list table {label}"));
     let (l, r) = (normalise(&listed), normalise(&rendered));
@@ -138,7 +143,7 @@ pub fn check(case: &str, t: &Table) {
     assert_same(
         &format!("{case} (loaded by nft -f)"),
         t,
-        &read(&sb, t.family, &t.name).table,
+        &decoded(&read(&sb, t.family, &t.name)),
     );
 }
 

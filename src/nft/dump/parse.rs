@@ -1,19 +1,15 @@
-//! Reading the ruleset back: tables, chains, sets with their elements and rules, parsed by
-//! libnftnl's structural getters (never its debug text) and decoded into the IR.
+//! libnftnl's structural parse of the kernel's answers: a table, chain, rule, set or set
+//! elements message into the plain values nsfw reads.
 
-use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use nftnl::nftnl_sys as sys;
+use std::ffi::CStr;
 
-use super::elems::{KData, KElem, from_kernel};
-use super::expr::Raw;
-use super::ir::*;
-use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
-use super::socket::NftSocket;
-use super::types::{NFT_DATA_VERDICT, split_type};
-use super::udata;
+use super::super::elems::{KData, KElem};
+use super::super::expr::Raw;
+use super::super::ir::*;
+use super::super::types::{NFT_DATA_VERDICT, split_type};
+use super::super::udata;
 
 /// A table as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,31 +41,6 @@ pub struct RawRule {
     pub handle: u64,
     pub exprs: Vec<Raw>,
     pub comment: Option<String>,
-}
-
-/// A decoded rule of some chain, with its handle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KRule {
-    pub chain: String,
-    pub handle: u64,
-    pub rule: Rule,
-}
-
-/// The sets of a table: (set with its elements, anonymous?), and those nsfw cannot read.
-#[derive(Clone, Debug, Default)]
-pub struct TableSets {
-    pub sets: Vec<(Set, bool)>,
-    pub unreadable: Vec<String>,
-}
-
-/// A whole table read back: the IR, and the handle of every rule (by chain, in rule order).
-#[derive(Clone, Debug, Default)]
-pub struct Dumped {
-    pub table: Table,
-    pub handles: BTreeMap<String, Vec<u64>>,
-    /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
-    /// hooks. Such a table never equals a desired one.
-    pub unreadable: Vec<String>,
 }
 
 unsafe fn cstr_at(p: *const libc::c_char) -> String {
@@ -113,7 +84,7 @@ macro_rules! parse_with {
     }};
 }
 
-fn parse_table(nlh: *const libc::nlmsghdr) -> Result<Option<TableInfo>> {
+pub(super) fn parse_table(nlh: *const libc::nlmsghdr) -> Result<Option<TableInfo>> {
     parse_with!(
         nftnl_table_alloc,
         nftnl_table_nlmsg_parse,
@@ -138,7 +109,7 @@ fn parse_table(nlh: *const libc::nlmsghdr) -> Result<Option<TableInfo>> {
     )
 }
 
-fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
+pub(super) fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
     parse_with!(
         nftnl_chain_alloc,
         nftnl_chain_nlmsg_parse,
@@ -197,7 +168,7 @@ fn parse_chain(nlh: *const libc::nlmsghdr) -> Result<Option<ChainInfo>> {
     )
 }
 
-fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<Option<RawRule>> {
+pub(super) fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<Option<RawRule>> {
     parse_with!(
         nftnl_rule_alloc,
         nftnl_rule_nlmsg_parse,
@@ -236,14 +207,14 @@ fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<Option<RawRule>> {
 
 /// A set as listed: its table, name, whether it is anonymous, and its declaration (no
 /// elements yet) or why nsfw cannot read it.
-struct ListedSet {
-    table: String,
-    name: String,
-    anonymous: bool,
-    decl: std::result::Result<Set, String>,
+pub(super) struct ListedSet {
+    pub table: String,
+    pub name: String,
+    pub anonymous: bool,
+    pub decl: std::result::Result<Set, String>,
 }
 
-fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>> {
+pub(super) fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>> {
     parse_with!(
         nftnl_set_alloc,
         nftnl_set_nlmsg_parse,
@@ -305,7 +276,7 @@ fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>> {
     )
 }
 
-fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem>>> {
+pub(super) fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem>>> {
     parse_with!(
         nftnl_set_alloc,
         nftnl_set_elems_nlmsg_parse,
@@ -365,245 +336,17 @@ fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem>>> {
     )
 }
 
-fn cname(s: &str, what: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| anyhow!("{what} name {s:?}"))
-}
-
-impl NftSocket {
-    /// Every table of every family nsfw knows.
-    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
-        self.dump(
-            libc::NFT_MSG_GETTABLE,
-            libc::NFPROTO_UNSPEC as u16,
-            &|_| {},
-            &parse_table,
-            "nftables tables",
-        )
-    }
-
-    /// The chains of one table. The kernel dumps every chain of the family whatever the
-    /// request names, so the table is filtered here.
-    pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
-        let t = cname(table, "table")?;
-        let all = self.dump(
-            libc::NFT_MSG_GETCHAIN,
-            u16::from(family.nfproto()),
-            // SAFETY: the payload goes into the request buffer, after its header.
-            &|h| unsafe {
-                let c = sys::nftnl_chain_alloc();
-                if !c.is_null() {
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
-                    sys::nftnl_chain_nlmsg_build_payload(h.cast(), c);
-                    sys::nftnl_chain_free(c);
-                }
-            },
-            &parse_chain,
-            &format!("the chains of table {} {table}", family.as_str()),
-        )?;
-        Ok(all.into_iter().filter(|c| c.table == table).collect())
-    }
-
-    /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
-    pub fn raw_rules(
-        &mut self,
-        family: Family,
-        table: &str,
-        chain: Option<&str>,
-    ) -> Result<Vec<RawRule>> {
-        let t = cname(table, "table")?;
-        let c = chain.map(|c| cname(c, "chain")).transpose()?;
-        let what = match chain {
-            Some(ch) => format!(
-                "the rules of chain {ch} in table {} {table}",
-                family.as_str()
-            ),
-            None => format!("the rules of table {} {table}", family.as_str()),
-        };
-        let all = self.dump(
-            libc::NFT_MSG_GETRULE,
-            u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let r = sys::nftnl_rule_alloc();
-                if !r.is_null() {
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
-                    if let Some(c) = &c {
-                        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
-                    }
-                    sys::nftnl_rule_nlmsg_build_payload(h.cast(), r);
-                    sys::nftnl_rule_free(r);
-                }
-            },
-            &parse_rule,
-            &what,
-        )?;
-        Ok(all
-            .into_iter()
-            .filter(|r| r.table == table && chain.is_none_or(|c| r.chain == c))
-            .collect())
-    }
-
-    /// Every set of a table with its elements (anonymous ones flagged), and the sets nsfw
-    /// cannot read, described.
-    pub fn sets(&mut self, family: Family, table: &str) -> Result<TableSets> {
-        let t = cname(table, "table")?;
-        let listed = self.dump(
-            libc::NFT_MSG_GETSET,
-            u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let s = sys::nftnl_set_alloc();
-                if !s.is_null() {
-                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_nlmsg_build_payload(h.cast(), s);
-                    sys::nftnl_set_free(s);
-                }
-            },
-            &parse_set,
-            &format!("the sets of table {} {table}", family.as_str()),
-        )?;
-        let mut out = Vec::new();
-        let mut unreadable = Vec::new();
-        for l in listed.into_iter().filter(|l| l.table == table) {
-            let read = l.decl.and_then(|mut set| {
-                let kelems: Vec<KElem> = self
-                    .elements(family, table, &set.name)
-                    .map_err(|e| format!("{e:#}"))?
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                set.elements = from_kernel(&set, &kelems)?;
-                Ok(set)
-            });
-            match read {
-                Ok(set) => out.push((set, l.anonymous)),
-                Err(why) => unreadable.push(format!("set {} ({why}: nsfw cannot read it)", l.name)),
-            }
+/// The ruleset's generation from an NFT_MSG_NEWGEN message.
+pub(super) fn parse_gen(nlh: *const libc::nlmsghdr) -> Result<Option<u32>> {
+    parse_with!(
+        nftnl_gen_alloc,
+        nftnl_gen_nlmsg_parse,
+        nftnl_gen_free,
+        nlh,
+        "ruleset generation",
+        |g| {
+            Ok(sys::nftnl_gen_is_set(g, sys::NFTNL_GEN_ID as u16)
+                .then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16)))
         }
-        Ok(TableSets {
-            sets: out,
-            unreadable,
-        })
-    }
-
-    fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
-        let t = cname(table, "table")?;
-        let s = cname(set, "set")?;
-        self.dump(
-            libc::NFT_MSG_GETSETELEM,
-            u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let o = sys::nftnl_set_alloc();
-                if !o.is_null() {
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, s.as_ptr());
-                    sys::nftnl_set_elems_nlmsg_build_payload(h.cast(), o);
-                    sys::nftnl_set_free(o);
-                }
-            },
-            &parse_elems,
-            &format!(
-                "the elements of set {set} in table {} {table}",
-                family.as_str()
-            ),
-        )
-    }
-
-    /// A whole table decoded into the IR; None when there is no such table.
-    pub fn table(&mut self, family: Family, name: &str) -> Result<Option<Dumped>> {
-        let Some(info) = self
-            .tables()?
-            .into_iter()
-            .find(|t| t.family == family && t.name == name)
-        else {
-            return Ok(None);
-        };
-        self.read_table(&info).map(Some)
-    }
-
-    /// The whole table a listing named, decoded into the IR.
-    pub fn read_table(&mut self, info: &TableInfo) -> Result<Dumped> {
-        let (family, name) = (info.family, info.name.as_str());
-        let TableSets {
-            sets: all_sets,
-            mut unreadable,
-        } = self.sets(family, name)?;
-        let every: Vec<Set> = all_sets.iter().map(|(s, _)| s.clone()).collect();
-        let cx = RaiseCtx {
-            family,
-            sets: &every,
-        };
-        let raw = self.raw_rules(family, name, None)?;
-        let mut table = Table {
-            family,
-            name: name.to_string(),
-            dormant: info.dormant,
-            comment: info.comment.clone(),
-            sets: all_sets
-                .into_iter()
-                .filter(|(s, anon)| !anon && !is_anonymous(&s.name))
-                .map(|(s, _)| s)
-                .collect(),
-            chains: Vec::new(),
-        };
-        let mut handles = BTreeMap::new();
-        for c in self.chains(family, name)? {
-            if let Some(odd) = &c.odd_base {
-                unreadable.push(format!("chain {}: {odd}", c.name));
-            }
-            let mut rules = Vec::new();
-            let mut hs = Vec::new();
-            for r in raw.iter().filter(|r| r.chain == c.name) {
-                let (exprs, xt) = xt_comment(&r.exprs);
-                rules.push(Rule {
-                    stmts: raise_rule(&exprs, &cx),
-                    comment: r.comment.clone().or(xt),
-                });
-                hs.push(r.handle);
-            }
-            handles.insert(c.name.clone(), hs);
-            table.chains.push(Chain {
-                name: c.name,
-                base: c.base,
-                comment: c.comment,
-                rules,
-            });
-        }
-        Ok(Dumped {
-            table,
-            handles,
-            unreadable,
-        })
-    }
-
-    /// The rules of one chain of another owner's table (iptables-nft's `ip filter FORWARD`),
-    /// decoded.
-    pub fn chain_rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<KRule>> {
-        let sets: Vec<Set> = self
-            .sets(family, table)?
-            .sets
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        let cx = RaiseCtx {
-            family,
-            sets: &sets,
-        };
-        Ok(self
-            .raw_rules(family, table, Some(chain))?
-            .into_iter()
-            .map(|r| {
-                let (exprs, xt) = xt_comment(&r.exprs);
-                KRule {
-                    chain: r.chain,
-                    handle: r.handle,
-                    rule: Rule {
-                        stmts: raise_rule(&exprs, &cx),
-                        comment: r.comment.or(xt),
-                    },
-                }
-            })
-            .collect())
-    }
+    )
 }

@@ -1,0 +1,391 @@
+//! Reading the ruleset back: tables, chains, sets with their elements and rules, parsed by
+//! libnftnl's structural getters (never its debug text, see `parse`) and decoded into the IR.
+//! The elements of a whole table's named sets stay in the kernel's bytes, in canonical form
+//! (`canon`): the diff compares them as they are and decodes only those it shows.
+
+mod parse;
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
+use anyhow::{Result, anyhow};
+use nftnl::nftnl_sys as sys;
+
+use super::canon::{canonical, decode_all};
+use super::elems::{KElem, to_kernel};
+use super::ir::*;
+use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
+use super::socket::NftSocket;
+pub use parse::{ChainInfo, RawRule, TableInfo};
+use parse::{ListedSet, parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table};
+
+/// A decoded rule of some chain, with its handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KRule {
+    pub chain: String,
+    pub handle: u64,
+    pub rule: Rule,
+}
+
+/// The sets of a table: (set with its elements, anonymous?), and those nsfw cannot read.
+#[derive(Clone, Debug, Default)]
+pub struct TableSets {
+    pub sets: Vec<(Set, bool)>,
+    pub unreadable: Vec<String>,
+}
+
+/// A whole table read back: the IR, and the handle of every rule (by chain, in rule order).
+#[derive(Clone, Debug, Default)]
+pub struct Dumped {
+    /// The table, its named sets without their elements: those are in `elements`.
+    pub table: Table,
+    /// The elements of each named set, by name, in canonical kernel form (`canon`). Decoding
+    /// 10,000 elements into the IR costs more than reading them; the diff compares bytes.
+    pub elements: BTreeMap<String, Vec<KElem>>,
+    pub handles: BTreeMap<String, Vec<u64>>,
+    /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
+    /// hooks. Such a table never equals a desired one.
+    pub unreadable: Vec<String>,
+}
+
+impl Dumped {
+    /// `table` as if it had been read back (its elements encoded as nsfw loads them).
+    pub fn of(mut table: Table) -> Result<Dumped, String> {
+        let mut elements = BTreeMap::new();
+        for s in &mut table.sets {
+            let els = std::mem::take(&mut s.elements);
+            let k = to_kernel(s, &els, true).and_then(|k| canonical(s, k));
+            elements.insert(
+                s.name.clone(),
+                k.map_err(|e| format!("set {}: {e}", s.name))?,
+            );
+        }
+        Ok(Dumped {
+            table,
+            elements,
+            ..Default::default()
+        })
+    }
+
+    /// The table with the elements of its sets decoded.
+    pub fn decoded(&self) -> Result<Table, String> {
+        let mut t = self.table.clone();
+        for s in &mut t.sets {
+            if let Some(k) = self.elements.get(&s.name) {
+                s.elements = decode_all(s, k).map_err(|e| format!("set {}: {e}", s.name))?;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// A set read back: its declaration (no elements), whether it is anonymous, and its elements
+/// in canonical form.
+struct ReadSet {
+    set: Set,
+    anonymous: bool,
+    kelems: Vec<KElem>,
+}
+
+fn unreadable_set(name: &str, why: &str) -> String {
+    format!("set {name} ({why}: nsfw cannot read it)")
+}
+
+fn cname(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| anyhow!("{what} name {s:?}"))
+}
+
+/// The generation a successful commit of one batch after `g` gives (the kernel skips zero).
+pub fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+impl NftSocket {
+    /// The ruleset's generation (NFT_MSG_GETGEN): the kernel adds one at every commit of a
+    /// batch, whoever sends it, so two equal readings mean nothing was committed between them.
+    pub fn generation(&mut self) -> Result<u32> {
+        self.get(
+            libc::NFT_MSG_GETGEN,
+            libc::NFPROTO_UNSPEC as u16,
+            &parse_gen,
+            "the ruleset generation",
+        )?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the kernel did not say the ruleset generation"))
+    }
+
+    /// Every table of every family nsfw knows.
+    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        self.dump(
+            libc::NFT_MSG_GETTABLE,
+            libc::NFPROTO_UNSPEC as u16,
+            &|_| {},
+            &parse_table,
+            "nftables tables",
+        )
+    }
+
+    /// The chains of one table. The kernel dumps every chain of the family whatever the
+    /// request names, so the table is filtered here.
+    pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
+        let t = cname(table, "table")?;
+        let all = self.dump(
+            libc::NFT_MSG_GETCHAIN,
+            u16::from(family.nfproto()),
+            // SAFETY: the payload goes into the request buffer, after its header.
+            &|h| unsafe {
+                let c = sys::nftnl_chain_alloc();
+                if !c.is_null() {
+                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
+                    sys::nftnl_chain_nlmsg_build_payload(h.cast(), c);
+                    sys::nftnl_chain_free(c);
+                }
+            },
+            &parse_chain,
+            &format!("the chains of table {} {table}", family.as_str()),
+        )?;
+        Ok(all.into_iter().filter(|c| c.table == table).collect())
+    }
+
+    /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
+    pub fn raw_rules(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: Option<&str>,
+    ) -> Result<Vec<RawRule>> {
+        let t = cname(table, "table")?;
+        let c = chain.map(|c| cname(c, "chain")).transpose()?;
+        let what = match chain {
+            Some(ch) => format!(
+                "the rules of chain {ch} in table {} {table}",
+                family.as_str()
+            ),
+            None => format!("the rules of table {} {table}", family.as_str()),
+        };
+        let all = self.dump(
+            libc::NFT_MSG_GETRULE,
+            u16::from(family.nfproto()),
+            // SAFETY: as in chains().
+            &|h| unsafe {
+                let r = sys::nftnl_rule_alloc();
+                if !r.is_null() {
+                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
+                    if let Some(c) = &c {
+                        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
+                    }
+                    sys::nftnl_rule_nlmsg_build_payload(h.cast(), r);
+                    sys::nftnl_rule_free(r);
+                }
+            },
+            &parse_rule,
+            &what,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter(|r| r.table == table && chain.is_none_or(|c| r.chain == c))
+            .collect())
+    }
+
+    /// Every set of a table with its elements (anonymous ones flagged), and the sets nsfw
+    /// cannot read, described.
+    pub fn sets(&mut self, family: Family, table: &str) -> Result<TableSets> {
+        let (read, mut unreadable) = self.read_sets(family, table)?;
+        let mut sets = Vec::new();
+        for r in read {
+            match decode_all(&r.set, &r.kelems) {
+                Ok(els) => sets.push((
+                    Set {
+                        elements: els,
+                        ..r.set
+                    },
+                    r.anonymous,
+                )),
+                Err(why) => unreadable.push(unreadable_set(&r.set.name, &why)),
+            }
+        }
+        Ok(TableSets { sets, unreadable })
+    }
+
+    /// Every set of a table, its elements in canonical kernel form, and the sets nsfw cannot
+    /// read, described.
+    fn read_sets(&mut self, family: Family, table: &str) -> Result<(Vec<ReadSet>, Vec<String>)> {
+        let t = cname(table, "table")?;
+        let listed: Vec<ListedSet> = self.dump(
+            libc::NFT_MSG_GETSET,
+            u16::from(family.nfproto()),
+            // SAFETY: as in chains().
+            &|h| unsafe {
+                let s = sys::nftnl_set_alloc();
+                if !s.is_null() {
+                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
+                    sys::nftnl_set_nlmsg_build_payload(h.cast(), s);
+                    sys::nftnl_set_free(s);
+                }
+            },
+            &parse_set,
+            &format!("the sets of table {} {table}", family.as_str()),
+        )?;
+        let mut out = Vec::new();
+        let mut unreadable = Vec::new();
+        for l in listed.into_iter().filter(|l| l.table == table) {
+            let read = l.decl.and_then(|set| {
+                let kelems: Vec<KElem> = self
+                    .elements(family, table, &set.name)
+                    .map_err(|e| format!("{e:#}"))?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let kelems = canonical(&set, kelems)?;
+                Ok(ReadSet {
+                    set,
+                    anonymous: l.anonymous,
+                    kelems,
+                })
+            });
+            match read {
+                Ok(r) => out.push(r),
+                Err(why) => unreadable.push(unreadable_set(&l.name, &why)),
+            }
+        }
+        Ok((out, unreadable))
+    }
+
+    fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
+        let t = cname(table, "table")?;
+        let s = cname(set, "set")?;
+        self.dump(
+            libc::NFT_MSG_GETSETELEM,
+            u16::from(family.nfproto()),
+            // SAFETY: as in chains().
+            &|h| unsafe {
+                let o = sys::nftnl_set_alloc();
+                if !o.is_null() {
+                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
+                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, s.as_ptr());
+                    sys::nftnl_set_elems_nlmsg_build_payload(h.cast(), o);
+                    sys::nftnl_set_free(o);
+                }
+            },
+            &parse_elems,
+            &format!(
+                "the elements of set {set} in table {} {table}",
+                family.as_str()
+            ),
+        )
+    }
+
+    /// A whole table decoded into the IR; None when there is no such table.
+    pub fn table(&mut self, family: Family, name: &str) -> Result<Option<Dumped>> {
+        let Some(info) = self
+            .tables()?
+            .into_iter()
+            .find(|t| t.family == family && t.name == name)
+        else {
+            return Ok(None);
+        };
+        self.read_table(&info).map(Some)
+    }
+
+    /// The whole table a listing named, decoded into the IR.
+    pub fn read_table(&mut self, info: &TableInfo) -> Result<Dumped> {
+        let (family, name) = (info.family, info.name.as_str());
+        let (all_sets, mut unreadable) = self.read_sets(family, name)?;
+        // Rules need the declarations, and the elements of anonymous sets (their contents are
+        // part of the rule); named sets' elements stay in kernel form.
+        let mut every = Vec::with_capacity(all_sets.len());
+        let mut sets = Vec::new();
+        let mut elements = BTreeMap::new();
+        for r in all_sets {
+            if r.anonymous || is_anonymous(&r.set.name) {
+                match decode_all(&r.set, &r.kelems) {
+                    Ok(els) => every.push(Set {
+                        elements: els,
+                        ..r.set
+                    }),
+                    Err(why) => unreadable.push(unreadable_set(&r.set.name, &why)),
+                }
+            } else {
+                every.push(r.set.clone());
+                elements.insert(r.set.name.clone(), r.kelems);
+                sets.push(r.set);
+            }
+        }
+        let cx = RaiseCtx {
+            family,
+            sets: &every,
+        };
+        let raw = self.raw_rules(family, name, None)?;
+        let mut table = Table {
+            family,
+            name: name.to_string(),
+            dormant: info.dormant,
+            comment: info.comment.clone(),
+            sets,
+            chains: Vec::new(),
+        };
+        let mut handles = BTreeMap::new();
+        for c in self.chains(family, name)? {
+            if let Some(odd) = &c.odd_base {
+                unreadable.push(format!("chain {}: {odd}", c.name));
+            }
+            let mut rules = Vec::new();
+            let mut hs = Vec::new();
+            for r in raw.iter().filter(|r| r.chain == c.name) {
+                let (exprs, xt) = xt_comment(&r.exprs);
+                rules.push(Rule {
+                    stmts: raise_rule(&exprs, &cx),
+                    comment: r.comment.clone().or(xt),
+                });
+                hs.push(r.handle);
+            }
+            handles.insert(c.name.clone(), hs);
+            table.chains.push(Chain {
+                name: c.name,
+                base: c.base,
+                comment: c.comment,
+                rules,
+            });
+        }
+        Ok(Dumped {
+            table,
+            elements,
+            handles,
+            unreadable,
+        })
+    }
+
+    /// The rules of one chain of another owner's table (iptables-nft's `ip filter FORWARD`),
+    /// decoded.
+    pub fn chain_rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Vec<KRule>> {
+        let sets: Vec<Set> = self
+            .sets(family, table)?
+            .sets
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let cx = RaiseCtx {
+            family,
+            sets: &sets,
+        };
+        Ok(self
+            .raw_rules(family, table, Some(chain))?
+            .into_iter()
+            .map(|r| {
+                let (exprs, xt) = xt_comment(&r.exprs);
+                KRule {
+                    chain: r.chain,
+                    handle: r.handle,
+                    rule: Rule {
+                        stmts: raise_rule(&exprs, &cx),
+                        comment: r.comment.or(xt),
+                    },
+                }
+            })
+            .collect())
+    }
+}
