@@ -257,12 +257,26 @@ fn latency_on_an_interface_where_the_kernel_has_netem() {
     sb.nsfw_code(&["diff", &slow], 0);
     let rtt = |sb: &Sandbox| -> f64 {
         let out = sb.ok("ping -c3 -i0.2 -q 10.10.0.2 | tail -1");
-        out.split('/')
-            .nth(3)
-            .and_then(|v| v.parse().ok())
+        // "rtt min/avg/max/mdev = 50.1/50.2/50.4/0.1 ms": the average.
+        out.split('=')
+            .nth(1)
+            .and_then(|v| v.split('/').nth(1))
+            .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
     assert!(rtt(&sb) >= 50.0, "rtt {}", rtt(&sb));
+    // Someone changes the qdisc by hand: drift, named, repaired.
+    sb.ok("ip netns exec ns1 tc qdisc change dev eth0 root netem delay 5ms");
+    let out = sb.nsfw_code(&["diff", &slow], 2);
+    assert!(out.contains("netem"), "{out}");
+    sb.nsfw_code(&["apply", &slow], 0);
+    sb.nsfw_code(&["diff", &slow], 0);
+    assert!(rtt(&sb) >= 50.0, "rtt {}", rtt(&sb));
+    // Another latency: one apply.
+    let slower = sb.file("slower.toml", &format!("{lab}latency = \"80ms\"\n"));
+    sb.nsfw_code(&["apply", &slower], 0);
+    sb.nsfw_code(&["diff", &slower], 0);
+    assert!(rtt(&sb) >= 80.0, "rtt {}", rtt(&sb));
     let fast = sb.file("fast.toml", lab);
     sb.nsfw_code(&["apply", &fast], 0);
     sb.nsfw_code(&["diff", &fast], 0);
