@@ -161,9 +161,10 @@ fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
     Ok(nft)
 }
 
-/// Carries a plan out: the record first (what the run creates, the sysctls it changes), the
-/// plumbing a stage at a time, then the one nftables batch; `done` hears of each change as
-/// it is made. The record is brought up to date at the end.
+/// Carries a plan out: the record first (what the run creates, the sysctls it changes); when
+/// applying, the host's nftables batch; the plumbing a stage at a time; when flushing, the
+/// batch; the routing namespaces' batches. `done` hears of each change as it is made. The
+/// record is brought up to date at the end.
 pub fn carry_out(
     tg: &Target,
     p: &Plan,
@@ -184,11 +185,20 @@ pub fn carry_out(
         during.save(lock.dir())?;
     }
     let mark = tg.desired.mark.clone();
+    // Building a topology, the firewall goes first: its rules name interfaces, not indexes,
+    // so they hold before the links exist, and a batch the kernel refuses then stops the run
+    // before any namespace is reachable without its firewall. Flushing, it goes last, after
+    // the namespaces it protects.
+    let nft_first = tg.topology.is_some();
+    if nft_first && !p.nft.ops.is_empty() {
+        firewall::execute(nft, &p.nft.ops)?;
+        crate::signals::check()?;
+    }
     plan::execute(&p.steps, &mark, &o.ns_indexes(), &mut |s: &Step| {
         done(s.to_string())
     })?;
     crate::signals::check()?;
-    if !p.nft.ops.is_empty() {
+    if !nft_first && !p.nft.ops.is_empty() {
         firewall::execute(nft, &p.nft.ops)?;
     }
     // Inside routing namespaces: a batch each.

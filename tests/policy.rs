@@ -249,3 +249,23 @@ fn policy_mistakes_are_refused_or_warned_about() {
         show(&o)
     );
 }
+
+/// Entries whose address and port ranges overlap (an allow to 203.0.0.0/8 beside one to
+/// 203.0.113.0/24, a deny nested in a wider one) load — the kernel refuses overlapping
+/// elements in an interval set, so nsfw cuts them apart — and keep their union's meaning.
+#[test]
+fn overlapping_entries_load_and_mean_their_union() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.serve(Some("wan"), "tcp", &[80, 95, 101]);
+    let f = sb.file(
+        "ov.toml",
+        "name = \"ov\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\negress = \"deny\"\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[[allow]]\nfrom = \"ns1\"\nto = \"203.0.0.0/8\"\nports = [\"tcp/80-90\"]\n[[allow]]\nfrom = \"ns1\"\nto = \"203.0.113.0/24\"\nports = [\"tcp/85-100\"]\n[[deny]]\nfrom = \"br0\"\nto = \"203.0.113.10/32\"\nports = [\"tcp/95\"]\n[[deny]]\nfrom = \"ns1\"\nto = \"203.0.113.0/24\"\nports = [\"tcp/95-96\"]\n",
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    assert!(tcp(&sb, "ns1", "203.0.113.10", 80), "allowed by the /8");
+    assert!(!tcp(&sb, "ns1", "203.0.113.10", 95), "denied twice over");
+    assert!(!tcp(&sb, "ns1", "203.0.113.10", 101), "allowed by neither");
+    sb.nsfw_code(&["try", &f], 0);
+}

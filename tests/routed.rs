@@ -282,3 +282,26 @@ fn latency_on_an_interface_where_the_kernel_has_netem() {
     sb.nsfw_code(&["diff", &fast], 0);
     assert!(rtt(&sb) < 5.0, "rtt {}", rtt(&sb));
 }
+
+/// A `[host]` route aggregating the subnets behind the router (10.20.0.0/16 over the router's
+/// 10.20.0.0/24) gives bridge br0 nested source networks; they load (the kernel refuses
+/// overlapping interval elements, so nsfw keeps the wider), and the lab works.
+#[test]
+fn an_aggregate_host_route_over_a_router_subnet_loads() {
+    let sb = Sandbox::new();
+    let f = sb.file(
+        "agg.toml",
+        &ROUTER.replace(
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }]",
+            "routes = [{ to = \"10.20.0.0/16\", via = \"10.10.0.254\" }]",
+        ),
+    );
+    assert!(
+        std::fs::read_to_string(&f)
+            .expect("file")
+            .contains("10.20.0.0/16")
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    assert!(sb.pings("ns3", "10.10.0.2") && sb.pings("ns1", "10.20.0.2"));
+}

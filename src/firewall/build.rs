@@ -77,6 +77,7 @@ pub fn set(
     interval: bool,
     elements: Vec<Element>,
 ) -> Set {
+    let data_free = data.is_none();
     Set {
         name: name.to_string(),
         key,
@@ -85,7 +86,13 @@ pub fn set(
             interval,
             ..Default::default()
         },
-        elements,
+        // The kernel refuses overlapping elements in an interval set; without data only
+        // their union counts.
+        elements: if interval && data_free {
+            crate::nft::disjoint::disjoint(elements)
+        } else {
+            elements
+        },
         ..Default::default()
     }
 }

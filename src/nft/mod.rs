@@ -16,6 +16,7 @@ pub mod batch;
 pub mod canon;
 pub mod deps;
 pub mod diff;
+pub mod disjoint;
 pub mod dump;
 pub mod elems;
 pub mod expr;

@@ -1,0 +1,295 @@
+//! Elements of an interval set made disjoint. The kernel refuses an element that overlaps
+//! one already in an interval set (EEXIST: the rbtree of one-component sets and the pipapo
+//! of concatenations alike), so a file whose entries overlap — `[host] routes` aggregating a
+//! router's subnet, an allow to 203.0.0.0/8 beside one to 203.0.113.0/24 — would have its
+//! whole batch rejected. For a set without data only the union of its elements matters, so
+//! overlapping elements are cut into disjoint boxes covering the same keys, as `nft`'s
+//! auto-merge does for one component.
+//!
+//! Each element is a box: per key component a closed range (a single value is a range of
+//! one). Ranges of numbers (addresses, ports, protocols, marks) can be cut anywhere; any
+//! other component (an interface name) is compared as a point, so two boxes overlap there
+//! only when equal, and cutting never has to split it.
+
+use std::cmp::Ordering;
+
+use super::ir::Element;
+use super::types::Value;
+
+/// One coordinate: a number, or a value compared as a point.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Coord {
+    Num(u128),
+    Point(Value),
+}
+
+fn coord(v: &Value) -> Coord {
+    match v {
+        Value::Ipv4(a) => Coord::Num(u128::from(u32::from(*a))),
+        Value::Ipv6(a) => Coord::Num(u128::from(*a)),
+        Value::Port(p) | Value::EtherType(p) | Value::ArpHrd(p) | Value::U16(p) => {
+            Coord::Num(u128::from(*p))
+        }
+        Value::Proto(p)
+        | Value::NfProto(p)
+        | Value::IcmpType(p)
+        | Value::Icmpv6Type(p)
+        | Value::PktType(p)
+        | Value::CtDir(p) => Coord::Num(u128::from(*p)),
+        Value::Mark(m) | Value::Ifindex(m) => Coord::Num(u128::from(*m)),
+        other => Coord::Point(other.clone()),
+    }
+}
+
+/// The value of `template`'s type at number `n` (which came from a value of that type, or
+/// lies between two of them).
+fn value(template: &Value, n: u128) -> Value {
+    // Every number here lies between two values of the template's type, so it fits.
+    let t = |x: u128| u32::try_from(x).unwrap_or(u32::MAX);
+    let s = |x: u128| u16::try_from(x).unwrap_or(u16::MAX);
+    let b = |x: u128| u8::try_from(x).unwrap_or(u8::MAX);
+    match template {
+        Value::Ipv4(_) => Value::Ipv4(t(n).into()),
+        Value::Ipv6(_) => Value::Ipv6(n.into()),
+        Value::Port(_) => Value::Port(s(n)),
+        Value::EtherType(_) => Value::EtherType(s(n)),
+        Value::ArpHrd(_) => Value::ArpHrd(s(n)),
+        Value::U16(_) => Value::U16(s(n)),
+        Value::Proto(_) => Value::Proto(b(n)),
+        Value::NfProto(_) => Value::NfProto(b(n)),
+        Value::IcmpType(_) => Value::IcmpType(b(n)),
+        Value::Icmpv6Type(_) => Value::Icmpv6Type(b(n)),
+        Value::PktType(_) => Value::PktType(b(n)),
+        Value::CtDir(_) => Value::CtDir(b(n)),
+        Value::Mark(_) => Value::Mark(t(n)),
+        Value::Ifindex(_) => Value::Ifindex(t(n)),
+        other => other.clone(),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Cube {
+    lo: Vec<Coord>,
+    hi: Vec<Coord>,
+}
+
+impl Cube {
+    fn of(e: &Element) -> Cube {
+        let lo: Vec<Coord> = e.key.iter().map(coord).collect();
+        let hi = match &e.key_end {
+            Some(end) => end.iter().map(coord).collect(),
+            None => lo.clone(),
+        };
+        Cube { lo, hi }
+    }
+
+    fn overlaps(&self, o: &Cube) -> bool {
+        (0..self.lo.len()).all(|d| self.lo[d] <= o.hi[d] && o.lo[d] <= self.hi[d])
+    }
+
+    /// `self` without `o`: at most two pieces per component, disjoint from `o` and from
+    /// each other.
+    fn minus(&self, o: &Cube) -> Vec<Cube> {
+        if !self.overlaps(o) {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::new();
+        let mut rest = self.clone();
+        for d in 0..rest.lo.len() {
+            if let (Coord::Num(lo), Coord::Num(olo)) = (&rest.lo[d], &o.lo[d])
+                && lo < olo
+            {
+                let mut below = rest.clone();
+                below.hi[d] = Coord::Num(olo - 1);
+                out.push(below);
+                rest.lo[d] = Coord::Num(*olo);
+            }
+            if let (Coord::Num(hi), Coord::Num(ohi)) = (&rest.hi[d], &o.hi[d])
+                && hi > ohi
+            {
+                let mut above = rest.clone();
+                above.lo[d] = Coord::Num(ohi + 1);
+                out.push(above);
+                rest.hi[d] = Coord::Num(*ohi);
+            }
+        }
+        // What remains lies inside `o`.
+        out
+    }
+
+    fn element(&self, template: &Element) -> Element {
+        let at = |cs: &[Coord]| -> Vec<Value> {
+            cs.iter()
+                .zip(&template.key)
+                .map(|(c, t)| match c {
+                    Coord::Num(n) => value(t, *n),
+                    Coord::Point(v) => v.clone(),
+                })
+                .collect()
+        };
+        let key = at(&self.lo);
+        let end = at(&self.hi);
+        Element {
+            key_end: (end != key || template.key_end.is_some()).then_some(end),
+            key,
+            ..template.clone()
+        }
+    }
+}
+
+/// `elems` of an interval set without data, cut so that no two overlap; unchanged (and in
+/// their order) when none do, which is the common case and costs one sort.
+pub fn disjoint(elems: Vec<Element>) -> Vec<Element> {
+    let cubes: Vec<Cube> = elems.iter().map(Cube::of).collect();
+    let groups = overlapping_groups(&cubes);
+    if groups.iter().all(|g| g.len() == 1) {
+        return elems;
+    }
+    let mut out = Vec::with_capacity(elems.len());
+    for g in groups {
+        if let [only] = g[..] {
+            out.push(elems[only].clone());
+            continue;
+        }
+        let mut kept: Vec<Cube> = Vec::new();
+        for i in g {
+            let mut pieces = vec![cubes[i].clone()];
+            for k in &kept {
+                pieces = pieces.iter().flat_map(|p| p.minus(k)).collect();
+            }
+            for p in pieces {
+                out.push(p.element(&elems[i]));
+                kept.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The elements in groups that overlap (transitively), each group in the elements' order,
+/// groups in the order of their first element. A sweep over the first component.
+fn overlapping_groups(cubes: &[Cube]) -> Vec<Vec<usize>> {
+    let n = cubes.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| cubes[*a].lo.first().cmp(&cubes[*b].lo.first()));
+    let mut active: Vec<usize> = Vec::new();
+    for &i in &order {
+        let Some(lo) = cubes[i].lo.first() else {
+            continue;
+        };
+        active.retain(|&j| cubes[j].hi.first().map(|h| h.cmp(lo)) != Some(Ordering::Less));
+        for &j in &active {
+            if cubes[i].overlaps(&cubes[j]) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+        active.push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut index: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for i in 0..n {
+        let r = root(&mut parent, i);
+        match index.get(&r) {
+            Some(&g) => groups[g].push(i),
+            None => {
+                index.insert(r, groups.len());
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn net(a: [u8; 4], b: [u8; 4]) -> (Value, Value) {
+        (
+            Value::Ipv4(Ipv4Addr::from(a)),
+            Value::Ipv4(Ipv4Addr::from(b)),
+        )
+    }
+
+    fn el(ifname: &str, (lo, hi): (Value, Value)) -> Element {
+        Element {
+            key: vec![Value::Ifname(ifname.into()), lo],
+            key_end: Some(vec![Value::Ifname(ifname.into()), hi]),
+            ..Default::default()
+        }
+    }
+
+    /// Every key of a small box, for comparing unions.
+    fn covers(es: &[Element], key: &[Value]) -> bool {
+        es.iter()
+            .any(|e| Cube::of(e).overlaps(&Cube::of(&Element::key(key.to_vec()))))
+    }
+
+    #[test]
+    fn nested_networks_keep_the_larger_and_the_union() {
+        let es = vec![
+            el("br0", net([10, 10, 0, 0], [10, 10, 0, 255])),
+            el("br0", net([10, 20, 0, 0], [10, 20, 255, 255])),
+            el("br0", net([10, 20, 0, 0], [10, 20, 0, 255])),
+            el("br1", net([10, 20, 0, 0], [10, 20, 0, 255])),
+        ];
+        let out = disjoint(es.clone());
+        assert_eq!(out.len(), 3, "{out:?}");
+        for (i, a) in out.iter().enumerate() {
+            for b in &out[i + 1..] {
+                assert!(!Cube::of(a).overlaps(&Cube::of(b)), "{a:?} {b:?}");
+            }
+        }
+        for probe in [[10, 20, 0, 7], [10, 20, 9, 9], [10, 10, 0, 1]] {
+            let k = [
+                Value::Ifname("br0".into()),
+                Value::Ipv4(Ipv4Addr::from(probe)),
+            ];
+            assert_eq!(covers(&es, &k), covers(&out, &k), "{probe:?}");
+        }
+    }
+
+    #[test]
+    fn crossing_boxes_are_cut_without_losing_or_adding_keys() {
+        // 10.0.0.0/8 ports 80-90 and 10.1.0.0/16 ports 85-100.
+        let mk = |a: (Value, Value), p: (u16, u16)| Element {
+            key: vec![a.0, Value::Port(p.0)],
+            key_end: Some(vec![a.1, Value::Port(p.1)]),
+            ..Default::default()
+        };
+        let es = vec![
+            mk(net([10, 0, 0, 0], [10, 255, 255, 255]), (80, 90)),
+            mk(net([10, 1, 0, 0], [10, 1, 255, 255]), (85, 100)),
+        ];
+        let out = disjoint(es.clone());
+        for (i, a) in out.iter().enumerate() {
+            for b in &out[i + 1..] {
+                assert!(!Cube::of(a).overlaps(&Cube::of(b)), "{a:?} {b:?}");
+            }
+        }
+        for addr in [[10, 0, 0, 1], [10, 1, 2, 3], [10, 2, 0, 0], [11, 0, 0, 0]] {
+            for port in [79, 80, 84, 85, 90, 91, 100, 101] {
+                let k = [Value::Ipv4(Ipv4Addr::from(addr)), Value::Port(port)];
+                assert_eq!(covers(&es, &k), covers(&out, &k), "{addr:?}:{port}");
+            }
+        }
+    }
+
+    #[test]
+    fn disjoint_elements_are_left_as_they_are() {
+        let es: Vec<Element> = (0..100u8)
+            .map(|i| el("br0", net([10, i, 0, 0], [10, i, 0, 255])))
+            .collect();
+        assert_eq!(disjoint(es.clone()), es);
+    }
+}
