@@ -37,12 +37,14 @@ assets:
     ./scripts/build-assets
 
 # Install the binary, man page and completions under PREFIX (default /usr/local).
-install prefix="/usr/local": assets
+install prefix="/usr/local":
+    PREFIX={{prefix}} ./scripts/build-assets
     install -Dm755 target/release/nsfw {{prefix}}/sbin/nsfw
     install -Dm644 target/assets/nsfw.1.gz {{prefix}}/share/man/man1/nsfw.1.gz
     install -Dm644 target/assets/nsfw.bash {{prefix}}/share/bash-completion/completions/nsfw
     install -Dm644 target/assets/_nsfw {{prefix}}/share/zsh/site-functions/_nsfw
     install -Dm644 target/assets/nsfw.fish {{prefix}}/share/fish/vendor_completions.d/nsfw.fish
+    install -Dm644 -t /etc/systemd/system target/assets/systemd/nsfw@.service target/assets/systemd/nsfw-reapply@.service target/assets/systemd/nsfw-watch@.service
 
 # The Debian package, target/debian/nsfw_*.deb (cargo-deb).
 deb:

@@ -172,7 +172,7 @@ pub enum Cmd {
     /// Print the systemd units that keep the topology across boots and firewall reloads.
     #[command(
         long_about = "Print (or with --dir write) the systemd units for FILE: nsfw.service applies it at boot after the network and the other firewalls, applies it again on their reload and flushes it at stop; nsfw-reapply.service applies it again when nftables, firewalld or docker (re)start; nsfw-watch.service runs `nsfw watch`. FILE and nsfw are named by their absolute paths.",
-        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw systemd /etc/nsfw/nsfw.toml --dir /etc/systemd/system\n  systemctl daemon-reload && systemctl enable --now nsfw.service nsfw-reapply.service nsfw-watch.service"
+        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw systemd /etc/nsfw/nsfw.toml --dir /etc/systemd/system\n  systemctl daemon-reload && systemctl enable --now nsfw.service nsfw-reapply.service nsfw-watch.service\n\nPackaged (template units, one instance per /etc/nsfw/NAME.toml):\n  systemctl enable --now nsfw@lab.service nsfw-reapply@lab.service nsfw-watch@lab.service"
     )]
     Systemd {
         #[arg(help = FILE_HELP)]
@@ -180,6 +180,13 @@ pub enum Cmd {
         /// Write the units into this directory instead of printing them.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print template units instead (nsfw@.service and its companions; `nsfw@lab`
+        /// applies /etc/nsfw/lab.toml), which need no file now: what packages install.
+        #[arg(long, conflicts_with = "file")]
+        template: bool,
+        /// The nsfw the units run (default: this one's absolute path).
+        #[arg(long)]
+        bin: Option<PathBuf>,
     },
     /// Print shell completions.
     #[command(

@@ -69,7 +69,12 @@ fn main() -> ExitCode {
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
         Cmd::Exec { ns, command } => commands::exec(ns, command),
-        Cmd::Systemd { file, dir } => commands::systemd(file, dir),
+        Cmd::Systemd {
+            file,
+            dir,
+            template,
+            bin,
+        } => commands::systemd(file, dir, template, bin),
         Cmd::Completions { shell } => commands::completions(shell),
         Cmd::Man => commands::man(),
         Cmd::Sandbox { command } => commands::sandbox(command),

@@ -75,6 +75,36 @@ fn the_systemd_units_verify_and_their_commands_converge_and_flush() {
     assert!(sb.leftovers(&[]).is_empty(), "{:?}", sb.leftovers(&[]));
     let reapply = std::fs::read_to_string(dir.join("nsfw-reapply.service")).expect("unit");
     assert!(reapply.contains("WantedBy=nftables.service"), "{reapply}");
+    // The packaged template units: an instance verifies, and its command lines name
+    // /etc/nsfw/INSTANCE.toml and the packaged binary.
+    let tdir = sb.dir().join("templates");
+    std::fs::create_dir_all(&tdir).expect("dir");
+    let t = tdir.display().to_string();
+    sb.nsfw_code(
+        &[
+            "systemd",
+            "--template",
+            "--bin",
+            "/usr/sbin/nsfw",
+            "--dir",
+            &t,
+        ],
+        0,
+    );
+    for u in ["nsfw", "nsfw-reapply", "nsfw-watch"] {
+        let text = std::fs::read_to_string(tdir.join(format!("{u}@.service"))).expect("unit");
+        assert!(
+            text.contains("/usr/sbin/nsfw ") && text.contains("/etc/nsfw/%i.toml"),
+            "{text}"
+        );
+    }
+    // systemd-analyze checks an instance against its template, and that the binary exists:
+    // a copy of this nsfw at the path the units name, in a mount namespace of its own.
+    let o = sb.sh(&format!(
+        "unshare -m --propagation private sh -c 'mount -t tmpfs none /usr/sbin && cp {} /usr/sbin/nsfw && cd {t} && systemd-analyze verify $PWD/nsfw@lab.service $PWD/nsfw-reapply@lab.service $PWD/nsfw-watch@lab.service'",
+        env!("CARGO_BIN_EXE_nsfw")
+    ));
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", show(&o));
 }
 
 /// `nsfw watch` running in a sandbox, its output collected as it comes.

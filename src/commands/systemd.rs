@@ -8,13 +8,19 @@ use crate::output;
 
 use super::{ERR, Fail, OK, load, report};
 
-/// The units, by file name.
-pub fn units(bin: &Path, file: &Path, name: &str) -> Vec<(String, String)> {
+/// The units, by file name. `suffix` is `@` for template units (whose instance `%i` names
+/// the topology, `file` then naming /etc/nsfw/%i.toml), empty otherwise.
+pub fn units(bin: &Path, file: &Path, name: &str, suffix: &str) -> Vec<(String, String)> {
     let (bin, file) = (bin.display(), file.display());
+    // A template's companions name the same instance.
+    let main = format!(
+        "nsfw{suffix}{}.service",
+        if suffix.is_empty() { "" } else { "%i" }
+    );
     let firewalls = "nftables.service firewalld.service docker.service";
     vec![
         (
-            "nsfw.service".into(),
+            format!("nsfw{suffix}.service"),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: namespaces, NAT and firewall from {file}
@@ -36,14 +42,14 @@ WantedBy=multi-user.target
             ),
         ),
         (
-            "nsfw-reapply.service".into(),
+            format!("nsfw-reapply{suffix}.service"),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: applied again when a firewall service (re)starts
 # Started with the firewall services (WantedBy) and after them: their start flushes the
 # ruleset, nsfw's table with it. Nothing to stop: nsfw.service owns the topology.
-After={firewalls} nsfw.service
-Requisite=nsfw.service
+After={firewalls} {main}
+Requisite={main}
 
 [Service]
 Type=oneshot
@@ -55,13 +61,13 @@ WantedBy=nftables.service firewalld.service docker.service
             ),
         ),
         (
-            "nsfw-watch.service".into(),
+            format!("nsfw-watch{suffix}.service"),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: repairs nsfw's objects when something else changes them
-After=nsfw.service
-Requisite=nsfw.service
-PartOf=nsfw.service
+After={main}
+Requisite={main}
+PartOf={main}
 
 [Service]
 ExecStart={bin} watch {file}
@@ -76,14 +82,33 @@ WantedBy=multi-user.target
     ]
 }
 
-pub fn systemd(file: Option<PathBuf>, dir: Option<PathBuf>) -> Result<u8, Fail> {
-    let path = super::resolve_path(file)?;
-    let t = load(Some(path.clone()))?;
-    let abs = std::fs::canonicalize(&path)
-        .map_err(|e| report(&anyhow::anyhow!("{}: {e}", path.display())))?;
-    let bin = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| report(&anyhow::anyhow!("cannot find nsfw's own path: {e}")))?;
-    let units = units(&bin, &abs, &t.name);
+pub fn systemd(
+    file: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    template: bool,
+    bin: Option<PathBuf>,
+) -> Result<u8, Fail> {
+    let bin = match bin {
+        Some(b) if b.is_absolute() => b,
+        Some(b) => {
+            crate::error!(
+                "--bin {}: give the absolute path systemd will run",
+                b.display()
+            );
+            return Err(Fail(ERR));
+        }
+        None => std::fs::read_link("/proc/self/exe")
+            .map_err(|e| report(&anyhow::anyhow!("cannot find nsfw's own path: {e}")))?,
+    };
+    let units = if template {
+        units(&bin, Path::new("/etc/nsfw/%i.toml"), "%i", "@")
+    } else {
+        let path = super::resolve_path(file)?;
+        let t = load(Some(path.clone()))?;
+        let abs = std::fs::canonicalize(&path)
+            .map_err(|e| report(&anyhow::anyhow!("{}: {e}", path.display())))?;
+        units(&bin, &abs, &t.name, "")
+    };
     match dir {
         None => {
             for (i, (name, text)) in units.iter().enumerate() {
