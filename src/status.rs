@@ -152,8 +152,12 @@ fn counters(d: &Dumped) -> Vec<Chain> {
 /// The published ports of a table's maps, consecutive ports folded into ranges.
 fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Published> {
     let mut v = Vec::new();
+    // The maps' elements, which a dump keeps as kernel bytes until asked.
+    let Ok(table) = d.decoded() else {
+        return v;
+    };
     for name in [ANY, AT, ANY6, AT6] {
-        let Some(set) = d.table.set(name) else {
+        let Some(set) = table.set(name) else {
             continue;
         };
         for e in &set.elements {

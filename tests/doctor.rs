@@ -35,6 +35,14 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
     // Replies pass its `ct state established,related accept`: not named.
     assert!(!out.contains("(replies)"), "{out}");
     sb.ok("nft delete table inet other");
+    // The same drop behind a named set of the lab's subnet: the set's elements count.
+    sb.ok("nft add table inet other; nft add set inet other blocked '{ type ipv4_addr; flags interval; elements = { 10.10.0.0/24 } }'; nft add chain inet other forward '{ type filter hook forward priority 0; }'; nft add rule inet other forward ip saddr @blocked drop");
+    let out = doctor(&sb, &f, 3);
+    assert!(
+        out.contains("nft chain inet other forward: rule `ip saddr @blocked drop`"),
+        "{out}"
+    );
+    sb.ok("nft delete table inet other");
 
     // (b) iptables' FORWARD ends in REJECT, its policy accept.
     sb.ok("iptables -A FORWARD -j REJECT");

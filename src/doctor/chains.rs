@@ -48,7 +48,8 @@ impl Ruleset {
     /// with nsfw's accepts in DOCKER-USER (or FORWARD) if they are not there yet. Returns the
     /// table and how many rules were put at the top of which chain.
     fn as_applied(&self, t: &Topology, d: &Dumped) -> (Table, Option<(String, usize)>) {
-        let mut table = d.table.clone();
+        // Set lookups need the elements, which a dump keeps as kernel bytes until asked.
+        let mut table = d.decoded().unwrap_or_else(|_| d.table.clone());
         let ipt = table.family == Family::Ip && table.name == IPT_TABLE;
         let drop = table
             .chain(IPT_FORWARD)
