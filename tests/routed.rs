@@ -265,6 +265,9 @@ fn latency_on_an_interface_where_the_kernel_has_netem() {
             .unwrap_or(0.0)
     };
     assert!(rtt(&sb) >= 50.0, "rtt {}", rtt(&sb));
+    // try checks the delay too.
+    let out = sb.nsfw_code(&["try", &slow], 0);
+    assert!(out.contains("icmp rtt>=50ms"), "{out}");
     // Someone changes the qdisc by hand: drift, named, repaired.
     sb.ok("ip netns exec ns1 tc qdisc change dev eth0 root netem delay 5ms");
     let out = sb.nsfw_code(&["diff", &slow], 2);

@@ -44,7 +44,7 @@ fn diagnose(
     };
     let l4 = match &c.probe {
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
-        probe::Probe::Ping => (1, 0),
+        probe::Probe::Ping | probe::Probe::Slow(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };

@@ -43,6 +43,9 @@ pub enum Probe {
     /// A TCP connection to a service that should accept it (`[verify] targets`): reached only
     /// when it connects (a refusal may be a firewall's reject on the way).
     Connect(u16),
+    /// ICMP echo whose fastest round trip must take at least this long: an impaired link
+    /// (`latency`) delays every packet it sends.
+    Slow(std::time::Duration),
     /// A connection (TCP) or datagram (UDP) to a server that answers with the source address
     /// it saw: reaching it is not enough, the answer must be `want` when given.
     Seen {
@@ -57,6 +60,7 @@ impl Probe {
     pub fn port(&self) -> String {
         match self {
             Probe::Ping => "icmp".into(),
+            Probe::Slow(d) => format!("icmp rtt>={}ms", d.as_millis()),
             Probe::Tcp(p) | Probe::Connect(p) => format!("tcp/{p}"),
             Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
         }
@@ -117,6 +121,17 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
     match probe {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
+        Probe::Slow(at_least) => {
+            match net::fastest_rtt(to, 3, at_least + std::time::Duration::from_secs(1))? {
+                None => Ok(false),
+                Some(rtt) if rtt >= at_least => Ok(true),
+                Some(rtt) => Err(anyhow!(
+                    "answered in {:.1} ms: the link is not delayed by {} ms",
+                    rtt.as_secs_f64() * 1000.0,
+                    at_least.as_millis()
+                )),
+            }
+        }
         // Refused counts as reached: the packet got there (nothing listens on the port).
         Probe::Tcp(port) => Ok(!matches!(net::tcp_try(to, port)?, net::Tcp::Nothing)),
         Probe::Connect(port) => Ok(matches!(net::tcp_try(to, port)?, net::Tcp::Answered(_))),

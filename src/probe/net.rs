@@ -121,6 +121,22 @@ fn checksum(data: &[u8]) -> u16 {
 /// Sends echo requests from a raw socket in the calling thread's namespace: `tries` of them,
 /// waiting `wait` for each answer.
 pub fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
+    Ok(ping_rtt(to, tries, wait)?.is_some())
+}
+
+/// Like [`ping`], and how long the fastest answer took (None: no answer). Stops at the first
+/// answer unless `all` of the tries are wanted for the fastest.
+pub fn ping_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
+    ping_times(to, tries, wait, false)
+}
+
+/// The fastest of `tries` echo round trips to `to` (None: no answer at all).
+pub fn fastest_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
+    ping_times(to, tries, wait, true)
+}
+
+fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Option<Duration>> {
+    let mut best: Option<Duration> = None;
     let (domain, proto, request, reply) = match to {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8),
         IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128, 129),
@@ -141,9 +157,10 @@ pub fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
             let c = checksum(&pkt);
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
         }
+        let sent = Instant::now();
         sock.send_to(&pkt, &dest)
             .with_context(|| format!("cannot send to {to}"))?;
-        let deadline = Instant::now() + wait;
+        let deadline = sent + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -177,12 +194,18 @@ pub fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
                 && icmp[0] == reply
                 && src == Some(to)
                 && icmp[4..6] == id.to_be_bytes()
+                && icmp[6..8] == seq.to_be_bytes()
             {
-                return Ok(true);
+                let rtt = sent.elapsed();
+                best = Some(best.map_or(rtt, |b| b.min(rtt)));
+                if !all {
+                    return Ok(best);
+                }
+                break;
             }
         }
     }
-    Ok(false)
+    Ok(best)
 }
 
 fn thread_id() -> u32 {
