@@ -138,6 +138,13 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
             impaired.join(", ")
         ));
     }
+    if let Some(t) = tg.topology {
+        // The host's addresses once the plan is carried out: those it has and those it gets.
+        let mut host: Vec<std::net::IpAddr> = o.host.addrs.iter().map(|a| a.net.ip()).collect();
+        host.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
+        p.warnings
+            .extend(firewall::publish::foreign_addresses(t, &host));
+    }
     p.nft = plan_nft(tg, o)?;
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));

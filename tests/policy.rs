@@ -248,6 +248,41 @@ fn policy_mistakes_are_refused_or_warned_about() {
         "{}",
         show(&o)
     );
+    // Allows that can change nothing: the world to itself, a namespace to itself, a bridge
+    // that is not isolated to itself. An isolated bridge to itself is what reopens it.
+    for (extra, want) in [
+        (
+            "[[allow]]\nfrom = \"world\"\nto = \"world\"\n",
+            Some("allow[0]: from = \"world\", to = \"world\""),
+        ),
+        (
+            "[[allow]]\nfrom = \"a\"\nto = \"a\"\n",
+            Some("allow[0]: from = \"a\", to = \"a\""),
+        ),
+        (
+            "[[allow]]\nfrom = \"br0\"\nto = \"br0\"\n",
+            Some("allow[0]: from = \"br0\", to = \"br0\""),
+        ),
+        ("[[allow]]\nfrom = \"br1\"\nto = \"br1\"\n", None),
+    ] {
+        let text = two_bridges(false, extra).replace(
+            "[bridges.br1]\naddress = \"10.20.0.1/24\"\n",
+            "[bridges.br1]\naddress = \"10.20.0.1/24\"\nisolate = true\n",
+        );
+        let f = sb.file("p.toml", &text);
+        let o = sb.nsfw(&["diff", &f]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        match want {
+            Some(w) => assert!(
+                err.lines().any(|l| l.starts_with("warning:")
+                    && l.contains(w)
+                    && l.contains("changes nothing")),
+                "{extra}: {}",
+                show(&o)
+            ),
+            None => assert!(!err.contains("changes nothing"), "{extra}: {}", show(&o)),
+        }
+    }
 }
 
 /// Counts proto-253 packets arriving in namespace `ns` (a counter rule there), after `send`

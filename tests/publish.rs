@@ -137,6 +137,11 @@ fn bad_publish_entries_are_refused() {
         (r#""9000-9010:80-85""#, "different lengths"),
         (r#""8080:80/sctp""#, "not tcp or udp"),
         (r#""8080:80", "127.0.0.1:8080:81""#, "already published"),
+        (
+            r#""[127.0.0.1]:8080:80""#,
+            "brackets are for IPv6 addresses",
+        ),
+        (r#""+8080:80""#, "host port `+8080` is not a number"),
     ] {
         let f = sb.file("bad.toml", &lab(entry));
         let o = sb.nsfw(&["apply", &f]);
@@ -167,6 +172,44 @@ fn a_port_the_host_already_listens_on_is_a_warning() {
         warned[0].contains("namespaces.ns1.publish") && warned[0].contains(":8080/tcp"),
         "{err}"
     );
+}
+
+/// A range names every listener it shadows; a publish restricted to an address the host does
+/// not have (or to a namespace's address) is a dead entry: a warning, as the host may gain it.
+#[test]
+fn dead_and_shadowing_publishes_are_warnings() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.serve(None, "tcp", &[2022]);
+    sb.ok("/usr/bin/python3 -c 'import socket,time
+s=socket.socket(); s.bind((\"127.0.0.1\",5432)); s.listen(); time.sleep(120)' >/dev/null 2>&1 &
+           for i in $(seq 50); do ss -ltn | grep -q 127.0.0.1:5432 && break; sleep 0.1; done");
+    let f = sb.file(
+        "pub.toml",
+        &lab(r#""2000-6000:2000-6000", "192.0.2.99:8080:80", "10.10.0.3:8081:80", "198.51.100.1:8082:80", "10.10.0.1:8083:80""#),
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = |what: &str| {
+        err.lines()
+            .find(|l| l.starts_with("warning:") && l.contains(what))
+            .unwrap_or_else(|| panic!("no warning about {what}:\n{err}"))
+            .to_string()
+    };
+    let l = line("2000-6000");
+    assert!(
+        l.contains("0.0.0.0:2022/tcp") && l.contains("127.0.0.1:5432/tcp"),
+        "{l}"
+    );
+    assert!(line("192.0.2.99:8080:80").contains("the host has no such address"));
+    assert!(line("10.10.0.3:8081:80").contains("namespace ns2's address"));
+    // The uplink's address and the bridge's (which this very apply adds) are the host's.
+    assert!(
+        !err.contains("8082:80") && !err.contains("8083:80"),
+        "{err}"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
 }
 
 #[test]

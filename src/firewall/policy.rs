@@ -201,7 +201,13 @@ fn forward_elements(t: &Topology, action: Action, v6: bool, ports: bool) -> Vec<
 }
 
 /// The elements of rules to the host (`to_host`) or from it (`!to_host`): one address side.
-fn host_elements(t: &Topology, action: Action, v6: bool, to_host: bool, ports: bool) -> Vec<Element> {
+fn host_elements(
+    t: &Topology,
+    action: Action,
+    v6: bool,
+    to_host: bool,
+    ports: bool,
+) -> Vec<Element> {
     let mut out = Vec::new();
     for r in t.policy.iter().filter(|r| r.action == action) {
         let other = match (to_host, &r.from, &r.to) {
@@ -299,10 +305,26 @@ fn all_sets(t: &Topology) -> Vec<Set> {
             };
             let groups = [
                 ("deny", key(2), forward_elements(t, Action::Deny, v6, ports)),
-                ("allow", key(2), forward_elements(t, Action::Allow, v6, ports)),
-                ("host_deny", key(1), host_elements(t, Action::Deny, v6, true, ports)),
-                ("host_allow", key(1), host_elements(t, Action::Allow, v6, true, ports)),
-                ("from_host_deny", key(1), host_elements(t, Action::Deny, v6, false, ports)),
+                (
+                    "allow",
+                    key(2),
+                    forward_elements(t, Action::Allow, v6, ports),
+                ),
+                (
+                    "host_deny",
+                    key(1),
+                    host_elements(t, Action::Deny, v6, true, ports),
+                ),
+                (
+                    "host_allow",
+                    key(1),
+                    host_elements(t, Action::Allow, v6, true, ports),
+                ),
+                (
+                    "from_host_deny",
+                    key(1),
+                    host_elements(t, Action::Deny, v6, false, ports),
+                ),
             ];
             for (group, key, elements) in groups {
                 v.push(set(&set_name(group, v6, ports), key, None, true, elements));
@@ -366,14 +388,23 @@ pub fn forward_rules(t: &Topology) -> Vec<crate::nft::Rule> {
 
 /// Whether set `name` is one of those [`forward_rules`] read.
 pub fn is_forward_set(name: &str) -> bool {
-    ["deny", "allow"]
-        .iter()
-        .any(|g| [false, true].iter().any(|v6| [false, true].iter().any(|p| set_name(g, *v6, *p) == name)))
+    ["deny", "allow"].iter().any(|g| {
+        [false, true]
+            .iter()
+            .any(|v6| [false, true].iter().any(|p| set_name(g, *v6, *p) == name))
+    })
 }
 
 /// `ip saddr . meta l4proto [. th dport] @NAME` (`daddr` with `dst`) for both sets of a host
 /// group that hold anything, each with `pre` before it and `verdict` after.
-fn host_rules(t: &Topology, group: &str, v6: bool, dst: bool, pre: &[Stmt], verdict: Verdict) -> Vec<crate::nft::Rule> {
+fn host_rules(
+    t: &Topology,
+    group: &str,
+    v6: bool,
+    dst: bool,
+    pre: &[Stmt],
+    verdict: Verdict,
+) -> Vec<crate::nft::Rule> {
     let a = match (v6, dst) {
         (false, false) => Field::IpSaddr,
         (false, true) => Field::IpDaddr,
@@ -479,7 +510,14 @@ pub fn host_chains(t: &Topology) -> Vec<Chain> {
     let mut from_host = Vec::new();
     for v6 in [false, true] {
         let new = [Stmt::ct_state(ct_state::NEW)];
-        from_host.extend(host_rules(t, "from_host_deny", v6, true, &new, Verdict::Drop));
+        from_host.extend(host_rules(
+            t,
+            "from_host_deny",
+            v6,
+            true,
+            &new,
+            Verdict::Drop,
+        ));
     }
     if !from_host.is_empty() {
         out.push(Chain::new("from_host", Some(base(Hook::Output)), from_host));

@@ -25,7 +25,6 @@ use crate::topology::{Namespace, Topology};
 use super::build::{meta, rule};
 use super::policy;
 
-
 /// The table namespace `n` holds, if it needs one.
 pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
     let judged = n.forward && policy::any(t);
