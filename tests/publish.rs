@@ -212,6 +212,73 @@ s=socket.socket(); s.bind((\"127.0.0.1\",5432)); s.listen(); time.sleep(120)' >/
     sb.nsfw_code(&["diff", &f], 0);
 }
 
+/// Two topologies publishing one host port: the second is refused (naming the first, its
+/// entry and the file) and nothing of it is made, whether the clash is plain against plain or
+/// plain against address-restricted; two different addresses of one port do not clash.
+#[test]
+fn a_host_port_another_topology_publishes_is_a_conflict() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let a = sb.file(
+        "a.toml",
+        "name = \"alpha\"\n[bridges.bra]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.na]\nbridge = \"bra\"\naddress = \"10.10.0.2/24\"\npublish = [\"8080:80\", \"127.0.0.1:9090:80\"]\n",
+    );
+    let beta = |publish: &str| {
+        format!(
+            "name = \"beta\"\n[bridges.brb]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.nb]\nbridge = \"brb\"\naddress = \"10.20.0.2/24\"\npublish = [{publish}]\n"
+        )
+    };
+    sb.nsfw_code(&["apply", &a], 0);
+    sb.serve(Some("na"), "tcp", &[80]);
+    for (publish, port) in [(r#""8080:80""#, 8080), (r#""9090:80""#, 9090)] {
+        let b = sb.file("b.toml", &beta(publish));
+        for cmd in ["diff", "apply"] {
+            let o = sb.nsfw(&[cmd, &b]);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {publish}: {}", show(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("b.toml: namespaces.nb.publish")
+                    && err.contains(&format!(
+                        "host port {port}/tcp is already published by topology alpha"
+                    )),
+                "{cmd} {publish}: {err}"
+            );
+        }
+        assert_eq!(
+            sb.netns(),
+            vec!["na".to_string(), "wan".to_string()],
+            "{publish}"
+        );
+        assert!(!sb.ok("nft list tables").contains("nsfw_beta"), "{publish}");
+    }
+    assert_eq!(sb.ask(Some("wan"), "tcp", HOST, 8080).as_deref(), Some(WAN));
+    assert_eq!(sb.ask(None, "tcp", "127.0.0.1", 9090).as_deref(), Some(GW));
+    // Restricted to two different addresses: both stand.
+    let b = sb.file("b.toml", &beta(r#""127.0.0.2:9090:80", "8081:80""#));
+    sb.nsfw_code(&["apply", &b], 0);
+    sb.nsfw_code(&["diff", &a], 0);
+    sb.nsfw_code(&["diff", &b], 0);
+    sb.serve(Some("nb"), "tcp", &[80]);
+    assert_eq!(sb.ask(None, "tcp", "127.0.0.1", 9090).as_deref(), Some(GW));
+    assert_eq!(
+        sb.ask(None, "tcp", "127.0.0.2", 9090).as_deref(),
+        Some("10.20.0.1")
+    );
+    // And alpha, re-applied with a port beta now holds, is refused in turn.
+    let a2 = sb.file(
+        "a.toml",
+        "name = \"alpha\"\n[bridges.bra]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.na]\nbridge = \"bra\"\naddress = \"10.10.0.2/24\"\npublish = [\"8080:80\", \"127.0.0.1:9090:80\", \"8081:80\"]\n",
+    );
+    let o = sb.nsfw(&["apply", &a2]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("host port 8081/tcp is already published by topology beta"),
+        "{}",
+        show(&o)
+    );
+}
+
 #[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
     let sb = Sandbox::new();

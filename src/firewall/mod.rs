@@ -4,6 +4,7 @@
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
 pub(crate) mod build;
+mod clash;
 mod policy;
 pub(crate) mod publish;
 mod router;
@@ -305,6 +306,8 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         ));
         return Ok(p);
     }
+    // A host port another nsfw table publishes: a conflict, so nothing changes.
+    p.conflicts.extend(clash::across_tables(t, &name, &s.own));
     match want {
         Some(want) => {
             let d = table_diff(&want, existing.and(s.own.get(&name)));
