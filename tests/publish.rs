@@ -279,6 +279,79 @@ fn a_host_port_another_topology_publishes_is_a_conflict() {
     );
 }
 
+/// A namespace reaches its own published port through the host's addresses (as with Docker),
+/// with bridge-nf-call-iptables at 0 and 1, and with a policy entry (which turns on the
+/// bridge's own nf_call_iptables): the frame DNATed inside the bridge leaves by the port it
+/// came in, which needs hairpin mode on that port. The mode is nsfw's to keep: a drift shows
+/// in diff, apply puts it back, and `try` checks the path.
+#[test]
+fn a_namespace_reaches_its_own_published_port() {
+    let deny = "[[deny]]\nfrom = \"ns2\"\nto = \"ns1\"\nports = [\"tcp/22\"]\n";
+    for (sysctl, extra) in [("0", ""), ("1", ""), ("0", deny)] {
+        let what = format!("sysctl {sysctl}, policy {}", !extra.is_empty());
+        let sb = Sandbox::new();
+        sb.upstream(&["10.10.0.0/24"]);
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={sysctl}"
+        ));
+        let f = sb.file(
+            "pub.toml",
+            &format!("{}{extra}", lab(r#""8080:80", "5353:53/udp""#)),
+        );
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.serve(Some("ns1"), "tcp", &[80]);
+        sb.serve(Some("ns1"), "udp", &[53]);
+        assert_eq!(
+            sb.ask(Some("ns2"), "tcp", GW, 8080).as_deref(),
+            Some(GW),
+            "neighbour, {what}"
+        );
+        for addr in [GW, HOST] {
+            assert_eq!(
+                sb.ask(Some("ns1"), "tcp", addr, 8080).as_deref(),
+                Some(GW),
+                "ns1 to its own port via {addr}, {what}"
+            );
+            assert_eq!(
+                sb.ask(Some("ns1"), "udp", addr, 5353).as_deref(),
+                Some(GW),
+                "ns1 to its own udp port via {addr}, {what}"
+            );
+        }
+        // Only the published namespace's port is in hairpin mode.
+        let links = sb.ok("ip -d link show");
+        let hairpin = |dev: &str| {
+            let block: String = links
+                .split("\n")
+                .skip_while(|l| !l.contains(&format!(" {dev}@")))
+                .take(4)
+                .collect();
+            block.contains("hairpin on")
+        };
+        assert!(
+            hairpin("veth-ns1") && !hairpin("veth-ns2"),
+            "{what}:\n{links}"
+        );
+        sb.ok("ip link set veth-ns1 type bridge_slave hairpin off");
+        let d = sb.nsfw_code(&["diff", &f], 2);
+        assert!(d.contains("veth-ns1: hairpin off → on"), "{d}");
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        assert_eq!(
+            sb.ask(Some("ns1"), "tcp", GW, 8080).as_deref(),
+            Some(GW),
+            "again, {what}"
+        );
+        let out = sb.nsfw_code(&["verify", &f], 0);
+        assert!(
+            out.lines().any(|l| l.starts_with("ns1 ")
+                && l.contains("ns1:80 at host 10.10.0.1")
+                && l.ends_with(" ok")),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
     let sb = Sandbox::new();
