@@ -198,6 +198,18 @@ pub fn carry_out(
     if !p.nft.ops.is_empty() {
         firewall::execute(nft, &p.nft.ops)?;
     }
+    if !p.nft.forget.is_empty() {
+        match firewall::conntrack::forget(nft, &p.nft.forget) {
+            Ok(n) => crate::detail!(
+                "conntrack: deleted {n} entries of published UDP ports that moved or went away"
+            ),
+            // The maps are right; only flows already running keep their old way until their
+            // entries time out. Not a reason to fail the run.
+            Err(e) => crate::warning!(
+                "cannot delete the conntrack entries of published UDP ports that moved or went away ({e:#}): a client that keeps sending from one port reaches the old namespace until its entry times out"
+            ),
+        }
+    }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {
         let ops = ops.clone();

@@ -352,6 +352,79 @@ fn a_namespace_reaches_its_own_published_port() {
     }
 }
 
+/// The datagrams to udp/53 namespace `ns` has received so far (a counter there).
+fn udp53(sb: &Sandbox, ns: &str) -> u64 {
+    sb.ok(&format!("ip netns exec {ns} nft list chain ip c53 input"))
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("counter")
+}
+
+/// A UDP client that keeps sending from one source port follows a published port that moves
+/// to another namespace, and stops reaching any when the publish goes: apply deletes the
+/// conntrack entries of the old translation (a new datagram is a new connection).
+#[test]
+fn a_running_udp_flow_follows_its_published_port() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let two = |ns1: &str, ns2: &str| {
+        format!(
+            "name = \"pub\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\npublish = [{ns1}]\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\npublish = [{ns2}]\n"
+        )
+    };
+    let f = sb.file("pub.toml", &two(r#""5353:53/udp""#, ""));
+    sb.nsfw_code(&["apply", &f], 0);
+    for ns in ["ns1", "ns2"] {
+        sb.serve(Some(ns), "udp", &[53]);
+        sb.ok(&format!(
+            "ip netns exec {ns} nft add table ip c53
+             ip netns exec {ns} nft add chain ip c53 input '{{ type filter hook input priority 0; }}'
+             ip netns exec {ns} nft add rule ip c53 input udp dport 53 counter"
+        ));
+    }
+    // Ten datagrams a second from 198.51.100.2:40000, for 20 s, in the background.
+    let mut client = sb.spawn_sh(&format!(
+        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", 40000)); s.settimeout(0.05)
+for _ in range(200):
+    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        udp53(&sb, "ns1") > 0,
+        "the flow does not reach ns1 at first"
+    );
+    let growing = |ns: &str| {
+        let a = udp53(&sb, ns);
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        udp53(&sb, ns) > a
+    };
+    // The port moves to ns2: the running flow goes there, and no longer to ns1.
+    let f = sb.file("pub.toml", &two("", r#""5353:53/udp""#));
+    sb.nsfw_code(&["apply", &f], 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !growing("ns1"),
+        "the running flow still reaches ns1 after the port moved"
+    );
+    assert!(
+        growing("ns2"),
+        "the running flow does not reach ns2 after the port moved"
+    );
+    // The publish goes: the flow reaches no namespace.
+    let f = sb.file("pub.toml", &two("", ""));
+    sb.nsfw_code(&["apply", &f], 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !growing("ns2") && !growing("ns1"),
+        "the flow outlived its publish"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 #[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
     let sb = Sandbox::new();

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::nft::canon::decode_all;
 use crate::nft::dump::Dumped;
-use crate::nft::{ElemData, Value};
+use crate::nft::{ElemData, Element, Value};
 use crate::topology::Topology;
 
 use super::publish::{ANY, ANY6, AT, AT6};
@@ -33,51 +33,97 @@ fn owner_of(d: &Dumped) -> Option<String> {
     crate::topology::mark_owner(c).map(|n| format!("topology {n}"))
 }
 
+/// One element of a publish map: (IPv6?, host address or any, protocol, host port) → the
+/// namespace's address and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub v6: bool,
+    pub addr: Option<IpAddr>,
+    pub proto: u8,
+    pub port: u16,
+    pub to: Option<(IpAddr, u16)>,
+}
+
+/// The entries of publish map `name`'s elements.
+fn entries(name: &str, elements: &[Element]) -> Vec<Entry> {
+    let v6 = name == ANY6 || name == AT6;
+    let mut out = Vec::new();
+    for e in elements {
+        let (mut addr, mut proto, mut port) = (None, None, None);
+        for k in &e.key {
+            match k {
+                Value::Ipv4(a) => addr = Some(IpAddr::V4(*a)),
+                Value::Ipv6(a) => addr = Some(IpAddr::V6(*a)),
+                Value::Proto(p) => proto = Some(*p),
+                Value::Port(p) => port = Some(*p),
+                _ => {}
+            }
+        }
+        let to = match &e.data {
+            Some(ElemData::Values(v)) => {
+                let a = v.iter().find_map(|x| match x {
+                    Value::Ipv4(a) => Some(IpAddr::V4(*a)),
+                    Value::Ipv6(a) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                });
+                let p = v.iter().find_map(|x| match x {
+                    Value::Port(p) => Some(*p),
+                    _ => None,
+                });
+                a.zip(p)
+            }
+            _ => None,
+        };
+        if let (Some(proto), Some(port)) = (proto, port) {
+            out.push(Entry {
+                v6,
+                addr,
+                proto,
+                port,
+                to,
+            });
+        }
+    }
+    out
+}
+
+/// The entries of a table's publish maps as the kernel holds them (a map nsfw cannot read is
+/// left out: that table's own diff says so).
+pub fn observed(d: &Dumped) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for name in [ANY, AT, ANY6, AT6] {
+        if let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name))
+            && let Ok(elements) = decode_all(set, k)
+        {
+            out.extend(entries(name, &elements));
+        }
+    }
+    out
+}
+
+/// The entries of the topology's publish maps.
+pub fn desired(t: &Topology) -> Vec<Entry> {
+    super::publish::maps(t)
+        .iter()
+        .flat_map(|s| entries(&s.name, &s.elements))
+        .collect()
+}
+
 /// The ports `d`'s publish maps claim, keyed by (IPv6?, protocol, host port).
 fn claims(d: &Dumped, out: &mut HashMap<(bool, u8, u16), Vec<Claim>>) {
     let Some(owner) = owner_of(d) else { return };
-    for name in [ANY, AT, ANY6, AT6] {
-        let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name)) else {
-            continue;
+    for e in observed(d) {
+        // Where it leads: `address:port` of the namespace.
+        let to = match e.to {
+            Some((IpAddr::V6(a), p)) => format!("[{a}]:{p}"),
+            Some((a, p)) => format!("{a}:{p}"),
+            None => String::new(),
         };
-        // A map nsfw cannot read is the other table's problem (its own diff says so).
-        let Ok(elements) = decode_all(set, k) else {
-            continue;
-        };
-        let v6 = name == ANY6 || name == AT6;
-        for e in elements {
-            let (mut addr, mut proto, mut port) = (None, None, None);
-            for k in &e.key {
-                match k {
-                    Value::Ipv4(a) => addr = Some(IpAddr::V4(*a)),
-                    Value::Ipv6(a) => addr = Some(IpAddr::V6(*a)),
-                    Value::Proto(p) => proto = Some(*p),
-                    Value::Port(p) => port = Some(*p),
-                    _ => {}
-                }
-            }
-            // Where it leads: `address:port` of the namespace.
-            let to = match &e.data {
-                Some(ElemData::Values(v)) => v
-                    .iter()
-                    .filter_map(|x| match x {
-                        Value::Ipv4(a) => Some(a.to_string()),
-                        Value::Ipv6(a) => Some(format!("[{a}]")),
-                        Value::Port(p) => Some(p.to_string()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(":"),
-                _ => String::new(),
-            };
-            if let (Some(proto), Some(port)) = (proto, port) {
-                out.entry((v6, proto, port)).or_default().push(Claim {
-                    addr,
-                    to,
-                    owner: owner.clone(),
-                });
-            }
-        }
+        out.entry((e.v6, e.proto, e.port)).or_default().push(Claim {
+            addr: e.addr,
+            to,
+            owner: owner.clone(),
+        });
     }
 }
 
