@@ -69,6 +69,7 @@ pub fn compile(t: &Topology) -> Desired {
                 marked: true,
                 no_link_local: false,
                 nf_call: crate::firewall::judges_within_bridges(t),
+                hairpin: false,
             },
         );
         if let Some(a) = b.address {
@@ -111,6 +112,7 @@ pub fn compile(t: &Topology) -> Desired {
                     marked: false,
                     no_link_local: false,
                     nf_call: false,
+                    hairpin: false,
                 },
             );
         }
@@ -141,6 +143,10 @@ pub fn compile(t: &Topology) -> Desired {
                     marked: true,
                     no_link_local: no_ll,
                     nf_call: false,
+                    // Only where a publish leads: hairpin also sends the port's own
+                    // broadcasts back to it, which no other namespace needs.
+                    hairpin: !n.publish.is_empty()
+                        && n.ifaces.first().is_some_and(|f| f.ifname == i.ifname),
                 },
             );
             node.links.insert(
@@ -157,6 +163,7 @@ pub fn compile(t: &Topology) -> Desired {
                     marked: false,
                     no_link_local: no_ll,
                     nf_call: false,
+                    hairpin: false,
                 },
             );
             node.addrs

@@ -138,6 +138,13 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
             impaired.join(", ")
         ));
     }
+    if let Some(t) = tg.topology {
+        // The host's addresses once the plan is carried out: those it has and those it gets.
+        let mut host: Vec<std::net::IpAddr> = o.host.addrs.iter().map(|a| a.net.ip()).collect();
+        host.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
+        p.warnings
+            .extend(firewall::publish::foreign_addresses(t, &host));
+    }
     p.nft = plan_nft(tg, o)?;
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
@@ -200,6 +207,18 @@ pub fn carry_out(
     crate::signals::check()?;
     if !nft_first && !p.nft.ops.is_empty() {
         firewall::execute(nft, &p.nft.ops)?;
+    }
+    if !p.nft.forget.is_empty() {
+        match firewall::conntrack::forget(nft, &p.nft.forget) {
+            Ok(n) => crate::detail!(
+                "conntrack: deleted {n} entries of published UDP ports that moved or went away"
+            ),
+            // The maps are right; only flows already running keep their old way until their
+            // entries time out. Not a reason to fail the run.
+            Err(e) => crate::warning!(
+                "cannot delete the conntrack entries of published UDP ports that moved or went away ({e:#}): a client that keeps sending from one port reaches the old namespace until its entry times out"
+            ),
+        }
     }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {

@@ -150,6 +150,33 @@ pub fn lint(
             }
         }
     }
+    for r in policy.iter().filter(|r| r.action == Action::Allow) {
+        // The world to the world is traffic nsfw never judges (neither end is one of its
+        // namespaces); a namespace to itself never leaves it; a bridge to itself is open by
+        // default unless `isolate` closes it (then the allow is what reopens it).
+        let why = match (&r.from, &r.to) {
+            (Endpoint::World, Endpoint::World) => {
+                Some("the world to itself is not nsfw's to judge")
+            }
+            (Endpoint::Ns(a), Endpoint::Ns(b)) if a == b => {
+                Some("a namespace to itself never leaves the namespace, where nothing is judged")
+            }
+            (Endpoint::Bridge(a), Endpoint::Bridge(b))
+                if a == b && bridges.iter().any(|x| &x.name == a && !x.isolate) =>
+            {
+                Some(
+                    "namespaces of one bridge reach each other by default (unless it has isolate = true)",
+                )
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            out.push(format!(
+                "{file}: {}: from = \"{}\", to = \"{}\": {why}; the entry changes nothing useful",
+                r.key, r.from, r.to
+            ));
+        }
+    }
     for b in bridges.iter().filter(|b| b.egress_deny) {
         let members: Vec<&str> = namespaces
             .iter()

@@ -84,6 +84,11 @@ pub struct LinkSpec {
     /// nf_call_iptables/ip6tables, whatever the host-wide sysctl says), so the policy judges
     /// traffic between namespaces on it.
     pub nf_call: bool,
+    /// For the host end of a veth on a bridge: hairpin mode on its bridge port, so that a
+    /// frame may leave by the port it came in. A namespace calling its own published port
+    /// through the host is DNATed back to itself inside the bridge when br_netfilter hands
+    /// bridged frames to the IP hooks, and that frame must go back out the port it arrived on.
+    pub hairpin: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

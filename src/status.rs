@@ -160,7 +160,12 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
         let Some(set) = table.set(name) else {
             continue;
         };
-        for e in &set.elements {
+        // A table read back keeps its elements in kernel form, apart from the declaration.
+        let elements = match d.elements.get(name) {
+            Some(k) => crate::nft::canon::decode_all(set, k).unwrap_or_default(),
+            None => set.elements.clone(),
+        };
+        for e in &elements {
             let (mut host_addr, mut proto, mut port) = (None, None, None);
             for k in &e.key {
                 match k {

@@ -200,6 +200,62 @@ fn snapshot(sb: &Sandbox) -> String {
         .join("\n")
 }
 
+/// Named stateful objects someone adds to nsfw's table (nsfw declares none) are named by the
+/// diff and gone after apply, each kind the kernel here can make; flush leaves none behind.
+#[test]
+fn named_objects_in_nsfws_table_are_named_and_removed() {
+    let sb = Sandbox::new();
+    let f = sb.file("lab.toml", LAB);
+    let t = "inet nsfw_lab";
+    let objects = [
+        (format!("counter {t} cnt"), "counter cnt"),
+        (format!("quota {t} q '{{ over 1 mbytes }}'"), "quota q"),
+        (format!("limit {t} lim '{{ rate 10/second }}'"), "limit lim"),
+        (
+            format!("ct helper {t} h '{{ type \"ftp\" protocol tcp; }}'"),
+            "ct helper h",
+        ),
+        (
+            format!("ct timeout {t} to '{{ protocol tcp; policy = {{ established: 100 }}; }}'"),
+            "ct timeout to",
+        ),
+        (
+            format!("synproxy {t} sp '{{ mss 1460; wscale 7; }}'"),
+            "synproxy sp",
+        ),
+    ];
+    let mut made = 0;
+    for (add, named) in &objects {
+        sb.nsfw_code(&["apply", &f], 0);
+        // A kind this kernel cannot make (a module missing) is skipped, not failed.
+        if !sb.sh(&format!("nft add {add}")).status.success() {
+            continue;
+        }
+        made += 1;
+        let out = sb.nsfw_code(&["diff", &f], 2);
+        assert!(
+            out.contains(&format!("- nft object {t}")) && out.contains(named),
+            "{named}: {out}"
+        );
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        let listed = sb.ok(&format!("nft list table {t}"));
+        assert!(!listed.contains(named), "{named} survived apply:\n{listed}");
+    }
+    assert!(made >= 3, "only {made} kinds of object could be made");
+    // Several at once, then flush.
+    sb.ok(&format!(
+        "nft add counter {t} c1; nft add counter {t} c2; nft add quota {t} q1 '{{ over 1 mbytes }}'"
+    ));
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        out.contains("counter c1") && out.contains("counter c2") && out.contains("quota q1"),
+        "{out}"
+    );
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(sb.leftovers(&[]), Vec::<String>::new());
+}
+
 #[test]
 fn diff_changes_nothing() {
     let sb = Sandbox::new();

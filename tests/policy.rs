@@ -248,6 +248,112 @@ fn policy_mistakes_are_refused_or_warned_about() {
         "{}",
         show(&o)
     );
+    // Allows that can change nothing: the world to itself, a namespace to itself, a bridge
+    // that is not isolated to itself. An isolated bridge to itself is what reopens it.
+    for (extra, want) in [
+        (
+            "[[allow]]\nfrom = \"world\"\nto = \"world\"\n",
+            Some("allow[0]: from = \"world\", to = \"world\""),
+        ),
+        (
+            "[[allow]]\nfrom = \"a\"\nto = \"a\"\n",
+            Some("allow[0]: from = \"a\", to = \"a\""),
+        ),
+        (
+            "[[allow]]\nfrom = \"br0\"\nto = \"br0\"\n",
+            Some("allow[0]: from = \"br0\", to = \"br0\""),
+        ),
+        ("[[allow]]\nfrom = \"br1\"\nto = \"br1\"\n", None),
+    ] {
+        let text = two_bridges(false, extra).replace(
+            "[bridges.br1]\naddress = \"10.20.0.1/24\"\n",
+            "[bridges.br1]\naddress = \"10.20.0.1/24\"\nisolate = true\n",
+        );
+        let f = sb.file("p.toml", &text);
+        let o = sb.nsfw(&["diff", &f]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        match want {
+            Some(w) => assert!(
+                err.lines().any(|l| l.starts_with("warning:")
+                    && l.contains(w)
+                    && l.contains("changes nothing")),
+                "{extra}: {}",
+                show(&o)
+            ),
+            None => assert!(!err.contains("changes nothing"), "{extra}: {}", show(&o)),
+        }
+    }
+}
+
+/// Counts proto-253 packets arriving in namespace `ns` (a counter rule there), after `send`
+/// sent 3 of them with a 2-byte payload (too short for `th dport` to be loaded) from `from`.
+fn short_packets(sb: &Sandbox, from: &str, to_ns: &str, to_addr: &str) -> u64 {
+    sb.ok(&format!(
+        "ip netns exec {to_ns} nft add table ip p253
+         ip netns exec {to_ns} nft add chain ip p253 input '{{ type filter hook input priority 0; }}'
+         ip netns exec {to_ns} nft flush chain ip p253 input
+         ip netns exec {to_ns} nft add rule ip p253 input ip protocol 253 counter"
+    ));
+    sb.ok(&format!(
+        "ip netns exec {from} /usr/bin/python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253); [s.sendto(b\"ab\", (\"{to_addr}\", 0)) for _ in range(3)]'"
+    ));
+    let seen = sb.ok(&format!(
+        "sleep 0.3; ip netns exec {to_ns} nft list chain ip p253 input"
+    ));
+    seen.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("counter")
+}
+
+/// A `[[deny]]` without ports denies every protocol, however short the packet: to the world,
+/// and between two namespaces of one bridge (with bridge-nf-call-iptables at 0 and 1). ns3,
+/// denied nothing, gets its short packets through, so the witness can see them.
+#[test]
+fn a_deny_without_ports_stops_short_packets() {
+    for brnf in ["0", "1"] {
+        let sb = Sandbox::new();
+        sb.upstream(&["10.10.0.0/24"]);
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
+        ));
+        let f = sb.file(
+            "d.toml",
+            "name = \"d\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n[namespaces.ns3]\nbridge = \"br0\"\naddress = \"10.10.0.4/24\"\n[[deny]]\nfrom = \"ns1\"\nto = \"world\"\n[[deny]]\nfrom = \"ns1\"\nto = \"ns2\"\n[[deny]]\nfrom = \"ns3\"\nto = \"ns2\"\nports = [\"icmp\"]\n",
+        );
+        sb.nsfw_code(&["apply", &f], 0);
+        assert_eq!(
+            short_packets(&sb, "ns3", "wan", "203.0.113.10"),
+            3,
+            "br-nf {brnf}: the witness saw no short packet from ns3, which nothing denies"
+        );
+        assert_eq!(
+            short_packets(&sb, "ns1", "wan", "203.0.113.10"),
+            0,
+            "br-nf {brnf}: proto 253 with a 2-byte payload passed ns1 → world's deny"
+        );
+        assert_eq!(
+            short_packets(&sb, "ns3", "ns2", "10.10.0.3"),
+            3,
+            "br-nf {brnf}: ns3 → ns2 is denied icmp only"
+        );
+        assert_eq!(
+            short_packets(&sb, "ns1", "ns2", "10.10.0.3"),
+            0,
+            "br-nf {brnf}: proto 253 with a 2-byte payload passed ns1 → ns2's deny"
+        );
+        assert!(
+            !sb.pings("ns3", "10.10.0.3"),
+            "br-nf {brnf}: ns3 → ns2 icmp is denied"
+        );
+        let out = sb.nsfw_code(&["show", &f], 0);
+        assert!(
+            out.contains("ip saddr . ip daddr . meta l4proto @deny_proto4 counter"),
+            "{out}"
+        );
+        sb.nsfw_code(&["diff", &f], 0);
+    }
 }
 
 /// Entries whose address and port ranges overlap (an allow to 203.0.0.0/8 beside one to

@@ -137,6 +137,11 @@ fn bad_publish_entries_are_refused() {
         (r#""9000-9010:80-85""#, "different lengths"),
         (r#""8080:80/sctp""#, "not tcp or udp"),
         (r#""8080:80", "127.0.0.1:8080:81""#, "already published"),
+        (
+            r#""[127.0.0.1]:8080:80""#,
+            "brackets are for IPv6 addresses",
+        ),
+        (r#""+8080:80""#, "host port `+8080` is not a number"),
     ] {
         let f = sb.file("bad.toml", &lab(entry));
         let o = sb.nsfw(&["apply", &f]);
@@ -167,6 +172,257 @@ fn a_port_the_host_already_listens_on_is_a_warning() {
         warned[0].contains("namespaces.ns1.publish") && warned[0].contains(":8080/tcp"),
         "{err}"
     );
+}
+
+/// A range names every listener it shadows; a publish restricted to an address the host does
+/// not have (or to a namespace's address) is a dead entry: a warning, as the host may gain it.
+#[test]
+fn dead_and_shadowing_publishes_are_warnings() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.serve(None, "tcp", &[2022]);
+    sb.ok("/usr/bin/python3 -c 'import socket,time
+s=socket.socket(); s.bind((\"127.0.0.1\",5432)); s.listen(); time.sleep(120)' >/dev/null 2>&1 &
+           for i in $(seq 50); do ss -ltn | grep -q 127.0.0.1:5432 && break; sleep 0.1; done");
+    let f = sb.file(
+        "pub.toml",
+        &lab(r#""2000-6000:2000-6000", "192.0.2.99:8080:80", "10.10.0.3:8081:80", "198.51.100.1:8082:80", "10.10.0.1:8083:80""#),
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = |what: &str| {
+        err.lines()
+            .find(|l| l.starts_with("warning:") && l.contains(what))
+            .unwrap_or_else(|| panic!("no warning about {what}:\n{err}"))
+            .to_string()
+    };
+    let l = line("2000-6000");
+    assert!(
+        l.contains("0.0.0.0:2022/tcp") && l.contains("127.0.0.1:5432/tcp"),
+        "{l}"
+    );
+    assert!(line("192.0.2.99:8080:80").contains("the host has no such address"));
+    assert!(line("10.10.0.3:8081:80").contains("namespace ns2's address"));
+    // The uplink's address and the bridge's (which this very apply adds) are the host's.
+    assert!(
+        !err.contains("8082:80") && !err.contains("8083:80"),
+        "{err}"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
+}
+
+/// Two topologies publishing one host port: the second is refused (naming the first, its
+/// entry and the file) and nothing of it is made, whether the clash is plain against plain or
+/// plain against address-restricted; two different addresses of one port do not clash.
+#[test]
+fn a_host_port_another_topology_publishes_is_a_conflict() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let a = sb.file(
+        "a.toml",
+        "name = \"alpha\"\n[bridges.bra]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.na]\nbridge = \"bra\"\naddress = \"10.10.0.2/24\"\npublish = [\"8080:80\", \"127.0.0.1:9090:80\"]\n",
+    );
+    let beta = |publish: &str| {
+        format!(
+            "name = \"beta\"\n[bridges.brb]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.nb]\nbridge = \"brb\"\naddress = \"10.20.0.2/24\"\npublish = [{publish}]\n"
+        )
+    };
+    sb.nsfw_code(&["apply", &a], 0);
+    sb.serve(Some("na"), "tcp", &[80]);
+    for (publish, port) in [(r#""8080:80""#, 8080), (r#""9090:80""#, 9090)] {
+        let b = sb.file("b.toml", &beta(publish));
+        for cmd in ["diff", "apply"] {
+            let o = sb.nsfw(&[cmd, &b]);
+            assert_eq!(o.status.code(), Some(1), "{cmd} {publish}: {}", show(&o));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("b.toml: namespaces.nb.publish")
+                    && err.contains(&format!(
+                        "host port {port}/tcp is already published by topology alpha"
+                    )),
+                "{cmd} {publish}: {err}"
+            );
+        }
+        assert_eq!(
+            sb.netns(),
+            vec!["na".to_string(), "wan".to_string()],
+            "{publish}"
+        );
+        assert!(!sb.ok("nft list tables").contains("nsfw_beta"), "{publish}");
+    }
+    assert_eq!(sb.ask(Some("wan"), "tcp", HOST, 8080).as_deref(), Some(WAN));
+    assert_eq!(sb.ask(None, "tcp", "127.0.0.1", 9090).as_deref(), Some(GW));
+    // Restricted to two different addresses: both stand.
+    let b = sb.file("b.toml", &beta(r#""127.0.0.2:9090:80", "8081:80""#));
+    sb.nsfw_code(&["apply", &b], 0);
+    sb.nsfw_code(&["diff", &a], 0);
+    sb.nsfw_code(&["diff", &b], 0);
+    sb.serve(Some("nb"), "tcp", &[80]);
+    assert_eq!(sb.ask(None, "tcp", "127.0.0.1", 9090).as_deref(), Some(GW));
+    assert_eq!(
+        sb.ask(None, "tcp", "127.0.0.2", 9090).as_deref(),
+        Some("10.20.0.1")
+    );
+    // And alpha, re-applied with a port beta now holds, is refused in turn.
+    let a2 = sb.file(
+        "a.toml",
+        "name = \"alpha\"\n[bridges.bra]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.na]\nbridge = \"bra\"\naddress = \"10.10.0.2/24\"\npublish = [\"8080:80\", \"127.0.0.1:9090:80\", \"8081:80\"]\n",
+    );
+    let o = sb.nsfw(&["apply", &a2]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("host port 8081/tcp is already published by topology beta"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// A namespace reaches its own published port through the host's addresses (as with Docker),
+/// with bridge-nf-call-iptables at 0 and 1, and with a policy entry (which turns on the
+/// bridge's own nf_call_iptables): the frame DNATed inside the bridge leaves by the port it
+/// came in, which needs hairpin mode on that port. The mode is nsfw's to keep: a drift shows
+/// in diff, apply puts it back, and `try` checks the path.
+#[test]
+fn a_namespace_reaches_its_own_published_port() {
+    let deny = "[[deny]]\nfrom = \"ns2\"\nto = \"ns1\"\nports = [\"tcp/22\"]\n";
+    for (sysctl, extra) in [("0", ""), ("1", ""), ("0", deny)] {
+        let what = format!("sysctl {sysctl}, policy {}", !extra.is_empty());
+        let sb = Sandbox::new();
+        sb.upstream(&["10.10.0.0/24"]);
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={sysctl}"
+        ));
+        let f = sb.file(
+            "pub.toml",
+            &format!("{}{extra}", lab(r#""8080:80", "5353:53/udp""#)),
+        );
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.serve(Some("ns1"), "tcp", &[80]);
+        sb.serve(Some("ns1"), "udp", &[53]);
+        assert_eq!(
+            sb.ask(Some("ns2"), "tcp", GW, 8080).as_deref(),
+            Some(GW),
+            "neighbour, {what}"
+        );
+        for addr in [GW, HOST] {
+            assert_eq!(
+                sb.ask(Some("ns1"), "tcp", addr, 8080).as_deref(),
+                Some(GW),
+                "ns1 to its own port via {addr}, {what}"
+            );
+            assert_eq!(
+                sb.ask(Some("ns1"), "udp", addr, 5353).as_deref(),
+                Some(GW),
+                "ns1 to its own udp port via {addr}, {what}"
+            );
+        }
+        // Only the published namespace's port is in hairpin mode.
+        let links = sb.ok("ip -d link show");
+        let hairpin = |dev: &str| {
+            let block: String = links
+                .split("\n")
+                .skip_while(|l| !l.contains(&format!(" {dev}@")))
+                .take(4)
+                .collect();
+            block.contains("hairpin on")
+        };
+        assert!(
+            hairpin("veth-ns1") && !hairpin("veth-ns2"),
+            "{what}:\n{links}"
+        );
+        sb.ok("ip link set veth-ns1 type bridge_slave hairpin off");
+        let d = sb.nsfw_code(&["diff", &f], 2);
+        assert!(d.contains("veth-ns1: hairpin off → on"), "{d}");
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        assert_eq!(
+            sb.ask(Some("ns1"), "tcp", GW, 8080).as_deref(),
+            Some(GW),
+            "again, {what}"
+        );
+        let out = sb.nsfw_code(&["verify", &f], 0);
+        assert!(
+            out.lines().any(|l| l.starts_with("ns1 ")
+                && l.contains("ns1:80 at host 10.10.0.1")
+                && l.ends_with(" ok")),
+            "{out}"
+        );
+    }
+}
+
+/// The datagrams to udp/53 namespace `ns` has received so far (a counter there).
+fn udp53(sb: &Sandbox, ns: &str) -> u64 {
+    sb.ok(&format!("ip netns exec {ns} nft list chain ip c53 input"))
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("counter")
+}
+
+/// A UDP client that keeps sending from one source port follows a published port that moves
+/// to another namespace, and stops reaching any when the publish goes: apply deletes the
+/// conntrack entries of the old translation (a new datagram is a new connection).
+#[test]
+fn a_running_udp_flow_follows_its_published_port() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let two = |ns1: &str, ns2: &str| {
+        format!(
+            "name = \"pub\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\npublish = [{ns1}]\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\npublish = [{ns2}]\n"
+        )
+    };
+    let f = sb.file("pub.toml", &two(r#""5353:53/udp""#, ""));
+    sb.nsfw_code(&["apply", &f], 0);
+    for ns in ["ns1", "ns2"] {
+        sb.serve(Some(ns), "udp", &[53]);
+        sb.ok(&format!(
+            "ip netns exec {ns} nft add table ip c53
+             ip netns exec {ns} nft add chain ip c53 input '{{ type filter hook input priority 0; }}'
+             ip netns exec {ns} nft add rule ip c53 input udp dport 53 counter"
+        ));
+    }
+    // Ten datagrams a second from 198.51.100.2:40000, for 20 s, in the background.
+    let mut client = sb.spawn_sh(&format!(
+        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", 40000)); s.settimeout(0.05)
+for _ in range(200):
+    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        udp53(&sb, "ns1") > 0,
+        "the flow does not reach ns1 at first"
+    );
+    let growing = |ns: &str| {
+        let a = udp53(&sb, ns);
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        udp53(&sb, ns) > a
+    };
+    // The port moves to ns2: the running flow goes there, and no longer to ns1.
+    let f = sb.file("pub.toml", &two("", r#""5353:53/udp""#));
+    sb.nsfw_code(&["apply", &f], 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !growing("ns1"),
+        "the running flow still reaches ns1 after the port moved"
+    );
+    assert!(
+        growing("ns2"),
+        "the running flow does not reach ns2 after the port moved"
+    );
+    // The publish goes: the flow reaches no namespace.
+    let f = sb.file("pub.toml", &two("", ""));
+    sb.nsfw_code(&["apply", &f], 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !growing("ns2") && !growing("ns1"),
+        "the flow outlived its publish"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
 pub(crate) mod build;
+mod clash;
+pub mod conntrack;
 mod policy;
 pub(crate) mod publish;
 mod router;
@@ -261,6 +263,9 @@ pub struct NftPlan {
     /// The batches for nsfw's tables inside routing namespaces, one per namespace (a batch
     /// cannot span network namespaces). Their lines are in `lines`.
     pub ns_ops: Vec<(String, Vec<Op>)>,
+    /// Published UDP ports that move or go away: their conntrack entries are deleted once the
+    /// batch is in (see `conntrack`).
+    pub forget: Vec<clash::Entry>,
 }
 
 /// A placed rule as a diff shows it: in `nft` syntax, with its handle.
@@ -305,6 +310,18 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
         ));
         return Ok(p);
     }
+    // A host port another nsfw table publishes: a conflict, so nothing changes.
+    p.conflicts.extend(clash::across_tables(t, &name, &s.own));
+    let old = existing
+        .and(s.own.get(&name))
+        .map(clash::observed)
+        .unwrap_or_default();
+    let new = if want.is_some() {
+        clash::desired(t)
+    } else {
+        Vec::new()
+    };
+    p.forget = conntrack::stale(&old, &new);
     match want {
         Some(want) => {
             let d = table_diff(&want, existing.and(s.own.get(&name)));
@@ -457,6 +474,9 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
                 family: Family::Inet,
                 name: t.name.clone(),
             });
+            if let Some(d) = s.own.get(&t.name) {
+                p.forget.extend(conntrack::stale(&clash::observed(d), &[]));
+            }
         }
     }
     for r in &s.placed {

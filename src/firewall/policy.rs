@@ -1,13 +1,18 @@
 //! The policy as sets: every `[[allow]]` and `[[deny]]` becomes elements of
 //! `saddr . daddr . l4proto . dport` interval sets (and `saddr . l4proto . dport` for the host),
+//! or, for entries without ports, of `saddr . daddr . l4proto` sets (a packet too short to
+//! carry a port must not slip past a deny because `th dport` cannot be loaded),
 //! looked up by a fixed handful of rules — a packet costs the same whether the file has 10
 //! entries or 10,000, and nothing depends on their order.
 //!
 //! ```nft
 //! set deny4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;
-//!             elements = { 10.10.0.4 . 10.10.0.2 . 0-255 . 0-65535 } }
+//!             elements = { 10.10.0.4 . 10.10.0.2 . tcp . 22 } }
+//! set deny_proto4 { type ipv4_addr . ipv4_addr . inet_proto; flags interval;
+//!                   elements = { 10.10.0.4 . 10.10.0.3 . 0-255 } }
 //! chain judge { ...
 //!     ip saddr . ip daddr . meta l4proto . th dport @deny4 drop
+//!     ip saddr . ip daddr . meta l4proto @deny_proto4 drop
 //!     ip saddr . ip daddr . meta l4proto . th dport @allow4 accept
 //!     ... }
 //! ```
@@ -147,8 +152,32 @@ fn addr(a: IpAddr) -> Value {
     super::build::ip_value(a)
 }
 
-/// The elements of the rules with `action` whose ends are both addresses (not the host).
-fn forward_elements(t: &Topology, action: Action, v6: bool) -> Vec<Element> {
+/// Whether a port spec names ports: only then does its element need `th dport`, which a
+/// packet with less than 4 bytes of transport header cannot load (it would miss the set).
+fn names_ports(p: &PortSpec) -> bool {
+    p.ports != PortSpec::ALL.ports
+}
+
+/// The key of one element: the addresses, the protocol range, and the port range when `ports`.
+fn element(lo: Vec<Value>, hi: Vec<Value>, p: &PortSpec, v6: bool, ports: bool) -> Element {
+    let ((plo, phi), (pl, ph)) = proto_ports(p, v6);
+    let (mut key, mut end) = (lo, hi);
+    key.push(Value::Proto(plo));
+    end.push(Value::Proto(phi));
+    if ports {
+        key.push(Value::Port(pl));
+        end.push(Value::Port(ph));
+    }
+    Element {
+        key,
+        key_end: Some(end),
+        ..Default::default()
+    }
+}
+
+/// The elements of the rules with `action` whose ends are both addresses (not the host): of
+/// the specs that name ports (`ports`), or of those that do not.
+fn forward_elements(t: &Topology, action: Action, v6: bool, ports: bool) -> Vec<Element> {
     let mut out = Vec::new();
     for r in t.policy.iter().filter(|r| r.action == action) {
         if matches!(r.from, Endpoint::Host) || matches!(r.to, Endpoint::Host) {
@@ -156,18 +185,14 @@ fn forward_elements(t: &Topology, action: Action, v6: bool) -> Vec<Element> {
         }
         for s in ranges(t, &r.from, v6) {
             for d in ranges(t, &r.to, v6) {
-                for p in &r.ports {
-                    let ((plo, phi), (lo, hi)) = proto_ports(p, v6);
-                    out.push(Element {
-                        key: vec![addr(s.0), addr(d.0), Value::Proto(plo), Value::Port(lo)],
-                        key_end: Some(vec![
-                            addr(s.1),
-                            addr(d.1),
-                            Value::Proto(phi),
-                            Value::Port(hi),
-                        ]),
-                        ..Default::default()
-                    });
+                for p in r.ports.iter().filter(|p| names_ports(p) == ports) {
+                    out.push(element(
+                        vec![addr(s.0), addr(d.0)],
+                        vec![addr(s.1), addr(d.1)],
+                        p,
+                        v6,
+                        ports,
+                    ));
                 }
             }
         }
@@ -176,7 +201,13 @@ fn forward_elements(t: &Topology, action: Action, v6: bool) -> Vec<Element> {
 }
 
 /// The elements of rules to the host (`to_host`) or from it (`!to_host`): one address side.
-fn host_elements(t: &Topology, action: Action, v6: bool, to_host: bool) -> Vec<Element> {
+fn host_elements(
+    t: &Topology,
+    action: Action,
+    v6: bool,
+    to_host: bool,
+    ports: bool,
+) -> Vec<Element> {
     let mut out = Vec::new();
     for r in t.policy.iter().filter(|r| r.action == action) {
         let other = match (to_host, &r.from, &r.to) {
@@ -185,13 +216,8 @@ fn host_elements(t: &Topology, action: Action, v6: bool, to_host: bool) -> Vec<E
             _ => continue,
         };
         for s in ranges(t, other, v6) {
-            for p in &r.ports {
-                let ((plo, phi), (lo, hi)) = proto_ports(p, v6);
-                out.push(Element {
-                    key: vec![addr(s.0), Value::Proto(plo), Value::Port(lo)],
-                    key_end: Some(vec![addr(s.1), Value::Proto(phi), Value::Port(hi)]),
-                    ..Default::default()
-                });
+            for p in r.ports.iter().filter(|p| names_ports(p) == ports) {
+                out.push(element(vec![addr(s.0)], vec![addr(s.1)], p, v6, ports));
             }
         }
     }
@@ -261,88 +287,140 @@ fn gateways(t: &Topology) -> Vec<Set> {
     v
 }
 
+/// The policy's sets. Each group comes twice: `NAME4` keyed with `th dport` for the entries
+/// that name ports, and `NAME_proto4` without it for those that do not (no `ports`, `icmp`,
+/// `tcp`), so that those match every packet of the protocol however short its header.
 fn all_sets(t: &Topology) -> Vec<Set> {
     let mut v = Vec::new();
     for v6 in [false, true] {
-        let n = if v6 { "6" } else { "4" };
         let a = addr_type(v6);
-        let quad = vec![a, a, Datatype::InetProto, Datatype::InetService];
-        let tri = vec![a, Datatype::InetProto, Datatype::InetService];
-        v.push(set(
-            &format!("deny{n}"),
-            quad.clone(),
-            None,
-            true,
-            forward_elements(t, Action::Deny, v6),
-        ));
-        v.push(set(
-            &format!("allow{n}"),
-            quad,
-            None,
-            true,
-            forward_elements(t, Action::Allow, v6),
-        ));
-        v.push(set(
-            &format!("host_deny{n}"),
-            tri.clone(),
-            None,
-            true,
-            host_elements(t, Action::Deny, v6, true),
-        ));
-        v.push(set(
-            &format!("host_allow{n}"),
-            tri.clone(),
-            None,
-            true,
-            host_elements(t, Action::Allow, v6, true),
-        ));
-        v.push(set(
-            &format!("from_host_deny{n}"),
-            tri,
-            None,
-            true,
-            host_elements(t, Action::Deny, v6, false),
-        ));
+        for ports in [true, false] {
+            let key = |addrs: usize| {
+                let mut k = vec![a; addrs];
+                k.push(Datatype::InetProto);
+                if ports {
+                    k.push(Datatype::InetService);
+                }
+                k
+            };
+            let groups = [
+                ("deny", key(2), forward_elements(t, Action::Deny, v6, ports)),
+                (
+                    "allow",
+                    key(2),
+                    forward_elements(t, Action::Allow, v6, ports),
+                ),
+                (
+                    "host_deny",
+                    key(1),
+                    host_elements(t, Action::Deny, v6, true, ports),
+                ),
+                (
+                    "host_allow",
+                    key(1),
+                    host_elements(t, Action::Allow, v6, true, ports),
+                ),
+                (
+                    "from_host_deny",
+                    key(1),
+                    host_elements(t, Action::Deny, v6, false, ports),
+                ),
+            ];
+            for (group, key, elements) in groups {
+                v.push(set(&set_name(group, v6, ports), key, None, true, elements));
+            }
+        }
     }
     v
 }
 
-/// `ip saddr . ip daddr . meta l4proto . th dport @NAME` (or the IPv6 form).
-pub fn quad(name: &str, v6: bool) -> Stmt {
-    let (s, d) = if v6 {
-        (Field::Ip6Saddr, Field::Ip6Daddr)
-    } else {
-        (Field::IpSaddr, Field::IpDaddr)
-    };
-    lookup(
-        concat(vec![
-            field(s),
-            field(d),
-            meta(MetaKey::L4proto),
-            field(Field::ThDport),
-        ]),
-        name,
-        true,
+/// `deny4`, `deny_proto6`, ...
+pub fn set_name(group: &str, v6: bool, ports: bool) -> String {
+    format!(
+        "{group}{}{}",
+        if ports { "" } else { "_proto" },
+        if v6 { "6" } else { "4" }
     )
 }
 
-/// `ip saddr . meta l4proto . th dport @NAME` (`daddr` with `dst`).
-pub fn tri(name: &str, v6: bool, dst: bool) -> Stmt {
+/// The lookup of a policy set: `addrs` (saddr, daddr, or both) `. meta l4proto`, then
+/// `. th dport` for a set of entries that name ports.
+fn key_lookup(name: &str, addrs: Vec<Field>, ports: bool) -> Stmt {
+    let mut k: Vec<_> = addrs.into_iter().map(field).collect();
+    k.push(meta(MetaKey::L4proto));
+    if ports {
+        k.push(field(Field::ThDport));
+    }
+    lookup(concat(k), name, true)
+}
+
+/// The forward rules of the policy, deny before allow, for the sets that hold anything:
+///
+/// ```nft
+/// ip saddr . ip daddr . meta l4proto . th dport @deny4 drop
+/// ip saddr . ip daddr . meta l4proto @deny_proto4 drop
+/// ip saddr . ip daddr . meta l4proto . th dport @allow4 accept
+/// ip saddr . ip daddr . meta l4proto @allow_proto4 accept
+/// ```
+/// (and the same over `ip6 saddr . ip6 daddr` with the `…6` sets).
+pub fn forward_rules(t: &Topology) -> Vec<crate::nft::Rule> {
+    let mut out = Vec::new();
+    for (group, verdict) in [("deny", Verdict::Drop), ("allow", Verdict::Accept)] {
+        for v6 in [false, true] {
+            let (s, d) = if v6 {
+                (Field::Ip6Saddr, Field::Ip6Daddr)
+            } else {
+                (Field::IpSaddr, Field::IpDaddr)
+            };
+            for ports in [true, false] {
+                let name = set_name(group, v6, ports);
+                if has(t, &name) {
+                    out.push(rule(
+                        vec![key_lookup(&name, vec![s, d], ports)],
+                        verdict.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether set `name` is one of those [`forward_rules`] read.
+pub fn is_forward_set(name: &str) -> bool {
+    ["deny", "allow"].iter().any(|g| {
+        [false, true]
+            .iter()
+            .any(|v6| [false, true].iter().any(|p| set_name(g, *v6, *p) == name))
+    })
+}
+
+/// `ip saddr . meta l4proto [. th dport] @NAME` (`daddr` with `dst`) for both sets of a host
+/// group that hold anything, each with `pre` before it and `verdict` after.
+fn host_rules(
+    t: &Topology,
+    group: &str,
+    v6: bool,
+    dst: bool,
+    pre: &[Stmt],
+    verdict: Verdict,
+) -> Vec<crate::nft::Rule> {
     let a = match (v6, dst) {
         (false, false) => Field::IpSaddr,
         (false, true) => Field::IpDaddr,
         (true, false) => Field::Ip6Saddr,
         (true, true) => Field::Ip6Daddr,
     };
-    lookup(
-        concat(vec![
-            field(a),
-            meta(MetaKey::L4proto),
-            field(Field::ThDport),
-        ]),
-        name,
-        true,
-    )
+    let mut out = Vec::new();
+    for ports in [true, false] {
+        let name = set_name(group, v6, ports);
+        if has(t, &name) {
+            let mut stmts = pre.to_vec();
+            stmts.push(key_lookup(&name, vec![a], ports));
+            out.push(rule(stmts, verdict.clone()));
+        }
+    }
+    out
 }
 
 /// `icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }`
@@ -377,26 +455,21 @@ fn echo(v6: bool) -> Stmt {
 ///     ct state established,related accept
 ///     icmpv6 type { nd-router-solicit, ... } accept
 ///     ip saddr . meta l4proto . th dport @host_deny4 drop
+///     ip saddr . meta l4proto @host_deny_proto4 drop
 ///     ip saddr . meta l4proto . th dport @host_allow4 accept    # [host] protect:
+///     ip saddr . meta l4proto @host_allow_proto4 accept
 ///     iifname . ip daddr @gateways4 icmp type echo-request accept
 ///     drop }
 /// ```
 pub fn host_chains(t: &Topology) -> Vec<Chain> {
     let mut out = Vec::new();
     let mut to_host = Vec::new();
-    for (name, v6, v) in [
-        ("host_deny4", false, Verdict::Drop),
-        ("host_deny6", true, Verdict::Drop),
-    ] {
-        if has(t, name) {
-            to_host.push(rule(vec![tri(name, v6, false)], v));
-        }
+    for v6 in [false, true] {
+        to_host.extend(host_rules(t, "host_deny", v6, false, &[], Verdict::Drop));
     }
     if t.host.protect {
-        for (name, v6) in [("host_allow4", false), ("host_allow6", true)] {
-            if has(t, name) {
-                to_host.push(rule(vec![tri(name, v6, false)], Verdict::Accept));
-            }
+        for v6 in [false, true] {
+            to_host.extend(host_rules(t, "host_allow", v6, false, &[], Verdict::Accept));
         }
         for g in gateways(t) {
             let v6 = g.name.ends_with('6');
@@ -435,13 +508,16 @@ pub fn host_chains(t: &Topology) -> Vec<Chain> {
         out.push(Chain::new("to_host", None, rules));
     }
     let mut from_host = Vec::new();
-    for (name, v6) in [("from_host_deny4", false), ("from_host_deny6", true)] {
-        if has(t, name) {
-            from_host.push(rule(
-                vec![Stmt::ct_state(ct_state::NEW), tri(name, v6, true)],
-                Verdict::Drop,
-            ));
-        }
+    for v6 in [false, true] {
+        let new = [Stmt::ct_state(ct_state::NEW)];
+        from_host.extend(host_rules(
+            t,
+            "from_host_deny",
+            v6,
+            true,
+            &new,
+            Verdict::Drop,
+        ));
     }
     if !from_host.is_empty() {
         out.push(Chain::new("from_host", Some(base(Hook::Output)), from_host));

@@ -173,29 +173,68 @@ pub fn shadowed_listeners(
     let mut out = Vec::new();
     for n in &t.namespaces {
         for p in &n.publish {
-            let hit = listeners.iter().find(|(proto, addr, port)| {
-                *proto == p.proto.number()
-                    && (p.host.0..=p.host.1).contains(port)
-                    && if addr.is_ipv6() { p.v6 } else { p.v4 }
-                    && match p.host_addr {
-                        None => true,
-                        Some(a) => addr.is_unspecified() || *addr == a,
-                    }
-            });
-            if let Some((_, addr, port)) = hit {
-                let at = match addr {
-                    std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
-                    std::net::IpAddr::V4(a) => format!("{a}:{port}"),
-                };
+            // Every listener the entry shadows, not only the first: a range can hide several.
+            let hits: Vec<String> = listeners
+                .iter()
+                .filter(|(proto, addr, port)| {
+                    *proto == p.proto.number()
+                        && (p.host.0..=p.host.1).contains(port)
+                        && if addr.is_ipv6() { p.v6 } else { p.v4 }
+                        && match p.host_addr {
+                            None => true,
+                            Some(a) => addr.is_unspecified() || *addr == a,
+                        }
+                })
+                .map(|(_, addr, port)| match addr {
+                    std::net::IpAddr::V6(a) => format!("[{a}]:{port}/{}", p.proto),
+                    std::net::IpAddr::V4(a) => format!("{a}:{port}/{}", p.proto),
+                })
+                .collect();
+            if !hits.is_empty() {
                 out.push(format!(
-                    "{}: namespaces.{}.publish: \"{}\": a process on the host already listens on {at}/{}; connections to the published port will reach namespace {} instead",
+                    "{}: namespaces.{}.publish: \"{}\": a process on the host already listens on {}; connections to the published port will reach namespace {} instead",
                     t.source.display(),
                     n.name,
                     p.entry,
-                    p.proto.as_str(),
+                    hits.join(", "),
                     n.name
                 ));
             }
+        }
+    }
+    out
+}
+
+/// Warnings for publishes restricted to an address the host does not have (`host`: its
+/// addresses now and those the plan gives it): nothing is ever addressed to it, so the entry
+/// is dead until the host gains the address — a warning, not an error, since it may. An
+/// address of one of the topology's namespaces is named as such.
+pub fn foreign_addresses(t: &Topology, host: &[std::net::IpAddr]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &t.namespaces {
+        for p in &n.publish {
+            let Some(a) = p.host_addr else { continue };
+            // 127.0.0.0/8 is the host's whole (lo answers for all of it).
+            if a.is_loopback() || host.contains(&a) {
+                continue;
+            }
+            let owner = t.namespaces.iter().find(|m| {
+                m.ifaces.iter().any(|i| {
+                    std::net::IpAddr::V4(i.address.ip()) == a
+                        || i.address6
+                            .is_some_and(|x| std::net::IpAddr::V6(x.ip()) == a)
+                })
+            });
+            let what = match owner {
+                Some(m) => format!("it is namespace {}'s address, not the host's", m.name),
+                None => "the host has no such address".to_string(),
+            };
+            out.push(format!(
+                "{}: namespaces.{}.publish: \"{}\": {what}; nothing reaches this entry until the host has {a}",
+                t.source.display(),
+                n.name,
+                p.entry
+            ));
         }
     }
     out

@@ -25,14 +25,6 @@ use crate::topology::{Namespace, Topology};
 use super::build::{meta, rule};
 use super::policy;
 
-/// The policy sets the forward chain looks up.
-const FORWARD_SETS: [(&str, bool, Verdict); 4] = [
-    ("deny4", false, Verdict::Drop),
-    ("deny6", true, Verdict::Drop),
-    ("allow4", false, Verdict::Accept),
-    ("allow6", true, Verdict::Accept),
-];
-
 /// The table namespace `n` holds, if it needs one.
 pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
     let judged = n.forward && policy::any(t);
@@ -54,14 +46,10 @@ pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
     ];
     let mut sets = Vec::new();
     if policy::any(t) {
-        for (name, v6, verdict) in FORWARD_SETS {
-            if policy::has(t, name) {
-                rules.push(rule(vec![policy::quad(name, v6)], verdict));
-            }
-        }
+        rules.extend(policy::forward_rules(t));
         sets = policy::sets(t)
             .into_iter()
-            .filter(|s| FORWARD_SETS.iter().any(|(name, _, _)| s.name == *name))
+            .filter(|s| policy::is_forward_set(&s.name))
             .collect();
     }
     let mut chains = Vec::new();

@@ -158,16 +158,7 @@ fn judge(t: &Topology) -> Chain {
         // Neighbour discovery is never judged (it is not a connection, and the IPv6 of
         // everything else depends on it); then deny beats allow beats the defaults.
         rules.push(rule(vec![policy::nd()], Verdict::Accept));
-        for (name, v6, verdict) in [
-            ("deny4", false, Verdict::Drop),
-            ("deny6", true, Verdict::Drop),
-            ("allow4", false, Verdict::Accept),
-            ("allow6", true, Verdict::Accept),
-        ] {
-            if policy::has(t, name) {
-                rules.push(rule(vec![policy::quad(name, v6)], verdict));
-            }
-        }
+        rules.extend(policy::forward_rules(t));
     }
     // Published ports: connections translated to an address behind one of nsfw's bridges.
     // Not every translated connection: another DNAT on the host (a port forward, Docker's,

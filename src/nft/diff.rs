@@ -21,7 +21,7 @@ use super::render::element;
 pub struct NftLine {
     /// `+` create, `-` delete, `~` modify.
     pub mark: char,
-    /// "table", "chain", "rule", "set" or "element".
+    /// "table", "chain", "rule", "set", "element" or "object".
     pub kind: &'static str,
     /// "inet nsfw_lab", "ip filter".
     pub table: String,
@@ -299,9 +299,20 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
     };
     let k = &have.table;
     let mut lines = Vec::new();
-    let mut structural = !have.unreadable.is_empty();
+    let mut structural = !have.unreadable.is_empty() || !have.objects.is_empty();
     for u in &have.unreadable {
         lines.push(NftLine::new('~', "table", &label, None, u.clone()));
+    }
+    // Named objects someone added (nsfw declares none): removed with the table's replacement,
+    // which deletes a table's objects with it, in the same batch.
+    for o in &have.objects {
+        lines.push(NftLine::new(
+            '-',
+            "object",
+            &label,
+            None,
+            format!("{} {} (someone else's)", o.kind, o.name),
+        ));
     }
     let mut element_ops = Vec::new();
     if want.dormant != k.dormant {

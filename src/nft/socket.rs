@@ -313,4 +313,70 @@ impl NftSocket {
             }
         }
     }
+
+    /// A fresh sequence number for a message built by hand.
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends one dump request built by hand (another netfilter subsystem than nf_tables:
+    /// ctnetlink) and returns each answer's bytes after its `nlmsghdr`.
+    pub fn dump_raw(&mut self, msg: &[u8], seq: u32, what: &str) -> Result<Vec<Vec<u8>>> {
+        self.sock
+            .send(msg)
+            .with_context(|| format!("reading {what}"))?;
+        let mut out = Vec::new();
+        loop {
+            let n = self.recv().with_context(|| format!("reading {what}"))?;
+            let buf = &self.buf.bytes_mut()[..n];
+            for (ty, mseq, _, payload) in messages(buf) {
+                if mseq != seq {
+                    continue;
+                }
+                if ty == libc::NLMSG_DONE as u16 {
+                    return Ok(out);
+                }
+                if ty == libc::NLMSG_ERROR as u16 {
+                    let code = payload
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(-libc::EPROTO);
+                    if code == 0 {
+                        return Ok(out);
+                    }
+                    bail!("reading {what}: {}", errno_text(-code));
+                }
+                out.push(payload.to_vec());
+            }
+        }
+    }
+
+    /// Sends messages built by hand, each asking for an acknowledgement, in one `sendmsg`, and
+    /// returns the error code of each (0: done), by sequence number, once every one is in.
+    pub fn send_acked(
+        &mut self,
+        msgs: &[u8],
+        seqs: &[u32],
+        what: &str,
+    ) -> Result<BTreeMap<u32, i32>> {
+        self.sock
+            .send(msgs)
+            .with_context(|| format!("sending {what}"))?;
+        let mut got = BTreeMap::new();
+        while got.len() < seqs.len() {
+            let n = self.recv().with_context(|| format!("sending {what}"))?;
+            let buf = &self.buf.bytes_mut()[..n];
+            for (ty, mseq, _, payload) in messages(buf) {
+                if ty == libc::NLMSG_ERROR as u16 && seqs.contains(&mseq) {
+                    let code = payload
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(-libc::EPROTO);
+                    got.insert(mseq, -code);
+                }
+            }
+        }
+        Ok(got)
+    }
 }

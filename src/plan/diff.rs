@@ -446,6 +446,7 @@ impl Cx<'_> {
                 mac: peer_spec.and_then(|p| p.mac),
                 host_mac: spec.mac,
                 no_link_local: spec.no_link_local,
+                hairpin: spec.hairpin,
             });
             return;
         }
@@ -455,11 +456,17 @@ impl Cx<'_> {
             .master
             .and_then(|i| self.o.host.name_of(i))
             .map(str::to_string);
-        if master.as_deref() != spec.master.as_deref() || self.new_links.contains_key(&bridge) {
+        let moves =
+            master.as_deref() != spec.master.as_deref() || self.new_links.contains_key(&bridge);
+        if moves {
             attrs.push(LinkAttr::Master {
                 old: master,
                 new: spec.master.clone(),
             });
+        }
+        // A port made anew (another master) starts without hairpin: set it again after.
+        if h.hairpin != spec.hairpin || (moves && spec.hairpin) {
+            attrs.push(LinkAttr::Hairpin { new: spec.hairpin });
         }
         if h.mtu != spec.mtu {
             attrs.push(LinkAttr::Mtu {

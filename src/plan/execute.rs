@@ -91,6 +91,7 @@ pub(super) fn set_link_req(
     for a in attrs {
         match a {
             LinkAttr::NfCall { new } => out.push(msgs::bridge_nf_call(name, *new)),
+            LinkAttr::Hairpin { new } => out.push(msgs::hairpin(name, *new)),
             LinkAttr::Mtu { new, .. } => mtu = Some(*new),
             LinkAttr::Mac { new, .. } => mac = Some(*new),
             LinkAttr::Up => up = true,
@@ -460,6 +461,7 @@ fn host_build(
                 mac,
                 host_mac,
                 no_link_local,
+                hairpin,
             } = s
             else {
                 continue;
@@ -475,6 +477,10 @@ fn host_build(
                     reqs.push(msgs::no_link_local(h));
                 }
                 reqs.push(msgs::up(h));
+                if *hairpin {
+                    // A port flag: set once the link is a port of its bridge.
+                    reqs.push(msgs::hairpin(h, true));
+                }
                 fds.push(fd);
                 Ok(reqs)
             });

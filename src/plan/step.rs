@@ -29,6 +29,10 @@ pub enum LinkAttr {
     NfCall {
         new: bool,
     },
+    /// Hairpin mode on a bridge port (see `LinkSpec::hairpin`).
+    Hairpin {
+        new: bool,
+    },
     /// A port of `new` (None: of no bridge).
     Master {
         old: Option<String>,
@@ -51,6 +55,9 @@ impl fmt::Display for LinkAttr {
                 "bridged traffic to the IP hooks {}",
                 if *new { "off → on" } else { "on → off" }
             ),
+            LinkAttr::Hairpin { new } => {
+                write!(f, "hairpin {}", if *new { "off → on" } else { "on → off" })
+            }
             LinkAttr::Master { old, new } => write!(
                 f,
                 "master {} → {}",
@@ -107,6 +114,8 @@ pub enum Step {
         host_mac: Option<Mac>,
         /// addrgenmode none on both ends.
         no_link_local: bool,
+        /// Hairpin mode on the host end's bridge port.
+        hairpin: bool,
     },
     SetLink {
         place: Place,
@@ -500,6 +509,7 @@ impl Step {
                         LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
                         LinkAttr::Arp => json!({"attr": "arp", "old": "off", "new": "on"}),
                         LinkAttr::NfCall { new } => json!({"attr": "nf_call_iptables", "old": !new, "new": new}),
+                        LinkAttr::Hairpin { new } => json!({"attr": "hairpin", "old": !new, "new": new}),
                         LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
                     })
                     .collect();

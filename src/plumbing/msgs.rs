@@ -9,8 +9,8 @@ use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoData, InfoKind, InfoVeth,
-    LinkAttribute, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -177,6 +177,22 @@ pub fn bridge_nf_call(name: &str, on: bool) -> Req {
         RouteNetlinkMessage::NewLink(m),
         0,
         format!("cannot change bridge {name}'s nf_call_iptables"),
+    )
+}
+
+/// Hairpin mode of a bridge port (`ip link set NAME type bridge_slave hairpin on`): a NEWLINK
+/// with the port's own data, which the bridge applies (its `slave_changelink`).
+pub fn hairpin(name: &str, on: bool) -> Req {
+    let m = LinkUnspec::new_with_name(name)
+        .set_port_kind(InfoPortKind::Bridge)
+        .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )]))
+        .build();
+    Req::new(
+        RouteNetlinkMessage::NewLink(m),
+        0,
+        format!("cannot change bridge port {name}'s hairpin mode"),
     )
 }
 

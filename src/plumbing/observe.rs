@@ -9,8 +9,8 @@ use anyhow::Result;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoData, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoBridgePort, InfoData, InfoPortData,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
@@ -44,6 +44,8 @@ pub struct Link {
     pub conf: BTreeMap<&'static str, String>,
     /// For a bridge: nf_call_iptables (its bridged traffic passes the IP hooks).
     pub nf_call: bool,
+    /// For a bridge port: hairpin mode (frames may leave by the port they came in).
+    pub hairpin: bool,
     /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
     pub qdisc: Option<String>,
 }
@@ -290,6 +292,7 @@ pub fn parse_link(m: &LinkMessage) -> Link {
         mac: None,
         conf: BTreeMap::new(),
         nf_call: false,
+        hairpin: false,
         qdisc: None,
         up: m.header.flags.contains(LinkFlags::Up),
         noarp: m.header.flags.contains(LinkFlags::Noarp),
@@ -310,6 +313,11 @@ pub fn parse_link(m: &LinkMessage) -> Link {
                 for i in infos {
                     match i {
                         LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                        LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                            l.hairpin = opts
+                                .iter()
+                                .any(|o| matches!(o, InfoBridgePort::HairpinMode(true)));
+                        }
                         LinkInfo::Data(InfoData::Bridge(opts)) => {
                             l.nf_call = opts
                                 .iter()

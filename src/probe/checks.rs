@@ -483,7 +483,7 @@ pub fn publish_checks(
 }
 
 /// The checks of one published entry in one family: from the world, hairpin from a
-/// neighbour, from the host (its own address, and 127.0.0.1 where published there).
+/// neighbour and from the namespace itself, from the host (its own address, and 127.0.0.1 where published there).
 fn publish_family(
     out: &mut Vec<Check>,
     t: &Topology,
@@ -548,6 +548,18 @@ fn publish_family(
                 to: mgw,
                 probe: seen(want),
                 expect: allowed(mp),
+            });
+        }
+        if p.host_addr.is_none() {
+            // Self-hairpin: the namespace to its own published port through the host. With
+            // br_netfilter on, the DNAT happens in the bridge and the frame must leave by the
+            // port it came in (hairpin mode); masqueraded like a neighbour's.
+            out.push(Check {
+                from: Origin::Ns(n.name.clone()),
+                to_label: label.clone(),
+                to: gw,
+                probe: seen(gw),
+                expect: allowed(me.clone()),
             });
         }
         let host = Party::Host(gw);

@@ -80,6 +80,10 @@ impl Publish {
 
 fn port_range(s: &str, what: &str) -> Result<(u16, u16), String> {
     let one = |p: &str| -> Result<u16, String> {
+        // `u32::from_str` takes a leading `+`; Docker's syntax and ports have digits only.
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{what} port `{p}` is not a number"));
+        }
         match p.parse::<u32>() {
             Ok(0) => Err(format!("{what} port 0 cannot be published")),
             Ok(n) if n <= 65535 => Ok(n as u16),
@@ -143,6 +147,11 @@ pub fn parse(entry: &str) -> Result<Publish, String> {
     let host_addr = match addr {
         None => None,
         Some(a) => match a.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if addr_bracketed => {
+                return Err(format!(
+                    "brackets are for IPv6 addresses: write {ip}:{ports} without them"
+                ));
+            }
             Ok(ip) if ip.is_unspecified() => Some(ip),
             Ok(IpAddr::V4(ip)) if ip.is_multicast() || ip.is_broadcast() => {
                 return Err(format!("{ip} is not an address of the host"));
@@ -325,6 +334,10 @@ mod tests {
             ("[fe80::1]:8080:80", "link-local"),
             ("[ff02::1]:8080:80", "not an IPv6 address of the host"),
             ("[nope]:8080:80", "not an IPv6 address"),
+            ("[127.0.0.1]:8080:80", "brackets are for IPv6"),
+            ("+8080:80", "not a number"),
+            ("8080:+80", "not a number"),
+            ("8080-+8081:80-81", "not a number"),
         ] {
             let got = parse(e).expect_err(e);
             assert!(got.contains(why), "{e}: {got}");

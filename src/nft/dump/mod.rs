@@ -16,8 +16,10 @@ use super::elems::{KElem, to_kernel};
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
-pub use parse::{ChainInfo, RawRule, TableInfo};
-use parse::{ListedSet, parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table};
+pub use parse::{ChainInfo, ObjInfo, RawRule, TableInfo};
+use parse::{
+    ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
+};
 
 /// A decoded rule of some chain, with its handle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct Dumped {
     /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
     /// hooks. Such a table never equals a desired one.
     pub unreadable: Vec<String>,
+    /// Named stateful objects in the table (`counter X`, `quota Y`, ...): nsfw declares none,
+    /// so each is someone else's addition, shown by the diff and removed with the table.
+    pub objects: Vec<ObjInfo>,
 }
 
 impl Dumped {
@@ -356,7 +361,30 @@ impl NftSocket {
             elements,
             handles,
             unreadable,
+            objects: self.objects(family, name)?,
         })
+    }
+
+    /// The named stateful objects of one table (NFT_MSG_GETOBJ). The kernel filters the dump
+    /// by the table named; filtered here too, as for chains.
+    pub fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
+        let t = cname(table, "table")?;
+        let all = self.dump(
+            libc::NFT_MSG_GETOBJ,
+            u16::from(family.nfproto()),
+            // SAFETY: the payload goes into the request buffer, after its header.
+            &|h| unsafe {
+                let o = sys::nftnl_obj_alloc();
+                if !o.is_null() {
+                    sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, t.as_ptr());
+                    sys::nftnl_obj_nlmsg_build_payload(h.cast(), o);
+                    sys::nftnl_obj_free(o);
+                }
+            },
+            &parse_obj,
+            &format!("the named objects of table {} {table}", family.as_str()),
+        )?;
+        Ok(all.into_iter().filter(|o| o.table == table).collect())
     }
 
     /// The rules of one chain of another owner's table (iptables-nft's `ip filter FORWARD`),

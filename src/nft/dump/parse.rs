@@ -350,3 +350,47 @@ pub(super) fn parse_gen(nlh: *const libc::nlmsghdr) -> Result<Option<u32>> {
         }
     )
 }
+
+/// A named stateful object (counter, quota, limit, ct helper, ...) as the kernel lists it:
+/// nsfw makes none, so it reads only what names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjInfo {
+    pub table: String,
+    pub name: String,
+    /// `counter`, `quota`, ... as nft writes the declaration.
+    pub kind: String,
+}
+
+/// nft's keyword for object type `ty` (NFT_OBJECT_*).
+fn obj_kind(ty: u32) -> String {
+    match ty {
+        1 => "counter".into(),
+        2 => "quota".into(),
+        3 => "ct helper".into(),
+        4 => "limit".into(),
+        5 => "connlimit".into(),
+        6 => "tunnel".into(),
+        7 => "ct timeout".into(),
+        8 => "secmark".into(),
+        9 => "ct expectation".into(),
+        10 => "synproxy".into(),
+        n => format!("object (type {n})"),
+    }
+}
+
+pub(super) fn parse_obj(nlh: *const libc::nlmsghdr) -> Result<Option<ObjInfo>> {
+    parse_with!(
+        nftnl_obj_alloc,
+        nftnl_obj_nlmsg_parse,
+        nftnl_obj_free,
+        nlh,
+        "named object",
+        |o| {
+            Ok(Some(ObjInfo {
+                table: cstr_at(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_TABLE as u16)),
+                name: cstr_at(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16)),
+                kind: obj_kind(sys::nftnl_obj_get_u32(o, sys::NFTNL_OBJ_TYPE as u16)),
+            }))
+        }
+    )
+}

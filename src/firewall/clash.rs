@@ -1,0 +1,184 @@
+//! A host port published by two topologies (or a topology and a CNI network): each table's
+//! `dnat` takes it in its own prerouting chain, and which one wins depends on the order the
+//! kernel registered the hooks in — so the second file would silently take (or not take)
+//! the port, and a plain publish of one would beat an address-restricted one of the other,
+//! since "restricted first" holds only within a table. The in-file check
+//! (`topology::publish::check_clashes`) refuses this within one file; here the other
+//! `nsfw_*` tables' publish maps, as observed, are held against the file, with the same rule:
+//! two claims of one (family, protocol, port) clash unless both name different addresses.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::nft::canon::decode_all;
+use crate::nft::dump::Dumped;
+use crate::nft::{ElemData, Element, Value};
+use crate::topology::Topology;
+
+use super::publish::{ANY, ANY6, AT, AT6};
+
+/// Another table's claim of a host port: its address (None: any), where it leads, its owner.
+struct Claim {
+    addr: Option<IpAddr>,
+    to: String,
+    owner: String,
+}
+
+/// The owner a table's comment names: `topology alpha` or `CNI network labnet`.
+fn owner_of(d: &Dumped) -> Option<String> {
+    let c = d.table.comment.as_deref()?;
+    if let Some(n) = c.strip_prefix(crate::cni::names::PREFIX) {
+        return Some(format!("CNI network {n}"));
+    }
+    crate::topology::mark_owner(c).map(|n| format!("topology {n}"))
+}
+
+/// One element of a publish map: (IPv6?, host address or any, protocol, host port) → the
+/// namespace's address and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub v6: bool,
+    pub addr: Option<IpAddr>,
+    pub proto: u8,
+    pub port: u16,
+    pub to: Option<(IpAddr, u16)>,
+}
+
+/// The entries of publish map `name`'s elements.
+fn entries(name: &str, elements: &[Element]) -> Vec<Entry> {
+    let v6 = name == ANY6 || name == AT6;
+    let mut out = Vec::new();
+    for e in elements {
+        let (mut addr, mut proto, mut port) = (None, None, None);
+        for k in &e.key {
+            match k {
+                Value::Ipv4(a) => addr = Some(IpAddr::V4(*a)),
+                Value::Ipv6(a) => addr = Some(IpAddr::V6(*a)),
+                Value::Proto(p) => proto = Some(*p),
+                Value::Port(p) => port = Some(*p),
+                _ => {}
+            }
+        }
+        let to = match &e.data {
+            Some(ElemData::Values(v)) => {
+                let a = v.iter().find_map(|x| match x {
+                    Value::Ipv4(a) => Some(IpAddr::V4(*a)),
+                    Value::Ipv6(a) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                });
+                let p = v.iter().find_map(|x| match x {
+                    Value::Port(p) => Some(*p),
+                    _ => None,
+                });
+                a.zip(p)
+            }
+            _ => None,
+        };
+        if let (Some(proto), Some(port)) = (proto, port) {
+            out.push(Entry {
+                v6,
+                addr,
+                proto,
+                port,
+                to,
+            });
+        }
+    }
+    out
+}
+
+/// The entries of a table's publish maps as the kernel holds them (a map nsfw cannot read is
+/// left out: that table's own diff says so).
+pub fn observed(d: &Dumped) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for name in [ANY, AT, ANY6, AT6] {
+        if let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name))
+            && let Ok(elements) = decode_all(set, k)
+        {
+            out.extend(entries(name, &elements));
+        }
+    }
+    out
+}
+
+/// The entries of the topology's publish maps.
+pub fn desired(t: &Topology) -> Vec<Entry> {
+    super::publish::maps(t)
+        .iter()
+        .flat_map(|s| entries(&s.name, &s.elements))
+        .collect()
+}
+
+/// The ports `d`'s publish maps claim, keyed by (IPv6?, protocol, host port).
+fn claims(d: &Dumped, out: &mut HashMap<(bool, u8, u16), Vec<Claim>>) {
+    let Some(owner) = owner_of(d) else { return };
+    for e in observed(d) {
+        // Where it leads: `address:port` of the namespace.
+        let to = match e.to {
+            Some((IpAddr::V6(a), p)) => format!("[{a}]:{p}"),
+            Some((a, p)) => format!("{a}:{p}"),
+            None => String::new(),
+        };
+        out.entry((e.v6, e.proto, e.port)).or_default().push(Claim {
+            addr: e.addr,
+            to,
+            owner: owner.clone(),
+        });
+    }
+}
+
+/// Conflicts: every publish entry of `t` that takes a host port another nsfw table (`own`,
+/// by name; `t`'s own table, `mine`, is skipped) already publishes — one per entry, at its
+/// first clashing port.
+pub fn across_tables(
+    t: &Topology,
+    mine: &str,
+    own: &std::collections::BTreeMap<String, Dumped>,
+) -> Vec<String> {
+    let mut taken = HashMap::new();
+    for (name, d) in own {
+        if name != mine {
+            claims(d, &mut taken);
+        }
+    }
+    let mut out = Vec::new();
+    if taken.is_empty() {
+        return out;
+    }
+    for n in &t.namespaces {
+        'entry: for p in &n.publish {
+            for port in p.host.0..=p.host.1 {
+                for v6 in [false, true]
+                    .into_iter()
+                    .filter(|&v6| if v6 { p.v6 } else { p.v4 })
+                {
+                    let Some(others) = taken.get(&(v6, p.proto.number(), port)) else {
+                        continue;
+                    };
+                    let hit = others.iter().find(|c| {
+                        c.addr.is_none() || p.host_addr.is_none() || c.addr == p.host_addr
+                    });
+                    if let Some(c) = hit {
+                        let at = match c.addr {
+                            Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
+                            Some(IpAddr::V4(a)) => format!("{a}:{port}"),
+                            None => format!("{port}"),
+                        };
+                        out.push(format!(
+                            "{}: namespaces.{}.publish = {:?}: host port {port}/{} is already published by {} (its table's map: {at}/{} → {}); a host port leads to one place: drop one of the two",
+                            t.source.display(),
+                            n.name,
+                            p.entry,
+                            p.proto,
+                            c.owner,
+                            p.proto,
+                            c.to
+                        ));
+                        continue 'entry;
+                    }
+                }
+            }
+        }
+    }
+    out
+}

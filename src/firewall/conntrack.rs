@@ -1,0 +1,178 @@
+//! Forgetting the conntrack entries of a published port that moved or went away, as Docker
+//! and kube-proxy do. A UDP "connection" has no end: a client that keeps sending from one
+//! source port keeps its conntrack entry alive, and with it the old translation — to the
+//! namespace the port no longer leads to, or after the publish is gone. So after the nft
+//! batch commits, the entries whose original destination is such a port and whose reply
+//! comes from the old namespace address and port are deleted over ctnetlink; the next
+//! datagram is a new connection and meets the new maps.
+//!
+//! UDP only: a TCP connection ends, and its successors meet the new maps; cutting the ones in
+//! flight would break every transfer at each port change (Docker and kube-proxy leave TCP
+//! alone for the same reason, and nsfw's policy judges new connections only, documented so).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{Result, bail};
+
+use super::clash::Entry;
+use crate::nft::socket::NftSocket;
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_ZONE: u16 = 18;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+const UDP: u8 = 17;
+
+/// The UDP entries of `old` that `new` does not hold as they are: moved or removed.
+pub fn stale(old: &[Entry], new: &[Entry]) -> Vec<Entry> {
+    old.iter()
+        .filter(|e| e.proto == UDP && e.to.is_some() && !new.contains(e))
+        .cloned()
+        .collect()
+}
+
+/// Netlink attributes of `buf`: (type without flags, the whole attribute, its payload).
+fn attrs(buf: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 4 <= buf.len() {
+        let len = usize::from(u16::from_ne_bytes([buf[off], buf[off + 1]]));
+        let ty = u16::from_ne_bytes([buf[off + 2], buf[off + 3]]) & NLA_TYPE_MASK;
+        if len < 4 || off + len > buf.len() {
+            break;
+        }
+        out.push((ty, &buf[off..off + len], &buf[off + 4..off + len]));
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+fn find(buf: &[u8], ty: u16) -> Option<&[u8]> {
+    attrs(buf).into_iter().find(|a| a.0 == ty).map(|a| a.2)
+}
+
+/// A tuple's (source, destination, protocol, source port, destination port).
+fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
+    let ip = find(buf, CTA_TUPLE_IP)?;
+    let addr = |b: &[u8]| -> Option<IpAddr> {
+        match b.len() {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+            16 => <[u8; 16]>::try_from(b)
+                .ok()
+                .map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+            _ => None,
+        }
+    };
+    // CTA_IP_V4_SRC/DST are 1/2, CTA_IP_V6_SRC/DST 3/4.
+    let src = find(ip, 1).or_else(|| find(ip, 3)).and_then(addr)?;
+    let dst = find(ip, 2).or_else(|| find(ip, 4)).and_then(addr)?;
+    let p = find(buf, CTA_TUPLE_PROTO)?;
+    let num = *find(p, CTA_PROTO_NUM)?.first()?;
+    let port = |t| {
+        find(p, t)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(u16::from_be_bytes)
+    };
+    Some((
+        src,
+        dst,
+        num,
+        port(CTA_PROTO_SRC_PORT)?,
+        port(CTA_PROTO_DST_PORT)?,
+    ))
+}
+
+/// A ctnetlink message: `nlmsghdr`, `nfgenmsg` for `family`, then `attrs` (whole attributes).
+fn message(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[&[u8]]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&0u32.to_ne_bytes()); // length, below
+    m.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | ty).to_ne_bytes());
+    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | flags).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    m.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    for a in attrs {
+        m.extend_from_slice(a);
+        m.resize(m.len().next_multiple_of(4), 0);
+    }
+    let len = (m.len() as u32).to_ne_bytes();
+    m[..4].copy_from_slice(&len);
+    m
+}
+
+/// Deletes the conntrack entries of the `stale` published ports (see the module's comment):
+/// original destination the host port (and its address, for a restricted publish), reply
+/// from the namespace address and port it led to. Returns how many were deleted.
+pub fn forget(sock: &mut NftSocket, stale: &[Entry]) -> Result<usize> {
+    let mut deleted = 0;
+    for (v6, family) in [(false, libc::AF_INET as u8), (true, libc::AF_INET6 as u8)] {
+        let these: Vec<&Entry> = stale.iter().filter(|e| e.v6 == v6).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let seq = sock.next_seq();
+        let req = message(IPCTNL_MSG_CT_GET, libc::NLM_F_DUMP as u16, seq, family, &[]);
+        let entries = sock.dump_raw(&req, seq, "the conntrack table (ctnetlink)")?;
+        let (mut batch, mut seqs) = (Vec::new(), Vec::new());
+        for e in &entries {
+            let Some(body) = e.get(4..) else { continue };
+            let (Some(orig), Some(reply)) = (
+                attrs(body).into_iter().find(|a| a.0 == CTA_TUPLE_ORIG),
+                find(body, CTA_TUPLE_REPLY),
+            ) else {
+                continue;
+            };
+            let (Some((_, dst, proto, _, dport)), Some((rsrc, _, _, rsport, _))) =
+                (tuple(orig.2), tuple(reply))
+            else {
+                continue;
+            };
+            let hit = these.iter().any(|s| {
+                s.proto == proto
+                    && s.port == dport
+                    && s.addr.is_none_or(|a| a == dst)
+                    && s.to == Some((rsrc, rsport))
+            });
+            if !hit {
+                continue;
+            }
+            // The entry by its original tuple, in its zone (the whole attributes as dumped).
+            let mut with: Vec<&[u8]> = vec![orig.1];
+            if let Some(z) = attrs(body).into_iter().find(|a| a.0 == CTA_ZONE) {
+                with.push(z.1);
+            }
+            let s = sock.next_seq();
+            batch.extend(message(
+                IPCTNL_MSG_CT_DELETE,
+                libc::NLM_F_ACK as u16,
+                s,
+                family,
+                &with,
+            ));
+            seqs.push(s);
+        }
+        if seqs.is_empty() {
+            continue;
+        }
+        for (_, code) in sock.send_acked(&batch, &seqs, "conntrack deletions (ctnetlink)")? {
+            match code {
+                0 => deleted += 1,
+                // Gone meanwhile (expired, or a reply made it anew): nothing to forget.
+                libc::ENOENT => {}
+                c => bail!(
+                    "deleting a conntrack entry: {}",
+                    std::io::Error::from_raw_os_error(c)
+                ),
+            }
+        }
+    }
+    Ok(deleted)
+}
