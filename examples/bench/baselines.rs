@@ -93,3 +93,105 @@ pub fn batch_files(dir: &Path, n: usize) -> Res<()> {
     )?;
     Ok(())
 }
+
+/// The routed lab of `routed_topology` by hand: one `ip -batch` for the host (namespaces,
+/// bridges, veths with their peers in place, the routes to the segments), one
+/// `ip -n R -batch` per router and per namespace, a sysctl per router and one `nft -f` for the host (nsfw
+/// loads nothing into a router that only forwards). Files into `dir`; `teardown.batch` undoes it all. Returns the router names.
+pub fn routed_files(dir: &Path, routers: usize, per: usize) -> Res<Vec<String>> {
+    let mut host = String::new();
+    let mut down = String::new();
+    for r in 0..routers {
+        writeln!(host, "netns add r{r}").ok();
+        writeln!(down, "netns del r{r}").ok();
+        for i in 0..per {
+            writeln!(host, "netns add s{r}x{i}").ok();
+            writeln!(down, "netns del s{r}x{i}").ok();
+        }
+    }
+    host.push_str("link add core type bridge\naddr add 10.99.0.1/24 dev core\nlink set core up\n");
+    down.push_str("link del core\n");
+    for r in 0..routers {
+        let seg = 100 + r;
+        writeln!(
+            host,
+            "link add seg{r} type bridge\nlink set seg{r} up
+link add veth-r{r}-0 master core up type veth peer name eth0 netns r{r}
+link add veth-r{r}-1 master seg{r} up type veth peer name eth1 netns r{r}"
+        )
+        .ok();
+        writeln!(down, "link del seg{r}").ok();
+        for i in 0..per {
+            writeln!(
+                host,
+                "link add veth-s{r}x{i} master seg{r} up type veth peer name eth0 netns s{r}x{i}"
+            )
+            .ok();
+            std::fs::write(
+                dir.join(format!("s{r}x{i}.batch")),
+                format!(
+                    "addr add 10.{seg}.0.{}/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via 10.{seg}.0.1\n",
+                    i + 2
+                ),
+            )?;
+        }
+        writeln!(host, "route add 10.{seg}.0.0/24 via 10.99.0.{}", r + 2).ok();
+        std::fs::write(
+            dir.join(format!("r{r}.batch")),
+            format!(
+                "addr add 10.99.0.{}/24 dev eth0\naddr add 10.{seg}.0.1/24 dev eth1
+link set lo up\nlink set eth0 up\nlink set eth1 up\nroute add default via 10.99.0.1\n",
+                r + 2
+            ),
+        )?;
+    }
+    std::fs::write(dir.join("host.batch"), host)?;
+    std::fs::write(dir.join("teardown.batch"), down)?;
+    let segs = (0..routers)
+        .map(|r| format!("10.{}.0.0/24", 100 + r))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let same = (0..routers)
+        .map(|r| format!("\"seg{r}\" . \"seg{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let bridges = std::iter::once("\"core\"".to_string())
+        .chain((0..routers).map(|r| format!("\"seg{r}\"")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let l2only = (0..routers)
+        .map(|r| format!("\"seg{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // nsfw's judge, by hand: stateful, open within a bridge and out, nothing new in; the
+    // segments' bridged traffic in a conntrack zone of its own, as nsfw does.
+    std::fs::write(
+        dir.join("host.nft"),
+        format!(
+            "table inet lab {{
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname {{ {bridges} }} goto judge
+    oifname {{ {bridges} }} goto judge
+  }}
+  chain judge {{
+    ct state established,related accept
+    ct state invalid drop
+    iifname \"core\" ip saddr != {{ 10.99.0.0/24, {segs} }} drop
+    iifname . oifname {{ \"core\" . \"core\", {same} }} accept
+    oifname {{ {bridges} }} drop
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {{ 10.99.0.0/24, {segs} }} oifname != {{ {bridges} }} masquerade
+  }}
+  chain bridged {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname {{ {l2only} }} ct zone set 1
+  }}
+}}
+"
+        ),
+    )?;
+    Ok((0..routers).map(|r| format!("r{r}")).collect())
+}

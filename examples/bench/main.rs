@@ -1,8 +1,9 @@
 //! nsfw's benchmarks: nsfw against the hand-written way, in throwaway sandboxes.
 //!
 //!     cargo run --release --example bench -- [--runs 5] [--out docs/benchmarks.md]
-//!         [--baseline OLD_NSFW] [--sizes 2,20,100,200]
-//!         [--only apply,scale,dataplane,publish,publish-dataplane]
+//!         [--baseline OLD_NSFW] [--before OLDER_NSFW] [--sizes 2,20,100,200]
+//!         [--only apply,scale,routed,dual,dataplane,publish,publish-dataplane,policy,
+//!                 policy-dataplane]
 //!
 //! As root. Every trial runs in a fresh sandbox (`nsfw sandbox`), so nothing touches the host
 //! and no trial inherits another's state. Traffic goes only between the sandbox's namespaces
@@ -26,9 +27,11 @@
 //! trials themselves (`trials`, `traffic`) run inside the sandboxes.
 
 mod baselines;
+mod labs;
 mod report;
 mod run;
 mod sections;
+mod tables;
 mod topologies;
 mod traffic;
 mod trials;
@@ -39,13 +42,20 @@ use std::time::Instant;
 use run::Res;
 use sections::Ctx;
 
+/// A section of the report: the context and `--sizes` (which only `apply` uses).
+type Section = fn(&mut Ctx, &[usize]) -> Res<()>;
+
 /// The parts `--only` may name, in the order they run.
-const PARTS: [&str; 5] = [
-    "apply",
-    "scale",
-    "dataplane",
-    "publish",
-    "publish-dataplane",
+const SECTIONS: [(&str, Section); 9] = [
+    ("apply", sections::apply),
+    ("scale", |cx, _| sections::scale(cx)),
+    ("routed", |cx, _| sections::routed(cx)),
+    ("dual", |cx, _| sections::dual(cx)),
+    ("dataplane", |cx, _| sections::dataplane(cx)),
+    ("publish", |cx, _| sections::publish(cx)),
+    ("publish-dataplane", |cx, _| sections::publish_dataplane(cx)),
+    ("policy", |cx, _| sections::policy(cx)),
+    ("policy-dataplane", |cx, _| sections::policy_dataplane(cx)),
 ];
 
 fn main() -> Res<()> {
@@ -63,6 +73,7 @@ fn main() -> Res<()> {
     let mut sizes = vec![2usize, 20, 100, 200];
     let mut only: Option<Vec<String>> = None;
     let mut baseline: Option<PathBuf> = None;
+    let mut before: Option<PathBuf> = None;
     let mut i = 1;
     let value = |i: usize| {
         args.get(i + 1)
@@ -74,6 +85,7 @@ fn main() -> Res<()> {
             "--out" => out_path = Some(PathBuf::from(value(i)?)),
             "--only" => only = Some(value(i)?.split(',').map(str::to_string).collect()),
             "--baseline" => baseline = Some(PathBuf::from(value(i)?)),
+            "--before" => before = Some(PathBuf::from(value(i)?)),
             "--sizes" => {
                 sizes = value(i)?
                     .split(',')
@@ -85,35 +97,29 @@ fn main() -> Res<()> {
         i += 2;
     }
     for o in only.iter().flatten() {
-        if !PARTS.contains(&o.as_str()) {
-            return Err(format!("--only {o}: the parts are {}", PARTS.join(", ")).into());
+        if !SECTIONS.iter().any(|(p, _)| p == o) {
+            let parts: Vec<&str> = SECTIONS.iter().map(|(p, _)| *p).collect();
+            return Err(format!("--only {o}: the parts are {}", parts.join(", ")).into());
         }
     }
-    if let Some(b) = &baseline {
-        // A relative path would not survive the sandbox's working directory.
-        baseline = Some(std::fs::canonicalize(b).map_err(|e| format!("{}: {e}", b.display()))?);
+    // A relative path would not survive the sandbox's working directory.
+    for p in [&mut baseline, &mut before] {
+        if let Some(b) = p {
+            *p = Some(std::fs::canonicalize(&b).map_err(|e| format!("{}: {e}", b.display()))?);
+        }
     }
     let want = |part: &str| only.as_ref().is_none_or(|o| o.iter().any(|p| p == part));
     let mut cx = Ctx {
         runs,
         base: baseline.as_deref(),
+        before: before.as_deref(),
         report: report::header(&args, runs, baseline.as_deref())?,
         started: Instant::now(),
     };
-    if want("apply") {
-        sections::apply(&mut cx, &sizes)?;
-    }
-    if want("scale") {
-        sections::scale(&mut cx)?;
-    }
-    if want("dataplane") {
-        sections::dataplane(&mut cx)?;
-    }
-    if want("publish") {
-        sections::publish(&mut cx)?;
-    }
-    if want("publish-dataplane") {
-        sections::publish_dataplane(&mut cx)?;
+    for (part, run) in SECTIONS {
+        if want(part) {
+            run(&mut cx, &sizes)?;
+        }
     }
     report::finish(cx.report, cx.started, out_path.as_deref())
 }

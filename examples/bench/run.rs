@@ -58,7 +58,7 @@ pub fn sh(script: &str) -> Res<()> {
 
 /// Runs one trial in a fresh sandbox and collects its numbers.
 pub fn trial(kind: &str, n: usize, bin: Option<&Path>) -> Res<Vec<(String, (f64, u64))>> {
-    let n = if kind == "dataplane" { 2 } else { n };
+    let n = if kind == "dp" { 2 } else { n };
     let dir = std::env::temp_dir().join(format!("nsfw-bench-{}-{kind}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut cmd = Command::new(nsfw_bin());

@@ -81,3 +81,110 @@ pub fn publish_topology(ports: Ports) -> String {
     }
     s
 }
+
+/// The routed lab: `routers` router namespaces on the host's `core` bridge (10.99.0.0/24, the
+/// host its gateway and NAT), each the gateway of its own L2-only bridge `seg{r}`
+/// (10.{100+r}.0.0/24, no host address) with `per` namespaces; the host routes each segment
+/// through its router.
+pub fn routed_topology(routers: usize, per: usize) -> String {
+    let mut s = String::from("name = \"bench\"\n[host]\nroutes = [");
+    for r in 0..routers {
+        let sep = if r == 0 { "" } else { ", " };
+        write!(
+            s,
+            "{sep}{{ to = \"10.{}.0.0/24\", via = \"10.99.0.{}\" }}",
+            100 + r,
+            r + 2
+        )
+        .ok();
+    }
+    s.push_str("]\n[bridges.core]\naddress = \"10.99.0.1/24\"\nmasquerade = true\n");
+    for r in 0..routers {
+        writeln!(s, "[bridges.seg{r}]").ok();
+    }
+    for r in 0..routers {
+        writeln!(
+            s,
+            "[namespaces.r{r}]\nforward = true\nroutes = [{{ to = \"0.0.0.0/0\", via = \"10.99.0.1\" }}]
+[namespaces.r{r}.interfaces.eth0]\nbridge = \"core\"\naddress = \"10.99.0.{}/24\"
+[namespaces.r{r}.interfaces.eth1]\nbridge = \"seg{r}\"\naddress = \"10.{}.0.1/24\"",
+            r + 2,
+            100 + r
+        )
+        .ok();
+        for i in 0..per {
+            writeln!(
+                s,
+                "[namespaces.s{r}x{i}]\nbridge = \"seg{r}\"\naddress = \"10.{}.0.{}/24\"\ngateway = \"10.{}.0.1\"",
+                100 + r,
+                i + 2,
+                100 + r
+            )
+            .ok();
+        }
+    }
+    s
+}
+
+/// `topology(1, n)`, and with `v6` every namespace and the bridge also get an IPv6 address
+/// (a ULA /64: the namespaces' own addresses, not an upstream's).
+pub fn dual_topology(n: usize, v6: bool) -> String {
+    let t = topology(1, n);
+    if !v6 {
+        return t;
+    }
+    let mut s = String::new();
+    for line in t.lines() {
+        writeln!(s, "{line}").ok();
+        if line == "address = \"10.100.0.1/24\"" {
+            writeln!(s, "address6 = \"fd00:100::1/64\"").ok();
+        } else if let Some(host) = line
+            .strip_prefix("address = \"10.100.0.")
+            .and_then(|r| r.strip_suffix("/24\""))
+        {
+            writeln!(s, "address6 = \"fd00:100::{host}/64\"").ok();
+        }
+    }
+    s
+}
+
+/// Namespaces of the policy lab, on one egress-denied bridge.
+pub const POLICY_NS: usize = 10;
+/// The small policy the data-plane trial compares the big one with.
+pub const POLICY_FEW: usize = 10;
+
+/// The policy lab: `POLICY_NS` namespaces on an `egress = "deny"` bridge and `entries`
+/// `[[allow]]` entries, so a new connection out is judged by the allow set. The first entry
+/// is what the data-plane trial uses (ns0 → the server in `wan`); the others are distinct
+/// (namespace, 203.0.113.x, tcp port ≥ 10000) triples, none overlapping it.
+pub fn policy_topology(entries: usize) -> String {
+    let mut s = String::from(
+        "name = \"bench\"\n[bridges.br0]\naddress = \"10.100.0.1/24\"\nmasquerade = true\negress = \"deny\"\n",
+    );
+    for i in 0..POLICY_NS {
+        writeln!(
+            s,
+            "[namespaces.ns{i}]\nbridge = \"br0\"\naddress = \"10.100.0.{}/24\"",
+            i + 2
+        )
+        .ok();
+    }
+    writeln!(
+        s,
+        "[[allow]]\nfrom = \"ns0\"\nto = \"{}/32\"\nports = [\"tcp/{}\"]",
+        SERVER.0, SERVER.1
+    )
+    .ok();
+    // e ↦ (e % 10, (e / 10) % 250, e / 2500) is one-to-one, so no two entries are the same.
+    for e in 1..entries {
+        writeln!(
+            s,
+            "[[allow]]\nfrom = \"ns{}\"\nto = \"203.0.113.{}/32\"\nports = [\"tcp/{}\"]",
+            e % POLICY_NS,
+            (e / POLICY_NS) % 250 + 1,
+            10000 + e / (POLICY_NS * 250)
+        )
+        .ok();
+    }
+    s
+}

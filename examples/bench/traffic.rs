@@ -1,5 +1,5 @@
-//! The data-plane trials: TCP load between the sandbox's namespaces, in-process, through NAT
-//! and through a published port.
+//! The data-plane trials: TCP load between the sandbox's namespaces, in-process, through NAT,
+//! through a published port and through the policy's allow set.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::baselines::CLASSIC_RULES;
 use crate::run::{Res, nsfw_bin, sh, timed};
+use crate::tables::POLICY_ENTRIES;
 use crate::topologies::{
-    PROBE_HOST_PORT, PROBE_NS, PROBE_NS_PORT, Ports, SERVER, UPLINK, publish_topology, topology,
+    POLICY_FEW, PROBE_HOST_PORT, PROBE_NS, PROBE_NS_PORT, Ports, SERVER, UPLINK, policy_topology,
+    publish_topology, topology,
 };
 
 /// Runs `f` on a thread inside the named namespace.
@@ -187,6 +189,31 @@ pub fn publish_dataplane(dir: &Path) -> Res<()> {
         SocketAddr::from((UPLINK, PROBE_HOST_PORT)),
         |all_side| {
             let file = if all_side { &all } else { &one };
+            timed(Command::new(&nsfw).arg("apply").arg(file))?;
+            Ok(())
+        },
+    )
+}
+
+/// ns0 → the server in `wan` on an egress-denied bridge, let out by the first `[[allow]]`
+/// entry: with 10,000 entries against 10. Same namespaces, bridge and rules on both sides;
+/// switching is an apply that changes only the allow set's elements.
+pub fn policy_dataplane(dir: &Path) -> Res<()> {
+    let nsfw = nsfw_bin();
+    let many = dir.join("policy-many.toml");
+    let few = dir.join("policy-few.toml");
+    std::fs::write(&many, policy_topology(POLICY_ENTRIES))?;
+    std::fs::write(&few, policy_topology(POLICY_FEW))?;
+    make_wan()?;
+    timed(Command::new(&nsfw).arg("apply").arg(&many))?;
+    serve("wan", SocketAddr::from(SERVER))?;
+    alternate(
+        "poldp",
+        ["many", "few"],
+        "ns0",
+        SocketAddr::from(SERVER),
+        |many_side| {
+            let file = if many_side { &many } else { &few };
             timed(Command::new(&nsfw).arg("apply").arg(file))?;
             Ok(())
         },
