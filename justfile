@@ -19,12 +19,15 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~10 minutes).
+# Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~20 minutes).
 # baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
-bench runs="5" baseline="":
+# before: an nsfw binary from before a change; the published-port trial runs it beside this one.
+# only: a comma-separated list of parts (apply, scale, routed, dual, dataplane, publish,
+# publish-dataplane, policy, policy-dataplane); the report then holds only those.
+bench runs="5" baseline="" before="" only="":
     cargo build --release
     cargo build --release --example bench
-    ./target/release/examples/bench --runs {{runs}} {{ if baseline == "" { "" } else { "--baseline " + baseline } }} --out docs/benchmarks.md
+    ./target/release/examples/bench --runs {{runs}} {{ if baseline == "" { "" } else { "--baseline " + baseline } }} {{ if before == "" { "" } else { "--before " + before } }} {{ if only == "" { "" } else { "--only " + only } }} --out docs/benchmarks.md
 
 # CNI mode against the reference bridge + portmap plugins: ADD/DEL latency with 100
 # containers attached, connections/s through a published port (root, ~1 minute).

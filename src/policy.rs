@@ -140,8 +140,11 @@ pub fn lint(
     policy: &[PolicyRule],
 ) -> Vec<String> {
     let mut out = Vec::new();
+    // The denies once, not a scan of the whole policy per allow: with 10,000 allows that scan
+    // was 10^8 steps and a third of a no-op apply.
+    let denies: Vec<&PolicyRule> = policy.iter().filter(|r| r.action == Action::Deny).collect();
     for a in policy.iter().filter(|r| r.action == Action::Allow) {
-        for d in policy.iter().filter(|r| r.action == Action::Deny) {
+        for d in &denies {
             if a.from == d.from && a.to == d.to && a.ports == d.ports {
                 out.push(format!(
                     "{file}: {} and {} name the same connections ({} → {}): the deny wins",

@@ -1,0 +1,102 @@
+//! Big tables, inside a sandbox: 10,000 published ports or 10,000 `[[allow]]` entries loaded by
+//! nsfw and by `nft -f` of the same ruleset, a no-op apply, one entry changed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::run::{Res, nsfw_bin, sh, timed, timed_stderr};
+use crate::topologies::{Ports, SERVER, policy_topology, publish_topology};
+
+/// Entries of the policy trial.
+pub const POLICY_ENTRIES: usize = 10_000;
+
+/// 10,000 published ports, by `bin` (another nsfw binary) or by this nsfw.
+pub fn publish(dir: &Path, bin: Option<&Path>) -> Res<()> {
+    let f = dir.join("pub.toml");
+    let moved = dir.join("pub-moved.toml");
+    std::fs::write(&f, publish_topology(Ports::All { moved: false }))?;
+    std::fs::write(&moved, publish_topology(Ports::All { moved: true }))?;
+    big_table(
+        dir,
+        "pub",
+        &f,
+        &moved,
+        bin.map_or_else(nsfw_bin, Path::to_path_buf).as_path(),
+    )
+}
+
+/// 10,000 `[[allow]]` entries; the change moves the first entry's port.
+pub fn policy(dir: &Path) -> Res<()> {
+    let f = dir.join("policy.toml");
+    let moved = dir.join("policy-moved.toml");
+    let text = policy_topology(POLICY_ENTRIES);
+    let probe = format!("ports = [\"tcp/{}\"]", SERVER.1);
+    std::fs::write(&f, &text)?;
+    std::fs::write(
+        &moved,
+        text.replacen(&probe, &format!("ports = [\"tcp/{}\"]", SERVER.1 + 1), 1),
+    )?;
+    big_table(dir, "pol", &f, &moved, &nsfw_bin())
+}
+
+/// Prints `{prefix}_cold` (everything from nothing), `{prefix}_table_nsfw` and
+/// `{prefix}_table_nft` (nsfw's table dropped, then loaded by `nsfw apply` or by `nft -f` of
+/// `nsfw show`'s output, A B B A), `{prefix}_noop`, and `{prefix}_change` with the batch's
+/// messages and bytes (`moved`, then `f`, twice).
+fn big_table(dir: &Path, prefix: &str, f: &Path, moved: &Path, nsfw: &Path) -> Res<()> {
+    let nft_file = dir.join(format!("{prefix}.nft"));
+    // Exactly the ruleset apply loads, in nft syntax: what `nft -f` is given.
+    let show = Command::new(nsfw).arg("show").arg(f).output()?;
+    if !show.status.success() {
+        return Err(format!("nsfw show: {}", String::from_utf8_lossy(&show.stderr)).into());
+    }
+    std::fs::write(&nft_file, &show.stdout)?;
+
+    let (ms, rss) = timed(Command::new(nsfw).arg("apply").arg(f))?;
+    println!("{prefix}_cold {ms:.3} {rss}");
+    let drop_table = "nft delete table inet nsfw_bench";
+    let mut checked = false;
+    for by_nsfw in [true, false, false, true] {
+        sh(drop_table)?;
+        if by_nsfw {
+            let (ms, rss) = timed(Command::new(nsfw).arg("apply").arg(f))?;
+            println!("{prefix}_table_nsfw {ms:.3} {rss}");
+        } else {
+            let (ms, rss) = timed(Command::new("nft").arg("-f").arg(&nft_file))?;
+            println!("{prefix}_table_nft {ms:.3} {rss}");
+            if !checked {
+                // Both sides must leave the same kernel state: nsfw finds nothing to do after
+                // nft -f (exit 0; 2 would mean changes pending).
+                let st = Command::new(nsfw)
+                    .arg("diff")
+                    .arg(f)
+                    .stdout(Stdio::null())
+                    .status()?;
+                if !st.success() {
+                    return Err("after nft -f of nsfw show's output, nsfw diff is not clean".into());
+                }
+                checked = true;
+            }
+        }
+    }
+    // The loop ends on nsfw's side: the topology is applied.
+    let (ms, rss) = timed(Command::new(nsfw).arg("apply").arg(f))?;
+    println!("{prefix}_noop {ms:.3} {rss}");
+    for file in [moved, f, moved, f] {
+        let (ms, rss, err) = timed_stderr(Command::new(nsfw).args(["apply", "-v"]).arg(file))?;
+        println!("{prefix}_change {ms:.3} {rss}");
+        // `timing: nft batch of N messages (B bytes): T`
+        let (msgs, bytes) = err
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix("timing: nft batch of ")?;
+                let (m, rest) = rest.split_once(" messages (")?;
+                let (b, _) = rest.split_once(" bytes)")?;
+                Some((m.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
+            })
+            .ok_or("apply -v printed no nft batch line")?;
+        println!("{prefix}_change_msgs {msgs} 0");
+        println!("{prefix}_change_bytes {bytes} 0");
+    }
+    Ok(())
+}
