@@ -69,7 +69,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
-    let warnings = crate::policy::lint(&cx.file, &bridges, &namespaces, &policy);
+    let warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
         Ok(Topology {
