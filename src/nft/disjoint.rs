@@ -166,10 +166,27 @@ pub fn disjoint(elems: Vec<Element>) -> Vec<Element> {
     out
 }
 
+/// The component whose starts differ the most: sweeping along it keeps few elements open at
+/// once (10,000 policy entries share a handful of sources but differ in their destinations).
+fn sweep_axis(cubes: &[Cube]) -> usize {
+    let dims = cubes.first().map_or(0, |c| c.lo.len());
+    (0..dims)
+        .max_by_key(|&d| {
+            let mut starts: Vec<&Coord> = cubes.iter().filter_map(|c| c.lo.get(d)).collect();
+            starts.sort_unstable();
+            starts.dedup();
+            starts.len()
+        })
+        .unwrap_or(0)
+}
+
 /// The elements in groups that overlap (transitively), each group in the elements' order,
-/// groups in the order of their first element. A sweep over the first component.
+/// groups in the order of their first element. A sweep along one component: sorted by their
+/// start there, each element is held against those still open (whose end is not before its
+/// start).
 fn overlapping_groups(cubes: &[Cube]) -> Vec<Vec<usize>> {
     let n = cubes.len();
+    let ax = sweep_axis(cubes);
     let mut parent: Vec<usize> = (0..n).collect();
     fn root(p: &mut [usize], mut i: usize) -> usize {
         while p[i] != i {
@@ -179,13 +196,13 @@ fn overlapping_groups(cubes: &[Cube]) -> Vec<Vec<usize>> {
         i
     }
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|a, b| cubes[*a].lo.first().cmp(&cubes[*b].lo.first()));
+    order.sort_by(|a, b| cubes[*a].lo.get(ax).cmp(&cubes[*b].lo.get(ax)));
     let mut active: Vec<usize> = Vec::new();
     for &i in &order {
-        let Some(lo) = cubes[i].lo.first() else {
+        let Some(lo) = cubes[i].lo.get(ax) else {
             continue;
         };
-        active.retain(|&j| cubes[j].hi.first().map(|h| h.cmp(lo)) != Some(Ordering::Less));
+        active.retain(|&j| cubes[j].hi.get(ax).map(|h| h.cmp(lo)) != Some(Ordering::Less));
         for &j in &active {
             if cubes[i].overlaps(&cubes[j]) {
                 let (a, b) = (root(&mut parent, i), root(&mut parent, j));

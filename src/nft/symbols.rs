@@ -157,7 +157,25 @@ unsafe extern "C" {
 }
 
 /// The name /etc/protocols gives an IP protocol number, as nft prints it (getprotobynumber).
+/// Looked up once per number and process: each lookup opens and reads /etc/protocols, and a
+/// table of 10,000 policy entries prints the protocol of each.
 pub fn proto_name(p: u8) -> Option<String> {
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<std::collections::HashMap<u8, Option<String>>>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| Mutex::new(std::collections::HashMap::new()));
+    if let Ok(m) = names.lock()
+        && let Some(n) = m.get(&p)
+    {
+        return n.clone();
+    }
+    let n = lookup_proto_name(p);
+    if let Ok(mut m) = names.lock() {
+        m.insert(p, n.clone());
+    }
+    n
+}
+
+fn lookup_proto_name(p: u8) -> Option<String> {
     let mut ent: libc::protoent = empty_protoent();
     let mut buf = vec![0 as libc::c_char; 1024];
     let mut res: *mut libc::protoent = std::ptr::null_mut();
