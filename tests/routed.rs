@@ -362,3 +362,36 @@ fn a_router_forwards_ipv6_to_a_neighbour_it_never_talked_to() {
     let out = sb.nsfw_code(&["verify", &f], 0);
     assert!(!out.contains("FAIL"), "{out}");
 }
+
+#[test]
+fn routing_that_leads_nowhere_is_warned_about_and_still_applied() {
+    let sb = Sandbox::new();
+    // NAT named on the inside interface; a [host] route through an address nobody has.
+    let lab = ROUTER
+        .replace("forward = true", "forward = true\nmasquerade = \"eth1\"")
+        .replace(
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }]",
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }, { to = \"10.30.0.0/24\", via = \"10.10.0.77\" }]",
+        );
+    let f = sb.file("r.toml", &lab);
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("namespaces.router.masquerade = \"eth1\"")
+            && err.contains("leaves through eth0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("host.routes") && err.contains("10.10.0.77") && err.contains("no namespace"),
+        "{err}"
+    );
+    // The file as shipped says nothing of the kind.
+    let good = sb.file("good.toml", ROUTER);
+    let o = sb.nsfw(&["apply", &good]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("masquerade") && !err.contains("no namespace"),
+        "{err}"
+    );
+}

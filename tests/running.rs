@@ -37,6 +37,17 @@ fn exec_runs_in_the_namespace_with_its_resolv_conf() {
     sb.nsfw_code(&["exec", "nope", "--", "true"], 1);
     // The host's own resolv.conf is untouched.
     assert!(!sb.ok("cat /etc/resolv.conf").contains("192.0.2.53"));
+    // A resolv.conf replaced by a symlink is not followed, and the command does not run
+    // with the host's resolver instead (a DNS leak out of a jail): refused, saying why.
+    sb.ok("echo 'nameserver 198.51.100.53' > /tmp/elsewhere.conf && ln -sf /tmp/elsewhere.conf /etc/netns/ns3/resolv.conf");
+    let o = sb.nsfw(&["exec", "ns3", "--", "cat", "/etc/resolv.conf"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(o.stdout.is_empty(), "{}", show(&o));
+    assert!(
+        err.contains("/etc/netns/ns3/resolv.conf") && err.contains("not a regular file"),
+        "{err}"
+    );
 }
 
 #[test]

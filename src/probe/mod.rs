@@ -94,8 +94,8 @@ impl Outcome {
 /// every forwarded path is tried before the router has talked to anyone itself.
 pub fn run(checks: &[Check], routers: &std::collections::BTreeSet<String>) -> Vec<Outcome> {
     let last = |c: &Check| matches!(&c.from, Origin::Ns(n) if routers.contains(n));
-    let (first, then): (Vec<(usize, &Check)>, Vec<(usize, &Check)>) =
-        checks.iter().enumerate().partition(|(_, c)| !last(c));
+    type Indexed<'a> = Vec<(usize, &'a Check)>;
+    let (first, then): (Indexed, Indexed) = checks.iter().enumerate().partition(|(_, c)| !last(c));
     let mut out: Vec<(usize, Outcome)> = Vec::with_capacity(checks.len());
     for phase in [first, then] {
         let (ix, cs): (Vec<usize>, Vec<Check>) =
