@@ -365,10 +365,11 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
     };
     w.resubscribe();
     say!(
-        "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s)",
+        "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s) (nf_tables in {} of them)",
         w.t.name,
         w.path.display(),
-        w.ns.len()
+        w.ns.iter().filter(|s| s.kind == events::Kind::Rtnl).count(),
+        w.ns.iter().filter(|s| s.kind == events::Kind::Nft).count()
     );
     w.check(&[])?;
     let mut buf = vec![0u8; 64 * 1024];
