@@ -175,6 +175,12 @@ pub fn compile(t: &Topology) -> Desired {
                 // segment are not taken.
                 Some(a6) => {
                     node.addrs.insert((i.ifname.clone(), IpNetwork::V6(a6)));
+                    // Its link-local address, made by nsfw without DAD (the link has
+                    // addrgenmode none): a router resolving a neighbour for a packet it
+                    // forwards solicits from its link-local address, and with none it sends
+                    // nothing and the packet is lost.
+                    node.addrs
+                        .insert((i.ifname.clone(), IpNetwork::V6(link_local(i.mac))));
                     node.sysctls.insert(key("accept_ra"), sysctl("0", false));
                 }
                 // A segment without IPv6 gets none at all: nothing leaks over IPv6. (Below

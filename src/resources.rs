@@ -100,9 +100,33 @@ pub struct RouteSpec {
     pub metric: u32,
     /// RTN_*: 1 unicast; 6 blackhole, 7 unreachable, 8 prohibit are only ever found.
     pub kind: u8,
+    /// None: one of nsfw's (main table, proto 110). Some: a route of a physical port,
+    /// moved or given back as it was (`plan::ports`).
+    pub orig: Option<RouteOrig>,
 }
 
 pub const RTN_UNICAST: u8 = 1;
+
+/// What a route someone else made carries besides destination, next hop and metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteOrig {
+    pub table: u32,
+    /// RTPROT_*, RT_SCOPE_*, RTNH_F_*.
+    pub proto: u8,
+    pub scope: u8,
+    pub flags: u32,
+    pub prefsrc: Option<IpAddr>,
+}
+
+/// What an address someone else made carries besides itself (IFA_F_*, scope, lifetimes in
+/// seconds, u32::MAX forever).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddrOrig {
+    pub flags: u32,
+    pub scope: u8,
+    pub valid: u32,
+    pub preferred: u32,
+}
 
 impl RouteSpec {
     /// A unicast route with the family's default metric.
@@ -113,6 +137,7 @@ impl RouteSpec {
             dev: dev.to_string(),
             metric: Self::default_metric(dst),
             kind: RTN_UNICAST,
+            orig: None,
         }
     }
 
@@ -140,6 +165,14 @@ impl fmt::Display for RouteSpec {
         }
         if self.kind == RTN_UNICAST {
             write!(f, " dev {}", self.dev)?;
+        }
+        if let Some(o) = &self.orig {
+            if o.proto != crate::plumbing::msgs::ROUTE_PROTO {
+                write!(f, " proto {}", o.proto)?;
+            }
+            if o.table != 254 {
+                write!(f, " table {}", o.table)?;
+            }
         }
         if self.metric != Self::default_metric(self.dst) {
             write!(f, " metric {}", self.metric)?;

@@ -47,12 +47,12 @@ fn a_dual_stack_lab_comes_up_and_drift_is_repaired() {
                 .success()
         );
     }
-    // No link-local addresses: nothing floods the bridge when namespaces come up.
-    assert!(
-        sb.ok("ip -n ns1 -6 -o addr show dev eth0 scope link")
-            .trim()
-            .is_empty()
-    );
+    // One link-local address, nsfw's EUI-64 one, usable at once (no duplicate-address
+    // detection floods the bridge when namespaces come up); a router needs it to resolve
+    // neighbours for what it forwards.
+    let ll = sb.ok("ip -n ns1 -6 -o addr show dev eth0 scope link");
+    assert_eq!(ll.lines().count(), 1, "{ll}");
+    assert!(ll.contains("fe80::") && !ll.contains("tentative"), "{ll}");
     for (what, breakage, expect) in [
         (
             "address",

@@ -308,3 +308,116 @@ fn an_aggregate_host_route_over_a_router_subnet_loads() {
     sb.nsfw_code(&["diff", &f], 0);
     assert!(sb.pings("ns3", "10.10.0.2") && sb.pings("ns1", "10.20.0.2"));
 }
+
+/// rulesets/router.toml with IPv6 on both segments.
+fn dual_stack_router() -> String {
+    ROUTER
+        .replace(
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }]",
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }, { to = \"fd00:20::/64\", via = \"fd00:10::fe\" }]",
+        )
+        .replace(
+            "address = \"10.10.0.1/24\"\n",
+            "address = \"10.10.0.1/24\"\naddress6 = \"fd00:10::1/64\"\n",
+        )
+        .replace(
+            "address = \"10.10.0.2/24\"\n",
+            "address = \"10.10.0.2/24\"\naddress6 = \"fd00:10::2/64\"\n",
+        )
+        .replace(
+            "routes = [{ to = \"0.0.0.0/0\", via = \"10.10.0.1\" }]",
+            "routes = [{ to = \"0.0.0.0/0\", via = \"10.10.0.1\" }, { to = \"::/0\", via = \"fd00:10::1\" }]",
+        )
+        .replace(
+            "address = \"10.10.0.254/24\"\n",
+            "address = \"10.10.0.254/24\"\naddress6 = \"fd00:10::fe/64\"\n",
+        )
+        .replace(
+            "address = \"10.20.0.1/24\"\n",
+            "address = \"10.20.0.1/24\"\naddress6 = \"fd00:20::1/64\"\n",
+        )
+        .replace(
+            "gateway = \"10.20.0.1\"",
+            "address6 = \"fd00:20::2/64\"\ngateway = \"10.20.0.1\"\ngateway6 = \"fd00:20::1\"",
+        )
+}
+
+#[test]
+fn a_router_forwards_ipv6_to_a_neighbour_it_never_talked_to() {
+    let sb = Sandbox::new();
+    let lab = dual_stack_router();
+    assert!(
+        lab.contains("gateway6") && lab.contains("fd00:10::fe"),
+        "{lab}"
+    );
+    let f = sb.file("ds.toml", &lab);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    // Every interface with IPv6 has its EUI-64 link-local address, usable at once.
+    for (ns, dev) in [
+        ("router", "eth0"),
+        ("router", "eth1"),
+        ("ns1", "eth0"),
+        ("ns3", "eth0"),
+    ] {
+        let a = sb.ok(&format!("ip -n {ns} -6 -o addr show dev {dev} scope link"));
+        assert!(
+            a.contains("fe80::") && !a.contains("tentative"),
+            "{ns} {dev}: {a}"
+        );
+    }
+    // Cold caches everywhere: the first IPv6 packet ns3 → ns1 makes the router solicit ns1
+    // for a packet it forwards (and the host solicit ns1 too). Both ways.
+    let cold = "for n in ns1 ns3 router; do ip -n $n neigh flush all; done; ip neigh flush all";
+    sb.ok(cold);
+    sb.ok(cold);
+    let o = sb.sh("ip netns exec ns3 ping -6 -c1 -W2 fd00:10::2");
+    assert!(o.status.success(), "ns3 → ns1 first packet: {}", show(&o));
+    sb.ok(cold);
+    let o = sb.sh("ip netns exec ns1 ping -6 -c1 -W2 fd00:20::2");
+    assert!(o.status.success(), "ns1 → ns3 first packet: {}", show(&o));
+    // The link-local address is nsfw's like any other: deleted by hand, named and put back.
+    let ll = sb.ok("ip -n router -6 -o addr show dev eth1 scope link | awk '{print $4}'");
+    sb.ok(&format!("ip -n router addr del {} dev eth1", ll.trim()));
+    let d = sb.nsfw_code(&["diff", &f], 2);
+    assert!(d.contains(&format!("+ address {}", ll.trim())), "{d}");
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    // verify's forwarded checks do not lean on a neighbour entry the router's own probes made.
+    sb.ok(cold);
+    let out = sb.nsfw_code(&["verify", &f], 0);
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn routing_that_leads_nowhere_is_warned_about_and_still_applied() {
+    let sb = Sandbox::new();
+    // NAT named on the inside interface; a [host] route through an address nobody has.
+    let lab = ROUTER
+        .replace("forward = true", "forward = true\nmasquerade = \"eth1\"")
+        .replace(
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }]",
+            "routes = [{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }, { to = \"10.30.0.0/24\", via = \"10.10.0.77\" }]",
+        );
+    let f = sb.file("r.toml", &lab);
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("namespaces.router.masquerade = \"eth1\"")
+            && err.contains("leaves through eth0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("host.routes") && err.contains("10.10.0.77") && err.contains("no namespace"),
+        "{err}"
+    );
+    // The file as shipped says nothing of the kind.
+    let good = sb.file("good.toml", ROUTER);
+    let o = sb.nsfw(&["apply", &good]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("masquerade") && !err.contains("no namespace"),
+        "{err}"
+    );
+}

@@ -37,6 +37,17 @@ fn exec_runs_in_the_namespace_with_its_resolv_conf() {
     sb.nsfw_code(&["exec", "nope", "--", "true"], 1);
     // The host's own resolv.conf is untouched.
     assert!(!sb.ok("cat /etc/resolv.conf").contains("192.0.2.53"));
+    // A resolv.conf replaced by a symlink is not followed, and the command does not run
+    // with the host's resolver instead (a DNS leak out of a jail): refused, saying why.
+    sb.ok("echo 'nameserver 198.51.100.53' > /tmp/elsewhere.conf && ln -sf /tmp/elsewhere.conf /etc/netns/ns3/resolv.conf");
+    let o = sb.nsfw(&["exec", "ns3", "--", "cat", "/etc/resolv.conf"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(o.stdout.is_empty(), "{}", show(&o));
+    assert!(
+        err.contains("/etc/netns/ns3/resolv.conf") && err.contains("not a regular file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -387,4 +398,46 @@ fn status_lists_every_topology_with_counters_that_move() {
     // Out of sync: status FILE says so, as diff does.
     sb.ok("ip -n ns1 link set eth0 mtu 1400");
     sb.nsfw_code(&["status", &lab], 2);
+}
+
+#[test]
+fn watch_repairs_drift_inside_a_router_namespace() {
+    let sb = Sandbox::new();
+    let lab = include_str!("../rulesets/router.toml")
+        .replace("forward = true", "forward = true\nmasquerade = \"eth0\"");
+    let f = sb.file("router.toml", &lab);
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = Watcher::start(&sb, &[&f]);
+    // Past its first check: what follows is repaired only if watch hears of it.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // nsfw's table inside the router deleted: back within a second (the host's nf_tables
+    // socket hears nothing of another namespace's ruleset).
+    sb.ok("ip netns exec router nft delete table inet nsfw_router");
+    let back = within(Duration::from_secs(1), &|| {
+        sb.ok("ip netns exec router nft list tables")
+            .contains("inet nsfw_router")
+    });
+    assert!(
+        back.is_some(),
+        "no table in router after 1 s:\n{}",
+        w.text()
+    );
+    w.wait_for("inet nsfw_router deleted in router", Duration::from_secs(2));
+
+    // The router's forwarding switched off: on again within a second, and ns3 reaches ns1.
+    sb.ok("ip netns exec router sysctl -qw net.ipv4.ip_forward=0");
+    let on = within(Duration::from_secs(1), &|| {
+        sb.ok("ip netns exec router cat /proc/sys/net/ipv4/ip_forward")
+            .trim()
+            == "1"
+    });
+    assert!(on.is_some(), "ip_forward still 0 after 1 s:\n{}", w.text());
+    assert!(sb.pings("ns3", "10.10.0.2"), "{}", w.text());
+    sb.nsfw_code(&["diff", &f], 0);
+    let text = w.stop();
+    assert!(
+        text.lines().filter(|l| l.contains("repaired")).count() >= 2,
+        "{text}"
+    );
 }

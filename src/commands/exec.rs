@@ -70,6 +70,16 @@ fn bind_etc(ns: &str) -> Result<()> {
     for ent in std::fs::read_dir(&listing)?.flatten() {
         let name = ent.file_name();
         if !ent.file_type().is_ok_and(|t| t.is_file()) {
+            // Not followed (a symlink could point anywhere). For resolv.conf, running the
+            // command with the host's resolver instead would leak its DNS queries out of a
+            // jail: refused, unless there is no file at all.
+            let path = format!("{}/{ns}/{}", netns::ETC_DIR, name.to_string_lossy());
+            if name == "resolv.conf" {
+                bail!(
+                    "{path} is not a regular file (a symbolic link, directory or other); nsfw does not follow it, and running with the host's resolv.conf instead would send the namespace's DNS queries to the host's resolver. Replace it with a regular file, or remove it"
+                );
+            }
+            crate::warning!("{path} is not a regular file: not bound over /etc");
             continue;
         }
         let src = Path::new(&listing).join(&name);
@@ -81,6 +91,13 @@ fn bind_etc(ns: &str) -> Result<()> {
             MsFlags::MS_BIND,
             None::<&str>,
         ) {
+            if name == "resolv.conf" {
+                bail!(
+                    "cannot bind {}/{ns}/resolv.conf over {}: {e}; not running with the host's resolver instead",
+                    netns::ETC_DIR,
+                    dst.display()
+                );
+            }
             crate::warning!(
                 "cannot bind {}/{ns}/{} over {}: {e}",
                 netns::ETC_DIR,

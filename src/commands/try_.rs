@@ -55,8 +55,15 @@ fn diagnose(
     }
 }
 
-fn run_checks(checks: &[probe::Check], json: bool, live: Option<&Topology>) -> u8 {
-    let outcomes = probe::run(checks);
+fn run_checks(t: &Topology, checks: &[probe::Check], json: bool, live: bool) -> u8 {
+    let routers: std::collections::BTreeSet<String> = t
+        .namespaces
+        .iter()
+        .filter(|n| n.forward)
+        .map(|n| n.name.clone())
+        .collect();
+    let outcomes = probe::run(checks, &routers);
+    let live = live.then_some(t);
     let mut d = None;
     let whys: Vec<Vec<String>> = outcomes
         .iter()
@@ -111,7 +118,7 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
     checks.extend(probe::target_checks(&t));
-    Ok(run_checks(&checks, json, Some(&t)))
+    Ok(run_checks(&t, &checks, json, true))
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
@@ -171,7 +178,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let world = sandbox::world().map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
-    let code = run_checks(&checks, json, None);
+    let code = run_checks(&t, &checks, json, false);
     say!("sandbox torn down: nothing was left on the host");
     Ok(code)
 }

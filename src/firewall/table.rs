@@ -55,6 +55,16 @@ fn sources(t: &Topology, v6: bool) -> Vec<Element> {
         for n in nets {
             out.push(net_elem(vec![Value::Ifname(b.name.clone())], n));
         }
+        // Neighbour discovery from a namespace's link-local address (a router solicits from
+        // it for a packet it forwards), bridged through the IP hooks: it never leaves the
+        // segment, the kernel does not route fe80::/64.
+        if v6
+            && !b.l2_only()
+            && b.address6.is_some()
+            && let Ok(ll) = "fe80::/64".parse::<IpNetwork>()
+        {
+            out.push(net_elem(vec![Value::Ifname(b.name.clone())], ll));
+        }
     }
     out
 }

@@ -111,7 +111,12 @@ pub(super) fn set_link_req(
 /// Address and route requests of one place, against its link indexes.
 pub(super) fn addr_route_req(s: &Step, ix: &BTreeMap<String, u32>) -> Result<Option<Req>> {
     Ok(Some(match s {
-        Step::AddAddr { ifname, net, .. } => msgs::add_addr(ifname, index_of(ix, ifname)?, *net),
+        Step::AddAddr {
+            ifname, net, orig, ..
+        } => match orig {
+            Some(o) => msgs::add_addr_as(ifname, index_of(ix, ifname)?, *net, o),
+            None => msgs::add_addr(ifname, index_of(ix, ifname)?, *net),
+        },
         Step::DelAddr { ifname, net, .. } => msgs::del_addr(ifname, index_of(ix, ifname)?, *net),
         Step::SetRoute { route, .. } => msgs::replace_route(route, index_of(ix, &route.dev)?),
         // A route through an interface that is gone, or of a type with none, goes by

@@ -63,6 +63,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
+            orig: None,
         });
     }
     for (ifname, net) in present.difference(&want.addrs) {
@@ -94,6 +95,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
                 dev,
                 metric: r.metric,
                 kind: r.kind,
+                orig: None,
             },
         );
     }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::netem::Netem;
 use crate::plumbing::resolv_path;
-use crate::resources::{Place, RouteSpec};
+use crate::resources::{AddrOrig, Place, RouteSpec};
 use crate::topology::Mac;
 
 /// One attribute of a link to change, with its old value for the record.
@@ -126,6 +126,8 @@ pub enum Step {
         place: Place,
         ifname: String,
         net: IpNetwork,
+        /// Flags and lifetimes of an address given back to a physical port (None: nsfw's).
+        orig: Option<AddrOrig>,
     },
     DelAddr {
         place: Place,
@@ -381,7 +383,10 @@ impl fmt::Display for Step {
                 let a: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
                 write!(f, "~ link {}: {}", place.link(name), a.join(", "))
             }
-            Step::AddAddr { place, ifname, net } | Step::DelAddr { place, ifname, net } => {
+            Step::AddAddr {
+                place, ifname, net, ..
+            }
+            | Step::DelAddr { place, ifname, net } => {
                 write!(f, "{m} address {net} on {}", place.link(ifname))
             }
             Step::SetRoute {
@@ -518,7 +523,10 @@ impl Step {
                     json!({"name": name, "namespace": place.ns(), "attrs": attrs}),
                 )
             }
-            Step::AddAddr { place, ifname, net } | Step::DelAddr { place, ifname, net } => (
+            Step::AddAddr {
+                place, ifname, net, ..
+            }
+            | Step::DelAddr { place, ifname, net } => (
                 "address",
                 json!({"address": net.to_string(), "interface": ifname, "namespace": place.ns()}),
             ),

@@ -7,16 +7,18 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
+};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
     InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkMessage,
 };
 use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 
-use crate::resources::RouteSpec;
+use crate::resources::{AddrOrig, RouteSpec};
 use rtnetlink::{
     AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
 };
@@ -229,6 +231,40 @@ fn addr_msg(index: u32, net: IpNetwork) -> AddressMessage {
     }
 }
 
+/// An address as someone else had it (a physical port's, `plan::ports`): its flags, scope
+/// and lifetimes too. IPv6 ones still skip duplicate-address detection: the address only
+/// moves between the port and the bridge it is a port of.
+pub fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig) -> Req {
+    let mut m = addr_msg(index, net);
+    m.header.scope = AddressScope::from(o.scope);
+    let nodad = if net.is_ipv6() { IFA_F_NODAD } else { 0 };
+    // Only what an address can be given: not secondary, tentative, deprecated, permanent
+    // (which follows the lifetime).
+    let flags = (o.flags & SETTABLE_ADDR_FLAGS) | nodad;
+    m.attributes
+        .retain(|a| !matches!(a, AddressAttribute::Flags(_)));
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+            flags,
+        )));
+    if o.valid != u32::MAX || o.preferred != u32::MAX {
+        let mut c = CacheInfo::default();
+        c.ifa_preferred = o.preferred.min(o.valid);
+        c.ifa_valid = o.valid;
+        m.attributes.push(AddressAttribute::CacheInfo(c));
+    }
+    Req::new(
+        RouteNetlinkMessage::NewAddress(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        format!("cannot add address {net} to {ifname}"),
+    )
+}
+
+/// IFA_F_NODAD, IFA_F_HOMEADDRESS, IFA_F_MANAGETEMPADDR, IFA_F_NOPREFIXROUTE,
+/// IFA_F_MCAUTOJOIN: the flags a new address can be given.
+const SETTABLE_ADDR_FLAGS: u32 = 0x02 | 0x10 | 0x100 | 0x200 | 0x400;
+const IFA_F_NODAD: u32 = 0x02;
+
 pub fn add_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     Req::new(
         RouteNetlinkMessage::NewAddress(addr_msg(index, net)),
@@ -282,8 +318,33 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
     if r.metric != 0 {
         m.attributes.push(RouteAttribute::Priority(r.metric));
     }
+    // A route of somebody else's, put back as it was.
+    if let Some(o) = &r.orig {
+        m.header.protocol = RouteProtocol::from(o.proto);
+        m.header.scope = RouteScope::from(o.scope);
+        m.header.flags = RouteFlags::from_bits_retain(o.flags & RTNH_F_ONLINK);
+        match o.prefsrc {
+            Some(IpAddr::V4(a)) => m
+                .attributes
+                .push(RouteAttribute::PrefSource(RouteAddress::Inet(a))),
+            Some(IpAddr::V6(a)) => m
+                .attributes
+                .push(RouteAttribute::PrefSource(RouteAddress::Inet6(a))),
+            None => {}
+        }
+        match u8::try_from(o.table) {
+            Ok(t) => m.header.table = t,
+            Err(_) => {
+                m.header.table = 252; // RT_TABLE_COMPAT: the real one is in RTA_TABLE
+                m.attributes.push(RouteAttribute::Table(o.table));
+            }
+        }
+    }
     m
 }
+
+/// The one route flag a new route can be given (`onlink`).
+const RTNH_F_ONLINK: u32 = 4;
 
 /// Adds the route, or replaces the one to the same destination and metric: no moment
 /// without one.
@@ -302,6 +363,7 @@ pub fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
     // Any protocol: a route someone else added is deleted too (it is drift).
     m.header.protocol = RouteProtocol::Unspec;
     m.header.scope = RouteScope::NoWhere;
+    m.header.flags = RouteFlags::empty();
     Req::new(
         RouteNetlinkMessage::DelRoute(m),
         0,

@@ -55,9 +55,15 @@ pub struct Link {
 pub struct Addr {
     pub index: u32,
     pub net: IpNetwork,
+    /// What an address taken from a physical port must get back verbatim (`plan::ports`):
+    /// IFA_FLAGS, its scope, and the lifetimes left (seconds; u32::MAX is forever).
+    pub flags: u32,
+    pub scope: u8,
+    pub valid: u32,
+    pub preferred: u32,
 }
 
-/// A unicast route of the main table.
+/// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub dst: IpNetwork,
@@ -71,6 +77,14 @@ pub struct Route {
     pub metric: u32,
     /// RTN_* (unicast 1, blackhole 6, unreachable 7, prohibit 8).
     pub kind: u8,
+    /// The rest of what `ip route` shows, so that a route taken from a physical port can be
+    /// given back as it was: table, RTPROT_*, RT_SCOPE_*, RTNH_F_* (onlink).
+    pub table: u32,
+    pub proto: u8,
+    pub scope: u8,
+    pub flags: u32,
+    /// RTA_PREFSRC (`src`).
+    pub prefsrc: Option<IpAddr>,
 }
 
 /// What one network namespace holds.
@@ -79,6 +93,9 @@ pub struct NodeObs {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
     pub routes: Vec<Route>,
+    /// Routes of tables other than main and local (policy routing): only ever given back to a
+    /// physical port, never diffed.
+    pub other_tables: Vec<Route>,
     /// The sysctls asked for; None: no such setting.
     pub sysctls: BTreeMap<String, Option<String>>,
     /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
@@ -201,8 +218,15 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
         "routes",
     )? {
-        if let RouteNetlinkMessage::NewRoute(r) = m {
-            n.routes.extend(parse_route(&r));
+        if let RouteNetlinkMessage::NewRoute(r) = m
+            && let Some(r) = parse_route(&r)
+        {
+            // Local and broadcast routes live in the local table, and follow the addresses.
+            match r.table {
+                254 => n.routes.push(r),
+                255 => {}
+                _ => n.other_tables.push(r),
+            }
         }
     }
     // Impaired links: details only where a root is netem (the link dump names the kind).
@@ -386,9 +410,30 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
             _ => None,
         })
     })?;
+    // IFA_FLAGS holds all 32 bits; the header's byte only the low 8.
+    let flags = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(f.bits()),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.flags.bits()));
+    let (valid, preferred) = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::CacheInfo(c) => Some((c.ifa_valid, c.ifa_preferred)),
+            _ => None,
+        })
+        .unwrap_or((u32::MAX, u32::MAX));
     Some(Addr {
         index: m.header.index,
         net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
+        flags,
+        scope: u8::from(m.header.scope),
+        valid,
+        preferred,
     })
 }
 
@@ -405,7 +450,6 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         AddressFamily::Inet6 => true,
         _ => return None,
     };
-    // Only the main table: local and broadcast routes live in the local table.
     let mut table = u32::from(m.header.table);
     let mut dst: IpAddr = if v6 {
         Ipv6Addr::UNSPECIFIED.into()
@@ -415,8 +459,11 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut gateway = None;
     let mut oif = None;
     let mut metric = 0;
+    let mut prefsrc = None;
     for a in &m.attributes {
         match a {
+            RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Table(t) => table = *t,
             RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = (*ip).into(),
@@ -427,9 +474,6 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
             _ => {}
         }
     }
-    if table != 254 {
-        return None;
-    }
     Some(Route {
         dst: IpNetwork::new(dst, m.header.destination_prefix_length).ok()?,
         gateway,
@@ -438,5 +482,10 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         ours: u8::from(m.header.protocol) == super::msgs::ROUTE_PROTO,
         metric,
         kind,
+        table,
+        proto: u8::from(m.header.protocol),
+        scope: u8::from(m.header.scope),
+        flags: m.header.flags.bits(),
+        prefsrc,
     })
 }

@@ -91,8 +91,26 @@ impl Outcome {
     }
 }
 
-/// Runs the checks, a bounded number at a time.
-pub fn run(checks: &[Check]) -> Vec<Outcome> {
+/// Runs the checks, a bounded number at a time, and returns their outcomes in their order.
+/// Checks from the namespaces in `routers` run last: a router's own probe of a neighbour
+/// leaves an entry in its neighbour cache, and a forwarded check after it would pass on that
+/// entry where a cold router (one that cannot solicit for forwarded packets) would fail. So
+/// every forwarded path is tried before the router has talked to anyone itself.
+pub fn run(checks: &[Check], routers: &std::collections::BTreeSet<String>) -> Vec<Outcome> {
+    let last = |c: &Check| matches!(&c.from, Origin::Ns(n) if routers.contains(n));
+    type Indexed<'a> = Vec<(usize, &'a Check)>;
+    let (first, then): (Indexed, Indexed) = checks.iter().enumerate().partition(|(_, c)| !last(c));
+    let mut out: Vec<(usize, Outcome)> = Vec::with_capacity(checks.len());
+    for phase in [first, then] {
+        let (ix, cs): (Vec<usize>, Vec<Check>) =
+            phase.into_iter().map(|(i, c)| (i, c.clone())).unzip();
+        out.extend(ix.into_iter().zip(run_all(&cs)));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, o)| o).collect()
+}
+
+fn run_all(checks: &[Check]) -> Vec<Outcome> {
     const PARALLEL: usize = 16;
     let mut out = Vec::with_capacity(checks.len());
     for chunk in checks.chunks(PARALLEL) {

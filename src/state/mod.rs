@@ -6,4 +6,4 @@ pub mod record;
 pub mod safefs;
 
 pub use lock::{Access, Lock, STATE_DIR, acquire, acquire_within};
-pub use record::{Pending, Record, Saved, Taken};
+pub use record::{KeptAddr, KeptRoute, Pending, Record, Saved, Taken};

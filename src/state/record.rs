@@ -51,14 +51,55 @@ pub struct Saved {
 }
 
 /// What a bridge took from a port it enslaved (`take_addresses`): given back when the port
-/// is let go.
+/// is let go, as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Taken {
     pub topology: String,
     pub bridge: String,
-    pub addrs: Vec<ipnetwork::IpNetwork>,
-    /// The IPv4 default route's next hop through the port.
+    pub addrs: Vec<KeptAddr>,
+    /// Every route whose output interface was the port, of every table but local.
+    pub routes: Vec<KeptRoute>,
+}
+
+/// An address as the port held it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeptAddr {
+    pub net: ipnetwork::IpNetwork,
+    /// IFA_F_* and RT_SCOPE_* as they were; lifetimes in seconds as they were left when the
+    /// address was taken (u32::MAX: forever).
+    pub flags: u32,
+    pub scope: u8,
+    pub valid: u32,
+    pub preferred: u32,
+}
+
+impl KeptAddr {
+    /// A permanent address with no flags (what records before flags were kept say).
+    pub fn plain(net: ipnetwork::IpNetwork) -> KeptAddr {
+        KeptAddr {
+            net,
+            flags: 0,
+            scope: 0,
+            valid: u32::MAX,
+            preferred: u32::MAX,
+        }
+    }
+}
+
+/// A route as the port held it (the output interface is the port, or the bridge meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeptRoute {
+    pub dst: ipnetwork::IpNetwork,
     pub gateway: Option<std::net::IpAddr>,
+    pub metric: u32,
+    pub table: u32,
+    /// RTPROT_*, RT_SCOPE_*, RTN_*, RTNH_F_* (onlink).
+    pub proto: u8,
+    pub scope: u8,
+    pub kind: u8,
+    pub flags: u32,
+    /// `src`.
+    pub prefsrc: Option<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +120,66 @@ fn strings(v: &Value) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn num<T: TryFrom<u64>>(v: &Value, default: T) -> T {
+    v.as_u64()
+        .and_then(|n| T::try_from(n).ok())
+        .unwrap_or(default)
+}
+
+/// An address of `taken`: an object, or a plain string as records before flags were kept
+/// hold it.
+fn kept_addr(v: &Value) -> Option<KeptAddr> {
+    if let Some(s) = v.as_str() {
+        return s.parse().ok().map(KeptAddr::plain);
+    }
+    Some(KeptAddr {
+        net: v["net"].as_str()?.parse().ok()?,
+        flags: num(&v["flags"], 0),
+        scope: num(&v["scope"], 0),
+        valid: num(&v["valid"], u32::MAX),
+        preferred: num(&v["preferred"], u32::MAX),
+    })
+}
+
+/// The routes of one `taken` entry; a record from before routes were kept has only the IPv4
+/// default route's next hop (`gateway`), which comes back as a static route.
+fn kept_routes(o: &Value) -> Vec<KeptRoute> {
+    if let Some(a) = o["routes"].as_array() {
+        return a
+            .iter()
+            .filter_map(|r| {
+                Some(KeptRoute {
+                    dst: r["dst"].as_str()?.parse().ok()?,
+                    gateway: r["gateway"].as_str().and_then(|g| g.parse().ok()),
+                    metric: num(&r["metric"], 0),
+                    table: num(&r["table"], 254),
+                    proto: num(&r["proto"], 4),
+                    scope: num(&r["scope"], 0),
+                    kind: num(&r["kind"], 1),
+                    flags: num(&r["flags"], 0),
+                    prefsrc: r["prefsrc"].as_str().and_then(|g| g.parse().ok()),
+                })
+            })
+            .collect();
+    }
+    o["gateway"]
+        .as_str()
+        .and_then(|g| g.parse().ok())
+        .map(|g| KeptRoute {
+            dst: crate::compile::default_route(),
+            gateway: Some(g),
+            metric: 0,
+            table: 254,
+            proto: 4,
+            scope: 0,
+            kind: 1,
+            flags: 0,
+            prefsrc: None,
+        })
+        .into_iter()
+        .collect()
 }
 
 impl Record {
@@ -142,11 +243,11 @@ impl Record {
                     Taken {
                         topology: o["topology"].as_str().unwrap_or_default().to_string(),
                         bridge: o["bridge"].as_str().unwrap_or_default().to_string(),
-                        addrs: strings(&o["addrs"])
-                            .iter()
-                            .filter_map(|a| a.parse().ok())
-                            .collect(),
-                        gateway: o["gateway"].as_str().and_then(|g| g.parse().ok()),
+                        addrs: o["addrs"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(kept_addr).collect())
+                            .unwrap_or_default(),
+                        routes: kept_routes(o),
                     },
                 );
             }
@@ -188,11 +289,28 @@ impl Record {
             .taken
             .iter()
             .map(|(p, t)| {
-                let addrs: Vec<String> = t.addrs.iter().map(|a| a.to_string()).collect();
+                let addrs: Vec<Value> = t
+                    .addrs
+                    .iter()
+                    .map(|a| {
+                        json!({"net": a.net.to_string(), "flags": a.flags, "scope": a.scope,
+                               "valid": a.valid, "preferred": a.preferred})
+                    })
+                    .collect();
+                let routes: Vec<Value> = t
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        json!({"dst": r.dst.to_string(), "gateway": r.gateway.map(|g| g.to_string()),
+                               "metric": r.metric, "table": r.table, "proto": r.proto,
+                               "scope": r.scope, "kind": r.kind, "flags": r.flags,
+                               "prefsrc": r.prefsrc.map(|g| g.to_string())})
+                    })
+                    .collect();
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "gateway": t.gateway.map(|g| g.to_string())}),
+                           "routes": routes}),
                 )
             })
             .collect();
@@ -259,10 +377,40 @@ mod tests {
             Taken {
                 topology: "lab".into(),
                 bridge: "br0".into(),
-                addrs: vec!["192.0.2.5/24".parse().expect("net")],
-                gateway: Some("192.0.2.1".parse().expect("ip")),
+                addrs: vec![KeptAddr {
+                    flags: 0x200,
+                    valid: 300,
+                    preferred: 200,
+                    ..KeptAddr::plain("192.0.2.5/24".parse().expect("net"))
+                }],
+                routes: vec![KeptRoute {
+                    dst: "0.0.0.0/0".parse().expect("net"),
+                    gateway: Some("192.0.2.1".parse().expect("ip")),
+                    metric: 100,
+                    table: 1000,
+                    proto: 4,
+                    scope: 0,
+                    kind: 1,
+                    flags: 4,
+                    prefsrc: Some("192.0.2.5".parse().expect("ip")),
+                }],
             },
         );
         assert_eq!(Record::from_json(&r.to_json()), r);
+    }
+
+    #[test]
+    fn reads_a_record_from_before_routes_were_kept() {
+        let v = json!({"taken": {"eth9": {"topology": "lab", "bridge": "br0",
+            "addrs": ["192.0.2.5/24"], "gateway": "192.0.2.1"}}});
+        let r = Record::from_json(&v);
+        let t = &r.taken["eth9"];
+        assert_eq!(
+            t.addrs,
+            vec![KeptAddr::plain("192.0.2.5/24".parse().expect("net"))]
+        );
+        assert_eq!(t.routes.len(), 1);
+        assert_eq!(t.routes[0].gateway, Some("192.0.2.1".parse().expect("ip")));
+        assert_eq!(t.routes[0].table, 254);
     }
 }

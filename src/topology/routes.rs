@@ -87,6 +87,49 @@ pub(super) fn read<'a>(cx: &mut Ctx, t: &'a Table, prefix: &str) -> Vec<(StaticR
     out
 }
 
+/// Routing that is valid but will not do what it looks like it does (warnings, not errors:
+/// the file may be half-way through an edit).
+pub fn lint(file: &str, host: &[StaticRoute], namespaces: &[super::Namespace]) -> Vec<String> {
+    let mut out = Vec::new();
+    // A `[host]` route's next hop must be somebody: a router of the file (the host's own
+    // subnets were checked already). Without one, the route leads nowhere.
+    for r in host {
+        let owner = namespaces
+            .iter()
+            .any(|n| n.addrs(r.via.is_ipv6()).any(|a| a == r.via));
+        if !owner {
+            out.push(format!(
+                "{file}: host.routes: the route to {} via {}: no namespace of the file has the address {}, so nothing forwards what the host sends there (a router taken out of the file?)",
+                r.to, r.via, r.via
+            ));
+        }
+    }
+    // NAT out of an interface the namespace's default route does not leave through: what
+    // the router forwards out of its default route is not masqueraded, and the masquerade
+    // interface's own traffic drops what comes in unasked.
+    for n in namespaces {
+        let Some(m) = &n.masquerade else { continue };
+        let via = n.gateway.map(IpAddr::V4).or_else(|| {
+            n.routes
+                .iter()
+                .find(|r| r.is_default() && r.via.is_ipv4())
+                .map(|r| r.via)
+        });
+        let Some(out_if) = via.and_then(|v| n.iface_towards(v)) else {
+            continue;
+        };
+        if &out_if.ifname != m {
+            out.push(format!(
+                "{file}: namespaces.{}.masquerade = \"{m}\": its default route leaves through {} (via {}), not {m}; traffic it forwards to the world is not masqueraded, and what comes in on {m} unasked is dropped",
+                n.name,
+                out_if.ifname,
+                via.map(|v| v.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

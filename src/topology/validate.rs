@@ -69,7 +69,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
-    let warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
+    let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
+    warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
         Ok(Topology {

@@ -26,6 +26,8 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const RTNL_GROUPS: [u32; 7] = [1, 5, 7, 9, 11, 24, 25];
 const RTM_NEWNETCONF: u16 = 80;
 const RTM_DELNETCONF: u16 = 81;
+const NETCONFA_IFINDEX: u16 = 1;
+const NETCONFA_FORWARDING: u16 = 2;
 /// Room in the kernel for a burst (a whole ruleset flushed and loaded again).
 const SOCK_BUF: usize = 4 << 20;
 
@@ -60,6 +62,8 @@ pub struct Sub {
     /// "host" or "namespace NAME".
     pub place: String,
     pub kind: Kind,
+    /// The nf_tables transaction being read on this socket (each namespace has its own).
+    nft: NftReader,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +82,12 @@ fn subscribe(protocol: isize, groups: &[u32], place: String, kind: Kind) -> Resu
     }
     let _ = sock.set_rx_buf_sz(SOCK_BUF);
     sock.set_non_blocking(true)?;
-    Ok(Sub { sock, place, kind })
+    Ok(Sub {
+        sock,
+        place,
+        kind,
+        nft: NftReader::default(),
+    })
 }
 
 /// nf_tables notifications and the host's rtnetlink groups.
@@ -94,23 +103,36 @@ pub fn host_subs() -> Result<Vec<Sub>> {
     ])
 }
 
-/// rtnetlink groups inside each namespace of `names` (those that exist).
-pub fn ns_subs(names: &[String]) -> Vec<Sub> {
+/// rtnetlink groups inside each namespace of `names` (those that exist), forwarding
+/// (netconf) included; and nf_tables notifications inside those of them in `tables`, which
+/// hold an nsfw table of their own (routers): each namespace has its own ruleset, and the
+/// host's socket hears nothing of it.
+pub fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
     netns::on_threads(names, &|name| {
         let Some(fd) = netns::open_ns(name)? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         netns::enter(name, &fd)?;
-        subscribe(
+        let place = format!("namespace {name}");
+        let mut subs = vec![subscribe(
             NETLINK_ROUTE,
-            &RTNL_GROUPS[..5],
-            format!("namespace {name}"),
+            &RTNL_GROUPS,
+            place.clone(),
             Kind::Rtnl,
-        )
-        .map(Some)
+        )?];
+        if tables.contains(name) {
+            subs.push(subscribe(
+                NETLINK_NETFILTER,
+                &[NFNLGRP_NFTABLES],
+                place,
+                Kind::Nft,
+            )?);
+        }
+        Ok(subs)
     })
     .into_iter()
-    .filter_map(|r| r.ok().flatten())
+    .filter_map(|r| r.ok())
+    .flatten()
     .collect()
 }
 
@@ -121,7 +143,7 @@ impl Sub {
 
     /// Reads what is queued. An overrun (ENOBUFS) lost notifications: that is an event of its
     /// own, which always counts.
-    pub fn read(&self, buf: &mut [u8], interest: &Interest, nft: &mut NftReader) -> Vec<Event> {
+    pub fn read(&mut self, buf: &mut [u8], interest: &Interest) -> Vec<Event> {
         let mut out = Vec::new();
         loop {
             let n = match self.sock.recv(&mut &mut buf[..], 0) {
@@ -145,7 +167,7 @@ impl Sub {
             };
             for m in split(&buf[..n]) {
                 match self.kind {
-                    Kind::Nft => out.extend(nft.take(m, interest)),
+                    Kind::Nft => out.extend(self.nft.take(m, interest, &self.place)),
                     Kind::Rtnl => out.extend(rtnl(m, interest, &self.place)),
                 }
             }
@@ -266,7 +288,7 @@ pub struct NftReader {
 }
 
 impl NftReader {
-    fn take(&mut self, m: &[u8], interest: &Interest) -> Vec<Event> {
+    fn take(&mut self, m: &[u8], interest: &Interest, place: &str) -> Vec<Event> {
         let ty = msg_type(m);
         if ty >> 8 != NFNL_SUBSYS_NFTABLES || m.len() < 20 {
             return Vec::new();
@@ -348,9 +370,13 @@ impl NftReader {
             },
             _ => false,
         };
+        let at = match place.strip_prefix("namespace ") {
+            Some(ns) => format!(" in {ns}"),
+            None => String::new(),
+        };
         let what = match sub {
-            Some(s) => format!("nft {obj} {verb} in {fam} {table} {s}"),
-            None => format!("nft {obj} {fam} {table} {verb}"),
+            Some(s) => format!("nft {obj} {verb} in {fam} {table} {s}{at}"),
+            None => format!("nft {obj} {fam} {table} {verb}{at}"),
         };
         let key = format!("{fam} {table}");
         self.pending
@@ -359,14 +385,29 @@ impl NftReader {
     }
 }
 
+/// NETCONFA_IFINDEX_ALL (-1) with NETCONFA_FORWARDING: `ip_forward` (or IPv6's
+/// `all.forwarding`) itself changed.
+fn all_forwarding(m: &[u8]) -> bool {
+    // nlmsghdr (16), struct netconfmsg padded to 4, then the attributes.
+    let a = attrs(m.get(20..).unwrap_or_default());
+    let all = a
+        .iter()
+        .any(|(k, v)| *k == NETCONFA_IFINDEX && v.get(..4) == Some(&(-1i32).to_ne_bytes()[..]));
+    all && a.iter().any(|(k, _)| *k == NETCONFA_FORWARDING)
+}
+
 /// An rtnetlink notification. Inside a namespace of the topology everything is its own.
 fn rtnl(m: &[u8], interest: &Interest, place: &str) -> Vec<Event> {
     let in_ns = place != "host";
     let ty = msg_type(m);
     if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
+        // In a namespace only a change of forwarding for all its interfaces (ip_forward,
+        // net.ipv6.conf.all.forwarding) is nsfw's setting; the kernel also says
+        // NEWNETCONF for every interface it makes, which nsfw's own runs do.
+        let ours = !in_ns || all_forwarding(m);
         return vec![Event {
             what: format!("forwarding settings changed ({place})"),
-            ours: !in_ns,
+            ours,
         }];
     }
     let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m) else {

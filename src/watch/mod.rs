@@ -26,7 +26,7 @@ use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
 use crate::{error, say};
 
-use events::{Event, Interest, NftReader, Sub};
+use events::{Event, Interest, Sub};
 
 /// How watch behaves.
 #[derive(Clone, Debug)]
@@ -69,7 +69,6 @@ struct Watch {
     ns: Vec<Sub>,
     /// /run/netns, once it exists.
     dir: Option<events::Dir>,
-    nft: NftReader,
     /// When each recent repair happened (the last minute's).
     repairs: VecDeque<Instant>,
     paused_until: Option<Instant>,
@@ -154,7 +153,15 @@ impl Watch {
     /// named others).
     fn resubscribe(&mut self) {
         let names: Vec<String> = self.names().into_iter().collect();
-        self.ns = events::ns_subs(&names);
+        let tables: BTreeSet<String> = self
+            .t
+            .namespaces
+            .iter()
+            // Those that may hold a table of nsfw's (see firewall's router tables).
+            .filter(|n| n.forward || n.masquerade.is_some())
+            .map(|n| n.name.clone())
+            .collect();
+        self.ns = events::ns_subs(&names, &tables);
         if self.dir.is_none() {
             self.dir = events::Dir::open();
         }
@@ -325,9 +332,9 @@ impl Watch {
     fn read(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> Vec<Event> {
         let mut out = Vec::new();
         let subs = self.host.len() + self.ns.len();
-        for (i, s) in self.host.iter().chain(self.ns.iter()).enumerate() {
+        for (i, s) in self.host.iter_mut().chain(self.ns.iter_mut()).enumerate() {
             if fds.get(i).is_some_and(|p| p.revents != 0) {
-                out.extend(s.read(buf, &self.interest, &mut self.nft));
+                out.extend(s.read(buf, &self.interest));
             }
         }
         if let Some(d) = &self.dir
@@ -351,7 +358,6 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
         host: events::host_subs()?,
         ns: Vec::new(),
         dir: None,
-        nft: NftReader::default(),
         repairs: VecDeque::new(),
         paused_until: None,
         last_pause_end: None,
@@ -359,10 +365,11 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
     };
     w.resubscribe();
     say!(
-        "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s)",
+        "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s) (nf_tables in {} of them)",
         w.t.name,
         w.path.display(),
-        w.ns.len()
+        w.ns.iter().filter(|s| s.kind == events::Kind::Rtnl).count(),
+        w.ns.iter().filter(|s| s.kind == events::Kind::Nft).count()
     );
     w.check(&[])?;
     let mut buf = vec![0u8; 64 * 1024];
