@@ -85,6 +85,9 @@ fn messages(buf: &[u8]) -> Vec<(u16, u32, *const libc::nlmsghdr, &[u8])> {
     out
 }
 
+/// What a reader makes of one answer: its header and the bytes after it, to a value or none.
+type Answer<'a, T> = dyn FnMut(*const libc::nlmsghdr, &[u8]) -> Result<Option<T>> + 'a;
+
 impl NftSocket {
     pub fn open() -> Result<NftSocket> {
         let sock = mnl::Socket::new(mnl::Bus::Netfilter)
@@ -283,6 +286,20 @@ impl NftSocket {
         self.sock
             .send(data)
             .with_context(|| format!("reading {what}"))?;
+        // ENOENT: nothing of the kind is there (a table or chain that does not exist).
+        self.answers(seq, what, true, &mut |h, _| parse(h))
+    }
+
+    /// Reads the answers to request `seq` up to NLMSG_DONE or its acknowledgement, each one
+    /// handed to `each` (its header and the bytes after it). An error ends the reading,
+    /// except ENOENT when `enoent_is_empty`, which answers nothing.
+    fn answers<T>(
+        &mut self,
+        seq: u32,
+        what: &str,
+        enoent_is_empty: bool,
+        each: &mut Answer<'_, T>,
+    ) -> Result<Vec<T>> {
         let mut out = Vec::new();
         loop {
             let n = self.recv().with_context(|| format!("reading {what}"))?;
@@ -302,12 +319,12 @@ impl NftSocket {
                     if code == 0 {
                         return Ok(out);
                     }
-                    if code == -libc::ENOENT {
+                    if enoent_is_empty && code == -libc::ENOENT {
                         return Ok(Vec::new());
                     }
                     bail!("reading {what}: {}", errno_text(-code));
                 }
-                if let Some(t) = parse(h)? {
+                if let Some(t) = each(h, payload)? {
                     out.push(t);
                 }
             }
@@ -326,30 +343,9 @@ impl NftSocket {
         self.sock
             .send(msg)
             .with_context(|| format!("reading {what}"))?;
-        let mut out = Vec::new();
-        loop {
-            let n = self.recv().with_context(|| format!("reading {what}"))?;
-            let buf = &self.buf.bytes_mut()[..n];
-            for (ty, mseq, _, payload) in messages(buf) {
-                if mseq != seq {
-                    continue;
-                }
-                if ty == libc::NLMSG_DONE as u16 {
-                    return Ok(out);
-                }
-                if ty == libc::NLMSG_ERROR as u16 {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(-libc::EPROTO);
-                    if code == 0 {
-                        return Ok(out);
-                    }
-                    bail!("reading {what}: {}", errno_text(-code));
-                }
-                out.push(payload.to_vec());
-            }
-        }
+        self.answers(seq, what, false, &mut |_, payload| {
+            Ok(Some(payload.to_vec()))
+        })
     }
 
     /// Sends messages built by hand, each asking for an acknowledgement, in one `sendmsg`, and
