@@ -447,7 +447,7 @@ mod tests {
                 {"hostPort":80,"containerPort":80,"hostIP":"::1"}],
                 "mac":"02:00:00:00:00:09","ips":["10.88.0.9/16"]}}"#,
         )
-        .unwrap();
+        .expect("valid test input");
         assert_eq!(c.bridge, "nsfw-lab.net");
         assert!(!c.masquerade);
         assert_eq!(c.ipam.as_deref(), Some("host-local"));

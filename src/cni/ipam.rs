@@ -285,21 +285,24 @@ mod tests {
                 .as_bytes(),
             &[],
         )
-        .unwrap()
+        .expect("valid test input")
     }
 
     #[test]
     fn allocation_skips_the_taken_and_the_reserved() {
         let c = conf("");
-        let s = c.subnet.unwrap();
-        let l = allocate(&c, s, &[]).unwrap();
+        let s = c.subnet.expect("valid test input");
+        let l = allocate(&c, s, &[]).expect("valid test input");
         assert_eq!(l.addr.to_string(), "10.88.0.2/29");
         assert_eq!(l.gateway, Ipv4Addr::new(10, 88, 0, 1));
         let used: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 88, 0, i)).collect();
         assert_eq!(allocate(&c, s, &used).unwrap_err().code, code::TRY_AGAIN);
         let asked = conf(r#","runtimeConfig":{"ips":["10.88.0.5/29"]}"#);
         assert_eq!(
-            allocate(&asked, s, &[]).unwrap().addr.to_string(),
+            allocate(&asked, s, &[])
+                .expect("valid test input")
+                .addr
+                .to_string(),
             "10.88.0.5/29"
         );
         assert_eq!(
@@ -317,12 +320,13 @@ mod tests {
             r#"{"cniVersion":"1.0.0","ips":[{"address":"10.89.0.7/24","gateway":"10.89.0.1"}],
                 "routes":[{"dst":"0.0.0.0/0"}],"dns":{}}"#,
         )
-        .unwrap();
-        let l = lease_of(&c, &v).unwrap();
+        .expect("valid test input");
+        let l = lease_of(&c, &v).expect("valid test input");
         assert_eq!(l.gateway_net().to_string(), "10.89.0.1/24");
         assert_eq!(l.subnet().to_string(), "10.89.0.0/24");
         assert_eq!(l.routes, vec![(default_net(), None)]);
-        let v6: Value = serde_json::from_str(r#"{"ips":[{"address":"fd00::2/64"}]}"#).unwrap();
+        let v6: Value = serde_json::from_str(r#"{"ips":[{"address":"fd00::2/64"}]}"#)
+            .expect("valid test input");
         assert_eq!(lease_of(&c, &v6).unwrap_err().code, code::INVALID_CONFIG);
     }
 }

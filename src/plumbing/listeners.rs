@@ -278,13 +278,16 @@ mod tests {
         let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0100007F:0016 0200007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n";
         let got = parse(tcp, 6, TCP_LISTEN);
         if cfg!(target_endian = "little") {
-            assert_eq!(got, vec![(6, "127.0.0.1".parse().unwrap(), 8080)]);
+            assert_eq!(
+                got,
+                vec![(6, "127.0.0.1".parse().expect("valid test input"), 8080)]
+            );
         }
         let tcp6 = "  sl header\n   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A rest\n";
         if cfg!(target_endian = "little") {
             assert_eq!(
                 parse(tcp6, 6, TCP_LISTEN),
-                vec![(6, "::1".parse().unwrap(), 80)]
+                vec![(6, "::1".parse().expect("valid test input"), 80)]
             );
         }
         assert!(parse("header\ngarbage\n", 6, TCP_LISTEN).is_empty());
