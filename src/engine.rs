@@ -168,10 +168,11 @@ fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
     Ok(nft)
 }
 
-/// Carries a plan out: the record first (what the run creates, the sysctls it changes); when
-/// applying, the host's nftables batch; the plumbing a stage at a time; when flushing, the
-/// batch; the routing namespaces' batches. `done` hears of each change as it is made. The
-/// record is brought up to date at the end.
+/// Carries a plan out: the record first (what the run creates, the sysctls it changes); the
+/// plumbing a stage at a time, with the host's nftables batch (and the conntrack entries it
+/// makes stale) after the removals when applying, after everything when flushing; the routing
+/// namespaces' batches. `done` hears of each change as it is made. The record is brought up
+/// to date at the end.
 pub fn carry_out(
     tg: &Target,
     p: &Plan,
@@ -192,23 +193,17 @@ pub fn carry_out(
         during.save(lock.dir())?;
     }
     let mark = tg.desired.mark.clone();
-    // Building a topology, the firewall goes first: its rules name interfaces, not indexes,
-    // so they hold before the links exist, and a batch the kernel refuses then stops the run
-    // before any namespace is reachable without its firewall. Flushing, it goes last, after
-    // the namespaces it protects.
-    let nft_first = tg.topology.is_some();
-    if nft_first && !p.nft.ops.is_empty() {
-        firewall::execute(nft, &p.nft.ops)?;
-        crate::signals::check()?;
-    }
-    plan::execute(&p.steps, &mark, &o.ns_indexes(), &mut |s: &Step| {
-        done(s.to_string())
-    })?;
-    crate::signals::check()?;
-    if !nft_first && !p.nft.ops.is_empty() {
-        firewall::execute(nft, &p.nft.ops)?;
-    }
-    if !p.nft.forget.is_empty() {
+    // Applying, the firewall goes between the removals and the building: its rules name
+    // interfaces, not indexes, so they hold before the links exist, and a batch the kernel
+    // refuses then stops the run before any new namespace is up without it; what leaves is
+    // gone before the rules that judged it are relaxed. Flushing, it goes last, after the
+    // namespaces it protects.
+    let apply = tg.topology.is_some();
+    let mut nft_sent = false;
+    let forget = |nft: &mut NftSocket| {
+        if p.nft.forget.is_empty() {
+            return;
+        }
         match firewall::conntrack::forget(nft, &p.nft.forget) {
             Ok(n) => crate::detail!(
                 "conntrack: deleted {n} entries of published UDP ports that moved or went away"
@@ -219,6 +214,27 @@ pub fn carry_out(
                 "cannot delete the conntrack entries of published UDP ports that moved or went away ({e:#}): a client that keeps sending from one port reaches the old namespace until its entry times out"
             ),
         }
+    };
+    plan::execute(
+        &p.steps,
+        &mark,
+        &o.ns_indexes(),
+        &mut |s: &Step| done(s.to_string()),
+        &mut || {
+            if apply && !p.nft.ops.is_empty() {
+                firewall::execute(nft, &p.nft.ops)?;
+                nft_sent = true;
+                // Right after the batch, before anything can stop the run: a later run
+                // would find the maps already right and never know which flows to forget.
+                forget(nft);
+            }
+            crate::signals::check()
+        },
+    )?;
+    crate::signals::check()?;
+    if !nft_sent && !p.nft.ops.is_empty() {
+        firewall::execute(nft, &p.nft.ops)?;
+        forget(nft);
     }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {

@@ -161,6 +161,7 @@ pub fn execute(
     mark: &str,
     hints: &Hints,
     done: &mut dyn FnMut(&Step),
+    after_teardown: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Executed> {
     let mut hints = hints.clone();
     let mut tally = Tally::default();
@@ -175,6 +176,9 @@ pub fn execute(
         Stage::HostFinish,
     ] {
         crate::signals::check()?;
+        if stage == Stage::Namespaces {
+            after_teardown()?;
+        }
         let these: Vec<&Step> = steps.iter().filter(|s| s.stage() == stage).collect();
         if these.is_empty() {
             continue;
