@@ -20,6 +20,10 @@ use crate::nft::socket::NftSocket;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
+/// The connection's status bits (CTA_STATUS, a big-endian u32).
+const CTA_STATUS: u16 = 3;
+/// Status bit: the connection's destination was translated (a DNAT).
+const IPS_DST_NAT: u32 = 1 << 5;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_ZONE: u16 = 18;
@@ -141,7 +145,12 @@ pub fn forget(sock: &mut NftSocket, stale: &[Entry]) -> Result<usize> {
                     && s.addr.is_none_or(|a| a == dst)
                     && s.to == Some((rsrc, rsport))
             });
-            if !hit {
+            // Only translated connections: a flow straight to the namespace's own address
+            // and port never went through the published port (IPS_DST_NAT, bit 5).
+            let translated = find(body, CTA_STATUS)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .is_some_and(|b| u32::from_be_bytes(b) & IPS_DST_NAT != 0);
+            if !hit || !translated {
                 continue;
             }
             // The entry by its original tuple, in its zone (the whole attributes as dumped).
