@@ -524,3 +524,36 @@ fn topologies_flush_all_leaves_cni_networks_alone() {
     assert!(sb.pings("c1", "203.0.113.10"));
     sb.nsfw_code(&["diff", &lab], 0);
 }
+
+/// A host port a topology publishes is refused to a container (each table's prerouting would
+/// take it, and the kernel's hook order would decide), and the topology keeps it.
+#[test]
+fn a_host_port_a_topology_publishes_is_refused_to_a_container() {
+    let sb = Sandbox::new();
+    let f = sb.file(
+        "t.toml",
+        "name = \"web\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.web]\nbridge = \"br0\"\npublish = [\"8080:80/tcp\"]\n",
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns add c1");
+    let r = cni(
+        &sb,
+        "ADD",
+        "c1",
+        Some("c1"),
+        &conf(&ports(r#"{"hostPort":8080,"containerPort":80}"#)),
+    );
+    assert_eq!(r.out["code"], 100, "{}", r.text);
+    assert!(
+        r.text.contains("already published by topology web"),
+        "{}",
+        r.text
+    );
+    // Another port is fine, and the topology is still in sync.
+    add(
+        &sb,
+        "c2",
+        &conf(&ports(r#"{"hostPort":8081,"containerPort":80}"#)),
+    );
+    sb.nsfw_code(&["diff", &f], 0);
+}

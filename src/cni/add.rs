@@ -146,6 +146,7 @@ fn attach_locked(
             ));
         }
     }
+    others_ports(&mut sock, c)?;
     host::need_forwarding(&lock, &c.name)?;
     let bridge = links::ensure_bridge(conn, c, lease.gateway_net())?;
     // A route without its own next hop goes through the lease's gateway (the result says so).
@@ -190,4 +191,36 @@ fn attach_locked(
         ],
         &lease,
     ))
+}
+
+/// A host port another nsfw table publishes (a topology's, another CNI network's) is refused:
+/// each table's prerouting chain would take it, and which one wins depends on the order the
+/// kernel registered them in. (A topology applied later refuses the port the same way.)
+fn others_ports(sock: &mut NftSocket, c: &NetConf) -> CniResult<()> {
+    if c.ports.is_empty() {
+        return Ok(());
+    }
+    let mine = names::table(&c.name);
+    let mut others = Vec::new();
+    for info in sock.tables()? {
+        if info.family == crate::nft::Family::Inet
+            && info.name.starts_with("nsfw_")
+            && info.name != mine
+        {
+            others.push(sock.read_table(&info)?);
+        }
+    }
+    let taken = crate::firewall::clash::Taken::of(others.iter());
+    for p in &c.ports {
+        if let Some(who) = taken.holder(false, p.proto, p.host_port, p.host_ip.map(Into::into)) {
+            return Err(CniError::new(
+                code::CONFLICT,
+                format!(
+                    "network {}: host port {} is already published by {who}",
+                    c.name, p.host_port
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -109,21 +109,59 @@ pub fn desired(t: &Topology) -> Vec<Entry> {
         .collect()
 }
 
-/// The ports `d`'s publish maps claim, keyed by (IPv6?, protocol, host port).
-fn claims(d: &Dumped, out: &mut HashMap<(bool, u8, u16), Vec<Claim>>) {
-    let Some(owner) = owner_of(d) else { return };
-    for e in observed(d) {
-        // Where it leads: `address:port` of the namespace.
-        let to = match e.to {
-            Some((IpAddr::V6(a), p)) => format!("[{a}]:{p}"),
-            Some((a, p)) => format!("{a}:{p}"),
-            None => String::new(),
+/// The host ports other nsfw tables publish, keyed by (IPv6?, protocol, host port).
+#[derive(Default)]
+pub struct Taken(HashMap<(bool, u8, u16), Vec<Claim>>);
+
+impl Taken {
+    /// What the publish maps of `tables` claim.
+    pub fn of<'a>(tables: impl Iterator<Item = &'a Dumped>) -> Taken {
+        let mut out = Taken::default();
+        for d in tables {
+            let Some(owner) = owner_of(d) else { continue };
+            for e in observed(d) {
+                // Where it leads: `address:port` of the namespace.
+                let to = match e.to {
+                    Some((IpAddr::V6(a), p)) => format!("[{a}]:{p}"),
+                    Some((a, p)) => format!("{a}:{p}"),
+                    None => String::new(),
+                };
+                out.0
+                    .entry((e.v6, e.proto, e.port))
+                    .or_default()
+                    .push(Claim {
+                        addr: e.addr,
+                        to,
+                        owner: owner.clone(),
+                    });
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Who holds host port `port` (at `addr`; None: every address) already, as
+    /// `owner (its table's map: ADDR:PORT/PROTO → TO)`: two claims of one port clash unless
+    /// both name different addresses.
+    pub fn holder(&self, v6: bool, proto: u8, port: u16, addr: Option<IpAddr>) -> Option<String> {
+        let c = self
+            .0
+            .get(&(v6, proto, port))?
+            .iter()
+            .find(|c| c.addr.is_none() || addr.is_none() || c.addr == addr)?;
+        let at = match c.addr {
+            Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
+            Some(IpAddr::V4(a)) => format!("{a}:{port}"),
+            None => format!("{port}"),
         };
-        out.entry((e.v6, e.proto, e.port)).or_default().push(Claim {
-            addr: e.addr,
-            to,
-            owner: owner.clone(),
-        });
+        let name = crate::nft::symbols::proto_name(proto).unwrap_or_else(|| proto.to_string());
+        Some(format!(
+            "{} (its table's map: {at}/{name} → {})",
+            c.owner, c.to
+        ))
     }
 }
 
@@ -135,12 +173,7 @@ pub fn across_tables(
     mine: &str,
     own: &std::collections::BTreeMap<String, Dumped>,
 ) -> Vec<String> {
-    let mut taken = HashMap::new();
-    for (name, d) in own {
-        if name != mine {
-            claims(d, &mut taken);
-        }
-    }
+    let taken = Taken::of(own.iter().filter(|(n, _)| *n != mine).map(|(_, d)| d));
     let mut out = Vec::new();
     if taken.is_empty() {
         return out;
@@ -152,27 +185,13 @@ pub fn across_tables(
                     .into_iter()
                     .filter(|&v6| if v6 { p.v6 } else { p.v4 })
                 {
-                    let Some(others) = taken.get(&(v6, p.proto.number(), port)) else {
-                        continue;
-                    };
-                    let hit = others.iter().find(|c| {
-                        c.addr.is_none() || p.host_addr.is_none() || c.addr == p.host_addr
-                    });
-                    if let Some(c) = hit {
-                        let at = match c.addr {
-                            Some(IpAddr::V6(a)) => format!("[{a}]:{port}"),
-                            Some(IpAddr::V4(a)) => format!("{a}:{port}"),
-                            None => format!("{port}"),
-                        };
+                    if let Some(who) = taken.holder(v6, p.proto.number(), port, p.host_addr) {
                         out.push(format!(
-                            "{}: namespaces.{}.publish = {:?}: host port {port}/{} is already published by {} (its table's map: {at}/{} → {}); a host port leads to one place: drop one of the two",
+                            "{}: namespaces.{}.publish = {:?}: host port {port}/{} is already published by {who}; a host port leads to one place: drop one of the two",
                             t.source.display(),
                             n.name,
                             p.entry,
                             p.proto,
-                            c.owner,
-                            p.proto,
-                            c.to
                         ));
                         continue 'entry;
                     }

@@ -4,7 +4,7 @@
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
 pub(crate) mod build;
-mod clash;
+pub mod clash;
 pub mod conntrack;
 mod policy;
 pub(crate) mod publish;
