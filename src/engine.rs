@@ -52,9 +52,24 @@ impl<'a> Target<'a> {
 /// leftovers the record names) whole; nftables.
 pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
     let t0 = std::time::Instant::now();
-    let mut o = observe_plumbing(tg, rec)?;
-    o.nft = observe_nft(tg, nft, &o)?;
+    // The links and the host's ruleset are unrelated reads, each mostly waiting on the
+    // kernel: the plumbing's workers visit the namespaces while this thread reads nftables.
+    // (Workers enter namespaces on their own threads; this one stays in the host's.)
+    let (o, s) = std::thread::scope(|scope| {
+        let links = scope.spawn(|| observe_plumbing(tg, rec));
+        let s = observe_host_nft(tg, nft);
+        let o = links.join().unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "observing the links: the thread stopped unexpectedly"
+            ))
+        });
+        (o, s)
+    });
+    let mut o = o?;
+    let mut s = s?;
     crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
+    observe_ns_tables(tg, &o, &mut s)?;
+    o.nft = s;
     Ok(o)
 }
 
@@ -88,11 +103,16 @@ fn observe_plumbing(tg: &Target, rec: &Record) -> Result<Observed> {
 
 /// The nftables part of [`observe`].
 /// Router namespaces (those forwarding) are looked into for nsfw's table there.
-fn observe_nft(tg: &Target, nft: &mut NftSocket, o: &Observed) -> Result<firewall::NftState> {
+fn observe_host_nft(tg: &Target, nft: &mut NftSocket) -> Result<firewall::NftState> {
     let mut s = firewall::observe(nft)?;
     if tg.topology.is_some_and(firewall::publish::any) {
         s.listeners = plumbing::listeners::read();
     }
+    Ok(s)
+}
+
+/// nsfw's tables inside the namespaces that forward, which the plumbing says.
+fn observe_ns_tables(tg: &Target, o: &Observed, s: &mut firewall::NftState) -> Result<()> {
     if let Some(t) = tg.topology {
         let forwarding = |ns: &str| {
             o.namespaces.get(ns).is_some_and(|n| {
@@ -111,7 +131,7 @@ fn observe_nft(tg: &Target, nft: &mut NftSocket, o: &Observed) -> Result<firewal
             .collect();
         s.ns_tables = firewall::observe_ns(&t.name, &names)?;
     }
-    Ok(s)
+    Ok(())
 }
 
 /// The whole plan: plumbing and the nftables batch.
@@ -293,8 +313,14 @@ pub fn converge(
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
     let rec2 = Record::load(lock.dir());
     let mut left = if nft_as_planned(&p, &o, &mut nft) {
-        // The plumbing is read and planned again; nftables holds what the plan made it.
-        plan::plan(&tg.desired, &observe_plumbing(tg, &rec2)?, &rec2, tg.who)
+        if p.steps.is_empty() && rec2 == rec {
+            // Nothing of the plumbing was changed, and nftables holds what the plan made it:
+            // reading the links again would look for others' changes, not check this run's.
+            Plan::default()
+        } else {
+            // The plumbing is read and planned again; nftables holds what the plan made it.
+            plan::plan(&tg.desired, &observe_plumbing(tg, &rec2)?, &rec2, tg.who)
+        }
     } else {
         plan(tg, &observe(tg, &rec2, &mut nft)?, &rec2)?
     };
