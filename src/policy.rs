@@ -44,6 +44,21 @@ pub struct Flow {
     pub ping_gateway: bool,
 }
 
+impl Flow {
+    /// A new connection from `from` to `to` at `proto`/`port`, straight (not through a
+    /// published port), not a ping of the gateway.
+    pub fn new(from: Party, to: Party, proto: u8, port: u16) -> Flow {
+        Flow {
+            from,
+            to,
+            proto,
+            port,
+            published: false,
+            ping_gateway: false,
+        }
+    }
+}
+
 fn bridge_of<'a>(t: &'a Topology, ns: &str) -> Option<&'a str> {
     t.namespaces
         .iter()
@@ -154,14 +169,7 @@ mod tests {
     }
 
     fn flow(from: Party, to: Party, proto: u8, port: u16) -> Flow {
-        Flow {
-            from,
-            to,
-            proto,
-            port,
-            published: false,
-            ping_gateway: false,
-        }
+        Flow::new(from, to, proto, port)
     }
 
     fn world() -> Party {

@@ -97,10 +97,10 @@ pub fn set(
     }
 }
 
-/// An interval element: `key . net` with the network as a range.
-pub fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
-    let (first, last) = match net {
-        IpNetwork::V4(n) => (Value::Ipv4(n.network()), Value::Ipv4(n.broadcast())),
+/// The first and last address of a network.
+pub fn bounds(net: IpNetwork) -> (std::net::IpAddr, std::net::IpAddr) {
+    match net {
+        IpNetwork::V4(n) => (n.network().into(), n.broadcast().into()),
         IpNetwork::V6(n) => {
             let lo = u128::from(n.network());
             let span = if n.prefix() == 0 {
@@ -108,9 +108,22 @@ pub fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
             } else {
                 (1u128 << (128 - u32::from(n.prefix()))) - 1
             };
-            (Value::Ipv6(n.network()), Value::Ipv6((lo | span).into()))
+            (
+                n.network().into(),
+                std::net::Ipv6Addr::from(lo | span).into(),
+            )
         }
+    }
+}
+
+/// An interval element: `key . net` with the network as a range.
+pub fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
+    let value = |a: std::net::IpAddr| match a {
+        std::net::IpAddr::V4(a) => Value::Ipv4(a),
+        std::net::IpAddr::V6(a) => Value::Ipv6(a),
     };
+    let (first, last) = bounds(net);
+    let (first, last) = (value(first), value(last));
     let mut key = head.clone();
     key.push(first);
     let mut end = head;

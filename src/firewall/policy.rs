@@ -17,7 +17,7 @@
 //!     ... }
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 
@@ -33,18 +33,7 @@ use super::build::{concat, field, lookup, meta, rule, set};
 type Range = (IpAddr, IpAddr);
 
 fn net_range(n: IpNetwork) -> Range {
-    match n {
-        IpNetwork::V4(n) => (n.network().into(), n.broadcast().into()),
-        IpNetwork::V6(n) => {
-            let lo = u128::from(n.network());
-            let span = if n.prefix() == 0 {
-                u128::MAX
-            } else {
-                (1u128 << (128 - u32::from(n.prefix()))) - 1
-            };
-            (n.network().into(), Ipv6Addr::from(lo | span).into())
-        }
-    }
+    super::build::bounds(n)
 }
 
 /// Everything of one family but `taken` (sorted, disjoint after merging).

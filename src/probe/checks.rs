@@ -71,14 +71,7 @@ fn party(n: &Namespace, v6: bool) -> Option<Party> {
 }
 
 fn flow(from: Party, to: Party, proto: u8, port: u16) -> Flow {
-    Flow {
-        from,
-        to,
-        proto,
-        port,
-        published: false,
-        ping_gateway: false,
-    }
+    Flow::new(from, to, proto, port)
 }
 
 /// A probe and what the policy expects of it.
@@ -147,44 +140,8 @@ pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
         }
         rule_checks(&mut out, t, world, v6);
     }
-    latency_checks(&mut out, t);
+    super::latency::checks(&mut out, t);
     out
-}
-
-/// Each delayed interface (`latency`): an echo from the host's side of its segment (the host
-/// when the bridge has an address, else another namespace on it) must take at least the
-/// latency less the jitter, since every packet the interface sends waits that long. Loss may
-/// eat an echo, which the three tries allow for.
-fn latency_checks(out: &mut Vec<Check>, t: &Topology) {
-    for n in &t.namespaces {
-        for i in &n.ifaces {
-            let Some(lat) = i.netem.latency_us else {
-                continue;
-            };
-            let at_least = lat.saturating_sub(i.netem.jitter_us.unwrap_or(0));
-            if at_least == 0 {
-                continue;
-            }
-            let to = IpAddr::V4(i.address.ip());
-            let from = match t.bridge(&i.bridge).and_then(|b| gw_of(b, false)) {
-                Some(_) => Some(Origin::Host),
-                None => t
-                    .ports_of(&i.bridge)
-                    .find(|(m, _)| m.name != n.name)
-                    .map(|(m, _)| Origin::Ns(m.name.clone())),
-            };
-            let Some(from) = from else {
-                continue;
-            };
-            out.push(Check {
-                from,
-                to_label: format!("{} ({})", n.name, i.ifname),
-                to,
-                probe: Probe::Slow(std::time::Duration::from_micros(u64::from(at_least))),
-                expect: true,
-            });
-        }
-    }
 }
 
 /// A namespace's address on one bridge, in one family.

@@ -3,6 +3,7 @@
 //! where it matters the source address the other end saw.
 
 mod checks;
+mod latency;
 mod net;
 
 use std::fmt;
