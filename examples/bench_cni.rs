@@ -82,16 +82,21 @@ fn ports(i: usize) -> String {
     )
 }
 
+/// nsfw's configuration for container `i` (ADD and DEL take the same).
+fn nsfw_conf(dir: &str, i: usize) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench","type":"nsfw","bridge":"cni-bench","ipMasq":true,"ipam":{},"runtimeConfig":{}}}"#,
+        ipam(dir),
+        ports(i)
+    )
+}
+
 /// ADD of container `i`, as a runtime would: nsfw alone, or bridge then portmap.
 fn add(k: Kind, nsfw: &Path, dir: &str, i: usize) -> Res<()> {
     let id = format!("c{i}");
     match k {
         Kind::Nsfw => {
-            let conf = format!(
-                r#"{{"cniVersion":"1.0.0","name":"bench","type":"nsfw","bridge":"cni-bench","ipMasq":true,"ipam":{},"runtimeConfig":{}}}"#,
-                ipam(dir),
-                ports(i)
-            );
+            let conf = nsfw_conf(dir, i);
             plugin(nsfw, "ADD", &id, &conf)?;
         }
         Kind::Reference => {
@@ -115,11 +120,7 @@ fn del(k: Kind, nsfw: &Path, dir: &str, i: usize) -> Res<()> {
     let id = format!("c{i}");
     match k {
         Kind::Nsfw => {
-            let conf = format!(
-                r#"{{"cniVersion":"1.0.0","name":"bench","type":"nsfw","bridge":"cni-bench","ipMasq":true,"ipam":{},"runtimeConfig":{}}}"#,
-                ipam(dir),
-                ports(i)
-            );
+            let conf = nsfw_conf(dir, i);
             plugin(nsfw, "DEL", &id, &conf)?;
         }
         Kind::Reference => {

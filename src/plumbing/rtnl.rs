@@ -161,15 +161,8 @@ impl Conn {
     ) -> Result<Vec<RouteNetlinkMessage>> {
         let place = self.place.clone();
         let ctx = || format!("cannot list {what} ({place})");
-        let seq = self.next_seq();
-        let mut msg = NetlinkMessage::from(req);
-        msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        msg.header.sequence_number = seq;
-        msg.finalize();
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        self.sock
-            .send_to(&out, &SocketAddr::new(0, 0), 0)
+        let seq = self
+            .send_one(req, NLM_F_REQUEST | NLM_F_DUMP)
             .with_context(ctx)?;
         let mut found = Vec::new();
         loop {
@@ -213,6 +206,19 @@ impl Conn {
         }
     }
 
+    /// Sends one request with `flags`, under a fresh sequence number, which it returns.
+    fn send_one(&mut self, req: RouteNetlinkMessage, flags: u16) -> Result<u32> {
+        let seq = self.next_seq();
+        let mut msg = NetlinkMessage::from(req);
+        msg.header.flags = flags;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        Ok(seq)
+    }
+
     /// Sends one request that is answered by one message (a get of one link): `Ok(None)` when
     /// the kernel answers with one of the errors in `absent` (ENODEV: no such link).
     pub fn get(
@@ -223,16 +229,7 @@ impl Conn {
     ) -> Result<Option<RouteNetlinkMessage>> {
         let place = self.place.clone();
         let ctx = || format!("cannot read {what} ({place})");
-        let seq = self.next_seq();
-        let mut msg = NetlinkMessage::from(req);
-        msg.header.flags = NLM_F_REQUEST;
-        msg.header.sequence_number = seq;
-        msg.finalize();
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        self.sock
-            .send_to(&out, &SocketAddr::new(0, 0), 0)
-            .with_context(ctx)?;
+        let seq = self.send_one(req, NLM_F_REQUEST).with_context(ctx)?;
         loop {
             let n = self.recv().with_context(ctx)?;
             let bytes = self.bytes(n);
