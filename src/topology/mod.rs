@@ -10,6 +10,7 @@ mod names;
 mod namespaces;
 mod policy;
 mod publish;
+mod quick_toml;
 mod routes;
 mod syntax;
 mod validate;
