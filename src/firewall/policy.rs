@@ -166,7 +166,14 @@ fn element(lo: Vec<Value>, hi: Vec<Value>, p: &PortSpec, v6: bool, ports: bool) 
 
 /// The elements of the rules with `action` whose ends are both addresses (not the host): of
 /// the specs that name ports (`ports`), or of those that do not.
-fn forward_elements(t: &Topology, action: Action, v6: bool, ports: bool) -> Vec<Element> {
+/// `first`: stop at the first element (whether there is any is all that is asked).
+fn forward_elements(
+    t: &Topology,
+    action: Action,
+    v6: bool,
+    ports: bool,
+    first: bool,
+) -> Vec<Element> {
     let mut out = Vec::new();
     for r in t.policy.iter().filter(|r| r.action == action) {
         if matches!(r.from, Endpoint::Host) || matches!(r.to, Endpoint::Host) {
@@ -182,6 +189,9 @@ fn forward_elements(t: &Topology, action: Action, v6: bool, ports: bool) -> Vec<
                         v6,
                         ports,
                     ));
+                    if first {
+                        return out;
+                    }
                 }
             }
         }
@@ -196,6 +206,7 @@ fn host_elements(
     v6: bool,
     to_host: bool,
     ports: bool,
+    first: bool,
 ) -> Vec<Element> {
     let mut out = Vec::new();
     for r in t.policy.iter().filter(|r| r.action == action) {
@@ -207,6 +218,9 @@ fn host_elements(
         for s in ranges(t, other, v6) {
             for p in r.ports.iter().filter(|p| names_ports(p) == ports) {
                 out.push(element(vec![addr(s.0)], vec![addr(s.1)], p, v6, ports));
+                if first {
+                    return out;
+                }
             }
         }
     }
@@ -240,15 +254,15 @@ pub fn sets(t: &Topology) -> Vec<Set> {
     v
 }
 
-/// Whether the policy set `name` holds anything. Only that set's elements are made (and not
-/// cut apart): the rules ask this of each set, and making every set for every question cost
-/// seconds with 10,000 entries.
+/// Whether the policy set `name` holds anything. Only its first element is made: the rules
+/// ask this of each set, and making every set for every question cost seconds with 10,000
+/// entries (making each whole, tens of milliseconds).
 pub fn has(t: &Topology, name: &str) -> bool {
     for v6 in [false, true] {
         for ports in [true, false] {
             for (group, elements) in groups(t, v6, ports) {
                 if set_name(group, v6, ports) == name {
-                    return !elements().is_empty();
+                    return !elements(true).is_empty();
                 }
             }
         }
@@ -256,30 +270,31 @@ pub fn has(t: &Topology, name: &str) -> bool {
     false
 }
 
-/// The element makers of each group of one family, with or without ports.
-type Maker<'a> = Box<dyn Fn() -> Vec<Element> + 'a>;
+/// The element makers of each group of one family, with or without ports; given `true`, a
+/// maker stops at its first element.
+type Maker<'a> = Box<dyn Fn(bool) -> Vec<Element> + 'a>;
 
 fn groups(t: &Topology, v6: bool, ports: bool) -> [(&'static str, Maker<'_>); 5] {
     [
         (
             "deny",
-            Box::new(move || forward_elements(t, Action::Deny, v6, ports)),
+            Box::new(move |first| forward_elements(t, Action::Deny, v6, ports, first)),
         ),
         (
             "allow",
-            Box::new(move || forward_elements(t, Action::Allow, v6, ports)),
+            Box::new(move |first| forward_elements(t, Action::Allow, v6, ports, first)),
         ),
         (
             "host_deny",
-            Box::new(move || host_elements(t, Action::Deny, v6, true, ports)),
+            Box::new(move |first| host_elements(t, Action::Deny, v6, true, ports, first)),
         ),
         (
             "host_allow",
-            Box::new(move || host_elements(t, Action::Allow, v6, true, ports)),
+            Box::new(move |first| host_elements(t, Action::Allow, v6, true, ports, first)),
         ),
         (
             "from_host_deny",
-            Box::new(move || host_elements(t, Action::Deny, v6, false, ports)),
+            Box::new(move |first| host_elements(t, Action::Deny, v6, false, ports, first)),
         ),
     ]
 }
@@ -335,12 +350,13 @@ fn all_sets(t: &Topology) -> Vec<Set> {
                 } else {
                     1
                 };
+                let els = elements(false);
                 v.push(set(
                     &set_name(group, v6, ports),
                     key(addrs),
                     None,
                     true,
-                    elements(),
+                    els,
                 ));
             }
         }
