@@ -13,6 +13,7 @@ pub mod commands;
 pub mod compile;
 pub mod doctor;
 pub mod engine;
+pub mod fasthash;
 pub mod firewall;
 pub mod netem;
 pub mod nft;

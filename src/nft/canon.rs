@@ -21,9 +21,6 @@
 //! So two elements are equal in canonical form exactly when they decode to equal IR elements,
 //! and [`decode`] gives that IR element.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use super::elems::{KData, KElem, concat_bytes, split, verdict_of};
 use super::ir::{ElemData, Element, Set, SetData};
 use super::lower::verdict_code;
@@ -195,52 +192,7 @@ pub fn decode(set: &Set, k: &KElem) -> Result<Element, String> {
 }
 
 /// A set of canonical elements, to compare two sets of them.
-pub type ElemSet<'a> = HashSet<&'a KElem, BuildHasherDefault<ElemHasher>>;
-
-/// A fast hasher for [`ElemSet`] (rustc's FxHash: a rotate, xor and multiply per word): SipHash
-/// was a third of comparing 10,000 elements. It is not keyed, and needs not be: a collision
-/// only costs time, and the elements come from the file and the kernel.
-#[derive(Default)]
-pub struct ElemHasher(u64);
-
-impl ElemHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
-    }
-}
-
-impl Hasher for ElemHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        // The multiply leaves the low bits weakest; hashbrown picks buckets with them.
-        self.0.rotate_left(26)
-    }
-}
+pub type ElemSet<'a> = crate::fasthash::FastSet<&'a KElem>;
 
 /// The IR elements of kernel elements of `set` (a declaration; its own elements are ignored).
 pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {

@@ -3,8 +3,6 @@
 //! address an entry publishes on both families (where the namespace has an address of each);
 //! `0.0.0.0:` and `[::]:` restrict it to one, an address to that address.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -202,13 +200,15 @@ pub(super) fn read(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<Publish> {
 }
 
 /// A host port (per protocol, per address) leads to one place only. Linear in the number of
-/// ports published: a file may publish thousands.
+/// ports published, with no hashing: a file may publish tens of thousands.
 pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
-    type Claim<'a> = (Option<IpAddr>, &'a str, &'a str);
-    // Keyed by (IPv6?, protocol, port): the two families' ports are separate. A port's first
-    // claim is held inline, the others (on other addresses) in the Vec: ten thousand ports
-    // cost no allocation each.
-    let mut taken: HashMap<(bool, Proto, u16), (Claim, Vec<Claim>)> = HashMap::new();
+    /// A claim of a port: its address (None: any), namespace, entry, and the next claim of
+    /// the same port (on another address; an index + 1 into the claims, 0: none).
+    type Claim<'a> = (Option<IpAddr>, &'a str, &'a str, u32);
+    let mut claims: Vec<Claim> = Vec::new();
+    // Per (IPv6?, protocol): the first claim of each port (an index + 1, 0: none). The
+    // tables are zeroed memory, which the kernel maps only where a port is claimed.
+    let mut first: [Vec<u32>; 4] = Default::default();
     for n in namespaces {
         for p in &n.publish {
             'port: for port in p.host.0..=p.host.1 {
@@ -216,32 +216,30 @@ pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
                     .into_iter()
                     .filter(|&v6| if v6 { p.v6 } else { p.v4 })
                 {
-                    let claim = (p.host_addr, n.name.as_str(), p.entry.as_str());
-                    let (first, more) = match taken.entry((fam, p.proto, port)) {
-                        Entry::Vacant(v) => {
-                            v.insert((claim, Vec::new()));
-                            continue;
-                        }
-                        Entry::Occupied(o) => o.into_mut(),
-                    };
-                    let hit = std::iter::once(&*first)
-                        .chain(more.iter())
-                        .find(|(addr, _, _)| {
-                            addr.is_none() || p.host_addr.is_none() || *addr == p.host_addr
-                        });
-                    if let Some((_, other_ns, other)) = hit {
-                        let v = Value::String(p.entry.clone());
-                        cx.err(
-                            &join(&join("namespaces", &n.name), "publish"),
-                            Some(&v),
-                            format!(
-                                "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
-                                p.proto
-                            ),
-                        );
-                        break 'port;
+                    let table = &mut first[usize::from(fam) * 2 + p.proto as usize];
+                    if table.is_empty() {
+                        *table = vec![0; 65536];
                     }
-                    more.push(claim);
+                    let slot = &mut table[usize::from(port)];
+                    let mut at = *slot;
+                    while at != 0 {
+                        let (addr, other_ns, other, next) = claims[at as usize - 1];
+                        if addr.is_none() || p.host_addr.is_none() || addr == p.host_addr {
+                            let v = Value::String(p.entry.clone());
+                            cx.err(
+                                &join(&join("namespaces", &n.name), "publish"),
+                                Some(&v),
+                                format!(
+                                    "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
+                                    p.proto
+                                ),
+                            );
+                            break 'port;
+                        }
+                        at = next;
+                    }
+                    claims.push((p.host_addr, n.name.as_str(), p.entry.as_str(), *slot));
+                    *slot = u32::try_from(claims.len()).unwrap_or(u32::MAX);
                 }
             }
         }
