@@ -101,11 +101,12 @@ pub fn observed(d: &Dumped) -> Vec<Entry> {
     out
 }
 
-/// The entries of the topology's publish maps.
-pub fn desired(t: &Topology) -> Vec<Entry> {
-    super::publish::maps(t)
-        .iter()
-        .flat_map(|s| entries(&s.name, &s.elements))
+/// The entries of the publish maps among `sets` (by name, with their elements): what a
+/// table diff says goes.
+pub fn of_sets(sets: &[(String, Vec<Element>)]) -> Vec<Entry> {
+    sets.iter()
+        .filter(|(name, _)| [ANY, AT, ANY6, AT6].contains(&name.as_str()))
+        .flat_map(|(name, elements)| entries(name, elements))
         .collect()
 }
 

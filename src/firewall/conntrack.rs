@@ -35,11 +35,11 @@ const CTA_PROTO_DST_PORT: u16 = 3;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const UDP: u8 = 17;
 
-/// The UDP entries of `old` that `new` does not hold as they are: moved or removed.
-pub fn stale(old: &[Entry], new: &[Entry]) -> Vec<Entry> {
-    old.iter()
-        .filter(|e| e.proto == UDP && e.to.is_some() && !new.contains(e))
-        .cloned()
+/// Of the publish map entries a change takes away (moved or removed), those whose
+/// conntrack entries outlive it: UDP ones.
+pub fn stale(gone: Vec<Entry>) -> Vec<Entry> {
+    gone.into_iter()
+        .filter(|e| e.proto == UDP && e.to.is_some())
         .collect()
 }
 

@@ -25,7 +25,7 @@ use anyhow::{Result, anyhow};
 
 use crate::nft::batch::{self, Op};
 pub use crate::nft::diff::NftLine;
-use crate::nft::diff::{canonical_rule, normal_rule, table_diff};
+use crate::nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_with};
 use crate::nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
 use crate::nft::socket::NftSocket;
 use crate::nft::{Family, Policy, Rule, Stmt, Verdict};
@@ -248,6 +248,7 @@ fn delete_table(name: &str) -> crate::nft::diff::TableDiff {
             family: Family::Inet,
             name: name.to_string(),
         }],
+        gone: Vec::new(),
     }
 }
 
@@ -287,15 +288,27 @@ fn ipt_line(mark: char, chain: &str, detail: String) -> NftLine {
     }
 }
 
-/// The nft part of the plan for topology `t`.
-pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
+/// The table topology `t` wants on the host (None: it has no bridge, so none), with its
+/// elements in kernel form: all of the diff that needs no kernel, made while it is read.
+pub struct Prepared {
+    pub table: Option<crate::nft::Table>,
+    pub canon: crate::nft::diff::Canon,
+}
+
+pub fn prepare(t: &Topology) -> Prepared {
+    let table = (!t.bridges.is_empty()).then(|| table(t));
+    let canon = table
+        .as_ref()
+        .map(crate::nft::diff::canon_elements)
+        .unwrap_or_default();
+    Prepared { table, canon }
+}
+
+/// The nft part of the plan for topology `t`, whose desired table `prep` holds.
+pub fn diff(t: &Topology, s: &NftState, prep: &Prepared) -> Result<NftPlan> {
     let mut p = NftPlan::default();
     let mark = t.owner_mark();
-    let want = if t.bridges.is_empty() {
-        None
-    } else {
-        Some(table(t))
-    };
+    let want = prep.table.as_ref();
     let name = table_name(&t.name);
     let existing = s
         .tables
@@ -312,23 +325,18 @@ pub fn diff(t: &Topology, s: &NftState) -> Result<NftPlan> {
     }
     // A host port another nsfw table publishes: a conflict, so nothing changes.
     p.conflicts.extend(clash::across_tables(t, &name, &s.own));
-    let old = existing
-        .and(s.own.get(&name))
-        .map(clash::observed)
-        .unwrap_or_default();
-    let new = if want.is_some() {
-        clash::desired(t)
-    } else {
-        Vec::new()
-    };
-    p.forget = conntrack::stale(&old, &new);
     match want {
         Some(want) => {
-            let d = table_diff(&want, existing.and(s.own.get(&name)));
+            let d = table_diff_with(want, &prep.canon, existing.and(s.own.get(&name)));
+            // What the maps lose is what conntrack must forget.
+            p.forget = conntrack::stale(clash::of_sets(&d.gone));
             p.lines.extend(d.lines);
             p.ops.extend(d.ops);
         }
         None if existing.is_some() => {
+            if let Some(d) = s.own.get(&name) {
+                p.forget = conntrack::stale(clash::observed(d));
+            }
             p.lines.push(NftLine::new(
                 '-',
                 "table",
@@ -475,7 +483,7 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
                 name: t.name.clone(),
             });
             if let Some(d) = s.own.get(&t.name) {
-                p.forget.extend(conntrack::stale(&clash::observed(d), &[]));
+                p.forget.extend(conntrack::stale(clash::observed(d)));
             }
         }
     }

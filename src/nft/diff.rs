@@ -4,10 +4,10 @@
 //! elements of sets differ, the ops add and delete exactly those elements; any other difference
 //! replaces the table in one batch. The lines say what differs, in `nft` syntax.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::batch::Op;
-use super::canon::{ElemSet, canonical, decode, decode_all, from_kernel};
+use super::canon::{canonical, decode, decode_all, from_kernel};
 use super::dump::Dumped;
 use super::elems::{KElem, to_kernel};
 use super::expr::Raw;
@@ -15,6 +15,7 @@ use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
 use super::raise::{RaiseCtx, is_anonymous, raise_rule};
 use super::render::element;
+use crate::fasthash::FastMap;
 
 /// One nft change, for people (text) and machines (JSON).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +93,9 @@ impl std::fmt::Display for NftLine {
 pub struct TableDiff {
     pub ops: Vec<Op>,
     pub lines: Vec<NftLine>,
+    /// The elements the kernel's sets hold that the desired table's do not, by set: what a
+    /// change takes away (conntrack entries of a moved published port are forgotten by it).
+    pub gone: Vec<(String, Vec<Element>)>,
 }
 
 /// Sorts the elements of anonymous sets, whose order means nothing.
@@ -234,20 +238,28 @@ fn declaration(s: &Set) -> Set {
 /// The elements the kernel holds and `want` does not (decoded with the kernel's declaration
 /// `kd`), and those `want` holds and the kernel does not, each sorted. Both sides are compared
 /// in canonical kernel form (`canon`): hashed as bytes, with only the differences decoded.
-fn element_changes(want: &Set, kd: &Set, held: &[KElem]) -> (Vec<Element>, Vec<Element>) {
+fn element_changes(
+    want: &Set,
+    wk: &Result<Vec<KElem>, String>,
+    kd: &Set,
+    held: &[KElem],
+) -> (Vec<Element>, Vec<Element>) {
     let fast = || -> Result<(Vec<Element>, Vec<Element>), String> {
-        let wk = canonical(want, to_kernel(want, &want.elements, true)?)?;
-        let wset: ElemSet = wk.iter().collect();
-        let kset: ElemSet = held.iter().collect();
-        let gone = held
-            .iter()
-            .filter(|e| !wset.contains(e))
-            .map(|e| decode(kd, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let new = wk
-            .iter()
-            .filter(|e| !kset.contains(e))
-            .map(|e| decode(want, e))
+        let wk = wk.as_ref().map_err(String::clone)?;
+        // One pass over each side: each kernel element is marked when a desired one finds
+        // it; the unmarked ones go.
+        let mut kset: FastMap<&KElem, bool> = held.iter().map(|e| (e, false)).collect();
+        let mut new = Vec::new();
+        for e in wk {
+            match kset.get_mut(e) {
+                Some(found) => *found = true,
+                None => new.push(decode(want, e)?),
+            }
+        }
+        let gone = kset
+            .into_iter()
+            .filter(|(_, found)| !found)
+            .map(|(e, _)| decode(kd, e))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((gone, new))
     };
@@ -267,8 +279,29 @@ fn element_changes(want: &Set, kd: &Set, held: &[KElem]) -> (Vec<Element>, Vec<E
     (gone, new)
 }
 
+/// The elements of each of a desired table's sets in canonical kernel form (or why they do
+/// not encode), by set name: the half of comparing sets that needs no kernel, so that it can
+/// be made while the kernel is read.
+pub type Canon = BTreeMap<String, Result<Vec<KElem>, String>>;
+
+/// [`Canon`] of `want`.
+pub fn canon_elements(want: &Table) -> Canon {
+    want.sets
+        .iter()
+        .map(|s| {
+            let wk = to_kernel(s, &s.elements, true).and_then(|k| canonical(s, k));
+            (s.name.clone(), wk)
+        })
+        .collect()
+}
+
 /// The diff of the desired table against the kernel's (None: the table is not there).
 pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
+    table_diff_with(want, &canon_elements(want), have)
+}
+
+/// [`table_diff`] with the desired elements' kernel form `canon` made already.
+pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
     let label = want.label();
     let Some(have) = have else {
         let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
@@ -293,8 +326,9 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
             }
         }
         return TableDiff {
-            ops: vec![Op::ReplaceTable(want.clone())],
+            ops: vec![Op::CreateTable(want.clone())],
             lines,
+            gone: Vec::new(),
         };
     };
     let k = &have.table;
@@ -315,6 +349,7 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
         ));
     }
     let mut element_ops = Vec::new();
+    let mut gone_by_set = Vec::new();
     if want.dormant != k.dormant {
         let f = |d: bool| if d { "flags dormant" } else { "no flags" };
         lines.push(NftLine::new(
@@ -359,7 +394,9 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
             structural = true;
         }
         let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
-        let (gone, new) = element_changes(s, &kd, held);
+        let none = Err(String::new());
+        let wk = canon.get(&s.name).unwrap_or(&none);
+        let (gone, new) = element_changes(s, wk, &kd, held);
         for e in &gone {
             lines.push(NftLine::set_line(
                 '-',
@@ -383,6 +420,7 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
             ..wd.clone()
         };
         if !gone.is_empty() {
+            gone_by_set.push((s.name.clone(), gone.clone()));
             element_ops.push(Op::DeleteElements {
                 family: want.family,
                 table: want.name.clone(),
@@ -407,6 +445,10 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
                 String::new(),
             ));
             structural = true;
+            // A set that goes takes its elements with it (a set nsfw cannot read has none
+            // it knows of).
+            let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
+            gone_by_set.push((s.name.clone(), decode_all(s, held).unwrap_or_default()));
         }
     }
 
@@ -446,7 +488,11 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
         element_ops.sort_by_key(|o| !matches!(o, Op::DeleteElements { .. }));
         element_ops
     };
-    TableDiff { ops, lines }
+    TableDiff {
+        ops,
+        lines,
+        gone: gone_by_set,
+    }
 }
 
 fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {
