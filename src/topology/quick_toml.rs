@@ -16,6 +16,7 @@ pub fn parse(text: &str) -> Option<Table> {
         b: text.as_bytes(),
         s: text,
         i: 0,
+        depth: 0,
     };
     let mut root = Table::new();
     // The table keys go into: its path from the root, and whether it is the last table of an
@@ -116,7 +117,14 @@ struct Reader<'a> {
     b: &'a [u8],
     s: &'a str,
     i: usize,
+    /// How many arrays and inline tables the value being read is inside.
+    depth: usize,
 }
+
+/// Deeper nesting is left to the toml crate, which refuses it past its own limit (about 80):
+/// no topology nests more than three deep, and reading recursively without a bound would
+/// let a small file overflow the stack.
+const MAX_DEPTH: usize = 16;
 
 impl Reader<'_> {
     fn peek(&self) -> Option<u8> {
@@ -209,6 +217,16 @@ impl Reader<'_> {
     }
 
     fn value(&mut self) -> Option<Value> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let v = self.value_here();
+        self.depth -= 1;
+        v
+    }
+
+    fn value_here(&mut self) -> Option<Value> {
         match self.peek()? {
             b'"' => self.basic_string().map(Value::String),
             b'\'' => self.literal_string().map(Value::String),
@@ -345,8 +363,25 @@ mod tests {
         let slow = text.parse::<Table>().ok();
         if let Some(f) = &fast {
             assert_eq!(Some(f), slow.as_ref(), "{text:?}");
-            let order = |t: &Table| t.keys().cloned().collect::<Vec<_>>();
-            assert_eq!(order(f), slow.as_ref().map(order).unwrap_or_default());
+            // And in the same order, at every level.
+            fn order(v: &Value, out: &mut Vec<String>) {
+                match v {
+                    Value::Table(t) => {
+                        for (k, v) in t {
+                            out.push(k.clone());
+                            order(v, out);
+                        }
+                    }
+                    Value::Array(a) => a.iter().for_each(|v| order(v, out)),
+                    _ => {}
+                }
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            order(&Value::Table(f.clone()), &mut a);
+            if let Some(slow) = &slow {
+                order(&Value::Table(slow.clone()), &mut b);
+            }
+            assert_eq!(a, b, "{text:?}");
         }
         fast.is_some()
     }
@@ -412,6 +447,9 @@ mod tests {
             "a = +\n",
             "a = 99999999999999999999\n",
             "a = inf\n",
+            &format!("a = {}1{}\n", "{b=".repeat(20), "}".repeat(20)),
+            &format!("a = {}1{}\n", "{b=".repeat(20_000), "}".repeat(20_000)),
+            &format!("a = [{}1{}]\n", "{b=[".repeat(10), "]}".repeat(10)),
         ] {
             assert!(
                 !same(t),
