@@ -224,14 +224,17 @@ pub fn carry_out(
         if p.nft.forget.is_empty() {
             return;
         }
-        match firewall::conntrack::forget(nft, &p.nft.forget) {
+        // The host's addresses once the plan is carried out.
+        let mut locals: Vec<std::net::IpAddr> = o.host.addrs.iter().map(|a| a.net.ip()).collect();
+        locals.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
+        match firewall::conntrack::forget(nft, &p.nft.forget, &locals) {
             Ok(n) => crate::detail!(
-                "conntrack: deleted {n} entries of published UDP ports that moved or went away"
+                "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
             ),
             // The maps are right; only flows already running keep their old way until their
             // entries time out. Not a reason to fail the run.
             Err(e) => crate::warning!(
-                "cannot delete the conntrack entries of published UDP ports that moved or went away ({e:#}): a client that keeps sending from one port reaches the old namespace until its entry times out"
+                "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
             ),
         }
     };

@@ -425,6 +425,50 @@ for _ in range(200):
     let _ = client.wait();
 }
 
+/// The other way round (kube-proxy's lesson): a UDP client already sending to a host port
+/// that is not published yet has an untranslated conntrack entry to the host, which its
+/// datagrams keep following after the port is published — unless apply deletes it.
+#[test]
+fn a_running_udp_flow_reaches_a_port_published_after_it_started() {
+    let sb = Sandbox::new();
+    sb.upstream(&["10.10.0.0/24"]);
+    let one = |publish: &str| {
+        format!(
+            "name = \"pub\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\npublish = [{publish}]\n"
+        )
+    };
+    let f = sb.file("pub.toml", &one(""));
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns1"), "udp", &[53]);
+    sb.ok("ip netns exec ns1 nft add table ip c53
+         ip netns exec ns1 nft add chain ip c53 input '{ type filter hook input priority 0; }'
+         ip netns exec ns1 nft add rule ip c53 input udp dport 53 counter");
+    let mut client = sb.spawn_sh(&format!(
+        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", 40001)); s.settimeout(0.05)
+for _ in range(200):
+    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
+    ));
+    // The flow runs (to the host, which has nothing on 5353) before the port is published.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        udp53(&sb, "ns1"),
+        0,
+        "the flow reached ns1 before the publish"
+    );
+    let f = sb.file("pub.toml", &one(r#""5353:53/udp""#));
+    sb.nsfw_code(&["apply", &f], 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let a = udp53(&sb, "ns1");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        udp53(&sb, "ns1") > a,
+        "the running flow does not reach ns1 after its port was published"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 #[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
     let sb = Sandbox::new();

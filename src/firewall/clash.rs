@@ -101,8 +101,17 @@ pub fn observed(d: &Dumped) -> Vec<Entry> {
     out
 }
 
+/// The entries of the publish maps of table `t`.
+pub fn of_table(t: &crate::nft::Table) -> Vec<Entry> {
+    t.sets
+        .iter()
+        .filter(|s| [ANY, AT, ANY6, AT6].contains(&s.name.as_str()))
+        .flat_map(|s| entries(&s.name, &s.elements))
+        .collect()
+}
+
 /// The entries of the publish maps among `sets` (by name, with their elements): what a
-/// table diff says goes.
+/// table diff says goes or comes.
 pub fn of_sets(sets: &[(String, Vec<Element>)]) -> Vec<Entry> {
     sets.iter()
         .filter(|(name, _)| [ANY, AT, ANY6, AT6].contains(&name.as_str()))

@@ -4,7 +4,10 @@
 //! namespace the port no longer leads to, or after the publish is gone. So after the nft
 //! batch commits, the entries whose original destination is such a port and whose reply
 //! comes from the old namespace address and port are deleted over ctnetlink; the next
-//! datagram is a new connection and meets the new maps.
+//! datagram is a new connection and meets the new maps. The same holds the other way, as
+//! kube-proxy knows: a client already sending to a host port that becomes published keeps
+//! its untranslated entry and reaches the host, never the namespace; those entries (to one of
+//! the host's addresses, not translated) are deleted too.
 //!
 //! UDP only: a TCP connection ends, and its successors meet the new maps; cutting the ones in
 //! flight would break every transfer at each port change (Docker and kube-proxy leave TCP
@@ -35,12 +38,36 @@ const CTA_PROTO_DST_PORT: u16 = 3;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const UDP: u8 = 17;
 
-/// Of the publish map entries a change takes away (moved or removed), those whose
-/// conntrack entries outlive it: UDP ones.
-pub fn stale(gone: Vec<Entry>) -> Vec<Entry> {
-    gone.into_iter()
-        .filter(|e| e.proto == UDP && e.to.is_some())
-        .collect()
+/// The conntrack entries a change of the publish maps makes stale, by the map entries that
+/// make them so (UDP ones only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forget {
+    /// Published ports that moved or went: their translated flows to where they led.
+    pub moved: Vec<Entry>,
+    /// Ports newly published: flows to the host on them from before the publish, which no
+    /// map translated (each packet of a flow follows its entry, so such a client would go on
+    /// reaching the host, not the namespace).
+    pub taken: Vec<Entry>,
+}
+
+impl Forget {
+    /// Of the map entries a change takes away (`gone`) and adds (`added`), those whose
+    /// conntrack entries outlive it.
+    pub fn of(gone: Vec<Entry>, added: Vec<Entry>) -> Forget {
+        let udp = |v: Vec<Entry>| -> Vec<Entry> {
+            v.into_iter()
+                .filter(|e| e.proto == UDP && e.to.is_some())
+                .collect()
+        };
+        Forget {
+            moved: udp(gone),
+            taken: udp(added),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.moved.is_empty() && self.taken.is_empty()
+    }
 }
 
 /// Netlink attributes of `buf`: (type without flags, the whole attribute, its payload).
@@ -112,16 +139,26 @@ fn message(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[&[u8]]) -> Vec<u8
     m
 }
 
-/// Deletes the conntrack entries of the `stale` published ports (see the module's comment):
-/// original destination the host port (and its address, for a restricted publish), reply
-/// from the namespace address and port it led to. Returns how many were deleted.
-pub fn forget(sock: &mut NftSocket, stale: &[Entry]) -> Result<usize> {
+/// Deletes the conntrack entries `f` makes stale (see the module's comment). Moved: original
+/// destination the host port (and its address, for a restricted publish), reply from the
+/// namespace address and port it led to, translated. Taken: original destination the host
+/// port at one of the host's addresses (`locals`, loopback included; the given address for a
+/// restricted publish), not translated. Returns how many were deleted.
+pub fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usize> {
     let mut deleted = 0;
     for (v6, family) in [(false, libc::AF_INET as u8), (true, libc::AF_INET6 as u8)] {
-        let these: Vec<&Entry> = stale.iter().filter(|e| e.v6 == v6).collect();
-        if these.is_empty() {
+        let these: Vec<&Entry> = f.moved.iter().filter(|e| e.v6 == v6).collect();
+        // Ports newly taken, by (protocol, port): ten thousand of them are looked up per
+        // conntrack entry.
+        let mut taken: crate::fasthash::FastMap<(u8, u16), Vec<Option<IpAddr>>> =
+            Default::default();
+        for e in f.taken.iter().filter(|e| e.v6 == v6) {
+            taken.entry((e.proto, e.port)).or_default().push(e.addr);
+        }
+        if these.is_empty() && taken.is_empty() {
             continue;
         }
+        let local = |a: IpAddr| a.is_loopback() || locals.contains(&a);
         let seq = sock.next_seq();
         let req = message(IPCTNL_MSG_CT_GET, libc::NLM_F_DUMP as u16, seq, family, &[]);
         let entries = sock.dump_raw(&req, seq, "the conntrack table (ctnetlink)")?;
@@ -139,18 +176,22 @@ pub fn forget(sock: &mut NftSocket, stale: &[Entry]) -> Result<usize> {
             else {
                 continue;
             };
-            let hit = these.iter().any(|s| {
+            let moved = these.iter().any(|s| {
                 s.proto == proto
                     && s.port == dport
                     && s.addr.is_none_or(|a| a == dst)
                     && s.to == Some((rsrc, rsport))
             });
-            // Only translated connections: a flow straight to the namespace's own address
-            // and port never went through the published port (IPS_DST_NAT, bit 5).
+            let taken = taken
+                .get(&(proto, dport))
+                .is_some_and(|addrs| addrs.iter().any(|a| a.map_or(local(dst), |a| a == dst)));
+            // A moved port's flows are translated ones: a flow straight to the namespace's
+            // own address and port never went through the published port (IPS_DST_NAT,
+            // bit 5). A taken port's are not: they reached the host before the map did.
             let translated = find(body, CTA_STATUS)
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .is_some_and(|b| u32::from_be_bytes(b) & IPS_DST_NAT != 0);
-            if !hit || !translated {
+            if !(moved && translated || taken && !translated) {
                 continue;
             }
             // The entry by its original tuple, in its zone (the whole attributes as dumped).

@@ -249,6 +249,7 @@ fn delete_table(name: &str) -> crate::nft::diff::TableDiff {
             name: name.to_string(),
         }],
         gone: Vec::new(),
+        added: Vec::new(),
     }
 }
 
@@ -264,9 +265,9 @@ pub struct NftPlan {
     /// The batches for nsfw's tables inside routing namespaces, one per namespace (a batch
     /// cannot span network namespaces). Their lines are in `lines`.
     pub ns_ops: Vec<(String, Vec<Op>)>,
-    /// Published UDP ports that move or go away: their conntrack entries are deleted once the
-    /// batch is in (see `conntrack`).
-    pub forget: Vec<clash::Entry>,
+    /// Published UDP ports that move, go away or come: the conntrack entries they make stale
+    /// are deleted once the batch is in (see `conntrack`).
+    pub forget: conntrack::Forget,
 }
 
 /// A placed rule as a diff shows it: in `nft` syntax, with its handle.
@@ -328,14 +329,20 @@ pub fn diff(t: &Topology, s: &NftState, prep: &Prepared) -> Result<NftPlan> {
     match want {
         Some(want) => {
             let d = table_diff_with(want, &prep.canon, existing.and(s.own.get(&name)));
-            // What the maps lose is what conntrack must forget.
-            p.forget = conntrack::stale(clash::of_sets(&d.gone));
+            // What the maps lose and gain is what conntrack must forget; a table created
+            // gains all of its elements.
+            let added = if existing.is_some() {
+                clash::of_sets(&d.added)
+            } else {
+                clash::of_table(want)
+            };
+            p.forget = conntrack::Forget::of(clash::of_sets(&d.gone), added);
             p.lines.extend(d.lines);
             p.ops.extend(d.ops);
         }
         None if existing.is_some() => {
             if let Some(d) = s.own.get(&name) {
-                p.forget = conntrack::stale(clash::observed(d));
+                p.forget = conntrack::Forget::of(clash::observed(d), Vec::new());
             }
             p.lines.push(NftLine::new(
                 '-',
@@ -483,7 +490,9 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
                 name: t.name.clone(),
             });
             if let Some(d) = s.own.get(&t.name) {
-                p.forget.extend(conntrack::stale(clash::observed(d)));
+                p.forget
+                    .moved
+                    .extend(conntrack::Forget::of(clash::observed(d), Vec::new()).moved);
             }
         }
     }

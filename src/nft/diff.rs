@@ -96,6 +96,9 @@ pub struct TableDiff {
     /// The elements the kernel's sets hold that the desired table's do not, by set: what a
     /// change takes away (conntrack entries of a moved published port are forgotten by it).
     pub gone: Vec<(String, Vec<Element>)>,
+    /// The elements the desired table's sets hold that the kernel's do not, by set (empty when
+    /// the table is created: all of its elements are new).
+    pub added: Vec<(String, Vec<Element>)>,
 }
 
 /// Sorts the elements of anonymous sets, whose order means nothing.
@@ -329,6 +332,7 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
             ops: vec![Op::CreateTable(want.clone())],
             lines,
             gone: Vec::new(),
+            added: Vec::new(),
         };
     };
     let k = &have.table;
@@ -350,6 +354,7 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
     }
     let mut element_ops = Vec::new();
     let mut gone_by_set = Vec::new();
+    let mut added_by_set = Vec::new();
     if want.dormant != k.dormant {
         let f = |d: bool| if d { "flags dormant" } else { "no flags" };
         lines.push(NftLine::new(
@@ -380,6 +385,9 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
         let Some(ks) = k.set(&s.name) else {
             lines.push(NftLine::set_line('+', "set", &label, &s.name, decl(s)));
             structural = true;
+            if !s.elements.is_empty() {
+                added_by_set.push((s.name.clone(), s.elements.clone()));
+            }
             continue;
         };
         let (wd, kd) = (declaration(s), declaration(ks));
@@ -428,6 +436,7 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
             });
         }
         if !new.is_empty() {
+            added_by_set.push((s.name.clone(), new.clone()));
             element_ops.push(Op::AddElements {
                 family: want.family,
                 table: want.name.clone(),
@@ -492,6 +501,7 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
         ops,
         lines,
         gone: gone_by_set,
+        added: added_by_set,
     }
 }
 
