@@ -3,6 +3,7 @@
 //! the work is and closed after it.
 
 pub mod files;
+mod linkmsg;
 pub mod listeners;
 pub mod msgs;
 pub mod neigh;

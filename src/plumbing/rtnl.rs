@@ -23,6 +23,7 @@ const RECV_BUF: usize = 64 * 1024;
 /// The socket's receive buffer in the kernel.
 const SOCK_BUF: usize = 1 << 20;
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -159,49 +160,65 @@ impl Conn {
         req: RouteNetlinkMessage,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut found = Vec::new();
+        self.dump_raw(req, what, &mut |bytes| {
+            if let NetlinkPayload::InnerMessage(inner) =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                    .map_err(|e| anyhow!("{e}"))?
+                    .payload
+            {
+                found.push(inner);
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Sends a dump request and hands each message of the answer (header included, the
+    /// dump's end and errors taken care of here) to `each`, which parses what it needs.
+    pub fn dump_raw(
+        &mut self,
+        req: RouteNetlinkMessage,
+        what: &str,
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let place = self.place.clone();
         let ctx = || format!("cannot list {what} ({place})");
         let seq = self
             .send_one(req, NLM_F_REQUEST | NLM_F_DUMP)
             .with_context(ctx)?;
-        let mut found = Vec::new();
         loop {
             let n = self.recv().with_context(ctx)?;
             let mut off = 0;
             while off + 16 <= n {
                 let bytes = self.bytes(n);
-                let len = u32::from_ne_bytes([
-                    bytes[off],
-                    bytes[off + 1],
-                    bytes[off + 2],
-                    bytes[off + 3],
-                ]) as usize;
+                let word = |at: usize| {
+                    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                };
+                let len = word(off) as usize;
                 if len < 16 || off + len > n {
                     bail!("{}: a malformed netlink message", ctx());
                 }
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[off..off + len])
-                    .map_err(|e| anyhow!("{e}"))
-                    .with_context(ctx)?;
+                let ty = u16::from_ne_bytes([bytes[off + 4], bytes[off + 5]]);
+                let msg_seq = word(off + 8);
+                let msg = &bytes[off..off + len];
                 off += (len + 3) & !3;
-                if m.header.sequence_number != seq {
+                if msg_seq != seq {
                     continue;
                 }
-                match m.payload {
-                    // A dump the kernel refused ends with its error in the DONE message.
-                    NetlinkPayload::Done(d) if d.code < 0 => {
-                        bail!("{}: {}", ctx(), errno_text(-d.code));
-                    }
-                    NetlinkPayload::Done(_) => return Ok(found),
-                    NetlinkPayload::Error(e) => {
-                        let code = e.raw_code();
-                        if code == 0 {
-                            return Ok(found);
-                        }
+                // NLMSG_DONE and NLMSG_ERROR carry a code; a refused dump ends with it.
+                if ty == NLMSG_DONE || ty == NLMSG_ERROR {
+                    let code = if msg.len() >= 20 {
+                        i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]])
+                    } else {
+                        0
+                    };
+                    if code < 0 {
                         bail!("{}: {}", ctx(), errno_text(-code));
                     }
-                    NetlinkPayload::InnerMessage(inner) => found.push(inner),
-                    _ => {}
+                    return Ok(());
                 }
+                each(msg).with_context(ctx)?;
             }
         }
     }

@@ -1,0 +1,173 @@
+//! A link message read straight from its bytes, for the few attributes nsfw needs. A no-op
+//! apply reads every link of the host and of every namespace; the general parser builds
+//! every attribute of each (hundreds of configuration values, each its own allocation), and
+//! that was most of the CPU an apply of 100 namespaces spends outside the kernel. Debug builds
+//! (the tests') parse every link both ways and compare.
+
+use std::collections::BTreeMap;
+
+use super::observe::Link;
+use crate::topology::Mac;
+
+const RTM_NEWLINK: u16 = 16;
+const IFF_UP: u32 = 1;
+const IFF_NOARP: u32 = 0x80;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_QDISC: u16 = 6;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BR_NF_CALL_IPTABLES: u16 = 36;
+const IFLA_BRPORT_MODE: u16 = 4;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IFLA_INET_CONF: u16 = 1;
+const IFLA_INET6_CONF: u16 = 2;
+/// Indexes into IFLA_INET_CONF (IPV4_DEVCONF_* − 1) and IFLA_INET6_CONF (DEVCONF_*).
+const V4_FORWARDING: usize = 0;
+const V4_PROMOTE_SECONDARIES: usize = 19;
+const V4_ROUTE_LOCALNET: usize = 25;
+const V6_FORWARDING: usize = 0;
+const V6_ACCEPT_RA: usize = 3;
+const V6_DISABLE_IPV6: usize = 26;
+/// The shortest arrays the general parser accepts (its fixed structs), so that both readers
+/// take or leave the same values.
+const V4_CONF_MIN: usize = 33;
+const V6_CONF_MIN: usize = 60;
+
+/// The attributes of `buf`: (type without the nested/byte-order flags, payload).
+fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(off..off + 4)?;
+        let len = usize::from(u16::from_ne_bytes([head[0], head[1]]));
+        let ty = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
+        let payload = buf.get(off + 4..off + len.max(4))?;
+        off += (len.max(4) + 3) & !3;
+        Some((ty, payload))
+    })
+}
+
+fn u32_of(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// A string attribute: its bytes up to the first NUL.
+fn string_of(b: &[u8]) -> String {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// The `i`-th 32-bit value of a configuration array.
+fn conf_at(b: &[u8], i: usize) -> Option<i32> {
+    let w = b.get(i * 4..i * 4 + 4)?;
+    Some(i32::from_ne_bytes(w.try_into().ok()?))
+}
+
+/// The link a whole RTM_NEWLINK message (`nlmsghdr` included) describes; None for another
+/// message or one too short to be a link.
+pub fn parse(msg: &[u8]) -> Option<Link> {
+    if u16::from_ne_bytes([*msg.get(4)?, *msg.get(5)?]) != RTM_NEWLINK {
+        return None;
+    }
+    let head = msg.get(16..32)?;
+    let flags = u32_of(&head[8..12])?;
+    let mut l = Link {
+        index: u32_of(&head[4..8])?,
+        name: String::new(),
+        kind: None,
+        master: None,
+        mtu: 0,
+        mac: None,
+        conf: BTreeMap::new(),
+        nf_call: false,
+        hairpin: false,
+        qdisc: None,
+        up: flags & IFF_UP != 0,
+        noarp: flags & IFF_NOARP != 0,
+        alias: None,
+        peer_index: None,
+    };
+    for (ty, v) in attrs(&msg[32..]) {
+        match ty {
+            IFLA_IFNAME => l.name = string_of(v),
+            IFLA_MTU => l.mtu = u32_of(v)?,
+            IFLA_ADDRESS => l.mac = <[u8; 6]>::try_from(v).ok().map(Mac),
+            IFLA_MASTER => l.master = u32_of(v),
+            IFLA_IFALIAS => l.alias = Some(string_of(v)),
+            IFLA_QDISC => l.qdisc = Some(string_of(v)),
+            IFLA_LINK => l.peer_index = u32_of(v),
+            IFLA_AF_SPEC => conf(v, &mut l.conf),
+            IFLA_LINKINFO => info(v, &mut l),
+            _ => {}
+        }
+    }
+    Some(l)
+}
+
+/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode.
+fn info(v: &[u8], l: &mut Link) {
+    let mut kind = None;
+    let mut port_kind = None;
+    for (ty, b) in attrs(v) {
+        match ty {
+            IFLA_INFO_KIND => kind = Some(string_of(b)),
+            IFLA_INFO_SLAVE_KIND => port_kind = Some(string_of(b)),
+            _ => {}
+        }
+    }
+    for (ty, b) in attrs(v) {
+        match ty {
+            IFLA_INFO_DATA if kind.as_deref() == Some("bridge") => {
+                l.nf_call =
+                    attrs(b).any(|(t, x)| t == IFLA_BR_NF_CALL_IPTABLES && x.first() == Some(&1));
+            }
+            IFLA_INFO_SLAVE_DATA if port_kind.as_deref() == Some("bridge") => {
+                l.hairpin = attrs(b).any(|(t, x)| t == IFLA_BRPORT_MODE && x.first() == Some(&1));
+            }
+            _ => {}
+        }
+    }
+    l.kind = kind;
+}
+
+/// IFLA_AF_SPEC: the IPv4 and IPv6 settings nsfw manages.
+fn conf(v: &[u8], conf: &mut BTreeMap<&'static str, String>) {
+    for (family, b) in attrs(v) {
+        for (ty, arr) in attrs(b) {
+            match (family, ty) {
+                (AF_INET, IFLA_INET_CONF) if arr.len() >= V4_CONF_MIN * 4 => {
+                    for (key, i) in [
+                        ("ipv4.promote_secondaries", V4_PROMOTE_SECONDARIES),
+                        ("ipv4.route_localnet", V4_ROUTE_LOCALNET),
+                        ("ipv4.forwarding", V4_FORWARDING),
+                    ] {
+                        if let Some(x) = conf_at(arr, i) {
+                            conf.insert(key, x.to_string());
+                        }
+                    }
+                }
+                (AF_INET6, IFLA_INET6_CONF) if arr.len() >= V6_CONF_MIN * 4 => {
+                    for (key, i) in [
+                        ("ipv6.accept_ra", V6_ACCEPT_RA),
+                        ("ipv6.disable_ipv6", V6_DISABLE_IPV6),
+                        ("ipv6.forwarding", V6_FORWARDING),
+                    ] {
+                        if let Some(x) = conf_at(arr, i) {
+                            conf.insert(key, x.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
