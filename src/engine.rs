@@ -174,7 +174,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
 /// The nftables part of [`plan`].
 fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
     let mut nft = match tg.topology {
-        Some(t) => firewall::diff(t, &o.nft, &firewall::prepare(t))?,
+        Some(t) => firewall::diff(t, &o.nft, firewall::prepare(t))?,
         None => {
             let owners = match tg.who {
                 Owner::Topology(n) => Some(vec![n.to_string()]),

@@ -25,7 +25,7 @@ use anyhow::{Result, anyhow};
 
 use crate::nft::batch::{self, Op};
 pub use crate::nft::diff::NftLine;
-use crate::nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_with};
+use crate::nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
 use crate::nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
 use crate::nft::socket::NftSocket;
 use crate::nft::{Family, Policy, Rule, Stmt, Verdict};
@@ -290,7 +290,7 @@ fn ipt_line(mark: char, chain: &str, detail: String) -> NftLine {
 }
 
 /// The table topology `t` wants on the host (None: it has no bridge, so none), with its
-/// elements in kernel form: all of the diff that needs no kernel, made while it is read.
+/// elements in kernel form: the half of the diff that needs no kernel.
 pub struct Prepared {
     pub table: Option<crate::nft::Table>,
     pub canon: crate::nft::diff::Canon,
@@ -306,10 +306,10 @@ pub fn prepare(t: &Topology) -> Prepared {
 }
 
 /// The nft part of the plan for topology `t`, whose desired table `prep` holds.
-pub fn diff(t: &Topology, s: &NftState, prep: &Prepared) -> Result<NftPlan> {
+pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
     let mut p = NftPlan::default();
     let mark = t.owner_mark();
-    let want = prep.table.as_ref();
+    let want = prep.table;
     let name = table_name(&t.name);
     let existing = s
         .tables
@@ -328,14 +328,11 @@ pub fn diff(t: &Topology, s: &NftState, prep: &Prepared) -> Result<NftPlan> {
     p.conflicts.extend(clash::across_tables(t, &name, &s.own));
     match want {
         Some(want) => {
-            let d = table_diff_with(want, &prep.canon, existing.and(s.own.get(&name)));
             // What the maps lose and gain is what conntrack must forget; a table created
             // gains all of its elements.
-            let added = if existing.is_some() {
-                clash::of_sets(&d.added)
-            } else {
-                clash::of_table(want)
-            };
+            let created = existing.is_none().then(|| clash::of_table(&want));
+            let d = table_diff_owned(want, &prep.canon, existing.and(s.own.get(&name)));
+            let added = created.unwrap_or_else(|| clash::of_sets(&d.added));
             p.forget = conntrack::Forget::of(clash::of_sets(&d.gone), added);
             p.lines.extend(d.lines);
             p.ops.extend(d.ops);

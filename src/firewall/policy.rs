@@ -28,6 +28,7 @@ use crate::nft::{
 use crate::topology::{Action, Endpoint, ICMP, ICMPV6, PortSpec, Topology};
 
 use super::build::{concat, field, lookup, meta, rule, set};
+use crate::fasthash::FastMap;
 
 /// An inclusive address range of one family.
 type Range = (IpAddr, IpAddr);
@@ -175,12 +176,20 @@ fn forward_elements(
     first: bool,
 ) -> Vec<Element> {
     let mut out = Vec::new();
+    // Thousands of entries name the same few endpoints: each one's ranges are made once.
+    let mut memo: FastMap<&Endpoint, Vec<Range>> = Default::default();
     for r in t.policy.iter().filter(|r| r.action == action) {
         if matches!(r.from, Endpoint::Host) || matches!(r.to, Endpoint::Host) {
             continue;
         }
-        for s in ranges(t, &r.from, v6) {
-            for d in ranges(t, &r.to, v6) {
+        for e in [&r.from, &r.to] {
+            if !memo.contains_key(e) {
+                memo.insert(e, ranges(t, e, v6));
+            }
+        }
+        let (from, to) = (&memo[&r.from], &memo[&r.to]);
+        for s in from {
+            for d in to {
                 for p in r.ports.iter().filter(|p| names_ports(p) == ports) {
                     out.push(element(
                         vec![addr(s.0), addr(d.0)],
@@ -209,13 +218,18 @@ fn host_elements(
     first: bool,
 ) -> Vec<Element> {
     let mut out = Vec::new();
+    let mut memo: FastMap<&Endpoint, Vec<Range>> = Default::default();
     for r in t.policy.iter().filter(|r| r.action == action) {
         let other = match (to_host, &r.from, &r.to) {
             (true, f, Endpoint::Host) => f,
             (false, Endpoint::Host, d) => d,
             _ => continue,
         };
-        for s in ranges(t, other, v6) {
+        for s in memo
+            .entry(other)
+            .or_insert_with(|| ranges(t, other, v6))
+            .iter()
+        {
             for p in r.ports.iter().filter(|p| names_ports(p) == ports) {
                 out.push(element(vec![addr(s.0)], vec![addr(s.1)], p, v6, ports));
                 if first {

@@ -159,7 +159,7 @@ pub fn canonical_rule(rule: &Rule, family: Family, sets: &[Set]) -> Rule {
             if is_anonymous(&s.name) {
                 s.clone()
             } else {
-                without_elements(s)
+                s.without_elements()
             }
         })
         .collect();
@@ -218,22 +218,10 @@ fn header(b: &Option<Base>, family: Family) -> String {
 }
 
 /// A set without its elements (and without copying them).
-fn without_elements(s: &Set) -> Set {
-    Set {
-        name: s.name.clone(),
-        key: s.key.clone(),
-        data: s.data.clone(),
-        flags: s.flags,
-        timeout: s.timeout,
-        comment: s.comment.clone(),
-        elements: Vec::new(),
-    }
-}
-
 /// A set's declaration as the kernel reads it back (a default timeout implies the flag), with
 /// no elements.
 fn declaration(s: &Set) -> Set {
-    let mut d = without_elements(s);
+    let mut d = s.without_elements();
     d.flags.timeout |= s.timeout.is_some();
     d
 }
@@ -283,8 +271,7 @@ fn element_changes(
 }
 
 /// The elements of each of a desired table's sets in canonical kernel form (or why they do
-/// not encode), by set name: the half of comparing sets that needs no kernel, so that it can
-/// be made while the kernel is read.
+/// not encode), by set name: the half of comparing sets that needs no kernel.
 pub type Canon = BTreeMap<String, Result<Vec<KElem>, String>>;
 
 /// [`Canon`] of `want`.
@@ -305,6 +292,30 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
 
 /// [`table_diff`] with the desired elements' kernel form `canon` made already.
 pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
+    let (mut d, whole) = diff_of(want, canon, have);
+    if let Some(op) = whole {
+        d.ops = vec![op(want.clone())];
+    }
+    d
+}
+
+/// [`table_diff_with`] of a desired table it may keep: a table created or replaced whole
+/// (10,000 elements, say) goes into the batch as it is, not copied.
+pub fn table_diff_owned(want: Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
+    let (mut d, whole) = diff_of(&want, canon, have);
+    if let Some(op) = whole {
+        d.ops = vec![op(want)];
+    }
+    d
+}
+
+/// The diff, and when the table goes into the batch whole, how (created or replaced): the
+/// ops are then left for the caller to fill.
+fn diff_of(
+    want: &Table,
+    canon: &Canon,
+    have: Option<&Dumped>,
+) -> (TableDiff, Option<fn(Table) -> Op>) {
     let label = want.label();
     let Some(have) = have else {
         let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
@@ -328,12 +339,13 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
                 ));
             }
         }
-        return TableDiff {
-            ops: vec![Op::CreateTable(want.clone())],
+        let d = TableDiff {
+            ops: Vec::new(),
             lines,
             gone: Vec::new(),
             added: Vec::new(),
         };
+        return (d, Some(Op::CreateTable));
     };
     let k = &have.table;
     let mut lines = Vec::new();
@@ -490,19 +502,20 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
     }
     structural |= lines.len() > before;
 
-    let ops = if structural {
-        vec![Op::ReplaceTable(want.clone())]
+    let (ops, whole): (Vec<Op>, Option<fn(Table) -> Op>) = if structural {
+        (Vec::new(), Some(Op::ReplaceTable))
     } else {
         // Deletions first: a changed element is deleted and added again.
         element_ops.sort_by_key(|o| !matches!(o, Op::DeleteElements { .. }));
-        element_ops
+        (element_ops, None)
     };
-    TableDiff {
+    let d = TableDiff {
         ops,
         lines,
         gone: gone_by_set,
         added: added_by_set,
-    }
+    };
+    (d, whole)
 }
 
 fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {

@@ -197,6 +197,21 @@ pub struct Set {
     pub elements: Vec<Element>,
 }
 
+impl Set {
+    /// The set's declaration: everything but its elements (which are not copied).
+    pub fn without_elements(&self) -> Set {
+        Set {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            data: self.data.clone(),
+            flags: self.flags,
+            timeout: self.timeout,
+            comment: self.comment.clone(),
+            elements: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetFlags {
     pub constant: bool,

@@ -10,7 +10,7 @@ use super::syntax::{Ctx, join};
 use super::{Bridge, Namespace};
 
 /// One side of a rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Ns(String),
     Bridge(String),

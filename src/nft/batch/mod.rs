@@ -413,11 +413,8 @@ impl Batch {
 
     fn learn(&mut self, family: Family, table: &str, sets: &[Set]) {
         for s in sets {
-            let decl = Set {
-                elements: Vec::new(),
-                ..s.clone()
-            };
-            self.known.push((family, table.to_string(), decl));
+            self.known
+                .push((family, table.to_string(), s.without_elements()));
         }
     }
 
