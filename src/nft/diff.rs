@@ -309,13 +309,12 @@ pub fn table_diff_owned(want: Table, canon: &Canon, have: Option<&Dumped>) -> Ta
     d
 }
 
-/// The diff, and when the table goes into the batch whole, how (created or replaced): the
-/// ops are then left for the caller to fill.
-fn diff_of(
-    want: &Table,
-    canon: &Canon,
-    have: Option<&Dumped>,
-) -> (TableDiff, Option<fn(Table) -> Op>) {
+/// How a table goes into the batch whole: created or replaced.
+type Whole = fn(Table) -> Op;
+
+/// The diff, and when the table goes into the batch whole, how: the ops are then left for
+/// the caller to fill.
+fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Option<Whole>) {
     let label = want.label();
     let Some(have) = have else {
         let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
@@ -502,7 +501,7 @@ fn diff_of(
     }
     structural |= lines.len() > before;
 
-    let (ops, whole): (Vec<Op>, Option<fn(Table) -> Op>) = if structural {
+    let (ops, whole): (Vec<Op>, Option<Whole>) = if structural {
         (Vec::new(), Some(Op::ReplaceTable))
     } else {
         // Deletions first: a changed element is deleted and added again.
