@@ -362,6 +362,26 @@ fn udp53(sb: &Sandbox, ns: &str) -> u64 {
         .expect("counter")
 }
 
+/// A counter of the UDP datagrams to port 53 that namespace `ns` receives (read by `udp53`).
+fn count_udp53(sb: &Sandbox, ns: &str) {
+    sb.ok(&format!(
+        "ip netns exec {ns} nft add table ip c53
+         ip netns exec {ns} nft add chain ip c53 input '{{ type filter hook input priority 0; }}'
+         ip netns exec {ns} nft add rule ip c53 input udp dport 53 counter"
+    ));
+}
+
+/// Ten datagrams a second from 198.51.100.2:`port` to the host's 5353, for 20 s, in the
+/// background.
+fn udp_client(sb: &Sandbox, port: u16) -> std::process::Child {
+    sb.spawn_sh(&format!(
+        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", {port})); s.settimeout(0.05)
+for _ in range(200):
+    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
+    ))
+}
+
 /// A UDP client that keeps sending from one source port follows a published port that moves
 /// to another namespace, and stops reaching any when the publish goes: apply deletes the
 /// conntrack entries of the old translation (a new datagram is a new connection).
@@ -378,19 +398,9 @@ fn a_running_udp_flow_follows_its_published_port() {
     sb.nsfw_code(&["apply", &f], 0);
     for ns in ["ns1", "ns2"] {
         sb.serve(Some(ns), "udp", &[53]);
-        sb.ok(&format!(
-            "ip netns exec {ns} nft add table ip c53
-             ip netns exec {ns} nft add chain ip c53 input '{{ type filter hook input priority 0; }}'
-             ip netns exec {ns} nft add rule ip c53 input udp dport 53 counter"
-        ));
+        count_udp53(&sb, ns);
     }
-    // Ten datagrams a second from 198.51.100.2:40000, for 20 s, in the background.
-    let mut client = sb.spawn_sh(&format!(
-        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
-s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", 40000)); s.settimeout(0.05)
-for _ in range(200):
-    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
-    ));
+    let mut client = udp_client(&sb, 40000);
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert!(
         udp53(&sb, "ns1") > 0,
@@ -440,15 +450,8 @@ fn a_running_udp_flow_reaches_a_port_published_after_it_started() {
     let f = sb.file("pub.toml", &one(""));
     sb.nsfw_code(&["apply", &f], 0);
     sb.serve(Some("ns1"), "udp", &[53]);
-    sb.ok("ip netns exec ns1 nft add table ip c53
-         ip netns exec ns1 nft add chain ip c53 input '{ type filter hook input priority 0; }'
-         ip netns exec ns1 nft add rule ip c53 input udp dport 53 counter");
-    let mut client = sb.spawn_sh(&format!(
-        "exec ip netns exec wan /usr/bin/python3 -c 'import socket,time
-s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"0.0.0.0\", 40001)); s.settimeout(0.05)
-for _ in range(200):
-    s.sendto(b\"x\", (\"{HOST}\", 5353)); time.sleep(0.1)'"
-    ));
+    count_udp53(&sb, "ns1");
+    let mut client = udp_client(&sb, 40001);
     // The flow runs (to the host, which has nothing on 5353) before the port is published.
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert_eq!(

@@ -80,22 +80,11 @@ pub fn parse(msg: &[u8]) -> Option<Link> {
     }
     let head = msg.get(16..32)?;
     let flags = u32_of(&head[8..12])?;
-    let mut l = Link {
-        index: u32_of(&head[4..8])?,
-        name: String::new(),
-        kind: None,
-        master: None,
-        mtu: 0,
-        mac: None,
-        conf: BTreeMap::new(),
-        nf_call: false,
-        hairpin: false,
-        qdisc: None,
-        up: flags & IFF_UP != 0,
-        noarp: flags & IFF_NOARP != 0,
-        alias: None,
-        peer_index: None,
-    };
+    let mut l = Link::bare(
+        u32_of(&head[4..8])?,
+        flags & IFF_UP != 0,
+        flags & IFF_NOARP != 0,
+    );
     for (ty, v) in attrs(&msg[32..]) {
         match ty {
             IFLA_IFNAME => l.name = string_of(v),

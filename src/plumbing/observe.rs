@@ -321,23 +321,34 @@ fn to_mac(b: &[u8]) -> Option<Mac> {
     <[u8; 6]>::try_from(b).ok().map(Mac)
 }
 
+impl Link {
+    /// A link of what its message's header says, before its attributes are read.
+    pub fn bare(index: u32, up: bool, noarp: bool) -> Link {
+        Link {
+            index,
+            name: String::new(),
+            kind: None,
+            master: None,
+            mtu: 0,
+            mac: None,
+            conf: BTreeMap::new(),
+            nf_call: false,
+            hairpin: false,
+            qdisc: None,
+            up,
+            noarp,
+            alias: None,
+            peer_index: None,
+        }
+    }
+}
+
 pub fn parse_link(m: &LinkMessage) -> Link {
-    let mut l = Link {
-        index: m.header.index,
-        name: String::new(),
-        kind: None,
-        master: None,
-        mtu: 0,
-        mac: None,
-        conf: BTreeMap::new(),
-        nf_call: false,
-        hairpin: false,
-        qdisc: None,
-        up: m.header.flags.contains(LinkFlags::Up),
-        noarp: m.header.flags.contains(LinkFlags::Noarp),
-        alias: None,
-        peer_index: None,
-    };
+    let mut l = Link::bare(
+        m.header.index,
+        m.header.flags.contains(LinkFlags::Up),
+        m.header.flags.contains(LinkFlags::Noarp),
+    );
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
