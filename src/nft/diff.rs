@@ -4,18 +4,17 @@
 //! elements of sets differ, the ops add and delete exactly those elements; any other difference
 //! replaces the table in one batch. The lines say what differs, in `nft` syntax.
 
-use std::collections::{BTreeMap, HashSet};
-
 use super::batch::Op;
-use super::canon::{canonical, decode, decode_all, from_kernel};
+use super::canon::{decode_all, from_kernel};
 use super::dump::Dumped;
-use super::elems::{KElem, to_kernel};
+use super::elemdiff::element_changes;
+pub use super::elemdiff::{Canon, canon_elements};
+use super::elems::to_kernel;
 use super::expr::Raw;
 use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
 use super::raise::{RaiseCtx, is_anonymous, raise_rule};
 use super::render::element;
-use crate::fasthash::FastMap;
 
 /// One nft change, for people (text) and machines (JSON).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,72 +216,12 @@ fn header(b: &Option<Base>, family: Family) -> String {
         .unwrap_or_else(|| "a regular chain".into())
 }
 
-/// A set without its elements (and without copying them).
 /// A set's declaration as the kernel reads it back (a default timeout implies the flag), with
 /// no elements.
 fn declaration(s: &Set) -> Set {
     let mut d = s.without_elements();
     d.flags.timeout |= s.timeout.is_some();
     d
-}
-
-/// The elements the kernel holds and `want` does not (decoded with the kernel's declaration
-/// `kd`), and those `want` holds and the kernel does not, each sorted. Both sides are compared
-/// in canonical kernel form (`canon`): hashed as bytes, with only the differences decoded.
-fn element_changes(
-    want: &Set,
-    wk: &Result<Vec<KElem>, String>,
-    kd: &Set,
-    held: &[KElem],
-) -> (Vec<Element>, Vec<Element>) {
-    let fast = || -> Result<(Vec<Element>, Vec<Element>), String> {
-        let wk = wk.as_ref().map_err(String::clone)?;
-        // One pass over each side: each kernel element is marked when a desired one finds
-        // it; the unmarked ones go.
-        let mut kset: FastMap<&KElem, bool> = held.iter().map(|e| (e, false)).collect();
-        let mut new = Vec::new();
-        for e in wk {
-            match kset.get_mut(e) {
-                Some(found) => *found = true,
-                None => new.push(decode(want, e)?),
-            }
-        }
-        let gone = kset
-            .into_iter()
-            .filter(|(_, found)| !found)
-            .map(|(e, _)| decode(kd, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((gone, new))
-    };
-    let (mut gone, mut new) = fast().unwrap_or_else(|_| {
-        // Desired elements that do not encode: compare in the IR, so that they show (and
-        // the batch names what is wrong with them).
-        let ws = canonical_set(want).elements;
-        let ks = decode_all(kd, held).unwrap_or_default();
-        let wset: HashSet<&Element> = ws.iter().collect();
-        let kset: HashSet<&Element> = ks.iter().collect();
-        let gone = ks.iter().filter(|e| !wset.contains(e)).cloned().collect();
-        let new = ws.iter().filter(|e| !kset.contains(e)).cloned().collect();
-        (gone, new)
-    });
-    gone.sort();
-    new.sort();
-    (gone, new)
-}
-
-/// The elements of each of a desired table's sets in canonical kernel form (or why they do
-/// not encode), by set name: the half of comparing sets that needs no kernel.
-pub type Canon = BTreeMap<String, Result<Vec<KElem>, String>>;
-
-/// [`Canon`] of `want`.
-pub fn canon_elements(want: &Table) -> Canon {
-    want.sets
-        .iter()
-        .map(|s| {
-            let wk = to_kernel(s, &s.elements, true).and_then(|k| canonical(s, k));
-            (s.name.clone(), wk)
-        })
-        .collect()
 }
 
 /// The diff of the desired table against the kernel's (None: the table is not there).

@@ -18,6 +18,7 @@ pub mod deps;
 pub mod diff;
 pub mod disjoint;
 pub mod dump;
+mod elemdiff;
 pub mod elems;
 pub mod expr;
 pub mod fields;
