@@ -6,12 +6,12 @@ use anyhow::{Result, bail};
 
 use crate::compile::compile;
 use crate::firewall;
-use crate::nft::socket::NftSocket;
 use crate::plan::{self, Owner, Plan, Step};
 use crate::plumbing::{self, Observed, Query};
 use crate::resources::Desired;
 use crate::state::{Lock, Record};
 use crate::topology::Topology;
+use nft::socket::NftSocket;
 
 /// What one topology (or a flush) wants, and whose objects it may touch.
 pub struct Target<'a> {
@@ -361,7 +361,7 @@ fn nft_as_planned(p: &Plan, o: &Observed, nft: &mut NftSocket) -> bool {
     let want = if p.nft.ops.is_empty() {
         seen
     } else {
-        crate::nft::dump::next_generation(seen)
+        nft::dump::next_generation(seen)
     };
     let now = nft.generation().ok();
     crate::detail!("nftables generation: observed {seen}, now {now:?}, expected {want}");

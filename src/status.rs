@@ -11,11 +11,11 @@ use ipnetwork::IpNetwork;
 use serde_json::{Value as J, json};
 
 use crate::firewall::publish::{ANY, ANY6, AT, AT6};
-use crate::nft::dump::Dumped;
-use crate::nft::{ElemData, Rule, Stmt, Value, Verdict};
 use crate::plumbing::Observed;
 use crate::plumbing::observe::NodeObs;
 use crate::topology::mark_owner;
+use nft::dump::Dumped;
+use nft::{ElemData, Rule, Stmt, Value, Verdict};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Iface {
@@ -162,7 +162,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
         };
         // A table read back keeps its elements in kernel form, apart from the declaration.
         let elements = match d.elements.get(name) {
-            Some(k) => crate::nft::canon::decode_all(set, k).unwrap_or_default(),
+            Some(k) => nft::canon::decode_all(set, k).unwrap_or_default(),
             None => set.elements.clone(),
         };
         for e in &elements {

@@ -17,10 +17,10 @@ use super::error::{CniError, CniResult, code};
 use super::ipam::{self, Lease};
 use super::links::{self, Plug};
 use super::result::{self, Iface};
-use super::{host, names, nft, table};
-use crate::nft::socket::NftSocket;
-use crate::nft::{Element, Value as NValue};
+use super::{host, names, ruleset, table};
 use crate::plumbing::{Conn, msgs};
+use ::nft::socket::NftSocket;
+use ::nft::{Element, Value as NValue};
 
 pub fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
     c.need_addresses()?;
@@ -101,7 +101,7 @@ fn addr_of(e: &Element) -> Option<Ipv4Addr> {
 
 /// The element of the same key another container holds, if any: an address or a published
 /// port is one container's.
-fn taken_by(h: &nft::Held, set: &str, e: &Element, owner: &str) -> Option<String> {
+fn taken_by(h: &ruleset::Held, set: &str, e: &Element, owner: &str) -> Option<String> {
     let s = h.sets.get(set)?;
     s.elements
         .iter()
@@ -118,7 +118,7 @@ fn attach_locked(
 ) -> CniResult<Value> {
     let lock = super::lock(crate::state::Access::Exclusive)?;
     let mut sock = NftSocket::open()?;
-    let held = nft::read(&mut sock, &c.name)?;
+    let held = ruleset::read(&mut sock, &c.name)?;
     let lease = match (lease, c.subnet) {
         (Some(l), _) => l,
         (None, Some(subnet)) => {
@@ -138,7 +138,7 @@ fn attach_locked(
             let what = if *set == table::ADDRS4 {
                 format!("address {}", lease.addr.ip())
             } else {
-                format!("host port {}", crate::nft::render::element(e))
+                format!("host port {}", ::nft::render::element(e))
             };
             return Err(CniError::new(
                 code::CONFLICT,
@@ -165,8 +165,8 @@ fn attach_locked(
         routes: &routes,
     };
     let att = links::attach(conn, &plug, &bridge)?;
-    let ops = nft::add_ops(&held, c, table::network_elements(c, lease.subnet()), mine);
-    if let Err(e) = nft::send(&mut sock, &ops) {
+    let ops = ruleset::add_ops(&held, c, table::network_elements(c, lease.subnet()), mine);
+    if let Err(e) = ruleset::send(&mut sock, &ops) {
         let _ = conn.run_all(&[msgs::del_link(&att.host.name, att.host.index)]);
         return Err(e);
     }
@@ -203,9 +203,7 @@ fn others_ports(sock: &mut NftSocket, c: &NetConf) -> CniResult<()> {
     let mine = names::table(&c.name);
     let mut others = Vec::new();
     for info in sock.tables()? {
-        if info.family == crate::nft::Family::Inet
-            && info.name.starts_with("nsfw_")
-            && info.name != mine
+        if info.family == ::nft::Family::Inet && info.name.starts_with("nsfw_") && info.name != mine
         {
             others.push(sock.read_table(&info)?);
         }

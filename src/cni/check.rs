@@ -11,13 +11,13 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use super::config::NetConf;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{ipam, links, names, nft, result, table};
-use crate::nft::diff::table_diff;
-use crate::nft::socket::NftSocket;
-use crate::nft::{Element, Family};
+use super::{ipam, links, names, result, ruleset, table};
 use crate::plumbing::Conn;
 use crate::plumbing::observe::read_node;
 use crate::state::Access;
+use ::nft::diff::table_diff;
+use ::nft::socket::NftSocket;
+use ::nft::{Element, Family};
 
 pub fn check(env: &Env, c: &NetConf) -> CniResult<()> {
     let prev = c.prev_result.as_ref().ok_or_else(|| {
@@ -132,7 +132,7 @@ fn nft_drift(
     drift: &mut Vec<String>,
 ) -> CniResult<()> {
     let mut sock = NftSocket::open()?;
-    let held = match nft::read(&mut sock, &c.name) {
+    let held = match ruleset::read(&mut sock, &c.name) {
         Ok(h) => h,
         Err(e) if e.code == code::CONFLICT => {
             drift.push(e.msg);
@@ -164,7 +164,7 @@ fn nft_drift(
     };
     let owner = names::owner(&env.container_id, &env.ifname);
     let subnet = Ipv4Network::new(addr.network(), addr.prefix()).unwrap_or(*addr);
-    let show = |set: &str, e: &Element| format!("{set} {}", crate::nft::render::element(e));
+    let show = |set: &str, e: &Element| format!("{set} {}", ::nft::render::element(e));
     for (set, e) in table::container_elements(addr.ip(), &c.ports, &owner) {
         let ok = held.sets.get(set).is_some_and(|s| {
             s.elements
@@ -191,7 +191,7 @@ fn nft_drift(
             ));
         }
     }
-    for l in nft::accept_drift(&held, &c.bridge) {
+    for l in ruleset::accept_drift(&held, &c.bridge) {
         drift.push(format!("iptables: {l}"));
     }
     Ok(())

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use super::config::{Attachment, NetConf};
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{host, ipam, links, names, nft};
-use crate::nft::socket::NftSocket;
+use super::{host, ipam, links, names, ruleset};
 use crate::plumbing::{Conn, msgs};
 use crate::state::{Access, Lock};
+use ::nft::socket::NftSocket;
 
 pub fn del(env: &Env, c: &NetConf) -> CniResult<()> {
     {
@@ -25,7 +25,7 @@ pub fn del(env: &Env, c: &NetConf) -> CniResult<()> {
         }
         let owner = names::owner(&env.container_id, &env.ifname);
         let mut sock = NftSocket::open()?;
-        match nft::read(&mut sock, &c.name) {
+        match ruleset::read(&mut sock, &c.name) {
             Ok(held) => {
                 let mine = held.owned_by(&owner);
                 let gone: BTreeSet<String> = [owner].into();
@@ -49,8 +49,8 @@ fn finish(
     conn: &mut Conn,
     sock: &mut NftSocket,
     c: &NetConf,
-    held: &nft::Held,
-    elems: Vec<(String, crate::nft::Element)>,
+    held: &ruleset::Held,
+    elems: Vec<(String, ::nft::Element)>,
     gone: &BTreeSet<String>,
 ) -> CniResult<()> {
     let others = held
@@ -58,10 +58,10 @@ fn finish(
         .any(|(_, e)| e.comment.as_deref().is_some_and(|o| !gone.contains(o)));
     let ports_left = !others && bridge_in_use(conn, c)?;
     if others || ports_left {
-        nft::send(sock, &nft::del_ops(held, elems))?;
+        ruleset::send(sock, &ruleset::del_ops(held, elems))?;
         return Ok(());
     }
-    nft::send(sock, &nft::remove_ops(held))?;
+    ruleset::send(sock, &ruleset::remove_ops(held))?;
     if let Some(b) = links::get_link(conn, &c.bridge)?
         && b.alias.as_deref() == Some(names::network_mark(&c.name).as_str())
     {
@@ -100,7 +100,7 @@ pub fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
             }
         }
         let mut sock = NftSocket::open()?;
-        match nft::read(&mut sock, &c.name) {
+        match ruleset::read(&mut sock, &c.name) {
             Ok(held) => {
                 let mut elems = Vec::new();
                 let mut gone = BTreeSet::new();

@@ -28,8 +28,8 @@ mod host;
 mod ipam;
 mod links;
 pub mod names;
-mod nft;
 mod result;
+mod ruleset;
 mod status;
 pub mod table;
 

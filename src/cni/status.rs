@@ -5,9 +5,9 @@
 use super::config::NetConf;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{ipam, links, names, nft};
-use crate::nft::socket::NftSocket;
+use super::{ipam, links, names, ruleset};
 use crate::plumbing::Conn;
+use ::nft::socket::NftSocket;
 
 fn not_available(why: String) -> CniError {
     CniError::new(code::NOT_AVAILABLE, why)
@@ -15,7 +15,7 @@ fn not_available(why: String) -> CniError {
 
 pub fn status(env: &Env, c: &NetConf) -> CniResult<()> {
     let mut sock = NftSocket::open().map_err(|e| not_available(format!("{e:#}")))?;
-    nft::read(&mut sock, &c.name).map_err(|e| not_available(e.msg))?;
+    ruleset::read(&mut sock, &c.name).map_err(|e| not_available(e.msg))?;
     let mut conn = Conn::open("host").map_err(|e| not_available(format!("{e:#}")))?;
     if let Some(b) = links::get_link(&mut conn, &c.bridge)?
         && (b.kind.as_deref() != Some("bridge")

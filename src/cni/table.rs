@@ -40,7 +40,7 @@ use super::config::{NetConf, PortMap};
 use super::names;
 use crate::firewall::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
 use crate::firewall::publish;
-use crate::nft::{
+use ::nft::{
     Base, Chain, ChainType, Datatype, ElemData, Element, Family, Field, Hook, MetaKey, Policy,
     PortNat, Rule, Set, Stmt, Table, Value, Verdict, ct_state, prio,
 };
@@ -243,7 +243,7 @@ pub fn table(c: &NetConf) -> Table {
             )],
         ));
     }
-    crate::nft::Table {
+    ::nft::Table {
         comment: Some(names::network_mark(&c.name)),
         sets: declarations(),
         chains,

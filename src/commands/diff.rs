@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use crate::engine::{self, Target};
-use crate::nft::socket::NftSocket;
 use crate::output;
 use crate::state::{self, Access, Record};
 use crate::{error, say, warning};
+use nft::socket::NftSocket;
 
 use super::{ERR, Fail, OK, PENDING, load, report, require_root};
 

@@ -15,7 +15,7 @@ pub fn show(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
             "schema": 1,
             "topology": t.name,
             "file": t.source.display().to_string(),
-            "tables": [crate::nft::json::table(&table)],
+            "tables": [nft::json::table(&table)],
         });
         output::data(format_args!("{v}\n"));
     } else {

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use crate::engine::{self, Target};
-use crate::nft::socket::NftSocket;
 use crate::plumbing::{self, Query};
 use crate::state::{self, Access, Record};
 use crate::{firewall, output, status};
+use nft::socket::NftSocket;
 
 use super::{Fail, OK, PENDING, load, quiet_for_json, report, require_root};
 

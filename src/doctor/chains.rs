@@ -11,10 +11,10 @@ use super::flows::{Flow, Sel, family_sees};
 use super::judge::{Blocker, judge};
 use super::{Finding, Severity};
 use crate::firewall::{self, DOCKER_USER, IPT_FORWARD, IPT_TABLE, NftState};
-use crate::nft::dump::Dumped;
-use crate::nft::socket::NftSocket;
-use crate::nft::{Family, Policy, Table};
 use crate::topology::Topology;
+use nft::dump::Dumped;
+use nft::socket::NftSocket;
+use nft::{Family, Policy, Table};
 
 /// Every table of the host but nsfw's, read back, with what nsfw's observation says.
 pub struct Ruleset {

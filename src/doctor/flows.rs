@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::nft::{Family, Hook, ct_state};
 use crate::topology::Topology;
+use nft::{Family, Hook, ct_state};
 
 /// An interface as a flow knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnetwork::IpNetwork;
 
 use super::flows::{Addr, Flow, Iface};
-use crate::nft::{
+use nft::{
     CtKey, Element, Expr, Field, Match, MetaKey, Op, Policy, Rhs, Rule, SetRef, Stmt, Table, Value,
     Verdict, ct_status,
 };

@@ -17,10 +17,10 @@ use std::net::IpAddr;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::nft::socket::NftSocket;
 use crate::plumbing::observe::read_node;
 use crate::plumbing::rtnl::Conn;
 use crate::topology::Topology;
+use nft::socket::NftSocket;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

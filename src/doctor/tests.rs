@@ -6,7 +6,7 @@ use std::path::Path;
 use super::flows::{Flow, ip_flows};
 use super::judge::{Outcome, judge};
 use crate::firewall::build::{in_net, rule};
-use crate::nft::{
+use nft::{
     Base, Chain, ChainType, Expr, Field, Hook, Policy, Reject, Rule, Stmt, Table, Value, Verdict,
     ct_state,
 };
@@ -26,7 +26,7 @@ fn flow(label: &str, hook: Hook) -> Flow {
 }
 
 fn table(policy: Policy, chains: Vec<(&str, Vec<Rule>)>) -> Table {
-    let mut t = Table::new(crate::nft::Family::Inet, "other");
+    let mut t = Table::new(nft::Family::Inet, "other");
     for (i, (name, rules)) in chains.into_iter().enumerate() {
         let base = (i == 0).then_some(Base {
             ty: ChainType::Filter,

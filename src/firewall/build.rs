@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::nft::{
+use nft::{
     CtKey, Datatype, Element, Expr, Field, Match, MetaKey, Op, Rhs, Rule, Set, SetData, SetFlags,
     SetRef, Stmt, Value, Verdict, ct_status,
 };
@@ -89,7 +89,7 @@ pub fn set(
         // The kernel refuses overlapping elements in an interval set; without data only
         // their union counts.
         elements: if interval && data_free {
-            crate::nft::disjoint::disjoint(elements)
+            nft::disjoint::disjoint(elements)
         } else {
             elements
         },

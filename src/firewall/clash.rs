@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::nft::canon::decode_all;
-use crate::nft::dump::Dumped;
-use crate::nft::{ElemData, Element, Value};
 use crate::topology::Topology;
+use nft::canon::decode_all;
+use nft::dump::Dumped;
+use nft::{ElemData, Element, Value};
 
 use super::publish::{ANY, ANY6, AT, AT6};
 
@@ -102,7 +102,7 @@ pub fn observed(d: &Dumped) -> Vec<Entry> {
 }
 
 /// The entries of the publish maps of table `t`.
-pub fn of_table(t: &crate::nft::Table) -> Vec<Entry> {
+pub fn of_table(t: &nft::Table) -> Vec<Entry> {
     t.sets
         .iter()
         .filter(|s| [ANY, AT, ANY6, AT6].contains(&s.name.as_str()))
@@ -167,7 +167,7 @@ impl Taken {
             Some(IpAddr::V4(a)) => format!("{a}:{port}"),
             None => format!("{port}"),
         };
-        let name = crate::nft::symbols::proto_name(proto).unwrap_or_else(|| proto.to_string());
+        let name = nft::symbols::proto_name(proto).unwrap_or_else(|| proto.to_string());
         Some(format!(
             "{} (its table's map: {at}/{name} → {})",
             c.owner, c.to

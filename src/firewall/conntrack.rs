@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Result, bail};
 
 use super::clash::Entry;
-use crate::nft::socket::NftSocket;
+use nft::socket::NftSocket;
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -150,8 +150,7 @@ pub fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usi
         let these: Vec<&Entry> = f.moved.iter().filter(|e| e.v6 == v6).collect();
         // Ports newly taken, by (protocol, port): ten thousand of them are looked up per
         // conntrack entry.
-        let mut taken: crate::fasthash::FastMap<(u8, u16), Vec<Option<IpAddr>>> =
-            Default::default();
+        let mut taken: rustc_hash::FxHashMap<(u8, u16), Vec<Option<IpAddr>>> = Default::default();
         for e in f.taken.iter().filter(|e| e.v6 == v6) {
             taken.entry((e.proto, e.port)).or_default().push(e.addr);
         }

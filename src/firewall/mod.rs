@@ -23,13 +23,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 
-use crate::nft::batch::{self, Op};
-pub use crate::nft::diff::NftLine;
-use crate::nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
-use crate::nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
-use crate::nft::socket::NftSocket;
-use crate::nft::{Family, Policy, Rule, Stmt, Verdict};
 use crate::topology::{BrNetfilter, Topology, owner_mark};
+use nft::batch::{self, Op};
+pub use nft::diff::NftLine;
+use nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
+use nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
+use nft::socket::NftSocket;
+use nft::{Family, Policy, Rule, Stmt, Verdict};
 
 /// iptables-nft's table and the chains nsfw may write into.
 pub const IPT_TABLE: &str = "filter";
@@ -87,9 +87,9 @@ fn docker_bridges(forward: &[KRule]) -> Vec<String> {
         }
         for s in &k.rule.stmts {
             if let Stmt::Match(m) = s
-                && m.left == crate::nft::Expr::Meta(crate::nft::MetaKey::Oifname)
-                && m.op == crate::nft::Op::Eq
-                && let crate::nft::Rhs::Value(crate::nft::Value::Ifname(n)) = &m.right
+                && m.left == nft::Expr::Meta(nft::MetaKey::Oifname)
+                && m.op == nft::Op::Eq
+                && let nft::Rhs::Value(nft::Value::Ifname(n)) = &m.right
                 && !out.contains(n)
             {
                 out.push(n.clone());
@@ -235,8 +235,8 @@ fn ns_diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
 }
 
 /// The change that removes table `inet name` whole.
-fn delete_table(name: &str) -> crate::nft::diff::TableDiff {
-    crate::nft::diff::TableDiff {
+fn delete_table(name: &str) -> nft::diff::TableDiff {
+    nft::diff::TableDiff {
         lines: vec![NftLine::new(
             '-',
             "table",
@@ -292,15 +292,15 @@ fn ipt_line(mark: char, chain: &str, detail: String) -> NftLine {
 /// The table topology `t` wants on the host (None: it has no bridge, so none), with its
 /// elements in kernel form: the half of the diff that needs no kernel.
 pub struct Prepared {
-    pub table: Option<crate::nft::Table>,
-    pub canon: crate::nft::diff::Canon,
+    pub table: Option<nft::Table>,
+    pub canon: nft::diff::Canon,
 }
 
 pub fn prepare(t: &Topology) -> Prepared {
     let table = (!t.bridges.is_empty()).then(|| table(t));
     let canon = table
         .as_ref()
-        .map(crate::nft::diff::canon_elements)
+        .map(nft::diff::canon_elements)
         .unwrap_or_default();
     Prepared { table, canon }
 }

@@ -21,14 +21,14 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 
-use crate::nft::{
+use crate::topology::{Action, Endpoint, ICMP, ICMPV6, PortSpec, Topology};
+use nft::{
     Base, Chain, ChainType, Datatype, Element, Field, Hook, Match, MetaKey, Op, Policy, Rhs, Set,
     SetRef, Stmt, Value, Verdict, ct_state, prio,
 };
-use crate::topology::{Action, Endpoint, ICMP, ICMPV6, PortSpec, Topology};
 
 use super::build::{concat, field, lookup, meta, rule, set};
-use crate::fasthash::FastMap;
+use rustc_hash::FxHashMap as FastMap;
 
 /// An inclusive address range of one family.
 type Range = (IpAddr, IpAddr);
@@ -407,7 +407,7 @@ fn key_lookup(name: &str, addrs: Vec<Field>, ports: bool) -> Stmt {
 /// ip saddr . ip daddr . meta l4proto @allow_proto4 accept
 /// ```
 /// (and the same over `ip6 saddr . ip6 daddr` with the `…6` sets).
-pub fn forward_rules(t: &Topology) -> Vec<crate::nft::Rule> {
+pub fn forward_rules(t: &Topology) -> Vec<nft::Rule> {
     let mut out = Vec::new();
     for (group, verdict) in [("deny", Verdict::Drop), ("allow", Verdict::Accept)] {
         for v6 in [false, true] {
@@ -448,7 +448,7 @@ fn host_rules(
     dst: bool,
     pre: &[Stmt],
     verdict: Verdict,
-) -> Vec<crate::nft::Rule> {
+) -> Vec<nft::Rule> {
     let a = match (v6, dst) {
         (false, false) => Field::IpSaddr,
         (false, true) => Field::IpDaddr,

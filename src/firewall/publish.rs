@@ -14,11 +14,11 @@
 //! The same two rules in an `output` chain reach the namespace from the host itself. Ports
 //! published over IPv6 get `publish6`/`publish6_at` and the same rules with `dnat ip6`.
 
-use crate::nft::{
+use crate::topology::Topology;
+use nft::{
     Base, Chain, ChainType, Datatype, ElemData, Element, Expr, Fib, FibResult, Field, Hook, Match,
     MetaKey, Nat, NatFamily, NatKind, NatTo, Op, Policy, Rhs, SetRef, Stmt, Value, fib, prio,
 };
-use crate::topology::Topology;
 
 use super::build::{concat, field, ip_value, meta, set};
 
@@ -39,7 +39,7 @@ pub fn any6(t: &Topology) -> bool {
 
 /// The maps of one family, with an element per published port: `publish4`/`publish4_at`, or
 /// `publish6`/`publish6_at`.
-fn maps_of(t: &Topology, v6: bool) -> Vec<crate::nft::Set> {
+fn maps_of(t: &Topology, v6: bool) -> Vec<nft::Set> {
     let (mut any, mut at) = (Vec::new(), Vec::new());
     for n in &t.namespaces {
         let Some(i) = n.primary() else { continue };
@@ -89,7 +89,7 @@ fn maps_of(t: &Topology, v6: bool) -> Vec<crate::nft::Set> {
 
 /// The maps: IPv4's always (when anything is published), IPv6's when something is published
 /// over IPv6.
-pub fn maps(t: &Topology) -> Vec<crate::nft::Set> {
+pub fn maps(t: &Topology) -> Vec<nft::Set> {
     let mut v = maps_of(t, false);
     if any6(t) {
         v.extend(maps_of(t, true));
@@ -121,7 +121,7 @@ fn dnat(key: Vec<Expr>, map: &str, v6: bool) -> Stmt {
 
 /// The DNAT rules of a family: the restricted map first (it names the address), then the
 /// plain one.
-fn rules_of(v6: bool) -> Vec<crate::nft::Rule> {
+fn rules_of(v6: bool) -> Vec<nft::Rule> {
     let port = || vec![meta(MetaKey::L4proto), field(Field::ThDport)];
     let (daddr, any, at) = if v6 {
         (Field::Ip6Daddr, ANY6, AT6)
@@ -131,12 +131,12 @@ fn rules_of(v6: bool) -> Vec<crate::nft::Rule> {
     let mut key = vec![field(daddr)];
     key.extend(port());
     vec![
-        crate::nft::Rule::new(vec![to_host(), dnat(key, at, v6)]),
-        crate::nft::Rule::new(vec![to_host(), dnat(port(), any, v6)]),
+        nft::Rule::new(vec![to_host(), dnat(key, at, v6)]),
+        nft::Rule::new(vec![to_host(), dnat(port(), any, v6)]),
     ]
 }
 
-fn rules(v6: bool) -> Vec<crate::nft::Rule> {
+fn rules(v6: bool) -> Vec<nft::Rule> {
     let mut v = rules_of(false);
     if v6 {
         v.extend(rules_of(true));

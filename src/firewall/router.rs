@@ -16,11 +16,11 @@
 //! ```
 //! IPv6 is routed, not translated, as on the host by default.
 
-use crate::nft::{
+use crate::topology::{Namespace, Topology};
+use nft::{
     Base, Chain, ChainType, Family, Hook, MetaKey, Policy, PortNat, Rule, Stmt, Table, Value,
     Verdict, ct_state, prio,
 };
-use crate::topology::{Namespace, Topology};
 
 use super::build::{meta, rule};
 use super::policy;

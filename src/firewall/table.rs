@@ -27,11 +27,11 @@
 
 use ipnetwork::IpNetwork;
 
-use crate::nft::{
+use crate::topology::Topology;
+use nft::{
     Arg, Base, Chain, ChainType, CtKey, Datatype, Element, Family, Field, Hook, MetaKey, Policy,
     PortNat, Rule, Set, Stmt, Table, Value, Verdict, ct_state, prio,
 };
-use crate::topology::Topology;
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
 use super::{policy, publish};
@@ -406,8 +406,7 @@ fn counted(c: &mut Chain) {
                 | Some(Stmt::Masquerade(_) | Stmt::Reject(_))
         );
         if terminal {
-            r.stmts
-                .insert(last, Stmt::Counter(crate::nft::Counter::default()));
+            r.stmts.insert(last, Stmt::Counter(nft::Counter::default()));
         }
     }
 }

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::engine::{self, Target};
-use crate::nft::socket::NftSocket;
 use crate::plumbing::Observed;
 use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
 use crate::{error, say};
+use nft::socket::NftSocket;
 
 use events::{Event, Interest, Sub};
 

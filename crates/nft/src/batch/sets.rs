@@ -7,10 +7,10 @@ use anyhow::{Result, anyhow};
 use nftnl::nftnl_sys as sys;
 
 use super::{Batch, ELEMS_BUDGET, alloc, cstr};
-use crate::nft::elems::{KData, KElem, to_kernel};
-use crate::nft::ir::*;
-use crate::nft::types::{NFT_DATA_VERDICT, concat_len, concat_type};
-use crate::nft::udata;
+use crate::elems::{KData, KElem, to_kernel};
+use crate::ir::*;
+use crate::types::{NFT_DATA_VERDICT, concat_len, concat_type};
+use crate::udata;
 
 /// The set element messages are about: by name, and by batch id when the set is created in
 /// the same batch (anonymous sets have no name until the kernel gives them one).

@@ -1,7 +1,7 @@
 //! Named and anonymous sets, maps and verdict maps, and lookups in them.
 
 use crate::*;
-use nsfw::nft::*;
+use nft::*;
 
 fn cat(types: &[Datatype]) -> Vec<Datatype> {
     types.to_vec()
@@ -92,11 +92,11 @@ pub fn sets_and_maps() -> Vec<Set> {
                 vec![
                     Element::map(
                         vec![Value::Ifname("br0".into()), Value::Ifname("br1".into())],
-                        ElemData::Verdict(nsfw::nft::Verdict::Jump("x".into())),
+                        ElemData::Verdict(nft::Verdict::Jump("x".into())),
                     ),
                     Element::map(
                         vec![Value::Ifname("br1".into()), Value::Ifname("br0".into())],
-                        ElemData::Verdict(nsfw::nft::Verdict::Drop),
+                        ElemData::Verdict(nft::Verdict::Drop),
                     ),
                 ],
             )
@@ -111,7 +111,7 @@ pub fn sets_and_maps() -> Vec<Set> {
                 "vm4",
                 cat(&[Ipv4Addr]),
                 vec![Element {
-                    data: Some(ElemData::Verdict(nsfw::nft::Verdict::Accept)),
+                    data: Some(ElemData::Verdict(nft::Verdict::Accept)),
                     ..range(ip("10.0.0.0"), ip("10.255.255.255"))
                 }],
             )

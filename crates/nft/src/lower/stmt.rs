@@ -3,10 +3,10 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::{Out, reg, space};
-use crate::nft::deps::ProtoCtx;
-use crate::nft::expr::{self as x, Raw, verdict};
-use crate::nft::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::nft::ir::*;
+use crate::deps::ProtoCtx;
+use crate::expr::{self as x, Raw, verdict};
+use crate::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::ir::*;
 
 impl Out<'_, '_> {
     pub(super) fn lower_stmt(&mut self, s: &Stmt, pctx: &ProtoCtx) -> Result<()> {

@@ -11,11 +11,11 @@ use std::ffi::CString;
 use anyhow::{Context, Result, anyhow};
 use nftnl::nftnl_sys as sys;
 
-use crate::nft::elems::to_kernel;
-use crate::nft::expr::NftnlExpr;
-use crate::nft::ir::*;
-use crate::nft::lower::{LowerCtx, lower_rule};
-use crate::nft::udata;
+use crate::elems::to_kernel;
+use crate::expr::NftnlExpr;
+use crate::ir::*;
+use crate::lower::{LowerCtx, lower_rule};
+use crate::udata;
 
 /// One change. A batch is a list of these, applied by the kernel all or nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use super::error::{CniError, CniResult, code};
 use super::names;
 use super::table::{self, Elem};
 use crate::firewall::{self, NftPlan, NftState};
-use crate::nft::batch::Op;
-use crate::nft::socket::NftSocket;
-use crate::nft::{Element, Family, Set};
+use ::nft::batch::Op;
+use ::nft::socket::NftSocket;
+use ::nft::{Element, Family, Set};
 
 /// What the kernel holds of one network's firewall.
 pub struct Held {

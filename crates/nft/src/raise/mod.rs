@@ -9,12 +9,12 @@ mod stmt;
 
 use std::collections::HashMap;
 
-use crate::nft::deps::{ProtoCtx, dependencies, protos};
-use crate::nft::expr::{Raw, verdict};
-use crate::nft::fields::{HeaderBase, NFPROTO_IPV4, NFPROTO_IPV6, Proto};
-use crate::nft::ir::*;
-use crate::nft::lower::slot;
-use crate::nft::types::{Datatype, padded};
+use crate::deps::{ProtoCtx, dependencies, protos};
+use crate::expr::{Raw, verdict};
+use crate::fields::{HeaderBase, NFPROTO_IPV4, NFPROTO_IPV6, Proto};
+use crate::ir::*;
+use crate::lower::slot;
+use crate::types::{Datatype, padded};
 
 /// What decoding needs beyond the rule: the family and every set of the table (named ones
 /// for their types, anonymous ones for their elements).

@@ -224,8 +224,8 @@ pub fn print_order<'a>(types: &[Datatype], interval: bool, els: &'a [Element]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::canon::from_kernel;
-    use crate::nft::ir::SetFlags;
+    use crate::canon::from_kernel;
+    use crate::ir::SetFlags;
 
     fn ipset(interval: bool) -> Set {
         Set {
@@ -276,7 +276,7 @@ mod tests {
         let set = Set {
             name: "m".into(),
             key: vec![Datatype::InetProto, Datatype::InetService],
-            data: Some(crate::nft::ir::SetData::Values(vec![
+            data: Some(crate::ir::SetData::Values(vec![
                 Datatype::Ipv4Addr,
                 Datatype::InetService,
             ])),

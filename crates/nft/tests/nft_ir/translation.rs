@@ -1,7 +1,7 @@
 //! NAT from maps, to addresses and ports, masquerade and redirect; the other families.
 
 use crate::*;
-use nsfw::nft::*;
+use nft::*;
 
 use crate::sets::sets_and_maps;
 

@@ -1,12 +1,12 @@
 //! Decoding of comparisons, lookups and the statements that consume registers.
 
 use super::{Fail, Raiser, Src, get, reg_slot};
-use crate::nft::deps::network_dependency;
-use crate::nft::expr::{self as x, Raw, cmp};
-use crate::nft::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::nft::ir::*;
-use crate::nft::lower::reject_network;
-use crate::nft::types::{Datatype, be, padded};
+use crate::deps::network_dependency;
+use crate::expr::{self as x, Raw, cmp};
+use crate::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::ir::*;
+use crate::lower::reject_network;
+use crate::types::{Datatype, be, padded};
 
 impl Raiser<'_> {
     pub(super) fn cmp(&mut self, c: &x::Cmp, next: Option<&Raw>) -> Result<usize, Fail> {

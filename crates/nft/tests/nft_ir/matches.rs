@@ -1,7 +1,7 @@
 //! Matches on headers, meta, conntrack and routes; statements and verdicts.
 
 use crate::*;
-use nsfw::nft::*;
+use nft::*;
 
 #[test]
 fn matches_on_headers_meta_conntrack_and_routes() {

@@ -10,7 +10,6 @@
 //! `changes` (foreign rules, restored rulesets, element-only changes, every op).
 
 mod changes;
-#[path = "../common/mod.rs"]
 mod common;
 mod matches;
 mod sets;
@@ -19,11 +18,11 @@ mod translation;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::Sandbox;
-use nsfw::nft::batch::{Op as BatchOp, encode};
-use nsfw::nft::diff::{canonical_set, normal_rule};
-use nsfw::nft::dump::Dumped;
-use nsfw::nft::socket::NftSocket;
-use nsfw::nft::*;
+use nft::batch::{Op as BatchOp, encode};
+use nft::diff::{canonical_set, normal_rule};
+use nft::dump::Dumped;
+use nft::socket::NftSocket;
+use nft::*;
 
 /// Runs `f` on a thread inside the sandbox's network namespace.
 pub fn in_sandbox<T: Send + 'static>(sb: &Sandbox, f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -12,11 +12,11 @@ mod stmt;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::nft::deps::{ProtoCtx, dependencies, network_dependency, protos};
-use crate::nft::expr::{self as x, Raw, cmp};
-use crate::nft::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::nft::ir::*;
-use crate::nft::types::{Datatype, be, padded};
+use crate::deps::{ProtoCtx, dependencies, network_dependency, protos};
+use crate::expr::{self as x, Raw, cmp};
+use crate::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::ir::*;
+use crate::types::{Datatype, be, padded};
 pub use stmt::{verdict_code, verdict_expr};
 
 /// A lowered rule: its expressions and the anonymous sets they refer to (by batch id), which
@@ -111,7 +111,7 @@ pub fn reject_network(r: Reject) -> Option<u8> {
 }
 
 /// The protocols whose header fields a statement reads.
-fn stmt_protos(s: &Stmt) -> Vec<crate::nft::fields::Proto> {
+fn stmt_protos(s: &Stmt) -> Vec<crate::fields::Proto> {
     match s {
         Stmt::Match(m) => protos(&m.left),
         Stmt::Vmap(e, _) => protos(e),

@@ -1,7 +1,7 @@
 use super::*;
-use crate::nft::elems::{concat_bytes, to_kernel};
-use crate::nft::ir::{SetFlags, Verdict};
-use crate::nft::types::Value;
+use crate::elems::{concat_bytes, to_kernel};
+use crate::ir::{SetFlags, Verdict};
+use crate::types::Value;
 
 const EVERY_TYPE: [Datatype; 20] = [
     Datatype::Verdict,
@@ -131,7 +131,7 @@ fn defaults_and_unused_parts_are_dropped() {
         key_end: None,
         end: false,
         data: Some(KData::Verdict(
-            crate::nft::expr::verdict::ACCEPT,
+            crate::expr::verdict::ACCEPT,
             chain.map(str::to_string),
         )),
         timeout,

@@ -7,7 +7,7 @@ use super::canon::{canonical, decode, decode_all};
 use super::diff::canonical_set;
 use super::elems::{KElem, to_kernel};
 use super::ir::{Element, Set, Table};
-use crate::fasthash::FastMap;
+use rustc_hash::FxHashMap as FastMap;
 
 /// The elements the kernel holds and `want` does not (decoded with the kernel's declaration
 /// `kd`), and those `want` holds and the kernel does not, each sorted. Both sides are compared
