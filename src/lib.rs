@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod engine;
 pub mod firewall;
 pub mod netem;
+pub mod netlink;
 pub mod paths;
 pub mod plan;
 pub mod plumbing;

@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Result, bail};
 
 use super::clash::Entry;
+use crate::netlink::{Request, attrs, find};
 use nft::socket::NftSocket;
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -35,7 +36,6 @@ const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 const UDP: u8 = 17;
 
 /// The conntrack entries a change of the publish maps makes stale, by the map entries that
@@ -70,26 +70,6 @@ impl Forget {
     }
 }
 
-/// Netlink attributes of `buf`: (type without flags, the whole attribute, its payload).
-fn attrs(buf: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 4 <= buf.len() {
-        let len = usize::from(u16::from_ne_bytes([buf[off], buf[off + 1]]));
-        let ty = u16::from_ne_bytes([buf[off + 2], buf[off + 3]]) & NLA_TYPE_MASK;
-        if len < 4 || off + len > buf.len() {
-            break;
-        }
-        out.push((ty, &buf[off..off + len], &buf[off + 4..off + len]));
-        off += (len + 3) & !3;
-    }
-    out
-}
-
-fn find(buf: &[u8], ty: u16) -> Option<&[u8]> {
-    attrs(buf).into_iter().find(|a| a.0 == ty).map(|a| a.2)
-}
-
 /// A tuple's (source, destination, protocol, source port, destination port).
 fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
     let ip = find(buf, CTA_TUPLE_IP)?;
@@ -121,22 +101,15 @@ fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
     ))
 }
 
-/// A ctnetlink message: `nlmsghdr`, `nfgenmsg` for `family`, then `attrs` (whole attributes).
+/// A ctnetlink message: `nlmsghdr`, `nfgenmsg` for `family` (version 0, resource id 0),
+/// then `attrs` (whole attributes).
 fn message(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[&[u8]]) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&0u32.to_ne_bytes()); // length, below
-    m.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | ty).to_ne_bytes());
-    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16 | flags).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    m.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    let mut m =
+        Request::new((NFNL_SUBSYS_CTNETLINK << 8) | ty, flags, seq).push(&[family, 0, 0, 0]);
     for a in attrs {
-        m.extend_from_slice(a);
-        m.resize(m.len().next_multiple_of(4), 0);
+        m = m.push(a);
     }
-    let len = (m.len() as u32).to_ne_bytes();
-    m[..4].copy_from_slice(&len);
-    m
+    m.finish()
 }
 
 /// Deletes the conntrack entries `f` makes stale (see the module's comment). Moved: original
@@ -165,13 +138,13 @@ pub fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usi
         for e in &entries {
             let Some(body) = e.get(4..) else { continue };
             let (Some(orig), Some(reply)) = (
-                attrs(body).into_iter().find(|a| a.0 == CTA_TUPLE_ORIG),
+                attrs(body).find(|a| a.ty == CTA_TUPLE_ORIG),
                 find(body, CTA_TUPLE_REPLY),
             ) else {
                 continue;
             };
             let (Some((_, dst, proto, _, dport)), Some((rsrc, _, _, rsport, _))) =
-                (tuple(orig.2), tuple(reply))
+                (tuple(orig.value), tuple(reply))
             else {
                 continue;
             };
@@ -194,9 +167,9 @@ pub fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usi
                 continue;
             }
             // The entry by its original tuple, in its zone (the whole attributes as dumped).
-            let mut with: Vec<&[u8]> = vec![orig.1];
-            if let Some(z) = attrs(body).into_iter().find(|a| a.0 == CTA_ZONE) {
-                with.push(z.1);
+            let mut with: Vec<&[u8]> = vec![orig.whole];
+            if let Some(z) = attrs(body).find(|a| a.ty == CTA_ZONE) {
+                with.push(z.whole);
             }
             let s = sock.next_seq();
             batch.extend(message(

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::observe::Link;
+use crate::netlink::{attrs, string_of, u32_of};
 use crate::topology::Mac;
 
 const RTM_NEWLINK: u16 = 16;
@@ -43,29 +44,6 @@ const V6_DISABLE_IPV6: usize = 26;
 const V4_CONF_MIN: usize = 33;
 const V6_CONF_MIN: usize = 60;
 
-/// The attributes of `buf`: (type without the nested/byte-order flags, payload).
-fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut off = 0;
-    std::iter::from_fn(move || {
-        let head = buf.get(off..off + 4)?;
-        let len = usize::from(u16::from_ne_bytes([head[0], head[1]]));
-        let ty = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
-        let payload = buf.get(off + 4..off + len.max(4))?;
-        off += (len.max(4) + 3) & !3;
-        Some((ty, payload))
-    })
-}
-
-fn u32_of(b: &[u8]) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
-}
-
-/// A string attribute: its bytes up to the first NUL.
-fn string_of(b: &[u8]) -> String {
-    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
 /// The `i`-th 32-bit value of a configuration array.
 fn conf_at(b: &[u8], i: usize) -> Option<i32> {
     let w = b.get(i * 4..i * 4 + 4)?;
@@ -85,8 +63,9 @@ pub fn parse(msg: &[u8]) -> Option<Link> {
         flags & IFF_UP != 0,
         flags & IFF_NOARP != 0,
     );
-    for (ty, v) in attrs(&msg[32..]) {
-        match ty {
+    for a in attrs(&msg[32..]) {
+        let v = a.value;
+        match a.ty {
             IFLA_IFNAME => l.name = string_of(v),
             IFLA_MTU => l.mtu = u32_of(v)?,
             IFLA_ADDRESS => l.mac = <[u8; 6]>::try_from(v).ok().map(Mac),
@@ -106,21 +85,21 @@ pub fn parse(msg: &[u8]) -> Option<Link> {
 fn info(v: &[u8], l: &mut Link) {
     let mut kind = None;
     let mut port_kind = None;
-    for (ty, b) in attrs(v) {
-        match ty {
-            IFLA_INFO_KIND => kind = Some(string_of(b)),
-            IFLA_INFO_SLAVE_KIND => port_kind = Some(string_of(b)),
+    for a in attrs(v) {
+        match a.ty {
+            IFLA_INFO_KIND => kind = Some(string_of(a.value)),
+            IFLA_INFO_SLAVE_KIND => port_kind = Some(string_of(a.value)),
             _ => {}
         }
     }
-    for (ty, b) in attrs(v) {
-        match ty {
+    for a in attrs(v) {
+        let on = |ty| attrs(a.value).any(|x| x.ty == ty && x.value.first() == Some(&1));
+        match a.ty {
             IFLA_INFO_DATA if kind.as_deref() == Some("bridge") => {
-                l.nf_call =
-                    attrs(b).any(|(t, x)| t == IFLA_BR_NF_CALL_IPTABLES && x.first() == Some(&1));
+                l.nf_call = on(IFLA_BR_NF_CALL_IPTABLES);
             }
             IFLA_INFO_SLAVE_DATA if port_kind.as_deref() == Some("bridge") => {
-                l.hairpin = attrs(b).any(|(t, x)| t == IFLA_BRPORT_MODE && x.first() == Some(&1));
+                l.hairpin = on(IFLA_BRPORT_MODE);
             }
             _ => {}
         }
@@ -130,9 +109,10 @@ fn info(v: &[u8], l: &mut Link) {
 
 /// IFLA_AF_SPEC: the IPv4 and IPv6 settings nsfw manages.
 fn conf(v: &[u8], conf: &mut BTreeMap<&'static str, String>) {
-    for (family, b) in attrs(v) {
-        for (ty, arr) in attrs(b) {
-            match (family, ty) {
+    for f in attrs(v) {
+        for a in attrs(f.value) {
+            let arr = a.value;
+            match (f.ty, a.ty) {
                 (AF_INET, IFLA_INET_CONF) if arr.len() >= V4_CONF_MIN * 4 => {
                     for (key, i) in [
                         ("ipv4.promote_secondaries", V4_PROMOTE_SECONDARIES),

@@ -6,7 +6,9 @@
 //! missing).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR, RecvBuf, Request, Socket};
 
 /// A socket bound for listening: (protocol number, local address, port).
 pub type Listener = (u8, IpAddr, u16);
@@ -18,7 +20,11 @@ const UDP_BOUND: &str = "07";
 /// The listeners of the calling thread's network namespace; what cannot be read gives none
 /// (the warning this feeds is advice, not a reason to fail an apply).
 pub fn read() -> Vec<Listener> {
-    let diag = diag_socket();
+    let diag = netlink::socket(netlink::NETLINK_SOCK_DIAG)
+        .timeout(Duration::from_secs(5))
+        .open("sock_diag")
+        .ok();
+    let mut buf = RecvBuf::take();
     let mut out = Vec::new();
     for (seq, (file, proto, state, family)) in [
         ("/proc/net/tcp", 6u8, TCP_LISTEN, libc::AF_INET),
@@ -31,7 +37,7 @@ pub fn read() -> Vec<Listener> {
     {
         let by_diag = diag.as_ref().and_then(|fd| {
             let st = u8::from_str_radix(state, 16).ok()?;
-            dump(fd, seq as u32 + 1, family as u8, proto, st)
+            dump(fd, &mut buf, seq as u32 + 1, family as u8, proto, st)
         });
         match by_diag {
             Some(found) => out.extend(found),
@@ -47,7 +53,6 @@ pub fn read() -> Vec<Listener> {
     out
 }
 
-const NETLINK_SOCK_DIAG: i32 = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// struct inet_diag_req_v2: family, protocol, ext, pad, states (u32), inet_diag_sockid (48).
 const REQ_LEN: usize = 56;
@@ -55,65 +60,29 @@ const REQ_LEN: usize = 56;
 /// retrans, then the sockid's sport, dport (big-endian) and src (16 bytes).
 const MSG_MIN: usize = 24;
 
-fn diag_socket() -> Option<OwnedFd> {
-    // SAFETY: plain socket(2); the descriptor is owned from here on.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a new descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt on our own socket with a live timeval of the size given.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
-    Some(fd)
-}
-
 /// The sockets of `family` and `proto` in TCP state `state`, by a sock_diag dump with sequence
 /// number `seq`; None when the kernel refuses it.
-fn dump(fd: &OwnedFd, seq: u32, family: u8, proto: u8, state: u8) -> Option<Vec<Listener>> {
-    const LEN: usize = 16 + REQ_LEN;
-    let mut req = [0u8; LEN];
-    req[0..4].copy_from_slice(&(LEN as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[6..8].copy_from_slice(&flags.to_ne_bytes());
-    req[8..12].copy_from_slice(&seq.to_ne_bytes());
-    req[16] = family;
-    req[17] = proto;
-    req[20..24].copy_from_slice(&(1u32 << state).to_ne_bytes());
-    // SAFETY: send(2) of a buffer we own, on our socket.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    if sent != req.len() as isize {
+fn dump(
+    sock: &Socket,
+    buf: &mut RecvBuf,
+    seq: u32,
+    family: u8,
+    proto: u8,
+    state: u8,
+) -> Option<Vec<Listener>> {
+    let mut req = [0u8; REQ_LEN];
+    req[0] = family;
+    req[1] = proto;
+    req[4..8].copy_from_slice(&(1u32 << state).to_ne_bytes());
+    let req = Request::new(SOCK_DIAG_BY_FAMILY, libc::NLM_F_DUMP as u16, seq)
+        .push(&req)
+        .finish();
+    if sock.send(&req, 0).ok()? != req.len() {
         return None;
     }
-    let mut buf = vec![0u64; 4096];
     let mut out = Vec::new();
     loop {
-        // SAFETY: recv(2) into our own buffer of the given size.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8, 0) };
-        if n <= 0 {
-            return None;
-        }
-        // SAFETY: the Vec<u64> backs n ≤ its length in initialised bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let bytes = buf.recv(sock).ok().filter(|b| !b.is_empty())?;
         match messages(bytes, family, proto, seq, &mut out) {
             Answer::More => {}
             Answer::Done => return Some(out),
@@ -131,30 +100,23 @@ enum Answer {
 /// Reads one receive buffer of a sock_diag answer (to the request with sequence `seq`) into
 /// `out`.
 fn messages(b: &[u8], family: u8, proto: u8, seq: u32, out: &mut Vec<Listener>) -> Answer {
-    let word = |o: usize| {
-        b.get(o..o + 4)
-            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
-    };
-    let mut off = 0;
-    while let (Some(len), Some(kind)) = (word(off), b.get(off + 4..off + 6)) {
-        let len = len as usize;
-        let Some(msg) = b.get(off..off + len).filter(|_| len >= 16) else {
+    for m in netlink::messages(b) {
+        let Ok(m) = m else {
             return Answer::Refused;
         };
-        let kind = u16::from_ne_bytes([kind[0], kind[1]]);
-        if word(off + 8) == Some(seq) {
-            match kind {
-                k if k == libc::NLMSG_DONE as u16 => return Answer::Done,
-                k if k == libc::NLMSG_ERROR as u16 => return Answer::Refused,
-                SOCK_DIAG_BY_FAMILY => {
-                    if let Some(l) = listener(&msg[16..], family, proto) {
-                        out.push(l);
-                    }
-                }
-                _ => {}
-            }
+        if m.seq != seq {
+            continue;
         }
-        off += (len + 3) & !3;
+        match m.ty {
+            NLMSG_DONE => return Answer::Done,
+            NLMSG_ERROR => return Answer::Refused,
+            SOCK_DIAG_BY_FAMILY => {
+                if let Some(l) = listener(m.payload(), family, proto) {
+                    out.push(l);
+                }
+            }
+            _ => {}
+        }
     }
     Answer::More
 }

@@ -11,19 +11,15 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rtnetlink::sys::SocketAddr;
+
+use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR, RecvBuf, Socket};
 
 /// Requests go out in sends of about this many bytes: the kernel handles every message of a
 /// send before `sendmsg` returns, so the acknowledgements of one send fit the receive buffer.
 const SEND_CHUNK: usize = 32 * 1024;
-/// Room for one datagram from the kernel: a dump's batch (at most 32 KiB) or the
-/// acknowledgements of one send. A connection is opened per namespace visit, so this is not
-/// the megabyte the nftables socket keeps.
-const RECV_BUF: usize = 64 * 1024;
 /// The socket's receive buffer in the kernel.
 const SOCK_BUF: usize = 1 << 20;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -59,27 +55,7 @@ pub struct Conn {
     seq: u32,
     /// "host" or "namespace NAME": how errors name where they happened.
     place: String,
-    buf: Vec<u64>,
-}
-
-thread_local! {
-    /// Receive buffers of connections this thread has closed: a worker visits namespace after
-    /// namespace, and zeroing 64 KiB per visit would cost more than the visit's dumps.
-    static BUFS: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn take_buf() -> Vec<u64> {
-    BUFS.with(|b| b.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u64; RECV_BUF / 8])
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if buf.len() == RECV_BUF / 8 {
-            BUFS.with(|b| b.borrow_mut().push(buf));
-        }
-    }
+    buf: RecvBuf,
 }
 
 fn errno_text(code: i32) -> String {
@@ -87,44 +63,22 @@ fn errno_text(code: i32) -> String {
 }
 
 impl Conn {
-    /// A connection in the calling thread's network namespace.
+    /// A connection in the calling thread's network namespace. Room in the socket for the
+    /// acknowledgements of a whole send (each costs the kernel far more than its 36 bytes):
+    /// the default would drop some.
     pub fn open(place: impl Into<String>) -> Result<Conn> {
         let place = place.into();
-        let sock = Socket::new(NETLINK_ROUTE)
-            .with_context(|| format!("cannot open a netlink socket ({place})"))?;
-        Conn::from_socket(sock, place)
-    }
-
-    pub fn from_socket(sock: Socket, place: String) -> Result<Conn> {
-        // Errors carry only the header of the failed request, and a message when the kernel
-        // has one to give.
-        let _ = sock.set_cap_ack(true);
-        let _ = sock.set_ext_ack(true);
-        // Room in the socket for the acknowledgements of a whole send (each costs the kernel
-        // far more than its 36 bytes): the default would drop some.
-        let _ = sock.set_rx_buf_sz(SOCK_BUF);
-        // A lost answer is an error, not a run that waits for ever.
-        let tv = libc::timeval {
-            tv_sec: 10,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt on our own socket with a live timeval of the size given.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&sock),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        // Dump requests are checked strictly, and their filters (a route table) honoured.
-        let _ = sock.set_netlink_get_strict_chk(true);
+        let sock = netlink::socket(netlink::NETLINK_ROUTE)
+            .acks()
+            .recv_buffer(SOCK_BUF)
+            .timeout(std::time::Duration::from_secs(10))
+            .strict()
+            .open(&place)?;
         Ok(Conn {
             sock,
             seq: 0,
             place,
-            buf: take_buf(),
+            buf: RecvBuf::take(),
         })
     }
 
@@ -137,21 +91,12 @@ impl Conn {
         self.seq
     }
 
-    fn recv(&mut self) -> Result<usize> {
-        // SAFETY: the Vec<u64> backs this many initialised bytes, aligned for nlmsghdr.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<u8>(), self.buf.len() * 8)
-        };
-        let n = self
-            .sock
-            .recv(&mut &mut bytes[..], 0)
-            .with_context(|| format!("receiving from rtnetlink ({})", self.place))?;
-        Ok(n)
-    }
-
-    fn bytes(&self, n: usize) -> &[u8] {
-        // SAFETY: as in recv; n ≤ the buffer's length.
-        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), n) }
+    /// Receives one datagram: its bytes.
+    fn recv(&mut self) -> Result<&[u8]> {
+        let place = &self.place;
+        self.buf
+            .recv(&self.sock)
+            .with_context(|| format!("receiving from rtnetlink ({place})"))
     }
 
     /// Sends a dump request and collects every message of the answer.
@@ -188,37 +133,20 @@ impl Conn {
             .send_one(req, NLM_F_REQUEST | NLM_F_DUMP)
             .with_context(ctx)?;
         loop {
-            let n = self.recv().with_context(ctx)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let bytes = self.bytes(n);
-                let word = |at: usize| {
-                    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-                };
-                let len = word(off) as usize;
-                if len < 16 || off + len > n {
-                    bail!("{}: a malformed netlink message", ctx());
-                }
-                let ty = u16::from_ne_bytes([bytes[off + 4], bytes[off + 5]]);
-                let msg_seq = word(off + 8);
-                let msg = &bytes[off..off + len];
-                off += (len + 3) & !3;
-                if msg_seq != seq {
+            for m in netlink::messages(self.recv().with_context(ctx)?) {
+                let m = m.map_err(|_| anyhow!("{}: a malformed netlink message", ctx()))?;
+                if m.seq != seq {
                     continue;
                 }
                 // NLMSG_DONE and NLMSG_ERROR carry a code; a refused dump ends with it.
-                if ty == NLMSG_DONE || ty == NLMSG_ERROR {
-                    let code = if msg.len() >= 20 {
-                        i32::from_ne_bytes([msg[16], msg[17], msg[18], msg[19]])
-                    } else {
-                        0
-                    };
+                if m.ty == NLMSG_DONE || m.ty == NLMSG_ERROR {
+                    let code = m.code();
                     if code < 0 {
                         bail!("{}: {}", ctx(), errno_text(-code));
                     }
                     return Ok(());
                 }
-                each(msg).with_context(ctx)?;
+                each(m.bytes).with_context(ctx)?;
             }
         }
     }
@@ -248,8 +176,7 @@ impl Conn {
         let ctx = || format!("cannot read {what} ({place})");
         let seq = self.send_one(req, NLM_F_REQUEST).with_context(ctx)?;
         loop {
-            let n = self.recv().with_context(ctx)?;
-            let bytes = self.bytes(n);
+            let bytes = self.recv().with_context(ctx)?;
             let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
                 .map_err(|e| anyhow!("{e}"))
                 .with_context(ctx)?;
@@ -287,7 +214,7 @@ impl Conn {
                 msg.header.sequence_number = seq;
                 msg.finalize();
                 let at = out.len();
-                out.resize(at + ((msg.buffer_len() + 3) & !3), 0);
+                out.resize(at + netlink::align(msg.buffer_len()), 0);
                 msg.serialize(&mut out[at..at + msg.buffer_len()]);
                 i += 1;
             }
@@ -303,8 +230,8 @@ impl Conn {
             }
             let mut left = i - start;
             while left > 0 {
-                let n = match self.recv() {
-                    Ok(n) => n,
+                let bytes = match self.recv() {
+                    Ok(b) => b,
                     Err(e) => {
                         let msg = format!("{e:#}");
                         for (k, slot) in results.iter_mut().enumerate().take(i).skip(start) {
@@ -316,7 +243,7 @@ impl Conn {
                         break;
                     }
                 };
-                for (seq, code, text) in acks(self.bytes(n)) {
+                for (seq, code, text) in acks(bytes) {
                     let k = seq.wrapping_sub(first_seq) as usize;
                     if k >= i - start || results[start + k].is_some() {
                         continue;
@@ -364,41 +291,18 @@ impl Conn {
 /// The acknowledgements in a receive buffer: (sequence number, error code, extack message).
 fn acks(buf: &[u8]) -> Vec<(u32, i32, Option<String>)> {
     let mut out = Vec::new();
-    let mut off = 0;
-    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let u16_at = |b: &[u8], o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
-    while off + 16 <= buf.len() {
-        let len = u32_at(buf, off) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
+    for m in netlink::messages(buf).map_while(Result::ok) {
+        if m.ty != NLMSG_ERROR || m.bytes.len() < netlink::HDR + 4 {
+            continue;
         }
-        let ty = u16_at(buf, off + 4);
-        let flags = u16_at(buf, off + 6);
-        let seq = u32_at(buf, off + 8);
-        if ty == NLMSG_ERROR && len >= 20 {
-            let code = u32_at(buf, off + 16) as i32;
-            // The error code, then the request's header (NETLINK_CAP_ACK: header only), then
-            // attributes when the kernel has a message for us.
-            let mut text = None;
-            let mut a = off + 20 + 16;
-            if flags & NLM_F_ACK_TLVS != 0 {
-                while a + 4 <= off + len {
-                    let alen = usize::from(u16_at(buf, a));
-                    let aty = u16_at(buf, a + 2) & 0x3fff;
-                    if alen < 4 || a + alen > off + len {
-                        break;
-                    }
-                    if aty == NLMSGERR_ATTR_MSG {
-                        let v = &buf[a + 4..a + alen];
-                        let v = v.split(|b| *b == 0).next().unwrap_or(v);
-                        text = Some(String::from_utf8_lossy(v).into_owned());
-                    }
-                    a += (alen + 3) & !3;
-                }
-            }
-            out.push((seq, code, text));
-        }
-        off += (len + 3) & !3;
+        // The error code, then the request's header (NETLINK_CAP_ACK: header only), then
+        // attributes when the kernel has a message for us.
+        let text = (m.flags & NLM_F_ACK_TLVS != 0)
+            .then(|| m.payload().get(4 + netlink::HDR..))
+            .flatten()
+            .and_then(|tlvs| netlink::find(tlvs, NLMSGERR_ATTR_MSG))
+            .map(netlink::string_of);
+        out.push((m.seq, m.code(), text));
     }
     out
 }

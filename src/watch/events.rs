@@ -6,21 +6,24 @@
 //! [`Event`]: a line saying what changed, and whether it concerns the topology.
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ipnetwork::IpNetwork;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::sys::Socket;
-use rtnetlink::sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
 
+use crate::netlink::{
+    self, Attr, Msg, NETLINK_NETFILTER, NETLINK_ROUTE, RecvBuf, Socket, string_of,
+};
 use crate::plumbing::netns;
 
-const NFNLGRP_NFTABLES: u32 = 7;
+/// NFNLGRP_NFTABLES.
+const NFT_GROUPS: [u32; 1] = [7];
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// RTNLGRP_LINK, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, IPV4_NETCONF, IPV6_NETCONF.
 const RTNL_GROUPS: [u32; 7] = [1, 5, 7, 9, 11, 24, 25];
@@ -72,16 +75,11 @@ pub enum Kind {
     Rtnl,
 }
 
-fn subscribe(protocol: isize, groups: &[u32], place: String, kind: Kind) -> Result<Sub> {
-    let mut sock = Socket::new(protocol).with_context(|| format!("netlink socket ({place})"))?;
-    sock.bind_auto()
-        .with_context(|| format!("binding a netlink socket ({place})"))?;
-    for g in groups {
-        sock.add_membership(*g)
-            .with_context(|| format!("joining netlink group {g} ({place})"))?;
-    }
-    let _ = sock.set_rx_buf_sz(SOCK_BUF);
-    sock.set_non_blocking(true)?;
+fn subscribe(protocol: isize, groups: &'static [u32], place: String, kind: Kind) -> Result<Sub> {
+    let sock = netlink::socket(protocol)
+        .groups(groups)
+        .recv_buffer(SOCK_BUF)
+        .open(&place)?;
     Ok(Sub {
         sock,
         place,
@@ -93,12 +91,7 @@ fn subscribe(protocol: isize, groups: &[u32], place: String, kind: Kind) -> Resu
 /// nf_tables notifications and the host's rtnetlink groups.
 pub fn host_subs() -> Result<Vec<Sub>> {
     Ok(vec![
-        subscribe(
-            NETLINK_NETFILTER,
-            &[NFNLGRP_NFTABLES],
-            "host".into(),
-            Kind::Nft,
-        )?,
+        subscribe(NETLINK_NETFILTER, &NFT_GROUPS, "host".into(), Kind::Nft)?,
         subscribe(NETLINK_ROUTE, &RTNL_GROUPS, "host".into(), Kind::Rtnl)?,
     ])
 }
@@ -121,12 +114,7 @@ pub fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
             Kind::Rtnl,
         )?];
         if tables.contains(name) {
-            subs.push(subscribe(
-                NETLINK_NETFILTER,
-                &[NFNLGRP_NFTABLES],
-                place,
-                Kind::Nft,
-            )?);
+            subs.push(subscribe(NETLINK_NETFILTER, &NFT_GROUPS, place, Kind::Nft)?);
         }
         Ok(subs)
     })
@@ -137,17 +125,17 @@ pub fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
 }
 
 impl Sub {
-    pub fn fd(&self) -> i32 {
-        self.sock.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 
     /// Reads what is queued. An overrun (ENOBUFS) lost notifications: that is an event of its
     /// own, which always counts.
-    pub fn read(&mut self, buf: &mut [u8], interest: &Interest) -> Vec<Event> {
+    pub fn read(&mut self, buf: &mut RecvBuf, interest: &Interest) -> Vec<Event> {
         let mut out = Vec::new();
         loop {
-            let n = match self.sock.recv(&mut &mut buf[..], 0) {
-                Ok(n) => n,
+            let bytes = match buf.recv(&self.sock) {
+                Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     out.push(Event {
@@ -165,7 +153,7 @@ impl Sub {
                     break;
                 }
             };
-            for m in split(&buf[..n]) {
+            for m in netlink::messages(bytes).map_while(Result::ok) {
                 match self.kind {
                     Kind::Nft => out.extend(self.nft.take(m, interest, &self.place)),
                     Kind::Rtnl => out.extend(rtnl(m, interest, &self.place)),
@@ -180,50 +168,40 @@ impl Sub {
 /// while the kernel tears it down (and its veth with it, which rtnetlink reports) up to a
 /// second later.
 pub struct Dir {
-    fd: std::os::fd::OwnedFd,
+    inotify: Inotify,
 }
 
 impl Dir {
     /// None when the directory is not there (yet).
     pub fn open() -> Option<Dir> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: inotify_init1 returns a new descriptor we own, or -1.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return None;
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let path = std::ffi::CString::new(netns::RUN_DIR).ok()?;
-        let mask = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
-        // SAFETY: a live inotify descriptor and a NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) };
-        (wd >= 0).then_some(Dir { fd })
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO;
+        inotify.add_watch(netns::RUN_DIR, mask).ok()?;
+        Some(Dir { inotify })
     }
 
-    pub fn fd(&self) -> i32 {
-        self.fd.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
     }
 
     /// The entries of /run/netns that came or went.
-    pub fn read(&self, buf: &mut [u8], interest: &Interest) -> Vec<Event> {
+    pub fn read(&self, interest: &Interest) -> Vec<Event> {
         let mut out = Vec::new();
-        loop {
-            // SAFETY: read(2) into our own buffer of the length given.
-            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
                 break;
             }
-            let mut b = &buf[..n as usize];
-            // struct inotify_event: wd, mask, cookie, len, then a NUL-padded name.
-            while b.len() >= 16 {
-                let mask = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-                let len = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]) as usize;
-                let Some(name) = b.get(16..16 + len) else {
-                    break;
-                };
-                let name = text(name);
-                let gone = mask & (libc::IN_DELETE | libc::IN_MOVED_FROM) != 0;
+            for e in events {
+                let name = e
+                    .name
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let gone = e
+                    .mask
+                    .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
                 out.push(Event {
                     what: format!(
                         "namespace {name} {} {}",
@@ -232,49 +210,10 @@ impl Dir {
                     ),
                     ours: interest.namespaces.contains(&name),
                 });
-                b = &b[16 + len..];
             }
         }
         out
     }
-}
-
-/// The messages of one datagram.
-fn split(buf: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
-        }
-        out.push(&buf[off..off + len]);
-        off += (len + 3) & !3;
-    }
-    out
-}
-
-fn msg_type(m: &[u8]) -> u16 {
-    u16::from_ne_bytes([m[4], m[5]])
-}
-
-/// (type, payload) of each attribute in `b`.
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((ty, &b[4..len]));
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
 }
 
 /// nf_tables notifications come a transaction at a time, closed by NEWGEN with the pid and
@@ -288,47 +227,17 @@ pub struct NftReader {
 }
 
 impl NftReader {
-    fn take(&mut self, m: &[u8], interest: &Interest, place: &str) -> Vec<Event> {
-        let ty = msg_type(m);
-        if ty >> 8 != NFNL_SUBSYS_NFTABLES || m.len() < 20 {
+    fn take(&mut self, m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
+        if m.ty >> 8 != NFNL_SUBSYS_NFTABLES || m.bytes.len() < 20 {
             return Vec::new();
         }
-        let family = m[16];
-        let a = attrs(&m[20..]);
-        let get = |t: u16| a.iter().find(|(k, _)| *k == t).map(|(_, v)| text(v));
-        let msg = ty & 0xff;
+        // nfgenmsg: the family first, then version and resource id.
+        let family = m.payload()[0];
+        let body = &m.payload()[4..];
+        let get = |t: u16| netlink::find(body, t).map(string_of);
+        let msg = m.ty & 0xff;
         if msg == 15 {
-            // NEWGEN: NFTA_GEN_PROC_PID (big-endian u32), NFTA_GEN_PROC_NAME.
-            let pid = a
-                .iter()
-                .find(|(k, _)| *k == 2)
-                .and_then(|(_, v)| v.get(..4))
-                .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
-            let events = std::mem::take(&mut self.pending);
-            if pid == Some(std::process::id()) {
-                return Vec::new();
-            }
-            // A table deleted takes its chains, rules and sets with it: say the table only.
-            let gone: Vec<String> = events
-                .iter()
-                .filter(|(_, _, del)| *del)
-                .map(|(_, t, _)| t.clone())
-                .collect();
-            let events = events
-                .into_iter()
-                .filter(|(_, t, del)| *del || !gone.contains(t))
-                .map(|(e, _, _)| e);
-            let by = match (get(3), pid) {
-                (Some(n), Some(p)) => format!(" (by {n}, pid {p})"),
-                (None, Some(p)) => format!(" (by pid {p})"),
-                _ => String::new(),
-            };
-            return events
-                .map(|e| Event {
-                    what: format!("{}{by}", e.what),
-                    ..e
-                })
-                .collect();
+            return self.commit(body);
         }
         let fam = match family {
             1 => "inet",
@@ -383,23 +292,56 @@ impl NftReader {
             .push((Event { what, ours }, key, obj == "table" && msg == 2));
         Vec::new()
     }
+
+    /// NEWGEN (its attributes `body`: NFTA_GEN_PROC_PID, a big-endian u32, and
+    /// NFTA_GEN_PROC_NAME): the transaction's events, unless it was this process's.
+    fn commit(&mut self, body: &[u8]) -> Vec<Event> {
+        let pid = netlink::find(body, 2)
+            .and_then(|v| v.get(..4))
+            .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        let events = std::mem::take(&mut self.pending);
+        if pid == Some(std::process::id()) {
+            return Vec::new();
+        }
+        // A table deleted takes its chains, rules and sets with it: say the table only.
+        let gone: Vec<String> = events
+            .iter()
+            .filter(|(_, _, del)| *del)
+            .map(|(_, t, _)| t.clone())
+            .collect();
+        let events = events
+            .into_iter()
+            .filter(|(_, t, del)| *del || !gone.contains(t))
+            .map(|(e, _, _)| e);
+        let by = match (netlink::find(body, 3).map(string_of), pid) {
+            (Some(n), Some(p)) => format!(" (by {n}, pid {p})"),
+            (None, Some(p)) => format!(" (by pid {p})"),
+            _ => String::new(),
+        };
+        events
+            .map(|e| Event {
+                what: format!("{}{by}", e.what),
+                ..e
+            })
+            .collect()
+    }
 }
 
 /// NETCONFA_IFINDEX_ALL (-1) with NETCONFA_FORWARDING: `ip_forward` (or IPv6's
 /// `all.forwarding`) itself changed.
-fn all_forwarding(m: &[u8]) -> bool {
-    // nlmsghdr (16), struct netconfmsg padded to 4, then the attributes.
-    let a = attrs(m.get(20..).unwrap_or_default());
-    let all = a
-        .iter()
-        .any(|(k, v)| *k == NETCONFA_IFINDEX && v.get(..4) == Some(&(-1i32).to_ne_bytes()[..]));
-    all && a.iter().any(|(k, _)| *k == NETCONFA_FORWARDING)
+fn all_forwarding(m: Msg) -> bool {
+    // struct netconfmsg padded to 4, then the attributes.
+    let a = || netlink::attrs(m.payload().get(4..).unwrap_or_default());
+    let all = a().any(|x: Attr| {
+        x.ty == NETCONFA_IFINDEX && x.value.get(..4) == Some(&(-1i32).to_ne_bytes()[..])
+    });
+    all && a().any(|x| x.ty == NETCONFA_FORWARDING)
 }
 
 /// An rtnetlink notification. Inside a namespace of the topology everything is its own.
-fn rtnl(m: &[u8], interest: &Interest, place: &str) -> Vec<Event> {
+fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
     let in_ns = place != "host";
-    let ty = msg_type(m);
+    let ty = m.ty;
     if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
         // In a namespace only a change of forwarding for all its interfaces (ip_forward,
         // net.ipv6.conf.all.forwarding) is nsfw's setting; the kernel also says
@@ -410,7 +352,7 @@ fn rtnl(m: &[u8], interest: &Interest, place: &str) -> Vec<Event> {
             ours,
         }];
     }
-    let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m) else {
+    let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes) else {
         return Vec::new();
     };
     let NetlinkPayload::InnerMessage(inner) = msg.payload else {

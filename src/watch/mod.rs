@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
 use crate::engine::{self, Target};
+use crate::netlink::RecvBuf;
 use crate::plumbing::Observed;
 use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
@@ -329,18 +333,18 @@ impl Watch {
     }
 
     /// Reads every socket that poll said is readable; the events that concern the topology.
-    fn read(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) -> Vec<Event> {
+    fn read(&mut self, ready: &[bool], buf: &mut RecvBuf) -> Vec<Event> {
         let mut out = Vec::new();
         let subs = self.host.len() + self.ns.len();
         for (i, s) in self.host.iter_mut().chain(self.ns.iter_mut()).enumerate() {
-            if fds.get(i).is_some_and(|p| p.revents != 0) {
+            if ready.get(i) == Some(&true) {
                 out.extend(s.read(buf, &self.interest));
             }
         }
         if let Some(d) = &self.dir
-            && fds.get(subs).is_some_and(|p| p.revents != 0)
+            && ready.get(subs) == Some(&true)
         {
-            out.extend(d.read(buf, &self.interest));
+            out.extend(d.read(&self.interest));
         }
         out.into_iter().filter(|e| e.ours).collect()
     }
@@ -372,7 +376,7 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
         w.ns.iter().filter(|s| s.kind == events::Kind::Nft).count()
     );
     w.check(&[])?;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = RecvBuf::take();
     let mut due: Option<Instant> = None;
     let mut why: Vec<String> = Vec::new();
     loop {
@@ -406,37 +410,19 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
             .flatten()
             .min();
         let timeout = match wake {
-            Some(at) => at
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(i32::MAX as u128) as i32,
-            None => -1,
+            Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
         };
-        let mut fds: Vec<libc::pollfd> = w
-            .host
-            .iter()
-            .chain(w.ns.iter())
-            .map(|s| s.fd())
-            .chain(w.dir.as_ref().map(|d| d.fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: poll(2) on descriptors we own, with the length of the array.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            bail!("waiting for notifications: {e}");
-        }
-        if n == 0 {
+        let ready = match wait(&w, timeout) {
+            Ok(r) => r,
+            Err(Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for notifications: {}", std::io::Error::from(e)),
+        };
+        if !ready.contains(&true) {
             continue;
         }
-        let got = w.read(&fds, &mut buf);
+        let got = w.read(&ready, &mut buf);
         if got.is_empty() {
             continue;
         }
@@ -457,4 +443,23 @@ pub fn run(path: &Path, opts: Options) -> Result<()> {
             due = Some(Instant::now() + w.opts.debounce);
         }
     }
+}
+
+/// Sleeps in poll(2) on every socket and the directory watch until one is readable or
+/// `timeout` passes: which of them are, in that order (flags nix cannot name are still
+/// something to read).
+fn wait(w: &Watch, timeout: PollTimeout) -> nix::Result<Vec<bool>> {
+    let mut fds: Vec<PollFd> = w
+        .host
+        .iter()
+        .chain(w.ns.iter())
+        .map(|s| s.fd())
+        .chain(w.dir.as_ref().map(|d| d.fd()))
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    poll(&mut fds, timeout)?;
+    Ok(fds
+        .iter()
+        .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
+        .collect())
 }
