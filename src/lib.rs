@@ -4,6 +4,12 @@
 //! `plumbing::observe` + `firewall::observe` → `plan` (diff, ordered) → `plan::execute` and
 //! the one nftables batch → observe again. `engine` ties them together under the lock and
 //! the write-ahead record of `state`; `commands` are the CLI's thin layer over it.
+//!
+//! No `unsafe` but where no safe API exists, each item marked `#[allow(unsafe_code)]` with its
+//! SAFETY note: the sandbox's pre-exec hook (`sandbox::run`) and the signal handlers
+//! (`signals::install`). The FFI to libnftnl lives in the nft crate.
+
+#![deny(unsafe_code)]
 
 pub mod output;
 

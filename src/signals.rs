@@ -14,6 +14,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Installs the handlers; a failure leaves the default (the record still covers a kill).
+/// nix's `sigaction` is unsafe (a handler runs in the middle of anything): no safe API.
+#[allow(unsafe_code)]
 pub fn install() {
     let act = SigAction::new(
         SigHandler::Handler(on_signal),

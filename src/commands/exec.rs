@@ -53,15 +53,7 @@ fn bind_etc(ns: &str) -> Result<()> {
     let Some(etc) = safefs::open_dir(Path::new(netns::ETC_DIR))? else {
         return Ok(());
     };
-    let dir = match nix::fcntl::openat(
-        &etc,
-        ns,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    ) {
+    let dir = match safefs::open_dir_at(&etc, ns) {
         Ok(d) => d,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => bail!("{}/{ns}: {e}", netns::ETC_DIR),

@@ -529,16 +529,7 @@ fn host_build(
 /// How many namespace handles may be open at once: half the open-file limit (less what the
 /// rest of the run holds), between 4 and 256.
 fn fd_budget() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit with a valid pointer to a local.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        64
-    };
+    let soft = crate::plumbing::fd_limit().map_or(64, |n| usize::try_from(n).unwrap_or(usize::MAX));
     (soft.saturating_sub(48) / 2).clamp(4, 256)
 }
 

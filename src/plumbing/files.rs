@@ -41,15 +41,7 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
             ));
             continue;
         };
-        let dir = match nix::fcntl::openat(
-            &etc,
-            name.as_str(),
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_NOFOLLOW
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) {
+        let dir = match safefs::open_dir_at(&etc, name.as_str()) {
             Ok(d) => d,
             Err(_) => {
                 let what = safefs::kind_at(&etc, &name);
@@ -98,15 +90,7 @@ pub fn remove_resolv(ns: &str) -> Result<()> {
     let Some(netns) = safefs::open_dir(Path::new(ETC_DIR))? else {
         return Ok(());
     };
-    let dir = match nix::fcntl::openat(
-        &netns,
-        ns,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    ) {
+    let dir = match safefs::open_dir_at(&netns, ns) {
         Ok(d) => d,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(anyhow::anyhow!("{ETC_DIR}/{ns}: {e}")),

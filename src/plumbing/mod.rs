@@ -17,19 +17,22 @@ pub use files::resolv_path;
 pub use observe::{Addr, FileObs, Link, NodeObs, NsObs, Observed, Query, Route, observe};
 pub use rtnl::{Conn, Req};
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
 /// Raises the soft limit on open files to the hard limit: a run opens a handful of
 /// descriptors per worker thread, and other code (libraries, the nft socket) should never be
 /// the one to hit a low soft limit such as 256 or 1024.
 pub fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
+}
+
+/// The soft limit on open files; None when the kernel does not say.
+pub fn fd_limit() -> Option<u64> {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
 }

@@ -2,11 +2,13 @@
 //! the servers the checks talk to (each tells a client the source address it saw). No `ping`,
 //! no `nc`.
 
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
 use anyhow::{Context, Result, anyhow};
+use nix::sys::socket::{SockaddrStorage, recvfrom};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::plumbing::netns;
@@ -167,29 +169,32 @@ fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Optio
                 break;
             }
             sock.set_read_timeout(Some(left))?;
-            let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-            let (n, from) = match sock.recv_from(&mut buf) {
+            let mut b = [0u8; 1500];
+            let (n, from) = match recvfrom::<SockaddrStorage>(sock.as_raw_fd(), &mut b) {
                 Ok(x) => x,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    break;
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) {
+                        break;
+                    }
+                    return Err(anyhow!("receiving from {to}: {e}"));
                 }
-                Err(e) => return Err(anyhow!("receiving from {to}: {e}")),
             };
-            // SAFETY: recv_from initialised the first n bytes.
-            let b: Vec<u8> = buf[..n]
-                .iter()
-                .map(|x| unsafe { x.assume_init() })
-                .collect();
+            let b = &b[..n];
             // A raw IPv4 socket hands over the IP header too; an IPv6 one does not.
             let icmp = match to {
                 IpAddr::V4(_) if b.len() >= 20 => &b[usize::from(b[0] & 0x0f) * 4..],
                 IpAddr::V4(_) => continue,
-                IpAddr::V6(_) => &b[..],
+                IpAddr::V6(_) => b,
             };
-            let src = from.as_socket().map(|a| a.ip());
+            let src = from.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|a| IpAddr::V4(a.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+            });
             if icmp.len() >= 8
                 && icmp[0] == reply
                 && src == Some(to)
@@ -209,8 +214,7 @@ fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Optio
 }
 
 fn thread_id() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
+    nix::unistd::gettid().as_raw() as u32
 }
 
 /// Sends a datagram and waits for the answer of a [`serve_udp_echo`] server. `None`: no answer

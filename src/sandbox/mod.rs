@@ -68,6 +68,7 @@ pub fn inside() -> bool {
 /// thread (see the SAFETY note below). /run/netns, /etc/netns and /run/nsfw are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
 /// created them and they are empty again.
+#[allow(unsafe_code)]
 pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
+use nix::NixPath;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
@@ -42,16 +43,21 @@ pub fn kind_at(dir: impl AsFd, name: &str) -> &'static str {
     }
 }
 
+/// Opens directory `name` under `dir` without following a symlink in its place: ELOOP for a
+/// symlink, ENOTDIR for another kind of file.
+pub fn open_dir_at<P: ?Sized + NixPath>(dir: impl AsFd, name: &P) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// Opens an existing directory by absolute path, refusing a symlink in its last component.
 /// `Ok(None)`: it does not exist.
 pub fn open_dir(path: &Path) -> Result<Option<OwnedFd>> {
-    let cwd = nix::fcntl::AT_FDCWD;
-    match openat(
-        cwd,
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    match open_dir_at(nix::fcntl::AT_FDCWD, path) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
         Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => Err(anyhow!(
@@ -70,13 +76,7 @@ pub fn ensure_dir(dir: impl AsFd, name: &str, what: &str) -> Result<OwnedFd> {
         Err(Errno::EEXIST) => false,
         Err(e) => return Err(anyhow!("cannot create {what}: {e}")),
     };
-    let fd = openat(
-        &dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
+    let fd = open_dir_at(&dir, name).map_err(|e| match e {
         Errno::ELOOP | Errno::ENOTDIR => anyhow!(
             "{what} is not a directory (a symlink or a file is in its place); nsfw does not follow it"
         ),
