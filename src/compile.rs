@@ -52,7 +52,7 @@ pub fn default_route() -> IpNetwork {
 pub fn compile(t: &Topology) -> Desired {
     let mut d = Desired {
         topology: t.name.clone(),
-        mark: t.owner_mark(),
+        mark: crate::owner::mark(&t.name),
         source: t.source.display().to_string(),
         ..Default::default()
     };

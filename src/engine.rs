@@ -38,7 +38,7 @@ impl<'a> Target<'a> {
         };
         Target {
             desired: Desired {
-                mark: crate::topology::owner_mark(&name),
+                mark: crate::owner::mark(&name),
                 topology: name,
                 ..Default::default()
             },

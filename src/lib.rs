@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod output;
+pub mod owner;
 
 pub mod cli;
 pub mod cni;

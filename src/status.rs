@@ -11,9 +11,9 @@ use ipnetwork::IpNetwork;
 use serde_json::{Value as J, json};
 
 use crate::firewall::publish::{ANY, ANY6, AT, AT6};
+use crate::owner::{self, topology_of};
 use crate::plumbing::Observed;
 use crate::plumbing::observe::NodeObs;
-use crate::topology::mark_owner;
 use nft::dump::Dumped;
 use nft::{ElemData, Rule, Stmt, Value, Verdict};
 
@@ -224,7 +224,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
 /// Every topology the host holds marks of.
 pub fn gather(o: &Observed) -> Vec<Topology> {
     let mut names: BTreeSet<String> = BTreeSet::new();
-    let owner = |m: Option<&str>| m.and_then(mark_owner).map(str::to_string);
+    let owner = |m: Option<&str>| m.and_then(topology_of).map(str::to_string);
     names.extend(
         o.namespaces
             .values()
@@ -240,7 +240,7 @@ pub fn gather(o: &Observed) -> Vec<Topology> {
         o.nft
             .tables
             .iter()
-            .filter(|t| t.name.starts_with("nsfw_"))
+            .filter(|t| owner::is_table(&t.name))
             .filter_map(|t| owner(t.comment.as_deref())),
     );
     // Which namespace holds an address, for the published ports.
@@ -252,7 +252,7 @@ pub fn gather(o: &Observed) -> Vec<Topology> {
     }
     let mut out = Vec::new();
     for name in names {
-        let mark = crate::topology::owner_mark(&name);
+        let mark = owner::mark(&name);
         let mut t = Topology {
             name: name.clone(),
             ..Default::default()
@@ -274,7 +274,7 @@ pub fn gather(o: &Observed) -> Vec<Topology> {
                     .push((n.clone(), ifaces(&ns.node, &|l| l.name != "lo")));
             }
         }
-        let table = crate::firewall::table_name(&name);
+        let table = owner::table(&name);
         if let Some(d) = o.nft.own.get(&table)
             && d.table.comment.as_deref() == Some(&mark)
         {

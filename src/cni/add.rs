@@ -18,6 +18,7 @@ use super::ipam::{self, Lease};
 use super::links::{self, Plug};
 use super::result::{self, Iface};
 use super::{host, names, ruleset, table};
+use crate::owner;
 use crate::plumbing::{Conn, msgs};
 use ::nft::socket::NftSocket;
 use ::nft::{Element, Value as NValue};
@@ -39,7 +40,7 @@ pub fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
     let host_end = names::host_veth(&c.name, &env.container_id, &env.ifname);
     if let Some(l) = links::get_link(&mut conn, &host_end)? {
         let what = if l.alias.as_deref()
-            == Some(names::veth_alias(&c.name, &env.container_id, &env.ifname).as_str())
+            == Some(owner::veth_alias(&c.name, &env.container_id, &env.ifname).as_str())
         {
             "ADD was called twice without a DEL in between"
         } else {
@@ -131,7 +132,7 @@ fn attach_locked(
         }
         (None, None) => return Err(CniError::config("no subnet and no ipam")),
     };
-    let owner = names::owner(&env.container_id, &env.ifname);
+    let owner = owner::element_owner(&env.container_id, &env.ifname);
     let mine = table::container_elements(lease.addr.ip(), &c.ports, &owner);
     for (set, e) in &mine {
         if let Some(who) = taken_by(&held, set, e, &owner) {
@@ -200,10 +201,12 @@ fn others_ports(sock: &mut NftSocket, c: &NetConf) -> CniResult<()> {
     if c.ports.is_empty() {
         return Ok(());
     }
-    let mine = names::table(&c.name);
+    let mine = owner::cni_table(&c.name);
     let mut others = Vec::new();
     for info in sock.tables()? {
-        if info.family == ::nft::Family::Inet && info.name.starts_with("nsfw_") && info.name != mine
+        if info.family == ::nft::Family::Inet
+            && crate::owner::is_table(&info.name)
+            && info.name != mine
         {
             others.push(sock.read_table(&info)?);
         }

@@ -11,7 +11,8 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use super::config::NetConf;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{ipam, links, names, result, ruleset, table};
+use super::{ipam, links, result, ruleset, table};
+use crate::owner;
 use crate::plumbing::Conn;
 use crate::plumbing::observe::read_node;
 use crate::state::Access;
@@ -56,12 +57,12 @@ fn links_drift(
     let bridge = links::get_link(&mut conn, &c.bridge)?;
     match &bridge {
         None => drift.push(format!("bridge {} is missing", c.bridge)),
-        Some(b) if b.alias.as_deref() != Some(names::network_mark(&c.name).as_str()) => drift.push(
+        Some(b) if b.alias.as_deref() != Some(owner::network_mark(&c.name).as_str()) => drift.push(
             format!("bridge {} is not marked as network {}'s", c.bridge, c.name),
         ),
         Some(_) => {}
     }
-    let alias = names::veth_alias(&c.name, &env.container_id, &env.ifname);
+    let alias = owner::veth_alias(&c.name, &env.container_id, &env.ifname);
     match links::find_host_end(&mut conn, &c.name, &env.container_id, &env.ifname)? {
         None => drift.push(format!(
             "the host end of its veth (alias {alias}) is missing"
@@ -140,7 +141,7 @@ fn nft_drift(
         }
         Err(e) => return Err(e),
     };
-    let tname = names::table(&c.name);
+    let tname = owner::cni_table(&c.name);
     if !held.exists {
         drift.push(format!("nftables table inet {tname} is missing"));
         return Ok(());
@@ -162,7 +163,7 @@ fn nft_drift(
         drift.push("prevResult names no IPv4 address for the container".into());
         return Ok(());
     };
-    let owner = names::owner(&env.container_id, &env.ifname);
+    let owner = owner::element_owner(&env.container_id, &env.ifname);
     let subnet = Ipv4Network::new(addr.network(), addr.prefix()).unwrap_or(*addr);
     let show = |set: &str, e: &Element| format!("{set} {}", ::nft::render::element(e));
     for (set, e) in table::container_elements(addr.ip(), &c.ports, &owner) {

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use super::config::{Attachment, NetConf};
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{host, ipam, links, names, ruleset};
+use super::{host, ipam, links, ruleset};
+use crate::owner;
 use crate::plumbing::{Conn, msgs};
 use crate::state::{Access, Lock};
 use ::nft::socket::NftSocket;
@@ -23,7 +24,7 @@ pub fn del(env: &Env, c: &NetConf) -> CniResult<()> {
         if let Some(l) = links::find_host_end(&mut conn, &c.name, &env.container_id, &env.ifname)? {
             conn.run_all(&[msgs::del_link(&l.name, l.index)])?;
         }
-        let owner = names::owner(&env.container_id, &env.ifname);
+        let owner = owner::element_owner(&env.container_id, &env.ifname);
         let mut sock = NftSocket::open()?;
         match ruleset::read(&mut sock, &c.name) {
             Ok(held) => {
@@ -63,7 +64,7 @@ fn finish(
     }
     ruleset::send(sock, &ruleset::remove_ops(held))?;
     if let Some(b) = links::get_link(conn, &c.bridge)?
-        && b.alias.as_deref() == Some(names::network_mark(&c.name).as_str())
+        && b.alias.as_deref() == Some(owner::network_mark(&c.name).as_str())
     {
         conn.run_all(&[msgs::del_link(&b.name, b.index)])?;
     }
@@ -87,14 +88,14 @@ pub fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
     let valid: BTreeSet<String> = c
         .valid
         .iter()
-        .map(|a: &Attachment| names::owner(&a.container_id, &a.ifname))
+        .map(|a: &Attachment| owner::element_owner(&a.container_id, &a.ifname))
         .collect();
     let mut stale: BTreeSet<(String, String)> = BTreeSet::new();
     {
         let lock = super::lock(Access::Exclusive)?;
         let mut conn = Conn::open("host")?;
         for (l, ct, ifn) in links::host_ends(&mut conn, &c.name)? {
-            if !valid.contains(&names::owner(&ct, &ifn)) {
+            if !valid.contains(&owner::element_owner(&ct, &ifn)) {
                 conn.run_all(&[msgs::del_link(&l.name, l.index)])?;
                 stale.insert((ct, ifn));
             }
@@ -111,7 +112,7 @@ pub fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
                     if valid.contains(o) {
                         continue;
                     }
-                    if let Some((ct, ifn)) = names::parse_owner(o) {
+                    if let Some((ct, ifn)) = owner::parse_element_owner(o) {
                         stale.insert((ct.to_string(), ifn.to_string()));
                     }
                     gone.insert(o.to_string());

@@ -4,14 +4,11 @@
 
 use anyhow::Result;
 
+use crate::owner::network_user as user;
 use crate::plumbing::sysctl;
 use crate::state::{Lock, Record, Saved};
 
 const FORWARD: &str = "net.ipv4.ip_forward";
-
-fn user(network: &str) -> String {
-    format!("cni:{network}")
-}
 
 /// Turns forwarding on for `network` (recording the value from before, when nsfw changes it).
 pub fn need_forwarding(lock: &Lock, network: &str) -> Result<()> {

@@ -17,6 +17,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
 use super::config::NetConf;
 use super::error::{CniError, CniResult, code};
 use super::names;
+use crate::owner;
 use crate::plumbing::observe::{Link, parse_link};
 use crate::plumbing::{Conn, msgs, netns, sysctl};
 use crate::resources::RouteSpec;
@@ -82,7 +83,7 @@ pub fn container_has(path: &str, fd: &OwnedFd, ifname: &str) -> Result<bool> {
 /// (the host's 127.0.0.1 reaches published ports; the table's guard chain covers it). A link of
 /// that name that is not this network's bridge is a conflict.
 pub fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) -> CniResult<Link> {
-    let mark = names::network_mark(&conf.name);
+    let mark = owner::network_mark(&conf.name);
     let br = &conf.bridge;
     let link = match get_link(c, br)? {
         Some(l) => {
@@ -138,7 +139,7 @@ pub struct Plug<'a> {
 pub fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attached> {
     let net = &p.conf.name;
     let host = names::host_veth(net, p.container, p.ifname);
-    let alias = names::veth_alias(net, p.container, p.ifname);
+    let alias = owner::veth_alias(net, p.container, p.ifname);
     let host_mac = names::mac(net, p.container, p.ifname, "host");
     let peer_mac = p
         .conf
@@ -201,7 +202,7 @@ pub fn find_host_end(
     container: &str,
     ifname: &str,
 ) -> Result<Option<Link>> {
-    let alias = names::veth_alias(network, container, ifname);
+    let alias = owner::veth_alias(network, container, ifname);
     let name = names::host_veth(network, container, ifname);
     if let Some(l) = get_link(c, &name)?
         && (l.alias.as_deref() == Some(alias.as_str())
@@ -219,7 +220,7 @@ pub fn host_ends(c: &mut Conn, network: &str) -> Result<Vec<(Link, String, Strin
     Ok(crate::plumbing::observe::links(c)?
         .into_iter()
         .filter_map(|l| {
-            let (ct, ifn) = names::parse_veth_alias(network, l.alias.as_deref()?)?;
+            let (ct, ifn) = owner::parse_veth_alias(network, l.alias.as_deref()?)?;
             let (ct, ifn) = (ct.to_string(), ifn.to_string());
             Some((l, ct, ifn))
         })

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use super::error::{CniError, CniResult, code};
-use super::names;
 use super::table::{self, Elem};
 use crate::firewall::{self, NftPlan, NftState};
+use crate::owner;
 use ::nft::batch::Op;
 use ::nft::socket::NftSocket;
 use ::nft::{Element, Family, Set};
@@ -54,8 +54,8 @@ impl Held {
 /// Reads the network's table (its sets, when it exists) and iptables-nft's FORWARD side. A
 /// table of that name without the network's mark is a conflict.
 pub fn read(sock: &mut NftSocket, network: &str) -> CniResult<Held> {
-    let name = names::table(network);
-    let mark = names::network_mark(network);
+    let name = owner::cni_table(network);
+    let mark = owner::network_mark(network);
     let mut ipt = NftState {
         tables: sock.tables()?,
         ..Default::default()
@@ -105,7 +105,7 @@ fn element_ops(network: &str, elems: Vec<(String, Element)>, add: bool) -> Vec<O
                 elements,
                 ..table::declaration(&s)?
             };
-            let (family, table) = (Family::Inet, names::table(network));
+            let (family, table) = (Family::Inet, owner::cni_table(network));
             Some(if add {
                 Op::AddElements { family, table, set }
             } else {
@@ -119,7 +119,7 @@ fn element_ops(network: &str, elems: Vec<(String, Element)>, add: bool) -> Vec<O
 fn accepts(h: &Held, bridge: Option<&str>) -> Vec<Op> {
     let mut p = NftPlan::default();
     let bridges: Vec<String> = bridge.map(str::to_string).into_iter().collect();
-    firewall::place_accepts(&mut p, &names::network_mark(&h.network), &bridges, &h.ipt);
+    firewall::place_accepts(&mut p, owner::Mark::Network(&h.network), &bridges, &h.ipt);
     p.ops
 }
 
@@ -165,7 +165,7 @@ pub fn remove_ops(h: &Held) -> Vec<Op> {
     if h.exists {
         ops.push(Op::DeleteTable {
             family: Family::Inet,
-            name: names::table(&h.network),
+            name: owner::cni_table(&h.network),
         });
     }
     ops.extend(accepts(h, None));
@@ -177,7 +177,7 @@ pub fn accept_drift(h: &Held, bridge: &str) -> Vec<String> {
     let mut p = NftPlan::default();
     firewall::place_accepts(
         &mut p,
-        &names::network_mark(&h.network),
+        owner::Mark::Network(&h.network),
         &[bridge.to_string()],
         &h.ipt,
     );

@@ -5,7 +5,8 @@
 use super::config::NetConf;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{ipam, links, names, ruleset};
+use super::{ipam, links, ruleset};
+use crate::owner;
 use crate::plumbing::Conn;
 use ::nft::socket::NftSocket;
 
@@ -19,7 +20,7 @@ pub fn status(env: &Env, c: &NetConf) -> CniResult<()> {
     let mut conn = Conn::open("host").map_err(|e| not_available(format!("{e:#}")))?;
     if let Some(b) = links::get_link(&mut conn, &c.bridge)?
         && (b.kind.as_deref() != Some("bridge")
-            || b.alias.as_deref() != Some(names::network_mark(&c.name).as_str()))
+            || b.alias.as_deref() != Some(owner::network_mark(&c.name).as_str()))
     {
         return Err(not_available(format!(
             "interface {} is in the way: it is not network {}'s bridge",

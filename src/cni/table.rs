@@ -37,9 +37,9 @@
 use ipnetwork::{IpNetwork, Ipv4Network};
 
 use super::config::{NetConf, PortMap};
-use super::names;
 use crate::firewall::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
 use crate::firewall::publish;
+use crate::owner;
 use ::nft::{
     Base, Chain, ChainType, Datatype, ElemData, Element, Family, Field, Hook, MetaKey, Policy,
     PortNat, Rule, Set, Stmt, Table, Value, Verdict, ct_state, prio,
@@ -244,10 +244,10 @@ pub fn table(c: &NetConf) -> Table {
         ));
     }
     ::nft::Table {
-        comment: Some(names::network_mark(&c.name)),
+        comment: Some(owner::network_mark(&c.name)),
         sets: declarations(),
         chains,
-        ..Table::new(Family::Inet, &names::table(&c.name))
+        ..Table::new(Family::Inet, &owner::cni_table(&c.name))
     }
 }
 

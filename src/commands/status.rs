@@ -23,7 +23,8 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>)> {
         let mut nft = NftSocket::open()?;
         // Every namespace nsfw marked is read whole; the others only for their marks.
-        let deep = |_: &str, owner: Option<&str>| owner.is_some_and(|o| o.starts_with("nsfw:"));
+        let deep =
+            |_: &str, owner: Option<&str>| owner.and_then(crate::owner::topology_of).is_some();
         let none = |_: &str| Vec::new();
         let q = Query {
             deep: &deep,

@@ -36,7 +36,7 @@ impl Ruleset {
         let state = firewall::observe(sock)?;
         let mut tables = Vec::new();
         for info in &state.tables {
-            if info.family == Family::Inet && info.name.starts_with("nsfw_") {
+            if info.family == Family::Inet && crate::owner::is_table(&info.name) {
                 continue;
             }
             tables.push(sock.read_table(info)?);
@@ -58,7 +58,7 @@ impl Ruleset {
         if !ipt || !drop || t.bridges.is_empty() {
             return (table, None);
         }
-        let mark = t.owner_mark();
+        let mark = crate::owner::mark(&t.name);
         let target = if table.chain(DOCKER_USER).is_some() {
             DOCKER_USER
         } else {
@@ -83,7 +83,7 @@ impl Ruleset {
             .state
             .tables
             .iter()
-            .any(|k| k.family == Family::Inet && k.name == firewall::table_name(&t.name));
+            .any(|k| k.family == Family::Inet && k.name == crate::owner::table(&t.name));
         if !applied {
             return None;
         }

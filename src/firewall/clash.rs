@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::owner::Mark;
 use crate::topology::Topology;
 use nft::canon::decode_all;
 use nft::dump::Dumped;
@@ -26,11 +27,10 @@ struct Claim {
 
 /// The owner a table's comment names: `topology alpha` or `CNI network labnet`.
 fn owner_of(d: &Dumped) -> Option<String> {
-    let c = d.table.comment.as_deref()?;
-    if let Some(n) = c.strip_prefix(crate::cni::names::PREFIX) {
-        return Some(format!("CNI network {n}"));
-    }
-    crate::topology::mark_owner(c).map(|n| format!("topology {n}"))
+    Some(match Mark::parse(d.table.comment.as_deref()?)? {
+        Mark::Topology(n) => format!("topology {n}"),
+        Mark::Network(n) | Mark::Container { network: n, .. } => format!("CNI network {n}"),
+    })
 }
 
 /// One element of a publish map: (IPv6?, host address or any, protocol, host port) → the

@@ -11,7 +11,7 @@ pub(crate) mod publish;
 mod router;
 mod table;
 
-pub use table::{needs_localnet, table, table_name};
+pub use table::{needs_localnet, table};
 
 /// Whether the topology's policy judges traffic between namespaces on one bridge (isolation,
 /// or any allow/deny entry): then its bridges hand their bridged traffic to the IP hooks.
@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 
-use crate::topology::{BrNetfilter, Topology, owner_mark};
+use crate::owner::{self, Mark};
+use crate::topology::{BrNetfilter, Topology};
 use nft::batch::{self, Op};
 pub use nft::diff::NftLine;
 use nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
@@ -136,7 +137,7 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
         ..Default::default()
     };
     for t in s.tables.clone() {
-        if t.family == Family::Inet && t.name.starts_with("nsfw_") {
+        if t.family == Family::Inet && owner::is_table(&t.name) {
             s.own.insert(t.name.clone(), sock.read_table(&t)?);
         }
     }
@@ -168,12 +169,11 @@ pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
                     if ch == IPT_FORWARD {
                         s.docker_bridges = docker_bridges(&rules);
                     }
-                    s.placed.extend(rules.into_iter().filter(|r| {
-                        r.rule
-                            .comment
-                            .as_deref()
-                            .is_some_and(|c| c.starts_with("nsfw:") || c.starts_with("nsfw-cni:"))
-                    }));
+                    s.placed.extend(
+                        rules
+                            .into_iter()
+                            .filter(|r| owner::owned(r.rule.comment.as_deref(), |_| true)),
+                    );
                 }
             }
         }
@@ -185,7 +185,7 @@ pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
 pub fn observe_ns(name: &str, namespaces: &[String]) -> Result<BTreeMap<String, Option<Dumped>>> {
     let mut out = BTreeMap::new();
     for ns in namespaces {
-        let want = table_name(name);
+        let want = owner::table(name);
         let got = crate::plumbing::netns::run_in(ns, move || {
             let mut sock = NftSocket::open()?;
             let found = sock
@@ -308,9 +308,9 @@ pub fn prepare(t: &Topology) -> Prepared {
 /// The nft part of the plan for topology `t`, whose desired table `prep` holds.
 pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
     let mut p = NftPlan::default();
-    let mark = t.owner_mark();
+    let mark = owner::mark(&t.name);
     let want = prep.table;
-    let name = table_name(&t.name);
+    let name = owner::table(&t.name);
     let existing = s
         .tables
         .iter()
@@ -357,7 +357,7 @@ pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
     }
 
     let bridges: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
-    place_accepts(&mut p, &mark, &bridges, s);
+    place_accepts(&mut p, Mark::Topology(&t.name), &bridges, s);
     if !s.legacy_tables.is_empty() {
         p.warnings.push(format!(
             "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw can neither see nor fix them; check `iptables-legacy -S FORWARD`",
@@ -375,7 +375,7 @@ pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
 /// whatever nsfw's own table says (every base chain on the hook must accept). Plans the
 /// accepts of `mark`'s `bridges` (none when `bridges` is empty or the policy accepts), and the
 /// removal of those of `mark` that are not so, in order.
-pub fn place_accepts(p: &mut NftPlan, mark: &str, bridges: &[String], s: &NftState) {
+pub fn place_accepts(p: &mut NftPlan, owner: Mark, bridges: &[String], s: &NftState) {
     let drop_policy = s
         .ipt_forward
         .as_ref()
@@ -387,7 +387,7 @@ pub fn place_accepts(p: &mut NftPlan, mark: &str, bridges: &[String], s: &NftSta
         IPT_FORWARD
     };
     let wanted: Vec<(Rule, Rule)> = if drop_policy {
-        accepts_for(mark, bridges, &s.docker_bridges)
+        accepts_for(&owner.to_string(), bridges, &s.docker_bridges)
             .into_iter()
             .map(|r| (canonical_rule(&r, Family::Ip, &[]), r))
             .collect()
@@ -397,7 +397,7 @@ pub fn place_accepts(p: &mut NftPlan, mark: &str, bridges: &[String], s: &NftSta
     let ours: Vec<&KRule> = s
         .placed
         .iter()
-        .filter(|r| r.rule.comment.as_deref() == Some(mark))
+        .filter(|r| owner::owned(r.rule.comment.as_deref(), |m| m == owner))
         .collect();
     // In order: a return before an accept matters.
     let in_place = ours.len() == wanted.len()
@@ -467,14 +467,16 @@ fn delete_placed(p: &mut NftPlan, k: &KRule) {
 /// The nft part of a flush: nsfw's tables and the rules it placed elsewhere, for the topologies
 /// in `owners` (all of them when None).
 pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
-    let owned = |comment: Option<&str>| match (comment, owners) {
-        (Some(c), None) => c.starts_with("nsfw:"),
-        (Some(c), Some(names)) => names.iter().any(|n| owner_mark(n) == c),
-        (None, _) => false,
+    let owned = |comment: Option<&str>| {
+        owner::owned(comment, |m| match (m, owners) {
+            (Mark::Topology(t), Some(names)) => names.iter().any(|n| n == t),
+            (Mark::Topology(_), None) => true,
+            _ => false,
+        })
     };
     let mut p = NftPlan::default();
     for t in &s.tables {
-        if t.family == Family::Inet && t.name.starts_with("nsfw_") && owned(t.comment.as_deref()) {
+        if t.family == Family::Inet && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
             p.lines.push(NftLine::new(
                 '-',
                 "table",

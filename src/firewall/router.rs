@@ -74,9 +74,9 @@ pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
         ),
     );
     Some(Table {
-        comment: Some(t.owner_mark()),
+        comment: Some(crate::owner::mark(&t.name)),
         sets,
         chains,
-        ..Table::new(Family::Inet, &super::table::table_name(&t.name))
+        ..Table::new(Family::Inet, &crate::owner::table(&t.name))
     })
 }

@@ -36,10 +36,6 @@ use nft::{
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
 use super::{policy, publish};
 
-pub fn table_name(topology: &str) -> String {
-    format!("nsfw_{topology}")
-}
-
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
 /// and the host routes nothing from it.
@@ -380,10 +376,10 @@ pub fn table(t: &Topology) -> Table {
         counted(c);
     }
     Table {
-        comment: Some(t.owner_mark()),
+        comment: Some(crate::owner::mark(&t.name)),
         sets: sets(t),
         chains,
-        ..Table::new(Family::Inet, &table_name(&t.name))
+        ..Table::new(Family::Inet, &crate::owner::table(&t.name))
     }
 }
 

@@ -8,39 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Plan;
 use super::node::diff_node;
 use super::step::{LinkAttr, Step};
+use crate::owner::{Owner, topology_of};
 use crate::plumbing::{Link, Observed};
 use crate::resources::{Desired, LinkKind, LinkSpec, Place};
 use crate::state::{Pending, Record};
-use crate::topology::mark_owner;
-
-/// Whose objects a plan may change or remove.
-#[derive(Clone, Copy, Debug)]
-pub enum Owner<'a> {
-    /// One topology's (apply, flush FILE, flush --name).
-    Topology(&'a str),
-    /// Every nsfw topology's (flush --all).
-    All,
-}
-
-impl Owner<'_> {
-    /// Whether an ownership mark (`nsfw:<name>`) is one of ours.
-    pub fn owns(&self, mark: Option<&str>) -> bool {
-        match mark.and_then(mark_owner) {
-            Some(t) => self.owns_topology(t),
-            None => false,
-        }
-    }
-
-    /// Whether `t` (a topology's name, as the record names the users of a sysctl) is ours.
-    /// A CNI network is among a sysctl's users as `cni:<network>` (never a topology's name:
-    /// those hold no `:`), and no flush, not even `--all`, speaks for it.
-    pub fn owns_topology(&self, t: &str) -> bool {
-        match self {
-            Owner::Topology(n) => *n == t,
-            Owner::All => !t.starts_with("cni:"),
-        }
-    }
-}
 
 /// Whether a namespace could not be entered for want of privilege (rather than not being a
 /// namespace at all).
@@ -50,7 +21,7 @@ fn denied(why: &str) -> bool {
 
 fn describe_owner(alias: Option<&str>) -> String {
     match alias {
-        Some(a) => match mark_owner(a) {
+        Some(a) => match topology_of(a) {
             Some(t) => format!("it belongs to nsfw topology {t:?}"),
             None => format!("its alias is {a:?}, not nsfw's"),
         },

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use super::diff::Cx;
 use super::step::Step;
+use crate::owner::{resolv_owner, topology_of};
 use crate::plumbing::FileObs;
 use crate::resources::Place;
 use crate::state::{Pending, Record};
-use crate::topology::{mark_owner, resolv_owner};
 
 impl Cx<'_> {
     /// A bridge's subnet that overlaps a route the host already has (another interface's
@@ -36,7 +36,7 @@ impl Cx<'_> {
                 let whose = match dev.and_then(|d| {
                     d.alias
                         .as_deref()
-                        .and_then(mark_owner)
+                        .and_then(topology_of)
                         .map(|t| (t, &d.name))
                 }) {
                     Some((t, dev)) => format!("subnet {dst} of nsfw topology {t:?} (on {dev})"),

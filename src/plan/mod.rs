@@ -15,7 +15,8 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-pub use diff::{Owner, plan};
+pub use crate::owner::Owner;
+pub use diff::plan;
 pub use execute::{Executed, execute};
 pub use step::{LinkAttr, Stage, Step};
 

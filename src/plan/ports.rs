@@ -167,7 +167,10 @@ impl Cx<'_> {
                 self.conflict(format!("{key}: there is no interface {port} on the host"));
                 continue;
             };
-            if l.alias.as_deref().is_some_and(|a| a.starts_with("nsfw:"))
+            if l.alias
+                .as_deref()
+                .and_then(crate::owner::topology_of)
+                .is_some()
                 || l.kind.as_deref() == Some("bridge")
             {
                 self.conflict(format!(

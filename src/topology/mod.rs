@@ -217,11 +217,6 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The mark nsfw puts on everything it creates for this topology (a link alias).
-    pub fn owner_mark(&self) -> String {
-        owner_mark(&self.name)
-    }
-
     pub fn bridge(&self, name: &str) -> Option<&Bridge> {
         self.bridges.iter().find(|b| b.name == name)
     }
@@ -297,34 +292,12 @@ impl Topology {
         if ns.dns.is_empty() {
             return None;
         }
-        let mut s = format!("{}\n", resolv_marker(&self.name));
+        let mut s = format!("{}\n", crate::owner::resolv_marker(&self.name));
         for d in &ns.dns {
             s.push_str(&format!("nameserver {d}\n"));
         }
         Some(s)
     }
-}
-
-/// `nsfw:<name>`: the alias nsfw gives links (and the `lo` of namespaces) it owns.
-pub fn owner_mark(name: &str) -> String {
-    format!("nsfw:{name}")
-}
-
-/// The topology name in an owner mark, if it is one.
-pub fn mark_owner(mark: &str) -> Option<&str> {
-    mark.strip_prefix("nsfw:")
-}
-
-/// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
-pub fn resolv_marker(name: &str) -> String {
-    format!("# written by nsfw for topology {name}; nsfw apply rewrites it, nsfw flush removes it")
-}
-
-/// The topology whose marker starts `content`, if any.
-pub fn resolv_owner(content: &str) -> Option<&str> {
-    let first = content.lines().next()?;
-    let rest = first.strip_prefix("# written by nsfw for topology ")?;
-    rest.split(';').next()
 }
 
 /// Every problem found in a file, each already formatted as `FILE: key = value: why`.

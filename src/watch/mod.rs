@@ -87,8 +87,8 @@ fn load(path: &Path) -> Result<Topology> {
 
 /// What the topology owns on the host, by its marks.
 fn present(t: &Topology, o: &Observed) -> bool {
-    let mark = t.owner_mark();
-    let table = crate::firewall::table_name(&t.name);
+    let mark = crate::owner::mark(&t.name);
+    let table = crate::owner::table(&t.name);
     o.namespaces
         .values()
         .any(|n| n.owner.as_deref() == Some(&mark))
@@ -122,8 +122,8 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
         }
     }
     Interest {
-        table: crate::firewall::table_name(&t.name),
-        mark: t.owner_mark(),
+        table: crate::owner::table(&t.name),
+        mark: crate::owner::mark(&t.name),
         links,
         indexes,
         subnets,

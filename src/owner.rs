@@ -1,0 +1,240 @@
+//! Ownership marks: how nsfw finds what is its own from the kernel and the files alone (no
+//! state file names any of it), built and read here and nowhere else.
+//!
+//! | object | mark |
+//! |---|---|
+//! | a topology's links (bridges, veth host ends) | alias `nsfw:<name>` |
+//! | a topology's namespace | the same alias on its `lo` |
+//! | a topology's table | `inet nsfw_<name>`, comment `nsfw:<name>` (also inside a router namespace) |
+//! | a topology's rules in iptables-nft's FORWARD or DOCKER-USER | comment `nsfw:<name>` |
+//! | a namespace's resolv.conf | first line `# written by nsfw for topology <name>; ...` |
+//! | a host sysctl nsfw changed (the record) | its users: topologies' names, `cni:<network>` |
+//! | a CNI network's table | `inet nsfw_cni_<network>`, comment `nsfw-cni:<network>` |
+//! | its bridge, its rules in iptables-nft's chains | alias, comment `nsfw-cni:<network>` |
+//! | a container's host veth | alias `nsfw-cni:<network>:<containerID>:<ifname>` |
+//! | a container's elements (address, ports) | comment `<containerID>:<ifname>` |
+//!
+//! Topology names, container IDs, network and interface names never hold a `:` (validation's,
+//! the CNI spec's and the kernel's rules), so the fields split back unambiguously. The
+//! `nsfw-cni:` prefix is not `nsfw:`: topologies' apply and flush (even `--all`) never take a
+//! CNI network's objects for their own.
+
+use std::fmt;
+
+const TOPOLOGY: &str = "nsfw:";
+const CNI: &str = "nsfw-cni:";
+/// Every nsfw table's name starts so, a CNI network's too (`nsfw_cni_`).
+const TABLE: &str = "nsfw_";
+const RESOLV: &str = "# written by nsfw for topology ";
+/// How the record names a CNI network among the users of a sysctl.
+const CNI_USER: &str = "cni:";
+
+/// What a mark says of its object's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark<'a> {
+    /// `nsfw:<name>`: topology `name`'s.
+    Topology(&'a str),
+    /// `nsfw-cni:<network>`: a CNI network's table, bridge or rule.
+    Network(&'a str),
+    /// `nsfw-cni:<network>:<container>:<ifname>`: a container's host veth.
+    Container {
+        network: &'a str,
+        container: &'a str,
+        ifname: &'a str,
+    },
+}
+
+impl<'a> Mark<'a> {
+    /// The owner a mark names; None for anything that is not one of nsfw's marks.
+    pub fn parse(mark: &'a str) -> Option<Mark<'a>> {
+        if let Some(name) = mark.strip_prefix(TOPOLOGY) {
+            return Some(Mark::Topology(name));
+        }
+        let rest = mark.strip_prefix(CNI)?;
+        Some(match rest.split_once(':') {
+            None => Mark::Network(rest),
+            Some((network, who)) => match who.split_once(':') {
+                Some((container, ifname)) => Mark::Container {
+                    network,
+                    container,
+                    ifname,
+                },
+                None => Mark::Network(rest),
+            },
+        })
+    }
+}
+
+impl fmt::Display for Mark<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Mark::Topology(n) => write!(f, "{TOPOLOGY}{n}"),
+            Mark::Network(n) => write!(f, "{CNI}{n}"),
+            Mark::Container {
+                network,
+                container,
+                ifname,
+            } => write!(f, "{CNI}{network}:{container}:{ifname}"),
+        }
+    }
+}
+
+/// Whether an object whose mark (alias, comment) is `mark` is the wanted owner's: the one
+/// filter of every flush, a topology's (its links, namespaces, tables and placed rules) and a
+/// CNI network's (its placed rules). An object without a mark is nobody's.
+pub fn owned(mark: Option<&str>, wanted: impl Fn(Mark) -> bool) -> bool {
+    mark.and_then(Mark::parse).is_some_and(wanted)
+}
+
+/// Whose objects a run takes for its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// One topology's (apply, and flush of a file or a name).
+    Topology(&'a str),
+    /// Every nsfw topology's (flush --all).
+    All,
+}
+
+impl Owner<'_> {
+    /// Whether an object marked `mark` is ours.
+    pub fn owns(&self, mark: Option<&str>) -> bool {
+        owned(
+            mark,
+            |m| matches!(m, Mark::Topology(t) if self.owns_topology(t)),
+        )
+    }
+
+    /// Whether `t` (a topology's name, as the record names the users of a sysctl) is ours.
+    /// A CNI network is among a sysctl's users as `cni:<network>` (never a topology's name:
+    /// those hold no `:`), and no flush, not even `--all`, speaks for it.
+    pub fn owns_topology(&self, t: &str) -> bool {
+        match self {
+            Owner::Topology(n) => *n == t,
+            Owner::All => !t.starts_with(CNI_USER),
+        }
+    }
+}
+
+/// `nsfw:<name>`: the alias of topology `name`'s links and of its namespaces' `lo`, and the
+/// comment of its tables and of the rules it places in others' chains.
+pub fn mark(name: &str) -> String {
+    Mark::Topology(name).to_string()
+}
+
+/// The topology a mark names, if it is a topology's.
+pub fn topology_of(mark: &str) -> Option<&str> {
+    match Mark::parse(mark)? {
+        Mark::Topology(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Topology `name`'s table (inet, in the host and in its router namespaces).
+pub fn table(name: &str) -> String {
+    format!("{TABLE}{name}")
+}
+
+/// Whether a table's name is one nsfw gives (a topology's or a CNI network's); its comment
+/// says whose.
+pub fn is_table(name: &str) -> bool {
+    name.starts_with(TABLE)
+}
+
+/// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
+pub fn resolv_marker(name: &str) -> String {
+    format!("{RESOLV}{name}; nsfw apply rewrites it, nsfw flush removes it")
+}
+
+/// The topology whose marker starts `content`, if any.
+pub fn resolv_owner(content: &str) -> Option<&str> {
+    let first = content.lines().next()?;
+    let rest = first.strip_prefix(RESOLV)?;
+    rest.split(';').next()
+}
+
+/// How the record names CNI network `network` among the users of a sysctl (a topology by its
+/// name, which holds no `:`).
+pub fn network_user(network: &str) -> String {
+    format!("{CNI_USER}{network}")
+}
+
+/// CNI network `network`'s table.
+pub fn cni_table(network: &str) -> String {
+    format!("{TABLE}cni_{network}")
+}
+
+/// The mark of CNI network `network`'s table, bridge and placed rules.
+pub fn network_mark(network: &str) -> String {
+    Mark::Network(network).to_string()
+}
+
+/// The alias of a container's host veth.
+pub fn veth_alias(network: &str, container: &str, ifname: &str) -> String {
+    Mark::Container {
+        network,
+        container,
+        ifname,
+    }
+    .to_string()
+}
+
+/// (container, ifname) of a host veth of `network`, from its alias.
+pub fn parse_veth_alias<'a>(network: &str, alias: &'a str) -> Option<(&'a str, &'a str)> {
+    match Mark::parse(alias)? {
+        Mark::Container {
+            network: n,
+            container,
+            ifname,
+        } if n == network => Some((container, ifname)),
+        _ => None,
+    }
+}
+
+/// The comment on a container's elements.
+pub fn element_owner(container: &str, ifname: &str) -> String {
+    format!("{container}:{ifname}")
+}
+
+/// (container, ifname) of an element comment.
+pub fn parse_element_owner(comment: &str) -> Option<(&str, &str)> {
+    comment.split_once(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_split_back() {
+        assert_eq!(topology_of(&mark("lab")), Some("lab"));
+        assert_eq!(topology_of(&network_mark("lab")), None, "a CNI network's");
+        assert_eq!(
+            Mark::parse(&network_mark("net")),
+            Some(Mark::Network("net"))
+        );
+        let a = veth_alias("lab.net", "abc-1", "eth0");
+        assert_eq!(parse_veth_alias("lab.net", &a), Some(("abc-1", "eth0")));
+        assert_eq!(parse_veth_alias("lab", &a), None, "another network's");
+        let o = element_owner("c1", "net1");
+        assert_eq!(parse_element_owner(&o), Some(("c1", "net1")));
+        assert_eq!(
+            resolv_owner(&format!("{}\nnameserver 1.1.1.1\n", resolv_marker("lab"))),
+            Some("lab")
+        );
+        assert!(is_table(&table("lab")) && is_table(&cni_table("net")));
+    }
+
+    #[test]
+    fn a_flush_owns_only_its_own() {
+        assert!(Owner::Topology("a").owns(Some("nsfw:a")));
+        assert!(!Owner::Topology("a").owns(Some("nsfw:b")));
+        assert!(Owner::All.owns(Some("nsfw:b")));
+        assert!(
+            !Owner::All.owns(Some("nsfw-cni:net")),
+            "never a CNI network's"
+        );
+        assert!(!Owner::All.owns(Some("someone else's")));
+        assert!(!Owner::All.owns(None));
+        assert!(owned(Some("nsfw-cni:net"), |m| m == Mark::Network("net")));
+    }
+}
