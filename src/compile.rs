@@ -3,11 +3,13 @@
 //! a port of it and whose other end, inside the namespace, holds the namespace's address and
 //! its default route; the sysctls that make it route; the resolv.conf beside it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use ipnetwork::IpNetwork;
 
-use crate::resources::{Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec};
+use crate::resources::{
+    DEFAULT_V4, DEFAULT_V6, Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec,
+};
 use crate::topology::{BrNetfilter, Topology};
 
 /// The kernel drops IPv6 from a link whose MTU is below this, so addrgenmode (an IPv6 setting)
@@ -31,22 +33,6 @@ fn sysctl(value: &str, restore: bool) -> SysctlSpec {
         restore,
         fresh: None,
     }
-}
-
-/// 0.0.0.0/0, checked when compiling.
-const DEFAULT_V4: Ipv4Network = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
-    Some(n) => n,
-    None => panic!("0.0.0.0/0 is a valid network"),
-};
-
-/// ::/0, checked when compiling.
-const DEFAULT_V6: Ipv6Network = match Ipv6Network::new_checked(Ipv6Addr::UNSPECIFIED, 0) {
-    Some(n) => n,
-    None => panic!(":: /0 is a valid network"),
-};
-
-pub fn default_route() -> IpNetwork {
-    IpNetwork::V4(DEFAULT_V4)
 }
 
 pub fn compile(t: &Topology) -> Desired {
@@ -194,9 +180,8 @@ pub fn compile(t: &Topology) -> Desired {
         // The default routes (from the gateways) and the static ones, each out of the
         // interface its next hop is on (validation made sure there is one).
         let defaults = [
-            n.gateway.map(|g| (default_route(), IpAddr::V4(g))),
-            n.gateway6
-                .map(|g| (IpNetwork::V6(DEFAULT_V6), IpAddr::V6(g))),
+            n.gateway.map(|g| (DEFAULT_V4, IpAddr::V4(g))),
+            n.gateway6.map(|g| (DEFAULT_V6, IpAddr::V6(g))),
         ];
         let statics = n.routes.iter().map(|r| (r.to, r.via));
         for (dst, via) in defaults.into_iter().flatten().chain(statics) {

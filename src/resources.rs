@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::IpNetwork;
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::topology::Mac;
 
@@ -107,6 +107,21 @@ pub struct RouteSpec {
 
 pub const RTN_UNICAST: u8 = 1;
 
+/// The `proto` of the routes nsfw adds (`ip route` shows `proto 110`): tells them from
+/// everybody else's.
+pub const ROUTE_PROTO: u8 = 110;
+
+/// The default route's destination in each family, 0.0.0.0/0 and ::/0 (checked when
+/// compiling nsfw).
+pub const DEFAULT_V4: IpNetwork = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
+    Some(n) => IpNetwork::V4(n),
+    None => panic!("0.0.0.0/0 is a valid network"),
+};
+pub const DEFAULT_V6: IpNetwork = match Ipv6Network::new_checked(Ipv6Addr::UNSPECIFIED, 0) {
+    Some(n) => IpNetwork::V6(n),
+    None => panic!("::/0 is a valid network"),
+};
+
 /// What a route someone else made carries besides destination, next hop and metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RouteOrig {
@@ -167,7 +182,7 @@ impl fmt::Display for RouteSpec {
             write!(f, " dev {}", self.dev)?;
         }
         if let Some(o) = &self.orig {
-            if o.proto != crate::plumbing::msgs::ROUTE_PROTO {
+            if o.proto != ROUTE_PROTO {
                 write!(f, " proto {}", o.proto)?;
             }
             if o.table != 254 {

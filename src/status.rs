@@ -12,8 +12,8 @@ use serde_json::{Value as J, json};
 
 use crate::firewall::publish::{ANY, ANY6, AT, AT6};
 use crate::owner::{self, topology_of};
+use crate::plumbing::NodeObs;
 use crate::plumbing::Observed;
-use crate::plumbing::observe::NodeObs;
 use nft::dump::Dumped;
 use nft::{ElemData, Rule, Stmt, Value, Verdict};
 
@@ -85,7 +85,7 @@ pub struct Topology {
     pub in_sync: Option<bool>,
 }
 
-fn ifaces(node: &NodeObs, keep: &dyn Fn(&crate::plumbing::observe::Link) -> bool) -> Vec<Iface> {
+fn ifaces(node: &NodeObs, keep: &dyn Fn(&crate::plumbing::Link) -> bool) -> Vec<Iface> {
     node.links
         .iter()
         .filter(|l| keep(l))
@@ -257,7 +257,7 @@ pub fn gather(o: &Observed) -> Vec<Topology> {
             name: name.clone(),
             ..Default::default()
         };
-        let ours = |l: &crate::plumbing::observe::Link| l.alias.as_deref() == Some(&mark);
+        let ours = |l: &crate::plumbing::Link| l.alias.as_deref() == Some(&mark);
         for b in ifaces(&o.host, &|l| ours(l) && l.kind.as_deref() == Some("bridge")) {
             let index = o.host.link(&b.name).map(|l| l.index);
             let ports = o

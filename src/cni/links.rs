@@ -18,7 +18,8 @@ use super::config::NetConf;
 use super::error::{CniError, CniResult, code};
 use super::names;
 use crate::owner;
-use crate::plumbing::observe::{Link, parse_link};
+use crate::plumbing::Link;
+use crate::plumbing::observe::parse_link;
 use crate::plumbing::{Conn, msgs, netns, sysctl};
 use crate::resources::RouteSpec;
 

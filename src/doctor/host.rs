@@ -10,7 +10,7 @@ use rtnetlink::packet_route::neighbour_table::{NeighbourTableAttribute, Neighbou
 use super::chains::Ruleset;
 use super::flows::{Addr, Flow, Iface, Uplinks};
 use super::{Finding, Severity};
-use crate::plumbing::observe::NodeObs;
+use crate::plumbing::NodeObs;
 use crate::plumbing::rtnl::Conn;
 use crate::topology::{Topology, overlaps};
 use nft::{Hook, ct_state};

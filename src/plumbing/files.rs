@@ -3,12 +3,13 @@
 //! anything anyone put there: every access goes through `state::safefs` (no symlink
 //! followed, no FIFO opened for good), and what nsfw cannot read is reported, not fatal.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::netns::ETC_DIR;
-use super::observe::{FileObs, Observed};
+use super::objects::FileObs;
 use crate::state::safefs::{self, Entry};
 
 const FILE: &str = "resolv.conf";
@@ -17,11 +18,23 @@ pub fn resolv_path(ns: &str) -> PathBuf {
     Path::new(ETC_DIR).join(ns).join(FILE)
 }
 
-/// Reads every `/etc/netns/*/resolv.conf` into `o.resolv`; entries that are not what they
-/// should be go to `o.etc_problems`.
-pub fn read_resolv(o: &mut Observed) -> Result<()> {
+/// What /etc/netns holds.
+#[derive(Default)]
+pub struct EtcNetns {
+    /// `/etc/netns/<ns>/resolv.conf`, by namespace name.
+    pub resolv: BTreeMap<String, FileObs>,
+    /// Entries nsfw cannot look into, with why.
+    pub problems: Vec<String>,
+    /// The directories, by namespace name.
+    pub dirs: BTreeSet<String>,
+}
+
+/// Reads every `/etc/netns/*/resolv.conf`; entries that are not what they should be are
+/// problems.
+pub fn read_resolv() -> Result<EtcNetns> {
+    let mut o = EtcNetns::default();
     let Some(etc) = safefs::open_dir(Path::new(ETC_DIR))? else {
-        return Ok(());
+        return Ok(o);
     };
     let rd = match std::fs::read_dir(format!(
         "/proc/self/fd/{}",
@@ -29,13 +42,13 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
     )) {
         Ok(rd) => rd,
         Err(e) => {
-            o.etc_problems.push(format!("cannot list {ETC_DIR}: {e}"));
-            return Ok(());
+            o.problems.push(format!("cannot list {ETC_DIR}: {e}"));
+            return Ok(o);
         }
     };
     for ent in rd.flatten() {
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
-            o.etc_problems.push(format!(
+            o.problems.push(format!(
                 "{ETC_DIR}/{:?}: not a UTF-8 name; ignored",
                 ent.file_name()
             ));
@@ -52,7 +65,7 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
                 continue;
             }
         };
-        o.etc_dirs.insert(name.clone());
+        o.dirs.insert(name.clone());
         match safefs::read_at(&dir, FILE) {
             Ok(Entry::Missing) => {}
             Ok(Entry::File(bytes)) => {
@@ -71,7 +84,7 @@ pub fn read_resolv(o: &mut Observed) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(o)
 }
 
 /// Writes `/etc/netns/<ns>/resolv.conf` whole (mode 0644 in a 0755 directory, whatever the

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::observe::Link;
+use super::objects::Link;
 use crate::netlink::{attrs, string_of, u32_of};
 use crate::topology::Mac;
 

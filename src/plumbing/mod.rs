@@ -8,13 +8,15 @@ pub mod listeners;
 pub mod msgs;
 pub mod neigh;
 pub mod netns;
+mod objects;
 pub mod observe;
 pub mod qdisc;
 pub mod rtnl;
 pub mod sysctl;
 
 pub use files::resolv_path;
-pub use observe::{Addr, FileObs, Link, NodeObs, NsObs, Observed, Query, Route, observe};
+pub use objects::{Addr, FileObs, Link, NodeObs, NsObs, Route};
+pub use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

@@ -18,17 +18,13 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 
-use crate::resources::{AddrOrig, RouteSpec};
+use crate::resources::{AddrOrig, ROUTE_PROTO, RouteSpec};
 use rtnetlink::{
     AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
 };
 
 use super::rtnl::Req;
 use crate::topology::Mac;
-
-/// The `proto` of the routes nsfw adds (`ip route` shows `proto 110`): tells them from
-/// everybody else's.
-pub const ROUTE_PROTO: u8 = 110;
 
 /// `addrgenmode none`: no IPv6 link-local address on the link. Without it every new
 /// interface sends duplicate-address detection, router solicitations and MLD reports that the

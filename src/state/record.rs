@@ -168,7 +168,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
         .as_str()
         .and_then(|g| g.parse().ok())
         .map(|g| KeptRoute {
-            dst: crate::compile::default_route(),
+            dst: crate::resources::DEFAULT_V4,
             gateway: Some(g),
             metric: 0,
             table: 254,

@@ -1,0 +1,148 @@
+//! What the kernel holds, as nsfw reads it back: a link, an address, a route, one network
+//! namespace's worth of them, and a resolv.conf beside it. The same resource types as
+//! `resources`, plus what only the kernel knows (ifindexes, veth peers, ownership marks).
+//! Pure data: `observe` and `linkmsg` read them, `plan` compares them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::topology::Mac;
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `bridge`, `veth`, ... (None for physical and loopback devices).
+    pub kind: Option<String>,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub mac: Option<Mac>,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// ARP switched off on it (IFF_NOARP): neighbours cannot find it.
+    pub noarp: bool,
+    pub alias: Option<String>,
+    /// For a veth: the peer's ifindex, in the peer's namespace.
+    pub peer_index: Option<u32>,
+    /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
+    /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
+    /// no file access per namespace.
+    pub conf: BTreeMap<&'static str, String>,
+    /// For a bridge: nf_call_iptables (its bridged traffic passes the IP hooks).
+    pub nf_call: bool,
+    /// For a bridge port: hairpin mode (frames may leave by the port they came in).
+    pub hairpin: bool,
+    /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
+    pub qdisc: Option<String>,
+}
+
+/// An address on a link.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Addr {
+    pub index: u32,
+    pub net: IpNetwork,
+    /// What an address taken from a physical port must get back verbatim (`plan::ports`):
+    /// IFA_FLAGS, its scope, and the lifetimes left (seconds; u32::MAX is forever).
+    pub flags: u32,
+    pub scope: u8,
+    pub valid: u32,
+    pub preferred: u32,
+}
+
+/// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpNetwork,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// Made by the kernel for an address's subnet (`proto kernel`): follows the address.
+    pub kernel: bool,
+    /// Made by nsfw (`proto 110`, see `resources::ROUTE_PROTO`).
+    pub ours: bool,
+    /// RTA_PRIORITY (0 when absent).
+    pub metric: u32,
+    /// RTN_* (unicast 1, blackhole 6, unreachable 7, prohibit 8).
+    pub kind: u8,
+    /// The rest of what `ip route` shows, so that a route taken from a physical port can be
+    /// given back as it was: table, RTPROT_*, RT_SCOPE_*, RTNH_F_* (onlink).
+    pub table: u32,
+    pub proto: u8,
+    pub scope: u8,
+    pub flags: u32,
+    /// RTA_PREFSRC (`src`).
+    pub prefsrc: Option<IpAddr>,
+}
+
+/// What one network namespace holds.
+#[derive(Clone, Debug, Default)]
+pub struct NodeObs {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
+    /// Routes of tables other than main and local (policy routing): only ever given back to a
+    /// physical port, never diffed.
+    pub other_tables: Vec<Route>,
+    /// The sysctls asked for; None: no such setting.
+    pub sysctls: BTreeMap<String, Option<String>>,
+    /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
+    /// settings the file cannot express (read only where the link dump shows a netem root).
+    pub netem: BTreeMap<u32, Option<crate::netem::Netem>>,
+}
+
+impl NodeObs {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    /// The name of the link with `index`, if there is one.
+    pub fn name_of(&self, index: u32) -> Option<&str> {
+        self.by_index(index).map(|l| l.name.as_str())
+    }
+}
+
+/// One named namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NsObs {
+    /// The alias of its `lo`: `nsfw:<topology>` when nsfw made it.
+    pub owner: Option<String>,
+    /// Its contents, read when the caller said they matter (links are always read).
+    pub node: NodeObs,
+}
+
+/// A resolv.conf under /etc/netns/NS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileObs {
+    /// A regular UTF-8 file and its text.
+    Text(String),
+    /// Something nsfw does not read or write: a symlink, FIFO, directory, non-UTF-8 bytes.
+    Other(String),
+}
+
+impl Link {
+    /// A link of what its message's header says, before its attributes are read.
+    pub fn bare(index: u32, up: bool, noarp: bool) -> Link {
+        Link {
+            index,
+            name: String::new(),
+            kind: None,
+            master: None,
+            mtu: 0,
+            mac: None,
+            conf: BTreeMap::new(),
+            nf_call: false,
+            hairpin: false,
+            qdisc: None,
+            up,
+            noarp,
+            alias: None,
+            peer_index: None,
+        }
+    }
+}
