@@ -3,15 +3,16 @@
 //! the way and not nsfw's is a conflict; what an interrupted run left unmarked (the record
 //! names it) is removed and made again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::Plan;
+use super::cx::Cx;
 use super::node::diff_node;
 use super::step::{LinkAttr, Step};
 use crate::owner::{Owner, topology_of};
 use crate::plumbing::{Link, Observed};
 use crate::resources::{Desired, LinkKind, LinkSpec, Place};
-use crate::state::{Pending, Record};
+use crate::state::Record;
 
 /// Whether a namespace could not be entered for want of privilege (rather than not being a
 /// namespace at all).
@@ -29,34 +30,9 @@ fn describe_owner(alias: Option<&str>) -> String {
     }
 }
 
-/// What the diff works from and collects into.
-pub(super) struct Cx<'a> {
-    pub d: &'a Desired,
-    pub o: &'a Observed,
-    pub who: Owner<'a>,
-    pub leftovers: Pending,
-    pub plan: Plan,
-    /// Namespaces made in this run: nothing in them is there yet.
-    pub new_ns: BTreeSet<String>,
-    /// (namespace, interface) of veth pairs made in this run.
-    pub new_pairs: BTreeSet<(String, String)>,
-    /// Host links made (or made again) in this run.
-    /// Host links made (or made again) in this run, with the MAC they are made with.
-    pub new_links: BTreeMap<String, String>,
-}
-
 /// The plan that makes the kernel hold `d`, removing what `who` owns that `d` does not name.
 pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
-    let mut cx = Cx {
-        d,
-        o,
-        who,
-        leftovers: rec.pending_of(&|t| who.owns_topology(t)),
-        plan: Plan::default(),
-        new_ns: BTreeSet::new(),
-        new_pairs: BTreeSet::new(),
-        new_links: BTreeMap::new(),
-    };
+    let mut cx = Cx::new(d, o, rec, who);
     cx.namespaces();
     cx.host_links();
     cx.overlaps();
@@ -102,33 +78,6 @@ pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
 }
 
 impl Cx<'_> {
-    pub(super) fn file(&self) -> &str {
-        &self.d.source
-    }
-
-    pub(super) fn conflict(&mut self, s: String) {
-        self.plan.conflicts.push(s);
-    }
-
-    pub(super) fn push(&mut self, s: Step) {
-        self.plan.steps.push(s);
-    }
-
-    /// A name in /run/netns that is no namespace, left by an interrupted run of this
-    /// topology (a namespace is marked before it is published there, so a live one without
-    /// the mark is never nsfw's).
-    fn is_leftover_ns(&self, name: &str) -> bool {
-        self.leftovers.namespaces.contains(name)
-    }
-
-    /// An unmarked link an interrupted run of this topology made: the record names it, with
-    /// the MAC it was made with.
-    fn is_leftover_link(&self, l: &Link) -> bool {
-        l.alias.is_none()
-            && l.mac
-                .is_some_and(|m| self.leftovers.links.get(&l.name) == Some(&m.to_string()))
-    }
-
     /// Namespaces: made, kept, removed; leftovers of an interrupted run removed first.
     fn namespaces(&mut self) {
         let o = self.o;

@@ -4,7 +4,7 @@
 use ipnetwork::IpNetwork;
 use std::collections::BTreeSet;
 
-use super::diff::Cx;
+use super::cx::Cx;
 use super::step::Step;
 use crate::owner::{resolv_owner, topology_of};
 use crate::plumbing::FileObs;

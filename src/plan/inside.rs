@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::execute::{Errors, Hints, Tally, addr_route_req, indexes, run_steps, set_link_req};
+use super::run::{Errors, Hints, Tally, addr_route_req, indexes, run_steps, set_link_req};
 use super::step::Step;
 use crate::plumbing::{Conn, msgs, netns, sysctl};
 

@@ -3,12 +3,14 @@
 //! that carrying it out a stage at a time is valid. `apply` executes it, `diff` prints it,
 //! `flush` is the plan towards nothing.
 
+mod cx;
 mod diff;
 mod execute;
 mod host;
 mod inside;
 mod node;
 mod ports;
+mod run;
 mod step;
 
 use std::fmt;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnetwork::IpNetwork;
 
-use super::diff::Cx;
+use super::cx::Cx;
 use super::step::{LinkAttr, Step};
 use crate::plumbing::NodeObs;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
 
-use super::diff::Cx;
+use super::cx::Cx;
 use super::step::{LinkAttr, Step};
 use crate::plumbing::NodeObs;
 use crate::resources::{AddrOrig, LinkKind, Node, Place, RouteOrig, RouteSpec};

@@ -1,0 +1,69 @@
+//! What the diff works from (the desired resources, the observation, whose objects it may
+//! touch, what an interrupted run left) and what it collects (the plan, what this run makes):
+//! shared by the per-resource diffs (`diff`, `node`, `host`, `ports`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Plan;
+use super::step::Step;
+use crate::owner::Owner;
+use crate::plumbing::{Link, Observed};
+use crate::resources::Desired;
+use crate::state::{Pending, Record};
+
+/// What the diff works from and collects into.
+pub(super) struct Cx<'a> {
+    pub d: &'a Desired,
+    pub o: &'a Observed,
+    pub who: Owner<'a>,
+    pub leftovers: Pending,
+    pub plan: Plan,
+    /// Namespaces made in this run: nothing in them is there yet.
+    pub new_ns: BTreeSet<String>,
+    /// (namespace, interface) of veth pairs made in this run.
+    pub new_pairs: BTreeSet<(String, String)>,
+    /// Host links made (or made again) in this run, with the MAC they are made with.
+    pub new_links: BTreeMap<String, String>,
+}
+
+impl<'a> Cx<'a> {
+    pub(super) fn new(d: &'a Desired, o: &'a Observed, rec: &Record, who: Owner<'a>) -> Cx<'a> {
+        Cx {
+            d,
+            o,
+            who,
+            leftovers: rec.pending_of(&|t| who.owns_topology(t)),
+            plan: Plan::default(),
+            new_ns: BTreeSet::new(),
+            new_pairs: BTreeSet::new(),
+            new_links: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn file(&self) -> &str {
+        &self.d.source
+    }
+
+    pub(super) fn conflict(&mut self, s: String) {
+        self.plan.conflicts.push(s);
+    }
+
+    pub(super) fn push(&mut self, s: Step) {
+        self.plan.steps.push(s);
+    }
+
+    /// A name in /run/netns that is no namespace, left by an interrupted run of this
+    /// topology (a namespace is marked before it is published there, so a live one without
+    /// the mark is never nsfw's).
+    pub(super) fn is_leftover_ns(&self, name: &str) -> bool {
+        self.leftovers.namespaces.contains(name)
+    }
+
+    /// An unmarked link an interrupted run of this topology made: the record names it, with
+    /// the MAC it was made with.
+    pub(super) fn is_leftover_link(&self, l: &Link) -> bool {
+        l.alias.is_none()
+            && l.mac
+                .is_some_and(|m| self.leftovers.links.get(&l.name) == Some(&m.to_string()))
+    }
+}
