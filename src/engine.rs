@@ -173,7 +173,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
 
 /// The nftables part of [`plan`].
 fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
-    let mut nft = match tg.topology {
+    let nft = match tg.topology {
         Some(t) => firewall::diff(t, &o.nft, firewall::prepare(t))?,
         None => {
             let owners = match tg.who {
@@ -183,8 +183,6 @@ fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
             firewall::flush(owners.as_deref(), &o.nft)
         }
     };
-    // bridge-nf-call-iptables is a host sysctl of the plan.
-    nft.br_nf = None;
     Ok(nft)
 }
 

@@ -141,6 +141,29 @@ fn br_netfilter_off_and_on_set_the_sysctl() {
     }
 }
 
+/// `br_netfilter = "on"` on a host without the module is refused before anything changes, and
+/// said once. The machine's module may well be loaded: the sandbox's own mount namespace hides
+/// its settings under an empty tmpfs, which is all nsfw sees of a missing module.
+#[test]
+fn br_netfilter_on_without_the_module_is_refused_once() {
+    let sb = Sandbox::new();
+    sb.ok("mount -t tmpfs none /proc/sys/net/bridge");
+    let f = sb.file("b.toml", &format!("{LAB}\n[host]\nbr_netfilter = \"on\"\n"));
+    for cmd in ["diff", "apply"] {
+        let o = sb.nsfw(&[cmd, &f]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.matches("host.br_netfilter = \"on\": the br_netfilter module is not loaded")
+                .count(),
+            1,
+            "{cmd}: the conflict once\n{}",
+            show(&o)
+        );
+    }
+    assert!(sb.netns().is_empty(), "apply changed nothing");
+}
+
 #[test]
 fn a_rejected_batch_leaves_the_ruleset_exactly_as_it_was() {
     let (sb, f) = lab_with_upstream();

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow};
 
 use crate::owner::{self, Mark};
-use crate::topology::{BrNetfilter, Topology};
+use crate::topology::Topology;
 use nft::batch::{self, Op};
 pub use nft::diff::NftLine;
 use nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
@@ -260,8 +260,6 @@ pub struct NftPlan {
     pub lines: Vec<NftLine>,
     pub conflicts: Vec<String>,
     pub warnings: Vec<String>,
-    /// `Some((old, new))`: set bridge-nf-call-iptables.
-    pub br_nf: Option<(Option<bool>, bool)>,
     /// The batches for nsfw's tables inside routing namespaces, one per namespace (a batch
     /// cannot span network namespaces). Their lines are in `lines`.
     pub ns_ops: Vec<(String, Vec<Op>)>,
@@ -425,30 +423,15 @@ pub fn place_accepts(p: &mut NftPlan, owner: Mark, bridges: &[String], s: &NftSt
     }
 }
 
-/// br_netfilter: what `[host] br_netfilter` asks of bridge-nf-call-iptables, and what an
-/// intra-bridge policy needs of the module.
+/// What an intra-bridge policy needs of the br_netfilter module. (What `[host] br_netfilter`
+/// asks of bridge-nf-call-iptables is a host sysctl of the plumbing's plan, refused there when
+/// the module is missing.)
 fn br_netfilter(p: &mut NftPlan, t: &Topology, s: &NftState) {
     if judges_within_bridges(t) && s.br_nf.is_none() {
         p.conflicts.push(format!(
             "{}: the policy judges traffic between namespaces on one bridge, which needs the br_netfilter module (it hands bridged traffic to nftables); it is not loaded (no /proc/sys/net/bridge): load it first (modprobe br_netfilter), nsfw does not load modules",
             t.source.display()
         ));
-    }
-    match t.host.br_netfilter {
-        BrNetfilter::Auto => {}
-        BrNetfilter::Off => {
-            if s.br_nf == Some(true) {
-                p.br_nf = Some((s.br_nf, false));
-            }
-        }
-        BrNetfilter::On => match s.br_nf {
-            None => p.conflicts.push(format!(
-                "{}: host.br_netfilter = \"on\": the br_netfilter module is not loaded (no /proc/sys/net/bridge); load it first, nsfw does not load modules",
-                t.source.display()
-            )),
-            Some(false) => p.br_nf = Some((s.br_nf, true)),
-            Some(true) => {}
-        },
     }
 }
 
