@@ -21,12 +21,12 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 
 use common::Sandbox;
+use netlink_packet_core::Emitable;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::TcMessage;
 use nix::sched::{CloneFlags, setns};
 use nsfw::plumbing::Conn;
 use nsfw::plumbing::qdisc::{self, Netem, Root};
-use rtnetlink::packet_core::Emitable;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::tc::TcMessage;
 
 /// Runs `f` with a netlink connection inside the sandbox's network namespace.
 fn in_sandbox<T: Send>(sb: &Sandbox, f: impl FnOnce(&mut Conn) -> T + Send) -> T {
@@ -425,7 +425,7 @@ fn sent(n: &Netem) -> TcMessage {
     };
     let mut buf = vec![0u8; m.buffer_len()];
     m.emit(&mut buf);
-    use rtnetlink::packet_core::Parseable;
+    use netlink_packet_core::Parseable;
     TcMessage::parse(&buf[..]).expect("parse our own message")
 }
 

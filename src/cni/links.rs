@@ -8,11 +8,11 @@ use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result, anyhow};
 use ipnetwork::{IpNetwork, Ipv4Network};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
 
 use super::config::NetConf;
 use super::error::{CniError, CniResult, code};

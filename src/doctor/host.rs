@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::neighbour_table::{NeighbourTableAttribute, NeighbourTableMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour_table::{NeighbourTableAttribute, NeighbourTableMessage};
 
 use super::chains::Ruleset;
 use super::flows::{Addr, Flow, Iface, Uplinks};

@@ -5,26 +5,45 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
 };
-use rtnetlink::packet_route::link::{
+use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkMessage,
+    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::resources::{AddrOrig, ROUTE_PROTO, RouteSpec};
-use rtnetlink::{
-    AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
-};
 
 use super::rtnl::Req;
 use crate::topology::Mac;
+
+/// A link message with these attributes, the link named by the first (IFLA_IFNAME), and
+/// IFLA_LINKINFO last when `info` holds anything.
+fn link_msg(attrs: Vec<LinkAttribute>, info: Vec<LinkInfo>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes = attrs;
+    if !info.is_empty() {
+        m.attributes.push(LinkAttribute::LinkInfo(info));
+    }
+    m
+}
+
+/// `ip link set NAME up`: IFF_UP, and the change mask that says only it changes.
+fn set_up(m: &mut LinkMessage) {
+    m.header.flags |= LinkFlags::Up;
+    m.header.change_mask |= LinkFlags::Up;
+}
+
+fn name(n: &str) -> LinkAttribute {
+    LinkAttribute::IfName(n.to_string())
+}
 
 /// `addrgenmode none`: no IPv6 link-local address on the link. Without it every new
 /// interface sends duplicate-address detection, router solicitations and MLD reports that the
@@ -34,11 +53,11 @@ use crate::topology::Mac;
 /// in a creation message and applies it after IFF_UP in a setlink, so it is sent on its own
 /// while the link is still down.
 pub fn no_link_local(name: &str) -> Req {
-    let m = LinkUnspec::new_with_name(name)
-        .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-        )]))
-        .build();
+    let off = AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]);
+    let m = link_msg(
+        vec![self::name(name), LinkAttribute::AfSpecUnspec(vec![off])],
+        Vec::new(),
+    );
     Req::new(
         RouteNetlinkMessage::SetLink(m),
         0,
@@ -53,24 +72,28 @@ fn set(m: LinkMessage, what: String) -> Req {
 /// The alias that marks a link (or, on a namespace's `lo`, the namespace) as nsfw's.
 pub fn mark(name: &str, alias: &str) -> Req {
     set(
-        LinkUnspec::new_with_name(name).alias(alias).build(),
+        link_msg(
+            vec![self::name(name), LinkAttribute::IfAlias(alias.to_string())],
+            Vec::new(),
+        ),
         format!("cannot mark interface {name} as nsfw's"),
     )
 }
 
 /// `lo` up with nsfw's alias: a namespace's mark.
 pub fn mark_lo(alias: &str) -> Req {
-    set(
-        LinkUnspec::new_with_name("lo").up().alias(alias).build(),
-        "cannot bring lo up".to_string(),
-    )
+    let mut m = link_msg(
+        vec![name("lo"), LinkAttribute::IfAlias(alias.to_string())],
+        Vec::new(),
+    );
+    set_up(&mut m);
+    set(m, "cannot bring lo up".to_string())
 }
 
 pub fn up(name: &str) -> Req {
-    set(
-        LinkUnspec::new_with_name(name).up().build(),
-        format!("cannot bring {name} up"),
-    )
+    let mut m = link_msg(vec![self::name(name)], Vec::new());
+    set_up(&mut m);
+    set(m, format!("cannot bring {name} up"))
 }
 
 /// Changes of one link's attributes, in one message.
@@ -82,35 +105,47 @@ pub fn set_link(
     master: Option<Option<u32>>,
     arp: bool,
 ) -> Req {
-    let mut b: LinkMessageBuilder<LinkUnspec> = LinkUnspec::new_with_name(name);
+    let mut attrs = vec![self::name(name)];
     if let Some(m) = mtu {
-        b = b.mtu(m);
+        attrs.push(LinkAttribute::Mtu(m));
     }
     if let Some(m) = mac {
-        b = b.address(m.0.to_vec());
+        attrs.push(LinkAttribute::Address(m.0.to_vec()));
     }
     match master {
-        Some(Some(i)) => b = b.controller(i),
-        Some(None) => b = b.nocontroller(),
+        Some(Some(i)) => attrs.push(LinkAttribute::Controller(i)),
+        // Controller 0: no master (`ip link set NAME nomaster`).
+        Some(None) => attrs.push(LinkAttribute::Controller(0)),
         None => {}
     }
+    let mut m = link_msg(attrs, Vec::new());
     if up {
-        b = b.up();
+        set_up(&mut m);
     }
     if arp {
-        b = b.arp(true);
+        // ARP on: IFF_NOARP cleared, and said to change.
+        m.header.flags.remove(LinkFlags::Noarp);
+        m.header.change_mask |= LinkFlags::Noarp;
     }
-    set(b.build(), format!("cannot change interface {name}"))
+    set(m, format!("cannot change interface {name}"))
 }
 
 /// A bridge, up, with its MTU and MAC (a MAC set by hand keeps the bridge from taking its
 /// smallest port's).
 pub fn create_bridge(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Req {
-    let mut b = LinkBridge::new(name).mtu(mtu).address(mac.0.to_vec()).up();
+    let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
     if nf_call {
-        b = b.set_info_data(InfoData::Bridge(nf_call_opts(true)));
+        info.push(LinkInfo::Data(InfoData::Bridge(nf_call_opts(true))));
     }
-    let m = b.build();
+    let mut m = link_msg(
+        vec![
+            self::name(name),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::Address(mac.0.to_vec()),
+        ],
+        info,
+    );
+    set_up(&mut m);
     Req::new(
         RouteNetlinkMessage::NewLink(m),
         NLM_F_CREATE | NLM_F_EXCL,
@@ -130,25 +165,29 @@ pub fn create_veth(
     peer_ns: &OwnedFd,
     peer_mac: Option<Mac>,
 ) -> Req {
-    let mut p = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(peer.to_string())
-        .mtu(mtu)
-        .setns_by_fd(peer_ns.as_raw_fd());
+    let mut p = vec![
+        name(peer),
+        LinkAttribute::Mtu(mtu),
+        LinkAttribute::NetNsFd(peer_ns.as_raw_fd()),
+    ];
     if let Some(m) = peer_mac {
-        p = p.address(m.0.to_vec());
+        p.push(LinkAttribute::Address(m.0.to_vec()));
     }
-    let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(host.to_string())
-        .mtu(mtu);
+    let mut h = vec![name(host), LinkAttribute::Mtu(mtu)];
     if let Some(m) = master {
-        b = b.controller(m);
+        h.push(LinkAttribute::Controller(m));
     }
     if let Some(m) = host_mac {
-        b = b.address(m.0.to_vec());
+        h.push(LinkAttribute::Address(m.0.to_vec()));
     }
-    let m = b
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
-        .build();
+    let peer_msg = link_msg(p, Vec::new());
+    let m = link_msg(
+        h,
+        vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ],
+    );
     Req::new(
         RouteNetlinkMessage::NewLink(m),
         NLM_F_CREATE | NLM_F_EXCL,
@@ -167,10 +206,13 @@ fn nf_call_opts(on: bool) -> Vec<InfoBridge> {
 /// nsfw's policy judges it) whatever the host-wide bridge-nf-call sysctls say. A change of
 /// bridge options is a NEWLINK on the existing bridge.
 pub fn bridge_nf_call(name: &str, on: bool) -> Req {
-    let m = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Bridge)
-        .name(name.to_string())
-        .set_info_data(InfoData::Bridge(nf_call_opts(on)))
-        .build();
+    let m = link_msg(
+        vec![self::name(name)],
+        vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(nf_call_opts(on))),
+        ],
+    );
     Req::new(
         RouteNetlinkMessage::NewLink(m),
         0,
@@ -181,12 +223,15 @@ pub fn bridge_nf_call(name: &str, on: bool) -> Req {
 /// Hairpin mode of a bridge port (`ip link set NAME type bridge_slave hairpin on`): a NEWLINK
 /// with the port's own data, which the bridge applies (its `slave_changelink`).
 pub fn hairpin(name: &str, on: bool) -> Req {
-    let m = LinkUnspec::new_with_name(name)
-        .set_port_kind(InfoPortKind::Bridge)
-        .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-            on,
-        )]))
-        .build();
+    let m = link_msg(
+        vec![self::name(name)],
+        vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ],
+    );
     Req::new(
         RouteNetlinkMessage::NewLink(m),
         0,
@@ -206,25 +251,40 @@ pub fn del_link(name: &str, index: u32) -> Req {
     .ok_if(&[libc::ENODEV])
 }
 
+/// `ip address add NET dev INDEX` as `ip` sends it: IFA_ADDRESS and IFA_LOCAL (IFA_MULTICAST
+/// for an IPv6 multicast address), and an IPv4 subnet's broadcast address.
 fn addr_msg(index: u32, net: IpNetwork) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.index = index;
+    m.header.prefix_len = net.prefix();
+    let a = &mut m.attributes;
     match net.ip() {
-        IpAddr::V4(ip) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
-            .index(index)
-            .address(ip, net.prefix())
-            .build(),
+        IpAddr::V4(ip) => {
+            m.header.family = AddressFamily::Inet;
+            if !ip.is_multicast() {
+                a.push(AddressAttribute::Address(ip.into()));
+                a.push(AddressAttribute::Local(ip.into()));
+                if net.prefix() < 31 {
+                    let brd = u32::MAX >> u32::from(net.prefix()) | u32::from(ip);
+                    a.push(AddressAttribute::Broadcast(brd.into()));
+                }
+            }
+        }
         IpAddr::V6(ip) => {
-            let mut m = AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-                .index(index)
-                .address(ip, net.prefix())
-                .build();
+            m.header.family = AddressFamily::Inet6;
+            if ip.is_multicast() {
+                a.push(AddressAttribute::Multicast(ip));
+            } else {
+                a.push(AddressAttribute::Address(ip.into()));
+                a.push(AddressAttribute::Local(ip.into()));
+            }
             // No duplicate-address detection: the file's addresses are unique (validation
             // checks), and a tentative address could not be used for a second or two after
             // apply returns.
-            m.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-            m
+            a.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
     }
+    m
 }
 
 /// An address as someone else had it (a physical port's, `plan::ports`): its flags, scope
@@ -280,30 +340,35 @@ pub fn del_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
 
 fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
     let (dst, via) = (r.dst, r.via);
-    let mut m = match (dst, via) {
-        (IpNetwork::V4(d), v) => {
-            let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
-                .destination_prefix(d.network(), d.prefix());
-            if let Some(i) = oif {
-                b = b.output_interface(i);
-            }
-            if let Some(IpAddr::V4(g)) = v {
-                b = b.gateway(g);
-            }
-            b.build()
-        }
-        (IpNetwork::V6(d), v) => {
-            let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
-                .destination_prefix(d.network(), d.prefix());
-            if let Some(i) = oif {
-                b = b.output_interface(i);
-            }
-            if let Some(IpAddr::V6(g)) = v {
-                b = b.gateway(g);
-            }
-            b.build()
-        }
+    let mut m = RouteMessage::default();
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.destination_prefix_length = dst.prefix();
+    let (family, dst, gateway) = match (dst, via) {
+        (IpNetwork::V4(d), v) => (
+            AddressFamily::Inet,
+            RouteAddress::Inet(d.network()),
+            match v {
+                Some(IpAddr::V4(g)) => Some(RouteAddress::Inet(g)),
+                _ => None,
+            },
+        ),
+        (IpNetwork::V6(d), v) => (
+            AddressFamily::Inet6,
+            RouteAddress::Inet6(d.network()),
+            match v {
+                Some(IpAddr::V6(g)) => Some(RouteAddress::Inet6(g)),
+                _ => None,
+            },
+        ),
     };
+    m.header.address_family = family;
+    m.attributes.push(RouteAttribute::Destination(dst));
+    if let Some(i) = oif {
+        m.attributes.push(RouteAttribute::Oif(i));
+    }
+    if let Some(g) = gateway {
+        m.attributes.push(RouteAttribute::Gateway(g));
+    }
     m.header.protocol = RouteProtocol::from(ROUTE_PROTO);
     m.header.scope = if via.is_some() || r.kind != crate::resources::RTN_UNICAST {
         RouteScope::Universe

@@ -3,8 +3,8 @@
 //! many seconds (a reachable entry is trusted until it times out).
 
 use anyhow::Result;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::neighbour::{NeighbourMessage, NeighbourState};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::{NeighbourMessage, NeighbourState};
 
 use super::rtnl::{Conn, Req};
 

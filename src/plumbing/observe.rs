@@ -7,15 +7,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoBridgePort, InfoData, InfoPortData,
     LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{
+use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
-use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::objects::{Addr, FileObs, Link, NodeObs, NsObs, Route};
 use super::rtnl::Conn;
@@ -81,7 +81,7 @@ pub fn links(c: &mut Conn) -> Result<Vec<Link>> {
         // Debug builds (the tests') hold the fast reader to the general one on every link.
         #[cfg(debug_assertions)]
         {
-            use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+            use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
             let general =
                 match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg).map(|m| m.payload) {
                     Ok(NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))) => {

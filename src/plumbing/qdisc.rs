@@ -11,9 +11,9 @@
 //! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and read
 //! back from the raw payload the crate keeps for kinds it does not know.
 
-use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
 use super::rtnl::Req;
 pub use crate::netem::{MAX_JITTER_US, Netem, PPM, parse_duration, parse_percent, parse_rate};

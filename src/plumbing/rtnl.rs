@@ -7,11 +7,9 @@
 //! number of open descriptors does not grow with the number of namespaces.
 
 use anyhow::{Context, Result, anyhow, bail};
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
-};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::sys::SocketAddr;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::SocketAddr;
 
 use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR, RecvBuf, Socket};
 

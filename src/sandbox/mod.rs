@@ -184,11 +184,11 @@ pub fn build_upstream(t: &Topology) -> Result<()> {
 }
 
 fn index(c: &mut Conn, name: &str) -> Result<u32> {
-    let req = rtnetlink::packet_route::RouteNetlinkMessage::GetLink(Default::default());
+    let req = netlink_packet_route::RouteNetlinkMessage::GetLink(Default::default());
     c.dump(req, "interfaces")?
         .iter()
         .find_map(|m| match m {
-            rtnetlink::packet_route::RouteNetlinkMessage::NewLink(l) => {
+            netlink_packet_route::RouteNetlinkMessage::NewLink(l) => {
                 let l = crate::plumbing::observe::parse_link(l);
                 (l.name == name).then_some(l.index)
             }

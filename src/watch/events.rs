@@ -10,12 +10,12 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::Result;
 use ipnetwork::IpNetwork;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 
 use crate::netlink::{
     self, Attr, Msg, NETLINK_NETFILTER, NETLINK_ROUTE, RecvBuf, Socket, string_of,
