@@ -10,7 +10,6 @@ mod names;
 mod namespaces;
 mod policy;
 mod publish;
-mod quick_toml;
 mod routes;
 mod syntax;
 mod validate;

@@ -37,15 +37,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             "{file}: the file is empty (it needs at least `name = \"...\"`)"
         )]));
     }
-    let parsed = match super::quick_toml::parse(text) {
-        Some(t) => {
-            // Debug builds (the tests') hold the fast lane to the toml crate on every file.
-            debug_assert_eq!(Some(&t), text.parse::<Table>().ok().as_ref(), "{text}");
-            Ok(t)
-        }
-        None => text.parse::<Table>(),
-    };
-    let root: Table = match parsed {
+    let root: Table = match text.parse::<Table>() {
         Ok(t) => t,
         Err(e) => {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
