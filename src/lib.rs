@@ -11,6 +11,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod oracle;
 pub mod output;
 pub mod owner;
 
@@ -26,7 +27,6 @@ pub mod netlink;
 pub mod paths;
 pub mod plan;
 pub mod plumbing;
-pub mod policy;
 pub mod probe;
 pub mod resources;
 pub mod sandbox;

@@ -1,7 +1,7 @@
 //! Where a packet goes: a walk through the topology's routing as the file builds it — each
 //! namespace's connected subnets, static routes and gateway, the host's bridges and
 //! `[host] routes`, router namespaces — hop by hop, with the NAT on the way. The oracle
-//! (`crate::policy`) judges each forwarding hop of the walk with that hop's rules, so the
+//! (`crate::oracle`) judges each forwarding hop of the walk with that hop's rules, so the
 //! checks of `try` and `verify` follow routes the way packets do.
 
 use std::net::IpAddr;

@@ -17,7 +17,7 @@ use super::error::{CniError, CniResult, code};
 use super::ipam::{self, Lease};
 use super::links::{self, Plug};
 use super::result::{self, Iface};
-use super::{host, names, ruleset, table};
+use super::{forwarding, names, ruleset, table};
 use crate::owner;
 use crate::plumbing::{Conn, msgs};
 use ::nft::socket::NftSocket;
@@ -148,7 +148,7 @@ fn attach_locked(
         }
     }
     others_ports(&mut sock, c)?;
-    host::need_forwarding(&lock, &c.name)?;
+    forwarding::need_forwarding(&lock, &c.name)?;
     let bridge = links::ensure_bridge(conn, c, lease.gateway_net())?;
     // A route without its own next hop goes through the lease's gateway (the result says so).
     let routes: Vec<_> = lease

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use super::config::{Attachment, NetConf};
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{host, ipam, links, ruleset};
+use super::{forwarding, ipam, links, ruleset};
 use crate::owner;
 use crate::plumbing::{Conn, msgs};
 use crate::state::{Access, Lock};
@@ -68,7 +68,7 @@ fn finish(
     {
         conn.run_all(&[msgs::del_link(&b.name, b.index)])?;
     }
-    host::release_forwarding(lock, &c.name)?;
+    forwarding::release_forwarding(lock, &c.name)?;
     Ok(())
 }
 

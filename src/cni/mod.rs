@@ -9,12 +9,12 @@
 //! | `env` | the CNI_* parameters |
 //! | `config` | the network configuration on stdin |
 //! | `error` | the error object and its codes |
-//! | `names` | the marks that make what a container owns findable from the kernel alone |
+//! | `names` | a container's host veth name and its links' MACs (the marks that make what a container owns findable from the kernel alone are `crate::owner`'s) |
 //! | `ipam` | the IPAM plugin (executed), or nsfw's own allocation from `subnet` |
 //! | `table` | the network's nft table and a container's elements |
-//! | `nft` | reading the table, and the ops of one batch |
+//! | `ruleset` | reading the table, and the ops of one batch |
 //! | `links` | bridge, veth pair, the container's address and routes |
-//! | `host` | IPv4 forwarding, recorded |
+//! | `forwarding` | IPv4 forwarding, recorded |
 //! | `result` | the ADD result, and prevResult for CHECK |
 //! | `add`, `del` (and GC), `check`, `status` | the commands |
 
@@ -24,7 +24,7 @@ pub mod config;
 mod del;
 pub mod env;
 pub mod error;
-mod host;
+mod forwarding;
 mod ipam;
 mod links;
 pub mod names;

@@ -26,7 +26,7 @@ pub use watch::watch;
 
 use crate::topology::{self, Topology};
 
-/// The exit statuses of DESIGN.md's contract.
+/// The exit statuses every command keeps to (README.md's table of commands, docs/json.md).
 pub const OK: u8 = 0;
 pub const ERR: u8 = 1;
 pub const PENDING: u8 = 2;

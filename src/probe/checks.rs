@@ -1,4 +1,4 @@
-//! Which checks a topology implies, and what each should find — asked of `crate::policy`, the
+//! Which checks a topology implies, and what each should find — asked of `crate::oracle`, the
 //! same semantics the firewall is compiled from: every namespace and its gateway, pairs on a
 //! bridge and across bridges, the world both ways (with the source address it sees), the host,
 //! every `[[allow]]`/`[[deny]]` entry at its own ports, and every published port the ways it is
@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use anyhow::Result;
 
 use super::{Check, Origin, Probe, net};
+use crate::oracle::{Flow, Party, decide};
 use crate::paths::{Node, walk};
-use crate::policy::{Flow, Party, decide};
 use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topology};
 
 /// Above this many namespaces on one bridge, each one probes its next neighbour only, rather

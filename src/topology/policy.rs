@@ -1,5 +1,5 @@
 //! `[[allow]]` and `[[deny]]`: who may open connections to whom. The entries, parsed and
-//! checked; what they decide for a connection is `crate::policy`.
+//! checked; what they decide for a connection is `crate::oracle`'s.
 
 use std::fmt;
 

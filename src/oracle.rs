@@ -1,7 +1,7 @@
-//! What the file's policy decides for a connection — DESIGN.md's semantics, written once as a
-//! plain function. The firewall compiles the same policy into sets (`firewall::policy`); the
-//! checks of `try` and `verify` ask this function what to expect, so the file's intent is
-//! proven with packets, not restated.
+//! The policy oracle: what the file's policy decides for a connection — the semantics of
+//! docs/topology.md ("Policy"), written once as a plain function. The firewall compiles the
+//! same policy into sets (`firewall::policy`); the checks of `try` and `verify` ask this
+//! function what to expect, so the file's intent is proven with packets, not restated.
 //!
 //! A new connection is judged; replies always pass. Most specific first, independent of the
 //! order of anything in the file: a matching `[[deny]]` drops; a matching `[[allow]]` or a
