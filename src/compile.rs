@@ -16,9 +16,9 @@ use crate::topology::{BrNetfilter, Topology};
 /// cannot be set on it.
 const IPV6_MIN_MTU: u32 = 1280;
 
-pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
-pub const IP6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
-pub const BRNF: &str = "net.bridge.bridge-nf-call-iptables";
+pub(crate) const IP_FORWARD: &str = "net.ipv4.ip_forward";
+pub(crate) const IP6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
+pub(crate) const BRNF: &str = "net.bridge.bridge-nf-call-iptables";
 
 /// `promote_secondaries`: when the primary address of a subnet is deleted, the next one of the
 /// same subnet takes its place instead of being deleted with it — what lets an address move
@@ -35,7 +35,7 @@ fn sysctl(value: &str, restore: bool) -> SysctlSpec {
     }
 }
 
-pub fn compile(t: &Topology) -> Desired {
+pub(crate) fn compile(t: &Topology) -> Desired {
     let mut d = Desired {
         topology: t.name.clone(),
         mark: crate::owner::mark(&t.name),
@@ -251,7 +251,7 @@ pub fn compile(t: &Topology) -> Desired {
 
 /// The EUI-64 link-local address of a MAC, fe80::/64 — what the kernel would have made, given
 /// by nsfw without DAD so that it is usable at once.
-pub fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
+pub(crate) fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
     let m = mac.0;
     let ip = std::net::Ipv6Addr::from([
         0xfe,

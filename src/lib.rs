@@ -10,28 +10,29 @@
 //! (`signals::install`). The FFI to libnftnl lives in the nft crate.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod oracle;
+mod oracle;
 pub mod output;
-pub mod owner;
+mod owner;
 
 pub mod cli;
 pub mod cni;
 pub mod commands;
-pub mod compile;
-pub mod doctor;
-pub mod engine;
-pub mod firewall;
-pub mod netem;
-pub mod netlink;
-pub mod paths;
-pub mod plan;
+mod compile;
+mod doctor;
+mod engine;
+mod firewall;
+mod netem;
+mod netlink;
+mod paths;
+mod plan;
 pub mod plumbing;
-pub mod probe;
-pub mod resources;
-pub mod sandbox;
+mod probe;
+mod resources;
+mod sandbox;
 pub mod signals;
-pub mod state;
-pub mod status;
-pub mod topology;
-pub mod watch;
+mod state;
+mod status;
+mod topology;
+mod watch;

@@ -196,7 +196,7 @@ fn exact(num: &str, mult: u128, unit: &str) -> Result<u128, String> {
     Ok(v / den)
 }
 
-pub fn fmt_us(us: u32) -> String {
+pub(crate) fn fmt_us(us: u32) -> String {
     if us != 0 && us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
     } else if us >= 1000 {
@@ -206,11 +206,11 @@ pub fn fmt_us(us: u32) -> String {
     }
 }
 
-pub fn fmt_ppm(ppm: u32) -> String {
+pub(crate) fn fmt_ppm(ppm: u32) -> String {
     format!("{}%", decimal(u64::from(ppm), 10_000))
 }
 
-pub fn fmt_rate(bps: u64) -> String {
+pub(crate) fn fmt_rate(bps: u64) -> String {
     for (unit, div) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1000)] {
         if bps >= div && bps.is_multiple_of(div) {
             return format!("{}{unit}", bps / div);

@@ -13,18 +13,18 @@ use std::io;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-pub use netlink_sys::Socket;
-pub use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG};
+pub(crate) use netlink_sys::Socket;
+pub(crate) use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 
 /// The length of `struct nlmsghdr`.
-pub const HDR: usize = 16;
-pub const NLMSG_ERROR: u16 = 2;
-pub const NLMSG_DONE: u16 = 3;
+pub(crate) const HDR: usize = 16;
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
 /// An attribute's type without its nested and byte-order flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// A length padded to netlink's 4-byte alignment (NLMSG_ALIGN, NLA_ALIGN).
-pub const fn align(len: usize) -> usize {
+pub(crate) const fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
@@ -37,19 +37,19 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// The first four bytes of an attribute's payload, in host order.
-pub fn u32_of(b: &[u8]) -> Option<u32> {
+pub(crate) fn u32_of(b: &[u8]) -> Option<u32> {
     u32_at(b, 0)
 }
 
 /// A string attribute: its bytes up to the first NUL.
-pub fn string_of(b: &[u8]) -> String {
+pub(crate) fn string_of(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// One message of a datagram, header fields read.
 #[derive(Clone, Copy, Debug)]
-pub struct Msg<'a> {
+pub(crate) struct Msg<'a> {
     pub ty: u16,
     pub flags: u16,
     pub seq: u32,
@@ -59,24 +59,24 @@ pub struct Msg<'a> {
 
 impl<'a> Msg<'a> {
     /// What follows the header.
-    pub fn payload(&self) -> &'a [u8] {
+    pub(crate) fn payload(&self) -> &'a [u8] {
         &self.bytes[HDR..]
     }
 
     /// The error code of an NLMSG_ERROR or NLMSG_DONE message (0: an acknowledgement, or a
     /// dump's end; negative: an errno); 0 when the message is too short to carry one.
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         u32_at(self.bytes, HDR).map_or(0, |c| c as i32)
     }
 }
 
 /// A message whose length is shorter than its header or runs past the datagram.
 #[derive(Debug)]
-pub struct Malformed;
+pub(crate) struct Malformed;
 
 /// The messages of one datagram, in order. A malformed one is yielded as an error and ends
 /// the walk (what follows it cannot be found).
-pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, Malformed>> {
+pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, Malformed>> {
     let mut off = 0;
     std::iter::from_fn(move || {
         if off + HDR > buf.len() {
@@ -100,7 +100,7 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, Malformed>> 
 
 /// One attribute.
 #[derive(Clone, Copy, Debug)]
-pub struct Attr<'a> {
+pub(crate) struct Attr<'a> {
     /// Its type, without the nested and byte-order flags.
     pub ty: u16,
     /// Its payload.
@@ -111,7 +111,7 @@ pub struct Attr<'a> {
 
 /// The attributes of `buf`, in order; the walk ends at one whose length is shorter than its
 /// header or runs past `buf`.
-pub fn attrs(buf: &[u8]) -> impl Iterator<Item = Attr<'_>> {
+pub(crate) fn attrs(buf: &[u8]) -> impl Iterator<Item = Attr<'_>> {
     let mut off = 0;
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(buf, off)?);
@@ -130,18 +130,18 @@ pub fn attrs(buf: &[u8]) -> impl Iterator<Item = Attr<'_>> {
 }
 
 /// The payload of the first attribute of type `ty` in `buf`.
-pub fn find(buf: &[u8], ty: u16) -> Option<&[u8]> {
+pub(crate) fn find(buf: &[u8], ty: u16) -> Option<&[u8]> {
     attrs(buf).find(|a| a.ty == ty).map(|a| a.value)
 }
 
 /// A request built by hand: the header, then parts each padded to 4 bytes.
-pub struct Request {
+pub(crate) struct Request {
     bytes: Vec<u8>,
 }
 
 impl Request {
     /// A message of type `ty` with NLM_F_REQUEST and `flags`, under sequence number `seq`.
-    pub fn new(ty: u16, flags: u16, seq: u32) -> Request {
+    pub(crate) fn new(ty: u16, flags: u16, seq: u32) -> Request {
         let mut bytes = Vec::with_capacity(64);
         bytes.extend_from_slice(&0u32.to_ne_bytes()); // the length, at the end
         bytes.extend_from_slice(&ty.to_ne_bytes());
@@ -152,14 +152,14 @@ impl Request {
     }
 
     /// Appends `part` (a family header, a whole attribute), padded.
-    pub fn push(mut self, part: &[u8]) -> Request {
+    pub(crate) fn push(mut self, part: &[u8]) -> Request {
         self.bytes.extend_from_slice(part);
         self.bytes.resize(align(self.bytes.len()), 0);
         self
     }
 
     /// The message, its length filled in.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let len = (self.bytes.len() as u32).to_ne_bytes();
         self.bytes[..4].copy_from_slice(&len);
         self.bytes
@@ -168,7 +168,7 @@ impl Request {
 
 /// How a socket is set up; [`open`] makes one.
 #[derive(Clone, Debug)]
-pub struct Opts {
+pub(crate) struct Opts {
     protocol: isize,
     acks: bool,
     strict: bool,
@@ -179,7 +179,7 @@ pub struct Opts {
 }
 
 /// A socket of `protocol` (NETLINK_ROUTE, ...), set up by the methods of [`Opts`].
-pub fn socket(protocol: isize) -> Opts {
+pub(crate) fn socket(protocol: isize) -> Opts {
     Opts {
         protocol,
         acks: false,
@@ -194,33 +194,33 @@ pub fn socket(protocol: isize) -> Opts {
 impl Opts {
     /// Errors carry only the header of the failed request (NETLINK_CAP_ACK), and a message
     /// when the kernel has one to give (NETLINK_EXT_ACK).
-    pub fn acks(mut self) -> Opts {
+    pub(crate) fn acks(mut self) -> Opts {
         self.acks = true;
         self
     }
 
     /// Dump requests are checked strictly, and their filters (a route table) honoured
     /// (NETLINK_GET_STRICT_CHK).
-    pub fn strict(mut self) -> Opts {
+    pub(crate) fn strict(mut self) -> Opts {
         self.strict = true;
         self
     }
 
     /// A receive that waits longer than `d` fails (SO_RCVTIMEO): a lost answer is an error,
     /// not a run that waits for ever.
-    pub fn timeout(mut self, d: Duration) -> Opts {
+    pub(crate) fn timeout(mut self, d: Duration) -> Opts {
         self.timeout = Some(d);
         self
     }
 
     /// The socket's receive buffer in the kernel (SO_RCVBUF): room for a burst.
-    pub fn recv_buffer(mut self, bytes: usize) -> Opts {
+    pub(crate) fn recv_buffer(mut self, bytes: usize) -> Opts {
         self.recv_buffer = Some(bytes);
         self
     }
 
     /// Bound, subscribed to these multicast groups, and non-blocking.
-    pub fn groups(mut self, groups: &'static [u32]) -> Opts {
+    pub(crate) fn groups(mut self, groups: &'static [u32]) -> Opts {
         self.groups = groups;
         self.nonblocking = true;
         self
@@ -229,7 +229,7 @@ impl Opts {
     /// The socket, in the calling thread's network namespace; errors name `place`. Options
     /// that only make things better (acks, strictness, buffer size, timeout) are asked for
     /// and not insisted on: an older kernel without one still works.
-    pub fn open(self, place: &str) -> Result<Socket> {
+    pub(crate) fn open(self, place: &str) -> Result<Socket> {
         let mut sock = Socket::new(self.protocol)
             .with_context(|| format!("cannot open a netlink socket ({place})"))?;
         if self.acks {
@@ -263,7 +263,7 @@ impl Opts {
 
 /// Room for one datagram from the kernel: a dump's batch (at most 32 KiB) or the
 /// acknowledgements of one send.
-pub const RECV_BUF: usize = 64 * 1024;
+pub(crate) const RECV_BUF: usize = 64 * 1024;
 
 /// The bytes of a receive buffer, aligned as `struct nlmsghdr` is.
 #[repr(C, align(8))]
@@ -278,10 +278,10 @@ thread_local! {
 
 /// A receive buffer of [`RECV_BUF`] bytes, taken from the thread's pool and given back to it
 /// when dropped.
-pub struct RecvBuf(Option<Box<Block>>);
+pub(crate) struct RecvBuf(Option<Box<Block>>);
 
 impl RecvBuf {
-    pub fn take() -> RecvBuf {
+    pub(crate) fn take() -> RecvBuf {
         let b = POOL.with(|p| p.borrow_mut().pop());
         RecvBuf(Some(b.unwrap_or_else(|| Box::new(Block([0; RECV_BUF])))))
     }
@@ -294,7 +294,7 @@ impl RecvBuf {
     }
 
     /// Receives one datagram from `sock`: its bytes.
-    pub fn recv(&mut self, sock: &Socket) -> io::Result<&[u8]> {
+    pub(crate) fn recv(&mut self, sock: &Socket) -> io::Result<&[u8]> {
         let buf = self.bytes();
         let n = sock.recv(&mut &mut buf[..], 0)?.min(buf.len());
         Ok(&buf[..n])

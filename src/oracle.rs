@@ -14,7 +14,7 @@ use crate::topology::{Action, Endpoint, Namespace, PolicyRule, Topology};
 
 /// One end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Party {
+pub(crate) enum Party {
     /// A namespace of the topology, by name, and the address it uses.
     Ns(String, IpAddr),
     /// The host itself, at one of its addresses.
@@ -24,7 +24,7 @@ pub enum Party {
 }
 
 impl Party {
-    pub fn addr(&self) -> IpAddr {
+    pub(crate) fn addr(&self) -> IpAddr {
         match self {
             Party::Ns(_, a) | Party::Host(a) | Party::World(a) => *a,
         }
@@ -33,7 +33,7 @@ impl Party {
 
 /// A new connection: from, to, protocol number, destination port (0 for ICMP).
 #[derive(Clone, Debug)]
-pub struct Flow {
+pub(crate) struct Flow {
     pub from: Party,
     pub to: Party,
     pub proto: u8,
@@ -47,7 +47,7 @@ pub struct Flow {
 impl Flow {
     /// A new connection from `from` to `to` at `proto`/`port`, straight (not through a
     /// published port), not a ping of the gateway.
-    pub fn new(from: Party, to: Party, proto: u8, port: u16) -> Flow {
+    pub(crate) fn new(from: Party, to: Party, proto: u8, port: u16) -> Flow {
         Flow {
             from,
             to,
@@ -85,7 +85,7 @@ fn applies(t: &Topology, r: &PolicyRule, f: &Flow) -> bool {
 }
 
 /// Whether the connection is let through.
-pub fn decide(t: &Topology, f: &Flow) -> bool {
+pub(crate) fn decide(t: &Topology, f: &Flow) -> bool {
     let hit = |a: Action| t.policy.iter().any(|r| r.action == a && applies(t, r, f));
     if hit(Action::Deny) {
         return false;

@@ -31,7 +31,7 @@ const CNI_USER: &str = "cni:";
 
 /// What a mark says of its object's owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mark<'a> {
+pub(crate) enum Mark<'a> {
     /// `nsfw:<name>`: topology `name`'s.
     Topology(&'a str),
     /// `nsfw-cni:<network>`: a CNI network's table, bridge or rule.
@@ -46,7 +46,7 @@ pub enum Mark<'a> {
 
 impl<'a> Mark<'a> {
     /// The owner a mark names; None for anything that is not one of nsfw's marks.
-    pub fn parse(mark: &'a str) -> Option<Mark<'a>> {
+    pub(crate) fn parse(mark: &'a str) -> Option<Mark<'a>> {
         if let Some(name) = mark.strip_prefix(TOPOLOGY) {
             return Some(Mark::Topology(name));
         }
@@ -82,13 +82,13 @@ impl fmt::Display for Mark<'_> {
 /// Whether an object whose mark (alias, comment) is `mark` is the wanted owner's: the one
 /// filter of every flush, a topology's (its links, namespaces, tables and placed rules) and a
 /// CNI network's (its placed rules). An object without a mark is nobody's.
-pub fn owned(mark: Option<&str>, wanted: impl Fn(Mark) -> bool) -> bool {
+pub(crate) fn owned(mark: Option<&str>, wanted: impl Fn(Mark) -> bool) -> bool {
     mark.and_then(Mark::parse).is_some_and(wanted)
 }
 
 /// Whose objects a run takes for its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Owner<'a> {
+pub(crate) enum Owner<'a> {
     /// One topology's (apply, and flush of a file or a name).
     Topology(&'a str),
     /// Every nsfw topology's (flush --all).
@@ -97,7 +97,7 @@ pub enum Owner<'a> {
 
 impl Owner<'_> {
     /// Whether an object marked `mark` is ours.
-    pub fn owns(&self, mark: Option<&str>) -> bool {
+    pub(crate) fn owns(&self, mark: Option<&str>) -> bool {
         owned(
             mark,
             |m| matches!(m, Mark::Topology(t) if self.owns_topology(t)),
@@ -107,7 +107,7 @@ impl Owner<'_> {
     /// Whether `t` (a topology's name, as the record names the users of a sysctl) is ours.
     /// A CNI network is among a sysctl's users as `cni:<network>` (never a topology's name:
     /// those hold no `:`), and no flush, not even `--all`, speaks for it.
-    pub fn owns_topology(&self, t: &str) -> bool {
+    pub(crate) fn owns_topology(&self, t: &str) -> bool {
         match self {
             Owner::Topology(n) => *n == t,
             Owner::All => !t.starts_with(CNI_USER),
@@ -117,12 +117,12 @@ impl Owner<'_> {
 
 /// `nsfw:<name>`: the alias of topology `name`'s links and of its namespaces' `lo`, and the
 /// comment of its tables and of the rules it places in others' chains.
-pub fn mark(name: &str) -> String {
+pub(crate) fn mark(name: &str) -> String {
     Mark::Topology(name).to_string()
 }
 
 /// The topology a mark names, if it is a topology's.
-pub fn topology_of(mark: &str) -> Option<&str> {
+pub(crate) fn topology_of(mark: &str) -> Option<&str> {
     match Mark::parse(mark)? {
         Mark::Topology(t) => Some(t),
         _ => None,
@@ -130,23 +130,23 @@ pub fn topology_of(mark: &str) -> Option<&str> {
 }
 
 /// Topology `name`'s table (inet, in the host and in its router namespaces).
-pub fn table(name: &str) -> String {
+pub(crate) fn table(name: &str) -> String {
     format!("{TABLE}{name}")
 }
 
 /// Whether a table's name is one nsfw gives (a topology's or a CNI network's); its comment
 /// says whose.
-pub fn is_table(name: &str) -> bool {
+pub(crate) fn is_table(name: &str) -> bool {
     name.starts_with(TABLE)
 }
 
 /// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
-pub fn resolv_marker(name: &str) -> String {
+pub(crate) fn resolv_marker(name: &str) -> String {
     format!("{RESOLV}{name}; nsfw apply rewrites it, nsfw flush removes it")
 }
 
 /// The topology whose marker starts `content`, if any.
-pub fn resolv_owner(content: &str) -> Option<&str> {
+pub(crate) fn resolv_owner(content: &str) -> Option<&str> {
     let first = content.lines().next()?;
     let rest = first.strip_prefix(RESOLV)?;
     rest.split(';').next()
@@ -154,22 +154,22 @@ pub fn resolv_owner(content: &str) -> Option<&str> {
 
 /// How the record names CNI network `network` among the users of a sysctl (a topology by its
 /// name, which holds no `:`).
-pub fn network_user(network: &str) -> String {
+pub(crate) fn network_user(network: &str) -> String {
     format!("{CNI_USER}{network}")
 }
 
 /// CNI network `network`'s table.
-pub fn cni_table(network: &str) -> String {
+pub(crate) fn cni_table(network: &str) -> String {
     format!("{TABLE}cni_{network}")
 }
 
 /// The mark of CNI network `network`'s table, bridge and placed rules.
-pub fn network_mark(network: &str) -> String {
+pub(crate) fn network_mark(network: &str) -> String {
     Mark::Network(network).to_string()
 }
 
 /// The alias of a container's host veth.
-pub fn veth_alias(network: &str, container: &str, ifname: &str) -> String {
+pub(crate) fn veth_alias(network: &str, container: &str, ifname: &str) -> String {
     Mark::Container {
         network,
         container,
@@ -179,7 +179,7 @@ pub fn veth_alias(network: &str, container: &str, ifname: &str) -> String {
 }
 
 /// (container, ifname) of a host veth of `network`, from its alias.
-pub fn parse_veth_alias<'a>(network: &str, alias: &'a str) -> Option<(&'a str, &'a str)> {
+pub(crate) fn parse_veth_alias<'a>(network: &str, alias: &'a str) -> Option<(&'a str, &'a str)> {
     match Mark::parse(alias)? {
         Mark::Container {
             network: n,
@@ -191,12 +191,12 @@ pub fn parse_veth_alias<'a>(network: &str, alias: &'a str) -> Option<(&'a str, &
 }
 
 /// The comment on a container's elements.
-pub fn element_owner(container: &str, ifname: &str) -> String {
+pub(crate) fn element_owner(container: &str, ifname: &str) -> String {
     format!("{container}:{ifname}")
 }
 
 /// (container, ifname) of an element comment.
-pub fn parse_element_owner(comment: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_element_owner(comment: &str) -> Option<(&str, &str)> {
     comment.split_once(':')
 }
 

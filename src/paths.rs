@@ -12,7 +12,7 @@ use crate::topology::{Namespace, Topology};
 
 /// Who holds an address, or where a packet is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Node {
+pub(crate) enum Node {
     Host,
     Ns(String),
     /// Anything out of the host's uplink.
@@ -21,14 +21,14 @@ pub enum Node {
 
 /// The segment a packet crosses between two nodes: a bridge, or the host's uplink.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Seg {
+pub(crate) enum Seg {
     Bridge(String),
     Uplink,
 }
 
 /// One forwarding node on the way (not the sender, not the receiver).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hop {
+pub(crate) struct Hop {
     pub at: Node,
     pub from: Seg,
     pub to: Seg,
@@ -36,7 +36,7 @@ pub struct Hop {
 
 /// The packet's journey.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Walk {
+pub(crate) struct Walk {
     /// The nodes that forwarded it, in order.
     pub hops: Vec<Hop>,
     /// The segments it was bridged over between two namespaces (isolation applies there).
@@ -56,7 +56,7 @@ fn addr_of_iface(i: &crate::topology::Iface, v6: bool) -> Option<IpNetwork> {
 }
 
 /// Who holds `ip`: a namespace, the host (one of its bridge addresses), or the world.
-pub fn owner(t: &Topology, ip: IpAddr) -> Node {
+pub(crate) fn owner(t: &Topology, ip: IpAddr) -> Node {
     if let Some(n) = t
         .namespaces
         .iter()
@@ -142,7 +142,7 @@ fn on_segment(t: &Topology, seg: &str, next: IpAddr) -> Option<Node> {
 
 /// Walks a packet from `from` (source `src`) to `dst`. `uplink` gives the host's address on
 /// its uplink, for the masquerade there.
-pub fn walk(
+pub(crate) fn walk(
     t: &Topology,
     from: &Node,
     src: IpAddr,

@@ -13,21 +13,21 @@ use crate::topology::Mac;
 
 /// Where a resource lives: the host, or a named namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Place {
+pub(crate) enum Place {
     Host,
     Ns(String),
 }
 
 impl Place {
     /// How an interface in this place is named in messages: `br0`, `ns1:eth0`.
-    pub fn link(&self, name: &str) -> String {
+    pub(crate) fn link(&self, name: &str) -> String {
         match self {
             Place::Host => name.to_string(),
             Place::Ns(ns) => format!("{ns}:{name}"),
         }
     }
 
-    pub fn ns(&self) -> Option<&str> {
+    pub(crate) fn ns(&self) -> Option<&str> {
         match self {
             Place::Host => None,
             Place::Ns(n) => Some(n),
@@ -46,7 +46,7 @@ impl fmt::Display for Place {
 
 /// What a link is, and what it is made with.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkKind {
+pub(crate) enum LinkKind {
     Bridge,
     /// The host end of a veth pair whose other end is `peer` in namespace `peer_ns`: the
     /// pair is made in one step, from the host.
@@ -66,7 +66,7 @@ pub enum LinkKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkSpec {
+pub(crate) struct LinkSpec {
     pub name: String,
     /// The key of the file it comes from, for messages: `bridges.br0`.
     pub origin: String,
@@ -92,7 +92,7 @@ pub struct LinkSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RouteSpec {
+pub(crate) struct RouteSpec {
     pub dst: IpNetwork,
     pub via: Option<IpAddr>,
     pub dev: String,
@@ -105,26 +105,26 @@ pub struct RouteSpec {
     pub orig: Option<RouteOrig>,
 }
 
-pub const RTN_UNICAST: u8 = 1;
+pub(crate) const RTN_UNICAST: u8 = 1;
 
 /// The `proto` of the routes nsfw adds (`ip route` shows `proto 110`): tells them from
 /// everybody else's.
-pub const ROUTE_PROTO: u8 = 110;
+pub(crate) const ROUTE_PROTO: u8 = 110;
 
 /// The default route's destination in each family, 0.0.0.0/0 and ::/0 (checked when
 /// compiling nsfw).
-pub const DEFAULT_V4: IpNetwork = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
+pub(crate) const DEFAULT_V4: IpNetwork = match Ipv4Network::new_checked(Ipv4Addr::UNSPECIFIED, 0) {
     Some(n) => IpNetwork::V4(n),
     None => panic!("0.0.0.0/0 is a valid network"),
 };
-pub const DEFAULT_V6: IpNetwork = match Ipv6Network::new_checked(Ipv6Addr::UNSPECIFIED, 0) {
+pub(crate) const DEFAULT_V6: IpNetwork = match Ipv6Network::new_checked(Ipv6Addr::UNSPECIFIED, 0) {
     Some(n) => IpNetwork::V6(n),
     None => panic!("::/0 is a valid network"),
 };
 
 /// What a route someone else made carries besides destination, next hop and metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RouteOrig {
+pub(crate) struct RouteOrig {
     pub table: u32,
     /// RTPROT_*, RT_SCOPE_*, RTNH_F_*.
     pub proto: u8,
@@ -136,7 +136,7 @@ pub struct RouteOrig {
 /// What an address someone else made carries besides itself (IFA_F_*, scope, lifetimes in
 /// seconds, u32::MAX forever).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AddrOrig {
+pub(crate) struct AddrOrig {
     pub flags: u32,
     pub scope: u8,
     pub valid: u32,
@@ -145,7 +145,7 @@ pub struct AddrOrig {
 
 impl RouteSpec {
     /// A unicast route with the family's default metric.
-    pub fn unicast(dst: IpNetwork, via: Option<IpAddr>, dev: &str) -> RouteSpec {
+    pub(crate) fn unicast(dst: IpNetwork, via: Option<IpAddr>, dev: &str) -> RouteSpec {
         RouteSpec {
             dst,
             via,
@@ -156,7 +156,7 @@ impl RouteSpec {
         }
     }
 
-    pub fn default_metric(dst: IpNetwork) -> u32 {
+    pub(crate) fn default_metric(dst: IpNetwork) -> u32 {
         if dst.is_ipv6() { 1024 } else { 0 }
     }
 }
@@ -197,7 +197,7 @@ impl fmt::Display for RouteSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SysctlSpec {
+pub(crate) struct SysctlSpec {
     pub value: String,
     /// A host-wide setting: its value before nsfw is recorded and put back by flush when no
     /// topology needs it any more. Settings of nsfw's own links and namespaces go with them.
@@ -208,7 +208,7 @@ pub struct SysctlSpec {
 
 /// What one network namespace must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     pub links: BTreeMap<String, LinkSpec>,
     /// (interface, address with prefix).
     pub addrs: BTreeSet<(String, IpNetwork)>,
@@ -222,7 +222,7 @@ pub struct Node {
 
 /// Everything a topology needs of the kernel and the file system.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// The topology's name, and its mark (`nsfw:<name>`).
     pub topology: String,
     pub mark: String,
@@ -237,11 +237,4 @@ pub struct Desired {
     pub overlap_ok: BTreeSet<String>,
 }
 
-impl Desired {
-    pub fn node(&self, p: &Place) -> Option<&Node> {
-        match p {
-            Place::Host => Some(&self.host),
-            Place::Ns(n) => self.namespaces.get(n),
-        }
-    }
-}
+impl Desired {}

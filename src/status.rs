@@ -18,21 +18,21 @@ use nft::dump::Dumped;
 use nft::{ElemData, Rule, Stmt, Value, Verdict};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Iface {
+pub(crate) struct Iface {
     pub name: String,
     pub up: bool,
     pub addresses: Vec<IpNetwork>,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Bridge {
+pub(crate) struct Bridge {
     pub iface: Iface,
     pub ports: usize,
 }
 
 /// A port published on the host.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Published {
+pub(crate) struct Published {
     pub proto: u8,
     pub host_addr: Option<IpAddr>,
     /// Inclusive range of host ports, and the namespace port the first one goes to.
@@ -44,7 +44,7 @@ pub struct Published {
 
 /// Packets and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Count {
+pub(crate) struct Count {
     pub packets: u64,
     pub bytes: u64,
 }
@@ -61,7 +61,7 @@ impl Count {
 
 /// The counters of one chain, by what its counted rules do.
 #[derive(Clone, Debug, Default)]
-pub struct Chain {
+pub(crate) struct Chain {
     pub name: String,
     pub accepted: Count,
     pub dropped: Count,
@@ -73,7 +73,7 @@ pub struct Chain {
 
 /// One topology as the host holds it.
 #[derive(Clone, Debug, Default)]
-pub struct Topology {
+pub(crate) struct Topology {
     pub name: String,
     /// `inet nsfw_<name>` when the table is there.
     pub table: Option<String>,
@@ -222,7 +222,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
 }
 
 /// Every topology the host holds marks of.
-pub fn gather(o: &Observed) -> Vec<Topology> {
+pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
     let mut names: BTreeSet<String> = BTreeSet::new();
     let owner = |m: Option<&str>| m.and_then(topology_of).map(str::to_string);
     names.extend(
@@ -384,7 +384,7 @@ impl fmt::Display for Topology {
 }
 
 /// The topologies as JSON (docs/json.md).
-pub fn to_json(ts: &[Topology]) -> J {
+pub(crate) fn to_json(ts: &[Topology]) -> J {
     let iface = |i: &Iface| {
         json!({
             "name": i.name,

@@ -23,7 +23,7 @@ use crate::plumbing::{Conn, msgs};
 use ::nft::socket::NftSocket;
 use ::nft::{Element, Value as NValue};
 
-pub fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
+pub(super) fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
     c.need_addresses()?;
     if c.prev_result.is_some() {
         return Err(CniError::config(

@@ -20,7 +20,7 @@ use ::nft::diff::table_diff;
 use ::nft::socket::NftSocket;
 use ::nft::{Element, Family};
 
-pub fn check(env: &Env, c: &NetConf) -> CniResult<()> {
+pub(super) fn check(env: &Env, c: &NetConf) -> CniResult<()> {
     let prev = c.prev_result.as_ref().ok_or_else(|| {
         CniError::config("CHECK needs prevResult: the result of the container's ADD")
     })?;

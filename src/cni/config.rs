@@ -14,7 +14,7 @@ use crate::topology::Mac;
 
 /// The versions nsfw speaks, oldest first. 0.4.0 configs are accepted (results carry the
 /// `version` of each IP, as 0.4.0 wants); GC and STATUS need 1.1.0.
-pub const SUPPORTED: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
+pub(crate) const SUPPORTED: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
 
 /// Keys of the reference `bridge` plugin nsfw accepts and ignores (what they ask for is what
 /// nsfw does anyway, or does not apply): a conflist can replace `bridge` by `nsfw` unchanged.
@@ -32,7 +32,7 @@ const BRIDGE_KEYS: [&str; 9] = [
 
 /// A published port: `hostIP:hostPort → containerPort/protocol`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortMap {
+pub(crate) struct PortMap {
     /// IP protocol number: tcp 6, udp 17, sctp 132.
     pub proto: u8,
     pub host_port: u16,
@@ -43,13 +43,13 @@ pub struct PortMap {
 
 /// One attachment GC must keep.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Attachment {
+pub(crate) struct Attachment {
     pub container_id: String,
     pub ifname: String,
 }
 
 #[derive(Clone, Debug)]
-pub struct NetConf {
+pub(crate) struct NetConf {
     pub version: String,
     pub name: String,
     pub bridge: String,
@@ -75,26 +75,26 @@ pub struct NetConf {
 }
 
 /// (major, minor, patch) of a version string; None when it is not one.
-pub fn semver(s: &str) -> Option<(u32, u32, u32)> {
+pub(crate) fn semver(s: &str) -> Option<(u32, u32, u32)> {
     let mut it = s.split('.').map(|p| p.parse::<u32>().ok());
     let v = (it.next()??, it.next()??, it.next().unwrap_or(Some(0))?);
     it.next().is_none().then_some(v)
 }
 
 /// Whether `v` is at least `min`.
-pub fn at_least(v: &str, min: &str) -> bool {
+pub(crate) fn at_least(v: &str, min: &str) -> bool {
     matches!((semver(v), semver(min)), (Some(a), Some(b)) if a >= b)
 }
 
 /// The `cniVersion` of a document, when it has one (for the error object's own version).
-pub fn version_of(bytes: &[u8]) -> Option<String> {
+pub(crate) fn version_of(bytes: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(bytes).ok()?;
     v.get("cniVersion")?.as_str().map(str::to_string)
 }
 
 /// A network name: alphanumeric first, then alphanumerics, `_`, `.`, `-` (the spec's rule). nsfw
 /// bounds the length so that `nsfw_cni_<name>` stays a short table name.
-pub fn valid_network_name(s: &str) -> bool {
+pub(crate) fn valid_network_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
         && s.len() <= 64
@@ -206,7 +206,7 @@ fn attachments(v: &Value) -> CniResult<Vec<Attachment>> {
 }
 
 /// Reads and checks the whole configuration. `cni_args` is CNI_ARGS (its `IP` and `MAC`).
-pub fn parse(bytes: &[u8], cni_args: &[(String, String)]) -> CniResult<NetConf> {
+pub(crate) fn parse(bytes: &[u8], cni_args: &[(String, String)]) -> CniResult<NetConf> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         CniError::new(
             code::DECODING,
@@ -392,13 +392,8 @@ fn runtime_config(c: &mut NetConf, v: &Value) -> CniResult<()> {
 }
 
 impl NetConf {
-    /// Whether addresses come from nsfw itself (a `subnet`), not from an IPAM plugin.
-    pub fn builtin_ipam(&self) -> bool {
-        self.ipam.is_none()
-    }
-
     /// Checks what an address-handing command (ADD) needs.
-    pub fn need_addresses(&self) -> CniResult<()> {
+    pub(crate) fn need_addresses(&self) -> CniResult<()> {
         match (&self.subnet, &self.ipam) {
             (Some(_), Some(_)) => Err(CniError::config(
                 "subnet and ipam are both set: nsfw hands out addresses of subnet itself, or asks the IPAM plugin; pick one",

@@ -17,7 +17,7 @@ use crate::plumbing::{Conn, msgs};
 use crate::state::{Access, Lock};
 use ::nft::socket::NftSocket;
 
-pub fn del(env: &Env, c: &NetConf) -> CniResult<()> {
+pub(super) fn del(env: &Env, c: &NetConf) -> CniResult<()> {
     {
         let lock = super::lock(Access::Exclusive)?;
         let mut conn = Conn::open("host")?;
@@ -84,7 +84,7 @@ fn bridge_in_use(conn: &mut Conn, c: &NetConf) -> CniResult<bool> {
 }
 
 /// GC: everything of the network's that no attachment in `cni.dev/valid-attachments` owns.
-pub fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
+pub(super) fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
     let valid: BTreeSet<String> = c
         .valid
         .iter()

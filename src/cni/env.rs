@@ -5,7 +5,7 @@ use super::error::{CniError, CniResult};
 
 /// The CNI commands nsfw speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Add,
     Del,
     Check,
@@ -15,7 +15,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn parse(s: &str) -> Option<Command> {
+    pub(crate) fn parse(s: &str) -> Option<Command> {
         Some(match s {
             "ADD" => Command::Add,
             "DEL" => Command::Del,
@@ -30,7 +30,7 @@ impl Command {
 
 /// The parameters of one invocation.
 #[derive(Clone, Debug, Default)]
-pub struct Env {
+pub(crate) struct Env {
     pub container_id: String,
     /// A path to the container's network namespace (`/run/netns/x`, `/proc/PID/ns/net`).
     pub netns: String,
@@ -43,7 +43,7 @@ pub struct Env {
 
 /// A container ID, per the spec: alphanumeric first, then alphanumerics, `_`, `.`, `-`.
 /// nsfw also bounds its length: it travels in link aliases and element comments.
-pub fn valid_container_id(s: &str) -> bool {
+pub(crate) fn valid_container_id(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
         && s.len() <= 128
@@ -56,7 +56,7 @@ fn var(name: &str) -> Option<String> {
 
 impl Env {
     /// Reads the parameters `cmd` needs; every missing or malformed one is named in one error.
-    pub fn read(cmd: Command) -> CniResult<Env> {
+    pub(crate) fn read(cmd: Command) -> CniResult<Env> {
         let mut bad: Vec<String> = Vec::new();
         let attachment = matches!(cmd, Command::Add | Command::Del | Command::Check);
         let need = |n: &str, required: bool, bad: &mut Vec<String>| -> String {
@@ -115,13 +115,5 @@ impl Env {
                 .map(str::to_string)
                 .collect(),
         })
-    }
-
-    /// A `CNI_ARGS` value.
-    pub fn arg(&self, key: &str) -> Option<&str> {
-        self.args
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
     }
 }

@@ -4,34 +4,34 @@
 use serde_json::{Value, json};
 
 /// The spec's reserved codes (SPEC.md, "Error") and nsfw's own.
-pub mod code {
-    pub const INCOMPATIBLE_VERSION: u32 = 1;
-    pub const UNSUPPORTED_FIELD: u32 = 2;
-    pub const INVALID_ENV: u32 = 4;
-    pub const IO_FAILURE: u32 = 5;
-    pub const DECODING: u32 = 6;
-    pub const INVALID_CONFIG: u32 = 7;
-    pub const TRY_AGAIN: u32 = 11;
-    pub const NOT_AVAILABLE: u32 = 50;
+pub(crate) mod code {
+    pub(crate) const INCOMPATIBLE_VERSION: u32 = 1;
+    pub(crate) const UNSUPPORTED_FIELD: u32 = 2;
+    pub(crate) const INVALID_ENV: u32 = 4;
+    pub(crate) const IO_FAILURE: u32 = 5;
+    pub(crate) const DECODING: u32 = 6;
+    pub(crate) const INVALID_CONFIG: u32 = 7;
+    pub(crate) const TRY_AGAIN: u32 = 11;
+    pub(crate) const NOT_AVAILABLE: u32 = 50;
     /// nsfw: the attachment (or a port, an address) is taken already.
-    pub const CONFLICT: u32 = 100;
+    pub(crate) const CONFLICT: u32 = 100;
     /// nsfw: CHECK found the kernel different from what ADD made.
-    pub const DRIFT: u32 = 101;
+    pub(crate) const DRIFT: u32 = 101;
     /// nsfw: the IPAM plugin failed (its own error follows in `details`).
-    pub const IPAM: u32 = 102;
+    pub(crate) const IPAM: u32 = 102;
     /// What libcni calls ErrInternal: the kernel refused a change, and the like.
-    pub const INTERNAL: u32 = 999;
+    pub(crate) const INTERNAL: u32 = 999;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CniError {
+pub(crate) struct CniError {
     pub code: u32,
     pub msg: String,
     pub details: String,
 }
 
 impl CniError {
-    pub fn new(code: u32, msg: impl Into<String>) -> CniError {
+    pub(crate) fn new(code: u32, msg: impl Into<String>) -> CniError {
         CniError {
             code,
             msg: msg.into(),
@@ -39,25 +39,25 @@ impl CniError {
         }
     }
 
-    pub fn with_details(mut self, d: impl Into<String>) -> CniError {
+    pub(crate) fn with_details(mut self, d: impl Into<String>) -> CniError {
         self.details = d.into();
         self
     }
 
-    pub fn config(msg: impl Into<String>) -> CniError {
+    pub(crate) fn config(msg: impl Into<String>) -> CniError {
         CniError::new(code::INVALID_CONFIG, msg)
     }
 
-    pub fn env(msg: impl Into<String>) -> CniError {
+    pub(crate) fn env(msg: impl Into<String>) -> CniError {
         CniError::new(code::INVALID_ENV, msg)
     }
 
     /// A kernel or system error, with its chain of causes.
-    pub fn internal(e: &anyhow::Error) -> CniError {
+    pub(crate) fn internal(e: &anyhow::Error) -> CniError {
         CniError::new(code::INTERNAL, format!("{e:#}"))
     }
 
-    pub fn to_json(&self, version: &str) -> Value {
+    pub(crate) fn to_json(&self, version: &str) -> Value {
         let mut v = json!({"cniVersion": version, "code": self.code, "msg": self.msg});
         if !self.details.is_empty() {
             v["details"] = json!(self.details);
@@ -82,4 +82,4 @@ impl From<anyhow::Error> for CniError {
     }
 }
 
-pub type CniResult<T> = Result<T, CniError>;
+pub(crate) type CniResult<T> = Result<T, CniError>;

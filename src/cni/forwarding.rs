@@ -11,7 +11,7 @@ use crate::state::{Lock, Record, Saved};
 const FORWARD: &str = "net.ipv4.ip_forward";
 
 /// Turns forwarding on for `network` (recording the value from before, when nsfw changes it).
-pub fn need_forwarding(lock: &Lock, network: &str) -> Result<()> {
+pub(super) fn need_forwarding(lock: &Lock, network: &str) -> Result<()> {
     let now = sysctl::read(FORWARD)?.unwrap_or_default();
     let mut rec = Record::load(lock.dir());
     let before = rec.clone();
@@ -41,7 +41,7 @@ pub fn need_forwarding(lock: &Lock, network: &str) -> Result<()> {
 
 /// `network` no longer needs forwarding: its value from before nsfw comes back when nobody
 /// else (a topology, another network) needs nsfw's.
-pub fn release_forwarding(lock: &Lock, network: &str) -> Result<()> {
+pub(super) fn release_forwarding(lock: &Lock, network: &str) -> Result<()> {
     let mut rec = Record::load(lock.dir());
     let Some(s) = rec.sysctls.get_mut(FORWARD) else {
         return Ok(());

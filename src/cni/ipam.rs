@@ -17,7 +17,7 @@ use super::error::{CniError, CniResult, code};
 
 /// What the container gets: its address (with the subnet's prefix), gateway, routes, DNS.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
+pub(super) struct Lease {
     pub addr: Ipv4Network,
     pub gateway: Ipv4Addr,
     /// (destination, gateway): None routes through the lease's gateway.
@@ -27,12 +27,12 @@ pub struct Lease {
 
 impl Lease {
     /// The subnet the address is in.
-    pub fn subnet(&self) -> Ipv4Network {
+    pub(super) fn subnet(&self) -> Ipv4Network {
         Ipv4Network::new(self.addr.network(), self.addr.prefix()).unwrap_or(self.addr)
     }
 
     /// The host's address on the bridge: the gateway with the subnet's prefix.
-    pub fn gateway_net(&self) -> Ipv4Network {
+    pub(super) fn gateway_net(&self) -> Ipv4Network {
         Ipv4Network::new(self.gateway, self.addr.prefix()).unwrap_or(self.addr)
     }
 }
@@ -57,7 +57,7 @@ fn plugin_path(env: &Env, name: &str) -> CniResult<PathBuf> {
 /// A 1.1.0 configuration an older plugin refuses as an incompatible version (Debian 12's
 /// host-local speaks up to 1.0.0) is given again as 1.0.0 for ADD, DEL and CHECK: those and
 /// their results are the same in both, and a network needs 1.1.0 for GC and STATUS.
-pub fn exec(
+pub(super) fn exec(
     c: &NetConf,
     env: &Env,
     command: &str,
@@ -142,7 +142,7 @@ fn exec_once(
 
 /// The IPAM plugin's ADD result as a lease. IPv6 addresses are refused (nsfw's CNI mode is
 /// IPv4): the caller releases the lease.
-pub fn lease_of(c: &NetConf, v: &Value) -> CniResult<Lease> {
+pub(super) fn lease_of(c: &NetConf, v: &Value) -> CniResult<Lease> {
     let bad = |why: String| CniError::new(code::IPAM, why).with_details(v.to_string());
     let ips = v["ips"].as_array().cloned().unwrap_or_default();
     let mut found: Option<(Ipv4Network, Option<Ipv4Addr>)> = None;
@@ -212,7 +212,7 @@ fn default_net() -> Ipv4Network {
 /// nsfw's own allocation from `subnet`: an address asked for (`ips`), or the lowest one that
 /// is neither the network, the gateway, the broadcast address nor in `used` (the addresses
 /// the network's table holds: the attached containers'). Runs under the lock.
-pub fn allocate(c: &NetConf, subnet: Ipv4Network, used: &[Ipv4Addr]) -> CniResult<Lease> {
+pub(super) fn allocate(c: &NetConf, subnet: Ipv4Network, used: &[Ipv4Addr]) -> CniResult<Lease> {
     let gateway = c
         .gateway
         .or_else(|| subnet.nth(1))
@@ -262,7 +262,7 @@ pub fn allocate(c: &NetConf, subnet: Ipv4Network, used: &[Ipv4Addr]) -> CniResul
 
 /// Whether the IPAM plugin speaks `version` (asked with VERSION), for commands only newer
 /// plugins know (GC, STATUS).
-pub fn speaks(c: &NetConf, env: &Env, version: &str) -> bool {
+pub(super) fn speaks(c: &NetConf, env: &Env, version: &str) -> bool {
     let Some(want) = semver(version) else {
         return false;
     };

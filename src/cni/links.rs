@@ -24,7 +24,7 @@ use crate::plumbing::{Conn, msgs, netns, sysctl};
 use crate::resources::RouteSpec;
 
 /// One link by name; None when there is none.
-pub fn get_link(c: &mut Conn, name: &str) -> Result<Option<Link>> {
+pub(super) fn get_link(c: &mut Conn, name: &str) -> Result<Option<Link>> {
     let mut m = LinkMessage::default();
     m.attributes.push(LinkAttribute::IfName(name.to_string()));
     m.attributes
@@ -41,7 +41,7 @@ pub fn get_link(c: &mut Conn, name: &str) -> Result<Option<Link>> {
 }
 
 /// Opens the container's namespace (`CNI_NETNS`); None when it is gone.
-pub fn open_netns(path: &str) -> CniResult<Option<OwnedFd>> {
+pub(super) fn open_netns(path: &str) -> CniResult<Option<OwnedFd>> {
     match open(
         path,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
@@ -57,7 +57,7 @@ pub fn open_netns(path: &str) -> CniResult<Option<OwnedFd>> {
 
 /// Runs `f` with a connection inside the namespace `fd` (on a thread of its own: `setns`
 /// moves only the calling thread).
-pub fn in_netns<T: Send>(
+pub(super) fn in_netns<T: Send>(
     path: &str,
     fd: &OwnedFd,
     f: impl FnOnce(&mut Conn) -> Result<T> + Send,
@@ -74,7 +74,7 @@ pub fn in_netns<T: Send>(
 }
 
 /// Whether the container already has an interface `ifname`.
-pub fn container_has(path: &str, fd: &OwnedFd, ifname: &str) -> Result<bool> {
+pub(super) fn container_has(path: &str, fd: &OwnedFd, ifname: &str) -> Result<bool> {
     let name = ifname.to_string();
     in_netns(path, fd, move |c| Ok(get_link(c, &name)?.is_some()))
 }
@@ -83,7 +83,7 @@ pub fn container_has(path: &str, fd: &OwnedFd, ifname: &str) -> Result<bool> {
 /// given `gateway` (the host's address on it, with the subnet's prefix) and route_localnet
 /// (the host's 127.0.0.1 reaches published ports; the table's guard chain covers it). A link of
 /// that name that is not this network's bridge is a conflict.
-pub fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) -> CniResult<Link> {
+pub(super) fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) -> CniResult<Link> {
     let mark = owner::network_mark(&conf.name);
     let br = &conf.bridge;
     let link = match get_link(c, br)? {
@@ -118,14 +118,14 @@ pub fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) -> CniR
 }
 
 /// What ADD made of a container's link.
-pub struct Attached {
+pub(super) struct Attached {
     pub host: Link,
     pub peer_mac: crate::topology::Mac,
 }
 
 /// The veth pair of one attachment: the host end `host` a marked port of `bridge`, the peer
 /// born in the container as `ifname`, up, with `addr` and `routes` (destination, gateway).
-pub struct Plug<'a> {
+pub(super) struct Plug<'a> {
     pub conf: &'a NetConf,
     pub container: &'a str,
     pub ifname: &'a str,
@@ -137,7 +137,7 @@ pub struct Plug<'a> {
 
 /// Makes the pair and configures the container's end. On an error, whatever was made is
 /// removed again (the peer goes with the host end).
-pub fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attached> {
+pub(super) fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attached> {
     let net = &p.conf.name;
     let host = names::host_veth(net, p.container, p.ifname);
     let alias = owner::veth_alias(net, p.container, p.ifname);
@@ -197,7 +197,7 @@ pub fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attached> {
 /// The host end of an attachment: by its derived name, else by its alias among every link.
 /// A link of the derived name with no alias at all is an ADD's, interrupted between making
 /// the pair and marking it (the name comes from this very attachment): it is returned too.
-pub fn find_host_end(
+pub(super) fn find_host_end(
     c: &mut Conn,
     network: &str,
     container: &str,
@@ -217,7 +217,7 @@ pub fn find_host_end(
 }
 
 /// Every host end of `network`'s attachments, with (container, ifname).
-pub fn host_ends(c: &mut Conn, network: &str) -> Result<Vec<(Link, String, String)>> {
+pub(super) fn host_ends(c: &mut Conn, network: &str) -> Result<Vec<(Link, String, String)>> {
     Ok(crate::plumbing::observe::links(c)?
         .into_iter()
         .filter_map(|l| {

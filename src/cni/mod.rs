@@ -20,18 +20,18 @@
 
 mod add;
 mod check;
-pub mod config;
+pub(crate) mod config;
 mod del;
-pub mod env;
-pub mod error;
+pub(crate) mod env;
+pub(crate) mod error;
 mod forwarding;
 mod ipam;
 mod links;
-pub mod names;
+pub(crate) mod names;
 mod result;
 mod ruleset;
 mod status;
-pub mod table;
+pub(crate) mod table;
 
 use std::io::{Read, Write};
 

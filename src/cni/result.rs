@@ -12,7 +12,7 @@ use super::ipam::Lease;
 use crate::topology::Mac;
 
 /// One interface of the result.
-pub struct Iface<'a> {
+pub(super) struct Iface<'a> {
     pub name: &'a str,
     pub mac: Option<Mac>,
     pub sandbox: Option<&'a str>,
@@ -20,7 +20,7 @@ pub struct Iface<'a> {
 
 /// The result of an ADD. Interface 2 is the container's; 0.4.0 results carry each IP's
 /// `version`, 1.1.0 ones the MTU of each interface.
-pub fn build(c: &NetConf, ifaces: &[Iface], lease: &Lease) -> Value {
+pub(super) fn build(c: &NetConf, ifaces: &[Iface], lease: &Lease) -> Value {
     let v11 = at_least(&c.version, "1.1.0");
     let interfaces: Vec<Value> = ifaces
         .iter()
@@ -63,14 +63,14 @@ pub fn build(c: &NetConf, ifaces: &[Iface], lease: &Lease) -> Value {
 
 /// What CHECK expects of the container's end, from `prevResult`.
 #[derive(Debug, Default)]
-pub struct Expected {
+pub(super) struct Expected {
     pub mac: Option<String>,
     pub addrs: Vec<Ipv4Network>,
     pub routes: Vec<(Ipv4Network, Option<Ipv4Addr>)>,
 }
 
 /// The container's interface (`ifname` in `sandbox`) in a result, its addresses and routes.
-pub fn expected(prev: &Value, ifname: &str, sandbox: &str) -> Expected {
+pub(super) fn expected(prev: &Value, ifname: &str, sandbox: &str) -> Expected {
     let mut e = Expected::default();
     let ifaces = prev["interfaces"].as_array().cloned().unwrap_or_default();
     // The container's end: the interface of that name with a sandbox (the host's have none;

@@ -14,7 +14,7 @@ use ::nft::socket::NftSocket;
 use ::nft::{Element, Family, Set};
 
 /// What the kernel holds of one network's firewall.
-pub struct Held {
+pub(super) struct Held {
     pub network: String,
     pub exists: bool,
     /// Its sets and maps with their elements, by name.
@@ -25,35 +25,35 @@ pub struct Held {
 
 impl Held {
     /// Every element of the sets, with the set's name.
-    pub fn elements(&self) -> impl Iterator<Item = (&str, &Element)> {
+    pub(super) fn elements(&self) -> impl Iterator<Item = (&str, &Element)> {
         self.sets
             .iter()
             .flat_map(|(n, s)| s.elements.iter().map(move |e| (n.as_str(), e)))
     }
 
     /// The elements `owner` ("container:ifname") put there.
-    pub fn owned_by(&self, owner: &str) -> Vec<(String, Element)> {
+    pub(super) fn owned_by(&self, owner: &str) -> Vec<(String, Element)> {
         self.elements()
             .filter(|(_, e)| e.comment.as_deref() == Some(owner))
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect()
     }
 
-    pub fn has(&self, set: &str, e: &Element) -> bool {
+    pub(super) fn has(&self, set: &str, e: &Element) -> bool {
         self.sets
             .get(set)
             .is_some_and(|s| s.elements.iter().any(|x| table::same_entry(x, e)))
     }
 
     /// Whether any container's elements remain.
-    pub fn has_containers(&self) -> bool {
+    pub(super) fn has_containers(&self) -> bool {
         self.elements().any(|(_, e)| e.comment.is_some())
     }
 }
 
 /// Reads the network's table (its sets, when it exists) and iptables-nft's FORWARD side. A
 /// table of that name without the network's mark is a conflict.
-pub fn read(sock: &mut NftSocket, network: &str) -> CniResult<Held> {
+pub(super) fn read(sock: &mut NftSocket, network: &str) -> CniResult<Held> {
     let name = owner::cni_table(network);
     let mark = owner::network_mark(network);
     let mut ipt = NftState {
@@ -125,7 +125,7 @@ fn accepts(h: &Held, bridge: Option<&str>) -> Vec<Op> {
 
 /// An ADD's batch: the table with `network` and `container` elements when there is none,
 /// else the elements not there yet; and the FORWARD accepts when they are due.
-pub fn add_ops(
+pub(super) fn add_ops(
     h: &Held,
     conf: &super::config::NetConf,
     network: Vec<Elem>,
@@ -154,13 +154,13 @@ pub fn add_ops(
 }
 
 /// The deletion of `elems`.
-pub fn del_ops(h: &Held, elems: Vec<(String, Element)>) -> Vec<Op> {
+pub(super) fn del_ops(h: &Held, elems: Vec<(String, Element)>) -> Vec<Op> {
     element_ops(&h.network, elems, false)
 }
 
 /// The removal of the whole table and of the FORWARD accepts: the network's last container
 /// is gone.
-pub fn remove_ops(h: &Held) -> Vec<Op> {
+pub(super) fn remove_ops(h: &Held) -> Vec<Op> {
     let mut ops = Vec::new();
     if h.exists {
         ops.push(Op::DeleteTable {
@@ -173,7 +173,7 @@ pub fn remove_ops(h: &Held) -> Vec<Op> {
 }
 
 /// The FORWARD accepts as they should be for `bridge`: none pending is an empty list.
-pub fn accept_drift(h: &Held, bridge: &str) -> Vec<String> {
+pub(super) fn accept_drift(h: &Held, bridge: &str) -> Vec<String> {
     let mut p = NftPlan::default();
     firewall::place_accepts(
         &mut p,
@@ -184,6 +184,6 @@ pub fn accept_drift(h: &Held, bridge: &str) -> Vec<String> {
     p.lines.iter().map(|l| l.to_string()).collect()
 }
 
-pub fn send(sock: &mut NftSocket, ops: &[Op]) -> CniResult<()> {
+pub(super) fn send(sock: &mut NftSocket, ops: &[Op]) -> CniResult<()> {
     firewall::execute(sock, ops).map_err(|e| CniError::internal(&e))
 }

@@ -14,7 +14,7 @@ fn not_available(why: String) -> CniError {
     CniError::new(code::NOT_AVAILABLE, why)
 }
 
-pub fn status(env: &Env, c: &NetConf) -> CniResult<()> {
+pub(super) fn status(env: &Env, c: &NetConf) -> CniResult<()> {
     let mut sock = NftSocket::open().map_err(|e| not_available(format!("{e:#}")))?;
     ruleset::read(&mut sock, &c.name).map_err(|e| not_available(e.msg))?;
     let mut conn = Conn::open("host").map_err(|e| not_available(format!("{e:#}")))?;

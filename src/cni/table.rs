@@ -45,14 +45,14 @@ use ::nft::{
     PortNat, Rule, Set, Stmt, Table, Value, Verdict, ct_state, prio,
 };
 
-pub const BRIDGES: &str = "bridges";
-pub const SAME: &str = "same";
-pub const SRC4: &str = "src4";
-pub const SRC6: &str = "src6";
-pub const ADDRS4: &str = "addrs4";
+pub(crate) const BRIDGES: &str = "bridges";
+pub(crate) const SAME: &str = "same";
+pub(crate) const SRC4: &str = "src4";
+pub(crate) const SRC6: &str = "src6";
+pub(crate) const ADDRS4: &str = "addrs4";
 
 /// What one element is: the set it belongs to, and itself.
-pub type Elem = (&'static str, Element);
+pub(crate) type Elem = (&'static str, Element);
 
 /// The sets and maps, empty.
 fn declarations() -> Vec<Set> {
@@ -103,7 +103,7 @@ fn declarations() -> Vec<Set> {
 }
 
 /// The declaration of set `name` (elements empty), for element ops.
-pub fn declaration(name: &str) -> Option<Set> {
+pub(crate) fn declaration(name: &str) -> Option<Set> {
     declarations().into_iter().find(|s| s.name == name)
 }
 
@@ -204,7 +204,7 @@ fn base(ty: ChainType, hook: Hook, priority: i32) -> Option<Base> {
 
 /// The table, with its sets empty: what a network's first ADD creates (with that container's
 /// elements added in the same batch).
-pub fn table(c: &NetConf) -> Table {
+pub(crate) fn table(c: &NetConf) -> Table {
     let forward = Chain::new(
         "forward",
         base(ChainType::Filter, Hook::Forward, prio::FILTER),
@@ -252,7 +252,7 @@ pub fn table(c: &NetConf) -> Table {
 }
 
 /// The elements of the network itself (its bridge and subnet), which every ADD makes sure of.
-pub fn network_elements(c: &NetConf, subnet: Ipv4Network) -> Vec<Elem> {
+pub(crate) fn network_elements(c: &NetConf, subnet: Ipv4Network) -> Vec<Elem> {
     let br = || Value::Ifname(c.bridge.clone());
     let mut v = vec![(BRIDGES, Element::key(vec![br()]))];
     if !c.isolate {
@@ -263,7 +263,11 @@ pub fn network_elements(c: &NetConf, subnet: Ipv4Network) -> Vec<Elem> {
 }
 
 /// A container's elements: its address, and its published ports, each with its comment.
-pub fn container_elements(addr: std::net::Ipv4Addr, ports: &[PortMap], owner: &str) -> Vec<Elem> {
+pub(crate) fn container_elements(
+    addr: std::net::Ipv4Addr,
+    ports: &[PortMap],
+    owner: &str,
+) -> Vec<Elem> {
     let tag = |mut e: Element| {
         e.comment = Some(owner.to_string());
         e
@@ -285,11 +289,11 @@ pub fn container_elements(addr: std::net::Ipv4Addr, ports: &[PortMap], owner: &s
 }
 
 /// Whether two elements are the same entry (key, range and data; comments aside).
-pub fn same_entry(a: &Element, b: &Element) -> bool {
+pub(crate) fn same_entry(a: &Element, b: &Element) -> bool {
     a.key == b.key && a.key_end == b.key_end && a.data == b.data
 }
 
 /// Whether two elements have the same key: a map holds one entry per key.
-pub fn same_key(a: &Element, b: &Element) -> bool {
+pub(crate) fn same_key(a: &Element, b: &Element) -> bool {
     a.key == b.key && a.key_end == b.key_end
 }

@@ -30,7 +30,10 @@ pub fn apply(file: Option<PathBuf>, wait: bool, json: bool) -> Result<u8, Fail> 
 }
 
 /// Makes the host match `t`, printing the plan as it is carried out.
-pub fn converge(t: &Topology, lock: &state::Lock) -> Result<(usize, crate::plan::Plan), Fail> {
+pub(super) fn converge(
+    t: &Topology,
+    lock: &state::Lock,
+) -> Result<(usize, crate::plan::Plan), Fail> {
     let tg = Target::apply(t);
     let mut started = false;
     let before = &mut |p: &crate::plan::Plan, o: &crate::plumbing::Observed| {

@@ -8,7 +8,7 @@ use crate::output;
 use super::{Fail, OK, load, quiet_for_json, report, require_root};
 
 /// Exit status when doctor found something.
-pub const FOUND: u8 = 3;
+pub(crate) const FOUND: u8 = 3;
 
 pub fn doctor(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;

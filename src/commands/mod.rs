@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
 pub use diff::diff;
-pub use doctor::{FOUND, doctor};
+pub use doctor::doctor;
 pub use exec::exec;
 pub use show::{completions, man, show};
 pub use status::status;
@@ -27,16 +27,16 @@ pub use watch::watch;
 use crate::topology::{self, Topology};
 
 /// The exit statuses every command keeps to (README.md's table of commands, docs/json.md).
-pub const OK: u8 = 0;
-pub const ERR: u8 = 1;
-pub const PENDING: u8 = 2;
+pub(crate) const OK: u8 = 0;
+pub(crate) const ERR: u8 = 1;
+pub(crate) const PENDING: u8 = 2;
 
 /// A command's outcome other than success: its exit status, the message already printed.
 #[derive(Debug)]
 pub struct Fail(pub u8);
 
 /// Prints an error (every line of it) and makes it the command's failure.
-pub fn report(e: &anyhow::Error) -> Fail {
+pub(crate) fn report(e: &anyhow::Error) -> Fail {
     crate::error!("{e:#}");
     Fail(ERR)
 }
@@ -71,7 +71,7 @@ fn trusted_default(p: &Path) -> Result<bool, String> {
 
 /// FILE, else ./nsfw.toml (when the caller owns it and nobody else can write it), else
 /// /etc/nsfw/nsfw.toml.
-pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
+pub(crate) fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
     if let Some(f) = file {
         return Ok(f);
     }
@@ -90,7 +90,7 @@ pub fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
 }
 
 /// Loads and validates, printing every error.
-pub fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
+pub(crate) fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
     let path = resolve_path(file)?;
     let t = topology::load(&path).map_err(|errs| {
         for e in errs.0 {
@@ -104,7 +104,7 @@ pub fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
     Ok(t)
 }
 
-pub fn require_root(cmd: &str) -> Result<(), Fail> {
+pub(crate) fn require_root(cmd: &str) -> Result<(), Fail> {
     if !nix::unistd::geteuid().is_root() {
         crate::error!(
             "nsfw {cmd} needs root (it changes network namespaces and nftables): run it with sudo"
@@ -116,7 +116,7 @@ pub fn require_root(cmd: &str) -> Result<(), Fail> {
 
 /// With `--json`, stdout carries the JSON document alone: the usual lines are left out
 /// (errors still go to stderr).
-pub fn quiet_for_json(json: bool) {
+pub(crate) fn quiet_for_json(json: bool) {
     if json {
         crate::output::set_level(crate::output::Level::Quiet);
     }

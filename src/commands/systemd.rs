@@ -10,7 +10,7 @@ use super::{ERR, Fail, OK, load, report};
 
 /// The units, by file name. `suffix` is `@` for template units (whose instance `%i` names
 /// the topology, `file` then naming /etc/nsfw/%i.toml), empty otherwise.
-pub fn units(bin: &Path, file: &Path, name: &str, suffix: &str) -> Vec<(String, String)> {
+pub(super) fn units(bin: &Path, file: &Path, name: &str, suffix: &str) -> Vec<(String, String)> {
     let (bin, file) = (bin.display(), file.display());
     // A template's companions name the same instance.
     let main = format!(

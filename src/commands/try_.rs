@@ -13,7 +13,7 @@ use crate::{error, say};
 use super::{ERR, Fail, OK, load, report, require_root};
 
 /// The lab `nsfw try` builds when given no file.
-pub const EMBEDDED_LAB: &str = include_str!("../../rulesets/lab.toml");
+pub(super) const EMBEDDED_LAB: &str = include_str!("../../rulesets/lab.toml");
 const EMBEDDED_LAB_NAME: &str = "rulesets/lab.toml (embedded)";
 
 /// Why a check from a namespace that should have got through did not, as `nsfw doctor` reads

@@ -17,7 +17,7 @@ use nft::socket::NftSocket;
 use nft::{Family, Policy, Table};
 
 /// Every table of the host but nsfw's, read back, with what nsfw's observation says.
-pub struct Ruleset {
+pub(crate) struct Ruleset {
     pub tables: Vec<Dumped>,
     pub state: NftState,
 }
@@ -32,7 +32,7 @@ fn is_iptables(t: &Table) -> bool {
 }
 
 impl Ruleset {
-    pub fn read(sock: &mut NftSocket) -> Result<Ruleset> {
+    pub(crate) fn read(sock: &mut NftSocket) -> Result<Ruleset> {
         let state = firewall::observe(sock)?;
         let mut tables = Vec::new();
         for info in &state.tables {
@@ -78,7 +78,7 @@ impl Ruleset {
     }
 
     /// Where nsfw's accepts should be and are not, for an applied topology `t`: the chain.
-    pub fn missing_accepts(&self, t: &Topology) -> Option<String> {
+    pub(crate) fn missing_accepts(&self, t: &Topology) -> Option<String> {
         let applied = self
             .state
             .tables
@@ -94,7 +94,7 @@ impl Ruleset {
     }
 
     /// What every base chain of the other tables does to each flow: per table, the outcomes.
-    pub fn judge_flows(&self, t: &Topology, flows: &[Flow]) -> Vec<(Table, Verdicts)> {
+    pub(crate) fn judge_flows(&self, t: &Topology, flows: &[Flow]) -> Vec<(Table, Verdicts)> {
         let mut out = Vec::new();
         for d in &self.tables {
             // A dormant table's chains are not attached to their hooks.
@@ -146,19 +146,19 @@ impl Ruleset {
 
 /// What drops the flows of one table, by blocker.
 #[derive(Default)]
-pub struct Verdicts {
+pub(crate) struct Verdicts {
     pub blocked: BTreeMap<Blocker, Hits>,
     pub partly: BTreeMap<Blocker, Hits>,
 }
 
 #[derive(Default)]
-pub struct Hits {
+pub(crate) struct Hits {
     pub certain: bool,
     pub flows: Vec<Flow>,
 }
 
 /// `rule `reject` (handle 7)` or `policy drop`.
-pub fn blocker_text(b: &Blocker) -> String {
+pub(crate) fn blocker_text(b: &Blocker) -> String {
     match &b.rule {
         Some((text, h)) if *h > 0 => format!("rule `{text}` (handle {h})"),
         Some((text, _)) => format!("rule `{text}`"),
@@ -262,7 +262,7 @@ fn removal(table: &Table, b: &Blocker) -> String {
 }
 
 /// The findings of the other tables' base chains for topology `t`.
-pub fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Finding> {
+pub(crate) fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Finding> {
     let mut out = Vec::new();
     for (table, v) in judged {
         for (b, hits) in &v.blocked {
@@ -320,7 +320,7 @@ pub fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Finding> {
 
 /// One line per rule that drops a connection, for a failed check: "ip filter FORWARD rule
 /// `reject` (handle 7) rejects it".
-pub fn why(judged: &[(Table, Verdicts)]) -> Vec<String> {
+pub(crate) fn why(judged: &[(Table, Verdicts)]) -> Vec<String> {
     let mut out = Vec::new();
     for (table, v) in judged {
         for b in v.blocked.keys() {

@@ -13,7 +13,7 @@ use nft::{Family, Hook, ct_state};
 
 /// An interface as a flow knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Iface {
+pub(crate) enum Iface {
     /// One of these (the topology's bridge, its ports, or the way out it names).
     Is(Vec<String>),
     /// Some interface that is not the topology's.
@@ -25,7 +25,7 @@ pub enum Iface {
 
 /// An address as a flow knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Addr {
+pub(crate) enum Addr {
     /// Somewhere in this network (a bridge's subnet, or one address).
     In(IpNetwork),
     /// Somewhere outside every subnet of the topology.
@@ -36,7 +36,7 @@ pub enum Addr {
 
 /// What an accept for a flow would match on, to let exactly the topology's traffic through.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Sel {
+pub(crate) enum Sel {
     Iif(Vec<String>),
     Oif(Vec<String>),
     Daddr(IpNetwork),
@@ -44,7 +44,7 @@ pub enum Sel {
 
 /// A kind of traffic at one hook.
 #[derive(Clone, Debug)]
-pub struct Flow {
+pub(crate) struct Flow {
     /// For people: "br0 → the world (new connections)".
     pub label: String,
     pub hook: Hook,
@@ -96,13 +96,13 @@ impl Flow {
 }
 
 /// The way out to the world in one family: the interface of the default route.
-pub type Uplinks = (Option<String>, Option<String>);
+pub(crate) type Uplinks = (Option<String>, Option<String>);
 
 /// Hooks a kind of traffic passes, with what each can see of it.
 const THROUGH: [Hook; 3] = [Hook::Prerouting, Hook::Forward, Hook::Postrouting];
 
 /// Which families of table see a flow of IP version `v6`.
-pub fn family_sees(f: Family, v6: bool) -> bool {
+pub(crate) fn family_sees(f: Family, v6: bool) -> bool {
     match f {
         Family::Inet | Family::Bridge => true,
         Family::Ip => !v6,
@@ -176,7 +176,7 @@ fn ours(t: &Topology) -> (Vec<IpNetwork>, Vec<String>) {
 /// The flows of topology `t` at every hook, for tables of IP families (inet, ip, ip6).
 /// `uplinks`: the default route's interface per family; `br_nf`: bridged traffic passes the
 /// IP hooks (bridge-nf-call-iptables = 1).
-pub fn ip_flows(t: &Topology, uplinks: &Uplinks, br_nf: bool) -> Vec<Flow> {
+pub(crate) fn ip_flows(t: &Topology, uplinks: &Uplinks, br_nf: bool) -> Vec<Flow> {
     let (nets, names) = ours(t);
     let cx = Ctx {
         t,
@@ -328,7 +328,7 @@ pub fn ip_flows(t: &Topology, uplinks: &Uplinks, br_nf: bool) -> Vec<Flow> {
 
 /// The flows of topology `t` for tables of the bridge family: what crosses a bridge's ports,
 /// to the host (input), from it (output) and between them (forward).
-pub fn bridge_flows(t: &Topology) -> Vec<Flow> {
+pub(crate) fn bridge_flows(t: &Topology) -> Vec<Flow> {
     let (nets, names) = ours(t);
     let cx = Ctx {
         t,
@@ -394,7 +394,7 @@ pub fn bridge_flows(t: &Topology) -> Vec<Flow> {
 /// One connection a check made, as a flow at the forward hook (and the others it crosses):
 /// from a namespace on bridge `bridge` (address `from`) to `to`, protocol and port. For the
 /// diagnosis of a failed check.
-pub fn connection(
+pub(crate) fn connection(
     t: &Topology,
     bridge: &str,
     from: IpAddr,

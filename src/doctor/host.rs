@@ -32,7 +32,7 @@ fn warning(object: impl Into<String>, what: String, fix: impl Into<String>) -> F
 }
 
 /// iptables-legacy's tables: outside nf_tables, where nsfw can neither read nor fix them.
-pub fn legacy(out: &mut Vec<Finding>, rs: &Ruleset) {
+pub(crate) fn legacy(out: &mut Vec<Finding>, rs: &Ruleset) {
     let read = |f: &str| -> Vec<String> {
         std::fs::read_to_string(f)
             .map(|s| {
@@ -69,7 +69,7 @@ pub fn legacy(out: &mut Vec<Finding>, rs: &Ruleset) {
 }
 
 /// Forwarding and br_netfilter as the topology needs them.
-pub fn sysctls(out: &mut Vec<Finding>, t: &Topology, rs: &Ruleset) -> Result<()> {
+pub(crate) fn sysctls(out: &mut Vec<Finding>, t: &Topology, rs: &Ruleset) -> Result<()> {
     let fwd = crate::plumbing::sysctl::read("net.ipv4.ip_forward")?;
     if t.host.ip_forward == Some(true) && fwd.as_deref() == Some("0") {
         out.push(problem(
@@ -92,7 +92,7 @@ pub fn sysctls(out: &mut Vec<Finding>, t: &Topology, rs: &Ruleset) -> Result<()>
 /// its gateway and the host one for each namespace, so 2 per namespace, per IP version. Past
 /// gc_thresh3 the kernel refuses new entries ("neighbour table overflow") and namespaces lose
 /// their way out.
-pub fn neighbours(out: &mut Vec<Finding>, t: &Topology, host: &mut Conn) -> Result<()> {
+pub(crate) fn neighbours(out: &mut Vec<Finding>, t: &Topology, host: &mut Conn) -> Result<()> {
     let v4 = t
         .namespaces
         .iter()
@@ -146,7 +146,7 @@ pub fn neighbours(out: &mut Vec<Finding>, t: &Topology, host: &mut Conn) -> Resu
 }
 
 /// The interface of the default route, per IP version.
-pub fn uplinks(host: &NodeObs) -> Uplinks {
+pub(crate) fn uplinks(host: &NodeObs) -> Uplinks {
     let dev = |v6: bool| {
         host.routes
             .iter()
@@ -191,7 +191,7 @@ fn others(host: &NodeObs, t: &Topology) -> Vec<String> {
 /// With ip_forward on, the host routes between all its interfaces, not only nsfw's bridges:
 /// nsfw judges its own bridges only. Each pair of the host's other interfaces whose traffic no
 /// base chain drops is routed in the open.
-pub fn forwarding_leak(
+pub(crate) fn forwarding_leak(
     out: &mut Vec<Finding>,
     t: &Topology,
     host: &NodeObs,
@@ -255,7 +255,7 @@ pub fn forwarding_leak(
 /// Routes of the host's main table that overlap a bridge's subnet through another interface:
 /// one inside it takes part of the namespaces' addresses away; one around it loses that part
 /// of its own network.
-pub fn routes(out: &mut Vec<Finding>, t: &Topology, host: &NodeObs) {
+pub(crate) fn routes(out: &mut Vec<Finding>, t: &Topology, host: &NodeObs) {
     for b in &t.bridges {
         for v6 in [false, true] {
             let Some(subnet) = t.segment_subnet(&b.name, v6) else {
@@ -301,7 +301,7 @@ pub fn routes(out: &mut Vec<Finding>, t: &Topology, host: &NodeObs) {
 }
 
 /// Published ports a host process listens on.
-pub fn listeners(out: &mut Vec<Finding>, t: &Topology) {
+pub(crate) fn listeners(out: &mut Vec<Finding>, t: &Topology) {
     if !crate::firewall::publish::any(t) {
         return;
     }

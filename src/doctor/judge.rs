@@ -16,7 +16,7 @@ use nft::{
 
 /// Three-valued truth: does a match hold for the flow?
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tri {
+pub(crate) enum Tri {
     No,
     Maybe,
     Yes,
@@ -58,7 +58,7 @@ struct M {
 
 /// What drops or rejects a flow.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Blocker {
+pub(crate) struct Blocker {
     pub chain: String,
     /// The rule (in nft syntax, counters left out) and its handle; None: the policy.
     pub rule: Option<(String, u64)>,
@@ -69,7 +69,7 @@ pub struct Blocker {
 
 /// What a base chain does to a flow.
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Dropped for certain, or unless an earlier rule that may accept it does.
     pub blocked: Option<(Blocker, bool)>,
     /// Rules that drop part of it (they single out the topology and look at more).
@@ -386,7 +386,7 @@ fn end_of(r: &Rule) -> End {
 }
 
 /// A rule as a person would look for it: nft syntax without its counters.
-pub fn shown(r: &Rule) -> String {
+pub(crate) fn shown(r: &Rule) -> String {
     Rule {
         stmts: r
             .stmts
@@ -473,7 +473,7 @@ impl Walker<'_> {
 
 /// What base chain `chain` of `table` does to `flow`. `handles` gives a rule's handle by
 /// chain and position.
-pub fn judge(
+pub(crate) fn judge(
     table: &Table,
     chain: &str,
     flow: &Flow,

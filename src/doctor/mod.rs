@@ -3,10 +3,10 @@
 //! topology's traffic crosses that drops or rejects it ([`chains`], walked with [`judge`] over
 //! the [`flows`] of the topology); the rest are the host's settings ([`host`]).
 
-pub mod chains;
-pub mod flows;
-pub mod host;
-pub mod judge;
+pub(crate) mod chains;
+pub(crate) mod flows;
+pub(crate) mod host;
+pub(crate) mod judge;
 
 #[cfg(test)]
 mod tests;
@@ -23,7 +23,7 @@ use crate::topology::Topology;
 use nft::socket::NftSocket;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Breaks the topology (or part of it) as the file means it.
     Problem,
     /// Weakens it, or may break it where nsfw cannot see.
@@ -32,7 +32,7 @@ pub enum Severity {
 
 /// One thing found: what is at fault, what it does, how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub severity: Severity,
     /// `nft chain ip filter FORWARD`, `sysctl net.ipv4.ip_forward`, ...
     pub object: String,
@@ -55,7 +55,7 @@ impl fmt::Display for Finding {
 }
 
 /// Everything doctor reads and finds.
-pub fn examine(t: &Topology) -> Result<Vec<Finding>> {
+pub(crate) fn examine(t: &Topology) -> Result<Vec<Finding>> {
     let mut sock = NftSocket::open()?;
     let rs = chains::Ruleset::read(&mut sock)?;
     let mut conn = Conn::open("host")?;
@@ -91,13 +91,13 @@ pub fn examine(t: &Topology) -> Result<Vec<Finding>> {
 }
 
 /// Says why connections do not get through, from one reading of the host's ruleset.
-pub struct Diagnosis {
+pub(crate) struct Diagnosis {
     rs: chains::Ruleset,
     up: flows::Uplinks,
 }
 
 impl Diagnosis {
-    pub fn read() -> Result<Diagnosis> {
+    pub(crate) fn read() -> Result<Diagnosis> {
         let mut sock = NftSocket::open()?;
         let rs = chains::Ruleset::read(&mut sock)?;
         let mut conn = Conn::open("host")?;
@@ -108,7 +108,7 @@ impl Diagnosis {
     /// Why a connection from a namespace on `bridge` (address `from`) to `to` (protocol,
     /// port) does not get through: the rules of other tables that drop it. Empty when none
     /// does.
-    pub fn why(
+    pub(crate) fn why(
         &self,
         t: &Topology,
         bridge: &str,
@@ -122,7 +122,7 @@ impl Diagnosis {
 }
 
 /// The findings as JSON (docs/json.md).
-pub fn to_json(t: &Topology, found: &[Finding]) -> Value {
+pub(crate) fn to_json(t: &Topology, found: &[Finding]) -> Value {
     let items: Vec<Value> = found
         .iter()
         .map(|f| {

@@ -11,25 +11,25 @@ use nft::{
 };
 
 /// A rule of statements ending in a verdict.
-pub fn rule(mut stmts: Vec<Stmt>, v: Verdict) -> Rule {
+pub(crate) fn rule(mut stmts: Vec<Stmt>, v: Verdict) -> Rule {
     stmts.push(Stmt::Verdict(v));
     Rule::new(stmts)
 }
 
-pub fn meta(k: MetaKey) -> Expr {
+pub(crate) fn meta(k: MetaKey) -> Expr {
     Expr::Meta(k)
 }
 
-pub fn field(f: Field) -> Expr {
+pub(crate) fn field(f: Field) -> Expr {
     Expr::Payload(f)
 }
 
-pub fn concat(v: Vec<Expr>) -> Expr {
+pub(crate) fn concat(v: Vec<Expr>) -> Expr {
     Expr::Concat(v)
 }
 
 /// `left @set` (or `left != @set`).
-pub fn lookup(left: Expr, set: &str, eq: bool) -> Stmt {
+pub(crate) fn lookup(left: Expr, set: &str, eq: bool) -> Stmt {
     Stmt::Match(Match {
         left,
         op: if eq { Op::Eq } else { Op::Neq },
@@ -37,7 +37,7 @@ pub fn lookup(left: Expr, set: &str, eq: bool) -> Stmt {
     })
 }
 
-pub fn ip_value(ip: IpAddr) -> Value {
+pub(crate) fn ip_value(ip: IpAddr) -> Value {
     match ip {
         IpAddr::V4(a) => Value::Ipv4(a),
         IpAddr::V6(a) => Value::Ipv6(a),
@@ -45,7 +45,7 @@ pub fn ip_value(ip: IpAddr) -> Value {
 }
 
 /// `ip saddr 10.10.0.0/24` / `ip6 daddr fd00::/64`: `saddr` picks the field.
-pub fn in_net(net: IpNetwork, saddr: bool) -> Stmt {
+pub(crate) fn in_net(net: IpNetwork, saddr: bool) -> Stmt {
     let f = match (net.is_ipv6(), saddr) {
         (false, true) => Field::IpSaddr,
         (false, false) => Field::IpDaddr,
@@ -61,7 +61,7 @@ pub fn in_net(net: IpNetwork, saddr: bool) -> Stmt {
 }
 
 /// `ct status dnat`: the connection was DNATed (a published port).
-pub fn ct_dnat() -> Stmt {
+pub(crate) fn ct_dnat() -> Stmt {
     Stmt::Match(Match {
         left: Expr::Ct(CtKey::Status),
         op: Op::Flags,
@@ -70,7 +70,7 @@ pub fn ct_dnat() -> Stmt {
 }
 
 /// A set (or map, with `data`) and its elements.
-pub fn set(
+pub(crate) fn set(
     name: &str,
     key: Vec<Datatype>,
     data: Option<Vec<Datatype>>,
@@ -98,7 +98,7 @@ pub fn set(
 }
 
 /// The first and last address of a network.
-pub fn bounds(net: IpNetwork) -> (std::net::IpAddr, std::net::IpAddr) {
+pub(crate) fn bounds(net: IpNetwork) -> (std::net::IpAddr, std::net::IpAddr) {
     match net {
         IpNetwork::V4(n) => (n.network().into(), n.broadcast().into()),
         IpNetwork::V6(n) => {
@@ -117,7 +117,7 @@ pub fn bounds(net: IpNetwork) -> (std::net::IpAddr, std::net::IpAddr) {
 }
 
 /// An interval element: `key . net` with the network as a range.
-pub fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
+pub(crate) fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
     let value = |a: std::net::IpAddr| match a {
         std::net::IpAddr::V4(a) => Value::Ipv4(a),
         std::net::IpAddr::V6(a) => Value::Ipv6(a),

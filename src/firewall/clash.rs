@@ -36,7 +36,7 @@ fn owner_of(d: &Dumped) -> Option<String> {
 /// One element of a publish map: (IPv6?, host address or any, protocol, host port) → the
 /// namespace's address and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub v6: bool,
     pub addr: Option<IpAddr>,
     pub proto: u8,
@@ -89,7 +89,7 @@ fn entries(name: &str, elements: &[Element]) -> Vec<Entry> {
 
 /// The entries of a table's publish maps as the kernel holds them (a map nsfw cannot read is
 /// left out: that table's own diff says so).
-pub fn observed(d: &Dumped) -> Vec<Entry> {
+pub(crate) fn observed(d: &Dumped) -> Vec<Entry> {
     let mut out = Vec::new();
     for name in [ANY, AT, ANY6, AT6] {
         if let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name))
@@ -102,7 +102,7 @@ pub fn observed(d: &Dumped) -> Vec<Entry> {
 }
 
 /// The entries of the publish maps of table `t`.
-pub fn of_table(t: &nft::Table) -> Vec<Entry> {
+pub(crate) fn of_table(t: &nft::Table) -> Vec<Entry> {
     t.sets
         .iter()
         .filter(|s| [ANY, AT, ANY6, AT6].contains(&s.name.as_str()))
@@ -112,7 +112,7 @@ pub fn of_table(t: &nft::Table) -> Vec<Entry> {
 
 /// The entries of the publish maps among `sets` (by name, with their elements): what a
 /// table diff says goes or comes.
-pub fn of_sets(sets: &[(String, Vec<Element>)]) -> Vec<Entry> {
+pub(crate) fn of_sets(sets: &[(String, Vec<Element>)]) -> Vec<Entry> {
     sets.iter()
         .filter(|(name, _)| [ANY, AT, ANY6, AT6].contains(&name.as_str()))
         .flat_map(|(name, elements)| entries(name, elements))
@@ -121,11 +121,11 @@ pub fn of_sets(sets: &[(String, Vec<Element>)]) -> Vec<Entry> {
 
 /// The host ports other nsfw tables publish, keyed by (IPv6?, protocol, host port).
 #[derive(Default)]
-pub struct Taken(HashMap<(bool, u8, u16), Vec<Claim>>);
+pub(crate) struct Taken(HashMap<(bool, u8, u16), Vec<Claim>>);
 
 impl Taken {
     /// What the publish maps of `tables` claim.
-    pub fn of<'a>(tables: impl Iterator<Item = &'a Dumped>) -> Taken {
+    pub(crate) fn of<'a>(tables: impl Iterator<Item = &'a Dumped>) -> Taken {
         let mut out = Taken::default();
         for d in tables {
             let Some(owner) = owner_of(d) else { continue };
@@ -149,14 +149,20 @@ impl Taken {
         out
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Who holds host port `port` (at `addr`; None: every address) already, as
     /// `owner (its table's map: ADDR:PORT/PROTO → TO)`: two claims of one port clash unless
     /// both name different addresses.
-    pub fn holder(&self, v6: bool, proto: u8, port: u16, addr: Option<IpAddr>) -> Option<String> {
+    pub(crate) fn holder(
+        &self,
+        v6: bool,
+        proto: u8,
+        port: u16,
+        addr: Option<IpAddr>,
+    ) -> Option<String> {
         let c = self
             .0
             .get(&(v6, proto, port))?
@@ -178,7 +184,7 @@ impl Taken {
 /// Conflicts: every publish entry of `t` that takes a host port another nsfw table (`own`,
 /// by name; `t`'s own table, `mine`, is skipped) already publishes — one per entry, at its
 /// first clashing port.
-pub fn across_tables(
+pub(crate) fn across_tables(
     t: &Topology,
     mine: &str,
     own: &std::collections::BTreeMap<String, Dumped>,

@@ -41,7 +41,7 @@ const UDP: u8 = 17;
 /// The conntrack entries a change of the publish maps makes stale, by the map entries that
 /// make them so (UDP ones only).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Forget {
+pub(crate) struct Forget {
     /// Published ports that moved or went: their translated flows to where they led.
     pub moved: Vec<Entry>,
     /// Ports newly published: flows to the host on them from before the publish, which no
@@ -53,7 +53,7 @@ pub struct Forget {
 impl Forget {
     /// Of the map entries a change takes away (`gone`) and adds (`added`), those whose
     /// conntrack entries outlive it.
-    pub fn of(gone: Vec<Entry>, added: Vec<Entry>) -> Forget {
+    pub(crate) fn of(gone: Vec<Entry>, added: Vec<Entry>) -> Forget {
         let udp = |v: Vec<Entry>| -> Vec<Entry> {
             v.into_iter()
                 .filter(|e| e.proto == UDP && e.to.is_some())
@@ -65,7 +65,7 @@ impl Forget {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.moved.is_empty() && self.taken.is_empty()
     }
 }
@@ -117,7 +117,7 @@ fn message(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[&[u8]]) -> Vec<u8
 /// namespace address and port it led to, translated. Taken: original destination the host
 /// port at one of the host's addresses (`locals`, loopback included; the given address for a
 /// restricted publish), not translated. Returns how many were deleted.
-pub fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usize> {
+pub(crate) fn forget(sock: &mut NftSocket, f: &Forget, locals: &[IpAddr]) -> Result<usize> {
     let mut deleted = 0;
     for (v6, family) in [(false, libc::AF_INET as u8), (true, libc::AF_INET6 as u8)] {
         let these: Vec<&Entry> = f.moved.iter().filter(|e| e.v6 == v6).collect();

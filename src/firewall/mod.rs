@@ -4,18 +4,18 @@
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
 pub(crate) mod build;
-pub mod clash;
-pub mod conntrack;
+pub(crate) mod clash;
+pub(crate) mod conntrack;
 mod policy;
 pub(crate) mod publish;
 mod router;
 mod table;
 
-pub use table::{needs_localnet, table};
+pub(crate) use table::{needs_localnet, table};
 
 /// Whether the topology's policy judges traffic between namespaces on one bridge (isolation,
 /// or any allow/deny entry): then its bridges hand their bridged traffic to the IP hooks.
-pub fn judges_within_bridges(t: &Topology) -> bool {
+pub(crate) fn judges_within_bridges(t: &Topology) -> bool {
     !t.policy.is_empty() || t.bridges.iter().any(|b| b.isolate)
 }
 
@@ -26,17 +26,17 @@ use anyhow::{Result, anyhow};
 use crate::owner::{self, Mark};
 use crate::topology::Topology;
 use nft::batch::{self, Op};
-pub use nft::diff::NftLine;
+pub(crate) use nft::diff::NftLine;
 use nft::diff::{canonical_rule, normal_rule, table_diff, table_diff_owned};
 use nft::dump::{ChainInfo, Dumped, KRule, TableInfo};
 use nft::socket::NftSocket;
 use nft::{Family, Policy, Rule, Stmt, Verdict};
 
 /// iptables-nft's table and the chains nsfw may write into.
-pub const IPT_TABLE: &str = "filter";
-pub const IPT_FORWARD: &str = "FORWARD";
-pub const DOCKER_USER: &str = "DOCKER-USER";
-pub const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
+pub(crate) const IPT_TABLE: &str = "filter";
+pub(crate) const IPT_FORWARD: &str = "FORWARD";
+pub(crate) const DOCKER_USER: &str = "DOCKER-USER";
+pub(crate) const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 
 /// The rules nsfw puts at the top of iptables-nft's chain (DOCKER-USER, or FORWARD) so that
 /// its FORWARD drop policy lets the bridges' traffic through; nsfw's own table still does the
@@ -49,7 +49,7 @@ pub const BRNF_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 /// ```
 ///
 /// for any owner `mark` and its bridges (a topology's, or a CNI network's).
-pub fn accepts_for(mark: &str, bridges: &[String], docker_bridges: &[String]) -> Vec<Rule> {
+pub(crate) fn accepts_for(mark: &str, bridges: &[String], docker_bridges: &[String]) -> Vec<Rule> {
     let mark = mark.to_string();
     let mut v = Vec::new();
     let with = |stmts: Vec<Stmt>, verdict| Rule {
@@ -102,7 +102,7 @@ fn docker_bridges(forward: &[KRule]) -> Vec<String> {
 
 /// What the kernel holds of nsfw's firewall.
 #[derive(Clone, Debug, Default)]
-pub struct NftState {
+pub(crate) struct NftState {
     pub tables: Vec<TableInfo>,
     /// Every `inet nsfw_*` table, read back whole, by name.
     pub own: BTreeMap<String, Dumped>,
@@ -129,7 +129,7 @@ pub struct NftState {
 }
 
 /// Reads nsfw's tables, iptables-nft's FORWARD and DOCKER-USER chains, and the sysctls.
-pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
+pub(crate) fn observe(sock: &mut NftSocket) -> Result<NftState> {
     // A kernel that cannot say its generation only costs the cheap verification.
     let before = sock.generation().ok();
     let mut s = NftState {
@@ -157,7 +157,7 @@ pub fn observe(sock: &mut NftSocket) -> Result<NftState> {
 
 /// Reads iptables-nft's FORWARD and DOCKER-USER chains into `s` (whose `tables` are read):
 /// their policy, Docker's bridges, and the rules nsfw placed there.
-pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
+pub(crate) fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
     for t in s.tables.clone() {
         if t.family == Family::Ip && t.name == IPT_TABLE {
             let chains = sock.chains(Family::Ip, IPT_TABLE)?;
@@ -182,7 +182,10 @@ pub fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> {
 }
 
 /// Reads nsfw's table of topology `name` inside each of `namespaces`.
-pub fn observe_ns(name: &str, namespaces: &[String]) -> Result<BTreeMap<String, Option<Dumped>>> {
+pub(crate) fn observe_ns(
+    name: &str,
+    namespaces: &[String],
+) -> Result<BTreeMap<String, Option<Dumped>>> {
     let mut out = BTreeMap::new();
     for ns in namespaces {
         let want = owner::table(name);
@@ -205,7 +208,7 @@ pub fn observe_ns(name: &str, namespaces: &[String]) -> Result<BTreeMap<String, 
 
 /// The namespaces whose table must be read: those that want one, and those that forward now
 /// (they may hold one the file no longer wants).
-pub fn ns_to_observe(t: &Topology, forwarding: &dyn Fn(&str) -> bool) -> Vec<String> {
+pub(crate) fn ns_to_observe(t: &Topology, forwarding: &dyn Fn(&str) -> bool) -> Vec<String> {
     t.namespaces
         .iter()
         .filter(|n| router::table(t, n).is_some() || forwarding(&n.name))
@@ -255,7 +258,7 @@ fn delete_table(name: &str) -> nft::diff::TableDiff {
 
 /// The nft half of a plan: the ops of the one batch, and lines saying what they change.
 #[derive(Clone, Debug, Default)]
-pub struct NftPlan {
+pub(crate) struct NftPlan {
     pub ops: Vec<Op>,
     pub lines: Vec<NftLine>,
     pub conflicts: Vec<String>,
@@ -289,12 +292,12 @@ fn ipt_line(mark: char, chain: &str, detail: String) -> NftLine {
 
 /// The table topology `t` wants on the host (None: it has no bridge, so none), with its
 /// elements in kernel form: the half of the diff that needs no kernel.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub table: Option<nft::Table>,
     pub canon: nft::diff::Canon,
 }
 
-pub fn prepare(t: &Topology) -> Prepared {
+pub(crate) fn prepare(t: &Topology) -> Prepared {
     let table = (!t.bridges.is_empty()).then(|| table(t));
     let canon = table
         .as_ref()
@@ -304,7 +307,7 @@ pub fn prepare(t: &Topology) -> Prepared {
 }
 
 /// The nft part of the plan for topology `t`, whose desired table `prep` holds.
-pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
+pub(crate) fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
     let mut p = NftPlan::default();
     let mark = owner::mark(&t.name);
     let want = prep.table;
@@ -373,7 +376,7 @@ pub fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan> {
 /// whatever nsfw's own table says (every base chain on the hook must accept). Plans the
 /// accepts of `mark`'s `bridges` (none when `bridges` is empty or the policy accepts), and the
 /// removal of those of `mark` that are not so, in order.
-pub fn place_accepts(p: &mut NftPlan, owner: Mark, bridges: &[String], s: &NftState) {
+pub(crate) fn place_accepts(p: &mut NftPlan, owner: Mark, bridges: &[String], s: &NftState) {
     let drop_policy = s
         .ipt_forward
         .as_ref()
@@ -449,7 +452,7 @@ fn delete_placed(p: &mut NftPlan, k: &KRule) {
 
 /// The nft part of a flush: nsfw's tables and the rules it placed elsewhere, for the topologies
 /// in `owners` (all of them when None).
-pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
+pub(crate) fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
     let owned = |comment: Option<&str>| {
         owner::owned(comment, |m| match (m, owners) {
             (Mark::Topology(t), Some(names)) => names.iter().any(|n| n == t),
@@ -487,7 +490,7 @@ pub fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
 }
 
 /// Sends the ops as one batch.
-pub fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
+pub(crate) fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
     if ops.is_empty() {
         return Ok(());
     }
@@ -504,7 +507,7 @@ pub fn execute(sock: &mut NftSocket, ops: &[Op]) -> Result<()> {
 }
 
 /// What `[host] br_netfilter = "auto"` reports.
-pub fn br_nf_report(t: &Topology, s: &NftState) -> String {
+pub(crate) fn br_nf_report(t: &Topology, s: &NftState) -> String {
     if judges_within_bridges(t) && s.br_nf.is_some() {
         return "br_netfilter: this topology's bridges hand their own traffic to nftables (bridge option nf_call_iptables), so the policy between namespaces on one bridge holds whatever bridge-nf-call-iptables says".into();
     }

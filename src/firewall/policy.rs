@@ -256,12 +256,12 @@ fn addr_type(v6: bool) -> Datatype {
 }
 
 /// Whether the topology says anything about who may talk to whom.
-pub fn any(t: &Topology) -> bool {
+pub(super) fn any(t: &Topology) -> bool {
     !t.policy.is_empty() || t.bridges.iter().any(|b| b.isolate || b.egress_deny) || t.host.protect
 }
 
 /// The policy's sets that hold anything (the rules read only these).
-pub fn sets(t: &Topology) -> Vec<Set> {
+pub(super) fn sets(t: &Topology) -> Vec<Set> {
     let mut v = all_sets(t);
     v.retain(|s| !s.elements.is_empty());
     v.extend(gateways(t));
@@ -271,7 +271,7 @@ pub fn sets(t: &Topology) -> Vec<Set> {
 /// Whether the policy set `name` holds anything. Only its first element is made: the rules
 /// ask this of each set, and making every set for every question cost seconds with 10,000
 /// entries (making each whole, tens of milliseconds).
-pub fn has(t: &Topology, name: &str) -> bool {
+pub(super) fn has(t: &Topology, name: &str) -> bool {
     for v6 in [false, true] {
         for ports in [true, false] {
             for (group, elements) in groups(t, v6, ports) {
@@ -379,7 +379,7 @@ fn all_sets(t: &Topology) -> Vec<Set> {
 }
 
 /// `deny4`, `deny_proto6`, ...
-pub fn set_name(group: &str, v6: bool, ports: bool) -> String {
+pub(super) fn set_name(group: &str, v6: bool, ports: bool) -> String {
     format!(
         "{group}{}{}",
         if ports { "" } else { "_proto" },
@@ -407,7 +407,7 @@ fn key_lookup(name: &str, addrs: Vec<Field>, ports: bool) -> Stmt {
 /// ip saddr . ip daddr . meta l4proto @allow_proto4 accept
 /// ```
 /// (and the same over `ip6 saddr . ip6 daddr` with the `…6` sets).
-pub fn forward_rules(t: &Topology) -> Vec<nft::Rule> {
+pub(super) fn forward_rules(t: &Topology) -> Vec<nft::Rule> {
     let mut out = Vec::new();
     for (group, verdict) in [("deny", Verdict::Drop), ("allow", Verdict::Accept)] {
         for v6 in [false, true] {
@@ -431,7 +431,7 @@ pub fn forward_rules(t: &Topology) -> Vec<nft::Rule> {
 }
 
 /// Whether set `name` is one of those [`forward_rules`] read.
-pub fn is_forward_set(name: &str) -> bool {
+pub(super) fn is_forward_set(name: &str) -> bool {
     ["deny", "allow"].iter().any(|g| {
         [false, true]
             .iter()
@@ -468,7 +468,7 @@ fn host_rules(
 }
 
 /// `icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }`
-pub fn nd() -> Stmt {
+pub(super) fn nd() -> Stmt {
     Stmt::Match(Match {
         left: field(Field::Icmpv6Type),
         op: Op::Eq,
@@ -505,7 +505,7 @@ fn echo(v6: bool) -> Stmt {
 ///     iifname . ip daddr @gateways4 icmp type echo-request accept
 ///     drop }
 /// ```
-pub fn host_chains(t: &Topology) -> Vec<Chain> {
+pub(super) fn host_chains(t: &Topology) -> Vec<Chain> {
     let mut out = Vec::new();
     let mut to_host = Vec::new();
     for v6 in [false, true] {

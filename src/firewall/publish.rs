@@ -22,18 +22,18 @@ use nft::{
 
 use super::build::{concat, field, ip_value, meta, set};
 
-pub const ANY: &str = "publish4";
-pub const AT: &str = "publish4_at";
-pub const ANY6: &str = "publish6";
-pub const AT6: &str = "publish6_at";
+pub(crate) const ANY: &str = "publish4";
+pub(crate) const AT: &str = "publish4_at";
+pub(crate) const ANY6: &str = "publish6";
+pub(crate) const AT6: &str = "publish6_at";
 
 /// Whether the topology publishes anything.
-pub fn any(t: &Topology) -> bool {
+pub(crate) fn any(t: &Topology) -> bool {
     t.namespaces.iter().any(|n| !n.publish.is_empty())
 }
 
 /// Whether it publishes anything over IPv6.
-pub fn any6(t: &Topology) -> bool {
+pub(crate) fn any6(t: &Topology) -> bool {
     t.namespaces.iter().any(|n| n.publish.iter().any(|p| p.v6))
 }
 
@@ -89,7 +89,7 @@ fn maps_of(t: &Topology, v6: bool) -> Vec<nft::Set> {
 
 /// The maps: IPv4's always (when anything is published), IPv6's when something is published
 /// over IPv6.
-pub fn maps(t: &Topology) -> Vec<nft::Set> {
+pub(crate) fn maps(t: &Topology) -> Vec<nft::Set> {
     let mut v = maps_of(t, false);
     if any6(t) {
         v.extend(maps_of(t, true));
@@ -145,12 +145,12 @@ fn rules(v6: bool) -> Vec<nft::Rule> {
 }
 
 /// `prerouting` (from the world and the namespaces) and `output` (from the host itself).
-pub fn chains(t: &Topology) -> Vec<Chain> {
+pub(crate) fn chains(t: &Topology) -> Vec<Chain> {
     chains_for(any6(t))
 }
 
 /// The two chains, with IPv6's rules too when `v6`.
-pub fn chains_for(v6: bool) -> Vec<Chain> {
+pub(crate) fn chains_for(v6: bool) -> Vec<Chain> {
     let base = |hook| Base {
         ty: ChainType::Nat,
         hook,
@@ -166,7 +166,7 @@ pub fn chains_for(v6: bool) -> Vec<Chain> {
 /// Warnings for published ports a process on the host already listens on: once the DNAT is
 /// in place, connections from outside (and from the host to the published address) reach
 /// the namespace instead of that process.
-pub fn shadowed_listeners(
+pub(crate) fn shadowed_listeners(
     t: &Topology,
     listeners: &[crate::plumbing::listeners::Listener],
 ) -> Vec<String> {
@@ -209,7 +209,7 @@ pub fn shadowed_listeners(
 /// addresses now and those the plan gives it): nothing is ever addressed to it, so the entry
 /// is dead until the host gains the address — a warning, not an error, since it may. An
 /// address of one of the topology's namespaces is named as such.
-pub fn foreign_addresses(t: &Topology, host: &[std::net::IpAddr]) -> Vec<String> {
+pub(crate) fn foreign_addresses(t: &Topology, host: &[std::net::IpAddr]) -> Vec<String> {
     let mut out = Vec::new();
     for n in &t.namespaces {
         for p in &n.publish {

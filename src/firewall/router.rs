@@ -26,7 +26,7 @@ use super::build::{meta, rule};
 use super::policy;
 
 /// The table namespace `n` holds, if it needs one.
-pub fn table(t: &Topology, n: &Namespace) -> Option<Table> {
+pub(super) fn table(t: &Topology, n: &Namespace) -> Option<Table> {
     let judged = n.forward && policy::any(t);
     if n.masquerade.is_none() && !judged {
         return None;

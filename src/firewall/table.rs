@@ -280,7 +280,7 @@ fn guard() -> Option<Chain> {
 }
 
 /// The conntrack zone of traffic bridged over L2-only segments (28275: "ns").
-pub const BRIDGED_ZONE: u16 = 28275;
+pub(super) const BRIDGED_ZONE: u16 = 28275;
 
 /// With br_netfilter, the host's conntrack sees a packet bridged over an L2-only segment
 /// (to a router namespace) and again when the router forwards it to the host: the same
@@ -326,13 +326,13 @@ fn l2only(t: &Topology) -> Set {
 }
 
 /// Whether bridge `name` needs route_localnet: a namespace on it is published on 127.0.0.1.
-pub fn needs_localnet(t: &Topology, bridge: &str) -> bool {
+pub(crate) fn needs_localnet(t: &Topology, bridge: &str) -> bool {
     t.ports_of(bridge)
         .any(|(n, _)| n.publish.iter().any(|p| p.on_localhost()))
 }
 
 /// The topology's table.
-pub fn table(t: &Topology) -> Table {
+pub(crate) fn table(t: &Topology) -> Table {
     let base = |ty, hook, priority| Base {
         ty,
         hook,

@@ -31,7 +31,7 @@ fn describe_owner(alias: Option<&str>) -> String {
 }
 
 /// The plan that makes the kernel hold `d`, removing what `who` owns that `d` does not name.
-pub fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
+pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan {
     let mut cx = Cx::new(d, o, rec, who);
     cx.namespaces();
     cx.host_links();

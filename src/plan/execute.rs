@@ -19,12 +19,12 @@ use crate::resources::Place;
 
 /// What a run got done: the steps made, in plan order.
 #[derive(Debug, Default)]
-pub struct Executed {
+pub(crate) struct Executed {
     pub done: Vec<Step>,
 }
 
 /// Executes the steps (ordered by stage), reporting each one through `done` once made.
-pub fn execute(
+pub(crate) fn execute(
     steps: &[Step],
     mark: &str,
     hints: &Hints,

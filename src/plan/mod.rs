@@ -17,17 +17,17 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-pub use crate::owner::Owner;
-pub use diff::plan;
-pub use execute::{Executed, execute};
-pub use step::{LinkAttr, Stage, Step};
+pub(crate) use crate::owner::Owner;
+pub(crate) use diff::plan;
+pub(crate) use execute::execute;
+pub(crate) use step::Step;
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};
 
 /// The ordered steps, plus what forbids or qualifies carrying them out.
 #[derive(Clone, Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Plumbing changes, in the order they run.
     pub steps: Vec<Step>,
     /// The nftables changes: one batch, after the plumbing.
@@ -48,17 +48,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.steps.is_empty() && self.nft.ops.is_empty() && self.nft.ns_ops.is_empty()
     }
 
     /// The number of changes, plumbing and nft.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.steps.len() + self.nft.lines.len()
     }
 
     /// (to add, to change, to remove).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let marks = self
             .steps
             .iter()
@@ -76,13 +76,13 @@ impl Plan {
     }
 
     /// `plan: 12 to add, 3 to change, 1 to remove`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let (a, c, r) = self.counts();
         format!("plan: {a} to add, {c} to change, {r} to remove")
     }
 
     /// The plan in the stable JSON schema of docs/json.md.
-    pub fn to_json(&self, topology: &str, file: &str) -> Value {
+    pub(crate) fn to_json(&self, topology: &str, file: &str) -> Value {
         let mut changes: Vec<Value> = self.steps.iter().map(Step::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {
             let mut c = json!({

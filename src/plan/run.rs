@@ -62,7 +62,7 @@ pub(super) fn indexes(c: &mut Conn) -> Result<BTreeMap<String, u32>> {
 
 /// Indexes of links inside namespaces, by (namespace, interface): from the observation, and
 /// for pairs made in this run from their host ends (a veth's IFLA_LINK is its peer's index).
-pub type Hints = BTreeMap<(String, String), u32>;
+pub(super) type Hints = BTreeMap<(String, String), u32>;
 
 pub(super) fn index_of(ix: &BTreeMap<String, u32>, name: &str) -> Result<u32> {
     ix.get(name)

@@ -13,7 +13,7 @@ use crate::topology::Mac;
 
 /// One attribute of a link to change, with its old value for the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkAttr {
+pub(crate) enum LinkAttr {
     Mtu {
         old: u32,
         new: u32,
@@ -70,7 +70,7 @@ impl fmt::Display for LinkAttr {
 
 /// One change to the kernel or the file system.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     DeleteNamespace {
         name: String,
         /// Host veth ends whose peers live in the namespace: they go with it. Deleting them one
@@ -176,7 +176,7 @@ pub enum Step {
 
 /// The order in which the executor runs steps: a stage at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// Removals, so names are free.
     Teardown,
     Namespaces,
@@ -190,7 +190,7 @@ pub enum Stage {
 
 impl Stage {
     /// What the stage is doing, for the progress line.
-    pub fn doing(self) -> &'static str {
+    pub(crate) fn doing(self) -> &'static str {
         match self {
             Stage::Teardown => "removing",
             Stage::Namespaces => "creating namespaces",
@@ -202,7 +202,7 @@ impl Stage {
 }
 
 impl Step {
-    pub fn stage(&self) -> Stage {
+    pub(crate) fn stage(&self) -> Stage {
         match self {
             Step::DeleteNamespace { .. } | Step::RemoveResolv { .. } => Stage::Teardown,
             Step::DeleteLink { .. } => Stage::Teardown,
@@ -239,7 +239,7 @@ impl Step {
     }
 
     /// The namespace a step works inside, if any (the executor visits each once per stage).
-    pub fn inside(&self) -> Option<&str> {
+    pub(crate) fn inside(&self) -> Option<&str> {
         match self {
             Step::SetLink { place, .. }
             | Step::AddAddr { place, .. }
@@ -256,7 +256,7 @@ impl Step {
     }
 
     /// `+` create, `-` delete, `~` modify.
-    pub fn mark(&self) -> char {
+    pub(crate) fn mark(&self) -> char {
         match self {
             Step::DeleteNamespace { .. }
             | Step::DeleteLink { .. }
@@ -277,29 +277,8 @@ impl Step {
         }
     }
 
-    /// The kind of step, for timing reports.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Step::DeleteNamespace { .. } => "delete namespace",
-            Step::DeleteLink { .. } => "delete link",
-            Step::RemoveResolv { .. } => "remove resolv.conf",
-            Step::CreateNamespace { .. } => "create namespace",
-            Step::MarkNamespace { .. } => "mark namespace",
-            Step::CreateBridge { .. } => "create bridge",
-            Step::CreateVeth { .. } => "create veth",
-            Step::SetLink { .. } => "set link",
-            Step::AddAddr { .. } => "add address",
-            Step::DelAddr { .. } => "delete address",
-            Step::SetRoute { .. } | Step::DelRoute { .. } => "set route",
-            Step::SetSysctl { .. } => "set sysctl",
-            Step::WriteResolv { .. } => "write resolv.conf",
-            Step::ForgetNeighbours { .. } => "forget neighbours",
-            Step::SetNetem { .. } => "set netem",
-        }
-    }
-
     /// What the change concerns, for grouping: a namespace, a host link, the host's sysctls.
-    pub fn object(&self) -> String {
+    pub(crate) fn object(&self) -> String {
         let on = |place: &Place, ifname: &str| match place {
             Place::Host => format!("link {ifname}"),
             Place::Ns(ns) => format!("namespace {ns}"),
@@ -464,7 +443,7 @@ fn op_word(mark: char) -> &'static str {
 
 impl Step {
     /// The change as a JSON object (docs/json.md).
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let (kind, fields) = match self {
             Step::DeleteLink {
                 place,

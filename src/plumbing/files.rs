@@ -14,13 +14,13 @@ use crate::state::safefs::{self, Entry};
 
 const FILE: &str = "resolv.conf";
 
-pub fn resolv_path(ns: &str) -> PathBuf {
+pub(crate) fn resolv_path(ns: &str) -> PathBuf {
     Path::new(ETC_DIR).join(ns).join(FILE)
 }
 
 /// What /etc/netns holds.
 #[derive(Default)]
-pub struct EtcNetns {
+pub(crate) struct EtcNetns {
     /// `/etc/netns/<ns>/resolv.conf`, by namespace name.
     pub resolv: BTreeMap<String, FileObs>,
     /// Entries nsfw cannot look into, with why.
@@ -31,7 +31,7 @@ pub struct EtcNetns {
 
 /// Reads every `/etc/netns/*/resolv.conf`; entries that are not what they should be are
 /// problems.
-pub fn read_resolv() -> Result<EtcNetns> {
+pub(crate) fn read_resolv() -> Result<EtcNetns> {
     let mut o = EtcNetns::default();
     let Some(etc) = safefs::open_dir(Path::new(ETC_DIR))? else {
         return Ok(o);
@@ -89,7 +89,7 @@ pub fn read_resolv() -> Result<EtcNetns> {
 
 /// Writes `/etc/netns/<ns>/resolv.conf` whole (mode 0644 in a 0755 directory, whatever the
 /// umask), replacing whatever is at the name without following it.
-pub fn write_resolv(ns: &str, content: &str) -> Result<()> {
+pub(crate) fn write_resolv(ns: &str, content: &str) -> Result<()> {
     let etc = safefs::open_dir(Path::new("/etc"))?
         .ok_or_else(|| anyhow::anyhow!("/etc does not exist"))?;
     let netns = safefs::ensure_dir(&etc, "netns", ETC_DIR)?;
@@ -99,7 +99,7 @@ pub fn write_resolv(ns: &str, content: &str) -> Result<()> {
 }
 
 /// Removes `/etc/netns/<ns>/resolv.conf`, and the directory when nothing else is in it.
-pub fn remove_resolv(ns: &str) -> Result<()> {
+pub(crate) fn remove_resolv(ns: &str) -> Result<()> {
     let Some(netns) = safefs::open_dir(Path::new(ETC_DIR))? else {
         return Ok(());
     };

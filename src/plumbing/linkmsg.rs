@@ -52,7 +52,7 @@ fn conf_at(b: &[u8], i: usize) -> Option<i32> {
 
 /// The link a whole RTM_NEWLINK message (`nlmsghdr` included) describes; None for another
 /// message or one too short to be a link.
-pub fn parse(msg: &[u8]) -> Option<Link> {
+pub(super) fn parse(msg: &[u8]) -> Option<Link> {
     if u16::from_ne_bytes([*msg.get(4)?, *msg.get(5)?]) != RTM_NEWLINK {
         return None;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::netlink::{self, NLMSG_DONE, NLMSG_ERROR, RecvBuf, Request, Socket};
 
 /// A socket bound for listening: (protocol number, local address, port).
-pub type Listener = (u8, IpAddr, u16);
+pub(crate) type Listener = (u8, IpAddr, u16);
 
 const TCP_LISTEN: &str = "0A";
 /// An unconnected UDP socket is in TCP_CLOSE (7): that is what a server's bound socket shows.
@@ -19,7 +19,7 @@ const UDP_BOUND: &str = "07";
 
 /// The listeners of the calling thread's network namespace; what cannot be read gives none
 /// (the warning this feeds is advice, not a reason to fail an apply).
-pub fn read() -> Vec<Listener> {
+pub(crate) fn read() -> Vec<Listener> {
     let diag = netlink::socket(netlink::NETLINK_SOCK_DIAG)
         .timeout(Duration::from_secs(5))
         .open("sock_diag")

@@ -2,21 +2,21 @@
 //! sysctls and resolv.conf files, over blocking rtnetlink connections (`rtnl`) opened where
 //! the work is and closed after it.
 
-pub mod files;
+pub(crate) mod files;
 mod linkmsg;
-pub mod listeners;
-pub mod msgs;
-pub mod neigh;
-pub mod netns;
+pub(crate) mod listeners;
+pub(crate) mod msgs;
+pub(crate) mod neigh;
+pub(crate) mod netns;
 mod objects;
-pub mod observe;
+pub(crate) mod observe;
 pub mod qdisc;
-pub mod rtnl;
-pub mod sysctl;
+pub(crate) mod rtnl;
+pub(crate) mod sysctl;
 
-pub use files::resolv_path;
-pub use objects::{Addr, FileObs, Link, NodeObs, NsObs, Route};
-pub use observe::{Observed, Query, observe};
+pub(crate) use files::resolv_path;
+pub(crate) use objects::{FileObs, Link, NodeObs};
+pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

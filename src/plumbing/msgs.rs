@@ -52,7 +52,7 @@ fn name(n: &str) -> LinkAttribute {
 /// 1.95 at 100; with addrgenmode none the cost per namespace stays flat. The kernel refuses it
 /// in a creation message and applies it after IFF_UP in a setlink, so it is sent on its own
 /// while the link is still down.
-pub fn no_link_local(name: &str) -> Req {
+pub(crate) fn no_link_local(name: &str) -> Req {
     let off = AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]);
     let m = link_msg(
         vec![self::name(name), LinkAttribute::AfSpecUnspec(vec![off])],
@@ -70,7 +70,7 @@ fn set(m: LinkMessage, what: String) -> Req {
 }
 
 /// The alias that marks a link (or, on a namespace's `lo`, the namespace) as nsfw's.
-pub fn mark(name: &str, alias: &str) -> Req {
+pub(crate) fn mark(name: &str, alias: &str) -> Req {
     set(
         link_msg(
             vec![self::name(name), LinkAttribute::IfAlias(alias.to_string())],
@@ -81,7 +81,7 @@ pub fn mark(name: &str, alias: &str) -> Req {
 }
 
 /// `lo` up with nsfw's alias: a namespace's mark.
-pub fn mark_lo(alias: &str) -> Req {
+pub(crate) fn mark_lo(alias: &str) -> Req {
     let mut m = link_msg(
         vec![name("lo"), LinkAttribute::IfAlias(alias.to_string())],
         Vec::new(),
@@ -90,14 +90,14 @@ pub fn mark_lo(alias: &str) -> Req {
     set(m, "cannot bring lo up".to_string())
 }
 
-pub fn up(name: &str) -> Req {
+pub(crate) fn up(name: &str) -> Req {
     let mut m = link_msg(vec![self::name(name)], Vec::new());
     set_up(&mut m);
     set(m, format!("cannot bring {name} up"))
 }
 
 /// Changes of one link's attributes, in one message.
-pub fn set_link(
+pub(crate) fn set_link(
     name: &str,
     mtu: Option<u32>,
     mac: Option<Mac>,
@@ -132,7 +132,7 @@ pub fn set_link(
 
 /// A bridge, up, with its MTU and MAC (a MAC set by hand keeps the bridge from taking its
 /// smallest port's).
-pub fn create_bridge(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Req {
+pub(crate) fn create_bridge(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Req {
     let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
     if nf_call {
         info.push(LinkInfo::Data(InfoData::Bridge(nf_call_opts(true))));
@@ -156,7 +156,7 @@ pub fn create_bridge(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Req {
 /// A veth pair, both ends down: `host` here, a port of bridge `master` if given; `peer` born inside
 /// the namespace `peer_ns` (IFLA_NET_NS_FD) with its MAC. Neither end can be created up: the
 /// kernel opens the peer before its other end exists (ENOTCONN).
-pub fn create_veth(
+pub(crate) fn create_veth(
     host: &str,
     master: Option<u32>,
     mtu: u32,
@@ -205,7 +205,7 @@ fn nf_call_opts(on: bool) -> Vec<InfoBridge> {
 /// A bridge's own nf_call_iptables/ip6tables: its bridged traffic passes the IP hooks (where
 /// nsfw's policy judges it) whatever the host-wide bridge-nf-call sysctls say. A change of
 /// bridge options is a NEWLINK on the existing bridge.
-pub fn bridge_nf_call(name: &str, on: bool) -> Req {
+pub(crate) fn bridge_nf_call(name: &str, on: bool) -> Req {
     let m = link_msg(
         vec![self::name(name)],
         vec![
@@ -222,7 +222,7 @@ pub fn bridge_nf_call(name: &str, on: bool) -> Req {
 
 /// Hairpin mode of a bridge port (`ip link set NAME type bridge_slave hairpin on`): a NEWLINK
 /// with the port's own data, which the bridge applies (its `slave_changelink`).
-pub fn hairpin(name: &str, on: bool) -> Req {
+pub(crate) fn hairpin(name: &str, on: bool) -> Req {
     let m = link_msg(
         vec![self::name(name)],
         vec![
@@ -239,7 +239,7 @@ pub fn hairpin(name: &str, on: bool) -> Req {
     )
 }
 
-pub fn del_link(name: &str, index: u32) -> Req {
+pub(crate) fn del_link(name: &str, index: u32) -> Req {
     let mut m = LinkMessage::default();
     m.header.index = index;
     Req::new(
@@ -290,7 +290,7 @@ fn addr_msg(index: u32, net: IpNetwork) -> AddressMessage {
 /// An address as someone else had it (a physical port's, `plan::ports`): its flags, scope
 /// and lifetimes too. IPv6 ones still skip duplicate-address detection: the address only
 /// moves between the port and the bridge it is a port of.
-pub fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig) -> Req {
+pub(crate) fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig) -> Req {
     let mut m = addr_msg(index, net);
     m.header.scope = AddressScope::from(o.scope);
     let nodad = if net.is_ipv6() { IFA_F_NODAD } else { 0 };
@@ -321,7 +321,7 @@ pub fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig) -> Re
 const SETTABLE_ADDR_FLAGS: u32 = 0x02 | 0x10 | 0x100 | 0x200 | 0x400;
 const IFA_F_NODAD: u32 = 0x02;
 
-pub fn add_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
+pub(crate) fn add_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     Req::new(
         RouteNetlinkMessage::NewAddress(addr_msg(index, net)),
         NLM_F_CREATE | NLM_F_REPLACE,
@@ -329,7 +329,7 @@ pub fn add_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     )
 }
 
-pub fn del_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
+pub(crate) fn del_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     Req::new(
         RouteNetlinkMessage::DelAddress(addr_msg(index, net)),
         0,
@@ -409,7 +409,7 @@ const RTNH_F_ONLINK: u32 = 4;
 
 /// Adds the route, or replaces the one to the same destination and metric: no moment
 /// without one.
-pub fn replace_route(r: &RouteSpec, oif: u32) -> Req {
+pub(crate) fn replace_route(r: &RouteSpec, oif: u32) -> Req {
     Req::new(
         RouteNetlinkMessage::NewRoute(route_msg(r, Some(oif))),
         NLM_F_CREATE | NLM_F_REPLACE,
@@ -418,7 +418,7 @@ pub fn replace_route(r: &RouteSpec, oif: u32) -> Req {
 }
 
 /// Deletes the route (any output interface when `oif` is None: a blackhole has none).
-pub fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
+pub(crate) fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
     let what = r.to_string();
     let mut m = route_msg(r, oif);
     // Any protocol: a route someone else added is deleted too (it is drift).

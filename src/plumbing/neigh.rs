@@ -9,7 +9,7 @@ use netlink_packet_route::neighbour::{NeighbourMessage, NeighbourState};
 use super::rtnl::{Conn, Req};
 
 /// Deletes every learnt (not permanent, not NOARP) neighbour entry of interface `index`.
-pub fn forget(c: &mut Conn, index: u32, ifname: &str) -> Result<()> {
+pub(crate) fn forget(c: &mut Conn, index: u32, ifname: &str) -> Result<()> {
     // Every neighbour of the namespace, filtered here: few, and a header filter is refused
     // under strict checking by some kernels.
     let req = NeighbourMessage::default();

@@ -20,16 +20,16 @@ use nix::sys::stat::Mode;
 
 use super::rtnl::Conn;
 
-pub const RUN_DIR: &str = "/run/netns";
-pub const ETC_DIR: &str = "/etc/netns";
+pub(crate) const RUN_DIR: &str = "/run/netns";
+pub(crate) const ETC_DIR: &str = "/etc/netns";
 
-pub fn path(name: &str) -> PathBuf {
+pub(crate) fn path(name: &str) -> PathBuf {
     Path::new(RUN_DIR).join(name)
 }
 
 /// Names in /run/netns, sorted (dot files, which `ip netns` never makes, are left out). A
 /// missing directory means no namespaces.
-pub fn list() -> Result<Vec<String>> {
+pub(crate) fn list() -> Result<Vec<String>> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(RUN_DIR) {
         Ok(rd) => rd,
@@ -50,7 +50,7 @@ pub fn list() -> Result<Vec<String>> {
 
 /// Opens a named namespace without following a symlink or blocking on a FIFO. `Ok(None)`
 /// when there is no such name. Whether it is a namespace shows when it is entered.
-pub fn open_ns(name: &str) -> Result<Option<OwnedFd>> {
+pub(crate) fn open_ns(name: &str) -> Result<Option<OwnedFd>> {
     let p = path(name);
     match open(
         &p,
@@ -75,7 +75,7 @@ pub fn open_ns(name: &str) -> Result<Option<OwnedFd>> {
 }
 
 /// Enters namespace `fd` on the calling thread (which must be a worker thread).
-pub fn enter(name: &str, fd: &OwnedFd) -> Result<()> {
+pub(crate) fn enter(name: &str, fd: &OwnedFd) -> Result<()> {
     setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| match e {
         Errno::EINVAL => anyhow!(
             "namespace {name} ({}): not a network namespace (a leftover file, not a mount?)",
@@ -131,7 +131,7 @@ fn prepare_run_dir() -> Result<()> {
 /// Runs `f` for every name on a few threads (one per core, at most 8), each taking every
 /// k-th name in turn; the threads may `setns` or `unshare` freely, they end with the call.
 /// Results come in `names`' order.
-pub fn on_threads<T: Send>(
+pub(crate) fn on_threads<T: Send>(
     names: &[String],
     f: &(dyn Fn(&str) -> Result<T> + Sync),
 ) -> Vec<Result<T>> {
@@ -178,7 +178,7 @@ pub fn on_threads<T: Send>(
 /// Visits the named namespaces on worker threads: each is opened, entered, given a netlink
 /// connection, and `f` runs there; both are closed before the thread moves on. `Ok(None)`: no
 /// such namespace.
-pub fn visit<T: Send>(
+pub(crate) fn visit<T: Send>(
     names: &[String],
     f: &(dyn Fn(&str, &mut Conn) -> Result<T> + Sync),
 ) -> Vec<Result<Option<T>>> {
@@ -237,7 +237,7 @@ fn make_here(name: &str, each: &(dyn Fn(&str, &mut Conn) -> Result<()> + Sync)) 
 /// namespace inherits nothing from the one the thread was in). `each` runs inside the new
 /// namespace with a connection to it before the namespace is published under /run/netns.
 /// Results come in `names`' order.
-pub fn create_many(
+pub(crate) fn create_many(
     names: &[String],
     each: &(dyn Fn(&str, &mut Conn) -> Result<()> + Sync),
 ) -> Vec<Result<()>> {
@@ -261,7 +261,7 @@ pub fn create_many(
 
 /// Removes the named namespace, as `ip netns del` does: detach the mount, remove the file. The
 /// kernel frees the namespace, and the interfaces in it, once nothing else holds it.
-pub fn delete(name: &str) -> Result<()> {
+pub(crate) fn delete(name: &str) -> Result<()> {
     let p = path(name);
     match umount2(&p, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
@@ -283,7 +283,7 @@ pub fn delete(name: &str) -> Result<()> {
 }
 
 /// Runs `f` on a fresh thread that first enters the network namespace `name`.
-pub fn run_in<T, F>(name: &str, f: F) -> Result<T>
+pub(crate) fn run_in<T, F>(name: &str, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -305,7 +305,7 @@ where
 /// Starts a long-lived thread inside namespace `name` (a server for the checks, say). `setup`
 /// runs first and its result is returned once it is done; `serve` then runs on its own until
 /// the process ends.
-pub fn spawn_in<S, F>(name: &str, setup: S) -> Result<()>
+pub(crate) fn spawn_in<S, F>(name: &str, setup: S) -> Result<()>
 where
     S: FnOnce() -> Result<F> + Send + 'static,
     F: FnOnce() + Send + 'static,

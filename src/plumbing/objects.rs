@@ -12,7 +12,7 @@ use crate::topology::Mac;
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Link {
+pub(crate) struct Link {
     pub index: u32,
     pub name: String,
     /// `bridge`, `veth`, ... (None for physical and loopback devices).
@@ -41,7 +41,7 @@ pub struct Link {
 
 /// An address on a link.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Addr {
+pub(crate) struct Addr {
     pub index: u32,
     pub net: IpNetwork,
     /// What an address taken from a physical port must get back verbatim (`plan::ports`):
@@ -54,7 +54,7 @@ pub struct Addr {
 
 /// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     pub dst: IpNetwork,
     pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
@@ -78,7 +78,7 @@ pub struct Route {
 
 /// What one network namespace holds.
 #[derive(Clone, Debug, Default)]
-pub struct NodeObs {
+pub(crate) struct NodeObs {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
     pub routes: Vec<Route>,
@@ -93,23 +93,23 @@ pub struct NodeObs {
 }
 
 impl NodeObs {
-    pub fn link(&self, name: &str) -> Option<&Link> {
+    pub(crate) fn link(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
     }
 
-    pub fn by_index(&self, index: u32) -> Option<&Link> {
+    pub(crate) fn by_index(&self, index: u32) -> Option<&Link> {
         self.links.iter().find(|l| l.index == index)
     }
 
     /// The name of the link with `index`, if there is one.
-    pub fn name_of(&self, index: u32) -> Option<&str> {
+    pub(crate) fn name_of(&self, index: u32) -> Option<&str> {
         self.by_index(index).map(|l| l.name.as_str())
     }
 }
 
 /// One named namespace.
 #[derive(Clone, Debug, Default)]
-pub struct NsObs {
+pub(crate) struct NsObs {
     /// The alias of its `lo`: `nsfw:<topology>` when nsfw made it.
     pub owner: Option<String>,
     /// Its contents, read when the caller said they matter (links are always read).
@@ -118,7 +118,7 @@ pub struct NsObs {
 
 /// A resolv.conf under /etc/netns/NS.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FileObs {
+pub(crate) enum FileObs {
     /// A regular UTF-8 file and its text.
     Text(String),
     /// Something nsfw does not read or write: a symlink, FIFO, directory, non-UTF-8 bytes.
@@ -127,7 +127,7 @@ pub enum FileObs {
 
 impl Link {
     /// A link of what its message's header says, before its attributes are read.
-    pub fn bare(index: u32, up: bool, noarp: bool) -> Link {
+    pub(crate) fn bare(index: u32, up: bool, noarp: bool) -> Link {
         Link {
             index,
             name: String::new(),

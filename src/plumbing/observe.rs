@@ -24,7 +24,7 @@ use crate::topology::Mac;
 
 /// What the kernel holds of everything nsfw manages.
 #[derive(Clone, Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub host: NodeObs,
     /// Every named namespace that could be entered, by name.
     pub namespaces: BTreeMap<String, NsObs>,
@@ -43,7 +43,7 @@ pub struct Observed {
 impl Observed {
     /// Interface indexes inside the namespaces, by (namespace, interface): the executor's
     /// starting point (it learns the indexes of the links it makes as it makes them).
-    pub fn ns_indexes(&self) -> std::collections::BTreeMap<(String, String), u32> {
+    pub(crate) fn ns_indexes(&self) -> std::collections::BTreeMap<(String, String), u32> {
         let mut out = std::collections::BTreeMap::new();
         for (ns, o) in &self.namespaces {
             for l in &o.node.links {
@@ -55,7 +55,7 @@ impl Observed {
 }
 
 /// What to read beyond links.
-pub struct Query<'a> {
+pub(crate) struct Query<'a> {
     /// Whether namespace `name` with `lo` alias `owner` is read whole (addresses, routes,
     /// sysctls): the ones the plan looks into.
     pub deep: &'a (dyn Fn(&str, Option<&str>) -> bool + Sync),
@@ -74,7 +74,7 @@ fn link_request() -> RouteNetlinkMessage {
 }
 
 /// Every link of the namespace `c` is bound to.
-pub fn links(c: &mut Conn) -> Result<Vec<Link>> {
+pub(crate) fn links(c: &mut Conn) -> Result<Vec<Link>> {
     let mut out = Vec::new();
     c.dump_raw(link_request(), "interfaces", &mut |msg| {
         let fast = super::linkmsg::parse(msg);
@@ -154,14 +154,14 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
 
 /// Links, addresses and routes of the namespace `c` is bound to (the calling thread must be
 /// in it too): one namespace read whole, as CNI's CHECK needs a container's.
-pub fn read_node(c: &mut Conn) -> Result<NodeObs> {
+pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
     let l = links(c)?;
     node(c, l, &[])
 }
 
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
-pub fn observe(q: &Query) -> Result<Observed> {
+pub(crate) fn observe(q: &Query) -> Result<Observed> {
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
@@ -210,7 +210,7 @@ fn to_mac(b: &[u8]) -> Option<Mac> {
     <[u8; 6]>::try_from(b).ok().map(Mac)
 }
 
-pub fn parse_link(m: &LinkMessage) -> Link {
+pub(crate) fn parse_link(m: &LinkMessage) -> Link {
     let mut l = Link::bare(
         m.header.index,
         m.header.flags.contains(LinkFlags::Up),

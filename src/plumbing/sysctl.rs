@@ -11,12 +11,12 @@ fn path(key: &str) -> String {
 }
 
 /// A key naming interface `dev`, in sysctl(8)'s notation.
-pub fn key_for(prefix: &str, dev: &str, leaf: &str) -> String {
+pub(crate) fn key_for(prefix: &str, dev: &str, leaf: &str) -> String {
     format!("{prefix}.{}.{leaf}", dev.replace('.', "/"))
 }
 
 /// `Ok(None)`: no such setting (its module is not loaded, or its link does not exist).
-pub fn read(key: &str) -> Result<Option<String>> {
+pub(crate) fn read(key: &str) -> Result<Option<String>> {
     let p = path(key);
     match std::fs::read_to_string(&p) {
         Ok(s) => Ok(Some(s.trim().to_string())),
@@ -25,7 +25,7 @@ pub fn read(key: &str) -> Result<Option<String>> {
     }
 }
 
-pub fn write(key: &str, value: &str) -> Result<()> {
+pub(crate) fn write(key: &str, value: &str) -> Result<()> {
     let p = path(key);
     std::fs::write(&p, format!("{value}\n"))
         .map_err(|e| anyhow!("cannot write {value} to {p}: {e}"))

@@ -19,10 +19,10 @@ use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topolog
 /// than every peer: the full mesh grows with the square of the count.
 const FULL_MESH_MAX: usize = 8;
 /// The port probed where any port will do: a refused connection counts as reached.
-pub const PROBE_PORT: u16 = 9000;
+pub(super) const PROBE_PORT: u16 = 9000;
 
 /// The simulated upstream of `try`.
-pub struct World {
+pub(crate) struct World {
     /// The namespace standing for the world.
     pub ns: String,
     /// The host's interface towards it.
@@ -36,7 +36,7 @@ pub struct World {
 
 /// The world's addresses in one family.
 #[derive(Clone, Copy, Debug)]
-pub struct Side {
+pub(crate) struct Side {
     /// The world namespace's own address.
     pub addr: IpAddr,
     /// The host's address as the world sees it (on the uplink).
@@ -131,7 +131,7 @@ fn peers<'a>(members: &[&'a Namespace], i: usize) -> Vec<&'a Namespace> {
 
 /// Every check the file implies, except published ports (see [`publish_checks`]): for IPv4,
 /// and for IPv6 where the file has it.
-pub fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
+pub(crate) fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
     let mut out = Vec::new();
     for v6 in [false, true] {
         family_checks(&mut out, t, v6);
@@ -371,7 +371,7 @@ fn sampled(p: &Publish) -> Vec<(u16, u16)> {
 /// of every namespace, and a UDP echo where an allow/deny entry names a UDP port. Returns the
 /// (namespace, protocol, port) that now have one; a port already in use (the user's own
 /// service, on a live host) is left to its owner.
-pub fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
+pub(crate) fn publish_servers(t: &Topology) -> Result<BTreeSet<(String, Proto, u16)>> {
     let mut want: Vec<(String, Proto, u16)> = Vec::new();
     for n in &t.namespaces {
         for p in &n.publish {
@@ -423,7 +423,7 @@ fn neighbour<'a>(t: &'a Topology, n: &Namespace, v6: bool) -> Option<&'a Namespa
 
 /// The checks of every published port; `servers` says where an echo server answers (the
 /// source address is checked only there), `world` is the simulated upstream when there is one.
-pub fn publish_checks(
+pub(crate) fn publish_checks(
     t: &Topology,
     servers: &BTreeSet<(String, Proto, u16)>,
     world: Option<&World>,
@@ -547,7 +547,7 @@ const TARGETS_FROM_ALL_MAX: usize = 16;
 
 /// A connection to each `[verify] targets` service from each namespace (or a sample), expected
 /// to get through when the host forwards and the policy lets that namespace out to it.
-pub fn target_checks(t: &Topology) -> Vec<Check> {
+pub(crate) fn target_checks(t: &Topology) -> Vec<Check> {
     let mut out = Vec::new();
     let all = t.namespaces.len() <= TARGETS_FROM_ALL_MAX || !t.policy.is_empty();
     let mut seen_bridges = BTreeSet::new();

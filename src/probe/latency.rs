@@ -10,7 +10,7 @@ use crate::topology::Topology;
 /// when the bridge has an address, else another namespace on it) must take at least the
 /// latency less the jitter, since every packet the interface sends waits that long. Loss may
 /// eat an echo, which the three tries allow for.
-pub fn checks(out: &mut Vec<Check>, t: &Topology) {
+pub(super) fn checks(out: &mut Vec<Check>, t: &Topology) {
     for n in &t.namespaces {
         for i in &n.ifaces {
             let Some(lat) = i.netem.latency_us else {

@@ -11,15 +11,15 @@ use std::net::IpAddr;
 
 use anyhow::{Result, anyhow};
 
-pub use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
-pub use net::{serve_listener, serve_source_echo, serve_udp_echo};
+pub(crate) use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
+pub(crate) use net::{serve_listener, serve_source_echo};
 
 use crate::plumbing::netns;
 use crate::topology::Proto;
 
 /// Where a probe starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The host's own namespace (the caller's).
     Host,
     Ns(String),
@@ -36,7 +36,7 @@ impl fmt::Display for Origin {
 
 /// How a check probes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// ICMP echo.
     Ping,
     /// A TCP connection: reached when it connects or is refused, blocked when nothing answers.
@@ -58,7 +58,7 @@ pub enum Probe {
 
 impl Probe {
     /// The PORT column: `icmp`, `tcp/8080`.
-    pub fn port(&self) -> String {
+    pub(crate) fn port(&self) -> String {
         match self {
             Probe::Ping => "icmp".into(),
             Probe::Slow(d) => format!("icmp rtt>={}ms", d.as_millis()),
@@ -70,7 +70,7 @@ impl Probe {
 
 /// One check: can `from` reach `to`, and should it?
 #[derive(Clone, Debug)]
-pub struct Check {
+pub(crate) struct Check {
     pub from: Origin,
     /// What is probed, for the table (`gateway br0`, `ns2`, ...).
     pub to_label: String,
@@ -80,14 +80,14 @@ pub struct Check {
 }
 
 #[derive(Clone, Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub check: Check,
     /// Ok(reached) or the reason the probe could not run.
     pub got: std::result::Result<bool, String>,
 }
 
 impl Outcome {
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         matches!(self.got, Ok(r) if r == self.check.expect)
     }
 }
@@ -97,7 +97,7 @@ impl Outcome {
 /// leaves an entry in its neighbour cache, and a forwarded check after it would pass on that
 /// entry where a cold router (one that cannot solicit for forwarded packets) would fail. So
 /// every forwarded path is tried before the router has talked to anyone itself.
-pub fn run(checks: &[Check], routers: &std::collections::BTreeSet<String>) -> Vec<Outcome> {
+pub(crate) fn run(checks: &[Check], routers: &std::collections::BTreeSet<String>) -> Vec<Outcome> {
     let last = |c: &Check| matches!(&c.from, Origin::Ns(n) if routers.contains(n));
     type Indexed<'a> = Vec<(usize, &'a Check)>;
     let (first, then): (Indexed, Indexed) = checks.iter().enumerate().partition(|(_, c)| !last(c));
@@ -173,7 +173,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
 }
 
 /// Runs one check from where it starts.
-pub fn probe(c: &Check) -> Result<bool> {
+pub(crate) fn probe(c: &Check) -> Result<bool> {
     let (to, probe) = (c.to, c.probe.clone());
     match &c.from {
         Origin::Host => attempt(to, probe),
@@ -182,7 +182,7 @@ pub fn probe(c: &Check) -> Result<bool> {
 }
 
 /// The results in the JSON schema of docs/json.md.
-pub fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
+pub(crate) fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
     let checks: Vec<serde_json::Value> = outcomes
         .iter()
         .map(|o| {
@@ -209,7 +209,7 @@ pub fn to_json(outcomes: &[Outcome]) -> serde_json::Value {
 }
 
 /// The results as a table: from, to, family, port, expected, got.
-pub struct Table<'a>(pub &'a [Outcome]);
+pub(crate) struct Table<'a>(pub &'a [Outcome]);
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -15,7 +15,7 @@ use crate::plumbing::netns;
 
 /// Opens a TCP connection and reads what the server says. `None`: no connection (refused,
 /// dropped, unreachable) within the timeout.
-pub fn tcp(to: IpAddr, port: u16) -> Result<Option<String>> {
+pub(super) fn tcp(to: IpAddr, port: u16) -> Result<Option<String>> {
     Ok(match tcp_try(to, port)? {
         Tcp::Answered(s) => Some(s),
         Tcp::Refused | Tcp::Nothing => None,
@@ -23,7 +23,7 @@ pub fn tcp(to: IpAddr, port: u16) -> Result<Option<String>> {
 }
 
 /// What a TCP connection attempt met.
-pub enum Tcp {
+pub(super) enum Tcp {
     /// Connected; what the server said.
     Answered(String),
     /// Refused (RST): the packet reached the destination, nothing listens there.
@@ -33,7 +33,7 @@ pub enum Tcp {
 }
 
 /// Opens a TCP connection and reads what the server says.
-pub fn tcp_try(to: IpAddr, port: u16) -> Result<Tcp> {
+pub(super) fn tcp_try(to: IpAddr, port: u16) -> Result<Tcp> {
     let addr = std::net::SocketAddr::from((to, port));
     let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)) {
         Ok(s) => s,
@@ -49,7 +49,7 @@ pub fn tcp_try(to: IpAddr, port: u16) -> Result<Tcp> {
 /// Serves, inside namespace `ns`, on `port` of every address of both families: every
 /// connection is told the source address it came from, then closed. The stand-in for "what
 /// does the internet see of me".
-pub fn serve_source_echo(ns: &str, port: u16) -> Result<()> {
+pub(crate) fn serve_source_echo(ns: &str, port: u16) -> Result<()> {
     serve(ns, port, |mut s, peer| {
         let _ =
             std::io::Write::write_all(&mut s, format!("{}\n", peer.ip().to_canonical()).as_bytes());
@@ -58,7 +58,7 @@ pub fn serve_source_echo(ns: &str, port: u16) -> Result<()> {
 
 /// Serves, inside namespace `ns`, on `port`: accepts connections and closes them. A target
 /// for "can this be reached from outside" checks.
-pub fn serve_listener(ns: &str, port: u16) -> Result<()> {
+pub(crate) fn serve_listener(ns: &str, port: u16) -> Result<()> {
     serve(ns, port, |_, _| {})
 }
 
@@ -122,18 +122,18 @@ fn checksum(data: &[u8]) -> u16 {
 
 /// Sends echo requests from a raw socket in the calling thread's namespace: `tries` of them,
 /// waiting `wait` for each answer.
-pub fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
+pub(super) fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
     Ok(ping_rtt(to, tries, wait)?.is_some())
 }
 
 /// Like [`ping`], and how long the fastest answer took (None: no answer). Stops at the first
 /// answer unless `all` of the tries are wanted for the fastest.
-pub fn ping_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
+pub(super) fn ping_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
     ping_times(to, tries, wait, false)
 }
 
 /// The fastest of `tries` echo round trips to `to` (None: no answer at all).
-pub fn fastest_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
+pub(super) fn fastest_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
     ping_times(to, tries, wait, true)
 }
 
@@ -219,7 +219,7 @@ fn thread_id() -> u32 {
 
 /// Sends a datagram and waits for the answer of a [`serve_udp_echo`] server. `None`: no answer
 /// within the timeout (three tries).
-pub fn udp(to: IpAddr, port: u16) -> Result<Option<String>> {
+pub(super) fn udp(to: IpAddr, port: u16) -> Result<Option<String>> {
     let any: IpAddr = match to {
         IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
@@ -241,7 +241,7 @@ pub fn udp(to: IpAddr, port: u16) -> Result<Option<String>> {
 
 /// Serves UDP inside namespace `ns` on `port` (both families): every datagram is answered
 /// with the source address it came from.
-pub fn serve_udp_echo(ns: &str, port: u16) -> Result<()> {
+pub(crate) fn serve_udp_echo(ns: &str, port: u16) -> Result<()> {
     netns::spawn_in(ns, move || {
         let s: UdpSocket = bound(Type::DGRAM, port)?.into();
         Ok(move || {

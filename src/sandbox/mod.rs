@@ -22,37 +22,38 @@ use crate::topology::Topology;
 
 /// The port of the source-echo server on the simulated internet, and of the listeners that
 /// stand in every namespace for "a service someone might try to reach from outside".
-pub const ECHO_PORT: u16 = 8000;
-pub const LISTEN_PORT: u16 = 9000;
+pub(crate) const ECHO_PORT: u16 = 8000;
+pub(crate) const LISTEN_PORT: u16 = 9000;
 
 /// Set in the child's environment: the process is inside its sandbox.
-pub const ENV: &str = "NSFW_SANDBOXED";
+pub(crate) const ENV: &str = "NSFW_SANDBOXED";
 
 /// The simulated upstream: the sandbox's `uplink` leads to namespace `wan`.
-pub const WAN_NS: &str = "wan";
-pub const UPLINK: &str = "uplink";
-pub const UPLINK_ADDR: &str = "198.51.100.1/24";
-pub const WAN_ADDR: &str = "198.51.100.2/24";
+pub(crate) const WAN_NS: &str = "wan";
+pub(crate) const UPLINK: &str = "uplink";
+pub(crate) const UPLINK_ADDR: &str = "198.51.100.1/24";
+pub(crate) const WAN_ADDR: &str = "198.51.100.2/24";
 /// An "internet" server address, on the `wan` namespace's loopback.
-pub const INTERNET_ADDR: &str = "203.0.113.10/32";
+pub(crate) const INTERNET_ADDR: &str = "203.0.113.10/32";
 /// The same three over IPv6 (documentation range 2001:db8::/32), and the link-local
 /// addresses of the uplink pair: the host forwards the namespaces' IPv6 out of the uplink, and
 /// a router resolves its next hop from a link-local source.
-pub const UPLINK_ADDR6: &str = "2001:db8:100::1/64";
-pub const WAN_ADDR6: &str = "2001:db8:100::2/64";
-pub const INTERNET_ADDR6: &str = "2001:db8:113::10/128";
+pub(crate) const UPLINK_ADDR6: &str = "2001:db8:100::1/64";
+pub(crate) const WAN_ADDR6: &str = "2001:db8:100::2/64";
+pub(crate) const INTERNET_ADDR6: &str = "2001:db8:113::10/128";
 const UPLINK_LL: &str = "fe80::1/64";
 const WAN_LL: &str = "fe80::2/64";
 
 /// The directories that get a private tmpfs in the sandbox: namespaces, their files, and
 /// nsfw's lock and record.
-pub const SANDBOXED_DIRS: [&str; 3] = [netns::RUN_DIR, netns::ETC_DIR, crate::state::STATE_DIR];
+pub(crate) const SANDBOXED_DIRS: [&str; 3] =
+    [netns::RUN_DIR, netns::ETC_DIR, crate::state::STATE_DIR];
 
 /// Whether this process is the child `run` started: the environment says so, and the child
 /// really lives in other network and mount namespaces than its parent. The variable alone is
 /// not trusted (every shell under `nsfw sandbox` inherits it): `try` must never build its
 /// upstream in the caller's own namespace.
-pub fn inside() -> bool {
+pub(crate) fn inside() -> bool {
     if std::env::var_os(ENV).is_none() {
         return false;
     }
@@ -69,7 +70,7 @@ pub fn inside() -> bool {
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
 /// created them and they are empty again.
 #[allow(unsafe_code)]
-pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
+pub(crate) fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {
         if !Path::new(d).exists() {
@@ -120,7 +121,7 @@ pub fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
 /// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`
 /// (198.51.100.1, 2001:db8:100::1) ⇄ `wan` (198.51.100.2, 2001:db8:100::2, with 203.0.113.10
 /// and 2001:db8:113::10 on its loopback), with the sandbox's default routes pointing at `wan`.
-pub fn build_upstream(t: &Topology) -> Result<()> {
+pub(crate) fn build_upstream(t: &Topology) -> Result<()> {
     let net = |s: &str| -> Result<IpNetwork> { s.parse().map_err(|e| anyhow!("{s}: {e}")) };
     let (wan_ip, uplink_ip, inet) = (net(WAN_ADDR)?, net(UPLINK_ADDR)?, net(INTERNET_ADDR)?);
     let (wan6, uplink6, inet6) = (net(WAN_ADDR6)?, net(UPLINK_ADDR6)?, net(INTERNET_ADDR6)?);
@@ -199,7 +200,7 @@ fn index(c: &mut Conn, name: &str) -> Result<u32> {
 
 /// Starts the servers the upstream checks talk to: the source echo in `wan`, a listener in
 /// every namespace (unless a published port's server already holds its port); both families.
-pub fn start_servers(t: &Topology) -> Result<()> {
+pub(crate) fn start_servers(t: &Topology) -> Result<()> {
     probe::serve_source_echo(WAN_NS, ECHO_PORT)?;
     for n in &t.namespaces {
         match probe::serve_listener(&n.name, LISTEN_PORT) {
@@ -212,7 +213,7 @@ pub fn start_servers(t: &Topology) -> Result<()> {
 }
 
 /// The simulated upstream as the checks see it.
-pub fn world() -> Result<probe::World> {
+pub(crate) fn world() -> Result<probe::World> {
     let addr = |s: &str| -> Result<std::net::IpAddr> {
         let n: IpNetwork = s.parse().map_err(|e| anyhow!("{s}: {e}"))?;
         Ok(n.ip())

@@ -15,11 +15,11 @@ use nix::sys::stat::{Mode, fchmod};
 
 use super::safefs;
 
-pub const STATE_DIR: &str = "/run/nsfw";
+pub(crate) const STATE_DIR: &str = "/run/nsfw";
 
 /// Opens /run/nsfw (creating it, 0755), refusing one that is not root's own or that others
 /// can write: whoever controls it could make nsfw write elsewhere.
-pub fn state_dir() -> Result<OwnedFd> {
+pub(crate) fn state_dir() -> Result<OwnedFd> {
     let run = safefs::open_dir(Path::new("/run"))?.ok_or_else(|| anyhow!("/run does not exist"))?;
     let fd = safefs::ensure_dir(&run, "nsfw", STATE_DIR)?;
     let f = std::fs::File::from(fd.try_clone()?);
@@ -35,7 +35,7 @@ pub fn state_dir() -> Result<OwnedFd> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// apply, flush: nobody else may change or read half-made state.
     Exclusive,
     /// diff, status: several readers at once, none while a change runs.
@@ -43,13 +43,13 @@ pub enum Access {
 }
 
 /// The held lock, and the state directory it lives in.
-pub struct Lock {
+pub(crate) struct Lock {
     _file: Flock<std::fs::File>,
     dir: OwnedFd,
 }
 
 impl Lock {
-    pub fn dir(&self) -> &OwnedFd {
+    pub(crate) fn dir(&self) -> &OwnedFd {
         &self.dir
     }
 }
@@ -90,7 +90,7 @@ fn held(mut locked: Flock<std::fs::File>, access: Access, dir: OwnedFd) -> Lock 
 /// Takes the lock if it is free, waiting for it at most `within` (polling: a short wait for
 /// callers such as a CNI runtime, which would rather hear "try again later" than hang).
 /// `Ok(None)`: still taken when the time was up.
-pub fn acquire_within(access: Access, within: std::time::Duration) -> Result<Option<Lock>> {
+pub(crate) fn acquire_within(access: Access, within: std::time::Duration) -> Result<Option<Lock>> {
     let (dir, mut file) = open_lock()?;
     let arg = match access {
         Access::Exclusive => FlockArg::LockExclusiveNonblock,
@@ -116,7 +116,7 @@ pub fn acquire_within(access: Access, within: std::time::Duration) -> Result<Opt
 
 /// Takes the lock. When another run holds it: with `wait`, says so on stderr (naming the
 /// holder's pid) and waits; without, fails at once.
-pub fn acquire(access: Access, wait: bool) -> Result<Lock> {
+pub(crate) fn acquire(access: Access, wait: bool) -> Result<Lock> {
     let (dir, file) = open_lock()?;
     let (now, later) = match access {
         Access::Exclusive => (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive),

@@ -19,7 +19,7 @@ const NAME: &str = "record";
 
 /// Objects a run of one topology is about to create.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub namespaces: BTreeSet<String>,
     /// Host links (bridges, host ends of veths), with the MAC each is made with: an
     /// unmarked link of that name is the run's own leftover only if it has that MAC (somebody
@@ -30,12 +30,12 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.namespaces.is_empty() && self.links.is_empty() && self.files.is_empty()
     }
 
     /// Adds everything of `other`.
-    pub fn extend(&mut self, other: &Pending) {
+    pub(crate) fn extend(&mut self, other: &Pending) {
         self.namespaces.extend(other.namespaces.iter().cloned());
         self.links
             .extend(other.links.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -45,7 +45,7 @@ impl Pending {
 
 /// A host sysctl nsfw changed: its value before nsfw, and the topologies that need nsfw's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Saved {
+pub(crate) struct Saved {
     pub original: String,
     pub users: BTreeSet<String>,
 }
@@ -53,7 +53,7 @@ pub struct Saved {
 /// What a bridge took from a port it enslaved (`take_addresses`): given back when the port
 /// is let go, as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Taken {
+pub(crate) struct Taken {
     pub topology: String,
     pub bridge: String,
     pub addrs: Vec<KeptAddr>,
@@ -63,7 +63,7 @@ pub struct Taken {
 
 /// An address as the port held it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeptAddr {
+pub(crate) struct KeptAddr {
     pub net: ipnetwork::IpNetwork,
     /// IFA_F_* and RT_SCOPE_* as they were; lifetimes in seconds as they were left when the
     /// address was taken (u32::MAX: forever).
@@ -75,7 +75,7 @@ pub struct KeptAddr {
 
 impl KeptAddr {
     /// A permanent address with no flags (what records before flags were kept say).
-    pub fn plain(net: ipnetwork::IpNetwork) -> KeptAddr {
+    pub(crate) fn plain(net: ipnetwork::IpNetwork) -> KeptAddr {
         KeptAddr {
             net,
             flags: 0,
@@ -88,7 +88,7 @@ impl KeptAddr {
 
 /// A route as the port held it (the output interface is the port, or the bridge meanwhile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeptRoute {
+pub(crate) struct KeptRoute {
     pub dst: ipnetwork::IpNetwork,
     pub gateway: Option<std::net::IpAddr>,
     pub metric: u32,
@@ -103,7 +103,7 @@ pub struct KeptRoute {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// By topology name.
     pub pending: BTreeMap<String, Pending>,
     /// By sysctl key (`net.ipv4.ip_forward`).
@@ -185,7 +185,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
 impl Record {
     /// Reads the record; a missing one is empty. One that cannot be read is reported and
     /// taken as empty: it only ever holds hints for cleaning up.
-    pub fn load(dir: impl AsFd) -> Record {
+    pub(crate) fn load(dir: impl AsFd) -> Record {
         let bytes = match safefs::read_at(dir, NAME) {
             Ok(Entry::File(b)) => b,
             Ok(Entry::Missing) => return Record::default(),
@@ -318,7 +318,7 @@ impl Record {
     }
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
-    pub fn save(&self, dir: impl AsFd) -> Result<()> {
+    pub(crate) fn save(&self, dir: impl AsFd) -> Result<()> {
         let path = format!("{}/{NAME}", super::STATE_DIR);
         if self.pending.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
@@ -337,7 +337,7 @@ impl Record {
     }
 
     /// The pending objects of topologies `owned` selects, merged.
-    pub fn pending_of(&self, owned: &dyn Fn(&str) -> bool) -> Pending {
+    pub(crate) fn pending_of(&self, owned: &dyn Fn(&str) -> bool) -> Pending {
         let mut out = Pending::default();
         for (t, p) in &self.pending {
             if owned(t) {

@@ -14,9 +14,9 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 /// The mode of the directories nsfw creates.
-pub const DIR_MODE: u32 = 0o755;
+pub(crate) const DIR_MODE: u32 = 0o755;
 /// The mode of the files nsfw writes.
-pub const FILE_MODE: u32 = 0o644;
+pub(crate) const FILE_MODE: u32 = 0o644;
 
 fn mode(bits: u32) -> Mode {
     Mode::from_bits_truncate(bits)
@@ -36,7 +36,7 @@ fn kind(st: &FileStat) -> &'static str {
 }
 
 /// What `name` under `dir` is (without following it), in words: "a symlink", "a FIFO", ...
-pub fn kind_at(dir: impl AsFd, name: &str) -> &'static str {
+pub(crate) fn kind_at(dir: impl AsFd, name: &str) -> &'static str {
     match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => kind(&st),
         Err(_) => "unreadable",
@@ -45,7 +45,7 @@ pub fn kind_at(dir: impl AsFd, name: &str) -> &'static str {
 
 /// Opens directory `name` under `dir` without following a symlink in its place: ELOOP for a
 /// symlink, ENOTDIR for another kind of file.
-pub fn open_dir_at<P: ?Sized + NixPath>(dir: impl AsFd, name: &P) -> nix::Result<OwnedFd> {
+pub(crate) fn open_dir_at<P: ?Sized + NixPath>(dir: impl AsFd, name: &P) -> nix::Result<OwnedFd> {
     openat(
         dir,
         name,
@@ -56,7 +56,7 @@ pub fn open_dir_at<P: ?Sized + NixPath>(dir: impl AsFd, name: &P) -> nix::Result
 
 /// Opens an existing directory by absolute path, refusing a symlink in its last component.
 /// `Ok(None)`: it does not exist.
-pub fn open_dir(path: &Path) -> Result<Option<OwnedFd>> {
+pub(crate) fn open_dir(path: &Path) -> Result<Option<OwnedFd>> {
     match open_dir_at(nix::fcntl::AT_FDCWD, path) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
@@ -70,7 +70,7 @@ pub fn open_dir(path: &Path) -> Result<Option<OwnedFd>> {
 
 /// Opens directory `name` under `dir`, creating it (mode 0755) when missing; a symlink or
 /// another kind of file in its place is an error.
-pub fn ensure_dir(dir: impl AsFd, name: &str, what: &str) -> Result<OwnedFd> {
+pub(crate) fn ensure_dir(dir: impl AsFd, name: &str, what: &str) -> Result<OwnedFd> {
     let created = match mkdirat(&dir, name, mode(DIR_MODE)) {
         Ok(()) => true,
         Err(Errno::EEXIST) => false,
@@ -91,7 +91,7 @@ pub fn ensure_dir(dir: impl AsFd, name: &str, what: &str) -> Result<OwnedFd> {
 
 /// What a directory entry turned out to be when read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     Missing,
     /// A regular file's bytes.
     File(Vec<u8>),
@@ -100,7 +100,7 @@ pub enum Entry {
 }
 
 /// Reads `name` under `dir` without following a symlink or blocking on a FIFO.
-pub fn read_at(dir: impl AsFd, name: &str) -> Result<Entry> {
+pub(crate) fn read_at(dir: impl AsFd, name: &str) -> Result<Entry> {
     let fd = match openat(
         &dir,
         name,
@@ -130,7 +130,7 @@ pub fn read_at(dir: impl AsFd, name: &str) -> Result<Entry> {
 /// Writes `name` under `dir` whole or not at all: a temporary file beside it (never following
 /// a symlink, mode `bits` whatever the umask), renamed over it. Whatever was at `name` (a
 /// symlink included) is replaced, not followed.
-pub fn write_at(dir: impl AsFd, name: &str, content: &[u8], bits: u32) -> Result<()> {
+pub(crate) fn write_at(dir: impl AsFd, name: &str, content: &[u8], bits: u32) -> Result<()> {
     let tmp = format!(".{name}.nsfw");
     match unlinkat(&dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
@@ -158,7 +158,7 @@ pub fn write_at(dir: impl AsFd, name: &str, content: &[u8], bits: u32) -> Result
 }
 
 /// Removes file `name` under `dir`; a missing file is no error.
-pub fn remove_at(dir: impl AsFd, name: &str) -> Result<()> {
+pub(crate) fn remove_at(dir: impl AsFd, name: &str) -> Result<()> {
     match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(anyhow!("cannot remove {name}: {e}")),
@@ -166,6 +166,6 @@ pub fn remove_at(dir: impl AsFd, name: &str) -> Result<()> {
 }
 
 /// Removes directory `name` under `dir` if it is empty; anything else is left alone.
-pub fn remove_empty_dir_at(dir: impl AsFd, name: &str) {
+pub(crate) fn remove_empty_dir_at(dir: impl AsFd, name: &str) {
     let _ = unlinkat(&dir, name, UnlinkatFlags::RemoveDir);
 }

@@ -7,17 +7,17 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 
 /// One address family as the file spells it: the key, and what its addresses look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Family {
+pub(super) struct Family {
     /// `address` or `address6`.
     pub key: &'static str,
     pub v6: bool,
 }
 
-pub const V4: Family = Family {
+pub(super) const V4: Family = Family {
     key: "address",
     v6: false,
 };
-pub const V6: Family = Family {
+pub(super) const V6: Family = Family {
     key: "address6",
     v6: true,
 };
@@ -47,7 +47,11 @@ impl Family {
 }
 
 /// Parses `ADDR/LEN` (or `ADDR` when `default_prefix` is given) of family `f`.
-pub fn parse_cidr(s: &str, default_prefix: Option<u8>, f: Family) -> Result<IpNetwork, String> {
+pub(super) fn parse_cidr(
+    s: &str,
+    default_prefix: Option<u8>,
+    f: Family,
+) -> Result<IpNetwork, String> {
     let bits = f.bits();
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => {
@@ -75,7 +79,7 @@ pub fn parse_cidr(s: &str, default_prefix: Option<u8>, f: Family) -> Result<IpNe
 }
 
 /// An address an interface can hold: unicast, not loopback, not in a reserved range.
-pub fn check_unicast(ip: IpAddr) -> Result<(), String> {
+pub(super) fn check_unicast(ip: IpAddr) -> Result<(), String> {
     match ip {
         IpAddr::V4(ip) => check_unicast4(ip),
         IpAddr::V6(ip) => check_unicast6(ip),
@@ -133,7 +137,7 @@ fn check_unicast6(ip: Ipv6Addr) -> Result<(), String> {
 
 /// Rejects what cannot be a host's address in its subnet: not unicast, the network (or IPv6
 /// subnet-router anycast) or broadcast address of a subnet that has them, a single address.
-pub fn check_host_address(net: &IpNetwork) -> Result<(), String> {
+pub(super) fn check_host_address(net: &IpNetwork) -> Result<(), String> {
     check_unicast(net.ip())?;
     let bits = if net.is_ipv6() { 128 } else { 32 };
     if net.prefix() == bits {
@@ -163,7 +167,7 @@ pub fn check_host_address(net: &IpNetwork) -> Result<(), String> {
 }
 
 /// A bridge's gateway address: a host address whose subnet is not absurdly large.
-pub fn check_gateway(net: &IpNetwork) -> Result<(), String> {
+pub(super) fn check_gateway(net: &IpNetwork) -> Result<(), String> {
     check_host_address(net)?;
     let f = if net.is_ipv6() { V6 } else { V4 };
     if net.prefix() < f.min_prefix() {
@@ -177,23 +181,23 @@ pub fn check_gateway(net: &IpNetwork) -> Result<(), String> {
 }
 
 /// The subnet an address with its prefix lies in, e.g. 10.10.0.0/24 for 10.10.0.1/24.
-pub fn subnet_of(net: &IpNetwork) -> IpNetwork {
+pub(crate) fn subnet_of(net: &IpNetwork) -> IpNetwork {
     IpNetwork::new(net.network(), net.prefix()).unwrap_or(*net)
 }
 
 /// The IPv4 subnet an address with its prefix lies in.
-pub fn subnet_of4(net: &Ipv4Network) -> Ipv4Network {
+pub(crate) fn subnet_of4(net: &Ipv4Network) -> Ipv4Network {
     Ipv4Network::new(net.network(), net.prefix()).unwrap_or(*net)
 }
 
 /// Whether two subnets share any address.
-pub fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
+pub(crate) fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
     a.is_ipv6() == b.is_ipv6() && (a.contains(b.network()) || b.contains(a.network()))
 }
 
 /// The lowest host address of `subnet` not in `used`. Scans at most a million addresses: no
 /// file names more namespaces than that.
-pub fn next_free(subnet: IpNetwork, used: &dyn Fn(IpAddr) -> bool) -> Option<IpNetwork> {
+pub(super) fn next_free(subnet: IpNetwork, used: &dyn Fn(IpAddr) -> bool) -> Option<IpNetwork> {
     let start: u128 = match subnet.network() {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),

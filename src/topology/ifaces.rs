@@ -91,7 +91,7 @@ pub(super) struct RawIface<'a> {
 
 impl RawIface<'_> {
     /// How messages name the owner of an address: `namespace a's address` (on eth1).
-    pub fn owner(&self) -> String {
+    pub(super) fn owner(&self) -> String {
         if self.prefix.contains(".interfaces.") {
             format!("namespace {}'s address on {}", self.ns, self.ifname)
         } else {

@@ -21,21 +21,19 @@ use std::path::{Path, PathBuf};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
-pub use addr::{overlaps, subnet_of, subnet_of4};
-pub use names::{
-    MAX_IFNAME, check_ifname, check_topology_name, derived_mac, fnv64, host_ifname_for, parse_mac,
-};
-pub use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
-pub use publish::{Proto, Publish};
-pub use routes::StaticRoute;
-pub use verify::Verify;
+pub(crate) use addr::{overlaps, subnet_of, subnet_of4};
+pub(crate) use names::{check_ifname, check_topology_name, derived_mac, fnv64, parse_mac};
+pub(crate) use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
+pub(crate) use publish::{Proto, Publish};
+pub(crate) use routes::StaticRoute;
+pub(crate) use verify::Verify;
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
-pub const MAX_BRIDGE_PORTS: usize = 1023;
+pub(crate) const MAX_BRIDGE_PORTS: usize = 1023;
 
 /// A MAC address, stored as its six bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Mac(pub [u8; 6]);
+pub(crate) struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,7 +48,7 @@ impl fmt::Display for Mac {
 
 /// How nsfw treats `net.bridge.bridge-nf-call-iptables` in the host namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BrNetfilter {
+pub(crate) enum BrNetfilter {
     /// Leave the setting alone; keep the rules right either way and report it.
     Auto,
     Off,
@@ -58,7 +56,7 @@ pub enum BrNetfilter {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Host {
+pub(crate) struct Host {
     /// `None`: nsfw does not manage `net.ipv4.ip_forward`.
     pub ip_forward: Option<bool>,
     pub br_netfilter: BrNetfilter,
@@ -71,7 +69,7 @@ pub struct Host {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bridge {
+pub(crate) struct Bridge {
     pub name: String,
     /// The gateway address with the subnet's prefix length; None: an L2-only segment, where
     /// the host has no address (and routes nothing).
@@ -103,13 +101,8 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// The subnet behind the bridge, e.g. 10.10.0.0/24, when the host has an address on it.
-    pub fn subnet(&self) -> Option<Ipv4Network> {
-        self.address.as_ref().map(subnet_of4)
-    }
-
     /// The host's address on the segment, in one family.
-    pub fn gateway_addr(&self, v6: bool) -> Option<IpAddr> {
+    pub(crate) fn gateway_addr(&self, v6: bool) -> Option<IpAddr> {
         if v6 {
             self.address6.map(|a| IpAddr::V6(a.ip()))
         } else {
@@ -118,20 +111,14 @@ impl Bridge {
     }
 
     /// An L2-only segment: the host has no address on it.
-    pub fn l2_only(&self) -> bool {
+    pub(crate) fn l2_only(&self) -> bool {
         self.address.is_none() && self.address6.is_none()
-    }
-
-    /// The IPv6 subnet behind the bridge, if it has one.
-    pub fn subnet6(&self) -> Option<Ipv6Network> {
-        self.address6
-            .and_then(|a| Ipv6Network::new(a.network(), a.prefix()).ok())
     }
 }
 
 /// One interface of a namespace: a veth pair whose host end is a port of `bridge`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Iface {
+pub(crate) struct Iface {
     /// Where its keys are in the file: `namespaces.ns1` (the shorthand) or
     /// `namespaces.r.interfaces.eth1`.
     pub key: String,
@@ -152,7 +139,7 @@ pub struct Iface {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Namespace {
+pub(crate) struct Namespace {
     pub name: String,
     /// The v1 shorthand (`bridge`, `address`, ... directly on the namespace) is one interface.
     pub ifaces: Vec<Iface>,
@@ -174,12 +161,12 @@ pub struct Namespace {
 
 impl Namespace {
     /// The interface the namespace's first (v1: only) address is on.
-    pub fn primary(&self) -> Option<&Iface> {
+    pub(crate) fn primary(&self) -> Option<&Iface> {
         self.ifaces.first()
     }
 
     /// The interface with an address in the subnet of `ip` (directly connected), if any.
-    pub fn iface_towards(&self, ip: IpAddr) -> Option<&Iface> {
+    pub(crate) fn iface_towards(&self, ip: IpAddr) -> Option<&Iface> {
         self.ifaces.iter().find(|i| match ip {
             IpAddr::V4(_) => IpNetwork::V4(i.address).contains(ip),
             IpAddr::V6(_) => i.address6.is_some_and(|a| IpNetwork::V6(a).contains(ip)),
@@ -187,7 +174,7 @@ impl Namespace {
     }
 
     /// Every address of the namespace in one family.
-    pub fn addrs(&self, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
+    pub(crate) fn addrs(&self, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
         self.ifaces.iter().filter_map(move |i| {
             if v6 {
                 i.address6.map(|a| IpAddr::V6(a.ip()))
@@ -200,7 +187,7 @@ impl Namespace {
 
 /// A topology file, validated and with every default resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topology {
+pub(crate) struct Topology {
     pub name: String,
     /// Where it came from, for messages.
     pub source: PathBuf,
@@ -216,12 +203,12 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
+    pub(crate) fn bridge(&self, name: &str) -> Option<&Bridge> {
         self.bridges.iter().find(|b| b.name == name)
     }
 
     /// Every namespace interface on bridge `name`, with its namespace.
-    pub fn ports_of<'a>(
+    pub(crate) fn ports_of<'a>(
         &'a self,
         name: &'a str,
     ) -> impl Iterator<Item = (&'a Namespace, &'a Iface)> {
@@ -233,7 +220,7 @@ impl Topology {
 
     /// A segment's subnet in one family: the host's on it, or on an L2-only bridge the one its
     /// ports' addresses share.
-    pub fn segment_subnet(&self, bridge: &str, v6: bool) -> Option<IpNetwork> {
+    pub(crate) fn segment_subnet(&self, bridge: &str, v6: bool) -> Option<IpNetwork> {
         let b = self.bridge(bridge)?;
         let own = if v6 {
             b.address6.map(IpNetwork::V6)
@@ -256,7 +243,7 @@ impl Topology {
     /// and what the bridge's masquerade covers): its own, the subnets the host routes through
     /// a next hop on it (`[host] routes`), and those behind the routing namespaces on it
     /// (their other segments and their routes' destinations). Default routes add nothing.
-    pub fn sources_via(&self, bridge: &str, v6: bool) -> Vec<IpNetwork> {
+    pub(crate) fn sources_via(&self, bridge: &str, v6: bool) -> Vec<IpNetwork> {
         let mut out: Vec<IpNetwork> = self.segment_subnet(bridge, v6).into_iter().collect();
         let mut add = |n: IpNetwork| {
             if n.prefix() > 0 && !out.contains(&n) {
@@ -287,7 +274,7 @@ impl Topology {
     }
 
     /// The text of `/etc/netns/<ns>/resolv.conf`, if the namespace names DNS servers.
-    pub fn resolv_conf(&self, ns: &Namespace) -> Option<String> {
+    pub(crate) fn resolv_conf(&self, ns: &Namespace) -> Option<String> {
         if ns.dns.is_empty() {
             return None;
         }
@@ -301,7 +288,7 @@ impl Topology {
 
 /// Every problem found in a file, each already formatted as `FILE: key = value: why`.
 #[derive(Debug)]
-pub struct Errors(pub Vec<String>);
+pub(crate) struct Errors(pub Vec<String>);
 
 impl fmt::Display for Errors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -319,7 +306,7 @@ impl fmt::Display for Errors {
 impl std::error::Error for Errors {}
 
 /// Reads and validates a topology file (`-`: standard input).
-pub fn load(path: &Path) -> Result<Topology, Errors> {
+pub(crate) fn load(path: &Path) -> Result<Topology, Errors> {
     let text = if path == Path::new("-") {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
@@ -340,6 +327,6 @@ pub fn load(path: &Path) -> Result<Topology, Errors> {
 }
 
 /// Parses and validates topology text; `source` names it in messages.
-pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
+pub(crate) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     validate::parse(text, source)
 }

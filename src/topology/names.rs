@@ -4,7 +4,7 @@
 use super::Mac;
 
 /// Linux interface names hold at most 15 bytes (IFNAMSIZ less the NUL).
-pub const MAX_IFNAME: usize = 15;
+pub(crate) const MAX_IFNAME: usize = 15;
 
 /// Interface names the kernel accepts but that nsfw cannot use: `all` and `default` are the
 /// directories of /proc/sys/net/ipv{4,6}/conf that hold the global settings (a link called
@@ -12,7 +12,7 @@ pub const MAX_IFNAME: usize = 15;
 /// loopback, and `bonding_masters` is a file in /sys/class/net.
 const RESERVED: [&str; 4] = ["all", "default", "lo", "bonding_masters"];
 
-pub fn parse_mac(s: &str) -> Result<Mac, String> {
+pub(crate) fn parse_mac(s: &str) -> Result<Mac, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let bad = || "not a MAC address (expected six hex bytes like 02:00:00:00:00:01)".to_string();
     if parts.len() != 6 {
@@ -36,7 +36,7 @@ pub fn parse_mac(s: &str) -> Result<Mac, String> {
 
 /// Checks a Linux interface name: 1-15 bytes, no `/`, `:`, `%` or white space, not `.`, `..`
 /// or a reserved name.
-pub fn check_ifname(s: &str) -> Result<(), String> {
+pub(crate) fn check_ifname(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("an interface name cannot be empty".into());
     }
@@ -72,7 +72,7 @@ pub fn check_ifname(s: &str) -> Result<(), String> {
 }
 
 /// Checks a namespace name: it becomes a file name under /run/netns and /etc/netns.
-pub fn check_ns_name(s: &str) -> Result<(), String> {
+pub(super) fn check_ns_name(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("a namespace name cannot be empty".into());
     }
@@ -94,7 +94,7 @@ pub fn check_ns_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn check_topology_name(s: &str) -> Result<(), String> {
+pub(crate) fn check_topology_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 16
         && s.chars()
@@ -110,11 +110,7 @@ pub fn check_topology_name(s: &str) -> Result<(), String> {
 /// 15 bytes, `veth-` + the name's first 4 bytes + 6 hex digits of a hash of the whole name
 /// (and `salt`, which the validator raises when two names still meet), so long names that share
 /// a prefix still get different interfaces.
-pub fn host_ifname_for(ns: &str) -> String {
-    host_ifname_salted(ns, 0)
-}
-
-pub fn host_ifname_salted(ns: &str, salt: u32) -> String {
+pub(super) fn host_ifname_salted(ns: &str, salt: u32) -> String {
     let plain = format!("veth-{ns}");
     if salt == 0 && plain.len() <= MAX_IFNAME && check_ifname(&plain).is_ok() {
         return plain;
@@ -135,7 +131,7 @@ pub fn host_ifname_salted(ns: &str, salt: u32) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across versions and platforms, unlike std's hasher.
-pub fn fnv64(parts: &[&str]) -> u64 {
+pub(crate) fn fnv64(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain([0u8]) {
@@ -148,7 +144,7 @@ pub fn fnv64(parts: &[&str]) -> u64 {
 
 /// A locally administered unicast MAC (02:...) derived from the names, so it is the same on
 /// every apply and survives the link's recreation.
-pub fn derived_mac(topology: &str, kind: &str, name: &str) -> Mac {
+pub(crate) fn derived_mac(topology: &str, kind: &str, name: &str) -> Mac {
     let h = fnv64(&["nsfw", topology, kind, name]).to_be_bytes();
     Mac([0x02, h[0], h[1], h[2], h[3], h[4]])
 }
@@ -159,8 +155,8 @@ mod tests {
 
     #[test]
     fn long_names_shorten_distinctly() {
-        let a = host_ifname_for("averyveryverylongname1");
-        let b = host_ifname_for("averyveryverylongname2");
+        let a = host_ifname_salted("averyveryverylongname1", 0);
+        let b = host_ifname_salted("averyveryverylongname2", 0);
         assert!(a.len() <= 15 && b.len() <= 15);
         assert_ne!(a, b);
     }

@@ -11,7 +11,7 @@ use super::{Bridge, Namespace};
 
 /// One side of a rule.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Ns(String),
     Bridge(String),
     /// The host itself (its own addresses).
@@ -34,23 +34,23 @@ impl fmt::Display for Endpoint {
 
 /// What a rule covers of the traffic: a protocol (all when None) and a port range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PortSpec {
+pub(crate) struct PortSpec {
     /// Protocol number; `icmp` covers ICMP and ICMPv6.
     pub proto: Option<u8>,
     pub ports: (u16, u16),
 }
 
-pub const ICMP: u8 = 1;
-pub const ICMPV6: u8 = 58;
+pub(crate) const ICMP: u8 = 1;
+pub(crate) const ICMPV6: u8 = 58;
 
 impl PortSpec {
-    pub const ALL: PortSpec = PortSpec {
+    pub(crate) const ALL: PortSpec = PortSpec {
         proto: None,
         ports: (0, 65535),
     };
 
     /// Whether a connection of protocol `proto` to port `port` is covered.
-    pub fn covers(&self, proto: u8, port: u16) -> bool {
+    pub(crate) fn covers(&self, proto: u8, port: u16) -> bool {
         let p = match self.proto {
             None => true,
             Some(ICMP) => proto == ICMP || proto == ICMPV6,
@@ -82,14 +82,14 @@ impl fmt::Display for PortSpec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Allow,
     Deny,
 }
 
 /// One `[[allow]]` or `[[deny]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyRule {
+pub(crate) struct PolicyRule {
     pub action: Action,
     pub from: Endpoint,
     pub to: Endpoint,
@@ -99,7 +99,7 @@ pub struct PolicyRule {
 }
 
 /// Parses `tcp/5432`, `udp/53`, `tcp/8000-8100`, `tcp`, `udp`, `icmp`.
-pub fn parse_port(s: &str) -> Result<PortSpec, String> {
+pub(super) fn parse_port(s: &str) -> Result<PortSpec, String> {
     let (proto, rest) = match s.split_once('/') {
         Some((p, r)) => (p, Some(r)),
         None => (s, None),
@@ -288,7 +288,7 @@ fn pointless(from: &Endpoint, to: &Endpoint) -> Option<&'static str> {
 
 /// Warnings about a policy that changes nothing by itself: an allow and a deny of the same
 /// connections (deny wins), a bridge denied egress with nothing allowed out.
-pub fn lint(
+pub(super) fn lint(
     file: &str,
     bridges: &[Bridge],
     namespaces: &[Namespace],

@@ -13,13 +13,13 @@ use super::syntax::{Ctx, join};
 
 /// The transport protocols a port can be published for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
+pub(crate) enum Proto {
     Tcp,
     Udp,
 }
 
 impl Proto {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
@@ -27,7 +27,7 @@ impl Proto {
     }
 
     /// The IP protocol number.
-    pub fn number(self) -> u8 {
+    pub(crate) fn number(self) -> u8 {
         match self {
             Proto::Tcp => 6,
             Proto::Udp => 17,
@@ -44,7 +44,7 @@ impl fmt::Display for Proto {
 /// One entry of `publish`, resolved: host ports `host.0..=host.1` lead to the namespace's
 /// ports `ns.0..=ns.1`, one to one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Publish {
+pub(crate) struct Publish {
     /// Only connections to this host address (None: any of the host's addresses).
     pub host_addr: Option<IpAddr>,
     /// Published over IPv4, over IPv6.
@@ -59,18 +59,18 @@ pub struct Publish {
 
 impl Publish {
     /// (host port, namespace port), one pair per published port.
-    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
         (self.host.0..=self.host.1).zip(self.ns.0..=self.ns.1)
     }
 
     /// Whether connections from the host to 127.0.0.1 reach it (it needs route_localnet on
     /// the namespace's bridge).
-    pub fn on_localhost(&self) -> bool {
+    pub(crate) fn on_localhost(&self) -> bool {
         self.v4 && self.host_addr.is_none_or(|a| a.is_loopback())
     }
 
     /// Whether a connection to host address `a` at a published port reaches it.
-    pub fn answers_at(&self, a: IpAddr) -> bool {
+    pub(crate) fn answers_at(&self, a: IpAddr) -> bool {
         let family = if a.is_ipv6() { self.v6 } else { self.v4 };
         family && self.host_addr.is_none_or(|h| h == a)
     }
@@ -105,7 +105,7 @@ fn port_range(s: &str, what: &str) -> Result<(u16, u16), String> {
 }
 
 /// Parses `[ADDR:]HOSTPORT[-END]:PORT[-END][/tcp|/udp]`.
-pub fn parse(entry: &str) -> Result<Publish, String> {
+pub(super) fn parse(entry: &str) -> Result<Publish, String> {
     let usage = "expected [ADDRESS:]HOSTPORT:PORT[/tcp|/udp], like \"8080:80/tcp\" or \"127.0.0.1:8443:443\"";
     let (body, proto) = match entry.rsplit_once('/') {
         Some((b, "tcp")) => (b, Proto::Tcp),

@@ -12,13 +12,13 @@ use super::syntax::{Ctx, join};
 
 /// A static route: traffic to `to` goes to the next hop `via`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StaticRoute {
+pub(crate) struct StaticRoute {
     pub to: IpNetwork,
     pub via: IpAddr,
 }
 
 impl StaticRoute {
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         self.to.prefix() == 0
     }
 }
@@ -89,7 +89,11 @@ pub(super) fn read<'a>(cx: &mut Ctx, t: &'a Table, prefix: &str) -> Vec<(StaticR
 
 /// Routing that is valid but will not do what it looks like it does (warnings, not errors:
 /// the file may be half-way through an edit).
-pub fn lint(file: &str, host: &[StaticRoute], namespaces: &[super::Namespace]) -> Vec<String> {
+pub(super) fn lint(
+    file: &str,
+    host: &[StaticRoute],
+    namespaces: &[super::Namespace],
+) -> Vec<String> {
     let mut out = Vec::new();
     // A `[host]` route's next hop must be somebody: a router of the file (the host's own
     // subnets were checked already). Without one, the route leads nowhere.

@@ -7,20 +7,20 @@ use super::Mac;
 use super::names::{check_ifname, parse_mac};
 
 /// The file being read and every error found in it so far.
-pub struct Ctx {
+pub(super) struct Ctx {
     pub file: String,
     pub errors: Vec<String>,
 }
 
 impl Ctx {
-    pub fn new(file: String) -> Ctx {
+    pub(super) fn new(file: String) -> Ctx {
         Ctx {
             file,
             errors: Vec::new(),
         }
     }
 
-    pub fn err(&mut self, key: &str, value: Option<&Value>, why: impl AsRef<str>) {
+    pub(super) fn err(&mut self, key: &str, value: Option<&Value>, why: impl AsRef<str>) {
         let why = why.as_ref();
         match value {
             Some(v) => self
@@ -31,7 +31,7 @@ impl Ctx {
     }
 
     /// Reports every key of `table` not in `known`.
-    pub fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str]) {
+    pub(super) fn unknown_keys(&mut self, table: &Table, prefix: &str, known: &[&str]) {
         for (k, v) in table {
             if !known.contains(&k.as_str()) {
                 let key = join(prefix, k);
@@ -44,7 +44,7 @@ impl Ctx {
         }
     }
 
-    pub fn string(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+    pub(super) fn string(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
         let v = table.get(key)?;
         match v.as_str() {
             Some(s) => Some(s.to_string()),
@@ -55,7 +55,7 @@ impl Ctx {
         }
     }
 
-    pub fn boolean(&mut self, table: &Table, prefix: &str, key: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, table: &Table, prefix: &str, key: &str) -> Option<bool> {
         let v = table.get(key)?;
         match v.as_bool() {
             Some(b) => Some(b),
@@ -66,7 +66,12 @@ impl Ctx {
         }
     }
 
-    pub fn table<'a>(&mut self, table: &'a Table, prefix: &str, key: &str) -> Option<&'a Table> {
+    pub(super) fn table<'a>(
+        &mut self,
+        table: &'a Table,
+        prefix: &str,
+        key: &str,
+    ) -> Option<&'a Table> {
         let v = table.get(key)?;
         match v.as_table() {
             Some(t) => Some(t),
@@ -78,7 +83,7 @@ impl Ctx {
     }
 
     /// A string that must be one of `choices`.
-    pub fn choice(
+    pub(super) fn choice(
         &mut self,
         table: &Table,
         prefix: &str,
@@ -99,7 +104,7 @@ impl Ctx {
     }
 
     /// A list of strings, each with the value it came from (for messages).
-    pub fn strings<'a>(
+    pub(super) fn strings<'a>(
         &mut self,
         table: &'a Table,
         prefix: &str,
@@ -123,7 +128,7 @@ impl Ctx {
     }
 
     /// An MTU: 68 (IPv4's minimum) to 65535 (the largest a bridge or veth takes).
-    pub fn mtu(&mut self, table: &Table, prefix: &str) -> Option<u32> {
+    pub(super) fn mtu(&mut self, table: &Table, prefix: &str) -> Option<u32> {
         let v = table.get("mtu")?;
         match v.as_integer() {
             Some(m) if (68..=65535).contains(&m) => Some(m as u32),
@@ -138,7 +143,7 @@ impl Ctx {
         }
     }
 
-    pub fn mac(&mut self, table: &Table, prefix: &str) -> Option<Mac> {
+    pub(super) fn mac(&mut self, table: &Table, prefix: &str) -> Option<Mac> {
         let s = self.string(table, prefix, "mac")?;
         match parse_mac(&s) {
             Ok(m) => Some(m),
@@ -149,7 +154,7 @@ impl Ctx {
         }
     }
 
-    pub fn ifname(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
+    pub(super) fn ifname(&mut self, table: &Table, prefix: &str, key: &str) -> Option<String> {
         let s = self.string(table, prefix, key)?;
         if let Err(why) = check_ifname(&s) {
             self.err(&join(prefix, key), table.get(key), why);
@@ -160,7 +165,7 @@ impl Ctx {
 }
 
 /// `prefix.key`, quoting a key that TOML would need quoted.
-pub fn join(prefix: &str, key: &str) -> String {
+pub(super) fn join(prefix: &str, key: &str) -> String {
     let key = if key.is_empty()
         || key
             .chars()
@@ -185,7 +190,7 @@ fn show(v: &Value) -> String {
 }
 
 /// Line and column (1-based) of a byte offset, for TOML syntax errors.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before

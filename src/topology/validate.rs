@@ -30,7 +30,7 @@ const BRIDGE_KEYS: [&str; 13] = [
     "overlap6",
 ];
 
-pub fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
+pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let file = source.display().to_string();
     if text.trim().is_empty() {
         return Err(Errors(vec![format!(

@@ -10,7 +10,7 @@ use super::syntax::{Ctx, join};
 
 /// What `[verify]` says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verify {
+pub(crate) struct Verify {
     /// TCP services the namespaces should reach (or not, as the policy says).
     pub targets: Vec<SocketAddr>,
 }
@@ -33,7 +33,7 @@ fn parse_target(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Reads `[verify]` (absent: no targets).
-pub fn read(cx: &mut Ctx, root: &Table) -> Verify {
+pub(super) fn read(cx: &mut Ctx, root: &Table) -> Verify {
     let mut v = Verify::default();
     let Some(t) = cx.table(root, "", "verify") else {
         return v;

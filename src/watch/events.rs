@@ -36,7 +36,7 @@ const SOCK_BUF: usize = 4 << 20;
 
 /// What the topology owns, for telling its events from others'.
 #[derive(Clone, Debug, Default)]
-pub struct Interest {
+pub(crate) struct Interest {
     /// `nsfw_<name>`.
     pub table: String,
     /// `nsfw:<name>`.
@@ -53,14 +53,14 @@ pub struct Interest {
 
 /// One change, said for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub what: String,
     /// It concerns an object the topology owns or depends on.
     pub ours: bool,
 }
 
 /// A netlink socket subscribed to groups, non-blocking.
-pub struct Sub {
+pub(crate) struct Sub {
     pub sock: Socket,
     /// "host" or "namespace NAME".
     pub place: String,
@@ -70,7 +70,7 @@ pub struct Sub {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Nft,
     Rtnl,
 }
@@ -89,7 +89,7 @@ fn subscribe(protocol: isize, groups: &'static [u32], place: String, kind: Kind)
 }
 
 /// nf_tables notifications and the host's rtnetlink groups.
-pub fn host_subs() -> Result<Vec<Sub>> {
+pub(crate) fn host_subs() -> Result<Vec<Sub>> {
     Ok(vec![
         subscribe(NETLINK_NETFILTER, &NFT_GROUPS, "host".into(), Kind::Nft)?,
         subscribe(NETLINK_ROUTE, &RTNL_GROUPS, "host".into(), Kind::Rtnl)?,
@@ -100,7 +100,7 @@ pub fn host_subs() -> Result<Vec<Sub>> {
 /// (netconf) included; and nf_tables notifications inside those of them in `tables`, which
 /// hold an nsfw table of their own (routers): each namespace has its own ruleset, and the
 /// host's socket hears nothing of it.
-pub fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
+pub(crate) fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
     netns::on_threads(names, &|name| {
         let Some(fd) = netns::open_ns(name)? else {
             return Ok(Vec::new());
@@ -125,13 +125,13 @@ pub fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
 }
 
 impl Sub {
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
 
     /// Reads what is queued. An overrun (ENOBUFS) lost notifications: that is an event of its
     /// own, which always counts.
-    pub fn read(&mut self, buf: &mut RecvBuf, interest: &Interest) -> Vec<Event> {
+    pub(crate) fn read(&mut self, buf: &mut RecvBuf, interest: &Interest) -> Vec<Event> {
         let mut out = Vec::new();
         loop {
             let bytes = match buf.recv(&self.sock) {
@@ -167,13 +167,13 @@ impl Sub {
 /// /run/netns watched with inotify: `ip netns del` unmounts and unlinks a namespace at once,
 /// while the kernel tears it down (and its veth with it, which rtnetlink reports) up to a
 /// second later.
-pub struct Dir {
+pub(crate) struct Dir {
     inotify: Inotify,
 }
 
 impl Dir {
     /// None when the directory is not there (yet).
-    pub fn open() -> Option<Dir> {
+    pub(crate) fn open() -> Option<Dir> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
         let mask = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_DELETE
@@ -183,12 +183,12 @@ impl Dir {
         Some(Dir { inotify })
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.inotify.as_fd()
     }
 
     /// The entries of /run/netns that came or went.
-    pub fn read(&self, interest: &Interest) -> Vec<Event> {
+    pub(crate) fn read(&self, interest: &Interest) -> Vec<Event> {
         let mut out = Vec::new();
         while let Ok(events) = self.inotify.read_events() {
             if events.is_empty() {
@@ -220,7 +220,7 @@ impl Dir {
 /// name of the process that made it: the events wait for it, and those of nsfw's own
 /// transactions (this process's) are dropped.
 #[derive(Default)]
-pub struct NftReader {
+pub(crate) struct NftReader {
     /// The transaction's events so far, with the table each concerns and whether it deletes
     /// that table.
     pending: Vec<(Event, String, bool)>,

@@ -11,7 +11,7 @@
 //! than `max_repairs` in a minute) it stops repairing for a while, says so, and keeps
 //! listening; it checks again when the pause is over.
 
-pub mod events;
+pub(crate) mod events;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ use events::{Event, Interest, Sub};
 
 /// How watch behaves.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// Quiet time after the first notification of a burst before checking.
     pub debounce: Duration,
     /// Repairs in one minute after which watch stops repairing for `pause`.
@@ -351,7 +351,7 @@ impl Watch {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub fn run(path: &Path, opts: Options) -> Result<()> {
+pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
     let t = load(path)?;
     let mut w = Watch {
         path: path.to_path_buf(),
