@@ -140,6 +140,12 @@ fn on_segment(t: &Topology, seg: &str, next: IpAddr) -> Option<Node> {
         .map(|(n, _)| Node::Ns(n.name.clone()))
 }
 
+/// One step of a walk: on to a node (arriving by a segment), or the walk's end.
+enum Next {
+    Go(Node, Seg),
+    End(Result<Node, String>),
+}
+
 /// Walks a packet from `from` (source `src`) to `dst`. `uplink` gives the host's address on
 /// its uplink, for the masquerade there.
 pub(crate) fn walk(
@@ -149,7 +155,6 @@ pub(crate) fn walk(
     dst: IpAddr,
     uplink: &dyn Fn(bool) -> Option<IpAddr>,
 ) -> Walk {
-    let v6 = dst.is_ipv6();
     let mut w = Walk {
         hops: Vec::new(),
         bridged: Vec::new(),
@@ -159,101 +164,109 @@ pub(crate) fn walk(
     let target = owner(t, dst);
     let mut cur = from.clone();
     let mut came: Option<Seg> = None;
-    let host_forwards = t.host.ip_forward == Some(true);
     for _ in 0..16 {
         if cur == target {
             w.end = Ok(cur);
             return w;
         }
-        let forwarding = came.is_some();
-        match cur.clone() {
-            Node::World => {
-                // The world reaches the topology's addresses through the host's uplink.
-                cur = Node::Host;
-                came = Some(Seg::Uplink);
+        let next = match &cur {
+            // The world reaches the topology's addresses through the host's uplink.
+            Node::World => Next::Go(Node::Host, Seg::Uplink),
+            Node::Host => from_host(t, &mut w, came.as_ref(), &target, dst, uplink),
+            Node::Ns(name) => from_ns(t, &mut w, name, came.as_ref(), dst),
+        };
+        match next {
+            Next::Go(n, seg) => {
+                cur = n;
+                came = Some(seg);
             }
-            Node::Host => {
-                if forwarding && !host_forwards {
-                    w.end = Err("the host does not forward (ip_forward is off)".into());
-                    return w;
-                }
-                let (next, seg) = host_route(t, dst);
-                if let Some(inn) = &came {
-                    w.hops.push(Hop {
-                        at: Node::Host,
-                        from: inn.clone(),
-                        to: seg.clone(),
-                    });
-                }
-                match &seg {
-                    Seg::Uplink => {
-                        if target != Node::World {
-                            w.end = Err(format!("the host has no route to {dst}"));
-                            return w;
-                        }
-                        // Masquerade out of the host: the sources of a masquerading bridge.
-                        let masq = t.bridges.iter().any(|b| {
-                            let on = if v6 { b.masquerade6 } else { b.masquerade };
-                            on && t.sources_via(&b.name, v6).iter().any(|n| n.contains(w.src))
-                        });
-                        if masq && let Some(a) = uplink(v6) {
-                            w.src = a;
-                        }
-                        w.end = Ok(Node::World);
-                        return w;
-                    }
-                    Seg::Bridge(b) => match on_segment(t, b, next) {
-                        Some(n) => {
-                            cur = n;
-                            came = Some(seg.clone());
-                        }
-                        None => {
-                            w.end = Err(format!("nothing answers for {next} on {b}"));
-                            return w;
-                        }
-                    },
-                }
-            }
-            Node::Ns(name) => {
-                let Some(n) = t.namespaces.iter().find(|n| n.name == name) else {
-                    w.end = Err(format!("no namespace {name}"));
-                    return w;
-                };
-                if forwarding && !n.forward {
-                    w.end = Err(format!("{name} does not forward"));
-                    return w;
-                }
-                let Some((next, i)) = ns_route(n, dst) else {
-                    w.end = Err(format!("{name} has no route to {dst}"));
-                    return w;
-                };
-                let out = Seg::Bridge(i.bridge.clone());
-                if let Some(inn) = &came {
-                    w.hops.push(Hop {
-                        at: cur.clone(),
-                        from: inn.clone(),
-                        to: out.clone(),
-                    });
-                }
-                if n.masquerade.as_deref() == Some(i.ifname.as_str())
-                    && let Some(a) = addr_of_iface(i, v6)
-                {
-                    w.src = a.ip();
-                }
-                let Some(nxt) = on_segment(t, &i.bridge, next) else {
-                    w.end = Err(format!("nothing answers for {next} on {}", i.bridge));
-                    return w;
-                };
-                if matches!(nxt, Node::Ns(_)) {
-                    w.bridged.push(i.bridge.clone());
-                }
-                cur = nxt;
-                came = Some(out);
+            Next::End(end) => {
+                w.end = end;
+                return w;
             }
         }
     }
     w.end = Err("a routing loop".into());
     w
+}
+
+/// The host's step: forwarded (when it forwards) by its routes, out of the uplink (with the
+/// masquerade of a bridge whose sources these are) or onto a bridge.
+fn from_host(
+    t: &Topology,
+    w: &mut Walk,
+    came: Option<&Seg>,
+    target: &Node,
+    dst: IpAddr,
+    uplink: &dyn Fn(bool) -> Option<IpAddr>,
+) -> Next {
+    let v6 = dst.is_ipv6();
+    if came.is_some() && t.host.ip_forward != Some(true) {
+        return Next::End(Err("the host does not forward (ip_forward is off)".into()));
+    }
+    let (next, seg) = host_route(t, dst);
+    if let Some(inn) = came {
+        w.hops.push(Hop {
+            at: Node::Host,
+            from: inn.clone(),
+            to: seg.clone(),
+        });
+    }
+    match &seg {
+        Seg::Uplink => {
+            if *target != Node::World {
+                return Next::End(Err(format!("the host has no route to {dst}")));
+            }
+            // Masquerade out of the host: the sources of a masquerading bridge.
+            let masq = t.bridges.iter().any(|b| {
+                let on = if v6 { b.masquerade6 } else { b.masquerade };
+                on && t.sources_via(&b.name, v6).iter().any(|n| n.contains(w.src))
+            });
+            if masq && let Some(a) = uplink(v6) {
+                w.src = a;
+            }
+            Next::End(Ok(Node::World))
+        }
+        Seg::Bridge(b) => match on_segment(t, b, next) {
+            Some(n) => Next::Go(n, seg.clone()),
+            None => Next::End(Err(format!("nothing answers for {next} on {b}"))),
+        },
+    }
+}
+
+/// A namespace's step: forwarded (when it forwards) by its routes onto one of its bridges,
+/// masqueraded when it masquerades out of that interface.
+fn from_ns(t: &Topology, w: &mut Walk, name: &str, came: Option<&Seg>, dst: IpAddr) -> Next {
+    let v6 = dst.is_ipv6();
+    let Some(n) = t.namespaces.iter().find(|n| n.name == name) else {
+        return Next::End(Err(format!("no namespace {name}")));
+    };
+    if came.is_some() && !n.forward {
+        return Next::End(Err(format!("{name} does not forward")));
+    }
+    let Some((next, i)) = ns_route(n, dst) else {
+        return Next::End(Err(format!("{name} has no route to {dst}")));
+    };
+    let out = Seg::Bridge(i.bridge.clone());
+    if let Some(inn) = came {
+        w.hops.push(Hop {
+            at: Node::Ns(name.to_string()),
+            from: inn.clone(),
+            to: out.clone(),
+        });
+    }
+    if n.masquerade.as_deref() == Some(i.ifname.as_str())
+        && let Some(a) = addr_of_iface(i, v6)
+    {
+        w.src = a.ip();
+    }
+    let Some(nxt) = on_segment(t, &i.bridge, next) else {
+        return Next::End(Err(format!("nothing answers for {next} on {}", i.bridge)));
+    };
+    if matches!(nxt, Node::Ns(_)) {
+        w.bridged.push(i.bridge.clone());
+    }
+    Next::Go(nxt, out)
 }
 
 #[cfg(test)]

@@ -278,31 +278,8 @@ fn parse_object(
                 crate::topology::check_ifname(&b).map_err(|why| bad(k, v, &why))?;
                 c.bridge = b;
             }
-            "subnet" => {
-                let s = string(k, v)?;
-                let n: Ipv4Network = s
-                    .parse()
-                    .map_err(|_| bad(k, v, "must be an IPv4 network (10.88.0.0/16)"))?;
-                if n.prefix() > 30 {
-                    return Err(bad(k, v, "too small: at most /30"));
-                }
-                c.subnet = Some(
-                    Ipv4Network::new(n.network(), n.prefix())
-                        .map_err(|e| bad(k, v, &e.to_string()))?,
-                );
-            }
-            "ipam" => {
-                let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
-                // An empty ipam object is what some tools write for "none".
-                if !t.is_empty() {
-                    if t.contains('/') {
-                        return Err(bad("ipam.type", &v["type"], "a plugin name, not a path"));
-                    }
-                    c.ipam = Some(t.to_string());
-                } else if v.as_object().is_some_and(|m| !m.is_empty()) {
-                    return Err(bad(k, v, "needs a type (host-local, static, ...)"));
-                }
-            }
+            "subnet" => c.subnet = Some(subnet(k, v)?),
+            "ipam" => c.ipam = ipam(k, v)?,
             "gateway" => c.gateway = Some(ipv4(k, v)?),
             "masquerade" => masq = Some(boolean(k, v)?),
             "ipMasq" => ip_masq = Some(boolean(k, v)?),
@@ -318,18 +295,7 @@ fn parse_object(
             "prevResult" => c.prev_result = Some(v.clone()),
             "cni.dev/valid-attachments" => c.valid = attachments(v)?,
             "runtimeConfig" => runtime_config(&mut c, v)?,
-            "args" => {
-                if let Some(cni) = v.get("cni") {
-                    if let Some(ips) = cni.get("ips").and_then(Value::as_array) {
-                        for i in ips {
-                            c.ips.push(ipv4_maybe_prefix("args.cni.ips", i)?);
-                        }
-                    }
-                    if let Some(m) = cni.get("mac") {
-                        c.mac = Some(mac("args.cni.mac", m)?);
-                    }
-                }
-            }
+            "args" => args(&mut c, v)?,
             k if BRIDGE_KEYS.contains(&k) || k.starts_with("cni.dev/") => {}
             _ => {
                 return Err(CniError::new(
@@ -341,15 +307,7 @@ fn parse_object(
         }
     }
     c.masquerade = masq.or(ip_masq).unwrap_or(true);
-    for (k, v) in cni_args {
-        match k.as_str() {
-            "IP" => c
-                .ips
-                .push(ipv4_maybe_prefix("CNI_ARGS IP", &Value::String(v.clone()))?),
-            "MAC" => c.mac = Some(mac("CNI_ARGS MAC", &Value::String(v.clone()))?),
-            _ => {}
-        }
-    }
+    from_cni_args(&mut c, cni_args)?;
     if c.bridge.is_empty() {
         let b = format!("nsfw-{}", c.name);
         if crate::topology::check_ifname(&b).is_err() {
@@ -360,6 +318,63 @@ fn parse_object(
         c.bridge = b;
     }
     Ok(c)
+}
+
+/// `subnet`: an IPv4 network of at least 4 addresses, normalised.
+fn subnet(k: &str, v: &Value) -> CniResult<Ipv4Network> {
+    let s = string(k, v)?;
+    let n: Ipv4Network = s
+        .parse()
+        .map_err(|_| bad(k, v, "must be an IPv4 network (10.88.0.0/16)"))?;
+    if n.prefix() > 30 {
+        return Err(bad(k, v, "too small: at most /30"));
+    }
+    Ipv4Network::new(n.network(), n.prefix()).map_err(|e| bad(k, v, &e.to_string()))
+}
+
+/// `ipam`: the plugin's type (None: no plugin).
+fn ipam(k: &str, v: &Value) -> CniResult<Option<String>> {
+    let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    // An empty ipam object is what some tools write for "none".
+    if !t.is_empty() {
+        if t.contains('/') {
+            return Err(bad("ipam.type", &v["type"], "a plugin name, not a path"));
+        }
+        return Ok(Some(t.to_string()));
+    }
+    if v.as_object().is_some_and(|m| !m.is_empty()) {
+        return Err(bad(k, v, "needs a type (host-local, static, ...)"));
+    }
+    Ok(None)
+}
+
+/// `args.cni`: the addresses and MAC a runtime asks for.
+fn args(c: &mut NetConf, v: &Value) -> CniResult<()> {
+    if let Some(cni) = v.get("cni") {
+        if let Some(ips) = cni.get("ips").and_then(Value::as_array) {
+            for i in ips {
+                c.ips.push(ipv4_maybe_prefix("args.cni.ips", i)?);
+            }
+        }
+        if let Some(m) = cni.get("mac") {
+            c.mac = Some(mac("args.cni.mac", m)?);
+        }
+    }
+    Ok(())
+}
+
+/// `CNI_ARGS`' IP and MAC.
+fn from_cni_args(c: &mut NetConf, cni_args: &[(String, String)]) -> CniResult<()> {
+    for (k, v) in cni_args {
+        match k.as_str() {
+            "IP" => c
+                .ips
+                .push(ipv4_maybe_prefix("CNI_ARGS IP", &Value::String(v.clone()))?),
+            "MAC" => c.mac = Some(mac("CNI_ARGS MAC", &Value::String(v.clone()))?),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn mac(key: &str, v: &Value) -> CniResult<Mac> {

@@ -173,6 +173,28 @@ fn ours(t: &Topology) -> (Vec<IpNetwork>, Vec<String>) {
     (nets, names)
 }
 
+/// One bridge's segment in one family, as its flows see it.
+struct Segment<'a> {
+    name: &'a str,
+    v6: bool,
+    subnet: IpNetwork,
+    gw: IpAddr,
+    /// The way out to the world: the bridge's uplink, or the default route's interface.
+    world_if: Iface,
+    /// The bridge masquerades in this family.
+    nat: bool,
+}
+
+impl Segment<'_> {
+    fn br(&self) -> Iface {
+        Iface::Is(vec![self.name.to_string()])
+    }
+
+    fn net(&self) -> Addr {
+        Addr::In(self.subnet)
+    }
+}
+
 /// The flows of topology `t` at every hook, for tables of IP families (inet, ip, ip6).
 /// `uplinks`: the default route's interface per family; `br_nf`: bridged traffic passes the
 /// IP hooks (bridge-nf-call-iptables = 1).
@@ -194,126 +216,39 @@ pub(crate) fn ip_flows(t: &Topology, uplinks: &Uplinks, br_nf: bool) -> Vec<Flow
                 continue;
             };
             let up = if v6 { &uplinks.1 } else { &uplinks.0 };
-            let world_if = match b.uplink.as_ref().or(up.as_ref()) {
-                Some(u) => Iface::Is(vec![u.clone()]),
-                None => Iface::Other,
+            let s = Segment {
+                name: &b.name,
+                v6,
+                subnet,
+                gw,
+                world_if: match b.uplink.as_ref().or(up.as_ref()) {
+                    Some(u) => Iface::Is(vec![u.clone()]),
+                    None => Iface::Other,
+                },
+                nat: if v6 { b.masquerade6 } else { b.masquerade },
             };
-            let br = || Iface::Is(vec![b.name.clone()]);
-            let host = Addr::In(IpNetwork::from(gw));
-            let net = || Addr::In(subnet);
-            let nat = if v6 { b.masquerade6 } else { b.masquerade };
-            let name = &b.name;
             if forwarding && !b.egress_deny {
-                for h in THROUGH {
-                    out.push(
-                        cx.flow(
-                            format!("{name} → the world (new connections)"),
-                            h,
-                            v6,
-                            (br(), world_if.clone()),
-                            // After srcnat the source is the host's: not known here.
-                            (
-                                if h == Hook::Postrouting && nat {
-                                    Addr::Unknown
-                                } else {
-                                    net()
-                                },
-                                Addr::World,
-                            ),
-                            ct_state::NEW,
-                            false,
-                        )
-                        .with_accept(true),
-                    );
-                    out.push(
-                        cx.flow(
-                            format!("the world → {name} (replies)"),
-                            h,
-                            v6,
-                            (world_if.clone(), br()),
-                            // Before un-NAT in prerouting, the destination is the host's.
-                            (
-                                Addr::World,
-                                if h == Hook::Prerouting && nat {
-                                    Addr::Unknown
-                                } else {
-                                    net()
-                                },
-                            ),
-                            ct_state::ESTABLISHED,
-                            false,
-                        )
-                        .with_accept(false),
-                    );
-                }
+                world_flows(&cx, &s, &mut out);
             }
             let publishes = t
                 .ports_of(&b.name)
                 .any(|(n, _)| n.publish.iter().any(|p| if v6 { p.v6 } else { p.v4 }));
             if publishes && forwarding {
-                for h in THROUGH {
-                    out.push(
-                        cx.flow(
-                            format!("the world → {name} (published ports)"),
-                            h,
-                            v6,
-                            (world_if.clone(), br()),
-                            (
-                                Addr::World,
-                                if h == Hook::Prerouting {
-                                    Addr::Unknown
-                                } else {
-                                    net()
-                                },
-                            ),
-                            ct_state::NEW,
-                            true,
-                        )
-                        .with_accept(false),
-                    );
-                }
+                published_flows(&cx, &s, &mut out);
             }
-            for h in [Hook::Prerouting, Hook::Input] {
-                out.push(
-                    cx.flow(
-                        format!("{name} → the host (its gateway {gw})"),
-                        h,
-                        v6,
-                        (br(), Iface::Unset),
-                        (net(), host.clone()),
-                        ct_state::NEW,
-                        false,
-                    )
-                    .with_accept(true)
-                    .minor(),
-                );
-            }
-            for h in [Hook::Output, Hook::Postrouting] {
-                out.push(
-                    cx.flow(
-                        format!("the host → {name}"),
-                        h,
-                        v6,
-                        (Iface::Unset, br()),
-                        (host.clone(), net()),
-                        ct_state::NEW,
-                        false,
-                    )
-                    .with_accept(false)
-                    .minor(),
-                );
-            }
+            host_flows(&cx, &s, &mut out);
             if br_nf && !b.isolate {
                 for h in THROUGH {
                     out.push(
                         cx.flow(
                             format!(
-                                "{name} ↔ {name} (between its namespaces, through br_netfilter)"
+                                "{0} ↔ {0} (between its namespaces, through br_netfilter)",
+                                s.name
                             ),
                             h,
                             v6,
-                            (br(), br()),
-                            (net(), net()),
+                            (s.br(), s.br()),
+                            (s.net(), s.net()),
                             ct_state::NEW,
                             false,
                         )
@@ -324,6 +259,114 @@ pub(crate) fn ip_flows(t: &Topology, uplinks: &Uplinks, br_nf: bool) -> Vec<Flow
         }
     }
     out
+}
+
+/// New connections out of the segment to the world, and their replies, at every hook they pass.
+fn world_flows(cx: &Ctx, s: &Segment, out: &mut Vec<Flow>) {
+    let name = s.name;
+    for h in THROUGH {
+        out.push(
+            cx.flow(
+                format!("{name} → the world (new connections)"),
+                h,
+                s.v6,
+                (s.br(), s.world_if.clone()),
+                // After srcnat the source is the host's: not known here.
+                (
+                    if h == Hook::Postrouting && s.nat {
+                        Addr::Unknown
+                    } else {
+                        s.net()
+                    },
+                    Addr::World,
+                ),
+                ct_state::NEW,
+                false,
+            )
+            .with_accept(true),
+        );
+        out.push(
+            cx.flow(
+                format!("the world → {name} (replies)"),
+                h,
+                s.v6,
+                (s.world_if.clone(), s.br()),
+                // Before un-NAT in prerouting, the destination is the host's.
+                (
+                    Addr::World,
+                    if h == Hook::Prerouting && s.nat {
+                        Addr::Unknown
+                    } else {
+                        s.net()
+                    },
+                ),
+                ct_state::ESTABLISHED,
+                false,
+            )
+            .with_accept(false),
+        );
+    }
+}
+
+/// New connections from the world to the segment's published ports.
+fn published_flows(cx: &Ctx, s: &Segment, out: &mut Vec<Flow>) {
+    for h in THROUGH {
+        out.push(
+            cx.flow(
+                format!("the world → {} (published ports)", s.name),
+                h,
+                s.v6,
+                (s.world_if.clone(), s.br()),
+                (
+                    Addr::World,
+                    if h == Hook::Prerouting {
+                        Addr::Unknown
+                    } else {
+                        s.net()
+                    },
+                ),
+                ct_state::NEW,
+                true,
+            )
+            .with_accept(false),
+        );
+    }
+}
+
+/// The segment's namespaces to the host (their gateway), and the host to them.
+fn host_flows(cx: &Ctx, s: &Segment, out: &mut Vec<Flow>) {
+    let (name, gw) = (s.name, s.gw);
+    let host = Addr::In(IpNetwork::from(gw));
+    for h in [Hook::Prerouting, Hook::Input] {
+        out.push(
+            cx.flow(
+                format!("{name} → the host (its gateway {gw})"),
+                h,
+                s.v6,
+                (s.br(), Iface::Unset),
+                (s.net(), host.clone()),
+                ct_state::NEW,
+                false,
+            )
+            .with_accept(true)
+            .minor(),
+        );
+    }
+    for h in [Hook::Output, Hook::Postrouting] {
+        out.push(
+            cx.flow(
+                format!("the host → {name}"),
+                h,
+                s.v6,
+                (Iface::Unset, s.br()),
+                (host.clone(), s.net()),
+                ct_state::NEW,
+                false,
+            )
+            .with_accept(false)
+            .minor(),
+        );
+    }
 }
 
 /// The flows of topology `t` for tables of the bridge family: what crosses a bridge's ports,

@@ -487,18 +487,8 @@ fn publish_family(
             });
         }
         if p.host_addr.is_none()
-            && let Some(m) = neighbour(t, n, v6)
-            && let (Some(mi), Some(mp)) = (m.primary(), party(m, v6))
-            && let Some(mgw) = t.bridge(&mi.bridge).and_then(|b| gw_of(b, v6))
+            && let Some((m, mp, mgw, want)) = hairpin_neighbour(t, n, &iface.bridge, gw, v6)
         {
-            // Hairpin: from a neighbour to the host's address on its own bridge. On the same
-            // bridge the reply would bypass the host: masqueraded, so the namespace sees the
-            // bridge's address.
-            let want = if mi.bridge == iface.bridge {
-                gw
-            } else {
-                mp.addr()
-            };
             out.push(Check {
                 from: Origin::Ns(m.name.clone()),
                 to_label: label.clone(),
@@ -539,6 +529,24 @@ fn publish_family(
             });
         }
     }
+}
+
+/// Hairpin: a neighbour of `n` (on `bridge`, whose gateway is `gw`) calling the published port
+/// at the host's address on its own bridge: the neighbour, as a party, that address, and the
+/// source the namespace sees. On the same bridge the reply would bypass the host: masqueraded,
+/// so the namespace sees the bridge's address.
+fn hairpin_neighbour<'a>(
+    t: &'a Topology,
+    n: &Namespace,
+    bridge: &str,
+    gw: IpAddr,
+    v6: bool,
+) -> Option<(&'a Namespace, Party, IpAddr, IpAddr)> {
+    let m = neighbour(t, n, v6)?;
+    let (mi, mp) = (m.primary()?, party(m, v6)?);
+    let mgw = t.bridge(&mi.bridge).and_then(|b| gw_of(b, v6))?;
+    let want = if mi.bridge == bridge { gw } else { mp.addr() };
+    Some((m, mp, mgw, want))
 }
 
 /// Above this many namespaces, the `[verify] targets` are tried from the first namespace of

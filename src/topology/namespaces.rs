@@ -13,6 +13,7 @@ use super::ifaces::{
     HostNames, IFACE_KEYS, RawIface, iface_address, iface_bridge, resolve, segments,
 };
 use super::names::{check_ifname, check_ns_name};
+use super::publish::Publish;
 use super::syntax::{Ctx, join};
 use super::{Bridge, Iface, Namespace, StaticRoute, publish, routes};
 
@@ -144,8 +145,31 @@ pub(super) fn namespaces(
         }
     }
     let seg = segments(cx, bridges, &ifaces);
+    let mut used = used_addresses(cx, bridges, &ifaces);
+    let mut names = host_names(bridges, &ifaces);
+    let mut out = Vec::new();
+    for r in &raw {
+        let mut resolved = Vec::new();
+        let mut ok = true;
+        for &i in &r.ifaces {
+            match resolve(cx, topology, &ifaces[i], &seg, &mut used, &mut names) {
+                Some(x) => resolved.push(x),
+                None => ok = false,
+            }
+        }
+        if let Some(ns) = assemble(cx, r, resolved, bridges).filter(|_| ok) {
+            out.push(ns);
+        }
+    }
+    out
+}
 
-    // Duplicate addresses, the gateways included.
+/// Every address in use, the gateways included, by what uses it; a duplicate is an error.
+fn used_addresses(
+    cx: &mut Ctx,
+    bridges: &[Bridge],
+    ifaces: &[RawIface],
+) -> BTreeMap<IpAddr, String> {
     let mut used: BTreeMap<IpAddr, String> = BTreeMap::new();
     for b in bridges {
         for v6 in [false, true] {
@@ -154,7 +178,7 @@ pub(super) fn namespaces(
             }
         }
     }
-    for r in &ifaces {
+    for r in ifaces {
         for (a, key) in [(r.address, "address"), (r.address6, "address6")] {
             let Some(a) = a else { continue };
             if let Some(other) = used.get(&a.ip()) {
@@ -169,7 +193,11 @@ pub(super) fn namespaces(
             }
         }
     }
+    used
+}
 
+/// The host's interface names already taken (bridges, their ports), and those the file gives.
+fn host_names(bridges: &[Bridge], ifaces: &[RawIface]) -> HostNames {
     let mut names = HostNames {
         taken: bridges
             .iter()
@@ -189,21 +217,7 @@ pub(super) fn namespaces(
                 .insert(p.clone(), format!("bridges.{}.ports", b.name));
         }
     }
-    let mut out = Vec::new();
-    for r in &raw {
-        let mut resolved = Vec::new();
-        let mut ok = true;
-        for &i in &r.ifaces {
-            match resolve(cx, topology, &ifaces[i], &seg, &mut used, &mut names) {
-                Some(x) => resolved.push(x),
-                None => ok = false,
-            }
-        }
-        if let Some(ns) = assemble(cx, r, resolved, bridges).filter(|_| ok) {
-            out.push(ns);
-        }
-    }
-    out
+    names
 }
 
 /// Whether `ip` is on a subnet of one of `ifaces` (and not one of their own addresses).
@@ -267,34 +281,13 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     let bridge = |i: &Iface| bridges.iter().find(|b| b.name == i.bridge);
     let given4 = gateway_key(cx, r, &ifaces, "gateway", false);
     let given6 = gateway_key(cx, r, &ifaces, "gateway6", true);
-    let routes: Vec<StaticRoute> = routes::read(cx, r.table, &prefix)
-        .into_iter()
-        .filter_map(|(rt, v)| match connected(&ifaces, rt.via) {
-            Ok(()) => Some(rt),
-            Err(why) => {
-                cx.err(&join(&prefix, "routes"), Some(v), format!("via {why}"));
-                None
-            }
-        })
-        .collect();
+    let routes = ns_routes(cx, r, &ifaces, [given4.is_some(), given6.is_some()]);
     // A default route in `routes` stands for the gateway; both would be two defaults.
     let routed_default = |v6: bool| {
         routes
             .iter()
             .any(|x| x.is_default() && x.to.is_ipv6() == v6)
     };
-    for (given, v6, key) in [
-        (given4.is_some(), false, "gateway"),
-        (given6.is_some(), true, "gateway6"),
-    ] {
-        if given && routed_default(v6) {
-            cx.err(
-                &join(&prefix, key),
-                r.table.get(key),
-                "`routes` has a default route too: say it once",
-            );
-        }
-    }
     // By default, the host's address on the first interface's segment that has one.
     let gateway: Option<Ipv4Addr> = match given4 {
         Some(IpAddr::V4(a)) => Some(a),
@@ -313,6 +306,67 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
             .find_map(|i| bridge(i).and_then(|b| b.address6))
             .map(|a| a.ip()),
     };
+    let (masquerade, forward) = routing(cx, r, &ifaces);
+    check_publish(cx, r, &mut publish, &ifaces, bridges);
+    let mut seen = BTreeSet::new();
+    for i in &ifaces {
+        if !seen.insert(&i.bridge) {
+            cx.err(
+                &join(&prefix, "interfaces"),
+                None,
+                format!(
+                    "two interfaces on bridge {}: one namespace, one port per segment",
+                    i.bridge
+                ),
+            );
+        }
+    }
+    Some(Namespace {
+        name: r.name.clone(),
+        ifaces,
+        gateway,
+        gateway6,
+        routes,
+        forward,
+        masquerade,
+        dns,
+        publish,
+    })
+}
+
+/// `routes`, each through a connected next hop; `given`: whether `gateway` and `gateway6` are
+/// set, which a default route in `routes` would say twice.
+fn ns_routes(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface], given: [bool; 2]) -> Vec<StaticRoute> {
+    let prefix = join("namespaces", &r.name);
+    let routes: Vec<StaticRoute> = routes::read(cx, r.table, &prefix)
+        .into_iter()
+        .filter_map(|(rt, v)| match connected(ifaces, rt.via) {
+            Ok(()) => Some(rt),
+            Err(why) => {
+                cx.err(&join(&prefix, "routes"), Some(v), format!("via {why}"));
+                None
+            }
+        })
+        .collect();
+    for (given, v6, key) in [(given[0], false, "gateway"), (given[1], true, "gateway6")] {
+        if given
+            && routes
+                .iter()
+                .any(|x| x.is_default() && x.to.is_ipv6() == v6)
+        {
+            cx.err(
+                &join(&prefix, key),
+                r.table.get(key),
+                "`routes` has a default route too: say it once",
+            );
+        }
+    }
+    routes
+}
+
+/// `masquerade` (one of the namespace's interfaces) and `forward` (on when it masquerades).
+fn routing(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface]) -> (Option<String>, bool) {
+    let prefix = join("namespaces", &r.name);
     let masquerade = cx.ifname(r.table, &prefix, "masquerade");
     if let Some(m) = &masquerade
         && !ifaces.iter().any(|i| &i.ifname == m)
@@ -339,7 +393,19 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
         Some(f) => f,
         None => masquerade.is_some(),
     };
-    // A plain published entry publishes on the families the namespace has.
+    (masquerade, forward)
+}
+
+/// Published ports: on the families the namespace has (a plain entry publishes on those), and
+/// through a first interface on a bridge the host has an address on.
+fn check_publish(
+    cx: &mut Ctx,
+    r: &RawNs,
+    publish: &mut [Publish],
+    ifaces: &[Iface],
+    bridges: &[Bridge],
+) {
+    let prefix = join("namespaces", &r.name);
     let has6 = ifaces.first().is_some_and(|i| i.address6.is_some());
     for p in publish.iter_mut().filter(|p| p.v6 && !has6) {
         if !p.v4 {
@@ -354,7 +420,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     if !publish.is_empty()
         && ifaces
             .first()
-            .and_then(bridge)
+            .and_then(|i| bridges.iter().find(|b| b.name == i.bridge))
             .is_none_or(|b| b.address.is_none())
     {
         cx.err(
@@ -363,30 +429,6 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
             "published ports reach the namespace through the host: its first interface must be on a bridge the host has an address on",
         );
     }
-    let mut seen = BTreeSet::new();
-    for i in &ifaces {
-        if !seen.insert(&i.bridge) {
-            cx.err(
-                &join(&prefix, "interfaces"),
-                None,
-                format!(
-                    "two interfaces on bridge {}: one namespace, one port per segment",
-                    i.bridge
-                ),
-            );
-        }
-    }
-    Some(Namespace {
-        name: r.name.clone(),
-        ifaces,
-        gateway,
-        gateway6,
-        routes,
-        forward,
-        masquerade,
-        dns,
-        publish,
-    })
 }
 
 fn dns(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<IpAddr> {

@@ -121,118 +121,136 @@ fn gateway_key(cx: &mut Ctx, b: &Table, prefix: &str, f: super::addr::Family) ->
     }
 }
 
-/// `[bridges.*]`, then the subnets against each other.
+/// `[bridges.*]`, then the ports and subnets against each other.
 fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
     let mut out: Vec<Bridge> = Vec::new();
     let Some(bt) = cx.table(root, "", "bridges") else {
         return out;
     };
     for (bname, bv) in bt {
-        let prefix = join("bridges", bname);
-        let Some(b) = bv.as_table() else {
-            cx.err(&prefix, Some(bv), "must be a table ([bridges.NAME])");
-            continue;
-        };
-        let name_ok = match check_ifname(bname) {
-            Ok(()) => true,
-            Err(why) => {
-                cx.err(&prefix, None, format!("bridge name {bname:?}: {why}"));
-                false
-            }
-        };
-        cx.unknown_keys(b, &prefix, &BRIDGE_KEYS);
-        let address = gateway_key(cx, b, &prefix, V4);
-        let address6 = gateway_key(cx, b, &prefix, V6);
-        if b.contains_key("address6") && !b.contains_key("address") {
-            cx.err(
-                &join(&prefix, "address6"),
-                b.get("address6"),
-                "the host needs an IPv4 address on a segment it has an IPv6 one on (give `address` too, or neither for an L2-only segment)",
-            );
-        }
-        let ports: Vec<String> = cx
-            .strings(b, &prefix, "ports")
-            .into_iter()
-            .filter_map(|(p, v)| match check_ifname(&p) {
-                Ok(()) => Some(p),
-                Err(why) => {
-                    cx.err(&join(&prefix, "ports"), Some(v), why);
-                    None
-                }
-            })
-            .collect();
-        let take_addresses = cx.boolean(b, &prefix, "take_addresses").unwrap_or(false);
-        if take_addresses && ports.is_empty() {
-            cx.err(
-                &join(&prefix, "take_addresses"),
-                b.get("take_addresses"),
-                "the bridge has no `ports` to take addresses from",
-            );
-        }
-        let masquerade = cx.boolean(b, &prefix, "masquerade").unwrap_or(false);
-        let masquerade6 = cx.boolean(b, &prefix, "masquerade6").unwrap_or(false);
-        if masquerade6 && address6.is_none() && !b.contains_key("address6") {
-            cx.err(
-                &join(&prefix, "masquerade6"),
-                b.get("masquerade6"),
-                "the bridge has no address6 to masquerade",
-            );
-        }
-        let uplink = cx.ifname(b, &prefix, "uplink");
-        let mtu = cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU);
-        if address6.is_some() && mtu < 1280 {
-            cx.err(
-                &join(&prefix, "mtu"),
-                b.get("mtu"),
-                "IPv6 needs an MTU of at least 1280 (the kernel drops IPv6 from a smaller link)",
-            );
-        }
-        let mac = cx.mac(b, &prefix);
-        let overlap = cx.choice(b, &prefix, "overlap", &["deny", "allow"]);
-        let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
-        let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
-        let egress = cx.choice(b, &prefix, "egress", &["allow", "deny"]);
-        let failed = |k: &str| b.contains_key(k) && !matches!(address, Some(IpNetwork::V4(_)));
-        if !name_ok || failed("address") {
-            continue;
-        }
-        for (a, key) in [
-            (masquerade, "masquerade"),
-            (b.contains_key("uplink"), "uplink"),
-        ] {
-            if a && address.is_none() {
-                cx.err(
-                    &join(&prefix, key),
-                    b.get(key),
-                    "an L2-only bridge (no address) routes nothing through the host: masquerade in the router namespace (`masquerade = \"IFNAME\"` on it) instead",
-                );
-            }
-        }
-        out.push(Bridge {
-            name: bname.clone(),
-            address: match address {
-                Some(IpNetwork::V4(a)) => Some(a),
-                _ => None,
-            },
-            address6: match address6 {
-                Some(IpNetwork::V6(a)) => Some(a),
-                _ => None,
-            },
-            masquerade,
-            masquerade6,
-            uplink,
-            mtu,
-            mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
-            overlap_allowed: overlap.as_deref() == Some("allow")
-                || overlap6.as_deref() == Some("allow"),
-            isolate,
-            egress_deny: egress.as_deref() == Some("deny"),
-            ports,
-            take_addresses,
-        });
+        out.extend(bridge(cx, bname, bv, topology));
     }
+    check_ports(cx, &out);
+    check_overlaps(cx, &out);
+    out
+}
+
+/// One `[bridges.NAME]`; None when it is too broken to go on with (its errors recorded).
+fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridge> {
+    let prefix = join("bridges", bname);
+    let Some(b) = bv.as_table() else {
+        cx.err(&prefix, Some(bv), "must be a table ([bridges.NAME])");
+        return None;
+    };
+    let name_ok = match check_ifname(bname) {
+        Ok(()) => true,
+        Err(why) => {
+            cx.err(&prefix, None, format!("bridge name {bname:?}: {why}"));
+            false
+        }
+    };
+    cx.unknown_keys(b, &prefix, &BRIDGE_KEYS);
+    let address = gateway_key(cx, b, &prefix, V4);
+    let address6 = gateway_key(cx, b, &prefix, V6);
+    if b.contains_key("address6") && !b.contains_key("address") {
+        cx.err(
+            &join(&prefix, "address6"),
+            b.get("address6"),
+            "the host needs an IPv4 address on a segment it has an IPv6 one on (give `address` too, or neither for an L2-only segment)",
+        );
+    }
+    let (ports, take_addresses) = ports(cx, b, &prefix);
+    let masquerade = cx.boolean(b, &prefix, "masquerade").unwrap_or(false);
+    let masquerade6 = cx.boolean(b, &prefix, "masquerade6").unwrap_or(false);
+    if masquerade6 && address6.is_none() && !b.contains_key("address6") {
+        cx.err(
+            &join(&prefix, "masquerade6"),
+            b.get("masquerade6"),
+            "the bridge has no address6 to masquerade",
+        );
+    }
+    let uplink = cx.ifname(b, &prefix, "uplink");
+    let mtu = cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU);
+    if address6.is_some() && mtu < 1280 {
+        cx.err(
+            &join(&prefix, "mtu"),
+            b.get("mtu"),
+            "IPv6 needs an MTU of at least 1280 (the kernel drops IPv6 from a smaller link)",
+        );
+    }
+    let mac = cx.mac(b, &prefix);
+    let overlap = cx.choice(b, &prefix, "overlap", &["deny", "allow"]);
+    let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
+    let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
+    let egress = cx.choice(b, &prefix, "egress", &["allow", "deny"]);
+    let failed = |k: &str| b.contains_key(k) && !matches!(address, Some(IpNetwork::V4(_)));
+    if !name_ok || failed("address") {
+        return None;
+    }
+    for (a, key) in [
+        (masquerade, "masquerade"),
+        (b.contains_key("uplink"), "uplink"),
+    ] {
+        if a && address.is_none() {
+            cx.err(
+                &join(&prefix, key),
+                b.get(key),
+                "an L2-only bridge (no address) routes nothing through the host: masquerade in the router namespace (`masquerade = \"IFNAME\"` on it) instead",
+            );
+        }
+    }
+    Some(Bridge {
+        name: bname.to_string(),
+        address: match address {
+            Some(IpNetwork::V4(a)) => Some(a),
+            _ => None,
+        },
+        address6: match address6 {
+            Some(IpNetwork::V6(a)) => Some(a),
+            _ => None,
+        },
+        masquerade,
+        masquerade6,
+        uplink,
+        mtu,
+        mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
+        overlap_allowed: overlap.as_deref() == Some("allow")
+            || overlap6.as_deref() == Some("allow"),
+        isolate,
+        egress_deny: egress.as_deref() == Some("deny"),
+        ports,
+        take_addresses,
+    })
+}
+
+/// A bridge's physical `ports`, and `take_addresses`.
+fn ports(cx: &mut Ctx, b: &Table, prefix: &str) -> (Vec<String>, bool) {
+    let ports: Vec<String> = cx
+        .strings(b, prefix, "ports")
+        .into_iter()
+        .filter_map(|(p, v)| match check_ifname(&p) {
+            Ok(()) => Some(p),
+            Err(why) => {
+                cx.err(&join(prefix, "ports"), Some(v), why);
+                None
+            }
+        })
+        .collect();
+    let take_addresses = cx.boolean(b, prefix, "take_addresses").unwrap_or(false);
+    if take_addresses && ports.is_empty() {
+        cx.err(
+            &join(prefix, "take_addresses"),
+            b.get("take_addresses"),
+            "the bridge has no `ports` to take addresses from",
+        );
+    }
+    (ports, take_addresses)
+}
+
+/// A physical port belongs to one bridge, and is not one of the file's bridges.
+fn check_ports(cx: &mut Ctx, out: &[Bridge]) {
     let mut claimed: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
-    for b in &out {
+    for b in out {
         for p in &b.ports {
             if let Some(other) = claimed.insert(p, &b.name) {
                 let v = Value::String(p.clone());
@@ -251,7 +269,10 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
             }
         }
     }
-    // Overlapping subnets make routing ambiguous: reject every pair, in each family.
+}
+
+/// Overlapping subnets make routing ambiguous: every pair is refused, in each family.
+fn check_overlaps(cx: &mut Ctx, out: &[Bridge]) {
     for i in 0..out.len() {
         for j in (i + 1)..out.len() {
             let (bi, bj) = (&out[i], &out[j]);
@@ -281,7 +302,6 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
             }
         }
     }
-    out
 }
 
 fn host(cx: &mut Ctx, root: &Table, bridges: &[Bridge]) -> Host {

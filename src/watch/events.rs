@@ -12,9 +12,9 @@ use anyhow::Result;
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::netlink::{
@@ -363,84 +363,106 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
     } else {
         String::new()
     };
-    let ev = |what: String, ours: bool| {
-        vec![Event {
-            what,
-            ours: ours || in_ns,
-        }]
-    };
-    match inner {
+    let (what, ours) = match inner {
         RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => {
-            let gone = ty == 17;
-            let mut name = String::new();
-            let mut alias = None;
-            for a in &l.attributes {
-                match a {
-                    LinkAttribute::IfName(n) => name = n.clone(),
-                    LinkAttribute::IfAlias(s) => alias = Some(s.clone()),
-                    _ => {}
-                }
-            }
-            let ours = interest.links.contains(&name)
-                || alias.as_deref() == Some(interest.mark.as_str())
-                || interest.indexes.contains(&l.header.index);
-            let verb = if gone { "deleted" } else { "changed" };
-            ev(format!("link {name}{at} {verb}"), ours)
+            link_event(&l, ty == 17, &at, interest)
         }
         RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
-            let addr = a.attributes.iter().find_map(|x| match x {
-                AddressAttribute::Address(ip) => Some(*ip),
-                _ => None,
-            });
-            let shown = addr
-                .map(|ip| format!("{ip}/{}", a.header.prefix_len))
-                .unwrap_or_else(|| "an address".into());
-            let verb = if ty == 21 { "removed" } else { "added" };
-            ev(
-                format!("address {shown}{at} {verb} (ifindex {})", a.header.index),
-                interest.indexes.contains(&a.header.index),
-            )
+            addr_event(&a, ty == 21, &at, interest)
         }
         RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
-            let mut dst = None;
-            let mut oif = None;
-            for x in &r.attributes {
-                match x {
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                        dst = Some(std::net::IpAddr::V4(*ip))
-                    }
-                    RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
-                        dst = Some(std::net::IpAddr::V6(*ip))
-                    }
-                    RouteAttribute::Oif(i) => oif = Some(*i),
-                    _ => {}
-                }
+            match route_event(&r, ty == 25, &at, interest) {
+                Some(e) => e,
+                None => return Vec::new(),
             }
-            // Local and broadcast routes follow addresses; the address event says it.
-            if r.header.table != 254 && r.header.table != 0 {
-                return Vec::new();
-            }
-            let net = dst.and_then(|d| IpNetwork::new(d, r.header.destination_prefix_length).ok());
-            let ours = oif.is_some_and(|i| interest.indexes.contains(&i))
-                || net.is_some_and(|n| {
-                    n.prefix() > 0
-                        && interest
-                            .subnets
-                            .iter()
-                            .any(|s| crate::topology::overlaps(*s, n))
-                });
-            let shown = net
-                .map(|n| {
-                    if n.prefix() == 0 {
-                        "default".into()
-                    } else {
-                        n.to_string()
-                    }
-                })
-                .unwrap_or_else(|| "a route".into());
-            let verb = if ty == 25 { "deleted" } else { "changed" };
-            ev(format!("route {shown}{at} {verb}"), ours)
         }
-        _ => Vec::new(),
+        _ => return Vec::new(),
+    };
+    vec![Event {
+        what,
+        ours: ours || in_ns,
+    }]
+}
+
+/// A link changed or deleted (`at`: " in NS" inside a namespace): what to say, and whether
+/// it is one of the topology's.
+fn link_event(l: &LinkMessage, gone: bool, at: &str, interest: &Interest) -> (String, bool) {
+    let mut name = String::new();
+    let mut alias = None;
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = n.clone(),
+            LinkAttribute::IfAlias(s) => alias = Some(s.clone()),
+            _ => {}
+        }
     }
+    let ours = interest.links.contains(&name)
+        || alias.as_deref() == Some(interest.mark.as_str())
+        || interest.indexes.contains(&l.header.index);
+    let verb = if gone { "deleted" } else { "changed" };
+    (format!("link {name}{at} {verb}"), ours)
+}
+
+/// An address added or removed: on one of the topology's links?
+fn addr_event(a: &AddressMessage, gone: bool, at: &str, interest: &Interest) -> (String, bool) {
+    let addr = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    });
+    let shown = addr
+        .map(|ip| format!("{ip}/{}", a.header.prefix_len))
+        .unwrap_or_else(|| "an address".into());
+    let verb = if gone { "removed" } else { "added" };
+    (
+        format!("address {shown}{at} {verb} (ifindex {})", a.header.index),
+        interest.indexes.contains(&a.header.index),
+    )
+}
+
+/// A route of the main table changed or deleted: through one of the topology's links, or to
+/// one of its subnets? None for the local and broadcast routes that follow addresses (the
+/// address event says it).
+fn route_event(
+    r: &RouteMessage,
+    gone: bool,
+    at: &str,
+    interest: &Interest,
+) -> Option<(String, bool)> {
+    let mut dst = None;
+    let mut oif = None;
+    for x in &r.attributes {
+        match x {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                dst = Some(std::net::IpAddr::V4(*ip))
+            }
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                dst = Some(std::net::IpAddr::V6(*ip))
+            }
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    if r.header.table != 254 && r.header.table != 0 {
+        return None;
+    }
+    let net = dst.and_then(|d| IpNetwork::new(d, r.header.destination_prefix_length).ok());
+    let ours = oif.is_some_and(|i| interest.indexes.contains(&i))
+        || net.is_some_and(|n| {
+            n.prefix() > 0
+                && interest
+                    .subnets
+                    .iter()
+                    .any(|s| crate::topology::overlaps(*s, n))
+        });
+    let shown = net
+        .map(|n| {
+            if n.prefix() == 0 {
+                "default".into()
+            } else {
+                n.to_string()
+            }
+        })
+        .unwrap_or_else(|| "a route".into());
+    let verb = if gone { "deleted" } else { "changed" };
+    Some((format!("route {shown}{at} {verb}"), ours))
 }

@@ -350,8 +350,8 @@ impl Watch {
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
+/// Loads the file, subscribes, says so, and checks once.
+fn start(path: &Path, opts: Options) -> Result<Watch> {
     let t = load(path)?;
     let mut w = Watch {
         path: path.to_path_buf(),
@@ -376,6 +376,12 @@ pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
         w.ns.iter().filter(|s| s.kind == events::Kind::Nft).count()
     );
     w.check(&[])?;
+    Ok(w)
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
+    let mut w = start(path, opts)?;
     let mut buf = RecvBuf::take();
     let mut due: Option<Instant> = None;
     let mut why: Vec<String> = Vec::new();
@@ -409,12 +415,7 @@ pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
             .into_iter()
             .flatten()
             .min();
-        let timeout = match wake {
-            Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
-                .unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
-        let ready = match wait(&w, timeout) {
+        let ready = match wait(&w, wake) {
             Ok(r) => r,
             Err(Errno::EINTR) => continue,
             Err(e) => bail!("waiting for notifications: {}", std::io::Error::from(e)),
@@ -445,10 +446,15 @@ pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
     }
 }
 
-/// Sleeps in poll(2) on every socket and the directory watch until one is readable or
-/// `timeout` passes: which of them are, in that order (flags nix cannot name are still
+/// Sleeps in poll(2) on every socket and the directory watch until one is readable or it is
+/// `wake` (None: no end): which of them are, in that order (flags nix cannot name are still
 /// something to read).
-fn wait(w: &Watch, timeout: PollTimeout) -> nix::Result<Vec<bool>> {
+fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
+    let timeout = match wake {
+        Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
+            .unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
     let mut fds: Vec<PollFd> = w
         .host
         .iter()
