@@ -83,11 +83,11 @@ impl fmt::Display for Netem {
 }
 
 /// Parts per million in a whole.
-pub const PPM: u32 = 1_000_000;
+pub(crate) const PPM: u32 = 1_000_000;
 
 /// "20ms", "1.5ms", "500us", "1s" (also sec/msec/usec, as tc): microseconds. A unit is
 /// required, and anything finer than a microsecond is refused rather than rounded.
-pub fn parse_duration(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u32, String> {
     let (num, unit) = split_unit(s)?;
     let mult = match unit.as_str() {
         "s" | "sec" | "secs" => 1_000_000,
@@ -102,7 +102,7 @@ pub fn parse_duration(s: &str) -> Result<u32, String> {
 
 /// "1%", "0.5%", "100%": parts per million. More than 100%, or finer than 0.0001%, is an
 /// error.
-pub fn parse_percent(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_percent(s: &str) -> Result<u32, String> {
     let num = s
         .trim()
         .strip_suffix('%')
@@ -121,7 +121,7 @@ pub fn parse_percent(s: &str) -> Result<u32, String> {
 /// tc's rate units: bit, kbit, mbit, gbit, tbit (powers of 1000), kibit... (of 1024), and
 /// bps, kbps, mbps... for bytes per second; case does not matter. Bits per second, which must
 /// be a whole number of bytes (netem counts bytes) and not zero.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let (num, unit) = split_unit(s)?;
     let (prefix, per_unit) = if let Some(p) = unit.strip_suffix("bit") {
         (p, 1)
@@ -228,4 +228,171 @@ fn decimal(v: u64, div: u64) -> String {
     let width = div.ilog10() as usize;
     let frac = format!("{rem:0width$}");
     format!("{int}.{}", frac.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u32) -> Option<u32> {
+        Some(v * 1000)
+    }
+
+    #[test]
+    fn durations() {
+        for (s, us) in [
+            ("20ms", 20_000),
+            ("1.5ms", 1_500),
+            ("500us", 500),
+            ("1s", 1_000_000),
+            ("0.000001s", 1),
+            ("2.25sec", 2_250_000),
+            ("10 msec", 10_000),
+            ("0ms", 0),
+            ("4294967295us", u32::MAX),
+        ] {
+            assert_eq!(parse_duration(s), Ok(us), "{s}");
+        }
+        for (s, why) in [
+            ("", "not a number"),
+            ("20", "give a unit"),
+            ("ms", "not a number"),
+            ("-5ms", "negative"),
+            ("1.5us", "finer than 1 us"),
+            ("5min", "unknown unit"),
+            ("4295s", "too long"),
+            ("1.2.3ms", "not a number"),
+            ("99999999999999999999999999999999s", "too many digits"),
+        ] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(e.contains(why), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn percents() {
+        for (s, ppm) in [
+            ("1%", 10_000),
+            ("0.5%", 5_000),
+            ("100%", 1_000_000),
+            ("0.0001%", 1),
+            ("0%", 0),
+            (" 12.3456% ", 123_456),
+        ] {
+            assert_eq!(parse_percent(s), Ok(ppm), "{s}");
+        }
+        for (s, why) in [
+            ("101%", "more than 100%"),
+            ("100.0001%", "more than 100%"),
+            ("-1%", "negative"),
+            ("1", "ends with %"),
+            ("0.00001%", "finer than 1 ppm"),
+            ("abc%", "not a number"),
+            ("1x%", "not a number"),
+        ] {
+            let e = parse_percent(s).expect_err(s);
+            assert!(e.contains(why), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        for (s, bps) in [
+            ("10mbit", 10_000_000),
+            ("10Mbit", 10_000_000),
+            ("1gbit", 1_000_000_000),
+            ("500kbit", 500_000),
+            ("104bit", 104),
+            ("1.5mbit", 1_500_000),
+            ("1mbps", 8_000_000),
+            ("1kbps", 8_000),
+            ("3bps", 24),
+            ("1kibit", 1024),
+            ("1mibps", 8 << 20),
+            ("40gbit", 40_000_000_000),
+        ] {
+            assert_eq!(parse_rate(s), Ok(bps), "{s}");
+        }
+        for (s, why) in [
+            ("100bit", "whole number of bytes"),
+            ("10", "give a unit"),
+            ("0mbit", "zero"),
+            ("-1mbit", "negative"),
+            ("10furlongs", "unknown unit"),
+            ("10xbit", "unknown unit"),
+            ("0.0001bit", "finer than 1 bit/s"),
+            ("99999999999tbit", "too fast"),
+        ] {
+            let e = parse_rate(s).expect_err(s);
+            assert!(e.contains(why), "{s}: {e}");
+        }
+    }
+
+    /// The plan's text says what the file says, and every value reads back through the parsers.
+    #[test]
+    fn display_reads_back() {
+        let n = Netem {
+            latency_us: ms(20),
+            jitter_us: ms(5),
+            loss_ppm: Some(10_000),
+            rate_bps: Some(10_000_000),
+        };
+        assert_eq!(n.to_string(), "latency 20ms jitter 5ms loss 1% rate 10mbit");
+        assert_eq!(Netem::default().to_string(), "none");
+        for n in [
+            n,
+            Netem {
+                latency_us: Some(1_500),
+                jitter_us: Some(999),
+                loss_ppm: Some(5_001),
+                rate_bps: Some(1_500_000),
+            },
+            Netem {
+                latency_us: Some(2_000_000),
+                jitter_us: Some(1_000_001),
+                loss_ppm: Some(1),
+                rate_bps: Some(8),
+            },
+        ] {
+            let text = n.to_string();
+            let w: Vec<&str> = text.split(' ').collect();
+            let back = Netem {
+                latency_us: Some(parse_duration(w[1]).expect("latency")),
+                jitter_us: Some(parse_duration(w[3]).expect("jitter")),
+                loss_ppm: Some(parse_percent(w[5]).expect("loss")),
+                rate_bps: Some(parse_rate(w[7]).expect("rate")),
+            };
+            assert_eq!(back, n, "{text}");
+        }
+    }
+
+    #[test]
+    fn validation_names_what_the_kernel_cannot_hold() {
+        for (n, why) in [
+            (
+                Netem {
+                    jitter_us: Some(MAX_JITTER_US + 1),
+                    ..Netem::default()
+                },
+                "jitter",
+            ),
+            (
+                Netem {
+                    loss_ppm: Some(1_000_001),
+                    ..Netem::default()
+                },
+                "more than 100%",
+            ),
+            (
+                Netem {
+                    rate_bps: Some(100),
+                    ..Netem::default()
+                },
+                "whole number of bytes",
+            ),
+        ] {
+            let e = n.validate().expect_err("invalid");
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

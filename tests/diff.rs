@@ -38,132 +38,141 @@ fn drift(sb: &Sandbox, f: &str, what: &str, breakage: &str, expect: &[&str]) {
     assert!(out.contains("in sync"), "{what}: {out}");
 }
 
+/// (what, the breakage, what the diff must say)
+type Drift = (&'static str, &'static str, &'static [&'static str]);
+
+/// Drift of namespaces, links, addresses, routes and sysctls.
+const PLUMBING_DRIFT: &[Drift] = &[
+    (
+        "missing namespace",
+        "ip netns del ns2",
+        &["+ namespace ns2", "+ veth veth-ns2"],
+    ),
+    (
+        "missing veth",
+        "ip link del veth-ns1",
+        &["+ veth veth-ns1 (on br0) ⇄ ns1:eth0"],
+    ),
+    (
+        "extra veth marked as nsfw's",
+        "ip link add veth-x type veth peer name vx; ip link set veth-x alias nsfw:lab master br0 up",
+        &["- link veth-x (veth)"],
+    ),
+    (
+        "address removed",
+        "ip -n ns1 addr flush dev eth0",
+        &["+ address 10.10.0.2/24 on ns1:eth0"],
+    ),
+    (
+        "address added",
+        "ip -n ns1 addr add 10.10.0.99/24 dev eth0; ip addr add 192.0.2.1/24 dev br0",
+        &[
+            "- address 10.10.0.99/24 on ns1:eth0",
+            "- address 192.0.2.1/24 on br0",
+        ],
+    ),
+    (
+        "MTU changed",
+        "ip -n ns2 link set eth0 mtu 1400",
+        &["~ link ns2:eth0: mtu 1400 → 1500"],
+    ),
+    (
+        "MAC changed",
+        "ip link set br0 address 02:00:00:00:aa:bb",
+        &["~ link br0: mac 02:00:00:00:aa:bb → 02:"],
+    ),
+    (
+        "link taken off the bridge",
+        "ip link set veth-ns2 nomaster",
+        &["~ link veth-ns2: master none → br0"],
+    ),
+    (
+        "default route deleted",
+        "ip -n ns1 route del default",
+        &["+ route ns1: default via 10.10.0.1 dev eth0"],
+    ),
+    (
+        "a second default route",
+        "ip -n ns1 route add default via 10.10.0.3 metric 5",
+        &["- route ns1: default via 10.10.0.3 dev eth0 metric 5"],
+    ),
+    (
+        "a blackhole route",
+        "ip -n ns2 route add blackhole 10.10.0.1/32",
+        &["- route ns2: blackhole 10.10.0.1/32"],
+    ),
+    (
+        "arp switched off",
+        "ip -n ns1 link set eth0 arp off",
+        &["~ link ns1:eth0: arp off → on"],
+    ),
+    (
+        "ip_forward off",
+        "sysctl -qw net.ipv4.ip_forward=0",
+        &["~ sysctl net.ipv4.ip_forward: 0 → 1"],
+    ),
+];
+
+/// Drift of nsfw's table and of its accepts in iptables-nft's chains.
+const NFT_DRIFT: &[Drift] = &[
+    (
+        "rule deleted",
+        "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / drop # handle / {print $NF}')",
+        &["+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop"],
+    ),
+    (
+        "rule added by hand",
+        "nft add rule inet nsfw_lab forward tcp dport 22 drop",
+        &["- nft rule inet nsfw_lab forward: tcp dport 22 drop (handle"],
+    ),
+    (
+        "chain policy changed",
+        "nft add chain inet nsfw_lab forward '{ policy drop; }'",
+        &[
+            "~ nft chain inet nsfw_lab forward: type filter hook forward priority filter; policy drop; → type filter hook forward priority filter; policy accept;",
+        ],
+    ),
+    (
+        "table made dormant",
+        "nft add table inet nsfw_lab '{ flags dormant; }'",
+        &["~ nft table inet nsfw_lab"],
+    ),
+    (
+        "a set nsfw did not put there",
+        "nft add set inet nsfw_lab extra '{ type ipv4_addr; }'",
+        &["- nft set inet nsfw_lab extra"],
+    ),
+    (
+        "an element added to one of nsfw's sets",
+        "nft add element inet nsfw_lab bridges '{ \"eth7\" }'",
+        &["- nft element inet nsfw_lab bridges: \"eth7\""],
+    ),
+    (
+        "a chain's type changed",
+        "nft delete chain inet nsfw_lab forward; nft add chain inet nsfw_lab forward '{ type filter hook forward priority 10; policy accept; }'",
+        &["inet nsfw_lab forward"],
+    ),
+    (
+        "DOCKER-USER accept removed",
+        "iptables -D DOCKER-USER -i br0 -m comment --comment nsfw:lab -j ACCEPT",
+        &["+ nft rule ip filter DOCKER-USER: iifname \"br0\" accept comment \"nsfw:lab\""],
+    ),
+    (
+        "all tables gone",
+        "nft flush ruleset",
+        &[
+            "+ nft table inet nsfw_lab",
+            "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != @bridges counter packets 0 bytes 0 masquerade",
+        ],
+    ),
+];
+
 #[test]
 fn every_kind_of_drift_is_named_and_repaired() {
     let sb = Sandbox::new();
     sb.ok("iptables -P FORWARD DROP; iptables -N DOCKER-USER; iptables -A DOCKER-USER -j RETURN; iptables -I FORWARD -j DOCKER-USER");
     let f = sb.file("lab.toml", LAB);
-    let cases: &[(&str, &str, &[&str])] = &[
-        (
-            "missing namespace",
-            "ip netns del ns2",
-            &["+ namespace ns2", "+ veth veth-ns2"],
-        ),
-        (
-            "missing veth",
-            "ip link del veth-ns1",
-            &["+ veth veth-ns1 (on br0) ⇄ ns1:eth0"],
-        ),
-        (
-            "extra veth marked as nsfw's",
-            "ip link add veth-x type veth peer name vx; ip link set veth-x alias nsfw:lab master br0 up",
-            &["- link veth-x (veth)"],
-        ),
-        (
-            "address removed",
-            "ip -n ns1 addr flush dev eth0",
-            &["+ address 10.10.0.2/24 on ns1:eth0"],
-        ),
-        (
-            "address added",
-            "ip -n ns1 addr add 10.10.0.99/24 dev eth0; ip addr add 192.0.2.1/24 dev br0",
-            &[
-                "- address 10.10.0.99/24 on ns1:eth0",
-                "- address 192.0.2.1/24 on br0",
-            ],
-        ),
-        (
-            "MTU changed",
-            "ip -n ns2 link set eth0 mtu 1400",
-            &["~ link ns2:eth0: mtu 1400 → 1500"],
-        ),
-        (
-            "MAC changed",
-            "ip link set br0 address 02:00:00:00:aa:bb",
-            &["~ link br0: mac 02:00:00:00:aa:bb → 02:"],
-        ),
-        (
-            "link taken off the bridge",
-            "ip link set veth-ns2 nomaster",
-            &["~ link veth-ns2: master none → br0"],
-        ),
-        (
-            "default route deleted",
-            "ip -n ns1 route del default",
-            &["+ route ns1: default via 10.10.0.1 dev eth0"],
-        ),
-        (
-            "a second default route",
-            "ip -n ns1 route add default via 10.10.0.3 metric 5",
-            &["- route ns1: default via 10.10.0.3 dev eth0 metric 5"],
-        ),
-        (
-            "a blackhole route",
-            "ip -n ns2 route add blackhole 10.10.0.1/32",
-            &["- route ns2: blackhole 10.10.0.1/32"],
-        ),
-        (
-            "arp switched off",
-            "ip -n ns1 link set eth0 arp off",
-            &["~ link ns1:eth0: arp off → on"],
-        ),
-        (
-            "ip_forward off",
-            "sysctl -qw net.ipv4.ip_forward=0",
-            &["~ sysctl net.ipv4.ip_forward: 0 → 1"],
-        ),
-        (
-            "rule deleted",
-            "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / drop # handle / {print $NF}')",
-            &["+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop"],
-        ),
-        (
-            "rule added by hand",
-            "nft add rule inet nsfw_lab forward tcp dport 22 drop",
-            &["- nft rule inet nsfw_lab forward: tcp dport 22 drop (handle"],
-        ),
-        (
-            "chain policy changed",
-            "nft add chain inet nsfw_lab forward '{ policy drop; }'",
-            &[
-                "~ nft chain inet nsfw_lab forward: type filter hook forward priority filter; policy drop; → type filter hook forward priority filter; policy accept;",
-            ],
-        ),
-        (
-            "table made dormant",
-            "nft add table inet nsfw_lab '{ flags dormant; }'",
-            &["~ nft table inet nsfw_lab"],
-        ),
-        (
-            "a set nsfw did not put there",
-            "nft add set inet nsfw_lab extra '{ type ipv4_addr; }'",
-            &["- nft set inet nsfw_lab extra"],
-        ),
-        (
-            "an element added to one of nsfw's sets",
-            "nft add element inet nsfw_lab bridges '{ \"eth7\" }'",
-            &["- nft element inet nsfw_lab bridges: \"eth7\""],
-        ),
-        (
-            "a chain's type changed",
-            "nft delete chain inet nsfw_lab forward; nft add chain inet nsfw_lab forward '{ type filter hook forward priority 10; policy accept; }'",
-            &["inet nsfw_lab forward"],
-        ),
-        (
-            "DOCKER-USER accept removed",
-            "iptables -D DOCKER-USER -i br0 -m comment --comment nsfw:lab -j ACCEPT",
-            &["+ nft rule ip filter DOCKER-USER: iifname \"br0\" accept comment \"nsfw:lab\""],
-        ),
-        (
-            "all tables gone",
-            "nft flush ruleset",
-            &[
-                "+ nft table inet nsfw_lab",
-                "+ nft rule inet nsfw_lab postrouting: ip saddr 10.10.0.0/24 oifname != @bridges counter packets 0 bytes 0 masquerade",
-            ],
-        ),
-    ];
-    for (what, breakage, expect) in cases {
+    for (what, breakage, expect) in PLUMBING_DRIFT.iter().chain(NFT_DRIFT) {
         drift(&sb, &f, what, breakage, expect);
     }
 }

@@ -22,10 +22,16 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
         clean.contains("nothing on this host stands in the way"),
         "{clean}"
     );
+    other_tables_drop(&sb, &f);
+    iptables_forward_rejects(&sb, &f);
+    legacy_tables(&sb, &f);
+    neighbour_table_too_small(&sb);
+}
 
-    // (a) Another program's inet table: a forward chain whose policy drops.
+/// (a) Another program's inet table: a forward chain whose policy drops.
+fn other_tables_drop(sb: &Sandbox, f: &str) {
     sb.ok("nft add table inet other; nft add chain inet other forward '{ type filter hook forward priority 0; policy drop; }'; nft add rule inet other forward ct state established,related accept");
-    let out = doctor(&sb, &f, 3);
+    let out = doctor(sb, f, 3);
     assert!(
         out.contains("problem: nft chain inet other forward: policy drop drops lab's traffic")
             && out.contains("br0 → the world (new connections)")
@@ -37,16 +43,18 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
     sb.ok("nft delete table inet other");
     // The same drop behind a named set of the lab's subnet: the set's elements count.
     sb.ok("nft add table inet other; nft add set inet other blocked '{ type ipv4_addr; flags interval; elements = { 10.10.0.0/24 } }'; nft add chain inet other forward '{ type filter hook forward priority 0; }'; nft add rule inet other forward ip saddr @blocked drop");
-    let out = doctor(&sb, &f, 3);
+    let out = doctor(sb, f, 3);
     assert!(
         out.contains("nft chain inet other forward: rule `ip saddr @blocked drop`"),
         "{out}"
     );
     sb.ok("nft delete table inet other");
+}
 
-    // (b) iptables' FORWARD ends in REJECT, its policy accept.
+/// (b) iptables' FORWARD ends in REJECT, its policy accept.
+fn iptables_forward_rejects(sb: &Sandbox, f: &str) {
     sb.ok("iptables -A FORWARD -j REJECT");
-    let out = doctor(&sb, &f, 3);
+    let out = doctor(sb, f, 3);
     assert!(
         out.contains("problem: nft chain ip filter FORWARD: rule `reject` (handle")
             && out.contains("rejects lab's traffic")
@@ -56,7 +64,7 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
         "{out}"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&sb.nsfw_code(&["doctor", "--json", &f], 3)).expect("json");
+        serde_json::from_str(&sb.nsfw_code(&["doctor", "--json", f], 3)).expect("json");
     assert_eq!(
         (json["schema"].as_u64(), json["problems"].as_u64()),
         (Some(1), Some(1))
@@ -67,16 +75,18 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
     sb.ok("iptables -F FORWARD");
     // Docker's drop policy is a problem only until apply puts nsfw's accepts in.
     sb.ok("iptables -P FORWARD DROP");
-    let out = doctor(&sb, &f, 3);
+    let out = doctor(sb, f, 3);
     assert!(out.contains("lab's accepts are not in FORWARD"), "{out}");
-    sb.nsfw_code(&["apply", &f], 0);
-    doctor(&sb, &f, 0);
+    sb.nsfw_code(&["apply", f], 0);
+    doctor(sb, f, 0);
     sb.ok("iptables -P FORWARD ACCEPT");
-    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["apply", f], 0);
+}
 
-    // (c) iptables-legacy tables, which nsfw cannot see into.
+/// (c) iptables-legacy tables, which nsfw cannot see into.
+fn legacy_tables(sb: &Sandbox, f: &str) {
     if sb.sh("iptables-legacy -w -L -n").status.success() {
-        let out = doctor(&sb, &f, 3);
+        let out = doctor(sb, f, 3);
         assert!(
             out.contains("warning: iptables-legacy tables filter")
                 && out.contains("iptables-legacy -S"),
@@ -85,9 +95,11 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
     } else {
         eprintln!("skipped (c): iptables-legacy cannot make a table here");
     }
+}
 
-    // (d) More namespaces than the neighbour table holds: a file of 2 entries per namespace
-    // over the host's gc_thresh3 (shared by all namespaces, so read, never changed).
+/// (d) More namespaces than the neighbour table holds: a file of 2 entries per namespace
+/// over the host's gc_thresh3 (shared by all namespaces, so read, never changed).
+fn neighbour_table_too_small(sb: &Sandbox) {
     let ntable = sb.ok("ip ntable show name arp_cache");
     let limit: usize = ntable
         .split_whitespace()
@@ -105,7 +117,7 @@ fn doctor_finds_each_problem_and_nothing_on_a_clean_host() {
         big.push_str(&format!("[namespaces.b{i}]\nbridge = \"bb\"\n"));
     }
     let bf = sb.file("big.toml", &big);
-    let out = doctor(&sb, &bf, 3);
+    let out = doctor(sb, &bf, 3);
     assert!(
         out.contains("problem: sysctl net.ipv4.neigh.default.gc_thresh3")
             && out.contains(&format!("below the {} neighbour entries", 2 * n)),

@@ -191,6 +191,13 @@ fn verify_reports_a_broken_expectation() {
 #[test]
 fn policy_mistakes_are_refused_or_warned_about() {
     let sb = Sandbox::new();
+    mistakes_are_refused(&sb);
+    contradictions_are_warned_about(&sb);
+    allows_that_change_nothing_are_warned_about(&sb);
+}
+
+/// Entries that cannot mean anything: nothing is applied.
+fn mistakes_are_refused(sb: &Sandbox) {
     for (extra, want) in [
         (
             "[[deny]]\nfrom = \"nobody\"\nto = \"a\"\n",
@@ -221,6 +228,11 @@ fn policy_mistakes_are_refused_or_warned_about() {
         );
     }
     assert!(sb.netns().is_empty());
+}
+
+/// An allow and a deny of the same traffic (the deny wins), and a bridge whose egress deny
+/// leaves it nothing.
+fn contradictions_are_warned_about(sb: &Sandbox) {
     let f = sb.file(
         "p.toml",
         &two_bridges(
@@ -248,8 +260,11 @@ fn policy_mistakes_are_refused_or_warned_about() {
         "{}",
         show(&o)
     );
-    // Allows that can change nothing: the world to itself, a namespace to itself, a bridge
-    // that is not isolated to itself. An isolated bridge to itself is what reopens it.
+}
+
+/// Allows that can change nothing: the world to itself, a namespace to itself, a bridge
+/// that is not isolated to itself. An isolated bridge to itself is what reopens it.
+fn allows_that_change_nothing_are_warned_about(sb: &Sandbox) {
     for (extra, want) in [
         (
             "[[allow]]\nfrom = \"world\"\nto = \"world\"\n",

@@ -17,18 +17,48 @@ fn too_many_ports() -> String {
 }
 
 /// (what, file text, pieces the error output must contain)
-fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+type Case = (&'static str, String, Vec<&'static str>);
+
+/// Every bad file the test tries.
+fn cases() -> Vec<Case> {
+    [syntax_cases(), address_cases(), name_cases(), limit_cases()].concat()
+}
+
+/// Files that are not TOML, or hold keys nsfw does not know.
+fn syntax_cases() -> Vec<Case> {
     vec![
         ("empty file", String::new(), vec!["empty"]),
-        ("syntax error", "name = \"v\"\n[bridges.br0\n".into(), vec![":2:", "not valid TOML"]),
-        ("unknown top key", format!("{BR}colour = \"red\"\n"), vec!["colour = \"red\"", "unknown key"]),
-        ("unknown bridge key", format!("{BR}stp = true\n"), vec!["bridges.br0.stp = true", "unknown key"]),
+        (
+            "syntax error",
+            "name = \"v\"\n[bridges.br0\n".into(),
+            vec![":2:", "not valid TOML"],
+        ),
+        (
+            "unknown top key",
+            format!("{BR}colour = \"red\"\n"),
+            vec!["colour = \"red\"", "unknown key"],
+        ),
+        (
+            "unknown bridge key",
+            format!("{BR}stp = true\n"),
+            vec!["bridges.br0.stp = true", "unknown key"],
+        ),
         (
             "unknown namespace key",
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\nvlan = 3\n"),
             vec!["namespaces.a.vlan = 3", "unknown key"],
         ),
-        ("undefined bridge", format!("{BR}[namespaces.a]\nbridge = \"br9\"\n"), vec!["namespaces.a.bridge = \"br9\"", "no such bridge"]),
+    ]
+}
+
+/// Addresses, subnets and bridges that cannot be.
+fn address_cases() -> Vec<Case> {
+    vec![
+        (
+            "undefined bridge",
+            format!("{BR}[namespaces.a]\nbridge = \"br9\"\n"),
+            vec!["namespaces.a.bridge = \"br9\"", "no such bridge"],
+        ),
         (
             "address outside subnet",
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.20.0.2/24\"\n"),
@@ -42,7 +72,10 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "broadcast address",
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.255/24\"\n"),
-            vec!["namespaces.a.address = \"10.10.0.255/24\"", "broadcast address"],
+            vec![
+                "namespaces.a.address = \"10.10.0.255/24\"",
+                "broadcast address",
+            ],
         ),
         (
             "gateway address reused",
@@ -51,17 +84,43 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ),
         (
             "address used twice",
-            format!("{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n[namespaces.b]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n"),
-            vec!["namespaces.b.address = \"10.10.0.5\"", "already namespace a"],
+            format!(
+                "{BR}[namespaces.a]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n[namespaces.b]\nbridge = \"br0\"\naddress = \"10.10.0.5\"\n"
+            ),
+            vec![
+                "namespaces.b.address = \"10.10.0.5\"",
+                "already namespace a",
+            ],
         ),
         (
             "overlapping subnets",
             format!("{BR}[bridges.br1]\naddress = \"10.10.0.129/25\"\n"),
             vec!["bridges.br1.address = \"10.10.0.129/25\"", "overlaps"],
         ),
-        ("invalid CIDR", "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.300/24\"\n".into(), vec!["bridges.br0.address = \"10.10.0.300/24\"", "not an IPv4 address"]),
-        ("bad prefix", "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/33\"\n".into(), vec!["bridges.br0.address = \"10.10.0.1/33\"", "prefix"]),
-        ("invalid MAC", format!("{BR}mac = \"02:00:00:00:zz:01\"\n"), vec!["bridges.br0.mac = \"02:00:00:00:zz:01\"", "not a MAC"]),
+        (
+            "invalid CIDR",
+            "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.300/24\"\n".into(),
+            vec![
+                "bridges.br0.address = \"10.10.0.300/24\"",
+                "not an IPv4 address",
+            ],
+        ),
+        (
+            "bad prefix",
+            "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/33\"\n".into(),
+            vec!["bridges.br0.address = \"10.10.0.1/33\"", "prefix"],
+        ),
+    ]
+}
+
+/// MACs and names the kernel would refuse.
+fn name_cases() -> Vec<Case> {
+    vec![
+        (
+            "invalid MAC",
+            format!("{BR}mac = \"02:00:00:00:zz:01\"\n"),
+            vec!["bridges.br0.mac = \"02:00:00:00:zz:01\"", "not a MAC"],
+        ),
         (
             "multicast MAC",
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmac = \"01:00:5e:00:00:01\"\n"),
@@ -70,7 +129,10 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "interface name too long",
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\nifname = \"averyveryverylongname\"\n"),
-            vec!["namespaces.a.ifname = \"averyveryverylongname\"", "15 bytes"],
+            vec![
+                "namespaces.a.ifname = \"averyveryverylongname\"",
+                "15 bytes",
+            ],
         ),
         (
             "interface name with slash",
@@ -87,16 +149,47 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             format!("{BR}[namespaces.a]\nbridge = \"br0\"\nifname = \"eth 0\"\n"),
             vec!["namespaces.a.ifname = \"eth 0\"", "cannot contain"],
         ),
-        ("bridge name too long", "name = \"v\"\n[bridges.bridge-number-one]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.bridge-number-one", "15 bytes"]),
+        (
+            "bridge name too long",
+            "name = \"v\"\n[bridges.bridge-number-one]\naddress = \"10.1.0.1/24\"\n".into(),
+            vec!["bridges.bridge-number-one", "15 bytes"],
+        ),
         (
             "one host-side name given twice",
-            format!("{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n[namespaces.b]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n"),
-            vec!["namespaces.b.host_ifname = \"hx\"", "already has this interface name"],
+            format!(
+                "{BR}[namespaces.a]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n[namespaces.b]\nbridge = \"br0\"\nhost_ifname = \"hx\"\n"
+            ),
+            vec![
+                "namespaces.b.host_ifname = \"hx\"",
+                "already has this interface name",
+            ],
         ),
-        ("namespace named ..", format!("{BR}[namespaces.\"..\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"..\"", "`..`"]),
-        ("namespace named .", format!("{BR}[namespaces.\".\"]\nbridge = \"br0\"\n"), vec!["namespaces.\".\"", "`.`"]),
-        ("empty namespace name", format!("{BR}[namespaces.\"\"]\nbridge = \"br0\"\n"), vec!["cannot be empty"]),
-        ("namespace name with slash", format!("{BR}[namespaces.\"a/b\"]\nbridge = \"br0\"\n"), vec!["namespaces.\"a/b\"", "no `/`"]),
+        (
+            "namespace named ..",
+            format!("{BR}[namespaces.\"..\"]\nbridge = \"br0\"\n"),
+            vec!["namespaces.\"..\"", "`..`"],
+        ),
+        (
+            "namespace named .",
+            format!("{BR}[namespaces.\".\"]\nbridge = \"br0\"\n"),
+            vec!["namespaces.\".\"", "`.`"],
+        ),
+        (
+            "empty namespace name",
+            format!("{BR}[namespaces.\"\"]\nbridge = \"br0\"\n"),
+            vec!["cannot be empty"],
+        ),
+        (
+            "namespace name with slash",
+            format!("{BR}[namespaces.\"a/b\"]\nbridge = \"br0\"\n"),
+            vec!["namespaces.\"a/b\"", "no `/`"],
+        ),
+    ]
+}
+
+/// MTUs, special addresses, sizes and counts out of range; names the file needs.
+fn limit_cases() -> Vec<Case> {
+    vec![
         ("MTU too small", format!("{BR}mtu = 67\n"), vec!["bridges.br0.mtu = 67", "68-65535"]),
         ("MTU too large", format!("{BR}[namespaces.a]\nbridge = \"br0\"\nmtu = 65536\n"), vec!["namespaces.a.mtu = 65536", "68-65535"]),
         ("bridge name is a template", "name = \"v\"\n[bridges.\"br%d\"]\naddress = \"10.1.0.1/24\"\n".into(), vec!["bridges.\"br%d\"", "template"]),

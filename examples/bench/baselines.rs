@@ -147,6 +147,13 @@ link set lo up\nlink set eth0 up\nlink set eth1 up\nroute add default via 10.99.
     }
     std::fs::write(dir.join("host.batch"), host)?;
     std::fs::write(dir.join("teardown.batch"), down)?;
+    routed_nft(dir, routers)?;
+    Ok((0..routers).map(|r| format!("r{r}")).collect())
+}
+
+/// The routed lab's `host.nft`: nsfw's judge, by hand: stateful, open within a bridge and out,
+/// nothing new in; the segments' bridged traffic in a conntrack zone of its own, as nsfw does.
+fn routed_nft(dir: &Path, routers: usize) -> Res<()> {
     let segs = (0..routers)
         .map(|r| format!("10.{}.0.0/24", 100 + r))
         .collect::<Vec<_>>()
@@ -163,8 +170,6 @@ link set lo up\nlink set eth0 up\nlink set eth1 up\nroute add default via 10.99.
         .map(|r| format!("\"seg{r}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    // nsfw's judge, by hand: stateful, open within a bridge and out, nothing new in; the
-    // segments' bridged traffic in a conntrack zone of its own, as nsfw does.
     std::fs::write(
         dir.join("host.nft"),
         format!(
@@ -193,5 +198,5 @@ link set lo up\nlink set eth0 up\nlink set eth1 up\nroute add default via 10.99.
 "
         ),
     )?;
-    Ok((0..routers).map(|r| format!("r{r}")).collect())
+    Ok(())
 }
