@@ -14,7 +14,7 @@ use crate::topology::Topology;
 use nft::socket::NftSocket;
 
 /// What one topology (or a flush) wants, and whose objects it may touch.
-pub(crate) struct Target<'a> {
+pub struct Target<'a> {
     pub desired: Desired,
     pub who: Owner<'a>,
     /// The topology, for the firewall (None: a flush).
@@ -22,7 +22,7 @@ pub(crate) struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    pub(crate) fn apply(t: &'a Topology) -> Target<'a> {
+    pub fn apply(t: &'a Topology) -> Target<'a> {
         Target {
             desired: compile(t),
             who: Owner::Topology(&t.name),
@@ -31,7 +31,7 @@ impl<'a> Target<'a> {
     }
 
     /// Nothing wanted: everything `who` owns goes.
-    pub(crate) fn flush(who: Owner<'a>) -> Target<'a> {
+    pub fn flush(who: Owner<'a>) -> Target<'a> {
         let name = match who {
             Owner::Topology(n) => n.to_string(),
             Owner::All => String::new(),
@@ -50,7 +50,7 @@ impl<'a> Target<'a> {
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
 /// leftovers the record names) whole; nftables.
-pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
+pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
     let t0 = std::time::Instant::now();
     // The links and the host's ruleset are unrelated reads, each mostly waiting on the
     // kernel: the plumbing's workers visit the namespaces while this thread reads nftables.
@@ -135,7 +135,7 @@ fn observe_ns_tables(tg: &Target, o: &Observed, s: &mut firewall::NftState) -> R
 }
 
 /// The whole plan: plumbing and the nftables batch.
-pub(crate) fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
+pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
     let mut p = plan::plan(&tg.desired, o, rec, tg.who);
     // Impairments the kernel cannot make would stop the run half-way: refused up front.
     let impaired: Vec<String> = p
@@ -191,7 +191,7 @@ fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
 /// makes stale) after the removals when applying, after everything when flushing; the routing
 /// namespaces' batches. `done` hears of each change as it is made. The record is brought up
 /// to date at the end.
-pub(crate) fn carry_out(
+pub fn carry_out(
     tg: &Target,
     p: &Plan,
     o: &Observed,
@@ -275,7 +275,7 @@ pub(crate) fn carry_out(
 }
 
 /// The outcome of a converging run.
-pub(crate) struct Outcome {
+pub struct Outcome {
     /// Changes made.
     pub changes: usize,
     /// The plan that was carried out.
@@ -284,7 +284,7 @@ pub(crate) struct Outcome {
 
 /// Observes, plans, carries the plan out and observes again: anything still pending is an
 /// error. Conflicts stop the run before anything changes.
-pub(crate) fn converge(
+pub fn converge(
     tg: &Target,
     lock: &Lock,
     done: &mut dyn FnMut(String),
