@@ -40,6 +40,8 @@ pub(crate) struct Published {
     pub address: IpAddr,
     pub port: u16,
     pub namespace: Option<String>,
+    /// Connections translated to it (its map elements' counters; 0 in a table without them).
+    pub connections: u64,
 }
 
 /// Packets and bytes.
@@ -71,6 +73,15 @@ pub(crate) struct Chain {
     pub rules: Vec<(String, &'static str, Count)>,
 }
 
+/// Packets the table dropped that came from or were for one namespace (the counted sets of
+/// `firewall::account`), summed over its addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NsDrops {
+    pub namespace: String,
+    pub from: Count,
+    pub to: Count,
+}
+
 /// One topology as the host holds it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Topology {
@@ -81,6 +92,8 @@ pub(crate) struct Topology {
     pub namespaces: Vec<(String, Vec<Iface>)>,
     pub published: Vec<Published>,
     pub chains: Vec<Chain>,
+    /// Drops per namespace (namespaces with none are listed too, with zeros).
+    pub namespace_drops: Vec<NsDrops>,
     /// With FILE: whether the host matches it (None: not compared).
     pub in_sync: Option<bool>,
 }
@@ -107,6 +120,8 @@ fn action(r: &Rule) -> &'static str {
     match r.stmts.last() {
         Some(Stmt::Verdict(Verdict::Accept)) => "accept",
         Some(Stmt::Verdict(Verdict::Drop)) | Some(Stmt::Reject(_)) => "drop",
+        // A drop counted per namespace on its way (firewall::account).
+        Some(Stmt::Verdict(Verdict::Goto(c))) if c == crate::firewall::account::DROPPED => "drop",
         Some(Stmt::Masquerade(_) | Stmt::Nat(_) | Stmt::Redirect(_)) => "translate",
         _ => "count",
     }
@@ -160,6 +175,13 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
         let Some(set) = table.set(name) else {
             continue;
         };
+        let counts = d.element_counters(name).unwrap_or_default();
+        let count_of = |e: &nft::Element| {
+            counts
+                .iter()
+                .find(|(k, _)| k.key == e.key)
+                .map_or(0, |(_, c)| c.packets)
+        };
         // A table read back keeps its elements in kernel form, apart from the declaration.
         let elements = match d.elements.get(name) {
             Some(k) => nft::canon::decode_all(set, k).unwrap_or_default(),
@@ -196,6 +218,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
                     address: to,
                     port: to_port,
                     namespace: owner(to),
+                    connections: count_of(e),
                 });
             }
         }
@@ -213,12 +236,37 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
                 && u32::from(p.port) == u32::from(last.port) + offset
             {
                 last.host_ports.1 = p.host_ports.0;
+                last.connections += p.connections;
                 continue;
             }
         }
         out.push(p);
     }
     out
+}
+
+/// The drops of each namespace, from the counted sets (addresses to namespaces by `owner`).
+fn namespace_drops(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<NsDrops> {
+    use crate::firewall::account::{FROM4, FROM6, TO4, TO6};
+    let mut by: BTreeMap<String, NsDrops> = BTreeMap::new();
+    for (set, from) in [(FROM4, true), (TO4, false), (FROM6, true), (TO6, false)] {
+        for (e, c) in d.element_counters(set).unwrap_or_default() {
+            let Some(ns) = e.key.first().and_then(|v| match v {
+                Value::Ipv4(a) => owner(IpAddr::V4(*a)),
+                Value::Ipv6(a) => owner(IpAddr::V6(*a)),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let n = by.entry(ns.clone()).or_insert_with(|| NsDrops {
+                namespace: ns,
+                ..Default::default()
+            });
+            let k = if from { &mut n.from } else { &mut n.to };
+            k.add(c.packets, c.bytes);
+        }
+    }
+    by.into_values().collect()
 }
 
 /// Every topology the host holds marks of.
@@ -281,6 +329,7 @@ pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
             t.table = Some(format!("inet {table}"));
             t.chains = counters(d);
             t.published = published(d, &|a| holder.get(&a).cloned());
+            t.namespace_drops = namespace_drops(d, &|a| holder.get(&a).cloned());
         }
         out.push(t);
     }
@@ -351,9 +400,21 @@ impl fmt::Display for Topology {
             };
             writeln!(
                 f,
-                "  published {}/{} → {to}",
+                "  published {}/{} → {to} ({} connection(s))",
                 host_side(p),
-                proto_name(p.proto)
+                proto_name(p.proto),
+                p.connections
+            )?;
+        }
+        for d in self
+            .namespace_drops
+            .iter()
+            .filter(|d| d.from.packets + d.to.packets > 0)
+        {
+            writeln!(
+                f,
+                "  dropped {}: {} packets from it, {} packets to it",
+                d.namespace, d.from.packets, d.to.packets
             )?;
         }
         match &self.table {
@@ -415,6 +476,12 @@ pub(crate) fn to_json(ts: &[Topology]) -> J {
                     "namespace": p.namespace,
                     "address": p.address.to_string(),
                     "port": p.port,
+                    "connections": p.connections,
+                })).collect::<Vec<_>>(),
+                "namespace_drops": t.namespace_drops.iter().map(|d| json!({
+                    "namespace": d.namespace,
+                    "from": d.from.json(),
+                    "to": d.to.json(),
                 })).collect::<Vec<_>>(),
                 "chains": t.chains.iter().map(|c| json!({
                     "name": c.name,

@@ -117,8 +117,10 @@ const PLUMBING_DRIFT: &[Drift] = &[
 const NFT_DRIFT: &[Drift] = &[
     (
         "rule deleted",
-        "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / drop # handle / {print $NF}')",
-        &["+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop"],
+        "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / goto dropped # handle / {print $NF}')",
+        &[
+            "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto dropped",
+        ],
     ),
     (
         "rule added by hand",
@@ -304,7 +306,7 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
         "+ route ns2: default via 10.10.0.1",
         "~ sysctl net.ipv4.ip_forward: 0 → 1",
         "+ nft table inet nsfw_lab",
-        "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 drop",
+        "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto dropped",
     ] {
         assert!(fresh.contains(e), "missing {e:?}:\n{fresh}");
     }

@@ -3,6 +3,7 @@
 //! iptables-nft's `filter` table when its FORWARD policy would drop nsfw's traffic (Docker).
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
+pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;

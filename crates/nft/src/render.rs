@@ -477,6 +477,9 @@ impl Set {
         if let Some(t) = self.timeout {
             let _ = writeln!(s, "\t\ttimeout {}", duration(t));
         }
+        if self.flags.counter {
+            s.push_str("\t\tcounter\n");
+        }
         if let Some(c) = &self.comment {
             let _ = writeln!(s, "\t\tcomment \"{c}\"");
         }

@@ -8,6 +8,7 @@ use nftnl::nftnl_sys as sys;
 
 use super::{Batch, ELEMS_BUDGET, alloc, cstr};
 use crate::elems::{KData, KElem, to_kernel};
+use crate::expr::{Counter, Raw};
 use crate::ir::*;
 use crate::types::{NFT_DATA_VERDICT, concat_len, concat_type};
 use crate::udata;
@@ -142,6 +143,17 @@ impl Batch {
                         ud.as_ptr().cast(),
                         ud.len() as u32,
                     );
+                    if s.flags.counter {
+                        // NFTA_SET_EXPR: the kernel clones it into every element added.
+                        let c = Raw::Counter(Counter::default()).to_nftnl();
+                        match c {
+                            Ok(c) => sys::nftnl_set_add_expr(o, c.into_raw()),
+                            Err(e) => {
+                                sys::nftnl_set_free(o);
+                                return Err(e);
+                            }
+                        }
+                    }
                     sys::nftnl_set_nlmsg_build_payload(h, o);
                     sys::nftnl_set_free(o);
                 }

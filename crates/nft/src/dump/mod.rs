@@ -11,14 +11,15 @@ use std::ffi::CString;
 use anyhow::{Result, anyhow};
 use nftnl::nftnl_sys as sys;
 
-use super::canon::{canonical, decode_all};
+use super::canon::{canonical, decode, decode_all};
 use super::elems::{KElem, to_kernel};
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
 pub use parse::{ChainInfo, ObjInfo, RawRule, TableInfo};
 use parse::{
-    ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
+    CountedElem, ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set,
+    parse_table,
 };
 
 /// A decoded rule of some chain, with its handle.
@@ -51,6 +52,9 @@ pub struct Dumped {
     /// Named stateful objects in the table (`counter X`, `quota Y`, ...): nsfw declares none,
     /// so each is someone else's addition, shown by the diff and removed with the table.
     pub objects: Vec<ObjInfo>,
+    /// The counter of each element of the sets declared with `counter`, by set: the element
+    /// as the kernel listed it (before `canon`) and its count. The diff never looks at them.
+    pub counters: BTreeMap<String, Vec<(KElem, Counter)>>,
 }
 
 impl Dumped {
@@ -72,6 +76,14 @@ impl Dumped {
         })
     }
 
+    /// The elements of set `name` (declared with `counter`) decoded, each with its count.
+    pub fn element_counters(&self, name: &str) -> Result<Vec<(Element, Counter)>, String> {
+        let (Some(set), Some(ks)) = (self.table.set(name), self.counters.get(name)) else {
+            return Ok(Vec::new());
+        };
+        ks.iter().map(|(k, c)| Ok((decode(set, k)?, *c))).collect()
+    }
+
     /// The table with the elements of its sets decoded.
     pub fn decoded(&self) -> Result<Table, String> {
         let mut t = self.table.clone();
@@ -90,6 +102,8 @@ struct ReadSet {
     set: Set,
     anonymous: bool,
     kelems: Vec<KElem>,
+    /// Each element's counter, when the set has `counter`.
+    counters: Vec<(KElem, Counter)>,
 }
 
 fn unreadable_set(name: &str, why: &str) -> String {
@@ -239,17 +253,26 @@ impl NftSocket {
         let mut unreadable = Vec::new();
         for l in listed.into_iter().filter(|l| l.table == table) {
             let read = l.decl.and_then(|set| {
-                let kelems: Vec<KElem> = self
+                let listed: Vec<CountedElem> = self
                     .elements(family, table, &set.name)
                     .map_err(|e| format!("{e:#}"))?
                     .into_iter()
                     .flatten()
                     .collect();
-                let kelems = canonical(&set, kelems)?;
+                let counters = if set.flags.counter {
+                    listed
+                        .iter()
+                        .filter_map(|(k, c)| c.map(|c| (k.clone(), c)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let kelems = canonical(&set, listed.into_iter().map(|(k, _)| k).collect())?;
                 Ok(ReadSet {
                     set,
                     anonymous: l.anonymous,
                     kelems,
+                    counters,
                 })
             });
             match read {
@@ -260,7 +283,12 @@ impl NftSocket {
         Ok((out, unreadable))
     }
 
-    fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
+    fn elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<Vec<CountedElem>>> {
         let t = cname(table, "table")?;
         let s = cname(set, "set")?;
         self.dump(
@@ -305,6 +333,7 @@ impl NftSocket {
         let mut every = Vec::with_capacity(all_sets.len());
         let mut sets = Vec::new();
         let mut elements = BTreeMap::new();
+        let mut counters = BTreeMap::new();
         for r in all_sets {
             if r.anonymous || is_anonymous(&r.set.name) {
                 match decode_all(&r.set, &r.kelems) {
@@ -316,6 +345,9 @@ impl NftSocket {
                 }
             } else {
                 every.push(r.set.clone());
+                if r.set.flags.counter {
+                    counters.insert(r.set.name.clone(), r.counters);
+                }
                 elements.insert(r.set.name.clone(), r.kelems);
                 sets.push(r.set);
             }
@@ -362,6 +394,7 @@ impl NftSocket {
             handles,
             unreadable,
             objects: self.objects(family, name)?,
+            counters,
         })
     }
 

@@ -205,6 +205,42 @@ pub(super) fn parse_rule(nlh: *const libc::nlmsghdr) -> Result<Option<RawRule>> 
     )
 }
 
+/// Collects the expressions libnftnl's foreach hands over (a set's or an element's).
+unsafe extern "C" fn collect_expr(e: *mut sys::nftnl_expr, data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the Vec the caller passed, alive for the whole foreach; `e` is live.
+    unsafe {
+        let v = &mut *data.cast::<Vec<Raw>>();
+        v.push(Raw::from_nftnl(e));
+    }
+    0
+}
+
+/// The stateful expressions of a set's declaration (NFTA_SET_EXPR/EXPRESSIONS).
+unsafe fn set_exprs(s: *const sys::nftnl_set) -> Vec<Raw> {
+    let mut v: Vec<Raw> = Vec::new();
+    // SAFETY: the set is live; the callback only pushes into `v`.
+    unsafe {
+        sys::nftnl_set_expr_foreach(s, Some(collect_expr), (&mut v as *mut Vec<Raw>).cast());
+    }
+    v
+}
+
+/// An element's counter (the one its set's `counter` gave it), if it has one.
+unsafe fn elem_counter(e: *mut sys::nftnl_set_elem) -> Option<Counter> {
+    let mut v: Vec<Raw> = Vec::new();
+    // SAFETY: the element is live; the callback only pushes into `v`.
+    unsafe {
+        sys::nftnl_set_elem_expr_foreach(e, Some(collect_expr), (&mut v as *mut Vec<Raw>).cast());
+    }
+    v.into_iter().find_map(|r| match r {
+        Raw::Counter(c) => Some(Counter {
+            packets: c.packets.unwrap_or(0),
+            bytes: c.bytes.unwrap_or(0),
+        }),
+        _ => None,
+    })
+}
+
 /// A set as listed: its table, name, whether it is anonymous, and its declaration (no
 /// elements yet) or why nsfw cannot read it.
 pub(super) struct ListedSet {
@@ -253,6 +289,16 @@ pub(super) fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>>
             let timeout = sys::nftnl_set_is_set(s, sys::NFTNL_SET_TIMEOUT as u16)
                 .then(|| sys::nftnl_set_get_u64(s, sys::NFTNL_SET_TIMEOUT as u16))
                 .filter(|t| *t != 0);
+            // A `counter` in the declaration is the one stateful expression nsfw reads.
+            let exprs: Vec<String> = set_exprs(s).iter().map(|r| r.name().to_string()).collect();
+            let counter = match exprs.as_slice() {
+                [] => false,
+                [c] if c == "counter" => true,
+                _ => {
+                    let what = format!("elements carrying {}", exprs.join(", "));
+                    return Ok(Some(listed(Err(what))));
+                }
+            };
             let mut len = 0u32;
             let ud = bytes_at(
                 sys::nftnl_set_get_data(s, sys::NFTNL_SET_USERDATA as u16, &mut len),
@@ -266,6 +312,7 @@ pub(super) fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>>
                     constant: flags & 2 != 0,
                     interval: flags & 4 != 0,
                     timeout: flags & 0x10 != 0,
+                    counter,
                 },
                 timeout,
                 comment: comment_of(ud, udata::set::COMMENT),
@@ -276,7 +323,11 @@ pub(super) fn parse_set(nlh: *const libc::nlmsghdr) -> Result<Option<ListedSet>>
     )
 }
 
-pub(super) fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem>>> {
+/// An element as listed, with its counter when its set gives it one.
+pub(super) type CountedElem = (KElem, Option<Counter>);
+
+/// The elements of one message, each with its counter when it has one.
+pub(super) fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<CountedElem>>> {
     parse_with!(
         nftnl_set_alloc,
         nftnl_set_elems_nlmsg_parse,
@@ -317,18 +368,22 @@ pub(super) fn parse_elems(nlh: *const libc::nlmsghdr) -> Result<Option<Vec<KElem
                 } else {
                     get(sys::NFTNL_SET_ELEM_DATA).map(KData::Value)
                 };
-                out.push(KElem {
-                    key: get(sys::NFTNL_SET_ELEM_KEY).unwrap_or_default(),
-                    key_end: get(sys::NFTNL_SET_ELEM_KEY_END),
-                    end: is(sys::NFTNL_SET_ELEM_FLAGS)
-                        && sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16) & 1
-                            != 0,
-                    data,
-                    timeout: is(sys::NFTNL_SET_ELEM_TIMEOUT).then(|| {
-                        sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16)
-                    }),
-                    comment: comment_of(get(sys::NFTNL_SET_ELEM_USERDATA), udata::COMMENT),
-                });
+                let counter = elem_counter(e);
+                out.push((
+                    KElem {
+                        key: get(sys::NFTNL_SET_ELEM_KEY).unwrap_or_default(),
+                        key_end: get(sys::NFTNL_SET_ELEM_KEY_END),
+                        end: is(sys::NFTNL_SET_ELEM_FLAGS)
+                            && sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16) & 1
+                                != 0,
+                        data,
+                        timeout: is(sys::NFTNL_SET_ELEM_TIMEOUT).then(|| {
+                            sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16)
+                        }),
+                        comment: comment_of(get(sys::NFTNL_SET_ELEM_USERDATA), udata::COMMENT),
+                    },
+                    counter,
+                ));
             }
             sys::nftnl_set_elems_iter_destroy(it);
             Ok(Some(out))
