@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const WATCH_FILE_HELP: &str = "Topology file, read again at every check [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; not standard input]";
 const FILE_HELP: &str = "Topology file [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; - reads standard input]";
@@ -29,6 +29,46 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// What `nsfw graph` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// One standalone SVG file (no script, no fetches).
+    Svg,
+    /// Graphviz's dot language (`dot -Tpng` draws it).
+    Dot,
+    /// A Mermaid flowchart (Markdown viewers that render Mermaid draw it).
+    Mermaid,
+}
+
+/// What `nsfw status` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// Metrics for Prometheus: the text exposition format node_exporter's textfile collector
+    /// reads.
+    Openmetrics,
+}
+
+/// `nsfw graph`'s arguments.
+#[derive(Args)]
+pub struct GraphArgs {
+    #[arg(help = FILE_HELP)]
+    pub file: Option<PathBuf>,
+    /// svg, dot or mermaid.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Svg, value_name = "FORMAT")]
+    pub format: GraphFormat,
+    /// Overlay the kernel's state (root): drift in red with the reason, counters.
+    #[arg(long, conflicts_with = "no_live")]
+    pub live: bool,
+    /// Draw FILE alone, even as root where the topology is applied.
+    #[arg(long)]
+    pub no_live: bool,
+    /// Write the picture to PATH instead of standard output.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -120,15 +160,24 @@ pub enum Cmd {
     /// What nsfw owns on this host, per topology: namespaces, addresses, ports, counters.
     #[command(
         long_about = "List every nsfw topology on this host, found by nsfw's marks (no file needed): its bridges, namespaces with their interfaces and addresses, the ports it publishes, and the packets its nftables table accepted, dropped and masqueraded per chain. With FILE, also whether the host matches that file, as `nsfw diff` would say. Changes nothing; waits while another nsfw changes the host.",
-        after_help = "FILE: optional, no default (without it nothing is compared).\n\nExit status: 0 (with FILE: in sync), 2 with FILE: the host differs from it, 1 error.\n\nExamples:\n  nsfw status\n  nsfw status --json /etc/nsfw/nsfw.toml"
+        after_help = "FILE: optional, no default (without it nothing is compared).\n\nExit status: 0 (with FILE: in sync), 2 with FILE: the host differs from it, 1 error.\n\nExamples:\n  nsfw status\n  nsfw status --json /etc/nsfw/nsfw.toml\n  nsfw status --format openmetrics > /var/lib/prometheus/node-exporter/nsfw.prom"
     )]
     Status {
         /// Topology file to compare the host with [default: none; `-` reads standard input]
         file: Option<PathBuf>,
-        /// Print the topologies as JSON (docs/json.md).
+        /// Print the topologies as JSON (docs/json.md); the same as --format json.
         #[arg(long)]
         json: bool,
+        /// text, json, or openmetrics: the counters as metrics (README.md: Monitoring).
+        #[arg(long, value_enum, conflicts_with = "json", value_name = "FORMAT")]
+        format: Option<StatusFormat>,
     },
+    /// Draw the topology: SVG, Graphviz dot or Mermaid; live, the kernel's state over it.
+    #[command(
+        long_about = "Draw the topology of FILE: the host and the world, each bridge as a segment with its subnets (L2-only marked), the namespaces on it with their interfaces and addresses, routers between segments with their routes and NAT, physical ports, published ports (host address:port -> namespace:port), and the policy as labelled edges grouped by source. The SVG (the default) is one standalone file, laid out by nsfw itself, no wider than 1400 pixels: segments wrap into rows. With --live (needs root) the kernel's state goes over it: what differs from FILE in red with the reason (the plan `nsfw diff` prints), and the counters of `nsfw status` as labels; as root, that is the default when the topology is on the host. Without root, or with --no-live, FILE alone.",
+        after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw graph rulesets/router.toml > router.svg\n  nsfw graph --format dot rulesets/lab.toml | dot -Tpng > lab.png\n  sudo nsfw graph --live -o /tmp/lab.svg /etc/nsfw/lab.toml"
+    )]
+    Graph(GraphArgs),
     /// Find what on this host will break or weaken the topology.
     #[command(
         long_about = "Read the host and report each thing that breaks or weakens the topology of FILE, with the object at fault and the fix: other nftables tables (iptables-nft's too) whose base chains drop or reject its traffic, by policy or by a rule matching its interfaces or subnets, which an accept in nsfw's table cannot override; iptables-legacy tables; forwarding and br_netfilter; the neighbour table's gc_thresh3 against the number of namespaces; forwarding between the host's other interfaces; routes overlapping its subnets; processes listening on its published ports. Changes nothing.",
@@ -143,8 +192,8 @@ pub enum Cmd {
     },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(
-        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After more than --max-repairs repairs in a minute it stops repairing for --pause seconds (longer each time it has to), says so, and keeps listening. Holds the lock only while checking or repairing. SIGINT or SIGTERM stops it.",
-        after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root).\n\nExample:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)"
+        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After more than --max-repairs repairs in a minute it stops repairing for --pause seconds (longer each time it has to), says so, and keeps listening. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, back-offs). SIGINT or SIGTERM stops it.",
+        after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root, --metrics address refused or taken).\n\nExamples:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)\n  nsfw watch --metrics 127.0.0.1:9842 /etc/nsfw/nsfw.toml"
     )]
     Watch {
         #[arg(help = WATCH_FILE_HELP)]
@@ -156,6 +205,13 @@ pub enum Cmd {
         /// twice as long, up to ten minutes).
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         pause: u64,
+        /// Serve metrics (those of `nsfw status --format openmetrics` and watch's own) on
+        /// GET /metrics at ADDR:PORT; a loopback address unless --metrics-public.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<String>,
+        /// Let --metrics listen on an address other hosts can reach.
+        #[arg(long, requires = "metrics")]
+        metrics_public: bool,
     },
     /// Run a command in a namespace, with its resolv.conf.
     #[command(
@@ -210,7 +266,10 @@ pub enum Cmd {
 /// The top-level help's command list, by what a command is for.
 const GROUPS: &[(&str, &[&str])] = &[
     ("Build", &["apply", "flush"]),
-    ("Inspect", &["diff", "show", "status", "verify", "doctor"]),
+    (
+        "Inspect",
+        &["diff", "show", "status", "graph", "verify", "doctor"],
+    ),
     ("Run", &["try", "exec", "watch", "systemd"]),
     ("Shell", &["completions", "man"]),
 ];

@@ -26,6 +26,8 @@ mod doctor;
 #[allow(unreachable_pub)]
 mod engine;
 mod firewall;
+mod graph;
+mod metrics;
 mod netem;
 mod netlink;
 mod paths;

@@ -61,13 +61,16 @@ fn main() -> ExitCode {
             commands::flush(what, !no_wait)
         }
         Cmd::Show { file, json } => commands::show(file, json),
-        Cmd::Status { file, json } => commands::status(file, json),
+        Cmd::Status { file, json, format } => commands::status(file, json, format),
+        Cmd::Graph(a) => commands::graph(a),
         Cmd::Doctor { file, json } => commands::doctor(file, json),
         Cmd::Watch {
             file,
             max_repairs,
             pause,
-        } => commands::watch(file, max_repairs, pause),
+            metrics,
+            metrics_public,
+        } => commands::watch(file, max_repairs, pause, metrics, metrics_public),
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
         Cmd::Exec { ns, command } => commands::exec(ns, command),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::cli::StatusFormat;
 use crate::engine::{self, Target};
 use crate::plumbing::{self, Query};
 use crate::state::{self, Access, Record};
@@ -11,16 +12,23 @@ use nft::socket::NftSocket;
 
 use super::{Fail, OK, PENDING, load, quiet_for_json, report, require_root};
 
-pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
+pub fn status(file: Option<PathBuf>, json: bool, format: Option<StatusFormat>) -> Result<u8, Fail> {
+    let format = match (json, format) {
+        (true, _) => StatusFormat::Json,
+        (false, f) => f.unwrap_or(StatusFormat::Text),
+    };
+    let metrics = format == StatusFormat::Openmetrics;
+    let json = format == StatusFormat::Json;
     // No default file: without one, status reports what is there and compares nothing.
     let t = match file {
         Some(f) => Some(load(Some(f))?),
         None => None,
     };
     require_root("status")?;
-    quiet_for_json(json);
+    quiet_for_json(json || metrics);
     let lock = state::acquire(Access::Shared, true).map_err(|e| report(&e))?;
-    let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>)> {
+    type Entries = Option<Vec<firewall::conntrack::CtEntry>>;
+    let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>, Entries)> {
         let mut nft = NftSocket::open()?;
         // Every namespace nsfw marked is read whole; the others only for their marks.
         let deep =
@@ -51,11 +59,24 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
                 }),
             }
         }
-        Ok((ts, sync))
+        // Conntrack only for the metrics (None when ctnetlink cannot answer).
+        let entries = if metrics {
+            firewall::conntrack::entries(&mut nft).ok()
+        } else {
+            None
+        };
+        Ok((ts, sync, entries))
     };
-    let (ts, sync) = read().map_err(|e| report(&e))?;
+    let (ts, sync, entries) = read().map_err(|e| report(&e))?;
     drop(lock);
-    if json {
+    if metrics {
+        let f = crate::metrics::host::families(&ts, entries.as_deref());
+        output::data(format_args!(
+            "{}{}",
+            crate::metrics::render(&f),
+            crate::metrics::EOF
+        ));
+    } else if json {
         output::data(format_args!("{}\n", status::to_json(&ts)));
     } else if ts.is_empty() {
         crate::say!("no nsfw topology on this host");

@@ -14,6 +14,21 @@ mod table;
 
 pub(crate) use table::{needs_localnet, table};
 
+/// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host
+/// protection) rather than the topology's plumbing or its published ports.
+pub(crate) fn policy_set(name: &str) -> bool {
+    [
+        "deny",
+        "allow",
+        "host_",
+        "from_host_",
+        "egress_deny",
+        "gateways",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 /// Whether the topology's policy judges traffic between namespaces on one bridge (isolation,
 /// or any allow/deny entry): then its bridges hand their bridged traffic to the IP hooks.
 pub(crate) fn judges_within_bridges(t: &Topology) -> bool {
