@@ -6,6 +6,7 @@
 use anyhow::Result;
 
 use super::model::{Line, Model, Tone};
+use super::text::{MAX_CHARS, wrap};
 use crate::engine::{self, Target};
 use crate::plan::{Plan, Step};
 use crate::state::{self, Access, Record};
@@ -66,7 +67,8 @@ pub(crate) fn changes(p: &Plan) -> Vec<Change> {
         });
     }
     for l in &p.nft.lines {
-        let text = l.to_string();
+        // The table is the topology's own: its name says nothing here.
+        let text = l.to_string().replacen(&format!(" {} ", l.table), " ", 1);
         v.push(Change {
             object: "nft".into(),
             set: l.set.clone(),
@@ -174,6 +176,17 @@ impl Live {
                     None => Some(&mut m.host),
                 }
             }
+        } else if c.object == "nft" && c.mark == '+' && c.text.starts_with("nft table ") {
+            // The whole table is missing: every port it publishes and the policy with it.
+            for n in &mut m.published {
+                n.drifted = true;
+                n.lines.extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
+            }
+            if !m.policy.is_empty() || !m.notes.is_empty() {
+                m.policy_drifted = true;
+                m.notes.push(bad(reason.clone()));
+            }
+            Some(&mut m.host)
         } else if c.object == "nft" {
             let set = c.set.as_deref().unwrap_or("");
             if set.starts_with("publish") {
@@ -196,7 +209,7 @@ impl Live {
         };
         if let Some(n) = target {
             n.drifted = true;
-            n.lines.push(bad(reason));
+            n.lines.extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
         }
     }
 }

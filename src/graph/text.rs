@@ -31,6 +31,28 @@ pub(crate) fn fit(s: &str, max: usize) -> (String, bool) {
     (format!("{keep}..."), true)
 }
 
+/// `s` in lines of at most `max` characters, broken at spaces where it can be (a word longer
+/// than a line is cut); lines after the first are indented by two spaces.
+pub(crate) fn wrap(s: &str, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ') {
+        let room = if out.is_empty() { max } else { max - 2 };
+        if !cur.is_empty() && chars(&cur) + 1 + chars(word) > room {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    out.push(cur);
+    out.into_iter()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l } else { format!("  {l}") })
+        .collect()
+}
+
 /// `s` made safe for XML text and attribute values.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -58,5 +80,7 @@ mod tests {
         assert_eq!(fit("abcdef", 6), ("abcdef".into(), false));
         assert_eq!(fit("abcdefgh", 6), ("abc...".into(), true));
         assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+        assert_eq!(wrap("missing: route ns1 default", 14), ["missing: route", "  ns1 default"]);
+        assert_eq!(wrap("short", 14), ["short"]);
     }
 }

@@ -230,8 +230,15 @@ impl Watch {
         let (o, p) = self.look()?;
         self.interest = interest_of(&self.t, Some(&o));
         let here = present(&self.t, &o);
+        let took = t0.elapsed();
         self.stats
-            .checked(t0.elapsed(), here && !p.is_empty(), here && p.is_empty());
+            .checked(took, here && !p.is_empty(), here && p.is_empty());
+        crate::detail!(
+            "watch: {}: checked in {} ms ({})",
+            self.t.name,
+            took.as_millis(),
+            if p.is_empty() { "no change" } else { "differs" }
+        );
         if !here {
             self.set_seen(Seen::Absent, |w| {
                 say!(

@@ -9,6 +9,7 @@ mod browser;
 #[path = "../common/mod.rs"]
 mod common;
 mod formats;
+mod live;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -133,7 +133,8 @@ pub(crate) fn measure(n: &Node, min_chars: usize) -> (f64, f64) {
 
 /// Places `n` at `rect`, cutting lines longer than the box holds.
 pub(crate) fn place(n: &Node, rect: Rect) -> Placed {
-    let max = (((rect.w - 2.0 * PAD) / CHAR).floor() as usize).max(4);
+    // (A little over the division: 43 advances must fit the box made for 43.)
+    let max = (((rect.w - 2.0 * PAD) / CHAR + 0.01).floor() as usize).max(4);
     let cut = |l: &Line| {
         let (s, was) = fit(&l.text, max);
         (s, l.tone, was.then(|| l.text.clone()))

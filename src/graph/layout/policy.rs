@@ -3,7 +3,7 @@
 //! grouped by where they come from: the source once at the left, an elbow edge to each
 //! destination, the ports and verdict on the edge. Groups flow left to right and wrap.
 
-use super::super::model::{Edge, Kind, Line, Model, Node};
+use super::super::model::{Edge, Kind, Line, Model, Node, Tone};
 use super::super::text::{CHAR, LINE, chars, fit, width};
 use super::{CONTENT_X, MARGIN, MAX_WIDTH, Picture, PlacedEdge, Rect, Text, measure, place};
 
@@ -45,13 +45,13 @@ pub(super) fn view(m: &Model, p: &mut Picture, mut y: f64) -> f64 {
         class: if m.policy_drifted { "bad" } else { "section" },
     });
     y += 4.0;
-    for Line { text, .. } in &m.notes {
+    for Line { text, tone } in &m.notes {
         y += LINE;
         p.texts.push(Text {
             x: CONTENT_X,
             y,
             text: fit(text, ((MAX_WIDTH - CONTENT_X - MARGIN) / CHAR) as usize).0,
-            class: "note",
+            class: if *tone == Tone::Bad { "bad" } else { "note" },
         });
     }
     if m.policy.is_empty() {
