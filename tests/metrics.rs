@@ -281,3 +281,57 @@ fn watch_serves_metrics_with_a_repair_per_repair_and_a_check_per_check() {
         ) >= 1.0
     );
 }
+
+/// The README's scrape configuration and PromQL queries, as promtool reads them.
+#[test]
+fn the_readme_monitoring_examples_are_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let block = |lang: &str| -> String {
+        let start = readme
+            .find(&format!("```{lang}\n"))
+            .unwrap_or_else(|| panic!("no {lang} block"));
+        let rest = &readme[start + lang.len() + 4..];
+        rest[..rest.find("```").expect("end")].to_string()
+    };
+    let dir = std::env::temp_dir().join(format!("nsfw-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, block("yaml")).expect("write");
+    let o = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(&config)
+        .output()
+        .expect("promtool");
+    assert!(o.status.success(), "{}", show(&o));
+    let queries: Vec<String> = block("promql")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(queries.len(), 3);
+    let mut rules = String::from("groups:\n  - name: readme\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: nsfw:readme_{i}\n        expr: '{q}'\n"
+        ));
+        // Each names metrics nsfw exports.
+        assert!(
+            q.contains("nsfw_namespace_dropped_packets_total")
+                || q.contains("nsfw_watch_repairs_total")
+                || q.contains("nsfw_watch_repair_duration_seconds_bucket"),
+            "{q}"
+        );
+    }
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, rules).expect("write");
+    let o = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&path)
+        .output()
+        .expect("promtool");
+    assert!(o.status.success(), "{}", show(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

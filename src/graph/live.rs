@@ -180,7 +180,8 @@ impl Live {
             // The whole table is missing: every port it publishes and the policy with it.
             for n in &mut m.published {
                 n.drifted = true;
-                n.lines.extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
+                n.lines
+                    .extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
             }
             if !m.policy.is_empty() || !m.notes.is_empty() {
                 m.policy_drifted = true;
@@ -209,7 +210,8 @@ impl Live {
         };
         if let Some(n) = target {
             n.drifted = true;
-            n.lines.extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
+            n.lines
+                .extend(wrap(&reason, MAX_CHARS).into_iter().map(bad));
         }
     }
 }

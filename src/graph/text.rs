@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(fit("abcdef", 6), ("abcdef".into(), false));
         assert_eq!(fit("abcdefgh", 6), ("abc...".into(), true));
         assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
-        assert_eq!(wrap("missing: route ns1 default", 14), ["missing: route", "  ns1 default"]);
+        assert_eq!(
+            wrap("missing: route ns1 default", 14),
+            ["missing: route", "  ns1 default"]
+        );
         assert_eq!(wrap("short", 14), ["short"]);
     }
 }
