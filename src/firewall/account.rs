@@ -98,3 +98,71 @@ pub(super) fn attribute(chains: &mut [Chain]) -> bool {
     }
     any
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> nft::Table {
+        let t = crate::topology::parse(text, std::path::Path::new("t.toml")).expect("valid");
+        super::super::table(&t)
+    }
+
+    #[test]
+    fn every_drop_of_the_filter_chains_is_counted_per_namespace() {
+        let t = table(
+            "name = \"a\"\n[host]\nprotect = true\n[bridges.br0]\naddress = \"10.10.0.1/24\"\naddress6 = \"fd00::1/64\"\n\
+             [namespaces.n1]\nbridge = \"br0\"\n[namespaces.n2]\nbridge = \"br0\"\n\
+             [[deny]]\nfrom = \"host\"\nto = \"n2\"\n",
+        );
+        for c in t
+            .chains
+            .iter()
+            .filter(|c| ATTRIBUTED.contains(&c.name.as_str()))
+        {
+            for r in &c.rules {
+                assert_ne!(
+                    r.stmts.last(),
+                    Some(&Stmt::Verdict(Verdict::Drop)),
+                    "{}: {r}",
+                    c.name
+                );
+            }
+        }
+        let gotos = t
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .filter(|r| r.stmts.last() == Some(&Stmt::Verdict(Verdict::Goto(DROPPED.into()))))
+            .count();
+        assert!(gotos >= 6, "{gotos}");
+        let dropped = t
+            .chains
+            .iter()
+            .find(|c| c.name == DROPPED)
+            .expect("dropped");
+        assert_eq!(dropped.rules.len(), 5);
+        for name in [FROM4, TO4, FROM6, TO6] {
+            let s = t.set(name).expect(name);
+            assert!(s.flags.counter);
+            assert_eq!(s.elements.len(), 2, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_topology_has_no_ipv6_accounting() {
+        let t = table(
+            "name = \"a\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[namespaces.n1]\nbridge = \"br0\"\n",
+        );
+        assert!(t.set(FROM6).is_none() && t.set(FROM4).is_some());
+        assert_eq!(
+            t.chains
+                .iter()
+                .find(|c| c.name == DROPPED)
+                .expect("dropped")
+                .rules
+                .len(),
+            3
+        );
+    }
+}
