@@ -33,7 +33,7 @@ pub fn apply(file: Option<PathBuf>, wait: bool, json: bool) -> Result<u8, Fail> 
 pub fn converge(t: &Topology, lock: &state::Lock) -> Result<(usize, crate::plan::Plan), Fail> {
     let tg = Target::apply(t);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, o: &crate::plumbing::Observed| {
+    let before = &mut |p: &crate::plan::Plan, o: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
         }
@@ -92,7 +92,7 @@ pub fn flush(what: FlushWhat, wait: bool) -> Result<u8, Fail> {
     };
     let tg = Target::flush(who);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, _: &crate::plumbing::Observed| {
+    let before = &mut |p: &crate::plan::Plan, _: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
         }

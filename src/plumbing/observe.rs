@@ -150,7 +150,8 @@ pub enum FileObs {
     Other(String),
 }
 
-/// What the kernel holds of everything nsfw manages.
+/// What the kernel holds of everything nsfw manages but nftables (the engine's `Observed`
+/// holds both).
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub host: NodeObs,
@@ -164,8 +165,6 @@ pub struct Observed {
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns, by namespace name.
     pub etc_dirs: std::collections::BTreeSet<String>,
-    /// The nftables side, filled in by `firewall::observe`.
-    pub nft: crate::firewall::NftState,
 }
 
 /// What to read beyond links.

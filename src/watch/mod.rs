@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::engine::{self, Target};
-use crate::plumbing::Observed;
+use crate::engine::{self, Observed, Target};
 use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
 use crate::{error, say};
@@ -85,10 +84,12 @@ fn load(path: &Path) -> Result<Topology> {
 fn present(t: &Topology, o: &Observed) -> bool {
     let mark = t.owner_mark();
     let table = crate::firewall::table_name(&t.name);
-    o.namespaces
+    o.net
+        .namespaces
         .values()
         .any(|n| n.owner.as_deref() == Some(&mark))
-        || o.host
+        || o.net
+            .host
             .links
             .iter()
             .any(|l| l.alias.as_deref() == Some(&mark))
@@ -103,7 +104,8 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
     let links: BTreeSet<String> = d.host.links.keys().cloned().collect();
     let indexes = o
         .map(|o| {
-            o.host
+            o.net
+                .host
                 .links
                 .iter()
                 .filter(|l| links.contains(&l.name))
