@@ -27,3 +27,6 @@ pub mod state;
 pub mod status;
 pub mod topology;
 pub mod watch;
+
+#[cfg(test)]
+mod testdata;
