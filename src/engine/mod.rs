@@ -2,7 +2,11 @@
 //! plan the way to what it should hold, carry the plan out under the lock with the
 //! write-ahead record kept, and check the result. Commands are thin layers over these.
 
+#[cfg(test)]
+mod fake;
 mod kernel;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
