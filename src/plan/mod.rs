@@ -10,6 +10,8 @@ mod inside;
 mod node;
 mod ports;
 mod step;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
