@@ -222,7 +222,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
 }
 
 /// Every topology the host holds marks of.
-pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
+pub(crate) fn gather(o: &Observed, nft: &crate::firewall::NftState) -> Vec<Topology> {
     let mut names: BTreeSet<String> = BTreeSet::new();
     let owner = |m: Option<&str>| m.and_then(topology_of).map(str::to_string);
     names.extend(
@@ -237,8 +237,7 @@ pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
             .filter_map(|l| owner(l.alias.as_deref())),
     );
     names.extend(
-        o.nft
-            .tables
+        nft.tables
             .iter()
             .filter(|t| owner::is_table(&t.name))
             .filter_map(|t| owner(t.comment.as_deref())),
@@ -275,7 +274,7 @@ pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
             }
         }
         let table = owner::table(&name);
-        if let Some(d) = o.nft.own.get(&table)
+        if let Some(d) = nft.own.get(&table)
             && d.table.comment.as_deref() == Some(&mark)
         {
             t.table = Some(format!("inet {table}"));

@@ -10,6 +10,8 @@ mod policy;
 pub(crate) mod publish;
 mod router;
 mod table;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use table::{needs_localnet, table};
 
