@@ -12,6 +12,8 @@
 //! kernel's form of set elements, `canon` the one form of them that compares as bytes, `udata`
 //! the TLV userdata of comments and set metadata.
 
+#![deny(unsafe_code)]
+
 pub mod batch;
 pub mod canon;
 pub mod deps;
@@ -21,6 +23,8 @@ pub mod dump;
 mod elemdiff;
 pub mod elems;
 pub mod expr;
+#[allow(unsafe_code)]
+mod ffi;
 pub mod fields;
 pub mod ir;
 pub mod json;

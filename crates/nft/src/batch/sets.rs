@@ -1,13 +1,11 @@
 //! Set and element messages: NEWSET with nft's flags, types and userdata, then the elements in
 //! as many NEWSETELEM (or DELSETELEM) messages as they need.
 
-use std::ffi::c_void;
-
 use anyhow::{Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
-use super::{Batch, ELEMS_BUDGET, alloc, cstr};
+use super::{Batch, ELEMS_BUDGET, cstr};
 use crate::elems::{KData, KElem, to_kernel};
+use crate::ffi;
 use crate::ir::*;
 use crate::types::{NFT_DATA_VERDICT, concat_len, concat_type};
 use crate::udata;
@@ -95,59 +93,37 @@ impl Batch {
             field_len[i] = t.size() as u8;
         }
         let what = format!("table {} {table} set {}", family.as_str(), s.name);
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &tname);
+        o.set_str(ffi::NFTNL_SET_NAME, &sname);
+        o.set_u32(ffi::NFTNL_SET_FLAGS, flags);
+        o.set_u32(ffi::NFTNL_SET_KEY_TYPE, concat_type(&s.key));
+        o.set_u32(ffi::NFTNL_SET_KEY_LEN, concat_len(&s.key) as u32);
+        if let (Some(t), Some(l)) = (data_type, data_len) {
+            o.set_u32(ffi::NFTNL_SET_DATA_TYPE, t);
+            o.set_u32(ffi::NFTNL_SET_DATA_LEN, l);
+        }
+        o.set_u32(ffi::NFTNL_SET_ID, id);
+        if let Some(t) = s.timeout {
+            o.set_u64(ffi::NFTNL_SET_TIMEOUT, t);
+        }
+        if s.flags.constant || anonymous {
+            o.set_u32(ffi::NFTNL_SET_DESC_SIZE, kelems.len() as u32);
+        }
+        if s.flags.interval && concat {
+            let fields = field_len
+                .get(..s.key.len())
+                .ok_or_else(|| anyhow!("set {}: more than 16 fields", s.name))?;
+            o.set_data(ffi::NFTNL_SET_DESC_CONCAT, fields)?;
+        }
+        o.set_data(ffi::NFTNL_SET_USERDATA, &ud)?;
         self.msg(
             libc::NFT_MSG_NEWSET,
             family,
             libc::NLM_F_CREATE,
             what.clone(),
-            |h| {
-                // SAFETY: as in table().
-                unsafe {
-                    let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_FLAGS as u16, flags);
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_KEY_TYPE as u16, concat_type(&s.key));
-                    sys::nftnl_set_set_u32(
-                        o,
-                        sys::NFTNL_SET_KEY_LEN as u16,
-                        concat_len(&s.key) as u32,
-                    );
-                    if let (Some(t), Some(l)) = (data_type, data_len) {
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_DATA_TYPE as u16, t);
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_DATA_LEN as u16, l);
-                    }
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_ID as u16, id);
-                    if let Some(t) = s.timeout {
-                        sys::nftnl_set_set_u64(o, sys::NFTNL_SET_TIMEOUT as u16, t);
-                    }
-                    if s.flags.constant || anonymous {
-                        sys::nftnl_set_set_u32(
-                            o,
-                            sys::NFTNL_SET_DESC_SIZE as u16,
-                            kelems.len() as u32,
-                        );
-                    }
-                    if s.flags.interval && concat {
-                        sys::nftnl_set_set_data(
-                            o,
-                            sys::NFTNL_SET_DESC_CONCAT as u16,
-                            field_len.as_ptr().cast(),
-                            s.key.len() as u32,
-                        );
-                    }
-                    sys::nftnl_set_set_data(
-                        o,
-                        sys::NFTNL_SET_USERDATA as u16,
-                        ud.as_ptr().cast(),
-                        ud.len() as u32,
-                    );
-                    sys::nftnl_set_nlmsg_build_payload(h, o);
-                    sys::nftnl_set_free(o);
-                }
-                Ok(())
-            },
-        )?;
+            &o,
+        );
         let target = ElemTarget {
             family,
             table,
@@ -199,29 +175,18 @@ impl Batch {
         let del = ty == libc::NFT_MSG_DELSETELEM;
         for c in chunks {
             let what = format!("{label} elements");
-            self.msg(ty, family, libc::NLM_F_CREATE, what, |h| {
-                // SAFETY: as in table(); elements are handed to the set, which frees them.
-                unsafe {
-                    let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                    if let Some(id) = id {
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_ID as u16, id);
-                    }
-                    for k in &c {
-                        let e = sys::nftnl_set_elem_alloc();
-                        if e.is_null() {
-                            sys::nftnl_set_free(o);
-                            return Err(anyhow!("out of memory allocating an element"));
-                        }
-                        put_elem(e, k, del)?;
-                        sys::nftnl_set_elem_add(o, e);
-                    }
-                    sys::nftnl_set_elems_nlmsg_build_payload(h, o);
-                    sys::nftnl_set_free(o);
-                }
-                Ok(())
-            })?;
+            let mut o = ffi::Set::new()?;
+            o.set_str(ffi::NFTNL_SET_TABLE, &tname);
+            o.set_str(ffi::NFTNL_SET_NAME, &sname);
+            if let Some(id) = id {
+                o.set_u32(ffi::NFTNL_SET_ID, id);
+            }
+            for k in &c {
+                let e = ffi::SetElem::new()
+                    .map_err(|_| anyhow!("out of memory allocating an element"))?;
+                o.add_elem(put_elem(e, k, del)?);
+            }
+            self.msg(ty, family, libc::NLM_F_CREATE, what, &o.elems_payload());
         }
         Ok(())
     }
@@ -230,62 +195,41 @@ impl Batch {
         let tname = cstr(table, "table")?;
         let sname = cstr(name, "set")?;
         let what = format!("table {} {table} set {name}", family.as_str());
-        self.msg(libc::NFT_MSG_DELSET, family, 0, what, |h| {
-            // SAFETY: as in table().
-            unsafe {
-                let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                sys::nftnl_set_nlmsg_build_payload(h, o);
-                sys::nftnl_set_free(o);
-            }
-            Ok(())
-        })
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &tname);
+        o.set_str(ffi::NFTNL_SET_NAME, &sname);
+        self.msg(libc::NFT_MSG_DELSET, family, 0, what, &o);
+        Ok(())
     }
 }
 
 /// Sets the attributes of one kernel element; a deletion names only its key.
-///
-/// # Safety
-/// `e` must be a live element.
-unsafe fn put_elem(e: *mut sys::nftnl_set_elem, k: &KElem, del: bool) -> Result<()> {
-    let data = |attr: u32, b: &[u8]| {
-        // SAFETY: libnftnl copies the bytes.
-        unsafe {
-            sys::nftnl_set_elem_set(e, attr as u16, b.as_ptr().cast::<c_void>(), b.len() as u32)
-        };
-    };
-    data(sys::NFTNL_SET_ELEM_KEY, &k.key);
+fn put_elem(mut e: ffi::SetElem, k: &KElem, del: bool) -> Result<ffi::SetElem> {
+    e.set_data(ffi::NFTNL_SET_ELEM_KEY, &k.key)?;
     if let Some(end) = &k.key_end {
-        data(sys::NFTNL_SET_ELEM_KEY_END, end);
+        e.set_data(ffi::NFTNL_SET_ELEM_KEY_END, end)?;
     }
     if k.end {
-        // SAFETY: as above.
-        unsafe { sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, 1) };
+        e.set_u32(ffi::NFTNL_SET_ELEM_FLAGS, 1);
     }
     if del {
-        return Ok(());
+        return Ok(e);
     }
     match &k.data {
-        Some(KData::Value(v)) => data(sys::NFTNL_SET_ELEM_DATA, v),
+        Some(KData::Value(v)) => e.set_data(ffi::NFTNL_SET_ELEM_DATA, v)?,
         Some(KData::Verdict(code, chain)) => {
-            // SAFETY: as above; libnftnl copies the chain name.
-            unsafe {
-                sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_VERDICT as u16, *code);
-                if let Some(c) = chain {
-                    let c = cstr(c, "chain")?;
-                    sys::nftnl_set_elem_set_str(e, sys::NFTNL_SET_ELEM_CHAIN as u16, c.as_ptr());
-                }
+            e.set_u32(ffi::NFTNL_SET_ELEM_VERDICT, *code);
+            if let Some(c) = chain {
+                e.set_str(ffi::NFTNL_SET_ELEM_CHAIN, &cstr(c, "chain")?);
             }
         }
         None => {}
     }
     if let Some(t) = k.timeout {
-        // SAFETY: as above.
-        unsafe { sys::nftnl_set_elem_set_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16, t) };
+        e.set_u64(ffi::NFTNL_SET_ELEM_TIMEOUT, t);
     }
     if let Some(c) = &k.comment {
-        data(sys::NFTNL_SET_ELEM_USERDATA, &udata::comment(c));
+        e.set_data(ffi::NFTNL_SET_ELEM_USERDATA, &udata::comment(c))?;
     }
-    Ok(())
+    Ok(e)
 }

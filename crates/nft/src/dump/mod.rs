@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 
 use anyhow::{Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
 use super::canon::{canonical, decode_all};
 use super::elems::{KElem, to_kernel};
+use super::ffi;
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
@@ -128,7 +128,7 @@ impl NftSocket {
         self.dump(
             libc::NFT_MSG_GETTABLE,
             libc::NFPROTO_UNSPEC as u16,
-            &|_| {},
+            None,
             &parse_table,
             "nftables tables",
         )
@@ -138,18 +138,12 @@ impl NftSocket {
     /// request names, so the table is filtered here.
     pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
         let t = cname(table, "table")?;
+        let mut o = ffi::Chain::new()?;
+        o.set_str(ffi::NFTNL_CHAIN_TABLE, &t);
         let all = self.dump(
             libc::NFT_MSG_GETCHAIN,
             u16::from(family.nfproto()),
-            // SAFETY: the payload goes into the request buffer, after its header.
-            &|h| unsafe {
-                let c = sys::nftnl_chain_alloc();
-                if !c.is_null() {
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
-                    sys::nftnl_chain_nlmsg_build_payload(h.cast(), c);
-                    sys::nftnl_chain_free(c);
-                }
-            },
+            Some(&o),
             &parse_chain,
             &format!("the chains of table {} {table}", family.as_str()),
         )?;
@@ -172,21 +166,15 @@ impl NftSocket {
             ),
             None => format!("the rules of table {} {table}", family.as_str()),
         };
+        let mut o = ffi::Rule::new()?;
+        o.set_str(ffi::NFTNL_RULE_TABLE, &t);
+        if let Some(c) = &c {
+            o.set_str(ffi::NFTNL_RULE_CHAIN, c);
+        }
         let all = self.dump(
             libc::NFT_MSG_GETRULE,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let r = sys::nftnl_rule_alloc();
-                if !r.is_null() {
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
-                    if let Some(c) = &c {
-                        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
-                    }
-                    sys::nftnl_rule_nlmsg_build_payload(h.cast(), r);
-                    sys::nftnl_rule_free(r);
-                }
-            },
+            Some(&o),
             &parse_rule,
             &what,
         )?;
@@ -220,18 +208,12 @@ impl NftSocket {
     /// read, described.
     fn read_sets(&mut self, family: Family, table: &str) -> Result<(Vec<ReadSet>, Vec<String>)> {
         let t = cname(table, "table")?;
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &t);
         let listed: Vec<ListedSet> = self.dump(
             libc::NFT_MSG_GETSET,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let s = sys::nftnl_set_alloc();
-                if !s.is_null() {
-                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_nlmsg_build_payload(h.cast(), s);
-                    sys::nftnl_set_free(s);
-                }
-            },
+            Some(&o),
             &parse_set,
             &format!("the sets of table {} {table}", family.as_str()),
         )?;
@@ -263,19 +245,13 @@ impl NftSocket {
     fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
         let t = cname(table, "table")?;
         let s = cname(set, "set")?;
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &t);
+        o.set_str(ffi::NFTNL_SET_NAME, &s);
         self.dump(
             libc::NFT_MSG_GETSETELEM,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let o = sys::nftnl_set_alloc();
-                if !o.is_null() {
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, s.as_ptr());
-                    sys::nftnl_set_elems_nlmsg_build_payload(h.cast(), o);
-                    sys::nftnl_set_free(o);
-                }
-            },
+            Some(&o.elems_payload()),
             &parse_elems,
             &format!(
                 "the elements of set {set} in table {} {table}",
@@ -369,18 +345,12 @@ impl NftSocket {
     /// by the table named; filtered here too, as for chains.
     pub fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
         let t = cname(table, "table")?;
+        let mut o = ffi::NamedObj::new()?;
+        o.set_str(ffi::NFTNL_OBJ_TABLE, &t);
         let all = self.dump(
             libc::NFT_MSG_GETOBJ,
             u16::from(family.nfproto()),
-            // SAFETY: the payload goes into the request buffer, after its header.
-            &|h| unsafe {
-                let o = sys::nftnl_obj_alloc();
-                if !o.is_null() {
-                    sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, t.as_ptr());
-                    sys::nftnl_obj_nlmsg_build_payload(h.cast(), o);
-                    sys::nftnl_obj_free(o);
-                }
-            },
+            Some(&o),
             &parse_obj,
             &format!("the named objects of table {} {table}", family.as_str()),
         )?;
