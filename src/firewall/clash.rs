@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::topology::Topology;
-use nft::canon::decode_all;
 use nft::dump::Dumped;
 use nft::{ElemData, Element, Value};
 
@@ -26,7 +25,7 @@ struct Claim {
 
 /// The owner a table's comment names: `topology alpha` or `CNI network labnet`.
 fn owner_of(d: &Dumped) -> Option<String> {
-    let c = d.table.comment.as_deref()?;
+    let c = d.structure().comment()?;
     if let Some(n) = c.strip_prefix(crate::cni::names::PREFIX) {
         return Some(format!("CNI network {n}"));
     }
@@ -92,10 +91,8 @@ fn entries(name: &str, elements: &[Element]) -> Vec<Entry> {
 pub fn observed(d: &Dumped) -> Vec<Entry> {
     let mut out = Vec::new();
     for name in [ANY, AT, ANY6, AT6] {
-        if let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name))
-            && let Ok(elements) = decode_all(set, k)
-        {
-            out.extend(entries(name, &elements));
+        if let Some(Ok(set)) = d.set(name) {
+            out.extend(entries(name, &set.elements));
         }
     }
     out

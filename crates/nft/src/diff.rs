@@ -285,7 +285,7 @@ fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Op
         };
         return (d, Some(Op::CreateTable));
     };
-    let k = &have.table;
+    let k = have.declared();
     let mut lines = Vec::new();
     let mut structural = !have.unreadable.is_empty() || !have.objects.is_empty();
     for u in &have.unreadable {
@@ -351,7 +351,7 @@ fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Op
             ));
             structural = true;
         }
-        let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
+        let held = have.canonical(&s.name);
         let none = Err(String::new());
         let wk = canon.get(&s.name).unwrap_or(&none);
         let (gone, new) = element_changes(s, wk, &kd, held);
@@ -406,7 +406,7 @@ fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Op
             structural = true;
             // A set that goes takes its elements with it (a set nsfw cannot read has none
             // it knows of).
-            let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
+            let held = have.canonical(&s.name);
             gone_by_set.push((s.name.clone(), decode_all(s, held).unwrap_or_default()));
         }
     }
@@ -458,7 +458,7 @@ fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Op
 
 fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {
     let label = want.label();
-    let Some(kc) = have.table.chain(&c.name) else {
+    let Some(kc) = have.declared().chain(&c.name) else {
         lines.push(NftLine::new(
             '+',
             "chain",

@@ -36,14 +36,19 @@ pub struct TableSets {
     pub unreadable: Vec<String>,
 }
 
-/// A whole table read back: the IR, and the handle of every rule (by chain, in rule order).
+/// A whole table read back. The elements of its named sets stay in canonical kernel form
+/// (`canon`) until asked for: decoding 10,000 elements into the IR costs more than reading
+/// them, and the diff compares bytes. So there is no `Table` to read here that looks whole
+/// and is not: [`structure`](Dumped::structure) is the table without any set's elements (and
+/// says so in its type), [`decoded`](Dumped::decoded) the whole table, [`set`](Dumped::set)
+/// one set with its elements.
 #[derive(Clone, Debug, Default)]
 pub struct Dumped {
     /// The table, its named sets without their elements: those are in `elements`.
-    pub table: Table,
-    /// The elements of each named set, by name, in canonical kernel form (`canon`). Decoding
-    /// 10,000 elements into the IR costs more than reading them; the diff compares bytes.
-    pub elements: BTreeMap<String, Vec<KElem>>,
+    table: Table,
+    /// The elements of each named set, by name, in canonical kernel form.
+    elements: BTreeMap<String, Vec<KElem>>,
+    /// The handle of every rule, by chain, in rule order.
     pub handles: BTreeMap<String, Vec<u64>>,
     /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
     /// hooks. Such a table never equals a desired one.
@@ -51,6 +56,48 @@ pub struct Dumped {
     /// Named stateful objects in the table (`counter X`, `quota Y`, ...): nsfw declares none,
     /// so each is someone else's addition, shown by the diff and removed with the table.
     pub objects: Vec<ObjInfo>,
+}
+
+/// A table read back, without the elements of its named sets: its name, flags, comment,
+/// chains and rules, and its sets' names. Not a [`Table`], so that no reader takes a set
+/// with its elements still in kernel form for an empty one: [`Dumped::decoded`] and
+/// [`Dumped::set`] give sets with their elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Structure<'a>(&'a Table);
+
+impl<'a> Structure<'a> {
+    pub fn family(self) -> Family {
+        self.0.family
+    }
+    pub fn name(self) -> &'a str {
+        &self.0.name
+    }
+    /// "inet nsfw_lab"
+    pub fn label(self) -> String {
+        self.0.label()
+    }
+    pub fn dormant(self) -> bool {
+        self.0.dormant
+    }
+    pub fn comment(self) -> Option<&'a str> {
+        self.0.comment.as_deref()
+    }
+    /// The chains with their rules (anonymous sets in rules are whole).
+    pub fn chains(self) -> &'a [Chain] {
+        &self.0.chains
+    }
+    pub fn chain(self, name: &str) -> Option<&'a Chain> {
+        self.0.chain(name)
+    }
+    /// The names of the named sets, in the kernel's order.
+    pub fn set_names(self) -> impl Iterator<Item = &'a str> {
+        self.0.sets.iter().map(|s| s.name.as_str())
+    }
+    /// A [`Table`] of this structure whose named sets are all empty: for a reader that must
+    /// have a table and can do without the sets' contents (say, when they do not decode).
+    pub fn without_elements(self) -> Table {
+        self.0.clone()
+    }
 }
 
 impl Dumped {
@@ -72,7 +119,12 @@ impl Dumped {
         })
     }
 
-    /// The table with the elements of its sets decoded.
+    /// The table without its named sets' elements.
+    pub fn structure(&self) -> Structure<'_> {
+        Structure(&self.table)
+    }
+
+    /// The whole table, the elements of its sets decoded.
     pub fn decoded(&self) -> Result<Table, String> {
         let mut t = self.table.clone();
         for s in &mut t.sets {
@@ -81,6 +133,31 @@ impl Dumped {
             }
         }
         Ok(t)
+    }
+
+    /// The named set `name` with its elements decoded; None when the table has no such set.
+    pub fn set(&self, name: &str) -> Option<Result<Set, String>> {
+        let decl = self.table.set(name)?;
+        let k = self.canonical(name);
+        Some(
+            decode_all(decl, k)
+                .map(|elements| Set {
+                    elements,
+                    ..decl.without_elements()
+                })
+                .map_err(|e| format!("set {name}: {e}")),
+        )
+    }
+
+    /// The table with its named sets' declarations, none of their elements: for the diff,
+    /// which compares the elements in [`canonical`](Dumped::canonical) form.
+    pub(crate) fn declared(&self) -> &Table {
+        &self.table
+    }
+
+    /// The elements of named set `set` in canonical kernel form (none for a set not there).
+    pub(crate) fn canonical(&self, set: &str) -> &[KElem] {
+        self.elements.get(set).map_or(&[], Vec::as_slice)
     }
 }
 
