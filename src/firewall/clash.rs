@@ -164,7 +164,7 @@ impl Taken {
             Some(IpAddr::V4(a)) => format!("{a}:{port}"),
             None => format!("{port}"),
         };
-        let name = nft::symbols::proto_name(proto).unwrap_or_else(|| proto.to_string());
+        let name = nft::proto_name(proto).unwrap_or_else(|| proto.to_string());
         Some(format!(
             "{} (its table's map: {at}/{name} → {})",
             c.owner, c.to

@@ -191,9 +191,6 @@ pub fn decode(set: &Set, k: &KElem) -> Result<Element, String> {
     })
 }
 
-/// A set of canonical elements, to compare two sets of them.
-pub type ElemSet<'a> = rustc_hash::FxHashSet<&'a KElem>;
-
 /// The IR elements of kernel elements of `set` (a declaration; its own elements are ignored).
 pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {
     decode_all(set, &canonical(set, kelems.to_vec())?)

@@ -230,7 +230,7 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
 }
 
 /// [`table_diff`] with the desired elements' kernel form `canon` made already.
-pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
+fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
     let (mut d, whole) = diff_of(want, canon, have);
     if let Some(op) = whole {
         d.ops = vec![op(want.clone())];
@@ -238,8 +238,9 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
     d
 }
 
-/// [`table_diff_with`] of a desired table it may keep: a table created or replaced whole
-/// (10,000 elements, say) goes into the batch as it is, not copied.
+/// [`table_diff`] with the desired elements' kernel form `canon` made already, of a desired
+/// table it may keep: a table created or replaced whole (10,000 elements, say) goes into the
+/// batch as it is, not copied.
 pub fn table_diff_owned(want: Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
     let (mut d, whole) = diff_of(&want, canon, have);
     if let Some(op) = whole {

@@ -1,4 +1,4 @@
-//! An open nftables IR ([`ir`]) and everything between it and the kernel.
+//! An open nftables IR and everything between it and the kernel.
 //!
 //! ```text
 //!   ir ──render──▶ nft syntax (nsfw show, diffs)
@@ -15,28 +15,29 @@
 #![deny(unsafe_code)]
 
 pub mod batch;
-pub mod canon;
-pub mod deps;
+mod canon;
+mod deps;
 pub mod diff;
 pub mod disjoint;
 pub mod dump;
 mod elemdiff;
-pub mod elems;
-pub mod expr;
+mod elems;
+mod expr;
 #[allow(unsafe_code)]
 mod ffi;
-pub mod fields;
-pub mod ir;
+mod fields;
+mod ir;
 pub mod json;
-pub mod lower;
-pub mod raise;
+mod lower;
+mod raise;
 pub mod render;
 pub mod socket;
-pub mod symbols;
-pub mod types;
-pub mod udata;
+mod symbols;
+mod types;
+mod udata;
 
 #[cfg(test)]
 mod tests;
 
 pub use ir::*;
+pub use symbols::proto_name;

@@ -2,7 +2,7 @@
 //! per object (every one asking for an acknowledgement), BATCH_END. The kernel applies a batch
 //! all or nothing. Each message is built by libnftnl from its object (`nftnl_table`,
 //! `nftnl_chain`, `nftnl_set` with its elements, `nftnl_rule` with the expressions of
-//! [`super::lower`]), and labelled with what it concerns so an error can name it.
+//! `lower`), and labelled with what it concerns so an error can name it.
 
 mod sets;
 

@@ -16,7 +16,8 @@ use super::ffi;
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
-pub use parse::{ChainInfo, ObjInfo, RawRule, TableInfo};
+pub(crate) use parse::RawRule;
+pub use parse::{ChainInfo, ObjInfo, TableInfo};
 use parse::{
     ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
 };
@@ -228,7 +229,7 @@ impl NftSocket {
     }
 
     /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
-    pub fn raw_rules(
+    pub(crate) fn raw_rules(
         &mut self,
         family: Family,
         table: &str,
@@ -420,7 +421,7 @@ impl NftSocket {
 
     /// The named stateful objects of one table (NFT_MSG_GETOBJ). The kernel filters the dump
     /// by the table named; filtered here too, as for chains.
-    pub fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
+    pub(crate) fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
         let t = cname(table, "table")?;
         let mut o = ffi::NamedObj::new()?;
         o.set_str(ffi::NFTNL_OBJ_TABLE, &t);

@@ -34,7 +34,7 @@ pub struct ChainInfo {
 
 /// A rule's expressions as the kernel holds them.
 #[derive(Clone, Debug)]
-pub struct RawRule {
+pub(crate) struct RawRule {
     pub table: String,
     pub chain: String,
     pub handle: u64,

@@ -17,7 +17,7 @@ use crate::expr::{self as x, Raw, cmp};
 use crate::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::ir::*;
 use crate::types::{Datatype, be, padded};
-pub use stmt::{verdict_code, verdict_expr};
+pub use stmt::verdict_code;
 
 /// A lowered rule: its expressions and the anonymous sets they refer to (by batch id), which
 /// the batch creates before the rule.

@@ -221,7 +221,7 @@ impl Out<'_, '_> {
 }
 
 /// `accept` → immediate reg 0 accept; `jump x` → immediate reg 0 jump -> x
-pub fn verdict_expr(v: &Verdict) -> Raw {
+fn verdict_expr(v: &Verdict) -> Raw {
     let (code, chain) = verdict_code(v);
     Raw::Immediate(x::Immediate {
         dreg: Some(0),
