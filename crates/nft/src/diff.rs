@@ -5,11 +5,11 @@
 //! replaces the table in one batch. The lines say what differs, in `nft` syntax.
 
 use super::batch::Op;
-use super::canon::{decode_all, from_kernel};
+pub use super::canon::canonical_set;
+use super::canon::decode_all;
 use super::dump::Dumped;
 use super::elemdiff::element_changes;
 pub use super::elemdiff::{Canon, canon_elements};
-use super::elems::to_kernel;
 use super::expr::Raw;
 use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
@@ -120,19 +120,6 @@ fn sort_anon(rule: &mut Rule) {
             _ => {}
         }
     }
-}
-
-/// A set's elements in the kernel's canonical form (ranges paired, defaults dropped).
-pub fn canonical_set(s: &Set) -> Set {
-    let mut c = s.clone();
-    c.flags.timeout |= c.timeout.is_some();
-    if let Ok(k) = to_kernel(s, &s.elements, true)
-        && let Ok(els) = from_kernel(s, &k)
-    {
-        c.elements = els;
-    }
-    c.elements.sort();
-    c
 }
 
 /// A rule as it reads back from the kernel: lowered the way nft writes it and raised again

@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::canon::{canonical, decode, decode_all};
-use super::diff::canonical_set;
+use super::canon::{canonical, canonical_set, decode, decode_all};
 use super::elems::{KElem, to_kernel};
 use super::ir::{Element, Set, Table};
 use rustc_hash::FxHashMap as FastMap;

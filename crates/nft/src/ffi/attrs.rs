@@ -4,9 +4,11 @@
 
 use nftnl::nftnl_sys as sys;
 
-use super::expr::ExprK;
 use super::object::{ChainK, GenK, NamedObjK, RuleK, SetElemK, SetK, TableK};
 use super::{Attr, Data, Str, Taken};
+
+/// The kind of expression attributes (each also names its expression).
+pub(crate) enum ExprK {}
 
 macro_rules! attrs {
     (@taken) => { Taken::Copied };

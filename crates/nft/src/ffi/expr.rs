@@ -9,12 +9,10 @@ use std::ptr::NonNull;
 use anyhow::{Result, anyhow, bail};
 use nftnl::nftnl_sys as sys;
 
+use super::attrs::{ExprK, NFTNL_EXPR_NAME};
 use super::{
     Attr, Borrowed, Data, REGISTER, Str, Taken, bytes_at, c_name, number_at, room, string_at,
 };
-
-/// The kind of expression attributes.
-pub(crate) enum ExprK {}
 
 /// An expression, owned until [`super::Rule::add_expr`] takes it.
 pub(crate) struct Expr {
@@ -62,7 +60,7 @@ impl Expr {
             name: String::new(),
             bound: 0,
         });
-        e.name = e.str(super::NFTNL_EXPR_NAME).unwrap_or_default();
+        e.name = e.str(NFTNL_EXPR_NAME).unwrap_or_default();
         Borrowed {
             inner: e,
             _parent: PhantomData,

@@ -28,7 +28,7 @@ use std::mem::ManuallyDrop;
 use std::ops::Deref;
 
 pub(crate) use attrs::*;
-pub(crate) use expr::{Expr, ExprK};
+pub(crate) use expr::Expr;
 pub(crate) use msg::{AlignedBuf, MsgBuf, NetlinkCapAck, Nlmsg, Payload};
 pub(crate) use netdb::proto_name_lookup;
 pub(crate) use object::{Chain, Gen, NamedObj, Rule, Set, SetElem, Table};
