@@ -331,7 +331,8 @@ impl Batch {
         }
     }
 
-    fn op(&mut self, op: &Op) -> Result<()> {
+    /// The set declarations `op` makes, for the rules after it in the batch.
+    fn learn_op(&mut self, op: &Op) {
         match op {
             Op::ReplaceTable(t) | Op::AddTable(t) | Op::CreateTable(t) => {
                 self.learn(t.family, &t.name, &t.sets)
@@ -341,6 +342,11 @@ impl Batch {
             }
             _ => {}
         }
+    }
+
+    /// The messages of one op.
+    fn op(&mut self, op: &Op) -> Result<()> {
+        self.learn_op(op);
         match op {
             Op::ReplaceTable(t) => {
                 self.table(t, libc::NFT_MSG_NEWTABLE, false)?;
@@ -362,13 +368,7 @@ impl Batch {
                 family,
                 table,
                 chain,
-            } => {
-                self.chain(*family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
-                let sets = self.known_sets(*family, table);
-                for r in &chain.rules {
-                    self.rule(*family, table, &chain.name, r, false, &sets)?;
-                }
-            }
+            } => self.add_chain(*family, table, chain)?,
             Op::DeleteChain {
                 family,
                 table,
@@ -422,30 +422,39 @@ impl Batch {
                 table,
                 name,
             } => self.del_set(*family, table, name)?,
-            Op::AddElements { family, table, set } | Op::DeleteElements { family, table, set } => {
-                let del = matches!(op, Op::DeleteElements { .. });
-                let kelems = to_kernel(set, &set.elements, false)
-                    .map_err(|e| anyhow!("set {}: {e}", set.name))?;
-                let label = format!("table {} {table} set {}", family.as_str(), set.name);
-                let ty = if del {
-                    libc::NFT_MSG_DELSETELEM
-                } else {
-                    libc::NFT_MSG_NEWSETELEM
-                };
-                self.elements(
-                    &sets::ElemTarget {
-                        family: *family,
-                        table,
-                        set: &set.name,
-                        id: None,
-                    },
-                    &kelems,
-                    ty,
-                    &label,
-                )?;
+            Op::AddElements { family, table, set } => {
+                self.element_op(*family, table, set, libc::NFT_MSG_NEWSETELEM)?
+            }
+            Op::DeleteElements { family, table, set } => {
+                self.element_op(*family, table, set, libc::NFT_MSG_DELSETELEM)?
             }
         }
         Ok(())
+    }
+
+    /// A chain added to a table that is there, with its rules.
+    fn add_chain(&mut self, family: Family, table: &str, chain: &Chain) -> Result<()> {
+        self.chain(family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
+        let sets = self.known_sets(family, table);
+        for r in &chain.rules {
+            self.rule(family, table, &chain.name, r, false, &sets)?;
+        }
+        Ok(())
+    }
+
+    /// `set.elements` added to (NEWSETELEM) or deleted from (DELSETELEM) the existing set
+    /// `set` declares.
+    fn element_op(&mut self, family: Family, table: &str, set: &Set, ty: i32) -> Result<()> {
+        let kelems =
+            to_kernel(set, &set.elements, false).map_err(|e| anyhow!("set {}: {e}", set.name))?;
+        let label = format!("table {} {table} set {}", family.as_str(), set.name);
+        let target = sets::ElemTarget {
+            family,
+            table,
+            set: &set.name,
+            id: None,
+        };
+        self.elements(&target, &kelems, ty, &label)
     }
 }
 

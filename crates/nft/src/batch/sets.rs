@@ -1,13 +1,15 @@
 //! Set and element messages: NEWSET with nft's flags, types and userdata, then the elements in
 //! as many NEWSETELEM (or DELSETELEM) messages as they need.
 
+use std::ffi::CString;
+
 use anyhow::{Result, anyhow};
 
 use super::{Batch, ELEMS_BUDGET, cstr};
 use crate::elems::{KData, KElem, to_kernel};
 use crate::ffi;
 use crate::ir::*;
-use crate::types::{NFT_DATA_VERDICT, concat_len, concat_type};
+use crate::types::{Datatype, NFT_DATA_VERDICT, concat_len, concat_type};
 use crate::udata;
 
 /// The set element messages are about: by name, and by batch id when the set is created in
@@ -30,93 +32,10 @@ impl Batch {
         id: u32,
         anonymous: bool,
     ) -> Result<()> {
-        let tname = cstr(table, "table")?;
-        let sname = cstr(&s.name, "set")?;
-        let mut flags = 0u32;
-        if anonymous {
-            flags |= 1;
-        }
-        if s.flags.constant {
-            flags |= 2;
-        }
-        if s.flags.interval {
-            flags |= 4;
-        }
-        if s.data.is_some() {
-            flags |= 8;
-        }
-        if s.flags.timeout || s.timeout.is_some() {
-            flags |= 0x10;
-        }
-        let concat = s.key.len() > 1;
-        if s.flags.interval && concat {
-            flags |= 0x80;
-        }
-        let key_order = if concat {
-            0
-        } else {
-            s.key[0].byteorder().udata()
-        };
-        let (data_type, data_len, data_order, data_concat) = match &s.data {
-            None => (None, None, None, false),
-            Some(SetData::Verdict) => (Some(NFT_DATA_VERDICT), Some(0), Some(0), false),
-            Some(SetData::Values(v)) => (
-                Some(concat_type(v)),
-                Some(concat_len(v) as u32),
-                Some(if v.len() > 1 {
-                    0
-                } else {
-                    v[0].byteorder().udata()
-                }),
-                v.len() > 1,
-            ),
-        };
-        let ud = if anonymous {
-            let mut b = udata::Builder::default();
-            b.u32(udata::set::KEYBYTEORDER, key_order);
-            if let Some(d) = data_order {
-                b.u32(udata::set::DATABYTEORDER, d);
-            }
-            b.bytes().to_vec()
-        } else {
-            udata::set_udata(
-                key_order,
-                data_order,
-                concat,
-                data_concat,
-                s.comment.as_deref(),
-            )
-        };
+        let names = (cstr(table, "table")?, cstr(&s.name, "set")?);
         let kelems = to_kernel(s, &s.elements, true).map_err(|e| anyhow!("set {}: {e}", s.name))?;
-        let mut field_len = [0u8; 16];
-        for (i, t) in s.key.iter().enumerate().take(16) {
-            field_len[i] = t.size() as u8;
-        }
         let what = format!("table {} {table} set {}", family.as_str(), s.name);
-        let mut o = ffi::Set::new()?;
-        o.set_str(ffi::NFTNL_SET_TABLE, &tname);
-        o.set_str(ffi::NFTNL_SET_NAME, &sname);
-        o.set_u32(ffi::NFTNL_SET_FLAGS, flags);
-        o.set_u32(ffi::NFTNL_SET_KEY_TYPE, concat_type(&s.key));
-        o.set_u32(ffi::NFTNL_SET_KEY_LEN, concat_len(&s.key) as u32);
-        if let (Some(t), Some(l)) = (data_type, data_len) {
-            o.set_u32(ffi::NFTNL_SET_DATA_TYPE, t);
-            o.set_u32(ffi::NFTNL_SET_DATA_LEN, l);
-        }
-        o.set_u32(ffi::NFTNL_SET_ID, id);
-        if let Some(t) = s.timeout {
-            o.set_u64(ffi::NFTNL_SET_TIMEOUT, t);
-        }
-        if s.flags.constant || anonymous {
-            o.set_u32(ffi::NFTNL_SET_DESC_SIZE, kelems.len() as u32);
-        }
-        if s.flags.interval && concat {
-            let fields = field_len
-                .get(..s.key.len())
-                .ok_or_else(|| anyhow!("set {}: more than 16 fields", s.name))?;
-            o.set_data(ffi::NFTNL_SET_DESC_CONCAT, fields)?;
-        }
-        o.set_data(ffi::NFTNL_SET_USERDATA, &ud)?;
+        let o = set_obj(&names, s, id, anonymous, kelems.len())?;
         self.msg(
             libc::NFT_MSG_NEWSET,
             family,
@@ -200,6 +119,119 @@ impl Batch {
         o.set_str(ffi::NFTNL_SET_NAME, &sname);
         self.msg(libc::NFT_MSG_DELSET, family, 0, what, &o);
         Ok(())
+    }
+}
+
+/// The NEWSET object of `s` in table `names.0` (as `names.1`; batch id `id`; `anonymous`: a
+/// rule's) holding `elems` kernel elements: its flags, key and data types, default timeout,
+/// size, fields and userdata, as nft writes them.
+fn set_obj(
+    names: &(CString, CString),
+    s: &Set,
+    id: u32,
+    anonymous: bool,
+    elems: usize,
+) -> Result<ffi::Set> {
+    let concat = s.key.len() > 1;
+    let (data_type, data_len, data_order, data_concat) = data_desc(s.data.as_ref());
+    let mut o = ffi::Set::new()?;
+    o.set_str(ffi::NFTNL_SET_TABLE, &names.0);
+    o.set_str(ffi::NFTNL_SET_NAME, &names.1);
+    o.set_u32(ffi::NFTNL_SET_FLAGS, set_flags(s, anonymous));
+    o.set_u32(ffi::NFTNL_SET_KEY_TYPE, concat_type(&s.key));
+    o.set_u32(ffi::NFTNL_SET_KEY_LEN, concat_len(&s.key) as u32);
+    if let (Some(t), Some(l)) = (data_type, data_len) {
+        o.set_u32(ffi::NFTNL_SET_DATA_TYPE, t);
+        o.set_u32(ffi::NFTNL_SET_DATA_LEN, l);
+    }
+    o.set_u32(ffi::NFTNL_SET_ID, id);
+    if let Some(t) = s.timeout {
+        o.set_u64(ffi::NFTNL_SET_TIMEOUT, t);
+    }
+    if s.flags.constant || anonymous {
+        o.set_u32(ffi::NFTNL_SET_DESC_SIZE, elems as u32);
+    }
+    if s.flags.interval && concat {
+        let mut field_len = [0u8; 16];
+        for (i, t) in s.key.iter().enumerate().take(16) {
+            field_len[i] = t.size() as u8;
+        }
+        let fields = field_len
+            .get(..s.key.len())
+            .ok_or_else(|| anyhow!("set {}: more than 16 fields", s.name))?;
+        o.set_data(ffi::NFTNL_SET_DESC_CONCAT, fields)?;
+    }
+    let ud = set_userdata(s, anonymous, data_order, data_concat);
+    o.set_data(ffi::NFTNL_SET_USERDATA, &ud)?;
+    Ok(o)
+}
+
+/// NFT_SET_* flags: anonymous, constant, interval, map, timeout, concatenated interval.
+fn set_flags(s: &Set, anonymous: bool) -> u32 {
+    let mut flags = 0u32;
+    if anonymous {
+        flags |= 1;
+    }
+    if s.flags.constant {
+        flags |= 2;
+    }
+    if s.flags.interval {
+        flags |= 4;
+    }
+    if s.data.is_some() {
+        flags |= 8;
+    }
+    if s.flags.timeout || s.timeout.is_some() {
+        flags |= 0x10;
+    }
+    if s.flags.interval && s.key.len() > 1 {
+        flags |= 0x80;
+    }
+    flags
+}
+
+/// A map's data: its type, length, byte order for the userdata, and whether it is a
+/// concatenation (all None for a plain set).
+fn data_desc(data: Option<&SetData>) -> (Option<u32>, Option<u32>, Option<u32>, bool) {
+    match data {
+        None => (None, None, None, false),
+        Some(SetData::Verdict) => (Some(NFT_DATA_VERDICT), Some(0), Some(0), false),
+        Some(SetData::Values(v)) => (
+            Some(concat_type(v)),
+            Some(concat_len(v) as u32),
+            Some(byteorder(v)),
+            v.len() > 1,
+        ),
+    }
+}
+
+/// The byte order nft records for a key or data of `types`: none (0) for a concatenation.
+fn byteorder(types: &[Datatype]) -> u32 {
+    match types {
+        [t] => t.byteorder().udata(),
+        _ => 0,
+    }
+}
+
+/// The set's userdata: the byte orders of key and data (and for a named set, what nft writes
+/// for its declaration and its comment).
+fn set_userdata(s: &Set, anonymous: bool, data_order: Option<u32>, data_concat: bool) -> Vec<u8> {
+    let key_order = byteorder(&s.key);
+    if anonymous {
+        let mut b = udata::Builder::default();
+        b.u32(udata::set::KEYBYTEORDER, key_order);
+        if let Some(d) = data_order {
+            b.u32(udata::set::DATABYTEORDER, d);
+        }
+        b.bytes().to_vec()
+    } else {
+        udata::set_udata(
+            key_order,
+            data_order,
+            s.key.len() > 1,
+            data_concat,
+            s.comment.as_deref(),
+        )
     }
 }
 
