@@ -371,4 +371,34 @@ mod tests {
             .contains("data=0x06")
         );
     }
+
+    #[test]
+    fn xtables_info_is_given_to_libnftnl_as_its_own_copy() {
+        // libnftnl keeps an xtables match's info and frees it with the expression: encoding
+        // one, reading it back and dropping it must neither leak into nor free our bytes.
+        let r = Raw::Xt(Xt {
+            name: Some("comment".into()),
+            rev: Some(0),
+            info: Some(b"a comment\0".to_vec()),
+        });
+        let e = r.to_nftnl().expect("encode");
+        assert_eq!(Raw::from_nftnl(&e), r);
+        drop(e);
+        let t = Raw::XtTarget(XtTarget {
+            name: Some("REJECT".into()),
+            rev: Some(0),
+            info: Some(vec![1, 0, 0, 0]),
+        });
+        assert_eq!(Raw::from_nftnl(&t.to_nftnl().expect("encode")), t);
+    }
+
+    #[test]
+    fn a_register_longer_than_64_bytes_is_refused() {
+        let r = Raw::Cmp(Cmp {
+            sreg: Some(1),
+            op: Some(cmp::EQ),
+            data: Some(vec![0; 65]),
+        });
+        assert!(r.to_nftnl().is_err());
+    }
 }
