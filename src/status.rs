@@ -114,7 +114,7 @@ fn action(r: &Rule) -> &'static str {
 
 fn counters(d: &Dumped) -> Vec<Chain> {
     let mut out = Vec::new();
-    for c in &d.table.chains {
+    for c in d.structure().chains() {
         let mut ch = Chain {
             name: c.name.clone(),
             ..Default::default()
@@ -160,12 +160,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
         let Some(set) = table.set(name) else {
             continue;
         };
-        // A table read back keeps its elements in kernel form, apart from the declaration.
-        let elements = match d.elements.get(name) {
-            Some(k) => nft::canon::decode_all(set, k).unwrap_or_default(),
-            None => set.elements.clone(),
-        };
-        for e in &elements {
+        for e in &set.elements {
             let (mut host_addr, mut proto, mut port) = (None, None, None);
             for k in &e.key {
                 match k {
@@ -275,7 +270,7 @@ pub(crate) fn gather(o: &Observed, nft: &crate::firewall::NftState) -> Vec<Topol
         }
         let table = owner::table(&name);
         if let Some(d) = nft.own.get(&table)
-            && d.table.comment.as_deref() == Some(&mark)
+            && d.structure().comment() == Some(mark.as_str())
         {
             t.table = Some(format!("inet {table}"));
             t.chains = counters(d);

@@ -226,7 +226,7 @@ fn ns_diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
         let d = match (&want, have) {
             (None, None) => continue,
             (Some(w), h) => table_diff(w, h),
-            (None, Some(h)) => delete_table(&h.table.name),
+            (None, Some(h)) => delete_table(h.structure().name()),
         };
         if d.ops.is_empty() {
             continue;
