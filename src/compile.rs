@@ -273,3 +273,7 @@ pub(crate) fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
     ]);
     ipnetwork::Ipv6Network::new(ip, 64).unwrap_or_else(|_| ipnetwork::Ipv6Network::from(ip))
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

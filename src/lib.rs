@@ -21,9 +21,6 @@ pub mod cni;
 pub mod commands;
 mod compile;
 mod doctor;
-// The engine is being reshaped (the observed composite moves into it): its items become
-// pub(crate) with that work.
-#[allow(unreachable_pub)]
 mod engine;
 mod firewall;
 mod graph;
@@ -41,3 +38,6 @@ mod state;
 mod status;
 mod topology;
 mod watch;
+
+#[cfg(test)]
+mod testdata;

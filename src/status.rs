@@ -129,7 +129,7 @@ fn action(r: &Rule) -> &'static str {
 
 fn counters(d: &Dumped) -> Vec<Chain> {
     let mut out = Vec::new();
-    for c in &d.table.chains {
+    for c in d.structure().chains() {
         let mut ch = Chain {
             name: c.name.clone(),
             ..Default::default()
@@ -182,12 +182,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
                 .find(|(k, _)| k.key == e.key)
                 .map_or(0, |(_, c)| c.packets)
         };
-        // A table read back keeps its elements in kernel form, apart from the declaration.
-        let elements = match d.elements.get(name) {
-            Some(k) => nft::canon::decode_all(set, k).unwrap_or_default(),
-            None => set.elements.clone(),
-        };
-        for e in &elements {
+        for e in &set.elements {
             let (mut host_addr, mut proto, mut port) = (None, None, None);
             for k in &e.key {
                 match k {
@@ -270,7 +265,7 @@ fn namespace_drops(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<
 }
 
 /// Every topology the host holds marks of.
-pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
+pub(crate) fn gather(o: &Observed, nft: &crate::firewall::NftState) -> Vec<Topology> {
     let mut names: BTreeSet<String> = BTreeSet::new();
     let owner = |m: Option<&str>| m.and_then(topology_of).map(str::to_string);
     names.extend(
@@ -285,8 +280,7 @@ pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
             .filter_map(|l| owner(l.alias.as_deref())),
     );
     names.extend(
-        o.nft
-            .tables
+        nft.tables
             .iter()
             .filter(|t| owner::is_table(&t.name))
             .filter_map(|t| owner(t.comment.as_deref())),
@@ -323,8 +317,8 @@ pub(crate) fn gather(o: &Observed) -> Vec<Topology> {
             }
         }
         let table = owner::table(&name);
-        if let Some(d) = o.nft.own.get(&table)
-            && d.table.comment.as_deref() == Some(&mark)
+        if let Some(d) = nft.own.get(&table)
+            && d.structure().comment() == Some(mark.as_str())
         {
             t.table = Some(format!("inet {table}"));
             t.chains = counters(d);

@@ -106,7 +106,7 @@ fn the_man_page_renders_without_warnings() {
 
 #[test]
 fn colour_only_on_a_terminal() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let esc = |s: &str| s.contains('\x1b');
     let piped = sb.nsfw(&["diff", &f]);
@@ -136,7 +136,7 @@ fn json(out: &str) -> serde_json::Value {
 
 #[test]
 fn json_outputs_parse_and_follow_their_schema() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let d = json(&sb.nsfw_code(&["diff", "--json", &f], 2));
     assert_eq!(d["schema"], 1);
@@ -205,7 +205,7 @@ fn json_outputs_parse_and_follow_their_schema() {
 
 #[test]
 fn flush_by_name_with_a_broken_file() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let lab = sb.file("lab.toml", LAB);
     let other = sb.file(
         "o.toml",
@@ -223,7 +223,7 @@ fn flush_by_name_with_a_broken_file() {
 
 #[test]
 fn apply_and_diff_read_standard_input() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let o = sb.sh(&format!("{NSFW} apply - < {f}"));
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));

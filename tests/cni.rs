@@ -93,7 +93,7 @@ fn nft(sb: &Sandbox) -> String {
 
 #[test]
 fn version_lists_the_versions_nsfw_speaks() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let r = cni(&sb, "VERSION", "x", None, r#"{"cniVersion":"1.0.0"}"#);
     assert_eq!(r.code, 0, "{}", r.text);
     assert_eq!(r.out["cniVersion"], "1.0.0");
@@ -108,7 +108,7 @@ fn version_lists_the_versions_nsfw_speaks() {
 
 #[test]
 fn errors_are_the_specs_objects_on_stdout() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.ok("ip netns add c1");
     // Undecodable JSON: the spec's "failed to decode content".
     let r = cni(&sb, "ADD", "c1", Some("c1"), "{this is not json");
@@ -160,7 +160,7 @@ fn errors_are_the_specs_objects_on_stdout() {
 
 #[test]
 fn add_gives_the_specs_result_and_a_second_add_is_refused() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let c = conf("");
     let r = add(&sb, "c1", &c);
     assert_eq!(r["cniVersion"], "1.1.0");
@@ -192,7 +192,7 @@ fn add_gives_the_specs_result_and_a_second_add_is_refused() {
 
 #[test]
 fn del_is_idempotent_and_removes_exactly_that_container() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let c = conf(&ports(
         r#"{"hostPort":8080,"containerPort":80,"protocol":"tcp"}"#,
     ));
@@ -236,7 +236,7 @@ fn del_is_idempotent_and_removes_exactly_that_container() {
 
 #[test]
 fn containers_reach_each_other_and_the_world_through_nat() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
     let c = conf("");
     let a = addr(&add(&sb, "c1", &c));
@@ -265,7 +265,7 @@ fn containers_reach_each_other_and_the_world_through_nat() {
 
 #[test]
 fn published_ports_answer_from_the_world_and_nothing_else_does() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
     let c = conf(&ports(
         r#"{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":5353,"containerPort":53,"protocol":"udp"},{"hostPort":8443,"containerPort":443,"protocol":"tcp","hostIP":"198.51.100.1"}"#,
@@ -316,7 +316,7 @@ fn published_ports_answer_from_the_world_and_nothing_else_does() {
 
 #[test]
 fn check_names_the_drift() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let c = conf(&ports(r#"{"hostPort":8080,"containerPort":80}"#));
     let r = add(&sb, "c1", &c);
     let checked = with_prev(&c, &r);
@@ -347,7 +347,7 @@ fn check_names_the_drift() {
 
 #[test]
 fn gc_removes_what_no_valid_attachment_owns() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     if !std::path::Path::new(HOST_LOCAL).exists() {
         eprintln!("skipped: {HOST_LOCAL} is missing (Debian's containernetworking-plugins)");
         return;
@@ -392,7 +392,7 @@ fn gc_removes_what_no_valid_attachment_owns() {
 
 #[test]
 fn status_says_whether_an_add_could_be_served() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let r = cni(&sb, "STATUS", "x", None, &conf(""));
     assert_eq!(r.code, 0, "{}", r.text);
     sb.ok("ip link add nsfw-lab type bridge");
@@ -412,7 +412,7 @@ fn status_says_whether_an_add_could_be_served() {
 
 #[test]
 fn docker_forward_drop_gets_the_networks_accepts() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
     sb.ok("iptables-nft -P FORWARD DROP");
     let c = conf("");
@@ -430,7 +430,7 @@ fn docker_forward_drop_gets_the_networks_accepts() {
 
 #[test]
 fn twenty_parallel_adds_all_work_and_leave_nothing() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let c = host_local_conf(&sb);
     let ids: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
     for id in &ids {
@@ -468,7 +468,7 @@ fn twenty_parallel_adds_all_work_and_leave_nothing() {
 
 #[test]
 fn a_container_sends_only_from_its_own_address() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.88.0.0/24"]);
     sb.ok("ip netns exec wan nft add rule ip seen input ip saddr 192.168.99.5 counter comment spoofed");
     add(&sb, "c1", &conf(r#","masquerade":false"#));
@@ -502,7 +502,7 @@ fn a_container_sends_only_from_its_own_address() {
 
 #[test]
 fn topologies_flush_all_leaves_cni_networks_alone() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
     let lab = sb.file("lab.toml", common::LAB);
     sb.nsfw_code(&["apply", &lab], 0);
@@ -529,7 +529,7 @@ fn topologies_flush_all_leaves_cni_networks_alone() {
 /// take it, and the kernel's hook order would decide), and the topology keeps it.
 #[test]
 fn a_host_port_a_topology_publishes_is_refused_to_a_container() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "t.toml",
         "name = \"web\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[namespaces.web]\nbridge = \"br0\"\npublish = [\"8080:80/tcp\"]\n",

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{NSFW, Sandbox, show};
+use common::{NSFW, Sandbox, processes_of, show};
 
 const HOST: &str = "198.51.100.1";
 const SUBNET: &str = "10.90.0.0/24";
@@ -52,8 +52,8 @@ struct Podman {
 impl Podman {
     /// podman's configuration, plugin directory, conflist and a busybox root in the test's
     /// directory; libcni's cache (/var/lib/cni) on a tmpfs of the sandbox's own.
-    fn new(plugin: Plugin) -> Podman {
-        let sb = Sandbox::new();
+    fn new(plugin: Plugin) -> Option<Podman> {
+        let sb = Sandbox::or_skip()?;
         sb.upstream(&[]);
         let dir = sb.dir().to_path_buf();
         let d = dir.display();
@@ -86,7 +86,7 @@ impl Podman {
              printf '[network]\\nnetwork_backend = \"cni\"\\ncni_plugin_dirs = [\"{d}/plugins\"]\\nnetwork_config_dir = \"{d}/net.d\"\\n[engine]\\nevents_logger = \"none\"\\ntmp_dir = \"{d}/tmp\"\\n' > {d}/containers.conf
              mkdir -p /var/lib/cni && mount -t tmpfs tmpfs /var/lib/cni"
         ));
-        Podman { sb, dir, plugin }
+        Some(Podman { sb, dir, plugin })
     }
 
     fn cmd(&self, args: &str) -> String {
@@ -132,7 +132,7 @@ fn acceptance(plugin: Plugin) {
         eprintln!("{why}");
         return;
     }
-    let p = Podman::new(plugin);
+    let Some(p) = Podman::new(plugin) else { return };
     let sb = &p.sb;
     // An address on the bridge, and the world reached with the uplink's address.
     let out = p.ok(
@@ -218,7 +218,9 @@ fn twenty_podman_containers_at_once_all_work_and_leave_nothing() {
         eprintln!("{why}");
         return;
     }
-    let p = Podman::new(Plugin::Nsfw);
+    let Some(p) = Podman::new(Plugin::Nsfw) else {
+        return;
+    };
     let outs: Vec<std::process::Output> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..20)
             .map(|_| {
@@ -254,4 +256,45 @@ fn twenty_podman_containers_at_once_all_work_and_leave_nothing() {
         leases.lines().all(|l| !l.starts_with("10.")),
         "leases left: {leases}"
     );
+}
+
+/// A test that fails with a container up (podman's conmon double-forks away from podman, the
+/// container lives in namespaces of its own) leaves nothing running: conmon, the container's
+/// shell and its server all die with the sandbox.
+#[test]
+fn a_test_failing_with_a_container_up_leaves_no_conmon_or_container() {
+    if let Some(why) = missing() {
+        eprintln!("{why}");
+        return;
+    }
+    if common::skip_without_root() {
+        return;
+    }
+    let seen = std::sync::Mutex::new(String::new());
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let p = Podman::new(Plugin::Nsfw).expect("root");
+        // The test's directory's name, in every command line of the test's processes.
+        let name = p
+            .dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let d = p.dir.display();
+        p.sb.ok(&format!("cp {d}/rootfs/bin/hello {d}/rootfs/bin/{name}"));
+        let script = format!("nc -ll -p 80 -e /bin/{name} & sleep 300; : {name}");
+        p.ok("-d --name a -p 8080:80", &script);
+        let t = std::time::Instant::now();
+        let up = |what: &str| processes_of(&name).iter().any(|p| p.contains(what));
+        while !(up("conmon") && up("nc -ll") && up("sh -c")) && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up("conmon") && up("nc -ll"), "{:#?}", processes_of(&name));
+        *seen.lock().expect("lock") = name;
+        panic!("a test failing with a container up");
+    }));
+    assert!(failed.is_err());
+    let name = seen.into_inner().expect("lock");
+    assert!(!name.is_empty(), "the container did not come up");
+    assert_eq!(processes_of(&name), Vec::<String>::new());
 }

@@ -43,9 +43,11 @@ fn kill_after(sb: &Sandbox, args: &[&str], after: Duration, term: bool) -> Strin
     let mut child = sb.spawn_nsfw(args);
     std::thread::sleep(after);
     let sig = if term { libc::SIGTERM } else { libc::SIGKILL };
-    // SAFETY: kill(2) on our own child; at worst it has already exited.
-    unsafe {
-        libc::kill(child.id() as i32, sig);
+    if let Some(pid) = common::inner_pid(&child) {
+        // SAFETY: kill(2) on the nsfw our child runs (and waits for); at worst it has exited.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
     }
     let _ = child.wait();
     let mut err = String::new();
@@ -68,7 +70,7 @@ fn docker_like(sb: &Sandbox) {
 
 #[test]
 fn killed_applies_and_flushes_always_converge() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     docker_like(&sb);
     let mut rng = Rng::new();
     let a = sb.file("a.toml", &two_bridges("crash", 50, 0));
@@ -123,7 +125,7 @@ fn killed_applies_and_flushes_always_converge() {
 
 #[test]
 fn runs_at_once_take_turns() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("t.toml", &two_bridges("race", 60, 0));
     // Two applies of one file: both succeed (the second waits), the host is in sync.
     let one = sb.spawn_nsfw(&["apply", &f]);
@@ -166,7 +168,7 @@ fn runs_at_once_take_turns() {
 
 #[test]
 fn a_closed_pipe_never_stops_the_work() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("t.toml", &two_bridges("pipe", 300, 0));
     for cmd in ["apply", "flush"] {
         let o = sb.sh(&format!(
@@ -188,7 +190,7 @@ fn a_closed_pipe_never_stops_the_work() {
 
 #[test]
 fn a_thousand_namespaces_with_256_open_files() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("t.toml", &two_bridges("many", 1000, 0));
     let run = |cmd: &str, code: i32| {
         let o = sb.sh(&format!("ulimit -Sn 256; {} {cmd} {f}", common::NSFW));
@@ -203,7 +205,7 @@ fn a_thousand_namespaces_with_256_open_files() {
 
 #[test]
 fn readdressing_converges_in_one_apply() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     let lab = |ns1: &str, gw: &str| {
         format!(
@@ -244,7 +246,7 @@ fn readdressing_converges_in_one_apply() {
 
 #[test]
 fn renamed_bridges_and_traded_addresses_work_right_after_apply() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let lab = |br: &str, a: &str, b: &str| {
         format!(
             "name = \"lab\"\n[bridges.{br}]\naddress = \"10.10.0.1/24\"\n[namespaces.ns1]\nbridge = \"{br}\"\naddress = \"10.10.0.{a}/24\"\n[namespaces.ns2]\nbridge = \"{br}\"\naddress = \"10.10.0.{b}/24\"\n[namespaces.ns3]\nbridge = \"{br}\"\naddress = \"10.10.0.4/24\"\n"
@@ -283,7 +285,7 @@ fn renamed_bridges_and_traded_addresses_work_right_after_apply() {
 
 #[test]
 fn flush_puts_ip_forward_back() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     assert_eq!(sb.ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "0");
     let lab = sb.file("lab.toml", common::LAB);
     let other = sb.file("o.toml", "name = \"other\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.o1]\nbridge = \"br1\"\n");
@@ -301,7 +303,7 @@ fn flush_puts_ip_forward_back() {
 
 #[test]
 fn without_cap_sys_admin_flush_says_what_it_could_not_reach() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", common::LAB);
     sb.nsfw_code(&["apply", &f], 0);
     let o = sb.sh(&format!(
@@ -320,7 +322,7 @@ fn without_cap_sys_admin_flush_says_what_it_could_not_reach() {
 
 #[test]
 fn usage_errors_exit_1_and_the_default_file_must_be_the_callers() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     for args in [
         vec!["diff", "--jsn"],
         vec!["frobnicate"],
@@ -366,7 +368,7 @@ fn usage_errors_exit_1_and_the_default_file_must_be_the_callers() {
 
 #[test]
 fn files_under_etc_netns_are_never_followed_or_waited_on() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let dns = format!(
         "{}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.53\"]\n",
         common::LAB
@@ -444,7 +446,7 @@ fn files_under_etc_netns_are_never_followed_or_waited_on() {
 
 #[test]
 fn a_foreign_port_on_an_nsfw_bridge_is_drift() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", common::LAB);
     sb.nsfw_code(&["apply", &f], 0);
     sb.ok("ip link add eth9 type veth peer name eth9p; ip link set eth9 master br0 up");

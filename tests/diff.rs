@@ -171,7 +171,7 @@ const NFT_DRIFT: &[Drift] = &[
 
 #[test]
 fn every_kind_of_drift_is_named_and_repaired() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.ok("iptables -P FORWARD DROP; iptables -N DOCKER-USER; iptables -A DOCKER-USER -j RETURN; iptables -I FORWARD -j DOCKER-USER");
     let f = sb.file("lab.toml", LAB);
     for (what, breakage, expect) in PLUMBING_DRIFT.iter().chain(NFT_DRIFT) {
@@ -215,7 +215,7 @@ fn snapshot(sb: &Sandbox) -> String {
 /// diff and gone after apply, each kind the kernel here can make; flush leaves none behind.
 #[test]
 fn named_objects_in_nsfws_table_are_named_and_removed() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let t = "inet nsfw_lab";
     let objects = [
@@ -269,7 +269,7 @@ fn named_objects_in_nsfws_table_are_named_and_removed() {
 
 #[test]
 fn diff_changes_nothing() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "lab.toml",
         &format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.53\"]\n"),
@@ -292,7 +292,7 @@ fn diff_changes_nothing() {
 
 #[test]
 fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let fresh = sb.nsfw_code(&["diff", &f], 2);
     for e in [
@@ -340,7 +340,7 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
 
 #[test]
 fn errors_name_the_object_and_non_root_is_one_line() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     // A leftover file in /run/netns that is not a namespace.
     sb.ok("touch /run/netns/ns1");

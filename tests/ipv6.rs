@@ -16,7 +16,7 @@ fn dual() -> String {
 
 #[test]
 fn a_dual_stack_lab_comes_up_and_drift_is_repaired() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", &dual());
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
@@ -90,7 +90,7 @@ fn a_dual_stack_lab_comes_up_and_drift_is_repaired() {
 
 #[test]
 fn a_segment_without_ipv6_has_none() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     sb.nsfw_code(&["apply", &f], 0);
     assert_eq!(
@@ -107,7 +107,7 @@ fn a_segment_without_ipv6_has_none() {
 
 #[test]
 fn ipv6_mistakes_are_refused() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let cases = [
         (
             "address6 on a bridge without IPv6",
@@ -231,7 +231,7 @@ fn rows(out: &str) -> Vec<String> {
 
 #[test]
 fn the_firewall_judges_ipv6_like_ipv4() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("six.toml", RICH);
     let out = sb.nsfw_code(&["try", &f], 0);
     let rows = rows(&out);
@@ -274,7 +274,7 @@ fn the_firewall_judges_ipv6_like_ipv4() {
 
 #[test]
 fn ipv6_published_ports_live_in_their_own_maps() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("six.toml", RICH);
     sb.nsfw_code(&["apply", &f], 0);
     let table = sb.ok("nft list table inet nsfw_six");

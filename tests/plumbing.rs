@@ -11,7 +11,7 @@ fn lab(sb: &Sandbox) -> String {
 
 #[test]
 fn lab_comes_up() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = lab(&sb);
     let out = sb.nsfw_code(&["apply", &f], 0);
     assert!(out.contains("+ namespace ns1"), "{out}");
@@ -52,7 +52,7 @@ fn lab_comes_up() {
 
 #[test]
 fn options_are_applied_and_dns_is_seen_by_ip_netns_exec() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "opts.toml",
         r#"
@@ -99,7 +99,7 @@ bridge = "lan0"
 
 #[test]
 fn second_apply_changes_nothing() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
     let indexes = || -> Vec<u64> {
@@ -129,7 +129,7 @@ fn second_apply_changes_nothing() {
 
 #[test]
 fn drift_is_repaired() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
     let ns2_eth = sb.ifindex(None, "veth-ns2");
@@ -171,7 +171,7 @@ fn drift_is_repaired() {
 
 #[test]
 fn namespaces_removed_from_the_file_are_removed() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let three = format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.1\"]\n");
     let f3 = sb.file("three.toml", &three);
     sb.nsfw_code(&["apply", &f3], 0);
@@ -196,7 +196,7 @@ fn namespaces_removed_from_the_file_are_removed() {
 
 #[test]
 fn foreign_objects_are_errors_and_left_alone() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = lab(&sb);
 
     sb.ok("ip link add br0 type bridge; ip link set br0 mtu 1280");
@@ -245,7 +245,7 @@ fn foreign_objects_are_errors_and_left_alone() {
 
 #[test]
 fn flush_removes_what_nsfw_owns_and_nothing_else() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "lab.toml",
         &format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.1\"]\n"),
@@ -290,7 +290,7 @@ fn flush_removes_what_nsfw_owns_and_nothing_else() {
 
 #[test]
 fn verify_reports_the_live_topology() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
     let out = sb.nsfw_code(&["verify", &f], 0);
@@ -307,7 +307,7 @@ fn host_state(sb: &Sandbox) -> String {
 
 #[test]
 fn try_builds_checks_and_leaves_nothing() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let before = host_state(&sb);
     let out = sb.nsfw_code(&["try"], 0);
     assert!(out.contains("12/12 checks as expected"), "{out}");

@@ -23,7 +23,7 @@ fn tcp(sb: &Sandbox, from: &str, to: &str, port: u16) -> bool {
 #[test]
 fn between_bridges_in_both_file_orders() {
     for swap in [false, true] {
-        let sb = Sandbox::new();
+        let Some(sb) = Sandbox::or_skip() else { return };
         let f = sb.file("p.toml", &two_bridges(swap, ""));
         sb.nsfw_code(&["apply", &f], 0);
         sb.serve(Some("a"), "tcp", &[80]);
@@ -59,7 +59,7 @@ fn between_bridges_in_both_file_orders() {
 fn a_deny_inside_one_bridge_with_bridge_netfilter_off_and_on() {
     let three = "name = \"pol\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n[namespaces.ns3]\nbridge = \"br0\"\naddress = \"10.10.0.4/24\"\n";
     for (order, brnf) in [(0, "0"), (1, "1"), (0, "1"), (1, "0")] {
-        let sb = Sandbox::new();
+        let Some(sb) = Sandbox::or_skip() else { return };
         sb.ok(&format!(
             "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
         ));
@@ -99,7 +99,7 @@ fn a_deny_inside_one_bridge_with_bridge_netfilter_off_and_on() {
 
 #[test]
 fn isolation_egress_lists_and_host_protection() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     sb.serve(Some("wan"), "tcp", &[8000, 8001]);
     // Host listeners: on the bridge's address and on the uplink's.
@@ -144,7 +144,7 @@ fn isolation_egress_lists_and_host_protection() {
 
 #[test]
 fn the_jail_and_every_shipped_ruleset_meet_their_expectations() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets");
     let mut n = 0;
     for ent in std::fs::read_dir(&dir).expect("rulesets") {
@@ -166,7 +166,7 @@ fn the_jail_and_every_shipped_ruleset_meet_their_expectations() {
 
 #[test]
 fn verify_reports_a_broken_expectation() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     let f = sb.file(
         "p.toml",
@@ -190,7 +190,7 @@ fn verify_reports_a_broken_expectation() {
 
 #[test]
 fn policy_mistakes_are_refused_or_warned_about() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     mistakes_are_refused(&sb);
     contradictions_are_warned_about(&sb);
     allows_that_change_nothing_are_warned_about(&sb);
@@ -328,7 +328,7 @@ fn short_packets(sb: &Sandbox, from: &str, to_ns: &str, to_addr: &str) -> u64 {
 #[test]
 fn a_deny_without_ports_stops_short_packets() {
     for brnf in ["0", "1"] {
-        let sb = Sandbox::new();
+        let Some(sb) = Sandbox::or_skip() else { return };
         sb.upstream(&["10.10.0.0/24"]);
         sb.ok(&format!(
             "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
@@ -376,7 +376,7 @@ fn a_deny_without_ports_stops_short_packets() {
 /// elements in an interval set, so nsfw cuts them apart — and keep their union's meaning.
 #[test]
 fn overlapping_entries_load_and_mean_their_union() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     sb.serve(Some("wan"), "tcp", &[80, 95, 101]);
     let f = sb.file(

@@ -18,19 +18,19 @@ fn lab(publish: &str) -> String {
 
 const ALL: &str = r#""8080:80", "198.51.100.1:8081:81", "127.0.0.1:8443:443", "5353:53/udp", "9000-9002:9100-9102""#;
 
-fn up() -> (Sandbox, String) {
-    let sb = Sandbox::new();
+fn up() -> Option<(Sandbox, String)> {
+    let sb = Sandbox::or_skip()?;
     sb.upstream(&["10.10.0.0/24"]);
     let f = sb.file("pub.toml", &lab(ALL));
     sb.nsfw_code(&["apply", &f], 0);
     sb.serve(Some("ns1"), "tcp", &[80, 81, 443, 9100, 9101, 9102, 22]);
     sb.serve(Some("ns1"), "udp", &[53]);
-    (sb, f)
+    Some((sb, f))
 }
 
 #[test]
 fn published_ports_answer_every_way_they_are_published() {
-    let (sb, f) = up();
+    let Some((sb, f)) = up() else { return };
     let wan = Some("wan");
     // From the world: the namespace sees the client's own address, no SNAT on the way in.
     assert_eq!(sb.ask(wan, "tcp", HOST, 8080).as_deref(), Some(WAN));
@@ -109,7 +109,7 @@ fn published_ports_answer_every_way_they_are_published() {
 
 #[test]
 fn a_change_of_one_port_sends_only_map_elements() {
-    let (sb, _) = up();
+    let Some((sb, _)) = up() else { return };
     let moved = sb.file("moved.toml", &lab(&ALL.replace("8080:80", "8088:80")));
     let out = sb.nsfw_code(&["apply", &moved], 0);
     let lines: Vec<&str> = out
@@ -129,7 +129,7 @@ fn a_change_of_one_port_sends_only_map_elements() {
 
 #[test]
 fn bad_publish_entries_are_refused() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     for (entry, want) in [
         (r#""0:80""#, "port 0"),
         (r#""70000:80""#, "above 65535"),
@@ -157,7 +157,7 @@ fn bad_publish_entries_are_refused() {
 
 #[test]
 fn a_port_the_host_already_listens_on_is_a_warning() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.serve(None, "tcp", &[8080]);
     let f = sb.file("pub.toml", &lab(r#""8080:80", "8081:81""#));
     let o = sb.nsfw(&["apply", &f]);
@@ -178,7 +178,7 @@ fn a_port_the_host_already_listens_on_is_a_warning() {
 /// not have (or to a namespace's address) is a dead entry: a warning, as the host may gain it.
 #[test]
 fn dead_and_shadowing_publishes_are_warnings() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     sb.serve(None, "tcp", &[2022]);
     sb.ok("/usr/bin/python3 -c 'import socket,time
@@ -217,7 +217,7 @@ s=socket.socket(); s.bind((\"127.0.0.1\",5432)); s.listen(); time.sleep(120)' >/
 /// plain against address-restricted; two different addresses of one port do not clash.
 #[test]
 fn a_host_port_another_topology_publishes_is_a_conflict() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
     let a = sb.file(
         "a.toml",
@@ -289,7 +289,7 @@ fn a_namespace_reaches_its_own_published_port() {
     let deny = "[[deny]]\nfrom = \"ns2\"\nto = \"ns1\"\nports = [\"tcp/22\"]\n";
     for (sysctl, extra) in [("0", ""), ("1", ""), ("0", deny)] {
         let what = format!("sysctl {sysctl}, policy {}", !extra.is_empty());
-        let sb = Sandbox::new();
+        let Some(sb) = Sandbox::or_skip() else { return };
         sb.upstream(&["10.10.0.0/24"]);
         sb.ok(&format!(
             "sysctl -qw net.bridge.bridge-nf-call-iptables={sysctl}"
@@ -387,7 +387,7 @@ for _ in range(200):
 /// conntrack entries of the old translation (a new datagram is a new connection).
 #[test]
 fn a_running_udp_flow_follows_its_published_port() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     let two = |ns1: &str, ns2: &str| {
         format!(
@@ -440,7 +440,7 @@ fn a_running_udp_flow_follows_its_published_port() {
 /// datagrams keep following after the port is published — unless apply deletes it.
 #[test]
 fn a_running_udp_flow_reaches_a_port_published_after_it_started() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     let one = |publish: &str| {
         format!(
@@ -474,7 +474,7 @@ fn a_running_udp_flow_reaches_a_port_published_after_it_started() {
 
 #[test]
 fn a_spoofed_source_never_reaches_the_upstream() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     sb.ok("ip netns exec wan nft add rule ip seen input ip saddr 192.168.99.5 counter comment spoofed");
     let f = sb.file("pub.toml", &lab(""));
@@ -506,7 +506,7 @@ fn a_spoofed_source_never_reaches_the_upstream() {
 
 #[test]
 fn next_to_docker_namespaces_reach_only_what_an_outside_host_could() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     // A Docker-like host: docker0 with a container, FORWARD drop, Docker's chains, one
     // published container port (80).

@@ -84,7 +84,7 @@ fn has_netem(sb: &Sandbox, index: u32) -> bool {
 
 /// A sandbox with veth a ⇄ b, and a's index, when the kernel has netem.
 fn netem_sandbox() -> Option<(Sandbox, u32)> {
-    let sb = Sandbox::new();
+    let sb = Sandbox::or_skip()?;
     let a = veth(&sb);
     has_netem(&sb, a).then_some((sb, a))
 }
@@ -321,7 +321,7 @@ fn removing_puts_the_default_back() {
 /// and removing an impairment leaves them be.
 #[test]
 fn other_roots_are_not_nsfws() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let a = veth(&sb);
     let roots = in_sandbox(&sb, all_roots);
     assert!(
@@ -350,7 +350,7 @@ fn other_roots_are_not_nsfws() {
 
 #[test]
 fn a_missing_interface_is_an_error_naming_it() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let n = Netem {
         latency_us: ms(1),
         ..Netem::default()
@@ -385,7 +385,7 @@ fn rtt(sb: &Sandbox, count: u32) -> (f64, f64) {
 
 #[test]
 fn ping_feels_the_latency_and_then_no_more() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.ok("set -e
            ip netns add peer
            ip link add name a type veth peer name b netns peer

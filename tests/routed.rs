@@ -17,7 +17,7 @@ fn rows(out: &str) -> Vec<String> {
 
 #[test]
 fn the_router_lab_meets_every_expectation() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("router.toml", ROUTER);
     let out = sb.nsfw_code(&["try", &f], 0);
     let rows = rows(&out);
@@ -37,7 +37,7 @@ fn the_router_lab_meets_every_expectation() {
 
 #[test]
 fn a_masquerading_router_hides_its_subnet_and_flush_takes_its_table() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "r.toml",
         &ROUTER.replace("forward = true", "masquerade = \"eth0\""),
@@ -77,7 +77,7 @@ fn a_masquerading_router_hides_its_subnet_and_flush_takes_its_table() {
 
 #[test]
 fn edits_take_one_apply_and_traffic_follows() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("router.toml", ROUTER);
     sb.nsfw_code(&["apply", &f], 0);
     sb.serve(Some("ns1"), "tcp", &[7000]);
@@ -125,7 +125,7 @@ fn edits_take_one_apply_and_traffic_follows() {
 
 #[test]
 fn drift_inside_the_router_is_reported_and_repaired() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("router.toml", ROUTER);
     sb.nsfw_code(&["apply", &f], 0);
     for (breakage, expect) in [
@@ -175,7 +175,7 @@ bridge = "br0"
 
 #[test]
 fn physical_ports_are_taken_refused_and_given_back() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     // The "physical" interface: one end of a pair whose other end plays the wire.
     sb.ok("ip netns add wire && ip link add eth9 type veth peer name eth0 netns wire && ip link set eth9 up");
     let f = sb.file("p.toml", PORTED);
@@ -242,7 +242,7 @@ fn physical_ports_are_taken_refused_and_given_back() {
 
 #[test]
 fn latency_on_an_interface_where_the_kernel_has_netem() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let lab = "name = \"lat\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[namespaces.ns1]\nbridge = \"br0\"\n";
     let slow = sb.file("slow.toml", &format!("{lab}latency = \"50ms\"\n"));
     let o = sb.nsfw(&["apply", &slow]);
@@ -291,7 +291,7 @@ fn latency_on_an_interface_where_the_kernel_has_netem() {
 /// overlapping interval elements, so nsfw keeps the wider), and the lab works.
 #[test]
 fn an_aggregate_host_route_over_a_router_subnet_loads() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "agg.toml",
         &ROUTER.replace(
@@ -344,7 +344,7 @@ fn dual_stack_router() -> String {
 
 #[test]
 fn a_router_forwards_ipv6_to_a_neighbour_it_never_talked_to() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let lab = dual_stack_router();
     assert!(
         lab.contains("gateway6") && lab.contains("fd00:10::fe"),
@@ -391,7 +391,7 @@ fn a_router_forwards_ipv6_to_a_neighbour_it_never_talked_to() {
 
 #[test]
 fn routing_that_leads_nowhere_is_warned_about_and_still_applied() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     // NAT named on the inside interface; a [host] route through an address nobody has.
     let lab = ROUTER
         .replace("forward = true", "forward = true\nmasquerade = \"eth1\"")

@@ -9,7 +9,7 @@ use common::{LAB, Sandbox, show};
 
 #[test]
 fn exec_runs_in_the_namespace_with_its_resolv_conf() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file(
         "lab.toml",
         &format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\ndns = [\"192.0.2.53\"]\n"),
@@ -52,7 +52,7 @@ fn exec_runs_in_the_namespace_with_its_resolv_conf() {
 
 #[test]
 fn the_systemd_units_verify_and_their_commands_converge_and_flush() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     let dir = sb.dir().join("units");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -169,8 +169,8 @@ impl Watcher {
 
     /// CPU time the watcher has used (user + system), from /proc.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("watch's stat");
+        let pid = common::inner_pid(&self.child).expect("watch runs");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("watch's stat");
         // Fields after the command name, which is in parentheses: utime and stime are the
         // 12th and 13th of them, in clock ticks.
         let rest = stat.rsplit(')').next().expect("stat");
@@ -186,9 +186,12 @@ impl Watcher {
 
     /// SIGTERM: watch stops cleanly, with status 0.
     fn stop(mut self) -> String {
-        // SAFETY: kill(2) on the child we started.
+        // SAFETY: kill(2) on the nsfw our child runs (and waits for).
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(
+                common::inner_pid(&self.child).expect("watch runs") as i32,
+                libc::SIGTERM,
+            );
         }
         let status = self.child.wait().expect("wait");
         std::thread::sleep(Duration::from_millis(50));
@@ -217,7 +220,7 @@ fn within(within: Duration, ok: &dyn Fn() -> bool) -> Option<Duration> {
 
 #[test]
 fn watch_restores_a_flushed_ruleset_and_the_accepts_docker_s_policy_needs() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24"]);
     let f = sb.file("lab.toml", LAB);
     sb.nsfw_code(&["apply", &f], 0);
@@ -282,7 +285,7 @@ fn watch_restores_a_flushed_ruleset_and_the_accepts_docker_s_policy_needs() {
 
 #[test]
 fn watch_backs_off_from_a_fight_without_spinning() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     sb.nsfw_code(&["apply", &f], 0);
     let w = Watcher::start(&sb, &["--max-repairs", "5", "--pause", "2", &f]);
@@ -320,7 +323,7 @@ fn watch_backs_off_from_a_fight_without_spinning() {
 
 #[test]
 fn status_lists_every_topology_with_counters_that_move() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
     let lab = sb.file("lab.toml", &format!("{LAB}publish = [\"8080:80/tcp\"]\n"));
     let other = sb.file(
@@ -402,7 +405,7 @@ fn status_lists_every_topology_with_counters_that_move() {
 
 #[test]
 fn watch_repairs_drift_inside_a_router_namespace() {
-    let sb = Sandbox::new();
+    let Some(sb) = Sandbox::or_skip() else { return };
     let lab = include_str!("../rulesets/router.toml")
         .replace("forward = true", "forward = true\nmasquerade = \"eth0\"");
     let f = sb.file("router.toml", &lab);

@@ -36,7 +36,7 @@ pub(super) fn converge(
 ) -> Result<(usize, crate::plan::Plan), Fail> {
     let tg = Target::apply(t);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, o: &crate::plumbing::Observed| {
+    let before = &mut |p: &crate::plan::Plan, o: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
         }
@@ -95,7 +95,7 @@ pub fn flush(what: FlushWhat, wait: bool) -> Result<u8, Fail> {
     };
     let tg = Target::flush(who);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, _: &crate::plumbing::Observed| {
+    let before = &mut |p: &crate::plan::Plan, _: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
         }

@@ -39,9 +39,8 @@ pub fn status(file: Option<PathBuf>, json: bool, format: Option<StatusFormat>) -
             ns_sysctls: &none,
             host_sysctls: Vec::new(),
         };
-        let mut o = plumbing::observe(&q)?;
-        o.nft = firewall::observe(&mut nft)?;
-        let mut ts = status::gather(&o);
+        let o = plumbing::observe(&q)?;
+        let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);
         let mut sync = None;
         if let Some(t) = &t {
             let tg = Target::apply(t);

@@ -49,7 +49,9 @@ impl Ruleset {
     /// table and how many rules were put at the top of which chain.
     fn as_applied(&self, t: &Topology, d: &Dumped) -> (Table, Option<(String, usize)>) {
         // Set lookups need the elements, which a dump keeps as kernel bytes until asked.
-        let mut table = d.decoded().unwrap_or_else(|_| d.table.clone());
+        let mut table = d
+            .decoded()
+            .unwrap_or_else(|_| d.structure().without_elements());
         let ipt = table.family == Family::Ip && table.name == IPT_TABLE;
         let drop = table
             .chain(IPT_FORWARD)
@@ -98,7 +100,7 @@ impl Ruleset {
         let mut out = Vec::new();
         for d in &self.tables {
             // A dormant table's chains are not attached to their hooks.
-            if d.table.dormant {
+            if d.structure().dormant() {
                 continue;
             }
             let (table, added) = self.as_applied(t, d);

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 
 use crate::owner::Mark;
 use crate::topology::Topology;
-use nft::canon::decode_all;
 use nft::dump::Dumped;
 use nft::{ElemData, Element, Value};
 
@@ -27,7 +26,7 @@ struct Claim {
 
 /// The owner a table's comment names: `topology alpha` or `CNI network labnet`.
 fn owner_of(d: &Dumped) -> Option<String> {
-    Some(match Mark::parse(d.table.comment.as_deref()?)? {
+    Some(match Mark::parse(d.structure().comment()?)? {
         Mark::Topology(n) => format!("topology {n}"),
         Mark::Network(n) | Mark::Container { network: n, .. } => format!("CNI network {n}"),
     })
@@ -92,10 +91,8 @@ fn entries(name: &str, elements: &[Element]) -> Vec<Entry> {
 pub(crate) fn observed(d: &Dumped) -> Vec<Entry> {
     let mut out = Vec::new();
     for name in [ANY, AT, ANY6, AT6] {
-        if let (Some(set), Some(k)) = (d.table.set(name), d.elements.get(name))
-            && let Ok(elements) = decode_all(set, k)
-        {
-            out.extend(entries(name, &elements));
+        if let Some(Ok(set)) = d.set(name) {
+            out.extend(entries(name, &set.elements));
         }
     }
     out
@@ -173,7 +170,7 @@ impl Taken {
             Some(IpAddr::V4(a)) => format!("{a}:{port}"),
             None => format!("{port}"),
         };
-        let name = nft::symbols::proto_name(proto).unwrap_or_else(|| proto.to_string());
+        let name = nft::proto_name(proto).unwrap_or_else(|| proto.to_string());
         Some(format!(
             "{} (its table's map: {at}/{name} → {})",
             c.owner, c.to

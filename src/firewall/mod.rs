@@ -11,6 +11,8 @@ mod policy;
 pub(crate) mod publish;
 mod router;
 mod table;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use table::{needs_localnet, table};
 
@@ -240,7 +242,7 @@ fn ns_diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
         let d = match (&want, have) {
             (None, None) => continue,
             (Some(w), h) => table_diff(w, h),
-            (None, Some(h)) => delete_table(&h.table.name),
+            (None, Some(h)) => delete_table(h.structure().name()),
         };
         if d.ops.is_empty() {
             continue;

@@ -88,7 +88,9 @@ pub(crate) fn gather(t: &Topology) -> Result<Live> {
     let o = engine::observe(&tg, &rec, &mut nft)?;
     let p = engine::plan(&tg, &o, &rec)?;
     drop(lock);
-    let st = status::gather(&o).into_iter().find(|x| x.name == t.name);
+    let st = status::gather(&o.net, &o.nft)
+        .into_iter()
+        .find(|x| x.name == t.name);
     let mut problems = p.conflicts.clone();
     problems.extend(p.unreachable.iter().cloned());
     Ok(Live {

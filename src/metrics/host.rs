@@ -316,9 +316,8 @@ pub(crate) fn read() -> anyhow::Result<(Vec<Topology>, Option<Vec<CtEntry>>)> {
         ns_sysctls: &none,
         host_sysctls: Vec::new(),
     };
-    let mut o = crate::plumbing::observe(&q)?;
-    o.nft = crate::firewall::observe(&mut nft)?;
-    let ts = status::gather(&o);
+    let o = crate::plumbing::observe(&q)?;
+    let ts = status::gather(&o, &crate::firewall::observe(&mut nft)?);
     let entries = crate::firewall::conntrack::entries(&mut nft).ok();
     Ok((ts, entries))
 }

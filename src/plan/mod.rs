@@ -12,6 +12,8 @@ mod node;
 mod ports;
 mod run;
 mod step;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -21,6 +23,8 @@ pub(crate) use crate::owner::Owner;
 pub(crate) use diff::plan;
 pub(crate) use execute::execute;
 pub(crate) use step::Step;
+#[cfg(test)]
+pub(crate) use step::{LinkAttr, Stage};
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};

@@ -15,6 +15,8 @@ pub(crate) mod rtnl;
 pub(crate) mod sysctl;
 
 pub(crate) use files::resolv_path;
+#[cfg(test)]
+pub(crate) use objects::{Addr, NsObs, Route};
 pub(crate) use objects::{FileObs, Link, NodeObs};
 pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};

@@ -36,8 +36,6 @@ pub(crate) struct Observed {
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns, by namespace name.
     pub etc_dirs: std::collections::BTreeSet<String>,
-    /// The nftables side, filled in by `firewall::observe`.
-    pub nft: crate::firewall::NftState,
 }
 
 impl Observed {

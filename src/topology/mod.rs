@@ -308,22 +308,33 @@ impl std::error::Error for Errors {}
 /// Reads and validates a topology file (`-`: standard input).
 pub(crate) fn load(path: &Path) -> Result<Topology, Errors> {
     let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
-            Errors(vec![format!(
-                "standard input: cannot read the topology: {e}"
-            )])
-        })?;
-        s
+        read_limited(std::io::stdin())
+            .map_err(|e| format!("standard input: cannot read the topology: {e}"))
     } else {
-        std::fs::read_to_string(path).map_err(|e| {
-            Errors(vec![format!(
-                "{}: cannot read the topology file: {e}",
-                path.display()
-            )])
-        })?
-    };
+        std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(read_limited)
+            .map_err(|e| format!("{}: cannot read the topology file: {e}", path.display()))
+    }
+    .map_err(|e| Errors(vec![e]))?;
     parse(&text, path)
+}
+
+/// A topology file is read up to this size: 10,000 namespaces take about 1 MiB, and a path
+/// such as /dev/zero must end in an error, not in all the memory there is.
+const MAX_FILE: u64 = 64 << 20;
+
+fn read_limited(r: impl std::io::Read) -> Result<String, String> {
+    let mut s = String::new();
+    let n = std::io::Read::read_to_string(&mut std::io::Read::take(r, MAX_FILE + 1), &mut s)
+        .map_err(|e| e.to_string())?;
+    if n as u64 > MAX_FILE {
+        return Err(format!(
+            "it is larger than {} MiB, which no topology needs",
+            MAX_FILE >> 20
+        ));
+    }
+    Ok(s)
 }
 
 /// Parses and validates topology text; `source` names it in messages.

@@ -40,11 +40,19 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let root: Table = match text.parse::<Table>() {
         Ok(t) => t,
         Err(e) => {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let msg = e.message().trim().to_string();
-            return Err(Errors(vec![format!(
-                "{file}:{line}:{col}: not valid TOML: {msg}"
-            )]));
+            // An error without a place (the reader's nesting limit) names the file alone.
+            let at = match e.span().map(|s| line_col(text, s.start)) {
+                Some((line, col)) => format!("{file}:{line}:{col}"),
+                None => file,
+            };
+            let msg = if msg.contains("recursion limit") {
+                "tables or arrays nested too deeply (a topology needs a handful of levels)"
+                    .to_string()
+            } else {
+                msg
+            };
+            return Err(Errors(vec![format!("{at}: not valid TOML: {msg}")]));
         }
     };
     let mut cx = Ctx::new(file);
@@ -399,6 +407,36 @@ fn check_port_counts(cx: &mut Ctx, bridges: &[Bridge], namespaces: &[Namespace])
 
 #[cfg(test)]
 mod tests {
+    /// A file nested past the TOML reader's limit is refused naming the file, with no
+    /// made-up line and column.
+    #[test]
+    fn nesting_past_the_readers_limit_is_refused_plainly() {
+        let text = format!("[{}]\n", vec!["a"; 200].join("."));
+        let errs = super::parse(&text, std::path::Path::new("deep.toml"))
+            .expect_err("refused")
+            .0;
+        assert_eq!(
+            errs,
+            vec![
+                "deep.toml: not valid TOML: tables or arrays nested too deeply (a topology needs a handful of levels)"
+            ]
+        );
+    }
+
+    /// A path that never ends (/dev/zero) is an error, not all the memory there is.
+    #[test]
+    fn an_endless_file_is_refused() {
+        let errs = crate::topology::load(std::path::Path::new("/dev/zero"))
+            .expect_err("refused")
+            .0;
+        assert_eq!(
+            errs,
+            vec![
+                "/dev/zero: cannot read the topology file: it is larger than 64 MiB, which no topology needs"
+            ]
+        );
+    }
+
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {

@@ -24,9 +24,8 @@ use anyhow::{Result, bail};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::engine::{self, Target};
+use crate::engine::{self, Observed, Target};
 use crate::netlink::RecvBuf;
-use crate::plumbing::Observed;
 use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
 use crate::{error, metrics, say};
@@ -93,10 +92,12 @@ fn load(path: &Path) -> Result<Topology> {
 fn present(t: &Topology, o: &Observed) -> bool {
     let mark = crate::owner::mark(&t.name);
     let table = crate::owner::table(&t.name);
-    o.namespaces
+    o.net
+        .namespaces
         .values()
         .any(|n| n.owner.as_deref() == Some(&mark))
-        || o.host
+        || o.net
+            .host
             .links
             .iter()
             .any(|l| l.alias.as_deref() == Some(&mark))
@@ -111,7 +112,8 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
     let links: BTreeSet<String> = d.host.links.keys().cloned().collect();
     let indexes = o
         .map(|o| {
-            o.host
+            o.net
+                .host
                 .links
                 .iter()
                 .filter(|l| links.contains(&l.name))

@@ -1,10 +1,15 @@
 //! The test sandbox: every kernel-touching test gets a fresh network and mount namespace made
-//! by `nsfw sandbox` (private tmpfs over /run/netns and /etc/netns), held open by a `sleep`,
-//! and runs its commands inside it through `nsenter`. Nothing reaches the host's network, and
-//! everything dies with the holder when the test ends, passes or not.
+//! by `nsfw sandbox` (private tmpfs over /run/netns, /etc/netns and /run/nsfw) and, inside it,
+//! a PID namespace whose init is the holder, a shell waiting for the end of its input. Commands run inside through `nsenter`,
+//! in that PID namespace, and so does everything they start (servers, podman's conmon and
+//! containers, `nsfw try`'s own sandbox): when the holder dies, the kernel kills every process
+//! in it. So nothing reaches the host's network, and everything dies with the sandbox when
+//! the test ends, passes or not (a panic unwinds through `Drop`).
+//!
+//! Kernel tests need root: without it they skip, saying so ([`Sandbox::or_skip`]).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
@@ -13,10 +18,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const NSFW: &str = env!("CARGO_BIN_EXE_nsfw");
 
 pub struct Sandbox {
+    /// `nsfw sandbox`, whose standard input the holder waits on.
     holder: Child,
+    /// The holder's pid as the test sees it: init of the sandbox's PID namespace.
     pid: u32,
     dir: PathBuf,
 }
+
+/// The holder: says it is up, then waits for the end of its input.
+const HOLDER: &str = "echo ready; read -r _; exit 0";
 
 /// The sandbox mounts tmpfs over /run/netns, /etc/netns and /run/nsfw, which need mount points. Create
 /// them once, before any sandbox, and never remove them: concurrent sandboxes then never race
@@ -30,6 +40,97 @@ fn mount_points() {
     });
 }
 
+/// Whether this process may run kernel tests (namespaces, netlink, nftables need root).
+pub fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// True, after saying so, when a kernel test cannot run here: it then returns at once. Said
+/// on the test harness's own stderr (not captured), so a skip is never silent.
+pub fn skip_without_root() -> bool {
+    if root() {
+        return false;
+    }
+    let me = std::thread::current();
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {} needs root (network namespaces, netlink, nftables); `cargo test` as root runs it",
+        me.name().unwrap_or("this test")
+    );
+    true
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
+        // The command may hold spaces and parentheses: the fields follow the last ')'.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..))
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid)
+            && let Ok(p) = name.parse()
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The process a `spawn_*` child runs: `nsenter` forks it into the sandbox's PID namespace
+/// and waits for it (passing its exit status on), so signals meant for the command go to
+/// this pid, not the child's. None: it has ended already (and nsenter with it).
+pub fn inner_pid(child: &Child) -> Option<u32> {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(p) = children_of(child.id()).first() {
+            return Some(*p);
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()));
+        let ended = stat.map_or(true, |s| s.rfind(") Z").is_some());
+        if ended {
+            return None;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "nsenter started nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Live processes (zombies aside) whose command line or root directory names `marker` (a test's
+/// own directory, say): what a test started and must not outlive it.
+pub fn processes_of(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+        if state.is_none() || state == Some("Z") {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap_or_default();
+        if cmd.contains(marker) || root.starts_with(marker) {
+            out.push(format!("{pid} {}", cmd.trim()));
+        }
+    }
+    out
+}
+
 /// The text of a command's run, for assertion messages.
 pub fn show(o: &Output) -> String {
     format!(
@@ -41,7 +142,17 @@ pub fn show(o: &Output) -> String {
 }
 
 impl Sandbox {
+    /// A sandbox, or None when kernel tests cannot run here (not root), said on stderr: `let
+    /// Some(sb) = Sandbox::or_skip() else { return };` starts every kernel test.
+    pub fn or_skip() -> Option<Sandbox> {
+        (!skip_without_root()).then(Sandbox::new)
+    }
+
     pub fn new() -> Sandbox {
+        assert!(
+            root(),
+            "kernel tests need root: start them with Sandbox::or_skip()"
+        );
         mount_points();
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -50,26 +161,48 @@ impl Sandbox {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        // Inside the network and mount namespaces, a PID namespace whose init is the holder,
+        // with a /proc of its own (so that pids read there are the namespace's). The holder
+        // waits for the end of its standard input: the test closes it when the sandbox is
+        // dropped, and the kernel does when the test process ends, however it ends.
         let mut holder = Command::new(NSFW)
-            .args(["sandbox", "--", "sh", "-c", "echo $$; exec sleep 900"])
+            .args([
+                "sandbox",
+                "--",
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+            ])
+            .args(["--kill-child", "--", "sh", "-c", HOLDER])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start sandbox");
         let mut line = String::new();
         BufReader::new(holder.stdout.take().expect("stdout"))
             .read_line(&mut line)
-            .expect("sandbox pid");
-        let pid: u32 = line.trim().parse().expect("sandbox pid");
+            .expect("sandbox ready");
+        assert_eq!(line.trim(), "ready", "the sandbox did not start");
+        // nsfw sandbox → unshare → the holder.
+        let unshare = children_of(holder.id());
+        let inits: Vec<u32> = unshare.iter().flat_map(|p| children_of(*p)).collect();
+        let [pid] = inits[..] else {
+            panic!("the sandbox's holder: {unshare:?} → {inits:?}")
+        };
         let sb = Sandbox { holder, pid, dir };
         sb.ok("ip link set lo up");
         sb
     }
 
+    /// A command entering the sandbox: `nsenter` forks it into the PID namespace, waits for
+    /// it and exits as it did (see [`inner_pid`]).
     fn enter(&self) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/proc/{}/ns/net", self.pid))
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid))
-            .arg("--");
+        for (opt, ns) in [("net", "net"), ("mount", "mnt"), ("pid", "pid")] {
+            c.arg(format!("--{opt}=/proc/{}/ns/{ns}", self.pid));
+        }
+        c.arg("--");
         c
     }
 
@@ -97,8 +230,7 @@ impl Sandbox {
             .expect("run nsfw")
     }
 
-    /// Starts nsfw inside the sandbox without waiting for it (nsenter execs nsfw in place, so
-    /// the child's pid is nsfw's).
+    /// Starts nsfw inside the sandbox without waiting for it (to signal it, see [`inner_pid`]).
     pub fn spawn_nsfw(&self, args: &[&str]) -> Child {
         self.enter()
             .arg(NSFW)
@@ -222,34 +354,12 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Witness servers and helpers started in the sandbox or its namespaces would outlive
-        // it (a namespace lives while a process is in it): end every one of them first.
-        let _ = self.sh(
-            "for n in $(ip netns list 2>/dev/null | cut -d' ' -f1); do ip netns pids \"$n\" 2>/dev/null | xargs -r kill -9; done",
-        );
-        let net = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-        if let Some(mine) = net(&self.pid.to_string())
-            && let Ok(dir) = std::fs::read_dir("/proc")
-        {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.parse::<u32>().is_ok_and(|p| p != self.pid)
-                    && net(&name).as_ref() == Some(&mine)
-                    && let Ok(p) = name.parse::<i32>()
-                {
-                    // SAFETY: kill(2) on a process inside this test's own sandbox.
-                    unsafe {
-                        libc::kill(p, libc::SIGKILL);
-                    }
-                }
-            }
-        }
-        // The holder's child (sh exec'd into sleep) pins the namespaces: end it, and
-        // `nsfw sandbox` returns with it.
-        // SAFETY: kill(2) on a pid we started; at worst it is already gone.
-        unsafe {
-            libc::kill(self.pid as i32, libc::SIGKILL);
-        }
+        // The holder reads the end of its input and exits. It is init of the PID namespace:
+        // when it ends, the kernel kills every process in the namespace (and in namespaces
+        // made inside it: a container's, `nsfw try`'s), however it was started: in the
+        // background, as a daemon, in a namespace deleted since. The nsenter of each command
+        // exits with its command; unshare with the holder, and with it `nsfw sandbox`.
+        drop(self.holder.stdin.take());
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -21,7 +21,7 @@
 //! So two elements are equal in canonical form exactly when they decode to equal IR elements,
 //! and [`decode`] gives that IR element.
 
-use super::elems::{KData, KElem, concat_bytes, split, verdict_of};
+use super::elems::{KData, KElem, concat_bytes, split, to_kernel, verdict_of};
 use super::ir::{ElemData, Element, Set, SetData};
 use super::lower::verdict_code;
 use super::types::{Datatype, be, concat_len, padded};
@@ -191,9 +191,6 @@ pub fn decode(set: &Set, k: &KElem) -> Result<Element, String> {
     })
 }
 
-/// A set of canonical elements, to compare two sets of them.
-pub type ElemSet<'a> = rustc_hash::FxHashSet<&'a KElem>;
-
 /// The IR elements of kernel elements of `set` (a declaration; its own elements are ignored).
 pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {
     decode_all(set, &canonical(set, kelems.to_vec())?)
@@ -202,6 +199,19 @@ pub fn from_kernel(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> 
 /// The IR elements of canonical elements of `set`.
 pub fn decode_all(set: &Set, kelems: &[KElem]) -> Result<Vec<Element>, String> {
     kelems.iter().map(|k| decode(set, k)).collect()
+}
+
+/// A set's elements in the kernel's canonical form (ranges paired, defaults dropped).
+pub fn canonical_set(s: &Set) -> Set {
+    let mut c = s.clone();
+    c.flags.timeout |= c.timeout.is_some();
+    if let Ok(k) = to_kernel(s, &s.elements, true)
+        && let Ok(els) = from_kernel(s, &k)
+    {
+        c.elements = els;
+    }
+    c.elements.sort();
+    c
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! replaces the table in one batch. The lines say what differs, in `nft` syntax.
 
 use super::batch::Op;
-use super::canon::{decode_all, from_kernel};
+pub use super::canon::canonical_set;
+use super::canon::decode_all;
 use super::dump::Dumped;
 use super::elemdiff::element_changes;
 pub use super::elemdiff::{Canon, canon_elements};
-use super::elems::to_kernel;
 use super::expr::Raw;
 use super::ir::*;
 use super::lower::{LowerCtx, lower_rule};
@@ -122,19 +122,6 @@ fn sort_anon(rule: &mut Rule) {
     }
 }
 
-/// A set's elements in the kernel's canonical form (ranges paired, defaults dropped).
-pub fn canonical_set(s: &Set) -> Set {
-    let mut c = s.clone();
-    c.flags.timeout |= c.timeout.is_some();
-    if let Ok(k) = to_kernel(s, &s.elements, true)
-        && let Ok(els) = from_kernel(s, &k)
-    {
-        c.elements = els;
-    }
-    c.elements.sort();
-    c
-}
-
 /// A rule as it reads back from the kernel: lowered the way nft writes it and raised again
 /// (dependencies written out and swallowed, single-element sets folded, anonymous sets in
 /// canonical order). A rule that cannot be lowered is kept as it is.
@@ -230,7 +217,7 @@ pub fn table_diff(want: &Table, have: Option<&Dumped>) -> TableDiff {
 }
 
 /// [`table_diff`] with the desired elements' kernel form `canon` made already.
-pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
+fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
     let (mut d, whole) = diff_of(want, canon, have);
     if let Some(op) = whole {
         d.ops = vec![op(want.clone())];
@@ -238,8 +225,9 @@ pub fn table_diff_with(want: &Table, canon: &Canon, have: Option<&Dumped>) -> Ta
     d
 }
 
-/// [`table_diff_with`] of a desired table it may keep: a table created or replaced whole
-/// (10,000 elements, say) goes into the batch as it is, not copied.
+/// [`table_diff`] with the desired elements' kernel form `canon` made already, of a desired
+/// table it may keep: a table created or replaced whole (10,000 elements, say) goes into the
+/// batch as it is, not copied.
 pub fn table_diff_owned(want: Table, canon: &Canon, have: Option<&Dumped>) -> TableDiff {
     let (mut d, whole) = diff_of(&want, canon, have);
     if let Some(op) = whole {
@@ -254,218 +242,33 @@ type Whole = fn(Table) -> Op;
 /// The diff, and when the table goes into the batch whole, how: the ops are then left for
 /// the caller to fill.
 fn diff_of(want: &Table, canon: &Canon, have: Option<&Dumped>) -> (TableDiff, Option<Whole>) {
-    let label = want.label();
     let Some(have) = have else {
-        let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
-        for s in &want.sets {
-            lines.push(NftLine::set_line(
-                '+',
-                "set",
-                &label,
-                &s.name,
-                String::new(),
-            ));
-        }
-        for c in &want.chains {
-            for r in &c.rules {
-                lines.push(NftLine::new(
-                    '+',
-                    "rule",
-                    &label,
-                    Some(&c.name),
-                    r.to_string(),
-                ));
-            }
-        }
-        let d = TableDiff {
-            ops: Vec::new(),
-            lines,
-            gone: Vec::new(),
-            added: Vec::new(),
-        };
-        return (d, Some(Op::CreateTable));
+        return (creation(want), Some(Op::CreateTable));
     };
-    let k = &have.table;
-    let mut lines = Vec::new();
-    let mut structural = !have.unreadable.is_empty() || !have.objects.is_empty();
-    for u in &have.unreadable {
-        lines.push(NftLine::new('~', "table", &label, None, u.clone()));
-    }
-    // Named objects someone added (nsfw declares none): removed with the table's replacement,
-    // which deletes a table's objects with it, in the same batch.
-    for o in &have.objects {
-        lines.push(NftLine::new(
-            '-',
-            "object",
-            &label,
-            None,
-            format!("{} {} (someone else's)", o.kind, o.name),
-        ));
-    }
-    let mut element_ops = Vec::new();
-    let mut gone_by_set = Vec::new();
-    let mut added_by_set = Vec::new();
-    if want.dormant != k.dormant {
-        let f = |d: bool| if d { "flags dormant" } else { "no flags" };
-        lines.push(NftLine::new(
-            '~',
-            "table",
-            &label,
-            None,
-            format!("{} → {}", f(k.dormant), f(want.dormant)),
-        ));
-        structural = true;
-    }
-    if want.comment != k.comment {
-        let f = |c: &Option<String>| {
-            c.as_ref()
-                .map_or("no comment".into(), |c| format!("comment \"{c}\""))
-        };
-        lines.push(NftLine::new(
-            '~',
-            "table",
-            &label,
-            None,
-            format!("{} → {}", f(&k.comment), f(&want.comment)),
-        ));
-        structural = true;
-    }
-
+    let mut f = Found::new(want);
+    f.table(have);
     for s in &want.sets {
-        let Some(ks) = k.set(&s.name) else {
-            lines.push(NftLine::set_line('+', "set", &label, &s.name, decl(s)));
-            structural = true;
-            if !s.elements.is_empty() {
-                added_by_set.push((s.name.clone(), s.elements.clone()));
-            }
-            continue;
-        };
-        let (wd, kd) = (declaration(s), declaration(ks));
-        if wd != kd {
-            lines.push(NftLine::set_line(
-                '~',
-                "set",
-                &label,
-                &s.name,
-                format!("{} → {}", decl(&kd), decl(&wd)),
-            ));
-            structural = true;
-        }
-        let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
-        let none = Err(String::new());
-        let wk = canon.get(&s.name).unwrap_or(&none);
-        let (gone, new) = element_changes(s, wk, &kd, held);
-        for e in &gone {
-            lines.push(NftLine::set_line(
-                '-',
-                "element",
-                &label,
-                &s.name,
-                element(e),
-            ));
-        }
-        for e in &new {
-            lines.push(NftLine::set_line(
-                '+',
-                "element",
-                &label,
-                &s.name,
-                element(e),
-            ));
-        }
-        let with = |els: Vec<Element>| Set {
-            elements: els,
-            ..wd.clone()
-        };
-        if !gone.is_empty() {
-            gone_by_set.push((s.name.clone(), gone.clone()));
-            element_ops.push(Op::DeleteElements {
-                family: want.family,
-                table: want.name.clone(),
-                set: with(gone),
-            });
-        }
-        if !new.is_empty() {
-            added_by_set.push((s.name.clone(), new.clone()));
-            element_ops.push(Op::AddElements {
-                family: want.family,
-                table: want.name.clone(),
-                set: with(new),
-            });
-        }
+        f.set(s, canon, have);
     }
-    for s in &k.sets {
-        if want.set(&s.name).is_none() {
-            lines.push(NftLine::set_line(
-                '-',
-                "set",
-                &label,
-                &s.name,
-                String::new(),
-            ));
-            structural = true;
-            // A set that goes takes its elements with it (a set nsfw cannot read has none
-            // it knows of).
-            let held = have.elements.get(&s.name).map_or(&[][..], Vec::as_slice);
-            gone_by_set.push((s.name.clone(), decode_all(s, held).unwrap_or_default()));
-        }
-    }
-
-    let before = lines.len();
-    for c in &want.chains {
-        chain_diff(want, c, have, &mut lines);
-    }
-    for c in &k.chains {
-        if want.chain(&c.name).is_none() {
-            lines.push(NftLine::new(
-                '-',
-                "chain",
-                &label,
-                Some(&c.name),
-                String::new(),
-            ));
-            // What goes with it, in nft syntax.
-            let handles = have.handles.get(&c.name);
-            for (i, r) in c.rules.iter().enumerate() {
-                let h = handles.and_then(|h| h.get(i)).copied().unwrap_or(0);
-                lines.push(NftLine::new(
-                    '-',
-                    "rule",
-                    &label,
-                    Some(&c.name),
-                    format!("{r} (handle {h})"),
-                ));
-            }
-        }
-    }
-    structural |= lines.len() > before;
-
-    let (ops, whole): (Vec<Op>, Option<Whole>) = if structural {
-        (Vec::new(), Some(Op::ReplaceTable))
-    } else {
-        // Deletions first: a changed element is deleted and added again.
-        element_ops.sort_by_key(|o| !matches!(o, Op::DeleteElements { .. }));
-        (element_ops, None)
-    };
-    let d = TableDiff {
-        ops,
-        lines,
-        gone: gone_by_set,
-        added: added_by_set,
-    };
-    (d, whole)
+    f.sets_gone(have);
+    f.chains(have);
+    f.finish()
 }
 
-fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {
+/// The lines of a table that is not there: it, its sets and its rules, all new.
+fn creation(want: &Table) -> TableDiff {
     let label = want.label();
-    let Some(kc) = have.table.chain(&c.name) else {
-        lines.push(NftLine::new(
+    let mut lines = vec![NftLine::new('+', "table", &label, None, String::new())];
+    for s in &want.sets {
+        lines.push(NftLine::set_line(
             '+',
-            "chain",
+            "set",
             &label,
-            Some(&c.name),
+            &s.name,
             String::new(),
         ));
+    }
+    for c in &want.chains {
         for r in &c.rules {
             lines.push(NftLine::new(
                 '+',
@@ -475,34 +278,243 @@ fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) 
                 r.to_string(),
             ));
         }
+    }
+    TableDiff {
+        ops: Vec::new(),
+        lines,
+        gone: Vec::new(),
+        added: Vec::new(),
+    }
+}
+
+/// What the diff of a table that is there has found so far: the lines, whether anything but
+/// elements differs, and the element changes (ops, and what goes and comes by set).
+struct Found<'a> {
+    want: &'a Table,
+    label: String,
+    lines: Vec<NftLine>,
+    structural: bool,
+    element_ops: Vec<Op>,
+    gone: Vec<(String, Vec<Element>)>,
+    added: Vec<(String, Vec<Element>)>,
+}
+
+impl<'a> Found<'a> {
+    fn new(want: &'a Table) -> Found<'a> {
+        Found {
+            want,
+            label: want.label(),
+            lines: Vec::new(),
+            structural: false,
+            element_ops: Vec::new(),
+            gone: Vec::new(),
+            added: Vec::new(),
+        }
+    }
+
+    /// A line about the table itself; anything said of it is structural.
+    fn table_line(&mut self, mark: char, kind: &'static str, detail: String) {
+        self.lines
+            .push(NftLine::new(mark, kind, &self.label, None, detail));
+        self.structural = true;
+    }
+
+    /// What the IR cannot hold, others' named objects, flags and comment.
+    fn table(&mut self, have: &Dumped) {
+        let k = have.declared();
+        for u in &have.unreadable {
+            self.table_line('~', "table", u.clone());
+        }
+        // Named objects someone added (nsfw declares none): removed with the table's
+        // replacement, which deletes a table's objects with it, in the same batch.
+        for o in &have.objects {
+            self.table_line(
+                '-',
+                "object",
+                format!("{} {} (someone else's)", o.kind, o.name),
+            );
+        }
+        if self.want.dormant != k.dormant {
+            let f = |d: bool| if d { "flags dormant" } else { "no flags" };
+            let detail = format!("{} → {}", f(k.dormant), f(self.want.dormant));
+            self.table_line('~', "table", detail);
+        }
+        if self.want.comment != k.comment {
+            let detail = format!("{} → {}", comment(&k.comment), comment(&self.want.comment));
+            self.table_line('~', "table", detail);
+        }
+    }
+
+    /// One desired set against the kernel's of that name: its declaration, then its elements
+    /// (element lines and ops only; a new set is structural, its elements come with it).
+    fn set(&mut self, s: &Set, canon: &Canon, have: &Dumped) {
+        let label = &self.label;
+        let Some(ks) = have.declared().set(&s.name) else {
+            self.lines
+                .push(NftLine::set_line('+', "set", label, &s.name, decl(s)));
+            self.structural = true;
+            if !s.elements.is_empty() {
+                self.added.push((s.name.clone(), s.elements.clone()));
+            }
+            return;
+        };
+        let (wd, kd) = (declaration(s), declaration(ks));
+        if wd != kd {
+            let detail = format!("{} → {}", decl(&kd), decl(&wd));
+            self.lines
+                .push(NftLine::set_line('~', "set", label, &s.name, detail));
+            self.structural = true;
+        }
+        let held = have.canonical(&s.name);
+        let none = Err(String::new());
+        let wk = canon.get(&s.name).unwrap_or(&none);
+        let (gone, new) = element_changes(s, wk, &kd, held);
+        for (mark, els) in [('-', &gone), ('+', &new)] {
+            for e in els {
+                self.lines.push(NftLine::set_line(
+                    mark,
+                    "element",
+                    label,
+                    &s.name,
+                    element(e),
+                ));
+            }
+        }
+        let (family, table) = (self.want.family, &self.want.name);
+        let with = |els: Vec<Element>| Set {
+            elements: els,
+            ..wd.clone()
+        };
+        if !gone.is_empty() {
+            self.gone.push((s.name.clone(), gone.clone()));
+            self.element_ops.push(Op::DeleteElements {
+                family,
+                table: table.clone(),
+                set: with(gone),
+            });
+        }
+        if !new.is_empty() {
+            self.added.push((s.name.clone(), new.clone()));
+            self.element_ops.push(Op::AddElements {
+                family,
+                table: table.clone(),
+                set: with(new),
+            });
+        }
+    }
+
+    /// The kernel's sets the desired table does not declare: they go, with their elements.
+    fn sets_gone(&mut self, have: &Dumped) {
+        for s in &have.declared().sets {
+            if self.want.set(&s.name).is_none() {
+                self.lines.push(NftLine::set_line(
+                    '-',
+                    "set",
+                    &self.label,
+                    &s.name,
+                    String::new(),
+                ));
+                self.structural = true;
+                // A set that goes takes its elements with it (a set nsfw cannot read has none
+                // it knows of).
+                let held = have.canonical(&s.name);
+                self.gone
+                    .push((s.name.clone(), decode_all(s, held).unwrap_or_default()));
+            }
+        }
+    }
+
+    /// The chains and their rules: any line about them is structural.
+    fn chains(&mut self, have: &Dumped) {
+        let before = self.lines.len();
+        for c in &self.want.chains {
+            chain_diff(self.want, c, have, &mut self.lines);
+        }
+        for c in &have.declared().chains {
+            if self.want.chain(&c.name).is_none() {
+                self.chain_gone(c, have);
+            }
+        }
+        self.structural |= self.lines.len() > before;
+    }
+
+    /// A kernel chain the desired table does not have, and what goes with it, in nft syntax.
+    fn chain_gone(&mut self, c: &Chain, have: &Dumped) {
+        let label = &self.label;
+        self.lines.push(NftLine::new(
+            '-',
+            "chain",
+            label,
+            Some(&c.name),
+            String::new(),
+        ));
+        let handles = have.handles.get(&c.name);
+        for (i, r) in c.rules.iter().enumerate() {
+            let h = handles.and_then(|h| h.get(i)).copied().unwrap_or(0);
+            self.lines.push(NftLine::new(
+                '-',
+                "rule",
+                label,
+                Some(&c.name),
+                format!("{r} (handle {h})"),
+            ));
+        }
+    }
+
+    /// The diff: element ops alone when only elements differ, or the table whole.
+    fn finish(self) -> (TableDiff, Option<Whole>) {
+        let (ops, whole): (Vec<Op>, Option<Whole>) = if self.structural {
+            (Vec::new(), Some(Op::ReplaceTable))
+        } else {
+            // Deletions first: a changed element is deleted and added again.
+            let mut ops = self.element_ops;
+            ops.sort_by_key(|o| !matches!(o, Op::DeleteElements { .. }));
+            (ops, None)
+        };
+        let d = TableDiff {
+            ops,
+            lines: self.lines,
+            gone: self.gone,
+            added: self.added,
+        };
+        (d, whole)
+    }
+}
+
+/// `comment "x"`, or `no comment`.
+fn comment(c: &Option<String>) -> String {
+    c.as_ref()
+        .map_or("no comment".into(), |c| format!("comment \"{c}\""))
+}
+
+/// One desired chain against the kernel's of that name: all new, or its header and rules.
+fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {
+    let label = want.label();
+    let line = |mark, kind, detail| NftLine::new(mark, kind, &label, Some(&c.name), detail);
+    let Some(kc) = have.declared().chain(&c.name) else {
+        lines.push(line('+', "chain", String::new()));
+        for r in &c.rules {
+            lines.push(line('+', "rule", r.to_string()));
+        }
         return;
     };
     if c.base != kc.base {
-        lines.push(NftLine::new(
-            '~',
-            "chain",
-            &label,
-            Some(&c.name),
-            format!(
-                "{} → {}",
-                header(&kc.base, want.family),
-                header(&c.base, want.family)
-            ),
-        ));
+        let (was, is) = (header(&kc.base, want.family), header(&c.base, want.family));
+        lines.push(line('~', "chain", format!("{was} → {is}")));
     }
     if c.comment != kc.comment {
-        let f = |c: &Option<String>| {
-            c.as_ref()
-                .map_or("no comment".into(), |c| format!("comment \"{c}\""))
-        };
-        lines.push(NftLine::new(
-            '~',
-            "chain",
-            &label,
-            Some(&c.name),
-            format!("{} → {}", f(&kc.comment), f(&c.comment)),
-        ));
+        let detail = format!("{} → {}", comment(&kc.comment), comment(&c.comment));
+        lines.push(line('~', "chain", detail));
     }
+    rules_diff(want, c, kc, have, lines);
+}
+
+/// The rules of a chain both sides have, compared in canonical form: those only the kernel
+/// has (with their handles), those only the desired chain has, or the same rules in another
+/// order.
+fn rules_diff(want: &Table, c: &Chain, kc: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) {
+    let label = want.label();
+    let line = |mark, kind, detail| NftLine::new(mark, kind, &label, Some(&c.name), detail);
     let wanted: Vec<Rule> = c
         .rules
         .iter()
@@ -517,33 +529,15 @@ fn chain_diff(want: &Table, c: &Chain, have: &Dumped, lines: &mut Vec<NftLine>) 
     for (i, kr) in kernel.iter().enumerate() {
         if !wanted.contains(kr) {
             let h = handles.and_then(|h| h.get(i)).copied().unwrap_or(0);
-            lines.push(NftLine::new(
-                '-',
-                "rule",
-                &label,
-                Some(&c.name),
-                format!("{} (handle {h})", kc.rules[i]),
-            ));
+            lines.push(line('-', "rule", format!("{} (handle {h})", kc.rules[i])));
         }
     }
     for (i, wr) in wanted.iter().enumerate() {
         if !kernel.contains(wr) {
-            lines.push(NftLine::new(
-                '+',
-                "rule",
-                &label,
-                Some(&c.name),
-                c.rules[i].to_string(),
-            ));
+            lines.push(line('+', "rule", c.rules[i].to_string()));
         }
     }
     if lines.len() == before {
-        lines.push(NftLine::new(
-            '~',
-            "chain",
-            &label,
-            Some(&c.name),
-            "rules out of order".into(),
-        ));
+        lines.push(line('~', "chain", "rules out of order".into()));
     }
 }

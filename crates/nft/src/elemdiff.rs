@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::canon::{canonical, decode, decode_all};
-use super::diff::canonical_set;
+use super::canon::{canonical, canonical_set, decode, decode_all};
 use super::elems::{KElem, to_kernel};
 use super::ir::{Element, Set, Table};
 use rustc_hash::FxHashMap as FastMap;
@@ -54,16 +53,27 @@ pub(super) fn element_changes(
 }
 
 /// The elements of each of a desired table's sets in canonical kernel form (or why they do
-/// not encode), by set name: the half of comparing sets that needs no kernel.
-pub type Canon = BTreeMap<String, Result<Vec<KElem>, String>>;
+/// not encode), by set name: the half of comparing sets that needs no kernel, made ahead by
+/// [`canon_elements`] and handed to the diff.
+#[derive(Clone, Debug, Default)]
+pub struct Canon(BTreeMap<String, Result<Vec<KElem>, String>>);
+
+impl Canon {
+    /// Set `name`'s elements, or why they do not encode.
+    pub(crate) fn get(&self, name: &str) -> Option<&Result<Vec<KElem>, String>> {
+        self.0.get(name)
+    }
+}
 
 /// [`Canon`] of `want`.
 pub fn canon_elements(want: &Table) -> Canon {
-    want.sets
-        .iter()
-        .map(|s| {
-            let wk = to_kernel(s, &s.elements, true).and_then(|k| canonical(s, k));
-            (s.name.clone(), wk)
-        })
-        .collect()
+    Canon(
+        want.sets
+            .iter()
+            .map(|s| {
+                let wk = to_kernel(s, &s.elements, true).and_then(|k| canonical(s, k));
+                (s.name.clone(), wk)
+            })
+            .collect(),
+    )
 }

@@ -2,34 +2,32 @@
 //! field, its NFTNL_EXPR_* attribute and type. The [`exprs!`] macro derives from that single
 //! description the conversion to a libnftnl `nftnl_expr` (encoding), the conversion back from
 //! one parsed out of a kernel message (decoding), and a readable form for rules nsfw cannot
-//! read back. Nothing here knows what a rule means; [`super::lower`] and [`super::raise`] do.
-
-use std::ffi::{CStr, CString, c_void};
+//! read back. The attributes are `ffi`'s typed ones: a field whose type is not the one
+//! libnftnl keeps the attribute in does not compile. Nothing here knows what a rule means;
+//! [`super::lower`] and [`super::raise`] do.
 
 use anyhow::{Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
-/// A field type that libnftnl can set on and get from an expression.
-pub trait Attr: Sized {
-    /// # Safety
-    /// `e` must be a live expression that has the attribute `attr` of this type.
-    unsafe fn put(&self, e: *mut sys::nftnl_expr, attr: u16);
-    /// # Safety
-    /// `e` must be a live expression; `attr` is set on it.
-    unsafe fn take(e: *const sys::nftnl_expr, attr: u16) -> Option<Self>;
+use crate::ffi::{self, Data, ExprK, Str};
+
+/// A field type that libnftnl sets on and gets from an expression, through the attribute of
+/// its type (`Kind`: the number itself, [`Str`] or [`Data`]).
+pub(crate) trait Attr: Sized {
+    type Kind;
+    fn put(&self, e: &mut ffi::Expr, attr: ffi::Attr<ExprK, Self::Kind>) -> Result<()>;
+    fn take(e: &ffi::Expr, attr: ffi::Attr<ExprK, Self::Kind>) -> Option<Self>;
     fn show(&self) -> String;
 }
 
 macro_rules! int_attr {
     ($t:ty, $set:ident, $get:ident) => {
         impl Attr for $t {
-            unsafe fn put(&self, e: *mut sys::nftnl_expr, attr: u16) {
-                // SAFETY: per the trait's contract.
-                unsafe { sys::$set(e, attr, *self) }
+            type Kind = $t;
+            fn put(&self, e: &mut ffi::Expr, attr: ffi::Attr<ExprK, $t>) -> Result<()> {
+                e.$set(attr, *self)
             }
-            unsafe fn take(e: *const sys::nftnl_expr, attr: u16) -> Option<Self> {
-                // SAFETY: per the trait's contract.
-                Some(unsafe { sys::$get(e, attr) })
+            fn take(e: &ffi::Expr, attr: ffi::Attr<ExprK, $t>) -> Option<Self> {
+                e.$get(attr)
             }
             fn show(&self) -> String {
                 self.to_string()
@@ -38,26 +36,19 @@ macro_rules! int_attr {
     };
 }
 
-int_attr!(u8, nftnl_expr_set_u8, nftnl_expr_get_u8);
-int_attr!(u16, nftnl_expr_set_u16, nftnl_expr_get_u16);
-int_attr!(u32, nftnl_expr_set_u32, nftnl_expr_get_u32);
-int_attr!(u64, nftnl_expr_set_u64, nftnl_expr_get_u64);
+int_attr!(u8, set_u8, u8);
+int_attr!(u16, set_u16, u16);
+int_attr!(u32, set_u32, u32);
+int_attr!(u64, set_u64, u64);
 
 impl Attr for String {
-    unsafe fn put(&self, e: *mut sys::nftnl_expr, attr: u16) {
-        // A name with a NUL byte cannot be sent; it is cut there.
-        let s = CString::new(self.split('\0').next().unwrap_or("")).unwrap_or_default();
-        // SAFETY: libnftnl copies the string.
-        unsafe {
-            sys::nftnl_expr_set_str(e, attr, s.as_ptr());
-        }
+    type Kind = Str;
+    /// A name with a NUL byte cannot be sent; it is cut there.
+    fn put(&self, e: &mut ffi::Expr, attr: ffi::Attr<ExprK, Str>) -> Result<()> {
+        e.set_str(attr, self)
     }
-    unsafe fn take(e: *const sys::nftnl_expr, attr: u16) -> Option<Self> {
-        // SAFETY: libnftnl returns a NUL-terminated string it owns, or NULL.
-        unsafe {
-            let p = sys::nftnl_expr_get_str(e, attr);
-            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-        }
+    fn take(e: &ffi::Expr, attr: ffi::Attr<ExprK, Str>) -> Option<Self> {
+        e.str(attr)
     }
     fn show(&self) -> String {
         format!("{self:?}")
@@ -65,20 +56,12 @@ impl Attr for String {
 }
 
 impl Attr for Vec<u8> {
-    unsafe fn put(&self, e: *mut sys::nftnl_expr, attr: u16) {
-        // SAFETY: libnftnl copies `len` bytes (at most a register's 64).
-        unsafe {
-            sys::nftnl_expr_set(e, attr, self.as_ptr().cast::<c_void>(), self.len() as u32);
-        }
+    type Kind = Data;
+    fn put(&self, e: &mut ffi::Expr, attr: ffi::Attr<ExprK, Data>) -> Result<()> {
+        e.set_data(attr, self)
     }
-    unsafe fn take(e: *const sys::nftnl_expr, attr: u16) -> Option<Self> {
-        let mut len = 0u32;
-        // SAFETY: the pointer is valid for `len` bytes while the expression lives.
-        unsafe {
-            let p = sys::nftnl_expr_get(e, attr, &mut len);
-            (!p.is_null())
-                .then(|| std::slice::from_raw_parts(p.cast::<u8>(), len as usize).to_vec())
-        }
+    fn take(e: &ffi::Expr, attr: ffi::Attr<ExprK, Data>) -> Option<Self> {
+        e.data(attr)
     }
     fn show(&self) -> String {
         let hex: String = self.iter().map(|b| format!("{b:02x}")).collect();
@@ -116,41 +99,25 @@ macro_rules! exprs {
             }
 
             /// Sets every present field on a fresh `nftnl_expr` of the right kind.
-            ///
-            /// # Safety
-            /// `e` must be a live expression allocated with this expression's name.
-            unsafe fn put_fields(&self, e: *mut sys::nftnl_expr) {
+            fn put_fields(&self, e: &mut ffi::Expr) -> Result<()> {
                 match self {
                     $( Raw::$ty(_x) => {
                         $( if let Some(v) = &_x.$field {
-                            // SAFETY: the attribute belongs to this expression, with this type.
-                            unsafe { v.put(e, sys::$attr as u16) };
+                            v.put(e, ffi::$attr)?;
                         } )*
                     } )*
                     Raw::Unknown(_) => {}
                 }
+                Ok(())
             }
 
-            /// Reads an expression parsed by libnftnl.
-            ///
-            /// # Safety
-            /// `e` must be a live expression.
-            pub unsafe fn from_nftnl(e: *const sys::nftnl_expr) -> Raw {
-                // SAFETY: the expression is live; every expression has a name.
-                let name = unsafe { String::take(e, sys::NFTNL_EXPR_NAME as u16) }
-                    .unwrap_or_default();
-                match name.as_str() {
+            /// Reads an expression parsed by libnftnl (the attributes it holds).
+            pub(crate) fn from_nftnl(e: &ffi::Expr) -> Raw {
+                match e.name() {
                     $( $name => Raw::$ty($ty { $(
-                        // SAFETY: only attributes libnftnl reports as set are read.
-                        $field: unsafe {
-                            if sys::nftnl_expr_is_set(e, sys::$attr as u16) {
-                                <$fty as Attr>::take(e, sys::$attr as u16)
-                            } else {
-                                None
-                            }
-                        },
+                        $field: <$fty as Attr>::take(e, ffi::$attr),
                     )* }), )*
-                    _ => Raw::Unknown(name),
+                    name => Raw::Unknown(name.to_string()),
                 }
             }
 
@@ -332,41 +299,15 @@ pub mod cmp {
     pub const GTE: u32 = 5;
 }
 
-/// An `nftnl_expr` owned until it is handed to a rule.
-pub struct NftnlExpr(*mut sys::nftnl_expr);
-
-impl NftnlExpr {
-    /// Gives the expression away (to `nftnl_rule_add_expr`, which takes ownership).
-    pub fn into_raw(self) -> *mut sys::nftnl_expr {
-        let p = self.0;
-        std::mem::forget(self);
-        p
-    }
-}
-
-impl Drop for NftnlExpr {
-    fn drop(&mut self) {
-        // SAFETY: we own the expression and nobody else holds it.
-        unsafe { sys::nftnl_expr_free(self.0) }
-    }
-}
-
 impl Raw {
-    /// Builds the libnftnl expression: `nftnl_expr_alloc` and one setter per present field.
-    pub fn to_nftnl(&self) -> Result<NftnlExpr> {
+    /// Builds the libnftnl expression: made by name, one setter per present field.
+    pub(crate) fn to_nftnl(&self) -> Result<ffi::Expr> {
         if let Raw::Unknown(n) = self {
             return Err(anyhow!("cannot encode the unknown expression {n:?}"));
         }
-        let name = CString::new(self.name()).map_err(|_| anyhow!("expression name"))?;
-        // SAFETY: allocation by name; NULL when libnftnl has no such expression.
-        let e = unsafe { sys::nftnl_expr_alloc(name.as_ptr()) };
-        if e.is_null() {
-            return Err(anyhow!("libnftnl has no expression {:?}", self.name()));
-        }
-        let owned = NftnlExpr(e);
-        // SAFETY: `e` was allocated with this expression's name just above.
-        unsafe { self.put_fields(e) };
-        Ok(owned)
+        let mut e = ffi::Expr::new(self.name())?;
+        self.put_fields(&mut e)?;
+        Ok(e)
     }
 }
 
@@ -417,8 +358,7 @@ mod tests {
         ];
         for r in exprs {
             let e = r.to_nftnl().expect("encode");
-            // SAFETY: a live expression we own.
-            let back = unsafe { Raw::from_nftnl(e.0) };
+            let back = Raw::from_nftnl(&e);
             assert_eq!(back, r);
         }
         assert!(
@@ -430,5 +370,35 @@ mod tests {
             .describe()
             .contains("data=0x06")
         );
+    }
+
+    #[test]
+    fn xtables_info_is_given_to_libnftnl_as_its_own_copy() {
+        // libnftnl keeps an xtables match's info and frees it with the expression: encoding
+        // one, reading it back and dropping it must neither leak into nor free our bytes.
+        let r = Raw::Xt(Xt {
+            name: Some("comment".into()),
+            rev: Some(0),
+            info: Some(b"a comment\0".to_vec()),
+        });
+        let e = r.to_nftnl().expect("encode");
+        assert_eq!(Raw::from_nftnl(&e), r);
+        drop(e);
+        let t = Raw::XtTarget(XtTarget {
+            name: Some("REJECT".into()),
+            rev: Some(0),
+            info: Some(vec![1, 0, 0, 0]),
+        });
+        assert_eq!(Raw::from_nftnl(&t.to_nftnl().expect("encode")), t);
+    }
+
+    #[test]
+    fn a_register_longer_than_64_bytes_is_refused() {
+        let r = Raw::Cmp(Cmp {
+            sreg: Some(1),
+            op: Some(cmp::EQ),
+            data: Some(vec![0; 65]),
+        });
+        assert!(r.to_nftnl().is_err());
     }
 }

@@ -387,7 +387,7 @@ impl Display for Rule {
 }
 
 /// nft's prio2str: a standard priority's name within ±10 of it, when it fits the hook.
-pub fn priority(family: Family, hook: Hook, prio: i32) -> String {
+pub(crate) fn priority(family: Family, hook: Hook, prio: i32) -> String {
     let std: &[(i32, &str)] = if family == Family::Bridge {
         &[
             (-300, "dstnat"),

@@ -2,58 +2,35 @@
 //! message in it; runs dump requests and hands each reply message to a parser.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result, anyhow, bail};
-use nftnl::nftnl_sys as sys;
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendmsg,
+    sendto, setsockopt, socket, sockopt,
+};
+use nix::sys::time::TimeVal;
 
-use super::batch::Encoded;
-
-/// A receive buffer aligned for `nlmsghdr` (a `Vec<u8>` promises only byte alignment).
-pub struct AlignedBuf(Vec<u64>, usize);
-
-impl AlignedBuf {
-    pub fn new(bytes: usize) -> AlignedBuf {
-        AlignedBuf(vec![0u64; bytes.div_ceil(8)], bytes)
-    }
-    pub fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.0.as_mut_ptr().cast()
-    }
-    pub fn as_ptr(&self) -> *const u8 {
-        self.0.as_ptr().cast()
-    }
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the Vec<u64> owns at least `self.1` initialised bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), self.1) }
-    }
-}
+use crate::batch::Encoded;
+use crate::ffi::{AlignedBuf, MsgBuf, NetlinkCapAck, Nlmsg, Payload};
 
 /// How long to wait for the kernel's answer before calling it lost.
 const TIMEOUT_SECS: libc::time_t = 5;
 const RECV_BUF: usize = 1 << 20;
 
+/// A netlink socket of the netfilter subsystems (NETLINK_NETFILTER), bound in the network
+/// namespace of the thread that opened it.
 pub struct NftSocket {
-    sock: mnl::Socket,
+    fd: OwnedFd,
     buf: AlignedBuf,
     seq: u32,
 }
 
-fn setsockopt<T>(fd: i32, level: i32, name: i32, val: &T) -> io::Result<()> {
-    // SAFETY: `val` is a live value of the size passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// The error a failed call set, as the standard library words it.
+fn os_error(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
 fn errno_text(code: i32) -> String {
@@ -61,113 +38,84 @@ fn errno_text(code: i32) -> String {
     format!("{e} (errno {code})")
 }
 
-/// One message of a receive buffer: (type, flags, seq, payload).
-fn messages(buf: &[u8]) -> Vec<(u16, u32, *const libc::nlmsghdr, &[u8])> {
-    let mut out = Vec::new();
-    let hdr_len = std::mem::size_of::<libc::nlmsghdr>();
-    let mut off = 0;
-    while off + hdr_len <= buf.len() {
-        // SAFETY: at least a header's worth of bytes remain; the buffer is 4-byte aligned and
-        // every message length is rounded up to 4.
-        let h = unsafe { &*(buf.as_ptr().add(off).cast::<libc::nlmsghdr>()) };
-        let len = h.nlmsg_len as usize;
-        if len < hdr_len || off + len > buf.len() {
-            break;
-        }
-        out.push((
-            h.nlmsg_type,
-            h.nlmsg_seq,
-            h as *const _,
-            &buf[off + hdr_len..off + len],
-        ));
-        off += (len + 3) & !3;
-    }
-    out
+/// The error code of an NLMSG_ERROR message (0: an acknowledgement).
+fn error_code(m: &Nlmsg<'_>) -> i32 {
+    m.payload()
+        .get(..4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(-libc::EPROTO)
 }
 
-/// What a reader makes of one answer: its header and the bytes after it, to a value or none.
-type Answer<'a, T> = dyn FnMut(*const libc::nlmsghdr, &[u8]) -> Result<Option<T>> + 'a;
+/// The kernel's address (port 0).
+fn kernel() -> NetlinkAddr {
+    NetlinkAddr::new(0, 0)
+}
+
+/// What a reader makes of one answer, to a value or none.
+type Answer<'a, T> = dyn FnMut(&Nlmsg<'_>) -> Result<Option<T>> + 'a;
+
+/// How a request's answers are read into values.
+type Parse<'a, T> = &'a dyn Fn(&Nlmsg<'_>) -> Result<Option<T>>;
 
 impl NftSocket {
     pub fn open() -> Result<NftSocket> {
-        let sock = mnl::Socket::new(mnl::Bus::Netfilter)
-            .context("cannot open an nf_tables netlink socket (are you root?)")?;
-        // SAFETY: the mnl socket is open.
-        let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(sock.as_raw_socket()) };
-        let tv = libc::timeval {
-            tv_sec: TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::empty(),
+            SockProtocol::NetlinkNetFilter,
+        )
+        .and_then(|fd| bind(fd.as_raw_fd(), &kernel()).map(|()| fd))
+        .map_err(os_error)
+        .context("cannot open an nf_tables netlink socket (are you root?)")?;
+        setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(TIMEOUT_SECS, 0))
+            .map_err(os_error)
             .context("nf_tables socket: SO_RCVTIMEO")?;
         // Room for every acknowledgement of a large batch: ENOBUFS would lose some. FORCE needs
         // CAP_NET_ADMIN, which nsfw has; the plain option is the fallback.
-        let sz = RECV_BUF as libc::c_int;
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &sz).is_err() {
-            let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &sz);
+        if setsockopt(&fd, sockopt::RcvBufForce, &RECV_BUF).is_err() {
+            let _ = setsockopt(&fd, sockopt::RcvBuf, &RECV_BUF);
         }
         // Errors carry only the header of the failed message, not its whole payload.
-        let one: libc::c_int = 1;
-        let _ = setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, &one);
+        let _ = setsockopt(&fd, NetlinkCapAck, &true);
         Ok(NftSocket {
-            sock,
+            fd,
             buf: AlignedBuf::new(RECV_BUF.max(nftnl::nft_nlmsg_maxsize() as usize)),
             seq: 0x4e53_0000,
         })
     }
 
-    fn fd(&self) -> i32 {
-        // SAFETY: the mnl socket is open for as long as self lives.
-        unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
+    fn recv(&mut self) -> Result<usize> {
+        match recv(self.fd.as_raw_fd(), self.buf.bytes_mut(), MsgFlags::empty()) {
+            Ok(n) => Ok(n),
+            Err(Errno::EAGAIN) => bail!("the kernel did not answer within {TIMEOUT_SECS}s"),
+            Err(e) => Err(anyhow!("receiving from nf_tables: {}", os_error(e))),
+        }
     }
 
-    fn recv(&mut self) -> Result<usize> {
-        let fd = self.fd();
-        let buf = self.buf.bytes_mut();
-        // SAFETY: recv into our own aligned buffer of the given size.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                bail!("the kernel did not answer within {TIMEOUT_SECS}s");
-            }
-            return Err(anyhow!("receiving from nf_tables: {e}"));
-        }
-        Ok(n as usize)
+    /// Sends bytes to the kernel in one `sendto`.
+    fn send_bytes(&self, msg: &[u8]) -> io::Result<usize> {
+        sendto(self.fd.as_raw_fd(), msg, &kernel(), MsgFlags::empty()).map_err(os_error)
     }
 
     /// Sends the batch in one `sendmsg` (the kernel takes a batch all or nothing only when it
     /// arrives whole) and checks the acknowledgement of every message in it. The first error
     /// names the object its message concerns.
     pub fn send(&mut self, enc: &Encoded) -> Result<()> {
-        let mut iov = [libc::iovec {
-            iov_base: enc.buf.as_ptr() as *mut _,
-            iov_len: enc.buf.len(),
-        }];
         let total = enc.buf.len();
-        let fd = self.fd();
-        let snd = (total + 4096) as libc::c_int;
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &snd).is_err() {
-            let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &snd);
+        let snd = total + 4096;
+        if setsockopt(&self.fd, sockopt::SndBufForce, &snd).is_err() {
+            let _ = setsockopt(&self.fd, sockopt::SndBuf, &snd);
         }
-        // SAFETY: a zeroed sockaddr_nl is the kernel's address (pid 0).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: msghdr points at live iovecs and address for the duration of the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_nl).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
-        // SAFETY: as above.
-        let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
-        if sent < 0 {
-            return Err(anyhow!(
-                "sending the nftables batch: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        if sent as usize != total {
+        let sent = sendmsg(
+            self.fd.as_raw_fd(),
+            &[IoSlice::new(&enc.buf)],
+            &[],
+            MsgFlags::empty(),
+            Some(&kernel()),
+        )
+        .map_err(|e| anyhow!("sending the nftables batch: {}", os_error(e)))?;
+        if sent != total {
             bail!("sending the nftables batch: only {sent} of {total} bytes went out");
         }
 
@@ -186,16 +134,12 @@ impl NftSocket {
                 }
                 Err(e) => return Err(e),
             };
-            let buf = &self.buf.bytes_mut()[..n];
-            for (ty, seq, _, payload) in messages(buf) {
-                if ty != libc::NLMSG_ERROR as u16 {
+            for m in self.buf.messages(n) {
+                if m.ty() != libc::NLMSG_ERROR as u16 {
                     continue;
                 }
-                let code = payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(-libc::EPROTO);
-                let Some(i) = pending.remove(&seq) else {
+                let code = error_code(&m);
+                let Some(i) = pending.remove(&m.seq()) else {
                     continue;
                 };
                 if code != 0 && first_err.is_none() {
@@ -217,21 +161,21 @@ impl NftSocket {
         }
     }
 
-    /// Sends a dump request and collects the parsed replies. ENOENT (no such table or chain)
-    /// is an empty answer.
-    pub fn dump<T>(
+    /// Sends a dump request (its payload what `payload` writes) and collects the parsed
+    /// replies. ENOENT (no such table or chain) is an empty answer.
+    pub(crate) fn dump<T>(
         &mut self,
         msg_type: i32,
         family: u16,
-        build: &dyn Fn(*mut libc::nlmsghdr),
-        parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
+        payload: Option<&dyn Payload>,
+        parse: Parse<'_, T>,
         what: &str,
     ) -> Result<Vec<T>> {
         self.request(
             msg_type,
             family,
             libc::NLM_F_DUMP as u16,
-            build,
+            payload,
             parse,
             what,
         )
@@ -239,21 +183,14 @@ impl NftSocket {
 
     /// Sends a request that is not a dump (its answer, then an acknowledgement) and collects
     /// the parsed answer.
-    pub fn get<T>(
+    pub(crate) fn get<T>(
         &mut self,
         msg_type: i32,
         family: u16,
-        parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
+        parse: Parse<'_, T>,
         what: &str,
     ) -> Result<Vec<T>> {
-        self.request(
-            msg_type,
-            family,
-            libc::NLM_F_ACK as u16,
-            &|_| {},
-            parse,
-            what,
-        )
+        self.request(msg_type, family, libc::NLM_F_ACK as u16, None, parse, what)
     }
 
     /// A request with `flags`; the answer ends with NLMSG_DONE (a dump) or an
@@ -263,31 +200,18 @@ impl NftSocket {
         msg_type: i32,
         family: u16,
         flags: u16,
-        build: &dyn Fn(*mut libc::nlmsghdr),
-        parse: &dyn Fn(*const libc::nlmsghdr) -> Result<Option<T>>,
+        payload: Option<&dyn Payload>,
+        parse: Parse<'_, T>,
         what: &str,
     ) -> Result<Vec<T>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let mut req = AlignedBuf::new(4096);
-        // SAFETY: the request buffer is large enough for a header and a name or two.
-        let len = unsafe {
-            let h = sys::nftnl_nlmsg_build_hdr(
-                req.as_mut_ptr().cast(),
-                msg_type as u16,
-                family,
-                flags,
-                seq,
-            );
-            build(h.cast());
-            (*h).nlmsg_len as usize
-        };
-        let data = &req.bytes_mut()[..len];
-        self.sock
-            .send(data)
+        let mut req = MsgBuf::new(4096);
+        let data = req.build(msg_type as u16, family, flags, seq, payload);
+        self.send_bytes(data)
             .with_context(|| format!("reading {what}"))?;
         // ENOENT: nothing of the kind is there (a table or chain that does not exist).
-        self.answers(seq, what, true, &mut |h, _| parse(h))
+        self.answers(seq, what, true, &mut |m| parse(m))
     }
 
     /// Reads the answers to request `seq` up to NLMSG_DONE or its acknowledgement, each one
@@ -303,19 +227,15 @@ impl NftSocket {
         let mut out = Vec::new();
         loop {
             let n = self.recv().with_context(|| format!("reading {what}"))?;
-            let buf = &self.buf.bytes_mut()[..n];
-            for (ty, mseq, h, payload) in messages(buf) {
-                if mseq != seq {
+            for m in self.buf.messages(n) {
+                if m.seq() != seq {
                     continue;
                 }
-                if ty == libc::NLMSG_DONE as u16 {
+                if m.ty() == libc::NLMSG_DONE as u16 {
                     return Ok(out);
                 }
-                if ty == libc::NLMSG_ERROR as u16 {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(-libc::EPROTO);
+                if m.ty() == libc::NLMSG_ERROR as u16 {
+                    let code = error_code(&m);
                     if code == 0 {
                         return Ok(out);
                     }
@@ -324,7 +244,7 @@ impl NftSocket {
                     }
                     bail!("reading {what}: {}", errno_text(-code));
                 }
-                if let Some(t) = each(h, payload)? {
+                if let Some(t) = each(&m)? {
                     out.push(t);
                 }
             }
@@ -340,12 +260,9 @@ impl NftSocket {
     /// Sends one dump request built by hand (another netfilter subsystem than nf_tables:
     /// ctnetlink) and returns each answer's bytes after its `nlmsghdr`.
     pub fn dump_raw(&mut self, msg: &[u8], seq: u32, what: &str) -> Result<Vec<Vec<u8>>> {
-        self.sock
-            .send(msg)
+        self.send_bytes(msg)
             .with_context(|| format!("reading {what}"))?;
-        self.answers(seq, what, false, &mut |_, payload| {
-            Ok(Some(payload.to_vec()))
-        })
+        self.answers(seq, what, false, &mut |m| Ok(Some(m.payload().to_vec())))
     }
 
     /// Sends messages built by hand, each asking for an acknowledgement, in one `sendmsg`, and
@@ -356,20 +273,14 @@ impl NftSocket {
         seqs: &[u32],
         what: &str,
     ) -> Result<BTreeMap<u32, i32>> {
-        self.sock
-            .send(msgs)
+        self.send_bytes(msgs)
             .with_context(|| format!("sending {what}"))?;
         let mut got = BTreeMap::new();
         while got.len() < seqs.len() {
             let n = self.recv().with_context(|| format!("sending {what}"))?;
-            let buf = &self.buf.bytes_mut()[..n];
-            for (ty, mseq, _, payload) in messages(buf) {
-                if ty == libc::NLMSG_ERROR as u16 && seqs.contains(&mseq) {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(-libc::EPROTO);
-                    got.insert(mseq, -code);
+            for m in self.buf.messages(n) {
+                if m.ty() == libc::NLMSG_ERROR as u16 && seqs.contains(&m.seq()) {
+                    got.insert(m.seq(), -error_code(&m));
                 }
             }
         }

@@ -145,17 +145,6 @@ fn flags(tbl: &[(u32, &'static str)], v: u32, width: usize) -> String {
     names.join(",")
 }
 
-unsafe extern "C" {
-    /// glibc's reentrant protocol lookup (the libc crate binds only the non-reentrant one).
-    fn getprotobynumber_r(
-        proto: libc::c_int,
-        result_buf: *mut libc::protoent,
-        buf: *mut libc::c_char,
-        buflen: libc::size_t,
-        result: *mut *mut libc::protoent,
-    ) -> libc::c_int;
-}
-
 /// The name /etc/protocols gives an IP protocol number, as nft prints it (getprotobynumber).
 /// Looked up once per number and process: each lookup opens and reads /etc/protocols, and a
 /// table of 10,000 policy entries prints the protocol of each.
@@ -168,60 +157,18 @@ pub fn proto_name(p: u8) -> Option<String> {
     {
         return n.clone();
     }
-    let n = lookup_proto_name(p);
+    let n = crate::ffi::proto_name_lookup(p);
     if let Ok(mut m) = names.lock() {
         m.insert(p, n.clone());
     }
     n
 }
 
-fn lookup_proto_name(p: u8) -> Option<String> {
-    let mut ent: libc::protoent = empty_protoent();
-    let mut buf = vec![0 as libc::c_char; 1024];
-    let mut res: *mut libc::protoent = std::ptr::null_mut();
-    // SAFETY: the reentrant lookup writes into our entry and buffer only.
-    let rc = unsafe {
-        getprotobynumber_r(
-            i32::from(p),
-            &mut ent,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut res,
-        )
-    };
-    if rc != 0 || res.is_null() || ent.p_name.is_null() {
-        return None;
-    }
-    // SAFETY: p_name points into `buf`, NUL-terminated.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(ent.p_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-fn empty_protoent() -> libc::protoent {
-    libc::protoent {
-        p_name: std::ptr::null_mut(),
-        p_aliases: std::ptr::null_mut(),
-        p_proto: 0,
-    }
-}
-
 /// The name of an interface index in the current network namespace (nft prints `iif "lo"`).
 fn ifindex_name(i: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(i, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    nix::net::if_::if_indextoname(i)
+        .ok()
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 /// A value as `nft list` prints it. `numeric`: inside ranges nft prints numbers, not names.

@@ -2,17 +2,16 @@
 //! per object (every one asking for an acknowledgement), BATCH_END. The kernel applies a batch
 //! all or nothing. Each message is built by libnftnl from its object (`nftnl_table`,
 //! `nftnl_chain`, `nftnl_set` with its elements, `nftnl_rule` with the expressions of
-//! [`super::lower`]), and labelled with what it concerns so an error can name it.
+//! `lower`), and labelled with what it concerns so an error can name it.
 
 mod sets;
 
 use std::ffi::CString;
 
 use anyhow::{Context, Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
 use crate::elems::to_kernel;
-use crate::expr::NftnlExpr;
+use crate::ffi::{self, MsgBuf, Payload};
 use crate::ir::*;
 use crate::lower::{LowerCtx, lower_rule};
 use crate::udata;
@@ -121,7 +120,7 @@ struct Batch {
     seqs: Vec<u32>,
     what: Vec<String>,
     types: Vec<u16>,
-    scratch: Vec<u64>,
+    scratch: MsgBuf,
     next_set_id: u32,
     /// Set declarations this batch creates, by (family, table): rules added later in the
     /// batch look their sets up here (interval sets take keys in network order).
@@ -132,15 +131,6 @@ fn cstr(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| anyhow!("{what} {s:?} contains a NUL byte"))
 }
 
-/// Allocation by libnftnl; a NULL is an out-of-memory error.
-fn alloc<T>(p: *mut T, what: &str) -> Result<*mut T> {
-    if p.is_null() {
-        Err(anyhow!("out of memory allocating {what}"))
-    } else {
-        Ok(p)
-    }
-}
-
 impl Batch {
     fn new() -> Batch {
         let mut b = Batch {
@@ -149,7 +139,7 @@ impl Batch {
             seqs: Vec::new(),
             what: Vec::new(),
             types: Vec::new(),
-            scratch: vec![0u64; MSG_MAX / 8],
+            scratch: MsgBuf::new(MSG_MAX),
             next_set_id: 1,
             known: Vec::new(),
         };
@@ -157,63 +147,33 @@ impl Batch {
         b
     }
 
-    fn scratch(&mut self) -> *mut libc::c_char {
-        self.scratch.as_mut_ptr().cast()
-    }
-
-    /// Copies the message libnftnl wrote into the scratch buffer onto the batch.
-    fn append(&mut self) {
-        // SAFETY: the scratch buffer starts with a complete nlmsghdr that libnftnl wrote.
-        let len = unsafe { (*self.scratch.as_ptr().cast::<libc::nlmsghdr>()).nlmsg_len } as usize;
-        // SAFETY: the message lies within the scratch buffer.
-        let bytes = unsafe { std::slice::from_raw_parts(self.scratch.as_ptr().cast::<u8>(), len) };
-        self.buf.extend_from_slice(bytes);
-        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+    /// Appends a message to the batch, padded to 4 bytes.
+    fn append(buf: &mut Vec<u8>, msg: &[u8]) {
+        buf.extend_from_slice(msg);
+        buf.resize(buf.len().next_multiple_of(4), 0);
     }
 
     fn frame(&mut self, begin: bool) {
         let seq = self.seq;
         self.seq += 1;
-        let p = self.scratch();
-        // SAFETY: the scratch buffer is large enough for a bare header.
-        unsafe {
-            if begin {
-                sys::nftnl_batch_begin(p, seq);
-            } else {
-                sys::nftnl_batch_end(p, seq);
-            }
-        }
-        self.append();
+        Batch::append(&mut self.buf, self.scratch.batch(begin, seq));
     }
 
-    /// Starts a message in the scratch buffer; `build` writes its payload.
-    fn msg(
-        &mut self,
-        ty: i32,
-        family: Family,
-        flags: i32,
-        what: String,
-        build: impl FnOnce(*mut libc::nlmsghdr) -> Result<()>,
-    ) -> Result<()> {
+    /// Appends one message asking for an acknowledgement, with `payload`'s attributes.
+    fn msg(&mut self, ty: i32, family: Family, flags: i32, what: String, payload: &dyn Payload) {
         let seq = self.seq;
         self.seq += 1;
-        let p = self.scratch();
-        // SAFETY: the scratch buffer holds MSG_MAX bytes, more than any message nsfw builds.
-        let h = unsafe {
-            sys::nftnl_nlmsg_build_hdr(
-                p,
-                ty as u16,
-                u16::from(family.nfproto()),
-                (flags | libc::NLM_F_ACK) as u16,
-                seq,
-            )
-        };
-        build(h)?;
-        self.append();
+        let m = self.scratch.build(
+            ty as u16,
+            u16::from(family.nfproto()),
+            (flags | libc::NLM_F_ACK) as u16,
+            seq,
+            Some(payload),
+        );
+        Batch::append(&mut self.buf, m);
         self.seqs.push(seq);
         self.what.push(what);
         self.types.push(ty as u16);
-        Ok(())
     }
 
     fn table(&mut self, t: &Table, ty: i32, full: bool) -> Result<()> {
@@ -223,31 +183,16 @@ impl Batch {
     fn table_flags(&mut self, t: &Table, ty: i32, full: bool, flags: i32) -> Result<()> {
         let name = cstr(&t.name, "table")?;
         let comment = t.comment.as_deref().map(udata::comment);
-        self.msg(ty, t.family, flags, format!("table {}", t.label()), |h| {
-            // SAFETY: plain libnftnl calls on an object allocated and freed here.
-            unsafe {
-                let o = alloc(sys::nftnl_table_alloc(), "a table")?;
-                sys::nftnl_table_set_str(o, sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
-                if full {
-                    sys::nftnl_table_set_u32(
-                        o,
-                        sys::NFTNL_TABLE_FLAGS as u16,
-                        u32::from(t.dormant),
-                    );
-                    if let Some(c) = &comment {
-                        sys::nftnl_table_set_data(
-                            o,
-                            sys::NFTNL_TABLE_USERDATA as u16,
-                            c.as_ptr().cast(),
-                            c.len() as u32,
-                        );
-                    }
-                }
-                sys::nftnl_table_nlmsg_build_payload(h, o);
-                sys::nftnl_table_free(o);
+        let mut o = ffi::Table::new()?;
+        o.set_str(ffi::NFTNL_TABLE_NAME, &name);
+        if full {
+            o.set_u32(ffi::NFTNL_TABLE_FLAGS, u32::from(t.dormant));
+            if let Some(c) = &comment {
+                o.set_data(ffi::NFTNL_TABLE_USERDATA, c)?;
             }
-            Ok(())
-        })
+        }
+        self.msg(ty, t.family, flags, format!("table {}", t.label()), &o);
+        Ok(())
     }
 
     fn chain(&mut self, family: Family, table: &str, c: &Chain, ty: i32) -> Result<()> {
@@ -257,41 +202,26 @@ impl Batch {
         let comment = c.comment.as_deref().map(udata::comment);
         let what = format!("table {} {table} chain {}", family.as_str(), c.name);
         let add = ty == libc::NFT_MSG_NEWCHAIN;
-        self.msg(ty, family, libc::NLM_F_CREATE, what, |h| {
-            // SAFETY: as in table().
-            unsafe {
-                let o = alloc(sys::nftnl_chain_alloc(), "a chain")?;
-                sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_TABLE as u16, tname.as_ptr());
-                sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_NAME as u16, cname.as_ptr());
-                if add {
-                    if let (Some(b), Some(t)) = (&c.base, &ctype) {
-                        sys::nftnl_chain_set_u32(
-                            o,
-                            sys::NFTNL_CHAIN_HOOKNUM as u16,
-                            b.hook.number(),
-                        );
-                        sys::nftnl_chain_set_s32(o, sys::NFTNL_CHAIN_PRIO as u16, b.priority);
-                        sys::nftnl_chain_set_str(o, sys::NFTNL_CHAIN_TYPE as u16, t.as_ptr());
-                        let policy = match b.policy {
-                            Policy::Accept => libc::NF_ACCEPT,
-                            Policy::Drop => libc::NF_DROP,
-                        };
-                        sys::nftnl_chain_set_u32(o, sys::NFTNL_CHAIN_POLICY as u16, policy as u32);
-                    }
-                    if let Some(u) = &comment {
-                        sys::nftnl_chain_set_data(
-                            o,
-                            sys::NFTNL_CHAIN_USERDATA as u16,
-                            u.as_ptr().cast(),
-                            u.len() as u32,
-                        );
-                    }
-                }
-                sys::nftnl_chain_nlmsg_build_payload(h, o);
-                sys::nftnl_chain_free(o);
+        let mut o = ffi::Chain::new()?;
+        o.set_str(ffi::NFTNL_CHAIN_TABLE, &tname);
+        o.set_str(ffi::NFTNL_CHAIN_NAME, &cname);
+        if add {
+            if let (Some(b), Some(t)) = (&c.base, &ctype) {
+                o.set_u32(ffi::NFTNL_CHAIN_HOOKNUM, b.hook.number());
+                o.set_i32(ffi::NFTNL_CHAIN_PRIO, b.priority);
+                o.set_str(ffi::NFTNL_CHAIN_TYPE, t);
+                let policy = match b.policy {
+                    Policy::Accept => libc::NF_ACCEPT,
+                    Policy::Drop => libc::NF_DROP,
+                };
+                o.set_u32(ffi::NFTNL_CHAIN_POLICY, policy as u32);
             }
-            Ok(())
-        })
+            if let Some(u) = &comment {
+                o.set_data(ffi::NFTNL_CHAIN_USERDATA, u)?;
+            }
+        }
+        self.msg(ty, family, libc::NLM_F_CREATE, what, &o);
+        Ok(())
     }
 
     fn rule(
@@ -321,34 +251,23 @@ impl Batch {
             .exprs
             .iter()
             .map(|r| r.to_nftnl())
-            .collect::<Result<Vec<NftnlExpr>>>()?;
+            .collect::<Result<Vec<ffi::Expr>>>()?;
         let what = format!(
             "table {} {table} chain {chain} rule `{rule}`",
             family.as_str()
         );
         let flags = libc::NLM_F_CREATE | if first { 0 } else { libc::NLM_F_APPEND };
-        self.msg(libc::NFT_MSG_NEWRULE, family, flags, what, |h| {
-            // SAFETY: as in table(); the rule takes ownership of every expression.
-            unsafe {
-                let o = alloc(sys::nftnl_rule_alloc(), "a rule")?;
-                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_TABLE as u16, tname.as_ptr());
-                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_CHAIN as u16, cname.as_ptr());
-                for e in exprs {
-                    sys::nftnl_rule_add_expr(o, e.into_raw());
-                }
-                if let Some(u) = &comment {
-                    sys::nftnl_rule_set_data(
-                        o,
-                        sys::NFTNL_RULE_USERDATA as u16,
-                        u.as_ptr().cast(),
-                        u.len() as u32,
-                    );
-                }
-                sys::nftnl_rule_nlmsg_build_payload(h, o);
-                sys::nftnl_rule_free(o);
-            }
-            Ok(())
-        })
+        let mut o = ffi::Rule::new()?;
+        o.set_str(ffi::NFTNL_RULE_TABLE, &tname);
+        o.set_str(ffi::NFTNL_RULE_CHAIN, &cname);
+        for e in exprs {
+            o.add_expr(e);
+        }
+        if let Some(u) = &comment {
+            o.set_data(ffi::NFTNL_RULE_USERDATA, u)?;
+        }
+        self.msg(libc::NFT_MSG_NEWRULE, family, flags, what, &o);
+        Ok(())
     }
 
     fn del_rule(
@@ -361,20 +280,14 @@ impl Batch {
     ) -> Result<()> {
         let tname = cstr(table, "table")?;
         let cname = cstr(chain, "chain")?;
-        self.msg(libc::NFT_MSG_DELRULE, family, 0, what, |h| {
-            // SAFETY: as in table().
-            unsafe {
-                let o = alloc(sys::nftnl_rule_alloc(), "a rule")?;
-                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_TABLE as u16, tname.as_ptr());
-                sys::nftnl_rule_set_str(o, sys::NFTNL_RULE_CHAIN as u16, cname.as_ptr());
-                if let Some(hd) = handle {
-                    sys::nftnl_rule_set_u64(o, sys::NFTNL_RULE_HANDLE as u16, hd);
-                }
-                sys::nftnl_rule_nlmsg_build_payload(h, o);
-                sys::nftnl_rule_free(o);
-            }
-            Ok(())
-        })
+        let mut o = ffi::Rule::new()?;
+        o.set_str(ffi::NFTNL_RULE_TABLE, &tname);
+        o.set_str(ffi::NFTNL_RULE_CHAIN, &cname);
+        if let Some(hd) = handle {
+            o.set_u64(ffi::NFTNL_RULE_HANDLE, hd);
+        }
+        self.msg(libc::NFT_MSG_DELRULE, family, 0, what, &o);
+        Ok(())
     }
 
     /// The table with everything in it. Chains first (jumps and verdict maps name them),
@@ -418,7 +331,8 @@ impl Batch {
         }
     }
 
-    fn op(&mut self, op: &Op) -> Result<()> {
+    /// The set declarations `op` makes, for the rules after it in the batch.
+    fn learn_op(&mut self, op: &Op) {
         match op {
             Op::ReplaceTable(t) | Op::AddTable(t) | Op::CreateTable(t) => {
                 self.learn(t.family, &t.name, &t.sets)
@@ -428,6 +342,11 @@ impl Batch {
             }
             _ => {}
         }
+    }
+
+    /// The messages of one op.
+    fn op(&mut self, op: &Op) -> Result<()> {
+        self.learn_op(op);
         match op {
             Op::ReplaceTable(t) => {
                 self.table(t, libc::NFT_MSG_NEWTABLE, false)?;
@@ -449,13 +368,7 @@ impl Batch {
                 family,
                 table,
                 chain,
-            } => {
-                self.chain(*family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
-                let sets = self.known_sets(*family, table);
-                for r in &chain.rules {
-                    self.rule(*family, table, &chain.name, r, false, &sets)?;
-                }
-            }
+            } => self.add_chain(*family, table, chain)?,
             Op::DeleteChain {
                 family,
                 table,
@@ -509,30 +422,39 @@ impl Batch {
                 table,
                 name,
             } => self.del_set(*family, table, name)?,
-            Op::AddElements { family, table, set } | Op::DeleteElements { family, table, set } => {
-                let del = matches!(op, Op::DeleteElements { .. });
-                let kelems = to_kernel(set, &set.elements, false)
-                    .map_err(|e| anyhow!("set {}: {e}", set.name))?;
-                let label = format!("table {} {table} set {}", family.as_str(), set.name);
-                let ty = if del {
-                    libc::NFT_MSG_DELSETELEM
-                } else {
-                    libc::NFT_MSG_NEWSETELEM
-                };
-                self.elements(
-                    &sets::ElemTarget {
-                        family: *family,
-                        table,
-                        set: &set.name,
-                        id: None,
-                    },
-                    &kelems,
-                    ty,
-                    &label,
-                )?;
+            Op::AddElements { family, table, set } => {
+                self.element_op(*family, table, set, libc::NFT_MSG_NEWSETELEM)?
+            }
+            Op::DeleteElements { family, table, set } => {
+                self.element_op(*family, table, set, libc::NFT_MSG_DELSETELEM)?
             }
         }
         Ok(())
+    }
+
+    /// A chain added to a table that is there, with its rules.
+    fn add_chain(&mut self, family: Family, table: &str, chain: &Chain) -> Result<()> {
+        self.chain(family, table, chain, libc::NFT_MSG_NEWCHAIN)?;
+        let sets = self.known_sets(family, table);
+        for r in &chain.rules {
+            self.rule(family, table, &chain.name, r, false, &sets)?;
+        }
+        Ok(())
+    }
+
+    /// `set.elements` added to (NEWSETELEM) or deleted from (DELSETELEM) the existing set
+    /// `set` declares.
+    fn element_op(&mut self, family: Family, table: &str, set: &Set, ty: i32) -> Result<()> {
+        let kelems =
+            to_kernel(set, &set.elements, false).map_err(|e| anyhow!("set {}: {e}", set.name))?;
+        let label = format!("table {} {table} set {}", family.as_str(), set.name);
+        let target = sets::ElemTarget {
+            family,
+            table,
+            set: &set.name,
+            id: None,
+        };
+        self.elements(&target, &kelems, ty, &label)
     }
 }
 

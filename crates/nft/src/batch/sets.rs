@@ -1,16 +1,16 @@
 //! Set and element messages: NEWSET with nft's flags, types and userdata, then the elements in
 //! as many NEWSETELEM (or DELSETELEM) messages as they need.
 
-use std::ffi::c_void;
+use std::ffi::CString;
 
 use anyhow::{Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
-use super::{Batch, ELEMS_BUDGET, alloc, cstr};
+use super::{Batch, ELEMS_BUDGET, cstr};
 use crate::elems::{KData, KElem, to_kernel};
 use crate::expr::{Counter, Raw};
+use crate::ffi;
 use crate::ir::*;
-use crate::types::{NFT_DATA_VERDICT, concat_len, concat_type};
+use crate::types::{Datatype, NFT_DATA_VERDICT, concat_len, concat_type};
 use crate::udata;
 
 /// The set element messages are about: by name, and by batch id when the set is created in
@@ -33,133 +33,17 @@ impl Batch {
         id: u32,
         anonymous: bool,
     ) -> Result<()> {
-        let tname = cstr(table, "table")?;
-        let sname = cstr(&s.name, "set")?;
-        let mut flags = 0u32;
-        if anonymous {
-            flags |= 1;
-        }
-        if s.flags.constant {
-            flags |= 2;
-        }
-        if s.flags.interval {
-            flags |= 4;
-        }
-        if s.data.is_some() {
-            flags |= 8;
-        }
-        if s.flags.timeout || s.timeout.is_some() {
-            flags |= 0x10;
-        }
-        let concat = s.key.len() > 1;
-        if s.flags.interval && concat {
-            flags |= 0x80;
-        }
-        let key_order = if concat {
-            0
-        } else {
-            s.key[0].byteorder().udata()
-        };
-        let (data_type, data_len, data_order, data_concat) = match &s.data {
-            None => (None, None, None, false),
-            Some(SetData::Verdict) => (Some(NFT_DATA_VERDICT), Some(0), Some(0), false),
-            Some(SetData::Values(v)) => (
-                Some(concat_type(v)),
-                Some(concat_len(v) as u32),
-                Some(if v.len() > 1 {
-                    0
-                } else {
-                    v[0].byteorder().udata()
-                }),
-                v.len() > 1,
-            ),
-        };
-        let ud = if anonymous {
-            let mut b = udata::Builder::default();
-            b.u32(udata::set::KEYBYTEORDER, key_order);
-            if let Some(d) = data_order {
-                b.u32(udata::set::DATABYTEORDER, d);
-            }
-            b.bytes().to_vec()
-        } else {
-            udata::set_udata(
-                key_order,
-                data_order,
-                concat,
-                data_concat,
-                s.comment.as_deref(),
-            )
-        };
+        let names = (cstr(table, "table")?, cstr(&s.name, "set")?);
         let kelems = to_kernel(s, &s.elements, true).map_err(|e| anyhow!("set {}: {e}", s.name))?;
-        let mut field_len = [0u8; 16];
-        for (i, t) in s.key.iter().enumerate().take(16) {
-            field_len[i] = t.size() as u8;
-        }
         let what = format!("table {} {table} set {}", family.as_str(), s.name);
+        let o = set_obj(&names, s, id, anonymous, kelems.len())?;
         self.msg(
             libc::NFT_MSG_NEWSET,
             family,
             libc::NLM_F_CREATE,
             what.clone(),
-            |h| {
-                // SAFETY: as in table().
-                unsafe {
-                    let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_FLAGS as u16, flags);
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_KEY_TYPE as u16, concat_type(&s.key));
-                    sys::nftnl_set_set_u32(
-                        o,
-                        sys::NFTNL_SET_KEY_LEN as u16,
-                        concat_len(&s.key) as u32,
-                    );
-                    if let (Some(t), Some(l)) = (data_type, data_len) {
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_DATA_TYPE as u16, t);
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_DATA_LEN as u16, l);
-                    }
-                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_ID as u16, id);
-                    if let Some(t) = s.timeout {
-                        sys::nftnl_set_set_u64(o, sys::NFTNL_SET_TIMEOUT as u16, t);
-                    }
-                    if s.flags.constant || anonymous {
-                        sys::nftnl_set_set_u32(
-                            o,
-                            sys::NFTNL_SET_DESC_SIZE as u16,
-                            kelems.len() as u32,
-                        );
-                    }
-                    if s.flags.interval && concat {
-                        sys::nftnl_set_set_data(
-                            o,
-                            sys::NFTNL_SET_DESC_CONCAT as u16,
-                            field_len.as_ptr().cast(),
-                            s.key.len() as u32,
-                        );
-                    }
-                    sys::nftnl_set_set_data(
-                        o,
-                        sys::NFTNL_SET_USERDATA as u16,
-                        ud.as_ptr().cast(),
-                        ud.len() as u32,
-                    );
-                    if s.flags.counter {
-                        // NFTA_SET_EXPR: the kernel clones it into every element added.
-                        let c = Raw::Counter(Counter::default()).to_nftnl();
-                        match c {
-                            Ok(c) => sys::nftnl_set_add_expr(o, c.into_raw()),
-                            Err(e) => {
-                                sys::nftnl_set_free(o);
-                                return Err(e);
-                            }
-                        }
-                    }
-                    sys::nftnl_set_nlmsg_build_payload(h, o);
-                    sys::nftnl_set_free(o);
-                }
-                Ok(())
-            },
-        )?;
+            &o,
+        );
         let target = ElemTarget {
             family,
             table,
@@ -211,29 +95,18 @@ impl Batch {
         let del = ty == libc::NFT_MSG_DELSETELEM;
         for c in chunks {
             let what = format!("{label} elements");
-            self.msg(ty, family, libc::NLM_F_CREATE, what, |h| {
-                // SAFETY: as in table(); elements are handed to the set, which frees them.
-                unsafe {
-                    let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                    if let Some(id) = id {
-                        sys::nftnl_set_set_u32(o, sys::NFTNL_SET_ID as u16, id);
-                    }
-                    for k in &c {
-                        let e = sys::nftnl_set_elem_alloc();
-                        if e.is_null() {
-                            sys::nftnl_set_free(o);
-                            return Err(anyhow!("out of memory allocating an element"));
-                        }
-                        put_elem(e, k, del)?;
-                        sys::nftnl_set_elem_add(o, e);
-                    }
-                    sys::nftnl_set_elems_nlmsg_build_payload(h, o);
-                    sys::nftnl_set_free(o);
-                }
-                Ok(())
-            })?;
+            let mut o = ffi::Set::new()?;
+            o.set_str(ffi::NFTNL_SET_TABLE, &tname);
+            o.set_str(ffi::NFTNL_SET_NAME, &sname);
+            if let Some(id) = id {
+                o.set_u32(ffi::NFTNL_SET_ID, id);
+            }
+            for k in &c {
+                let e = ffi::SetElem::new()
+                    .map_err(|_| anyhow!("out of memory allocating an element"))?;
+                o.add_elem(put_elem(e, k, del)?);
+            }
+            self.msg(ty, family, libc::NLM_F_CREATE, what, &o.elems_payload());
         }
         Ok(())
     }
@@ -242,62 +115,158 @@ impl Batch {
         let tname = cstr(table, "table")?;
         let sname = cstr(name, "set")?;
         let what = format!("table {} {table} set {name}", family.as_str());
-        self.msg(libc::NFT_MSG_DELSET, family, 0, what, |h| {
-            // SAFETY: as in table().
-            unsafe {
-                let o = alloc(sys::nftnl_set_alloc(), "a set")?;
-                sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, sname.as_ptr());
-                sys::nftnl_set_nlmsg_build_payload(h, o);
-                sys::nftnl_set_free(o);
-            }
-            Ok(())
-        })
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &tname);
+        o.set_str(ffi::NFTNL_SET_NAME, &sname);
+        self.msg(libc::NFT_MSG_DELSET, family, 0, what, &o);
+        Ok(())
+    }
+}
+
+/// The NEWSET object of `s` in table `names.0` (as `names.1`; batch id `id`; `anonymous`: a
+/// rule's) holding `elems` kernel elements: its flags, key and data types, default timeout,
+/// size, fields and userdata, as nft writes them.
+fn set_obj(
+    names: &(CString, CString),
+    s: &Set,
+    id: u32,
+    anonymous: bool,
+    elems: usize,
+) -> Result<ffi::Set> {
+    let concat = s.key.len() > 1;
+    let (data_type, data_len, data_order, data_concat) = data_desc(s.data.as_ref());
+    let mut o = ffi::Set::new()?;
+    o.set_str(ffi::NFTNL_SET_TABLE, &names.0);
+    o.set_str(ffi::NFTNL_SET_NAME, &names.1);
+    o.set_u32(ffi::NFTNL_SET_FLAGS, set_flags(s, anonymous));
+    o.set_u32(ffi::NFTNL_SET_KEY_TYPE, concat_type(&s.key));
+    o.set_u32(ffi::NFTNL_SET_KEY_LEN, concat_len(&s.key) as u32);
+    if let (Some(t), Some(l)) = (data_type, data_len) {
+        o.set_u32(ffi::NFTNL_SET_DATA_TYPE, t);
+        o.set_u32(ffi::NFTNL_SET_DATA_LEN, l);
+    }
+    o.set_u32(ffi::NFTNL_SET_ID, id);
+    if let Some(t) = s.timeout {
+        o.set_u64(ffi::NFTNL_SET_TIMEOUT, t);
+    }
+    if s.flags.constant || anonymous {
+        o.set_u32(ffi::NFTNL_SET_DESC_SIZE, elems as u32);
+    }
+    if s.flags.interval && concat {
+        let mut field_len = [0u8; 16];
+        for (i, t) in s.key.iter().enumerate().take(16) {
+            field_len[i] = t.size() as u8;
+        }
+        let fields = field_len
+            .get(..s.key.len())
+            .ok_or_else(|| anyhow!("set {}: more than 16 fields", s.name))?;
+        o.set_data(ffi::NFTNL_SET_DESC_CONCAT, fields)?;
+    }
+    let ud = set_userdata(s, anonymous, data_order, data_concat);
+    o.set_data(ffi::NFTNL_SET_USERDATA, &ud)?;
+    if s.flags.counter {
+        // NFTA_SET_EXPR: the kernel clones it into every element added.
+        o.add_expr(Raw::Counter(Counter::default()).to_nftnl()?);
+    }
+    Ok(o)
+}
+
+/// NFT_SET_* flags: anonymous, constant, interval, map, timeout, concatenated interval.
+fn set_flags(s: &Set, anonymous: bool) -> u32 {
+    let mut flags = 0u32;
+    if anonymous {
+        flags |= 1;
+    }
+    if s.flags.constant {
+        flags |= 2;
+    }
+    if s.flags.interval {
+        flags |= 4;
+    }
+    if s.data.is_some() {
+        flags |= 8;
+    }
+    if s.flags.timeout || s.timeout.is_some() {
+        flags |= 0x10;
+    }
+    if s.flags.interval && s.key.len() > 1 {
+        flags |= 0x80;
+    }
+    flags
+}
+
+/// A map's data: its type, length, byte order for the userdata, and whether it is a
+/// concatenation (all None for a plain set).
+fn data_desc(data: Option<&SetData>) -> (Option<u32>, Option<u32>, Option<u32>, bool) {
+    match data {
+        None => (None, None, None, false),
+        Some(SetData::Verdict) => (Some(NFT_DATA_VERDICT), Some(0), Some(0), false),
+        Some(SetData::Values(v)) => (
+            Some(concat_type(v)),
+            Some(concat_len(v) as u32),
+            Some(byteorder(v)),
+            v.len() > 1,
+        ),
+    }
+}
+
+/// The byte order nft records for a key or data of `types`: none (0) for a concatenation.
+fn byteorder(types: &[Datatype]) -> u32 {
+    match types {
+        [t] => t.byteorder().udata(),
+        _ => 0,
+    }
+}
+
+/// The set's userdata: the byte orders of key and data (and for a named set, what nft writes
+/// for its declaration and its comment).
+fn set_userdata(s: &Set, anonymous: bool, data_order: Option<u32>, data_concat: bool) -> Vec<u8> {
+    let key_order = byteorder(&s.key);
+    if anonymous {
+        let mut b = udata::Builder::default();
+        b.u32(udata::set::KEYBYTEORDER, key_order);
+        if let Some(d) = data_order {
+            b.u32(udata::set::DATABYTEORDER, d);
+        }
+        b.bytes().to_vec()
+    } else {
+        udata::set_udata(
+            key_order,
+            data_order,
+            s.key.len() > 1,
+            data_concat,
+            s.comment.as_deref(),
+        )
     }
 }
 
 /// Sets the attributes of one kernel element; a deletion names only its key.
-///
-/// # Safety
-/// `e` must be a live element.
-unsafe fn put_elem(e: *mut sys::nftnl_set_elem, k: &KElem, del: bool) -> Result<()> {
-    let data = |attr: u32, b: &[u8]| {
-        // SAFETY: libnftnl copies the bytes.
-        unsafe {
-            sys::nftnl_set_elem_set(e, attr as u16, b.as_ptr().cast::<c_void>(), b.len() as u32)
-        };
-    };
-    data(sys::NFTNL_SET_ELEM_KEY, &k.key);
+fn put_elem(mut e: ffi::SetElem, k: &KElem, del: bool) -> Result<ffi::SetElem> {
+    e.set_data(ffi::NFTNL_SET_ELEM_KEY, &k.key)?;
     if let Some(end) = &k.key_end {
-        data(sys::NFTNL_SET_ELEM_KEY_END, end);
+        e.set_data(ffi::NFTNL_SET_ELEM_KEY_END, end)?;
     }
     if k.end {
-        // SAFETY: as above.
-        unsafe { sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, 1) };
+        e.set_u32(ffi::NFTNL_SET_ELEM_FLAGS, 1);
     }
     if del {
-        return Ok(());
+        return Ok(e);
     }
     match &k.data {
-        Some(KData::Value(v)) => data(sys::NFTNL_SET_ELEM_DATA, v),
+        Some(KData::Value(v)) => e.set_data(ffi::NFTNL_SET_ELEM_DATA, v)?,
         Some(KData::Verdict(code, chain)) => {
-            // SAFETY: as above; libnftnl copies the chain name.
-            unsafe {
-                sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_VERDICT as u16, *code);
-                if let Some(c) = chain {
-                    let c = cstr(c, "chain")?;
-                    sys::nftnl_set_elem_set_str(e, sys::NFTNL_SET_ELEM_CHAIN as u16, c.as_ptr());
-                }
+            e.set_u32(ffi::NFTNL_SET_ELEM_VERDICT, *code);
+            if let Some(c) = chain {
+                e.set_str(ffi::NFTNL_SET_ELEM_CHAIN, &cstr(c, "chain")?);
             }
         }
         None => {}
     }
     if let Some(t) = k.timeout {
-        // SAFETY: as above.
-        unsafe { sys::nftnl_set_elem_set_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16, t) };
+        e.set_u64(ffi::NFTNL_SET_ELEM_TIMEOUT, t);
     }
     if let Some(c) = &k.comment {
-        data(sys::NFTNL_SET_ELEM_USERDATA, &udata::comment(c));
+        e.set_data(ffi::NFTNL_SET_ELEM_USERDATA, &udata::comment(c))?;
     }
-    Ok(())
+    Ok(e)
 }

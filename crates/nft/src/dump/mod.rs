@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 
 use anyhow::{Result, anyhow};
-use nftnl::nftnl_sys as sys;
 
 use super::canon::{canonical, decode, decode_all};
 use super::elems::{KElem, to_kernel};
+use super::ffi;
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
-pub use parse::{ChainInfo, ObjInfo, RawRule, TableInfo};
+pub(crate) use parse::RawRule;
+pub use parse::{ChainInfo, ObjInfo, TableInfo};
 use parse::{
     CountedElem, ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set,
     parse_table,
@@ -37,14 +38,19 @@ pub struct TableSets {
     pub unreadable: Vec<String>,
 }
 
-/// A whole table read back: the IR, and the handle of every rule (by chain, in rule order).
+/// A whole table read back. The elements of its named sets stay in canonical kernel form
+/// (`canon`) until asked for: decoding 10,000 elements into the IR costs more than reading
+/// them, and the diff compares bytes. So there is no `Table` to read here that looks whole
+/// and is not: [`structure`](Dumped::structure) is the table without any set's elements (and
+/// says so in its type), [`decoded`](Dumped::decoded) the whole table, [`set`](Dumped::set)
+/// one set with its elements.
 #[derive(Clone, Debug, Default)]
 pub struct Dumped {
     /// The table, its named sets without their elements: those are in `elements`.
-    pub table: Table,
-    /// The elements of each named set, by name, in canonical kernel form (`canon`). Decoding
-    /// 10,000 elements into the IR costs more than reading them; the diff compares bytes.
-    pub elements: BTreeMap<String, Vec<KElem>>,
+    table: Table,
+    /// The elements of each named set, by name, in canonical kernel form.
+    elements: BTreeMap<String, Vec<KElem>>,
+    /// The handle of every rule, by chain, in rule order.
     pub handles: BTreeMap<String, Vec<u64>>,
     /// What the table holds that the IR cannot: sets of unknown types, chains on unknown
     /// hooks. Such a table never equals a desired one.
@@ -54,26 +60,80 @@ pub struct Dumped {
     pub objects: Vec<ObjInfo>,
     /// The counter of each element of the sets declared with `counter`, by set: the element
     /// as the kernel listed it (before `canon`) and its count. The diff never looks at them.
-    pub counters: BTreeMap<String, Vec<(KElem, Counter)>>,
+    counters: BTreeMap<String, Vec<(KElem, Counter)>>,
+}
+
+/// A table read back, without the elements of its named sets: its name, flags, comment,
+/// chains and rules, and its sets' names. Not a [`Table`], so that no reader takes a set
+/// with its elements still in kernel form for an empty one: [`Dumped::decoded`] and
+/// [`Dumped::set`] give sets with their elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Structure<'a>(&'a Table);
+
+impl<'a> Structure<'a> {
+    pub fn family(self) -> Family {
+        self.0.family
+    }
+    pub fn name(self) -> &'a str {
+        &self.0.name
+    }
+    /// "inet nsfw_lab"
+    pub fn label(self) -> String {
+        self.0.label()
+    }
+    pub fn dormant(self) -> bool {
+        self.0.dormant
+    }
+    pub fn comment(self) -> Option<&'a str> {
+        self.0.comment.as_deref()
+    }
+    /// The chains with their rules (anonymous sets in rules are whole).
+    pub fn chains(self) -> &'a [Chain] {
+        &self.0.chains
+    }
+    pub fn chain(self, name: &str) -> Option<&'a Chain> {
+        self.0.chain(name)
+    }
+    /// The names of the named sets, in the kernel's order.
+    pub fn set_names(self) -> impl Iterator<Item = &'a str> {
+        self.0.sets.iter().map(|s| s.name.as_str())
+    }
+    /// A [`Table`] of this structure whose named sets are all empty: for a reader that must
+    /// have a table and can do without the sets' contents (say, when they do not decode).
+    pub fn without_elements(self) -> Table {
+        self.0.clone()
+    }
 }
 
 impl Dumped {
-    /// `table` as if it had been read back (its elements encoded as nsfw loads them).
+    /// `table` as if it had been read back (its elements encoded as nsfw loads them; the
+    /// elements of a set declared `counter` each with a counter that has counted nothing, as
+    /// the kernel gives them when they are added).
     pub fn of(mut table: Table) -> Result<Dumped, String> {
         let mut elements = BTreeMap::new();
+        let mut counters = BTreeMap::new();
         for s in &mut table.sets {
             let els = std::mem::take(&mut s.elements);
-            let k = to_kernel(s, &els, true).and_then(|k| canonical(s, k));
-            elements.insert(
-                s.name.clone(),
-                k.map_err(|e| format!("set {}: {e}", s.name))?,
-            );
+            let k = to_kernel(s, &els, true)
+                .and_then(|k| canonical(s, k))
+                .map_err(|e| format!("set {}: {e}", s.name))?;
+            if s.flags.counter {
+                let zero = k.iter().map(|k| (k.clone(), Counter::default()));
+                counters.insert(s.name.clone(), zero.collect());
+            }
+            elements.insert(s.name.clone(), k);
         }
         Ok(Dumped {
             table,
             elements,
+            counters,
             ..Default::default()
         })
+    }
+
+    /// The table without its named sets' elements.
+    pub fn structure(&self) -> Structure<'_> {
+        Structure(&self.table)
     }
 
     /// The elements of set `name` (declared with `counter`) decoded, each with its count.
@@ -84,7 +144,7 @@ impl Dumped {
         ks.iter().map(|(k, c)| Ok((decode(set, k)?, *c))).collect()
     }
 
-    /// The table with the elements of its sets decoded.
+    /// The whole table, the elements of its sets decoded.
     pub fn decoded(&self) -> Result<Table, String> {
         let mut t = self.table.clone();
         for s in &mut t.sets {
@@ -93,6 +153,31 @@ impl Dumped {
             }
         }
         Ok(t)
+    }
+
+    /// The named set `name` with its elements decoded; None when the table has no such set.
+    pub fn set(&self, name: &str) -> Option<Result<Set, String>> {
+        let decl = self.table.set(name)?;
+        let k = self.canonical(name);
+        Some(
+            decode_all(decl, k)
+                .map(|elements| Set {
+                    elements,
+                    ..decl.without_elements()
+                })
+                .map_err(|e| format!("set {name}: {e}")),
+        )
+    }
+
+    /// The table with its named sets' declarations, none of their elements: for the diff,
+    /// which compares the elements in [`canonical`](Dumped::canonical) form.
+    pub(crate) fn declared(&self) -> &Table {
+        &self.table
+    }
+
+    /// The elements of named set `set` in canonical kernel form (none for a set not there).
+    pub(crate) fn canonical(&self, set: &str) -> &[KElem] {
+        self.elements.get(set).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -142,7 +227,7 @@ impl NftSocket {
         self.dump(
             libc::NFT_MSG_GETTABLE,
             libc::NFPROTO_UNSPEC as u16,
-            &|_| {},
+            None,
             &parse_table,
             "nftables tables",
         )
@@ -152,18 +237,12 @@ impl NftSocket {
     /// request names, so the table is filtered here.
     pub fn chains(&mut self, family: Family, table: &str) -> Result<Vec<ChainInfo>> {
         let t = cname(table, "table")?;
+        let mut o = ffi::Chain::new()?;
+        o.set_str(ffi::NFTNL_CHAIN_TABLE, &t);
         let all = self.dump(
             libc::NFT_MSG_GETCHAIN,
             u16::from(family.nfproto()),
-            // SAFETY: the payload goes into the request buffer, after its header.
-            &|h| unsafe {
-                let c = sys::nftnl_chain_alloc();
-                if !c.is_null() {
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
-                    sys::nftnl_chain_nlmsg_build_payload(h.cast(), c);
-                    sys::nftnl_chain_free(c);
-                }
-            },
+            Some(&o),
             &parse_chain,
             &format!("the chains of table {} {table}", family.as_str()),
         )?;
@@ -171,7 +250,7 @@ impl NftSocket {
     }
 
     /// The rules of one table (of one chain of it, when `chain` is given), in chain order.
-    pub fn raw_rules(
+    pub(crate) fn raw_rules(
         &mut self,
         family: Family,
         table: &str,
@@ -186,21 +265,15 @@ impl NftSocket {
             ),
             None => format!("the rules of table {} {table}", family.as_str()),
         };
+        let mut o = ffi::Rule::new()?;
+        o.set_str(ffi::NFTNL_RULE_TABLE, &t);
+        if let Some(c) = &c {
+            o.set_str(ffi::NFTNL_RULE_CHAIN, c);
+        }
         let all = self.dump(
             libc::NFT_MSG_GETRULE,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let r = sys::nftnl_rule_alloc();
-                if !r.is_null() {
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
-                    if let Some(c) = &c {
-                        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
-                    }
-                    sys::nftnl_rule_nlmsg_build_payload(h.cast(), r);
-                    sys::nftnl_rule_free(r);
-                }
-            },
+            Some(&o),
             &parse_rule,
             &what,
         )?;
@@ -234,18 +307,12 @@ impl NftSocket {
     /// read, described.
     fn read_sets(&mut self, family: Family, table: &str) -> Result<(Vec<ReadSet>, Vec<String>)> {
         let t = cname(table, "table")?;
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &t);
         let listed: Vec<ListedSet> = self.dump(
             libc::NFT_MSG_GETSET,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let s = sys::nftnl_set_alloc();
-                if !s.is_null() {
-                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_nlmsg_build_payload(h.cast(), s);
-                    sys::nftnl_set_free(s);
-                }
-            },
+            Some(&o),
             &parse_set,
             &format!("the sets of table {} {table}", family.as_str()),
         )?;
@@ -291,19 +358,13 @@ impl NftSocket {
     ) -> Result<Vec<Vec<CountedElem>>> {
         let t = cname(table, "table")?;
         let s = cname(set, "set")?;
+        let mut o = ffi::Set::new()?;
+        o.set_str(ffi::NFTNL_SET_TABLE, &t);
+        o.set_str(ffi::NFTNL_SET_NAME, &s);
         self.dump(
             libc::NFT_MSG_GETSETELEM,
             u16::from(family.nfproto()),
-            // SAFETY: as in chains().
-            &|h| unsafe {
-                let o = sys::nftnl_set_alloc();
-                if !o.is_null() {
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_TABLE as u16, t.as_ptr());
-                    sys::nftnl_set_set_str(o, sys::NFTNL_SET_NAME as u16, s.as_ptr());
-                    sys::nftnl_set_elems_nlmsg_build_payload(h.cast(), o);
-                    sys::nftnl_set_free(o);
-                }
-            },
+            Some(&o.elems_payload()),
             &parse_elems,
             &format!(
                 "the elements of set {set} in table {} {table}",
@@ -400,20 +461,14 @@ impl NftSocket {
 
     /// The named stateful objects of one table (NFT_MSG_GETOBJ). The kernel filters the dump
     /// by the table named; filtered here too, as for chains.
-    pub fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
+    pub(crate) fn objects(&mut self, family: Family, table: &str) -> Result<Vec<ObjInfo>> {
         let t = cname(table, "table")?;
+        let mut o = ffi::NamedObj::new()?;
+        o.set_str(ffi::NFTNL_OBJ_TABLE, &t);
         let all = self.dump(
             libc::NFT_MSG_GETOBJ,
             u16::from(family.nfproto()),
-            // SAFETY: the payload goes into the request buffer, after its header.
-            &|h| unsafe {
-                let o = sys::nftnl_obj_alloc();
-                if !o.is_null() {
-                    sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, t.as_ptr());
-                    sys::nftnl_obj_nlmsg_build_payload(h.cast(), o);
-                    sys::nftnl_obj_free(o);
-                }
-            },
+            Some(&o),
             &parse_obj,
             &format!("the named objects of table {} {table}", family.as_str()),
         )?;

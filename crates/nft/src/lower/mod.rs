@@ -17,7 +17,7 @@ use crate::expr::{self as x, Raw, cmp};
 use crate::fields::{NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::ir::*;
 use crate::types::{Datatype, be, padded};
-pub use stmt::{verdict_code, verdict_expr};
+pub use stmt::verdict_code;
 
 /// A lowered rule: its expressions and the anonymous sets they refer to (by batch id), which
 /// the batch creates before the rule.
@@ -217,28 +217,8 @@ impl Out<'_, '_> {
         if matches!(m.left, Expr::Concat(_)) && !matches!(m.right, Rhs::Set(_)) {
             bail!("a concatenation can only be looked up in a set");
         }
-        // nft folds a one-element anonymous set into a plain match: `ip saddr { 10.0.0.0/8 }`
-        // is `ip saddr 10.0.0.0/8`.
-        if let Rhs::Set(SetRef::Anon(els)) = &m.right
-            && let [e] = els.as_slice()
-            && e.data.is_none()
-            && let [k] = e.key.as_slice()
-            && !matches!(m.left, Expr::Concat(_))
-        {
-            let right = match e.key_end.as_ref().and_then(|end| end.first()) {
-                Some(end) if end != k => {
-                    match be::range_prefix(&k.big_endian_bytes(), &end.big_endian_bytes()) {
-                        Some(plen) if k.datatype().prefix_type() => Rhs::Prefix(k.clone(), plen),
-                        _ => Rhs::Range(k.clone(), end.clone()),
-                    }
-                }
-                _ => Rhs::Value(k.clone()),
-            };
-            return self.lower_match(&Match {
-                left: m.left.clone(),
-                op: m.op,
-                right,
-            });
+        if let Some(plain) = folded(m) {
+            return self.lower_match(&plain);
         }
         match (&m.right, m.op) {
             // ct state established,related  →  (reg & mask) != 0
@@ -252,69 +232,8 @@ impl Out<'_, '_> {
                 self.bitwise(mask);
                 self.cmp(cmp::NEQ, zero);
             }
-            // tcp dport 22 / meta mark > 0x10 (ordering compares in network order)
-            (Rhs::Value(v), op) => {
-                self.load(&m.left, 0, None)?;
-                let ordered = !matches!(op, Op::Eq | Op::Neq);
-                if ordered && host {
-                    self.hton(0, dt.size());
-                }
-                let mut data = if ordered {
-                    v.big_endian_bytes()
-                } else {
-                    v.bytes()
-                };
-                // `fib ... oif missing`: the flag fills the register the result would.
-                if let Expr::Fib(f) = &m.left
-                    && f.present
-                {
-                    data.resize(
-                        if f.result == FibResult::Oifname {
-                            16
-                        } else {
-                            4
-                        },
-                        0,
-                    );
-                }
-                self.cmp(cmp_op(op)?, data);
-            }
-            // ip saddr 10.0.0.0/8  →  payload load 1b; cmp 0x0a
-            // ip saddr 10.16.0.0/12  →  payload load 4b; bitwise & 0xfff00000; cmp
-            (Rhs::Prefix(v, plen), Op::Eq | Op::Neq) => {
-                let full = v.bytes();
-                let bits = full.len() as u32 * 8;
-                if *plen > bits {
-                    bail!(
-                        "prefix /{plen} is longer than the {} bits of the value",
-                        bits
-                    );
-                }
-                if dt == Datatype::Ifname {
-                    // iifname "br*": the name's first bytes compared, the rest ignored.
-                    if plen % 8 != 0 {
-                        bail!("an interface name prefix must be whole bytes");
-                    }
-                    self.load(&m.left, 0, None)?;
-                    self.cmp(cmp_op(m.op)?, full[..(plen / 8) as usize].to_vec());
-                    return Ok(());
-                }
-                let aligned = dt.byteorder() == super::types::ByteOrder::Big
-                    && *plen > 0
-                    && plen % 8 == 0
-                    && matches!(m.left, Expr::Payload(_));
-                if aligned {
-                    let n = (plen / 8) as usize;
-                    self.load(&m.left, 0, Some(n as u32))?;
-                    self.cmp(cmp_op(m.op)?, full[..n].to_vec());
-                } else {
-                    let mask = be::prefix_mask(full.len(), *plen);
-                    self.load(&m.left, 0, None)?;
-                    let net = be::and(&full, &mask);
-                    self.bitwise(mask);
-                    self.cmp(cmp_op(m.op)?, net);
-                }
-            }
+            (Rhs::Value(v), op) => self.lower_value(&m.left, op, v, host)?,
+            (Rhs::Prefix(v, plen), Op::Eq | Op::Neq) => self.lower_prefix(m, v, *plen)?,
             // tcp dport 1000-2000  →  cmp gte; cmp lte. != → one range expression.
             (Rhs::Range(a, b), op @ (Op::Eq | Op::Neq)) => {
                 self.load(&m.left, 0, None)?;
@@ -346,6 +265,75 @@ impl Out<'_, '_> {
                 }));
             }
             (r, op) => bail!("cannot match with {op:?} against {r:?}"),
+        }
+        Ok(())
+    }
+
+    /// tcp dport 22 / meta mark > 0x10 (ordering compares in network order)
+    fn lower_value(&mut self, left: &Expr, op: Op, v: &Value, host: bool) -> Result<()> {
+        self.load(left, 0, None)?;
+        let ordered = !matches!(op, Op::Eq | Op::Neq);
+        if ordered && host {
+            self.hton(0, left.datatype().size());
+        }
+        let mut data = if ordered {
+            v.big_endian_bytes()
+        } else {
+            v.bytes()
+        };
+        // `fib ... oif missing`: the flag fills the register the result would.
+        if let Expr::Fib(f) = left
+            && f.present
+        {
+            data.resize(
+                if f.result == FibResult::Oifname {
+                    16
+                } else {
+                    4
+                },
+                0,
+            );
+        }
+        self.cmp(cmp_op(op)?, data);
+        Ok(())
+    }
+
+    /// ip saddr 10.0.0.0/8  →  payload load 1b; cmp 0x0a
+    /// ip saddr 10.16.0.0/12  →  payload load 4b; bitwise & 0xfff00000; cmp
+    /// iifname "br*"  →  meta load iifname; cmp the name's first bytes
+    fn lower_prefix(&mut self, m: &Match, v: &Value, plen: u32) -> Result<()> {
+        let dt = m.left.datatype();
+        let full = v.bytes();
+        let bits = full.len() as u32 * 8;
+        if plen > bits {
+            bail!(
+                "prefix /{plen} is longer than the {} bits of the value",
+                bits
+            );
+        }
+        if dt == Datatype::Ifname {
+            // iifname "br*": the name's first bytes compared, the rest ignored.
+            if !plen.is_multiple_of(8) {
+                bail!("an interface name prefix must be whole bytes");
+            }
+            self.load(&m.left, 0, None)?;
+            self.cmp(cmp_op(m.op)?, full[..(plen / 8) as usize].to_vec());
+            return Ok(());
+        }
+        let aligned = dt.byteorder() == super::types::ByteOrder::Big
+            && plen > 0
+            && plen.is_multiple_of(8)
+            && matches!(m.left, Expr::Payload(_));
+        if aligned {
+            let n = (plen / 8) as usize;
+            self.load(&m.left, 0, Some(n as u32))?;
+            self.cmp(cmp_op(m.op)?, full[..n].to_vec());
+        } else {
+            let mask = be::prefix_mask(full.len(), plen);
+            self.load(&m.left, 0, None)?;
+            let net = be::and(&full, &mask);
+            self.bitwise(mask);
+            self.cmp(cmp_op(m.op)?, net);
         }
         Ok(())
     }
@@ -448,6 +436,33 @@ impl Out<'_, '_> {
             ..Default::default()
         }));
     }
+}
+
+/// nft folds a one-element anonymous set into a plain match: `ip saddr { 10.0.0.0/8 }` is
+/// `ip saddr 10.0.0.0/8`. The plain match, when `m` is such a lookup.
+fn folded(m: &Match) -> Option<Match> {
+    let Rhs::Set(SetRef::Anon(els)) = &m.right else {
+        return None;
+    };
+    let [e] = els.as_slice() else { return None };
+    let [k] = e.key.as_slice() else { return None };
+    if e.data.is_some() || matches!(m.left, Expr::Concat(_)) {
+        return None;
+    }
+    let right = match e.key_end.as_ref().and_then(|end| end.first()) {
+        Some(end) if end != k => {
+            match be::range_prefix(&k.big_endian_bytes(), &end.big_endian_bytes()) {
+                Some(plen) if k.datatype().prefix_type() => Rhs::Prefix(k.clone(), plen),
+                _ => Rhs::Range(k.clone(), end.clone()),
+            }
+        }
+        _ => Rhs::Value(k.clone()),
+    };
+    Some(Match {
+        left: m.left.clone(),
+        op: m.op,
+        right,
+    })
 }
 
 fn cmp_op(op: Op) -> Result<u32> {

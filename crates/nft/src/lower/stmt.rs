@@ -35,31 +35,7 @@ impl Out<'_, '_> {
                 kind: Some(u32::from(l.bytes)),
                 flags: Some(u32::from(l.over)),
             })),
-            // reject  →  reject with the family's port unreachable: icmp code 3 (ip),
-            // icmpv6 code 4 (ip6), icmpx code 1 (inet, bridge); `with tcp reset` → type 1
-            Stmt::Reject(r) => {
-                let (kind, code) = match r {
-                    Reject::Default => match self.cx.family {
-                        Family::Ip => (0, Some(3)),
-                        Family::Ip6 => (0, Some(4)),
-                        Family::Inet | Family::Bridge => (2, Some(1)),
-                    },
-                    Reject::Icmp(c) | Reject::Icmpv6(c) => (0, Some(*c)),
-                    Reject::Icmpx(c) => (2, Some(*c)),
-                    Reject::TcpReset => {
-                        if pctx.transport != Some(6) {
-                            bail!(
-                                "reject with tcp reset needs a match on TCP before it (`meta l4proto tcp`)"
-                            );
-                        }
-                        (1, None)
-                    }
-                };
-                self.push(Raw::Reject(x::Reject {
-                    kind: Some(kind),
-                    code,
-                }));
-            }
+            Stmt::Reject(r) => self.lower_reject(*r, pctx)?,
             // meta mark set 0x1  →  immediate reg 1 0x1; meta set mark with reg 1
             Stmt::MetaSet(k, arg) => {
                 self.lower_arg(arg)?;
@@ -80,34 +56,8 @@ impl Out<'_, '_> {
             }
             Stmt::Notrack => self.push(Raw::Notrack(x::Notrack {})),
             Stmt::Nat(n) => self.lower_nat(n)?,
-            // meta l4proto tcp masquerade to :1024-2048 random  →  immediate reg 1 1024;
-            // immediate reg 2 2048; masq proto_min reg 1 proto_max reg 2 flags random|proto
-            // (redirect likewise)
-            Stmt::Masquerade(p) | Stmt::Redirect(p) => {
-                let masq = matches!(s, Stmt::Masquerade(_));
-                if p.ports.is_some() && pctx.transport.is_none() {
-                    bail!(
-                        "{} to a port needs a transport protocol match before it (`meta l4proto tcp`)",
-                        if masq { "masquerade" } else { "redirect" }
-                    );
-                }
-                let (min, max) = self.ports(p.ports);
-                let flags = p.flags | if p.ports.is_some() { 2 } else { 0 };
-                let flags = (flags != 0).then_some(flags);
-                self.push(if masq {
-                    Raw::Masq(x::Masq {
-                        flags,
-                        proto_min: min,
-                        proto_max: max,
-                    })
-                } else {
-                    Raw::Redir(x::Redir {
-                        proto_min: min,
-                        proto_max: max,
-                        flags,
-                    })
-                });
-            }
+            Stmt::Masquerade(p) => self.lower_port_nat(p, true, pctx)?,
+            Stmt::Redirect(p) => self.lower_port_nat(p, false, pctx)?,
             // accept / jump x  →  immediate reg 0 accept / jump -> x
             Stmt::Verdict(v) => self.push(verdict_expr(v)),
             // iifname . oifname vmap @dispatch  →  key in reg 1 and reg 2; lookup with the
@@ -124,6 +74,62 @@ impl Out<'_, '_> {
             }
             Stmt::Unreadable(t) => bail!("cannot encode an unreadable statement: {t}"),
         }
+        Ok(())
+    }
+
+    // reject  →  reject with the family's port unreachable: icmp code 3 (ip),
+    // icmpv6 code 4 (ip6), icmpx code 1 (inet, bridge); `with tcp reset` → type 1
+    fn lower_reject(&mut self, r: Reject, pctx: &ProtoCtx) -> Result<()> {
+        let (kind, code) = match r {
+            Reject::Default => match self.cx.family {
+                Family::Ip => (0, Some(3)),
+                Family::Ip6 => (0, Some(4)),
+                Family::Inet | Family::Bridge => (2, Some(1)),
+            },
+            Reject::Icmp(c) | Reject::Icmpv6(c) => (0, Some(c)),
+            Reject::Icmpx(c) => (2, Some(c)),
+            Reject::TcpReset => {
+                if pctx.transport != Some(6) {
+                    bail!(
+                        "reject with tcp reset needs a match on TCP before it (`meta l4proto tcp`)"
+                    );
+                }
+                (1, None)
+            }
+        };
+        self.push(Raw::Reject(x::Reject {
+            kind: Some(kind),
+            code,
+        }));
+        Ok(())
+    }
+
+    // meta l4proto tcp masquerade to :1024-2048 random  →  immediate reg 1 1024;
+    // immediate reg 2 2048; masq proto_min reg 1 proto_max reg 2 flags random|proto
+    // (redirect likewise)
+    fn lower_port_nat(&mut self, p: &PortNat, masq: bool, pctx: &ProtoCtx) -> Result<()> {
+        if p.ports.is_some() && pctx.transport.is_none() {
+            bail!(
+                "{} to a port needs a transport protocol match before it (`meta l4proto tcp`)",
+                if masq { "masquerade" } else { "redirect" }
+            );
+        }
+        let (min, max) = self.ports(p.ports);
+        let flags = p.flags | if p.ports.is_some() { 2 } else { 0 };
+        let flags = (flags != 0).then_some(flags);
+        self.push(if masq {
+            Raw::Masq(x::Masq {
+                flags,
+                proto_min: min,
+                proto_max: max,
+            })
+        } else {
+            Raw::Redir(x::Redir {
+                proto_min: min,
+                proto_max: max,
+                flags,
+            })
+        });
         Ok(())
     }
 
@@ -221,7 +227,7 @@ impl Out<'_, '_> {
 }
 
 /// `accept` → immediate reg 0 accept; `jump x` → immediate reg 0 jump -> x
-pub fn verdict_expr(v: &Verdict) -> Raw {
+fn verdict_expr(v: &Verdict) -> Raw {
     let (code, chain) = verdict_code(v);
     Raw::Immediate(x::Immediate {
         dreg: Some(0),

@@ -10,7 +10,7 @@ mod stmt;
 use std::collections::HashMap;
 
 use crate::deps::{ProtoCtx, dependencies, protos};
-use crate::expr::{Raw, verdict};
+use crate::expr::{self as x, Raw, verdict};
 use crate::fields::{HeaderBase, NFPROTO_IPV4, NFPROTO_IPV6, Proto};
 use crate::ir::*;
 use crate::lower::slot;
@@ -344,51 +344,9 @@ impl Raiser<'_> {
                     self.regs.insert(reg_slot(c.dreg)?, Src::Ct(k));
                 }
             }
-            Raw::Fib(f) => {
-                let flags = get(f.flags, "fib flags")?;
-                let result = match get(f.result, "fib result")? {
-                    1 => FibResult::Oif,
-                    2 => FibResult::Oifname,
-                    3 => FibResult::Type,
-                    r => return Err(format!("fib result {r}")),
-                };
-                let fib = Fib {
-                    flags: flags & !fib::PRESENT,
-                    result,
-                    present: flags & fib::PRESENT != 0,
-                };
-                self.regs.insert(reg_slot(f.dreg)?, Src::Fib(fib));
-            }
-            Raw::Immediate(im) => match im.dreg {
-                Some(0) => {
-                    let v = match (get(im.verdict, "verdict")?, im.chain.clone()) {
-                        (verdict::ACCEPT, _) => Verdict::Accept,
-                        (verdict::DROP, _) => Verdict::Drop,
-                        (verdict::CONTINUE, _) => Verdict::Continue,
-                        (verdict::RETURN, _) => Verdict::Return,
-                        (verdict::JUMP, Some(c)) => Verdict::Jump(c),
-                        (verdict::GOTO, Some(c)) => Verdict::Goto(c),
-                        (v, _) => return Err(format!("verdict {v:#x}")),
-                    };
-                    self.push(Stmt::Verdict(v));
-                }
-                r => {
-                    let data = im.data.clone().ok_or("immediate without data")?;
-                    self.regs.insert(reg_slot(r)?, Src::Imm(data));
-                }
-            },
-            Raw::Bitwise(b) => {
-                if b.op.is_some_and(|o| o != 0) || b.data.is_some() {
-                    return Err("bitwise shift".into());
-                }
-                let mask = b.mask.clone().ok_or("bitwise without mask")?;
-                if b.xor.as_ref().is_some_and(|x| x.iter().any(|v| *v != 0)) {
-                    return Err("bitwise xor".into());
-                }
-                let src = self.src(b.sreg)?;
-                self.regs
-                    .insert(reg_slot(b.dreg)?, Src::Masked(Box::new(src), mask));
-            }
+            Raw::Fib(f) => self.fib(f)?,
+            Raw::Immediate(im) => self.immediate(im)?,
+            Raw::Bitwise(b) => self.bitwise(b)?,
             Raw::Byteorder(b) => {
                 if b.op != Some(1) {
                     return Err("byteorder to host order".into());
@@ -398,25 +356,7 @@ impl Raiser<'_> {
                     .insert(reg_slot(b.dreg)?, Src::Hton(Box::new(src)));
             }
             Raw::Cmp(c) => return self.cmp(c, raws.get(i + 1)),
-            Raw::Range(r) => {
-                let src = self.src(r.sreg)?;
-                if r.op != Some(1) {
-                    return Err("range ==".into());
-                }
-                let e = self.full_expr(&src)?;
-                let dt = e.datatype();
-                let from = r.from.clone().ok_or("range without from")?;
-                let to = r.to.clone().ok_or("range without to")?;
-                let conv = |b: &[u8]| {
-                    Value::from_big_endian(dt, b).ok_or_else(|| "range data".to_string())
-                };
-                let m = Match {
-                    left: e,
-                    op: Op::Neq,
-                    right: Rhs::Range(conv(&from)?, conv(&to)?),
-                };
-                self.push_match(m);
-            }
+            Raw::Range(r) => self.range(r)?,
             Raw::Lookup(l) => self.lookup(l)?,
             Raw::Nat(n) => self.nat(n)?,
             Raw::Masq(m) => {
@@ -433,25 +373,7 @@ impl Raiser<'_> {
                 packets: c.packets.unwrap_or(0),
                 bytes: c.bytes.unwrap_or(0),
             })),
-            Raw::Log(l) => {
-                if l.snaplen.is_some_and(|v| v != 0) || l.qthreshold.is_some_and(|v| v != 0) {
-                    return Err("log snaplen/queue-threshold".into());
-                }
-                self.push(Stmt::Log(Log {
-                    prefix: l.prefix.clone(),
-                    level: if l.group.is_some() {
-                        4
-                    } else {
-                        l.level.unwrap_or(4)
-                    },
-                    group: l.group,
-                    flags: if l.group.is_some() {
-                        0
-                    } else {
-                        l.flags.unwrap_or(0)
-                    },
-                }))
-            }
+            Raw::Log(l) => self.log(l)?,
             Raw::Limit(l) => self.push(Stmt::Limit(Limit {
                 rate: get(l.rate, "limit rate")?,
                 per: get(l.unit, "limit unit")?,
@@ -467,22 +389,82 @@ impl Raiser<'_> {
                     x.name.as_deref().unwrap_or("?")
                 ));
             }
-            Raw::XtTarget(x) => {
-                let reject = match x.name.as_deref() {
-                    Some("REJECT") => xt_reject(self.cx.family, x.info.as_deref()),
-                    _ => None,
-                };
-                let Some(r) = reject else {
-                    return Err(format!(
-                        "xtables target {}",
-                        x.name.as_deref().unwrap_or("?")
-                    ));
-                };
-                self.push(Stmt::Reject(r));
-            }
+            Raw::XtTarget(x) => self.xt_target(x)?,
             Raw::Unknown(n) => return Err(format!("expression {n}")),
         }
         Ok(1)
+    }
+
+    /// A route lookup into a register.
+    fn fib(&mut self, f: &x::Fib) -> Result<(), Fail> {
+        let flags = get(f.flags, "fib flags")?;
+        let result = match get(f.result, "fib result")? {
+            1 => FibResult::Oif,
+            2 => FibResult::Oifname,
+            3 => FibResult::Type,
+            r => return Err(format!("fib result {r}")),
+        };
+        let fib = Fib {
+            flags: flags & !fib::PRESENT,
+            result,
+            present: flags & fib::PRESENT != 0,
+        };
+        self.regs.insert(reg_slot(f.dreg)?, Src::Fib(fib));
+        Ok(())
+    }
+
+    /// A verdict (into the verdict register), or data into a register.
+    fn immediate(&mut self, im: &x::Immediate) -> Result<(), Fail> {
+        match im.dreg {
+            Some(0) => {
+                let v = match (get(im.verdict, "verdict")?, im.chain.clone()) {
+                    (verdict::ACCEPT, _) => Verdict::Accept,
+                    (verdict::DROP, _) => Verdict::Drop,
+                    (verdict::CONTINUE, _) => Verdict::Continue,
+                    (verdict::RETURN, _) => Verdict::Return,
+                    (verdict::JUMP, Some(c)) => Verdict::Jump(c),
+                    (verdict::GOTO, Some(c)) => Verdict::Goto(c),
+                    (v, _) => return Err(format!("verdict {v:#x}")),
+                };
+                self.push(Stmt::Verdict(v));
+            }
+            r => {
+                let data = im.data.clone().ok_or("immediate without data")?;
+                self.regs.insert(reg_slot(r)?, Src::Imm(data));
+            }
+        }
+        Ok(())
+    }
+
+    /// A mask over a register (a shift or an xor is not read).
+    fn bitwise(&mut self, b: &x::Bitwise) -> Result<(), Fail> {
+        if b.op.is_some_and(|o| o != 0) || b.data.is_some() {
+            return Err("bitwise shift".into());
+        }
+        let mask = b.mask.clone().ok_or("bitwise without mask")?;
+        if b.xor.as_ref().is_some_and(|x| x.iter().any(|v| *v != 0)) {
+            return Err("bitwise xor".into());
+        }
+        let src = self.src(b.sreg)?;
+        self.regs
+            .insert(reg_slot(b.dreg)?, Src::Masked(Box::new(src), mask));
+        Ok(())
+    }
+
+    /// iptables-nft's `-j REJECT`: read as the reject it is; any other target is not read.
+    fn xt_target(&mut self, x: &x::XtTarget) -> Result<(), Fail> {
+        let reject = match x.name.as_deref() {
+            Some("REJECT") => xt_reject(self.cx.family, x.info.as_deref()),
+            _ => None,
+        };
+        let Some(r) = reject else {
+            return Err(format!(
+                "xtables target {}",
+                x.name.as_deref().unwrap_or("?")
+            ));
+        };
+        self.push(Stmt::Reject(r));
+        Ok(())
     }
 
     fn arg(&self, sreg: Option<u32>, dt: Datatype) -> Result<Arg, Fail> {

@@ -247,6 +247,48 @@ impl Raiser<'_> {
         })
     }
 
+    /// `tcp dport != 1000-2000`: a range expression (nft writes `==` as two cmps).
+    pub(super) fn range(&mut self, r: &x::Range) -> Result<(), Fail> {
+        let src = self.src(r.sreg)?;
+        if r.op != Some(1) {
+            return Err("range ==".into());
+        }
+        let e = self.full_expr(&src)?;
+        let dt = e.datatype();
+        let from = r.from.clone().ok_or("range without from")?;
+        let to = r.to.clone().ok_or("range without to")?;
+        let conv = |b: &[u8]| Value::from_big_endian(dt, b).ok_or_else(|| "range data".to_string());
+        let m = Match {
+            left: e,
+            op: Op::Neq,
+            right: Rhs::Range(conv(&from)?, conv(&to)?),
+        };
+        self.push_match(m);
+        Ok(())
+    }
+
+    /// `log prefix "x " level info`, or `log group 2` (which has no level or flags).
+    pub(super) fn log(&mut self, l: &x::Log) -> Result<(), Fail> {
+        if l.snaplen.is_some_and(|v| v != 0) || l.qthreshold.is_some_and(|v| v != 0) {
+            return Err("log snaplen/queue-threshold".into());
+        }
+        self.push(Stmt::Log(Log {
+            prefix: l.prefix.clone(),
+            level: if l.group.is_some() {
+                4
+            } else {
+                l.level.unwrap_or(4)
+            },
+            group: l.group,
+            flags: if l.group.is_some() {
+                0
+            } else {
+                l.flags.unwrap_or(0)
+            },
+        }));
+        Ok(())
+    }
+
     pub(super) fn reject(&mut self, r: &x::Reject) -> Result<(), Fail> {
         let code = r.code.unwrap_or(0);
         let rej = match get(r.kind, "reject type")? {

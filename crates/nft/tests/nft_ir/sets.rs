@@ -9,6 +9,18 @@ fn cat(types: &[Datatype]) -> Vec<Datatype> {
 
 /// The named sets and maps of the set and NAT cases.
 pub fn sets_and_maps() -> Vec<Set> {
+    [
+        concatenations_and_maps(),
+        verdict_maps(),
+        interval_timeout_and_constant_sets(),
+        sets_nft_orders(),
+        dynamic_and_empty_sets(),
+    ]
+    .concat()
+}
+
+/// An interval set of a concatenation; maps to an address and port (the publish maps of both families, with and without the host address) and to an address.
+fn concatenations_and_maps() -> Vec<Set> {
     use Datatype::*;
     let p = Value::Proto;
     let port = Value::Port;
@@ -84,6 +96,13 @@ pub fn sets_and_maps() -> Vec<Set> {
                 vec![map(vec![ip("1.2.3.4")], vec![ip("10.0.0.1")])],
             )
         },
+    ]
+}
+
+/// Verdict maps: of a concatenation, and of intervals.
+fn verdict_maps() -> Vec<Set> {
+    use Datatype::*;
+    vec![
         Set {
             data: Some(SetData::Verdict),
             ..set(
@@ -116,6 +135,14 @@ pub fn sets_and_maps() -> Vec<Set> {
                 }],
             )
         },
+    ]
+}
+
+/// Interval sets (addresses, marks), a set with timeouts, a constant set.
+fn interval_timeout_and_constant_sets() -> Vec<Set> {
+    use Datatype::*;
+    let port = Value::Port;
+    vec![
         Set {
             flags: SetFlags {
                 interval: true,
@@ -175,6 +202,14 @@ pub fn sets_and_maps() -> Vec<Set> {
                 vec![Element::key(vec![ip("1.2.3.4")])],
             )
         },
+    ]
+}
+
+/// Sets whose elements nft prints in an order of its own (ports, addresses, names, states, a concatenation).
+fn sets_nft_orders() -> Vec<Set> {
+    use Datatype::*;
+    let port = Value::Port;
+    vec![
         set(
             "ports",
             cat(&[InetService]),
@@ -211,6 +246,13 @@ pub fn sets_and_maps() -> Vec<Set> {
                 .map(|(a, n)| Element::key(vec![ip(a), port(*n)]))
                 .collect(),
         ),
+    ]
+}
+
+/// A set whose elements time out one by one, and an empty set with a comment.
+fn dynamic_and_empty_sets() -> Vec<Set> {
+    use Datatype::*;
+    vec![
         Set {
             flags: SetFlags {
                 timeout: true,
@@ -232,100 +274,9 @@ pub fn sets_and_maps() -> Vec<Set> {
     ]
 }
 
-#[test]
-fn sets_maps_and_lookups() {
-    use Field::*;
-    use MetaKey::*;
-    let port = Value::Port;
-    let rules = vec![
-        r(vec![m(pl(IpSaddr), EQ, Rhs::Set(named("a"))), accept()]),
-        r(vec![m(pl(IpSaddr), NEQ, Rhs::Set(named("a"))), drop_()]),
-        r(vec![m(pl(TcpDport), EQ, Rhs::Set(named("b"))), accept()]),
-        r(vec![m(meta(Mark), EQ, Rhs::Set(named("mi"))), accept()]),
-        r(vec![
-            m(
-                Expr::Concat(vec![pl(IpSaddr), meta(L4proto), pl(ThDport)]),
-                EQ,
-                Rhs::Set(named("s4")),
-            ),
-            accept(),
-        ]),
-        r(vec![Stmt::Vmap(
-            Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
-            named("vm"),
-        )]),
-        r(vec![Stmt::Vmap(pl(IpDaddr), named("vm4"))]),
-        r(vec![Stmt::Vmap(
-            Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
-            SetRef::Anon(vec![Element::map(
-                vec![Value::Ifname("br0".into()), Value::Ifname("br1".into())],
-                ElemData::Verdict(Verdict::Jump("x".into())),
-            )]),
-        )]),
-        r(vec![Stmt::Vmap(
-            pl(IpSaddr),
-            SetRef::Anon(vec![
-                Element {
-                    data: Some(ElemData::Verdict(Verdict::Jump("x".into()))),
-                    ..range(ip("10.0.0.0"), ip("10.255.255.255"))
-                },
-                Element {
-                    data: Some(ElemData::Verdict(Verdict::Drop)),
-                    ..range(ip("192.168.0.0"), ip("192.168.255.255"))
-                },
-            ]),
-        )]),
-        r(vec![
-            m(pl(TcpDport), EQ, Rhs::Set(anon(vec![port(80), port(443)]))),
-            accept(),
-        ]),
-        r(vec![
-            m(
-                meta(L4proto),
-                EQ,
-                Rhs::Set(anon(vec![Value::Proto(6), Value::Proto(17)])),
-            ),
-            m(
-                pl(ThDport),
-                EQ,
-                Rhs::Set(SetRef::Anon(vec![
-                    Element::key(vec![port(22)]),
-                    range(port(80), port(90)),
-                ])),
-            ),
-            accept(),
-        ]),
-        r(vec![
-            m(
-                pl(IpSaddr),
-                EQ,
-                Rhs::Set(SetRef::Anon(vec![
-                    range(ip("10.0.0.0"), ip("10.255.255.255")),
-                    Element::key(vec![ip("192.168.1.1")]),
-                ])),
-            ),
-            accept(),
-        ]),
-        r(vec![
-            m(
-                pl(IcmpType),
-                EQ,
-                Rhs::Set(anon(vec![Value::IcmpType(8), Value::IcmpType(0)])),
-            ),
-            accept(),
-        ]),
-        r(vec![
-            m(
-                Expr::Ct(CtKey::State),
-                EQ,
-                Rhs::Set(anon(vec![
-                    Value::CtState(ct_state::NEW),
-                    Value::CtState(ct_state::ESTABLISHED),
-                ])),
-            ),
-            accept(),
-        ]),
-    ];
+/// `rules` in a forward chain of an inet table that holds every named set and map of
+/// [`sets_and_maps`] and a regular chain `x` to jump to, checked as one case.
+fn check_lookups(case: &str, rules: Vec<Rule>) {
     let t = Table {
         sets: sets_and_maps(),
         chains: vec![
@@ -338,5 +289,129 @@ fn sets_maps_and_lookups() {
         ],
         ..Table::new(Family::Inet, "lookups")
     };
-    check("sets", &t);
+    check(&format!("sets: {case}"), &t);
+}
+
+/// Lookups (== and !=) in named sets: addresses, ports with timeouts, marks, a concatenation.
+#[test]
+fn lookups_in_named_sets() {
+    use Field::*;
+    use MetaKey::*;
+    check_lookups(
+        "named sets",
+        vec![
+            r(vec![m(pl(IpSaddr), EQ, Rhs::Set(named("a"))), accept()]),
+            r(vec![m(pl(IpSaddr), NEQ, Rhs::Set(named("a"))), drop_()]),
+            r(vec![m(pl(TcpDport), EQ, Rhs::Set(named("b"))), accept()]),
+            r(vec![m(meta(Mark), EQ, Rhs::Set(named("mi"))), accept()]),
+            r(vec![
+                m(
+                    Expr::Concat(vec![pl(IpSaddr), meta(L4proto), pl(ThDport)]),
+                    EQ,
+                    Rhs::Set(named("s4")),
+                ),
+                accept(),
+            ]),
+        ],
+    );
+}
+
+/// Verdict maps, named and anonymous, of a concatenation and of intervals.
+#[test]
+fn verdict_maps_named_and_anonymous() {
+    use Field::*;
+    use MetaKey::*;
+    check_lookups(
+        "verdict maps",
+        vec![
+            r(vec![Stmt::Vmap(
+                Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
+                named("vm"),
+            )]),
+            r(vec![Stmt::Vmap(pl(IpDaddr), named("vm4"))]),
+            r(vec![Stmt::Vmap(
+                Expr::Concat(vec![meta(Iifname), meta(Oifname)]),
+                SetRef::Anon(vec![Element::map(
+                    vec![Value::Ifname("br0".into()), Value::Ifname("br1".into())],
+                    ElemData::Verdict(Verdict::Jump("x".into())),
+                )]),
+            )]),
+            r(vec![Stmt::Vmap(
+                pl(IpSaddr),
+                SetRef::Anon(vec![
+                    Element {
+                        data: Some(ElemData::Verdict(Verdict::Jump("x".into()))),
+                        ..range(ip("10.0.0.0"), ip("10.255.255.255"))
+                    },
+                    Element {
+                        data: Some(ElemData::Verdict(Verdict::Drop)),
+                        ..range(ip("192.168.0.0"), ip("192.168.255.255"))
+                    },
+                ]),
+            )]),
+        ],
+    );
+}
+
+/// Lookups in anonymous sets: ports, protocols with a port range, addresses with a range, ICMP types, conntrack states.
+#[test]
+fn lookups_in_anonymous_sets() {
+    use Field::*;
+    use MetaKey::*;
+    let port = Value::Port;
+    check_lookups(
+        "anonymous sets",
+        vec![
+            r(vec![
+                m(pl(TcpDport), EQ, Rhs::Set(anon(vec![port(80), port(443)]))),
+                accept(),
+            ]),
+            r(vec![
+                m(
+                    meta(L4proto),
+                    EQ,
+                    Rhs::Set(anon(vec![Value::Proto(6), Value::Proto(17)])),
+                ),
+                m(
+                    pl(ThDport),
+                    EQ,
+                    Rhs::Set(SetRef::Anon(vec![
+                        Element::key(vec![port(22)]),
+                        range(port(80), port(90)),
+                    ])),
+                ),
+                accept(),
+            ]),
+            r(vec![
+                m(
+                    pl(IpSaddr),
+                    EQ,
+                    Rhs::Set(SetRef::Anon(vec![
+                        range(ip("10.0.0.0"), ip("10.255.255.255")),
+                        Element::key(vec![ip("192.168.1.1")]),
+                    ])),
+                ),
+                accept(),
+            ]),
+            r(vec![
+                m(
+                    pl(IcmpType),
+                    EQ,
+                    Rhs::Set(anon(vec![Value::IcmpType(8), Value::IcmpType(0)])),
+                ),
+                accept(),
+            ]),
+            r(vec![
+                m(
+                    Expr::Ct(CtKey::State),
+                    EQ,
+                    Rhs::Set(anon(vec![
+                        Value::CtState(ct_state::NEW),
+                        Value::CtState(ct_state::ESTABLISHED),
+                    ])),
+                ),
+                accept(),
+            ]),
+        ],
+    );
 }

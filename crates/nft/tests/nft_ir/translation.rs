@@ -5,8 +5,38 @@ use nft::*;
 
 use crate::sets::sets_and_maps;
 
+/// `meta l4proto tcp`
+fn tcp() -> Stmt {
+    m(meta(MetaKey::L4proto), EQ, v(Value::Proto(6)))
+}
+
+/// A prerouting and a postrouting NAT chain of an inet table that holds every named set and
+/// map of [`sets_and_maps`] and a regular chain, checked as one case.
+fn check_nat(case: &str, pre: Vec<Rule>, post: Vec<Rule>) {
+    let t = Table {
+        sets: sets_and_maps(),
+        chains: vec![
+            Chain::new("x", None, vec![]),
+            Chain::new(
+                "pre",
+                base(ChainType::Nat, Hook::Prerouting, prio::DSTNAT + 5),
+                pre,
+            ),
+            Chain::new(
+                "post",
+                base(ChainType::Nat, Hook::Postrouting, prio::SRCNAT),
+                post,
+            ),
+        ],
+        ..Table::new(Family::Inet, "nat")
+    };
+    check(&format!("nat: {case}"), &t);
+}
+
+/// dnat from maps (to an address and port, with and without the host address; to an
+/// address), to an address and port, to an address; redirect to a port and without one.
 #[test]
-fn nat_from_maps_addresses_ports_masquerade_and_redirect() {
+fn dnat_and_redirect() {
     use Field::*;
     use MetaKey::*;
     let dnat = |family, to| {
@@ -19,7 +49,6 @@ fn nat_from_maps_addresses_ports_masquerade_and_redirect() {
     };
     let key3 = |a: Field| Expr::Concat(vec![pl(a), meta(L4proto), pl(ThDport)]);
     let key2 = || Expr::Concat(vec![meta(L4proto), pl(ThDport)]);
-    let tcp = || m(meta(L4proto), EQ, v(Value::Proto(6)));
     let pre = vec![
         r(vec![dnat(NatFamily::Ip, NatTo::Map(key2(), named("pub4")))]),
         r(vec![dnat(
@@ -59,6 +88,13 @@ fn nat_from_maps_addresses_ports_masquerade_and_redirect() {
         ]),
         r(vec![tcp(), Stmt::Redirect(PortNat::default())]),
     ];
+    check_nat("dnat and redirect", pre, vec![]);
+}
+
+/// Masquerade (random, to a port range, to one port) and snat to an address.
+#[test]
+fn masquerade_and_snat() {
+    use MetaKey::*;
     let post = vec![
         r(vec![Stmt::Masquerade(PortNat::default())]),
         r(vec![Stmt::Masquerade(PortNat {
@@ -95,28 +131,13 @@ fn nat_from_maps_addresses_ports_masquerade_and_redirect() {
             }),
         ]),
     ];
-    let t = Table {
-        sets: sets_and_maps(),
-        chains: vec![
-            Chain::new("x", None, vec![]),
-            Chain::new(
-                "pre",
-                base(ChainType::Nat, Hook::Prerouting, prio::DSTNAT + 5),
-                pre,
-            ),
-            Chain::new(
-                "post",
-                base(ChainType::Nat, Hook::Postrouting, prio::SRCNAT),
-                post,
-            ),
-        ],
-        ..Table::new(Family::Inet, "nat")
-    };
-    check("nat", &t);
+    check_nat("masquerade and snat", vec![], post);
 }
 
+/// An ip table: a prefix, ICMP, a set lookup, rejects; dnat to a port only and from an
+/// anonymous map; snat.
 #[test]
-fn other_families_ip_ip6_and_bridge() {
+fn ip_family() {
     use Field::*;
     let ip_t = Table {
         sets: vec![set(
@@ -185,6 +206,12 @@ fn other_families_ip_ip6_and_bridge() {
         ..Table::new(Family::Ip, "t4")
     };
     check("ip", &ip_t);
+}
+
+/// An ip6 table: rejects, an address, ICMPv6.
+#[test]
+fn ip6_family() {
+    use Field::*;
     let ip6_t = Table {
         chains: vec![Chain::new(
             "f",
@@ -202,6 +229,12 @@ fn other_families_ip_ip6_and_bridge() {
         ..Table::new(Family::Ip6, "t6")
     };
     check("ip6", &ip6_t);
+}
+
+/// A dormant bridge table with a comment: ip, ip6 and tcp matches, Ethernet address and type.
+#[test]
+fn bridge_family() {
+    use Field::*;
     let br = Table {
         dormant: true,
         comment: Some("a dormant bridge table".into()),

@@ -2,19 +2,29 @@
 //! plan the way to what it should hold, carry the plan out under the lock with the
 //! write-ahead record kept, and check the result. Commands are thin layers over these.
 
+#[cfg(test)]
+mod fake;
+mod kernel;
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+
 use anyhow::{Result, bail};
 
 use crate::compile::compile;
 use crate::firewall;
 use crate::plan::{self, Owner, Plan, Step};
-use crate::plumbing::{self, Observed, Query};
+use crate::plumbing::{self, Query};
 use crate::resources::Desired;
 use crate::state::{Lock, Record};
 use crate::topology::Topology;
+use kernel::{Kernel, Real};
 use nft::socket::NftSocket;
 
 /// What one topology (or a flush) wants, and whose objects it may touch.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub desired: Desired,
     pub who: Owner<'a>,
     /// The topology, for the firewall (None: a flush).
@@ -22,7 +32,7 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    pub fn apply(t: &'a Topology) -> Target<'a> {
+    pub(crate) fn apply(t: &'a Topology) -> Target<'a> {
         Target {
             desired: compile(t),
             who: Owner::Topology(&t.name),
@@ -31,7 +41,7 @@ impl<'a> Target<'a> {
     }
 
     /// Nothing wanted: everything `who` owns goes.
-    pub fn flush(who: Owner<'a>) -> Target<'a> {
+    pub(crate) fn flush(who: Owner<'a>) -> Target<'a> {
         let name = match who {
             Owner::Topology(n) => n.to_string(),
             Owner::All => String::new(),
@@ -48,34 +58,36 @@ impl<'a> Target<'a> {
     }
 }
 
+/// What the kernel holds of everything nsfw manages: the plumbing (links, addresses, routes,
+/// sysctls, files) and nftables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Observed {
+    pub net: plumbing::Observed,
+    pub nft: firewall::NftState,
+}
+
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
 /// leftovers the record names) whole; nftables.
-pub fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
-    let t0 = std::time::Instant::now();
-    // The links and the host's ruleset are unrelated reads, each mostly waiting on the
-    // kernel: the plumbing's workers visit the namespaces while this thread reads nftables.
-    // (Workers enter namespaces on their own threads; this one stays in the host's.)
-    let (o, s) = std::thread::scope(|scope| {
-        let links = scope.spawn(|| observe_plumbing(tg, rec));
-        let s = observe_host_nft(tg, nft);
-        let o = links.join().unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "observing the links: the thread stopped unexpectedly"
-            ))
-        });
-        (o, s)
-    });
-    let mut o = o?;
-    let mut s = s?;
-    crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
-    observe_ns_tables(tg, &o, &mut s)?;
-    o.nft = s;
-    Ok(o)
+pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<Observed> {
+    observe_in(&mut Real { nft }, tg, rec)
+}
+
+fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed> {
+    let listeners = tg.topology.is_some_and(firewall::publish::any);
+    let (net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
+    observe_ns_tables(k, tg, &net, &mut nft)?;
+    Ok(Observed { net, nft })
 }
 
 /// The plumbing part of [`observe`]: links, addresses, routes, sysctls.
-fn observe_plumbing(tg: &Target, rec: &Record) -> Result<Observed> {
-    let t0 = std::time::Instant::now();
+fn observe_plumbing(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<plumbing::Observed> {
+    with_query(tg, rec, &mut |q| k.observe_net(q))
+}
+
+/// Runs `f` with the plumbing's query for `tg`: the namespaces of the file and the leftovers
+/// the record names are read whole, with their sysctls; the host's sysctls the file or the
+/// record names.
+fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T {
     let d = &tg.desired;
     let leftovers = rec.pending_of(&|t| tg.who.owns_topology(t));
     let deep = |name: &str, _owner: Option<&str>| {
@@ -91,28 +103,20 @@ fn observe_plumbing(tg: &Target, rec: &Record) -> Result<Observed> {
     host_sysctls.extend(rec.sysctls.keys().cloned());
     host_sysctls.sort();
     host_sysctls.dedup();
-    let q = Query {
+    f(&Query {
         deep: &deep,
         ns_sysctls: &ns_sysctls,
         host_sysctls,
-    };
-    let o = plumbing::observe(&q)?;
-    crate::detail!("timing: observed the links after {:?}", t0.elapsed());
-    Ok(o)
-}
-
-/// The nftables part of [`observe`].
-/// Router namespaces (those forwarding) are looked into for nsfw's table there.
-fn observe_host_nft(tg: &Target, nft: &mut NftSocket) -> Result<firewall::NftState> {
-    let mut s = firewall::observe(nft)?;
-    if tg.topology.is_some_and(firewall::publish::any) {
-        s.listeners = plumbing::listeners::read();
-    }
-    Ok(s)
+    })
 }
 
 /// nsfw's tables inside the namespaces that forward, which the plumbing says.
-fn observe_ns_tables(tg: &Target, o: &Observed, s: &mut firewall::NftState) -> Result<()> {
+fn observe_ns_tables(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    o: &plumbing::Observed,
+    s: &mut firewall::NftState,
+) -> Result<()> {
     if let Some(t) = tg.topology {
         let forwarding = |ns: &str| {
             o.namespaces.get(ns).is_some_and(|n| {
@@ -129,14 +133,24 @@ fn observe_ns_tables(tg: &Target, o: &Observed, s: &mut firewall::NftState) -> R
             .into_iter()
             .filter(|n| o.namespaces.contains_key(n))
             .collect();
-        s.ns_tables = firewall::observe_ns(&t.name, &names)?;
+        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
     }
     Ok(())
 }
 
 /// The whole plan: plumbing and the nftables batch.
-pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
-    let mut p = plan::plan(&tg.desired, o, rec, tg.who);
+pub(crate) fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
+    plan_with(tg, o, rec, &mut plumbing::qdisc::netem_supported)
+}
+
+/// [`plan`], asking `netem` whether links can be impaired.
+fn plan_with(
+    tg: &Target,
+    o: &Observed,
+    rec: &Record,
+    netem: &mut dyn FnMut() -> Result<bool>,
+) -> Result<Plan> {
+    let mut p = plan::plan(&tg.desired, &o.net, rec, tg.who);
     // Impairments the kernel cannot make would stop the run half-way: refused up front.
     let impaired: Vec<String> = p
         .steps
@@ -151,7 +165,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
             _ => None,
         })
         .collect();
-    if !impaired.is_empty() && !plumbing::qdisc::netem_supported()? {
+    if !impaired.is_empty() && !netem()? {
         p.conflicts.push(format!(
             "{}: latency/jitter/loss/rate on {}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so the link cannot be impaired",
             tg.desired.source,
@@ -160,7 +174,7 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
     }
     if let Some(t) = tg.topology {
         // The host's addresses once the plan is carried out: those it has and those it gets.
-        let mut host: Vec<std::net::IpAddr> = o.host.addrs.iter().map(|a| a.net.ip()).collect();
+        let mut host: Vec<IpAddr> = o.net.host.addrs.iter().map(|a| a.net.ip()).collect();
         host.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
         p.warnings
             .extend(firewall::publish::foreign_addresses(t, &host));
@@ -169,6 +183,10 @@ pub fn plan(tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
     Ok(p)
+}
+
+fn plan_in(k: &mut dyn Kernel, tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
+    plan_with(tg, o, rec, &mut || k.netem_supported())
 }
 
 /// The nftables part of [`plan`].
@@ -186,17 +204,41 @@ fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
     Ok(nft)
 }
 
+/// The host's addresses once the plan is carried out: those it has and those it gets.
+fn locals(tg: &Target, o: &Observed) -> Vec<IpAddr> {
+    let mut locals: Vec<IpAddr> = o.net.host.addrs.iter().map(|a| a.net.ip()).collect();
+    locals.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
+    locals
+}
+
+/// Deletes the conntrack entries of published UDP ports the batch moved, if any.
+fn forget(k: &mut dyn Kernel, tg: &Target, p: &Plan, o: &Observed) {
+    if p.nft.forget.is_empty() {
+        return;
+    }
+    match k.forget(&p.nft.forget, &locals(tg, o)) {
+        Ok(n) => crate::detail!(
+            "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
+        ),
+        // The maps are right; only flows already running keep their old way until their
+        // entries time out. Not a reason to fail the run.
+        Err(e) => crate::warning!(
+            "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
+        ),
+    }
+}
+
 /// Carries a plan out: the record first (what the run creates, the sysctls it changes); the
 /// plumbing a stage at a time, with the host's nftables batch (and the conntrack entries it
 /// makes stale) after the removals when applying, after everything when flushing; the routing
 /// namespaces' batches. `done` hears of each change as it is made. The record is brought up
 /// to date at the end.
-pub fn carry_out(
+fn carry_out_in(
+    k: &mut dyn Kernel,
+    dir: BorrowedFd,
     tg: &Target,
     p: &Plan,
     o: &Observed,
-    lock: &Lock,
-    nft: &mut NftSocket,
     done: &mut dyn FnMut(String),
 ) -> Result<()> {
     let mut during = p.record_during.clone();
@@ -207,10 +249,9 @@ pub fn carry_out(
             .or_default();
         e.extend(&p.creates);
     }
-    if during != Record::load(lock.dir()) {
-        during.save(lock.dir())?;
+    if during != Record::load(dir) {
+        during.save(dir)?;
     }
-    let mark = tg.desired.mark.clone();
     // Applying, the firewall goes between the removals and the building: its rules name
     // interfaces, not indexes, so they hold before the links exist, and a batch the kernel
     // refuses then stops the run before any new namespace is up without it; what leaves is
@@ -218,53 +259,30 @@ pub fn carry_out(
     // namespaces it protects.
     let apply = tg.topology.is_some();
     let mut nft_sent = false;
-    let forget = |nft: &mut NftSocket| {
-        if p.nft.forget.is_empty() {
-            return;
-        }
-        // The host's addresses once the plan is carried out.
-        let mut locals: Vec<std::net::IpAddr> = o.host.addrs.iter().map(|a| a.net.ip()).collect();
-        locals.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
-        match firewall::conntrack::forget(nft, &p.nft.forget, &locals) {
-            Ok(n) => crate::detail!(
-                "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
-            ),
-            // The maps are right; only flows already running keep their old way until their
-            // entries time out. Not a reason to fail the run.
-            Err(e) => crate::warning!(
-                "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
-            ),
-        }
-    };
-    plan::execute(
+    k.execute(
         &p.steps,
-        &mark,
-        &o.ns_indexes(),
+        &tg.desired.mark,
+        &o.net.ns_indexes(),
         &mut |s: &Step| done(s.to_string()),
-        &mut || {
+        &mut |k: &mut dyn Kernel| {
             if apply && !p.nft.ops.is_empty() {
-                firewall::execute(nft, &p.nft.ops)?;
+                k.send(None, &p.nft.ops)?;
                 nft_sent = true;
                 // Right after the batch, before anything can stop the run: a later run
                 // would find the maps already right and never know which flows to forget.
-                forget(nft);
+                forget(k, tg, p, o);
             }
             crate::signals::check()
         },
     )?;
     crate::signals::check()?;
     if !nft_sent && !p.nft.ops.is_empty() {
-        firewall::execute(nft, &p.nft.ops)?;
-        forget(nft);
+        k.send(None, &p.nft.ops)?;
+        forget(k, tg, p, o);
     }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {
-        let ops = ops.clone();
-        crate::plumbing::netns::run_in(ns, move || {
-            let mut sock = NftSocket::open()?;
-            firewall::execute(&mut sock, &ops)
-        })
-        .map_err(|e| anyhow::anyhow!("namespace {ns}: {e:#}"))?;
+        k.send(Some(ns), ops)?;
     }
     if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
         for l in &p.nft.lines {
@@ -275,7 +293,7 @@ pub fn carry_out(
 }
 
 /// The outcome of a converging run.
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Changes made.
     pub changes: usize,
     /// The plan that was carried out.
@@ -284,17 +302,34 @@ pub struct Outcome {
 
 /// Observes, plans, carries the plan out and observes again: anything still pending is an
 /// error. Conflicts stop the run before anything changes.
-pub fn converge(
+pub(crate) fn converge(
     tg: &Target,
     lock: &Lock,
     done: &mut dyn FnMut(String),
     before: &mut dyn FnMut(&Plan, &Observed),
 ) -> Result<Outcome> {
-    let t0 = std::time::Instant::now();
-    let rec = Record::load(lock.dir());
     let mut nft = NftSocket::open()?;
-    let o = observe(tg, &rec, &mut nft)?;
-    let p = plan(tg, &o, &rec)?;
+    converge_in(
+        &mut Real { nft: &mut nft },
+        lock.dir().as_fd(),
+        tg,
+        done,
+        before,
+    )
+}
+
+/// [`converge`] over kernel `k`, with the record in directory `dir`.
+fn converge_in(
+    k: &mut dyn Kernel,
+    dir: BorrowedFd,
+    tg: &Target,
+    done: &mut dyn FnMut(String),
+    before: &mut dyn FnMut(&Plan, &Observed),
+) -> Result<Outcome> {
+    let t0 = std::time::Instant::now();
+    let rec = Record::load(dir);
+    let o = observe_in(k, tg, &rec)?;
+    let p = plan_in(k, tg, &o, &rec)?;
     crate::detail!("timing: planned after {:?}", t0.elapsed());
     if !p.conflicts.is_empty() {
         bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
@@ -302,7 +337,7 @@ pub fn converge(
     before(&p, &o);
     if p.is_empty() {
         if p.record_after != rec {
-            p.record_after.save(lock.dir())?;
+            p.record_after.save(dir)?;
         }
         unreachable_is_error(&p)?;
         return Ok(Outcome {
@@ -310,20 +345,21 @@ pub fn converge(
             plan: p,
         });
     }
-    carry_out(tg, &p, &o, lock, &mut nft, done)?;
+    carry_out_in(k, dir, tg, &p, &o, done)?;
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
-    let rec2 = Record::load(lock.dir());
-    let mut left = if nft_as_planned(&p, &o, &mut nft) {
+    let rec2 = Record::load(dir);
+    let mut left = if nft_as_planned(&p, &o, k) {
         if p.steps.is_empty() && rec2 == rec {
             // Nothing of the plumbing was changed, and nftables holds what the plan made it:
             // reading the links again would look for others' changes, not check this run's.
             Plan::default()
         } else {
             // The plumbing is read and planned again; nftables holds what the plan made it.
-            plan::plan(&tg.desired, &observe_plumbing(tg, &rec2)?, &rec2, tg.who)
+            plan::plan(&tg.desired, &observe_plumbing(k, tg, &rec2)?, &rec2, tg.who)
         }
     } else {
-        plan(tg, &observe(tg, &rec2, &mut nft)?, &rec2)?
+        let o2 = observe_in(k, tg, &rec2)?;
+        plan_in(k, tg, &o2, &rec2)?
     };
     crate::detail!("timing: observed again after {:?}", t0.elapsed());
     // What is left pending may only be the record's own bookkeeping.
@@ -334,7 +370,7 @@ pub fn converge(
             left.conflicts.join("\n")
         );
     }
-    p.record_after.save(lock.dir())?;
+    p.record_after.save(dir)?;
     unreachable_is_error(&p)?;
     Ok(Outcome {
         changes: p.len(),
@@ -352,7 +388,7 @@ pub fn converge(
 /// someone else, a kernel that cannot say, an observation that straddled a commit) means
 /// reading it back. Element timeouts and dynamic sets change a table without a commit;
 /// nsfw's tables have neither.
-fn nft_as_planned(p: &Plan, o: &Observed, nft: &mut NftSocket) -> bool {
+fn nft_as_planned(p: &Plan, o: &Observed, k: &mut dyn Kernel) -> bool {
     let Some(seen) = o.nft.generation else {
         return false;
     };
@@ -361,7 +397,7 @@ fn nft_as_planned(p: &Plan, o: &Observed, nft: &mut NftSocket) -> bool {
     } else {
         nft::dump::next_generation(seen)
     };
-    let now = nft.generation().ok();
+    let now = k.generation();
     crate::detail!("nftables generation: observed {seen}, now {now:?}, expected {want}");
     now == Some(want)
 }

@@ -1,0 +1,152 @@
+//! What the engine needs of the kernel, as one trait: observe the plumbing and nftables, carry
+//! a plan's steps out, send nftables batches, forget conntrack entries, read the ruleset's
+//! generation. [`Real`] is the kernel itself (today's plumbing, plan executor and firewall
+//! code, unchanged); the engine's unit tests put an in-memory kernel in its place, so that
+//! `converge` runs without root (as knftables' fake does for kube-proxy).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{Result, anyhow};
+use nft::batch::Op;
+use nft::dump::Dumped;
+use nft::socket::NftSocket;
+
+use crate::firewall::{self, NftState, conntrack::Forget};
+use crate::plan::{self, Step};
+use crate::plumbing::{self, Query};
+
+/// Interface indexes inside the namespaces, by (namespace, interface): where the executor
+/// starts from.
+pub(super) type Hints = BTreeMap<(String, String), u32>;
+
+/// The kernel as the engine sees it.
+pub(super) trait Kernel {
+    /// The plumbing (links, addresses, routes, sysctls, files) as `q` asks, and the host's
+    /// nftables (with the listening sockets when `listeners`), read at once.
+    fn observe(&mut self, q: &Query, listeners: bool) -> Result<(plumbing::Observed, NftState)>;
+
+    /// The plumbing alone.
+    fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed>;
+
+    /// nsfw's table of topology `topology` inside each of `namespaces` (None: it has none).
+    fn observe_ns_tables(
+        &mut self,
+        topology: &str,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, Option<Dumped>>>;
+
+    /// Whether links can be impaired (a netem qdisc).
+    fn netem_supported(&mut self) -> Result<bool>;
+
+    /// Carries `steps` out a stage at a time, telling `done` of each as it is made;
+    /// `between` runs after the removals, before the namespaces are made.
+    fn execute(
+        &mut self,
+        steps: &[Step],
+        mark: &str,
+        hints: &Hints,
+        done: &mut dyn FnMut(&Step),
+        between: &mut dyn FnMut(&mut dyn Kernel) -> Result<()>,
+    ) -> Result<()>;
+
+    /// Sends `ops` as one batch: to the host's ruleset (`ns` None) or a namespace's.
+    fn send(&mut self, ns: Option<&str>, ops: &[Op]) -> Result<()>;
+
+    /// Deletes the conntrack entries `f` makes stale (`locals`: the host's addresses);
+    /// returns how many.
+    fn forget(&mut self, f: &Forget, locals: &[IpAddr]) -> Result<usize>;
+
+    /// The host ruleset's generation now (None: the kernel cannot say).
+    fn generation(&mut self) -> Option<u32>;
+}
+
+/// The kernel itself, over the run's nftables socket.
+pub(super) struct Real<'s> {
+    pub(crate) nft: &'s mut NftSocket,
+}
+
+/// Links, addresses, routes, sysctls and files.
+fn observe_plumbing(q: &Query) -> Result<plumbing::Observed> {
+    let t0 = std::time::Instant::now();
+    let o = plumbing::observe(q)?;
+    crate::detail!("timing: observed the links after {:?}", t0.elapsed());
+    Ok(o)
+}
+
+impl Kernel for Real<'_> {
+    fn observe(&mut self, q: &Query, listeners: bool) -> Result<(plumbing::Observed, NftState)> {
+        let t0 = std::time::Instant::now();
+        // The links and the host's ruleset are unrelated reads, each mostly waiting on the
+        // kernel: the plumbing's workers visit the namespaces while this thread reads
+        // nftables. (Workers enter namespaces on their own threads; this one stays in the
+        // host's.)
+        let nft = &mut *self.nft;
+        let (o, s) = std::thread::scope(|scope| {
+            let links = scope.spawn(|| observe_plumbing(q));
+            let s = firewall::observe(nft).map(|mut s| {
+                if listeners {
+                    s.listeners = plumbing::listeners::read();
+                }
+                s
+            });
+            let o = links.join().unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "observing the links: the thread stopped unexpectedly"
+                ))
+            });
+            (o, s)
+        });
+        let (o, s) = (o?, s?);
+        crate::detail!("timing: observed nftables after {:?}", t0.elapsed());
+        Ok((o, s))
+    }
+
+    fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed> {
+        observe_plumbing(q)
+    }
+
+    fn observe_ns_tables(
+        &mut self,
+        topology: &str,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, Option<Dumped>>> {
+        firewall::observe_ns(topology, namespaces)
+    }
+
+    fn netem_supported(&mut self) -> Result<bool> {
+        plumbing::qdisc::netem_supported()
+    }
+
+    fn execute(
+        &mut self,
+        steps: &[Step],
+        mark: &str,
+        hints: &Hints,
+        done: &mut dyn FnMut(&Step),
+        between: &mut dyn FnMut(&mut dyn Kernel) -> Result<()>,
+    ) -> Result<()> {
+        plan::execute(steps, mark, hints, done, &mut || between(&mut *self)).map(|_| ())
+    }
+
+    fn send(&mut self, ns: Option<&str>, ops: &[Op]) -> Result<()> {
+        let Some(ns) = ns else {
+            return firewall::execute(self.nft, ops);
+        };
+        // A batch cannot span network namespaces: a socket opened inside this one.
+        let ops = ops.to_vec();
+        plumbing::netns::run_in(ns, move || {
+            let mut sock = NftSocket::open()?;
+            firewall::execute(&mut sock, &ops)
+        })
+        .map_err(|e| anyhow!("namespace {ns}: {e:#}"))
+    }
+
+    fn forget(&mut self, f: &Forget, locals: &[IpAddr]) -> Result<usize> {
+        firewall::conntrack::forget(self.nft, f, locals)
+    }
+
+    fn generation(&mut self) -> Option<u32> {
+        self.nft.generation().ok()
+    }
+}

@@ -1,0 +1,246 @@
+//! The firewall's pure half: the rendered table of every shipped ruleset as `nsfw show`
+//! printed it before (tests/golden/show), and the nft part of a plan against rulesets held
+//! in memory as a dump would give them.
+
+use nft::batch::Op;
+use nft::dump::{ChainInfo, TableInfo};
+use nft::{Base, ChainType, Family, Hook, Policy};
+
+use super::{NftState, diff, flush, prepare, table};
+use crate::owner::table as table_name;
+use crate::testdata::{
+    MORE, POLICY, PUBLISH, ROUTED, RULESETS, golden, read_back, ruleset, topology,
+};
+use crate::topology::Topology;
+
+/// The host's ruleset holding `t`'s table, as nsfw loads it (br_netfilter loaded).
+fn holding(t: &Topology) -> NftState {
+    let want = table(t);
+    let mut s = NftState {
+        br_nf: Some(false),
+        ..Default::default()
+    };
+    s.tables.push(TableInfo {
+        family: Family::Inet,
+        name: want.name.clone(),
+        dormant: false,
+        comment: want.comment.clone(),
+        handle: 1,
+    });
+    s.own
+        .insert(want.name.clone(), read_back(&want).expect("reads back"));
+    s
+}
+
+#[test]
+fn every_shipped_ruleset_renders_as_nsfw_show_printed_it() {
+    for (name, text) in RULESETS {
+        let t = table(&topology(name, text));
+        golden(&format!("show/{name}.nft"), &t.to_string());
+    }
+}
+
+#[test]
+fn routed_dual_stack_published_policy_and_impaired_files_render_to_their_golden_tables() {
+    for (name, text) in MORE {
+        let t = table(&topology(name, text));
+        golden(&format!("show/{name}.nft"), &t.to_string());
+    }
+}
+
+#[test]
+fn against_nothing_the_table_is_created_whole() {
+    let t = ruleset("lab");
+    let p = diff(&t, &NftState::default(), prepare(&t)).expect("diff");
+    assert_eq!(p.ops, [Op::CreateTable(table(&t))]);
+    assert_eq!(p.lines[0].to_string(), "+ nft table inet nsfw_lab");
+    assert!(p.conflicts.is_empty() && p.ns_ops.is_empty());
+}
+
+#[test]
+fn against_its_own_table_read_back_nothing_changes_for_any_file() {
+    for (name, text) in RULESETS.iter().chain(MORE.iter()) {
+        let t = topology(name, text);
+        let p = diff(&t, &holding(&t), prepare(&t)).expect("diff");
+        let lines: Vec<String> = p.lines.iter().map(|l| l.to_string()).collect();
+        // A router namespace's table is another ruleset's (see the routed test).
+        assert!(p.ops.is_empty(), "{name}: {lines:?}");
+        assert!(p.conflicts.is_empty(), "{name}: {:?}", p.conflicts);
+    }
+}
+
+#[test]
+fn a_table_of_the_name_someone_else_owns_is_a_conflict() {
+    let t = ruleset("lab");
+    let mut s = holding(&t);
+    s.tables[0].comment = Some("made by hand".into());
+    let p = diff(&t, &s, prepare(&t)).expect("diff");
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert!(
+        p.conflicts[0].contains("table inet nsfw_lab exists and nsfw does not own it"),
+        "{}",
+        p.conflicts[0]
+    );
+    assert!(p.ops.is_empty());
+}
+
+#[test]
+fn a_namespace_gone_takes_only_its_elements_and_a_rule_changed_replaces_the_table() {
+    let two = topology("pub", PUBLISH);
+    let one = topology(
+        "pub",
+        &PUBLISH[..PUBLISH.find("[namespaces.dns]").expect("dns")],
+    );
+    let p = diff(&one, &holding(&two), prepare(&one)).expect("diff");
+    assert!(!p.ops.is_empty());
+    assert!(
+        p.ops.iter().all(|o| matches!(o, Op::DeleteElements { .. })),
+        "{:?}",
+        p.ops
+    );
+    // Back again: added, and nothing else.
+    let p = diff(&two, &holding(&one), prepare(&two)).expect("diff");
+    assert!(
+        p.ops.iter().all(|o| matches!(o, Op::AddElements { .. })),
+        "{:?}",
+        p.ops
+    );
+    // Without NAT the table has other rules: it is replaced in one batch.
+    let plain = topology("pub", &PUBLISH.replace("masquerade = true\n", ""));
+    let p = diff(&plain, &holding(&two), prepare(&plain)).expect("diff");
+    assert!(matches!(&p.ops[..], [Op::ReplaceTable(_)]), "{:?}", p.ops);
+}
+
+#[test]
+fn a_router_namespace_that_masquerades_gets_a_table_of_its_own() {
+    let t = topology("routed", ROUTED);
+    let p = diff(&t, &NftState::default(), prepare(&t)).expect("diff");
+    let [(ns, ops)] = &p.ns_ops[..] else {
+        panic!("{:?}", p.ns_ops)
+    };
+    assert_eq!(ns, "edge");
+    let [Op::CreateTable(inside)] = &ops[..] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(inside.name, table_name("routed"));
+    golden("show/routed-edge.nft", &inside.to_string());
+    let line = p.lines.iter().find(|l| l.table.starts_with("edge:"));
+    assert!(line.is_some(), "{:?}", p.lines);
+}
+
+/// iptables-nft's `ip filter` FORWARD with a drop policy, as Docker leaves it.
+fn docker(s: &mut NftState) {
+    s.tables.push(TableInfo {
+        family: Family::Ip,
+        name: "filter".into(),
+        dormant: false,
+        comment: None,
+        handle: 2,
+    });
+    s.ipt_forward = Some(ChainInfo {
+        table: "filter".into(),
+        name: "FORWARD".into(),
+        base: Some(Base {
+            ty: ChainType::Filter,
+            hook: Hook::Forward,
+            priority: 0,
+            policy: Policy::Drop,
+        }),
+        odd_base: None,
+        comment: None,
+        handle: 3,
+    });
+}
+
+#[test]
+fn a_forward_policy_of_drop_gets_scoped_accepts_on_top_and_flush_takes_them() {
+    let t = ruleset("lab");
+    let mut s = holding(&t);
+    docker(&mut s);
+    let p = diff(&t, &s, prepare(&t)).expect("diff");
+    let lines: Vec<String> = p.lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "+ nft rule ip filter FORWARD: oifname \"br0\" accept comment \"nsfw:lab\"",
+            "+ nft rule ip filter FORWARD: iifname \"br0\" accept comment \"nsfw:lab\"",
+        ]
+    );
+    // Each goes in first, the last inserted ending on top: in reverse.
+    let chains: Vec<(&str, bool)> = p
+        .ops
+        .iter()
+        .map(|o| match o {
+            Op::AddRule { chain, first, .. } => (chain.as_str(), *first),
+            _ => ("?", false),
+        })
+        .collect();
+    assert_eq!(chains, [("FORWARD", true), ("FORWARD", true)]);
+    // Once in place (as the kernel reads them back), nothing more; flush takes them.
+    for (i, op) in p.ops.iter().rev().enumerate() {
+        if let Op::AddRule { chain, rule, .. } = op {
+            s.placed.push(nft::dump::KRule {
+                chain: chain.clone(),
+                handle: 10 + i as u64,
+                rule: nft::diff::canonical_rule(rule, Family::Ip, &[]),
+            });
+        }
+    }
+    assert_eq!(diff(&t, &s, prepare(&t)).expect("diff").ops, []);
+    let gone: Vec<String> = flush(Some(&["lab".into()]), &s)
+        .lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        gone,
+        [
+            "- nft table inet nsfw_lab",
+            "- nft rule ip filter FORWARD: oifname \"br0\" accept comment \"nsfw:lab\" (handle 10)",
+            "- nft rule ip filter FORWARD: iifname \"br0\" accept comment \"nsfw:lab\" (handle 11)",
+        ]
+    );
+}
+
+#[test]
+fn flush_deletes_the_owners_tables_and_nothing_of_anyone_else() {
+    let (lab, seg) = (ruleset("lab"), ruleset("two-segments"));
+    let mut s = holding(&lab);
+    let other = holding(&seg);
+    s.tables.extend(other.tables);
+    s.own.extend(other.own);
+    let p = flush(Some(&["lab".to_string()]), &s);
+    let del = Op::DeleteTable {
+        family: Family::Inet,
+        name: "nsfw_lab".into(),
+    };
+    assert_eq!(p.ops, [del]);
+    let all = flush(None, &s);
+    assert_eq!(all.ops.len(), 2);
+}
+
+#[test]
+fn a_host_port_another_nsfw_table_publishes_is_a_conflict() {
+    let (publish, other) = (ruleset("publish"), topology("pub", PUBLISH));
+    let p = diff(&other, &holding(&publish), prepare(&other)).expect("diff");
+    assert!(
+        p.conflicts.iter().any(|c| c.contains("8080")),
+        "{:?}",
+        p.conflicts
+    );
+}
+
+#[test]
+fn a_policy_within_a_bridge_without_br_netfilter_is_one_conflict() {
+    let text = POLICY.replace("br_netfilter = \"on\"\n", "");
+    let t = topology("pol", &text);
+    let p = diff(&t, &NftState::default(), prepare(&t)).expect("diff");
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert!(p.conflicts[0].contains("needs the br_netfilter module"));
+    let loaded = NftState {
+        br_nf: Some(false),
+        ..Default::default()
+    };
+    let p = diff(&t, &loaded, prepare(&t)).expect("diff");
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+}

@@ -1,0 +1,97 @@
+//! The test sandbox takes every process started in it with it when the test ends, passed or
+//! failed: in the background, as a daemon in a session of its own, in a named namespace
+//! deleted meanwhile (a namespace lives while a process is in it), in a sandbox of its own
+//! (as `nsfw try` makes), or spawned and never waited for.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{NSFW, Sandbox, processes_of};
+
+/// Starts long-lived processes every way a test does, each a copy of `sleep` under the
+/// sandbox's directory so that its command line names it; returns that directory's name.
+fn start_everything(sb: &Sandbox) -> (String, Vec<std::process::Child>) {
+    let d = sb.dir().display().to_string();
+    sb.ok(&format!(
+        "set -e
+         cp \"$(command -v sleep)\" {d}/sleeper
+         {d}/sleeper 1001 >/dev/null 2>&1 &
+         setsid -f {d}/sleeper 1002 >/dev/null 2>&1
+         ip netns add gone
+         ip netns exec gone {d}/sleeper 1003 >/dev/null 2>&1 &
+         {NSFW} sandbox -- {d}/sleeper 1004 >/dev/null 2>&1 &
+         sleep 0.2
+         ip netns del gone"
+    ));
+    let spawned = vec![
+        sb.spawn_sh(&format!("exec {d}/sleeper 1005")),
+        sb.spawn_sh(&format!(
+            "ip netns add x; exec ip netns exec x {d}/sleeper 1006"
+        )),
+    ];
+    (d, spawned)
+}
+
+/// Which of the six sleepers under `d` run, waiting for them a little (they start in the
+/// background).
+fn running(d: &str) -> Vec<u32> {
+    let t = Instant::now();
+    loop {
+        let mut up: Vec<u32> = processes_of(d)
+            .iter()
+            .filter_map(|p| p.split_once(' '))
+            .filter_map(|(_, cmd)| cmd.strip_prefix(&format!("{d}/sleeper "))?.parse().ok())
+            .collect();
+        up.sort();
+        if up.len() >= 6 || t.elapsed() > Duration::from_secs(5) {
+            return up;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const ALL: [u32; 6] = [1001, 1002, 1003, 1004, 1005, 1006];
+
+#[test]
+fn every_process_started_in_a_sandbox_ends_with_it() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let (d, mut spawned) = start_everything(&sb);
+    assert_eq!(running(&d), ALL, "{:#?}", processes_of(&d));
+    drop(sb);
+    assert_eq!(processes_of(&d), Vec::<String>::new());
+    // The two the test started itself were killed, not left to finish.
+    for c in &mut spawned {
+        let status = c.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+}
+
+#[test]
+fn a_test_that_fails_part_way_leaves_nothing_running_either() {
+    if common::skip_without_root() {
+        return;
+    }
+    let seen = std::sync::Mutex::new((String::new(), Vec::new()));
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let sb = Sandbox::new();
+        let (d, spawned) = start_everything(&sb);
+        assert_eq!(running(&d), ALL);
+        *seen.lock().expect("lock") = (d, spawned);
+        panic!("a test failing with its servers up");
+    }));
+    assert!(failed.is_err());
+    let (d, mut spawned) = seen.into_inner().expect("lock");
+    assert!(!d.is_empty());
+    assert_eq!(processes_of(&d), Vec::<String>::new());
+    for c in &mut spawned {
+        let status = c.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+}
