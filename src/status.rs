@@ -494,3 +494,38 @@ pub(crate) fn to_json(ts: &[Topology]) -> J {
         .collect();
     json!({"schema": 1, "topologies": items})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{PUBLISH, read_back, topology};
+
+    /// A table as the (fake) kernel gives it back right after it was loaded: every
+    /// namespace's drop count is there and zero, every published port has counted nothing.
+    #[test]
+    fn a_table_just_loaded_counts_nothing_for_each_namespace_and_port() {
+        let d = read_back(&crate::firewall::table(&topology("pub", PUBLISH))).expect("reads back");
+        let owner = |a: IpAddr| {
+            let ns = match a.to_string().as_str() {
+                "10.10.0.2" | "fd00:10::2" => "web",
+                "10.10.0.3" | "fd00:10::3" => "dns",
+                _ => return None,
+            };
+            Some(ns.to_string())
+        };
+        let drops = namespace_drops(&d, &owner);
+        let names: Vec<&str> = drops.iter().map(|n| n.namespace.as_str()).collect();
+        assert_eq!(names, ["dns", "web"]);
+        assert!(
+            drops
+                .iter()
+                .all(|n| n.from == Count::default() && n.to == Count::default())
+        );
+        let p = published(&d, &owner);
+        assert!(
+            p.iter()
+                .any(|p| p.port == 80 && p.namespace.as_deref() == Some("web"))
+        );
+        assert!(p.iter().all(|p| p.connections == 0), "{p:?}");
+    }
+}
