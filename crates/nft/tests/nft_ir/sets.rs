@@ -486,3 +486,19 @@ fn a_counted_element_counts_what_its_lookup_matched() {
     let diff = nft::diff::table_diff(&t, Some(&d));
     assert!(diff.ops.is_empty(), "{:?}", diff.ops);
 }
+
+/// A set someone declared with another stateful expression than `counter` is named as
+/// unreadable, never read as a plain set the diff would keep.
+#[test]
+fn a_set_with_another_expression_is_unreadable() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "nft add table inet x && nft add set inet x q '{ type ipv4_addr; limit rate 10/second; }'",
+    );
+    let d = read(&sb, Family::Inet, "x");
+    assert!(
+        d.unreadable.iter().any(|u| u.contains("limit")),
+        "{:?}",
+        d.unreadable
+    );
+}
