@@ -362,7 +362,10 @@ fn nft_as_planned(p: &Plan, o: &Observed, nft: &mut NftSocket) -> bool {
         nft::dump::next_generation(seen)
     };
     let now = nft.generation().ok();
-    crate::detail!("nftables generation: observed {seen}, now {now:?}, expected {want}");
+    crate::detail!(
+        "nftables generation: observed {seen}, now {}, expected {want}",
+        now.map_or_else(|| "unknown".to_string(), |n| n.to_string())
+    );
     now == Some(want)
 }
 
