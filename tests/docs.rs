@@ -203,7 +203,7 @@ fn check_console(d: &mut Doc, b: &Block) {
             continue;
         }
         let name = format!("`{cmd}`");
-        if let Err(e) = snapbox::Assert::new().try_eq(
+        if let Err(e) = snapbox::Assert::new().normalize_paths(false).try_eq(
             Some(&name),
             snapbox::IntoData::into_data(got),
             snapbox::IntoData::into_data(shown),
