@@ -2,9 +2,11 @@
 //! status in the error type ([`Fail`]), so that `main` only maps it to the process's.
 
 mod apply;
+mod completions;
 mod diff;
 mod doctor;
 mod exec;
+mod man;
 mod print;
 mod show;
 mod status;
@@ -16,11 +18,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
+pub use completions::completions;
 pub use diff::{diff, dry_run};
 pub use doctor::doctor;
 pub use exec::exec;
+pub use man::man;
 pub use print::Printing;
-pub use show::{completions, man, show};
+pub use show::show;
 pub use status::{list, status};
 pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
