@@ -115,13 +115,13 @@ const TAIL: &[(&str, &[&str])] = &[
         "THE TOPOLOGY FILE",
         &[
             "One TOML file describes one topology: `name` (its owner tag, 1\u{2013}16 of [a\u{2013}z0\u{2013}9_]), `[host]` (ip_forward, br_netfilter, protect, routes), `[bridges.NAME]` (address, address6, masquerade, isolate, egress, mtu, ports), `[namespaces.NAME]` (bridge, address, publish, dns, routes, forward, or several `interfaces`), `[[allow]]` and `[[deny]]` (from, to, ports) and `[verify]`. Unknown keys are errors; every error of a file is reported at once, naming the file, key and value, and a file with an error changes nothing.",
-            "Every key, its default and what it means: /usr/share/doc/nsfw/topology.md; the firewall it becomes: firewall.md there; shipped topologies: /usr/share/doc/nsfw/rulesets/ (each runs in a throwaway sandbox with `nsfw try FILE`).",
+            "Every key, its default and what it means: /usr/share/doc/nsfw/docs/topology.md; the firewall it becomes: docs/firewall.md there; shipped topologies: /usr/share/doc/nsfw/rulesets/ (each runs in a throwaway sandbox with `nsfw try FILE`).",
         ],
     ),
     (
         "CNI MODE",
         &[
-            "Run with CNI_COMMAND in its environment, nsfw is a CNI plugin (CNI 1.0.0 and 1.1.0: ADD, DEL, CHECK, GC, STATUS, VERSION) and takes no command line: it reads the network configuration on standard input and answers on standard output. Install it (or a symbolic link to it) in the runtime's CNI plugin directory; the Debian package links /usr/lib/cni/nsfw. The configuration keys, podman and containerd set-ups: /usr/share/doc/nsfw/cni.md.",
+            "Run with CNI_COMMAND in its environment, nsfw is a CNI plugin (CNI 1.0.0 and 1.1.0: ADD, DEL, CHECK, GC, STATUS, VERSION) and takes no command line: it reads the network configuration on standard input and answers on standard output. Install it (or a symbolic link to it) in the runtime's CNI plugin directory; the Debian package links /usr/lib/cni/nsfw. The configuration keys, podman and containerd set-ups: /usr/share/doc/nsfw/docs/cni.md.",
         ],
     ),
     (
@@ -151,7 +151,7 @@ const TAIL: &[(&str, &[&str])] = &[
     (
         "SEE ALSO",
         &[
-            "\\fBip\\-netns\\fR(8), \\fBnft\\fR(8), \\fBiptables\\fR(8), \\fBsystemctl\\fR(1), \\fBpodman\\-network\\fR(1). The documents in /usr/share/doc/nsfw/: README.md, topology.md, firewall.md, json.md (the \\-\\-json output), cni.md, architecture.md.",
+            "\\fBip\\-netns\\fR(8), \\fBnft\\fR(8), \\fBiptables\\fR(8), \\fBsystemctl\\fR(1), \\fBpodman\\-network\\fR(1). The documents in /usr/share/doc/nsfw/: README.md and docs/ (topology.md, firewall.md, json.md: the \\-\\-json output, cni.md, architecture.md).",
         ],
     ),
 ];

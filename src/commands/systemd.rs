@@ -50,7 +50,8 @@ pub(super) fn units(bin: &Path, file: &Path, name: &str, naming: Naming) -> Vec<
 Description=nsfw topology {name}: namespaces, NAT and firewall from {file}
 Wants=network-online.target
 After=network-online.target {firewalls}
-# A reload of a firewall service reloads nsfw: its table is loaded again.
+# A reload of a firewall service reloads nsfw: its table is loaded again. Stop flushes the
+# topology by name, which works even when its file is gone or broken by then.
 ReloadPropagatedFrom=nftables.service firewalld.service
 
 [Service]
@@ -58,7 +59,7 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart={bin} apply {file}
 ExecReload={bin} apply {file}
-ExecStop={bin} flush {file}
+ExecStop={bin} flush --name {name}
 
 [Install]
 WantedBy=multi-user.target
