@@ -296,10 +296,11 @@ pub fn converge(
     let o = observe(tg, &rec, &mut nft)?;
     let p = plan(tg, &o, &rec)?;
     crate::detail!("timing: planned after {:?}", t0.elapsed());
+    // The caller sees the plan first, conflicts and all (`apply --json` prints it).
+    before(&p, &o);
     if !p.conflicts.is_empty() {
         bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
     }
-    before(&p, &o);
     if p.is_empty() {
         if p.record_after != rec {
             p.record_after.save(lock.dir())?;

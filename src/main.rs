@@ -51,7 +51,41 @@ fn main() -> ExitCode {
     if let Some(name) = json_command(&cli.cmd) {
         output::collect_errors(name);
     }
-    let r = match cli.cmd {
+    let r = run(cli.cmd);
+    let code = match r {
+        Ok(c) => c,
+        Err(Fail(c)) => c,
+    };
+    if code == 1 {
+        output::json_failure_if_silent();
+    }
+    // Output a command exists to print (show, --json, completions) that could not be written:
+    // the command did not do its job.
+    if output::output_lost() && code != 1 {
+        output::err(format_args!("error: cannot write to standard output"));
+        return ExitCode::from(1);
+    }
+    ExitCode::from(code)
+}
+
+/// The command's name when it was asked for JSON.
+fn json_command(cmd: &Cmd) -> Option<&'static str> {
+    match cmd {
+        Cmd::Apply { json: true, .. } => Some("apply"),
+        Cmd::Diff { json: true, .. } => Some("diff"),
+        Cmd::Flush { json: true, .. } => Some("flush"),
+        Cmd::Show { json: true, .. } => Some("show"),
+        Cmd::Try { json: true, .. } => Some("try"),
+        Cmd::Verify { json: true, .. } => Some("verify"),
+        Cmd::Status { json: true, .. } => Some("status"),
+        Cmd::Doctor { json: true, .. } => Some("doctor"),
+        _ => None,
+    }
+}
+
+/// The command, carried out: its exit status.
+fn run(cmd: Cmd) -> Result<u8, Fail> {
+    match cmd {
         Cmd::Apply {
             file,
             no_wait,
@@ -108,34 +142,5 @@ fn main() -> ExitCode {
         Cmd::Completions { shell } => commands::completions(shell),
         Cmd::Man => commands::man(),
         Cmd::Sandbox { command } => commands::sandbox(command),
-    };
-    let code = match r {
-        Ok(c) => c,
-        Err(Fail(c)) => c,
-    };
-    if code == 1 {
-        output::json_failure_if_silent();
-    }
-    // Output a command exists to print (show, --json, completions) that could not be written:
-    // the command did not do its job.
-    if output::output_lost() && code != 1 {
-        output::err(format_args!("error: cannot write to standard output"));
-        return ExitCode::from(1);
-    }
-    ExitCode::from(code)
-}
-
-/// The command's name when it was asked for JSON.
-fn json_command(cmd: &Cmd) -> Option<&'static str> {
-    match cmd {
-        Cmd::Apply { json: true, .. } => Some("apply"),
-        Cmd::Diff { json: true, .. } => Some("diff"),
-        Cmd::Flush { json: true, .. } => Some("flush"),
-        Cmd::Show { json: true, .. } => Some("show"),
-        Cmd::Try { json: true, .. } => Some("try"),
-        Cmd::Verify { json: true, .. } => Some("verify"),
-        Cmd::Status { json: true, .. } => Some("status"),
-        Cmd::Doctor { json: true, .. } => Some("doctor"),
-        _ => None,
     }
 }

@@ -392,7 +392,7 @@ fn check_doc(name: &str) -> Vec<String> {
             }
             "nft" if b.has("sketch") => {}
             "nft" => match b.get("from") {
-                Some(f) => check_nft_excerpt(&mut d, b, &f.to_string()),
+                Some(f) => check_nft_excerpt(&mut d, b, f),
                 None => d.fail(b, "say `nft from=FILE` (an excerpt of `nsfw show FILE`) or `nft sketch`".into()),
             },
             "text" => {}

@@ -92,7 +92,7 @@ pub(super) fn converge(
         if t.host.br_netfilter == BrNetfilter::Auto && p.conflicts.is_empty() {
             say!("{}", firewall::br_nf_report(t, &o.nft));
         }
-        if p.is_empty() {
+        if p.is_empty() && p.conflicts.is_empty() {
             say!(
                 "nothing to do: the host already matches {} ({})",
                 t.name,
@@ -151,7 +151,7 @@ pub fn flush(what: FlushWhat, wait: bool, how: Printing) -> Result<u8, Fail> {
         }
         if p.is_empty() {
             say!("nothing to flush");
-        } else {
+        } else if p.conflicts.is_empty() {
             say!("flushing:");
             started = true;
         }
