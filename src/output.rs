@@ -11,6 +11,21 @@ static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 static STDOUT_BROKEN: AtomicBool = AtomicBool::new(false);
 static STDERR_GONE: AtomicBool = AtomicBool::new(false);
 static LEVEL: AtomicU8 = AtomicU8::new(1);
+/// A progress frame is on the terminal's last line: a line printed now clears it first (the
+/// ticker draws it again below).
+static FRAME_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Clears a progress frame off the line before other output.
+fn clear_frame() {
+    if FRAME_SHOWN.swap(false, Ordering::Relaxed) {
+        write_to(
+            &STDERR_GONE,
+            &mut std::io::stderr().lock(),
+            format_args!("\r\x1b[K"),
+            false,
+        );
+    }
+}
 /// Something was printed on stdout through [`data`] (a JSON object, say).
 static DATA_WRITTEN: AtomicBool = AtomicBool::new(false);
 /// With `--json`: the command's name, and the errors printed so far, for the JSON object of
@@ -58,6 +73,7 @@ fn write_to(gone: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments<'_>, newl
 /// A line of normal output on stdout (suppressed by `-q`).
 pub fn out(args: fmt::Arguments<'_>) {
     if level() >= Level::Normal {
+        clear_frame();
         write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args, true);
     }
 }
@@ -66,6 +82,7 @@ pub fn out(args: fmt::Arguments<'_>) {
 /// `--json`).
 pub fn data(args: fmt::Arguments<'_>) {
     DATA_WRITTEN.store(true, Ordering::Relaxed);
+    clear_frame();
     write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args, false);
 }
 
@@ -113,6 +130,7 @@ pub fn output_lost() -> bool {
 
 /// A line on stderr: errors always, warnings unless `-q`.
 pub fn err(args: fmt::Arguments<'_>) {
+    clear_frame();
     write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args, true);
 }
 
@@ -130,6 +148,7 @@ pub fn error(args: fmt::Arguments<'_>) {
 /// A line on stderr shown with `-v` (or NSFW_TIMING): steps and their timings.
 pub fn verbose(args: fmt::Arguments<'_>) {
     if level() >= Level::Verbose || std::env::var_os("NSFW_TIMING").is_some() {
+        clear_frame();
         write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args, true);
     }
 }
@@ -208,6 +227,7 @@ fn frame(label: &str, total: usize) {
         format_args!("\r{label}: {n}/{total}\x1b[K"),
         false,
     );
+    FRAME_SHOWN.store(true, Ordering::Relaxed);
 }
 
 impl Ticker {
@@ -236,12 +256,7 @@ impl Ticker {
                 if shown {
                     // The last count, then a clean line for what follows.
                     frame(label, total);
-                    write_to(
-                        &STDERR_GONE,
-                        &mut std::io::stderr().lock(),
-                        format_args!("\r\x1b[K"),
-                        false,
-                    );
+                    clear_frame();
                 }
             })
         });

@@ -81,14 +81,15 @@ fn without_frames(out: &str) -> String {
     plain
 }
 
-/// Each stage's last frame shows its total; a frame is only ever followed by another frame or
-/// by the line's clearing, never by other output on the same line. `want`: stages long enough
-/// (over a second) to show a progress line whatever the machine.
-fn assert_progress(out: &str, want: &[&str]) {
+/// Some stage took over a second and showed progress (which stages do depends on the
+/// machine: each of `some` may); each stage's last frame shows its total; a frame is only ever
+/// followed by another frame or by the line's clearing, never by other output on that line.
+fn assert_progress(out: &str, some: &[&str]) {
     let fs = frames(out);
-    for label in want {
-        assert!(fs.iter().any(|f| f.0 == *label), "no progress for {label}");
-    }
+    assert!(
+        fs.iter().any(|f| some.contains(&f.0.as_str())),
+        "no progress line for any of {some:?}"
+    );
     let mut labels: Vec<&str> = fs.iter().map(|f| f.0.as_str()).collect();
     labels.dedup();
     for label in labels {

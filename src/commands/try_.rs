@@ -184,8 +184,10 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
             args.push(f.into_os_string());
         }
         let r = sandbox::run(Path::new("/proc/self/exe"), &args);
-        // The child printed the command's output (or its JSON failure) itself.
-        crate::output::data_written_elsewhere();
+        if r.is_ok() {
+            // The child printed the command's output (or its JSON failure) itself.
+            crate::output::data_written_elsewhere();
+        }
         return match r {
             Ok(s) => Ok(s.code().map(|c| c as u8).unwrap_or(ERR)),
             Err(e) => Err(report(&e)),
