@@ -133,8 +133,10 @@ pub(crate) fn read_error(cmd: &str, e: &anyhow::Error) -> Fail {
             || s.contains("Permission denied")
     });
     if denied && !nix::unistd::geteuid().is_root() {
+        // One line: what was refused, and what would let it read.
+        let what = format!("{e:#}").replace('\n', "; ");
         crate::error!(
-            "{e:#}\nnsfw {cmd} reads nftables (which needs CAP_NET_ADMIN) and the inside of network namespaces (CAP_SYS_ADMIN): run it as root, or with those capabilities"
+            "nsfw {cmd} may not read what it needs ({what}): reading nftables takes CAP_NET_ADMIN and the inside of network namespaces CAP_SYS_ADMIN; run it as root, or with those capabilities"
         );
         return Fail(ERR);
     }
