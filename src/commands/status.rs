@@ -9,16 +9,13 @@ use crate::state::{self, Access, Record};
 use crate::{firewall, output, status};
 use nft::socket::NftSocket;
 
-use super::{Fail, OK, PENDING, load, quiet_for_json, report, require_root};
+use super::{Fail, OK, PENDING, load, quiet_for_json, read_error, report};
 
-pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
-    // No default file: without one, status reports what is there and compares nothing.
-    let t = match file {
-        Some(f) => Some(load(Some(f))?),
-        None => None,
-    };
-    require_root("status")?;
-    quiet_for_json(json);
+/// Every topology on the host, and with `t` whether the host matches it.
+fn gather(
+    t: Option<&crate::topology::Topology>,
+    cmd: &str,
+) -> Result<(Vec<status::Topology>, Option<bool>), Fail> {
     let lock = state::acquire(Access::Shared, true).map_err(|e| report(&e))?;
     let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>)> {
         let mut nft = NftSocket::open()?;
@@ -34,7 +31,7 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         let o = plumbing::observe(&q)?;
         let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);
         let mut sync = None;
-        if let Some(t) = &t {
+        if let Some(t) = t {
             let tg = Target::apply(t);
             let rec = Record::load(lock.dir());
             let o = engine::observe(&tg, &rec, &mut nft)?;
@@ -52,8 +49,19 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         }
         Ok((ts, sync))
     };
-    let (ts, sync) = read().map_err(|e| report(&e))?;
+    let r = read().map_err(|e| read_error(cmd, &e))?;
     drop(lock);
+    Ok(r)
+}
+
+pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
+    // No default file: without one, status reports what is there and compares nothing.
+    let t = match file {
+        Some(f) => Some(load(Some(f))?),
+        None => None,
+    };
+    quiet_for_json(json);
+    let (ts, sync) = gather(t.as_ref(), "status")?;
     if json {
         output::data(format_args!("{}\n", status::to_json(&ts)));
     } else if ts.is_empty() {
@@ -67,4 +75,15 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         }
     }
     Ok(if sync == Some(false) { PENDING } else { OK })
+}
+
+/// `nsfw list`: one line per object nsfw owns, `TOPOLOGY KIND NAME`.
+pub fn list() -> Result<u8, Fail> {
+    let (ts, _) = gather(None, "list")?;
+    for t in &ts {
+        for line in status::names(t) {
+            output::data(format_args!("{} {line}\n", t.name));
+        }
+    }
+    Ok(OK)
 }
