@@ -360,6 +360,29 @@ fn addrs(i: &Iface) -> String {
     }
 }
 
+/// One line per object of a topology, `KIND NAME` (`nsfw list`).
+pub(crate) fn names(t: &Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(table) = &t.table {
+        out.push(format!("table {table}"));
+    }
+    out.extend(t.bridges.iter().map(|b| format!("bridge {}", b.iface.name)));
+    out.extend(t.namespaces.iter().map(|(n, _)| format!("namespace {n}")));
+    for p in &t.published {
+        let ports = match p.host_ports {
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        };
+        let at = match p.host_addr {
+            Some(IpAddr::V6(a)) => format!("[{a}]:"),
+            Some(a) => format!("{a}:"),
+            None => String::new(),
+        };
+        out.push(format!("port {}/{at}{ports}", proto_name(p.proto)));
+    }
+    out
+}
+
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sync = match self.in_sync {

@@ -297,7 +297,7 @@ fn the_readme_monitoring_examples_are_valid() {
     let dir = std::env::temp_dir().join(format!("nsfw-readme-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, block("yaml")).expect("write");
+    std::fs::write(&config, block("yaml for=prometheus")).expect("write");
     let o = Command::new("promtool")
         .arg("check")
         .arg("config")

@@ -53,7 +53,8 @@ pub(crate) fn execute(
         }
         let mut ok: Vec<Step> = Vec::new();
         let mut errs = Errors::default();
-        let _ticker = crate::output::Ticker::start(stage.doing(), these.len());
+        // Counted in steps: each visit adds its namespace's, each batch of requests its own.
+        let ticker = crate::output::Ticker::start(stage.doing(), these.len());
         match stage {
             Stage::Teardown => teardown(&mut host, &these, &mut ok, &mut errs, &mut tally),
             Stage::Namespaces => namespaces(mark, &these, &mut ok, &mut errs, &mut tally),
@@ -64,6 +65,12 @@ pub(crate) fn execute(
             Stage::NsConfig => ns_config(steps, &these, &hints, &mut ok, &mut errs, &mut tally),
             Stage::HostFinish => host_finish(&mut host, &these, &mut ok, &mut errs, &mut tally),
         }
+        if errs.0.is_empty() {
+            // Steps done without a count of their own (sysctls, files) are done too.
+            crate::output::progress(these.len());
+        }
+        // The progress line is cleared before the stage's plan lines are printed.
+        ticker.finish();
         for s in &ok {
             done(s);
         }
@@ -241,7 +248,11 @@ fn namespaces(
         })
         .collect();
     let lo = msgs::mark_lo(mark);
-    let each = |_: &str, c: &mut Conn| c.run_all(std::slice::from_ref(&lo));
+    let each = |_: &str, c: &mut Conn| {
+        let r = c.run_all(std::slice::from_ref(&lo));
+        crate::output::progress(1);
+        r
+    };
     for (r, s) in netns::create_many(&names, &each).into_iter().zip(&creates) {
         match r {
             Ok(()) => ok.push((*s).clone()),

@@ -158,7 +158,9 @@ pub(super) fn visit_each(
     let names: Vec<String> = by_ns.keys().cloned().collect();
     let results = netns::visit(&names, &|name, c| {
         let mine = by_ns.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        Ok(f(name, c, mine))
+        let r = f(name, c, mine);
+        crate::output::progress(mine.len());
+        Ok(r)
     });
     for (name, r) in names.iter().zip(results) {
         match r {

@@ -132,11 +132,26 @@ pub(super) fn run_steps(
     for (_, rs) in items.iter() {
         reqs.extend(rs.iter().cloned());
     }
-    for (k, r) in c.run(&reqs).into_iter().enumerate() {
-        if let Err(e) = r {
-            failed[owner[k]] = true;
-            errs.add(e);
+    // In chunks, so that the progress line moves on a host side of thousands of links; each
+    // chunk still goes many requests to a send.
+    const CHUNK: usize = 1024;
+    let mut at = 0;
+    while at < reqs.len() {
+        let end = (at + CHUNK).min(reqs.len());
+        for (k, r) in c.run(&reqs[at..end]).into_iter().enumerate() {
+            if let Err(e) = r {
+                failed[owner[at + k]] = true;
+                errs.add(e);
+            }
         }
+        // Steps whose last request is in this chunk.
+        let steps_done = if end == reqs.len() {
+            items.len() - owner[at]
+        } else {
+            owner[end] - owner[at]
+        };
+        crate::output::progress(steps_done);
+        at = end;
     }
     for (i, (s, _)) in items.into_iter().enumerate() {
         if !failed[i] {
