@@ -13,6 +13,8 @@ mod ports;
 mod run;
 mod step;
 #[cfg(test)]
+mod step_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
