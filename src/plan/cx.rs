@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Plan;
-use super::step::Step;
-use crate::owner::Owner;
+use crate::kinds::Step;
+use crate::owner::{Owner, topology_of};
 use crate::plumbing::{Link, Observed};
 use crate::resources::Desired;
 use crate::state::{Pending, Record};
@@ -65,5 +65,16 @@ impl<'a> Cx<'a> {
         l.alias.is_none()
             && l.mac
                 .is_some_and(|m| self.leftovers.links.get(&l.name) == Some(&m.to_string()))
+    }
+}
+
+/// Whose a link or namespace is, for a conflict: its mark's topology, or none.
+pub(super) fn describe_owner(alias: Option<&str>) -> String {
+    match alias {
+        Some(a) => match topology_of(a) {
+            Some(t) => format!("it belongs to nsfw topology {t:?}"),
+            None => format!("its alias is {a:?}, not nsfw's"),
+        },
+        None => "it carries no nsfw mark".to_string(),
     }
 }

@@ -3,15 +3,16 @@
 //! that carrying it out a stage at a time is valid. `apply` executes it, `diff` prints it,
 //! `flush` is the plan towards nothing.
 
+mod build;
 mod cx;
 mod diff;
 mod execute;
 mod host;
 mod inside;
+mod links;
 mod node;
 mod ports;
 mod run;
-mod step;
 #[cfg(test)]
 mod step_tests;
 #[cfg(test)]
@@ -21,12 +22,12 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
+#[cfg(test)]
+pub(crate) use crate::kinds::Stage;
+pub(crate) use crate::kinds::Step;
 pub(crate) use crate::owner::Owner;
 pub(crate) use diff::plan;
 pub(crate) use execute::execute;
-pub(crate) use step::Step;
-#[cfg(test)]
-pub(crate) use step::{LinkAttr, Stage};
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};
@@ -92,7 +93,7 @@ impl Plan {
         let mut changes: Vec<Value> = self.steps.iter().map(Step::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {
             let mut c = json!({
-                "op": step::op_name(l.mark),
+                "op": crate::kinds::op_name(l.mark),
                 "object": l.object(),
                 "kind": format!("nft-{}", l.kind),
                 "table": l.table,

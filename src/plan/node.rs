@@ -1,13 +1,12 @@
-//! The diff inside one network namespace (the host's or a named one): the links in it that
-//! are not veth host ends or bridges (those are `diff::host_links`), addresses, routes and
-//! sysctls.
+//! The diff inside one network namespace (the host's or a named one): its links (`links`),
+//! addresses, routes, impairments and sysctls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnetwork::IpNetwork;
 
 use super::cx::Cx;
-use super::step::{LinkAttr, Step};
+use crate::kinds::{AddAddr, DelAddr, DelRoute, SetNetem, SetRoute, SetSysctl, Step};
 use crate::plumbing::NodeObs;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};
 
@@ -37,7 +36,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
         .collect();
     let mut brought_up: BTreeSet<String> = BTreeSet::new();
     if let Place::Ns(ns) = place {
-        ns_links(cx, ns, want, have, &fresh, &mut brought_up);
+        super::links::ns_links(cx, ns, want, have, &fresh, &mut brought_up);
     }
 
     // Addresses, on the links the file names.
@@ -59,20 +58,20 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
     }
     for (ifname, net) in want.addrs.difference(&present) {
         changed.insert(ifname.clone());
-        cx.plan.steps.push(Step::AddAddr {
+        cx.plan.steps.push(Step::AddAddr(AddAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
             orig: None,
-        });
+        }));
     }
     for (ifname, net) in present.difference(&want.addrs) {
         changed.insert(ifname.clone());
-        cx.plan.steps.push(Step::DelAddr {
+        cx.plan.steps.push(Step::DelAddr(DelAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
-        });
+        }));
     }
 
     // Routes of the main table, by destination. Inside nsfw's namespaces every route is
@@ -103,18 +102,18 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
         let again = changed.contains(&r.dev) || brought_up.contains(&r.dev);
         match seen.get(&(r.dst, r.metric)) {
             Some(s) if s == r && !again => {}
-            Some(s) if s == r => cx.plan.steps.push(Step::SetRoute {
+            Some(s) if s == r => cx.plan.steps.push(Step::SetRoute(SetRoute {
                 place: place.clone(),
                 route: r.clone(),
                 old: None,
                 again: true,
-            }),
-            other => cx.plan.steps.push(Step::SetRoute {
+            })),
+            other => cx.plan.steps.push(Step::SetRoute(SetRoute {
                 place: place.clone(),
                 route: r.clone(),
                 old: other.cloned(),
                 again: false,
-            }),
+            })),
         }
     }
     // On the host, only routes nsfw made through links of this topology are its to remove
@@ -138,10 +137,10 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
                 continue;
             }
             if !wanted.contains(key) && !kernel_made(&s.dst) {
-                cx.plan.steps.push(Step::DelRoute {
+                cx.plan.steps.push(Step::DelRoute(DelRoute {
                     place: place.clone(),
                     route: s.clone(),
-                });
+                }));
             }
         }
     }
@@ -161,12 +160,12 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             Some(have_n) => have_n != Some(*want_n),
         };
         if differs {
-            cx.plan.steps.push(Step::SetNetem {
+            cx.plan.steps.push(Step::SetNetem(SetNetem {
                 place: place.clone(),
                 ifname: ifname.clone(),
                 netem: *want_n,
                 old: now.flatten(),
-            });
+            }));
         }
     }
 
@@ -197,13 +196,13 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
                 continue;
             }
         }
-        cx.plan.steps.push(Step::SetSysctl {
+        cx.plan.steps.push(Step::SetSysctl(SetSysctl {
             place: place.clone(),
             key: key.clone(),
             old: now,
             new: spec.value.clone(),
             restore: false,
-        });
+        }));
     }
 }
 
@@ -213,77 +212,5 @@ fn links_made_here(cx: &Cx, place: &Place, key: &str) -> bool {
     match place {
         Place::Host => cx.new_links.keys().any(|l| of(l)),
         Place::Ns(ns) => cx.new_pairs.iter().any(|(n, l)| n == ns && of(l)),
-    }
-}
-
-/// The links inside a namespace: the namespace ends of veth pairs (attributes), and anything
-/// else in it but `lo`, which goes.
-fn ns_links(
-    cx: &mut Cx,
-    ns: &str,
-    want: &Node,
-    have: &NodeObs,
-    fresh: &BTreeSet<&str>,
-    brought_up: &mut BTreeSet<String>,
-) {
-    let place = Place::Ns(ns.to_string());
-    for (name, spec) in &want.links {
-        if fresh.contains(name.as_str()) {
-            continue;
-        }
-        let Some(l) = have.link(name) else { continue };
-        if !matches!(spec.kind, LinkKind::Peer { .. }) {
-            continue;
-        }
-        let mut attrs = Vec::new();
-        if l.mtu != spec.mtu {
-            attrs.push(LinkAttr::Mtu {
-                old: l.mtu,
-                new: spec.mtu,
-            });
-        }
-        if let Some(mac) = spec.mac
-            && l.mac != Some(mac)
-        {
-            attrs.push(LinkAttr::Mac {
-                old: l.mac,
-                new: mac,
-            });
-        }
-        if l.noarp {
-            attrs.push(LinkAttr::Arp);
-        }
-        if !l.up {
-            attrs.push(LinkAttr::Up);
-            brought_up.insert(name.clone());
-        }
-        if !attrs.is_empty() {
-            cx.plan.steps.push(Step::SetLink {
-                place: place.clone(),
-                name: name.clone(),
-                attrs,
-            });
-        }
-    }
-    let deleted: BTreeSet<String> = cx
-        .plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::DeleteLink { place: p, name, .. } if *p == place => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    for l in &have.links {
-        if l.name == "lo" || want.links.contains_key(&l.name) || deleted.contains(&l.name) {
-            continue;
-        }
-        cx.plan.steps.push(Step::DeleteLink {
-            place: place.clone(),
-            name: l.name.clone(),
-            index: l.index,
-            kind: l.kind.clone(),
-            why: "not in the file",
-        });
     }
 }

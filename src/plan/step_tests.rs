@@ -6,7 +6,11 @@ use std::fmt::Write;
 
 use ipnetwork::IpNetwork;
 
-use super::{LinkAttr, Step};
+use crate::kinds::{
+    AddAddr, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
+    DeleteNamespace, ForgetNeighbours, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem,
+    SetRoute, SetSysctl, Step, WriteResolv,
+};
 use crate::netem::Netem;
 use crate::resources::{AddrOrig, Place, RouteOrig, RouteSpec};
 use crate::topology::Mac;
@@ -50,27 +54,27 @@ fn links() -> Vec<Step> {
         LinkAttr::Up,
     ];
     vec![
-        Step::DeleteLink {
+        Step::DeleteLink(DeleteLink {
             place: Place::Host,
             name: "veth-old".into(),
             index: 7,
             kind: Some("veth".into()),
             why: "no longer in the file",
-        },
-        Step::DeleteLink {
+        }),
+        Step::DeleteLink(DeleteLink {
             place: ns("ns1"),
             name: "dummy0".into(),
             index: 3,
             kind: None,
             why: "not in the file",
-        },
-        Step::CreateBridge {
+        }),
+        Step::CreateBridge(CreateBridge {
             name: "br0".into(),
             mtu: 1500,
             mac: MAC,
             nf_call: true,
-        },
-        Step::CreateVeth {
+        }),
+        Step::CreateVeth(CreateVeth {
             ns: "ns1".into(),
             host: "veth-ns1".into(),
             peer: "eth0".into(),
@@ -80,8 +84,8 @@ fn links() -> Vec<Step> {
             host_mac: Some(MAC2),
             no_link_local: true,
             hairpin: true,
-        },
-        Step::CreateVeth {
+        }),
+        Step::CreateVeth(CreateVeth {
             ns: "ns2".into(),
             host: "veth-ns2".into(),
             peer: "eth1".into(),
@@ -91,47 +95,47 @@ fn links() -> Vec<Step> {
             host_mac: None,
             no_link_local: false,
             hairpin: false,
-        },
-        Step::SetLink {
+        }),
+        Step::SetLink(SetLink {
             place: Place::Host,
             name: "br0".into(),
             attrs: all_attrs,
-        },
-        Step::SetLink {
+        }),
+        Step::SetLink(SetLink {
             place: Place::Host,
             name: "eth1".into(),
             attrs: vec![LinkAttr::Master {
                 old: Some("br0".into()),
                 new: None,
             }],
-        },
-        Step::SetLink {
+        }),
+        Step::SetLink(SetLink {
             place: ns("ns1"),
             name: "eth0".into(),
             attrs: vec![LinkAttr::Up],
-        },
+        }),
     ]
 }
 
 fn namespaces_and_files() -> Vec<Step> {
     vec![
-        Step::DeleteNamespace {
+        Step::DeleteNamespace(DeleteNamespace {
             name: "gone".into(),
             takes: vec!["veth-gone".into(), "veth-gone2".into()],
             why: "no longer in the file",
-        },
-        Step::DeleteNamespace {
+        }),
+        Step::DeleteNamespace(DeleteNamespace {
             name: "half".into(),
             takes: vec![],
             why: "left half-made by an interrupted run",
-        },
-        Step::CreateNamespace { name: "ns1".into() },
-        Step::MarkNamespace { name: "ns1".into() },
-        Step::WriteResolv {
+        }),
+        Step::CreateNamespace(CreateNamespace { name: "ns1".into() }),
+        Step::MarkNamespace(MarkNamespace { name: "ns1".into() }),
+        Step::WriteResolv(WriteResolv {
             ns: "ns1".into(),
             content: "nameserver 1.1.1.1\n".into(),
-        },
-        Step::RemoveResolv { ns: "ns2".into() },
+        }),
+        Step::RemoveResolv(RemoveResolv { ns: "ns2".into() }),
     ]
 }
 
@@ -144,13 +148,13 @@ fn addresses_and_routes() -> Vec<Step> {
         prefsrc: Some("192.0.2.10".parse().expect("address")),
     };
     vec![
-        Step::AddAddr {
+        Step::AddAddr(AddAddr {
             place: Place::Host,
             ifname: "br0".into(),
             net: net("10.10.0.1/24"),
             orig: None,
-        },
-        Step::AddAddr {
+        }),
+        Step::AddAddr(AddAddr {
             place: Place::Host,
             ifname: "br0".into(),
             net: net("192.0.2.10/24"),
@@ -160,42 +164,42 @@ fn addresses_and_routes() -> Vec<Step> {
                 valid: 3600,
                 preferred: 1800,
             }),
-        },
-        Step::AddAddr {
+        }),
+        Step::AddAddr(AddAddr {
             place: ns("ns1"),
             ifname: "eth0".into(),
             net: net("fd00::2/64"),
             orig: None,
-        },
-        Step::DelAddr {
+        }),
+        Step::DelAddr(DelAddr {
             place: ns("ns1"),
             ifname: "eth0".into(),
             net: net("10.10.0.9/24"),
-        },
-        Step::DelAddr {
+        }),
+        Step::DelAddr(DelAddr {
             place: Place::Host,
             ifname: "eth1".into(),
             net: net("192.0.2.10/24"),
-        },
-        Step::SetRoute {
+        }),
+        Step::SetRoute(SetRoute {
             place: ns("ns1"),
             route: route("0.0.0.0/0", Some("10.10.0.1"), "eth0"),
             old: None,
             again: false,
-        },
-        Step::SetRoute {
+        }),
+        Step::SetRoute(SetRoute {
             place: ns("ns1"),
             route: route("10.99.0.0/16", Some("10.10.0.3"), "eth0"),
             old: Some(route("10.99.0.0/16", Some("10.10.0.4"), "eth0")),
             again: false,
-        },
-        Step::SetRoute {
+        }),
+        Step::SetRoute(SetRoute {
             place: Place::Host,
             route: route("10.99.0.0/16", Some("10.10.0.3"), "br0"),
             old: None,
             again: true,
-        },
-        Step::SetRoute {
+        }),
+        Step::SetRoute(SetRoute {
             place: Place::Host,
             route: RouteSpec {
                 metric: 50,
@@ -204,18 +208,18 @@ fn addresses_and_routes() -> Vec<Step> {
             },
             old: None,
             again: false,
-        },
-        Step::DelRoute {
+        }),
+        Step::DelRoute(DelRoute {
             place: ns("ns1"),
             route: route("fd99::/64", Some("fd00::1"), "eth0"),
-        },
-        Step::DelRoute {
+        }),
+        Step::DelRoute(DelRoute {
             place: Place::Host,
             route: RouteSpec {
                 kind: 6,
                 ..route("203.0.113.0/24", None, "")
             },
-        },
+        }),
     ]
 }
 
@@ -227,47 +231,47 @@ fn the_rest() -> Vec<Step> {
         rate_bps: None,
     };
     vec![
-        Step::SetSysctl {
+        Step::SetSysctl(SetSysctl {
             place: Place::Host,
             key: "net.ipv4.ip_forward".into(),
             old: Some("0".into()),
             new: "1".into(),
             restore: false,
-        },
-        Step::SetSysctl {
+        }),
+        Step::SetSysctl(SetSysctl {
             place: Place::Host,
             key: "net.ipv4.ip_forward".into(),
             old: Some("1".into()),
             new: "0".into(),
             restore: true,
-        },
-        Step::SetSysctl {
+        }),
+        Step::SetSysctl(SetSysctl {
             place: ns("ns1"),
             key: "net.ipv6.conf.eth0.disable_ipv6".into(),
             old: None,
             new: "1".into(),
             restore: false,
-        },
-        Step::ForgetNeighbours {
+        }),
+        Step::ForgetNeighbours(ForgetNeighbours {
             place: Place::Host,
             ifname: "br0".into(),
-        },
-        Step::ForgetNeighbours {
+        }),
+        Step::ForgetNeighbours(ForgetNeighbours {
             place: ns("ns1"),
             ifname: "eth0".into(),
-        },
-        Step::SetNetem {
+        }),
+        Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
             netem,
             old: None,
-        },
-        Step::SetNetem {
+        }),
+        Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
             netem: Netem::default(),
             old: Some(netem),
-        },
+        }),
     ]
 }
 
