@@ -20,6 +20,8 @@ pub(crate) mod port;
 pub(crate) mod resolv;
 pub(crate) mod route;
 pub(crate) mod sysctl;
+#[cfg(test)]
+mod tests;
 pub(crate) mod veth;
 
 use std::collections::BTreeMap;

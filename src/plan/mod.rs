@@ -14,8 +14,6 @@ mod node;
 mod ports;
 mod run;
 #[cfg(test)]
-mod step_tests;
-#[cfg(test)]
 mod tests;
 
 use std::fmt;

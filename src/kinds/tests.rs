@@ -1,15 +1,16 @@
 //! Every kind of step as `nsfw diff` shows it (text and JSON), with its stage, its mark, the
-//! object it is grouped under and the namespace it works inside: one golden file, so that a
-//! step kind's description can move without changing by a byte.
+//! object it is grouped under and the namespace it works inside; and the rtnetlink requests
+//! each becomes. Golden files, so that a kind's description or lowering changes only on
+//! purpose.
 
 use std::fmt::Write;
 
 use ipnetwork::IpNetwork;
 
 use crate::kinds::{
-    AddAddr, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
-    DeleteNamespace, ForgetNeighbours, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem,
-    SetRoute, SetSysctl, Step, WriteResolv,
+    AddAddr, At, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
+    DeleteNamespace, ForgetNeighbours, Indexes, LinkAttr, MarkNamespace, RemoveResolv, SetLink,
+    SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
 };
 use crate::netem::Netem;
 use crate::resources::{AddrOrig, Place, RouteOrig, RouteSpec};
@@ -295,5 +296,59 @@ fn every_step_kind_reads_as_before() {
         )
         .expect("write");
     }
-    crate::testdata::golden("plan/steps.txt", &out);
+    crate::testdata::golden("kinds/steps.txt", &out);
+}
+
+/// The indexes the requests are built against: every interface the steps above name.
+fn indexes() -> Indexes {
+    ["br0", "br1", "eth0", "eth1", "veth-ns1"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), 10 + i as u32))
+        .collect()
+}
+
+#[test]
+fn every_step_kind_lowers_as_before() {
+    let ix = indexes();
+    let at = At {
+        mark: "nsfw:lab",
+        ix: &ix,
+    };
+    let mut out = String::new();
+    let steps = [
+        links(),
+        namespaces_and_files(),
+        addresses_and_routes(),
+        the_rest(),
+    ]
+    .concat();
+    for s in &steps {
+        let reqs = match s {
+            // From the host it needs its peer's namespace open; from inside, this.
+            Step::CreateVeth(v) => Some(Ok(v.peer_requests())),
+            other => other.requests(&at),
+        };
+        writeln!(out, "{s}").expect("write");
+        match reqs {
+            None => writeln!(out, "  (no requests)").expect("write"),
+            Some(Err(e)) => writeln!(out, "  error: {e:#}").expect("write"),
+            Some(Ok(reqs)) => {
+                for r in reqs {
+                    let ok = if r.ok.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ok_if {:?}", r.ok)
+                    };
+                    writeln!(
+                        out,
+                        "  {} [flags {:#x}{ok}]\n    {:?}",
+                        r.what, r.flags, r.msg
+                    )
+                    .expect("write");
+                }
+            }
+        }
+    }
+    crate::testdata::golden("kinds/requests.txt", &out);
 }
