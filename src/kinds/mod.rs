@@ -188,6 +188,36 @@ impl Step {
     }
 }
 
+/// `Step::X(x)` from `x`, for every kind of step.
+macro_rules! steps_from {
+    ($($kind:ident),* $(,)?) => {
+        $(impl From<$kind> for Step {
+            fn from(s: $kind) -> Step {
+                Step::$kind(s)
+            }
+        })*
+    };
+}
+
+steps_from!(
+    DeleteNamespace,
+    DeleteLink,
+    RemoveResolv,
+    CreateNamespace,
+    MarkNamespace,
+    CreateBridge,
+    CreateVeth,
+    SetLink,
+    AddAddr,
+    DelAddr,
+    SetRoute,
+    DelRoute,
+    SetSysctl,
+    WriteResolv,
+    ForgetNeighbours,
+    SetNetem,
+);
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.change().fmt(f)

@@ -48,8 +48,8 @@ impl<'a> Cx<'a> {
         self.plan.conflicts.push(s);
     }
 
-    pub(super) fn push(&mut self, s: Step) {
-        self.plan.steps.push(s);
+    pub(super) fn push(&mut self, s: impl Into<Step>) {
+        self.plan.steps.push(s.into());
     }
 
     /// A name in /run/netns that is no namespace, left by an interrupted run of this

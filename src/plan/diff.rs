@@ -9,8 +9,8 @@ use super::Plan;
 use super::cx::{Cx, describe_owner};
 use super::node::diff_node;
 use crate::kinds::{
-    AddAddr, CreateBridge, CreateNamespace, DelAddr, DeleteNamespace, ForgetNeighbours, LinkAttr,
-    MarkNamespace, RemoveResolv, SetLink, Step, WriteResolv, veth,
+    AddAddr, CreateNamespace, DelAddr, DeleteNamespace, ForgetNeighbours, LinkAttr, MarkNamespace,
+    RemoveResolv, Step, WriteResolv, veth,
 };
 use crate::owner::Owner;
 use crate::plumbing::Observed;
@@ -55,8 +55,8 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
     // Likewise a resolv.conf: a directory, a temporary file, a rename.
     for s in &p.steps {
         match s {
-            Step::DeleteNamespace(DeleteNamespace { name, .. }) => {
-                p.creates.namespaces.insert(name.clone());
+            Step::DeleteNamespace(d) => {
+                p.creates.namespaces.insert(d.name.clone());
             }
             Step::WriteResolv(WriteResolv { ns, .. }) | Step::RemoveResolv(RemoveResolv { ns }) => {
                 p.creates.files.insert(ns.clone());
@@ -93,7 +93,7 @@ impl Cx<'_> {
                 }
                 Some(ns) if ns.owner.as_deref() == Some(mark.as_str()) => {
                     if !ns.node.link("lo").is_some_and(|l| l.up) {
-                        self.push(Step::MarkNamespace(MarkNamespace { name: name.clone() }));
+                        self.push(MarkNamespace { name: name.clone() });
                     }
                 }
                 Some(ns) => self.conflict(format!(
@@ -129,14 +129,14 @@ impl Cx<'_> {
         }
         let takes = self.veths_into(&doomed);
         for (name, why) in doomed {
-            self.push(Step::DeleteNamespace(DeleteNamespace {
+            self.push(DeleteNamespace {
                 takes: takes.get(&name).cloned().unwrap_or_default(),
                 name,
                 why,
-            }));
+            });
         }
         for name in self.new_ns.clone() {
-            self.push(Step::CreateNamespace(CreateNamespace { name }));
+            self.push(CreateNamespace { name });
         }
     }
 
@@ -175,12 +175,10 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for (bridge, members) in &ports {
             let touched = self.plan.steps.iter().any(|s| match s {
-                Step::CreateBridge(CreateBridge { name, .. }) => name == bridge,
-                Step::SetLink(SetLink {
-                    place: Place::Host,
-                    name,
-                    attrs,
-                }) => name == bridge && attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. })),
+                Step::CreateBridge(b) => b.name == *bridge,
+                Step::SetLink(l) if l.place == Place::Host => {
+                    l.name == *bridge && l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. }))
+                }
                 Step::AddAddr(AddAddr { place, ifname, .. })
                 | Step::DelAddr(DelAddr { place, ifname, .. }) => match place {
                     Place::Host => ifname == bridge,
@@ -192,22 +190,22 @@ impl Cx<'_> {
                 continue;
             }
             if !self.new_links.contains_key(*bridge) && self.o.host.link(bridge).is_some() {
-                out.push(Step::ForgetNeighbours(ForgetNeighbours {
+                out.push(ForgetNeighbours {
                     place: Place::Host,
                     ifname: bridge.to_string(),
-                }));
+                });
             }
             for (ns, i) in members {
                 let fresh =
                     self.new_ns.contains(ns) || self.new_pairs.contains(&(ns.clone(), i.clone()));
                 if !fresh && self.o.namespaces.contains_key(ns) {
-                    out.push(Step::ForgetNeighbours(ForgetNeighbours {
+                    out.push(ForgetNeighbours {
                         place: Place::Ns(ns.clone()),
                         ifname: i.clone(),
-                    }));
+                    });
                 }
             }
         }
-        self.plan.steps.extend(out);
+        self.plan.steps.extend(out.into_iter().map(Step::from));
     }
 }

@@ -92,17 +92,17 @@ impl<'a> Cx<'a> {
         if self.taken_with_namespace(&l.name) {
             return;
         }
-        self.push(Step::DeleteLink(DeleteLink::of(Place::Host, l, why)));
+        self.push(DeleteLink::of(Place::Host, l, why));
     }
 
     /// `attrs` of link `name` in `place` set, if any differ.
     fn set_link(&mut self, place: Place, name: &str, attrs: Vec<LinkAttr>) {
         if !attrs.is_empty() {
-            self.push(Step::SetLink(SetLink {
+            self.push(SetLink {
                 place,
                 name: name.to_string(),
                 attrs,
-            }));
+            });
         }
     }
 
@@ -122,7 +122,7 @@ impl<'a> Cx<'a> {
                 let make = CreateBridge::of(spec);
                 self.new_links
                     .insert(spec.name.clone(), make.mac.to_string());
-                self.push(Step::CreateBridge(make));
+                self.push(make);
             }
         }
     }
@@ -178,11 +178,7 @@ impl<'a> Cx<'a> {
         }
         if let Some(p) = peer_end {
             let place = Place::Ns(peer_ns.to_string());
-            self.push(Step::DeleteLink(DeleteLink::of(
-                place,
-                p,
-                "its pair is made again",
-            )));
+            self.push(DeleteLink::of(place, p, "its pair is made again"));
         }
         let peer_spec = self
             .d
@@ -194,7 +190,7 @@ impl<'a> Cx<'a> {
         self.new_pairs
             .insert((peer_ns.to_string(), peer.to_string()));
         let make = CreateVeth::of(spec, peer_ns, peer, peer_spec);
-        self.push(Step::CreateVeth(make));
+        self.push(make);
     }
 
     /// Interfaces someone enslaved to one of nsfw's bridges: let go (the file says which
@@ -278,6 +274,6 @@ pub(super) fn ns_links(
             continue;
         }
         let gone = DeleteLink::of(place.clone(), l, "not in the file");
-        cx.push(Step::DeleteLink(gone));
+        cx.push(gone);
     }
 }

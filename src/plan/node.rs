@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnetwork::IpNetwork;
 
 use super::cx::Cx;
-use crate::kinds::{AddAddr, DelAddr, DelRoute, SetNetem, SetRoute, SetSysctl, Step};
+use crate::kinds::{AddAddr, DelAddr, DelRoute, SetNetem, SetRoute, SetSysctl};
 use crate::plumbing::NodeObs;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};
 
@@ -85,20 +85,20 @@ fn addrs(cx: &mut Cx, h: &Here) -> BTreeSet<String> {
     }
     for (ifname, net) in want.addrs.difference(&present) {
         changed.insert(ifname.clone());
-        cx.push(Step::AddAddr(AddAddr {
+        cx.push(AddAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
             orig: None,
-        }));
+        });
     }
     for (ifname, net) in present.difference(&want.addrs) {
         changed.insert(ifname.clone());
-        cx.push(Step::DelAddr(DelAddr {
+        cx.push(DelAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
-        }));
+        });
     }
     changed
 }
@@ -114,18 +114,18 @@ fn routes(cx: &mut Cx, h: &Here, again: &BTreeSet<String>) {
         let again = again.contains(&r.dev);
         match seen.get(&(r.dst, r.metric)) {
             Some(s) if s == r && !again => {}
-            Some(s) if s == r => cx.push(Step::SetRoute(SetRoute {
+            Some(s) if s == r => cx.push(SetRoute {
                 place: place.clone(),
                 route: r.clone(),
                 old: None,
                 again: true,
-            })),
-            other => cx.push(Step::SetRoute(SetRoute {
+            }),
+            other => cx.push(SetRoute {
                 place: place.clone(),
                 route: r.clone(),
                 old: other.cloned(),
                 again: false,
-            })),
+            }),
         }
     }
     let ours_on_host: BTreeSet<(IpNetwork, u32)> = have
@@ -146,10 +146,10 @@ fn routes(cx: &mut Cx, h: &Here, again: &BTreeSet<String>) {
             continue;
         }
         if !wanted.contains(key) && !kernel_made(&s.dst) {
-            cx.push(Step::DelRoute(DelRoute {
+            cx.push(DelRoute {
                 place: place.clone(),
                 route: s.clone(),
-            }));
+            });
         }
     }
 }
@@ -199,12 +199,12 @@ fn netem(cx: &mut Cx, h: &Here) {
             Some(have_n) => have_n != Some(*want_n),
         };
         if differs {
-            cx.push(Step::SetNetem(SetNetem {
+            cx.push(SetNetem {
                 place: h.place.clone(),
                 ifname: ifname.clone(),
                 netem: *want_n,
                 old: now.flatten(),
-            }));
+            });
         }
     }
 }
@@ -234,13 +234,13 @@ fn sysctls(cx: &mut Cx, h: &Here) {
             }
             continue;
         }
-        cx.push(Step::SetSysctl(SetSysctl {
+        cx.push(SetSysctl {
             place: h.place.clone(),
             key: key.clone(),
             old: now,
             new: spec.value.clone(),
             restore: false,
-        }));
+        });
     }
 }
 

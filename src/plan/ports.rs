@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::cx::Cx;
 use crate::kinds::port::{addrs_of, has_addr, has_route, put_addr, put_route, routes_of};
-use crate::kinds::{DelAddr, LinkAttr, SetLink, Step, bridge};
+use crate::kinds::{DelAddr, LinkAttr, SetLink, bridge};
 use crate::plumbing::Link;
 use crate::resources::{LinkKind, Node, Place};
 use crate::state::{KeptAddr, KeptRoute, Record, Taken};
@@ -90,11 +90,11 @@ impl<'a> Cx<'a> {
             .map(|b| b.index);
         if l.master.is_some() && l.master == ours {
             if !l.up {
-                self.push(Step::SetLink(SetLink {
+                self.push(SetLink {
                     place: Place::Host,
                     name: port.to_string(),
                     attrs: vec![LinkAttr::Up],
-                }));
+                });
             }
             if let (Some(t), Some(bi)) = (rec.taken.get(port), ours) {
                 self.keep_taken(port, br, l.index, bi, t);
@@ -121,11 +121,11 @@ impl<'a> Cx<'a> {
         if !l.up {
             attrs.push(LinkAttr::Up);
         }
-        self.push(Step::SetLink(SetLink {
+        self.push(SetLink {
             place: Place::Host,
             name: port.to_string(),
             attrs,
-        }));
+        });
         if addrs.is_empty() && routes.is_empty() {
             return None;
         }
@@ -192,15 +192,15 @@ impl<'a> Cx<'a> {
     /// bridge.
     fn take(&mut self, port: &str, br: &str, addrs: &[KeptAddr], routes: &[KeptRoute]) {
         for a in addrs {
-            self.push(Step::AddAddr(put_addr(br, a)));
-            self.push(Step::DelAddr(DelAddr {
+            self.push(put_addr(br, a));
+            self.push(DelAddr {
                 place: Place::Host,
                 ifname: port.to_string(),
                 net: a.net,
-            }));
+            });
         }
         for r in routes {
-            self.push(Step::SetRoute(put_route(r, br)));
+            self.push(put_route(r, br));
         }
     }
 
@@ -221,12 +221,12 @@ impl<'a> Cx<'a> {
             };
             for a in &t.addrs {
                 if !has_addr(&o.host, l.index, a.net) {
-                    self.push(Step::AddAddr(put_addr(port, a)));
+                    self.push(put_addr(port, a));
                 }
             }
             for r in &t.routes {
                 if !has_route(&o.host, l.index, r) {
-                    self.push(Step::SetRoute(put_route(r, port)));
+                    self.push(put_route(r, port));
                 }
             }
         }
@@ -243,16 +243,16 @@ impl<'a> Cx<'a> {
         let o = self.o;
         for a in &t.addrs {
             if has_addr(&o.host, port_ix, a.net) {
-                self.push(Step::DelAddr(DelAddr {
+                self.push(DelAddr {
                     place: Place::Host,
                     ifname: port.to_string(),
                     net: a.net,
-                }));
+                });
             }
         }
         for r in &t.routes {
             if !has_route(&o.host, br_ix, r) {
-                self.push(Step::SetRoute(put_route(r, br)));
+                self.push(put_route(r, br));
             }
         }
     }

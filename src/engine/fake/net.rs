@@ -9,8 +9,8 @@ use ipnetwork::IpNetwork;
 
 use crate::kinds::{
     AddAddr, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
-    DeleteNamespace, ForgetNeighbours, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem,
-    SetRoute, SetSysctl, Step, WriteResolv,
+    DeleteNamespace, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem, SetRoute, SetSysctl,
+    Step, WriteResolv,
 };
 use crate::plumbing::{self, Addr, Link, NodeObs, NsObs, Query, Route};
 use crate::resources::{AddrOrig, Place, RouteSpec};
@@ -148,7 +148,7 @@ impl Net {
                 mac,
                 nf_call,
             }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
-            Step::CreateVeth(CreateVeth { .. }) => self.create_veth(s, mark),
+            Step::CreateVeth(v) => self.create_veth(v, mark),
             Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
             Step::AddAddr(AddAddr {
                 place,
@@ -172,7 +172,7 @@ impl Net {
                 self.o.etc_dirs.insert(ns.clone());
                 Ok(())
             }
-            Step::ForgetNeighbours(ForgetNeighbours { .. }) => Ok(()),
+            Step::ForgetNeighbours(_) => Ok(()),
             Step::SetNetem(SetNetem {
                 place,
                 ifname,
@@ -289,8 +289,8 @@ impl Net {
         Ok(())
     }
 
-    fn create_veth(&mut self, s: &Step, mark: &str) -> Result<()> {
-        let Step::CreateVeth(CreateVeth {
+    fn create_veth(&mut self, v: &CreateVeth, mark: &str) -> Result<()> {
+        let CreateVeth {
             ns,
             host,
             peer,
@@ -300,10 +300,7 @@ impl Net {
             host_mac,
             hairpin,
             ..
-        }) = s
-        else {
-            bail!("not a veth");
-        };
+        } = v;
         let master = match bridge.as_str() {
             "" => None,
             b => Some(self.index_of(&Place::Host, b)?),
