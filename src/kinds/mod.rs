@@ -20,9 +20,10 @@ pub(crate) mod port;
 pub(crate) mod resolv;
 pub(crate) mod route;
 pub(crate) mod sysctl;
+pub(crate) mod veth;
+
 #[cfg(test)]
 mod tests;
-pub(crate) mod veth;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -109,51 +110,53 @@ pub(crate) struct At<'a> {
     pub ix: &'a Indexes,
 }
 
-/// One change to the kernel or the file system.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    DeleteNamespace(DeleteNamespace),
-    DeleteLink(DeleteLink),
-    RemoveResolv(RemoveResolv),
-    CreateNamespace(CreateNamespace),
-    MarkNamespace(MarkNamespace),
-    CreateBridge(CreateBridge),
-    CreateVeth(CreateVeth),
-    SetLink(SetLink),
-    AddAddr(AddAddr),
-    DelAddr(DelAddr),
-    SetRoute(SetRoute),
-    DelRoute(DelRoute),
-    SetSysctl(SetSysctl),
-    WriteResolv(WriteResolv),
-    ForgetNeighbours(ForgetNeighbours),
-    SetNetem(SetNetem),
+/// `Step`, one variant per kind of change (the kind's own struct), with the dispatch to its
+/// `Change` and `From` each kind: a new kind of change is one name in the list below.
+macro_rules! steps {
+    ($($kind:ident),* $(,)?) => {
+        /// One change to the kernel or the file system.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub(crate) enum Step {
+            $($kind($kind)),*
+        }
+
+        impl Step {
+            /// The change's own description.
+            fn change(&self) -> &dyn Change {
+                match self {
+                    $(Step::$kind(s) => s),*
+                }
+            }
+        }
+
+        $(impl From<$kind> for Step {
+            fn from(s: $kind) -> Step {
+                Step::$kind(s)
+            }
+        })*
+    };
 }
 
-impl Step {
-    /// The change's own description.
-    // house: dispatcher
-    fn change(&self) -> &dyn Change {
-        match self {
-            Step::DeleteNamespace(s) => s,
-            Step::DeleteLink(s) => s,
-            Step::RemoveResolv(s) => s,
-            Step::CreateNamespace(s) => s,
-            Step::MarkNamespace(s) => s,
-            Step::CreateBridge(s) => s,
-            Step::CreateVeth(s) => s,
-            Step::SetLink(s) => s,
-            Step::AddAddr(s) => s,
-            Step::DelAddr(s) => s,
-            Step::SetRoute(s) => s,
-            Step::DelRoute(s) => s,
-            Step::SetSysctl(s) => s,
-            Step::WriteResolv(s) => s,
-            Step::ForgetNeighbours(s) => s,
-            Step::SetNetem(s) => s,
-        }
-    }
+steps!(
+    DeleteNamespace,
+    DeleteLink,
+    RemoveResolv,
+    CreateNamespace,
+    MarkNamespace,
+    CreateBridge,
+    CreateVeth,
+    SetLink,
+    AddAddr,
+    DelAddr,
+    SetRoute,
+    DelRoute,
+    SetSysctl,
+    WriteResolv,
+    ForgetNeighbours,
+    SetNetem,
+);
 
+impl Step {
     pub(crate) fn stage(&self) -> Stage {
         self.change().stage()
     }
@@ -187,36 +190,6 @@ impl Step {
         v
     }
 }
-
-/// `Step::X(x)` from `x`, for every kind of step.
-macro_rules! steps_from {
-    ($($kind:ident),* $(,)?) => {
-        $(impl From<$kind> for Step {
-            fn from(s: $kind) -> Step {
-                Step::$kind(s)
-            }
-        })*
-    };
-}
-
-steps_from!(
-    DeleteNamespace,
-    DeleteLink,
-    RemoveResolv,
-    CreateNamespace,
-    MarkNamespace,
-    CreateBridge,
-    CreateVeth,
-    SetLink,
-    AddAddr,
-    DelAddr,
-    SetRoute,
-    DelRoute,
-    SetSysctl,
-    WriteResolv,
-    ForgetNeighbours,
-    SetNetem,
-);
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

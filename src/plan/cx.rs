@@ -1,6 +1,6 @@
 //! What the diff works from (the desired resources, the observation, whose objects it may
 //! touch, what an interrupted run left) and what it collects (the plan, what this run makes):
-//! shared by the per-resource diffs (`diff`, `node`, `host`, `ports`).
+//! shared by the per-resource diffs (`diff`, `links`, `node`, `host`, `ports`).
 
 use std::collections::{BTreeMap, BTreeSet};
 

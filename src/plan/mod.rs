@@ -1,7 +1,8 @@
 //! The plan: what must change for the kernel to match the desired resources, computed from
-//! `Desired` and `Observed` alone (a generic diff per kind of resource, [`diff`]), ordered so
-//! that carrying it out a stage at a time is valid. `apply` executes it, `diff` prints it,
-//! `flush` is the plan towards nothing.
+//! `Desired` and `Observed` alone (a diff per kind of resource, [`diff`], each kind compared
+//! as `kinds` says), ordered so that carrying it out a stage at a time is valid. `apply`
+//! executes it ([`execute`]: each step sent as the requests its kind lowers it into), `diff`
+//! prints it, `flush` is the plan towards nothing.
 
 mod build;
 mod cx;
