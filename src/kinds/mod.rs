@@ -27,6 +27,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::fd::OwnedFd;
 
 use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
@@ -97,17 +98,35 @@ pub(crate) trait Change: fmt::Display {
     fn json(&self) -> (&'static str, Value);
     /// Its rtnetlink requests, sent in order over a connection bound to the place it works
     /// in; None when requests alone do not make it (a namespace, a sysctl, a file, forgotten
-    /// neighbours; a veth pair, which needs its peer's namespace open: `CreateVeth`).
+    /// neighbours).
     fn requests(&self, _at: &At) -> Option<Result<Vec<Req>>> {
         None
     }
+    /// For a link made from the host and born inside a namespace (a veth pair's peer): that
+    /// namespace. The executor opens it for the requests (`At::ns`), and visits it once the
+    /// link is made to send `finish_inside`.
+    fn born_in(&self) -> Option<&str> {
+        None
+    }
+    /// What the visit of the namespace a link was born in sends once it is made.
+    fn finish_inside(&self) -> Vec<Req> {
+        Vec::new()
+    }
 }
 
-/// What requests are built from: the owner's mark (a link's alias), and the link indexes of
-/// the place the connection is bound to.
+/// What requests are built from: the owner's mark (a link's alias), the link indexes of the
+/// place the connection is bound to, and for a link born in another namespace that
+/// namespace, open.
 pub(crate) struct At<'a> {
     pub mark: &'a str,
     pub ix: &'a Indexes,
+    pub ns: Option<&'a OwnedFd>,
+}
+
+impl<'a> At<'a> {
+    pub(crate) fn new(mark: &'a str, ix: &'a Indexes) -> At<'a> {
+        At { mark, ix, ns: None }
+    }
 }
 
 /// `Step`, one variant per kind of change (the kind's own struct), with the dispatch to its
@@ -176,6 +195,14 @@ impl Step {
     /// Its requests (see [`Change::requests`]).
     pub(crate) fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
         self.change().requests(at)
+    }
+
+    pub(crate) fn born_in(&self) -> Option<&str> {
+        self.change().born_in()
+    }
+
+    pub(crate) fn finish_inside(&self) -> Vec<Req> {
+        self.change().finish_inside()
     }
 
     /// The change as a JSON object (docs/json.md).

@@ -311,10 +311,7 @@ fn indexes() -> Indexes {
 #[test]
 fn every_step_kind_lowers_as_before() {
     let ix = indexes();
-    let at = At {
-        mark: "nsfw:lab",
-        ix: &ix,
-    };
+    let at = At::new("nsfw:lab", &ix);
     let mut out = String::new();
     let steps = [
         links(),
@@ -324,10 +321,10 @@ fn every_step_kind_lowers_as_before() {
     ]
     .concat();
     for s in &steps {
-        let reqs = match s {
-            // From the host it needs its peer's namespace open; from inside, this.
-            Step::CreateVeth(v) => Some(Ok(v.peer_requests())),
-            other => other.requests(&at),
+        // A link born in a namespace needs that namespace open: what its visit sends there.
+        let reqs = match s.born_in() {
+            Some(_) => Some(Ok(s.finish_inside())),
+            None => s.requests(&at),
         };
         writeln!(out, "{s}").expect("write");
         match reqs {

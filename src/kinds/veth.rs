@@ -8,10 +8,11 @@
 use std::fmt;
 use std::os::fd::OwnedFd;
 
+use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 
 use super::link::{Keeps, LinkAttr, Seen, differ};
-use super::{Change, Stage};
+use super::{At, Change, Stage, index_of};
 use crate::plumbing::{Link, Req, msgs};
 use crate::resources::LinkSpec;
 use crate::topology::Mac;
@@ -127,9 +128,13 @@ impl CreateVeth {
         }
     }
 
-    /// From the host: the pair made on bridge index `master`, its peer in the namespace `fd`,
-    /// and the host end marked with `mark` and brought up.
-    pub(crate) fn requests(&self, master: u32, fd: &OwnedFd, mark: &str) -> Vec<Req> {
+    /// From the host: the pair made on its bridge (by index), its peer in the namespace
+    /// `at.ns`, and the host end marked and brought up.
+    fn make(&self, at: &At) -> Result<Vec<Req>> {
+        let master = index_of(at.ix, &self.bridge)?;
+        let fd = at
+            .ns
+            .ok_or_else(|| anyhow!("namespace {} is not open", self.ns))?;
         let mut reqs = vec![create(
             &self.host,
             Some(master),
@@ -139,17 +144,27 @@ impl CreateVeth {
             fd,
             self.mac,
         )];
-        reqs.extend(host_end(&self.host, mark, self.no_link_local, self.hairpin));
-        reqs
-    }
-
-    /// From inside the namespace, once the pair is made.
-    pub(crate) fn peer_requests(&self) -> Vec<Req> {
-        peer_end(&self.peer, self.no_link_local)
+        reqs.extend(host_end(
+            &self.host,
+            at.mark,
+            self.no_link_local,
+            self.hairpin,
+        ));
+        Ok(reqs)
     }
 }
 
 impl Change for CreateVeth {
+    fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
+        Some(self.make(at))
+    }
+    fn born_in(&self) -> Option<&str> {
+        Some(&self.ns)
+    }
+    /// The peer, from inside its namespace.
+    fn finish_inside(&self) -> Vec<Req> {
+        peer_end(&self.peer, self.no_link_local)
+    }
     fn stage(&self) -> Stage {
         Stage::HostBuild
     }

@@ -1,5 +1,5 @@
-//! The executor's host build: bridges made, host links set, veth pairs made with their peers
-//! born in their namespaces, host sysctls, the host's new addresses — in that order, since a
+//! The executor's host build: bridges made, host links set, links born in namespaces (veth
+//! pairs, their peers inside), host sysctls, the host's new addresses — in that order, since a
 //! pair names its bridge by index and an address its link.
 
 use std::time::Instant;
@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 
 use super::run::{Errors, Tally, indexes, pick, run_steps, send};
-use crate::kinds::{At, CreateVeth, Indexes, Step, index_of};
+use crate::kinds::{At, Indexes, Step};
 use crate::plumbing::{Conn, netns};
 
 pub(super) fn host_build(
@@ -20,16 +20,7 @@ pub(super) fn host_build(
 ) {
     let t = Instant::now();
     let bridges = pick(these, |s| matches!(s, Step::CreateBridge(_)));
-    send(
-        host,
-        &bridges,
-        &At {
-            mark,
-            ix: &Indexes::new(),
-        },
-        ok,
-        errs,
-    );
+    send(host, &bridges, &At::new(mark, &Indexes::new()), ok, errs);
     tally.add("create bridge", bridges.len(), t);
     let ix = match indexes(host) {
         Ok(ix) => ix,
@@ -37,9 +28,9 @@ pub(super) fn host_build(
     };
     let t = Instant::now();
     let links = pick(these, |s| matches!(s, Step::SetLink(_)));
-    send(host, &links, &At { mark, ix: &ix }, ok, errs);
+    send(host, &links, &At::new(mark, &ix), ok, errs);
     tally.add("set link", links.len(), t);
-    let made = veths(host, mark, these, &ix, ok, errs, tally);
+    let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally);
     let t = Instant::now();
     let mut n = 0;
     for s in these {
@@ -59,10 +50,10 @@ pub(super) fn host_build(
     }
 }
 
-/// Veth pairs made from the host, each peer born in its namespace (opened for the request):
-/// a few hundred namespace handles open at a time at most, and never more than half of what
-/// the file limit leaves. Whether any was made.
-fn veths(
+/// Links made from the host and born in a namespace (veth pairs, their peers inside), that
+/// namespace opened for the request: a few hundred namespace handles open at a time at most,
+/// and never more than half of what the file limit leaves. Whether any was made.
+fn born_in_namespaces(
     host: &mut Conn,
     mark: &str,
     these: &[&Step],
@@ -72,23 +63,21 @@ fn veths(
     tally: &mut Tally,
 ) -> bool {
     let t = Instant::now();
-    let veths: Vec<(&Step, &CreateVeth)> = these
-        .iter()
-        .filter_map(|s| match s {
-            Step::CreateVeth(v) => Some((*s, v)),
-            _ => None,
-        })
-        .collect();
-    for chunk in veths.chunks(fd_budget()) {
+    let born = pick(these, |s| s.born_in().is_some());
+    for chunk in born.chunks(fd_budget()) {
         let mut items = Vec::new();
         let mut fds = Vec::new();
-        for (s, v) in chunk {
-            let made = index_of(ix, &v.bridge).and_then(|m| {
-                let fd = netns::open_ns(&v.ns)?
-                    .ok_or_else(|| anyhow!("namespace {} does not exist", v.ns))?;
-                let reqs = v.requests(m, &fd, mark);
+        for s in chunk {
+            let ns = s.born_in().unwrap_or_default();
+            let made = netns::open_ns(ns).and_then(|fd| {
+                let fd = fd.ok_or_else(|| anyhow!("namespace {ns} does not exist"))?;
+                let at = At {
+                    ns: Some(&fd),
+                    ..At::new(mark, ix)
+                };
+                let reqs = s.requests(&at).unwrap_or(Ok(Vec::new()));
                 fds.push(fd);
-                Ok(reqs)
+                reqs
             });
             match made {
                 Ok(reqs) => items.push((*s, reqs)),
@@ -98,8 +87,8 @@ fn veths(
         run_steps(host, items, ok, errs);
         drop(fds);
     }
-    tally.add("create veth", veths.len(), t);
-    !veths.is_empty()
+    tally.add("create veth", born.len(), t);
+    !born.is_empty()
 }
 
 /// How many namespace handles may be open at once: half the open-file limit (less what the
@@ -127,6 +116,6 @@ pub(super) fn host_addr_routes(
             Step::AddAddr(_) | Step::DelAddr(_) | Step::SetRoute(_) | Step::DelRoute(_)
         )
     });
-    send(host, &items, &At { mark, ix }, ok, errs);
+    send(host, &items, &At::new(mark, ix), ok, errs);
     tally.add("host address or route", items.len(), t);
 }

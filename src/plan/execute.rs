@@ -110,7 +110,7 @@ fn teardown(
     tally: &mut Tally,
 ) {
     let none = Indexes::new();
-    let at = At { mark, ix: &none };
+    let at = At::new(mark, &none);
     let t = Instant::now();
     let on_host = pick(these, |s| {
         matches!(s, Step::DeleteLink(_) | Step::SetLink(_)) && s.inside().is_none()
@@ -123,7 +123,7 @@ fn teardown(
     });
     visit_each(&inside, ok, errs, &|_, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());
-        send(c, steps, &At { mark, ix: &none }, &mut ok, &mut errs);
+        send(c, steps, &At::new(mark, &none), &mut ok, &mut errs);
         (ok, errs.0)
     });
     tally.add("delete link in namespace", inside.len(), t);
@@ -221,7 +221,7 @@ fn namespaces(
     let none = Indexes::new();
     visit_each(&marks, ok, errs, &|_, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());
-        send(c, steps, &At { mark, ix: &none }, &mut ok, &mut errs);
+        send(c, steps, &At::new(mark, &none), &mut ok, &mut errs);
         (ok, errs.0)
     });
 }

@@ -12,8 +12,9 @@ use crate::plumbing::{Conn, netns};
 /// What one visit got done: the steps made and the errors.
 pub(super) type Visited = (Vec<Step>, Vec<String>);
 
-/// Everything inside the namespaces: for each, the namespace end of pairs made in this run
-/// (addrgenmode, up), link settings, sysctls, then addresses, routes and impairments.
+/// Everything inside the namespaces: for each, the links born there in this run finished (a
+/// pair's peer: addrgenmode, up), link settings, sysctls, then addresses, routes and
+/// impairments.
 pub(super) fn ns_config(
     mark: &str,
     all: &[Step],
@@ -24,11 +25,8 @@ pub(super) fn ns_config(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    // Pairs made in this run whose namespace end still needs bringing up.
-    let mut steps: Vec<&Step> = all
-        .iter()
-        .filter(|s| matches!(s, Step::CreateVeth(_)))
-        .collect();
+    // Links born in namespaces in this run, to finish there (a pair's peer brought up).
+    let mut steps: Vec<&Step> = all.iter().filter(|s| s.born_in().is_some()).collect();
     steps.extend(these.iter().copied());
     visit_each(&steps, ok, errs, &|ns, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());
@@ -40,27 +38,23 @@ pub(super) fn ns_config(
     tally.add("configure in namespace", these.len(), t);
 }
 
-/// The namespace ends of the pairs made in this run, and link settings.
+/// The links born here in this run, finished, and link settings.
 fn links(c: &mut Conn, steps: &[&Step], ok: &mut Vec<Step>, errs: &mut Errors) {
     let mut items = Vec::new();
     for s in steps {
         match s {
-            Step::CreateVeth(v) => items.push((*s, v.peer_requests())),
             Step::SetLink(l) => match l.requests(&Indexes::new()) {
                 Ok(r) => items.push((*s, r)),
                 Err(e) => errs.add(e),
             },
+            born if born.born_in().is_some() => items.push((*s, born.finish_inside())),
             _ => {}
         }
     }
     let mut linked = Vec::new();
     run_steps(c, items, &mut linked, errs);
-    // A pair was reported with the host stage already: not pushed to `ok` again.
-    ok.extend(
-        linked
-            .into_iter()
-            .filter(|s| !matches!(s, Step::CreateVeth(_))),
-    );
+    // A link born here was reported with the host stage already: not pushed to `ok` again.
+    ok.extend(linked.into_iter().filter(|s| s.born_in().is_none()));
 }
 
 fn sysctls(c: &mut Conn, steps: &[&Step], ok: &mut Vec<Step>, errs: &mut Errors) {
@@ -105,7 +99,7 @@ fn addresses(
         .copied()
         .filter(|s| index_needed(s).is_some() && !matches!(s, Step::ForgetNeighbours(_)))
         .collect();
-    send(c, &sent, &At { mark, ix: &ix }, ok, errs);
+    send(c, &sent, &At::new(mark, &ix), ok, errs);
     forget(c, steps, &ix, ok, errs);
 }
 
@@ -132,15 +126,12 @@ pub(super) fn visit_each(
 ) {
     let mut by_ns: BTreeMap<String, Vec<&Step>> = BTreeMap::new();
     for s in steps {
-        let ns = match s {
-            Step::CreateVeth(v) => Some(v.ns.as_str()),
-            other => other.inside(),
-        };
+        let ns = s.born_in().or_else(|| s.inside());
         if let Some(ns) = ns {
             by_ns.entry(ns.to_string()).or_default().push(*s);
         }
     }
-    // Namespaces where only pairs of this run would be brought up still need the visit.
+    // Namespaces where only links born in this run would be finished still need the visit.
     let names: Vec<String> = by_ns.keys().cloned().collect();
     let results = netns::visit(&names, &|name, c| {
         let mine = by_ns.get(name).map(Vec::as_slice).unwrap_or(&[]);
