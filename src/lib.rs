@@ -23,6 +23,7 @@ mod compile;
 mod doctor;
 mod engine;
 mod firewall;
+mod kinds;
 mod netem;
 mod netlink;
 mod paths;
