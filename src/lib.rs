@@ -25,6 +25,7 @@ mod engine;
 mod firewall;
 mod graph;
 mod metrics;
+mod kinds;
 mod netem;
 mod netlink;
 mod paths;

@@ -156,12 +156,7 @@ fn plan_with(
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::SetNetem {
-                place,
-                ifname,
-                netem,
-                ..
-            } if !netem.is_empty() => Some(place.link(ifname)),
+            Step::SetNetem(s) if !s.netem.is_empty() => Some(s.place.link(&s.ifname)),
             _ => None,
         })
         .collect();
