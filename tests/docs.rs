@@ -219,7 +219,11 @@ fn folded_show(out: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut set: Option<Vec<String>> = None;
     for l in out.lines() {
-        let l = l.trim().replace("counter packets 0 bytes 0 ", "");
+        // A counted set's elements carry theirs as `10.10.0.2 counter packets 0 bytes 0,`.
+        let l = l
+            .trim()
+            .replace(" counter packets 0 bytes 0,", ",")
+            .replace("counter packets 0 bytes 0 ", "");
         if l.starts_with("set ") || l.starts_with("map ") {
             set = Some(vec![l.trim_end_matches(" {").to_string()]);
             continue;
