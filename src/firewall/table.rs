@@ -9,7 +9,8 @@
 //!         iifname @bridges goto judge
 //!         oifname @bridges goto judge }
 //!     chain judge {                                   # (every accept, drop and masquerade
-//!                                                     #  rule counts, for `nsfw status`)
+//!                                                     #  rule counts, for `nsfw status`; each
+//!                                                     #  drop is a `goto dropped`: account.rs)
 //!         ct state established,related accept          # replies always pass
 //!         ct state invalid drop
 //!         iifname @bridges iifname . ip saddr != @src4 drop    # anti-spoofing
