@@ -1,11 +1,13 @@
-//! A minimal HTTP/1.1 server for `GET /metrics`: one thread, one connection at a time (a
-//! scraper asks every few seconds), the request head read within 5 s and 8 KiB, the
-//! answer with its length and `Connection: close`. Anything but GET or HEAD of /metrics gets a
+//! A minimal HTTP/1.1 server for `GET /metrics`: a thread per connection, at most
+//! [`MAX_CONNS`] at once (a scraper asks every few seconds; idle or trickling connections must
+//! not keep it waiting), the request head read within 5 s and 8 KiB, the answer with its
+//! length and `Connection: close`. Anything but GET or HEAD of /metrics gets a
 //! 404 or 405. The body is made at each request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What a scrape answers: the exposition, made when asked.
@@ -15,6 +17,9 @@ pub(crate) type Body = Arc<dyn Fn() -> String + Send + Sync>;
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The largest request head read.
 const MAX_HEAD: usize = 8192;
+/// Connections served at once; one more is closed at once. A handful of idle connections held
+/// open by a local user could otherwise keep every scrape waiting past its timeout.
+const MAX_CONNS: usize = 32;
 
 /// Binds `addr`, refusing an address other hosts can reach unless `public`.
 pub(crate) fn bind(addr: &str, public: bool) -> Result<TcpListener, String> {
@@ -34,9 +39,25 @@ pub(crate) fn serve(listener: TcpListener, body: Body) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("nsfw-metrics".into())
         .spawn(move || {
+            let open = Arc::new(AtomicUsize::new(0));
             for conn in listener.incoming() {
                 match conn {
-                    Ok(s) => answer(s, &body),
+                    Ok(s) => {
+                        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
+                            open.fetch_sub(1, Ordering::SeqCst);
+                            continue; // dropped: closed at once
+                        }
+                        let (body, mine) = (body.clone(), open.clone());
+                        let spawned = std::thread::Builder::new()
+                            .name("nsfw-metrics-conn".into())
+                            .spawn(move || {
+                                answer(s, &body);
+                                mine.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if spawned.is_err() {
+                            open.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
                     // A connection that failed before we took it (reset): next.
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -108,6 +129,34 @@ fn answer(mut s: TcpStream, body: &Body) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Idle connections held open (a local user's, or a stuck client's) never keep a scrape
+    /// waiting: each connection has a thread of its own.
+    #[test]
+    fn idle_connections_do_not_hold_up_a_scrape() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("address");
+        serve(listener, Arc::new(|| "nsfw_up 1\n".to_string())).expect("serve");
+        let idle: Vec<TcpStream> = (0..8)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let t = std::time::Instant::now();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut got = String::new();
+        s.read_to_string(&mut got).expect("answer");
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        assert!(got.ends_with("nsfw_up 1\n"), "{got}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "a scrape waited {:?} behind idle connections",
+            t.elapsed()
+        );
+        drop(idle);
+    }
 
     #[test]
     fn only_get_and_head_of_metrics_are_served() {
