@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use super::run::{Errors, Tally, indexes, pick, run_steps, send};
+use super::run::{Errors, Tally, call_each, indexes, pick, run_steps, send};
 use crate::kinds::{At, Indexes, Step};
 use crate::plumbing::{Conn, netns};
 
@@ -32,16 +32,11 @@ pub(super) fn host_build(
     tally.add("set link", links.len(), t);
     let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally);
     let t = Instant::now();
-    let mut n = 0;
-    for s in these {
-        if let Step::SetSysctl(k) = s {
-            n += 1;
-            match k.apply() {
-                Ok(()) => ok.push((*s).clone()),
-                Err(e) => errs.add(e),
-            }
-        }
-    }
+    let sysctl = |s: &Step| match s {
+        Step::SetSysctl(k) => Some(k.apply()),
+        _ => None,
+    };
+    let n = call_each(these, sysctl, ok, errs);
     tally.add("set sysctl", n, t);
     let ix = if made { indexes(host) } else { Ok(ix) };
     match ix {

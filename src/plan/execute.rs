@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::build::{host_addr_routes, host_build};
 use super::inside::{forget, ns_config, visit_each};
-use super::run::{Errors, Hints, Tally, indexes, pick, send};
+use super::run::{Errors, Hints, Tally, call_each, indexes, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
 use crate::plumbing::{Conn, Req, msgs, netns, observe};
 
@@ -135,14 +135,11 @@ fn teardown(
     });
     tally.add("delete link in namespace", inside.len(), t);
     delete_namespaces(host, these, ok, errs, tally);
-    for s in these {
-        if let Step::RemoveResolv(r) = s {
-            match r.apply() {
-                Ok(()) => ok.push((*s).clone()),
-                Err(e) => errs.add(e),
-            }
-        }
-    }
+    let remove = |s: &Step| match s {
+        Step::RemoveResolv(r) => Some(r.apply()),
+        _ => None,
+    };
+    call_each(these, remove, ok, errs);
 }
 
 /// Namespaces deleted, then the host ends of their pairs waited for.
@@ -254,15 +251,10 @@ fn host_finish(
         Err(e) => errs.add(e),
     }
     let t = Instant::now();
-    let mut n = 0;
-    for s in these {
-        if let Step::WriteResolv(w) = s {
-            n += 1;
-            match w.apply() {
-                Ok(()) => ok.push((*s).clone()),
-                Err(e) => errs.add(e),
-            }
-        }
-    }
+    let write = |s: &Step| match s {
+        Step::WriteResolv(w) => Some(w.apply()),
+        _ => None,
+    };
+    let n = call_each(these, write, ok, errs);
     tally.add("write resolv.conf", n, t);
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::run::{Errors, Hints, Tally, indexes, run_steps, send};
+use super::run::{Errors, Hints, Tally, call_each, indexes, run_steps, send};
 use crate::kinds::{At, Indexes, Step};
 use crate::plumbing::{Conn, netns};
 
@@ -58,14 +58,12 @@ fn links(c: &mut Conn, steps: &[&Step], ok: &mut Vec<Step>, errs: &mut Errors) {
 }
 
 fn sysctls(c: &mut Conn, steps: &[&Step], ok: &mut Vec<Step>, errs: &mut Errors) {
-    for s in steps {
-        if let Step::SetSysctl(k) = s {
-            match k.apply() {
-                Ok(()) => ok.push((*s).clone()),
-                Err(e) => errs.add(e.context(c.place().to_string())),
-            }
-        }
-    }
+    let place = c.place().to_string();
+    let sysctl = |s: &Step| match s {
+        Step::SetSysctl(k) => Some(k.apply().map_err(|e| e.context(place.clone()))),
+        _ => None,
+    };
+    call_each(steps, sysctl, ok, errs);
 }
 
 /// Addresses, routes and impairments, then neighbours forgotten: against the indexes the run

@@ -64,6 +64,27 @@ pub(super) fn indexes(c: &mut Conn) -> Result<Indexes> {
 /// for pairs made in this run from their host ends (a veth's IFLA_LINK is its peer's index).
 pub(super) type Hints = BTreeMap<(String, String), u32>;
 
+/// Carries out, one by one, the steps `call` does itself (a sysctl or a file written rather
+/// than a netlink request: it returns None for the others); returns how many there were.
+pub(super) fn call_each(
+    steps: &[&Step],
+    call: impl Fn(&Step) -> Option<Result<()>>,
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+) -> usize {
+    let mut n = 0;
+    for s in steps {
+        if let Some(r) = call(s) {
+            n += 1;
+            match r {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
+            }
+        }
+    }
+    n
+}
+
 /// The steps `pick` selects, in order.
 pub(super) fn pick<'s>(steps: &[&'s Step], pick: fn(&Step) -> bool) -> Vec<&'s Step> {
     steps.iter().copied().filter(|s| pick(s)).collect()
