@@ -76,7 +76,7 @@ pub enum Cmd {
     /// Make the host match FILE; prints the plan it carried out.
     #[command(
         long_about = "Make the host match FILE: create what is missing, fix what drifted, remove what nsfw owns that FILE no longer names. Prints the plan as it is carried out, then a summary line. Waits while another nsfw changes the host (--no-wait: fail at once). A run that is killed leaves nothing the next apply cannot finish.",
-        after_help = "Exit status: 0 done (with --dry-run: planned), 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
+        after_help = "Exit status: 0 done (with --dry-run: planned), 4 partially applied: everything but the objects in the way it names (a resolv.conf edited by hand), 1 error (nothing is changed when FILE is invalid or a link or namespace in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
     )]
     Apply {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
@@ -94,6 +94,10 @@ pub enum Cmd {
         /// One line per kind of change (`+ namespace × 2000`) instead of one per change.
         #[arg(long, short = 's')]
         summary: bool,
+        /// Write nsfw's resolv.conf over one it did not write (edited by hand), as
+        /// `dns_policy = "replace"` does for one namespace.
+        #[arg(long, conflicts_with = "dry_run")]
+        force: bool,
     },
     /// Print what apply would change, read from the kernel's own state.
     #[command(

@@ -54,6 +54,9 @@ pub(crate) fn compile(t: &Topology) -> Desired {
         ns_forwarding(&mut node, n);
         if let Some(content) = t.resolv_conf(n) {
             d.resolv.insert(n.name.clone(), content);
+            if n.dns_replace {
+                d.resolv_replace.insert(n.name.clone());
+            }
         }
         d.namespaces.insert(n.name.clone(), node);
     }

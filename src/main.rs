@@ -92,12 +92,13 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
             json,
             dry_run,
             summary,
+            force,
         } => {
             let how = Printing { json, summary };
             if dry_run {
                 commands::dry_run(file, how, !no_wait)
             } else {
-                commands::apply(file, !no_wait, how)
+                commands::apply(file, !no_wait, how, force)
             }
         }
         Cmd::Diff {

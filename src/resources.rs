@@ -233,6 +233,9 @@ pub(crate) struct Desired {
     pub namespaces: BTreeMap<String, Node>,
     /// `/etc/netns/<ns>/resolv.conf` contents, by namespace.
     pub resolv: BTreeMap<String, String>,
+    /// Namespaces whose resolv.conf nsfw writes over one it did not write
+    /// (`dns_policy = "replace"`, `apply --force`); the others' is left alone and named.
+    pub resolv_replace: BTreeSet<String>,
     /// Bridges whose subnet may overlap routes the host already has (`overlap = "allow"`).
     pub overlap_ok: BTreeSet<String>,
 }

@@ -334,3 +334,100 @@ fn try_builds_checks_and_leaves_nothing() {
     }
     assert_eq!(before, host_state(&sb));
 }
+
+/// The guide's DNS quick fix inside one namespace (`echo nameserver … > /etc/resolv.conf` under
+/// `ip netns exec`) overwrites nsfw's file: that file alone is left out, everything else is
+/// applied (exit 4, naming it), at boot too; `--force` takes it back.
+#[test]
+fn a_hand_edited_resolv_conf_is_left_out_alone_and_force_takes_it_back() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let two = LAB.replace(
+        "address = \"10.10.0.2/24\"",
+        "address = \"10.10.0.2/24\"\ndns = [\"192.0.2.53\"]",
+    );
+    let three = format!(
+        "{two}[namespaces.ns3]\nbridge = \"br0\"\naddress = \"10.10.0.4/24\"\ndns = [\"192.0.2.53\"]\n"
+    );
+    let f = sb.file("lab.toml", &two);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns exec ns1 sh -c 'echo nameserver 192.0.2.99 > /etc/resolv.conf'");
+    let hand = "nameserver 192.0.2.99\n";
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+
+    // The file grows a namespace: it comes up, ns1's file stays as the user left it.
+    std::fs::write(&f, &three).expect("write");
+    let o = sb.nsfw(&["apply", &f]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert!(
+        err.contains("/etc/netns/ns1/resolv.conf exists and was not written by nsfw")
+            && err.contains("partially applied"),
+        "{err}"
+    );
+    assert_eq!(sb.netns(), ["ns1", "ns2", "ns3"]);
+    assert!(sb.pings("ns3", "10.10.0.2"));
+    assert!(
+        sb.ok("cat /etc/netns/ns3/resolv.conf")
+            .contains("192.0.2.53")
+    );
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+    let o = sb.nsfw(&["diff", &f]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/etc/netns/ns1/resolv.conf"));
+
+    // A reboot: the namespaces are gone, the file in /etc survives. flush names the file and
+    // leaves it; the boot unit's own command brings every namespace back up.
+    let out = sb.nsfw(&["flush", &f]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/etc/netns/ns1/resolv.conf was not written by nsfw: left as it is"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+    assert!(sb.netns().is_empty());
+    let unit = sb.ok(&format!("{} systemd {f}", common::NSFW));
+    assert!(unit.contains("SuccessExitStatus=4"), "{unit}");
+    let start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let o = sb.sh(start);
+    assert_eq!(o.status.code(), Some(4), "{start}\n{}", show(&o));
+    assert_eq!(sb.netns(), ["ns1", "ns2", "ns3"]);
+    for (from, to) in [
+        ("ns1", "10.10.0.3"),
+        ("ns2", "10.10.0.4"),
+        ("ns3", "10.10.0.1"),
+    ] {
+        assert!(sb.pings(from, to), "{from} cannot reach {to}");
+    }
+
+    // --force writes nsfw's file over the hand-edited one; then all is in sync.
+    let out = sb.nsfw_code(&["apply", "--force", &f], 0);
+    assert!(out.contains("+ file /etc/netns/ns1/resolv.conf"), "{out}");
+    let now = sb.ok("cat /etc/netns/ns1/resolv.conf");
+    assert!(
+        now.starts_with("# written by nsfw for topology lab") && now.contains("192.0.2.53"),
+        "{now}"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
+}
+
+/// `dns_policy = "replace"`: that namespace's resolv.conf is nsfw's whoever wrote it last.
+#[test]
+fn dns_policy_replace_writes_over_a_hand_edited_resolv_conf() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let text = LAB.replace(
+        "address = \"10.10.0.2/24\"",
+        "address = \"10.10.0.2/24\"\ndns = [\"192.0.2.53\"]\ndns_policy = \"replace\"",
+    );
+    let f = sb.file("lab.toml", &text);
+    sb.ok("mkdir -p /etc/netns/ns1; echo nameserver 192.0.2.99 > /etc/netns/ns1/resolv.conf");
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(
+        sb.ok("cat /etc/netns/ns1/resolv.conf")
+            .contains("192.0.2.53")
+    );
+}

@@ -25,19 +25,37 @@ fn run_error(e: &anyhow::Error, again: &str) -> Fail {
     report(e)
 }
 
-pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing) -> Result<u8, Fail> {
+/// `force`: resolv.conf files nsfw did not write are replaced (as `dns_policy = "replace"`).
+pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, force: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
     super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge(&t, &lock, how)?;
+    let (_, plan) = converge(&t, &lock, how, force)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
         v["applied"] = true.into();
+        v["partial"] = (!plan.skipped.is_empty()).into();
         output::data(format_args!("{v}\n"));
     }
-    Ok(OK)
+    Ok(partial(&t, &plan))
+}
+
+/// Exit 4, "partially applied", when objects in the way were left out (each named), else 0.
+pub(super) fn partial(t: &Topology, plan: &Plan) -> u8 {
+    if plan.skipped.is_empty() {
+        return OK;
+    }
+    for s in &plan.skipped {
+        crate::error!("{s}");
+    }
+    crate::error!(
+        "partially applied: {} object(s) of {} left as they are (above); everything else is applied",
+        plan.skipped.len(),
+        t.name
+    );
+    super::PARTIAL
 }
 
 /// Prints plan lines as they are carried out: each one, or with `--summary` their tally at
@@ -76,8 +94,12 @@ pub(super) fn converge(
     t: &Topology,
     lock: &state::Lock,
     how: Printing,
+    force: bool,
 ) -> Result<(usize, Plan), Fail> {
-    let tg = Target::apply(t);
+    let mut tg = Target::apply(t);
+    if force {
+        tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();
+    }
     let mut started = false;
     let before = &mut |p: &Plan, o: &engine::Observed| {
         for w in &p.warnings {

@@ -38,6 +38,9 @@ use crate::topology::{self, Topology};
 pub(crate) const OK: u8 = 0;
 pub(crate) const ERR: u8 = 1;
 pub(crate) const PENDING: u8 = 2;
+/// `apply`: everything applied but objects in the way that it names (a hand-edited
+/// resolv.conf).
+pub(crate) const PARTIAL: u8 = 4;
 
 /// A command's outcome other than success: its exit status, the message already printed.
 #[derive(Debug)]

@@ -200,7 +200,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     );
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
-    super::apply::converge(&t, &lock, super::Printing::default())?;
+    super::apply::converge(&t, &lock, super::Printing::default(), false)?;
     drop(lock);
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;

@@ -155,6 +155,8 @@ pub(crate) struct Namespace {
     /// namespace judging what comes in through it.
     pub masquerade: Option<String>,
     pub dns: Vec<IpAddr>,
+    /// `dns_policy = "replace"`: a resolv.conf nsfw did not write is replaced, not left alone.
+    pub dns_replace: bool,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,
 }
