@@ -204,7 +204,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     drop(lock);
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;
-    let world = sandbox::world().map_err(|e| report(&e))?;
+    let world = sandbox::world(&t).map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
     let code = run_checks(&t, &checks, json, false);

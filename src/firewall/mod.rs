@@ -7,6 +7,7 @@ pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
+mod egress;
 mod policy;
 pub(crate) mod publish;
 mod router;
@@ -25,6 +26,8 @@ pub(crate) fn policy_set(name: &str) -> bool {
         "host_",
         "from_host_",
         "egress_deny",
+        "egress_via",
+        "egress_confined",
         "gateways",
     ]
     .iter()

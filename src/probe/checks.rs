@@ -261,7 +261,9 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
                 port: w.echo_port,
                 want: Some(want),
             },
-            expect: forwarding && decide(t, &flow(p.clone(), server.clone(), 6, w.echo_port)),
+            expect: forwarding
+                && via_ok(b, &w.uplink)
+                && decide(t, &flow(p.clone(), server.clone(), 6, w.echo_port)),
         });
         if b.egress_deny || !t.policy.is_empty() {
             // Another port out there: what egress rules let through is exact.
@@ -271,6 +273,11 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
         let wan = (Origin::Ns(w.ns.clone()), Party::World(side.addr));
         push(out, t, wan, (&n.name, p), 6, PROBE_PORT);
     }
+}
+
+/// Whether the bridge's `egress_via` lets its namespaces out through `uplink` (the world's).
+fn via_ok(b: &crate::topology::Bridge, uplink: &str) -> bool {
+    b.egress_via.is_empty() || b.egress_via.iter().any(|v| v == uplink)
 }
 
 /// A namespace an endpoint stands for (its first, for a bridge or a network) with an address

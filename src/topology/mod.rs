@@ -5,6 +5,7 @@
 //! each naming its key and value.
 
 mod addr;
+mod egress;
 mod ifaces;
 mod names;
 mod namespaces;
@@ -90,6 +91,9 @@ pub(crate) struct Bridge {
     /// `egress = "deny"`: namespaces on the bridge cannot open connections to the world
     /// (unless allowed).
     pub egress_deny: bool,
+    /// `egress_via`: the host's interfaces new connections from the bridge may leave
+    /// through (empty: any).
+    pub egress_via: Vec<String>,
     /// `overlap = "allow"`: the subnet may overlap a route the host already has or another
     /// topology's subnet (the user knows why).
     pub overlap_allowed: bool,
