@@ -431,3 +431,23 @@ fn dns_policy_replace_writes_over_a_hand_edited_resolv_conf() {
             .contains("192.0.2.53")
     );
 }
+
+/// On an L2-only segment the pairs are all `verify` can check: every pair, past the 8
+/// namespaces where a routed segment checks a ring.
+#[test]
+fn verify_checks_every_pair_on_an_l2_only_segment() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let mut text = String::from(
+        "name = \"l2\"\n[bridges.br1]\n[namespaces.n0]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\n",
+    );
+    for i in 1..9 {
+        text.push_str(&format!("[namespaces.n{i}]\nbridge = \"br1\"\n"));
+    }
+    let f = sb.file("l2.toml", &text);
+    sb.nsfw_code(&["apply", &f], 0);
+    let out = sb.nsfw_code(&["verify", &f], 0);
+    assert!(out.contains("72/72 checks as expected"), "{out}");
+    sb.ok("ip link set veth-n8 down");
+    let out = sb.nsfw_code(&["verify", &f], 1);
+    assert!(out.contains("56/72 checks as expected"), "{out}");
+}
