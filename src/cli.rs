@@ -168,8 +168,8 @@ pub enum Cmd {
     },
     /// Run the checks against the live topology.
     #[command(
-        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` (none by default) is connected to from the namespaces, as the policy says it should or should not be. A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it).",
-        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress)"
+        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` is connected to from the namespaces, as the policy says it should or should not be; without targets, the namespaces of masquerading bridges ping the host's default gateway (egress and NAT). A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it) or iptables-legacy's tables are loaded.",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress to that service instead of the default gateway)"
     )]
     Verify {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
