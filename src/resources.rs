@@ -53,6 +53,10 @@ pub(crate) enum LinkKind {
     Veth {
         peer_ns: String,
         peer: String,
+        /// The file gives the host end's MAC (`host_mac`): it is kept like the others.
+        /// Otherwise the derived MAC it is made with only tells a half-made pair of an
+        /// interrupted run from someone else's link.
+        keep_mac: bool,
     },
     /// The namespace end of a pair whose host end is `host`: made with it.
     Peer {

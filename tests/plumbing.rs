@@ -451,3 +451,37 @@ fn verify_checks_every_pair_on_an_l2_only_segment() {
     let out = sb.nsfw_code(&["verify", &f], 1);
     assert!(out.contains("56/72 checks as expected"), "{out}");
 }
+
+/// `host_mac` sets the host end's MAC (kept across a re-apply, changed by an edit); a
+/// universally administered MAC draws a warning naming the key, a locally administered one
+/// none.
+#[test]
+fn host_mac_is_set_and_a_vendor_mac_is_warned_about() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let with = |host_mac: &str| {
+        LAB.replace(
+            "address = \"10.10.0.2/24\"",
+            &format!("address = \"10.10.0.2/24\"\nhost_mac = \"{host_mac}\""),
+        )
+    };
+    let f = sb.file("lab.toml", &with("02:aa:00:00:00:01"));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("universally"));
+    let mac = |sb: &Sandbox| sb.json("ip -j link show dev veth-ns1")[0]["address"].clone();
+    assert_eq!(mac(&sb), "02:aa:00:00:00:01");
+    sb.nsfw_code(&["diff", &f], 0);
+    std::fs::write(&f, with("00:16:3e:00:00:07")).expect("write");
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "namespaces.ns1.host_mac = \"00:16:3e:00:00:07\": a universally administered MAC"
+        ),
+        "{err}"
+    );
+    assert_eq!(mac(&sb), "00:16:3e:00:00:07");
+    assert!(sb.pings("ns1", "10.10.0.3"));
+    sb.nsfw_code(&["diff", &f], 0);
+}

@@ -136,6 +136,8 @@ pub(crate) struct Iface {
     pub host_ifname: String,
     /// The namespace end's MAC: given, or derived from the names like a bridge's.
     pub mac: Mac,
+    /// `host_mac`: the host end's MAC; None: derived from the names.
+    pub host_mac: Option<Mac>,
     /// The bridge's MTU (one MTU per L2 segment).
     pub mtu: u32,
     /// `latency`, `jitter`, `loss`, `rate`: a netem qdisc on the namespace's end.

@@ -80,6 +80,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
+    warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
         Ok(Topology {
