@@ -374,6 +374,11 @@ fn a_hand_edited_resolv_conf_is_left_out_alone_and_force_takes_it_back() {
     let o = sb.nsfw(&["diff", &f]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/etc/netns/ns1/resolv.conf"));
+    let o = sb.nsfw(&["apply", "--json", &f]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!((&v["applied"], &v["partial"]), (&true.into(), &true.into()));
+    assert_eq!(v["skipped"].as_array().map(Vec::len), Some(1), "{v}");
 
     // A reboot: the namespaces are gone, the file in /etc survives. flush names the file and
     // leaves it; the boot unit's own command brings every namespace back up.

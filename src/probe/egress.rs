@@ -48,11 +48,14 @@ pub(crate) fn default_gateway() -> Result<Option<Gateway>> {
 /// get through where the file lets them out (and out of `dev`, with `egress_via`).
 pub(crate) fn gateway_checks(t: &Topology, gw: &Gateway) -> Vec<Check> {
     let mut out = Vec::new();
+    // A gateway on one of the file's own segments (a bridge that took a NIC's addresses and
+    // routes) is reached by bridging, not through the host: not the way out.
     if t.bridges.iter().any(|b| {
-        b.address
-            .is_some_and(|a| ipnetwork::IpNetwork::V4(a).contains(gw.addr))
+        b.name == gw.dev
+            || b.address
+                .is_some_and(|a| ipnetwork::IpNetwork::V4(a).contains(gw.addr))
     }) {
-        return out; // the gateway is on one of the file's own segments: not the way out
+        return out;
     }
     let all = t.namespaces.len() <= FROM_ALL_MAX || !t.policy.is_empty();
     let forwarding = t.host.ip_forward == Some(true);
@@ -78,4 +81,44 @@ pub(crate) fn gateway_checks(t: &Topology, gw: &Gateway) -> Vec<Check> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(text: &str) -> Topology {
+        crate::topology::parse(text, std::path::Path::new("t.toml")).expect("valid")
+    }
+
+    const TWO: &str = "name = \"t\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n[bridges.br1]\naddress = \"10.20.0.1/24\"\n[namespaces.a]\nbridge = \"br0\"\n[namespaces.b]\nbridge = \"br1\"\n";
+
+    fn gw(dev: &str) -> Gateway {
+        Gateway {
+            addr: "198.51.100.2".parse().expect("ip"),
+            dev: dev.into(),
+        }
+    }
+
+    #[test]
+    fn the_namespaces_of_masquerading_bridges_ping_the_gateway_as_the_file_says() {
+        let c = gateway_checks(&topology(TWO), &gw("eth0"));
+        // br1 does not masquerade: whether the gateway routes back to it is not nsfw's to say.
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].expect && c[0].from == Origin::Ns("a".into()));
+        assert_eq!(c[0].to_label, "default gateway (eth0)");
+        let denied = TWO.replace(
+            "masquerade = true\n",
+            "masquerade = true\negress = \"deny\"\n",
+        );
+        assert!(!gateway_checks(&topology(&denied), &gw("eth0"))[0].expect);
+        let via = TWO.replace(
+            "masquerade = true\n",
+            "masquerade = true\negress_via = [\"up0\"]\n",
+        );
+        assert!(!gateway_checks(&topology(&via), &gw("eth0"))[0].expect);
+        assert!(gateway_checks(&topology(&via), &gw("up0"))[0].expect);
+        // Through one of the file's bridges: not the way out.
+        assert!(gateway_checks(&topology(TWO), &gw("br0")).is_empty());
+    }
 }
