@@ -493,4 +493,15 @@ fn egress_via_keeps_namespaces_off_a_second_nic_s_lan() {
     // `nsfw try` rehearses it with the world behind an uplink named as the file says.
     let out = sb.nsfw_code(&["try", &f], 0);
     assert!(out.contains("checks as expected"), "{out}");
+    // A typo cuts the bridge off from the world: said, not silent.
+    let f = sb.file("eg.toml", &format!("{base}egress_via = [\"upO\"]\n{ns}"));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("bridges.br0.egress_via = \"upO\": the host has no interface upO"),
+        "{}",
+        show(&o)
+    );
+    assert!(!sb.pings("ns1", world));
 }

@@ -68,3 +68,26 @@ pub(super) fn judge_rule() -> Rule {
         Verdict::Drop,
     )
 }
+
+/// Warnings for `egress_via` interfaces the host does not have (`links`: its interfaces'
+/// names): until one appears, nothing new leaves the bridge for the world — a typo would
+/// otherwise cut it off without a word.
+pub(crate) fn missing_ways_out<'a>(
+    t: &Topology,
+    links: impl Iterator<Item = &'a str> + Clone,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in &t.bridges {
+        for via in &b.egress_via {
+            if !links.clone().any(|l| l == via) {
+                out.push(format!(
+                    "{}: bridges.{}.egress_via = \"{via}\": the host has no interface {via} (yet): until it appears, nothing new leaves {} for the world through it",
+                    t.source.display(),
+                    b.name,
+                    b.name
+                ));
+            }
+        }
+    }
+    out
+}

@@ -15,6 +15,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use egress::missing_ways_out;
 pub(crate) use table::{needs_localnet, table};
 
 /// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host
