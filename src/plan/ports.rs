@@ -9,29 +9,53 @@
 //! only copy. The kernel lets a bridge's ports go when the bridge is deleted; everything else
 //! here is steps like any other.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::cx::Cx;
 use crate::kinds::port::{addrs_of, has_addr, has_route, put_addr, put_route, routes_of};
 use crate::kinds::{DelAddr, LinkAttr, SetLink, bridge};
-use crate::plumbing::Link;
+use crate::plumbing::{Link, Observed};
 use crate::resources::{LinkKind, Node, Place};
 use crate::state::{KeptAddr, KeptRoute, Record, Taken};
+use crate::topology::Topology;
 
-/// The ports the file wants: their bridge and `take_addresses`.
-type Wanted = BTreeMap<String, (String, bool)>;
+/// What the file wants of a port.
+#[derive(Clone)]
+struct Want {
+    bridge: String,
+    take: bool,
+    /// The bridge's MTU, and whether the file says it (the port is then set to it).
+    mtu: u32,
+    mtu_set: bool,
+}
+
+/// The ports the file wants.
+type Wanted = BTreeMap<String, Want>;
 
 impl<'a> Cx<'a> {
-    /// The ports the file wants, with their bridge and `take_addresses`.
+    /// The ports the file wants, with their bridge, `take_addresses` and MTU.
     fn wanted_ports(&self) -> Wanted {
         self.d
             .host
             .links
             .values()
             .filter_map(|s| match (&s.kind, &s.master) {
-                (LinkKind::Port { take_addresses }, Some(br)) => {
-                    Some((s.name.clone(), (br.clone(), *take_addresses)))
-                }
+                (
+                    LinkKind::Port {
+                        take_addresses,
+                        mtu_set,
+                    },
+                    Some(br),
+                ) => Some((
+                    s.name.clone(),
+                    Want {
+                        bridge: br.clone(),
+                        take: *take_addresses,
+                        mtu: s.mtu,
+                        mtu_set: *mtu_set,
+                    },
+                )),
                 _ => None,
             })
             .collect()
@@ -44,7 +68,8 @@ impl<'a> Cx<'a> {
         let mut host = self.d.host.clone();
         let wanted = self.wanted_ports();
         for (port, t) in &rec.taken {
-            if t.topology != self.d.topology || wanted.get(port).map(|(b, _)| b) != Some(&t.bridge)
+            if t.topology != self.d.topology
+                || wanted.get(port).map(|w| &w.bridge) != Some(&t.bridge)
             {
                 continue;
             }
@@ -61,8 +86,8 @@ impl<'a> Cx<'a> {
     pub(super) fn ports(&mut self, rec: &Record) {
         let wanted = self.wanted_ports();
         let mut taken_now: BTreeMap<String, Taken> = BTreeMap::new();
-        for (port, (br, take)) in &wanted {
-            if let Some(t) = self.port(port, br, *take, rec) {
+        for (port, want) in &wanted {
+            if let Some(t) = self.port(port, want, rec) {
                 taken_now.insert(port.clone(), t);
             }
         }
@@ -77,9 +102,11 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// One wanted port of bridge `br`: enslaved (what it carries taken when `take`), kept as
-    /// it is, or a conflict. What this run takes from it.
-    fn port(&mut self, port: &str, br: &str, take: bool, rec: &Record) -> Option<Taken> {
+    /// One wanted port: enslaved (what it carries taken when the bridge says
+    /// `take_addresses`, its MTU set to the bridge's), kept as it is, or a conflict. What this
+    /// run takes from it.
+    fn port(&mut self, port: &str, want: &Want, rec: &Record) -> Option<Taken> {
+        let (br, take) = (want.bridge.as_str(), want.take);
         let o = self.o;
         let key = format!("{}: bridges.{br}.ports", self.file());
         let l = self.takeable(&key, port)?;
@@ -89,11 +116,17 @@ impl<'a> Cx<'a> {
             .filter(|b| b.alias.as_deref() == Some(self.d.mark.as_str()))
             .map(|b| b.index);
         if l.master.is_some() && l.master == ours {
+            // Held already: the segment's MTU was agreed when it was taken; someone changed
+            // it since (a mixed segment loses full-size frames): put back.
+            let mut attrs = mtu_attr(l, want.mtu);
             if !l.up {
+                attrs.push(LinkAttr::Up);
+            }
+            if !attrs.is_empty() {
                 self.push(SetLink {
                     place: Place::Host,
                     name: port.to_string(),
-                    attrs: vec![LinkAttr::Up],
+                    attrs,
                 });
             }
             if let (Some(t), Some(bi)) = (rec.taken.get(port), ours) {
@@ -114,10 +147,19 @@ impl<'a> Cx<'a> {
             self.refuse(&key, port, br, &addrs, &routes);
             return None;
         }
-        let mut attrs = vec![LinkAttr::Master {
+        if l.mtu != want.mtu && !want.mtu_set {
+            self.conflict(format!(
+                "{key}: {port} has MTU {} and bridge {br} {} (the default: [bridges.{br}] has no `mtu`); one MTU per L2 segment, or full-size frames are lost. Set mtu = {} on [bridges.{br}] to run the segment at the port's MTU (the namespaces on it take it too), or the MTU every port should be set to",
+                l.mtu, want.mtu, l.mtu
+            ));
+            return None;
+        }
+        // The MTU first: the port joins the bridge already at the segment's MTU.
+        let mut attrs = mtu_attr(l, want.mtu);
+        attrs.push(LinkAttr::Master {
             old: None,
             new: Some(br.to_string()),
-        }];
+        });
         if !l.up {
             attrs.push(LinkAttr::Up);
         }
@@ -126,7 +168,8 @@ impl<'a> Cx<'a> {
             name: port.to_string(),
             attrs,
         });
-        if addrs.is_empty() && routes.is_empty() {
+        let mtu = (l.mtu != want.mtu).then_some(l.mtu);
+        if addrs.is_empty() && routes.is_empty() && mtu.is_none() {
             return None;
         }
         self.take(port, br, &addrs, &routes);
@@ -135,6 +178,7 @@ impl<'a> Cx<'a> {
             bridge: br.to_string(),
             addrs,
             routes,
+            mtu,
         })
     }
 
@@ -211,7 +255,7 @@ impl<'a> Cx<'a> {
         let mut given_back = Vec::new();
         for (port, t) in &rec.taken {
             if !self.who.owns_topology(&t.topology)
-                || wanted.get(port).map(|(b, _)| b) == Some(&t.bridge)
+                || wanted.get(port).map(|w| &w.bridge) == Some(&t.bridge)
             {
                 continue;
             }
@@ -227,6 +271,16 @@ impl<'a> Cx<'a> {
             for r in &t.routes {
                 if !has_route(&o.host, l.index, r) {
                     self.push(put_route(r, port));
+                }
+            }
+            if let Some(m) = t.mtu {
+                let attrs = mtu_attr(l, m);
+                if !attrs.is_empty() {
+                    self.push(SetLink {
+                        place: Place::Host,
+                        name: port.clone(),
+                        attrs,
+                    });
                 }
             }
         }
@@ -256,4 +310,45 @@ impl<'a> Cx<'a> {
             }
         }
     }
+}
+
+/// The MTU change that brings link `l` to `mtu`, if any.
+fn mtu_attr(l: &Link, mtu: u32) -> Vec<LinkAttr> {
+    if l.mtu == mtu {
+        return Vec::new();
+    }
+    vec![LinkAttr::Mtu {
+        old: l.mtu,
+        new: mtu,
+    }]
+}
+
+/// `t` with each bridge's `lan` filled: for each port it takes addresses from, the networks
+/// of what the port carries now (a first apply: the firewall goes in before the port is
+/// taken) and of what the record says was taken from it (held by the bridge meanwhile).
+pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'t, Topology> {
+    if !t.bridges.iter().any(|b| b.take_addresses) {
+        return Cow::Borrowed(t); // no copy of a file of 100k allows for nothing
+    }
+    let mut t = t.clone();
+    for b in t.bridges.iter_mut().filter(|b| b.take_addresses) {
+        let mut lan = Vec::new();
+        for p in &b.ports {
+            let mut addrs = Vec::new();
+            let mut routes = Vec::new();
+            if let Some(l) = o.host.link(p) {
+                addrs = addrs_of(&o.host, l.index);
+                routes = routes_of(&o.host, l.index);
+            }
+            if let Some(k) = rec.taken.get(p).filter(|k| k.bridge == b.name) {
+                addrs.extend(k.addrs.iter().copied());
+                routes.extend(k.routes.iter().copied());
+            }
+            lan.extend(crate::kinds::port::networks(&addrs, &routes));
+        }
+        lan.sort();
+        lan.dedup();
+        b.lan = lan;
+    }
+    Cow::Owned(t)
 }
