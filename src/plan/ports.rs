@@ -14,11 +14,13 @@ use std::collections::BTreeMap;
 
 use super::cx::Cx;
 use crate::kinds::port::{addrs_of, has_addr, has_route, put_addr, put_route, routes_of};
-use crate::kinds::{DelAddr, LinkAttr, SetLink, bridge};
+use crate::kinds::{Announce, DelAddr, LinkAttr, SetLink, bridge};
 use crate::plumbing::{Link, Observed};
 use crate::resources::{LinkKind, Node, Place};
 use crate::state::{KeptAddr, KeptRoute, Record, Taken};
+use crate::topology::Mac;
 use crate::topology::Topology;
+use ipnetwork::IpNetwork;
 
 /// What the file wants of a port.
 #[derive(Clone)]
@@ -235,8 +237,10 @@ impl<'a> Cx<'a> {
     /// host build and removed from the port in the host finish, before the routes go to the
     /// bridge.
     fn take(&mut self, port: &str, br: &str, addrs: &[KeptAddr], routes: &[KeptRoute]) {
+        let mac = self.d.host.links.get(br).and_then(|l| l.mac);
         for a in addrs {
             self.push(put_addr(br, a));
+            self.announce(br, a.net, mac);
             self.push(DelAddr {
                 place: Place::Host,
                 ifname: port.to_string(),
@@ -266,6 +270,7 @@ impl<'a> Cx<'a> {
             for a in &t.addrs {
                 if !has_addr(&o.host, l.index, a.net) {
                     self.push(put_addr(port, a));
+                    self.announce(port, a.net, l.mac);
                 }
             }
             for r in &t.routes {
@@ -285,6 +290,17 @@ impl<'a> Cx<'a> {
             }
         }
         given_back
+    }
+
+    /// Address `net` announced on `ifname` (at `mac`) once it is there: it moved.
+    fn announce(&mut self, ifname: &str, net: IpNetwork, mac: Option<Mac>) {
+        if let Some(mac) = mac {
+            self.push(Announce {
+                ifname: ifname.to_string(),
+                net,
+                mac,
+            });
+        }
     }
 
     /// A port the bridge holds: what was taken from it stays on the bridge. A run killed
