@@ -95,3 +95,44 @@ fn a_small_ipv4_only_segment_takes_a_larger_port_in_one_run() {
     sb.nsfw_code(&["apply", &f], 0);
     assert_eq!(mtus(&sb), "1280 1280 1280 ");
 }
+
+/// `nsfw try` rehearses a file with a physical port: a stand-in NIC with a LAN behind it, as
+/// the host has the port (here eth1 at 1400 with a routed LAN, made in the test's sandbox as
+/// the "host"), and as made up when the host has no such interface.
+#[test]
+fn try_rehearses_physical_ports_with_a_lan_behind_them() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    // Not on this "host": made up (the bridge's MTU, a LAN host on the bridge's subnet).
+    let plain = sb.file("p.toml", &FILE.replace("MTU", "").replace(", \"eth2\"", ""));
+    let out = sb.nsfw_code(&["try", &plain], 0);
+    assert!(out.contains("lan-eth1"), "{out}");
+    let take = sb.file(
+        "t.toml",
+        &FILE
+            .replace("MTU", "take_addresses = true\nmasquerade = true")
+            .replace(", \"eth2\"", ""),
+    );
+    let out = sb.nsfw_code(&["try", &take], 0);
+    assert!(out.contains("internet"), "{out}");
+    // On this "host", at 1400 with addresses and a route: without `mtu` the rehearsal is
+    // refused as the real apply would be; with it, it passes, routed LAN included.
+    nic(&sb, "eth1", 1, 1400);
+    sb.ok("ip link set eth1 up && ip addr add 192.0.2.2/24 dev eth1 \
+           && ip route add 198.18.0.0/24 via 192.0.2.1 dev eth1");
+    let o = sb.nsfw(&["try", &take]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::show(&o));
+    assert!(common::show(&o).contains("eth1 has MTU 1400"));
+    let take = sb.file(
+        "t.toml",
+        &FILE
+            .replace("MTU", "mtu = 1400\ntake_addresses = true")
+            .replace(", \"eth2\"", ""),
+    );
+    let out = sb.nsfw_code(&["try", &take], 0);
+    assert!(
+        out.contains("internet") && out.contains("lan-eth1"),
+        "{out}"
+    );
+    // The host's own eth1 was not touched.
+    assert!(sb.ok("ip -o addr show dev eth1").contains("192.0.2.2/24"));
+}
