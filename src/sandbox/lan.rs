@@ -104,7 +104,7 @@ fn other_in(net: IpNetwork, not: &[IpAddr]) -> Option<IpAddr> {
 }
 
 /// Port number `i` of the sandbox, as the file wants it and the host has it.
-fn stand_in(t: &Topology, b: &Bridge, port: &str, i: usize, real: Option<&RealPort>) -> RealPort {
+fn stand_in(b: &Bridge, i: usize, real: Option<&RealPort>) -> RealPort {
     let mut p = real.cloned().unwrap_or_default();
     if !b.take_addresses {
         p.addrs.clear();
@@ -116,7 +116,6 @@ fn stand_in(t: &Topology, b: &Bridge, port: &str, i: usize, real: Option<&RealPo
             p.addrs.push(n);
         }
     }
-    let _ = (t, port);
     p.mtu = p.mtu.or(Some(b.mtu));
     p
 }
@@ -141,13 +140,23 @@ pub(crate) fn build(t: &Topology, upstream: &str) -> Result<Vec<Check>> {
     let mut i = 0;
     for b in &t.bridges {
         for port in &b.ports {
-            let p = stand_in(t, b, port, i, real.get(port));
+            let p = stand_in(b, i, real.get(port));
             i += 1;
             checks.extend(one(t, b, port, &p, upstream)?);
         }
     }
     Ok(checks)
 }
+
+const PLAIN: AddrOrig = AddrOrig {
+    flags: 0,
+    scope: 0,
+    valid: u32::MAX,
+    preferred: u32::MAX,
+};
+
+/// An address of the LAN host, and the next hop of its default route through it.
+type LanAddr = (IpNetwork, Option<IpAddr>);
 
 /// One stand-in NIC `port` with its LAN; its checks.
 fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Result<Vec<Check>> {
@@ -162,8 +171,24 @@ fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Re
     for r in netns::create_many(std::slice::from_ref(&ns), &each) {
         r?;
     }
-    let fd = netns::open_ns(&ns)?.ok_or_else(|| anyhow!("namespace {ns} vanished"))?;
     let mtu = p.mtu.unwrap_or(b.mtu);
+    make_port(&ns, port, mtu, p)?;
+    let lan = lan_addrs(t, b, p)?;
+    let dsts: Vec<IpNetwork> = p.routes.iter().map(|r| r.0).collect();
+    netns::visit(std::slice::from_ref(&ns), &|_, c| {
+        fill_lan(c, mtu, &lan, &dsts)
+    })
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| Ok(None))?;
+    back_from_wan(p)?;
+    Ok(checks(t, b, &ns, &lan, &p.addrs, upstream))
+}
+
+/// The stand-in: a veth `port` (its peer `eth0` in `ns`) with the port's addresses and
+/// routes, as the host has them.
+fn make_port(ns: &str, port: &str, mtu: u32, p: &RealPort) -> Result<()> {
+    let fd = netns::open_ns(ns)?.ok_or_else(|| anyhow!("namespace {ns} vanished"))?;
     let mut host = Conn::open("host")?;
     host.run_all(&[
         msgs::create_veth(port, None, mtu, None, "eth0", &fd, None),
@@ -171,17 +196,10 @@ fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Re
     ])?;
     drop(fd);
     let ix = super::index(&mut host, port)?;
-    let plain = AddrOrig {
-        flags: 0,
-        scope: 0,
-        valid: u32::MAX,
-        preferred: u32::MAX,
-    };
-    // The port's addresses and routes, as the host has them.
     let mut reqs: Vec<_> = p
         .addrs
         .iter()
-        .map(|a| msgs::add_addr_as(port, ix, *a, &plain))
+        .map(|a| msgs::add_addr_as(port, ix, *a, &PLAIN))
         .collect();
     for (dst, via) in &p.routes {
         // As the host's own (proto static), not nsfw's: nsfw takes it, it does not own it.
@@ -197,9 +215,14 @@ fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Re
         };
         reqs.push(msgs::replace_route(&r, ix));
     }
-    // The LAN host: beside each address of the port (its default route through it), or on
-    // the bridge's own subnet when the port carries none.
-    let mut lan: Vec<(IpNetwork, Option<IpAddr>)> = Vec::new();
+    host.run_all(&reqs)
+}
+
+/// The LAN host's addresses: beside each address of the port (its default route through it)
+/// and the next hops of the port's routes; or, when the port carries none, the highest free
+/// address of the bridge's own subnet.
+fn lan_addrs(t: &Topology, b: &Bridge, p: &RealPort) -> Result<Vec<LanAddr>> {
+    let mut lan: Vec<LanAddr> = Vec::new();
     let hops: Vec<IpAddr> = p.routes.iter().filter_map(|r| r.1).collect();
     for a in &p.addrs {
         let mut not = vec![a.ip()];
@@ -208,21 +231,14 @@ fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Re
             lan.push((IpNetwork::new(h, a.prefix())?, Some(a.ip())));
         }
     }
-    for h in hops
-        .iter()
-        .filter(|h| p.addrs.iter().any(|a| a.contains(**h)))
-    {
-        let pre = p
-            .addrs
-            .iter()
-            .find(|a| a.contains(*h))
-            .map_or(32, |a| a.prefix());
-        lan.push((IpNetwork::new(*h, pre)?, None));
+    for h in &hops {
+        if let Some(a) = p.addrs.iter().find(|a| a.contains(*h)) {
+            lan.push((IpNetwork::new(*h, a.prefix())?, None));
+        }
     }
     if p.addrs.is_empty()
         && let Some(s) = b.address
     {
-        // The highest free address of the bridge's subnet.
         let used: Vec<std::net::Ipv4Addr> = std::iter::once(s.ip())
             .chain(
                 t.namespaces
@@ -239,38 +255,32 @@ fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Re
             lan.push((IpNetwork::new(IpAddr::V4(h), s.prefix())?, None));
         }
     }
-    host.run_all(&reqs)?;
-    let dsts: Vec<IpNetwork> = p.routes.iter().map(|r| r.0).collect();
-    let lan_c = lan.clone();
-    netns::visit(std::slice::from_ref(&ns), &|_, c| {
-        c.run_all(&[msgs::set_link("eth0", Some(mtu), None, true, None, false)])?;
-        let (e, lo) = (super::index(c, "eth0")?, super::index(c, "lo")?);
-        let mut reqs = Vec::new();
-        for (a, _) in &lan_c {
-            reqs.push(msgs::add_addr_as("eth0", e, *a, &plain));
+    Ok(lan)
+}
+
+/// Inside the LAN namespace: `eth0` up at `mtu` with the LAN host's addresses and default
+/// routes, and an address of each network routed through the port on its loopback.
+fn fill_lan(c: &mut Conn, mtu: u32, lan: &[LanAddr], dsts: &[IpNetwork]) -> Result<()> {
+    c.run_all(&[msgs::set_link("eth0", Some(mtu), None, true, None, false)])?;
+    let (e, lo) = (super::index(c, "eth0")?, super::index(c, "lo")?);
+    let mut reqs = Vec::new();
+    for (a, _) in lan {
+        reqs.push(msgs::add_addr_as("eth0", e, *a, &PLAIN));
+    }
+    for d in dsts {
+        if let Some(first) = d.iter().nth(1) {
+            let n = IpNetwork::new(first, if first.is_ipv4() { 32 } else { 128 })?;
+            reqs.push(msgs::add_addr_as("lo", lo, n, &PLAIN));
         }
-        for d in &dsts {
-            if let Some(first) = d.iter().nth(1) {
-                let n = IpNetwork::new(first, if first.is_ipv4() { 32 } else { 128 })?;
-                reqs.push(msgs::add_addr_as("lo", lo, n, &plain));
-            }
-        }
-        for (_, gw) in &lan_c {
-            if let Some(g) = gw {
-                let any: IpNetwork = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" }.parse()?;
-                reqs.push(msgs::replace_route(
-                    &RouteSpec::unicast(any, Some(*g), "eth0"),
-                    e,
-                ));
-            }
-        }
-        c.run_all(&reqs)
-    })
-    .into_iter()
-    .next()
-    .unwrap_or_else(|| Ok(None))?;
-    back_from_wan(p)?;
-    Ok(checks(t, b, &ns, &lan, &p.addrs, upstream))
+    }
+    for g in lan.iter().filter_map(|(_, gw)| *gw) {
+        let any: IpNetwork = if g.is_ipv4() { "0.0.0.0/0" } else { "::/0" }.parse()?;
+        reqs.push(msgs::replace_route(
+            &RouteSpec::unicast(any, Some(g), "eth0"),
+            e,
+        ));
+    }
+    c.run_all(&reqs)
 }
 
 /// The simulated internet routes a LAN behind a port back through the host: nsfw does not
