@@ -63,14 +63,36 @@ fn ports_of_other_mtus_are_refused_before_anything_changes_or_set_to_the_files()
         ));
         assert!(out.contains("1 received"), "{out}");
     }
-    // Made mixed behind nsfw's back: doctor names the segment, apply mends it.
-    sb.ok("ip link set eth2 mtu 9000");
-    let d = sb.nsfw(&["doctor", &f]);
-    let said = common::show(&d);
+    let v = sb.nsfw_code(&["verify", &f], 0);
+    assert!(v.contains("gateway br0 (full size)"), "{v}");
+    // A veth end set apart: a small ping passes, the full-size probe does not.
+    sb.ok("ip link set veth-ns1 mtu 1300");
+    assert!(sb.pings("ns1", "10.20.0.1"));
+    let o = sb.nsfw(&["verify", &f]);
+    let said = common::show(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("the segment is mixed: bridge br0 has MTU 1400, its port(s) eth2 9000"),
+        said.lines()
+            .any(|l| l.contains("gateway br0 (full size)") && l.contains("FAIL")),
         "{said}"
     );
+    assert!(
+        said.contains("says MTU 1400, and br0 1300, veth-ns1 1300 differ"),
+        "{said}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    // A physical port made mixed behind nsfw's back: doctor and verify name the segment,
+    // apply mends it.
+    sb.ok("ip link set eth2 mtu 9000");
+    for cmd in ["doctor", "verify"] {
+        let said = common::show(&sb.nsfw(&[cmd, &f]));
+        assert!(
+            said.contains(
+                "the segment is mixed: [bridges.br0] says MTU 1400, and eth2 9000 differ"
+            ),
+            "{cmd}: {said}"
+        );
+    }
     sb.nsfw_code(&["apply", &f], 0);
     assert_eq!(mtus(&sb), "1400 1400 1400 ");
     // Flush: each port gets its own MTU back.

@@ -44,7 +44,7 @@ fn diagnose(
     };
     let l4 = match &c.probe {
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
-        probe::Probe::Ping | probe::Probe::Slow(_) => (1, 0),
+        probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
@@ -136,7 +136,14 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
     checks.extend(probe::target_checks(&t));
-    Ok(run_checks(&t, &checks, json, true))
+    checks.extend(probe::full_size_checks(&t));
+    let code = run_checks(&t, &checks, json, true);
+    // One MTU per segment: the ports' MTUs as the host has them.
+    let mixed = crate::doctor::mtu::read(&t).map_err(|e| report(&e))?;
+    for f in &mixed {
+        error!("{}: {} ({})", f.object, f.what, f.fix);
+    }
+    Ok(if mixed.is_empty() { code } else { ERR })
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {

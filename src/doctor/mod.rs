@@ -7,7 +7,7 @@ pub(crate) mod chains;
 pub(crate) mod flows;
 pub(crate) mod host;
 pub(crate) mod judge;
-mod mtu;
+pub(crate) mod mtu;
 
 #[cfg(test)]
 mod tests;

@@ -7,32 +7,44 @@ use super::{Finding, Severity};
 use crate::plumbing::NodeObs;
 use crate::topology::Topology;
 
-/// A finding for each bridge of `t` whose ports' MTUs are not all its own.
+/// [`mixed`], read from the host now (`nsfw verify`).
+pub(crate) fn read(t: &Topology) -> anyhow::Result<Vec<Finding>> {
+    let mut c = crate::plumbing::rtnl::Conn::open("host")?;
+    let node = crate::plumbing::observe::read_node(&mut c)?;
+    let mut out = Vec::new();
+    mixed(&mut out, t, &node);
+    Ok(out)
+}
+
+/// A finding for each bridge of `t` whose links (itself, its veths' host ends, its physical
+/// ports) do not all have one MTU, naming those that differ from the file's.
 pub(crate) fn mixed(out: &mut Vec<Finding>, t: &Topology, host: &NodeObs) {
     for b in &t.bridges {
         let Some(br) = host.link(&b.name) else {
             continue;
         };
-        let others: Vec<String> = host
-            .links
-            .iter()
-            .filter(|l| l.master == Some(br.index) && l.mtu != br.mtu)
-            .map(|l| format!("{} {}", l.name, l.mtu))
+        let members: Vec<_> = std::iter::once(br)
+            .chain(host.links.iter().filter(|l| l.master == Some(br.index)))
             .collect();
-        if others.is_empty() {
+        if members.iter().all(|l| l.mtu == br.mtu) {
             continue;
         }
+        let off: Vec<String> = members
+            .iter()
+            .filter(|l| l.mtu != b.mtu)
+            .map(|l| format!("{} {}", l.name, l.mtu))
+            .collect();
         out.push(Finding {
             severity: Severity::Problem,
             object: format!("bridge {}", b.name),
             what: format!(
-                "the segment is mixed: bridge {} has MTU {}, its port(s) {}; frames larger than the smallest MTU are lost without a word",
+                "the segment is mixed: [bridges.{}] says MTU {}, and {} differ; frames larger than the smallest MTU are lost without a word",
                 b.name,
-                br.mtu,
-                others.join(", ")
+                b.mtu,
+                off.join(", ")
             ),
             fix: format!(
-                "nsfw apply {} sets every port to MTU {} (the file's); to run the segment at a port's MTU, set `mtu` on [bridges.{}]",
+                "nsfw apply {} sets every link of the segment to MTU {}; to run it at a port's MTU, set `mtu` on [bridges.{}]",
                 t.source.display(),
                 b.mtu,
                 b.name
