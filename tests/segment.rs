@@ -101,6 +101,8 @@ fn ports_of_other_mtus_are_refused_before_anything_changes_or_set_to_the_files()
 }
 
 /// An IPv4-only bridge below IPv6's minimum MTU, taking a 1500-byte port: one run, no error.
+/// The segment's MTU changed in the file while it holds the ports: the ports follow, and get
+/// the MTU they had before nsfw first changed it back at flush.
 #[test]
 fn a_small_ipv4_only_segment_takes_a_larger_port_in_one_run() {
     let Some(sb) = Sandbox::or_skip() else { return };
@@ -116,6 +118,16 @@ fn a_small_ipv4_only_segment_takes_a_larger_port_in_one_run() {
     let f = sb.file("seg.toml", &FILE.replace("MTU", "mtu = 1280"));
     sb.nsfw_code(&["apply", &f], 0);
     assert_eq!(mtus(&sb), "1280 1280 1280 ");
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(mtus(&sb), "- 1500 1500 ");
+    // Held at 1500 (nothing to keep), then the file says 1000: given back 1500 all the same.
+    let f = sb.file("seg.toml", &FILE.replace("MTU", "mtu = 1500"));
+    sb.nsfw_code(&["apply", &f], 0);
+    let f = sb.file("seg.toml", &FILE.replace("MTU", "mtu = 1000"));
+    sb.nsfw_code(&["apply", &f], 0);
+    assert_eq!(mtus(&sb), "1000 1000 1000 ");
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(mtus(&sb), "- 1500 1500 ");
 }
 
 /// `nsfw try` rehearses a file with a physical port: a stand-in NIC with a LAN behind it, as

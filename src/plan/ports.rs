@@ -118,9 +118,12 @@ impl<'a> Cx<'a> {
             .filter(|b| b.alias.as_deref() == Some(self.d.mark.as_str()))
             .map(|b| b.index);
         if l.master.is_some() && l.master == ours {
-            // Held already: the segment's MTU was agreed when it was taken; someone changed
-            // it since (a mixed segment loses full-size frames): put back.
+            // Held already: the segment's MTU changed in the file, or someone changed the
+            // port's since (a mixed segment loses full-size frames): set. The MTU it had
+            // before nsfw first changed it is what it gets back.
             let mut attrs = mtu_attr(l, want.mtu);
+            let first_change =
+                !attrs.is_empty() && rec.taken.get(port).and_then(|t| t.mtu).is_none();
             if !l.up {
                 attrs.push(LinkAttr::Up);
             }
@@ -134,7 +137,14 @@ impl<'a> Cx<'a> {
             if let (Some(t), Some(bi)) = (rec.taken.get(port), ours) {
                 self.keep_taken(port, br, l.index, bi, t);
             }
-            return None;
+            return first_change.then(|| Taken {
+                mtu: Some(l.mtu),
+                ..rec.taken.get(port).cloned().unwrap_or_else(|| Taken {
+                    topology: self.d.topology.clone(),
+                    bridge: br.to_string(),
+                    ..Taken::default()
+                })
+            });
         }
         if let Some(m) = l.master {
             let other = o.host.name_of(m).unwrap_or("another bridge");
