@@ -52,3 +52,43 @@ pub(crate) fn mixed(out: &mut Vec<Finding>, t: &Topology, host: &NodeObs) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plumbing::Link;
+
+    fn link(index: u32, name: &str, master: Option<u32>, mtu: u32) -> Link {
+        Link {
+            name: name.into(),
+            master,
+            mtu,
+            ..Link::bare(index, true, false)
+        }
+    }
+
+    #[test]
+    fn a_segment_is_mixed_when_its_links_differ_and_names_those_off_the_files_mtu() {
+        let t = crate::testdata::topology(
+            "m",
+            "name='m'\n[bridges.br0]\naddress='10.0.0.1/24'\nports=['eth1']\nmtu=1400\n[namespaces.a]\nbridge='br0'\n",
+        );
+        let mut host = NodeObs::default();
+        host.links = vec![
+            link(1, "br0", None, 1400),
+            link(2, "veth-a", Some(1), 1400),
+            link(3, "eth1", Some(1), 1400),
+        ];
+        let mut out = Vec::new();
+        mixed(&mut out, &t, &host);
+        assert!(out.is_empty(), "{out:?}");
+        host.links[2].mtu = 9000;
+        mixed(&mut out, &t, &host);
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].what.contains("says MTU 1400, and eth1 9000 differ"),
+            "{}",
+            out[0].what
+        );
+    }
+}

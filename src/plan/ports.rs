@@ -166,6 +166,16 @@ impl<'a> Cx<'a> {
             ));
             return None;
         }
+        // A driver that cannot take the MTU would refuse it half-way through the run.
+        if let (Some(lo), Some(hi)) = l.mtu_range
+            && (want.mtu < lo || (hi > 0 && want.mtu > hi))
+        {
+            self.conflict(format!(
+                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{br}]; set mtu within that range",
+                want.mtu
+            ));
+            return None;
+        }
         // The MTU first: the port joins the bridge already at the segment's MTU.
         let mut attrs = mtu_attr(l, want.mtu);
         attrs.push(LinkAttr::Master {

@@ -535,6 +535,19 @@ fn a_port_of_another_mtu_is_refused_unless_the_file_sets_the_bridges() {
     );
     // Its own MTU is kept, to be given back.
     assert_eq!(p.record_during.taken["eth1"].mtu, Some(1400));
+    // A driver that takes at most 1500 is not asked for 9000 half-way through a run.
+    let (d, mut o) = with_port("mtu = 9000\n");
+    if let Some(l) = o.host.links.iter_mut().find(|l| l.name == "eth1") {
+        l.mtu_range = (Some(68), Some(1500));
+    }
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert!(
+        p.conflicts
+            .iter()
+            .any(|c| c.contains("eth1 takes an MTU of 68-1500")),
+        "{:?}",
+        p.conflicts
+    );
 }
 
 #[test]
