@@ -73,12 +73,14 @@ mod tests {
             "m",
             "name='m'\n[bridges.br0]\naddress='10.0.0.1/24'\nports=['eth1']\nmtu=1400\n[namespaces.a]\nbridge='br0'\n",
         );
-        let mut host = NodeObs::default();
-        host.links = vec![
-            link(1, "br0", None, 1400),
-            link(2, "veth-a", Some(1), 1400),
-            link(3, "eth1", Some(1), 1400),
-        ];
+        let mut host = NodeObs {
+            links: vec![
+                link(1, "br0", None, 1400),
+                link(2, "veth-a", Some(1), 1400),
+                link(3, "eth1", Some(1), 1400),
+            ],
+            ..NodeObs::default()
+        };
         let mut out = Vec::new();
         mixed(&mut out, &t, &host);
         assert!(out.is_empty(), "{out:?}");

@@ -117,34 +117,10 @@ impl<'a> Cx<'a> {
             .link(br)
             .filter(|b| b.alias.as_deref() == Some(self.d.mark.as_str()))
             .map(|b| b.index);
-        if l.master.is_some() && l.master == ours {
-            // Held already: the segment's MTU changed in the file, or someone changed the
-            // port's since (a mixed segment loses full-size frames): set. The MTU it had
-            // before nsfw first changed it is what it gets back.
-            let mut attrs = mtu_attr(l, want.mtu);
-            let first_change =
-                !attrs.is_empty() && rec.taken.get(port).and_then(|t| t.mtu).is_none();
-            if !l.up {
-                attrs.push(LinkAttr::Up);
-            }
-            if !attrs.is_empty() {
-                self.push(SetLink {
-                    place: Place::Host,
-                    name: port.to_string(),
-                    attrs,
-                });
-            }
-            if let (Some(t), Some(bi)) = (rec.taken.get(port), ours) {
-                self.keep_taken(port, br, l.index, bi, t);
-            }
-            return first_change.then(|| Taken {
-                mtu: Some(l.mtu),
-                ..rec.taken.get(port).cloned().unwrap_or_else(|| Taken {
-                    topology: self.d.topology.clone(),
-                    bridge: br.to_string(),
-                    ..Taken::default()
-                })
-            });
+        if let (Some(m), Some(bi)) = (l.master, ours)
+            && m == bi
+        {
+            return self.held(port, want, l, bi, rec);
         }
         if let Some(m) = l.master {
             let other = o.host.name_of(m).unwrap_or("another bridge");
@@ -159,21 +135,7 @@ impl<'a> Cx<'a> {
             self.refuse(&key, port, br, &addrs, &routes);
             return None;
         }
-        if l.mtu != want.mtu && !want.mtu_set {
-            self.conflict(format!(
-                "{key}: {port} has MTU {} and bridge {br} {} (the default: [bridges.{br}] has no `mtu`); one MTU per L2 segment, or full-size frames are lost. Set mtu = {} on [bridges.{br}] to run the segment at the port's MTU (the namespaces on it take it too), or the MTU every port should be set to",
-                l.mtu, want.mtu, l.mtu
-            ));
-            return None;
-        }
-        // A driver that cannot take the MTU would refuse it half-way through the run.
-        if let (Some(lo), Some(hi)) = l.mtu_range
-            && (want.mtu < lo || (hi > 0 && want.mtu > hi))
-        {
-            self.conflict(format!(
-                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{br}]; set mtu within that range",
-                want.mtu
-            ));
+        if !self.mtu_fits(&key, port, l, want) {
             return None;
         }
         // The MTU first: the port joins the bridge already at the segment's MTU.
@@ -202,6 +164,61 @@ impl<'a> Cx<'a> {
             routes,
             mtu,
         })
+    }
+
+    /// A port the bridge holds already: the segment's MTU changed in the file, or someone
+    /// changed the port's since (a mixed segment loses full-size frames): set. The MTU it had
+    /// before nsfw first changed it is what it gets back (what this run takes, if that is
+    /// now). What was taken from it stays on the bridge.
+    fn held(&mut self, port: &str, want: &Want, l: &Link, bi: u32, rec: &Record) -> Option<Taken> {
+        let br = want.bridge.as_str();
+        let mut attrs = mtu_attr(l, want.mtu);
+        let first_change = !attrs.is_empty() && rec.taken.get(port).and_then(|t| t.mtu).is_none();
+        if !l.up {
+            attrs.push(LinkAttr::Up);
+        }
+        if !attrs.is_empty() {
+            self.push(SetLink {
+                place: Place::Host,
+                name: port.to_string(),
+                attrs,
+            });
+        }
+        if let Some(t) = rec.taken.get(port) {
+            self.keep_taken(port, br, l.index, bi, t);
+        }
+        first_change.then(|| Taken {
+            mtu: Some(l.mtu),
+            ..rec.taken.get(port).cloned().unwrap_or_else(|| Taken {
+                topology: self.d.topology.clone(),
+                bridge: br.to_string(),
+                ..Taken::default()
+            })
+        })
+    }
+
+    /// Whether port `l` may be set to the segment's MTU: the file says it (else one of
+    /// another MTU is refused: which of the two was meant is not guessed), and its driver
+    /// takes it (else the kernel would refuse it half-way through the run). A conflict if not.
+    fn mtu_fits(&mut self, key: &str, port: &str, l: &Link, want: &Want) -> bool {
+        let br = want.bridge.as_str();
+        if l.mtu != want.mtu && !want.mtu_set {
+            self.conflict(format!(
+                "{key}: {port} has MTU {} and bridge {br} {} (the default: [bridges.{br}] has no `mtu`); one MTU per L2 segment, or full-size frames are lost. Set mtu = {} on [bridges.{br}] to run the segment at the port's MTU (the namespaces on it take it too), or the MTU every port should be set to",
+                l.mtu, want.mtu, l.mtu
+            ));
+            return false;
+        }
+        if let (Some(lo), Some(hi)) = l.mtu_range
+            && (want.mtu < lo || (hi > 0 && want.mtu > hi))
+        {
+            self.conflict(format!(
+                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{br}]; set mtu within that range",
+                want.mtu
+            ));
+            return false;
+        }
+        true
     }
 
     /// The host's interface `port`, if it may be a port at all: there, no bridge and none of
