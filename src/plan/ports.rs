@@ -172,6 +172,10 @@ impl<'a> Cx<'a> {
     /// now). What was taken from it stays on the bridge.
     fn held(&mut self, port: &str, want: &Want, l: &Link, bi: u32, rec: &Record) -> Option<Taken> {
         let br = want.bridge.as_str();
+        let key = format!("{}: bridges.{br}.ports", self.file());
+        if !self.mtu_in_range(&key, port, l, want) {
+            return None;
+        }
         let mut attrs = mtu_attr(l, want.mtu);
         let first_change = !attrs.is_empty() && rec.taken.get(port).and_then(|t| t.mtu).is_none();
         if !l.up {
@@ -209,12 +213,18 @@ impl<'a> Cx<'a> {
             ));
             return false;
         }
+        self.mtu_in_range(key, port, l, want)
+    }
+
+    /// Whether port `l`'s driver takes the segment's MTU (IFLA_MIN_MTU, IFLA_MAX_MTU): else
+    /// the kernel would refuse it half-way through the run. A conflict if not.
+    fn mtu_in_range(&mut self, key: &str, port: &str, l: &Link, want: &Want) -> bool {
         if let (Some(lo), Some(hi)) = l.mtu_range
             && (want.mtu < lo || (hi > 0 && want.mtu > hi))
         {
             self.conflict(format!(
-                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{br}]; set mtu within that range",
-                want.mtu
+                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{}]; set mtu within that range",
+                want.mtu, want.bridge
             ));
             return false;
         }

@@ -161,6 +161,13 @@ type LanAddr = (IpNetwork, Option<IpAddr>);
 /// One stand-in NIC `port` with its LAN; its checks.
 fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Result<Vec<Check>> {
     let ns = lan_ns(port);
+    if port == super::UPLINK {
+        return Err(anyhow!(
+            "{}: bridges.{}.ports: `try` keeps the name {port} for its simulated upstream; it cannot stand in for a port of that name",
+            t.source.display(),
+            b.name
+        ));
+    }
     if t.namespaces.iter().any(|n| n.name == ns) {
         return Err(anyhow!(
             "{}: namespaces.{ns}: `try` keeps this name for the LAN behind port {port}; rename the namespace",
