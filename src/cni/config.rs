@@ -68,6 +68,11 @@ pub(crate) struct NetConf {
     pub ips: Vec<Ipv4Addr>,
     pub mac: Option<Mac>,
     pub prev_result: Option<Value>,
+    /// `capabilities` exactly `{"ips": true}` and an address asked for in `CNI_ARGS`: what
+    /// podman 4 sends with `--ip` to a first plugin that does not declare `ips` — it replaces
+    /// the plugin's own capabilities, so `portMappings` is no longer declared and libcni drops
+    /// the mappings on the way.
+    pub caps_replaced: bool,
     /// GC only.
     pub valid: Vec<Attachment>,
     /// The bytes as they came, for the IPAM plugin (it gets the whole configuration).
@@ -265,6 +270,7 @@ fn parse_object(
         ips: Vec::new(),
         mac: None,
         prev_result: None,
+        caps_replaced: false,
         valid: Vec::new(),
         raw: bytes.to_vec(),
     };
@@ -308,6 +314,11 @@ fn parse_object(
     }
     c.masquerade = masq.or(ip_masq).unwrap_or(true);
     from_cni_args(&mut c, cni_args)?;
+    let only_ips = o
+        .get("capabilities")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.len() == 1 && m.get("ips") == Some(&Value::Bool(true)));
+    c.caps_replaced = only_ips && cni_args.iter().any(|(k, _)| k == "IP") && c.ports.is_empty();
     if c.bridge.is_empty() {
         let b = format!("nsfw-{}", c.name);
         if crate::topology::check_ifname(&b).is_err() {
@@ -409,6 +420,11 @@ fn runtime_config(c: &mut NetConf, v: &Value) -> CniResult<()> {
 impl NetConf {
     /// Checks what an address-handing command (ADD) needs.
     pub(crate) fn need_addresses(&self) -> CniResult<()> {
+        if self.caps_replaced {
+            return Err(CniError::config(
+                "capabilities = {\"ips\": true} alone, with CNI_ARGS IP: podman replaces the capabilities of a conflist's first plugin so when a container has --ip and the plugin does not declare ips, and any port mappings (-p) are lost on the way; declare \"capabilities\": {\"portMappings\": true, \"ips\": true} in the conflist (docs/cni.md)",
+            ));
+        }
         match (&self.subnet, &self.ipam) {
             (Some(_), Some(_)) => Err(CniError::config(
                 "subnet and ipam are both set: nsfw hands out addresses of subnet itself, or asks the IPAM plugin; pick one",
