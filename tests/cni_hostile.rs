@@ -247,6 +247,14 @@ fn refused_configurations_change_nothing() {
         ),
         (plain("10.88.0.0/24", r#","mtu":67"#), 7, "68-65535"),
         (
+            format!(
+                r#"{{"cniVersion":"1.0.0","name":"lab","type":"nsfw","ipam":{{"type":"host-local","dataDir":"{}/ipam","ranges":[[{{"subnet":"10.89.0.0/24"}}]],"routes":[{{"dst":"10.1.0.0/16","gw":"192.0.2.1"}}]}}}}"#,
+                sb.dir().display()
+            ),
+            7,
+            "not in subnet",
+        ),
+        (
             plain("10.88.0.0/24", r#","bridge":"foreign0""#),
             100,
             "not network lab's bridge",
@@ -277,6 +285,72 @@ fn refused_configurations_change_nothing() {
     let (code, _, text) = cni(&sb, "DEL", "c1", "/run/netns/c1", &small);
     assert_eq!(code, 0, "{text}");
     assert_eq!(host_state(&sb), before.0);
+}
+
+/// An ADD that fails half-way — here for want of file descriptors (EMFILE) at whatever step
+/// the limit cuts it — undoes everything it did, forwarding included; one that gets through
+/// is DELeted. Either way the host is as before.
+#[test]
+fn an_add_failing_half_way_undoes_everything() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok("echo 0 > /proc/sys/net/ipv4/ip_forward; ip netns add c1");
+    let before = host_state(&sb);
+    let c = sb.file("conf.json", &conf(""));
+    let mut failed = 0;
+    for n in 4..=24 {
+        let o = sb.sh(&format!(
+            "ulimit -n {n}; CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS=/run/netns/c1 CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni {NSFW} < {c}"
+        ));
+        if o.status.success() {
+            let (code, _, text) = cni(&sb, "DEL", "c1", "/run/netns/c1", &conf(""));
+            assert_eq!(code, 0, "{text}");
+        } else {
+            failed += 1;
+        }
+        assert_eq!(host_state(&sb), before, "ulimit -n {n}: {}", show(&o));
+        assert_eq!(
+            sb.ok("ip -n c1 -o link show | wc -l").trim(),
+            "1",
+            "ulimit -n {n}"
+        );
+    }
+    assert!(failed > 0, "no limit made the ADD fail");
+}
+
+/// The kernel refusing any one request of an ADD (strace makes the Nth netlink `sendto` fail
+/// with EPERM, or the Nth `write`, a sysctl or the record, with EIO): the ADD fails, and what
+/// it did before is undone — the bridge, the pair, the table, `ip_forward` — so the host is
+/// as before.
+#[test]
+fn an_add_the_kernel_refuses_half_way_undoes_everything() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    if sb.sh("command -v strace").status.code() != Some(0) {
+        eprintln!("skipped: strace missing (scripts/install-deps)");
+        return;
+    }
+    sb.upstream(&[]);
+    sb.ok("echo 0 > /proc/sys/net/ipv4/ip_forward; ip netns add c1");
+    let before = host_state(&sb);
+    let c = sb.file("conf.json", &conf(""));
+    let mut failed = 0;
+    for (call, error, most) in [("sendto", "EPERM", 20), ("write", "EIO", 10)] {
+        for n in 1..=most {
+            let o = sb.sh(&format!(
+                "CNI_COMMAND=ADD CNI_CONTAINERID=c1 CNI_NETNS=/run/netns/c1 CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni strace -f -o /dev/null -e inject={call}:error={error}:when={n} {NSFW} < {c}"
+            ));
+            if o.status.success() {
+                let (code, _, text) = cni(&sb, "DEL", "c1", "/run/netns/c1", &conf(""));
+                assert_eq!(code, 0, "{text}");
+            } else {
+                failed += 1;
+            }
+            let at = format!("{call} #{n} failing with {error}: {}", show(&o));
+            assert_eq!(host_state(&sb), before, "{at}");
+            assert_eq!(sb.ok("ip -n c1 -o link show | wc -l").trim(), "1", "{at}");
+        }
+    }
+    assert!(failed > 10, "only {failed} ADDs failed");
 }
 
 /// `CNI_NETNS` naming the plugin's own namespace (the host's, by any path), a FIFO, a

@@ -163,18 +163,37 @@ fn attach_locked(
     let r = build(
         env, c, ns, &lease, mine, &held, bridge, &lock, conn, &mut sock,
     );
-    if let Err(e) = &r {
-        // Undone as a DEL would: this container's veth, and the network's table, bridge and
-        // forwarding when it was the only one.
-        if let Err(u) =
-            super::del::remove_locked(&lock, conn, &mut sock, c, &env.container_id, &env.ifname)
-        {
-            crate::output::err(format_args!(
-                "nsfw: undoing the failed ADD ({e}) failed too: {u}"
-            ));
+    match &r {
+        // Undone as a DEL would — this container's veth, and the network's table, bridge and
+        // forwarding when it was the only one — after the links the record names that never
+        // got their mark (a bridge made but refused its alias).
+        Err(e) => {
+            let undone = leftovers::sweep(&lock, conn, &c.name)
+                .map_err(CniError::from)
+                .and_then(|()| {
+                    super::del::remove_locked(
+                        &lock,
+                        conn,
+                        &mut sock,
+                        c,
+                        &env.container_id,
+                        &env.ifname,
+                    )
+                });
+            if let Err(u) = undone {
+                crate::output::err(format_args!(
+                    "nsfw: undoing the failed ADD ({e}) failed too: {u}"
+                ));
+            }
+        }
+        // Everything is marked: the record's entries are done with (if they cannot be
+        // dropped now, the next command's sweep finds the links marked and drops them).
+        Ok(_) => {
+            if let Err(e) = leftovers::settled(&lock, &c.name) {
+                crate::output::err(format_args!("nsfw: warning: {e:#}"));
+            }
         }
     }
-    leftovers::settled(&lock, &c.name)?;
     r
 }
 

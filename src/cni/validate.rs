@@ -75,6 +75,17 @@ pub(super) fn lease(l: &Lease) -> CniResult<()> {
             "the container's address {gw} is the gateway's"
         )));
     }
+    // The container reaches nothing but its subnet directly: the kernel refuses a next hop
+    // outside it (ENETUNREACH) half-way through the ADD.
+    for (dst, via) in &l.routes {
+        if let Some(v) = via
+            && !subnet.contains(*v)
+        {
+            return Err(CniError::config(format!(
+                "the route to {dst} goes via {v}, which is not in subnet {subnet}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -123,7 +134,10 @@ mod tests {
         Lease {
             addr: addr.parse().expect("net"),
             gateway: gw.parse().expect("ip"),
-            routes: vec![],
+            routes: vec![(
+                "10.1.0.0/16".parse().expect("net"),
+                Some("10.90.0.9".parse().expect("ip")),
+            )],
             dns: None,
         }
     }
@@ -131,6 +145,9 @@ mod tests {
     #[test]
     fn what_the_kernel_or_host_would_refuse_is_refused() {
         assert!(lease(&l("10.90.0.2/24", "10.90.0.1")).is_ok());
+        let mut far = l("10.90.0.2/24", "10.90.0.1");
+        far.routes[0].1 = Some("192.0.2.1".parse().expect("ip"));
+        assert!(lease(&far).is_err(), "a next hop outside the subnet");
         for (a, g) in [
             ("0.0.0.2/0", "0.0.0.1"),
             ("0.0.0.2/8", "0.0.0.1"),
