@@ -314,11 +314,7 @@ fn parse_object(
     }
     c.masquerade = masq.or(ip_masq).unwrap_or(true);
     from_cni_args(&mut c, cni_args)?;
-    let only_ips = o
-        .get("capabilities")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.len() == 1 && m.get("ips") == Some(&Value::Bool(true)));
-    c.caps_replaced = only_ips && cni_args.iter().any(|(k, _)| k == "IP") && c.ports.is_empty();
+    c.caps_replaced = caps_replaced(o, cni_args) && c.ports.is_empty();
     if c.bridge.is_empty() {
         let b = format!("nsfw-{}", c.name);
         if crate::topology::check_ifname(&b).is_err() {
@@ -329,6 +325,15 @@ fn parse_object(
         c.bridge = b;
     }
     Ok(c)
+}
+
+/// Whether the capabilities are podman's replacement (see `NetConf::caps_replaced`).
+fn caps_replaced(o: &Map<String, Value>, cni_args: &[(String, String)]) -> bool {
+    let only_ips = o
+        .get("capabilities")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.len() == 1 && m.get("ips") == Some(&Value::Bool(true)));
+    only_ips && cni_args.iter().any(|(k, _)| k == "IP")
 }
 
 /// `subnet`: an IPv4 network of at least 4 addresses, normalised.
@@ -480,6 +485,27 @@ mod tests {
         assert_eq!(c.ports.len(), 2, "the IPv6 mapping is left out");
         assert_eq!(c.ips, vec![Ipv4Addr::new(10, 88, 0, 9)]);
         assert!(c.mac.is_some());
+    }
+
+    #[test]
+    fn podmans_replaced_capabilities_are_refused() {
+        let with = |caps: &str, args: &[(String, String)]| {
+            parse(
+                format!(r#"{{"cniVersion":"1.0.0","name":"n","subnet":"10.1.0.0/24","capabilities":{caps}}}"#)
+                    .as_bytes(),
+                args,
+            )
+            .expect("valid test input")
+        };
+        let ip = [("IP".to_string(), "10.1.0.7".to_string())];
+        let e = with(r#"{"ips":true}"#, &ip).need_addresses().unwrap_err();
+        assert!(e.msg.contains("portMappings"), "{e}");
+        assert!(
+            with(r#"{"ips":true,"portMappings":true}"#, &ip)
+                .need_addresses()
+                .is_ok()
+        );
+        assert!(with(r#"{"ips":true}"#, &[]).need_addresses().is_ok());
     }
 
     #[test]
