@@ -136,7 +136,7 @@ fn killed_adds_and_dels_never_strand_the_host() {
 /// kill -9 at every step of an ADD and of a DEL, deterministically: strace kills the plugin
 /// at its Nth netlink request (`sendto`: rtnetlink and the nftables batch), Nth `write` (the
 /// sysctls, the record) and Nth `rename` (the record put in place), for every N until a run
-/// finishes. After each: an ADD of another container on that network succeeds, DELs of both
+/// finishes. After each: STATUS says ready, an ADD of another container on that network succeeds, DELs of both
 /// succeed, and the host is exactly as before. (Random kills rarely land in the short windows
 /// between making a link and marking it; these land in each.)
 #[test]
@@ -180,6 +180,8 @@ fn killed_at_every_step_an_add_or_del_leaves_nothing() {
                     || o.status.code().is_none()
                     || String::from_utf8_lossy(&o.stderr).contains("+++ killed by SIGKILL");
                 let at = format!("{cmd} killed at {call} #{n}");
+                let o = run("STATUS", "victim", "");
+                assert!(o.status.success(), "{at}: STATUS\n{}", show(&o));
                 let o = run("ADD", "next", "");
                 assert!(o.status.success(), "{at}: the next ADD\n{}", show(&o));
                 for cid in ["victim", "next"] {

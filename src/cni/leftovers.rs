@@ -38,6 +38,17 @@ pub(super) fn settled(lock: &Lock, network: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `l` is a link a killed command of `network` left unmarked (the record names it with
+/// its MAC): the next ADD, DEL or GC removes it.
+pub(super) fn is_leftover(lock: &Lock, network: &str, l: &crate::plumbing::Link) -> bool {
+    let rec = Record::load(lock.dir());
+    rec.pending.get(&network_user(network)).is_some_and(|p| {
+        l.alias.is_none()
+            && l.mac
+                .is_some_and(|m| p.links.get(&l.name) == Some(&m.to_string()))
+    })
+}
+
 /// Removes what a killed command of `network` left unmarked, and its entries.
 pub(super) fn sweep(lock: &Lock, conn: &mut Conn, network: &str) -> Result<()> {
     let rec = Record::load(lock.dir());
