@@ -2,9 +2,12 @@
 //!
 //! In order: refuse a second ADD of the same attachment before anything else (so its failure
 //! cannot release the first one's lease); ask the IPAM plugin for a lease (outside the lock:
-//! the plugin has its own); then under nsfw's lock read the table, check the address and ports
-//! are free, make sure of the bridge and forwarding, make the pair, and send the one batch. An
-//! error undoes what was made and releases the lease.
+//! the plugin has its own); then under nsfw's lock sweep what a killed command left (see
+//! `leftovers`), read the table, check the lease against the reserved ranges and the host's
+//! routes (`validate`) and the address and ports are free — everything that can be refused is
+//! refused here, before the host changes — then record the links about to be made, turn on
+//! forwarding, make the bridge and the pair, and send the one batch. An error after the checks
+//! undoes everything the ADD did, as a DEL would, and releases the lease.
 
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
