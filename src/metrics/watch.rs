@@ -109,6 +109,7 @@ fn kind(s: &Step) -> &'static str {
         Step::WriteResolv { .. } | Step::RemoveResolv { .. } => "file",
         Step::ForgetNeighbours { .. } => "neighbours",
         Step::SetNetem { .. } => "qdisc",
+        Step::Adopt { .. } => "adopt",
     }
 }
 
