@@ -29,6 +29,10 @@ pub(crate) struct Adoption {
     pub rules: Vec<Found>,
     /// Hand-written rules that concern the file's bridges but that it does not say: kept.
     pub kept: Vec<String>,
+    /// Host forwarding switches the lab turned on by hand: recorded as the kernel's default
+    /// (0), so that the flush of the last topology that needs them turns them off, as the
+    /// lab's own teardown would have.
+    pub sysctls: Vec<String>,
 }
 
 fn unmarked(alias: Option<&str>) -> bool {
@@ -55,11 +59,7 @@ fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> boo
 /// The unmarked objects of `d` that are taken over: every one when `adopt`, else those an
 /// interrupted adoption of this topology was taking (the record).
 pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: bool) -> Adoption {
-    let was = rec
-        .adopting
-        .get(&d.topology)
-        .cloned()
-        .unwrap_or_default();
+    let was = rec.adopting.get(&d.topology).cloned().unwrap_or_default();
     let mut a = Adoption::default();
     for name in d.namespaces.keys() {
         let Some(ns) = o.namespaces.get(name) else {
@@ -89,6 +89,18 @@ pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: boo
                 }
                 .into(),
             );
+        }
+    }
+    if adopt {
+        for (k, want) in d.host.sysctls.iter().filter(|(_, s)| s.restore) {
+            let have = o.host.sysctls.get(k).cloned().flatten();
+            if k.ends_with("forwarding") || k.ends_with("ip_forward") {
+                if have.as_deref().map(str::trim) == Some(want.value.as_str())
+                    && !rec.sysctls.contains_key(k)
+                {
+                    a.sysctls.push(k.clone());
+                }
+            }
         }
     }
     for ns in d.resolv.keys() {
@@ -155,10 +167,7 @@ pub(crate) fn as_marked(
             && crate::owner::resolv_owner(t).is_none()
         {
             // Marked, and different from what nsfw writes: the plan writes it as nsfw's.
-            *t = format!(
-                "{}\n# adopted\n{t}",
-                crate::owner::resolv_marker(topology)
-            );
+            *t = format!("{}\n# adopted\n{t}", crate::owner::resolv_marker(topology));
         }
     }
     o
@@ -176,9 +185,11 @@ fn says(t: &Topology, m: &Meaning) -> bool {
         })
     };
     let ns_of = |ip: std::net::IpAddr| {
-        t.namespaces
-            .iter()
-            .find(|n| n.ifaces.iter().any(|i| std::net::IpAddr::V4(i.address.ip()) == ip))
+        t.namespaces.iter().find(|n| {
+            n.ifaces
+                .iter()
+                .any(|i| std::net::IpAddr::V4(i.address.ip()) == ip)
+        })
     };
     match m {
         Meaning::Masquerade { subnet, uplink, .. } => bridge(&subnet.to_string())
@@ -253,11 +264,29 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
                 "rule",
                 &format!("{} {}", f.at.family.as_str(), f.at.table),
                 Some(&f.at.chain),
-                format!("{} (handle {}): written by hand, replaced by nsfw's table", f.text, f.at.handle),
+                format!(
+                    "{} (handle {}): written by hand, replaced by nsfw's table",
+                    f.text, f.at.handle
+                ),
             )
         });
     }
     p.warnings.extend(a.kept);
+    for k in a.sysctls {
+        p.warnings.push(format!(
+            "{k} is on, turned on by hand: adopted as this topology's (its flush turns it off when no other topology needs it)"
+        ));
+        for r in [&mut p.record_during, &mut p.record_after] {
+            let e = r
+                .sysctls
+                .entry(k.clone())
+                .or_insert_with(|| crate::state::Saved {
+                    original: "0".to_string(),
+                    users: Default::default(),
+                });
+            e.users.insert(topology.to_string());
+        }
+    }
     if !a.pending.is_empty() {
         p.record_during
             .adopting
@@ -268,7 +297,5 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
 
 /// For a flush: the adoption's record entries go with what they name.
 pub(crate) fn finish_flush(p: &mut Plan, who: Owner) {
-    p.record_after
-        .adopting
-        .retain(|t, _| !who.owns_topology(t));
+    p.record_after.adopting.retain(|t, _| !who.owns_topology(t));
 }

@@ -97,12 +97,7 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
 
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing
 /// changes, and the exit status is apply's (0 unless an error).
-pub fn dry_run(
-    file: Option<PathBuf>,
-    how: Printing,
-    wait: bool,
-    adopt: bool,
-) -> Result<u8, Fail> {
+pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     super::quiet_for_json(how.json);
     let p = read_plan(&t, wait, "apply --dry-run", adopt)?;

@@ -362,7 +362,19 @@ fn converge_in(
     // The caller sees the plan first, conflicts and all (`apply --json` prints it).
     before(&p, &o);
     if !p.conflicts.is_empty() {
-        bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
+        let hint = if !tg.adopt
+            && p.conflicts
+                .iter()
+                .any(|c| c.contains("nsfw does not own it"))
+        {
+            "\nhint: if they were built by hand and are what the file says, `nsfw apply --adopt FILE` takes them over in place (`nsfw import` writes such a file)"
+        } else {
+            ""
+        };
+        bail!(
+            "{}\nnothing was changed{hint}",
+            p.conflicts.join("\nerror: ")
+        );
     }
     if p.is_empty() {
         if p.record_after != rec {

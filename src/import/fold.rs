@@ -39,8 +39,7 @@ fn ns_of(lab: &Lab, addr: &str) -> Option<String> {
 }
 
 fn note(lab: &mut Lab, f: &Found, why: &str) -> bool {
-    lab.notes
-        .push(format!("{}: {} ({why})", f.at, f.text));
+    lab.notes.push(format!("{}: {} ({why})", f.at, f.text));
     false
 }
 

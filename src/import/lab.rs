@@ -91,9 +91,9 @@ fn addrs_of(node: &NodeObs, index: u32) -> (Option<IpNetwork>, Option<IpNetwork>
 fn wanted(net: Option<IpNetwork>, subnets: &[IpNetwork]) -> bool {
     subnets.is_empty()
         || net.is_some_and(|n| {
-            subnets
-                .iter()
-                .any(|s| s.is_ipv4() == n.is_ipv4() && s.contains(n.network()) && s.prefix() <= n.prefix())
+            subnets.iter().any(|s| {
+                s.is_ipv4() == n.is_ipv4() && s.contains(n.network()) && s.prefix() <= n.prefix()
+            })
         })
 }
 
@@ -120,8 +120,9 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
         .map(|l| (l.index, l))
         .collect();
     for (ns, why) in &o.unreachable {
-        lab.notes
-            .push(format!("namespace {ns}: cannot be read ({why}); not imported"));
+        lab.notes.push(format!(
+            "namespace {ns}: cannot be read ({why}); not imported"
+        ));
     }
     for (ns_name, ns) in &o.namespaces {
         if !foreign(ns.owner.as_deref()) {
@@ -155,7 +156,11 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
             ));
         }
         for p in &ports {
-            if host.addrs.iter().any(|a| Some(a.index) == host.link(p).map(|l| l.index)) {
+            if host
+                .addrs
+                .iter()
+                .any(|a| Some(a.index) == host.link(p).map(|l| l.index))
+            {
                 lab.notes.push(format!(
                     "bridge {}: port {p} carries addresses; `take_addresses = true` would move them to the bridge",
                     br.name
@@ -175,7 +180,11 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
         );
     }
     // Host ends on a bridge whose peer is no named namespace's: a container's, another tool's.
-    for l in host.links.iter().filter(|l| l.kind.as_deref() == Some("veth")) {
+    for l in host
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("veth"))
+    {
         let on = l.master.and_then(|m| bridges.get(&m));
         let paired = lab
             .namespaces

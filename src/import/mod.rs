@@ -80,8 +80,9 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
     let found = match read_rules(&lab) {
         Ok(f) => f,
         Err(e) => {
-            lab.notes
-                .push(format!("the nftables ruleset cannot be read ({e:#}); no firewall line imported"));
+            lab.notes.push(format!(
+                "the nftables ruleset cannot be read ({e:#}); no firewall line imported"
+            ));
             Vec::new()
         }
     };
@@ -139,8 +140,7 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                     continue; // nsfw's own, placed in another's chain
                 }
                 let mut rule = r.rule.clone();
-                rule.stmts
-                    .retain(|s| !matches!(s, nft::Stmt::Counter(_)));
+                rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
                 let text = rules::xt_as_nft(&rule.to_string());
                 // iptables-nft's tables and chains, where the guide's lines are.
                 let meaning = match (t.family, t.name.as_str(), c.name.as_str()) {
@@ -151,7 +151,8 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                     _ => None,
                 };
                 // The stateful accept names no bridge, yet is the guide's.
-                let stateful = meaning == Some(rules::Meaning::Stateful);
+                let stateful = meaning == Some(rules::Meaning::Stateful)
+                    || text.contains("xtables match conntrack");
                 if !stateful && !rules::concerns(&text, names, subnets) {
                     continue;
                 }

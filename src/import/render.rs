@@ -98,7 +98,13 @@ fn namespace(s: &mut String, lab: &Lab, name: &str, n: &Ns) {
         let r: Vec<String> = n
             .routes
             .iter()
-            .map(|(to, via)| format!("{{ to = {}, via = {} }}", q(&to.to_string()), q(&via.to_string())))
+            .map(|(to, via)| {
+                format!(
+                    "{{ to = {}, via = {} }}",
+                    q(&to.to_string()),
+                    q(&via.to_string())
+                )
+            })
             .collect();
         let _ = writeln!(s, "routes = [{}]", r.join(", "));
     }

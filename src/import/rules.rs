@@ -233,6 +233,9 @@ pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
 /// as unreadable with their name, revision and info bytes) written as nft writes the native
 /// statement, where their info says exactly that; unchanged otherwise.
 pub(crate) fn xt_as_nft(text: &str) -> String {
+    if let Some(t) = xt_conntrack(text) {
+        return t;
+    }
     let Some(start) = text.find("[nsfw cannot read this (xtables target ") else {
         return text.to_string();
     };
@@ -246,7 +249,8 @@ pub(crate) fn xt_as_nft(text: &str) -> String {
             .find_map(|w| w.strip_prefix(k))
             .map(|v| v.trim_matches('"').to_string())
     };
-    let (Some(name), Some(rev), Some(info)) = (field("name="), field("rev="), field("info=0x")) else {
+    let (Some(name), Some(rev), Some(info)) = (field("name="), field("rev="), field("info=0x"))
+    else {
         return text.to_string();
     };
     let bytes: Option<Vec<u8>> = (0..info.len() / 2)
@@ -258,6 +262,41 @@ pub(crate) fn xt_as_nft(text: &str) -> String {
     format!("{}{nat}{}", &text[..start], &text[start + len + 1..])
 }
 
+/// `-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT` as iptables-nft loads it (an
+/// xt_conntrack_mtinfo3 match, then a counter and the verdict, all unread by the nft crate):
+/// `ct state established,related accept` when the info says exactly that (match_flags
+/// XT_CONNTRACK_STATE, no inversion, state_mask ESTABLISHED|RELATED, everything else zero).
+fn xt_conntrack(text: &str) -> Option<String> {
+    let start = text.find("[nsfw cannot read this (xtables match conntrack)")?;
+    let end = start + text[start..].find(']')?;
+    let inner = &text[start..end];
+    let hex = inner.split("info=0x").nth(1)?.split(';').next()?.trim();
+    let b: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let u16le = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let rest_zero = b
+        .iter()
+        .enumerate()
+        .all(|(i, x)| *x == 0 || (146..148).contains(&i) || (150..152).contains(&i));
+    if !(rest_zero && u16le(146)? == 1 && u16le(148)? == 0 && u16le(150)? == 6) {
+        return None;
+    }
+    // What follows the match inside the brackets: a counter and NF_ACCEPT, nothing else.
+    let tail: Vec<&str> = inner.split(';').skip(1).map(str::trim).collect();
+    let ok = tail
+        .iter()
+        .all(|t| t.starts_with("counter ") || *t == "immediate dreg=0 verdict=1");
+    if !ok || !tail.contains(&"immediate dreg=0 verdict=1") {
+        return None;
+    }
+    Some(format!(
+        "{}ct state established,related accept{}",
+        &text[..start],
+        &text[end + 1..]
+    ))
+}
+
 /// The nft statement of an xtables NAT target's info: rev 0 is `nf_nat_ipv4_multi_range_compat`
 /// (rangesize, then flags, min and max address, min and max port), rev 1 and 2 `nf_nat_range`
 /// and `nf_nat_range2` (flags, min and max address as 16 bytes each, min and max port).
@@ -265,7 +304,9 @@ fn xt_nat(name: &str, rev: &str, b: &[u8]) -> Option<String> {
     let u32le = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
     let port = |o: usize| Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?));
     let v4 = |o: usize| -> Option<std::net::Ipv4Addr> {
-        Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(b.get(o..o + 4)?).ok()?))
+        Some(std::net::Ipv4Addr::from(
+            <[u8; 4]>::try_from(b.get(o..o + 4)?).ok()?,
+        ))
     };
     let (flags, min, max, pmin, pmax) = match rev {
         "0" if u32le(0)? == 1 => (u32le(4)?, v4(8)?, v4(12)?, port(16)?, port(18)?),
@@ -298,9 +339,10 @@ pub(crate) fn concerns(text: &str, bridges: &[String], subnets: &[IpNetwork]) ->
     text.split_whitespace().any(|w| {
         let w = w.trim_matches('"');
         bridges.iter().any(|b| b == w)
-            || w.split(['/', ':']).next().and_then(|a| a.parse::<IpAddr>().ok()).is_some_and(|a| {
-                subnets.iter().any(|s| s.contains(a))
-            })
+            || w.split(['/', ':'])
+                .next()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .is_some_and(|a| subnets.iter().any(|s| s.contains(a)))
     })
 }
 
@@ -357,9 +399,15 @@ mod tests {
 
     #[test]
     fn what_it_does_not_know_it_does_not_guess() {
-        assert_eq!(classify("PREROUTING", r#"iifname "br0" meta mark set 0x1"#), None);
+        assert_eq!(
+            classify("PREROUTING", r#"iifname "br0" meta mark set 0x1"#),
+            None
+        );
         assert_eq!(classify("FORWARD", "tcp dport 22 accept"), None);
-        assert_eq!(classify("FORWARD", r#"iifname "br0" log prefix "x" accept"#), None);
+        assert_eq!(
+            classify("FORWARD", r#"iifname "br0" log prefix "x" accept"#),
+            None
+        );
         assert_eq!(classify("INPUT", r#"iifname "br0" accept"#), None);
         assert_eq!(classify("POSTROUTING", "xt target MASQUERADE"), None);
     }

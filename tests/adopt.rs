@@ -1,0 +1,171 @@
+//! `nsfw import` and `apply --adopt` on the guide's lab built by hand with the guide's own
+//! commands: the file describes it, adoption keeps every process and connection, the guide's
+//! iptables lines go in the batch that loads nsfw's table, and flush leaves the host as it was
+//! before the guide's script.
+
+mod common;
+
+use common::Sandbox;
+
+/// The guide's script (bridge, veths, addresses, routes, ip_forward, MASQUERADE, the two
+/// FORWARD lines, a resolv.conf), with the sandbox's upstream as its eth0.
+const GUIDE: &str = r#"set -e
+ip netns add ns1
+ip netns add ns2
+ip link add br0 type bridge
+ip addr add 10.10.0.1/24 dev br0
+ip link set br0 up
+for ns in ns1 ns2; do
+    ip link add "veth-${ns}" type veth peer name "eth0-${ns}"
+    ip link set "eth0-${ns}" netns "${ns}"
+    ip link set "veth-${ns}" master br0
+    ip link set "veth-${ns}" up
+done
+ip netns exec ns1 ip addr add 10.10.0.2/24 dev eth0-ns1
+ip netns exec ns1 ip link set eth0-ns1 up
+ip netns exec ns1 ip link set lo up
+ip netns exec ns1 ip route add default via 10.10.0.1
+ip netns exec ns2 ip addr add 10.10.0.3/24 dev eth0-ns2
+ip netns exec ns2 ip link set eth0-ns2 up
+ip netns exec ns2 ip link set lo up
+ip netns exec ns2 ip route add default via 10.10.0.1
+sysctl -qw net.ipv4.ip_forward=1
+iptables-nft -t nat -A POSTROUTING -s 10.10.0.0/24 ! -o br0 -j MASQUERADE
+iptables-nft -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables-nft -A FORWARD -i br0 -o uplink -j ACCEPT
+mkdir -p /etc/netns/ns1
+echo "nameserver 192.0.2.53" > /etc/netns/ns1/resolv.conf
+"#;
+
+/// What the sandbox looks like, for "as before".
+fn state(sb: &Sandbox) -> String {
+    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -c -e masquerade -e accept || true")
+}
+
+#[test]
+fn the_guides_lab_is_adopted_without_an_outage() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let before = state(&sb);
+    sb.ok(GUIDE);
+    // Before adoption, a plain apply refuses and says --adopt exists.
+    let lab0 = sb.file("lab0.toml", common::LAB);
+    let o = sb.nsfw(&["apply", &lab0]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--adopt"),
+        "{}",
+        common::show(&o)
+    );
+
+    // Traffic that must survive: a TCP connection ns1 → upstream sending every 50 ms, a 10 ms
+    // ping ns2 → upstream, and a sleep in ns1.
+    let d = sb.dir().display().to_string();
+    sb.ok(&format!(
+        r#"ip netns exec wan python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(); c, _ = s.accept(); f = open("{d}/rx", "ab", 0)
+while True:
+    b = c.recv(100)
+    if not b: break
+    f.write(b)' >/dev/null 2>&1 & echo $! >> {d}/pids; sleep 0.3"#
+    ));
+    sb.ok(&format!(
+        r#"ip netns exec ns1 python3 -c '
+import socket, time
+c = socket.create_connection(("203.0.113.10", 7000))
+while True: c.send(b"x" * 10); time.sleep(0.05)' >/dev/null 2>&1 & echo $! >> {d}/pids"#
+    ));
+    sb.ok(&format!(
+        "ip netns exec ns2 ping -i 0.01 -c 400 203.0.113.10 > {d}/ping 2>&1 & echo $! >> {d}/pids"
+    ));
+    sb.ok(&format!("ip netns exec ns1 sleep 300 >/dev/null 2>&1 & echo $! > {d}/sleep; cat {d}/sleep >> {d}/pids; sleep 0.5"));
+    let ino = |sb: &Sandbox| sb.ok(&format!("readlink /proc/$(cat {d}/sleep)/ns/net"));
+    let rx = |sb: &Sandbox| -> u64 {
+        sb.ok(&format!("sleep 0.5; wc -c < {d}/rx"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let ino0 = ino(&sb);
+    assert!(rx(&sb) > 0, "the connection carries bytes");
+
+    let toml = sb.ok(&format!("{} import", common::NSFW));
+    assert!(
+        toml.contains("masquerade = true") && toml.contains("dns = [\"192.0.2.53\"]"),
+        "{toml}"
+    );
+    assert_eq!(
+        toml,
+        sb.ok(&format!("{} import", common::NSFW)),
+        "import twice: the same file"
+    );
+    let lab = sb.file("lab.toml", &toml);
+    sb.nsfw_code(&["diff", "--adopt", &lab], 2);
+    sb.nsfw_code(&["apply", "--adopt", &lab], 0);
+    let (rx1, rx2) = (rx(&sb), rx(&sb));
+    assert!(
+        rx2 > rx1,
+        "the TCP connection keeps flowing after adoption ({rx1} → {rx2})"
+    );
+    assert_eq!(ino(&sb), ino0, "the sleep is still in the same namespace");
+    let ruleset = sb.ok("nft list ruleset");
+    assert!(ruleset.contains("table inet nsfw_lab"), "{ruleset}");
+    assert!(
+        !ruleset.contains("saddr 10.10.0.0/24 counter")
+            && !ruleset.contains("oifname \"uplink\" counter"),
+        "the guide's lines are gone:\n{ruleset}"
+    );
+    assert!(sb.pings("ns1", "203.0.113.10"), "NAT still works");
+    // Unsolicited inbound from upstream is blocked.
+    sb.ok(&format!(r#"ip netns exec ns1 python3 -c '
+import socket
+s = socket.socket(); s.bind(("0.0.0.0", 8000)); s.listen(); s.accept()' >/dev/null 2>&1 & echo $! >> {d}/pids
+ip -n wan route add 10.10.0.0/24 via 198.51.100.1; sleep 0.3"#));
+    let inbound = sb.sh(r#"ip netns exec wan python3 -c '
+import socket
+socket.create_connection(("10.10.0.2", 8000), timeout=1)'"#);
+    assert!(!inbound.status.success(), "unsolicited inbound reached ns1");
+    sb.ok("ip -n wan route del 10.10.0.0/24");
+    sb.nsfw_code(&["diff", &lab], 0);
+    let ping = sb.ok(&format!(
+        "while kill -0 $(sed -n 3p {d}/pids) 2>/dev/null; do sleep 0.2; done; cat {d}/ping"
+    ));
+    let lost = 400 - ping.lines().filter(|l| l.contains("bytes from")).count();
+    assert!(lost <= 1, "{lost} pings lost:\n{ping}");
+    sb.ok(&format!("kill $(cat {d}/pids) 2>/dev/null; sleep 0.3"));
+    sb.nsfw_code(&["flush", &lab], 0);
+    assert_eq!(
+        state(&sb),
+        before,
+        "flush leaves the sandbox as before the guide's script"
+    );
+}
+
+#[test]
+fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let empty = sb.ok(&format!("{} import", common::NSFW));
+    let f = sb.file("empty.toml", &empty);
+    sb.nsfw_code(&["show", &f], 0);
+    sb.ok(GUIDE);
+    sb.ok("iptables-nft -t mangle -A PREROUTING -i br0 -j MARK --set-mark 1");
+    let o = sb.nsfw(&["import"]);
+    assert!(o.status.success(), "{}", common::show(&o));
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        out.contains("#   ip mangle PREROUTING: iifname \"br0\""),
+        "{out}"
+    );
+    assert!(
+        err.contains("not translated: ip mangle PREROUTING"),
+        "{err}"
+    );
+    let json = sb.ok(&format!("{} import --json", common::NSFW));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["namespaces"], serde_json::json!(["ns1", "ns2"]));
+}
