@@ -277,13 +277,8 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
             "{k} is on, turned on by hand: adopted as this topology's (its flush turns it off when no other topology needs it)"
         ));
         for r in [&mut p.record_during, &mut p.record_after] {
-            let e = r
-                .sysctls
-                .entry(k.clone())
-                .or_insert_with(|| crate::state::Saved {
-                    original: "0".to_string(),
-                    users: Default::default(),
-                });
+            let e = r.sysctls.entry(k.clone()).or_default();
+            e.original = "0".to_string();
             e.users.insert(topology.to_string());
         }
     }
