@@ -94,12 +94,11 @@ pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: boo
     if adopt {
         for (k, want) in d.host.sysctls.iter().filter(|(_, s)| s.restore) {
             let have = o.host.sysctls.get(k).cloned().flatten();
-            if k.ends_with("forwarding") || k.ends_with("ip_forward") {
-                if have.as_deref().map(str::trim) == Some(want.value.as_str())
-                    && !rec.sysctls.contains_key(k)
-                {
-                    a.sysctls.push(k.clone());
-                }
+            if (k.ends_with("forwarding") || k.ends_with("ip_forward"))
+                && have.as_deref().map(str::trim) == Some(want.value.as_str())
+                && !rec.sysctls.contains_key(k)
+            {
+                a.sysctls.push(k.clone());
             }
         }
     }

@@ -42,25 +42,13 @@ fn state(sb: &Sandbox) -> String {
     sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true")
 }
 
-#[test]
-fn the_guides_lab_is_adopted_without_an_outage() {
-    let Some(sb) = Sandbox::or_skip() else { return };
-    sb.upstream(&[]);
-    let before = state(&sb);
-    sb.ok(GUIDE);
-    // Before adoption, a plain apply refuses and says --adopt exists.
-    let lab0 = sb.file("lab0.toml", common::LAB);
-    let o = sb.nsfw(&["apply", &lab0]);
-    assert_eq!(o.status.code(), Some(1), "{}", common::show(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--adopt"),
-        "{}",
-        common::show(&o)
-    );
-
+/// Traffic that must survive adoption: a TCP connection ns1 → upstream sending every 50 ms
+/// (what arrives is appended to DIR/rx), a 10 ms ping ns2 → upstream (DIR/ping), and a sleep
+/// in ns1 (its pid in DIR/sleep). Returns DIR.
+fn traffic(sb: &Sandbox) -> String {
+    let d = sb.dir().display().to_string();
     // Traffic that must survive: a TCP connection ns1 → upstream sending every 50 ms, a 10 ms
     // ping ns2 → upstream, and a sleep in ns1.
-    let d = sb.dir().display().to_string();
     sb.ok(&format!(
         r#"ip netns exec wan python3 -c '
 import socket
@@ -81,6 +69,26 @@ while True: c.send(b"x" * 10); time.sleep(0.05)' >/dev/null 2>&1 & echo $! >> {d
         "ip netns exec ns2 ping -i 0.01 -c 400 203.0.113.10 > {d}/ping 2>&1 & echo $! >> {d}/pids"
     ));
     sb.ok(&format!("ip netns exec ns1 sleep 300 >/dev/null 2>&1 & echo $! > {d}/sleep; cat {d}/sleep >> {d}/pids; sleep 0.5"));
+    d
+}
+
+#[test]
+fn the_guides_lab_is_adopted_without_an_outage() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let before = state(&sb);
+    sb.ok(GUIDE);
+    // Before adoption, a plain apply refuses and says --adopt exists.
+    let lab0 = sb.file("lab0.toml", common::LAB);
+    let o = sb.nsfw(&["apply", &lab0]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--adopt"),
+        "{}",
+        common::show(&o)
+    );
+
+    let d = traffic(&sb);
     let ino = |sb: &Sandbox| sb.ok(&format!("readlink /proc/$(cat {d}/sleep)/ns/net"));
     let rx = |sb: &Sandbox| -> u64 {
         sb.ok(&format!("sleep 0.5; wc -c < {d}/rx"))
@@ -168,4 +176,57 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
     let json = sb.ok(&format!("{} import --json", common::NSFW));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["namespaces"], serde_json::json!(["ns1", "ns2"]));
+}
+
+/// The hardened variant (FORWARD policy drop, `-i br0 -o uplink`, the conntrack accept) with a
+/// DNAT port forward added by hand, adopted by runs killed at several instants: the next
+/// `apply --adopt` finishes the work, the forward still answers (as `publish`), and flush
+/// leaves the sandbox as it was.
+#[test]
+fn a_killed_adoption_converges_and_the_hand_made_port_forward_keeps_answering() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let before = state(&sb);
+    for (round, ms) in [3u64, 15, 40, 80].into_iter().enumerate() {
+        sb.ok(GUIDE);
+        sb.ok("iptables-nft -P FORWARD DROP
+               iptables-nft -t nat -A PREROUTING -i uplink -p tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80
+               iptables-nft -A FORWARD -d 10.10.0.2 -p tcp --dport 80 -j ACCEPT");
+        sb.serve(Some("ns1"), "tcp", &[80]);
+        let toml = sb.ok(&format!("{} import", common::NSFW));
+        assert!(toml.contains("publish = [\"8080:80/tcp\"]"), "{toml}");
+        let lab = sb.file("lab.toml", &toml);
+        let mut child = sb.spawn_nsfw(&["apply", "--adopt", &lab]);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if let Some(pid) = common::inner_pid(&child) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+        // Killed or not, the lab kept working and the next run finishes the adoption.
+        assert!(
+            sb.pings("ns1", "203.0.113.10"),
+            "round {round}: NAT after the kill"
+        );
+        sb.nsfw_code(&["apply", "--adopt", &lab], 0);
+        sb.nsfw_code(&["diff", &lab], 0);
+        let got = sb.ask(Some("wan"), "tcp", "198.51.100.1", 8080);
+        assert!(
+            got.is_some(),
+            "round {round}: the port forward answers after adoption"
+        );
+        let ruleset = sb.ok("nft list table ip nat; nft list chain ip filter FORWARD");
+        assert!(!ruleset.contains("dnat to 10.10.0.2:80"), "{ruleset}");
+        assert!(
+            ruleset.contains("policy drop"),
+            "FORWARD's policy is left as it was"
+        );
+        // The server holds ns1: it goes first, so flush's deletion frees the namespace.
+        sb.ok("ip netns pids ns1 | xargs -r kill; sleep 0.2");
+        sb.nsfw_code(&["flush", &lab], 0);
+        sb.ok("iptables-nft -P FORWARD ACCEPT; iptables-nft -F FORWARD");
+        assert_eq!(state(&sb), before, "round {round}");
+    }
 }

@@ -130,7 +130,38 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
         }
         namespace(&mut lab, o, &bridges, ns_name, &ns.node);
     }
-    for (ix, br) in &bridges {
+    add_bridges(&mut lab, host, &bridges, subnets);
+    // Host ends on a bridge whose peer is no named namespace's: a container's, another tool's.
+    for l in host
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("veth"))
+    {
+        let on = l.master.and_then(|m| bridges.get(&m));
+        let paired = lab
+            .namespaces
+            .values()
+            .any(|n| n.ifaces.iter().any(|i| i.host_ifname == l.name));
+        if let (Some(br), false) = (on, paired) {
+            lab.notes.push(format!(
+                "veth {} on bridge {}: its peer is in no named namespace (/run/netns); not translated",
+                l.name, br.name
+            ));
+        }
+    }
+    lab.namespaces.retain(|_, n| !n.ifaces.is_empty());
+    lab
+}
+
+/// The bridges with a namespace or a physical port on them (every bridge in `subnets` when
+/// some are given), with their addresses, MTU, MAC and ports.
+fn add_bridges(
+    lab: &mut Lab,
+    host: &NodeObs,
+    bridges: &BTreeMap<u32, &Link>,
+    subnets: &[IpNetwork],
+) {
+    for (ix, br) in bridges {
         let used = lab
             .namespaces
             .values()
@@ -179,26 +210,6 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
             },
         );
     }
-    // Host ends on a bridge whose peer is no named namespace's: a container's, another tool's.
-    for l in host
-        .links
-        .iter()
-        .filter(|l| l.kind.as_deref() == Some("veth"))
-    {
-        let on = l.master.and_then(|m| bridges.get(&m));
-        let paired = lab
-            .namespaces
-            .values()
-            .any(|n| n.ifaces.iter().any(|i| i.host_ifname == l.name));
-        if let (Some(br), false) = (on, paired) {
-            lab.notes.push(format!(
-                "veth {} on bridge {}: its peer is in no named namespace (/run/netns); not translated",
-                l.name, br.name
-            ));
-        }
-    }
-    lab.namespaces.retain(|_, n| !n.ifaces.is_empty());
-    lab
 }
 
 /// One namespace: its veths to the host's bridges, its routes and resolv.conf.
