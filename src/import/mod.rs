@@ -8,6 +8,8 @@ mod fold;
 pub(crate) mod lab;
 mod render;
 pub(crate) mod rules;
+#[cfg(test)]
+mod tests;
 
 use anyhow::Result;
 use ipnetwork::IpNetwork;
