@@ -230,6 +230,13 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
         .filter_map(|b| b.address)
         .map(|a| ipnetwork::IpNetwork::V4(crate::topology::subnet_of4(&a)))
         .collect();
+    let legacy = crate::import::legacy_tables();
+    if !legacy.is_empty() {
+        a.kept.push(format!(
+            "iptables-legacy tables are loaded ({}): nsfw neither reads nor removes their rules; once adopted, delete the lab's lines there by hand (`iptables-legacy -S`, `iptables-legacy -t nat -S`)",
+            legacy.join(", ")
+        ));
+    }
     for f in crate::import::read_rules_for(&names, &subnets)? {
         match &f.meaning {
             Some(m) if says(t, m) => a.rules.push(f),

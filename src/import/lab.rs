@@ -68,6 +68,17 @@ pub(crate) struct Lab {
     pub remarks: Vec<String>,
 }
 
+/// Root qdiscs a link gets without anyone asking: nothing to translate.
+const PLAIN_QDISCS: &[&str] = &[
+    "noqueue",
+    "noop",
+    "pfifo_fast",
+    "fq_codel",
+    "mq",
+    "fq",
+    "pfifo",
+];
+
 fn foreign(alias: Option<&str>) -> bool {
     alias.and_then(owner::Mark::parse).is_none()
 }
@@ -260,6 +271,13 @@ fn namespace(
                 "namespace {name}: address {a} on {} not translated (one address per family)",
                 l.name
             ));
+        }
+        for (dev, q) in [(&l.name, &l.qdisc), (&h.name, &h.qdisc)] {
+            if let Some(q) = q.as_deref().filter(|q| !PLAIN_QDISCS.contains(q)) {
+                lab.notes.push(format!(
+                    "namespace {name}: tc qdisc {q} on {dev} (and any filter under it) not translated"
+                ));
+            }
         }
         ns.ifaces.push(Iface {
             ifname: l.name.clone(),

@@ -67,7 +67,7 @@ fn observe_all() -> Result<plumbing::Observed> {
 
 /// The iptables-legacy tables the kernel has loaded (`/proc/net/ip_tables_names`): nsfw does
 /// not read their rules (that takes IPT_SO_GET_ENTRIES and a decoder of xtables' blobs).
-fn legacy_tables() -> Vec<String> {
+pub(crate) fn legacy_tables() -> Vec<String> {
     ["ip_tables_names", "ip6_tables_names"]
         .iter()
         .filter_map(|f| std::fs::read_to_string(format!("/proc/net/{f}")).ok())
