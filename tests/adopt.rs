@@ -158,7 +158,14 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
     let f = sb.file("empty.toml", &empty);
     sb.nsfw_code(&["show", &f], 0);
     sb.ok(GUIDE);
-    sb.ok("iptables-nft -t mangle -A PREROUTING -i br0 -j MARK --set-mark 1");
+    sb.ok(
+        "iptables-nft -t mangle -A PREROUTING -i br0 -j MARK --set-mark 1
+           ip link add br1 type bridge && ip addr add 10.20.0.1/24 dev br1 && ip link set br1 up
+           ip link add v2-ns1 type veth peer name eth1 netns ns1
+           ip link set v2-ns1 master br1 && ip link set v2-ns1 up
+           ip -n ns1 addr add 10.20.0.2/24 dev eth1 && ip -n ns1 link set eth1 up
+           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms",
+    );
     let o = sb.nsfw(&["import"]);
     assert!(o.status.success(), "{}", common::show(&o));
     let (out, err) = (
@@ -173,9 +180,19 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
         err.contains("not translated: ip mangle PREROUTING"),
         "{err}"
     );
+    assert!(
+        out.contains("#   namespace ns2: tc qdisc tbf on veth-ns2"),
+        "{out}"
+    );
     let json = sb.ok(&format!("{} import --json", common::NSFW));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["namespaces"], serde_json::json!(["ns1", "ns2"]));
+    // Two veths on two bridges is something the file can say: it does, and it adopts.
+    assert!(out.contains("[namespaces.ns1.interfaces.eth1]"), "{out}");
+    let f = sb.file("two.toml", &out);
+    sb.nsfw_code(&["apply", "--adopt", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    assert!(sb.pings("ns1", "10.20.0.1") && sb.pings("ns1", "10.10.0.1"));
 }
 
 /// The hardened variant (FORWARD policy drop, `-i br0 -o uplink`, the conntrack accept) with a
