@@ -12,6 +12,7 @@
 
 pub(crate) mod addr;
 pub(crate) mod adopt;
+pub(crate) mod announce;
 pub(crate) mod bridge;
 pub(crate) mod link;
 pub(crate) mod namespace;
@@ -38,6 +39,7 @@ use crate::resources::Place;
 
 pub(crate) use addr::{AddAddr, DelAddr};
 pub(crate) use adopt::{Adopt, Adoptee};
+pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
 pub(crate) use namespace::{CreateNamespace, DeleteNamespace, MarkNamespace};
@@ -176,6 +178,7 @@ steps!(
     ForgetNeighbours,
     SetNetem,
     Adopt,
+    Announce,
 );
 
 impl Step {
