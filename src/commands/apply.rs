@@ -25,13 +25,22 @@ fn run_error(e: &anyhow::Error, again: &str) -> Fail {
     report(e)
 }
 
-/// `force`: resolv.conf files nsfw did not write are replaced (as `dns_policy = "replace"`).
-pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, force: bool) -> Result<u8, Fail> {
+/// What `apply` may take that nsfw did not make.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Taking {
+    /// `--adopt`: what FILE describes but was built by hand, in place.
+    pub adopt: bool,
+    /// `--force`: resolv.conf files nsfw did not write are replaced (as
+    /// `dns_policy = "replace"`).
+    pub force: bool,
+}
+
+pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
     super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge(&t, &lock, how, force)?;
+    let (_, plan) = converge_taking(&t, &lock, how, take)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
@@ -94,10 +103,23 @@ pub(super) fn converge(
     t: &Topology,
     lock: &state::Lock,
     how: Printing,
-    force: bool,
 ) -> Result<(usize, Plan), Fail> {
-    let mut tg = Target::apply(t);
-    if force {
+    converge_taking(t, lock, how, Taking::default())
+}
+
+/// [`converge`], taking over what `t` describes but nobody marked (`adopt`), or a resolv.conf
+/// someone else wrote (`force`).
+fn converge_taking(
+    t: &Topology,
+    lock: &state::Lock,
+    how: Printing,
+    take: Taking,
+) -> Result<(usize, Plan), Fail> {
+    let mut tg = Target {
+        adopt: take.adopt,
+        ..Target::apply(t)
+    };
+    if take.force {
         tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();
     }
     let mut started = false;
@@ -126,8 +148,13 @@ pub(super) fn converge(
         }
     };
     let mut lines = Lines::new(how);
+    let again = if take.adopt {
+        "nsfw apply --adopt"
+    } else {
+        "nsfw apply"
+    };
     let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before)
-        .map_err(|e| run_error(&e, "nsfw apply"))?;
+        .map_err(|e| run_error(&e, again))?;
     if started {
         lines.finish();
         say!("done: {} change(s)", out.changes);

@@ -228,7 +228,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
     let lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
-    super::apply::converge(&t, &lock, super::Printing::default(), false)?;
+    super::apply::converge(&t, &lock, super::Printing::default())?;
     drop(lock);
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;
