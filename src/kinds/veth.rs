@@ -104,6 +104,8 @@ pub(crate) struct CreateVeth {
     pub no_link_local: bool,
     /// Hairpin mode on the host end's bridge port.
     pub hairpin: bool,
+    /// Isolation of the host end's bridge port.
+    pub isolated: bool,
 }
 
 impl CreateVeth {
@@ -125,6 +127,7 @@ impl CreateVeth {
             host_mac: spec.mac,
             no_link_local: spec.no_link_local,
             hairpin: spec.hairpin,
+            isolated: spec.isolated,
         }
     }
 
@@ -150,6 +153,9 @@ impl CreateVeth {
             self.no_link_local,
             self.hairpin,
         ));
+        if self.isolated {
+            reqs.push(msgs::isolated(&self.host, true));
+        }
         Ok(reqs)
     }
 }

@@ -5,6 +5,7 @@
 //! each naming its key and value.
 
 mod addr;
+mod identity;
 mod ifaces;
 mod names;
 mod namespaces;
@@ -157,6 +158,9 @@ pub(crate) struct Namespace {
     pub dns: Vec<IpAddr>,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,
+    /// `spoof_ok`: source addresses the namespace may send (and answer ARP/ND for) besides
+    /// its own, on each of its interfaces.
+    pub spoof_ok: Vec<IpNetwork>,
 }
 
 impl Namespace {

@@ -18,8 +18,9 @@ use super::syntax::{Ctx, join};
 use super::{Bridge, Iface, Namespace, StaticRoute, publish, routes};
 
 /// The keys of a namespace beside its interface's (the shorthand) or `interfaces`.
-const NS_KEYS: [&str; 9] = [
+const NS_KEYS: [&str; 10] = [
     "dns",
+    "spoof_ok",
     "publish",
     "gateway",
     "gateway6",
@@ -308,6 +309,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     };
     let (masquerade, forward) = routing(cx, r, &ifaces);
     check_publish(cx, r, &mut publish, &ifaces, bridges);
+    let spoof_ok = super::identity::spoof_ok(cx, r.table, &prefix, &ifaces);
     let mut seen = BTreeSet::new();
     for i in &ifaces {
         if !seen.insert(&i.bridge) {
@@ -331,6 +333,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
         masquerade,
         dns,
         publish,
+        spoof_ok,
     })
 }
 

@@ -1,0 +1,224 @@
+//! Port security and L2 isolation, with forged raw frames (AF_PACKET, tests/tools/frames.py)
+//! sent from a namespace and sniffed where they must not arrive: the neighbour, the host's
+//! bridge, the world. Each test also proves its witnesses: with nsfw's bridge table (or the
+//! port's isolation) taken away, the same frames do arrive.
+
+mod common;
+
+use common::{Sandbox, show};
+
+fn frames() -> String {
+    format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn exec(ns: Option<&str>) -> String {
+    ns.map(|n| format!("ip netns exec {n} "))
+        .unwrap_or_default()
+}
+
+/// Where a sniffer listens: a label, the namespace (None: the host), the interface.
+type Spot<'a> = (&'a str, Option<&'a str>, &'a str);
+
+/// Sniffers counting the frames that carry `marker`, started and ready.
+struct Sniff {
+    logs: Vec<(String, std::path::PathBuf)>,
+}
+
+impl Sniff {
+    fn start(sb: &Sandbox, spots: &[Spot], secs: f32, marker: &str) -> Sniff {
+        let mut logs = Vec::new();
+        for (label, ns, dev) in spots {
+            let log = sb.dir().join(format!("sniff-{marker}-{label}.log"));
+            sb.ok(&format!(
+                "{}{} sniff {dev} {secs} {marker} > {log} 2>&1 &
+                 for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done; grep -q ready {log}",
+                exec(*ns),
+                frames(),
+                log = log.display()
+            ));
+            logs.push((label.to_string(), log));
+        }
+        Sniff { logs }
+    }
+
+    /// Waits for every sniffer's count: (label, frames seen).
+    fn counts(self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (label, log) in self.logs {
+            let mut n = None;
+            for _ in 0..200 {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                n = text.lines().nth(1).and_then(|l| l.trim().parse().ok());
+                if n.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            out.push((label, n.expect("the sniffer's count")));
+        }
+        out
+    }
+}
+
+fn send(sb: &Sandbox, ns: &str, kind: &str, marker: &str, args: &[&str]) {
+    sb.ok(&format!(
+        "ip netns exec {ns} {} send eth0 {kind} {marker} {}",
+        frames(),
+        args.join(" ")
+    ));
+}
+
+fn mac(sb: &Sandbox, ns: Option<&str>, dev: &str) -> String {
+    sb.json(&format!("{}ip -j link show dev {dev}", exec(ns)))[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string()
+}
+
+/// The link-layer address `ns` (None: the host) holds for `ip`, if any.
+fn lladdr(sb: &Sandbox, ns: Option<&str>, ip: &str) -> Option<String> {
+    let v = sb.json(&format!("{}ip -j neigh show to {ip}", exec(ns)));
+    v.as_array()?
+        .iter()
+        .find_map(|e| e["lladdr"].as_str().map(str::to_string))
+}
+
+fn apply(sb: &Sandbox, name: &str, toml: &str) -> String {
+    let f = sb.file(name, toml);
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "diff after apply\n{}", show(&d));
+    f
+}
+
+const SEGMENT: &str = r#"
+name = "ps"
+[bridges.br0]
+address = "10.10.0.1/24"
+address6 = "2001:db8:10::1/64"
+masquerade = true
+[namespaces.ns1]
+bridge = "br0"
+address = "10.10.0.2/24"
+[namespaces.ns2]
+bridge = "br0"
+address = "10.10.0.3/24"
+"#;
+
+/// The forged frames of ns1 (MAC `m1`) against ns2 (`m2`) and the host (`mb`).
+fn forge(sb: &Sandbox, mark: &str, m1: &str, m2: &str, mb: &str) {
+    let ll1 = sb
+        .ok("ip -n ns1 -6 -br addr show dev eth0 scope link")
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.split('/').next())
+        .expect("ns1's link-local address")
+        .to_string();
+    let bc = "ff:ff:ff:ff:ff:ff";
+    let zero = "00:00:00:00:00:00";
+    let all_nodes = "33:33:00:00:00:01";
+    let sends: Vec<(&str, Vec<&str>)> = vec![
+        // The neighbour's IPv4 source, to the world and to the host; the gateway's to ns2.
+        ("udp4", vec![m1, mb, "10.10.0.3", "203.0.113.10"]),
+        ("udp4", vec![m1, mb, "10.10.0.3", "10.10.0.1"]),
+        ("udp4", vec![m1, m2, "10.10.0.1", "10.10.0.3"]),
+        // The same in IPv6.
+        ("udp6", vec![m1, mb, "2001:db8:10::3", "2001:db8:10::1"]),
+        ("udp6", vec![m1, m2, "2001:db8:10::1", "2001:db8:10::3"]),
+        // A foreign MAC with its own address: the neighbour's, and a made-up one.
+        ("udp4", vec![m2, mb, "10.10.0.2", "10.10.0.1"]),
+        (
+            "udp4",
+            vec!["02:00:00:00:00:99", bc, "10.10.0.2", "10.10.0.255"],
+        ),
+        // ARP replies for the neighbour's address (to the host) and the gateway's (to ns2).
+        ("arp", vec![m1, mb, "2", m1, "10.10.0.3", mb, "10.10.0.1"]),
+        ("arp", vec![m1, m2, "2", m1, "10.10.0.1", m2, "10.10.0.3"]),
+        // Gratuitous ARP for the neighbour's address; an ARP reply naming another's MAC.
+        ("arp", vec![m1, bc, "1", m1, "10.10.0.3", zero, "10.10.0.3"]),
+        ("arp", vec![m1, mb, "2", m2, "10.10.0.2", mb, "10.10.0.1"]),
+        // Neighbour advertisements (override) for the neighbour's and the gateway's address.
+        ("na", vec![m1, all_nodes, &ll1, "ff02::1", "2001:db8:10::3"]),
+        ("na", vec![m1, m2, &ll1, "ff02::1", "2001:db8:10::1"]),
+    ];
+    for (kind, args) in &sends {
+        send(sb, "ns1", kind, mark, args);
+    }
+}
+
+#[test]
+fn a_namespace_speaks_only_as_itself_at_its_bridge_port() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    apply(&sb, "ps.toml", SEGMENT);
+    let (m1, m2, mb) = (
+        mac(&sb, Some("ns1"), "eth0"),
+        mac(&sb, Some("ns2"), "eth0"),
+        mac(&sb, None, "br0"),
+    );
+    // Everyone knows everyone: the entries a forgery would overwrite exist.
+    for (ns, to) in [
+        (Some("ns2"), "10.10.0.1"),
+        (Some("ns2"), "2001:db8:10::1"),
+        (Some("ns1"), "10.10.0.3"),
+        (None, "10.10.0.3"),
+        (None, "2001:db8:10::3"),
+    ] {
+        sb.ok(&format!("{}ping -c1 -W2 {to}", exec(ns)));
+    }
+    let spots: [Spot; 3] = [
+        ("neighbour", Some("ns2"), "eth0"),
+        ("host", None, "br0"),
+        ("world", Some("wan"), "eth0"),
+    ];
+    let sniff = Sniff::start(&sb, &spots, 2.5, "NSFWPS1");
+    forge(&sb, "NSFWPS1", &m1, &m2, &mb);
+    for (label, n) in sniff.counts() {
+        assert_eq!(n, 0, "forged frames reached the {label}");
+    }
+    let entries = |sb: &Sandbox| {
+        [
+            lladdr(sb, None, "10.10.0.3"),
+            lladdr(sb, None, "2001:db8:10::3"),
+            lladdr(sb, Some("ns2"), "10.10.0.1"),
+            lladdr(sb, Some("ns2"), "2001:db8:10::1"),
+        ]
+    };
+    let want = [Some(&m2), Some(&m2), Some(&mb), Some(&mb)];
+    assert_eq!(
+        entries(&sb).each_ref().map(Option::as_ref),
+        want,
+        "neighbour tables changed"
+    );
+    // The neighbour's traffic, and ns1's own, still flow.
+    for (ns, to) in [
+        ("ns2", "10.10.0.1"),
+        ("ns2", "2001:db8:10::1"),
+        ("ns2", "203.0.113.10"),
+        ("ns2", "10.10.0.2"),
+        ("ns1", "10.10.0.1"),
+        ("ns1", "203.0.113.10"),
+    ] {
+        assert!(sb.pings(ns, to), "{ns} no longer reaches {to}");
+    }
+
+    // The witnesses can see a forgery: without nsfw's bridge table the same frames arrive,
+    // and the host's entry for ns2 is overwritten.
+    sb.ok("nft delete table bridge nsfw_ps");
+    let sniff = Sniff::start(&sb, &spots, 2.5, "NSFWPS2");
+    forge(&sb, "NSFWPS2", &m1, &m2, &mb);
+    let seen = sniff.counts();
+    assert!(
+        seen.iter().all(|(_, n)| *n > 0),
+        "unguarded, the witnesses saw {seen:?}"
+    );
+    assert_eq!(lladdr(&sb, None, "10.10.0.3").as_ref(), Some(&m1));
+    // And apply puts the guard back.
+    let f = sb.dir().join("ps.toml").display().to_string();
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+}
