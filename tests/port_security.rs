@@ -222,3 +222,109 @@ fn a_namespace_speaks_only_as_itself_at_its_bridge_port() {
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
 }
+
+const ISOLATED: &str = r#"
+name = "iso"
+[bridges.br0]
+address = "10.10.0.1/24"
+address6 = "2001:db8:10::1/64"
+masquerade = true
+isolate = true
+[namespaces.ns1]
+bridge = "br0"
+address = "10.10.0.2/24"
+[namespaces.ns2]
+bridge = "br0"
+address = "10.10.0.3/24"
+"#;
+
+/// Frames from ns1 to ns2 of every kind isolation must stop, each from ns1's own MAC and
+/// addresses (what port security lets through): a made-up ethertype, a VLAN-tagged datagram,
+/// ARP and neighbour discovery, unicast and broadcast.
+fn to_neighbour(sb: &Sandbox, mark: &str, m1: &str, m2: &str) {
+    let bc = "ff:ff:ff:ff:ff:ff";
+    let sends: Vec<(&str, Vec<&str>)> = vec![
+        ("raw", vec![m1, m2, "0x88b5"]),
+        ("raw", vec![m1, bc, "0x88b5"]),
+        ("vlan", vec![m1, m2, "10.10.0.2", "10.10.0.3"]),
+        (
+            "arp",
+            vec![
+                m1,
+                bc,
+                "1",
+                m1,
+                "10.10.0.2",
+                "00:00:00:00:00:00",
+                "10.10.0.3",
+            ],
+        ),
+        ("arp", vec![m1, m2, "2", m1, "10.10.0.2", m2, "10.10.0.3"]),
+        (
+            "ns",
+            vec![m1, m2, "2001:db8:10::2", "2001:db8:10::3", "2001:db8:10::3"],
+        ),
+        (
+            "na",
+            vec![m1, m2, "2001:db8:10::2", "2001:db8:10::3", "2001:db8:10::2"],
+        ),
+        ("udp4", vec![m1, m2, "10.10.0.2", "10.10.0.3"]),
+    ];
+    for (kind, args) in &sends {
+        send(sb, "ns1", kind, mark, args);
+    }
+}
+
+#[test]
+fn isolated_namespaces_exchange_no_frame_of_any_kind_yet_reach_the_gateway_and_the_world() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let f = apply(&sb, "iso.toml", ISOLATED);
+    let (m1, m2) = (mac(&sb, Some("ns1"), "eth0"), mac(&sb, Some("ns2"), "eth0"));
+    let flags = sb.ok("ip -d link show veth-ns1; ip -d link show veth-ns2");
+    assert_eq!(flags.matches("isolated on").count(), 2, "{flags}");
+    let spot: [Spot; 1] = [("neighbour", Some("ns2"), "eth0")];
+    let reach = |sb: &Sandbox| {
+        for ns in ["ns1", "ns2"] {
+            for to in ["10.10.0.1", "2001:db8:10::1", "203.0.113.10"] {
+                assert!(sb.pings(ns, to), "{ns} no longer reaches {to}");
+            }
+        }
+    };
+    reach(&sb);
+    let arrived = |sb: &Sandbox, mark: &str| {
+        let sniff = Sniff::start(sb, &spot, 2.0, mark);
+        to_neighbour(sb, mark, &m1, &m2);
+        sniff.counts()[0].1
+    };
+    assert_eq!(
+        arrived(&sb, "NSFWISO1"),
+        0,
+        "frames crossed an isolated bridge"
+    );
+    // The port flag alone stops them, whatever the ethertype: without nsfw's tables too (the
+    // inet one judges IP between the ports through br_netfilter).
+    sb.ok("nft delete table bridge nsfw_iso; nft delete table inet nsfw_iso");
+    assert_eq!(
+        arrived(&sb, "NSFWISO2"),
+        0,
+        "isolation holds only by the table"
+    );
+    assert!(
+        lladdr(&sb, Some("ns2"), "10.10.0.2").is_none(),
+        "ns2 learnt ns1 across isolation"
+    );
+    // The witness: without the flags they arrive (all 8 kinds, 3 copies each).
+    sb.ok("ip link set veth-ns1 type bridge_slave isolated off;
+           ip link set veth-ns2 type bridge_slave isolated off");
+    let seen = arrived(&sb, "NSFWISO3");
+    assert!(seen >= 8 * 3, "unisolated, ns2 saw {seen} frames");
+    // diff sees the flags and the table gone; apply puts them back.
+    let d = sb.nsfw(&["diff", &f]);
+    let out = String::from_utf8_lossy(&d.stdout).to_string();
+    assert!(out.contains("isolated off → on"), "{}", show(&d));
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    assert_eq!(arrived(&sb, "NSFWISO4"), 0);
+    reach(&sb);
+}

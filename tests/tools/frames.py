@@ -8,6 +8,7 @@ on an interface with AF_PACKET, and a sniffer that counts the frames carrying a 
       arp   SRCMAC DSTMAC OP SHA SPA THA TPA ARP (OP 1 request, 2 reply)
       na    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour advertisement (override) for
                                              TARGET, its link-layer option SRCMAC
+      ns    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour solicitation for TARGET
       raw   SRCMAC DSTMAC ETHERTYPE          ethertype 0x88b5 (say) and the marker
       vlan  SRCMAC DSTMAC SRC DST            802.1Q (VLAN 5) tagged IPv4/UDP
   frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
@@ -70,7 +71,22 @@ def udp6(src, dst):
 def na(src, dst, target, lladdr):
     t = socket.inet_pton(socket.AF_INET6, target)
     # Router 0, solicited 0, override 1; target; option 2 (target link-layer address).
-    body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + t + struct.pack("!BB", 2, 1) + lladdr
+    body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + t + struct.pack("!BB", 2, 1) + lladdr + marked()
+    c = l4sum6(src, dst, 58, body)
+    return ip6(src, dst, 58, body[:2] + struct.pack("!H", c) + body[4:], hops=255)
+
+
+def marked():
+    """An ND option carrying the marker (type 253, experimental: receivers skip it), since a
+    bridge handing frames to the IP hooks trims the Ethernet trailer."""
+    n = (len(MARK) + 2 + 7) // 8
+    return struct.pack("!BB", 253, n) + MARK.ljust(n * 8 - 2, b"\0")
+
+
+def ns(src, dst, target, lladdr):
+    t = socket.inet_pton(socket.AF_INET6, target)
+    # Reserved; target; option 1 (source link-layer address).
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + t + struct.pack("!BB", 1, 1) + lladdr + marked()
     c = l4sum6(src, dst, 58, body)
     return ip6(src, dst, 58, body[:2] + struct.pack("!H", c) + body[4:], hops=255)
 
@@ -88,6 +104,8 @@ def frame(kind, marker, a):
         return dst + src + b"\x86\xdd" + udp6(a[2], a[3]) + marker
     if kind == "na":
         return dst + src + b"\x86\xdd" + na(a[2], a[3], a[4], src) + marker
+    if kind == "ns":
+        return dst + src + b"\x86\xdd" + ns(a[2], a[3], a[4], src) + marker
     if kind == "arp":
         body = arp(*a[2:7])
         return dst + src + b"\x08\x06" + body + b"\0" * 18 + marker
