@@ -328,3 +328,120 @@ fn isolated_namespaces_exchange_no_frame_of_any_kind_yet_reach_the_gateway_and_t
     assert_eq!(arrived(&sb, "NSFWISO4"), 0);
     reach(&sb);
 }
+
+const ROUTED: &str = r#"
+name = "rt"
+[host]
+routes = [{ to = "10.20.0.0/24", via = "10.10.0.254" }]
+[bridges.br0]
+address = "10.10.0.1/24"
+masquerade = true
+[bridges.br1]
+[namespaces.ns1]
+bridge = "br0"
+address = "10.10.0.2/24"
+[namespaces.router]
+forward = true
+routes = [{ to = "0.0.0.0/0", via = "10.10.0.1" }]
+[namespaces.router.interfaces.eth0]
+bridge = "br0"
+address = "10.10.0.254/24"
+[namespaces.router.interfaces.eth1]
+bridge = "br1"
+address = "10.20.0.1/24"
+[namespaces.a]
+bridge = "br1"
+address = "10.20.0.2/24"
+gateway = "10.20.0.1"
+# Its port lets it send as br0's segment: the router must not.
+spoof_ok = ["10.10.0.0/24"]
+[namespaces.b]
+bridge = "br1"
+address = "10.20.0.3/24"
+gateway = "10.20.0.1"
+"#;
+
+/// Datagrams from `a` through the router with sources that are not its own: its neighbour's
+/// (`b_too`: stopped at a's port only), another segment's and the world's (stopped by the
+/// router itself too).
+fn through_router(sb: &Sandbox, mark: &str, ma: &str, mr: &str, b_too: bool) {
+    let mut srcs = vec!["10.10.0.2", "198.51.100.77"];
+    if b_too {
+        srcs.push("10.20.0.3");
+    }
+    for src in srcs {
+        for dst in ["203.0.113.10", "10.10.0.1", "10.10.0.2"] {
+            let args = [ma, mr, src, dst];
+            sb.ok(&format!(
+                "ip netns exec a {} send eth0 udp4 {mark} {}",
+                frames(),
+                args.join(" ")
+            ));
+        }
+    }
+}
+
+#[test]
+fn behind_a_router_another_segments_address_never_leaves_it() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    apply(&sb, "rt.toml", ROUTED);
+    let (ma, mb, mr) = (
+        mac(&sb, Some("a"), "eth0"),
+        mac(&sb, Some("b"), "eth0"),
+        mac(&sb, Some("router"), "eth1"),
+    );
+    sb.ok("ip netns exec router ping -c1 -W2 10.20.0.3");
+    let spots: [Spot; 3] = [
+        ("world", Some("wan"), "eth0"),
+        ("host", None, "br0"),
+        ("other-segment", Some("ns1"), "eth0"),
+    ];
+    let sniff = Sniff::start(&sb, &spots, 2.5, "NSFWRT1");
+    through_router(&sb, "NSFWRT1", &ma, &mr, true);
+    // And an ARP reply to the router for b's address.
+    send(
+        &sb,
+        "a",
+        "arp",
+        "NSFWRT1",
+        &[&ma, &mr, "2", &ma, "10.20.0.3", &mr, "10.20.0.1"],
+    );
+    for (label, n) in sniff.counts() {
+        assert_eq!(
+            n, 0,
+            "forged datagrams reached the {label} through the router"
+        );
+    }
+    assert_eq!(lladdr(&sb, Some("router"), "10.20.0.3"), Some(mb));
+    let allowed = |sb: &Sandbox| {
+        for (ns, to) in [
+            ("b", "203.0.113.10"),
+            ("b", "10.10.0.2"),
+            ("a", "203.0.113.10"),
+        ] {
+            assert!(sb.pings(ns, to), "{ns} no longer reaches {to}");
+        }
+    };
+    allowed(&sb);
+    // The router's own table holds by itself for what is not its segment's.
+    sb.ok("nft delete table bridge nsfw_rt");
+    let sniff = Sniff::start(&sb, &spots, 2.5, "NSFWRT2");
+    through_router(&sb, "NSFWRT2", &ma, &mr, false);
+    for (label, n) in sniff.counts() {
+        assert_eq!(
+            n, 0,
+            "the router let another segment's address out to the {label}"
+        );
+    }
+    allowed(&sb);
+    // The witness: without it they leave.
+    sb.ok("ip netns exec router nft delete table inet nsfw_rt");
+    let sniff = Sniff::start(&sb, &spots, 2.5, "NSFWRT3");
+    through_router(&sb, "NSFWRT3", &ma, &mr, false);
+    let seen = sniff.counts();
+    assert!(
+        seen.iter().all(|(_, n)| *n > 0),
+        "unguarded, the witnesses saw {seen:?}"
+    );
+}

@@ -265,6 +265,25 @@ fn identity() -> Chain {
     )
 }
 
+/// Anti-spoofing inside a namespace that routes, first in its forward chain: a packet it
+/// forwards must come in by the interface it would route the packet's source back through
+/// (strict reverse path over the routes nsfw gave it), so a segment's packets carry that
+/// segment's addresses (or those routed behind it), never another segment's or, from
+/// inside, the world's. Before conntrack's verdict: a forged packet matching someone's
+/// connection is dropped too.
+///
+/// ```nft
+/// fib saddr . iif oif missing counter drop
+/// ```
+pub(crate) fn reverse_path() -> Rule {
+    let fib = nft::Expr::Fib(nft::Fib {
+        flags: nft::fib::SADDR | nft::fib::IIF,
+        result: nft::FibResult::Oif,
+        present: true,
+    });
+    drop(vec![Stmt::eq(fib, Value::Bool(false))])
+}
+
 /// The topology's bridge table; None when it has no namespace interface to judge.
 pub(crate) fn table(t: &Topology) -> Option<Table> {
     if t.namespaces.iter().all(|n| n.ifaces.is_empty()) {
