@@ -9,7 +9,7 @@ use nft::{Base, ChainType, Family, Hook, Policy};
 use super::{NftState, diff, flush, prepare, table};
 use crate::owner::table as table_name;
 use crate::testdata::{
-    MORE, POLICY, PUBLISH, ROUTED, RULESETS, golden, read_back, ruleset, topology,
+    DUAL, MORE, POLICY, PUBLISH, ROUTED, RULESETS, golden, read_back, ruleset, topology,
 };
 use crate::topology::Topology;
 
@@ -57,6 +57,22 @@ fn routed_dual_stack_published_policy_and_impaired_files_render_to_their_golden_
     for (name, text) in MORE {
         let t = table(&topology(name, text));
         golden(&format!("show/{name}.nft"), &t.to_string());
+    }
+}
+
+#[test]
+fn port_security_tables_render_as_before() {
+    // The skeleton is the same for every file: a golden each for a plain segment, a
+    // dual-stack one and one with a router (its `routed` sets).
+    let files = [
+        ruleset("lab"),
+        topology("dual", DUAL),
+        topology("routed", ROUTED),
+    ];
+    for t in &files {
+        let name = &t.name;
+        let t = super::identity::table(t).expect("ports");
+        golden(&format!("show/{name}-ports.nft"), &t.to_string());
     }
 }
 
