@@ -21,7 +21,54 @@ type Case = (&'static str, String, Vec<&'static str>);
 
 /// Every bad file the test tries.
 fn cases() -> Vec<Case> {
-    [syntax_cases(), address_cases(), name_cases(), limit_cases()].concat()
+    [
+        syntax_cases(),
+        address_cases(),
+        name_cases(),
+        limit_cases(),
+        spoof_cases(),
+    ]
+    .concat()
+}
+
+/// `spoof_ok`: networks, without host bits, of a family the namespace has, never multicast.
+fn spoof_cases() -> Vec<Case> {
+    let ns = |v: &str| format!("{BR}[namespaces.a]\nbridge = \"br0\"\nspoof_ok = {v}\n");
+    vec![
+        (
+            "spoof_ok not a list",
+            ns("\"10.9.0.0/24\""),
+            vec!["namespaces.a.spoof_ok", "list of strings"],
+        ),
+        (
+            "spoof_ok not a string",
+            ns("[7]"),
+            vec!["namespaces.a.spoof_ok = 7", "must be a string"],
+        ),
+        (
+            "spoof_ok not a CIDR",
+            ns("[\"bogus\"]"),
+            vec!["namespaces.a.spoof_ok = \"bogus\"", "not a CIDR"],
+        ),
+        (
+            "spoof_ok host bits",
+            ns("[\"10.9.0.1/24\"]"),
+            vec!["namespaces.a.spoof_ok = \"10.9.0.1/24\"", "host bits"],
+        ),
+        (
+            "spoof_ok IPv6 without IPv6",
+            ns("[\"2001:db8::/64\"]"),
+            vec![
+                "namespaces.a.spoof_ok = \"2001:db8::/64\"",
+                "no IPv6 address",
+            ],
+        ),
+        (
+            "spoof_ok multicast",
+            ns("[\"224.0.0.0/4\"]"),
+            vec!["namespaces.a.spoof_ok = \"224.0.0.0/4\"", "multicast"],
+        ),
+    ]
 }
 
 /// Files that are not TOML, or hold keys nsfw does not know.
