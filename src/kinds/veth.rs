@@ -206,9 +206,11 @@ impl fmt::Display for CreateVeth {
             bridge,
             mtu,
             mac,
+            isolated,
             ..
         } = self;
-        write!(f, "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu}")?;
+        let port = if *isolated { ", isolated" } else { "" };
+        write!(f, "+ veth {host} (on {bridge}{port}) ⇄ {ns}:{peer} mtu {mtu}")?;
         if let Some(mac) = mac {
             write!(f, " mac {mac}")?;
         }
