@@ -9,23 +9,27 @@
 //!     set hosts { type ifname; }                       # those of namespaces that route nothing
 //!     set mac { type ifname . ether_addr; }            # "lab-ns1" . 02:..:..
 //!     set ethertypes { type ether_type; elements = { ip, arp, ip6 } }
-//!     set addr4 { type ifname . ipv4_addr; flags interval; }  # its address, spoof_ok
-//!     set addr6 { type ifname . ipv6_addr; flags interval; }  # its address, link-local, ::, spoof_ok
-//!     set routed4 { type ifname . ipv4_addr; flags interval; } # what a router forwards out of it
-//!     set routed6 { type ifname . ipv6_addr; flags interval; }
+//!     set addr4 { type ifname . ipv4_addr; }               # its address
+//!     set addr6 { type ifname . ipv6_addr; }               # its address, link-local, ::
+//!     set ok4 { type ifname . ipv4_addr; flags interval; }  # spoof_ok
+//!     set ok6 { type ifname . ipv6_addr; flags interval; }
+//!     set routed4 { type ifname . ipv4_addr; flags interval; } # spoof_ok, what a router
+//!     set routed6 { type ifname . ipv6_addr; flags interval; } #   forwards out of it
 //!     chain ingress { type filter hook prerouting priority -200; policy accept;
 //!         iifname @ports goto identity }
 //!     chain identity {
 //!         iifname . ether saddr != @mac counter drop                  # a MAC not its own
 //!         ether type != @ethertypes counter drop                      # VLAN tags, 0x88b5, ...
 //!         iifname . arp saddr ether != @mac counter drop
-//!         iifname . arp saddr ip != @addr4 counter drop                 # ARP only for itself
+//!         iifname . arp saddr ip != @addr4 iifname . arp saddr ip != @ok4 counter drop
 //!         iifname . ip saddr != @addr4 iifname . ip saddr != @routed4 counter drop
 //!         iifname . ip6 saddr != @addr6 iifname . ip6 saddr != @routed6 counter drop
 //!         iifname @hosts icmpv6 type nd-router-advert counter drop
 //!         iifname @hosts icmpv6 type nd-redirect counter drop
-//!         icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6 counter drop
-//!         ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 taddr != @addr6 counter drop
+//!         icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6
+//!             iifname . icmpv6 taddr != @ok6 counter drop
+//!         ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 taddr != @addr6
+//!             iifname . icmpv6 taddr != @ok6 counter drop
 //!     }
 //! }
 //! ```
@@ -124,20 +128,15 @@ impl NetworkNet for ipnetwork::Ipv6Network {
     }
 }
 
-fn host(ip: IpAddr) -> IpNetwork {
-    IpNetwork::from(ip)
-}
-
 /// The sets' elements, port by port.
 #[derive(Default)]
 struct Data {
     ports: Vec<Element>,
     hosts: Vec<Element>,
     mac: Vec<Element>,
-    ip4: Vec<Element>,
-    ip6: Vec<Element>,
-    via4: Vec<Element>,
-    via6: Vec<Element>,
+    addr: [Vec<Element>; 2],
+    ok: [Vec<Element>; 2],
+    routed: [Vec<Element>; 2],
 }
 
 fn data(t: &Topology) -> Data {
@@ -145,41 +144,32 @@ fn data(t: &Topology) -> Data {
     for n in &t.namespaces {
         for i in &n.ifaces {
             let port = || vec![Value::Ifname(i.host_ifname.clone())];
+            let with = |v: Value| {
+                let mut k = port();
+                k.push(v);
+                Element::key(k)
+            };
             d.ports.push(Element::key(port()));
             if !n.forward {
                 d.hosts.push(Element::key(port()));
             }
-            let mut mac = port();
-            mac.push(Value::Ether(i.mac.0));
-            d.mac.push(Element::key(mac));
-            d.ip4.push(net_elem(port(), host(i.address.ip().into())));
+            d.mac.push(with(Value::Ether(i.mac.0)));
+            d.addr[0].push(with(Value::Ipv4(i.address.ip())));
             if let Some(a6) = i.address6 {
                 // Its address, its link-local address, and :: (DAD and MLD before it has one).
                 for a in [a6.ip(), i.mac.link_local().ip(), Ipv6Addr::UNSPECIFIED] {
-                    d.ip6.push(net_elem(port(), host(a.into())));
+                    d.addr[1].push(with(Value::Ipv6(a)));
                 }
             }
-            for net in &n.spoof_ok {
-                let has = if net.is_ipv6() {
-                    i.address6.is_some()
-                } else {
-                    true
-                };
-                if has {
-                    let to = if net.is_ipv6() {
-                        &mut d.ip6
-                    } else {
-                        &mut d.ip4
-                    };
-                    to.push(net_elem(port(), *net));
+            let families = if i.address6.is_some() { 2 } else { 1 };
+            for (f, v6) in [false, true].into_iter().enumerate().take(families) {
+                // spoof_ok: sent from and answered for; what it routes: sent from only.
+                for net in n.spoof_ok.iter().filter(|x| x.is_ipv6() == v6) {
+                    d.ok[f].push(net_elem(port(), *net));
+                    d.routed[f].push(net_elem(port(), *net));
                 }
-            }
-            for net in routed(n, i, false) {
-                d.via4.push(net_elem(port(), net));
-            }
-            if i.address6.is_some() {
-                for net in routed(n, i, true) {
-                    d.via6.push(net_elem(port(), net));
+                for net in routed(n, i, v6) {
+                    d.routed[f].push(net_elem(port(), net));
                 }
             }
         }
@@ -193,28 +183,28 @@ fn sets(d: Data) -> Vec<nft::Set> {
         .into_iter()
         .map(|e| Element::key(vec![Value::EtherType(e)]))
         .collect();
-    vec![
+    let mut v = vec![
         set("ports", vec![ifname], None, false, d.ports),
         set("hosts", vec![ifname], None, false, d.hosts),
         set("mac", vec![ifname, Datatype::EtherAddr], None, false, d.mac),
         set("ethertypes", vec![Datatype::EtherType], None, false, types),
-        set("addr4", vec![ifname, Datatype::Ipv4Addr], None, true, d.ip4),
-        set("addr6", vec![ifname, Datatype::Ipv6Addr], None, true, d.ip6),
-        set(
-            "routed4",
-            vec![ifname, Datatype::Ipv4Addr],
-            None,
-            true,
-            d.via4,
-        ),
-        set(
-            "routed6",
-            vec![ifname, Datatype::Ipv6Addr],
-            None,
-            true,
-            d.via6,
-        ),
-    ]
+    ];
+    // Exact addresses in hash sets: an interval set per element costs the kernel more, and
+    // only the few networks need one.
+    let [a4, a6] = d.addr;
+    let [o4, o6] = d.ok;
+    let [r4, r6] = d.routed;
+    for (name, ty, interval, elems) in [
+        ("addr4", Datatype::Ipv4Addr, false, a4),
+        ("addr6", Datatype::Ipv6Addr, false, a6),
+        ("ok4", Datatype::Ipv4Addr, true, o4),
+        ("ok6", Datatype::Ipv6Addr, true, o6),
+        ("routed4", Datatype::Ipv4Addr, true, r4),
+        ("routed6", Datatype::Ipv6Addr, true, r6),
+    ] {
+        v.push(set(name, vec![ifname, ty], None, interval, elems));
+    }
+    v
 }
 
 /// `iifname . <f> != @<set>`.
@@ -241,7 +231,10 @@ fn identity() -> Chain {
             drop(vec![not_in(Field::EtherSaddr, "mac")]),
             drop(vec![lookup(field(Field::EtherType), "ethertypes", false)]),
             drop(vec![not_in(Field::ArpSaddrEther, "mac")]),
-            drop(vec![not_in(Field::ArpSaddrIp, "addr4")]),
+            drop(vec![
+                not_in(Field::ArpSaddrIp, "addr4"),
+                not_in(Field::ArpSaddrIp, "ok4"),
+            ]),
             drop(vec![
                 not_in(Field::IpSaddr, "addr4"),
                 not_in(Field::IpSaddr, "routed4"),
@@ -255,11 +248,13 @@ fn identity() -> Chain {
             drop(vec![
                 icmpv6(ND_NEIGHBOR_ADVERT),
                 not_in(Field::Icmpv6Taddr, "addr6"),
+                not_in(Field::Icmpv6Taddr, "ok6"),
             ]),
             drop(vec![
                 Stmt::eq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED)),
                 icmpv6(ND_NEIGHBOR_SOLICIT),
                 not_in(Field::Icmpv6Taddr, "addr6"),
+                not_in(Field::Icmpv6Taddr, "ok6"),
             ]),
         ],
     )

@@ -210,7 +210,10 @@ impl fmt::Display for CreateVeth {
             ..
         } = self;
         let port = if *isolated { ", isolated" } else { "" };
-        write!(f, "+ veth {host} (on {bridge}{port}) ⇄ {ns}:{peer} mtu {mtu}")?;
+        write!(
+            f,
+            "+ veth {host} (on {bridge}{port}) ⇄ {ns}:{peer} mtu {mtu}"
+        )?;
         if let Some(mac) = mac {
             write!(f, " mac {mac}")?;
         }
