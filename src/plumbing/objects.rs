@@ -39,6 +39,8 @@ pub(crate) struct Link {
     pub isolated: bool,
     /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
     pub qdisc: Option<String>,
+    /// The MTUs its driver takes (IFLA_MIN_MTU, IFLA_MAX_MTU), where the kernel says.
+    pub mtu_range: (Option<u32>, Option<u32>),
 }
 
 /// An address on a link.
@@ -142,6 +144,7 @@ impl Link {
             hairpin: false,
             isolated: false,
             qdisc: None,
+            mtu_range: (None, None),
             up,
             noarp,
             alias: None,
