@@ -57,6 +57,11 @@ pub(crate) struct Event {
     pub what: String,
     /// It concerns an object the topology owns or depends on.
     pub ours: bool,
+    /// The process that made it, where the kernel says (nf_tables' NEWGEN): its name, pid
+    /// and netlink port id.
+    pub by: Option<String>,
+    /// It changed nsfw's own table: the firewall may be open until it is repaired.
+    pub urgent: bool,
 }
 
 /// A netlink socket subscribed to groups, non-blocking.
@@ -141,6 +146,8 @@ impl Sub {
                     out.push(Event {
                         what: format!("notifications were lost ({}); rechecking", self.place),
                         ours: true,
+                        by: None,
+                        urgent: false,
                     });
                     continue;
                 }
@@ -149,6 +156,8 @@ impl Sub {
                     out.push(Event {
                         what: format!("cannot read notifications ({}): {e}", self.place),
                         ours: true,
+                        by: None,
+                        urgent: false,
                     });
                     break;
                 }
@@ -209,6 +218,8 @@ impl Dir {
                         netns::RUN_DIR
                     ),
                     ours: interest.namespaces.contains(&name),
+                    by: None,
+                    urgent: false,
                 });
             }
         }
@@ -237,7 +248,12 @@ impl NftReader {
         let get = |t: u16| netlink::find(body, t).map(string_of);
         let msg = m.ty & 0xff;
         if msg == 15 {
-            return self.commit(body);
+            // nlmsg_pid: the port id of the socket that committed.
+            let port = m
+                .bytes
+                .get(12..16)
+                .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+            return self.commit(body, port);
         }
         let fam = match family {
             1 => "inet",
@@ -288,19 +304,29 @@ impl NftReader {
             None => format!("nft {obj} {fam} {table} {verb}{at}"),
         };
         let key = format!("{fam} {table}");
-        self.pending
-            .push((Event { what, ours }, key, obj == "table" && msg == 2));
+        self.pending.push((
+            Event {
+                what,
+                ours,
+                by: None,
+                urgent: fam == "inet" && ours,
+            },
+            key,
+            obj == "table" && msg == 2,
+        ));
         Vec::new()
     }
 
     /// NEWGEN (its attributes `body`: NFTA_GEN_PROC_PID, a big-endian u32, and
-    /// NFTA_GEN_PROC_NAME): the transaction's events, unless it was this process's.
-    fn commit(&mut self, body: &[u8]) -> Vec<Event> {
+    /// NFTA_GEN_PROC_NAME; `port`, the committing socket's port id): the transaction's
+    /// events, unless it was this process's.
+    fn commit(&mut self, body: &[u8], port: Option<u32>) -> Vec<Event> {
         let pid = netlink::find(body, 2)
             .and_then(|v| v.get(..4))
             .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
         let events = std::mem::take(&mut self.pending);
-        if pid == Some(std::process::id()) {
+        let name = netlink::find(body, 3).map(string_of);
+        if own(pid, name.as_deref()) {
             return Vec::new();
         }
         // A table deleted takes its chains, rules and sets with it: say the table only.
@@ -313,18 +339,59 @@ impl NftReader {
             .into_iter()
             .filter(|(_, t, del)| *del || !gone.contains(t))
             .map(|(e, _, _)| e);
-        let by = match (netlink::find(body, 3).map(string_of), pid) {
-            (Some(n), Some(p)) => format!(" (by {n}, pid {p})"),
-            (None, Some(p)) => format!(" (by pid {p})"),
-            _ => String::new(),
+        let port = port
+            .map(|p| format!(", netlink port {p}"))
+            .unwrap_or_default();
+        let by = match (name, pid) {
+            (Some(n), Some(p)) => Some(format!("{n} (pid {p}{port})")),
+            (None, Some(p)) => Some(format!("pid {p}{port}")),
+            _ => None,
         };
         events
             .map(|e| Event {
-                what: format!("{}{by}", e.what),
+                what: match &by {
+                    Some(b) => format!("{} (by {b})", e.what),
+                    None => e.what,
+                },
+                by: by.clone(),
                 ..e
             })
             .collect()
     }
+}
+
+/// The name this process's repairs commit under (see [`as_self`]): NEWGEN names it.
+fn own_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        // 15 bytes: the kernel's limit for a task's name.
+        format!("nsfw-w{:09x}", h.finish() & 0xf_ffff_ffff)
+    })
+}
+
+/// Runs `f` (a repair) under a name of this process's own, which NEWGEN carries, so that
+/// watch knows its own transactions. NEWGEN's pid is not enough: it is counted in the
+/// kernel's first PID namespace, and in one of its own (a container) watch cannot know its
+/// pid there.
+pub(crate) fn as_self<T>(f: impl FnOnce() -> T) -> T {
+    let before = nix::sys::prctl::get_name().ok();
+    let name = std::ffi::CString::new(own_name()).ok();
+    if let Some(n) = &name {
+        let _ = nix::sys::prctl::set_name(n);
+    }
+    let out = f();
+    if let Some(b) = &before {
+        let _ = nix::sys::prctl::set_name(b);
+    }
+    out
+}
+
+/// Whether a transaction NEWGEN says `name` (pid `pid`) made was this process's.
+fn own(pid: Option<u32>, name: Option<&str>) -> bool {
+    pid == Some(std::process::id()) || name == Some(own_name())
 }
 
 /// NETCONFA_IFINDEX_ALL (-1) with NETCONFA_FORWARDING: `ip_forward` (or IPv6's
@@ -350,6 +417,8 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
         return vec![Event {
             what: format!("forwarding settings changed ({place})"),
             ours,
+            by: None,
+            urgent: false,
         }];
     }
     let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes) else {
@@ -381,6 +450,8 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
     vec![Event {
         what,
         ours: ours || in_ns,
+        by: None,
+        urgent: false,
     }]
 }
 
