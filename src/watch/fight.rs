@@ -157,15 +157,10 @@ impl Watch {
         if !table_gone && sets.is_empty() {
             return;
         }
-        // A fight's budget holds here too (a set of 100k elements is no cheap batch).
-        if self.next.is_some_and(|n| Instant::now() < n) {
-            return;
-        }
         let Some(_lock) = self.quick_lock() else {
             return;
         };
         let t0 = Instant::now();
-        let cpu0 = super::cpu();
         if self.restore.is_none() {
             // Made once per version of the file: building the table costs more than sending it.
             self.restore = crate::firewall::prepare(&self.t).table;
@@ -185,10 +180,6 @@ impl Watch {
         });
         if out.is_err() {
             self.restore_sock = None;
-        }
-        if self.fight.is_some() {
-            let cost = super::cpu().saturating_sub(cpu0);
-            self.next = Some(Instant::now() + (cost * 9).min(self.opts.pause));
         }
         match out {
             Ok(()) => {
