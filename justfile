@@ -39,16 +39,20 @@ bench-cni:
 assets:
     ./scripts/build-assets
 
-# Install the binary, man page and completions under PREFIX (default /usr/local).
-install prefix="/usr/local":
-    PREFIX={{prefix}} ./scripts/build-assets
-    install -Dm755 target/release/nsfw {{prefix}}/sbin/nsfw
-    install -Dm644 target/assets/nsfw.1.gz {{prefix}}/share/man/man1/nsfw.1.gz
-    install -Dm644 target/assets/nsfw.bash {{prefix}}/share/bash-completion/completions/nsfw
-    install -Dm644 target/assets/_nsfw {{prefix}}/share/zsh/site-functions/_nsfw
-    install -Dm644 target/assets/nsfw.fish {{prefix}}/share/fish/vendor_completions.d/nsfw.fish
-    install -Dm644 -t /etc/systemd/system target/assets/systemd/nsfw@.service target/assets/systemd/nsfw-reapply@.service target/assets/systemd/nsfw-watch@.service
+# Install the binary, CNI plugin link, man page, completions, systemd template units and docs
+# under prefix (default /usr/local), staged under DESTDIR when given: everything stays inside
+# DESTDIR/prefix. Both spellings work: `just install DESTDIR=/tmp/stage prefix=/usr` (make's)
+# and `just DESTDIR=/tmp/stage prefix=/usr install` (just's overrides).
+DESTDIR := ""
+prefix := "/usr/local"
+install *settings:
+    DESTDIR='{{DESTDIR}}' PREFIX='{{prefix}}' ./scripts/install {{settings}}
 
 # The Debian package, target/debian/nsfw_*.deb (cargo-deb).
 deb:
     ./scripts/build-deb
+
+# The Debian package checked: lintian without errors, installed and purged in a throwaway
+# root leaving nothing, its units verified by systemd-analyze.
+check-deb: deb
+    ./scripts/check-deb

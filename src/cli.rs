@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
 
 const WATCH_FILE_HELP: &str = "Topology file, read again at every check [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; not standard input]";
 const FILE_HELP: &str = "Topology file [default: ./nsfw.toml if you own it and nobody else can write it, else /etc/nsfw/nsfw.toml; - reads standard input]";
@@ -31,15 +31,55 @@ pub enum Shell {
     Fish,
 }
 
+/// What `nsfw graph` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// One standalone SVG file (no script, no fetches).
+    Svg,
+    /// Graphviz's dot language (`dot -Tpng` draws it).
+    Dot,
+    /// A Mermaid flowchart (Markdown viewers that render Mermaid draw it).
+    Mermaid,
+}
+
+/// What `nsfw status` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// Metrics for Prometheus: the text exposition format node_exporter's textfile collector
+    /// reads.
+    Openmetrics,
+}
+
+/// `nsfw graph`'s arguments.
+#[derive(Args)]
+pub struct GraphArgs {
+    #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+    /// svg, dot or mermaid.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Svg, value_name = "FORMAT")]
+    pub format: GraphFormat,
+    /// Overlay the kernel's state (root): drift in red with the reason, counters.
+    #[arg(long, conflicts_with = "no_live")]
+    pub live: bool,
+    /// Draw FILE alone, even as root where the topology is applied.
+    #[arg(long)]
+    pub no_live: bool,
+    /// Write the picture to PATH instead of standard output.
+    #[arg(short, long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Make the host match FILE; prints the plan it carried out.
     #[command(
         long_about = "Make the host match FILE: create what is missing, fix what drifted, remove what nsfw owns that FILE no longer names. Prints the plan as it is carried out, then a summary line. Waits while another nsfw changes the host (--no-wait: fail at once). A run that is killed leaves nothing the next apply cannot finish.",
-        after_help = "Exit status: 0 done, 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExample:\n  nsfw apply rulesets/lab.toml"
+        after_help = "Exit status: 0 done (with --dry-run: planned), 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
     )]
     Apply {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Fail at once if another nsfw is changing the host, instead of waiting.
         #[arg(long)]
@@ -47,6 +87,13 @@ pub enum Cmd {
         /// Print the plan carried out as JSON (docs/json.md).
         #[arg(long)]
         json: bool,
+        /// Print the plan apply would carry out and change nothing (what `nsfw diff` does,
+        /// printed as apply prints it; exit 0 whether or not changes are pending).
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// One line per kind of change (`+ namespace × 2000`) instead of one per change.
+        #[arg(long, short = 's')]
+        summary: bool,
     },
     /// Print what apply would change, read from the kernel's own state.
     #[command(
@@ -54,11 +101,14 @@ pub enum Cmd {
         after_help = "Exit status: 0 in sync, 2 changes pending, 1 error.\n\nExample:\n  nsfw diff --json rulesets/lab.toml"
     )]
     Diff {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Machine-readable output (docs/json.md).
         #[arg(long)]
         json: bool,
+        /// One line per kind of change (`+ namespace × 2000`) instead of one per change.
+        #[arg(long, short = 's')]
+        summary: bool,
         /// Fail at once if another nsfw is changing the host, instead of waiting.
         #[arg(long)]
         no_wait: bool,
@@ -69,17 +119,23 @@ pub enum Cmd {
         after_help = "Exit status: 0 done (also when nothing was there), 1 error (including namespaces nsfw could not look into).\n\nExamples:\n  nsfw flush rulesets/lab.toml\n  nsfw flush --name lab"
     )]
     Flush {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Every nsfw topology on this host.
         #[arg(long, conflicts_with_all = ["file", "name"])]
         all: bool,
         /// The topology with this name, without reading its file (which may be gone or broken).
-        #[arg(long, conflicts_with = "file")]
+        #[arg(long, conflicts_with = "file", value_name = "NAME")]
         name: Option<String>,
         /// Fail at once if another nsfw is changing the host, instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        /// Print what was removed as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+        /// One line per kind of change (`- namespace × 2000`) instead of one per change.
+        #[arg(long, short = 's')]
+        summary: bool,
     },
     /// Print the nftables ruleset nsfw would load, in nft syntax.
     #[command(
@@ -87,7 +143,7 @@ pub enum Cmd {
         after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw show rulesets/lab.toml > lab.nft\n  nsfw show --json rulesets/lab.toml | jq '.tables[0].chains[].name'"
     )]
     Show {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Print the table as JSON (docs/json.md) instead of nft syntax.
         #[arg(long)]
@@ -100,6 +156,7 @@ pub enum Cmd {
     )]
     Try {
         /// Topology file [default: the embedded lab, rulesets/lab.toml]
+        #[arg(value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Print the checks as JSON (docs/json.md).
         #[arg(long)]
@@ -111,7 +168,7 @@ pub enum Cmd {
         after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress)"
     )]
     Verify {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Print the checks as JSON (docs/json.md).
         #[arg(long)]
@@ -120,22 +177,38 @@ pub enum Cmd {
     /// What nsfw owns on this host, per topology: namespaces, addresses, ports, counters.
     #[command(
         long_about = "List every nsfw topology on this host, found by nsfw's marks (no file needed): its bridges, namespaces with their interfaces and addresses, the ports it publishes, and the packets its nftables table accepted, dropped and masqueraded per chain. With FILE, also whether the host matches that file, as `nsfw diff` would say. Changes nothing; waits while another nsfw changes the host.",
-        after_help = "FILE: optional, no default (without it nothing is compared).\n\nExit status: 0 (with FILE: in sync), 2 with FILE: the host differs from it, 1 error.\n\nExamples:\n  nsfw status\n  nsfw status --json /etc/nsfw/nsfw.toml"
+        after_help = "FILE: optional, no default (without it nothing is compared).\n\nExit status: 0 (with FILE: in sync), 2 with FILE: the host differs from it, 1 error.\n\nExamples:\n  nsfw status\n  nsfw status --json /etc/nsfw/nsfw.toml\n  nsfw status --format openmetrics > /var/lib/prometheus/node-exporter/nsfw.prom"
     )]
     Status {
         /// Topology file to compare the host with [default: none; `-` reads standard input]
+        #[arg(value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
-        /// Print the topologies as JSON (docs/json.md).
+        /// Print the topologies as JSON (docs/json.md); the same as --format json.
         #[arg(long)]
         json: bool,
+        /// text, json, or openmetrics: the counters as metrics (README.md: Monitoring).
+        #[arg(long, value_enum, conflicts_with = "json", value_name = "FORMAT")]
+        format: Option<StatusFormat>,
     },
+    /// Draw the topology: SVG, Graphviz dot or Mermaid; live, the kernel's state over it.
+    #[command(
+        long_about = "Draw the topology of FILE: the host and the world, each bridge as a segment with its subnets (L2-only marked), the namespaces on it with their interfaces and addresses, routers between segments with their routes and NAT, physical ports, published ports (host address:port -> namespace:port), and the policy as labelled edges grouped by source. The SVG (the default) is one standalone file, laid out by nsfw itself, no wider than 1400 pixels: segments wrap into rows. With --live (needs root) the kernel's state goes over it: what differs from FILE in red with the reason (the plan `nsfw diff` prints), and the counters of `nsfw status` as labels; as root, that is the default when the topology is on the host. Without root, or with --no-live, FILE alone.",
+        after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw graph rulesets/router.toml > router.svg\n  nsfw graph --format dot rulesets/lab.toml | dot -Tpng > lab.png\n  sudo nsfw graph --live -o /tmp/lab.svg /etc/nsfw/lab.toml"
+    )]
+    Graph(GraphArgs),
+    /// One line per object nsfw owns on this host: topology, kind, name.
+    #[command(
+        long_about = "List what nsfw owns on this host, found by its marks (no file needed), one object a line: `TOPOLOGY KIND NAME`, where KIND is table, bridge, namespace or port (`tcp/8080`, `udp/127.0.0.1:5353`). For scripts: `nsfw list | awk '$2 == \"namespace\" {print $3}'`. `nsfw status` says more of each; `nsfw status --json` is the machine-readable form. Changes nothing; waits while another nsfw changes the host.",
+        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw list"
+    )]
+    List,
     /// Find what on this host will break or weaken the topology.
     #[command(
         long_about = "Read the host and report each thing that breaks or weakens the topology of FILE, with the object at fault and the fix: other nftables tables (iptables-nft's too) whose base chains drop or reject its traffic, by policy or by a rule matching its interfaces or subnets, which an accept in nsfw's table cannot override; iptables-legacy tables; forwarding and br_netfilter; the neighbour table's gc_thresh3 against the number of namespaces; forwarding between the host's other interfaces; routes overlapping its subnets; processes listening on its published ports. Changes nothing.",
         after_help = "Exit status: 0 nothing found, 3 problems or warnings found, 1 error.\n\nExample:\n  nsfw doctor /etc/nsfw/nsfw.toml"
     )]
     Doctor {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Print the findings as JSON (docs/json.md).
         #[arg(long)]
@@ -143,11 +216,11 @@ pub enum Cmd {
     },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(
-        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After --max-repairs repairs in a minute it is in a fight with another manager: it names the process the kernel says made the changes, repairs each change at once (at most a tenth of its time, at least every --pause seconds) so the firewall stays up, and says how the fight goes every 10 s. Holds the lock only while checking or repairing. SIGINT or SIGTERM stops it.",
-        after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root).\n\nExample:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)"
+        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After --max-repairs repairs in a minute it is in a fight with another manager: it names the process the kernel says made the changes, repairs each change at once (at most a tenth of its time, at least every --pause seconds) so the firewall stays up, and says how the fight goes every 10 s. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, fights). SIGINT or SIGTERM stops it.",
+        after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root, --metrics address refused or taken).\n\nExamples:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)\n  nsfw watch --metrics 127.0.0.1:9842 /etc/nsfw/nsfw.toml"
     )]
     Watch {
-        #[arg(help = WATCH_FILE_HELP)]
+        #[arg(help = WATCH_FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Repairs within one minute after which watch is in a fight.
         #[arg(long, default_value_t = 10, value_name = "N")]
@@ -155,6 +228,13 @@ pub enum Cmd {
         /// In a fight, the longest wait between two repairs, in seconds.
         #[arg(long, default_value_t = 2, value_name = "SECONDS")]
         pause: u64,
+        /// Serve metrics (those of `nsfw status --format openmetrics` and watch's own) on
+        /// GET /metrics at ADDR:PORT; a loopback address unless --metrics-public.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<String>,
+        /// Let --metrics listen on an address other hosts can reach.
+        #[arg(long, requires = "metrics")]
+        metrics_public: bool,
     },
     /// Run a command in a namespace, with its resolv.conf.
     #[command(
@@ -162,29 +242,35 @@ pub enum Cmd {
         after_help = "Exit status: CMD's (127 when it cannot be run, 1 when NS cannot be entered).\n\nExample:\n  nsfw exec ns1 -- cat /etc/resolv.conf"
     )]
     Exec {
-        /// The namespace.
+        /// The namespace (a name in /run/netns).
+        #[arg(value_name = "NS")]
         ns: String,
         /// The command and its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_hint = ValueHint::CommandWithArguments
+        )]
         command: Vec<OsString>,
     },
     /// Print the systemd units that keep the topology across boots and firewall reloads.
     #[command(
-        long_about = "Print (or with --dir write) the systemd units for FILE: nsfw.service applies it at boot after the network and the other firewalls, applies it again on their reload and flushes it at stop; nsfw-reapply.service applies it again when nftables, firewalld or docker (re)start; nsfw-watch.service runs `nsfw watch`. FILE and nsfw are named by their absolute paths.",
-        after_help = "Exit status: 0, 1 error.\n\nExample:\n  nsfw systemd /etc/nsfw/nsfw.toml --dir /etc/systemd/system\n  systemctl daemon-reload && systemctl enable --now nsfw.service nsfw-reapply.service nsfw-watch.service\n\nPackaged (template units, one instance per /etc/nsfw/NAME.toml):\n  systemctl enable --now nsfw@lab.service nsfw-reapply@lab.service nsfw-watch@lab.service"
+        long_about = "Print (or with --dir write) the systemd units for the topology of FILE, named after the topology (NAME below is its `name`), so that the units of several topologies live side by side: nsfw-NAME.service applies it at boot after the network and the other firewalls, applies it again on their reload and flushes it at stop; nsfw-NAME-reapply.service applies it again when nftables, firewalld or docker (re)start; nsfw-NAME-watch.service runs `nsfw watch`. FILE and nsfw are named by their absolute paths; with FILE `-` (the topology on standard input) the units apply /etc/nsfw/NAME.toml, where the file must then be.",
+        after_help = "Exit status: 0, 1 error.\n\nExample (a topology named lab):\n  nsfw systemd /etc/nsfw/lab.toml --dir /etc/systemd/system\n  systemctl daemon-reload && systemctl enable --now nsfw-lab.service nsfw-lab-reapply.service nsfw-lab-watch.service\n\nPackaged (template units, one instance per /etc/nsfw/NAME.toml):\n  systemctl enable --now nsfw@lab.service nsfw-reapply@lab.service nsfw-watch@lab.service"
     )]
     Systemd {
-        #[arg(help = FILE_HELP)]
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
         /// Write the units into this directory instead of printing them.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
         dir: Option<PathBuf>,
         /// Print template units instead (nsfw@.service and its companions; `nsfw@lab`
         /// applies /etc/nsfw/lab.toml), which need no file now: what packages install.
         #[arg(long, conflicts_with = "file")]
         template: bool,
-        /// The nsfw the units run (default: this one's absolute path).
-        #[arg(long)]
+        /// The nsfw the units run [default: this nsfw's absolute path].
+        #[arg(long, value_name = "PATH", value_hint = ValueHint::ExecutablePath)]
         bin: Option<PathBuf>,
     },
     /// Print shell completions.
@@ -209,7 +295,12 @@ pub enum Cmd {
 /// The top-level help's command list, by what a command is for.
 const GROUPS: &[(&str, &[&str])] = &[
     ("Build", &["apply", "flush"]),
-    ("Inspect", &["diff", "show", "status", "verify", "doctor"]),
+    (
+        "Inspect",
+        &[
+            "diff", "show", "status", "list", "graph", "verify", "doctor",
+        ],
+    ),
     ("Run", &["try", "exec", "watch", "systemd"]),
     ("Shell", &["completions", "man"]),
 ];

@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use crate::resources::{
     DEFAULT_V4, DEFAULT_V6, Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec,
 };
-use crate::topology::{BrNetfilter, Topology};
+use crate::topology::{BrNetfilter, Bridge, Iface, Namespace, Topology};
 
 /// The kernel drops IPv6 from a link whose MTU is below this, so addrgenmode (an IPv6 setting)
 /// cannot be set on it.
@@ -43,178 +43,208 @@ pub(crate) fn compile(t: &Topology) -> Desired {
         ..Default::default()
     };
     for b in &t.bridges {
-        d.host.links.insert(
-            b.name.clone(),
-            LinkSpec {
-                name: b.name.clone(),
-                origin: format!("bridges.{}", b.name),
-                kind: LinkKind::Bridge,
-                mtu: b.mtu,
-                mac: Some(b.mac),
-                master: None,
-                marked: true,
-                no_link_local: false,
-                nf_call: crate::firewall::judges_within_bridges(t),
-                hairpin: false,
-            },
-        );
-        if let Some(a) = b.address {
-            d.host.addrs.insert((b.name.clone(), IpNetwork::V4(a)));
-        }
-        if let Some(a6) = b.address6 {
-            d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
-            // The host routes for the segment: forwarding a packet onto it, it resolves the
-            // namespace's address from a link-local source (see `link_local`).
-            d.host
-                .addrs
-                .insert((b.name.clone(), IpNetwork::V6(link_local(b.mac))));
-        }
-        d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
-        // 127.0.0.1 may be routed out of the bridge only where a namespace on it is published
-        // on localhost (the guard in nsfw's table keeps neighbours off 127.0.0.0/8).
-        let localnet = crate::firewall::needs_localnet(t, &b.name);
-        d.host.sysctls.insert(
-            crate::plumbing::sysctl::key_for("net.ipv4.conf", &b.name, "route_localnet"),
-            SysctlSpec {
-                fresh: Some("0"),
-                ..sysctl(if localnet { "1" } else { "0" }, false)
-            },
-        );
-        if b.overlap_allowed {
-            d.overlap_ok.insert(b.name.clone());
-        }
-        for p in &b.ports {
-            d.host.links.insert(
-                p.clone(),
-                LinkSpec {
-                    name: p.clone(),
-                    origin: format!("bridges.{}.ports", b.name),
-                    kind: LinkKind::Port {
-                        take_addresses: b.take_addresses,
-                    },
-                    mtu: b.mtu,
-                    mac: None,
-                    master: Some(b.name.clone()),
-                    marked: false,
-                    no_link_local: false,
-                    nf_call: false,
-                    hairpin: false,
-                },
-            );
-        }
+        bridge(&mut d, t, b);
     }
     for n in &t.namespaces {
         let mut node = Node::default();
         for i in &n.ifaces {
-            node.sysctls.insert(promote(&i.ifname), sysctl("1", false));
-            let no_ll = i.mtu >= IPV6_MIN_MTU;
-            d.host.links.insert(
-                i.host_ifname.clone(),
-                LinkSpec {
-                    name: i.host_ifname.clone(),
-                    origin: format!("namespaces.{}.host_ifname = {:?}", n.name, i.host_ifname),
-                    kind: LinkKind::Veth {
-                        peer_ns: n.name.clone(),
-                        peer: i.ifname.clone(),
-                    },
-                    mtu: i.mtu,
-                    // Derived like the others: what tells a half-made pair of an interrupted
-                    // run from somebody else's link of the same name.
-                    mac: Some(crate::topology::derived_mac(
-                        &t.name,
-                        "veth",
-                        &i.host_ifname,
-                    )),
-                    master: Some(i.bridge.clone()),
-                    marked: true,
-                    no_link_local: no_ll,
-                    nf_call: false,
-                    // Only where a publish leads: hairpin also sends the port's own
-                    // broadcasts back to it, which no other namespace needs.
-                    hairpin: !n.publish.is_empty()
-                        && n.ifaces.first().is_some_and(|f| f.ifname == i.ifname),
-                },
-            );
-            node.links.insert(
-                i.ifname.clone(),
-                LinkSpec {
-                    name: i.ifname.clone(),
-                    origin: format!("namespaces.{}.ifname = {:?}", n.name, i.ifname),
-                    kind: LinkKind::Peer {
-                        host: i.host_ifname.clone(),
-                    },
-                    mtu: i.mtu,
-                    mac: Some(i.mac),
-                    master: None,
-                    marked: false,
-                    no_link_local: no_ll,
-                    nf_call: false,
-                    hairpin: false,
-                },
-            );
-            node.addrs
-                .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
-            node.netem.insert(i.ifname.clone(), i.netem);
-            let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", &i.ifname, leaf);
-            match i.address6 {
-                // nsfw configures IPv6 statically: router advertisements from anyone on the
-                // segment are not taken.
-                Some(a6) => {
-                    node.addrs.insert((i.ifname.clone(), IpNetwork::V6(a6)));
-                    // Its link-local address, made by nsfw without DAD (the link has
-                    // addrgenmode none): a router resolving a neighbour for a packet it
-                    // forwards solicits from its link-local address, and with none it sends
-                    // nothing and the packet is lost.
-                    node.addrs
-                        .insert((i.ifname.clone(), IpNetwork::V6(link_local(i.mac))));
-                    node.sysctls.insert(key("accept_ra"), sysctl("0", false));
-                }
-                // A segment without IPv6 gets none at all: nothing leaks over IPv6. (Below
-                // MTU 1280 the kernel has already dropped IPv6 from the link.)
-                None if no_ll => {
-                    node.sysctls.insert(key("disable_ipv6"), sysctl("1", false));
-                }
-                None => {}
-            }
+            veth_pair(&mut d, &mut node, t, n, i);
         }
-        // The default routes (from the gateways) and the static ones, each out of the
-        // interface its next hop is on (validation made sure there is one).
-        let defaults = [
-            n.gateway.map(|g| (DEFAULT_V4, IpAddr::V4(g))),
-            n.gateway6.map(|g| (DEFAULT_V6, IpAddr::V6(g))),
-        ];
-        let statics = n.routes.iter().map(|r| (r.to, r.via));
-        for (dst, via) in defaults.into_iter().flatten().chain(statics) {
-            if let Some(i) = n.iface_towards(via) {
-                node.routes
-                    .insert(dst, RouteSpec::unicast(dst, Some(via), &i.ifname));
-            }
-        }
-        // Forwarding inside is set either way: a namespace that routed and no longer does
-        // stops (a fresh one starts at 0).
-        let fwd = if n.forward { "1" } else { "0" };
-        node.sysctls.insert(
-            IP_FORWARD.into(),
-            SysctlSpec {
-                fresh: Some("0"),
-                ..sysctl(fwd, false)
-            },
-        );
-        if n.ifaces.iter().any(|i| i.address6.is_some()) {
-            node.sysctls.insert(
-                IP6_FORWARD.into(),
-                SysctlSpec {
-                    fresh: Some("0"),
-                    ..sysctl(fwd, false)
-                },
-            );
-        }
+        ns_routes(&mut node, n);
+        ns_forwarding(&mut node, n);
         if let Some(content) = t.resolv_conf(n) {
             d.resolv.insert(n.name.clone(), content);
         }
         d.namespaces.insert(n.name.clone(), node);
     }
-    // `[host] routes`: out of the bridge their next hop is on.
+    host_routes(&mut d, t);
+    host_sysctls(&mut d, t);
+    d
+}
+
+/// A bridge: the link, the host's addresses on it, its sysctls, and its physical ports.
+fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
+    d.host.links.insert(
+        b.name.clone(),
+        LinkSpec {
+            name: b.name.clone(),
+            origin: format!("bridges.{}", b.name),
+            kind: LinkKind::Bridge,
+            mtu: b.mtu,
+            mac: Some(b.mac),
+            master: None,
+            marked: true,
+            no_link_local: false,
+            nf_call: crate::firewall::judges_within_bridges(t),
+            hairpin: false,
+        },
+    );
+    if let Some(a) = b.address {
+        d.host.addrs.insert((b.name.clone(), IpNetwork::V4(a)));
+    }
+    if let Some(a6) = b.address6 {
+        d.host.addrs.insert((b.name.clone(), IpNetwork::V6(a6)));
+        // The host routes for the segment: forwarding a packet onto it, it resolves the
+        // namespace's address from a link-local source (see `link_local`).
+        d.host
+            .addrs
+            .insert((b.name.clone(), IpNetwork::V6(link_local(b.mac))));
+    }
+    d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
+    // 127.0.0.1 may be routed out of the bridge only where a namespace on it is published
+    // on localhost (the guard in nsfw's table keeps neighbours off 127.0.0.0/8).
+    let localnet = crate::firewall::needs_localnet(t, &b.name);
+    d.host.sysctls.insert(
+        crate::plumbing::sysctl::key_for("net.ipv4.conf", &b.name, "route_localnet"),
+        SysctlSpec {
+            fresh: Some("0"),
+            ..sysctl(if localnet { "1" } else { "0" }, false)
+        },
+    );
+    if b.overlap_allowed {
+        d.overlap_ok.insert(b.name.clone());
+    }
+    for p in &b.ports {
+        d.host.links.insert(
+            p.clone(),
+            LinkSpec {
+                name: p.clone(),
+                origin: format!("bridges.{}.ports", b.name),
+                kind: LinkKind::Port {
+                    take_addresses: b.take_addresses,
+                },
+                mtu: b.mtu,
+                mac: None,
+                master: Some(b.name.clone()),
+                marked: false,
+                no_link_local: false,
+                nf_call: false,
+                hairpin: false,
+            },
+        );
+    }
+}
+
+/// A namespace interface: the veth pair (its host end a port of the bridge, in the host; its
+/// other end in `node`), the address(es), impairment and IPv6 settings of the namespace end.
+fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &Iface) {
+    node.sysctls.insert(promote(&i.ifname), sysctl("1", false));
+    let no_ll = i.mtu >= IPV6_MIN_MTU;
+    d.host.links.insert(
+        i.host_ifname.clone(),
+        LinkSpec {
+            name: i.host_ifname.clone(),
+            origin: format!("namespaces.{}.host_ifname = {:?}", n.name, i.host_ifname),
+            kind: LinkKind::Veth {
+                peer_ns: n.name.clone(),
+                peer: i.ifname.clone(),
+            },
+            mtu: i.mtu,
+            // Derived like the others: what tells a half-made pair of an interrupted
+            // run from somebody else's link of the same name.
+            mac: Some(crate::topology::derived_mac(
+                &t.name,
+                "veth",
+                &i.host_ifname,
+            )),
+            master: Some(i.bridge.clone()),
+            marked: true,
+            no_link_local: no_ll,
+            nf_call: false,
+            // Only where a publish leads: hairpin also sends the port's own
+            // broadcasts back to it, which no other namespace needs.
+            hairpin: !n.publish.is_empty()
+                && n.ifaces.first().is_some_and(|f| f.ifname == i.ifname),
+        },
+    );
+    node.links.insert(
+        i.ifname.clone(),
+        LinkSpec {
+            name: i.ifname.clone(),
+            origin: format!("namespaces.{}.ifname = {:?}", n.name, i.ifname),
+            kind: LinkKind::Peer {
+                host: i.host_ifname.clone(),
+            },
+            mtu: i.mtu,
+            mac: Some(i.mac),
+            master: None,
+            marked: false,
+            no_link_local: no_ll,
+            nf_call: false,
+            hairpin: false,
+        },
+    );
+    node.addrs
+        .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
+    node.netem.insert(i.ifname.clone(), i.netem);
+    ipv6(node, i, no_ll);
+}
+
+/// A namespace interface's IPv6: its address and link-local address, or none at all.
+fn ipv6(node: &mut Node, i: &Iface, no_ll: bool) {
+    let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", &i.ifname, leaf);
+    match i.address6 {
+        // nsfw configures IPv6 statically: router advertisements from anyone on the
+        // segment are not taken.
+        Some(a6) => {
+            node.addrs.insert((i.ifname.clone(), IpNetwork::V6(a6)));
+            // Its link-local address, made by nsfw without DAD (the link has
+            // addrgenmode none): a router resolving a neighbour for a packet it
+            // forwards solicits from its link-local address, and with none it sends
+            // nothing and the packet is lost.
+            node.addrs
+                .insert((i.ifname.clone(), IpNetwork::V6(link_local(i.mac))));
+            node.sysctls.insert(key("accept_ra"), sysctl("0", false));
+        }
+        // A segment without IPv6 gets none at all: nothing leaks over IPv6. (Below
+        // MTU 1280 the kernel has already dropped IPv6 from the link.)
+        None if no_ll => {
+            node.sysctls.insert(key("disable_ipv6"), sysctl("1", false));
+        }
+        None => {}
+    }
+}
+
+/// The default routes (from the gateways) and the static ones, each out of the interface
+/// its next hop is on (validation made sure there is one).
+fn ns_routes(node: &mut Node, n: &Namespace) {
+    let defaults = [
+        n.gateway.map(|g| (DEFAULT_V4, IpAddr::V4(g))),
+        n.gateway6.map(|g| (DEFAULT_V6, IpAddr::V6(g))),
+    ];
+    let statics = n.routes.iter().map(|r| (r.to, r.via));
+    for (dst, via) in defaults.into_iter().flatten().chain(statics) {
+        if let Some(i) = n.iface_towards(via) {
+            node.routes
+                .insert(dst, RouteSpec::unicast(dst, Some(via), &i.ifname));
+        }
+    }
+}
+
+/// Forwarding inside is set either way: a namespace that routed and no longer does stops
+/// (a fresh one starts at 0).
+fn ns_forwarding(node: &mut Node, n: &Namespace) {
+    let fwd = if n.forward { "1" } else { "0" };
+    node.sysctls.insert(
+        IP_FORWARD.into(),
+        SysctlSpec {
+            fresh: Some("0"),
+            ..sysctl(fwd, false)
+        },
+    );
+    if n.ifaces.iter().any(|i| i.address6.is_some()) {
+        node.sysctls.insert(
+            IP6_FORWARD.into(),
+            SysctlSpec {
+                fresh: Some("0"),
+                ..sysctl(fwd, false)
+            },
+        );
+    }
+}
+
+/// `[host] routes`: out of the bridge their next hop is on.
+fn host_routes(d: &mut Desired, t: &Topology) {
     for r in &t.host.routes {
         let on = t.bridges.iter().find(|b| {
             [b.address.map(IpNetwork::V4), b.address6.map(IpNetwork::V6)]
@@ -228,6 +258,10 @@ pub(crate) fn compile(t: &Topology) -> Desired {
                 .insert(r.to, RouteSpec::unicast(r.to, Some(r.via), &b.name));
         }
     }
+}
+
+/// The host-wide sysctls the file sets: forwarding, br_netfilter's.
+fn host_sysctls(d: &mut Desired, t: &Topology) {
     if let Some(f) = t.host.ip_forward {
         let v = if f { "1" } else { "0" };
         d.host.sysctls.insert(IP_FORWARD.into(), sysctl(v, true));
@@ -246,7 +280,6 @@ pub(crate) fn compile(t: &Topology) -> Desired {
             d.host.sysctls.insert(BRNF.into(), sysctl("1", true));
         }
     }
-    d
 }
 
 /// The EUI-64 link-local address of a MAC, fe80::/64 — what the kernel would have made, given

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use nsfw::cli::{self, Cmd};
-use nsfw::commands::{self, Fail, FlushWhat};
+use nsfw::commands::{self, Fail, FlushWhat, Printing};
 use nsfw::output::{self, Level};
 
 fn main() -> ExitCode {
@@ -20,6 +20,16 @@ fn main() -> ExitCode {
             // are not errors.
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
+            // `--json` was asked for: the usage error is a JSON object too.
+            if code == 1 && std::env::args().skip(1).any(|a| a == "--json") {
+                let first = e.to_string();
+                let first = first
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                output::json_failure(None, &[first.to_string()]);
+            }
             return ExitCode::from(code);
         }
     };
@@ -36,38 +46,93 @@ fn main() -> ExitCode {
     // `try` and `sandbox` fork a child that unshares its mount namespace, which needs a single
     // thread; the handlers start none.
     nsfw::signals::install();
-    let r = match cli.cmd {
+    // With --json, stdout carries one JSON object whatever happens: a command that fails
+    // before printing its own gets one naming its errors (docs/json.md).
+    if let Some(name) = json_command(&cli.cmd) {
+        output::collect_errors(name);
+    }
+    let r = run(cli.cmd);
+    let code = match r {
+        Ok(c) => c,
+        Err(Fail(c)) => c,
+    };
+    if code == 1 {
+        output::json_failure_if_silent();
+    }
+    // Output a command exists to print (show, --json, completions) that could not be written:
+    // the command did not do its job.
+    if output::output_lost() && code != 1 {
+        output::err(format_args!("error: cannot write to standard output"));
+        return ExitCode::from(1);
+    }
+    ExitCode::from(code)
+}
+
+/// The command's name when it was asked for JSON.
+fn json_command(cmd: &Cmd) -> Option<&'static str> {
+    match cmd {
+        Cmd::Apply { json: true, .. } => Some("apply"),
+        Cmd::Diff { json: true, .. } => Some("diff"),
+        Cmd::Flush { json: true, .. } => Some("flush"),
+        Cmd::Show { json: true, .. } => Some("show"),
+        Cmd::Try { json: true, .. } => Some("try"),
+        Cmd::Verify { json: true, .. } => Some("verify"),
+        Cmd::Status { json: true, .. } => Some("status"),
+        Cmd::Doctor { json: true, .. } => Some("doctor"),
+        _ => None,
+    }
+}
+
+/// The command, carried out: its exit status.
+fn run(cmd: Cmd) -> Result<u8, Fail> {
+    match cmd {
         Cmd::Apply {
             file,
             no_wait,
             json,
-        } => commands::apply(file, !no_wait, json),
+            dry_run,
+            summary,
+        } => {
+            let how = Printing { json, summary };
+            if dry_run {
+                commands::dry_run(file, how, !no_wait)
+            } else {
+                commands::apply(file, !no_wait, how)
+            }
+        }
         Cmd::Diff {
             file,
             json,
+            summary,
             no_wait,
-        } => commands::diff(file, json, !no_wait),
+        } => commands::diff(file, Printing { json, summary }, !no_wait),
         Cmd::Flush {
             file,
             all,
             name,
             no_wait,
+            json,
+            summary,
         } => {
             let what = match (all, name) {
                 (true, _) => FlushWhat::All,
                 (false, Some(n)) => FlushWhat::Name(n),
                 (false, None) => FlushWhat::File(file),
             };
-            commands::flush(what, !no_wait)
+            commands::flush(what, !no_wait, Printing { json, summary })
         }
         Cmd::Show { file, json } => commands::show(file, json),
-        Cmd::Status { file, json } => commands::status(file, json),
+        Cmd::Status { file, json, format } => commands::status(file, json, format),
+        Cmd::Graph(a) => commands::graph(a),
+        Cmd::List => commands::list(),
         Cmd::Doctor { file, json } => commands::doctor(file, json),
         Cmd::Watch {
             file,
             max_repairs,
             pause,
-        } => commands::watch(file, max_repairs, pause),
+            metrics,
+            metrics_public,
+        } => commands::watch(file, max_repairs, pause, metrics, metrics_public),
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
         Cmd::Exec { ns, command } => commands::exec(ns, command),
@@ -80,16 +145,5 @@ fn main() -> ExitCode {
         Cmd::Completions { shell } => commands::completions(shell),
         Cmd::Man => commands::man(),
         Cmd::Sandbox { command } => commands::sandbox(command),
-    };
-    let code = match r {
-        Ok(c) => c,
-        Err(Fail(c)) => c,
-    };
-    // Output a command exists to print (show, --json, completions) that could not be written:
-    // the command did not do its job.
-    if output::output_lost() && code != 1 {
-        output::err(format_args!("error: cannot write to standard output"));
-        return ExitCode::from(1);
     }
-    ExitCode::from(code)
 }

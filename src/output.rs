@@ -11,6 +11,27 @@ static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 static STDOUT_BROKEN: AtomicBool = AtomicBool::new(false);
 static STDERR_GONE: AtomicBool = AtomicBool::new(false);
 static LEVEL: AtomicU8 = AtomicU8::new(1);
+/// A progress frame is on the terminal's last line: a line printed now clears it first (the
+/// ticker draws it again below).
+static FRAME_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Clears a progress frame off the line before other output.
+fn clear_frame() {
+    if FRAME_SHOWN.swap(false, Ordering::Relaxed) {
+        write_to(
+            &STDERR_GONE,
+            &mut std::io::stderr().lock(),
+            format_args!("\r\x1b[K"),
+            false,
+        );
+    }
+}
+/// Something was printed on stdout through [`data`] (a JSON object, say).
+static DATA_WRITTEN: AtomicBool = AtomicBool::new(false);
+/// With `--json`: the command's name, and the errors printed so far, for the JSON object of
+/// a command that fails before printing its own.
+static JSON_ERRORS: std::sync::Mutex<Option<(&'static str, Vec<String>)>> =
+    std::sync::Mutex::new(None);
 
 /// How much nsfw says: errors only, the plan and results, or every step with its timing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,6 +73,7 @@ fn write_to(gone: &AtomicBool, w: &mut dyn Write, args: fmt::Arguments<'_>, newl
 /// A line of normal output on stdout (suppressed by `-q`).
 pub fn out(args: fmt::Arguments<'_>) {
     if level() >= Level::Normal {
+        clear_frame();
         write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args, true);
     }
 }
@@ -59,7 +81,45 @@ pub fn out(args: fmt::Arguments<'_>) {
 /// Output on stdout that `-q` does not suppress: what a command was asked to print (`show`,
 /// `--json`).
 pub fn data(args: fmt::Arguments<'_>) {
+    DATA_WRITTEN.store(true, Ordering::Relaxed);
+    clear_frame();
     write_to(&STDOUT_GONE, &mut std::io::stdout().lock(), args, false);
+}
+
+/// Another process (the sandbox's child of `try`) printed the command's output on this
+/// stdout: nothing is to be added to it.
+pub fn data_written_elsewhere() {
+    DATA_WRITTEN.store(true, Ordering::Relaxed);
+}
+
+/// `--json` was asked for: errors are kept for [`json_failure_if_silent`].
+pub fn collect_errors(command: &'static str) {
+    if let Ok(mut g) = JSON_ERRORS.lock() {
+        *g = Some((command, Vec::new()));
+    }
+}
+
+/// A command asked for JSON failed without printing its object: prints
+/// `{"schema": 1, "command": ..., "ok": false, "errors": [...]}` (docs/json.md).
+pub fn json_failure_if_silent() {
+    if DATA_WRITTEN.load(Ordering::Relaxed) {
+        return;
+    }
+    let taken = JSON_ERRORS.lock().ok().and_then(|mut g| g.take());
+    if let Some((cmd, errors)) = taken {
+        json_failure(Some(cmd), &errors);
+    }
+}
+
+/// The JSON object of a failure: the command (None: not parsed) and its errors.
+pub fn json_failure(command: Option<&str>, errors: &[String]) {
+    let v = serde_json::json!({
+        "schema": 1,
+        "command": command,
+        "ok": false,
+        "errors": errors,
+    });
+    data(format_args!("{v}\n"));
 }
 
 /// Whether what a command was asked to print could not be written (other than to a reader
@@ -70,12 +130,25 @@ pub fn output_lost() -> bool {
 
 /// A line on stderr: errors always, warnings unless `-q`.
 pub fn err(args: fmt::Arguments<'_>) {
+    clear_frame();
     write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args, true);
+}
+
+/// An error: `error: ...` on stderr, kept for the JSON object of a failure.
+pub fn error(args: fmt::Arguments<'_>) {
+    let msg = args.to_string();
+    if let Ok(mut g) = JSON_ERRORS.lock()
+        && let Some((_, errors)) = g.as_mut()
+    {
+        errors.push(msg.clone());
+    }
+    err(format_args!("error: {msg}"));
 }
 
 /// A line on stderr shown with `-v` (or NSFW_TIMING): steps and their timings.
 pub fn verbose(args: fmt::Arguments<'_>) {
     if level() >= Level::Verbose || std::env::var_os("NSFW_TIMING").is_some() {
+        clear_frame();
         write_to(&STDERR_GONE, &mut std::io::stderr().lock(), args, true);
     }
 }
@@ -89,7 +162,7 @@ macro_rules! say {
 /// `error!(...)`: `error: ...` on stderr.
 #[macro_export]
 macro_rules! error {
-    ($($t:tt)*) => { $crate::output::err(format_args!("error: {}", format_args!($($t)*))) };
+    ($($t:tt)*) => { $crate::output::error(format_args!($($t)*)) };
 }
 
 /// `warning!(...)`: `warning: ...` on stderr, unless `-q`.
@@ -129,58 +202,83 @@ pub fn paint(line: &str) -> String {
 }
 
 /// Work counted by the threads that do it, for the progress line.
-pub static PROGRESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PROGRESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `n` more units of the running stage's work are done.
+pub fn progress(n: usize) {
+    PROGRESS.fetch_add(n, Ordering::Relaxed);
+}
 
 /// A one-line progress indicator on stderr for work that takes more than a second, on a
-/// terminal only: `creating namespaces: 412/1000`. Dropped, it clears its line.
+/// terminal only: `creating namespaces: 412/1000`. [`Ticker::finish`] shows the stage's last
+/// count (its total when all went well) and clears the line, so that what is printed next
+/// starts on a clean line; dropping it does the same.
 pub struct Ticker {
     stop: std::sync::Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// One frame of the progress line: `\r`, the text, erase to the end of the line.
+fn frame(label: &str, total: usize) {
+    let n = PROGRESS.load(Ordering::Relaxed).min(total);
+    write_to(
+        &STDERR_GONE,
+        &mut std::io::stderr().lock(),
+        format_args!("\r{label}: {n}/{total}\x1b[K"),
+        false,
+    );
+    FRAME_SHOWN.store(true, Ordering::Relaxed);
+}
+
 impl Ticker {
     pub fn start(label: &'static str, total: usize) -> Ticker {
         use std::io::IsTerminal;
+        use std::time::{Duration, Instant};
         PROGRESS.store(0, Ordering::Relaxed);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let quiet = level() == Level::Quiet || !std::io::stderr().is_terminal() || total < 2;
         let thread = (!quiet).then(|| {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let t0 = std::time::Instant::now();
+                let t0 = Instant::now();
                 let mut shown = false;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                    if t0.elapsed() >= std::time::Duration::from_secs(1) {
-                        let n = PROGRESS.load(Ordering::Relaxed).min(total);
-                        write_to(
-                            &STDERR_GONE,
-                            &mut std::io::stderr().lock(),
-                            format_args!("\r{label}: {n}/{total}\x1b[K"),
-                            false,
-                        );
+                loop {
+                    // Woken at once by finish (unpark), else every 100 ms.
+                    std::thread::park_timeout(Duration::from_millis(100));
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if t0.elapsed() >= Duration::from_secs(1) {
+                        frame(label, total);
                         shown = true;
                     }
                 }
                 if shown {
-                    write_to(
-                        &STDERR_GONE,
-                        &mut std::io::stderr().lock(),
-                        format_args!("\r\x1b[K"),
-                        false,
-                    );
+                    // The last count, then a clean line for what follows.
+                    frame(label, total);
+                    clear_frame();
                 }
             })
         });
         Ticker { stop, thread }
     }
+
+    /// Ends the line: the last count shown, the line cleared.
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.end();
     }
 }

@@ -33,12 +33,14 @@ pub fn stopping() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// The message of a run stopped by a signal, at the start of its error.
+pub const INTERRUPTED: &str = "interrupted: stopped at a safe point";
+
 /// An error if a stop was asked for: the caller stops at this safe point.
 pub fn check() -> anyhow::Result<()> {
     if stopping() {
-        anyhow::bail!(
-            "interrupted: stopped at a safe point; `nsfw apply` finishes the work, `nsfw flush` undoes it"
-        );
+        // The command says what finishes the work: apply and flush differ.
+        anyhow::bail!("{INTERRUPTED}");
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub(crate) struct Published {
     pub address: IpAddr,
     pub port: u16,
     pub namespace: Option<String>,
+    /// Connections translated to it (its map elements' counters; 0 in a table without them).
+    pub connections: u64,
 }
 
 /// Packets and bytes.
@@ -71,6 +73,15 @@ pub(crate) struct Chain {
     pub rules: Vec<(String, &'static str, Count)>,
 }
 
+/// Packets the table dropped that came from or were for one namespace (the counted sets of
+/// `firewall::account`), summed over its addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NsDrops {
+    pub namespace: String,
+    pub from: Count,
+    pub to: Count,
+}
+
 /// One topology as the host holds it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Topology {
@@ -81,6 +92,8 @@ pub(crate) struct Topology {
     pub namespaces: Vec<(String, Vec<Iface>)>,
     pub published: Vec<Published>,
     pub chains: Vec<Chain>,
+    /// Drops per namespace (namespaces with none are listed too, with zeros).
+    pub namespace_drops: Vec<NsDrops>,
     /// With FILE: whether the host matches it (None: not compared).
     pub in_sync: Option<bool>,
 }
@@ -107,6 +120,8 @@ fn action(r: &Rule) -> &'static str {
     match r.stmts.last() {
         Some(Stmt::Verdict(Verdict::Accept)) => "accept",
         Some(Stmt::Verdict(Verdict::Drop)) | Some(Stmt::Reject(_)) => "drop",
+        // A drop counted per namespace on its way (firewall::account).
+        Some(Stmt::Verdict(Verdict::Goto(c))) if c == crate::firewall::account::DROPPED => "drop",
         Some(Stmt::Masquerade(_) | Stmt::Nat(_) | Stmt::Redirect(_)) => "translate",
         _ => "count",
     }
@@ -160,6 +175,13 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
         let Some(set) = table.set(name) else {
             continue;
         };
+        let counts = d.element_counters(name).unwrap_or_default();
+        let count_of = |e: &nft::Element| {
+            counts
+                .iter()
+                .find(|(k, _)| k.key == e.key)
+                .map_or(0, |(_, c)| c.packets)
+        };
         for e in &set.elements {
             let (mut host_addr, mut proto, mut port) = (None, None, None);
             for k in &e.key {
@@ -191,6 +213,7 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
                     address: to,
                     port: to_port,
                     namespace: owner(to),
+                    connections: count_of(e),
                 });
             }
         }
@@ -208,12 +231,37 @@ fn published(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<Publis
                 && u32::from(p.port) == u32::from(last.port) + offset
             {
                 last.host_ports.1 = p.host_ports.0;
+                last.connections += p.connections;
                 continue;
             }
         }
         out.push(p);
     }
     out
+}
+
+/// The drops of each namespace, from the counted sets (addresses to namespaces by `owner`).
+fn namespace_drops(d: &Dumped, owner: &dyn Fn(IpAddr) -> Option<String>) -> Vec<NsDrops> {
+    use crate::firewall::account::{FROM4, FROM6, TO4, TO6};
+    let mut by: BTreeMap<String, NsDrops> = BTreeMap::new();
+    for (set, from) in [(FROM4, true), (TO4, false), (FROM6, true), (TO6, false)] {
+        for (e, c) in d.element_counters(set).unwrap_or_default() {
+            let Some(ns) = e.key.first().and_then(|v| match v {
+                Value::Ipv4(a) => owner(IpAddr::V4(*a)),
+                Value::Ipv6(a) => owner(IpAddr::V6(*a)),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let n = by.entry(ns.clone()).or_insert_with(|| NsDrops {
+                namespace: ns,
+                ..Default::default()
+            });
+            let k = if from { &mut n.from } else { &mut n.to };
+            k.add(c.packets, c.bytes);
+        }
+    }
+    by.into_values().collect()
 }
 
 /// Every topology the host holds marks of.
@@ -275,6 +323,7 @@ pub(crate) fn gather(o: &Observed, nft: &crate::firewall::NftState) -> Vec<Topol
             t.table = Some(format!("inet {table}"));
             t.chains = counters(d);
             t.published = published(d, &|a| holder.get(&a).cloned());
+            t.namespace_drops = namespace_drops(d, &|a| holder.get(&a).cloned());
         }
         out.push(t);
     }
@@ -311,6 +360,29 @@ fn addrs(i: &Iface) -> String {
     }
 }
 
+/// One line per object of a topology, `KIND NAME` (`nsfw list`).
+pub(crate) fn names(t: &Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(table) = &t.table {
+        out.push(format!("table {table}"));
+    }
+    out.extend(t.bridges.iter().map(|b| format!("bridge {}", b.iface.name)));
+    out.extend(t.namespaces.iter().map(|(n, _)| format!("namespace {n}")));
+    for p in &t.published {
+        let ports = match p.host_ports {
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        };
+        let at = match p.host_addr {
+            Some(IpAddr::V6(a)) => format!("[{a}]:"),
+            Some(a) => format!("{a}:"),
+            None => String::new(),
+        };
+        out.push(format!("port {}/{at}{ports}", proto_name(p.proto)));
+    }
+    out
+}
+
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sync = match self.in_sync {
@@ -345,9 +417,21 @@ impl fmt::Display for Topology {
             };
             writeln!(
                 f,
-                "  published {}/{} → {to}",
+                "  published {}/{} → {to} ({} connection(s))",
                 host_side(p),
-                proto_name(p.proto)
+                proto_name(p.proto),
+                p.connections
+            )?;
+        }
+        for d in self
+            .namespace_drops
+            .iter()
+            .filter(|d| d.from.packets + d.to.packets > 0)
+        {
+            writeln!(
+                f,
+                "  dropped {}: {} packets from it, {} packets to it",
+                d.namespace, d.from.packets, d.to.packets
             )?;
         }
         match &self.table {
@@ -409,6 +493,12 @@ pub(crate) fn to_json(ts: &[Topology]) -> J {
                     "namespace": p.namespace,
                     "address": p.address.to_string(),
                     "port": p.port,
+                    "connections": p.connections,
+                })).collect::<Vec<_>>(),
+                "namespace_drops": t.namespace_drops.iter().map(|d| json!({
+                    "namespace": d.namespace,
+                    "from": d.from.json(),
+                    "to": d.to.json(),
                 })).collect::<Vec<_>>(),
                 "chains": t.chains.iter().map(|c| json!({
                     "name": c.name,
@@ -426,4 +516,39 @@ pub(crate) fn to_json(ts: &[Topology]) -> J {
         })
         .collect();
     json!({"schema": 1, "topologies": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{PUBLISH, read_back, topology};
+
+    /// A table as the (fake) kernel gives it back right after it was loaded: every
+    /// namespace's drop count is there and zero, every published port has counted nothing.
+    #[test]
+    fn a_table_just_loaded_counts_nothing_for_each_namespace_and_port() {
+        let d = read_back(&crate::firewall::table(&topology("pub", PUBLISH))).expect("reads back");
+        let owner = |a: IpAddr| {
+            let ns = match a.to_string().as_str() {
+                "10.10.0.2" | "fd00:10::2" => "web",
+                "10.10.0.3" | "fd00:10::3" => "dns",
+                _ => return None,
+            };
+            Some(ns.to_string())
+        };
+        let drops = namespace_drops(&d, &owner);
+        let names: Vec<&str> = drops.iter().map(|n| n.namespace.as_str()).collect();
+        assert_eq!(names, ["dns", "web"]);
+        assert!(
+            drops
+                .iter()
+                .all(|n| n.from == Count::default() && n.to == Count::default())
+        );
+        let p = published(&d, &owner);
+        assert!(
+            p.iter()
+                .any(|p| p.port == 80 && p.namespace.as_deref() == Some("web"))
+        );
+        assert!(p.iter().all(|p| p.connections == 0), "{p:?}");
+    }
 }

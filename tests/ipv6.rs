@@ -280,8 +280,9 @@ fn ipv6_published_ports_live_in_their_own_maps() {
     let table = sb.ok("nft list table inet nsfw_six");
     for want in [
         "map publish6 {",
-        "tcp . 8081 : fd00:10::2 . 81",
-        "tcp . 8080 : fd00:10::2 . 80",
+        // The maps count connections: nft lists each element with its counter.
+        "tcp . 8081 counter packets 0 bytes 0 : fd00:10::2 . 81",
+        "tcp . 8080 counter packets 0 bytes 0 : fd00:10::2 . 80",
         "dnat ip6 to meta l4proto . th dport map @publish6",
         "ct status dnat oifname . ip6 saddr @src6 counter packets 0 bytes 0 masquerade",
     ] {

@@ -390,3 +390,59 @@ fn overlapping_entries_load_and_mean_their_union() {
     assert!(!tcp(&sb, "ns1", "203.0.113.10", 101), "allowed by neither");
     sb.nsfw_code(&["try", &f], 0);
 }
+
+/// 20,000 `[[allow]]` entries load as runs joined into few elements (the kernel's pipapo set
+/// grows quadratically in elements inserted at once): the kernel holds exactly the joined
+/// boxes, nsfw sees nothing to do, and packets follow the entries, gaps included.
+#[test]
+fn twenty_thousand_allows_load_as_joined_runs() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["10.10.0.0/24"]);
+    sb.serve(Some("wan"), "tcp", &[20002, 20003]);
+    let mut text = String::from(
+        "name = \"many\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\negress = \"deny\"\n",
+    );
+    for i in 0..4 {
+        text += &format!(
+            "[namespaces.ns{i}]\nbridge = \"br0\"\naddress = \"10.10.0.{}/24\"\n",
+            i + 2
+        );
+    }
+    // Every namespace to 203.0.113.1-200 on the even ports 20000-20048: one box per port.
+    for e in 0..20_000 {
+        text += &format!(
+            "[[allow]]\nfrom = \"ns{}\"\nto = \"203.0.113.{}/32\"\nports = [\"tcp/{}\"]\n",
+            e % 4,
+            (e / 4) % 200 + 1,
+            20_000 + 2 * (e / 800)
+        );
+    }
+    let f = sb.file("many.toml", &text);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    let listed = sb.ok("nft list set inet nsfw_many allow4");
+    let mut held: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.contains(" . tcp . "))
+        .map(|l| {
+            let l = l.trim().trim_start_matches("elements = { ");
+            l.trim_end_matches([',', ' ', '}'])
+        })
+        .collect();
+    held.sort_unstable();
+    let mut want: Vec<String> = (0..25)
+        .map(|p| {
+            format!(
+                "10.10.0.2-10.10.0.5 . 203.0.113.1-203.0.113.200 . tcp . {}",
+                20_000 + 2 * p
+            )
+        })
+        .collect();
+    want.sort_unstable();
+    assert_eq!(held, want, "{listed}");
+    assert!(tcp(&sb, "ns1", "203.0.113.10", 20002), "allowed");
+    assert!(
+        !tcp(&sb, "ns1", "203.0.113.10", 20003),
+        "in a gap between runs"
+    );
+}

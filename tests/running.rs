@@ -62,13 +62,13 @@ fn the_systemd_units_verify_and_their_commands_converge_and_flush() {
     assert!(o.status.success() && o.stderr.is_empty(), "{}", show(&o));
     let printed = sb.nsfw_code(&["systemd", &f], 0);
     assert!(
-        printed.contains("# nsfw.service")
+        printed.contains("# nsfw-lab.service")
             && printed.contains("ReloadPropagatedFrom=nftables.service"),
         "{printed}"
     );
     // The unit's own command lines, by hand: start converges, reload after the ruleset was
     // flushed (what a reload of nftables.service does) repairs, stop flushes.
-    let unit = std::fs::read_to_string(dir.join("nsfw.service")).expect("unit");
+    let unit = std::fs::read_to_string(dir.join("nsfw-lab.service")).expect("unit");
     let line = |k: &str| -> String {
         unit.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -84,7 +84,7 @@ fn the_systemd_units_verify_and_their_commands_converge_and_flush() {
     sb.nsfw_code(&["diff", &f], 0);
     sb.ok(&line("ExecStop"));
     assert!(sb.leftovers(&[]).is_empty(), "{:?}", sb.leftovers(&[]));
-    let reapply = std::fs::read_to_string(dir.join("nsfw-reapply.service")).expect("unit");
+    let reapply = std::fs::read_to_string(dir.join("nsfw-lab-reapply.service")).expect("unit");
     assert!(reapply.contains("WantedBy=nftables.service"), "{reapply}");
     // The packaged template units: an instance verifies, and its command lines name
     // /etc/nsfw/INSTANCE.toml and the packaged binary.

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::run::{Res, nsfw_bin, sh, timed, timed_stderr};
-use crate::topologies::{Ports, SERVER, policy_topology, publish_topology};
+use crate::topologies::{Ports, SERVER, policy_sparse_topology, policy_topology, publish_topology};
 
 /// Entries of the policy trial.
 pub const POLICY_ENTRIES: usize = 10_000;
+/// Larger policies whose cold apply the policy trial also times (the growth with entries).
+pub const POLICY_SCALE: [usize; 3] = [25_000, 50_000, 100_000];
 
 /// 10,000 published ports, by `bin` (another nsfw binary) or by this nsfw.
 pub fn publish(dir: &Path, bin: Option<&Path>) -> Res<()> {
@@ -36,7 +38,40 @@ pub fn policy(dir: &Path) -> Res<()> {
         &moved,
         text.replacen(&probe, &format!("ports = [\"tcp/{}\"]", SERVER.1 + 1), 1),
     )?;
-    big_table(dir, "pol", &f, &moved, &nsfw_bin())
+    big_table(dir, "pol", &f, &moved, &nsfw_bin())?;
+    // The same shape, larger, each applied to a host nsfw has flushed: `pol_cold_{n}`.
+    let nsfw = nsfw_bin();
+    let mut last = f;
+    for n in POLICY_SCALE {
+        // Its plan goes nowhere: this trial's stdout is its figures.
+        let status = Command::new(&nsfw)
+            .arg("flush")
+            .arg(&last)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("nsfw flush {}: {status}", last.display()).into());
+        }
+        last = dir.join(format!("policy-{n}.toml"));
+        std::fs::write(&last, policy_topology(n))?;
+        let (ms, rss) = timed(Command::new(&nsfw).arg("apply").arg(&last))?;
+        println!("pol_cold_{n} {ms:.3} {rss}");
+    }
+    for n in [POLICY_ENTRIES, 100_000] {
+        let status = Command::new(&nsfw)
+            .arg("flush")
+            .arg(&last)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("nsfw flush {}: {status}", last.display()).into());
+        }
+        last = dir.join(format!("policy-sparse-{n}.toml"));
+        std::fs::write(&last, policy_sparse_topology(n))?;
+        let (ms, rss) = timed(Command::new(&nsfw).arg("apply").arg(&last))?;
+        println!("pol_sparse_{n} {ms:.3} {rss}");
+    }
+    Ok(())
 }
 
 /// Prints `{prefix}_cold` (everything from nothing), `{prefix}_table_nsfw` and

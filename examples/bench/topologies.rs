@@ -188,3 +188,39 @@ pub fn policy_topology(entries: usize) -> String {
     }
     s
 }
+
+/// The policy lab with no two entries neighbours (every address and port of an entry but the
+/// first is even), so none join into a run: the pipapo set holds `entries` elements, and the kernel's
+/// cost of inserting them is what is measured.
+pub fn policy_sparse_topology(entries: usize) -> String {
+    let mut s = String::from(
+        "name = \"bench\"\n[bridges.br0]\naddress = \"10.100.0.1/24\"\nmasquerade = true\negress = \"deny\"\n",
+    );
+    for i in 0..POLICY_NS {
+        writeln!(
+            s,
+            "[namespaces.ns{i}]\nbridge = \"br0\"\naddress = \"10.100.0.{}/24\"",
+            2 * i + 2
+        )
+        .ok();
+    }
+    // The data-plane trial's entry first, as in `policy_topology` (its port is odd).
+    writeln!(
+        s,
+        "[[allow]]\nfrom = \"ns0\"\nto = \"{}/32\"\nports = [\"tcp/{}\"]",
+        SERVER.0, SERVER.1
+    )
+    .ok();
+    // e ↦ (e % 10, (e / 10) % 125, e / 1250) is one-to-one.
+    for e in 1..entries {
+        writeln!(
+            s,
+            "[[allow]]\nfrom = \"ns{}\"\nto = \"203.0.113.{}/32\"\nports = [\"tcp/{}\"]",
+            e % POLICY_NS,
+            2 * ((e / POLICY_NS) % 125) + 2,
+            10000 + 2 * (e / (POLICY_NS * 125))
+        )
+        .ok();
+    }
+    s
+}

@@ -1,7 +1,8 @@
-//! The rtnetlink side of an attachment, over the engine's blocking `Conn` and `msgs`: the
-//! network's bridge (made when missing, marked), a container's veth pair (the peer born in
-//! `CNI_NETNS` as `CNI_IFNAME`, the host end a marked port of the bridge), the address and
-//! routes inside the container, and finding all of it again from the aliases.
+//! The rtnetlink side of an attachment, over the engine's blocking `Conn`: the network's
+//! bridge (made when missing, marked), a container's veth pair (the peer born in `CNI_NETNS`
+//! as `CNI_IFNAME`, the host end a marked port of the bridge), both made with the requests
+//! apply makes them with (`kinds::bridge`, `kinds::veth`), the address and routes inside the
+//! container, and finding all of it again from the aliases.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::OwnedFd;
@@ -17,6 +18,7 @@ use nix::sys::stat::Mode;
 use super::config::NetConf;
 use super::error::{CniError, CniResult, code};
 use super::names;
+use crate::kinds::{bridge, veth};
 use crate::owner;
 use crate::plumbing::Link;
 use crate::plumbing::observe::parse_link;
@@ -103,10 +105,7 @@ pub(super) fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) 
         }
         None => {
             let mac = names::mac(&conf.name, "", "", "bridge");
-            c.run_all(&[
-                msgs::create_bridge(br, conf.mtu, mac, false),
-                msgs::no_link_local(br),
-            ])?;
+            c.run_all(&bridge::create(br, conf.mtu, mac, false))?;
             c.run_all(&[msgs::mark(br, &mark)])?;
             sysctl::write(&sysctl::key_for("net.ipv4.conf", br, "route_localnet"), "1")?;
             get_link(c, br)?.ok_or_else(|| anyhow!("bridge {br} vanished after its creation"))?
@@ -146,7 +145,7 @@ pub(super) fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attache
         .conf
         .mac
         .unwrap_or_else(|| names::mac(net, p.container, p.ifname, "peer"));
-    c.run_all(&[msgs::create_veth(
+    c.run_all(&[veth::create(
         &host,
         Some(bridge.index),
         p.conf.mtu,
@@ -156,21 +155,16 @@ pub(super) fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attache
         Some(peer_mac),
     )])?;
     let made = (|| -> Result<Attached> {
-        // Marked first: from here on DEL and GC find it by its alias. No IPv6 link-local
-        // address (no DAD, RS and MLD flooded to every container), sent while still down.
-        c.run_all(&[msgs::mark(&host, &alias), msgs::no_link_local(&host)])?;
-        c.run_all(&[msgs::up(&host)])?;
+        // Marked first: from here on DEL and GC find it by its alias.
+        c.run_all(&veth::host_end(&host, &alias, true, false))?;
         let h = get_link(c, &host)?.ok_or_else(|| anyhow!("veth {host} vanished"))?;
         let (ifname, addr) = (p.ifname.to_string(), p.addr);
         let routes = p.routes.to_vec();
         in_netns(p.netns_path, p.netns, move |k| {
             let l = get_link(k, &ifname)?
                 .ok_or_else(|| anyhow!("{ifname} did not appear in the container"))?;
-            k.run_all(&[msgs::no_link_local(&ifname)])?;
-            k.run_all(&[
-                msgs::up(&ifname),
-                msgs::add_addr(&ifname, l.index, IpNetwork::V4(addr)),
-            ])?;
+            k.run_all(&veth::peer_end(&ifname, true))?;
+            k.run_all(&[msgs::add_addr(&ifname, l.index, IpNetwork::V4(addr))])?;
             let reqs: Vec<_> = routes
                 .iter()
                 .map(|(dst, gw)| {

@@ -3,47 +3,96 @@
 use std::path::PathBuf;
 
 use crate::engine::{self, Target};
-use crate::plan::Owner;
+use crate::plan::{Owner, Plan};
 use crate::state::{self, Access};
 use crate::topology::{BrNetfilter, Topology};
-use crate::{firewall, say, warning};
+use crate::{firewall, output, say, warning};
 
+use super::print::{Printing, Tally};
 use super::{Fail, OK, load, report, require_root};
 
 fn lock(wait: bool) -> Result<state::Lock, Fail> {
     state::acquire(Access::Exclusive, wait).map_err(|e| report(&e))
 }
 
-pub fn apply(file: Option<PathBuf>, wait: bool, json: bool) -> Result<u8, Fail> {
+/// What a run that did not finish says: a signal stopped it at a safe point, and the same
+/// command run again finishes the work.
+fn run_error(e: &anyhow::Error, again: &str) -> Fail {
+    if crate::signals::stopping() {
+        crate::error!("{e:#}; `{again}` finishes the work");
+        return Fail(super::ERR);
+    }
+    report(e)
+}
+
+pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
-    super::quiet_for_json(json);
+    super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge(&t, &lock)?;
-    if json {
+    let (_, plan) = converge(&t, &lock, how)?;
+    if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
         v["applied"] = true.into();
-        crate::output::data(format_args!("{v}\n"));
+        output::data(format_args!("{v}\n"));
     }
     Ok(OK)
 }
 
-/// Makes the host match `t`, printing the plan as it is carried out.
+/// Prints plan lines as they are carried out: each one, or with `--summary` their tally at
+/// the end.
+struct Lines {
+    summary: bool,
+    tally: Tally,
+}
+
+impl Lines {
+    fn new(how: Printing) -> Lines {
+        Lines {
+            summary: how.summary,
+            tally: Tally::default(),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if self.summary {
+            self.tally.add(line);
+        } else {
+            say!("  {}", output::paint(line));
+        }
+    }
+
+    fn finish(&self) {
+        for l in self.tally.lines() {
+            say!("  {}", output::paint(&l));
+        }
+    }
+}
+
+/// Makes the host match `t`, printing the plan as it is carried out. With `--json`, a plan
+/// with conflicts is printed as the JSON object (`"applied": false`) before the error.
 pub(super) fn converge(
     t: &Topology,
     lock: &state::Lock,
-) -> Result<(usize, crate::plan::Plan), Fail> {
+    how: Printing,
+) -> Result<(usize, Plan), Fail> {
     let tg = Target::apply(t);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, o: &engine::Observed| {
+    let before = &mut |p: &Plan, o: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
+        }
+        if how.json && (!p.conflicts.is_empty() || !p.unreachable.is_empty()) {
+            let mut v = p.to_json(&t.name, &t.source.display().to_string());
+            v["command"] = "apply".into();
+            v["applied"] = false.into();
+            output::data(format_args!("{v}\n"));
         }
         if t.host.br_netfilter == BrNetfilter::Auto && p.conflicts.is_empty() {
             say!("{}", firewall::br_nf_report(t, &o.nft));
         }
-        if p.is_empty() {
+        if p.is_empty() && p.conflicts.is_empty() {
             say!(
                 "nothing to do: the host already matches {} ({})",
                 t.name,
@@ -54,14 +103,11 @@ pub(super) fn converge(
             started = true;
         }
     };
-    let out = engine::converge(
-        &tg,
-        lock,
-        &mut |line| say!("  {}", crate::output::paint(&line)),
-        before,
-    )
-    .map_err(|e| report(&e))?;
+    let mut lines = Lines::new(how);
+    let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before)
+        .map_err(|e| run_error(&e, "nsfw apply"))?;
     if started {
+        lines.finish();
         say!("done: {} change(s)", out.changes);
         say!("{}", out.plan.summary());
     }
@@ -75,19 +121,23 @@ pub enum FlushWhat {
     All,
 }
 
-pub fn flush(what: FlushWhat, wait: bool) -> Result<u8, Fail> {
-    let name = match what {
-        FlushWhat::All => None,
-        FlushWhat::File(f) => Some(load(f)?.name),
+pub fn flush(what: FlushWhat, wait: bool, how: Printing) -> Result<u8, Fail> {
+    let (name, file) = match what {
+        FlushWhat::All => (None, None),
+        FlushWhat::File(f) => {
+            let t = load(f)?;
+            (Some(t.name), Some(t.source.display().to_string()))
+        }
         FlushWhat::Name(n) => {
             if let Err(why) = crate::topology::check_topology_name(&n) {
                 crate::error!("--name {n:?}: a topology name {why}");
                 return Err(Fail(super::ERR));
             }
-            Some(n)
+            (Some(n), None)
         }
     };
     require_root("flush")?;
+    super::quiet_for_json(how.json);
     let lock = lock(wait)?;
     let who = match &name {
         Some(n) => Owner::Topology(n),
@@ -95,26 +145,38 @@ pub fn flush(what: FlushWhat, wait: bool) -> Result<u8, Fail> {
     };
     let tg = Target::flush(who);
     let mut started = false;
-    let before = &mut |p: &crate::plan::Plan, _: &engine::Observed| {
+    let before = &mut |p: &Plan, _: &engine::Observed| {
         for w in &p.warnings {
             warning!("{w}");
         }
         if p.is_empty() {
             say!("nothing to flush");
-        } else {
+        } else if p.conflicts.is_empty() {
             say!("flushing:");
             started = true;
         }
     };
-    let out = engine::converge(
-        &tg,
-        &lock,
-        &mut |line| say!("  {}", crate::output::paint(&line)),
-        before,
-    )
-    .map_err(|e| report(&e))?;
+    let again = match &name {
+        Some(n) => format!("nsfw flush --name {n}"),
+        None => "nsfw flush --all".to_string(),
+    };
+    let mut lines = Lines::new(how);
+    let out = engine::converge(&tg, &lock, &mut |line| lines.line(&line), before)
+        .map_err(|e| run_error(&e, &again))?;
     if started {
+        lines.finish();
         say!("done: {} change(s)", out.changes);
+    }
+    if how.json {
+        let mut v = out.plan.to_json(
+            name.as_deref().unwrap_or("*"),
+            file.as_deref().unwrap_or(""),
+        );
+        v["command"] = "flush".into();
+        v["applied"] = true.into();
+        v["topology"] = name.map_or(serde_json::Value::Null, Into::into);
+        v["file"] = file.map_or(serde_json::Value::Null, Into::into);
+        output::data(format_args!("{v}\n"));
     }
     Ok(OK)
 }

@@ -1,33 +1,36 @@
-//! `nsfw diff`: the plan apply would carry out, read from the kernel's own state, under the
-//! shared lock (never while a change runs).
+//! `nsfw diff` and `nsfw apply --dry-run`: the plan apply would carry out, read from the
+//! kernel's own state, under the shared lock (never while a change runs).
 
 use std::path::PathBuf;
 
 use crate::engine::{self, Target};
 use crate::output;
+use crate::plan::Plan;
 use crate::state::{self, Access, Record};
+use crate::topology::Topology;
 use crate::{error, say, warning};
 use nft::socket::NftSocket;
 
-use super::{ERR, Fail, OK, PENDING, load, report, require_root};
+use super::print::{Printing, Tally};
+use super::{ERR, Fail, OK, PENDING, load, read_error, report};
 
-pub fn diff(file: Option<PathBuf>, json: bool, wait: bool) -> Result<u8, Fail> {
-    let t = load(file)?;
-    require_root("diff")?;
+/// The plan for `t`, its warnings printed; its conflicts printed as errors (`Err` after
+/// `json` printed the plan).
+fn read_plan(t: &Topology, wait: bool, cmd: &str) -> Result<Plan, Fail> {
     let lock = state::acquire(Access::Shared, wait).map_err(|e| report(&e))?;
-    let tg = Target::apply(&t);
+    let tg = Target::apply(t);
     let rec = Record::load(lock.dir());
     let p = NftSocket::open()
         .and_then(|mut nft| engine::observe(&tg, &rec, &mut nft))
         .and_then(|o| engine::plan(&tg, &o, &rec))
-        .map_err(|e| report(&e))?;
+        .map_err(|e| read_error(cmd, &e))?;
     drop(lock);
-    if json {
-        output::data(format_args!(
-            "{}\n",
-            p.to_json(&t.name, &t.source.display().to_string())
-        ));
-    }
+    Ok(p)
+}
+
+/// Prints the plan's warnings and errors; `Err` when it has conflicts or namespaces nsfw
+/// could not look into.
+fn problems(p: &Plan) -> Result<(), Fail> {
     for w in &p.warnings {
         warning!("{w}");
     }
@@ -37,7 +40,32 @@ pub fn diff(file: Option<PathBuf>, json: bool, wait: bool) -> Result<u8, Fail> {
         }
         return Err(Fail(ERR));
     }
-    if json {
+    Ok(())
+}
+
+/// Every line of the plan, for a summary.
+fn tally(p: &Plan) -> Tally {
+    let mut t = Tally::default();
+    for s in &p.steps {
+        t.add(&s.to_string());
+    }
+    for l in &p.nft.lines {
+        t.add(&l.to_string());
+    }
+    t
+}
+
+pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail> {
+    let t = load(file)?;
+    let p = read_plan(&t, wait, "diff")?;
+    if how.json {
+        output::data(format_args!(
+            "{}\n",
+            p.to_json(&t.name, &t.source.display().to_string())
+        ));
+    }
+    problems(&p)?;
+    if how.json {
         // Already printed.
     } else if p.is_empty() {
         say!(
@@ -46,9 +74,14 @@ pub fn diff(file: Option<PathBuf>, json: bool, wait: bool) -> Result<u8, Fail> {
             t.source.display()
         );
     } else {
-        let text = p.to_string();
-        for line in text.lines() {
-            output::data(format_args!("{}\n", output::paint(line)));
+        if how.summary {
+            for line in tally(&p).lines() {
+                output::data(format_args!("{}\n", output::paint(&line)));
+            }
+        } else {
+            for line in p.to_string().lines() {
+                output::data(format_args!("{}\n", output::paint(line)));
+            }
         }
         say!("{}", p.summary());
         say!(
@@ -57,4 +90,48 @@ pub fn diff(file: Option<PathBuf>, json: bool, wait: bool) -> Result<u8, Fail> {
         );
     }
     Ok(if p.is_empty() { OK } else { PENDING })
+}
+
+/// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing
+/// changes, and the exit status is apply's (0 unless an error).
+pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail> {
+    let t = load(file)?;
+    super::quiet_for_json(how.json);
+    let p = read_plan(&t, wait, "apply --dry-run")?;
+    if how.json {
+        let mut v = p.to_json(&t.name, &t.source.display().to_string());
+        v["command"] = "apply".into();
+        v["applied"] = false.into();
+        v["dry_run"] = true.into();
+        output::data(format_args!("{v}\n"));
+    }
+    problems(&p)?;
+    if p.is_empty() {
+        say!(
+            "nothing to do: the host already matches {} ({})",
+            t.name,
+            t.source.display()
+        );
+        return Ok(OK);
+    }
+    say!(
+        "would apply {} ({}), changing nothing (--dry-run):",
+        t.name,
+        t.source.display()
+    );
+    if how.summary {
+        for l in tally(&p).lines() {
+            say!("  {}", output::paint(&l));
+        }
+    } else {
+        for s in &p.steps {
+            say!("  {}", output::paint(&s.to_string()));
+        }
+        for l in &p.nft.lines {
+            say!("  {}", output::paint(&l.to_string()));
+        }
+    }
+    say!("would make {} change(s)", p.len());
+    say!("{}", p.summary());
+    Ok(OK)
 }

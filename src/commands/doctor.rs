@@ -5,16 +5,15 @@ use std::path::PathBuf;
 use crate::doctor::{self, Severity};
 use crate::output;
 
-use super::{Fail, OK, load, quiet_for_json, report, require_root};
+use super::{Fail, OK, load, quiet_for_json, read_error};
 
 /// Exit status when doctor found something.
 pub(crate) const FOUND: u8 = 3;
 
 pub fn doctor(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;
-    require_root("doctor")?;
     quiet_for_json(json);
-    let found = doctor::examine(&t).map_err(|e| report(&e))?;
+    let found = doctor::examine(&t).map_err(|e| read_error("doctor", &e))?;
     if json {
         output::data(format_args!("{}\n", doctor::to_json(&t, &found)));
     } else {

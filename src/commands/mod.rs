@@ -2,9 +2,13 @@
 //! status in the error type ([`Fail`]), so that `main` only maps it to the process's.
 
 mod apply;
+mod completions;
 mod diff;
 mod doctor;
 mod exec;
+mod graph;
+mod man;
+mod print;
 mod show;
 mod status;
 mod systemd;
@@ -15,11 +19,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use apply::{FlushWhat, apply, flush};
-pub use diff::diff;
+pub use completions::completions;
+pub use diff::{diff, dry_run};
 pub use doctor::doctor;
 pub use exec::exec;
-pub use show::{completions, man, show};
-pub use status::status;
+pub use graph::graph;
+pub use man::man;
+pub use print::Printing;
+pub use show::show;
+pub use status::{list, status};
 pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
 pub use watch::watch;
@@ -104,6 +112,8 @@ pub(crate) fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
     Ok(t)
 }
 
+/// Commands that change the host need root. (Read-only ones need none: they read what the
+/// kernel lets them, and say what it refused; see [`read_error`].)
 pub(crate) fn require_root(cmd: &str) -> Result<(), Fail> {
     if !nix::unistd::geteuid().is_root() {
         crate::error!(
@@ -112,6 +122,27 @@ pub(crate) fn require_root(cmd: &str) -> Result<(), Fail> {
         return Err(Fail(ERR));
     }
     Ok(())
+}
+
+/// An error of a read-only command: when the kernel refused to let a user without the
+/// capabilities read something, says which ones it takes.
+pub(crate) fn read_error(cmd: &str, e: &anyhow::Error) -> Fail {
+    let denied = e.chain().any(|c| {
+        let s = c.to_string();
+        s.contains("EPERM")
+            || s.contains("Operation not permitted")
+            || s.contains("EACCES")
+            || s.contains("Permission denied")
+    });
+    if denied && !nix::unistd::geteuid().is_root() {
+        // One line: what was refused, and what would let it read.
+        let what = format!("{e:#}").replace('\n', "; ");
+        crate::error!(
+            "nsfw {cmd} may not read what it needs ({what}): reading nftables takes CAP_NET_ADMIN and the inside of network namespaces CAP_SYS_ADMIN; run it as root, or with those capabilities"
+        );
+        return Fail(ERR);
+    }
+    report(e)
 }
 
 /// With `--json`, stdout carries the JSON document alone: the usual lines are left out

@@ -3,24 +3,25 @@
 
 use std::path::PathBuf;
 
+use crate::cli::StatusFormat;
 use crate::engine::{self, Target};
+use crate::firewall::conntrack::CtEntry;
 use crate::plumbing::{self, Query};
 use crate::state::{self, Access, Record};
 use crate::{firewall, output, status};
 use nft::socket::NftSocket;
 
-use super::{Fail, OK, PENDING, load, quiet_for_json, report, require_root};
+use super::{Fail, OK, PENDING, load, quiet_for_json, read_error, report};
 
-pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
-    // No default file: without one, status reports what is there and compares nothing.
-    let t = match file {
-        Some(f) => Some(load(Some(f))?),
-        None => None,
-    };
-    require_root("status")?;
-    quiet_for_json(json);
+/// What status reads: every topology, whether the host matches FILE, and the conntrack
+/// entries (asked for only by the metrics; None when ctnetlink cannot answer).
+type Read = (Vec<status::Topology>, Option<bool>, Option<Vec<CtEntry>>);
+
+/// Every topology on the host, and with `t` whether the host matches it; with `conntrack`,
+/// the conntrack entries too.
+fn gather(t: Option<&crate::topology::Topology>, cmd: &str, conntrack: bool) -> Result<Read, Fail> {
     let lock = state::acquire(Access::Shared, true).map_err(|e| report(&e))?;
-    let read = || -> anyhow::Result<(Vec<status::Topology>, Option<bool>)> {
+    let read = || -> anyhow::Result<Read> {
         let mut nft = NftSocket::open()?;
         // Every namespace nsfw marked is read whole; the others only for their marks.
         let deep =
@@ -34,7 +35,7 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         let o = plumbing::observe(&q)?;
         let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);
         let mut sync = None;
-        if let Some(t) = &t {
+        if let Some(t) = t {
             let tg = Target::apply(t);
             let rec = Record::load(lock.dir());
             let o = engine::observe(&tg, &rec, &mut nft)?;
@@ -50,11 +51,40 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
                 }),
             }
         }
-        Ok((ts, sync))
+        let entries = if conntrack {
+            firewall::conntrack::entries(&mut nft).ok()
+        } else {
+            None
+        };
+        Ok((ts, sync, entries))
     };
-    let (ts, sync) = read().map_err(|e| report(&e))?;
+    let r = read().map_err(|e| read_error(cmd, &e))?;
     drop(lock);
-    if json {
+    Ok(r)
+}
+
+pub fn status(file: Option<PathBuf>, json: bool, format: Option<StatusFormat>) -> Result<u8, Fail> {
+    let format = match (json, format) {
+        (true, _) => StatusFormat::Json,
+        (false, f) => f.unwrap_or(StatusFormat::Text),
+    };
+    let metrics = format == StatusFormat::Openmetrics;
+    let json = format == StatusFormat::Json;
+    // No default file: without one, status reports what is there and compares nothing.
+    let t = match file {
+        Some(f) => Some(load(Some(f))?),
+        None => None,
+    };
+    quiet_for_json(json || metrics);
+    let (ts, sync, entries) = gather(t.as_ref(), "status", metrics)?;
+    if metrics {
+        let f = crate::metrics::host::families(&ts, entries.as_deref());
+        output::data(format_args!(
+            "{}{}",
+            crate::metrics::render(&f),
+            crate::metrics::EOF
+        ));
+    } else if json {
         output::data(format_args!("{}\n", status::to_json(&ts)));
     } else if ts.is_empty() {
         crate::say!("no nsfw topology on this host");
@@ -67,4 +97,15 @@ pub fn status(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         }
     }
     Ok(if sync == Some(false) { PENDING } else { OK })
+}
+
+/// `nsfw list`: one line per object nsfw owns, `TOPOLOGY KIND NAME`.
+pub fn list() -> Result<u8, Fail> {
+    let (ts, _, _) = gather(None, "list", false)?;
+    for t in &ts {
+        for line in status::names(t) {
+            output::data(format_args!("{} {line}\n", t.name));
+        }
+    }
+    Ok(OK)
 }

@@ -8,25 +8,50 @@ use crate::output;
 
 use super::{ERR, Fail, OK, load, report};
 
-/// The units, by file name. `suffix` is `@` for template units (whose instance `%i` names
-/// the topology, `file` then naming /etc/nsfw/%i.toml), empty otherwise.
-pub(super) fn units(bin: &Path, file: &Path, name: &str, suffix: &str) -> Vec<(String, String)> {
+/// How the units of one topology are named: templates (`nsfw@.service`, whose instance `%i`
+/// names the topology, `file` then naming /etc/nsfw/%i.toml), or the units of one topology
+/// (`nsfw-lab.service`), so that two topologies' units never overwrite each other.
+#[derive(Clone, Copy)]
+pub(super) enum Naming<'a> {
+    Template,
+    Topology(&'a str),
+}
+
+impl Naming<'_> {
+    /// The file name of the unit `role` (`""`, `"reapply"`, `"watch"`).
+    fn unit(self, role: &str) -> String {
+        match (self, role) {
+            (Naming::Template, "") => "nsfw@.service".into(),
+            (Naming::Template, r) => format!("nsfw-{r}@.service"),
+            (Naming::Topology(n), "") => format!("nsfw-{n}.service"),
+            (Naming::Topology(n), r) => format!("nsfw-{n}-{r}.service"),
+        }
+    }
+
+    /// How a unit names the main one: a template's companions name the same instance.
+    fn main(self) -> String {
+        match self {
+            Naming::Template => "nsfw@%i.service".into(),
+            Naming::Topology(n) => format!("nsfw-{n}.service"),
+        }
+    }
+}
+
+/// The units, by file name.
+pub(super) fn units(bin: &Path, file: &Path, name: &str, naming: Naming) -> Vec<(String, String)> {
     let (bin, file) = (bin.display(), file.display());
-    // A template's companions name the same instance.
-    let main = format!(
-        "nsfw{suffix}{}.service",
-        if suffix.is_empty() { "" } else { "%i" }
-    );
+    let main = naming.main();
     let firewalls = "nftables.service firewalld.service docker.service";
     vec![
         (
-            format!("nsfw{suffix}.service"),
+            naming.unit(""),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: namespaces, NAT and firewall from {file}
 Wants=network-online.target
 After=network-online.target {firewalls}
-# A reload of a firewall service reloads nsfw: its table is loaded again.
+# A reload of a firewall service reloads nsfw: its table is loaded again. Stop flushes the
+# topology by name, which works even when its file is gone or broken by then.
 ReloadPropagatedFrom=nftables.service firewalld.service
 
 [Service]
@@ -34,7 +59,7 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart={bin} apply {file}
 ExecReload={bin} apply {file}
-ExecStop={bin} flush {file}
+ExecStop={bin} flush --name {name}
 
 [Install]
 WantedBy=multi-user.target
@@ -42,7 +67,7 @@ WantedBy=multi-user.target
             ),
         ),
         (
-            format!("nsfw-reapply{suffix}.service"),
+            naming.unit("reapply"),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: applied again when a firewall service (re)starts
@@ -61,7 +86,7 @@ WantedBy=nftables.service firewalld.service docker.service
             ),
         ),
         (
-            format!("nsfw-watch{suffix}.service"),
+            naming.unit("watch"),
             format!(
                 "[Unit]
 Description=nsfw topology {name}: repairs nsfw's objects when something else changes them
@@ -101,13 +126,24 @@ pub fn systemd(
             .map_err(|e| report(&anyhow::anyhow!("cannot find nsfw's own path: {e}")))?,
     };
     let units = if template {
-        units(&bin, Path::new("/etc/nsfw/%i.toml"), "%i", "@")
+        units(&bin, Path::new("/etc/nsfw/%i.toml"), "%i", Naming::Template)
     } else {
         let path = super::resolve_path(file)?;
         let t = load(Some(path.clone()))?;
-        let abs = std::fs::canonicalize(&path)
-            .map_err(|e| report(&anyhow::anyhow!("{}: {e}", path.display())))?;
-        units(&bin, &abs, &t.name, "")
+        let abs = if path == Path::new("-") {
+            // Standard input has no path the units could apply at boot: the packaged
+            // convention's place for a topology of this name.
+            let p = PathBuf::from(format!("/etc/nsfw/{}.toml", t.name));
+            crate::warning!(
+                "the topology came on standard input: the units apply {}, put it there",
+                p.display()
+            );
+            p
+        } else {
+            std::fs::canonicalize(&path)
+                .map_err(|e| report(&anyhow::anyhow!("{}: {e}", path.display())))?
+        };
+        units(&bin, &abs, &t.name, Naming::Topology(&t.name))
     };
     match dir {
         None => {

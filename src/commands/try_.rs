@@ -77,6 +77,24 @@ fn run_checks(t: &Topology, checks: &[probe::Check], json: bool, live: bool) -> 
             }
         }
         crate::output::data(format_args!("{v}\n"));
+    } else if crate::output::level() == crate::output::Level::Quiet {
+        // -q: errors only, and a check that did not go as expected is one.
+        for o in outcomes.iter().filter(|o| !o.passed()) {
+            let c = &o.check;
+            let expected = if c.expect { "reach" } else { "blocked" };
+            let got = match &o.got {
+                Ok(true) => "reached".to_string(),
+                Ok(false) => "blocked".to_string(),
+                Err(e) => format!("could not run: {e}"),
+            };
+            error!(
+                "check {} → {} {} {}: expected {expected}, {got}",
+                c.from,
+                c.to_label,
+                c.to,
+                c.probe.port()
+            );
+        }
     } else {
         say!("{}", probe::Table(&outcomes));
         for (o, w) in outcomes.iter().zip(&whys) {
@@ -152,14 +170,25 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     require_root("try")?;
     super::quiet_for_json(json);
     if !sandbox::inside() {
-        let mut args: Vec<OsString> = vec!["try".into()];
+        // The child prints what this one would: -q and -v go with it.
+        let mut args: Vec<OsString> = match crate::output::level() {
+            crate::output::Level::Quiet if !json => vec!["-q".into()],
+            crate::output::Level::Verbose => vec!["-v".into()],
+            _ => Vec::new(),
+        };
+        args.push("try".into());
         if json {
             args.push("--json".into());
         }
         if let Some(f) = file {
             args.push(f.into_os_string());
         }
-        return match sandbox::run(Path::new("/proc/self/exe"), &args) {
+        let r = sandbox::run(Path::new("/proc/self/exe"), &args);
+        if r.is_ok() {
+            // The child printed the command's output (or its JSON failure) itself.
+            crate::output::data_written_elsewhere();
+        }
+        return match r {
             Ok(s) => Ok(s.code().map(|c| c as u8).unwrap_or(ERR)),
             Err(e) => Err(report(&e)),
         };
@@ -171,7 +200,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     );
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
-    super::apply::converge(&t, &lock)?;
+    super::apply::converge(&t, &lock, super::Printing::default())?;
     drop(lock);
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;

@@ -7,7 +7,13 @@ use crate::watch::{self, Options};
 
 use super::{Fail, OK, report, require_root, resolve_path};
 
-pub fn watch(file: Option<PathBuf>, max_repairs: usize, pause: u64) -> Result<u8, Fail> {
+pub fn watch(
+    file: Option<PathBuf>,
+    max_repairs: usize,
+    pause: u64,
+    metrics: Option<String>,
+    metrics_public: bool,
+) -> Result<u8, Fail> {
     let path = resolve_path(file)?;
     if path == std::path::Path::new("-") {
         crate::error!(
@@ -18,11 +24,22 @@ pub fn watch(file: Option<PathBuf>, max_repairs: usize, pause: u64) -> Result<u8
     // The file is read (and its errors reported) before anything else.
     super::load(Some(path.clone()))?;
     require_root("watch")?;
+    // Bound before anything else: an address refused or taken is an error at once.
+    let listener = match metrics {
+        Some(a) => match crate::metrics::http::bind(&a, metrics_public) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                crate::error!("{e}");
+                return Err(Fail(super::ERR));
+            }
+        },
+        None => None,
+    };
     let opts = Options {
         max_repairs: max_repairs.max(1),
         pause: Duration::from_secs(pause.max(1)),
         ..Options::default()
     };
-    watch::run(&path, opts).map_err(|e| report(&e))?;
+    watch::run(&path, opts, listener).map_err(|e| report(&e))?;
     Ok(OK)
 }

@@ -156,12 +156,7 @@ fn plan_with(
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::SetNetem {
-                place,
-                ifname,
-                netem,
-                ..
-            } if !netem.is_empty() => Some(place.link(ifname)),
+            Step::SetNetem(s) if !s.netem.is_empty() => Some(s.place.link(&s.ifname)),
             _ => None,
         })
         .collect();
@@ -331,10 +326,11 @@ fn converge_in(
     let o = observe_in(k, tg, &rec)?;
     let p = plan_in(k, tg, &o, &rec)?;
     crate::detail!("timing: planned after {:?}", t0.elapsed());
+    // The caller sees the plan first, conflicts and all (`apply --json` prints it).
+    before(&p, &o);
     if !p.conflicts.is_empty() {
         bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
     }
-    before(&p, &o);
     if p.is_empty() {
         if p.record_after != rec {
             p.record_after.save(dir)?;
@@ -398,7 +394,10 @@ fn nft_as_planned(p: &Plan, o: &Observed, k: &mut dyn Kernel) -> bool {
         nft::dump::next_generation(seen)
     };
     let now = k.generation();
-    crate::detail!("nftables generation: observed {seen}, now {now:?}, expected {want}");
+    crate::detail!(
+        "nftables generation: observed {seen}, now {}, expected {want}",
+        now.map_or_else(|| "unknown".to_string(), |n| n.to_string())
+    );
     now == Some(want)
 }
 

@@ -70,8 +70,8 @@ impl Forget {
     }
 }
 
-/// A tuple's (source, destination, protocol, source port, destination port).
-fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
+/// A tuple's (source, destination) addresses.
+fn addresses(buf: &[u8]) -> Option<(IpAddr, IpAddr)> {
     let ip = find(buf, CTA_TUPLE_IP)?;
     let addr = |b: &[u8]| -> Option<IpAddr> {
         match b.len() {
@@ -85,6 +85,12 @@ fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
     // CTA_IP_V4_SRC/DST are 1/2, CTA_IP_V6_SRC/DST 3/4.
     let src = find(ip, 1).or_else(|| find(ip, 3)).and_then(addr)?;
     let dst = find(ip, 2).or_else(|| find(ip, 4)).and_then(addr)?;
+    Some((src, dst))
+}
+
+/// A tuple's (source, destination, protocol, source port, destination port).
+fn tuple(buf: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16, u16)> {
+    let (src, dst) = addresses(buf)?;
     let p = find(buf, CTA_TUPLE_PROTO)?;
     let num = *find(p, CTA_PROTO_NUM)?.first()?;
     let port = |t| {
@@ -110,6 +116,30 @@ fn message(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[&[u8]]) -> Vec<u8
         m = m.push(a);
     }
     m.finish()
+}
+
+/// A conntrack entry's zone, original source and original destination.
+pub(crate) type CtEntry = (u16, IpAddr, IpAddr);
+
+/// Every conntrack entry of the host's namespace, both families: its zone and its original
+/// source and destination (what `nsfw status --format openmetrics` counts per topology).
+pub(crate) fn entries(sock: &mut NftSocket) -> Result<Vec<CtEntry>> {
+    let mut out = Vec::new();
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        let seq = sock.next_seq();
+        let req = message(IPCTNL_MSG_CT_GET, libc::NLM_F_DUMP as u16, seq, family, &[]);
+        for e in sock.dump_raw(&req, seq, "the conntrack table (ctnetlink)")? {
+            let Some(body) = e.get(4..) else { continue };
+            let Some((src, dst)) = find(body, CTA_TUPLE_ORIG).and_then(addresses) else {
+                continue;
+            };
+            let zone = find(body, CTA_ZONE)
+                .and_then(|b| <[u8; 2]>::try_from(b).ok())
+                .map_or(0, u16::from_be_bytes);
+            out.push((zone, src, dst));
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes the conntrack entries `f` makes stale (see the module's comment). Moved: original

@@ -3,6 +3,7 @@
 //! iptables-nft's `filter` table when its FORWARD policy would drop nsfw's traffic (Docker).
 //! Also what the kernel holds of all that ([`observe`]) and the nft part of a plan ([`diff`]).
 
+pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
@@ -14,6 +15,21 @@ mod table;
 mod tests;
 
 pub(crate) use table::{needs_localnet, table};
+
+/// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host
+/// protection) rather than the topology's plumbing or its published ports.
+pub(crate) fn policy_set(name: &str) -> bool {
+    [
+        "deny",
+        "allow",
+        "host_",
+        "from_host_",
+        "egress_deny",
+        "gateways",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
 
 /// Whether the topology's policy judges traffic between namespaces on one bridge (isolation,
 /// or any allow/deny entry): then its bridges hand their bridged traffic to the IP hooks.

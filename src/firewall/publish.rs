@@ -69,7 +69,7 @@ fn maps_of(t: &Topology, v6: bool) -> Vec<nft::Set> {
     };
     let to = Some(vec![addr, Datatype::InetService]);
     let (name_any, name_at) = if v6 { (ANY6, AT6) } else { (ANY, AT) };
-    vec![
+    let mut maps = vec![
         set(
             name_any,
             vec![Datatype::InetProto, Datatype::InetService],
@@ -84,7 +84,13 @@ fn maps_of(t: &Topology, v6: bool) -> Vec<nft::Set> {
             false,
             at,
         ),
-    ]
+    ];
+    // Each element counts the connections its dnat translated (nat chains see a
+    // connection's first packet only): a published port's hits, for `nsfw status`.
+    for m in &mut maps {
+        m.flags.counter = true;
+    }
+    maps
 }
 
 /// The maps: IPv4's always (when anything is published), IPv6's when something is published

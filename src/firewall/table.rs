@@ -9,7 +9,8 @@
 //!         iifname @bridges goto judge
 //!         oifname @bridges goto judge }
 //!     chain judge {                                   # (every accept, drop and masquerade
-//!                                                     #  rule counts, for `nsfw status`)
+//!                                                     #  rule counts, for `nsfw status`; each
+//!                                                     #  drop is a `goto dropped`: account.rs)
 //!         ct state established,related accept          # replies always pass
 //!         ct state invalid drop
 //!         iifname @bridges iifname . ip saddr != @src4 drop    # anti-spoofing
@@ -34,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{policy, publish};
+use super::{account, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -375,9 +376,14 @@ pub(crate) fn table(t: &Topology) -> Table {
     for c in &mut chains {
         counted(c);
     }
+    let mut sets = sets(t);
+    if account::attribute(&mut chains) {
+        chains.push(account::chain(t));
+        sets.extend(account::sets(t));
+    }
     Table {
         comment: Some(crate::owner::mark(&t.name)),
-        sets: sets(t),
+        sets,
         chains,
         ..Table::new(Family::Inet, &crate::owner::table(&t.name))
     }

@@ -1,12 +1,12 @@
 //! What the diff works from (the desired resources, the observation, whose objects it may
 //! touch, what an interrupted run left) and what it collects (the plan, what this run makes):
-//! shared by the per-resource diffs (`diff`, `node`, `host`, `ports`).
+//! shared by the per-resource diffs (`diff`, `links`, `node`, `host`, `ports`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Plan;
-use super::step::Step;
-use crate::owner::Owner;
+use crate::kinds::Step;
+use crate::owner::{Owner, topology_of};
 use crate::plumbing::{Link, Observed};
 use crate::resources::Desired;
 use crate::state::{Pending, Record};
@@ -48,8 +48,8 @@ impl<'a> Cx<'a> {
         self.plan.conflicts.push(s);
     }
 
-    pub(super) fn push(&mut self, s: Step) {
-        self.plan.steps.push(s);
+    pub(super) fn push(&mut self, s: impl Into<Step>) {
+        self.plan.steps.push(s.into());
     }
 
     /// A name in /run/netns that is no namespace, left by an interrupted run of this
@@ -65,5 +65,16 @@ impl<'a> Cx<'a> {
         l.alias.is_none()
             && l.mac
                 .is_some_and(|m| self.leftovers.links.get(&l.name) == Some(&m.to_string()))
+    }
+}
+
+/// Whose a link or namespace is, for a conflict: its mark's topology, or none.
+pub(super) fn describe_owner(alias: Option<&str>) -> String {
+    match alias {
+        Some(a) => match topology_of(a) {
+            Some(t) => format!("it belongs to nsfw topology {t:?}"),
+            None => format!("its alias is {a:?}, not nsfw's"),
+        },
+        None => "it carries no nsfw mark".to_string(),
     }
 }

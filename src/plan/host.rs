@@ -5,7 +5,7 @@ use ipnetwork::IpNetwork;
 use std::collections::BTreeSet;
 
 use super::cx::Cx;
-use super::step::Step;
+use crate::kinds::{RemoveResolv, SetSysctl, Step, WriteResolv};
 use crate::owner::{resolv_owner, topology_of};
 use crate::plumbing::FileObs;
 use crate::resources::Place;
@@ -96,7 +96,7 @@ impl Cx<'_> {
             if let Some(saved) = after.sysctls.remove(&k) {
                 let now = self.o.host.sysctls.get(&k).cloned().flatten();
                 if now.as_deref() != Some(saved.original.as_str()) && now.is_some() {
-                    self.push(Step::SetSysctl {
+                    self.push(SetSysctl {
                         place: Place::Host,
                         key: k,
                         old: now,
@@ -123,10 +123,10 @@ impl Cx<'_> {
         let o = self.o;
         for (ns, content) in &self.d.resolv {
             match o.resolv.get(ns) {
-                None => self.push(Step::WriteResolv { ns: ns.clone(), content: content.clone() }),
+                None => self.push(WriteResolv { ns: ns.clone(), content: content.clone() }),
                 Some(FileObs::Text(have)) if have == content => {}
                 Some(FileObs::Text(have)) if resolv_owner(have) == Some(self.d.topology.as_str()) => {
-                    self.push(Step::WriteResolv { ns: ns.clone(), content: content.clone() })
+                    self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
                 }
                 Some(FileObs::Text(_)) => self.conflict(format!(
                     "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
@@ -148,7 +148,7 @@ impl Cx<'_> {
                 FileObs::Text(have)
                     if resolv_owner(have).is_some_and(|t| self.who.owns_topology(t)) =>
                 {
-                    self.push(Step::RemoveResolv { ns: ns.clone() })
+                    self.push(RemoveResolv { ns: ns.clone() })
                 }
                 FileObs::Other(kind) => self.plan.warnings.push(format!(
                     "{} is {kind}: not nsfw's, left alone",
@@ -162,9 +162,9 @@ impl Cx<'_> {
         for ns in &self.leftovers.files.clone() {
             let theirs = matches!(o.resolv.get(ns), Some(FileObs::Other(_)))
                 || matches!(o.resolv.get(ns), Some(FileObs::Text(t)) if resolv_owner(t).is_none_or(|t| !self.who.owns_topology(t)));
-            let planned = self.plan.steps.iter().any(|s| matches!(s, Step::RemoveResolv { ns: n } | Step::WriteResolv { ns: n, .. } if n == ns));
+            let planned = self.plan.steps.iter().any(|s| matches!(s, Step::RemoveResolv(RemoveResolv { ns: n }) | Step::WriteResolv(WriteResolv { ns: n, .. }) if n == ns));
             if o.etc_dirs.contains(ns) && !theirs && !planned && !self.d.resolv.contains_key(ns) {
-                self.push(Step::RemoveResolv { ns: ns.clone() });
+                self.push(RemoveResolv { ns: ns.clone() });
             }
         }
         for p in &o.etc_problems {

@@ -1,17 +1,19 @@
 //! The plan: what must change for the kernel to match the desired resources, computed from
-//! `Desired` and `Observed` alone (a generic diff per kind of resource, [`diff`]), ordered so
-//! that carrying it out a stage at a time is valid. `apply` executes it, `diff` prints it,
-//! `flush` is the plan towards nothing.
+//! `Desired` and `Observed` alone (a diff per kind of resource, [`diff`], each kind compared
+//! as `kinds` says), ordered so that carrying it out a stage at a time is valid. `apply`
+//! executes it ([`execute`]: each step sent as the requests its kind lowers it into), `diff`
+//! prints it, `flush` is the plan towards nothing.
 
+mod build;
 mod cx;
 mod diff;
 mod execute;
 mod host;
 mod inside;
+mod links;
 mod node;
 mod ports;
 mod run;
-mod step;
 #[cfg(test)]
 mod tests;
 
@@ -19,12 +21,12 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
+#[cfg(test)]
+pub(crate) use crate::kinds::Stage;
+pub(crate) use crate::kinds::Step;
 pub(crate) use crate::owner::Owner;
 pub(crate) use diff::plan;
 pub(crate) use execute::execute;
-pub(crate) use step::Step;
-#[cfg(test)]
-pub(crate) use step::{LinkAttr, Stage};
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};
@@ -90,7 +92,7 @@ impl Plan {
         let mut changes: Vec<Value> = self.steps.iter().map(Step::json).collect();
         changes.extend(self.nft.lines.iter().map(|l| {
             let mut c = json!({
-                "op": step::op_name(l.mark),
+                "op": crate::kinds::op_name(l.mark),
                 "object": l.object(),
                 "kind": format!("nft-{}", l.kind),
                 "table": l.table,

@@ -1,13 +1,12 @@
-//! The diff inside one network namespace (the host's or a named one): the links in it that
-//! are not veth host ends or bridges (those are `diff::host_links`), addresses, routes and
-//! sysctls.
+//! The diff inside one network namespace (the host's or a named one): its links (`links`),
+//! addresses, routes, impairments and sysctls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnetwork::IpNetwork;
 
 use super::cx::Cx;
-use super::step::{LinkAttr, Step};
+use crate::kinds::{AddAddr, DelAddr, DelRoute, SetNetem, SetRoute, SetSysctl};
 use crate::plumbing::NodeObs;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};
 
@@ -15,6 +14,18 @@ use crate::resources::{LinkKind, Node, Place, RouteSpec};
 /// the plan itself wants one (an IPv6 bridge's).
 fn kernel_made(net: &IpNetwork) -> bool {
     matches!(net, IpNetwork::V6(n) if n.ip().segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// One namespace as the diff sees it: the place, what is wanted there and what is.
+struct Here<'x> {
+    place: &'x Place,
+    want: &'x Node,
+    have: &'x NodeObs,
+    /// The namespace is made in this run: nothing in it is there yet.
+    fresh_ns: bool,
+    /// Links made in this run: they hold nothing yet, their addresses and routes are all to
+    /// add.
+    fresh: BTreeSet<&'x str>,
 }
 
 pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&NodeObs>) {
@@ -25,7 +36,6 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
     } else {
         have.unwrap_or(&empty)
     };
-    // Links made in this run hold nothing yet: their addresses and routes are all to add.
     let fresh: BTreeSet<&str> = want
         .links
         .keys()
@@ -35,12 +45,28 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             Place::Ns(ns) => fresh_ns || cx.new_pairs.contains(&(ns.clone(), l.to_string())),
         })
         .collect();
+    let here = Here {
+        place,
+        want,
+        have,
+        fresh_ns,
+        fresh,
+    };
     let mut brought_up: BTreeSet<String> = BTreeSet::new();
     if let Place::Ns(ns) = place {
-        ns_links(cx, ns, want, have, &fresh, &mut brought_up);
+        super::links::ns_links(cx, ns, want, have, &here.fresh, &mut brought_up);
     }
+    let changed = addrs(cx, &here);
+    // A route over a link whose addresses change, or that comes up, is put in place again.
+    let again: BTreeSet<String> = changed.union(&brought_up).cloned().collect();
+    routes(cx, &here, &again);
+    netem(cx, &here);
+    sysctls(cx, &here);
+}
 
-    // Addresses, on the links the file names.
+/// Addresses, on the links the file names; the links whose addresses change.
+fn addrs(cx: &mut Cx, h: &Here) -> BTreeSet<String> {
+    let (want, have, place) = (h.want, h.have, h.place);
     let mut changed: BTreeSet<String> = BTreeSet::new();
     let mut present: BTreeSet<(String, IpNetwork)> = BTreeSet::new();
     for a in &have.addrs {
@@ -53,13 +79,13 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             .links
             .get(name)
             .is_some_and(|s| !matches!(s.kind, LinkKind::Port { .. }));
-        if managed && !fresh.contains(name) && (ours || !kernel_made(&a.net)) {
+        if managed && !h.fresh.contains(name) && (ours || !kernel_made(&a.net)) {
             present.insert((name.to_string(), a.net));
         }
     }
     for (ifname, net) in want.addrs.difference(&present) {
         changed.insert(ifname.clone());
-        cx.plan.steps.push(Step::AddAddr {
+        cx.push(AddAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
@@ -68,23 +94,78 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
     }
     for (ifname, net) in present.difference(&want.addrs) {
         changed.insert(ifname.clone());
-        cx.plan.steps.push(Step::DelAddr {
+        cx.push(DelAddr {
             place: place.clone(),
             ifname: ifname.clone(),
             net: *net,
         });
     }
+    changed
+}
 
-    // Routes of the main table, by destination. Inside nsfw's namespaces every route is
-    // nsfw's to keep right; on the host only the ones the file names are looked at.
-    let mut seen: BTreeMap<(IpNetwork, u32), RouteSpec> = BTreeMap::new();
+/// Routes of the main table, by destination and metric. Inside nsfw's namespaces every route
+/// is nsfw's to keep right; on the host only the ones the file names are looked at, and only
+/// the ones nsfw made through links of this topology are its to remove (a `[host] routes`
+/// entry taken out of the file). `again`: links under which a route is put in place again.
+fn routes(cx: &mut Cx, h: &Here, again: &BTreeSet<String>) {
+    let (want, have, place) = (h.want, h.have, h.place);
+    let seen = seen_routes(h);
+    for r in want.routes.values() {
+        let again = again.contains(&r.dev);
+        match seen.get(&(r.dst, r.metric)) {
+            Some(s) if s == r && !again => {}
+            Some(s) if s == r => cx.push(SetRoute {
+                place: place.clone(),
+                route: r.clone(),
+                old: None,
+                again: true,
+            }),
+            other => cx.push(SetRoute {
+                place: place.clone(),
+                route: r.clone(),
+                old: other.cloned(),
+                again: false,
+            }),
+        }
+    }
+    let ours_on_host: BTreeSet<(IpNetwork, u32)> = have
+        .routes
+        .iter()
+        .filter(|r| {
+            r.ours
+                && r.oif
+                    .and_then(|i| have.by_index(i))
+                    .is_some_and(|l| l.alias.as_deref() == Some(cx.d.mark.as_str()))
+        })
+        .map(|r| (r.dst, r.metric))
+        .collect();
+    let wanted: BTreeSet<(IpNetwork, u32)> =
+        want.routes.values().map(|r| (r.dst, r.metric)).collect();
+    for (key, s) in &seen {
+        if place.ns().is_none() && !ours_on_host.contains(key) {
+            continue;
+        }
+        if !wanted.contains(key) && !kernel_made(&s.dst) {
+            cx.push(DelRoute {
+                place: place.clone(),
+                route: s.clone(),
+            });
+        }
+    }
+}
+
+/// The routes there, but the kernel's own and those over links made in this run, by
+/// destination and metric.
+fn seen_routes(h: &Here) -> BTreeMap<(IpNetwork, u32), RouteSpec> {
+    let have = h.have;
+    let mut seen = BTreeMap::new();
     for r in have.routes.iter().filter(|r| !r.kernel) {
         let dev = r
             .oif
             .and_then(|i| have.name_of(i))
             .unwrap_or("?")
             .to_string();
-        if fresh.contains(dev.as_str()) {
+        if h.fresh.contains(dev.as_str()) {
             continue;
         }
         seen.insert(
@@ -99,106 +180,62 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
             },
         );
     }
-    for r in want.routes.values() {
-        let again = changed.contains(&r.dev) || brought_up.contains(&r.dev);
-        match seen.get(&(r.dst, r.metric)) {
-            Some(s) if s == r && !again => {}
-            Some(s) if s == r => cx.plan.steps.push(Step::SetRoute {
-                place: place.clone(),
-                route: r.clone(),
-                old: None,
-                again: true,
-            }),
-            other => cx.plan.steps.push(Step::SetRoute {
-                place: place.clone(),
-                route: r.clone(),
-                old: other.cloned(),
-                again: false,
-            }),
-        }
-    }
-    // On the host, only routes nsfw made through links of this topology are its to remove
-    // (a `[host] routes` entry taken out of the file).
-    let ours_on_host: BTreeSet<(IpNetwork, u32)> = have
-        .routes
-        .iter()
-        .filter(|r| {
-            r.ours
-                && r.oif
-                    .and_then(|i| have.by_index(i))
-                    .is_some_and(|l| l.alias.as_deref() == Some(cx.d.mark.as_str()))
-        })
-        .map(|r| (r.dst, r.metric))
-        .collect();
-    {
-        let wanted: BTreeSet<(IpNetwork, u32)> =
-            want.routes.values().map(|r| (r.dst, r.metric)).collect();
-        for (key, s) in &seen {
-            if place.ns().is_none() && !ours_on_host.contains(key) {
-                continue;
-            }
-            if !wanted.contains(key) && !kernel_made(&s.dst) {
-                cx.plan.steps.push(Step::DelRoute {
-                    place: place.clone(),
-                    route: s.clone(),
-                });
-            }
-        }
-    }
+    seen
+}
 
-    // Impairments: a netem at the root where the file says so, none elsewhere.
-    for (ifname, want_n) in &want.netem {
-        let link = if fresh.contains(ifname.as_str()) {
+/// Impairments: a netem at the root where the file says so, none elsewhere.
+fn netem(cx: &mut Cx, h: &Here) {
+    for (ifname, want_n) in &h.want.netem {
+        let link = if h.fresh.contains(ifname.as_str()) {
             None
         } else {
-            have.link(ifname)
+            h.have.link(ifname)
         };
         let now: Option<Option<crate::netem::Netem>> = link
             .filter(|l| l.qdisc.as_deref() == Some("netem"))
-            .map(|l| have.netem.get(&l.index).copied().flatten());
+            .map(|l| h.have.netem.get(&l.index).copied().flatten());
         let differs = match now {
             None => !want_n.is_empty(),
             Some(have_n) => have_n != Some(*want_n),
         };
         if differs {
-            cx.plan.steps.push(Step::SetNetem {
-                place: place.clone(),
+            cx.push(SetNetem {
+                place: h.place.clone(),
                 ifname: ifname.clone(),
                 netem: *want_n,
                 old: now.flatten(),
             });
         }
     }
+}
 
-    // Sysctls.
-    for (key, spec) in &want.sysctls {
+fn sysctls(cx: &mut Cx, h: &Here) {
+    for (key, spec) in &h.want.sysctls {
         // A setting of a link made in this run starts from the kernel's default, whatever
         // the link it replaces had.
-        let made = fresh_ns || links_made_here(cx, place, key);
+        let made = h.fresh_ns || links_made_here(cx, h.place, key);
         let now = if made {
             None
         } else {
-            have.sysctls.get(key).cloned().flatten()
+            h.have.sysctls.get(key).cloned().flatten()
         };
         if now.as_deref() == Some(spec.value.as_str())
             || (made && spec.fresh == Some(spec.value.as_str()))
         {
             continue;
         }
-        if now.is_none() && !made {
-            // No such setting: for bridge-nf-call-iptables, br_netfilter is not loaded.
-            if key == crate::compile::BRNF {
-                if spec.value == "1" {
-                    cx.plan.conflicts.push(format!(
-                        "{}: host.br_netfilter = \"on\": the br_netfilter module is not loaded (no /proc/sys/net/bridge); load it first, nsfw does not load modules",
-                        cx.d.source
-                    ));
-                }
-                continue;
+        if now.is_none() && !made && key == crate::compile::BRNF {
+            // No such setting: br_netfilter is not loaded.
+            if spec.value == "1" {
+                cx.conflict(format!(
+                    "{}: host.br_netfilter = \"on\": the br_netfilter module is not loaded (no /proc/sys/net/bridge); load it first, nsfw does not load modules",
+                    cx.d.source
+                ));
             }
+            continue;
         }
-        cx.plan.steps.push(Step::SetSysctl {
-            place: place.clone(),
+        cx.push(SetSysctl {
+            place: h.place.clone(),
             key: key.clone(),
             old: now,
             new: spec.value.clone(),
@@ -213,77 +250,5 @@ fn links_made_here(cx: &Cx, place: &Place, key: &str) -> bool {
     match place {
         Place::Host => cx.new_links.keys().any(|l| of(l)),
         Place::Ns(ns) => cx.new_pairs.iter().any(|(n, l)| n == ns && of(l)),
-    }
-}
-
-/// The links inside a namespace: the namespace ends of veth pairs (attributes), and anything
-/// else in it but `lo`, which goes.
-fn ns_links(
-    cx: &mut Cx,
-    ns: &str,
-    want: &Node,
-    have: &NodeObs,
-    fresh: &BTreeSet<&str>,
-    brought_up: &mut BTreeSet<String>,
-) {
-    let place = Place::Ns(ns.to_string());
-    for (name, spec) in &want.links {
-        if fresh.contains(name.as_str()) {
-            continue;
-        }
-        let Some(l) = have.link(name) else { continue };
-        if !matches!(spec.kind, LinkKind::Peer { .. }) {
-            continue;
-        }
-        let mut attrs = Vec::new();
-        if l.mtu != spec.mtu {
-            attrs.push(LinkAttr::Mtu {
-                old: l.mtu,
-                new: spec.mtu,
-            });
-        }
-        if let Some(mac) = spec.mac
-            && l.mac != Some(mac)
-        {
-            attrs.push(LinkAttr::Mac {
-                old: l.mac,
-                new: mac,
-            });
-        }
-        if l.noarp {
-            attrs.push(LinkAttr::Arp);
-        }
-        if !l.up {
-            attrs.push(LinkAttr::Up);
-            brought_up.insert(name.clone());
-        }
-        if !attrs.is_empty() {
-            cx.plan.steps.push(Step::SetLink {
-                place: place.clone(),
-                name: name.clone(),
-                attrs,
-            });
-        }
-    }
-    let deleted: BTreeSet<String> = cx
-        .plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::DeleteLink { place: p, name, .. } if *p == place => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    for l in &have.links {
-        if l.name == "lo" || want.links.contains_key(&l.name) || deleted.contains(&l.name) {
-            continue;
-        }
-        cx.plan.steps.push(Step::DeleteLink {
-            place: place.clone(),
-            name: l.name.clone(),
-            index: l.index,
-            kind: l.kind.clone(),
-            why: "not in the file",
-        });
     }
 }

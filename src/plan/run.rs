@@ -1,14 +1,14 @@
 //! What every stage of the executor shares, on the host and inside a namespace: the timing
-//! tally, the errors gathered, link indexes, and the requests built from steps and sent many
-//! to a `sendmsg`.
+//! tally, the errors gathered, link indexes, and steps lowered into their requests (each
+//! kind's own, `kinds`) and sent many to a `sendmsg`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
-use super::step::{LinkAttr, Step};
-use crate::plumbing::{Conn, Req, msgs, observe};
+use crate::kinds::{At, Indexes, Step};
+use crate::plumbing::{Conn, Req, observe};
 
 /// Time per kind of step, printed with `-v` (or NSFW_TIMING).
 #[derive(Default)]
@@ -53,7 +53,7 @@ impl Errors {
 }
 
 /// Link indexes by name, in the namespace `c` is bound to.
-pub(super) fn indexes(c: &mut Conn) -> Result<BTreeMap<String, u32>> {
+pub(super) fn indexes(c: &mut Conn) -> Result<Indexes> {
     Ok(observe::links(c)?
         .into_iter()
         .map(|l| (l.name, l.index))
@@ -64,59 +64,48 @@ pub(super) fn indexes(c: &mut Conn) -> Result<BTreeMap<String, u32>> {
 /// for pairs made in this run from their host ends (a veth's IFLA_LINK is its peer's index).
 pub(super) type Hints = BTreeMap<(String, String), u32>;
 
-pub(super) fn index_of(ix: &BTreeMap<String, u32>, name: &str) -> Result<u32> {
-    ix.get(name)
-        .copied()
-        .ok_or_else(|| anyhow!("no interface {name}"))
-}
-
-/// The request for a SetLink step.
-pub(super) fn set_link_req(
-    name: &str,
-    attrs: &[LinkAttr],
-    ix: &BTreeMap<String, u32>,
-) -> Result<Vec<Req>> {
-    let (mut mtu, mut mac, mut up, mut master, mut arp) = (None, None, false, None, false);
-    let mut out = Vec::new();
-    for a in attrs {
-        match a {
-            LinkAttr::NfCall { new } => out.push(msgs::bridge_nf_call(name, *new)),
-            LinkAttr::Hairpin { new } => out.push(msgs::hairpin(name, *new)),
-            LinkAttr::Mtu { new, .. } => mtu = Some(*new),
-            LinkAttr::Mac { new, .. } => mac = Some(*new),
-            LinkAttr::Up => up = true,
-            LinkAttr::Arp => arp = true,
-            LinkAttr::Master { new, .. } => {
-                master = Some(match new {
-                    Some(b) => Some(index_of(ix, b)?),
-                    None => None,
-                })
+/// Carries out, one by one, the steps `call` does itself (a sysctl or a file written rather
+/// than a netlink request: it returns None for the others); returns how many there were.
+pub(super) fn call_each(
+    steps: &[&Step],
+    call: impl Fn(&Step) -> Option<Result<()>>,
+    ok: &mut Vec<Step>,
+    errs: &mut Errors,
+) -> usize {
+    let mut n = 0;
+    for s in steps {
+        if let Some(r) = call(s) {
+            n += 1;
+            match r {
+                Ok(()) => ok.push((*s).clone()),
+                Err(e) => errs.add(e),
             }
         }
     }
-    out.insert(0, msgs::set_link(name, mtu, mac, up, master, arp));
-    Ok(out)
+    n
 }
 
-/// Address and route requests of one place, against its link indexes.
-pub(super) fn addr_route_req(s: &Step, ix: &BTreeMap<String, u32>) -> Result<Option<Req>> {
-    Ok(Some(match s {
-        Step::AddAddr {
-            ifname, net, orig, ..
-        } => match orig {
-            Some(o) => msgs::add_addr_as(ifname, index_of(ix, ifname)?, *net, o),
-            None => msgs::add_addr(ifname, index_of(ix, ifname)?, *net),
-        },
-        Step::DelAddr { ifname, net, .. } => msgs::del_addr(ifname, index_of(ix, ifname)?, *net),
-        Step::SetRoute { route, .. } => msgs::replace_route(route, index_of(ix, &route.dev)?),
-        // A route through an interface that is gone, or of a type with none, goes by
-        // destination and metric alone.
-        Step::DelRoute { route, .. } => msgs::del_route(route, ix.get(&route.dev).copied()),
-        _ => return Ok(None),
-    }))
+/// The steps `pick` selects, in order.
+pub(super) fn pick<'s>(steps: &[&'s Step], pick: fn(&Step) -> bool) -> Vec<&'s Step> {
+    steps.iter().copied().filter(|s| pick(s)).collect()
 }
 
-/// Runs requests built from steps; `done` gets the steps whose requests all succeeded.
+/// Sends `steps`, each lowered into its requests against `at`, over `c`; the steps whose
+/// requests all succeed go to `ok`. A step that cannot be lowered (a link it names is not
+/// there) is an error of its own.
+pub(super) fn send(c: &mut Conn, steps: &[&Step], at: &At, ok: &mut Vec<Step>, errs: &mut Errors) {
+    let mut items = Vec::new();
+    for s in steps {
+        match s.requests(at) {
+            Some(Ok(r)) => items.push((*s, r)),
+            Some(Err(e)) => errs.add(e.context(format!("while carrying out: {s}"))),
+            None => {}
+        }
+    }
+    run_steps(c, items, ok, errs);
+}
+
+/// Runs requests built from steps; `ok` gets the steps whose requests all succeeded.
 pub(super) fn run_steps(
     c: &mut Conn,
     items: Vec<(&Step, Vec<Req>)>,
@@ -132,11 +121,26 @@ pub(super) fn run_steps(
     for (_, rs) in items.iter() {
         reqs.extend(rs.iter().cloned());
     }
-    for (k, r) in c.run(&reqs).into_iter().enumerate() {
-        if let Err(e) = r {
-            failed[owner[k]] = true;
-            errs.add(e);
+    // In chunks, so that the progress line moves on a host side of thousands of links; each
+    // chunk still goes many requests to a send.
+    const CHUNK: usize = 1024;
+    let mut at = 0;
+    while at < reqs.len() {
+        let end = (at + CHUNK).min(reqs.len());
+        for (k, r) in c.run(&reqs[at..end]).into_iter().enumerate() {
+            if let Err(e) = r {
+                failed[owner[at + k]] = true;
+                errs.add(e);
+            }
         }
+        // Steps whose last request is in this chunk.
+        let steps_done = if end == reqs.len() {
+            items.len() - owner[at]
+        } else {
+            owner[end] - owner[at]
+        };
+        crate::output::progress(steps_done);
+        at = end;
     }
     for (i, (s, _)) in items.into_iter().enumerate() {
         if !failed[i] {

@@ -298,7 +298,7 @@ fn objects_of_the_names_someone_else_owns_are_conflicts_and_nothing_else_is_plan
     );
     assert!(p.steps.iter().all(|s| !matches!(
         s,
-        super::Step::DeleteLink { .. } | super::Step::DeleteNamespace { .. }
+        super::Step::DeleteLink(_) | super::Step::DeleteNamespace(_)
     )));
 }
 

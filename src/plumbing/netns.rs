@@ -149,14 +149,7 @@ pub(crate) fn on_threads<T: Send>(
                 std::thread::Builder::new()
                     .name("nsfw-netns".into())
                     .spawn_scoped(sc, move || {
-                        mine.into_iter()
-                            .map(|(i, n)| {
-                                let r = f(n);
-                                crate::output::PROGRESS
-                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                (i, r)
-                            })
-                            .collect::<Vec<_>>()
+                        mine.into_iter().map(|(i, n)| (i, f(n))).collect::<Vec<_>>()
                     })
             })
             .collect();

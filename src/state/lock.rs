@@ -61,15 +61,23 @@ fn holder(f: &mut std::fs::File) -> Option<u32> {
     s.trim().parse().ok()
 }
 
-/// Opens the state directory and the lock file in it.
-fn open_lock() -> Result<(OwnedFd, std::fs::File)> {
+/// Opens the state directory and the lock file in it. A reader who may not write it (a user
+/// other than root running diff or status) takes its shared lock read-only: flock needs no
+/// write access.
+fn open_lock(access: Access) -> Result<(OwnedFd, std::fs::File)> {
     let dir = state_dir()?;
-    let fd = openat(
-        &dir,
-        "lock",
-        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(safefs::FILE_MODE),
-    )
+    let open = |flags: OFlag| {
+        openat(
+            &dir,
+            "lock",
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(safefs::FILE_MODE),
+        )
+    };
+    let fd = match open(OFlag::O_RDWR | OFlag::O_CREAT) {
+        Err(Errno::EACCES) if access == Access::Shared => open(OFlag::O_RDONLY),
+        r => r,
+    }
     .map_err(|e| anyhow!("cannot open {STATE_DIR}/lock: {e}"))?;
     let _ = fchmod(fd.as_fd(), Mode::from_bits_truncate(safefs::FILE_MODE));
     Ok((dir, std::fs::File::from(fd)))
@@ -91,7 +99,7 @@ fn held(mut locked: Flock<std::fs::File>, access: Access, dir: OwnedFd) -> Lock 
 /// callers such as a CNI runtime, which would rather hear "try again later" than hang).
 /// `Ok(None)`: still taken when the time was up.
 pub(crate) fn acquire_within(access: Access, within: std::time::Duration) -> Result<Option<Lock>> {
-    let (dir, mut file) = open_lock()?;
+    let (dir, mut file) = open_lock(access)?;
     let arg = match access {
         Access::Exclusive => FlockArg::LockExclusiveNonblock,
         Access::Shared => FlockArg::LockSharedNonblock,
@@ -117,7 +125,7 @@ pub(crate) fn acquire_within(access: Access, within: std::time::Duration) -> Res
 /// Takes the lock. When another run holds it: with `wait`, says so on stderr (naming the
 /// holder's pid) and waits; without, fails at once.
 pub(crate) fn acquire(access: Access, wait: bool) -> Result<Lock> {
-    let (dir, file) = open_lock()?;
+    let (dir, file) = open_lock(access)?;
     let (now, later) = match access {
         Access::Exclusive => (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive),
         Access::Shared => (FlockArg::LockSharedNonblock, FlockArg::LockShared),

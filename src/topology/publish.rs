@@ -202,9 +202,10 @@ pub(super) fn read(cx: &mut Ctx, t: &Table, prefix: &str) -> Vec<Publish> {
 /// A host port (per protocol, per address) leads to one place only. Linear in the number of
 /// ports published, with no hashing: a file may publish tens of thousands.
 pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
-    /// A claim of a port: its address (None: any), namespace, entry, and the next claim of
-    /// the same port (on another address; an index + 1 into the claims, 0: none).
-    type Claim<'a> = (Option<IpAddr>, &'a str, &'a str, u32);
+    /// A claim of a port: its address (None: any), namespace, entry, whether the entry
+    /// publishes on both families, and the next claim of the same port (on another address;
+    /// an index + 1 into the claims, 0: none).
+    type Claim<'a> = (Option<IpAddr>, &'a str, &'a str, bool, u32);
     let mut claims: Vec<Claim> = Vec::new();
     // Per (IPv6?, protocol): the first claim of each port (an index + 1, 0: none). The
     // tables are zeroed memory, which the kernel maps only where a port is claimed.
@@ -223,14 +224,20 @@ pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
                     let slot = &mut table[usize::from(port)];
                     let mut at = *slot;
                     while at != 0 {
-                        let (addr, other_ns, other, next) = claims[at as usize - 1];
+                        let (addr, other_ns, other, both, next) = claims[at as usize - 1];
                         if addr.is_none() || p.host_addr.is_none() || addr == p.host_addr {
                             let v = Value::String(p.entry.clone());
+                            // `"[::]:8080:80"` beside `"8080:80"`: the plain entry has it.
+                            let hint = if both != (p.v4 && p.v6) {
+                                " (an entry without an address publishes on IPv4 and IPv6 both; `0.0.0.0:` or `[::]:` before the port restricts one to a family)"
+                            } else {
+                                ""
+                            };
                             cx.err(
                                 &join(&join("namespaces", &n.name), "publish"),
                                 Some(&v),
                                 format!(
-                                    "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}",
+                                    "host port {port}/{} is already published by namespaces.{other_ns}.publish = {other:?}{hint}",
                                     p.proto
                                 ),
                             );
@@ -238,7 +245,13 @@ pub(super) fn check_clashes(cx: &mut Ctx, namespaces: &[Namespace]) {
                         }
                         at = next;
                     }
-                    claims.push((p.host_addr, n.name.as_str(), p.entry.as_str(), *slot));
+                    claims.push((
+                        p.host_addr,
+                        n.name.as_str(),
+                        p.entry.as_str(),
+                        p.v4 && p.v6,
+                        *slot,
+                    ));
                     *slot = u32::try_from(claims.len()).unwrap_or(u32::MAX);
                 }
             }

@@ -71,6 +71,7 @@ impl Watch {
             failed: 0,
             said: now,
         });
+        self.stats.fighting(true);
         error!(
             "watch: {}: fighting {}: {} repairs within a minute, something else keeps changing what nsfw owns (last: {}); repairing at once each time, at most a tenth of the time and at least every {} ms, and saying how it goes every {} s",
             self.t.name,
@@ -111,6 +112,7 @@ impl Watch {
             return;
         }
         if let Some(f) = self.fight.take() {
+            self.stats.fighting(false);
             say!(
                 "watch: {}: the fight with {} is over: {} repairs in {} s ({} failed)",
                 self.t.name,

@@ -20,7 +20,9 @@ pub(crate) mod events;
 mod fight;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -32,7 +34,7 @@ use crate::engine::{self, Observed, Target};
 use crate::netlink::RecvBuf;
 use crate::state::{self, Access, Record};
 use crate::topology::{self, Topology};
-use crate::{error, say};
+use crate::{error, metrics, say};
 use nft::socket::NftSocket;
 
 use events::{Event, Interest, Sub};
@@ -90,6 +92,8 @@ struct Watch {
     /// In a fight, the earliest the next repair may start.
     next: Option<Instant>,
     seen: Seen,
+    /// What `--metrics` serves of the watcher itself.
+    stats: Arc<metrics::watch::Stats>,
 }
 
 fn load(path: &Path) -> Result<Topology> {
@@ -242,9 +246,20 @@ impl Watch {
         if let Some(lock) = self.fight_lock() {
             return self.repair(why, lock);
         }
+        let t0 = Instant::now();
         let (o, p) = self.look()?;
         self.interest = interest_of(&self.t, Some(&o));
-        if !present(&self.t, &o) {
+        let here = present(&self.t, &o);
+        let took = t0.elapsed();
+        self.stats
+            .checked(took, here && !p.is_empty(), here && p.is_empty());
+        crate::detail!(
+            "watch: {}: checked in {} ms ({})",
+            self.t.name,
+            took.as_millis(),
+            if p.is_empty() { "no change" } else { "differs" }
+        );
+        if !here {
             self.set_seen(Seen::Absent, |w| {
                 say!(
                     "watch: {}: nothing of it is on this host (not applied yet, or flushed): waiting for `nsfw apply {}`",
@@ -304,6 +319,8 @@ impl Watch {
             engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {})
         });
         drop(lock);
+        self.stats
+            .repaired(t0.elapsed(), out.as_ref().ok().map(|o| &o.plan));
         let cause = if why.is_empty() {
             "the host differs from the file".to_string()
         } else {
@@ -380,10 +397,34 @@ impl Watch {
     }
 }
 
+/// Serves the host's metrics and the watcher's on `listener` (`--metrics`).
+fn serve(listener: TcpListener, stats: Arc<metrics::watch::Stats>) -> Result<()> {
+    let body: metrics::http::Body = Arc::new(move || {
+        let mut f = match metrics::host::scrape() {
+            Ok(f) => f,
+            Err(e) => {
+                error!("watch: metrics: reading the host: {e:#}");
+                Vec::new()
+            }
+        };
+        f.extend(stats.families());
+        metrics::render(&f) + metrics::EOF
+    });
+    metrics::http::serve(listener, body)?;
+    Ok(())
+}
+
 /// Loads the file, subscribes, says so, and checks once.
-fn start(path: &Path, opts: Options) -> Result<Watch> {
+fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Watch> {
     let t = load(path)?;
+    let stats = Arc::new(metrics::watch::Stats::new(&t.name));
+    if let Some(l) = listener {
+        let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        serve(l, stats.clone())?;
+        say!("watch: {}: metrics on http://{at}/metrics", t.name);
+    }
     let mut w = Watch {
+        stats,
         path: path.to_path_buf(),
         interest: interest_of(&t, None),
         t,
@@ -411,9 +452,9 @@ fn start(path: &Path, opts: Options) -> Result<Watch> {
     Ok(w)
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
-    let mut w = start(path, opts)?;
+/// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
+pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<()> {
+    let mut w = start(path, opts, listener)?;
     let mut buf = RecvBuf::take();
     let mut due: Option<Instant> = None;
     let mut why: Vec<String> = Vec::new();
@@ -461,6 +502,7 @@ pub(crate) fn run(path: &Path, opts: Options) -> Result<()> {
         if got.is_empty() {
             continue;
         }
+        w.stats.heard(got.len());
         crate::detail!(
             "watch: {}",
             got.iter()

@@ -45,6 +45,9 @@ fn set(s: &Set) -> J {
     if s.flags.timeout {
         flags.push("timeout");
     }
+    if s.flags.counter {
+        flags.push("counter");
+    }
     let types = |t: &[Datatype]| J::Array(t.iter().map(|d| d.name().into()).collect());
     json!({
         "name": s.name,

@@ -68,6 +68,12 @@ fn values(v: &[Value]) -> String {
 
 /// An element as nft prints it: key, timeout, comment, then `: data` for maps.
 pub fn element(e: &Element) -> String {
+    element_counted(e, false)
+}
+
+/// An element, with the counter of a set declared `counter` after its key as `nft list`
+/// prints it (a table as loaded: the count is zero, the IR holds no count).
+fn element_counted(e: &Element, counter: bool) -> String {
     let mut s = e
         .key
         .iter()
@@ -75,6 +81,9 @@ pub fn element(e: &Element) -> String {
         .map(|(i, k)| component(k, e.key_end.as_ref().and_then(|end| end.get(i))))
         .collect::<Vec<_>>()
         .join(" . ");
+    if counter {
+        s.push_str(" counter packets 0 bytes 0");
+    }
     if let Some(t) = e.timeout {
         let _ = write!(s, " timeout {}", duration(t));
     }
@@ -94,7 +103,13 @@ pub fn element(e: &Element) -> String {
 }
 
 /// `{ a, b }`; named sets wrap lines as nft's calculate_delim does, by key type.
-fn element_list(types: &[Datatype], interval: bool, els: &[Element], anonymous: bool) -> String {
+fn element_list(
+    types: &[Datatype],
+    interval: bool,
+    els: &[Element],
+    anonymous: bool,
+    counter: bool,
+) -> String {
     let per_line = match types {
         _ if anonymous => usize::MAX,
         [t] => match t {
@@ -120,7 +135,7 @@ fn element_list(types: &[Datatype], interval: bool, els: &[Element], anonymous: 
                 s.push_str(",\n\t\t\t     ");
             }
         }
-        s.push_str(&element(e));
+        s.push_str(&element_counted(e, counter));
         count += 1;
     }
     s.push_str(" }");
@@ -137,7 +152,7 @@ impl Display for SetRef {
                     .map(|e| e.key.iter().map(Value::datatype).collect())
                     .unwrap_or_default();
                 let interval = els.iter().any(|e| e.key_end.is_some());
-                write!(f, "{}", element_list(&types, interval, els, true))
+                write!(f, "{}", element_list(&types, interval, els, true, false))
             }
         }
     }
@@ -477,6 +492,9 @@ impl Set {
         if let Some(t) = self.timeout {
             let _ = writeln!(s, "\t\ttimeout {}", duration(t));
         }
+        if self.flags.counter {
+            s.push_str("\t\tcounter\n");
+        }
         if let Some(c) = &self.comment {
             let _ = writeln!(s, "\t\tcomment \"{c}\"");
         }
@@ -484,7 +502,13 @@ impl Set {
             let _ = writeln!(
                 s,
                 "\t\telements = {}",
-                element_list(&self.key, self.flags.interval, &self.elements, false)
+                element_list(
+                    &self.key,
+                    self.flags.interval,
+                    &self.elements,
+                    false,
+                    self.flags.counter
+                )
             );
         }
         s.push_str("\t}\n");

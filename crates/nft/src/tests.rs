@@ -408,3 +408,33 @@ fn an_element_only_change_is_two_element_messages() {
     let whole = encode(&[BatchOp::ReplaceTable(t)]).expect("encode");
     assert!(whole.len() < 40, "{} messages", whole.len());
 }
+
+#[test]
+fn a_counted_set_read_back_keeps_a_zero_counter_per_element_apart_from_its_elements() {
+    let counted = |name: &str, counter: bool| Set {
+        name: name.into(),
+        key: vec![Datatype::Ipv4Addr],
+        flags: SetFlags {
+            counter,
+            ..Default::default()
+        },
+        elements: vec![
+            Element::key(vec![ip("10.0.0.2")]),
+            Element::key(vec![ip("10.0.0.3")]),
+        ],
+        ..Default::default()
+    };
+    let t = Table {
+        sets: vec![counted("c", true), counted("plain", false)],
+        ..Table::new(Family::Inet, "t")
+    };
+    let d = Dumped::of(t.clone()).expect("encodes");
+    let c = d.element_counters("c").expect("decodes");
+    let keys: Vec<&Vec<Value>> = c.iter().map(|(e, _)| &e.key).collect();
+    assert_eq!(keys, [&vec![ip("10.0.0.2")], &vec![ip("10.0.0.3")]]);
+    assert!(c.iter().all(|(_, n)| n.packets == 0 && n.bytes == 0));
+    assert!(d.element_counters("plain").expect("decodes").is_empty());
+    // The counters are no part of the table: it decodes to what was loaded.
+    assert_eq!(d.decoded().expect("decodes"), t);
+    assert!(t.to_string().contains("10.0.0.2 counter packets 0 bytes 0"));
+}

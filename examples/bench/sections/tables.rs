@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::Ctx;
 use crate::run::{Res, Samples, trial};
-use crate::tables::POLICY_ENTRIES;
+use crate::tables::{POLICY_ENTRIES, POLICY_SCALE};
 use crate::topologies::{POLICY_NS, PUB_NS, PUB_PER};
 
 /// The rows of a big-table section: label suffix and what is timed.
@@ -125,6 +125,35 @@ pub fn policy(cx: &mut Ctx) -> Res<()> {
         p.median("pol_table_nsfw") / p.median("pol_table_nft"),
         p.span("pol_change_msgs"),
         p.span("pol_change_bytes"),
+    )?;
+    writeln!(
+        cx.report,
+        "\nThe same shape, larger (each a full cold apply on a flushed host):\n\n| [[allow]] entries | nsfw apply cold ms | / {POLICY_ENTRIES} entries | samples |\n|---|---|---|---|"
+    )?;
+    let base = p.median("pol_cold");
+    writeln!(
+        cx.report,
+        "| {POLICY_ENTRIES} | {base:.0} | 1.00× | {} |",
+        p.count("pol_cold")
+    )?;
+    for n in POLICY_SCALE {
+        let k = format!("pol_cold_{n}");
+        writeln!(
+            cx.report,
+            "| {n} | {:.0} | {:.2}× | {} |",
+            p.median(&k),
+            p.median(&k) / base,
+            p.count(&k)
+        )?;
+    }
+    let (few, many) = (
+        p.median(&format!("pol_sparse_{POLICY_ENTRIES}")),
+        p.median("pol_sparse_100000"),
+    );
+    writeln!(
+        cx.report,
+        "\nNo two entries neighbours (every address and port even), so no run joins and the kernel's pipapo set takes every entry as an element: {POLICY_ENTRIES} entries {few:.0} ms, 100000 entries {many:.0} ms ({:.1}×)",
+        many / few
     )?;
     cx.done("policy");
     Ok(())

@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow, bail};
 use ipnetwork::IpNetwork;
 
-use crate::plan::{LinkAttr, Step};
+use crate::kinds::{
+    AddAddr, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
+    DeleteNamespace, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem, SetRoute, SetSysctl,
+    Step, WriteResolv,
+};
 use crate::plumbing::{self, Addr, Link, NodeObs, NsObs, Query, Route};
 use crate::resources::{AddrOrig, Place, RouteSpec};
 use crate::topology::Mac;
@@ -111,15 +115,15 @@ impl Net {
     // house: dispatcher
     pub(crate) fn apply(&mut self, s: &Step, mark: &str) -> Result<()> {
         match s {
-            Step::DeleteNamespace { name, .. } => self.delete_ns(name),
-            Step::DeleteLink { place, name, .. } => self.delete_link(place, name),
-            Step::RemoveResolv { ns } => {
+            Step::DeleteNamespace(DeleteNamespace { name, .. }) => self.delete_ns(name),
+            Step::DeleteLink(DeleteLink { place, name, .. }) => self.delete_link(place, name),
+            Step::RemoveResolv(RemoveResolv { ns }) => {
                 self.o.resolv.remove(ns);
                 self.o.etc_dirs.remove(ns);
                 Ok(())
             }
-            Step::CreateNamespace { name } => self.create_ns(name, mark),
-            Step::MarkNamespace { name } => {
+            Step::CreateNamespace(CreateNamespace { name }) => self.create_ns(name, mark),
+            Step::MarkNamespace(MarkNamespace { name }) => {
                 let ns = self
                     .o
                     .namespaces
@@ -138,43 +142,43 @@ impl Net {
                 }
                 Ok(())
             }
-            Step::CreateBridge {
+            Step::CreateBridge(CreateBridge {
                 name,
                 mtu,
                 mac,
                 nf_call,
-            } => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
-            Step::CreateVeth { .. } => self.create_veth(s, mark),
-            Step::SetLink { place, name, attrs } => self.set_link(place, name, attrs),
-            Step::AddAddr {
+            }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
+            Step::CreateVeth(v) => self.create_veth(v, mark),
+            Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
+            Step::AddAddr(AddAddr {
                 place,
                 ifname,
                 net,
                 orig,
-            } => self.add_addr(place, ifname, *net, orig.as_ref()),
-            Step::DelAddr { place, ifname, net } => self.del_addr(place, ifname, *net),
-            Step::SetRoute { place, route, .. } => self.set_route(place, route),
-            Step::DelRoute { place, route } => self.del_route(place, route),
-            Step::SetSysctl {
+            }) => self.add_addr(place, ifname, *net, orig.as_ref()),
+            Step::DelAddr(DelAddr { place, ifname, net }) => self.del_addr(place, ifname, *net),
+            Step::SetRoute(SetRoute { place, route, .. }) => self.set_route(place, route),
+            Step::DelRoute(DelRoute { place, route }) => self.del_route(place, route),
+            Step::SetSysctl(SetSysctl {
                 place, key, new, ..
-            } => {
+            }) => {
                 let node = self.node_mut(place)?;
                 node.sysctls.insert(key.clone(), Some(new.clone()));
                 Ok(())
             }
-            Step::WriteResolv { ns, content } => {
+            Step::WriteResolv(WriteResolv { ns, content }) => {
                 let f = plumbing::FileObs::Text(content.clone());
                 self.o.resolv.insert(ns.clone(), f);
                 self.o.etc_dirs.insert(ns.clone());
                 Ok(())
             }
-            Step::ForgetNeighbours { .. } => Ok(()),
-            Step::SetNetem {
+            Step::ForgetNeighbours(_) => Ok(()),
+            Step::SetNetem(SetNetem {
                 place,
                 ifname,
                 netem,
                 ..
-            } => {
+            }) => {
                 let l = self.link_mut(place, ifname)?;
                 let index = l.index;
                 let on = !netem.is_empty();
@@ -285,8 +289,8 @@ impl Net {
         Ok(())
     }
 
-    fn create_veth(&mut self, s: &Step, mark: &str) -> Result<()> {
-        let Step::CreateVeth {
+    fn create_veth(&mut self, v: &CreateVeth, mark: &str) -> Result<()> {
+        let CreateVeth {
             ns,
             host,
             peer,
@@ -296,10 +300,7 @@ impl Net {
             host_mac,
             hairpin,
             ..
-        } = s
-        else {
-            bail!("not a veth");
-        };
+        } = v;
         let master = match bridge.as_str() {
             "" => None,
             b => Some(self.index_of(&Place::Host, b)?),

@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow};
 
 use super::{Batch, ELEMS_BUDGET, cstr};
 use crate::elems::{KData, KElem, to_kernel};
+use crate::expr::{Counter, Raw};
 use crate::ffi;
 use crate::ir::*;
 use crate::types::{Datatype, NFT_DATA_VERDICT, concat_len, concat_type};
@@ -163,6 +164,10 @@ fn set_obj(
     }
     let ud = set_userdata(s, anonymous, data_order, data_concat);
     o.set_data(ffi::NFTNL_SET_USERDATA, &ud)?;
+    if s.flags.counter {
+        // NFTA_SET_EXPR: the kernel clones it into every element added.
+        o.add_expr(Raw::Counter(Counter::default()).to_nftnl()?);
+    }
     Ok(o)
 }
 

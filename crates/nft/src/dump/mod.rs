@@ -10,7 +10,7 @@ use std::ffi::CString;
 
 use anyhow::{Result, anyhow};
 
-use super::canon::{canonical, decode_all};
+use super::canon::{canonical, decode, decode_all};
 use super::elems::{KElem, to_kernel};
 use super::ffi;
 use super::ir::*;
@@ -19,7 +19,8 @@ use super::socket::NftSocket;
 pub(crate) use parse::RawRule;
 pub use parse::{ChainInfo, ObjInfo, TableInfo};
 use parse::{
-    ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
+    CountedElem, ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set,
+    parse_table,
 };
 
 /// A decoded rule of some chain, with its handle.
@@ -57,6 +58,9 @@ pub struct Dumped {
     /// Named stateful objects in the table (`counter X`, `quota Y`, ...): nsfw declares none,
     /// so each is someone else's addition, shown by the diff and removed with the table.
     pub objects: Vec<ObjInfo>,
+    /// The counter of each element of the sets declared with `counter`, by set: the element
+    /// as the kernel listed it (before `canon`) and its count. The diff never looks at them.
+    counters: BTreeMap<String, Vec<(KElem, Counter)>>,
 }
 
 /// A table read back, without the elements of its named sets: its name, flags, comment,
@@ -102,20 +106,27 @@ impl<'a> Structure<'a> {
 }
 
 impl Dumped {
-    /// `table` as if it had been read back (its elements encoded as nsfw loads them).
+    /// `table` as if it had been read back (its elements encoded as nsfw loads them; the
+    /// elements of a set declared `counter` each with a counter that has counted nothing, as
+    /// the kernel gives them when they are added).
     pub fn of(mut table: Table) -> Result<Dumped, String> {
         let mut elements = BTreeMap::new();
+        let mut counters = BTreeMap::new();
         for s in &mut table.sets {
             let els = std::mem::take(&mut s.elements);
-            let k = to_kernel(s, &els, true).and_then(|k| canonical(s, k));
-            elements.insert(
-                s.name.clone(),
-                k.map_err(|e| format!("set {}: {e}", s.name))?,
-            );
+            let k = to_kernel(s, &els, true)
+                .and_then(|k| canonical(s, k))
+                .map_err(|e| format!("set {}: {e}", s.name))?;
+            if s.flags.counter {
+                let zero = k.iter().map(|k| (k.clone(), Counter::default()));
+                counters.insert(s.name.clone(), zero.collect());
+            }
+            elements.insert(s.name.clone(), k);
         }
         Ok(Dumped {
             table,
             elements,
+            counters,
             ..Default::default()
         })
     }
@@ -123,6 +134,14 @@ impl Dumped {
     /// The table without its named sets' elements.
     pub fn structure(&self) -> Structure<'_> {
         Structure(&self.table)
+    }
+
+    /// The elements of set `name` (declared with `counter`) decoded, each with its count.
+    pub fn element_counters(&self, name: &str) -> Result<Vec<(Element, Counter)>, String> {
+        let (Some(set), Some(ks)) = (self.table.set(name), self.counters.get(name)) else {
+            return Ok(Vec::new());
+        };
+        ks.iter().map(|(k, c)| Ok((decode(set, k)?, *c))).collect()
     }
 
     /// The whole table, the elements of its sets decoded.
@@ -168,6 +187,8 @@ struct ReadSet {
     set: Set,
     anonymous: bool,
     kelems: Vec<KElem>,
+    /// Each element's counter, when the set has `counter`.
+    counters: Vec<(KElem, Counter)>,
 }
 
 fn unreadable_set(name: &str, why: &str) -> String {
@@ -299,17 +320,26 @@ impl NftSocket {
         let mut unreadable = Vec::new();
         for l in listed.into_iter().filter(|l| l.table == table) {
             let read = l.decl.and_then(|set| {
-                let kelems: Vec<KElem> = self
+                let listed: Vec<CountedElem> = self
                     .elements(family, table, &set.name)
                     .map_err(|e| format!("{e:#}"))?
                     .into_iter()
                     .flatten()
                     .collect();
-                let kelems = canonical(&set, kelems)?;
+                let counters = if set.flags.counter {
+                    listed
+                        .iter()
+                        .filter_map(|(k, c)| c.map(|c| (k.clone(), c)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let kelems = canonical(&set, listed.into_iter().map(|(k, _)| k).collect())?;
                 Ok(ReadSet {
                     set,
                     anonymous: l.anonymous,
                     kelems,
+                    counters,
                 })
             });
             match read {
@@ -320,7 +350,12 @@ impl NftSocket {
         Ok((out, unreadable))
     }
 
-    fn elements(&mut self, family: Family, table: &str, set: &str) -> Result<Vec<Vec<KElem>>> {
+    fn elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<Vec<CountedElem>>> {
         let t = cname(table, "table")?;
         let s = cname(set, "set")?;
         let mut o = ffi::Set::new()?;
@@ -359,6 +394,7 @@ impl NftSocket {
         let mut every = Vec::with_capacity(all_sets.len());
         let mut sets = Vec::new();
         let mut elements = BTreeMap::new();
+        let mut counters = BTreeMap::new();
         for r in all_sets {
             if r.anonymous || is_anonymous(&r.set.name) {
                 match decode_all(&r.set, &r.kelems) {
@@ -370,6 +406,9 @@ impl NftSocket {
                 }
             } else {
                 every.push(r.set.clone());
+                if r.set.flags.counter {
+                    counters.insert(r.set.name.clone(), r.counters);
+                }
                 elements.insert(r.set.name.clone(), r.kelems);
                 sets.push(r.set);
             }
@@ -416,6 +455,7 @@ impl NftSocket {
             handles,
             unreadable,
             objects: self.objects(family, name)?,
+            counters,
         })
     }
 

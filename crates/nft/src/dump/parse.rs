@@ -110,6 +110,28 @@ pub(super) fn parse_rule(m: &Nlmsg<'_>) -> Result<Option<RawRule>> {
     }))
 }
 
+/// An element's counter (the one its set's `counter` gave it), if it has one.
+fn elem_counter(e: &ffi::SetElem) -> Option<Counter> {
+    e.exprs().iter().find_map(|x| match Raw::from_nftnl(x) {
+        Raw::Counter(c) => Some(Counter {
+            packets: c.packets.unwrap_or(0),
+            bytes: c.bytes.unwrap_or(0),
+        }),
+        _ => None,
+    })
+}
+
+/// Whether a set's declaration has `counter`, the one stateful expression nsfw reads; Err
+/// names the others.
+fn set_counter(s: &ffi::Set) -> std::result::Result<bool, String> {
+    let exprs: Vec<String> = s.exprs().iter().map(|e| e.name().to_string()).collect();
+    match exprs.as_slice() {
+        [] => Ok(false),
+        [c] if c == "counter" => Ok(true),
+        _ => Err(format!("elements carrying {}", exprs.join(", "))),
+    }
+}
+
 /// A set as listed: its table, name, whether it is anonymous, and its declaration (no
 /// elements yet) or why nsfw cannot read it.
 pub(super) struct ListedSet {
@@ -153,6 +175,10 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
         .is_set(ffi::NFTNL_SET_TIMEOUT)
         .then(|| s.u64(ffi::NFTNL_SET_TIMEOUT))
         .filter(|t| *t != 0);
+    let counter = match set_counter(&s) {
+        Ok(c) => c,
+        Err(what) => return Ok(Some(listed(Err(what)))),
+    };
     let set = Set {
         name: name.clone(),
         key,
@@ -161,6 +187,7 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
             constant: flags & 2 != 0,
             interval: flags & 4 != 0,
             timeout: flags & 0x10 != 0,
+            counter,
         },
         timeout,
         comment: comment_of(s.data(ffi::NFTNL_SET_USERDATA), udata::set::COMMENT),
@@ -169,7 +196,11 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
     Ok(Some(listed(Ok(set))))
 }
 
-pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<KElem>>> {
+/// An element as listed, with its counter when its set gives it one.
+pub(super) type CountedElem = (KElem, Option<Counter>);
+
+/// The elements of one message, each with its counter when it has one.
+pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<CountedElem>>> {
     let s = ffi::Set::parse_elems(m, "set element")?;
     let mut out = Vec::new();
     for e in s.elems()? {
@@ -181,16 +212,21 @@ pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<KElem>>> {
         } else {
             e.data(ffi::NFTNL_SET_ELEM_DATA).map(KData::Value)
         };
-        out.push(KElem {
-            key: e.data(ffi::NFTNL_SET_ELEM_KEY).unwrap_or_default(),
-            key_end: e.data(ffi::NFTNL_SET_ELEM_KEY_END),
-            end: e.is_set(ffi::NFTNL_SET_ELEM_FLAGS) && e.u32(ffi::NFTNL_SET_ELEM_FLAGS) & 1 != 0,
-            data,
-            timeout: e
-                .is_set(ffi::NFTNL_SET_ELEM_TIMEOUT)
-                .then(|| e.u64(ffi::NFTNL_SET_ELEM_TIMEOUT)),
-            comment: comment_of(e.data(ffi::NFTNL_SET_ELEM_USERDATA), udata::COMMENT),
-        });
+        let counter = elem_counter(&e);
+        out.push((
+            KElem {
+                key: e.data(ffi::NFTNL_SET_ELEM_KEY).unwrap_or_default(),
+                key_end: e.data(ffi::NFTNL_SET_ELEM_KEY_END),
+                end: e.is_set(ffi::NFTNL_SET_ELEM_FLAGS)
+                    && e.u32(ffi::NFTNL_SET_ELEM_FLAGS) & 1 != 0,
+                data,
+                timeout: e
+                    .is_set(ffi::NFTNL_SET_ELEM_TIMEOUT)
+                    .then(|| e.u64(ffi::NFTNL_SET_ELEM_TIMEOUT)),
+                comment: comment_of(e.data(ffi::NFTNL_SET_ELEM_USERDATA), udata::COMMENT),
+            },
+            counter,
+        ));
     }
     Ok(Some(out))
 }

@@ -4,7 +4,7 @@
 
 use nftnl::nftnl_sys as sys;
 
-use super::object::{ChainK, GenK, NamedObjK, RuleK, SetElemK, SetK, TableK};
+use super::kind::{ChainK, GenK, NamedObjK, RuleK, SetElemK, SetK, TableK};
 use super::{Attr, Data, Str, Taken};
 
 /// The kind of expression attributes (each also names its expression).

@@ -18,6 +18,7 @@
 
 mod attrs;
 mod expr;
+mod kind;
 mod msg;
 mod netdb;
 mod object;

@@ -224,6 +224,9 @@ pub struct SetFlags {
     pub interval: bool,
     /// Elements may time out (implied by a default timeout).
     pub timeout: bool,
+    /// Every element carries a counter (nft's `counter` in the declaration): the kernel gives
+    /// each element added a counter of its own, which a lookup that matches it increments.
+    pub counter: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

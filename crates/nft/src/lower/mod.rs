@@ -372,6 +372,7 @@ impl Out<'_, '_> {
                         constant: true,
                         interval,
                         timeout: false,
+                        counter: false,
                     },
                     timeout: None,
                     comment: None,

@@ -415,3 +415,90 @@ fn lookups_in_anonymous_sets() {
         ],
     );
 }
+
+/// A set and a map declared `counter`: each element gets a counter of its own, which nft
+/// lists after the key; read back, the set says `counter` and its elements' counters are
+/// apart from the elements the diff compares.
+fn counted() -> Table {
+    use Datatype::*;
+    let port = Value::Port;
+    let counter = SetFlags {
+        counter: true,
+        ..Default::default()
+    };
+    let pm = Element::map(
+        vec![Value::Proto(6), port(8080)],
+        ElemData::Values(vec![ip("10.10.0.2"), port(80)]),
+    );
+    Table {
+        sets: vec![
+            Set {
+                flags: counter,
+                ..set(
+                    "c",
+                    vec![Ipv4Addr],
+                    vec![
+                        Element::key(vec![ip("127.0.0.1")]),
+                        Element::key(vec![ip("10.0.0.2")]),
+                    ],
+                )
+            },
+            Set {
+                flags: counter,
+                data: Some(SetData::Values(cat(&[Ipv4Addr, InetService]))),
+                ..set("pm", cat(&[InetProto, InetService]), vec![pm])
+            },
+        ],
+        chains: vec![Chain::new(
+            "out",
+            base(ChainType::Filter, Hook::Output, prio::FILTER),
+            // ip daddr @c
+            vec![r(vec![m(pl(Field::IpDaddr), EQ, Rhs::Set(named("c")))])],
+        )],
+        ..Table::new(Family::Inet, "counted")
+    }
+}
+
+#[test]
+fn counted_sets_round_trip_as_nft_lists_them() {
+    check("counted sets", &counted());
+}
+
+#[test]
+fn a_counted_element_counts_what_its_lookup_matched() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let t = counted();
+    apply(&sb, vec![BatchOp::ReplaceTable(t.clone())]);
+    // Three echo requests and their three replies leave through lo to 127.0.0.1.
+    sb.ok("ip link set lo up && ping -c 3 -i 0.2 -W 1 127.0.0.1 >/dev/null");
+    let d = read(&sb, Family::Inet, "counted");
+    let counts: Vec<(Vec<Value>, u64)> = d
+        .element_counters("c")
+        .expect("decodes")
+        .into_iter()
+        .map(|(e, c)| (e.key, c.packets))
+        .collect();
+    assert!(counts.contains(&(vec![ip("127.0.0.1")], 6)), "{counts:?}");
+    assert!(counts.contains(&(vec![ip("10.0.0.2")], 0)), "{counts:?}");
+    let pm = d.element_counters("pm").expect("decodes");
+    assert_eq!(pm.len(), 1, "{pm:?}");
+    // What counted is no difference: the table is still the one loaded.
+    let diff = nft::diff::table_diff(&t, Some(&d));
+    assert!(diff.ops.is_empty(), "{:?}", diff.ops);
+}
+
+/// A set someone declared with another stateful expression than `counter` is named as
+/// unreadable, never read as a plain set the diff would keep.
+#[test]
+fn a_set_with_another_expression_is_unreadable() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "nft add table inet x && nft add set inet x q '{ type ipv4_addr; limit rate 10/second; }'",
+    );
+    let d = read(&sb, Family::Inet, "x");
+    assert!(
+        d.unreadable.iter().any(|u| u.contains("limit")),
+        "{:?}",
+        d.unreadable
+    );
+}
