@@ -62,6 +62,47 @@ pub(crate) struct Event {
     pub by: Option<String>,
     /// It changed nsfw's own table: the firewall may be open until it is repaired.
     pub urgent: bool,
+    /// Elements of a set of nsfw's table on the host added or deleted: which.
+    pub elems: Option<Elems>,
+}
+
+/// Elements of a set added (NEWSETELEM) or deleted (DELSETELEM), as the kernel holds them:
+/// what watch's put-back repairs without observing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Elems {
+    pub set: String,
+    pub deleted: bool,
+    /// Each element's key and key end (an rbtree range's end element is left out: its start
+    /// names the range).
+    pub keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// An element could not be read: the keys are not all there is.
+    pub partial: bool,
+}
+
+/// The elements of an element message's attributes `body` (NFTA_SET_ELEM_LIST_ELEMENTS: each
+/// NFTA_LIST_ELEM holds NFTA_SET_ELEM_KEY and KEY_END, each a NFTA_DATA_VALUE, and FLAGS).
+fn elems_of(body: &[u8], set: String, deleted: bool) -> Elems {
+    let mut e = Elems {
+        set,
+        deleted,
+        keys: Vec::new(),
+        partial: false,
+    };
+    fn value(a: &[u8], t: u16) -> Option<&[u8]> {
+        netlink::find(a, t).and_then(|k| netlink::find(k, 1))
+    }
+    for el in netlink::attrs(netlink::find(body, 3).unwrap_or_default()).filter(|a| a.ty == 1) {
+        let flags = netlink::find(el.value, 3)
+            .and_then(|f| f.get(..4))
+            .map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+        match value(el.value, 1) {
+            // NFT_SET_ELEM_INTERVAL_END.
+            Some(_) if flags & 1 != 0 => {}
+            Some(k) => e.keys.push((k.to_vec(), value(el.value, 10).map(<[u8]>::to_vec))),
+            None => e.partial = true,
+        }
+    }
+    e
 }
 
 /// A netlink socket subscribed to groups, non-blocking.
@@ -148,6 +189,7 @@ impl Sub {
                         ours: true,
                         by: None,
                         urgent: false,
+                        elems: None,
                     });
                     continue;
                 }
@@ -158,6 +200,7 @@ impl Sub {
                         ours: true,
                         by: None,
                         urgent: false,
+                        elems: None,
                     });
                     break;
                 }
@@ -220,6 +263,7 @@ impl Dir {
                     ours: interest.namespaces.contains(&name),
                     by: None,
                     urgent: false,
+                    elems: None,
                 });
             }
         }
@@ -299,7 +343,7 @@ impl NftReader {
             Some(ns) => format!(" in {ns}"),
             None => String::new(),
         };
-        let what = match sub {
+        let what = match &sub {
             Some(s) => format!("nft {obj} {verb} in {fam} {table} {s}{at}"),
             None => format!("nft {obj} {fam} {table} {verb}{at}"),
         };
@@ -310,6 +354,8 @@ impl NftReader {
                 ours,
                 by: None,
                 urgent: fam == "inet" && ours,
+                elems: (fam == "inet" && ours && at.is_empty() && (msg == 12 || msg == 14))
+                    .then(|| elems_of(body, sub.clone().unwrap_or_default(), msg == 14)),
             },
             key,
             obj == "table" && msg == 2,
@@ -419,6 +465,7 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
             ours,
             by: None,
             urgent: false,
+            elems: None,
         }];
     }
     let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes) else {
@@ -452,6 +499,7 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
         ours: ours || in_ns,
         by: None,
         urgent: false,
+        elems: None,
     }]
 }
 

@@ -1,11 +1,7 @@
 //! A fight: another manager keeps undoing nsfw's work. Watch names it, counts its changes,
-//! says how the fight goes, and puts nsfw's table back the moment it hears it deleted.
+//! says how the fight goes; `putback` repairs the fight's usual damage at once.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-
-use nft::Family;
-use nft::batch::Op;
 
 use super::{Watch, some};
 use crate::{error, say};
@@ -43,7 +39,7 @@ impl Watch {
     /// The exclusive lock, taken at once, when it is free and the topology's namespaces are
     /// still there (checked under it): no nsfw run is under way, and none flushed the
     /// topology — a repair then cannot build what is not there. None: check first.
-    fn quick_lock(&self) -> Option<crate::state::Lock> {
+    pub(super) fn quick_lock(&self) -> Option<crate::state::Lock> {
         let lock = crate::state::acquire_within(crate::state::Access::Exclusive, Duration::ZERO)
             .ok()??;
         self.t
@@ -131,106 +127,4 @@ impl Watch {
         self.fight.as_ref()?;
         self.repairs.back().map(|t| *t + FIGHT_OVER)
     }
-}
-
-impl Watch {
-    /// nsfw's table on the host deleted by another process (`got`, a burst of events): puts it
-    /// back whole at once, without observing first, so the firewall is open for as little as
-    /// it takes to hear of it; the check that follows repairs whatever else differs. Only when
-    /// no nsfw run holds the lock (a flush deletes the table too) and the topology's
-    /// namespaces are still there. The batch creates the table only if it is absent: if
-    /// anything made one since, it fails and changes nothing.
-    pub(super) fn restore_table(&mut self, got: &[super::Event]) {
-        let name = self.interest.table.clone();
-        let gone = format!("nft table inet {name} deleted");
-        let elem = format!("nft element deleted in inet {name} ");
-        // Another process's changes to the host's table (not one in a namespace).
-        let foreign: Vec<&str> = got
-            .iter()
-            .filter(|e| e.by.as_deref().is_some_and(|b| !b.starts_with("nsfw ")))
-            .map(|e| e.what.split(" (by ").next().unwrap_or_default())
-            .collect();
-        let table_gone = foreign.contains(&gone.as_str());
-        let sets: BTreeSet<&str> = foreign
-            .iter()
-            .filter_map(|w| w.strip_prefix(&elem))
-            .filter(|s| !s.contains(' '))
-            .collect();
-        if !table_gone && sets.is_empty() {
-            return;
-        }
-        let Some(_lock) = self.quick_lock() else {
-            return;
-        };
-        let t0 = Instant::now();
-        if self.restore.is_none() {
-            // Made once per version of the file: building the table costs more than sending it.
-            self.restore = crate::firewall::prepare(&self.t).table;
-        }
-        let Some(want) = &self.restore else { return };
-        let Ok(enc) = nft::batch::encode(&put_back(want, table_gone, &sets)) else {
-            return;
-        };
-        let enc = &enc;
-        let sock = &mut self.restore_sock;
-        let out = super::events::as_self(|| -> anyhow::Result<()> {
-            let s = match sock {
-                Some(s) => s,
-                None => sock.insert(nft::socket::NftSocket::open()?),
-            };
-            s.send(enc)
-        });
-        if out.is_err() {
-            self.restore_sock = None;
-        }
-        match out {
-            Ok(()) => {
-                let line = format!(
-                    "watch: {}: {} → repaired in {} µs: put {} back (the check that follows repairs the rest)",
-                    self.t.name,
-                    some(&got.iter().map(|e| e.what.clone()).collect::<Vec<_>>(), 3),
-                    t0.elapsed().as_micros(),
-                    if table_gone {
-                        "the table whole".to_string()
-                    } else {
-                        format!(
-                            "the elements of {}",
-                            sets.iter().copied().collect::<Vec<_>>().join(", ")
-                        )
-                    }
-                );
-                if self.fight.is_some() {
-                    crate::detail!("{line}");
-                } else {
-                    say!("{line}");
-                }
-                self.repairs.push_back(t0);
-                self.maybe_fight(&[gone]);
-                if let Some(f) = &mut self.fight {
-                    f.repairs += 1;
-                }
-            }
-            Err(e) => crate::detail!(
-                "watch: {}: could not put the table back at once ({e:#}); checking",
-                self.t.name
-            ),
-        }
-    }
-}
-
-/// The table whole (`table_gone`), or the elements of `sets` (those still there make no
-/// error: NEWSETELEM without EXCL; an error changes nothing, and the check repairs).
-fn put_back(want: &nft::Table, table_gone: bool, sets: &BTreeSet<&str>) -> Vec<Op> {
-    if table_gone {
-        return vec![Op::CreateTable(want.clone())];
-    }
-    want.sets
-        .iter()
-        .filter(|s| sets.contains(s.name.as_str()))
-        .map(|s| Op::AddElements {
-            family: Family::Inet,
-            table: want.name.clone(),
-            set: s.clone(),
-        })
-        .collect()
 }

@@ -18,6 +18,7 @@
 
 pub(crate) mod events;
 mod fight;
+mod putback;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::TcpListener;
@@ -81,8 +82,8 @@ struct Watch {
     dir: Option<events::Dir>,
     /// When each recent repair happened (the last minute's).
     repairs: VecDeque<Instant>,
-    /// The table as the file wants it (see `restore_table`), once made.
-    restore: Option<nft::Table>,
+    /// The table as the file wants it, ready to put back (see `putback`), once made.
+    wanted: Option<putback::Wanted>,
     /// Its socket, kept open (opening one costs more than the batch): dropped on an error.
     restore_sock: Option<NftSocket>,
     /// Whose changes watch heard of in the last minute (or this fight), by process name: how
@@ -91,6 +92,8 @@ struct Watch {
     fight: Option<fight::Fight>,
     /// In a fight, the earliest the next repair may start.
     next: Option<Instant>,
+    /// When the last check began.
+    last_check: Instant,
     seen: Seen,
     /// What `--metrics` serves of the watcher itself.
     stats: Arc<metrics::watch::Stats>,
@@ -208,7 +211,7 @@ impl Watch {
                     self.path.display()
                 );
                 self.t = t;
-                self.restore = None;
+                self.wanted = None;
                 self.interest = interest_of(&self.t, None);
                 self.resubscribe();
             }
@@ -240,6 +243,7 @@ impl Watch {
 
     /// Checks the host, and repairs when it differs and watch is not pausing.
     fn check(&mut self, why: &[String]) -> Result<()> {
+        self.last_check = Instant::now();
         self.reload();
         // In a fight, straight to the repair (the engine observes and plans anyway): half the
         // time the firewall stays open. See `fight_lock` for when that is safe.
@@ -433,11 +437,12 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         ns: Vec::new(),
         dir: None,
         repairs: VecDeque::new(),
-        restore: None,
+        wanted: None,
         restore_sock: None,
         by: BTreeMap::new(),
         fight: None,
         next: None,
+        last_check: Instant::now(),
         seen: Seen::Unknown,
     };
     w.resubscribe();
@@ -510,7 +515,7 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        w.restore_table(&got);
+        let fixed = w.put_back(&got);
         let urgent = got.iter().any(|e| e.urgent);
         for b in got.iter().filter_map(|e| e.by.clone()) {
             let name = b.split(" (").next().unwrap_or_default().to_string();
@@ -524,14 +529,19 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
                 .map(|e| e.what)
                 .take(64usize.saturating_sub(why.len())),
         );
-        // A change of nsfw's table, or any in a fight, is repaired at once: nf_tables'
-        // transactions come whole, and every moment waiting the firewall may be open.
-        let wait = if urgent || w.fight.is_some() {
-            Duration::ZERO
+        // In a fight, what the put-back repaired needs no check before `pause` is over since
+        // the last (a check costs far more than a put-back, and while it runs watch hears
+        // nothing); any other change of nsfw's table, or any in a fight, is repaired at once:
+        // nf_tables' transactions come whole, and every moment waiting the firewall may be
+        // open.
+        let now = Instant::now();
+        let at = if fixed && w.fight.is_some() {
+            (w.last_check + w.opts.pause).max(now)
+        } else if urgent || w.fight.is_some() {
+            now
         } else {
-            w.opts.debounce
+            now + w.opts.debounce
         };
-        let at = Instant::now() + wait;
         due = Some(due.map_or(at, |d| d.min(at)));
     }
 }

@@ -62,4 +62,5 @@ mod udata;
 mod tests;
 
 pub use ir::*;
+pub use elems::to_kernel;
 pub use symbols::proto_name;
