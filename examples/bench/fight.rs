@@ -13,7 +13,10 @@ use crate::run::{Res, nsfw_bin};
 /// The agents, by the label their figures carry.
 pub const AGENTS: [(&str, &str); 2] = [
     ("table", "nft delete table inet nsfw_lab"),
-    ("element", "nft delete element inet nsfw_lab bridges '{ \"br0\" }'"),
+    (
+        "element",
+        "nft delete element inet nsfw_lab bridges '{ \"br0\" }'",
+    ),
 ];
 
 const LAB: &str = r#"name = "lab"

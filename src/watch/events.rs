@@ -81,7 +81,7 @@ pub(crate) struct Elems {
 
 /// The elements of an element message's attributes `body` (NFTA_SET_ELEM_LIST_ELEMENTS: each
 /// NFTA_LIST_ELEM holds NFTA_SET_ELEM_KEY and KEY_END, each a NFTA_DATA_VALUE, and FLAGS).
-fn elems_of(body: &[u8], set: String, deleted: bool) -> Elems {
+pub(super) fn elems_of(body: &[u8], set: String, deleted: bool) -> Elems {
     let mut e = Elems {
         set,
         deleted,
@@ -98,7 +98,9 @@ fn elems_of(body: &[u8], set: String, deleted: bool) -> Elems {
         match value(el.value, 1) {
             // NFT_SET_ELEM_INTERVAL_END.
             Some(_) if flags & 1 != 0 => {}
-            Some(k) => e.keys.push((k.to_vec(), value(el.value, 10).map(<[u8]>::to_vec))),
+            Some(k) => e
+                .keys
+                .push((k.to_vec(), value(el.value, 10).map(<[u8]>::to_vec))),
             None => e.partial = true,
         }
     }

@@ -61,6 +61,6 @@ mod udata;
 #[cfg(test)]
 mod tests;
 
-pub use ir::*;
 pub use elems::to_kernel;
+pub use ir::*;
 pub use symbols::proto_name;
