@@ -190,10 +190,10 @@ mod tests {
     }
 
     /// A DELSETELEM body as the kernel sends it: one NFTA_LIST_ELEM per (key, key end, flags).
-    fn body(set: &str, elems: &[(Vec<u8>, Option<Vec<u8>>, u32)]) -> Vec<u8> {
+    fn body(set: &str, elems: &[(Key, u32)]) -> Vec<u8> {
         const NESTED: u16 = 0x8000;
         let mut list = Vec::new();
-        for (key, end, flags) in elems {
+        for ((key, end), flags) in elems {
             let mut e = attr(1 | NESTED, &attr(1, key));
             if let Some(end) = end {
                 e.extend(attr(10 | NESTED, &attr(1, end)));
@@ -221,7 +221,7 @@ mod tests {
                 // An rbtree range comes with its end element, which the parse leaves out.
                 let raw: Vec<_> = k
                     .iter()
-                    .map(|k| (k.key.clone(), k.key_end.clone(), u32::from(k.end)))
+                    .map(|k| ((k.key.clone(), k.key_end.clone()), u32::from(k.end)))
                     .collect();
                 let got = elems_of(&body(&set.name, &raw), set.name.clone(), true);
                 assert_eq!(got.keys.len(), 1, "{} {e:?}", set.name);
@@ -240,7 +240,7 @@ mod tests {
             .find(|s| s.name == "bridges")
             .expect("bridges");
         let odd = elems_of(
-            &body("bridges", &[(vec![b'x'; 16], None, 0)]),
+            &body("bridges", &[((vec![b'x'; 16], None), 0)]),
             "bridges".into(),
             true,
         );
