@@ -1,6 +1,6 @@
 //! The watcher's own metrics: how long each check and each repair took (histograms with
 //! kube-proxy's buckets for its sync duration: 1 ms doubling to 16 s), repairs by outcome and
-//! the objects they changed by kind, drift seen, back-offs, events heard. `nsfw watch` updates
+//! the objects they changed by kind, drift seen, fights, events heard. `nsfw watch` updates
 //! them; its HTTP server reads them at each scrape.
 
 use std::collections::BTreeMap;
@@ -153,6 +153,18 @@ impl Stats {
         });
     }
 
+    /// A put-back (watch's fast repair of a deletion it heard of) took `d` and put `objects`
+    /// nft objects back: drift seen and repaired, without a check.
+    pub(crate) fn put_back(&self, d: Duration, objects: usize) {
+        self.with(|i| {
+            i.repairs.observe(d);
+            i.repaired += 1;
+            i.drift += 1;
+            i.in_sync = true;
+            *i.kinds.entry("nft").or_default() += objects as u64;
+        });
+    }
+
     /// A fight with another manager begins (`on`) or ends.
     pub(crate) fn fighting(&self, on: bool) {
         self.with(|i| {
@@ -204,7 +216,7 @@ impl Stats {
         let mut drift = Family::new(
             "nsfw_watch_drift_total",
             Type::Counter,
-            "Checks that found the host differing from the file.",
+            "Checks that found the host differing from the file, and deletions watch put back at once.",
         );
         drift.add(lb(&[]), i.drift as f64);
         let mut back = Family::new(

@@ -167,6 +167,13 @@ impl Watch {
         } else {
             say!("{line}");
         }
+        // The table whole counts as one object, as a plan's table line does.
+        let objects = if table_gone {
+            1
+        } else {
+            elems.iter().map(|e| e.keys.len()).sum()
+        };
+        self.stats.put_back(t0.elapsed(), objects);
         self.repairs.push_back(t0);
         self.maybe_fight(&[what]);
         if let Some(f) = &mut self.fight {
