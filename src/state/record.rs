@@ -59,6 +59,8 @@ pub(crate) struct Taken {
     pub addrs: Vec<KeptAddr>,
     /// Every route whose output interface was the port, of every table but local.
     pub routes: Vec<KeptRoute>,
+    /// The port's MTU before nsfw set it to its bridge's (None: nsfw did not change it).
+    pub mtu: Option<u32>,
 }
 
 /// An address as the port held it.
@@ -110,6 +112,10 @@ pub(crate) struct Record {
     pub sysctls: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
+    /// Objects built by hand that `apply --adopt` of a topology is taking over, by topology:
+    /// until the run is done, any run of that topology (apply or flush) takes them for its
+    /// own, marked or not, so a killed adoption converges like a killed apply.
+    pub adopting: BTreeMap<String, Pending>,
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -126,6 +132,45 @@ fn num<T: TryFrom<u64>>(v: &Value, default: T) -> T {
     v.as_u64()
         .and_then(|n| T::try_from(n).ok())
         .unwrap_or(default)
+}
+
+/// Pending objects by topology, as `pending` and `adopting` hold them.
+fn pendings(v: &Value) -> BTreeMap<String, Pending> {
+    let mut out = BTreeMap::new();
+    if let Some(p) = v.as_object() {
+        for (t, o) in p {
+            out.insert(
+                t.clone(),
+                Pending {
+                    namespaces: strings(&o["namespaces"]),
+                    links: o["links"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    files: strings(&o["files"]),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn pendings_json(p: &BTreeMap<String, Pending>) -> Value {
+    let m: serde_json::Map<String, Value> = p
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(t, p)| {
+            (
+                t.clone(),
+                json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
+            )
+        })
+        .collect();
+    Value::Object(m)
 }
 
 /// An address of `taken`: an object, or a plain string as records before flags were kept
@@ -214,28 +259,11 @@ impl Record {
     }
 
     fn from_json(v: &Value) -> Record {
-        let mut r = Record::default();
-        if let Some(p) = v["pending"].as_object() {
-            for (t, o) in p {
-                r.pending.insert(
-                    t.clone(),
-                    Pending {
-                        namespaces: strings(&o["namespaces"]),
-                        links: o["links"]
-                            .as_object()
-                            .map(|m| {
-                                m.iter()
-                                    .filter_map(|(k, v)| {
-                                        v.as_str().map(|v| (k.clone(), v.to_string()))
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        files: strings(&o["files"]),
-                    },
-                );
-            }
-        }
+        let mut r = Record {
+            pending: pendings(&v["pending"]),
+            adopting: pendings(&v["adopting"]),
+            ..Default::default()
+        };
         if let Some(t) = v["taken"].as_object() {
             for (port, o) in t {
                 r.taken.insert(
@@ -248,6 +276,7 @@ impl Record {
                             .map(|a| a.iter().filter_map(kept_addr).collect())
                             .unwrap_or_default(),
                         routes: kept_routes(o),
+                        mtu: o["mtu"].as_u64().and_then(|m| u32::try_from(m).ok()),
                     },
                 );
             }
@@ -269,17 +298,7 @@ impl Record {
     }
 
     fn to_json(&self) -> Value {
-        let pending: serde_json::Map<String, Value> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(t, p)| {
-                (
-                    t.clone(),
-                    json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
-                )
-            })
-            .collect();
+        let pending = pendings_json(&self.pending);
         let sysctls: serde_json::Map<String, Value> = self
             .sysctls
             .iter()
@@ -310,17 +329,22 @@ impl Record {
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "routes": routes}),
+                           "routes": routes, "mtu": t.mtu}),
                 )
             })
             .collect();
-        json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken})
+        let mut v = json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken});
+        if self.adopting.values().any(|p| !p.is_empty()) {
+            v["adopting"] = pendings_json(&self.adopting);
+        }
+        v
     }
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
     pub(crate) fn save(&self, dir: impl AsFd) -> Result<()> {
         let path = format!("{}/{NAME}", super::STATE_DIR);
         if self.pending.values().all(Pending::is_empty)
+            && self.adopting.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
             && self.taken.is_empty()
         {
@@ -394,6 +418,7 @@ mod tests {
                     flags: 4,
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
                 }],
+                mtu: Some(1400),
             },
         );
         assert_eq!(Record::from_json(&r.to_json()), r);
