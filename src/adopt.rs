@@ -166,7 +166,7 @@ pub(crate) fn as_marked(
             && crate::owner::resolv_owner(t).is_none()
         {
             // Marked, and different from what nsfw writes: the plan writes it as nsfw's.
-            *t = format!("{}\n# adopted\n{t}", crate::owner::resolv_marker(topology));
+            *t = crate::owner::resolv_file(topology, &format!("# adopted\n{t}"));
         }
     }
     o

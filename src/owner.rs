@@ -7,7 +7,7 @@
 //! | a topology's namespace | the same alias on its `lo` |
 //! | a topology's table | `inet nsfw_<name>`, comment `nsfw:<name>` (also inside a router namespace) |
 //! | a topology's rules in iptables-nft's FORWARD or DOCKER-USER | comment `nsfw:<name>` |
-//! | a namespace's resolv.conf | first line `# written by nsfw for topology <name>; ...` |
+//! | a namespace's resolv.conf | first line `# written by nsfw for topology <name>; ...; sha256:<digest of the rest>` |
 //! | a host sysctl nsfw changed (the record) | its users: topologies' names, `cni:<network>` |
 //! | a CNI network's table | `inet nsfw_cni_<network>`, comment `nsfw-cni:<network>` |
 //! | its bridge, its rules in iptables-nft's chains | alias, comment `nsfw-cni:<network>` |
@@ -140,16 +140,45 @@ pub(crate) fn is_table(name: &str) -> bool {
     name.starts_with(TABLE)
 }
 
-/// The first line of every resolv.conf nsfw writes: how flush knows the file is its own.
-pub(crate) fn resolv_marker(name: &str) -> String {
-    format!("{RESOLV}{name}; nsfw apply rewrites it, nsfw flush removes it")
+/// The whole text of a resolv.conf nsfw writes for topology `name`: a first line that names
+/// the topology and carries a digest of `body`, then `body`. The digest is what makes the
+/// whole content checkable: an edit that keeps the first line (`echo … >> resolv.conf`, an
+/// editor writing in place) no longer matches it and is a hand edit, not nsfw's drift.
+pub(crate) fn resolv_file(name: &str, body: &str) -> String {
+    format!(
+        "{RESOLV}{name}; nsfw apply rewrites it, nsfw flush removes it; {DIGEST}{}\n{body}",
+        digest(body)
+    )
 }
 
-/// The topology whose marker starts `content`, if any.
-pub(crate) fn resolv_owner(content: &str) -> Option<&str> {
+const DIGEST: &str = "sha256:";
+
+/// The first 16 hex digits of the body's SHA-256: enough to tell an edit, short enough to read.
+fn digest(body: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The topology whose first line starts `content`, whatever became of the rest.
+pub(crate) fn resolv_marked(content: &str) -> Option<&str> {
     let first = content.lines().next()?;
     let rest = first.strip_prefix(RESOLV)?;
     rest.split(';').next()
+}
+
+/// The topology whose file `content` is, as nsfw wrote it: marked, and the body still matches
+/// the first line's digest. A first line without a digest (nsfw before it carried one) is taken
+/// as nsfw's, so an upgrade does not turn every file into a hand edit.
+pub(crate) fn resolv_owner(content: &str) -> Option<&str> {
+    let name = resolv_marked(content)?;
+    let (first, body) = content.split_once('\n').unwrap_or((content, ""));
+    match first.rsplit_once(DIGEST) {
+        Some((_, d)) if d != digest(body) => None,
+        _ => Some(name),
+    }
 }
 
 /// How the record names CNI network `network` among the users of a sysctl (a topology by its
@@ -218,10 +247,26 @@ mod tests {
         let o = element_owner("c1", "net1");
         assert_eq!(parse_element_owner(&o), Some(("c1", "net1")));
         assert_eq!(
-            resolv_owner(&format!("{}\nnameserver 1.1.1.1\n", resolv_marker("lab"))),
+            resolv_owner(&resolv_file("lab", "nameserver 1.1.1.1\n")),
             Some("lab")
         );
         assert!(is_table(&table("lab")) && is_table(&cni_table("net")));
+    }
+
+    #[test]
+    fn an_edit_that_keeps_the_first_line_is_not_nsfw_s() {
+        let f = resolv_file("lab", "nameserver 192.0.2.1\n");
+        assert_eq!(resolv_owner(&f), Some("lab"));
+        let appended = format!("{f}nameserver 192.0.2.9\n");
+        assert_eq!(resolv_owner(&appended), None, "echo >> resolv.conf");
+        assert_eq!(resolv_marked(&appended), Some("lab"));
+        let in_place = f.replace("192.0.2.1", "192.0.2.7");
+        assert_eq!(resolv_owner(&in_place), None, "an editor writing in place");
+        assert_eq!(resolv_owner(&f.replace('\n', "\r\n")), None);
+        // A file from an nsfw before the digest stays nsfw's.
+        let old = "# written by nsfw for topology lab; nsfw apply rewrites it, nsfw flush removes it\nnameserver 192.0.2.1\n";
+        assert_eq!(resolv_owner(old), Some("lab"));
+        assert_eq!(resolv_owner("nameserver 192.0.2.1\n"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::cx::Cx;
 use crate::kinds::{RemoveResolv, SetSysctl, Step, WriteResolv};
-use crate::owner::{resolv_owner, topology_of};
+use crate::owner::{resolv_marked, resolv_owner, topology_of};
 use crate::plumbing::FileObs;
 use crate::resources::Place;
 use crate::state::{Pending, Record};
@@ -128,9 +128,12 @@ impl Cx<'_> {
                 Some(FileObs::Text(have)) if resolv_owner(have) == Some(self.d.topology.as_str()) => {
                     self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
                 }
-                // Another topology's file is never taken, forced or not.
+                // Another topology's file is never taken, forced or not; one nsfw wrote for
+                // this topology and a hand edited since is.
                 Some(FileObs::Text(have))
-                    if self.d.resolv_replace.contains(ns) && resolv_owner(have).is_none() =>
+                    if self.d.resolv_replace.contains(ns)
+                        && resolv_owner(have).is_none()
+                        && resolv_marked(have).is_none_or(|t| t == self.d.topology) =>
                 {
                     self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
                 }
@@ -139,6 +142,12 @@ impl Cx<'_> {
                     self.file(),
                     crate::plumbing::resolv_path(ns).display(),
                     resolv_owner(have).unwrap_or_default()
+                )),
+                Some(FileObs::Text(have)) if resolv_marked(have).is_some() => self.skip(format!(
+                    "{}: namespaces.{ns}.dns: {} was written by nsfw for topology {:?} and edited by hand since (its text no longer matches the digest on its first line); left as it is. `nsfw apply --force` (or dns_policy = \"replace\") writes nsfw's over it; or remove it, or drop `dns`",
+                    self.file(),
+                    crate::plumbing::resolv_path(ns).display(),
+                    resolv_marked(have).unwrap_or_default()
                 )),
                 Some(FileObs::Text(_)) => self.skip(format!(
                     "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw (edited by hand?); left as it is. `nsfw apply --force` (or dns_policy = \"replace\") writes nsfw's over it; or remove it, or drop `dns`",
@@ -176,8 +185,9 @@ impl Cx<'_> {
                             .is_some_and(|n| self.who.owns(n.owner.as_deref())) =>
                 {
                     self.plan.warnings.push(format!(
-                        "{} was not written by nsfw: left as it is (namespace {ns} is nsfw's; remove the file by hand if it is no longer wanted)",
-                        crate::plumbing::resolv_path(ns).display()
+                        "{} was not written by nsfw{}: left as it is (namespace {ns} is nsfw's; remove the file by hand if it is no longer wanted)",
+                        crate::plumbing::resolv_path(ns).display(),
+                        if resolv_marked(have).is_some() { " (or edited by hand since)" } else { "" }
                     ))
                 }
                 _ => {}

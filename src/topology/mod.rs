@@ -312,11 +312,11 @@ impl Topology {
         if ns.dns.is_empty() {
             return None;
         }
-        let mut s = format!("{}\n", crate::owner::resolv_marker(&self.name));
+        let mut s = String::new();
         for d in &ns.dns {
             s.push_str(&format!("nameserver {d}\n"));
         }
-        Some(s)
+        Some(crate::owner::resolv_file(&self.name, &s))
     }
 }
 
