@@ -206,4 +206,20 @@ fn verify_checks_egress_and_names_iptables_legacy() {
         sb.ok("iptables-legacy -w -P FORWARD ACCEPT");
         sb.nsfw_code(&["verify", &f], 0);
     }
+    // A gateway that drops echo (legacy's filter table still loaded, policy ACCEPT): said as
+    // that, from the host's own ping, and blamed on no table.
+    sb.ok("ip netns exec wan sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
+    let o = sb.nsfw(&["verify", &f]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("does not answer ping (from the host either)")
+            && !out.contains("why ns1")
+            && !out.contains("iptables-legacy"),
+        "{out}"
+    );
 }

@@ -60,6 +60,14 @@ fn egress_dns_cases() -> Vec<Case> {
             vec!["bridges.br0.uplink = \"eth0\"", "add eth0 to egress_via"],
         ),
         (
+            "egress_via names a namespace's host veth",
+            format!("{BR}egress_via = [\"veth-a\"]\n[namespaces.a]\nbridge = \"br0\"\n"),
+            vec![
+                "bridges.br0.egress_via = \"veth-a\"",
+                "host end of namespace a's veth",
+            ],
+        ),
+        (
             "egress_via not an interface name",
             format!("{BR}egress_via = [\"a/b\"]\n"),
             vec!["bridges.br0.egress_via = \"a/b\""],

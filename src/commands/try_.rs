@@ -139,7 +139,17 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     if t.verify.targets.is_empty() {
         // Out of the host, NATed: to the default gateway, unless targets say where to.
         match probe::default_gateway() {
-            Ok(Some(gw)) => checks.extend(probe::gateway_checks(&t, &gw)),
+            Ok(Some(gw)) if !probe::gateway_answers(&gw).unwrap_or(true) => crate::warning!(
+                "default gateway {} ({}) does not answer ping (from the host either): egress and NAT are not checked (name a service in [verify] targets)",
+                gw.addr,
+                gw.dev
+            ),
+            Ok(Some(gw)) => {
+                for w in crate::firewall::default_left_out(&t, &gw.dev) {
+                    crate::warning!("{w}");
+                }
+                checks.extend(probe::gateway_checks(&t, &gw))
+            }
             Ok(None) => crate::warning!(
                 "the host has no IPv4 default route with a gateway: egress and NAT are not checked (name a service in [verify] targets)"
             ),

@@ -60,11 +60,14 @@ fn legacy_tables(rs: &Ruleset, v6: bool) -> (Vec<String>, &'static str) {
 
 /// Why a flow nsfw lets through may still be dropped, in one family: iptables-legacy's
 /// tables, whose rules nsfw cannot read (they are not nf_tables), named as the likely cause.
+/// Only a table with a FORWARD chain (filter, mangle, security) can drop a forwarded flow,
+/// and nsfw cannot read its policy: named as a possibility, never as the cause.
 pub(crate) fn legacy_cause(rs: &Ruleset, v6: bool) -> Option<String> {
     let (tables, cmd) = legacy_tables(rs, v6);
-    (!tables.is_empty()).then(|| {
+    let forward = |t: &String| matches!(t.as_str(), "filter" | "mangle" | "security");
+    tables.iter().any(forward).then(|| {
         format!(
-            "{cmd} tables are loaded ({}): their rules run beside nf_tables, where nsfw cannot read them; `{cmd} -S FORWARD` shows whether they drop it",
+            "possibly: {cmd} tables are loaded ({}), whose rules nsfw cannot read; check `{cmd} -S FORWARD`",
             tables.join(", ")
         )
     })

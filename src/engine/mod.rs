@@ -180,6 +180,17 @@ fn plan_with(
             .extend(firewall::publish::foreign_addresses(t, &host));
         let links = o.net.host.links.iter().map(|l| l.name.as_str());
         p.warnings.extend(firewall::missing_ways_out(t, links));
+        let h = &o.net.host;
+        let default = h
+            .routes
+            .iter()
+            .filter(|r| r.dst.prefix() == 0 && r.dst.is_ipv4() && r.kind == 1);
+        if let Some(dev) = default
+            .min_by_key(|r| r.metric)
+            .and_then(|r| h.name_of(r.oif?))
+        {
+            p.warnings.extend(firewall::default_left_out(t, dev));
+        }
     }
     p.nft = plan_nft(tg, o, rec)?;
     if let Some(a) = adoption {

@@ -91,3 +91,46 @@ pub(crate) fn missing_ways_out<'a>(
     }
     out
 }
+
+/// Warnings for bridges whose `egress_via` leaves out `dev`, the interface of the host's
+/// default route: their namespaces have no way to the world (only to what lies behind the
+/// interfaces named), which a typo, a second NIC's default route or renamed NICs bring about
+/// without a word.
+pub(crate) fn default_left_out(t: &Topology, dev: &str) -> Vec<String> {
+    t.bridges
+        .iter()
+        .filter(|b| !b.egress_via.is_empty() && !b.egress_via.iter().any(|v| v == dev))
+        .map(|b| {
+            format!(
+                "{}: bridges.{}.egress_via = [{}] leaves out {dev}, the interface of the host's default route: {}'s namespaces have no way to the world (add {dev} if they should)",
+                t.source.display(),
+                b.name,
+                b.egress_via
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                b.name
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    #[test]
+    fn egress_via_without_the_default_route_s_interface_is_warned_about() {
+        let text = "name = \"t\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\negress_via = [\"lan0\"]\n[bridges.br1]\naddress = \"10.20.0.1/24\"\n";
+        let t = crate::topology::parse(text, std::path::Path::new("t.toml")).expect("valid");
+        let w = default_left_out(&t, "up0");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("bridges.br0.egress_via = [\"lan0\"] leaves out up0"),
+            "{}",
+            w[0]
+        );
+        assert!(default_left_out(&t, "lan0").is_empty());
+    }
+}

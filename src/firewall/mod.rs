@@ -16,7 +16,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use egress::missing_ways_out;
+pub(crate) use egress::{default_left_out, missing_ways_out};
 pub(crate) use table::{needs_localnet, table};
 
 /// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host

@@ -193,6 +193,13 @@ impl Cx<'_> {
                 _ => {}
             }
         }
+        self.leftover_dirs();
+    }
+
+    /// The directories under /etc/netns: removed when an interrupted run of this topology
+    /// made one that holds nothing of anyone else's, named when they hold more.
+    fn leftover_dirs(&mut self) {
+        let o = self.o;
         // A directory an interrupted run of this topology made, with nothing of anyone else's
         // in it.
         for ns in &self.leftovers.files.clone() {
@@ -201,6 +208,22 @@ impl Cx<'_> {
             let planned = self.plan.steps.iter().any(|s| matches!(s, Step::RemoveResolv(RemoveResolv { ns: n }) | Step::WriteResolv(WriteResolv { ns: n, .. }) if n == ns));
             if o.etc_dirs.contains(ns) && !theirs && !planned && !self.d.resolv.contains_key(ns) {
                 self.push(RemoveResolv { ns: ns.clone() });
+            }
+        }
+        // A directory that holds more than nsfw's file (`hosts`, say) stays: named once its
+        // resolv.conf is gone or going, never taken for something left to remove.
+        for (ns, what) in &o.etc_busy {
+            let removing = self
+                .plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::RemoveResolv(RemoveResolv { ns: n }) if n == ns));
+            if removing || self.leftovers.files.contains(ns) {
+                self.plan.warnings.push(format!(
+                    "{}/{ns} holds {} besides nsfw's resolv.conf: the directory is left as it is",
+                    crate::plumbing::netns::ETC_DIR,
+                    what.join(", ")
+                ));
             }
         }
         for p in &o.etc_problems {

@@ -25,8 +25,12 @@ pub(crate) struct EtcNetns {
     pub resolv: BTreeMap<String, FileObs>,
     /// Entries nsfw cannot look into, with why.
     pub problems: Vec<String>,
-    /// The directories, by namespace name.
+    /// The directories nsfw may remove once its resolv.conf is gone (nothing else in them),
+    /// by namespace name.
     pub dirs: BTreeSet<String>,
+    /// The directories that hold something besides resolv.conf (`hosts`, say): never removed,
+    /// with what they hold.
+    pub busy: BTreeMap<String, Vec<String>>,
 }
 
 /// Reads every `/etc/netns/*/resolv.conf`; entries that are not what they should be are
@@ -46,6 +50,7 @@ pub(crate) fn read_resolv() -> Result<EtcNetns> {
             return Ok(o);
         }
     };
+    let etc_dev = nix::sys::stat::fstat(&etc).ok().map(|s| s.st_dev);
     for ent in rd.flatten() {
         let Some(name) = ent.file_name().to_str().map(str::to_string) else {
             o.problems.push(format!(
@@ -65,7 +70,24 @@ pub(crate) fn read_resolv() -> Result<EtcNetns> {
                 continue;
             }
         };
-        o.dirs.insert(name.clone());
+        // A directory of another file system (a bind mount, say) is someone else's: nsfw never
+        // writes through it, nor removes from it. (A bind mount from /etc/netns's own file
+        // system has the same st_dev and is not told apart.)
+        if nix::sys::stat::fstat(&dir).ok().map(|s| s.st_dev) != etc_dev {
+            o.resolv.insert(
+                name.clone(),
+                FileObs::Other(format!(
+                    "unreachable: {ETC_DIR}/{name} is a mount point (another file system), which nsfw does not write through"
+                )),
+            );
+            continue;
+        }
+        let others = others_in(&dir);
+        if others.is_empty() {
+            o.dirs.insert(name.clone());
+        } else {
+            o.busy.insert(name.clone(), others);
+        }
         match safefs::read_at(&dir, FILE) {
             Ok(Entry::Missing) => {}
             Ok(Entry::File(bytes)) => {
@@ -85,6 +107,19 @@ pub(crate) fn read_resolv() -> Result<EtcNetns> {
         }
     }
     Ok(o)
+}
+
+/// What a namespace's directory holds besides nsfw's resolv.conf (and a write's temporary).
+fn others_in(dir: &std::os::fd::OwnedFd) -> Vec<String> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(dir));
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != FILE && n != ".resolv.conf.nsfw")
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes `/etc/netns/<ns>/resolv.conf` whole (mode 0644 in a 0755 directory, whatever the

@@ -34,8 +34,10 @@ pub(crate) struct Observed {
     pub resolv: BTreeMap<String, FileObs>,
     /// Entries under /etc/netns nsfw cannot look into, with why.
     pub etc_problems: Vec<String>,
-    /// The directories under /etc/netns, by namespace name.
+    /// The directories under /etc/netns nsfw may remove (nothing in them but resolv.conf).
     pub etc_dirs: std::collections::BTreeSet<String>,
+    /// The directories under /etc/netns that hold more than resolv.conf, with what.
+    pub etc_busy: BTreeMap<String, Vec<String>>,
 }
 
 impl Observed {
@@ -201,6 +203,7 @@ pub(crate) fn observe(q: &Query) -> Result<Observed> {
     o.resolv = etc.resolv;
     o.etc_problems = etc.problems;
     o.etc_dirs = etc.dirs;
+    o.etc_busy = etc.busy;
     Ok(o)
 }
 

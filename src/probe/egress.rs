@@ -44,6 +44,13 @@ pub(crate) fn default_gateway() -> Result<Option<Gateway>> {
         }))
 }
 
+/// Whether the gateway answers an echo from the host itself. One that does not (a router
+/// that drops ICMP echo, some clouds' gateways) says nothing of the namespaces' egress: their
+/// checks would fail for a reason that is neither nsfw's nor the host's tables'.
+pub(crate) fn gateway_answers(gw: &Gateway) -> Result<bool> {
+    super::net::ping(gw.addr, 2, std::time::Duration::from_secs(1))
+}
+
 /// An echo to the gateway from the namespaces of every bridge that masquerades, expected to
 /// get through where the file lets them out (and out of `dev`, with `egress_via`).
 pub(crate) fn gateway_checks(t: &Topology, gw: &Gateway) -> Vec<Check> {

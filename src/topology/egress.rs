@@ -4,9 +4,9 @@
 
 use toml::{Table, Value};
 
-use super::Bridge;
 use super::names::check_ifname;
 use super::syntax::{Ctx, join};
+use super::{Bridge, Namespace};
 
 /// The bridge's `egress_via`, each a valid interface name; empty when the key is absent.
 pub(super) fn read(cx: &mut Ctx, b: &Table, prefix: &str) -> Vec<String> {
@@ -74,6 +74,30 @@ pub(super) fn check(cx: &mut Ctx, out: &[Bridge]) {
                 format!(
                     "the bridge masquerades out of {u}, but egress_via lets its namespaces out only through {}: add {u} to egress_via",
                     b.egress_via.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// A namespace's host veth is a port of its bridge, never an egress interface: naming it would
+/// cut the bridge off from the world without a word (it exists, so no missing-interface
+/// warning would say so).
+pub(super) fn check_veths(cx: &mut Ctx, bridges: &[Bridge], namespaces: &[Namespace]) {
+    for b in bridges {
+        for via in &b.egress_via {
+            let Some(n) = namespaces
+                .iter()
+                .find(|n| n.ifaces.iter().any(|i| &i.host_ifname == via))
+            else {
+                continue;
+            };
+            cx.err(
+                &join(&join("bridges", &b.name), "egress_via"),
+                Some(&Value::String(via.clone())),
+                format!(
+                    "that is the host end of namespace {}'s veth (a port of a bridge), not a way out of the host",
+                    n.name
                 ),
             );
         }

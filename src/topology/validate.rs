@@ -74,6 +74,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let bridges = bridges(&mut cx, &root, &name);
     let host = host(&mut cx, &root, &bridges);
     let namespaces = super::namespaces::namespaces(&mut cx, &root, &name, &bridges);
+    super::egress::check_veths(&mut cx, &bridges, &namespaces);
     check_macs(&mut cx, &bridges, &namespaces);
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);

@@ -131,3 +131,38 @@ fn an_edit_that_keeps_nsfw_s_first_line_is_a_hand_edit() {
         p.warnings
     );
 }
+
+#[test]
+fn a_flush_leaves_a_directory_that_holds_hosts_and_is_done() {
+    let text = format!("{ONE}dns = [\"192.0.2.53\"]\n");
+    let d = desired(&text);
+    let mut o = in_sync(&d);
+    // resolv.conf already removed, /etc/netns/ns1 still there with `hosts`, a pending file
+    // in the record (an earlier flush): nothing left to do, the directory named.
+    o.resolv.clear();
+    o.etc_busy.insert("ns1".into(), vec!["hosts".into()]);
+    let mut rec = Record::default();
+    rec.pending
+        .entry("one".into())
+        .or_default()
+        .files
+        .insert("ns1".into());
+    let nothing = Desired {
+        topology: d.topology.clone(),
+        mark: d.mark.clone(),
+        ..Default::default()
+    };
+    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+    assert!(
+        !steps(&p).iter().any(|s| s.contains("resolv.conf")),
+        "{:?}",
+        steps(&p)
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("/etc/netns/ns1 holds hosts")),
+        "{:?}",
+        p.warnings
+    );
+}
