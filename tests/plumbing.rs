@@ -490,3 +490,67 @@ fn host_mac_is_set_and_a_vendor_mac_is_warned_about() {
     assert!(sb.pings("ns1", "10.10.0.3"));
     sb.nsfw_code(&["diff", &f], 0);
 }
+
+/// An edit that keeps nsfw's first line (`echo >>`) is a hand edit: skipped (exit 4), and
+/// named even when another step then really fails (a bind-mounted resolv.conf: EBUSY, exit
+/// 1). A flush leaves a /etc/netns/NS that holds `hosts`, names it, and is done.
+#[test]
+fn an_appended_resolv_conf_is_a_hand_edit_and_flush_leaves_hosts() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let dns = LAB.replace(
+        "address = \"10.10.0.2/24\"",
+        "address = \"10.10.0.2/24\"\ndns = [\"192.0.2.53\"]",
+    );
+    let f = sb.file("lab.toml", &dns);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns exec ns1 sh -c 'echo nameserver 192.0.2.9 >> /etc/resolv.conf'");
+    let edited = sb.ok("cat /etc/netns/ns1/resolv.conf");
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("edited by hand since"));
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), edited);
+
+    // ns2's file replaced by policy, but bind-mounted: that step fails; ns1's is still named.
+    let both = dns.replace(
+        "address = \"10.10.0.3/24\"",
+        "address = \"10.10.0.3/24\"\ndns = [\"192.0.2.53\"]\ndns_policy = \"replace\"",
+    );
+    std::fs::write(&f, &both).expect("write");
+    let b = sb.file("bound", "y\n");
+    sb.ok(&format!(
+        "mkdir -p /etc/netns/ns2; echo x > /etc/netns/ns2/resolv.conf; mount --bind {b} /etc/netns/ns2/resolv.conf"
+    ));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/etc/netns/ns1/resolv.conf"),
+        "{}",
+        show(&o)
+    );
+    sb.ok("umount /etc/netns/ns2/resolv.conf; rm -f /etc/netns/ns2/resolv.conf");
+
+    // hosts beside nsfw's resolv.conf: flush removes only the file and is done.
+    sb.ok("mkdir -p /etc/netns/ns2; echo '192.0.2.1 h' > /etc/netns/ns2/hosts");
+    sb.nsfw_code(&["apply", "--force", &f], 0);
+    let o = sb.nsfw(&["flush", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/etc/netns/ns2 holds hosts"),
+        "{}",
+        show(&o)
+    );
+    sb.ok("test -f /etc/netns/ns2/hosts && ! test -e /etc/netns/ns2/resolv.conf");
+    sb.nsfw_code(&["flush", &f], 0);
+
+    // /etc/netns/ns2 a bind mount of a directory elsewhere: never written through, forced
+    // or not (exit 4, as a symlink), and a flush leaves what is there.
+    let dir = std::path::Path::new(&b).with_file_name("elsewhere");
+    let dir = dir.display();
+    sb.ok(&format!(
+        "rm -rf /etc/netns/ns2; mkdir -p /etc/netns/ns2 {dir}; echo z > {dir}/resolv.conf; mount --bind {dir} /etc/netns/ns2"
+    ));
+    sb.nsfw_code(&["apply", "--force", &f], 4);
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(sb.ok(&format!("cat {dir}/resolv.conf")), "z\n");
+    sb.ok("umount /etc/netns/ns2");
+}

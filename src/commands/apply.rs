@@ -123,7 +123,10 @@ fn converge_taking(
         tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();
     }
     let mut started = false;
+    // What was left out, named even when a step then really fails (exit 1, not 4).
+    let mut skipped = Vec::new();
     let before = &mut |p: &Plan, o: &engine::Observed| {
+        skipped.clone_from(&p.skipped);
         for w in &p.warnings {
             warning!("{w}");
         }
@@ -153,8 +156,12 @@ fn converge_taking(
     } else {
         "nsfw apply"
     };
-    let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before)
-        .map_err(|e| run_error(&e, again))?;
+    let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before).map_err(|e| {
+        for s in &skipped {
+            crate::error!("{s}");
+        }
+        run_error(&e, again)
+    })?;
     if started {
         lines.finish();
         say!("done: {} change(s)", out.changes);
