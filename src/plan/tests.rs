@@ -424,6 +424,48 @@ fn a_flush_of_a_host_in_sync_removes_all_the_topology_owns() {
     assert!(p.is_empty(), "{p}");
 }
 
+/// A sysctl user that left nothing behind (its namespaces deleted by hand, no flush) is
+/// dropped, so the last flush puts the value back; one still on the host keeps it.
+#[test]
+fn a_sysctl_user_that_vanished_does_not_keep_the_value() {
+    let d = desired(ONE);
+    let nothing = Desired {
+        topology: d.topology.clone(),
+        mark: d.mark.clone(),
+        source: "flush".into(),
+        ..Default::default()
+    };
+    let mut rec = Record::default();
+    rec.sysctls.insert(
+        crate::compile::IP_FORWARD.into(),
+        crate::state::Saved {
+            original: "0".into(),
+            users: ["one".to_string(), "gone".to_string()].into(),
+        },
+    );
+    let mut o = in_sync(&d);
+    o.host
+        .sysctls
+        .insert(crate::compile::IP_FORWARD.into(), Some("1".into()));
+    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+    assert!(
+        steps(&p)
+            .contains(&"~ sysctl net.ipv4.ip_forward: 1 → 0 (its value before nsfw)".to_string()),
+        "{p}"
+    );
+    assert!(p.record_after.sysctls.is_empty(), "{:?}", p.record_after);
+    // "gone" still has a link: it keeps forwarding on.
+    let mut gone = link(9, "br9", Some("bridge"), Some("nsfw:gone"));
+    gone.mac = None;
+    o.host.links.push(gone);
+    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+    assert!(!steps(&p).iter().any(|s| s.contains("ip_forward")), "{p}");
+    assert_eq!(
+        p.record_after.sysctls[crate::compile::IP_FORWARD].users,
+        ["gone".to_string()].into()
+    );
+}
+
 /// The keys of a JSON object, sorted.
 fn keys(v: &Value) -> Vec<&str> {
     let mut k: Vec<&str> = v

@@ -106,10 +106,29 @@ pub(crate) struct KeptRoute {
 pub(crate) struct Record {
     /// By topology name.
     pub pending: BTreeMap<String, Pending>,
-    /// By sysctl key (`net.ipv4.ip_forward`).
+    /// By sysctl key (`net.ipv4.ip_forward`): those of the network namespace this run is in
+    /// (the record's sysctls are per network namespace, as the kernel's are).
     pub sysctls: BTreeMap<String, Saved>,
+    /// Those changed in other network namespaces (nsfw run in one that shares /run), by
+    /// `KEY@NETNS`: kept as they are, never read or restored here.
+    pub elsewhere: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
+    /// The network namespace it was read in (empty: the one this thread is in when saved).
+    pub here: String,
+}
+
+#[cfg(test)]
+const HERE_IN_TESTS: &str = "net:[4026531840]";
+
+/// This thread's network namespace as the record names it: `net:[INODE]/DEV`, the inode and
+/// device of its nsfs file (stat of /proc/thread-self/ns/net, never its link text); "net:?"
+/// when /proc cannot say.
+pub(crate) fn netns_here() -> String {
+    match nix::sys::stat::stat("/proc/thread-self/ns/net") {
+        Ok(st) => format!("net:[{}]/{}", st.st_ino, st.st_dev),
+        Err(_) => "net:?".into(),
+    }
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -202,7 +221,7 @@ impl Record {
             }
         };
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => Record::from_json(&v),
+            Ok(v) => Record::from_json_in(&v, &netns_here()),
             Err(e) => {
                 crate::warning!(
                     "{}/{NAME} is not valid JSON ({e}); ignored",
@@ -213,8 +232,17 @@ impl Record {
         }
     }
 
+    #[cfg(test)]
     fn from_json(v: &Value) -> Record {
-        let mut r = Record::default();
+        Record::from_json_in(v, HERE_IN_TESTS)
+    }
+
+    /// The record as read in network namespace `here` (see [`netns_here`]).
+    fn from_json_in(v: &Value, here: &str) -> Record {
+        let mut r = Record {
+            here: here.to_string(),
+            ..Record::default()
+        };
         if let Some(p) = v["pending"].as_object() {
             for (t, o) in p {
                 r.pending.insert(
@@ -255,13 +283,16 @@ impl Record {
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
-                    r.sysctls.insert(
-                        k.clone(),
-                        Saved {
-                            original: orig.to_string(),
-                            users: strings(&o["users"]),
-                        },
-                    );
+                    let saved = Saved {
+                        original: orig.to_string(),
+                        users: strings(&o["users"]),
+                    };
+                    // A key without `@NETNS` is from before they were kept apart: this one's.
+                    match k.rsplit_once('@') {
+                        Some((key, ns)) if ns == here => r.sysctls.insert(key.into(), saved),
+                        Some(_) => r.elsewhere.insert(k.clone(), saved),
+                        None => r.sysctls.insert(k.clone(), saved),
+                    };
                 }
             }
         }
@@ -280,10 +311,17 @@ impl Record {
                 )
             })
             .collect();
+        let here = if self.here.is_empty() {
+            netns_here()
+        } else {
+            self.here.clone()
+        };
         let sysctls: serde_json::Map<String, Value> = self
             .sysctls
             .iter()
-            .map(|(k, s)| (k.clone(), json!({"original": s.original, "users": s.users})))
+            .map(|(k, s)| (format!("{k}@{here}"), s))
+            .chain(self.elsewhere.iter().map(|(k, s)| (k.clone(), s)))
+            .map(|(k, s)| (k, json!({"original": s.original, "users": s.users})))
             .collect();
         let taken: serde_json::Map<String, Value> = self
             .taken
@@ -322,6 +360,7 @@ impl Record {
         let path = format!("{}/{NAME}", super::STATE_DIR);
         if self.pending.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
+            && self.elsewhere.is_empty()
             && self.taken.is_empty()
         {
             // And what a write killed half-way left beside it.
@@ -396,7 +435,26 @@ mod tests {
                 }],
             },
         );
+        r.here = HERE_IN_TESTS.into();
         assert_eq!(Record::from_json(&r.to_json()), r);
+    }
+
+    /// Sysctls are kept per network namespace: another one's are carried along untouched and
+    /// never read as this one's; a key without a namespace is this one's.
+    #[test]
+    fn sysctls_are_kept_per_network_namespace() {
+        let v = json!({"sysctls": {
+            "net.ipv4.ip_forward@net:[1]/4": {"original": "0", "users": ["here"]},
+            "net.ipv4.ip_forward@net:[2]/4": {"original": "0", "users": ["there"]},
+            "net.ipv6.conf.all.forwarding": {"original": "0", "users": ["old"]},
+        }});
+        let r = Record::from_json_in(&v, "net:[1]/4");
+        assert_eq!(r.sysctls.len(), 2, "{r:?}");
+        assert!(r.sysctls["net.ipv4.ip_forward"].users.contains("here"));
+        assert_eq!(r.elsewhere.len(), 1);
+        let back = Record::from_json_in(&r.to_json(), "net:[2]/4");
+        assert!(back.sysctls["net.ipv4.ip_forward"].users.contains("there"));
+        assert_eq!(back.elsewhere.len(), 2, "{back:?}");
     }
 
     #[test]
