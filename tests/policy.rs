@@ -446,3 +446,35 @@ fn twenty_thousand_allows_load_as_joined_runs() {
         "in a gap between runs"
     );
 }
+
+/// A jail (`egress = "deny"`, `protect = true`) opens connections only where an allow says:
+/// not to another namespace's published port through the host's addresses (the DNAT turns it
+/// into a forwarded connection, which the egress deny judges first), unless an allow names
+/// that namespace; the world still reaches the published port.
+#[test]
+fn a_jail_reaches_published_ports_only_where_allowed() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let base = "name = \"jail\"\n[host]\nprotect = true\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\negress = \"deny\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.jail]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.web]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\npublish = [\"8080:80/tcp\"]\n";
+    let f = sb.file("j.toml", base);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("web"), "tcp", &[80]);
+    assert!(
+        tcp(&sb, "wan", "198.51.100.1", 8080),
+        "the world reaches it"
+    );
+    for addr in ["198.51.100.1", "10.10.0.1", "10.20.0.1"] {
+        assert!(!tcp(&sb, "jail", addr, 8080), "jail via {addr}");
+    }
+    assert!(!tcp(&sb, "jail", "10.20.0.2", 80), "jail directly");
+    let f = sb.file(
+        "j.toml",
+        &format!("{base}[[allow]]\nfrom = \"jail\"\nto = \"web\"\nports = [\"tcp/80\"]\n"),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(
+        tcp(&sb, "jail", "198.51.100.1", 8080),
+        "allowed, via the host"
+    );
+    assert!(tcp(&sb, "jail", "10.20.0.2", 80), "allowed, directly");
+}
