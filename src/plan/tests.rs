@@ -424,6 +424,26 @@ fn a_flush_of_a_host_in_sync_removes_all_the_topology_owns() {
     assert!(p.is_empty(), "{p}");
 }
 
+/// A host veth end left with link-local addressing (a run killed before `addrgenmode none`
+/// reached it) is not in sync: the setting is put back and the kernel's fe80 address goes.
+#[test]
+fn a_host_veth_with_link_local_addressing_is_repaired() {
+    let d = desired(ONE);
+    let mut o = in_sync(&d);
+    let key = crate::compile::addr_gen_mode("veth-ns1");
+    o.host.sysctls.insert(key.clone(), Some("1".into()));
+    assert_eq!(plan_one(&o), Vec::<String>::new());
+    o.host.sysctls.insert(key, Some("0".into()));
+    o.host.addrs.push(addr(VETH, "fe80::fa:1/64"));
+    assert_eq!(
+        plan_one(&o),
+        [
+            "~ sysctl net.ipv6.conf.veth-ns1.addr_gen_mode: 0 → 1",
+            "- address fe80::fa:1/64 on veth-ns1",
+        ]
+    );
+}
+
 /// A sysctl user that left nothing behind (its namespaces deleted by hand, no flush) is
 /// dropped, so the last flush puts the value back; one still on the host keeps it.
 #[test]

@@ -266,10 +266,16 @@ fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) 
             }
             AfSpecUnspec::Inet6(v) => {
                 for a in v {
-                    if let AfSpecInet6::DevConf(c) = a {
-                        conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
-                        conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
-                        conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                    match a {
+                        AfSpecInet6::DevConf(c) => {
+                            conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
+                            conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
+                            conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                        }
+                        AfSpecInet6::AddrGenMode(m) => {
+                            conf.insert("ipv6.addr_gen_mode", u8::from(m).to_string());
+                        }
+                        _ => {}
                     }
                 }
             }
