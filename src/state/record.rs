@@ -121,11 +121,12 @@ pub(crate) struct Record {
 #[cfg(test)]
 const HERE_IN_TESTS: &str = "net:[4026531840]";
 
-/// This thread's network namespace as the record names it: `net:[INODE]/DEV`, the inode and
-/// device of its nsfs file (stat of /proc/thread-self/ns/net, never its link text); "net:?"
-/// when /proc cannot say.
+/// The network namespace nsfw runs in as the record names it: `net:[INODE]/DEV`, the inode and
+/// device of its nsfs file (stat of /proc/self/ns/net, never its link text: the main thread's,
+/// which never leaves it — the host's sysctls are read and written from there); "net:?" when
+/// /proc cannot say.
 pub(crate) fn netns_here() -> String {
-    match nix::sys::stat::stat("/proc/thread-self/ns/net") {
+    match nix::sys::stat::stat("/proc/self/ns/net") {
         Ok(st) => format!("net:[{}]/{}", st.st_ino, st.st_dev),
         Err(_) => "net:?".into(),
     }
