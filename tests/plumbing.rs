@@ -202,7 +202,7 @@ fn a_busy_namespace_is_removed_without_waiting_and_its_holders_named() {
     let three = format!("{LAB}\n[namespaces.ns3]\nbridge = \"br0\"\n");
     let f3 = sb.file("three.toml", &three);
     sb.nsfw_code(&["apply", &f3], 0);
-    let _holder = sb.spawn_sh("exec ip netns exec ns3 sleep 60");
+    let mut holder = sb.spawn_sh("exec ip netns exec ns3 sleep 60");
     sb.ok("for i in $(seq 100); do pgrep -x sleep && break; sleep 0.05; done");
     let pid = sb.ok("pgrep -x sleep").trim().to_string();
     let f2 = lab(&sb);
@@ -223,6 +223,8 @@ fn a_busy_namespace_is_removed_without_waiting_and_its_holders_named() {
     assert_eq!(sb.netns(), ["ns1", "ns2"]);
     assert!(!sb.sh("ip link show veth-ns3").status.success());
     sb.nsfw_code(&["diff", &f2], 0);
+    holder.kill().ok();
+    holder.wait().ok();
 }
 
 #[test]
