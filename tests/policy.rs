@@ -418,16 +418,18 @@ fn twenty_thousand_allows_load_as_joined_runs() {
         );
     }
     // One entry with no neighbour: a single key, in the hash set beside the runs.
-    text += "[[allow]]\nfrom = \"ns0\"\nto = \"203.0.113.10/32\"\nports = [\"tcp/20003\"]\n";
+    sb.ok("ip -n wan addr add 203.0.113.250/32 dev lo");
+    text += "[[allow]]\nfrom = \"ns0\"\nto = \"203.0.113.250/32\"\nports = [\"tcp/20002\"]\n";
     let f = sb.file("many.toml", &text);
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
     let exact = sb.ok("nft list set inet nsfw_many allow_exact4");
     assert!(
-        exact.contains("elements = { 10.10.0.2 . 203.0.113.10 . tcp . 20003 }"),
+        exact.contains("elements = { 10.10.0.2 . 203.0.113.250 . tcp . 20002 }"),
         "{exact}"
     );
-    assert!(tcp(&sb, "ns0", "203.0.113.10", 20003), "the single key");
+    assert!(tcp(&sb, "ns0", "203.0.113.250", 20002), "the single key");
+    assert!(!tcp(&sb, "ns1", "203.0.113.250", 20002), "only from ns0");
     let listed = sb.ok("nft list set inet nsfw_many allow4");
     let mut held: Vec<&str> = listed
         .lines()
