@@ -118,7 +118,7 @@ impl Cx<'_> {
     }
 
     /// Whether `user` of a recorded sysctl still has anything in this network namespace: a
-    /// link or namespace marked as its own, or objects the record says a run was making. A
+    /// table, link or namespace marked as its own, or objects the record says a run was making. A
     /// topology that vanished without a flush (its namespaces deleted by hand) would otherwise
     /// keep every later flush from putting the sysctl back. A CNI network (`cni:NET`) is left
     /// to its own DEL, and nobody is dropped while a namespace cannot be looked into.
@@ -129,6 +129,7 @@ impl Cx<'_> {
         let mark = crate::owner::mark(user);
         let marked = |m: &Option<String>| m.as_deref() == Some(mark.as_str());
         rec.pending.get(user).is_some_and(|p| !p.is_empty())
+            || self.o.tables_of.contains(user)
             || self.o.host.links.iter().any(|l| marked(&l.alias))
             || self.o.namespaces.values().any(|n| marked(&n.owner))
     }

@@ -474,16 +474,21 @@ fn a_sysctl_user_that_vanished_does_not_keep_the_value() {
         "{p}"
     );
     assert!(p.record_after.sysctls.is_empty(), "{:?}", p.record_after);
-    // "gone" still has a link: it keeps forwarding on.
+    // "gone" still has its table (a topology of [host] settings alone has nothing else), or
+    // a link: it keeps forwarding on.
+    let mut kept = o.clone();
+    kept.tables_of.insert("gone".into());
     let mut gone = link(9, "br9", Some("bridge"), Some("nsfw:gone"));
     gone.mac = None;
     o.host.links.push(gone);
-    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
-    assert!(!steps(&p).iter().any(|s| s.contains("ip_forward")), "{p}");
-    assert_eq!(
-        p.record_after.sysctls[crate::compile::IP_FORWARD].users,
-        ["gone".to_string()].into()
-    );
+    for o in [kept, o] {
+        let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+        assert!(!steps(&p).iter().any(|s| s.contains("ip_forward")), "{p}");
+        assert_eq!(
+            p.record_after.sysctls[crate::compile::IP_FORWARD].users,
+            ["gone".to_string()].into()
+        );
+    }
 }
 
 /// The keys of a JSON object, sorted.

@@ -36,6 +36,9 @@ pub(crate) struct Observed {
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns, by namespace name.
     pub etc_dirs: std::collections::BTreeSet<String>,
+    /// The topologies with a table of their own in the host's nftables (filled in by the
+    /// engine, which reads nftables): one with nothing else still counts as there.
+    pub tables_of: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
