@@ -13,7 +13,7 @@ use crate::resources::Desired;
 use crate::state::Record;
 use crate::testdata::topology;
 
-const ONE: &str = r#"
+pub(super) const ONE: &str = r#"
 name = "one"
 [bridges.br0]
 address = "10.10.0.1/24"
@@ -24,10 +24,10 @@ address = "10.10.0.2/24"
 
 /// Interface indexes of the fixture: the host's bridge and veth end, the namespace's end.
 const BR0: u32 = 10;
-const VETH: u32 = 11;
+pub(super) const VETH: u32 = 11;
 const ETH0: u32 = 21;
 
-fn desired(text: &str) -> Desired {
+pub(super) fn desired(text: &str) -> Desired {
     compile(&topology("one", text))
 }
 
@@ -35,7 +35,7 @@ fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
 }
 
-fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
+pub(super) fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
     Link {
         name: name.into(),
         kind: kind.map(str::to_string),
@@ -45,7 +45,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
     }
 }
 
-fn addr(index: u32, n: &str) -> Addr {
+pub(super) fn addr(index: u32, n: &str) -> Addr {
     Addr {
         index,
         net: net(n),
@@ -88,7 +88,7 @@ fn empty() -> Observed {
 }
 
 /// The host exactly as ONE wants it, as the kernel reads it back.
-fn in_sync(d: &Desired) -> Observed {
+pub(super) fn in_sync(d: &Desired) -> Observed {
     let mark = Some(d.mark.as_str());
     let mut o = empty();
     let mut br0 = link(BR0, "br0", Some("bridge"), mark);
@@ -128,13 +128,13 @@ fn in_sync(d: &Desired) -> Observed {
 }
 
 /// The steps of the plan as `nsfw diff` prints them, with its conflicts.
-fn steps(p: &Plan) -> Vec<String> {
+pub(super) fn steps(p: &Plan) -> Vec<String> {
     let mut v: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
     v.extend(p.conflicts.iter().map(|c| format!("conflict: {c}")));
     v
 }
 
-fn plan_one(o: &Observed) -> Vec<String> {
+pub(super) fn plan_one(o: &Observed) -> Vec<String> {
     let d = desired(ONE);
     steps(&plan(&d, o, &Record::default(), Owner::Topology("one")))
 }
@@ -422,73 +422,6 @@ fn a_flush_of_a_host_in_sync_removes_all_the_topology_owns() {
         Owner::Topology("two"),
     );
     assert!(p.is_empty(), "{p}");
-}
-
-/// A host veth end left with link-local addressing (a run killed before `addrgenmode none`
-/// reached it) is not in sync: the setting is put back and the kernel's fe80 address goes.
-#[test]
-fn a_host_veth_with_link_local_addressing_is_repaired() {
-    let d = desired(ONE);
-    let mut o = in_sync(&d);
-    let key = crate::compile::addr_gen_mode("veth-ns1");
-    o.host.sysctls.insert(key.clone(), Some("1".into()));
-    assert_eq!(plan_one(&o), Vec::<String>::new());
-    o.host.sysctls.insert(key, Some("0".into()));
-    o.host.addrs.push(addr(VETH, "fe80::fa:1/64"));
-    assert_eq!(
-        plan_one(&o),
-        [
-            "~ sysctl net.ipv6.conf.veth-ns1.addr_gen_mode: 0 → 1",
-            "- address fe80::fa:1/64 on veth-ns1",
-        ]
-    );
-}
-
-/// A sysctl user that left nothing behind (its namespaces deleted by hand, no flush) is
-/// dropped, so the last flush puts the value back; one still on the host keeps it.
-#[test]
-fn a_sysctl_user_that_vanished_does_not_keep_the_value() {
-    let d = desired(ONE);
-    let nothing = Desired {
-        topology: d.topology.clone(),
-        mark: d.mark.clone(),
-        source: "flush".into(),
-        ..Default::default()
-    };
-    let mut rec = Record::default();
-    rec.sysctls.insert(
-        crate::compile::IP_FORWARD.into(),
-        crate::state::Saved {
-            original: "0".into(),
-            users: ["one".to_string(), "gone".to_string()].into(),
-        },
-    );
-    let mut o = in_sync(&d);
-    o.host
-        .sysctls
-        .insert(crate::compile::IP_FORWARD.into(), Some("1".into()));
-    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
-    assert!(
-        steps(&p)
-            .contains(&"~ sysctl net.ipv4.ip_forward: 1 → 0 (its value before nsfw)".to_string()),
-        "{p}"
-    );
-    assert!(p.record_after.sysctls.is_empty(), "{:?}", p.record_after);
-    // "gone" still has its table (a topology of [host] settings alone has nothing else), or
-    // a link: it keeps forwarding on.
-    let mut kept = o.clone();
-    kept.tables_of.insert("gone".into());
-    let mut gone = link(9, "br9", Some("bridge"), Some("nsfw:gone"));
-    gone.mac = None;
-    o.host.links.push(gone);
-    for o in [kept, o] {
-        let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
-        assert!(!steps(&p).iter().any(|s| s.contains("ip_forward")), "{p}");
-        assert_eq!(
-            p.record_after.sysctls[crate::compile::IP_FORWARD].users,
-            ["gone".to_string()].into()
-        );
-    }
 }
 
 /// The keys of a JSON object, sorted.
