@@ -129,6 +129,7 @@ impl Cx<'_> {
         let mark = crate::owner::mark(user);
         let marked = |m: &Option<String>| m.as_deref() == Some(mark.as_str());
         rec.pending.get(user).is_some_and(|p| !p.is_empty())
+            || rec.adopting.get(user).is_some_and(|p| !p.is_empty())
             || self.o.tables_of.contains(user)
             || self.o.host.links.iter().any(|l| marked(&l.alias))
             || self.o.namespaces.values().any(|n| marked(&n.owner))
