@@ -327,6 +327,8 @@ fn a_vanished_topology_does_not_keep_ip_forward_on() {
     );
     // `lab` vanishes by hand.
     sb.ok("ip netns del ns1; ip netns del ns2; ip link del br0");
+    // The kernel tears the namespaces' veth pairs down a moment later.
+    sb.ok("for i in $(seq 200); do ip link show veth-ns1 >/dev/null 2>&1 || ip link show veth-ns2 >/dev/null 2>&1 || exit 0; sleep 0.02; done; exit 1");
     let out = sb.nsfw_code(&["flush", &other], 0);
     assert!(out.contains("~ sysctl net.ipv4.ip_forward: 1 → 0"), "{out}");
     assert_eq!(sb.ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "0");
