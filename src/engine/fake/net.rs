@@ -316,6 +316,7 @@ impl Net {
             host_mac,
             hairpin,
             no_link_local,
+            isolated,
             ..
         } = v;
         if *no_link_local {
@@ -344,6 +345,7 @@ impl Net {
             alias: Some(mark.into()),
             master,
             hairpin: *hairpin,
+            isolated: *isolated,
             ..veth(hi, pi, host, *host_mac)
         };
         self.o.host.links.push(h);
@@ -365,6 +367,7 @@ impl Net {
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
+                LinkAttr::Isolated { new } => l.isolated = *new,
                 LinkAttr::Master { .. } => l.master = master,
             }
         }
