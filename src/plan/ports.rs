@@ -388,14 +388,30 @@ fn mtu_attr(l: &Link, mtu: u32) -> Vec<LinkAttr> {
 
 /// `t` with each bridge's `lan` filled: for each port it takes addresses from, the networks
 /// of what the port carries now (a first apply: the firewall goes in before the port is
-/// taken) and of what the record says was taken from it (held by the bridge meanwhile).
-pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'t, Topology> {
+/// taken) and of what the record says was taken from it (held by the bridge meanwhile) —
+/// only what really is the LAN behind the port (`kinds::port::networks`), and nothing that
+/// overlaps what another bridge sends (one bridge's LAN must not vouch for another's
+/// namespaces). With a warning for each network left out.
+pub(crate) fn with_lan<'t>(
+    t: &'t Topology,
+    o: &Observed,
+    rec: &Record,
+) -> (Cow<'t, Topology>, Vec<String>) {
     if !t.bridges.iter().any(|b| b.take_addresses) {
-        return Cow::Borrowed(t); // no copy of a file of 100k allows for nothing
+        return (Cow::Borrowed(t), Vec::new()); // no copy of a file of 100k allows for nothing
     }
-    let mut t = t.clone();
-    for b in t.bridges.iter_mut().filter(|b| b.take_addresses) {
+    let mut warnings = Vec::new();
+    let mut lans = BTreeMap::new();
+    for b in t.bridges.iter().filter(|b| b.take_addresses) {
+        let others: Vec<IpNetwork> = t
+            .bridges
+            .iter()
+            .filter(|x| x.name != b.name)
+            .flat_map(|x| [t.sources_via(&x.name, false), t.sources_via(&x.name, true)])
+            .flatten()
+            .collect();
         let mut lan = Vec::new();
+        let mut left = Vec::new();
         for p in &b.ports {
             let mut addrs = Vec::new();
             let mut routes = Vec::new();
@@ -407,11 +423,38 @@ pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'
                 addrs.extend(k.addrs.iter().copied());
                 routes.extend(k.routes.iter().copied());
             }
-            lan.extend(crate::kinds::port::networks(&addrs, &routes));
+            let (trusted, out) = crate::kinds::port::networks(&addrs, &routes);
+            left.extend(out);
+            for n in trusted {
+                match others
+                    .iter()
+                    .find(|x| x.contains(n.ip()) || n.contains(x.ip()))
+                {
+                    Some(x) => left.push(format!("{n} (overlaps {x}, sent by another bridge)")),
+                    None => lan.push(n),
+                }
+            }
         }
         lan.sort();
         lan.dedup();
-        b.lan = lan;
+        left.sort();
+        left.dedup();
+        if !left.is_empty() {
+            warnings.push(format!(
+                "[bridges.{}] take_addresses: not trusted as sources of the LAN behind {}: {} (anti-spoofing drops them from {}; only connected subnets and main-table routes via a next hop on the port, no broader than /8, are the LAN)",
+                b.name,
+                b.ports.join(", "),
+                left.join(", "),
+                b.name
+            ));
+        }
+        lans.insert(b.name.clone(), lan);
     }
-    Cow::Owned(t)
+    let mut t = t.clone();
+    for b in t.bridges.iter_mut() {
+        if let Some(lan) = lans.remove(&b.name) {
+            b.lan = lan;
+        }
+    }
+    (Cow::Owned(t), warnings)
 }
