@@ -135,7 +135,7 @@ impl<'a> Cx<'a> {
             self.refuse(&key, port, br, &addrs, &routes);
             return None;
         }
-        if !self.mtu_fits(&key, port, l, want) {
+        if !self.mtu_fits(&key, port, l, want) || !self.v6_fits(&key, port, want, &addrs, &routes) {
             return None;
         }
         // The MTU first: the port joins the bridge already at the segment's MTU.
@@ -173,7 +173,11 @@ impl<'a> Cx<'a> {
     fn held(&mut self, port: &str, want: &Want, l: &Link, bi: u32, rec: &Record) -> Option<Taken> {
         let br = want.bridge.as_str();
         let key = format!("{}: bridges.{br}.ports", self.file());
-        if !self.mtu_in_range(&key, port, l, want) {
+        let none = Taken::default();
+        let t = rec.taken.get(port).unwrap_or(&none);
+        if !self.mtu_in_range(&key, port, l, want)
+            || !self.v6_fits(&key, port, want, &t.addrs, &t.routes)
+        {
             return None;
         }
         let mut attrs = mtu_attr(l, want.mtu);
@@ -229,6 +233,40 @@ impl<'a> Cx<'a> {
             return false;
         }
         true
+    }
+
+    /// Whether what is taken from `port` can live on a bridge of the segment's MTU: below
+    /// 1280 the kernel has no IPv6 on a link, so its IPv6 addresses and routes would be lost
+    /// half-way through the run (the port is enslaved at that MTU first). A conflict if not.
+    fn v6_fits(
+        &mut self,
+        key: &str,
+        port: &str,
+        want: &Want,
+        addrs: &[KeptAddr],
+        routes: &[KeptRoute],
+    ) -> bool {
+        if want.mtu >= 1280 || !want.take {
+            return true;
+        }
+        let v6: Vec<String> = addrs
+            .iter()
+            .map(|a| a.net)
+            .chain(routes.iter().map(|r| r.dst))
+            .filter(IpNetwork::is_ipv6)
+            .map(|n| n.to_string())
+            .collect();
+        if v6.is_empty() {
+            return true;
+        }
+        self.conflict(format!(
+            "{key}: {port} carries IPv6 ({}), and bridge {} with mtu = {} cannot: the kernel has no IPv6 on a link below MTU 1280. Set mtu >= 1280 on [bridges.{}], or remove the IPv6 addresses and routes from {port}",
+            v6.join(", "),
+            want.bridge,
+            want.mtu,
+            want.bridge
+        ));
+        false
     }
 
     /// The host's interface `port`, if it may be a port at all: there, no bridge and none of

@@ -628,3 +628,25 @@ fn only_the_lan_behind_a_taken_port_is_trusted_and_what_is_left_out_is_said() {
         assert!(w.contains(left), "{left} not in {w}");
     }
 }
+
+/// Below MTU 1280 the kernel has no IPv6 on a link: a port whose IPv6 addresses would be
+/// taken to such a bridge is refused before anything moves (it was enslaved first, and
+/// lost them half-way through the run).
+#[test]
+fn a_port_with_ipv6_is_not_taken_to_a_bridge_below_1280() {
+    let (d, mut o) = with_port("take_addresses = true\nmtu = 1279\n");
+    o.host.addrs.push(addr(31, "192.0.2.2/24"));
+    o.host.addrs.push(addr(31, "2001:db8:77::2/64"));
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert!(
+        p.conflicts
+            .iter()
+            .any(|c| c.contains("eth1 carries IPv6 (2001:db8:77::2/64)")),
+        "{:?}",
+        p.conflicts
+    );
+    // IPv4 only: taken at 1279 as before.
+    o.host.addrs.retain(|a| a.net.is_ipv4());
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+}
