@@ -150,6 +150,14 @@ fn a_taken_nic_keeps_routing_its_lan_and_announces_the_move() {
             .success()
     };
     assert!(lan_reaches("192.0.2.10", "203.0.113.10"));
+    // The world reaches the LAN's hosts and routed network: nsfw does not firewall a LAN it
+    // does not own, before the take or after.
+    let world_reaches = |to: &str| {
+        sb.sh(&format!("ip netns exec wan ping -c1 -W1 {to}"))
+            .status
+            .success()
+    };
+    assert!(world_reaches("192.0.2.10") && world_reaches("198.18.0.1"));
     let f = sb.file(
         "p.toml",
         r#"
@@ -170,6 +178,12 @@ bridge = "br0"
         assert!(lan_reaches(from, "10.10.0.2"), "lan {from} → ns1");
     }
     assert!(sb.pings("ns1", "203.0.113.10"));
+    for to in ["192.0.2.10", "198.18.0.1"] {
+        assert!(world_reaches(to), "world → lan {to}");
+    }
+    // The namespaces are not the LAN: still closed to the world.
+    sb.ok("ip -n wan route add 10.10.0.0/24 via 198.51.100.1");
+    assert!(!world_reaches("10.10.0.2"), "world → ns1");
     // Flush: the address goes back to eth8, whose MAC the LAN's entry does not hold yet.
     sb.ok(
         "ip netns exec lan ping -c1 -W1 192.0.2.2 && ip netns exec lan ping -c1 -W1 2001:db8:77::2",

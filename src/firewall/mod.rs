@@ -7,6 +7,7 @@ pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
+mod lan;
 mod policy;
 pub(crate) mod publish;
 mod router;

@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, policy, publish};
+use super::{account, lan, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -125,6 +125,9 @@ fn sets(t: &Topology) -> Vec<Set> {
     if policy::any(t) {
         v.extend(policy::sets(t));
     }
+    if lan::any(t) {
+        v.extend(lan::sets(t));
+    }
     if t.bridges.iter().any(|b| b.l2_only()) {
         v.push(l2only(t));
     }
@@ -189,6 +192,10 @@ fn judge(t: &Topology) -> Chain {
             vec![lookup(iif(), "egress_deny", true)],
             Verdict::Drop,
         ));
+    }
+    if lan::any(t) {
+        // The LAN behind a taken port is reached as it was through the port.
+        rules.extend(lan::rules());
     }
     // Nothing unsolicited gets in, and no bridge reaches another.
     rules.push(rule(

@@ -428,8 +428,8 @@ fn mtu_attr(l: &Link, mtu: u32) -> Vec<LinkAttr> {
 /// of what the port carries now (a first apply: the firewall goes in before the port is
 /// taken) and of what the record says was taken from it (held by the bridge meanwhile) —
 /// only what really is the LAN behind the port (`kinds::port::networks`), and nothing that
-/// overlaps what another bridge sends (one bridge's LAN must not vouch for another's
-/// namespaces). With a warning for each network left out.
+/// overlaps what a bridge sends (the LAN must not vouch for the namespaces' addresses, nor
+/// open them to the world: `firewall::lan`). With a warning for each network left out.
 pub(crate) fn with_lan<'t>(
     t: &'t Topology,
     o: &Observed,
@@ -444,7 +444,6 @@ pub(crate) fn with_lan<'t>(
         let others: Vec<IpNetwork> = t
             .bridges
             .iter()
-            .filter(|x| x.name != b.name)
             .flat_map(|x| [t.sources_via(&x.name, false), t.sources_via(&x.name, true)])
             .flatten()
             .collect();
@@ -468,7 +467,7 @@ pub(crate) fn with_lan<'t>(
                     .iter()
                     .find(|x| x.contains(n.ip()) || n.contains(x.ip()))
                 {
-                    Some(x) => left.push(format!("{n} (overlaps {x}, sent by another bridge)")),
+                    Some(x) => left.push(format!("{n} (overlaps {x}, the topology's own)")),
                     None => lan.push(n),
                 }
             }

@@ -622,7 +622,7 @@ fn only_the_lan_behind_a_taken_port_is_trusted_and_what_is_left_out_is_said() {
         "198.51.100.0/24 (a route of table 100)",
         "4.0.0.0/6 (broader than a /8",
         "198.19.0.0/16 (a route with no next hop)",
-        "10.0.0.0/8 (overlaps 10.31.0.0/24",
+        "10.0.0.0/8 (overlaps 10.10.0.0/24",
         "10.31.0.0/16 (overlaps 10.31.0.0/24",
     ] {
         assert!(w.contains(left), "{left} not in {w}");
