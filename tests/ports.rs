@@ -200,3 +200,43 @@ bridge = "br0"
         assert!(out.contains("1 received"), "{out}");
     }
 }
+
+/// A port that was down before apply is down again after flush (nsfw brings it up to bridge
+/// it, and gives it back as it was), with or without addresses to take.
+#[test]
+fn a_port_that_was_down_is_down_again_after_flush() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "ip link add eth8 type veth peer name eth8p && ip link add eth9 type veth peer name eth9p \
+           && ip addr add 192.0.2.2/24 dev eth9",
+    );
+    let f = sb.file(
+        "d.toml",
+        r#"
+name = "d"
+[bridges.br0]
+address = "10.10.0.1/24"
+ports = ["eth8"]
+[bridges.br1]
+address = "10.11.0.1/24"
+ports = ["eth9"]
+take_addresses = true
+"#,
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    for p in ["eth8", "eth9"] {
+        let l = sb.ok(&format!("ip -o link show dev {p}"));
+        assert!(l.contains(",UP"), "{p} is bridged up: {l}");
+    }
+    sb.nsfw_code(&["diff", &f], 0);
+    sb.nsfw_code(&["flush", &f], 0);
+    for p in ["eth8", "eth9"] {
+        let l = sb.ok(&format!("ip -o link show dev {p}"));
+        assert!(
+            !l.contains(",UP") && !l.contains("<UP"),
+            "{p} is down again: {l}"
+        );
+    }
+    let a = sb.ok("ip -o addr show dev eth9");
+    assert!(a.contains("192.0.2.2/24"), "{a}");
+}

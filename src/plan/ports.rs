@@ -153,7 +153,7 @@ impl<'a> Cx<'a> {
             attrs,
         });
         let mtu = (l.mtu != want.mtu).then_some(l.mtu);
-        if addrs.is_empty() && routes.is_empty() && mtu.is_none() {
+        if addrs.is_empty() && routes.is_empty() && mtu.is_none() && l.up {
             return None;
         }
         self.take(port, br, &addrs, &routes);
@@ -163,6 +163,7 @@ impl<'a> Cx<'a> {
             addrs,
             routes,
             mtu,
+            down: !l.up,
         })
     }
 
@@ -363,8 +364,11 @@ impl<'a> Cx<'a> {
                     self.push(put_route(r, port));
                 }
             }
-            if let Some(m) = t.mtu {
-                let attrs = mtu_attr(l, m);
+            let mut attrs = t.mtu.map(|m| mtu_attr(l, m)).unwrap_or_default();
+            if t.down && l.up {
+                attrs.push(LinkAttr::Down);
+            }
+            {
                 if !attrs.is_empty() {
                     self.push(SetLink {
                         place: Place::Host,

@@ -96,6 +96,13 @@ pub(crate) fn up(name: &str) -> Req {
     set(m, format!("cannot bring {name} up"))
 }
 
+/// `ip link set NAME down`: IFF_UP cleared, and said to change.
+pub(crate) fn set_down(name: &str) -> Req {
+    let mut m = link_msg(vec![self::name(name)], Vec::new());
+    m.header.change_mask |= LinkFlags::Up;
+    set(m, format!("cannot set {name} down"))
+}
+
 /// Changes of one link's attributes, in one message.
 pub(crate) fn set_link(
     name: &str,

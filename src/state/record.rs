@@ -61,6 +61,8 @@ pub(crate) struct Taken {
     pub routes: Vec<KeptRoute>,
     /// The port's MTU before nsfw set it to its bridge's (None: nsfw did not change it).
     pub mtu: Option<u32>,
+    /// The port was administratively down before nsfw brought it up: down again when let go.
+    pub down: bool,
 }
 
 /// An address as the port held it.
@@ -251,6 +253,7 @@ impl Record {
                             .unwrap_or_default(),
                         routes: kept_routes(o),
                         mtu: o["mtu"].as_u64().and_then(|m| u32::try_from(m).ok()),
+                        down: o["down"].as_bool().unwrap_or(false),
                     },
                 );
             }
@@ -313,7 +316,7 @@ impl Record {
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "routes": routes, "mtu": t.mtu}),
+                           "routes": routes, "mtu": t.mtu, "down": t.down}),
                 )
             })
             .collect();
@@ -398,6 +401,7 @@ mod tests {
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
                 }],
                 mtu: Some(1400),
+                down: true,
             },
         );
         assert_eq!(Record::from_json(&r.to_json()), r);

@@ -341,6 +341,7 @@ impl Net {
                 LinkAttr::Mtu { new, .. } => l.mtu = *new,
                 LinkAttr::Mac { new, .. } => l.mac = Some(*new),
                 LinkAttr::Up => l.up = true,
+                LinkAttr::Down => l.up = false,
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
