@@ -142,7 +142,7 @@ fn a_taken_nic_keeps_routing_its_lan_and_announces_the_move() {
            && ip route add 198.18.0.0/24 via 192.0.2.10 dev eth8 \
            && ip addr add 2001:db8:77::2/64 dev eth8 nodad \
            && ip -n lan addr add 2001:db8:77::10/64 dev eth0 nodad \
-           && sysctl -qw net.ipv4.ip_forward=1",
+           && sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
     );
     let lan_reaches = |from: &str, to: &str| {
         sb.sh(&format!("ip netns exec lan ping -c1 -W2 -I {from} {to}"))
@@ -199,6 +199,9 @@ bridge = "br0"
         let out = sb.ok(&format!("ip netns exec lan ping -c1 -W1 {a}"));
         assert!(out.contains("1 received"), "{out}");
     }
+    // The host forwards IPv6: its NA says it is a router, the LAN's entry keeps IsRouter.
+    let seen = sb.ok("ip -n lan -6 neigh show 2001:db8:77::2");
+    assert!(seen.contains("router"), "{seen}");
 }
 
 /// A port that was down before apply is down again after flush (nsfw brings it up to bridge
