@@ -144,6 +144,9 @@ pub(crate) struct AddrOrig {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST as it was (None: none), IFA_RT_PRIORITY (0: none).
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
 }
 
 impl RouteSpec {

@@ -243,3 +243,40 @@ take_addresses = true
     let a = sb.ok("ip -o addr show dev eth9");
     assert!(a.contains("192.0.2.2/24"), "{a}");
 }
+
+/// What an address is besides its network comes back as it was: no broadcast address where
+/// it had none, its broadcast where it had one, and its metric (IFA_RT_PRIORITY).
+#[test]
+fn a_taken_address_keeps_its_broadcast_and_metric() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "ip link add eth8 type veth peer name eth8p && ip link set eth8 up \
+           && ip addr add 192.0.2.2/24 dev eth8 metric 77 \
+           && ip addr add 198.18.0.2/24 brd 198.18.0.255 dev eth8",
+    );
+    let show = |dev: &str| {
+        sb.ok(&format!(
+            "ip -o -4 addr show dev {dev} | sed 's/ valid_lft.*//; s/^[0-9]*: [^ ]* *//'"
+        ))
+    };
+    let before = show("eth8");
+    assert!(before.contains("metric 77"), "{before}");
+    let f = sb.file(
+        "a.toml",
+        r#"
+name = "a"
+[bridges.br0]
+address = "10.10.0.1/24"
+ports = ["eth8"]
+take_addresses = true
+"#,
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let held = show("br0");
+    for want in ["192.0.2.2/24 metric 77", "198.18.0.2/24 brd 198.18.0.255"] {
+        assert!(held.contains(want), "{want} not in {held}");
+    }
+    assert!(!held.contains("brd 192.0.2.255"), "{held}");
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(show("eth8"), before);
+}

@@ -28,6 +28,8 @@ pub(crate) fn addrs_of(o: &NodeObs, index: u32) -> Vec<KeptAddr> {
             scope: a.scope,
             valid: a.valid,
             preferred: a.preferred,
+            brd: a.brd,
+            metric: a.metric,
         })
         .collect()
 }
@@ -153,6 +155,8 @@ pub(crate) fn put_addr(ifname: &str, a: &KeptAddr) -> AddAddr {
             scope: a.scope,
             valid: a.valid,
             preferred: a.preferred,
+            brd: a.brd,
+            metric: a.metric,
         }),
     }
 }

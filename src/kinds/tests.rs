@@ -164,6 +164,8 @@ fn addresses_and_routes() -> Vec<Step> {
                 scope: 0,
                 valid: 3600,
                 preferred: 1800,
+                brd: Some(std::net::Ipv4Addr::new(192, 0, 2, 255)),
+                metric: 77,
             }),
         }),
         Step::AddAddr(AddAddr {

@@ -53,6 +53,8 @@ fn addr(index: u32, n: &str) -> Addr {
         scope: 0,
         valid: u32::MAX,
         preferred: u32::MAX,
+        brd: None,
+        metric: 0,
     }
 }
 

@@ -310,6 +310,16 @@ pub(crate) fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig
         .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
             flags,
         )));
+    // Its broadcast address as it was, or none if it had none (not the subnet's by default),
+    // and the metric of its subnet's route.
+    m.attributes
+        .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    if let (Some(b), true) = (o.brd, net.is_ipv4()) {
+        m.attributes.push(AddressAttribute::Broadcast(b));
+    }
+    if o.metric != 0 {
+        m.attributes.push(AddressAttribute::RoutePriority(o.metric));
+    }
     if o.valid != u32::MAX || o.preferred != u32::MAX {
         let mut c = CacheInfo::default();
         c.ifa_preferred = o.preferred.min(o.valid);

@@ -52,6 +52,10 @@ pub(crate) struct Addr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: the address has none) and IFA_RT_PRIORITY (the metric of its
+    /// subnet's route; 0: none), given back as they were too.
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
 }
 
 /// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).

@@ -320,6 +320,18 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
             _ => None,
         })
         .unwrap_or((u32::MAX, u32::MAX));
+    let brd = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Broadcast(b) => Some(*b),
+        _ => None,
+    });
+    let metric = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::RoutePriority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0);
     Some(Addr {
         index: m.header.index,
         net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
@@ -327,6 +339,8 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         scope: u8::from(m.header.scope),
         valid,
         preferred,
+        brd,
+        metric,
     })
 }
 

@@ -153,6 +153,8 @@ const PLAIN: AddrOrig = AddrOrig {
     scope: 0,
     valid: u32::MAX,
     preferred: u32::MAX,
+    brd: None,
+    metric: 0,
 };
 
 /// An address of the LAN host, and the next hop of its default route through it.

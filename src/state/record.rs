@@ -75,6 +75,18 @@ pub(crate) struct KeptAddr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: none) and IFA_RT_PRIORITY (0: none).
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
+}
+
+/// The broadcast address `ip` gives an IPv4 subnet (what records from before `brd` was
+/// kept get: what nsfw put back then).
+fn default_brd(net: ipnetwork::IpNetwork) -> Option<std::net::Ipv4Addr> {
+    match net {
+        ipnetwork::IpNetwork::V4(n) if n.prefix() < 31 => Some(n.broadcast()),
+        _ => None,
+    }
 }
 
 impl KeptAddr {
@@ -86,6 +98,8 @@ impl KeptAddr {
             scope: 0,
             valid: u32::MAX,
             preferred: u32::MAX,
+            brd: default_brd(net),
+            metric: 0,
         }
     }
 }
@@ -138,12 +152,19 @@ fn kept_addr(v: &Value) -> Option<KeptAddr> {
     if let Some(s) = v.as_str() {
         return s.parse().ok().map(KeptAddr::plain);
     }
+    let net: ipnetwork::IpNetwork = v["net"].as_str()?.parse().ok()?;
+    let brd = match v.get("brd") {
+        None => default_brd(net),
+        Some(b) => b.as_str().and_then(|b| b.parse().ok()),
+    };
     Some(KeptAddr {
-        net: v["net"].as_str()?.parse().ok()?,
+        net,
         flags: num(&v["flags"], 0),
         scope: num(&v["scope"], 0),
         valid: num(&v["valid"], u32::MAX),
         preferred: num(&v["preferred"], u32::MAX),
+        brd,
+        metric: num(&v["metric"], 0),
     })
 }
 
@@ -300,7 +321,8 @@ impl Record {
                     .iter()
                     .map(|a| {
                         json!({"net": a.net.to_string(), "flags": a.flags, "scope": a.scope,
-                               "valid": a.valid, "preferred": a.preferred})
+                               "valid": a.valid, "preferred": a.preferred,
+                               "brd": a.brd.map(|b| b.to_string()), "metric": a.metric})
                     })
                     .collect();
                 let routes: Vec<Value> = t

@@ -371,6 +371,8 @@ impl Net {
             scope: orig.map_or(if ll { RT_SCOPE_LINK } else { 0 }, |o| o.scope),
             valid: orig.map_or(u32::MAX, |o| o.valid),
             preferred: orig.map_or(u32::MAX, |o| o.preferred),
+            brd: orig.and_then(|o| o.brd),
+            metric: orig.map_or(0, |o| o.metric),
         });
         let subnet = subnet(net);
         let has = |r: &Route| r.kernel && r.oif == Some(index) && r.dst == subnet;
