@@ -134,6 +134,8 @@ pub(crate) struct RouteOrig {
     pub scope: u8,
     pub flags: u32,
     pub prefsrc: Option<IpAddr>,
+    /// RTA_METRICS by RTAX_* number (0: not set).
+    pub metrics: crate::plumbing::rtax::Metrics,
 }
 
 /// What an address someone else made carries besides itself (IFA_F_*, scope, lifetimes in

@@ -245,15 +245,18 @@ take_addresses = true
 }
 
 /// What an address is besides its network comes back as it was: no broadcast address where
-/// it had none, its broadcast where it had one, and its metric (IFA_RT_PRIORITY).
+/// it had none, its broadcast where it had one, and its metric (IFA_RT_PRIORITY); a route its
+/// RTA_METRICS (`mtu`, `advmss`).
 #[test]
 fn a_taken_address_keeps_its_broadcast_and_metric() {
     let Some(sb) = Sandbox::or_skip() else { return };
     sb.ok(
         "ip link add eth8 type veth peer name eth8p && ip link set eth8 up \
            && ip addr add 192.0.2.2/24 dev eth8 metric 77 \
-           && ip addr add 198.18.0.2/24 brd 198.18.0.255 dev eth8",
+           && ip addr add 198.18.0.2/24 brd 198.18.0.255 dev eth8 \
+           && ip route add 198.19.0.0/24 via 192.0.2.10 dev eth8 mtu 1400 advmss 1300",
     );
+    let route = || sb.ok("ip -o route show 198.19.0.0/24");
     let show = |dev: &str| {
         sb.ok(&format!(
             "ip -o -4 addr show dev {dev} | sed 's/ valid_lft.*//; s/^[0-9]*: [^ ]* *//'"
@@ -277,6 +280,16 @@ take_addresses = true
         assert!(held.contains(want), "{want} not in {held}");
     }
     assert!(!held.contains("brd 192.0.2.255"), "{held}");
+    let r = route();
+    assert!(
+        r.contains("dev br0") && r.contains("mtu 1400 advmss 1300"),
+        "{r}"
+    );
     sb.nsfw_code(&["flush", &f], 0);
     assert_eq!(show("eth8"), before);
+    let r = route();
+    assert!(
+        r.contains("dev eth8") && r.contains("mtu 1400 advmss 1300"),
+        "{r}"
+    );
 }

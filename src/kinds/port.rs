@@ -53,6 +53,7 @@ pub(crate) fn routes_of(o: &NodeObs, index: u32) -> Vec<KeptRoute> {
             kind: r.kind,
             flags: r.flags,
             prefsrc: r.prefsrc,
+            metrics: r.metrics,
         })
         .collect();
     // Routes to the link itself first: a next hop may be reachable only through one.
@@ -140,6 +141,7 @@ fn spec(r: &KeptRoute, dev: &str) -> RouteSpec {
             scope: r.scope,
             flags: r.flags,
             prefsrc: r.prefsrc,
+            metrics: r.metrics,
         }),
     }
 }

@@ -147,6 +147,7 @@ fn addresses_and_routes() -> Vec<Step> {
         scope: 0,
         flags: 4,
         prefsrc: Some("192.0.2.10".parse().expect("address")),
+        metrics: [0; 18],
     };
     vec![
         Step::AddAddr(AddAddr {

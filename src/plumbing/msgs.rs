@@ -398,6 +398,10 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
     }
     // A route of somebody else's, put back as it was.
     if let Some(o) = &r.orig {
+        let metrics = super::rtax::write(&o.metrics);
+        if !metrics.is_empty() {
+            m.attributes.push(RouteAttribute::Metrics(metrics));
+        }
         m.header.protocol = RouteProtocol::from(o.proto);
         m.header.scope = RouteScope::from(o.scope);
         m.header.flags = RouteFlags::from_bits_retain(o.flags & RTNH_F_ONLINK);

@@ -80,6 +80,8 @@ pub(crate) struct Route {
     pub flags: u32,
     /// RTA_PREFSRC (`src`).
     pub prefsrc: Option<IpAddr>,
+    /// RTA_METRICS (`mtu`, `advmss`, …), by RTAX_* number.
+    pub metrics: super::rtax::Metrics,
 }
 
 /// What one network namespace holds.

@@ -367,8 +367,10 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut oif = None;
     let mut metric = 0;
     let mut prefsrc = None;
+    let mut metrics = [0; 18];
     for a in &m.attributes {
         match a {
+            RouteAttribute::Metrics(x) => metrics = super::rtax::read(x),
             RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::Priority(p) => metric = *p,
@@ -394,5 +396,6 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         scope: u8::from(m.header.scope),
         flags: m.header.flags.bits(),
         prefsrc,
+        metrics,
     })
 }

@@ -219,6 +219,7 @@ fn make_port(ns: &str, port: &str, mtu: u32, p: &RealPort) -> Result<()> {
                 scope: if via.is_some() { 0 } else { 253 },
                 flags: 0,
                 prefsrc: None,
+                metrics: [0; 18],
             }),
             ..RouteSpec::unicast(*dst, *via, port)
         };

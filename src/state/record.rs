@@ -118,6 +118,8 @@ pub(crate) struct KeptRoute {
     pub flags: u32,
     /// `src`.
     pub prefsrc: Option<std::net::IpAddr>,
+    /// RTA_METRICS by RTAX_* number (0: not set).
+    pub metrics: crate::plumbing::rtax::Metrics,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -168,6 +170,19 @@ fn kept_addr(v: &Value) -> Option<KeptAddr> {
     })
 }
 
+/// RTA_METRICS as kept: `{"2": 1400, "8": 1360}` by RTAX_* number.
+fn rtax_of(v: &Value) -> crate::plumbing::rtax::Metrics {
+    let mut m = [0; 18];
+    for (k, x) in v.as_object().into_iter().flatten() {
+        if let (Ok(i), Some(x)) = (k.parse::<usize>(), x.as_u64())
+            && let (Some(slot), Ok(x)) = (m.get_mut(i), u32::try_from(x))
+        {
+            *slot = x;
+        }
+    }
+    m
+}
+
 /// The routes of one `taken` entry; a record from before routes were kept has only the IPv4
 /// default route's next hop (`gateway`), which comes back as a static route.
 fn kept_routes(o: &Value) -> Vec<KeptRoute> {
@@ -185,6 +200,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
                     kind: num(&r["kind"], 1),
                     flags: num(&r["flags"], 0),
                     prefsrc: r["prefsrc"].as_str().and_then(|g| g.parse().ok()),
+                    metrics: rtax_of(&r["metrics"]),
                 })
             })
             .collect();
@@ -202,6 +218,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
             kind: 1,
             flags: 0,
             prefsrc: None,
+            metrics: [0; 18],
         })
         .into_iter()
         .collect()
@@ -332,7 +349,10 @@ impl Record {
                         json!({"dst": r.dst.to_string(), "gateway": r.gateway.map(|g| g.to_string()),
                                "metric": r.metric, "table": r.table, "proto": r.proto,
                                "scope": r.scope, "kind": r.kind, "flags": r.flags,
-                               "prefsrc": r.prefsrc.map(|g| g.to_string())})
+                               "prefsrc": r.prefsrc.map(|g| g.to_string()),
+                               "metrics": r.metrics.iter().enumerate().filter(|(_, v)| **v != 0)
+                                   .map(|(i, v)| (i.to_string(), json!(v)))
+                                   .collect::<serde_json::Map<String, Value>>()})
                     })
                     .collect();
                 (
@@ -421,6 +441,7 @@ mod tests {
                     kind: 1,
                     flags: 4,
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
+                    metrics: [0, 0, 1400, 0, 0, 0, 0, 0, 1360, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 }],
                 mtu: Some(1400),
                 down: true,

@@ -390,6 +390,7 @@ impl Net {
                 scope: if net.is_ipv6() { 0 } else { RT_SCOPE_LINK },
                 flags: 0,
                 prefsrc: (!net.is_ipv6()).then(|| net.ip()),
+                metrics: [0; 18],
             });
         }
         Ok(())
@@ -438,6 +439,7 @@ impl Net {
             scope: o.map_or(if r.via.is_some() { 0 } else { RT_SCOPE_LINK }, |o| o.scope),
             flags: o.map_or(0, |o| o.flags),
             prefsrc: o.and_then(|o| o.prefsrc),
+            metrics: o.map_or([0; 18], |o| o.metrics),
         };
         let node = self.node_mut(place)?;
         // The kernel keys a route by table, destination and metric: a replacement.
