@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod adopt;
 mod oracle;
 pub mod output;
 mod owner;
@@ -24,6 +25,7 @@ mod doctor;
 mod engine;
 mod firewall;
 mod graph;
+mod import;
 mod kinds;
 mod metrics;
 mod netem;

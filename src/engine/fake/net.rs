@@ -123,7 +123,23 @@ impl Net {
                 Ok(())
             }
             Step::CreateNamespace(CreateNamespace { name }) => self.create_ns(name, mark),
-            Step::MarkNamespace(MarkNamespace { name }) => {
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Link(name),
+            }) => {
+                let l = self
+                    .o
+                    .host
+                    .links
+                    .iter_mut()
+                    .find(|l| &l.name == name)
+                    .ok_or_else(|| anyhow!("{name}: no such link"))?;
+                l.alias = Some(mark.to_string());
+                Ok(())
+            }
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Namespace(name),
+            })
+            | Step::MarkNamespace(MarkNamespace { name }) => {
                 let ns = self
                     .o
                     .namespaces
@@ -299,6 +315,7 @@ impl Net {
             mac,
             host_mac,
             hairpin,
+            isolated,
             ..
         } = v;
         let master = match bridge.as_str() {
@@ -323,6 +340,7 @@ impl Net {
             alias: Some(mark.into()),
             master,
             hairpin: *hairpin,
+            isolated: *isolated,
             ..veth(hi, pi, host, *host_mac)
         };
         self.o.host.links.push(h);
@@ -345,6 +363,7 @@ impl Net {
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
+                LinkAttr::Isolated { new } => l.isolated = *new,
                 LinkAttr::Master { .. } => l.master = master,
             }
         }
