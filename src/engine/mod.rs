@@ -241,8 +241,10 @@ fn plan_nft(tg: &Target, o: &Observed, rec: &Record) -> Result<firewall::NftPlan
     let nft = match tg.topology {
         Some(t) => {
             // The LANs behind taken ports are sources of their bridges too.
-            let t = &plan::with_lan(t, &o.net, rec);
-            firewall::diff(t, &o.nft, firewall::prepare(t))?
+            let (t, left_out) = plan::with_lan(t, &o.net, rec);
+            let mut nft = firewall::diff(&t, &o.nft, firewall::prepare(&t))?;
+            nft.warnings.extend(left_out);
+            nft
         }
         None => {
             let owners = match tg.who {

@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, egress, policy, publish};
+use super::{account, egress, lan, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -128,6 +128,9 @@ fn sets(t: &Topology) -> Vec<Set> {
     if egress::any(t) {
         v.extend(egress::sets(t));
     }
+    if lan::any(t) {
+        v.extend(lan::sets(t));
+    }
     if t.bridges.iter().any(|b| b.l2_only()) {
         v.push(l2only(t));
     }
@@ -198,6 +201,10 @@ fn judge(t: &Topology) -> Chain {
         vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
         Verdict::Accept,
     ));
+    if lan::any(t) {
+        // The LAN behind a taken port is reached as it was through the port.
+        rules.extend(lan::rules());
+    }
     // Nothing unsolicited gets in, and no bridge reaches another.
     rules.push(rule(
         vec![lookup(meta(MetaKey::Oifname), "bridges", true)],

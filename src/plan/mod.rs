@@ -15,6 +15,8 @@ mod inside;
 mod links;
 mod node;
 mod ports;
+#[cfg(test)]
+mod ports_tests;
 mod run;
 #[cfg(test)]
 mod tests;

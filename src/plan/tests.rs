@@ -31,7 +31,7 @@ pub(super) fn desired(text: &str) -> Desired {
     compile(&topology("one", text))
 }
 
-fn net(s: &str) -> IpNetwork {
+pub(super) fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
 }
 
@@ -53,11 +53,13 @@ pub(super) fn addr(index: u32, n: &str) -> Addr {
         scope: 0,
         valid: u32::MAX,
         preferred: u32::MAX,
+        brd: None,
+        metric: 0,
     }
 }
 
 /// A unicast route of the main table: the kernel's for a subnet, or nsfw's (proto 110).
-fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
+pub(super) fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
     Route {
         dst: net(dst),
         gateway: via.map(|v| v.parse::<IpAddr>().expect("address")),
@@ -71,6 +73,7 @@ fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
         scope: if via.is_some() { 0 } else { 253 },
         flags: 0,
         prefsrc: None,
+        metrics: [0; 18],
     }
 }
 
@@ -484,7 +487,7 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
 }
 
 /// ONE with eth1 (1400 bytes, no master, 192.0.2.2/24) as a port of br0, and `extra` keys.
-fn with_port(extra: &str) -> (Desired, Observed) {
+pub(super) fn with_port(extra: &str) -> (Desired, Observed) {
     let d = desired(&ONE.replace(
         "[bridges.br0]\n",
         &format!("[bridges.br0]\nports = [\"eth1\"]\n{extra}"),
@@ -542,7 +545,8 @@ fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
         "[bridges.br0]\nports = [\"eth1\"]\ntake_addresses = true\n",
     );
     let t = topology("one", &text);
-    let t = super::with_lan(&t, &o, &Record::default());
+    let (t, warnings) = super::with_lan(&t, &o, &Record::default());
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
         t.trusted_sources("br0", false),
         [

@@ -332,6 +332,18 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
             _ => None,
         })
         .unwrap_or((u32::MAX, u32::MAX));
+    let brd = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Broadcast(b) => Some(*b),
+        _ => None,
+    });
+    let metric = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::RoutePriority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0);
     Some(Addr {
         index: m.header.index,
         net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
@@ -339,6 +351,8 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         scope: u8::from(m.header.scope),
         valid,
         preferred,
+        brd,
+        metric,
     })
 }
 
@@ -365,8 +379,10 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut oif = None;
     let mut metric = 0;
     let mut prefsrc = None;
+    let mut metrics = [0; 18];
     for a in &m.attributes {
         match a {
+            RouteAttribute::Metrics(x) => metrics = super::rtax::read(x),
             RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::Priority(p) => metric = *p,
@@ -392,5 +408,6 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         scope: u8::from(m.header.scope),
         flags: m.header.flags.bits(),
         prefsrc,
+        metrics,
     })
 }

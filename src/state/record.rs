@@ -61,6 +61,8 @@ pub(crate) struct Taken {
     pub routes: Vec<KeptRoute>,
     /// The port's MTU before nsfw set it to its bridge's (None: nsfw did not change it).
     pub mtu: Option<u32>,
+    /// The port was administratively down before nsfw brought it up: down again when let go.
+    pub down: bool,
 }
 
 /// An address as the port held it.
@@ -73,6 +75,18 @@ pub(crate) struct KeptAddr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: none) and IFA_RT_PRIORITY (0: none).
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
+}
+
+/// The broadcast address `ip` gives an IPv4 subnet (what records from before `brd` was
+/// kept get: what nsfw put back then).
+fn default_brd(net: ipnetwork::IpNetwork) -> Option<std::net::Ipv4Addr> {
+    match net {
+        ipnetwork::IpNetwork::V4(n) if n.prefix() < 31 => Some(n.broadcast()),
+        _ => None,
+    }
 }
 
 impl KeptAddr {
@@ -84,6 +98,8 @@ impl KeptAddr {
             scope: 0,
             valid: u32::MAX,
             preferred: u32::MAX,
+            brd: default_brd(net),
+            metric: 0,
         }
     }
 }
@@ -102,6 +118,8 @@ pub(crate) struct KeptRoute {
     pub flags: u32,
     /// `src`.
     pub prefsrc: Option<std::net::IpAddr>,
+    /// RTA_METRICS by RTAX_* number (0: not set).
+    pub metrics: crate::plumbing::rtax::Metrics,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -199,13 +217,33 @@ fn kept_addr(v: &Value) -> Option<KeptAddr> {
     if let Some(s) = v.as_str() {
         return s.parse().ok().map(KeptAddr::plain);
     }
+    let net: ipnetwork::IpNetwork = v["net"].as_str()?.parse().ok()?;
+    let brd = match v.get("brd") {
+        None => default_brd(net),
+        Some(b) => b.as_str().and_then(|b| b.parse().ok()),
+    };
     Some(KeptAddr {
-        net: v["net"].as_str()?.parse().ok()?,
+        net,
         flags: num(&v["flags"], 0),
         scope: num(&v["scope"], 0),
         valid: num(&v["valid"], u32::MAX),
         preferred: num(&v["preferred"], u32::MAX),
+        brd,
+        metric: num(&v["metric"], 0),
     })
+}
+
+/// RTA_METRICS as kept: `{"2": 1400, "8": 1360}` by RTAX_* number.
+fn rtax_of(v: &Value) -> crate::plumbing::rtax::Metrics {
+    let mut m = [0; 18];
+    for (k, x) in v.as_object().into_iter().flatten() {
+        if let (Ok(i), Some(x)) = (k.parse::<usize>(), x.as_u64())
+            && let (Some(slot), Ok(x)) = (m.get_mut(i), u32::try_from(x))
+        {
+            *slot = x;
+        }
+    }
+    m
 }
 
 /// The routes of one `taken` entry; a record from before routes were kept has only the IPv4
@@ -225,6 +263,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
                     kind: num(&r["kind"], 1),
                     flags: num(&r["flags"], 0),
                     prefsrc: r["prefsrc"].as_str().and_then(|g| g.parse().ok()),
+                    metrics: rtax_of(&r["metrics"]),
                 })
             })
             .collect();
@@ -242,6 +281,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
             kind: 1,
             flags: 0,
             prefsrc: None,
+            metrics: [0; 18],
         })
         .into_iter()
         .collect()
@@ -304,6 +344,7 @@ impl Record {
                             .unwrap_or_default(),
                         routes: kept_routes(o),
                         mtu: o["mtu"].as_u64().and_then(|m| u32::try_from(m).ok()),
+                        down: o["down"].as_bool().unwrap_or(false),
                     },
                 );
             }
@@ -350,7 +391,8 @@ impl Record {
                     .iter()
                     .map(|a| {
                         json!({"net": a.net.to_string(), "flags": a.flags, "scope": a.scope,
-                               "valid": a.valid, "preferred": a.preferred})
+                               "valid": a.valid, "preferred": a.preferred,
+                               "brd": a.brd.map(|b| b.to_string()), "metric": a.metric})
                     })
                     .collect();
                 let routes: Vec<Value> = t
@@ -360,13 +402,16 @@ impl Record {
                         json!({"dst": r.dst.to_string(), "gateway": r.gateway.map(|g| g.to_string()),
                                "metric": r.metric, "table": r.table, "proto": r.proto,
                                "scope": r.scope, "kind": r.kind, "flags": r.flags,
-                               "prefsrc": r.prefsrc.map(|g| g.to_string())})
+                               "prefsrc": r.prefsrc.map(|g| g.to_string()),
+                               "metrics": r.metrics.iter().enumerate().filter(|(_, v)| **v != 0)
+                                   .map(|(i, v)| (i.to_string(), json!(v)))
+                                   .collect::<serde_json::Map<String, Value>>()})
                     })
                     .collect();
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "routes": routes, "mtu": t.mtu}),
+                           "routes": routes, "mtu": t.mtu, "down": t.down}),
                 )
             })
             .collect();
@@ -455,8 +500,10 @@ mod tests {
                     kind: 1,
                     flags: 4,
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
+                    metrics: [0, 0, 1400, 0, 0, 0, 0, 0, 1360, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 }],
                 mtu: Some(1400),
+                down: true,
             },
         );
         r.here = HERE_IN_TESTS.into();
