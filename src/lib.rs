@@ -23,6 +23,7 @@ mod compile;
 mod doctor;
 mod engine;
 mod firewall;
+mod firewalld;
 mod graph;
 mod kinds;
 mod metrics;

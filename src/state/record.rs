@@ -110,6 +110,10 @@ pub(crate) struct Record {
     pub sysctls: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
+    /// Interfaces nsfw binds (or is about to bind) to firewalld's zone at runtime, with the
+    /// topology that wants each: a binding has no mark of its own, so this is what says it is
+    /// nsfw's to remove (`crate::firewalld`).
+    pub firewalld: BTreeMap<String, String>,
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -252,6 +256,13 @@ impl Record {
                 );
             }
         }
+        if let Some(f) = v["firewalld"].as_object() {
+            for (iface, t) in f {
+                if let Some(t) = t.as_str() {
+                    r.firewalld.insert(iface.clone(), t.to_string());
+                }
+            }
+        }
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
@@ -314,7 +325,8 @@ impl Record {
                 )
             })
             .collect();
-        json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken})
+        json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken,
+               "firewalld": self.firewalld})
     }
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
@@ -323,6 +335,7 @@ impl Record {
         if self.pending.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
             && self.taken.is_empty()
+            && self.firewalld.is_empty()
         {
             // And what a write killed half-way left beside it.
             safefs::remove_at(&dir, &format!(".{NAME}.nsfw"))
@@ -372,6 +385,7 @@ mod tests {
                 users: ["lab".to_string()].into(),
             },
         );
+        r.firewalld.insert("br0".into(), "lab".into());
         r.taken.insert(
             "eth9".into(),
             Taken {
