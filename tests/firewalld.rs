@@ -139,7 +139,21 @@ fn the_lab_works_through_firewalld_and_flush_leaves_its_configuration_as_it_was(
     let Some((sb, f)) = setup(true) else { return };
     let before = configuration(&sb);
     // What nsfw fixes: without the zone, firewalld rejects the lab's forwarded traffic.
+    // doctor says so, with the firewalld way as the fix.
+    let found = sb.nsfw_code(&["doctor", &f], 3);
+    assert!(
+        found.contains("nft chain inet firewalld filter_FWD_public")
+            && found.contains("firewall-cmd --zone=trusted --add-interface=br0")
+            && !found.contains("nft insert"),
+        "{found}"
+    );
     sb.nsfw_code(&["apply", &f], 0);
+    let clean = sb.nsfw(&["doctor", &f]);
+    assert!(
+        !String::from_utf8_lossy(&clean.stdout).contains("firewalld"),
+        "{}",
+        show(&clean)
+    );
     sb.serve(Some("ns1"), "tcp", &[80]);
     assert_eq!(zone_of(&sb, "br0"), "trusted");
     assert_eq!(failures(&sb), "");
