@@ -171,6 +171,11 @@ fn the_lab_works_through_firewalld_and_flush_leaves_its_configuration_as_it_was(
         drift.contains("firewalld zone trusted") && drift.contains("+ interface br0"),
         "{drift}"
     );
+    let json = sb.nsfw_code(&["diff", "--json", &f], 2);
+    assert!(
+        json.contains(r#""kind":"firewalld-interface""#) && json.contains(r#""interface":"br0""#),
+        "{json}"
+    );
     sb.nsfw_code(&["apply", &f], 0);
     assert_eq!(failures(&sb), "");
 

@@ -51,13 +51,21 @@ pub(crate) enum Firewalld {
 
 /// The host interfaces whose forwarded traffic firewalld would judge: bridges, and veths
 /// that are not a bridge's port (routed to a namespace). A bridge's ports need nothing of
-/// their own: with br_netfilter, bridged traffic reaches the IP hooks as the bridge's.
+/// their own: with br_netfilter, bridged traffic reaches the IP hooks as the bridge's. A
+/// bridge that carries a physical port (`ports`) is left out: the outside world's traffic
+/// comes in through it too, and `trusted` would open the host to it; which zone it belongs in
+/// is its owner's choice.
 pub(crate) fn interfaces(d: &Desired) -> BTreeSet<String> {
-    d.host
-        .links
+    let links = &d.host.links;
+    let has_port = |bridge: &str| {
+        links
+            .values()
+            .any(|l| matches!(l.kind, LinkKind::Port { .. }) && l.master.as_deref() == Some(bridge))
+    };
+    links
         .values()
         .filter(|l| match l.kind {
-            LinkKind::Bridge => true,
+            LinkKind::Bridge => !has_port(&l.name),
             LinkKind::Veth { .. } => l.master.is_none(),
             _ => false,
         })

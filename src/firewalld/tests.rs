@@ -133,3 +133,13 @@ fn without_firewalld_nothing_is_asked_and_the_record_lets_go() {
     assert_eq!(p.after, r.firewalld);
     assert_eq!(to_ask(&set(&["br0"]), &r, &lab), vec!["br0", "old0"]);
 }
+
+#[test]
+fn bridges_are_bound_but_one_carrying_a_physical_port() {
+    let text = format!(
+        "{}\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nports = [\"eth9\"]\n",
+        crate::testdata::RULESETS[1].1
+    );
+    let t = crate::topology::parse(&text, std::path::Path::new("t.toml")).expect("parses");
+    assert_eq!(interfaces(&crate::compile::compile(&t)), set(&["br0"]));
+}
