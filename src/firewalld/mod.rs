@@ -168,10 +168,23 @@ pub(crate) fn plan(
             return p;
         }
         Firewalld::Unreachable(why) => {
-            if !wanted.is_empty() || rec.firewalld.values().any(|t| owned(t)) {
+            let list = |v: Vec<&String>| v.into_iter().cloned().collect::<Vec<_>>().join(", ");
+            let left: Vec<&String> = rec
+                .firewalld
+                .iter()
+                .filter(|(i, t)| owned(t) && !wanted.contains(*i))
+                .map(|(i, _)| i)
+                .collect();
+            if !wanted.is_empty() {
                 p.warnings.push(format!(
-                    "firewalld's table is in the ruleset but firewalld cannot be asked ({why}): interfaces {} are not put in its zone `{ZONE}`, and its chains may reject their forwarded traffic",
-                    wanted.iter().cloned().collect::<Vec<_>>().join(", ")
+                    "firewalld's table is in the ruleset but firewalld cannot be asked ({why}): {} not put in its zone `{ZONE}`, and its chains may reject their forwarded traffic",
+                    list(wanted.iter().collect())
+                ));
+            }
+            if !left.is_empty() {
+                p.warnings.push(format!(
+                    "firewalld's table is in the ruleset but firewalld cannot be asked ({why}): {} stay in its zone `{ZONE}` until it reloads or a later run takes them out",
+                    list(left)
                 ));
             }
             return p;
