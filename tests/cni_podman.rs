@@ -53,6 +53,11 @@ impl Podman {
     /// podman's configuration, plugin directory, conflist and a busybox root in the test's
     /// directory; libcni's cache (/var/lib/cni) on a tmpfs of the sandbox's own.
     fn new(plugin: Plugin) -> Option<Podman> {
+        Podman::with_caps(plugin, r#"{"portMappings":true,"ips":true}"#)
+    }
+
+    /// The same, the first plugin declaring `caps` (the conflist's `capabilities`).
+    fn with_caps(plugin: Plugin, caps: &str) -> Option<Podman> {
         let sb = Sandbox::or_skip()?;
         sb.upstream(&[]);
         let dir = sb.dir().to_path_buf();
@@ -72,7 +77,7 @@ impl Podman {
             }
         };
         let conflist = format!(
-            r#"{{"cniVersion":"1.0.0","name":"labnet","plugins":[{{"type":"{kind}","bridge":"{bridge}","isGateway":true,"ipMasq":true,"hairpinMode":true,"ipam":{{"type":"host-local","dataDir":"{d}/ipam","ranges":[[{{"subnet":"{SUBNET}","gateway":"{GW}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}},"capabilities":{{"portMappings":true}}}}{portmap}]}}"#
+            r#"{{"cniVersion":"1.0.0","name":"labnet","plugins":[{{"type":"{kind}","bridge":"{bridge}","isGateway":true,"ipMasq":true,"hairpinMode":true,"ipam":{{"type":"host-local","dataDir":"{d}/ipam","ranges":[[{{"subnet":"{SUBNET}","gateway":"{GW}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}},"capabilities":{caps}}}{portmap}]}}"#
         );
         sb.ok(&format!(
             "set -e
@@ -297,4 +302,75 @@ fn a_test_failing_with_a_container_up_leaves_no_conmon_or_container() {
     let name = seen.into_inner().expect("lock");
     assert!(!name.is_empty(), "the container did not come up");
     assert_eq!(processes_of(&name), Vec::<String>::new());
+}
+
+/// podman's `--ip` with a published port (issue 27): podman gives the first plugin of a conflist
+/// that does not declare the `ips` capability `"capabilities": {"ips": true}` in place of its
+/// own, and libcni then drops the port mappings. With both declared (docs/cni.md) the port
+/// answers from the world, the host, a neighbour and the container itself — the last at
+/// bridge-nf-call-iptables = 1, where only the port's hairpin flag lets the frame back out.
+#[test]
+fn podman_ip_with_a_published_port_answers_everywhere() {
+    if let Some(why) = missing() {
+        eprintln!("{why}");
+        return;
+    }
+    let Some(p) = Podman::new(Plugin::Nsfw) else {
+        return;
+    };
+    let sb = &p.sb;
+    sb.ok("modprobe br_netfilter; echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables");
+    p.ok(
+        "-d --name a --ip 10.90.0.7 -p 8080:80",
+        "nc -ll -p 80 -e /bin/hello & exec sleep 300",
+    );
+    assert_eq!(p.ip_of("a"), "10.90.0.7");
+    let mut world = None;
+    for _ in 0..20 {
+        world = sb.ask(Some("wan"), "tcp", HOST, 8080);
+        if world.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(world.as_deref(), Some("hello"), "from the world");
+    assert_eq!(
+        sb.ask(None, "tcp", HOST, 8080).as_deref(),
+        Some("hello"),
+        "from the host"
+    );
+    let via = |from: &str| {
+        let o = sb.sh(&p.cmd(&format!(
+            "exec {from} sh -c 'nc -w 2 {HOST} 8080 </dev/null'"
+        )));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    p.ok("-d --name b", "exec sleep 300");
+    assert_eq!(via("b"), "hello", "from a neighbour");
+    assert_eq!(
+        via("a"),
+        "hello",
+        "from itself, at bridge-nf-call-iptables = 1"
+    );
+    p.podman("rm -f -t 0 a b");
+}
+
+/// A conflist declaring `portMappings` alone loses the mappings under `--ip` (see above):
+/// nsfw cannot know them, so it refuses the container, saying what to declare, rather than
+/// start it with nothing published.
+#[test]
+fn podman_ip_without_the_ips_capability_is_refused_loudly() {
+    if let Some(why) = missing() {
+        eprintln!("{why}");
+        return;
+    }
+    let Some(p) = Podman::with_caps(Plugin::Nsfw, r#"{"portMappings":true}"#) else {
+        return;
+    };
+    let o = p.run("--rm --ip 10.90.0.8 -p 8080:80", "true");
+    assert!(!o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("\"ips\": true"), "{err}");
+    // Without --ip the same conflist publishes as before.
+    p.ok("--rm -p 8080:80", "true");
 }

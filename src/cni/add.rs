@@ -2,9 +2,12 @@
 //!
 //! In order: refuse a second ADD of the same attachment before anything else (so its failure
 //! cannot release the first one's lease); ask the IPAM plugin for a lease (outside the lock:
-//! the plugin has its own); then under nsfw's lock read the table, check the address and ports
-//! are free, make sure of the bridge and forwarding, make the pair, and send the one batch. An
-//! error undoes what was made and releases the lease.
+//! the plugin has its own); then under nsfw's lock sweep what a killed command left (see
+//! `leftovers`), read the table, check the lease against the reserved ranges and the host's
+//! routes (`validate`) and the address and ports are free — everything that can be refused is
+//! refused here, before the host changes — then record the links about to be made, turn on
+//! forwarding, make the bridge and the pair, and send the one batch. An error after the checks
+//! undoes everything the ADD did, as a DEL would, and releases the lease.
 
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
@@ -17,9 +20,9 @@ use super::error::{CniError, CniResult, code};
 use super::ipam::{self, Lease};
 use super::links::{self, Plug};
 use super::result::{self, Iface};
-use super::{forwarding, names, ruleset, table};
+use super::{forwarding, leftovers, names, ruleset, table, validate};
 use crate::owner;
-use crate::plumbing::{Conn, msgs};
+use crate::plumbing::Conn;
 use ::nft::socket::NftSocket;
 use ::nft::{Element, Value as NValue};
 
@@ -30,7 +33,7 @@ pub(super) fn add(env: &Env, c: &NetConf) -> CniResult<Value> {
             "prevResult on ADD: nsfw makes the container's interface, so it must come first in the conflist's plugins",
         ));
     }
-    let ns = links::open_netns(&env.netns)?.ok_or_else(|| {
+    let ns = super::netns::open_netns(&env.netns)?.ok_or_else(|| {
         CniError::env(format!(
             "CNI_NETNS={:?}: no such network namespace",
             env.netns
@@ -118,6 +121,7 @@ fn attach_locked(
     conn: &mut Conn,
 ) -> CniResult<Value> {
     let lock = super::lock(crate::state::Access::Exclusive)?;
+    leftovers::sweep(&lock, conn, &c.name)?;
     let mut sock = NftSocket::open()?;
     let held = ruleset::read(&mut sock, &c.name)?;
     let lease = match (lease, c.subnet) {
@@ -132,6 +136,7 @@ fn attach_locked(
         }
         (None, None) => return Err(CniError::config("no subnet and no ipam")),
     };
+    validate::lease(&lease)?;
     let owner = owner::element_owner(&env.container_id, &env.ifname);
     let mine = table::container_elements(lease.addr.ip(), &c.ports, &owner);
     for (set, e) in &mine {
@@ -148,8 +153,69 @@ fn attach_locked(
         }
     }
     others_ports(&mut sock, c)?;
-    forwarding::need_forwarding(&lock, &c.name)?;
-    let bridge = links::ensure_bridge(conn, c, lease.gateway_net())?;
+    let bridge = links::bridge_state(conn, c)?;
+    validate::host(conn, lease.subnet(), bridge.as_ref())?;
+    // Everything is checked: from here on the host changes, and an error undoes it all.
+    let host_end = names::host_veth(&c.name, &env.container_id, &env.ifname);
+    let host_mac = names::mac(&c.name, &env.container_id, &env.ifname, "host");
+    let mut made = vec![(host_end.as_str(), host_mac)];
+    if bridge.is_none() {
+        made.push((c.bridge.as_str(), links::bridge_mac(c)));
+    }
+    leftovers::intend(&lock, &c.name, &made)?;
+    let r = build(
+        env, c, ns, &lease, mine, &held, bridge, &lock, conn, &mut sock,
+    );
+    match &r {
+        // Undone as a DEL would — this container's veth, and the network's table, bridge and
+        // forwarding when it was the only one — after the links the record names that never
+        // got their mark (a bridge made but refused its alias).
+        Err(e) => {
+            let undone = leftovers::sweep(&lock, conn, &c.name)
+                .map_err(CniError::from)
+                .and_then(|()| {
+                    super::del::remove_locked(
+                        &lock,
+                        conn,
+                        &mut sock,
+                        c,
+                        &env.container_id,
+                        &env.ifname,
+                    )
+                });
+            if let Err(u) = undone {
+                crate::output::err(format_args!(
+                    "nsfw: undoing the failed ADD ({e}) failed too: {u}"
+                ));
+            }
+        }
+        // Everything is marked: the record's entries are done with (if they cannot be
+        // dropped now, the next command's sweep finds the links marked and drops them).
+        Ok(_) => {
+            if let Err(e) = leftovers::settled(&lock, &c.name) {
+                crate::output::err(format_args!("nsfw: warning: {e:#}"));
+            }
+        }
+    }
+    r
+}
+
+/// The changes of an ADD, all checked before: forwarding, the bridge, the pair, the batch.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    env: &Env,
+    c: &NetConf,
+    ns: &OwnedFd,
+    lease: &Lease,
+    mine: Vec<table::Elem>,
+    held: &ruleset::Held,
+    bridge: Option<crate::plumbing::Link>,
+    lock: &crate::state::Lock,
+    conn: &mut Conn,
+    sock: &mut NftSocket,
+) -> CniResult<Value> {
+    forwarding::need_forwarding(lock, &c.name)?;
+    let bridge = links::ensure_bridge(conn, c, bridge, lease.gateway_net())?;
     // A route without its own next hop goes through the lease's gateway (the result says so).
     let routes: Vec<_> = lease
         .routes
@@ -166,11 +232,8 @@ fn attach_locked(
         routes: &routes,
     };
     let att = links::attach(conn, &plug, &bridge)?;
-    let ops = ruleset::add_ops(&held, c, table::network_elements(c, lease.subnet()), mine);
-    if let Err(e) = ruleset::send(&mut sock, &ops) {
-        let _ = conn.run_all(&[msgs::del_link(&att.host.name, att.host.index)]);
-        return Err(e);
-    }
+    let ops = ruleset::add_ops(held, c, table::network_elements(c, lease.subnet()), mine);
+    ruleset::send(sock, &ops)?;
     Ok(result::build(
         c,
         &[
@@ -190,7 +253,7 @@ fn attach_locked(
                 sandbox: Some(&env.netns),
             },
         ],
-        &lease,
+        lease,
     ))
 }
 

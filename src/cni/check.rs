@@ -1,8 +1,9 @@
-//! CHECK: nsfw's diff, for one container. What ADD made is compared with the kernel — the host
-//! end (marked, a port of the bridge, up), the container's interface with the MAC, addresses
-//! and routes of `prevResult`, the network's table (its structure, through the engine's table
-//! diff), the container's and the network's elements, the FORWARD accepts — and every
-//! difference is named in the error (code 101), as `nsfw diff` would name it.
+//! CHECK: nsfw's diff, for one container. What ADD made is compared with the kernel — the
+//! bridge (marked, up), IPv4 forwarding, the host end (marked, a port of the bridge, up), the
+//! container's interface with the MAC, addresses and routes of `prevResult`, the network's
+//! table (its structure, through the engine's table diff), the container's and the network's
+//! elements, the FORWARD accepts — and every difference is named in the error (code 101), as
+//! `nsfw diff` would name it.
 
 use std::net::IpAddr;
 
@@ -60,7 +61,13 @@ fn links_drift(
         Some(b) if b.alias.as_deref() != Some(owner::network_mark(&c.name).as_str()) => drift.push(
             format!("bridge {} is not marked as network {}'s", c.bridge, c.name),
         ),
+        Some(b) if !b.up => drift.push(format!("bridge {} is down", c.bridge)),
         Some(_) => {}
+    }
+    // Without forwarding nothing of the containers' leaves the host, nor reaches a published
+    // port from outside.
+    if crate::plumbing::sysctl::read("net.ipv4.ip_forward")?.as_deref() != Some("1") {
+        drift.push("IPv4 forwarding is off (net.ipv4.ip_forward is not 1)".into());
     }
     let alias = owner::veth_alias(&c.name, &env.container_id, &env.ifname);
     match links::find_host_end(&mut conn, &c.name, &env.container_id, &env.ifname)? {
@@ -82,7 +89,7 @@ fn links_drift(
             }
         }
     }
-    let Some(ns) = links::open_netns(&env.netns)? else {
+    let Some(ns) = super::netns::open_netns(&env.netns)? else {
         drift.push(format!("its network namespace {} is gone", env.netns));
         return Ok(());
     };

@@ -68,6 +68,11 @@ pub(crate) struct NetConf {
     pub ips: Vec<Ipv4Addr>,
     pub mac: Option<Mac>,
     pub prev_result: Option<Value>,
+    /// `capabilities` exactly `{"ips": true}` and an address asked for in `CNI_ARGS`: what
+    /// podman 4 sends with `--ip` to a first plugin that does not declare `ips` — it replaces
+    /// the plugin's own capabilities, so `portMappings` is no longer declared and libcni drops
+    /// the mappings on the way.
+    pub caps_replaced: bool,
     /// GC only.
     pub valid: Vec<Attachment>,
     /// The bytes as they came, for the IPAM plugin (it gets the whole configuration).
@@ -265,6 +270,7 @@ fn parse_object(
         ips: Vec::new(),
         mac: None,
         prev_result: None,
+        caps_replaced: false,
         valid: Vec::new(),
         raw: bytes.to_vec(),
     };
@@ -308,6 +314,7 @@ fn parse_object(
     }
     c.masquerade = masq.or(ip_masq).unwrap_or(true);
     from_cni_args(&mut c, cni_args)?;
+    c.caps_replaced = caps_replaced(o, cni_args) && c.ports.is_empty();
     if c.bridge.is_empty() {
         let b = format!("nsfw-{}", c.name);
         if crate::topology::check_ifname(&b).is_err() {
@@ -318,6 +325,15 @@ fn parse_object(
         c.bridge = b;
     }
     Ok(c)
+}
+
+/// Whether the capabilities are podman's replacement (see `NetConf::caps_replaced`).
+fn caps_replaced(o: &Map<String, Value>, cni_args: &[(String, String)]) -> bool {
+    let only_ips = o
+        .get("capabilities")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.len() == 1 && m.get("ips") == Some(&Value::Bool(true)));
+    only_ips && cni_args.iter().any(|(k, _)| k == "IP")
 }
 
 /// `subnet`: an IPv4 network of at least 4 addresses, normalised.
@@ -409,6 +425,11 @@ fn runtime_config(c: &mut NetConf, v: &Value) -> CniResult<()> {
 impl NetConf {
     /// Checks what an address-handing command (ADD) needs.
     pub(crate) fn need_addresses(&self) -> CniResult<()> {
+        if self.caps_replaced {
+            return Err(CniError::config(
+                "capabilities = {\"ips\": true} alone, with CNI_ARGS IP: podman replaces the capabilities of a conflist's first plugin so when a container has --ip and the plugin does not declare ips, and any port mappings (-p) are lost on the way; declare \"capabilities\": {\"portMappings\": true, \"ips\": true} in the conflist (docs/cni.md)",
+            ));
+        }
         match (&self.subnet, &self.ipam) {
             (Some(_), Some(_)) => Err(CniError::config(
                 "subnet and ipam are both set: nsfw hands out addresses of subnet itself, or asks the IPAM plugin; pick one",
@@ -464,6 +485,27 @@ mod tests {
         assert_eq!(c.ports.len(), 2, "the IPv6 mapping is left out");
         assert_eq!(c.ips, vec![Ipv4Addr::new(10, 88, 0, 9)]);
         assert!(c.mac.is_some());
+    }
+
+    #[test]
+    fn podmans_replaced_capabilities_are_refused() {
+        let with = |caps: &str, args: &[(String, String)]| {
+            parse(
+                format!(r#"{{"cniVersion":"1.0.0","name":"n","subnet":"10.1.0.0/24","capabilities":{caps}}}"#)
+                    .as_bytes(),
+                args,
+            )
+            .expect("valid test input")
+        };
+        let ip = [("IP".to_string(), "10.1.0.7".to_string())];
+        let e = with(r#"{"ips":true}"#, &ip).need_addresses().unwrap_err();
+        assert!(e.msg.contains("portMappings"), "{e}");
+        assert!(
+            with(r#"{"ips":true,"portMappings":true}"#, &ip)
+                .need_addresses()
+                .is_ok()
+        );
+        assert!(with(r#"{"ips":true}"#, &[]).need_addresses().is_ok());
     }
 
     #[test]

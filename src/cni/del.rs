@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use super::config::{Attachment, NetConf};
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{forwarding, ipam, links, ruleset};
+use super::{forwarding, ipam, leftovers, links, ruleset};
 use crate::owner;
 use crate::plumbing::{Conn, msgs};
 use crate::state::{Access, Lock};
@@ -21,26 +21,48 @@ pub(super) fn del(env: &Env, c: &NetConf) -> CniResult<()> {
     {
         let lock = super::lock(Access::Exclusive)?;
         let mut conn = Conn::open("host")?;
-        if let Some(l) = links::find_host_end(&mut conn, &c.name, &env.container_id, &env.ifname)? {
-            conn.run_all(&[msgs::del_link(&l.name, l.index)])?;
-        }
-        let owner = owner::element_owner(&env.container_id, &env.ifname);
+        leftovers::sweep(&lock, &mut conn, &c.name)?;
         let mut sock = NftSocket::open()?;
-        match ruleset::read(&mut sock, &c.name) {
-            Ok(held) => {
-                let mine = held.owned_by(&owner);
-                let gone: BTreeSet<String> = [owner].into();
-                finish(&lock, &mut conn, &mut sock, c, &held, mine, &gone)?;
-            }
-            // Another owner's table of that name: nothing of this container's can be in it.
-            Err(e) if e.code == code::CONFLICT => {}
-            Err(e) => return Err(e),
-        }
+        remove_locked(
+            &lock,
+            &mut conn,
+            &mut sock,
+            c,
+            &env.container_id,
+            &env.ifname,
+        )?;
     }
     // The lease last, outside the lock (the plugin has its own): it is released even when
     // there was nothing else to remove.
     ipam::exec(c, env, "DEL", None, &c.raw)?;
     Ok(())
+}
+
+/// What attachment (`container`, `ifname`) owns goes — its host veth, its elements — and the
+/// network's table, accepts, bridge and forwarding with it when it was the last (DEL, and a
+/// failed ADD undoing itself). Under the lock.
+pub(super) fn remove_locked(
+    lock: &Lock,
+    conn: &mut Conn,
+    sock: &mut NftSocket,
+    c: &NetConf,
+    container: &str,
+    ifname: &str,
+) -> CniResult<()> {
+    if let Some(l) = links::find_host_end(conn, &c.name, container, ifname)? {
+        conn.run_all(&[msgs::del_link(&l.name, l.index)])?;
+    }
+    let owner = owner::element_owner(container, ifname);
+    match ruleset::read(sock, &c.name) {
+        Ok(held) => {
+            let mine = held.owned_by(&owner);
+            let gone: BTreeSet<String> = [owner].into();
+            finish(lock, conn, sock, c, &held, mine, &gone)
+        }
+        // Another owner's table of that name: nothing of this container's can be in it.
+        Err(e) if e.code == code::CONFLICT => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes `elems` and, when no container of the network is left, the table, the accepts
@@ -94,6 +116,7 @@ pub(super) fn gc(env: &Env, c: &NetConf) -> CniResult<()> {
     {
         let lock = super::lock(Access::Exclusive)?;
         let mut conn = Conn::open("host")?;
+        leftovers::sweep(&lock, &mut conn, &c.name)?;
         for (l, ct, ifn) in links::host_ends(&mut conn, &c.name)? {
             if !valid.contains(&owner::element_owner(&ct, &ifn)) {
                 conn.run_all(&[msgs::del_link(&l.name, l.index)])?;

@@ -11,14 +11,11 @@ use anyhow::{Context, Result, anyhow};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
 
 use super::config::NetConf;
 use super::error::{CniError, CniResult, code};
 use super::names;
-use crate::kinds::{bridge, veth};
+use crate::kinds::veth;
 use crate::owner;
 use crate::plumbing::Link;
 use crate::plumbing::observe::parse_link;
@@ -40,21 +37,6 @@ pub(super) fn get_link(c: &mut Conn, name: &str) -> Result<Option<Link>> {
         Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
         _ => None,
     })
-}
-
-/// Opens the container's namespace (`CNI_NETNS`); None when it is gone.
-pub(super) fn open_netns(path: &str) -> CniResult<Option<OwnedFd>> {
-    match open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
-        Mode::empty(),
-    ) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(CniError::env(format!(
-            "CNI_NETNS={path:?}: cannot open it: {e}"
-        ))),
-    }
 }
 
 /// Runs `f` with a connection inside the namespace `fd` (on a thread of its own: `setns`
@@ -81,36 +63,69 @@ pub(super) fn container_has(path: &str, fd: &OwnedFd, ifname: &str) -> Result<bo
     in_netns(path, fd, move |c| Ok(get_link(c, &name)?.is_some()))
 }
 
-/// The network's bridge: made (up, with nsfw's mark, its MTU and a stable MAC) when missing,
-/// given `gateway` (the host's address on it, with the subnet's prefix) and route_localnet
-/// (the host's 127.0.0.1 reaches published ports; the table's guard chain covers it). A link of
-/// that name that is not this network's bridge is a conflict.
-pub(super) fn ensure_bridge(c: &mut Conn, conf: &NetConf, gateway: Ipv4Network) -> CniResult<Link> {
+/// Whether a link can carry IPv6 at `mtu`: below 1280 the kernel gives it none, and refuses
+/// IPv6 settings on it (`addrgenmode`: EAFNOSUPPORT) — nor does it make a link-local address
+/// there, so there is nothing to turn off.
+pub(super) fn has_ipv6(mtu: u32) -> bool {
+    mtu >= 1280
+}
+
+/// The network's bridge as it is: Some when it is there and the network's, None when it is
+/// missing. A link of that name that is not this network's bridge is a conflict (checked
+/// before ADD changes anything; a killed ADD's unmarked bridge was swept before).
+pub(super) fn bridge_state(c: &mut Conn, conf: &NetConf) -> CniResult<Option<Link>> {
     let mark = owner::network_mark(&conf.name);
     let br = &conf.bridge;
-    let link = match get_link(c, br)? {
-        Some(l) => {
-            if l.kind.as_deref() != Some("bridge") || l.alias.as_deref() != Some(mark.as_str()) {
-                return Err(CniError::new(
-                    code::CONFLICT,
-                    format!(
-                        "interface {br} exists and is not network {}'s bridge (kind {}, alias {:?}, not {mark:?}); remove it or set bridge to another name",
-                        conf.name,
-                        l.kind.as_deref().unwrap_or("none"),
-                        l.alias.as_deref().unwrap_or("")
-                    ),
-                ));
-            }
-            l
+    match get_link(c, br)? {
+        Some(l)
+            if l.kind.as_deref() == Some("bridge") && l.alias.as_deref() == Some(mark.as_str()) =>
+        {
+            Ok(Some(l))
         }
+        Some(l) => Err(CniError::new(
+            code::CONFLICT,
+            format!(
+                "interface {br} exists and is not network {}'s bridge (kind {}, alias {:?}, not {mark:?}); remove it or set bridge to another name",
+                conf.name,
+                l.kind.as_deref().unwrap_or("none"),
+                l.alias.as_deref().unwrap_or("")
+            ),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The MAC the network's bridge is made with.
+pub(super) fn bridge_mac(conf: &NetConf) -> crate::topology::Mac {
+    names::mac(&conf.name, "", "", "bridge")
+}
+
+/// The network's bridge: made (with nsfw's mark, its MTU and a stable MAC) when `have` is
+/// None; in either case up, with `gateway` (the host's address on it, with the subnet's
+/// prefix) and route_localnet (the host's 127.0.0.1 reaches published ports; the table's
+/// guard chain covers it) — set each time, so a bridge an ADD killed half-way gets them.
+pub(super) fn ensure_bridge(
+    c: &mut Conn,
+    conf: &NetConf,
+    have: Option<Link>,
+    gateway: Ipv4Network,
+) -> CniResult<Link> {
+    let br = &conf.bridge;
+    let link = match have {
+        Some(l) => l,
         None => {
-            let mac = names::mac(&conf.name, "", "", "bridge");
-            c.run_all(&bridge::create(br, conf.mtu, mac, false))?;
-            c.run_all(&[msgs::mark(br, &mark)])?;
-            sysctl::write(&sysctl::key_for("net.ipv4.conf", br, "route_localnet"), "1")?;
+            c.run_all(&[msgs::create_bridge(br, conf.mtu, bridge_mac(conf), false)])?;
+            c.run_all(&[msgs::mark(br, &owner::network_mark(&conf.name))])?;
+            if has_ipv6(conf.mtu) {
+                c.run_all(&[msgs::no_link_local(br)])?;
+            }
             get_link(c, br)?.ok_or_else(|| anyhow!("bridge {br} vanished after its creation"))?
         }
     };
+    sysctl::write(&sysctl::key_for("net.ipv4.conf", br, "route_localnet"), "1")?;
+    if !link.up {
+        c.run_all(&[msgs::up(br)])?;
+    }
     // Added or confirmed: NLM_F_REPLACE makes it a no-op when it is there.
     c.run_all(&[msgs::add_addr(br, link.index, IpNetwork::V4(gateway))])?;
     Ok(link)
@@ -156,14 +171,24 @@ pub(super) fn attach(c: &mut Conn, p: &Plug, bridge: &Link) -> CniResult<Attache
     )])?;
     let made = (|| -> Result<Attached> {
         // Marked first: from here on DEL and GC find it by its alias.
-        c.run_all(&veth::host_end(&host, &alias, true, false))?;
+        // Hairpin where the container publishes a port: with bridge-nf-call-iptables = 1 the
+        // DNAT of a container's connection to its own published port happens while the frame
+        // is bridged, and the frame must go back out of the port it came in by.
+        let hairpin = !p.conf.ports.is_empty();
+        c.run_all(&veth::host_end(
+            &host,
+            &alias,
+            has_ipv6(p.conf.mtu),
+            hairpin,
+        ))?;
         let h = get_link(c, &host)?.ok_or_else(|| anyhow!("veth {host} vanished"))?;
         let (ifname, addr) = (p.ifname.to_string(), p.addr);
         let routes = p.routes.to_vec();
+        let v6 = has_ipv6(p.conf.mtu);
         in_netns(p.netns_path, p.netns, move |k| {
             let l = get_link(k, &ifname)?
                 .ok_or_else(|| anyhow!("{ifname} did not appear in the container"))?;
-            k.run_all(&veth::peer_end(&ifname, true))?;
+            k.run_all(&veth::peer_end(&ifname, v6))?;
             k.run_all(&[msgs::add_addr(&ifname, l.index, IpNetwork::V4(addr))])?;
             let reqs: Vec<_> = routes
                 .iter()

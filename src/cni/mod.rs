@@ -14,7 +14,10 @@
 //! | `table` | the network's nft table and a container's elements |
 //! | `ruleset` | reading the table, and the ops of one batch |
 //! | `links` | bridge, veth pair, the container's address and routes |
+//! | `netns` | `CNI_NETNS`, opened safely and checked to be another network namespace |
 //! | `forwarding` | IPv4 forwarding, recorded |
+//! | `leftovers` | the write-ahead record of the links an ADD makes, and the sweep of what a killed one left |
+//! | `validate` | the subnet and gateway, checked against the reserved ranges and the host before ADD changes anything |
 //! | `result` | the ADD result, and prevResult for CHECK |
 //! | `add`, `del` (and GC), `check`, `status` | the commands |
 
@@ -26,12 +29,15 @@ pub(crate) mod env;
 pub(crate) mod error;
 mod forwarding;
 mod ipam;
+mod leftovers;
 mod links;
 pub(crate) mod names;
+mod netns;
 mod result;
 mod ruleset;
 mod status;
 pub(crate) mod table;
+mod validate;
 
 use std::io::{Read, Write};
 

@@ -1,13 +1,15 @@
 //! STATUS (1.1.0): whether an ADD could be served now. nftables must answer, the network's
-//! table and bridge must be nsfw's (or absent: the next ADD makes them), and the IPAM plugin
+//! table and bridge must be nsfw's (or absent: the next ADD makes them; or a bridge a killed ADD
+//! left unmarked, which the record names: the next ADD removes it), and the IPAM plugin
 //! must be there (and say it is ready, when it speaks 1.1.0). Not ready is error 50.
 
 use super::config::NetConf;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::{ipam, links, ruleset};
+use super::{ipam, leftovers, links, ruleset};
 use crate::owner;
 use crate::plumbing::Conn;
+use crate::state::Access;
 use ::nft::socket::NftSocket;
 
 fn not_available(why: String) -> CniError {
@@ -21,6 +23,8 @@ pub(super) fn status(env: &Env, c: &NetConf) -> CniResult<()> {
     if let Some(b) = links::get_link(&mut conn, &c.bridge)?
         && (b.kind.as_deref() != Some("bridge")
             || b.alias.as_deref() != Some(owner::network_mark(&c.name).as_str()))
+        // A bridge a killed ADD made and could not mark: the next ADD removes it first.
+        && !leftovers::is_leftover(&super::lock(Access::Shared)?, &c.name, &b)
     {
         return Err(not_available(format!(
             "interface {} is in the way: it is not network {}'s bridge",
