@@ -14,7 +14,7 @@ use crate::topology::{BrNetfilter, Bridge, Iface, Namespace, Topology};
 
 /// The kernel drops IPv6 from a link whose MTU is below this, so addrgenmode (an IPv6 setting)
 /// cannot be set on it.
-const IPV6_MIN_MTU: u32 = 1280;
+pub(crate) const IPV6_MIN_MTU: u32 = 1280;
 
 pub(crate) const IP_FORWARD: &str = "net.ipv4.ip_forward";
 pub(crate) const IP6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
@@ -112,6 +112,7 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
                 origin: format!("bridges.{}.ports", b.name),
                 kind: LinkKind::Port {
                     take_addresses: b.take_addresses,
+                    mtu_set: b.mtu_set,
                 },
                 mtu: b.mtu,
                 mac: None,

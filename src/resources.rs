@@ -62,6 +62,9 @@ pub(crate) enum LinkKind {
     /// `take_addresses`: its addresses (and default route) move to the bridge meanwhile.
     Port {
         take_addresses: bool,
+        /// The file sets the bridge's MTU: the port is set to it (else a port of another
+        /// MTU is refused).
+        mtu_set: bool,
     },
 }
 

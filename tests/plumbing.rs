@@ -294,7 +294,7 @@ fn verify_reports_the_live_topology() {
     let f = lab(&sb);
     sb.nsfw_code(&["apply", &f], 0);
     let out = sb.nsfw_code(&["verify", &f], 0);
-    assert!(out.contains("6/6 checks as expected"), "{out}");
+    assert!(out.contains("8/8 checks as expected"), "{out}");
     sb.ok("ip link set veth-ns2 down");
     let out = sb.nsfw_code(&["verify", &f], 1);
     assert!(out.contains("FAIL"), "{out}");

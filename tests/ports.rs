@@ -123,3 +123,66 @@ fn a_port_that_leaves_the_file_gets_its_routes_back_while_the_bridge_stays() {
             .contains("eth9")
     );
 }
+
+/// A NIC whose LAN routes through the host: eth8 (192.0.2.2/24) with a LAN router `lan`
+/// (192.0.2.10) behind it, and 198.18.0.0/24 behind that router (on its loopback), routed by
+/// the host through it. Taken by a bridge, the LAN keeps reaching the world and ns1 through
+/// the host; given back at flush, the LAN reaches the host at once (announced, not waiting
+/// for its stale neighbour entry to time out).
+#[test]
+fn a_taken_nic_keeps_routing_its_lan_and_announces_the_move() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["192.0.2.0/24", "198.18.0.0/24"]);
+    sb.ok(
+        "ip netns add lan && ip link add eth8 type veth peer name eth0 netns lan \
+           && ip link set eth8 up && ip addr add 192.0.2.2/24 dev eth8 \
+           && ip -n lan link set lo up && ip -n lan link set eth0 up \
+           && ip -n lan addr add 192.0.2.10/24 dev eth0 && ip -n lan addr add 198.18.0.1/32 dev lo \
+           && ip -n lan route add default via 192.0.2.2 \
+           && ip route add 198.18.0.0/24 via 192.0.2.10 dev eth8 \
+           && ip addr add 2001:db8:77::2/64 dev eth8 nodad \
+           && ip -n lan addr add 2001:db8:77::10/64 dev eth0 nodad \
+           && sysctl -qw net.ipv4.ip_forward=1",
+    );
+    let lan_reaches = |from: &str, to: &str| {
+        sb.sh(&format!("ip netns exec lan ping -c1 -W2 -I {from} {to}"))
+            .status
+            .success()
+    };
+    assert!(lan_reaches("192.0.2.10", "203.0.113.10"));
+    let f = sb.file(
+        "p.toml",
+        r#"
+name = "p"
+[bridges.br0]
+address = "10.10.0.1/24"
+masquerade = true
+ports = ["eth8"]
+take_addresses = true
+[namespaces.ns1]
+bridge = "br0"
+"#,
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    for from in ["192.0.2.10", "198.18.0.1"] {
+        assert!(lan_reaches(from, "203.0.113.10"), "lan {from} → internet");
+        assert!(lan_reaches(from, "10.10.0.2"), "lan {from} → ns1");
+    }
+    assert!(sb.pings("ns1", "203.0.113.10"));
+    // Flush: the address goes back to eth8, whose MAC the LAN's entry does not hold yet.
+    sb.ok(
+        "ip netns exec lan ping -c1 -W1 192.0.2.2 && ip netns exec lan ping -c1 -W1 2001:db8:77::2",
+    );
+    sb.nsfw_code(&["flush", &f], 0);
+    let mac = sb.ok("ip -o link show dev eth8 | sed 's/.*link\\/ether \\([^ ]*\\).*/\\1/'");
+    for a in ["192.0.2.2", "2001:db8:77::2"] {
+        let seen = sb.ok(&format!("ip -n lan neigh show {a}"));
+        assert!(
+            seen.contains(mac.trim()),
+            "LAN's entry {seen} is not eth8's {mac}"
+        );
+        let out = sb.ok(&format!("ip netns exec lan ping -c1 -W1 {a}"));
+        assert!(out.contains("1 received"), "{out}");
+    }
+}

@@ -44,7 +44,7 @@ fn diagnose(
     };
     let l4 = match &c.probe {
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
-        probe::Probe::Ping | probe::Probe::Slow(_) => (1, 0),
+        probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
@@ -136,7 +136,14 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
     checks.extend(probe::target_checks(&t));
-    Ok(run_checks(&t, &checks, json, true))
+    checks.extend(probe::full_size_checks(&t));
+    let code = run_checks(&t, &checks, json, true);
+    // One MTU per segment: the ports' MTUs as the host has them.
+    let mixed = crate::doctor::mtu::read(&t).map_err(|e| report(&e))?;
+    for f in &mixed {
+        error!("{}: {} ({})", f.object, f.what, f.fix);
+    }
+    Ok(if mixed.is_empty() { code } else { ERR })
 }
 
 fn load_try(file: &Option<PathBuf>) -> Result<Topology, Fail> {
@@ -183,7 +190,13 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         if let Some(f) = file {
             args.push(f.into_os_string());
         }
-        let r = sandbox::run(Path::new("/proc/self/exe"), &args);
+        // The ports the file names, as this host has them: the sandbox's stand-ins copy them.
+        let mut env = Vec::new();
+        if t.bridges.iter().any(|b| !b.ports.is_empty()) {
+            let real = sandbox::lan::read_host(&t).map_err(|e| report(&e))?;
+            env.push((sandbox::lan::ENV_PORTS, real));
+        }
+        let r = sandbox::run_with(Path::new("/proc/self/exe"), &args, &env);
         if r.is_ok() {
             // The child printed the command's output (or its JSON failure) itself.
             crate::output::data_written_elsewhere();
@@ -198,7 +211,10 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         t.name,
         t.source.display()
     );
+    let mut t = t;
+    sandbox::lan::forwarding_premise(&mut t);
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
+    let lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
     super::apply::converge(&t, &lock, super::Printing::default())?;
     drop(lock);
@@ -207,6 +223,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let world = sandbox::world().map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
+    checks.extend(lan_checks);
     let code = run_checks(&t, &checks, json, false);
     say!("sandbox torn down: nothing was left on the host");
     Ok(code)

@@ -7,6 +7,7 @@ pub(crate) mod chains;
 pub(crate) mod flows;
 pub(crate) mod host;
 pub(crate) mod judge;
+pub(crate) mod mtu;
 
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,7 @@ pub(crate) fn examine(t: &Topology) -> Result<Vec<Finding>> {
     host::neighbours(&mut out, t, &mut conn)?;
     host::forwarding_leak(&mut out, t, &node, &rs)?;
     host::routes(&mut out, t, &node);
+    mtu::mixed(&mut out, t, &node);
     host::listeners(&mut out, t);
     out.sort_by_key(|a| a.severity);
     Ok(out)

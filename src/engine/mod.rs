@@ -184,7 +184,7 @@ fn plan_with(
         p.warnings
             .extend(firewall::publish::foreign_addresses(t, &host));
     }
-    p.nft = plan_nft(tg, o)?;
+    p.nft = plan_nft(tg, o, rec)?;
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
     let z = crate::firewalld::plan(
@@ -206,9 +206,13 @@ fn plan_in(k: &mut dyn Kernel, tg: &Target, o: &Observed, rec: &Record) -> Resul
 }
 
 /// The nftables part of [`plan`].
-fn plan_nft(tg: &Target, o: &Observed) -> Result<firewall::NftPlan> {
+fn plan_nft(tg: &Target, o: &Observed, rec: &Record) -> Result<firewall::NftPlan> {
     let nft = match tg.topology {
-        Some(t) => firewall::diff(t, &o.nft, firewall::prepare(t))?,
+        Some(t) => {
+            // The LANs behind taken ports are sources of their bridges too.
+            let t = &plan::with_lan(t, &o.net, rec);
+            firewall::diff(t, &o.nft, firewall::prepare(t))?
+        }
         None => {
             let owners = match tg.who {
                 Owner::Topology(n) => Some(vec![n.to_string()]),

@@ -47,7 +47,7 @@ fn sources(t: &Topology, v6: bool) -> Vec<Element> {
             let any = if v6 { "::/0" } else { "0.0.0.0/0" };
             any.parse::<IpNetwork>().into_iter().collect()
         } else {
-            t.sources_via(&b.name, v6)
+            t.trusted_sources(&b.name, v6)
         };
         for n in nets {
             out.push(net_elem(vec![Value::Ifname(b.name.clone())], n));

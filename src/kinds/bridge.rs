@@ -35,12 +35,15 @@ pub(crate) fn attrs(spec: &LinkSpec, have: &Link) -> Vec<LinkAttr> {
 /// bridge from taking its smallest port's), and no kernel-made IPv6 link-local address: it
 /// would sit tentative (unusable for neighbour discovery of forwarded packets) for a second
 /// of DAD; an IPv6 segment gets its link-local address from the plan, without DAD. Set before
-/// any port gives the bridge a carrier, which is when the kernel would make one.
+/// any port gives the bridge a carrier, which is when the kernel would make one. Below IPv6's
+/// minimum MTU the link has no IPv6 at all, and the kernel refuses the setting
+/// (EAFNOSUPPORT): nothing to switch off.
 pub(crate) fn create(name: &str, mtu: u32, mac: Mac, nf_call: bool) -> Vec<Req> {
-    vec![
-        msgs::create_bridge(name, mtu, mac, nf_call),
-        msgs::no_link_local(name),
-    ]
+    let mut out = vec![msgs::create_bridge(name, mtu, mac, nf_call)];
+    if mtu >= crate::compile::IPV6_MIN_MTU {
+        out.push(msgs::no_link_local(name));
+    }
+    out
 }
 
 /// A bridge made.

@@ -11,6 +11,7 @@
 //! [`sysctl`], [`resolv`], [`neigh`], [`netem`].
 
 pub(crate) mod addr;
+pub(crate) mod announce;
 pub(crate) mod bridge;
 pub(crate) mod link;
 pub(crate) mod namespace;
@@ -36,6 +37,7 @@ use crate::plumbing::Req;
 use crate::resources::Place;
 
 pub(crate) use addr::{AddAddr, DelAddr};
+pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
 pub(crate) use namespace::{CreateNamespace, DeleteNamespace, MarkNamespace};
@@ -173,6 +175,7 @@ steps!(
     WriteResolv,
     ForgetNeighbours,
     SetNetem,
+    Announce,
 );
 
 impl Step {

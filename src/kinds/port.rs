@@ -58,6 +58,19 @@ pub(crate) fn routes_of(o: &NodeObs, index: u32) -> Vec<KeptRoute> {
     out
 }
 
+/// The networks a LAN behind a port sends from: those of its addresses, and the
+/// destinations of its routes (not default routes: the world is not the LAN).
+pub(crate) fn networks(addrs: &[KeptAddr], routes: &[KeptRoute]) -> Vec<IpNetwork> {
+    let of_addr = addrs
+        .iter()
+        .filter_map(|a| IpNetwork::new(a.net.network(), a.net.prefix()).ok());
+    let of_route = routes.iter().map(|r| r.dst).filter(|d| d.prefix() > 0);
+    of_addr
+        .chain(of_route)
+        .filter(|n| !link_local(n) && !n.ip().is_multicast())
+        .collect()
+}
+
 /// Whether `o` has route `r` through link `index`.
 pub(crate) fn has_route(o: &NodeObs, index: u32, r: &KeptRoute) -> bool {
     o.routes.iter().chain(&o.other_tables).any(|x| {

@@ -107,7 +107,7 @@ fn kind(s: &Step) -> &'static str {
         Step::SetRoute { .. } | Step::DelRoute { .. } => "route",
         Step::SetSysctl { .. } => "sysctl",
         Step::WriteResolv { .. } | Step::RemoveResolv { .. } => "file",
-        Step::ForgetNeighbours { .. } => "neighbours",
+        Step::ForgetNeighbours { .. } | Step::Announce { .. } => "neighbours",
         Step::SetNetem { .. } => "qdisc",
     }
 }

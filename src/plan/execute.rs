@@ -253,6 +253,7 @@ fn host_finish(
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),
+        Step::Announce(a) => Some(a.apply()),
         _ => None,
     };
     let n = call_each(these, write, ok, errs);

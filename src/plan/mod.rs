@@ -27,6 +27,7 @@ pub(crate) use crate::kinds::Step;
 pub(crate) use crate::owner::Owner;
 pub(crate) use diff::plan;
 pub(crate) use execute::execute;
+pub(crate) use ports::with_lan;
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};

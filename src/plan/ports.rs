@@ -9,29 +9,55 @@
 //! only copy. The kernel lets a bridge's ports go when the bridge is deleted; everything else
 //! here is steps like any other.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::cx::Cx;
 use crate::kinds::port::{addrs_of, has_addr, has_route, put_addr, put_route, routes_of};
-use crate::kinds::{DelAddr, LinkAttr, SetLink, bridge};
-use crate::plumbing::Link;
+use crate::kinds::{Announce, DelAddr, LinkAttr, SetLink, bridge};
+use crate::plumbing::{Link, Observed};
 use crate::resources::{LinkKind, Node, Place};
 use crate::state::{KeptAddr, KeptRoute, Record, Taken};
+use crate::topology::Mac;
+use crate::topology::Topology;
+use ipnetwork::IpNetwork;
 
-/// The ports the file wants: their bridge and `take_addresses`.
-type Wanted = BTreeMap<String, (String, bool)>;
+/// What the file wants of a port.
+#[derive(Clone)]
+struct Want {
+    bridge: String,
+    take: bool,
+    /// The bridge's MTU, and whether the file says it (the port is then set to it).
+    mtu: u32,
+    mtu_set: bool,
+}
+
+/// The ports the file wants.
+type Wanted = BTreeMap<String, Want>;
 
 impl<'a> Cx<'a> {
-    /// The ports the file wants, with their bridge and `take_addresses`.
+    /// The ports the file wants, with their bridge, `take_addresses` and MTU.
     fn wanted_ports(&self) -> Wanted {
         self.d
             .host
             .links
             .values()
             .filter_map(|s| match (&s.kind, &s.master) {
-                (LinkKind::Port { take_addresses }, Some(br)) => {
-                    Some((s.name.clone(), (br.clone(), *take_addresses)))
-                }
+                (
+                    LinkKind::Port {
+                        take_addresses,
+                        mtu_set,
+                    },
+                    Some(br),
+                ) => Some((
+                    s.name.clone(),
+                    Want {
+                        bridge: br.clone(),
+                        take: *take_addresses,
+                        mtu: s.mtu,
+                        mtu_set: *mtu_set,
+                    },
+                )),
                 _ => None,
             })
             .collect()
@@ -44,7 +70,8 @@ impl<'a> Cx<'a> {
         let mut host = self.d.host.clone();
         let wanted = self.wanted_ports();
         for (port, t) in &rec.taken {
-            if t.topology != self.d.topology || wanted.get(port).map(|(b, _)| b) != Some(&t.bridge)
+            if t.topology != self.d.topology
+                || wanted.get(port).map(|w| &w.bridge) != Some(&t.bridge)
             {
                 continue;
             }
@@ -61,8 +88,8 @@ impl<'a> Cx<'a> {
     pub(super) fn ports(&mut self, rec: &Record) {
         let wanted = self.wanted_ports();
         let mut taken_now: BTreeMap<String, Taken> = BTreeMap::new();
-        for (port, (br, take)) in &wanted {
-            if let Some(t) = self.port(port, br, *take, rec) {
+        for (port, want) in &wanted {
+            if let Some(t) = self.port(port, want, rec) {
                 taken_now.insert(port.clone(), t);
             }
         }
@@ -77,9 +104,11 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// One wanted port of bridge `br`: enslaved (what it carries taken when `take`), kept as
-    /// it is, or a conflict. What this run takes from it.
-    fn port(&mut self, port: &str, br: &str, take: bool, rec: &Record) -> Option<Taken> {
+    /// One wanted port: enslaved (what it carries taken when the bridge says
+    /// `take_addresses`, its MTU set to the bridge's), kept as it is, or a conflict. What this
+    /// run takes from it.
+    fn port(&mut self, port: &str, want: &Want, rec: &Record) -> Option<Taken> {
+        let (br, take) = (want.bridge.as_str(), want.take);
         let o = self.o;
         let key = format!("{}: bridges.{br}.ports", self.file());
         let l = self.takeable(&key, port)?;
@@ -88,18 +117,10 @@ impl<'a> Cx<'a> {
             .link(br)
             .filter(|b| b.alias.as_deref() == Some(self.d.mark.as_str()))
             .map(|b| b.index);
-        if l.master.is_some() && l.master == ours {
-            if !l.up {
-                self.push(SetLink {
-                    place: Place::Host,
-                    name: port.to_string(),
-                    attrs: vec![LinkAttr::Up],
-                });
-            }
-            if let (Some(t), Some(bi)) = (rec.taken.get(port), ours) {
-                self.keep_taken(port, br, l.index, bi, t);
-            }
-            return None;
+        if let (Some(m), Some(bi)) = (l.master, ours)
+            && m == bi
+        {
+            return self.held(port, want, l, bi, rec);
         }
         if let Some(m) = l.master {
             let other = o.host.name_of(m).unwrap_or("another bridge");
@@ -114,10 +135,15 @@ impl<'a> Cx<'a> {
             self.refuse(&key, port, br, &addrs, &routes);
             return None;
         }
-        let mut attrs = vec![LinkAttr::Master {
+        if !self.mtu_fits(&key, port, l, want) {
+            return None;
+        }
+        // The MTU first: the port joins the bridge already at the segment's MTU.
+        let mut attrs = mtu_attr(l, want.mtu);
+        attrs.push(LinkAttr::Master {
             old: None,
             new: Some(br.to_string()),
-        }];
+        });
         if !l.up {
             attrs.push(LinkAttr::Up);
         }
@@ -126,7 +152,8 @@ impl<'a> Cx<'a> {
             name: port.to_string(),
             attrs,
         });
-        if addrs.is_empty() && routes.is_empty() {
+        let mtu = (l.mtu != want.mtu).then_some(l.mtu);
+        if addrs.is_empty() && routes.is_empty() && mtu.is_none() {
             return None;
         }
         self.take(port, br, &addrs, &routes);
@@ -135,7 +162,73 @@ impl<'a> Cx<'a> {
             bridge: br.to_string(),
             addrs,
             routes,
+            mtu,
         })
+    }
+
+    /// A port the bridge holds already: the segment's MTU changed in the file, or someone
+    /// changed the port's since (a mixed segment loses full-size frames): set. The MTU it had
+    /// before nsfw first changed it is what it gets back (what this run takes, if that is
+    /// now). What was taken from it stays on the bridge.
+    fn held(&mut self, port: &str, want: &Want, l: &Link, bi: u32, rec: &Record) -> Option<Taken> {
+        let br = want.bridge.as_str();
+        let key = format!("{}: bridges.{br}.ports", self.file());
+        if !self.mtu_in_range(&key, port, l, want) {
+            return None;
+        }
+        let mut attrs = mtu_attr(l, want.mtu);
+        let first_change = !attrs.is_empty() && rec.taken.get(port).and_then(|t| t.mtu).is_none();
+        if !l.up {
+            attrs.push(LinkAttr::Up);
+        }
+        if !attrs.is_empty() {
+            self.push(SetLink {
+                place: Place::Host,
+                name: port.to_string(),
+                attrs,
+            });
+        }
+        if let Some(t) = rec.taken.get(port) {
+            self.keep_taken(port, br, l.index, bi, t);
+        }
+        first_change.then(|| Taken {
+            mtu: Some(l.mtu),
+            ..rec.taken.get(port).cloned().unwrap_or_else(|| Taken {
+                topology: self.d.topology.clone(),
+                bridge: br.to_string(),
+                ..Taken::default()
+            })
+        })
+    }
+
+    /// Whether port `l` may be set to the segment's MTU: the file says it (else one of
+    /// another MTU is refused: which of the two was meant is not guessed), and its driver
+    /// takes it (else the kernel would refuse it half-way through the run). A conflict if not.
+    fn mtu_fits(&mut self, key: &str, port: &str, l: &Link, want: &Want) -> bool {
+        let br = want.bridge.as_str();
+        if l.mtu != want.mtu && !want.mtu_set {
+            self.conflict(format!(
+                "{key}: {port} has MTU {} and bridge {br} {} (the default: [bridges.{br}] has no `mtu`); one MTU per L2 segment, or full-size frames are lost. Set mtu = {} on [bridges.{br}] to run the segment at the port's MTU (the namespaces on it take it too), or the MTU every port should be set to",
+                l.mtu, want.mtu, l.mtu
+            ));
+            return false;
+        }
+        self.mtu_in_range(key, port, l, want)
+    }
+
+    /// Whether port `l`'s driver takes the segment's MTU (IFLA_MIN_MTU, IFLA_MAX_MTU): else
+    /// the kernel would refuse it half-way through the run. A conflict if not.
+    fn mtu_in_range(&mut self, key: &str, port: &str, l: &Link, want: &Want) -> bool {
+        if let (Some(lo), Some(hi)) = l.mtu_range
+            && (want.mtu < lo || (hi > 0 && want.mtu > hi))
+        {
+            self.conflict(format!(
+                "{key}: {port} takes an MTU of {lo}-{hi} (its driver says), not the {} of [bridges.{}]; set mtu within that range",
+                want.mtu, want.bridge
+            ));
+            return false;
+        }
+        true
     }
 
     /// The host's interface `port`, if it may be a port at all: there, no bridge and none of
@@ -191,8 +284,10 @@ impl<'a> Cx<'a> {
     /// host build and removed from the port in the host finish, before the routes go to the
     /// bridge.
     fn take(&mut self, port: &str, br: &str, addrs: &[KeptAddr], routes: &[KeptRoute]) {
+        let mac = self.d.host.links.get(br).and_then(|l| l.mac);
         for a in addrs {
             self.push(put_addr(br, a));
+            self.announce(br, a.net, mac);
             self.push(DelAddr {
                 place: Place::Host,
                 ifname: port.to_string(),
@@ -211,7 +306,7 @@ impl<'a> Cx<'a> {
         let mut given_back = Vec::new();
         for (port, t) in &rec.taken {
             if !self.who.owns_topology(&t.topology)
-                || wanted.get(port).map(|(b, _)| b) == Some(&t.bridge)
+                || wanted.get(port).map(|w| &w.bridge) == Some(&t.bridge)
             {
                 continue;
             }
@@ -222,6 +317,7 @@ impl<'a> Cx<'a> {
             for a in &t.addrs {
                 if !has_addr(&o.host, l.index, a.net) {
                     self.push(put_addr(port, a));
+                    self.announce(port, a.net, l.mac);
                 }
             }
             for r in &t.routes {
@@ -229,8 +325,29 @@ impl<'a> Cx<'a> {
                     self.push(put_route(r, port));
                 }
             }
+            if let Some(m) = t.mtu {
+                let attrs = mtu_attr(l, m);
+                if !attrs.is_empty() {
+                    self.push(SetLink {
+                        place: Place::Host,
+                        name: port.clone(),
+                        attrs,
+                    });
+                }
+            }
         }
         given_back
+    }
+
+    /// Address `net` announced on `ifname` (at `mac`) once it is there: it moved.
+    fn announce(&mut self, ifname: &str, net: IpNetwork, mac: Option<Mac>) {
+        if let Some(mac) = mac {
+            self.push(Announce {
+                ifname: ifname.to_string(),
+                net,
+                mac,
+            });
+        }
     }
 
     /// A port the bridge holds: what was taken from it stays on the bridge. A run killed
@@ -256,4 +373,45 @@ impl<'a> Cx<'a> {
             }
         }
     }
+}
+
+/// The MTU change that brings link `l` to `mtu`, if any.
+fn mtu_attr(l: &Link, mtu: u32) -> Vec<LinkAttr> {
+    if l.mtu == mtu {
+        return Vec::new();
+    }
+    vec![LinkAttr::Mtu {
+        old: l.mtu,
+        new: mtu,
+    }]
+}
+
+/// `t` with each bridge's `lan` filled: for each port it takes addresses from, the networks
+/// of what the port carries now (a first apply: the firewall goes in before the port is
+/// taken) and of what the record says was taken from it (held by the bridge meanwhile).
+pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'t, Topology> {
+    if !t.bridges.iter().any(|b| b.take_addresses) {
+        return Cow::Borrowed(t); // no copy of a file of 100k allows for nothing
+    }
+    let mut t = t.clone();
+    for b in t.bridges.iter_mut().filter(|b| b.take_addresses) {
+        let mut lan = Vec::new();
+        for p in &b.ports {
+            let mut addrs = Vec::new();
+            let mut routes = Vec::new();
+            if let Some(l) = o.host.link(p) {
+                addrs = addrs_of(&o.host, l.index);
+                routes = routes_of(&o.host, l.index);
+            }
+            if let Some(k) = rec.taken.get(p).filter(|k| k.bridge == b.name) {
+                addrs.extend(k.addrs.iter().copied());
+                routes.extend(k.routes.iter().copied());
+            }
+            lan.extend(crate::kinds::port::networks(&addrs, &routes));
+        }
+        lan.sort();
+        lan.dedup();
+        b.lan = lan;
+    }
+    Cow::Owned(t)
 }

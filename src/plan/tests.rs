@@ -502,3 +502,75 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
         (Some(true), Some(0))
     );
 }
+
+/// ONE with eth1 (1400 bytes, no master, 192.0.2.2/24) as a port of br0, and `extra` keys.
+fn with_port(extra: &str) -> (Desired, Observed) {
+    let d = desired(&ONE.replace(
+        "[bridges.br0]\n",
+        &format!("[bridges.br0]\nports = [\"eth1\"]\n{extra}"),
+    ));
+    let mut o = in_sync(&desired(ONE));
+    let mut eth1 = link(31, "eth1", None, None);
+    eth1.mtu = 1400;
+    o.host.links.push(eth1);
+    (d, o)
+}
+
+#[test]
+fn a_port_of_another_mtu_is_refused_unless_the_file_sets_the_bridges() {
+    let (d, o) = with_port("");
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert!(
+        p.conflicts
+            .iter()
+            .any(|c| c.contains("eth1 has MTU 1400 and bridge br0 1500")),
+        "{:?}",
+        p.conflicts
+    );
+    let (d, o) = with_port("mtu = 1500\n");
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert_eq!(
+        steps(&p),
+        ["~ link eth1: mtu 1400 → 1500, master none → br0"]
+    );
+    // Its own MTU is kept, to be given back.
+    assert_eq!(p.record_during.taken["eth1"].mtu, Some(1400));
+    // A driver that takes at most 1500 is not asked for 9000 half-way through a run.
+    let (d, mut o) = with_port("mtu = 9000\n");
+    if let Some(l) = o.host.links.iter_mut().find(|l| l.name == "eth1") {
+        l.mtu_range = (Some(68), Some(1500));
+    }
+    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
+    assert!(
+        p.conflicts
+            .iter()
+            .any(|c| c.contains("eth1 takes an MTU of 68-1500")),
+        "{:?}",
+        p.conflicts
+    );
+}
+
+#[test]
+fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
+    let (_, mut o) = with_port("take_addresses = true\n");
+    o.host.addrs.push(addr(31, "192.0.2.2/24"));
+    let mut r = route("198.18.0.0/24", Some("192.0.2.1"), 31, false);
+    (r.ours, r.proto) = (false, 4);
+    o.host.routes.push(r);
+    let text = ONE.replace(
+        "[bridges.br0]\n",
+        "[bridges.br0]\nports = [\"eth1\"]\ntake_addresses = true\n",
+    );
+    let t = topology("one", &text);
+    let t = super::with_lan(&t, &o, &Record::default());
+    assert_eq!(
+        t.trusted_sources("br0", false),
+        [
+            net("10.10.0.0/24"),
+            net("192.0.2.0/24"),
+            net("198.18.0.0/24")
+        ]
+    );
+    // Not the topology's own: no masquerade, still the world to the policy.
+    assert_eq!(t.sources_via("br0", false), [net("10.10.0.0/24")]);
+}

@@ -22,6 +22,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_AF_SPEC: u16 = 26;
+const IFLA_MIN_MTU: u16 = 50;
+const IFLA_MAX_MTU: u16 = 51;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_INFO_SLAVE_KIND: u16 = 4;
@@ -68,6 +70,8 @@ pub(super) fn parse(msg: &[u8]) -> Option<Link> {
         match a.ty {
             IFLA_IFNAME => l.name = string_of(v),
             IFLA_MTU => l.mtu = u32_of(v)?,
+            IFLA_MIN_MTU => l.mtu_range.0 = u32_of(v),
+            IFLA_MAX_MTU => l.mtu_range.1 = u32_of(v),
             IFLA_ADDRESS => l.mac = <[u8; 6]>::try_from(v).ok().map(Mac),
             IFLA_MASTER => l.master = u32_of(v),
             IFLA_IFALIAS => l.alias = Some(string_of(v)),

@@ -37,6 +37,8 @@ pub(crate) struct Link {
     pub hairpin: bool,
     /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
     pub qdisc: Option<String>,
+    /// The MTUs its driver takes (IFLA_MIN_MTU, IFLA_MAX_MTU), where the kernel says.
+    pub mtu_range: (Option<u32>, Option<u32>),
 }
 
 /// An address on a link.
@@ -139,6 +141,7 @@ impl Link {
             nf_call: false,
             hairpin: false,
             qdisc: None,
+            mtu_range: (None, None),
             up,
             noarp,
             alias: None,

@@ -218,6 +218,8 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::MinMtu(v) => l.mtu_range.0 = Some(*v),
+            LinkAttribute::MaxMtu(v) => l.mtu_range.1 = Some(*v),
             LinkAttribute::Address(b) => l.mac = to_mac(b),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),

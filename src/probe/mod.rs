@@ -4,6 +4,7 @@
 
 mod checks;
 mod latency;
+mod mtu;
 mod net;
 
 use std::fmt;
@@ -12,6 +13,7 @@ use std::net::IpAddr;
 use anyhow::{Result, anyhow};
 
 pub(crate) use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
+pub(crate) use mtu::full_size_checks;
 pub(crate) use net::{serve_listener, serve_source_echo};
 
 use crate::plumbing::netns;
@@ -47,6 +49,9 @@ pub(crate) enum Probe {
     /// ICMP echo whose fastest round trip must take at least this long: an impaired link
     /// (`latency`) delays every packet it sends.
     Slow(std::time::Duration),
+    /// ICMP echo filling a packet of this MTU, unfragmentable: every hop of the way takes
+    /// full-size frames (one MTU per segment).
+    Full(u32),
     /// A connection (TCP) or datagram (UDP) to a server that answers with the source address
     /// it saw: reaching it is not enough, the answer must be `want` when given.
     Seen {
@@ -62,6 +67,7 @@ impl Probe {
         match self {
             Probe::Ping => "icmp".into(),
             Probe::Slow(d) => format!("icmp rtt>={}ms", d.as_millis()),
+            Probe::Full(mtu) => format!("icmp df/{mtu}"),
             Probe::Tcp(p) | Probe::Connect(p) => format!("tcp/{p}"),
             Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
         }
@@ -140,6 +146,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
     match probe {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
+        Probe::Full(mtu) => net::ping_full(to, mtu, 3, std::time::Duration::from_secs(1)),
         Probe::Slow(at_least) => {
             match net::fastest_rtt(to, 3, at_least + std::time::Duration::from_secs(1))? {
                 None => Ok(false),

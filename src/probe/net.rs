@@ -129,15 +129,31 @@ pub(super) fn ping(to: IpAddr, tries: u16, wait: Duration) -> Result<bool> {
 /// Like [`ping`], and how long the fastest answer took (None: no answer). Stops at the first
 /// answer unless `all` of the tries are wanted for the fastest.
 pub(super) fn ping_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
-    ping_times(to, tries, wait, false)
+    ping_times(to, tries, wait, false, 0)
+}
+
+/// Like [`ping`], with echo requests that fill a packet of `mtu` bytes exactly, and may not
+/// be fragmented: a hop of a smaller MTU on the way drops them (or answers "fragmentation
+/// needed", which is no echo reply either).
+pub(super) fn ping_full(to: IpAddr, mtu: u32, tries: u16, wait: Duration) -> Result<bool> {
+    let header = if to.is_ipv4() { 20 } else { 40 };
+    let size = usize::try_from(mtu).unwrap_or(1500).saturating_sub(header);
+    Ok(ping_times(to, tries, wait, false, size)?.is_some())
 }
 
 /// The fastest of `tries` echo round trips to `to` (None: no answer at all).
 pub(super) fn fastest_rtt(to: IpAddr, tries: u16, wait: Duration) -> Result<Option<Duration>> {
-    ping_times(to, tries, wait, true)
+    ping_times(to, tries, wait, true, 0)
 }
 
-fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Option<Duration>> {
+/// `size`: the ICMP message's length (0: a small one).
+fn ping_times(
+    to: IpAddr,
+    tries: u16,
+    wait: Duration,
+    all: bool,
+    size: usize,
+) -> Result<Option<Duration>> {
     let mut best: Option<Duration> = None;
     let (domain, proto, request, reply) = match to {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8),
@@ -145,6 +161,10 @@ fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Optio
     };
     let sock = Socket::new(domain, Type::RAW, Some(proto))
         .context("cannot open a raw ICMP socket (are you root?)")?;
+    if size > 0 && to.is_ipv6() {
+        // IPv4's raw sockets set DF on what fits the route's MTU already.
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Ipv6DontFrag, &true)?;
+    }
     // The identifier tells our replies from other probes' in the same namespace.
     let id = (std::process::id() as u16) ^ (thread_id() as u16);
     let dest = SocketAddr::from((to, 0)).into();
@@ -153,6 +173,9 @@ fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Optio
         pkt.extend_from_slice(&id.to_be_bytes());
         pkt.extend_from_slice(&seq.to_be_bytes());
         pkt.extend_from_slice(b"nsfw-probe-nsfw-probe-nsfw-probe");
+        if pkt.len() < size {
+            pkt.resize(size, 0x5a);
+        }
         // ICMPv6's checksum covers a pseudo-header: the kernel fills it in on raw ICMPv6
         // sockets (RFC 3542).
         if to.is_ipv4() {
@@ -169,7 +192,7 @@ fn ping_times(to: IpAddr, tries: u16, wait: Duration, all: bool) -> Result<Optio
                 break;
             }
             sock.set_read_timeout(Some(left))?;
-            let mut b = [0u8; 1500];
+            let mut b = vec![0u8; 65536];
             let (n, from) = match recvfrom::<SockaddrStorage>(sock.as_raw_fd(), &mut b) {
                 Ok(x) => x,
                 Err(e) => {

@@ -20,6 +20,8 @@ use crate::probe;
 use crate::resources::RouteSpec;
 use crate::topology::Topology;
 
+pub(crate) mod lan;
+
 /// The port of the source-echo server on the simulated internet, and of the listeners that
 /// stand in every namespace for "a service someone might try to reach from outside".
 pub(crate) const ECHO_PORT: u16 = 8000;
@@ -69,8 +71,17 @@ pub(crate) fn inside() -> bool {
 /// thread (see the SAFETY note below). /run/netns, /etc/netns and /run/nsfw are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
 /// created them and they are empty again.
-#[allow(unsafe_code)]
 pub(crate) fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
+    run_with(program, args, &[])
+}
+
+/// [`run`], with `env` added to the child's environment.
+#[allow(unsafe_code)]
+pub(crate) fn run_with(
+    program: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+) -> Result<ExitStatus> {
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {
         if !Path::new(d).exists() {
@@ -80,6 +91,9 @@ pub(crate) fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
     }
     let mut cmd = Command::new(program);
     cmd.args(args).env(ENV, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     // SAFETY: the hook runs in the child between fork and exec. It makes syscalls and lets nix
     // build C strings (allocation), which is sound because callers run this before the process
     // has started any thread (`try` and `sandbox` call it first thing): no lock can be held.

@@ -59,6 +59,8 @@ pub(crate) struct Taken {
     pub addrs: Vec<KeptAddr>,
     /// Every route whose output interface was the port, of every table but local.
     pub routes: Vec<KeptRoute>,
+    /// The port's MTU before nsfw set it to its bridge's (None: nsfw did not change it).
+    pub mtu: Option<u32>,
 }
 
 /// An address as the port held it.
@@ -252,6 +254,7 @@ impl Record {
                             .map(|a| a.iter().filter_map(kept_addr).collect())
                             .unwrap_or_default(),
                         routes: kept_routes(o),
+                        mtu: o["mtu"].as_u64().and_then(|m| u32::try_from(m).ok()),
                     },
                 );
             }
@@ -321,7 +324,7 @@ impl Record {
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "routes": routes}),
+                           "routes": routes, "mtu": t.mtu}),
                 )
             })
             .collect();
@@ -408,6 +411,7 @@ mod tests {
                     flags: 4,
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
                 }],
+                mtu: Some(1400),
             },
         );
         assert_eq!(Record::from_json(&r.to_json()), r);

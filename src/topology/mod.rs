@@ -82,6 +82,9 @@ pub(crate) struct Bridge {
     pub uplink: Option<String>,
     /// Every port of the bridge takes this MTU: one MTU per L2 segment.
     pub mtu: u32,
+    /// The file says `mtu`: physical ports are set to it. Otherwise a port whose MTU is not
+    /// the default is refused (nothing guesses which of the two the user meant).
+    pub mtu_set: bool,
     /// Given in the file, or derived from the topology's and bridge's names: a bridge keeps
     /// its MAC when it is recreated, so the namespaces' ARP caches stay right.
     pub mac: Mac,
@@ -98,6 +101,11 @@ pub(crate) struct Bridge {
     /// `take_addresses`: a port's addresses (and default route) move to the bridge while it is
     /// enslaved, and back when it is released.
     pub take_addresses: bool,
+    /// With `take_addresses`: the networks of the addresses the ports carried and the
+    /// destinations of the routes through them — a LAN that routed through the host keeps
+    /// doing so through the bridge, so its addresses are sources the bridge may send. Not in
+    /// the file: read from the host (and the record) when the firewall is planned.
+    pub lan: Vec<IpNetwork>,
 }
 
 impl Bridge {
@@ -268,6 +276,20 @@ impl Topology {
             }
             for r in n.routes.iter().filter(|r| r.to.is_ipv6() == v6) {
                 add(r.to);
+            }
+        }
+        out
+    }
+
+    /// The sources anti-spoofing lets in from `bridge`: [`Self::sources_via`], and the
+    /// networks its taken ports brought (`lan`). Not masqueraded by nsfw, and not the
+    /// topology's own: the LAN keeps whatever NAT it had, and stays "world" to the policy.
+    pub(crate) fn trusted_sources(&self, bridge: &str, v6: bool) -> Vec<IpNetwork> {
+        let mut out = self.sources_via(bridge, v6);
+        let lan = self.bridges.iter().filter(|b| b.name == bridge);
+        for n in lan.flat_map(|b| &b.lan) {
+            if n.is_ipv6() == v6 && !out.contains(n) {
+                out.push(*n);
             }
         }
         out

@@ -221,6 +221,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         masquerade6,
         uplink,
         mtu,
+        mtu_set: b.contains_key("mtu"),
         mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
         overlap_allowed: overlap.as_deref() == Some("allow")
             || overlap6.as_deref() == Some("allow"),
@@ -228,6 +229,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         egress_deny: egress.as_deref() == Some("deny"),
         ports,
         take_addresses,
+        lan: Vec::new(),
     })
 }
 

@@ -172,7 +172,7 @@ impl Net {
                 self.o.etc_dirs.insert(ns.clone());
                 Ok(())
             }
-            Step::ForgetNeighbours(_) => Ok(()),
+            Step::ForgetNeighbours(_) | Step::Announce(_) => Ok(()),
             Step::SetNetem(SetNetem {
                 place,
                 ifname,

@@ -1,0 +1,152 @@
+//! Telling a segment that an address moved to another interface (another MAC): a
+//! gratuitous ARP request (sender and target address both the address, broadcast) for IPv4,
+//! an unsolicited neighbour advertisement with the override flag (to all nodes) for IPv6.
+//! The LAN's neighbour entries otherwise keep the old MAC until they go stale and are probed
+//! again — about ten seconds in which nothing reaches the host. Linux takes a gratuitous ARP
+//! request over an entry regardless of its lock time, and an NA with override at once.
+//! Sent as raw frames on an AF_PACKET socket bound to nothing (the interface is named in the
+//! destination address).
+
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{Context, Result, anyhow};
+use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// The frame that announces `addr` at `mac`, and its ethertype.
+fn frame(addr: IpAddr, mac: [u8; 6]) -> (Vec<u8>, u16) {
+    match addr {
+        IpAddr::V4(a) => (garp(a, mac), ETH_P_ARP),
+        IpAddr::V6(a) => (unsolicited_na(a, mac), ETH_P_IPV6),
+    }
+}
+
+fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(86);
+    f.extend(dst);
+    f.extend(src);
+    f.extend(ethertype.to_be_bytes());
+    f
+}
+
+/// `arp who-has A tell A` from `mac`, to everyone.
+fn garp(a: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
+    let mut f = ethernet([0xff; 6], mac, ETH_P_ARP);
+    // Ethernet, IPv4, 6-byte and 4-byte addresses, a request.
+    f.extend([0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend(mac);
+    f.extend(a.octets());
+    f.extend([0; 6]);
+    f.extend(a.octets());
+    f
+}
+
+/// An unsolicited neighbour advertisement of `a` at `mac` from `a` to ff02::1, override set,
+/// with the target link-layer address option (RFC 4861 7.2.6).
+fn unsolicited_na(a: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend(a.octets());
+    icmp.extend([2, 1]);
+    icmp.extend(mac);
+    let sum = checksum(a, all_nodes, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = ethernet([0x33, 0x33, 0, 0, 0, 1], mac, ETH_P_IPV6);
+    f.extend([0x60, 0, 0, 0]);
+    f.extend(u16::try_from(icmp.len()).unwrap_or(32).to_be_bytes());
+    f.extend([58, 255]); // ICMPv6, hop limit 255 (the receiver checks it)
+    f.extend(a.octets());
+    f.extend(all_nodes.octets());
+    f.extend(icmp);
+    f
+}
+
+/// ICMPv6's checksum: over the pseudo-header (addresses, length, next header) and the message.
+fn checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+    let mut data = Vec::with_capacity(40 + msg.len());
+    data.extend(src.octets());
+    data.extend(dst.octets());
+    data.extend((msg.len() as u32).to_be_bytes());
+    data.extend([0, 0, 0, 58]);
+    data.extend(msg);
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The link-layer destination of a frame on interface `ifindex`.
+#[allow(unsafe_code)]
+fn link_addr(ifindex: u32, ethertype: u16, dst: &[u8]) -> Result<SockAddr> {
+    let mut sll_addr = [0u8; 8];
+    sll_addr[..6].copy_from_slice(&dst[..6]);
+    let ll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: ethertype.to_be(),
+        sll_ifindex: i32::try_from(ifindex)?,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr,
+    };
+    let mut st = SockAddrStorage::zeroed();
+    // SAFETY: socket2 has no constructor for a link-layer address. sockaddr_storage is large
+    // and aligned enough for any address, sockaddr_ll included; the whole struct is written at
+    // its start and the length given is exactly its size.
+    let addr = unsafe {
+        *st.view_as::<libc::sockaddr_ll>() = ll;
+        SockAddr::new(st, size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+    };
+    Ok(addr)
+}
+
+/// Announces `addr` on interface `ifname` (of the caller's namespace) at `mac`: the frame sent
+/// twice, as hosts do, in case the first is lost.
+pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
+    let ifindex =
+        nix::net::if_::if_nametoindex(ifname).with_context(|| format!("no interface {ifname}"))?;
+    let (f, ethertype) = frame(addr, mac);
+    let sock = Socket::new(Domain::PACKET, Type::RAW, None)
+        .map_err(|e| anyhow!("cannot open a packet socket to announce {addr} on {ifname}: {e}"))?;
+    let to = link_addr(ifindex, ethertype, &f[..6])?;
+    for _ in 0..2 {
+        sock.send_to(&f, &to)
+            .map_err(|e| anyhow!("cannot announce {addr} on {ifname}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gratuitous_arp_names_the_address_twice_and_the_mac_once() {
+        let f = garp(Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 0, 9]);
+        assert_eq!(f.len(), 42);
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(&f[12..14], &[8, 6]);
+        assert_eq!(&f[28..32], &[192, 0, 2, 2]);
+        assert_eq!(&f[38..42], &[192, 0, 2, 2]);
+        assert_eq!(&f[22..28], &[2, 0, 0, 0, 0, 9]);
+    }
+
+    #[test]
+    fn an_unsolicited_na_checks_out() {
+        let a: Ipv6Addr = "2001:db8::1".parse().expect("addr");
+        let f = unsolicited_na(a, [2, 0, 0, 0, 0, 9]);
+        assert_eq!(f.len(), 14 + 40 + 32);
+        // The checksum over pseudo-header and message, the checksum included, sums to 0.
+        let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        assert_eq!(checksum(a, all, &f[54..]), 0);
+        assert_eq!(f[54], 136);
+        assert_eq!(f[58], 0x20);
+    }
+}
