@@ -94,6 +94,10 @@ pub enum Cmd {
         /// One line per kind of change (`+ namespace × 2000`) instead of one per change.
         #[arg(long, short = 's')]
         summary: bool,
+        /// Take over what FILE describes but nsfw did not make (a lab built by hand, as `nsfw
+        /// import` wrote it), in place, and replace the firewall lines it recognises.
+        #[arg(long)]
+        adopt: bool,
     },
     /// Print what apply would change, read from the kernel's own state.
     #[command(
@@ -112,6 +116,9 @@ pub enum Cmd {
         /// Fail at once if another nsfw is changing the host, instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        /// The plan of `apply --adopt`.
+        #[arg(long)]
+        adopt: bool,
     },
     /// Remove everything nsfw owns for a topology.
     #[command(
@@ -136,6 +143,23 @@ pub enum Cmd {
         /// One line per kind of change (`- namespace × 2000`) instead of one per change.
         #[arg(long, short = 's')]
         summary: bool,
+    },
+    /// Print the topology file of what this host holds (a lab built by hand).
+    #[command(
+        long_about = "Read the live host (named namespaces, bridges, veth pairs, addresses, routes, /etc/netns resolv.conf files, ip_forward; the MASQUERADE, FORWARD and DNAT lines of iptables-nft and nft rulesets) and print a topology file that describes it. What has no place in a topology file is kept in it as a comment with the original, and said on standard error. Changes nothing; as a user, reads what the kernel lets it.",
+        after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw import > lab.toml && nsfw apply --adopt lab.toml\n  nsfw import --name lab --subnet 10.10.0.0/16 --json"
+    )]
+    Import {
+        /// The topology's name in the file.
+        #[arg(long, value_name = "NAME", default_value = "lab")]
+        name: String,
+        /// Only bridges whose address lies in CIDR (repeatable; default: every bridge with a
+        /// named namespace on it).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Vec<String>,
+        /// Print the file and what was read as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the nftables ruleset nsfw would load, in nft syntax.
     #[command(

@@ -25,12 +25,12 @@ fn run_error(e: &anyhow::Error, again: &str) -> Fail {
     report(e)
 }
 
-pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing) -> Result<u8, Fail> {
+pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, adopt: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
     super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge(&t, &lock, how)?;
+    let (_, plan) = converge_adopting(&t, &lock, how, adopt)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
@@ -77,7 +77,20 @@ pub(super) fn converge(
     lock: &state::Lock,
     how: Printing,
 ) -> Result<(usize, Plan), Fail> {
-    let tg = Target::apply(t);
+    converge_adopting(t, lock, how, false)
+}
+
+/// [`converge`], taking over what `t` describes but nobody marked when `adopt`.
+fn converge_adopting(
+    t: &Topology,
+    lock: &state::Lock,
+    how: Printing,
+    adopt: bool,
+) -> Result<(usize, Plan), Fail> {
+    let tg = Target {
+        adopt,
+        ..Target::apply(t)
+    };
     let mut started = false;
     let before = &mut |p: &Plan, o: &engine::Observed| {
         for w in &p.warnings {
@@ -104,8 +117,13 @@ pub(super) fn converge(
         }
     };
     let mut lines = Lines::new(how);
+    let again = if adopt {
+        "nsfw apply --adopt"
+    } else {
+        "nsfw apply"
+    };
     let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before)
-        .map_err(|e| run_error(&e, "nsfw apply"))?;
+        .map_err(|e| run_error(&e, again))?;
     if started {
         lines.finish();
         say!("done: {} change(s)", out.changes);

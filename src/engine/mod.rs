@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Result, bail};
 
+use crate::adopt;
 use crate::compile::compile;
 use crate::firewall;
 use crate::plan::{self, Owner, Plan, Step};
@@ -29,6 +30,8 @@ pub(crate) struct Target<'a> {
     pub who: Owner<'a>,
     /// The topology, for the firewall (None: a flush).
     pub topology: Option<&'a Topology>,
+    /// `--adopt`: take over what the file describes but nobody marked (see `adopt`).
+    pub adopt: bool,
 }
 
 impl<'a> Target<'a> {
@@ -37,6 +40,7 @@ impl<'a> Target<'a> {
             desired: compile(t),
             who: Owner::Topology(&t.name),
             topology: Some(t),
+            adopt: false,
         }
     }
 
@@ -54,6 +58,7 @@ impl<'a> Target<'a> {
             },
             who,
             topology: None,
+            adopt: false,
         }
     }
 }
@@ -160,7 +165,7 @@ fn plan_with(
     rec: &Record,
     netem: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Plan> {
-    let mut p = plan::plan(&tg.desired, &o.net, rec, tg.who);
+    let (mut p, adoption) = plan_adopting(tg, &o.net, rec)?;
     // Impairments the kernel cannot make would stop the run half-way: refused up front.
     let impaired: Vec<String> = p
         .steps
@@ -185,6 +190,9 @@ fn plan_with(
             .extend(firewall::publish::foreign_addresses(t, &host));
     }
     p.nft = plan_nft(tg, o, rec)?;
+    if let Some(a) = adoption {
+        adopt::finish(&mut p, a, &tg.desired.topology);
+    }
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
     let z = crate::firewalld::plan(
@@ -199,6 +207,31 @@ fn plan_with(
     p.warnings.extend(z.warnings);
     p.firewalld = z.changes;
     Ok(p)
+}
+
+/// The plumbing's plan, over the observation as it is once what the run adopts is marked
+/// (see `adopt`), and the adoption, which `adopt::finish` folds in once the nftables part is
+/// planned.
+fn plan_adopting(
+    tg: &Target,
+    o: &plumbing::Observed,
+    rec: &Record,
+) -> Result<(Plan, Option<adopt::Adoption>)> {
+    let Some(t) = tg.topology else {
+        let mut o = o.clone();
+        for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
+            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t);
+        }
+        let mut p = plan::plan(&tg.desired, &o, rec, tg.who);
+        adopt::finish_flush(&mut p, tg.who);
+        return Ok((p, None));
+    };
+    let mut a = adopt::find(&tg.desired, o, rec, tg.adopt);
+    if tg.adopt {
+        adopt::rules(t, &mut a)?;
+    }
+    let o = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
+    Ok((plan::plan(&tg.desired, &o, rec, tg.who), Some(a)))
 }
 
 fn plan_in(k: &mut dyn Kernel, tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
@@ -360,7 +393,19 @@ fn converge_in(
     // The caller sees the plan first, conflicts and all (`apply --json` prints it).
     before(&p, &o);
     if !p.conflicts.is_empty() {
-        bail!("{}\nnothing was changed", p.conflicts.join("\nerror: "));
+        let hint = if !tg.adopt
+            && p.conflicts
+                .iter()
+                .any(|c| c.contains("nsfw does not own it"))
+        {
+            "\nhint: if they were built by hand and are what the file says, `nsfw apply --adopt FILE` takes them over in place (`nsfw import` writes such a file)"
+        } else {
+            ""
+        };
+        bail!(
+            "{}\nnothing was changed{hint}",
+            p.conflicts.join("\nerror: ")
+        );
     }
     if p.is_empty() {
         if p.record_after != rec {

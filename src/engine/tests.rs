@@ -270,9 +270,40 @@ fn a_conflict_changes_nothing() {
         e.contains("interface br0 already exists on the host and nsfw does not own it"),
         "{e}"
     );
-    assert!(e.ends_with("nothing was changed"), "{e}");
+    assert!(e.contains("nothing was changed"), "{e}");
+    assert!(
+        e.contains("`nsfw apply --adopt FILE`"),
+        "the refusal names --adopt: {e}"
+    );
     assert_eq!(k.sent, vec![]);
     assert_eq!(Record::load(dir.fd.as_fd()), Record::default());
+}
+
+/// An adoption killed after its record was written: the next apply of that topology, with
+/// or without --adopt, takes the objects the record names for its own, marks them where they
+/// are, and clears the record's entry.
+#[test]
+fn a_killed_adoption_is_finished_by_the_next_apply() {
+    let t = ruleset("lab");
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.net.host.links.push(Link {
+        name: "br0".into(),
+        kind: Some("bridge".into()),
+        mtu: 1500,
+        ..Link::bare(5, true, false)
+    });
+    let mut rec = Record::default();
+    rec.adopting
+        .entry("lab".into())
+        .or_default()
+        .links
+        .insert("br0".into(), String::new());
+    rec.save(dir.fd.as_fd()).unwrap();
+    run(&mut k, &dir, &Target::apply(&t)).expect("the adoption finishes");
+    let br0 = k.net.host.link("br0").expect("br0 kept");
+    assert_eq!(br0.index, 5, "the same link, not made again");
+    assert_eq!(br0.alias.as_deref(), Some("nsfw:lab"));
+    assert!(Record::load(dir.fd.as_fd()).adopting.is_empty());
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn kind(s: &Step) -> &'static str {
         Step::WriteResolv { .. } | Step::RemoveResolv { .. } => "file",
         Step::ForgetNeighbours { .. } | Step::Announce { .. } => "neighbours",
         Step::SetNetem { .. } => "qdisc",
+        Step::Adopt { .. } => "adopt",
     }
 }
 

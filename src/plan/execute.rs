@@ -120,7 +120,7 @@ fn teardown(
     let at = At::new(mark, &none);
     let t = Instant::now();
     let on_host = pick(these, |s| {
-        matches!(s, Step::DeleteLink(_) | Step::SetLink(_)) && s.inside().is_none()
+        matches!(s, Step::DeleteLink(_) | Step::SetLink(_) | Step::Adopt(_)) && s.inside().is_none()
     });
     send(host, &on_host, &at, ok, errs);
     tally.add("delete link", on_host.len(), t);
@@ -225,7 +225,9 @@ fn namespaces(
         }
     }
     tally.add("create namespace", creates.len(), t);
-    let marks = pick(these, |s| matches!(s, Step::MarkNamespace(_)));
+    let marks = pick(these, |s| {
+        matches!(s, Step::MarkNamespace(_) | Step::Adopt(_)) && s.inside().is_some()
+    });
     let none = Indexes::new();
     visit_each(&marks, ok, errs, &|_, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());

@@ -116,6 +116,10 @@ pub(crate) struct Record {
     /// topology that wants each: a binding has no mark of its own, so this is what says it is
     /// nsfw's to remove (`crate::firewalld`).
     pub firewalld: BTreeMap<String, String>,
+    /// Objects built by hand that `apply --adopt` of a topology is taking over, by topology:
+    /// until the run is done, any run of that topology (apply or flush) takes them for its
+    /// own, marked or not, so a killed adoption converges like a killed apply.
+    pub adopting: BTreeMap<String, Pending>,
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -132,6 +136,45 @@ fn num<T: TryFrom<u64>>(v: &Value, default: T) -> T {
     v.as_u64()
         .and_then(|n| T::try_from(n).ok())
         .unwrap_or(default)
+}
+
+/// Pending objects by topology, as `pending` and `adopting` hold them.
+fn pendings(v: &Value) -> BTreeMap<String, Pending> {
+    let mut out = BTreeMap::new();
+    if let Some(p) = v.as_object() {
+        for (t, o) in p {
+            out.insert(
+                t.clone(),
+                Pending {
+                    namespaces: strings(&o["namespaces"]),
+                    links: o["links"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    files: strings(&o["files"]),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn pendings_json(p: &BTreeMap<String, Pending>) -> Value {
+    let m: serde_json::Map<String, Value> = p
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(t, p)| {
+            (
+                t.clone(),
+                json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
+            )
+        })
+        .collect();
+    Value::Object(m)
 }
 
 /// An address of `taken`: an object, or a plain string as records before flags were kept
@@ -220,28 +263,11 @@ impl Record {
     }
 
     fn from_json(v: &Value) -> Record {
-        let mut r = Record::default();
-        if let Some(p) = v["pending"].as_object() {
-            for (t, o) in p {
-                r.pending.insert(
-                    t.clone(),
-                    Pending {
-                        namespaces: strings(&o["namespaces"]),
-                        links: o["links"]
-                            .as_object()
-                            .map(|m| {
-                                m.iter()
-                                    .filter_map(|(k, v)| {
-                                        v.as_str().map(|v| (k.clone(), v.to_string()))
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        files: strings(&o["files"]),
-                    },
-                );
-            }
-        }
+        let mut r = Record {
+            pending: pendings(&v["pending"]),
+            adopting: pendings(&v["adopting"]),
+            ..Default::default()
+        };
         if let Some(t) = v["taken"].as_object() {
             for (port, o) in t {
                 r.taken.insert(
@@ -283,17 +309,7 @@ impl Record {
     }
 
     fn to_json(&self) -> Value {
-        let pending: serde_json::Map<String, Value> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(t, p)| {
-                (
-                    t.clone(),
-                    json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
-                )
-            })
-            .collect();
+        let pending = pendings_json(&self.pending);
         let sysctls: serde_json::Map<String, Value> = self
             .sysctls
             .iter()
@@ -328,14 +344,21 @@ impl Record {
                 )
             })
             .collect();
-        json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken,
-               "firewalld": self.firewalld})
+        let mut v = json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken});
+        if !self.firewalld.is_empty() {
+            v["firewalld"] = json!(self.firewalld);
+        }
+        if self.adopting.values().any(|p| !p.is_empty()) {
+            v["adopting"] = pendings_json(&self.adopting);
+        }
+        v
     }
 
     /// Writes the record whole (a temporary file renamed over it), or removes it when empty.
     pub(crate) fn save(&self, dir: impl AsFd) -> Result<()> {
         let path = format!("{}/{NAME}", super::STATE_DIR);
         if self.pending.values().all(Pending::is_empty)
+            && self.adopting.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
             && self.taken.is_empty()
             && self.firewalld.is_empty()

@@ -123,7 +123,23 @@ impl Net {
                 Ok(())
             }
             Step::CreateNamespace(CreateNamespace { name }) => self.create_ns(name, mark),
-            Step::MarkNamespace(MarkNamespace { name }) => {
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Link(name),
+            }) => {
+                let l = self
+                    .o
+                    .host
+                    .links
+                    .iter_mut()
+                    .find(|l| &l.name == name)
+                    .ok_or_else(|| anyhow!("{name}: no such link"))?;
+                l.alias = Some(mark.to_string());
+                Ok(())
+            }
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Namespace(name),
+            })
+            | Step::MarkNamespace(MarkNamespace { name }) => {
                 let ns = self
                     .o
                     .namespaces
