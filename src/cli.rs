@@ -76,7 +76,7 @@ pub enum Cmd {
     /// Make the host match FILE; prints the plan it carried out.
     #[command(
         long_about = "Make the host match FILE: create what is missing, fix what drifted, remove what nsfw owns that FILE no longer names. Prints the plan as it is carried out, then a summary line. Waits while another nsfw changes the host (--no-wait: fail at once). A run that is killed leaves nothing the next apply cannot finish.",
-        after_help = "Exit status: 0 done (with --dry-run: planned), 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
+        after_help = "Exit status: 0 done (with --dry-run: planned), 4 partially applied: everything but the objects in the way it names (a resolv.conf edited by hand), 1 error (nothing is changed when FILE is invalid or a link or namespace in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
     )]
     Apply {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
@@ -98,6 +98,10 @@ pub enum Cmd {
         /// import` wrote it), in place, and replace the firewall lines it recognises.
         #[arg(long)]
         adopt: bool,
+        /// Write nsfw's resolv.conf over one it did not write (edited by hand), as
+        /// `dns_policy = "replace"` does for one namespace.
+        #[arg(long, conflicts_with = "dry_run")]
+        force: bool,
     },
     /// Print what apply would change, read from the kernel's own state.
     #[command(
@@ -188,8 +192,8 @@ pub enum Cmd {
     },
     /// Run the checks against the live topology.
     #[command(
-        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` (none by default) is connected to from the namespaces, as the policy says it should or should not be. A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it).",
-        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress)"
+        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` is connected to from the namespaces, as the policy says it should or should not be; without targets, the namespaces of masquerading bridges ping the host's default gateway (egress and NAT). A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it) or iptables-legacy's tables are loaded.",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress to that service instead of the default gateway)"
     )]
     Verify {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]

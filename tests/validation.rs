@@ -21,7 +21,57 @@ type Case = (&'static str, String, Vec<&'static str>);
 
 /// Every bad file the test tries.
 fn cases() -> Vec<Case> {
-    [syntax_cases(), address_cases(), name_cases(), limit_cases()].concat()
+    [
+        syntax_cases(),
+        address_cases(),
+        name_cases(),
+        limit_cases(),
+        egress_dns_cases(),
+    ]
+    .concat()
+}
+
+/// `egress_via` that names no way out, and a `dns_policy` nsfw does not know.
+fn egress_dns_cases() -> Vec<Case> {
+    let l2 = "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[bridges.br1]\n";
+    vec![
+        (
+            "egress_via names nothing",
+            format!("{BR}egress_via = []\n"),
+            vec!["bridges.br0.egress_via = []", "names no interface"],
+        ),
+        (
+            "egress_via names a bridge of the file",
+            l2.replace(
+                "address = \"10.10.0.1/24\"\n",
+                "address = \"10.10.0.1/24\"\negress_via = [\"br1\"]\n",
+            ),
+            vec!["bridges.br0.egress_via = \"br1\"", "a bridge of this file"],
+        ),
+        (
+            "egress_via on an L2-only bridge",
+            format!("{l2}egress_via = [\"eth0\"]\n"),
+            vec!["bridges.br1.egress_via", "L2-only"],
+        ),
+        (
+            "masquerading out of an uplink egress_via leaves out",
+            format!("{BR}uplink = \"eth0\"\negress_via = [\"eth1\"]\n"),
+            vec!["bridges.br0.uplink = \"eth0\"", "add eth0 to egress_via"],
+        ),
+        (
+            "egress_via not an interface name",
+            format!("{BR}egress_via = [\"a/b\"]\n"),
+            vec!["bridges.br0.egress_via = \"a/b\""],
+        ),
+        (
+            "dns_policy unknown",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\ndns_policy = \"merge\"\n"),
+            vec![
+                "namespaces.a.dns_policy = \"merge\"",
+                "\"keep\" or \"replace\"",
+            ],
+        ),
+    ]
 }
 
 /// Files that are not TOML, or hold keys nsfw does not know.

@@ -7,6 +7,7 @@ pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
+mod egress;
 mod policy;
 pub(crate) mod publish;
 mod router;
@@ -14,6 +15,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use egress::missing_ways_out;
 pub(crate) use table::{needs_localnet, table};
 
 /// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host
@@ -25,6 +27,8 @@ pub(crate) fn policy_set(name: &str) -> bool {
         "host_",
         "from_host_",
         "egress_deny",
+        "egress_via",
+        "egress_confined",
         "gateways",
     ]
     .iter()

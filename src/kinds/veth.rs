@@ -18,7 +18,7 @@ use crate::resources::LinkSpec;
 use crate::topology::Mac;
 
 /// What the host end keeps: its bridge and hairpin mode (its MAC only tells a half-made pair
-/// from someone else's link, see `compile`).
+/// from someone else's link, see `compile`, unless the file gives it: `host_mac`).
 const HOST_END: Keeps = Keeps {
     nf_call: false,
     mac: false,
@@ -42,7 +42,14 @@ pub(crate) fn whole(host: &Link, peer: &Link) -> bool {
 
 /// The host end's attributes that differ from the file's (`seen` with its master's name).
 pub(crate) fn host_end_attrs(spec: &LinkSpec, seen: &Seen) -> Vec<LinkAttr> {
-    differ(spec, seen, HOST_END)
+    let keeps = match spec.kind {
+        crate::resources::LinkKind::Veth { keep_mac: true, .. } => Keeps {
+            mac: true,
+            ..HOST_END
+        },
+        _ => HOST_END,
+    };
+    differ(spec, seen, keeps)
 }
 
 /// The namespace end's attributes that differ from the file's.

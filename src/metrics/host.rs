@@ -17,7 +17,7 @@ fn reason(chain: &str, rule: &str) -> &'static str {
         "invalid"
     } else if rule.contains("!= @src4") || rule.contains("!= @src6") {
         "spoofed"
-    } else if rule.contains("@egress_deny") {
+    } else if rule.contains("@egress_deny") || rule.contains("@egress_confined") {
         "egress_denied"
     } else if rule.contains("deny") {
         "denied"
