@@ -244,18 +244,17 @@ pub enum Cmd {
     },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(
-        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After more than --max-repairs repairs in a minute it stops repairing for --pause seconds (longer each time it has to), says so, and keeps listening. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, back-offs). SIGINT or SIGTERM stops it.",
+        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After --max-repairs repairs in a minute it is in a fight with another manager: it names the process the kernel says made the changes, repairs each change at once (at most a tenth of its time, at least every --pause seconds) so the firewall stays up, and says how the fight goes every 10 s. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, fights). SIGINT or SIGTERM stops it.",
         after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root, --metrics address refused or taken).\n\nExamples:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)\n  nsfw watch --metrics 127.0.0.1:9842 /etc/nsfw/nsfw.toml"
     )]
     Watch {
         #[arg(help = WATCH_FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
-        /// Repairs within one minute after which watch pauses repairing.
+        /// Repairs within one minute after which watch is in a fight.
         #[arg(long, default_value_t = 10, value_name = "N")]
         max_repairs: usize,
-        /// How long the first pause lasts, in seconds (each further one within the hour lasts
-        /// twice as long, up to ten minutes).
-        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        /// In a fight, the longest wait between two repairs, in seconds.
+        #[arg(long, default_value_t = 2, value_name = "SECONDS")]
         pause: u64,
         /// Serve metrics (those of `nsfw status --format openmetrics` and watch's own) on
         /// GET /metrics at ADDR:PORT; a loopback address unless --metrics-public.

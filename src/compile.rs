@@ -80,6 +80,7 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
             no_link_local: false,
             nf_call: crate::firewall::judges_within_bridges(t),
             hairpin: false,
+            isolated: false,
         },
     );
     if let Some(a) = b.address {
@@ -124,6 +125,7 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
                 no_link_local: false,
                 nf_call: false,
                 hairpin: false,
+                isolated: false,
             },
         );
     }
@@ -160,6 +162,7 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
             // broadcasts back to it, which no other namespace needs.
             hairpin: !n.publish.is_empty()
                 && n.ifaces.first().is_some_and(|f| f.ifname == i.ifname),
+            isolated: t.isolated_port(n, i),
         },
     );
     node.links.insert(
@@ -177,6 +180,7 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
             no_link_local: no_ll,
             nf_call: false,
             hairpin: false,
+            isolated: false,
         },
     );
     node.addrs
@@ -294,29 +298,9 @@ fn host_sysctls(d: &mut Desired, t: &Topology) {
     }
 }
 
-/// The EUI-64 link-local address of a MAC, fe80::/64 — what the kernel would have made, given
-/// by nsfw without DAD so that it is usable at once.
+/// The EUI-64 link-local address of a MAC (see `Mac::link_local`).
 pub(crate) fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
-    let m = mac.0;
-    let ip = std::net::Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 0x02,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ]);
-    ipnetwork::Ipv6Network::new(ip, 64).unwrap_or_else(|_| ipnetwork::Ipv6Network::from(ip))
+    mac.link_local()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn summary(d: &Desired) -> String {
                 (l.no_link_local, "no-link-local"),
                 (l.nf_call, "nf-call"),
                 (l.hairpin, "hairpin"),
+                (l.isolated, "isolated"),
             ] {
                 if on {
                     flags.push(name);

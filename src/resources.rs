@@ -96,6 +96,9 @@ pub(crate) struct LinkSpec {
     /// through the host is DNATed back to itself inside the bridge when br_netfilter hands
     /// bridged frames to the IP hooks, and that frame must go back out the port it arrived on.
     pub hairpin: bool,
+    /// For the host end of a veth on an `isolate = true` bridge: the port is isolated
+    /// (BR_ISOLATED), so no frame of any ethertype passes between two isolated namespaces.
+    pub isolated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

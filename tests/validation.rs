@@ -27,6 +27,7 @@ fn cases() -> Vec<Case> {
         name_cases(),
         limit_cases(),
         egress_dns_cases(),
+        spoof_cases(),
     ]
     .concat()
 }
@@ -70,6 +71,46 @@ fn egress_dns_cases() -> Vec<Case> {
                 "namespaces.a.dns_policy = \"merge\"",
                 "\"keep\" or \"replace\"",
             ],
+        ),
+    ]
+}
+
+/// `spoof_ok`: networks, without host bits, of a family the namespace has, never multicast.
+fn spoof_cases() -> Vec<Case> {
+    let ns = |v: &str| format!("{BR}[namespaces.a]\nbridge = \"br0\"\nspoof_ok = {v}\n");
+    vec![
+        (
+            "spoof_ok not a list",
+            ns("\"10.9.0.0/24\""),
+            vec!["namespaces.a.spoof_ok", "list of strings"],
+        ),
+        (
+            "spoof_ok not a string",
+            ns("[7]"),
+            vec!["namespaces.a.spoof_ok = 7", "must be a string"],
+        ),
+        (
+            "spoof_ok not a CIDR",
+            ns("[\"bogus\"]"),
+            vec!["namespaces.a.spoof_ok = \"bogus\"", "not a CIDR"],
+        ),
+        (
+            "spoof_ok host bits",
+            ns("[\"10.9.0.1/24\"]"),
+            vec!["namespaces.a.spoof_ok = \"10.9.0.1/24\"", "host bits"],
+        ),
+        (
+            "spoof_ok IPv6 without IPv6",
+            ns("[\"2001:db8::/64\"]"),
+            vec![
+                "namespaces.a.spoof_ok = \"2001:db8::/64\"",
+                "no IPv6 address",
+            ],
+        ),
+        (
+            "spoof_ok multicast",
+            ns("[\"224.0.0.0/4\"]"),
+            vec!["namespaces.a.spoof_ok = \"224.0.0.0/4\"", "multicast"],
         ),
     ]
 }

@@ -111,6 +111,8 @@ pub(crate) struct CreateVeth {
     pub no_link_local: bool,
     /// Hairpin mode on the host end's bridge port.
     pub hairpin: bool,
+    /// Isolation of the host end's bridge port.
+    pub isolated: bool,
 }
 
 impl CreateVeth {
@@ -132,6 +134,7 @@ impl CreateVeth {
             host_mac: spec.mac,
             no_link_local: spec.no_link_local,
             hairpin: spec.hairpin,
+            isolated: spec.isolated,
         }
     }
 
@@ -157,6 +160,9 @@ impl CreateVeth {
             self.no_link_local,
             self.hairpin,
         ));
+        if self.isolated {
+            reqs.push(msgs::isolated(&self.host, true));
+        }
         Ok(reqs)
     }
 }
@@ -207,9 +213,14 @@ impl fmt::Display for CreateVeth {
             bridge,
             mtu,
             mac,
+            isolated,
             ..
         } = self;
-        write!(f, "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu}")?;
+        let port = if *isolated { ", isolated" } else { "" };
+        write!(
+            f,
+            "+ veth {host} (on {bridge}{port}) ⇄ {ns}:{peer} mtu {mtu}"
+        )?;
         if let Some(mac) = mac {
             write!(f, " mac {mac}")?;
         }

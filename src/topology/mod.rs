@@ -6,6 +6,7 @@
 
 mod addr;
 mod egress;
+mod identity;
 mod ifaces;
 mod names;
 mod namespaces;
@@ -173,6 +174,9 @@ pub(crate) struct Namespace {
     pub dns_replace: bool,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,
+    /// `spoof_ok`: source addresses the namespace may send (and answer ARP/ND for) besides
+    /// its own, on each of its interfaces.
+    pub spoof_ok: Vec<IpNetwork>,
 }
 
 impl Namespace {

@@ -18,9 +18,10 @@ use super::syntax::{Ctx, join};
 use super::{Bridge, Iface, Namespace, StaticRoute, publish, routes};
 
 /// The keys of a namespace beside its interface's (the shorthand) or `interfaces`.
-const NS_KEYS: [&str; 10] = [
+const NS_KEYS: [&str; 11] = [
     "dns",
     "dns_policy",
+    "spoof_ok",
     "publish",
     "gateway",
     "gateway6",
@@ -310,6 +311,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     };
     let (masquerade, forward) = routing(cx, r, &ifaces);
     check_publish(cx, r, &mut publish, &ifaces, bridges);
+    let spoof_ok = super::identity::spoof_ok(cx, r.table, &prefix, &ifaces);
     let mut seen = BTreeSet::new();
     for i in &ifaces {
         if !seen.insert(&i.bridge) {
@@ -334,6 +336,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
         dns,
         dns_replace,
         publish,
+        spoof_ok,
     })
 }
 
