@@ -16,7 +16,8 @@ use nft::dump::Dumped;
 use nft::socket::NftSocket;
 use nft::{Family, Policy, Table};
 
-/// Every table of the host but nsfw's, read back, with what nsfw's observation says.
+/// Every table of the host, read back, with what nsfw's observation says. nsfw's own tables
+/// are among them: a topology's table is left out only when its own flows are judged.
 pub(crate) struct Ruleset {
     pub tables: Vec<Dumped>,
     pub state: NftState,
@@ -36,9 +37,6 @@ impl Ruleset {
         let state = firewall::observe(sock)?;
         let mut tables = Vec::new();
         for info in &state.tables {
-            if info.family == Family::Inet && crate::owner::is_table(&info.name) {
-                continue;
-            }
             tables.push(sock.read_table(info)?);
         }
         Ok(Ruleset { tables, state })
@@ -96,11 +94,26 @@ impl Ruleset {
     }
 
     /// What every base chain of the other tables does to each flow: per table, the outcomes.
+    /// Another topology's or CNI network's table (`inet nsfw_*`) counts by its chains' drop
+    /// policies only: nsfw never gives one a drop policy, so one is somebody's edit that drops
+    /// this topology's traffic; its rules are nsfw's and judge only its own bridges.
     pub(crate) fn judge_flows(&self, t: &Topology, flows: &[Flow]) -> Vec<(Table, Verdicts)> {
         let mut out = Vec::new();
+        let own = crate::owner::table(&t.name);
         for d in &self.tables {
             // A dormant table's chains are not attached to their hooks.
             if d.structure().dormant() {
+                continue;
+            }
+            let s = d.structure();
+            let nsfw = s.family() == Family::Inet && crate::owner::is_table(s.name());
+            let drops = |tb: &Table| {
+                tb.chains
+                    .iter()
+                    .any(|c| c.base.is_some_and(|b| b.policy == Policy::Drop))
+            };
+            // (Checked before the elements are decoded: such a table may hold 100,000.)
+            if nsfw && (s.name() == own || !drops(&s.without_elements())) {
                 continue;
             }
             let (table, added) = self.as_applied(t, d);
@@ -129,7 +142,18 @@ impl Ruleset {
                     {
                         continue;
                     }
+                    if nsfw && base.policy != Policy::Drop {
+                        continue;
+                    }
                     let o = judge(&table, &c.name, f, &handle);
+                    if nsfw {
+                        if let Some((b, certain)) = o.blocked.filter(|(b, _)| b.rule.is_none()) {
+                            let e = v.blocked.entry(b).or_default();
+                            e.certain |= certain;
+                            e.flows.push(f.clone());
+                        }
+                        continue;
+                    }
                     if let Some((b, certain)) = o.blocked {
                         let e = v.blocked.entry(b).or_default();
                         e.certain |= certain;

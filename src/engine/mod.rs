@@ -81,8 +81,25 @@ pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<
 
 fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed> {
     let listeners = tg.topology.is_some_and(firewall::publish::any);
-    let (net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
+    let (mut net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
     observe_ns_tables(k, tg, &net, &mut nft)?;
+    // A table whose `bridges` set names bridges counts only through them (links, looked for
+    // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
+    // without any (a topology of `[host]` settings alone) is there by its table.
+    net.tables_of = nft
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let who = t.comment.as_deref().and_then(crate::owner::topology_of)?;
+            let bridged = nft
+                .own
+                .get(&t.name)
+                .and_then(|d| d.set("bridges"))
+                .and_then(std::result::Result::ok)
+                .is_some_and(|s| !s.elements.is_empty());
+            (!bridged).then(|| who.to_string())
+        })
+        .collect();
     let ask = crate::firewalld::to_ask(&crate::firewalld::interfaces(&tg.desired), rec, &|t| {
         tg.who.owns_topology(t)
     });
@@ -429,7 +446,12 @@ fn converge_in(
             Plan::default()
         } else {
             // The plumbing is read and planned again; nftables holds what the plan made it.
-            plan::plan(&tg.desired, &observe_plumbing(k, tg, &rec2)?, &rec2, tg.who)
+            // (nftables' tables as they were: nobody else runs while the lock is held.)
+            let net = plumbing::Observed {
+                tables_of: o.net.tables_of.clone(),
+                ..observe_plumbing(k, tg, &rec2)?
+            };
+            plan::plan(&tg.desired, &net, &rec2, tg.who)
         }
     } else {
         let o2 = observe_in(k, tg, &rec2)?;

@@ -173,13 +173,6 @@ fn judge(t: &Topology) -> Chain {
         rules.push(rule(vec![policy::nd()], Verdict::Accept));
         rules.extend(policy::forward_rules(t));
     }
-    // Published ports: connections translated to an address behind one of nsfw's bridges.
-    // Not every translated connection: another DNAT on the host (a port forward, Docker's,
-    // kube-proxy's) must not become a way out of an egress-denied bridge.
-    rules.push(rule(
-        vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
-        Verdict::Accept,
-    ));
     // Between namespaces on one bridge (seen here when br_netfilter is on), unless isolated.
     rules.push(rule(
         vec![lookup(
@@ -190,12 +183,21 @@ fn judge(t: &Topology) -> Chain {
         Verdict::Accept,
     ));
     if t.bridges.iter().any(|b| b.egress_deny) {
-        // No new connection out of a bridge denied egress.
+        // No new connection out of a bridge denied egress — a published port reached through
+        // the host's address included (it is checked before them): such a jail opens
+        // connections only where an allow names them.
         rules.push(rule(
             vec![lookup(iif(), "egress_deny", true)],
             Verdict::Drop,
         ));
     }
+    // Published ports: connections translated to an address behind one of nsfw's bridges.
+    // Not every translated connection: another DNAT on the host (a port forward, Docker's,
+    // kube-proxy's) must not become a way out of an egress-denied bridge.
+    rules.push(rule(
+        vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
+        Verdict::Accept,
+    ));
     // Nothing unsolicited gets in, and no bridge reaches another.
     rules.push(rule(
         vec![lookup(meta(MetaKey::Oifname), "bridges", true)],

@@ -9,6 +9,8 @@ mod cx;
 mod diff;
 mod execute;
 mod host;
+#[cfg(test)]
+mod host_tests;
 mod inside;
 mod links;
 mod node;

@@ -13,7 +13,7 @@ use crate::resources::Desired;
 use crate::state::Record;
 use crate::testdata::topology;
 
-const ONE: &str = r#"
+pub(super) const ONE: &str = r#"
 name = "one"
 [bridges.br0]
 address = "10.10.0.1/24"
@@ -24,10 +24,10 @@ address = "10.10.0.2/24"
 
 /// Interface indexes of the fixture: the host's bridge and veth end, the namespace's end.
 const BR0: u32 = 10;
-const VETH: u32 = 11;
+pub(super) const VETH: u32 = 11;
 const ETH0: u32 = 21;
 
-fn desired(text: &str) -> Desired {
+pub(super) fn desired(text: &str) -> Desired {
     compile(&topology("one", text))
 }
 
@@ -35,7 +35,7 @@ fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
 }
 
-fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
+pub(super) fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
     Link {
         name: name.into(),
         kind: kind.map(str::to_string),
@@ -45,7 +45,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
     }
 }
 
-fn addr(index: u32, n: &str) -> Addr {
+pub(super) fn addr(index: u32, n: &str) -> Addr {
     Addr {
         index,
         net: net(n),
@@ -88,7 +88,7 @@ fn empty() -> Observed {
 }
 
 /// The host exactly as ONE wants it, as the kernel reads it back.
-fn in_sync(d: &Desired) -> Observed {
+pub(super) fn in_sync(d: &Desired) -> Observed {
     let mark = Some(d.mark.as_str());
     let mut o = empty();
     let mut br0 = link(BR0, "br0", Some("bridge"), mark);
@@ -128,13 +128,13 @@ fn in_sync(d: &Desired) -> Observed {
 }
 
 /// The steps of the plan as `nsfw diff` prints them, with its conflicts.
-fn steps(p: &Plan) -> Vec<String> {
+pub(super) fn steps(p: &Plan) -> Vec<String> {
     let mut v: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
     v.extend(p.conflicts.iter().map(|c| format!("conflict: {c}")));
     v
 }
 
-fn plan_one(o: &Observed) -> Vec<String> {
+pub(super) fn plan_one(o: &Observed) -> Vec<String> {
     let d = desired(ONE);
     steps(&plan(&d, o, &Record::default(), Owner::Topology("one")))
 }

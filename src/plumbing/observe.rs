@@ -36,6 +36,9 @@ pub(crate) struct Observed {
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns, by namespace name.
     pub etc_dirs: std::collections::BTreeSet<String>,
+    /// The topologies with a table of their own in the host's nftables (filled in by the
+    /// engine, which reads nftables): one with nothing else still counts as there.
+    pub tables_of: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
@@ -271,10 +274,16 @@ fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) 
             }
             AfSpecUnspec::Inet6(v) => {
                 for a in v {
-                    if let AfSpecInet6::DevConf(c) = a {
-                        conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
-                        conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
-                        conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                    match a {
+                        AfSpecInet6::DevConf(c) => {
+                            conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
+                            conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
+                            conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                        }
+                        AfSpecInet6::AddrGenMode(m) => {
+                            conf.insert("ipv6.addr_gen_mode", u8::from(m).to_string());
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -108,8 +108,12 @@ pub(crate) struct KeptRoute {
 pub(crate) struct Record {
     /// By topology name.
     pub pending: BTreeMap<String, Pending>,
-    /// By sysctl key (`net.ipv4.ip_forward`).
+    /// By sysctl key (`net.ipv4.ip_forward`): those of the network namespace this run is in
+    /// (the record's sysctls are per network namespace, as the kernel's are).
     pub sysctls: BTreeMap<String, Saved>,
+    /// Those changed in other network namespaces (nsfw run in one that shares /run), by
+    /// `KEY@NETNS`: kept as they are, never read or restored here.
+    pub elsewhere: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
     /// Interfaces nsfw binds (or is about to bind) to firewalld's zone at runtime, with the
@@ -120,6 +124,22 @@ pub(crate) struct Record {
     /// until the run is done, any run of that topology (apply or flush) takes them for its
     /// own, marked or not, so a killed adoption converges like a killed apply.
     pub adopting: BTreeMap<String, Pending>,
+    /// The network namespace it was read in (empty: the one nsfw runs in when saved).
+    pub here: String,
+}
+
+#[cfg(test)]
+const HERE_IN_TESTS: &str = "net:[4026531840]";
+
+/// The network namespace nsfw runs in as the record names it: `net:[INODE]/DEV`, the inode and
+/// device of its nsfs file (stat of /proc/self/ns/net, never its link text: the main thread's,
+/// which never leaves it — the host's sysctls are read and written from there); "net:?" when
+/// /proc cannot say.
+pub(crate) fn netns_here() -> String {
+    match nix::sys::stat::stat("/proc/self/ns/net") {
+        Ok(st) => format!("net:[{}]/{}", st.st_ino, st.st_dev),
+        Err(_) => "net:?".into(),
+    }
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -251,7 +271,7 @@ impl Record {
             }
         };
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => Record::from_json(&v),
+            Ok(v) => Record::from_json_in(&v, &netns_here()),
             Err(e) => {
                 crate::warning!(
                     "{}/{NAME} is not valid JSON ({e}); ignored",
@@ -262,10 +282,17 @@ impl Record {
         }
     }
 
+    #[cfg(test)]
     fn from_json(v: &Value) -> Record {
+        Record::from_json_in(v, HERE_IN_TESTS)
+    }
+
+    /// The record as read in network namespace `here` (see [`netns_here`]).
+    fn from_json_in(v: &Value, here: &str) -> Record {
         let mut r = Record {
             pending: pendings(&v["pending"]),
             adopting: pendings(&v["adopting"]),
+            here: here.to_string(),
             ..Default::default()
         };
         if let Some(t) = v["taken"].as_object() {
@@ -295,13 +322,16 @@ impl Record {
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
-                    r.sysctls.insert(
-                        k.clone(),
-                        Saved {
-                            original: orig.to_string(),
-                            users: strings(&o["users"]),
-                        },
-                    );
+                    let saved = Saved {
+                        original: orig.to_string(),
+                        users: strings(&o["users"]),
+                    };
+                    // A key without `@NETNS` is from before they were kept apart: this one's.
+                    match k.rsplit_once('@') {
+                        Some((key, ns)) if ns == here => r.sysctls.insert(key.into(), saved),
+                        Some(_) => r.elsewhere.insert(k.clone(), saved),
+                        None => r.sysctls.insert(k.clone(), saved),
+                    };
                 }
             }
         }
@@ -310,10 +340,17 @@ impl Record {
 
     fn to_json(&self) -> Value {
         let pending = pendings_json(&self.pending);
+        let here = if self.here.is_empty() {
+            netns_here()
+        } else {
+            self.here.clone()
+        };
         let sysctls: serde_json::Map<String, Value> = self
             .sysctls
             .iter()
-            .map(|(k, s)| (k.clone(), json!({"original": s.original, "users": s.users})))
+            .map(|(k, s)| (format!("{k}@{here}"), s))
+            .chain(self.elsewhere.iter().map(|(k, s)| (k.clone(), s)))
+            .map(|(k, s)| (k, json!({"original": s.original, "users": s.users})))
             .collect();
         let taken: serde_json::Map<String, Value> = self
             .taken
@@ -360,6 +397,7 @@ impl Record {
         if self.pending.values().all(Pending::is_empty)
             && self.adopting.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
+            && self.elsewhere.is_empty()
             && self.taken.is_empty()
             && self.firewalld.is_empty()
         {
@@ -437,7 +475,26 @@ mod tests {
                 mtu: Some(1400),
             },
         );
+        r.here = HERE_IN_TESTS.into();
         assert_eq!(Record::from_json(&r.to_json()), r);
+    }
+
+    /// Sysctls are kept per network namespace: another one's are carried along untouched and
+    /// never read as this one's; a key without a namespace is this one's.
+    #[test]
+    fn sysctls_are_kept_per_network_namespace() {
+        let v = json!({"sysctls": {
+            "net.ipv4.ip_forward@net:[1]/4": {"original": "0", "users": ["here"]},
+            "net.ipv4.ip_forward@net:[2]/4": {"original": "0", "users": ["there"]},
+            "net.ipv6.conf.all.forwarding": {"original": "0", "users": ["old"]},
+        }});
+        let r = Record::from_json_in(&v, "net:[1]/4");
+        assert_eq!(r.sysctls.len(), 2, "{r:?}");
+        assert!(r.sysctls["net.ipv4.ip_forward"].users.contains("here"));
+        assert_eq!(r.elsewhere.len(), 1);
+        let back = Record::from_json_in(&r.to_json(), "net:[2]/4");
+        assert!(back.sysctls["net.ipv4.ip_forward"].users.contains("there"));
+        assert_eq!(back.elsewhere.len(), 2, "{back:?}");
     }
 
     #[test]

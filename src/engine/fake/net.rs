@@ -315,9 +315,14 @@ impl Net {
             mac,
             host_mac,
             hairpin,
+            no_link_local,
             isolated,
             ..
         } = v;
+        if *no_link_local {
+            let key = crate::compile::addr_gen_mode(host);
+            self.o.host.sysctls.insert(key, Some("1".into()));
+        }
         let master = match bridge.as_str() {
             "" => None,
             b => Some(self.index_of(&Place::Host, b)?),
