@@ -287,6 +287,30 @@ fn removal(table: &Table, b: &Blocker) -> String {
     }
 }
 
+/// On firewalld's own table, the firewalld way: the interfaces in its zone through its API
+/// (what apply does), never a rule inside its table, which its next reload would remove.
+fn firewalld_fix(table: &Table, flows: &[Flow]) -> Option<String> {
+    if table.family != Family::Inet || table.name != crate::firewalld::TABLE {
+        return None;
+    }
+    let mut ifaces: BTreeSet<&str> = BTreeSet::new();
+    for f in flows {
+        if let Some(Sel::Iif(n) | Sel::Oif(n)) = &f.accept {
+            ifaces.extend(n.iter().map(String::as_str));
+        }
+    }
+    let cmds: Vec<String> = ifaces
+        .iter()
+        .map(|i| crate::firewalld::command_for(i))
+        .collect();
+    Some(format!(
+        "`nsfw apply` puts {} in firewalld's zone `{}` at runtime, over firewalld's D-Bus API (by hand: {}); if it did not, firewalld was not reachable on the system bus when it ran",
+        ifaces.iter().copied().collect::<Vec<_>>().join(", "),
+        crate::firewalld::ZONE,
+        cmds.join("; ")
+    ))
+}
+
 /// The findings of the other tables' base chains for topology `t`.
 pub(crate) fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -299,6 +323,20 @@ pub(crate) fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Findin
                 " (some of it may be accepted before, by a rule that looks at more than interfaces and addresses)"
             };
             let fix = accepts(table, &b.chain, &hits.flows);
+            if let Some(f) = firewalld_fix(table, &hits.flows) {
+                out.push(Finding {
+                    severity: Severity::Problem,
+                    object: format!("nft chain {} {}", table.label(), b.chain),
+                    what: format!(
+                        "{} {verb} {}'s traffic: {}{unless}: firewalld judges interfaces in no zone by its default zone",
+                        blocker_text(b),
+                        t.name,
+                        labels(&hits.flows)
+                    ),
+                    fix: f,
+                });
+                continue;
+            }
             let severity = if hits.flows.iter().all(|f| f.minor) {
                 Severity::Warning
             } else {

@@ -69,6 +69,8 @@ impl<'a> Target<'a> {
 pub(crate) struct Observed {
     pub net: plumbing::Observed,
     pub nft: firewall::NftState,
+    /// firewalld's runtime zones of the interfaces that concern the run.
+    pub firewalld: crate::firewalld::Firewalld,
 }
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
@@ -98,7 +100,15 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
             (!bridged).then(|| who.to_string())
         })
         .collect();
-    Ok(Observed { net, nft })
+    let ask = crate::firewalld::to_ask(&crate::firewalld::interfaces(&tg.desired), rec, &|t| {
+        tg.who.owns_topology(t)
+    });
+    let firewalld = k.firewalld(crate::firewalld::table_present(&nft.tables), &ask);
+    Ok(Observed {
+        net,
+        nft,
+        firewalld,
+    })
 }
 
 /// The plumbing part of [`observe`]: links, addresses, routes, sysctls.
@@ -204,6 +214,17 @@ fn plan_with(
     }
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
+    let z = crate::firewalld::plan(
+        &tg.desired.topology,
+        &crate::firewalld::interfaces(&tg.desired),
+        &o.firewalld,
+        rec,
+        &|t| tg.who.owns_topology(t),
+    );
+    p.record_during.firewalld = z.during;
+    p.record_after.firewalld = z.after;
+    p.warnings.extend(z.warnings);
+    p.firewalld = z.changes;
     Ok(p)
 }
 
@@ -336,6 +357,12 @@ fn carry_out_in(
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {
         k.send(Some(ns), ops)?;
+    }
+    // firewalld last: binding names, not links, it holds before or after them alike; the
+    // record already names every binding this makes.
+    k.firewalld_apply(&p.firewalld)?;
+    for c in &p.firewalld {
+        done(c.to_string());
     }
     if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
         for l in &p.nft.lines {

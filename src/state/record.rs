@@ -134,6 +134,10 @@ pub(crate) struct Record {
     pub elsewhere: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
+    /// Interfaces nsfw binds (or is about to bind) to firewalld's zone at runtime, with the
+    /// topology that wants each: a binding has no mark of its own, so this is what says it is
+    /// nsfw's to remove (`crate::firewalld`).
+    pub firewalld: BTreeMap<String, String>,
     /// Objects built by hand that `apply --adopt` of a topology is taking over, by topology:
     /// until the run is done, any run of that topology (apply or flush) takes them for its
     /// own, marked or not, so a killed adoption converges like a killed apply.
@@ -349,6 +353,13 @@ impl Record {
                 );
             }
         }
+        if let Some(f) = v["firewalld"].as_object() {
+            for (iface, t) in f {
+                if let Some(t) = t.as_str() {
+                    r.firewalld.insert(iface.clone(), t.to_string());
+                }
+            }
+        }
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
@@ -416,6 +427,9 @@ impl Record {
             })
             .collect();
         let mut v = json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken});
+        if !self.firewalld.is_empty() {
+            v["firewalld"] = json!(self.firewalld);
+        }
         if self.adopting.values().any(|p| !p.is_empty()) {
             v["adopting"] = pendings_json(&self.adopting);
         }
@@ -430,6 +444,7 @@ impl Record {
             && self.sysctls.is_empty()
             && self.elsewhere.is_empty()
             && self.taken.is_empty()
+            && self.firewalld.is_empty()
         {
             // And what a write killed half-way left beside it.
             safefs::remove_at(&dir, &format!(".{NAME}.nsfw"))
@@ -479,6 +494,7 @@ mod tests {
                 users: ["lab".to_string()].into(),
             },
         );
+        r.firewalld.insert("br0".into(), "lab".into());
         r.taken.insert(
             "eth9".into(),
             Taken {
