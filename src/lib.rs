@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod adopt;
 mod oracle;
 pub mod output;
 mod owner;
@@ -23,7 +24,9 @@ mod compile;
 mod doctor;
 mod engine;
 mod firewall;
+mod firewalld;
 mod graph;
+mod import;
 mod kinds;
 mod metrics;
 mod netem;

@@ -75,6 +75,7 @@ fn json_command(cmd: &Cmd) -> Option<&'static str> {
         Cmd::Diff { json: true, .. } => Some("diff"),
         Cmd::Flush { json: true, .. } => Some("flush"),
         Cmd::Show { json: true, .. } => Some("show"),
+        Cmd::Import { json: true, .. } => Some("import"),
         Cmd::Try { json: true, .. } => Some("try"),
         Cmd::Verify { json: true, .. } => Some("verify"),
         Cmd::Status { json: true, .. } => Some("status"),
@@ -92,12 +93,14 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
             json,
             dry_run,
             summary,
+            adopt,
+            force,
         } => {
             let how = Printing { json, summary };
             if dry_run {
-                commands::dry_run(file, how, !no_wait)
+                commands::dry_run(file, how, !no_wait, adopt)
             } else {
-                commands::apply(file, !no_wait, how)
+                commands::apply(file, !no_wait, how, commands::Taking { adopt, force })
             }
         }
         Cmd::Diff {
@@ -105,7 +108,9 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
             json,
             summary,
             no_wait,
-        } => commands::diff(file, Printing { json, summary }, !no_wait),
+            adopt,
+        } => commands::diff(file, Printing { json, summary }, !no_wait, adopt),
+        Cmd::Import { name, subnet, json } => commands::import(&name, &subnet, json),
         Cmd::Flush {
             file,
             all,

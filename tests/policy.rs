@@ -417,9 +417,19 @@ fn twenty_thousand_allows_load_as_joined_runs() {
             20_000 + 2 * (e / 800)
         );
     }
+    // One entry with no neighbour: a single key, in the hash set beside the runs.
+    sb.ok("ip -n wan addr add 203.0.113.250/32 dev lo");
+    text += "[[allow]]\nfrom = \"ns0\"\nto = \"203.0.113.250/32\"\nports = [\"tcp/20002\"]\n";
     let f = sb.file("many.toml", &text);
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
+    let exact = sb.ok("nft list set inet nsfw_many allow_exact4");
+    assert!(
+        exact.contains("elements = { 10.10.0.2 . 203.0.113.250 . tcp . 20002 }"),
+        "{exact}"
+    );
+    assert!(tcp(&sb, "ns0", "203.0.113.250", 20002), "the single key");
+    assert!(!tcp(&sb, "ns1", "203.0.113.250", 20002), "only from ns0");
     let listed = sb.ok("nft list set inet nsfw_many allow4");
     let mut held: Vec<&str> = listed
         .lines()
@@ -445,4 +455,95 @@ fn twenty_thousand_allows_load_as_joined_runs() {
         !tcp(&sb, "ns1", "203.0.113.10", 20003),
         "in a gap between runs"
     );
+}
+
+/// A jail (`egress = "deny"`, `protect = true`) opens connections only where an allow says:
+/// not to another namespace's published port through the host's addresses (the DNAT turns it
+/// into a forwarded connection, which the egress deny judges first), unless an allow names
+/// that namespace; the world still reaches the published port.
+#[test]
+fn a_jail_reaches_published_ports_only_where_allowed() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let base = "name = \"jail\"\n[host]\nprotect = true\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\negress = \"deny\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.jail]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.web]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\npublish = [\"8080:80/tcp\"]\n";
+    let f = sb.file("j.toml", base);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("web"), "tcp", &[80]);
+    assert!(
+        tcp(&sb, "wan", "198.51.100.1", 8080),
+        "the world reaches it"
+    );
+    for addr in ["198.51.100.1", "10.10.0.1", "10.20.0.1"] {
+        assert!(!tcp(&sb, "jail", addr, 8080), "jail via {addr}");
+    }
+    assert!(!tcp(&sb, "jail", "10.20.0.2", 80), "jail directly");
+    let f = sb.file(
+        "j.toml",
+        &format!("{base}[[allow]]\nfrom = \"jail\"\nto = \"web\"\nports = [\"tcp/80\"]\n"),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(
+        tcp(&sb, "jail", "198.51.100.1", 8080),
+        "allowed, via the host"
+    );
+    assert!(tcp(&sb, "jail", "10.20.0.2", 80), "allowed, directly");
+}
+
+/// `egress_via`: a second NIC's LAN (a veth stand-in, `lan0` ⇄ namespace `lan`) is out of
+/// reach of the namespaces, the world behind `up0` is not, with and without `egress = "deny"`
+/// and `[[allow]] to = "world"`, at bridge-nf-call-iptables 0 and 1.
+#[test]
+fn egress_via_keeps_namespaces_off_a_second_nic_s_lan() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok("set -e
+         ip link set uplink down; ip link set uplink name up0; ip link set up0 up
+         ip route replace default via 198.51.100.2
+         ip netns add lan
+         ip link add lan0 type veth peer name eth0 netns lan
+         ip addr add 192.0.2.1/24 dev lan0; ip link set lan0 up
+         ip -n lan link set lo up; ip -n lan link set eth0 up
+         ip -n lan addr add 192.0.2.10/24 dev eth0
+         ip -n lan route add default via 192.0.2.1");
+    let base = "name = \"eg\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n";
+    let ns = "[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n";
+    let world = "203.0.113.10";
+    let lan = "192.0.2.10";
+    // Without it, the LAN is "the world" too: the test can fail.
+    let f = sb.file("eg.toml", &format!("{base}{ns}"));
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(sb.pings("ns1", world) && sb.pings("ns1", lan));
+    for brnf in ["0", "1"] {
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
+        ));
+        for extra in ["", "egress = \"deny\"\n"] {
+            let allow = if extra.is_empty() {
+                ""
+            } else {
+                "[[allow]]\nfrom = \"br0\"\nto = \"world\"\n"
+            };
+            let text = format!("{base}egress_via = [\"up0\"]\n{extra}{ns}{allow}");
+            let f = sb.file("eg.toml", &text);
+            sb.nsfw_code(&["apply", &f], 0);
+            let what = format!("br_netfilter {brnf}, {extra:?}");
+            assert!(sb.pings("ns1", world), "{what}: ns1 → world blocked");
+            assert!(!sb.pings("ns1", lan), "{what}: ns1 reached the LAN on lan0");
+            assert!(sb.pings("ns1", "10.10.0.1"), "{what}: ns1 → its gateway");
+        }
+    }
+    // `nsfw try` rehearses it with the world behind an uplink named as the file says.
+    let out = sb.nsfw_code(&["try", &f], 0);
+    assert!(out.contains("checks as expected"), "{out}");
+    // A typo cuts the bridge off from the world: said, not silent.
+    let f = sb.file("eg.toml", &format!("{base}egress_via = [\"upO\"]\n{ns}"));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("bridges.br0.egress_via = \"upO\": the host has no interface upO"),
+        "{}",
+        show(&o)
+    );
+    assert!(!sb.pings("ns1", world));
 }

@@ -16,9 +16,12 @@ use super::{ERR, Fail, OK, PENDING, load, read_error, report};
 
 /// The plan for `t`, its warnings printed; its conflicts printed as errors (`Err` after
 /// `json` printed the plan).
-fn read_plan(t: &Topology, wait: bool, cmd: &str) -> Result<Plan, Fail> {
+fn read_plan(t: &Topology, wait: bool, cmd: &str, adopt: bool) -> Result<Plan, Fail> {
     let lock = state::acquire(Access::Shared, wait).map_err(|e| report(&e))?;
-    let tg = Target::apply(t);
+    let tg = Target {
+        adopt,
+        ..Target::apply(t)
+    };
     let rec = Record::load(lock.dir());
     let p = NftSocket::open()
         .and_then(|mut nft| engine::observe(&tg, &rec, &mut nft))
@@ -33,6 +36,10 @@ fn read_plan(t: &Topology, wait: bool, cmd: &str) -> Result<Plan, Fail> {
 fn problems(p: &Plan) -> Result<(), Fail> {
     for w in &p.warnings {
         warning!("{w}");
+    }
+    // Objects apply would leave out: the host differs from the file in them.
+    for s in &p.skipped {
+        error!("{s}");
     }
     if !p.conflicts.is_empty() || !p.unreachable.is_empty() {
         for c in p.conflicts.iter().chain(&p.unreachable) {
@@ -55,9 +62,9 @@ fn tally(p: &Plan) -> Tally {
     t
 }
 
-pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail> {
+pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
     let t = load(file)?;
-    let p = read_plan(&t, wait, "diff")?;
+    let p = read_plan(&t, wait, "diff", adopt)?;
     if how.json {
         output::data(format_args!(
             "{}\n",
@@ -67,11 +74,16 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail
     problems(&p)?;
     if how.json {
         // Already printed.
-    } else if p.is_empty() {
+    } else if p.is_empty() && p.skipped.is_empty() {
         say!(
             "in sync: the host matches {} ({})",
             t.name,
             t.source.display()
+        );
+    } else if p.is_empty() {
+        say!(
+            "not in sync: {} object(s) in the way (above), which `nsfw apply` leaves as they are",
+            p.skipped.len()
         );
     } else {
         if how.summary {
@@ -89,15 +101,19 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail
             p.len()
         );
     }
-    Ok(if p.is_empty() { OK } else { PENDING })
+    Ok(if p.is_empty() && p.skipped.is_empty() {
+        OK
+    } else {
+        PENDING
+    })
 }
 
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing
 /// changes, and the exit status is apply's (0 unless an error).
-pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool) -> Result<u8, Fail> {
+pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     super::quiet_for_json(how.json);
-    let p = read_plan(&t, wait, "apply --dry-run")?;
+    let p = read_plan(&t, wait, "apply --dry-run", adopt)?;
     if how.json {
         let mut v = p.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();

@@ -7,6 +7,7 @@ mod diff;
 mod doctor;
 mod exec;
 mod graph;
+mod import;
 mod man;
 mod print;
 mod show;
@@ -18,12 +19,13 @@ mod watch;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-pub use apply::{FlushWhat, apply, flush};
+pub use apply::{FlushWhat, Taking, apply, flush};
 pub use completions::completions;
 pub use diff::{diff, dry_run};
 pub use doctor::doctor;
 pub use exec::exec;
 pub use graph::graph;
+pub use import::import;
 pub use man::man;
 pub use print::Printing;
 pub use show::show;
@@ -38,6 +40,9 @@ use crate::topology::{self, Topology};
 pub(crate) const OK: u8 = 0;
 pub(crate) const ERR: u8 = 1;
 pub(crate) const PENDING: u8 = 2;
+/// `apply`: everything applied but objects in the way that it names (a hand-edited
+/// resolv.conf).
+pub(crate) const PARTIAL: u8 = 4;
 
 /// A command's outcome other than success: its exit status, the message already printed.
 #[derive(Debug)]

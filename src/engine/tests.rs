@@ -60,6 +60,7 @@ fn the_lab_applied_cold_sends_the_batch_before_the_namespaces_and_is_then_in_syn
         lines(&[
             // The firewall first: its rules name interfaces, so they hold before the links.
             "nft: create table inet nsfw_lab",
+            "nft: create table bridge nsfw_lab",
             "+ namespace ns1",
             "+ namespace ns2",
             "+ bridge br0 mtu 1500 mac 02:54:95:74:c4:b3",
@@ -116,6 +117,7 @@ fn flush_takes_away_everything_apply_made_and_puts_forwarding_back() {
             "- link br0 (bridge): no longer in the file",
             "~ sysctl net.ipv4.ip_forward: 1 → 0 (its value before nsfw)",
             "nft: delete table inet nsfw_lab",
+            "nft: delete table bridge nsfw_lab",
         ])
     );
     assert!(k.net.namespaces.is_empty());
@@ -239,7 +241,13 @@ fn a_refused_batch_stops_the_run_before_any_namespace_is_made() {
         .err()
         .expect("refused");
     assert!(format!("{e:#}").contains("refused"), "{e:#}");
-    assert_eq!(k.sent_lines(), ["nft: create table inet nsfw_lab"]);
+    assert_eq!(
+        k.sent_lines(),
+        [
+            "nft: create table inet nsfw_lab",
+            "nft: create table bridge nsfw_lab"
+        ]
+    );
     assert!(k.net.namespaces.is_empty());
     // The record names what the run was about to make, for the next run.
     let rec = Record::load(dir.fd.as_fd());
@@ -270,9 +278,40 @@ fn a_conflict_changes_nothing() {
         e.contains("interface br0 already exists on the host and nsfw does not own it"),
         "{e}"
     );
-    assert!(e.ends_with("nothing was changed"), "{e}");
+    assert!(e.contains("nothing was changed"), "{e}");
+    assert!(
+        e.contains("`nsfw apply --adopt FILE`"),
+        "the refusal names --adopt: {e}"
+    );
     assert_eq!(k.sent, vec![]);
     assert_eq!(Record::load(dir.fd.as_fd()), Record::default());
+}
+
+/// An adoption killed after its record was written: the next apply of that topology, with
+/// or without --adopt, takes the objects the record names for its own, marks them where they
+/// are, and clears the record's entry.
+#[test]
+fn a_killed_adoption_is_finished_by_the_next_apply() {
+    let t = ruleset("lab");
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.net.host.links.push(Link {
+        name: "br0".into(),
+        kind: Some("bridge".into()),
+        mtu: 1500,
+        ..Link::bare(5, true, false)
+    });
+    let mut rec = Record::default();
+    rec.adopting
+        .entry("lab".into())
+        .or_default()
+        .links
+        .insert("br0".into(), String::new());
+    rec.save(dir.fd.as_fd()).unwrap();
+    run(&mut k, &dir, &Target::apply(&t)).expect("the adoption finishes");
+    let br0 = k.net.host.link("br0").expect("br0 kept");
+    assert_eq!(br0.index, 5, "the same link, not made again");
+    assert_eq!(br0.alias.as_deref(), Some("nsfw:lab"));
+    assert!(Record::load(dir.fd.as_fd()).adopting.is_empty());
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub(crate) enum LinkAttr {
         new: Mac,
     },
     Up,
+    /// Administratively down again (a port nsfw brought up, given back as it was).
+    Down,
     /// ARP back on (someone switched it off).
     Arp,
     /// A bridge's nf_call_iptables/ip6tables.
@@ -32,6 +34,10 @@ pub(crate) enum LinkAttr {
     },
     /// Hairpin mode on a bridge port (see `LinkSpec::hairpin`).
     Hairpin {
+        new: bool,
+    },
+    /// Isolation of a bridge port (see `LinkSpec::isolated`).
+    Isolated {
         new: bool,
     },
     /// A port of `new` (None: of no bridge).
@@ -51,11 +57,13 @@ impl fmt::Display for LinkAttr {
                 None => write!(f, "mac → {new}"),
             },
             LinkAttr::Up => write!(f, "state down → up"),
+            LinkAttr::Down => write!(f, "state up → down"),
             LinkAttr::Arp => write!(f, "arp off → on"),
             LinkAttr::NfCall { new } => {
                 write!(f, "bridged traffic to the IP hooks {}", on_off(*new))
             }
             LinkAttr::Hairpin { new } => write!(f, "hairpin {}", on_off(*new)),
+            LinkAttr::Isolated { new } => write!(f, "isolated {}", on_off(*new)),
             LinkAttr::Master { old, new } => write!(
                 f,
                 "master {} → {}",
@@ -74,11 +82,13 @@ impl LinkAttr {
                 json!({"attr": "mac", "old": old.map(|m| m.to_string()), "new": new.to_string()})
             }
             LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
+            LinkAttr::Down => json!({"attr": "state", "old": "up", "new": "down"}),
             LinkAttr::Arp => json!({"attr": "arp", "old": "off", "new": "on"}),
             LinkAttr::NfCall { new } => {
                 json!({"attr": "nf_call_iptables", "old": !new, "new": new})
             }
             LinkAttr::Hairpin { new } => json!({"attr": "hairpin", "old": !new, "new": new}),
+            LinkAttr::Isolated { new } => json!({"attr": "isolated", "old": !new, "new": new}),
             LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
         }
     }
@@ -136,6 +146,10 @@ pub(crate) fn differ(spec: &LinkSpec, seen: &Seen, keeps: Keeps) -> Vec<LinkAttr
         if l.hairpin != spec.hairpin || (moves && spec.hairpin) {
             attrs.push(LinkAttr::Hairpin { new: spec.hairpin });
         }
+        // Likewise isolation (a port flag the bridge forgets with the port).
+        if l.isolated != spec.isolated || (moves && spec.isolated) {
+            attrs.push(LinkAttr::Isolated { new: spec.isolated });
+        }
     }
     if l.mtu != spec.mtu {
         attrs.push(LinkAttr::Mtu {
@@ -187,9 +201,11 @@ impl SetLink {
             match a {
                 LinkAttr::NfCall { new } => out.push(msgs::bridge_nf_call(name, *new)),
                 LinkAttr::Hairpin { new } => out.push(msgs::hairpin(name, *new)),
+                LinkAttr::Isolated { new } => out.push(msgs::isolated(name, *new)),
                 LinkAttr::Mtu { new, .. } => mtu = Some(*new),
                 LinkAttr::Mac { new, .. } => mac = Some(*new),
                 LinkAttr::Up => up = true,
+                LinkAttr::Down => out.push(msgs::set_down(name)),
                 LinkAttr::Arp => arp = true,
                 LinkAttr::Master { new, .. } => {
                     master = Some(match new {

@@ -11,6 +11,7 @@
 //! [`sysctl`], [`resolv`], [`neigh`], [`netem`].
 
 pub(crate) mod addr;
+pub(crate) mod adopt;
 pub(crate) mod announce;
 pub(crate) mod bridge;
 pub(crate) mod link;
@@ -37,6 +38,7 @@ use crate::plumbing::Req;
 use crate::resources::Place;
 
 pub(crate) use addr::{AddAddr, DelAddr};
+pub(crate) use adopt::{Adopt, Adoptee};
 pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
@@ -175,6 +177,7 @@ steps!(
     WriteResolv,
     ForgetNeighbours,
     SetNetem,
+    Adopt,
     Announce,
 );
 

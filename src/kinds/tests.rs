@@ -39,6 +39,7 @@ fn links() -> Vec<Step> {
             new: Some("br1".into()),
         },
         LinkAttr::Hairpin { new: false },
+        LinkAttr::Isolated { new: true },
         LinkAttr::Mtu {
             old: 1500,
             new: 9000,
@@ -85,6 +86,7 @@ fn links() -> Vec<Step> {
             host_mac: Some(MAC2),
             no_link_local: true,
             hairpin: true,
+            isolated: false,
         }),
         Step::CreateVeth(CreateVeth {
             ns: "ns2".into(),
@@ -96,6 +98,7 @@ fn links() -> Vec<Step> {
             host_mac: None,
             no_link_local: false,
             hairpin: false,
+            isolated: true,
         }),
         Step::SetLink(SetLink {
             place: Place::Host,
@@ -147,6 +150,7 @@ fn addresses_and_routes() -> Vec<Step> {
         scope: 0,
         flags: 4,
         prefsrc: Some("192.0.2.10".parse().expect("address")),
+        metrics: [0; 18],
     };
     vec![
         Step::AddAddr(AddAddr {
@@ -164,6 +168,8 @@ fn addresses_and_routes() -> Vec<Step> {
                 scope: 0,
                 valid: 3600,
                 preferred: 1800,
+                brd: Some(std::net::Ipv4Addr::new(192, 0, 2, 255)),
+                metric: 77,
             }),
         }),
         Step::AddAddr(AddAddr {

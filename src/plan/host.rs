@@ -82,9 +82,9 @@ impl Cx<'_> {
         let mut after = during.clone();
         for (k, saved) in after.sysctls.iter_mut() {
             let still = wanted.iter().any(|(w, _)| *w == k);
-            saved
-                .users
-                .retain(|t| still && *t == topology || !self.who.owns_topology(t));
+            saved.users.retain(|t| {
+                still && *t == topology || !self.who.owns_topology(t) && self.still_there(rec, t)
+            });
         }
         let done: Vec<String> = after
             .sysctls
@@ -117,6 +117,24 @@ impl Cx<'_> {
         self.plan.record_after = after;
     }
 
+    /// Whether `user` of a recorded sysctl still has anything in this network namespace: a
+    /// table, link or namespace marked as its own, or objects the record says a run was making. A
+    /// topology that vanished without a flush (its namespaces deleted by hand) would otherwise
+    /// keep every later flush from putting the sysctl back. A CNI network (`cni:NET`) is left
+    /// to its own DEL, and nobody is dropped while a namespace cannot be looked into.
+    fn still_there(&self, rec: &Record, user: &str) -> bool {
+        if user.contains(':') || !self.o.unreachable.is_empty() {
+            return true;
+        }
+        let mark = crate::owner::mark(user);
+        let marked = |m: &Option<String>| m.as_deref() == Some(mark.as_str());
+        rec.pending.get(user).is_some_and(|p| !p.is_empty())
+            || rec.adopting.get(user).is_some_and(|p| !p.is_empty())
+            || self.o.tables_of.contains(user)
+            || self.o.host.links.iter().any(|l| marked(&l.alias))
+            || self.o.namespaces.values().any(|n| marked(&n.owner))
+    }
+
     /// The resolv.conf files: written when wanted and different, removed when nsfw's and no
     /// longer wanted; anything else under /etc/netns is reported and left alone.
     pub(super) fn files(&mut self) {
@@ -128,12 +146,24 @@ impl Cx<'_> {
                 Some(FileObs::Text(have)) if resolv_owner(have) == Some(self.d.topology.as_str()) => {
                     self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
                 }
-                Some(FileObs::Text(_)) => self.conflict(format!(
-                    "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
+                // Another topology's file is never taken, forced or not.
+                Some(FileObs::Text(have))
+                    if self.d.resolv_replace.contains(ns) && resolv_owner(have).is_none() =>
+                {
+                    self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
+                }
+                Some(FileObs::Text(have)) if resolv_owner(have).is_some() => self.skip(format!(
+                    "{}: namespaces.{ns}.dns: {} was written by nsfw for topology {:?}; left as it is",
+                    self.file(),
+                    crate::plumbing::resolv_path(ns).display(),
+                    resolv_owner(have).unwrap_or_default()
+                )),
+                Some(FileObs::Text(_)) => self.skip(format!(
+                    "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw (edited by hand?); left as it is. `nsfw apply --force` (or dns_policy = \"replace\") writes nsfw's over it; or remove it, or drop `dns`",
                     self.file(),
                     crate::plumbing::resolv_path(ns).display()
                 )),
-                Some(FileObs::Other(kind)) => self.conflict(format!(
+                Some(FileObs::Other(kind)) => self.skip(format!(
                     "{}: namespaces.{ns}.dns: {} is {kind}; nsfw neither reads nor replaces it: remove it or drop `dns`",
                     self.file(),
                     crate::plumbing::resolv_path(ns).display()
@@ -154,6 +184,20 @@ impl Cx<'_> {
                     "{} is {kind}: not nsfw's, left alone",
                     crate::plumbing::resolv_path(ns).display()
                 )),
+                // The resolv.conf of a namespace this run removes (a flush) or keeps without
+                // `dns`, which nsfw did not write: named, never removed.
+                FileObs::Text(have)
+                    if resolv_owner(have).is_none()
+                        && o
+                            .namespaces
+                            .get(ns)
+                            .is_some_and(|n| self.who.owns(n.owner.as_deref())) =>
+                {
+                    self.plan.warnings.push(format!(
+                        "{} was not written by nsfw: left as it is (namespace {ns} is nsfw's; remove the file by hand if it is no longer wanted)",
+                        crate::plumbing::resolv_path(ns).display()
+                    ))
+                }
                 _ => {}
             }
         }

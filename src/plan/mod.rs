@@ -9,10 +9,14 @@ mod cx;
 mod diff;
 mod execute;
 mod host;
+#[cfg(test)]
+mod host_tests;
 mod inside;
 mod links;
 mod node;
 mod ports;
+#[cfg(test)]
+mod ports_tests;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -41,6 +45,10 @@ pub(crate) struct Plan {
     pub nft: NftPlan,
     /// Objects in the way that nsfw does not own: any of these makes apply refuse to start.
     pub conflicts: Vec<String>,
+    /// Objects in the way that nsfw does not own and that nothing else depends on (a
+    /// resolv.conf someone else wrote): their own step is left out, the rest of the plan is
+    /// carried out, and apply ends "partially applied" (exit 4) naming each.
+    pub skipped: Vec<String>,
     /// Things worth saying that change nothing.
     pub warnings: Vec<String>,
     /// Objects nsfw could not look into and may own: the run ends with an error.
@@ -52,16 +60,21 @@ pub(crate) struct Plan {
     pub record_after: Record,
     /// The record while the run is under way: the originals it is about to change added.
     pub record_during: Record,
+    /// Interfaces bound to or unbound from firewalld's zone (`crate::firewalld`).
+    pub firewalld: Vec<crate::firewalld::Change>,
 }
 
 impl Plan {
     pub(crate) fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.nft.ops.is_empty() && self.nft.ns_ops.is_empty()
+        self.steps.is_empty()
+            && self.nft.ops.is_empty()
+            && self.nft.ns_ops.is_empty()
+            && self.firewalld.is_empty()
     }
 
     /// The number of changes, plumbing and nft.
     pub(crate) fn len(&self) -> usize {
-        self.steps.len() + self.nft.lines.len()
+        self.steps.len() + self.nft.lines.len() + self.firewalld.len()
     }
 
     /// (to add, to change, to remove).
@@ -70,7 +83,8 @@ impl Plan {
             .steps
             .iter()
             .map(|s| s.mark())
-            .chain(self.nft.lines.iter().map(|l| l.mark));
+            .chain(self.nft.lines.iter().map(|l| l.mark))
+            .chain(self.firewalld.iter().map(|c| c.mark()));
         let mut c = (0, 0, 0);
         for m in marks {
             match m {
@@ -108,15 +122,17 @@ impl Plan {
             }
             c
         }));
+        changes.extend(self.firewalld.iter().map(crate::firewalld::Change::json));
         let (a, c, r) = self.counts();
         json!({
             "schema": 1,
             "topology": topology,
             "file": file,
-            "in_sync": self.is_empty(),
+            "in_sync": self.is_empty() && self.skipped.is_empty(),
             "summary": {"add": a, "change": c, "remove": r},
             "changes": changes,
             "conflicts": self.conflicts,
+            "skipped": self.skipped,
             "warnings": self.warnings,
             "unreachable": self.unreachable,
         })
@@ -132,7 +148,8 @@ impl fmt::Display for Plan {
             .steps
             .iter()
             .map(|c| (c.object(), c.to_string()))
-            .chain(self.nft.lines.iter().map(|l| (l.object(), l.to_string())));
+            .chain(self.nft.lines.iter().map(|l| (l.object(), l.to_string())))
+            .chain(self.firewalld.iter().map(|c| (c.object(), c.to_string())));
         for (obj, line) in items {
             match groups.iter_mut().find(|(o, _)| *o == obj) {
                 Some((_, v)) => v.push(line),

@@ -13,7 +13,7 @@ use crate::resources::Desired;
 use crate::state::Record;
 use crate::testdata::topology;
 
-const ONE: &str = r#"
+pub(super) const ONE: &str = r#"
 name = "one"
 [bridges.br0]
 address = "10.10.0.1/24"
@@ -24,18 +24,18 @@ address = "10.10.0.2/24"
 
 /// Interface indexes of the fixture: the host's bridge and veth end, the namespace's end.
 const BR0: u32 = 10;
-const VETH: u32 = 11;
+pub(super) const VETH: u32 = 11;
 const ETH0: u32 = 21;
 
-fn desired(text: &str) -> Desired {
+pub(super) fn desired(text: &str) -> Desired {
     compile(&topology("one", text))
 }
 
-fn net(s: &str) -> IpNetwork {
+pub(super) fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
 }
 
-fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
+pub(super) fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
     Link {
         name: name.into(),
         kind: kind.map(str::to_string),
@@ -45,7 +45,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
     }
 }
 
-fn addr(index: u32, n: &str) -> Addr {
+pub(super) fn addr(index: u32, n: &str) -> Addr {
     Addr {
         index,
         net: net(n),
@@ -53,11 +53,13 @@ fn addr(index: u32, n: &str) -> Addr {
         scope: 0,
         valid: u32::MAX,
         preferred: u32::MAX,
+        brd: None,
+        metric: 0,
     }
 }
 
 /// A unicast route of the main table: the kernel's for a subnet, or nsfw's (proto 110).
-fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
+pub(super) fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
     Route {
         dst: net(dst),
         gateway: via.map(|v| v.parse::<IpAddr>().expect("address")),
@@ -71,6 +73,7 @@ fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
         scope: if via.is_some() { 0 } else { 253 },
         flags: 0,
         prefsrc: None,
+        metrics: [0; 18],
     }
 }
 
@@ -88,7 +91,7 @@ fn empty() -> Observed {
 }
 
 /// The host exactly as ONE wants it, as the kernel reads it back.
-fn in_sync(d: &Desired) -> Observed {
+pub(super) fn in_sync(d: &Desired) -> Observed {
     let mark = Some(d.mark.as_str());
     let mut o = empty();
     let mut br0 = link(BR0, "br0", Some("bridge"), mark);
@@ -128,13 +131,13 @@ fn in_sync(d: &Desired) -> Observed {
 }
 
 /// The steps of the plan as `nsfw diff` prints them, with its conflicts.
-fn steps(p: &Plan) -> Vec<String> {
+pub(super) fn steps(p: &Plan) -> Vec<String> {
     let mut v: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
     v.extend(p.conflicts.iter().map(|c| format!("conflict: {c}")));
     v
 }
 
-fn plan_one(o: &Observed) -> Vec<String> {
+pub(super) fn plan_one(o: &Observed) -> Vec<String> {
     let d = desired(ONE);
     steps(&plan(&d, o, &Record::default(), Owner::Topology("one")))
 }
@@ -372,27 +375,6 @@ fn a_port_someone_enslaved_to_an_nsfw_bridge_is_let_go() {
 }
 
 #[test]
-fn a_resolv_conf_someone_else_wrote_is_a_conflict_and_nsfw_s_own_is_rewritten() {
-    let text = format!("{ONE}dns = [\"192.0.2.53\"]\n");
-    let d = desired(&text);
-    let mut o = in_sync(&d);
-    o.resolv
-        .insert("ns1".into(), FileObs::Text("nameserver 1.1.1.1\n".into()));
-    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
-    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
-    assert!(
-        p.conflicts[0].contains("/etc/netns/ns1/resolv.conf exists and was not written by nsfw")
-    );
-    let ours = format!(
-        "{}\nnameserver 9.9.9.9\n",
-        crate::owner::resolv_marker("one")
-    );
-    o.resolv.insert("ns1".into(), FileObs::Text(ours));
-    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
-    assert_eq!(steps(&p), ["+ file /etc/netns/ns1/resolv.conf"]);
-}
-
-#[test]
 fn a_flush_of_a_host_in_sync_removes_all_the_topology_owns() {
     let d = desired(ONE);
     let mut nothing = Desired {
@@ -452,6 +434,7 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
             "file",
             "in_sync",
             "schema",
+            "skipped",
             "summary",
             "topology",
             "unreachable",
@@ -504,7 +487,7 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
 }
 
 /// ONE with eth1 (1400 bytes, no master, 192.0.2.2/24) as a port of br0, and `extra` keys.
-fn with_port(extra: &str) -> (Desired, Observed) {
+pub(super) fn with_port(extra: &str) -> (Desired, Observed) {
     let d = desired(&ONE.replace(
         "[bridges.br0]\n",
         &format!("[bridges.br0]\nports = [\"eth1\"]\n{extra}"),
@@ -562,7 +545,8 @@ fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
         "[bridges.br0]\nports = [\"eth1\"]\ntake_addresses = true\n",
     );
     let t = topology("one", &text);
-    let t = super::with_lan(&t, &o, &Record::default());
+    let (t, warnings) = super::with_lan(&t, &o, &Record::default());
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
         t.trusted_sources("br0", false),
         [
@@ -574,3 +558,5 @@ fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
     // Not the topology's own: no masquerade, still the world to the policy.
     assert_eq!(t.sources_via("br0", false), [net("10.10.0.0/24")]);
 }
+
+mod files;

@@ -30,10 +30,12 @@ const IFLA_INFO_SLAVE_KIND: u16 = 4;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
 const IFLA_BR_NF_CALL_IPTABLES: u16 = 36;
 const IFLA_BRPORT_MODE: u16 = 4;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IFLA_INET_CONF: u16 = 1;
 const IFLA_INET6_CONF: u16 = 2;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
 /// Indexes into IFLA_INET_CONF (IPV4_DEVCONF_* − 1) and IFLA_INET6_CONF (DEVCONF_*).
 const V4_FORWARDING: usize = 0;
 const V4_PROMOTE_SECONDARIES: usize = 19;
@@ -85,7 +87,8 @@ pub(super) fn parse(msg: &[u8]) -> Option<Link> {
     Some(l)
 }
 
-/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode.
+/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode and
+/// isolation.
 fn info(v: &[u8], l: &mut Link) {
     let mut kind = None;
     let mut port_kind = None;
@@ -104,6 +107,7 @@ fn info(v: &[u8], l: &mut Link) {
             }
             IFLA_INFO_SLAVE_DATA if port_kind.as_deref() == Some("bridge") => {
                 l.hairpin = on(IFLA_BRPORT_MODE);
+                l.isolated = on(IFLA_BRPORT_ISOLATED);
             }
             _ => {}
         }
@@ -126,6 +130,11 @@ fn conf(v: &[u8], conf: &mut BTreeMap<&'static str, String>) {
                         if let Some(x) = conf_at(arr, i) {
                             conf.insert(key, x.to_string());
                         }
+                    }
+                }
+                (AF_INET6, IFLA_INET6_ADDR_GEN_MODE) => {
+                    if let Some(m) = arr.first() {
+                        conf.insert("ipv6.addr_gen_mode", m.to_string());
                     }
                 }
                 (AF_INET6, IFLA_INET6_CONF) if arr.len() >= V6_CONF_MIN * 4 => {

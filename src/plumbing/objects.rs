@@ -35,6 +35,8 @@ pub(crate) struct Link {
     pub nf_call: bool,
     /// For a bridge port: hairpin mode (frames may leave by the port they came in).
     pub hairpin: bool,
+    /// For a bridge port: isolated (BR_ISOLATED): no frame passes to another isolated port.
+    pub isolated: bool,
     /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
     pub qdisc: Option<String>,
     /// The MTUs its driver takes (IFLA_MIN_MTU, IFLA_MAX_MTU), where the kernel says.
@@ -52,6 +54,10 @@ pub(crate) struct Addr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: the address has none) and IFA_RT_PRIORITY (the metric of its
+    /// subnet's route; 0: none), given back as they were too.
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
 }
 
 /// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
@@ -76,6 +82,8 @@ pub(crate) struct Route {
     pub flags: u32,
     /// RTA_PREFSRC (`src`).
     pub prefsrc: Option<IpAddr>,
+    /// RTA_METRICS (`mtu`, `advmss`, …), by RTAX_* number.
+    pub metrics: super::rtax::Metrics,
 }
 
 /// What one network namespace holds.
@@ -140,6 +148,7 @@ impl Link {
             conf: BTreeMap::new(),
             nf_call: false,
             hairpin: false,
+            isolated: false,
             qdisc: None,
             mtu_range: (None, None),
             up,

@@ -123,7 +123,23 @@ impl Net {
                 Ok(())
             }
             Step::CreateNamespace(CreateNamespace { name }) => self.create_ns(name, mark),
-            Step::MarkNamespace(MarkNamespace { name }) => {
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Link(name),
+            }) => {
+                let l = self
+                    .o
+                    .host
+                    .links
+                    .iter_mut()
+                    .find(|l| &l.name == name)
+                    .ok_or_else(|| anyhow!("{name}: no such link"))?;
+                l.alias = Some(mark.to_string());
+                Ok(())
+            }
+            Step::Adopt(crate::kinds::Adopt {
+                what: crate::kinds::Adoptee::Namespace(name),
+            })
+            | Step::MarkNamespace(MarkNamespace { name }) => {
                 let ns = self
                     .o
                     .namespaces
@@ -299,8 +315,14 @@ impl Net {
             mac,
             host_mac,
             hairpin,
+            no_link_local,
+            isolated,
             ..
         } = v;
+        if *no_link_local {
+            let key = crate::compile::addr_gen_mode(host);
+            self.o.host.sysctls.insert(key, Some("1".into()));
+        }
         let master = match bridge.as_str() {
             "" => None,
             b => Some(self.index_of(&Place::Host, b)?),
@@ -323,6 +345,7 @@ impl Net {
             alias: Some(mark.into()),
             master,
             hairpin: *hairpin,
+            isolated: *isolated,
             ..veth(hi, pi, host, *host_mac)
         };
         self.o.host.links.push(h);
@@ -341,9 +364,11 @@ impl Net {
                 LinkAttr::Mtu { new, .. } => l.mtu = *new,
                 LinkAttr::Mac { new, .. } => l.mac = Some(*new),
                 LinkAttr::Up => l.up = true,
+                LinkAttr::Down => l.up = false,
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
+                LinkAttr::Isolated { new } => l.isolated = *new,
                 LinkAttr::Master { .. } => l.master = master,
             }
         }
@@ -370,6 +395,8 @@ impl Net {
             scope: orig.map_or(if ll { RT_SCOPE_LINK } else { 0 }, |o| o.scope),
             valid: orig.map_or(u32::MAX, |o| o.valid),
             preferred: orig.map_or(u32::MAX, |o| o.preferred),
+            brd: orig.and_then(|o| o.brd),
+            metric: orig.map_or(0, |o| o.metric),
         });
         let subnet = subnet(net);
         let has = |r: &Route| r.kernel && r.oif == Some(index) && r.dst == subnet;
@@ -387,6 +414,7 @@ impl Net {
                 scope: if net.is_ipv6() { 0 } else { RT_SCOPE_LINK },
                 flags: 0,
                 prefsrc: (!net.is_ipv6()).then(|| net.ip()),
+                metrics: [0; 18],
             });
         }
         Ok(())
@@ -435,6 +463,7 @@ impl Net {
             scope: o.map_or(if r.via.is_some() { 0 } else { RT_SCOPE_LINK }, |o| o.scope),
             flags: o.map_or(0, |o| o.flags),
             prefsrc: o.and_then(|o| o.prefsrc),
+            metrics: o.map_or([0; 18], |o| o.metrics),
         };
         let node = self.node_mut(place)?;
         // The kernel keys a route by table, destination and metric: a replacement.

@@ -1,0 +1,302 @@
+//! `apply --adopt`: the objects a file describes that somebody built by hand (no nsfw mark)
+//! are taken over in place rather than refused: each is marked (`kinds::adopt`) and the plan
+//! is made over the observation as it will be once marked, so what already matches the file
+//! is left alone (addresses, routes, the namespaces' processes) and only what differs
+//! changes. The hand-written firewall lines `import` recognises and the file says again are
+//! deleted in the same nftables batch that loads nsfw's table: there is no instant without
+//! the NAT or the stateful forward.
+//!
+//! What is being adopted is written to the record before anything is marked; until the run
+//! is done every run of that topology (apply, flush) takes those objects for its own, marked
+//! or not: a killed adoption converges like a killed apply.
+
+use anyhow::Result;
+
+use crate::import::rules::{Found, Meaning};
+use crate::kinds::{Adopt, Adoptee, Step};
+use crate::plan::{Owner, Plan};
+use crate::plumbing::{self, FileObs};
+use crate::resources::{Desired, LinkKind};
+use crate::state::{Pending, Record};
+use crate::topology::Topology;
+
+/// What a run takes over.
+#[derive(Debug, Default)]
+pub(crate) struct Adoption {
+    pub steps: Vec<Step>,
+    pub pending: Pending,
+    /// Hand-written rules the file replaces: deleted in the batch.
+    pub rules: Vec<Found>,
+    /// Hand-written rules that concern the file's bridges but that it does not say: kept.
+    pub kept: Vec<String>,
+    /// Host forwarding switches the lab turned on by hand: recorded as the kernel's default
+    /// (0), so that the flush of the last topology that needs them turns them off, as the
+    /// lab's own teardown would have.
+    pub sysctls: Vec<String>,
+}
+
+fn unmarked(alias: Option<&str>) -> bool {
+    alias.and_then(crate::owner::Mark::parse).is_none()
+}
+
+/// Whether host link `l` is what `spec` describes: a bridge for a bridge; for a veth's host
+/// end, a veth whose peer is `peer` inside `peer_ns`.
+fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> bool {
+    match kind {
+        LinkKind::Bridge => l.kind.as_deref() == Some("bridge"),
+        LinkKind::Veth { peer_ns, peer, .. } => {
+            l.kind.as_deref() == Some("veth")
+                && o.namespaces.get(peer_ns).is_some_and(|ns| {
+                    ns.node.link(peer).is_some_and(|p| {
+                        p.peer_index == Some(l.index) && l.peer_index == Some(p.index)
+                    })
+                })
+        }
+        _ => false,
+    }
+}
+
+/// The unmarked objects of `d` that are taken over: every one when `adopt`, else those an
+/// interrupted adoption of this topology was taking (the record).
+pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: bool) -> Adoption {
+    let was = rec.adopting.get(&d.topology).cloned().unwrap_or_default();
+    let mut a = Adoption::default();
+    for name in d.namespaces.keys() {
+        let Some(ns) = o.namespaces.get(name) else {
+            continue;
+        };
+        if ns.owner.is_none() && (adopt || was.namespaces.contains(name)) {
+            a.pending.namespaces.insert(name.clone());
+            a.steps.push(
+                Adopt {
+                    what: Adoptee::Namespace(name.clone()),
+                }
+                .into(),
+            );
+        }
+    }
+    for (name, spec) in &d.host.links {
+        let Some(l) = o.host.link(name) else { continue };
+        if l.alias.is_none()
+            && (adopt || was.links.contains_key(name))
+            && same_kind(o, l, &spec.kind)
+        {
+            let mac = l.mac.map(|m| m.to_string()).unwrap_or_default();
+            a.pending.links.insert(name.clone(), mac);
+            a.steps.push(
+                Adopt {
+                    what: Adoptee::Link(name.clone()),
+                }
+                .into(),
+            );
+        }
+    }
+    if adopt {
+        for (k, want) in d.host.sysctls.iter().filter(|(_, s)| s.restore) {
+            let have = o.host.sysctls.get(k).cloned().flatten();
+            if (k.ends_with("forwarding") || k.ends_with("ip_forward"))
+                && have.as_deref().map(str::trim) == Some(want.value.as_str())
+                && !rec.sysctls.contains_key(k)
+            {
+                a.sysctls.push(k.clone());
+            }
+        }
+    }
+    for ns in d.resolv.keys() {
+        if let Some(FileObs::Text(t)) = o.resolv.get(ns)
+            && crate::owner::resolv_owner(t).is_none()
+            && (adopt || was.files.contains(ns))
+        {
+            a.pending.files.insert(ns.clone());
+        }
+    }
+    a
+}
+
+/// For a flush: what an interrupted adoption of each topology `who` owns was taking, by
+/// topology.
+pub(crate) fn find_for_flush(
+    o: &plumbing::Observed,
+    rec: &Record,
+    who: Owner,
+) -> Vec<(String, Adoption)> {
+    let mut out = Vec::new();
+    for (t, was) in rec.adopting.iter().filter(|(t, _)| who.owns_topology(t)) {
+        let mut a = Adoption::default();
+        for n in &was.namespaces {
+            if o.namespaces.get(n).is_some_and(|ns| ns.owner.is_none()) {
+                a.pending.namespaces.insert(n.clone());
+            }
+        }
+        for l in was.links.keys() {
+            if o.host.link(l).is_some_and(|l| l.alias.is_none()) {
+                a.pending.links.insert(l.clone(), String::new());
+            }
+        }
+        a.pending.files = was.files.clone();
+        out.push((t.clone(), a));
+    }
+    out
+}
+
+/// The observation as it is once the adopted objects carry `mark` (and the adopted
+/// resolv.conf files nsfw's first line): what the plan is made over.
+pub(crate) fn as_marked(
+    o: &plumbing::Observed,
+    a: &Adoption,
+    mark: &str,
+    topology: &str,
+) -> plumbing::Observed {
+    let mut o = o.clone();
+    for n in &a.pending.namespaces {
+        if let Some(ns) = o.namespaces.get_mut(n) {
+            ns.owner = Some(mark.to_string());
+            if let Some(lo) = ns.node.links.iter_mut().find(|l| l.name == "lo") {
+                lo.alias = Some(mark.to_string());
+            }
+        }
+    }
+    for l in o.host.links.iter_mut() {
+        if a.pending.links.contains_key(&l.name) && unmarked(l.alias.as_deref()) {
+            l.alias = Some(mark.to_string());
+        }
+    }
+    for ns in &a.pending.files {
+        if let Some(FileObs::Text(t)) = o.resolv.get_mut(ns)
+            && crate::owner::resolv_owner(t).is_none()
+        {
+            // Marked, and different from what nsfw writes: the plan writes it as nsfw's.
+            *t = format!("{}\n# adopted\n{t}", crate::owner::resolv_marker(topology));
+        }
+    }
+    o
+}
+
+/// Whether topology `t` says what rule meaning `m` does.
+fn says(t: &Topology, m: &Meaning) -> bool {
+    let bridge = |what: &str| {
+        t.bridges.iter().find(|b| {
+            b.name == what
+                || b.address.is_some_and(|a| {
+                    what.parse::<ipnetwork::Ipv4Network>()
+                        .is_ok_and(|n| n.network() == a.network() && n.prefix() == a.prefix())
+                })
+        })
+    };
+    let ns_of = |ip: std::net::IpAddr| {
+        t.namespaces.iter().find(|n| {
+            n.ifaces
+                .iter()
+                .any(|i| std::net::IpAddr::V4(i.address.ip()) == ip)
+        })
+    };
+    match m {
+        Meaning::Masquerade { subnet, uplink, .. } => bridge(&subnet.to_string())
+            .is_some_and(|b| b.masquerade && (uplink.is_none() || b.uplink == *uplink)),
+        Meaning::Stateful => true,
+        Meaning::Egress { from } => bridge(from).is_some_and(|b| !b.egress_deny),
+        Meaning::Inbound { to } => bridge(to).is_some(),
+        Meaning::Publish {
+            proto, port, to, ..
+        } => ns_of(*to).is_some_and(|n| {
+            n.publish
+                .iter()
+                .any(|p| p.pairs().any(|(h, _)| h == *port) && p.proto.to_string() == *proto)
+        }),
+        Meaning::Drop { from, to } if from == to => bridge(from).is_some_and(|b| b.isolate),
+        Meaning::Drop { from, to } => {
+            let (Ok(f), Ok(d)) = (from.parse(), to.parse()) else {
+                return false;
+            };
+            match (ns_of(f), ns_of(d)) {
+                (Some(a), Some(b)) => t.policy.iter().any(|r| {
+                    r.action == crate::topology::Action::Deny
+                        && r.from == crate::topology::Endpoint::Ns(a.name.clone())
+                        && r.to == crate::topology::Endpoint::Ns(b.name.clone())
+                }),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// The hand-written rules that concern `t`'s bridges and subnets, sorted into those `t` says
+/// again (removed) and those it does not (kept, named).
+pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
+    let names: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
+    let subnets: Vec<ipnetwork::IpNetwork> = t
+        .bridges
+        .iter()
+        .filter_map(|b| b.address)
+        .map(|a| ipnetwork::IpNetwork::V4(crate::topology::subnet_of4(&a)))
+        .collect();
+    let legacy = crate::import::legacy_tables();
+    if !legacy.is_empty() {
+        a.kept.push(format!(
+            "iptables-legacy tables are loaded ({}): nsfw neither reads nor removes their rules; once adopted, delete the lab's lines there by hand (`iptables-legacy -S`, `iptables-legacy -t nat -S`)",
+            legacy.join(", ")
+        ));
+    }
+    for f in crate::import::read_rules_for(&names, &subnets)? {
+        match &f.meaning {
+            Some(m) if says(t, m) => a.rules.push(f),
+            _ => a.kept.push(format!(
+                "{}: {} (handle {}) concerns this topology but the file does not say it: left in place",
+                f.at, f.text, f.at.handle
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// The adoption folded into the plan: the marks first, the rules' deletions in the batch,
+/// the record naming what is being adopted until the run is done.
+pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
+    let mut steps = a.steps;
+    steps.append(&mut p.steps);
+    p.steps = steps;
+    for f in &a.rules {
+        p.nft.ops.push(nft::batch::Op::DeleteRule {
+            family: f.at.family,
+            table: f.at.table.clone(),
+            chain: f.at.chain.clone(),
+            handle: f.at.handle,
+            what: format!("{} rule {} written by hand", f.at, f.text),
+        });
+        p.nft.lines.push(nft::diff::NftLine {
+            foreign: true,
+            ..nft::diff::NftLine::new(
+                '-',
+                "rule",
+                &format!("{} {}", f.at.family.as_str(), f.at.table),
+                Some(&f.at.chain),
+                format!(
+                    "{} (handle {}): written by hand, replaced by nsfw's table",
+                    f.text, f.at.handle
+                ),
+            )
+        });
+    }
+    p.warnings.extend(a.kept);
+    for k in a.sysctls {
+        p.warnings.push(format!(
+            "{k} is on, turned on by hand: adopted as this topology's (its flush turns it off when no other topology needs it)"
+        ));
+        for r in [&mut p.record_during, &mut p.record_after] {
+            let e = r.sysctls.entry(k.clone()).or_default();
+            e.original = "0".to_string();
+            e.users.insert(topology.to_string());
+        }
+    }
+    if !a.pending.is_empty() {
+        p.record_during
+            .adopting
+            .insert(topology.to_string(), a.pending);
+    }
+    p.record_after.adopting.remove(topology);
+}
+
+/// For a flush: the adoption's record entries go with what they name.
+pub(crate) fn finish_flush(p: &mut Plan, who: Owner) {
+    p.record_after.adopting.retain(|t, _| !who.owns_topology(t));
+}

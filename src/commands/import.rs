@@ -1,0 +1,42 @@
+//! `nsfw import`: the topology file of what this host holds, on standard output; what could
+//! not be translated is in the file as comments and said on standard error.
+
+use crate::import::{self, Options};
+use crate::{output, warning};
+
+use super::{ERR, Fail, OK, read_error};
+
+pub fn import(name: &str, subnets: &[String], json: bool) -> Result<u8, Fail> {
+    if let Err(why) = crate::topology::check_topology_name(name) {
+        crate::error!("--name {name:?}: a topology name {why}");
+        return Err(Fail(ERR));
+    }
+    let mut nets = Vec::new();
+    for s in subnets {
+        match s.parse::<ipnetwork::IpNetwork>() {
+            Ok(n) => nets.push(n),
+            Err(e) => {
+                crate::error!("--subnet {s:?}: not a CIDR ({e})");
+                return Err(Fail(ERR));
+            }
+        }
+    }
+    let o = Options {
+        name: name.to_string(),
+        subnets: nets,
+    };
+    let got = import::import(&o).map_err(|e| read_error("import", &e))?;
+    for n in &got.lab.notes {
+        warning!("not translated: {n}");
+    }
+    // The file must be one nsfw reads: if it is not, say why rather than hand it over.
+    if let Err(e) = crate::topology::parse(&got.toml, std::path::Path::new("(imported)")) {
+        warning!("the imported file does not validate: {e:#}");
+    }
+    if json {
+        output::data(format_args!("{}\n", got.to_json()));
+    } else {
+        output::data(format_args!("{}", got.toml));
+    }
+    Ok(OK)
+}

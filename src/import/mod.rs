@@ -1,0 +1,175 @@
+//! `nsfw import`: what a hand-built lab is, read from the live host (rtnetlink and /proc
+//! through `plumbing`, the ruleset through the `nft` crate), as a topology file. `lab` reads
+//! the plumbing, `rules` recognises the guide's firewall lines, `fold` puts their meaning into
+//! the lab, `render` writes the file. `apply --adopt` reads the same rules to know which of
+//! them the file replaces. Never spawns `ip`, `iptables` or `nft`.
+
+mod fold;
+pub(crate) mod lab;
+mod render;
+pub(crate) mod rules;
+#[cfg(test)]
+mod tests;
+
+use anyhow::Result;
+use ipnetwork::IpNetwork;
+use serde_json::{Value, json};
+
+use crate::plumbing::{self, Query};
+use lab::Lab;
+use rules::{At, Found};
+
+/// What `nsfw import` reads.
+pub(crate) struct Options {
+    pub name: String,
+    /// Only bridges with an address in one of these (all when empty).
+    pub subnets: Vec<IpNetwork>,
+}
+
+/// The lab read back, the rules that concern it, and the file.
+pub(crate) struct Imported {
+    pub lab: Lab,
+    /// The rules that concern the lab, and whether the file says what each does.
+    pub rules: Vec<(Found, bool)>,
+    pub toml: String,
+}
+
+impl Imported {
+    /// `--json` (docs/json.md).
+    pub(crate) fn to_json(&self) -> Value {
+        let rule = |(f, used): &(Found, bool)| {
+            json!({"family": f.at.family.as_str(), "table": f.at.table, "chain": f.at.chain,
+                   "handle": f.at.handle, "rule": f.text, "translated": used})
+        };
+        json!({
+            "command": "import",
+            "topology": self.lab.name,
+            "file": self.toml,
+            "bridges": self.lab.bridges.keys().collect::<Vec<_>>(),
+            "namespaces": self.lab.namespaces.keys().collect::<Vec<_>>(),
+            "rules": self.rules.iter().map(rule).collect::<Vec<_>>(),
+            "not_translated": self.lab.notes,
+            "remarks": self.lab.remarks,
+        })
+    }
+}
+
+/// Reads the whole host: every namespace whole, the host's forwarding.
+fn observe_all() -> Result<plumbing::Observed> {
+    let deep = |_: &str, _: Option<&str>| true;
+    let none = |_: &str| Vec::new();
+    plumbing::observe(&Query {
+        deep: &deep,
+        ns_sysctls: &none,
+        host_sysctls: vec![crate::compile::IP_FORWARD.to_string()],
+    })
+}
+
+/// The iptables-legacy tables the kernel has loaded (`/proc/net/ip_tables_names`): nsfw does
+/// not read their rules (that takes IPT_SO_GET_ENTRIES and a decoder of xtables' blobs).
+pub(crate) fn legacy_tables() -> Vec<String> {
+    ["ip_tables_names", "ip6_tables_names"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(format!("/proc/net/{f}")).ok())
+        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Reads the live host into a topology file named `o.name`.
+pub(crate) fn import(o: &Options) -> Result<Imported> {
+    let seen = observe_all()?;
+    let mut lab = lab::build(&o.name, &seen, &o.subnets);
+    let found = match read_rules(&lab) {
+        Ok(f) => f,
+        Err(e) => {
+            lab.notes.push(format!(
+                "the nftables ruleset cannot be read ({e:#}); no firewall line imported"
+            ));
+            Vec::new()
+        }
+    };
+    let legacy = legacy_tables();
+    if !legacy.is_empty() {
+        lab.notes.push(format!(
+            "iptables-legacy tables are loaded ({}): nsfw does not read their rules; `iptables-legacy-save` shows them, and what they do is not in this file",
+            legacy.join(", ")
+        ));
+    }
+    let used = fold::fold(&mut lab, &found);
+    let toml = render::toml(&lab);
+    Ok(Imported {
+        lab,
+        rules: found.into_iter().zip(used).collect(),
+        toml,
+    })
+}
+
+/// The names and subnets a rule must mention to concern the lab.
+fn lab_names(lab: &Lab) -> (Vec<String>, Vec<IpNetwork>) {
+    let names = lab.bridges.keys().cloned().collect();
+    let subnets = lab
+        .bridges
+        .values()
+        .filter_map(|b| b.address)
+        .map(|a| IpNetwork::new(a.network(), a.prefix()).unwrap_or(a))
+        .collect();
+    (names, subnets)
+}
+
+/// Every rule of another owner's table that names one of the lab's bridges or subnets,
+/// recognised where it can be.
+pub(crate) fn read_rules(lab: &Lab) -> Result<Vec<Found>> {
+    let (names, subnets) = lab_names(lab);
+    read_rules_for(&names, &subnets)
+}
+
+/// [`read_rules`] for the bridges `names` and `subnets`.
+pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<Vec<Found>> {
+    let mut sock = nft::socket::NftSocket::open()?;
+    let mut out = Vec::new();
+    for t in sock.tables()? {
+        if crate::owner::is_table(&t.name) || t.family == nft::Family::Bridge {
+            continue;
+        }
+        for c in sock.chains(t.family, &t.name)? {
+            for r in sock.chain_rules(t.family, &t.name, &c.name)? {
+                if r.rule
+                    .comment
+                    .as_deref()
+                    .and_then(crate::owner::Mark::parse)
+                    .is_some()
+                {
+                    continue; // nsfw's own, placed in another's chain
+                }
+                let mut rule = r.rule.clone();
+                rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
+                let text = rules::xt_as_nft(&rule.to_string());
+                // iptables-nft's tables and chains, where the guide's lines are.
+                let meaning = match (t.family, t.name.as_str(), c.name.as_str()) {
+                    (nft::Family::Ip, "nat", "POSTROUTING" | "PREROUTING" | "OUTPUT")
+                    | (nft::Family::Ip, "filter", "FORWARD" | "DOCKER-USER") => {
+                        rules::classify(&c.name, &text)
+                    }
+                    _ => None,
+                };
+                // The stateful accept names no bridge, yet is the guide's.
+                let stateful = meaning == Some(rules::Meaning::Stateful)
+                    || text.contains("xtables match conntrack");
+                if !stateful && !rules::concerns(&text, names, subnets) {
+                    continue;
+                }
+                out.push(Found {
+                    at: At {
+                        family: t.family,
+                        table: t.name.clone(),
+                        chain: c.name.clone(),
+                        handle: r.handle,
+                    },
+                    text,
+                    meaning,
+                });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,434 @@
+//! The firewall lines the guide and its readers write, recognised in the rules the kernel
+//! holds: each rule of iptables-nft's tables (and of any other table that names a lab's
+//! bridge) rendered as `nft` prints it, counters left out, then read clause by clause. A rule
+//! with a clause nothing here knows is not recognised: it becomes a note with its text, never
+//! a guess. Pure: `classify` works on text, so unit tests give it the lines themselves.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+/// Where a rule is: enough to delete exactly it (by handle) in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct At {
+    pub family: nft::Family,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.family.as_str(), self.table, self.chain)
+    }
+}
+
+/// What a recognised rule means in a topology file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Meaning {
+    /// MASQUERADE/SNAT of a subnet (`masquerade`), out of `uplink` when it names one.
+    Masquerade {
+        subnet: IpNetwork,
+        uplink: Option<String>,
+        /// SNAT to a fixed address: nsfw masquerades instead.
+        snat: Option<String>,
+    },
+    /// `ct state established,related accept`: nsfw's stateful forward.
+    Stateful,
+    /// Forwarding out of a bridge (or a subnet) accepted: the default egress.
+    Egress { from: String },
+    /// Forwarding into a bridge accepted whatever the state: nsfw accepts only replies and
+    /// published ports there.
+    Inbound { to: String },
+    /// A DNAT port forward: `publish` of the namespace holding `to`.
+    Publish {
+        proto: String,
+        host_addr: Option<IpAddr>,
+        port: u16,
+        to: IpAddr,
+        to_port: u16,
+    },
+    /// Traffic between two addresses or within a bridge dropped.
+    Drop { from: String, to: String },
+}
+
+/// A rule read back: where it is, its text, and its meaning if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub at: At,
+    pub text: String,
+    pub meaning: Option<Meaning>,
+}
+
+/// The clauses of a rule's text: `iifname "br0"` → ("iifname", false, "br0").
+#[derive(Default, Debug)]
+struct Clauses {
+    iif: Option<(bool, String)>,
+    oif: Option<(bool, String)>,
+    saddr: Option<(bool, String)>,
+    daddr: Option<(bool, String)>,
+    proto: Option<String>,
+    dport: Option<u16>,
+    ct_state: Option<String>,
+    /// The terminal statement and its argument: ("accept", ""), ("dnat", "10.10.0.2:80").
+    action: Option<(String, String)>,
+}
+
+fn unquote(s: &str) -> String {
+    s.trim_matches('"').to_string()
+}
+
+/// Reads a rule's text into clauses; None when a word is not understood.
+fn clauses(text: &str) -> Option<Clauses> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut c = Clauses::default();
+    let mut i = 0;
+    // `KEY [!=] VALUE`
+    let val = |i: &mut usize| -> Option<(bool, String)> {
+        let neg = words.get(*i + 1) == Some(&"!=");
+        if neg {
+            *i += 1;
+        }
+        let v = words.get(*i + 1)?;
+        *i += 2;
+        Some((!neg, unquote(v)))
+    };
+    while i < words.len() {
+        match words[i] {
+            "iifname" | "iif" => c.iif = Some(val(&mut i)?),
+            "oifname" | "oif" => c.oif = Some(val(&mut i)?),
+            "ip" if words.get(i + 1) == Some(&"saddr") => {
+                i += 1;
+                c.saddr = Some(val(&mut i)?);
+            }
+            "ip" if words.get(i + 1) == Some(&"daddr") => {
+                i += 1;
+                c.daddr = Some(val(&mut i)?);
+            }
+            "meta" if words.get(i + 1) == Some(&"l4proto") => {
+                c.proto = Some(words.get(i + 2)?.to_string());
+                i += 3;
+            }
+            "ip" if words.get(i + 1) == Some(&"protocol") => {
+                c.proto = Some(words.get(i + 2)?.to_string());
+                i += 3;
+            }
+            p @ ("tcp" | "udp" | "th") if words.get(i + 1) == Some(&"dport") => {
+                if p != "th" {
+                    c.proto = Some(p.to_string());
+                }
+                c.dport = Some(words.get(i + 2)?.parse().ok()?);
+                i += 3;
+            }
+            "ct" if words.get(i + 1) == Some(&"state") => {
+                c.ct_state = Some(words.get(i + 2)?.to_string());
+                i += 3;
+            }
+            "counter" => i += 1,
+            a @ ("accept" | "drop" | "masquerade") if i + 1 == words.len() => {
+                c.action = Some((a.to_string(), String::new()));
+                i += 1;
+            }
+            a @ ("dnat" | "snat") => {
+                // `dnat to 10.10.0.2:80`, `dnat ip to ...` (in an inet table)
+                let mut j = i + 1;
+                if words.get(j) == Some(&"ip") {
+                    j += 1;
+                }
+                if words.get(j) != Some(&"to") || j + 2 != words.len() {
+                    return None;
+                }
+                c.action = Some((a.to_string(), words[j + 1].to_string()));
+                i = j + 2;
+            }
+            _ => return None,
+        }
+    }
+    Some(c)
+}
+
+/// What a rule of chain `chain` (iptables' names: POSTROUTING, FORWARD, DOCKER-USER,
+/// PREROUTING, OUTPUT) means, if the guide's lines say it.
+pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
+    let c = clauses(text)?;
+    let (action, arg) = c.action.clone()?;
+    let net = |s: &Option<(bool, String)>| -> Option<IpNetwork> {
+        s.as_ref()
+            .filter(|(eq, _)| *eq)
+            .and_then(|(_, v)| v.parse::<IpNetwork>().ok())
+    };
+    let name = |s: &Option<(bool, String)>| -> Option<String> {
+        s.as_ref().filter(|(eq, _)| *eq).map(|(_, v)| v.clone())
+    };
+    match (chain, action.as_str()) {
+        ("POSTROUTING", "masquerade" | "snat") => {
+            if c.iif.is_some() || c.daddr.as_ref().is_some_and(|(eq, _)| *eq) || c.proto.is_some() {
+                return None;
+            }
+            Some(Meaning::Masquerade {
+                subnet: net(&c.saddr)?,
+                uplink: name(&c.oif),
+                snat: (action == "snat").then_some(arg),
+            })
+        }
+        ("FORWARD" | "DOCKER-USER", "accept") => {
+            if c.proto.is_some() || c.dport.is_some() {
+                return None;
+            }
+            if let Some(st) = &c.ct_state {
+                let mut s: Vec<&str> = st.split(',').collect();
+                s.sort_unstable();
+                return (s == ["established", "related"] && c.iif.is_none() && c.saddr.is_none())
+                    .then_some(Meaning::Stateful);
+            }
+            match (name(&c.iif), name(&c.oif), &c.saddr, &c.daddr) {
+                (Some(i), _, None, None) => Some(Meaning::Egress { from: i }),
+                (None, None, Some(_), None) => Some(Meaning::Egress {
+                    from: net(&c.saddr)?.to_string(),
+                }),
+                (None, Some(o), None, None) => Some(Meaning::Inbound { to: o }),
+                (None, None, None, Some(_)) => Some(Meaning::Inbound {
+                    to: net(&c.daddr)?.to_string(),
+                }),
+                _ => None,
+            }
+        }
+        ("FORWARD" | "DOCKER-USER", "drop") => {
+            if c.proto.is_some() || c.ct_state.is_some() {
+                return None;
+            }
+            match (name(&c.iif), name(&c.oif), net(&c.saddr), net(&c.daddr)) {
+                (Some(i), Some(o), None, None) if i == o => Some(Meaning::Drop { from: i, to: o }),
+                (None, None, Some(s), Some(d)) => Some(Meaning::Drop {
+                    from: s.ip().to_string(),
+                    to: d.ip().to_string(),
+                }),
+                _ => None,
+            }
+        }
+        ("PREROUTING" | "OUTPUT", "dnat") => {
+            let (to, to_port) = match arg.rsplit_once(':') {
+                Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
+                None => (arg.parse().ok()?, c.dport?),
+            };
+            let host_addr = match &c.daddr {
+                None => None,
+                Some((true, a)) => Some(a.parse().ok()?),
+                Some((false, _)) => return None,
+            };
+            Some(Meaning::Publish {
+                proto: c.proto.clone()?,
+                host_addr,
+                port: c.dport?,
+                to,
+                to_port,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A rule's text with the xtables targets iptables-nft leaves in it (`-j MASQUERADE`,
+/// `-j DNAT --to-destination`, `-j SNAT`: nft_compat expressions, which the nft crate shows
+/// as unreadable with their name, revision and info bytes) written as nft writes the native
+/// statement, where their info says exactly that; unchanged otherwise.
+pub(crate) fn xt_as_nft(text: &str) -> String {
+    if let Some(t) = xt_conntrack(text) {
+        return t;
+    }
+    let Some(start) = text.find("[nsfw cannot read this (xtables target ") else {
+        return text.to_string();
+    };
+    let Some(len) = text[start..].find(']') else {
+        return text.to_string();
+    };
+    let inner = &text[start..start + len];
+    let field = |k: &str| {
+        inner
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let (Some(name), Some(rev), Some(info)) = (field("name="), field("rev="), field("info=0x"))
+    else {
+        return text.to_string();
+    };
+    let bytes: Option<Vec<u8>> = (0..info.len() / 2)
+        .map(|i| u8::from_str_radix(info.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    let Some(nat) = bytes.and_then(|b| xt_nat(&name, &rev, &b)) else {
+        return text.to_string();
+    };
+    format!("{}{nat}{}", &text[..start], &text[start + len + 1..])
+}
+
+/// `-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT` as iptables-nft loads it (an
+/// xt_conntrack_mtinfo3 match, then a counter and the verdict, all unread by the nft crate):
+/// `ct state established,related accept` when the info says exactly that (match_flags
+/// XT_CONNTRACK_STATE, no inversion, state_mask ESTABLISHED|RELATED, everything else zero).
+fn xt_conntrack(text: &str) -> Option<String> {
+    let start = text.find("[nsfw cannot read this (xtables match conntrack)")?;
+    let end = start + text[start..].find(']')?;
+    let inner = &text[start..end];
+    let hex = inner.split("info=0x").nth(1)?.split(';').next()?.trim();
+    let b: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let u16le = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let rest_zero = b
+        .iter()
+        .enumerate()
+        .all(|(i, x)| *x == 0 || (146..148).contains(&i) || (150..152).contains(&i));
+    if !(rest_zero && u16le(146)? == 1 && u16le(148)? == 0 && u16le(150)? == 6) {
+        return None;
+    }
+    // What follows the match inside the brackets: a counter and NF_ACCEPT, nothing else.
+    let tail: Vec<&str> = inner.split(';').skip(1).map(str::trim).collect();
+    let ok = tail
+        .iter()
+        .all(|t| t.starts_with("counter ") || *t == "immediate dreg=0 verdict=1");
+    if !ok || !tail.contains(&"immediate dreg=0 verdict=1") {
+        return None;
+    }
+    Some(format!(
+        "{}ct state established,related accept{}",
+        &text[..start],
+        &text[end + 1..]
+    ))
+}
+
+/// The nft statement of an xtables NAT target's info: rev 0 is `nf_nat_ipv4_multi_range_compat`
+/// (rangesize, then flags, min and max address, min and max port), rev 1 and 2 `nf_nat_range`
+/// and `nf_nat_range2` (flags, min and max address as 16 bytes each, min and max port).
+fn xt_nat(name: &str, rev: &str, b: &[u8]) -> Option<String> {
+    let u32le = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let port = |o: usize| Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let v4 = |o: usize| -> Option<std::net::Ipv4Addr> {
+        Some(std::net::Ipv4Addr::from(
+            <[u8; 4]>::try_from(b.get(o..o + 4)?).ok()?,
+        ))
+    };
+    let (flags, min, max, pmin, pmax) = match rev {
+        "0" if u32le(0)? == 1 => (u32le(4)?, v4(8)?, v4(12)?, port(16)?, port(18)?),
+        "1" | "2" => (u32le(0)?, v4(4)?, v4(20)?, port(36)?, port(38)?),
+        _ => return None,
+    };
+    // NF_NAT_RANGE_MAP_IPS 1, NF_NAT_RANGE_PROTO_SPECIFIED 2; anything else (random,
+    // persistent, fully random, netmap) has no place in a topology file.
+    let (ips, ports) = (flags & 1 != 0, flags & 2 != 0);
+    if flags & !3 != 0 || min != max || pmin != pmax {
+        return None;
+    }
+    match name {
+        "MASQUERADE" if !ips && !ports => Some("masquerade".into()),
+        "DNAT" | "SNAT" if ips => {
+            let verb = name.to_lowercase();
+            Some(if ports {
+                format!("{verb} to {min}:{pmin}")
+            } else {
+                format!("{verb} to {min}")
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether a rule's text names one of `bridges` or an address in one of `subnets`: a rule
+/// that concerns the lab.
+pub(crate) fn concerns(text: &str, bridges: &[String], subnets: &[IpNetwork]) -> bool {
+    text.split_whitespace().any(|w| {
+        let w = w.trim_matches('"');
+        bridges.iter().any(|b| b == w)
+            || w.split(['/', ':'])
+                .next()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .is_some_and(|a| subnets.iter().any(|s| s.contains(a)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guides_lines() {
+        assert_eq!(
+            classify(
+                "POSTROUTING",
+                r#"oifname != "br0" ip saddr 10.10.0.0/24 masquerade"#
+            ),
+            Some(Meaning::Masquerade {
+                subnet: "10.10.0.0/24".parse().unwrap(),
+                uplink: None,
+                snat: None
+            })
+        );
+        assert_eq!(
+            classify("FORWARD", "ct state related,established accept"),
+            Some(Meaning::Stateful)
+        );
+        assert_eq!(
+            classify("FORWARD", r#"iifname "br0" oifname "eth0" accept"#),
+            Some(Meaning::Egress { from: "br0".into() })
+        );
+        assert_eq!(
+            classify("FORWARD", r#"oifname "br0" accept"#),
+            Some(Meaning::Inbound { to: "br0".into() })
+        );
+        assert_eq!(
+            classify(
+                "PREROUTING",
+                r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#
+            ),
+            Some(Meaning::Publish {
+                proto: "tcp".into(),
+                host_addr: None,
+                port: 8080,
+                to: "10.10.0.2".parse().unwrap(),
+                to_port: 80
+            })
+        );
+        assert_eq!(
+            classify("FORWARD", "ip saddr 10.10.0.2 ip daddr 10.10.0.3 drop"),
+            Some(Meaning::Drop {
+                from: "10.10.0.2".into(),
+                to: "10.10.0.3".into()
+            })
+        );
+    }
+
+    #[test]
+    fn what_it_does_not_know_it_does_not_guess() {
+        assert_eq!(
+            classify("PREROUTING", r#"iifname "br0" meta mark set 0x1"#),
+            None
+        );
+        assert_eq!(classify("FORWARD", "tcp dport 22 accept"), None);
+        assert_eq!(
+            classify("FORWARD", r#"iifname "br0" log prefix "x" accept"#),
+            None
+        );
+        assert_eq!(classify("INPUT", r#"iifname "br0" accept"#), None);
+        assert_eq!(classify("POSTROUTING", "xt target MASQUERADE"), None);
+    }
+
+    #[test]
+    fn iptables_nft_targets_read() {
+        let m = r#"ip saddr 10.10.0.0/24 [nsfw cannot read this (xtables target MASQUERADE): target name="MASQUERADE" rev=0 info=0x010000000000000000000000000000000000000000000000]"#;
+        assert_eq!(xt_as_nft(m), "ip saddr 10.10.0.0/24 masquerade");
+        let d = r#"tcp dport 8080 [nsfw cannot read this (xtables target DNAT): target name="DNAT" rev=0 info=0x01000000030000000a0a00020a0a000200500050]"#;
+        assert_eq!(xt_as_nft(d), "tcp dport 8080 dnat to 10.10.0.2:80");
+        let odd = r#"[nsfw cannot read this (xtables target MASQUERADE): target name="MASQUERADE" rev=0 info=0x01000000100000000000000000000000]"#;
+        assert_eq!(xt_as_nft(odd), odd, "--random is not a plain masquerade");
+    }
+
+    #[test]
+    fn rules_that_concern_the_lab() {
+        let b = ["br0".to_string()];
+        let s = ["10.10.0.0/24".parse().unwrap()];
+        assert!(concerns(r#"iifname "br0" accept"#, &b, &s));
+        assert!(concerns("ip saddr 10.10.0.0/24 masquerade", &b, &s));
+        assert!(concerns("tcp dport 80 dnat to 10.10.0.2:80", &b, &s));
+        assert!(!concerns(r#"iifname "docker0" accept"#, &b, &s));
+    }
+}

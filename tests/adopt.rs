@@ -1,0 +1,249 @@
+//! `nsfw import` and `apply --adopt` on the guide's lab built by hand with the guide's own
+//! commands: the file describes it, adoption keeps every process and connection, the guide's
+//! iptables lines go in the batch that loads nsfw's table, and flush leaves the host as it was
+//! before the guide's script.
+
+mod common;
+
+use common::Sandbox;
+
+/// The guide's script (bridge, veths, addresses, routes, ip_forward, MASQUERADE, the two
+/// FORWARD lines, a resolv.conf), with the sandbox's upstream as its eth0.
+const GUIDE: &str = r#"set -e
+ip netns add ns1
+ip netns add ns2
+ip link add br0 type bridge
+ip addr add 10.10.0.1/24 dev br0
+ip link set br0 up
+for ns in ns1 ns2; do
+    ip link add "veth-${ns}" type veth peer name "eth0-${ns}"
+    ip link set "eth0-${ns}" netns "${ns}"
+    ip link set "veth-${ns}" master br0
+    ip link set "veth-${ns}" up
+done
+ip netns exec ns1 ip addr add 10.10.0.2/24 dev eth0-ns1
+ip netns exec ns1 ip link set eth0-ns1 up
+ip netns exec ns1 ip link set lo up
+ip netns exec ns1 ip route add default via 10.10.0.1
+ip netns exec ns2 ip addr add 10.10.0.3/24 dev eth0-ns2
+ip netns exec ns2 ip link set eth0-ns2 up
+ip netns exec ns2 ip link set lo up
+ip netns exec ns2 ip route add default via 10.10.0.1
+sysctl -qw net.ipv4.ip_forward=1
+iptables-nft -t nat -A POSTROUTING -s 10.10.0.0/24 ! -o br0 -j MASQUERADE
+iptables-nft -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables-nft -A FORWARD -i br0 -o uplink -j ACCEPT
+mkdir -p /etc/netns/ns1
+echo "nameserver 192.0.2.53" > /etc/netns/ns1/resolv.conf
+"#;
+
+/// What the sandbox looks like, for "as before".
+fn state(sb: &Sandbox) -> String {
+    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true")
+}
+
+/// Traffic that must survive adoption: a TCP connection ns1 → upstream sending every 50 ms
+/// (what arrives is appended to DIR/rx), a 10 ms ping ns2 → upstream (DIR/ping), and a sleep
+/// in ns1 (its pid in DIR/sleep). Returns DIR.
+fn traffic(sb: &Sandbox) -> String {
+    let d = sb.dir().display().to_string();
+    // Traffic that must survive: a TCP connection ns1 → upstream sending every 50 ms, a 10 ms
+    // ping ns2 → upstream, and a sleep in ns1.
+    sb.ok(&format!(
+        r#"ip netns exec wan python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000)); s.listen(); c, _ = s.accept(); f = open("{d}/rx", "ab", 0)
+while True:
+    b = c.recv(100)
+    if not b: break
+    f.write(b)' >/dev/null 2>&1 & echo $! >> {d}/pids; sleep 0.3"#
+    ));
+    sb.ok(&format!(
+        r#"ip netns exec ns1 python3 -c '
+import socket, time
+c = socket.create_connection(("203.0.113.10", 7000))
+while True: c.send(b"x" * 10); time.sleep(0.05)' >/dev/null 2>&1 & echo $! >> {d}/pids"#
+    ));
+    sb.ok(&format!(
+        "ip netns exec ns2 ping -i 0.01 -c 400 203.0.113.10 > {d}/ping 2>&1 & echo $! >> {d}/pids"
+    ));
+    sb.ok(&format!("ip netns exec ns1 sleep 300 >/dev/null 2>&1 & echo $! > {d}/sleep; cat {d}/sleep >> {d}/pids; sleep 0.5"));
+    d
+}
+
+#[test]
+fn the_guides_lab_is_adopted_without_an_outage() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let before = state(&sb);
+    sb.ok(GUIDE);
+    // Before adoption, a plain apply refuses and says --adopt exists.
+    let lab0 = sb.file("lab0.toml", common::LAB);
+    let o = sb.nsfw(&["apply", &lab0]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--adopt"),
+        "{}",
+        common::show(&o)
+    );
+
+    let d = traffic(&sb);
+    let ino = |sb: &Sandbox| sb.ok(&format!("readlink /proc/$(cat {d}/sleep)/ns/net"));
+    let rx = |sb: &Sandbox| -> u64 {
+        sb.ok(&format!("sleep 0.5; wc -c < {d}/rx"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let ino0 = ino(&sb);
+    assert!(rx(&sb) > 0, "the connection carries bytes");
+
+    let toml = sb.ok(&format!("{} import", common::NSFW));
+    assert!(
+        toml.contains("masquerade = true") && toml.contains("dns = [\"192.0.2.53\"]"),
+        "{toml}"
+    );
+    assert_eq!(
+        toml,
+        sb.ok(&format!("{} import", common::NSFW)),
+        "import twice: the same file"
+    );
+    let lab = sb.file("lab.toml", &toml);
+    sb.nsfw_code(&["diff", "--adopt", &lab], 2);
+    sb.nsfw_code(&["apply", "--adopt", &lab], 0);
+    let (rx1, rx2) = (rx(&sb), rx(&sb));
+    assert!(
+        rx2 > rx1,
+        "the TCP connection keeps flowing after adoption ({rx1} → {rx2})"
+    );
+    assert_eq!(ino(&sb), ino0, "the sleep is still in the same namespace");
+    let ruleset = sb.ok("nft list ruleset");
+    assert!(ruleset.contains("table inet nsfw_lab"), "{ruleset}");
+    assert!(
+        !ruleset.contains("saddr 10.10.0.0/24 counter")
+            && !ruleset.contains("oifname \"uplink\" counter"),
+        "the guide's lines are gone:\n{ruleset}"
+    );
+    assert!(sb.pings("ns1", "203.0.113.10"), "NAT still works");
+    // Unsolicited inbound from upstream is blocked.
+    sb.ok(&format!(r#"ip netns exec ns1 python3 -c '
+import socket
+s = socket.socket(); s.bind(("0.0.0.0", 8000)); s.listen(); s.accept()' >/dev/null 2>&1 & echo $! >> {d}/pids
+ip -n wan route add 10.10.0.0/24 via 198.51.100.1; sleep 0.3"#));
+    let inbound = sb.sh(r#"ip netns exec wan python3 -c '
+import socket
+socket.create_connection(("10.10.0.2", 8000), timeout=1)'"#);
+    assert!(!inbound.status.success(), "unsolicited inbound reached ns1");
+    sb.ok("ip -n wan route del 10.10.0.0/24");
+    sb.nsfw_code(&["diff", &lab], 0);
+    let ping = sb.ok(&format!(
+        "for i in $(seq 100); do grep -q transmitted {d}/ping && break; sleep 0.2; done; cat {d}/ping"
+    ));
+    let lost = 400 - ping.lines().filter(|l| l.contains("bytes from")).count();
+    assert!(lost <= 1, "{lost} pings lost:\n{ping}");
+    sb.ok(&format!("kill $(cat {d}/pids) 2>/dev/null; sleep 0.3"));
+    sb.nsfw_code(&["flush", &lab], 0);
+    assert_eq!(
+        state(&sb),
+        before,
+        "flush leaves the sandbox as before the guide's script"
+    );
+}
+
+#[test]
+fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let empty = sb.ok(&format!("{} import", common::NSFW));
+    let f = sb.file("empty.toml", &empty);
+    sb.nsfw_code(&["show", &f], 0);
+    sb.ok(GUIDE);
+    sb.ok(
+        "iptables-nft -t mangle -A PREROUTING -i br0 -j MARK --set-mark 1
+           ip link add br1 type bridge && ip addr add 10.20.0.1/24 dev br1 && ip link set br1 up
+           ip link add v2-ns1 type veth peer name eth1 netns ns1
+           ip link set v2-ns1 master br1 && ip link set v2-ns1 up
+           ip -n ns1 addr add 10.20.0.2/24 dev eth1 && ip -n ns1 link set eth1 up
+           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms",
+    );
+    let o = sb.nsfw(&["import"]);
+    assert!(o.status.success(), "{}", common::show(&o));
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        out.contains("#   ip mangle PREROUTING: iifname \"br0\""),
+        "{out}"
+    );
+    assert!(
+        err.contains("not translated: ip mangle PREROUTING"),
+        "{err}"
+    );
+    assert!(
+        out.contains("#   namespace ns2: tc qdisc tbf on veth-ns2"),
+        "{out}"
+    );
+    let json = sb.ok(&format!("{} import --json", common::NSFW));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["namespaces"], serde_json::json!(["ns1", "ns2"]));
+    // Two veths on two bridges is something the file can say: it does, and it adopts.
+    assert!(out.contains("[namespaces.ns1.interfaces.eth1]"), "{out}");
+    let f = sb.file("two.toml", &out);
+    sb.nsfw_code(&["apply", "--adopt", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    assert!(sb.pings("ns1", "10.20.0.1") && sb.pings("ns1", "10.10.0.1"));
+}
+
+/// The hardened variant (FORWARD policy drop, `-i br0 -o uplink`, the conntrack accept) with a
+/// DNAT port forward added by hand, adopted by runs killed at several instants: the next
+/// `apply --adopt` finishes the work, the forward still answers (as `publish`), and flush
+/// leaves the sandbox as it was.
+#[test]
+fn a_killed_adoption_converges_and_the_hand_made_port_forward_keeps_answering() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let before = state(&sb);
+    for (round, ms) in [3u64, 15, 40, 80].into_iter().enumerate() {
+        sb.ok(GUIDE);
+        sb.ok("iptables-nft -P FORWARD DROP
+               iptables-nft -t nat -A PREROUTING -i uplink -p tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80
+               iptables-nft -A FORWARD -d 10.10.0.2 -p tcp --dport 80 -j ACCEPT");
+        sb.serve(Some("ns1"), "tcp", &[80]);
+        let toml = sb.ok(&format!("{} import", common::NSFW));
+        assert!(toml.contains("publish = [\"8080:80/tcp\"]"), "{toml}");
+        let lab = sb.file("lab.toml", &toml);
+        let mut child = sb.spawn_nsfw(&["apply", "--adopt", &lab]);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if let Some(pid) = common::inner_pid(&child) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+        // Killed or not, the lab kept working and the next run finishes the adoption.
+        assert!(
+            sb.pings("ns1", "203.0.113.10"),
+            "round {round}: NAT after the kill"
+        );
+        sb.nsfw_code(&["apply", "--adopt", &lab], 0);
+        sb.nsfw_code(&["diff", &lab], 0);
+        let got = sb.ask(Some("wan"), "tcp", "198.51.100.1", 8080);
+        assert!(
+            got.is_some(),
+            "round {round}: the port forward answers after adoption"
+        );
+        let ruleset = sb.ok("nft list table ip nat; nft list chain ip filter FORWARD");
+        assert!(!ruleset.contains("dnat to 10.10.0.2:80"), "{ruleset}");
+        assert!(
+            ruleset.contains("policy drop"),
+            "FORWARD's policy is left as it was"
+        );
+        // The server holds ns1: it goes first, so flush's deletion frees the namespace.
+        sb.ok("ip netns pids ns1 | xargs -r kill; sleep 0.2");
+        sb.nsfw_code(&["flush", &lab], 0);
+        sb.ok("iptables-nft -P FORWARD ACCEPT; iptables-nft -F FORWARD");
+        assert_eq!(state(&sb), before, "round {round}");
+    }
+}
