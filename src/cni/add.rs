@@ -192,14 +192,7 @@ fn attach_locked(
                         &env.ifname,
                     )
                 });
-            let undone = undone.and_then(|()| match &added_to {
-                Some((name, index)) if links::get_link(conn, name)?.is_some() => {
-                    let gw = IpNetwork::V4(lease_gw);
-                    conn.run_all(&[crate::plumbing::msgs::del_addr(name, *index, gw)])
-                        .map_err(CniError::from)
-                }
-                _ => Ok(()),
-            });
+            let undone = undone.and_then(|()| take_back(conn, added_to.as_ref(), lease_gw));
             if let Err(u) = undone {
                 crate::output::err(format_args!(
                     "nsfw: undoing the failed ADD ({e}) failed too: {u}"
@@ -215,6 +208,25 @@ fn attach_locked(
         }
     }
     r
+}
+
+/// The gateway address a failed ADD gave an existing bridge of the network, removed again
+/// (with the prefix route the kernel made for it).
+fn take_back(
+    conn: &mut Conn,
+    added_to: Option<&(String, u32)>,
+    gw: ipnetwork::Ipv4Network,
+) -> CniResult<()> {
+    match added_to {
+        Some((name, index)) if links::get_link(conn, name)?.is_some() => conn
+            .run_all(&[crate::plumbing::msgs::del_addr(
+                name,
+                *index,
+                IpNetwork::V4(gw),
+            )])
+            .map_err(CniError::from),
+        _ => Ok(()),
+    }
 }
 
 /// The changes of an ADD, all checked before: forwarding, the bridge, the pair, the batch.
