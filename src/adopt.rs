@@ -300,3 +300,61 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
 pub(crate) fn finish_flush(p: &mut Plan, who: Owner) {
     p.record_after.adopting.retain(|t, _| !who.owns_topology(t));
 }
+
+/// Under `--adopt`, the plan only adds and changes: it never removes what was not nsfw's
+/// before this run (an extra address, a route, a second veth inside an adopted namespace:
+/// kept, and named), and it never removes what nsfw already holds (a topology of the same
+/// name applied before, whose objects this file does not name: refused, since a file that
+/// `import` wrote after the adoption would otherwise delete the lab). A plain `apply` of the
+/// same file is how the user says "remove them". `o` is the observation before marking.
+pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &str) {
+    use crate::resources::Place;
+    let adopted = |place: &Place| match place {
+        Place::Ns(n) => a.pending.namespaces.contains(n),
+        Place::Host => false,
+    };
+    let owned_ns = |n: &str| o.namespaces.get(n).is_some_and(|ns| ns.owner.is_some());
+    let owned_link = |place: &Place, name: &str| match place {
+        Place::Host => o
+            .host
+            .link(name)
+            .is_some_and(|l| !unmarked(l.alias.as_deref())),
+        Place::Ns(n) => owned_ns(n) && !a.pending.namespaces.contains(n),
+    };
+    let on_adopted_host_link = |place: &Place, ifname: &str| {
+        matches!(place, Place::Host) && a.pending.links.contains_key(ifname)
+    };
+    let mut keep = Vec::new();
+    for s in std::mem::take(&mut p.steps) {
+        let (already_nsfw, hand) = match &s {
+            Step::DeleteNamespace(d) => (owned_ns(&d.name), !owned_ns(&d.name)),
+            Step::DeleteLink(d) => (
+                owned_link(&d.place, &d.name),
+                adopted(&d.place) || !owned_link(&d.place, &d.name),
+            ),
+            Step::DelAddr(d) => (
+                false,
+                adopted(&d.place) || on_adopted_host_link(&d.place, &d.ifname),
+            ),
+            Step::DelRoute(d) => (false, adopted(&d.place)),
+            _ => (false, false),
+        };
+        if already_nsfw && !hand {
+            p.conflicts.push(format!(
+                "{file}: --adopt would remove {}, which nsfw already holds and this file does not name; --adopt never removes nsfw's objects (was this file written by `nsfw import` after an adoption? use the file that topology was applied from); run a plain `nsfw apply` if you mean to remove it",
+                s.object()
+            ));
+        } else if hand {
+            p.warnings.push(format!(
+                "kept: {s} (not nsfw's before this adoption and not in {file}: --adopt never removes it; a later plain `nsfw apply` of this file would)"
+            ));
+            continue;
+        }
+        keep.push(s);
+    }
+    p.steps = keep;
+}
+
+#[cfg(test)]
+#[path = "adopt_tests.rs"]
+mod tests;

@@ -209,8 +209,12 @@ fn plan_adopting(
     if tg.adopt {
         adopt::rules(t, &mut a)?;
     }
-    let o = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
-    Ok((plan::plan(&tg.desired, &o, rec, tg.who), Some(a)))
+    let marked = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
+    let mut p = plan::plan(&tg.desired, &marked, rec, tg.who);
+    if tg.adopt {
+        adopt::guard(&mut p, o, &a, &tg.desired.source);
+    }
+    Ok((p, Some(a)))
 }
 
 fn plan_in(k: &mut dyn Kernel, tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
