@@ -66,6 +66,9 @@ pub(crate) struct Lab {
     pub notes: Vec<String>,
     /// Remarks that are no loss (a default nsfw keeps anyway), comments only.
     pub remarks: Vec<String>,
+    /// What nsfw already holds, by topology: its namespaces and bridges (not imported; that
+    /// topology's own file describes them).
+    pub held: BTreeMap<String, Vec<String>>,
 }
 
 /// Root qdiscs a link gets without anyone asking: nothing to translate.
@@ -135,8 +138,23 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
             "namespace {ns}: cannot be read ({why}); not imported"
         ));
     }
+    for l in host
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+    {
+        if let Some(owner::Mark::Topology(t)) = l.alias.as_deref().and_then(owner::Mark::parse) {
+            let held = lab.held.entry(t.to_string()).or_default();
+            held.push(format!("bridge {}", l.name));
+        }
+    }
     for (ns_name, ns) in &o.namespaces {
         if !foreign(ns.owner.as_deref()) {
+            if let Some(owner::Mark::Topology(t)) = ns.owner.as_deref().and_then(owner::Mark::parse)
+            {
+                let held = lab.held.entry(t.to_string()).or_default();
+                held.push(format!("namespace {ns_name}"));
+            }
             continue; // nsfw's own already
         }
         namespace(&mut lab, o, &bridges, ns_name, &ns.node);

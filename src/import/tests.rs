@@ -146,3 +146,40 @@ fn an_empty_host_is_an_empty_valid_file() {
     let text = render::toml(&lab);
     crate::topology::parse(&text, std::path::Path::new("lab.toml")).unwrap();
 }
+
+/// The guide's host once adopted as `lab`: everything is nsfw's, so a second import has
+/// nothing to write (a file naming none of it would remove the lab when applied); a name
+/// that clashes is refused; the default steps aside when the host also has a hand lab.
+#[test]
+fn a_host_nsfw_already_holds_is_not_imported_again_under_its_name() {
+    let mut o = guide();
+    for ns in o.namespaces.values_mut() {
+        ns.owner = Some("nsfw:lab".into());
+    }
+    o.host.links[1].alias = Some("nsfw:lab".into());
+    let lab = lab::build("", &o, &[]);
+    assert!(lab.namespaces.is_empty() && lab.bridges.is_empty());
+    assert_eq!(
+        lab.held["lab"],
+        ["bridge br0", "namespace ns1", "namespace ns2"]
+    );
+    let e = super::choose_name(&lab, None).expect_err("nothing to import");
+    assert!(
+        e.contains("nsfw topology lab already holds bridge br0"),
+        "{e}"
+    );
+    // Another hand lab beside it: imported, under a free name; `--name lab` refused.
+    let mut o2 = guide();
+    o2.namespaces.get_mut("ns2").unwrap().owner = Some("nsfw:lab".into());
+    let lab = lab::build("", &o2, &[]);
+    assert_eq!(super::choose_name(&lab, None).as_deref(), Ok("lab-2"));
+    assert_eq!(
+        super::choose_name(&lab, Some("mine")).as_deref(),
+        Ok("mine")
+    );
+    let e = super::choose_name(&lab, Some("lab")).expect_err("clash");
+    assert!(
+        e.contains("--name lab: nsfw topology lab already holds namespace ns2"),
+        "{e}"
+    );
+}
