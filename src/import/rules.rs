@@ -207,6 +207,12 @@ pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
             }
         }
         ("PREROUTING" | "OUTPUT", "dnat") => {
+            // `publish` says a host address, a port and a protocol, no more: a rule narrower
+            // than that (one input interface, one source) would be widened into an open
+            // port forward; it stays on the host, as a note.
+            if c.iif.is_some() || c.oif.is_some() || c.saddr.is_some() || c.ct_state.is_some() {
+                return None;
+            }
             let (to, to_port) = match arg.rsplit_once(':') {
                 Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
                 None => (arg.parse().ok()?, c.dport?),
@@ -375,11 +381,29 @@ mod tests {
             classify("FORWARD", r#"oifname "br0" accept"#),
             Some(Meaning::Inbound { to: "br0".into() })
         );
+        // Narrower than any publish (one interface, one source): not translated.
+        for narrow in [
+            r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#,
+            r#"ip saddr 203.0.113.2 tcp dport 8080 dnat to 10.10.0.2:80"#,
+            r#"iifname != "br0" tcp dport 8080 dnat to 10.10.0.2:80"#,
+        ] {
+            assert_eq!(classify("PREROUTING", narrow), None, "{narrow}");
+        }
         assert_eq!(
             classify(
                 "PREROUTING",
-                r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#
+                r#"ip daddr 198.51.100.1 tcp dport 8080 dnat to 10.10.0.2:80"#
             ),
+            Some(Meaning::Publish {
+                proto: "tcp".into(),
+                host_addr: Some("198.51.100.1".parse().unwrap()),
+                port: 8080,
+                to: "10.10.0.2".parse().unwrap(),
+                to_port: 80
+            })
+        );
+        assert_eq!(
+            classify("PREROUTING", r#"tcp dport 8080 dnat to 10.10.0.2:80"#),
             Some(Meaning::Publish {
                 proto: "tcp".into(),
                 host_addr: None,
