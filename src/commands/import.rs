@@ -38,13 +38,16 @@ pub fn import(name: Option<&str>, subnets: &[String], json: bool) -> Result<u8, 
         warning!("not translated: {n}");
     }
     // The file must be one nsfw reads: if it is not, say why rather than hand it over.
-    if let Err(e) = crate::topology::parse(&got.toml, std::path::Path::new("(imported)")) {
-        warning!("the imported file does not validate: {e:#}");
-    }
+    let valid = crate::topology::parse(&got.toml, std::path::Path::new("(imported)"));
     if json {
         output::data(format_args!("{}\n", got.to_json()));
     } else {
         output::data(format_args!("{}", got.toml));
+    }
+    // Printed all the same (to be edited), but `import > f && apply --adopt f` stops here.
+    if let Err(e) = valid {
+        crate::error!("the imported file does not validate (edit it before use): {e:#}");
+        return Err(Fail(ERR));
     }
     Ok(OK)
 }

@@ -183,3 +183,25 @@ fn a_host_nsfw_already_holds_is_not_imported_again_under_its_name() {
         "{e}"
     );
 }
+
+/// Namespace names TOML cannot take bare are written as quoted keys, and read back as the
+/// same names (`ns.dot` was a nested table, `has=eq` invalid).
+#[test]
+fn odd_namespace_names_are_quoted_keys() {
+    let mut o = guide();
+    let ns1 = o.namespaces.remove("ns1").unwrap();
+    o.namespaces.insert("ns.dot".into(), ns1);
+    let ns2 = o.namespaces.remove("ns2").unwrap();
+    o.namespaces.insert("has=eq".into(), ns2);
+    let text = render::toml(&lab::build("lab", &o, &[]));
+    assert!(text.contains("[namespaces.\"ns.dot\"]"), "{text}");
+    let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"));
+    match t {
+        Ok(t) => {
+            let names: Vec<&str> = t.namespaces.iter().map(|n| n.name.as_str()).collect();
+            assert!(names.contains(&"ns.dot"), "{names:?}");
+        }
+        // nsfw may refuse the name itself; then it says which, by name.
+        Err(e) => assert!(format!("{e:#}").contains("has=eq"), "{e:#}\n{text}"),
+    }
+}
