@@ -29,9 +29,7 @@ pub(crate) struct Adoption {
     pub rules: Vec<Found>,
     /// Hand-written rules that concern the file's bridges but that it does not say: kept.
     pub kept: Vec<String>,
-    /// Host forwarding switches the lab turned on by hand: recorded as the kernel's default
-    /// (0), so that the flush of the last topology that needs them turns them off, as the
-    /// lab's own teardown would have.
+    /// Host forwarding switches found on: named in a warning (a flush leaves them on).
     pub sysctls: Vec<String>,
 }
 
@@ -278,15 +276,12 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
         });
     }
     p.warnings.extend(a.kept);
+    // Whether it was on before the lab (Docker, a router) cannot be known: the record keeps
+    // "on" as the original, so no flush turns off what another user may need.
     for k in a.sysctls {
         p.warnings.push(format!(
-            "{k} is on, turned on by hand: adopted as this topology's (its flush turns it off when no other topology needs it)"
+            "{k} is on already: nsfw cannot tell whether the lab turned it on, so its flush leaves it on (set it to 0 yourself if nothing else needs it)"
         ));
-        for r in [&mut p.record_during, &mut p.record_after] {
-            let e = r.sysctls.entry(k.clone()).or_default();
-            e.original = "0".to_string();
-            e.users.insert(topology.to_string());
-        }
     }
     if !a.pending.is_empty() {
         p.record_during

@@ -93,3 +93,28 @@ fn adopt_keeps_what_the_file_does_not_name_in_an_adopted_namespace() {
     assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
     assert!(p.warnings[0].contains("10.10.0.50/24"), "{:?}", p.warnings);
 }
+
+/// ip_forward found on may have been on before the lab (Docker): the adoption keeps the
+/// original the plan recorded ("1"), so a flush leaves it on, and says so.
+#[test]
+fn adopted_ip_forward_stays_on_at_flush() {
+    let k = crate::compile::IP_FORWARD.to_string();
+    let mut p = Plan::default();
+    for r in [&mut p.record_during, &mut p.record_after] {
+        let e = r.sysctls.entry(k.clone()).or_default();
+        e.original = "1".into();
+        e.users.insert("lab".into());
+    }
+    let a = Adoption {
+        sysctls: vec![k.clone()],
+        ..Default::default()
+    };
+    super::finish(&mut p, a, "lab");
+    assert_eq!(p.record_after.sysctls[&k].original, "1");
+    assert_eq!(p.record_during.sysctls[&k].original, "1");
+    assert!(
+        p.warnings.iter().any(|w| w.contains("leaves it on")),
+        "{:?}",
+        p.warnings
+    );
+}

@@ -76,6 +76,9 @@ while True: c.send(b"x" * 10); time.sleep(0.05)' >/dev/null 2>&1 & echo $! >> {d
 fn the_guides_lab_is_adopted_without_an_outage() {
     let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
+    // A host that forwarded before the guide (Docker, a router): flush must leave it on, as
+    // nsfw cannot tell the guide turned it on.
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
     let before = state(&sb);
     sb.ok(GUIDE);
     // Before adoption, a plain apply refuses and says --adopt exists.
@@ -203,6 +206,8 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
 fn a_killed_adoption_converges_and_the_hand_made_port_forward_keeps_answering() {
     let Some(sb) = Sandbox::or_skip() else { return };
     sb.upstream(&[]);
+    // Forwarding found on stays on at flush (see above): start from on.
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
     let before = state(&sb);
     for (round, ms) in [3u64, 15, 40, 80].into_iter().enumerate() {
         sb.ok(GUIDE);
