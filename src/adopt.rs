@@ -296,6 +296,32 @@ pub(crate) fn finish_flush(p: &mut Plan, who: Owner) {
     p.record_after.adopting.retain(|t, _| !who.owns_topology(t));
 }
 
+/// Whether namespace `place` had a default route of the family before the adoption.
+fn had_default(o: &plumbing::Observed, place: &crate::resources::Place, v6: bool) -> bool {
+    let crate::resources::Place::Ns(n) = place else {
+        return true;
+    };
+    o.namespaces.get(n).is_none_or(|ns| {
+        ns.node
+            .routes
+            .iter()
+            .any(|r| r.dst.prefix() == 0 && r.dst.is_ipv6() == v6)
+    })
+}
+
+/// Whether namespace `place` had a global IPv6 address before the adoption.
+fn had_v6(o: &plumbing::Observed, place: &crate::resources::Place) -> bool {
+    let crate::resources::Place::Ns(n) = place else {
+        return true;
+    };
+    o.namespaces.get(n).is_none_or(|ns| {
+        ns.node.addrs.iter().any(|a| match a.net {
+            ipnetwork::IpNetwork::V6(n) => n.ip().segments()[0] & 0xffc0 != 0xfe80,
+            ipnetwork::IpNetwork::V4(_) => false,
+        })
+    })
+}
+
 /// Under `--adopt`, the plan only adds and changes: it never removes what was not nsfw's
 /// before this run (an extra address, a route, a second veth inside an adopted namespace:
 /// kept, and named), and it never removes what nsfw already holds (a topology of the same
@@ -332,6 +358,20 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
                 adopted(&d.place) || on_adopted_host_link(&d.place, &d.ifname),
             ),
             Step::DelRoute(d) => (false, adopted(&d.place)),
+            // A default route or an IPv6 address where the namespace had none of that family:
+            // the file cannot say "none" (import notes it), and adopting must not connect an
+            // isolated namespace. Left out, named.
+            Step::SetRoute(r) => (
+                false,
+                r.old.is_none()
+                    && r.route.dst.prefix() == 0
+                    && adopted(&r.place)
+                    && !had_default(o, &r.place, r.route.dst.is_ipv6()),
+            ),
+            Step::AddAddr(d) => (
+                false,
+                d.net.is_ipv6() && adopted(&d.place) && !had_v6(o, &d.place),
+            ),
             _ => (false, false),
         };
         if already_nsfw && !hand {
@@ -341,7 +381,7 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
             ));
         } else if hand {
             p.warnings.push(format!(
-                "kept: {s} (not nsfw's before this adoption and not in {file}: --adopt never removes it; a later plain `nsfw apply` of this file would)"
+                "left out: {s} (--adopt changes nothing the lab did not have or name: it never removes what was not nsfw's, nor gives a namespace a default route or IPv6 it had none of; a later plain `nsfw apply` of {file} would)"
             ));
             continue;
         }

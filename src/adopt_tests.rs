@@ -118,3 +118,70 @@ fn adopted_ip_forward_stays_on_at_flush() {
         p.warnings
     );
 }
+
+/// A namespace with no default route and no IPv6 (the file cannot say "none"): adopting it
+/// gives it neither; a namespace that had a default route keeps getting nsfw's.
+#[test]
+fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
+    use crate::kinds::{AddAddr, SetRoute};
+    use crate::resources::RouteSpec;
+    let mut o = Observed::default();
+    o.namespaces.insert("iso".into(), ns(None));
+    let mut a = Adoption::default();
+    a.pending.namespaces.insert("iso".into());
+    let at = Place::Ns("iso".into());
+    let default = |dst: &str| -> Step {
+        SetRoute {
+            place: at.clone(),
+            route: RouteSpec {
+                dst: dst.parse().unwrap(),
+                via: Some("10.10.0.1".parse().unwrap()),
+                dev: "eth0".into(),
+                metric: 0,
+                kind: 1,
+                orig: None,
+            },
+            old: None,
+            again: false,
+        }
+        .into()
+    };
+    let v6: Step = AddAddr {
+        place: at.clone(),
+        ifname: "eth0".into(),
+        net: "fd00:10::2/64".parse().unwrap(),
+        orig: None,
+    }
+    .into();
+    let mut p = Plan {
+        steps: vec![default("0.0.0.0/0"), default("::/0"), v6],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+    // Had one: nsfw's replaces it as usual.
+    let mut o = Observed::default();
+    let mut had = ns(None);
+    had.node.routes.push(crate::plumbing::Route {
+        dst: "0.0.0.0/0".parse().unwrap(),
+        gateway: Some("10.10.0.254".parse().unwrap()),
+        oif: Some(2),
+        kernel: false,
+        ours: false,
+        metric: 0,
+        kind: 1,
+        table: 254,
+        proto: 3,
+        scope: 0,
+        flags: 0,
+        prefsrc: None,
+    });
+    o.namespaces.insert("iso".into(), had);
+    let mut p = Plan {
+        steps: vec![default("0.0.0.0/0")],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert_eq!(p.steps.len(), 1, "{:?}", p.warnings);
+}

@@ -103,6 +103,11 @@ fn namespace(s: &mut String, lab: &Lab, name: &str, n: &Ns) {
     {
         let _ = writeln!(s, "gateway = {}", q(&g.to_string()));
     }
+    if let Some(g) = n.gateway6
+        && first_bridge.and_then(|b| b.address6).map(|a| a.ip()) != Some(g)
+    {
+        let _ = writeln!(s, "gateway6 = {}", q(&g.to_string()));
+    }
     if !n.routes.is_empty() {
         let r: Vec<String> = n
             .routes

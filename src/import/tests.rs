@@ -205,3 +205,35 @@ fn odd_namespace_names_are_quoted_keys() {
         Err(e) => assert!(format!("{e:#}").contains("has=eq"), "{e:#}\n{text}"),
     }
 }
+
+/// What a file cannot say is absent is noted: no default route, no IPv6 where the bridge
+/// has it. A blackhole route is printed as one (was "dev ?").
+#[test]
+fn absent_default_route_and_ipv6_are_noted() {
+    let mut o = guide();
+    o.host.addrs.push(addr(3, "fd00:10::1/64"));
+    let ns1 = o.namespaces.get_mut("ns1").unwrap();
+    ns1.node.routes.clear();
+    let mut bh = default_via("10.10.0.1", 0);
+    bh.dst = "192.0.2.0/24".parse().unwrap();
+    (bh.gateway, bh.oif, bh.kind) = (None, None, 6);
+    ns1.node.routes.push(bh);
+    let lab = lab::build("lab", &o, &[]);
+    let has = |s: &str| lab.notes.iter().any(|n| n.contains(s));
+    assert!(
+        has("namespace ns1: no IPv4 default route"),
+        "{:?}",
+        lab.notes
+    );
+    assert!(
+        !has("namespace ns2: no IPv4 default route"),
+        "{:?}",
+        lab.notes
+    );
+    assert!(has("namespace ns2: no IPv6 address on"), "{:?}", lab.notes);
+    assert!(
+        has("route blackhole 192.0.2.0/24 not translated"),
+        "{:?}",
+        lab.notes
+    );
+}
