@@ -383,6 +383,7 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
             p.warnings.push(format!(
                 "left out: {s} (--adopt changes nothing the lab did not have or name: it never removes what was not nsfw's, nor gives a namespace a default route or IPv6 it had none of; a later plain `nsfw apply` of {file} would)"
             ));
+            p.left_out.push(s);
             continue;
         }
         keep.push(s);

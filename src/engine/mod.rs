@@ -411,8 +411,15 @@ fn converge_in(
         plan_in(k, tg, &o2, &rec2)?
     };
     crate::detail!("timing: observed again after {:?}", t0.elapsed());
-    // What is left pending may only be the record's own bookkeeping.
+    // What is left pending may only be the record's own bookkeeping, and what --adopt
+    // left out on purpose.
     left.record_after = p.record_after.clone();
+    // A left-out removal still pending brings back the steps that go with it ("again"
+    // routes, forgotten neighbours): this run carried those out already.
+    if !p.left_out.is_empty() {
+        left.steps
+            .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
+    }
     if !left.is_empty() || !left.conflicts.is_empty() {
         bail!(
             "the run finished but the host still differs; pending:\n{left}{}",
