@@ -316,7 +316,9 @@ fn had_v6(o: &plumbing::Observed, place: &crate::resources::Place) -> bool {
     };
     o.namespaces.get(n).is_none_or(|ns| {
         ns.node.addrs.iter().any(|a| match a.net {
-            ipnetwork::IpNetwork::V6(n) => n.ip().segments()[0] & 0xffc0 != 0xfe80,
+            ipnetwork::IpNetwork::V6(n) => {
+                n.ip().segments()[0] & 0xffc0 != 0xfe80 && !n.ip().is_loopback()
+            }
             ipnetwork::IpNetwork::V4(_) => false,
         })
     })

@@ -126,7 +126,17 @@ fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
     use crate::kinds::{AddAddr, SetRoute};
     use crate::resources::RouteSpec;
     let mut o = Observed::default();
-    o.namespaces.insert("iso".into(), ns(None));
+    let mut iso = ns(None);
+    // lo's ::1 is no IPv6 on the segment.
+    iso.node.addrs.push(crate::plumbing::Addr {
+        index: 1,
+        net: "::1/128".parse().unwrap(),
+        flags: 0,
+        scope: 254,
+        valid: u32::MAX,
+        preferred: u32::MAX,
+    });
+    o.namespaces.insert("iso".into(), iso);
     let mut a = Adoption::default();
     a.pending.namespaces.insert("iso".into());
     let at = Place::Ns("iso".into());

@@ -192,7 +192,10 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                 // The stateful accept names no bridge, yet is the guide's.
                 let stateful = meaning == Some(rules::Meaning::Stateful)
                     || text.contains("xtables match conntrack");
-                if !stateful && !rules::concerns(&text, names, subnets) {
+                if !stateful
+                    && !rules::concerns(&text, names, subnets)
+                    && !rules::unread_nat_into(&text, subnets)
+                {
                     continue;
                 }
                 out.push(Found {
