@@ -42,7 +42,7 @@ fn unmarked(alias: Option<&str>) -> bool {
 fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> bool {
     match kind {
         LinkKind::Bridge => l.kind.as_deref() == Some("bridge"),
-        LinkKind::Veth { peer_ns, peer } => {
+        LinkKind::Veth { peer_ns, peer, .. } => {
             l.kind.as_deref() == Some("veth")
                 && o.namespaces.get(peer_ns).is_some_and(|ns| {
                     ns.node.link(peer).is_some_and(|p| {

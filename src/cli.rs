@@ -76,7 +76,7 @@ pub enum Cmd {
     /// Make the host match FILE; prints the plan it carried out.
     #[command(
         long_about = "Make the host match FILE: create what is missing, fix what drifted, remove what nsfw owns that FILE no longer names. Prints the plan as it is carried out, then a summary line. Waits while another nsfw changes the host (--no-wait: fail at once). A run that is killed leaves nothing the next apply cannot finish.",
-        after_help = "Exit status: 0 done (with --dry-run: planned), 1 error (nothing is changed when FILE is invalid or an object in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
+        after_help = "Exit status: 0 done (with --dry-run: planned), 4 partially applied: everything but the objects in the way it names (a resolv.conf edited by hand), 1 error (nothing is changed when FILE is invalid or a link or namespace in the way is not nsfw's).\n\nExamples:\n  nsfw apply rulesets/lab.toml\n  nsfw apply --dry-run rulesets/lab.toml   (the plan, nothing changed: as `nsfw diff`)\n  nsfw apply --summary big.toml            (one line per kind of change)"
     )]
     Apply {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
@@ -98,6 +98,10 @@ pub enum Cmd {
         /// import` wrote it), in place, and replace the firewall lines it recognises.
         #[arg(long)]
         adopt: bool,
+        /// Write nsfw's resolv.conf over one it did not write (edited by hand), as
+        /// `dns_policy = "replace"` does for one namespace.
+        #[arg(long, conflicts_with = "dry_run")]
+        force: bool,
     },
     /// Print what apply would change, read from the kernel's own state.
     #[command(
@@ -189,8 +193,8 @@ pub enum Cmd {
     },
     /// Run the checks against the live topology.
     #[command(
-        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` (none by default) is connected to from the namespaces, as the policy says it should or should not be. A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it).",
-        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress)"
+        long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` is connected to from the namespaces, as the policy says it should or should not be; without targets, the namespaces of masquerading bridges ping the host's default gateway (egress and NAT). A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it) or iptables-legacy's tables are loaded.",
+        after_help = "Exit status: 0 every check as expected, 1 otherwise.\n\nExample:\n  nsfw verify rulesets/lab.toml\n  (with [verify] targets = [\"203.0.113.10:443\"] in the file to check egress to that service instead of the default gateway)"
     )]
     Verify {
         #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
@@ -241,18 +245,17 @@ pub enum Cmd {
     },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(
-        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After more than --max-repairs repairs in a minute it stops repairing for --pause seconds (longer each time it has to), says so, and keeps listening. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, back-offs). SIGINT or SIGTERM stops it.",
+        long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After --max-repairs repairs in a minute it is in a fight with another manager: it names the process the kernel says made the changes, repairs each change at once (at most a tenth of its time, at least every --pause seconds) so the firewall stays up, and says how the fight goes every 10 s. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, fights). SIGINT or SIGTERM stops it.",
         after_help = "Exit status: 0 when stopped by SIGINT/SIGTERM, 1 error (FILE invalid at start, not root, --metrics address refused or taken).\n\nExamples:\n  nsfw watch /etc/nsfw/nsfw.toml   (nsfw-watch.service of `nsfw systemd` runs this)\n  nsfw watch --metrics 127.0.0.1:9842 /etc/nsfw/nsfw.toml"
     )]
     Watch {
         #[arg(help = WATCH_FILE_HELP, value_hint = ValueHint::FilePath)]
         file: Option<PathBuf>,
-        /// Repairs within one minute after which watch pauses repairing.
+        /// Repairs within one minute after which watch is in a fight.
         #[arg(long, default_value_t = 10, value_name = "N")]
         max_repairs: usize,
-        /// How long the first pause lasts, in seconds (each further one within the hour lasts
-        /// twice as long, up to ten minutes).
-        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        /// In a fight, the longest wait between two repairs, in seconds.
+        #[arg(long, default_value_t = 2, value_name = "SECONDS")]
         pause: u64,
         /// Serve metrics (those of `nsfw status --format openmetrics` and watch's own) on
         /// GET /metrics at ADDR:PORT; a loopback address unless --metrics-public.

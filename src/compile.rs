@@ -54,6 +54,9 @@ pub(crate) fn compile(t: &Topology) -> Desired {
         ns_forwarding(&mut node, n);
         if let Some(content) = t.resolv_conf(n) {
             d.resolv.insert(n.name.clone(), content);
+            if n.dns_replace {
+                d.resolv_replace.insert(n.name.clone());
+            }
         }
         d.namespaces.insert(n.name.clone(), node);
     }
@@ -77,6 +80,7 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
             no_link_local: false,
             nf_call: crate::firewall::judges_within_bridges(t),
             hairpin: false,
+            isolated: false,
         },
     );
     if let Some(a) = b.address {
@@ -121,6 +125,7 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
                 no_link_local: false,
                 nf_call: false,
                 hairpin: false,
+                isolated: false,
             },
         );
     }
@@ -139,15 +144,16 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
             kind: LinkKind::Veth {
                 peer_ns: n.name.clone(),
                 peer: i.ifname.clone(),
+                keep_mac: i.host_mac.is_some(),
             },
             mtu: i.mtu,
             // Derived like the others: what tells a half-made pair of an interrupted
             // run from somebody else's link of the same name.
-            mac: Some(crate::topology::derived_mac(
-                &t.name,
-                "veth",
-                &i.host_ifname,
-            )),
+            mac: Some(
+                i.host_mac.unwrap_or_else(|| {
+                    crate::topology::derived_mac(&t.name, "veth", &i.host_ifname)
+                }),
+            ),
             master: Some(i.bridge.clone()),
             marked: true,
             no_link_local: no_ll,
@@ -156,6 +162,7 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
             // broadcasts back to it, which no other namespace needs.
             hairpin: !n.publish.is_empty()
                 && n.ifaces.first().is_some_and(|f| f.ifname == i.ifname),
+            isolated: t.isolated_port(n, i),
         },
     );
     node.links.insert(
@@ -173,6 +180,7 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
             no_link_local: no_ll,
             nf_call: false,
             hairpin: false,
+            isolated: false,
         },
     );
     node.addrs
@@ -196,9 +204,16 @@ fn ipv6(node: &mut Node, i: &Iface, no_ll: bool) {
             node.addrs
                 .insert((i.ifname.clone(), IpNetwork::V6(link_local(i.mac))));
             node.sysctls.insert(key("accept_ra"), sysctl("0", false));
+            // Said outright: a segment that gains IPv6 in an edit of the file had it
+            // disabled, and the kernel refuses addresses on such a link.
+            node.sysctls.insert(key("disable_ipv6"), sysctl("0", false));
         }
-        // A segment without IPv6 gets none at all: nothing leaks over IPv6. (Below
-        // MTU 1280 the kernel has already dropped IPv6 from the link.)
+        // A segment without IPv6 gets none at all, not even link-local: nsfw's table has
+        // no IPv6 sources for it (bridged fe80:: would pass at bridge-nf-call-iptables 0
+        // and be dropped as spoofed at 1), and a link with IPv6 takes router
+        // advertisements from anyone on the segment, addresses nsfw's table knows nothing
+        // of. Nothing leaks over IPv6; `address6` on the bridge gives both. (Below MTU 1280
+        // the kernel has already dropped IPv6 from the link.)
         None if no_ll => {
             node.sysctls.insert(key("disable_ipv6"), sysctl("1", false));
         }
@@ -283,29 +298,9 @@ fn host_sysctls(d: &mut Desired, t: &Topology) {
     }
 }
 
-/// The EUI-64 link-local address of a MAC, fe80::/64 — what the kernel would have made, given
-/// by nsfw without DAD so that it is usable at once.
+/// The EUI-64 link-local address of a MAC (see `Mac::link_local`).
 pub(crate) fn link_local(mac: crate::topology::Mac) -> ipnetwork::Ipv6Network {
-    let m = mac.0;
-    let ip = std::net::Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 0x02,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ]);
-    ipnetwork::Ipv6Network::new(ip, 64).unwrap_or_else(|_| ipnetwork::Ipv6Network::from(ip))
+    mac.link_local()
 }
 
 #[cfg(test)]

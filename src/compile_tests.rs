@@ -19,6 +19,7 @@ fn summary(d: &Desired) -> String {
                 (l.no_link_local, "no-link-local"),
                 (l.nf_call, "nf-call"),
                 (l.hairpin, "hairpin"),
+                (l.isolated, "isolated"),
             ] {
                 if on {
                     flags.push(name);
@@ -102,6 +103,7 @@ fn the_lab_is_a_bridge_with_the_gateway_and_a_veth_pair_per_namespace() {
         let peer = LinkKind::Veth {
             peer_ns: ns.into(),
             peer: "eth0".into(),
+            keep_mac: false,
         };
         assert_eq!((&host.kind, host.master.as_deref()), (&peer, Some("br0")));
         let n = &d.namespaces[ns];
@@ -158,7 +160,8 @@ fn dual_stack_namespaces_get_both_families_and_a_link_local_address_without_ra()
             "{ns}: {r:?}"
         );
         assert_eq!(n.sysctls["net.ipv6.conf.eth0.accept_ra"].value, "0");
-        assert!(!n.sysctls.contains_key("net.ipv6.conf.eth0.disable_ipv6"));
+        // Enabled outright: the segment may have had IPv6 disabled before an edit gave it.
+        assert_eq!(n.sysctls["net.ipv6.conf.eth0.disable_ipv6"].value, "0");
     }
 }
 

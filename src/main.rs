@@ -94,12 +94,13 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
             dry_run,
             summary,
             adopt,
+            force,
         } => {
             let how = Printing { json, summary };
             if dry_run {
                 commands::dry_run(file, how, !no_wait, adopt)
             } else {
-                commands::apply(file, !no_wait, how, adopt)
+                commands::apply(file, !no_wait, how, commands::Taking { adopt, force })
             }
         }
         Cmd::Diff {

@@ -53,6 +53,10 @@ pub(crate) enum LinkKind {
     Veth {
         peer_ns: String,
         peer: String,
+        /// The file gives the host end's MAC (`host_mac`): it is kept like the others.
+        /// Otherwise the derived MAC it is made with only tells a half-made pair of an
+        /// interrupted run from someone else's link.
+        keep_mac: bool,
     },
     /// The namespace end of a pair whose host end is `host`: made with it.
     Peer {
@@ -92,6 +96,9 @@ pub(crate) struct LinkSpec {
     /// through the host is DNATed back to itself inside the bridge when br_netfilter hands
     /// bridged frames to the IP hooks, and that frame must go back out the port it arrived on.
     pub hairpin: bool,
+    /// For the host end of a veth on an `isolate = true` bridge: the port is isolated
+    /// (BR_ISOLATED), so no frame of any ethertype passes between two isolated namespaces.
+    pub isolated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,6 +243,9 @@ pub(crate) struct Desired {
     pub namespaces: BTreeMap<String, Node>,
     /// `/etc/netns/<ns>/resolv.conf` contents, by namespace.
     pub resolv: BTreeMap<String, String>,
+    /// Namespaces whose resolv.conf nsfw writes over one it did not write
+    /// (`dns_policy = "replace"`, `apply --force`); the others' is left alone and named.
+    pub resolv_replace: BTreeSet<String>,
     /// Bridges whose subnet may overlap routes the host already has (`overlap = "allow"`).
     pub overlap_ok: BTreeSet<String>,
 }

@@ -325,6 +325,12 @@ pub(crate) fn gather(o: &Observed, nft: &crate::firewall::NftState) -> Vec<Topol
             t.published = published(d, &|a| holder.get(&a).cloned());
             t.namespace_drops = namespace_drops(d, &|a| holder.get(&a).cloned());
         }
+        // Port security's counters (its `identity` chain), with the rest.
+        if let Some(d) = nft.bridge.get(&table)
+            && d.structure().comment() == Some(mark.as_str())
+        {
+            t.chains.extend(counters(d));
+        }
         out.push(t);
     }
     out

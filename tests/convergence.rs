@@ -421,19 +421,25 @@ fn files_under_etc_netns_are_never_followed_or_waited_on() {
             .lines()
             .all(|l| ["fifo", "bytes", "dir", "linked"].contains(&l))
     );
-    // The topology's own file in the way is a conflict, and nothing changes.
+    // The topology's own file in the way fails its own step only (exit 4, named): the rest
+    // comes up, the symlink is neither followed nor replaced.
     sb.ok(&format!(
         "mkdir -p /etc/netns/ns3; ln -s {t} /etc/netns/ns3/resolv.conf"
     ));
     let o = sb.nsfw(&["apply", &f]);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("namespaces.ns3.dns"),
         "{}",
         show(&o)
     );
-    assert!(sb.netns().is_empty());
+    assert_eq!(sb.netns(), ["ns1", "ns2", "ns3"]);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "precious\n"
+    );
     sb.ok("rm -r /etc/netns/ns3");
+    sb.nsfw_code(&["flush", &f], 0);
     // Modes are nsfw's own whatever the umask.
     sb.ok(&format!("umask 000; {} apply {f}", common::NSFW));
     let modes =

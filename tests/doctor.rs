@@ -163,3 +163,47 @@ fn verify_names_the_egress_that_fails_and_the_rule_that_rejects_it() {
         "{target}"
     );
 }
+
+/// `verify` on a live host pings the default gateway from each namespace of a masquerading
+/// bridge (egress and NAT: the gateway has no way back to 10.10.0.0/24), and when an
+/// iptables-legacy FORWARD drop blocks it — at bridge-nf-call-iptables 0 and 1 — names
+/// iptables-legacy as the cause.
+#[test]
+fn verify_checks_egress_and_names_iptables_legacy() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    let out = sb.nsfw_code(&["verify", &f], 0);
+    for ns in ["ns1", "ns2"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(ns)
+                && l.contains("default gateway (uplink) 198.51.100.2")
+                && l.ends_with("ok")),
+            "{out}"
+        );
+    }
+    if !sb.sh("iptables-legacy -w -L -n").status.success() {
+        eprintln!("skipped: iptables-legacy cannot make a table here");
+        return;
+    }
+    for brnf in ["0", "1"] {
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}; iptables-legacy -w -P FORWARD DROP"
+        ));
+        // nsfw's own view says all is well; only the packets say otherwise.
+        sb.nsfw_code(&["diff", &f], 0);
+        let out = sb.nsfw_code(&["verify", &f], 1);
+        let why = out
+            .lines()
+            .find(|l| l.starts_with("why ns1 → default gateway (uplink)"))
+            .unwrap_or_else(|| panic!("br_netfilter {brnf}: no why line\n{out}"));
+        assert!(
+            why.contains("iptables-legacy tables are loaded (filter)")
+                && why.contains("iptables-legacy -S FORWARD"),
+            "br_netfilter {brnf}: {why}"
+        );
+        sb.ok("iptables-legacy -w -P FORWARD ACCEPT");
+        sb.nsfw_code(&["verify", &f], 0);
+    }
+}

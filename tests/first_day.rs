@@ -414,7 +414,8 @@ fn the_man_page_documents_files_environment_and_defaults() {
         ".SH \"CNI MODE\"",
         "\\fB\\-\\-max\\-repairs\\fR \\fIN\\fR",
         "[default: 10]",
-        "[default: 60]",
+        "\\fB\\-\\-pause\\fR \\fISECONDS\\fR",
+        "[default: 2]",
         "\\fB\\-\\-name\\fR \\fINAME\\fR",
     ] {
         assert!(page.contains(s), "{s} missing from the man page");

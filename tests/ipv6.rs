@@ -103,6 +103,29 @@ fn a_segment_without_ipv6_has_none() {
             .trim()
             .is_empty()
     );
+    // The way to the link-local addresses the guide's namespaces use: IPv6 on the bridge.
+    let f = sb.file(
+        "lab.toml",
+        &LAB.replace(
+            "address = \"10.10.0.1/24\"",
+            "address = \"10.10.0.1/24\"\naddress6 = \"fd00:10::1/64\"",
+        ),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let ll = sb.ok("ip -n ns2 -6 -o addr show dev eth0 scope link");
+    let ll = ll
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .expect("ns2 has a link-local address")
+        .to_string();
+    assert!(
+        sb.sh(&format!("ip netns exec ns1 ping -6 -c1 -W2 {ll}%eth0"))
+            .status
+            .success(),
+        "ns1 cannot reach ns2 at {ll}"
+    );
 }
 
 #[test]

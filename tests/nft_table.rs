@@ -61,7 +61,11 @@ fn every_shipped_ruleset_restored_by_nft_from_show_is_in_sync() {
         let Some(sb) = Sandbox::or_skip() else { return };
         let f = path.display().to_string();
         sb.nsfw_code(&["apply", &f], 0);
-        let shown = sb.file("shown.nft", &sb.nsfw_code(&["show", &f], 0));
+        // The topology's table only: its port security's bridge table stays as apply made it
+        // (nft before 1.0.8 cannot parse `icmpv6 taddr`; tests/port_security.rs covers it).
+        let all = sb.nsfw_code(&["show", &f], 0);
+        let inet = all.split("\ntable bridge ").next().expect("the inet table");
+        let shown = sb.file("shown.nft", inet);
         let name = std::fs::read_to_string(&shown)
             .expect("shown")
             .lines()

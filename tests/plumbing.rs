@@ -334,3 +334,159 @@ fn try_builds_checks_and_leaves_nothing() {
     }
     assert_eq!(before, host_state(&sb));
 }
+
+/// The guide's DNS quick fix inside one namespace (`echo nameserver … > /etc/resolv.conf` under
+/// `ip netns exec`) overwrites nsfw's file: that file alone is left out, everything else is
+/// applied (exit 4, naming it), at boot too; `--force` takes it back.
+#[test]
+fn a_hand_edited_resolv_conf_is_left_out_alone_and_force_takes_it_back() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let two = LAB.replace(
+        "address = \"10.10.0.2/24\"",
+        "address = \"10.10.0.2/24\"\ndns = [\"192.0.2.53\"]",
+    );
+    let three = format!(
+        "{two}[namespaces.ns3]\nbridge = \"br0\"\naddress = \"10.10.0.4/24\"\ndns = [\"192.0.2.53\"]\n"
+    );
+    let f = sb.file("lab.toml", &two);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns exec ns1 sh -c 'echo nameserver 192.0.2.99 > /etc/resolv.conf'");
+    let hand = "nameserver 192.0.2.99\n";
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+
+    // The file grows a namespace: it comes up, ns1's file stays as the user left it.
+    std::fs::write(&f, &three).expect("write");
+    let o = sb.nsfw(&["apply", &f]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert!(
+        err.contains("/etc/netns/ns1/resolv.conf exists and was not written by nsfw")
+            && err.contains("partially applied"),
+        "{err}"
+    );
+    assert_eq!(sb.netns(), ["ns1", "ns2", "ns3"]);
+    assert!(sb.pings("ns3", "10.10.0.2"));
+    assert!(
+        sb.ok("cat /etc/netns/ns3/resolv.conf")
+            .contains("192.0.2.53")
+    );
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+    let o = sb.nsfw(&["diff", &f]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/etc/netns/ns1/resolv.conf"));
+    let o = sb.nsfw(&["apply", "--json", &f]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!((&v["applied"], &v["partial"]), (&true.into(), &true.into()));
+    assert_eq!(v["skipped"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // A reboot: the namespaces are gone, the file in /etc survives. flush names the file and
+    // leaves it; the boot unit's own command brings every namespace back up.
+    let out = sb.nsfw(&["flush", &f]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/etc/netns/ns1/resolv.conf was not written by nsfw: left as it is"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(sb.ok("cat /etc/netns/ns1/resolv.conf"), hand);
+    assert!(sb.netns().is_empty());
+    let unit = sb.ok(&format!("{} systemd {f}", common::NSFW));
+    assert!(unit.contains("SuccessExitStatus=4"), "{unit}");
+    let start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let o = sb.sh(start);
+    assert_eq!(o.status.code(), Some(4), "{start}\n{}", show(&o));
+    assert_eq!(sb.netns(), ["ns1", "ns2", "ns3"]);
+    for (from, to) in [
+        ("ns1", "10.10.0.3"),
+        ("ns2", "10.10.0.4"),
+        ("ns3", "10.10.0.1"),
+    ] {
+        assert!(sb.pings(from, to), "{from} cannot reach {to}");
+    }
+
+    // --force writes nsfw's file over the hand-edited one; then all is in sync.
+    let out = sb.nsfw_code(&["apply", "--force", &f], 0);
+    assert!(out.contains("+ file /etc/netns/ns1/resolv.conf"), "{out}");
+    let now = sb.ok("cat /etc/netns/ns1/resolv.conf");
+    assert!(
+        now.starts_with("# written by nsfw for topology lab") && now.contains("192.0.2.53"),
+        "{now}"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
+}
+
+/// `dns_policy = "replace"`: that namespace's resolv.conf is nsfw's whoever wrote it last.
+#[test]
+fn dns_policy_replace_writes_over_a_hand_edited_resolv_conf() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let text = LAB.replace(
+        "address = \"10.10.0.2/24\"",
+        "address = \"10.10.0.2/24\"\ndns = [\"192.0.2.53\"]\ndns_policy = \"replace\"",
+    );
+    let f = sb.file("lab.toml", &text);
+    sb.ok("mkdir -p /etc/netns/ns1; echo nameserver 192.0.2.99 > /etc/netns/ns1/resolv.conf");
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(
+        sb.ok("cat /etc/netns/ns1/resolv.conf")
+            .contains("192.0.2.53")
+    );
+}
+
+/// On an L2-only segment the pairs are all `verify` can check: every pair, past the 8
+/// namespaces where a routed segment checks a ring.
+#[test]
+fn verify_checks_every_pair_on_an_l2_only_segment() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let mut text = String::from(
+        "name = \"l2\"\n[bridges.br1]\n[namespaces.n0]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\n",
+    );
+    for i in 1..9 {
+        text.push_str(&format!("[namespaces.n{i}]\nbridge = \"br1\"\n"));
+    }
+    let f = sb.file("l2.toml", &text);
+    sb.nsfw_code(&["apply", &f], 0);
+    let out = sb.nsfw_code(&["verify", &f], 0);
+    assert!(out.contains("72/72 checks as expected"), "{out}");
+    sb.ok("ip link set veth-n8 down");
+    let out = sb.nsfw_code(&["verify", &f], 1);
+    assert!(out.contains("56/72 checks as expected"), "{out}");
+}
+
+/// `host_mac` sets the host end's MAC (kept across a re-apply, changed by an edit); a
+/// universally administered MAC draws a warning naming the key, a locally administered one
+/// none.
+#[test]
+fn host_mac_is_set_and_a_vendor_mac_is_warned_about() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let with = |host_mac: &str| {
+        LAB.replace(
+            "address = \"10.10.0.2/24\"",
+            &format!("address = \"10.10.0.2/24\"\nhost_mac = \"{host_mac}\""),
+        )
+    };
+    let f = sb.file("lab.toml", &with("02:aa:00:00:00:01"));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("universally"));
+    let mac = |sb: &Sandbox| sb.json("ip -j link show dev veth-ns1")[0]["address"].clone();
+    assert_eq!(mac(&sb), "02:aa:00:00:00:01");
+    sb.nsfw_code(&["diff", &f], 0);
+    std::fs::write(&f, with("00:16:3e:00:00:07")).expect("write");
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "namespaces.ns1.host_mac = \"00:16:3e:00:00:07\": a universally administered MAC"
+        ),
+        "{err}"
+    );
+    assert_eq!(mac(&sb), "00:16:3e:00:00:07");
+    assert!(sb.pings("ns1", "10.10.0.3"));
+    sb.nsfw_code(&["diff", &f], 0);
+}

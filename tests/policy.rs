@@ -446,3 +446,62 @@ fn twenty_thousand_allows_load_as_joined_runs() {
         "in a gap between runs"
     );
 }
+
+/// `egress_via`: a second NIC's LAN (a veth stand-in, `lan0` ⇄ namespace `lan`) is out of
+/// reach of the namespaces, the world behind `up0` is not, with and without `egress = "deny"`
+/// and `[[allow]] to = "world"`, at bridge-nf-call-iptables 0 and 1.
+#[test]
+fn egress_via_keeps_namespaces_off_a_second_nic_s_lan() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok("set -e
+         ip link set uplink down; ip link set uplink name up0; ip link set up0 up
+         ip route replace default via 198.51.100.2
+         ip netns add lan
+         ip link add lan0 type veth peer name eth0 netns lan
+         ip addr add 192.0.2.1/24 dev lan0; ip link set lan0 up
+         ip -n lan link set lo up; ip -n lan link set eth0 up
+         ip -n lan addr add 192.0.2.10/24 dev eth0
+         ip -n lan route add default via 192.0.2.1");
+    let base = "name = \"eg\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\n";
+    let ns = "[namespaces.ns1]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n";
+    let world = "203.0.113.10";
+    let lan = "192.0.2.10";
+    // Without it, the LAN is "the world" too: the test can fail.
+    let f = sb.file("eg.toml", &format!("{base}{ns}"));
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(sb.pings("ns1", world) && sb.pings("ns1", lan));
+    for brnf in ["0", "1"] {
+        sb.ok(&format!(
+            "sysctl -qw net.bridge.bridge-nf-call-iptables={brnf}"
+        ));
+        for extra in ["", "egress = \"deny\"\n"] {
+            let allow = if extra.is_empty() {
+                ""
+            } else {
+                "[[allow]]\nfrom = \"br0\"\nto = \"world\"\n"
+            };
+            let text = format!("{base}egress_via = [\"up0\"]\n{extra}{ns}{allow}");
+            let f = sb.file("eg.toml", &text);
+            sb.nsfw_code(&["apply", &f], 0);
+            let what = format!("br_netfilter {brnf}, {extra:?}");
+            assert!(sb.pings("ns1", world), "{what}: ns1 → world blocked");
+            assert!(!sb.pings("ns1", lan), "{what}: ns1 reached the LAN on lan0");
+            assert!(sb.pings("ns1", "10.10.0.1"), "{what}: ns1 → its gateway");
+        }
+    }
+    // `nsfw try` rehearses it with the world behind an uplink named as the file says.
+    let out = sb.nsfw_code(&["try", &f], 0);
+    assert!(out.contains("checks as expected"), "{out}");
+    // A typo cuts the bridge off from the world: said, not silent.
+    let f = sb.file("eg.toml", &format!("{base}egress_via = [\"upO\"]\n{ns}"));
+    let o = sb.nsfw(&["apply", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("bridges.br0.egress_via = \"upO\": the host has no interface upO"),
+        "{}",
+        show(&o)
+    );
+    assert!(!sb.pings("ns1", world));
+}

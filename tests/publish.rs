@@ -553,3 +553,27 @@ fn next_to_docker_namespaces_reach_only_what_an_outside_host_could() {
     sb.nsfw_code(&["flush", &f], 0);
     assert!(!sb.ok("iptables -S DOCKER-USER").contains("nsfw"));
 }
+
+/// From the host, a port published on every address answers at 127.0.0.1 and at the host's
+/// IPv6 addresses; at [::1] it is refused at once (a client trying `localhost` moves on to
+/// 127.0.0.1), never left hanging: Linux sends nothing from ::1 out of an interface, with or
+/// without NAT (docs/topology.md, Published ports).
+#[test]
+fn a_port_published_everywhere_answers_at_127_0_0_1_and_is_refused_at_1() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let text = "name = \"pub\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\naddress6 = \"fd00:10::1/64\"\n[namespaces.ns1]\nbridge = \"br0\"\npublish = [\"8080:80\"]\n";
+    let f = sb.file("pub.toml", text);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns1"), "tcp6", &[80]);
+    assert!(sb.ask(None, "tcp", "127.0.0.1", 8080).is_some());
+    assert!(sb.ask(None, "tcp", "fd00:10::1", 8080).is_some());
+    let got = sb.ok("python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6); s.settimeout(5)
+try:
+    s.connect((\"::1\", 8080)); print(\"connected\")
+except ConnectionRefusedError: print(\"refused\")
+except OSError as e: print(\"other\", e)
+'");
+    assert_eq!(got.trim(), "refused");
+}

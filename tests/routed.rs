@@ -64,12 +64,13 @@ fn a_masquerading_router_hides_its_subnet_and_flush_takes_its_table() {
     assert!(d.contains("router:inet nsfw_router"), "{d}");
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
-    // Without `masquerade` the table goes.
+    // Without `masquerade` the NAT goes; the table stays for its anti-spoofing.
     let plain = sb.file("p.toml", ROUTER);
     sb.nsfw_code(&["apply", &plain], 0);
+    let inside = sb.ok("ip netns exec router nft list ruleset");
     assert!(
-        !sb.ok("ip netns exec router nft list ruleset")
-            .contains("nsfw_router")
+        !inside.contains("masquerade") && inside.contains("fib saddr . iif oif missing"),
+        "{inside}"
     );
     sb.nsfw_code(&["flush", &plain], 0);
     assert!(sb.leftovers(&[]).is_empty(), "{:?}", sb.leftovers(&[]));

@@ -284,7 +284,7 @@ fn watch_restores_a_flushed_ruleset_and_the_accepts_docker_s_policy_needs() {
 }
 
 #[test]
-fn watch_backs_off_from_a_fight_without_spinning() {
+fn watch_fights_without_spinning_and_goes_quiet_after() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", LAB);
     sb.nsfw_code(&["apply", &f], 0);
@@ -294,29 +294,30 @@ fn watch_backs_off_from_a_fight_without_spinning() {
     let fight = sb.spawn_sh(
         "for i in $(seq 30); do nft delete table inet nsfw_lab 2>/dev/null; sleep 0.1; done",
     );
-    w.wait_for("not repairing for 2s", Duration::from_secs(5));
-    let paused = w.cpu();
-    std::thread::sleep(Duration::from_millis(1000));
-    let idle = w.cpu() - paused;
+    w.wait_for("fighting nft (pid ", Duration::from_secs(5));
     let _ = fight.wait_with_output();
     let spent = w.cpu() - cpu0;
-    assert!(
-        idle < Duration::from_millis(100),
-        "{idle:?} of CPU while pausing"
-    );
-    assert!(
-        spent < Duration::from_millis(1500),
-        "{spent:?} of CPU in 3 s"
-    );
-    // After the pause it repairs again: the table is back.
-    w.wait_for("resuming repairs", Duration::from_secs(4));
+    // The fight is over: the table is back, and watch sleeps.
     let back = within(Duration::from_secs(2), &|| {
         sb.ok("nft list tables").contains("inet nsfw_lab")
     });
     assert!(back.is_some(), "{}", w.text());
+    std::thread::sleep(Duration::from_millis(300));
+    let quiet = w.cpu();
+    std::thread::sleep(Duration::from_millis(1000));
+    let idle = w.cpu() - quiet;
+    assert!(
+        idle < Duration::from_millis(50),
+        "{idle:?} of CPU after the fight"
+    );
+    assert!(
+        spent < Duration::from_millis(1000),
+        "{spent:?} of CPU in 3 s"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
     let text = w.stop();
     assert!(
-        text.contains("5 repairs within a minute: something else keeps changing"),
+        text.contains("5 repairs within a minute, something else keeps changing"),
         "{text}"
     );
 }
@@ -443,4 +444,60 @@ fn watch_repairs_drift_inside_a_router_namespace() {
         text.lines().filter(|l| l.contains("repaired")).count() >= 2,
         "{text}"
     );
+}
+
+/// Another manager deletes nsfw's table 30 times, 100 ms apart, then one element of a set 30
+/// times: watch puts each back, every time — a watch that stopped repairing after ten would
+/// leave the firewall open from the eleventh on — says it is fighting and whom, and stays
+/// cheap. How long the firewall stays open (the issue's 90 % and 95 %) is timed by `just bench`
+/// (part `watch`), not here: on a loaded machine a timed share can flake, while a bound of
+/// seconds on each repair cannot, and a watch pausing for a minute still fails it.
+#[test]
+fn watch_fails_closed_in_a_fight_and_names_it() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["10.10.0.0/24"]);
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("ns1"), "tcp", &[9000]);
+    let w = Watcher::start(&sb, &[&f]);
+    // Past its first check.
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu0 = w.cpu();
+    let t0 = Instant::now();
+    for (agent, back) in [
+        (
+            "nft delete table inet nsfw_lab",
+            "nft list table inet nsfw_lab",
+        ),
+        (
+            "nft delete element inet nsfw_lab bridges '{ \"br0\" }'",
+            "nft get element inet nsfw_lab bridges '{ \"br0\" }'",
+        ),
+    ] {
+        // Each deletion (which must find what it deletes), then how many 10 ms waits until
+        // it is back; 500 (5 s) means it was not.
+        let out = sb.ok(&format!(
+            "for i in $(seq 30); do
+               {agent} || exit 3
+               n=0; until {back} > /dev/null 2>&1 || [ $n -ge 500 ]; do sleep 0.01; n=$((n+1)); done
+               echo $n; sleep 0.1
+             done"
+        ));
+        let waits: Vec<u32> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        eprintln!("`{agent}`: 10 ms waits until repaired: {waits:?}");
+        assert_eq!(waits.len(), 30, "{out}");
+        assert!(
+            waits.iter().all(|n| *n < 500),
+            "`{agent}`: not repaired within 5 s: {waits:?}\n{}",
+            w.text()
+        );
+    }
+    // A spinning watch would take a whole core; a fight's takes a few percent.
+    let cpu = (w.cpu() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    assert!(cpu < 0.5, "watch used {:.1} % of a core", cpu * 100.0);
+    // The firewall is whole after the fight: the world does not reach ns1.
+    assert_eq!(sb.ask(Some("wan"), "tcp", "10.10.0.2", 9000), None);
+    sb.nsfw_code(&["diff", &f], 0);
+    let text = w.stop();
+    assert!(text.contains("fighting nft (pid "), "{text}");
 }

@@ -21,7 +21,98 @@ type Case = (&'static str, String, Vec<&'static str>);
 
 /// Every bad file the test tries.
 fn cases() -> Vec<Case> {
-    [syntax_cases(), address_cases(), name_cases(), limit_cases()].concat()
+    [
+        syntax_cases(),
+        address_cases(),
+        name_cases(),
+        limit_cases(),
+        egress_dns_cases(),
+        spoof_cases(),
+    ]
+    .concat()
+}
+
+/// `egress_via` that names no way out, and a `dns_policy` nsfw does not know.
+fn egress_dns_cases() -> Vec<Case> {
+    let l2 = "name = \"v\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\n[bridges.br1]\n";
+    vec![
+        (
+            "egress_via names nothing",
+            format!("{BR}egress_via = []\n"),
+            vec!["bridges.br0.egress_via = []", "names no interface"],
+        ),
+        (
+            "egress_via names a bridge of the file",
+            l2.replace(
+                "address = \"10.10.0.1/24\"\n",
+                "address = \"10.10.0.1/24\"\negress_via = [\"br1\"]\n",
+            ),
+            vec!["bridges.br0.egress_via = \"br1\"", "a bridge of this file"],
+        ),
+        (
+            "egress_via on an L2-only bridge",
+            format!("{l2}egress_via = [\"eth0\"]\n"),
+            vec!["bridges.br1.egress_via", "L2-only"],
+        ),
+        (
+            "masquerading out of an uplink egress_via leaves out",
+            format!("{BR}uplink = \"eth0\"\negress_via = [\"eth1\"]\n"),
+            vec!["bridges.br0.uplink = \"eth0\"", "add eth0 to egress_via"],
+        ),
+        (
+            "egress_via not an interface name",
+            format!("{BR}egress_via = [\"a/b\"]\n"),
+            vec!["bridges.br0.egress_via = \"a/b\""],
+        ),
+        (
+            "dns_policy unknown",
+            format!("{BR}[namespaces.a]\nbridge = \"br0\"\ndns_policy = \"merge\"\n"),
+            vec![
+                "namespaces.a.dns_policy = \"merge\"",
+                "\"keep\" or \"replace\"",
+            ],
+        ),
+    ]
+}
+
+/// `spoof_ok`: networks, without host bits, of a family the namespace has, never multicast.
+fn spoof_cases() -> Vec<Case> {
+    let ns = |v: &str| format!("{BR}[namespaces.a]\nbridge = \"br0\"\nspoof_ok = {v}\n");
+    vec![
+        (
+            "spoof_ok not a list",
+            ns("\"10.9.0.0/24\""),
+            vec!["namespaces.a.spoof_ok", "list of strings"],
+        ),
+        (
+            "spoof_ok not a string",
+            ns("[7]"),
+            vec!["namespaces.a.spoof_ok = 7", "must be a string"],
+        ),
+        (
+            "spoof_ok not a CIDR",
+            ns("[\"bogus\"]"),
+            vec!["namespaces.a.spoof_ok = \"bogus\"", "not a CIDR"],
+        ),
+        (
+            "spoof_ok host bits",
+            ns("[\"10.9.0.1/24\"]"),
+            vec!["namespaces.a.spoof_ok = \"10.9.0.1/24\"", "host bits"],
+        ),
+        (
+            "spoof_ok IPv6 without IPv6",
+            ns("[\"2001:db8::/64\"]"),
+            vec![
+                "namespaces.a.spoof_ok = \"2001:db8::/64\"",
+                "no IPv6 address",
+            ],
+        ),
+        (
+            "spoof_ok multicast",
+            ns("[\"224.0.0.0/4\"]"),
+            vec!["namespaces.a.spoof_ok = \"224.0.0.0/4\"", "multicast"],
+        ),
+    ]
 }
 
 /// Files that are not TOML, or hold keys nsfw does not know.

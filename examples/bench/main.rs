@@ -3,7 +3,7 @@
 //!     cargo run --release --example bench -- [--runs 5] [--out docs/benchmarks.md]
 //!         [--baseline OLD_NSFW] [--before OLDER_NSFW] [--sizes 2,20,100,200]
 //!         [--only apply,scale,routed,dual,dataplane,publish,publish-dataplane,policy,
-//!                 policy-dataplane]
+//!                 policy-dataplane,watch]
 //!
 //! As root. Every trial runs in a fresh sandbox (`nsfw sandbox`), so nothing touches the host
 //! and no trial inherits another's state. Traffic goes only between the sandbox's namespaces
@@ -21,12 +21,15 @@
 //! with 100 namespaces publishing 10,000 ports: the table loaded by nsfw against `nft -f` of the
 //! same ruleset, one port changed, and the data plane through a published port with 10,000
 //! ports published against 1.
+//! Then `nsfw watch` in a fight: another manager deleting nsfw's table, then a set's element,
+//! every 100 ms for a minute while the world probes a namespace every 20 ms.
 //! Nothing here asserts a timing: it prints numbers.
 //!
 //! The outer run (`main`, `sections`, `report`) starts trials and writes the report; the
 //! trials themselves (`trials`, `traffic`) run inside the sandboxes.
 
 mod baselines;
+mod fight;
 mod labs;
 mod report;
 mod run;
@@ -46,7 +49,7 @@ use sections::Ctx;
 type Section = fn(&mut Ctx, &[usize]) -> Res<()>;
 
 /// The parts `--only` may name, in the order they run.
-const SECTIONS: [(&str, Section); 9] = [
+const SECTIONS: [(&str, Section); 10] = [
     ("apply", sections::apply),
     ("scale", |cx, _| sections::scale(cx)),
     ("routed", |cx, _| sections::routed(cx)),
@@ -56,6 +59,7 @@ const SECTIONS: [(&str, Section); 9] = [
     ("publish-dataplane", |cx, _| sections::publish_dataplane(cx)),
     ("policy", |cx, _| sections::policy(cx)),
     ("policy-dataplane", |cx, _| sections::policy_dataplane(cx)),
+    ("watch", |cx, _| sections::watch(cx)),
 ];
 
 fn main() -> Res<()> {

@@ -70,6 +70,7 @@ pub fn inner(kind: &str, n: usize, dir: &Path, bin: Option<&Path>) -> Res<()> {
         "dp" => dataplane(dir)?,
         "pubdp" => publish_dataplane(dir)?,
         "poldp" => policy_dataplane(dir)?,
+        "watch" => crate::fight::watch(n, dir)?,
         _ => return Err(format!("unknown trial {kind}").into()),
     }
     Ok(())

@@ -25,19 +25,46 @@ fn run_error(e: &anyhow::Error, again: &str) -> Fail {
     report(e)
 }
 
-pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, adopt: bool) -> Result<u8, Fail> {
+/// What `apply` may take that nsfw did not make.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Taking {
+    /// `--adopt`: what FILE describes but was built by hand, in place.
+    pub adopt: bool,
+    /// `--force`: resolv.conf files nsfw did not write are replaced (as
+    /// `dns_policy = "replace"`).
+    pub force: bool,
+}
+
+pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> Result<u8, Fail> {
     let t = load(file)?;
     require_root("apply")?;
     super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge_adopting(&t, &lock, how, adopt)?;
+    let (_, plan) = converge_taking(&t, &lock, how, take)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
         v["applied"] = true.into();
+        v["partial"] = (!plan.skipped.is_empty()).into();
         output::data(format_args!("{v}\n"));
     }
-    Ok(OK)
+    Ok(partial(&t, &plan))
+}
+
+/// Exit 4, "partially applied", when objects in the way were left out (each named), else 0.
+pub(super) fn partial(t: &Topology, plan: &Plan) -> u8 {
+    if plan.skipped.is_empty() {
+        return OK;
+    }
+    for s in &plan.skipped {
+        crate::error!("{s}");
+    }
+    crate::error!(
+        "partially applied: {} object(s) of {} left as they are (above); everything else is applied",
+        plan.skipped.len(),
+        t.name
+    );
+    super::PARTIAL
 }
 
 /// Prints plan lines as they are carried out: each one, or with `--summary` their tally at
@@ -77,20 +104,24 @@ pub(super) fn converge(
     lock: &state::Lock,
     how: Printing,
 ) -> Result<(usize, Plan), Fail> {
-    converge_adopting(t, lock, how, false)
+    converge_taking(t, lock, how, Taking::default())
 }
 
-/// [`converge`], taking over what `t` describes but nobody marked when `adopt`.
-fn converge_adopting(
+/// [`converge`], taking over what `t` describes but nobody marked (`adopt`), or a resolv.conf
+/// someone else wrote (`force`).
+fn converge_taking(
     t: &Topology,
     lock: &state::Lock,
     how: Printing,
-    adopt: bool,
+    take: Taking,
 ) -> Result<(usize, Plan), Fail> {
-    let tg = Target {
-        adopt,
+    let mut tg = Target {
+        adopt: take.adopt,
         ..Target::apply(t)
     };
+    if take.force {
+        tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();
+    }
     let mut started = false;
     let before = &mut |p: &Plan, o: &engine::Observed| {
         for w in &p.warnings {
@@ -117,7 +148,7 @@ fn converge_adopting(
         }
     };
     let mut lines = Lines::new(how);
-    let again = if adopt {
+    let again = if take.adopt {
         "nsfw apply --adopt"
     } else {
         "nsfw apply"

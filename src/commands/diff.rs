@@ -37,6 +37,10 @@ fn problems(p: &Plan) -> Result<(), Fail> {
     for w in &p.warnings {
         warning!("{w}");
     }
+    // Objects apply would leave out: the host differs from the file in them.
+    for s in &p.skipped {
+        error!("{s}");
+    }
     if !p.conflicts.is_empty() || !p.unreachable.is_empty() {
         for c in p.conflicts.iter().chain(&p.unreachable) {
             error!("{c}");
@@ -70,11 +74,16 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
     problems(&p)?;
     if how.json {
         // Already printed.
-    } else if p.is_empty() {
+    } else if p.is_empty() && p.skipped.is_empty() {
         say!(
             "in sync: the host matches {} ({})",
             t.name,
             t.source.display()
+        );
+    } else if p.is_empty() {
+        say!(
+            "not in sync: {} object(s) in the way (above), which `nsfw apply` leaves as they are",
+            p.skipped.len()
         );
     } else {
         if how.summary {
@@ -92,7 +101,11 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
             p.len()
         );
     }
-    Ok(if p.is_empty() { OK } else { PENDING })
+    Ok(if p.is_empty() && p.skipped.is_empty() {
+        OK
+    } else {
+        PENDING
+    })
 }
 
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing

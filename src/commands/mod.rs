@@ -19,7 +19,7 @@ mod watch;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-pub use apply::{FlushWhat, apply, flush};
+pub use apply::{FlushWhat, Taking, apply, flush};
 pub use completions::completions;
 pub use diff::{diff, dry_run};
 pub use doctor::doctor;
@@ -40,6 +40,9 @@ use crate::topology::{self, Topology};
 pub(crate) const OK: u8 = 0;
 pub(crate) const ERR: u8 = 1;
 pub(crate) const PENDING: u8 = 2;
+/// `apply`: everything applied but objects in the way that it names (a hand-edited
+/// resolv.conf).
+pub(crate) const PARTIAL: u8 = 4;
 
 /// A command's outcome other than success: its exit status, the message already printed.
 #[derive(Debug)]

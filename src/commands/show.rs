@@ -10,16 +10,21 @@ use super::{Fail, OK, load};
 pub fn show(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let t = load(file)?;
     let table = firewall::table(&t);
+    // Port security's bridge table (`firewall::identity`), when the topology has one.
+    let ports = firewall::identity::table(&t);
     if json {
         let v = serde_json::json!({
             "schema": 1,
             "topology": t.name,
             "file": t.source.display().to_string(),
-            "tables": [nft::json::table(&table)],
+            "tables": std::iter::once(&table).chain(&ports).map(nft::json::table).collect::<Vec<_>>(),
         });
         output::data(format_args!("{v}\n"));
     } else {
         output::data(format_args!("{table}"));
+        if let Some(p) = &ports {
+            output::data(format_args!("\n{p}"));
+        }
     }
     Ok(OK)
 }

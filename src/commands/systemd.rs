@@ -57,6 +57,10 @@ ReloadPropagatedFrom=nftables.service firewalld.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+# 4: partially applied. Everything but an object in the way (a resolv.conf edited by hand,
+# named in the journal) is up: the unit stays active, so the watch unit and the flush at stop
+# still run.
+SuccessExitStatus=4
 ExecStart={bin} apply {file}
 ExecReload={bin} apply {file}
 ExecStop={bin} flush --name {name}
@@ -78,6 +82,7 @@ Requisite={main}
 
 [Service]
 Type=oneshot
+SuccessExitStatus=4
 ExecStart={bin} apply {file}
 
 [Install]

@@ -136,6 +136,18 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut checks = probe::checks(&t, None);
     checks.extend(probe::publish_checks(&t, &servers, None));
     checks.extend(probe::target_checks(&t));
+    if t.verify.targets.is_empty() {
+        // Out of the host, NATed: to the default gateway, unless targets say where to.
+        match probe::default_gateway() {
+            Ok(Some(gw)) => checks.extend(probe::gateway_checks(&t, &gw)),
+            Ok(None) => crate::warning!(
+                "the host has no IPv4 default route with a gateway: egress and NAT are not checked (name a service in [verify] targets)"
+            ),
+            Err(e) => crate::warning!(
+                "cannot read the host's default route ({e:#}): egress and NAT are not checked"
+            ),
+        }
+    }
     checks.extend(probe::full_size_checks(&t));
     let code = run_checks(&t, &checks, json, true);
     // One MTU per segment: the ports' MTUs as the host has them.
@@ -220,7 +232,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     drop(lock);
     let servers = probe::publish_servers(&t).map_err(|e| report(&e))?;
     sandbox::start_servers(&t).map_err(|e| report(&e))?;
-    let world = sandbox::world().map_err(|e| report(&e))?;
+    let world = sandbox::world(&t).map_err(|e| report(&e))?;
     let mut checks = probe::checks(&t, Some(&world));
     checks.extend(probe::publish_checks(&t, &servers, Some(&world)));
     checks.extend(lan_checks);

@@ -31,27 +31,48 @@ fn warning(object: impl Into<String>, what: String, fix: impl Into<String>) -> F
     }
 }
 
+/// The tables a /proc/net/ip*_tables_names file lists: those of x_tables (iptables-legacy)
+/// made in this network namespace, which exist only once something used them.
+fn legacy_names(f: &str) -> Vec<String> {
+    std::fs::read_to_string(f)
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// iptables-legacy's tables of one family, with the command that shows them.
+fn legacy_tables(rs: &Ruleset, v6: bool) -> (Vec<String>, &'static str) {
+    if v6 {
+        (
+            legacy_names("/proc/net/ip6_tables_names"),
+            "ip6tables-legacy",
+        )
+    } else if rs.state.legacy_tables.is_empty() {
+        (legacy_names("/proc/net/ip_tables_names"), "iptables-legacy")
+    } else {
+        (rs.state.legacy_tables.clone(), "iptables-legacy")
+    }
+}
+
+/// Why a flow nsfw lets through may still be dropped, in one family: iptables-legacy's
+/// tables, whose rules nsfw cannot read (they are not nf_tables), named as the likely cause.
+pub(crate) fn legacy_cause(rs: &Ruleset, v6: bool) -> Option<String> {
+    let (tables, cmd) = legacy_tables(rs, v6);
+    (!tables.is_empty()).then(|| {
+        format!(
+            "{cmd} tables are loaded ({}): their rules run beside nf_tables, where nsfw cannot read them; `{cmd} -S FORWARD` shows whether they drop it",
+            tables.join(", ")
+        )
+    })
+}
+
 /// iptables-legacy's tables: outside nf_tables, where nsfw can neither read nor fix them.
 pub(crate) fn legacy(out: &mut Vec<Finding>, rs: &Ruleset) {
-    let read = |f: &str| -> Vec<String> {
-        std::fs::read_to_string(f)
-            .map(|s| {
-                s.lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let v4 = if rs.state.legacy_tables.is_empty() {
-        read("/proc/net/ip_tables_names")
-    } else {
-        rs.state.legacy_tables.clone()
-    };
-    for (tables, cmd) in [
-        (v4, "iptables-legacy"),
-        (read("/proc/net/ip6_tables_names"), "ip6tables-legacy"),
-    ] {
+    for (tables, cmd) in [legacy_tables(rs, false), legacy_tables(rs, true)] {
         if tables.is_empty() {
             continue;
         }

@@ -119,7 +119,9 @@ impl Diagnosis {
         l4: (u8, u16),
     ) -> Vec<String> {
         let flows = flows::connection(t, bridge, from, to, l4, &self.up);
-        chains::why(&self.rs.judge_flows(t, &flows))
+        let mut why = chains::why(&self.rs.judge_flows(t, &flows));
+        why.extend(host::legacy_cause(&self.rs, to.is_ipv6()));
+        why
     }
 }
 

@@ -178,6 +178,8 @@ fn plan_with(
         host.extend(tg.desired.host.addrs.iter().map(|(_, n)| n.ip()));
         p.warnings
             .extend(firewall::publish::foreign_addresses(t, &host));
+        let links = o.net.host.links.iter().map(|l| l.name.as_str());
+        p.warnings.extend(firewall::missing_ways_out(t, links));
     }
     p.nft = plan_nft(tg, o, rec)?;
     if let Some(a) = adoption {

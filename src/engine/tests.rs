@@ -60,6 +60,7 @@ fn the_lab_applied_cold_sends_the_batch_before_the_namespaces_and_is_then_in_syn
         lines(&[
             // The firewall first: its rules name interfaces, so they hold before the links.
             "nft: create table inet nsfw_lab",
+            "nft: create table bridge nsfw_lab",
             "+ namespace ns1",
             "+ namespace ns2",
             "+ bridge br0 mtu 1500 mac 02:54:95:74:c4:b3",
@@ -116,6 +117,7 @@ fn flush_takes_away_everything_apply_made_and_puts_forwarding_back() {
             "- link br0 (bridge): no longer in the file",
             "~ sysctl net.ipv4.ip_forward: 1 → 0 (its value before nsfw)",
             "nft: delete table inet nsfw_lab",
+            "nft: delete table bridge nsfw_lab",
         ])
     );
     assert!(k.net.namespaces.is_empty());
@@ -239,7 +241,13 @@ fn a_refused_batch_stops_the_run_before_any_namespace_is_made() {
         .err()
         .expect("refused");
     assert!(format!("{e:#}").contains("refused"), "{e:#}");
-    assert_eq!(k.sent_lines(), ["nft: create table inet nsfw_lab"]);
+    assert_eq!(
+        k.sent_lines(),
+        [
+            "nft: create table inet nsfw_lab",
+            "nft: create table bridge nsfw_lab"
+        ]
+    );
     assert!(k.net.namespaces.is_empty());
     // The record names what the run was about to make, for the next run.
     let rec = Record::load(dir.fd.as_fd());

@@ -7,6 +7,8 @@ pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
+pub(crate) mod identity;
+mod egress;
 mod policy;
 pub(crate) mod publish;
 mod router;
@@ -14,6 +16,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use egress::missing_ways_out;
 pub(crate) use table::{needs_localnet, table};
 
 /// Whether a set of nsfw's table holds the policy (`[[allow]]`, `[[deny]]`, egress, host
@@ -25,6 +28,8 @@ pub(crate) fn policy_set(name: &str) -> bool {
         "host_",
         "from_host_",
         "egress_deny",
+        "egress_via",
+        "egress_confined",
         "gateways",
     ]
     .iter()
@@ -124,6 +129,8 @@ pub(crate) struct NftState {
     pub tables: Vec<TableInfo>,
     /// Every `inet nsfw_*` table, read back whole, by name.
     pub own: BTreeMap<String, Dumped>,
+    /// Every `bridge nsfw_*` table (port security, see `identity`), by name.
+    pub bridge: BTreeMap<String, Dumped>,
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
     pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,
@@ -159,6 +166,7 @@ pub(crate) fn observe(sock: &mut NftSocket) -> Result<NftState> {
             s.own.insert(t.name.clone(), sock.read_table(&t)?);
         }
     }
+    s.bridge = identity::observe(sock, &s)?;
     observe_ipt(sock, &mut s)?;
     s.generation = before.filter(|g| sock.generation().ok() == Some(*g));
     s.legacy_tables = match std::fs::read_to_string("/proc/net/ip_tables_names") {
@@ -375,6 +383,7 @@ pub(crate) fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan
         None => {}
     }
 
+    identity::diff(&mut p, t, s);
     let bridges: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
     place_accepts(&mut p, Mark::Topology(&t.name), &bridges, s);
     if !s.legacy_tables.is_empty() {
@@ -499,6 +508,7 @@ pub(crate) fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
             }
         }
     }
+    identity::flush(&mut p, s, &owned);
     for r in &s.placed {
         if owned(r.rule.comment.as_deref()) {
             delete_placed(&mut p, r);

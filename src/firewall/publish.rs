@@ -12,7 +12,8 @@
 //!     fib daddr type local dnat ip to meta l4proto . th dport map @publish4 }
 //! ```
 //! The same two rules in an `output` chain reach the namespace from the host itself. Ports
-//! published over IPv6 get `publish6`/`publish6_at` and the same rules with `dnat ip6`.
+//! published over IPv6 get `publish6`/`publish6_at` and the same rules with `dnat ip6`
+//! (in `output` after `ip6 daddr != ::1`: see [`not_loopback6`]).
 
 use crate::topology::Topology;
 use nft::{
@@ -150,6 +151,27 @@ fn rules(v6: bool) -> Vec<nft::Rule> {
     v
 }
 
+/// `ip6 daddr != ::1`: Linux never sends a packet from ::1 out of an interface (there is no
+/// route_localnet for IPv6), translated or masqueraded or not; a connection to [::1]:PORT
+/// translated towards a namespace would hang. Left alone, it is refused at once (nothing
+/// listens there) and a client trying `localhost` moves on to 127.0.0.1, which answers.
+fn not_loopback6() -> Stmt {
+    Stmt::Match(Match {
+        left: field(Field::Ip6Daddr),
+        op: Op::Neq,
+        right: Rhs::Value(Value::Ipv6(std::net::Ipv6Addr::LOCALHOST)),
+    })
+}
+
+/// The host's own rules: the DNAT rules, none for [::1].
+fn output_rules(v6: bool) -> Vec<nft::Rule> {
+    let mut v = rules(v6);
+    for r in v.iter_mut().skip(2) {
+        r.stmts.insert(0, not_loopback6());
+    }
+    v
+}
+
 /// `prerouting` (from the world and the namespaces) and `output` (from the host itself).
 pub(crate) fn chains(t: &Topology) -> Vec<Chain> {
     chains_for(any6(t))
@@ -165,7 +187,7 @@ pub(crate) fn chains_for(v6: bool) -> Vec<Chain> {
     };
     vec![
         Chain::new("prerouting", Some(base(Hook::Prerouting)), rules(v6)),
-        Chain::new("output", Some(base(Hook::Output)), rules(v6)),
+        Chain::new("output", Some(base(Hook::Output)), output_rules(v6)),
     ]
 }
 

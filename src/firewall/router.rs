@@ -27,8 +27,7 @@ use super::policy;
 
 /// The table namespace `n` holds, if it needs one.
 pub(super) fn table(t: &Topology, n: &Namespace) -> Option<Table> {
-    let judged = n.forward && policy::any(t);
-    if n.masquerade.is_none() && !judged {
+    if !n.forward && n.masquerade.is_none() {
         return None;
     }
     let base = |ty, hook, priority| Base {
@@ -38,6 +37,7 @@ pub(super) fn table(t: &Topology, n: &Namespace) -> Option<Table> {
         policy: Policy::Accept,
     };
     let mut rules = vec![
+        super::identity::reverse_path(),
         rule(
             vec![Stmt::ct_state(ct_state::ESTABLISHED | ct_state::RELATED)],
             Verdict::Accept,

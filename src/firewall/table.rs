@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, policy, publish};
+use super::{account, egress, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -125,6 +125,9 @@ fn sets(t: &Topology) -> Vec<Set> {
     if policy::any(t) {
         v.extend(policy::sets(t));
     }
+    if egress::any(t) {
+        v.extend(egress::sets(t));
+    }
     if t.bridges.iter().any(|b| b.l2_only()) {
         v.push(l2only(t));
     }
@@ -161,6 +164,9 @@ fn judge(t: &Topology) -> Chain {
             Verdict::Drop,
         ),
     ];
+    if egress::any(t) {
+        rules.push(egress::judge_rule());
+    }
     if policy::any(t) {
         // Neighbour discovery is never judged (it is not a connection, and the IPv6 of
         // everything else depends on it); then deny beats allow beats the defaults.

@@ -9,7 +9,7 @@ use nft::{Base, ChainType, Family, Hook, Policy};
 use super::{NftState, diff, flush, prepare, table};
 use crate::owner::table as table_name;
 use crate::testdata::{
-    MORE, POLICY, PUBLISH, ROUTED, RULESETS, golden, read_back, ruleset, topology,
+    DUAL, MORE, POLICY, PUBLISH, ROUTED, RULESETS, golden, read_back, ruleset, topology,
 };
 use crate::topology::Topology;
 
@@ -29,6 +29,18 @@ fn holding(t: &Topology) -> NftState {
     });
     s.own
         .insert(want.name.clone(), read_back(&want).expect("reads back"));
+    // And its port security's bridge table.
+    if let Some(ports) = super::identity::table(t) {
+        s.tables.push(TableInfo {
+            family: Family::Bridge,
+            name: ports.name.clone(),
+            dormant: false,
+            comment: ports.comment.clone(),
+            handle: 9,
+        });
+        s.bridge
+            .insert(ports.name.clone(), read_back(&ports).expect("reads back"));
+    }
     s
 }
 
@@ -49,11 +61,35 @@ fn routed_dual_stack_published_policy_and_impaired_files_render_to_their_golden_
 }
 
 #[test]
+fn port_security_tables_render_as_before() {
+    // The skeleton is the same for every file: a golden each for a plain segment, a
+    // dual-stack one and one with a router (its `routed` sets).
+    let files = [
+        ruleset("lab"),
+        topology("dual", DUAL),
+        topology("routed", ROUTED),
+    ];
+    for t in &files {
+        let name = &t.name;
+        let t = super::identity::table(t).expect("ports");
+        golden(&format!("show/{name}-ports.nft"), &t.to_string());
+    }
+}
+
+#[test]
 fn against_nothing_the_table_is_created_whole() {
     let t = ruleset("lab");
     let p = diff(&t, &NftState::default(), prepare(&t)).expect("diff");
-    assert_eq!(p.ops, [Op::CreateTable(table(&t))]);
+    let ports = super::identity::table(&t).expect("a namespace on a bridge");
+    assert_eq!(p.ops, [Op::CreateTable(table(&t)), Op::CreateTable(ports)]);
     assert_eq!(p.lines[0].to_string(), "+ nft table inet nsfw_lab");
+    assert!(
+        p.lines
+            .iter()
+            .any(|l| l.to_string() == "+ nft table bridge nsfw_lab"),
+        "{:?}",
+        p.lines
+    );
     assert!(p.conflicts.is_empty() && p.ns_ops.is_empty());
 }
 
@@ -94,6 +130,17 @@ fn a_namespace_gone_takes_only_its_elements_and_a_rule_changed_replaces_the_tabl
     let p = diff(&one, &holding(&two), prepare(&one)).expect("diff");
     assert!(!p.ops.is_empty());
     assert!(
+        p.ops.iter().any(|o| matches!(
+            o,
+            Op::DeleteElements {
+                family: Family::Bridge,
+                ..
+            }
+        )),
+        "the namespace's port security elements go too: {:?}",
+        p.ops
+    );
+    assert!(
         p.ops.iter().all(|o| matches!(o, Op::DeleteElements { .. })),
         "{:?}",
         p.ops
@@ -109,6 +156,7 @@ fn a_namespace_gone_takes_only_its_elements_and_a_rule_changed_replaces_the_tabl
     let plain = topology("pub", &PUBLISH.replace("masquerade = true\n", ""));
     let p = diff(&plain, &holding(&two), prepare(&plain)).expect("diff");
     assert!(matches!(&p.ops[..], [Op::ReplaceTable(_)]), "{:?}", p.ops);
+    // Port security's skeleton does not depend on the file: only elements change there.
 }
 
 #[test]
@@ -196,6 +244,7 @@ fn a_forward_policy_of_drop_gets_scoped_accepts_on_top_and_flush_takes_them() {
         gone,
         [
             "- nft table inet nsfw_lab",
+            "- nft table bridge nsfw_lab",
             "- nft rule ip filter FORWARD: oifname \"br0\" accept comment \"nsfw:lab\" (handle 10)",
             "- nft rule ip filter FORWARD: iifname \"br0\" accept comment \"nsfw:lab\" (handle 11)",
         ]
@@ -210,13 +259,13 @@ fn flush_deletes_the_owners_tables_and_nothing_of_anyone_else() {
     s.tables.extend(other.tables);
     s.own.extend(other.own);
     let p = flush(Some(&["lab".to_string()]), &s);
-    let del = Op::DeleteTable {
-        family: Family::Inet,
+    let del = |family| Op::DeleteTable {
+        family,
         name: "nsfw_lab".into(),
     };
-    assert_eq!(p.ops, [del]);
+    assert_eq!(p.ops, [del(Family::Inet), del(Family::Bridge)]);
     let all = flush(None, &s);
-    assert_eq!(all.ops.len(), 2);
+    assert_eq!(all.ops.len(), 4);
 }
 
 #[test]

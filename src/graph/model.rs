@@ -228,6 +228,9 @@ fn bridge_node(t: &Topology, b: &crate::topology::Bridge) -> Node {
     if b.egress_deny {
         flags.push("egress deny".into());
     }
+    if !b.egress_via.is_empty() {
+        flags.push(format!("egress via {}", b.egress_via.join(", ")));
+    }
     if b.mtu != 1500 {
         flags.push(format!("mtu {}", b.mtu));
     }
@@ -362,6 +365,13 @@ fn notes(t: &Topology) -> Vec<Line> {
             v.push(Line::plain(format!(
                 "{}: egress deny (nothing new out but what an allow names)",
                 b.name
+            )));
+        }
+        if !b.egress_via.is_empty() {
+            v.push(Line::plain(format!(
+                "{}: egress only via {} (no new connection out of another interface)",
+                b.name,
+                b.egress_via.join(", ")
             )));
         }
     }

@@ -34,6 +34,10 @@ pub(crate) enum LinkAttr {
     Hairpin {
         new: bool,
     },
+    /// Isolation of a bridge port (see `LinkSpec::isolated`).
+    Isolated {
+        new: bool,
+    },
     /// A port of `new` (None: of no bridge).
     Master {
         old: Option<String>,
@@ -56,6 +60,7 @@ impl fmt::Display for LinkAttr {
                 write!(f, "bridged traffic to the IP hooks {}", on_off(*new))
             }
             LinkAttr::Hairpin { new } => write!(f, "hairpin {}", on_off(*new)),
+            LinkAttr::Isolated { new } => write!(f, "isolated {}", on_off(*new)),
             LinkAttr::Master { old, new } => write!(
                 f,
                 "master {} → {}",
@@ -79,6 +84,7 @@ impl LinkAttr {
                 json!({"attr": "nf_call_iptables", "old": !new, "new": new})
             }
             LinkAttr::Hairpin { new } => json!({"attr": "hairpin", "old": !new, "new": new}),
+            LinkAttr::Isolated { new } => json!({"attr": "isolated", "old": !new, "new": new}),
             LinkAttr::Master { old, new } => json!({"attr": "master", "old": old, "new": new}),
         }
     }
@@ -136,6 +142,10 @@ pub(crate) fn differ(spec: &LinkSpec, seen: &Seen, keeps: Keeps) -> Vec<LinkAttr
         if l.hairpin != spec.hairpin || (moves && spec.hairpin) {
             attrs.push(LinkAttr::Hairpin { new: spec.hairpin });
         }
+        // Likewise isolation (a port flag the bridge forgets with the port).
+        if l.isolated != spec.isolated || (moves && spec.isolated) {
+            attrs.push(LinkAttr::Isolated { new: spec.isolated });
+        }
     }
     if l.mtu != spec.mtu {
         attrs.push(LinkAttr::Mtu {
@@ -187,6 +197,7 @@ impl SetLink {
             match a {
                 LinkAttr::NfCall { new } => out.push(msgs::bridge_nf_call(name, *new)),
                 LinkAttr::Hairpin { new } => out.push(msgs::hairpin(name, *new)),
+                LinkAttr::Isolated { new } => out.push(msgs::isolated(name, *new)),
                 LinkAttr::Mtu { new, .. } => mtu = Some(*new),
                 LinkAttr::Mac { new, .. } => mac = Some(*new),
                 LinkAttr::Up => up = true,

@@ -39,6 +39,7 @@ fn links() -> Vec<Step> {
             new: Some("br1".into()),
         },
         LinkAttr::Hairpin { new: false },
+        LinkAttr::Isolated { new: true },
         LinkAttr::Mtu {
             old: 1500,
             new: 9000,
@@ -85,6 +86,7 @@ fn links() -> Vec<Step> {
             host_mac: Some(MAC2),
             no_link_local: true,
             hairpin: true,
+            isolated: false,
         }),
         Step::CreateVeth(CreateVeth {
             ns: "ns2".into(),
@@ -96,6 +98,7 @@ fn links() -> Vec<Step> {
             host_mac: None,
             no_link_local: false,
             hairpin: false,
+            isolated: true,
         }),
         Step::SetLink(SetLink {
             place: Place::Host,

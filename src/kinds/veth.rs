@@ -18,7 +18,7 @@ use crate::resources::LinkSpec;
 use crate::topology::Mac;
 
 /// What the host end keeps: its bridge and hairpin mode (its MAC only tells a half-made pair
-/// from someone else's link, see `compile`).
+/// from someone else's link, see `compile`, unless the file gives it: `host_mac`).
 const HOST_END: Keeps = Keeps {
     nf_call: false,
     mac: false,
@@ -42,7 +42,14 @@ pub(crate) fn whole(host: &Link, peer: &Link) -> bool {
 
 /// The host end's attributes that differ from the file's (`seen` with its master's name).
 pub(crate) fn host_end_attrs(spec: &LinkSpec, seen: &Seen) -> Vec<LinkAttr> {
-    differ(spec, seen, HOST_END)
+    let keeps = match spec.kind {
+        crate::resources::LinkKind::Veth { keep_mac: true, .. } => Keeps {
+            mac: true,
+            ..HOST_END
+        },
+        _ => HOST_END,
+    };
+    differ(spec, seen, keeps)
 }
 
 /// The namespace end's attributes that differ from the file's.
@@ -104,6 +111,8 @@ pub(crate) struct CreateVeth {
     pub no_link_local: bool,
     /// Hairpin mode on the host end's bridge port.
     pub hairpin: bool,
+    /// Isolation of the host end's bridge port.
+    pub isolated: bool,
 }
 
 impl CreateVeth {
@@ -125,6 +134,7 @@ impl CreateVeth {
             host_mac: spec.mac,
             no_link_local: spec.no_link_local,
             hairpin: spec.hairpin,
+            isolated: spec.isolated,
         }
     }
 
@@ -150,6 +160,9 @@ impl CreateVeth {
             self.no_link_local,
             self.hairpin,
         ));
+        if self.isolated {
+            reqs.push(msgs::isolated(&self.host, true));
+        }
         Ok(reqs)
     }
 }
@@ -200,9 +213,14 @@ impl fmt::Display for CreateVeth {
             bridge,
             mtu,
             mac,
+            isolated,
             ..
         } = self;
-        write!(f, "+ veth {host} (on {bridge}) ⇄ {ns}:{peer} mtu {mtu}")?;
+        let port = if *isolated { ", isolated" } else { "" };
+        write!(
+            f,
+            "+ veth {host} (on {bridge}{port}) ⇄ {ns}:{peer} mtu {mtu}"
+        )?;
         if let Some(mac) = mac {
             write!(f, " mac {mac}")?;
         }

@@ -13,11 +13,20 @@ use crate::status::{self, Topology};
 
 /// Why a counted drop rule of nsfw's table drops, from its text (`nsfw status` shows it).
 fn reason(chain: &str, rule: &str) -> &'static str {
+    if chain == "identity" {
+        // Port security (the bridge table): a forged IP source, or another's MAC, ARP or
+        // neighbour discovery identity (or a frame of another ethertype).
+        return if rule.contains(" saddr != @addr") && rule.contains("@routed") {
+            "spoofed"
+        } else {
+            "impersonated"
+        };
+    }
     if rule.contains("ct state invalid") {
         "invalid"
     } else if rule.contains("!= @src4") || rule.contains("!= @src6") {
         "spoofed"
-    } else if rule.contains("@egress_deny") {
+    } else if rule.contains("@egress_deny") || rule.contains("@egress_confined") {
         "egress_denied"
     } else if rule.contains("deny") {
         "denied"
@@ -122,12 +131,12 @@ fn counters(ts: &[Topology]) -> Vec<Family> {
     let mut drops = Family::new(
         "nsfw_dropped_packets_total",
         Type::Counter,
-        "Packets nsfw's table dropped, by chain and reason (invalid, spoofed, denied, egress_denied, unsolicited, host_protected, localhost_guard).",
+        "Packets nsfw's table dropped, by chain and reason (invalid, spoofed, impersonated, denied, egress_denied, unsolicited, host_protected, localhost_guard).",
     );
     let mut spoof = Family::new(
         "nsfw_antispoofing_dropped_packets_total",
         Type::Counter,
-        "Packets dropped because their source address does not belong to the bridge they came from.",
+        "Packets dropped because their source address does not belong to the bridge they came from, or to the namespace port they came from.",
     );
     let mut masq = Family::new(
         "nsfw_masqueraded_connections_total",
@@ -136,6 +145,9 @@ fn counters(ts: &[Topology]) -> Vec<Family> {
     );
     for t in ts {
         let name = t.name.as_str();
+        // Per family, over the chains that judge sources (the inet table's and port
+        // security's): one sample each.
+        let mut spoofed: BTreeMap<&str, u64> = BTreeMap::new();
         for c in &t.chains {
             for (verdict, k) in [
                 ("accept", c.accepted),
@@ -162,15 +174,12 @@ fn counters(ts: &[Topology]) -> Vec<Family> {
                         let why = reason(&c.name, text);
                         *reasons.entry(why).or_default() += k.packets;
                         if why == "spoofed" {
-                            let family = if text.contains("@src6") {
+                            let family = if text.contains("@src6") || text.contains("@addr6") {
                                 "ipv6"
                             } else {
                                 "ipv4"
                             };
-                            spoof.add(
-                                l(&[("topology", name), ("family", family)]),
-                                k.packets as f64,
-                            );
+                            *spoofed.entry(family).or_default() += k.packets;
                         }
                     }
                     "translate" => *masqs.entry(source(text)).or_default() += k.packets,
@@ -186,6 +195,9 @@ fn counters(ts: &[Topology]) -> Vec<Family> {
             for (src, n) in masqs {
                 masq.add(l(&[("topology", name), ("source", &src)]), n as f64);
             }
+        }
+        for (family, n) in spoofed {
+            spoof.add(l(&[("topology", name), ("family", family)]), n as f64);
         }
     }
     vec![pk, by, drops, spoof, masq]

@@ -1,6 +1,6 @@
 //! The watcher's own metrics: how long each check and each repair took (histograms with
 //! kube-proxy's buckets for its sync duration: 1 ms doubling to 16 s), repairs by outcome and
-//! the objects they changed by kind, drift seen, back-offs, events heard. `nsfw watch` updates
+//! the objects they changed by kind, drift seen, fights, events heard. `nsfw watch` updates
 //! them; its HTTP server reads them at each scrape.
 
 use std::collections::BTreeMap;
@@ -80,9 +80,9 @@ struct Inner {
     failed: u64,
     kinds: BTreeMap<&'static str, u64>,
     drift: u64,
-    backoffs: u64,
+    fights: u64,
     events: u64,
-    paused: bool,
+    fighting: bool,
     in_sync: bool,
 }
 
@@ -154,10 +154,23 @@ impl Stats {
         });
     }
 
-    pub(crate) fn paused(&self, on: bool) {
+    /// A put-back (watch's fast repair of a deletion it heard of) took `d` and put `objects`
+    /// nft objects back: drift seen and repaired, without a check.
+    pub(crate) fn put_back(&self, d: Duration, objects: usize) {
         self.with(|i| {
-            i.backoffs += u64::from(on && !i.paused);
-            i.paused = on;
+            i.repairs.observe(d);
+            i.repaired += 1;
+            i.drift += 1;
+            i.in_sync = true;
+            *i.kinds.entry("nft").or_default() += objects as u64;
+        });
+    }
+
+    /// A fight with another manager begins (`on`) or ends.
+    pub(crate) fn fighting(&self, on: bool) {
+        self.with(|i| {
+            i.fights += u64::from(on && !i.fighting);
+            i.fighting = on;
         });
     }
 
@@ -204,21 +217,21 @@ impl Stats {
         let mut drift = Family::new(
             "nsfw_watch_drift_total",
             Type::Counter,
-            "Checks that found the host differing from the file.",
+            "Checks that found the host differing from the file, and deletions watch put back at once.",
         );
         drift.add(lb(&[]), i.drift as f64);
         let mut back = Family::new(
-            "nsfw_watch_backoffs_total",
+            "nsfw_watch_fights_total",
             Type::Counter,
-            "Times watch stopped repairing for a while after too many repairs in a minute.",
+            "Fights begun: too many repairs in a minute, another manager keeps undoing nsfw's work.",
         );
-        back.add(lb(&[]), i.backoffs as f64);
-        let mut paused = Family::new(
-            "nsfw_watch_paused",
+        back.add(lb(&[]), i.fights as f64);
+        let mut fighting = Family::new(
+            "nsfw_watch_fighting",
             Type::Gauge,
-            "1 while watch is not repairing (backing off).",
+            "1 while watch is in a fight (repairing each change at once, within its CPU budget).",
         );
-        paused.add(lb(&[]), f64::from(u8::from(i.paused)));
+        fighting.add(lb(&[]), f64::from(u8::from(i.fighting)));
         let mut sync = Family::new(
             "nsfw_watch_in_sync",
             Type::Gauge,
@@ -232,7 +245,7 @@ impl Stats {
         );
         events.add(lb(&[]), i.events as f64);
         vec![
-            checks, rep, repairs, kinds, drift, back, paused, sync, events,
+            checks, rep, repairs, kinds, drift, back, fighting, sync, events,
         ]
     }
 }

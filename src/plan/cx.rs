@@ -48,6 +48,11 @@ impl<'a> Cx<'a> {
         self.plan.conflicts.push(s);
     }
 
+    /// An object in the way whose step alone is left out (see [`Plan::skipped`]).
+    pub(super) fn skip(&mut self, s: String) {
+        self.plan.skipped.push(s);
+    }
+
     pub(super) fn push(&mut self, s: impl Into<Step>) {
         self.plan.steps.push(s.into());
     }

@@ -165,7 +165,7 @@ impl Cx<'_> {
         // The ports of each bridge: (namespace, interface).
         let mut ports: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
         for spec in self.d.host.links.values() {
-            if let (LinkKind::Veth { peer_ns, peer }, Some(b)) = (&spec.kind, &spec.master) {
+            if let (LinkKind::Veth { peer_ns, peer, .. }, Some(b)) = (&spec.kind, &spec.master) {
                 ports
                     .entry(b)
                     .or_default()

@@ -128,12 +128,24 @@ impl Cx<'_> {
                 Some(FileObs::Text(have)) if resolv_owner(have) == Some(self.d.topology.as_str()) => {
                     self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
                 }
-                Some(FileObs::Text(_)) => self.conflict(format!(
-                    "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw; remove it or drop `dns`",
+                // Another topology's file is never taken, forced or not.
+                Some(FileObs::Text(have))
+                    if self.d.resolv_replace.contains(ns) && resolv_owner(have).is_none() =>
+                {
+                    self.push(WriteResolv { ns: ns.clone(), content: content.clone() })
+                }
+                Some(FileObs::Text(have)) if resolv_owner(have).is_some() => self.skip(format!(
+                    "{}: namespaces.{ns}.dns: {} was written by nsfw for topology {:?}; left as it is",
+                    self.file(),
+                    crate::plumbing::resolv_path(ns).display(),
+                    resolv_owner(have).unwrap_or_default()
+                )),
+                Some(FileObs::Text(_)) => self.skip(format!(
+                    "{}: namespaces.{ns}.dns: {} exists and was not written by nsfw (edited by hand?); left as it is. `nsfw apply --force` (or dns_policy = \"replace\") writes nsfw's over it; or remove it, or drop `dns`",
                     self.file(),
                     crate::plumbing::resolv_path(ns).display()
                 )),
-                Some(FileObs::Other(kind)) => self.conflict(format!(
+                Some(FileObs::Other(kind)) => self.skip(format!(
                     "{}: namespaces.{ns}.dns: {} is {kind}; nsfw neither reads nor replaces it: remove it or drop `dns`",
                     self.file(),
                     crate::plumbing::resolv_path(ns).display()
@@ -154,6 +166,20 @@ impl Cx<'_> {
                     "{} is {kind}: not nsfw's, left alone",
                     crate::plumbing::resolv_path(ns).display()
                 )),
+                // The resolv.conf of a namespace this run removes (a flush) or keeps without
+                // `dns`, which nsfw did not write: named, never removed.
+                FileObs::Text(have)
+                    if resolv_owner(have).is_none()
+                        && o
+                            .namespaces
+                            .get(ns)
+                            .is_some_and(|n| self.who.owns(n.owner.as_deref())) =>
+                {
+                    self.plan.warnings.push(format!(
+                        "{} was not written by nsfw: left as it is (namespace {ns} is nsfw's; remove the file by hand if it is no longer wanted)",
+                        crate::plumbing::resolv_path(ns).display()
+                    ))
+                }
                 _ => {}
             }
         }

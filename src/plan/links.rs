@@ -29,7 +29,7 @@ impl<'a> Cx<'a> {
             };
             match &spec.kind {
                 LinkKind::Bridge => self.bridge(spec, ours, &mut deletes),
-                LinkKind::Veth { peer_ns, peer } => {
+                LinkKind::Veth { peer_ns, peer, .. } => {
                     self.veth(spec, ours, peer_ns, peer, &mut deletes)
                 }
                 LinkKind::Peer { .. } | LinkKind::Port { .. } => {}

@@ -41,6 +41,10 @@ pub(crate) struct Plan {
     pub nft: NftPlan,
     /// Objects in the way that nsfw does not own: any of these makes apply refuse to start.
     pub conflicts: Vec<String>,
+    /// Objects in the way that nsfw does not own and that nothing else depends on (a
+    /// resolv.conf someone else wrote): their own step is left out, the rest of the plan is
+    /// carried out, and apply ends "partially applied" (exit 4) naming each.
+    pub skipped: Vec<String>,
     /// Things worth saying that change nothing.
     pub warnings: Vec<String>,
     /// Objects nsfw could not look into and may own: the run ends with an error.
@@ -115,10 +119,11 @@ impl Plan {
             "schema": 1,
             "topology": topology,
             "file": file,
-            "in_sync": self.is_empty(),
+            "in_sync": self.is_empty() && self.skipped.is_empty(),
             "summary": {"add": a, "change": c, "remove": r},
             "changes": changes,
             "conflicts": self.conflicts,
+            "skipped": self.skipped,
             "warnings": self.warnings,
             "unreachable": self.unreachable,
         })

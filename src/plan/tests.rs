@@ -372,27 +372,6 @@ fn a_port_someone_enslaved_to_an_nsfw_bridge_is_let_go() {
 }
 
 #[test]
-fn a_resolv_conf_someone_else_wrote_is_a_conflict_and_nsfw_s_own_is_rewritten() {
-    let text = format!("{ONE}dns = [\"192.0.2.53\"]\n");
-    let d = desired(&text);
-    let mut o = in_sync(&d);
-    o.resolv
-        .insert("ns1".into(), FileObs::Text("nameserver 1.1.1.1\n".into()));
-    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
-    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
-    assert!(
-        p.conflicts[0].contains("/etc/netns/ns1/resolv.conf exists and was not written by nsfw")
-    );
-    let ours = format!(
-        "{}\nnameserver 9.9.9.9\n",
-        crate::owner::resolv_marker("one")
-    );
-    o.resolv.insert("ns1".into(), FileObs::Text(ours));
-    let p = plan(&d, &o, &Record::default(), Owner::Topology("one"));
-    assert_eq!(steps(&p), ["+ file /etc/netns/ns1/resolv.conf"]);
-}
-
-#[test]
 fn a_flush_of_a_host_in_sync_removes_all_the_topology_owns() {
     let d = desired(ONE);
     let mut nothing = Desired {
@@ -452,6 +431,7 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
             "file",
             "in_sync",
             "schema",
+            "skipped",
             "summary",
             "topology",
             "unreachable",
@@ -574,3 +554,5 @@ fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
     // Not the topology's own: no masquerade, still the world to the policy.
     assert_eq!(t.sources_via("br0", false), [net("10.10.0.0/24")]);
 }
+
+mod files;

@@ -30,6 +30,7 @@ const IFLA_INFO_SLAVE_KIND: u16 = 4;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
 const IFLA_BR_NF_CALL_IPTABLES: u16 = 36;
 const IFLA_BRPORT_MODE: u16 = 4;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IFLA_INET_CONF: u16 = 1;
@@ -85,7 +86,8 @@ pub(super) fn parse(msg: &[u8]) -> Option<Link> {
     Some(l)
 }
 
-/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode.
+/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode and
+/// isolation.
 fn info(v: &[u8], l: &mut Link) {
     let mut kind = None;
     let mut port_kind = None;
@@ -104,6 +106,7 @@ fn info(v: &[u8], l: &mut Link) {
             }
             IFLA_INFO_SLAVE_DATA if port_kind.as_deref() == Some("bridge") => {
                 l.hairpin = on(IFLA_BRPORT_MODE);
+                l.isolated = on(IFLA_BRPORT_ISOLATED);
             }
             _ => {}
         }

@@ -239,6 +239,24 @@ pub(crate) fn hairpin(name: &str, on: bool) -> Req {
     )
 }
 
+/// Isolation of a bridge port (`ip link set NAME type bridge_slave isolated on`): an
+/// isolated port exchanges no frame with another isolated port of its bridge, whatever its
+/// ethertype; the bridge itself and the ports that are not isolated still reach it.
+pub(crate) fn isolated(name: &str, on: bool) -> Req {
+    let m = link_msg(
+        vec![self::name(name)],
+        vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(on)])),
+        ],
+    );
+    Req::new(
+        RouteNetlinkMessage::NewLink(m),
+        0,
+        format!("cannot change bridge port {name}'s isolation"),
+    )
+}
+
 pub(crate) fn del_link(name: &str, index: u32) -> Req {
     let mut m = LinkMessage::default();
     m.header.index = index;

@@ -35,6 +35,8 @@ pub(crate) struct Link {
     pub nf_call: bool,
     /// For a bridge port: hairpin mode (frames may leave by the port they came in).
     pub hairpin: bool,
+    /// For a bridge port: isolated (BR_ISOLATED): no frame passes to another isolated port.
+    pub isolated: bool,
     /// The kind of its root qdisc (IFLA_QDISC: `noqueue`, `netem`, ...).
     pub qdisc: Option<String>,
     /// The MTUs its driver takes (IFLA_MIN_MTU, IFLA_MAX_MTU), where the kernel says.
@@ -140,6 +142,7 @@ impl Link {
             conf: BTreeMap::new(),
             nf_call: false,
             hairpin: false,
+            isolated: false,
             qdisc: None,
             mtu_range: (None, None),
             up,

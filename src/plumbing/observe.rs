@@ -234,6 +234,9 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
                             l.hairpin = opts
                                 .iter()
                                 .any(|o| matches!(o, InfoBridgePort::HairpinMode(true)));
+                            l.isolated = opts
+                                .iter()
+                                .any(|o| matches!(o, InfoBridgePort::Isolated(true)));
                         }
                         LinkInfo::Data(InfoData::Bridge(opts)) => {
                             l.nf_call = opts

@@ -18,6 +18,9 @@ use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topolog
 /// Above this many namespaces on one bridge, each one probes its next neighbour only, rather
 /// than every peer: the full mesh grows with the square of the count.
 const FULL_MESH_MAX: usize = 8;
+/// The same on an L2-only segment, where the pairs are all there is to check (the host
+/// routes nothing there): every pair up to this many namespaces.
+const L2_MESH_MAX: usize = 64;
 /// The port probed where any port will do: a refused connection counts as reached.
 pub(super) const PROBE_PORT: u16 = 9000;
 
@@ -108,11 +111,11 @@ fn push(
     });
 }
 
-/// The namespaces reached from `n` in the pair checks: every peer of a small bridge, the
-/// next one on a large bridge.
-fn peers<'a>(members: &[&'a Namespace], i: usize) -> Vec<&'a Namespace> {
+/// The namespaces reached from `n` in the pair checks: every peer of a small bridge (up to
+/// `mesh` namespaces), the next one on a large bridge.
+fn peers<'a>(members: &[&'a Namespace], i: usize, mesh: usize) -> Vec<&'a Namespace> {
     let n = members[i];
-    if members.len() <= FULL_MESH_MAX {
+    if members.len() <= mesh {
         members
             .iter()
             .filter(|m| m.name != n.name)
@@ -181,7 +184,12 @@ fn family_checks(out: &mut Vec<Check>, t: &Topology, v6: bool) {
                 // The host itself, at a port nothing listens on (a refusal is an answer).
                 push(out, t, from.clone(), ("host", gw), 6, 22);
             }
-            for m in peers(&members, i) {
+            let mesh = if b.l2_only() {
+                L2_MESH_MAX
+            } else {
+                FULL_MESH_MAX
+            };
+            for m in peers(&members, i, mesh) {
                 if let Some(a) = addr_on(m, &b.name, v6) {
                     push(
                         out,
@@ -261,7 +269,9 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
                 port: w.echo_port,
                 want: Some(want),
             },
-            expect: forwarding && decide(t, &flow(p.clone(), server.clone(), 6, w.echo_port)),
+            expect: forwarding
+                && via_ok(b, &w.uplink)
+                && decide(t, &flow(p.clone(), server.clone(), 6, w.echo_port)),
         });
         if b.egress_deny || !t.policy.is_empty() {
             // Another port out there: what egress rules let through is exact.
@@ -271,6 +281,11 @@ fn world_checks(out: &mut Vec<Check>, t: &Topology, w: &World, v6: bool) {
         let wan = (Origin::Ns(w.ns.clone()), Party::World(side.addr));
         push(out, t, wan, (&n.name, p), 6, PROBE_PORT);
     }
+}
+
+/// Whether the bridge's `egress_via` lets its namespaces out through `uplink` (the world's).
+fn via_ok(b: &crate::topology::Bridge, uplink: &str) -> bool {
+    b.egress_via.is_empty() || b.egress_via.iter().any(|v| v == uplink)
 }
 
 /// A namespace an endpoint stands for (its first, for a bridge or a network) with an address

@@ -3,6 +3,7 @@
 //! where it matters the source address the other end saw.
 
 mod checks;
+mod egress;
 mod latency;
 mod mtu;
 mod net;
@@ -13,6 +14,7 @@ use std::net::IpAddr;
 use anyhow::{Result, anyhow};
 
 pub(crate) use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
+pub(crate) use egress::{default_gateway, gateway_checks};
 pub(crate) use mtu::full_size_checks;
 pub(crate) use net::{serve_listener, serve_source_echo};
 

@@ -161,7 +161,7 @@ type LanAddr = (IpNetwork, Option<IpAddr>);
 /// One stand-in NIC `port` with its LAN; its checks.
 fn one(t: &Topology, b: &Bridge, port: &str, p: &RealPort, upstream: &str) -> Result<Vec<Check>> {
     let ns = lan_ns(port);
-    if port == super::UPLINK {
+    if port == super::uplink_name(t) {
         return Err(anyhow!(
             "{}: bridges.{}.ports: `try` keeps the name {port} for its simulated upstream; it cannot stand in for a port of that name",
             t.source.display(),

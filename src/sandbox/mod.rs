@@ -33,6 +33,16 @@ pub(crate) const ENV: &str = "NSFW_SANDBOXED";
 /// The simulated upstream: the sandbox's `uplink` leads to namespace `wan`.
 pub(crate) const WAN_NS: &str = "wan";
 pub(crate) const UPLINK: &str = "uplink";
+
+/// The name of the sandbox's uplink for `t`: the first interface a bridge's `egress_via`
+/// names, so that the simulated world is where the file lets its namespaces out; else
+/// `uplink`.
+pub(crate) fn uplink_name(t: &Topology) -> String {
+    t.bridges
+        .iter()
+        .find_map(|b| b.egress_via.first().cloned())
+        .unwrap_or_else(|| UPLINK.to_string())
+}
 pub(crate) const UPLINK_ADDR: &str = "198.51.100.1/24";
 pub(crate) const WAN_ADDR: &str = "198.51.100.2/24";
 /// An "internet" server address, on the `wan` namespace's loopback.
@@ -147,19 +157,21 @@ pub(crate) fn build_upstream(t: &Topology) -> Result<()> {
     }
     let fd = netns::open_ns(WAN_NS)?.ok_or_else(|| anyhow!("namespace wan vanished"))?;
     // The uplink is not on a bridge: a veth with no master.
+    let up = uplink_name(t);
+    let up = up.as_str();
     host.run_all(&[
-        msgs::create_veth(UPLINK, None, 1500, None, "eth0", &fd, None),
-        msgs::up(UPLINK),
+        msgs::create_veth(up, None, 1500, None, "eth0", &fd, None),
+        msgs::up(up),
     ])?;
     drop(fd);
-    let i = index(&mut host, UPLINK)?;
+    let i = index(&mut host, up)?;
     let (default, default6) = (net("0.0.0.0/0")?, net("::/0")?);
     host.run_all(&[
-        msgs::add_addr(UPLINK, i, uplink_ip),
-        msgs::add_addr(UPLINK, i, uplink6),
-        msgs::add_addr(UPLINK, i, net(UPLINK_LL)?),
-        msgs::replace_route(&RouteSpec::unicast(default, Some(wan_ip.ip()), UPLINK), i),
-        msgs::replace_route(&RouteSpec::unicast(default6, Some(wan6.ip()), UPLINK), i),
+        msgs::add_addr(up, i, uplink_ip),
+        msgs::add_addr(up, i, uplink6),
+        msgs::add_addr(up, i, net(UPLINK_LL)?),
+        msgs::replace_route(&RouteSpec::unicast(default, Some(wan_ip.ip()), up), i),
+        msgs::replace_route(&RouteSpec::unicast(default6, Some(wan6.ip()), up), i),
     ])?;
     // The "internet" knows its way back to the bridges' subnets through the host, so only
     // nsfw's rules stand between it and the namespaces.
@@ -227,14 +239,14 @@ pub(crate) fn start_servers(t: &Topology) -> Result<()> {
 }
 
 /// The simulated upstream as the checks see it.
-pub(crate) fn world() -> Result<probe::World> {
+pub(crate) fn world(t: &Topology) -> Result<probe::World> {
     let addr = |s: &str| -> Result<std::net::IpAddr> {
         let n: IpNetwork = s.parse().map_err(|e| anyhow!("{s}: {e}"))?;
         Ok(n.ip())
     };
     Ok(probe::World {
         ns: WAN_NS.to_string(),
-        uplink: UPLINK.to_string(),
+        uplink: uplink_name(t),
         echo_port: ECHO_PORT,
         v4: probe::Side {
             addr: addr(WAN_ADDR)?,

@@ -17,11 +17,12 @@ use super::{Bridge, Iface};
 use crate::netem::{Netem, parse_duration, parse_percent, parse_rate};
 
 /// The keys of one interface (in the shorthand, also `ifname`).
-pub(super) const IFACE_KEYS: [&str; 10] = [
+pub(super) const IFACE_KEYS: [&str; 11] = [
     "bridge",
     "address",
     "address6",
     "mac",
+    "host_mac",
     "mtu",
     "host_ifname",
     "latency",
@@ -322,6 +323,7 @@ pub(super) fn resolve(
         }
     }
     let mac = cx.mac(r.table, prefix);
+    let host_mac = cx.mac_at(r.table, prefix, "host_mac");
     let mtu = cx.mtu(r.table, prefix);
     let netem = netem(cx, r.table, prefix);
     let br = r.bridge?;
@@ -358,6 +360,7 @@ pub(super) fn resolve(
         address6: v6,
         host_ifname: host_ifname?,
         mac: mac.unwrap_or_else(|| derived_mac(topology, "namespace", &r.seed)),
+        host_mac,
         mtu: br.mtu,
         netem,
     })

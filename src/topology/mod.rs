@@ -5,6 +5,8 @@
 //! each naming its key and value.
 
 mod addr;
+mod egress;
+mod identity;
 mod ifaces;
 mod names;
 mod namespaces;
@@ -93,6 +95,9 @@ pub(crate) struct Bridge {
     /// `egress = "deny"`: namespaces on the bridge cannot open connections to the world
     /// (unless allowed).
     pub egress_deny: bool,
+    /// `egress_via`: the host's interfaces new connections from the bridge may leave
+    /// through (empty: any).
+    pub egress_via: Vec<String>,
     /// `overlap = "allow"`: the subnet may overlap a route the host already has or another
     /// topology's subnet (the user knows why).
     pub overlap_allowed: bool,
@@ -140,6 +145,8 @@ pub(crate) struct Iface {
     pub host_ifname: String,
     /// The namespace end's MAC: given, or derived from the names like a bridge's.
     pub mac: Mac,
+    /// `host_mac`: the host end's MAC; None: derived from the names.
+    pub host_mac: Option<Mac>,
     /// The bridge's MTU (one MTU per L2 segment).
     pub mtu: u32,
     /// `latency`, `jitter`, `loss`, `rate`: a netem qdisc on the namespace's end.
@@ -163,8 +170,13 @@ pub(crate) struct Namespace {
     /// namespace judging what comes in through it.
     pub masquerade: Option<String>,
     pub dns: Vec<IpAddr>,
+    /// `dns_policy = "replace"`: a resolv.conf nsfw did not write is replaced, not left alone.
+    pub dns_replace: bool,
     /// Ports of the namespace reachable at ports of the host.
     pub publish: Vec<Publish>,
+    /// `spoof_ok`: source addresses the namespace may send (and answer ARP/ND for) besides
+    /// its own, on each of its interfaces.
+    pub spoof_ok: Vec<IpNetwork>,
 }
 
 impl Namespace {

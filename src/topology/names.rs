@@ -149,6 +149,34 @@ pub(crate) fn derived_mac(topology: &str, kind: &str, name: &str) -> Mac {
     Mac([0x02, h[0], h[1], h[2], h[3], h[4]])
 }
 
+/// MACs the file gives that are universally administered (the first byte's 0x02 bit clear):
+/// a vendor's, which a real NIC on a LAN the segment reaches may carry too. Locally
+/// administered ones (`02:…`, as nsfw derives) cannot clash with one. A warning: copying a
+/// real NIC's MAC (a licence bound to it) is a choice the user may mean.
+pub(super) fn mac_lint(
+    file: &str,
+    bridges: &[super::Bridge],
+    namespaces: &[super::Namespace],
+) -> Vec<String> {
+    let mut given: Vec<(String, Mac)> = bridges
+        .iter()
+        .map(|b| (format!("bridges.{}.mac", b.name), b.mac))
+        .collect();
+    for i in namespaces.iter().flat_map(|n| &n.ifaces) {
+        given.push((format!("{}.mac", i.key), i.mac));
+        given.extend(i.host_mac.map(|m| (format!("{}.host_mac", i.key), m)));
+    }
+    given
+        .into_iter()
+        .filter(|(_, m)| m.0[0] & 0x02 == 0)
+        .map(|(key, m)| {
+            format!(
+                "{file}: {key} = \"{m}\": a universally administered MAC (a vendor's range): a real NIC on a LAN this segment reaches may have it too; a locally administered one (02:… as nsfw derives) cannot clash"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

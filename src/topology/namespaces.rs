@@ -18,8 +18,10 @@ use super::syntax::{Ctx, join};
 use super::{Bridge, Iface, Namespace, StaticRoute, publish, routes};
 
 /// The keys of a namespace beside its interface's (the shorthand) or `interfaces`.
-const NS_KEYS: [&str; 9] = [
+const NS_KEYS: [&str; 11] = [
     "dns",
+    "dns_policy",
+    "spoof_ok",
     "publish",
     "gateway",
     "gateway6",
@@ -277,6 +279,7 @@ fn gateway_key(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface], key: &str, v6: bool) -
 fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> Option<Namespace> {
     let prefix = join("namespaces", &r.name);
     let dns = dns(cx, r.table, &prefix);
+    let dns_replace = dns_policy(cx, r.table, &prefix);
     let mut publish = publish::read(cx, r.table, &prefix);
     let bridge = |i: &Iface| bridges.iter().find(|b| b.name == i.bridge);
     let given4 = gateway_key(cx, r, &ifaces, "gateway", false);
@@ -308,6 +311,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     };
     let (masquerade, forward) = routing(cx, r, &ifaces);
     check_publish(cx, r, &mut publish, &ifaces, bridges);
+    let spoof_ok = super::identity::spoof_ok(cx, r.table, &prefix, &ifaces);
     let mut seen = BTreeSet::new();
     for i in &ifaces {
         if !seen.insert(&i.bridge) {
@@ -330,7 +334,9 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
         forward,
         masquerade,
         dns,
+        dns_replace,
         publish,
+        spoof_ok,
     })
 }
 
@@ -428,6 +434,26 @@ fn check_publish(
             r.table.get("publish"),
             "published ports reach the namespace through the host: its first interface must be on a bridge the host has an address on",
         );
+    }
+}
+
+/// `dns_policy`: "keep" (the default: a resolv.conf nsfw did not write is left alone, and
+/// only that step of the apply fails) or "replace" (nsfw writes its own over it).
+fn dns_policy(cx: &mut Ctx, t: &Table, prefix: &str) -> bool {
+    match t.get("dns_policy") {
+        None => false,
+        Some(v) => match v.as_str() {
+            Some("keep") => false,
+            Some("replace") => true,
+            _ => {
+                cx.err(
+                    &join(prefix, "dns_policy"),
+                    Some(v),
+                    "must be \"keep\" or \"replace\"",
+                );
+                false
+            }
+        },
     }
 }
 

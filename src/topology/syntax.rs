@@ -144,11 +144,16 @@ impl Ctx {
     }
 
     pub(super) fn mac(&mut self, table: &Table, prefix: &str) -> Option<Mac> {
-        let s = self.string(table, prefix, "mac")?;
+        self.mac_at(table, prefix, "mac")
+    }
+
+    /// The MAC at `key` (`mac`, `host_mac`).
+    pub(super) fn mac_at(&mut self, table: &Table, prefix: &str, key: &str) -> Option<Mac> {
+        let s = self.string(table, prefix, key)?;
         match parse_mac(&s) {
             Ok(m) => Some(m),
             Err(why) => {
-                self.err(&join(prefix, "mac"), table.get("mac"), why);
+                self.err(&join(prefix, key), table.get(key), why);
                 None
             }
         }

@@ -14,7 +14,8 @@ use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
 const DEFAULT_MTU: u32 = 1500;
-const BRIDGE_KEYS: [&str; 13] = [
+const BRIDGE_KEYS: [&str; 14] = [
+    "egress_via",
     "ports",
     "take_addresses",
     "isolate",
@@ -79,6 +80,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
+    warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
         Ok(Topology {
@@ -139,6 +141,7 @@ fn bridges(cx: &mut Ctx, root: &Table, topology: &str) -> Vec<Bridge> {
         out.extend(bridge(cx, bname, bv, topology));
     }
     check_ports(cx, &out);
+    super::egress::check(cx, &out);
     check_overlaps(cx, &out);
     out
 }
@@ -191,6 +194,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
     let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
     let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
     let egress = cx.choice(b, &prefix, "egress", &["allow", "deny"]);
+    let egress_via = super::egress::read(cx, b, &prefix);
     let failed = |k: &str| b.contains_key(k) && !matches!(address, Some(IpNetwork::V4(_)));
     if !name_ok || failed("address") {
         return None;
@@ -227,6 +231,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
             || overlap6.as_deref() == Some("allow"),
         isolate,
         egress_deny: egress.as_deref() == Some("deny"),
+        egress_via,
         ports,
         take_addresses,
         lan: Vec::new(),

@@ -57,6 +57,54 @@ pub(crate) struct Event {
     pub what: String,
     /// It concerns an object the topology owns or depends on.
     pub ours: bool,
+    /// The process that made it, where the kernel says (nf_tables' NEWGEN): its name, pid
+    /// and netlink port id.
+    pub by: Option<String>,
+    /// It changed nsfw's own table: the firewall may be open until it is repaired.
+    pub urgent: bool,
+    /// Elements of a set of nsfw's table on the host added or deleted: which.
+    pub elems: Option<Elems>,
+}
+
+/// Elements of a set added (NEWSETELEM) or deleted (DELSETELEM), as the kernel holds them:
+/// what watch's put-back repairs without observing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Elems {
+    pub set: String,
+    pub deleted: bool,
+    /// Each element's key and key end (an rbtree range's end element is left out: its start
+    /// names the range).
+    pub keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// An element could not be read: the keys are not all there is.
+    pub partial: bool,
+}
+
+/// The elements of an element message's attributes `body` (NFTA_SET_ELEM_LIST_ELEMENTS: each
+/// NFTA_LIST_ELEM holds NFTA_SET_ELEM_KEY and KEY_END, each a NFTA_DATA_VALUE, and FLAGS).
+pub(super) fn elems_of(body: &[u8], set: String, deleted: bool) -> Elems {
+    let mut e = Elems {
+        set,
+        deleted,
+        keys: Vec::new(),
+        partial: false,
+    };
+    fn value(a: &[u8], t: u16) -> Option<&[u8]> {
+        netlink::find(a, t).and_then(|k| netlink::find(k, 1))
+    }
+    for el in netlink::attrs(netlink::find(body, 3).unwrap_or_default()).filter(|a| a.ty == 1) {
+        let flags = netlink::find(el.value, 3)
+            .and_then(|f| f.get(..4))
+            .map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+        match value(el.value, 1) {
+            // NFT_SET_ELEM_INTERVAL_END.
+            Some(_) if flags & 1 != 0 => {}
+            Some(k) => e
+                .keys
+                .push((k.to_vec(), value(el.value, 10).map(<[u8]>::to_vec))),
+            None => e.partial = true,
+        }
+    }
+    e
 }
 
 /// A netlink socket subscribed to groups, non-blocking.
@@ -141,6 +189,9 @@ impl Sub {
                     out.push(Event {
                         what: format!("notifications were lost ({}); rechecking", self.place),
                         ours: true,
+                        by: None,
+                        urgent: false,
+                        elems: None,
                     });
                     continue;
                 }
@@ -149,6 +200,9 @@ impl Sub {
                     out.push(Event {
                         what: format!("cannot read notifications ({}): {e}", self.place),
                         ours: true,
+                        by: None,
+                        urgent: false,
+                        elems: None,
                     });
                     break;
                 }
@@ -209,6 +263,9 @@ impl Dir {
                         netns::RUN_DIR
                     ),
                     ours: interest.namespaces.contains(&name),
+                    by: None,
+                    urgent: false,
+                    elems: None,
                 });
             }
         }
@@ -237,7 +294,12 @@ impl NftReader {
         let get = |t: u16| netlink::find(body, t).map(string_of);
         let msg = m.ty & 0xff;
         if msg == 15 {
-            return self.commit(body);
+            // nlmsg_pid: the port id of the socket that committed.
+            let port = m
+                .bytes
+                .get(12..16)
+                .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+            return self.commit(body, port);
         }
         let fam = match family {
             1 => "inet",
@@ -283,24 +345,36 @@ impl NftReader {
             Some(ns) => format!(" in {ns}"),
             None => String::new(),
         };
-        let what = match sub {
+        let what = match &sub {
             Some(s) => format!("nft {obj} {verb} in {fam} {table} {s}{at}"),
             None => format!("nft {obj} {fam} {table} {verb}{at}"),
         };
         let key = format!("{fam} {table}");
-        self.pending
-            .push((Event { what, ours }, key, obj == "table" && msg == 2));
+        self.pending.push((
+            Event {
+                what,
+                ours,
+                by: None,
+                urgent: fam == "inet" && ours,
+                elems: (fam == "inet" && ours && at.is_empty() && (msg == 12 || msg == 14))
+                    .then(|| elems_of(body, sub.clone().unwrap_or_default(), msg == 14)),
+            },
+            key,
+            obj == "table" && msg == 2,
+        ));
         Vec::new()
     }
 
     /// NEWGEN (its attributes `body`: NFTA_GEN_PROC_PID, a big-endian u32, and
-    /// NFTA_GEN_PROC_NAME): the transaction's events, unless it was this process's.
-    fn commit(&mut self, body: &[u8]) -> Vec<Event> {
+    /// NFTA_GEN_PROC_NAME; `port`, the committing socket's port id): the transaction's
+    /// events, unless it was this process's.
+    fn commit(&mut self, body: &[u8], port: Option<u32>) -> Vec<Event> {
         let pid = netlink::find(body, 2)
             .and_then(|v| v.get(..4))
             .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
         let events = std::mem::take(&mut self.pending);
-        if pid == Some(std::process::id()) {
+        let name = netlink::find(body, 3).map(string_of);
+        if own(pid, name.as_deref()) {
             return Vec::new();
         }
         // A table deleted takes its chains, rules and sets with it: say the table only.
@@ -313,18 +387,59 @@ impl NftReader {
             .into_iter()
             .filter(|(_, t, del)| *del || !gone.contains(t))
             .map(|(e, _, _)| e);
-        let by = match (netlink::find(body, 3).map(string_of), pid) {
-            (Some(n), Some(p)) => format!(" (by {n}, pid {p})"),
-            (None, Some(p)) => format!(" (by pid {p})"),
-            _ => String::new(),
+        let port = port
+            .map(|p| format!(", netlink port {p}"))
+            .unwrap_or_default();
+        let by = match (name, pid) {
+            (Some(n), Some(p)) => Some(format!("{n} (pid {p}{port})")),
+            (None, Some(p)) => Some(format!("pid {p}{port}")),
+            _ => None,
         };
         events
             .map(|e| Event {
-                what: format!("{}{by}", e.what),
+                what: match &by {
+                    Some(b) => format!("{} (by {b})", e.what),
+                    None => e.what,
+                },
+                by: by.clone(),
                 ..e
             })
             .collect()
     }
+}
+
+/// The name this process's repairs commit under (see [`as_self`]): NEWGEN names it.
+fn own_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        // 15 bytes: the kernel's limit for a task's name.
+        format!("nsfw-w{:09x}", h.finish() & 0xf_ffff_ffff)
+    })
+}
+
+/// Runs `f` (a repair) under a name of this process's own, which NEWGEN carries, so that
+/// watch knows its own transactions. NEWGEN's pid is not enough: it is counted in the
+/// kernel's first PID namespace, and in one of its own (a container) watch cannot know its
+/// pid there.
+pub(crate) fn as_self<T>(f: impl FnOnce() -> T) -> T {
+    let before = nix::sys::prctl::get_name().ok();
+    let name = std::ffi::CString::new(own_name()).ok();
+    if let Some(n) = &name {
+        let _ = nix::sys::prctl::set_name(n);
+    }
+    let out = f();
+    if let Some(b) = &before {
+        let _ = nix::sys::prctl::set_name(b);
+    }
+    out
+}
+
+/// Whether a transaction NEWGEN says `name` (pid `pid`) made was this process's.
+fn own(pid: Option<u32>, name: Option<&str>) -> bool {
+    pid == Some(std::process::id()) || name == Some(own_name())
 }
 
 /// NETCONFA_IFINDEX_ALL (-1) with NETCONFA_FORWARDING: `ip_forward` (or IPv6's
@@ -350,6 +465,9 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
         return vec![Event {
             what: format!("forwarding settings changed ({place})"),
             ours,
+            by: None,
+            urgent: false,
+            elems: None,
         }];
     }
     let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes) else {
@@ -381,6 +499,9 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
     vec![Event {
         what,
         ours: ours || in_ns,
+        by: None,
+        urgent: false,
+        elems: None,
     }]
 }
 

@@ -8,12 +8,19 @@
 //! It never builds a topology that is not there (nothing of it on the host: never applied, or
 //! flushed — `nsfw.service` builds, watch keeps), and never touches what the topology does not
 //! own: the plan is apply's. When it keeps repairing (another manager undoing its work, more
-//! than `max_repairs` in a minute) it stops repairing for a while, says so, and keeps
-//! listening; it checks again when the pause is over.
+//! than `max_repairs` in a minute) it is in a fight, and fails closed: it says loudly whom it
+//! is fighting (the process the kernel names, with its pid and netlink port id) and counts
+//! its changes, stops waiting for bursts to end (each of nf_tables' transactions comes whole)
+//! and repairs as soon as it hears of a change, but never spends more than a tenth of its time
+//! repairing, nor waits longer than `pause` between two repairs: the firewall stays up nearly
+//! all the time, and watch stays cheap. A repair is the engine's plan: an element deleted is
+//! put back, nothing else touched.
 
 pub(crate) mod events;
+mod fight;
+mod putback;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,10 +45,9 @@ use events::{Event, Interest, Sub};
 pub(crate) struct Options {
     /// Quiet time after the first notification of a burst before checking.
     pub debounce: Duration,
-    /// Repairs in one minute after which watch stops repairing for `pause`.
+    /// Repairs in one minute after which watch is in a fight.
     pub max_repairs: usize,
-    /// How long the first pause lasts; each pause that follows another within the hour lasts
-    /// twice as long, up to ten minutes... or `pause` when that is longer.
+    /// In a fight, the longest wait between two repairs (whatever they cost).
     pub pause: Duration,
 }
 
@@ -50,7 +56,7 @@ impl Default for Options {
         Options {
             debounce: Duration::from_millis(200),
             max_repairs: 10,
-            pause: Duration::from_secs(60),
+            pause: Duration::from_secs(2),
         }
     }
 }
@@ -76,9 +82,18 @@ struct Watch {
     dir: Option<events::Dir>,
     /// When each recent repair happened (the last minute's).
     repairs: VecDeque<Instant>,
-    paused_until: Option<Instant>,
-    pause: Duration,
-    last_pause_end: Option<Instant>,
+    /// The table as the file wants it, ready to put back (see `putback`), once made.
+    wanted: Option<putback::Wanted>,
+    /// Its socket, kept open (opening one costs more than the batch): dropped on an error.
+    restore_sock: Option<NftSocket>,
+    /// Whose changes watch heard of in the last minute (or this fight), by process name: how
+    /// many, and the last one's pid and port.
+    by: BTreeMap<String, (u64, String)>,
+    fight: Option<fight::Fight>,
+    /// In a fight, the earliest the next repair may start.
+    next: Option<Instant>,
+    /// When the last check began.
+    last_check: Instant,
     seen: Seen,
     /// What `--metrics` serves of the watcher itself.
     stats: Arc<metrics::watch::Stats>,
@@ -196,6 +211,7 @@ impl Watch {
                     self.path.display()
                 );
                 self.t = t;
+                self.wanted = None;
                 self.interest = interest_of(&self.t, None);
                 self.resubscribe();
             }
@@ -227,7 +243,13 @@ impl Watch {
 
     /// Checks the host, and repairs when it differs and watch is not pausing.
     fn check(&mut self, why: &[String]) -> Result<()> {
+        self.last_check = Instant::now();
         self.reload();
+        // In a fight, straight to the repair (the engine observes and plans anyway): half the
+        // time the firewall stays open. See `fight_lock` for when that is safe.
+        if let Some(lock) = self.fight_lock() {
+            return self.repair(why, lock);
+        }
         let t0 = Instant::now();
         let (o, p) = self.look()?;
         self.interest = interest_of(&self.t, Some(&o));
@@ -284,36 +306,22 @@ impl Watch {
         {
             self.repairs.pop_front();
         }
-        if self.repairs.len() >= self.opts.max_repairs {
-            // Twice as long as the last pause when that one ended within the hour.
-            self.pause = match self.last_pause_end {
-                Some(e) if now.duration_since(e) < Duration::from_secs(3600) => {
-                    (self.pause * 2).min(Duration::from_secs(600).max(self.opts.pause))
-                }
-                _ => self.opts.pause,
-            };
-            self.paused_until = Some(now + self.pause);
-            self.stats.paused(true);
-            self.repairs.clear();
-            error!(
-                "watch: {}: {} repairs within a minute: something else keeps changing what nsfw owns (last: {}); not repairing for {}s, still watching",
-                self.t.name,
-                self.opts.max_repairs,
-                some(why, 3),
-                self.pause.as_secs()
-            );
-            return Ok(());
+        if self.fight.is_none() && self.repairs.is_empty() {
+            self.by.clear();
         }
-        self.repair(why)
+        self.maybe_fight(why);
+        let lock = state::acquire(Access::Exclusive, true)?;
+        self.repair(why, lock)
     }
 
-    fn repair(&mut self, why: &[String]) -> Result<()> {
+    fn repair(&mut self, why: &[String], lock: state::Lock) -> Result<()> {
         let t0 = Instant::now();
         self.repairs.push_back(t0);
-        let lock = state::acquire(Access::Exclusive, true)?;
         let tg = Target::apply(&self.t);
         let mut lines = Vec::new();
-        let out = engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {});
+        let out = events::as_self(|| {
+            engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {})
+        });
         drop(lock);
         self.stats
             .repaired(t0.elapsed(), out.as_ref().ok().map(|o| &o.plan));
@@ -322,7 +330,18 @@ impl Watch {
         } else {
             some(why, 3)
         };
+        let ok = out.is_ok();
         match out {
+            // In a fight, the fight's lines say it (its first repair is said whole).
+            Ok(_) if self.fight.as_ref().is_some_and(|f| f.repairs > 0) => {
+                crate::detail!(
+                    "watch: {}: {cause} → repaired in {} ms: {}",
+                    self.t.name,
+                    t0.elapsed().as_millis(),
+                    some(&lines, 3)
+                );
+                self.seen = Seen::InSync;
+            }
             Ok(o) => {
                 say!(
                     "watch: {}: {cause} → repaired in {} ms: {} ({})",
@@ -332,6 +351,9 @@ impl Watch {
                     o.plan.summary()
                 );
                 self.seen = Seen::InSync;
+            }
+            Err(_) if self.fight.as_ref().is_some_and(|f| f.failed > 0) => {
+                self.seen = Seen::Failing;
             }
             Err(e) => {
                 // The first line says it; the rest (a whole pending plan) would flood the log.
@@ -348,7 +370,16 @@ impl Watch {
                 self.seen = Seen::Failing;
             }
         }
-        self.resubscribe();
+        if let Some(f) = &mut self.fight {
+            f.repairs += 1;
+            f.failed += u64::from(!ok);
+        }
+        self.say_fight(&cause);
+        // Namespaces made anew need their sockets opened again; a repair of the ruleset
+        // alone (a fight's usual) does not, and opening them costs more than the repair.
+        if !ok || lines.iter().any(|l| !l.contains(" nft ")) {
+            self.resubscribe();
+        }
         Ok(())
     }
 
@@ -401,14 +432,17 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         path: path.to_path_buf(),
         interest: interest_of(&t, None),
         t,
-        pause: opts.pause,
         opts,
         host: events::host_subs()?,
         ns: Vec::new(),
         dir: None,
         repairs: VecDeque::new(),
-        paused_until: None,
-        last_pause_end: None,
+        wanted: None,
+        restore_sock: None,
+        by: BTreeMap::new(),
+        fight: None,
+        next: None,
+        last_check: Instant::now(),
         seen: Seen::Unknown,
     };
     w.resubscribe();
@@ -435,31 +469,32 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
             return Ok(());
         }
         let now = Instant::now();
-        if let Some(p) = w.paused_until
-            && now >= p
-        {
-            w.paused_until = None;
-            w.stats.paused(false);
-            w.last_pause_end = Some(now);
-            say!("watch: {}: resuming repairs", w.t.name);
-            due = Some(now);
+        if w.fight.is_some() {
+            w.end_fight(now);
         }
-        if let Some(d) = due
+        // In a fight, never sooner than the next repair allowed.
+        let due_at = due.map(|d| w.next.map_or(d, |n| d.max(n)));
+        if let Some(d) = due_at
             && now >= d
-            && w.paused_until.is_none()
         {
             due = None;
             let cause = std::mem::take(&mut why);
+            let cpu0 = cpu();
             if let Err(e) = w.check(&cause) {
                 error!("watch: {}: {e:#}", w.t.name);
             }
+            // At most a tenth of a core repairing: the next repair waits nine times the CPU
+            // this check cost, and never longer than `pause`.
+            let cost = cpu().saturating_sub(cpu0);
+            w.next = w
+                .fight
+                .as_ref()
+                .map(|_| Instant::now() + (cost * 9).min(w.opts.pause));
             continue;
         }
-        // Sleep until a notification, the end of the debounce, or the end of a pause.
-        let wake = [due.filter(|_| w.paused_until.is_none()), w.paused_until]
-            .into_iter()
-            .flatten()
-            .min();
+        // Sleep until a notification, the end of the debounce (or of the wait between a
+        // fight's repairs), or the end of a fight.
+        let wake = [due_at, w.fight_wake()].into_iter().flatten().min();
         let ready = match wait(&w, wake) {
             Ok(r) => r,
             Err(Errno::EINTR) => continue,
@@ -480,16 +515,48 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
                 .collect::<Vec<_>>()
                 .join("; ")
         );
+        let fixed = w.put_back(&got);
+        let urgent = got.iter().any(|e| e.urgent);
+        for b in got.iter().filter_map(|e| e.by.clone()) {
+            let name = b.split(" (").next().unwrap_or_default().to_string();
+            let e = w.by.entry(name).or_default();
+            e.0 += 1;
+            e.1 = b;
+        }
         // What a repair line names: the first few changes of the burst are enough.
         why.extend(
             got.into_iter()
                 .map(|e| e.what)
                 .take(64usize.saturating_sub(why.len())),
         );
-        if due.is_none() {
-            due = Some(Instant::now() + w.opts.debounce);
-        }
+        // In a fight, what the put-back repaired needs no check before `pause` is over since
+        // the last (a check costs far more than a put-back, and while it runs watch hears
+        // nothing); any other change of nsfw's table, or any in a fight, is repaired at once:
+        // nf_tables' transactions come whole, and every moment waiting the firewall may be
+        // open.
+        let now = Instant::now();
+        let at = if fixed && w.fight.is_some() {
+            (w.last_check + w.opts.pause).max(now)
+        } else if urgent || w.fight.is_some() {
+            now
+        } else {
+            now + w.opts.debounce
+        };
+        due = Some(due.map_or(at, |d| d.min(at)));
     }
+}
+
+/// CPU time this process has used (user and system, every thread).
+pub(super) fn cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let t = |v: nix::sys::time::TimeVal| {
+                Duration::new(v.tv_sec().max(0) as u64, (v.tv_usec().max(0) as u32) * 1000)
+            };
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or_default()
 }
 
 /// Sleeps in poll(2) on every socket and the directory watch until one is readable or it is

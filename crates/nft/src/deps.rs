@@ -4,7 +4,8 @@
 //! [`super::raise`] swallows exactly these again.
 
 use super::fields::{
-    ARPHRD_ETHER, ETH_P_IP, ETH_P_IPV6, Field, MetaKey, NFPROTO_IPV4, NFPROTO_IPV6, Proto,
+    ARPHRD_ETHER, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Field, MetaKey, NFPROTO_ARP, NFPROTO_IPV4,
+    NFPROTO_IPV6, Proto,
 };
 use super::ir::{Expr, Family, Match, Op, Rhs};
 use super::types::Value;
@@ -53,6 +54,7 @@ impl ProtoCtx {
                 self.network = match *t {
                     ETH_P_IP => Some(NFPROTO_IPV4),
                     ETH_P_IPV6 => Some(NFPROTO_IPV6),
+                    ETH_P_ARP => Some(NFPROTO_ARP),
                     _ => None,
                 }
             }
@@ -76,13 +78,15 @@ fn eq(left: Expr, v: Value) -> Match {
 /// The network-layer dependency `nft` writes before a field of that layer in this family.
 pub fn network_dependency(family: Family, nfproto: u8) -> Result<Option<Match>, String> {
     Ok(match family {
-        Family::Inet => Some(eq(Expr::Meta(MetaKey::Nfproto), Value::NfProto(nfproto))),
+        Family::Inet if nfproto != NFPROTO_ARP => {
+            Some(eq(Expr::Meta(MetaKey::Nfproto), Value::NfProto(nfproto)))
+        }
         Family::Bridge => Some(eq(
             Expr::Meta(MetaKey::Protocol),
-            Value::EtherType(if nfproto == NFPROTO_IPV4 {
-                ETH_P_IP
-            } else {
-                ETH_P_IPV6
+            Value::EtherType(match nfproto {
+                NFPROTO_IPV4 => ETH_P_IP,
+                NFPROTO_ARP => ETH_P_ARP,
+                _ => ETH_P_IPV6,
             }),
         )),
         Family::Ip if nfproto == NFPROTO_IPV4 => None,
@@ -90,7 +94,11 @@ pub fn network_dependency(family: Family, nfproto: u8) -> Result<Option<Match>, 
         f => {
             return Err(format!(
                 "{} headers cannot be matched in a table of family {}",
-                if nfproto == NFPROTO_IPV4 { "ip" } else { "ip6" },
+                match nfproto {
+                    NFPROTO_IPV4 => "ip",
+                    NFPROTO_ARP => "arp",
+                    _ => "ip6",
+                },
                 f.as_str()
             ));
         }

@@ -24,6 +24,8 @@ pub enum Proto {
     Th,
     Icmp,
     Icmpv6,
+    /// ARP over Ethernet, IPv4 (a bridge table's frames).
+    Arp,
 }
 
 impl Proto {
@@ -37,6 +39,7 @@ impl Proto {
             Proto::Th => "th",
             Proto::Icmp => "icmp",
             Proto::Icmpv6 => "icmpv6",
+            Proto::Arp => "arp",
         }
     }
     /// The IP protocol number of a transport protocol.
@@ -54,6 +57,7 @@ impl Proto {
         match self {
             Proto::Ip | Proto::Icmp => Some(NFPROTO_IPV4),
             Proto::Ip6 | Proto::Icmpv6 => Some(NFPROTO_IPV6),
+            Proto::Arp => Some(NFPROTO_ARP),
             _ => None,
         }
     }
@@ -61,7 +65,9 @@ impl Proto {
 
 pub const NFPROTO_IPV4: u8 = 2;
 pub const NFPROTO_IPV6: u8 = 10;
+pub const NFPROTO_ARP: u8 = 3;
 pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ARPHRD_ETHER: u16 = 1;
 
@@ -85,6 +91,12 @@ pub enum Field {
     ThDport,
     IcmpType,
     Icmpv6Type,
+    /// The target address of a neighbour solicitation or advertisement (`icmpv6 taddr`).
+    Icmpv6Taddr,
+    /// The sender's hardware and protocol address of an ARP packet (`arp saddr ether`,
+    /// `arp saddr ip`).
+    ArpSaddrEther,
+    ArpSaddrIp,
 }
 
 /// (field, protocol, name, base, offset, length, datatype), from nftables' proto.c templates.
@@ -243,6 +255,33 @@ pub const FIELDS: &[FieldDesc] = &[
         0,
         1,
         Datatype::Icmpv6Type,
+    ),
+    (
+        Field::Icmpv6Taddr,
+        Proto::Icmpv6,
+        "taddr",
+        HeaderBase::Transport,
+        8,
+        16,
+        Datatype::Ipv6Addr,
+    ),
+    (
+        Field::ArpSaddrEther,
+        Proto::Arp,
+        "saddr ether",
+        HeaderBase::Network,
+        8,
+        6,
+        Datatype::EtherAddr,
+    ),
+    (
+        Field::ArpSaddrIp,
+        Proto::Arp,
+        "saddr ip",
+        HeaderBase::Network,
+        14,
+        4,
+        Datatype::Ipv4Addr,
     ),
 ];
 

@@ -61,5 +61,6 @@ mod udata;
 #[cfg(test)]
 mod tests;
 
+pub use elems::to_kernel;
 pub use ir::*;
 pub use symbols::proto_name;

@@ -5,6 +5,7 @@ mod apply;
 mod labs;
 mod tables;
 mod traffic;
+mod watch;
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,6 +14,7 @@ pub use apply::{apply, scale};
 pub use labs::{dual, routed};
 pub use tables::{policy, publish};
 pub use traffic::{dataplane, policy_dataplane, publish_dataplane};
+pub use watch::watch;
 
 /// What every section needs: how many runs, the older binaries, the report so far.
 pub struct Ctx<'a> {

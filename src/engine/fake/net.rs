@@ -315,6 +315,7 @@ impl Net {
             mac,
             host_mac,
             hairpin,
+            isolated,
             ..
         } = v;
         let master = match bridge.as_str() {
@@ -339,6 +340,7 @@ impl Net {
             alias: Some(mark.into()),
             master,
             hairpin: *hairpin,
+            isolated: *isolated,
             ..veth(hi, pi, host, *host_mac)
         };
         self.o.host.links.push(h);
@@ -360,6 +362,7 @@ impl Net {
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
+                LinkAttr::Isolated { new } => l.isolated = *new,
                 LinkAttr::Master { .. } => l.master = master,
             }
         }

@@ -47,6 +47,32 @@ fn table_of(op: &Op) -> &str {
     }
 }
 
+/// The family of the table an op is on.
+fn family_of(op: &Op) -> Family {
+    match op {
+        Op::AddChain { family, .. }
+        | Op::DeleteChain { family, .. }
+        | Op::FlushChain { family, .. }
+        | Op::AddRule { family, .. }
+        | Op::DeleteRule { family, .. }
+        | Op::AddSet { family, .. }
+        | Op::DeleteSet { family, .. }
+        | Op::AddElements { family, .. }
+        | Op::DeleteElements { family, .. }
+        | Op::DeleteTable { family, .. } => *family,
+        Op::ReplaceTable(t) | Op::AddTable(t) | Op::CreateTable(t) => t.family,
+    }
+}
+
+/// Where nsfw's tables of `family` are held: its bridge tables (port security) apart from
+/// its inet tables of the same name.
+fn held(s: &mut NftState, family: Family) -> &mut BTreeMap<String, Dumped> {
+    match family {
+        Family::Bridge => &mut s.bridge,
+        _ => &mut s.own,
+    }
+}
+
 /// An op on the contents of one table, applied to what a dump of it gives.
 fn edit(d: &mut Dumped, op: &Op) -> Result<()> {
     let mut t = d.decoded().map_err(|e| anyhow!("{e}"))?;
@@ -104,7 +130,9 @@ fn edit(d: &mut Dumped, op: &Op) -> Result<()> {
 
 /// An op on the host's ruleset.
 pub(crate) fn host_op(s: &mut NftState, op: &Op, handle: &mut u64) -> Result<()> {
-    let own = |family: Family, name: &str| family == Family::Inet && name.starts_with("nsfw_");
+    let own = |family: Family, name: &str| {
+        matches!(family, Family::Inet | Family::Bridge) && name.starts_with("nsfw_")
+    };
     match op {
         Op::CreateTable(t) | Op::AddTable(t) | Op::ReplaceTable(t) => {
             let same = |k: &TableInfo| k.family == t.family && k.name == t.name;
@@ -121,13 +149,13 @@ pub(crate) fn host_op(s: &mut NftState, op: &Op, handle: &mut u64) -> Result<()>
                 handle: *handle,
             });
             if own(t.family, &t.name) {
-                s.own.insert(t.name.clone(), read_back(t)?);
+                held(s, t.family).insert(t.name.clone(), read_back(t)?);
             }
         }
         Op::DeleteTable { family, name } => {
             s.tables
                 .retain(|k| !(k.family == *family && &k.name == name));
-            s.own.remove(name);
+            held(s, *family).remove(name);
         }
         Op::AddRule {
             family: Family::Ip,
@@ -162,8 +190,7 @@ pub(crate) fn host_op(s: &mut NftState, op: &Op, handle: &mut u64) -> Result<()>
         }
         op => {
             let name = table_of(op);
-            let d = s
-                .own
+            let d = held(s, family_of(op))
                 .get_mut(name)
                 .ok_or_else(|| anyhow!("table {name}: No such file or directory"))?;
             edit(d, op)?;

@@ -177,6 +177,7 @@ impl Raiser<'_> {
             1 => match self.pctx.network {
                 Some(NFPROTO_IPV4) => (Proto::Ip, HeaderBase::Network),
                 Some(NFPROTO_IPV6) => (Proto::Ip6, HeaderBase::Network),
+                Some(super::fields::NFPROTO_ARP) => (Proto::Arp, HeaderBase::Network),
                 _ => return Err("network header of an unknown protocol".into()),
             },
             2 => (

@@ -1,0 +1,373 @@
+//! Port security: every namespace interface speaks only as itself. Enforced where its frames
+//! enter, at the host end of its veth (a port of the bridge), in a bridge-family table of the
+//! topology's own: a fixed skeleton of rules, the data in sets keyed by the port, so a
+//! namespace more is a few elements more. In the one batch of the run, with the `inet` table.
+//!
+//! ```nft
+//! table bridge nsfw_lab {                              # comment "nsfw:lab"
+//!     set ports { type ifname; }                       # every namespace's host veth end
+//!     set hosts { type ifname; }                       # those of namespaces that route nothing
+//!     set mac { type ifname . ether_addr; }            # "lab-ns1" . 02:..:..
+//!     set ethertypes { type ether_type; elements = { ip, arp, ip6 } }
+//!     set addr4 { type ifname . ipv4_addr; }               # its address
+//!     set addr6 { type ifname . ipv6_addr; }               # its address, link-local, ::
+//!     set ok4 { type ifname . ipv4_addr; flags interval; }  # spoof_ok
+//!     set ok6 { type ifname . ipv6_addr; flags interval; }
+//!     set routed4 { type ifname . ipv4_addr; flags interval; } # spoof_ok, what a router
+//!     set routed6 { type ifname . ipv6_addr; flags interval; } #   forwards out of it
+//!     chain ingress { type filter hook prerouting priority -200; policy accept;
+//!         iifname @ports goto identity }
+//!     chain identity {
+//!         iifname . ether saddr != @mac counter drop                  # a MAC not its own
+//!         ether type != @ethertypes counter drop                      # VLAN tags, 0x88b5, ...
+//!         iifname . arp saddr ether != @mac counter drop
+//!         iifname . arp saddr ip != @addr4 iifname . arp saddr ip != @ok4 counter drop
+//!         iifname . ip saddr != @addr4 iifname . ip saddr != @routed4 counter drop
+//!         iifname . ip6 saddr != @addr6 iifname . ip6 saddr != @routed6 counter drop
+//!         iifname @hosts icmpv6 type nd-router-advert counter drop
+//!         iifname @hosts icmpv6 type nd-redirect counter drop
+//!         icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6
+//!             iifname . icmpv6 taddr != @ok6 counter drop
+//!         ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 taddr != @addr6
+//!             iifname . icmpv6 taddr != @ok6 counter drop
+//!     }
+//! }
+//! ```
+//!
+//! A namespace that routes (`forward = true`) sends, out of each interface, the networks it
+//! forwards from its other interfaces (their segments, its routes' destinations, and any
+//! address when its default route leaves by another interface): the `routed` sets. It still
+//! answers ARP and ND only for its own addresses. Physical ports are not judged: nsfw does
+//! not know who is behind them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnetwork::IpNetwork;
+
+use crate::owner;
+use crate::topology::{Iface, Namespace, Topology};
+use nft::diff::table_diff;
+use nft::dump::Dumped;
+use nft::{
+    Base, Chain, ChainType, Datatype, Element, Family, Field, Hook, MetaKey, Policy, Rule, Stmt,
+    Table, Value, Verdict,
+};
+
+use super::build::{concat, field, lookup, meta, net_elem, rule, set};
+use super::{NftLine, NftPlan, NftState};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
+/// The bridge family's `filter` priority.
+const BRIDGE_FILTER: i32 = -200;
+
+/// The networks `n` may send from out of interface `i` in one family, besides its own
+/// addresses: for a namespace that routes, what it forwards there from elsewhere.
+fn routed(n: &Namespace, i: &Iface, v6: bool) -> Vec<IpNetwork> {
+    let mut out = Vec::new();
+    if !n.forward {
+        return out;
+    }
+    let on_i = |ip: IpAddr| match ip {
+        IpAddr::V4(_) => IpNetwork::V4(i.address).contains(ip),
+        IpAddr::V6(_) => i.address6.is_some_and(|a| IpNetwork::V6(a).contains(ip)),
+    };
+    let any = if v6 { "::/0" } else { "0.0.0.0/0" };
+    let mut add = |net: IpNetwork| {
+        if !out.contains(&net) {
+            out.push(net);
+        }
+    };
+    for j in n.ifaces.iter().filter(|j| j.bridge != i.bridge) {
+        let net = if v6 {
+            j.address6.map(|a| IpNetwork::V6(a.network_net()))
+        } else {
+            Some(IpNetwork::V4(j.address.network_net()))
+        };
+        net.into_iter().for_each(&mut add);
+    }
+    for r in n.routes.iter().filter(|r| r.to.is_ipv6() == v6) {
+        if !on_i(r.via) {
+            add(r.to);
+        }
+    }
+    let gw = if v6 {
+        n.gateway6.map(IpAddr::V6)
+    } else {
+        n.gateway.map(IpAddr::V4)
+    };
+    if let Some(g) = gw
+        && !on_i(g)
+        && let Ok(all) = any.parse()
+    {
+        add(all);
+    }
+    out
+}
+
+/// Network helpers the topology's address types lack.
+trait NetworkNet {
+    fn network_net(&self) -> Self;
+}
+
+impl NetworkNet for ipnetwork::Ipv4Network {
+    fn network_net(&self) -> Self {
+        ipnetwork::Ipv4Network::new(self.network(), self.prefix()).unwrap_or(*self)
+    }
+}
+
+impl NetworkNet for ipnetwork::Ipv6Network {
+    fn network_net(&self) -> Self {
+        ipnetwork::Ipv6Network::new(self.network(), self.prefix()).unwrap_or(*self)
+    }
+}
+
+/// The sets' elements, port by port.
+#[derive(Default)]
+struct Data {
+    ports: Vec<Element>,
+    hosts: Vec<Element>,
+    mac: Vec<Element>,
+    addr: [Vec<Element>; 2],
+    ok: [Vec<Element>; 2],
+    routed: [Vec<Element>; 2],
+}
+
+fn data(t: &Topology) -> Data {
+    let mut d = Data::default();
+    for n in &t.namespaces {
+        for i in &n.ifaces {
+            let port = || vec![Value::Ifname(i.host_ifname.clone())];
+            let with = |v: Value| {
+                let mut k = port();
+                k.push(v);
+                Element::key(k)
+            };
+            d.ports.push(Element::key(port()));
+            if !n.forward {
+                d.hosts.push(Element::key(port()));
+            }
+            d.mac.push(with(Value::Ether(i.mac.0)));
+            d.addr[0].push(with(Value::Ipv4(i.address.ip())));
+            if let Some(a6) = i.address6 {
+                // Its address, its link-local address, and :: (DAD and MLD before it has one).
+                for a in [a6.ip(), i.mac.link_local().ip(), Ipv6Addr::UNSPECIFIED] {
+                    d.addr[1].push(with(Value::Ipv6(a)));
+                }
+            }
+            let families = if i.address6.is_some() { 2 } else { 1 };
+            for (f, v6) in [false, true].into_iter().enumerate().take(families) {
+                // spoof_ok: sent from and answered for; what it routes: sent from only.
+                for net in n.spoof_ok.iter().filter(|x| x.is_ipv6() == v6) {
+                    d.ok[f].push(net_elem(port(), *net));
+                    d.routed[f].push(net_elem(port(), *net));
+                }
+                for net in routed(n, i, v6) {
+                    d.routed[f].push(net_elem(port(), net));
+                }
+            }
+        }
+    }
+    d
+}
+
+fn sets(d: Data) -> Vec<nft::Set> {
+    let ifname = Datatype::Ifname;
+    let types: Vec<Element> = [ETH_P_IP, ETH_P_ARP, ETH_P_IPV6]
+        .into_iter()
+        .map(|e| Element::key(vec![Value::EtherType(e)]))
+        .collect();
+    let mut v = vec![
+        set("ports", vec![ifname], None, false, d.ports),
+        set("hosts", vec![ifname], None, false, d.hosts),
+        set("mac", vec![ifname, Datatype::EtherAddr], None, false, d.mac),
+        set("ethertypes", vec![Datatype::EtherType], None, false, types),
+    ];
+    // Exact addresses in hash sets: an interval set per element costs the kernel more, and
+    // only the few networks need one.
+    let [a4, a6] = d.addr;
+    let [o4, o6] = d.ok;
+    let [r4, r6] = d.routed;
+    for (name, ty, interval, elems) in [
+        ("addr4", Datatype::Ipv4Addr, false, a4),
+        ("addr6", Datatype::Ipv6Addr, false, a6),
+        ("ok4", Datatype::Ipv4Addr, true, o4),
+        ("ok6", Datatype::Ipv6Addr, true, o6),
+        ("routed4", Datatype::Ipv4Addr, true, r4),
+        ("routed6", Datatype::Ipv6Addr, true, r6),
+    ] {
+        v.push(set(name, vec![ifname, ty], None, interval, elems));
+    }
+    v
+}
+
+/// `iifname . <f> != @<set>`.
+fn not_in(f: Field, s: &str) -> Stmt {
+    lookup(concat(vec![meta(MetaKey::Iifname), field(f)]), s, false)
+}
+
+fn icmpv6(ty: u8) -> Stmt {
+    Stmt::eq(field(Field::Icmpv6Type), Value::Icmpv6Type(ty))
+}
+
+/// A rule that counts and drops.
+fn drop(mut stmts: Vec<Stmt>) -> Rule {
+    stmts.push(Stmt::Counter(nft::Counter::default()));
+    rule(stmts, Verdict::Drop)
+}
+
+fn identity() -> Chain {
+    let hosts = || lookup(meta(MetaKey::Iifname), "hosts", true);
+    Chain::new(
+        "identity",
+        None,
+        vec![
+            drop(vec![not_in(Field::EtherSaddr, "mac")]),
+            drop(vec![lookup(field(Field::EtherType), "ethertypes", false)]),
+            drop(vec![not_in(Field::ArpSaddrEther, "mac")]),
+            drop(vec![
+                not_in(Field::ArpSaddrIp, "addr4"),
+                not_in(Field::ArpSaddrIp, "ok4"),
+            ]),
+            drop(vec![
+                not_in(Field::IpSaddr, "addr4"),
+                not_in(Field::IpSaddr, "routed4"),
+            ]),
+            drop(vec![
+                not_in(Field::Ip6Saddr, "addr6"),
+                not_in(Field::Ip6Saddr, "routed6"),
+            ]),
+            drop(vec![hosts(), icmpv6(ND_ROUTER_ADVERT)]),
+            drop(vec![hosts(), icmpv6(ND_REDIRECT)]),
+            drop(vec![
+                icmpv6(ND_NEIGHBOR_ADVERT),
+                not_in(Field::Icmpv6Taddr, "addr6"),
+                not_in(Field::Icmpv6Taddr, "ok6"),
+            ]),
+            drop(vec![
+                Stmt::eq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED)),
+                icmpv6(ND_NEIGHBOR_SOLICIT),
+                not_in(Field::Icmpv6Taddr, "addr6"),
+                not_in(Field::Icmpv6Taddr, "ok6"),
+            ]),
+        ],
+    )
+}
+
+/// Anti-spoofing inside a namespace that routes, first in its forward chain: a packet it
+/// forwards must come in by the interface it would route the packet's source back through
+/// (strict reverse path over the routes nsfw gave it), so a segment's packets carry that
+/// segment's addresses (or those routed behind it), never another segment's or, from
+/// inside, the world's. Before conntrack's verdict: a forged packet matching someone's
+/// connection is dropped too.
+///
+/// ```nft
+/// fib saddr . iif oif missing counter drop
+/// ```
+pub(crate) fn reverse_path() -> Rule {
+    let fib = nft::Expr::Fib(nft::Fib {
+        flags: nft::fib::SADDR | nft::fib::IIF,
+        result: nft::FibResult::Oif,
+        present: true,
+    });
+    drop(vec![Stmt::eq(fib, Value::Bool(false))])
+}
+
+/// The topology's bridge table; None when it has no namespace interface to judge.
+pub(crate) fn table(t: &Topology) -> Option<Table> {
+    if t.namespaces.iter().all(|n| n.ifaces.is_empty()) {
+        return None;
+    }
+    let ingress = Chain::new(
+        "ingress",
+        Some(Base {
+            ty: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: BRIDGE_FILTER,
+            policy: Policy::Accept,
+        }),
+        vec![rule(
+            vec![lookup(meta(MetaKey::Iifname), "ports", true)],
+            Verdict::Goto("identity".into()),
+        )],
+    );
+    Some(Table {
+        comment: Some(owner::mark(&t.name)),
+        sets: sets(data(t)),
+        chains: vec![ingress, identity()],
+        ..Table::new(Family::Bridge, &owner::table(&t.name))
+    })
+}
+
+/// Reads every `bridge nsfw_*` table whole, by name.
+pub(crate) fn observe(
+    sock: &mut nft::socket::NftSocket,
+    s: &NftState,
+) -> anyhow::Result<BTreeMap<String, Dumped>> {
+    let mut out = BTreeMap::new();
+    for t in &s.tables {
+        if t.family == Family::Bridge && owner::is_table(&t.name) {
+            out.insert(t.name.clone(), sock.read_table(t)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the topology's bridge table into `p`: the elements that changed, or the table made,
+/// replaced or removed whole. A table of that name nsfw does not own is a conflict.
+pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
+    let name = owner::table(&t.name);
+    let mark = owner::mark(&t.name);
+    let existing = s
+        .tables
+        .iter()
+        .find(|k| k.family == Family::Bridge && k.name == name);
+    if let Some(k) = existing.filter(|k| k.comment.as_deref() != Some(mark.as_str())) {
+        p.conflicts.push(format!(
+            "{}: name = {:?}: nftables table bridge {name} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
+            t.source.display(),
+            t.name,
+            k.comment.as_deref().unwrap_or("")
+        ));
+        return;
+    }
+    let have = existing.and(s.bridge.get(&name));
+    match (table(t), have) {
+        (Some(want), have) => {
+            let d = table_diff(&want, have);
+            p.lines.extend(d.lines);
+            p.ops.extend(d.ops);
+        }
+        (None, _) if existing.is_some() => remove(p, &name),
+        (None, _) => {}
+    }
+}
+
+fn remove(p: &mut NftPlan, name: &str) {
+    p.lines.push(NftLine::new(
+        '-',
+        "table",
+        &format!("bridge {name}"),
+        None,
+        String::new(),
+    ));
+    p.ops.push(nft::batch::Op::DeleteTable {
+        family: Family::Bridge,
+        name: name.to_string(),
+    });
+}
+
+/// The flush of the bridge tables of the topologies `owned` says.
+pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) -> bool) {
+    for t in &s.tables {
+        if t.family == Family::Bridge && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
+            remove(p, &t.name);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""Raw Ethernet frames for the port-security tests, independent of nsfw: forged frames sent
+on an interface with AF_PACKET, and a sniffer that counts the frames carrying a marker.
+
+  frames.py send IFACE KIND MARKER ARG...   send one forged frame three times; KIND:
+      udp4  SRCMAC DSTMAC SRC DST            IPv4/UDP from SRC
+      udp6  SRCMAC DSTMAC SRC DST            IPv6/UDP from SRC
+      arp   SRCMAC DSTMAC OP SHA SPA THA TPA ARP (OP 1 request, 2 reply)
+      na    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour advertisement (override) for
+                                             TARGET, its link-layer option SRCMAC
+      ns    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour solicitation for TARGET
+      raw   SRCMAC DSTMAC ETHERTYPE          ethertype 0x88b5 (say) and the marker
+      vlan  SRCMAC DSTMAC SRC DST            802.1Q (VLAN 5) tagged IPv4/UDP
+  frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
+
+Every frame carries MARKER after its payload (Ethernet trailer), which the receiver's IP
+stack ignores and a sniffer sees.
+"""
+import socket
+import struct
+import sys
+import time
+
+# The marker of the frames being sent, also in the UDP payloads: a router or NAT on the way
+# drops the Ethernet trailer, not the payload.
+MARK = b""
+
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def ip4(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", checksum(h)) + h[12:] + payload
+
+
+def udp4(src, dst):
+    body = b"forged" + MARK
+    u = struct.pack("!HHHH", 40000, 9, 8 + len(body), 0) + body
+    return ip4(src, dst, 17, u)
+
+
+def ip6(src, dst, nh, payload, hops=64):
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    return struct.pack("!IHBB", 0x60000000, len(payload), nh, hops) + s + d + payload
+
+
+def l4sum6(src, dst, nh, body):
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    return checksum(s + d + struct.pack("!IxxxB", len(body), nh) + body)
+
+
+def udp6(src, dst):
+    body = b"forged" + MARK
+    u = struct.pack("!HHHH", 40000, 9, 8 + len(body), 0) + body
+    c = l4sum6(src, dst, 17, u)
+    return ip6(src, dst, 17, u[:6] + struct.pack("!H", c) + u[8:])
+
+
+def na(src, dst, target, lladdr):
+    t = socket.inet_pton(socket.AF_INET6, target)
+    # Router 0, solicited 0, override 1; target; option 2 (target link-layer address).
+    body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + t + struct.pack("!BB", 2, 1) + lladdr + marked()
+    c = l4sum6(src, dst, 58, body)
+    return ip6(src, dst, 58, body[:2] + struct.pack("!H", c) + body[4:], hops=255)
+
+
+def marked():
+    """An ND option carrying the marker (type 253, experimental: receivers skip it), since a
+    bridge handing frames to the IP hooks trims the Ethernet trailer."""
+    n = (len(MARK) + 2 + 7) // 8
+    return struct.pack("!BB", 253, n) + MARK.ljust(n * 8 - 2, b"\0")
+
+
+def ns(src, dst, target, lladdr):
+    t = socket.inet_pton(socket.AF_INET6, target)
+    # Reserved; target; option 1 (source link-layer address).
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + t + struct.pack("!BB", 1, 1) + lladdr + marked()
+    c = l4sum6(src, dst, 58, body)
+    return ip6(src, dst, 58, body[:2] + struct.pack("!H", c) + body[4:], hops=255)
+
+
+def arp(op, sha, spa, tha, tpa):
+    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, int(op), mac(sha),
+                       socket.inet_aton(spa), mac(tha), socket.inet_aton(tpa))
+
+
+def frame(kind, marker, a):
+    src, dst = mac(a[0]), mac(a[1])
+    if kind == "udp4":
+        return dst + src + b"\x08\x00" + udp4(a[2], a[3]) + marker
+    if kind == "udp6":
+        return dst + src + b"\x86\xdd" + udp6(a[2], a[3]) + marker
+    if kind == "na":
+        return dst + src + b"\x86\xdd" + na(a[2], a[3], a[4], src) + marker
+    if kind == "ns":
+        return dst + src + b"\x86\xdd" + ns(a[2], a[3], a[4], src) + marker
+    if kind == "arp":
+        body = arp(*a[2:7])
+        return dst + src + b"\x08\x06" + body + b"\0" * 18 + marker
+    if kind == "raw":
+        return dst + src + struct.pack("!H", int(a[2], 0)) + b"\0" * 46 + marker
+    if kind == "vlan":
+        return dst + src + b"\x81\x00" + struct.pack("!H", 5) + b"\x08\x00" + udp4(a[2], a[3]) + marker
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def send(iface, kind, marker, args):
+    global MARK
+    MARK = marker.encode()
+    f = frame(kind, marker.encode(), args)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for _ in range(3):
+        s.send(f)
+        time.sleep(0.01)
+    return 0
+
+
+def sniff(iface, seconds, marker):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.bind((iface, 0))
+    s.settimeout(0.1)
+    print("ready", flush=True)
+    end = time.time() + float(seconds)
+    n = 0
+    m = marker.encode()
+    while time.time() < end:
+        try:
+            data, addr = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        # Frames this host sent itself (PACKET_OUTGOING) are not arrivals.
+        if addr[2] != socket.PACKET_OUTGOING and m in data:
+            n += 1
+    print(n, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "send":
+        sys.exit(send(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]))
+    elif cmd == "sniff":
+        sys.exit(sniff(*sys.argv[2:5]))
+    raise SystemExit(__doc__)
