@@ -208,8 +208,16 @@ fn plan_adopting(
         return Ok((p, None));
     };
     let mut a = adopt::find(&tg.desired, o, rec, tg.adopt);
+    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
+    // recognised again (their handles may have moved), as the first run did.
     if tg.adopt {
         adopt::rules(t, &mut a)?;
+    } else if rec.adopting.contains_key(&tg.desired.topology)
+        && let Err(e) = adopt::rules(t, &mut a)
+    {
+        a.kept.push(format!(
+            "the hand-written rules an interrupted adoption was replacing cannot be read ({e:#}): `nsfw apply --adopt` removes them"
+        ));
     }
     let marked = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
     let mut p = plan::plan(&tg.desired, &marked, rec, tg.who);
