@@ -131,6 +131,8 @@ fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
     iso.node.addrs.push(crate::plumbing::Addr {
         index: 1,
         net: "::1/128".parse().unwrap(),
+        brd: None,
+        metric: 0,
         flags: 0,
         scope: 254,
         valid: u32::MAX,
@@ -186,6 +188,7 @@ fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
         scope: 0,
         flags: 0,
         prefsrc: None,
+        metrics: Default::default(),
     });
     o.namespaces.insert("iso".into(), had);
     let mut p = Plan {
