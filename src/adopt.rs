@@ -355,9 +355,11 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
                 owned_link(&d.place, &d.name),
                 adopted(&d.place) || !owned_link(&d.place, &d.name),
             ),
+            // A link-local address goes as on any link of nsfw's (the kernel's, not the user's).
             Step::DelAddr(d) => (
                 false,
-                adopted(&d.place) || on_adopted_host_link(&d.place, &d.ifname),
+                !matches!(d.net, ipnetwork::IpNetwork::V6(n) if n.ip().segments()[0] & 0xffc0 == 0xfe80)
+                    && (adopted(&d.place) || on_adopted_host_link(&d.place, &d.ifname)),
             ),
             Step::DelRoute(d) => (false, adopted(&d.place)),
             // A default route or an IPv6 address where the namespace had none of that family:
