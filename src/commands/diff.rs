@@ -74,11 +74,15 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
     problems(&p)?;
     if how.json {
         // Already printed.
-    } else if p.is_empty() && p.skipped.is_empty() {
+    } else if p.in_sync() {
         say!(
             "in sync: the host matches {} ({})",
             t.name,
             t.source.display()
+        );
+    } else if p.is_empty() && p.skipped.is_empty() {
+        say!(
+            "not known to be in sync: firewalld could not be asked whether the interfaces are in its zone (above)"
         );
     } else if p.is_empty() {
         say!(
@@ -101,7 +105,7 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
             p.len()
         );
     }
-    Ok(if p.is_empty() && p.skipped.is_empty() {
+    Ok(if p.in_sync() {
         OK
     } else {
         PENDING

@@ -236,6 +236,7 @@ fn plan_with(
     p.record_after.firewalld = z.after;
     p.warnings.extend(z.warnings);
     p.firewalld = z.changes;
+    p.firewalld_unchecked = z.unchecked;
     Ok(p)
 }
 

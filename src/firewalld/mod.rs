@@ -141,6 +141,9 @@ pub(crate) struct ZonePlan {
     /// The record's `firewalld` during the run (bindings about to be made added) and after.
     pub during: BTreeMap<String, String>,
     pub after: BTreeMap<String, String>,
+    /// firewalld could not be asked about interfaces the run cares about: whether they are
+    /// in its zone is unknown (`diff` does not call that in sync).
+    pub unchecked: bool,
 }
 
 /// What must change in firewalld for topology `topology` (wanting `wanted`; empty when
@@ -181,6 +184,7 @@ pub(crate) fn plan(
                     list(wanted.iter().collect())
                 ));
             }
+            p.unchecked = !wanted.is_empty() || !left.is_empty();
             if !left.is_empty() {
                 p.warnings.push(format!(
                     "firewalld's table is in the ruleset but firewalld cannot be asked ({why}): {} stay in its zone `{ZONE}` until it reloads or a later run takes them out",

@@ -116,7 +116,7 @@ fn flush_unbinds_only_the_records_bindings_of_its_topology() {
 fn without_firewalld_nothing_is_asked_and_the_record_lets_go() {
     let r = rec(&[("br0", "lab"), ("old0", "lab")]);
     let p = plan("lab", &set(&["br0"]), &Firewalld::Absent, &r, &lab);
-    assert!(p.changes.is_empty() && p.warnings.is_empty());
+    assert!(p.changes.is_empty() && p.warnings.is_empty() && !p.unchecked);
     assert_eq!(
         p.after,
         BTreeMap::from([("br0".to_string(), "lab".to_string())])
@@ -130,7 +130,17 @@ fn without_firewalld_nothing_is_asked_and_the_record_lets_go() {
     );
     assert!(p.changes.is_empty());
     assert!(p.warnings[0].contains("no bus"));
+    // diff cannot call this in sync: the zone of br0 is unknown.
+    assert!(p.unchecked);
     assert_eq!(p.after, r.firewalld);
+    let none = plan(
+        "lab",
+        &set(&[]),
+        &Firewalld::Unreachable("no bus".into()),
+        &rec(&[]),
+        &lab,
+    );
+    assert!(!none.unchecked, "nothing to ask about: nothing unknown");
     assert_eq!(to_ask(&set(&["br0"]), &r, &lab), vec!["br0", "old0"]);
 }
 
@@ -142,4 +152,29 @@ fn bridges_are_bound_but_one_carrying_a_physical_port() {
     );
     let t = crate::topology::parse(&text, std::path::Path::new("t.toml")).expect("parses");
     assert_eq!(interfaces(&crate::compile::compile(&t)), set(&["br0"]));
+}
+
+#[test]
+fn only_a_unix_path_bus_address_is_used() {
+    use super::bus::socket_of;
+    use std::path::PathBuf;
+    let ok = |a: &str| socket_of(a).map_err(|e| format!("{a}: {e}"));
+    assert_eq!(ok("unix:path=/run/dbus/s"), Ok(PathBuf::from("/run/dbus/s")));
+    assert_eq!(
+        ok("unix:path=/tmp/a%20b,guid=0123;"),
+        Ok(PathBuf::from("/tmp/a b"))
+    );
+    for bad in [
+        "unixexec:path=/tmp/evil.sh",
+        "unixexec:path=/bin/sh,argv1=-c",
+        "tcp:host=127.0.0.1,port=1",
+        "unix:abstract=bus",
+        "unix:path=/a;unixexec:path=/tmp/evil.sh",
+        "unix:path=rel",
+        "unix:path=/a,path=/b",
+        "unix:path=/a%zz",
+        "",
+    ] {
+        assert!(socket_of(bad).is_err(), "{bad} accepted");
+    }
 }

@@ -64,6 +64,8 @@ pub(crate) struct Plan {
     pub left_out: Vec<Step>,
     /// Interfaces bound to or unbound from firewalld's zone (`crate::firewalld`).
     pub firewalld: Vec<crate::firewalld::Change>,
+    /// firewalld could not be asked whether those interfaces are in its zone (warned).
+    pub firewalld_unchecked: bool,
 }
 
 impl Plan {
@@ -75,6 +77,11 @@ impl Plan {
     }
 
     /// The number of changes, plumbing and nft.
+    /// Nothing to change, nothing in the way, and nothing that could not be checked.
+    pub(crate) fn in_sync(&self) -> bool {
+        self.is_empty() && self.skipped.is_empty() && !self.firewalld_unchecked
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.steps.len() + self.nft.lines.len() + self.firewalld.len()
     }
@@ -130,7 +137,7 @@ impl Plan {
             "schema": 1,
             "topology": topology,
             "file": file,
-            "in_sync": self.is_empty() && self.skipped.is_empty(),
+            "in_sync": self.in_sync(),
             "summary": {"add": a, "change": c, "remove": r},
             "changes": changes,
             "conflicts": self.conflicts,
