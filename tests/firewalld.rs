@@ -294,3 +294,60 @@ fn nothing_is_spawned_and_without_firewalld_the_bus_is_left_alone() {
     assert_eq!(t.matches("execve(").count(), 2, "spawned something:\n{t}");
     assert!(t.contains("/run/dbus/system_bus_socket"), "{t}");
 }
+
+/// A bus socket that accepts and never answers (a wedged dbus-daemon), with someone's
+/// firewalld table: apply gives up on firewalld after the connect deadline, warns and
+/// finishes (releasing the lock), and diff exits 2 rather than call the unchecked zone in
+/// sync. A `unixexec:` bus address is ignored, never run. Needs no firewalld.
+#[test]
+fn a_bus_that_never_answers_does_not_hold_the_run() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let d = sb.dir().display().to_string();
+    let f = sb.file("lab.toml", common::LAB);
+    sb.ok(&format!(
+        "set -e
+         mkdir -p /run/dbus && mount -t tmpfs tmpfs /run/dbus
+         nft add table inet firewalld
+         printf '#!/bin/sh\\ntouch {d}/ran\\n' > {d}/evil.sh && chmod +x {d}/evil.sh
+         python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX); s.bind(\"/run/dbus/system_bus_socket\"); s.listen(5)
+held = []
+while True:
+    held.append(s.accept()[0])
+' >/dev/null 2>&1 &
+         for i in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && exit 0; sleep 0.1; done; exit 1"
+    ));
+    // `timeout` only so that a regression fails instead of hanging the suite.
+    let run = |args: &str| {
+        sb.sh(&format!(
+            "DBUS_SYSTEM_BUS_ADDRESS='unixexec:path={d}/evil.sh' timeout -s KILL 60 {nsfw} {args}",
+            nsfw = common::NSFW
+        ))
+    };
+    let o = run(&format!("apply {f}"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err.contains("did not answer within 5 s"), "{}", show(&o));
+    assert!(
+        err.contains("DBUS_SYSTEM_BUS_ADDRESS=unixexec"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        sb.pings("ns1", "10.10.0.3"),
+        "the rest of the lab was not applied"
+    );
+    let o = run(&format!("diff --no-wait {f}"));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not known to be in sync")
+            || String::from_utf8_lossy(&o.stderr).contains("not known to be in sync"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        !sb.dir().join("ran").exists(),
+        "the unixexec: address was run"
+    );
+}

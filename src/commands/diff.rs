@@ -105,11 +105,7 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
             p.len()
         );
     }
-    Ok(if p.in_sync() {
-        OK
-    } else {
-        PENDING
-    })
+    Ok(if p.in_sync() { OK } else { PENDING })
 }
 
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing

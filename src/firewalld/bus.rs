@@ -82,7 +82,11 @@ fn system_socket() -> PathBuf {
     let Some(v) = std::env::var_os(ADDRESS_VAR) else {
         return PathBuf::from(SYSTEM_SOCKET);
     };
-    match v.to_str().ok_or_else(|| "not UTF-8".to_string()).and_then(socket_of) {
+    match v
+        .to_str()
+        .ok_or_else(|| "not UTF-8".to_string())
+        .and_then(socket_of)
+    {
         Ok(p) => p,
         Err(why) => {
             crate::warning!(

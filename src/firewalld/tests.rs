@@ -159,7 +159,10 @@ fn only_a_unix_path_bus_address_is_used() {
     use super::bus::socket_of;
     use std::path::PathBuf;
     let ok = |a: &str| socket_of(a).map_err(|e| format!("{a}: {e}"));
-    assert_eq!(ok("unix:path=/run/dbus/s"), Ok(PathBuf::from("/run/dbus/s")));
+    assert_eq!(
+        ok("unix:path=/run/dbus/s"),
+        Ok(PathBuf::from("/run/dbus/s"))
+    );
     assert_eq!(
         ok("unix:path=/tmp/a%20b,guid=0123;"),
         Ok(PathBuf::from("/tmp/a b"))
