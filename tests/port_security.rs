@@ -442,7 +442,17 @@ fn behind_a_router_another_segments_address_never_leaves_it() {
             "forged datagrams reached the {label} through the router"
         );
     }
-    assert_eq!(lladdr(&sb, Some("router"), "10.20.0.3"), Some(mb));
+    assert_eq!(lladdr(&sb, Some("router"), "10.20.0.3"), Some(mb.clone()));
+    // The router's port on br1 lets it send what it routes onto br1, not br1's hosts'
+    // addresses: a datagram from a's address to b, from the router's own MAC.
+    let sniff = Sniff::start(&sb, &[("b", Some("b"), "eth0")], 1.5, "NSFWRT3");
+    let args = [mr.as_str(), mb.as_str(), "10.20.0.2", "10.20.0.3"];
+    sb.ok(&format!(
+        "ip netns exec router {} send eth1 udp4 NSFWRT3 {}",
+        frames(),
+        args.join(" ")
+    ));
+    assert_eq!(sniff.counts()[0].1, 0, "the router spoke as a to b");
     let allowed = |sb: &Sandbox| {
         for (ns, to) in [
             ("b", "203.0.113.10"),

@@ -114,19 +114,29 @@ fn routed(n: &Namespace, i: &Iface, v6: bool) -> Vec<IpNetwork> {
         && !on_i(g)
         && let Ok(all) = any.parse()
     {
-        // Any address but the segment's own hosts': they are on the segment, not behind the
-        // router (its own address is in addr4/addr6).
-        let own = if v6 {
-            i.address6.map(|a| IpNetwork::V6(a.network_net()))
-        } else {
-            Some(IpNetwork::V4(i.address.network_net()))
-        };
-        match own {
-            Some(own) => outside(all, own).into_iter().for_each(add),
-            None => add(all),
-        }
+        add(all);
     }
-    out
+    // Never the segment's own hosts' addresses: they are on the segment, not behind the
+    // router (its own address is in addr4/addr6). A default route, or any route wider than
+    // the segment, is cut around it.
+    let own = if v6 {
+        i.address6.map(|a| IpNetwork::V6(a.network_net()))
+    } else {
+        Some(IpNetwork::V4(i.address.network_net()))
+    };
+    match own {
+        Some(own) => out
+            .into_iter()
+            .flat_map(|net| {
+                if net.prefix() < own.prefix() && net.contains(own.ip()) {
+                    outside(net, own)
+                } else {
+                    vec![net]
+                }
+            })
+            .collect(),
+        None => out,
+    }
 }
 
 /// `all` minus `hole` (inside it), as the networks that differ from `hole` in one prefix
