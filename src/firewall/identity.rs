@@ -364,7 +364,7 @@ fn not_icmpv6() -> Stmt {
 /// ```
 fn lladdr_options() -> Vec<Rule> {
     let not_unspec = || Stmt::neq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED));
-    let opt = |f: Field, o: [u8; 2]| Stmt::neq(field(f), Value::U16(u16::from_ne_bytes(o)));
+    let opt = |f: Field, o: [u8; 2]| Stmt::neq(field(f), Value::Bits16(u16::from_be_bytes(o)));
     let mut out = Vec::new();
     for (ty, head, kind, opt_f, mac_f) in [
         (

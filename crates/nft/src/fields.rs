@@ -273,7 +273,7 @@ pub const FIELDS: &[FieldDesc] = &[
         HeaderBase::Transport,
         8,
         2,
-        Datatype::Integer16,
+        Datatype::Bits16,
     ),
     (
         Field::Icmpv6RsOptLladdr,
@@ -291,7 +291,7 @@ pub const FIELDS: &[FieldDesc] = &[
         HeaderBase::Transport,
         24,
         2,
-        Datatype::Integer16,
+        Datatype::Bits16,
     ),
     (
         Field::Icmpv6NdOptLladdr,
