@@ -10,6 +10,7 @@
 //!     set mac { type ifname . ether_addr; }            # "lab-ns1" . 02:..:..
 //!     set ethertypes { type ether_type; elements = { ip, arp, ip6 } }
 //!     set addr4 { type ifname . ipv4_addr; }               # its address
+//!     set unspec6 { type icmpv6_type; elements = { 131, 135, 143 } } # what :: may send
 //!     set addr6 { type ifname . ipv6_addr; }               # its address, link-local, ::
 //!     set ok4 { type ifname . ipv4_addr; flags interval; }  # spoof_ok
 //!     set ok6 { type ifname . ipv6_addr; flags interval; }
@@ -24,19 +25,23 @@
 //!         iifname . arp saddr ip != @addr4 iifname . arp saddr ip != @ok4 counter drop
 //!         iifname . ip saddr != @addr4 iifname . ip saddr != @routed4 counter drop
 //!         iifname . ip6 saddr != @addr6 iifname . ip6 saddr != @routed6 counter drop
+//!         ip6 saddr :: meta l4proto != ipv6-icmp counter drop         # :: for DAD, MLD only
+//!         ip6 saddr :: icmpv6 type != @unspec6 counter drop
 //!         iifname @hosts icmpv6 type nd-router-advert counter drop
 //!         iifname @hosts icmpv6 type nd-redirect counter drop
 //!         icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6
 //!             iifname . icmpv6 taddr != @ok6 counter drop
 //!         ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 taddr != @addr6
 //!             iifname . icmpv6 taddr != @ok6 counter drop
+//!         ...                                   # ND link-layer options: see lladdr_options
 //!     }
 //! }
 //! ```
 //!
 //! A namespace that routes (`forward = true`) sends, out of each interface, the networks it
 //! forwards from its other interfaces (their segments, its routes' destinations, and any
-//! address when its default route leaves by another interface): the `routed` sets. It still
+//! address when its default route leaves by another interface), never that interface's own
+//! segment: the `routed` sets. It still
 //! answers ARP and ND only for its own addresses. Physical ports are not judged: nsfw does
 //! not know who is behind them.
 
