@@ -27,6 +27,11 @@ fn promote(dev: &str) -> String {
     crate::plumbing::sysctl::key_for("net.ipv4.conf", dev, "promote_secondaries")
 }
 
+/// `net.ipv6.conf.DEV.addr_gen_mode`: 1 is `addrgenmode none` (no link-local address).
+pub(crate) fn addr_gen_mode(dev: &str) -> String {
+    crate::plumbing::sysctl::key_for("net.ipv6.conf", dev, "addr_gen_mode")
+}
+
 fn sysctl(value: &str, restore: bool) -> SysctlSpec {
     SysctlSpec {
         value: value.to_string(),
@@ -136,6 +141,18 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
 fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &Iface) {
     node.sysctls.insert(promote(&i.ifname), sysctl("1", false));
     let no_ll = i.mtu >= IPV6_MIN_MTU;
+    if no_ll {
+        // The host end is made with it; a run killed before that leaves it to the kernel's
+        // default, and the link-local address the kernel then gives it (which the diff
+        // removes, see `plan::node`). Diffed like any setting of the link.
+        d.host.sysctls.insert(
+            addr_gen_mode(&i.host_ifname),
+            SysctlSpec {
+                fresh: Some("1"),
+                ..sysctl("1", false)
+            },
+        );
+    }
     d.host.links.insert(
         i.host_ifname.clone(),
         LinkSpec {

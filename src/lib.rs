@@ -24,6 +24,7 @@ mod compile;
 mod doctor;
 mod engine;
 mod firewall;
+mod firewalld;
 mod graph;
 mod import;
 mod kinds;

@@ -141,6 +141,8 @@ pub(crate) struct RouteOrig {
     pub scope: u8,
     pub flags: u32,
     pub prefsrc: Option<IpAddr>,
+    /// RTA_METRICS by RTAX_* number (0: not set).
+    pub metrics: crate::plumbing::rtax::Metrics,
 }
 
 /// What an address someone else made carries besides itself (IFA_F_*, scope, lifetimes in
@@ -151,6 +153,9 @@ pub(crate) struct AddrOrig {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST as it was (None: none), IFA_RT_PRIORITY (0: none).
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
 }
 
 impl RouteSpec {

@@ -301,6 +301,46 @@ fn flush_puts_ip_forward_back() {
     assert_clean(&sb, "flush");
 }
 
+/// A topology that vanished without a flush (its namespaces and bridge deleted by hand) and
+/// one applied in another network namespace sharing /run do not keep the last flush here from
+/// putting ip_forward back; the other namespace's own value is not touched.
+#[test]
+fn a_vanished_topology_does_not_keep_ip_forward_on() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let lab = sb.file("lab.toml", common::LAB);
+    let other = sb.file("o.toml", "name = \"other\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.o1]\nbridge = \"br1\"\n");
+    let third = sb.file(
+        "t.toml",
+        "name = \"third\"\n[bridges.br3]\naddress = \"10.30.0.1/24\"\nmasquerade = true\n",
+    );
+    sb.nsfw_code(&["apply", &lab], 0);
+    sb.nsfw_code(&["apply", &other], 0);
+    // Another network namespace, the same /run: nsfw applies `third` there.
+    sb.ok(&format!(
+        "ip netns add elsewhere && ip netns exec elsewhere {} apply -q {third}",
+        env!("CARGO_BIN_EXE_nsfw")
+    ));
+    assert_eq!(
+        sb.ok("ip netns exec elsewhere cat /proc/sys/net/ipv4/ip_forward")
+            .trim(),
+        "1"
+    );
+    // `lab` vanishes by hand.
+    sb.ok("ip netns del ns1; ip netns del ns2; ip link del br0");
+    // The kernel tears the namespaces' veth pairs down a moment later.
+    sb.ok("for i in $(seq 200); do ip link show veth-ns1 >/dev/null 2>&1 || ip link show veth-ns2 >/dev/null 2>&1 || exit 0; sleep 0.02; done; exit 1");
+    let out = sb.nsfw_code(&["flush", &other], 0);
+    assert!(out.contains("~ sysctl net.ipv4.ip_forward: 1 → 0"), "{out}");
+    assert_eq!(sb.ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "0");
+    assert_eq!(
+        sb.ok("ip netns exec elsewhere cat /proc/sys/net/ipv4/ip_forward")
+            .trim(),
+        "1"
+    );
+    let rec = sb.ok("cat /run/nsfw/record");
+    assert!(rec.contains("third") && !rec.contains("\"lab\""), "{rec}");
+}
+
 #[test]
 fn without_cap_sys_admin_flush_says_what_it_could_not_reach() {
     let Some(sb) = Sandbox::or_skip() else { return };

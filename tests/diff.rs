@@ -54,6 +54,15 @@ const PLUMBING_DRIFT: &[Drift] = &[
         &["+ veth veth-ns1 (on br0) ⇄ ns1:eth0"],
     ),
     (
+        // What a run killed between making a veth and `addrgenmode none` leaves.
+        "host veth with link-local addressing",
+        "ip link set veth-ns1 down addrgenmode eui64 && ip link set veth-ns1 up && ip -6 addr show dev veth-ns1 | grep -q fe80",
+        &[
+            "~ sysctl net.ipv6.conf.veth-ns1.addr_gen_mode: 0 → 1",
+            "- address fe80:",
+        ],
+    ),
+    (
         "extra veth marked as nsfw's",
         "ip link add veth-x type veth peer name vx; ip link set veth-x alias nsfw:lab master br0 up",
         &["- link veth-x (veth)"],

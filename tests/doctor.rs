@@ -49,6 +49,21 @@ fn other_tables_drop(sb: &Sandbox, f: &str) {
         "{out}"
     );
     sb.ok("nft delete table inet other");
+    // A drop policy in a table marked as another topology's: still somebody's edit.
+    let other = sb.file(
+        "o.toml",
+        "name = \"other\"\n[bridges.br9]\naddress = \"10.90.0.1/24\"\nmasquerade = true\n",
+    );
+    sb.nsfw_code(&["apply", &other], 0);
+    assert!(doctor(sb, f, 0).contains("nothing on this host stands in the way"));
+    sb.ok("nft add chain inet nsfw_other gate '{ type filter hook forward priority 10; policy drop; }'");
+    let out = doctor(sb, f, 3);
+    assert!(
+        out.contains("problem: nft chain inet nsfw_other gate: policy drop drops lab's traffic"),
+        "{out}"
+    );
+    sb.ok("nft delete chain inet nsfw_other gate");
+    sb.nsfw_code(&["flush", &other], 0);
 }
 
 /// (b) iptables' FORWARD ends in REJECT, its policy accept.

@@ -417,9 +417,19 @@ fn twenty_thousand_allows_load_as_joined_runs() {
             20_000 + 2 * (e / 800)
         );
     }
+    // One entry with no neighbour: a single key, in the hash set beside the runs.
+    sb.ok("ip -n wan addr add 203.0.113.250/32 dev lo");
+    text += "[[allow]]\nfrom = \"ns0\"\nto = \"203.0.113.250/32\"\nports = [\"tcp/20002\"]\n";
     let f = sb.file("many.toml", &text);
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["diff", &f], 0);
+    let exact = sb.ok("nft list set inet nsfw_many allow_exact4");
+    assert!(
+        exact.contains("elements = { 10.10.0.2 . 203.0.113.250 . tcp . 20002 }"),
+        "{exact}"
+    );
+    assert!(tcp(&sb, "ns0", "203.0.113.250", 20002), "the single key");
+    assert!(!tcp(&sb, "ns1", "203.0.113.250", 20002), "only from ns0");
     let listed = sb.ok("nft list set inet nsfw_many allow4");
     let mut held: Vec<&str> = listed
         .lines()
@@ -445,6 +455,38 @@ fn twenty_thousand_allows_load_as_joined_runs() {
         !tcp(&sb, "ns1", "203.0.113.10", 20003),
         "in a gap between runs"
     );
+}
+
+/// A jail (`egress = "deny"`, `protect = true`) opens connections only where an allow says:
+/// not to another namespace's published port through the host's addresses (the DNAT turns it
+/// into a forwarded connection, which the egress deny judges first), unless an allow names
+/// that namespace; the world still reaches the published port.
+#[test]
+fn a_jail_reaches_published_ports_only_where_allowed() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&["10.10.0.0/24", "10.20.0.0/24"]);
+    let base = "name = \"jail\"\n[host]\nprotect = true\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\negress = \"deny\"\n[bridges.br1]\naddress = \"10.20.0.1/24\"\nmasquerade = true\n[namespaces.jail]\nbridge = \"br0\"\naddress = \"10.10.0.2/24\"\n[namespaces.web]\nbridge = \"br1\"\naddress = \"10.20.0.2/24\"\npublish = [\"8080:80/tcp\"]\n";
+    let f = sb.file("j.toml", base);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.serve(Some("web"), "tcp", &[80]);
+    assert!(
+        tcp(&sb, "wan", "198.51.100.1", 8080),
+        "the world reaches it"
+    );
+    for addr in ["198.51.100.1", "10.10.0.1", "10.20.0.1"] {
+        assert!(!tcp(&sb, "jail", addr, 8080), "jail via {addr}");
+    }
+    assert!(!tcp(&sb, "jail", "10.20.0.2", 80), "jail directly");
+    let f = sb.file(
+        "j.toml",
+        &format!("{base}[[allow]]\nfrom = \"jail\"\nto = \"web\"\nports = [\"tcp/80\"]\n"),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(
+        tcp(&sb, "jail", "198.51.100.1", 8080),
+        "allowed, via the host"
+    );
+    assert!(tcp(&sb, "jail", "10.20.0.2", 80), "allowed, directly");
 }
 
 /// `egress_via`: a second NIC's LAN (a veth stand-in, `lan0` ⇄ namespace `lan`) is out of

@@ -142,7 +142,7 @@ fn a_taken_nic_keeps_routing_its_lan_and_announces_the_move() {
            && ip route add 198.18.0.0/24 via 192.0.2.10 dev eth8 \
            && ip addr add 2001:db8:77::2/64 dev eth8 nodad \
            && ip -n lan addr add 2001:db8:77::10/64 dev eth0 nodad \
-           && sysctl -qw net.ipv4.ip_forward=1",
+           && sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
     );
     let lan_reaches = |from: &str, to: &str| {
         sb.sh(&format!("ip netns exec lan ping -c1 -W2 -I {from} {to}"))
@@ -150,6 +150,14 @@ fn a_taken_nic_keeps_routing_its_lan_and_announces_the_move() {
             .success()
     };
     assert!(lan_reaches("192.0.2.10", "203.0.113.10"));
+    // The world reaches the LAN's hosts and routed network: nsfw does not firewall a LAN it
+    // does not own, before the take or after.
+    let world_reaches = |to: &str| {
+        sb.sh(&format!("ip netns exec wan ping -c1 -W1 {to}"))
+            .status
+            .success()
+    };
+    assert!(world_reaches("192.0.2.10") && world_reaches("198.18.0.1"));
     let f = sb.file(
         "p.toml",
         r#"
@@ -170,6 +178,12 @@ bridge = "br0"
         assert!(lan_reaches(from, "10.10.0.2"), "lan {from} → ns1");
     }
     assert!(sb.pings("ns1", "203.0.113.10"));
+    for to in ["192.0.2.10", "198.18.0.1"] {
+        assert!(world_reaches(to), "world → lan {to}");
+    }
+    // The namespaces are not the LAN: still closed to the world.
+    sb.ok("ip -n wan route add 10.10.0.0/24 via 198.51.100.1");
+    assert!(!world_reaches("10.10.0.2"), "world → ns1");
     // Flush: the address goes back to eth8, whose MAC the LAN's entry does not hold yet.
     sb.ok(
         "ip netns exec lan ping -c1 -W1 192.0.2.2 && ip netns exec lan ping -c1 -W1 2001:db8:77::2",
@@ -185,4 +199,97 @@ bridge = "br0"
         let out = sb.ok(&format!("ip netns exec lan ping -c1 -W1 {a}"));
         assert!(out.contains("1 received"), "{out}");
     }
+    // The host forwards IPv6: its NA says it is a router, the LAN's entry keeps IsRouter.
+    let seen = sb.ok("ip -n lan -6 neigh show 2001:db8:77::2");
+    assert!(seen.contains("router"), "{seen}");
+}
+
+/// A port that was down before apply is down again after flush (nsfw brings it up to bridge
+/// it, and gives it back as it was), with or without addresses to take.
+#[test]
+fn a_port_that_was_down_is_down_again_after_flush() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "ip link add eth8 type veth peer name eth8p && ip link add eth9 type veth peer name eth9p \
+           && ip addr add 192.0.2.2/24 dev eth9",
+    );
+    let f = sb.file(
+        "d.toml",
+        r#"
+name = "d"
+[bridges.br0]
+address = "10.10.0.1/24"
+ports = ["eth8"]
+[bridges.br1]
+address = "10.11.0.1/24"
+ports = ["eth9"]
+take_addresses = true
+"#,
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    for p in ["eth8", "eth9"] {
+        let l = sb.ok(&format!("ip -o link show dev {p}"));
+        assert!(l.contains(",UP"), "{p} is bridged up: {l}");
+    }
+    sb.nsfw_code(&["diff", &f], 0);
+    sb.nsfw_code(&["flush", &f], 0);
+    for p in ["eth8", "eth9"] {
+        let l = sb.ok(&format!("ip -o link show dev {p}"));
+        assert!(
+            !l.contains(",UP") && !l.contains("<UP"),
+            "{p} is down again: {l}"
+        );
+    }
+    let a = sb.ok("ip -o addr show dev eth9");
+    assert!(a.contains("192.0.2.2/24"), "{a}");
+}
+
+/// What an address is besides its network comes back as it was: no broadcast address where
+/// it had none, its broadcast where it had one, and its metric (IFA_RT_PRIORITY); a route its
+/// RTA_METRICS (`mtu`, `advmss`).
+#[test]
+fn a_taken_address_keeps_its_broadcast_and_metric() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok(
+        "ip link add eth8 type veth peer name eth8p && ip link set eth8 up \
+           && ip addr add 192.0.2.2/24 dev eth8 metric 77 \
+           && ip addr add 198.18.0.2/24 brd 198.18.0.255 dev eth8 \
+           && ip route add 198.19.0.0/24 via 192.0.2.10 dev eth8 mtu 1400 advmss 1300",
+    );
+    let route = || sb.ok("ip -o route show 198.19.0.0/24");
+    let show = |dev: &str| {
+        sb.ok(&format!(
+            "ip -o -4 addr show dev {dev} | sed 's/ valid_lft.*//; s/^[0-9]*: [^ ]* *//'"
+        ))
+    };
+    let before = show("eth8");
+    assert!(before.contains("metric 77"), "{before}");
+    let f = sb.file(
+        "a.toml",
+        r#"
+name = "a"
+[bridges.br0]
+address = "10.10.0.1/24"
+ports = ["eth8"]
+take_addresses = true
+"#,
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let held = show("br0");
+    for want in ["192.0.2.2/24 metric 77", "198.18.0.2/24 brd 198.18.0.255"] {
+        assert!(held.contains(want), "{want} not in {held}");
+    }
+    assert!(!held.contains("brd 192.0.2.255"), "{held}");
+    let r = route();
+    assert!(
+        r.contains("dev br0") && r.contains("mtu 1400 advmss 1300"),
+        "{r}"
+    );
+    sb.nsfw_code(&["flush", &f], 0);
+    assert_eq!(show("eth8"), before);
+    let r = route();
+    assert!(
+        r.contains("dev eth8") && r.contains("mtu 1400 advmss 1300"),
+        "{r}"
+    );
 }

@@ -16,7 +16,8 @@ use nft::dump::Dumped;
 use nft::socket::NftSocket;
 use nft::{Family, Policy, Table};
 
-/// Every table of the host but nsfw's, read back, with what nsfw's observation says.
+/// Every table of the host, read back, with what nsfw's observation says. nsfw's own tables
+/// are among them: a topology's table is left out only when its own flows are judged.
 pub(crate) struct Ruleset {
     pub tables: Vec<Dumped>,
     pub state: NftState,
@@ -36,9 +37,6 @@ impl Ruleset {
         let state = firewall::observe(sock)?;
         let mut tables = Vec::new();
         for info in &state.tables {
-            if info.family == Family::Inet && crate::owner::is_table(&info.name) {
-                continue;
-            }
             tables.push(sock.read_table(info)?);
         }
         Ok(Ruleset { tables, state })
@@ -96,11 +94,26 @@ impl Ruleset {
     }
 
     /// What every base chain of the other tables does to each flow: per table, the outcomes.
+    /// Another topology's or CNI network's table (`inet nsfw_*`) counts by its chains' drop
+    /// policies only: nsfw never gives one a drop policy, so one is somebody's edit that drops
+    /// this topology's traffic; its rules are nsfw's and judge only its own bridges.
     pub(crate) fn judge_flows(&self, t: &Topology, flows: &[Flow]) -> Vec<(Table, Verdicts)> {
         let mut out = Vec::new();
+        let own = crate::owner::table(&t.name);
         for d in &self.tables {
             // A dormant table's chains are not attached to their hooks.
             if d.structure().dormant() {
+                continue;
+            }
+            let s = d.structure();
+            let nsfw = s.family() == Family::Inet && crate::owner::is_table(s.name());
+            let drops = |tb: &Table| {
+                tb.chains
+                    .iter()
+                    .any(|c| c.base.is_some_and(|b| b.policy == Policy::Drop))
+            };
+            // (Checked before the elements are decoded: such a table may hold 100,000.)
+            if nsfw && (s.name() == own || !drops(&s.without_elements())) {
                 continue;
             }
             let (table, added) = self.as_applied(t, d);
@@ -129,7 +142,18 @@ impl Ruleset {
                     {
                         continue;
                     }
+                    if nsfw && base.policy != Policy::Drop {
+                        continue;
+                    }
                     let o = judge(&table, &c.name, f, &handle);
+                    if nsfw {
+                        if let Some((b, certain)) = o.blocked.filter(|(b, _)| b.rule.is_none()) {
+                            let e = v.blocked.entry(b).or_default();
+                            e.certain |= certain;
+                            e.flows.push(f.clone());
+                        }
+                        continue;
+                    }
                     if let Some((b, certain)) = o.blocked {
                         let e = v.blocked.entry(b).or_default();
                         e.certain |= certain;
@@ -263,6 +287,30 @@ fn removal(table: &Table, b: &Blocker) -> String {
     }
 }
 
+/// On firewalld's own table, the firewalld way: the interfaces in its zone through its API
+/// (what apply does), never a rule inside its table, which its next reload would remove.
+fn firewalld_fix(table: &Table, flows: &[Flow]) -> Option<String> {
+    if table.family != Family::Inet || table.name != crate::firewalld::TABLE {
+        return None;
+    }
+    let mut ifaces: BTreeSet<&str> = BTreeSet::new();
+    for f in flows {
+        if let Some(Sel::Iif(n) | Sel::Oif(n)) = &f.accept {
+            ifaces.extend(n.iter().map(String::as_str));
+        }
+    }
+    let cmds: Vec<String> = ifaces
+        .iter()
+        .map(|i| crate::firewalld::command_for(i))
+        .collect();
+    Some(format!(
+        "`nsfw apply` puts {} in firewalld's zone `{}` at runtime, over firewalld's D-Bus API (by hand: {}); if it did not, firewalld was not reachable on the system bus when it ran",
+        ifaces.iter().copied().collect::<Vec<_>>().join(", "),
+        crate::firewalld::ZONE,
+        cmds.join("; ")
+    ))
+}
+
 /// The findings of the other tables' base chains for topology `t`.
 pub(crate) fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -275,6 +323,20 @@ pub(crate) fn findings(t: &Topology, judged: &[(Table, Verdicts)]) -> Vec<Findin
                 " (some of it may be accepted before, by a rule that looks at more than interfaces and addresses)"
             };
             let fix = accepts(table, &b.chain, &hits.flows);
+            if let Some(f) = firewalld_fix(table, &hits.flows) {
+                out.push(Finding {
+                    severity: Severity::Problem,
+                    object: format!("nft chain {} {}", table.label(), b.chain),
+                    what: format!(
+                        "{} {verb} {}'s traffic: {}{unless}: firewalld judges interfaces in no zone by its default zone",
+                        blocker_text(b),
+                        t.name,
+                        labels(&hits.flows)
+                    ),
+                    fix: f,
+                });
+                continue;
+            }
             let severity = if hits.flows.iter().all(|f| f.minor) {
                 Severity::Warning
             } else {

@@ -59,6 +59,17 @@ pub(super) trait Kernel {
 
     /// The host ruleset's generation now (None: the kernel cannot say).
     fn generation(&mut self) -> Option<u32>;
+
+    /// firewalld's runtime zone of each of `ifaces`, asked only when `table` (its nftables
+    /// table is in the ruleset). The in-memory kernel has no firewalld.
+    fn firewalld(&mut self, _table: bool, _ifaces: &[String]) -> crate::firewalld::Firewalld {
+        crate::firewalld::Firewalld::Absent
+    }
+
+    /// Binds and unbinds interfaces in firewalld's zone.
+    fn firewalld_apply(&mut self, _changes: &[crate::firewalld::Change]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The kernel itself, over the run's nftables socket.
@@ -148,5 +159,13 @@ impl Kernel for Real<'_> {
 
     fn generation(&mut self) -> Option<u32> {
         self.nft.generation().ok()
+    }
+
+    fn firewalld(&mut self, table: bool, ifaces: &[String]) -> crate::firewalld::Firewalld {
+        crate::firewalld::observe(table, ifaces)
+    }
+
+    fn firewalld_apply(&mut self, changes: &[crate::firewalld::Change]) -> Result<()> {
+        crate::firewalld::apply(changes)
     }
 }

@@ -69,6 +69,8 @@ impl<'a> Target<'a> {
 pub(crate) struct Observed {
     pub net: plumbing::Observed,
     pub nft: firewall::NftState,
+    /// firewalld's runtime zones of the interfaces that concern the run.
+    pub firewalld: crate::firewalld::Firewalld,
 }
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
@@ -79,9 +81,34 @@ pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<
 
 fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed> {
     let listeners = tg.topology.is_some_and(firewall::publish::any);
-    let (net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
+    let (mut net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
     observe_ns_tables(k, tg, &net, &mut nft)?;
-    Ok(Observed { net, nft })
+    // A table whose `bridges` set names bridges counts only through them (links, looked for
+    // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
+    // without any (a topology of `[host]` settings alone) is there by its table.
+    net.tables_of = nft
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let who = t.comment.as_deref().and_then(crate::owner::topology_of)?;
+            let bridged = nft
+                .own
+                .get(&t.name)
+                .and_then(|d| d.set("bridges"))
+                .and_then(std::result::Result::ok)
+                .is_some_and(|s| !s.elements.is_empty());
+            (!bridged).then(|| who.to_string())
+        })
+        .collect();
+    let ask = crate::firewalld::to_ask(&crate::firewalld::interfaces(&tg.desired), rec, &|t| {
+        tg.who.owns_topology(t)
+    });
+    let firewalld = k.firewalld(crate::firewalld::table_present(&nft.tables), &ask);
+    Ok(Observed {
+        net,
+        nft,
+        firewalld,
+    })
 }
 
 /// The plumbing part of [`observe`]: links, addresses, routes, sysctls.
@@ -187,6 +214,17 @@ fn plan_with(
     }
     p.conflicts.extend(std::mem::take(&mut p.nft.conflicts));
     p.warnings.extend(std::mem::take(&mut p.nft.warnings));
+    let z = crate::firewalld::plan(
+        &tg.desired.topology,
+        &crate::firewalld::interfaces(&tg.desired),
+        &o.firewalld,
+        rec,
+        &|t| tg.who.owns_topology(t),
+    );
+    p.record_during.firewalld = z.during;
+    p.record_after.firewalld = z.after;
+    p.warnings.extend(z.warnings);
+    p.firewalld = z.changes;
     Ok(p)
 }
 
@@ -224,8 +262,10 @@ fn plan_nft(tg: &Target, o: &Observed, rec: &Record) -> Result<firewall::NftPlan
     let nft = match tg.topology {
         Some(t) => {
             // The LANs behind taken ports are sources of their bridges too.
-            let t = &plan::with_lan(t, &o.net, rec);
-            firewall::diff(t, &o.nft, firewall::prepare(t))?
+            let (t, left_out) = plan::with_lan(t, &o.net, rec);
+            let mut nft = firewall::diff(&t, &o.nft, firewall::prepare(&t))?;
+            nft.warnings.extend(left_out);
+            nft
         }
         None => {
             let owners = match tg.who {
@@ -318,6 +358,12 @@ fn carry_out_in(
     for (ns, ops) in &p.nft.ns_ops {
         k.send(Some(ns), ops)?;
     }
+    // firewalld last: binding names, not links, it holds before or after them alike; the
+    // record already names every binding this makes.
+    k.firewalld_apply(&p.firewalld)?;
+    for c in &p.firewalld {
+        done(c.to_string());
+    }
     if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
         for l in &p.nft.lines {
             done(l.to_string());
@@ -402,7 +448,12 @@ fn converge_in(
             Plan::default()
         } else {
             // The plumbing is read and planned again; nftables holds what the plan made it.
-            plan::plan(&tg.desired, &observe_plumbing(k, tg, &rec2)?, &rec2, tg.who)
+            // (nftables' tables as they were: nobody else runs while the lock is held.)
+            let net = plumbing::Observed {
+                tables_of: o.net.tables_of.clone(),
+                ..observe_plumbing(k, tg, &rec2)?
+            };
+            plan::plan(&tg.desired, &net, &rec2, tg.who)
         }
     } else {
         let o2 = observe_in(k, tg, &rec2)?;

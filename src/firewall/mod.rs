@@ -9,6 +9,7 @@ pub(crate) mod clash;
 pub(crate) mod conntrack;
 mod egress;
 pub(crate) mod identity;
+mod lan;
 mod policy;
 pub(crate) mod publish;
 mod router;

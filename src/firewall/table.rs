@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, egress, policy, publish};
+use super::{account, egress, lan, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -128,6 +128,9 @@ fn sets(t: &Topology) -> Vec<Set> {
     if egress::any(t) {
         v.extend(egress::sets(t));
     }
+    if lan::any(t) {
+        v.extend(lan::sets(t));
+    }
     if t.bridges.iter().any(|b| b.l2_only()) {
         v.push(l2only(t));
     }
@@ -173,13 +176,6 @@ fn judge(t: &Topology) -> Chain {
         rules.push(rule(vec![policy::nd()], Verdict::Accept));
         rules.extend(policy::forward_rules(t));
     }
-    // Published ports: connections translated to an address behind one of nsfw's bridges.
-    // Not every translated connection: another DNAT on the host (a port forward, Docker's,
-    // kube-proxy's) must not become a way out of an egress-denied bridge.
-    rules.push(rule(
-        vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
-        Verdict::Accept,
-    ));
     // Between namespaces on one bridge (seen here when br_netfilter is on), unless isolated.
     rules.push(rule(
         vec![lookup(
@@ -190,11 +186,24 @@ fn judge(t: &Topology) -> Chain {
         Verdict::Accept,
     ));
     if t.bridges.iter().any(|b| b.egress_deny) {
-        // No new connection out of a bridge denied egress.
+        // No new connection out of a bridge denied egress — a published port reached through
+        // the host's address included (it is checked before them): such a jail opens
+        // connections only where an allow names them.
         rules.push(rule(
             vec![lookup(iif(), "egress_deny", true)],
             Verdict::Drop,
         ));
+    }
+    // Published ports: connections translated to an address behind one of nsfw's bridges.
+    // Not every translated connection: another DNAT on the host (a port forward, Docker's,
+    // kube-proxy's) must not become a way out of an egress-denied bridge.
+    rules.push(rule(
+        vec![ct_dnat(), lookup(meta(MetaKey::Oifname), "bridges", true)],
+        Verdict::Accept,
+    ));
+    if lan::any(t) {
+        // The LAN behind a taken port is reached as it was through the port.
+        rules.extend(lan::rules());
     }
     // Nothing unsolicited gets in, and no bridge reaches another.
     rules.push(rule(

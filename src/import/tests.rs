@@ -27,6 +27,8 @@ fn addr(index: u32, net: &str) -> Addr {
         scope: 0,
         valid: u32::MAX,
         preferred: u32::MAX,
+        brd: None,
+        metric: 0,
     }
 }
 
@@ -44,6 +46,7 @@ fn default_via(gw: &str, oif: u32) -> Route {
         scope: 0,
         flags: 0,
         prefsrc: None,
+        metrics: [0; 18],
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) enum LinkAttr {
         new: Mac,
     },
     Up,
+    /// Administratively down again (a port nsfw brought up, given back as it was).
+    Down,
     /// ARP back on (someone switched it off).
     Arp,
     /// A bridge's nf_call_iptables/ip6tables.
@@ -55,6 +57,7 @@ impl fmt::Display for LinkAttr {
                 None => write!(f, "mac → {new}"),
             },
             LinkAttr::Up => write!(f, "state down → up"),
+            LinkAttr::Down => write!(f, "state up → down"),
             LinkAttr::Arp => write!(f, "arp off → on"),
             LinkAttr::NfCall { new } => {
                 write!(f, "bridged traffic to the IP hooks {}", on_off(*new))
@@ -79,6 +82,7 @@ impl LinkAttr {
                 json!({"attr": "mac", "old": old.map(|m| m.to_string()), "new": new.to_string()})
             }
             LinkAttr::Up => json!({"attr": "state", "old": "down", "new": "up"}),
+            LinkAttr::Down => json!({"attr": "state", "old": "up", "new": "down"}),
             LinkAttr::Arp => json!({"attr": "arp", "old": "off", "new": "on"}),
             LinkAttr::NfCall { new } => {
                 json!({"attr": "nf_call_iptables", "old": !new, "new": new})
@@ -201,6 +205,7 @@ impl SetLink {
                 LinkAttr::Mtu { new, .. } => mtu = Some(*new),
                 LinkAttr::Mac { new, .. } => mac = Some(*new),
                 LinkAttr::Up => up = true,
+                LinkAttr::Down => out.push(msgs::set_down(name)),
                 LinkAttr::Arp => arp = true,
                 LinkAttr::Master { new, .. } => {
                     master = Some(match new {

@@ -28,6 +28,8 @@ pub(crate) fn addrs_of(o: &NodeObs, index: u32) -> Vec<KeptAddr> {
             scope: a.scope,
             valid: a.valid,
             preferred: a.preferred,
+            brd: a.brd,
+            metric: a.metric,
         })
         .collect()
 }
@@ -51,6 +53,7 @@ pub(crate) fn routes_of(o: &NodeObs, index: u32) -> Vec<KeptRoute> {
             kind: r.kind,
             flags: r.flags,
             prefsrc: r.prefsrc,
+            metrics: r.metrics,
         })
         .collect();
     // Routes to the link itself first: a next hop may be reachable only through one.
@@ -58,17 +61,55 @@ pub(crate) fn routes_of(o: &NodeObs, index: u32) -> Vec<KeptRoute> {
     out
 }
 
-/// The networks a LAN behind a port sends from: those of its addresses, and the
-/// destinations of its routes (not default routes: the world is not the LAN).
-pub(crate) fn networks(addrs: &[KeptAddr], routes: &[KeptRoute]) -> Vec<IpNetwork> {
+/// The broadest network trusted as a LAN behind a port: a /8 (IPv4) or a /32 (IPv6). A
+/// broader one is not a LAN but a slice of the world (`0.0.0.0/1` + `128.0.0.0/1` of a VPN
+/// would let anything in under the bridge's name).
+const NARROWEST_V4: u8 = 8;
+const NARROWEST_V6: u8 = 32;
+/// The main routing table (RT_TABLE_MAIN), and a plain unicast route (RTN_UNICAST).
+const MAIN: u32 = 254;
+const UNICAST: u8 = 1;
+
+fn too_broad(n: &IpNetwork) -> bool {
+    n.prefix()
+        < match n {
+            IpNetwork::V4(_) => NARROWEST_V4,
+            IpNetwork::V6(_) => NARROWEST_V6,
+        }
+}
+
+/// The networks a LAN behind a port sends from, and what was left out with why: the
+/// connected subnets of its addresses, and the destinations of main-table unicast routes via
+/// a next hop on it — nothing broader than a /8 (/32), no link-local or multicast. Routes of
+/// other tables (policy routing: where the host sends, not who is behind the port), routes
+/// with no next hop and broad ones are not trusted as sources.
+pub(crate) fn networks(addrs: &[KeptAddr], routes: &[KeptRoute]) -> (Vec<IpNetwork>, Vec<String>) {
+    let (mut lan, mut left) = (Vec::new(), Vec::new());
     let of_addr = addrs
         .iter()
-        .filter_map(|a| IpNetwork::new(a.net.network(), a.net.prefix()).ok());
-    let of_route = routes.iter().map(|r| r.dst).filter(|d| d.prefix() > 0);
-    of_addr
-        .chain(of_route)
-        .filter(|n| !link_local(n) && !n.ip().is_multicast())
-        .collect()
+        .filter_map(|a| IpNetwork::new(a.net.network(), a.net.prefix()).ok())
+        .map(|n| (n, None));
+    let of_route = routes.iter().filter(|r| r.dst.prefix() > 0).map(|r| {
+        let why = if r.table != MAIN {
+            Some(format!("a route of table {}", r.table))
+        } else if r.gateway.is_none() || r.kind != UNICAST {
+            Some("a route with no next hop".to_string())
+        } else {
+            None
+        };
+        (r.dst, why)
+    });
+    for (n, why) in of_addr.chain(of_route) {
+        if link_local(&n) || n.ip().is_multicast() {
+            continue;
+        }
+        let why = why.or_else(|| too_broad(&n).then(|| "broader than a /8 (/32 for IPv6)".into()));
+        match why {
+            Some(w) => left.push(format!("{n} ({w})")),
+            None => lan.push(n),
+        }
+    }
+    (lan, left)
 }
 
 /// Whether `o` has route `r` through link `index`.
@@ -100,6 +141,7 @@ fn spec(r: &KeptRoute, dev: &str) -> RouteSpec {
             scope: r.scope,
             flags: r.flags,
             prefsrc: r.prefsrc,
+            metrics: r.metrics,
         }),
     }
 }
@@ -115,6 +157,8 @@ pub(crate) fn put_addr(ifname: &str, a: &KeptAddr) -> AddAddr {
             scope: a.scope,
             valid: a.valid,
             preferred: a.preferred,
+            brd: a.brd,
+            metric: a.metric,
         }),
     }
 }

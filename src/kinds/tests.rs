@@ -150,6 +150,7 @@ fn addresses_and_routes() -> Vec<Step> {
         scope: 0,
         flags: 4,
         prefsrc: Some("192.0.2.10".parse().expect("address")),
+        metrics: [0; 18],
     };
     vec![
         Step::AddAddr(AddAddr {
@@ -167,6 +168,8 @@ fn addresses_and_routes() -> Vec<Step> {
                 scope: 0,
                 valid: 3600,
                 preferred: 1800,
+                brd: Some(std::net::Ipv4Addr::new(192, 0, 2, 255)),
+                metric: 77,
             }),
         }),
         Step::AddAddr(AddAddr {

@@ -151,24 +151,62 @@ fn delete_namespaces(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let mut takes: Vec<&str> = Vec::new();
+    let (mut takes, mut held): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut n = 0;
+    let names: Vec<&str> = these
+        .iter()
+        .filter_map(|s| match s {
+            Step::DeleteNamespace(d) => Some(d.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    // A process still in a namespace keeps it, and its veth pairs, alive after its name goes:
+    // their links are removed at once rather than waited for.
+    let holding = netns::holders(&names);
     for s in these {
         if let Step::DeleteNamespace(d) = s {
             n += 1;
+            let holders = holding.get(&d.name);
             match netns::delete(&d.name) {
+                Ok(()) if holders.is_none() => takes.extend(d.takes.iter().map(String::as_str)),
                 Ok(()) => {
-                    takes.extend(d.takes.iter().map(String::as_str));
-                    ok.push((*s).clone());
+                    let who: Vec<String> = holders
+                        .into_iter()
+                        .flatten()
+                        .map(|(p, c)| format!("{p} ({c})"))
+                        .collect();
+                    crate::warning!(
+                        "namespace {} is still held by process {}: its name and links are removed now, the namespace itself when they exit",
+                        d.name,
+                        who.join(", ")
+                    );
+                    held.extend(d.takes.iter().map(String::as_str));
                 }
-                Err(e) => errs.add(e),
+                Err(e) => {
+                    errs.add(e);
+                    continue;
+                }
             }
+            ok.push((*s).clone());
         }
     }
-    if let Err(e) = await_gone(host, &takes) {
+    if let Err(e) = remove_now(host, &held).and_then(|()| await_gone(host, &takes)) {
         errs.add(e);
     }
     tally.add("delete namespace", n, t);
+}
+
+/// Deletes the host links `names` that are still there.
+fn remove_now(host: &mut Conn, names: &[&str]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let ix = indexes(host)?;
+    let reqs: Vec<Req> = names
+        .iter()
+        .filter_map(|n| ix.get(*n).map(|i| msgs::del_link(n, *i)))
+        .collect();
+    host.run_all(&reqs)
 }
 
 /// Waits until the host links `names` are gone (the kernel tears a deleted namespace's veth

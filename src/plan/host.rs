@@ -82,9 +82,9 @@ impl Cx<'_> {
         let mut after = during.clone();
         for (k, saved) in after.sysctls.iter_mut() {
             let still = wanted.iter().any(|(w, _)| *w == k);
-            saved
-                .users
-                .retain(|t| still && *t == topology || !self.who.owns_topology(t));
+            saved.users.retain(|t| {
+                still && *t == topology || !self.who.owns_topology(t) && self.still_there(rec, t)
+            });
         }
         let done: Vec<String> = after
             .sysctls
@@ -115,6 +115,24 @@ impl Cx<'_> {
         }
         self.plan.record_during = during;
         self.plan.record_after = after;
+    }
+
+    /// Whether `user` of a recorded sysctl still has anything in this network namespace: a
+    /// table, link or namespace marked as its own, or objects the record says a run was making. A
+    /// topology that vanished without a flush (its namespaces deleted by hand) would otherwise
+    /// keep every later flush from putting the sysctl back. A CNI network (`cni:NET`) is left
+    /// to its own DEL, and nobody is dropped while a namespace cannot be looked into.
+    fn still_there(&self, rec: &Record, user: &str) -> bool {
+        if user.contains(':') || !self.o.unreachable.is_empty() {
+            return true;
+        }
+        let mark = crate::owner::mark(user);
+        let marked = |m: &Option<String>| m.as_deref() == Some(mark.as_str());
+        rec.pending.get(user).is_some_and(|p| !p.is_empty())
+            || rec.adopting.get(user).is_some_and(|p| !p.is_empty())
+            || self.o.tables_of.contains(user)
+            || self.o.host.links.iter().any(|l| marked(&l.alias))
+            || self.o.namespaces.values().any(|n| marked(&n.owner))
     }
 
     /// The resolv.conf files: written when wanted and different, removed when nsfw's and no

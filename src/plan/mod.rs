@@ -9,10 +9,14 @@ mod cx;
 mod diff;
 mod execute;
 mod host;
+#[cfg(test)]
+mod host_tests;
 mod inside;
 mod links;
 mod node;
 mod ports;
+#[cfg(test)]
+mod ports_tests;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -56,16 +60,21 @@ pub(crate) struct Plan {
     pub record_after: Record,
     /// The record while the run is under way: the originals it is about to change added.
     pub record_during: Record,
+    /// Interfaces bound to or unbound from firewalld's zone (`crate::firewalld`).
+    pub firewalld: Vec<crate::firewalld::Change>,
 }
 
 impl Plan {
     pub(crate) fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.nft.ops.is_empty() && self.nft.ns_ops.is_empty()
+        self.steps.is_empty()
+            && self.nft.ops.is_empty()
+            && self.nft.ns_ops.is_empty()
+            && self.firewalld.is_empty()
     }
 
     /// The number of changes, plumbing and nft.
     pub(crate) fn len(&self) -> usize {
-        self.steps.len() + self.nft.lines.len()
+        self.steps.len() + self.nft.lines.len() + self.firewalld.len()
     }
 
     /// (to add, to change, to remove).
@@ -74,7 +83,8 @@ impl Plan {
             .steps
             .iter()
             .map(|s| s.mark())
-            .chain(self.nft.lines.iter().map(|l| l.mark));
+            .chain(self.nft.lines.iter().map(|l| l.mark))
+            .chain(self.firewalld.iter().map(|c| c.mark()));
         let mut c = (0, 0, 0);
         for m in marks {
             match m {
@@ -112,6 +122,7 @@ impl Plan {
             }
             c
         }));
+        changes.extend(self.firewalld.iter().map(crate::firewalld::Change::json));
         let (a, c, r) = self.counts();
         json!({
             "schema": 1,
@@ -137,7 +148,8 @@ impl fmt::Display for Plan {
             .steps
             .iter()
             .map(|c| (c.object(), c.to_string()))
-            .chain(self.nft.lines.iter().map(|l| (l.object(), l.to_string())));
+            .chain(self.nft.lines.iter().map(|l| (l.object(), l.to_string())))
+            .chain(self.firewalld.iter().map(|c| (c.object(), c.to_string())));
         for (obj, line) in items {
             match groups.iter_mut().find(|(o, _)| *o == obj) {
                 Some((_, v)) => v.push(line),

@@ -75,11 +75,12 @@ fn addrs(cx: &mut Cx, h: &Here) -> BTreeSet<String> {
         };
         let ours = want.addrs.contains(&(name.to_string(), a.net));
         // A port taken from another owner keeps its own addresses (see `ports`).
-        let managed = want
-            .links
-            .get(name)
-            .is_some_and(|s| !matches!(s.kind, LinkKind::Port { .. }));
-        if managed && !h.fresh.contains(name) && (ours || !kernel_made(&a.net)) {
+        let spec = want.links.get(name);
+        let managed = spec.is_some_and(|s| !matches!(s.kind, LinkKind::Port { .. }));
+        // A link made without link-local addressing has none: one the kernel gave it anyway
+        // (a run killed before `addrgenmode none` reached it) goes.
+        let no_ll = spec.is_some_and(|s| s.no_link_local);
+        if managed && !h.fresh.contains(name) && (ours || no_ll || !kernel_made(&a.net)) {
             present.insert((name.to_string(), a.net));
         }
     }
@@ -222,6 +223,10 @@ fn sysctls(cx: &mut Cx, h: &Here) {
         if now.as_deref() == Some(spec.value.as_str())
             || (made && spec.fresh == Some(spec.value.as_str()))
         {
+            continue;
+        }
+        if now.is_none() && !made && key.ends_with(".addr_gen_mode") {
+            // No IPv6 on the link (or in the kernel): no link-local address to keep off.
             continue;
         }
         if now.is_none() && !made && key == crate::compile::BRNF {

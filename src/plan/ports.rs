@@ -135,7 +135,7 @@ impl<'a> Cx<'a> {
             self.refuse(&key, port, br, &addrs, &routes);
             return None;
         }
-        if !self.mtu_fits(&key, port, l, want) {
+        if !self.mtu_fits(&key, port, l, want) || !self.v6_fits(&key, port, want, &addrs, &routes) {
             return None;
         }
         // The MTU first: the port joins the bridge already at the segment's MTU.
@@ -153,7 +153,7 @@ impl<'a> Cx<'a> {
             attrs,
         });
         let mtu = (l.mtu != want.mtu).then_some(l.mtu);
-        if addrs.is_empty() && routes.is_empty() && mtu.is_none() {
+        if addrs.is_empty() && routes.is_empty() && mtu.is_none() && l.up {
             return None;
         }
         self.take(port, br, &addrs, &routes);
@@ -163,6 +163,7 @@ impl<'a> Cx<'a> {
             addrs,
             routes,
             mtu,
+            down: !l.up,
         })
     }
 
@@ -173,7 +174,11 @@ impl<'a> Cx<'a> {
     fn held(&mut self, port: &str, want: &Want, l: &Link, bi: u32, rec: &Record) -> Option<Taken> {
         let br = want.bridge.as_str();
         let key = format!("{}: bridges.{br}.ports", self.file());
-        if !self.mtu_in_range(&key, port, l, want) {
+        let none = Taken::default();
+        let t = rec.taken.get(port).unwrap_or(&none);
+        if !self.mtu_in_range(&key, port, l, want)
+            || !self.v6_fits(&key, port, want, &t.addrs, &t.routes)
+        {
             return None;
         }
         let mut attrs = mtu_attr(l, want.mtu);
@@ -229,6 +234,40 @@ impl<'a> Cx<'a> {
             return false;
         }
         true
+    }
+
+    /// Whether what is taken from `port` can live on a bridge of the segment's MTU: below
+    /// 1280 the kernel has no IPv6 on a link, so its IPv6 addresses and routes would be lost
+    /// half-way through the run (the port is enslaved at that MTU first). A conflict if not.
+    fn v6_fits(
+        &mut self,
+        key: &str,
+        port: &str,
+        want: &Want,
+        addrs: &[KeptAddr],
+        routes: &[KeptRoute],
+    ) -> bool {
+        if want.mtu >= 1280 || !want.take {
+            return true;
+        }
+        let v6: Vec<String> = addrs
+            .iter()
+            .map(|a| a.net)
+            .chain(routes.iter().map(|r| r.dst))
+            .filter(IpNetwork::is_ipv6)
+            .map(|n| n.to_string())
+            .collect();
+        if v6.is_empty() {
+            return true;
+        }
+        self.conflict(format!(
+            "{key}: {port} carries IPv6 ({}), and bridge {} with mtu = {} cannot: the kernel has no IPv6 on a link below MTU 1280. Set mtu >= 1280 on [bridges.{}], or remove the IPv6 addresses and routes from {port}",
+            v6.join(", "),
+            want.bridge,
+            want.mtu,
+            want.bridge
+        ));
+        false
     }
 
     /// The host's interface `port`, if it may be a port at all: there, no bridge and none of
@@ -325,8 +364,11 @@ impl<'a> Cx<'a> {
                     self.push(put_route(r, port));
                 }
             }
-            if let Some(m) = t.mtu {
-                let attrs = mtu_attr(l, m);
+            let mut attrs = t.mtu.map(|m| mtu_attr(l, m)).unwrap_or_default();
+            if t.down && l.up {
+                attrs.push(LinkAttr::Down);
+            }
+            {
                 if !attrs.is_empty() {
                     self.push(SetLink {
                         place: Place::Host,
@@ -388,14 +430,29 @@ fn mtu_attr(l: &Link, mtu: u32) -> Vec<LinkAttr> {
 
 /// `t` with each bridge's `lan` filled: for each port it takes addresses from, the networks
 /// of what the port carries now (a first apply: the firewall goes in before the port is
-/// taken) and of what the record says was taken from it (held by the bridge meanwhile).
-pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'t, Topology> {
+/// taken) and of what the record says was taken from it (held by the bridge meanwhile) —
+/// only what really is the LAN behind the port (`kinds::port::networks`), and nothing that
+/// overlaps what a bridge sends (the LAN must not vouch for the namespaces' addresses, nor
+/// open them to the world: `firewall::lan`). With a warning for each network left out.
+pub(crate) fn with_lan<'t>(
+    t: &'t Topology,
+    o: &Observed,
+    rec: &Record,
+) -> (Cow<'t, Topology>, Vec<String>) {
     if !t.bridges.iter().any(|b| b.take_addresses) {
-        return Cow::Borrowed(t); // no copy of a file of 100k allows for nothing
+        return (Cow::Borrowed(t), Vec::new()); // no copy of a file of 100k allows for nothing
     }
-    let mut t = t.clone();
-    for b in t.bridges.iter_mut().filter(|b| b.take_addresses) {
+    let mut warnings = Vec::new();
+    let mut lans = BTreeMap::new();
+    for b in t.bridges.iter().filter(|b| b.take_addresses) {
+        let others: Vec<IpNetwork> = t
+            .bridges
+            .iter()
+            .flat_map(|x| [t.sources_via(&x.name, false), t.sources_via(&x.name, true)])
+            .flatten()
+            .collect();
         let mut lan = Vec::new();
+        let mut left = Vec::new();
         for p in &b.ports {
             let mut addrs = Vec::new();
             let mut routes = Vec::new();
@@ -407,11 +464,38 @@ pub(crate) fn with_lan<'t>(t: &'t Topology, o: &Observed, rec: &Record) -> Cow<'
                 addrs.extend(k.addrs.iter().copied());
                 routes.extend(k.routes.iter().copied());
             }
-            lan.extend(crate::kinds::port::networks(&addrs, &routes));
+            let (trusted, out) = crate::kinds::port::networks(&addrs, &routes);
+            left.extend(out);
+            for n in trusted {
+                match others
+                    .iter()
+                    .find(|x| x.contains(n.ip()) || n.contains(x.ip()))
+                {
+                    Some(x) => left.push(format!("{n} (overlaps {x}, the topology's own)")),
+                    None => lan.push(n),
+                }
+            }
         }
         lan.sort();
         lan.dedup();
-        b.lan = lan;
+        left.sort();
+        left.dedup();
+        if !left.is_empty() {
+            warnings.push(format!(
+                "[bridges.{}] take_addresses: not trusted as sources of the LAN behind {}: {} (anti-spoofing drops them from {}; only connected subnets and main-table routes via a next hop on the port, no broader than /8, are the LAN)",
+                b.name,
+                b.ports.join(", "),
+                left.join(", "),
+                b.name
+            ));
+        }
+        lans.insert(b.name.clone(), lan);
     }
-    Cow::Owned(t)
+    let mut t = t.clone();
+    for b in t.bridges.iter_mut() {
+        if let Some(lan) = lans.remove(&b.name) {
+            b.lan = lan;
+        }
+    }
+    (Cow::Owned(t), warnings)
 }

@@ -13,7 +13,7 @@ use crate::resources::Desired;
 use crate::state::Record;
 use crate::testdata::topology;
 
-const ONE: &str = r#"
+pub(super) const ONE: &str = r#"
 name = "one"
 [bridges.br0]
 address = "10.10.0.1/24"
@@ -24,18 +24,18 @@ address = "10.10.0.2/24"
 
 /// Interface indexes of the fixture: the host's bridge and veth end, the namespace's end.
 const BR0: u32 = 10;
-const VETH: u32 = 11;
+pub(super) const VETH: u32 = 11;
 const ETH0: u32 = 21;
 
-fn desired(text: &str) -> Desired {
+pub(super) fn desired(text: &str) -> Desired {
     compile(&topology("one", text))
 }
 
-fn net(s: &str) -> IpNetwork {
+pub(super) fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
 }
 
-fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
+pub(super) fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
     Link {
         name: name.into(),
         kind: kind.map(str::to_string),
@@ -45,7 +45,7 @@ fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link
     }
 }
 
-fn addr(index: u32, n: &str) -> Addr {
+pub(super) fn addr(index: u32, n: &str) -> Addr {
     Addr {
         index,
         net: net(n),
@@ -53,11 +53,13 @@ fn addr(index: u32, n: &str) -> Addr {
         scope: 0,
         valid: u32::MAX,
         preferred: u32::MAX,
+        brd: None,
+        metric: 0,
     }
 }
 
 /// A unicast route of the main table: the kernel's for a subnet, or nsfw's (proto 110).
-fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
+pub(super) fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
     Route {
         dst: net(dst),
         gateway: via.map(|v| v.parse::<IpAddr>().expect("address")),
@@ -71,6 +73,7 @@ fn route(dst: &str, via: Option<&str>, oif: u32, kernel: bool) -> Route {
         scope: if via.is_some() { 0 } else { 253 },
         flags: 0,
         prefsrc: None,
+        metrics: [0; 18],
     }
 }
 
@@ -88,7 +91,7 @@ fn empty() -> Observed {
 }
 
 /// The host exactly as ONE wants it, as the kernel reads it back.
-fn in_sync(d: &Desired) -> Observed {
+pub(super) fn in_sync(d: &Desired) -> Observed {
     let mark = Some(d.mark.as_str());
     let mut o = empty();
     let mut br0 = link(BR0, "br0", Some("bridge"), mark);
@@ -128,13 +131,13 @@ fn in_sync(d: &Desired) -> Observed {
 }
 
 /// The steps of the plan as `nsfw diff` prints them, with its conflicts.
-fn steps(p: &Plan) -> Vec<String> {
+pub(super) fn steps(p: &Plan) -> Vec<String> {
     let mut v: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
     v.extend(p.conflicts.iter().map(|c| format!("conflict: {c}")));
     v
 }
 
-fn plan_one(o: &Observed) -> Vec<String> {
+pub(super) fn plan_one(o: &Observed) -> Vec<String> {
     let d = desired(ONE);
     steps(&plan(&d, o, &Record::default(), Owner::Topology("one")))
 }
@@ -484,7 +487,7 @@ fn to_json_keeps_the_schema_of_docs_json_md() {
 }
 
 /// ONE with eth1 (1400 bytes, no master, 192.0.2.2/24) as a port of br0, and `extra` keys.
-fn with_port(extra: &str) -> (Desired, Observed) {
+pub(super) fn with_port(extra: &str) -> (Desired, Observed) {
     let d = desired(&ONE.replace(
         "[bridges.br0]\n",
         &format!("[bridges.br0]\nports = [\"eth1\"]\n{extra}"),
@@ -542,7 +545,8 @@ fn a_taken_ports_lan_is_trusted_as_a_source_of_its_bridge() {
         "[bridges.br0]\nports = [\"eth1\"]\ntake_addresses = true\n",
     );
     let t = topology("one", &text);
-    let t = super::with_lan(&t, &o, &Record::default());
+    let (t, warnings) = super::with_lan(&t, &o, &Record::default());
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
         t.trusted_sources("br0", false),
         [

@@ -1,6 +1,8 @@
 //! Telling a segment that an address moved to another interface (another MAC): a
 //! gratuitous ARP request (sender and target address both the address, broadcast) for IPv4,
-//! an unsolicited neighbour advertisement with the override flag (to all nodes) for IPv6.
+//! an unsolicited neighbour advertisement with the override flag (to all nodes) for IPv6,
+//! with the router flag when the interface forwards IPv6 (else the LAN's hosts that learned
+//! it as a router clear IsRouter and drop the default route through it, RFC 4861 7.2.5).
 //! The LAN's neighbour entries otherwise keep the old MAC until they go stale and are probed
 //! again — about ten seconds in which nothing reaches the host. Linux takes a gratuitous ARP
 //! request over an entry regardless of its lock time, and an NA with override at once.
@@ -17,10 +19,10 @@ const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
 
 /// The frame that announces `addr` at `mac`, and its ethertype.
-fn frame(addr: IpAddr, mac: [u8; 6]) -> (Vec<u8>, u16) {
+fn frame(addr: IpAddr, mac: [u8; 6], router: bool) -> (Vec<u8>, u16) {
     match addr {
         IpAddr::V4(a) => (garp(a, mac), ETH_P_ARP),
-        IpAddr::V6(a) => (unsolicited_na(a, mac), ETH_P_IPV6),
+        IpAddr::V6(a) => (unsolicited_na(a, mac, router), ETH_P_IPV6),
     }
 }
 
@@ -44,11 +46,12 @@ fn garp(a: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
     f
 }
 
-/// An unsolicited neighbour advertisement of `a` at `mac` from `a` to ff02::1, override set,
-/// with the target link-layer address option (RFC 4861 7.2.6).
-fn unsolicited_na(a: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
+/// An unsolicited neighbour advertisement of `a` at `mac` from `a` to ff02::1, override set
+/// (and router, from a router), with the target link-layer address option (RFC 4861 7.2.6).
+fn unsolicited_na(a: Ipv6Addr, mac: [u8; 6], router: bool) -> Vec<u8> {
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-    let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    let flags = if router { 0xa0 } else { 0x20 };
+    let mut icmp = vec![136, 0, 0, 0, flags, 0, 0, 0];
     icmp.extend(a.octets());
     icmp.extend([2, 1]);
     icmp.extend(mac);
@@ -107,12 +110,19 @@ fn link_addr(ifindex: u32, ethertype: u16, dst: &[u8]) -> Result<SockAddr> {
     Ok(addr)
 }
 
+/// Whether `ifname` forwards IPv6 (`net.ipv6.conf.IFNAME.forwarding`): the host is a router
+/// on it. Unreadable: not.
+fn forwards_v6(ifname: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{ifname}/forwarding"))
+        .is_ok_and(|s| s.trim() == "1")
+}
+
 /// Announces `addr` on interface `ifname` (of the caller's namespace) at `mac`: the frame sent
 /// twice, as hosts do, in case the first is lost.
 pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
     let ifindex =
         nix::net::if_::if_nametoindex(ifname).with_context(|| format!("no interface {ifname}"))?;
-    let (f, ethertype) = frame(addr, mac);
+    let (f, ethertype) = frame(addr, mac, forwards_v6(ifname));
     let sock = Socket::new(Domain::PACKET, Type::RAW, None)
         .map_err(|e| anyhow!("cannot open a packet socket to announce {addr} on {ifname}: {e}"))?;
     let to = link_addr(ifindex, ethertype, &f[..6])?;
@@ -141,12 +151,16 @@ mod tests {
     #[test]
     fn an_unsolicited_na_checks_out() {
         let a: Ipv6Addr = "2001:db8::1".parse().expect("addr");
-        let f = unsolicited_na(a, [2, 0, 0, 0, 0, 9]);
+        let f = unsolicited_na(a, [2, 0, 0, 0, 0, 9], false);
         assert_eq!(f.len(), 14 + 40 + 32);
         // The checksum over pseudo-header and message, the checksum included, sums to 0.
         let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
         assert_eq!(checksum(a, all, &f[54..]), 0);
         assert_eq!(f[54], 136);
         assert_eq!(f[58], 0x20);
+        // From a router: router and override.
+        let f = unsolicited_na(a, [2, 0, 0, 0, 0, 9], true);
+        assert_eq!(checksum(a, all, &f[54..]), 0);
+        assert_eq!(f[58], 0xa0);
     }
 }

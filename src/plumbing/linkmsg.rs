@@ -35,6 +35,7 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IFLA_INET_CONF: u16 = 1;
 const IFLA_INET6_CONF: u16 = 2;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
 /// Indexes into IFLA_INET_CONF (IPV4_DEVCONF_* − 1) and IFLA_INET6_CONF (DEVCONF_*).
 const V4_FORWARDING: usize = 0;
 const V4_PROMOTE_SECONDARIES: usize = 19;
@@ -129,6 +130,11 @@ fn conf(v: &[u8], conf: &mut BTreeMap<&'static str, String>) {
                         if let Some(x) = conf_at(arr, i) {
                             conf.insert(key, x.to_string());
                         }
+                    }
+                }
+                (AF_INET6, IFLA_INET6_ADDR_GEN_MODE) => {
+                    if let Some(m) = arr.first() {
+                        conf.insert("ipv6.addr_gen_mode", m.to_string());
                     }
                 }
                 (AF_INET6, IFLA_INET6_CONF) if arr.len() >= V6_CONF_MIN * 4 => {

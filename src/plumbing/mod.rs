@@ -12,6 +12,7 @@ pub(crate) mod netns;
 mod objects;
 pub(crate) mod observe;
 pub mod qdisc;
+pub(crate) mod rtax;
 pub(crate) mod rtnl;
 pub(crate) mod sysctl;
 

@@ -96,6 +96,13 @@ pub(crate) fn up(name: &str) -> Req {
     set(m, format!("cannot bring {name} up"))
 }
 
+/// `ip link set NAME down`: IFF_UP cleared, and said to change.
+pub(crate) fn set_down(name: &str) -> Req {
+    let mut m = link_msg(vec![self::name(name)], Vec::new());
+    m.header.change_mask |= LinkFlags::Up;
+    set(m, format!("cannot set {name} down"))
+}
+
 /// Changes of one link's attributes, in one message.
 pub(crate) fn set_link(
     name: &str,
@@ -321,6 +328,16 @@ pub(crate) fn add_addr_as(ifname: &str, index: u32, net: IpNetwork, o: &AddrOrig
         .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
             flags,
         )));
+    // Its broadcast address as it was, or none if it had none (not the subnet's by default),
+    // and the metric of its subnet's route.
+    m.attributes
+        .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    if let (Some(b), true) = (o.brd, net.is_ipv4()) {
+        m.attributes.push(AddressAttribute::Broadcast(b));
+    }
+    if o.metric != 0 {
+        m.attributes.push(AddressAttribute::RoutePriority(o.metric));
+    }
     if o.valid != u32::MAX || o.preferred != u32::MAX {
         let mut c = CacheInfo::default();
         c.ifa_preferred = o.preferred.min(o.valid);
@@ -399,6 +416,10 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
     }
     // A route of somebody else's, put back as it was.
     if let Some(o) = &r.orig {
+        let metrics = super::rtax::write(&o.metrics);
+        if !metrics.is_empty() {
+            m.attributes.push(RouteAttribute::Metrics(metrics));
+        }
         m.header.protocol = RouteProtocol::from(o.proto);
         m.header.scope = RouteScope::from(o.scope);
         m.header.flags = RouteFlags::from_bits_retain(o.flags & RTNH_F_ONLINK);

@@ -275,6 +275,43 @@ pub(crate) fn delete(name: &str) -> Result<()> {
     }
 }
 
+/// The processes whose network namespace is one of those named, as (pid, command) by name,
+/// read from /proc/PID/ns/net (by inode and device, never by link text) in one pass; a name
+/// that is gone or held by its mount alone is not in the map. Deleting such a namespace only
+/// detaches its name: the namespace, and the veth pairs into it, live as long as they do.
+pub(crate) fn holders(names: &[&str]) -> std::collections::BTreeMap<String, Vec<(u32, String)>> {
+    let mut out = std::collections::BTreeMap::new();
+    let ids: Vec<(&str, (u64, u64))> = names
+        .iter()
+        .filter_map(|n| {
+            let fd = open_ns(n).ok().flatten()?;
+            let st = nix::sys::stat::fstat(&fd).ok()?;
+            Some((*n, (st.st_dev, st.st_ino)))
+        })
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    if ids.is_empty() {
+        return out;
+    }
+    for ent in dir.flatten() {
+        let Some(pid) = ent.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(st) = nix::sys::stat::stat(format!("/proc/{pid}/ns/net").as_str()) else {
+            continue;
+        };
+        if let Some((n, _)) = ids.iter().find(|(_, id)| *id == (st.st_dev, st.st_ino)) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            out.entry(n.to_string())
+                .or_insert_with(Vec::new)
+                .push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
 /// Runs `f` on a fresh thread that first enters the network namespace `name`.
 pub(crate) fn run_in<T, F>(name: &str, f: F) -> Result<T>
 where

@@ -54,6 +54,10 @@ pub(crate) struct Addr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: the address has none) and IFA_RT_PRIORITY (the metric of its
+    /// subnet's route; 0: none), given back as they were too.
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
 }
 
 /// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
@@ -78,6 +82,8 @@ pub(crate) struct Route {
     pub flags: u32,
     /// RTA_PREFSRC (`src`).
     pub prefsrc: Option<IpAddr>,
+    /// RTA_METRICS (`mtu`, `advmss`, …), by RTAX_* number.
+    pub metrics: super::rtax::Metrics,
 }
 
 /// What one network namespace holds.

@@ -36,6 +36,9 @@ pub(crate) struct Observed {
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns, by namespace name.
     pub etc_dirs: std::collections::BTreeSet<String>,
+    /// The topologies with a table of their own in the host's nftables (filled in by the
+    /// engine, which reads nftables): one with nothing else still counts as there.
+    pub tables_of: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
@@ -271,10 +274,16 @@ fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) 
             }
             AfSpecUnspec::Inet6(v) => {
                 for a in v {
-                    if let AfSpecInet6::DevConf(c) = a {
-                        conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
-                        conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
-                        conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                    match a {
+                        AfSpecInet6::DevConf(c) => {
+                            conf.insert("ipv6.accept_ra", c.accept_ra.to_string());
+                            conf.insert("ipv6.disable_ipv6", c.disable_ipv6.to_string());
+                            conf.insert("ipv6.forwarding", c.forwarding.to_string());
+                        }
+                        AfSpecInet6::AddrGenMode(m) => {
+                            conf.insert("ipv6.addr_gen_mode", u8::from(m).to_string());
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -323,6 +332,18 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
             _ => None,
         })
         .unwrap_or((u32::MAX, u32::MAX));
+    let brd = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Broadcast(b) => Some(*b),
+        _ => None,
+    });
+    let metric = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::RoutePriority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0);
     Some(Addr {
         index: m.header.index,
         net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
@@ -330,6 +351,8 @@ fn parse_addr(m: &AddressMessage) -> Option<Addr> {
         scope: u8::from(m.header.scope),
         valid,
         preferred,
+        brd,
+        metric,
     })
 }
 
@@ -356,8 +379,10 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut oif = None;
     let mut metric = 0;
     let mut prefsrc = None;
+    let mut metrics = [0; 18];
     for a in &m.attributes {
         match a {
+            RouteAttribute::Metrics(x) => metrics = super::rtax::read(x),
             RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
             RouteAttribute::Priority(p) => metric = *p,
@@ -383,5 +408,6 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
         scope: u8::from(m.header.scope),
         flags: m.header.flags.bits(),
         prefsrc,
+        metrics,
     })
 }

@@ -153,6 +153,8 @@ const PLAIN: AddrOrig = AddrOrig {
     scope: 0,
     valid: u32::MAX,
     preferred: u32::MAX,
+    brd: None,
+    metric: 0,
 };
 
 /// An address of the LAN host, and the next hop of its default route through it.
@@ -217,6 +219,7 @@ fn make_port(ns: &str, port: &str, mtu: u32, p: &RealPort) -> Result<()> {
                 scope: if via.is_some() { 0 } else { 253 },
                 flags: 0,
                 prefsrc: None,
+                metrics: [0; 18],
             }),
             ..RouteSpec::unicast(*dst, *via, port)
         };

@@ -61,6 +61,8 @@ pub(crate) struct Taken {
     pub routes: Vec<KeptRoute>,
     /// The port's MTU before nsfw set it to its bridge's (None: nsfw did not change it).
     pub mtu: Option<u32>,
+    /// The port was administratively down before nsfw brought it up: down again when let go.
+    pub down: bool,
 }
 
 /// An address as the port held it.
@@ -73,6 +75,18 @@ pub(crate) struct KeptAddr {
     pub scope: u8,
     pub valid: u32,
     pub preferred: u32,
+    /// IFA_BROADCAST (None: none) and IFA_RT_PRIORITY (0: none).
+    pub brd: Option<std::net::Ipv4Addr>,
+    pub metric: u32,
+}
+
+/// The broadcast address `ip` gives an IPv4 subnet (what records from before `brd` was
+/// kept get: what nsfw put back then).
+fn default_brd(net: ipnetwork::IpNetwork) -> Option<std::net::Ipv4Addr> {
+    match net {
+        ipnetwork::IpNetwork::V4(n) if n.prefix() < 31 => Some(n.broadcast()),
+        _ => None,
+    }
 }
 
 impl KeptAddr {
@@ -84,6 +98,8 @@ impl KeptAddr {
             scope: 0,
             valid: u32::MAX,
             preferred: u32::MAX,
+            brd: default_brd(net),
+            metric: 0,
         }
     }
 }
@@ -102,20 +118,46 @@ pub(crate) struct KeptRoute {
     pub flags: u32,
     /// `src`.
     pub prefsrc: Option<std::net::IpAddr>,
+    /// RTA_METRICS by RTAX_* number (0: not set).
+    pub metrics: crate::plumbing::rtax::Metrics,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Record {
     /// By topology name.
     pub pending: BTreeMap<String, Pending>,
-    /// By sysctl key (`net.ipv4.ip_forward`).
+    /// By sysctl key (`net.ipv4.ip_forward`): those of the network namespace this run is in
+    /// (the record's sysctls are per network namespace, as the kernel's are).
     pub sysctls: BTreeMap<String, Saved>,
+    /// Those changed in other network namespaces (nsfw run in one that shares /run), by
+    /// `KEY@NETNS`: kept as they are, never read or restored here.
+    pub elsewhere: BTreeMap<String, Saved>,
     /// By port name.
     pub taken: BTreeMap<String, Taken>,
+    /// Interfaces nsfw binds (or is about to bind) to firewalld's zone at runtime, with the
+    /// topology that wants each: a binding has no mark of its own, so this is what says it is
+    /// nsfw's to remove (`crate::firewalld`).
+    pub firewalld: BTreeMap<String, String>,
     /// Objects built by hand that `apply --adopt` of a topology is taking over, by topology:
     /// until the run is done, any run of that topology (apply or flush) takes them for its
     /// own, marked or not, so a killed adoption converges like a killed apply.
     pub adopting: BTreeMap<String, Pending>,
+    /// The network namespace it was read in (empty: the one nsfw runs in when saved).
+    pub here: String,
+}
+
+#[cfg(test)]
+const HERE_IN_TESTS: &str = "net:[4026531840]";
+
+/// The network namespace nsfw runs in as the record names it: `net:[INODE]/DEV`, the inode and
+/// device of its nsfs file (stat of /proc/self/ns/net, never its link text: the main thread's,
+/// which never leaves it — the host's sysctls are read and written from there); "net:?" when
+/// /proc cannot say.
+pub(crate) fn netns_here() -> String {
+    match nix::sys::stat::stat("/proc/self/ns/net") {
+        Ok(st) => format!("net:[{}]/{}", st.st_ino, st.st_dev),
+        Err(_) => "net:?".into(),
+    }
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -179,13 +221,33 @@ fn kept_addr(v: &Value) -> Option<KeptAddr> {
     if let Some(s) = v.as_str() {
         return s.parse().ok().map(KeptAddr::plain);
     }
+    let net: ipnetwork::IpNetwork = v["net"].as_str()?.parse().ok()?;
+    let brd = match v.get("brd") {
+        None => default_brd(net),
+        Some(b) => b.as_str().and_then(|b| b.parse().ok()),
+    };
     Some(KeptAddr {
-        net: v["net"].as_str()?.parse().ok()?,
+        net,
         flags: num(&v["flags"], 0),
         scope: num(&v["scope"], 0),
         valid: num(&v["valid"], u32::MAX),
         preferred: num(&v["preferred"], u32::MAX),
+        brd,
+        metric: num(&v["metric"], 0),
     })
+}
+
+/// RTA_METRICS as kept: `{"2": 1400, "8": 1360}` by RTAX_* number.
+fn rtax_of(v: &Value) -> crate::plumbing::rtax::Metrics {
+    let mut m = [0; 18];
+    for (k, x) in v.as_object().into_iter().flatten() {
+        if let (Ok(i), Some(x)) = (k.parse::<usize>(), x.as_u64())
+            && let (Some(slot), Ok(x)) = (m.get_mut(i), u32::try_from(x))
+        {
+            *slot = x;
+        }
+    }
+    m
 }
 
 /// The routes of one `taken` entry; a record from before routes were kept has only the IPv4
@@ -205,6 +267,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
                     kind: num(&r["kind"], 1),
                     flags: num(&r["flags"], 0),
                     prefsrc: r["prefsrc"].as_str().and_then(|g| g.parse().ok()),
+                    metrics: rtax_of(&r["metrics"]),
                 })
             })
             .collect();
@@ -222,6 +285,7 @@ fn kept_routes(o: &Value) -> Vec<KeptRoute> {
             kind: 1,
             flags: 0,
             prefsrc: None,
+            metrics: [0; 18],
         })
         .into_iter()
         .collect()
@@ -247,7 +311,7 @@ impl Record {
             }
         };
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => Record::from_json(&v),
+            Ok(v) => Record::from_json_in(&v, &netns_here()),
             Err(e) => {
                 crate::warning!(
                     "{}/{NAME} is not valid JSON ({e}); ignored",
@@ -258,10 +322,17 @@ impl Record {
         }
     }
 
+    #[cfg(test)]
     fn from_json(v: &Value) -> Record {
+        Record::from_json_in(v, HERE_IN_TESTS)
+    }
+
+    /// The record as read in network namespace `here` (see [`netns_here`]).
+    fn from_json_in(v: &Value, here: &str) -> Record {
         let mut r = Record {
             pending: pendings(&v["pending"]),
             adopting: pendings(&v["adopting"]),
+            here: here.to_string(),
             ..Default::default()
         };
         if let Some(t) = v["taken"].as_object() {
@@ -277,20 +348,31 @@ impl Record {
                             .unwrap_or_default(),
                         routes: kept_routes(o),
                         mtu: o["mtu"].as_u64().and_then(|m| u32::try_from(m).ok()),
+                        down: o["down"].as_bool().unwrap_or(false),
                     },
                 );
+            }
+        }
+        if let Some(f) = v["firewalld"].as_object() {
+            for (iface, t) in f {
+                if let Some(t) = t.as_str() {
+                    r.firewalld.insert(iface.clone(), t.to_string());
+                }
             }
         }
         if let Some(s) = v["sysctls"].as_object() {
             for (k, o) in s {
                 if let Some(orig) = o["original"].as_str() {
-                    r.sysctls.insert(
-                        k.clone(),
-                        Saved {
-                            original: orig.to_string(),
-                            users: strings(&o["users"]),
-                        },
-                    );
+                    let saved = Saved {
+                        original: orig.to_string(),
+                        users: strings(&o["users"]),
+                    };
+                    // A key without `@NETNS` is from before they were kept apart: this one's.
+                    match k.rsplit_once('@') {
+                        Some((key, ns)) if ns == here => r.sysctls.insert(key.into(), saved),
+                        Some(_) => r.elsewhere.insert(k.clone(), saved),
+                        None => r.sysctls.insert(k.clone(), saved),
+                    };
                 }
             }
         }
@@ -299,10 +381,17 @@ impl Record {
 
     fn to_json(&self) -> Value {
         let pending = pendings_json(&self.pending);
+        let here = if self.here.is_empty() {
+            netns_here()
+        } else {
+            self.here.clone()
+        };
         let sysctls: serde_json::Map<String, Value> = self
             .sysctls
             .iter()
-            .map(|(k, s)| (k.clone(), json!({"original": s.original, "users": s.users})))
+            .map(|(k, s)| (format!("{k}@{here}"), s))
+            .chain(self.elsewhere.iter().map(|(k, s)| (k.clone(), s)))
+            .map(|(k, s)| (k, json!({"original": s.original, "users": s.users})))
             .collect();
         let taken: serde_json::Map<String, Value> = self
             .taken
@@ -313,7 +402,8 @@ impl Record {
                     .iter()
                     .map(|a| {
                         json!({"net": a.net.to_string(), "flags": a.flags, "scope": a.scope,
-                               "valid": a.valid, "preferred": a.preferred})
+                               "valid": a.valid, "preferred": a.preferred,
+                               "brd": a.brd.map(|b| b.to_string()), "metric": a.metric})
                     })
                     .collect();
                 let routes: Vec<Value> = t
@@ -323,17 +413,23 @@ impl Record {
                         json!({"dst": r.dst.to_string(), "gateway": r.gateway.map(|g| g.to_string()),
                                "metric": r.metric, "table": r.table, "proto": r.proto,
                                "scope": r.scope, "kind": r.kind, "flags": r.flags,
-                               "prefsrc": r.prefsrc.map(|g| g.to_string())})
+                               "prefsrc": r.prefsrc.map(|g| g.to_string()),
+                               "metrics": r.metrics.iter().enumerate().filter(|(_, v)| **v != 0)
+                                   .map(|(i, v)| (i.to_string(), json!(v)))
+                                   .collect::<serde_json::Map<String, Value>>()})
                     })
                     .collect();
                 (
                     p.clone(),
                     json!({"topology": t.topology, "bridge": t.bridge, "addrs": addrs,
-                           "routes": routes, "mtu": t.mtu}),
+                           "routes": routes, "mtu": t.mtu, "down": t.down}),
                 )
             })
             .collect();
         let mut v = json!({"version": 1, "pending": pending, "sysctls": sysctls, "taken": taken});
+        if !self.firewalld.is_empty() {
+            v["firewalld"] = json!(self.firewalld);
+        }
         if self.adopting.values().any(|p| !p.is_empty()) {
             v["adopting"] = pendings_json(&self.adopting);
         }
@@ -346,7 +442,9 @@ impl Record {
         if self.pending.values().all(Pending::is_empty)
             && self.adopting.values().all(Pending::is_empty)
             && self.sysctls.is_empty()
+            && self.elsewhere.is_empty()
             && self.taken.is_empty()
+            && self.firewalld.is_empty()
         {
             // And what a write killed half-way left beside it.
             safefs::remove_at(&dir, &format!(".{NAME}.nsfw"))
@@ -396,6 +494,7 @@ mod tests {
                 users: ["lab".to_string()].into(),
             },
         );
+        r.firewalld.insert("br0".into(), "lab".into());
         r.taken.insert(
             "eth9".into(),
             Taken {
@@ -417,11 +516,32 @@ mod tests {
                     kind: 1,
                     flags: 4,
                     prefsrc: Some("192.0.2.5".parse().expect("ip")),
+                    metrics: [0, 0, 1400, 0, 0, 0, 0, 0, 1360, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 }],
                 mtu: Some(1400),
+                down: true,
             },
         );
+        r.here = HERE_IN_TESTS.into();
         assert_eq!(Record::from_json(&r.to_json()), r);
+    }
+
+    /// Sysctls are kept per network namespace: another one's are carried along untouched and
+    /// never read as this one's; a key without a namespace is this one's.
+    #[test]
+    fn sysctls_are_kept_per_network_namespace() {
+        let v = json!({"sysctls": {
+            "net.ipv4.ip_forward@net:[1]/4": {"original": "0", "users": ["here"]},
+            "net.ipv4.ip_forward@net:[2]/4": {"original": "0", "users": ["there"]},
+            "net.ipv6.conf.all.forwarding": {"original": "0", "users": ["old"]},
+        }});
+        let r = Record::from_json_in(&v, "net:[1]/4");
+        assert_eq!(r.sysctls.len(), 2, "{r:?}");
+        assert!(r.sysctls["net.ipv4.ip_forward"].users.contains("here"));
+        assert_eq!(r.elsewhere.len(), 1);
+        let back = Record::from_json_in(&r.to_json(), "net:[2]/4");
+        assert!(back.sysctls["net.ipv4.ip_forward"].users.contains("there"));
+        assert_eq!(back.elsewhere.len(), 2, "{back:?}");
     }
 
     #[test]

@@ -332,6 +332,13 @@ impl NftReader {
             _ => None,
         };
         let ours = match (fam, table.as_str()) {
+            // firewalld starting or reloading (its table made anew, without nsfw's runtime
+            // bindings), or a binding changed (the rules of its zone dispatch chains).
+            ("inet", crate::firewalld::TABLE) => match (obj, sub.as_deref()) {
+                ("table", _) => true,
+                (_, Some(c)) => c.ends_with("_ZONES"),
+                _ => false,
+            },
             ("inet", t) => t == interest.table,
             // iptables-nft's FORWARD and DOCKER-USER: their policy and nsfw's accepts.
             ("ip", "filter") => match (obj, sub.as_deref()) {

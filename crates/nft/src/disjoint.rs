@@ -159,6 +159,34 @@ pub fn disjoint(elems: Vec<Element>) -> Vec<Element> {
     merge_runs(cut_apart(elems))
 }
 
+/// The keys of `elems` (of a set without data) as single keys, returned without a key end,
+/// and disjoint boxes holding more than one key, together holding the same keys. The kernel
+/// keeps a concatenation with intervals in a pipapo set, whose cost of inserting an element
+/// grows with the elements the batch already inserted (100,000 single keys: ~5 s of kernel
+/// time); single keys belong in a hash set, which inserts each at a constant cost, and only the
+/// boxes need the interval set. Single keys neighbouring each other still join into a box
+/// ([`merge_runs`]); the rest are never held against the boxes (a single key inside a box is
+/// harmless in another set), which keeps the cutting to the few boxes.
+pub fn split_points(elems: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
+    let (mut points, mut boxes) = partition(elems);
+    points.sort();
+    points.dedup();
+    let (points, joined) = partition(merge_runs(points));
+    boxes.extend(joined);
+    let points = points
+        .into_iter()
+        .map(|e| Element { key_end: None, ..e })
+        .collect();
+    (points, disjoint(boxes))
+}
+
+/// (single keys, boxes).
+fn partition(elems: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
+    elems
+        .into_iter()
+        .partition(|e| e.key_end.as_ref().is_none_or(|end| *end == e.key))
+}
+
 /// Boxes of a concatenation that are equal in every component but one, and there follow
 /// each other without a gap, joined into one box holding the same keys. The kernel keeps a
 /// concatenation with intervals in a pipapo set, whose insertion costs grow with the rules it
@@ -481,6 +509,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Single keys go to the hash set's side without a key end; a joined run and a range stay
+    /// boxes.
+    #[test]
+    fn single_keys_split_from_boxes() {
+        let mut es = vec![tuple(1, 1, 80), tuple(1, 1, 81), tuple(3, 9, 22)];
+        es.push(Element {
+            key_end: Some(tuple(2, 9, 100).key),
+            ..tuple(2, 1, 100)
+        });
+        let (points, boxes) = split_points(es);
+        assert_eq!(points, vec![Element::key(tuple(3, 9, 22).key)]);
+        assert_eq!(boxes.len(), 2, "{boxes:?}");
+        assert!(boxes.iter().all(|b| b.key_end.is_some()));
     }
 
     /// A full grid of 10,000 tuples, in the order a file would list them, is one box.

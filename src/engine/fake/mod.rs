@@ -33,8 +33,10 @@ use crate::plumbing::{self, Query};
 use net::{BRNF, Net};
 use ruleset::{host_op, ns_op, op_line};
 
-/// Something the engine sent the fake kernel, in order.
+/// Something the engine sent the fake kernel, in order. (A step is large since a taken
+/// route carries its RTA_METRICS; test-only, not worth boxing.)
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Sent {
     Step(Step),
     /// A batch: to the host's ruleset (None) or a namespace's.

@@ -315,9 +315,14 @@ impl Net {
             mac,
             host_mac,
             hairpin,
+            no_link_local,
             isolated,
             ..
         } = v;
+        if *no_link_local {
+            let key = crate::compile::addr_gen_mode(host);
+            self.o.host.sysctls.insert(key, Some("1".into()));
+        }
         let master = match bridge.as_str() {
             "" => None,
             b => Some(self.index_of(&Place::Host, b)?),
@@ -359,6 +364,7 @@ impl Net {
                 LinkAttr::Mtu { new, .. } => l.mtu = *new,
                 LinkAttr::Mac { new, .. } => l.mac = Some(*new),
                 LinkAttr::Up => l.up = true,
+                LinkAttr::Down => l.up = false,
                 LinkAttr::Arp => l.noarp = false,
                 LinkAttr::NfCall { new } => l.nf_call = *new,
                 LinkAttr::Hairpin { new } => l.hairpin = *new,
@@ -389,6 +395,8 @@ impl Net {
             scope: orig.map_or(if ll { RT_SCOPE_LINK } else { 0 }, |o| o.scope),
             valid: orig.map_or(u32::MAX, |o| o.valid),
             preferred: orig.map_or(u32::MAX, |o| o.preferred),
+            brd: orig.and_then(|o| o.brd),
+            metric: orig.map_or(0, |o| o.metric),
         });
         let subnet = subnet(net);
         let has = |r: &Route| r.kernel && r.oif == Some(index) && r.dst == subnet;
@@ -406,6 +414,7 @@ impl Net {
                 scope: if net.is_ipv6() { 0 } else { RT_SCOPE_LINK },
                 flags: 0,
                 prefsrc: (!net.is_ipv6()).then(|| net.ip()),
+                metrics: [0; 18],
             });
         }
         Ok(())
@@ -454,6 +463,7 @@ impl Net {
             scope: o.map_or(if r.via.is_some() { 0 } else { RT_SCOPE_LINK }, |o| o.scope),
             flags: o.map_or(0, |o| o.flags),
             prefsrc: o.and_then(|o| o.prefsrc),
+            metrics: o.map_or([0; 18], |o| o.metrics),
         };
         let node = self.node_mut(place)?;
         // The kernel keys a route by table, destination and metric: a replacement.

@@ -1,0 +1,74 @@
+//! `plan::plan` and the host-wide parts of a plan: link-local addressing of host veth ends,
+//! the record's sysctl users (with the fixtures of `tests`).
+
+use super::tests::{ONE, VETH, addr, desired, in_sync, link, plan_one, steps};
+use super::{Owner, plan};
+use crate::resources::Desired;
+use crate::state::Record;
+
+/// A host veth end left with link-local addressing (a run killed before `addrgenmode none`
+/// reached it) is not in sync: the setting is put back and the kernel's fe80 address goes.
+#[test]
+fn a_host_veth_with_link_local_addressing_is_repaired() {
+    let d = desired(ONE);
+    let mut o = in_sync(&d);
+    let key = crate::compile::addr_gen_mode("veth-ns1");
+    o.host.sysctls.insert(key.clone(), Some("1".into()));
+    assert_eq!(plan_one(&o), Vec::<String>::new());
+    o.host.sysctls.insert(key, Some("0".into()));
+    o.host.addrs.push(addr(VETH, "fe80::fa:1/64"));
+    assert_eq!(
+        plan_one(&o),
+        [
+            "~ sysctl net.ipv6.conf.veth-ns1.addr_gen_mode: 0 → 1",
+            "- address fe80::fa:1/64 on veth-ns1",
+        ]
+    );
+}
+
+/// A sysctl user that left nothing behind (its namespaces deleted by hand, no flush) is
+/// dropped, so the last flush puts the value back; one still on the host keeps it.
+#[test]
+fn a_sysctl_user_that_vanished_does_not_keep_the_value() {
+    let d = desired(ONE);
+    let nothing = Desired {
+        topology: d.topology.clone(),
+        mark: d.mark.clone(),
+        source: "flush".into(),
+        ..Default::default()
+    };
+    let mut rec = Record::default();
+    rec.sysctls.insert(
+        crate::compile::IP_FORWARD.into(),
+        crate::state::Saved {
+            original: "0".into(),
+            users: ["one".to_string(), "gone".to_string()].into(),
+        },
+    );
+    let mut o = in_sync(&d);
+    o.host
+        .sysctls
+        .insert(crate::compile::IP_FORWARD.into(), Some("1".into()));
+    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+    assert!(
+        steps(&p)
+            .contains(&"~ sysctl net.ipv4.ip_forward: 1 → 0 (its value before nsfw)".to_string()),
+        "{p}"
+    );
+    assert!(p.record_after.sysctls.is_empty(), "{:?}", p.record_after);
+    // "gone" still has its table (a topology of [host] settings alone has nothing else), or
+    // a link: it keeps forwarding on.
+    let mut kept = o.clone();
+    kept.tables_of.insert("gone".into());
+    let mut gone = link(9, "br9", Some("bridge"), Some("nsfw:gone"));
+    gone.mac = None;
+    o.host.links.push(gone);
+    for o in [kept, o] {
+        let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+        assert!(!steps(&p).iter().any(|s| s.contains("ip_forward")), "{p}");
+        assert_eq!(
+            p.record_after.sysctls[crate::compile::IP_FORWARD].users,
+            ["gone".to_string()].into()
+        );
+    }
+}
