@@ -29,9 +29,7 @@ pub(crate) struct Adoption {
     pub rules: Vec<Found>,
     /// Hand-written rules that concern the file's bridges but that it does not say: kept.
     pub kept: Vec<String>,
-    /// Host forwarding switches the lab turned on by hand: recorded as the kernel's default
-    /// (0), so that the flush of the last topology that needs them turns them off, as the
-    /// lab's own teardown would have.
+    /// Host forwarding switches found on: named in a warning (a flush leaves them on).
     pub sysctls: Vec<String>,
 }
 
@@ -278,15 +276,12 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
         });
     }
     p.warnings.extend(a.kept);
+    // Whether it was on before the lab (Docker, a router) cannot be known: the record keeps
+    // "on" as the original, so no flush turns off what another user may need.
     for k in a.sysctls {
         p.warnings.push(format!(
-            "{k} is on, turned on by hand: adopted as this topology's (its flush turns it off when no other topology needs it)"
+            "{k} is on already: nsfw cannot tell whether the lab turned it on, so its flush leaves it on (set it to 0 yourself if nothing else needs it)"
         ));
-        for r in [&mut p.record_during, &mut p.record_after] {
-            let e = r.sysctls.entry(k.clone()).or_default();
-            e.original = "0".to_string();
-            e.users.insert(topology.to_string());
-        }
     }
     if !a.pending.is_empty() {
         p.record_during
@@ -300,3 +295,106 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
 pub(crate) fn finish_flush(p: &mut Plan, who: Owner) {
     p.record_after.adopting.retain(|t, _| !who.owns_topology(t));
 }
+
+/// Whether namespace `place` had a default route of the family before the adoption.
+fn had_default(o: &plumbing::Observed, place: &crate::resources::Place, v6: bool) -> bool {
+    let crate::resources::Place::Ns(n) = place else {
+        return true;
+    };
+    o.namespaces.get(n).is_none_or(|ns| {
+        ns.node
+            .routes
+            .iter()
+            .any(|r| r.dst.prefix() == 0 && r.dst.is_ipv6() == v6)
+    })
+}
+
+/// Whether namespace `place` had a global IPv6 address before the adoption.
+fn had_v6(o: &plumbing::Observed, place: &crate::resources::Place) -> bool {
+    let crate::resources::Place::Ns(n) = place else {
+        return true;
+    };
+    o.namespaces.get(n).is_none_or(|ns| {
+        ns.node.addrs.iter().any(|a| match a.net {
+            ipnetwork::IpNetwork::V6(n) => {
+                n.ip().segments()[0] & 0xffc0 != 0xfe80 && !n.ip().is_loopback()
+            }
+            ipnetwork::IpNetwork::V4(_) => false,
+        })
+    })
+}
+
+/// Under `--adopt`, the plan only adds and changes: it never removes what was not nsfw's
+/// before this run (an extra address, a route, a second veth inside an adopted namespace:
+/// kept, and named), and it never removes what nsfw already holds (a topology of the same
+/// name applied before, whose objects this file does not name: refused, since a file that
+/// `import` wrote after the adoption would otherwise delete the lab). A plain `apply` of the
+/// same file is how the user says "remove them". `o` is the observation before marking.
+pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &str) {
+    use crate::resources::Place;
+    let adopted = |place: &Place| match place {
+        Place::Ns(n) => a.pending.namespaces.contains(n),
+        Place::Host => false,
+    };
+    let owned_ns = |n: &str| o.namespaces.get(n).is_some_and(|ns| ns.owner.is_some());
+    let owned_link = |place: &Place, name: &str| match place {
+        Place::Host => o
+            .host
+            .link(name)
+            .is_some_and(|l| !unmarked(l.alias.as_deref())),
+        Place::Ns(n) => owned_ns(n) && !a.pending.namespaces.contains(n),
+    };
+    let on_adopted_host_link = |place: &Place, ifname: &str| {
+        matches!(place, Place::Host) && a.pending.links.contains_key(ifname)
+    };
+    let mut keep = Vec::new();
+    for s in std::mem::take(&mut p.steps) {
+        let (already_nsfw, hand) = match &s {
+            Step::DeleteNamespace(d) => (owned_ns(&d.name), !owned_ns(&d.name)),
+            Step::DeleteLink(d) => (
+                owned_link(&d.place, &d.name),
+                adopted(&d.place) || !owned_link(&d.place, &d.name),
+            ),
+            // A link-local address goes as on any link of nsfw's (the kernel's, not the user's).
+            Step::DelAddr(d) => (
+                false,
+                !matches!(d.net, ipnetwork::IpNetwork::V6(n) if n.ip().segments()[0] & 0xffc0 == 0xfe80)
+                    && (adopted(&d.place) || on_adopted_host_link(&d.place, &d.ifname)),
+            ),
+            Step::DelRoute(d) => (false, adopted(&d.place)),
+            // A default route or an IPv6 address where the namespace had none of that family:
+            // the file cannot say "none" (import notes it), and adopting must not connect an
+            // isolated namespace. Left out, named.
+            Step::SetRoute(r) => (
+                false,
+                r.old.is_none()
+                    && r.route.dst.prefix() == 0
+                    && adopted(&r.place)
+                    && !had_default(o, &r.place, r.route.dst.is_ipv6()),
+            ),
+            Step::AddAddr(d) => (
+                false,
+                d.net.is_ipv6() && adopted(&d.place) && !had_v6(o, &d.place),
+            ),
+            _ => (false, false),
+        };
+        if already_nsfw && !hand {
+            p.conflicts.push(format!(
+                "{file}: --adopt would remove {}, which nsfw already holds and this file does not name; --adopt never removes nsfw's objects (was this file written by `nsfw import` after an adoption? use the file that topology was applied from); run a plain `nsfw apply` if you mean to remove it",
+                s.object()
+            ));
+        } else if hand {
+            p.warnings.push(format!(
+                "left out: {s} (--adopt changes nothing the lab did not have or name: it never removes what was not nsfw's, nor gives a namespace a default route or IPv6 it had none of; a later plain `nsfw apply` of {file} would)"
+            ));
+            p.left_out.push(s);
+            continue;
+        }
+        keep.push(s);
+    }
+    p.steps = keep;
+}
+
+#[cfg(test)]
+#[path = "adopt_tests.rs"]
+mod tests;

@@ -154,9 +154,10 @@ pub enum Cmd {
         after_help = "Exit status: 0, 1 error.\n\nExamples:\n  nsfw import > lab.toml && nsfw apply --adopt lab.toml\n  nsfw import --name lab --subnet 10.10.0.0/16 --json"
     )]
     Import {
-        /// The topology's name in the file.
-        #[arg(long, value_name = "NAME", default_value = "lab")]
-        name: String,
+        /// The topology's name in the file (default: `lab`, or `lab-2`… when nsfw holds a
+        /// topology of that name).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// Only bridges whose address lies in CIDR (repeatable; default: every bridge with a
         /// named namespace on it).
         #[arg(long, value_name = "CIDR")]

@@ -110,7 +110,7 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
             no_wait,
             adopt,
         } => commands::diff(file, Printing { json, summary }, !no_wait, adopt),
-        Cmd::Import { name, subnet, json } => commands::import(&name, &subnet, json),
+        Cmd::Import { name, subnet, json } => commands::import(name.as_deref(), &subnet, json),
         Cmd::Flush {
             file,
             all,

@@ -10,6 +10,8 @@
 //! undoes everything the ADD did, as a DEL would, and releases the lease.
 
 use std::net::Ipv4Addr;
+
+use ipnetwork::IpNetwork;
 use std::os::fd::OwnedFd;
 
 use serde_json::Value;
@@ -154,7 +156,13 @@ fn attach_locked(
     }
     others_ports(&mut sock, c)?;
     let bridge = links::bridge_state(conn, c)?;
-    validate::host(conn, lease.subnet(), bridge.as_ref())?;
+    let had_gateway = validate::host(conn, &lease, c.mtu, bridge.as_ref())?;
+    // A bridge of the network's that lacks its gateway address gets it back from this ADD:
+    // the undo of a failure takes it away again (with the prefix route the kernel made).
+    let added_to = bridge
+        .as_ref()
+        .filter(|_| !had_gateway)
+        .map(|b| (b.name.clone(), b.index));
     // Everything is checked: from here on the host changes, and an error undoes it all.
     let host_end = names::host_veth(&c.name, &env.container_id, &env.ifname);
     let host_mac = names::mac(&c.name, &env.container_id, &env.ifname, "host");
@@ -163,6 +171,7 @@ fn attach_locked(
         made.push((c.bridge.as_str(), links::bridge_mac(c)));
     }
     leftovers::intend(&lock, &c.name, &made)?;
+    let lease_gw = lease.gateway_net();
     let r = build(
         env, c, ns, &lease, mine, &held, bridge, &lock, conn, &mut sock,
     );
@@ -183,6 +192,7 @@ fn attach_locked(
                         &env.ifname,
                     )
                 });
+            let undone = undone.and_then(|()| take_back(conn, added_to.as_ref(), lease_gw));
             if let Err(u) = undone {
                 crate::output::err(format_args!(
                     "nsfw: undoing the failed ADD ({e}) failed too: {u}"
@@ -198,6 +208,25 @@ fn attach_locked(
         }
     }
     r
+}
+
+/// The gateway address a failed ADD gave an existing bridge of the network, removed again
+/// (with the prefix route the kernel made for it).
+fn take_back(
+    conn: &mut Conn,
+    added_to: Option<&(String, u32)>,
+    gw: ipnetwork::Ipv4Network,
+) -> CniResult<()> {
+    match added_to {
+        Some((name, index)) if links::get_link(conn, name)?.is_some() => conn
+            .run_all(&[crate::plumbing::msgs::del_addr(
+                name,
+                *index,
+                IpNetwork::V4(gw),
+            )])
+            .map_err(CniError::from),
+        _ => Ok(()),
+    }
 }
 
 /// The changes of an ADD, all checked before: forwarding, the bridge, the pair, the batch.

@@ -71,16 +71,40 @@ pub fn invoked() -> bool {
     std::env::var_os("CNI_COMMAND").is_some()
 }
 
-fn print(v: &Value) {
+fn print(v: &Value) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    // A runtime that stopped listening has nothing to hear; the work is done either way.
-    let _ = writeln!(out, "{v}");
-    let _ = out.flush();
+    writeln!(out, "{v}")?;
+    out.flush()
+}
+
+/// Whether stdout can carry a result. A closed fd 1 is reopened by Rust's runtime, before
+/// main, as /dev/null read-write — a shell's `>/dev/null` is write-only — and every write
+/// there would "succeed": an ADD whose result nobody can read must not happen.
+fn stdout_open() -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsFd;
+    let out = std::io::stdout();
+    let Ok(flags) = fcntl(out.as_fd(), FcntlArg::F_GETFL) else {
+        return false;
+    };
+    let rdwr = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
+    let null = nix::sys::stat::fstat(out.as_fd()).is_ok_and(|st| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+    });
+    !(rdwr && null)
 }
 
 /// Runs the command `CNI_COMMAND` names and returns the exit status: 0 on success (the result
-/// on stdout), 1 with the error object on stdout (and a line on stderr for logs).
+/// on stdout), 1 with the error object on stdout (and a line on stderr for logs). An ADD whose
+/// result cannot be written is undone (the runtime never learns of it, and would not DEL it)
+/// and fails.
 pub fn main() -> u8 {
+    if std::env::var("CNI_COMMAND").as_deref() == Ok("ADD") && !stdout_open() {
+        crate::output::err(format_args!(
+            "nsfw (CNI): error: stdout is closed: the ADD's result could not be given; nothing done"
+        ));
+        return 1;
+    }
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let version = config::version_of(&stdin)
@@ -94,16 +118,34 @@ pub fn main() -> u8 {
         )),
     };
     match r {
-        Ok(Some(v)) => {
-            print(&v);
-            0
-        }
+        Ok(Some(v)) => match print(&v) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::output::err(format_args!(
+                    "nsfw (CNI): error: cannot write the result to stdout: {e}"
+                ));
+                if std::env::var("CNI_COMMAND").as_deref() == Ok("ADD") {
+                    undo_add(&stdin);
+                }
+                1
+            }
+        },
         Ok(None) => 0,
         Err(e) => {
             crate::output::err(format_args!("nsfw (CNI): error: {e}"));
-            print(&e.to_json(&version));
+            // Nowhere to say it but stderr when stdout fails too.
+            let _ = print(&e.to_json(&version));
             1
         }
+    }
+}
+
+/// A DEL of the ADD just made (its result could not be given to the runtime).
+fn undo_add(stdin: &[u8]) {
+    let undone = Env::read(Command::Add)
+        .and_then(|env| config::parse(stdin, &env.args).and_then(|c| del::del(&env, &c)));
+    if let Err(e) = undone {
+        crate::output::err(format_args!("nsfw (CNI): undoing the ADD failed too: {e}"));
     }
 }
 

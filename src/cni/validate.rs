@@ -11,7 +11,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 
 use super::error::{CniError, CniResult};
 use super::ipam::Lease;
-use crate::plumbing::{Conn, Link};
+use crate::plumbing::{Conn, Link, NodeObs};
 
 /// Ranges no container network may overlap: "this network", loopback, link-local, multicast
 /// and the reserved 240.0.0.0/4 (which holds the limited broadcast 255.255.255.255).
@@ -89,10 +89,49 @@ pub(super) fn lease(l: &Lease) -> CniResult<()> {
     Ok(())
 }
 
-/// The subnet against the host's routes (every table but local, default routes aside) and
-/// addresses: anything on another interface than the network's own `bridge` is a conflict.
-pub(super) fn host(conn: &mut Conn, subnet: Ipv4Network, bridge: Option<&Link>) -> CniResult<()> {
+/// The network in use as this ADD would have it: the gateway address (with the subnet's prefix)
+/// and the MTU of the network's `bridge` as the earlier ADDs made it. A changed subnet, gateway
+/// or mtu is refused, not applied to this one container: the bridge would hold two subnets (and
+/// the kernel refuses the second's elements half-way), a mixed MTU drops large frames.
+/// Returns whether the bridge has the gateway address already.
+fn same_network(node: &NodeObs, want: Ipv4Network, mtu: u32, b: &Link) -> CniResult<bool> {
+    let mut has = false;
+    let keep = "a network in use keeps its subnet, gateway and mtu: DEL its containers first, or give the change another network name and bridge";
+    for a in node.addrs.iter().filter(|a| a.index == b.index) {
+        let IpNetwork::V4(n) = a.net else { continue };
+        has = true;
+        if n != want {
+            return Err(CniError::config(format!(
+                "gateway {want} (subnet {}): the network's bridge {} has {n}; {keep}",
+                Ipv4Network::new(want.network(), want.prefix()).unwrap_or(want),
+                b.name
+            )));
+        }
+    }
+    // A bridge with no port takes 1500 from the kernel whatever it was made with: only the
+    // MTU of a bridge in use says what the segment carries.
+    let ported = node.links.iter().any(|l| l.master == Some(b.index));
+    if ported && b.mtu != mtu {
+        return Err(CniError::config(format!(
+            "mtu {mtu}: the network's bridge {} and its containers have mtu {}; {keep}",
+            b.name, b.mtu
+        )));
+    }
+    Ok(has)
+}
+
+/// The lease against the host: the network's own `bridge` as it is (`same_network`), then the
+/// subnet against the host's routes (every table but local, default routes aside) and
+/// addresses: anything on another interface than the network's own bridge is a conflict.
+/// Returns whether the bridge exists with its gateway address (else the ADD adds it, and its
+/// undo removes it again).
+pub(super) fn host(conn: &mut Conn, l: &Lease, mtu: u32, bridge: Option<&Link>) -> CniResult<bool> {
     let node = crate::plumbing::observe::read_node(conn)?;
+    let has_gateway = match bridge {
+        Some(b) => same_network(&node, l.gateway_net(), mtu, b)?,
+        None => false,
+    };
+    let subnet = l.subnet();
     let ours = |oif: Option<u32>| bridge.is_some_and(|b| oif == Some(b.index));
     let dev = |oif: Option<u32>| {
         oif.and_then(|i| node.by_index(i))
@@ -123,7 +162,7 @@ pub(super) fn host(conn: &mut Conn, subnet: Ipv4Network, bridge: Option<&Link>) 
             )));
         }
     }
-    Ok(())
+    Ok(has_gateway)
 }
 
 #[cfg(test)]

@@ -246,11 +246,23 @@ fn plan_adopting(
         return Ok((p, None));
     };
     let mut a = adopt::find(&tg.desired, o, rec, tg.adopt);
+    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
+    // recognised again (their handles may have moved), as the first run did.
     if tg.adopt {
         adopt::rules(t, &mut a)?;
+    } else if rec.adopting.contains_key(&tg.desired.topology)
+        && let Err(e) = adopt::rules(t, &mut a)
+    {
+        a.kept.push(format!(
+            "the hand-written rules an interrupted adoption was replacing cannot be read ({e:#}): `nsfw apply --adopt` removes them"
+        ));
     }
-    let o = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
-    Ok((plan::plan(&tg.desired, &o, rec, tg.who), Some(a)))
+    let marked = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
+    let mut p = plan::plan(&tg.desired, &marked, rec, tg.who);
+    if tg.adopt {
+        adopt::guard(&mut p, o, &a, &tg.desired.source);
+    }
+    Ok((p, Some(a)))
 }
 
 fn plan_in(k: &mut dyn Kernel, tg: &Target, o: &Observed, rec: &Record) -> Result<Plan> {
@@ -460,8 +472,15 @@ fn converge_in(
         plan_in(k, tg, &o2, &rec2)?
     };
     crate::detail!("timing: observed again after {:?}", t0.elapsed());
-    // What is left pending may only be the record's own bookkeeping.
+    // What is left pending may only be the record's own bookkeeping, and what --adopt
+    // left out on purpose.
     left.record_after = p.record_after.clone();
+    // A left-out removal still pending brings back the steps that go with it ("again"
+    // routes, forgotten neighbours): this run carried those out already.
+    if !p.left_out.is_empty() {
+        left.steps
+            .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
+    }
     if !left.is_empty() || !left.conflicts.is_empty() {
         bail!(
             "the run finished but the host still differs; pending:\n{left}{}",

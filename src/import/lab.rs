@@ -46,6 +46,8 @@ pub(crate) struct Ns {
     pub ifaces: Vec<Iface>,
     /// The default route's next hop, when it is not the bridge's address (the file's default).
     pub gateway: Option<IpAddr>,
+    /// The IPv6 default route's next hop.
+    pub gateway6: Option<IpAddr>,
     pub routes: Vec<(IpNetwork, IpAddr)>,
     pub dns: Vec<String>,
     /// Filled in from the firewall: `publish` entries.
@@ -66,6 +68,9 @@ pub(crate) struct Lab {
     pub notes: Vec<String>,
     /// Remarks that are no loss (a default nsfw keeps anyway), comments only.
     pub remarks: Vec<String>,
+    /// What nsfw already holds, by topology: its namespaces and bridges (not imported; that
+    /// topology's own file describes them).
+    pub held: BTreeMap<String, Vec<String>>,
 }
 
 /// Root qdiscs a link gets without anyone asking: nothing to translate.
@@ -135,8 +140,23 @@ pub(crate) fn build(name: &str, o: &Observed, subnets: &[IpNetwork]) -> Lab {
             "namespace {ns}: cannot be read ({why}); not imported"
         ));
     }
+    for l in host
+        .links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+    {
+        if let Some(owner::Mark::Topology(t)) = l.alias.as_deref().and_then(owner::Mark::parse) {
+            let held = lab.held.entry(t.to_string()).or_default();
+            held.push(format!("bridge {}", l.name));
+        }
+    }
     for (ns_name, ns) in &o.namespaces {
         if !foreign(ns.owner.as_deref()) {
+            if let Some(owner::Mark::Topology(t)) = ns.owner.as_deref().and_then(owner::Mark::parse)
+            {
+                let held = lab.held.entry(t.to_string()).or_default();
+                held.push(format!("namespace {ns_name}"));
+            }
             continue; // nsfw's own already
         }
         namespace(&mut lab, o, &bridges, ns_name, &ns.node);
@@ -297,19 +317,55 @@ fn namespace(
         return;
     }
     routes(lab, &mut ns, name, node);
+    nones(lab, &ns, name, host, bridges);
     if let Some(f) = o.resolv.get(name) {
         dns(lab, &mut ns, name, f);
     }
     lab.namespaces.insert(name.to_string(), ns);
 }
 
+/// What a file cannot say is absent: no default route, no IPv6 on a bridge that has it.
+/// nsfw would give them; `apply --adopt` does not (docs/adopt.md), a plain apply would.
+fn nones(lab: &mut Lab, ns: &Ns, name: &str, host: &NodeObs, bridges: &BTreeMap<u32, &Link>) {
+    let later = "apply --adopt leaves it so; a plain `nsfw apply` of this file would add it";
+    if ns.gateway.is_none() && ns.ifaces.iter().any(|i| i.address.is_some()) {
+        lab.notes.push(format!(
+            "namespace {name}: no IPv4 default route (a file cannot say none); {later}"
+        ));
+    }
+    for i in ns.ifaces.iter().filter(|i| i.address6.is_none()) {
+        let v6 = bridges
+            .iter()
+            .find(|(_, b)| b.name == i.bridge)
+            .is_some_and(|(ix, _)| addrs_of(host, *ix).1.is_some());
+        if v6 {
+            lab.notes.push(format!(
+                "namespace {name}: no IPv6 address on {} though bridge {} has one (a file cannot say none); {later}",
+                i.ifname, i.bridge
+            ));
+        }
+    }
+}
+
 /// The namespace's routes: the default one as `gateway`, others as `routes`.
 fn routes(lab: &mut Lab, ns: &mut Ns, name: &str, node: &NodeObs) {
     for r in node.routes.iter().filter(|r| !r.kernel) {
-        let dev = r.oif.and_then(|i| node.name_of(i)).unwrap_or("?");
-        let Some(via) = r.gateway.filter(|_| r.kind == 1 && r.metric == 0) else {
+        let dev = r
+            .oif
+            .and_then(|i| node.name_of(i))
+            .map(|d| format!(" dev {d}"))
+            .unwrap_or_default();
+        let kind = match r.kind {
+            6 => "blackhole ",
+            7 => "unreachable ",
+            8 => "prohibit ",
+            _ => "",
+        };
+        // The kernel's default metric: 0 for IPv4, 1024 for IPv6.
+        let plain = r.metric == if r.dst.is_ipv6() { 1024 } else { 0 };
+        let Some(via) = r.gateway.filter(|_| r.kind == 1 && plain) else {
             lab.notes.push(format!(
-                "namespace {name}: route {}{} dev {dev}{} not translated (only unicast routes via a gateway are)",
+                "namespace {name}: route {kind}{}{}{dev}{} not translated (only unicast routes via a gateway are)",
                 r.dst,
                 r.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
                 if r.metric != 0 { format!(" metric {}", r.metric) } else { String::new() }
@@ -319,9 +375,11 @@ fn routes(lab: &mut Lab, ns: &mut Ns, name: &str, node: &NodeObs) {
         if r.dst.prefix() == 0 {
             if r.dst.is_ipv4() {
                 ns.gateway = Some(via);
+            } else if matches!(via, IpAddr::V6(v) if v.segments()[0] & 0xffc0 != 0xfe80) {
+                ns.gateway6 = Some(via);
             } else {
                 lab.notes.push(format!(
-                    "namespace {name}: IPv6 default route via {via} not translated"
+                    "namespace {name}: IPv6 default route via {via}{dev} not translated (a link-local next hop; gateway6 takes an address on the bridge's subnet)"
                 ));
             }
         } else {

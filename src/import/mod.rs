@@ -21,7 +21,8 @@ use rules::{At, Found};
 
 /// What `nsfw import` reads.
 pub(crate) struct Options {
-    pub name: String,
+    /// `--name`; None: `lab`, or the first `lab-N` no topology on the host holds.
+    pub name: Option<String>,
     /// Only bridges with an address in one of these (all when empty).
     pub subnets: Vec<IpNetwork>,
 }
@@ -78,7 +79,8 @@ pub(crate) fn legacy_tables() -> Vec<String> {
 /// Reads the live host into a topology file named `o.name`.
 pub(crate) fn import(o: &Options) -> Result<Imported> {
     let seen = observe_all()?;
-    let mut lab = lab::build(&o.name, &seen, &o.subnets);
+    let mut lab = lab::build("", &seen, &o.subnets);
+    lab.name = choose_name(&lab, o.name.as_deref()).map_err(anyhow::Error::msg)?;
     let found = match read_rules(&lab) {
         Ok(f) => f,
         Err(e) => {
@@ -102,6 +104,41 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
         rules: found.into_iter().zip(used).collect(),
         toml,
     })
+}
+
+/// The topology's name. A file of the name of a topology nsfw already holds would, once
+/// applied, remove that topology's objects (a file `import` writes after an adoption names
+/// none of them): an asked name that clashes is refused, the default steps aside. A host with
+/// nothing but nsfw's topologies has nothing to import: refused, naming them.
+pub(crate) fn choose_name(lab: &Lab, asked: Option<&str>) -> Result<String, String> {
+    let held = |t: &str| {
+        lab.held.get(t).map(|v| {
+            format!(
+                "nsfw topology {t} already holds {} on this host",
+                v.join(", ")
+            )
+        })
+    };
+    if lab.namespaces.is_empty() && lab.bridges.is_empty() && !lab.held.is_empty() {
+        let all: Vec<String> = lab.held.keys().filter_map(|t| held(t)).collect();
+        return Err(format!(
+            "nothing to import: {}; it was applied or adopted already, and the file it was applied from describes it (a file written now would name none of it, and applying it would remove it)",
+            all.join("; ")
+        ));
+    }
+    if let Some(name) = asked {
+        return match held(name) {
+            Some(h) => Err(format!(
+                "--name {name}: {h}; a file of that name would replace it: choose another name, or edit that topology's own file"
+            )),
+            None => Ok(name.to_string()),
+        };
+    }
+    let free = std::iter::once("lab".to_string())
+        .chain((2..).map(|i| format!("lab-{i}")))
+        .find(|n| !lab.held.contains_key(n))
+        .unwrap_or_else(|| "lab".to_string());
+    Ok(free)
 }
 
 /// The names and subnets a rule must mention to concern the lab.
@@ -155,7 +192,10 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                 // The stateful accept names no bridge, yet is the guide's.
                 let stateful = meaning == Some(rules::Meaning::Stateful)
                     || text.contains("xtables match conntrack");
-                if !stateful && !rules::concerns(&text, names, subnets) {
+                if !stateful
+                    && !rules::concerns(&text, names, subnets)
+                    && !rules::unread_nat_into(&text, subnets)
+                {
                     continue;
                 }
                 out.push(Found {

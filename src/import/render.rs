@@ -7,8 +7,17 @@ use std::fmt::Write;
 
 use super::lab::{Bridge, Lab, Ns};
 
+/// A TOML string (the toml crate's quoting: Rust's `{:?}` escapes are not all TOML's).
 fn q(s: &str) -> String {
-    format!("{s:?}")
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML key: bare where TOML allows it, else quoted (`"ns.dot"`, `"has=eq"`).
+fn key(s: &str) -> String {
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare { s.to_string() } else { q(s) }
 }
 
 fn list(items: &[String]) -> String {
@@ -55,7 +64,7 @@ pub(crate) fn toml(lab: &Lab) -> String {
 }
 
 fn bridge(s: &mut String, name: &str, b: &Bridge) {
-    let _ = writeln!(s, "\n[bridges.{name}]");
+    let _ = writeln!(s, "\n[bridges.{}]", key(name));
     if let Some(a) = b.address {
         let _ = writeln!(s, "address = {}", q(&a.to_string()));
     }
@@ -83,7 +92,7 @@ fn bridge(s: &mut String, name: &str, b: &Bridge) {
 }
 
 fn namespace(s: &mut String, lab: &Lab, name: &str, n: &Ns) {
-    let _ = writeln!(s, "\n[namespaces.{name}]");
+    let _ = writeln!(s, "\n[namespaces.{}]", key(name));
     let one = n.ifaces.len() == 1;
     if one {
         iface_keys(s, lab, &n.ifaces[0], true);
@@ -93,6 +102,11 @@ fn namespace(s: &mut String, lab: &Lab, name: &str, n: &Ns) {
         && first_bridge.and_then(|b| b.address).map(|a| a.ip()) != Some(g)
     {
         let _ = writeln!(s, "gateway = {}", q(&g.to_string()));
+    }
+    if let Some(g) = n.gateway6
+        && first_bridge.and_then(|b| b.address6).map(|a| a.ip()) != Some(g)
+    {
+        let _ = writeln!(s, "gateway6 = {}", q(&g.to_string()));
     }
     if !n.routes.is_empty() {
         let r: Vec<String> = n
@@ -116,7 +130,12 @@ fn namespace(s: &mut String, lab: &Lab, name: &str, n: &Ns) {
     }
     if !one {
         for i in &n.ifaces {
-            let _ = writeln!(s, "\n[namespaces.{name}.interfaces.{}]", i.ifname);
+            let _ = writeln!(
+                s,
+                "\n[namespaces.{}.interfaces.{}]",
+                key(name),
+                key(&i.ifname)
+            );
             iface_keys(s, lab, i, false);
         }
     }

@@ -207,6 +207,12 @@ pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
             }
         }
         ("PREROUTING" | "OUTPUT", "dnat") => {
+            // `publish` says a host address, a port and a protocol, no more: a rule narrower
+            // than that (one input interface, one source) would be widened into an open
+            // port forward; it stays on the host, as a note.
+            if c.iif.is_some() || c.oif.is_some() || c.saddr.is_some() || c.ct_state.is_some() {
+                return None;
+            }
             let (to, to_port) = match arg.rsplit_once(':') {
                 Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
                 None => (arg.parse().ok()?, c.dport?),
@@ -335,6 +341,30 @@ fn xt_nat(name: &str, rev: &str, b: &[u8]) -> Option<String> {
 
 /// Whether a rule's text names one of `bridges` or an address in one of `subnets`: a rule
 /// that concerns the lab.
+/// Whether an xtables NAT target nsfw cannot read (`--dport 1000:2000 -j DNAT --to
+/// 10.10.0.2:3000-4000`) carries, in its info bytes, the whole-byte prefix of one of
+/// `subnets`: then it concerns the lab, is noted and kept, rather than dropped unsaid.
+pub(crate) fn unread_nat_into(text: &str, subnets: &[IpNetwork]) -> bool {
+    let Some(info) = text
+        .contains("cannot read this")
+        .then(|| text.split("info=0x").nth(1))
+        .flatten()
+    else {
+        return false;
+    };
+    subnets.iter().any(|s| match s {
+        IpNetwork::V4(n) => {
+            let bytes = usize::from(n.prefix() / 8).max(1);
+            let hex: String = n.network().octets()[..bytes]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            text.contains("target name=\"DNAT\"") && info.contains(&hex)
+        }
+        IpNetwork::V6(_) => false,
+    })
+}
+
 pub(crate) fn concerns(text: &str, bridges: &[String], subnets: &[IpNetwork]) -> bool {
     text.split_whitespace().any(|w| {
         let w = w.trim_matches('"');
@@ -349,6 +379,15 @@ pub(crate) fn concerns(text: &str, bridges: &[String], subnets: &[IpNetwork]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unread_dnat_into_the_lab_concerns_it() {
+        let s: Vec<IpNetwork> = vec!["10.10.0.0/24".parse().unwrap()];
+        let t = r#"meta l4proto tcp [nsfw cannot read this (range ==): payload dreg=1 base=2 offset=2 len=2; range sreg=1 op=0 from=0x03e8 to=0x07d0; target name="DNAT" rev=2 info=0x030000000a0a00020000000000000000000000000a0a00020000000000000000000000000bb80fa00000000000000000]"#;
+        assert!(unread_nat_into(t, &s));
+        let other: Vec<IpNetwork> = vec!["10.20.0.0/24".parse().unwrap()];
+        assert!(!unread_nat_into(t, &other));
+    }
 
     #[test]
     fn the_guides_lines() {
@@ -375,11 +414,29 @@ mod tests {
             classify("FORWARD", r#"oifname "br0" accept"#),
             Some(Meaning::Inbound { to: "br0".into() })
         );
+        // Narrower than any publish (one interface, one source): not translated.
+        for narrow in [
+            r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#,
+            r#"ip saddr 203.0.113.2 tcp dport 8080 dnat to 10.10.0.2:80"#,
+            r#"iifname != "br0" tcp dport 8080 dnat to 10.10.0.2:80"#,
+        ] {
+            assert_eq!(classify("PREROUTING", narrow), None, "{narrow}");
+        }
         assert_eq!(
             classify(
                 "PREROUTING",
-                r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#
+                r#"ip daddr 198.51.100.1 tcp dport 8080 dnat to 10.10.0.2:80"#
             ),
+            Some(Meaning::Publish {
+                proto: "tcp".into(),
+                host_addr: Some("198.51.100.1".parse().unwrap()),
+                port: 8080,
+                to: "10.10.0.2".parse().unwrap(),
+                to_port: 80
+            })
+        );
+        assert_eq!(
+            classify("PREROUTING", r#"tcp dport 8080 dnat to 10.10.0.2:80"#),
             Some(Meaning::Publish {
                 proto: "tcp".into(),
                 host_addr: None,

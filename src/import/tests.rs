@@ -149,3 +149,94 @@ fn an_empty_host_is_an_empty_valid_file() {
     let text = render::toml(&lab);
     crate::topology::parse(&text, std::path::Path::new("lab.toml")).unwrap();
 }
+
+/// The guide's host once adopted as `lab`: everything is nsfw's, so a second import has
+/// nothing to write (a file naming none of it would remove the lab when applied); a name
+/// that clashes is refused; the default steps aside when the host also has a hand lab.
+#[test]
+fn a_host_nsfw_already_holds_is_not_imported_again_under_its_name() {
+    let mut o = guide();
+    for ns in o.namespaces.values_mut() {
+        ns.owner = Some("nsfw:lab".into());
+    }
+    o.host.links[1].alias = Some("nsfw:lab".into());
+    let lab = lab::build("", &o, &[]);
+    assert!(lab.namespaces.is_empty() && lab.bridges.is_empty());
+    assert_eq!(
+        lab.held["lab"],
+        ["bridge br0", "namespace ns1", "namespace ns2"]
+    );
+    let e = super::choose_name(&lab, None).expect_err("nothing to import");
+    assert!(
+        e.contains("nsfw topology lab already holds bridge br0"),
+        "{e}"
+    );
+    // Another hand lab beside it: imported, under a free name; `--name lab` refused.
+    let mut o2 = guide();
+    o2.namespaces.get_mut("ns2").unwrap().owner = Some("nsfw:lab".into());
+    let lab = lab::build("", &o2, &[]);
+    assert_eq!(super::choose_name(&lab, None).as_deref(), Ok("lab-2"));
+    assert_eq!(
+        super::choose_name(&lab, Some("mine")).as_deref(),
+        Ok("mine")
+    );
+    let e = super::choose_name(&lab, Some("lab")).expect_err("clash");
+    assert!(
+        e.contains("--name lab: nsfw topology lab already holds namespace ns2"),
+        "{e}"
+    );
+}
+
+/// Namespace names TOML cannot take bare are written as quoted keys, and read back as the
+/// same names (`ns.dot` was a nested table, `has=eq` invalid).
+#[test]
+fn odd_namespace_names_are_quoted_keys() {
+    let mut o = guide();
+    let ns1 = o.namespaces.remove("ns1").unwrap();
+    o.namespaces.insert("ns.dot".into(), ns1);
+    let ns2 = o.namespaces.remove("ns2").unwrap();
+    o.namespaces.insert("has=eq".into(), ns2);
+    let text = render::toml(&lab::build("lab", &o, &[]));
+    assert!(text.contains("[namespaces.\"ns.dot\"]"), "{text}");
+    let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"));
+    match t {
+        Ok(t) => {
+            let names: Vec<&str> = t.namespaces.iter().map(|n| n.name.as_str()).collect();
+            assert!(names.contains(&"ns.dot"), "{names:?}");
+        }
+        // nsfw may refuse the name itself; then it says which, by name.
+        Err(e) => assert!(format!("{e:#}").contains("has=eq"), "{e:#}\n{text}"),
+    }
+}
+
+/// What a file cannot say is absent is noted: no default route, no IPv6 where the bridge
+/// has it. A blackhole route is printed as one (was "dev ?").
+#[test]
+fn absent_default_route_and_ipv6_are_noted() {
+    let mut o = guide();
+    o.host.addrs.push(addr(3, "fd00:10::1/64"));
+    let ns1 = o.namespaces.get_mut("ns1").unwrap();
+    ns1.node.routes.clear();
+    let mut bh = default_via("10.10.0.1", 0);
+    bh.dst = "192.0.2.0/24".parse().unwrap();
+    (bh.gateway, bh.oif, bh.kind) = (None, None, 6);
+    ns1.node.routes.push(bh);
+    let lab = lab::build("lab", &o, &[]);
+    let has = |s: &str| lab.notes.iter().any(|n| n.contains(s));
+    assert!(
+        has("namespace ns1: no IPv4 default route"),
+        "{:?}",
+        lab.notes
+    );
+    assert!(
+        !has("namespace ns2: no IPv4 default route"),
+        "{:?}",
+        lab.notes
+    );
+    assert!(has("namespace ns2: no IPv6 address on"), "{:?}", lab.notes);
+    assert!(
+        has("route blackhole 192.0.2.0/24 not translated"),
+        "{:?}",
+        lab.notes
+    );
+}

@@ -60,6 +60,8 @@ pub(crate) struct Plan {
     pub record_after: Record,
     /// The record while the run is under way: the originals it is about to change added.
     pub record_during: Record,
+    /// `--adopt`: steps left out on purpose (`adopt::guard`); not "still differs" after.
+    pub left_out: Vec<Step>,
     /// Interfaces bound to or unbound from firewalld's zone (`crate::firewalld`).
     pub firewalld: Vec<crate::firewalld::Change>,
 }

@@ -1,0 +1,200 @@
+//! `guard`: under --adopt the plan removes nothing that was not nsfw's, and refuses to remove
+//! what nsfw already holds.
+
+use super::{Adoption, guard};
+use crate::kinds::{DelAddr, DeleteLink, DeleteNamespace, Step};
+use crate::plan::Plan;
+use crate::plumbing::{Link, NsObs, Observed};
+use crate::resources::Place;
+
+fn ns(owner: Option<&str>) -> NsObs {
+    NsObs {
+        owner: owner.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+fn del_ns(name: &str) -> Step {
+    DeleteNamespace {
+        name: name.into(),
+        takes: vec![],
+        why: "not in the file",
+    }
+    .into()
+}
+
+/// A topology `lab` applied (or adopted) before, and a file of the same name that names
+/// none of it (what `import` wrote after the adoption): refused, nothing removed.
+#[test]
+fn adopt_refuses_to_remove_what_nsfw_already_holds() {
+    let mut o = Observed::default();
+    o.namespaces.insert("ns1".into(), ns(Some("nsfw:lab")));
+    o.host.links.push(Link {
+        name: "br0".into(),
+        kind: Some("bridge".into()),
+        alias: Some("nsfw:lab".into()),
+        ..Link::bare(3, true, false)
+    });
+    let mut p = Plan {
+        steps: vec![
+            del_ns("ns1"),
+            DeleteLink {
+                place: Place::Host,
+                name: "br0".into(),
+                index: 3,
+                kind: Some("bridge".into()),
+                why: "not in the file",
+            }
+            .into(),
+        ],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &Adoption::default(), "lab.toml");
+    assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+    assert!(
+        p.conflicts[0].contains("namespace ns1"),
+        "{:?}",
+        p.conflicts
+    );
+    assert!(p.conflicts[1].contains("br0"), "{:?}", p.conflicts);
+}
+
+/// What the adopted namespace holds beyond the file (a second address, a route, a second
+/// veth) stays, and is named.
+#[test]
+fn adopt_keeps_what_the_file_does_not_name_in_an_adopted_namespace() {
+    let mut o = Observed::default();
+    o.namespaces.insert("ns1".into(), ns(None));
+    let mut a = Adoption::default();
+    a.pending.namespaces.insert("ns1".into());
+    let at = Place::Ns("ns1".into());
+    let mut p = Plan {
+        steps: vec![
+            DelAddr {
+                place: at.clone(),
+                ifname: "eth0".into(),
+                net: "10.10.0.50/24".parse().unwrap(),
+            }
+            .into(),
+            DeleteLink {
+                place: at.clone(),
+                name: "extra0".into(),
+                index: 9,
+                kind: Some("veth".into()),
+                why: "not in the file",
+            }
+            .into(),
+        ],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(p.warnings[0].contains("10.10.0.50/24"), "{:?}", p.warnings);
+}
+
+/// ip_forward found on may have been on before the lab (Docker): the adoption keeps the
+/// original the plan recorded ("1"), so a flush leaves it on, and says so.
+#[test]
+fn adopted_ip_forward_stays_on_at_flush() {
+    let k = crate::compile::IP_FORWARD.to_string();
+    let mut p = Plan::default();
+    for r in [&mut p.record_during, &mut p.record_after] {
+        let e = r.sysctls.entry(k.clone()).or_default();
+        e.original = "1".into();
+        e.users.insert("lab".into());
+    }
+    let a = Adoption {
+        sysctls: vec![k.clone()],
+        ..Default::default()
+    };
+    super::finish(&mut p, a, "lab");
+    assert_eq!(p.record_after.sysctls[&k].original, "1");
+    assert_eq!(p.record_during.sysctls[&k].original, "1");
+    assert!(
+        p.warnings.iter().any(|w| w.contains("leaves it on")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+/// A namespace with no default route and no IPv6 (the file cannot say "none"): adopting it
+/// gives it neither; a namespace that had a default route keeps getting nsfw's.
+#[test]
+fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
+    use crate::kinds::{AddAddr, SetRoute};
+    use crate::resources::RouteSpec;
+    let mut o = Observed::default();
+    let mut iso = ns(None);
+    // lo's ::1 is no IPv6 on the segment.
+    iso.node.addrs.push(crate::plumbing::Addr {
+        index: 1,
+        net: "::1/128".parse().unwrap(),
+        brd: None,
+        metric: 0,
+        flags: 0,
+        scope: 254,
+        valid: u32::MAX,
+        preferred: u32::MAX,
+    });
+    o.namespaces.insert("iso".into(), iso);
+    let mut a = Adoption::default();
+    a.pending.namespaces.insert("iso".into());
+    let at = Place::Ns("iso".into());
+    let default = |dst: &str| -> Step {
+        SetRoute {
+            place: at.clone(),
+            route: RouteSpec {
+                dst: dst.parse().unwrap(),
+                via: Some("10.10.0.1".parse().unwrap()),
+                dev: "eth0".into(),
+                metric: 0,
+                kind: 1,
+                orig: None,
+            },
+            old: None,
+            again: false,
+        }
+        .into()
+    };
+    let v6: Step = AddAddr {
+        place: at.clone(),
+        ifname: "eth0".into(),
+        net: "fd00:10::2/64".parse().unwrap(),
+        orig: None,
+    }
+    .into();
+    let mut p = Plan {
+        steps: vec![default("0.0.0.0/0"), default("::/0"), v6],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+    // Had one: nsfw's replaces it as usual.
+    let mut o = Observed::default();
+    let mut had = ns(None);
+    had.node.routes.push(crate::plumbing::Route {
+        dst: "0.0.0.0/0".parse().unwrap(),
+        gateway: Some("10.10.0.254".parse().unwrap()),
+        oif: Some(2),
+        kernel: false,
+        ours: false,
+        metric: 0,
+        kind: 1,
+        table: 254,
+        proto: 3,
+        scope: 0,
+        flags: 0,
+        prefsrc: None,
+        metrics: Default::default(),
+    });
+    o.namespaces.insert("iso".into(), had);
+    let mut p = Plan {
+        steps: vec![default("0.0.0.0/0")],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert_eq!(p.steps.len(), 1, "{:?}", p.warnings);
+}
