@@ -477,7 +477,10 @@ fn converge_in(
         && left.firewalld.is_empty()
         && !left.steps.iter().any(|s| p.steps.contains(s))
     {
-        crate::detail!("a second round for {} consequence(s) of the first", left.steps.len());
+        crate::detail!(
+            "a second round for {} consequence(s) of the first",
+            left.steps.len()
+        );
         let net = observe_plumbing(k, tg, &rec2)?;
         k.execute(
             &left.steps,
