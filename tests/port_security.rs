@@ -144,6 +144,32 @@ fn forge(sb: &Sandbox, mark: &str, m1: &str, m2: &str, mb: &str) {
         // Neighbour advertisements (override) for the neighbour's and the gateway's address.
         ("na", vec![m1, all_nodes, &ll1, "ff02::1", "2001:db8:10::3"]),
         ("na", vec![m1, m2, &ll1, "ff02::1", "2001:db8:10::1"]),
+        // Its own address, but the host's entry for it pointed at the neighbour's port (NA's
+        // target link-layer option) or at no port (NS's source link-layer option).
+        (
+            "na",
+            vec![
+                m1,
+                mb,
+                "2001:db8:10::2",
+                "2001:db8:10::1",
+                "2001:db8:10::2",
+                m2,
+            ],
+        ),
+        (
+            "ns",
+            vec![
+                m1,
+                mb,
+                "2001:db8:10::2",
+                "2001:db8:10::1",
+                "2001:db8:10::1",
+                "02:00:00:00:00:99",
+            ],
+        ),
+        // `::` as the source of anything but DAD and MLD.
+        ("udp6", vec![m1, mb, "::", "2001:db8:10::1"]),
     ];
     for (kind, args) in &sends {
         send(sb, "ns1", kind, mark, args);
@@ -167,6 +193,7 @@ fn a_namespace_speaks_only_as_itself_at_its_bridge_port() {
         (Some("ns1"), "10.10.0.3"),
         (None, "10.10.0.3"),
         (None, "2001:db8:10::3"),
+        (None, "2001:db8:10::2"),
     ] {
         sb.ok(&format!("{}ping -c1 -W2 {to}", exec(ns)));
     }
@@ -186,9 +213,10 @@ fn a_namespace_speaks_only_as_itself_at_its_bridge_port() {
             lladdr(sb, None, "2001:db8:10::3"),
             lladdr(sb, Some("ns2"), "10.10.0.1"),
             lladdr(sb, Some("ns2"), "2001:db8:10::1"),
+            lladdr(sb, None, "2001:db8:10::2"),
         ]
     };
-    let want = [Some(&m2), Some(&m2), Some(&mb), Some(&mb)];
+    let want = [Some(&m2), Some(&m2), Some(&mb), Some(&mb), Some(&m1)];
     assert_eq!(
         entries(&sb).each_ref().map(Option::as_ref),
         want,
@@ -217,6 +245,7 @@ fn a_namespace_speaks_only_as_itself_at_its_bridge_port() {
         "unguarded, the witnesses saw {seen:?}"
     );
     assert_eq!(lladdr(&sb, None, "10.10.0.3").as_ref(), Some(&m1));
+    assert_ne!(lladdr(&sb, None, "2001:db8:10::2").as_ref(), Some(&m1));
     // And apply puts the guard back.
     let f = sb.dir().join("ps.toml").display().to_string();
     sb.nsfw_code(&["apply", &f], 0);
@@ -413,7 +442,17 @@ fn behind_a_router_another_segments_address_never_leaves_it() {
             "forged datagrams reached the {label} through the router"
         );
     }
-    assert_eq!(lladdr(&sb, Some("router"), "10.20.0.3"), Some(mb));
+    assert_eq!(lladdr(&sb, Some("router"), "10.20.0.3"), Some(mb.clone()));
+    // The router's port on br1 lets it send what it routes onto br1, not br1's hosts'
+    // addresses: a datagram from a's address to b, from the router's own MAC.
+    let sniff = Sniff::start(&sb, &[("b", Some("b"), "eth0")], 1.5, "NSFWRT3");
+    let args = [mr.as_str(), mb.as_str(), "10.20.0.2", "10.20.0.3"];
+    sb.ok(&format!(
+        "ip netns exec router {} send eth1 udp4 NSFWRT3 {}",
+        frames(),
+        args.join(" ")
+    ));
+    assert_eq!(sniff.counts()[0].1, 0, "the router spoke as a to b");
     let allowed = |sb: &Sandbox| {
         for (ns, to) in [
             ("b", "203.0.113.10"),

@@ -115,17 +115,9 @@ fn taken_by(h: &ruleset::Held, set: &str, e: &Element, owner: &str) -> Option<St
         .map(|x| x.comment.clone().unwrap_or_else(|| "nobody's".into()))
 }
 
-fn attach_locked(
-    env: &Env,
-    c: &NetConf,
-    ns: &OwnedFd,
-    lease: Option<Lease>,
-    conn: &mut Conn,
-) -> CniResult<Value> {
-    let lock = super::lock(crate::state::Access::Exclusive)?;
-    leftovers::sweep(&lock, conn, &c.name)?;
-    let mut sock = NftSocket::open()?;
-    let held = ruleset::read(&mut sock, &c.name)?;
+/// The IPAM plugin's lease, or one of nsfw's own from the subnet (an address no other
+/// container of the network holds), checked.
+fn lease_for(c: &NetConf, lease: Option<Lease>, held: &ruleset::Held) -> CniResult<Lease> {
     let lease = match (lease, c.subnet) {
         (Some(l), _) => l,
         (None, Some(subnet)) => {
@@ -139,6 +131,21 @@ fn attach_locked(
         (None, None) => return Err(CniError::config("no subnet and no ipam")),
     };
     validate::lease(&lease)?;
+    Ok(lease)
+}
+
+fn attach_locked(
+    env: &Env,
+    c: &NetConf,
+    ns: &OwnedFd,
+    lease: Option<Lease>,
+    conn: &mut Conn,
+) -> CniResult<Value> {
+    let lock = super::lock(crate::state::Access::Exclusive)?;
+    leftovers::sweep(&lock, conn, &c.name)?;
+    let mut sock = NftSocket::open()?;
+    let held = ruleset::read(&mut sock, &c.name)?;
+    let lease = lease_for(c, lease, &held)?;
     let owner = owner::element_owner(&env.container_id, &env.ifname);
     let mine = table::container_elements(lease.addr.ip(), &c.ports, &owner);
     for (set, e) in &mine {

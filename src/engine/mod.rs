@@ -465,34 +465,34 @@ fn converge_in(
     carry_out_in(k, dir, tg, &p, &o, done)?;
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
     let rec2 = Record::load(dir);
-    let mut left = if nft_as_planned(&p, &o, k) {
-        if p.steps.is_empty() && rec2 == rec {
-            // Nothing of the plumbing was changed, and nftables holds what the plan made it:
-            // reading the links again would look for others' changes, not check this run's.
-            Plan::default()
-        } else {
-            // The plumbing is read and planned again; nftables holds what the plan made it.
-            // (nftables' tables as they were: nobody else runs while the lock is held.)
-            let net = plumbing::Observed {
-                tables_of: o.net.tables_of.clone(),
-                ..observe_plumbing(k, tg, &rec2)?
-            };
-            plan::plan(&tg.desired, &net, &rec2, tg.who)
-        }
-    } else {
-        let o2 = observe_in(k, tg, &rec2)?;
-        plan_in(k, tg, &o2, &rec2)?
-    };
-    crate::detail!("timing: observed again after {:?}", t0.elapsed());
-    // What is left pending may only be the record's own bookkeeping, and what --adopt
-    // left out on purpose.
-    left.record_after = p.record_after.clone();
-    // A left-out removal still pending brings back the steps that go with it ("again"
-    // routes, forgotten neighbours): this run carried those out already.
-    if !p.left_out.is_empty() {
-        left.steps
-            .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
+    let mut left = pending_after(k, tg, &p, &o, &rec, &rec2)?;
+    // A change can make the kernel make more: a link's MTU raised past 1280 gives it IPv6,
+    // with the kernel's address generation and a link-local address the file says it must not
+    // have. Such consequences are steps this run did not plan; one more round carries them out
+    // (never the same steps again: those failing twice are a real difference).
+    if !left.is_empty()
+        && left.conflicts.is_empty()
+        && left.nft.ops.is_empty()
+        && left.nft.ns_ops.is_empty()
+        && left.creates.is_empty()
+        && left.firewalld.is_empty()
+        && !left.steps.iter().any(|s| p.steps.contains(s))
+    {
+        crate::detail!(
+            "a second round for {} consequence(s) of the first",
+            left.steps.len()
+        );
+        let net = observe_plumbing(k, tg, &rec2)?;
+        k.execute(
+            &left.steps,
+            &tg.desired.mark,
+            &net.ns_indexes(),
+            &mut |s: &Step| done(s.to_string()),
+            &mut |_: &mut dyn Kernel| crate::signals::check(),
+        )?;
+        left = pending_after(k, tg, &p, &o, &rec, &Record::load(dir))?;
     }
+    crate::detail!("timing: observed again after {:?}", t0.elapsed());
     if !left.is_empty() || !left.conflicts.is_empty() {
         bail!(
             "the run finished but the host still differs; pending:\n{left}{}",
@@ -505,6 +505,46 @@ fn converge_in(
         changes: p.len(),
         plan: p,
     })
+}
+
+/// What a run left pending: the plumbing read and planned again (and nftables, unless it
+/// holds what the plan made it), less what `--adopt` left out on purpose.
+fn pending_after(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    p: &Plan,
+    o: &Observed,
+    rec: &Record,
+    rec2: &Record,
+) -> Result<Plan> {
+    let mut left = if nft_as_planned(p, o, k) {
+        if p.steps.is_empty() && rec2 == rec {
+            // Nothing of the plumbing was changed, and nftables holds what the plan made it:
+            // reading the links again would look for others' changes, not check this run's.
+            Plan::default()
+        } else {
+            // The plumbing is read and planned again; nftables holds what the plan made it.
+            // (nftables' tables as they were: nobody else runs while the lock is held.)
+            let net = plumbing::Observed {
+                tables_of: o.net.tables_of.clone(),
+                ..observe_plumbing(k, tg, rec2)?
+            };
+            plan::plan(&tg.desired, &net, rec2, tg.who)
+        }
+    } else {
+        let o2 = observe_in(k, tg, rec2)?;
+        plan_in(k, tg, &o2, rec2)?
+    };
+    // What is left pending may only be the record's own bookkeeping, and what --adopt
+    // left out on purpose.
+    left.record_after = p.record_after.clone();
+    // A left-out removal still pending brings back the steps that go with it ("again"
+    // routes, forgotten neighbours): this run carried those out already.
+    if !p.left_out.is_empty() {
+        left.steps
+            .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
+    }
+    Ok(left)
 }
 
 /// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that

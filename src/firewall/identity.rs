@@ -10,6 +10,7 @@
 //!     set mac { type ifname . ether_addr; }            # "lab-ns1" . 02:..:..
 //!     set ethertypes { type ether_type; elements = { ip, arp, ip6 } }
 //!     set addr4 { type ifname . ipv4_addr; }               # its address
+//!     set unspec6 { type icmpv6_type; elements = { 131, 135, 143 } } # what :: may send
 //!     set addr6 { type ifname . ipv6_addr; }               # its address, link-local, ::
 //!     set ok4 { type ifname . ipv4_addr; flags interval; }  # spoof_ok
 //!     set ok6 { type ifname . ipv6_addr; flags interval; }
@@ -24,19 +25,23 @@
 //!         iifname . arp saddr ip != @addr4 iifname . arp saddr ip != @ok4 counter drop
 //!         iifname . ip saddr != @addr4 iifname . ip saddr != @routed4 counter drop
 //!         iifname . ip6 saddr != @addr6 iifname . ip6 saddr != @routed6 counter drop
+//!         ip6 saddr :: meta l4proto != ipv6-icmp counter drop         # :: for DAD, MLD only
+//!         ip6 saddr :: icmpv6 type != @unspec6 counter drop
 //!         iifname @hosts icmpv6 type nd-router-advert counter drop
 //!         iifname @hosts icmpv6 type nd-redirect counter drop
 //!         icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6
 //!             iifname . icmpv6 taddr != @ok6 counter drop
 //!         ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . icmpv6 taddr != @addr6
 //!             iifname . icmpv6 taddr != @ok6 counter drop
+//!         ...                                   # ND link-layer options: see lladdr_options
 //!     }
 //! }
 //! ```
 //!
 //! A namespace that routes (`forward = true`) sends, out of each interface, the networks it
 //! forwards from its other interfaces (their segments, its routes' destinations, and any
-//! address when its default route leaves by another interface): the `routed` sets. It still
+//! address when its default route leaves by another interface), never that interface's own
+//! segment: the `routed` sets. It still
 //! answers ARP and ND only for its own addresses. Physical ports are not judged: nsfw does
 //! not know who is behind them.
 
@@ -64,6 +69,14 @@ const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
+const ND_ROUTER_SOLICIT: u8 = 133;
+const MLD_REPORT: u8 = 131;
+const MLD2_REPORT: u8 = 143;
+const IPPROTO_ICMPV6: u8 = 58;
+/// An ND option's type and length bytes, as the 2-byte load reads them: a source (1) or
+/// target (2) link-layer address option of 8 bytes (length 1).
+const SLLAO: [u8; 2] = [1, 1];
+const TLLAO: [u8; 2] = [2, 1];
 /// The bridge family's `filter` priority.
 const BRIDGE_FILTER: i32 = -200;
 
@@ -108,7 +121,55 @@ fn routed(n: &Namespace, i: &Iface, v6: bool) -> Vec<IpNetwork> {
     {
         add(all);
     }
+    // Never the segment's own hosts' addresses: they are on the segment, not behind the
+    // router (its own address is in addr4/addr6). A default route, or any route wider than
+    // the segment, is cut around it.
+    let own = if v6 {
+        i.address6.map(|a| IpNetwork::V6(a.network_net()))
+    } else {
+        Some(IpNetwork::V4(i.address.network_net()))
+    };
+    match own {
+        Some(own) => out
+            .into_iter()
+            .flat_map(|net| {
+                if net.prefix() < own.prefix() && net.contains(own.ip()) {
+                    outside(net, own)
+                } else {
+                    vec![net]
+                }
+            })
+            .collect(),
+        None => out,
+    }
+}
+
+/// `all` minus `hole` (inside it), as the networks that differ from `hole` in one prefix
+/// bit: for 0.0.0.0/0 minus 10.0.0.0/24, 128.0.0.0/1, 64.0.0.0/2, ..., 10.0.1.0/24.
+fn outside(all: IpNetwork, hole: IpNetwork) -> Vec<IpNetwork> {
+    let (bits, hole_bits) = match hole.ip() {
+        IpAddr::V4(a) => (32u32, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (128, u128::from(a)),
+    };
+    let mut out = Vec::new();
+    for k in u32::from(all.prefix())..u32::from(hole.prefix()) {
+        // Bit k from the top flipped, everything below it cleared.
+        let flip = 1u128 << (bits - 1 - k);
+        let keep = if k == 0 { 0 } else { !0u128 << (bits - k) } & mask(bits);
+        let net = (hole_bits & keep) | ((hole_bits & flip) ^ flip);
+        let ip = match hole.ip() {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(net as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
+        };
+        if let Ok(n) = IpNetwork::new(ip, (k + 1) as u8) {
+            out.push(n);
+        }
+    }
     out
+}
+
+fn mask(bits: u32) -> u128 {
+    if bits == 128 { !0 } else { (1u128 << bits) - 1 }
 }
 
 /// Network helpers the topology's address types lack.
@@ -183,11 +244,18 @@ fn sets(d: Data) -> Vec<nft::Set> {
         .into_iter()
         .map(|e| Element::key(vec![Value::EtherType(e)]))
         .collect();
+    // What may come from `::`: DAD's neighbour solicitation and MLD reports (RFC 4862 §5.4.2,
+    // RFC 3810 §5.2.13), nothing else.
+    let unspec: Vec<Element> = [MLD_REPORT, ND_NEIGHBOR_SOLICIT, MLD2_REPORT]
+        .into_iter()
+        .map(|t| Element::key(vec![Value::Icmpv6Type(t)]))
+        .collect();
     let mut v = vec![
         set("ports", vec![ifname], None, false, d.ports),
         set("hosts", vec![ifname], None, false, d.hosts),
         set("mac", vec![ifname, Datatype::EtherAddr], None, false, d.mac),
         set("ethertypes", vec![Datatype::EtherType], None, false, types),
+        set("unspec6", vec![Datatype::Icmpv6Type], None, false, unspec),
     ];
     // Exact addresses in hash sets: an interval set per element costs the kernel more, and
     // only the few networks need one.
@@ -243,6 +311,11 @@ fn identity() -> Chain {
                 not_in(Field::Ip6Saddr, "addr6"),
                 not_in(Field::Ip6Saddr, "routed6"),
             ]),
+            drop(vec![unspecified(), not_icmpv6()]),
+            drop(vec![
+                unspecified(),
+                lookup(field(Field::Icmpv6Type), "unspec6", false),
+            ]),
             drop(vec![hosts(), icmpv6(ND_ROUTER_ADVERT)]),
             drop(vec![hosts(), icmpv6(ND_REDIRECT)]),
             drop(vec![
@@ -256,8 +329,84 @@ fn identity() -> Chain {
                 not_in(Field::Icmpv6Taddr, "addr6"),
                 not_in(Field::Icmpv6Taddr, "ok6"),
             ]),
-        ],
+        ]
+        .into_iter()
+        .chain(lladdr_options())
+        .collect(),
     )
+}
+
+/// `ip6 saddr ::`
+fn unspecified() -> Stmt {
+    Stmt::eq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED))
+}
+
+/// `meta l4proto != ipv6-icmp`
+fn not_icmpv6() -> Stmt {
+    Stmt::neq(meta(MetaKey::L4proto), Value::Proto(IPPROTO_ICMPV6))
+}
+
+/// The link-layer address a neighbour or router solicitation or a neighbour advertisement
+/// carries is the port's own MAC: otherwise a namespace points its neighbours' entry for
+/// its own address at another port (across `isolate`) or at no port (a flood).
+///
+/// nftables reads options at fixed offsets only, so the link-layer option must be the
+/// first: where Linux and every stack we know put it, and Linux takes the first of
+/// duplicates (ndisc_parse_options), so a second one later is ignored. A message with
+/// options whose first is another kind is dropped, as one that may hide its link-layer
+/// option behind it; one without options (a unicast NA, a DAD NS) passes, it names no
+/// address. A DAD NS (from `::`) is exempt: it carries a nonce option first, and the kernel
+/// refuses a link-layer option in it (RFC 4861 §7.1.1). A load past the packet's end
+/// matches nothing: the rules judge only messages that have options.
+///
+/// ```nft
+/// icmpv6 type nd-neighbor-advert @th,192,16 != 0x0201 counter drop
+/// icmpv6 type nd-neighbor-advert iifname . @th,208,48 != @mac counter drop
+/// icmpv6 type nd-neighbor-solicit ip6 saddr != :: @th,192,16 != 0x0101 counter drop
+/// icmpv6 type nd-neighbor-solicit ip6 saddr != :: iifname . @th,208,48 != @mac counter drop
+/// icmpv6 type nd-router-solicit @th,64,16 != 0x0101 counter drop
+/// icmpv6 type nd-router-solicit iifname . @th,80,48 != @mac counter drop
+/// ```
+fn lladdr_options() -> Vec<Rule> {
+    let not_unspec = || Stmt::neq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED));
+    let opt = |f: Field, o: [u8; 2]| Stmt::neq(field(f), Value::Bits16(u16::from_be_bytes(o)));
+    let mut out = Vec::new();
+    for (ty, head, kind, opt_f, mac_f) in [
+        (
+            ND_NEIGHBOR_ADVERT,
+            None,
+            TLLAO,
+            Field::Icmpv6NdOpt,
+            Field::Icmpv6NdOptLladdr,
+        ),
+        (
+            ND_NEIGHBOR_SOLICIT,
+            Some(()),
+            SLLAO,
+            Field::Icmpv6NdOpt,
+            Field::Icmpv6NdOptLladdr,
+        ),
+        (
+            ND_ROUTER_SOLICIT,
+            None,
+            SLLAO,
+            Field::Icmpv6RsOpt,
+            Field::Icmpv6RsOptLladdr,
+        ),
+    ] {
+        let pre = || {
+            let mut v = vec![icmpv6(ty)];
+            v.extend(head.map(|()| not_unspec()));
+            v
+        };
+        let mut a = pre();
+        a.push(opt(opt_f, kind));
+        out.push(drop(a));
+        let mut b = pre();
+        b.push(not_in(mac_f, "mac"));
+        out.push(drop(b));
+    }
+    out
 }
 
 /// Anti-spoofing inside a namespace that routes, first in its forward chain: a packet it

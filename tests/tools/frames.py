@@ -103,9 +103,13 @@ def frame(kind, marker, a):
     if kind == "udp6":
         return dst + src + b"\x86\xdd" + udp6(a[2], a[3]) + marker
     if kind == "na":
-        return dst + src + b"\x86\xdd" + na(a[2], a[3], a[4], src) + marker
+        # A sixth argument: the link-layer address its option names (its own MAC if absent).
+        ll = mac(a[5]) if len(a) > 5 else src
+        return dst + src + b"\x86\xdd" + na(a[2], a[3], a[4], ll) + marker
     if kind == "ns":
-        return dst + src + b"\x86\xdd" + ns(a[2], a[3], a[4], src) + marker
+        # A sixth argument: the link-layer address its option names (its own MAC if absent).
+        ll = mac(a[5]) if len(a) > 5 else src
+        return dst + src + b"\x86\xdd" + ns(a[2], a[3], a[4], ll) + marker
     if kind == "arp":
         body = arp(*a[2:7])
         return dst + src + b"\x08\x06" + body + b"\0" * 18 + marker

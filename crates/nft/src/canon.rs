@@ -149,6 +149,7 @@ fn is_canonical(types: &[Datatype], b: &[u8]) -> bool {
             | Datatype::Ifindex
             | Datatype::ArpHrd
             | Datatype::Integer16
+            | Datatype::Bits16
             | Datatype::CtState
             | Datatype::CtDir
             | Datatype::CtStatus

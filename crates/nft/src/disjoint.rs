@@ -27,9 +27,11 @@ fn coord(v: &Value) -> Coord {
     match v {
         Value::Ipv4(a) => Coord::Num(u128::from(u32::from(*a))),
         Value::Ipv6(a) => Coord::Num(u128::from(*a)),
-        Value::Port(p) | Value::EtherType(p) | Value::ArpHrd(p) | Value::U16(p) => {
-            Coord::Num(u128::from(*p))
-        }
+        Value::Port(p)
+        | Value::EtherType(p)
+        | Value::ArpHrd(p)
+        | Value::U16(p)
+        | Value::Bits16(p) => Coord::Num(u128::from(*p)),
         Value::Proto(p)
         | Value::NfProto(p)
         | Value::IcmpType(p)
@@ -55,6 +57,7 @@ fn value(template: &Value, n: u128) -> Value {
         Value::EtherType(_) => Value::EtherType(s(n)),
         Value::ArpHrd(_) => Value::ArpHrd(s(n)),
         Value::U16(_) => Value::U16(s(n)),
+        Value::Bits16(_) => Value::Bits16(s(n)),
         Value::Proto(_) => Value::Proto(b(n)),
         Value::NfProto(_) => Value::NfProto(b(n)),
         Value::IcmpType(_) => Value::IcmpType(b(n)),

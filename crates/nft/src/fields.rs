@@ -93,6 +93,14 @@ pub enum Field {
     Icmpv6Type,
     /// The target address of a neighbour solicitation or advertisement (`icmpv6 taddr`).
     Icmpv6Taddr,
+    /// The first option of a neighbour solicitation or advertisement: its type and length
+    /// bytes (`@th,192,16`), and the link-layer address it carries (`@th,208,48`). `nft` has
+    /// no name for them; they render as the raw loads it lists.
+    Icmpv6NdOpt,
+    Icmpv6NdOptLladdr,
+    /// The same for a router solicitation, whose options start at offset 8.
+    Icmpv6RsOpt,
+    Icmpv6RsOptLladdr,
     /// The sender's hardware and protocol address of an ARP packet (`arp saddr ether`,
     /// `arp saddr ip`).
     ArpSaddrEther,
@@ -255,6 +263,44 @@ pub const FIELDS: &[FieldDesc] = &[
         0,
         1,
         Datatype::Icmpv6Type,
+    ),
+    // Before `taddr`: a 2-byte load at offset 8 is the router solicitation's option, not a
+    // prefix of the target address (which nsfw never loads in part).
+    (
+        Field::Icmpv6RsOpt,
+        Proto::Icmpv6,
+        "@th,64,16",
+        HeaderBase::Transport,
+        8,
+        2,
+        Datatype::Bits16,
+    ),
+    (
+        Field::Icmpv6RsOptLladdr,
+        Proto::Icmpv6,
+        "@th,80,48",
+        HeaderBase::Transport,
+        10,
+        6,
+        Datatype::EtherAddr,
+    ),
+    (
+        Field::Icmpv6NdOpt,
+        Proto::Icmpv6,
+        "@th,192,16",
+        HeaderBase::Transport,
+        24,
+        2,
+        Datatype::Bits16,
+    ),
+    (
+        Field::Icmpv6NdOptLladdr,
+        Proto::Icmpv6,
+        "@th,208,48",
+        HeaderBase::Transport,
+        26,
+        6,
+        Datatype::EtherAddr,
     ),
     (
         Field::Icmpv6Taddr,

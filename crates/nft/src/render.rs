@@ -16,6 +16,8 @@ fn value(v: &Value) -> String {
 impl Display for Expr {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
+            // A field nft has no name for is written as the raw load it lists (`@th,192,16`).
+            Expr::Payload(fl) if fl.name().starts_with('@') => write!(f, "{}", fl.name()),
             Expr::Payload(fl) => write!(f, "{} {}", fl.proto().name(), fl.name()),
             Expr::Meta(k) if k.unqualified() => write!(f, "{}", k.name()),
             Expr::Meta(k) => write!(f, "meta {}", k.name()),

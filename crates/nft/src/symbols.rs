@@ -222,6 +222,7 @@ pub fn value(v: &Value, numeric: bool) -> String {
         Value::Bool(false) => "missing".into(),
         Value::Ifname(n) => format!("\"{n}\""),
         Value::U16(v) => v.to_string(),
+        Value::Bits16(v) => format!("{v:#x}"),
     }
 }
 

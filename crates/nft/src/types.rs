@@ -51,6 +51,9 @@ pub enum Datatype {
     Ifname,
     /// A 16-bit integer in host order, as nft's `integer` type holds `ct zone`.
     Integer16,
+    /// 16 bits read from a packet as they stand (network order), as nft lists a raw load
+    /// (`@th,192,16 != 0x201`).
+    Bits16,
 }
 
 /// One datatype: (type, nft's TYPE_* id, name, bytes, byte order, bitmask?).
@@ -156,6 +159,7 @@ pub const DATATYPES: &[Desc] = &[
     (Datatype::Boolean, 39, "boolean", 1, ByteOrder::Host, false),
     (Datatype::Ifname, 41, "ifname", 16, ByteOrder::Host, false),
     (Datatype::Integer16, 4, "integer", 2, ByteOrder::Host, false),
+    (Datatype::Bits16, 4, "integer", 2, ByteOrder::Big, false),
 ];
 
 /// Bits per component in a concatenated key type (datatype.h TYPE_BITS).
@@ -264,6 +268,8 @@ pub enum Value {
     Ifname(String),
     /// A conntrack zone.
     U16(u16),
+    /// Two bytes of a packet, big-endian (`0x201`: bytes 02 01).
+    Bits16(u16),
 }
 
 impl Value {
@@ -289,6 +295,7 @@ impl Value {
             Value::Bool(_) => Datatype::Boolean,
             Value::Ifname(_) => Datatype::Ifname,
             Value::U16(_) => Datatype::Integer16,
+            Value::Bits16(_) => Datatype::Bits16,
         }
     }
 
@@ -314,7 +321,9 @@ impl Value {
             Value::Ipv4(a) => out.extend_from_slice(&a.octets()),
             Value::Ipv6(a) => out.extend_from_slice(&a.octets()),
             Value::Ether(m) => out.extend_from_slice(m),
-            Value::EtherType(v) | Value::Port(v) => out.extend_from_slice(&v.to_be_bytes()),
+            Value::EtherType(v) | Value::Port(v) | Value::Bits16(v) => {
+                out.extend_from_slice(&v.to_be_bytes())
+            }
             Value::ArpHrd(v) | Value::U16(v) => out.extend_from_slice(&v.to_ne_bytes()),
             Value::Mark(v)
             | Value::Ifindex(v)
@@ -360,6 +369,7 @@ impl Value {
             Datatype::FibAddr => Value::FibAddr(u32ne()?),
             Datatype::Boolean => Value::Bool(*b.first()? != 0),
             Datatype::Integer16 => Value::U16(u16::from_ne_bytes(arr(2)?.try_into().ok()?)),
+            Datatype::Bits16 => Value::Bits16(u16::from_be_bytes(arr(2)?.try_into().ok()?)),
             Datatype::Ifname => {
                 if b.len() > 16 {
                     return None;
