@@ -40,7 +40,10 @@ fn gather(t: Option<&crate::topology::Topology>, cmd: &str, conntrack: bool) -> 
             let rec = Record::load(lock.dir());
             let o = engine::observe(&tg, &rec, &mut nft)?;
             let p = engine::plan(&tg, &o, &rec)?;
-            let same = p.is_empty() && p.conflicts.is_empty() && p.unreachable.is_empty();
+            let same = p.is_empty()
+                && p.conflicts.is_empty()
+                && p.unreachable.is_empty()
+                && !p.firewalld_unchecked;
             sync = Some(same);
             match ts.iter_mut().find(|x| x.name == t.name) {
                 Some(x) => x.in_sync = Some(same),
