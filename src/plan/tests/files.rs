@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The plan of `nsfw flush` of topology `one` (the file's topology, nothing desired).
+fn flush_plan(d: &Desired, o: &Observed, rec: &Record) -> Plan {
+    let nothing = Desired {
+        topology: d.topology.clone(),
+        mark: d.mark.clone(),
+        ..Default::default()
+    };
+    plan(&nothing, o, rec, Owner::Topology("one"))
+}
+
 #[test]
 fn a_resolv_conf_someone_else_wrote_is_left_out_alone_and_nsfw_s_own_is_rewritten() {
     let text = format!("{ONE}dns = [\"192.0.2.53\"]\n");
@@ -52,12 +62,7 @@ fn a_flush_names_a_namespace_s_resolv_conf_nsfw_did_not_write_and_leaves_it() {
     let mut o = in_sync(&d);
     o.resolv
         .insert("ns1".into(), FileObs::Text("nameserver 1.1.1.1\n".into()));
-    let nothing = Desired {
-        topology: d.topology.clone(),
-        mark: d.mark.clone(),
-        ..Default::default()
-    };
-    let p = plan(&nothing, &o, &Record::default(), Owner::Topology("one"));
+    let p = flush_plan(&d, &o, &Record::default());
     assert!(
         !steps(&p).iter().any(|s| s.contains("resolv.conf")),
         "{:?}",
@@ -112,12 +117,7 @@ fn an_edit_that_keeps_nsfw_s_first_line_is_a_hand_edit() {
     );
     // flush: named and kept.
     o.resolv.insert("ns1".into(), FileObs::Text(edited));
-    let nothing = Desired {
-        topology: d.topology.clone(),
-        mark: d.mark.clone(),
-        ..Default::default()
-    };
-    let p = plan(&nothing, &o, &Record::default(), Owner::Topology("one"));
+    let p = flush_plan(&d, &o, &Record::default());
     assert!(
         !steps(&p).iter().any(|s| s.contains("resolv.conf")),
         "{:?}",
@@ -147,12 +147,7 @@ fn a_flush_leaves_a_directory_that_holds_hosts_and_is_done() {
         .or_default()
         .files
         .insert("ns1".into());
-    let nothing = Desired {
-        topology: d.topology.clone(),
-        mark: d.mark.clone(),
-        ..Default::default()
-    };
-    let p = plan(&nothing, &o, &rec, Owner::Topology("one"));
+    let p = flush_plan(&d, &o, &rec);
     assert!(
         !steps(&p).iter().any(|s| s.contains("resolv.conf")),
         "{:?}",
