@@ -69,6 +69,13 @@ pub(crate) enum LinkKind {
         /// The file sets the bridge's MTU: the port is set to it (else a port of another
         /// MTU is refused).
         mtu_set: bool,
+    },    /// A child of a host interface nsfw does not own (`uplink`), with its own MAC on the
+    /// uplink's LAN: made from the host, in the place it is specified in (a namespace, or
+    /// the host for the shim). `tap`: a macvtap.
+    Macvlan {
+        uplink: String,
+        mode: crate::topology::MacvlanMode,
+        tap: bool,
     },
 }
 
@@ -78,6 +85,7 @@ pub(crate) struct LinkSpec {
     /// The key of the file it comes from, for messages: `bridges.br0`.
     pub origin: String,
     pub kind: LinkKind,
+    /// 0: the kernel's choice, not compared (a macvlan without `mtu` takes its uplink's).
     pub mtu: u32,
     pub mac: Option<Mac>,
     /// The bridge this link is a port of, in the same place.

@@ -102,6 +102,7 @@ fn kind(s: &Step) -> &'static str {
         Step::DeleteLink { .. }
         | Step::CreateBridge { .. }
         | Step::CreateVeth { .. }
+        | Step::CreateMacvlan { .. }
         | Step::SetLink { .. } => "link",
         Step::AddAddr { .. } | Step::DelAddr { .. } => "address",
         Step::SetRoute { .. } | Step::DelRoute { .. } => "route",

@@ -165,6 +165,7 @@ impl Net {
                 nf_call,
             }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
             Step::CreateVeth(v) => self.create_veth(v, mark),
+            Step::CreateMacvlan(m) => self.create_macvlan(m, mark),
             Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
             Step::AddAddr(AddAddr {
                 place,
@@ -350,6 +351,30 @@ impl Net {
         };
         self.o.host.links.push(h);
         self.node_mut(&inside)?.links.push(veth(pi, hi, peer, *mac));
+        Ok(())
+    }
+
+    /// A child of a host uplink, in its place (the shim, in the host, marked).
+    fn create_macvlan(&mut self, m: &crate::kinds::CreateMacvlan, mark: &str) -> Result<()> {
+        let Some(up) = self.o.host.link(&m.uplink).cloned() else {
+            bail!("no interface {}", m.uplink);
+        };
+        if self.node_mut(&m.place)?.link(&m.name).is_some() {
+            bail!("{}: File exists", m.place.link(&m.name));
+        }
+        let index = self.new_index();
+        let l = Link {
+            name: m.name.clone(),
+            kind: Some(if m.tap { "macvtap" } else { "macvlan" }.into()),
+            mtu: if m.mtu == 0 { up.mtu } else { m.mtu },
+            mac: m.mac,
+            peer_index: Some(up.index),
+            macvlan_mode: Some(m.mode.number()),
+            alias: (m.place == Place::Host).then(|| mark.to_string()),
+            qdisc: Some("noqueue".into()),
+            ..Link::bare(index, true, false)
+        };
+        self.node_mut(&m.place)?.links.push(l);
         Ok(())
     }
 
