@@ -234,7 +234,7 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
         isolated: false,
     };
     let origin = format!("{}.{} = {:?}", m.key, m.kind(), m.uplink);
-    let child = spec(&m.ifname, origin, m.mode, m.tap, m.mac, m.mtu.unwrap_or(0), false);
+    let child = spec(&m.ifname, origin, m.mode, m.tap, m.mac, m.mtu.unwrap_or(0), true);
     node.links.insert(m.ifname.clone(), child);
     node.addrs
         .insert((m.ifname.clone(), IpNetwork::V4(m.address)));

@@ -58,10 +58,13 @@ pub(crate) struct CreateMacvlan {
     pub mtu: u32,
     pub mac: Option<Mac>,
     pub no_link_local: bool,
+    /// Its owner's mark, set from inside too: a child moved out of its namespace carries
+    /// it, and is found as nsfw's wherever nsfw looks.
+    pub alias: String,
 }
 
 impl CreateMacvlan {
-    pub(crate) fn of(place: Place, spec: &LinkSpec) -> Option<CreateMacvlan> {
+    pub(crate) fn of(place: Place, spec: &LinkSpec, alias: &str) -> Option<CreateMacvlan> {
         let LinkKind::Macvlan { uplink, mode, tap } = &spec.kind else {
             return None;
         };
@@ -74,6 +77,7 @@ impl CreateMacvlan {
             mtu: spec.mtu,
             mac: spec.mac,
             no_link_local: spec.no_link_local,
+            alias: alias.to_string(),
         })
     }
 
@@ -91,7 +95,6 @@ impl CreateMacvlan {
             &self.name, uplink, kind, self.mtu, self.mac, ns,
         )];
         if self.place == Place::Host {
-            reqs.push(msgs::mark(&self.name, at.mark));
             reqs.extend(self.finish_inside());
         }
         Ok(reqs)
@@ -105,9 +108,9 @@ impl Change for CreateMacvlan {
     fn born_in(&self) -> Option<&str> {
         self.place.ns()
     }
-    /// No IPv6 link-local address unless nsfw gives one, then up.
+    /// Marked, no IPv6 link-local address unless nsfw gives one, then up.
     fn finish_inside(&self) -> Vec<Req> {
-        let mut reqs = Vec::new();
+        let mut reqs = vec![msgs::mark(&self.name, &self.alias)];
         if self.no_link_local {
             reqs.push(msgs::no_link_local(&self.name));
         }

@@ -189,7 +189,7 @@ impl<'a> Cx<'a> {
         }
         let mac = spec.mac.map(|m| m.to_string()).unwrap_or_default();
         self.new_links.insert(spec.name.clone(), mac);
-        if let Some(make) = CreateMacvlan::of(Place::Host, spec) {
+        if let Some(make) = CreateMacvlan::of(Place::Host, spec, &self.d.mark) {
             self.push(make);
         }
     }
@@ -230,7 +230,7 @@ impl<'a> Cx<'a> {
                     self.push(DeleteLink::of(Place::Ns(ns.clone()), l, why));
                 }
                 self.new_pairs.insert((ns.clone(), spec.name.clone()));
-                if let Some(make) = CreateMacvlan::of(Place::Ns(ns.clone()), spec) {
+                if let Some(make) = CreateMacvlan::of(Place::Ns(ns.clone()), spec, &d.mark) {
                     self.push(make);
                 }
             }

@@ -165,7 +165,7 @@ impl Net {
                 nf_call,
             }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
             Step::CreateVeth(v) => self.create_veth(v, mark),
-            Step::CreateMacvlan(m) => self.create_macvlan(m, mark),
+            Step::CreateMacvlan(m) => self.create_macvlan(m),
             Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
             Step::AddAddr(AddAddr {
                 place,
@@ -355,7 +355,7 @@ impl Net {
     }
 
     /// A child of a host uplink, in its place (the shim, in the host, marked).
-    fn create_macvlan(&mut self, m: &crate::kinds::CreateMacvlan, mark: &str) -> Result<()> {
+    fn create_macvlan(&mut self, m: &crate::kinds::CreateMacvlan) -> Result<()> {
         let Some(up) = self.o.host.link(&m.uplink).cloned() else {
             bail!("no interface {}", m.uplink);
         };
@@ -370,7 +370,7 @@ impl Net {
             mac: m.mac,
             peer_index: Some(up.index),
             macvlan_mode: Some(m.mode.number()),
-            alias: (m.place == Place::Host).then(|| mark.to_string()),
+            alias: Some(m.alias.clone()),
             qdisc: Some("noqueue".into()),
             ..Link::bare(index, true, false)
         };
