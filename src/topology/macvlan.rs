@@ -20,8 +20,12 @@ use super::{Bridge, Mac};
 /// (macvtap: the same device with a character device, /dev/tapN, for a VM).
 pub(super) const UPLINK_KINDS: [(&str, bool); 2] = [("macvlan", false), ("macvtap", true)];
 
-/// The keys of an interface on an uplink (in the shorthand, also `ifname`).
-pub(super) const UPLINK_KEYS: [&str; 8] = [
+/// The keys of an interface on an uplink (in the shorthand, also `ifname`), and the keys of
+/// an interface on a bridge that `read` refuses there with its reason (not as unknown).
+pub(super) const UPLINK_KEYS: [&str; 11] = [
+    "bridge",
+    "host_ifname",
+    "host_mac",
     "macvlan",
     "macvtap",
     "mode",

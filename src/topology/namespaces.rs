@@ -103,7 +103,8 @@ fn raw_ifaces<'a>(
         return idx;
     };
     // The shorthand's keys beside `interfaces` would be ambiguous.
-    for k in IFACE_KEYS.iter().chain(&UPLINK_KEYS).chain(&["ifname"]) {
+    let uplink_only = UPLINK_KEYS.iter().filter(|k| !IFACE_KEYS.contains(k));
+    for k in IFACE_KEYS.iter().chain(uplink_only).chain(&["ifname"]) {
         if let Some(v) = n.get(*k) {
             cx.err(
                 &join(&prefix, k),

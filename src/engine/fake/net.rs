@@ -507,12 +507,10 @@ impl Net {
         let table = r.orig.map_or(254, |o| o.table);
         let node = self.node_mut(place)?;
         let same = |x: &Route| x.table == table && x.dst == r.dst && x.metric == r.metric;
-        let before = node.routes.len() + node.other_tables.len();
+        // A route already gone (with its link, deleted in the same run) is no error: the
+        // request is sent so (`msgs::del_route`, ESRCH taken as done).
         node.routes.retain(|x| !same(x));
         node.other_tables.retain(|x| !same(x));
-        if node.routes.len() + node.other_tables.len() == before {
-            bail!("{place}: route {r}: No such process");
-        }
         Ok(())
     }
 }
