@@ -234,7 +234,15 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
         isolated: false,
     };
     let origin = format!("{}.{} = {:?}", m.key, m.kind(), m.uplink);
-    let child = spec(&m.ifname, origin, m.mode, m.tap, m.mac, m.mtu.unwrap_or(0), true);
+    let child = spec(
+        &m.ifname,
+        origin,
+        m.mode,
+        m.tap,
+        m.mac,
+        m.mtu.unwrap_or(0),
+        true,
+    );
     node.links.insert(m.ifname.clone(), child);
     node.addrs
         .insert((m.ifname.clone(), IpNetwork::V4(m.address)));
@@ -262,7 +270,11 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
 
 /// A namespace interface's IPv6 (its name, MAC, address): its address and link-local
 /// address, or none at all.
-fn ipv6(node: &mut Node, (ifname, mac, address6): (&str, crate::topology::Mac, Option<ipnetwork::Ipv6Network>), no_ll: bool) {
+fn ipv6(
+    node: &mut Node,
+    (ifname, mac, address6): (&str, crate::topology::Mac, Option<ipnetwork::Ipv6Network>),
+    no_ll: bool,
+) {
     let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", ifname, leaf);
     match address6 {
         // nsfw configures IPv6 statically: router advertisements from anyone on the

@@ -69,7 +69,8 @@ pub(crate) enum LinkKind {
         /// The file sets the bridge's MTU: the port is set to it (else a port of another
         /// MTU is refused).
         mtu_set: bool,
-    },    /// A child of a host interface nsfw does not own (`uplink`), with its own MAC on the
+    },
+    /// A child of a host interface nsfw does not own (`uplink`), with its own MAC on the
     /// uplink's LAN: made from the host, in the place it is specified in (a namespace, or
     /// the host for the shim). `tap`: a macvtap.
     Macvlan {

@@ -65,12 +65,24 @@ fn children_meet_in_bridge_mode_not_in_private_and_the_host_only_through_its_shi
     assert!(sb.pings("m1", "192.0.2.1"), "m1 reaches the LAN host");
     assert!(sb.pings("m2", "192.0.2.1"), "m2 reaches the LAN host");
     assert!(sb.pings("m1", "192.0.2.12"), "bridge mode: m1 reaches m2");
-    assert!(host_pings(&sb, "192.0.2.11"), "the host reaches m1 through the shim");
-    assert!(!host_pings(&sb, "192.0.2.12"), "m2 has no shim: the host cannot reach it");
+    assert!(
+        host_pings(&sb, "192.0.2.11"),
+        "the host reaches m1 through the shim"
+    );
+    assert!(
+        !host_pings(&sb, "192.0.2.12"),
+        "m2 has no shim: the host cannot reach it"
+    );
     // The same file in private mode: the children are made again, and no longer meet.
     apply(&sb, &topology("private", ""));
-    assert!(sb.pings("m1", "192.0.2.1"), "private: m1 still reaches the LAN");
-    assert!(!sb.pings("m1", "192.0.2.12"), "private: m1 does not reach m2");
+    assert!(
+        sb.pings("m1", "192.0.2.1"),
+        "private: m1 still reaches the LAN"
+    );
+    assert!(
+        !sb.pings("m1", "192.0.2.12"),
+        "private: m1 does not reach m2"
+    );
     assert!(!host_pings(&sb, "192.0.2.11"), "no shim any more");
 }
 
@@ -81,8 +93,14 @@ fn a_deny_between_a_child_and_a_bridge_namespace_holds() {
     apply(&sb, &topology("bridge", ""));
     // Two segments: the bridge's namespaces reach the LAN (the world to them), and the LAN
     // opens nothing to a bridge's namespace unless allowed.
-    assert!(sb.pings("b1", "192.0.2.11"), "b1 reaches m1 through the shim");
-    assert!(!sb.pings("m1", "10.0.0.2"), "m1 does not reach b1 unless allowed");
+    assert!(
+        sb.pings("b1", "192.0.2.11"),
+        "b1 reaches m1 through the shim"
+    );
+    assert!(
+        !sb.pings("m1", "10.0.0.2"),
+        "m1 does not reach b1 unless allowed"
+    );
     let policy = "[[allow]]\nfrom = \"m1\"\nto = \"b1\"\n[[deny]]\nfrom = \"b1\"\nto = \"m1\"\n";
     apply(&sb, &topology("bridge", policy));
     assert!(sb.pings("m1", "10.0.0.2"), "the allow holds");
@@ -112,8 +130,14 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
     // Deleted, moved out to the host (its mark goes with it: the host's copy is deleted as
     // nsfw's), its mode changed by hand.
     for (how, named) in [
-        ("ip -n m1 link del eth0", "+ macvlan m1:eth0 on up0 mode bridge"),
-        ("ip -n m1 link set eth0 netns 1", "- link eth0 (macvlan): no longer in the file"),
+        (
+            "ip -n m1 link del eth0",
+            "+ macvlan m1:eth0 on up0 mode bridge",
+        ),
+        (
+            "ip -n m1 link set eth0 netns 1",
+            "- link eth0 (macvlan): no longer in the file",
+        ),
         (
             "ip -n m2 link set eth0 type macvlan mode private",
             "- link m2:eth0 (macvlan): its mode differs from the file's",

@@ -402,7 +402,12 @@ pub(crate) fn build(t: &Topology) -> Model {
     let seg_of = |bridge: &str| order.iter().position(|&i| t.bridges[i].name == bridge);
     // Uplinks (macvlan children's LAN) after the bridges.
     let uplinks = super::uplink::segments(t);
-    let uplink_of = |u: &str| uplinks.iter().position(|x| x.0 == u).map(|p| order.len() + p);
+    let uplink_of = |u: &str| {
+        uplinks
+            .iter()
+            .position(|x| x.0 == u)
+            .map(|p| order.len() + p)
+    };
     for (u, lines, shim) in &uplinks {
         let lines = lines.iter().map(Line::dim).collect();
         let node = Node::new(Kind::Bridge, format!("{u} (LAN)"), lines);

@@ -219,7 +219,9 @@ impl<'a> Cx<'a> {
                 };
                 let have = match self.o.namespaces.get(ns) {
                     _ if new_ns => None,
-                    Some(n) if n.owner.as_deref() == Some(d.mark.as_str()) => n.node.link(&spec.name),
+                    Some(n) if n.owner.as_deref() == Some(d.mark.as_str()) => {
+                        n.node.link(&spec.name)
+                    }
                     Some(_) => continue, // a conflict, reported
                     None => None,
                 };

@@ -226,14 +226,27 @@ pub(crate) fn create_macvlan(
     }
     let m = MacVlanMode::from(mode.number());
     let (kind, data) = if tap {
-        (InfoKind::MacVtap, InfoData::MacVtap(vec![InfoMacVtap::Mode(m)]))
+        (
+            InfoKind::MacVtap,
+            InfoData::MacVtap(vec![InfoMacVtap::Mode(m)]),
+        )
     } else {
-        (InfoKind::MacVlan, InfoData::MacVlan(vec![InfoMacVlan::Mode(m)]))
+        (
+            InfoKind::MacVlan,
+            InfoData::MacVlan(vec![InfoMacVlan::Mode(m)]),
+        )
     };
     Req::new(
-        RouteNetlinkMessage::NewLink(link_msg(a, vec![LinkInfo::Kind(kind), LinkInfo::Data(data)])),
+        RouteNetlinkMessage::NewLink(link_msg(
+            a,
+            vec![LinkInfo::Kind(kind), LinkInfo::Data(data)],
+        )),
         NLM_F_CREATE | NLM_F_EXCL,
-        format!("cannot create {} {name} on {}", if tap { "macvtap" } else { "macvlan" }, uplink),
+        format!(
+            "cannot create {} {name} on {}",
+            if tap { "macvtap" } else { "macvlan" },
+            uplink
+        ),
     )
 }
 

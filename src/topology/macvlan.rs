@@ -209,7 +209,10 @@ pub(super) fn read(
 fn uplink(cx: &mut Ctx, t: &Table, prefix: &str, key: &str, bridges: &[Bridge]) -> Option<String> {
     let u = cx.ifname(t, prefix, key)?;
     let why = if let Some(b) = bridges.iter().find(|b| b.name == u) {
-        Some(format!("{} is a bridge of this file ([bridges.{}]): a macvlan's uplink is a host interface nsfw does not own; put the namespace on the bridge with `bridge = \"{}\"`", u, b.name, b.name))
+        Some(format!(
+            "{} is a bridge of this file ([bridges.{}]): a macvlan's uplink is a host interface nsfw does not own; put the namespace on the bridge with `bridge = \"{}\"`",
+            u, b.name, b.name
+        ))
     } else {
         bridges
             .iter()

@@ -123,7 +123,11 @@ fn raw_ifaces<'a>(
             cx.err(&p, None, format!("interface name {ifname:?}: {why}"));
             continue;
         }
-        let keys: &[&str] = if on_uplink(t) { &UPLINK_KEYS } else { &IFACE_KEYS };
+        let keys: &[&str] = if on_uplink(t) {
+            &UPLINK_KEYS
+        } else {
+            &IFACE_KEYS
+        };
         cx.unknown_keys(t, &p, keys);
         let seed = if ifname == "eth0" {
             name.to_string()
@@ -209,7 +213,11 @@ fn uplink_addresses(cx: &mut Ctx, raw: &[RawNs], used: &mut BTreeMap<IpAddr, Str
             let Some(a) = a else { continue };
             if let Some(other) = used.get(&a) {
                 let v = toml::Value::String(a.to_string());
-                cx.err(&join(&m.key, key), Some(&v), format!("{a} is already {other}"));
+                cx.err(
+                    &join(&m.key, key),
+                    Some(&v),
+                    format!("{a} is already {other}"),
+                );
             } else {
                 used.insert(a, format!("namespace {ns}'s address on {}", m.ifname));
             }
@@ -276,9 +284,9 @@ fn host_names(bridges: &[Bridge], ifaces: &[RawIface]) -> HostNames {
 
 /// Whether `ip` is on a subnet of one of `ifaces` (and not one of their own addresses).
 fn connected(ifaces: &Subnets, ip: IpAddr) -> Result<(), String> {
-    let own = ifaces.iter().any(|(a4, a6)| {
-        IpAddr::V4(a4.ip()) == ip || a6.is_some_and(|a| IpAddr::V6(a.ip()) == ip)
-    });
+    let own = ifaces
+        .iter()
+        .any(|(a4, a6)| IpAddr::V4(a4.ip()) == ip || a6.is_some_and(|a| IpAddr::V6(a.ip()) == ip));
     if own {
         return Err(format!("{ip} is the namespace's own address"));
     }
