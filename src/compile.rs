@@ -243,6 +243,11 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
         m.mtu.unwrap_or(0),
         true,
     );
+    // A passthru child takes the uplink's MAC; setting its own would change the uplink's.
+    let child = LinkSpec {
+        mac: (m.mode != MacvlanMode::Passthru).then_some(m.mac),
+        ..child
+    };
     node.links.insert(m.ifname.clone(), child);
     node.addrs
         .insert((m.ifname.clone(), IpNetwork::V4(m.address)));

@@ -164,6 +164,15 @@ pub(super) fn read(
     let address6 = lan_address(cx, t, prefix, true);
     let address = lan_address(cx, t, prefix, false);
     let mac = cx.mac(t, prefix);
+    if mode == Some(MacvlanMode::Passthru)
+        && let Some(v) = t.get("mac")
+    {
+        cx.err(
+            &join(prefix, "mac"),
+            Some(v),
+            "a passthru child's MAC is the uplink's: setting it would change the uplink's own",
+        );
+    }
     let mtu = cx.mtu(t, prefix);
     let host_shim = cx.boolean(t, prefix, "host_shim").unwrap_or(false);
     if host_shim && mode.is_some_and(|m| m != MacvlanMode::Bridge) {
@@ -263,6 +272,23 @@ fn lan_address(cx: &mut Ctx, t: &Table, prefix: &str, v6: bool) -> Option<IpNetw
 /// Checks across the file: a passthru child is its uplink's only one, and no shim may
 /// share an uplink with it; an interface name appears once per namespace.
 pub(super) fn check_uplinks(cx: &mut Ctx, all: &[(&str, &Macvlan)]) {
+    // Two children of one uplink with one MAC: the kernel refuses the second one up.
+    for (i, (ns, m)) in all.iter().enumerate() {
+        let twin = all[..i].iter().find(|(_, o)| {
+            o.uplink == m.uplink && o.mac == m.mac && m.mode != MacvlanMode::Passthru
+        });
+        if let Some((other, _)) = twin {
+            let v = Value::String(m.mac.to_string());
+            cx.err(
+                &join(&m.key, "mac"),
+                Some(&v),
+                format!(
+                    "namespace {other} has this MAC on uplink {} too (namespace {ns})",
+                    m.uplink
+                ),
+            );
+        }
+    }
     for (_, m) in all.iter().filter(|(_, m)| m.mode == MacvlanMode::Passthru) {
         let others = all
             .iter()
