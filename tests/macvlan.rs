@@ -192,11 +192,10 @@ fn killed_applies_converge() {
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
-/// A child's forged source (an AF_PACKET frame, tests/tools/frames.py) must never reach the
-/// LAN; its own address does. Fails today: the table that would stop it is netdev egress on
-/// the uplink (docs/firewall.md), and the nft crate has no netdev family yet.
+/// A child's forged source (an AF_PACKET frame, tests/tools/frames.py) never reaches the LAN;
+/// its own address does (nsfw's netdev table on the uplink's egress, docs/firewall.md). The
+/// witness: without that table, the same forged frames arrive.
 #[test]
-#[ignore = "anti-spoofing for macvlan children needs the netdev family in the nft crate (docs/firewall.md)"]
 fn a_forged_source_from_a_child_never_reaches_the_lan() {
     let Some(sb) = Sandbox::or_skip() else { return };
     lan(&sb);
