@@ -14,6 +14,7 @@ mod policy;
 pub(crate) mod publish;
 mod router;
 mod table;
+mod vxlan;
 #[cfg(test)]
 mod tests;
 

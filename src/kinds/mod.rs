@@ -13,6 +13,7 @@
 pub(crate) mod addr;
 pub(crate) mod adopt;
 pub(crate) mod announce;
+pub(crate) mod fdb;
 pub(crate) mod bridge;
 pub(crate) mod link;
 pub(crate) mod namespace;
@@ -23,6 +24,7 @@ pub(crate) mod resolv;
 pub(crate) mod route;
 pub(crate) mod sysctl;
 pub(crate) mod veth;
+pub(crate) mod vxlan;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,8 @@ pub(crate) use resolv::{RemoveResolv, WriteResolv};
 pub(crate) use route::{DelRoute, SetRoute};
 pub(crate) use sysctl::SetSysctl;
 pub(crate) use veth::CreateVeth;
+pub(crate) use fdb::{AddFdb, DelFdb};
+pub(crate) use vxlan::CreateVxlan;
 
 /// The order in which the executor runs steps: a stage at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,6 +183,9 @@ steps!(
     SetNetem,
     Adopt,
     Announce,
+    CreateVxlan,
+    AddFdb,
+    DelFdb,
 );
 
 impl Step {

@@ -18,6 +18,7 @@ mod ports;
 #[cfg(test)]
 mod ports_tests;
 mod run;
+mod vxlan;
 #[cfg(test)]
 mod tests;
 

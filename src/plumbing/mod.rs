@@ -3,6 +3,7 @@
 //! the work is and closed after it.
 
 pub(crate) mod announce;
+pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
@@ -20,6 +21,8 @@ pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, NsObs, Route};
 pub(crate) use objects::{FileObs, Link, NodeObs};
+#[cfg(test)]
+pub(crate) use objects::{Fdb, VxlanObs};
 pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};
 

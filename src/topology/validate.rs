@@ -14,7 +14,8 @@ use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
 const DEFAULT_MTU: u32 = 1500;
-const BRIDGE_KEYS: [&str; 14] = [
+const BRIDGE_KEYS: [&str; 15] = [
+    "vxlan",
     "egress_via",
     "ports",
     "take_addresses",
@@ -78,11 +79,13 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     check_macs(&mut cx, &bridges, &namespaces);
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
+    super::vxlan::check(&mut cx, &bridges, &namespaces);
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
     warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
+    warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
         Ok(Topology {
             name,
@@ -182,7 +185,14 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         );
     }
     let uplink = cx.ifname(b, &prefix, "uplink");
-    let mtu = cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU);
+    let vxlan = super::vxlan::read(cx, b, &prefix);
+    let mtu = match &vxlan {
+        Some(vx) => {
+            let set = cx.mtu(b, &prefix);
+            super::vxlan::mtu(cx, &prefix, vx, set)
+        }
+        None => cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU),
+    };
     if address6.is_some() && mtu < 1280 {
         cx.err(
             &join(&prefix, "mtu"),
@@ -227,7 +237,12 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         uplink,
         mtu,
         mtu_set: b.contains_key("mtu"),
-        mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
+        // Two hosts' halves of one VXLAN segment often share the topology's and bridge's
+        // names: the VNI and local address keep their bridges' MACs apart.
+        mac: mac.unwrap_or_else(|| match &vxlan {
+            Some(vx) => derived_mac(topology, "bridge", &format!("{bname}/{}", vx.local)),
+            None => derived_mac(topology, "bridge", bname),
+        }),
         overlap_allowed: overlap.as_deref() == Some("allow")
             || overlap6.as_deref() == Some("allow"),
         isolate,
@@ -236,6 +251,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         ports,
         take_addresses,
         lan: Vec::new(),
+        vxlan,
     })
 }
 

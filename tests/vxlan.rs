@@ -1,0 +1,127 @@
+//! A lab that spans hosts: two sandboxes play two hosts, joined by a veth "underlay"
+//! (192.0.2.10 ⇄ 192.0.2.11); each applies its own file, whose bridge br0 is one VXLAN
+//! segment (VNI 100) with the other. Namespaces on both hosts ping each other and reach the
+//! world through their own host's NAT; a full-size DF frame crosses; a datagram to the VXLAN
+//! port from an address that is no peer is dropped; removing a peer removes its FDB entry;
+//! a deleted tunnel or peer is named by diff and repaired; flush on one host leaves the
+//! other's half working.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Sandbox, show};
+
+fn file(site: &str, gw: &str, ns: &str, addr: &str, peers: &str, remote: &str) -> String {
+    format!(
+        r#"
+name = "{site}"
+[bridges.br0]
+address = "{gw}/24"
+masquerade = true
+vxlan = {{ id = 100, local = "LOCAL", peers = [{peers}], remote = ["{remote}"] }}
+[namespaces.{ns}]
+bridge = "br0"
+address = "{addr}"
+"#
+    )
+}
+
+/// Host A (192.0.2.10: a1 10.0.0.11) and host B (192.0.2.11: b1 10.0.0.21), the underlay
+/// between them, each with its own world.
+fn two_hosts() -> (Sandbox, Sandbox, String, String) {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    // Made from the test's PID namespace (only the network one entered), where B's pid is.
+    let o = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", a.pid()))
+        .args(["ip", "link", "add", "under", "type", "veth", "peer", "name", "under", "netns"])
+        .arg(b.pid().to_string())
+        .output()
+        .expect("nsenter");
+    assert!(o.status.success(), "underlay: {}", show(&o));
+    for (sb, ip) in [(&a, "192.0.2.10"), (&b, "192.0.2.11")] {
+        sb.ok(&format!(
+            "ip addr add {ip}/24 dev under && ip link set under up"
+        ));
+        sb.upstream(&[]);
+    }
+    let fa = file("sitea", "10.0.0.1", "a1", "10.0.0.11", "\"192.0.2.11\"", "10.0.0.21")
+        .replace("LOCAL", "192.0.2.10");
+    let fb = file("siteb", "10.0.0.2", "b1", "10.0.0.21", "\"192.0.2.10\"", "10.0.0.11")
+        .replace("LOCAL", "192.0.2.11");
+    let fa = a.file("a.toml", &fa);
+    let fb = b.file("b.toml", &fb);
+    a.nsfw_code(&["apply", &fa], 0);
+    b.nsfw_code(&["apply", &fb], 0);
+    (a, b, fa, fb)
+}
+
+fn fdb(sb: &Sandbox) -> String {
+    sb.ok("bridge fdb show dev vx100 | grep '^00:00:00:00:00:00' | sort")
+}
+
+#[test]
+fn a_segment_spans_two_hosts() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (a, b, fa, fb) = two_hosts();
+    // One segment: each side's namespace reaches the other's, and each the world through
+    // its own host (the world sees the host's uplink address).
+    assert!(a.pings("a1", "10.0.0.21"), "a1 → b1");
+    assert!(b.pings("b1", "10.0.0.11"), "b1 → a1");
+    assert!(a.pings("a1", "203.0.113.10") && b.pings("b1", "203.0.113.10"));
+    assert!(a.seen_from("uplink") > 0 && b.seen_from("uplink") > 0);
+    // The segment's MTU is the underlay's less 50 bytes, and a full-size frame crosses it
+    // unfragmented: 1,400 bytes of ICMP payload with DF.
+    let mtu = a.ok("ip -o link show br0; ip -n a1 -o link show eth0");
+    assert_eq!(mtu.matches(" mtu 1450 ").count(), 2, "{mtu}");
+    a.ok("ip netns exec a1 ping -c1 -W2 -M do -s 1400 10.0.0.21");
+    a.ok("ip netns exec a1 ping -c1 -W2 -M do -s 1422 10.0.0.21");
+    // verify on each host checks the namespaces of the other.
+    for (sb, f, remote) in [(&a, &fa, "10.0.0.21"), (&b, &fb, "10.0.0.11")] {
+        let out = sb.nsfw_code(&["verify", f], 0);
+        assert!(out.contains(remote), "{out}");
+    }
+    // A VXLAN datagram from an address that is no peer is dropped before the tunnel sees it.
+    b.ok("ip addr add 192.0.2.13/24 dev under");
+    let rx = || a.ok("cat /sys/class/net/vx100/statistics/rx_packets").trim().parse::<u64>().unwrap();
+    let before = rx();
+    let forged = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.0.2.13', 0)); \
+        f=bytes([8,0,0,0,0,0,100,0]) + b'\\xff'*6 + bytes([2,0,0,0,0,9]) + bytes([8,6]) + bytes([0,1,8,0,6,4,0,1]) + bytes([2,0,0,0,0,9,10,0,0,99]) + bytes(6) + bytes([10,0,0,11]); \
+        [s.sendto(f, ('192.0.2.10', 4789)) for _ in range(5)]";
+    b.ok(&format!("python3 -c \"{forged}\""));
+    let drops = a.ok("nft list chain inet nsfw_sitea vxlan | grep 'udp dport @vxlan_ports'");
+    assert!(!drops.contains("packets 0 "), "{drops}");
+    assert_eq!(rx(), before, "the forged frame reached the tunnel");
+    // The same datagram from the peer's own address reaches it (the rule is what dropped it).
+    b.ok(&format!("python3 -c \"{}\"", forged.replace("192.0.2.13', 0", "192.0.2.11', 0")));
+    assert!(rx() > before, "a peer's datagram did not reach the tunnel");
+    // A peer removed from the file: its entry goes; put back: it returns.
+    a.ok("true");
+    let three = std::fs::read_to_string(&fa).unwrap().replace("\"192.0.2.11\"]", "\"192.0.2.11\", \"192.0.2.12\"]");
+    std::fs::write(&fa, &three).unwrap();
+    a.nsfw_code(&["apply", &fa], 0);
+    assert!(fdb(&a).contains("192.0.2.12"), "{}", fdb(&a));
+    let two = three.replace(", \"192.0.2.12\"", "");
+    std::fs::write(&fa, &two).unwrap();
+    a.nsfw_code(&["apply", &fa], 0);
+    let left = fdb(&a);
+    assert!(!left.contains("192.0.2.12") && left.contains("192.0.2.11"), "{left}");
+    // Drift: a peer's entry deleted, then the tunnel itself; diff names each, apply repairs.
+    a.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.11");
+    let d = a.nsfw_code(&["diff", &fa], 1);
+    assert!(d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"), "{d}");
+    a.ok("ip link del vx100");
+    let d = a.nsfw_code(&["diff", &fa], 1);
+    assert!(d.contains("+ vxlan vx100 id 100 local 192.0.2.10"), "{d}");
+    a.nsfw_code(&["apply", &fa], 0);
+    a.nsfw_code(&["diff", &fa], 0);
+    assert!(a.pings("a1", "10.0.0.21"), "a1 → b1 after the repair");
+    // Flush on A: B's half still works (its namespace, its world, its tunnel).
+    a.nsfw_code(&["flush", &fa], 0);
+    assert!(a.sh("ip link show vx100").status.code() != Some(0));
+    assert!(b.pings("b1", "203.0.113.10"));
+    b.nsfw_code(&["diff", &fb], 0);
+}
