@@ -3,6 +3,7 @@
 //! the work is and closed after it.
 
 pub(crate) mod announce;
+pub(crate) mod arp;
 pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
