@@ -35,7 +35,9 @@ fn two_hosts() -> (Sandbox, Sandbox, String, String) {
     // Made from the test's PID namespace (only the network one entered), where B's pid is.
     let o = Command::new("nsenter")
         .arg(format!("--net=/proc/{}/ns/net", a.pid()))
-        .args(["ip", "link", "add", "under", "type", "veth", "peer", "name", "under", "netns"])
+        .args([
+            "ip", "link", "add", "under", "type", "veth", "peer", "name", "under", "netns",
+        ])
         .arg(b.pid().to_string())
         .output()
         .expect("nsenter");
@@ -46,10 +48,24 @@ fn two_hosts() -> (Sandbox, Sandbox, String, String) {
         ));
         sb.upstream(&[]);
     }
-    let fa = file("sitea", "10.0.0.1", "a1", "10.0.0.11", "\"192.0.2.11\"", "10.0.0.21")
-        .replace("LOCAL", "192.0.2.10");
-    let fb = file("siteb", "10.0.0.2", "b1", "10.0.0.21", "\"192.0.2.10\"", "10.0.0.11")
-        .replace("LOCAL", "192.0.2.11");
+    let fa = file(
+        "sitea",
+        "10.0.0.1",
+        "a1",
+        "10.0.0.11",
+        "\"192.0.2.11\"",
+        "10.0.0.21",
+    )
+    .replace("LOCAL", "192.0.2.10");
+    let fb = file(
+        "siteb",
+        "10.0.0.2",
+        "b1",
+        "10.0.0.21",
+        "\"192.0.2.10\"",
+        "10.0.0.11",
+    )
+    .replace("LOCAL", "192.0.2.11");
     let fa = a.file("a.toml", &fa);
     let fb = b.file("b.toml", &fb);
     a.nsfw_code(&["apply", &fa], 0);
@@ -85,17 +101,29 @@ fn a_segment_spans_two_hosts() {
         assert!(out.contains(remote), "{out}");
     }
     // A namespace on B takes a1's address: verify on A names the duplicate.
-    let dup = std::fs::read_to_string(&fb).unwrap().replace(", remote = [\"10.0.0.11\"]", "")
+    let dup = std::fs::read_to_string(&fb)
+        .unwrap()
+        .replace(", remote = [\"10.0.0.11\"]", "")
         + "[namespaces.b2]\nbridge = \"br0\"\naddress = \"10.0.0.11\"\n";
     let fdup = b.file("dup.toml", &dup);
     b.nsfw_code(&["apply", &fdup], 0);
     let o = a.nsfw(&["verify", &fa]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("10.0.0.11 is answered by"), "{}", show(&o));
+    assert!(
+        !o.status.success() && err.contains("10.0.0.11 is answered by"),
+        "{}",
+        show(&o)
+    );
     b.nsfw_code(&["apply", &fb], 0);
+    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile.
+    b.ok("ip -n b1 neigh flush all");
     // A VXLAN datagram from an address that is no peer is dropped before the tunnel sees it.
     b.ok("ip addr add 192.0.2.13/24 dev under");
-    let rx = || a.json("ip -s -j link show vx100")[0]["stats64"]["rx"]["packets"].as_u64().unwrap();
+    let rx = || {
+        a.json("ip -s -j link show vx100")[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
     let before = rx();
     let forged = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.0.2.13', 0)); \
         f=bytes([8,0,0,0,0,0,100,0]) + b'\\xff'*6 + bytes([2,0,0,0,0,9]) + bytes([8,6]) + bytes([0,1,8,0,6,4,0,1]) + bytes([2,0,0,0,0,9,10,0,0,99]) + bytes(6) + bytes([10,0,0,11]); \
@@ -105,11 +133,16 @@ fn a_segment_spans_two_hosts() {
     assert!(!drops.contains("packets 0 "), "{drops}");
     assert_eq!(rx(), before, "the forged frame reached the tunnel");
     // The same datagram from the peer's own address reaches it (the rule is what dropped it).
-    b.ok(&format!("python3 -c \"{}\"", forged.replace("192.0.2.13', 0", "192.0.2.11', 0")));
+    b.ok(&format!(
+        "python3 -c \"{}\"",
+        forged.replace("192.0.2.13', 0", "192.0.2.11', 0")
+    ));
     assert!(rx() > before, "a peer's datagram did not reach the tunnel");
     // A peer removed from the file: its entry goes; put back: it returns.
     a.ok("true");
-    let three = std::fs::read_to_string(&fa).unwrap().replace("\"192.0.2.11\"]", "\"192.0.2.11\", \"192.0.2.12\"]");
+    let three = std::fs::read_to_string(&fa)
+        .unwrap()
+        .replace("\"192.0.2.11\"]", "\"192.0.2.11\", \"192.0.2.12\"]");
     std::fs::write(&fa, &three).unwrap();
     a.nsfw_code(&["apply", &fa], 0);
     assert!(fdb(&a).contains("192.0.2.12"), "{}", fdb(&a));
@@ -117,11 +150,17 @@ fn a_segment_spans_two_hosts() {
     std::fs::write(&fa, &two).unwrap();
     a.nsfw_code(&["apply", &fa], 0);
     let left = fdb(&a);
-    assert!(!left.contains("192.0.2.12") && left.contains("192.0.2.11"), "{left}");
+    assert!(
+        !left.contains("192.0.2.12") && left.contains("192.0.2.11"),
+        "{left}"
+    );
     // Drift: a peer's entry deleted, then the tunnel itself; diff names each, apply repairs.
     a.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.11");
     let d = a.nsfw_code(&["diff", &fa], 2);
-    assert!(d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"), "{d}");
+    assert!(
+        d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+        "{d}"
+    );
     a.ok("ip link del vx100");
     let d = a.nsfw_code(&["diff", &fa], 2);
     assert!(d.contains("+ vxlan vx100 id 100 local 192.0.2.10"), "{d}");
@@ -134,4 +173,99 @@ fn a_segment_spans_two_hosts() {
     assert!(a.sh("ip link show vx100").status.code() != Some(0));
     assert!(b.pings("b1", "203.0.113.10"));
     b.nsfw_code(&["diff", &fb], 0);
+}
+
+/// One host alone (its peer need not answer): an underlay address, and the file.
+fn one_host() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    sb.ok("ip link add under type veth peer name far && ip addr add 192.0.2.10/24 dev under && ip link set under up && ip link set far up");
+    let f = file(
+        "sitea",
+        "10.0.0.1",
+        "a1",
+        "10.0.0.11",
+        "\"192.0.2.11\", \"192.0.2.12\"",
+        "10.0.0.21",
+    )
+    .replace("LOCAL", "192.0.2.10");
+    let f = sb.file("a.toml", &f);
+    (sb, f)
+}
+
+#[test]
+fn a_killed_apply_converges() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (sb, f) = one_host();
+    let t = std::time::Instant::now();
+    sb.nsfw_code(&["apply", &f], 0);
+    let cold = t.elapsed();
+    for i in 0..8u32 {
+        sb.nsfw_code(&["flush", &f], 0);
+        let mut child = sb.spawn_nsfw(&["apply", &f]);
+        std::thread::sleep(cold * i / 8);
+        if let Some(pid) = common::inner_pid(&child) {
+            // SAFETY: kill(2) on the nsfw our child runs (and waits for); at worst it has
+            // exited.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = child.wait();
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        let peers = fdb(&sb);
+        assert_eq!(peers.lines().count(), 2, "trial {i}: {peers}");
+    }
+}
+
+#[test]
+fn bad_vxlan_keys_are_named_and_nothing_changes() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (sb, f) = one_host();
+    let good = std::fs::read_to_string(&f).unwrap();
+    let bad = good
+        .replace("id = 100", "id = 16777216")
+        .replace("remote = [\"10.0.0.21\"]", "port = 0")
+        .replace(
+            "\"192.0.2.11\", \"192.0.2.12\"",
+            "\"192.0.2.11\", \"192.0.2.11\", \"192.0.2.10\"",
+        );
+    let fb = sb.file("bad.toml", &bad);
+    let o = sb.nsfw(&["apply", &fb]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{}", show(&o));
+    for want in [
+        "bad.toml: bridges.br0.vxlan.id = 16777216: must be within 1-16777215",
+        "bad.toml: bridges.br0.vxlan.port = 0: must be within 1-65535",
+        "bad.toml: bridges.br0.vxlan.peers = \"192.0.2.11\": named twice",
+        "bad.toml: bridges.br0.vxlan.peers = \"192.0.2.10\": is `local`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    let ours = sb.file("ours.toml", &good.replace("10.0.0.21", "10.0.0.11"));
+    let o = sb.nsfw(&["apply", &ours]);
+    let want = "ours.toml: bridges.br0.vxlan.remote = \"10.0.0.11\": is namespace a1's address on this host";
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(want),
+        "{}",
+        show(&o)
+    );
+    // A local address the host does not have: refused before anything is made.
+    let elsewhere = sb.file(
+        "elsewhere.toml",
+        &good.replace("local = \"192.0.2.10\"", "local = \"192.0.2.99\""),
+    );
+    let o = sb.nsfw(&["apply", &elsewhere]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success()
+            && err.contains("elsewhere.toml: bridges.br0.vxlan.local = \"192.0.2.99\": not an address of this host"),
+        "{}",
+        show(&o)
+    );
+    assert!(sb.netns().is_empty() && !sb.sh("ip link show br0").status.success());
 }

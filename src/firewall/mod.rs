@@ -14,9 +14,9 @@ mod policy;
 pub(crate) mod publish;
 mod router;
 mod table;
-mod vxlan;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 pub(crate) use egress::{default_left_out, missing_ways_out};
 pub(crate) use table::{needs_localnet, table};

@@ -43,7 +43,13 @@ pub(super) fn sets(t: &Topology) -> Vec<Set> {
         .map(|p| Element::key(vec![Value::Port(p)]))
         .collect();
     vec![
-        set("vxlan_ports", vec![Datatype::InetService], None, false, ports),
+        set(
+            "vxlan_ports",
+            vec![Datatype::InetService],
+            None,
+            false,
+            ports,
+        ),
         set(
             "vxlan_peers4",
             vec![Datatype::Ipv4Addr, Datatype::InetService],
@@ -64,7 +70,11 @@ pub(super) fn sets(t: &Topology) -> Vec<Set> {
 pub(super) fn chain() -> Chain {
     let from = |src: Field, set: &str| {
         rule(
-            vec![lookup(concat(vec![field(src), field(Field::UdpDport)]), set, true)],
+            vec![lookup(
+                concat(vec![field(src), field(Field::UdpDport)]),
+                set,
+                true,
+            )],
             Verdict::Accept,
         )
     };

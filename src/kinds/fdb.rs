@@ -32,7 +32,10 @@ impl Change for AddFdb {
         format!("link {}", self.link)
     }
     fn json(&self) -> (&'static str, Value) {
-        ("fdb", json!({"link": self.link, "dst": self.dst.to_string()}))
+        (
+            "fdb",
+            json!({"link": self.link, "dst": self.dst.to_string()}),
+        )
     }
 }
 

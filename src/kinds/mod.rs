@@ -13,8 +13,8 @@
 pub(crate) mod addr;
 pub(crate) mod adopt;
 pub(crate) mod announce;
-pub(crate) mod fdb;
 pub(crate) mod bridge;
+pub(crate) mod fdb;
 pub(crate) mod link;
 pub(crate) mod namespace;
 pub(crate) mod neigh;
@@ -43,6 +43,7 @@ pub(crate) use addr::{AddAddr, DelAddr};
 pub(crate) use adopt::{Adopt, Adoptee};
 pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
+pub(crate) use fdb::{AddFdb, DelFdb};
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
 pub(crate) use namespace::{CreateNamespace, DeleteNamespace, MarkNamespace};
 pub(crate) use neigh::ForgetNeighbours;
@@ -51,7 +52,6 @@ pub(crate) use resolv::{RemoveResolv, WriteResolv};
 pub(crate) use route::{DelRoute, SetRoute};
 pub(crate) use sysctl::SetSysctl;
 pub(crate) use veth::CreateVeth;
-pub(crate) use fdb::{AddFdb, DelFdb};
 pub(crate) use vxlan::CreateVxlan;
 
 /// The order in which the executor runs steps: a stage at a time.

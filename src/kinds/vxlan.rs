@@ -72,7 +72,13 @@ impl CreateVxlan {
 impl Change for CreateVxlan {
     fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
         let n = &self.name;
-        let mut reqs = vec![msgs::create_vxlan(n, (self.mtu, self.mac), self.id, self.local, self.port)];
+        let mut reqs = vec![msgs::create_vxlan(
+            n,
+            (self.mtu, self.mac),
+            self.id,
+            self.local,
+            self.port,
+        )];
         if self.mtu >= crate::compile::IPV6_MIN_MTU {
             reqs.push(msgs::no_link_local(n));
         }

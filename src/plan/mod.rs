@@ -18,9 +18,9 @@ mod ports;
 #[cfg(test)]
 mod ports_tests;
 mod run;
-mod vxlan;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 use std::fmt;
 

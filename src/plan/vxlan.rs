@@ -15,7 +15,12 @@ use crate::resources::{LinkKind, LinkSpec, Place};
 
 impl<'a> Cx<'a> {
     /// A VXLAN link, by its spec: made (again) or its attributes set.
-    pub(super) fn vxlan(&mut self, spec: &LinkSpec, ours: Option<&'a Link>, deletes: &mut Deletes<'a>) {
+    pub(super) fn vxlan(
+        &mut self,
+        spec: &LinkSpec,
+        ours: Option<&'a Link>,
+        deletes: &mut Deletes<'a>,
+    ) {
         let LinkKind::Vxlan { local, .. } = spec.kind else {
             return;
         };
@@ -45,7 +50,9 @@ impl<'a> Cx<'a> {
                 self.set_link(Place::Host, &spec.name, vxlan::attrs(spec, &seen));
             }
             None => {
-                let Some(make) = CreateVxlan::of(spec) else { return };
+                let Some(make) = CreateVxlan::of(spec) else {
+                    return;
+                };
                 self.new_links
                     .insert(spec.name.clone(), make.mac.to_string());
                 self.push(make);
@@ -81,7 +88,14 @@ impl<'a> Cx<'a> {
                 .link(&spec.name)
                 .filter(|l| !made && l.alias.as_deref() == Some(d.mark.as_str()));
             let have: BTreeSet<IpAddr> = match kept {
-                Some(l) => self.o.host.fdb.iter().filter(|f| f.index == l.index).map(|f| f.dst).collect(),
+                Some(l) => self
+                    .o
+                    .host
+                    .fdb
+                    .iter()
+                    .filter(|f| f.index == l.index)
+                    .map(|f| f.dst)
+                    .collect(),
                 None if made => BTreeSet::new(),
                 None => continue, // not ours: a conflict, reported
             };

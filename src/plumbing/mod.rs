@@ -21,9 +21,9 @@ pub(crate) mod sysctl;
 pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, NsObs, Route};
-pub(crate) use objects::{FileObs, Link, NodeObs};
 #[cfg(test)]
 pub(crate) use objects::{Fdb, VxlanObs};
+pub(crate) use objects::{FileObs, Link, NodeObs};
 pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};
 

@@ -102,7 +102,11 @@ pub(super) fn read(cx: &mut Ctx, b: &Table, bridge_prefix: &str) -> Option<Vxlan
     cx.unknown_keys(t, &prefix, &KEYS);
     for k in ["id", "local", "peers"] {
         if !t.contains_key(k) {
-            cx.err(&join(&prefix, k), None, "missing (vxlan needs id, local and peers)");
+            cx.err(
+                &join(&prefix, k),
+                None,
+                "missing (vxlan needs id, local and peers)",
+            );
         }
     }
     let id = integer(cx, t, "id", &prefix, (1, i64::from(MAX_ID)));
@@ -110,7 +114,9 @@ pub(super) fn read(cx: &mut Ctx, b: &Table, bridge_prefix: &str) -> Option<Vxlan
         Some(_) => integer(cx, t, "port", &prefix, (1, 65535)),
         None => Some(i64::from(DEFAULT_PORT)),
     };
-    let local = t.get("local").and_then(|l| address(cx, &join(&prefix, "local"), l));
+    let local = t
+        .get("local")
+        .and_then(|l| address(cx, &join(&prefix, "local"), l));
     let peers = peers(cx, t, &prefix, local);
     let mut remote = Vec::new();
     for (s, item) in cx.strings(t, &prefix, "remote") {
@@ -190,7 +196,11 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
         let prefix = join(&join("bridges", &b.name), "vxlan");
         if let Some(other) = ids.insert(vx.id, &b.name) {
             let v = Value::Integer(i64::from(vx.id));
-            cx.err(&join(&prefix, "id"), Some(&v), format!("bridge {other} has this VNI too"));
+            cx.err(
+                &join(&prefix, "id"),
+                Some(&v),
+                format!("bridge {other} has this VNI too"),
+            );
         }
         for r in &vx.remote {
             let v = Value::String(r.to_string());
@@ -200,11 +210,25 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
                 IpAddr::V6(_) => b.address6.map(IpNetwork::V6),
             };
             if let Some(n) = subnet.filter(|n| !n.contains(*r)) {
-                cx.err(&key, Some(&v), format!("not on bridge {}'s subnet {n}", b.name));
+                cx.err(
+                    &key,
+                    Some(&v),
+                    format!("not on bridge {}'s subnet {n}", b.name),
+                );
             } else if b.gateway_addr(r.is_ipv6()) == Some(*r) {
                 cx.err(&key, Some(&v), "is this host's own address on the bridge");
-            } else if let Some(n) = namespaces.iter().find(|n| n.addrs(r.is_ipv6()).any(|a| a == *r)) {
-                cx.err(&key, Some(&v), format!("is namespace {}'s address on this host: one address, two hosts", n.name));
+            } else if let Some(n) = namespaces
+                .iter()
+                .find(|n| n.addrs(r.is_ipv6()).any(|a| a == *r))
+            {
+                cx.err(
+                    &key,
+                    Some(&v),
+                    format!(
+                        "is namespace {}'s address on this host: one address, two hosts",
+                        n.name
+                    ),
+                );
             }
         }
     }
