@@ -213,7 +213,12 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
                 cx.err(
                     &key,
                     Some(&v),
-                    format!("not on bridge {}'s subnet {n}", b.name),
+                    format!(
+                        "not on bridge {}'s subnet {}/{}",
+                        b.name,
+                        n.network(),
+                        n.prefix()
+                    ),
                 );
             } else if b.gateway_addr(r.is_ipv6()) == Some(*r) {
                 cx.err(&key, Some(&v), "is this host's own address on the bridge");
@@ -231,5 +236,95 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const HEAD: &str = "name='x'\n[bridges.br0]\naddress='10.0.0.1/24'\n";
+
+    fn parse(extra: &str) -> Result<crate::topology::Topology, Vec<String>> {
+        crate::topology::parse(&format!("{HEAD}{extra}"), Path::new("t.toml")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_port_4789_and_lowers_the_segments_mtu_by_the_encapsulation() {
+        let t = parse("vxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'] }\n[namespaces.a]\nbridge='br0'\n")
+            .expect("valid");
+        let b = &t.bridges[0];
+        let vx = b.vxlan.as_ref().expect("vxlan");
+        assert_eq!((vx.port, vx.overhead(), b.mtu), (4789, 50, 1450));
+        assert_eq!(t.namespaces[0].ifaces[0].mtu, 1450);
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+        let six = parse("vxlan = { id = 7, local = '2001:db8::1', peers = ['2001:db8::2'] }\n")
+            .expect("valid");
+        assert_eq!(six.bridges[0].mtu, 1430);
+    }
+
+    #[test]
+    fn an_mtu_above_what_the_underlay_carries_is_a_warning() {
+        let t =
+            parse("mtu = 1500\nvxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'] }\n")
+                .expect("valid");
+        assert_eq!(t.bridges[0].mtu, 1500);
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("t.toml: bridges.br0.mtu = 1500: VXLAN costs 50 bytes")),
+            "{:?}",
+            t.warnings
+        );
+        // A namespace asking for the underlay's MTU gets the segment's, with a warning.
+        let t = parse("vxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'] }\n[namespaces.a]\nbridge='br0'\nmtu=1500\n")
+            .expect("valid");
+        assert_eq!(t.namespaces[0].ifaces[0].mtu, 1450);
+        assert!(
+            t.warnings.iter().any(|w| w.contains(
+                "namespaces.a.mtu = 1500: bridge br0 is a VXLAN segment, whose MTU is 1450"
+            )),
+            "{:?}",
+            t.warnings
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_named_with_their_values() {
+        let e = parse(
+            "vxlan = { id = 0, local = '224.0.0.1', peers = [], port = 70000, group = 'x' }\n",
+        )
+        .expect_err("invalid");
+        for want in [
+            "t.toml: bridges.br0.vxlan.id = 0: must be within 1-16777215",
+            "t.toml: bridges.br0.vxlan.local = \"224.0.0.1\": not a unicast address",
+            "t.toml: bridges.br0.vxlan.peers = []: needs at least one peer",
+            "t.toml: bridges.br0.vxlan.port = 70000: must be within 1-65535",
+            "t.toml: bridges.br0.vxlan.group = \"x\": unknown key",
+        ] {
+            assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+        }
+        let e = parse("vxlan = { id = 7, local = '192.0.2.10', peers = ['2001:db8::2'] }\n")
+            .expect_err("invalid");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("peers = \"2001:db8::2\": not of `local`'s address family")),
+            "{e:?}"
+        );
+        let e = parse("vxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'], remote = ['10.9.0.5', '10.0.0.1'] }\n")
+            .expect_err("invalid");
+        for want in [
+            "remote = \"10.9.0.5\": not on bridge br0's subnet 10.0.0.0/24",
+            "remote = \"10.0.0.1\": is this host's own address on the bridge",
+        ] {
+            assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+        }
+        let e = parse("vxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'] }\n[bridges.br1]\nvxlan = { id = 7, local = '192.0.2.10', peers = ['192.0.2.11'] }\n")
+            .expect_err("invalid");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("bridges.br1.vxlan.id = 7: bridge br0 has this VNI too")),
+            "{e:?}"
+        );
     }
 }
