@@ -135,12 +135,12 @@ fn vxlan(v: &[u8]) -> super::objects::VxlanObs {
             LOCAL => {
                 x.local = <[u8; 4]>::try_from(a.value)
                     .ok()
-                    .map(|b| std::net::IpAddr::from(b))
+                    .map(std::net::IpAddr::from)
             }
             LOCAL6 => {
                 x.local = <[u8; 16]>::try_from(a.value)
                     .ok()
-                    .map(|b| std::net::IpAddr::from(b))
+                    .map(std::net::IpAddr::from)
             }
             PORT => {
                 x.port = <[u8; 2]>::try_from(a.value)

@@ -9,11 +9,10 @@ use ipnetwork::IpNetwork;
 use toml::{Table, Value};
 
 use super::addr::{V4, V6, check_gateway, overlaps, parse_cidr, subnet_of};
-use super::names::{check_ifname, check_topology_name, derived_mac};
+use super::names::{check_ifname, check_topology_name};
 use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
-const DEFAULT_MTU: u32 = 1500;
 const BRIDGE_KEYS: [&str; 15] = [
     "vxlan",
     "egress_via",
@@ -185,14 +184,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         );
     }
     let uplink = cx.ifname(b, &prefix, "uplink");
-    let vxlan = super::vxlan::read(cx, b, &prefix);
-    let mtu = match &vxlan {
-        Some(vx) => {
-            let set = cx.mtu(b, &prefix);
-            super::vxlan::mtu(cx, &prefix, vx, set)
-        }
-        None => cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU),
-    };
+    let (vxlan, mtu, mac) = super::vxlan::link_settings(cx, b, (&prefix, bname), topology);
     if address6.is_some() && mtu < 1280 {
         cx.err(
             &join(&prefix, "mtu"),
@@ -200,7 +192,6 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
             "IPv6 needs an MTU of at least 1280 (the kernel drops IPv6 from a smaller link)",
         );
     }
-    let mac = cx.mac(b, &prefix);
     let overlap = cx.choice(b, &prefix, "overlap", &["deny", "allow"]);
     let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
     let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
@@ -237,12 +228,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         uplink,
         mtu,
         mtu_set: b.contains_key("mtu"),
-        // Two hosts' halves of one VXLAN segment often share the topology's and bridge's
-        // names: the VNI and local address keep their bridges' MACs apart.
-        mac: mac.unwrap_or_else(|| match &vxlan {
-            Some(vx) => derived_mac(topology, "bridge", &format!("{bname}/{}", vx.local)),
-            None => derived_mac(topology, "bridge", bname),
-        }),
+        mac,
         overlap_allowed: overlap.as_deref() == Some("allow")
             || overlap6.as_deref() == Some("allow"),
         isolate,

@@ -18,6 +18,8 @@ pub(crate) const DEFAULT_PORT: u16 = 4789;
 pub(crate) const MAX_ID: u32 = 16_777_215;
 /// The underlay MTU the segment's default is computed from (the usual Ethernet).
 pub(crate) const UNDERLAY_MTU: u32 = 1500;
+/// A bridge's MTU when the file says nothing (and it has no tunnel).
+const DEFAULT_BRIDGE_MTU: u32 = 1500;
 
 /// One bridge's VXLAN tunnel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +187,27 @@ pub(super) fn mtu(cx: &mut Ctx, prefix: &str, vx: &Vxlan, set: Option<u32>) -> u
         Some(m) => m,
         None => fits,
     }
+}
+
+/// What a tunnel changes of bridge table `b` (`prefix`, named `bridge`): its `vxlan`, its
+/// MTU (lowered by the encapsulation unless the file sets it) and its MAC (given, or derived:
+/// two hosts' halves of one segment often share the topology's and bridge's names, so a
+/// tunnel's local address goes into the derivation and keeps their bridges' MACs apart).
+pub(super) fn link_settings(
+    cx: &mut Ctx,
+    b: &Table,
+    (prefix, bridge): (&str, &str),
+    topology: &str,
+) -> (Option<Vxlan>, u32, super::Mac) {
+    let vx = read(cx, b, prefix);
+    let set = cx.mtu(b, prefix);
+    let given = cx.mac(b, prefix);
+    let (mtu, seed) = match &vx {
+        Some(vx) => (mtu(cx, prefix, vx, set), format!("{bridge}/{}", vx.local)),
+        None => (set.unwrap_or(DEFAULT_BRIDGE_MTU), bridge.to_string()),
+    };
+    let mac = given.unwrap_or_else(|| super::derived_mac(topology, "bridge", &seed));
+    (vx, mtu, mac)
 }
 
 /// Across the file: one bridge per VNI, and `remote` addresses that are not this host's
