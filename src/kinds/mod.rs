@@ -28,6 +28,8 @@ pub(crate) mod vxlan;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vxlan_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
