@@ -221,6 +221,16 @@ fn a_killed_apply_converges() {
         let peers = fdb(&sb);
         assert_eq!(peers.lines().count(), 2, "trial {i}: {peers}");
     }
+    // An entry someone adds to nsfw's tunnel is named and goes: the file says who the
+    // peers are.
+    sb.ok("bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.99");
+    let d = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        d.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.99: not a peer in the file"),
+        "{d}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(!fdb(&sb).contains("192.0.2.99"));
 }
 
 #[test]

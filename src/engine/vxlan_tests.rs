@@ -82,7 +82,7 @@ fn a_tunnel_and_its_peers_converge_and_follow_the_file() {
     let one = lab("'192.0.2.11'", 100);
     let said = apply(&mut k, &dir, &one).expect("one").join("\n");
     assert!(
-        said.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.12: no longer a peer in the file"),
+        said.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.12: not a peer in the file"),
         "{said}"
     );
     assert_eq!(peers(&k), ["192.0.2.11"]);

@@ -27,7 +27,7 @@ fn steps() -> Vec<Step> {
             link: "vx100".into(),
             index: 12,
             dst: "2001:db8::12".parse().expect("ip"),
-            why: "no longer a peer in the file",
+            why: "not a peer in the file",
         }),
     ]
 }

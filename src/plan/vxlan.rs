@@ -111,7 +111,7 @@ impl<'a> Cx<'a> {
                         link: spec.name.clone(),
                         index: l.index,
                         dst: *dst,
-                        why: "no longer a peer in the file",
+                        why: "not a peer in the file",
                     });
                 }
             }
