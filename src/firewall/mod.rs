@@ -17,6 +17,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 pub(crate) mod uplink;
+mod vxlan;
 
 pub(crate) use egress::{default_left_out, missing_ways_out};
 pub(crate) use table::{needs_localnet, table};

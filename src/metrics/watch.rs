@@ -103,7 +103,9 @@ fn kind(s: &Step) -> &'static str {
         | Step::CreateBridge { .. }
         | Step::CreateVeth { .. }
         | Step::CreateMacvlan { .. }
+        | Step::CreateVxlan { .. }
         | Step::SetLink { .. } => "link",
+        Step::AddFdb { .. } | Step::DelFdb { .. } => "fdb",
         Step::AddAddr { .. } | Step::DelAddr { .. } => "address",
         Step::SetRoute { .. } | Step::DelRoute { .. } => "route",
         Step::SetSysctl { .. } => "sysctl",

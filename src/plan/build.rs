@@ -19,7 +19,10 @@ pub(super) fn host_build(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let bridges = pick(these, |s| matches!(s, Step::CreateBridge(_)));
+    // Links that stand alone on the host (VXLAN links join their bridge as links set).
+    let bridges = pick(these, |s| {
+        matches!(s, Step::CreateBridge(_) | Step::CreateVxlan(_))
+    });
     send(host, &bridges, &At::new(mark, &Indexes::new()), ok, errs);
     tally.add("create bridge", bridges.len(), t);
     let ix = match indexes(host) {
@@ -34,6 +37,9 @@ pub(super) fn host_build(
     send(host, &links, &At::new(mark, &ix), ok, errs);
     tally.add("set link", links.len(), t);
     let made_here = links.iter().any(|s| matches!(s, Step::CreateMacvlan(_)));
+    // VXLAN peers, by the index of their link (made above).
+    let peers = pick(these, |s| matches!(s, Step::AddFdb(_)));
+    send(host, &peers, &At::new(mark, &ix), ok, errs);
     let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally) || made_here;
     let t = Instant::now();
     let sysctl = |s: &Step| match s {
