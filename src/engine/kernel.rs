@@ -60,6 +60,9 @@ pub(super) trait Kernel {
     /// The host ruleset's generation now (None: the kernel cannot say).
     fn generation(&mut self) -> Option<u32>;
 
+    /// Removes rules of iptables-legacy (`--adopt`: the hand-written ones it replaces).
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize>;
+
     /// firewalld's runtime zone of each of `ifaces`, asked only when `table` (its nftables
     /// table is in the ruleset). The in-memory kernel has no firewalld.
     fn firewalld(&mut self, _table: bool, _ifaces: &[String]) -> crate::firewalld::Firewalld {
@@ -159,6 +162,10 @@ impl Kernel for Real<'_> {
 
     fn generation(&mut self) -> Option<u32> {
         self.nft.generation().ok()
+    }
+
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
+        plumbing::xtables::remove_all(rs)
     }
 
     fn firewalld(&mut self, table: bool, ifaces: &[String]) -> crate::firewalld::Firewalld {

@@ -326,6 +326,18 @@ fn forget(k: &mut dyn Kernel, tg: &Target, p: &Plan, o: &Observed) {
     }
 }
 
+/// `--adopt`: the hand-written rules of iptables-legacy the adoption replaces, right after the
+/// batch that loads nsfw's table (x_tables is outside nf_tables: no batch spans both). The
+/// record's `adopting` entry says they are still to go until the run is done.
+fn remove_legacy(k: &mut dyn Kernel, p: &Plan) -> Result<()> {
+    if p.legacy.is_empty() {
+        return Ok(());
+    }
+    let n = k.remove_legacy(&p.legacy)?;
+    crate::detail!("iptables-legacy: removed {n} hand-written rules the topology replaces");
+    Ok(())
+}
+
 /// Carries a plan out: the record first (what the run creates, the sysctls it changes); the
 /// plumbing a stage at a time, with the host's nftables batch (and the conntrack entries it
 /// makes stale) after the removals when applying, after everything when flushing; the routing
@@ -357,6 +369,7 @@ fn carry_out_in(
     // namespaces it protects.
     let apply = tg.topology.is_some();
     let mut nft_sent = false;
+    let mut legacy_done = false;
     k.execute(
         &p.steps,
         &tg.desired.mark,
@@ -370,6 +383,10 @@ fn carry_out_in(
                 // would find the maps already right and never know which flows to forget.
                 forget(k, tg, p, o);
             }
+            if apply {
+                remove_legacy(k, p)?;
+                legacy_done = true;
+            }
             crate::signals::check()
         },
     )?;
@@ -377,6 +394,9 @@ fn carry_out_in(
     if !nft_sent && !p.nft.ops.is_empty() {
         k.send(None, &p.nft.ops)?;
         forget(k, tg, p, o);
+    }
+    if !legacy_done {
+        remove_legacy(k, p)?;
     }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {
@@ -388,7 +408,7 @@ fn carry_out_in(
     for c in &p.firewalld {
         done(c.to_string());
     }
-    if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
+    if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() || !p.legacy.is_empty() {
         for l in &p.nft.lines {
             done(l.to_string());
         }

@@ -66,16 +66,6 @@ fn observe_all() -> Result<plumbing::Observed> {
     })
 }
 
-/// The iptables-legacy tables the kernel has loaded (`/proc/net/ip_tables_names`): nsfw does
-/// not read their rules (that takes IPT_SO_GET_ENTRIES and a decoder of xtables' blobs).
-pub(crate) fn legacy_tables() -> Vec<String> {
-    ["ip_tables_names", "ip6_tables_names"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(format!("/proc/net/{f}")).ok())
-        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
-        .collect()
-}
-
 /// Reads the live host into a topology file named `o.name`.
 pub(crate) fn import(o: &Options) -> Result<Imported> {
     let seen = observe_all()?;
@@ -90,13 +80,11 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
             Vec::new()
         }
     };
-    let legacy = legacy_tables();
-    if !legacy.is_empty() {
-        lab.notes.push(format!(
-            "iptables-legacy tables are loaded ({}): nsfw does not read their rules; `iptables-legacy-save` shows them, and what they do is not in this file",
-            legacy.join(", ")
-        ));
-    }
+    let (names, subnets) = lab_names(&lab);
+    let legacy = read_legacy_for(&names, &subnets);
+    lab.notes.extend(legacy.notes);
+    let mut found = found;
+    found.extend(legacy.found);
     let used = fold::fold(&mut lab, &found);
     let toml = render::toml(&lab);
     Ok(Imported {
@@ -182,20 +170,8 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                 rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
                 let text = rules::xt_as_nft(&rule.to_string());
                 // iptables-nft's tables and chains, where the guide's lines are.
-                let meaning = match (t.family, t.name.as_str(), c.name.as_str()) {
-                    (nft::Family::Ip, "nat", "POSTROUTING" | "PREROUTING" | "OUTPUT")
-                    | (nft::Family::Ip, "filter", "FORWARD" | "DOCKER-USER") => {
-                        rules::classify(&c.name, &text)
-                    }
-                    _ => None,
-                };
-                // The stateful accept names no bridge, yet is the guide's.
-                let stateful = meaning == Some(rules::Meaning::Stateful)
-                    || text.contains("xtables match conntrack");
-                if !stateful
-                    && !rules::concerns(&text, names, subnets)
-                    && !rules::unread_nat_into(&text, subnets)
-                {
+                let meaning = meaning_in(t.family, &t.name, &c.name, &text);
+                if !concerns_lab(&meaning, &text, names, subnets) {
                     continue;
                 }
                 out.push(Found {
@@ -204,6 +180,7 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                         table: t.name.clone(),
                         chain: c.name.clone(),
                         handle: r.handle,
+                        legacy: None,
                     },
                     text,
                     meaning,
@@ -212,4 +189,92 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
         }
     }
     Ok(out)
+}
+
+/// What a rule of iptables' tables and chains (iptables-nft's or iptables-legacy's) means,
+/// where the guide's lines are.
+fn meaning_in(family: nft::Family, table: &str, chain: &str, text: &str) -> Option<rules::Meaning> {
+    match (family, table, chain) {
+        (nft::Family::Ip, "nat", "POSTROUTING" | "PREROUTING" | "OUTPUT")
+        | (nft::Family::Ip, "filter", "FORWARD" | "DOCKER-USER") => rules::classify(chain, text),
+        _ => None,
+    }
+}
+
+/// Whether a rule concerns the lab: it names a bridge or an address of it, NATs into it, or
+/// is the stateful accept (which names no bridge, yet is the guide's).
+fn concerns_lab(
+    meaning: &Option<rules::Meaning>,
+    text: &str,
+    names: &[String],
+    subnets: &[IpNetwork],
+) -> bool {
+    *meaning == Some(rules::Meaning::Stateful)
+        || text.contains("xtables match conntrack")
+        || rules::concerns(text, names, subnets)
+        || rules::unread_nat_into(text, subnets)
+}
+
+/// The lab's rules in iptables-legacy's tables.
+#[derive(Debug, Default)]
+pub(crate) struct Legacy {
+    pub found: Vec<Found>,
+    /// iptables-legacy's `filter FORWARD` policy is drop: every forwarded packet it does not
+    /// accept is dropped, whatever nsfw's table says.
+    pub forward_drop: bool,
+    /// What could not be read, and policies worth saying.
+    pub notes: Vec<String>,
+}
+
+/// Every rule of iptables-legacy's and ip6tables-legacy's loaded tables that concerns the
+/// bridges `names` or `subnets`, recognised where it can be (read with `plumbing::xtables`).
+pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy {
+    use crate::plumbing::xtables::{self, Family};
+    let mut out = Legacy::default();
+    for f in [Family::V4, Family::V6] {
+        for name in xtables::tables(f) {
+            let read = xtables::read(f, &name).and_then(|t| t.rules());
+            let (rules, policies) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    out.notes.push(format!(
+                        "{} table {name} cannot be read ({e:#}): what its rules do is not in this file (`{}-save` shows them)",
+                        f.command(),
+                        f.command()
+                    ));
+                    continue;
+                }
+            };
+            let family = match f {
+                Family::V4 => nft::Family::Ip,
+                Family::V6 => nft::Family::Ip6,
+            };
+            let drop = policies.iter().any(|(c, p)| c == "FORWARD" && p == "drop");
+            if name == "filter" && drop && f == Family::V4 {
+                out.forward_drop = true;
+                out.notes.push(format!(
+                    "{} filter FORWARD: policy drop (left as it is: it drops what iptables-legacy does not accept, whatever nsfw's table says, so its lines that accept the lab's traffic stay too)",
+                    f.command()
+                ));
+            }
+            for r in rules {
+                let meaning = meaning_in(family, &name, &r.chain, &r.text);
+                if !concerns_lab(&meaning, &r.text, names, subnets) {
+                    continue;
+                }
+                out.found.push(Found {
+                    at: At {
+                        family,
+                        table: name.clone(),
+                        chain: r.chain,
+                        handle: r.pos as u64,
+                        legacy: Some(r.key),
+                    },
+                    text: r.text,
+                    meaning,
+                });
+            }
+        }
+    }
+    out
 }

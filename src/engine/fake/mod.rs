@@ -42,6 +42,8 @@ pub(crate) enum Sent {
     /// A batch: to the host's ruleset (None) or a namespace's.
     Batch(Option<String>, Vec<Op>),
     Forget(Forget),
+    /// iptables-legacy rules removed.
+    Legacy(Vec<crate::plumbing::xtables::Removal>),
 }
 
 pub(crate) struct Fake {
@@ -211,5 +213,10 @@ impl Kernel for Fake {
 
     fn generation(&mut self) -> Option<u32> {
         Some(self.generation)
+    }
+
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
+        self.sent.push(Sent::Legacy(rs.to_vec()));
+        Ok(rs.len())
     }
 }
