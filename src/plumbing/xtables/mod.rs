@@ -207,8 +207,49 @@ pub(crate) struct Removal {
     pub key: Vec<u8>,
 }
 
-/// Removes `rs`, one replacement of each table they are in. Returns how many it removed.
+/// iptables' own lock: every iptables-legacy run holds it from its read of a table to its
+/// replacement, so that two of them never write over each other's change (the kernel only
+/// refuses a replacement when the number of entries changed meanwhile).
+const XT_LOCK: &str = "/run/xtables.lock";
+
+/// Takes iptables' lock, waiting up to 10 s; None when there is no such lock to take (a /run
+/// nsfw cannot write: no iptables-legacy run can take it either).
+fn xt_lock() -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        // In /run, which only root writes; never a link someone left there.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(XT_LOCK)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => return Ok(None),
+        Err(e) => return Err(anyhow!("cannot open {XT_LOCK}: {e}")),
+    };
+    let mut f = f;
+    for _ in 0..200 {
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(Some(l)),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                f = back;
+                crate::signals::check()?;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err((_, e)) => bail!("cannot lock {XT_LOCK}: {e}"),
+        }
+    }
+    bail!(
+        "{XT_LOCK} stayed locked for 10 s (an iptables run holds it): the hand-written rules are removed by the next run"
+    )
+}
+
+/// Removes `rs`, one replacement of each table they are in, under iptables' lock. Returns
+/// how many it removed.
 pub(crate) fn remove_all(rs: &[Removal]) -> Result<usize> {
+    let _lock = xt_lock()?;
     let mut by_table: std::collections::BTreeMap<(Family, &str), Vec<(String, Vec<u8>)>> =
         std::collections::BTreeMap::new();
     for r in rs {
