@@ -192,7 +192,9 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
            ip link add v2-ns1 type veth peer name eth1 netns ns1
            ip link set v2-ns1 master br1 && ip link set v2-ns1 up
            ip -n ns1 addr add 10.20.0.2/24 dev eth1 && ip -n ns1 link set eth1 up
-           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms",
+           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms
+           tc qdisc add dev veth-ns1 clsact
+           tc filter add dev veth-ns1 ingress protocol all prio 1 u32 match u32 0 0",
     );
     let o = sb.nsfw(&["import"]);
     assert!(o.status.success(), "{}", common::show(&o));
@@ -210,6 +212,10 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
     );
     assert!(
         out.contains("#   namespace ns2: tc qdisc tbf on veth-ns2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#   veth-ns1: tc clsact qdisc with filters (u32) not translated"),
         "{out}"
     );
     let json = sb.ok(&format!("{} import --json", common::NSFW));

@@ -80,6 +80,8 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
             Vec::new()
         }
     };
+    let tc = tc_notes(&lab, &seen);
+    lab.notes.extend(tc);
     let (names, subnets) = lab_names(&lab);
     let legacy = read_legacy_for(&names, &subnets);
     lab.notes.extend(legacy.notes);
@@ -92,6 +94,62 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
         rules: found.into_iter().zip(used).collect(),
         toml,
     })
+}
+
+/// A note for each of `found` (by link index) on a link of `node` named in `names`.
+fn tc_lines(
+    place: &str,
+    node: &plumbing::NodeObs,
+    names: &[&str],
+    found: Vec<(u32, String)>,
+) -> Vec<String> {
+    found
+        .into_iter()
+        .filter_map(|(index, what)| {
+            let l = node
+                .links
+                .iter()
+                .find(|l| l.index == index && names.contains(&l.name.as_str()))?;
+            Some(format!(
+                "{place}{}: {what} not translated (left as it is)",
+                l.name
+            ))
+        })
+        .collect()
+}
+
+/// The ingress and clsact qdiscs (and their filters) on the lab's links, on the host and in
+/// its namespaces: what no file says, named. Unreadable places are named too.
+fn tc_notes(lab: &Lab, seen: &plumbing::Observed) -> Vec<String> {
+    let mut host: Vec<&str> = lab.bridges.keys().map(String::as_str).collect();
+    host.extend(
+        lab.bridges
+            .values()
+            .flat_map(|b| b.ports.iter().map(String::as_str)),
+    );
+    let mut notes = Vec::new();
+    for ns in lab.namespaces.values() {
+        host.extend(ns.ifaces.iter().map(|i| i.host_ifname.as_str()));
+    }
+    match plumbing::Conn::open("host").and_then(|mut c| plumbing::qdisc::ingress_hooks(&mut c)) {
+        Ok(found) => notes.extend(tc_lines("", &seen.host, &host, found)),
+        Err(e) => notes.push(format!("the host's tc qdiscs cannot be read ({e:#}): ingress filters on the lab's links are not named here")),
+    }
+    for (name, ns) in &lab.namespaces {
+        let Some(node) = seen.namespaces.get(name).map(|n| &n.node) else {
+            continue;
+        };
+        let names: Vec<&str> = ns.ifaces.iter().map(|i| i.ifname.as_str()).collect();
+        let found = plumbing::netns::run_in(name, || {
+            let mut c = plumbing::Conn::open("namespace")?;
+            plumbing::qdisc::ingress_hooks(&mut c)
+        });
+        match found {
+            Ok(found) => notes.extend(tc_lines(&format!("namespace {name}: "), node, &names, found)),
+            Err(e) => notes.push(format!("namespace {name}: tc qdiscs cannot be read ({e:#}): ingress filters there are not named here")),
+        }
+    }
+    notes
 }
 
 /// The topology's name. A file of the name of a topology nsfw already holds would, once

@@ -108,6 +108,10 @@ impl Fake {
                     f.moved.len(),
                     f.taken.len()
                 )),
+                Sent::Legacy(rs) => out
+                    .extend(rs.iter().map(|r| {
+                        format!("{} {} {}: remove", r.family.command(), r.table, r.chain)
+                    })),
             }
         }
         out
