@@ -40,7 +40,8 @@ impl Imported {
     pub(crate) fn to_json(&self) -> Value {
         let rule = |(f, used): &(Found, bool)| {
             json!({"family": f.at.family.as_str(), "table": f.at.table, "chain": f.at.chain,
-                   "handle": f.at.handle, "rule": f.text, "translated": used})
+                   "handle": f.at.handle, "rule": f.text, "translated": used,
+                   "legacy": f.at.legacy.is_some()})
         };
         json!({
             "command": "import",

@@ -359,3 +359,6 @@ fn replace_without(s: &Socket, level: i32, t: &Table, gone: &[(String, Vec<u8>)]
     }
     Ok(offsets.len())
 }
+
+#[cfg(test)]
+mod tests;
