@@ -220,9 +220,16 @@ fn says(t: &Topology, m: &Meaning) -> bool {
     }
 }
 
-/// The hand-written rules that concern `t`'s bridges and subnets, sorted into those `t` says
-/// again (removed) and those it does not (kept, named).
-pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
+/// The hand-written rules of other owners that concern a topology (read by the engine's
+/// `Kernel`, so that the fake kernel can hold some): nftables' and iptables-legacy's.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HandRules {
+    pub nft: Vec<Found>,
+    pub legacy: crate::import::Legacy,
+}
+
+/// The bridges' names and subnets of `t`, which a rule must name to concern it.
+pub(crate) fn lab_of(t: &Topology) -> (Vec<String>, Vec<ipnetwork::IpNetwork>) {
     let names: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
     let subnets: Vec<ipnetwork::IpNetwork> = t
         .bridges
@@ -230,9 +237,23 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
         .filter_map(|b| b.address)
         .map(|a| ipnetwork::IpNetwork::V4(crate::topology::subnet_of4(&a)))
         .collect();
-    let legacy = crate::import::read_legacy_for(&names, &subnets);
+    (names, subnets)
+}
+
+/// Reads the hand-written rules that concern the bridges `names` and `subnets` off the host.
+pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> Result<HandRules> {
+    Ok(HandRules {
+        nft: crate::import::read_rules_for(names, subnets)?,
+        legacy: crate::import::read_legacy_for(names, subnets),
+    })
+}
+
+/// The hand-written rules that concern `t`'s bridges and subnets, sorted into those `t` says
+/// again (removed) and those it does not (kept, named).
+pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
+    let legacy = hand.legacy.clone();
     a.kept.extend(legacy.notes);
-    for f in crate::import::read_rules_for(&names, &subnets)? {
+    for f in hand.nft.iter().cloned() {
         match &f.meaning {
             Some(m) if says(t, m) => a.rules.push(f),
             _ => a.kept.push(format!(
@@ -260,7 +281,6 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
             )),
         }
     }
-    Ok(())
 }
 
 /// The adoption folded into the plan: the marks first, the rules' deletions in the batch,

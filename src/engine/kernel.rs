@@ -60,6 +60,14 @@ pub(super) trait Kernel {
     /// The host ruleset's generation now (None: the kernel cannot say).
     fn generation(&mut self) -> Option<u32>;
 
+    /// Other owners' rules (nftables, iptables-legacy) that concern the bridges `names` and
+    /// `subnets` (`--adopt`).
+    fn hand_rules(
+        &mut self,
+        names: &[String],
+        subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules>;
+
     /// Removes rules of iptables-legacy (`--adopt`: the hand-written ones it replaces).
     fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize>;
 
@@ -166,6 +174,14 @@ impl Kernel for Real<'_> {
 
     fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
         plumbing::xtables::remove_all(rs)
+    }
+
+    fn hand_rules(
+        &mut self,
+        names: &[String],
+        subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules> {
+        crate::adopt::read_rules(names, subnets)
     }
 
     fn firewalld(&mut self, table: bool, ifaces: &[String]) -> crate::firewalld::Firewalld {

@@ -71,6 +71,9 @@ pub(crate) struct Observed {
     pub nft: firewall::NftState,
     /// firewalld's runtime zones of the interfaces that concern the run.
     pub firewalld: crate::firewalld::Firewalld,
+    /// `--adopt` (or an interrupted adoption to finish): other owners' rules that concern the
+    /// topology, or why they cannot be read.
+    pub hand: Option<std::result::Result<adopt::HandRules, String>>,
 }
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
@@ -104,10 +107,20 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
         tg.who.owns_topology(t)
     });
     let firewalld = k.firewalld(crate::firewalld::table_present(&nft.tables), &ask);
+    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
+    // recognised again (their handles may have moved), as the first run did.
+    let hand = tg
+        .topology
+        .filter(|_| tg.adopt || rec.adopting.contains_key(&tg.desired.topology))
+        .map(|t| {
+            let (names, subnets) = adopt::lab_of(t);
+            k.hand_rules(&names, &subnets).map_err(|e| format!("{e:#}"))
+        });
     Ok(Observed {
         net,
         nft,
         firewalld,
+        hand,
     })
 }
 
@@ -182,7 +195,7 @@ fn plan_with(
     rec: &Record,
     netem: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Plan> {
-    let (mut p, adoption) = plan_adopting(tg, &o.net, rec)?;
+    let (mut p, adoption) = plan_adopting(tg, o, rec)?;
     // Impairments the kernel cannot make would stop the run half-way: refused up front.
     let impaired: Vec<String> = p
         .steps
@@ -245,9 +258,10 @@ fn plan_with(
 /// planned.
 fn plan_adopting(
     tg: &Target,
-    o: &plumbing::Observed,
+    obs: &Observed,
     rec: &Record,
 ) -> Result<(Plan, Option<adopt::Adoption>)> {
+    let o = &obs.net;
     let Some(t) = tg.topology else {
         let mut o = o.clone();
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
@@ -258,16 +272,13 @@ fn plan_adopting(
         return Ok((p, None));
     };
     let mut a = adopt::find(&tg.desired, o, rec, tg.adopt);
-    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
-    // recognised again (their handles may have moved), as the first run did.
-    if tg.adopt {
-        adopt::rules(t, &mut a)?;
-    } else if rec.adopting.contains_key(&tg.desired.topology)
-        && let Err(e) = adopt::rules(t, &mut a)
-    {
-        a.kept.push(format!(
-            "the hand-written rules an interrupted adoption was replacing cannot be read ({e:#}): `nsfw apply --adopt` removes them"
-        ));
+    match &obs.hand {
+        Some(Ok(hand)) => adopt::rules(t, &mut a, hand),
+        Some(Err(e)) if tg.adopt => bail!("cannot read the hand-written rules: {e}"),
+        Some(Err(e)) => a.kept.push(format!(
+            "the hand-written rules an interrupted adoption was replacing cannot be read ({e}): `nsfw apply --adopt` removes them"
+        )),
+        None => {}
     }
     let marked = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
     let mut p = plan::plan(&tg.desired, &marked, rec, tg.who);

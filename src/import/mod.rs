@@ -275,7 +275,7 @@ fn concerns_lab(
 }
 
 /// The lab's rules in iptables-legacy's tables.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Legacy {
     pub found: Vec<Found>,
     /// iptables-legacy's `filter FORWARD` policy is drop: every forwarded packet it does not

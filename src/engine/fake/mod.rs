@@ -60,6 +60,10 @@ pub(crate) struct Fake {
     /// Someone else commits a batch of their own right after each of the engine's.
     pub(crate) others_commit: bool,
     pub(crate) sent: Vec<Sent>,
+    /// Other owners' rules (`--adopt`): those in iptables-legacy go when removed.
+    pub(crate) hand: crate::adopt::HandRules,
+    /// Removing iptables-legacy rules fails (as a run killed right before it would stop).
+    pub(crate) refuse_legacy: bool,
     /// How many times the whole host (plumbing and nftables) and the plumbing alone were read.
     pub(crate) observed: usize,
     pub(crate) observed_net: usize,
@@ -84,6 +88,8 @@ impl Fake {
             refuse_batches: false,
             others_commit: false,
             sent: Vec::new(),
+            hand: crate::adopt::HandRules::default(),
+            refuse_legacy: false,
             observed: 0,
             observed_net: 0,
             next_handle: 1000,
@@ -221,6 +227,23 @@ impl Kernel for Fake {
 
     fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
         self.sent.push(Sent::Legacy(rs.to_vec()));
-        Ok(rs.len())
+        if self.refuse_legacy {
+            bail!("the fake refuses to touch iptables-legacy");
+        }
+        let n = self.hand.legacy.found.len();
+        self.hand.legacy.found.retain(|f| {
+            !rs.iter()
+                .any(|r| f.at.legacy.as_ref() == Some(&r.key) && f.at.chain == r.chain)
+        });
+        Ok(n - self.hand.legacy.found.len())
+    }
+
+    /// The hand-written rules it was given; every one concerns the topology.
+    fn hand_rules(
+        &mut self,
+        _names: &[String],
+        _subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules> {
+        Ok(self.hand.clone())
     }
 }
