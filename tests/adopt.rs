@@ -103,7 +103,7 @@ fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
     // A host that forwarded before the guide (Docker, a router): flush must leave it on, as
     // nsfw cannot tell the guide turned it on.
     sb.ok("sysctl -qw net.ipv4.ip_forward=1");
-    let before = state(&sb);
+    let before = state(sb);
     sb.ok(guide);
     // Before adoption, a plain apply refuses and says --adopt exists.
     let lab0 = sb.file("lab0.toml", common::LAB);
@@ -115,7 +115,7 @@ fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
         common::show(&o)
     );
 
-    let d = traffic(&sb);
+    let d = traffic(sb);
     let ino = |sb: &Sandbox| sb.ok(&format!("readlink /proc/$(cat {d}/sleep)/ns/net"));
     let rx = |sb: &Sandbox| -> u64 {
         sb.ok(&format!("sleep 0.5; wc -c < {d}/rx"))
@@ -123,8 +123,8 @@ fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
             .parse()
             .unwrap()
     };
-    let ino0 = ino(&sb);
-    assert!(rx(&sb) > 0, "the connection carries bytes");
+    let ino0 = ino(sb);
+    assert!(rx(sb) > 0, "the connection carries bytes");
 
     let toml = sb.ok(&format!("{} import", common::NSFW));
     assert!(
@@ -139,12 +139,12 @@ fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
     let lab = sb.file("lab.toml", &toml);
     sb.nsfw_code(&["diff", "--adopt", &lab], 2);
     sb.nsfw_code(&["apply", "--adopt", &lab], 0);
-    let (rx1, rx2) = (rx(&sb), rx(&sb));
+    let (rx1, rx2) = (rx(sb), rx(sb));
     assert!(
         rx2 > rx1,
         "the TCP connection keeps flowing after adoption ({rx1} → {rx2})"
     );
-    assert_eq!(ino(&sb), ino0, "the sleep is still in the same namespace");
+    assert_eq!(ino(sb), ino0, "the sleep is still in the same namespace");
     let ruleset = sb.ok("nft list ruleset");
     assert!(ruleset.contains("table inet nsfw_lab"), "{ruleset}");
     assert!(
@@ -152,7 +152,7 @@ fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
             && !ruleset.contains("oifname \"uplink\" counter"),
         "the guide's lines are gone:\n{ruleset}"
     );
-    assert_eq!(legacy_lines(&sb), "", "the guide's legacy lines are gone");
+    assert_eq!(legacy_lines(sb), "", "the guide's legacy lines are gone");
     assert!(sb.pings("ns1", "203.0.113.10"), "NAT still works");
     // Unsolicited inbound from upstream is blocked.
     sb.ok(&format!(r#"ip netns exec ns1 python3 -c '
@@ -173,7 +173,7 @@ socket.create_connection(("10.10.0.2", 8000), timeout=1)'"#);
     sb.ok(&format!("kill $(cat {d}/pids) 2>/dev/null; sleep 0.3"));
     sb.nsfw_code(&["flush", &lab], 0);
     assert_eq!(
-        state(&sb),
+        state(sb),
         before,
         "flush leaves the sandbox as before the guide's script"
     );

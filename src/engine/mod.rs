@@ -21,7 +21,7 @@ use crate::plumbing::{self, Query};
 use crate::resources::Desired;
 use crate::state::{Lock, Record};
 use crate::topology::Topology;
-use kernel::{Kernel, Real};
+use kernel::{Kernel, Real, forget, remove_legacy};
 use nft::socket::NftSocket;
 
 /// What one topology (or a flush) wants, and whose objects it may touch.
@@ -320,35 +320,6 @@ fn locals(tg: &Target, o: &Observed) -> Vec<IpAddr> {
     locals
 }
 
-/// Deletes the conntrack entries of published UDP ports the batch moved, if any.
-fn forget(k: &mut dyn Kernel, tg: &Target, p: &Plan, o: &Observed) {
-    if p.nft.forget.is_empty() {
-        return;
-    }
-    match k.forget(&p.nft.forget, &locals(tg, o)) {
-        Ok(n) => crate::detail!(
-            "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
-        ),
-        // The maps are right; only flows already running keep their old way until their
-        // entries time out. Not a reason to fail the run.
-        Err(e) => crate::warning!(
-            "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
-        ),
-    }
-}
-
-/// `--adopt`: the hand-written rules of iptables-legacy the adoption replaces, right after the
-/// batch that loads nsfw's table (x_tables is outside nf_tables: no batch spans both). The
-/// record's `adopting` entry says they are still to go until the run is done.
-fn remove_legacy(k: &mut dyn Kernel, p: &Plan) -> Result<()> {
-    if p.legacy.is_empty() {
-        return Ok(());
-    }
-    let n = k.remove_legacy(&p.legacy)?;
-    crate::detail!("iptables-legacy: removed {n} hand-written rules the topology replaces");
-    Ok(())
-}
-
 /// Carries a plan out: the record first (what the run creates, the sysctls it changes); the
 /// plumbing a stage at a time, with the host's nftables batch (and the conntrack entries it
 /// makes stale) after the removals when applying, after everything when flushing; the routing
@@ -392,7 +363,7 @@ fn carry_out_in(
                 nft_sent = true;
                 // Right after the batch, before anything can stop the run: a later run
                 // would find the maps already right and never know which flows to forget.
-                forget(k, tg, p, o);
+                forget(k, p, &locals(tg, o));
             }
             if apply {
                 remove_legacy(k, p)?;
@@ -404,7 +375,7 @@ fn carry_out_in(
     crate::signals::check()?;
     if !nft_sent && !p.nft.ops.is_empty() {
         k.send(None, &p.nft.ops)?;
-        forget(k, tg, p, o);
+        forget(k, p, &locals(tg, o));
     }
     if !legacy_done {
         remove_legacy(k, p)?;

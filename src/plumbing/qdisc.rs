@@ -341,52 +341,6 @@ fn read_netem(b: &[u8]) -> Result<Netem, String> {
 }
 
 /// The encoding, without a kernel: what `set_netem` sends, as bytes, parses back the same.
-#[cfg(test)]
-mod tests {
-    use netlink_packet_core::{Emitable, Parseable};
-
-    use super::*;
-
-    fn sent(n: &Netem) -> TcMessage {
-        let req = set_netem("a", 7, n);
-        let RouteNetlinkMessage::NewQueueDiscipline(m) = req.msg else {
-            panic!("not a new qdisc");
-        };
-        let mut buf = vec![0u8; m.buffer_len()];
-        m.emit(&mut buf);
-        TcMessage::parse(&buf[..]).expect("parse our own message")
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        for n in [
-            Netem::default(),
-            Netem {
-                latency_us: Some(20_000),
-                jitter_us: Some(5_000),
-                loss_ppm: Some(10_000),
-                rate_bps: Some(10_000_000),
-            },
-            Netem {
-                latency_us: Some(u32::MAX),
-                jitter_us: Some(7),
-                loss_ppm: Some(999_999),
-                rate_bps: Some(u64::MAX - 7),
-            },
-        ] {
-            assert_eq!(parse(&sent(&n)), Some((7, Some(n.normalized()))));
-        }
-        // Zeros read back as absent: the kernel does not tell them apart.
-        let zeros = Netem {
-            latency_us: Some(0),
-            loss_ppm: Some(0),
-            ..Netem::default()
-        };
-        assert_eq!(parse(&sent(&zeros)), Some((7, Some(Netem::default()))));
-        assert!(zeros.is_empty());
-    }
-}
-
 /// The ingress and clsact qdiscs of the calling thread's namespace and the filters under
 /// them: by interface index, a line each (`clsact qdisc, filters: bpf, u32`). What nsfw
 /// cannot say in a file, read to be named (`import`).
@@ -454,4 +408,50 @@ pub fn ingress_hooks(c: &mut crate::plumbing::Conn) -> anyhow::Result<Vec<(u32, 
         out.push((index, what));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{Emitable, Parseable};
+
+    use super::*;
+
+    fn sent(n: &Netem) -> TcMessage {
+        let req = set_netem("a", 7, n);
+        let RouteNetlinkMessage::NewQueueDiscipline(m) = req.msg else {
+            panic!("not a new qdisc");
+        };
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.emit(&mut buf);
+        TcMessage::parse(&buf[..]).expect("parse our own message")
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for n in [
+            Netem::default(),
+            Netem {
+                latency_us: Some(20_000),
+                jitter_us: Some(5_000),
+                loss_ppm: Some(10_000),
+                rate_bps: Some(10_000_000),
+            },
+            Netem {
+                latency_us: Some(u32::MAX),
+                jitter_us: Some(7),
+                loss_ppm: Some(999_999),
+                rate_bps: Some(u64::MAX - 7),
+            },
+        ] {
+            assert_eq!(parse(&sent(&n)), Some((7, Some(n.normalized()))));
+        }
+        // Zeros read back as absent: the kernel does not tell them apart.
+        let zeros = Netem {
+            latency_us: Some(0),
+            loss_ppm: Some(0),
+            ..Netem::default()
+        };
+        assert_eq!(parse(&sent(&zeros)), Some((7, Some(Netem::default()))));
+        assert!(zeros.is_empty());
+    }
 }

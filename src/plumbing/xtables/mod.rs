@@ -85,6 +85,12 @@ pub(crate) fn tables(f: Family) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Each built-in chain's policy: (chain, `accept` | `drop` | `other`).
+pub(crate) type Policies = Vec<(String, String)>;
+
+/// A rule to find again: its chain and its key.
+type Wanted = (String, Vec<u8>);
+
 /// A table read whole.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
@@ -151,7 +157,7 @@ fn read_on(s: &Socket, level: i32, f: Family, name: &str) -> Result<Table> {
 
 impl Table {
     /// Its rules, in order, and each built-in chain's policy (`accept`, `drop`).
-    pub(crate) fn rules(&self) -> Result<(Vec<Rule>, Vec<(String, String)>)> {
+    pub(crate) fn rules(&self) -> Result<(Vec<Rule>, Policies)> {
         let es = blob::entries(self.family, &self.blob).ok_or_else(|| {
             anyhow!(
                 "{} table {}: its entries cannot be read",
@@ -250,7 +256,7 @@ fn xt_lock() -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
 /// how many it removed.
 pub(crate) fn remove_all(rs: &[Removal]) -> Result<usize> {
     let _lock = xt_lock()?;
-    let mut by_table: std::collections::BTreeMap<(Family, &str), Vec<(String, Vec<u8>)>> =
+    let mut by_table: std::collections::BTreeMap<(Family, &str), Vec<Wanted>> =
         std::collections::BTreeMap::new();
     for r in rs {
         by_table
@@ -268,7 +274,7 @@ pub(crate) fn remove_all(rs: &[Removal]) -> Result<usize> {
 /// Removes from table `name` of `f` the rules of `gone` (chain, key) found there now (one
 /// entry for each; those already gone are not an error), as one replacement of the table;
 /// the counters of what stays are carried over. Returns how many it removed.
-pub(crate) fn remove(f: Family, name: &str, gone: &[(String, Vec<u8>)]) -> Result<usize> {
+pub(crate) fn remove(f: Family, name: &str, gone: &[Wanted]) -> Result<usize> {
     let (s, level) = f.socket()?;
     // The kernel refuses a replacement made over a table that changed meanwhile (EAGAIN):
     // read again and retry, a few times.
@@ -291,7 +297,7 @@ pub(crate) fn remove(f: Family, name: &str, gone: &[(String, Vec<u8>)]) -> Resul
     )
 }
 
-fn replace_without(s: &Socket, level: i32, t: &Table, gone: &[(String, Vec<u8>)]) -> Result<usize> {
+fn replace_without(s: &Socket, level: i32, t: &Table, gone: &[Wanted]) -> Result<usize> {
     let es = blob::entries(t.family, &t.blob).ok_or_else(|| {
         anyhow!(
             "{} table {}: its entries cannot be read",
@@ -300,7 +306,7 @@ fn replace_without(s: &Socket, level: i32, t: &Table, gone: &[(String, Vec<u8>)]
         )
     })?;
     let places = blob::places(&es, &t.hook_entry, &t.underflow, t.valid_hooks);
-    let mut left: Vec<&(String, Vec<u8>)> = gone.iter().collect();
+    let mut left: Vec<&Wanted> = gone.iter().collect();
     let mut offsets = Vec::new();
     for (e, p) in es.iter().zip(&places) {
         if !p.rule {
