@@ -6,6 +6,8 @@
 mod fake;
 mod kernel;
 #[cfg(test)]
+mod scale_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;
@@ -538,6 +540,7 @@ fn pending_after(
     // What is left pending may only be the record's own bookkeeping, and what --adopt
     // left out on purpose.
     left.record_after = p.record_after.clone();
+    left.steps.retain(|s| !goes_with_a_namespace(p, s));
     // A left-out removal still pending brings back the steps that go with it ("again"
     // routes, forgotten neighbours): this run carried those out already.
     if !p.left_out.is_empty() {
@@ -545,6 +548,19 @@ fn pending_after(
             .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
     }
     Ok(left)
+}
+
+/// Whether `s` deletes a host end of a veth pair whose namespace plan `p` deleted: the kernel
+/// takes it with the namespace, in its own time (a run that makes no link does not wait for
+/// that, see `plan::execute`).
+fn goes_with_a_namespace(p: &Plan, s: &Step) -> bool {
+    let Step::DeleteLink(d) = s else {
+        return false;
+    };
+    d.place == crate::resources::Place::Host
+        && p.steps
+            .iter()
+            .any(|x| matches!(x, Step::DeleteNamespace(n) if n.takes.iter().any(|t| *t == d.name)))
 }
 
 /// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that
