@@ -560,7 +560,7 @@ fn goes_with_a_namespace(p: &Plan, s: &Step) -> bool {
     d.place == crate::resources::Place::Host
         && p.steps
             .iter()
-            .any(|x| matches!(x, Step::DeleteNamespace(n) if n.takes.iter().any(|t| *t == d.name)))
+            .any(|x| matches!(x, Step::DeleteNamespace(n) if n.takes.contains(&d.name)))
 }
 
 /// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that
