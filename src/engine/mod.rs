@@ -9,6 +9,8 @@ mod kernel;
 mod scale_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vxlan_tests;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
