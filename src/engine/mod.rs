@@ -553,16 +553,11 @@ fn pending_after(
 }
 
 /// Whether `s` deletes a host end of a veth pair whose namespace plan `p` deleted: the kernel
-/// takes it with the namespace, in its own time (a run that makes no link does not wait for
-/// that, see `plan::execute`).
+/// takes it with the namespace in its own time, which a flush does not wait for (`plan::execute`).
 fn goes_with_a_namespace(p: &Plan, s: &Step) -> bool {
-    let Step::DeleteLink(d) = s else {
-        return false;
-    };
-    d.place == crate::resources::Place::Host
-        && p.steps
-            .iter()
-            .any(|x| matches!(x, Step::DeleteNamespace(n) if n.takes.contains(&d.name)))
+    let Step::DeleteLink(d) = s else { return false };
+    let taken = |x: &Step| matches!(x, Step::DeleteNamespace(n) if n.takes.contains(&d.name));
+    d.place == crate::resources::Place::Host && p.steps.iter().any(taken)
 }
 
 /// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that
