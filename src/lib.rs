@@ -35,6 +35,7 @@ mod paths;
 mod plan;
 pub mod plumbing;
 mod probe;
+mod rate;
 mod resources;
 mod sandbox;
 pub mod signals;

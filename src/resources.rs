@@ -233,6 +233,8 @@ pub(crate) struct Node {
     pub sysctls: BTreeMap<String, SysctlSpec>,
     /// Each interface's impairment (empty: none), for the interfaces nsfw configures.
     pub netem: BTreeMap<String, crate::netem::Netem>,
+    /// The interfaces with a rate limit (a tbf), by name.
+    pub rates: BTreeMap<String, crate::rate::Rate>,
 }
 
 /// Everything a topology needs of the kernel and the file system.
