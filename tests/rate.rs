@@ -209,6 +209,7 @@ fn a_foreign_qdisc_is_left_alone() {
     sb.ok("tc qdisc add dev veth-ns1 root handle 1: tbf rate 1mbit burst 5kb latency 10ms");
     let out = sb.nsfw(&["apply", &f]);
     let text = common::show(&out);
+    assert_eq!(out.status.code(), Some(4), "partially applied: {text}");
     assert!(
         text.contains("veth-ns1: its root qdisc (tbf 1:) is not nsfw's: left alone"),
         "{text}"
