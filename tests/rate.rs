@@ -247,3 +247,29 @@ fn killed_mid_apply_converges() {
         sb.nsfw_code(&["flush", "--name", "lab"], 0);
     }
 }
+
+/// `verify` times a transfer through each rate limit: it passes while the tbf holds, and
+/// fails naming the rate it measured once the bridge port's tbf is gone.
+#[test]
+fn verify_times_the_rate() {
+    let _turn = turn();
+    let Some(sb) = Sandbox::or_skip() else {
+        return;
+    };
+    let f = lab(&sb);
+    sb.nsfw_code(&["apply", &f], 0);
+    let out = sb.nsfw(&["verify", &f]);
+    let text = common::show(&out);
+    assert!(
+        text.contains("tcp rate 10mbit") && out.status.success(),
+        "{text}"
+    );
+    sb.ok("tc qdisc del dev veth-ns1 root");
+    let out = sb.nsfw(&["verify", &f]);
+    let text = common::show(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("the link's rate allows 9.56 Mbit/s of payload (±15 %)"),
+        "{text}"
+    );
+}
