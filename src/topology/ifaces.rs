@@ -370,6 +370,20 @@ pub(super) fn resolve(
     let br = r.bridge?;
     let rate = rate_limit(cx, r.table, prefix, br.mtu);
     if let Some(m) = mtu
+        && m > br.mtu
+        && let Some(vx) = br.vxlan.as_ref().filter(|_| !br.mtu_set)
+    {
+        // The segment's MTU was lowered for the encapsulation, not chosen: say so and go on.
+        cx.warnings.push(format!(
+            "{}: {} = {m}: bridge {} is a VXLAN segment, whose MTU is {} (a 1500-byte underlay less {} bytes of encapsulation); the interface gets {}",
+            cx.file,
+            join(prefix, "mtu"),
+            br.name,
+            br.mtu,
+            vx.overhead(),
+            br.mtu
+        ));
+    } else if let Some(m) = mtu
         && m != br.mtu
     {
         cx.err(
