@@ -337,6 +337,42 @@ fn impairments_need_netem_and_are_made_where_it_is() {
     assert_in_sync(&mut k, &dir, &t);
 }
 
+/// A rate alone needs no netem: both ends get their tbf, a rate added to an impairment puts
+/// the tbf below the netem, and a rate taken out leaves the impairment.
+#[test]
+fn rates_need_no_netem_and_combine_with_an_impairment() {
+    let rated = IMPAIRED.replace("latency = \"20ms\"\nloss = \"1%\"", "rate = \"10mbit\"");
+    let t = topology("slow", &rated);
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.netem = false;
+    apply(&mut k, &dir, &t);
+    let far = Place::Ns("far".into());
+    let root = |k: &mut Fake, place: &Place, l: &str| {
+        let l = k.net.link_mut(place, l).expect("link");
+        l.qdisc.clone()
+    };
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("tbf")
+    );
+    assert_in_sync(&mut k, &dir, &t);
+    k.netem = true;
+    let both = topology("slow", &format!("{rated}latency = \"20ms\"\n"));
+    apply(&mut k, &dir, &both);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("netem"));
+    assert_in_sync(&mut k, &dir, &both);
+    apply(&mut k, &dir, &t);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    let none = topology("slow", &rated.replace("rate = \"10mbit\"", ""));
+    apply(&mut k, &dir, &none);
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("noqueue")
+    );
+    assert_in_sync(&mut k, &dir, &none);
+}
+
 #[test]
 fn a_link_an_interrupted_run_left_unmarked_is_made_again() {
     let t = ruleset("lab");
@@ -422,4 +458,50 @@ fn dual_stack_namespaces_get_their_link_local_addresses_from_nsfw() {
         v6[0].starts_with("fd00:10::2/64") && v6[1].starts_with("fe80::"),
         "{v6:?}"
     );
+}
+
+/// `--adopt` with the guide's MASQUERADE in iptables-legacy: removed right after the batch;
+/// a run stopped between the two (the removal fails here) leaves the record saying so, and
+/// the next plain apply removes it.
+#[test]
+fn hand_rules_in_iptables_legacy_go_right_after_the_batch_even_if_the_run_stops_between() {
+    use crate::import::rules::{At, Found, Meaning};
+    let t = ruleset("lab");
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.hand.legacy.found.push(Found {
+        at: At {
+            family: nft::Family::Ip,
+            table: "nat".into(),
+            chain: "POSTROUTING".into(),
+            handle: 1,
+            legacy: Some(vec![1, 2, 3]),
+        },
+        text: "ip saddr 10.10.0.0/24 masquerade".into(),
+        meaning: Some(Meaning::Masquerade {
+            subnet: "10.10.0.0/24".parse().unwrap(),
+            uplink: None,
+            snat: None,
+        }),
+    });
+    k.refuse_legacy = true;
+    let adopt = Target {
+        adopt: true,
+        ..Target::apply(&t)
+    };
+    assert!(run(&mut k, &dir, &adopt).is_err(), "the removal fails");
+    let batch = k
+        .sent
+        .iter()
+        .position(|s| matches!(s, Sent::Batch(None, _)));
+    let legacy = k.sent.iter().position(|s| matches!(s, Sent::Legacy(_)));
+    assert!(batch.is_some() && batch < legacy, "{:?}", k.sent);
+    let rec = Record::load(dir.fd.as_fd());
+    assert!(rec.adopting["lab"].legacy_rules, "{rec:?}");
+    assert_eq!(k.hand.legacy.found.len(), 1);
+    k.refuse_legacy = false;
+    run(&mut k, &dir, &Target::apply(&t)).expect("the next apply finishes");
+    assert!(k.hand.legacy.found.is_empty(), "removed");
+    assert!(Record::load(dir.fd.as_fd()).adopting.is_empty());
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
 }
