@@ -12,6 +12,7 @@ use crate::kinds::{
     DeleteNamespace, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem, SetRoute, SetSysctl,
     Step, WriteResolv,
 };
+use crate::plumbing::qdisc::RootObs;
 use crate::plumbing::{self, Addr, Link, NodeObs, NsObs, Query, Route};
 use crate::resources::{AddrOrig, Place, RouteSpec};
 use crate::topology::Mac;
@@ -35,6 +36,9 @@ fn lo(mark: Option<&str>) -> Link {
 pub(crate) struct Net {
     pub(crate) o: plumbing::Observed,
     next_index: u32,
+    /// A deleted namespace's veth pairs keep their host ends, as the kernel's do until it has
+    /// torn the namespace down (or for good, while someone else's handle keeps it alive).
+    pub(crate) lingering_peers: bool,
 }
 
 impl std::ops::Deref for Net {
@@ -56,7 +60,11 @@ impl Net {
         let mut o = plumbing::Observed::default();
         o.host.links.push(lo(None));
         o.host.sysctls.insert(BRNF.into(), Some("0".into()));
-        Net { o, next_index: 100 }
+        Net {
+            o,
+            next_index: 100,
+            lingering_peers: false,
+        }
     }
 
     /// A host sysctl as the kernel would read it.
@@ -196,17 +204,23 @@ impl Net {
             Step::SetNetem(SetNetem {
                 place,
                 ifname,
-                netem,
+                shape,
                 ..
             }) => {
                 let l = self.link_mut(place, ifname)?;
                 let index = l.index;
-                let on = !netem.is_empty();
-                l.qdisc = Some(if on { "netem" } else { "noqueue" }.into());
+                let root = match (shape.netem.is_empty(), shape.rate.is_some()) {
+                    (true, false) => "noqueue",
+                    (true, true) => "tbf",
+                    (false, _) => "netem",
+                };
+                l.qdisc = Some(root.into());
                 let node = self.node_mut(place)?;
-                match on {
-                    true => node.netem.insert(index, Some(*netem)),
-                    false => node.netem.remove(&index),
+                match shape.is_empty() {
+                    false => node
+                        .qdiscs
+                        .insert(index, RootObs::Ours(Ok(shape.as_read()))),
+                    true => node.qdiscs.remove(&index),
                 };
                 Ok(())
             }
@@ -241,11 +255,12 @@ impl Net {
             .namespaces
             .remove(name)
             .ok_or_else(|| anyhow!("namespace {name}: no such namespace"))?;
+        let lingering = self.lingering_peers;
         for l in ns
             .node
             .links
             .iter()
-            .filter(|l| l.kind.as_deref() == Some("veth"))
+            .filter(|l| l.kind.as_deref() == Some("veth") && !lingering)
         {
             self.drop_peer(l);
         }
@@ -545,7 +560,7 @@ fn forget_link(node: &mut NodeObs, l: &Link) {
     node.addrs.retain(|a| a.index != l.index);
     node.routes.retain(|r| r.oif != Some(l.index));
     node.other_tables.retain(|r| r.oif != Some(l.index));
-    node.netem.remove(&l.index);
+    node.qdiscs.remove(&l.index);
     node.fdb.retain(|f| f.index != l.index);
     node.sysctls
         .retain(|k, _| of_link(k, &l.name) != Some(true));
