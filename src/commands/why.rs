@@ -79,6 +79,9 @@ pub fn why(a: WhyArgs) -> Result<u8, Fail> {
             },
         )?;
         drop(lock);
+        // The servers `try` talks to: what answers tells the packet's real fate.
+        crate::probe::publish_servers(&t2).map_err(|e| report(&e))?;
+        sandbox::start_servers(&t2).map_err(|e| report(&e))?;
         Some(sandbox::world(&t2).map_err(|e| report(&e))?)
     } else {
         None

@@ -17,11 +17,19 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::plumbing::netns;
 
 /// The temporary chains, on the hooks a probe's packet first meets in a namespace: arriving
-/// (prerouting) and sent by the namespace itself (output).
-pub(crate) const TRACE_CHAINS: [(&str, Hook); 2] = [
-    ("why-trace-in", Hook::Prerouting),
-    ("why-trace-out", Hook::Output),
+/// (prerouting) and sent by the namespace itself (output), in nsfw's inet table; and in its
+/// bridge table, arriving on a bridge port (a frame bridged between two namespaces meets the
+/// bridge family's hooks first, and some never reach the inet ones).
+const TRACE_CHAINS: [(Family, &str, Hook); 3] = [
+    (Family::Inet, "why-trace-in", Hook::Prerouting),
+    (Family::Inet, "why-trace-out", Hook::Output),
+    (Family::Bridge, "why-trace-in", Hook::Prerouting),
 ];
+
+/// Whether `chain` of nsfw's table is one of the trace chains.
+pub(crate) fn is_trace_chain(chain: &str) -> bool {
+    TRACE_CHAINS.iter().any(|(_, c, _)| *c == chain)
+}
 
 /// Before raw (-300) and conntrack (-200): the trace flag is set before anything else of the
 /// hook looks at the packet, so every other chain's rules are seen.
@@ -94,12 +102,12 @@ fn chain(name: &str, hook: Hook, rules: Vec<Rule>) -> Chain {
     Chain::new(name, Some(base), rules)
 }
 
-/// The ops that remove the trace chains from `table` whether or not they are there: each is
-/// added (empty, so the delete cannot fail), flushed, deleted.
-fn removal(table: &str) -> Vec<nft::batch::Op> {
+/// The ops that remove the trace chains of `family` from `table` whether or not they are
+/// there: each is added (empty, so the delete cannot fail), flushed, deleted.
+fn removal(family: Family, table: &str) -> Vec<nft::batch::Op> {
     let mut ops = Vec::new();
-    for (name, hook) in TRACE_CHAINS {
-        let (family, table) = (Family::Inet, table.to_string());
+    for (_, name, hook) in TRACE_CHAINS.iter().filter(|c| c.0 == family) {
+        let (name, hook, table) = (*name, *hook, table.to_string());
         ops.push(nft::batch::Op::AddChain {
             family,
             table: table.clone(),
@@ -130,36 +138,52 @@ fn in_ns<T: Send + 'static>(
     }
 }
 
-/// Trace chains armed in nsfw's table of one namespace, and the socket hearing its events.
+/// Trace chains armed in nsfw's tables of one namespace, and the socket hearing its events.
 pub(crate) struct Armed {
     pub ns: Option<String>,
     table: String,
+    /// The families whose table got the chains (the bridge table is there only when the
+    /// topology has one).
+    families: Vec<Family>,
     events: NftSocket,
 }
 
-/// Arms the trace of `t` in nsfw's table `table` of namespace `ns` (None: the host): any
-/// chain an earlier, killed run left is replaced in the same batch.
+/// Sends `ops` in one batch.
+fn send(ops: &[nft::batch::Op]) -> Result<()> {
+    NftSocket::open()?.send(&nft::batch::encode(ops)?)
+}
+
+/// Arms the trace of `t` in nsfw's tables `table` of namespace `ns` (None: the host): any
+/// chain an earlier, killed run left is replaced in the same batch. The inet table must be
+/// there; the bridge table is traced when it is.
 pub(crate) fn arm(ns: Option<String>, table: &str, t: Tuple) -> Result<Armed> {
     let tb = table.to_string();
-    let events = in_ns(&ns, move || {
+    let (events, families) = in_ns(&ns, move || {
         let events = NftSocket::open_with_groups(1 << (NFNLGRP_NFTRACE - 1))?;
-        let mut ops = removal(&tb);
-        for (name, hook) in TRACE_CHAINS {
-            ops.push(nft::batch::Op::AddChain {
-                family: Family::Inet,
-                table: tb.clone(),
-                chain: chain(name, hook, vec![trace_rule(&t)]),
-            });
+        let mut families = Vec::new();
+        for family in [Family::Inet, Family::Bridge] {
+            let mut ops = removal(family, &tb);
+            for (_, name, hook) in TRACE_CHAINS.iter().filter(|c| c.0 == family) {
+                ops.push(nft::batch::Op::AddChain {
+                    family,
+                    table: tb.clone(),
+                    chain: chain(name, *hook, vec![trace_rule(&t)]),
+                });
+            }
+            match send(&ops) {
+                Ok(()) => families.push(family),
+                Err(_) if family == Family::Bridge => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("adding the trace chains to inet {tb}"));
+                }
+            }
         }
-        let enc = nft::batch::encode(&ops)?;
-        NftSocket::open()?
-            .send(&enc)
-            .with_context(|| format!("adding the trace chains to inet {tb}"))?;
-        Ok(events)
+        Ok((events, families))
     })?;
     Ok(Armed {
         ns,
         table: table.to_string(),
+        families,
         events,
     })
 }
@@ -168,11 +192,10 @@ impl Armed {
     /// Deletes the trace chains.
     pub(crate) fn disarm(&self) -> Result<()> {
         let tb = self.table.clone();
+        let families = self.families.clone();
         in_ns(&self.ns, move || {
-            let enc = nft::batch::encode(&removal(&tb))?;
-            NftSocket::open()?
-                .send(&enc)
-                .with_context(|| format!("removing the trace chains from inet {tb}"))
+            let ops: Vec<nft::batch::Op> = families.iter().flat_map(|f| removal(*f, &tb)).collect();
+            send(&ops).with_context(|| format!("removing the trace chains from {tb}"))
         })
     }
 
@@ -238,8 +261,8 @@ pub(crate) fn socket(ns: &Option<String>, v6: bool, proto: u8) -> Result<Probe> 
 
 impl Probe {
     /// Sends the one packet (a SYN, a datagram, an echo request from `ns`) and says whether
-    /// an answer came within `wait`: a connection or a refusal, an echo reply; a datagram
-    /// gets no answer (its fate is the trace's, and the listener's in the tests).
+    /// an answer came within `wait`: a connection or a refusal, an echo reply, a datagram
+    /// back.
     pub(crate) fn send(self, ns: &Option<String>, to: SocketAddr, wait: Duration) -> Result<bool> {
         match self.sock {
             Some(s) if s.r#type()? == Type::STREAM => match s.connect_timeout(&to.into(), wait) {
@@ -247,10 +270,13 @@ impl Probe {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(true),
                 Err(_) => Ok(false),
             },
+            // An echo server (the sandbox's) answers; anything else is no answer.
             Some(s) => {
-                s.send_to(b"nsfw why", &to.into())
+                s.send_to(b"nsfw why\n", &to.into())
                     .with_context(|| format!("sending a datagram to {to}"))?;
-                Ok(false)
+                s.set_read_timeout(Some(wait))?;
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+                Ok(s.recv(&mut buf).is_ok())
             }
             None => {
                 let ip = to.ip();

@@ -209,6 +209,17 @@ fn file_answer(
         flow.published = true;
         entry_pub = Some(e);
     }
+    // A namespace's ping of its own gateway passes even a protected host.
+    if let (Party::Ns(n, _), Party::Host(ip)) = (&flow.from, &flow.to) {
+        let gw = t
+            .namespaces
+            .iter()
+            .find(|x| &x.name == n)
+            .and_then(|x| x.primary())
+            .and_then(|i| t.bridge(&i.bridge))
+            .and_then(|b| b.gateway_addr(ip.is_ipv6()));
+        flow.ping_gateway = (proto == 1 || proto == 58) && gw == Some(*ip);
+    }
     let (allowed, reason) = crate::oracle::explain(t, &flow);
     let (decided_by, entry) = match &reason {
         Reason::Rule(e) => (t.origin(e), Some(e.clone())),
@@ -245,10 +256,10 @@ fn file_answer(
             ));
         }
     }
-    if let Some(b) = w.bridged.first() {
-        path.push(b.clone());
-    } else if let Some(h) = w.hops.last() {
-        path.push(seg_name(&h.to));
+    match (w.hops.last(), w.bridged.first()) {
+        (Some(h), _) => path.push(seg_name(&h.to)),
+        (None, Some(b)) => path.push(b.clone()),
+        (None, None) => {}
     }
     match &w.end {
         Ok(n) => path.push(node_name(n)),
@@ -426,23 +437,23 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     }
     let mut k = show::read_trace(t, &events, f)?;
     k.answered = answered;
+    if !k.traced {
+        k.passed = answered;
+    }
     k.notes.extend(notes);
     Ok(k)
 }
 
-/// The events of the first packet traced in one namespace. The trace id changes on the way
-/// (it is the packet's hash, taken again after routing), so the packet is the events up to
-/// the next time a trace chain meets a packet: a retransmission of the probe.
+/// The events of the first packet traced in one namespace: up to its first drop, after
+/// which only a retransmission of the probe can come (an answered probe is not sent again).
+/// Not by trace id: the id is the packet's hash, and changes on the way (after routing).
 fn first_packet(events: &[Event]) -> Vec<&Event> {
-    let ours = |e: &Event| kernel::TRACE_CHAINS.iter().any(|(c, _)| *c == e.chain);
     let mut out = Vec::new();
-    let mut left_trace = false;
     for e in events {
-        if ours(e) && left_trace {
+        out.push(e);
+        if drops(e) {
             break;
         }
-        left_trace |= !ours(e);
-        out.push(e);
     }
     out
 }

@@ -75,11 +75,10 @@ pub(super) fn read_trace(
         let tabs = read.get(at).map(Vec::as_slice).unwrap_or_default();
         for e in evs {
             let is_ours = e.table == ours;
-            // The trace chains' own rule is no part of the answer.
-            if is_ours
-                && super::kernel::TRACE_CHAINS
-                    .iter()
-                    .any(|(c, _)| *c == e.chain)
+            // The trace chains' own rule is no part of the answer; a rule event without a
+            // rule is the packet entering a chain (its rules and policy say the rest).
+            if is_ours && super::kernel::is_trace_chain(&e.chain)
+                || e.kind == Kind::Rule && e.handle.is_none_or(|h| h == 0)
             {
                 continue;
             }
@@ -116,7 +115,10 @@ pub(super) fn read_trace(
             let dropped = drops(e);
             // nsfw's filter verdicts come from the file's policy: the entry that decides this
             // flow is the one its sets hold the element of.
-            let entry = (is_ours && (dropped || verdict == "accept")).then(|| f.decided_by.clone());
+            // nsfw's filter verdicts come from the file's policy: the entry that decides this
+            // flow is the one whose element its sets hold.
+            let decides = dropped || (e.kind == Kind::Rule && verdict == "accept");
+            let entry = (is_ours && decides).then(|| f.decided_by.clone());
             if dropped {
                 k.passed = false;
                 if !is_ours && k.foreign_drop.is_none() {
@@ -141,7 +143,8 @@ pub(super) fn read_trace(
         }
     }
     if !k.traced {
-        k.notes.push("no trace event: the packet crossed no hook of nsfw's namespaces (bridged with bridge-nf-call-iptables off, or it never left)".into());
+        // What the probe itself saw is all there is (the caller says).
+        k.notes.push("no trace event: the packet met no hook of nsfw's tables: a frame between two isolated ports of a bridge is dropped by the bridge itself (and an unanswered ARP or neighbour solicitation keeps the packet from being sent at all), and a bridge without nf_call_iptables passes frames by the inet hooks".into());
     }
     Ok(k)
 }
