@@ -195,7 +195,60 @@ pub(super) fn disagreement(
             Err(e) => out.push(format!("cannot read the other tables for the fix: {e:#}")),
         }
     }
+    // Doctor reads the ruleset as apply leaves it: what apply would put right it does not
+    // name, and a drop it cannot see (a rule on a hook its flows leave out) neither.
+    let has_fix = out.iter().any(|l| {
+        ["nft ", "iptables ", "nsfw apply", "firewall-cmd"]
+            .iter()
+            .any(|c| l.contains(c))
+    });
+    if !has_fix && let Some(st) = k.steps.iter().find(|s| s.drops && !s.ours) {
+        out.push(format!("fix: {}", own_fix(t, f, st)));
+    }
     out
+}
+
+/// The fix for a foreign chain that dropped the packet: accepts for the bridges on its way at
+/// the top of that chain, or the chain's policy; iptables' own way for iptables-nft's tables.
+fn own_fix(t: &Topology, f: &FileAnswer, st: &Step) -> String {
+    let (family, table) = st
+        .table
+        .split_once(' ')
+        .unwrap_or(("inet", st.table.as_str()));
+    let bridges: Vec<&String> = f.path.iter().filter(|p| t.bridge(p).is_some()).collect();
+    let ipt = matches!(family, "ip" | "ip6")
+        && matches!(table, "filter" | "nat" | "mangle" | "raw" | "security");
+    let cmd = if family == "ip6" {
+        "ip6tables"
+    } else {
+        "iptables"
+    };
+    let mut accepts = Vec::new();
+    for b in &bridges {
+        for (nft_dir, ipt_dir) in [("iifname", "-i"), ("oifname", "-o")] {
+            accepts.push(if ipt {
+                format!("{cmd} -t {table} -I {} {ipt_dir} {b} -j ACCEPT", st.chain)
+                    .replace(" -t filter", "")
+            } else {
+                format!(
+                    "nft insert rule {family} {table} {} {nft_dir} \"{b}\" accept",
+                    st.chain
+                )
+            });
+        }
+    }
+    let head = match (ipt, st.what.starts_with("policy")) {
+        (true, true) if st.chain == crate::firewall::IPT_FORWARD => format!(
+            "`nsfw apply` puts its accepts at the top of {} when it finds this policy (Docker sets it when it starts after nsfw): run it again; by hand",
+            st.chain
+        ),
+        (_, true) => format!("let the topology's bridges through {table}'s {}", st.chain),
+        (_, false) => format!(
+            "remove or narrow the rule `{}`, or let the topology's bridges through before it",
+            st.what
+        ),
+    };
+    format!("{head}: {}", accepts.join("; "))
 }
 
 /// The answer as text: the disagreement first.
