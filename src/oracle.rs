@@ -127,14 +127,14 @@ pub(crate) fn explain(t: &Topology, f: &Flow) -> (bool, Reason) {
 /// Why a connection no entry decides is open, in words.
 fn open_default(t: &Topology, f: &Flow) -> String {
     match (&f.from, &f.to) {
-        (Party::Ns(..), Party::World(_)) => "egress to the world is open by default".into(),
+        (Party::Ns(..), Party::World(_)) => "egress to the world is open".into(),
         (Party::Ns(..), Party::Host(_)) if t.host.protect => {
             "a namespace may ping its own gateway".into()
         }
-        (Party::Ns(..), Party::Host(_)) => "the host is open to its namespaces by default".into(),
-        (Party::Ns(..), Party::Ns(..)) => "open by default on the way".into(),
+        (Party::Ns(..), Party::Host(_)) => "the host is open to its namespaces".into(),
+        (Party::Ns(..), Party::Ns(..)) => "nothing on the way closes it".into(),
         (Party::Host(_), _) => "the host's own connections are not judged".into(),
-        _ => "open by default".into(),
+        _ => "nothing closes it".into(),
     }
 }
 

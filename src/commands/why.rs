@@ -69,15 +69,13 @@ pub fn why(a: WhyArgs) -> Result<u8, Fail> {
         let mut t2 = t.clone();
         sandbox::lan::forwarding_premise(&mut t2);
         sandbox::build_upstream(&t2).map_err(|e| report(&e))?;
+        // The copy is built quietly: the answer is what was asked for.
+        let level = crate::output::level();
+        crate::output::set_level(crate::output::Level::Quiet);
         let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
-        super::apply::converge(
-            &t2,
-            &lock,
-            super::Printing {
-                json: false,
-                summary: true,
-            },
-        )?;
+        let built = super::apply::converge(&t2, &lock, super::Printing::default());
+        crate::output::set_level(level);
+        built?;
         drop(lock);
         // The servers `try` talks to: what answers tells the packet's real fate.
         crate::probe::publish_servers(&t2).map_err(|e| report(&e))?;

@@ -230,8 +230,8 @@ fn file_answer(
                 .unwrap_or_else(|| "a published port".into()),
             entry_pub.clone(),
         ),
-        Reason::Default(why, Some(e)) => (format!("{why} ({})", t.origin(e)), Some(e.clone())),
-        Reason::Default(why, None) => (why.clone(), None),
+        Reason::Default(why, Some(e)) => (format!("default: {why} ({})", t.origin(e)), Some(e.clone())),
+        Reason::Default(why, None) => (format!("default: {why}"), None),
     };
     let up = |v6: bool| {
         world
@@ -444,12 +444,22 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     Ok(k)
 }
 
-/// The events of the first packet traced in one namespace: up to its first drop, after
-/// which only a retransmission of the probe can come (an answered probe is not sent again).
-/// Not by trace id: the id is the packet's hash, and changes on the way (after routing).
+/// The events of the first packet traced in one namespace: up to its first drop, or to the
+/// moment a trace chain meets a packet again where it met the first (the same hook, family and
+/// input interface): the next packet of the connection, or the probe sent again. A packet
+/// bridged twice through the host meets the trace chains twice, from two interfaces. Not by
+/// trace id: the id is the packet's hash, and changes on the way (after routing).
 fn first_packet(events: &[Event]) -> Vec<&Event> {
+    let mut met: Vec<(u8, &str, Option<u32>)> = Vec::new();
     let mut out = Vec::new();
     for e in events {
+        if kernel::is_trace_chain(&e.chain) && e.iif.is_some() {
+            let at = (e.family, e.chain.as_str(), e.iif);
+            if met.contains(&at) {
+                break;
+            }
+            met.push(at);
+        }
         out.push(e);
         if drops(e) {
             break;

@@ -260,7 +260,10 @@ pub(crate) fn text(a: &Answer) -> String {
     };
     line(format!("why {}", a.question));
     for d in &a.disagreement {
-        line(format!("DISAGREE: {d}"));
+        match d.strip_prefix("fix: ") {
+            Some(fix) => line(format!("  fix: {fix}")),
+            None => line(format!("DISAGREE: {d}")),
+        }
     }
     let f = &a.file;
     line(format!(
@@ -304,6 +307,7 @@ pub(crate) fn to_json(a: &Answer) -> Value {
     let f = &a.file;
     let k = &a.kernel;
     json!({
+        "schema": 1,
         "question": a.question,
         "agree": a.disagreement.is_empty(),
         "disagreement": a.disagreement,
