@@ -68,7 +68,7 @@ fn resolve(
     world: Option<&World>,
     peer: Option<&str>,
 ) -> Result<End> {
-    let side = |w: &World| if v6 { w.v6.clone() } else { Some(w.v4.clone()) };
+    let side = |w: &World| if v6 { w.v6 } else { Some(w.v4) };
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(match owner(t, ip) {
             Node::Ns(n) => End {
@@ -230,12 +230,32 @@ fn file_answer(
                 .unwrap_or_else(|| "a published port".into()),
             entry_pub.clone(),
         ),
-        Reason::Default(why, Some(e)) => (format!("default: {why} ({})", t.origin(e)), Some(e.clone())),
+        Reason::Default(why, Some(e)) => {
+            (format!("default: {why} ({})", t.origin(e)), Some(e.clone()))
+        }
         Reason::Default(why, None) => (format!("default: {why}"), None),
     };
+    let path = walk_path(t, &flow, world, &mut nat);
+    FileAnswer {
+        allowed,
+        decided_by,
+        entry,
+        nat,
+        path,
+    }
+}
+
+/// The path of `flow` through the topology, node and segment names in order; the masquerade
+/// on the way goes to `nat`.
+fn walk_path(
+    t: &Topology,
+    flow: &Flow,
+    world: Option<&World>,
+    nat: &mut Vec<String>,
+) -> Vec<String> {
     let up = |v6: bool| {
         world
-            .and_then(|w| if v6 { w.v6.clone() } else { Some(w.v4.clone()) })
+            .and_then(|w| if v6 { w.v6 } else { Some(w.v4) })
             .map(|s| s.host_addr)
     };
     let start = match &flow.from {
@@ -272,13 +292,7 @@ fn file_answer(
             w.src
         ));
     }
-    FileAnswer {
-        allowed,
-        decided_by,
-        entry,
-        nat,
-        path,
-    }
+    path
 }
 
 fn node_name(n: &Node) -> String {

@@ -51,6 +51,42 @@ fn family_name(f: u8) -> &'static str {
         .unwrap_or("?")
 }
 
+/// An event as the answer shows it: the rule (as nft prints it, with its handle) or policy, and
+/// the verdict.
+fn described(e: &Event, tabs: &[Dumped]) -> (String, String) {
+    let what = match e.kind {
+        Kind::Policy => format!(
+            "policy {}",
+            if e.policy == Some(0) {
+                "drop"
+            } else {
+                "accept"
+            }
+        ),
+        Kind::Return => "end of chain (return)".into(),
+        Kind::Rule => e
+            .handle
+            .and_then(|h| {
+                rule_text(tabs, e.family, &e.table, &e.chain, h)
+                    .map(|r| format!("{r} (handle {h})"))
+            })
+            .unwrap_or_else(|| format!("rule handle {}", e.handle.unwrap_or(0))),
+        Kind::Other(n) => format!("event type {n}"),
+    };
+    let verdict = match (&e.kind, &e.verdict) {
+        (Kind::Policy, _) => {
+            if e.policy == Some(0) {
+                "drop".into()
+            } else {
+                "accept".into()
+            }
+        }
+        (_, Some(v)) => v.to_string(),
+        (_, None) => String::new(),
+    };
+    (what, verdict)
+}
+
 /// The trace events of each namespace read into the kernel's answer.
 pub(super) fn read_trace(
     t: &Topology,
@@ -82,39 +118,8 @@ pub(super) fn read_trace(
             {
                 continue;
             }
-            let what = match e.kind {
-                Kind::Policy => format!(
-                    "policy {}",
-                    if e.policy == Some(0) {
-                        "drop"
-                    } else {
-                        "accept"
-                    }
-                ),
-                Kind::Return => "end of chain (return)".into(),
-                Kind::Rule => e
-                    .handle
-                    .and_then(|h| {
-                        rule_text(tabs, e.family, &e.table, &e.chain, h)
-                            .map(|r| format!("{r} (handle {h})"))
-                    })
-                    .unwrap_or_else(|| format!("rule handle {}", e.handle.unwrap_or(0))),
-                Kind::Other(n) => format!("event type {n}"),
-            };
-            let verdict = match (&e.kind, &e.verdict) {
-                (Kind::Policy, _) => {
-                    if e.policy == Some(0) {
-                        "drop".into()
-                    } else {
-                        "accept".into()
-                    }
-                }
-                (_, Some(v)) => v.to_string(),
-                (_, None) => String::new(),
-            };
+            let (what, verdict) = described(e, tabs);
             let dropped = drops(e);
-            // nsfw's filter verdicts come from the file's policy: the entry that decides this
-            // flow is the one its sets hold the element of.
             // nsfw's filter verdicts come from the file's policy: the entry that decides this
             // flow is the one whose element its sets hold.
             let decides = dropped || (e.kind == Kind::Rule && verdict == "accept");
