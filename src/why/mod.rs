@@ -8,7 +8,7 @@ mod show;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nft::trace::{Event, Kind, Verdict};
 
 use crate::oracle::{Flow, Party, Reason};
@@ -410,7 +410,8 @@ pub(crate) fn ask(t: &Topology, q: &Question, world: Option<&World>) -> Result<A
 fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Result<KernelAnswer> {
     let table = crate::owner::table(&t.name);
     let proto = if q.proto == 1 && q.v6 { 58 } else { q.proto };
-    let probe = kernel::socket(&from.ns, q.v6, q.proto)?;
+    let applied = || format!("is {} applied? (`nsfw apply`)", t.source.display());
+    let probe = kernel::socket(&from.ns, q.v6, q.proto).with_context(applied)?;
     let tuple = kernel::Tuple {
         src: from.ns.as_ref().map(|_| from.party.addr()),
         dst: to.party.addr(),
@@ -424,6 +425,7 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     for ns in traced_nodes(t, f) {
         match kernel::arm(ns.clone(), &table, tuple) {
             Ok(a) => armed.push(a),
+            Err(e) if ns.is_none() => return Err(e.context(applied())),
             Err(e) => notes.push(format!(
                 "{}: not traced: {e:#}",
                 ns.as_deref().unwrap_or("host")
