@@ -48,6 +48,7 @@ address = "10.20.0.3/24"
 
 [namespaces.r]
 forward = true
+masquerade = "eth0"
 routes = [{ to = "0.0.0.0/0", via = "10.10.0.1" }]
 
 [namespaces.r.interfaces.eth0]
@@ -145,6 +146,7 @@ const FLOWS: &[Case] = &[
     ("world", "db", "tcp/5432", "", true, Some("allow#4")),
     ("c", "web", "tcp/80", "", true, None),
     ("c", "world", "icmp", "", true, None),
+    ("web", "c", "tcp/80", "", false, Some("ns:r")),
     ("web", "db", "icmp", "-6", true, None),
     ("web", "db", "tcp/5432", "-6", false, Some("deny#1")),
     ("web", "world", "tcp/443", "-6", true, None),

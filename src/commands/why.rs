@@ -22,7 +22,13 @@ pub struct WhyArgs {
 
 /// The same question asked again inside the sandbox.
 fn sandbox_args(a: &WhyArgs) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["why".into(), a.from.clone().into(), a.to.clone().into()];
+    // The child prints what this one would: -q and -v go with it.
+    let mut args: Vec<OsString> = match crate::output::level() {
+        crate::output::Level::Quiet if !a.json => vec!["-q".into()],
+        crate::output::Level::Verbose => vec!["-v".into()],
+        _ => Vec::new(),
+    };
+    args.extend(["why".into(), a.from.clone().into(), a.to.clone().into()]);
     args.push(a.l4.clone().into());
     if let Some(f) = &a.file {
         args.push("--file".into());

@@ -199,15 +199,17 @@ impl Armed {
         })
     }
 
-    /// The trace events heard until `until`.
+    /// The trace events heard until `until`, and those already queued after it (the sockets
+    /// of several namespaces are read one after the other).
     pub(crate) fn collect(&mut self, until: Instant) -> Result<Vec<Event>> {
         let mut out = Vec::new();
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let got = self.events.events(left.max(Duration::from_millis(1)))?;
+            if got.is_empty() && left.is_zero() {
                 return Ok(out);
             }
-            for (ty, payload) in self.events.events(left.max(Duration::from_millis(1)))? {
+            for (ty, payload) in got {
                 if ty == NFT_MSG_TRACE
                     && let Some(e) = nft::trace::parse(&payload)
                 {

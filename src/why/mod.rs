@@ -440,7 +440,10 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     for a in &mut armed {
         let at = a.ns.clone().unwrap_or_else(|| "host".into());
         match a.collect(until) {
-            Ok(e) => events.push((at, e)),
+            Ok(e) => {
+                crate::output::verbose(format_args!("why: {} trace event(s) in {at}", e.len()));
+                events.push((at, e))
+            }
             Err(e) => failed = Some(e),
         }
     }

@@ -122,7 +122,13 @@ pub(super) fn read_trace(
             let dropped = drops(e);
             // nsfw's filter verdicts come from the file's policy: the entry that decides this
             // flow is the one whose element its sets hold.
-            let decides = dropped || (e.kind == Kind::Rule && verdict == "accept");
+            // The file's entry goes with the step that carries out its verdict: the drop of a
+            // blocked flow, the accepts of an allowed one.
+            let decides = if f.allowed {
+                e.kind == Kind::Rule && verdict == "accept"
+            } else {
+                dropped
+            };
             let entry = (is_ours && decides).then(|| f.decided_by.clone());
             if dropped {
                 k.passed = false;
