@@ -7,6 +7,8 @@ mod fake;
 mod kernel;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vxlan_tests;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};

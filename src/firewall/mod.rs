@@ -16,6 +16,7 @@ mod router;
 mod table;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 pub(crate) use egress::{default_left_out, missing_ways_out};
 pub(crate) use table::{needs_localnet, table};

@@ -20,6 +20,7 @@ mod ports_tests;
 mod run;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 use std::fmt;
 

@@ -3,6 +3,8 @@
 //! the work is and closed after it.
 
 pub(crate) mod announce;
+pub(crate) mod arp;
+pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
@@ -19,6 +21,8 @@ pub(crate) mod sysctl;
 pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, NsObs, Route};
+#[cfg(test)]
+pub(crate) use objects::{Fdb, VxlanObs};
 pub(crate) use objects::{FileObs, Link, NodeObs};
 pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};

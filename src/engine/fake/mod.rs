@@ -17,6 +17,7 @@
 
 mod net;
 mod ruleset;
+mod vxlan;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
