@@ -191,6 +191,31 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Why can (or can't) FROM reach TO: the file's answer and one real packet's.
+    #[command(
+        long_about = "Why FROM can or cannot reach TO (each a namespace, a bridge, `host`, `world` or an address) at PROTO/PORT (tcp/80, udp/53; default icmp): the file's answer (allowed or blocked, by which entry at which line of the file, the NAT on the way, the path through segments and routers) and the kernel's, from one real packet sent from FROM with nftables tracing turned on for that packet alone (a temporary chain in nsfw's own table matching its exact addresses, protocol and ports, deleted after): every chain and rule it met in every table of the host and of the routers on its way, nsfw's own mapped back to the file's entry. When the two disagree, that comes first, with the other table's rule that drops the packet and the fix. With --sandbox, in a throwaway copy of the topology as `nsfw try` builds it (there FROM may be `world`). Leaves the ruleset as it found it.",
+        after_help = "Exit status: 0 the file and the kernel agree, 1 they disagree or the question could not be asked.\n\nExamples:\n  nsfw why -f rulesets/lab.toml ns1 world tcp/443\n  nsfw why --sandbox -f rulesets/publish.toml world host tcp/8080"
+    )]
+    Why {
+        /// A namespace, a bridge, `host`, `world` (--sandbox only) or an address.
+        from: String,
+        /// A namespace, a bridge, `host`, `world` or an address (a published port: `host` or the host's address with the host port).
+        to: String,
+        /// tcp/PORT, udp/PORT or icmp.
+        #[arg(default_value = "icmp")]
+        l4: String,
+        #[arg(short, long, help = FILE_HELP, value_hint = ValueHint::FilePath)]
+        file: Option<PathBuf>,
+        /// Over IPv6 (implied by an IPv6 address).
+        #[arg(short = '6', long)]
+        ipv6: bool,
+        /// In a throwaway sandbox copy of the topology, as `nsfw try` builds it.
+        #[arg(long)]
+        sandbox: bool,
+        /// Print the answer as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the checks against the live topology.
     #[command(
         long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` is connected to from the namespaces, as the policy says it should or should not be; without targets, the namespaces of masquerading bridges ping the host's default gateway (egress and NAT). A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it) or iptables-legacy's tables are loaded.",

@@ -17,6 +17,7 @@ mod adopt;
 mod oracle;
 pub mod output;
 mod owner;
+mod why;
 
 pub mod cli;
 pub mod cni;

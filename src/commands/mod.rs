@@ -15,6 +15,7 @@ mod status;
 mod systemd;
 mod try_;
 mod watch;
+mod why;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use status::{list, status};
 pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
 pub use watch::watch;
+pub use why::{WhyArgs, why};
 
 use crate::topology::{self, Topology};
 
