@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, egress, lan, policy, publish};
+use super::{account, droplog, egress, lan, policy, publish};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -393,6 +393,7 @@ pub(crate) fn table(t: &Topology) -> Table {
     }
     let mut sets = sets(t);
     if account::attribute(&mut chains) {
+        droplog::route(&mut chains, &t.name);
         chains.push(account::chain(t));
         sets.extend(account::sets(t));
     }
