@@ -84,6 +84,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
     if cx.errors.is_empty() {
+        let origins = super::origin::Origins::locate(text, &cx.file);
         Ok(Topology {
             name,
             source: source.to_path_buf(),
@@ -93,6 +94,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             policy,
             warnings,
             verify,
+            origins,
         })
     } else {
         Err(Errors(cx.errors))
