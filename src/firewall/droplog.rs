@@ -11,8 +11,11 @@
 //!     oifname @bridges counter goto drop_closed }
 //! chain drop_policy {
 //!     limit rate 20/second burst 40 packets log prefix "nsfw:lab policy" group 28275
-//!     counter goto dropped }      # the reason's tally, for `nsfw drops` without --follow
+//!     goto dropped }
 //! ```
+//!
+//! The counter before each `goto drop_…` (what `nsfw status` reports) is also each reason's
+//! tally, which `nsfw drops` reads.
 //!
 //! Nothing is logged for accepted traffic, and a flood of drops costs userspace at most the
 //! limit's rate per reason (the kernel builds no message when the limit is spent, nor when no
@@ -100,10 +103,7 @@ fn chain(topology: &str, why: &str) -> Chain {
             ..Default::default()
         }),
     ]);
-    let drop = Rule::new(vec![
-        Stmt::Counter(nft::Counter::default()),
-        Stmt::Verdict(Verdict::Goto(DROPPED.into())),
-    ]);
+    let drop = Rule::new(vec![Stmt::Verdict(Verdict::Goto(DROPPED.into()))]);
     Chain::new(&format!("{CHAIN_PREFIX}{why}"), None, vec![log, drop])
 }
 
