@@ -40,12 +40,26 @@ fn headers(family: u8, p: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
         let b: [u8; 4] = p.get(16..20)?.try_into().ok()?;
         // A fragment other than the first carries no transport header.
         let later = u16::from_be_bytes(p.get(6..8)?.try_into().ok()?) & 0x1fff != 0;
-        let rest = if later { &[][..] } else { p.get(ihl..).unwrap_or(&[]) };
-        Some((Ipv4Addr::from(a).into(), Ipv4Addr::from(b).into(), *p.get(9)?, rest))
+        let rest = if later {
+            &[][..]
+        } else {
+            p.get(ihl..).unwrap_or(&[])
+        };
+        Some((
+            Ipv4Addr::from(a).into(),
+            Ipv4Addr::from(b).into(),
+            *p.get(9)?,
+            rest,
+        ))
     } else {
         let a: [u8; 16] = p.get(8..24)?.try_into().ok()?;
         let b: [u8; 16] = p.get(24..40)?.try_into().ok()?;
-        Some((Ipv6Addr::from(a).into(), Ipv6Addr::from(b).into(), *p.get(6)?, p.get(40..).unwrap_or(&[])))
+        Some((
+            Ipv6Addr::from(a).into(),
+            Ipv6Addr::from(b).into(),
+            *p.get(6)?,
+            p.get(40..).unwrap_or(&[]),
+        ))
     }
 }
 
@@ -131,7 +145,10 @@ pub(crate) fn explain(t: &Topology, reason: &str, l: &Logged, names: &mut Names)
             denied_by(t, &f).and_then(|r| Entry::of_key(&r.key))
         }
         "closed" => {
-            let (a, b) = (bridge_of(t, indev.as_deref()), bridge_of(t, outdev.as_deref()));
+            let (a, b) = (
+                bridge_of(t, indev.as_deref()),
+                bridge_of(t, outdev.as_deref()),
+            );
             match (a, b) {
                 (Some(a), Some(b)) if a == b && t.bridge(a).is_some_and(|x| x.isolate) => {
                     reason = "isolated".into();
@@ -146,7 +163,11 @@ pub(crate) fn explain(t: &Topology, reason: &str, l: &Logged, names: &mut Names)
             let port = names.of(l.physindev);
             t.namespaces
                 .iter()
-                .find(|n| n.ifaces.iter().any(|f| Some(&f.host_ifname) == port.as_ref()))
+                .find(|n| {
+                    n.ifaces
+                        .iter()
+                        .any(|f| Some(&f.host_ifname) == port.as_ref())
+                })
                 .map(|n| Entry::Namespace(n.name.clone()))
         }
         _ => None,
@@ -211,14 +232,27 @@ mod tests {
             panic!("v4")
         };
         let mut names = Names::default();
-        let l = logged("nsfw:lab policy", udp(a.octets(), b.octets(), 53), 1, Some(1));
+        let l = logged(
+            "nsfw:lab policy",
+            udp(a.octets(), b.octets(), 53),
+            1,
+            Some(1),
+        );
         let d = explain(&t, "policy", &l, &mut names).expect("explained");
-        assert_eq!((d.from.as_deref(), d.to.as_deref()), (Some("n1"), Some("n2")));
+        assert_eq!(
+            (d.from.as_deref(), d.to.as_deref()),
+            (Some("n1"), Some("n2"))
+        );
         assert_eq!((d.proto, d.port), (17, Some(53)));
         assert_eq!(d.entry, Some(Entry::Deny(1)));
         assert_eq!(d.at.as_deref(), Some("[[deny]] #2 at lab.toml:15"));
         // To the host (no output device): the host is the destination whatever its address.
-        let l = logged("nsfw:lab host", udp(a.octets(), [192, 0, 2, 1], 22), 1, None);
+        let l = logged(
+            "nsfw:lab host",
+            udp(a.octets(), [192, 0, 2, 1], 22),
+            1,
+            None,
+        );
         let d = explain(&t, "host", &l, &mut names).expect("explained");
         assert_eq!(d.to.as_deref(), Some("host"));
         assert_eq!(d.entry, Some(Entry::Protect));

@@ -161,6 +161,9 @@ pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
                 "the kernel could not pass every logged drop (its socket buffer was full); some are missing"
             );
         }
+        if !batch.is_empty() {
+            crate::detail!("nflog: {} packets", batch.len());
+        }
         for l in batch.drain(..) {
             s.one(&l);
         }
@@ -173,9 +176,11 @@ pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
 impl Stream<'_> {
     fn one(&mut self, l: &nflog::Logged) {
         let Some((topology, reason)) = owner::parse_log_prefix(&l.prefix) else {
+            crate::detail!("nflog: a packet of another prefix ({:?})", l.prefix);
             return;
         };
         if topology != self.t.name {
+            crate::detail!("nflog: a drop of topology {topology}");
             return;
         }
         if self.opts.since.is_some_and(|s| l.time < s) {
@@ -185,6 +190,10 @@ impl Stream<'_> {
             c.1 += 1;
         }
         let Some(d) = explain::explain(self.t, reason, l, &mut self.names) else {
+            crate::detail!(
+                "nflog: a packet too short to read ({} bytes)",
+                l.packet.len()
+            );
             return;
         };
         if let Some(o) = self.open.get_mut(&key(&d)) {
@@ -401,14 +410,8 @@ mod tests {
     #[test]
     fn since_takes_an_age_or_a_time_of_today() {
         let now = UNIX_EPOCH + Duration::from_secs(86400 * 3 + 3600 * 10);
-        assert_eq!(
-            parse_since("90s", now),
-            Ok(now - Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_since("2m", now),
-            Ok(now - Duration::from_secs(120))
-        );
+        assert_eq!(parse_since("90s", now), Ok(now - Duration::from_secs(90)));
+        assert_eq!(parse_since("2m", now), Ok(now - Duration::from_secs(120)));
         assert_eq!(
             parse_since("09:30", now),
             Ok(UNIX_EPOCH + Duration::from_secs(86400 * 3 + 9 * 3600 + 1800))

@@ -77,7 +77,7 @@ fn be32(b: &[u8]) -> Option<u32> {
 
 impl Nflog {
     /// Binds `group` in the calling thread's network namespace. Only one socket may bind a
-    /// group: a second gets EBUSY, said as such.
+    /// group: a second is refused, said as such.
     pub(crate) fn bind(group: u16) -> Result<Nflog> {
         let sock = netlink::socket(NETLINK_NETFILTER)
             .acks()
@@ -97,8 +97,11 @@ impl Nflog {
             attr(CFG_QTHRESH, &20u32.to_be_bytes()),
         ];
         for (seq, a) in (1u32..).zip(config) {
+            // Another socket's group: EPERM (EBUSY binding one already bound); to root,
+            // EPERM can mean nothing else.
+            let root = nix::unistd::geteuid().is_root();
             me.request(seq, &a).map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => anyhow!(
+                Some(libc::EBUSY) | Some(libc::EPERM) if root => anyhow!(
                     "nflog group {group} is taken: another process reads nsfw's drops (another `nsfw drops`, or ulogd); only one may"
                 ),
                 _ => anyhow!("cannot bind nflog group {group}: {e}"),
@@ -110,7 +113,10 @@ impl Nflog {
     /// Sends one config request and waits for its acknowledgement.
     fn request(&mut self, seq: u32, a: &[u8]) -> io::Result<()> {
         let msg = Request::new(MSG_CONFIG, libc::NLM_F_ACK as u16, seq)
-            .push(&nfgen(libc::AF_UNSPEC as u8, crate::firewall::droplog::GROUP))
+            .push(&nfgen(
+                libc::AF_UNSPEC as u8,
+                crate::firewall::droplog::GROUP,
+            ))
             .push(a)
             .finish();
         self.sock.send(&msg, 0)?;
@@ -132,7 +138,12 @@ impl Nflog {
     pub(crate) fn next(&mut self, out: &mut Vec<Logged>) -> Result<bool> {
         let got = match self.buf.recv(&self.sock) {
             Ok(b) => b,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),

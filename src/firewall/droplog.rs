@@ -57,7 +57,11 @@ fn reason(chain: &str, r: &Rule) -> &'static str {
             Some("src4" | "src6") => "spoofed",
             _ => "closed",
         },
-        Some(n) if ["deny", "host_deny", "from_host_deny"].iter().any(|p| n.starts_with(p)) => {
+        Some(n)
+            if ["deny", "host_deny", "from_host_deny"]
+                .iter()
+                .any(|p| n.starts_with(p)) =>
+        {
             "policy"
         }
         None if chain == "to_host" => "host",
@@ -136,7 +140,10 @@ mod tests {
                 c.rules[0]
             );
             // The log rule has no verdict: over its limit it stops, and the next rule drops.
-            assert!(!matches!(c.rules[0].stmts.last(), Some(nft::Stmt::Verdict(_))));
+            assert!(!matches!(
+                c.rules[0].stmts.last(),
+                Some(nft::Stmt::Verdict(_))
+            ));
             assert_eq!(
                 c.rules[1].stmts.last(),
                 Some(&nft::Stmt::Verdict(nft::Verdict::Goto("dropped".into())))
