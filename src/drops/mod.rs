@@ -96,7 +96,7 @@ pub(crate) fn counts(t: &Topology, json: bool) -> Result<()> {
             counts.iter().map(|(r, n)| (r.clone(), json!(n))).collect();
         crate::output::data(format_args!(
             "{}\n",
-            json!({"topology": t.name, "dropped": by})
+            json!({"schema": 1, "topology": t.name, "dropped": by})
         ));
         return Ok(());
     }
@@ -229,7 +229,16 @@ impl Stream<'_> {
                 continue;
             }
             let now = SystemTime::now();
-            let mut text = format!("{} … {} more like this", clock(now, false), o.more);
+            let d = &o.drop;
+            let mut text = format!(
+                "{} … {} more like this ({} -> {} {} {})",
+                clock(now, false),
+                o.more,
+                end(&d.from, d.src),
+                end(&d.to, d.dst),
+                what(d),
+                d.reason
+            );
             if unlogged > 0 {
                 let _ = write!(
                     text,
@@ -312,8 +321,12 @@ fn line(d: &Drop, time: SystemTime) -> String {
         what(d),
         d.reason
     );
-    if let Some(at) = &d.at {
-        let _ = write!(s, ": {at}");
+    match (&d.at, d.reason.as_str()) {
+        (Some(at), _) => {
+            let _ = write!(s, ": {at}");
+        }
+        (None, "closed") => s.push_str(": no [[allow]] opens it"),
+        _ => {}
     }
     s
 }
@@ -321,6 +334,7 @@ fn line(d: &Drop, time: SystemTime) -> String {
 /// The JSON record of a drop (docs/json.md).
 fn record(d: &Drop, time: SystemTime) -> Json {
     json!({
+        "schema": 1,
         "type": "drop",
         "time": clock(time, true),
         "from": d.from,
