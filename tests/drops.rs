@@ -112,6 +112,58 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// A flood of 100,000 denied datagrams from one socket (one drop, repeated): summarised in a
+/// few lines, every drop accounted for, at a bounded CPU cost.
+fn flood(sb: &Sandbox, w: &Follower, f: &str, pid: u32) {
+    // A flood of 100,000 denied datagrams from one socket: one drop, repeated.
+    let cpu0 = cpu_ticks(pid);
+    let t = Instant::now();
+    sb.ok("ip netns exec a python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(100000):
+    s.sendto(b\"x\", (\"10.10.0.3\", 5353))'");
+    let flood = t.elapsed();
+    // Every drop is accounted for: each line, and each summary's repeats logged and the
+    // kernel's unlogged rest, add up to what the kernel counted for the reason.
+    let counted = || -> u64 {
+        let o = sb.nsfw_code(&["drops", "--json", f], 0);
+        let v: serde_json::Value = serde_json::from_str(&o).expect("json");
+        v["dropped"]["policy"].as_u64().expect("policy")
+    };
+    let said = |r: &[serde_json::Value]| -> u64 {
+        r.iter()
+            .filter(|x| x["reason"] == "policy")
+            .map(|x| match x["type"].as_str() {
+                Some("more") => {
+                    x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0)
+                }
+                _ => 1,
+            })
+            .sum()
+    };
+    let total = counted();
+    assert!(total > 90_000, "the kernel dropped {total} of the flood");
+    w.until("the flood summarised", &|r| said(r) == total);
+    let busy = cpu_ticks(pid) - cpu0;
+    let wall = t.elapsed();
+    let lines = w.records().iter().filter(|x| x["port"] == 5353).count();
+    let share = busy as f64 / 100.0 / wall.as_secs_f64(); // USER_HZ
+    eprintln!(
+        "flood: {total} datagrams dropped in {flood:?}; nsfw drops used {busy} ticks of CPU in the {wall:?} until its summary ({:.1} % of a core); {lines} lines",
+        share * 100.0
+    );
+    assert!(
+        lines < 20,
+        "the flood printed {lines} lines: {:#?}",
+        w.records()
+    );
+    assert!(
+        busy as f64 / 100.0 < 0.1 * flood.as_secs_f64().max(1.0),
+        "nsfw drops took {busy} ticks over a {flood:?} flood"
+    );
+}
+
 #[test]
 fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
     let Some(sb) = Sandbox::or_skip() else { return };
@@ -175,53 +227,7 @@ fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
         assert_eq!(r["line"].as_u64(), line, "{r}");
     }
 
-    // A flood of 100,000 denied datagrams from one socket: one drop, repeated.
-    let cpu0 = cpu_ticks(pid);
-    let t = Instant::now();
-    sb.ok("ip netns exec a python3 -c '
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for _ in range(100000):
-    s.sendto(b\"x\", (\"10.10.0.3\", 5353))'");
-    let flood = t.elapsed();
-    // Every drop is accounted for: each line, and each summary's repeats logged and the
-    // kernel's unlogged rest, add up to what the kernel counted for the reason.
-    let counted = || -> u64 {
-        let o = sb.nsfw_code(&["drops", "--json", &f], 0);
-        let v: serde_json::Value = serde_json::from_str(&o).expect("json");
-        v["dropped"]["policy"].as_u64().expect("policy")
-    };
-    let said = |r: &[serde_json::Value]| -> u64 {
-        r.iter()
-            .filter(|x| x["reason"] == "policy")
-            .map(|x| match x["type"].as_str() {
-                Some("more") => {
-                    x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0)
-                }
-                _ => 1,
-            })
-            .sum()
-    };
-    let total = counted();
-    assert!(total > 90_000, "the kernel dropped {total} of the flood");
-    w.until("the flood summarised", &|r| said(r) == total);
-    let busy = cpu_ticks(pid) - cpu0;
-    let wall = t.elapsed();
-    let lines = w.records().iter().filter(|x| x["port"] == 5353).count();
-    let share = busy as f64 / 100.0 / wall.as_secs_f64(); // USER_HZ
-    eprintln!(
-        "flood: {total} datagrams dropped in {flood:?}; nsfw drops used {busy} ticks of CPU in the {wall:?} until its summary ({:.1} % of a core); {lines} lines",
-        share * 100.0
-    );
-    assert!(
-        lines < 20,
-        "the flood printed {lines} lines: {:#?}",
-        w.records()
-    );
-    assert!(
-        busy as f64 / 100.0 < 0.1 * flood.as_secs_f64().max(1.0),
-        "nsfw drops took {busy} ticks over a {flood:?} flood"
-    );
+    flood(&sb, &w, &f, pid);
     // Nothing logged for accepted traffic, flood or not.
     assert!(
         !w.records()
