@@ -139,7 +139,15 @@ struct Stream<'a> {
 pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
     let mut log = nflog::Nflog::bind(GROUP)?;
     let mut sock = NftSocket::open()?;
-    let counted = tally(&mut sock, t)?
+    let counted = tally(&mut sock, t)?;
+    if counted.is_none() {
+        crate::warning!(
+            "topology {} is not on this host (no table inet {}): nothing of it can be dropped until it is applied",
+            t.name,
+            owner::table(&t.name)
+        );
+    }
+    let counted = counted
         .unwrap_or_default()
         .into_iter()
         .map(|(r, n)| (r, (n, 0)))
