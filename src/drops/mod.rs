@@ -133,6 +133,9 @@ struct Stream<'a> {
     open: HashMap<Key, Open>,
     /// Per reason: its chain's counter when last read, and the packets logged since.
     counted: HashMap<String, (u64, u64)>,
+    /// When the counters were last read: at most once a [`WINDOW`] (a dump of the table's
+    /// rules also reads its sets, which a large policy makes costly).
+    read: Option<Instant>,
 }
 
 /// `nsfw drops FILE --follow`: until SIGINT/SIGTERM or a closed stdout.
@@ -159,6 +162,7 @@ pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
         names: Names::default(),
         open: HashMap::new(),
         counted,
+        read: Some(Instant::now()),
     };
     crate::detail!("reading nflog group {GROUP}");
     let mut batch = Vec::new();
@@ -232,7 +236,7 @@ impl Stream<'_> {
             let Some(o) = self.open.remove(&k) else {
                 continue;
             };
-            let unlogged = self.unlogged(&o.drop.reason);
+            let unlogged = self.unlogged(&o.drop.reason, all);
             if o.more == 0 && unlogged == 0 {
                 continue;
             }
@@ -263,13 +267,18 @@ impl Stream<'_> {
         }
     }
 
-    /// The drops of `reason` the kernel counted but did not log since last asked.
-    fn unlogged(&mut self, reason: &str) -> u64 {
+    /// The drops of `reason` the kernel counted but did not log since last asked (0 when the
+    /// counters were read less than a [`WINDOW`] ago, unless `now`: they are said later).
+    fn unlogged(&mut self, reason: &str, now: bool) -> u64 {
         let reason = if reason == "isolated" {
             "closed"
         } else {
             reason
         };
+        if !now && self.read.is_some_and(|r| r.elapsed() < WINDOW) {
+            return 0;
+        }
+        self.read = Some(Instant::now());
         let now = tally(&mut self.sock, self.t)
             .ok()
             .flatten()
