@@ -28,7 +28,7 @@ lint:
 # baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
 # before: an nsfw binary from before a change; the published-port trial runs it beside this one.
 # only: a comma-separated list of parts (apply, scale, routed, dual, dataplane, publish,
-# publish-dataplane, policy, policy-dataplane, watch); the report then holds only those.
+# publish-dataplane, policy, policy-dataplane, watch, adopt); the report then holds only those.
 bench runs="5" baseline="" before="" only="":
     cargo build --release
     cargo build --release --example bench

@@ -28,6 +28,7 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
     let mut cx = Cx::new(d, o, rec, who);
     cx.namespaces();
     cx.host_links();
+    cx.fdb();
     cx.overlaps();
     for (name, node) in &d.namespaces {
         if cx.o.unreachable.contains_key(name) && !cx.new_ns.contains(name) {
@@ -176,8 +177,13 @@ impl Cx<'_> {
         for (bridge, members) in &ports {
             let touched = self.plan.steps.iter().any(|s| match s {
                 Step::CreateBridge(b) => b.name == *bridge,
-                Step::SetLink(l) if l.place == Place::Host => {
-                    l.name == *bridge && l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. }))
+                // A MAC changed on the bridge or on a namespace's interface on it: the
+                // segment's other ends name the old one.
+                Step::SetLink(l) if l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. })) => {
+                    match &l.place {
+                        Place::Host => l.name == *bridge,
+                        Place::Ns(ns) => members.iter().any(|(n, i)| n == ns && *i == l.name),
+                    }
                 }
                 Step::AddAddr(AddAddr { place, ifname, .. })
                 | Step::DelAddr(DelAddr { place, ifname, .. }) => match place {

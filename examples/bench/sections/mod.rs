@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use apply::{apply, scale};
-pub use labs::{dual, routed};
+pub use labs::{adopt, dual, routed};
 pub use tables::{policy, publish};
 pub use traffic::{dataplane, policy_dataplane, publish_dataplane};
 pub use watch::watch;
