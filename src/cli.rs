@@ -268,6 +268,25 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What nsfw's ruleset drops, and which line of the file drops it.
+    #[command(
+        long_about = "Say what the table of FILE's topology drops, in the file's terms. Every drop of nsfw's filter chains is logged to nflog group 28275, limited in the kernel to 20 packets a second per reason, with the reason in its prefix: policy (a [[deny]] entry), closed (nothing unsolicited in, no bridge to another), isolated (between the namespaces of an isolated bridge), egress (egress = \"deny\" or egress_via), host ([host] protect), spoofed (a source address not of the bridge it came from), invalid (conntrack state invalid). With --follow, one line per dropped packet as it happens: time (UTC), from, to, protocol and port, reason, and the entry of the file with its line; repeats of one drop within 2 s are summarised (\"N more like this\", with what the kernel dropped for that reason without logging). Without --follow, the packets each reason dropped since the table was loaded: the kernel keeps no record of single drops, and nsfw keeps no files. Accepted traffic is never logged. Only one process may read the group at a time.",
+        after_help = "Exit status: 0 (with --follow: stopped by SIGINT/SIGTERM or a closed output), 1 error (FILE invalid, its table not on the host, the nflog group taken).\n\nExamples:\n  nsfw drops /etc/nsfw/lab.toml\n  nsfw drops --follow /etc/nsfw/lab.toml\n  nsfw drops --follow --json /etc/nsfw/lab.toml | jq 'select(.reason == \"policy\")'"
+    )]
+    Drops {
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
+        file: Option<PathBuf>,
+        /// One JSON object a line (docs/json.md).
+        #[arg(long)]
+        json: bool,
+        /// Print each drop as it happens, until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// With --follow, only drops from this time on: an age (30s, 5m, 1h) or a UTC time
+        /// of today (16:02[:03]). There is no history: a drop from before the start is never seen.
+        #[arg(long, requires = "follow", value_name = "WHEN")]
+        since: Option<String>,
+    },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(
         long_about = "Listen to the kernel's nf_tables and rtnetlink notifications (and to /run/netns) and, when something changes an object of the topology of FILE (its table, links, addresses, routes, the accepts it keeps in iptables' FORWARD/DOCKER-USER, the FORWARD policy they depend on, forwarding), check the host against FILE 200 ms later and repair it as `nsfw apply` would, logging one line per repair. FILE is read again at every check. Never builds a topology that is not on the host (not applied yet, or flushed) and never touches what nsfw does not own. After --max-repairs repairs in a minute it is in a fight with another manager: it names the process the kernel says made the changes, repairs each change at once (at most a tenth of its time, at least every --pause seconds) so the firewall stays up, and says how the fight goes every 10 s. Holds the lock only while checking or repairing. With --metrics it serves GET /metrics over HTTP (the metrics of `nsfw status --format openmetrics`, read at each scrape, and its own: checks and repairs with their durations, drift seen, fights). SIGINT or SIGTERM stops it.",

@@ -24,6 +24,7 @@ pub mod cni;
 pub mod commands;
 mod compile;
 mod doctor;
+mod drops;
 mod engine;
 mod firewall;
 mod firewalld;

@@ -81,6 +81,7 @@ fn json_command(cmd: &Cmd) -> Option<&'static str> {
         Cmd::Why { json: true, .. } => Some("why"),
         Cmd::Status { json: true, .. } => Some("status"),
         Cmd::Doctor { json: true, .. } => Some("doctor"),
+        Cmd::Drops { json: true, .. } => Some("drops"),
         _ => None,
     }
 }
@@ -132,6 +133,12 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
         Cmd::Graph(a) => commands::graph(a),
         Cmd::List => commands::list(),
         Cmd::Doctor { file, json } => commands::doctor(file, json),
+        Cmd::Drops {
+            file,
+            json,
+            follow,
+            since,
+        } => commands::drops(file, json, follow, since),
         Cmd::Watch {
             file,
             max_repairs,

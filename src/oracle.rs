@@ -84,6 +84,14 @@ fn applies(t: &Topology, r: &PolicyRule, f: &Flow) -> bool {
         && r.ports.iter().any(|p| p.covers(f.proto, f.port))
 }
 
+/// The first `[[deny]]` of the file that drops the connection, if one does (`nsfw drops`
+/// names it: the kernel's sets hold every entry's elements together).
+pub(crate) fn denied_by<'a>(t: &'a Topology, f: &Flow) -> Option<&'a PolicyRule> {
+    t.policy
+        .iter()
+        .find(|r| r.action == Action::Deny && applies(t, r, f))
+}
+
 /// Whether the connection is let through.
 pub(crate) fn decide(t: &Topology, f: &Flow) -> bool {
     explain(t, f).0
