@@ -86,6 +86,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let verify = super::verify::read(&mut cx, &root);
     warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
+        let origins = super::origin::Origins::locate(text, &cx.file);
         Ok(Topology {
             name,
             source: source.to_path_buf(),
@@ -95,6 +96,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             policy,
             warnings,
             verify,
+            origins,
         })
     } else {
         Err(Errors(cx.errors))
