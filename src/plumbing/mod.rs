@@ -8,6 +8,7 @@ mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
+mod netconf;
 pub(crate) mod netns;
 mod objects;
 pub(crate) mod observe;

@@ -148,7 +148,10 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
     for k in keys {
         let v = match from_links(&n.links, k) {
             Some(v) => Some(v),
-            None => sysctl::read(k)?,
+            None => match super::netconf::read(c, k) {
+                Some(v) => v?,
+                None => sysctl::read(k)?,
+            },
         };
         n.sysctls.insert(k.clone(), v);
     }
