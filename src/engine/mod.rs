@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod fake;
 mod kernel;
+mod recheck;
 #[cfg(test)]
 mod tests;
 
@@ -525,9 +526,17 @@ fn pending_after(
         } else {
             // The plumbing is read and planned again; nftables holds what the plan made it.
             // (nftables' tables as they were: nobody else runs while the lock is held.)
+            let read = match recheck::touched(p, &[rec, rec2]) {
+                Some(only) => recheck::merge(
+                    &o.net,
+                    with_query(tg, rec2, &mut |q| k.observe_some(q, &only))?,
+                    &only,
+                ),
+                None => observe_plumbing(k, tg, rec2)?,
+            };
             let net = plumbing::Observed {
                 tables_of: o.net.tables_of.clone(),
-                ..observe_plumbing(k, tg, rec2)?
+                ..read
             };
             plan::plan(&tg.desired, &net, rec2, tg.who)
         }

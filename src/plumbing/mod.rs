@@ -21,7 +21,7 @@ pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, NsObs, Route};
 pub(crate) use objects::{FileObs, Link, NodeObs};
-pub(crate) use observe::{Observed, Query, observe};
+pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
