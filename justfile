@@ -34,7 +34,7 @@ lint:
 # before: an nsfw binary from before a change; the published-port trial runs it beside this one.
 # before: also the binary whose cold apply the grow part sets beside this one's.
 # only: a comma-separated list of parts (apply, scale, grow, routed, dual, dataplane, publish,
-# publish-dataplane, policy, policy-dataplane, watch): only those run, and in an existing
+# publish-dataplane, policy, policy-dataplane, watch, adopt): only those run, and in an existing
 # docs/benchmarks.md only their sections are replaced (each starts at a `<!-- part: NAME -->`
 # line); the other parts' sections are kept as they were, so a part can be re-run alone.
 bench runs="5" baseline="" before="" only="":

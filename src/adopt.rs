@@ -27,6 +27,8 @@ pub(crate) struct Adoption {
     pub pending: Pending,
     /// Hand-written rules the file replaces: deleted in the batch.
     pub rules: Vec<Found>,
+    /// Those in iptables-legacy: removed right after the batch.
+    pub legacy: Vec<Found>,
     /// Hand-written rules that concern the file's bridges but that it does not say: kept.
     pub kept: Vec<String>,
     /// Host forwarding switches found on: named in a warning (a flush leaves them on).
@@ -218,9 +220,16 @@ fn says(t: &Topology, m: &Meaning) -> bool {
     }
 }
 
-/// The hand-written rules that concern `t`'s bridges and subnets, sorted into those `t` says
-/// again (removed) and those it does not (kept, named).
-pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
+/// The hand-written rules of other owners that concern a topology (read by the engine's
+/// `Kernel`, so that the fake kernel can hold some): nftables' and iptables-legacy's.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HandRules {
+    pub nft: Vec<Found>,
+    pub legacy: crate::import::Legacy,
+}
+
+/// The bridges' names and subnets of `t`, which a rule must name to concern it.
+pub(crate) fn lab_of(t: &Topology) -> (Vec<String>, Vec<ipnetwork::IpNetwork>) {
     let names: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
     let subnets: Vec<ipnetwork::IpNetwork> = t
         .bridges
@@ -228,14 +237,23 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
         .filter_map(|b| b.address)
         .map(|a| ipnetwork::IpNetwork::V4(crate::topology::subnet_of4(&a)))
         .collect();
-    let legacy = crate::import::legacy_tables();
-    if !legacy.is_empty() {
-        a.kept.push(format!(
-            "iptables-legacy tables are loaded ({}): nsfw neither reads nor removes their rules; once adopted, delete the lab's lines there by hand (`iptables-legacy -S`, `iptables-legacy -t nat -S`)",
-            legacy.join(", ")
-        ));
-    }
-    for f in crate::import::read_rules_for(&names, &subnets)? {
+    (names, subnets)
+}
+
+/// Reads the hand-written rules that concern the bridges `names` and `subnets` off the host.
+pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> Result<HandRules> {
+    Ok(HandRules {
+        nft: crate::import::read_rules_for(names, subnets)?,
+        legacy: crate::import::read_legacy_for(names, subnets),
+    })
+}
+
+/// The hand-written rules that concern `t`'s bridges and subnets, sorted into those `t` says
+/// again (removed) and those it does not (kept, named).
+pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
+    let legacy = hand.legacy.clone();
+    a.kept.extend(legacy.notes);
+    for f in hand.nft.iter().cloned() {
         match &f.meaning {
             Some(m) if says(t, m) => a.rules.push(f),
             _ => a.kept.push(format!(
@@ -244,7 +262,25 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption) -> Result<()> {
             )),
         }
     }
-    Ok(())
+    for f in legacy.found {
+        // With iptables-legacy's FORWARD policy drop, its accepts are what lets the lab's
+        // traffic through it (nsfw's table cannot): they stay.
+        let accepts = matches!(
+            f.meaning,
+            Some(Meaning::Stateful | Meaning::Egress { .. } | Meaning::Inbound { .. })
+        );
+        match &f.meaning {
+            Some(m) if says(t, m) && !(accepts && legacy.forward_drop) => a.legacy.push(f),
+            Some(_) if accepts => a.kept.push(format!(
+                "{}: {} (rule {}) stays: iptables-legacy's FORWARD policy is drop, and without it the topology's forwarded traffic would be dropped there",
+                f.at, f.text, f.at.handle
+            )),
+            _ => a.kept.push(format!(
+                "{}: {} (rule {}) concerns this topology but the file does not say it: left in place",
+                f.at, f.text, f.at.handle
+            )),
+        }
+    }
 }
 
 /// The adoption folded into the plan: the marks first, the rules' deletions in the batch,
@@ -275,6 +311,32 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
             )
         });
     }
+    for f in &a.legacy {
+        let (Some(key), Some(family)) = (&f.at.legacy, legacy_family(f.at.family)) else {
+            continue;
+        };
+        p.legacy.push(crate::plumbing::xtables::Removal {
+            family,
+            table: f.at.table.clone(),
+            chain: f.at.chain.clone(),
+            key: key.clone(),
+        });
+        p.nft.lines.push(nft::diff::NftLine {
+            foreign: true,
+            ..nft::diff::NftLine::new(
+                '-',
+                "rule",
+                &format!("{} {}", f.at.family_name(), f.at.table),
+                Some(&f.at.chain),
+                format!(
+                    "{} (rule {}): written by hand, replaced by nsfw's table (removed right after it is loaded)",
+                    f.text, f.at.handle
+                ),
+            )
+        });
+    }
+    let mut pending = a.pending;
+    pending.legacy_rules = !p.legacy.is_empty();
     p.warnings.extend(a.kept);
     // Whether it was on before the lab (Docker, a router) cannot be known: the record keeps
     // "on" as the original, so no flush turns off what another user may need.
@@ -283,12 +345,20 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
             "{k} is on already: nsfw cannot tell whether the lab turned it on, so its flush leaves it on (set it to 0 yourself if nothing else needs it)"
         ));
     }
-    if !a.pending.is_empty() {
+    if !pending.is_empty() {
         p.record_during
             .adopting
-            .insert(topology.to_string(), a.pending);
+            .insert(topology.to_string(), pending);
     }
     p.record_after.adopting.remove(topology);
+}
+
+fn legacy_family(f: nft::Family) -> Option<crate::plumbing::xtables::Family> {
+    match f {
+        nft::Family::Ip => Some(crate::plumbing::xtables::Family::V4),
+        nft::Family::Ip6 => Some(crate::plumbing::xtables::Family::V6),
+        _ => None,
+    }
 }
 
 /// For a flush: the adoption's record entries go with what they name.

@@ -7,7 +7,8 @@
 //!
 //! No `unsafe` but where no safe API exists, each item marked `#[allow(unsafe_code)]` with its
 //! SAFETY note: the sandbox's pre-exec hook (`sandbox::run`) and the signal handlers
-//! (`signals::install`). The FFI to libnftnl lives in the nft crate.
+//! (`signals::install`), and the two socket-option calls on a caller's buffer that read and
+//! replace iptables-legacy's tables (`plumbing::xtables::sockopt`). The FFI to libnftnl lives in the nft crate.
 
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]

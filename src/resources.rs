@@ -70,6 +70,13 @@ pub(crate) enum LinkKind {
         /// MTU is refused).
         mtu_set: bool,
     },
+    /// A VXLAN tunnel (a port of its `master` bridge): VNI `id`, from this host's `local`
+    /// address, over UDP `port`. Its peers are FDB entries (`Node::fdb`).
+    Vxlan {
+        id: u32,
+        local: IpAddr,
+        port: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +240,9 @@ pub(crate) struct Node {
     pub sysctls: BTreeMap<String, SysctlSpec>,
     /// Each interface's impairment (empty: none), for the interfaces nsfw configures.
     pub netem: BTreeMap<String, crate::netem::Netem>,
+    /// Static forwarding entries of VXLAN links: (link, remote underlay address), each the
+    /// all-zeros MAC (`bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11`).
+    pub fdb: BTreeSet<(String, IpAddr)>,
 }
 
 /// Everything a topology needs of the kernel and the file system.

@@ -37,9 +37,20 @@ mkdir -p /etc/netns/ns1
 echo "nameserver 192.0.2.53" > /etc/netns/ns1/resolv.conf
 "#;
 
+/// The guide's script with its rules in iptables-legacy, as a reader of the guide on a host
+/// without iptables-nft runs it.
+fn legacy_guide() -> String {
+    GUIDE.replace("iptables-nft", "iptables-legacy")
+}
+
 /// What the sandbox looks like, for "as before".
 fn state(sb: &Sandbox) -> String {
-    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true")
+    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true; iptables-legacy-save 2>/dev/null | grep -c -e '-j ' -e ':FORWARD DROP' || true")
+}
+
+/// The guide's lines left in iptables-legacy.
+fn legacy_lines(sb: &Sandbox) -> String {
+    sb.ok("iptables-legacy-save 2>/dev/null | grep -e '-j ' || true")
 }
 
 /// Traffic that must survive adoption: a TCP connection ns1 → upstream sending every 50 ms
@@ -75,12 +86,25 @@ while True: c.send(b"x" * 10); time.sleep(0.05)' >/dev/null 2>&1 & echo $! >> {d
 #[test]
 fn the_guides_lab_is_adopted_without_an_outage() {
     let Some(sb) = Sandbox::or_skip() else { return };
+    adopted_without_an_outage(&sb, GUIDE);
+}
+
+/// The same lab with the guide's lines in iptables-legacy: read over x_tables' socket
+/// options, removed right after the batch.
+#[test]
+fn the_guides_lab_in_iptables_legacy_is_adopted_without_an_outage() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    adopted_without_an_outage(&sb, &legacy_guide());
+    assert_eq!(legacy_lines(&sb), "", "the guide's legacy lines are gone");
+}
+
+fn adopted_without_an_outage(sb: &Sandbox, guide: &str) {
     sb.upstream(&[]);
     // A host that forwarded before the guide (Docker, a router): flush must leave it on, as
     // nsfw cannot tell the guide turned it on.
     sb.ok("sysctl -qw net.ipv4.ip_forward=1");
-    let before = state(&sb);
-    sb.ok(GUIDE);
+    let before = state(sb);
+    sb.ok(guide);
     // Before adoption, a plain apply refuses and says --adopt exists.
     let lab0 = sb.file("lab0.toml", common::LAB);
     let o = sb.nsfw(&["apply", &lab0]);
@@ -91,7 +115,7 @@ fn the_guides_lab_is_adopted_without_an_outage() {
         common::show(&o)
     );
 
-    let d = traffic(&sb);
+    let d = traffic(sb);
     let ino = |sb: &Sandbox| sb.ok(&format!("readlink /proc/$(cat {d}/sleep)/ns/net"));
     let rx = |sb: &Sandbox| -> u64 {
         sb.ok(&format!("sleep 0.5; wc -c < {d}/rx"))
@@ -99,8 +123,8 @@ fn the_guides_lab_is_adopted_without_an_outage() {
             .parse()
             .unwrap()
     };
-    let ino0 = ino(&sb);
-    assert!(rx(&sb) > 0, "the connection carries bytes");
+    let ino0 = ino(sb);
+    assert!(rx(sb) > 0, "the connection carries bytes");
 
     let toml = sb.ok(&format!("{} import", common::NSFW));
     assert!(
@@ -115,12 +139,12 @@ fn the_guides_lab_is_adopted_without_an_outage() {
     let lab = sb.file("lab.toml", &toml);
     sb.nsfw_code(&["diff", "--adopt", &lab], 2);
     sb.nsfw_code(&["apply", "--adopt", &lab], 0);
-    let (rx1, rx2) = (rx(&sb), rx(&sb));
+    let (rx1, rx2) = (rx(sb), rx(sb));
     assert!(
         rx2 > rx1,
         "the TCP connection keeps flowing after adoption ({rx1} → {rx2})"
     );
-    assert_eq!(ino(&sb), ino0, "the sleep is still in the same namespace");
+    assert_eq!(ino(sb), ino0, "the sleep is still in the same namespace");
     let ruleset = sb.ok("nft list ruleset");
     assert!(ruleset.contains("table inet nsfw_lab"), "{ruleset}");
     assert!(
@@ -128,6 +152,7 @@ fn the_guides_lab_is_adopted_without_an_outage() {
             && !ruleset.contains("oifname \"uplink\" counter"),
         "the guide's lines are gone:\n{ruleset}"
     );
+    assert_eq!(legacy_lines(sb), "", "the guide's legacy lines are gone");
     assert!(sb.pings("ns1", "203.0.113.10"), "NAT still works");
     // Unsolicited inbound from upstream is blocked.
     sb.ok(&format!(r#"ip netns exec ns1 python3 -c '
@@ -148,7 +173,7 @@ socket.create_connection(("10.10.0.2", 8000), timeout=1)'"#);
     sb.ok(&format!("kill $(cat {d}/pids) 2>/dev/null; sleep 0.3"));
     sb.nsfw_code(&["flush", &lab], 0);
     assert_eq!(
-        state(&sb),
+        state(sb),
         before,
         "flush leaves the sandbox as before the guide's script"
     );
@@ -167,7 +192,9 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
            ip link add v2-ns1 type veth peer name eth1 netns ns1
            ip link set v2-ns1 master br1 && ip link set v2-ns1 up
            ip -n ns1 addr add 10.20.0.2/24 dev eth1 && ip -n ns1 link set eth1 up
-           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms",
+           tc qdisc add dev veth-ns2 root tbf rate 1mbit burst 32kbit latency 400ms
+           tc qdisc add dev veth-ns1 clsact
+           tc filter add dev veth-ns1 ingress protocol all prio 1 u32 match u32 0 0",
     );
     let o = sb.nsfw(&["import"]);
     assert!(o.status.success(), "{}", common::show(&o));
@@ -185,6 +212,10 @@ fn import_of_an_empty_host_is_a_valid_file_and_odd_things_are_kept_as_comments()
     );
     assert!(
         out.contains("#   namespace ns2: tc qdisc tbf on veth-ns2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#   veth-ns1: tc clsact qdisc with filters (u32) not translated"),
         "{out}"
     );
     let json = sb.ok(&format!("{} import --json", common::NSFW));
@@ -256,4 +287,78 @@ fn a_killed_adoption_converges_and_the_hand_made_port_forward_keeps_answering() 
         sb.ok("iptables-nft -P FORWARD ACCEPT; iptables-nft -F FORWARD");
         assert_eq!(state(&sb), before, "round {round}");
     }
+}
+
+/// The hardened variant in iptables-legacy (FORWARD policy drop, `-i br0 -o uplink`, the
+/// conntrack accept) with a DNAT added by hand, adopted by a run killed -9 after it loaded
+/// nsfw's table and before it removed the legacy lines (held there by iptables' own lock):
+/// the next run, even a plain apply, removes them; the forward keeps answering (as
+/// `publish`); the accepts iptables-legacy's drop policy needs stay; flush leaves the sandbox
+/// as it was.
+#[test]
+fn a_kill_between_the_batch_and_the_legacy_removal_converges() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok("sysctl -qw net.ipv4.ip_forward=1");
+    let before = state(&sb);
+    sb.ok(&legacy_guide());
+    sb.ok("iptables-legacy -P FORWARD DROP
+           iptables-legacy -t nat -A PREROUTING -d 198.51.100.1 -p tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80
+           iptables-legacy -A FORWARD -d 10.10.0.2 -p tcp --dport 80 -j ACCEPT");
+    sb.serve(Some("ns1"), "tcp", &[80]);
+    let toml = sb.ok(&format!("{} import", common::NSFW));
+    assert!(
+        toml.contains("publish = [\"198.51.100.1:8080:80/tcp\"]"),
+        "{toml}"
+    );
+    assert!(toml.contains("FORWARD: policy drop"), "{toml}");
+    assert_eq!(
+        toml,
+        sb.ok(&format!("{} import", common::NSFW)),
+        "import twice: the same file"
+    );
+    let lab = sb.file("lab.toml", &toml);
+    // iptables' lock, private to the sandbox, held while the run reaches the legacy part.
+    let d = sb.dir().display().to_string();
+    sb.ok(&format!(
+        "touch {d}/xt.lock /run/xtables.lock && mount --bind {d}/xt.lock /run/xtables.lock
+         flock -o /run/xtables.lock sleep 20 >/dev/null 2>&1 & echo $! > {d}/holder; sleep 0.2"
+    ));
+    let mut child = sb.spawn_nsfw(&["apply", "--adopt", &lab]);
+    sb.ok("for i in $(seq 100); do nft list tables | grep -q nsfw_lab && break; sleep 0.05; done; sleep 0.2");
+    if let Some(pid) = common::inner_pid(&child) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.wait();
+    sb.ok(&format!("kill $(cat {d}/holder); sleep 0.2"));
+    assert!(
+        legacy_lines(&sb).contains("MASQUERADE"),
+        "killed between the batch and the legacy removal:\n{}",
+        legacy_lines(&sb)
+    );
+    assert!(sb.pings("ns1", "203.0.113.10"), "NAT after the kill");
+    // A plain apply finishes the adoption the record names.
+    sb.nsfw_code(&["apply", &lab], 0);
+    sb.nsfw_code(&["diff", &lab], 0);
+    let left = legacy_lines(&sb);
+    assert!(
+        !left.contains("MASQUERADE") && !left.contains("DNAT"),
+        "{left}"
+    );
+    assert!(
+        left.contains("-i br0 -o uplink -j ACCEPT"),
+        "the drop policy's accepts stay: {left}"
+    );
+    assert!(sb.pings("ns1", "203.0.113.10"), "NAT by nsfw's table");
+    assert!(
+        sb.ask(Some("wan"), "tcp", "198.51.100.1", 8080).is_some(),
+        "the port forward answers after adoption"
+    );
+    sb.ok("ip netns pids ns1 | xargs -r kill; sleep 0.2");
+    sb.nsfw_code(&["flush", &lab], 0);
+    sb.ok("iptables-legacy -P FORWARD ACCEPT; iptables-legacy -F FORWARD");
+    assert_eq!(state(&sb), before);
 }

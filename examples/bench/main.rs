@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release --example bench -- [--runs 5] [--out docs/benchmarks.md]
 //!         [--baseline OLD_NSFW] [--before OLDER_NSFW] [--sizes 2,20,100,200]
-//!         [--only apply,scale,grow,routed,dual,dataplane,publish,publish-dataplane,policy,
+//!         [--only apply,scale,grow,routed,dual,dataplane,publish,publish-dataplane,policy,adopt,
 //!                 policy-dataplane,watch]
 //!
 //! As root. Every trial runs in a fresh sandbox (`nsfw sandbox`), so nothing touches the host
@@ -50,7 +50,7 @@ use sections::Ctx;
 type Section = fn(&mut Ctx, &[usize]) -> Res<()>;
 
 /// The parts `--only` may name, in the order they run.
-const SECTIONS: [(&str, Section); 11] = [
+const SECTIONS: [(&str, Section); 12] = [
     ("apply", sections::apply),
     ("scale", |cx, _| sections::scale(cx)),
     ("grow", |cx, _| sections::grow(cx)),
@@ -62,6 +62,7 @@ const SECTIONS: [(&str, Section); 11] = [
     ("policy", |cx, _| sections::policy(cx)),
     ("policy-dataplane", |cx, _| sections::policy_dataplane(cx)),
     ("watch", |cx, _| sections::watch(cx)),
+    ("adopt", |cx, _| sections::adopt(cx)),
 ];
 
 fn main() -> Res<()> {

@@ -75,7 +75,34 @@ pub fn inner(kind: &str, n: usize, dir: &Path, bin: Option<&Path>) -> Res<()> {
         "grow_before" => {
             crate::grow::cold_before(n, dir, bin.ok_or("grow_before needs --before")?)?
         }
+        "adopt" => adopt(&nsfw, n, dir, &out)?,
         _ => return Err(format!("unknown trial {kind}").into()),
     }
+    Ok(())
+}
+
+/// The classic script's lab of `n` namespaces built by hand, imported, and adopted; then
+/// flushed, and the same file applied to the empty host: adopt against a cold apply.
+fn adopt(nsfw: &Path, n: usize, dir: &Path, out: &dyn Fn(&str, (f64, u64))) -> Res<()> {
+    let f = dir.join("classic.sh");
+    std::fs::write(&f, classic_script(n))?;
+    timed(Command::new("bash").arg(&f))?;
+    let lab = dir.join("lab.toml");
+    let t = Instant::now();
+    let o = Command::new(nsfw).arg("import").output()?;
+    out("import", (t.elapsed().as_secs_f64() * 1000.0, 0));
+    if !o.status.success() {
+        return Err(format!("import: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    std::fs::write(&lab, &o.stdout)?;
+    out(
+        "adopt",
+        timed(Command::new(nsfw).args(["apply", "--adopt"]).arg(&lab))?,
+    );
+    timed(Command::new(nsfw).arg("flush").arg(&lab))?;
+    out(
+        "adopt_cold",
+        timed(Command::new(nsfw).arg("apply").arg(&lab))?,
+    );
     Ok(())
 }

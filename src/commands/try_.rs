@@ -159,11 +159,18 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
         }
     }
     checks.extend(probe::full_size_checks(&t));
+    checks.extend(probe::remote_checks(&t));
     let code = run_checks(&t, &checks, json, true);
     // One MTU per segment: the ports' MTUs as the host has them.
-    let mixed = crate::doctor::mtu::read(&t).map_err(|e| report(&e))?;
+    let mut mixed: Vec<String> = crate::doctor::mtu::read(&t)
+        .map_err(|e| report(&e))?
+        .iter()
+        .map(|f| format!("{}: {} ({})", f.object, f.what, f.fix))
+        .collect();
+    // Segments that span hosts: addresses two machines claim.
+    mixed.extend(probe::duplicates(&t).map_err(|e| report(&e))?);
     for f in &mixed {
-        error!("{}: {} ({})", f.object, f.what, f.fix);
+        error!("{f}");
     }
     Ok(if mixed.is_empty() { code } else { ERR })
 }

@@ -13,7 +13,7 @@ use nft::dump::Dumped;
 use nft::socket::NftSocket;
 
 use crate::firewall::{self, NftState, conntrack::Forget};
-use crate::plan::{self, Step};
+use crate::plan::{self, Plan, Step};
 use crate::plumbing::{self, Query};
 
 /// Interface indexes inside the namespaces, by (namespace, interface): where the executor
@@ -68,6 +68,17 @@ pub(super) trait Kernel {
 
     /// The host ruleset's generation now (None: the kernel cannot say).
     fn generation(&mut self) -> Option<u32>;
+
+    /// Other owners' rules (nftables, iptables-legacy) that concern the bridges `names` and
+    /// `subnets` (`--adopt`).
+    fn hand_rules(
+        &mut self,
+        names: &[String],
+        subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules>;
+
+    /// Removes rules of iptables-legacy (`--adopt`: the hand-written ones it replaces).
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize>;
 
     /// firewalld's runtime zone of each of `ifaces`, asked only when `table` (its nftables
     /// table is in the ruleset). The in-memory kernel has no firewalld.
@@ -185,6 +196,18 @@ impl Kernel for Real<'_> {
         self.nft.generation().ok()
     }
 
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
+        plumbing::xtables::remove_all(rs)
+    }
+
+    fn hand_rules(
+        &mut self,
+        names: &[String],
+        subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules> {
+        crate::adopt::read_rules(names, subnets)
+    }
+
     fn firewalld(&mut self, table: bool, ifaces: &[String]) -> crate::firewalld::Firewalld {
         crate::firewalld::observe(table, ifaces)
     }
@@ -192,4 +215,33 @@ impl Kernel for Real<'_> {
     fn firewalld_apply(&mut self, changes: &[crate::firewalld::Change]) -> Result<()> {
         crate::firewalld::apply(changes)
     }
+}
+
+/// Deletes the conntrack entries of published UDP ports the batch moved, if any.
+pub(super) fn forget(k: &mut dyn Kernel, p: &Plan, locals: &[IpAddr]) {
+    if p.nft.forget.is_empty() {
+        return;
+    }
+    match k.forget(&p.nft.forget, locals) {
+        Ok(n) => crate::detail!(
+            "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
+        ),
+        // The maps are right; only flows already running keep their old way until their
+        // entries time out. Not a reason to fail the run.
+        Err(e) => crate::warning!(
+            "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
+        ),
+    }
+}
+
+/// `--adopt`: the hand-written rules of iptables-legacy the adoption replaces, right after the
+/// batch that loads nsfw's table (x_tables is outside nf_tables: no batch spans both). The
+/// record's `adopting` entry says they are still to go until the run is done.
+pub(super) fn remove_legacy(k: &mut dyn Kernel, p: &Plan) -> Result<()> {
+    if p.legacy.is_empty() {
+        return Ok(());
+    }
+    let n = k.remove_legacy(&p.legacy)?;
+    crate::detail!("iptables-legacy: removed {n} hand-written rules the topology replaces");
+    Ok(())
 }

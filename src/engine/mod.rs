@@ -8,6 +8,8 @@ mod kernel;
 mod recheck;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vxlan_tests;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -22,7 +24,7 @@ use crate::plumbing::{self, Query};
 use crate::resources::Desired;
 use crate::state::{Lock, Record};
 use crate::topology::Topology;
-use kernel::{Kernel, Real};
+use kernel::{Kernel, Real, forget, remove_legacy};
 use nft::socket::NftSocket;
 
 /// What one topology (or a flush) wants, and whose objects it may touch.
@@ -72,6 +74,9 @@ pub(crate) struct Observed {
     pub nft: firewall::NftState,
     /// firewalld's runtime zones of the interfaces that concern the run.
     pub firewalld: crate::firewalld::Firewalld,
+    /// `--adopt` (or an interrupted adoption to finish): other owners' rules that concern the
+    /// topology, or why they cannot be read.
+    pub hand: Option<std::result::Result<adopt::HandRules, String>>,
 }
 
 /// Reads what the plan needs: the host and every namespace; namespaces of the file (and the
@@ -105,10 +110,20 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
         tg.who.owns_topology(t)
     });
     let firewalld = k.firewalld(crate::firewalld::table_present(&nft.tables), &ask);
+    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
+    // recognised again (their handles may have moved), as the first run did.
+    let hand = tg
+        .topology
+        .filter(|_| tg.adopt || rec.adopting.contains_key(&tg.desired.topology))
+        .map(|t| {
+            let (names, subnets) = adopt::lab_of(t);
+            k.hand_rules(&names, &subnets).map_err(|e| format!("{e:#}"))
+        });
     Ok(Observed {
         net,
         nft,
         firewalld,
+        hand,
     })
 }
 
@@ -183,7 +198,7 @@ fn plan_with(
     rec: &Record,
     netem: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Plan> {
-    let (mut p, adoption) = plan_adopting(tg, &o.net, rec)?;
+    let (mut p, adoption) = plan_adopting(tg, o, rec)?;
     // Impairments the kernel cannot make would stop the run half-way: refused up front.
     let impaired: Vec<String> = p
         .steps
@@ -246,9 +261,10 @@ fn plan_with(
 /// planned.
 fn plan_adopting(
     tg: &Target,
-    o: &plumbing::Observed,
+    obs: &Observed,
     rec: &Record,
 ) -> Result<(Plan, Option<adopt::Adoption>)> {
+    let o = &obs.net;
     let Some(t) = tg.topology else {
         let mut o = o.clone();
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
@@ -259,16 +275,13 @@ fn plan_adopting(
         return Ok((p, None));
     };
     let mut a = adopt::find(&tg.desired, o, rec, tg.adopt);
-    // A killed adoption's hand rules go in the run that finishes it, with --adopt or not:
-    // recognised again (their handles may have moved), as the first run did.
-    if tg.adopt {
-        adopt::rules(t, &mut a)?;
-    } else if rec.adopting.contains_key(&tg.desired.topology)
-        && let Err(e) = adopt::rules(t, &mut a)
-    {
-        a.kept.push(format!(
-            "the hand-written rules an interrupted adoption was replacing cannot be read ({e:#}): `nsfw apply --adopt` removes them"
-        ));
+    match &obs.hand {
+        Some(Ok(hand)) => adopt::rules(t, &mut a, hand),
+        Some(Err(e)) if tg.adopt => bail!("cannot read the hand-written rules: {e}"),
+        Some(Err(e)) => a.kept.push(format!(
+            "the hand-written rules an interrupted adoption was replacing cannot be read ({e}): `nsfw apply --adopt` removes them"
+        )),
+        None => {}
     }
     let marked = adopt::as_marked(o, &a, &tg.desired.mark, &tg.desired.topology);
     let mut p = plan::plan(&tg.desired, &marked, rec, tg.who);
@@ -310,23 +323,6 @@ fn locals(tg: &Target, o: &Observed) -> Vec<IpAddr> {
     locals
 }
 
-/// Deletes the conntrack entries of published UDP ports the batch moved, if any.
-fn forget(k: &mut dyn Kernel, tg: &Target, p: &Plan, o: &Observed) {
-    if p.nft.forget.is_empty() {
-        return;
-    }
-    match k.forget(&p.nft.forget, &locals(tg, o)) {
-        Ok(n) => crate::detail!(
-            "conntrack: deleted {n} entries of published UDP ports that moved, went away or came"
-        ),
-        // The maps are right; only flows already running keep their old way until their
-        // entries time out. Not a reason to fail the run.
-        Err(e) => crate::warning!(
-            "cannot delete the conntrack entries of published UDP ports that moved, went away or came ({e:#}): a client that keeps sending from one port keeps its old way (to the old namespace, or to the host) until its entry times out"
-        ),
-    }
-}
-
 /// Carries a plan out: the record first (what the run creates, the sysctls it changes); the
 /// plumbing a stage at a time, with the host's nftables batch (and the conntrack entries it
 /// makes stale) after the removals when applying, after everything when flushing; the routing
@@ -358,6 +354,7 @@ fn carry_out_in(
     // namespaces it protects.
     let apply = tg.topology.is_some();
     let mut nft_sent = false;
+    let mut legacy_done = false;
     k.execute(
         &p.steps,
         &tg.desired.mark,
@@ -369,7 +366,11 @@ fn carry_out_in(
                 nft_sent = true;
                 // Right after the batch, before anything can stop the run: a later run
                 // would find the maps already right and never know which flows to forget.
-                forget(k, tg, p, o);
+                forget(k, p, &locals(tg, o));
+            }
+            if apply {
+                remove_legacy(k, p)?;
+                legacy_done = true;
             }
             crate::signals::check()
         },
@@ -377,7 +378,10 @@ fn carry_out_in(
     crate::signals::check()?;
     if !nft_sent && !p.nft.ops.is_empty() {
         k.send(None, &p.nft.ops)?;
-        forget(k, tg, p, o);
+        forget(k, p, &locals(tg, o));
+    }
+    if !legacy_done {
+        remove_legacy(k, p)?;
     }
     // Inside routing namespaces: a batch each.
     for (ns, ops) in &p.nft.ns_ops {
@@ -389,7 +393,7 @@ fn carry_out_in(
     for c in &p.firewalld {
         done(c.to_string());
     }
-    if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() {
+    if !p.nft.ops.is_empty() || !p.nft.ns_ops.is_empty() || !p.legacy.is_empty() {
         for l in &p.nft.lines {
             done(l.to_string());
         }

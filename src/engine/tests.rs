@@ -423,3 +423,49 @@ fn dual_stack_namespaces_get_their_link_local_addresses_from_nsfw() {
         "{v6:?}"
     );
 }
+
+/// `--adopt` with the guide's MASQUERADE in iptables-legacy: removed right after the batch;
+/// a run stopped between the two (the removal fails here) leaves the record saying so, and
+/// the next plain apply removes it.
+#[test]
+fn hand_rules_in_iptables_legacy_go_right_after_the_batch_even_if_the_run_stops_between() {
+    use crate::import::rules::{At, Found, Meaning};
+    let t = ruleset("lab");
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.hand.legacy.found.push(Found {
+        at: At {
+            family: nft::Family::Ip,
+            table: "nat".into(),
+            chain: "POSTROUTING".into(),
+            handle: 1,
+            legacy: Some(vec![1, 2, 3]),
+        },
+        text: "ip saddr 10.10.0.0/24 masquerade".into(),
+        meaning: Some(Meaning::Masquerade {
+            subnet: "10.10.0.0/24".parse().unwrap(),
+            uplink: None,
+            snat: None,
+        }),
+    });
+    k.refuse_legacy = true;
+    let adopt = Target {
+        adopt: true,
+        ..Target::apply(&t)
+    };
+    assert!(run(&mut k, &dir, &adopt).is_err(), "the removal fails");
+    let batch = k
+        .sent
+        .iter()
+        .position(|s| matches!(s, Sent::Batch(None, _)));
+    let legacy = k.sent.iter().position(|s| matches!(s, Sent::Legacy(_)));
+    assert!(batch.is_some() && batch < legacy, "{:?}", k.sent);
+    let rec = Record::load(dir.fd.as_fd());
+    assert!(rec.adopting["lab"].legacy_rules, "{rec:?}");
+    assert_eq!(k.hand.legacy.found.len(), 1);
+    k.refuse_legacy = false;
+    run(&mut k, &dir, &Target::apply(&t)).expect("the next apply finishes");
+    assert!(k.hand.legacy.found.is_empty(), "removed");
+    assert!(Record::load(dir.fd.as_fd()).adopting.is_empty());
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
+}

@@ -16,6 +16,7 @@ mod router;
 mod table;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 pub(crate) use egress::{default_left_out, missing_ways_out};
 pub(crate) use table::{needs_localnet, table};
@@ -389,7 +390,7 @@ pub(crate) fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan
     place_accepts(&mut p, Mark::Topology(&t.name), &bridges, s);
     if !s.legacy_tables.is_empty() {
         p.warnings.push(format!(
-            "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw can neither see nor fix them; check `iptables-legacy -S FORWARD`",
+            "iptables-legacy tables are loaded ({}): their rules may drop nsfw's traffic, and nsfw changes them only to remove, under `apply --adopt`, the hand-written lines its file replaces; check `iptables-legacy -S FORWARD`",
             s.legacy_tables.join(", ")
         ));
     }

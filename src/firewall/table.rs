@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, egress, lan, policy, publish};
+use super::{account, egress, lan, policy, publish, vxlan};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -382,6 +382,10 @@ pub(crate) fn table(t: &Topology) -> Table {
     if t.bridges.iter().any(|b| b.l2_only()) {
         chains.push(bridged());
     }
+    let tunnels = vxlan::any(t);
+    if tunnels {
+        chains.push(vxlan::chain());
+    }
     if publish::any(t) {
         chains.extend(publish::chains(t));
         if t.bridges.iter().any(|b| needs_localnet(t, &b.name)) {
@@ -392,6 +396,9 @@ pub(crate) fn table(t: &Topology) -> Table {
         counted(c);
     }
     let mut sets = sets(t);
+    if tunnels {
+        sets.extend(vxlan::sets(t));
+    }
     if account::attribute(&mut chains) {
         chains.push(account::chain(t));
         sets.extend(account::sets(t));

@@ -245,6 +245,21 @@ fn bridge_node(t: &Topology, b: &crate::topology::Bridge) -> Node {
         };
         lines.push(Line::dim(format!("port {p}{take}")));
     }
+    // A segment over several hosts: its tunnel, the other hosts, their namespaces.
+    if let Some(vx) = &b.vxlan {
+        let peers: Vec<String> = vx.peers.iter().map(|p| p.to_string()).collect();
+        lines.push(Line::plain(format!(
+            "vxlan {} {}:{} ⇄ {}",
+            vx.id,
+            vx.local,
+            vx.port,
+            peers.join(", ")
+        )));
+        if !vx.remote.is_empty() {
+            let r: Vec<String> = vx.remote.iter().map(|a| a.to_string()).collect();
+            lines.push(Line::dim(format!("remote {}", r.join(", "))));
+        }
+    }
     Node::new(Kind::Bridge, b.name.clone(), lines)
 }
 

@@ -40,7 +40,8 @@ impl Imported {
     pub(crate) fn to_json(&self) -> Value {
         let rule = |(f, used): &(Found, bool)| {
             json!({"family": f.at.family.as_str(), "table": f.at.table, "chain": f.at.chain,
-                   "handle": f.at.handle, "rule": f.text, "translated": used})
+                   "handle": f.at.handle, "rule": f.text, "translated": used,
+                   "legacy": f.at.legacy.is_some()})
         };
         json!({
             "command": "import",
@@ -66,16 +67,6 @@ fn observe_all() -> Result<plumbing::Observed> {
     })
 }
 
-/// The iptables-legacy tables the kernel has loaded (`/proc/net/ip_tables_names`): nsfw does
-/// not read their rules (that takes IPT_SO_GET_ENTRIES and a decoder of xtables' blobs).
-pub(crate) fn legacy_tables() -> Vec<String> {
-    ["ip_tables_names", "ip6_tables_names"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(format!("/proc/net/{f}")).ok())
-        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
-        .collect()
-}
-
 /// Reads the live host into a topology file named `o.name`.
 pub(crate) fn import(o: &Options) -> Result<Imported> {
     let seen = observe_all()?;
@@ -90,13 +81,13 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
             Vec::new()
         }
     };
-    let legacy = legacy_tables();
-    if !legacy.is_empty() {
-        lab.notes.push(format!(
-            "iptables-legacy tables are loaded ({}): nsfw does not read their rules; `iptables-legacy-save` shows them, and what they do is not in this file",
-            legacy.join(", ")
-        ));
-    }
+    let tc = tc_notes(&lab, &seen);
+    lab.notes.extend(tc);
+    let (names, subnets) = lab_names(&lab);
+    let legacy = read_legacy_for(&names, &subnets);
+    lab.notes.extend(legacy.notes);
+    let mut found = found;
+    found.extend(legacy.found);
     let used = fold::fold(&mut lab, &found);
     let toml = render::toml(&lab);
     Ok(Imported {
@@ -104,6 +95,62 @@ pub(crate) fn import(o: &Options) -> Result<Imported> {
         rules: found.into_iter().zip(used).collect(),
         toml,
     })
+}
+
+/// A note for each of `found` (by link index) on a link of `node` named in `names`.
+fn tc_lines(
+    place: &str,
+    node: &plumbing::NodeObs,
+    names: &[&str],
+    found: Vec<(u32, String)>,
+) -> Vec<String> {
+    found
+        .into_iter()
+        .filter_map(|(index, what)| {
+            let l = node
+                .links
+                .iter()
+                .find(|l| l.index == index && names.contains(&l.name.as_str()))?;
+            Some(format!(
+                "{place}{}: {what} not translated (left as it is)",
+                l.name
+            ))
+        })
+        .collect()
+}
+
+/// The ingress and clsact qdiscs (and their filters) on the lab's links, on the host and in
+/// its namespaces: what no file says, named. Unreadable places are named too.
+fn tc_notes(lab: &Lab, seen: &plumbing::Observed) -> Vec<String> {
+    let mut host: Vec<&str> = lab.bridges.keys().map(String::as_str).collect();
+    host.extend(
+        lab.bridges
+            .values()
+            .flat_map(|b| b.ports.iter().map(String::as_str)),
+    );
+    let mut notes = Vec::new();
+    for ns in lab.namespaces.values() {
+        host.extend(ns.ifaces.iter().map(|i| i.host_ifname.as_str()));
+    }
+    match plumbing::Conn::open("host").and_then(|mut c| plumbing::qdisc::ingress_hooks(&mut c)) {
+        Ok(found) => notes.extend(tc_lines("", &seen.host, &host, found)),
+        Err(e) => notes.push(format!("the host's tc qdiscs cannot be read ({e:#}): ingress filters on the lab's links are not named here")),
+    }
+    for (name, ns) in &lab.namespaces {
+        let Some(node) = seen.namespaces.get(name).map(|n| &n.node) else {
+            continue;
+        };
+        let names: Vec<&str> = ns.ifaces.iter().map(|i| i.ifname.as_str()).collect();
+        let found = plumbing::netns::run_in(name, || {
+            let mut c = plumbing::Conn::open("namespace")?;
+            plumbing::qdisc::ingress_hooks(&mut c)
+        });
+        match found {
+            Ok(found) => notes.extend(tc_lines(&format!("namespace {name}: "), node, &names, found)),
+            Err(e) => notes.push(format!("namespace {name}: tc qdiscs cannot be read ({e:#}): ingress filters there are not named here")),
+        }
+    }
+    notes
 }
 
 /// The topology's name. A file of the name of a topology nsfw already holds would, once
@@ -182,20 +229,8 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                 rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
                 let text = rules::xt_as_nft(&rule.to_string());
                 // iptables-nft's tables and chains, where the guide's lines are.
-                let meaning = match (t.family, t.name.as_str(), c.name.as_str()) {
-                    (nft::Family::Ip, "nat", "POSTROUTING" | "PREROUTING" | "OUTPUT")
-                    | (nft::Family::Ip, "filter", "FORWARD" | "DOCKER-USER") => {
-                        rules::classify(&c.name, &text)
-                    }
-                    _ => None,
-                };
-                // The stateful accept names no bridge, yet is the guide's.
-                let stateful = meaning == Some(rules::Meaning::Stateful)
-                    || text.contains("xtables match conntrack");
-                if !stateful
-                    && !rules::concerns(&text, names, subnets)
-                    && !rules::unread_nat_into(&text, subnets)
-                {
+                let meaning = meaning_in(t.family, &t.name, &c.name, &text);
+                if !concerns_lab(&meaning, &text, names, subnets) {
                     continue;
                 }
                 out.push(Found {
@@ -204,6 +239,7 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
                         table: t.name.clone(),
                         chain: c.name.clone(),
                         handle: r.handle,
+                        legacy: None,
                     },
                     text,
                     meaning,
@@ -212,4 +248,92 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
         }
     }
     Ok(out)
+}
+
+/// What a rule of iptables' tables and chains (iptables-nft's or iptables-legacy's) means,
+/// where the guide's lines are.
+fn meaning_in(family: nft::Family, table: &str, chain: &str, text: &str) -> Option<rules::Meaning> {
+    match (family, table, chain) {
+        (nft::Family::Ip, "nat", "POSTROUTING" | "PREROUTING" | "OUTPUT")
+        | (nft::Family::Ip, "filter", "FORWARD" | "DOCKER-USER") => rules::classify(chain, text),
+        _ => None,
+    }
+}
+
+/// Whether a rule concerns the lab: it names a bridge or an address of it, NATs into it, or
+/// is the stateful accept (which names no bridge, yet is the guide's).
+fn concerns_lab(
+    meaning: &Option<rules::Meaning>,
+    text: &str,
+    names: &[String],
+    subnets: &[IpNetwork],
+) -> bool {
+    *meaning == Some(rules::Meaning::Stateful)
+        || text.contains("xtables match conntrack")
+        || rules::concerns(text, names, subnets)
+        || rules::unread_nat_into(text, subnets)
+}
+
+/// The lab's rules in iptables-legacy's tables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Legacy {
+    pub found: Vec<Found>,
+    /// iptables-legacy's `filter FORWARD` policy is drop: every forwarded packet it does not
+    /// accept is dropped, whatever nsfw's table says.
+    pub forward_drop: bool,
+    /// What could not be read, and policies worth saying.
+    pub notes: Vec<String>,
+}
+
+/// Every rule of iptables-legacy's and ip6tables-legacy's loaded tables that concerns the
+/// bridges `names` or `subnets`, recognised where it can be (read with `plumbing::xtables`).
+pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy {
+    use crate::plumbing::xtables::{self, Family};
+    let mut out = Legacy::default();
+    for f in [Family::V4, Family::V6] {
+        for name in xtables::tables(f) {
+            let read = xtables::read(f, &name).and_then(|t| t.rules());
+            let (rules, policies) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    out.notes.push(format!(
+                        "{} table {name} cannot be read ({e:#}): what its rules do is not in this file (`{}-save` shows them)",
+                        f.command(),
+                        f.command()
+                    ));
+                    continue;
+                }
+            };
+            let family = match f {
+                Family::V4 => nft::Family::Ip,
+                Family::V6 => nft::Family::Ip6,
+            };
+            let drop = policies.iter().any(|(c, p)| c == "FORWARD" && p == "drop");
+            if name == "filter" && drop && f == Family::V4 {
+                out.forward_drop = true;
+                out.notes.push(format!(
+                    "{} filter FORWARD: policy drop (left as it is: it drops what iptables-legacy does not accept, whatever nsfw's table says, so its lines that accept the lab's traffic stay too)",
+                    f.command()
+                ));
+            }
+            for r in rules {
+                let meaning = meaning_in(family, &name, &r.chain, &r.text);
+                if !concerns_lab(&meaning, &r.text, names, subnets) {
+                    continue;
+                }
+                out.found.push(Found {
+                    at: At {
+                        family,
+                        table: name.clone(),
+                        chain: r.chain,
+                        handle: r.pos as u64,
+                        legacy: Some(r.key),
+                    },
+                    text: r.text,
+                    meaning,
+                });
+            }
+        }
+    }
+    out
 }

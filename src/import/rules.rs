@@ -14,12 +14,27 @@ pub(crate) struct At {
     pub family: nft::Family,
     pub table: String,
     pub chain: String,
+    /// nftables: the rule's handle; iptables-legacy: its place in the chain (1-based).
     pub handle: u64,
+    /// In iptables-legacy (`family` Ip or Ip6): what the entry is, byte for byte but its
+    /// counters (x_tables rules have no handle; `xtables::remove` finds them by this).
+    pub legacy: Option<Vec<u8>>,
+}
+
+impl At {
+    /// The tables' family as the command that shows them names it.
+    pub(crate) fn family_name(&self) -> &'static str {
+        match (&self.legacy, self.family) {
+            (Some(_), nft::Family::Ip6) => "ip6tables-legacy",
+            (Some(_), _) => "iptables-legacy",
+            (None, f) => f.as_str(),
+        }
+    }
 }
 
 impl std::fmt::Display for At {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.family.as_str(), self.table, self.chain)
+        write!(f, "{} {} {}", self.family_name(), self.table, self.chain)
     }
 }
 
@@ -262,7 +277,9 @@ pub(crate) fn xt_as_nft(text: &str) -> String {
     let bytes: Option<Vec<u8>> = (0..info.len() / 2)
         .map(|i| u8::from_str_radix(info.get(2 * i..2 * i + 2)?, 16).ok())
         .collect();
-    let Some(nat) = bytes.and_then(|b| xt_nat(&name, &rev, &b)) else {
+    let Some(nat) =
+        bytes.and_then(|b| crate::plumbing::xtables::nat_stmt(&name, rev.parse().ok()?, &b))
+    else {
         return text.to_string();
     };
     format!("{}{nat}{}", &text[..start], &text[start + len + 1..])
@@ -301,42 +318,6 @@ fn xt_conntrack(text: &str) -> Option<String> {
         &text[..start],
         &text[end + 1..]
     ))
-}
-
-/// The nft statement of an xtables NAT target's info: rev 0 is `nf_nat_ipv4_multi_range_compat`
-/// (rangesize, then flags, min and max address, min and max port), rev 1 and 2 `nf_nat_range`
-/// and `nf_nat_range2` (flags, min and max address as 16 bytes each, min and max port).
-fn xt_nat(name: &str, rev: &str, b: &[u8]) -> Option<String> {
-    let u32le = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let port = |o: usize| Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let v4 = |o: usize| -> Option<std::net::Ipv4Addr> {
-        Some(std::net::Ipv4Addr::from(
-            <[u8; 4]>::try_from(b.get(o..o + 4)?).ok()?,
-        ))
-    };
-    let (flags, min, max, pmin, pmax) = match rev {
-        "0" if u32le(0)? == 1 => (u32le(4)?, v4(8)?, v4(12)?, port(16)?, port(18)?),
-        "1" | "2" => (u32le(0)?, v4(4)?, v4(20)?, port(36)?, port(38)?),
-        _ => return None,
-    };
-    // NF_NAT_RANGE_MAP_IPS 1, NF_NAT_RANGE_PROTO_SPECIFIED 2; anything else (random,
-    // persistent, fully random, netmap) has no place in a topology file.
-    let (ips, ports) = (flags & 1 != 0, flags & 2 != 0);
-    if flags & !3 != 0 || min != max || pmin != pmax {
-        return None;
-    }
-    match name {
-        "MASQUERADE" if !ips && !ports => Some("masquerade".into()),
-        "DNAT" | "SNAT" if ips => {
-            let verb = name.to_lowercase();
-            Some(if ports {
-                format!("{verb} to {min}:{pmin}")
-            } else {
-                format!("{verb} to {min}")
-            })
-        }
-        _ => None,
-    }
 }
 
 /// Whether a rule's text names one of `bridges` or an address in one of `subnets`: a rule

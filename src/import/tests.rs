@@ -84,6 +84,7 @@ fn guide() -> Observed {
 fn found(table: &str, chain: &str, text: &str) -> Found {
     Found {
         at: At {
+            legacy: None,
             family: nft::Family::Ip,
             table: table.into(),
             chain: chain.into(),

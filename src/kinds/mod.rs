@@ -14,6 +14,7 @@ pub(crate) mod addr;
 pub(crate) mod adopt;
 pub(crate) mod announce;
 pub(crate) mod bridge;
+pub(crate) mod fdb;
 pub(crate) mod link;
 pub(crate) mod namespace;
 pub(crate) mod neigh;
@@ -23,9 +24,12 @@ pub(crate) mod resolv;
 pub(crate) mod route;
 pub(crate) mod sysctl;
 pub(crate) mod veth;
+pub(crate) mod vxlan;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vxlan_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,6 +45,7 @@ pub(crate) use addr::{AddAddr, DelAddr};
 pub(crate) use adopt::{Adopt, Adoptee};
 pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
+pub(crate) use fdb::{AddFdb, DelFdb};
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
 pub(crate) use namespace::{CreateNamespace, DeleteNamespace, MarkNamespace};
 pub(crate) use neigh::ForgetNeighbours;
@@ -49,6 +54,7 @@ pub(crate) use resolv::{RemoveResolv, WriteResolv};
 pub(crate) use route::{DelRoute, SetRoute};
 pub(crate) use sysctl::SetSysctl;
 pub(crate) use veth::CreateVeth;
+pub(crate) use vxlan::CreateVxlan;
 
 /// The order in which the executor runs steps: a stage at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,6 +185,9 @@ steps!(
     SetNetem,
     Adopt,
     Announce,
+    CreateVxlan,
+    AddFdb,
+    DelFdb,
 );
 
 impl Step {

@@ -102,7 +102,9 @@ fn kind(s: &Step) -> &'static str {
         Step::DeleteLink { .. }
         | Step::CreateBridge { .. }
         | Step::CreateVeth { .. }
+        | Step::CreateVxlan { .. }
         | Step::SetLink { .. } => "link",
+        Step::AddFdb { .. } | Step::DelFdb { .. } => "fdb",
         Step::AddAddr { .. } | Step::DelAddr { .. } => "address",
         Step::SetRoute { .. } | Step::DelRoute { .. } => "route",
         Step::SetSysctl { .. } => "sysctl",

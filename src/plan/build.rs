@@ -19,7 +19,10 @@ pub(super) fn host_build(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let bridges = pick(these, |s| matches!(s, Step::CreateBridge(_)));
+    // Links that stand alone on the host (VXLAN links join their bridge as links set).
+    let bridges = pick(these, |s| {
+        matches!(s, Step::CreateBridge(_) | Step::CreateVxlan(_))
+    });
     send(host, &bridges, &At::new(mark, &Indexes::new()), ok, errs);
     tally.add("create bridge", bridges.len(), t);
     let ix = match indexes(host) {
@@ -30,6 +33,9 @@ pub(super) fn host_build(
     let links = pick(these, |s| matches!(s, Step::SetLink(_)));
     send(host, &links, &At::new(mark, &ix), ok, errs);
     tally.add("set link", links.len(), t);
+    // VXLAN peers, by the index of their link (made above).
+    let peers = pick(these, |s| matches!(s, Step::AddFdb(_)));
+    send(host, &peers, &At::new(mark, &ix), ok, errs);
     let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally);
     let t = Instant::now();
     let sysctl = |s: &Step| match s {

@@ -27,6 +27,7 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
     let mut cx = Cx::new(d, o, rec, who);
     cx.namespaces();
     cx.host_links();
+    cx.fdb();
     cx.overlaps();
     for (name, node) in &d.namespaces {
         if cx.o.unreachable.contains_key(name) && !cx.new_ns.contains(name) {

@@ -120,7 +120,10 @@ fn teardown(
     let at = At::new(mark, &none);
     let t = Instant::now();
     let on_host = pick(these, |s| {
-        matches!(s, Step::DeleteLink(_) | Step::SetLink(_) | Step::Adopt(_)) && s.inside().is_none()
+        matches!(
+            s,
+            Step::DeleteLink(_) | Step::SetLink(_) | Step::Adopt(_) | Step::DelFdb(_)
+        ) && s.inside().is_none()
     });
     send(host, &on_host, &at, ok, errs);
     tally.add("delete link", on_host.len(), t);

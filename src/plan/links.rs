@@ -13,7 +13,7 @@ use crate::plumbing::{Link, NodeObs};
 use crate::resources::{LinkKind, LinkSpec, Node, Place};
 
 /// Links observed that are to go, with why.
-type Deletes<'o> = Vec<(&'o Link, &'static str)>;
+pub(super) type Deletes<'o> = Vec<(&'o Link, &'static str)>;
 
 impl<'a> Cx<'a> {
     /// Host links: bridges and the host ends of veth pairs (ports are `ports`'s).
@@ -32,6 +32,7 @@ impl<'a> Cx<'a> {
                 LinkKind::Veth { peer_ns, peer, .. } => {
                     self.veth(spec, ours, peer_ns, peer, &mut deletes)
                 }
+                LinkKind::Vxlan { .. } => self.vxlan(spec, ours, &mut deletes),
                 LinkKind::Peer { .. } | LinkKind::Port { .. } => {}
             }
         }
@@ -96,7 +97,7 @@ impl<'a> Cx<'a> {
     }
 
     /// `attrs` of link `name` in `place` set, if any differ.
-    fn set_link(&mut self, place: Place, name: &str, attrs: Vec<LinkAttr>) {
+    pub(super) fn set_link(&mut self, place: Place, name: &str, attrs: Vec<LinkAttr>) {
         if !attrs.is_empty() {
             self.push(SetLink {
                 place,
@@ -253,7 +254,10 @@ pub(super) fn ns_links(
         let Some(l) = have.link(name) else { continue };
         let attrs = match spec.kind {
             LinkKind::Peer { .. } => veth::peer_attrs(spec, l),
-            LinkKind::Bridge | LinkKind::Veth { .. } | LinkKind::Port { .. } => continue,
+            LinkKind::Bridge
+            | LinkKind::Veth { .. }
+            | LinkKind::Port { .. }
+            | LinkKind::Vxlan { .. } => continue,
         };
         if attrs.contains(&LinkAttr::Up) {
             brought_up.insert(name.clone());

@@ -21,6 +21,7 @@ mod ports_tests;
 mod run;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 use std::fmt;
 
@@ -67,6 +68,8 @@ pub(crate) struct Plan {
     pub firewalld: Vec<crate::firewalld::Change>,
     /// firewalld could not be asked whether those interfaces are in its zone (warned).
     pub firewalld_unchecked: bool,
+    /// `--adopt`: hand-written rules of iptables-legacy removed right after the batch.
+    pub legacy: Vec<crate::plumbing::xtables::Removal>,
 }
 
 impl Plan {
@@ -75,6 +78,7 @@ impl Plan {
             && self.nft.ops.is_empty()
             && self.nft.ns_ops.is_empty()
             && self.firewalld.is_empty()
+            && self.legacy.is_empty()
     }
 
     /// The number of changes, plumbing and nft.

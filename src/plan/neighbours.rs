@@ -34,8 +34,13 @@ impl Cx<'_> {
             let mut arrived = Vec::new();
             let touched = self.plan.steps.iter().any(|s| match s {
                 Step::CreateBridge(b) => b.name == *bridge,
-                Step::SetLink(l) if l.place == Place::Host => {
-                    l.name == *bridge && l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. }))
+                // A MAC changed on the bridge or on a namespace's interface on it: the
+                // segment's other ends name the old one.
+                Step::SetLink(l) if l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. })) => {
+                    match &l.place {
+                        Place::Host => l.name == *bridge,
+                        Place::Ns(ns) => members.iter().any(|(n, i)| n == ns && *i == l.name),
+                    }
                 }
                 Step::AddAddr(AddAddr {
                     place: Place::Ns(ns),

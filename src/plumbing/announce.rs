@@ -35,7 +35,7 @@ fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16) -> Vec<u8> {
 }
 
 /// `arp who-has A tell A` from `mac`, to everyone.
-fn garp(a: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
+pub(super) fn garp(a: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
     let mut f = ethernet([0xff; 6], mac, ETH_P_ARP);
     // Ethernet, IPv4, 6-byte and 4-byte addresses, a request.
     f.extend([0, 1, 0x08, 0, 6, 4, 0, 1]);
@@ -87,7 +87,7 @@ fn checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
 
 /// The link-layer destination of a frame on interface `ifindex`.
 #[allow(unsafe_code)]
-fn link_addr(ifindex: u32, ethertype: u16, dst: &[u8]) -> Result<SockAddr> {
+pub(super) fn link_addr(ifindex: u32, ethertype: u16, dst: &[u8]) -> Result<SockAddr> {
     let mut sll_addr = [0u8; 8];
     sll_addr[..6].copy_from_slice(&dst[..6]);
     let ll = libc::sockaddr_ll {

@@ -105,6 +105,9 @@ fn info(v: &[u8], l: &mut Link) {
             IFLA_INFO_DATA if kind.as_deref() == Some("bridge") => {
                 l.nf_call = on(IFLA_BR_NF_CALL_IPTABLES);
             }
+            IFLA_INFO_DATA if kind.as_deref() == Some("vxlan") => {
+                l.vxlan = Some(vxlan(a.value));
+            }
             IFLA_INFO_SLAVE_DATA if port_kind.as_deref() == Some("bridge") => {
                 l.hairpin = on(IFLA_BRPORT_MODE);
                 l.isolated = on(IFLA_BRPORT_ISOLATED);
@@ -113,6 +116,41 @@ fn info(v: &[u8], l: &mut Link) {
         }
     }
     l.kind = kind;
+}
+
+/// A VXLAN link's IFLA_INFO_DATA: VNI, local address (either family), port (big-endian).
+fn vxlan(v: &[u8]) -> super::objects::VxlanObs {
+    const ID: u16 = 1;
+    const LOCAL: u16 = 4;
+    const PORT: u16 = 15;
+    const LOCAL6: u16 = 17;
+    let mut x = super::objects::VxlanObs {
+        id: 0,
+        local: None,
+        port: 0,
+    };
+    for a in attrs(v) {
+        match a.ty {
+            ID => x.id = u32_of(a.value).unwrap_or(0),
+            LOCAL => {
+                x.local = <[u8; 4]>::try_from(a.value)
+                    .ok()
+                    .map(std::net::IpAddr::from)
+            }
+            LOCAL6 => {
+                x.local = <[u8; 16]>::try_from(a.value)
+                    .ok()
+                    .map(std::net::IpAddr::from)
+            }
+            PORT => {
+                x.port = <[u8; 2]>::try_from(a.value)
+                    .map(u16::from_be_bytes)
+                    .unwrap_or(0)
+            }
+            _ => {}
+        }
+    }
+    x
 }
 
 /// IFLA_AF_SPEC: the IPv4 and IPv6 settings nsfw manages.

@@ -3,6 +3,8 @@
 //! the work is and closed after it.
 
 pub(crate) mod announce;
+pub(crate) mod arp;
+pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
@@ -16,10 +18,13 @@ pub mod qdisc;
 pub(crate) mod rtax;
 pub(crate) mod rtnl;
 pub(crate) mod sysctl;
+pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, NsObs, Route};
+#[cfg(test)]
+pub(crate) use objects::{Fdb, VxlanObs};
 pub(crate) use objects::{FileObs, Link, NodeObs};
 pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};

@@ -471,3 +471,37 @@ pub(crate) fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
     )
     .ok_if(&[libc::ESRCH])
 }
+
+/// A VXLAN link, down, of VNI `id` from `local` over UDP `port`, learning the MACs behind
+/// its peers (the all-zeros FDB entries say where the rest goes). Its MAC is derived, as
+/// every link nsfw makes, so that a run killed before marking it knows it again.
+pub(crate) fn create_vxlan(
+    name: &str,
+    (mtu, mac): (u32, Mac),
+    id: u32,
+    local: IpAddr,
+    port: u16,
+) -> Req {
+    use netlink_packet_route::link::InfoVxlan;
+    let mut data = vec![InfoVxlan::Id(id), InfoVxlan::Port(port)];
+    data.push(match local {
+        IpAddr::V4(a) => InfoVxlan::Local(a),
+        IpAddr::V6(a) => InfoVxlan::Local6(a),
+    });
+    let m = link_msg(
+        vec![
+            self::name(name),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::Address(mac.0.to_vec()),
+        ],
+        vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(data)),
+        ],
+    );
+    Req::new(
+        RouteNetlinkMessage::NewLink(m),
+        NLM_F_CREATE | NLM_F_EXCL,
+        format!("cannot create VXLAN link {name} (VNI {id}, local {local}, port {port})"),
+    )
+}

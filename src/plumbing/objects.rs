@@ -41,6 +41,24 @@ pub(crate) struct Link {
     pub qdisc: Option<String>,
     /// The MTUs its driver takes (IFLA_MIN_MTU, IFLA_MAX_MTU), where the kernel says.
     pub mtu_range: (Option<u32>, Option<u32>),
+    /// For a VXLAN link: what it was made with.
+    pub vxlan: Option<VxlanObs>,
+}
+
+/// A VXLAN link's VNI, source address (None: any) and UDP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VxlanObs {
+    pub id: u32,
+    pub local: Option<IpAddr>,
+    pub port: u16,
+}
+
+/// An all-zeros forwarding entry of a VXLAN link (`ifindex`): broadcast and unknown frames
+/// go to `dst` too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Fdb {
+    pub index: u32,
+    pub dst: IpAddr,
 }
 
 /// An address on a link.
@@ -100,6 +118,8 @@ pub(crate) struct NodeObs {
     /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
     /// settings the file cannot express (read only where the link dump shows a netem root).
     pub netem: BTreeMap<u32, Option<crate::netem::Netem>>,
+    /// The all-zeros FDB entries of its VXLAN links (read only where there is one).
+    pub fdb: Vec<Fdb>,
 }
 
 impl NodeObs {
@@ -155,6 +175,7 @@ impl Link {
             noarp,
             alias: None,
             peer_index: None,
+            vxlan: None,
         }
     }
 }

@@ -145,6 +145,9 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
             }
         }
     }
+    if n.links.iter().any(|l| l.vxlan.is_some()) {
+        n.fdb = super::fdb::dump(c, &n.links)?;
+    }
     for k in keys {
         let v = match from_links(&n.links, k) {
             Some(v) => Some(v),
@@ -259,6 +262,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
                                 .iter()
                                 .any(|o| matches!(o, InfoBridgePort::Isolated(true)));
                         }
+                        LinkInfo::Data(InfoData::Vxlan(opts)) => l.vxlan = Some(vxlan(opts)),
                         LinkInfo::Data(InfoData::Bridge(opts)) => {
                             l.nf_call = opts
                                 .iter()
@@ -272,6 +276,26 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
         }
     }
     l
+}
+
+/// A VXLAN link's VNI, local address and port, as the general parser reads them.
+fn vxlan(opts: &[netlink_packet_route::link::InfoVxlan]) -> super::objects::VxlanObs {
+    use netlink_packet_route::link::InfoVxlan as V;
+    let mut x = super::objects::VxlanObs {
+        id: 0,
+        local: None,
+        port: 0,
+    };
+    for o in opts {
+        match o {
+            V::Id(i) => x.id = *i,
+            V::Local(a) => x.local = Some(IpAddr::V4(*a)),
+            V::Local6(a) => x.local = Some(IpAddr::V6(*a)),
+            V::Port(p) => x.port = *p,
+            _ => {}
+        }
+    }
+    x
 }
 
 /// The per-interface settings nsfw manages, from a link's AF_SPEC.

@@ -341,6 +341,75 @@ fn read_netem(b: &[u8]) -> Result<Netem, String> {
 }
 
 /// The encoding, without a kernel: what `set_netem` sends, as bytes, parses back the same.
+/// The ingress and clsact qdiscs of the calling thread's namespace and the filters under
+/// them: by interface index, a line each (`clsact qdisc, filters: bpf, u32`). What nsfw
+/// cannot say in a file, read to be named (`import`).
+pub fn ingress_hooks(c: &mut crate::plumbing::Conn) -> anyhow::Result<Vec<(u32, String)>> {
+    let mut out = Vec::new();
+    for m in c.dump(dump_req(), "qdiscs")? {
+        let RouteNetlinkMessage::NewQueueDiscipline(q) = m else {
+            continue;
+        };
+        if q.header.parent != TcHandle::INGRESS {
+            continue;
+        }
+        let kind = q
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                TcAttribute::Kind(k) => Some(k.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "ingress".to_string());
+        let mut kinds: Vec<String> = Vec::new();
+        // ingress' filters hang from ffff:, clsact's from its ingress and egress minors.
+        let parents = [
+            TcHandle {
+                major: 0xffff,
+                minor: 0,
+            },
+            TcHandle {
+                major: 0xffff,
+                minor: TcHandle::MIN_INGRESS,
+            },
+            TcHandle {
+                major: 0xffff,
+                minor: TcHandle::MIN_EGRESS,
+            },
+        ];
+        for parent in parents {
+            let mut req = TcMessage::default();
+            req.header.index = q.header.index;
+            req.header.parent = parent;
+            // A parent the qdisc does not have answers an error: nothing there.
+            let Ok(fs) = c.dump(RouteNetlinkMessage::GetTrafficFilter(req), "tc filters") else {
+                continue;
+            };
+            for f in fs {
+                if let RouteNetlinkMessage::NewTrafficFilter(f) = f
+                    && let Some(k) = f.attributes.iter().find_map(|a| match a {
+                        TcAttribute::Kind(k) => Some(k.clone()),
+                        _ => None,
+                    })
+                    && !kinds.contains(&k)
+                {
+                    kinds.push(k);
+                }
+            }
+        }
+        let Ok(index) = u32::try_from(q.header.index) else {
+            continue;
+        };
+        let what = if kinds.is_empty() {
+            format!("tc {kind} qdisc")
+        } else {
+            format!("tc {kind} qdisc with filters ({})", kinds.join(", "))
+        };
+        out.push((index, what));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use netlink_packet_core::{Emitable, Parseable};

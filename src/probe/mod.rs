@@ -7,6 +7,7 @@ mod egress;
 mod latency;
 mod mtu;
 mod net;
+mod vxlan;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ pub(crate) use checks::{Side, World, checks, publish_checks, publish_servers, ta
 pub(crate) use egress::{default_gateway, gateway_answers, gateway_checks};
 pub(crate) use mtu::full_size_checks;
 pub(crate) use net::{serve_listener, serve_source_echo};
+pub(crate) use vxlan::{duplicates, remote_checks};
 
 use crate::plumbing::netns;
 use crate::topology::Proto;

@@ -27,11 +27,18 @@ pub(crate) struct Pending {
     pub links: BTreeMap<String, String>,
     /// Namespaces whose /etc/netns directory (resolv.conf) the run writes or removes.
     pub files: BTreeSet<String>,
+    /// (`adopting`) Hand-written rules of iptables-legacy the adoption replaces are still to
+    /// be removed: they go after the nftables batch, outside it, so a run killed between the
+    /// two leaves them for the next run to remove.
+    pub legacy_rules: bool,
 }
 
 impl Pending {
     pub(crate) fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.links.is_empty() && self.files.is_empty()
+        self.namespaces.is_empty()
+            && self.links.is_empty()
+            && self.files.is_empty()
+            && !self.legacy_rules
     }
 
     /// Adds everything of `other`.
@@ -40,6 +47,7 @@ impl Pending {
         self.links
             .extend(other.links.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.files.extend(other.files.iter().cloned());
+        self.legacy_rules |= other.legacy_rules;
     }
 }
 
@@ -194,6 +202,7 @@ fn pendings(v: &Value) -> BTreeMap<String, Pending> {
                         })
                         .unwrap_or_default(),
                     files: strings(&o["files"]),
+                    legacy_rules: o["legacy_rules"].as_bool().unwrap_or(false),
                 },
             );
         }
@@ -206,10 +215,13 @@ fn pendings_json(p: &BTreeMap<String, Pending>) -> Value {
         .iter()
         .filter(|(_, p)| !p.is_empty())
         .map(|(t, p)| {
-            (
-                t.clone(),
-                json!({"namespaces": p.namespaces, "links": p.links, "files": p.files}),
-            )
+            (t.clone(), {
+                let mut v = json!({"namespaces": p.namespaces, "links": p.links, "files": p.files});
+                if p.legacy_rules {
+                    v["legacy_rules"] = json!(true);
+                }
+                v
+            })
         })
         .collect();
     Value::Object(m)

@@ -328,6 +328,20 @@ pub(super) fn resolve(
     let netem = netem(cx, r.table, prefix);
     let br = r.bridge?;
     if let Some(m) = mtu
+        && m > br.mtu
+        && let Some(vx) = br.vxlan.as_ref().filter(|_| !br.mtu_set)
+    {
+        // The segment's MTU was lowered for the encapsulation, not chosen: say so and go on.
+        cx.warnings.push(format!(
+            "{}: {} = {m}: bridge {} is a VXLAN segment, whose MTU is {} (a 1500-byte underlay less {} bytes of encapsulation); the interface gets {}",
+            cx.file,
+            join(prefix, "mtu"),
+            br.name,
+            br.mtu,
+            vx.overhead(),
+            br.mtu
+        ));
+    } else if let Some(m) = mtu
         && m != br.mtu
     {
         cx.err(

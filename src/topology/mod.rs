@@ -16,6 +16,7 @@ mod routes;
 mod syntax;
 mod validate;
 mod verify;
+mod vxlan;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,6 +30,7 @@ pub(crate) use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub(crate) use publish::{Proto, Publish};
 pub(crate) use routes::StaticRoute;
 pub(crate) use verify::Verify;
+pub(crate) use vxlan::Vxlan;
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
 pub(crate) const MAX_BRIDGE_PORTS: usize = 1023;
@@ -111,6 +113,8 @@ pub(crate) struct Bridge {
     /// doing so through the bridge, so its addresses are sources the bridge may send. Not in
     /// the file: read from the host (and the record) when the firewall is planned.
     pub lan: Vec<IpNetwork>,
+    /// `vxlan`: the segment stretched to other hosts (None: this host's alone).
+    pub vxlan: Option<Vxlan>,
 }
 
 impl Bridge {

@@ -10,6 +10,8 @@ use super::names::{check_ifname, parse_mac};
 pub(super) struct Ctx {
     pub file: String,
     pub errors: Vec<String>,
+    /// What is worth saying about the file but not wrong.
+    pub warnings: Vec<String>,
 }
 
 impl Ctx {
@@ -17,6 +19,7 @@ impl Ctx {
         Ctx {
             file,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -9,12 +9,12 @@ use ipnetwork::IpNetwork;
 use toml::{Table, Value};
 
 use super::addr::{V4, V6, check_gateway, overlaps, parse_cidr, subnet_of};
-use super::names::{check_ifname, check_topology_name, derived_mac};
+use super::names::{check_ifname, check_topology_name};
 use super::syntax::{Ctx, join, line_col};
 use super::{BrNetfilter, Bridge, Errors, Host, MAX_BRIDGE_PORTS, Mac, Namespace, Topology};
 
-const DEFAULT_MTU: u32 = 1500;
-const BRIDGE_KEYS: [&str; 14] = [
+const BRIDGE_KEYS: [&str; 15] = [
+    "vxlan",
     "egress_via",
     "ports",
     "take_addresses",
@@ -78,11 +78,13 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     check_macs(&mut cx, &bridges, &namespaces);
     super::publish::check_clashes(&mut cx, &namespaces);
     check_port_counts(&mut cx, &bridges, &namespaces);
+    super::vxlan::check(&mut cx, &bridges, &namespaces);
     let policy = super::policy::read(&mut cx, &root, &bridges, &namespaces);
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
     warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
     let verify = super::verify::read(&mut cx, &root);
+    warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
         Ok(Topology {
             name,
@@ -182,7 +184,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         );
     }
     let uplink = cx.ifname(b, &prefix, "uplink");
-    let mtu = cx.mtu(b, &prefix).unwrap_or(DEFAULT_MTU);
+    let (vxlan, mtu, mac) = super::vxlan::link_settings(cx, b, (&prefix, bname), topology);
     if address6.is_some() && mtu < 1280 {
         cx.err(
             &join(&prefix, "mtu"),
@@ -190,7 +192,6 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
             "IPv6 needs an MTU of at least 1280 (the kernel drops IPv6 from a smaller link)",
         );
     }
-    let mac = cx.mac(b, &prefix);
     let overlap = cx.choice(b, &prefix, "overlap", &["deny", "allow"]);
     let overlap6 = cx.choice(b, &prefix, "overlap6", &["deny", "allow"]);
     let isolate = cx.boolean(b, &prefix, "isolate").unwrap_or(false);
@@ -227,7 +228,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         uplink,
         mtu,
         mtu_set: b.contains_key("mtu"),
-        mac: mac.unwrap_or_else(|| derived_mac(topology, "bridge", bname)),
+        mac,
         overlap_allowed: overlap.as_deref() == Some("allow")
             || overlap6.as_deref() == Some("allow"),
         isolate,
@@ -236,6 +237,7 @@ fn bridge(cx: &mut Ctx, bname: &str, bv: &Value, topology: &str) -> Option<Bridg
         ports,
         take_addresses,
         lan: Vec::new(),
+        vxlan,
     })
 }
 

@@ -95,3 +95,34 @@ pub fn dual(cx: &mut Ctx) -> Res<()> {
     cx.done("dual");
     Ok(())
 }
+
+/// Namespaces of the adopted lab.
+const ADOPT_NS: usize = 100;
+
+/// The classic lab of `ADOPT_NS` namespaces built by hand and adopted, against a cold apply of
+/// the file `import` wrote for it (issue 28: adopt at most 2× the cold apply).
+pub fn adopt(cx: &mut Ctx) -> Res<()> {
+    let mut s = Samples::default();
+    for r in 0..cx.runs {
+        s.add(trial("adopt", ADOPT_NS, None)?);
+        eprintln!("adopt: run {}/{} done", r + 1, cx.runs);
+    }
+    let m = |k: &str| s.median(k);
+    writeln!(
+        cx.report,
+        "\n### Adoption: the classic lab of {ADOPT_NS} namespaces built by hand, `import`ed and `apply --adopt`ed, against a cold apply of the same file ({} samples)\n
+| what is timed | ms |
+|---|---|
+| `nsfw import` | {:.0} |
+| `nsfw apply --adopt` | {:.0} |
+| `nsfw apply` of the same file from nothing | {:.0} |
+| adopt / cold apply | {:.2}× |",
+        s.count("adopt"),
+        m("import"),
+        m("adopt"),
+        m("adopt_cold"),
+        m("adopt") / m("adopt_cold")
+    )?;
+    cx.done("adopt");
+    Ok(())
+}

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 pub use apply::{apply, scale};
 pub use grow::grow;
-pub use labs::{dual, routed};
+pub use labs::{adopt, dual, routed};
 pub use tables::{policy, publish};
 pub use traffic::{dataplane, policy_dataplane, publish_dataplane};
 pub use watch::watch;

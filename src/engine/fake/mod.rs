@@ -17,6 +17,7 @@
 
 mod net;
 mod ruleset;
+mod vxlan;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -42,6 +43,8 @@ pub(crate) enum Sent {
     /// A batch: to the host's ruleset (None) or a namespace's.
     Batch(Option<String>, Vec<Op>),
     Forget(Forget),
+    /// iptables-legacy rules removed.
+    Legacy(Vec<crate::plumbing::xtables::Removal>),
 }
 
 pub(crate) struct Fake {
@@ -58,6 +61,10 @@ pub(crate) struct Fake {
     /// Someone else commits a batch of their own right after each of the engine's.
     pub(crate) others_commit: bool,
     pub(crate) sent: Vec<Sent>,
+    /// Other owners' rules (`--adopt`): those in iptables-legacy go when removed.
+    pub(crate) hand: crate::adopt::HandRules,
+    /// Removing iptables-legacy rules fails (as a run killed right before it would stop).
+    pub(crate) refuse_legacy: bool,
     /// How many times the whole host (plumbing and nftables) and the plumbing alone were read.
     pub(crate) observed: usize,
     pub(crate) observed_net: usize,
@@ -82,6 +89,8 @@ impl Fake {
             refuse_batches: false,
             others_commit: false,
             sent: Vec::new(),
+            hand: crate::adopt::HandRules::default(),
+            refuse_legacy: false,
             observed: 0,
             observed_net: 0,
             next_handle: 1000,
@@ -106,6 +115,10 @@ impl Fake {
                     f.moved.len(),
                     f.taken.len()
                 )),
+                Sent::Legacy(rs) => out
+                    .extend(rs.iter().map(|r| {
+                        format!("{} {} {}: remove", r.family.command(), r.table, r.chain)
+                    })),
             }
         }
         out
@@ -211,5 +224,27 @@ impl Kernel for Fake {
 
     fn generation(&mut self) -> Option<u32> {
         Some(self.generation)
+    }
+
+    fn remove_legacy(&mut self, rs: &[crate::plumbing::xtables::Removal]) -> Result<usize> {
+        self.sent.push(Sent::Legacy(rs.to_vec()));
+        if self.refuse_legacy {
+            bail!("the fake refuses to touch iptables-legacy");
+        }
+        let n = self.hand.legacy.found.len();
+        self.hand.legacy.found.retain(|f| {
+            !rs.iter()
+                .any(|r| f.at.legacy.as_ref() == Some(&r.key) && f.at.chain == r.chain)
+        });
+        Ok(n - self.hand.legacy.found.len())
+    }
+
+    /// The hand-written rules it was given; every one concerns the topology.
+    fn hand_rules(
+        &mut self,
+        _names: &[String],
+        _subnets: &[ipnetwork::IpNetwork],
+    ) -> Result<crate::adopt::HandRules> {
+        Ok(self.hand.clone())
     }
 }

@@ -90,7 +90,7 @@ impl Net {
         Ok(self.link_mut(place, name)?.index)
     }
 
-    fn new_index(&mut self) -> u32 {
+    pub(super) fn new_index(&mut self) -> u32 {
         self.next_index += 1;
         self.next_index
     }
@@ -189,6 +189,9 @@ impl Net {
                 Ok(())
             }
             Step::ForgetNeighbours(_) | Step::Announce(_) => Ok(()),
+            Step::CreateVxlan(v) => self.create_vxlan(v, mark),
+            Step::AddFdb(f) => self.add_fdb(f),
+            Step::DelFdb(f) => self.del_fdb(f),
             Step::SetNetem(SetNetem {
                 place,
                 ifname,
@@ -520,6 +523,7 @@ fn forget_link(node: &mut NodeObs, l: &Link) {
     node.routes.retain(|r| r.oif != Some(l.index));
     node.other_tables.retain(|r| r.oif != Some(l.index));
     node.netem.remove(&l.index);
+    node.fdb.retain(|f| f.index != l.index);
     node.sysctls
         .retain(|k, _| of_link(k, &l.name) != Some(true));
     for p in node.links.iter_mut().filter(|p| p.master == Some(l.index)) {

@@ -98,3 +98,20 @@ fn the_router_reaches_its_second_segment_through_a_lane() {
     // The host's trunk reaches br0 only: br1 is L2-only.
     assert_eq!(p.wires.iter().filter(|w| w.class == "trunk").count(), 2);
 }
+
+#[test]
+fn a_vxlan_segment_is_drawn_with_its_tunnel_and_the_other_hosts() {
+    let t = topo(
+        "name='v'\n[bridges.br0]\naddress='10.0.0.1/24'\nvxlan = { id = 100, local = '192.0.2.10', peers = ['192.0.2.11'], remote = ['10.0.0.21'] }\n[namespaces.a1]\nbridge='br0'\n",
+    );
+    let m = build(&t);
+    let p = layout(&m);
+    check(&p);
+    let seg = &m.segments[0].node;
+    let text: Vec<String> = seg.lines.iter().map(|l| l.text.clone()).collect();
+    assert!(
+        text.contains(&"vxlan 100 192.0.2.10:4789 ⇄ 192.0.2.11".to_string()),
+        "{text:?}"
+    );
+    assert!(text.contains(&"remote 10.0.0.21".to_string()), "{text:?}");
+}

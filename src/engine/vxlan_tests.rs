@@ -1,0 +1,121 @@
+//! A bridge stretched over VXLAN, converged over the fake kernel: made from nothing with its
+//! peers, a peer the file drops deleted (and only it), a deleted peer or tunnel put back, a
+//! tunnel of another VNI made again, and a `local` the host lacks refused before anything.
+
+use std::os::fd::AsFd;
+
+use super::fake::Fake;
+use super::{Target, converge_in};
+use crate::plumbing::{Addr, Link};
+use crate::testdata::{Scratch, topology};
+
+fn lab(peers: &str, id: u32) -> crate::topology::Topology {
+    topology(
+        "vx",
+        &format!(
+            "name = 'vx'\n[bridges.br0]\naddress = '10.0.0.1/24'\nvxlan = {{ id = {id}, local = '192.0.2.10', peers = [{peers}] }}\n[namespaces.a1]\nbridge = 'br0'\n"
+        ),
+    )
+}
+
+/// A fake host whose uplink carries 192.0.2.10.
+fn host() -> Fake {
+    let mut k = Fake::new();
+    k.net.o.host.links.push(Link {
+        name: "eth0".into(),
+        mtu: 1500,
+        ..Link::bare(2, true, false)
+    });
+    k.net.o.host.addrs.push(Addr {
+        index: 2,
+        net: "192.0.2.10/24".parse().expect("net"),
+        flags: 0x80,
+        scope: 0,
+        valid: u32::MAX,
+        preferred: u32::MAX,
+        brd: None,
+        metric: 0,
+    });
+    k
+}
+
+/// One apply of `t`: the plan's lines.
+fn apply(
+    k: &mut Fake,
+    dir: &Scratch,
+    t: &crate::topology::Topology,
+) -> anyhow::Result<Vec<String>> {
+    let mut said = Vec::new();
+    converge_in(
+        k,
+        dir.fd.as_fd(),
+        &Target::apply(t),
+        &mut |l| said.push(l),
+        &mut |_, _| {},
+    )?;
+    Ok(said)
+}
+
+fn peers(k: &Fake) -> Vec<String> {
+    k.net.o.host.fdb.iter().map(|f| f.dst.to_string()).collect()
+}
+
+#[test]
+fn a_tunnel_and_its_peers_converge_and_follow_the_file() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let two = lab("'192.0.2.11', '192.0.2.12'", 100);
+    let said = apply(&mut k, &dir, &two).expect("apply").join("\n");
+    assert!(
+        said.contains("+ vxlan vx100 id 100 local 192.0.2.10 dstport 4789 mtu 1450 master br0"),
+        "{said}"
+    );
+    assert!(said.contains("~ link vx100: master none → br0"), "{said}");
+    assert_eq!(peers(&k), ["192.0.2.11", "192.0.2.12"]);
+    let vx = k.net.o.host.link("vx100").expect("vx100");
+    let br = k.net.o.host.link("br0").expect("br0");
+    assert_eq!((vx.master, vx.mtu, br.mtu), (Some(br.index), 1450, 1450));
+    assert_eq!(
+        apply(&mut k, &dir, &two).expect("again"),
+        Vec::<String>::new()
+    );
+    // A peer dropped from the file: its entry alone goes.
+    let one = lab("'192.0.2.11'", 100);
+    let said = apply(&mut k, &dir, &one).expect("one").join("\n");
+    assert!(
+        said.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.12: not a peer in the file"),
+        "{said}"
+    );
+    assert_eq!(peers(&k), ["192.0.2.11"]);
+    // Drift: the entry deleted behind nsfw's back is put back.
+    k.net.o.host.fdb.clear();
+    let said = apply(&mut k, &dir, &one).expect("repair").join("\n");
+    assert!(
+        said.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+        "{said}"
+    );
+    // Another VNI: the tunnel is made again, with its peer.
+    let other = lab("'192.0.2.11'", 200);
+    let said = apply(&mut k, &dir, &other).expect("vni").join("\n");
+    assert!(
+        said.contains("- link vx100 (vxlan)") && said.contains("+ vxlan vx200 id 200"),
+        "{said}"
+    );
+    assert_eq!(peers(&k), ["192.0.2.11"]);
+    assert_eq!(
+        apply(&mut k, &dir, &other).expect("in sync"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    let e = apply(&mut k, &dir, &lab("'192.0.2.11'", 100)).expect_err("refused");
+    assert!(
+        format!("{e:#}").contains(
+            "vx.toml: bridges.br0.vxlan.local = \"192.0.2.10\": not an address of this host"
+        ),
+        "{e:#}"
+    );
+    assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+}

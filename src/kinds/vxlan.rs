@@ -1,0 +1,122 @@
+//! A VXLAN link in the host: a bridge's segment carried to other hosts in UDP. nsfw keeps
+//! its MTU (the bridge's) and its bridge; a link of another VNI, local address or port is
+//! made again (the kernel cannot change them in place). It is made down, without a
+//! kernel-made IPv6 link-local address (a bridge port has no business on the segment
+//! itself), marked, then up; it joins its bridge with the links set afterwards (by index,
+//! once the bridges exist). Its peers are `fdb`'s.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::link::{Keeps, LinkAttr, Seen, differ};
+use super::{At, Change, Stage};
+use crate::plumbing::{Link, Req, msgs};
+use crate::resources::{LinkKind, LinkSpec};
+
+/// What a VXLAN link keeps as the file says: its bridge.
+const KEEPS: Keeps = Keeps {
+    nf_call: false,
+    mac: false,
+    port: true,
+};
+
+/// Whether the kernel's link is the file's tunnel: a VXLAN link of that VNI, local address
+/// and port (else it is made again).
+pub(crate) fn same(spec: &LinkSpec, l: &Link) -> bool {
+    let LinkKind::Vxlan { id, local, port } = spec.kind else {
+        return false;
+    };
+    l.kind.as_deref() == Some("vxlan")
+        && l.vxlan
+            .is_some_and(|x| x.id == id && x.local == Some(local) && x.port == port)
+}
+
+/// The attributes that differ from the file's.
+pub(crate) fn attrs(spec: &LinkSpec, seen: &Seen) -> Vec<LinkAttr> {
+    differ(spec, seen, KEEPS)
+}
+
+/// A VXLAN link made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CreateVxlan {
+    pub name: String,
+    pub id: u32,
+    pub local: IpAddr,
+    pub port: u16,
+    pub mtu: u32,
+    pub mac: crate::topology::Mac,
+    /// Its bridge, which it joins when the links are set.
+    pub master: String,
+}
+
+impl CreateVxlan {
+    pub(crate) fn of(spec: &LinkSpec) -> Option<CreateVxlan> {
+        let LinkKind::Vxlan { id, local, port } = spec.kind else {
+            return None;
+        };
+        Some(CreateVxlan {
+            name: spec.name.clone(),
+            id,
+            local,
+            port,
+            mtu: spec.mtu,
+            mac: spec.mac?,
+            master: spec.master.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl Change for CreateVxlan {
+    fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
+        let n = &self.name;
+        let mut reqs = vec![msgs::create_vxlan(
+            n,
+            (self.mtu, self.mac),
+            self.id,
+            self.local,
+            self.port,
+        )];
+        if self.mtu >= crate::compile::IPV6_MIN_MTU {
+            reqs.push(msgs::no_link_local(n));
+        }
+        reqs.push(msgs::mark(n, at.mark));
+        reqs.push(msgs::up(n));
+        Some(Ok(reqs))
+    }
+    fn stage(&self) -> Stage {
+        Stage::HostBuild
+    }
+    fn mark(&self) -> char {
+        '+'
+    }
+    fn object(&self) -> String {
+        format!("link {}", self.name)
+    }
+    fn json(&self) -> (&'static str, Value) {
+        (
+            "vxlan",
+            json!({"name": self.name, "id": self.id, "local": self.local.to_string(), "port": self.port, "mtu": self.mtu, "master": self.master}),
+        )
+    }
+}
+
+impl fmt::Display for CreateVxlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let CreateVxlan {
+            name,
+            id,
+            local,
+            port,
+            mtu,
+            master,
+            ..
+        } = self;
+        write!(
+            f,
+            "+ vxlan {name} id {id} local {local} dstport {port} mtu {mtu} master {master}"
+        )
+    }
+}

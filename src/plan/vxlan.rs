@@ -1,0 +1,120 @@
+//! VXLAN links and their peers (FDB entries): the link made when missing or of another VNI,
+//! local address or port, else its MTU and bridge kept; every peer of the file an entry,
+//! every other all-zeros entry of the link gone. The tunnel's source must be an address of
+//! this host: the file cannot know, the observation does.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::cx::Cx;
+use super::links::Deletes;
+use crate::kinds::link::Seen;
+use crate::kinds::{AddFdb, CreateVxlan, DelFdb, LinkAttr, vxlan};
+use crate::plumbing::Link;
+use crate::resources::{LinkKind, LinkSpec, Place};
+
+impl<'a> Cx<'a> {
+    /// A VXLAN link, by its spec: made (again) or its attributes set.
+    pub(super) fn vxlan(
+        &mut self,
+        spec: &LinkSpec,
+        ours: Option<&'a Link>,
+        deletes: &mut Deletes<'a>,
+    ) {
+        let LinkKind::Vxlan { local, .. } = spec.kind else {
+            return;
+        };
+        if !self.o.host.addrs.iter().any(|a| a.net.ip() == local) {
+            self.conflict(format!(
+                "{}: {}.local = \"{local}\": not an address of this host (the tunnel's source must be one of its addresses; each host applies its own file)",
+                self.file(),
+                spec.origin
+            ));
+            return;
+        }
+        let have = match ours {
+            Some(l) if !vxlan::same(spec, l) => {
+                deletes.push((l, "not the file's VXLAN tunnel (VNI, local or port)"));
+                None
+            }
+            other => other,
+        };
+        let bridge = spec.master.as_deref().unwrap_or_default();
+        match have {
+            Some(l) => {
+                let seen = Seen {
+                    link: l,
+                    master: l.master.and_then(|i| self.o.host.name_of(i)),
+                    master_new: self.new_links.contains_key(bridge),
+                };
+                self.set_link(Place::Host, &spec.name, vxlan::attrs(spec, &seen));
+            }
+            None => {
+                let Some(make) = CreateVxlan::of(spec) else {
+                    return;
+                };
+                self.new_links
+                    .insert(spec.name.clone(), make.mac.to_string());
+                self.push(make);
+                // It joins its bridge once the bridges exist (by index).
+                let join = vec![LinkAttr::Master {
+                    old: None,
+                    new: spec.master.clone(),
+                }];
+                self.set_link(Place::Host, &spec.name, join);
+            }
+        }
+    }
+
+    /// The peers of every VXLAN link of the file: added where missing, and the all-zeros
+    /// entries of a link kept that the file no longer names deleted.
+    pub(super) fn fdb(&mut self) {
+        let d = self.d;
+        for spec in d.host.links.values() {
+            if !matches!(spec.kind, LinkKind::Vxlan { .. }) {
+                continue;
+            }
+            let want: BTreeSet<IpAddr> = d
+                .host
+                .fdb
+                .iter()
+                .filter(|(l, _)| *l == spec.name)
+                .map(|(_, ip)| *ip)
+                .collect();
+            let made = self.new_links.contains_key(&spec.name);
+            let kept = self
+                .o
+                .host
+                .link(&spec.name)
+                .filter(|l| !made && l.alias.as_deref() == Some(d.mark.as_str()));
+            let have: BTreeSet<IpAddr> = match kept {
+                Some(l) => self
+                    .o
+                    .host
+                    .fdb
+                    .iter()
+                    .filter(|f| f.index == l.index)
+                    .map(|f| f.dst)
+                    .collect(),
+                None if made => BTreeSet::new(),
+                None => continue, // not ours: a conflict, reported
+            };
+            for dst in want.difference(&have) {
+                self.push(AddFdb {
+                    link: spec.name.clone(),
+                    dst: *dst,
+                });
+            }
+            if let Some(l) = kept {
+                for dst in have.difference(&want) {
+                    self.push(DelFdb {
+                        link: spec.name.clone(),
+                        index: l.index,
+                        dst: *dst,
+                        why: "not a peer in the file",
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! A lab that spans hosts: two sandboxes play two hosts, joined by a veth "underlay"
+//! (192.0.2.10 ⇄ 192.0.2.11); each applies its own file, whose bridge br0 is one VXLAN
+//! segment (VNI 100) with the other. Namespaces on both hosts ping each other and reach the
+//! world through their own host's NAT; a full-size DF frame crosses; a datagram to the VXLAN
+//! port from an address that is no peer is dropped; removing a peer removes its FDB entry;
+//! a deleted tunnel or peer is named by diff and repaired; flush on one host leaves the
+//! other's half working.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Sandbox, show};
+
+fn file(site: &str, gw: &str, ns: &str, addr: &str, peers: &str, remote: &str) -> String {
+    format!(
+        r#"
+name = "{site}"
+[bridges.br0]
+address = "{gw}/24"
+masquerade = true
+vxlan = {{ id = 100, local = "LOCAL", peers = [{peers}], remote = ["{remote}"] }}
+[namespaces.{ns}]
+bridge = "br0"
+address = "{addr}"
+"#
+    )
+}
+
+/// Host A (192.0.2.10: a1 10.0.0.11) and host B (192.0.2.11: b1 10.0.0.21), the underlay
+/// between them, each with its own world.
+fn two_hosts() -> (Sandbox, Sandbox, String, String) {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    // Made from the test's PID namespace (only the network one entered), where B's pid is.
+    let o = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", a.pid()))
+        .args([
+            "ip", "link", "add", "under", "type", "veth", "peer", "name", "under", "netns",
+        ])
+        .arg(b.pid().to_string())
+        .output()
+        .expect("nsenter");
+    assert!(o.status.success(), "underlay: {}", show(&o));
+    for (sb, ip) in [(&a, "192.0.2.10"), (&b, "192.0.2.11")] {
+        sb.ok(&format!(
+            "ip addr add {ip}/24 dev under && ip link set under up"
+        ));
+        sb.upstream(&[]);
+    }
+    let fa = file(
+        "sitea",
+        "10.0.0.1",
+        "a1",
+        "10.0.0.11",
+        "\"192.0.2.11\"",
+        "10.0.0.21",
+    )
+    .replace("LOCAL", "192.0.2.10");
+    let fb = file(
+        "siteb",
+        "10.0.0.2",
+        "b1",
+        "10.0.0.21",
+        "\"192.0.2.10\"",
+        "10.0.0.11",
+    )
+    .replace("LOCAL", "192.0.2.11");
+    let fa = a.file("a.toml", &fa);
+    let fb = b.file("b.toml", &fb);
+    a.nsfw_code(&["apply", &fa], 0);
+    b.nsfw_code(&["apply", &fb], 0);
+    (a, b, fa, fb)
+}
+
+fn fdb(sb: &Sandbox) -> String {
+    sb.ok("bridge fdb show dev vx100 | grep '^00:00:00:00:00:00' | sort")
+}
+
+/// A VXLAN datagram from an address that is no peer is dropped before the tunnel sees it;
+/// the same from the peer's own address reaches it (the rule is what dropped it).
+fn forged_datagrams_are_dropped(a: &Sandbox, b: &Sandbox) {
+    b.ok("ip addr add 192.0.2.13/24 dev under");
+    let rx = || {
+        a.json("ip -s -j link show vx100")[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = rx();
+    let forged = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.0.2.13', 0)); \
+        f=bytes([8,0,0,0,0,0,100,0]) + b'\\xff'*6 + bytes([2,0,0,0,0,9]) + bytes([8,6]) + bytes([0,1,8,0,6,4,0,1]) + bytes([2,0,0,0,0,9,10,0,0,99]) + bytes(6) + bytes([10,0,0,11]); \
+        [s.sendto(f, ('192.0.2.10', 4789)) for _ in range(5)]";
+    b.ok(&format!("python3 -c \"{forged}\""));
+    let drops = a.ok("nft list chain inet nsfw_sitea vxlan | grep 'udp dport @vxlan_ports'");
+    assert!(!drops.contains("packets 0 "), "{drops}");
+    assert_eq!(rx(), before, "the forged frame reached the tunnel");
+    b.ok(&format!(
+        "python3 -c \"{}\"",
+        forged.replace("192.0.2.13', 0", "192.0.2.11', 0")
+    ));
+    assert!(rx() > before, "a peer's datagram did not reach the tunnel");
+}
+
+#[test]
+fn a_segment_spans_two_hosts() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (a, b, fa, fb) = two_hosts();
+    // One segment: each side's namespace reaches the other's, and each the world through
+    // its own host (the world sees the host's uplink address).
+    assert!(a.pings("a1", "10.0.0.21"), "a1 → b1");
+    assert!(b.pings("b1", "10.0.0.11"), "b1 → a1");
+    assert!(a.pings("a1", "203.0.113.10") && b.pings("b1", "203.0.113.10"));
+    assert!(a.seen_from("uplink") > 0 && b.seen_from("uplink") > 0);
+    // The segment's MTU is the underlay's less 50 bytes, and a full-size frame crosses it
+    // unfragmented: 1,400 bytes of ICMP payload with DF.
+    let mtu = a.ok("ip -o link show br0; ip -n a1 -o link show eth0");
+    assert_eq!(mtu.matches(" mtu 1450 ").count(), 2, "{mtu}");
+    a.ok("ip netns exec a1 ping -c1 -W2 -M do -s 1400 10.0.0.21");
+    a.ok("ip netns exec a1 ping -c1 -W2 -M do -s 1422 10.0.0.21");
+    // verify on each host checks the namespaces of the other.
+    for (sb, f, remote) in [(&a, &fa, "10.0.0.21"), (&b, &fb, "10.0.0.11")] {
+        let out = sb.nsfw_code(&["verify", f], 0);
+        assert!(out.contains(remote), "{out}");
+    }
+    // A namespace on B takes a1's address: verify on A names the duplicate.
+    let dup = std::fs::read_to_string(&fb)
+        .unwrap()
+        .replace(", remote = [\"10.0.0.11\"]", "")
+        + "[namespaces.b2]\nbridge = \"br0\"\naddress = \"10.0.0.11\"\n";
+    let fdup = b.file("dup.toml", &dup);
+    b.nsfw_code(&["apply", &fdup], 0);
+    let o = a.nsfw(&["verify", &fa]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("10.0.0.11 is answered by"),
+        "{}",
+        show(&o)
+    );
+    b.nsfw_code(&["apply", &fb], 0);
+    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile.
+    b.ok("ip -n b1 neigh flush all");
+    forged_datagrams_are_dropped(&a, &b);
+    // A peer removed from the file: its entry goes; put back: it returns.
+    let three = std::fs::read_to_string(&fa)
+        .unwrap()
+        .replace("\"192.0.2.11\"]", "\"192.0.2.11\", \"192.0.2.12\"]");
+    std::fs::write(&fa, &three).unwrap();
+    a.nsfw_code(&["apply", &fa], 0);
+    assert!(fdb(&a).contains("192.0.2.12"), "{}", fdb(&a));
+    let two = three.replace(", \"192.0.2.12\"", "");
+    std::fs::write(&fa, &two).unwrap();
+    a.nsfw_code(&["apply", &fa], 0);
+    let left = fdb(&a);
+    assert!(
+        !left.contains("192.0.2.12") && left.contains("192.0.2.11"),
+        "{left}"
+    );
+    // Drift: a peer's entry deleted, then the tunnel itself; diff names each, apply repairs.
+    a.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.11");
+    let d = a.nsfw_code(&["diff", &fa], 2);
+    assert!(
+        d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+        "{d}"
+    );
+    a.ok("ip link del vx100");
+    let d = a.nsfw_code(&["diff", &fa], 2);
+    assert!(d.contains("+ vxlan vx100 id 100 local 192.0.2.10"), "{d}");
+    a.nsfw_code(&["apply", &fa], 0);
+    a.nsfw_code(&["diff", &fa], 0);
+    // (The first echo after the tunnel is made again may be lost while br0 learns anew.)
+    a.ok("ip netns exec a1 ping -c3 -W2 10.0.0.21");
+    // Flush on A: B's half still works (its namespace, its world, its tunnel).
+    a.nsfw_code(&["flush", &fa], 0);
+    assert!(a.sh("ip link show vx100").status.code() != Some(0));
+    assert!(b.pings("b1", "203.0.113.10"));
+    b.nsfw_code(&["diff", &fb], 0);
+}
+
+/// One host alone (its peer need not answer): an underlay address, and the file.
+fn one_host() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    sb.ok("ip link add under type veth peer name far && ip addr add 192.0.2.10/24 dev under && ip link set under up && ip link set far up");
+    let f = file(
+        "sitea",
+        "10.0.0.1",
+        "a1",
+        "10.0.0.11",
+        "\"192.0.2.11\", \"192.0.2.12\"",
+        "10.0.0.21",
+    )
+    .replace("LOCAL", "192.0.2.10");
+    let f = sb.file("a.toml", &f);
+    (sb, f)
+}
+
+#[test]
+fn a_killed_apply_converges() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (sb, f) = one_host();
+    let t = std::time::Instant::now();
+    sb.nsfw_code(&["apply", &f], 0);
+    let cold = t.elapsed();
+    for i in 0..8u32 {
+        sb.nsfw_code(&["flush", &f], 0);
+        let mut child = sb.spawn_nsfw(&["apply", &f]);
+        std::thread::sleep(cold * i / 8);
+        if let Some(pid) = common::inner_pid(&child) {
+            // SAFETY: kill(2) on the nsfw our child runs (and waits for); at worst it has
+            // exited.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = child.wait();
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        let peers = fdb(&sb);
+        assert_eq!(peers.lines().count(), 2, "trial {i}: {peers}");
+    }
+    // An entry someone adds to nsfw's tunnel is named and goes: the file says who the
+    // peers are.
+    sb.ok("bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.99");
+    let d = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        d.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.99: not a peer in the file"),
+        "{d}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(!fdb(&sb).contains("192.0.2.99"));
+}
+
+#[test]
+fn bad_vxlan_keys_are_named_and_nothing_changes() {
+    if common::skip_without_root() {
+        return;
+    }
+    let (sb, f) = one_host();
+    let good = std::fs::read_to_string(&f).unwrap();
+    let bad = good
+        .replace("id = 100", "id = 16777216")
+        .replace("remote = [\"10.0.0.21\"]", "port = 0")
+        .replace(
+            "\"192.0.2.11\", \"192.0.2.12\"",
+            "\"192.0.2.11\", \"192.0.2.11\", \"192.0.2.10\"",
+        );
+    let fb = sb.file("bad.toml", &bad);
+    let o = sb.nsfw(&["apply", &fb]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{}", show(&o));
+    for want in [
+        "bad.toml: bridges.br0.vxlan.id = 16777216: must be within 1-16777215",
+        "bad.toml: bridges.br0.vxlan.port = 0: must be within 1-65535",
+        "bad.toml: bridges.br0.vxlan.peers = \"192.0.2.11\": named twice",
+        "bad.toml: bridges.br0.vxlan.peers = \"192.0.2.10\": is `local`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    let ours = sb.file("ours.toml", &good.replace("10.0.0.21", "10.0.0.11"));
+    let o = sb.nsfw(&["apply", &ours]);
+    let want = "ours.toml: bridges.br0.vxlan.remote = \"10.0.0.11\": is namespace a1's address on this host";
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(want),
+        "{}",
+        show(&o)
+    );
+    // A local address the host does not have: refused before anything is made.
+    let elsewhere = sb.file(
+        "elsewhere.toml",
+        &good.replace("local = \"192.0.2.10\"", "local = \"192.0.2.99\""),
+    );
+    let o = sb.nsfw(&["apply", &elsewhere]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success()
+            && err.contains("elsewhere.toml: bridges.br0.vxlan.local = \"192.0.2.99\": not an address of this host"),
+        "{}",
+        show(&o)
+    );
+    assert!(sb.netns().is_empty() && !sb.sh("ip link show br0").status.success());
+}
