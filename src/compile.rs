@@ -246,6 +246,12 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
     node.addrs
         .insert((i.ifname.clone(), IpNetwork::V4(i.address)));
     node.netem.insert(i.ifname.clone(), i.netem);
+    // A rate limits what each end sends: the namespace's end its uploads, the host's end
+    // (the bridge port) what reaches the namespace.
+    if let Some(r) = i.rate {
+        node.rates.insert(i.ifname.clone(), r);
+        d.host.rates.insert(i.host_ifname.clone(), r);
+    }
     ipv6(node, i, no_ll);
 }
 

@@ -36,6 +36,7 @@ mod paths;
 mod plan;
 pub mod plumbing;
 mod probe;
+mod rate;
 mod resources;
 mod sandbox;
 pub mod signals;

@@ -13,6 +13,7 @@
 //! | its bridge, its rules in iptables-nft's chains | alias, comment `nsfw-cni:<network>` |
 //! | a container's host veth | alias `nsfw-cni:<network>:<containerID>:<ifname>` |
 //! | a container's elements (address, ports) | comment `<containerID>:<ifname>` |
+//! | an interface's qdiscs (rate limit, impairment) | handle `6e73:` at the root, `6e74:` below it (a qdisc has no comment; `tc` and the kernel number their own from `1:` and `8001:`) |
 //!
 //! Topology names, container IDs, network and interface names never hold a `:` (validation's,
 //! the CNI spec's and the kernel's rules), so the fields split back unambiguously. The
@@ -28,6 +29,11 @@ const TABLE: &str = "nsfw_";
 const RESOLV: &str = "# written by nsfw for topology ";
 /// How the record names a CNI network among the users of a sysctl.
 const CNI_USER: &str = "cni:";
+
+/// The handle major of the root qdisc nsfw puts on an interface ("ns").
+pub(crate) const QDISC_ROOT: u16 = 0x6e73;
+/// The handle major of the qdisc nsfw puts below its root (a tbf under a netem).
+pub(crate) const QDISC_CHILD: u16 = 0x6e74;
 
 /// What a mark says of its object's owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

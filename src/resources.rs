@@ -240,6 +240,8 @@ pub(crate) struct Node {
     pub sysctls: BTreeMap<String, SysctlSpec>,
     /// Each interface's impairment (empty: none), for the interfaces nsfw configures.
     pub netem: BTreeMap<String, crate::netem::Netem>,
+    /// The interfaces with a rate limit (a tbf), by name.
+    pub rates: BTreeMap<String, crate::rate::Rate>,
     /// Static forwarding entries of VXLAN links: (link, remote underlay address), each the
     /// all-zeros MAC (`bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11`).
     pub fdb: BTreeSet<(String, IpAddr)>,

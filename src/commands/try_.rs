@@ -46,6 +46,7 @@ fn diagnose(
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
         probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
+        probe::Probe::Rate { .. } => (6, 0),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
     // The ruleset is read once, at the first failure.

@@ -204,13 +204,13 @@ fn plan_with(
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::SetNetem(s) if !s.netem.is_empty() => Some(s.place.link(&s.ifname)),
+            Step::SetNetem(s) if !s.shape.netem.is_empty() => Some(s.place.link(&s.ifname)),
             _ => None,
         })
         .collect();
     if !impaired.is_empty() && !netem()? {
         p.conflicts.push(format!(
-            "{}: latency/jitter/loss/rate on {}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so the link cannot be impaired",
+            "{}: latency/jitter/loss on {}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so the link cannot be impaired (a `rate` alone needs no netem)",
             tg.desired.source,
             impaired.join(", ")
         ));

@@ -337,6 +337,42 @@ fn impairments_need_netem_and_are_made_where_it_is() {
     assert_in_sync(&mut k, &dir, &t);
 }
 
+/// A rate alone needs no netem: both ends get their tbf, a rate added to an impairment puts
+/// the tbf below the netem, and a rate taken out leaves the impairment.
+#[test]
+fn rates_need_no_netem_and_combine_with_an_impairment() {
+    let rated = IMPAIRED.replace("latency = \"20ms\"\nloss = \"1%\"", "rate = \"10mbit\"");
+    let t = topology("slow", &rated);
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.netem = false;
+    apply(&mut k, &dir, &t);
+    let far = Place::Ns("far".into());
+    let root = |k: &mut Fake, place: &Place, l: &str| {
+        let l = k.net.link_mut(place, l).expect("link");
+        l.qdisc.clone()
+    };
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("tbf")
+    );
+    assert_in_sync(&mut k, &dir, &t);
+    k.netem = true;
+    let both = topology("slow", &format!("{rated}latency = \"20ms\"\n"));
+    apply(&mut k, &dir, &both);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("netem"));
+    assert_in_sync(&mut k, &dir, &both);
+    apply(&mut k, &dir, &t);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    let none = topology("slow", &rated.replace("rate = \"10mbit\"", ""));
+    apply(&mut k, &dir, &none);
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("noqueue")
+    );
+    assert_in_sync(&mut k, &dir, &none);
+}
+
 #[test]
 fn a_link_an_interrupted_run_left_unmarked_is_made_again() {
     let t = ruleset("lab");

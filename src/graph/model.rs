@@ -275,8 +275,12 @@ fn member_node(t: &Topology, n: &Namespace, several: bool) -> Node {
         if let Some(a6) = i.address6 {
             lines.push(Line::plain(format!("{:w$} {a6}", "", w = i.ifname.len())));
         }
-        if !i.netem.is_empty() {
-            lines.push(Line::dim(format!("{}: {}", i.ifname, i.netem)));
+        let shape = crate::rate::Shape {
+            netem: i.netem,
+            rate: i.rate,
+        };
+        if !shape.is_empty() {
+            lines.push(Line::dim(format!("{}: {shape}", i.ifname)));
         }
     }
     // The default route, when it is not the usual one (the bridge's address): routers, and

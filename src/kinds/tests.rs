@@ -13,6 +13,7 @@ use crate::kinds::{
     SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
 };
 use crate::netem::Netem;
+use crate::rate::{Rate, Shape, Shaped};
 use crate::resources::{AddrOrig, Place, RouteOrig, RouteSpec};
 use crate::topology::Mac;
 
@@ -270,15 +271,58 @@ fn the_rest() -> Vec<Step> {
         Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
-            netem,
+            shape: Shape { netem, rate: None },
             old: None,
         }),
         Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
-            netem: Netem::default(),
-            old: Some(netem),
+            shape: Shape::default(),
+            old: Some(Ok(Shaped { netem, tbf: None })),
         }),
+    ]
+    .into_iter()
+    .chain(qdisc_trees(netem))
+    .collect()
+}
+
+/// The qdisc trees: a tbf made at a bridge port's root; one changed in place; a netem put
+/// above it (a tree of another shape: removed and made again, the tbf below the netem); an
+/// unreadable tree of nsfw's made again.
+fn qdisc_trees(netem: Netem) -> Vec<Step> {
+    let rate = Rate::new(10_000_000, None, None, 1500);
+    let faster = Rate::new(20_000_000, Some(30_000), Some(40_000_000), 1500);
+    let step = |place: Place, ifname: &str, shape, old| {
+        Step::SetNetem(SetNetem {
+            place,
+            ifname: ifname.into(),
+            shape,
+            old,
+        })
+    };
+    let only = |r: Rate| Shape {
+        netem: Netem::default(),
+        rate: Some(r),
+    };
+    let read = |s: Shape| Some(Ok(s.as_read()));
+    vec![
+        step(Place::Host, "veth-ns1", only(rate), None),
+        step(Place::Host, "veth-ns1", only(faster), read(only(rate))),
+        step(
+            ns("ns1"),
+            "eth0",
+            Shape {
+                netem,
+                rate: Some(rate),
+            },
+            read(only(rate)),
+        ),
+        step(
+            ns("ns1"),
+            "eth0",
+            only(rate),
+            Some(Err("tbf with overhead or mpu".into())),
+        ),
     ]
 }
 

@@ -114,9 +114,13 @@ pub(super) fn host_addr_routes(
     let items = pick(these, |s| {
         matches!(
             s,
-            Step::AddAddr(_) | Step::DelAddr(_) | Step::SetRoute(_) | Step::DelRoute(_)
+            Step::AddAddr(_)
+                | Step::DelAddr(_)
+                | Step::SetRoute(_)
+                | Step::DelRoute(_)
+                | Step::SetNetem(_)
         )
     });
     send(host, &items, &At::new(mark, ix), ok, errs);
-    tally.add("host address or route", items.len(), t);
+    tally.add("host address, route or qdisc", items.len(), t);
 }

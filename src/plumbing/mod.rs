@@ -18,6 +18,7 @@ pub mod qdisc;
 pub(crate) mod rtax;
 pub(crate) mod rtnl;
 pub(crate) mod sysctl;
+mod tbf;
 pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;

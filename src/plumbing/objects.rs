@@ -115,9 +115,9 @@ pub(crate) struct NodeObs {
     pub other_tables: Vec<Route>,
     /// The sysctls asked for; None: no such setting.
     pub sysctls: BTreeMap<String, Option<String>>,
-    /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
-    /// settings the file cannot express (read only where the link dump shows a netem root).
-    pub netem: BTreeMap<u32, Option<crate::netem::Netem>>,
+    /// The root qdiscs that are not the kernel's default, by ifindex: nsfw's (what they say)
+    /// or someone else's (read only where the link dump shows a root other than noqueue).
+    pub qdiscs: BTreeMap<u32, super::qdisc::RootObs>,
     /// The all-zeros FDB entries of its VXLAN links (read only where there is one).
     pub fdb: Vec<Fdb>,
 }

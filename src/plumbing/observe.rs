@@ -133,17 +133,21 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
             }
         }
     }
-    // Impaired links: details only where a root is netem (the link dump names the kind).
-    if n.links.iter().any(|l| l.qdisc.as_deref() == Some("netem")) {
-        for m in c.dump(super::qdisc::dump_req(), "qdiscs")? {
-            if let RouteNetlinkMessage::NewQueueDiscipline(q) = m
-                && let Some((index, netem)) = super::qdisc::parse(&q)
-                && n.by_index(index)
-                    .is_some_and(|l| l.qdisc.as_deref() == Some("netem"))
-            {
-                n.netem.insert(index, netem);
-            }
-        }
+    // Shaped links: details only where a root is not a veth's noqueue (the link dump names
+    // the kind; a physical NIC's mq or fq_codel is the kernel's default, handle 0:).
+    if n.links
+        .iter()
+        .any(|l| l.qdisc.as_deref().is_some_and(|q| q != "noqueue"))
+    {
+        let msgs: Vec<_> = c
+            .dump(super::qdisc::dump_req(), "qdiscs")?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(q) => Some(q),
+                _ => None,
+            })
+            .collect();
+        n.qdiscs = super::qdisc::roots(&msgs);
     }
     if n.links.iter().any(|l| l.vxlan.is_some()) {
         n.fdb = super::fdb::dump(c, &n.links)?;

@@ -153,8 +153,10 @@ pub(crate) struct Iface {
     pub host_mac: Option<Mac>,
     /// The bridge's MTU (one MTU per L2 segment).
     pub mtu: u32,
-    /// `latency`, `jitter`, `loss`, `rate`: a netem qdisc on the namespace's end.
+    /// `latency`, `jitter`, `loss`: a netem qdisc on the namespace's end.
     pub netem: crate::netem::Netem,
+    /// `rate`, `burst`, `ceil`: a tbf on both ends (each limits what it sends).
+    pub rate: Option<crate::rate::Rate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

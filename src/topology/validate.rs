@@ -533,6 +533,54 @@ bridge = "br0"
         assert!(errs("name='x'\n[bridges.b]\naddress='10.0.0.1/24'\nmtu=1450\n[namespaces.a]\nbridge='b'\nmtu=1450\n").is_empty());
     }
 
+    /// Every bad rate limit names the file, its key and its value; the MTU bounds the burst.
+    #[test]
+    fn bad_rate_limits_name_their_key_and_value() {
+        let base =
+            "name='x'\n[bridges.b]\naddress='10.0.0.1/24'\nmtu=9000\n[namespaces.a]\nbridge='b'\n";
+        for (keys, want) in [
+            (
+                "rate='0mbit'",
+                "t.toml: namespaces.a.rate = \"0mbit\": \"0mbit\": a rate of zero",
+            ),
+            (
+                "rate='-1mbit'",
+                "namespaces.a.rate = \"-1mbit\": \"-1mbit\": negative",
+            ),
+            (
+                "rate='2tbit'",
+                "namespaces.a.rate = \"2tbit\": \"2tbit\": more than 1000gbit",
+            ),
+            (
+                "rate='10mbit'\nburst='1514'",
+                "namespaces.a.burst = \"1514\": smaller than one full frame on this interface (9014 bytes: MTU 9000",
+            ),
+            ("rate='10mbit'\nburst=0", "namespaces.a.burst = 0: bytes"),
+            (
+                "rate='10mbit'\nburst='1.5kb'",
+                "namespaces.a.burst = \"1.5kb\"",
+            ),
+            (
+                "rate='10mbit'\nceil='5mbit'",
+                "namespaces.a.ceil = \"5mbit\": 5mbit is not above the rate (10mbit)",
+            ),
+            (
+                "ceil='5mbit'",
+                "namespaces.a.ceil = \"5mbit\": a rate limit's: give `rate` too",
+            ),
+            ("rate=10", "namespaces.a.rate = 10: must be a string"),
+        ] {
+            let e = errs(&format!("{base}{keys}\n"));
+            assert!(e.iter().any(|m| m.contains(want)), "{keys}: {e:?}");
+        }
+        assert!(
+            errs(&format!(
+                "{base}rate='10mbit'\nburst='64kb'\nceil='20mbit'\n"
+            ))
+            .is_empty()
+        );
+    }
+
     #[test]
     fn too_many_ports_on_one_bridge() {
         let mut s = String::from("name='x'\n[bridges.b]\naddress='10.0.0.1/16'\n");

@@ -12,6 +12,7 @@ use crate::kinds::{
     DeleteNamespace, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem, SetRoute, SetSysctl,
     Step, WriteResolv,
 };
+use crate::plumbing::qdisc::RootObs;
 use crate::plumbing::{self, Addr, Link, NodeObs, NsObs, Query, Route};
 use crate::resources::{AddrOrig, Place, RouteSpec};
 use crate::topology::Mac;
@@ -195,17 +196,23 @@ impl Net {
             Step::SetNetem(SetNetem {
                 place,
                 ifname,
-                netem,
+                shape,
                 ..
             }) => {
                 let l = self.link_mut(place, ifname)?;
                 let index = l.index;
-                let on = !netem.is_empty();
-                l.qdisc = Some(if on { "netem" } else { "noqueue" }.into());
+                let root = match (shape.netem.is_empty(), shape.rate.is_some()) {
+                    (true, false) => "noqueue",
+                    (true, true) => "tbf",
+                    (false, _) => "netem",
+                };
+                l.qdisc = Some(root.into());
                 let node = self.node_mut(place)?;
-                match on {
-                    true => node.netem.insert(index, Some(*netem)),
-                    false => node.netem.remove(&index),
+                match shape.is_empty() {
+                    false => node
+                        .qdiscs
+                        .insert(index, RootObs::Ours(Ok(shape.as_read()))),
+                    true => node.qdiscs.remove(&index),
                 };
                 Ok(())
             }
@@ -522,7 +529,7 @@ fn forget_link(node: &mut NodeObs, l: &Link) {
     node.addrs.retain(|a| a.index != l.index);
     node.routes.retain(|r| r.oif != Some(l.index));
     node.other_tables.retain(|r| r.oif != Some(l.index));
-    node.netem.remove(&l.index);
+    node.qdiscs.remove(&l.index);
     node.fdb.retain(|f| f.index != l.index);
     node.sysctls
         .retain(|k, _| of_link(k, &l.name) != Some(true));
