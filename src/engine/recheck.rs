@@ -8,16 +8,37 @@
 
 use std::collections::BTreeSet;
 
+use anyhow::Result;
+
+use super::Target;
+use super::kernel::Kernel;
 use crate::kinds::Step;
 use crate::plan::Plan;
 use crate::plumbing::Observed;
 use crate::resources::Place;
 use crate::state::Record;
 
+/// The plumbing after `p` was carried out: read again where `p` could have changed it, the
+/// rest as `before` (this run's first observation) saw it. `recs`: the records before and
+/// after the run; the query is the later one's.
+pub(super) fn reread(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    p: &Plan,
+    before: &Observed,
+    recs: &[&Record; 2],
+) -> Result<Observed> {
+    let Some(only) = touched(p, recs) else {
+        return super::observe_plumbing(k, tg, recs[1]);
+    };
+    let fresh = super::with_query(tg, recs[1], &mut |q| k.observe_some(q, &only))?;
+    Ok(merge(before, fresh, &only))
+}
+
 /// The namespaces `p`'s steps work in, make, delete or make a link in, with those the records
 /// name as pending (a leftover is read whole); None when a step can change a namespace from
 /// outside it (a host link deleted: a veth's end inside goes with it).
-pub(super) fn touched(p: &Plan, recs: &[&Record]) -> Option<BTreeSet<String>> {
+fn touched(p: &Plan, recs: &[&Record]) -> Option<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for s in &p.steps {
         match s {
@@ -43,7 +64,7 @@ pub(super) fn touched(p: &Plan, recs: &[&Record]) -> Option<BTreeSet<String>> {
 
 /// `fresh` (the host, the files and the namespaces in `only`, read after the run) with every
 /// other namespace as `before` saw it.
-pub(super) fn merge(before: &Observed, mut fresh: Observed, only: &BTreeSet<String>) -> Observed {
+fn merge(before: &Observed, mut fresh: Observed, only: &BTreeSet<String>) -> Observed {
     for (name, ns) in &before.namespaces {
         if !only.contains(name) {
             fresh.namespaces.insert(name.clone(), ns.clone());
