@@ -46,7 +46,7 @@ fn diagnose(
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
         probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
-        probe::Probe::Rate { .. } => (6, 0),
+        probe::Probe::Rate(_, p) => (6, p.port),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
     // The ruleset is read once, at the first failure.
@@ -64,6 +64,11 @@ fn run_checks(t: &Topology, checks: &[probe::Check], json: bool, live: bool) -> 
         .map(|n| n.name.clone())
         .collect();
     let outcomes = probe::run(checks, &routers);
+    if crate::signals::stopping() {
+        // Every probe has a deadline and the transfers stop at once: what ran is not the answer.
+        error!("{}", crate::signals::INTERRUPTED);
+        return ERR;
+    }
     let live = live.then_some(t);
     let mut d = None;
     let whys: Vec<Vec<String>> = outcomes

@@ -56,8 +56,8 @@ pub(crate) enum Probe {
     Slow(std::time::Duration),
     /// A timed TCP transfer from the host to a sink in namespace `ns`, through its bridge
     /// port's rate limit: the payload must arrive at the rate (`bps`, on a segment of MTU
-    /// `mtu`) within ±15 %.
-    Rate { ns: String, bps: u64, mtu: u32 },
+    /// `mtu`) within ±15 %, once its burst has gone through.
+    Rate(String, rate::Plan),
     /// ICMP echo filling a packet of this MTU, unfragmentable: every hop of the way takes
     /// full-size frames (one MTU per segment).
     Full(u32),
@@ -77,7 +77,7 @@ impl Probe {
             Probe::Ping => "icmp".into(),
             Probe::Slow(d) => format!("icmp rtt>={}ms", d.as_millis()),
             Probe::Full(mtu) => format!("icmp df/{mtu}"),
-            Probe::Rate { bps, .. } => format!("tcp rate {}", crate::netem::fmt_rate(*bps)),
+            Probe::Rate(_, p) => format!("tcp rate {}", crate::netem::fmt_rate(p.bps)),
             Probe::Tcp(p) | Probe::Connect(p) => format!("tcp/{p}"),
             Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
         }
@@ -112,19 +112,35 @@ impl Outcome {
 /// Checks from the namespaces in `routers` run last: a router's own probe of a neighbour
 /// leaves an entry in its neighbour cache, and a forwarded check after it would pass on that
 /// entry where a cold router (one that cannot solicit for forwarded packets) would fail. So
-/// every forwarded path is tried before the router has talked to anyone itself.
+/// every forwarded path is tried before the router has talked to anyone itself. The rate
+/// transfers run after everything else: they fill the rate-limited queues, which would delay
+/// the other checks' packets past their timeouts.
 pub(crate) fn run(checks: &[Check], routers: &std::collections::BTreeSet<String>) -> Vec<Outcome> {
-    let last = |c: &Check| matches!(&c.from, Origin::Ns(n) if routers.contains(n));
-    type Indexed<'a> = Vec<(usize, &'a Check)>;
-    let (first, then): (Indexed, Indexed) = checks.iter().enumerate().partition(|(_, c)| !last(c));
     let mut out: Vec<(usize, Outcome)> = Vec::with_capacity(checks.len());
-    for phase in [first, then] {
+    for phase in phases(checks, routers) {
         let (ix, cs): (Vec<usize>, Vec<Check>) =
             phase.into_iter().map(|(i, c)| (i, c.clone())).unzip();
         out.extend(ix.into_iter().zip(run_all(&cs)));
     }
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, o)| o).collect()
+}
+
+/// The checks, by index, in the order they run: the others, the routers' own, the rates.
+fn phases<'a>(
+    checks: &'a [Check],
+    routers: &std::collections::BTreeSet<String>,
+) -> [Vec<(usize, &'a Check)>; 3] {
+    let mut phases: [Vec<(usize, &Check)>; 3] = Default::default();
+    for (i, c) in checks.iter().enumerate() {
+        let p = match (&c.from, &c.probe) {
+            (_, Probe::Rate(..)) => 2,
+            (Origin::Ns(n), _) if routers.contains(n) => 1,
+            _ => 0,
+        };
+        phases[p].push((i, c));
+    }
+    phases
 }
 
 fn run_all(checks: &[Check]) -> Vec<Outcome> {
@@ -157,7 +173,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
         Probe::Full(mtu) => net::ping_full(to, mtu, 3, std::time::Duration::from_secs(1)),
-        Probe::Rate { ns, bps, mtu } => rate::transfer(&ns, to, bps, mtu),
+        Probe::Rate(ns, plan) => rate::transfer(&ns, to, plan),
         Probe::Slow(at_least) => {
             match net::fastest_rtt(to, 3, at_least + std::time::Duration::from_secs(1))? {
                 None => Ok(false),
