@@ -74,3 +74,38 @@ impl fmt::Display for SetNetem {
         write!(f, "~ qdisc {link}: {} → {}", self.old_text(), self.shape)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+
+    use crate::netem::Netem;
+    use crate::plumbing::qdisc::converge;
+    use crate::rate::{Shape, Shaped};
+
+    /// A change in place never grafts over a root that is no longer nsfw's: no REPLACE, no
+    /// CREATE (the kernel then refuses when 6e73: is gone); a fresh tree never replaces.
+    #[test]
+    fn a_change_in_place_cannot_replace_a_foreign_root() {
+        let n = |us| Netem {
+            latency_us: Some(us),
+            ..Netem::default()
+        };
+        let want = Shape {
+            netem: n(2000),
+            rate: None,
+        };
+        let had = Ok(Shaped {
+            netem: n(1000),
+            tbf: None,
+        });
+        let change = converge("a", 7, &want, Some(&had));
+        assert_eq!(change.len(), 1);
+        assert_eq!(change[0].flags, 0);
+        let fresh = converge("a", 7, &want, None);
+        assert!(fresh.iter().all(|r| r.flags == NLM_F_CREATE | NLM_F_EXCL));
+        for r in change.iter().chain(&fresh) {
+            assert_eq!(r.flags & NLM_F_REPLACE, 0);
+        }
+    }
+}

@@ -17,7 +17,7 @@
 //! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and in
 //! `tbf`, and read back from the raw payload the crate keeps for kinds it does not know.
 
-use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Nla};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL, Nla};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
@@ -80,15 +80,13 @@ fn handle(major: u16, minor: u16) -> TcHandle {
     TcHandle { major, minor }
 }
 
-/// The interface's root qdisc becomes a netem saying exactly `n` (latency, jitter, loss and
-/// rate; nothing else), as `tc qdisc replace` does: CREATE|REPLACE grafts a new netem over a
-/// root of any other kind, and changes a netem root in place (the queued packets stay). A
-/// change keeps what its message leaves out, so the message leaves out nothing the kernel
-/// reports: correlations, reordering, corruption, ECN, slots and rate overheads are sent as
-/// zeros, and the loss model falls back to random when absent. (Not NLM_F_EXCL: since the
-/// 2023 fix of tc_modify_qdisc's "replace" semantics, EXCL on a same-kind root is EEXIST
-/// "Exclusivity flag on, cannot modify", not a graft.) Only a delay distribution table, which
-/// the kernel never reports and nsfw never sets, would survive.
+/// A netem root saying exactly `n` (latency, jitter, loss and rate; nothing else), made
+/// where the kernel's default root is (CREATE|EXCL: never over another root). [`converge`]
+/// sets the flags of a change in place. A change keeps what its message leaves out, so the
+/// message leaves out nothing the kernel reports: correlations, reordering, corruption, ECN,
+/// slots and rate overheads are sent as zeros, and the loss model falls back to random when
+/// absent. Only a delay distribution table, which the kernel never reports and nsfw never
+/// sets, would survive.
 pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
     let mut m = root_msg(index);
     m.attributes.push(TcAttribute::Kind(KIND.to_string()));
@@ -99,7 +97,7 @@ pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
     )));
     Req::new(
         RouteNetlinkMessage::NewQueueDiscipline(m),
-        NLM_F_CREATE | NLM_F_REPLACE,
+        NLM_F_CREATE | NLM_F_EXCL,
         format!("cannot set {n} on {ifname}"),
     )
 }
@@ -139,8 +137,10 @@ fn set_tbf(ifname: &str, index: u32, r: &crate::rate::Rate, below: bool, flags: 
 
 /// The requests that make the interface's qdiscs say `want`, from `old`: nsfw's as read back
 /// (None: the kernel's default root; Err: nsfw's, holding what the file cannot say, made
-/// again). What changes only in its values is changed in place
-/// (CREATE|REPLACE on the same handle and kind: queued packets stay); a tree of another shape
+/// again). What changes only in its values is changed in place, as `tc qdisc change` does (no
+/// flags: the kernel changes the qdisc with nsfw's handle there, keeping its queued packets,
+/// and refuses — EEXIST, ENOENT — when that root or child is gone or someone else's by the
+/// time the request arrives, where CREATE|REPLACE would graft over theirs); a tree of another shape
 /// (a root of another kind, a tbf to add below or take from the netem) is removed and made
 /// again — the kernel refuses to change a qdisc's kind in place (EINVAL). A tree made where
 /// the default root was is made with NLM_F_EXCL: a root someone else put there since the
@@ -167,7 +167,7 @@ pub(crate) fn converge(
     };
     let flags = match fresh {
         true => NLM_F_CREATE | NLM_F_EXCL,
-        false => NLM_F_CREATE | NLM_F_REPLACE,
+        false => 0,
     };
     let netem = !want.netem.is_empty();
     if netem {
