@@ -105,7 +105,10 @@ fn big_table(dir: &Path, prefix: &str, f: &Path, moved: &Path, nsfw: &Path) -> R
     // table (port security) stays loaded; nft 1.0.6 also cannot read that table back (it has
     // no `icmpv6 taddr`, and no way to give a raw load such as `@th,208,48` the type of the
     // set it is looked up in).
-    std::fs::write(&nft_file, inet_table(&String::from_utf8_lossy(&show.stdout)))?;
+    std::fs::write(
+        &nft_file,
+        inet_table(&String::from_utf8_lossy(&show.stdout)),
+    )?;
 
     let (ms, rss) = timed(Command::new(nsfw).arg("apply").arg(f))?;
     println!("{prefix}_cold {ms:.3} {rss}");
