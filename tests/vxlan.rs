@@ -263,6 +263,21 @@ fn a_killed_apply_converges() {
     );
     sb.nsfw_code(&["apply", &f], 0);
     assert!(!fdb(&sb).contains("192.0.2.99"));
+    // A peer's entry turned to another port is not the peer: replaced.
+    sb.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.11 && bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11 port 9999");
+    let d = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        d.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.11 port 9999: the peer with")
+            && d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11\n"),
+        "{d}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    let peers = fdb(&sb);
+    assert!(
+        !peers.contains("9999") && peers.contains("dst 192.0.2.11 "),
+        "{peers}"
+    );
 }
 
 #[test]

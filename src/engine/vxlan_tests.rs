@@ -107,6 +107,50 @@ fn a_tunnel_and_its_peers_converge_and_follow_the_file() {
     );
 }
 
+/// A peer's entry with the right address but another port or VNI (someone's `bridge fdb
+/// append … dst 192.0.2.11 port 9999`) is named and replaced, not taken for the peer.
+#[test]
+fn a_peer_entry_with_another_port_or_vni_is_replaced() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let one = lab("'192.0.2.11'", 100);
+    apply(&mut k, &dir, &one).expect("apply");
+    for via in [
+        crate::plumbing::Via {
+            port: Some(9999),
+            ..Default::default()
+        },
+        crate::plumbing::Via {
+            vni: Some(300),
+            ..Default::default()
+        },
+    ] {
+        k.net.o.host.fdb[0].via = via;
+        let said = apply(&mut k, &dir, &one).expect("repair").join("\n");
+        assert!(
+            said.contains(&format!(
+                "- fdb vx100 00:00:00:00:00:00 dst 192.0.2.11{via}: the peer with another port"
+            )) && said.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+            "{said}"
+        );
+        assert_eq!(k.net.o.host.fdb.len(), 1);
+        assert!(k.net.o.host.fdb[0].via.is_own());
+    }
+    // Beside the right one, a second entry to the peer on another port goes too.
+    let mut extra = k.net.o.host.fdb[0];
+    extra.via.port = Some(9999);
+    k.net.o.host.fdb.push(extra);
+    let said = apply(&mut k, &dir, &one).expect("extra").join("\n");
+    assert!(
+        said.contains("dst 192.0.2.11 port 9999: the peer"),
+        "{said}"
+    );
+    assert!(!said.contains("+ fdb"), "{said}");
+    assert_eq!(
+        apply(&mut k, &dir, &one).expect("in sync"),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
     let (mut k, dir) = (Fake::new(), Scratch::new());

@@ -10,7 +10,7 @@ use super::cx::Cx;
 use super::links::Deletes;
 use crate::kinds::link::Seen;
 use crate::kinds::{AddFdb, CreateVxlan, DelFdb, LinkAttr, vxlan};
-use crate::plumbing::Link;
+use crate::plumbing::{Fdb, Link};
 use crate::resources::{LinkKind, LinkSpec, Place};
 
 impl<'a> Cx<'a> {
@@ -87,33 +87,44 @@ impl<'a> Cx<'a> {
                 .host
                 .link(&spec.name)
                 .filter(|l| !made && l.alias.as_deref() == Some(d.mark.as_str()));
-            let have: BTreeSet<IpAddr> = match kept {
+            let have: Vec<&Fdb> = match kept {
                 Some(l) => self
                     .o
                     .host
                     .fdb
                     .iter()
                     .filter(|f| f.index == l.index)
-                    .map(|f| f.dst)
                     .collect(),
-                None if made => BTreeSet::new(),
+                None if made => Vec::new(),
                 None => continue, // not ours: a conflict, reported
             };
-            for dst in want.difference(&have) {
+            // A peer's entry is right only with the link's own port, VNI and device: one to
+            // the right address that says another port or VNI sends the peer's frames where
+            // nobody listens, so it is replaced, not kept.
+            let right: BTreeSet<IpAddr> = have
+                .iter()
+                .filter(|f| f.via.is_own())
+                .map(|f| f.dst)
+                .collect();
+            for dst in want.difference(&right) {
                 self.push(AddFdb {
                     link: spec.name.clone(),
                     dst: *dst,
                 });
             }
-            if let Some(l) = kept {
-                for dst in have.difference(&want) {
-                    self.push(DelFdb {
-                        link: spec.name.clone(),
-                        index: l.index,
-                        dst: *dst,
-                        why: "not a peer in the file",
-                    });
-                }
+            for f in have {
+                let why = match (want.contains(&f.dst), f.via.is_own()) {
+                    (true, true) => continue,
+                    (true, false) => "the peer with another port, VNI or device than the tunnel's",
+                    (false, _) => "not a peer in the file",
+                };
+                self.push(DelFdb {
+                    link: spec.name.clone(),
+                    index: f.index,
+                    dst: f.dst,
+                    via: f.via,
+                    why,
+                });
             }
         }
     }

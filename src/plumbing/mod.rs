@@ -21,10 +21,10 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
+pub(crate) use objects::VxlanObs;
 #[cfg(test)]
-pub(crate) use objects::{Fdb, VxlanObs};
-pub(crate) use objects::{FileObs, Link, NodeObs};
+pub(crate) use objects::{Addr, NsObs, Route};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
 pub(crate) use observe::{Observed, Query, observe};
 pub use rtnl::{Conn, Req};
 
