@@ -373,7 +373,13 @@ pub(super) fn resolve(
         address: v4?,
         address6: v6,
         host_ifname: host_ifname?,
-        mac: mac.unwrap_or_else(|| derived_mac(topology, "namespace", &r.seed)),
+        // On a VXLAN segment the other hosts' files often share the topology's and the
+        // namespace's names: the tunnel's local address keeps their MACs apart (as the
+        // bridge's, `vxlan::link_settings`).
+        mac: mac.unwrap_or_else(|| match &br.vxlan {
+            Some(vx) => derived_mac(topology, "namespace", &format!("{}/{}", r.seed, vx.local)),
+            None => derived_mac(topology, "namespace", &r.seed),
+        }),
         host_mac,
         mtu: br.mtu,
         netem,

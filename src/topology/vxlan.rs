@@ -286,6 +286,36 @@ mod tests {
         assert_eq!(six.bridges[0].mtu, 1430);
     }
 
+    /// Two hosts' files that share the topology's and namespace's names (host B's is A's
+    /// with `local` and `peers` swapped) give their namespaces and bridges different MACs on
+    /// the one segment; off a segment, a namespace's MAC does not depend on anything else.
+    #[test]
+    fn derived_macs_on_a_segment_differ_between_hosts() {
+        let host = |local: &str, peer: &str| {
+            let t = parse(&format!(
+                "vxlan = {{ id = 7, local = '{local}', peers = ['{peer}'] }}\n[namespaces.n1]\nbridge='br0'\n"
+            ))
+            .expect("valid");
+            (t.namespaces[0].ifaces[0].mac, t.bridges[0].mac)
+        };
+        let (a, b) = (
+            host("192.0.2.10", "192.0.2.11"),
+            host("192.0.2.11", "192.0.2.10"),
+        );
+        assert!(a.0 != b.0 && a.1 != b.1, "{a:?} {b:?}");
+        let plain = |n: &str| {
+            parse(&format!("[namespaces.{n}]\nbridge='br0'\n"))
+                .expect("valid")
+                .namespaces[0]
+                .ifaces[0]
+                .mac
+        };
+        assert_eq!(
+            plain("n1"),
+            crate::topology::derived_mac("x", "namespace", "n1")
+        );
+    }
+
     #[test]
     fn an_mtu_above_what_the_underlay_carries_is_a_warning() {
         let t =
