@@ -156,23 +156,28 @@ fn a_segment_spans_two_hosts() {
         let out = sb.nsfw_code(&["verify", f], 0);
         assert!(out.contains(remote), "{out}");
     }
-    // A namespace on B takes a1's address: verify on A names the duplicate.
+    // A namespace on B takes a1's address, and B's bridge A's gateway address: verify on A
+    // names both duplicates.
     let dup = std::fs::read_to_string(&fb)
         .unwrap()
         .replace(", remote = [\"10.0.0.11\"]", "")
+        .replace("10.0.0.2/24", "10.0.0.1/24")
         + "[namespaces.b2]\nbridge = \"br0\"\naddress = \"10.0.0.11\"\n";
     let fdup = b.file("dup.toml", &dup);
     b.nsfw_code(&["apply", &fdup], 0);
     let o = a.nsfw(&["verify", &fa]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && err.contains("10.0.0.11 is answered by"),
+        !o.status.success()
+            && err.contains("10.0.0.11 is answered by")
+            && err.contains("10.0.0.1 is this host's address on the segment, and"),
         "{}",
         show(&o)
     );
     b.nsfw_code(&["apply", &fb], 0);
-    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile.
+    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile, a1 10.0.0.1 at B's bridge's.
     b.ok("ip -n b1 neigh flush all");
+    a.ok("ip -n a1 neigh flush all");
     forged_datagrams_are_dropped(&a, &b);
     // A peer removed from the file: its entry goes; put back: it returns.
     let three = std::fs::read_to_string(&fa)
