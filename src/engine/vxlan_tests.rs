@@ -151,6 +151,40 @@ fn a_peer_entry_with_another_port_or_vni_is_replaced() {
     );
 }
 
+/// What the kernel would refuse part-way is refused before anything: another VXLAN link
+/// with the VNI and port (whatever its local address), a peer that is `local`'s subnet's
+/// broadcast address.
+#[test]
+fn a_tunnel_the_kernel_would_refuse_is_a_conflict_before_anything_changes() {
+    let (mut k, dir) = (host(), Scratch::new());
+    k.net.o.host.links.push(Link {
+        name: "vxfoo".into(),
+        vxlan: Some(crate::plumbing::VxlanObs {
+            id: 100,
+            local: Some("192.0.2.99".parse().expect("ip")),
+            port: 4789,
+        }),
+        ..Link::bare(9, true, false)
+    });
+    let e = apply(&mut k, &dir, &lab("'192.0.2.11'", 100)).expect_err("refused");
+    assert!(
+        format!("{e:#}").contains(
+            "vx.toml: bridges.br0.vxlan.id = 100: VXLAN link vxfoo already carries VNI 100 on port 4789"
+        ),
+        "{e:#}"
+    );
+    assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+    k.net.o.host.links.retain(|l| l.name != "vxfoo");
+    let e = apply(&mut k, &dir, &lab("'192.0.2.255'", 100)).expect_err("refused");
+    assert!(
+        format!("{e:#}").contains(
+            "peers = \"192.0.2.255\": the network's or broadcast address of 192.0.2.0/24"
+        ),
+        "{e:#}"
+    );
+    assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+}
+
 #[test]
 fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
     let (mut k, dir) = (Fake::new(), Scratch::new());

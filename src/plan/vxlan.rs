@@ -21,15 +21,7 @@ impl<'a> Cx<'a> {
         ours: Option<&'a Link>,
         deletes: &mut Deletes<'a>,
     ) {
-        let LinkKind::Vxlan { local, .. } = spec.kind else {
-            return;
-        };
-        if !self.o.host.addrs.iter().any(|a| a.net.ip() == local) {
-            self.conflict(format!(
-                "{}: {}.local = \"{local}\": not an address of this host (the tunnel's source must be one of its addresses; each host applies its own file)",
-                self.file(),
-                spec.origin
-            ));
+        if self.refused(spec) {
             return;
         }
         let have = match ours {
@@ -64,6 +56,64 @@ impl<'a> Cx<'a> {
                 self.set_link(Place::Host, &spec.name, join);
             }
         }
+    }
+
+    /// Whether the tunnel is one the kernel would refuse, or that could not work, said as a
+    /// conflict (so nothing is made): `local` not this host's, its VNI and port taken.
+    fn refused(&mut self, spec: &LinkSpec) -> bool {
+        let LinkKind::Vxlan { id, local, port } = spec.kind else {
+            return true;
+        };
+        let Some(mine) = self.o.host.addrs.iter().find(|a| a.net.ip() == local) else {
+            self.conflict(format!(
+                "{}: {}.local = \"{local}\": not an address of this host (the tunnel's source must be one of its addresses; each host applies its own file)",
+                self.file(),
+                spec.origin
+            ));
+            return true;
+        };
+        // The kernel refuses a second VXLAN link of one VNI, port and family in a
+        // namespace (whatever its local address): refused here, before anything is made,
+        // rather than part-way.
+        let taken = self.o.host.links.iter().find(|l| {
+            l.name != spec.name
+                && l.vxlan.as_ref().is_some_and(|v| {
+                    v.id == id
+                        && v.port == port
+                        && v.local.is_none_or(|a| a.is_ipv6() == local.is_ipv6())
+                })
+        });
+        if let Some(l) = taken {
+            self.conflict(format!(
+                "{}: {}.id = {id}: VXLAN link {} already carries VNI {id} on port {port} on this host (the kernel takes one link per VNI and port); give this segment another `id` or `port`, or remove {}",
+                self.file(),
+                spec.origin,
+                l.name,
+                l.name
+            ));
+            return true;
+        }
+        // A peer that is the network's or the broadcast address of `local`'s subnet is
+        // no host: the tunnel would send to nobody or to everyone.
+        if let ipnetwork::IpNetwork::V4(n) = mine.net
+            && n.prefix() < 31
+        {
+            let bad = self.d.host.fdb.iter().find(|(l, p)| {
+                *l == spec.name
+                    && (*p == IpAddr::V4(n.network()) || *p == IpAddr::V4(n.broadcast()))
+            });
+            if let Some((_, p)) = bad {
+                self.conflict(format!(
+                    "{}: {}.peers = \"{p}\": the network's or broadcast address of {}/{}, the subnet of `local`: not a host",
+                    self.file(),
+                    spec.origin,
+                    n.network(),
+                    n.prefix()
+                ));
+                return true;
+            }
+        }
+        false
     }
 
     /// The peers of every VXLAN link of the file: added where missing, and the all-zeros
