@@ -176,7 +176,9 @@ fn vxlan(d: &mut Desired, t: &Topology, b: &Bridge, vx: &crate::topology::Vxlan)
             no_link_local: b.mtu >= IPV6_MIN_MTU,
             nf_call: false,
             hairpin: false,
-            isolated: false,
+            // With `isolate`, the other hosts' namespaces are kept from this host's at L2
+            // too: an isolated port reaches only the bridge and ports that are not.
+            isolated: b.isolate,
         },
     );
     for p in &vx.peers {

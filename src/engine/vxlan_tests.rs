@@ -185,6 +185,23 @@ fn a_tunnel_the_kernel_would_refuse_is_a_conflict_before_anything_changes() {
     assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
 }
 
+/// With `isolate`, the tunnel is an isolated port from the first apply: the other hosts'
+/// namespaces exchange no frame with this host's (they still reach its bridge).
+#[test]
+fn an_isolated_bridge_isolates_its_tunnel_port() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let t = topology(
+        "vx",
+        "name = 'vx'\n[bridges.br0]\naddress = '10.0.0.1/24'\nisolate = true\nvxlan = { id = 100, local = '192.0.2.10', peers = ['192.0.2.11'] }\n[namespaces.a1]\nbridge = 'br0'\n",
+    );
+    apply(&mut k, &dir, &t).expect("apply");
+    assert!(k.net.o.host.link("vx100").expect("vx100").isolated);
+    assert_eq!(
+        apply(&mut k, &dir, &t).expect("again"),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
     let (mut k, dir) = (Fake::new(), Scratch::new());

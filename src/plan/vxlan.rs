@@ -49,10 +49,13 @@ impl<'a> Cx<'a> {
                     .insert(spec.name.clone(), make.mac.to_string());
                 self.push(make);
                 // It joins its bridge once the bridges exist (by index).
-                let join = vec![LinkAttr::Master {
+                let mut join = vec![LinkAttr::Master {
                     old: None,
                     new: spec.master.clone(),
                 }];
+                if spec.isolated {
+                    join.push(LinkAttr::Isolated { new: true });
+                }
                 self.set_link(Place::Host, &spec.name, join);
             }
         }
