@@ -49,6 +49,9 @@ fn summary(d: &Desired) -> String {
         for (i, e) in &n.netem {
             out.push(format!("{place} netem {i} {e:?}"));
         }
+        for (i, r) in &n.rates {
+            out.push(format!("{place} rate {i} {r}"));
+        }
     };
     node("host", &d.host);
     for (name, n) in &d.namespaces {

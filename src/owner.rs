@@ -13,6 +13,8 @@
 //! | its bridge, its rules in iptables-nft's chains | alias, comment `nsfw-cni:<network>` |
 //! | a container's host veth | alias `nsfw-cni:<network>:<containerID>:<ifname>` |
 //! | a container's elements (address, ports) | comment `<containerID>:<ifname>` |
+//! | an interface's qdiscs (rate limit, impairment) | handle `6e73:` at the root, `6e74:` below it (a qdisc has no comment; `tc` and the kernel number their own from `1:` and `8001:`) |
+//! | a topology's logged drops (nflog) | prefix `nsfw:<name> <reason>` |
 //!
 //! Topology names, container IDs, network and interface names never hold a `:` (validation's,
 //! the CNI spec's and the kernel's rules), so the fields split back unambiguously. The
@@ -28,6 +30,11 @@ const TABLE: &str = "nsfw_";
 const RESOLV: &str = "# written by nsfw for topology ";
 /// How the record names a CNI network among the users of a sysctl.
 const CNI_USER: &str = "cni:";
+
+/// The handle major of the root qdisc nsfw puts on an interface ("ns").
+pub(crate) const QDISC_ROOT: u16 = 0x6e73;
+/// The handle major of the qdisc nsfw puts below its root (a tbf under a netem).
+pub(crate) const QDISC_CHILD: u16 = 0x6e74;
 
 /// What a mark says of its object's owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +134,17 @@ pub(crate) fn topology_of(mark: &str) -> Option<&str> {
         Mark::Topology(t) => Some(t),
         _ => None,
     }
+}
+
+/// `nsfw:<name> <reason>`: the nflog prefix of topology `name`'s drops for `reason` (a word).
+pub(crate) fn log_prefix(name: &str, reason: &str) -> String {
+    format!("{} {reason}", mark(name))
+}
+
+/// The topology and reason of an nflog prefix [`log_prefix`] made.
+pub(crate) fn parse_log_prefix(prefix: &str) -> Option<(&str, &str)> {
+    let (mark, reason) = prefix.split_once(' ')?;
+    Some((topology_of(mark)?, reason))
 }
 
 /// Topology `name`'s table (inet, in the host and in its router namespaces).

@@ -46,6 +46,7 @@ fn diagnose(
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
         probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
+        probe::Probe::Rate { .. } => (6, 0),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
     // The ruleset is read once, at the first failure.
@@ -243,7 +244,8 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut t = t;
     sandbox::lan::forwarding_premise(&mut t);
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
-    let lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
+    let mut lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
+    lan_checks.extend(sandbox::uplink::build(&t).map_err(|e| report(&e))?);
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
     super::apply::converge(&t, &lock, super::Printing::default())?;
     drop(lock);

@@ -337,6 +337,42 @@ fn impairments_need_netem_and_are_made_where_it_is() {
     assert_in_sync(&mut k, &dir, &t);
 }
 
+/// A rate alone needs no netem: both ends get their tbf, a rate added to an impairment puts
+/// the tbf below the netem, and a rate taken out leaves the impairment.
+#[test]
+fn rates_need_no_netem_and_combine_with_an_impairment() {
+    let rated = IMPAIRED.replace("latency = \"20ms\"\nloss = \"1%\"", "rate = \"10mbit\"");
+    let t = topology("slow", &rated);
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.netem = false;
+    apply(&mut k, &dir, &t);
+    let far = Place::Ns("far".into());
+    let root = |k: &mut Fake, place: &Place, l: &str| {
+        let l = k.net.link_mut(place, l).expect("link");
+        l.qdisc.clone()
+    };
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("tbf")
+    );
+    assert_in_sync(&mut k, &dir, &t);
+    k.netem = true;
+    let both = topology("slow", &format!("{rated}latency = \"20ms\"\n"));
+    apply(&mut k, &dir, &both);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("netem"));
+    assert_in_sync(&mut k, &dir, &both);
+    apply(&mut k, &dir, &t);
+    assert_eq!(root(&mut k, &far, "eth0").as_deref(), Some("tbf"));
+    let none = topology("slow", &rated.replace("rate = \"10mbit\"", ""));
+    apply(&mut k, &dir, &none);
+    assert_eq!(
+        root(&mut k, &Place::Host, "veth-far").as_deref(),
+        Some("noqueue")
+    );
+    assert_in_sync(&mut k, &dir, &none);
+}
+
 #[test]
 fn a_link_an_interrupted_run_left_unmarked_is_made_again() {
     let t = ruleset("lab");
@@ -422,6 +458,50 @@ fn dual_stack_namespaces_get_their_link_local_addresses_from_nsfw() {
         v6[0].starts_with("fd00:10::2/64") && v6[1].starts_with("fe80::"),
         "{v6:?}"
     );
+}
+
+/// Children of a host uplink and the host's shim: made from nothing, in sync after; a child
+/// deleted behind nsfw's back made again alone; flush leaves the uplink and nothing else.
+#[test]
+fn macvlan_children_converge_and_a_deleted_child_is_made_again_alone() {
+    let t = topology(
+        "mv",
+        r#"
+name = "mv"
+[namespaces.m1]
+macvlan = "up0"
+address = "192.0.2.11/24"
+host_shim = true
+[namespaces.m2]
+macvtap = "up0"
+mode = "private"
+address = "192.0.2.12/24"
+"#,
+    );
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    let up = Link {
+        name: "up0".into(),
+        mtu: 1500,
+        ..Link::bare(90, true, false)
+    };
+    k.net.host.links.push(up);
+    apply(&mut k, &dir, &t);
+    assert_in_sync(&mut k, &dir, &t);
+    let node = &mut k.net.namespaces.get_mut("m1").expect("m1").node;
+    node.links.retain(|l| l.name != "eth0");
+    let (out, said) = run(&mut k, &dir, &Target::apply(&t)).expect("repair");
+    assert!(out.changes > 0);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("+ macvlan m1:eth0 on up0 mode bridge")),
+        "{said:#?}"
+    );
+    assert!(!said.iter().any(|l| l.contains("m2")), "{said:#?}");
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
+    run(&mut k, &dir, &Target::flush(Owner::Topology("mv"))).expect("flush");
+    let links: Vec<&str> = k.net.host.links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(links, ["lo", "up0"]);
 }
 
 /// `--adopt` with the guide's MASQUERADE in iptables-legacy: removed right after the batch;

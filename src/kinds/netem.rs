@@ -1,4 +1,5 @@
-//! An interface's impairment: a netem root qdisc (`plumbing::qdisc`), or none.
+//! An interface's qdiscs: its impairment and rate limit (`plumbing::qdisc`: a netem root, a
+//! tbf root, or a netem with a tbf below it), or none. Named for the first of them.
 
 use std::fmt;
 
@@ -6,30 +7,44 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{At, Change, Indexes, Stage, object_of};
-use crate::netem::Netem;
 use crate::plumbing::{Req, qdisc};
+use crate::rate::{Shape, Shaped};
 use crate::resources::Place;
 
-/// The interface's impairment becomes `netem` (empty: none, the default root qdisc back);
-/// `old` is what it had (None: no netem, or one nsfw cannot read).
+/// The interface's qdiscs come to say `shape` (empty: none, the default root qdisc back);
+/// `old` is what nsfw's said (None: the kernel's default root; Err: nsfw's, but holding
+/// something the file cannot say).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SetNetem {
     pub place: Place,
     pub ifname: String,
-    pub netem: Netem,
-    pub old: Option<Netem>,
+    pub shape: Shape,
+    pub old: Option<Result<Shaped, String>>,
 }
 
 impl SetNetem {
-    pub(crate) fn request(&self, ix: &Indexes) -> Result<Req> {
+    pub(crate) fn requests(&self, ix: &Indexes) -> Result<Vec<Req>> {
         let i = super::index_of(ix, &self.ifname)?;
-        Ok(qdisc::converge(&self.ifname, i, &self.netem))
+        Ok(qdisc::converge(
+            &self.ifname,
+            i,
+            &self.shape,
+            self.old.as_ref(),
+        ))
+    }
+
+    fn old_text(&self) -> String {
+        match &self.old {
+            None => "none".to_string(),
+            Some(Ok(s)) => s.to_string(),
+            Some(Err(why)) => why.clone(),
+        }
     }
 }
 
 impl Change for SetNetem {
     fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
-        Some(self.request(at.ix).map(|r| vec![r]))
+        Some(self.requests(at.ix))
     }
     fn stage(&self) -> Stage {
         Stage::at(&self.place, Stage::HostFinish)
@@ -45,17 +60,17 @@ impl Change for SetNetem {
     }
     fn json(&self) -> (&'static str, Value) {
         (
-            "netem",
+            "qdisc",
             json!({"interface": self.ifname, "namespace": self.place.ns(),
-                   "old": self.old.map(|o| o.to_string()), "new": self.netem.to_string()}),
+                   "old": self.old.as_ref().map(|_| self.old_text()),
+                   "new": self.shape.to_string()}),
         )
     }
 }
 
 impl fmt::Display for SetNetem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let old = self.old.map_or("none".to_string(), |o| o.to_string());
-        let (link, netem) = (self.place.link(&self.ifname), &self.netem);
-        write!(f, "~ netem {link}: {old} → {netem}")
+        let link = self.place.link(&self.ifname);
+        write!(f, "~ qdisc {link}: {} → {}", self.old_text(), self.shape)
     }
 }

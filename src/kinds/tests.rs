@@ -8,13 +8,14 @@ use std::fmt::Write;
 use ipnetwork::IpNetwork;
 
 use crate::kinds::{
-    AddAddr, At, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
-    DeleteNamespace, ForgetNeighbours, Indexes, LinkAttr, MarkNamespace, RemoveResolv, SetLink,
-    SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
+    AddAddr, At, CreateBridge, CreateMacvlan, CreateNamespace, CreateVeth, DelAddr, DelRoute,
+    DeleteLink, DeleteNamespace, ForgetNeighbours, Indexes, LinkAttr, MarkNamespace, RemoveResolv,
+    SetLink, SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
 };
 use crate::netem::Netem;
+use crate::rate::{Rate, Shape, Shaped};
 use crate::resources::{AddrOrig, Place, RouteOrig, RouteSpec};
-use crate::topology::Mac;
+use crate::topology::{Mac, MacvlanMode};
 
 fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
@@ -118,6 +119,28 @@ fn links() -> Vec<Step> {
             name: "eth0".into(),
             attrs: vec![LinkAttr::Up],
         }),
+    ]
+}
+
+/// A macvlan child born in its namespace, a macvtap one, and the host's shim (on eth1).
+fn macvlans() -> Vec<Step> {
+    let child = |place: Place, name: &str, mode, tap, mtu| {
+        Step::CreateMacvlan(CreateMacvlan {
+            place,
+            name: name.into(),
+            uplink: "eth1".into(),
+            mode,
+            tap,
+            mtu,
+            mac: Some(MAC),
+            no_link_local: true,
+            alias: "nsfw:lab".into(),
+        })
+    };
+    vec![
+        child(ns("m1"), "eth0", MacvlanMode::Bridge, false, 0),
+        child(ns("vm"), "tap0", MacvlanMode::Private, true, 1400),
+        child(Place::Host, "mvs-0badcafe", MacvlanMode::Bridge, false, 0),
     ]
 }
 
@@ -270,15 +293,58 @@ fn the_rest() -> Vec<Step> {
         Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
-            netem,
+            shape: Shape { netem, rate: None },
             old: None,
         }),
         Step::SetNetem(SetNetem {
             place: ns("ns1"),
             ifname: "eth0".into(),
-            netem: Netem::default(),
-            old: Some(netem),
+            shape: Shape::default(),
+            old: Some(Ok(Shaped { netem, tbf: None })),
         }),
+    ]
+    .into_iter()
+    .chain(qdisc_trees(netem))
+    .collect()
+}
+
+/// The qdisc trees: a tbf made at a bridge port's root; one changed in place; a netem put
+/// above it (a tree of another shape: removed and made again, the tbf below the netem); an
+/// unreadable tree of nsfw's made again.
+fn qdisc_trees(netem: Netem) -> Vec<Step> {
+    let rate = Rate::new(10_000_000, None, None, 1500);
+    let faster = Rate::new(20_000_000, Some(30_000), Some(40_000_000), 1500);
+    let step = |place: Place, ifname: &str, shape, old| {
+        Step::SetNetem(SetNetem {
+            place,
+            ifname: ifname.into(),
+            shape,
+            old,
+        })
+    };
+    let only = |r: Rate| Shape {
+        netem: Netem::default(),
+        rate: Some(r),
+    };
+    let read = |s: Shape| Some(Ok(s.as_read()));
+    vec![
+        step(Place::Host, "veth-ns1", only(rate), None),
+        step(Place::Host, "veth-ns1", only(faster), read(only(rate))),
+        step(
+            ns("ns1"),
+            "eth0",
+            Shape {
+                netem,
+                rate: Some(rate),
+            },
+            read(only(rate)),
+        ),
+        step(
+            ns("ns1"),
+            "eth0",
+            only(rate),
+            Some(Err("tbf with overhead or mpu".into())),
+        ),
     ]
 }
 
@@ -287,6 +353,7 @@ fn every_step_kind_reads_as_before() {
     let mut out = String::new();
     for s in [
         links(),
+        macvlans(),
         namespaces_and_files(),
         addresses_and_routes(),
         the_rest(),
@@ -321,6 +388,7 @@ fn every_step_kind_lowers_as_before() {
     let mut out = String::new();
     let steps = [
         links(),
+        macvlans(),
         namespaces_and_files(),
         addresses_and_routes(),
         the_rest(),

@@ -8,6 +8,8 @@ use ipnetwork::IpNetwork;
 use super::cx::Cx;
 use crate::kinds::{AddAddr, DelAddr, DelRoute, SetNetem, SetRoute, SetSysctl};
 use crate::plumbing::NodeObs;
+use crate::plumbing::qdisc::RootObs;
+use crate::rate::Shape;
 use crate::resources::{LinkKind, Node, Place, RouteSpec};
 
 /// Kernel-made IPv6 link-local addresses (fe80::/10) follow the link, not the file — unless
@@ -60,7 +62,7 @@ pub(super) fn diff_node(cx: &mut Cx, place: &Place, want: &Node, have: Option<&N
     // A route over a link whose addresses change, or that comes up, is put in place again.
     let again: BTreeSet<String> = changed.union(&brought_up).cloned().collect();
     routes(cx, &here, &again);
-    netem(cx, &here);
+    shaping(cx, &here);
     sysctls(cx, &here);
 }
 
@@ -184,27 +186,48 @@ fn seen_routes(h: &Here) -> BTreeMap<(IpNetwork, u32), RouteSpec> {
     seen
 }
 
-/// Impairments: a netem at the root where the file says so, none elsewhere.
-fn netem(cx: &mut Cx, h: &Here) {
-    for (ifname, want_n) in &h.want.netem {
-        let link = if h.fresh.contains(ifname.as_str()) {
-            None
-        } else {
-            h.have.link(ifname)
+/// Impairments and rate limits: nsfw's qdiscs where the file says so, none elsewhere, on
+/// every link nsfw configures here (not a physical port: its qdiscs are its owner's). A root
+/// of someone else's is left alone, and only this step is left out.
+fn shaping(cx: &mut Cx, h: &Here) {
+    for (ifname, spec) in &h.want.links {
+        if matches!(spec.kind, LinkKind::Port { .. }) {
+            continue;
+        }
+        let want = Shape {
+            netem: h.want.netem.get(ifname).copied().unwrap_or_default(),
+            rate: h.want.rates.get(ifname).copied(),
         };
-        let now: Option<Option<crate::netem::Netem>> = link
-            .filter(|l| l.qdisc.as_deref() == Some("netem"))
-            .map(|l| h.have.netem.get(&l.index).copied().flatten());
-        let differs = match now {
-            None => !want_n.is_empty(),
-            Some(have_n) => have_n != Some(*want_n),
+        let link = match h.fresh.contains(ifname.as_str()) {
+            true => None,
+            false => h.have.link(ifname),
+        };
+        let old = match link.and_then(|l| h.have.qdiscs.get(&l.index)) {
+            None => None,
+            Some(RootObs::Foreign(what)) => {
+                if !want.is_empty() {
+                    let link = h.place.link(ifname);
+                    cx.skip(format!(
+                        "{}: {link}: its root qdisc ({what}) is not nsfw's: left alone, so \
+                         {want} is not set there (remove it, and apply again)",
+                        cx.file()
+                    ));
+                }
+                continue;
+            }
+            Some(RootObs::Ours(s)) => Some(s.clone()),
+        };
+        let differs = match &old {
+            None => !want.is_empty(),
+            Some(Ok(s)) => *s != want.as_read(),
+            Some(Err(_)) => true,
         };
         if differs {
             cx.push(SetNetem {
                 place: h.place.clone(),
                 ifname: ifname.clone(),
-                netem: *want_n,
-                old: now.flatten(),
+                shape: want,
+                old,
             });
         }
     }

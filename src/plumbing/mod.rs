@@ -10,6 +10,7 @@ mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
+mod netconf;
 pub(crate) mod netns;
 mod objects;
 pub(crate) mod observe;
@@ -17,15 +18,14 @@ pub mod qdisc;
 pub(crate) mod rtax;
 pub(crate) mod rtnl;
 pub(crate) mod sysctl;
+mod tbf;
 pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::VxlanObs;
-#[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
+pub(crate) use objects::{Addr, NsObs, Route, VxlanObs};
 pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
-pub(crate) use observe::{Observed, Query, observe};
+pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

@@ -25,8 +25,11 @@ pub(crate) struct Link {
     /// ARP switched off on it (IFF_NOARP): neighbours cannot find it.
     pub noarp: bool,
     pub alias: Option<String>,
-    /// For a veth: the peer's ifindex, in the peer's namespace.
+    /// IFLA_LINK: for a veth, the peer's ifindex, in the peer's namespace; for a macvlan, its
+    /// uplink's (in the uplink's namespace).
     pub peer_index: Option<u32>,
+    /// For a macvlan or macvtap: its mode (IFLA_MACVLAN_MODE, MACVLAN_MODE_*).
+    pub macvlan_mode: Option<u32>,
     /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
     /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
     /// no file access per namespace.
@@ -149,9 +152,9 @@ pub(crate) struct NodeObs {
     pub other_tables: Vec<Route>,
     /// The sysctls asked for; None: no such setting.
     pub sysctls: BTreeMap<String, Option<String>>,
-    /// The root qdiscs that are netem, by ifindex: what they say, or None for a netem with
-    /// settings the file cannot express (read only where the link dump shows a netem root).
-    pub netem: BTreeMap<u32, Option<crate::netem::Netem>>,
+    /// The root qdiscs that are not the kernel's default, by ifindex: nsfw's (what they say)
+    /// or someone else's (read only where the link dump shows a root other than noqueue).
+    pub qdiscs: BTreeMap<u32, super::qdisc::RootObs>,
     /// The all-zeros FDB entries of its VXLAN links (read only where there is one).
     pub fdb: Vec<Fdb>,
 }
@@ -209,6 +212,7 @@ impl Link {
             noarp,
             alias: None,
             peer_index: None,
+            macvlan_mode: None,
             vxlan: None,
         }
     }

@@ -1,23 +1,31 @@
-//! Impaired links: one `netem` qdisc at an interface's root, carrying its added latency,
-//! jitter, random loss and rate, set, read back and removed over rtnetlink traffic-control
-//! messages (no `tc`).
+//! An interface's qdiscs, set, read back and removed over rtnetlink traffic-control messages
+//! (no `tc`): a `netem` root carrying added latency, jitter and random loss, a `tbf` root
+//! carrying a rate limit, or both — a netem root with the tbf below it.
 //!
-//! One netem per interface, rate included: netem's own rate (`TCA_NETEM_RATE`, bytes/s) paces
-//! packets after their delay, so a single qdisc expresses everything the file can say, and
-//! reading the root back tells the whole story. A tbf under netem would need a handle plan,
-//! a second message and a second read for no gain at these rates.
+//! Why the tbf below the netem, and not netem's own rate (`TCA_NETEM_RATE`, which the file's
+//! `rate` used to become): the rate is then the same token bucket whether or not the kernel
+//! has netem (this project's machines have none: a rate must work there, and it is measured
+//! there), with its `burst` and `ceil`; and the bucket shapes what leaves the delay line, so
+//! the delay does not eat into the rate. It is tc-netem(8)'s own recipe ("netem delay 100ms"
+//! at the root, "tbf rate 256kbit" at its class 1). htb is not needed: one interface has one
+//! rate (see `rate`).
 //!
-//! netlink-packet-route 0.34 has no netem options type: `TCA_OPTIONS` is encoded here by hand
-//! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and read
-//! back from the raw payload the crate keeps for kinds it does not know.
+//! nsfw's qdiscs carry its handles (`owner::QDISC_ROOT`, `QDISC_CHILD`): a root with any other
+//! handle but the kernel's default (0:) is someone else's, and is left alone.
+//!
+//! netlink-packet-route 0.34 has no netem or tbf options types: `TCA_OPTIONS` is encoded here
+//! (netem's is not a proper nest: a `struct tc_netem_qopt`, then netem attributes) and in
+//! `tbf`, and read back from the raw payload the crate keeps for kinds it does not know.
 
-use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Nla};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
 use super::rtnl::Req;
 use crate::netem::PPM;
 pub use crate::netem::{MAX_JITTER_US, Netem};
+use crate::owner::{QDISC_CHILD, QDISC_ROOT};
+use crate::rate::{Shape, Shaped};
 
 const KIND: &str = "netem";
 const TCA_OPTIONS: u16 = 2;
@@ -64,7 +72,12 @@ fn root_msg(index: u32) -> TcMessage {
     // The kernel's ifindex is an int: a u32 from it never wraps.
     let mut m = TcMessage::with_index(index as i32);
     m.header.parent = TcHandle::ROOT;
+    m.header.handle = handle(QDISC_ROOT, 0);
     m
+}
+
+fn handle(major: u16, minor: u16) -> TcHandle {
+    TcHandle { major, minor }
 }
 
 /// The interface's root qdisc becomes a netem saying exactly `n` (latency, jitter, loss and
@@ -91,28 +104,81 @@ pub fn set_netem(ifname: &str, index: u32, n: &Netem) -> Req {
     )
 }
 
-/// Removes a netem root: the kernel puts the interface's default back (noqueue on a veth).
-/// Only a netem: TCA_KIND makes the kernel refuse (EINVAL) to delete any other kind of root,
-/// which is not nsfw's; the default root (ENOENT, "handle of zero") and a root of another
-/// kind both mean there is no impairment to remove.
+/// Removes nsfw's root qdisc (and what is below it): the kernel puts the interface's default
+/// back (noqueue on a veth). Only nsfw's: the handle makes the kernel refuse (EINVAL, "Invalid
+/// handle") to delete a root with another, which is not nsfw's; the default root (ENOENT,
+/// "handle of zero") and another's root both mean there is nothing of nsfw's to remove.
 pub fn del_root(ifname: &str, index: u32) -> Req {
-    let mut m = root_msg(index);
-    m.attributes.push(TcAttribute::Kind(KIND.to_string()));
+    let m = root_msg(index);
     Req::new(
         RouteNetlinkMessage::DelQueueDiscipline(m),
         0,
-        format!("cannot remove the impairment of {ifname}"),
+        format!("cannot remove nsfw's qdiscs from {ifname}"),
     )
     .ok_if(&[libc::ENOENT, libc::EINVAL])
 }
 
-/// [`set_netem`], or [`del_root`] for an empty impairment.
-pub fn converge(ifname: &str, index: u32, n: &Netem) -> Req {
-    if n.is_empty() {
-        del_root(ifname, index)
-    } else {
-        set_netem(ifname, index, n)
+/// A tbf saying exactly `r`: at the root, or below nsfw's netem root (its class 1).
+fn set_tbf(ifname: &str, index: u32, r: &crate::rate::Rate, below: bool, flags: u16) -> Req {
+    let mut m = root_msg(index);
+    if below {
+        m.header.parent = handle(QDISC_ROOT, 1);
+        m.header.handle = handle(QDISC_CHILD, 0);
     }
+    m.attributes.push(TcAttribute::Kind("tbf".to_string()));
+    m.attributes.push(TcAttribute::Other(DefaultNla::new(
+        TCA_OPTIONS,
+        super::tbf::options(r),
+    )));
+    Req::new(
+        RouteNetlinkMessage::NewQueueDiscipline(m),
+        flags,
+        format!("cannot set {r} on {ifname}"),
+    )
+}
+
+/// The requests that make the interface's qdiscs say `want`, from `old`: nsfw's as read back
+/// (None: the kernel's default root; Err: nsfw's, holding what the file cannot say, made
+/// again). What changes only in its values is changed in place
+/// (CREATE|REPLACE on the same handle and kind: queued packets stay); a tree of another shape
+/// (a root of another kind, a tbf to add below or take from the netem) is removed and made
+/// again — the kernel refuses to change a qdisc's kind in place (EINVAL). A tree made where
+/// the default root was is made with NLM_F_EXCL: a root someone else put there since the
+/// observation fails the step (EEXIST) instead of being replaced.
+pub(crate) fn converge(
+    ifname: &str,
+    index: u32,
+    want: &Shape,
+    old: Option<&Result<Shaped, String>>,
+) -> Vec<Req> {
+    if want.is_empty() {
+        return vec![del_root(ifname, index)];
+    }
+    let form = |netem: bool, rate: bool| (netem, rate);
+    let new_form = form(!want.netem.is_empty(), want.rate.is_some());
+    let mut out = Vec::new();
+    let fresh = match old {
+        None => true,
+        Some(Ok(o)) if form(!o.netem.is_empty(), o.tbf.is_some()) == new_form => false,
+        Some(_) => {
+            out.push(del_root(ifname, index));
+            true
+        }
+    };
+    let flags = match fresh {
+        true => NLM_F_CREATE | NLM_F_EXCL,
+        false => NLM_F_CREATE | NLM_F_REPLACE,
+    };
+    let netem = !want.netem.is_empty();
+    if netem {
+        let mut r = set_netem(ifname, index, &want.netem);
+        r.flags = flags;
+        out.push(r);
+    }
+    if let Some(rate) = &want.rate {
+        out.push(set_tbf(ifname, index, rate, netem, flags));
+    }
+    out
 }
 
 /// Whether this kernel has netem (CONFIG_NET_SCH_NETEM, built in or loadable): a netem is
@@ -169,8 +235,19 @@ pub fn parse_root(msg: &TcMessage) -> Option<(u32, Root)> {
     let Some(KIND) = kind else {
         return Some((index, Root::Other(kind.unwrap_or("unknown").to_string())));
     };
-    // The crate keeps an unknown kind's TCA_OPTIONS whole, as one Other option of type
-    // TCA_OPTIONS; our own messages carry it as an Other attribute.
+    let Some(payload) = options_of(msg) else {
+        return Some((index, Root::Other("netem without options".to_string())));
+    };
+    let root = match read_netem(&payload) {
+        Ok(n) => Root::Netem(n),
+        Err(why) => Root::Other(format!("netem with {why}")),
+    };
+    Some((index, root))
+}
+
+/// A qdisc's TCA_OPTIONS payload. The crate keeps an unknown kind's TCA_OPTIONS whole, as one
+/// Other option of type TCA_OPTIONS; our own messages carry it as an Other attribute.
+fn options_of(msg: &TcMessage) -> Option<Vec<u8>> {
     let opts = msg.attributes.iter().find_map(|a| match a {
         TcAttribute::Options(v) => v.iter().find_map(|o| match o {
             TcOption::Other(n) if n.kind() == TCA_OPTIONS => Some(n),
@@ -178,17 +255,79 @@ pub fn parse_root(msg: &TcMessage) -> Option<(u32, Root)> {
         }),
         TcAttribute::Other(n) if n.kind() == TCA_OPTIONS => Some(n),
         _ => None,
-    });
-    let Some(opts) = opts else {
-        return Some((index, Root::Other("netem without options".to_string())));
-    };
+    })?;
     let mut payload = vec![0u8; opts.value_len()];
     opts.emit_value(&mut payload);
-    let root = match read_netem(&payload) {
-        Ok(n) => Root::Netem(n),
-        Err(why) => Root::Other(format!("netem with {why}")),
-    };
-    Some((index, root))
+    Some(payload)
+}
+
+fn kind_of(msg: &TcMessage) -> &str {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            TcAttribute::Kind(k) => Some(k.as_str()),
+            _ => None,
+        })
+        .unwrap_or("unknown")
+}
+
+/// What is at an interface's root, where it is not the kernel's default (handle 0:).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RootObs {
+    /// nsfw's qdiscs, as read back; Err: what in them the file cannot say.
+    Ours(Result<Shaped, String>),
+    /// Someone else's: its kind and handle, as tc prints them ("htb 1:").
+    Foreign(String),
+}
+
+/// The roots of a namespace's qdisc dump, by ifindex, but the kernel's defaults; nsfw's read
+/// with the tbf below a netem root.
+pub(crate) fn roots(msgs: &[TcMessage]) -> std::collections::BTreeMap<u32, RootObs> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in msgs {
+        let h = m.header.handle;
+        let Ok(index) = u32::try_from(m.header.index) else {
+            continue;
+        };
+        if m.header.parent != TcHandle::ROOT || h.major == 0 {
+            continue;
+        }
+        let kind = kind_of(m);
+        if h.major != QDISC_ROOT {
+            out.insert(index, RootObs::Foreign(format!("{kind} {:x}:", h.major)));
+            continue;
+        }
+        let below = msgs
+            .iter()
+            .find(|c| c.header.index == m.header.index && c.header.parent == handle(QDISC_ROOT, 1));
+        out.insert(index, RootObs::Ours(read_ours(kind, m, below)));
+    }
+    out
+}
+
+/// nsfw's root `m` (and the qdisc `below` it, if any) as the shape they hold.
+fn read_ours(kind: &str, m: &TcMessage, below: Option<&TcMessage>) -> Result<Shaped, String> {
+    let opts = |q: &TcMessage| options_of(q).ok_or(format!("{} without options", kind_of(q)));
+    let tbf = |q: &TcMessage| super::tbf::read(&opts(q)?).map_err(|why| format!("tbf with {why}"));
+    match (kind, below) {
+        ("tbf", None) => Ok(Shaped {
+            tbf: Some(tbf(m)?),
+            ..Shaped::default()
+        }),
+        ("tbf", Some(q)) => Err(format!("{} below the tbf", kind_of(q))),
+        ("netem", _) => {
+            let netem = read_netem(&opts(m)?).map_err(|why| format!("netem with {why}"))?;
+            let tbf = match below {
+                None => None,
+                Some(q) if kind_of(q) == "tbf" && q.header.handle == handle(QDISC_CHILD, 0) => {
+                    Some(tbf(q)?)
+                }
+                Some(q) => return Err(format!("{} below the netem", kind_of(q))),
+            };
+            Ok(Shaped { netem, tbf })
+        }
+        (k, _) => Err(format!("{k} at the root")),
+    }
 }
 
 fn put_attr(out: &mut Vec<u8>, ty: u16, value: &[u8]) {

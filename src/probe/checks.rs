@@ -144,6 +144,7 @@ pub(crate) fn checks(t: &Topology, world: Option<&World>) -> Vec<Check> {
         rule_checks(&mut out, t, world, v6);
     }
     super::latency::checks(&mut out, t);
+    super::rate::checks(&mut out, t);
     out
 }
 

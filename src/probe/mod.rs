@@ -7,6 +7,7 @@ mod egress;
 mod latency;
 mod mtu;
 mod net;
+mod rate;
 mod vxlan;
 
 use std::fmt;
@@ -53,6 +54,10 @@ pub(crate) enum Probe {
     /// ICMP echo whose fastest round trip must take at least this long: an impaired link
     /// (`latency`) delays every packet it sends.
     Slow(std::time::Duration),
+    /// A timed TCP transfer from the host to a sink in namespace `ns`, through its bridge
+    /// port's rate limit: the payload must arrive at the rate (`bps`, on a segment of MTU
+    /// `mtu`) within ±15 %.
+    Rate { ns: String, bps: u64, mtu: u32 },
     /// ICMP echo filling a packet of this MTU, unfragmentable: every hop of the way takes
     /// full-size frames (one MTU per segment).
     Full(u32),
@@ -72,6 +77,7 @@ impl Probe {
             Probe::Ping => "icmp".into(),
             Probe::Slow(d) => format!("icmp rtt>={}ms", d.as_millis()),
             Probe::Full(mtu) => format!("icmp df/{mtu}"),
+            Probe::Rate { bps, .. } => format!("tcp rate {}", crate::netem::fmt_rate(*bps)),
             Probe::Tcp(p) | Probe::Connect(p) => format!("tcp/{p}"),
             Probe::Seen { proto, port, .. } => format!("{proto}/{port}"),
         }
@@ -151,6 +157,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
         Probe::Full(mtu) => net::ping_full(to, mtu, 3, std::time::Duration::from_secs(1)),
+        Probe::Rate { ns, bps, mtu } => rate::transfer(&ns, to, bps, mtu),
         Probe::Slow(at_least) => {
             match net::fastest_rtt(to, 3, at_least + std::time::Duration::from_secs(1))? {
                 None => Ok(false),
@@ -181,6 +188,12 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
             }
         }
     }
+}
+
+/// One echo request to `to` from here, and whether its reply came within `wait` (`nsfw why`'s
+/// one packet).
+pub(crate) fn one_echo(to: IpAddr, wait: std::time::Duration) -> Result<bool> {
+    net::ping(to, 1, wait)
 }
 
 /// Runs one check from where it starts.

@@ -14,10 +14,11 @@ use super::addr::{Family, V4, V6, check_host_address, next_free, parse_cidr, sub
 use super::names::{derived_mac, host_ifname_salted};
 use super::syntax::{Ctx, join};
 use super::{Bridge, Iface};
-use crate::netem::{Netem, parse_duration, parse_percent, parse_rate};
+use crate::netem::{Netem, parse_duration, parse_percent};
+use crate::rate::{Rate, parse_bps, parse_size};
 
 /// The keys of one interface (in the shorthand, also `ifname`).
-pub(super) const IFACE_KEYS: [&str; 11] = [
+pub(super) const IFACE_KEYS: [&str; 13] = [
     "bridge",
     "address",
     "address6",
@@ -29,9 +30,11 @@ pub(super) const IFACE_KEYS: [&str; 11] = [
     "jitter",
     "loss",
     "rate",
+    "burst",
+    "ceil",
 ];
 
-/// `latency`, `jitter`, `loss`, `rate` of one interface.
+/// `latency`, `jitter`, `loss` of one interface (`rate` is a tbf's: `rate_limit`).
 fn netem(cx: &mut Ctx, t: &Table, prefix: &str) -> Netem {
     let mut n = Netem::default();
     let report = |cx: &mut Ctx, key: &str, why: String| {
@@ -62,16 +65,54 @@ fn netem(cx: &mut Ctx, t: &Table, prefix: &str) -> Netem {
             Err(why) => report(cx, "loss", why),
         }
     }
-    if let Some(s) = cx.string(t, prefix, "rate") {
-        match parse_rate(&s) {
-            Ok(v) => n.rate_bps = Some(v),
-            Err(why) => report(cx, "rate", why),
-        }
-    }
     if let Err(why) = n.validate() {
         cx.err(prefix, None, why);
     }
     n.normalized()
+}
+
+/// `rate`, `burst`, `ceil` of one interface on a segment of MTU `mtu`: its rate limit.
+fn rate_limit(cx: &mut Ctx, t: &Table, prefix: &str, mtu: u32) -> Option<Rate> {
+    let report = |cx: &mut Ctx, key: &str, why: String| {
+        cx.err(&join(prefix, key), t.get(key), why);
+    };
+    let bps = |cx: &mut Ctx, key: &str| {
+        let s = cx.string(t, prefix, key)?;
+        parse_bps(&s).map_err(|why| report(cx, key, why)).ok()
+    };
+    let rate = bps(cx, "rate");
+    let ceil = bps(cx, "ceil");
+    let burst = match t.get("burst") {
+        None => None,
+        Some(Value::Integer(i)) => u32::try_from(*i).ok().filter(|&b| b > 0).or_else(|| {
+            report(cx, "burst", "bytes: more than 0 and under 4 GiB".into());
+            None
+        }),
+        Some(Value::String(s)) => parse_size(s).map_err(|why| report(cx, "burst", why)).ok(),
+        Some(_) => {
+            report(cx, "burst", "a size: \"15kb\", or a number of bytes".into());
+            None
+        }
+    };
+    if rate.is_none() {
+        for key in ["burst", "ceil"].into_iter().filter(|k| t.contains_key(*k)) {
+            if !t.contains_key("rate") {
+                report(cx, key, "a rate limit's: give `rate` too".to_string());
+            }
+        }
+        return None;
+    }
+    if (t.contains_key("burst") && burst.is_none()) || (t.contains_key("ceil") && ceil.is_none()) {
+        return None; // reported
+    }
+    let r = Rate::new(rate?, burst, ceil, mtu);
+    match r.validate() {
+        Ok(()) => Some(r),
+        Err((key, why)) => {
+            report(cx, key, why);
+            None
+        }
+    }
 }
 
 /// One interface as first read, before addresses are handed out.
@@ -337,6 +378,7 @@ pub(super) fn resolve(
     let mtu = cx.mtu(r.table, prefix);
     let netem = netem(cx, r.table, prefix);
     let br = r.bridge?;
+    let rate = rate_limit(cx, r.table, prefix, br.mtu);
     if let Some(m) = mtu
         && m > br.mtu
         && let Some(vx) = br.vxlan.as_ref().filter(|_| !br.mtu_set)
@@ -387,5 +429,6 @@ pub(super) fn resolve(
         host_mac,
         mtu: br.mtu,
         netem,
+        rate,
     })
 }

@@ -8,8 +8,10 @@ mod addr;
 mod egress;
 mod identity;
 mod ifaces;
+mod macvlan;
 mod names;
 mod namespaces;
+mod origin;
 mod policy;
 mod publish;
 mod routes;
@@ -25,7 +27,9 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 pub(crate) use addr::{overlaps, subnet_of, subnet_of4};
+pub(crate) use macvlan::{Macvlan, MacvlanMode, shim};
 pub(crate) use names::{check_ifname, check_topology_name, derived_mac, fnv64, parse_mac};
+pub(crate) use origin::{Entry, Origins};
 pub(crate) use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub(crate) use publish::{Proto, Publish};
 pub(crate) use routes::StaticRoute;
@@ -153,8 +157,10 @@ pub(crate) struct Iface {
     pub host_mac: Option<Mac>,
     /// The bridge's MTU (one MTU per L2 segment).
     pub mtu: u32,
-    /// `latency`, `jitter`, `loss`, `rate`: a netem qdisc on the namespace's end.
+    /// `latency`, `jitter`, `loss`: a netem qdisc on the namespace's end.
     pub netem: crate::netem::Netem,
+    /// `rate`, `burst`, `ceil`: a tbf on both ends (each limits what it sends).
+    pub rate: Option<crate::rate::Rate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +168,8 @@ pub(crate) struct Namespace {
     pub name: String,
     /// The v1 shorthand (`bridge`, `address`, ... directly on the namespace) is one interface.
     pub ifaces: Vec<Iface>,
+    /// Its interfaces on host uplinks (`macvlan = "UPLINK"`): on the LAN, not on a bridge.
+    pub macvlans: Vec<Macvlan>,
     /// The default route's next hop; `None`: no default route.
     pub gateway: Option<Ipv4Addr>,
     /// The IPv6 default route's next hop; `None`: none.
@@ -197,13 +205,28 @@ impl Namespace {
         })
     }
 
+    /// The interface (a bridge port's or an uplink child's) with an address in the subnet of
+    /// `ip`: where a route to it leaves.
+    pub(crate) fn dev_towards(&self, ip: IpAddr) -> Option<&str> {
+        if let Some(i) = self.iface_towards(ip) {
+            return Some(&i.ifname);
+        }
+        let on = |m: &&Macvlan| match ip {
+            IpAddr::V4(_) => IpNetwork::V4(m.address).contains(ip),
+            IpAddr::V6(_) => m.address6.is_some_and(|a| IpNetwork::V6(a).contains(ip)),
+        };
+        self.macvlans.iter().find(on).map(|m| m.ifname.as_str())
+    }
+
     /// Every address of the namespace in one family.
     pub(crate) fn addrs(&self, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
-        self.ifaces.iter().filter_map(move |i| {
+        let ports = self.ifaces.iter().map(|i| (i.address, i.address6));
+        let children = self.macvlans.iter().map(|m| (m.address, m.address6));
+        ports.chain(children).filter_map(move |(a4, a6)| {
             if v6 {
-                i.address6.map(|a| IpAddr::V6(a.ip()))
+                a6.map(|a| IpAddr::V6(a.ip()))
             } else {
-                Some(IpAddr::V4(i.address.ip()))
+                Some(IpAddr::V4(a4.ip()))
             }
         })
     }
@@ -224,9 +247,16 @@ pub(crate) struct Topology {
     pub warnings: Vec<String>,
     /// `[verify]`: what `nsfw verify` checks beyond what the file implies.
     pub verify: Verify,
+    /// The line of each entry in the file, for messages that blame one.
+    pub origins: Origins,
 }
 
 impl Topology {
+    /// `[[allow]] #3 at lab.toml:42`.
+    pub(crate) fn origin(&self, entry: &Entry) -> String {
+        self.origins.at(entry)
+    }
+
     pub(crate) fn bridge(&self, name: &str) -> Option<&Bridge> {
         self.bridges.iter().find(|b| b.name == name)
     }

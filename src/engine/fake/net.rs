@@ -12,6 +12,7 @@ use crate::kinds::{
     DeleteNamespace, LinkAttr, MarkNamespace, RemoveResolv, SetLink, SetNetem, SetRoute, SetSysctl,
     Step, WriteResolv,
 };
+use crate::plumbing::qdisc::RootObs;
 use crate::plumbing::{self, Addr, Link, NodeObs, NsObs, Query, Route};
 use crate::resources::{AddrOrig, Place, RouteSpec};
 use crate::topology::Mac;
@@ -35,6 +36,9 @@ fn lo(mark: Option<&str>) -> Link {
 pub(crate) struct Net {
     pub(crate) o: plumbing::Observed,
     next_index: u32,
+    /// A deleted namespace's veth pairs keep their host ends, as the kernel's do until it has
+    /// torn the namespace down (or for good, while someone else's handle keeps it alive).
+    pub(crate) lingering_peers: bool,
 }
 
 impl std::ops::Deref for Net {
@@ -56,7 +60,11 @@ impl Net {
         let mut o = plumbing::Observed::default();
         o.host.links.push(lo(None));
         o.host.sysctls.insert(BRNF.into(), Some("0".into()));
-        Net { o, next_index: 100 }
+        Net {
+            o,
+            next_index: 100,
+            lingering_peers: false,
+        }
     }
 
     /// A host sysctl as the kernel would read it.
@@ -165,6 +173,7 @@ impl Net {
                 nf_call,
             }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
             Step::CreateVeth(v) => self.create_veth(v, mark),
+            Step::CreateMacvlan(m) => self.create_macvlan(m),
             Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
             Step::AddAddr(AddAddr {
                 place,
@@ -195,17 +204,23 @@ impl Net {
             Step::SetNetem(SetNetem {
                 place,
                 ifname,
-                netem,
+                shape,
                 ..
             }) => {
                 let l = self.link_mut(place, ifname)?;
                 let index = l.index;
-                let on = !netem.is_empty();
-                l.qdisc = Some(if on { "netem" } else { "noqueue" }.into());
+                let root = match (shape.netem.is_empty(), shape.rate.is_some()) {
+                    (true, false) => "noqueue",
+                    (true, true) => "tbf",
+                    (false, _) => "netem",
+                };
+                l.qdisc = Some(root.into());
                 let node = self.node_mut(place)?;
-                match on {
-                    true => node.netem.insert(index, Some(*netem)),
-                    false => node.netem.remove(&index),
+                match shape.is_empty() {
+                    false => node
+                        .qdiscs
+                        .insert(index, RootObs::Ours(Ok(shape.as_read()))),
+                    true => node.qdiscs.remove(&index),
                 };
                 Ok(())
             }
@@ -240,11 +255,12 @@ impl Net {
             .namespaces
             .remove(name)
             .ok_or_else(|| anyhow!("namespace {name}: no such namespace"))?;
+        let lingering = self.lingering_peers;
         for l in ns
             .node
             .links
             .iter()
-            .filter(|l| l.kind.as_deref() == Some("veth"))
+            .filter(|l| l.kind.as_deref() == Some("veth") && !lingering)
         {
             self.drop_peer(l);
         }
@@ -353,6 +369,30 @@ impl Net {
         };
         self.o.host.links.push(h);
         self.node_mut(&inside)?.links.push(veth(pi, hi, peer, *mac));
+        Ok(())
+    }
+
+    /// A child of a host uplink, in its place (the shim, in the host, marked).
+    fn create_macvlan(&mut self, m: &crate::kinds::CreateMacvlan) -> Result<()> {
+        let Some(up) = self.o.host.link(&m.uplink).cloned() else {
+            bail!("no interface {}", m.uplink);
+        };
+        if self.node_mut(&m.place)?.link(&m.name).is_some() {
+            bail!("{}: File exists", m.place.link(&m.name));
+        }
+        let index = self.new_index();
+        let l = Link {
+            name: m.name.clone(),
+            kind: Some(if m.tap { "macvtap" } else { "macvlan" }.into()),
+            mtu: if m.mtu == 0 { up.mtu } else { m.mtu },
+            mac: m.mac,
+            peer_index: Some(up.index),
+            macvlan_mode: Some(m.mode.number()),
+            alias: Some(m.alias.clone()),
+            qdisc: Some("noqueue".into()),
+            ..Link::bare(index, true, false)
+        };
+        self.node_mut(&m.place)?.links.push(l);
         Ok(())
     }
 
@@ -485,12 +525,10 @@ impl Net {
         let table = r.orig.map_or(254, |o| o.table);
         let node = self.node_mut(place)?;
         let same = |x: &Route| x.table == table && x.dst == r.dst && x.metric == r.metric;
-        let before = node.routes.len() + node.other_tables.len();
+        // A route already gone (with its link, deleted in the same run) is no error: the
+        // request is sent so (`msgs::del_route`, ESRCH taken as done).
         node.routes.retain(|x| !same(x));
         node.other_tables.retain(|x| !same(x));
-        if node.routes.len() + node.other_tables.len() == before {
-            bail!("{place}: route {r}: No such process");
-        }
         Ok(())
     }
 }
@@ -522,7 +560,7 @@ fn forget_link(node: &mut NodeObs, l: &Link) {
     node.addrs.retain(|a| a.index != l.index);
     node.routes.retain(|r| r.oif != Some(l.index));
     node.other_tables.retain(|r| r.oif != Some(l.index));
-    node.netem.remove(&l.index);
+    node.qdiscs.remove(&l.index);
     node.fdb.retain(|f| f.index != l.index);
     node.sysctls
         .retain(|k, _| of_link(k, &l.name) != Some(true));
