@@ -362,3 +362,40 @@ fn a_kill_between_the_batch_and_the_legacy_removal_converges() {
     sb.ok("iptables-legacy -P FORWARD ACCEPT; iptables-legacy -F FORWARD");
     assert_eq!(state(&sb), before);
 }
+
+/// The other usual ways to harden a legacy FORWARD (policy accept): `-o br0 -j DROP` and a
+/// catch-all REJECT below the guide's accepts. Import notes the catch-all; adoption removes
+/// the NAT line only, keeps the accepts (named), and the lab still reaches upstream.
+#[test]
+fn legacy_accepts_above_a_kept_drop_stay_and_the_lab_keeps_its_way_out() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok(&legacy_guide());
+    sb.ok("iptables-legacy -A FORWARD -o br0 -j DROP
+           iptables-legacy -A FORWARD -j REJECT");
+    assert!(
+        sb.pings("ns1", "203.0.113.10"),
+        "the hand-built lab reaches upstream"
+    );
+    let toml = sb.ok(&format!("{} import", common::NSFW));
+    assert!(
+        toml.contains("FORWARD: [nsfw cannot read this (xtables target REJECT)"),
+        "{toml}"
+    );
+    let lab = sb.file("lab.toml", &toml);
+    let out = sb.ok(&format!("{} apply --adopt {lab} 2>&1", common::NSFW));
+    assert!(out.contains("a rule below it in that chain drops"), "{out}");
+    let left = legacy_lines(&sb);
+    assert!(!left.contains("MASQUERADE"), "{left}");
+    for kept in [
+        "--ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-i br0 -o uplink -j ACCEPT",
+    ] {
+        assert!(left.contains(kept), "{kept} stays: {left}");
+    }
+    assert!(
+        sb.pings("ns1", "203.0.113.10"),
+        "the adopted lab reaches upstream"
+    );
+    sb.nsfw_code(&["diff", &lab], 0);
+}
