@@ -242,6 +242,8 @@ fn says(t: &Topology, m: &Meaning) -> bool {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HandRules {
     pub nft: Vec<Found>,
+    /// iptables-nft's filter chains, in order: whether a drop stays below an accept.
+    pub nft_forward: crate::import::NftForward,
     pub legacy: crate::import::Legacy,
 }
 
@@ -268,6 +270,7 @@ pub(crate) fn lab_of(t: &Topology) -> (Vec<String>, Vec<ipnetwork::IpNetwork>) {
 pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> Result<HandRules> {
     Ok(HandRules {
         nft: crate::import::read_rules_for(names, subnets)?,
+        nft_forward: crate::import::read_nft_forward()?,
         legacy: crate::import::read_legacy_for(names, subnets),
     })
 }
@@ -277,8 +280,32 @@ pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> 
 pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
     let legacy = hand.legacy.clone();
     a.kept.extend(legacy.notes);
+    // An accept in iptables-nft's filter chain with a drop below it that stays (a catch-all
+    // `-j DROP`, `-o br0 -j DROP`): the hook's every base chain must accept, so it stays, as
+    // in iptables-legacy. (A drop policy there is handled by nsfw's own placed accepts.)
+    let removed_texts: Vec<&str> = hand
+        .nft
+        .iter()
+        .filter(|f| f.meaning.as_ref().is_some_and(|m| says(t, m)))
+        .map(|f| f.text.as_str())
+        .collect();
+    let nft_below = |f: &Found| {
+        f.at.family == nft::Family::Ip
+            && f.at.table == "filter"
+            && matches!(
+                f.meaning,
+                Some(Meaning::Stateful | Meaning::Egress { .. } | Meaning::Inbound { .. })
+            )
+            && hand
+                .nft_forward
+                .drop_below(&f.at.chain, f.at.handle, &|t| removed_texts.contains(&t))
+    };
     for f in hand.nft.iter().cloned() {
         match &f.meaning {
+            Some(_) if nft_below(&f) => a.kept.push(format!(
+                "{}: {} (handle {}) stays: a rule below it in that chain drops (or may drop) what it accepts, and without it the topology's forwarded traffic would be dropped there",
+                f.at, f.text, f.at.handle
+            )),
             Some(m) if says(t, m) => a.rules.push(f),
             _ => a.kept.push(format!(
                 "{}: {} (handle {}) concerns this topology but the file does not say it: left in place",

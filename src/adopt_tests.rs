@@ -229,6 +229,7 @@ fn removed(
     let t = crate::topology::parse(LAB, std::path::Path::new("t.toml")).expect("valid");
     let hand = super::HandRules {
         nft: vec![],
+        nft_forward: Default::default(),
         legacy: crate::import::Legacy {
             found,
             blockers,
@@ -314,4 +315,57 @@ fn only_what_the_file_says_exactly_is_removed() {
     );
     let not_uplink = "oifname != \"uplink\" ip saddr 10.10.0.0/24 masquerade";
     assert!(removed(vec![legacy("POSTROUTING", 1, not_uplink)], vec![]).is_empty());
+}
+
+/// The same in iptables-nft's FORWARD (policy accept): an accept with a catch-all drop or a
+/// jump to a chain that rejects below it stays; nsfw's own rules and a drop above do not count.
+#[test]
+fn nft_accepts_above_a_drop_that_stays_stay() {
+    use crate::import::rules::{At, Found, classify};
+    let t = crate::topology::parse(LAB, std::path::Path::new("t.toml")).expect("valid");
+    let accept = "iifname \"br0\" oifname \"uplink\" accept";
+    let found = Found {
+        at: At {
+            family: nft::Family::Ip,
+            table: "filter".into(),
+            chain: "FORWARD".into(),
+            handle: 5,
+            legacy: None,
+        },
+        text: accept.into(),
+        meaning: classify("FORWARD", accept),
+    };
+    let kept = |rules: &[(&str, u64, &str, bool)]| {
+        let hand = super::HandRules {
+            nft: vec![found.clone()],
+            nft_forward: crate::import::NftForward {
+                rules: rules
+                    .iter()
+                    .map(|(c, h, t, o)| (c.to_string(), *h, t.to_string(), *o))
+                    .collect(),
+            },
+            legacy: Default::default(),
+        };
+        let mut a = Adoption::default();
+        super::rules(&t, &mut a, &hand);
+        a.rules.is_empty()
+    };
+    assert!(!kept(&[("FORWARD", 5, accept, false)]));
+    assert!(kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 9, "drop", false)
+    ]));
+    assert!(kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 2, "jump MINE", false),
+        ("MINE", 3, "reject with icmp type port-unreachable", false),
+    ]));
+    assert!(!kept(&[
+        ("FORWARD", 9, "drop", false),
+        ("FORWARD", 5, accept, false)
+    ]));
+    assert!(!kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 9, "drop", true)
+    ]));
 }

@@ -252,6 +252,61 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
     Ok(out)
 }
 
+/// iptables-nft's `filter FORWARD` and `DOCKER-USER`, every rule in order (handle, text,
+/// meaning), with the chain's rules for following jumps: what `adopt` needs to tell whether a
+/// drop stays below an accept it would remove.
+pub(crate) fn read_nft_forward() -> Result<NftForward> {
+    let mut sock = nft::socket::NftSocket::open()?;
+    let mut out = NftForward::default();
+    if !sock
+        .tables()?
+        .iter()
+        .any(|t| t.family == nft::Family::Ip && t.name == "filter")
+    {
+        return Ok(out);
+    }
+    for c in sock.chains(nft::Family::Ip, "filter")? {
+        for r in sock.chain_rules(nft::Family::Ip, "filter", &c.name)? {
+            let mut rule = r.rule.clone();
+            rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
+            let text = rules::xt_as_nft(&rule.to_string());
+            let mark = rule.comment.as_deref().and_then(crate::owner::Mark::parse);
+            out.rules
+                .push((c.name.clone(), r.handle, text, mark.is_some()));
+        }
+    }
+    Ok(out)
+}
+
+/// iptables-nft's filter table, in order: (chain, handle, text, nsfw's own).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NftForward {
+    pub rules: Vec<(String, u64, String, bool)>,
+}
+
+impl NftForward {
+    /// Whether a rule below the one of handle `handle` in chain `chain` may drop, other than
+    /// nsfw's own and those `removed` says go.
+    pub(crate) fn drop_below(
+        &self,
+        chain: &str,
+        handle: u64,
+        removed: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        let texts: Vec<(String, String)> = self
+            .rules
+            .iter()
+            .map(|(c, _, t, _)| (c.clone(), t.clone()))
+            .collect();
+        self.rules
+            .iter()
+            .filter(|(c, ..)| c == chain)
+            .skip_while(|(_, h, ..)| *h != handle)
+            .skip(1)
+            .any(|(_, _, t, ours)| !ours && !removed(t) && may_drop(t, &texts, 8))
+    }
+}
+
 /// What a rule of iptables' tables and chains (iptables-nft's or iptables-legacy's) means,
 /// where the guide's lines are.
 fn meaning_in(family: nft::Family, table: &str, chain: &str, text: &str) -> Option<rules::Meaning> {
@@ -294,17 +349,19 @@ pub(crate) struct Legacy {
 /// Whether a rule of chain-by-chain `rules` may end a packet's path with a drop: `drop`, a
 /// target nsfw cannot read but LOG/NFLOG (REJECT among them), or a jump or goto to a chain
 /// where one does. `depth` bounds the chains followed (the kernel refuses loops).
-fn may_drop(text: &str, rules: &[crate::plumbing::xtables::Rule], depth: u8) -> bool {
+/// `rules` are (chain, text) pairs of the whole table; the same reading serves nft's text.
+pub(crate) fn may_drop(text: &str, rules: &[(String, String)], depth: u8) -> bool {
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
-        [.., "accept" | "return"] => false,
+        [.., "accept" | "return" | "continue"] => false,
         [.., "drop"] => true,
+        _ if words.contains(&"reject") => true,
         [.., "jump" | "goto", chain] => {
             depth == 0
                 || rules
                     .iter()
-                    .filter(|r| r.chain == *chain)
-                    .any(|r| may_drop(&r.text, rules, depth - 1))
+                    .filter(|(c, _)| c == chain)
+                    .any(|(_, t)| may_drop(t, rules, depth - 1))
         }
         // The target is the last thing written: LOG and NFLOG go on to the next rule.
         _ => !["(xtables target LOG)", "(xtables target NFLOG)"]
@@ -356,6 +413,10 @@ pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy
                     f.command()
                 ));
             }
+            let texts: Vec<(String, String)> = rules
+                .iter()
+                .map(|r| (r.chain.clone(), r.text.clone()))
+                .collect();
             for r in &rules {
                 let meaning = meaning_in(family, &name, &r.chain, &r.text);
                 let found = Found {
@@ -370,7 +431,7 @@ pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy
                     meaning,
                 };
                 let concerns = concerns_lab(&found.meaning, &r.text, names, subnets);
-                if name == "filter" && r.chain == "FORWARD" && may_drop(&r.text, &rules, 8) {
+                if name == "filter" && r.chain == "FORWARD" && may_drop(&r.text, &texts, 8) {
                     if !concerns {
                         out.notes.push(format!(
                             "{}: {} (rule {}) left as it is: it drops forwarded traffic that the lines above it do not accept, so those that accept the lab's traffic stay too",
