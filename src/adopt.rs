@@ -319,10 +319,12 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
     // says again (and so is removed) does not count.
     let blocked_below = |f: &Found| {
         legacy.blockers.iter().any(|b| {
+            let below = (b.at.chain == f.at.chain && b.at.handle > f.at.handle)
+                // An accept in DOCKER-USER ends only that chain's part: FORWARD goes on.
+                || (f.at.chain == "DOCKER-USER" && b.at.chain == "FORWARD");
             b.at.family == f.at.family
                 && b.at.table == f.at.table
-                && b.at.chain == f.at.chain
-                && b.at.handle > f.at.handle
+                && below
                 && !b.meaning.as_ref().is_some_and(|m| says(t, m))
         })
     };

@@ -298,12 +298,24 @@ impl NftForward {
             .iter()
             .map(|(c, _, t, _)| (c.clone(), t.clone()))
             .collect();
-        self.rules
-            .iter()
-            .filter(|(c, ..)| c == chain)
-            .skip_while(|(_, h, ..)| *h != handle)
-            .skip(1)
-            .any(|(_, _, t, ours)| !ours && !removed(t) && may_drop(t, &texts, 8))
+        let drops = |(_, _, t, ours): &&(String, u64, String, bool)| {
+            !ours && !removed(t) && may_drop(t, &texts, 8)
+        };
+        // An accept in DOCKER-USER only ends that chain's part: whatever FORWARD does after
+        // its jump counts too.
+        (chain == "DOCKER-USER"
+            && self
+                .rules
+                .iter()
+                .filter(|(c, ..)| c == "FORWARD")
+                .any(|r| drops(&r)))
+            || self
+                .rules
+                .iter()
+                .filter(|(c, ..)| c == chain)
+                .skip_while(|(_, h, ..)| *h != handle)
+                .skip(1)
+                .any(|r| drops(&r))
     }
 }
 
@@ -431,7 +443,10 @@ pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy
                     meaning,
                 };
                 let concerns = concerns_lab(&found.meaning, &r.text, names, subnets);
-                if name == "filter" && r.chain == "FORWARD" && may_drop(&r.text, &texts, 8) {
+                if name == "filter"
+                    && matches!(r.chain.as_str(), "FORWARD" | "DOCKER-USER")
+                    && may_drop(&r.text, &texts, 8)
+                {
                     if !concerns {
                         out.notes.push(format!(
                             "{}: {} (rule {}) left as it is: it drops forwarded traffic that the lines above it do not accept, so those that accept the lab's traffic stay too",
