@@ -278,6 +278,16 @@ fn accepts_stay_above_a_drop_that_stays() {
         removed(shifted, vec![legacy("FORWARD", 1, "drop")]).len(),
         3
     );
+    // In DOCKER-USER an accept ends only that chain: a drop anywhere in FORWARD counts.
+    let user = || {
+        vec![legacy(
+            "DOCKER-USER",
+            1,
+            "iifname \"br0\" oifname \"uplink\" accept",
+        )]
+    };
+    assert_eq!(removed(user(), vec![]).len(), 1);
+    assert!(removed(user(), vec![legacy("FORWARD", 1, "drop")]).is_empty());
 }
 
 /// M1, H5: a DNAT goes only when the file's publish says all of it; a masquerade `! -o
