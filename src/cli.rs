@@ -191,6 +191,31 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Why can (or can't) FROM reach TO: the file's answer and one real packet's.
+    #[command(
+        long_about = "Why FROM can or cannot reach TO (each a namespace, a bridge, `host`, `world` or an address) at PROTO/PORT (tcp/80, udp/53; default icmp): the file's answer (allowed or blocked, by which entry at which line of the file, the NAT on the way, the path through segments and routers) and the kernel's, from one real packet sent from FROM with nftables tracing turned on for that packet alone (a temporary chain in nsfw's own table matching its exact addresses, protocol and ports, deleted after): every chain and rule it met in every table of the host and of the routers on its way, nsfw's own mapped back to the file's entry. When the two disagree, that comes first, with the other table's rule that drops the packet and the fix. With --sandbox, in a throwaway copy of the topology as `nsfw try` builds it (there FROM may be `world`). Leaves the ruleset as it found it.",
+        after_help = "Exit status: 0 the file and the kernel agree, 1 they disagree or the question could not be asked.\n\nExamples:\n  nsfw why -f rulesets/lab.toml ns1 world tcp/443\n  nsfw why --sandbox -f rulesets/publish.toml world host tcp/8080"
+    )]
+    Why {
+        /// A namespace, a bridge, `host`, `world` (--sandbox only) or an address.
+        from: String,
+        /// A namespace, a bridge, `host`, `world` or an address (a published port: `host` or the host's address with the host port).
+        to: String,
+        /// tcp/PORT, udp/PORT or icmp.
+        #[arg(default_value = "icmp")]
+        l4: String,
+        #[arg(short, long, help = FILE_HELP, value_hint = ValueHint::FilePath)]
+        file: Option<PathBuf>,
+        /// Over IPv6 (implied by an IPv6 address).
+        #[arg(short = '6', long)]
+        ipv6: bool,
+        /// In a throwaway sandbox copy of the topology, as `nsfw try` builds it.
+        #[arg(long)]
+        sandbox: bool,
+        /// Print the answer as JSON (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the checks against the live topology.
     #[command(
         long_about = "Run the checks FILE implies against the live topology: namespaces reach their gateways and peers, published ports answer from the host and through it, and each TCP service named under `[verify] targets` is connected to from the namespaces, as the policy says it should or should not be; without targets, the namespaces of masquerading bridges ping the host's default gateway (egress and NAT). A connection that fails is explained when another table's rule drops it (as `nsfw doctor` finds it) or iptables-legacy's tables are loaded.",
@@ -242,6 +267,25 @@ pub enum Cmd {
         /// Print the findings as JSON (docs/json.md).
         #[arg(long)]
         json: bool,
+    },
+    /// What nsfw's ruleset drops, and which line of the file drops it.
+    #[command(
+        long_about = "Say what the table of FILE's topology drops, in the file's terms. Every drop of nsfw's filter chains is logged to nflog group 28275, limited in the kernel to 20 packets a second per reason, with the reason in its prefix: policy (a [[deny]] entry), closed (nothing unsolicited in, no bridge to another), isolated (between the namespaces of an isolated bridge), egress (egress = \"deny\" or egress_via), host ([host] protect), spoofed (a source address not of the bridge it came from), invalid (conntrack state invalid). With --follow, one line per dropped packet as it happens: time (UTC), from, to, protocol and port, reason, and the entry of the file with its line; repeats of one drop within 2 s are summarised (\"N more like this\", with what the kernel dropped for that reason without logging). Without --follow, the packets each reason dropped since the table was loaded: the kernel keeps no record of single drops, and nsfw keeps no files. Accepted traffic is never logged. Only one process may read the group at a time.",
+        after_help = "Exit status: 0 (with --follow: stopped by SIGINT/SIGTERM or a closed output), 1 error (FILE invalid, its table not on the host, the nflog group taken).\n\nExamples:\n  nsfw drops /etc/nsfw/lab.toml\n  nsfw drops --follow /etc/nsfw/lab.toml\n  nsfw drops --follow --json /etc/nsfw/lab.toml | jq 'select(.reason == \"policy\")'"
+    )]
+    Drops {
+        #[arg(help = FILE_HELP, value_hint = ValueHint::FilePath)]
+        file: Option<PathBuf>,
+        /// One JSON object a line (docs/json.md).
+        #[arg(long)]
+        json: bool,
+        /// Print each drop as it happens, until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// With --follow, only drops from this time on: an age (30s, 5m, 1h) or a UTC time
+        /// of today (16:02[:03]). There is no history: a drop from before the start is never seen.
+        #[arg(long, requires = "follow", value_name = "WHEN")]
+        since: Option<String>,
     },
     /// Stay running and repair nsfw's objects when something else changes them.
     #[command(

@@ -17,12 +17,14 @@ mod adopt;
 mod oracle;
 pub mod output;
 mod owner;
+mod why;
 
 pub mod cli;
 pub mod cni;
 pub mod commands;
 mod compile;
 mod doctor;
+mod drops;
 mod engine;
 mod firewall;
 mod firewalld;

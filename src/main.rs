@@ -78,8 +78,10 @@ fn json_command(cmd: &Cmd) -> Option<&'static str> {
         Cmd::Import { json: true, .. } => Some("import"),
         Cmd::Try { json: true, .. } => Some("try"),
         Cmd::Verify { json: true, .. } => Some("verify"),
+        Cmd::Why { json: true, .. } => Some("why"),
         Cmd::Status { json: true, .. } => Some("status"),
         Cmd::Doctor { json: true, .. } => Some("doctor"),
+        Cmd::Drops { json: true, .. } => Some("drops"),
         _ => None,
     }
 }
@@ -131,6 +133,12 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
         Cmd::Graph(a) => commands::graph(a),
         Cmd::List => commands::list(),
         Cmd::Doctor { file, json } => commands::doctor(file, json),
+        Cmd::Drops {
+            file,
+            json,
+            follow,
+            since,
+        } => commands::drops(file, json, follow, since),
         Cmd::Watch {
             file,
             max_repairs,
@@ -140,6 +148,23 @@ fn run(cmd: Cmd) -> Result<u8, Fail> {
         } => commands::watch(file, max_repairs, pause, metrics, metrics_public),
         Cmd::Try { file, json } => commands::try_(file, json),
         Cmd::Verify { file, json } => commands::verify(file, json),
+        Cmd::Why {
+            from,
+            to,
+            l4,
+            file,
+            ipv6,
+            sandbox,
+            json,
+        } => commands::why(commands::WhyArgs {
+            from,
+            to,
+            l4,
+            file,
+            ipv6,
+            sandbox,
+            json,
+        }),
         Cmd::Exec { ns, command } => commands::exec(ns, command),
         Cmd::Systemd {
             file,

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::paths::{Node, Seg, walk};
-use crate::topology::{Action, Endpoint, Namespace, PolicyRule, Topology};
+use crate::topology::{Action, Endpoint, Entry, Namespace, PolicyRule, Topology};
 
 /// One end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,16 +84,66 @@ fn applies(t: &Topology, r: &PolicyRule, f: &Flow) -> bool {
         && r.ports.iter().any(|p| p.covers(f.proto, f.port))
 }
 
+/// The first `[[deny]]` of the file that drops the connection, if one does (`nsfw drops`
+/// names it: the kernel's sets hold every entry's elements together).
+pub(crate) fn denied_by<'a>(t: &'a Topology, f: &Flow) -> Option<&'a PolicyRule> {
+    t.policy
+        .iter()
+        .find(|r| r.action == Action::Deny && applies(t, r, f))
+}
+
 /// Whether the connection is let through.
 pub(crate) fn decide(t: &Topology, f: &Flow) -> bool {
-    let hit = |a: Action| t.policy.iter().any(|r| r.action == a && applies(t, r, f));
-    if hit(Action::Deny) {
-        return false;
+    explain(t, f).0
+}
+
+/// What decides a connection: an entry of the file, or a default (and the entry that chose
+/// it, when one did: an isolated bridge, a denied egress, `[host] protect`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// An `[[allow]]` or `[[deny]]`.
+    Rule(Entry),
+    /// A published port (DNAT) lets it in.
+    Published,
+    /// A default, in words, and the entry that set it when there is one.
+    Default(String, Option<Entry>),
+}
+
+/// Whether the connection is let through, and why.
+pub(crate) fn explain(t: &Topology, f: &Flow) -> (bool, Reason) {
+    let hit = |a: Action| {
+        t.policy
+            .iter()
+            .find(|r| r.action == a && applies(t, r, f))
+            .and_then(|r| Entry::of_key(&r.key))
+    };
+    if let Some(e) = hit(Action::Deny) {
+        return (false, Reason::Rule(e));
     }
-    if hit(Action::Allow) || f.published {
-        return true;
+    if let Some(e) = hit(Action::Allow) {
+        return (true, Reason::Rule(e));
     }
-    defaults(t, f)
+    if f.published {
+        return (true, Reason::Published);
+    }
+    match blocked_by(t, f) {
+        Some((why, e)) => (false, Reason::Default(why, e)),
+        None => (true, Reason::Default(open_default(t, f), None)),
+    }
+}
+
+/// Why a connection no entry decides is open, in words.
+fn open_default(t: &Topology, f: &Flow) -> String {
+    match (&f.from, &f.to) {
+        (Party::Ns(..), Party::World(_)) => "egress to the world is open".into(),
+        (Party::Ns(..), Party::Host(_)) if t.host.protect => {
+            "a namespace may ping its own gateway".into()
+        }
+        (Party::Ns(..), Party::Host(_)) => "the host is open to its namespaces".into(),
+        (Party::Ns(..), Party::Ns(..)) => "nothing on the way closes it".into(),
+        (Party::Host(_), _) => "the host's own connections are not judged".into(),
+        _ => "nothing closes it".into(),
+    }
 }
 
 fn node(p: &Party) -> Node {
@@ -110,40 +160,65 @@ fn node(p: &Party) -> Node {
 /// out to the world open unless the bridge's egress is denied; through a router namespace
 /// open, but nothing new in through the interface it masquerades out of; to the host open
 /// unless `[host] protect` (a ping to its own gateway still passes).
-fn defaults(t: &Topology, f: &Flow) -> bool {
+/// The default that closes the connection, and the entry that set it; None: open.
+fn blocked_by(t: &Topology, f: &Flow) -> Option<(String, Option<Entry>)> {
     let w = walk(t, &node(&f.from), f.from.addr(), f.to.addr(), &|_| None);
     let Ok(end) = &w.end else {
-        return false;
+        return Some(("the file routes it nowhere".into(), None));
     };
     let isolated = |b: &str| t.bridge(b).is_some_and(|x| x.isolate);
-    if w.bridged.iter().any(|b| isolated(b)) {
-        return false;
+    if let Some(b) = w.bridged.iter().find(|b| isolated(b)) {
+        let why = format!("bridge {b} is isolated");
+        return Some((why, Some(Entry::Isolate(b.to_string()))));
     }
     for h in &w.hops {
-        let open = match (&h.at, &h.from, &h.to) {
-            (Node::Host, Seg::Bridge(a), Seg::Bridge(b)) => a == b && !isolated(a),
-            (Node::Host, Seg::Bridge(a), Seg::Uplink) => {
-                !t.bridge(a).is_some_and(|x| x.egress_deny)
+        let closed = match (&h.at, &h.from, &h.to) {
+            (Node::Host, Seg::Bridge(a), Seg::Bridge(b)) if a == b && isolated(a) => Some((
+                format!("bridge {a} is isolated"),
+                Some(Entry::Isolate(a.clone())),
+            )),
+            (Node::Host, Seg::Bridge(a), Seg::Bridge(b)) if a != b => Some((
+                format!("nothing allows new connections from bridge {a} to bridge {b}"),
+                None,
+            )),
+            (Node::Host, Seg::Bridge(a), Seg::Uplink)
+                if t.bridge(a).is_some_and(|x| x.egress_deny) =>
+            {
+                Some((
+                    format!("bridge {a} denies egress"),
+                    Some(Entry::Egress(a.clone())),
+                ))
             }
-            (Node::Host, Seg::Uplink, Seg::Bridge(_)) => false,
+            (Node::Host, Seg::Uplink, Seg::Bridge(_)) => Some((
+                "nothing new comes in from the world unless allowed or published".into(),
+                None,
+            )),
             (Node::Ns(r), Seg::Bridge(inn), _) => {
                 let router = t.namespaces.iter().find(|n| &n.name == r);
                 let outside = router
                     .and_then(|n| n.masquerade.as_ref().map(|m| (n, m)))
                     .and_then(|(n, m)| n.ifaces.iter().find(|i| &i.ifname == m))
                     .map(|i| &i.bridge);
-                outside != Some(inn)
+                (outside == Some(inn)).then(|| {
+                    (
+                        format!("router {r} lets nothing new in through the interface it masquerades out of"),
+                        Some(Entry::Namespace(r.clone())),
+                    )
+                })
             }
-            _ => true,
+            _ => None,
         };
-        if !open {
-            return false;
+        if closed.is_some() {
+            return closed;
         }
     }
-    if *end == Node::Host && matches!(f.from, Party::Ns(..)) {
-        return !t.host.protect || f.ping_gateway;
+    if *end == Node::Host && matches!(f.from, Party::Ns(..)) && t.host.protect && !f.ping_gateway {
+        return Some((
+            "[host] protect closes the host".into(),
+            Some(Entry::Protect),
+        ));
     }
-    true
+    None
 }
 
 #[cfg(test)]

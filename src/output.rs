@@ -128,6 +128,11 @@ pub fn output_lost() -> bool {
     STDOUT_BROKEN.load(Ordering::Relaxed)
 }
 
+/// Whether standard output was closed (a stream stops writing then).
+pub fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
 /// A line on stderr: errors always, warnings unless `-q`.
 pub fn err(args: fmt::Arguments<'_>) {
     clear_frame();

@@ -14,6 +14,7 @@
 //! | a container's host veth | alias `nsfw-cni:<network>:<containerID>:<ifname>` |
 //! | a container's elements (address, ports) | comment `<containerID>:<ifname>` |
 //! | an interface's qdiscs (rate limit, impairment) | handle `6e73:` at the root, `6e74:` below it (a qdisc has no comment; `tc` and the kernel number their own from `1:` and `8001:`) |
+//! | a topology's logged drops (nflog) | prefix `nsfw:<name> <reason>` |
 //!
 //! Topology names, container IDs, network and interface names never hold a `:` (validation's,
 //! the CNI spec's and the kernel's rules), so the fields split back unambiguously. The
@@ -133,6 +134,17 @@ pub(crate) fn topology_of(mark: &str) -> Option<&str> {
         Mark::Topology(t) => Some(t),
         _ => None,
     }
+}
+
+/// `nsfw:<name> <reason>`: the nflog prefix of topology `name`'s drops for `reason` (a word).
+pub(crate) fn log_prefix(name: &str, reason: &str) -> String {
+    format!("{} {reason}", mark(name))
+}
+
+/// The topology and reason of an nflog prefix [`log_prefix`] made.
+pub(crate) fn parse_log_prefix(prefix: &str) -> Option<(&str, &str)> {
+    let (mark, reason) = prefix.split_once(' ')?;
+    Some((topology_of(mark)?, reason))
 }
 
 /// Topology `name`'s table (inet, in the host and in its router namespaces).

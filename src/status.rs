@@ -121,7 +121,12 @@ fn action(r: &Rule) -> &'static str {
         Some(Stmt::Verdict(Verdict::Accept)) => "accept",
         Some(Stmt::Verdict(Verdict::Drop)) | Some(Stmt::Reject(_)) => "drop",
         // A drop counted per namespace on its way (firewall::account).
-        Some(Stmt::Verdict(Verdict::Goto(c))) if c == crate::firewall::account::DROPPED => "drop",
+        Some(Stmt::Verdict(Verdict::Goto(c)))
+            if c == crate::firewall::account::DROPPED
+                || c.starts_with(crate::firewall::droplog::CHAIN_PREFIX) =>
+        {
+            "drop"
+        }
         Some(Stmt::Masquerade(_) | Stmt::Nat(_) | Stmt::Redirect(_)) => "translate",
         _ => "count",
     }

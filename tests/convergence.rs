@@ -123,6 +123,88 @@ fn killed_applies_and_flushes_always_converge() {
     assert_clean(&sb, "the end");
 }
 
+/// `two_bridges(name, n, 0)` with `allows` `[[allow]]` entries and a published port per
+/// namespace; `moved` changes one entry's port and one published port, so applying it is an
+/// element change of two sets and nothing else.
+fn big_tables(name: &str, n: usize, allows: usize, moved: bool) -> String {
+    let mut s = two_bridges(name, n, 0);
+    for i in 0..n {
+        let host = if moved && i == 0 { 30000 } else { 20000 + i };
+        s = s.replacen(
+            &format!("[namespaces.n{i}]\n"),
+            &format!("[namespaces.n{i}]\npublish = [\"{host}:80\"]\n"),
+            1,
+        );
+    }
+    let first = if moved { 5202 } else { 5201 };
+    s.push_str(&format!(
+        "[[allow]]\nfrom = \"n0\"\nto = \"203.0.113.10/32\"\nports = [\"tcp/{first}\"]\n"
+    ));
+    for e in 1..allows {
+        s.push_str(&format!(
+            "[[allow]]\nfrom = \"n{}\"\nto = \"198.51.100.{}/32\"\nports = [\"tcp/{}\"]\n",
+            e % n,
+            2 * ((e / n) % 125) + 2,
+            10000 + 2 * (e / (n * 125))
+        ));
+    }
+    s
+}
+
+#[test]
+fn killed_element_changes_and_flushes_without_waiting_always_converge() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let mut rng = Rng::new();
+    let a = sb.file("a.toml", &big_tables("big", 20, 1000, false));
+    let b = sb.file("b.toml", &big_tables("big", 20, 1000, true));
+    sb.nsfw_code(&["apply", &a], 0);
+    // How long a one-entry change takes here: kills land anywhere in it (its batch included).
+    let t = Instant::now();
+    sb.nsfw_code(&["apply", &b], 0);
+    let span = (t.elapsed().as_millis() as u64).max(20) * 5 / 4;
+    for trial in 0..8 {
+        let f = if trial % 2 == 0 { &a } else { &b };
+        let at = Duration::from_millis(rng.below(span));
+        let err = kill_after(&sb, &["apply", f], at, false);
+        assert!(!err.contains("panicked"), "trial {trial}: {err}");
+        // Whichever file the killed run had, the other one's change is one apply away.
+        let g = if trial % 2 == 0 { &b } else { &a };
+        for file in [f, g] {
+            let o = sb.nsfw(&["apply", file]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "trial {trial} (killed after {at:?}):\n{}",
+                show(&o)
+            );
+            sb.nsfw_code(&["diff", file], 0);
+        }
+    }
+    // A flush (which no longer waits for the kernel to take the namespaces' veths) killed
+    // anywhere: the next apply converges, the next flush leaves nothing once the kernel is done.
+    let t = Instant::now();
+    sb.nsfw_code(&["flush", &a], 0);
+    let span = (t.elapsed().as_millis() as u64).max(20) * 5 / 4;
+    for trial in 0..4 {
+        sb.nsfw_code(&["apply", &a], 0);
+        let at = Duration::from_millis(rng.below(span));
+        let err = kill_after(&sb, &["flush", &a], at, false);
+        assert!(!err.contains("panicked"), "flush trial {trial}: {err}");
+        if trial % 2 == 0 {
+            let o = sb.nsfw(&["apply", &a]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "flush trial {trial} (killed after {at:?}):\n{}",
+                show(&o)
+            );
+            sb.nsfw_code(&["diff", &a], 0);
+        }
+        sb.nsfw_code(&["flush", &a], 0);
+        assert_clean(&sb, &format!("flush trial {trial}"));
+    }
+}
+
 #[test]
 fn runs_at_once_take_turns() {
     let Some(sb) = Sandbox::or_skip() else { return };

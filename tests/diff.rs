@@ -126,9 +126,9 @@ const PLUMBING_DRIFT: &[Drift] = &[
 const NFT_DRIFT: &[Drift] = &[
     (
         "rule deleted",
-        "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / goto dropped # handle / {print $NF}')",
+        "nft delete rule inet nsfw_lab judge handle $(nft -a list chain inet nsfw_lab judge | awk '$1 == \"oifname\" && / goto drop_closed # handle / {print $NF}')",
         &[
-            "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto dropped",
+            "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto drop_closed",
         ],
     ),
     (
@@ -315,7 +315,7 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
         "+ route ns2: default via 10.10.0.1",
         "~ sysctl net.ipv4.ip_forward: 0 → 1",
         "+ nft table inet nsfw_lab",
-        "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto dropped",
+        "+ nft rule inet nsfw_lab judge: oifname @bridges counter packets 0 bytes 0 goto drop_closed",
     ] {
         assert!(fresh.contains(e), "missing {e:?}:\n{fresh}");
     }

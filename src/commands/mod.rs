@@ -5,6 +5,7 @@ mod apply;
 mod completions;
 mod diff;
 mod doctor;
+mod drops;
 mod exec;
 mod graph;
 mod import;
@@ -15,6 +16,7 @@ mod status;
 mod systemd;
 mod try_;
 mod watch;
+mod why;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ pub use apply::{FlushWhat, Taking, apply, flush};
 pub use completions::completions;
 pub use diff::{diff, dry_run};
 pub use doctor::doctor;
+pub use drops::drops;
 pub use exec::exec;
 pub use graph::graph;
 pub use import::import;
@@ -33,6 +36,7 @@ pub use status::{list, status};
 pub use systemd::systemd;
 pub use try_::{sandbox, try_, verify};
 pub use watch::watch;
+pub use why::{WhyArgs, why};
 
 use crate::topology::{self, Topology};
 

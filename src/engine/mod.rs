@@ -5,6 +5,9 @@
 #[cfg(test)]
 mod fake;
 mod kernel;
+mod recheck;
+#[cfg(test)]
+mod scale_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -527,11 +530,10 @@ fn pending_after(
             // reading the links again would look for others' changes, not check this run's.
             Plan::default()
         } else {
-            // The plumbing is read and planned again; nftables holds what the plan made it.
-            // (nftables' tables as they were: nobody else runs while the lock is held.)
+            // Read again where the plan changed it (`recheck`); nftables as the plan made it.
             let net = plumbing::Observed {
                 tables_of: o.net.tables_of.clone(),
-                ..observe_plumbing(k, tg, rec2)?
+                ..recheck::reread(k, tg, p, &o.net, &[rec, rec2])?
             };
             plan::plan(&tg.desired, &net, rec2, tg.who)
         }
@@ -542,6 +544,7 @@ fn pending_after(
     // What is left pending may only be the record's own bookkeeping, and what --adopt
     // left out on purpose.
     left.record_after = p.record_after.clone();
+    left.steps.retain(|s| !goes_with_a_namespace(p, s));
     // A left-out removal still pending brings back the steps that go with it ("again"
     // routes, forgotten neighbours): this run carried those out already.
     if !p.left_out.is_empty() {
@@ -549,6 +552,14 @@ fn pending_after(
             .retain(|s| !p.left_out.contains(s) && !p.steps.contains(s));
     }
     Ok(left)
+}
+
+/// Whether `s` deletes a host end of a veth pair whose namespace plan `p` deleted: the kernel
+/// takes it with the namespace in its own time, which a flush does not wait for (`plan::execute`).
+fn goes_with_a_namespace(p: &Plan, s: &Step) -> bool {
+    let Step::DeleteLink(d) = s else { return false };
+    let taken = |x: &Step| matches!(x, Step::DeleteNamespace(n) if n.takes.contains(&d.name));
+    d.place == crate::resources::Place::Host && p.steps.iter().any(taken)
 }
 
 /// Whether the ruleset is now exactly the observed one changed by the plan's batch, so that

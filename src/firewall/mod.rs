@@ -7,6 +7,7 @@ pub(crate) mod account;
 pub(crate) mod build;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
+pub(crate) mod droplog;
 mod egress;
 pub(crate) mod identity;
 mod lan;

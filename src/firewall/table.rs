@@ -10,7 +10,7 @@
 //!         oifname @bridges goto judge }
 //!     chain judge {                                   # (every accept, drop and masquerade
 //!                                                     #  rule counts, for `nsfw status`; each
-//!                                                     #  drop is a `goto dropped`: account.rs)
+//!                                                     #  drop is a `goto drop_<reason>`: droplog.rs)
 //!         ct state established,related accept          # replies always pass
 //!         ct state invalid drop
 //!         iifname @bridges iifname . ip saddr != @src4 drop    # anti-spoofing
@@ -35,7 +35,7 @@ use nft::{
 };
 
 use super::build::{concat, ct_dnat, field, in_net, lookup, meta, net_elem, rule, set};
-use super::{account, egress, lan, policy, publish, vxlan};
+use super::{account, droplog, egress, lan, policy, publish, vxlan};
 
 /// The networks that may appear as source addresses from each bridge: its own and what is
 /// routed through it. On an L2-only segment any: routers on it forward whatever they route,
@@ -400,6 +400,7 @@ pub(crate) fn table(t: &Topology) -> Table {
         sets.extend(vxlan::sets(t));
     }
     if account::attribute(&mut chains) {
+        droplog::route(&mut chains, &t.name);
         chains.push(account::chain(t));
         sets.extend(account::sets(t));
     }

@@ -190,6 +190,12 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
     }
 }
 
+/// One echo request to `to` from here, and whether its reply came within `wait` (`nsfw why`'s
+/// one packet).
+pub(crate) fn one_echo(to: IpAddr, wait: std::time::Duration) -> Result<bool> {
+    net::ping(to, 1, wait)
+}
+
 /// Runs one check from where it starts.
 pub(crate) fn probe(c: &Check) -> Result<bool> {
     let (to, probe) = (c.to, c.probe.clone());

@@ -10,6 +10,7 @@ mod identity;
 mod ifaces;
 mod names;
 mod namespaces;
+mod origin;
 mod policy;
 mod publish;
 mod routes;
@@ -26,6 +27,7 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 pub(crate) use addr::{overlaps, subnet_of, subnet_of4};
 pub(crate) use names::{check_ifname, check_topology_name, derived_mac, fnv64, parse_mac};
+pub(crate) use origin::{Entry, Origins};
 pub(crate) use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
 pub(crate) use publish::{Proto, Publish};
 pub(crate) use routes::StaticRoute;
@@ -226,9 +228,16 @@ pub(crate) struct Topology {
     pub warnings: Vec<String>,
     /// `[verify]`: what `nsfw verify` checks beyond what the file implies.
     pub verify: Verify,
+    /// The line of each entry in the file, for messages that blame one.
+    pub origins: Origins,
 }
 
 impl Topology {
+    /// `[[allow]] #3 at lab.toml:42`.
+    pub(crate) fn origin(&self, entry: &Entry) -> String {
+        self.origins.at(entry)
+    }
+
     pub(crate) fn bridge(&self, name: &str) -> Option<&Bridge> {
         self.bridges.iter().find(|b| b.name == name)
     }

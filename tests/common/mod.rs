@@ -402,8 +402,21 @@ pub fn two_bridges(name: &str, n: usize, shift: usize) -> String {
 impl Sandbox {
     /// What nsfw could have made, for "nothing is left" checks: namespaces, links but lo (and
     /// `keep`), nsfw's tables, rules with an nsfw comment, files under /etc/netns, and
-    /// anything under /run/nsfw but the lock.
+    /// anything under /run/nsfw but the lock. The kernel tears a deleted namespace down in its
+    /// own time, its veth pairs with it, and neither `ip netns del` nor a flush waits for that:
+    /// what is left is given 5 s to go.
     pub fn leftovers(&self, keep: &[&str]) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = self.leftovers_now(keep);
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn leftovers_now(&self, keep: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
         for n in self.netns() {
             if !keep.contains(&n.as_str()) {

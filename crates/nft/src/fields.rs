@@ -379,6 +379,8 @@ pub enum MetaKey {
     Ibrname,
     Obrname,
     Pkttype,
+    /// The packet's trace flag: set, the kernel reports every chain and rule it meets.
+    Nftrace,
 }
 
 /// (key, kernel number, name, datatype, printed without `meta`?)
@@ -397,6 +399,7 @@ pub const META_KEYS: &[MetaDesc] = &[
     (MetaKey::Ibrname, 17, "ibrname", Datatype::Ifname, false),
     (MetaKey::Obrname, 18, "obrname", Datatype::Ifname, false),
     (MetaKey::Pkttype, 19, "pkttype", Datatype::PktType, false),
+    (MetaKey::Nftrace, 12, "nftrace", Datatype::Boolean, false),
 ];
 
 impl MetaKey {

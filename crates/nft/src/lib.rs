@@ -27,7 +27,7 @@
 //! 7. `elemdiff` ← `diff`: the table diff, its element half apart.
 //!
 //! The public API is the IR (at the root), [`batch`], [`diff`], [`dump`], [`socket`],
-//! [`render`], [`json`], [`disjoint`] and [`proto_name`]; the rest is the crate's own.
+//! [`render`], [`json`], [`trace`], [`disjoint`] and [`proto_name`]; the rest is the crate's own.
 //!
 //! Every `unsafe` is in `ffi`, the only module allowed it (the crate denies `unsafe_code`):
 //! libnftnl's objects behind owners that free them, their attributes set and read through
@@ -55,6 +55,7 @@ mod raise;
 pub mod render;
 pub mod socket;
 mod symbols;
+pub mod trace;
 mod types;
 mod udata;
 

@@ -59,13 +59,19 @@ type Parse<'a, T> = &'a dyn Fn(&Nlmsg<'_>) -> Result<Option<T>>;
 
 impl NftSocket {
     pub fn open() -> Result<NftSocket> {
+        Self::open_with_groups(0)
+    }
+
+    /// A socket that also hears the multicast groups of the bitmask `groups` (bit N-1 for group
+    /// N: `1 << (trace::NFNLGRP_NFTRACE - 1)` for the trace events).
+    pub fn open_with_groups(groups: u32) -> Result<NftSocket> {
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Raw,
             SockFlag::empty(),
             SockProtocol::NetlinkNetFilter,
         )
-        .and_then(|fd| bind(fd.as_raw_fd(), &kernel()).map(|()| fd))
+        .and_then(|fd| bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map(|()| fd))
         .map_err(os_error)
         .context("cannot open an nf_tables netlink socket (are you root?)")?;
         setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(TIMEOUT_SECS, 0))
@@ -249,6 +255,32 @@ impl NftSocket {
                 }
             }
         }
+    }
+
+    /// The messages that arrive within `wait` (a group's notifications), each as its type and
+    /// the bytes after its `nlmsghdr`; none when nothing came. ENOBUFS (the kernel dropped
+    /// some, the socket being full) is an error: what was heard is not the whole story.
+    pub fn events(&mut self, wait: std::time::Duration) -> Result<Vec<(u16, Vec<u8>)>> {
+        let tv = TimeVal::new(
+            wait.as_secs() as libc::time_t,
+            wait.subsec_micros() as libc::suseconds_t,
+        );
+        setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv)
+            .map_err(os_error)
+            .context("nf_tables socket: SO_RCVTIMEO")?;
+        let got = recv(self.fd.as_raw_fd(), self.buf.bytes_mut(), MsgFlags::empty());
+        let n = match got {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => return Ok(Vec::new()),
+            Err(Errno::ENOBUFS) => bail!("the kernel dropped notifications (socket full)"),
+            Err(e) => return Err(anyhow!("receiving from nf_tables: {}", os_error(e))),
+        };
+        Ok(self
+            .buf
+            .messages(n)
+            .iter()
+            .map(|m| (m.ty(), m.payload().to_vec()))
+            .collect())
     }
 
     /// A fresh sequence number for a message built by hand.

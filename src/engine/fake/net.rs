@@ -36,6 +36,9 @@ fn lo(mark: Option<&str>) -> Link {
 pub(crate) struct Net {
     pub(crate) o: plumbing::Observed,
     next_index: u32,
+    /// A deleted namespace's veth pairs keep their host ends, as the kernel's do until it has
+    /// torn the namespace down (or for good, while someone else's handle keeps it alive).
+    pub(crate) lingering_peers: bool,
 }
 
 impl std::ops::Deref for Net {
@@ -57,7 +60,11 @@ impl Net {
         let mut o = plumbing::Observed::default();
         o.host.links.push(lo(None));
         o.host.sysctls.insert(BRNF.into(), Some("0".into()));
-        Net { o, next_index: 100 }
+        Net {
+            o,
+            next_index: 100,
+            lingering_peers: false,
+        }
     }
 
     /// A host sysctl as the kernel would read it.
@@ -247,11 +254,12 @@ impl Net {
             .namespaces
             .remove(name)
             .ok_or_else(|| anyhow!("namespace {name}: no such namespace"))?;
+        let lingering = self.lingering_peers;
         for l in ns
             .node
             .links
             .iter()
-            .filter(|l| l.kind.as_deref() == Some("veth"))
+            .filter(|l| l.kind.as_deref() == Some("veth") && !lingering)
         {
             self.drop_peer(l);
         }
