@@ -43,9 +43,11 @@ fn legacy_guide() -> String {
     GUIDE.replace("iptables-nft", "iptables-legacy")
 }
 
-/// What the sandbox looks like, for "as before".
+/// What the sandbox looks like, for "as before". A flush does not wait for the kernel's
+/// namespace teardown, which takes the lab's veth host ends with it a moment later: that
+/// moment is waited for (at most 5 s).
 fn state(sb: &Sandbox) -> String {
-    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true; iptables-legacy-save 2>/dev/null | grep -c -e '-j ' -e ':FORWARD DROP' || true")
+    sb.ok("for i in $(seq 50); do ip -br link | grep -q '^veth-' || break; sleep 0.1; done; ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true; iptables-legacy-save 2>/dev/null | grep -c -e '-j ' -e ':FORWARD DROP' || true")
 }
 
 /// The guide's lines left in iptables-legacy.
