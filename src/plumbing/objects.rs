@@ -25,8 +25,11 @@ pub(crate) struct Link {
     /// ARP switched off on it (IFF_NOARP): neighbours cannot find it.
     pub noarp: bool,
     pub alias: Option<String>,
-    /// For a veth: the peer's ifindex, in the peer's namespace.
+    /// IFLA_LINK: for a veth, the peer's ifindex, in the peer's namespace; for a macvlan, its
+    /// uplink's (in the uplink's namespace).
     pub peer_index: Option<u32>,
+    /// For a macvlan or macvtap: its mode (IFLA_MACVLAN_MODE, MACVLAN_MODE_*).
+    pub macvlan_mode: Option<u32>,
     /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
     /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
     /// no file access per namespace.
@@ -175,6 +178,7 @@ impl Link {
             noarp,
             alias: None,
             peer_index: None,
+            macvlan_mode: None,
             vxlan: None,
         }
     }

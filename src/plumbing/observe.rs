@@ -272,6 +272,22 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
                                 .iter()
                                 .any(|o| matches!(o, InfoBridge::NfCallIpTables(true)));
                         }
+                        LinkInfo::Data(InfoData::MacVlan(opts)) => {
+                            l.macvlan_mode = opts.iter().find_map(|o| match o {
+                                netlink_packet_route::link::InfoMacVlan::Mode(m) => {
+                                    Some(u32::from(*m))
+                                }
+                                _ => None,
+                            });
+                        }
+                        LinkInfo::Data(InfoData::MacVtap(opts)) => {
+                            l.macvlan_mode = opts.iter().find_map(|o| match o {
+                                netlink_packet_route::link::InfoMacVtap::Mode(m) => {
+                                    Some(u32::from(*m))
+                                }
+                                _ => None,
+                            });
+                        }
                         _ => {}
                     }
                 }

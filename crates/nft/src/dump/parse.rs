@@ -62,7 +62,12 @@ pub(super) fn parse_chain(m: &Nlmsg<'_>) -> Result<Option<ChainInfo>> {
     let c = ffi::Chain::parse(m, "chain")?;
     let mut odd_base = None;
     let base = if c.is_set(ffi::NFTNL_CHAIN_HOOKNUM) {
-        let hook = Hook::from_number(c.u32(ffi::NFTNL_CHAIN_HOOKNUM));
+        let n = c.u32(ffi::NFTNL_CHAIN_HOOKNUM);
+        let hook = if c.u32(ffi::NFTNL_CHAIN_FAMILY) == u32::from(Family::Netdev.nfproto()) {
+            crate::ir::Device::new(&c.str(ffi::NFTNL_CHAIN_DEV)).and_then(|d| Hook::netdev(n, d))
+        } else {
+            Hook::from_number(n)
+        };
         let ty = ChainType::from_name(&c.str(ffi::NFTNL_CHAIN_TYPE));
         let policy = if c.u32(ffi::NFTNL_CHAIN_POLICY) == libc::NF_DROP as u32 {
             Policy::Drop
