@@ -192,9 +192,9 @@ pub(super) fn transfer(ns: &str, to: IpAddr, plan: Plan) -> Result<bool> {
         .join()
         .map_err(|_| anyhow!("the sink thread panicked"))?;
     sent?;
-    let (n, took) = got?;
-    if n + plan.skip < total {
-        bail!("{} of {total} bytes arrived", n + plan.skip);
+    let (all, n, took) = got?;
+    if all < total {
+        bail!("{all} of {total} bytes arrived");
     }
     judge(&plan, n, took).map(|()| true)
 }
@@ -217,9 +217,9 @@ fn write_all(c: &mut TcpStream, total: u64, deadline: Instant) -> Result<()> {
     Ok(())
 }
 
-/// Reads until EOF, the deadline or a stop: the bytes that arrived past the first `skip`, and
-/// how long they took.
-fn read_all(mut c: TcpStream, skip: u64, deadline: Instant) -> Result<(u64, Duration)> {
+/// Reads until EOF, the deadline or a stop: the bytes that arrived, those past the first
+/// `skip`, and how long the latter took.
+fn read_all(mut c: TcpStream, skip: u64, deadline: Instant) -> Result<(u64, u64, Duration)> {
     let (mut n, mut buf, mut past) = (0u64, vec![0u8; 1 << 16], None);
     loop {
         in_time(deadline, "receiving")?;
@@ -236,9 +236,9 @@ fn read_all(mut c: TcpStream, skip: u64, deadline: Instant) -> Result<(u64, Dura
         }
     }
     let Some((n0, t0)) = past else {
-        return Ok((0, Duration::ZERO));
+        return Ok((n, 0, Duration::ZERO));
     };
-    Ok((n - n0, t0.elapsed()))
+    Ok((n, n - n0, t0.elapsed()))
 }
 
 #[cfg(test)]
