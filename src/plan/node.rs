@@ -215,6 +215,17 @@ fn shaping(cx: &mut Cx, h: &Here) {
                 }
                 continue;
             }
+            Some(RootObs::Under(what)) => {
+                // Whatever the file says, nsfw's tree cannot change without theirs.
+                let link = h.place.link(ifname);
+                cx.skip(format!(
+                    "{}: {link}: a qdisc under nsfw's ({what}) is not nsfw's: left alone, and \
+                     nsfw's above it unchanged (the file wants {want}; remove it, and apply \
+                     again)",
+                    cx.file()
+                ));
+                continue;
+            }
             Some(RootObs::Ours(s)) => Some(s.clone()),
         };
         let differs = match &old {

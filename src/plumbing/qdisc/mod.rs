@@ -278,6 +278,9 @@ pub(crate) enum RootObs {
     Ours(Result<Shaped, String>),
     /// Someone else's: its kind and handle, as tc prints them ("htb 1:").
     Foreign(String),
+    /// nsfw's root with someone else's qdisc below it (a handle not nsfw's): its kind and
+    /// handle. Changing or removing nsfw's tree would take theirs with it.
+    Under(String),
 }
 
 /// The roots of a namespace's qdisc dump, by ifindex, but the kernel's defaults; nsfw's read
@@ -295,6 +298,22 @@ pub(crate) fn roots(msgs: &[TcMessage]) -> std::collections::BTreeMap<u32, RootO
         let kind = kind_of(m);
         if h.major != QDISC_ROOT {
             out.insert(index, RootObs::Foreign(format!("{kind} {:x}:", h.major)));
+            continue;
+        }
+        let inside = |c: &&TcMessage| {
+            c.header.index == m.header.index
+                && c.header.parent != TcHandle::ROOT
+                && matches!(c.header.parent.major, QDISC_ROOT | QDISC_CHILD)
+        };
+        // Ours below the root: 6e74: at 6e73:1; a qdisc of any other handle is someone else's.
+        let theirs = msgs.iter().filter(inside).find(|c| {
+            c.header.handle.major != 0
+                && (c.header.handle.major != QDISC_CHILD
+                    || c.header.parent != handle(QDISC_ROOT, 1))
+        });
+        if let Some(c) = theirs {
+            let h = c.header.handle.major;
+            out.insert(index, RootObs::Under(format!("{} {h:x}:", kind_of(c))));
             continue;
         }
         let below = msgs
@@ -550,47 +569,4 @@ pub fn ingress_hooks(c: &mut crate::plumbing::Conn) -> anyhow::Result<Vec<(u32, 
 }
 
 #[cfg(test)]
-mod tests {
-    use netlink_packet_core::{Emitable, Parseable};
-
-    use super::*;
-
-    fn sent(n: &Netem) -> TcMessage {
-        let req = set_netem("a", 7, n);
-        let RouteNetlinkMessage::NewQueueDiscipline(m) = req.msg else {
-            panic!("not a new qdisc");
-        };
-        let mut buf = vec![0u8; m.buffer_len()];
-        m.emit(&mut buf);
-        TcMessage::parse(&buf[..]).expect("parse our own message")
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        for n in [
-            Netem::default(),
-            Netem {
-                latency_us: Some(20_000),
-                jitter_us: Some(5_000),
-                loss_ppm: Some(10_000),
-                rate_bps: Some(10_000_000),
-            },
-            Netem {
-                latency_us: Some(u32::MAX),
-                jitter_us: Some(7),
-                loss_ppm: Some(999_999),
-                rate_bps: Some(u64::MAX - 7),
-            },
-        ] {
-            assert_eq!(parse(&sent(&n)), Some((7, Some(n.normalized()))));
-        }
-        // Zeros read back as absent: the kernel does not tell them apart.
-        let zeros = Netem {
-            latency_us: Some(0),
-            loss_ppm: Some(0),
-            ..Netem::default()
-        };
-        assert_eq!(parse(&sent(&zeros)), Some((7, Some(Netem::default()))));
-        assert!(zeros.is_empty());
-    }
-}
+mod tests;
