@@ -1,9 +1,8 @@
-//! The kernel's change notifications `nsfw watch` listens to: nf_tables (the NFNLGRP_NFTABLES
-//! group of a NETLINK_NETFILTER socket: every table, chain, rule, set and element change, each
-//! transaction closed by a NEWGEN message naming the process that made it), and rtnetlink's
-//! link, address, route and forwarding (netconf) groups — in the host, and in each namespace
-//! of the topology, through a socket opened inside it. Each notification becomes an
-//! [`Event`]: a line saying what changed, and whether it concerns the topology.
+//! The kernel's change notifications `nsfw watch` listens to: nf_tables (NFNLGRP_NFTABLES of a
+//! NETLINK_NETFILTER socket: every table, chain, rule, set and element change, each transaction
+//! closed by a NEWGEN naming the process that made it), and rtnetlink's link, qdisc, address,
+//! route and forwarding (netconf) groups, in the host and (a socket opened inside each) in the
+//! topology's namespaces. Each becomes an [`Event`]: what changed, and whether it is ours.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -25,8 +24,8 @@ use crate::plumbing::netns;
 /// NFNLGRP_NFTABLES.
 const NFT_GROUPS: [u32; 1] = [7];
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// RTNLGRP_LINK, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, IPV4_NETCONF, IPV6_NETCONF.
-const RTNL_GROUPS: [u32; 7] = [1, 5, 7, 9, 11, 24, 25];
+/// RTNLGRP_LINK, TC (qdiscs), IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, *_NETCONF.
+const RTNL_GROUPS: [u32; 8] = [1, 4, 5, 7, 9, 11, 24, 25];
 const RTM_NEWNETCONF: u16 = 80;
 const RTM_DELNETCONF: u16 = 81;
 const NETCONFA_IFINDEX: u16 = 1;
@@ -500,6 +499,11 @@ fn rtnl(m: Msg, interest: &Interest, place: &str) -> Vec<Event> {
                 Some(e) => e,
                 None => return Vec::new(),
             }
+        }
+        RouteNetlinkMessage::NewQueueDiscipline(q) | RouteNetlinkMessage::DelQueueDiscipline(q) => {
+            let i = u32::try_from(q.header.index).unwrap_or(0);
+            let ours = interest.indexes.contains(&i);
+            (format!("qdisc of ifindex {i} changed{at}"), ours)
         }
         _ => return Vec::new(),
     };
