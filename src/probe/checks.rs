@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 
-use super::{Check, Origin, Probe, net};
+use super::{Check, Origin, PROBE_PORT, Probe, net};
 use crate::oracle::{Flow, Party, decide};
 use crate::paths::{Node, walk};
 use crate::topology::{Bridge, Endpoint, ICMP, Namespace, Proto, Publish, Topology};
@@ -21,8 +21,6 @@ const FULL_MESH_MAX: usize = 8;
 /// The same on an L2-only segment, where the pairs are all there is to check (the host
 /// routes nothing there): every pair up to this many namespaces.
 const L2_MESH_MAX: usize = 64;
-/// The port probed where any port will do: a refused connection counts as reached.
-pub(super) const PROBE_PORT: u16 = 9000;
 
 /// The simulated upstream of `try`.
 pub(crate) struct World {

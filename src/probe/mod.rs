@@ -24,6 +24,10 @@ pub(crate) use vxlan::{duplicates, remote_checks};
 use crate::plumbing::netns;
 use crate::topology::Proto;
 
+/// The port probed where any port will do: a refused connection counts as reached (the rate
+/// check's sink listens there).
+const PROBE_PORT: u16 = 9000;
+
 /// Where a probe starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::checks::PROBE_PORT;
-use super::{Check, Origin, Probe};
+use super::{Check, Origin, PROBE_PORT, Probe};
 use crate::oracle::{Flow, Party, decide};
 use crate::plumbing::netns;
 use crate::topology::{Action, Endpoint, Topology};
