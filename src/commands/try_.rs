@@ -46,7 +46,7 @@ fn diagnose(
         probe::Probe::Ping if c.to.is_ipv6() => (58, 0),
         probe::Probe::Ping | probe::Probe::Slow(_) | probe::Probe::Full(_) => (1, 0),
         probe::Probe::Tcp(p) | probe::Probe::Connect(p) => (6, *p),
-        probe::Probe::Rate(_, p) => (6, p.port),
+        probe::Probe::Rate(_, p) => (6, p.ports.first().copied().unwrap_or(0)),
         probe::Probe::Seen { proto, port, .. } => (proto.number(), *port),
     };
     // The ruleset is read once, at the first failure.

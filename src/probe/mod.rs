@@ -177,7 +177,7 @@ fn attempt(to: IpAddr, probe: Probe) -> Result<bool> {
         // Three tries, a second each.
         Probe::Ping => net::ping(to, 3, std::time::Duration::from_secs(1)),
         Probe::Full(mtu) => net::ping_full(to, mtu, 3, std::time::Duration::from_secs(1)),
-        Probe::Rate(ns, plan) => rate::transfer(&ns, to, plan),
+        Probe::Rate(ns, plan) => rate::transfer(&ns, to, &plan),
         Probe::Slow(at_least) => {
             match net::fastest_rtt(to, 3, at_least + std::time::Duration::from_secs(1))? {
                 None => Ok(false),

@@ -27,12 +27,13 @@ const MAX_DRAIN: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(200);
 
 /// What one transfer sends and times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub bps: u64,
     pub mtu: u32,
-    /// The port the sink listens on: one the policy lets the host connect to.
-    pub port: u16,
+    /// The ports the sink may listen on, the first free one: ports the policy lets the host
+    /// connect to (a server of `try` may hold one).
+    pub ports: Vec<u16>,
     /// Payload bytes that may arrive before the rate holds: the burst, and what a peak rate
     /// lets through while the bucket drains. The timing starts past them.
     pub skip: u64,
@@ -51,13 +52,14 @@ pub(super) fn checks(out: &mut Vec<Check>, t: &Topology) -> Vec<String> {
             };
             let to = IpAddr::V4(i.address.ip());
             let what = format!("{} ({})", n.name, i.ifname);
-            let Some(port) = allowed_port(t, gw, &n.name, to) else {
+            let ports = allowed_ports(t, gw, &n.name, to);
+            if ports.is_empty() {
                 skipped.push(format!(
                     "{what}: the rate is not checked: the policy does not let the host \
                      connect to it over TCP"
                 ));
                 continue;
-            };
+            }
             let Some(skip) = drain_bytes(r.bps, r.ceil_bps, r.burst) else {
                 skipped.push(format!(
                     "{what}: the rate is not checked: its burst takes longer than {} s to \
@@ -75,7 +77,7 @@ pub(super) fn checks(out: &mut Vec<Check>, t: &Topology) -> Vec<String> {
                     Plan {
                         bps: r.bps,
                         mtu: i.mtu,
-                        port,
+                        ports,
                         skip,
                     },
                 ),
@@ -86,9 +88,9 @@ pub(super) fn checks(out: &mut Vec<Check>, t: &Topology) -> Vec<String> {
     skipped
 }
 
-/// A TCP port the policy lets the host (at `gw`) open to namespace `ns` (at `to`): the probe
-/// port, else the first port of an `[[allow]]` that names the host and the namespace.
-fn allowed_port(t: &Topology, gw: IpAddr, ns: &str, to: IpAddr) -> Option<u16> {
+/// TCP ports the policy lets the host (at `gw`) open to namespace `ns` (at `to`): the probe
+/// port and the next few, and the first port of each `[[allow]]` from the host.
+fn allowed_ports(t: &Topology, gw: IpAddr, ns: &str, to: IpAddr) -> Vec<u16> {
     let ok = |port: u16| {
         decide(
             t,
@@ -102,7 +104,10 @@ fn allowed_port(t: &Topology, gw: IpAddr, ns: &str, to: IpAddr) -> Option<u16> {
         .flat_map(|r| r.ports.iter())
         .filter(|p| p.proto.is_none_or(|x| x == 6))
         .map(|p| p.ports.0.max(1));
-    std::iter::once(PROBE_PORT).chain(named).find(|p| ok(*p))
+    (PROBE_PORT..PROBE_PORT + 4)
+        .chain(named)
+        .filter(|p| ok(*p))
+        .collect()
 }
 
 /// The payload bytes that pass before the bucket is empty: `burst` at line rate, or with a
@@ -155,14 +160,16 @@ fn in_time(deadline: Instant, what: &str) -> Result<()> {
 /// Sends the burst and `SECONDS` at the rate from the host to a sink bound in namespace `ns`
 /// at `to`: Ok(true) when the part past the burst arrived at the expected rate within the
 /// tolerance, Ok(false) when nothing connected, Err with the rate measured otherwise.
-pub(super) fn transfer(ns: &str, to: IpAddr, plan: Plan) -> Result<bool> {
+pub(super) fn transfer(ns: &str, to: IpAddr, plan: &Plan) -> Result<bool> {
     let secs = plan.skip as f64 * 8.0 / plan.bps as f64 + SECONDS as f64;
     let deadline = Instant::now() + Duration::from_secs_f64(3.0 * secs + 5.0);
     // A socket keeps the namespace it was made in: bound there, used from here.
-    let addr = SocketAddr::new(to, plan.port);
+    let addrs: Vec<SocketAddr> = plan.ports.iter().map(|p| SocketAddr::new(to, *p)).collect();
     let sink = netns::run_in(ns, move || {
-        TcpListener::bind(addr).with_context(|| format!("cannot listen for the transfer at {addr}"))
+        TcpListener::bind(&addrs[..])
+            .with_context(|| format!("cannot listen for the transfer at {to}, ports {addrs:?}"))
     })?;
+    let addr = sink.local_addr()?;
     sink.set_nonblocking(true)?;
     // The kernel completes the handshake on the listener's backlog: no accept needed first.
     let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
@@ -181,7 +188,8 @@ pub(super) fn transfer(ns: &str, to: IpAddr, plan: Plan) -> Result<bool> {
     drop(sink);
     sunk.set_nonblocking(false)?;
     sunk.set_read_timeout(Some(TICK))?;
-    let reader = std::thread::spawn(move || read_all(sunk, plan.skip, deadline));
+    let skip = plan.skip;
+    let reader = std::thread::spawn(move || read_all(sunk, skip, deadline));
     c.set_write_timeout(Some(TICK))?;
     let total = plan.skip + plan.bps / 8 * SECONDS;
     let sent = write_all(&mut c, total, deadline);
@@ -195,7 +203,7 @@ pub(super) fn transfer(ns: &str, to: IpAddr, plan: Plan) -> Result<bool> {
     if all < total {
         bail!("{all} of {total} bytes arrived");
     }
-    judge(&plan, n, took).map(|()| true)
+    judge(plan, n, took).map(|()| true)
 }
 
 /// Writes `total` bytes, a tick at a time, until done, the deadline or a stop.

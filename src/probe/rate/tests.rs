@@ -13,7 +13,7 @@ fn plan(skip: u64) -> Plan {
     Plan {
         bps: 10_000_000,
         mtu: 1500,
-        port: 9000,
+        ports: vec![9000],
         skip,
     }
 }
