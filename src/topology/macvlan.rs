@@ -174,6 +174,15 @@ pub(super) fn read(
         );
     }
     let mtu = cx.mtu(t, prefix);
+    if address6.is_some()
+        && let Some(m) = mtu.filter(|m| *m < 1280)
+    {
+        cx.err(
+            &join(prefix, "mtu"),
+            t.get("mtu"),
+            format!("{m} is below 1280, IPv6's minimum: the kernel turns IPv6 off on the interface, so its address6 could not be set"),
+        );
+    }
     let host_shim = cx.boolean(t, prefix, "host_shim").unwrap_or(false);
     if host_shim && mode.is_some_and(|m| m != MacvlanMode::Bridge) {
         cx.err(
