@@ -15,6 +15,7 @@ use crate::testdata::{
     DUAL, IMPAIRED, MORE, PUBLISH, ROUTED, RULESETS, Scratch, ruleset, topology,
 };
 use crate::topology::Topology;
+mod macvlan;
 
 /// One run of `converge` for `tg` on `k`, its record in `dir`; the lines it says.
 fn run(k: &mut Fake, dir: &Scratch, tg: &Target) -> anyhow::Result<(Outcome, Vec<String>)> {
@@ -502,65 +503,6 @@ address = "192.0.2.12/24"
     run(&mut k, &dir, &Target::flush(Owner::Topology("mv"))).expect("flush");
     let links: Vec<&str> = k.net.host.links.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(links, ["lo", "up0"]);
-}
-
-/// An uplink that cannot carry the child is refused before anything changes: an MTU above
-/// the uplink's (the kernel would refuse it part-way), a link nsfw made (another topology's
-/// bridge: its flush would take the child along), the host's own address on the uplink.
-#[test]
-fn an_unfit_uplink_is_refused_before_anything_changes() {
-    for (mtu, alias, host_addr, why) in [
-        (
-            "mtu = 9000",
-            None,
-            None,
-            "mtu = 9000 is above the uplink's 1500",
-        ),
-        (
-            "",
-            Some("nsfw:other"),
-            None,
-            "it is a link nsfw made (marked \"nsfw:other\")",
-        ),
-        (
-            "",
-            None,
-            Some("192.0.2.11/24"),
-            "address 192.0.2.11 is the host's own on the uplink",
-        ),
-    ] {
-        let t = topology(
-            "mv",
-            &format!(
-                "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\n{mtu}\n"
-            ),
-        );
-        let (mut k, dir) = (Fake::new(), Scratch::new());
-        k.net.host.links.push(Link {
-            name: "up0".into(),
-            mtu: 1500,
-            alias: alias.map(String::from),
-            ..Link::bare(90, true, false)
-        });
-        if let Some(a) = host_addr {
-            k.net.host.addrs.push(crate::plumbing::Addr {
-                index: 90,
-                net: a.parse().expect("a net"),
-                flags: 0,
-                scope: 0,
-                valid: u32::MAX,
-                preferred: u32::MAX,
-                brd: None,
-                metric: 0,
-            });
-        }
-        let e = run(&mut k, &dir, &Target::apply(&t))
-            .err()
-            .expect("refused");
-        let e = format!("{e:#}");
-        assert!(e.contains(why) && e.contains("nothing was changed"), "{e}");
-        assert!(k.sent.is_empty(), "{why}: {:#?}", k.sent);
-    }
 }
 
 /// `--adopt` with the guide's MASQUERADE in iptables-legacy: removed right after the batch;
