@@ -223,3 +223,24 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A passthru child carries the uplink's MAC, not its derived one: its rules judge every
+    /// frame on the uplink by address, whatever the MAC; a bridge-mode child's key on its MAC.
+    #[test]
+    fn a_passthru_child_is_judged_whatever_its_mac() {
+        for (mode, keyed) in [("passthru", false), ("bridge", true)] {
+            let t = crate::testdata::topology(
+                "pt",
+                &format!(
+                    "name = 'pt'\n[namespaces.p]\nmacvlan = 'up0'\nmode = '{mode}'\naddress = '192.0.2.31/24'\n"
+                ),
+            );
+            let table = super::table(&t).expect("a table");
+            let rules = format!("{:?}", table.chains[0].rules);
+            assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
+            assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
+        }
+    }
+}
