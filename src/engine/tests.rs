@@ -524,6 +524,7 @@ fn hand_rules_in_iptables_legacy_go_right_after_the_batch_even_if_the_run_stops_
         meaning: Some(Meaning::Masquerade {
             subnet: "10.10.0.0/24".parse().unwrap(),
             uplink: None,
+            not_out: None,
             snat: None,
         }),
     });
