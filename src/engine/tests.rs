@@ -15,6 +15,7 @@ use crate::testdata::{
     DUAL, IMPAIRED, MORE, PUBLISH, ROUTED, RULESETS, Scratch, ruleset, topology,
 };
 use crate::topology::Topology;
+mod macvlan;
 
 /// One run of `converge` for `tg` on `k`, its record in `dir`; the lines it says.
 fn run(k: &mut Fake, dir: &Scratch, tg: &Target) -> anyhow::Result<(Outcome, Vec<String>)> {
