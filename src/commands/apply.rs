@@ -139,7 +139,14 @@ fn converge_taking(
         if t.host.br_netfilter == BrNetfilter::Auto && p.conflicts.is_empty() {
             say!("{}", firewall::br_nf_report(t, &o.nft));
         }
-        if p.is_empty() && p.conflicts.is_empty() {
+        if p.is_empty() && p.conflicts.is_empty() && !p.skipped.is_empty() {
+            // Not "matches": what was left out (named above) does not.
+            say!(
+                "nothing else to do: the rest of the host matches {} ({})",
+                t.name,
+                t.source.display()
+            );
+        } else if p.is_empty() && p.conflicts.is_empty() {
             say!(
                 "nothing to do: the host already matches {} ({})",
                 t.name,
