@@ -288,6 +288,34 @@ fn a_foreign_drop_is_named_with_its_fix_and_nothing_is_left_behind() {
         "the fix: {out}"
     );
     sb.ok("nft delete table inet other");
+
+    // Drops the trace cannot see are still a disagreement, said first, with their cause:
+    // a chain before the trace chains (priority -500), and iptables-legacy.
+    sb.ok("nft add table inet early; nft add chain inet early out '{ type filter hook output priority -500; }'; nft add rule inet early out tcp dport 80 drop");
+    let (code, v, out) = why(&sb, &["-f", &f, "host", "web", "tcp/80"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(v["agree"], false, "{out}");
+    assert_eq!(v["kernel"]["passed"], false, "{out}");
+    let said = v["disagreement"].to_string();
+    assert!(said.contains("no answer"), "{out}");
+    assert!(said.contains("table inet early chain out"), "{out}");
+    assert!(
+        said.contains("nft insert rule inet early out oifname \\\"br0\\\" accept"),
+        "{out}"
+    );
+    sb.ok("nft delete table inet early; iptables-legacy -P FORWARD DROP");
+    let (code, v, out) = why(&sb, &["-f", &f, "a", "web", "tcp/80"]);
+    assert_eq!(code, Some(1), "{out}");
+    let said = v["disagreement"].to_string();
+    assert!(
+        said.contains("iptables-legacy -t filter: FORWARD policy DROP"),
+        "{out}"
+    );
+    assert!(
+        said.contains("iptables-legacy -t filter -I FORWARD -i br1 -j ACCEPT"),
+        "{out}"
+    );
+    sb.ok("iptables-legacy -P FORWARD ACCEPT");
 }
 
 #[test]

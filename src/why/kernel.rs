@@ -33,7 +33,7 @@ pub(crate) fn is_trace_chain(chain: &str) -> bool {
 
 /// Before raw (-300) and conntrack (-200): the trace flag is set before anything else of the
 /// hook looks at the packet, so every other chain's rules are seen.
-const TRACE_PRIORITY: i32 = -400;
+pub(super) const TRACE_PRIORITY: i32 = -400;
 
 /// The probe's packet, exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,12 +273,19 @@ impl Probe {
                 Err(_) => Ok(false),
             },
             // An echo server (the sandbox's) answers; anything else is no answer.
+            // Connected, so a port-unreachable (nothing listens, the host is there) comes
+            // back as a refusal: that is an answer too.
             Some(s) => {
-                s.send_to(b"nsfw why\n", &to.into())
+                s.connect(&to.into())
+                    .with_context(|| format!("connecting the datagram socket to {to}"))?;
+                s.send(b"nsfw why\n")
                     .with_context(|| format!("sending a datagram to {to}"))?;
                 s.set_read_timeout(Some(wait))?;
                 let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
-                Ok(s.recv(&mut buf).is_ok())
+                Ok(match s.recv(&mut buf) {
+                    Ok(_) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                })
             }
             None => {
                 let ip = to.ip();

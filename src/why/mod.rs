@@ -4,6 +4,7 @@
 
 mod kernel;
 mod show;
+mod unseen;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -325,14 +326,19 @@ pub(crate) struct Step {
     pub entry: Option<String>,
     pub ours: bool,
     pub drops: bool,
+    /// The hook of its chain (None: a chain jumped to).
+    pub hook: Option<nft::Hook>,
 }
 
 /// The kernel's answer.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KernelAnswer {
     pub steps: Vec<Step>,
-    /// The packet's fate as the trace says: false when a chain dropped it.
+    /// The packet's real fate: no chain the trace saw dropped it, and the probe got its
+    /// answer. Never true for a packet nothing answered.
     pub passed: bool,
+    /// Whether a chain the trace saw dropped it.
+    pub trace_dropped: bool,
     /// Whether the probe got an answer (TCP: connected or refused; ICMP: a reply).
     pub answered: bool,
     pub traced: bool,
@@ -456,9 +462,10 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     }
     let mut k = show::read_trace(t, &events, f)?;
     k.answered = answered;
-    if !k.traced {
-        k.passed = answered;
-    }
+    // The trace only says what the chains it saw did; the probe's answer says whether the
+    // packet got there (something before the trace chains or outside nf_tables may drop it).
+    k.trace_dropped = !k.passed;
+    k.passed = k.passed && answered;
     k.notes.extend(notes);
     Ok(k)
 }
