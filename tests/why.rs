@@ -316,6 +316,17 @@ fn a_foreign_drop_is_named_with_its_fix_and_nothing_is_left_behind() {
         "{out}"
     );
     sb.ok("iptables-legacy -P FORWARD ACCEPT");
+
+    // Someone else traces everything, and drops other packets of the same pair: only the
+    // probe's own events are its answer.
+    sb.ok("nft add table inet spy; nft add chain inet spy pre '{ type filter hook prerouting priority -500; }'; nft add rule inet spy pre meta nftrace set 1; nft add chain inet spy fw '{ type filter hook forward priority 10; }'; nft add rule inet spy fw tcp dport 9999 drop");
+    sb.ok("(for i in $(seq 150); do ip netns exec web timeout 0.2 bash -c 'echo > /dev/tcp/10.10.0.3/9999' & sleep 0.01; done) >/dev/null 2>&1 &");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, v, out) = why(&sb, &["-f", &f, "web", "db", "tcp/80"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(v["agree"], true, "{out}");
+    assert!(!out.contains("9999"), "another packet's events: {out}");
+    assert!(out.contains("spy"), "the probe's pass through spy: {out}");
 }
 
 #[test]

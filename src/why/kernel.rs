@@ -220,6 +220,32 @@ impl Armed {
     }
 }
 
+/// The events about the probe's packet: anyone may set `meta nftrace` (an admin's `nft
+/// monitor trace`, another table tracing everything). The kernel puts the packet's headers in
+/// the first event of each pass through a hook, and the rest share its trace id: an id is the
+/// probe's when that event's transport header has the probe's source port (the NAT on the way
+/// keeps it: masquerade and a published port change addresses and the destination port), or,
+/// for ICMP, is an echo request. Events of an id never seen with headers are kept.
+pub(crate) fn probes_only(t: &Tuple, events: Vec<Event>) -> Vec<Event> {
+    let mut ids: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        if let Some(h) = &e.transport {
+            let ours = match t.proto {
+                6 | 17 => h.get(..2) == Some(&t.sport.to_be_bytes()[..]),
+                1 => h.first() == Some(&8),
+                58 => h.first() == Some(&128),
+                _ => true,
+            };
+            ids.insert(e.id, ours);
+        }
+        if ids.get(&e.id).copied().unwrap_or(true) {
+            out.push(e);
+        }
+    }
+    out
+}
+
 /// A probe's socket, made (and bound, so its source port is known) in the namespace it
 /// sends from.
 pub(crate) struct Probe {

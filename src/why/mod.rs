@@ -448,7 +448,7 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
         match a.collect(until) {
             Ok(e) => {
                 crate::output::verbose(format_args!("why: {} trace event(s) in {at}", e.len()));
-                events.push((at, e))
+                events.push((at, kernel::probes_only(&tuple, e)))
             }
             Err(e) => failed = Some(e),
         }
