@@ -147,6 +147,8 @@ const FLOWS: &[Case] = &[
     ("c", "web", "tcp/80", "", true, None),
     ("c", "world", "icmp", "", true, None),
     ("web", "c", "tcp/80", "", false, Some("ns:r")),
+    // Through the masquerading router into the protected host: traced after r's NAT.
+    ("c", "10.10.0.1", "tcp/22", "", false, Some("protect")),
     ("web", "db", "icmp", "-6", true, None),
     ("web", "db", "tcp/5432", "-6", false, Some("deny#1")),
     ("web", "world", "tcp/443", "-6", true, None),
@@ -190,6 +192,10 @@ fn why_gives_the_deciding_entry_and_the_packets_real_fate() {
                         // listeners answer what gets through), and the file's.
                         if k["passed"] != k["answered"] || k["passed"] != *allowed {
                             bad.push(format!("{what}: trace, fate and file differ\n{out}"));
+                        }
+                        // A blocked flow the trace saw is dropped where the trace saw it.
+                        if !allowed && k["traced"] == true && k["trace_dropped"] != true {
+                            bad.push(format!("{what}: the trace lost the drop\n{out}"));
                         }
                         if code != Some(0) {
                             bad.push(format!("{what}: exit {code:?}\n{out}"));

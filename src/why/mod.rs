@@ -428,7 +428,16 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     let _lock = crate::state::acquire(crate::state::Access::Exclusive, true)?;
     let mut armed = Vec::new();
     let mut notes = Vec::new();
-    for ns in traced_nodes(t, f) {
+    let nodes = traced_nodes(t, f);
+    // A masquerading router on the way changes the source address before the host sees the
+    // packet: there, the probe is known by the rest of its 5-tuple (its source port is its
+    // own; an ICMP probe, by being an echo request to the address).
+    let routed = nodes.len() > 1;
+    for ns in nodes {
+        let tuple = kernel::Tuple {
+            src: tuple.src.filter(|_| ns.is_some() || !routed),
+            ..tuple
+        };
         match kernel::arm(ns.clone(), &table, tuple) {
             Ok(a) => armed.push(a),
             Err(e) if ns.is_none() => return Err(e.context(applied())),

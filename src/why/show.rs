@@ -133,13 +133,8 @@ pub(super) fn read_trace(
             // nsfw's filter verdicts come from the file's policy: the entry that decides this
             // flow is the one whose element its sets hold.
             // The file's entry goes with the step that carries out its verdict: the drop of a
-            // blocked flow, the accepts of an allowed one.
-            let decides = if f.allowed {
-                e.kind == Kind::Rule && verdict == "accept"
-            } else {
-                dropped
-            };
-            let entry = (is_ours && decides).then(|| f.decided_by.clone());
+            // blocked flow; for an allowed one, its last accept by nsfw's filter (below).
+            let entry = (is_ours && !f.allowed && dropped).then(|| f.decided_by.clone());
             if dropped {
                 k.passed = false;
                 if !is_ours && k.foreign_drop.is_none() {
@@ -163,6 +158,20 @@ pub(super) fn read_trace(
                 hook: hook_of(tabs, e),
             });
         }
+    }
+    // An allowed flow's verdict is carried out by the last filter accept of nsfw's (not a
+    // NAT rule's, nor a bridged hop's on the way).
+    if f.allowed
+        && let Some(st) = k.steps.iter_mut().rev().find(|s| {
+            s.ours
+                && s.verdict == "accept"
+                && !s.what.starts_with("policy")
+                && !["masquerade", "snat", "dnat", "redirect"]
+                    .iter()
+                    .any(|n| s.what.contains(n))
+        })
+    {
+        st.entry = Some(f.decided_by.clone());
     }
     if !k.traced {
         // What the probe itself saw is all there is (the caller says).
