@@ -149,6 +149,8 @@ const FLOWS: &[Case] = &[
     ("web", "c", "tcp/80", "", false, Some("ns:r")),
     // Through the masquerading router into the protected host: traced after r's NAT.
     ("c", "10.10.0.1", "tcp/22", "", false, Some("protect")),
+    // `host` behind the router is the host r reaches, not the world.
+    ("c", "host", "tcp/22", "", false, Some("protect")),
     ("web", "db", "icmp", "-6", true, None),
     ("web", "db", "tcp/5432", "-6", false, Some("deny#1")),
     ("web", "world", "tcp/443", "-6", true, None),
@@ -226,6 +228,13 @@ fn why_names_the_line_and_the_nsfw_rules_the_packet_met() {
     assert_eq!(last["verdict"], "drop", "{out}");
     assert_eq!(last["nsfw"], true, "{out}");
     assert_eq!(last["entry"], want.as_str(), "{out}");
+    // From a namespace, 127.0.0.1 is its own loopback: not asked as the host's.
+    let (code, _, out) = why(
+        &sb,
+        &["--sandbox", "-f", &f, "web", "127.0.0.1", "tcp/8080"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("web's own loopback"), "{out}");
 }
 
 fn kill9(pid: u32) {

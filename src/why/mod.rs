@@ -114,12 +114,25 @@ fn resolve(
     }
     match s {
         "host" => {
-            // The host as the peer's namespace sees it: its gateway on the peer's bridge.
-            let gw = peer
+            // The host as the peer's namespace sees it: its gateway on the peer's bridge, or,
+            // behind a router (a bridge without one), the gateway of the router's own bridge.
+            let bridge_of = |n: &crate::topology::Namespace| n.primary().map(|i| i.bridge.clone());
+            let peer_bridge = peer
                 .and_then(|p| t.namespaces.iter().find(|n| n.name == p))
-                .and_then(|n| n.primary())
-                .and_then(|i| t.bridge(&i.bridge))
-                .and_then(|b| b.gateway_addr(v6))
+                .and_then(bridge_of);
+            let behind = |b: &String| {
+                t.namespaces
+                    .iter()
+                    .filter(|r| r.forward && r.ifaces.iter().any(|i| &i.bridge == b))
+                    .find_map(|r| bridge_of(r).and_then(|rb| t.bridge(&rb)?.gateway_addr(v6)))
+            };
+            let gw = peer_bridge
+                .as_ref()
+                .and_then(|b| {
+                    t.bridge(b)
+                        .and_then(|x| x.gateway_addr(v6))
+                        .or_else(|| behind(b))
+                })
                 .or_else(|| world.and_then(side).map(|s| s.host_addr))
                 .or_else(|| t.bridges.iter().find_map(|b| b.gateway_addr(v6)))
                 .ok_or_else(|| anyhow!("the host has no address of this family in the file"))?;
@@ -381,6 +394,13 @@ pub(crate) fn ask(t: &Topology, q: &Question, world: Option<&World>) -> Result<A
         bail!(
             "{} and {} are not of one family: give both as IPv4 or IPv6 addresses, or say -6",
             q.from,
+            q.to
+        );
+    }
+    if let (Some(ns), true) = (&from.ns, to.party.addr().is_loopback()) {
+        bail!(
+            "{} from {ns} is {ns}'s own loopback, not the host's: ask `nsfw why host {} …` for the host's, or give the host's address",
+            q.to,
             q.to
         );
     }
