@@ -61,6 +61,23 @@ fn ns_addr(t: &Topology, name: &str, v6: bool) -> Option<IpAddr> {
     n.addrs(v6).next()
 }
 
+/// The host as namespace `peer` sees it: its gateway on the peer's bridge, or, behind a
+/// router (a bridge without one), the gateway of the router's own bridge.
+fn host_gateway(t: &Topology, peer: &str, v6: bool) -> Option<IpAddr> {
+    let bridge_of = |n: &crate::topology::Namespace| n.primary().map(|i| i.bridge.clone());
+    let b = t
+        .namespaces
+        .iter()
+        .find(|n| n.name == peer)
+        .and_then(bridge_of)?;
+    t.bridge(&b).and_then(|x| x.gateway_addr(v6)).or_else(|| {
+        t.namespaces
+            .iter()
+            .filter(|r| r.forward && r.ifaces.iter().any(|i| i.bridge == b))
+            .find_map(|r| bridge_of(r).and_then(|rb| t.bridge(&rb)?.gateway_addr(v6)))
+    })
+}
+
 /// A name of the file, `host`, `world`, or an address, as a party of family `v6`.
 fn resolve(
     t: &Topology,
@@ -114,25 +131,8 @@ fn resolve(
     }
     match s {
         "host" => {
-            // The host as the peer's namespace sees it: its gateway on the peer's bridge, or,
-            // behind a router (a bridge without one), the gateway of the router's own bridge.
-            let bridge_of = |n: &crate::topology::Namespace| n.primary().map(|i| i.bridge.clone());
-            let peer_bridge = peer
-                .and_then(|p| t.namespaces.iter().find(|n| n.name == p))
-                .and_then(bridge_of);
-            let behind = |b: &String| {
-                t.namespaces
-                    .iter()
-                    .filter(|r| r.forward && r.ifaces.iter().any(|i| &i.bridge == b))
-                    .find_map(|r| bridge_of(r).and_then(|rb| t.bridge(&rb)?.gateway_addr(v6)))
-            };
-            let gw = peer_bridge
-                .as_ref()
-                .and_then(|b| {
-                    t.bridge(b)
-                        .and_then(|x| x.gateway_addr(v6))
-                        .or_else(|| behind(b))
-                })
+            let gw = peer
+                .and_then(|p| host_gateway(t, p, v6))
                 .or_else(|| world.and_then(side).map(|s| s.host_addr))
                 .or_else(|| t.bridges.iter().find_map(|b| b.gateway_addr(v6)))
                 .ok_or_else(|| anyhow!("the host has no address of this family in the file"))?;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Answer, FileAnswer, KernelAnswer, Question, Step, drops, first_packet};
 use crate::oracle::Party;
+use crate::topology::Entry;
 use crate::topology::Topology;
 
 /// Every table of namespace `at` (`host`: here), read back.
@@ -159,25 +160,45 @@ pub(super) fn read_trace(
             });
         }
     }
-    // An allowed flow's verdict is carried out by the last filter accept of nsfw's (not a
-    // NAT rule's, nor a bridged hop's on the way).
-    if f.allowed
-        && let Some(st) = k.steps.iter_mut().rev().find(|s| {
-            s.ours
-                && s.verdict == "accept"
-                && !s.what.starts_with("policy")
-                && !["masquerade", "snat", "dnat", "redirect"]
-                    .iter()
-                    .any(|n| s.what.contains(n))
-        })
-    {
-        st.entry = Some(f.decided_by.clone());
+    if f.allowed {
+        tag_allowed(&mut k.steps, f);
     }
     if !k.traced {
         // What the probe itself saw is all there is (the caller says).
         k.notes.push("no trace event: the packet met none of nsfw's trace chains: a chain before them dropped it, or it never reached a hook (a frame between two isolated ports of a bridge is dropped by the bridge itself, an unanswered ARP or neighbour solicitation keeps it from being sent)".into());
     }
     Ok(k)
+}
+
+/// An allowed flow's verdict is carried out by the last filter accept of nsfw's (not a NAT
+/// rule's, nor a bridged hop's on the way): that step gets the file's entry.
+fn tag_allowed(steps: &mut [Step], f: &FileAnswer) {
+    // (NAT chains sit on prerouting and postrouting; the host's filter decides before a
+    // router's, whose steps come after the host's.) A published port's DNAT carries it too.
+    let filter_accept = |s: &Step| {
+        s.ours
+            && s.verdict == "accept"
+            && !s.what.starts_with("policy")
+            && !matches!(s.hook, Some(nft::Hook::Prerouting | nft::Hook::Postrouting))
+    };
+    {
+        let at_host = steps.iter().any(|s| s.at == "host" && filter_accept(s));
+        if let Some(st) = steps
+            .iter_mut()
+            .rev()
+            .find(|s| filter_accept(s) && (s.at == "host" || !at_host))
+        {
+            st.entry = Some(f.decided_by.clone());
+        }
+        if matches!(f.entry, Some(Entry::Publish { .. })) {
+            for st in steps
+                .iter_mut()
+                .filter(|s| s.ours && s.what.contains("dnat"))
+            {
+                st.entry = Some(f.decided_by.clone());
+            }
+        }
+    }
 }
 
 /// Why the file and the kernel disagree, and what to do; empty when they agree.
