@@ -15,6 +15,11 @@ test:
 cni-kills:
     NSFW_CNI_KILLS=200 cargo test --test cni_hostile killed_adds_and_dels
 
+# The scale convergence test at full size: 40 kill -9 of the apply that adds or removes one
+# namespace among 1,000 (CI runs 4; root, a few minutes).
+scale-kills:
+    NSFW_SCALE_KILLS=40 cargo test --release --test scale adding_and_removing
+
 # Build and try the embedded lab in a throwaway sandbox.
 try file="":
     cargo run --release -- try {{file}}
@@ -27,8 +32,11 @@ lint:
 # Benchmarks against the hand-written way; writes docs/benchmarks.md (root, ~20 minutes).
 # baseline: an older nsfw binary whose cold and no-op apply are measured beside this one's.
 # before: an nsfw binary from before a change; the published-port trial runs it beside this one.
-# only: a comma-separated list of parts (apply, scale, routed, dual, dataplane, publish,
-# publish-dataplane, policy, policy-dataplane, watch, adopt); the report then holds only those.
+# before: also the binary whose cold apply the grow part sets beside this one's.
+# only: a comma-separated list of parts (apply, scale, grow, routed, dual, dataplane, publish,
+# publish-dataplane, policy, policy-dataplane, watch, adopt): only those run, and in an existing
+# docs/benchmarks.md only their sections are replaced (each starts at a `<!-- part: NAME -->`
+# line); the other parts' sections are kept as they were, so a part can be re-run alone.
 bench runs="5" baseline="" before="" only="":
     cargo build --release
     cargo build --release --example bench

@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use crate::resources::{
     DEFAULT_V4, DEFAULT_V6, Desired, LinkKind, LinkSpec, Node, RouteSpec, SysctlSpec,
 };
-use crate::topology::{BrNetfilter, Bridge, Iface, Namespace, Topology};
+use crate::topology::{BrNetfilter, Bridge, Iface, Macvlan, MacvlanMode, Namespace, Topology};
 
 /// The kernel drops IPv6 from a link whose MTU is below this, so addrgenmode (an IPv6 setting)
 /// cannot be set on it.
@@ -54,6 +54,9 @@ pub(crate) fn compile(t: &Topology) -> Desired {
         let mut node = Node::default();
         for i in &n.ifaces {
             veth_pair(&mut d, &mut node, t, n, i);
+        }
+        for m in &n.macvlans {
+            macvlan(&mut d, &mut node, t, m);
         }
         ns_routes(&mut node, n);
         ns_forwarding(&mut node, n);
@@ -164,14 +167,21 @@ fn vxlan(d: &mut Desired, t: &Topology, b: &Bridge, vx: &crate::topology::Vxlan)
             },
             mtu: b.mtu,
             // Derived like every link nsfw makes: what tells a tunnel an interrupted run
-            // left unmarked from somebody else's.
-            mac: Some(crate::topology::derived_mac(&t.name, "vxlan", &name)),
+            // left unmarked from somebody else's. With `local`: the other hosts' tunnels
+            // of the segment share its name and often the topology's.
+            mac: Some(crate::topology::derived_mac(
+                &t.name,
+                "vxlan",
+                &format!("{name}/{}", vx.local),
+            )),
             master: Some(b.name.clone()),
             marked: true,
             no_link_local: b.mtu >= IPV6_MIN_MTU,
             nf_call: false,
             hairpin: false,
-            isolated: false,
+            // With `isolate`, the other hosts' namespaces are kept from this host's at L2
+            // too: an isolated port reaches only the bridge and ports that are not.
+            isolated: b.isolate,
         },
     );
     for p in &vx.peers {
@@ -252,23 +262,92 @@ fn veth_pair(d: &mut Desired, node: &mut Node, t: &Topology, n: &Namespace, i: &
         node.rates.insert(i.ifname.clone(), r);
         d.host.rates.insert(i.host_ifname.clone(), r);
     }
-    ipv6(node, i, no_ll);
+    ipv6(node, (&i.ifname, i.mac, i.address6), no_ll);
 }
 
-/// A namespace interface's IPv6: its address and link-local address, or none at all.
-fn ipv6(node: &mut Node, i: &Iface, no_ll: bool) {
-    let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", &i.ifname, leaf);
-    match i.address6 {
+/// A namespace interface on an uplink: the child (made from the host, born in the namespace),
+/// its addresses and IPv6 settings; with `host_shim`, the host's shim on the uplink (one per
+/// uplink, in bridge mode: the host cannot reach its own children through the uplink itself)
+/// and a route to the child through it.
+fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
+    node.sysctls.insert(promote(&m.ifname), sysctl("1", false));
+    let no_ll = m.mtu.is_none_or(|x| x >= IPV6_MIN_MTU);
+    let spec = |name: &str, origin: String, mode, tap, mac, mtu, marked| LinkSpec {
+        name: name.to_string(),
+        origin,
+        kind: LinkKind::Macvlan {
+            uplink: m.uplink.clone(),
+            mode,
+            tap,
+        },
+        mtu,
+        mac: Some(mac),
+        master: None,
+        marked,
+        no_link_local: no_ll,
+        nf_call: false,
+        hairpin: false,
+        isolated: false,
+    };
+    let origin = format!("{}.{} = {:?}", m.key, m.kind(), m.uplink);
+    let child = spec(
+        &m.ifname,
+        origin,
+        m.mode,
+        m.tap,
+        m.mac,
+        m.mtu.unwrap_or(0),
+        true,
+    );
+    // A passthru child takes the uplink's MAC; setting its own would change the uplink's.
+    let child = LinkSpec {
+        mac: (m.mode != MacvlanMode::Passthru).then_some(m.mac),
+        ..child
+    };
+    node.links.insert(m.ifname.clone(), child);
+    node.addrs
+        .insert((m.ifname.clone(), IpNetwork::V4(m.address)));
+    ipv6(node, (&m.ifname, m.mac, m.address6), no_ll);
+    if !m.host_shim {
+        return;
+    }
+    let (shim, mac) = crate::topology::shim(&t.name, &m.uplink);
+    let origin = format!("{}.host_shim (the host's shim on {})", m.key, m.uplink);
+    let link = spec(&shim, origin, MacvlanMode::Bridge, false, mac, 0, true);
+    d.host.links.entry(shim.clone()).or_insert(link);
+    let nets = [
+        Some(IpNetwork::V4(m.address)),
+        m.address6.map(IpNetwork::V6),
+    ];
+    for a in nets.into_iter().flatten() {
+        let host = IpNetwork::new(a.ip(), if a.is_ipv6() { 128 } else { 32 });
+        if let Ok(dst) = host {
+            d.host
+                .routes
+                .insert(dst, RouteSpec::unicast(dst, None, &shim));
+        }
+    }
+}
+
+/// A namespace interface's IPv6 (its name, MAC, address): its address and link-local
+/// address, or none at all.
+fn ipv6(
+    node: &mut Node,
+    (ifname, mac, address6): (&str, crate::topology::Mac, Option<ipnetwork::Ipv6Network>),
+    no_ll: bool,
+) {
+    let key = |leaf| crate::plumbing::sysctl::key_for("net.ipv6.conf", ifname, leaf);
+    match address6 {
         // nsfw configures IPv6 statically: router advertisements from anyone on the
         // segment are not taken.
         Some(a6) => {
-            node.addrs.insert((i.ifname.clone(), IpNetwork::V6(a6)));
+            node.addrs.insert((ifname.to_string(), IpNetwork::V6(a6)));
             // Its link-local address, made by nsfw without DAD (the link has
             // addrgenmode none): a router resolving a neighbour for a packet it
             // forwards solicits from its link-local address, and with none it sends
             // nothing and the packet is lost.
             node.addrs
-                .insert((i.ifname.clone(), IpNetwork::V6(link_local(i.mac))));
+                .insert((ifname.to_string(), IpNetwork::V6(link_local(mac))));
             node.sysctls.insert(key("accept_ra"), sysctl("0", false));
             // Said outright: a segment that gains IPv6 in an edit of the file had it
             // disabled, and the kernel refuses addresses on such a link.
@@ -296,9 +375,9 @@ fn ns_routes(node: &mut Node, n: &Namespace) {
     ];
     let statics = n.routes.iter().map(|r| (r.to, r.via));
     for (dst, via) in defaults.into_iter().flatten().chain(statics) {
-        if let Some(i) = n.iface_towards(via) {
+        if let Some(dev) = n.dev_towards(via) {
             node.routes
-                .insert(dst, RouteSpec::unicast(dst, Some(via), &i.ifname));
+                .insert(dst, RouteSpec::unicast(dst, Some(via), dev));
         }
     }
 }
@@ -314,7 +393,7 @@ fn ns_forwarding(node: &mut Node, n: &Namespace) {
             ..sysctl(fwd, false)
         },
     );
-    if n.ifaces.iter().any(|i| i.address6.is_some()) {
+    if n.addrs(true).next().is_some() {
         node.sysctls.insert(
             IP6_FORWARD.into(),
             SysctlSpec {

@@ -70,6 +70,14 @@ pub(crate) enum LinkKind {
         /// MTU is refused).
         mtu_set: bool,
     },
+    /// A child of a host interface nsfw does not own (`uplink`), with its own MAC on the
+    /// uplink's LAN: made from the host, in the place it is specified in (a namespace, or
+    /// the host for the shim). `tap`: a macvtap.
+    Macvlan {
+        uplink: String,
+        mode: crate::topology::MacvlanMode,
+        tap: bool,
+    },
     /// A VXLAN tunnel (a port of its `master` bridge): VNI `id`, from this host's `local`
     /// address, over UDP `port`. Its peers are FDB entries (`Node::fdb`).
     Vxlan {
@@ -85,6 +93,7 @@ pub(crate) struct LinkSpec {
     /// The key of the file it comes from, for messages: `bridges.br0`.
     pub origin: String,
     pub kind: LinkKind,
+    /// 0: the kernel's choice, not compared (a macvlan without `mtu` takes its uplink's).
     pub mtu: u32,
     pub mac: Option<Mac>,
     /// The bridge this link is a port of, in the same place.

@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release --example bench -- [--runs 5] [--out docs/benchmarks.md]
 //!         [--baseline OLD_NSFW] [--before OLDER_NSFW] [--sizes 2,20,100,200]
-//!         [--only apply,scale,routed,dual,dataplane,publish,publish-dataplane,policy,adopt,
+//!         [--only apply,scale,grow,routed,dual,dataplane,publish,publish-dataplane,policy,adopt,
 //!                 policy-dataplane,watch]
 //!
 //! As root. Every trial runs in a fresh sandbox (`nsfw sandbox`), so nothing touches the host
@@ -30,6 +30,7 @@
 
 mod baselines;
 mod fight;
+mod grow;
 mod labs;
 mod report;
 mod run;
@@ -49,9 +50,10 @@ use sections::Ctx;
 type Section = fn(&mut Ctx, &[usize]) -> Res<()>;
 
 /// The parts `--only` may name, in the order they run.
-const SECTIONS: [(&str, Section); 11] = [
+const SECTIONS: [(&str, Section); 12] = [
     ("apply", sections::apply),
     ("scale", |cx, _| sections::scale(cx)),
+    ("grow", |cx, _| sections::grow(cx)),
     ("routed", |cx, _| sections::routed(cx)),
     ("dual", |cx, _| sections::dual(cx)),
     ("dataplane", |cx, _| sections::dataplane(cx)),
@@ -123,8 +125,17 @@ fn main() -> Res<()> {
     };
     for (part, run) in SECTIONS {
         if want(part) {
+            // Each part's text starts at its marker, so that a later `--only PART` run can
+            // replace that part alone in the report.
+            cx.report.push_str(&report::marker(part));
             run(&mut cx, &sizes)?;
         }
     }
-    report::finish(cx.report, cx.started, out_path.as_deref())
+    let parts: Vec<&str> = SECTIONS.iter().map(|(p, _)| *p).collect();
+    report::finish(
+        cx.report,
+        cx.started,
+        out_path.as_deref(),
+        only.is_some().then_some(&parts[..]),
+    )
 }

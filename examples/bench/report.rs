@@ -72,9 +72,66 @@ pub fn header(args: &[String], runs: usize, base: Option<&Path>) -> Res<String> 
     Ok(report)
 }
 
+/// The line a part's text starts with in the report.
+pub fn marker(part: &str) -> String {
+    format!("\n<!-- part: {part} -->\n")
+}
+
+/// A report's text before its first part, and its parts by name (each text after its marker).
+fn split(body: &str) -> (String, Vec<(String, String)>) {
+    let mut pieces = body.split("\n<!-- part: ");
+    let pre = pieces.next().unwrap_or("").to_string();
+    let parts = pieces
+        .filter_map(|p| {
+            let (name, text) = p.split_once(" -->\n")?;
+            Some((name.to_string(), text.to_string()))
+        })
+        .collect();
+    (pre, parts)
+}
+
+/// The new run's parts put in place of the same parts of the report in `old` (the body of
+/// its "Latest run"), the others kept as they were, in `order`; each re-run part says when
+/// and how it was run (the header stays the older run's).
+fn merge(old: &str, new: &str, order: &[&str]) -> String {
+    let (old_pre, old_parts) = split(old);
+    let (new_pre, new_parts) = split(new);
+    let when: String = new_pre
+        .lines()
+        .filter(|l| {
+            l.starts_with("- date:")
+                || l.starts_with("- command:")
+                || l.starts_with("- load average")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut out = old_pre;
+    let find = |v: &[(String, String)], name: &str| {
+        v.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone())
+    };
+    for name in order {
+        if let Some(t) = find(&new_parts, name) {
+            out.push_str(&marker(name));
+            out.push_str(&format!("\nThis part re-run alone (`--only`):\n\n{when}"));
+            out.push_str(&t);
+        } else if let Some(t) = find(&old_parts, name) {
+            out.push_str(&marker(name));
+            out.push_str(&t);
+        }
+    }
+    out
+}
+
 /// Adds the end's load average and the run's length to the header, prints the report and,
-/// with `out`, writes it into that file above the file's `## Notes`.
-pub fn finish(mut report: String, started: Instant, out: Option<&Path>) -> Res<()> {
+/// with `out`, writes it into that file above the file's `## Notes`. With `only` (the order
+/// of every part), the run made only some parts: in an existing report, those parts are
+/// replaced and the others kept.
+pub fn finish(
+    mut report: String,
+    started: Instant,
+    out: Option<&Path>,
+    only: Option<&[&str]>,
+) -> Res<()> {
     let took = started.elapsed().as_secs_f64();
     eprintln!("bench done after {took:.0} s");
     // Into the header, after the start's load average.
@@ -95,7 +152,14 @@ pub fn finish(mut report: String, started: Instant, out: Option<&Path>) -> Res<(
             .split_once("\n## Notes")
             .map(|(_, n)| format!("\n## Notes{n}"))
             .unwrap_or_default();
-        std::fs::write(p, format!("{head}## Latest run\n\n{report}{notes}"))?;
+        let latest = old
+            .split_once("## Latest run\n\n")
+            .map(|(_, r)| r.split("\n## Notes").next().unwrap_or(r));
+        let body = match (only, latest) {
+            (Some(order), Some(latest)) => merge(latest, &report, order),
+            _ => report,
+        };
+        std::fs::write(p, format!("{head}## Latest run\n\n{body}{notes}"))?;
     }
     Ok(())
 }

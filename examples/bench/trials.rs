@@ -71,6 +71,10 @@ pub fn inner(kind: &str, n: usize, dir: &Path, bin: Option<&Path>) -> Res<()> {
         "pubdp" => publish_dataplane(dir)?,
         "poldp" => policy_dataplane(dir)?,
         "watch" => crate::fight::watch(n, dir)?,
+        "grow" => crate::grow::grow(n, dir)?,
+        "grow_before" => {
+            crate::grow::cold_before(n, dir, bin.ok_or("grow_before needs --before")?)?
+        }
         "adopt" => adopt(&nsfw, n, dir, &out)?,
         _ => return Err(format!("unknown trial {kind}").into()),
     }

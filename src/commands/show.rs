@@ -12,17 +12,19 @@ pub fn show(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let table = firewall::table(&t);
     // Port security's bridge table (`firewall::identity`), when the topology has one.
     let ports = firewall::identity::table(&t);
+    // Macvlan children's anti-spoofing on their uplinks (`firewall::uplink`), when it has some.
+    let uplinks = firewall::uplink::table(&t);
     if json {
         let v = serde_json::json!({
             "schema": 1,
             "topology": t.name,
             "file": t.source.display().to_string(),
-            "tables": std::iter::once(&table).chain(&ports).map(nft::json::table).collect::<Vec<_>>(),
+            "tables": std::iter::once(&table).chain(&ports).chain(&uplinks).map(nft::json::table).collect::<Vec<_>>(),
         });
         output::data(format_args!("{v}\n"));
     } else {
         output::data(format_args!("{table}"));
-        if let Some(p) = &ports {
+        for p in ports.iter().chain(&uplinks) {
             output::data(format_args!("\n{p}"));
         }
     }

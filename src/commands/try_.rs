@@ -244,7 +244,8 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     let mut t = t;
     sandbox::lan::forwarding_premise(&mut t);
     sandbox::build_upstream(&t).map_err(|e| report(&e))?;
-    let lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
+    let mut lan_checks = sandbox::lan::build(&t, sandbox::INTERNET_ADDR).map_err(|e| report(&e))?;
+    lan_checks.extend(sandbox::uplink::build(&t).map_err(|e| report(&e))?);
     let lock = state::acquire(Access::Exclusive, true).map_err(|e| report(&e))?;
     super::apply::converge(&t, &lock, super::Printing::default())?;
     drop(lock);

@@ -107,6 +107,8 @@ pub(crate) fn family_sees(f: Family, v6: bool) -> bool {
         Family::Inet | Family::Bridge => true,
         Family::Ip => !v6,
         Family::Ip6 => v6,
+        // A device's own hooks: the flows here are judged at the IP and bridge hooks.
+        Family::Netdev => false,
     }
 }
 

@@ -29,6 +29,15 @@ pub(super) trait Kernel {
     /// The plumbing alone.
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed>;
 
+    /// The plumbing, entering only the namespaces in `only` (a kernel may read more).
+    fn observe_some(
+        &mut self,
+        q: &Query,
+        _only: &std::collections::BTreeSet<String>,
+    ) -> Result<plumbing::Observed> {
+        self.observe_net(q)
+    }
+
     /// nsfw's table of topology `topology` inside each of `namespaces` (None: it has none).
     fn observe_ns_tables(
         &mut self,
@@ -126,6 +135,21 @@ impl Kernel for Real<'_> {
 
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed> {
         observe_plumbing(q)
+    }
+
+    fn observe_some(
+        &mut self,
+        q: &Query,
+        only: &std::collections::BTreeSet<String>,
+    ) -> Result<plumbing::Observed> {
+        let t0 = std::time::Instant::now();
+        let o = plumbing::observe_some(q, Some(only))?;
+        crate::detail!(
+            "timing: observed the links of {} namespace(s) after {:?}",
+            only.len(),
+            t0.elapsed()
+        );
+        Ok(o)
     }
 
     fn observe_ns_tables(

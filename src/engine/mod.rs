@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod fake;
 mod kernel;
+mod recheck;
 #[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
@@ -529,11 +530,10 @@ fn pending_after(
             // reading the links again would look for others' changes, not check this run's.
             Plan::default()
         } else {
-            // The plumbing is read and planned again; nftables holds what the plan made it.
-            // (nftables' tables as they were: nobody else runs while the lock is held.)
+            // Read again where the plan changed it (`recheck`); nftables as the plan made it.
             let net = plumbing::Observed {
                 tables_of: o.net.tables_of.clone(),
-                ..observe_plumbing(k, tg, rec2)?
+                ..recheck::reread(k, tg, p, &o.net, &[rec, rec2])?
             };
             plan::plan(&tg.desired, &net, rec2, tg.who)
         }

@@ -460,6 +460,50 @@ fn dual_stack_namespaces_get_their_link_local_addresses_from_nsfw() {
     );
 }
 
+/// Children of a host uplink and the host's shim: made from nothing, in sync after; a child
+/// deleted behind nsfw's back made again alone; flush leaves the uplink and nothing else.
+#[test]
+fn macvlan_children_converge_and_a_deleted_child_is_made_again_alone() {
+    let t = topology(
+        "mv",
+        r#"
+name = "mv"
+[namespaces.m1]
+macvlan = "up0"
+address = "192.0.2.11/24"
+host_shim = true
+[namespaces.m2]
+macvtap = "up0"
+mode = "private"
+address = "192.0.2.12/24"
+"#,
+    );
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    let up = Link {
+        name: "up0".into(),
+        mtu: 1500,
+        ..Link::bare(90, true, false)
+    };
+    k.net.host.links.push(up);
+    apply(&mut k, &dir, &t);
+    assert_in_sync(&mut k, &dir, &t);
+    let node = &mut k.net.namespaces.get_mut("m1").expect("m1").node;
+    node.links.retain(|l| l.name != "eth0");
+    let (out, said) = run(&mut k, &dir, &Target::apply(&t)).expect("repair");
+    assert!(out.changes > 0);
+    assert!(
+        said.iter()
+            .any(|l| l.contains("+ macvlan m1:eth0 on up0 mode bridge")),
+        "{said:#?}"
+    );
+    assert!(!said.iter().any(|l| l.contains("m2")), "{said:#?}");
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
+    run(&mut k, &dir, &Target::flush(Owner::Topology("mv"))).expect("flush");
+    let links: Vec<&str> = k.net.host.links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(links, ["lo", "up0"]);
+}
+
 /// `--adopt` with the guide's MASQUERADE in iptables-legacy: removed right after the batch;
 /// a run stopped between the two (the removal fails here) leaves the record saying so, and
 /// the next plain apply removes it.
@@ -480,6 +524,7 @@ fn hand_rules_in_iptables_legacy_go_right_after_the_batch_even_if_the_run_stops_
         meaning: Some(Meaning::Masquerade {
             subnet: "10.10.0.0/24".parse().unwrap(),
             uplink: None,
+            not_out: None,
             snat: None,
         }),
     });

@@ -17,6 +17,7 @@ mod router;
 mod table;
 #[cfg(test)]
 mod tests;
+pub(crate) mod uplink;
 mod vxlan;
 
 pub(crate) use egress::{default_left_out, missing_ways_out};
@@ -134,6 +135,8 @@ pub(crate) struct NftState {
     pub own: BTreeMap<String, Dumped>,
     /// Every `bridge nsfw_*` table (port security, see `identity`), by name.
     pub bridge: BTreeMap<String, Dumped>,
+    /// Every `netdev nsfw_*` table (macvlan children's anti-spoofing, see `uplink`), by name.
+    pub netdev: BTreeMap<String, Dumped>,
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
     pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,
@@ -170,6 +173,7 @@ pub(crate) fn observe(sock: &mut NftSocket) -> Result<NftState> {
         }
     }
     s.bridge = identity::observe(sock, &s)?;
+    s.netdev = uplink::observe(sock, &s)?;
     observe_ipt(sock, &mut s)?;
     s.generation = before.filter(|g| sock.generation().ok() == Some(*g));
     s.legacy_tables = match std::fs::read_to_string("/proc/net/ip_tables_names") {
@@ -387,6 +391,7 @@ pub(crate) fn diff(t: &Topology, s: &NftState, prep: Prepared) -> Result<NftPlan
     }
 
     identity::diff(&mut p, t, s);
+    uplink::diff(&mut p, t, s);
     let bridges: Vec<String> = t.bridges.iter().map(|b| b.name.clone()).collect();
     place_accepts(&mut p, Mark::Topology(&t.name), &bridges, s);
     if !s.legacy_tables.is_empty() {
@@ -512,6 +517,7 @@ pub(crate) fn flush(owners: Option<&[String]>, s: &NftState) -> NftPlan {
         }
     }
     identity::flush(&mut p, s, &owned);
+    uplink::flush(&mut p, s, &owned);
     for r in &s.placed {
         if owned(r.rule.comment.as_deref()) {
             delete_placed(&mut p, r);

@@ -71,19 +71,10 @@ fn subnets(t: &Topology, v6: bool) -> Vec<IpNetwork> {
 /// The address ranges an endpoint stands for, in one family (none for the host, which the
 /// forward sets never see as an address).
 fn ranges(t: &Topology, e: &Endpoint, v6: bool) -> Vec<Range> {
-    let of_ns = |n: &crate::topology::Namespace| -> Vec<Range> {
-        n.ifaces
-            .iter()
-            .filter_map(|i| {
-                if v6 {
-                    i.address6.map(|a| IpAddr::V6(a.ip()))
-                } else {
-                    Some(IpAddr::V4(i.address.ip()))
-                }
-            })
-            .map(|a| (a, a))
-            .collect()
-    };
+    // Its addresses on bridges and on uplinks (a macvlan child is reached through the
+    // host's shim, and reaches the bridges through it: the forward chain judges both).
+    let of_ns =
+        |n: &crate::topology::Namespace| -> Vec<Range> { n.addrs(v6).map(|a| (a, a)).collect() };
     match e {
         Endpoint::Ns(n) => t
             .namespaces
@@ -105,9 +96,16 @@ fn ranges(t: &Topology, e: &Endpoint, v6: bool) -> Vec<Range> {
                 IpAddr::V4(a) => u128::from(u32::from(a)),
                 IpAddr::V6(a) => u128::from(a),
             };
+            // Namespaces on an uplink's LAN are the topology's own, not the world.
+            let children = t.namespaces.iter().flat_map(|n| n.macvlans.iter());
+            let children = children.filter_map(|m| match v6 {
+                false => Some(IpAddr::V4(m.address.ip())),
+                true => m.address6.map(|a| IpAddr::V6(a.ip())),
+            });
             let taken: Vec<(u128, u128)> = subnets(t, v6)
                 .into_iter()
                 .map(net_range)
+                .chain(children.map(|a| (a, a)))
                 .map(|(lo, hi)| (as_u(lo), as_u(hi)))
                 .collect();
             let max = if v6 { u128::MAX } else { u128::from(u32::MAX) };

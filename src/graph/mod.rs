@@ -10,6 +10,7 @@ mod mermaid;
 pub(crate) mod model;
 mod svg;
 mod text;
+mod uplink;
 
 pub(crate) use live::Live;
 

@@ -283,6 +283,8 @@ fn member_node(t: &Topology, n: &Namespace, several: bool) -> Node {
             lines.push(Line::dim(format!("{}: {shape}", i.ifname)));
         }
     }
+    let children = super::uplink::lines(n).into_iter();
+    lines.extend(children.map(|(l, dim)| if dim { Line::dim(l) } else { Line::plain(l) }));
     // The default route, when it is not the usual one (the bridge's address): routers, and
     // namespaces behind them.
     let usual = |v6: bool| {
@@ -417,9 +419,28 @@ pub(crate) fn build(t: &Topology) -> Model {
         })
         .collect();
     let seg_of = |bridge: &str| order.iter().position(|&i| t.bridges[i].name == bridge);
+    // Uplinks (macvlan children's LAN) after the bridges.
+    let uplinks = super::uplink::segments(t);
+    let uplink_of = |u: &str| {
+        uplinks
+            .iter()
+            .position(|x| x.0 == u)
+            .map(|p| order.len() + p)
+    };
+    for (u, lines, shim) in &uplinks {
+        let lines = lines.iter().map(Line::dim).collect();
+        let node = Node::new(Kind::Bridge, format!("{u} (LAN)"), lines);
+        let (attached, members) = (*shim, Vec::new());
+        segments.push(Segment {
+            node,
+            attached,
+            members,
+        });
+    }
     let mut members = Vec::new();
     for n in &t.namespaces {
         let mut segs: Vec<usize> = n.ifaces.iter().filter_map(|i| seg_of(&i.bridge)).collect();
+        segs.extend(n.macvlans.iter().filter_map(|m| uplink_of(&m.uplink)));
         segs.sort_unstable();
         segs.dedup();
         let Some(&home) = segs.first() else { continue };

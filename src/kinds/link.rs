@@ -151,7 +151,7 @@ pub(crate) fn differ(spec: &LinkSpec, seen: &Seen, keeps: Keeps) -> Vec<LinkAttr
             attrs.push(LinkAttr::Isolated { new: spec.isolated });
         }
     }
-    if l.mtu != spec.mtu {
+    if spec.mtu != 0 && l.mtu != spec.mtu {
         attrs.push(LinkAttr::Mtu {
             old: l.mtu,
             new: spec.mtu,

@@ -7,7 +7,8 @@
 //! Links: [`link`] (the attributes every kind shares, compared in one place; a link's
 //! settings changed, a link deleted), [`bridge`], [`veth`] (a pair, its host end on a bridge
 //! and its other end in a namespace), [`port`] (an interface of someone else's enslaved to a
-//! bridge, and what moves with it). The rest: [`namespace`], [`addr`], [`route`],
+//! bridge, and what moves with it), [`macvlan`] (a child of a host uplink, in a namespace or
+//! the host's shim). The rest: [`namespace`], [`addr`], [`route`],
 //! [`sysctl`], [`resolv`], [`neigh`], [`netem`].
 
 pub(crate) mod addr;
@@ -16,6 +17,7 @@ pub(crate) mod announce;
 pub(crate) mod bridge;
 pub(crate) mod fdb;
 pub(crate) mod link;
+pub(crate) mod macvlan;
 pub(crate) mod namespace;
 pub(crate) mod neigh;
 pub(crate) mod netem;
@@ -47,6 +49,7 @@ pub(crate) use announce::Announce;
 pub(crate) use bridge::CreateBridge;
 pub(crate) use fdb::{AddFdb, DelFdb};
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};
+pub(crate) use macvlan::CreateMacvlan;
 pub(crate) use namespace::{CreateNamespace, DeleteNamespace, MarkNamespace};
 pub(crate) use neigh::ForgetNeighbours;
 pub(crate) use netem::SetNetem;
@@ -174,6 +177,7 @@ steps!(
     MarkNamespace,
     CreateBridge,
     CreateVeth,
+    CreateMacvlan,
     SetLink,
     AddAddr,
     DelAddr,

@@ -8,14 +8,14 @@ use std::fmt::Write;
 use ipnetwork::IpNetwork;
 
 use crate::kinds::{
-    AddAddr, At, CreateBridge, CreateNamespace, CreateVeth, DelAddr, DelRoute, DeleteLink,
-    DeleteNamespace, ForgetNeighbours, Indexes, LinkAttr, MarkNamespace, RemoveResolv, SetLink,
-    SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
+    AddAddr, At, CreateBridge, CreateMacvlan, CreateNamespace, CreateVeth, DelAddr, DelRoute,
+    DeleteLink, DeleteNamespace, ForgetNeighbours, Indexes, LinkAttr, MarkNamespace, RemoveResolv,
+    SetLink, SetNetem, SetRoute, SetSysctl, Step, WriteResolv,
 };
 use crate::netem::Netem;
 use crate::rate::{Rate, Shape, Shaped};
 use crate::resources::{AddrOrig, Place, RouteOrig, RouteSpec};
-use crate::topology::Mac;
+use crate::topology::{Mac, MacvlanMode};
 
 fn net(s: &str) -> IpNetwork {
     s.parse().expect("network")
@@ -119,6 +119,28 @@ fn links() -> Vec<Step> {
             name: "eth0".into(),
             attrs: vec![LinkAttr::Up],
         }),
+    ]
+}
+
+/// A macvlan child born in its namespace, a macvtap one, and the host's shim (on eth1).
+fn macvlans() -> Vec<Step> {
+    let child = |place: Place, name: &str, mode, tap, mtu| {
+        Step::CreateMacvlan(CreateMacvlan {
+            place,
+            name: name.into(),
+            uplink: "eth1".into(),
+            mode,
+            tap,
+            mtu,
+            mac: Some(MAC),
+            no_link_local: true,
+            alias: "nsfw:lab".into(),
+        })
+    };
+    vec![
+        child(ns("m1"), "eth0", MacvlanMode::Bridge, false, 0),
+        child(ns("vm"), "tap0", MacvlanMode::Private, true, 1400),
+        child(Place::Host, "mvs-0badcafe", MacvlanMode::Bridge, false, 0),
     ]
 }
 
@@ -331,6 +353,7 @@ fn every_step_kind_reads_as_before() {
     let mut out = String::new();
     for s in [
         links(),
+        macvlans(),
         namespaces_and_files(),
         addresses_and_routes(),
         the_rest(),
@@ -365,6 +388,7 @@ fn every_step_kind_lowers_as_before() {
     let mut out = String::new();
     let steps = [
         links(),
+        macvlans(),
         namespaces_and_files(),
         addresses_and_routes(),
         the_rest(),

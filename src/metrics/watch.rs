@@ -102,6 +102,7 @@ fn kind(s: &Step) -> &'static str {
         Step::DeleteLink { .. }
         | Step::CreateBridge { .. }
         | Step::CreateVeth { .. }
+        | Step::CreateMacvlan { .. }
         | Step::CreateVxlan { .. }
         | Step::SetLink { .. } => "link",
         Step::AddFdb { .. } | Step::DelFdb { .. } => "fdb",

@@ -30,13 +30,17 @@ pub(super) fn host_build(
         Err(e) => return errs.add(e),
     };
     let t = Instant::now();
-    let links = pick(these, |s| matches!(s, Step::SetLink(_)));
+    // Links set, and links made here on one that exists (a macvlan shim on its uplink).
+    let links = pick(these, |s| {
+        matches!(s, Step::SetLink(_) | Step::CreateMacvlan(_)) && s.born_in().is_none()
+    });
     send(host, &links, &At::new(mark, &ix), ok, errs);
     tally.add("set link", links.len(), t);
+    let made_here = links.iter().any(|s| matches!(s, Step::CreateMacvlan(_)));
     // VXLAN peers, by the index of their link (made above).
     let peers = pick(these, |s| matches!(s, Step::AddFdb(_)));
     send(host, &peers, &At::new(mark, &ix), ok, errs);
-    let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally);
+    let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally) || made_here;
     let t = Instant::now();
     let sysctl = |s: &Step| match s {
         Step::SetSysctl(k) => Some(k.apply()),

@@ -9,12 +9,11 @@ use super::Plan;
 use super::cx::{Cx, describe_owner};
 use super::node::diff_node;
 use crate::kinds::{
-    AddAddr, CreateNamespace, DelAddr, DeleteNamespace, ForgetNeighbours, LinkAttr, MarkNamespace,
-    RemoveResolv, Step, WriteResolv, veth,
+    CreateNamespace, DeleteNamespace, MarkNamespace, RemoveResolv, Step, WriteResolv, veth,
 };
 use crate::owner::Owner;
 use crate::plumbing::Observed;
-use crate::resources::{Desired, LinkKind, Place};
+use crate::resources::{Desired, Place};
 use crate::state::Record;
 
 /// Whether a namespace could not be entered for want of privilege (rather than not being a
@@ -157,61 +156,5 @@ impl Cx<'_> {
             }
         }
         out
-    }
-
-    /// Where an address or MAC on a segment changes, the neighbour entries on the segment's
-    /// other interfaces still name the old MAC (a renamed bridge, two namespaces trading
-    /// addresses) and would for many seconds: they are forgotten in the same run.
-    fn forget_neighbours(&mut self) {
-        // The ports of each bridge: (namespace, interface).
-        let mut ports: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
-        for spec in self.d.host.links.values() {
-            if let (LinkKind::Veth { peer_ns, peer, .. }, Some(b)) = (&spec.kind, &spec.master) {
-                ports
-                    .entry(b)
-                    .or_default()
-                    .push((peer_ns.clone(), peer.clone()));
-            }
-        }
-        let mut out = Vec::new();
-        for (bridge, members) in &ports {
-            let touched = self.plan.steps.iter().any(|s| match s {
-                Step::CreateBridge(b) => b.name == *bridge,
-                // A MAC changed on the bridge or on a namespace's interface on it: the
-                // segment's other ends name the old one.
-                Step::SetLink(l) if l.attrs.iter().any(|a| matches!(a, LinkAttr::Mac { .. })) => {
-                    match &l.place {
-                        Place::Host => l.name == *bridge,
-                        Place::Ns(ns) => members.iter().any(|(n, i)| n == ns && *i == l.name),
-                    }
-                }
-                Step::AddAddr(AddAddr { place, ifname, .. })
-                | Step::DelAddr(DelAddr { place, ifname, .. }) => match place {
-                    Place::Host => ifname == bridge,
-                    Place::Ns(ns) => members.iter().any(|(n, i)| n == ns && i == ifname),
-                },
-                _ => false,
-            });
-            if !touched {
-                continue;
-            }
-            if !self.new_links.contains_key(*bridge) && self.o.host.link(bridge).is_some() {
-                out.push(ForgetNeighbours {
-                    place: Place::Host,
-                    ifname: bridge.to_string(),
-                });
-            }
-            for (ns, i) in members {
-                let fresh =
-                    self.new_ns.contains(ns) || self.new_pairs.contains(&(ns.clone(), i.clone()));
-                if !fresh && self.o.namespaces.contains_key(ns) {
-                    out.push(ForgetNeighbours {
-                        place: Place::Ns(ns.clone()),
-                        ifname: i.clone(),
-                    });
-                }
-            }
-        }
-        self.plan.steps.extend(out.into_iter().map(Step::from));
     }
 }

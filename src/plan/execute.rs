@@ -84,8 +84,17 @@ pub(crate) fn execute(
     result.map(|()| ex)
 }
 
-/// The namespace-side indexes of the pairs made in this run, from their host ends.
+/// The namespace-side indexes of the pairs made in this run, from their host ends (and those
+/// of macvlan children made in this run forgotten).
 fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut Errors) {
+    // A macvlan child's index inside is not told by the host: its visit dumps it.
+    for s in these {
+        if let Step::CreateMacvlan(m) = s
+            && let Some(ns) = m.place.ns()
+        {
+            hints.remove(&(ns.to_string(), m.name.clone()));
+        }
+    }
     if !these.iter().any(|s| matches!(s, Step::CreateVeth(_))) {
         return;
     }

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::cx::{Cx, describe_owner};
 use crate::kinds::link::Seen;
-use crate::kinds::{CreateBridge, CreateVeth, DeleteLink, LinkAttr, SetLink, Step, bridge, veth};
+use crate::kinds::{
+    CreateBridge, CreateMacvlan, CreateVeth, DeleteLink, LinkAttr, SetLink, Step, bridge, macvlan,
+    veth,
+};
 use crate::plumbing::{Link, NodeObs};
 use crate::resources::{LinkKind, LinkSpec, Node, Place};
 
@@ -32,10 +35,12 @@ impl<'a> Cx<'a> {
                 LinkKind::Veth { peer_ns, peer, .. } => {
                     self.veth(spec, ours, peer_ns, peer, &mut deletes)
                 }
+                LinkKind::Macvlan { uplink, .. } => self.shim(spec, ours, uplink, &mut deletes),
                 LinkKind::Vxlan { .. } => self.vxlan(spec, ours, &mut deletes),
                 LinkKind::Peer { .. } | LinkKind::Port { .. } => {}
             }
         }
+        self.macvlan_children();
         // Ours, but no longer in the file; leftovers of an interrupted run.
         for l in &o.host.links {
             if self.d.host.links.contains_key(&l.name) {
@@ -165,6 +170,76 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// The host's shim on an uplink: made when missing, made again when it is not the
+    /// macvlan the file says (see `macvlan::mismatch`), else its attributes set.
+    fn shim(
+        &mut self,
+        spec: &LinkSpec,
+        ours: Option<&'a Link>,
+        uplink: &str,
+        deletes: &mut Deletes<'a>,
+    ) {
+        let Some(ix) = self.o.host.link(uplink).map(|l| l.index) else {
+            return; // the children's conflict names the missing uplink
+        };
+        if let Some(l) = ours {
+            match macvlan::mismatch(spec, l, Some(ix)) {
+                None => return self.set_link(Place::Host, &spec.name, macvlan::attrs(spec, l)),
+                Some(why) => deletes.push((l, why)),
+            }
+        }
+        let mac = spec.mac.map(|m| m.to_string()).unwrap_or_default();
+        self.new_links.insert(spec.name.clone(), mac);
+        if let Some(make) = CreateMacvlan::of(Place::Host, spec, &self.d.mark) {
+            self.push(make);
+        }
+    }
+
+    /// The namespaces' children of host uplinks: made from the host when missing or not what
+    /// the file says (another kind, mode or uplink: deleted first); their attributes are
+    /// `ns_links`'. An uplink the host lacks is a conflict.
+    fn macvlan_children(&mut self) {
+        let d = self.d;
+        for (ns, node) in &d.namespaces {
+            for spec in node.links.values() {
+                let LinkKind::Macvlan { uplink, .. } = &spec.kind else {
+                    continue;
+                };
+                let new_ns = self.new_ns.contains(ns);
+                if self.o.unreachable.contains_key(ns) && !new_ns {
+                    continue; // a conflict, reported
+                }
+                let Some(ix) = self.o.host.link(uplink).map(|l| l.index) else {
+                    self.conflict(format!(
+                        "{}: {}: the host has no interface {uplink} to be the uplink of namespace {ns}'s {}",
+                        self.file(),
+                        spec.origin,
+                        spec.name
+                    ));
+                    continue;
+                };
+                let have = match self.o.namespaces.get(ns) {
+                    _ if new_ns => None,
+                    Some(n) if n.owner.as_deref() == Some(d.mark.as_str()) => {
+                        n.node.link(&spec.name)
+                    }
+                    Some(_) => continue, // a conflict, reported
+                    None => None,
+                };
+                if let Some(l) = have {
+                    let Some(why) = macvlan::mismatch(spec, l, Some(ix)) else {
+                        continue;
+                    };
+                    self.push(DeleteLink::of(Place::Ns(ns.clone()), l, why));
+                }
+                self.new_pairs.insert((ns.clone(), spec.name.clone()));
+                if let Some(make) = CreateMacvlan::of(Place::Ns(ns.clone()), spec, &d.mark) {
+                    self.push(make);
+                }
+            }
+        }
+    }
+
     /// A pair made (again): whatever is left of it goes first.
     fn remake_pair(
         &mut self,
@@ -254,6 +329,7 @@ pub(super) fn ns_links(
         let Some(l) = have.link(name) else { continue };
         let attrs = match spec.kind {
             LinkKind::Peer { .. } => veth::peer_attrs(spec, l),
+            LinkKind::Macvlan { .. } => macvlan::attrs(spec, l),
             LinkKind::Bridge
             | LinkKind::Veth { .. }
             | LinkKind::Port { .. }

@@ -13,6 +13,7 @@ mod host;
 mod host_tests;
 mod inside;
 mod links;
+mod neighbours;
 mod node;
 mod ports;
 #[cfg(test)]

@@ -29,6 +29,7 @@ const IFLA_INFO_DATA: u16 = 2;
 const IFLA_INFO_SLAVE_KIND: u16 = 4;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
 const IFLA_BR_NF_CALL_IPTABLES: u16 = 36;
+const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_BRPORT_MODE: u16 = 4;
 const IFLA_BRPORT_ISOLATED: u16 = 33;
 const AF_INET: u16 = 2;
@@ -87,8 +88,8 @@ pub(super) fn parse(msg: &[u8]) -> Option<Link> {
     Some(l)
 }
 
-/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables or a bridge port's hairpin mode and
-/// isolation.
+/// IFLA_LINKINFO: the kind, and a bridge's nf_call_iptables, a bridge port's hairpin mode and
+/// isolation, or a macvlan's mode.
 fn info(v: &[u8], l: &mut Link) {
     let mut kind = None;
     let mut port_kind = None;
@@ -104,6 +105,11 @@ fn info(v: &[u8], l: &mut Link) {
         match a.ty {
             IFLA_INFO_DATA if kind.as_deref() == Some("bridge") => {
                 l.nf_call = on(IFLA_BR_NF_CALL_IPTABLES);
+            }
+            IFLA_INFO_DATA if matches!(kind.as_deref(), Some("macvlan" | "macvtap")) => {
+                l.macvlan_mode = attrs(a.value)
+                    .find(|x| x.ty == IFLA_MACVLAN_MODE)
+                    .and_then(|x| u32_of(x.value));
             }
             IFLA_INFO_DATA if kind.as_deref() == Some("vxlan") => {
                 l.vxlan = Some(vxlan(a.value));

@@ -10,6 +10,7 @@ mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
+mod netconf;
 pub(crate) mod netns;
 mod objects;
 pub(crate) mod observe;
@@ -22,11 +23,9 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
-#[cfg(test)]
-pub(crate) use objects::{Fdb, VxlanObs};
-pub(crate) use objects::{FileObs, Link, NodeObs};
-pub(crate) use observe::{Observed, Query, observe};
+pub(crate) use objects::{Addr, NsObs, Route, VxlanObs};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
+pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

@@ -202,6 +202,54 @@ pub(crate) fn create_veth(
     )
 }
 
+/// A macvlan (or macvtap) child of `uplink` (its index, in the namespace the request is sent
+/// from), down, with its mode and MAC; born in `ns` when given (IFLA_NET_NS_FD), else here.
+/// `mtu` 0: the uplink's.
+pub(crate) fn create_macvlan(
+    name: &str,
+    (uplink, index): (&str, u32),
+    (mode, tap): (crate::topology::MacvlanMode, bool),
+    mtu: u32,
+    mac: Option<Mac>,
+    ns: Option<&OwnedFd>,
+) -> Req {
+    use netlink_packet_route::link::{InfoMacVlan, InfoMacVtap, MacVlanMode};
+    let mut a = vec![self::name(name), LinkAttribute::Link(index)];
+    if mtu != 0 {
+        a.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(m) = mac {
+        a.push(LinkAttribute::Address(m.0.to_vec()));
+    }
+    if let Some(fd) = ns {
+        a.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+    }
+    let m = MacVlanMode::from(mode.number());
+    let (kind, data) = if tap {
+        (
+            InfoKind::MacVtap,
+            InfoData::MacVtap(vec![InfoMacVtap::Mode(m)]),
+        )
+    } else {
+        (
+            InfoKind::MacVlan,
+            InfoData::MacVlan(vec![InfoMacVlan::Mode(m)]),
+        )
+    };
+    Req::new(
+        RouteNetlinkMessage::NewLink(link_msg(
+            a,
+            vec![LinkInfo::Kind(kind), LinkInfo::Data(data)],
+        )),
+        NLM_F_CREATE | NLM_F_EXCL,
+        format!(
+            "cannot create {} {name} on {}",
+            if tap { "macvtap" } else { "macvlan" },
+            uplink
+        ),
+    )
+}
+
 fn nf_call_opts(on: bool) -> Vec<InfoBridge> {
     vec![
         InfoBridge::NfCallIpTables(on),

@@ -155,7 +155,10 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
     for k in keys {
         let v = match from_links(&n.links, k) {
             Some(v) => Some(v),
-            None => sysctl::read(k)?,
+            None => match super::netconf::read(c, k) {
+                Some(v) => v?,
+                None => sysctl::read(k)?,
+            },
         };
         n.sysctls.insert(k.clone(), v);
     }
@@ -172,6 +175,15 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
+    observe_some(q, None)
+}
+
+/// [`observe`], entering only the namespaces in `only` when given (the host and the files
+/// are read whole either way).
+pub(crate) fn observe_some(
+    q: &Query,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Observed> {
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
@@ -181,7 +193,10 @@ pub(crate) fn observe(q: &Query) -> Result<Observed> {
         ..Default::default()
     };
     drop(host);
-    let names = netns::list()?;
+    let mut names = netns::list()?;
+    if let Some(only) = only {
+        names.retain(|n| only.contains(n));
+    }
     let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
         let owner = l
@@ -256,6 +271,22 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
                             l.nf_call = opts
                                 .iter()
                                 .any(|o| matches!(o, InfoBridge::NfCallIpTables(true)));
+                        }
+                        LinkInfo::Data(InfoData::MacVlan(opts)) => {
+                            l.macvlan_mode = opts.iter().find_map(|o| match o {
+                                netlink_packet_route::link::InfoMacVlan::Mode(m) => {
+                                    Some(u32::from(*m))
+                                }
+                                _ => None,
+                            });
+                        }
+                        LinkInfo::Data(InfoData::MacVtap(opts)) => {
+                            l.macvlan_mode = opts.iter().find_map(|o| match o {
+                                netlink_packet_route::link::InfoMacVtap::Mode(m) => {
+                                    Some(u32::from(*m))
+                                }
+                                _ => None,
+                            });
                         }
                         _ => {}
                     }

@@ -196,6 +196,39 @@ impl Conn {
         }
     }
 
+    /// Sends one request written by hand (`build` gets its sequence number) that is answered
+    /// by one message: that message's payload, or `Ok(None)` when the kernel answers with one
+    /// of the errors in `absent`.
+    pub(crate) fn get_raw(
+        &mut self,
+        build: impl FnOnce(u32) -> Vec<u8>,
+        what: &str,
+        absent: &[i32],
+    ) -> Result<Option<Vec<u8>>> {
+        let place = self.place.clone();
+        let ctx = || format!("cannot read {what} ({place})");
+        let seq = self.next_seq();
+        self.sock
+            .send_to(&build(seq), &SocketAddr::new(0, 0), 0)
+            .with_context(ctx)?;
+        loop {
+            for m in netlink::messages(self.recv().with_context(ctx)?) {
+                let m = m.map_err(|_| anyhow!("{}: a malformed netlink message", ctx()))?;
+                if m.seq != seq {
+                    continue;
+                }
+                if m.ty == NLMSG_ERROR {
+                    let code = -m.code();
+                    if absent.contains(&code) {
+                        return Ok(None);
+                    }
+                    bail!("{}: {}", ctx(), errno_text(code));
+                }
+                return Ok(Some(m.payload().to_vec()));
+            }
+        }
+    }
+
     /// Sends the requests, many to a send, and returns one result per request, in order.
     pub fn run(&mut self, reqs: &[Req]) -> Vec<Result<()>> {
         let mut results: Vec<Option<Result<()>>> = (0..reqs.len()).map(|_| None).collect();

@@ -21,6 +21,7 @@ use crate::resources::RouteSpec;
 use crate::topology::Topology;
 
 pub(crate) mod lan;
+pub(crate) mod uplink;
 
 /// The port of the source-echo server on the simulated internet, and of the listeners that
 /// stand in every namespace for "a service someone might try to reach from outside".

@@ -8,6 +8,7 @@ mod addr;
 mod egress;
 mod identity;
 mod ifaces;
+mod macvlan;
 mod names;
 mod namespaces;
 mod origin;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 pub(crate) use addr::{overlaps, subnet_of, subnet_of4};
+pub(crate) use macvlan::{Macvlan, MacvlanMode, shim};
 pub(crate) use names::{check_ifname, check_topology_name, derived_mac, fnv64, parse_mac};
 pub(crate) use origin::{Entry, Origins};
 pub(crate) use policy::{Action, Endpoint, ICMP, ICMPV6, PolicyRule, PortSpec};
@@ -166,6 +168,8 @@ pub(crate) struct Namespace {
     pub name: String,
     /// The v1 shorthand (`bridge`, `address`, ... directly on the namespace) is one interface.
     pub ifaces: Vec<Iface>,
+    /// Its interfaces on host uplinks (`macvlan = "UPLINK"`): on the LAN, not on a bridge.
+    pub macvlans: Vec<Macvlan>,
     /// The default route's next hop; `None`: no default route.
     pub gateway: Option<Ipv4Addr>,
     /// The IPv6 default route's next hop; `None`: none.
@@ -201,13 +205,28 @@ impl Namespace {
         })
     }
 
+    /// The interface (a bridge port's or an uplink child's) with an address in the subnet of
+    /// `ip`: where a route to it leaves.
+    pub(crate) fn dev_towards(&self, ip: IpAddr) -> Option<&str> {
+        if let Some(i) = self.iface_towards(ip) {
+            return Some(&i.ifname);
+        }
+        let on = |m: &&Macvlan| match ip {
+            IpAddr::V4(_) => IpNetwork::V4(m.address).contains(ip),
+            IpAddr::V6(_) => m.address6.is_some_and(|a| IpNetwork::V6(a).contains(ip)),
+        };
+        self.macvlans.iter().find(on).map(|m| m.ifname.as_str())
+    }
+
     /// Every address of the namespace in one family.
     pub(crate) fn addrs(&self, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
-        self.ifaces.iter().filter_map(move |i| {
+        let ports = self.ifaces.iter().map(|i| (i.address, i.address6));
+        let children = self.macvlans.iter().map(|m| (m.address, m.address6));
+        ports.chain(children).filter_map(move |(a4, a6)| {
             if v6 {
-                i.address6.map(|a| IpAddr::V6(a.ip()))
+                a6.map(|a| IpAddr::V6(a.ip()))
             } else {
-                Some(IpAddr::V4(i.address.ip()))
+                Some(IpAddr::V4(a4.ip()))
             }
         })
     }

@@ -12,6 +12,7 @@ use super::addr::check_unicast;
 use super::ifaces::{
     HostNames, IFACE_KEYS, RawIface, iface_address, iface_bridge, resolve, segments,
 };
+use super::macvlan::{Macvlan, UPLINK_KEYS, on_uplink};
 use super::names::{check_ifname, check_ns_name};
 use super::publish::Publish;
 use super::syntax::{Ctx, join};
@@ -38,20 +39,38 @@ struct RawNs<'a> {
     table: &'a Table,
     /// Indexes into the interface list.
     ifaces: Vec<usize>,
+    /// Its interfaces on an uplink (read whole: nothing is handed out to them).
+    macvlans: Vec<Macvlan>,
+}
+
+/// The subnets a namespace's interfaces are on: (IPv4, IPv6), bridge ports and uplink
+/// children alike, for its next hops.
+type Subnets = Vec<(ipnetwork::Ipv4Network, Option<ipnetwork::Ipv6Network>)>;
+
+fn subnets(ifaces: &[Iface], macvlans: &[Macvlan]) -> Subnets {
+    let ports = ifaces.iter().map(|i| (i.address, i.address6));
+    ports
+        .chain(macvlans.iter().map(|m| (m.address, m.address6)))
+        .collect()
 }
 
 /// Reads the namespace's interfaces: the `interfaces` tables, or the shorthand.
 fn raw_ifaces<'a>(
     cx: &mut Ctx,
-    root: &Table,
+    (root, topology): (&Table, &str),
     name: &str,
     n: &'a Table,
     bridges: &'a [Bridge],
-    out: &mut Vec<RawIface<'a>>,
+    (out, macvlans): (&mut Vec<RawIface<'a>>, &mut Vec<Macvlan>),
 ) -> Vec<usize> {
     let prefix = join("namespaces", name);
     let mut idx = Vec::new();
     let mut push = |cx: &mut Ctx, ifname: String, p: String, t: &'a Table, seed: String| {
+        if on_uplink(t) {
+            let m = super::macvlan::read(cx, topology, t, &p, (&ifname, &seed), bridges);
+            macvlans.extend(m);
+            return;
+        }
         let bridge = iface_bridge(cx, root, t, &p, bridges);
         let address = iface_address(cx, t, &p, bridge, false);
         let address6 = iface_address(cx, t, &p, bridge, true);
@@ -84,7 +103,8 @@ fn raw_ifaces<'a>(
         return idx;
     };
     // The shorthand's keys beside `interfaces` would be ambiguous.
-    for k in IFACE_KEYS.iter().chain(&["ifname"]) {
+    let uplink_only = UPLINK_KEYS.iter().filter(|k| !IFACE_KEYS.contains(k));
+    for k in IFACE_KEYS.iter().chain(uplink_only).chain(&["ifname"]) {
         if let Some(v) = n.get(*k) {
             cx.err(
                 &join(&prefix, k),
@@ -103,7 +123,12 @@ fn raw_ifaces<'a>(
             cx.err(&p, None, format!("interface name {ifname:?}: {why}"));
             continue;
         }
-        cx.unknown_keys(t, &p, &IFACE_KEYS);
+        let keys: &[&str] = if on_uplink(t) {
+            &UPLINK_KEYS
+        } else {
+            &IFACE_KEYS
+        };
+        cx.unknown_keys(t, &p, keys);
         let seed = if ifname == "eth0" {
             name.to_string()
         } else {
@@ -134,20 +159,26 @@ pub(super) fn namespaces(
             }
             let known: Vec<&str> = if n.contains_key("interfaces") {
                 NS_KEYS.to_vec()
+            } else if on_uplink(n) {
+                NS_KEYS.iter().chain(&UPLINK_KEYS).copied().collect()
             } else {
                 NS_KEYS.iter().chain(&IFACE_KEYS).copied().collect()
             };
             cx.unknown_keys(n, &prefix, &known);
-            let idx = raw_ifaces(cx, root, nname, n, bridges, &mut ifaces);
+            let mut macvlans = Vec::new();
+            let out = (&mut ifaces, &mut macvlans);
+            let idx = raw_ifaces(cx, (root, topology), nname, n, bridges, out);
             raw.push(RawNs {
                 name: nname.clone(),
                 table: n,
                 ifaces: idx,
+                macvlans,
             });
         }
     }
     let seg = segments(cx, bridges, &ifaces);
     let mut used = used_addresses(cx, bridges, &ifaces);
+    uplink_addresses(cx, &raw, &mut used);
     let mut names = host_names(bridges, &ifaces);
     let mut out = Vec::new();
     for r in &raw {
@@ -164,6 +195,35 @@ pub(super) fn namespaces(
         }
     }
     out
+}
+
+/// The addresses of interfaces on uplinks, added to those in use (a duplicate is an error);
+/// and the checks across uplinks.
+fn uplink_addresses(cx: &mut Ctx, raw: &[RawNs], used: &mut BTreeMap<IpAddr, String>) {
+    let all: Vec<(&str, &Macvlan)> = raw
+        .iter()
+        .flat_map(|r| r.macvlans.iter().map(move |m| (r.name.as_str(), m)))
+        .collect();
+    for (ns, m) in &all {
+        let addrs = [
+            (Some(IpAddr::V4(m.address.ip())), "address"),
+            (m.address6.map(|a| IpAddr::V6(a.ip())), "address6"),
+        ];
+        for (a, key) in addrs {
+            let Some(a) = a else { continue };
+            if let Some(other) = used.get(&a) {
+                let v = toml::Value::String(a.to_string());
+                cx.err(
+                    &join(&m.key, key),
+                    Some(&v),
+                    format!("{a} is already {other}"),
+                );
+            } else {
+                used.insert(a, format!("namespace {ns}'s address on {}", m.ifname));
+            }
+        }
+    }
+    super::macvlan::check_uplinks(cx, &all);
 }
 
 /// Every address in use, the gateways included, by what uses it; a duplicate is an error.
@@ -223,27 +283,25 @@ fn host_names(bridges: &[Bridge], ifaces: &[RawIface]) -> HostNames {
 }
 
 /// Whether `ip` is on a subnet of one of `ifaces` (and not one of their own addresses).
-fn connected(ifaces: &[Iface], ip: IpAddr) -> Result<(), String> {
-    let own = ifaces.iter().any(|i| {
-        IpAddr::V4(i.address.ip()) == ip || i.address6.is_some_and(|a| IpAddr::V6(a.ip()) == ip)
-    });
+fn connected(ifaces: &Subnets, ip: IpAddr) -> Result<(), String> {
+    let own = ifaces
+        .iter()
+        .any(|(a4, a6)| IpAddr::V4(a4.ip()) == ip || a6.is_some_and(|a| IpAddr::V6(a.ip()) == ip));
     if own {
         return Err(format!("{ip} is the namespace's own address"));
     }
-    let on = ifaces.iter().any(|i| match ip {
-        IpAddr::V4(_) => ipnetwork::IpNetwork::V4(i.address).contains(ip),
-        IpAddr::V6(_) => i
-            .address6
-            .is_some_and(|a| ipnetwork::IpNetwork::V6(a).contains(ip)),
+    let on = ifaces.iter().any(|(a4, a6)| match ip {
+        IpAddr::V4(_) => ipnetwork::IpNetwork::V4(*a4).contains(ip),
+        IpAddr::V6(_) => a6.is_some_and(|a| ipnetwork::IpNetwork::V6(a).contains(ip)),
     });
     if on {
         return Ok(());
     }
     let subnets: Vec<String> = ifaces
         .iter()
-        .flat_map(|i| {
-            let mut v = vec![super::subnet_of4(&i.address).to_string()];
-            if let Some(a) = i.address6 {
+        .flat_map(|(a4, a6)| {
+            let mut v = vec![super::subnet_of4(a4).to_string()];
+            if let Some(a) = *a6 {
                 v.push(super::subnet_of(&ipnetwork::IpNetwork::V6(a)).to_string());
             }
             v
@@ -256,7 +314,7 @@ fn connected(ifaces: &[Iface], ip: IpAddr) -> Result<(), String> {
 }
 
 /// A gateway key (`gateway`, `gateway6`), checked against the interfaces.
-fn gateway_key(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface], key: &str, v6: bool) -> Option<IpAddr> {
+fn gateway_key(cx: &mut Ctx, r: &RawNs, ifaces: &Subnets, key: &str, v6: bool) -> Option<IpAddr> {
     let prefix = join("namespaces", &r.name);
     let s = cx.string(r.table, &prefix, key)?;
     let shown = r.table.get(key);
@@ -282,9 +340,10 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     let dns_replace = dns_policy(cx, r.table, &prefix);
     let mut publish = publish::read(cx, r.table, &prefix);
     let bridge = |i: &Iface| bridges.iter().find(|b| b.name == i.bridge);
-    let given4 = gateway_key(cx, r, &ifaces, "gateway", false);
-    let given6 = gateway_key(cx, r, &ifaces, "gateway6", true);
-    let routes = ns_routes(cx, r, &ifaces, [given4.is_some(), given6.is_some()]);
+    let nets = subnets(&ifaces, &r.macvlans);
+    let given4 = gateway_key(cx, r, &nets, "gateway", false);
+    let given6 = gateway_key(cx, r, &nets, "gateway6", true);
+    let routes = ns_routes(cx, r, &nets, [given4.is_some(), given6.is_some()]);
     // A default route in `routes` stands for the gateway; both would be two defaults.
     let routed_default = |v6: bool| {
         routes
@@ -328,6 +387,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
     Some(Namespace {
         name: r.name.clone(),
         ifaces,
+        macvlans: r.macvlans.clone(),
         gateway,
         gateway6,
         routes,
@@ -342,7 +402,7 @@ fn assemble(cx: &mut Ctx, r: &RawNs, ifaces: Vec<Iface>, bridges: &[Bridge]) -> 
 
 /// `routes`, each through a connected next hop; `given`: whether `gateway` and `gateway6` are
 /// set, which a default route in `routes` would say twice.
-fn ns_routes(cx: &mut Ctx, r: &RawNs, ifaces: &[Iface], given: [bool; 2]) -> Vec<StaticRoute> {
+fn ns_routes(cx: &mut Ctx, r: &RawNs, ifaces: &Subnets, given: [bool; 2]) -> Vec<StaticRoute> {
     let prefix = join("namespaces", &r.name);
     let routes: Vec<StaticRoute> = routes::read(cx, r.table, &prefix)
         .into_iter()

@@ -34,7 +34,7 @@ impl ProtoCtx {
                 network: Some(NFPROTO_IPV6),
                 ..Default::default()
             },
-            Family::Bridge => ProtoCtx {
+            Family::Bridge | Family::Netdev => ProtoCtx {
                 ether: true,
                 ..Default::default()
             },
@@ -81,7 +81,7 @@ pub fn network_dependency(family: Family, nfproto: u8) -> Result<Option<Match>, 
         Family::Inet if nfproto != NFPROTO_ARP => {
             Some(eq(Expr::Meta(MetaKey::Nfproto), Value::NfProto(nfproto)))
         }
-        Family::Bridge => Some(eq(
+        Family::Bridge | Family::Netdev => Some(eq(
             Expr::Meta(MetaKey::Protocol),
             Value::EtherType(match nfproto {
                 NFPROTO_IPV4 => ETH_P_IP,

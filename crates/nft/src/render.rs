@@ -442,8 +442,12 @@ pub(crate) fn priority(family: Family, hook: Hook, prio: i32) -> String {
 impl Base {
     /// `type filter hook forward priority filter; policy accept;`
     pub fn header(&self, family: Family) -> String {
+        let device = match self.hook.device() {
+            Some(d) => format!(" device \"{}\"", d.as_str()),
+            None => String::new(),
+        };
         format!(
-            "type {} hook {} priority {}; policy {};",
+            "type {} hook {}{device} priority {}; policy {};",
             self.ty.as_str(),
             self.hook.as_str(),
             priority(family, self.hook, self.priority),

@@ -2,6 +2,7 @@
 //! the report (a table and the ratios that matter).
 
 mod apply;
+mod grow;
 mod labs;
 mod tables;
 mod traffic;
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use apply::{apply, scale};
+pub use grow::grow;
 pub use labs::{adopt, dual, routed};
 pub use tables::{policy, publish};
 pub use traffic::{dataplane, policy_dataplane, publish_dataplane};

@@ -173,6 +173,7 @@ impl Net {
                 nf_call,
             }) => self.create_bridge(name, *mtu, *mac, *nf_call, mark),
             Step::CreateVeth(v) => self.create_veth(v, mark),
+            Step::CreateMacvlan(m) => self.create_macvlan(m),
             Step::SetLink(SetLink { place, name, attrs }) => self.set_link(place, name, attrs),
             Step::AddAddr(AddAddr {
                 place,
@@ -371,6 +372,30 @@ impl Net {
         Ok(())
     }
 
+    /// A child of a host uplink, in its place (the shim, in the host, marked).
+    fn create_macvlan(&mut self, m: &crate::kinds::CreateMacvlan) -> Result<()> {
+        let Some(up) = self.o.host.link(&m.uplink).cloned() else {
+            bail!("no interface {}", m.uplink);
+        };
+        if self.node_mut(&m.place)?.link(&m.name).is_some() {
+            bail!("{}: File exists", m.place.link(&m.name));
+        }
+        let index = self.new_index();
+        let l = Link {
+            name: m.name.clone(),
+            kind: Some(if m.tap { "macvtap" } else { "macvlan" }.into()),
+            mtu: if m.mtu == 0 { up.mtu } else { m.mtu },
+            mac: m.mac,
+            peer_index: Some(up.index),
+            macvlan_mode: Some(m.mode.number()),
+            alias: Some(m.alias.clone()),
+            qdisc: Some("noqueue".into()),
+            ..Link::bare(index, true, false)
+        };
+        self.node_mut(&m.place)?.links.push(l);
+        Ok(())
+    }
+
     fn set_link(&mut self, place: &Place, name: &str, attrs: &[LinkAttr]) -> Result<()> {
         for a in attrs {
             let master = match a {
@@ -500,12 +525,10 @@ impl Net {
         let table = r.orig.map_or(254, |o| o.table);
         let node = self.node_mut(place)?;
         let same = |x: &Route| x.table == table && x.dst == r.dst && x.metric == r.metric;
-        let before = node.routes.len() + node.other_tables.len();
+        // A route already gone (with its link, deleted in the same run) is no error: the
+        // request is sent so (`msgs::del_route`, ESRCH taken as done).
         node.routes.retain(|x| !same(x));
         node.other_tables.retain(|x| !same(x));
-        if node.routes.len() + node.other_tables.len() == before {
-            bail!("{place}: route {r}: No such process");
-        }
         Ok(())
     }
 }

@@ -64,11 +64,12 @@ fn family_of(op: &Op) -> Family {
     }
 }
 
-/// Where nsfw's tables of `family` are held: its bridge tables (port security) apart from
-/// its inet tables of the same name.
+/// Where nsfw's tables of `family` are held: its bridge tables (port security) and netdev
+/// tables (macvlan children's) apart from its inet tables of the same name.
 fn held(s: &mut NftState, family: Family) -> &mut BTreeMap<String, Dumped> {
     match family {
         Family::Bridge => &mut s.bridge,
+        Family::Netdev => &mut s.netdev,
         _ => &mut s.own,
     }
 }
@@ -131,7 +132,8 @@ fn edit(d: &mut Dumped, op: &Op) -> Result<()> {
 /// An op on the host's ruleset.
 pub(crate) fn host_op(s: &mut NftState, op: &Op, handle: &mut u64) -> Result<()> {
     let own = |family: Family, name: &str| {
-        matches!(family, Family::Inet | Family::Bridge) && name.starts_with("nsfw_")
+        matches!(family, Family::Inet | Family::Bridge | Family::Netdev)
+            && name.starts_with("nsfw_")
     };
     match op {
         Op::CreateTable(t) | Op::AddTable(t) | Op::ReplaceTable(t) => {

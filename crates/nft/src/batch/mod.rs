@@ -208,6 +208,9 @@ impl Batch {
         if add {
             if let (Some(b), Some(t)) = (&c.base, &ctype) {
                 o.set_u32(ffi::NFTNL_CHAIN_HOOKNUM, b.hook.number());
+                if let Some(d) = b.hook.device() {
+                    o.set_str(ffi::NFTNL_CHAIN_DEV, &cstr(d.as_str(), "device")?);
+                }
                 o.set_i32(ffi::NFTNL_CHAIN_PRIO, b.priority);
                 o.set_str(ffi::NFTNL_CHAIN_TYPE, t);
                 let policy = match b.policy {

@@ -31,7 +31,9 @@ attrs!(TableK "" {
 
 attrs!(ChainK "" {
     NFTNL_CHAIN_NAME: Str,
+    NFTNL_CHAIN_FAMILY: u32,
     NFTNL_CHAIN_TABLE: Str,
+    NFTNL_CHAIN_DEV: Str,
     NFTNL_CHAIN_HOOKNUM: u32,
     NFTNL_CHAIN_PRIO: i32,
     NFTNL_CHAIN_POLICY: u32,

@@ -18,6 +18,8 @@ pub enum Family {
     Ip,
     Ip6,
     Bridge,
+    /// Hooks on one device (ingress, egress), before and after the IP stack.
+    Netdev,
 }
 
 impl Family {
@@ -27,6 +29,7 @@ impl Family {
             Family::Ip => "ip",
             Family::Ip6 => "ip6",
             Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
         }
     }
     /// The NFPROTO_* number of the family.
@@ -34,14 +37,21 @@ impl Family {
         match self {
             Family::Inet => 1,
             Family::Ip => 2,
+            Family::Netdev => 5,
             Family::Bridge => 7,
             Family::Ip6 => 10,
         }
     }
     pub fn from_nfproto(n: u32) -> Option<Family> {
-        [Family::Inet, Family::Ip, Family::Ip6, Family::Bridge]
-            .into_iter()
-            .find(|f| u32::from(f.nfproto()) == n)
+        [
+            Family::Inet,
+            Family::Ip,
+            Family::Ip6,
+            Family::Bridge,
+            Family::Netdev,
+        ]
+        .into_iter()
+        .find(|f| u32::from(f.nfproto()) == n)
     }
 }
 
@@ -120,6 +130,40 @@ impl ChainType {
     }
 }
 
+/// A device's name as a netdev chain names it (at most 15 bytes, IFNAMSIZ − 1), kept inline
+/// so that a hook stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Device {
+    len: u8,
+    name: [u8; 15],
+}
+
+impl Device {
+    /// None when `name` is empty or longer than an interface name can be.
+    pub fn new(name: &str) -> Option<Device> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > 15 {
+            return None;
+        }
+        let mut out = [0u8; 15];
+        out[..b.len()].copy_from_slice(b);
+        Some(Device {
+            len: b.len() as u8,
+            name: out,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.name[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
@@ -127,19 +171,26 @@ pub enum Hook {
     Forward,
     Output,
     Postrouting,
+    /// The netdev family's: frames as a device receives them, before anything else.
+    Ingress(Device),
+    /// The netdev family's: frames as a device is about to send them, whoever sent them
+    /// (a macvlan child's, a packet socket's included).
+    Egress(Device),
 }
 
 impl Hook {
-    /// NF_INET_* (the bridge family numbers its hooks the same way).
+    /// NF_INET_* (the bridge family numbers its hooks the same way); NF_NETDEV_* for the
+    /// netdev family's.
     pub fn number(self) -> u32 {
         match self {
-            Hook::Prerouting => 0,
-            Hook::Input => 1,
+            Hook::Prerouting | Hook::Ingress(_) => 0,
+            Hook::Input | Hook::Egress(_) => 1,
             Hook::Forward => 2,
             Hook::Output => 3,
             Hook::Postrouting => 4,
         }
     }
+    /// A hook of the inet, ip, ip6 or bridge family.
     pub fn from_number(n: u32) -> Option<Hook> {
         [
             Hook::Prerouting,
@@ -151,6 +202,21 @@ impl Hook {
         .into_iter()
         .find(|h| h.number() == n)
     }
+    /// A hook of the netdev family, on `device`.
+    pub fn netdev(n: u32, device: Device) -> Option<Hook> {
+        match n {
+            0 => Some(Hook::Ingress(device)),
+            1 => Some(Hook::Egress(device)),
+            _ => None,
+        }
+    }
+    /// The device of a netdev hook.
+    pub fn device(self) -> Option<Device> {
+        match self {
+            Hook::Ingress(d) | Hook::Egress(d) => Some(d),
+            _ => None,
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             Hook::Prerouting => "prerouting",
@@ -158,6 +224,8 @@ impl Hook {
             Hook::Forward => "forward",
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
+            Hook::Ingress(_) => "ingress",
+            Hook::Egress(_) => "egress",
         }
     }
 }

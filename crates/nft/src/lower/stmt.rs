@@ -84,7 +84,7 @@ impl Out<'_, '_> {
             Reject::Default => match self.cx.family {
                 Family::Ip => (0, Some(3)),
                 Family::Ip6 => (0, Some(4)),
-                Family::Inet | Family::Bridge => (2, Some(1)),
+                Family::Inet | Family::Bridge | Family::Netdev => (2, Some(1)),
             },
             Reject::Icmp(c) | Reject::Icmpv6(c) => (0, Some(c)),
             Reject::Icmpx(c) => (2, Some(c)),

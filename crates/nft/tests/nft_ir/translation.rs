@@ -263,3 +263,41 @@ fn bridge_family() {
     };
     check("bridge", &br);
 }
+
+/// A netdev chain on a device's egress hook (nsfw's anti-spoofing of macvlan children):
+/// encoded, read back and decoded equal, its device included. nft 1.0.6 lists link-layer
+/// matches of such a chain raw (`@ll,48,48 0x…`), so its listing is not compared.
+#[test]
+fn netdev_family_on_a_device() {
+    use Field::*;
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip link add nd0 type veth peer name nd1");
+    let dev = Device::new("nd0").expect("a device name");
+    let t = Table {
+        chains: vec![Chain::new(
+            "nd0",
+            base(ChainType::Filter, Hook::Egress(dev), prio::FILTER),
+            vec![
+                r(vec![
+                    m(pl(EtherSaddr), EQ, v(Value::Ether([2, 0, 0, 0, 0, 1]))),
+                    m(pl(IpSaddr), NEQ, v(ip("192.0.2.21"))),
+                    Stmt::Counter(Counter::default()),
+                    Stmt::Verdict(Verdict::Drop),
+                ]),
+                r(vec![m(pl(ArpSaddrIp), NEQ, v(ip("192.0.2.21"))), accept()]),
+            ],
+        )],
+        ..Table::new(Family::Netdev, "tn")
+    };
+    apply(&sb, vec![BatchOp::ReplaceTable(t.clone())]);
+    assert_same(
+        "netdev egress",
+        &t,
+        &decoded(&read(&sb, Family::Netdev, "tn")),
+    );
+    let listed = sb.ok("nft list table netdev tn");
+    assert!(
+        listed.contains("hook egress device \"nd0\""),
+        "nft sees the hook and its device:\n{listed}"
+    );
+}

@@ -1,0 +1,116 @@
+//! The grow trial (issue 21): N namespaces on 4 bridges applied, then what one namespace
+//! more or less costs — nsfw's apply of the file with one more, the apply back, a no-op
+//! apply and diff — beside the imperative way of adding one in the same sandbox with the N
+//! there: `ip netns add` and one ADD of the reference CNI `bridge` plugin (host-local IPAM)
+//! onto br0. And the cold apply by the binary before the change (`--before`), alone in its
+//! own sandbox.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::run::{Res, median, nsfw_bin, timed};
+
+/// How many times each one-namespace change is repeated inside a trial (the median is kept).
+const REPEAT: usize = 5;
+
+/// `n` namespaces on 4 bridges (a /21 each, room for 2,000); with `extra`, one more on br0.
+pub fn topology(n: usize, extra: bool) -> String {
+    let mut s = String::from("name = \"bench\"\n");
+    for b in 0..4 {
+        s.push_str(&format!(
+            "[bridges.br{b}]\naddress = \"10.{}.0.1/21\"\nmasquerade = true\n",
+            100 + 8 * b
+        ));
+    }
+    for i in 0..n {
+        let (b, a) = (i % 4, i / 4 + 2);
+        s.push_str(&format!(
+            "[namespaces.ns{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.{}.{}/21\"\n",
+            100 + 8 * b,
+            a / 256,
+            a % 256
+        ));
+    }
+    if extra {
+        s.push_str("[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.100.7.250/21\"\n");
+    }
+    s
+}
+
+fn out(label: &str, ms: f64, rss: u64) {
+    println!("{label} {ms:.3} {rss}");
+}
+
+/// One reference ADD: `ip netns add` and the `bridge` plugin onto br0 (no gateway address of
+/// its own: br0 has nsfw's), timed together.
+fn cni_add(dir: &Path, k: usize) -> Res<f64> {
+    let id = format!("cni{k}");
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"grow","type":"bridge","bridge":"br0","isGateway":false,"ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"10.100.0.0/21","rangeStart":"10.100.7.100","rangeEnd":"10.100.7.200","gateway":"10.100.0.1"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}}"#,
+        dir.join("ipam").display()
+    );
+    let t = Instant::now();
+    timed(Command::new("ip").args(["netns", "add", &id]))?;
+    let mut c = Command::new("/usr/lib/cni/bridge")
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &id)
+        .env("CNI_NETNS", format!("/run/netns/{id}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    c.stdin.take().ok_or("stdin")?.write_all(conf.as_bytes())?;
+    let o = c.wait_with_output()?;
+    if !o.status.success() {
+        return Err(format!("bridge ADD: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// nsfw's figures at `n`, and the reference beside them.
+pub fn grow(n: usize, dir: &Path) -> Res<()> {
+    let nsfw = nsfw_bin();
+    let a = dir.join("a.toml");
+    let b = dir.join("b.toml");
+    std::fs::write(&a, topology(n, false))?;
+    std::fs::write(&b, topology(n, true))?;
+    let (cold, rss) = timed(Command::new(&nsfw).arg("apply").arg(&a))?;
+    out("grow_cold", cold, rss);
+    let mut s: [Vec<f64>; 4] = Default::default();
+    let mut peak = 0;
+    for _ in 0..REPEAT {
+        for (i, (cmd, f)) in [("apply", &a), ("diff", &a), ("apply", &b), ("apply", &a)]
+            .into_iter()
+            .enumerate()
+        {
+            let (ms, kib) = timed(Command::new(&nsfw).arg(cmd).arg(f))?;
+            s[i].push(ms);
+            peak = peak.max(kib);
+        }
+    }
+    for (label, v) in ["grow_noop", "grow_diff", "grow_add", "grow_remove"]
+        .into_iter()
+        .zip(s)
+    {
+        out(label, median(v), peak);
+    }
+    let mut cni = Vec::new();
+    for k in 0..REPEAT {
+        cni.push(cni_add(dir, k)?);
+    }
+    out("grow_cni", median(cni), 0);
+    Ok(())
+}
+
+/// The cold apply of `n` by the binary before the change.
+pub fn cold_before(n: usize, dir: &Path, bin: &Path) -> Res<()> {
+    let a = dir.join("a.toml");
+    std::fs::write(&a, topology(n, false))?;
+    let (ms, rss) = timed(Command::new(bin).arg("apply").arg(&a))?;
+    out("grow_before_cold", ms, rss);
+    Ok(())
+}

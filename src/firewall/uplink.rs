@@ -1,0 +1,171 @@
+//! Anti-spoofing for namespaces on a host uplink (macvlan children): `table netdev nsfw_<name>`
+//! with one chain per uplink on its egress hook. A child's frames never pass the host's IP
+//! stack (nor the bridge hooks: the uplink is no bridge port), but every frame a child sends
+//! to the LAN passes its uplink's egress in the host's namespace — out of reach of the child's
+//! owner, and frames forged with a packet socket included. Each child may send there only
+//! with its own source address (IPv4, ARP, IPv6 with its link-local address):
+//!
+//! ```nft
+//! table netdev nsfw_office {
+//!     chain eth0 {
+//!         type filter hook egress device "eth0" priority filter; policy accept;
+//!         ether saddr 02:b2:bf:89:a2:91 ip saddr != 192.0.2.21 counter drop
+//!         ether saddr 02:b2:bf:89:a2:91 arp saddr ip != 192.0.2.21 counter drop
+//!         ether saddr 02:b2:bf:89:a2:91 ether type ip6 counter drop
+//!     }
+//! }
+//! ```
+//!
+//! What it does not see: frames between two children in bridge mode (the driver hands them
+//! over inside the host; `mode = "private"` keeps children apart), and a child that forges
+//! its MAC as well (the uplink cannot tell whose frame it is; a LAN switch's port security
+//! can).
+
+use std::collections::BTreeMap;
+
+use crate::owner;
+use crate::topology::{Macvlan, Topology};
+use nft::diff::table_diff;
+use nft::dump::Dumped;
+use nft::{
+    Base, Chain, ChainType, Device, Family, Field, Hook, Policy, Rule, Stmt, Table, Value, Verdict,
+    prio,
+};
+
+use super::build::{field, rule};
+use super::{NftLine, NftPlan, NftState};
+
+/// A rule that counts and drops.
+fn drop(mut stmts: Vec<Stmt>) -> Rule {
+    stmts.push(Stmt::Counter(nft::Counter::default()));
+    rule(stmts, Verdict::Drop)
+}
+
+/// One child's rules: its MAC with another source is dropped.
+fn child(m: &Macvlan) -> Vec<Rule> {
+    let mac = || Stmt::eq(field(Field::EtherSaddr), Value::Ether(m.mac.0));
+    let own = Value::Ipv4(m.address.ip());
+    let mut out = vec![
+        drop(vec![mac(), Stmt::neq(field(Field::IpSaddr), own.clone())]),
+        drop(vec![mac(), Stmt::neq(field(Field::ArpSaddrIp), own)]),
+    ];
+    match m.address6 {
+        // `ip6 saddr != { ADDR6, LINK-LOCAL }`: one rule for both, or each would drop the other.
+        Some(a6) => {
+            let keep = [a6.ip(), m.mac.link_local().ip()];
+            let anon = keep
+                .map(|a| nft::Element::key(vec![Value::Ipv6(a)]))
+                .to_vec();
+            out.push(drop(vec![
+                mac(),
+                Stmt::Match(nft::Match {
+                    left: field(Field::Ip6Saddr),
+                    op: nft::Op::Neq,
+                    right: nft::Rhs::Set(nft::SetRef::Anon(anon)),
+                }),
+            ]));
+        }
+        // No IPv6 on the child: none of it leaves with its MAC.
+        None => out.push(drop(vec![
+            mac(),
+            Stmt::eq(field(Field::EtherType), Value::EtherType(0x86dd)),
+        ])),
+    }
+    out
+}
+
+/// The topology's netdev table; None when it has no child of an uplink.
+pub(crate) fn table(t: &Topology) -> Option<Table> {
+    let mut by_uplink: BTreeMap<&str, Vec<&Macvlan>> = BTreeMap::new();
+    for m in t.namespaces.iter().flat_map(|n| &n.macvlans) {
+        by_uplink.entry(&m.uplink).or_default().push(m);
+    }
+    if by_uplink.is_empty() {
+        return None;
+    }
+    let chains = by_uplink
+        .into_iter()
+        .filter_map(|(u, kids)| {
+            let base = Base {
+                ty: ChainType::Filter,
+                hook: Hook::Egress(Device::new(u)?),
+                priority: prio::FILTER,
+                policy: Policy::Accept,
+            };
+            let rules = kids.into_iter().flat_map(child).collect();
+            Some(Chain::new(u, Some(base), rules))
+        })
+        .collect();
+    Some(Table {
+        comment: Some(owner::mark(&t.name)),
+        chains,
+        ..Table::new(Family::Netdev, &owner::table(&t.name))
+    })
+}
+
+/// Reads every `netdev nsfw_*` table whole, by name.
+pub(crate) fn observe(
+    sock: &mut nft::socket::NftSocket,
+    s: &NftState,
+) -> anyhow::Result<BTreeMap<String, Dumped>> {
+    let mut out = BTreeMap::new();
+    for t in &s.tables {
+        if t.family == Family::Netdev && owner::is_table(&t.name) {
+            out.insert(t.name.clone(), sock.read_table(t)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the topology's netdev table into `p`. A table of that name nsfw does not own is a
+/// conflict.
+pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
+    let name = owner::table(&t.name);
+    let mark = owner::mark(&t.name);
+    let existing = s
+        .tables
+        .iter()
+        .find(|k| k.family == Family::Netdev && k.name == name);
+    if let Some(k) = existing.filter(|k| k.comment.as_deref() != Some(mark.as_str())) {
+        p.conflicts.push(format!(
+            "{}: name = {:?}: nftables table netdev {name} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
+            t.source.display(),
+            t.name,
+            k.comment.as_deref().unwrap_or("")
+        ));
+        return;
+    }
+    let have = existing.and(s.netdev.get(&name));
+    match (table(t), have) {
+        (Some(want), have) => {
+            let d = table_diff(&want, have);
+            p.lines.extend(d.lines);
+            p.ops.extend(d.ops);
+        }
+        (None, _) if existing.is_some() => remove(p, &name),
+        (None, _) => {}
+    }
+}
+
+fn remove(p: &mut NftPlan, name: &str) {
+    p.lines.push(NftLine::new(
+        '-',
+        "table",
+        &format!("netdev {name}"),
+        None,
+        String::new(),
+    ));
+    p.ops.push(nft::batch::Op::DeleteTable {
+        family: Family::Netdev,
+        name: name.to_string(),
+    });
+}
+
+/// The flush of the netdev tables of the topologies `owned` says.
+pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) -> bool) {
+    for t in &s.tables {
+        if t.family == Family::Netdev && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
+            remove(p, &t.name);
+        }
+    }
+}
