@@ -81,7 +81,14 @@ fn legacy(v6: bool, bridges: &[String]) -> (Vec<String>, Vec<String>) {
     };
     let cmd = f.command();
     let (mut found, mut fixes) = (Vec::new(), Vec::new());
-    for name in xtables::tables(f) {
+    let names = match xtables::tables(f) {
+        Ok(n) => n,
+        Err(e) => {
+            found.push(format!("{cmd}'s tables cannot be listed: {e}"));
+            Vec::new()
+        }
+    };
+    for name in names {
         let Ok((rules, policies)) = xtables::read(f, &name).and_then(|t| t.rules()) else {
             found.push(format!("{cmd} table {name} (unreadable)"));
             continue;
