@@ -191,17 +191,34 @@ fn says(t: &Topology, m: &Meaning) -> bool {
         })
     };
     match m {
-        Meaning::Masquerade { subnet, uplink, .. } => bridge(&subnet.to_string())
-            .is_some_and(|b| b.masquerade && (uplink.is_none() || b.uplink == *uplink)),
+        Meaning::Masquerade {
+            subnet,
+            uplink,
+            not_out,
+            ..
+        } => bridge(&subnet.to_string()).is_some_and(|b| {
+            b.masquerade
+                && (uplink.is_none() || b.uplink == *uplink)
+                && not_out.as_ref().is_none_or(|o| *o == b.name)
+        }),
         Meaning::Stateful => true,
         Meaning::Egress { from } => bridge(from).is_some_and(|b| !b.egress_deny),
         Meaning::Inbound { to } => bridge(to).is_some(),
+        // Everything the DNAT says, the file says again: the host address, both ports, the
+        // protocol and the namespace; else it is not the same port forward and stays.
         Meaning::Publish {
-            proto, port, to, ..
+            proto,
+            host_addr,
+            port,
+            to,
+            to_port,
         } => ns_of(*to).is_some_and(|n| {
-            n.publish
-                .iter()
-                .any(|p| p.pairs().any(|(h, _)| h == *port) && p.proto.to_string() == *proto)
+            n.publish.iter().any(|p| {
+                p.pairs().any(|pair| pair == (*port, *to_port))
+                    && p.proto.to_string() == *proto
+                    && p.host_addr == *host_addr
+                    && p.v4
+            })
         }),
         Meaning::Drop { from, to } if from == to => bridge(from).is_some_and(|b| b.isolate),
         Meaning::Drop { from, to } => {
@@ -225,6 +242,8 @@ fn says(t: &Topology, m: &Meaning) -> bool {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HandRules {
     pub nft: Vec<Found>,
+    /// iptables-nft's filter chains, in order: whether a drop stays below an accept.
+    pub nft_forward: crate::import::NftForward,
     pub legacy: crate::import::Legacy,
 }
 
@@ -236,6 +255,13 @@ pub(crate) fn lab_of(t: &Topology) -> (Vec<String>, Vec<ipnetwork::IpNetwork>) {
         .iter()
         .filter_map(|b| b.address)
         .map(|a| ipnetwork::IpNetwork::V4(crate::topology::subnet_of4(&a)))
+        // Lines that name the lab only by its IPv6 subnet are named too (never removed).
+        .chain(
+            t.bridges
+                .iter()
+                .filter_map(|b| b.address6)
+                .filter_map(|a| ipnetwork::IpNetwork::new(a.network().into(), a.prefix()).ok()),
+        )
         .collect();
     (names, subnets)
 }
@@ -244,6 +270,7 @@ pub(crate) fn lab_of(t: &Topology) -> (Vec<String>, Vec<ipnetwork::IpNetwork>) {
 pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> Result<HandRules> {
     Ok(HandRules {
         nft: crate::import::read_rules_for(names, subnets)?,
+        nft_forward: crate::import::read_nft_forward()?,
         legacy: crate::import::read_legacy_for(names, subnets),
     })
 }
@@ -253,8 +280,32 @@ pub(crate) fn read_rules(names: &[String], subnets: &[ipnetwork::IpNetwork]) -> 
 pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
     let legacy = hand.legacy.clone();
     a.kept.extend(legacy.notes);
+    // An accept in iptables-nft's filter chain with a drop below it that stays (a catch-all
+    // `-j DROP`, `-o br0 -j DROP`): the hook's every base chain must accept, so it stays, as
+    // in iptables-legacy. (A drop policy there is handled by nsfw's own placed accepts.)
+    let removed_texts: Vec<&str> = hand
+        .nft
+        .iter()
+        .filter(|f| f.meaning.as_ref().is_some_and(|m| says(t, m)))
+        .map(|f| f.text.as_str())
+        .collect();
+    let nft_below = |f: &Found| {
+        f.at.family == nft::Family::Ip
+            && f.at.table == "filter"
+            && matches!(
+                f.meaning,
+                Some(Meaning::Stateful | Meaning::Egress { .. } | Meaning::Inbound { .. })
+            )
+            && hand
+                .nft_forward
+                .drop_below(&f.at.chain, f.at.handle, &|t| removed_texts.contains(&t))
+    };
     for f in hand.nft.iter().cloned() {
         match &f.meaning {
+            Some(_) if nft_below(&f) => a.kept.push(format!(
+                "{}: {} (handle {}) stays: a rule below it in that chain drops (or may drop) what it accepts, and without it the topology's forwarded traffic would be dropped there",
+                f.at, f.text, f.at.handle
+            )),
             Some(m) if says(t, m) => a.rules.push(f),
             _ => a.kept.push(format!(
                 "{}: {} (handle {}) concerns this topology but the file does not say it: left in place",
@@ -262,17 +313,38 @@ pub(crate) fn rules(t: &Topology, a: &mut Adoption, hand: &HandRules) {
             )),
         }
     }
+    // A drop iptables-legacy keeps below an accept of the lab's traffic (a catch-all
+    // `-j DROP`, `-o br0 -j DROP`, a jump to a chain that drops): without the accept the
+    // traffic reaches it and is dropped, whatever nsfw's table says. Only a drop the file
+    // says again (and so is removed) does not count.
+    let blocked_below = |f: &Found| {
+        legacy.blockers.iter().any(|b| {
+            let below = (b.at.chain == f.at.chain && b.at.handle > f.at.handle)
+                // An accept in DOCKER-USER ends only that chain's part: FORWARD goes on.
+                || (f.at.chain == "DOCKER-USER" && b.at.chain == "FORWARD");
+            b.at.family == f.at.family
+                && b.at.table == f.at.table
+                && below
+                && !b.meaning.as_ref().is_some_and(|m| says(t, m))
+        })
+    };
     for f in legacy.found {
-        // With iptables-legacy's FORWARD policy drop, its accepts are what lets the lab's
-        // traffic through it (nsfw's table cannot): they stay.
+        // With iptables-legacy's FORWARD policy drop, or a drop below, its accepts are what
+        // lets the lab's traffic through it (nsfw's table cannot): they stay.
         let accepts = matches!(
             f.meaning,
             Some(Meaning::Stateful | Meaning::Egress { .. } | Meaning::Inbound { .. })
         );
+        let policy = accepts && legacy.forward_drop && f.at.family == nft::Family::Ip;
+        let below = accepts && blocked_below(&f);
         match &f.meaning {
-            Some(m) if says(t, m) && !(accepts && legacy.forward_drop) => a.legacy.push(f),
-            Some(_) if accepts => a.kept.push(format!(
+            Some(m) if says(t, m) && !policy && !below => a.legacy.push(f),
+            Some(_) if policy => a.kept.push(format!(
                 "{}: {} (rule {}) stays: iptables-legacy's FORWARD policy is drop, and without it the topology's forwarded traffic would be dropped there",
+                f.at, f.text, f.at.handle
+            )),
+            Some(_) if below => a.kept.push(format!(
+                "{}: {} (rule {}) stays: a rule below it in that chain drops (or may drop) what it accepts, and without it the topology's forwarded traffic would be dropped there",
                 f.at, f.text, f.at.handle
             )),
             _ => a.kept.push(format!(

@@ -198,3 +198,184 @@ fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
     guard(&mut p, &o, &a, "lab.toml");
     assert_eq!(p.steps.len(), 1, "{:?}", p.warnings);
 }
+
+const LAB: &str = "name = \"lab\"\n[bridges.br0]\naddress = \"10.10.0.1/24\"\nmasquerade = true\nuplink = \"uplink\"\n[namespaces.ns1]\nbridge = \"br0\"\npublish = [\"198.51.100.1:8080:80/tcp\"]\n";
+
+fn legacy(chain: &str, pos: u64, text: &str) -> crate::import::rules::Found {
+    use crate::import::rules::{At, Found, classify};
+    Found {
+        at: At {
+            family: nft::Family::Ip,
+            table: if chain.ends_with("ROUTING") {
+                "nat"
+            } else {
+                "filter"
+            }
+            .into(),
+            chain: chain.into(),
+            handle: pos,
+            legacy: Some(vec![pos as u8]),
+        },
+        text: text.into(),
+        meaning: classify(chain, text),
+    }
+}
+
+/// What `rules` removes of `found` (legacy, with `blockers`): their texts.
+fn removed(
+    found: Vec<crate::import::rules::Found>,
+    blockers: Vec<crate::import::rules::Found>,
+) -> Vec<String> {
+    let t = crate::topology::parse(LAB, std::path::Path::new("t.toml")).expect("valid");
+    let hand = super::HandRules {
+        nft: vec![],
+        nft_forward: Default::default(),
+        legacy: crate::import::Legacy {
+            found,
+            blockers,
+            ..Default::default()
+        },
+    };
+    let mut a = Adoption::default();
+    super::rules(&t, &mut a, &hand);
+    a.legacy.into_iter().map(|f| f.text).collect()
+}
+
+/// H1, H2: a drop that stays below the lab's accepts (a catch-all DROP or REJECT, `-o br0
+/// -j DROP`) keeps them, like a FORWARD policy drop; one above them, or none, does not.
+#[test]
+fn accepts_stay_above_a_drop_that_stays() {
+    let guide = || {
+        vec![
+            legacy(
+                "POSTROUTING",
+                1,
+                "ip saddr 10.10.0.0/24 oifname \"uplink\" masquerade",
+            ),
+            legacy("FORWARD", 1, "ct state established,related accept"),
+            legacy("FORWARD", 2, "iifname \"br0\" oifname \"uplink\" accept"),
+        ]
+    };
+    let nat = vec!["ip saddr 10.10.0.0/24 oifname \"uplink\" masquerade".to_string()];
+    assert_eq!(removed(guide(), vec![]).len(), 3);
+    for drop in [
+        "drop",
+        "oifname \"br0\" drop",
+        "[nsfw cannot read this (xtables target REJECT): target name=\"REJECT\" rev=0 info=0x00]",
+    ] {
+        assert_eq!(
+            removed(guide(), vec![legacy("FORWARD", 3, drop)]),
+            nat,
+            "{drop}"
+        );
+    }
+    // Above the accepts: the traffic it drops never reached them anyway.
+    let mut shifted = guide();
+    for f in shifted.iter_mut().filter(|f| f.at.chain == "FORWARD") {
+        f.at.handle += 1;
+    }
+    assert_eq!(
+        removed(shifted, vec![legacy("FORWARD", 1, "drop")]).len(),
+        3
+    );
+    // In DOCKER-USER an accept ends only that chain: a drop anywhere in FORWARD counts.
+    let user = || {
+        vec![legacy(
+            "DOCKER-USER",
+            1,
+            "iifname \"br0\" oifname \"uplink\" accept",
+        )]
+    };
+    assert_eq!(removed(user(), vec![]).len(), 1);
+    assert!(removed(user(), vec![legacy("FORWARD", 1, "drop")]).is_empty());
+}
+
+/// M1, H5: a DNAT goes only when the file's publish says all of it; a masquerade `! -o
+/// uplink` is not the file's masquerade.
+#[test]
+fn only_what_the_file_says_exactly_is_removed() {
+    let at = |to: &str| format!("ip daddr 198.51.100.1 tcp dport 8080 dnat to {to}");
+    let ns1 = crate::topology::parse(LAB, std::path::Path::new("t.toml"))
+        .expect("valid")
+        .namespaces[0]
+        .ifaces[0]
+        .address
+        .ip()
+        .to_string();
+    let same = at(&format!("{ns1}:80"));
+    assert_eq!(
+        removed(vec![legacy("PREROUTING", 1, &same)], vec![]),
+        vec![same]
+    );
+    for other in [
+        at(&format!("{ns1}:22")),
+        format!("ip daddr 198.51.100.9 tcp dport 8080 dnat to {ns1}:80"),
+        format!("tcp dport 8080 dnat to {ns1}:80"),
+        format!("ip daddr 198.51.100.1 udp dport 8080 dnat to {ns1}:80"),
+    ] {
+        assert!(
+            removed(vec![legacy("PREROUTING", 1, &other)], vec![]).is_empty(),
+            "{other}"
+        );
+    }
+    let guides = "oifname != \"br0\" ip saddr 10.10.0.0/24 masquerade";
+    assert_eq!(
+        removed(vec![legacy("POSTROUTING", 1, guides)], vec![]).len(),
+        1
+    );
+    let not_uplink = "oifname != \"uplink\" ip saddr 10.10.0.0/24 masquerade";
+    assert!(removed(vec![legacy("POSTROUTING", 1, not_uplink)], vec![]).is_empty());
+}
+
+/// The same in iptables-nft's FORWARD (policy accept): an accept with a catch-all drop or a
+/// jump to a chain that rejects below it stays; nsfw's own rules and a drop above do not count.
+#[test]
+fn nft_accepts_above_a_drop_that_stays_stay() {
+    use crate::import::rules::{At, Found, classify};
+    let t = crate::topology::parse(LAB, std::path::Path::new("t.toml")).expect("valid");
+    let accept = "iifname \"br0\" oifname \"uplink\" accept";
+    let found = Found {
+        at: At {
+            family: nft::Family::Ip,
+            table: "filter".into(),
+            chain: "FORWARD".into(),
+            handle: 5,
+            legacy: None,
+        },
+        text: accept.into(),
+        meaning: classify("FORWARD", accept),
+    };
+    let kept = |rules: &[(&str, u64, &str, bool)]| {
+        let hand = super::HandRules {
+            nft: vec![found.clone()],
+            nft_forward: crate::import::NftForward {
+                rules: rules
+                    .iter()
+                    .map(|(c, h, t, o)| (c.to_string(), *h, t.to_string(), *o))
+                    .collect(),
+            },
+            legacy: Default::default(),
+        };
+        let mut a = Adoption::default();
+        super::rules(&t, &mut a, &hand);
+        a.rules.is_empty()
+    };
+    assert!(!kept(&[("FORWARD", 5, accept, false)]));
+    assert!(kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 9, "drop", false)
+    ]));
+    assert!(kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 2, "jump MINE", false),
+        ("MINE", 3, "reject with icmp type port-unreachable", false),
+    ]));
+    assert!(!kept(&[
+        ("FORWARD", 9, "drop", false),
+        ("FORWARD", 5, accept, false)
+    ]));
+    assert!(!kept(&[
+        ("FORWARD", 5, accept, false),
+        ("FORWARD", 9, "drop", true)
+    ]));
+}

@@ -167,14 +167,21 @@ fn vxlan(d: &mut Desired, t: &Topology, b: &Bridge, vx: &crate::topology::Vxlan)
             },
             mtu: b.mtu,
             // Derived like every link nsfw makes: what tells a tunnel an interrupted run
-            // left unmarked from somebody else's.
-            mac: Some(crate::topology::derived_mac(&t.name, "vxlan", &name)),
+            // left unmarked from somebody else's. With `local`: the other hosts' tunnels
+            // of the segment share its name and often the topology's.
+            mac: Some(crate::topology::derived_mac(
+                &t.name,
+                "vxlan",
+                &format!("{name}/{}", vx.local),
+            )),
             master: Some(b.name.clone()),
             marked: true,
             no_link_local: b.mtu >= IPV6_MIN_MTU,
             nf_call: false,
             hairpin: false,
-            isolated: false,
+            // With `isolate`, the other hosts' namespaces are kept from this host's at L2
+            // too: an isolated port reaches only the bridge and ports that are not.
+            isolated: b.isolate,
         },
     );
     for p in &vx.peers {

@@ -43,9 +43,11 @@ fn legacy_guide() -> String {
     GUIDE.replace("iptables-nft", "iptables-legacy")
 }
 
-/// What the sandbox looks like, for "as before".
+/// What the sandbox looks like, for "as before". A flush does not wait for the kernel's
+/// namespace teardown, which takes the lab's veth host ends with it a moment later: that
+/// moment is waited for (at most 5 s).
 fn state(sb: &Sandbox) -> String {
-    sb.ok("ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true; iptables-legacy-save 2>/dev/null | grep -c -e '-j ' -e ':FORWARD DROP' || true")
+    sb.ok("for i in $(seq 50); do ip -br link | grep -q '^veth-' || break; sleep 0.1; done; ip -br link | awk '{print $1}' | sort; ls /run/netns; ls /etc/netns; cat /proc/sys/net/ipv4/ip_forward; nft list ruleset | grep -v policy | grep -c -e masquerade -e accept -e dnat || true; iptables-legacy-save 2>/dev/null | grep -c -e '-j ' -e ':FORWARD DROP' || true")
 }
 
 /// The guide's lines left in iptables-legacy.
@@ -361,4 +363,52 @@ fn a_kill_between_the_batch_and_the_legacy_removal_converges() {
     sb.nsfw_code(&["flush", &lab], 0);
     sb.ok("iptables-legacy -P FORWARD ACCEPT; iptables-legacy -F FORWARD");
     assert_eq!(state(&sb), before);
+}
+
+/// The other usual ways to harden FORWARD (policy accept): `-o br0 -j DROP` and a catch-all
+/// REJECT below the guide's accepts, in iptables-legacy or iptables-nft (`ipt`). Adoption
+/// removes the NAT line only, keeps the accepts (named), and the lab still reaches upstream.
+fn accepts_above_a_kept_drop(ipt: &str) {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.upstream(&[]);
+    sb.ok(&GUIDE.replace("iptables-nft", ipt));
+    sb.ok(&format!(
+        "{ipt} -A FORWARD -o br0 -j DROP
+         {ipt} -A FORWARD -j REJECT"
+    ));
+    assert!(
+        sb.pings("ns1", "203.0.113.10"),
+        "the hand-built lab reaches upstream"
+    );
+    let toml = sb.ok(&format!("{} import", common::NSFW));
+    if ipt == "iptables-legacy" {
+        assert!(toml.contains("(xtables target REJECT)"), "{toml}");
+    }
+    let lab = sb.file("lab.toml", &toml);
+    let out = sb.ok(&format!("{} apply --adopt {lab} 2>&1", common::NSFW));
+    assert!(out.contains("a rule below it in that chain drops"), "{out}");
+    let left = sb.ok(&format!("{ipt}-save | grep -e '-j ' || true"));
+    assert!(!left.contains("MASQUERADE"), "{left}");
+    for kept in [
+        "--ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-i br0 -o uplink -j ACCEPT",
+    ] {
+        assert!(left.contains(kept), "{kept} stays: {left}");
+    }
+    assert!(
+        sb.pings("ns1", "203.0.113.10"),
+        "the adopted lab reaches upstream"
+    );
+    sb.nsfw_code(&["diff", &lab], 0);
+}
+
+/// Import notes the catch-all REJECT, which names no bridge.
+#[test]
+fn legacy_accepts_above_a_kept_drop_stay_and_the_lab_keeps_its_way_out() {
+    accepts_above_a_kept_drop("iptables-legacy");
+}
+
+#[test]
+fn nft_accepts_above_a_kept_drop_stay_and_the_lab_keeps_its_way_out() {
+    accepts_above_a_kept_drop("iptables-nft");
 }

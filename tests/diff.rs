@@ -332,6 +332,9 @@ fn diff_on_an_empty_host_and_after_flush_lists_every_creation() {
     );
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["flush", &f], 0);
+    // A flush does not wait for the kernel to free the deleted namespaces' veths (as `ip netns
+    // del` does not): wait here, so the diff does not race their teardown.
+    sb.ok("for i in $(seq 100); do ip link show veth-ns1 >/dev/null 2>&1 || ip link show veth-ns2 >/dev/null 2>&1 || break; sleep 0.05; done");
     // ip_forward stays on after flush (nsfw cannot know what it was before), so that line goes.
     let after = sb.nsfw_code(&["diff", &f], 2);
     let without_sysctl = |s: &str| {

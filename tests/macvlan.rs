@@ -211,14 +211,15 @@ fn a_forged_source_from_a_child_never_reaches_the_lan() {
             .to_string()
     };
     let (child, lan_host) = (mac("m1"), mac("lan"));
-    let count = |marker: &str, src: &str| -> u64 {
+    let count = |marker: &str, frame: &str| -> u64 {
         let log = sb.dir().join(format!("sniff-{marker}.log"));
         sb.ok(&format!(
-            "ip netns exec lan {frames} sniff eth0 1.5 {marker} > {log} 2>&1 &
+            "ip netns exec lan {frames} sniff eth0 1.2 {marker} > {log} 2>&1 &
              for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-             ip netns exec m1 {frames} send eth0 udp4 {marker} {child} {lan_host} {src} 192.0.2.1 || true
+             ip netns exec m1 {frames} send eth0 {frame} || true
              wait",
-            log = log.display()
+            log = log.display(),
+            frame = frame.replacen(' ', &format!(" {marker} "), 1),
         ));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.lines()
@@ -226,13 +227,33 @@ fn a_forged_source_from_a_child_never_reaches_the_lan() {
             .and_then(|l| l.trim().parse().ok())
             .expect("a count")
     };
+    let udp4 = |src: &str| format!("udp4 {child} {lan_host} {src} 192.0.2.1");
     assert!(
-        count("own", "192.0.2.11") > 0,
+        count("own", &udp4("192.0.2.11")) > 0,
         "the child's own frames reach the LAN"
     );
-    assert_eq!(
-        count("forged", "192.0.2.99"),
-        0,
-        "a forged source never does"
-    );
+    // With the child's own MAC: another source, a VLAN tag (which hides `ip saddr`), another
+    // ethertype, an ARP reply whose sender MAC is not the frame's, an NA for the LAN's router.
+    for (marker, frame) in [
+        ("forged", udp4("192.0.2.99")),
+        (
+            "vlan",
+            format!("vlan {child} {lan_host} 192.0.2.99 192.0.2.1"),
+        ),
+        ("ethertype", format!("raw {child} {lan_host} 0x88b5")),
+        (
+            "arpsha",
+            format!("arp {child} {lan_host} 2 02:00:00:00:00:77 192.0.2.11 {lan_host} 192.0.2.1"),
+        ),
+        (
+            "na",
+            format!("na {child} 33:33:00:00:00:01 fe80::1 ff02::1 2001:db8::1"),
+        ),
+    ] {
+        assert_eq!(
+            count(marker, &frame),
+            0,
+            "{marker}: {frame} never reaches the LAN"
+        );
+    }
 }

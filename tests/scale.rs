@@ -58,8 +58,7 @@ fn the_apply_that_adds_a_namespace_repairs_drift_anywhere() {
     // Behind nsfw's back, each in a namespace (or a part of the table) nothing else touches:
     // a default route deleted, an address removed, a link set down, a publish map's element
     // deleted, a rule deleted from nsfw's table.
-    let judge =
-        "nft -a list chain inet nsfw_big judge | awk '/ goto dropped # handle / {print $NF; exit}'";
+    let judge = "nft -a list chain inet nsfw_big judge | awk '/ goto drop_closed # handle / {print $NF; exit}'";
     let handle = sb.ok(judge);
     assert!(!handle.trim().is_empty(), "no rule to delete in judge");
     sb.ok(&format!(

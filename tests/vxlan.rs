@@ -77,28 +77,60 @@ fn fdb(sb: &Sandbox) -> String {
     sb.ok("bridge fdb show dev vx100 | grep '^00:00:00:00:00:00' | sort")
 }
 
+fn rx(sb: &Sandbox, dev: &str) -> u64 {
+    sb.json(&format!("ip -s -j link show {dev}"))[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Five VXLAN datagrams from B's address `from` to A's port 4789, VNI `vni`, each carrying
+/// an ARP reply (10.0.0.99 is-at 02:00:00:00:00:09).
+fn forge(b: &Sandbox, from: &str, vni: u8) {
+    let forged = format!(
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{from}', 0)); \
+        f=bytes([8,0,0,0,0,0,{vni},0]) + b'\\xff'*6 + bytes([2,0,0,0,0,9]) + bytes([8,6]) + bytes([0,1,8,0,6,4,0,1]) + bytes([2,0,0,0,0,9,10,0,0,99]) + bytes(6) + bytes([10,0,0,11]); \
+        [s.sendto(f, ('192.0.2.10', 4789)) for _ in range(5)]"
+    );
+    b.ok(&format!("python3 -c \"{forged}\""));
+}
+
 /// A VXLAN datagram from an address that is no peer is dropped before the tunnel sees it;
-/// the same from the peer's own address reaches it (the rule is what dropped it).
+/// the same from the peer's own address reaches it (the rule is what dropped it). The rule
+/// judges per VNI: a second topology on the same host and port (VNI 200, peer 192.0.2.13)
+/// neither cuts A's segment off nor is cut off by it, and VNI 100's peer cannot inject into
+/// VNI 200.
 fn forged_datagrams_are_dropped(a: &Sandbox, b: &Sandbox) {
     b.ok("ip addr add 192.0.2.13/24 dev under");
-    let rx = || {
-        a.json("ip -s -j link show vx100")[0]["stats64"]["rx"]["packets"]
-            .as_u64()
-            .unwrap()
-    };
-    let before = rx();
-    let forged = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.0.2.13', 0)); \
-        f=bytes([8,0,0,0,0,0,100,0]) + b'\\xff'*6 + bytes([2,0,0,0,0,9]) + bytes([8,6]) + bytes([0,1,8,0,6,4,0,1]) + bytes([2,0,0,0,0,9,10,0,0,99]) + bytes(6) + bytes([10,0,0,11]); \
-        [s.sendto(f, ('192.0.2.10', 4789)) for _ in range(5)]";
-    b.ok(&format!("python3 -c \"{forged}\""));
-    let drops = a.ok("nft list chain inet nsfw_sitea vxlan | grep 'udp dport @vxlan_ports'");
+    let before = rx(a, "vx100");
+    forge(b, "192.0.2.13", 100);
+    let drops = a.ok("nft list chain inet nsfw_sitea vxlan | grep '@vxlan_vnis .* drop'");
     assert!(!drops.contains("packets 0 "), "{drops}");
-    assert_eq!(rx(), before, "the forged frame reached the tunnel");
-    b.ok(&format!(
-        "python3 -c \"{}\"",
-        forged.replace("192.0.2.13', 0", "192.0.2.11', 0")
-    ));
-    assert!(rx() > before, "a peer's datagram did not reach the tunnel");
+    assert_eq!(
+        rx(a, "vx100"),
+        before,
+        "the forged frame reached the tunnel"
+    );
+    forge(b, "192.0.2.11", 100);
+    assert!(
+        rx(a, "vx100") > before,
+        "a peer's datagram did not reach the tunnel"
+    );
+    let z = a.file(
+        "z.toml",
+        "name = \"labz\"\n[bridges.brz]\naddress = \"10.9.0.1/24\"\n\
+         vxlan = { id = 200, local = \"192.0.2.10\", peers = [\"192.0.2.13\"] }\n",
+    );
+    a.nsfw_code(&["apply", &z], 0);
+    forge(b, "192.0.2.13", 200);
+    let z_rx = rx(a, "vx200");
+    assert!(z_rx > 0, "VNI 200's own peer is cut off by the other table");
+    forge(b, "192.0.2.11", 200);
+    assert_eq!(rx(a, "vx200"), z_rx, "VNI 100's peer injected into VNI 200");
+    assert!(
+        a.pings("a1", "10.0.0.21"),
+        "a second topology on the port cut a1 off"
+    );
+    a.nsfw_code(&["flush", &z], 0);
 }
 
 #[test]
@@ -124,23 +156,28 @@ fn a_segment_spans_two_hosts() {
         let out = sb.nsfw_code(&["verify", f], 0);
         assert!(out.contains(remote), "{out}");
     }
-    // A namespace on B takes a1's address: verify on A names the duplicate.
+    // A namespace on B takes a1's address, and B's bridge A's gateway address: verify on A
+    // names both duplicates.
     let dup = std::fs::read_to_string(&fb)
         .unwrap()
         .replace(", remote = [\"10.0.0.11\"]", "")
+        .replace("10.0.0.2/24", "10.0.0.1/24")
         + "[namespaces.b2]\nbridge = \"br0\"\naddress = \"10.0.0.11\"\n";
     let fdup = b.file("dup.toml", &dup);
     b.nsfw_code(&["apply", &fdup], 0);
     let o = a.nsfw(&["verify", &fa]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && err.contains("10.0.0.11 is answered by"),
+        !o.status.success()
+            && err.contains("10.0.0.11 is answered by")
+            && err.contains("10.0.0.1 is this host's address on the segment, and"),
         "{}",
         show(&o)
     );
     b.nsfw_code(&["apply", &fb], 0);
-    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile.
+    // b1 may have learnt 10.0.0.11 at b2's MAC meanwhile, a1 10.0.0.1 at B's bridge's.
     b.ok("ip -n b1 neigh flush all");
+    a.ok("ip -n a1 neigh flush all");
     forged_datagrams_are_dropped(&a, &b);
     // A peer removed from the file: its entry goes; put back: it returns.
     let three = std::fs::read_to_string(&fa)
@@ -231,6 +268,21 @@ fn a_killed_apply_converges() {
     );
     sb.nsfw_code(&["apply", &f], 0);
     assert!(!fdb(&sb).contains("192.0.2.99"));
+    // A peer's entry turned to another port is not the peer: replaced.
+    sb.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.11 && bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11 port 9999");
+    let d = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        d.contains("- fdb vx100 00:00:00:00:00:00 dst 192.0.2.11 port 9999: the peer with")
+            && d.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11\n"),
+        "{d}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    let peers = fdb(&sb);
+    assert!(
+        !peers.contains("9999") && peers.contains("dst 192.0.2.11 "),
+        "{peers}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::testdata::{
     DUAL, IMPAIRED, MORE, PUBLISH, ROUTED, RULESETS, Scratch, ruleset, topology,
 };
 use crate::topology::Topology;
+mod macvlan;
 
 /// One run of `converge` for `tg` on `k`, its record in `dir`; the lines it says.
 fn run(k: &mut Fake, dir: &Scratch, tg: &Target) -> anyhow::Result<(Outcome, Vec<String>)> {
@@ -524,6 +525,7 @@ fn hand_rules_in_iptables_legacy_go_right_after_the_batch_even_if_the_run_stops_
         meaning: Some(Meaning::Masquerade {
             subnet: "10.10.0.0/24".parse().unwrap(),
             uplink: None,
+            not_out: None,
             snat: None,
         }),
     });

@@ -107,6 +107,101 @@ fn a_tunnel_and_its_peers_converge_and_follow_the_file() {
     );
 }
 
+/// A peer's entry with the right address but another port or VNI (someone's `bridge fdb
+/// append … dst 192.0.2.11 port 9999`) is named and replaced, not taken for the peer.
+#[test]
+fn a_peer_entry_with_another_port_or_vni_is_replaced() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let one = lab("'192.0.2.11'", 100);
+    apply(&mut k, &dir, &one).expect("apply");
+    for via in [
+        crate::plumbing::Via {
+            port: Some(9999),
+            ..Default::default()
+        },
+        crate::plumbing::Via {
+            vni: Some(300),
+            ..Default::default()
+        },
+    ] {
+        k.net.o.host.fdb[0].via = via;
+        let said = apply(&mut k, &dir, &one).expect("repair").join("\n");
+        assert!(
+            said.contains(&format!(
+                "- fdb vx100 00:00:00:00:00:00 dst 192.0.2.11{via}: the peer with another port"
+            )) && said.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+            "{said}"
+        );
+        assert_eq!(k.net.o.host.fdb.len(), 1);
+        assert!(k.net.o.host.fdb[0].via.is_own());
+    }
+    // Beside the right one, a second entry to the peer on another port goes too.
+    let mut extra = k.net.o.host.fdb[0];
+    extra.via.port = Some(9999);
+    k.net.o.host.fdb.push(extra);
+    let said = apply(&mut k, &dir, &one).expect("extra").join("\n");
+    assert!(
+        said.contains("dst 192.0.2.11 port 9999: the peer"),
+        "{said}"
+    );
+    assert!(!said.contains("+ fdb"), "{said}");
+    assert_eq!(
+        apply(&mut k, &dir, &one).expect("in sync"),
+        Vec::<String>::new()
+    );
+}
+
+/// What the kernel would refuse part-way is refused before anything: another VXLAN link
+/// with the VNI and port (whatever its local address), a peer that is `local`'s subnet's
+/// broadcast address.
+#[test]
+fn a_tunnel_the_kernel_would_refuse_is_a_conflict_before_anything_changes() {
+    let (mut k, dir) = (host(), Scratch::new());
+    k.net.o.host.links.push(Link {
+        name: "vxfoo".into(),
+        vxlan: Some(crate::plumbing::VxlanObs {
+            id: 100,
+            local: Some("192.0.2.99".parse().expect("ip")),
+            port: 4789,
+        }),
+        ..Link::bare(9, true, false)
+    });
+    let e = apply(&mut k, &dir, &lab("'192.0.2.11'", 100)).expect_err("refused");
+    assert!(
+        format!("{e:#}").contains(
+            "vx.toml: bridges.br0.vxlan.id = 100: VXLAN link vxfoo already carries VNI 100 on port 4789"
+        ),
+        "{e:#}"
+    );
+    assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+    k.net.o.host.links.retain(|l| l.name != "vxfoo");
+    let e = apply(&mut k, &dir, &lab("'192.0.2.255'", 100)).expect_err("refused");
+    assert!(
+        format!("{e:#}").contains(
+            "peers = \"192.0.2.255\": the network's or broadcast address of 192.0.2.0/24"
+        ),
+        "{e:#}"
+    );
+    assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+}
+
+/// With `isolate`, the tunnel is an isolated port from the first apply: the other hosts'
+/// namespaces exchange no frame with this host's (they still reach its bridge).
+#[test]
+fn an_isolated_bridge_isolates_its_tunnel_port() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let t = topology(
+        "vx",
+        "name = 'vx'\n[bridges.br0]\naddress = '10.0.0.1/24'\nisolate = true\nvxlan = { id = 100, local = '192.0.2.10', peers = ['192.0.2.11'] }\n[namespaces.a1]\nbridge = 'br0'\n",
+    );
+    apply(&mut k, &dir, &t).expect("apply");
+    assert!(k.net.o.host.link("vx100").expect("vx100").isolated);
+    assert_eq!(
+        apply(&mut k, &dir, &t).expect("again"),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
     let (mut k, dir) = (Fake::new(), Scratch::new());

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use crate::owner;
-use crate::topology::{Macvlan, Topology};
+use crate::topology::{Macvlan, MacvlanMode, Topology};
 use nft::diff::table_diff;
 use nft::dump::Dumped;
 use nft::{
@@ -41,35 +41,89 @@ fn drop(mut stmts: Vec<Stmt>) -> Rule {
     rule(stmts, Verdict::Drop)
 }
 
-/// One child's rules: its MAC with another source is dropped.
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
+
+fn icmpv6(ty: u8) -> Stmt {
+    Stmt::eq(field(Field::Icmpv6Type), Value::Icmpv6Type(ty))
+}
+
+/// `FIELD != { A, B, … }`
+fn not_among(f: Field, vals: Vec<Value>) -> Stmt {
+    Stmt::Match(nft::Match {
+        left: field(f),
+        op: nft::Op::Neq,
+        right: nft::Rhs::Set(nft::SetRef::Anon(
+            vals.into_iter()
+                .map(|v| nft::Element::key(vec![v]))
+                .collect(),
+        )),
+    })
+}
+
+/// One child's rules: what leaves with its MAC must be IPv4, ARP or IPv6 from its own
+/// addresses, naming no one else's. A passthru child carries the uplink's own MAC, which the
+/// host cannot use meanwhile (the child holds the uplink), so its rules judge every frame on
+/// that uplink, whatever its MAC:
+///
+/// ```nft
+/// ether saddr MAC ether type != { ip, arp, ip6 } counter drop
+/// ether saddr MAC ip saddr != ADDR counter drop
+/// ether saddr MAC arp saddr ip != ADDR counter drop
+/// ether saddr MAC arp saddr ether != MAC counter drop
+/// ether saddr MAC ip6 saddr != { ADDR6, LINK-LOCAL } counter drop   # or: ether type ip6 drop
+/// ether saddr MAC icmpv6 type { nd-router-advert, nd-redirect } counter drop
+/// ether saddr MAC icmpv6 type nd-neighbor-advert icmpv6 taddr != { ADDR6, LINK-LOCAL } counter drop
+/// ```
 fn child(m: &Macvlan) -> Vec<Rule> {
-    let mac = || Stmt::eq(field(Field::EtherSaddr), Value::Ether(m.mac.0));
+    let passthru = m.mode == MacvlanMode::Passthru;
+    let head = || {
+        if passthru {
+            vec![]
+        } else {
+            vec![Stmt::eq(field(Field::EtherSaddr), Value::Ether(m.mac.0))]
+        }
+    };
+    let with = |more: Vec<Stmt>| {
+        let mut v = head();
+        v.extend(more);
+        drop(v)
+    };
     let own = Value::Ipv4(m.address.ip());
     let mut out = vec![
-        drop(vec![mac(), Stmt::neq(field(Field::IpSaddr), own.clone())]),
-        drop(vec![mac(), Stmt::neq(field(Field::ArpSaddrIp), own)]),
+        with(vec![not_among(
+            Field::EtherType,
+            [0x0800, 0x0806, 0x86dd].map(Value::EtherType).to_vec(),
+        )]),
+        with(vec![Stmt::neq(field(Field::IpSaddr), own.clone())]),
+        with(vec![Stmt::neq(field(Field::ArpSaddrIp), own)]),
     ];
+    if !passthru {
+        // The ARP sender's MAC is the frame's: otherwise a reply points the LAN's entry for
+        // the child's address at another station.
+        out.push(with(vec![Stmt::neq(
+            field(Field::ArpSaddrEther),
+            Value::Ether(m.mac.0),
+        )]));
+    }
     match m.address6 {
-        // `ip6 saddr != { ADDR6, LINK-LOCAL }`: one rule for both, or each would drop the other.
+        // One rule for both addresses, or each would drop the other.
         Some(a6) => {
-            let keep = [a6.ip(), m.mac.link_local().ip()];
-            let anon = keep
-                .map(|a| nft::Element::key(vec![Value::Ipv6(a)]))
-                .to_vec();
-            out.push(drop(vec![
-                mac(),
-                Stmt::Match(nft::Match {
-                    left: field(Field::Ip6Saddr),
-                    op: nft::Op::Neq,
-                    right: nft::Rhs::Set(nft::SetRef::Anon(anon)),
-                }),
+            let keep = || vec![Value::Ipv6(a6.ip()), Value::Ipv6(m.mac.link_local().ip())];
+            out.push(with(vec![not_among(Field::Ip6Saddr, keep())]));
+            out.push(with(vec![icmpv6(ND_ROUTER_ADVERT)]));
+            out.push(with(vec![icmpv6(ND_REDIRECT)]));
+            out.push(with(vec![
+                icmpv6(ND_NEIGHBOR_ADVERT),
+                not_among(Field::Icmpv6Taddr, keep()),
             ]));
         }
         // No IPv6 on the child: none of it leaves with its MAC.
-        None => out.push(drop(vec![
-            mac(),
-            Stmt::eq(field(Field::EtherType), Value::EtherType(0x86dd)),
-        ])),
+        None => out.push(with(vec![Stmt::eq(
+            field(Field::EtherType),
+            Value::EtherType(0x86dd),
+        )])),
     }
     out
 }
@@ -166,6 +220,27 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
     for t in &s.tables {
         if t.family == Family::Netdev && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
             remove(p, &t.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A passthru child carries the uplink's MAC, not its derived one: its rules judge every
+    /// frame on the uplink by address, whatever the MAC; a bridge-mode child's key on its MAC.
+    #[test]
+    fn a_passthru_child_is_judged_whatever_its_mac() {
+        for (mode, keyed) in [("passthru", false), ("bridge", true)] {
+            let t = crate::testdata::topology(
+                "pt",
+                &format!(
+                    "name = 'pt'\n[namespaces.p]\nmacvlan = 'up0'\nmode = '{mode}'\naddress = '192.0.2.31/24'\n"
+                ),
+            );
+            let table = super::table(&t).expect("a table");
+            let rules = format!("{:?}", table.chains[0].rules);
+            assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
+            assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
         }
     }
 }

@@ -43,6 +43,41 @@ fn note(lab: &mut Lab, f: &Found, why: &str) -> bool {
     false
 }
 
+fn fold_masquerade(
+    lab: &mut Lab,
+    f: &Found,
+    subnet: &ipnetwork::IpNetwork,
+    uplink: &Option<String>,
+    not_out: &Option<String>,
+    snat: &Option<String>,
+) -> bool {
+    let Some(b) = bridge_of(lab, &subnet.to_string()).map(str::to_string) else {
+        return note(lab, f, "the subnet of no bridge imported");
+    };
+    // `oifname != "uplink"`: not what `masquerade` says (out of every way but the
+    // bridges); only `!= <its own bridge>`, the guide's line, is.
+    if not_out.as_ref().is_some_and(|o| *o != b) {
+        return note(
+            lab,
+            f,
+            "not translated: it masquerades out of all but one interface",
+        );
+    }
+    if let Some(to) = snat {
+        lab.remarks.push(format!(
+            "{}: SNAT to {to} becomes masquerade (the address of the interface it leaves by)",
+            f.at
+        ));
+    }
+    if let Some(br) = lab.bridges.get_mut(&b) {
+        br.masquerade = true;
+        if uplink.is_some() {
+            br.uplink.clone_from(uplink);
+        }
+    }
+    true
+}
+
 fn fold_one(lab: &mut Lab, f: &Found) -> bool {
     let Some(m) = &f.meaning else {
         return note(lab, f, "not translated");
@@ -51,25 +86,9 @@ fn fold_one(lab: &mut Lab, f: &Found) -> bool {
         Meaning::Masquerade {
             subnet,
             uplink,
+            not_out,
             snat,
-        } => {
-            let Some(b) = bridge_of(lab, &subnet.to_string()).map(str::to_string) else {
-                return note(lab, f, "the subnet of no bridge imported");
-            };
-            if let Some(to) = snat {
-                lab.remarks.push(format!(
-                    "{}: SNAT to {to} becomes masquerade (the address of the interface it leaves by)",
-                    f.at
-                ));
-            }
-            if let Some(br) = lab.bridges.get_mut(&b) {
-                br.masquerade = true;
-                if uplink.is_some() {
-                    br.uplink.clone_from(uplink);
-                }
-            }
-            true
-        }
+        } => fold_masquerade(lab, f, subnet, uplink, not_out, snat),
         Meaning::Stateful => true,
         Meaning::Egress { from } => {
             bridge_of(lab, from).is_some() || note(lab, f, "names no bridge imported")

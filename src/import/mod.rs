@@ -194,7 +194,8 @@ fn lab_names(lab: &Lab) -> (Vec<String>, Vec<IpNetwork>) {
     let subnets = lab
         .bridges
         .values()
-        .filter_map(|b| b.address)
+        .flat_map(|b| [b.address, b.address6])
+        .flatten()
         .map(|a| IpNetwork::new(a.network(), a.prefix()).unwrap_or(a))
         .collect();
     (names, subnets)
@@ -247,7 +248,75 @@ pub(crate) fn read_rules_for(names: &[String], subnets: &[IpNetwork]) -> Result<
             }
         }
     }
+    rules::pair_output_dnat(&mut out);
     Ok(out)
+}
+
+/// iptables-nft's `filter FORWARD` and `DOCKER-USER`, every rule in order (handle, text,
+/// meaning), with the chain's rules for following jumps: what `adopt` needs to tell whether a
+/// drop stays below an accept it would remove.
+pub(crate) fn read_nft_forward() -> Result<NftForward> {
+    let mut sock = nft::socket::NftSocket::open()?;
+    let mut out = NftForward::default();
+    if !sock
+        .tables()?
+        .iter()
+        .any(|t| t.family == nft::Family::Ip && t.name == "filter")
+    {
+        return Ok(out);
+    }
+    for c in sock.chains(nft::Family::Ip, "filter")? {
+        for r in sock.chain_rules(nft::Family::Ip, "filter", &c.name)? {
+            let mut rule = r.rule.clone();
+            rule.stmts.retain(|s| !matches!(s, nft::Stmt::Counter(_)));
+            let text = rules::xt_as_nft(&rule.to_string());
+            let mark = rule.comment.as_deref().and_then(crate::owner::Mark::parse);
+            out.rules
+                .push((c.name.clone(), r.handle, text, mark.is_some()));
+        }
+    }
+    Ok(out)
+}
+
+/// iptables-nft's filter table, in order: (chain, handle, text, nsfw's own).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NftForward {
+    pub rules: Vec<(String, u64, String, bool)>,
+}
+
+impl NftForward {
+    /// Whether a rule below the one of handle `handle` in chain `chain` may drop, other than
+    /// nsfw's own and those `removed` says go.
+    pub(crate) fn drop_below(
+        &self,
+        chain: &str,
+        handle: u64,
+        removed: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        let texts: Vec<(String, String)> = self
+            .rules
+            .iter()
+            .map(|(c, _, t, _)| (c.clone(), t.clone()))
+            .collect();
+        let drops = |(_, _, t, ours): &&(String, u64, String, bool)| {
+            !ours && !removed(t) && may_drop(t, &texts, 8)
+        };
+        // An accept in DOCKER-USER only ends that chain's part: whatever FORWARD does after
+        // its jump counts too.
+        (chain == "DOCKER-USER"
+            && self
+                .rules
+                .iter()
+                .filter(|(c, ..)| c == "FORWARD")
+                .any(|r| drops(&r)))
+            || self
+                .rules
+                .iter()
+                .filter(|(c, ..)| c == chain)
+                .skip_while(|(_, h, ..)| *h != handle)
+                .skip(1)
+                .any(|r| drops(&r))
+    }
 }
 
 /// What a rule of iptables' tables and chains (iptables-nft's or iptables-legacy's) means,
@@ -281,8 +350,36 @@ pub(crate) struct Legacy {
     /// iptables-legacy's `filter FORWARD` policy is drop: every forwarded packet it does not
     /// accept is dropped, whatever nsfw's table says.
     pub forward_drop: bool,
+    /// The rules of iptables-legacy's `filter FORWARD` that drop or reject, or may (a jump
+    /// to a chain that does, a target nsfw cannot read): an accept of the lab's traffic
+    /// above one of them that stays is what lets the traffic past it, so it stays too.
+    pub blockers: Vec<Found>,
     /// What could not be read, and policies worth saying.
     pub notes: Vec<String>,
+}
+
+/// Whether a rule of chain-by-chain `rules` may end a packet's path with a drop: `drop`, a
+/// target nsfw cannot read but LOG/NFLOG (REJECT among them), or a jump or goto to a chain
+/// where one does. `depth` bounds the chains followed (the kernel refuses loops).
+/// `rules` are (chain, text) pairs of the whole table; the same reading serves nft's text.
+pub(crate) fn may_drop(text: &str, rules: &[(String, String)], depth: u8) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [.., "accept" | "return" | "continue"] => false,
+        [.., "drop"] => true,
+        _ if words.contains(&"reject") => true,
+        [.., "jump" | "goto", chain] => {
+            depth == 0
+                || rules
+                    .iter()
+                    .filter(|(c, _)| c == chain)
+                    .any(|(_, t)| may_drop(t, rules, depth - 1))
+        }
+        // The target is the last thing written: LOG and NFLOG go on to the next rule.
+        _ => !["(xtables target LOG)", "(xtables target NFLOG)"]
+            .iter()
+            .any(|t| text.contains(t)),
+    }
 }
 
 /// Every rule of iptables-legacy's and ip6tables-legacy's loaded tables that concerns the
@@ -291,7 +388,18 @@ pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy
     use crate::plumbing::xtables::{self, Family};
     let mut out = Legacy::default();
     for f in [Family::V4, Family::V6] {
-        for name in xtables::tables(f) {
+        let names_of = match xtables::tables(f) {
+            Ok(n) => n,
+            Err(e) => {
+                out.notes.push(format!(
+                    "{} tables cannot be listed ({e}): what their rules do is not in this file (`{}-save` as root shows them)",
+                    f.command(),
+                    f.command()
+                ));
+                Vec::new()
+            }
+        };
+        for name in names_of {
             let read = xtables::read(f, &name).and_then(|t| t.rules());
             let (rules, policies) = match read {
                 Ok(r) => r,
@@ -309,31 +417,50 @@ pub(crate) fn read_legacy_for(names: &[String], subnets: &[IpNetwork]) -> Legacy
                 Family::V6 => nft::Family::Ip6,
             };
             let drop = policies.iter().any(|(c, p)| c == "FORWARD" && p == "drop");
-            if name == "filter" && drop && f == Family::V4 {
-                out.forward_drop = true;
+            if name == "filter" && drop {
+                out.forward_drop |= f == Family::V4;
                 out.notes.push(format!(
-                    "{} filter FORWARD: policy drop (left as it is: it drops what iptables-legacy does not accept, whatever nsfw's table says, so its lines that accept the lab's traffic stay too)",
+                    "{} filter FORWARD: policy drop (left as it is: it drops what {} does not accept, whatever nsfw's table says, so its lines that accept the lab's traffic stay too)",
+                    f.command(),
                     f.command()
                 ));
             }
-            for r in rules {
+            let texts: Vec<(String, String)> = rules
+                .iter()
+                .map(|r| (r.chain.clone(), r.text.clone()))
+                .collect();
+            for r in &rules {
                 let meaning = meaning_in(family, &name, &r.chain, &r.text);
-                if !concerns_lab(&meaning, &r.text, names, subnets) {
-                    continue;
-                }
-                out.found.push(Found {
+                let found = Found {
                     at: At {
                         family,
                         table: name.clone(),
-                        chain: r.chain,
+                        chain: r.chain.clone(),
                         handle: r.pos as u64,
-                        legacy: Some(r.key),
+                        legacy: Some(r.key.clone()),
                     },
-                    text: r.text,
+                    text: r.text.clone(),
                     meaning,
-                });
+                };
+                let concerns = concerns_lab(&found.meaning, &r.text, names, subnets);
+                if name == "filter"
+                    && matches!(r.chain.as_str(), "FORWARD" | "DOCKER-USER")
+                    && may_drop(&r.text, &texts, 8)
+                {
+                    if !concerns {
+                        out.notes.push(format!(
+                            "{}: {} (rule {}) left as it is: it drops forwarded traffic that the lines above it do not accept, so those that accept the lab's traffic stay too",
+                            found.at, found.text, r.pos
+                        ));
+                    }
+                    out.blockers.push(found.clone());
+                }
+                if concerns {
+                    out.found.push(found);
+                }
             }
         }
     }
+    rules::pair_output_dnat(&mut out.found);
     out
 }

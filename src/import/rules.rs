@@ -45,6 +45,8 @@ pub(crate) enum Meaning {
     Masquerade {
         subnet: IpNetwork,
         uplink: Option<String>,
+        /// `oifname != NAME`: every way out but NAME (the guide's: the subnet's own bridge).
+        not_out: Option<String>,
         /// SNAT to a fixed address: nsfw masquerades instead.
         snat: Option<String>,
     },
@@ -167,22 +169,36 @@ fn clauses(text: &str) -> Option<Clauses> {
 pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
     let c = clauses(text)?;
     let (action, arg) = c.action.clone()?;
-    let net = |s: &Option<(bool, String)>| -> Option<IpNetwork> {
-        s.as_ref()
-            .filter(|(eq, _)| *eq)
-            .and_then(|(_, v)| v.parse::<IpNetwork>().ok())
-    };
-    let name = |s: &Option<(bool, String)>| -> Option<String> {
-        s.as_ref().filter(|(eq, _)| *eq).map(|(_, v)| v.clone())
-    };
+    // A wildcard interface (`upl*`, iptables' `upl+`) names no one link, and a negated
+    // interface or address means "all but": no key of the file says either, so a rule with
+    // one is not translated (kept, with a warning) rather than widened, narrowed or inverted.
+    // The one exception is the guide's own `oifname != "br0"` of a masquerade, which
+    // `Masquerade::not_out` carries for `adopt::says` to compare with the bridge.
+    let wild = |s: &Option<(bool, String)>| s.as_ref().is_some_and(|(_, v)| v.contains(['*', '+']));
+    if wild(&c.iif) || wild(&c.oif) {
+        return None;
+    }
+    let negated = |s: &Option<(bool, String)>| s.as_ref().is_some_and(|(eq, _)| !eq);
+    let masq = chain == "POSTROUTING" && matches!(action.as_str(), "masquerade" | "snat");
+    if negated(&c.iif) || negated(&c.saddr) || negated(&c.daddr) || (negated(&c.oif) && !masq) {
+        return None;
+    }
     match (chain, action.as_str()) {
         ("POSTROUTING", "masquerade" | "snat") => {
-            if c.iif.is_some() || c.daddr.as_ref().is_some_and(|(eq, _)| *eq) || c.proto.is_some() {
+            // Any destination (`! -d 10.0.0.0/8` too) narrows it: nsfw masquerades every
+            // destination out of the bridges.
+            if c.iif.is_some()
+                || c.daddr.is_some()
+                || c.proto.is_some()
+                || c.dport.is_some()
+                || c.ct_state.is_some()
+            {
                 return None;
             }
             Some(Meaning::Masquerade {
                 subnet: net(&c.saddr)?,
                 uplink: name(&c.oif),
+                not_out: c.oif.as_ref().filter(|(eq, _)| !eq).map(|(_, v)| v.clone()),
                 snat: (action == "snat").then_some(arg),
             })
         }
@@ -193,8 +209,9 @@ pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
             if let Some(st) = &c.ct_state {
                 let mut s: Vec<&str> = st.split(',').collect();
                 s.sort_unstable();
-                return (s == ["established", "related"] && c.iif.is_none() && c.saddr.is_none())
-                    .then_some(Meaning::Stateful);
+                let alone =
+                    c.iif.is_none() && c.oif.is_none() && c.saddr.is_none() && c.daddr.is_none();
+                return (s == ["established", "related"] && alone).then_some(Meaning::Stateful);
             }
             match (name(&c.iif), name(&c.oif), &c.saddr, &c.daddr) {
                 (Some(i), _, None, None) => Some(Meaning::Egress { from: i }),
@@ -208,44 +225,82 @@ pub(crate) fn classify(chain: &str, text: &str) -> Option<Meaning> {
                 _ => None,
             }
         }
-        ("FORWARD" | "DOCKER-USER", "drop") => {
-            if c.proto.is_some() || c.ct_state.is_some() {
-                return None;
-            }
-            match (name(&c.iif), name(&c.oif), net(&c.saddr), net(&c.daddr)) {
-                (Some(i), Some(o), None, None) if i == o => Some(Meaning::Drop { from: i, to: o }),
-                (None, None, Some(s), Some(d)) => Some(Meaning::Drop {
-                    from: s.ip().to_string(),
-                    to: d.ip().to_string(),
-                }),
-                _ => None,
-            }
-        }
-        ("PREROUTING" | "OUTPUT", "dnat") => {
-            // `publish` says a host address, a port and a protocol, no more: a rule narrower
-            // than that (one input interface, one source) would be widened into an open
-            // port forward; it stays on the host, as a note.
-            if c.iif.is_some() || c.oif.is_some() || c.saddr.is_some() || c.ct_state.is_some() {
-                return None;
-            }
-            let (to, to_port) = match arg.rsplit_once(':') {
-                Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
-                None => (arg.parse().ok()?, c.dport?),
-            };
-            let host_addr = match &c.daddr {
-                None => None,
-                Some((true, a)) => Some(a.parse().ok()?),
-                Some((false, _)) => return None,
-            };
-            Some(Meaning::Publish {
-                proto: c.proto.clone()?,
-                host_addr,
-                port: c.dport?,
-                to,
-                to_port,
-            })
-        }
+        ("FORWARD" | "DOCKER-USER", "drop") => drop_of(&c),
+        ("PREROUTING" | "OUTPUT", "dnat") => dnat_of(&c, &arg),
         _ => None,
+    }
+}
+
+/// A clause's network, when it says one (not negated).
+fn net(s: &Option<(bool, String)>) -> Option<IpNetwork> {
+    s.as_ref()
+        .filter(|(eq, _)| *eq)
+        .and_then(|(_, v)| v.parse::<IpNetwork>().ok())
+}
+
+/// A clause's interface name, when it says one (not negated).
+fn name(s: &Option<(bool, String)>) -> Option<String> {
+    s.as_ref().filter(|(eq, _)| *eq).map(|(_, v)| v.clone())
+}
+
+fn drop_of(c: &Clauses) -> Option<Meaning> {
+    if c.proto.is_some() || c.ct_state.is_some() {
+        return None;
+    }
+    match (name(&c.iif), name(&c.oif), net(&c.saddr), net(&c.daddr)) {
+        (Some(i), Some(o), None, None) if i == o => Some(Meaning::Drop { from: i, to: o }),
+        // One address each: a prefix (`-d 10.10.0.4/30`) would be narrowed to its first
+        // address.
+        (None, None, Some(s), Some(d)) if is_host(&s) && is_host(&d) => Some(Meaning::Drop {
+            from: s.ip().to_string(),
+            to: d.ip().to_string(),
+        }),
+        _ => None,
+    }
+}
+
+fn dnat_of(c: &Clauses, arg: &str) -> Option<Meaning> {
+    // `publish` says a host address, a port and a protocol, no more: a rule narrower than
+    // that (one input interface, one source) would be widened into an open port forward;
+    // it stays on the host, as a note.
+    if c.iif.is_some() || c.oif.is_some() || c.saddr.is_some() || c.ct_state.is_some() {
+        return None;
+    }
+    let (to, to_port) = match arg.rsplit_once(':') {
+        Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
+        None => (arg.parse().ok()?, c.dport?),
+    };
+    let host_addr = match &c.daddr {
+        None => None,
+        Some((true, a)) => Some(a.parse().ok()?),
+        Some((false, _)) => return None,
+    };
+    Some(Meaning::Publish {
+        proto: c.proto.clone()?,
+        host_addr,
+        port: c.dport?,
+        to,
+        to_port,
+    })
+}
+
+fn is_host(n: &IpNetwork) -> bool {
+    n.prefix() == if n.is_ipv4() { 32 } else { 128 }
+}
+
+/// A DNAT in nat OUTPUT alone changes only the host's own connections; `publish` opens the
+/// port to everyone (prerouting). So an OUTPUT DNAT is a `publish` only beside a PREROUTING
+/// DNAT that says the same (the guide writes both); alone, it is left unsaid (kept, noted).
+pub(crate) fn pair_output_dnat(found: &mut [Found]) {
+    let pre: Vec<Meaning> = found
+        .iter()
+        .filter(|f| f.at.chain == "PREROUTING")
+        .filter_map(|f| f.meaning.clone())
+        .collect();
+    for f in found.iter_mut().filter(|f| f.at.chain == "OUTPUT") {
+        if f.meaning.as_ref().is_some_and(|m| !pre.contains(m)) {
+            f.meaning = None;
+        }
     }
 }
 
@@ -350,123 +405,19 @@ pub(crate) fn concerns(text: &str, bridges: &[String], subnets: &[IpNetwork]) ->
     text.split_whitespace().any(|w| {
         let w = w.trim_matches('"');
         bridges.iter().any(|b| b == w)
-            || w.split(['/', ':'])
-                .next()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .is_some_and(|a| subnets.iter().any(|s| s.contains(a)))
+            || addr_of(w).is_some_and(|a| subnets.iter().any(|s| s.contains(a)))
+    })
+}
+
+/// The address a word starts: `10.10.0.0/24`, `10.10.0.2:80`, `fd00:10::/64`, `fd00::2`.
+fn addr_of(w: &str) -> Option<IpAddr> {
+    let a = w.split('/').next()?;
+    a.parse::<IpAddr>().ok().or_else(|| {
+        a.rsplit_once(':')
+            .and_then(|(h, _)| h.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unread_dnat_into_the_lab_concerns_it() {
-        let s: Vec<IpNetwork> = vec!["10.10.0.0/24".parse().unwrap()];
-        let t = r#"meta l4proto tcp [nsfw cannot read this (range ==): payload dreg=1 base=2 offset=2 len=2; range sreg=1 op=0 from=0x03e8 to=0x07d0; target name="DNAT" rev=2 info=0x030000000a0a00020000000000000000000000000a0a00020000000000000000000000000bb80fa00000000000000000]"#;
-        assert!(unread_nat_into(t, &s));
-        let other: Vec<IpNetwork> = vec!["10.20.0.0/24".parse().unwrap()];
-        assert!(!unread_nat_into(t, &other));
-    }
-
-    #[test]
-    fn the_guides_lines() {
-        assert_eq!(
-            classify(
-                "POSTROUTING",
-                r#"oifname != "br0" ip saddr 10.10.0.0/24 masquerade"#
-            ),
-            Some(Meaning::Masquerade {
-                subnet: "10.10.0.0/24".parse().unwrap(),
-                uplink: None,
-                snat: None
-            })
-        );
-        assert_eq!(
-            classify("FORWARD", "ct state related,established accept"),
-            Some(Meaning::Stateful)
-        );
-        assert_eq!(
-            classify("FORWARD", r#"iifname "br0" oifname "eth0" accept"#),
-            Some(Meaning::Egress { from: "br0".into() })
-        );
-        assert_eq!(
-            classify("FORWARD", r#"oifname "br0" accept"#),
-            Some(Meaning::Inbound { to: "br0".into() })
-        );
-        // Narrower than any publish (one interface, one source): not translated.
-        for narrow in [
-            r#"iifname "eth0" tcp dport 8080 dnat to 10.10.0.2:80"#,
-            r#"ip saddr 203.0.113.2 tcp dport 8080 dnat to 10.10.0.2:80"#,
-            r#"iifname != "br0" tcp dport 8080 dnat to 10.10.0.2:80"#,
-        ] {
-            assert_eq!(classify("PREROUTING", narrow), None, "{narrow}");
-        }
-        assert_eq!(
-            classify(
-                "PREROUTING",
-                r#"ip daddr 198.51.100.1 tcp dport 8080 dnat to 10.10.0.2:80"#
-            ),
-            Some(Meaning::Publish {
-                proto: "tcp".into(),
-                host_addr: Some("198.51.100.1".parse().unwrap()),
-                port: 8080,
-                to: "10.10.0.2".parse().unwrap(),
-                to_port: 80
-            })
-        );
-        assert_eq!(
-            classify("PREROUTING", r#"tcp dport 8080 dnat to 10.10.0.2:80"#),
-            Some(Meaning::Publish {
-                proto: "tcp".into(),
-                host_addr: None,
-                port: 8080,
-                to: "10.10.0.2".parse().unwrap(),
-                to_port: 80
-            })
-        );
-        assert_eq!(
-            classify("FORWARD", "ip saddr 10.10.0.2 ip daddr 10.10.0.3 drop"),
-            Some(Meaning::Drop {
-                from: "10.10.0.2".into(),
-                to: "10.10.0.3".into()
-            })
-        );
-    }
-
-    #[test]
-    fn what_it_does_not_know_it_does_not_guess() {
-        assert_eq!(
-            classify("PREROUTING", r#"iifname "br0" meta mark set 0x1"#),
-            None
-        );
-        assert_eq!(classify("FORWARD", "tcp dport 22 accept"), None);
-        assert_eq!(
-            classify("FORWARD", r#"iifname "br0" log prefix "x" accept"#),
-            None
-        );
-        assert_eq!(classify("INPUT", r#"iifname "br0" accept"#), None);
-        assert_eq!(classify("POSTROUTING", "xt target MASQUERADE"), None);
-    }
-
-    #[test]
-    fn iptables_nft_targets_read() {
-        let m = r#"ip saddr 10.10.0.0/24 [nsfw cannot read this (xtables target MASQUERADE): target name="MASQUERADE" rev=0 info=0x010000000000000000000000000000000000000000000000]"#;
-        assert_eq!(xt_as_nft(m), "ip saddr 10.10.0.0/24 masquerade");
-        let d = r#"tcp dport 8080 [nsfw cannot read this (xtables target DNAT): target name="DNAT" rev=0 info=0x01000000030000000a0a00020a0a000200500050]"#;
-        assert_eq!(xt_as_nft(d), "tcp dport 8080 dnat to 10.10.0.2:80");
-        let odd = r#"[nsfw cannot read this (xtables target MASQUERADE): target name="MASQUERADE" rev=0 info=0x01000000100000000000000000000000]"#;
-        assert_eq!(xt_as_nft(odd), odd, "--random is not a plain masquerade");
-    }
-
-    #[test]
-    fn rules_that_concern_the_lab() {
-        let b = ["br0".to_string()];
-        let s = ["10.10.0.0/24".parse().unwrap()];
-        assert!(concerns(r#"iifname "br0" accept"#, &b, &s));
-        assert!(concerns("ip saddr 10.10.0.0/24 masquerade", &b, &s));
-        assert!(concerns("tcp dport 80 dnat to 10.10.0.2:80", &b, &s));
-        assert!(!concerns(r#"iifname "docker0" accept"#, &b, &s));
-    }
-}
+#[path = "rules_tests.rs"]
+mod tests;

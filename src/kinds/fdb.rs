@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{At, Change, Stage, index_of};
-use crate::plumbing::{Req, fdb};
+use crate::plumbing::{Req, Via, fdb};
 
 /// A peer added to VXLAN link `link` of the host (its index looked up when sent: the link
 /// may be made in the same run).
@@ -51,12 +51,17 @@ pub(crate) struct DelFdb {
     pub link: String,
     pub index: u32,
     pub dst: IpAddr,
+    /// The entry's port, VNI and device where not the link's own (so the kernel deletes
+    /// this entry and not the right one beside it).
+    pub via: Via,
     pub why: &'static str,
 }
 
 impl Change for DelFdb {
     fn requests(&self, _: &At) -> Option<Result<Vec<Req>>> {
-        Some(Ok(vec![fdb::del(&self.link, self.index, self.dst)]))
+        Some(Ok(vec![fdb::del(
+            &self.link, self.index, self.dst, self.via,
+        )]))
     }
     fn stage(&self) -> Stage {
         Stage::Teardown
@@ -70,7 +75,8 @@ impl Change for DelFdb {
     fn json(&self) -> (&'static str, Value) {
         (
             "fdb",
-            json!({"link": self.link, "dst": self.dst.to_string(), "why": self.why}),
+            json!({"link": self.link, "dst": self.dst.to_string(), "port": self.via.port,
+                "vni": self.via.vni, "ifindex": self.via.dev, "why": self.why}),
         )
     }
 }
@@ -79,8 +85,8 @@ impl fmt::Display for DelFdb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "- fdb {} 00:00:00:00:00:00 dst {}: {}",
-            self.link, self.dst, self.why
+            "- fdb {} 00:00:00:00:00:00 dst {}{}: {}",
+            self.link, self.dst, self.via, self.why
         )
     }
 }

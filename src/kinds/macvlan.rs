@@ -40,6 +40,40 @@ pub(crate) fn mismatch(spec: &LinkSpec, have: &Link, uplink: Option<u32>) -> Opt
     }
 }
 
+/// Why the host's link `up` (with addresses `host_addrs`) cannot be the uplink of child
+/// `spec` (with addresses `addrs`),
+/// found before anything changes: a link nsfw made (another topology's bridge, this file's
+/// veth host end, a shim: flushing its owner would take the child with it), an MTU the kernel
+/// would refuse part-way, or one of the host's own addresses on it (an ARP conflict on the
+/// LAN).
+pub(crate) fn unfit_uplink<'a>(
+    spec: &LinkSpec,
+    up: &Link,
+    host_addrs: &[std::net::IpAddr],
+    mut addrs: impl Iterator<Item = &'a ipnetwork::IpNetwork>,
+) -> Option<String> {
+    if let Some(owner) = up
+        .alias
+        .as_deref()
+        .filter(|a| crate::owner::Mark::parse(a).is_some())
+    {
+        return Some(format!(
+            "it is a link nsfw made (marked {owner:?}); an uplink must be the host's own interface"
+        ));
+    }
+    if spec.mtu > up.mtu {
+        return Some(format!(
+            "mtu = {} is above the uplink's {} (a child's MTU is at most its uplink's)",
+            spec.mtu, up.mtu
+        ));
+    }
+    let taken = addrs.find(|a| host_addrs.contains(&a.ip()))?;
+    Some(format!(
+        "address {} is the host's own on the uplink",
+        taken.ip()
+    ))
+}
+
 /// Its attributes that differ from the file's.
 pub(crate) fn attrs(spec: &LinkSpec, have: &Link) -> Vec<LinkAttr> {
     differ(spec, &Seen::alone(have), KEEPS)

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{AddFdb, At, CreateVxlan, DelFdb, Indexes, Step};
+use crate::plumbing::Via;
 use crate::topology::Mac;
 
 fn steps() -> Vec<Step> {
@@ -27,6 +28,11 @@ fn steps() -> Vec<Step> {
             link: "vx100".into(),
             index: 12,
             dst: "2001:db8::12".parse().expect("ip"),
+            via: Via {
+                port: Some(9999),
+                vni: None,
+                dev: None,
+            },
             why: "not a peer in the file",
         }),
     ]

@@ -209,7 +209,7 @@ impl<'a> Cx<'a> {
                 if self.o.unreachable.contains_key(ns) && !new_ns {
                     continue; // a conflict, reported
                 }
-                let Some(ix) = self.o.host.link(uplink).map(|l| l.index) else {
+                let Some(up) = self.o.host.link(uplink) else {
                     self.conflict(format!(
                         "{}: {}: the host has no interface {uplink} to be the uplink of namespace {ns}'s {}",
                         self.file(),
@@ -218,6 +218,25 @@ impl<'a> Cx<'a> {
                     ));
                     continue;
                 };
+                let mine = node
+                    .addrs
+                    .iter()
+                    .filter(|(i, _)| *i == spec.name)
+                    .map(|(_, a)| a);
+                let on_up: Vec<_> = (self.o.host.addrs.iter())
+                    .filter(|h| h.index == up.index)
+                    .map(|h| h.net.ip())
+                    .collect();
+                if let Some(why) = macvlan::unfit_uplink(spec, up, &on_up, mine) {
+                    self.conflict(format!(
+                        "{}: {}: uplink {uplink} of namespace {ns}'s {}: {why}",
+                        self.file(),
+                        spec.origin,
+                        spec.name
+                    ));
+                    continue;
+                }
+                let ix = up.index;
                 let have = match self.o.namespaces.get(ns) {
                     _ if new_ns => None,
                     Some(n) if n.owner.as_deref() == Some(d.mark.as_str()) => {

@@ -10,7 +10,7 @@ use super::cx::Cx;
 use super::links::Deletes;
 use crate::kinds::link::Seen;
 use crate::kinds::{AddFdb, CreateVxlan, DelFdb, LinkAttr, vxlan};
-use crate::plumbing::Link;
+use crate::plumbing::{Fdb, Link};
 use crate::resources::{LinkKind, LinkSpec, Place};
 
 impl<'a> Cx<'a> {
@@ -21,15 +21,7 @@ impl<'a> Cx<'a> {
         ours: Option<&'a Link>,
         deletes: &mut Deletes<'a>,
     ) {
-        let LinkKind::Vxlan { local, .. } = spec.kind else {
-            return;
-        };
-        if !self.o.host.addrs.iter().any(|a| a.net.ip() == local) {
-            self.conflict(format!(
-                "{}: {}.local = \"{local}\": not an address of this host (the tunnel's source must be one of its addresses; each host applies its own file)",
-                self.file(),
-                spec.origin
-            ));
+        if self.refused(spec) {
             return;
         }
         let have = match ours {
@@ -57,13 +49,74 @@ impl<'a> Cx<'a> {
                     .insert(spec.name.clone(), make.mac.to_string());
                 self.push(make);
                 // It joins its bridge once the bridges exist (by index).
-                let join = vec![LinkAttr::Master {
+                let mut join = vec![LinkAttr::Master {
                     old: None,
                     new: spec.master.clone(),
                 }];
+                if spec.isolated {
+                    join.push(LinkAttr::Isolated { new: true });
+                }
                 self.set_link(Place::Host, &spec.name, join);
             }
         }
+    }
+
+    /// Whether the tunnel is one the kernel would refuse, or that could not work, said as a
+    /// conflict (so nothing is made): `local` not this host's, its VNI and port taken.
+    fn refused(&mut self, spec: &LinkSpec) -> bool {
+        let LinkKind::Vxlan { id, local, port } = spec.kind else {
+            return true;
+        };
+        let Some(mine) = self.o.host.addrs.iter().find(|a| a.net.ip() == local) else {
+            self.conflict(format!(
+                "{}: {}.local = \"{local}\": not an address of this host (the tunnel's source must be one of its addresses; each host applies its own file)",
+                self.file(),
+                spec.origin
+            ));
+            return true;
+        };
+        // The kernel refuses a second VXLAN link of one VNI, port and family in a
+        // namespace (whatever its local address): refused here, before anything is made,
+        // rather than part-way.
+        let taken = self.o.host.links.iter().find(|l| {
+            l.name != spec.name
+                && l.vxlan.as_ref().is_some_and(|v| {
+                    v.id == id
+                        && v.port == port
+                        && v.local.is_none_or(|a| a.is_ipv6() == local.is_ipv6())
+                })
+        });
+        if let Some(l) = taken {
+            self.conflict(format!(
+                "{}: {}.id = {id}: VXLAN link {} already carries VNI {id} on port {port} on this host (the kernel takes one link per VNI and port); give this segment another `id` or `port`, or remove {}",
+                self.file(),
+                spec.origin,
+                l.name,
+                l.name
+            ));
+            return true;
+        }
+        // A peer that is the network's or the broadcast address of `local`'s subnet is
+        // no host: the tunnel would send to nobody or to everyone.
+        if let ipnetwork::IpNetwork::V4(n) = mine.net
+            && n.prefix() < 31
+        {
+            let bad = self.d.host.fdb.iter().find(|(l, p)| {
+                *l == spec.name
+                    && (*p == IpAddr::V4(n.network()) || *p == IpAddr::V4(n.broadcast()))
+            });
+            if let Some((_, p)) = bad {
+                self.conflict(format!(
+                    "{}: {}.peers = \"{p}\": the network's or broadcast address of {}/{}, the subnet of `local`: not a host",
+                    self.file(),
+                    spec.origin,
+                    n.network(),
+                    n.prefix()
+                ));
+                return true;
+            }
+        }
+        false
     }
 
     /// The peers of every VXLAN link of the file: added where missing, and the all-zeros
@@ -87,33 +140,44 @@ impl<'a> Cx<'a> {
                 .host
                 .link(&spec.name)
                 .filter(|l| !made && l.alias.as_deref() == Some(d.mark.as_str()));
-            let have: BTreeSet<IpAddr> = match kept {
+            let have: Vec<&Fdb> = match kept {
                 Some(l) => self
                     .o
                     .host
                     .fdb
                     .iter()
                     .filter(|f| f.index == l.index)
-                    .map(|f| f.dst)
                     .collect(),
-                None if made => BTreeSet::new(),
+                None if made => Vec::new(),
                 None => continue, // not ours: a conflict, reported
             };
-            for dst in want.difference(&have) {
+            // A peer's entry is right only with the link's own port, VNI and device: one to
+            // the right address that says another port or VNI sends the peer's frames where
+            // nobody listens, so it is replaced, not kept.
+            let right: BTreeSet<IpAddr> = have
+                .iter()
+                .filter(|f| f.via.is_own())
+                .map(|f| f.dst)
+                .collect();
+            for dst in want.difference(&right) {
                 self.push(AddFdb {
                     link: spec.name.clone(),
                     dst: *dst,
                 });
             }
-            if let Some(l) = kept {
-                for dst in have.difference(&want) {
-                    self.push(DelFdb {
-                        link: spec.name.clone(),
-                        index: l.index,
-                        dst: *dst,
-                        why: "not a peer in the file",
-                    });
-                }
+            for f in have {
+                let why = match (want.contains(&f.dst), f.via.is_own()) {
+                    (true, true) => continue,
+                    (true, false) => "the peer with another port, VNI or device than the tunnel's",
+                    (false, _) => "not a peer in the file",
+                };
+                self.push(DelFdb {
+                    link: spec.name.clone(),
+                    index: f.index,
+                    dst: f.dst,
+                    via: f.via,
+                    why,
+                });
             }
         }
     }

@@ -12,7 +12,7 @@ use netlink_packet_route::neighbour::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::objects::{Fdb, Link};
+use super::objects::{Fdb, Link, Via};
 use super::rtnl::{Conn, Req};
 
 const ZEROS: [u8; 6] = [0; 6];
@@ -34,8 +34,12 @@ pub(crate) fn dump(c: &mut Conn, links: &[Link]) -> Result<Vec<Fdb>> {
         }
         let mut zeros = false;
         let mut dst = None;
+        let mut via = Via::default();
         for a in &n.attributes {
             match a {
+                NeighbourAttribute::Port(p) => via.port = Some(*p),
+                NeighbourAttribute::Vni(v) => via.vni = Some(*v),
+                NeighbourAttribute::IfIndex(i) => via.dev = Some(*i),
                 NeighbourAttribute::LinkLayerAddress(m) => zeros = m.as_slice() == ZEROS,
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
                     dst = Some(IpAddr::V4(*a))
@@ -59,6 +63,7 @@ pub(crate) fn dump(c: &mut Conn, links: &[Link]) -> Result<Vec<Fdb>> {
             out.push(Fdb {
                 index: n.header.ifindex,
                 dst,
+                via,
             });
         }
     }
@@ -66,7 +71,7 @@ pub(crate) fn dump(c: &mut Conn, links: &[Link]) -> Result<Vec<Fdb>> {
     Ok(out)
 }
 
-fn msg(index: u32, dst: IpAddr) -> NeighbourMessage {
+fn msg(index: u32, dst: IpAddr, via: Via) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = AddressFamily::Bridge;
     m.header.ifindex = index;
@@ -80,25 +85,31 @@ fn msg(index: u32, dst: IpAddr) -> NeighbourMessage {
             IpAddr::V6(a) => NeighbourAddress::Inet6(a),
         }),
     ];
+    // The kernel finds the entry to delete by all four (absent: the link's own).
+    m.attributes.extend(via.port.map(NeighbourAttribute::Port));
+    m.attributes.extend(via.vni.map(NeighbourAttribute::Vni));
+    m.attributes
+        .extend(via.dev.map(NeighbourAttribute::IfIndex));
     m
 }
 
 /// `bridge fdb append 00:00:00:00:00:00 dev NAME dst DST` (already there: fine).
 pub(crate) fn add(name: &str, index: u32, dst: IpAddr) -> Req {
     Req::new(
-        RouteNetlinkMessage::NewNeighbour(msg(index, dst)),
+        RouteNetlinkMessage::NewNeighbour(msg(index, dst, Via::default())),
         NLM_F_CREATE | NLM_F_APPEND,
         format!("cannot add peer {dst} to {name}"),
     )
     .ok_if(&[libc::EEXIST])
 }
 
-/// `bridge fdb del 00:00:00:00:00:00 dev NAME dst DST` (already gone: fine).
-pub(crate) fn del(name: &str, index: u32, dst: IpAddr) -> Req {
+/// `bridge fdb del 00:00:00:00:00:00 dev NAME dst DST [port P] [vni V] [via DEV]` (already
+/// gone: fine).
+pub(crate) fn del(name: &str, index: u32, dst: IpAddr, via: Via) -> Req {
     Req::new(
-        RouteNetlinkMessage::DelNeighbour(msg(index, dst)),
+        RouteNetlinkMessage::DelNeighbour(msg(index, dst, via)),
         0,
-        format!("cannot remove peer {dst} from {name}"),
+        format!("cannot remove peer {dst}{via} from {name}"),
     )
     .ok_if(&[libc::ENOENT])
 }

@@ -23,10 +23,8 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
-#[cfg(test)]
-pub(crate) use objects::{Fdb, VxlanObs};
-pub(crate) use objects::{FileObs, Link, NodeObs};
+pub(crate) use objects::{Addr, NsObs, Route, VxlanObs};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
 pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 

@@ -62,6 +62,40 @@ pub(crate) struct VxlanObs {
 pub(crate) struct Fdb {
     pub index: u32,
     pub dst: IpAddr,
+    /// What the entry says beyond its destination (None: the link's own).
+    pub via: Via,
+}
+
+/// An FDB entry's UDP port, VNI and outgoing device, where they are not the VXLAN link's
+/// own (the kernel lists NDA_PORT, NDA_VNI, NDA_IFINDEX only then): a peer's entry is the
+/// file's only when all three are None.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Via {
+    pub port: Option<u16>,
+    pub vni: Option<u32>,
+    pub dev: Option<u32>,
+}
+
+impl Via {
+    pub(crate) fn is_own(&self) -> bool {
+        *self == Via::default()
+    }
+}
+
+impl std::fmt::Display for Via {
+    /// ` port 9999 vni 300 via 7`, as `bridge fdb` shows them (empty for the link's own).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.port {
+            write!(f, " port {p}")?;
+        }
+        if let Some(v) = self.vni {
+            write!(f, " vni {v}")?;
+        }
+        if let Some(d) = self.dev {
+            write!(f, " via ifindex {d}")?;
+        }
+        Ok(())
+    }
 }
 
 /// An address on a link.

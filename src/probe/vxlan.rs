@@ -62,11 +62,13 @@ pub(crate) fn duplicates(t: &Topology) -> Result<Vec<String>> {
             .collect();
         targets.sort();
         targets.dedup();
-        let sender = gw.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // Asked as RFC 5227 probes do, from 0.0.0.0: a host that has our gateway's
+        // address takes a request from that address as a martian and stays silent, while
+        // a probe is answered by whoever holds the target, the gateway included.
         let heard = crate::plumbing::arp::who_has(
             &b.name,
             b.mac.0,
-            sender,
+            Ipv4Addr::UNSPECIFIED,
             &targets,
             Duration::from_millis(500),
         )?;

@@ -334,6 +334,16 @@ pub(super) struct HostNames {
 }
 
 /// The interface with every default resolved: its host end's name, MAC, MTU, addresses.
+/// A namespace interface's derived MAC. On a VXLAN segment the other hosts' files often
+/// share the topology's and the namespace's names: the tunnel's local address keeps their
+/// MACs apart (as the bridge's, `vxlan::link_settings`).
+fn ns_mac(topology: &str, br: &Bridge, seed: &str) -> super::Mac {
+    match &br.vxlan {
+        Some(vx) => derived_mac(topology, "namespace", &format!("{seed}/{}", vx.local)),
+        None => derived_mac(topology, "namespace", seed),
+    }
+}
+
 pub(super) fn resolve(
     cx: &mut Ctx,
     topology: &str,
@@ -415,7 +425,7 @@ pub(super) fn resolve(
         address: v4?,
         address6: v6,
         host_ifname: host_ifname?,
-        mac: mac.unwrap_or_else(|| derived_mac(topology, "namespace", &r.seed)),
+        mac: mac.unwrap_or_else(|| ns_mac(topology, br, &r.seed)),
         host_mac,
         mtu: br.mtu,
         netem,

@@ -127,6 +127,20 @@ pub(super) fn on_uplink(t: &Table) -> bool {
     UPLINK_KINDS.iter().any(|(k, _)| t.contains_key(*k))
 }
 
+/// `mtu`, refused below IPv6's minimum on a child with `address6`: the kernel would turn
+/// IPv6 off on it and refuse the address part-way through an apply.
+fn mtu(cx: &mut Ctx, t: &Table, prefix: &str, v6: bool) -> Option<u32> {
+    let mtu = cx.mtu(t, prefix);
+    if v6 && let Some(m) = mtu.filter(|m| *m < 1280) {
+        cx.err(
+            &join(prefix, "mtu"),
+            t.get("mtu"),
+            format!("{m} is below 1280, IPv6's minimum: the kernel turns IPv6 off on the interface, so its address6 could not be set"),
+        );
+    }
+    mtu
+}
+
 /// Reads one interface on an uplink; `prefix` is where its keys are, `seed` what derived
 /// names come from. Every error is reported with its key.
 pub(super) fn read(
@@ -173,7 +187,7 @@ pub(super) fn read(
             "a passthru child's MAC is the uplink's: setting it would change the uplink's own",
         );
     }
-    let mtu = cx.mtu(t, prefix);
+    let mtu = mtu(cx, t, prefix, address6.is_some());
     let host_shim = cx.boolean(t, prefix, "host_shim").unwrap_or(false);
     if host_shim && mode.is_some_and(|m| m != MacvlanMode::Bridge) {
         cx.err(

@@ -179,3 +179,17 @@ fn syntax_error_has_line_and_column() {
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("t.toml:2:"), "{e:?}");
 }
+
+/// A child with address6 and an MTU below IPv6's minimum is refused at validation: the kernel
+/// would turn IPv6 off on it and refuse the address part-way through an apply.
+#[test]
+fn an_ipv6_child_below_1280_is_refused() {
+    let e = errs(
+        "name = \"t\"\n[namespaces.a]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\naddress6 = \"2001:db8::11/64\"\nmtu = 500\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with("t.toml: namespaces.a.mtu = 500: 500 is below 1280"),
+        "{e:#?}"
+    );
+}

@@ -52,10 +52,32 @@ impl Vxlan {
 
 const KEYS: [&str; 5] = ["id", "local", "peers", "port", "remote"];
 
-fn unusable(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
-        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+/// Why `ip` cannot be a tunnel's end (None: it can). The kernel refuses some part-way
+/// (a link-local IPv6 `local` without a device); the others would make a tunnel that never
+/// leaves the host or sends to everyone.
+fn unusable(ip: IpAddr) -> Option<&'static str> {
+    let (unicast, loopback, link_local) = match ip {
+        IpAddr::V4(a) => (
+            !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+            a.is_loopback(),
+            false,
+        ),
+        IpAddr::V6(a) => (
+            !(a.is_unspecified() || a.is_multicast()),
+            a.is_loopback(),
+            a.is_unicast_link_local(),
+        ),
+    };
+    if !unicast {
+        Some("not a unicast address")
+    } else if loopback {
+        Some("a loopback address: a tunnel's ends are the hosts' underlay addresses")
+    } else if link_local {
+        Some(
+            "an IPv6 link-local address: the kernel takes one only with a device; use a global address of the underlay",
+        )
+    } else {
+        None
     }
 }
 
@@ -65,11 +87,13 @@ fn address(cx: &mut Ctx, key: &str, v: &Value) -> Option<IpAddr> {
         return None;
     };
     match s.parse::<IpAddr>() {
-        Ok(ip) if unusable(ip) => {
-            cx.err(key, Some(v), "not a unicast address");
-            None
-        }
-        Ok(ip) => Some(ip),
+        Ok(ip) => match unusable(ip) {
+            Some(why) => {
+                cx.err(key, Some(v), why);
+                None
+            }
+            None => Some(ip),
+        },
         Err(_) => {
             cx.err(key, Some(v), "not an IP address (no prefix length)");
             None
@@ -125,7 +149,7 @@ pub(super) fn read(cx: &mut Ctx, b: &Table, bridge_prefix: &str) -> Option<Vxlan
         let key = join(&prefix, "remote");
         match s.parse::<IpAddr>() {
             Ok(ip) if remote.contains(&ip) => cx.err(&key, Some(item), "named twice"),
-            Ok(ip) if !unusable(ip) => remote.push(ip),
+            Ok(ip) if unusable(ip).is_none() => remote.push(ip),
             _ => cx.err(&key, Some(item), "not a unicast IP address"),
         }
     }
@@ -210,6 +234,28 @@ pub(super) fn link_settings(
     (vx, mtu, mac)
 }
 
+/// The tunnel's ends are underlay addresses: one on the bridge's own subnet would route the
+/// tunnel into the segment it carries (`local` the bridge's address once the bridge exists).
+fn off_the_segment(cx: &mut Ctx, b: &super::Bridge, vx: &Vxlan, prefix: &str) {
+    let subnets = [b.address.map(IpNetwork::V4), b.address6.map(IpNetwork::V6)];
+    let ends = std::iter::once(("local", vx.local)).chain(vx.peers.iter().map(|p| ("peers", *p)));
+    for (key, ip) in ends {
+        if let Some(n) = subnets.iter().flatten().find(|n| n.contains(ip)) {
+            let v = Value::String(ip.to_string());
+            cx.err(
+                &join(prefix, key),
+                Some(&v),
+                format!(
+                    "on bridge {}'s own subnet {}/{}: the tunnel's ends are the hosts' underlay addresses, outside the segment it carries",
+                    b.name,
+                    n.network(),
+                    n.prefix()
+                ),
+            );
+        }
+    }
+}
+
 /// Across the file: one bridge per VNI, and `remote` addresses that are not this host's
 /// namespaces and are on their bridge's subnet.
 pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super::Namespace]) {
@@ -217,6 +263,7 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
     for b in bridges {
         let Some(vx) = &b.vxlan else { continue };
         let prefix = join(&join("bridges", &b.name), "vxlan");
+        off_the_segment(cx, b, vx, &prefix);
         if let Some(other) = ids.insert(vx.id, &b.name) {
             let v = Value::Integer(i64::from(vx.id));
             cx.err(
@@ -242,6 +289,21 @@ pub(super) fn check(cx: &mut Ctx, bridges: &[super::Bridge], namespaces: &[super
                         n.network(),
                         n.prefix()
                     ),
+                );
+            } else if let Some(n) = subnet.filter(|n| {
+                n.prefix() < 31
+                    && matches!(n, IpNetwork::V4(_))
+                    && (n.network() == *r || n.broadcast() == *r)
+            }) {
+                let what = if n.network() == *r {
+                    "network"
+                } else {
+                    "broadcast"
+                };
+                cx.err(
+                    &key,
+                    Some(&v),
+                    format!("is bridge {}'s {what} address", b.name),
                 );
             } else if b.gateway_addr(r.is_ipv6()) == Some(*r) {
                 cx.err(&key, Some(&v), "is this host's own address on the bridge");
@@ -284,6 +346,36 @@ mod tests {
         let six = parse("vxlan = { id = 7, local = '2001:db8::1', peers = ['2001:db8::2'] }\n")
             .expect("valid");
         assert_eq!(six.bridges[0].mtu, 1430);
+    }
+
+    /// Two hosts' files that share the topology's and namespace's names (host B's is A's
+    /// with `local` and `peers` swapped) give their namespaces and bridges different MACs on
+    /// the one segment; off a segment, a namespace's MAC does not depend on anything else.
+    #[test]
+    fn derived_macs_on_a_segment_differ_between_hosts() {
+        let host = |local: &str, peer: &str| {
+            let t = parse(&format!(
+                "vxlan = {{ id = 7, local = '{local}', peers = ['{peer}'] }}\n[namespaces.n1]\nbridge='br0'\n"
+            ))
+            .expect("valid");
+            (t.namespaces[0].ifaces[0].mac, t.bridges[0].mac)
+        };
+        let (a, b) = (
+            host("192.0.2.10", "192.0.2.11"),
+            host("192.0.2.11", "192.0.2.10"),
+        );
+        assert!(a.0 != b.0 && a.1 != b.1, "{a:?} {b:?}");
+        let plain = |n: &str| {
+            parse(&format!("[namespaces.{n}]\nbridge='br0'\n"))
+                .expect("valid")
+                .namespaces[0]
+                .ifaces[0]
+                .mac
+        };
+        assert_eq!(
+            plain("n1"),
+            crate::topology::derived_mac("x", "namespace", "n1")
+        );
     }
 
     #[test]
@@ -339,6 +431,25 @@ mod tests {
         for want in [
             "remote = \"10.9.0.5\": not on bridge br0's subnet 10.0.0.0/24",
             "remote = \"10.0.0.1\": is this host's own address on the bridge",
+        ] {
+            assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+        }
+        // Ends the kernel would refuse part-way, or that never leave the host; a remote
+        // that is the bridge's broadcast; ends on the segment's own subnet.
+        let e =
+            parse("vxlan = { id = 7, local = 'fe80::1', peers = ['::1'] }\n").expect_err("invalid");
+        for want in [
+            "local = \"fe80::1\": an IPv6 link-local address",
+            "peers = \"::1\": a loopback address",
+        ] {
+            assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+        }
+        let e = parse("vxlan = { id = 7, local = '10.0.0.1', peers = ['10.0.0.7'], remote = ['10.0.0.255'] }\n")
+            .expect_err("invalid");
+        for want in [
+            "local = \"10.0.0.1\": on bridge br0's own subnet 10.0.0.0/24",
+            "peers = \"10.0.0.7\": on bridge br0's own subnet",
+            "remote = \"10.0.0.255\": is bridge br0's broadcast address",
         ] {
             assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
         }

@@ -150,6 +150,7 @@ fn is_canonical(types: &[Datatype], b: &[u8]) -> bool {
             | Datatype::ArpHrd
             | Datatype::Integer16
             | Datatype::Bits16
+            | Datatype::Bits24
             | Datatype::CtState
             | Datatype::CtDir
             | Datatype::CtStatus

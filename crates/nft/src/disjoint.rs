@@ -38,7 +38,7 @@ fn coord(v: &Value) -> Coord {
         | Value::Icmpv6Type(p)
         | Value::PktType(p)
         | Value::CtDir(p) => Coord::Num(u128::from(*p)),
-        Value::Mark(m) | Value::Ifindex(m) => Coord::Num(u128::from(*m)),
+        Value::Mark(m) | Value::Ifindex(m) | Value::Bits24(m) => Coord::Num(u128::from(*m)),
         other => Coord::Point(other.clone()),
     }
 }
@@ -58,6 +58,7 @@ fn value(template: &Value, n: u128) -> Value {
         Value::ArpHrd(_) => Value::ArpHrd(s(n)),
         Value::U16(_) => Value::U16(s(n)),
         Value::Bits16(_) => Value::Bits16(s(n)),
+        Value::Bits24(_) => Value::Bits24(t(n) & 0x00ff_ffff),
         Value::Proto(_) => Value::Proto(b(n)),
         Value::NfProto(_) => Value::NfProto(b(n)),
         Value::IcmpType(_) => Value::IcmpType(b(n)),

@@ -105,6 +105,9 @@ pub enum Field {
     /// `arp saddr ip`).
     ArpSaddrEther,
     ArpSaddrIp,
+    /// A VXLAN header's VNI, after the 8-byte UDP header and 4 bytes of flags (`@th,96,24`).
+    /// `nft` has no name for it either.
+    VxlanVni,
 }
 
 /// (field, protocol, name, base, offset, length, datatype), from nftables' proto.c templates.
@@ -283,6 +286,15 @@ pub const FIELDS: &[FieldDesc] = &[
         10,
         6,
         Datatype::EtherAddr,
+    ),
+    (
+        Field::VxlanVni,
+        Proto::Udp,
+        "@th,96,24",
+        HeaderBase::Transport,
+        12,
+        3,
+        Datatype::Bits24,
     ),
     (
         Field::Icmpv6NdOpt,

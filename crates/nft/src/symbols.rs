@@ -223,6 +223,7 @@ pub fn value(v: &Value, numeric: bool) -> String {
         Value::Ifname(n) => format!("\"{n}\""),
         Value::U16(v) => v.to_string(),
         Value::Bits16(v) => format!("{v:#x}"),
+        Value::Bits24(v) => v.to_string(),
     }
 }
 

@@ -54,6 +54,9 @@ pub enum Datatype {
     /// 16 bits read from a packet as they stand (network order), as nft lists a raw load
     /// (`@th,192,16 != 0x201`).
     Bits16,
+    /// 24 bits read from a packet as they stand (network order): a VXLAN header's VNI
+    /// (`@th,96,24`).
+    Bits24,
 }
 
 /// One datatype: (type, nft's TYPE_* id, name, bytes, byte order, bitmask?).
@@ -160,6 +163,7 @@ pub const DATATYPES: &[Desc] = &[
     (Datatype::Ifname, 41, "ifname", 16, ByteOrder::Host, false),
     (Datatype::Integer16, 4, "integer", 2, ByteOrder::Host, false),
     (Datatype::Bits16, 4, "integer", 2, ByteOrder::Big, false),
+    (Datatype::Bits24, 4, "integer", 3, ByteOrder::Big, false),
 ];
 
 /// Bits per component in a concatenated key type (datatype.h TYPE_BITS).
@@ -270,6 +274,9 @@ pub enum Value {
     U16(u16),
     /// Two bytes of a packet, big-endian (`0x201`: bytes 02 01).
     Bits16(u16),
+    /// Three bytes of a packet, big-endian (a VNI: `100` is bytes 00 00 64); only the low
+    /// 24 bits are kept.
+    Bits24(u32),
 }
 
 impl Value {
@@ -296,6 +303,7 @@ impl Value {
             Value::Ifname(_) => Datatype::Ifname,
             Value::U16(_) => Datatype::Integer16,
             Value::Bits16(_) => Datatype::Bits16,
+            Value::Bits24(_) => Datatype::Bits24,
         }
     }
 
@@ -324,6 +332,7 @@ impl Value {
             Value::EtherType(v) | Value::Port(v) | Value::Bits16(v) => {
                 out.extend_from_slice(&v.to_be_bytes())
             }
+            Value::Bits24(v) => out.extend_from_slice(&v.to_be_bytes()[1..]),
             Value::ArpHrd(v) | Value::U16(v) => out.extend_from_slice(&v.to_ne_bytes()),
             Value::Mark(v)
             | Value::Ifindex(v)
@@ -370,6 +379,10 @@ impl Value {
             Datatype::Boolean => Value::Bool(*b.first()? != 0),
             Datatype::Integer16 => Value::U16(u16::from_ne_bytes(arr(2)?.try_into().ok()?)),
             Datatype::Bits16 => Value::Bits16(u16::from_be_bytes(arr(2)?.try_into().ok()?)),
+            Datatype::Bits24 => {
+                let b = arr(3)?;
+                Value::Bits24(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+            }
             Datatype::Ifname => {
                 if b.len() > 16 {
                     return None;
@@ -480,6 +493,16 @@ mod tests {
         assert_eq!(split_type(0x730d), Some(t.to_vec()));
         assert_eq!(concat_len(&t), 12);
         assert_eq!(concat_type(&[Datatype::Ifname, Datatype::Ifname]), 0xa69);
+    }
+
+    /// A VNI is three bytes on the wire and in a register (padded to four in a
+    /// concatenation), and reads back as itself.
+    #[test]
+    fn a_vni_is_three_big_endian_bytes() {
+        let v = Value::Bits24(0x0001_0064);
+        assert_eq!(v.bytes(), vec![1, 0, 0x64]);
+        assert_eq!(Value::from_bytes(Datatype::Bits24, &[1, 0, 0x64]), Some(v));
+        assert_eq!(concat_len(&[Datatype::InetService, Datatype::Bits24]), 8);
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn rows(change: &str) -> [(&'static str, String); 5] {
         ),
         (
             "table_nft",
-            "`nft -f` of `nsfw show`'s output, same state".into(),
+            "`nft -f` of `nsfw show`'s inet table, same state".into(),
         ),
         ("noop", "`nsfw apply` with nothing to do".into()),
         ("change", format!("{change}: `nsfw apply -v`")),

@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow, bail};
 
 use super::net::Net;
 use crate::kinds::{AddFdb, CreateVxlan, DelFdb};
-use crate::plumbing::{Fdb, Link, VxlanObs};
+use crate::plumbing::{Fdb, Link, Via, VxlanObs};
 
 impl Net {
     pub(super) fn create_vxlan(&mut self, v: &CreateVxlan, mark: &str) -> Result<()> {
@@ -44,6 +44,7 @@ impl Net {
         let e = Fdb {
             index: self.vxlan_index(&f.link)?,
             dst: f.dst,
+            via: Via::default(),
         };
         if !self.o.host.fdb.contains(&e) {
             self.o.host.fdb.push(e);
@@ -55,6 +56,7 @@ impl Net {
         let e = Fdb {
             index: f.index,
             dst: f.dst,
+            via: f.via,
         };
         self.o.host.fdb.retain(|x| *x != e);
         Ok(())

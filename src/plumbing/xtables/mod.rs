@@ -73,16 +73,19 @@ const GET_ENTRIES_HEAD: usize = 40;
 const REPLACE_HEAD: usize = 96;
 
 /// The tables of `f` the kernel has loaded.
-pub(crate) fn tables(f: Family) -> Vec<String> {
-    std::fs::read_to_string(f.names_file())
-        .map(|t| {
-            t.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// No file (x_tables not built or not loaded) is no tables; a file that cannot be read (a
+/// user who may not) is an error, for the caller to say.
+pub(crate) fn tables(f: Family) -> std::io::Result<Vec<String>> {
+    match std::fs::read_to_string(f.names_file()) {
+        Ok(t) => Ok(t
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Each built-in chain's policy: (chain, `accept` | `drop` | `other`).

@@ -213,3 +213,44 @@ fn what_is_not_read_is_said_so() {
         assert_eq!(text::render(Family::V4, &es[0], &|_| None), want);
     }
 }
+
+/// `-o upl+`: iptables keeps the `+` in the name and leaves the mask's byte under it (and
+/// after it) zero. Written as nft writes a wildcard, once: never `upl++`.
+#[test]
+fn a_wildcard_interface_is_written_once_as_a_wildcard() {
+    let any = ([0; 4], [0; 4]);
+    let mut e = entry(any, "", "upl+", 0, 0, &[], verdict(ACCEPT));
+    e[64 + 3..64 + 5].fill(0);
+    let es = blob::entries(Family::V4, &e).unwrap();
+    assert_eq!(
+        text::render(Family::V4, &es[0], &|_| None),
+        r#"oifname "upl*" accept"#
+    );
+}
+
+/// conntrack's 64 is SNAT (not read), its 256 untracked; `-m state` as iptables 1.8 loads it
+/// (conntrack rev 3 with the state-alias flag) is read as the state it says.
+#[test]
+fn conntrack_states_are_read_by_the_conntracks_bits() {
+    let any = ([0; 4], [0; 4]);
+    let ct = |flags: u16, mask: u16| {
+        let mut d = vec![0u8; 160];
+        d[146..148].copy_from_slice(&flags.to_ne_bytes());
+        d[150..152].copy_from_slice(&mask.to_ne_bytes());
+        let e = entry(
+            any,
+            "",
+            "",
+            0,
+            0,
+            &[xt("conntrack", 3, &d)],
+            verdict(ACCEPT),
+        );
+        let es = blob::entries(Family::V4, &e).unwrap();
+        text::render(Family::V4, &es[0], &|_| None)
+    };
+    assert_eq!(ct(1, 6), "ct state established,related accept");
+    assert_eq!(ct(0x2001, 6), "ct state established,related accept");
+    assert_eq!(ct(1, 256), "ct state untracked accept");
+    assert!(ct(1, 64).contains("cannot read this"), "{}", ct(1, 64));
+}

@@ -40,15 +40,21 @@ fn addr(f: Family, b: &[u8]) -> String {
     .unwrap_or_default()
 }
 
-/// `iifname "br0"`, `oifname != "br+"` (a wildcard as iptables writes it: no clause reads it
-/// as a bridge's name).
+/// `iifname "br0"`, `oifname != "br*"` (a wildcard as nft writes it: no clause reads it as a
+/// bridge's name). iptables keeps its `+` in the name bytes and says "wildcard" through the
+/// mask alone (no 0xff after the compared bytes).
 fn iface(key: &str, name: &[u8], mask: &[u8], inv: bool) -> Option<String> {
     let n = super::blob::cstr(name);
     if n.is_empty() {
         return None;
     }
     let exact = mask.get(n.len()).is_some_and(|m| *m == 0xff);
-    let n = if exact { n } else { format!("{n}+") };
+    let n = if exact {
+        n
+    } else {
+        let compared = mask.iter().take_while(|m| **m == 0xff).count();
+        format!("{}*", n.get(..compared.min(n.len())).unwrap_or(&n))
+    };
     Some(format!("{key} {}\"{n}\"", if inv { "!= " } else { "" }))
 }
 
@@ -74,8 +80,10 @@ fn head(f: Family, h: &[u8], words: &mut Vec<String>) -> Option<()> {
     let proto = u16_at(h, ifs + 64)?;
     let (flags, inv) = match f {
         Family::V4 => (*h.get(ifs + 66)?, *h.get(ifs + 67)?),
-        // IP6T_F_PROTO says the protocol is set: not a condition of its own.
-        Family::V6 => (*h.get(ifs + 67)? & !1, *h.get(ifs + 68)?),
+        // IP6T_F_PROTO (1) says the protocol is set: not a condition of its own; IP6T_F_GOTO
+        // is 4 (read by `render`); IP6T_F_TOS (2) is a condition, brought to IPv4's flag
+        // bit that is one (1, -f) so that it is flagged below.
+        Family::V6 => (u8::from(*h.get(ifs + 67)? & 2 != 0), *h.get(ifs + 68)?),
     };
     words.extend(iface(
         "iifname",
@@ -121,14 +129,15 @@ fn head(f: Family, h: &[u8], words: &mut Vec<String>) -> Option<()> {
     Some(())
 }
 
-/// conntrack's or state's state mask as `ct state` names it.
-fn states(mask: u32) -> Option<String> {
+/// conntrack's or state's state mask as `ct state` names it. `untracked` is the state
+/// match's 64 and the conntrack match's 256 (its 64 and 128 are SNAT and DNAT, not read).
+fn states(mask: u32, untracked: u32) -> Option<String> {
     let names = [
         (1, "invalid"),
         (2, "established"),
         (4, "related"),
         (8, "new"),
-        (64, "untracked"),
+        (untracked, "untracked"),
     ];
     let known: u32 = names.iter().map(|(b, _)| b).sum();
     if mask == 0 || mask & !known != 0 {
@@ -163,19 +172,20 @@ fn a_match(x: &Xt) -> Option<String> {
                 (a, b) => format!("{p} dport {a}-{b}"),
             })
         }
-        // xt_conntrack_mtinfo3: the state alone (match_flags XT_CONNTRACK_STATE, nothing
-        // inverted, every other field zero).
+        // xt_conntrack_mtinfo3: the state alone (match_flags XT_CONNTRACK_STATE, or that
+        // and XT_CONNTRACK_STATE_ALIAS 0x2000, which is how iptables 1.8 loads `-m state`;
+        // nothing inverted, every other field zero).
         ("conntrack", 3) => {
             let ok = d
                 .iter()
                 .enumerate()
                 .all(|(i, b)| *b == 0 || (146..148).contains(&i) || (150..152).contains(&i));
-            if !ok || u16_at(d, 146)? != 1 || u16_at(d, 148)? != 0 {
+            if !ok || !matches!(u16_at(d, 146)?, 1 | 0x2001) || u16_at(d, 148)? != 0 {
                 return None;
             }
-            states(u32::from(u16_at(d, 150)?))
+            states(u32::from(u16_at(d, 150)?), 256)
         }
-        ("state", 0) => states(u32_at(d, 0)?),
+        ("state", 0) => states(u32_at(d, 0)?, 64),
         _ => None,
     }
 }

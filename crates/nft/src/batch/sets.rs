@@ -133,7 +133,6 @@ fn set_obj(
     anonymous: bool,
     elems: usize,
 ) -> Result<ffi::Set> {
-    let concat = s.key.len() > 1;
     let (data_type, data_len, data_order, data_concat) = data_desc(s.data.as_ref());
     let mut o = ffi::Set::new()?;
     o.set_str(ffi::NFTNL_SET_TABLE, &names.0);
@@ -152,7 +151,7 @@ fn set_obj(
     if s.flags.constant || anonymous {
         o.set_u32(ffi::NFTNL_SET_DESC_SIZE, elems as u32);
     }
-    if s.flags.interval && concat {
+    if fields_described(s) {
         let mut field_len = [0u8; 16];
         for (i, t) in s.key.iter().enumerate().take(16) {
             field_len[i] = t.size() as u8;
@@ -189,10 +188,18 @@ fn set_flags(s: &Set, anonymous: bool) -> u32 {
     if s.flags.timeout || s.timeout.is_some() {
         flags |= 0x10;
     }
-    if s.flags.interval && s.key.len() > 1 {
+    if fields_described(s) {
+        // NFT_SET_CONCAT: the kernel wants it with the field lengths.
         flags |= 0x80;
     }
     flags
+}
+
+/// Whether the set's field lengths are sent (NFTA_SET_DESC_CONCAT): a concatenation with
+/// intervals needs them; they also tell a reader which `integer` a component is (the key
+/// type says only "integer"), so a VNI's 3 bytes are sent to be read back as such.
+fn fields_described(s: &Set) -> bool {
+    s.key.len() > 1 && (s.flags.interval || s.key.contains(&Datatype::Bits24))
 }
 
 /// A map's data: its type, length, byte order for the userdata, and whether it is a

@@ -7,7 +7,7 @@ use crate::elems::{KData, KElem};
 use crate::expr::Raw;
 use crate::ffi::{self, Nlmsg};
 use crate::ir::*;
-use crate::types::{NFT_DATA_VERDICT, split_type};
+use crate::types::{Datatype, NFT_DATA_VERDICT, split_type};
 use crate::udata;
 
 /// A table as the kernel lists it.
@@ -158,9 +158,19 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
         decl,
     };
     let kt = s.u32(ffi::NFTNL_SET_KEY_TYPE);
-    let Some(key) = split_type(kt) else {
+    let Some(mut key) = split_type(kt) else {
         return Ok(Some(listed(Err(format!("key type {kt:#x}")))));
     };
+    // An `integer` component of 3 bytes (the field lengths say) is a VNI.
+    if key.len() > 1
+        && let Some(lens) = s.data(ffi::NFTNL_SET_DESC_CONCAT)
+    {
+        for (k, len) in key.iter_mut().zip(lens.iter()) {
+            if *k == Datatype::Integer16 && *len == 3 {
+                *k = Datatype::Bits24;
+            }
+        }
+    }
     let data = if flags & 8 != 0 {
         let dt = s.u32(ffi::NFTNL_SET_DATA_TYPE);
         Some(if dt == NFT_DATA_VERDICT {
