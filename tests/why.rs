@@ -147,6 +147,10 @@ const FLOWS: &[Case] = &[
     ("c", "web", "tcp/80", "", true, None),
     ("c", "world", "icmp", "", true, None),
     ("web", "c", "tcp/80", "", false, Some("ns:r")),
+    // Through the masquerading router into the protected host: traced after r's NAT.
+    ("c", "10.10.0.1", "tcp/22", "", false, Some("protect")),
+    // `host` behind the router is the host r reaches, not the world.
+    ("c", "host", "tcp/22", "", false, Some("protect")),
     ("web", "db", "icmp", "-6", true, None),
     ("web", "db", "tcp/5432", "-6", false, Some("deny#1")),
     ("web", "world", "tcp/443", "-6", true, None),
@@ -191,6 +195,10 @@ fn why_gives_the_deciding_entry_and_the_packets_real_fate() {
                         if k["passed"] != k["answered"] || k["passed"] != *allowed {
                             bad.push(format!("{what}: trace, fate and file differ\n{out}"));
                         }
+                        // A blocked flow the trace saw is dropped where the trace saw it.
+                        if !allowed && k["traced"] == true && k["trace_dropped"] != true {
+                            bad.push(format!("{what}: the trace lost the drop\n{out}"));
+                        }
                         if code != Some(0) {
                             bad.push(format!("{what}: exit {code:?}\n{out}"));
                         }
@@ -220,6 +228,13 @@ fn why_names_the_line_and_the_nsfw_rules_the_packet_met() {
     assert_eq!(last["verdict"], "drop", "{out}");
     assert_eq!(last["nsfw"], true, "{out}");
     assert_eq!(last["entry"], want.as_str(), "{out}");
+    // From a namespace, 127.0.0.1 is its own loopback: not asked as the host's.
+    let (code, _, out) = why(
+        &sb,
+        &["--sandbox", "-f", &f, "web", "127.0.0.1", "tcp/8080"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("web's own loopback"), "{out}");
 }
 
 fn kill9(pid: u32) {
@@ -288,6 +303,45 @@ fn a_foreign_drop_is_named_with_its_fix_and_nothing_is_left_behind() {
         "the fix: {out}"
     );
     sb.ok("nft delete table inet other");
+
+    // Drops the trace cannot see are still a disagreement, said first, with their cause:
+    // a chain before the trace chains (priority -500), and iptables-legacy.
+    sb.ok("nft add table inet early; nft add chain inet early out '{ type filter hook output priority -500; }'; nft add rule inet early out tcp dport 80 drop");
+    let (code, v, out) = why(&sb, &["-f", &f, "host", "web", "tcp/80"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(v["agree"], false, "{out}");
+    assert_eq!(v["kernel"]["passed"], false, "{out}");
+    let said = v["disagreement"].to_string();
+    assert!(said.contains("no answer"), "{out}");
+    assert!(said.contains("table inet early chain out"), "{out}");
+    assert!(
+        said.contains("nft insert rule inet early out oifname \\\"br0\\\" accept"),
+        "{out}"
+    );
+    sb.ok("nft delete table inet early; iptables-legacy -P FORWARD DROP");
+    let (code, v, out) = why(&sb, &["-f", &f, "a", "web", "tcp/80"]);
+    assert_eq!(code, Some(1), "{out}");
+    let said = v["disagreement"].to_string();
+    assert!(
+        said.contains("iptables-legacy -t filter: FORWARD policy DROP"),
+        "{out}"
+    );
+    assert!(
+        said.contains("iptables-legacy -t filter -I FORWARD -i br1 -j ACCEPT"),
+        "{out}"
+    );
+    sb.ok("iptables-legacy -P FORWARD ACCEPT");
+
+    // Someone else traces everything, and drops other packets of the same pair: only the
+    // probe's own events are its answer.
+    sb.ok("nft add table inet spy; nft add chain inet spy pre '{ type filter hook prerouting priority -500; }'; nft add rule inet spy pre meta nftrace set 1; nft add chain inet spy fw '{ type filter hook forward priority 10; }'; nft add rule inet spy fw tcp dport 9999 drop");
+    sb.ok("(for i in $(seq 150); do ip netns exec web timeout 0.2 bash -c 'echo > /dev/tcp/10.10.0.3/9999' & sleep 0.01; done) >/dev/null 2>&1 &");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, v, out) = why(&sb, &["-f", &f, "web", "db", "tcp/80"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(v["agree"], true, "{out}");
+    assert!(!out.contains("9999"), "another packet's events: {out}");
+    assert!(out.contains("spy"), "the probe's pass through spy: {out}");
 }
 
 #[test]

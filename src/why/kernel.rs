@@ -33,7 +33,7 @@ pub(crate) fn is_trace_chain(chain: &str) -> bool {
 
 /// Before raw (-300) and conntrack (-200): the trace flag is set before anything else of the
 /// hook looks at the packet, so every other chain's rules are seen.
-const TRACE_PRIORITY: i32 = -400;
+pub(super) const TRACE_PRIORITY: i32 = -400;
 
 /// The probe's packet, exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +220,32 @@ impl Armed {
     }
 }
 
+/// The events about the probe's packet: anyone may set `meta nftrace` (an admin's `nft
+/// monitor trace`, another table tracing everything). The kernel puts the packet's headers in
+/// the first event of each pass through a hook, and the rest share its trace id: an id is the
+/// probe's when that event's transport header has the probe's source port (the NAT on the way
+/// keeps it: masquerade and a published port change addresses and the destination port), or,
+/// for ICMP, is an echo request. Events of an id never seen with headers are kept.
+pub(crate) fn probes_only(t: &Tuple, events: Vec<Event>) -> Vec<Event> {
+    let mut ids: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        if let Some(h) = &e.transport {
+            let ours = match t.proto {
+                6 | 17 => h.get(..2) == Some(&t.sport.to_be_bytes()[..]),
+                1 => h.first() == Some(&8),
+                58 => h.first() == Some(&128),
+                _ => true,
+            };
+            ids.insert(e.id, ours);
+        }
+        if ids.get(&e.id).copied().unwrap_or(true) {
+            out.push(e);
+        }
+    }
+    out
+}
+
 /// A probe's socket, made (and bound, so its source port is known) in the namespace it
 /// sends from.
 pub(crate) struct Probe {
@@ -273,12 +299,19 @@ impl Probe {
                 Err(_) => Ok(false),
             },
             // An echo server (the sandbox's) answers; anything else is no answer.
+            // Connected, so a port-unreachable (nothing listens, the host is there) comes
+            // back as a refusal: that is an answer too.
             Some(s) => {
-                s.send_to(b"nsfw why\n", &to.into())
+                s.connect(&to.into())
+                    .with_context(|| format!("connecting the datagram socket to {to}"))?;
+                s.send(b"nsfw why\n")
                     .with_context(|| format!("sending a datagram to {to}"))?;
                 s.set_read_timeout(Some(wait))?;
                 let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
-                Ok(s.recv(&mut buf).is_ok())
+                Ok(match s.recv(&mut buf) {
+                    Ok(_) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                })
             }
             None => {
                 let ip = to.ip();

@@ -4,6 +4,7 @@
 
 mod kernel;
 mod show;
+mod unseen;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -60,6 +61,23 @@ fn ns_addr(t: &Topology, name: &str, v6: bool) -> Option<IpAddr> {
     n.addrs(v6).next()
 }
 
+/// The host as namespace `peer` sees it: its gateway on the peer's bridge, or, behind a
+/// router (a bridge without one), the gateway of the router's own bridge.
+fn host_gateway(t: &Topology, peer: &str, v6: bool) -> Option<IpAddr> {
+    let bridge_of = |n: &crate::topology::Namespace| n.primary().map(|i| i.bridge.clone());
+    let b = t
+        .namespaces
+        .iter()
+        .find(|n| n.name == peer)
+        .and_then(bridge_of)?;
+    t.bridge(&b).and_then(|x| x.gateway_addr(v6)).or_else(|| {
+        t.namespaces
+            .iter()
+            .filter(|r| r.forward && r.ifaces.iter().any(|i| i.bridge == b))
+            .find_map(|r| bridge_of(r).and_then(|rb| t.bridge(&rb)?.gateway_addr(v6)))
+    })
+}
+
 /// A name of the file, `host`, `world`, or an address, as a party of family `v6`.
 fn resolve(
     t: &Topology,
@@ -113,12 +131,8 @@ fn resolve(
     }
     match s {
         "host" => {
-            // The host as the peer's namespace sees it: its gateway on the peer's bridge.
             let gw = peer
-                .and_then(|p| t.namespaces.iter().find(|n| n.name == p))
-                .and_then(|n| n.primary())
-                .and_then(|i| t.bridge(&i.bridge))
-                .and_then(|b| b.gateway_addr(v6))
+                .and_then(|p| host_gateway(t, p, v6))
                 .or_else(|| world.and_then(side).map(|s| s.host_addr))
                 .or_else(|| t.bridges.iter().find_map(|b| b.gateway_addr(v6)))
                 .ok_or_else(|| anyhow!("the host has no address of this family in the file"))?;
@@ -325,14 +339,19 @@ pub(crate) struct Step {
     pub entry: Option<String>,
     pub ours: bool,
     pub drops: bool,
+    /// The hook of its chain (None: a chain jumped to).
+    pub hook: Option<nft::Hook>,
 }
 
 /// The kernel's answer.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KernelAnswer {
     pub steps: Vec<Step>,
-    /// The packet's fate as the trace says: false when a chain dropped it.
+    /// The packet's real fate: no chain the trace saw dropped it, and the probe got its
+    /// answer. Never true for a packet nothing answered.
     pub passed: bool,
+    /// Whether a chain the trace saw dropped it.
+    pub trace_dropped: bool,
     /// Whether the probe got an answer (TCP: connected or refused; ICMP: a reply).
     pub answered: bool,
     pub traced: bool,
@@ -375,6 +394,13 @@ pub(crate) fn ask(t: &Topology, q: &Question, world: Option<&World>) -> Result<A
         bail!(
             "{} and {} are not of one family: give both as IPv4 or IPv6 addresses, or say -6",
             q.from,
+            q.to
+        );
+    }
+    if let (Some(ns), true) = (&from.ns, to.party.addr().is_loopback()) {
+        bail!(
+            "{} from {ns} is {ns}'s own loopback, not the host's: ask `nsfw why host {} …` for the host's, or give the host's address",
+            q.to,
             q.to
         );
     }
@@ -422,7 +448,16 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     let _lock = crate::state::acquire(crate::state::Access::Exclusive, true)?;
     let mut armed = Vec::new();
     let mut notes = Vec::new();
-    for ns in traced_nodes(t, f) {
+    let nodes = traced_nodes(t, f);
+    // A masquerading router on the way changes the source address before the host sees the
+    // packet: there, the probe is known by the rest of its 5-tuple (its source port is its
+    // own; an ICMP probe, by being an echo request to the address).
+    let routed = nodes.len() > 1;
+    for ns in nodes {
+        let tuple = kernel::Tuple {
+            src: tuple.src.filter(|_| ns.is_some() || !routed),
+            ..tuple
+        };
         match kernel::arm(ns.clone(), &table, tuple) {
             Ok(a) => armed.push(a),
             Err(e) if ns.is_none() => return Err(e.context(applied())),
@@ -442,7 +477,7 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
         match a.collect(until) {
             Ok(e) => {
                 crate::output::verbose(format_args!("why: {} trace event(s) in {at}", e.len()));
-                events.push((at, e))
+                events.push((at, kernel::probes_only(&tuple, e)))
             }
             Err(e) => failed = Some(e),
         }
@@ -456,9 +491,10 @@ fn trace(t: &Topology, from: &End, to: &End, q: &Question, f: &FileAnswer) -> Re
     }
     let mut k = show::read_trace(t, &events, f)?;
     k.answered = answered;
-    if !k.traced {
-        k.passed = answered;
-    }
+    // The trace only says what the chains it saw did; the probe's answer says whether the
+    // packet got there (something before the trace chains or outside nf_tables may drop it).
+    k.trace_dropped = !k.passed;
+    k.passed = k.passed && answered;
     k.notes.extend(notes);
     Ok(k)
 }

@@ -2,6 +2,7 @@
 //! entry behind them), where the file and the kernel disagree, and the answer as text and JSON.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use anyhow::Result;
 use nft::Family;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Answer, FileAnswer, KernelAnswer, Question, Step, drops, first_packet};
 use crate::oracle::Party;
+use crate::topology::Entry;
 use crate::topology::Topology;
 
 /// Every table of namespace `at` (`host`: here), read back.
@@ -43,6 +45,15 @@ fn rule_text(
     let i = d.handles.get(chain)?.iter().position(|h| *h == handle)?;
     let r = d.structure().chain(chain)?.rules.get(i)?;
     Some(crate::doctor::judge::shown(r))
+}
+
+/// The hook of the chain an event is in (None: not a base chain, or not found).
+fn hook_of(tabs: &[Dumped], e: &Event) -> Option<nft::Hook> {
+    let d = tabs.iter().find(|d| {
+        let s = d.structure();
+        s.name() == e.table && u32::from(s.family().nfproto()) == u32::from(e.family)
+    })?;
+    d.structure().chain(&e.chain)?.base.as_ref().map(|b| b.hook)
 }
 
 fn family_name(f: u8) -> &'static str {
@@ -123,13 +134,8 @@ pub(super) fn read_trace(
             // nsfw's filter verdicts come from the file's policy: the entry that decides this
             // flow is the one whose element its sets hold.
             // The file's entry goes with the step that carries out its verdict: the drop of a
-            // blocked flow, the accepts of an allowed one.
-            let decides = if f.allowed {
-                e.kind == Kind::Rule && verdict == "accept"
-            } else {
-                dropped
-            };
-            let entry = (is_ours && decides).then(|| f.decided_by.clone());
+            // blocked flow; for an allowed one, its last accept by nsfw's filter (below).
+            let entry = (is_ours && !f.allowed && dropped).then(|| f.decided_by.clone());
             if dropped {
                 k.passed = false;
                 if !is_ours && k.foreign_drop.is_none() {
@@ -150,14 +156,49 @@ pub(super) fn read_trace(
                 entry,
                 ours: is_ours,
                 drops: dropped,
+                hook: hook_of(tabs, e),
             });
         }
     }
+    if f.allowed {
+        tag_allowed(&mut k.steps, f);
+    }
     if !k.traced {
         // What the probe itself saw is all there is (the caller says).
-        k.notes.push("no trace event: the packet met no hook of nsfw's tables: a frame between two isolated ports of a bridge is dropped by the bridge itself (and an unanswered ARP or neighbour solicitation keeps the packet from being sent at all), and a bridge without nf_call_iptables passes frames by the inet hooks".into());
+        k.notes.push("no trace event: the packet met none of nsfw's trace chains: a chain before them dropped it, or it never reached a hook (a frame between two isolated ports of a bridge is dropped by the bridge itself, an unanswered ARP or neighbour solicitation keeps it from being sent)".into());
     }
     Ok(k)
+}
+
+/// An allowed flow's verdict is carried out by the last filter accept of nsfw's (not a NAT
+/// rule's, nor a bridged hop's on the way): that step gets the file's entry.
+fn tag_allowed(steps: &mut [Step], f: &FileAnswer) {
+    // (NAT chains sit on prerouting and postrouting; the host's filter decides before a
+    // router's, whose steps come after the host's.) A published port's DNAT carries it too.
+    let filter_accept = |s: &Step| {
+        s.ours
+            && s.verdict == "accept"
+            && !s.what.starts_with("policy")
+            && !matches!(s.hook, Some(nft::Hook::Prerouting | nft::Hook::Postrouting))
+    };
+    {
+        let at_host = steps.iter().any(|s| s.at == "host" && filter_accept(s));
+        if let Some(st) = steps
+            .iter_mut()
+            .rev()
+            .find(|s| filter_accept(s) && (s.at == "host" || !at_host))
+        {
+            st.entry = Some(f.decided_by.clone());
+        }
+        if matches!(f.entry, Some(Entry::Publish { .. })) {
+            for st in steps
+                .iter_mut()
+                .filter(|s| s.ours && s.what.contains("dnat"))
+            {
+                st.entry = Some(f.decided_by.clone());
+            }
+        }
+    }
 }
 
 /// Why the file and the kernel disagree, and what to do; empty when they agree.
@@ -169,8 +210,11 @@ pub(super) fn disagreement(
     f: &FileAnswer,
     k: &KernelAnswer,
 ) -> Vec<String> {
-    if !k.traced || f.allowed == k.passed {
+    if f.allowed == k.passed {
         return Vec::new();
+    }
+    if f.allowed && !k.trace_dropped {
+        return unanswered(t, q, f, k);
     }
     if !f.allowed {
         return vec![format!(
@@ -198,9 +242,11 @@ pub(super) fn disagreement(
     {
         let l4 = (if q.proto == 1 && q.v6 { 58 } else { q.proto }, q.port);
         match crate::doctor::Diagnosis::read() {
+            // doctor's guess at iptables-legacy is noise where an nft table visibly dropped it.
             Ok(d) => out.extend(
                 d.why(t, &i.bridge, *from_ip, to.addr(), l4)
                     .into_iter()
+                    .filter(|w| !w.contains("iptables-legacy"))
                     .map(|w| format!("fix: {w}")),
             ),
             Err(e) => out.push(format!("cannot read the other tables for the fix: {e:#}")),
@@ -214,19 +260,66 @@ pub(super) fn disagreement(
             .any(|c| l.contains(c))
     });
     if !has_fix && let Some(st) = k.steps.iter().find(|s| s.drops && !s.ours) {
-        out.push(format!("fix: {}", own_fix(t, f, st)));
+        out.push(format!(
+            "fix: {}",
+            own_fix(t, f, st, (from.addr(), to.addr()))
+        ));
+    }
+    out
+}
+
+/// The file allows the flow, the probe got no answer, and no chain the trace saw dropped it:
+/// say so first, then what can drop a packet where the trace cannot see.
+fn unanswered(t: &Topology, q: &Question, f: &FileAnswer, k: &KernelAnswer) -> Vec<String> {
+    let mut out = vec![format!(
+        "the file allows this flow ({}), but the probe got no answer, and {}",
+        f.decided_by,
+        if k.traced {
+            "no chain the trace saw dropped it"
+        } else {
+            "no trace event was seen at all"
+        }
+    )];
+    let bridges = path_bridges(t, f);
+    let ours = crate::owner::table(&t.name);
+    let unseen = super::unseen::explain(&super::traced_nodes(t, f), &ours, q.v6, &bridges);
+    if unseen.is_empty() {
+        out.push("cause: no table nsfw can read drops it before its trace chains, and no iptables-legacy table drops: the far end did not answer (nothing there, no route, or its own firewall)".into());
+    }
+    out.extend(unseen.into_iter().map(|l| {
+        if l.starts_with("fix: ") {
+            l
+        } else {
+            format!("cause: {l}")
+        }
+    }));
+    out
+}
+
+/// The bridges the flow crosses: those on its path, and the bridge of each namespace on it
+/// (the host's flow to a namespace leaves by that namespace's bridge).
+pub(super) fn path_bridges(t: &Topology, f: &FileAnswer) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in &f.path {
+        let b = match t.namespaces.iter().find(|n| &n.name == p) {
+            Some(n) => n.primary().map(|i| i.bridge.clone()),
+            None => t.bridge(p).map(|_| p.clone()),
+        };
+        if let Some(b) = b.filter(|b| !out.contains(b)) {
+            out.push(b);
+        }
     }
     out
 }
 
 /// The fix for a foreign chain that dropped the packet: accepts for the bridges on its way at
 /// the top of that chain, or the chain's policy; iptables' own way for iptables-nft's tables.
-fn own_fix(t: &Topology, f: &FileAnswer, st: &Step) -> String {
+fn own_fix(t: &Topology, f: &FileAnswer, st: &Step, ends: (IpAddr, IpAddr)) -> String {
     let (family, table) = st
         .table
         .split_once(' ')
         .unwrap_or(("inet", st.table.as_str()));
-    let bridges: Vec<&String> = f.path.iter().filter(|p| t.bridge(p).is_some()).collect();
+    let bridges = path_bridges(t, f);
     let ipt = matches!(family, "ip" | "ip6")
         && matches!(table, "filter" | "nat" | "mangle" | "raw" | "security");
     let cmd = if family == "ip6" {
@@ -234,9 +327,25 @@ fn own_fix(t: &Topology, f: &FileAnswer, st: &Step) -> String {
     } else {
         "iptables"
     };
+    // Only the interface the hook knows: prerouting and input know where a packet came in,
+    // output and postrouting where it goes; a rule on the other would never match.
+    let dirs: &[(&str, &str)] = match st.hook {
+        Some(nft::Hook::Prerouting | nft::Hook::Input) => &[("iifname", "-i")],
+        Some(nft::Hook::Output | nft::Hook::Postrouting) => &[("oifname", "-o")],
+        _ => &[("iifname", "-i"), ("oifname", "-o")],
+    };
     let mut accepts = Vec::new();
-    for b in &bridges {
-        for (nft_dir, ipt_dir) in [("iifname", "-i"), ("oifname", "-o")] {
+    // A bridge-family chain knows a frame by its ports, not by the bridge: the flow's
+    // addresses match it there.
+    if family == "bridge" {
+        let ip = if ends.0.is_ipv6() { "ip6" } else { "ip" };
+        accepts.push(format!(
+            "nft insert rule bridge {table} {} {ip} saddr {} {ip} daddr {} accept",
+            st.chain, ends.0, ends.1
+        ));
+    }
+    for b in bridges.iter().filter(|_| family != "bridge") {
+        for (nft_dir, ipt_dir) in dirs {
             accepts.push(if ipt {
                 format!("{cmd} -t {table} -I {} {ipt_dir} {b} -j ACCEPT", st.chain)
                     .replace(" -t filter", "")
@@ -271,9 +380,12 @@ pub(crate) fn text(a: &Answer) -> String {
     };
     line(format!("why {}", a.question));
     for d in &a.disagreement {
-        match d.strip_prefix("fix: ") {
-            Some(fix) => line(format!("  fix: {fix}")),
-            None => line(format!("DISAGREE: {d}")),
+        if let Some(fix) = d.strip_prefix("fix: ") {
+            line(format!("  fix: {fix}"));
+        } else if let Some(c) = d.strip_prefix("cause: ") {
+            line(format!("  cause: {c}"));
+        } else {
+            line(format!("DISAGREE: {d}"));
         }
     }
     let f = &a.file;
@@ -287,10 +399,11 @@ pub(crate) fn text(a: &Answer) -> String {
         line(format!("  nat:  {n}"));
     }
     let k = &a.kernel;
-    let fate = match (k.traced, k.passed) {
-        (false, _) => "not traced".to_string(),
-        (true, true) => "passed".to_string(),
-        (true, false) => "dropped".to_string(),
+    let fate = match (k.traced, k.trace_dropped, k.passed) {
+        (_, true, _) => "dropped",
+        (_, false, true) => "passed",
+        (true, false, false) => "no drop traced, yet not passed",
+        (false, false, false) => "not traced, not passed",
     };
     line(format!(
         "kernel: {fate} ({})",
@@ -334,6 +447,7 @@ pub(crate) fn to_json(a: &Answer) -> Value {
             "passed": k.passed,
             "answered": k.answered,
             "foreign_drop": k.foreign_drop,
+            "trace_dropped": k.trace_dropped,
             "steps": k.steps.iter().map(|s| json!({
                 "at": s.at,
                 "table": s.table,

@@ -15,6 +15,7 @@ const RULE_HANDLE: u16 = 3;
 const TYPE: u16 = 4;
 const VERDICT: u16 = 5;
 const ID: u16 = 6;
+const TRANSPORT_HEADER: u16 = 9;
 const IIF: u16 = 10;
 const OIF: u16 = 12;
 const NFPROTO: u16 = 15;
@@ -110,6 +111,9 @@ pub struct Event {
     pub oif: Option<u32>,
     /// A policy event's policy (0 drop, 1 accept).
     pub policy: Option<u32>,
+    /// The packet's transport header as the event saw it (ports, ICMP type), when the hook
+    /// knew it: whose packet an event is about, since anyone may set `meta nftrace`.
+    pub transport: Option<Vec<u8>>,
 }
 
 /// Attributes of a netlink attribute stream: (type without the nested/byte-order flags, value).
@@ -153,6 +157,7 @@ pub fn parse(payload: &[u8]) -> Option<Event> {
         iif: None,
         oif: None,
         policy: None,
+        transport: None,
     };
     let mut id = None;
     for (ty, v) in attrs(payload.get(4..)?) {
@@ -185,6 +190,7 @@ pub fn parse(payload: &[u8]) -> Option<Event> {
             OIF => e.oif = be32(v),
             NFPROTO => e.nfproto = be32(v),
             POLICY => e.policy = be32(v),
+            TRANSPORT_HEADER => e.transport = Some(v.to_vec()),
             _ => {}
         }
     }
