@@ -190,8 +190,10 @@ fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
     let o = sb.nsfw(&["drops", "--follow", &f]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("nflog group 28275 is taken"),
-        "{}",
+        String::from_utf8_lossy(&o.stderr)
+            .contains("nflog group 28275 is taken: another process (netlink port ")
+            && String::from_utf8_lossy(&o.stderr).contains(" (nsfw)) reads nsfw's drops"),
+        "the holder named: {}",
         show(&o)
     );
 
@@ -236,4 +238,92 @@ fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
         "{:#?}",
         w.records()
     );
+}
+
+/// A second topology beside `dr`: the same nflog group.
+const EX: &str = r#"name = "ex"
+[bridges.br9]
+address = "10.30.0.1/24"
+
+[namespaces.xa]
+bridge = "br9"
+address = "10.30.0.2/24"
+
+[namespaces.xb]
+bridge = "br9"
+address = "10.30.0.3/24"
+
+[[deny]]
+from = "xa"
+to = "xb"
+ports = ["udp/5353"]
+"#;
+
+/// One reader serves the host: following one topology says the other's drops were hidden;
+/// following without FILE (and no default file) shows both, each named, without entries.
+#[test]
+fn two_topologies_share_the_group_and_none_is_dropped_unsaid() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let (f, e) = (sb.file("dr.toml", FILE), sb.file("ex.toml", EX));
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["apply", &e], 0);
+    let bound = || {
+        let t0 = Instant::now();
+        while !sb
+            .ok("cat /proc/net/netfilter/nfnetlink_log")
+            .contains("28275")
+        {
+            assert!(t0.elapsed() < Duration::from_secs(5), "never bound");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    {
+        let w = Follower::start(&sb, &f);
+        bound();
+        udp(&sb, "xa", "10.30.0.3", 5353);
+        udp(&sb, "a", "10.10.0.3", 5353);
+        w.until("dr's drop", &|r| !r.is_empty());
+        let t0 = Instant::now();
+        let said = "1 drops of other topologies (ex) not shown";
+        while !std::fs::read_to_string(&w.err)
+            .unwrap_or_default()
+            .contains(said)
+        {
+            assert!(t0.elapsed() < Duration::from_secs(5), "ex's drop not said");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            w.records().iter().all(|r| r["topology"] == "dr"),
+            "{:#?}",
+            w.records()
+        );
+        let pid = inner_pid(&w.child).expect("drops runs");
+        std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+    }
+    let t0 = Instant::now();
+    while sb
+        .ok("cat /proc/net/netfilter/nfnetlink_log")
+        .contains("28275")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the first never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w = Follower::start(&sb, "");
+    bound();
+    udp(&sb, "xa", "10.30.0.3", 5353);
+    udp(&sb, "a", "10.10.0.3", 5353);
+    w.until("both topologies' drops", &|r| r.len() >= 2);
+    let mut got: Vec<String> = w
+        .records()
+        .iter()
+        .map(|r| format!("{} {} {}", r["topology"], r["to"], r["reason"]))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["\"dr\" null \"policy\"", "\"ex\" null \"policy\""]);
 }

@@ -13,7 +13,6 @@ pub fn drops(
     follow: bool,
     since: Option<String>,
 ) -> Result<u8, Fail> {
-    let t = load(file)?;
     let since = match since {
         Some(s) => match drops::parse_since(&s, SystemTime::now()) {
             Ok(t) => Some(t),
@@ -25,11 +24,24 @@ pub fn drops(
         None => None,
     };
     let opts = Options { json, since };
-    let r = if follow {
-        drops::follow(&t, &opts)
+    if !follow {
+        let t = load(file)?;
+        drops::counts(&t, json).map_err(|e| read_error("drops", &e))?;
+        return Ok(OK);
+    }
+    // The group first: the kernel queues what is logged while a large file loads.
+    let log = drops::bind().map_err(|e| read_error("drops", &e))?;
+    // Without FILE, every topology of the host (one reader serves them all), the default
+    // file's with its entries and lines.
+    let all = file.is_none();
+    let default = ["nsfw.toml", "/etc/nsfw/nsfw.toml"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    let t = if all && !default {
+        None
     } else {
-        drops::counts(&t, json)
+        Some(load(file)?)
     };
-    r.map_err(|e| read_error("drops", &e))?;
+    drops::follow(log, t.as_ref(), all, &opts).map_err(|e| read_error("drops", &e))?;
     Ok(OK)
 }

@@ -9,11 +9,15 @@
 //! loaded (each reason's chain has a counter); with `--follow`, the drops as they happen.
 
 mod explain;
+mod holder;
 mod nflog;
+mod time;
 
-use std::collections::HashMap;
+pub(crate) use time::{clock, parse_since};
+
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
 use serde_json::{Value as Json, json};
@@ -28,8 +32,22 @@ use nft::{Family, Stmt, Verdict};
 /// How long repeats of a drop are counted before they are summarised.
 pub(crate) const WINDOW: Duration = Duration::from_secs(2);
 
-/// The reasons, in the order the tally lists them.
+/// The reasons, in the order the tally lists them: the only ones nsfw's rules write
+/// (`firewall::droplog`); a prefix with another is not nsfw's.
 const REASONS: [&str; 6] = ["policy", "closed", "egress", "host", "spoofed", "invalid"];
+
+/// Whether a logged packet's prefix is one nsfw's rules write: its topology and reason.
+fn ours(prefix: &str) -> Option<(&str, &str)> {
+    owner::parse_log_prefix(prefix).filter(|(_, r)| REASONS.contains(r))
+}
+
+pub(crate) use nflog::Nflog;
+
+/// Binds nsfw's nflog group, before anything slow (loading a large file): the kernel queues
+/// what is logged from then on, so no drop of the first seconds is lost.
+pub(crate) fn bind() -> Result<Nflog> {
+    Nflog::bind(GROUP)
+}
 
 /// What `nsfw drops` was asked for.
 pub(crate) struct Options {
@@ -43,8 +61,8 @@ const JUDGING: [&str; 3] = ["judge", "to_host", "from_host"];
 
 /// The packets each reason dropped in topology `t`'s table: the counters of the rules that
 /// go to its chain (None: no table).
-fn tally(sock: &mut NftSocket, t: &Topology) -> Result<Option<Vec<(String, u64)>>> {
-    let table = owner::table(&t.name);
+fn tally(sock: &mut NftSocket, topology: &str) -> Result<Option<Vec<(String, u64)>>> {
+    let table = owner::table(topology);
     let ours = sock
         .tables()?
         .into_iter()
@@ -83,7 +101,7 @@ fn tally(sock: &mut NftSocket, t: &Topology) -> Result<Option<Vec<(String, u64)>
 /// `nsfw drops FILE` without `--follow`: the kernel's counts.
 pub(crate) fn counts(t: &Topology, json: bool) -> Result<()> {
     let mut sock = NftSocket::open()?;
-    let Some(counts) = tally(&mut sock, t)? else {
+    let Some(counts) = tally(&mut sock, &t.name)? else {
         bail!(
             "{}: topology {} is not on this host (no table inet {}): apply it first",
             t.source.display(),
@@ -111,57 +129,100 @@ pub(crate) fn counts(t: &Topology, json: bool) -> Result<()> {
 }
 
 /// A drop's key: repeats of it are counted, not printed.
-type Key = (String, std::net::IpAddr, std::net::IpAddr, u8, Option<u16>);
+type Key = (
+    String,
+    String,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    u8,
+    Option<u16>,
+);
 
-fn key(d: &Drop) -> Key {
-    (d.reason.clone(), d.src, d.dst, d.proto, d.port)
+fn key(topology: &str, d: &Drop) -> Key {
+    let t = topology.to_string();
+    (t, d.reason.clone(), d.src, d.dst, d.proto, d.port)
 }
 
 /// A drop printed, and the repeats of it counted since.
 struct Open {
     since: Instant,
+    topology: String,
     drop: Drop,
     more: u64,
 }
 
 /// The live stream's state.
 struct Stream<'a> {
-    t: &'a Topology,
+    /// The topology of the file given (or the default file).
+    t: Option<&'a Topology>,
+    /// Every topology of the host is followed: the others without their file.
+    all: bool,
+    /// The topologies without a file, by name (a topology of just its name).
+    bare: HashMap<String, Topology>,
     opts: &'a Options,
     sock: NftSocket,
     names: Names,
     open: HashMap<Key, Open>,
-    /// Per reason: its chain's counter when last read, and the packets logged since.
-    counted: HashMap<String, (u64, u64)>,
+    /// Per topology and reason: its chain's counter when last read, and the packets logged since.
+    counted: HashMap<(String, String), (u64, u64)>,
+    /// Drops of other topologies than the one followed, not shown, by topology; and
+    /// packets of the group that are not nsfw's drops: said once a window.
+    hidden: BTreeMap<String, u64>,
+    foreign: u64,
     /// When the counters were last read: at most once a [`WINDOW`] (a dump of the table's
     /// rules also reads its sets, which a large policy makes costly).
     read: Option<Instant>,
 }
 
-/// `nsfw drops FILE --follow`: until SIGINT/SIGTERM or a closed stdout.
-pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
-    let mut log = nflog::Nflog::bind(GROUP)?;
+/// `nsfw drops [FILE] --follow` on the group `log` bound: until SIGINT/SIGTERM or a closed
+/// stdout. Without a topology, the drops of every topology of the host.
+pub(crate) fn follow(
+    mut log: Nflog,
+    t: Option<&Topology>,
+    all: bool,
+    opts: &Options,
+) -> Result<()> {
     let mut sock = NftSocket::open()?;
-    let counted = tally(&mut sock, t)?;
-    if counted.is_none() {
-        crate::warning!(
-            "topology {} is not on this host (no table inet {}): nothing of it can be dropped until it is applied",
-            t.name,
-            owner::table(&t.name)
-        );
+    let mut counted = HashMap::new();
+    if all {
+        let names: Vec<String> = sock
+            .tables()?
+            .into_iter()
+            .filter(|k| k.family == Family::Inet && owner::is_table(&k.name))
+            .filter_map(|k| k.name.strip_prefix(&owner::table("")).map(str::to_string))
+            .collect();
+        for name in names {
+            for (r, n) in tally(&mut sock, &name)?.unwrap_or_default() {
+                counted.insert((name.clone(), r), (n, 0));
+            }
+        }
     }
-    let counted = counted
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(r, n)| (r, (n, 0)))
-        .collect();
+    if let Some(t) = t {
+        match tally(&mut sock, &t.name)? {
+            None => crate::warning!(
+                "topology {} is not on this host (no table inet {}): nothing of it can be dropped until it is applied",
+                t.name,
+                owner::table(&t.name)
+            ),
+            Some(v) => {
+                stale(&mut sock, t);
+                for (r, n) in v {
+                    counted.insert((t.name.clone(), r), (n, 0));
+                }
+            }
+        }
+    }
     let mut s = Stream {
         t,
+        all,
+        bare: HashMap::new(),
         opts,
         sock,
         names: Names::default(),
         open: HashMap::new(),
         counted,
+        hidden: BTreeMap::new(),
+        foreign: 0,
         read: Some(Instant::now()),
     };
     crate::detail!("reading nflog group {GROUP}");
@@ -185,47 +246,126 @@ pub(crate) fn follow(t: &Topology, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Warns when the table on the host is not what `t`'s file makes (the file edited and not
+/// applied): the entries and lines said are the file's, the drops the kernel's.
+fn stale(sock: &mut NftSocket, t: &Topology) {
+    let name = owner::table(&t.name);
+    let prep = crate::firewall::prepare(t);
+    let Some(want) = prep.table else { return };
+    let differ = sock
+        .tables()
+        .ok()
+        .and_then(|ts| {
+            ts.into_iter()
+                .find(|k| k.family == Family::Inet && k.name == name)
+        })
+        .and_then(|k| sock.read_table(&k).ok())
+        .map(|have| {
+            nft::diff::table_diff_owned(want, &prep.canon, Some(&have))
+                .lines
+                .len()
+        });
+    if let Some(n) = differ.filter(|n| *n > 0) {
+        crate::warning!(
+            "{}: the file differs from the table on the host ({n} changes, see `nsfw diff`): the kernel drops by what was applied, so the entries and lines said may not be the ones that dropped",
+            t.source.display()
+        );
+    }
+}
+
 impl Stream<'_> {
     fn one(&mut self, l: &nflog::Logged) {
-        let Some((topology, reason)) = owner::parse_log_prefix(&l.prefix) else {
-            crate::detail!("nflog: a packet of another prefix ({:?})", l.prefix);
+        let Some((topology, reason)) = ours(&l.prefix) else {
+            crate::detail!("nflog: a packet not of nsfw's rules ({:?})", l.prefix);
+            self.foreign += 1;
             return;
         };
-        if topology != self.t.name {
-            crate::detail!("nflog: a drop of topology {topology}");
-            return;
-        }
         if self.opts.since.is_some_and(|s| l.time < s) {
             return;
         }
-        if let Some(c) = self.counted.get_mut(reason) {
+        let t = match self.t {
+            Some(t) if t.name == topology => t,
+            _ if !self.all => {
+                *self.hidden.entry(topology.to_string()).or_default() += 1;
+                return;
+            }
+            _ => {
+                if !self.bare.contains_key(topology) {
+                    let text = format!("name = {topology:?}\n");
+                    match crate::topology::parse(&text, std::path::Path::new(topology)) {
+                        Ok(b) => self.bare.insert(topology.to_string(), b),
+                        Err(_) => {
+                            self.foreign += 1;
+                            return;
+                        }
+                    };
+                }
+                let Some(b) = self.bare.get(topology) else {
+                    return;
+                };
+                b
+            }
+        };
+        let c = (topology.to_string(), reason.to_string());
+        if let Some(c) = self.counted.get_mut(&c) {
             c.1 += 1;
         }
-        let Some(d) = explain::explain(self.t, reason, l, &mut self.names) else {
+        let Some(d) = explain::explain(t, reason, l, &mut self.names) else {
             crate::detail!(
                 "nflog: a packet too short to read ({} bytes)",
                 l.packet.len()
             );
             return;
         };
-        if let Some(o) = self.open.get_mut(&key(&d)) {
+        let k = key(topology, &d);
+        if let Some(o) = self.open.get_mut(&k) {
             o.more += 1;
             return;
         }
-        print(&line(&d, l.time), &record(&d, l.time), self.opts.json);
+        print(
+            &line(self.all.then_some(topology), &d, l.time),
+            &record(topology, &d, l.time),
+            self.opts.json,
+        );
         self.open.insert(
-            key(&d),
+            k,
             Open {
                 since: Instant::now(),
+                topology: topology.to_string(),
                 drop: d,
                 more: 0,
             },
         );
     }
 
+    /// Says what was not shown since last said: other topologies' drops, other packets.
+    fn hidden(&mut self) {
+        if let Some(t) = self.t
+            && !self.all
+            && !self.hidden.is_empty()
+        {
+            let n: u64 = self.hidden.values().sum();
+            let who: Vec<&str> = self.hidden.keys().map(String::as_str).collect();
+            crate::warning!(
+                "{n} drops of other topologies ({}) not shown: this follows {} only, and one reader of the group serves the whole host (`nsfw drops --follow` without FILE shows every topology's)",
+                who.join(", "),
+                t.name
+            );
+            self.hidden.clear();
+        }
+        if self.foreign > 0 {
+            crate::warning!(
+                "{} packets in nflog group {GROUP} are not nsfw's drops (another rule logs to the group); ignored",
+                self.foreign
+            );
+            self.foreign = 0;
+        }
+    }
+
     /// Summarises the repeats of every drop printed more than [`WINDOW`] ago (`all`: of
     /// every drop printed), with what the kernel dropped for the same reason without logging.
     fn close(&mut self, all: bool) {
+        self.hidden();
         let done: Vec<Key> = self
             .open
             .iter()
@@ -236,14 +376,19 @@ impl Stream<'_> {
             let Some(o) = self.open.remove(&k) else {
                 continue;
             };
-            let unlogged = self.unlogged(&o.drop.reason, all);
+            let unlogged = self.unlogged(&o.topology, &o.drop.reason, all);
             if o.more == 0 && unlogged == 0 {
                 continue;
             }
             let now = SystemTime::now();
             let d = &o.drop;
             let mut text = format!(
-                "{} … {} more like this ({} -> {} {} {})",
+                "{}{} … {} more like this ({} -> {} {} {})",
+                if self.all {
+                    format!("{} ", o.topology)
+                } else {
+                    String::new()
+                },
                 clock(now, false),
                 o.more,
                 end(&d.from, d.src),
@@ -259,7 +404,7 @@ impl Stream<'_> {
                     droplog::RATE
                 );
             }
-            let mut r = record(&o.drop, now);
+            let mut r = record(&o.topology, &o.drop, now);
             r["type"] = json!("more");
             r["more"] = json!(o.more);
             r["unlogged"] = json!(unlogged);
@@ -269,7 +414,7 @@ impl Stream<'_> {
 
     /// The drops of `reason` the kernel counted but did not log since last asked (0 when the
     /// counters were read less than a [`WINDOW`] ago, unless `now`: they are said later).
-    fn unlogged(&mut self, reason: &str, now: bool) -> u64 {
+    fn unlogged(&mut self, topology: &str, reason: &str, now: bool) -> u64 {
         let reason = if reason == "isolated" {
             "closed"
         } else {
@@ -279,13 +424,14 @@ impl Stream<'_> {
             return 0;
         }
         self.read = Some(Instant::now());
-        let now = tally(&mut self.sock, self.t)
+        let now = tally(&mut self.sock, topology)
             .ok()
             .flatten()
             .and_then(|v| v.into_iter().find(|(r, _)| r == reason))
             .map_or(0, |(_, n)| n);
-        let Some(c) = self.counted.get_mut(reason) else {
-            self.counted.insert(reason.to_string(), (now, 0));
+        let c = (topology.to_string(), reason.to_string());
+        let Some(c) = self.counted.get_mut(&c) else {
+            self.counted.insert(c, (now, 0));
             return 0;
         };
         let gone = now.saturating_sub(c.0).saturating_sub(c.1);
@@ -328,10 +474,11 @@ fn end(name: &Option<String>, a: std::net::IpAddr) -> String {
     }
 }
 
-/// The text line of a drop.
-fn line(d: &Drop, time: SystemTime) -> String {
+/// The text line of a drop (with its topology first, when every topology is followed).
+fn line(topology: Option<&str>, d: &Drop, time: SystemTime) -> String {
     let mut s = format!(
-        "{} {} -> {} {} {}",
+        "{}{} {} -> {} {} {}",
+        topology.map_or_else(String::new, |t| format!("{t} ")),
         clock(time, false),
         end(&d.from, d.src),
         end(&d.to, d.dst),
@@ -349,10 +496,11 @@ fn line(d: &Drop, time: SystemTime) -> String {
 }
 
 /// The JSON record of a drop (docs/json.md).
-fn record(d: &Drop, time: SystemTime) -> Json {
+fn record(topology: &str, d: &Drop, time: SystemTime) -> Json {
     json!({
         "schema": 1,
         "type": "drop",
+        "topology": topology,
         "time": clock(time, true),
         "from": d.from,
         "src": d.src.to_string(),
@@ -369,86 +517,16 @@ fn record(d: &Drop, time: SystemTime) -> Json {
     })
 }
 
-/// `16:02:03.250` (UTC), or with `date` the whole `2026-12-06T16:02:03.250Z`.
-pub(crate) fn clock(t: SystemTime, date: bool) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let ms = d.subsec_millis();
-    if !date {
-        return format!("{h:02}:{m:02}:{s:02}.{ms:03}");
-    }
-    // Days to a civil date (Howard Hinnant's days_from_civil, inverted).
-    let z = (secs / 86400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
-}
-
-/// `--since`: seconds, minutes or hours ago (`30s`, `5m`, `1h`), or a UTC time of today
-/// (`16:02`, `16:02:03`).
-pub(crate) fn parse_since(s: &str, now: SystemTime) -> Result<SystemTime, String> {
-    let bad = || format!("--since {s:?}: expected 30s, 5m, 1h or a UTC time HH:MM[:SS]");
-    if let Some((n, unit)) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| s.split_at(i))
-        .filter(|(n, _)| !n.is_empty())
-        && let Some(mul) = match unit {
-            "s" => Some(1),
-            "m" => Some(60),
-            "h" => Some(3600),
-            _ => None,
-        }
-    {
-        let n: u64 = n.parse().map_err(|_| bad())?;
-        return now
-            .checked_sub(Duration::from_secs(n.saturating_mul(mul)))
-            .ok_or_else(bad);
-    }
-    let parts: Vec<u64> = s
-        .split(':')
-        .map(|p| p.parse::<u64>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let (h, m, sec) = match parts[..] {
-        [h, m] => (h, m, 0),
-        [h, m, sec] => (h, m, sec),
-        _ => return Err(bad()),
-    };
-    if h > 23 || m > 59 || sec > 59 {
-        return Err(bad());
-    }
-    let day = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86400 * 86400;
-    Ok(UNIX_EPOCH + Duration::from_secs(day + h * 3600 + m * 60 + sec))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn times_print_in_utc() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_796_574_123_250);
-        assert_eq!(clock(t, true), "2026-12-06T16:22:03.250Z");
-        assert_eq!(clock(t, false), "16:22:03.250");
-    }
-
-    #[test]
-    fn since_takes_an_age_or_a_time_of_today() {
-        let now = UNIX_EPOCH + Duration::from_secs(86400 * 3 + 3600 * 10);
-        assert_eq!(parse_since("90s", now), Ok(now - Duration::from_secs(90)));
-        assert_eq!(parse_since("2m", now), Ok(now - Duration::from_secs(120)));
-        assert_eq!(
-            parse_since("09:30", now),
-            Ok(UNIX_EPOCH + Duration::from_secs(86400 * 3 + 9 * 3600 + 1800))
-        );
-        for bad in ["", "5x", "25:00", "1:2:3:4", "m"] {
-            assert!(parse_since(bad, now).is_err(), "{bad}");
-        }
+    fn only_the_reasons_nsfw_writes_are_its_drops() {
+        assert_eq!(ours("nsfw:lab policy"), Some(("lab", "policy")));
+        assert_eq!(ours("nsfw:lab closed"), Some(("lab", "closed")));
+        assert_eq!(ours("nsfw:lab bogus"), None);
+        assert_eq!(ours("nsfw:lab isolated"), None);
+        assert_eq!(ours("other policy"), None);
     }
 }

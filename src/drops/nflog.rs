@@ -102,7 +102,9 @@ impl Nflog {
             let root = nix::unistd::geteuid().is_root();
             me.request(seq, &a).map_err(|e| match e.raw_os_error() {
                 Some(libc::EBUSY) | Some(libc::EPERM) if root => anyhow!(
-                    "nflog group {group} is taken: another process reads nsfw's drops (another `nsfw drops`, or ulogd); only one may"
+                    "nflog group {group} is taken: {} reads nsfw's drops (another `nsfw drops`, or ulogd); one reader serves every topology of the host (`nsfw drops --follow` without FILE follows them all)",
+                    super::holder::describe(group)
+                        .map_or_else(|| "another process".to_string(), |h| format!("another process ({h})"))
                 ),
                 _ => anyhow!("cannot bind nflog group {group}: {e}"),
             })?;
