@@ -52,7 +52,6 @@ use ipnetwork::IpNetwork;
 
 use crate::owner;
 use crate::topology::{Iface, Namespace, Topology};
-use nft::diff::table_diff;
 use nft::dump::Dumped;
 use nft::{
     Base, Chain, ChainType, Datatype, Element, Family, Field, Hook, MetaKey, Policy, Rule, Stmt,
@@ -60,7 +59,7 @@ use nft::{
 };
 
 use super::build::{concat, field, lookup, meta, net_elem, rule, set};
-use super::{NftLine, NftPlan, NftState};
+use super::{NftPlan, NftState};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
@@ -459,64 +458,15 @@ pub(crate) fn observe(
     sock: &mut nft::socket::NftSocket,
     s: &NftState,
 ) -> anyhow::Result<BTreeMap<String, Dumped>> {
-    let mut out = BTreeMap::new();
-    for t in &s.tables {
-        if t.family == Family::Bridge && owner::is_table(&t.name) {
-            out.insert(t.name.clone(), sock.read_table(t)?);
-        }
-    }
-    Ok(out)
+    super::side::observe(sock, s, Family::Bridge)
 }
 
-/// Plans the topology's bridge table into `p`: the elements that changed, or the table made,
-/// replaced or removed whole. A table of that name nsfw does not own is a conflict.
+/// Plans the topology's bridge table into `p` (`side::diff`).
 pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
-    let name = owner::table(&t.name);
-    let mark = owner::mark(&t.name);
-    let existing = s
-        .tables
-        .iter()
-        .find(|k| k.family == Family::Bridge && k.name == name);
-    if let Some(k) = existing.filter(|k| k.comment.as_deref() != Some(mark.as_str())) {
-        p.conflicts.push(format!(
-            "{}: name = {:?}: nftables table bridge {name} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
-            t.source.display(),
-            t.name,
-            k.comment.as_deref().unwrap_or("")
-        ));
-        return;
-    }
-    let have = existing.and(s.bridge.get(&name));
-    match (table(t), have) {
-        (Some(want), have) => {
-            let d = table_diff(&want, have);
-            p.lines.extend(d.lines);
-            p.ops.extend(d.ops);
-        }
-        (None, _) if existing.is_some() => remove(p, &name),
-        (None, _) => {}
-    }
-}
-
-fn remove(p: &mut NftPlan, name: &str) {
-    p.lines.push(NftLine::new(
-        '-',
-        "table",
-        &format!("bridge {name}"),
-        None,
-        String::new(),
-    ));
-    p.ops.push(nft::batch::Op::DeleteTable {
-        family: Family::Bridge,
-        name: name.to_string(),
-    });
+    super::side::diff(p, t, s, Family::Bridge, table(t), &s.bridge);
 }
 
 /// The flush of the bridge tables of the topologies `owned` says.
 pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) -> bool) {
-    for t in &s.tables {
-        if t.family == Family::Bridge && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
-            remove(p, &t.name);
-        }
-    }
+    super::side::flush(p, s, owned, Family::Bridge);
 }

@@ -14,6 +14,7 @@ mod lan;
 mod policy;
 pub(crate) mod publish;
 mod router;
+mod side;
 mod table;
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 
 use crate::owner;
 use crate::topology::{Macvlan, MacvlanMode, Topology};
-use nft::diff::table_diff;
 use nft::dump::Dumped;
 use nft::{
     Base, Chain, ChainType, Device, Family, Field, Hook, Policy, Rule, Stmt, Table, Value, Verdict,
@@ -33,7 +32,7 @@ use nft::{
 };
 
 use super::build::{field, rule};
-use super::{NftLine, NftPlan, NftState};
+use super::{NftPlan, NftState};
 
 /// A rule that counts and drops.
 fn drop(mut stmts: Vec<Stmt>) -> Rule {
@@ -162,66 +161,17 @@ pub(crate) fn observe(
     sock: &mut nft::socket::NftSocket,
     s: &NftState,
 ) -> anyhow::Result<BTreeMap<String, Dumped>> {
-    let mut out = BTreeMap::new();
-    for t in &s.tables {
-        if t.family == Family::Netdev && owner::is_table(&t.name) {
-            out.insert(t.name.clone(), sock.read_table(t)?);
-        }
-    }
-    Ok(out)
+    super::side::observe(sock, s, Family::Netdev)
 }
 
-/// Plans the topology's netdev table into `p`. A table of that name nsfw does not own is a
-/// conflict.
+/// Plans the topology's netdev table into `p` (`side::diff`).
 pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
-    let name = owner::table(&t.name);
-    let mark = owner::mark(&t.name);
-    let existing = s
-        .tables
-        .iter()
-        .find(|k| k.family == Family::Netdev && k.name == name);
-    if let Some(k) = existing.filter(|k| k.comment.as_deref() != Some(mark.as_str())) {
-        p.conflicts.push(format!(
-            "{}: name = {:?}: nftables table netdev {name} exists and nsfw does not own it (its comment is {:?}, not {mark:?}); delete it or rename the topology",
-            t.source.display(),
-            t.name,
-            k.comment.as_deref().unwrap_or("")
-        ));
-        return;
-    }
-    let have = existing.and(s.netdev.get(&name));
-    match (table(t), have) {
-        (Some(want), have) => {
-            let d = table_diff(&want, have);
-            p.lines.extend(d.lines);
-            p.ops.extend(d.ops);
-        }
-        (None, _) if existing.is_some() => remove(p, &name),
-        (None, _) => {}
-    }
-}
-
-fn remove(p: &mut NftPlan, name: &str) {
-    p.lines.push(NftLine::new(
-        '-',
-        "table",
-        &format!("netdev {name}"),
-        None,
-        String::new(),
-    ));
-    p.ops.push(nft::batch::Op::DeleteTable {
-        family: Family::Netdev,
-        name: name.to_string(),
-    });
+    super::side::diff(p, t, s, Family::Netdev, table(t), &s.netdev);
 }
 
 /// The flush of the netdev tables of the topologies `owned` says.
 pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) -> bool) {
-    for t in &s.tables {
-        if t.family == Family::Netdev && owner::is_table(&t.name) && owned(t.comment.as_deref()) {
-            remove(p, &t.name);
-        }
-    }
+    super::side::flush(p, s, owned, Family::Netdev);
 }
 
 #[cfg(test)]
