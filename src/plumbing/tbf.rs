@@ -75,15 +75,11 @@ pub(super) fn read(b: &[u8]) -> Result<Tbf, String> {
     let mut t = Tbf::default();
     let (mut rate64, mut prate64) = (0u64, 0u64);
     let mut parms = false;
-    let mut off = 0;
-    while off + 4 <= b.len() {
-        let len = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
-        let ty = u16::from_ne_bytes([b[off + 2], b[off + 3]]) & 0x3fff;
-        if len < 4 || off + len > b.len() {
-            return Err("malformed options".to_string());
-        }
-        let v = &b[off + 4..off + len];
-        match ty {
+    // The walk (netlink.rs's, written once) stops at a malformed attribute; a dump cut
+    // before the parameters then reads as "no parameters" below.
+    for a in crate::netlink::attrs(b) {
+        let v = a.value;
+        match a.ty {
             TCA_TBF_PARMS => {
                 if v.len() < 36 {
                     return Err("short parameters".to_string());
@@ -109,7 +105,6 @@ pub(super) fn read(b: &[u8]) -> Result<Tbf, String> {
             TCA_TBF_PRATE64 => prate64 = u64_of(v).ok_or("short peak rate")?,
             _ => {}
         }
-        off += len.next_multiple_of(4);
     }
     if !parms {
         return Err("no parameters".to_string());
