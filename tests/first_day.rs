@@ -120,7 +120,12 @@ fn progress_on_a_terminal_counts_to_its_total_and_summary_fits_a_screen() {
     ));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", show(&o));
-    assert_progress(&out, &["removing"]);
+    // The flush of 2000 no longer waits for the kernel to free the veths, so on a quiet
+    // machine no stage may last the second progress needs: what frames there are must be
+    // well formed; none is also right.
+    if frames(&out).iter().any(|f| f.0 == "removing") {
+        assert_progress(&out, &["removing"]);
+    }
     let plain = without_frames(&out);
     let lines: Vec<&str> = plain.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() < 20, "{} lines:\n{plain}", lines.len());
