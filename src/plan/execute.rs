@@ -56,7 +56,7 @@ pub(crate) fn execute(
         let ticker = crate::output::Ticker::start(stage.doing(), these.len());
         let (o, e, t) = (&mut ok, &mut errs, &mut tally);
         match stage {
-            Stage::Teardown => teardown(&mut host, mark, &these, builds_links(steps), o, e, t),
+            Stage::Teardown => teardown(&mut host, mark, &these, o, e, t),
             Stage::Namespaces => namespaces(mark, &these, o, e, t),
             Stage::HostBuild => {
                 host_build(&mut host, mark, &these, o, e, t);
@@ -115,21 +115,12 @@ fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut E
     }
 }
 
-/// Whether the plan makes links, whose names the veths of a namespace it deletes may hold
-/// until the kernel has torn that namespace down.
-fn builds_links(steps: &[Step]) -> bool {
-    steps
-        .iter()
-        .any(|s| matches!(s, Step::CreateBridge(_) | Step::CreateVeth(_)))
-}
-
 /// Links deleted (and foreign ports let go) on the host and inside namespaces, namespaces
-/// deleted (their veths waited for when `wait`), resolv.conf files removed.
+/// deleted, resolv.conf files removed.
 fn teardown(
     host: &mut Conn,
     mark: &str,
     these: &[&Step],
-    wait: bool,
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
@@ -155,7 +146,7 @@ fn teardown(
         (ok, errs.0)
     });
     tally.add("delete link in namespace", inside.len(), t);
-    delete_namespaces(host, these, wait, ok, errs, tally);
+    delete_namespaces(host, these, ok, errs, tally);
     let remove = |s: &Step| match s {
         Step::RemoveResolv(r) => Some(r.apply()),
         _ => None,
@@ -163,17 +154,12 @@ fn teardown(
     call_each(these, remove, ok, errs);
 }
 
-/// Namespaces deleted, then, when `wait`, the host ends of their pairs waited for. A run that
-/// makes no link (a flush, a pruning) does not wait: the kernel tears a deleted namespace down
-/// in its own time, taking its veth pairs with it (in one batch), whether or not anyone
-/// waits, and `ip netns del` does not wait either. The
-/// check after the run counts those host ends as gone (`engine::pending_after`); one a
-/// namespace kept alive by someone else's handle still holds is still nsfw's, marked, and the
-/// next run deletes it.
+/// Namespaces deleted, then the host ends of their pairs waited for: when flush (or an apply
+/// that prunes) returns, the host is as it will stay, with no veth the kernel is still freeing
+/// left for `ip link` or a `diff` right after to see, nor for `watch` to take for drift.
 fn delete_namespaces(
     host: &mut Conn,
     these: &[&Step],
-    wait: bool,
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
@@ -217,9 +203,6 @@ fn delete_namespaces(
             }
             ok.push((*s).clone());
         }
-    }
-    if !wait {
-        takes.clear();
     }
     if let Err(e) = remove_now(host, &held).and_then(|()| await_gone(host, &takes)) {
         errs.add(e);
