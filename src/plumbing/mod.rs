@@ -8,6 +8,7 @@ pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
+pub(crate) mod memory;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
 mod netconf;
@@ -23,8 +24,8 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route, VxlanObs};
-pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
+pub(crate) use objects::{Addr, Route, VxlanObs};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, NsObs, Via};
 pub(crate) use observe::{Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
