@@ -19,7 +19,7 @@ use super::objects::NsObs;
 pub(crate) const PROTO: u32 = 1;
 /// How long a run waits for watch's whole answer before reading everything itself: a watch
 /// busy with a check (hundreds of ms at 1,000 namespaces) is not worth waiting for.
-const WAIT: Duration = Duration::from_millis(50);
+const WAIT: Duration = Duration::from_millis(100);
 /// The oldest observation watch serves. The kernel says nothing when some per-interface
 /// settings change (promote_secondaries, addr_gen_mode, disable_ipv6 written in /proc): a
 /// namespace is read again at least this often, and watch reads every place on a sweep
@@ -177,6 +177,12 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
             Ok(0) => break,
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(format!("no whole answer within {WAIT:?}"));
+            }
             Err(e) => return Err(format!("reading: {e}")),
         }
     }
