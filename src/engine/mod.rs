@@ -5,6 +5,8 @@
 #[cfg(test)]
 mod fake;
 mod kernel;
+#[cfg(test)]
+mod memory_tests;
 mod recheck;
 #[cfg(test)]
 mod scale_tests;
