@@ -43,7 +43,6 @@ pub fn watch(
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(Options::default().debounce, Duration::from_millis),
-        ..Options::default()
     };
     watch::run(&path, opts, listener).map_err(|e| report(&e))?;
     Ok(OK)
