@@ -283,6 +283,29 @@ fn a_killed_apply_converges() {
         !peers.contains("9999") && peers.contains("dst 192.0.2.11 "),
         "{peers}"
     );
+    // What the kernel lets someone change in place on the tunnel is named and put back,
+    // with the peers.
+    for (change, why) in [
+        ("nolearning", "learning turned off"),
+        ("ttl 5", "a TTL set"),
+        ("local 192.0.2.10 ttl 0 learning", ""),
+    ] {
+        sb.ok(&format!("ip link set vx100 type vxlan {change}"));
+        if why.is_empty() {
+            sb.nsfw_code(&["diff", &f], 0); // back as nsfw keeps it: nothing to say
+            continue;
+        }
+        let d = sb.nsfw_code(&["diff", &f], 2);
+        assert!(d.contains(&format!("- link vx100 (vxlan): {why}")), "{d}");
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        let link = sb.ok("ip -d link show vx100");
+        assert!(
+            link.contains("ttl auto") && !link.contains("nolearning"),
+            "{link}"
+        );
+        assert_eq!(fdb(&sb).lines().count(), 2, "{}", fdb(&sb));
+    }
 }
 
 #[test]
