@@ -82,17 +82,30 @@ pub(crate) fn inside() -> bool {
 /// Runs `program args` inside a new sandbox and waits for it. Call it before starting any
 /// thread (see the SAFETY note below). /run/netns, /etc/netns and /run/nsfw are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
-/// created them and they are empty again.
+/// created them and they are empty again. Any program (`nsfw sandbox -- bash`): a stop asked
+/// of this process is not passed on (Ctrl-C reaches an interactive shell by the terminal,
+/// which ignores it, and must not be killed for it).
 pub(crate) fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
-    run_with(program, args, &[])
+    spawn_in(program, args, &[], false)
 }
 
-/// [`run`], with `env` added to the child's environment.
-#[allow(unsafe_code)]
+/// [`run`] for nsfw re-executing itself (`try`, `why`), with `env` added to the child's
+/// environment: a stop asked of this process (SIGTERM, SIGINT, SIGHUP) is passed on, so that
+/// the sandbox stops with it.
 pub(crate) fn run_with(
     program: &Path,
     args: &[OsString],
     env: &[(&str, String)],
+) -> Result<ExitStatus> {
+    spawn_in(program, args, env, true)
+}
+
+#[allow(unsafe_code)]
+fn spawn_in(
+    program: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+    pass_stop: bool,
 ) -> Result<ExitStatus> {
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {
@@ -145,7 +158,13 @@ pub(crate) fn run_with(
     let status = cmd
         .spawn()
         .with_context(|| format!("cannot start the sandbox ({})", program.display()))
-        .and_then(|c| wait_passing_stop(c).context("cannot wait for the sandbox"));
+        .and_then(|mut c| {
+            match pass_stop {
+                true => wait_passing_stop(c),
+                false => c.wait(),
+            }
+            .context("cannot wait for the sandbox")
+        });
     for d in created {
         let _ = std::fs::remove_dir(d);
     }
