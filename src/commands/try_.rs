@@ -238,7 +238,7 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
             crate::output::data_written_elsewhere();
             if s.code().is_none() && crate::signals::stopping() {
                 error!(
-                    "{}: the sandbox did not stop in time and was killed; nothing it made outlives it",
+                    "{}: the sandbox ended by a signal (killed if it had not stopped within 2 s); nothing it made outlives it",
                     crate::signals::INTERRUPTED
                 );
             }

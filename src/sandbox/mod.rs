@@ -107,6 +107,10 @@ fn spawn_in(
     env: &[(&str, String)],
     pass_stop: bool,
 ) -> Result<ExitStatus> {
+    if pass_stop {
+        // Told to stop before the sandbox exists: make none.
+        crate::signals::check()?;
+    }
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {
         if !Path::new(d).exists() {
