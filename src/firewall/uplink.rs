@@ -7,8 +7,11 @@
 //!
 //! ```nft
 //! table netdev nsfw_office {
+//!     set children_eth0 { type ether_addr; elements = { 02:b2:bf:89:a2:91 } }
+//!     set known_eth0 { type ether_addr; elements = { UPLINK, FOREIGN-CHILD, … } }
 //!     chain eth0 {
 //!         type filter hook egress device "eth0" priority filter; policy accept;
+//!         ether saddr != @children_eth0 ether saddr != @known_eth0 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 ip saddr != 192.0.2.21 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 arp saddr ip != 192.0.2.21 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 ether type ip6 counter drop
@@ -16,10 +19,12 @@
 //! }
 //! ```
 //!
-//! What it does not see: frames between two children in bridge mode (the driver hands them
-//! over inside the host; `mode = "private"` keeps children apart), and a child that forges
-//! its MAC as well (the uplink cannot tell whose frame it is; a LAN switch's port security
-//! can).
+//! A child that takes a new MAC is judged by the first rule: only the MACs the file gives,
+//! the uplink's own, and the other children the uplink held at apply time (its unicast list,
+//! other topologies' tables) leave; see [`table_with`]. What it does not see: frames between
+//! two children in bridge mode (the driver hands them over inside the host; `mode =
+//! "private"` keeps children apart), and a child that takes the MAC of a sibling that is down
+//! (the driver refuses only the MACs of up siblings and the uplink's).
 
 use std::collections::BTreeMap;
 
