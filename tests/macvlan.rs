@@ -130,7 +130,7 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
     let before = uplink_state(&sb);
     let f = apply(&sb, &topology("bridge", ""));
     // Deleted, moved out to the host (its mark goes with it: the host's copy is deleted as
-    // nsfw's), its mode changed by hand.
+    // nsfw's), its mode or MTU changed by hand.
     for (how, named) in [
         (
             "ip -n m1 link del eth0",
@@ -143,6 +143,11 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
         (
             "ip -n m2 link set eth0 type macvlan mode private",
             "- link m2:eth0 (macvlan): its mode differs from the file's",
+        ),
+        // No MTU in the file: the uplink's, which the kernel gave it.
+        (
+            "ip -n m2 link set eth0 mtu 1400",
+            "~ link m2:eth0: mtu 1400 → 1500",
         ),
     ] {
         sb.ok(how);
