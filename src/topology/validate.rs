@@ -83,6 +83,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
     warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
+    warnings.extend(super::macvlan::lint(&cx.file, &namespaces, &policy));
     let verify = super::verify::read(&mut cx, &root);
     warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
