@@ -75,6 +75,25 @@ fn children_meet_in_bridge_mode_not_in_private_and_the_host_only_through_its_shi
         !host_pings(&sb, "192.0.2.12"),
         "m2 has no shim: the host cannot reach it"
     );
+    // `nsfw verify` checks the same with echoes, and fails when they do not hold.
+    let f = sb.file("mv.toml", &topology("bridge", ""));
+    let v = sb.nsfw(&["verify", &f]);
+    assert!(v.status.success(), "verify\n{}", show(&v));
+    let text = String::from_utf8_lossy(&v.stdout);
+    for line in [
+        "gateway 192.0.2.1",
+        "m1 (through the host's shim)",
+        "m2 (on up0 too)",
+    ] {
+        assert!(text.contains(line), "verify checks {line}\n{text}");
+    }
+    sb.ok("ip -n m2 link set eth0 type macvlan mode private");
+    let v = sb.nsfw(&["verify", &f]);
+    assert!(
+        !v.status.success(),
+        "verify sees m2 gone private\n{}",
+        show(&v)
+    );
     // The same file in private mode: the children are made again, and no longer meet.
     apply(&sb, &topology("private", ""));
     assert!(
