@@ -38,7 +38,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             "{file}: the file is empty (it needs at least `name = \"...\"`)"
         )]));
     }
-    let root: Table = match text.parse::<Table>() {
+    let (root, origins) = match super::tree::read(text, &file) {
         Ok(t) => t,
         Err(e) => {
             let msg = e.message().trim().to_string();
@@ -87,7 +87,6 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let verify = super::verify::read(&mut cx, &root);
     warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
-        let origins = super::origin::Origins::locate(text, &cx.file);
         Ok(Topology {
             name,
             source: source.to_path_buf(),
