@@ -10,6 +10,7 @@ mod memory_tests;
 mod recheck;
 #[cfg(test)]
 mod scale_tests;
+mod side;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -61,7 +62,7 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
         _ => None,
     };
     let (mut net, mut nft) = remembering(tg, rec, known, &mut |q| k.observe(q, listeners))?;
-    observe_ns_tables(k, tg, &net, &mut nft)?;
+    side::observe(k, tg, &net, &mut nft)?;
     // A table whose `bridges` set names bridges counts only through them (links, looked for
     // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
     // without any (a topology of `[host]` settings alone) is there by its table.
@@ -140,34 +141,6 @@ fn remembering<T>(
         host_sysctls,
         known,
     })
-}
-
-/// nsfw's tables inside the namespaces that forward, which the plumbing says.
-fn observe_ns_tables(
-    k: &mut dyn Kernel,
-    tg: &Target,
-    o: &plumbing::Observed,
-    s: &mut firewall::NftState,
-) -> Result<()> {
-    if let Some(t) = tg.topology {
-        let forwarding = |ns: &str| {
-            o.namespaces.get(ns).is_some_and(|n| {
-                n.node
-                    .sysctls
-                    .get(crate::compile::IP_FORWARD)
-                    .cloned()
-                    .flatten()
-                    .as_deref()
-                    == Some("1")
-            })
-        };
-        let names: Vec<String> = firewall::ns_to_observe(t, &forwarding)
-            .into_iter()
-            .filter(|n| o.namespaces.contains_key(n))
-            .collect();
-        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
-    }
-    Ok(())
 }
 
 /// The whole plan: plumbing and the nftables batch.
