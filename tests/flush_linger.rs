@@ -19,6 +19,16 @@ fn run(sb: &Sandbox, f: &str, script: &str) -> std::process::Output {
     sb.sh(&format!("NSFW={NSFW}; F={f}; {script}"))
 }
 
+/// Keeps the kernel's namespace teardown busy: a namespace holding 2,000 veth pairs, deleted
+/// right before the flush (`BALLAST`), takes the one worker that frees namespaces for a few
+/// hundred ms, and the flushed namespaces queue behind it. Without it, this machine frees 120
+/// namespaces before the next process has started, and nothing would be tested.
+fn ballast(sb: &Sandbox) {
+    sb.ok("ip netns add ballast && for i in $(seq 2000); do echo link add a$i type veth peer name b$i; done | ip -n ballast -batch -");
+}
+
+const BALLAST: &str = "ip netns del ballast";
+
 /// The host's veths right now, counted by the shell between two commands.
 const VETHS: &str = "echo veths=$(ip -o link show type veth | wc -l)";
 
@@ -38,10 +48,13 @@ fn diff_right_after_a_flush_sees_the_lingering_veths_as_gone() {
     let mut seen = 0;
     for round in 0..3 {
         sb.nsfw_code(&["apply", &f], 0);
+        ballast(&sb);
         let o = run(
             &sb,
             &f,
-            &format!("$NSFW flush $F >/dev/null && {VETHS} && $NSFW diff $F; echo exit=$?"),
+            &format!(
+                "{BALLAST} && $NSFW flush $F >/dev/null && {VETHS} && $NSFW diff $F; echo exit=$?"
+            ),
         );
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         seen = seen.max(lingered(&out));
@@ -62,7 +75,11 @@ fn diff_right_after_a_flush_sees_the_lingering_veths_as_gone() {
         };
         assert_eq!(creations(&fresh), creations(&out), "round {round}");
     }
-    eprintln!("host veths still there when diff began (most of 3 rounds): {seen}");
+    // The race was run: veths were still there when diff read the host.
+    assert!(
+        seen > 0,
+        "no veth lingered after the flush: the test saw no race"
+    );
 }
 
 #[test]
@@ -70,16 +87,18 @@ fn apply_right_after_a_flush_converges() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", &two_bridges("lab", N, 0));
     sb.nsfw_code(&["apply", &f], 0);
+    let mut seen = 0;
     for round in 0..3 {
+        ballast(&sb);
         let o = run(
             &sb,
             &f,
             &format!(
-                "$NSFW flush $F >/dev/null && {VETHS} && $NSFW apply $F >/dev/null && $NSFW diff $F >/dev/null; echo exit=$?"
+                "{BALLAST} && $NSFW flush $F >/dev/null && {VETHS} && $NSFW apply $F >/dev/null && $NSFW diff $F >/dev/null; echo exit=$?"
             ),
         );
         let out = String::from_utf8_lossy(&o.stdout);
-        eprintln!("round {round}: {}", out.trim().replace('\n', " "));
+        seen = seen.max(lingered(&out));
         assert!(out.contains("exit=0"), "round {round}:\n{}", show(&o));
         assert_eq!(sb.netns().len(), N, "round {round}");
         assert!(
@@ -87,18 +106,30 @@ fn apply_right_after_a_flush_converges() {
             "round {round}: n0 cannot reach its bridge"
         );
     }
+    assert!(
+        seen > 0,
+        "no veth lingered after the flush: the test saw no race"
+    );
 }
 
 #[test]
 fn watch_does_not_rebuild_a_topology_flushed_while_its_veths_linger() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let f = sb.file("lab.toml", &two_bridges("lab", N, 0));
+    let mut seen = 0;
     for round in 0..3 {
         sb.nsfw_code(&["apply", &f], 0);
         let w = sb.spawn_nsfw(&["watch", &f]);
         // Watch is listening once it has checked the host and found it in sync.
         std::thread::sleep(Duration::from_millis(1500));
-        sb.nsfw_code(&["flush", &f], 0);
+        ballast(&sb);
+        let o = run(
+            &sb,
+            &f,
+            &format!("{BALLAST} && $NSFW flush $F >/dev/null && {VETHS}"),
+        );
+        assert!(o.status.success(), "{}", show(&o));
+        seen = seen.max(lingered(&String::from_utf8_lossy(&o.stdout)));
         std::thread::sleep(Duration::from_millis(1500));
         let left = sb.leftovers(&[]);
         if let Some(pid) = common::inner_pid(&w) {
@@ -120,4 +151,8 @@ fn watch_does_not_rebuild_a_topology_flushed_while_its_veths_linger() {
             "round {round}: watch repaired a flushed topology:\n{text}"
         );
     }
+    assert!(
+        seen > 0,
+        "no veth lingered after the flush: the test saw no race"
+    );
 }

@@ -46,7 +46,7 @@ pub(crate) fn execute(
         if stage == Stage::Namespaces {
             after_teardown()?;
         }
-        let these: Vec<&Step> = steps.iter().filter(|s| s.stage() == stage).collect();
+        let these: Vec<&Step> = steps.iter().filter(|s| stage_of(s) == stage).collect();
         if these.is_empty() {
             continue;
         }
@@ -85,6 +85,17 @@ pub(crate) fn execute(
     }
     tally.report();
     result.map(|()| ex)
+}
+
+/// The stage a step is carried out in: its kind's, but a host sysctl put back to its value
+/// from before nsfw goes first, with the teardown. Nothing left needs the value nsfw set, and
+/// written after namespaces are deleted it would wait for the kernel to tear them down
+/// (forwarding's handler takes the RTNL lock, which cleanup_net holds while it frees them).
+fn stage_of(s: &Step) -> Stage {
+    match s {
+        Step::SetSysctl(k) if k.restore && s.inside().is_none() => Stage::Teardown,
+        _ => s.stage(),
+    }
 }
 
 /// The namespace-side indexes of the pairs made in this run, from their host ends (and those
@@ -128,6 +139,13 @@ fn teardown(
     errs: &mut Errors,
     tally: &mut Tally,
 ) {
+    let t = Instant::now();
+    let restore = |s: &Step| match s {
+        Step::SetSysctl(k) => Some(k.apply()),
+        _ => None,
+    };
+    let n = call_each(these, restore, ok, errs);
+    tally.add("set sysctl", n, t);
     let none = Indexes::new();
     let at = At::new(mark, &none);
     let t = Instant::now();
