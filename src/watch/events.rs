@@ -250,14 +250,11 @@ impl Dir {
             for e in events {
                 let name = e
                     .name
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
                 let gone = e
                     .mask
                     .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
-                if gone {
-                    went.push(name.clone());
-                }
+                went.extend(gone.then(|| name.clone()));
                 out.push(Event {
                     what: format!(
                         "namespace {name} {} {}",
