@@ -222,7 +222,10 @@ pub(crate) fn observe_some(
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
-            let l = links(&mut host)?;
+            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
+            // neither in the way, nor drift, nor a sign the topology is there.
+            let all = links(&mut host)?;
+            let (l, _) = super::nsid::without_dying(&mut host, all);
             node(&mut host, l, &q.host_sysctls)?
         },
         ..Default::default()
@@ -291,6 +294,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkNetNsId(i) => l.link_netnsid = Some(*i),
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
