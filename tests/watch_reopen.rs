@@ -89,7 +89,9 @@ fn watch_repairs_drift_inside_namespaces_remade_by_a_flush_and_apply_by_hand() {
     let w = watch(&sb, &f, &log, 200);
     wait_for(&log, "listening to nf_tables", 1);
     std::thread::sleep(Duration::from_millis(300));
-    sb.ok(&format!("{NSFW} flush {f} >/dev/null && {NSFW} apply {f} >/dev/null"));
+    sb.ok(&format!(
+        "{NSFW} flush {f} >/dev/null && {NSFW} apply {f} >/dev/null"
+    ));
     // Past the check that follows the apply: what comes next is heard, or never repaired.
     wait_for(&log, "matches the file again", 1);
     std::thread::sleep(Duration::from_millis(300));
