@@ -63,6 +63,11 @@ fn stop(mut w: Child) {
     let _ = w.wait();
 }
 
+/// Long enough for the host's late notifications of an apply (the bridges' ports coming up)
+/// to have been heard and checked: a check they start would read, and repair, drift made
+/// before it, listening or not.
+const SETTLE: Duration = Duration::from_millis(1500);
+
 /// A default route deleted inside ns3 and the router's nsfw table deleted: watch puts both
 /// back within seconds.
 fn drift_is_repaired(sb: &Sandbox, log: &str) {
@@ -94,7 +99,7 @@ fn watch_repairs_drift_inside_namespaces_remade_by_a_flush_and_apply_by_hand() {
     ));
     // Past the check that follows the apply: what comes next is heard, or never repaired.
     wait_for(&log, "matches the file again", 1);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(SETTLE);
     drift_is_repaired(&sb, &log);
     sb.nsfw_code(&["diff", &f], 0);
     stop(w);
@@ -109,7 +114,7 @@ fn watch_started_before_the_first_apply_repairs_drift_inside_namespaces() {
     wait_for(&log, "waiting for `nsfw apply", 1);
     sb.nsfw_code(&["apply", &f], 0);
     wait_for(&log, "matches the file again", 1);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(SETTLE);
     drift_is_repaired(&sb, &log);
     sb.nsfw_code(&["diff", &f], 0);
     stop(w);
@@ -132,7 +137,7 @@ fn watch_repairs_drift_inside_a_namespace_added_to_the_file_and_applied_by_hand(
     );
     sb.nsfw_code(&["apply", &f], 0);
     wait_for(&log, "the file changed", 1);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(SETTLE);
     sb.ok("ip -n ns4 route del default");
     let back = within(&|| sb.ok("ip -n ns4 route show default").contains("default"));
     assert!(back, "ns4's default route not put back:\n{}", text(&log));
