@@ -268,9 +268,11 @@ fn plan_adopting(
 ) -> Result<(Plan, Option<adopt::Adoption>)> {
     let o = &obs.net;
     let Some(t) = tg.topology else {
-        let mut o = o.clone();
+        let mut o = std::borrow::Cow::Borrowed(o);
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
-            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t);
+            o = std::borrow::Cow::Owned(
+                adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t).into_owned(),
+            );
         }
         let mut p = plan::plan(&tg.desired, &o, rec, tg.who);
         adopt::finish_flush(&mut p, tg.who);
@@ -360,7 +362,7 @@ fn carry_out_in(
     k.execute(
         &p.steps,
         &tg.desired.mark,
-        &o.net.ns_indexes(),
+        &plan::Hints::of(&o.net),
         &mut |s: &Step| done(s.to_string()),
         &mut |k: &mut dyn Kernel| {
             if apply && !p.nft.ops.is_empty() {
@@ -493,7 +495,7 @@ fn converge_in(
         k.execute(
             &left.steps,
             &tg.desired.mark,
-            &net.ns_indexes(),
+            &plan::Hints::of(&net),
             &mut |s: &Step| done(s.to_string()),
             &mut |_: &mut dyn Kernel| crate::signals::check(),
         )?;
