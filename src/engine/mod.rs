@@ -268,11 +268,9 @@ fn plan_adopting(
 ) -> Result<(Plan, Option<adopt::Adoption>)> {
     let o = &obs.net;
     let Some(t) = tg.topology else {
-        let mut o = std::borrow::Cow::Borrowed(o);
+        let mut o = o.clone();
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
-            o = std::borrow::Cow::Owned(
-                adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t).into_owned(),
-            );
+            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t).into_owned();
         }
         let mut p = plan::plan(&tg.desired, &o, rec, tg.who);
         adopt::finish_flush(&mut p, tg.who);
