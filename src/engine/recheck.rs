@@ -72,14 +72,18 @@ fn host_touched(p: &Plan, before: &[Link]) -> Option<BTreeSet<String>> {
                 Adoptee::Link(l) => Some(l.clone()),
                 Adoptee::Namespace(_) => None,
             },
-            // A link's own sysctls (`net.ipv4.conf.NAME.KEY`) are read from its link message.
+            // A link's own sysctls (`net.ipv4.conf.NAME.KEY`) are read from its link message;
+            // any other (`net.ipv4.ip_forward`, `conf.all.*`) can change every link's.
             Step::SetSysctl(k) if k.place == Place::Host => {
-                out.extend(
-                    before
-                        .iter()
-                        .filter(|l| k.key.contains(&format!(".{}.", l.name)))
-                        .map(|l| l.name.clone()),
-                );
+                let own: Vec<String> = before
+                    .iter()
+                    .filter(|l| k.key.contains(&format!(".conf.{}.", l.name)))
+                    .map(|l| l.name.clone())
+                    .collect();
+                if own.is_empty() {
+                    return None;
+                }
+                out.extend(own);
                 None
             }
             _ => None,
@@ -204,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn a_link_sysctl_asks_again_for_its_link_and_a_deleted_link_for_a_dump() {
+    fn a_link_sysctl_asks_again_for_its_link_a_global_one_and_a_deleted_link_for_a_dump() {
         let k = SetSysctl {
             place: Place::Host,
             key: "net.ipv4.conf.veth-a.proxy_arp".into(),
@@ -212,8 +216,13 @@ mod tests {
             new: "1".into(),
             restore: false,
         };
-        let got = names(host_touched(&plan(vec![k.into()]), &host()));
+        let got = names(host_touched(&plan(vec![k.clone().into()]), &host()));
         assert_eq!(got, Some(vec!["br0".into(), "lo".into(), "veth-a".into()]));
+        let all = SetSysctl {
+            key: "net.ipv4.ip_forward".into(),
+            ..k
+        };
+        assert_eq!(host_touched(&plan(vec![all.into()]), &host()), None);
         let gone = DeleteLink::of(Place::Ns("a".into()), &link(7, "eth0", "veth"), "gone");
         assert_eq!(host_touched(&plan(vec![gone.into()]), &host()), None);
     }
