@@ -40,7 +40,8 @@ fn unmarked(alias: Option<&str>) -> bool {
 }
 
 /// Whether host link `l` is what `spec` describes: a bridge for a bridge; for a veth's host
-/// end, a veth whose peer is `peer` inside `peer_ns`.
+/// end, a veth whose peer is `peer` inside `peer_ns`; for a tunnel, a VXLAN link of its VNI,
+/// local address and port with the kernel's learning and TTL.
 fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> bool {
     match kind {
         LinkKind::Bridge => l.kind.as_deref() == Some("bridge"),
@@ -51,6 +52,12 @@ fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> boo
                         p.peer_index == Some(l.index) && l.peer_index == Some(p.index)
                     })
                 })
+        }
+        // A tunnel exactly as nsfw would make it (a drifted one would be made again, and
+        // a hand-made object is never deleted on adoption).
+        LinkKind::Vxlan { id, local, port } => {
+            l.kind.as_deref() == Some("vxlan")
+                && l.vxlan == Some(plumbing::VxlanObs::new(*id, Some(*local), *port))
         }
         _ => false,
     }

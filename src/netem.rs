@@ -155,15 +155,17 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     }
     if bits % 8 != 0 {
         return Err(format!(
-            "{s:?}: {bits} bit/s is not a whole number of bytes per second (netem counts \
-             bytes): use a multiple of 8 bit"
+            "{s:?}: {bits} bit/s is not a whole number of bytes per second (the kernel \
+             counts bytes): use a multiple of 8 bit"
         ));
     }
     Ok(bits)
 }
 
-/// Splits "1.5ms" into ("1.5", "ms"), the unit lowercased.
-fn split_unit(s: &str) -> Result<(&str, String), String> {
+/// Splits "1.5ms" into ("1.5", "ms"), the unit lowercased. tc reads its numbers with strtod
+/// and so takes "1e3kbit"; nsfw refuses the exponent by name rather than call "e3kbit" an
+/// unknown unit (no unit starts with an `e`).
+pub(crate) fn split_unit(s: &str) -> Result<(&str, String), String> {
     let t = s.trim();
     if t.starts_with('-') {
         return Err(format!("{s:?}: negative"));
@@ -175,12 +177,19 @@ fn split_unit(s: &str) -> Result<(&str, String), String> {
     if num.is_empty() || num == "." || num.matches('.').count() > 1 {
         return Err(format!("{s:?}: not a number"));
     }
-    Ok((num, unit.trim().to_lowercase()))
+    let unit = unit.trim().to_lowercase();
+    if unit.starts_with('e') && unit[1..].starts_with(|c: char| c.is_ascii_digit() || c == '+') {
+        return Err(format!(
+            "{s:?}: exponent notation is not accepted: write the number out (\"1000kbit\", \
+             \"1.5mbit\")"
+        ));
+    }
+    Ok((num, unit))
 }
 
 /// `num` (decimal, unsigned) times `mult`, exactly: Err when it is not a whole number of
 /// `unit` (the base unit), or overflows.
-fn exact(num: &str, mult: u128, unit: &str) -> Result<u128, String> {
+pub(crate) fn exact(num: &str, mult: u128, unit: &str) -> Result<u128, String> {
     let (int, frac) = num.split_once('.').unwrap_or((num, ""));
     if int.len() + frac.len() > 30 {
         return Err("too many digits".to_string());

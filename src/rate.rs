@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::netem::{Netem, fmt_rate, parse_rate};
+use crate::netem::{Netem, exact, fmt_rate, parse_rate, split_unit};
 
 /// The Ethernet header a frame adds to the MTU: what a qdisc counts of a veth's packets.
 pub(crate) const ETH_HLEN: u32 = 14;
@@ -129,9 +129,21 @@ impl Rate {
         self.bps / 8
     }
 
+    /// The slowest rate (a multiple of 8 bit/s) at which one full frame fits a bucket the
+    /// kernel can hold.
+    fn slowest(&self) -> u64 {
+        let mut bytes = u64::from(self.frame) * NS / MAX_BUCKET_NS;
+        while l2t_ns(bytes, self.frame) > MAX_BUCKET_NS {
+            bytes += 1;
+        }
+        bytes * 8
+    }
+
     /// What the kernel would refuse, or hold in a way that cannot work; each message names
-    /// the key it is about first (`rate`, `burst` or `ceil`).
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// the key it is about first (`rate`, `burst` or `ceil`): the key the file wrote, so a
+    /// default `burst` that cannot work is the `rate`'s fault (`burst_given`: the file gave
+    /// one).
+    pub(crate) fn validate(&self, burst_given: bool) -> Result<(), (&'static str, String)> {
         if self.bps > MAX_RATE_BPS {
             return Err(("rate", format!("more than {}", fmt_rate(MAX_RATE_BPS))));
         }
@@ -147,16 +159,31 @@ impl Rate {
             ));
         }
         if l2t_ns(self.bytes(), self.burst) > MAX_BUCKET_NS {
-            return Err((
-                "burst",
-                format!(
-                    "{} bytes take more than {} s to send at {}: the kernel cannot hold so \
-                     long a bucket",
-                    self.burst,
-                    MAX_BUCKET_NS / NS,
-                    fmt_rate(self.bps)
+            let secs = MAX_BUCKET_NS / NS;
+            // A burst the file did not give is the default the rate chose: the rate is what
+            // the user wrote and must change, so the error names it.
+            return Err(match burst_given {
+                true => (
+                    "burst",
+                    format!(
+                        "{} bytes take more than {secs} s to send at {}: the kernel cannot \
+                         hold so long a bucket",
+                        self.burst,
+                        fmt_rate(self.bps)
+                    ),
                 ),
-            ));
+                false => (
+                    "rate",
+                    format!(
+                        "{} is too slow: its bucket, the default burst of {} bytes (two full \
+                         frames), takes more than {secs} s to send at it, longer than the \
+                         kernel can hold; the slowest rate one full frame allows here is {}",
+                        fmt_rate(self.bps),
+                        self.burst,
+                        fmt_rate(self.slowest())
+                    ),
+                ),
+            });
         }
         if let Some(c) = self.ceil_bps {
             if c <= self.bps {
@@ -256,39 +283,37 @@ impl fmt::Display for Shaped {
 
 /// tc's sizes: a number of bytes, with `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` (powers of 1024, as
 /// tc), or `kbit`, `mbit`, `gbit` (1024, 1024² and 1024³ bits, as tc); case does not matter.
+/// A decimal is taken as tc takes it ("1.5kb": 1536 bytes) when it comes to whole bytes; tc
+/// would round "1.3b" down silently, nsfw says so instead.
 pub(crate) fn parse_size(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!("{s:?}: negative"));
-    }
-    let at = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(at);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: not a whole number of bytes"))?;
-    let (mult, div) = match unit.trim().to_lowercase().as_str() {
-        "" | "b" => (1, 1),
-        "k" | "kb" => (1 << 10, 1),
-        "m" | "mb" => (1 << 20, 1),
-        "g" | "gb" => (1 << 30, 1),
-        "kbit" => (1 << 10, 8),
-        "mbit" => (1 << 20, 8),
-        "gbit" => (1 << 30, 8),
+    let (num, unit) = split_unit(s)?;
+    // In bits, so that `kbit` and `b` share one exact product.
+    let bits: u128 = match unit.as_str() {
+        "" | "b" => 8,
+        "k" | "kb" => 8 << 10,
+        "m" | "mb" => 8 << 20,
+        "g" | "gb" => 8 << 30,
+        "kbit" => 1 << 10,
+        "mbit" => 1 << 20,
+        "gbit" => 1 << 30,
         u => {
             return Err(format!(
                 "{s:?}: unknown unit {u:?} (b, kb, mb, gb; kbit...)"
             ));
         }
     };
-    let bytes = n.checked_mul(mult).ok_or(format!("{s:?}: too large"))?;
-    if bytes % div != 0 {
-        return Err(format!("{s:?}: not a whole number of bytes"));
+    let whole = || format!("{s:?}: not a whole number of bytes");
+    let n = exact(num, bits, "byte").map_err(|e| match e.starts_with("finer") {
+        true => whole(),
+        false => format!("{s:?}: {e}"),
+    })?;
+    if n % 8 != 0 {
+        return Err(whole());
     }
-    let bytes = bytes / div;
-    if bytes == 0 {
-        return Err(format!("{s:?}: zero"));
+    match n / 8 {
+        0 => Err(format!("{s:?}: zero")),
+        bytes => u32::try_from(bytes).map_err(|_| format!("{s:?}: more than 4 GiB")),
     }
-    u32::try_from(bytes).map_err(|_| format!("{s:?}: more than 4 GiB"))
 }
 
 /// A rate key's value (`rate`, `ceil`): [`parse_rate`], with the ceiling on absurd values.
@@ -317,17 +342,23 @@ mod tests {
             ("100b", 100),
             ("8kbit", 1024),
             ("1gb", 1 << 30),
+            ("1.5kb", 1536),
+            ("1.5mbit", 196_608),
+            ("0.5k", 512),
         ] {
             assert_eq!(parse_size(s), Ok(b), "{s}");
         }
         for (s, why) in [
             ("0", "zero"),
             ("-5kb", "negative"),
-            ("1.5kb", "unknown unit"),
-            ("kb", "not a whole number"),
+            ("1.3b", "not a whole number of bytes"),
+            ("1.001kbit", "not a whole number of bytes"),
+            ("1e3kb", "exponent notation"),
+            ("kb", "not a number"),
             ("10furlongs", "unknown unit"),
             ("5gb", "more than 4 GiB"),
-            ("99999999999999999999gb", "not a whole number"),
+            ("99999999999999999999gb", "more than 4 GiB"),
+            ("9999999999999999999999999999999gb", "too many digits"),
             ("1kbit1", "unknown unit"),
         ] {
             let e = parse_size(s).expect_err(s);
@@ -338,6 +369,12 @@ mod tests {
     #[test]
     fn rates_have_a_ceiling() {
         assert_eq!(parse_bps("10mbit"), Ok(10_000_000));
+        assert_eq!(parse_bps("1.5mbit"), Ok(1_500_000));
+        assert!(
+            parse_bps("1e3kbit")
+                .expect_err("exponent")
+                .contains("exponent notation is not accepted")
+        );
         assert!(
             parse_bps("2tbit")
                 .expect_err("absurd")
@@ -353,30 +390,41 @@ mod tests {
         assert_eq!(r.to_string(), "rate 10mbit burst 50000b");
         // A slow link still gets two full frames.
         assert_eq!(Rate::new(64_000, None, None, 1500).burst, 3028);
-        assert_eq!(r.validate(), Ok(()));
-        for (r, key, why) in [
+        assert_eq!(r.validate(false), Ok(()));
+        for (r, given, key, why) in [
             (
                 Rate::new(10_000_000, Some(1000), None, 1500),
+                true,
                 "burst",
                 "full frame",
             ),
             (
                 Rate::new(8, Some(1514), None, 1500),
+                true,
                 "burst",
                 "more than 274 s",
             ),
+            // The file said only `rate = "8bit"`: the default burst is not the user's.
+            (
+                Rate::new(8, None, None, 1500),
+                false,
+                "rate",
+                "slowest rate one full frame allows here is 48bit",
+            ),
             (
                 Rate::new(10_000_000, None, Some(10_000_000), 1500),
+                false,
                 "ceil",
                 "not above",
             ),
             (
                 Rate::new(2 * MAX_RATE_BPS, None, None, 1500),
+                false,
                 "rate",
                 "more than",
             ),
         ] {
-            let (k, e) = r.validate().expect_err(why);
+            let (k, e) = r.validate(given).expect_err(why);
             assert_eq!(k, key, "{e}");
             assert!(e.contains(why), "{e}");
         }

@@ -95,3 +95,78 @@ fn a_test_that_fails_part_way_leaves_nothing_running_either() {
         );
     }
 }
+
+/// The sandbox `nsfw try` re-executes itself into, once it runs: (its pid, its network
+/// namespace).
+fn try_child(nsfw: u32) -> (u32, std::path::PathBuf) {
+    let t = Instant::now();
+    loop {
+        if let Some(&c) = common::children_of(nsfw).first()
+            && let Ok(net) = std::fs::read_link(format!("/proc/{c}/ns/net"))
+            && Some(&net)
+                != std::fs::read_link(format!("/proc/{nsfw}/ns/net"))
+                    .ok()
+                    .as_ref()
+        {
+            return (c, net);
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "try made no sandbox");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether any live process is still in network namespace `net`.
+fn held(net: &std::path::Path) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path().join("ns/net")).ok().as_deref() == Some(net))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if left.is_empty() || t.elapsed() > Duration::from_millis(500) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `nsfw try` stopped by SIGTERM passes the stop on to its sandbox, which stops at a safe
+/// point and ends, taking everything it made with it; killed outright (SIGKILL), it takes
+/// the sandbox with it too (the kernel kills a sandbox whose parent dies).
+#[test]
+fn a_try_stopped_or_killed_leaves_no_sandbox_behind() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let child = sb.spawn_nsfw(&["try"]);
+        let nsfw = common::inner_pid(&child).expect("try started");
+        let (inner, net) = try_child(nsfw);
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: kill(2) on the nsfw our child runs (and waits for).
+        unsafe {
+            libc::kill(nsfw as i32, signal);
+        }
+        let t = Instant::now();
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(!out.status.success(), "{}", common::show(&out));
+        if signal == libc::SIGTERM {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("interrupted: stopped at a safe point"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            held(&net),
+            Vec::<String>::new(),
+            "sandbox {inner} outlived try"
+        );
+    }
+}

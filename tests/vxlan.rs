@@ -283,6 +283,29 @@ fn a_killed_apply_converges() {
         !peers.contains("9999") && peers.contains("dst 192.0.2.11 "),
         "{peers}"
     );
+    // What the kernel lets someone change in place on the tunnel is named and put back,
+    // with the peers.
+    for (change, why) in [
+        ("nolearning", "learning turned off"),
+        ("ttl 5", "a TTL set"),
+        ("local 192.0.2.10 ttl 0 learning", ""),
+    ] {
+        sb.ok(&format!("ip link set vx100 type vxlan {change}"));
+        if why.is_empty() {
+            sb.nsfw_code(&["diff", &f], 0); // back as nsfw keeps it: nothing to say
+            continue;
+        }
+        let d = sb.nsfw_code(&["diff", &f], 2);
+        assert!(d.contains(&format!("- link vx100 (vxlan): {why}")), "{d}");
+        sb.nsfw_code(&["apply", &f], 0);
+        sb.nsfw_code(&["diff", &f], 0);
+        let link = sb.ok("ip -d link show vx100");
+        assert!(
+            link.contains("ttl auto") && !link.contains("nolearning"),
+            "{link}"
+        );
+        assert_eq!(fdb(&sb).lines().count(), 2, "{}", fdb(&sb));
+    }
 }
 
 #[test]
@@ -333,4 +356,39 @@ fn bad_vxlan_keys_are_named_and_nothing_changes() {
         show(&o)
     );
     assert!(sb.netns().is_empty() && !sb.sh("ip link show br0").status.success());
+}
+
+/// A tunnel built by hand on a bridge is imported as the bridge's `vxlan` key (its peers
+/// from the all-zeros FDB entries) and taken over by `apply --adopt` in place: the same
+/// link, its peers kept, and the host then in sync with the file.
+#[test]
+fn a_hand_built_tunnel_is_imported_and_adopted() {
+    if common::skip_without_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.ok("ip link add under type veth peer name far && ip addr add 192.0.2.10/24 dev under && ip link set under up \
+        && ip link add br0 mtu 1450 type bridge && ip addr add 10.0.0.1/24 dev br0 && ip link set br0 up \
+        && ip link add vx100 mtu 1450 type vxlan id 100 local 192.0.2.10 dstport 4790 && ip link set vx100 master br0 up \
+        && bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11 \
+        && bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.12 port 9999 \
+        && ip netns add a1 && ip link add veth-a1 mtu 1450 type veth peer name eth0 netns a1 \
+        && ip link set veth-a1 master br0 up && ip -n a1 link set eth0 mtu 1450 up \
+        && ip -n a1 addr add 10.0.0.11/24 dev eth0 && ip -n a1 route add default via 10.0.0.1");
+    let index = sb.ifindex(None, "vx100");
+    let text = sb.nsfw_code(&["import", "--name", "site"], 0);
+    assert!(
+        text.contains(
+            "vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\"], port = 4790 }"
+        ) && text.contains("dst 192.0.2.12 port 9999 not translated"),
+        "{text}"
+    );
+    let f = sb.file("site.toml", &text);
+    sb.nsfw_code(&["apply", "--adopt", &f], 0);
+    assert_eq!(
+        sb.ifindex(None, "vx100"),
+        index,
+        "adopted in place, not made again"
+    );
+    sb.nsfw_code(&["diff", &f], 0);
 }

@@ -232,9 +232,16 @@ pub fn try_(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
             env.push((sandbox::lan::ENV_PORTS, real));
         }
         let r = sandbox::run_with(Path::new("/proc/self/exe"), &args, &env);
-        if r.is_ok() {
-            // The child printed the command's output (or its JSON failure) itself.
+        if let Ok(s) = &r {
+            // The child printed the command's output (or its JSON failure) itself, unless
+            // it was killed, told to stop, after its grace.
             crate::output::data_written_elsewhere();
+            if s.code().is_none() && crate::signals::stopping() {
+                error!(
+                    "{}: the sandbox ended by a signal (killed if it had not stopped within 2 s); nothing it made outlives it",
+                    crate::signals::INTERRUPTED
+                );
+            }
         }
         return match r {
             Ok(s) => Ok(s.code().map(|c| c as u8).unwrap_or(ERR)),

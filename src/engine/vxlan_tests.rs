@@ -159,11 +159,11 @@ fn a_tunnel_the_kernel_would_refuse_is_a_conflict_before_anything_changes() {
     let (mut k, dir) = (host(), Scratch::new());
     k.net.o.host.links.push(Link {
         name: "vxfoo".into(),
-        vxlan: Some(crate::plumbing::VxlanObs {
-            id: 100,
-            local: Some("192.0.2.99".parse().expect("ip")),
-            port: 4789,
-        }),
+        vxlan: Some(crate::plumbing::VxlanObs::new(
+            100,
+            Some("192.0.2.99".parse().expect("ip")),
+            4789,
+        )),
         ..Link::bare(9, true, false)
     });
     let e = apply(&mut k, &dir, &lab("'192.0.2.11'", 100)).expect_err("refused");
@@ -213,4 +213,47 @@ fn a_local_address_the_host_lacks_is_a_conflict_before_anything_changes() {
         "{e:#}"
     );
     assert!(k.net.o.host.link("br0").is_none() && k.net.o.namespaces.is_empty());
+}
+
+/// Drift the kernel allows in place (`ip link set vx100 type vxlan local ... | nolearning |
+/// ttl 5`): each is named, the tunnel made again with its peer, and the next apply is quiet.
+#[test]
+fn a_tunnel_changed_behind_nsfws_back_is_named_and_made_again() {
+    let (mut k, dir) = (host(), Scratch::new());
+    let t = lab("'192.0.2.11'", 100);
+    apply(&mut k, &dir, &t).expect("apply");
+    type Drift = fn(&mut crate::plumbing::VxlanObs);
+    let drifts: [(Drift, &str); 3] = [
+        (|x| x.learning = false, "learning turned off"),
+        (|x| x.ttl = 5, "a TTL set"),
+        (
+            |x| x.local = Some("192.0.2.99".parse().expect("ip")),
+            "another local address",
+        ),
+    ];
+    for (drift, why) in drifts {
+        let vx = k.net.o.host.links.iter_mut().find(|l| l.name == "vx100");
+        drift(vx.and_then(|l| l.vxlan.as_mut()).expect("vx100"));
+        let said = apply(&mut k, &dir, &t).expect("repair").join("\n");
+        assert!(
+            said.contains(&format!("- link vx100 (vxlan): {why}"))
+                && said.contains("+ vxlan vx100 id 100 local 192.0.2.10")
+                && said.contains("+ fdb vx100 00:00:00:00:00:00 dst 192.0.2.11"),
+            "{said}"
+        );
+        let x = k.net.o.host.link("vx100").and_then(|l| l.vxlan);
+        assert_eq!(
+            x,
+            Some(crate::plumbing::VxlanObs::new(
+                100,
+                Some("192.0.2.10".parse().expect("ip")),
+                4789
+            ))
+        );
+        assert_eq!(peers(&k), ["192.0.2.11"]);
+        assert_eq!(
+            apply(&mut k, &dir, &t).expect("quiet"),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Bridge {
     pub masquerade: bool,
     pub uplink: Option<String>,
     pub isolate: bool,
+    /// Its VXLAN tunnel, as the `vxlan` key (or that key commented out).
+    pub vxlan: Option<super::vxlan::Tunnel>,
 }
 
 /// One veth pair: the namespace's end and the host's end on a bridge.
@@ -204,7 +206,8 @@ fn add_bridges(
             .map(|l| l.name.clone())
             .collect();
         let (address, address6, extra) = addrs_of(host, *ix);
-        if !used && ports.is_empty() && subnets.is_empty() {
+        let vxlan = super::vxlan::read(host, br, &mut lab.notes);
+        if !used && ports.is_empty() && vxlan.is_none() && subnets.is_empty() {
             lab.remarks.push(format!(
                 "bridge {} skipped: no named namespace and no physical port on it",
                 br.name
@@ -237,6 +240,7 @@ fn add_bridges(
                 mtu: br.mtu,
                 mac: br.mac,
                 ports,
+                vxlan,
                 ..Default::default()
             },
         );

@@ -10,6 +10,7 @@ mod render;
 pub(crate) mod rules;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 use anyhow::Result;
 use ipnetwork::IpNetwork;

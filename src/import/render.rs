@@ -80,7 +80,7 @@ fn bridge(s: &mut String, name: &str, b: &Bridge) {
     if b.isolate {
         let _ = writeln!(s, "isolate = true");
     }
-    if b.mtu != 1500 {
+    if b.mtu != b.vxlan.as_ref().map_or(1500, |t| t.default_mtu()) {
         let _ = writeln!(s, "mtu = {}", b.mtu);
     }
     if let Some(m) = b.mac {
@@ -88,6 +88,9 @@ fn bridge(s: &mut String, name: &str, b: &Bridge) {
     }
     if !b.ports.is_empty() {
         let _ = writeln!(s, "ports = {}", list(&b.ports));
+    }
+    if let Some(t) = &b.vxlan {
+        let _ = writeln!(s, "{}", t.line());
     }
 }
 

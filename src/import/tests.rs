@@ -241,3 +241,81 @@ fn absent_default_route_and_ipv6_are_noted() {
         lab.notes
     );
 }
+
+/// The guide's host with a tunnel on br0: VNI 100 from 192.0.2.10 on port 4790, two peers'
+/// all-zeros entries and one with its own port; the segment's MTU 1450.
+fn with_tunnel(local: Option<&str>, peers: &[&str]) -> Observed {
+    use crate::plumbing::{Fdb, Via, VxlanObs};
+    let mut o = guide();
+    let mut vx = link(9, "vx100", Some("vxlan"));
+    vx.master = Some(3);
+    vx.mtu = 1450;
+    vx.vxlan = Some(VxlanObs::new(100, local.map(|a| a.parse().unwrap()), 4790));
+    o.host.links.push(vx);
+    // One MTU on the segment: the bridge's, its veths' and the namespaces' ends.
+    for l in o.host.links.iter_mut().skip(1) {
+        l.mtu = 1450;
+    }
+    for ns in o.namespaces.values_mut() {
+        ns.node.links[1].mtu = 1450;
+    }
+    for p in peers {
+        o.host.fdb.push(Fdb {
+            index: 9,
+            dst: p.parse().unwrap(),
+            via: Via::default(),
+        });
+    }
+    o.host.fdb.push(Fdb {
+        index: 9,
+        dst: "192.0.2.13".parse().unwrap(),
+        via: Via {
+            port: Some(9999),
+            ..Via::default()
+        },
+    });
+    o
+}
+
+#[test]
+fn a_tunnel_on_a_bridge_becomes_its_vxlan_key() {
+    let lab = lab::build(
+        "lab",
+        &with_tunnel(Some("192.0.2.10"), &["192.0.2.12", "192.0.2.11"]),
+        &[],
+    );
+    let text = render::toml(&lab);
+    assert!(
+        text.contains(
+            "vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\", \"192.0.2.12\"], port = 4790 }"
+        ) && !text.contains("mtu ="),
+        "{text}"
+    );
+    assert!(
+        lab.notes
+            .iter()
+            .any(|n| n.contains("dst 192.0.2.13 port 9999 not translated")),
+        "{:?}",
+        lab.notes
+    );
+    let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let v = t.bridges[0].vxlan.as_ref().expect("vxlan");
+    assert_eq!(
+        (v.id, v.port, v.peers.len(), t.bridges[0].mtu),
+        (100, 4790, 2, 1450)
+    );
+    // Without a source address or a static peer the key cannot stand: commented, noted.
+    for (local, peers, why) in [
+        (None, &["192.0.2.11"][..], "no local address"),
+        (Some("192.0.2.10"), &[][..], "no static peer"),
+    ] {
+        let lab = lab::build("lab", &with_tunnel(local, peers), &[]);
+        let text = render::toml(&lab);
+        assert!(text.contains("\n# vxlan = { id = 100, local = "), "{text}");
+        assert!(lab.notes.iter().any(|n| n.contains(why)), "{:?}", lab.notes);
+        let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(t.bridges[0].vxlan.is_none());
+    }
+}

@@ -1,6 +1,6 @@
 //! A VXLAN link in the host: a bridge's segment carried to other hosts in UDP. nsfw keeps
-//! its MTU (the bridge's) and its bridge; a link of another VNI, local address or port is
-//! made again (the kernel cannot change them in place). It is made down, without a
+//! its MTU (the bridge's) and its bridge; a link of another VNI, local address or port, or
+//! with learning off or a TTL set behind nsfw's back, is made again ([`drift`] says which). It is made down, without a
 //! kernel-made IPv6 link-local address (a bridge port has no business on the segment
 //! itself), marked, then up; it joins its bridge with the links set afterwards (by index,
 //! once the bridges exist). Its peers are `fdb`'s.
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::link::{Keeps, LinkAttr, Seen, differ};
 use super::{At, Change, Stage};
-use crate::plumbing::{Link, Req, msgs};
+use crate::plumbing::{Link, Req, VxlanObs, msgs};
 use crate::resources::{LinkKind, LinkSpec};
 
 /// What a VXLAN link keeps as the file says: its bridge.
@@ -23,15 +23,35 @@ const KEEPS: Keeps = Keeps {
     port: true,
 };
 
-/// Whether the kernel's link is the file's tunnel: a VXLAN link of that VNI, local address
-/// and port (else it is made again).
-pub(crate) fn same(spec: &LinkSpec, l: &Link) -> bool {
+/// How the kernel's link is not the file's tunnel (None: it is), said as the reason it is
+/// made again: a VXLAN link of that VNI, local address and port, learning the MACs behind
+/// its peers, with the kernel's TTL (0, "auto": 64 for unicast peers). The kernel changes
+/// neither VNI nor port in place; `local`, `learning` and `ttl` it would, but remaking the
+/// tunnel puts back everything at once (and its peers with it), the same way whatever
+/// drifted, for the cost of a moment without the segment that drift has already broken.
+pub(crate) fn drift(spec: &LinkSpec, l: &Link) -> Option<&'static str> {
     let LinkKind::Vxlan { id, local, port } = spec.kind else {
-        return false;
+        return Some("not a VXLAN link");
     };
-    l.kind.as_deref() == Some("vxlan")
-        && l.vxlan
-            .is_some_and(|x| x.id == id && x.local == Some(local) && x.port == port)
+    let Some(x) = l.vxlan.filter(|_| l.kind.as_deref() == Some("vxlan")) else {
+        return Some("not a VXLAN link");
+    };
+    let want = VxlanObs::new(id, Some(local), port);
+    [
+        (x.id != want.id, "another VNI than the file's"),
+        (
+            x.local != want.local,
+            "another local address than the file's",
+        ),
+        (x.port != want.port, "another UDP port than the file's"),
+        (!x.learning, "learning turned off (nsfw's tunnels learn)"),
+        (
+            x.ttl != want.ttl,
+            "a TTL set (nsfw's tunnels keep the kernel's: auto)",
+        ),
+    ]
+    .into_iter()
+    .find_map(|(differs, why)| differs.then_some(why))
 }
 
 /// The attributes that differ from the file's.

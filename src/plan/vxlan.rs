@@ -24,12 +24,12 @@ impl<'a> Cx<'a> {
         if self.refused(spec) {
             return;
         }
-        let have = match ours {
-            Some(l) if !vxlan::same(spec, l) => {
-                deletes.push((l, "not the file's VXLAN tunnel (VNI, local or port)"));
+        let have = match ours.map(|l| (l, vxlan::drift(spec, l))) {
+            Some((l, Some(why))) => {
+                deletes.push((l, why));
                 None
             }
-            other => other,
+            other => other.map(|(l, _)| l),
         };
         let bridge = spec.master.as_deref().unwrap_or_default();
         match have {

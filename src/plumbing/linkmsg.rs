@@ -128,16 +128,16 @@ fn info(v: &[u8], l: &mut Link) {
 fn vxlan(v: &[u8]) -> super::objects::VxlanObs {
     const ID: u16 = 1;
     const LOCAL: u16 = 4;
+    const TTL: u16 = 5;
+    const LEARNING: u16 = 7;
     const PORT: u16 = 15;
     const LOCAL6: u16 = 17;
-    let mut x = super::objects::VxlanObs {
-        id: 0,
-        local: None,
-        port: 0,
-    };
+    let mut x = super::objects::VxlanObs::new(0, None, 0);
     for a in attrs(v) {
         match a.ty {
             ID => x.id = u32_of(a.value).unwrap_or(0),
+            TTL => x.ttl = a.value.first().copied().unwrap_or(0),
+            LEARNING => x.learning = a.value.first() != Some(&0),
             LOCAL => {
                 x.local = <[u8; 4]>::try_from(a.value)
                     .ok()

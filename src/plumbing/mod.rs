@@ -23,8 +23,8 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route, VxlanObs};
-pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via};
+pub(crate) use objects::{Addr, NsObs, Route};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via, VxlanObs};
 pub(crate) use observe::{HostLinks, Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 

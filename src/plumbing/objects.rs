@@ -48,12 +48,28 @@ pub(crate) struct Link {
     pub vxlan: Option<VxlanObs>,
 }
 
-/// A VXLAN link's VNI, source address (None: any) and UDP port.
+/// A VXLAN link's VNI, source address (None: any) and UDP port, and the settings nsfw leaves
+/// at the kernel's defaults (learning on, TTL 0: "auto") and someone may have changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct VxlanObs {
     pub id: u32,
     pub local: Option<IpAddr>,
     pub port: u16,
+    pub learning: bool,
+    pub ttl: u8,
+}
+
+impl VxlanObs {
+    /// A tunnel as the kernel makes it: learning, TTL auto.
+    pub(crate) fn new(id: u32, local: Option<IpAddr>, port: u16) -> VxlanObs {
+        VxlanObs {
+            id,
+            local,
+            port,
+            learning: true,
+            ttl: 0,
+        }
+    }
 }
 
 /// An all-zeros forwarding entry of a VXLAN link (`ifindex`): broadcast and unknown frames

@@ -353,17 +353,16 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
     l
 }
 
-/// A VXLAN link's VNI, local address and port, as the general parser reads them.
+/// A VXLAN link's VNI, local address, port, TTL and learning, as the general parser reads
+/// them.
 fn vxlan(opts: &[netlink_packet_route::link::InfoVxlan]) -> super::objects::VxlanObs {
     use netlink_packet_route::link::InfoVxlan as V;
-    let mut x = super::objects::VxlanObs {
-        id: 0,
-        local: None,
-        port: 0,
-    };
+    let mut x = super::objects::VxlanObs::new(0, None, 0);
     for o in opts {
         match o {
             V::Id(i) => x.id = *i,
+            V::Ttl(t) => x.ttl = *t,
+            V::Learning(b) => x.learning = *b,
             V::Local(a) => x.local = Some(IpAddr::V4(*a)),
             V::Local6(a) => x.local = Some(IpAddr::V6(*a)),
             V::Port(p) => x.port = *p,

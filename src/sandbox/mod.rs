@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use ipnetwork::IpNetwork;
@@ -81,18 +82,35 @@ pub(crate) fn inside() -> bool {
 /// Runs `program args` inside a new sandbox and waits for it. Call it before starting any
 /// thread (see the SAFETY note below). /run/netns, /etc/netns and /run/nsfw are
 /// created first if missing (a tmpfs needs a mount point) and removed afterwards if this call
-/// created them and they are empty again.
+/// created them and they are empty again. Any program (`nsfw sandbox -- bash`): a stop asked
+/// of this process is not passed on (Ctrl-C reaches an interactive shell by the terminal,
+/// which ignores it, and must not be killed for it).
 pub(crate) fn run(program: &Path, args: &[OsString]) -> Result<ExitStatus> {
-    run_with(program, args, &[])
+    spawn_in(program, args, &[], false)
 }
 
-/// [`run`], with `env` added to the child's environment.
-#[allow(unsafe_code)]
+/// [`run`] for nsfw re-executing itself (`try`, `why`), with `env` added to the child's
+/// environment: a stop asked of this process (SIGTERM, SIGINT, SIGHUP) is passed on, so that
+/// the sandbox stops with it.
 pub(crate) fn run_with(
     program: &Path,
     args: &[OsString],
     env: &[(&str, String)],
 ) -> Result<ExitStatus> {
+    spawn_in(program, args, env, true)
+}
+
+#[allow(unsafe_code)]
+fn spawn_in(
+    program: &Path,
+    args: &[OsString],
+    env: &[(&str, String)],
+    pass_stop: bool,
+) -> Result<ExitStatus> {
+    if pass_stop {
+        // Told to stop before the sandbox exists: make none.
+        crate::signals::check()?;
+    }
     let mut created = Vec::new();
     for d in SANDBOXED_DIRS {
         if !Path::new(d).exists() {
@@ -105,12 +123,19 @@ pub(crate) fn run_with(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let parent = nix::unistd::getpid();
     // SAFETY: the hook runs in the child between fork and exec. It makes syscalls and lets nix
     // build C strings (allocation), which is sound because callers run this before the process
     // has started any thread (`try` and `sandbox` call it first thing): no lock can be held.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let io = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+            // A parent killed outright (kill -9) takes the sandbox with it; one that died
+            // before this line is seen by its pid.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the parent has gone"));
+            }
             unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(io)?;
             // Nothing mounted in here may propagate back to the host.
             mount(
@@ -135,12 +160,50 @@ pub(crate) fn run_with(
         });
     }
     let status = cmd
-        .status()
-        .with_context(|| format!("cannot start the sandbox ({})", program.display()));
+        .spawn()
+        .with_context(|| format!("cannot start the sandbox ({})", program.display()))
+        .and_then(|mut c| {
+            match pass_stop {
+                true => wait_passing_stop(c),
+                false => c.wait(),
+            }
+            .context("cannot wait for the sandbox")
+        });
     for d in created {
         let _ = std::fs::remove_dir(d);
     }
     status
+}
+
+/// How long a sandbox told to stop may take to end on its own before it is killed: it stops
+/// at a safe point and says so, but a check under way may run for seconds; everything it made
+/// dies with its namespaces either way.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits for the sandbox, passing a stop asked of this process (SIGTERM, SIGINT, SIGHUP: the
+/// flag `signals` raises) on as SIGTERM, and a SIGKILL after [`STOP_GRACE`]. Polled: a stop
+/// cannot fall between a check and a blocking wait.
+fn wait_passing_stop(mut child: std::process::Child) -> std::io::Result<ExitStatus> {
+    use nix::sys::signal::{Signal, kill};
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut told: Option<Instant> = None;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        match told {
+            None if crate::signals::stopping() => {
+                let _ = kill(pid, Signal::SIGTERM);
+                told = Some(Instant::now());
+            }
+            Some(at) if at.elapsed() > STOP_GRACE => {
+                let _ = child.kill();
+                return child.wait();
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Inside the sandbox: brings `lo` up and builds the simulated upstream, `uplink`

@@ -106,7 +106,7 @@ fn rate_limit(cx: &mut Ctx, t: &Table, prefix: &str, mtu: u32) -> Option<Rate> {
         return None; // reported
     }
     let r = Rate::new(rate?, burst, ceil, mtu);
-    match r.validate() {
+    match r.validate(burst.is_some()) {
         Ok(()) => Some(r),
         Err((key, why)) => {
             report(cx, key, why);

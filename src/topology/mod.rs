@@ -35,6 +35,7 @@ pub(crate) use publish::{Proto, Publish};
 pub(crate) use routes::StaticRoute;
 pub(crate) use verify::Verify;
 pub(crate) use vxlan::Vxlan;
+pub(crate) use vxlan::{DEFAULT_PORT as VXLAN_PORT, UNDERLAY_MTU};
 
 /// The most ports a Linux bridge takes (port numbers are 10 bits, 0 is reserved).
 pub(crate) const MAX_BRIDGE_PORTS: usize = 1023;

@@ -61,7 +61,7 @@ pub fn skip_without_root() -> bool {
 }
 
 /// The processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
+pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

@@ -20,11 +20,7 @@ impl Net {
             mac: Some(v.mac),
             alias: Some(mark.into()),
             qdisc: Some("noqueue".into()),
-            vxlan: Some(VxlanObs {
-                id: v.id,
-                local: Some(v.local),
-                port: v.port,
-            }),
+            vxlan: Some(VxlanObs::new(v.id, Some(v.local), v.port)),
             ..Link::bare(self.new_index(), true, false)
         };
         self.o.host.links.push(l);
