@@ -75,6 +75,25 @@ fn children_meet_in_bridge_mode_not_in_private_and_the_host_only_through_its_shi
         !host_pings(&sb, "192.0.2.12"),
         "m2 has no shim: the host cannot reach it"
     );
+    // `nsfw verify` checks the same with echoes, and fails when they do not hold.
+    let f = sb.file("mv.toml", &topology("bridge", ""));
+    let v = sb.nsfw(&["verify", &f]);
+    assert!(v.status.success(), "verify\n{}", show(&v));
+    let text = String::from_utf8_lossy(&v.stdout);
+    for line in [
+        "gateway 192.0.2.1",
+        "m1 (through the host's shim)",
+        "m2 (on up0 too)",
+    ] {
+        assert!(text.contains(line), "verify checks {line}\n{text}");
+    }
+    sb.ok("ip -n m2 link set eth0 type macvlan mode private");
+    let v = sb.nsfw(&["verify", &f]);
+    assert!(
+        !v.status.success(),
+        "verify sees m2 gone private\n{}",
+        show(&v)
+    );
     // The same file in private mode: the children are made again, and no longer meet.
     apply(&sb, &topology("private", ""));
     assert!(
@@ -130,7 +149,7 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
     let before = uplink_state(&sb);
     let f = apply(&sb, &topology("bridge", ""));
     // Deleted, moved out to the host (its mark goes with it: the host's copy is deleted as
-    // nsfw's), its mode changed by hand.
+    // nsfw's), its mode or MTU changed by hand.
     for (how, named) in [
         (
             "ip -n m1 link del eth0",
@@ -143,6 +162,11 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
         (
             "ip -n m2 link set eth0 type macvlan mode private",
             "- link m2:eth0 (macvlan): its mode differs from the file's",
+        ),
+        // No MTU in the file: the uplink's, which the kernel gave it.
+        (
+            "ip -n m2 link set eth0 mtu 1400",
+            "~ link m2:eth0: mtu 1400 → 1500",
         ),
     ] {
         sb.ok(how);
@@ -200,33 +224,8 @@ fn a_forged_source_from_a_child_never_reaches_the_lan() {
     let Some(sb) = Sandbox::or_skip() else { return };
     lan(&sb);
     apply(&sb, &topology("bridge", ""));
-    let frames = format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mac = |ns: &str| {
-        sb.json(&format!("ip -n {ns} -j link show dev eth0"))[0]["address"]
-            .as_str()
-            .expect("a MAC")
-            .to_string()
-    };
-    let (child, lan_host) = (mac("m1"), mac("lan"));
-    let count = |marker: &str, frame: &str| -> u64 {
-        let log = sb.dir().join(format!("sniff-{marker}.log"));
-        sb.ok(&format!(
-            "ip netns exec lan {frames} sniff eth0 1.2 {marker} > {log} 2>&1 &
-             for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-             ip netns exec m1 {frames} send eth0 {frame} || true
-             wait",
-            log = log.display(),
-            frame = frame.replacen(' ', &format!(" {marker} "), 1),
-        ));
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .expect("a count")
-    };
+    let (child, lan_host) = (mac(&sb, "m1"), mac(&sb, "lan"));
+    let count = |marker: &str, frame: &str| sent_to_lan(&sb, "m1", marker, frame);
     let udp4 = |src: &str| format!("udp4 {child} {lan_host} {src} 192.0.2.1");
     assert!(
         count("own", &udp4("192.0.2.11")) > 0,
@@ -256,4 +255,142 @@ fn a_forged_source_from_a_child_never_reaches_the_lan() {
             "{marker}: {frame} never reaches the LAN"
         );
     }
+}
+
+/// The MAC of `eth0` in namespace `ns`.
+fn mac(sb: &Sandbox, ns: &str) -> String {
+    sb.json(&format!("ip -n {ns} -j link show dev eth0"))[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string()
+}
+
+/// How many copies of `frame` (tests/tools/frames.py's words, the marker put after the kind)
+/// sent from `eth0` in namespace `ns` the LAN host sees.
+fn sent_to_lan(sb: &Sandbox, ns: &str, marker: &str, frame: &str) -> u64 {
+    let frames = format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let log = sb.dir().join(format!("sniff-{marker}.log"));
+    sb.ok(&format!(
+        "ip netns exec lan {frames} sniff eth0 1.2 {marker} > {log} 2>&1 &
+         for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
+         ip netns exec {ns} {frames} send eth0 {frame} || true
+         wait",
+        log = log.display(),
+        frame = frame.replacen(' ', &format!(" {marker} "), 1),
+    ));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a count")
+}
+
+/// Root in a child takes a new MAC (`ip link set eth0 address`, no packet socket needed):
+/// no frame of it reaches the LAN, whatever its source — the uplink's chain lets out only the
+/// MACs it knows. `diff` names the MAC, `apply` puts it back, and the child speaks again.
+#[test]
+fn a_child_that_takes_a_new_mac_speaks_for_no_one() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = apply(&sb, &topology("bridge", ""));
+    let (given, lan_host) = (mac(&sb, "m1"), mac(&sb, "lan"));
+    let new = "02:00:00:5e:00:42";
+    sb.ok(&format!("ip -n m1 link set eth0 address {new}"));
+    for (marker, frame) in [
+        (
+            "forged",
+            format!("udp4 {new} {lan_host} 192.0.2.99 192.0.2.1"),
+        ),
+        (
+            "gateway",
+            format!("arp {new} ff:ff:ff:ff:ff:ff 2 {new} 192.0.2.1 00:00:00:00:00:00 192.0.2.1"),
+        ),
+        ("own", format!("udp4 {new} {lan_host} 192.0.2.11 192.0.2.1")),
+    ] {
+        assert_eq!(
+            sent_to_lan(&sb, "m1", marker, &frame),
+            0,
+            "{marker}: {frame} never reaches the LAN"
+        );
+    }
+    assert!(
+        !sb.pings("m1", "192.0.2.1"),
+        "the new MAC speaks for no one"
+    );
+    let d = sb.nsfw(&["diff", &f]);
+    assert_eq!(d.status.code(), Some(2), "diff\n{}", show(&d));
+    let text = String::from_utf8_lossy(&d.stdout);
+    assert!(text.contains(&given), "diff names the file's MAC\n{text}");
+    apply(&sb, &topology("bridge", ""));
+    assert_eq!(mac(&sb, "m1"), given, "apply puts the MAC back");
+    assert!(sb.pings("m1", "192.0.2.1"), "and the child speaks again");
+}
+
+/// A second topology on the uplink (one child, `w1`).
+const OTHER: &str = r#"
+name = "mw"
+[namespaces.w1]
+macvlan = "up0"
+address = "192.0.2.13/24"
+"#;
+
+/// A macvlan child nsfw does not own (made by hand before any apply, in a namespace of its
+/// own) and two topologies' children share the uplink: each reaches the LAN through every
+/// table's chain, and a flush leaves the others working and the foreign child untouched.
+#[test]
+fn foreign_children_and_two_topologies_share_an_uplink() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    sb.ok("ip netns add fx
+           ip link add fx0 link up0 type macvlan mode bridge
+           ip link set fx0 netns fx
+           ip -n fx addr add 192.0.2.50/24 dev fx0
+           ip -n fx link set fx0 up");
+    let foreign = || sb.json("ip -n fx -j link show dev fx0")[0]["address"].clone();
+    let before = foreign();
+    assert!(
+        sb.pings("fx", "192.0.2.1"),
+        "the foreign child reaches the LAN"
+    );
+    let f = apply(&sb, &topology("bridge", ""));
+    let g = sb.file("mw.toml", OTHER);
+    let o = sb.nsfw(&["apply", &g]);
+    assert!(o.status.success(), "apply mw\n{}", show(&o));
+    for d in [&f, &g] {
+        let o = sb.nsfw(&["diff", d]);
+        assert!(o.status.success(), "diff {d} after both\n{}", show(&o));
+    }
+    for (ns, who) in [
+        ("fx", "the foreign child"),
+        ("m1", "mv's child"),
+        ("w1", "mw's child"),
+    ] {
+        assert!(sb.pings(ns, "192.0.2.1"), "{who} reaches the LAN");
+    }
+    let o = sb.nsfw(&["flush", &f]);
+    assert!(o.status.success(), "flush mv\n{}", show(&o));
+    assert!(
+        sb.pings("w1", "192.0.2.1"),
+        "mw's child still reaches the LAN"
+    );
+    assert!(sb.pings("fx", "192.0.2.1"), "the foreign child too");
+    assert_eq!(
+        foreign(),
+        before,
+        "flush leaves the foreign child as it was"
+    );
+    // The flushed children go with their namespaces, which the kernel tears down a moment
+    // later; until then their MACs are still on the uplink.
+    let mut o = sb.nsfw(&["diff", &g]);
+    for _ in 0..50 {
+        if o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        o = sb.nsfw(&["diff", &g]);
+    }
+    assert!(o.status.success(), "mw is untouched\n{}", show(&o));
 }

@@ -166,6 +166,7 @@ pub fn verify(file: Option<PathBuf>, json: bool) -> Result<u8, Fail> {
     }
     checks.extend(probe::full_size_checks(&t));
     checks.extend(probe::remote_checks(&t));
+    checks.extend(probe::uplink_checks(&t));
     let code = run_checks(&t, &checks, json, true);
     // One MTU per segment: the ports' MTUs as the host has them.
     let mut mixed: Vec<String> = crate::doctor::mtu::read(&t)

@@ -46,6 +46,12 @@ pub(super) trait Kernel {
         namespaces: &[String],
     ) -> Result<BTreeMap<String, Option<Dumped>>>;
 
+    /// The unicast address list of each host link of `indexes` (macvlan uplinks: their
+    /// children's MACs). The in-memory kernel has none.
+    fn unicast(&mut self, _indexes: &[u32]) -> Result<BTreeMap<u32, Vec<crate::topology::Mac>>> {
+        Ok(BTreeMap::new())
+    }
+
     /// Whether links can be impaired (a netem qdisc).
     fn netem_supported(&mut self) -> Result<bool>;
 
@@ -136,6 +142,11 @@ impl Kernel for Real<'_> {
 
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed> {
         observe_plumbing(q)
+    }
+
+    fn unicast(&mut self, indexes: &[u32]) -> Result<BTreeMap<u32, Vec<crate::topology::Mac>>> {
+        let mut c = plumbing::rtnl::Conn::open("host")?;
+        plumbing::fdb::unicast(&mut c, indexes)
     }
 
     fn observe_some(

@@ -8,6 +8,7 @@ mod kernel;
 mod recheck;
 #[cfg(test)]
 mod scale_tests;
+mod side;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -90,7 +91,7 @@ pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<
 fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed> {
     let listeners = tg.topology.is_some_and(firewall::publish::any);
     let (mut net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
-    observe_ns_tables(k, tg, &net, &mut nft)?;
+    side::observe(k, tg, &net, &mut nft)?;
     // A table whose `bridges` set names bridges counts only through them (links, looked for
     // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
     // without any (a topology of `[host]` settings alone) is there by its table.
@@ -158,34 +159,6 @@ fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T
         ns_sysctls: &ns_sysctls,
         host_sysctls,
     })
-}
-
-/// nsfw's tables inside the namespaces that forward, which the plumbing says.
-fn observe_ns_tables(
-    k: &mut dyn Kernel,
-    tg: &Target,
-    o: &plumbing::Observed,
-    s: &mut firewall::NftState,
-) -> Result<()> {
-    if let Some(t) = tg.topology {
-        let forwarding = |ns: &str| {
-            o.namespaces.get(ns).is_some_and(|n| {
-                n.node
-                    .sysctls
-                    .get(crate::compile::IP_FORWARD)
-                    .cloned()
-                    .flatten()
-                    .as_deref()
-                    == Some("1")
-            })
-        };
-        let names: Vec<String> = firewall::ns_to_observe(t, &forwarding)
-            .into_iter()
-            .filter(|n| o.namespaces.contains_key(n))
-            .collect();
-        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
-    }
-    Ok(())
 }
 
 /// The whole plan: plumbing and the nftables batch.

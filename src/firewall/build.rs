@@ -134,3 +134,21 @@ pub(crate) fn net_elem(head: Vec<Value>, net: IpNetwork) -> Element {
         ..Default::default()
     }
 }
+
+/// Everything of one family but `taken` (sorted, disjoint after merging).
+pub(super) fn complement(mut taken: Vec<(u128, u128)>, max: u128) -> Vec<(u128, u128)> {
+    taken.sort();
+    let mut out = Vec::new();
+    let mut next = 0u128;
+    for (lo, hi) in taken {
+        if lo > next {
+            out.push((next, lo - 1));
+        }
+        if hi == max {
+            return out;
+        }
+        next = next.max(hi + 1);
+    }
+    out.push((next, max));
+    out
+}

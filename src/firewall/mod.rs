@@ -138,6 +138,8 @@ pub(crate) struct NftState {
     pub bridge: BTreeMap<String, Dumped>,
     /// Every `netdev nsfw_*` table (macvlan children's anti-spoofing, see `uplink`), by name.
     pub netdev: BTreeMap<String, Dumped>,
+    /// What the topology's macvlan uplinks hold, by name (read beside the plumbing).
+    pub uplinks: BTreeMap<String, uplink::Seen>,
     /// iptables-nft's `ip filter` FORWARD chain, if there is one.
     pub ipt_forward: Option<ChainInfo>,
     pub docker_user: bool,

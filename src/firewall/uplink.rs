@@ -7,8 +7,11 @@
 //!
 //! ```nft
 //! table netdev nsfw_office {
+//!     set children_eth0 { type ether_addr; elements = { 02:b2:bf:89:a2:91 } }
+//!     set known_eth0 { type ether_addr; elements = { UPLINK, FOREIGN-CHILD, … } }
 //!     chain eth0 {
 //!         type filter hook egress device "eth0" priority filter; policy accept;
+//!         ether saddr != @children_eth0 ether saddr != @known_eth0 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 ip saddr != 192.0.2.21 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 arp saddr ip != 192.0.2.21 counter drop
 //!         ether saddr 02:b2:bf:89:a2:91 ether type ip6 counter drop
@@ -16,23 +19,25 @@
 //! }
 //! ```
 //!
-//! What it does not see: frames between two children in bridge mode (the driver hands them
-//! over inside the host; `mode = "private"` keeps children apart), and a child that forges
-//! its MAC as well (the uplink cannot tell whose frame it is; a LAN switch's port security
-//! can).
+//! A child that takes a new MAC is judged by the first rule: only the MACs the file gives,
+//! the uplink's own, and the other children the uplink held at apply time (its unicast list,
+//! other topologies' tables) leave; see [`table_with`]. What it does not see: frames between
+//! two children in bridge mode (the driver hands them over inside the host; `mode =
+//! "private"` keeps children apart), and a child that takes the MAC of a sibling that is down
+//! (the driver refuses only the MACs of up siblings and the uplink's).
 
 use std::collections::BTreeMap;
 
 use crate::owner;
-use crate::topology::{Macvlan, MacvlanMode, Topology};
+use crate::topology::{Mac, Macvlan, MacvlanMode, Topology, shim};
 use nft::dump::Dumped;
 use nft::{
-    Base, Chain, ChainType, Device, Family, Field, Hook, Policy, Rule, Stmt, Table, Value, Verdict,
-    prio,
+    Base, Chain, ChainType, Datatype, Device, Family, Field, Hook, Policy, Rule, Set, Stmt, Table,
+    Value, Verdict, prio,
 };
 
 use super::build::{field, rule};
-use super::{NftPlan, NftState};
+use super::{NftLine, NftPlan, NftState};
 
 /// A rule that counts and drops.
 fn drop(mut stmts: Vec<Stmt>) -> Rule {
@@ -127,8 +132,112 @@ fn child(m: &Macvlan) -> Vec<Rule> {
     out
 }
 
-/// The topology's netdev table; None when it has no child of an uplink.
+/// What the kernel said of one uplink when the run observed it (`engine`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Seen {
+    /// The uplink's own MAC (None: no such link).
+    pub mac: Option<Mac>,
+    /// Its unicast address list: the MAC of every up, non-passthru macvlan/macvtap child on
+    /// it, whoever owns it and in whatever namespace (`bridge fdb show dev UPLINK`'s `self
+    /// permanent` entries).
+    pub unicast: Vec<Mac>,
+    /// MACs this topology's own macvlans carry now that the file does not give them: a child
+    /// whose owner took a new MAC (the plumbing puts it back), or one the plan removes. Never
+    /// let through.
+    pub spoofed: Vec<Mac>,
+}
+
+/// The set of this topology's children (and shim) on uplink `u`.
+fn children_set(u: &str) -> String {
+    format!("children_{u}")
+}
+
+/// The set of every other MAC allowed out of uplink `u`.
+fn known_set(u: &str) -> String {
+    format!("known_{u}")
+}
+
+fn mac_set(name: String, macs: impl IntoIterator<Item = Mac>) -> Set {
+    let mut macs: Vec<Mac> = macs.into_iter().collect();
+    macs.sort();
+    macs.dedup();
+    Set {
+        name,
+        key: vec![Datatype::EtherAddr],
+        elements: macs
+            .into_iter()
+            .map(|m| nft::Element::key(vec![Value::Ether(m.0)]))
+            .collect(),
+        ..Set::default()
+    }
+}
+
+/// The MACs of a set read back (none when it is not there or cannot be read).
+fn macs_of(d: &Dumped, set: &str) -> Vec<Mac> {
+    let Some(Ok(s)) = d.set(set) else {
+        return Vec::new();
+    };
+    s.elements
+        .iter()
+        .filter_map(|e| match e.key.as_slice() {
+            [Value::Ether(m)] => Some(Mac(*m)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The MACs of the topology's children on each uplink (passthru children aside: they carry
+/// the uplink's own), and of its shim there.
+fn children(t: &Topology) -> BTreeMap<&str, Vec<Mac>> {
+    let mut out: BTreeMap<&str, Vec<Mac>> = BTreeMap::new();
+    for m in t.namespaces.iter().flat_map(|n| &n.macvlans) {
+        let macs = out.entry(&m.uplink).or_default();
+        if m.mode != MacvlanMode::Passthru {
+            macs.push(m.mac);
+        }
+        if m.host_shim {
+            macs.push(shim(&t.name, &m.uplink).1);
+        }
+    }
+    out
+}
+
+/// Every MAC but the topology's own children's that may leave uplink `u`, as the kernel shows
+/// them now: the uplink's own, every other nsfw topology's children there (their tables say
+/// which), and the foreign children in its unicast list — less what this topology's own
+/// children carry that the file does not give them (the spoof).
+fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
+    let seen = s.uplinks.get(u).cloned().unwrap_or_default();
+    let me = owner::table(&t.name);
+    let others = s
+        .netdev
+        .iter()
+        .filter(|(name, _)| **name != me)
+        .flat_map(|(_, d)| macs_of(d, &children_set(u)));
+    seen.mac
+        .into_iter()
+        .chain(seen.unicast)
+        .chain(others)
+        .filter(|m| !own.contains(m) && !seen.spoofed.contains(m))
+        .collect()
+}
+
+/// The topology's netdev table as `nsfw show` prints it (nothing observed: the set of other
+/// MACs is empty until an apply fills it); None when it has no child of an uplink.
 pub(crate) fn table(t: &Topology) -> Option<Table> {
+    table_with(t, &|_, _| Vec::new())
+}
+
+/// The topology's netdev table, `known(uplink, its children)` giving the other MACs allowed
+/// out of each uplink. Each chain starts by dropping a frame whose source MAC is none of
+/// them, then judges each child by its own MAC:
+///
+/// ```nft
+/// set children_eth0 { type ether_addr; elements = { CHILD, SHIM } }
+/// set known_eth0 { type ether_addr; elements = { UPLINK, FOREIGN-CHILD, OTHER-TOPOLOGY'S } }
+/// ether saddr != @children_eth0 ether saddr != @known_eth0 counter drop
+/// ```
+fn table_with(t: &Topology, known: &dyn Fn(&str, &[Mac]) -> Vec<Mac>) -> Option<Table> {
     let mut by_uplink: BTreeMap<&str, Vec<&Macvlan>> = BTreeMap::new();
     for m in t.namespaces.iter().flat_map(|n| &n.macvlans) {
         by_uplink.entry(&m.uplink).or_default().push(m);
@@ -136,6 +245,8 @@ pub(crate) fn table(t: &Topology) -> Option<Table> {
     if by_uplink.is_empty() {
         return None;
     }
+    let own = children(t);
+    let mut sets = Vec::new();
     let chains = by_uplink
         .into_iter()
         .filter_map(|(u, kids)| {
@@ -145,14 +256,33 @@ pub(crate) fn table(t: &Topology) -> Option<Table> {
                 priority: prio::FILTER,
                 policy: Policy::Accept,
             };
-            let rules = kids.into_iter().flat_map(child).collect();
+            let mine = own.get(u).cloned().unwrap_or_default();
+            sets.push(mac_set(children_set(u), mine.clone()));
+            sets.push(mac_set(known_set(u), known(u, &mine)));
+            let unknown = drop(vec![
+                in_set(Field::EtherSaddr, children_set(u)),
+                in_set(Field::EtherSaddr, known_set(u)),
+            ]);
+            let rules = std::iter::once(unknown)
+                .chain(kids.into_iter().flat_map(child))
+                .collect();
             Some(Chain::new(u, Some(base), rules))
         })
         .collect();
     Some(Table {
         comment: Some(owner::mark(&t.name)),
+        sets,
         chains,
         ..Table::new(Family::Netdev, &owner::table(&t.name))
+    })
+}
+
+/// `FIELD != @SET`
+fn in_set(f: Field, set: String) -> Stmt {
+    Stmt::Match(nft::Match {
+        left: field(f),
+        op: nft::Op::Neq,
+        right: nft::Rhs::Set(nft::SetRef::Named(set)),
     })
 }
 
@@ -164,18 +294,95 @@ pub(crate) fn observe(
     super::side::observe(sock, s, Family::Netdev)
 }
 
-/// Plans the topology's netdev table into `p` (`side::diff`).
+/// Plans the topology's netdev table into `p` (`side::diff`), with what the kernel shows of
+/// its uplinks; and lets its children through every other nsfw topology's chain on the same
+/// uplink (a frame passes every table's chain): their sets of other MACs gain its children
+/// (never lose any: theirs is the next apply's of that topology).
 pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
-    super::side::diff(p, t, s, Family::Netdev, table(t), &s.netdev);
+    let want = table_with(t, &|u, own| known(t, u, own, s));
+    super::side::diff(p, t, s, Family::Netdev, want, &s.netdev);
+    let me = owner::table(&t.name);
+    for (u, mine) in children(t) {
+        for (name, d) in s.netdev.iter().filter(|(name, _)| **name != me) {
+            let set = known_set(u);
+            if d.set(&set).is_none() {
+                continue;
+            }
+            let have = macs_of(d, &set);
+            let theirs = macs_of(d, &children_set(u));
+            let add: Vec<Mac> = mine
+                .iter()
+                .copied()
+                .filter(|m| !have.contains(m) && !theirs.contains(m))
+                .collect();
+            elements(p, '+', name, mac_set(set, add));
+        }
+    }
 }
 
-/// The flush of the netdev tables of the topologies `owned` says.
+/// Adds (`+`) or deletes (`-`) the elements of `set` in another topology's table `table`.
+fn elements(p: &mut NftPlan, mark: char, table: &str, set: Set) {
+    if set.elements.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = set
+        .elements
+        .iter()
+        .map(|e| format!("{:?}", e.key))
+        .collect();
+    p.lines.push(NftLine {
+        set: Some(set.name.clone()),
+        ..NftLine::new(
+            mark,
+            "elements",
+            &format!("netdev {table}"),
+            None,
+            format!(
+                "{} (another topology's children on the uplink)",
+                shown.join(", ")
+            ),
+        )
+    });
+    let (family, table) = (Family::Netdev, table.to_string());
+    p.ops.push(if mark == '+' {
+        nft::batch::Op::AddElements { family, table, set }
+    } else {
+        nft::batch::Op::DeleteElements { family, table, set }
+    });
+}
+
+/// The flush of the netdev tables of the topologies `owned` says; the tables that stay
+/// forget the children of those that go (each only the elements it has).
 pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) -> bool) {
     super::side::flush(p, s, owned, Family::Netdev);
+    let comment = |name: &str| {
+        s.tables
+            .iter()
+            .find(|t| t.family == Family::Netdev && t.name == name)
+            .and_then(|t| t.comment.as_deref())
+    };
+    let (going, staying): (Vec<_>, Vec<_>) =
+        s.netdev.iter().partition(|(name, _)| owned(comment(name)));
+    for (name, d) in staying {
+        for set in d.structure().set_names() {
+            let Some(u) = set.strip_prefix("known_") else {
+                continue;
+            };
+            let have = macs_of(d, set);
+            let gone: Vec<Mac> = going
+                .iter()
+                .flat_map(|(_, g)| macs_of(g, &children_set(u)))
+                .filter(|m| have.contains(m))
+                .collect();
+            elements(p, '-', name, mac_set(set.to_string(), gone));
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// A passthru child carries the uplink's MAC, not its derived one: its rules judge every
     /// frame on the uplink by address, whatever the MAC; a bridge-mode child's key on its MAC.
     #[test]
@@ -188,9 +395,107 @@ mod tests {
                 ),
             );
             let table = super::table(&t).expect("a table");
-            let rules = format!("{:?}", table.chains[0].rules);
+            // The first rule is the uplink's (unknown MACs); the child's follow.
+            let rules = format!("{:?}", &table.chains[0].rules[1..]);
             assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
             assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
         }
+    }
+
+    fn mv(name: &str, ns: &str, addr: &str) -> crate::topology::Topology {
+        crate::testdata::topology(
+            name,
+            &format!("name = '{name}'\n[namespaces.{ns}]\nmacvlan = 'up0'\naddress = '{addr}'\n"),
+        )
+    }
+
+    fn macs(t: &nft::Table, set: &str) -> Vec<Mac> {
+        let s = t.sets.iter().find(|s| s.name == set).expect("the set");
+        s.elements
+            .iter()
+            .map(|e| match e.key.as_slice() {
+                [Value::Ether(m)] => Mac(*m),
+                k => panic!("not a MAC: {k:?}"),
+            })
+            .collect()
+    }
+
+    /// The MACs let out of an uplink: the uplink's, the foreign children's on its unicast
+    /// list, another topology's children (read from its table), never one of this topology's
+    /// children carries against the file; and the other topology's chain gains this one's
+    /// children, then loses them at this one's flush.
+    #[test]
+    fn known_macs_are_the_uplink_foreign_and_other_topologies_less_the_spoof() {
+        let (a, b) = (mv("a", "x", "192.0.2.31/24"), mv("b", "y", "192.0.2.32/24"));
+        let mine = children(&a)["up0"].clone();
+        let theirs = children(&b)["up0"].clone();
+        let (up, foreign, spoof) = (
+            Mac([2, 0, 0, 0, 0, 1]),
+            Mac([2, 0, 0, 0, 0, 2]),
+            Mac([2, 0, 0, 0, 0, 3]),
+        );
+        let mut s = NftState::default();
+        s.uplinks.insert(
+            "up0".into(),
+            Seen {
+                mac: Some(up),
+                unicast: vec![foreign, spoof, mine[0], theirs[0]],
+                spoofed: vec![spoof],
+            },
+        );
+        let tb = table(&b).expect("b's table");
+        s.netdev
+            .insert(tb.name.clone(), Dumped::of(tb.clone()).expect("dumped"));
+        s.tables.push(nft::dump::TableInfo {
+            family: Family::Netdev,
+            name: tb.name.clone(),
+            dormant: false,
+            comment: tb.comment.clone(),
+            handle: 1,
+        });
+        let want = table_with(&a, &|u, own| known(&a, u, own, &s)).expect("a's table");
+        assert_eq!(macs(&want, "children_up0"), mine);
+        let mut k = macs(&want, "known_up0");
+        k.sort();
+        let mut expect = vec![up, foreign, theirs[0]];
+        expect.sort();
+        assert_eq!(
+            k, expect,
+            "the spoof and a's own child are not among the others"
+        );
+        let mut p = NftPlan::default();
+        diff(&mut p, &a, &s);
+        let added = p.ops.iter().any(|o| {
+            matches!(o, nft::batch::Op::AddElements { table, set, .. }
+            if *table == tb.name && set.elements == mac_set(String::new(), mine.clone()).elements)
+        });
+        assert!(added, "b's chain lets a's child out: {:?}", p.ops);
+        // a's table as applied, and b's chain with a's child: a's flush takes it back.
+        let wa = Dumped::of(want.clone()).expect("dumped");
+        s.netdev.insert(want.name.clone(), wa);
+        s.tables.push(nft::dump::TableInfo {
+            name: want.name.clone(),
+            comment: want.comment.clone(),
+            ..s.tables[0].clone()
+        });
+        let mut tb2 = tb;
+        tb2.sets
+            .iter_mut()
+            .filter(|x| x.name == "known_up0")
+            .for_each(|x| {
+                x.elements = mac_set(String::new(), mine.clone()).elements;
+            });
+        s.netdev
+            .insert(tb2.name.clone(), Dumped::of(tb2.clone()).expect("dumped"));
+        let mut p = NftPlan::default();
+        flush(&mut p, &s, &|c| c == want.comment.as_deref());
+        let deleted = p.ops.iter().any(
+            |o| matches!(o, nft::batch::Op::DeleteElements { table, .. } if *table == tb2.name),
+        );
+        assert!(
+            deleted,
+            "a's flush takes its child out of b's set: {:?}",
+            p.ops
+        );
     }
 }

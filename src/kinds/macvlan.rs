@@ -74,9 +74,21 @@ pub(crate) fn unfit_uplink<'a>(
     ))
 }
 
-/// Its attributes that differ from the file's.
-pub(crate) fn attrs(spec: &LinkSpec, have: &Link) -> Vec<LinkAttr> {
-    differ(spec, &Seen::alone(have), KEEPS)
+/// Its attributes that differ from the file's; `uplink_mtu` (the uplink's MTU, when the host
+/// has it) is the MTU of a child the file gives none, as the kernel made it: a child whose
+/// MTU was changed by hand is put back.
+pub(crate) fn attrs(spec: &LinkSpec, have: &Link, uplink_mtu: Option<u32>) -> Vec<LinkAttr> {
+    match uplink_mtu.filter(|_| spec.mtu == 0) {
+        Some(mtu) => differ(
+            &LinkSpec {
+                mtu,
+                ..spec.clone()
+            },
+            &Seen::alone(have),
+            KEEPS,
+        ),
+        None => differ(spec, &Seen::alone(have), KEEPS),
+    }
 }
 
 /// A child made on its uplink.

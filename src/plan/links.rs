@@ -184,7 +184,10 @@ impl<'a> Cx<'a> {
         };
         if let Some(l) = ours {
             match macvlan::mismatch(spec, l, Some(ix)) {
-                None => return self.set_link(Place::Host, &spec.name, macvlan::attrs(spec, l)),
+                None => {
+                    let up = self.o.host.link(uplink).map(|u| u.mtu);
+                    return self.set_link(Place::Host, &spec.name, macvlan::attrs(spec, l, up));
+                }
                 Some(why) => deletes.push((l, why)),
             }
         }
@@ -348,7 +351,9 @@ pub(super) fn ns_links(
         let Some(l) = have.link(name) else { continue };
         let attrs = match spec.kind {
             LinkKind::Peer { .. } => veth::peer_attrs(spec, l),
-            LinkKind::Macvlan { .. } => macvlan::attrs(spec, l),
+            LinkKind::Macvlan { ref uplink, .. } => {
+                macvlan::attrs(spec, l, cx.o.host.link(uplink).map(|u| u.mtu))
+            }
             LinkKind::Bridge
             | LinkKind::Veth { .. }
             | LinkKind::Port { .. }

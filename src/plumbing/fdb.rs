@@ -113,3 +113,38 @@ pub(crate) fn del(name: &str, index: u32, dst: IpAddr, via: Via) -> Req {
     )
     .ok_if(&[libc::ENOENT])
 }
+
+/// The unicast address list of each link of `indexes`: its `self permanent` entries with a
+/// unicast MAC (`bridge fdb show dev UPLINK`), where the kernel lists the MAC of every up,
+/// non-passthru macvlan/macvtap child of the link, in any namespace.
+pub(crate) fn unicast(
+    c: &mut Conn,
+    indexes: &[u32],
+) -> Result<std::collections::BTreeMap<u32, Vec<crate::topology::Mac>>> {
+    let mut req = NeighbourMessage::default();
+    req.header.family = AddressFamily::Bridge;
+    let mut out = std::collections::BTreeMap::new();
+    for m in c.dump(RouteNetlinkMessage::GetNeighbour(req), "unicast addresses")? {
+        let RouteNetlinkMessage::NewNeighbour(n) = m else {
+            continue;
+        };
+        if !indexes.contains(&n.header.ifindex)
+            || !n.header.flags.contains(NeighbourFlags::Own)
+            || n.header.state != NeighbourState::Permanent
+        {
+            continue;
+        }
+        for a in &n.attributes {
+            if let NeighbourAttribute::LinkLayerAddress(b) = a
+                && let Ok(mac) = <[u8; 6]>::try_from(b.as_slice())
+                // The multicast list is dumped with it (the group bit).
+                && mac[0] & 1 == 0
+            {
+                out.entry(n.header.ifindex)
+                    .or_insert_with(Vec::new)
+                    .push(crate::topology::Mac(mac));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -5,6 +5,7 @@
 mod checks;
 mod egress;
 mod latency;
+mod macvlan;
 mod mtu;
 mod net;
 mod rate;
@@ -17,6 +18,7 @@ use anyhow::{Result, anyhow};
 
 pub(crate) use checks::{Side, World, checks, publish_checks, publish_servers, target_checks};
 pub(crate) use egress::{default_gateway, gateway_answers, gateway_checks};
+pub(crate) use macvlan::uplink_checks;
 pub(crate) use mtu::full_size_checks;
 pub(crate) use net::{serve_listener, serve_source_echo};
 pub(crate) use vxlan::{duplicates, remote_checks};

@@ -321,3 +321,52 @@ pub(super) fn check_uplinks(cx: &mut Ctx, all: &[(&str, &Macvlan)]) {
         }
     }
 }
+
+/// Warnings for the `[[allow]]` entries that name a namespace the host cannot reach: one
+/// whose only interfaces are macvlan children without `host_shim`. The host's own frames on
+/// the uplink never reach its children (the driver hands a child's to the LAN or a sibling,
+/// and the uplink's to the wire), so the entry matters only where a LAN router sends that
+/// traffic back through the host.
+pub(super) fn lint(
+    file: &str,
+    namespaces: &[super::Namespace],
+    policy: &[super::PolicyRule],
+) -> Vec<String> {
+    let unreachable = |e: &super::Endpoint| match e {
+        super::Endpoint::Ns(n) => namespaces.iter().find(|x| &x.name == n).filter(|x| {
+            x.ifaces.is_empty() && !x.macvlans.is_empty() && x.macvlans.iter().all(|m| !m.host_shim)
+        }),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for r in policy.iter().filter(|r| r.action == super::Action::Allow) {
+        if let Some(n) = unreachable(&r.from).or_else(|| unreachable(&r.to)) {
+            out.push(format!(
+                "{file}: {}: from = \"{}\", to = \"{}\": namespace {} is only on a host uplink (macvlan) without host_shim = true: the host cannot reach it, and the entry matters only if a router on the LAN sends that traffic back through the host; give it host_shim = true",
+                r.key, r.from, r.to, n.name
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod lint_tests {
+    /// An `[[allow]]` naming a child the host cannot reach is warned about; with a shim, not.
+    #[test]
+    fn an_allow_naming_a_child_without_a_shim_is_warned_about() {
+        for (shim, warned) in [(false, true), (true, false)] {
+            let t = crate::testdata::topology(
+                "ml",
+                &format!(
+                    "name = 'ml'\n[bridges.br0]\naddress = '10.0.0.1/24'\n[namespaces.b]\nbridge = 'br0'\n[namespaces.m]\nmacvlan = 'up0'\naddress = '192.0.2.31/24'\nhost_shim = {shim}\n[[allow]]\nfrom = 'b'\nto = 'm'\n"
+                ),
+            );
+            let w = t
+                .warnings
+                .iter()
+                .any(|w| w.contains("allow[0]") && w.contains("host_shim"));
+            assert_eq!(w, warned, "host_shim = {shim}: {:?}", t.warnings);
+        }
+    }
+}

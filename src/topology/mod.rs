@@ -16,6 +16,7 @@ mod policy;
 mod publish;
 mod routes;
 mod syntax;
+mod tree;
 mod validate;
 mod verify;
 mod vxlan;

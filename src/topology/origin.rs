@@ -115,15 +115,22 @@ pub(crate) struct Origins {
 
 #[allow(dead_code)]
 impl Origins {
-    /// The lines of the entries of `text` (already known to be valid TOML). The offsets are
-    /// turned into lines in one pass over the text, in order: a file of 10,000 namespaces has
-    /// as many entries, and counting from the start for each would be quadratic.
+    /// The lines of the entries of `text` (already known to be valid TOML).
+    #[cfg(test)]
     pub(super) fn locate(text: &str, file: &str) -> Origins {
-        let mut at: Vec<(usize, Entry)> = Vec::new();
-        if let Ok(root) = DeTable::parse(text) {
-            walk(root.get_ref(), &mut |e, offset| at.push((offset, e)));
+        match DeTable::parse(text) {
+            Ok(root) => Origins::of(root.get_ref(), text, file),
+            Err(_) => Origins::of(&DeTable::new(), text, file),
         }
-        at.sort();
+    }
+
+    /// The lines of the entries of `root`, the parsed `text`. The offsets are turned into
+    /// lines in one pass over the text, in order: a file of 10,000 namespaces has as many
+    /// entries, and counting from the start for each would be quadratic.
+    pub(super) fn of(root: &DeTable<'_>, text: &str, file: &str) -> Origins {
+        let mut at: Vec<(usize, Entry)> = Vec::new();
+        walk(root, &mut |e, offset| at.push((offset, e)));
+        at.sort_unstable();
         let mut lines = BTreeMap::new();
         let (mut line, mut pos) = (1, 0);
         let bytes = text.as_bytes();

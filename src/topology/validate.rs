@@ -38,7 +38,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
             "{file}: the file is empty (it needs at least `name = \"...\"`)"
         )]));
     }
-    let root: Table = match text.parse::<Table>() {
+    let (root, origins) = match super::tree::read(text, &file) {
         Ok(t) => t,
         Err(e) => {
             let msg = e.message().trim().to_string();
@@ -83,10 +83,10 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<Topology, Errors> {
     let mut warnings = super::policy::lint(&cx.file, &bridges, &namespaces, &policy);
     warnings.extend(super::routes::lint(&cx.file, &host.routes, &namespaces));
     warnings.extend(super::names::mac_lint(&cx.file, &bridges, &namespaces));
+    warnings.extend(super::macvlan::lint(&cx.file, &namespaces, &policy));
     let verify = super::verify::read(&mut cx, &root);
     warnings.append(&mut cx.warnings);
     if cx.errors.is_empty() {
-        let origins = super::origin::Origins::locate(text, &cx.file);
         Ok(Topology {
             name,
             source: source.to_path_buf(),

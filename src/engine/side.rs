@@ -1,0 +1,118 @@
+//! What the firewall's plan needs beside the host's ruleset, read once the plumbing is: nsfw's
+//! tables inside the namespaces that forward, and what the topology's macvlan uplinks hold
+//! (their MAC, their unicast address list, the MACs its children carry that the file does not
+//! give them).
+
+use anyhow::Result;
+
+use super::{Kernel, Target};
+use crate::firewall::{self, uplink};
+use crate::plumbing;
+
+/// Fills `s` in from the plumbing `o` observed.
+pub(super) fn observe(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    o: &plumbing::Observed,
+    s: &mut firewall::NftState,
+) -> Result<()> {
+    observe_ns_tables(k, tg, o, s)?;
+    if let Some(t) = tg.topology {
+        s.uplinks = uplinks(k, t, o)?;
+    }
+    Ok(())
+}
+
+/// nsfw's tables inside the namespaces that forward, which the plumbing says.
+fn observe_ns_tables(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    o: &plumbing::Observed,
+    s: &mut firewall::NftState,
+) -> Result<()> {
+    if let Some(t) = tg.topology {
+        let forwarding = |ns: &str| {
+            o.namespaces.get(ns).is_some_and(|n| {
+                n.node
+                    .sysctls
+                    .get(crate::compile::IP_FORWARD)
+                    .cloned()
+                    .flatten()
+                    .as_deref()
+                    == Some("1")
+            })
+        };
+        let names: Vec<String> = firewall::ns_to_observe(t, &forwarding)
+            .into_iter()
+            .filter(|n| o.namespaces.contains_key(n))
+            .collect();
+        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
+    }
+    Ok(())
+}
+
+/// Each uplink of the topology's children as the kernel shows it now.
+fn uplinks(
+    k: &mut dyn Kernel,
+    t: &crate::topology::Topology,
+    o: &plumbing::Observed,
+) -> Result<std::collections::BTreeMap<String, uplink::Seen>> {
+    let mut out: std::collections::BTreeMap<String, uplink::Seen> = Default::default();
+    // Where each child (and shim) of the file is, and the MAC it is given (None: passthru,
+    // which carries the uplink's).
+    let mut given = std::collections::BTreeMap::new();
+    for n in &t.namespaces {
+        for m in &n.macvlans {
+            out.entry(m.uplink.clone()).or_default();
+            let mac = (m.mode != crate::topology::MacvlanMode::Passthru).then_some(m.mac);
+            given.insert((Some(n.name.as_str()), m.ifname.clone()), mac);
+            if m.host_shim {
+                let (name, mac) = crate::topology::shim(&t.name, &m.uplink);
+                given.insert((None, name), Some(mac));
+            }
+        }
+    }
+    // Every macvlan this topology marked, wherever it is, that carries a MAC the file does not
+    // give it: a child whose owner took a new MAC, or one the plan removes. None is let out.
+    let mark = crate::owner::mark(&t.name);
+    let places = std::iter::once((None, &o.host)).chain(
+        o.namespaces
+            .iter()
+            .map(|(n, ns)| (Some(n.as_str()), &ns.node)),
+    );
+    let mut leaving = Vec::new();
+    for (place, node) in places {
+        for l in &node.links {
+            let macvlan = matches!(l.kind.as_deref(), Some("macvlan" | "macvtap"));
+            if !macvlan || l.alias.as_deref() != Some(mark.as_str()) {
+                continue;
+            }
+            let want = given.get(&(place, l.name.clone()));
+            if let Some(mac) = l.mac
+                && want.is_none_or(|w| w.is_some_and(|w| w != mac))
+            {
+                leaving.push(mac);
+            }
+        }
+    }
+    for seen in out.values_mut() {
+        seen.spoofed.clone_from(&leaving);
+    }
+    let mut indexes = Vec::new();
+    for (name, seen) in &mut out {
+        if let Some(l) = o.host.link(name) {
+            seen.mac = l.mac;
+            indexes.push(l.index);
+        }
+    }
+    if indexes.is_empty() {
+        return Ok(out);
+    }
+    let mut lists = k.unicast(&indexes)?;
+    for (name, seen) in &mut out {
+        if let Some(l) = o.host.link(name) {
+            seen.unicast = lists.remove(&l.index).unwrap_or_default();
+        }
+    }
+    Ok(out)
+}
