@@ -185,7 +185,7 @@ impl<'a> Cx<'a> {
         if let Some(l) = ours {
             match macvlan::mismatch(spec, l, Some(ix)) {
                 None => {
-                    let up = self.o.host.link(uplink).map(|u| u.mtu);
+                    let up = self.host_link(uplink).map(|u| u.mtu);
                     return self.set_link(Place::Host, &spec.name, macvlan::attrs(spec, l, up));
                 }
                 Some(why) => deletes.push((l, why)),
@@ -352,7 +352,7 @@ pub(super) fn ns_links(
         let attrs = match spec.kind {
             LinkKind::Peer { .. } => veth::peer_attrs(spec, l),
             LinkKind::Macvlan { ref uplink, .. } => {
-                macvlan::attrs(spec, l, cx.o.host.link(uplink).map(|u| u.mtu))
+                macvlan::attrs(spec, l, cx.host_link(uplink).map(|u| u.mtu))
             }
             LinkKind::Bridge
             | LinkKind::Veth { .. }
