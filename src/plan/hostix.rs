@@ -65,17 +65,3 @@ impl HostIx {
         Ok(())
     }
 }
-
-/// Whether each of the links `names` is still there (asked by name, one lookup each).
-pub(super) fn still_there<'n>(
-    c: &mut Conn,
-    names: impl IntoIterator<Item = &'n str>,
-) -> Result<Vec<(&'n str, u32)>> {
-    let mut left = Vec::new();
-    for n in names {
-        if let Some(l) = observe::link_by_name(c, n)? {
-            left.push((n, l.index));
-        }
-    }
-    Ok(left)
-}

@@ -12,6 +12,7 @@ pub(crate) mod msgs;
 pub(crate) mod neigh;
 mod netconf;
 pub(crate) mod netns;
+pub(crate) mod nsid;
 mod objects;
 pub(crate) mod observe;
 pub mod qdisc;

@@ -28,6 +28,10 @@ pub(crate) struct Link {
     /// IFLA_LINK: for a veth, the peer's ifindex, in the peer's namespace; for a macvlan, its
     /// uplink's (in the uplink's namespace).
     pub peer_index: Option<u32>,
+    /// IFLA_LINK_NETNSID: the namespace the peer (or uplink) is in, by the id this namespace
+    /// knows it by, when that is another namespace; -1 when that namespace is being torn
+    /// down (see `nsid`).
+    pub link_netnsid: Option<i32>,
     /// For a macvlan or macvtap: its mode (IFLA_MACVLAN_MODE, MACVLAN_MODE_*).
     pub macvlan_mode: Option<u32>,
     /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
@@ -228,6 +232,7 @@ impl Link {
             noarp,
             alias: None,
             peer_index: None,
+            link_netnsid: None,
             macvlan_mode: None,
             vxlan: None,
         }

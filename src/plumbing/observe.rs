@@ -224,9 +224,12 @@ impl HostLinks<'_> {
         // earlier read saw them, to a dump: what the caller trusts must be what is there.
         #[cfg(debug_assertions)]
         {
-            let mut all = links(c)?;
+            // Both without the links of namespaces being torn down, as the caller keeps them.
+            let dumped = links(c)?;
+            let mut all = super::nsid::without_dying(c, dumped).0;
             all.sort_by_key(|l| l.index);
-            debug_assert_eq!(out, all, "the host's links asked for again: {again:?}");
+            let mine = super::nsid::without_dying(c, out.clone()).0;
+            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
         }
         Ok(out)
     }
@@ -242,7 +245,10 @@ pub(crate) fn observe_some(
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
-            let l = host_links.read(&mut host)?;
+            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
+            // neither in the way, nor drift, nor a sign the topology is there.
+            let all = host_links.read(&mut host)?;
+            let (l, _) = super::nsid::without_dying(&mut host, all);
             node(&mut host, l, &q.host_sysctls)?
         },
         ..Default::default()
@@ -308,6 +314,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkNetNsId(i) => l.link_netnsid = Some(*i),
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

@@ -240,9 +240,9 @@ impl Dir {
         self.inotify.as_fd()
     }
 
-    /// The entries of /run/netns that came or went.
-    pub(crate) fn read(&self, interest: &Interest) -> Vec<Event> {
-        let mut out = Vec::new();
+    /// The entries of /run/netns that came or went, and the names of those that went.
+    pub(crate) fn read(&self, interest: &Interest) -> (Vec<Event>, Vec<String>) {
+        let (mut out, mut went) = (Vec::new(), Vec::new());
         while let Ok(events) = self.inotify.read_events() {
             if events.is_empty() {
                 break;
@@ -250,11 +250,11 @@ impl Dir {
             for e in events {
                 let name = e
                     .name
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
                 let gone = e
                     .mask
                     .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
+                went.extend(gone.then(|| name.clone()));
                 out.push(Event {
                     what: format!(
                         "namespace {name} {} {}",
@@ -268,7 +268,7 @@ impl Dir {
                 });
             }
         }
-        out
+        (out, went)
     }
 }
 

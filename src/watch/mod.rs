@@ -395,7 +395,13 @@ impl Watch {
         if let Some(d) = &self.dir
             && ready.get(subs) == Some(&true)
         {
-            out.extend(d.read(&self.interest));
+            let (events, gone) = d.read(&self.interest);
+            out.extend(events);
+            // A socket open in a namespace keeps it alive: one whose name went (a flush, `ip
+            // netns del`) is let go at once, so that the kernel can tear it down, veths and
+            // all, rather than leave them for this watcher to take for drift.
+            let places: BTreeSet<String> = gone.iter().map(|n| format!("namespace {n}")).collect();
+            self.ns.retain(|s| !places.contains(&s.place));
         }
         out.into_iter().filter(|e| e.ours).collect()
     }
