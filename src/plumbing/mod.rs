@@ -8,6 +8,7 @@ pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
+pub(crate) mod memory;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
 mod netconf;
@@ -24,8 +25,8 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
-pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via, VxlanObs};
+pub(crate) use objects::{Addr, Route};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, NsObs, Via, VxlanObs};
 pub(crate) use observe::{HostLinks, Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 

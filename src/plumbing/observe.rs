@@ -41,6 +41,8 @@ pub(crate) struct Observed {
     /// The topologies with a table of their own in the host's nftables (filled in by the
     /// engine, which reads nftables): one with nothing else still counts as there.
     pub tables_of: std::collections::BTreeSet<String>,
+    /// The namespaces `nsfw watch`'s memory supplied (not read by this run).
+    pub remembered: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
@@ -66,6 +68,8 @@ pub(crate) struct Query<'a> {
     pub ns_sysctls: &'a (dyn Fn(&str) -> Vec<String> + Sync),
     /// The sysctls to read in the host.
     pub host_sysctls: Vec<String>,
+    /// What `nsfw watch` vouches for: those namespaces are not entered.
+    pub known: Option<&'a super::memory::Known>,
 }
 
 fn link_request() -> RouteNetlinkMessage {
@@ -195,6 +199,37 @@ pub(crate) fn observe(q: &Query) -> Result<Observed> {
     observe_some(q, None, &HostLinks::Dump)
 }
 
+/// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
+/// `remembered`); the others, to be read.
+fn remembered(
+    q: &Query,
+    k: &super::memory::Known,
+    names: Vec<String>,
+    o: &mut Observed,
+) -> Vec<String> {
+    let inodes = super::memory::inodes(&names);
+    let mut read = Vec::new();
+    for name in names {
+        let keys = (q.ns_sysctls)(&name);
+        let got = inodes
+            .get(&name)
+            .and_then(|ino| k.vouch(&name, *ino, &|owner| (q.deep)(&name, owner), &keys));
+        match got {
+            Some(ns) => {
+                o.remembered.insert(name.clone());
+                o.namespaces.insert(name, ns);
+            }
+            None => read.push(name),
+        }
+    }
+    crate::detail!(
+        "memory: {} namespace(s) from watch's memory, {} to read",
+        o.remembered.len(),
+        read.len()
+    );
+    read
+}
+
 /// Which of the host's links to read: all of them (one dump), or those of an earlier read
 /// with the links `again` asked for anew by name (at N veth pairs a host link dump costs
 /// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
@@ -257,6 +292,9 @@ pub(crate) fn observe_some(
     let mut names = netns::list()?;
     if let Some(only) = only {
         names.retain(|n| only.contains(n));
+    }
+    if let Some(k) = q.known {
+        names = remembered(q, k, names, &mut o);
     }
     let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
