@@ -496,8 +496,32 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
     let on_adopted_host_link = |place: &Place, ifname: &str| {
         matches!(place, Place::Host) && a.pending.links.contains_key(ifname)
     };
+    // A host link that is not nsfw's, not adopted, yet sits on a bridge being adopted (a
+    // tunnel `import` could not translate, a second tunnel, a hand-made port): the file does
+    // not describe it, so it stays where it is rather than being let go of its bridge.
+    let foreign_on_adopted = |s: &crate::kinds::SetLink| {
+        matches!(s.place, Place::Host)
+            && !a.pending.links.contains_key(&s.name)
+            && o.host
+                .link(&s.name)
+                .is_some_and(|l| unmarked(l.alias.as_deref()))
+            && s.attrs.iter().any(|at| {
+                matches!(at, crate::kinds::LinkAttr::Master { old: Some(b), new: None }
+                    if a.pending.links.contains_key(b))
+            })
+    };
     let mut keep = Vec::new();
     for s in std::mem::take(&mut p.steps) {
+        if let Step::SetLink(l) = &s
+            && foreign_on_adopted(l)
+        {
+            p.warnings.push(format!(
+                "left out: {s} ({} is not nsfw's and {file} does not describe it: it stays on its bridge as it is; --adopt never changes a link it does not take over, though a later plain `nsfw apply` of {file} would let it go)",
+                l.name
+            ));
+            p.left_out.push(s);
+            continue;
+        }
         let (already_nsfw, hand) = match &s {
             Step::DeleteNamespace(d) => (owned_ns(&d.name), !owned_ns(&d.name)),
             Step::DeleteLink(d) => (
