@@ -16,7 +16,7 @@ use crate::import::rules::{Found, Meaning};
 use crate::kinds::{Adopt, Adoptee, Step};
 use crate::plan::{Owner, Plan};
 use crate::plumbing::{self, FileObs};
-use crate::resources::{Desired, LinkKind};
+use crate::resources::{Desired, LinkKind, LinkSpec};
 use crate::state::{Pending, Record};
 use crate::topology::Topology;
 
@@ -33,6 +33,8 @@ pub(crate) struct Adoption {
     pub kept: Vec<String>,
     /// Host forwarding switches found on: named in a warning (a flush leaves them on).
     pub sysctls: Vec<String>,
+    /// Why a hand-made tunnel of the file's is not taken over: the run is refused.
+    pub refused: Vec<String>,
 }
 
 fn unmarked(alias: Option<&str>) -> bool {
@@ -42,8 +44,13 @@ fn unmarked(alias: Option<&str>) -> bool {
 /// Whether host link `l` is what `spec` describes: a bridge for a bridge; for a veth's host
 /// end, a veth whose peer is `peer` inside `peer_ns`; for a tunnel, a VXLAN link of its VNI,
 /// local address and port with the kernel's learning and TTL.
-fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> bool {
-    match kind {
+fn same_kind(
+    o: &plumbing::Observed,
+    l: &plumbing::Link,
+    spec: &LinkSpec,
+    fdb: &std::collections::BTreeSet<(String, std::net::IpAddr)>,
+) -> bool {
+    match &spec.kind {
         LinkKind::Bridge => l.kind.as_deref() == Some("bridge"),
         LinkKind::Veth { peer_ns, peer, .. } => {
             l.kind.as_deref() == Some("veth")
@@ -55,9 +62,8 @@ fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> boo
         }
         // A tunnel exactly as nsfw would make it (a drifted one would be made again, and
         // a hand-made object is never deleted on adoption).
-        LinkKind::Vxlan { id, local, port } => {
-            l.kind.as_deref() == Some("vxlan")
-                && l.vxlan == Some(plumbing::VxlanObs::new(*id, Some(*local), *port))
+        LinkKind::Vxlan { .. } => {
+            crate::kinds::vxlan::not_adoptable(spec, l, &o.host.fdb, fdb).is_none()
         }
         _ => false,
     }
@@ -84,9 +90,13 @@ pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: boo
     }
     for (name, spec) in &d.host.links {
         let Some(l) = o.host.link(name) else { continue };
+        if l.alias.is_none() && adopt && !same_kind(o, l, spec, &d.host.fdb) {
+            a.refused
+                .extend(crate::kinds::vxlan::refusal(l, spec, &o.host.fdb, d));
+        }
         if l.alias.is_none()
             && (adopt || was.links.contains_key(name))
-            && same_kind(o, l, &spec.kind)
+            && same_kind(o, l, spec, &d.host.fdb)
         {
             let mac = l.mac.map(|m| m.to_string()).unwrap_or_default();
             a.pending.links.insert(name.clone(), mac);
@@ -414,6 +424,7 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
             )
         });
     }
+    p.conflicts.extend(a.refused);
     let mut pending = a.pending;
     pending.legacy_rules = !p.legacy.is_empty();
     p.warnings.extend(a.kept);

@@ -57,6 +57,9 @@ pub(crate) struct VxlanObs {
     pub port: u16,
     pub learning: bool,
     pub ttl: u8,
+    /// The first other attribute set otherwise than nsfw makes its tunnels (the kernel's
+    /// defaults), as `ip link` names it: `ttl inherit`, `dev`, `srcport`, `noudpcsum`...
+    pub odd: Option<&'static str>,
 }
 
 impl VxlanObs {
@@ -68,7 +71,45 @@ impl VxlanObs {
             port,
             learning: true,
             ttl: 0,
+            odd: None,
         }
+    }
+
+    /// Notes attribute `ty` (IFLA_VXLAN_*) of value `v` if it is not the kernel's default,
+    /// which nsfw's tunnels keep. ID, LOCAL, PORT, TTL and LEARNING are read apart.
+    pub(crate) fn note(&mut self, ty: u16, v: &[u8]) {
+        let set = v.iter().any(|b| *b != 0);
+        let word = |v: &[u8]| <[u8; 4]>::try_from(v).map(u32::from_ne_bytes).ok();
+        let odd = match ty {
+            2 | 16 if set => "group",
+            3 if set => "dev",
+            6 if set => "tos",
+            8 if word(v) != Some(300) => "ageing",
+            9 if set => "maxaddress",
+            10 if set => "srcport",
+            11 if set => "proxy",
+            12 if set => "rsc",
+            13 if set => "l2miss",
+            14 if set => "l3miss",
+            18 if !set => "noudpcsum",
+            19 if set => "udp6zerocsumtx",
+            20 if set => "udp6zerocsumrx",
+            21 if set => "remcsumtx",
+            22 if set => "remcsumrx",
+            23 => "gbp",
+            24 => "remcsum_nopartial",
+            25 if set => "external",
+            26 if set => "flowlabel",
+            27 => "gpe",
+            // A flag when asked for, a u8 when dumped (0: off).
+            28 if v.is_empty() || set => "ttl inherit",
+            29 if set => "df",
+            30 if set => "vnifilter",
+            31 if !set => "nolocalbypass",
+            32 if set => "flowlabel inherit",
+            _ => return,
+        };
+        self.odd.get_or_insert(odd);
     }
 }
 
