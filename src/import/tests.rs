@@ -322,11 +322,23 @@ fn a_tunnel_unlike_nsfws_is_commented_and_left_as_it_is() {
     if let Some(x) = inherit.host.links.iter_mut().find_map(|l| l.vxlan.as_mut()) {
         x.odd = Some("ttl inherit");
     }
+    // A multicast group's entry names its device (by name, not index).
+    let mut group = with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]);
+    group.host.fdb.retain(|f| f.via.is_own());
+    group.host.fdb.push(crate::plumbing::Fdb {
+        index: 9,
+        dst: "239.1.1.1".parse().unwrap(),
+        via: crate::plumbing::Via {
+            dev: Some(3),
+            ..Default::default()
+        },
+    });
     for (o, why) in [
         (
             with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]),
             "dst 192.0.2.13 port 9999",
         ),
+        (group, "dst 239.1.1.1 via br0)"),
         (inherit, "`ttl inherit` set"),
     ] {
         let lab = lab::build("lab", &o, &[]);

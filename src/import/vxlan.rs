@@ -76,10 +76,21 @@ pub(crate) fn read(host: &NodeObs, br: &Link, notes: &mut Vec<String>) -> Option
     for f in host.fdb.iter().filter(|f| f.index == l.index) {
         match f.via.is_own() {
             true => peers.push(f.dst),
-            false => unlike.push(format!(
-                "an all-zeros FDB entry with its own port, VNI or device (dst {}{})",
-                f.dst, f.via
-            )),
+            false => {
+                // The device by name, as `bridge fdb` shows it (` via under`).
+                let own = crate::plumbing::Via { dev: None, ..f.via };
+                let dev = f.via.dev.map(|d| {
+                    let name = host
+                        .name_of(d)
+                        .map_or(format!("ifindex {d}"), str::to_string);
+                    format!(" via {name}")
+                });
+                unlike.push(format!(
+                    "an all-zeros FDB entry with its own port, VNI or device (dst {}{own}{})",
+                    f.dst,
+                    dev.unwrap_or_default()
+                ))
+            }
         }
     }
     peers.sort();
