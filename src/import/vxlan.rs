@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use crate::plumbing::{Link, NodeObs};
+use crate::plumbing::{Link, NodeObs, VxlanObs};
 use crate::topology::Vxlan;
 
 /// What import makes of a bridge's tunnel.
@@ -69,49 +69,7 @@ pub(crate) fn read(host: &NodeObs, br: &Link, notes: &mut Vec<String>) -> Option
             other.name
         ));
     }
-    let mut peers = Vec::new();
-    // What makes it another tunnel than nsfw's: `apply --adopt` would refuse it, so the key
-    // is written commented out and the tunnel stays on its bridge as it is.
-    let mut unlike = Vec::new();
-    for f in host.fdb.iter().filter(|f| f.index == l.index) {
-        match f.via.is_own() {
-            true => peers.push(f.dst),
-            false => {
-                // The device by name, as `bridge fdb` shows it (` via under`).
-                let own = crate::plumbing::Via { dev: None, ..f.via };
-                let dev = f.via.dev.map(|d| {
-                    let name = host
-                        .name_of(d)
-                        .map_or(format!("ifindex {d}"), str::to_string);
-                    format!(" via {name}")
-                });
-                unlike.push(format!(
-                    "an all-zeros FDB entry with its own port, VNI or device (dst {}{own}{})",
-                    f.dst,
-                    dev.unwrap_or_default()
-                ))
-            }
-        }
-    }
-    peers.sort();
-    peers.dedup();
-    if !x.learning {
-        unlike.push("learning off (nsfw's tunnel learns)".to_string());
-    }
-    if x.ttl != 0 {
-        unlike.push(format!(
-            "ttl {} (nsfw's tunnel keeps the kernel's, auto)",
-            x.ttl
-        ));
-    }
-    if let Some(odd) = x.odd {
-        unlike.push(format!(
-            "`{odd}` set (nsfw's tunnel keeps the kernel's default)"
-        ));
-    }
-    if l.name != format!("vx{}", x.id) {
-        unlike.push(format!("another name than nsfw gives it (vx{})", x.id));
-    }
+    let (peers, unlike) = peers_and_unlike(host, l, &x);
     let local = x.local.map_or("LOCAL".to_string(), |a| a.to_string());
     let missing = match (x.local, peers.is_empty()) {
         (Some(local), false) if unlike.is_empty() => {
@@ -143,4 +101,51 @@ pub(crate) fn read(host: &NodeObs, br: &Link, notes: &mut Vec<String>) -> Option
         ));
     }
     Some(Tunnel::Commented(key(x.id, &local, &peers, x.port)))
+}
+
+/// The tunnel's peers (its all-zeros FDB entries with its own port, VNI and device, sorted),
+/// and what makes it another tunnel than nsfw's: `apply --adopt` would refuse it, so the key
+/// is written commented out and the tunnel stays on its bridge as it is.
+fn peers_and_unlike(host: &NodeObs, l: &Link, x: &VxlanObs) -> (Vec<IpAddr>, Vec<String>) {
+    let mut peers = Vec::new();
+    let mut unlike = Vec::new();
+    for f in host.fdb.iter().filter(|f| f.index == l.index) {
+        if f.via.is_own() {
+            peers.push(f.dst);
+            continue;
+        }
+        // The device by name, as `bridge fdb` shows it (` via under`).
+        let own = crate::plumbing::Via { dev: None, ..f.via };
+        let dev = f.via.dev.map(|d| {
+            let name = host
+                .name_of(d)
+                .map_or(format!("ifindex {d}"), str::to_string);
+            format!(" via {name}")
+        });
+        unlike.push(format!(
+            "an all-zeros FDB entry with its own port, VNI or device (dst {}{own}{})",
+            f.dst,
+            dev.unwrap_or_default()
+        ));
+    }
+    peers.sort();
+    peers.dedup();
+    if !x.learning {
+        unlike.push("learning off (nsfw's tunnel learns)".to_string());
+    }
+    if x.ttl != 0 {
+        unlike.push(format!(
+            "ttl {} (nsfw's tunnel keeps the kernel's, auto)",
+            x.ttl
+        ));
+    }
+    if let Some(odd) = x.odd {
+        unlike.push(format!(
+            "`{odd}` set (nsfw's tunnel keeps the kernel's default)"
+        ));
+    }
+    if l.name != format!("vx{}", x.id) {
+        unlike.push(format!("another name than nsfw gives it (vx{})", x.id));
+    }
+    (peers, unlike)
 }
