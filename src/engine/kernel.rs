@@ -26,6 +26,11 @@ pub(super) trait Kernel {
     /// nftables (with the listening sockets when `listeners`), read at once.
     fn observe(&mut self, q: &Query, listeners: bool) -> Result<(plumbing::Observed, NftState)>;
 
+    /// What topology `topology`'s `nsfw watch` vouches for, if one answers.
+    fn memory(&mut self, _topology: &str) -> Option<plumbing::memory::Known> {
+        None
+    }
+
     /// The plumbing alone.
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed>;
 
@@ -141,6 +146,10 @@ impl Kernel for Real<'_> {
 
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed> {
         observe_plumbing(q)
+    }
+
+    fn memory(&mut self, topology: &str) -> Option<plumbing::memory::Known> {
+        plumbing::memory::ask(topology)
     }
 
     fn unicast(&mut self, indexes: &[u32]) -> Result<BTreeMap<u32, Vec<crate::topology::Mac>>> {

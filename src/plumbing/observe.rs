@@ -41,6 +41,8 @@ pub(crate) struct Observed {
     /// The topologies with a table of their own in the host's nftables (filled in by the
     /// engine, which reads nftables): one with nothing else still counts as there.
     pub tables_of: std::collections::BTreeSet<String>,
+    /// The namespaces `nsfw watch`'s memory supplied (not read by this run).
+    pub remembered: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
@@ -66,6 +68,8 @@ pub(crate) struct Query<'a> {
     pub ns_sysctls: &'a (dyn Fn(&str) -> Vec<String> + Sync),
     /// The sysctls to read in the host.
     pub host_sysctls: Vec<String>,
+    /// What `nsfw watch` vouches for: those namespaces are not entered.
+    pub known: Option<&'a super::memory::Known>,
 }
 
 fn link_request() -> RouteNetlinkMessage {
@@ -178,6 +182,37 @@ pub(crate) fn observe(q: &Query) -> Result<Observed> {
     observe_some(q, None)
 }
 
+/// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
+/// `remembered`); the others, to be read.
+fn remembered(
+    q: &Query,
+    k: &super::memory::Known,
+    names: Vec<String>,
+    o: &mut Observed,
+) -> Vec<String> {
+    let inodes = super::memory::inodes(&names);
+    let mut read = Vec::new();
+    for name in names {
+        let keys = (q.ns_sysctls)(&name);
+        let got = inodes
+            .get(&name)
+            .and_then(|ino| k.vouch(&name, *ino, &|owner| (q.deep)(&name, owner), &keys));
+        match got {
+            Some(ns) => {
+                o.remembered.insert(name.clone());
+                o.namespaces.insert(name, ns);
+            }
+            None => read.push(name),
+        }
+    }
+    crate::detail!(
+        "memory: {} namespace(s) from watch's memory, {} to read",
+        o.remembered.len(),
+        read.len()
+    );
+    read
+}
+
 /// [`observe`], entering only the namespaces in `only` when given (the host and the files
 /// are read whole either way).
 pub(crate) fn observe_some(
@@ -187,7 +222,10 @@ pub(crate) fn observe_some(
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
-            let l = links(&mut host)?;
+            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
+            // neither in the way, nor drift, nor a sign the topology is there.
+            let all = links(&mut host)?;
+            let (l, _) = super::nsid::without_dying(&mut host, all);
             node(&mut host, l, &q.host_sysctls)?
         },
         ..Default::default()
@@ -196,6 +234,9 @@ pub(crate) fn observe_some(
     let mut names = netns::list()?;
     if let Some(only) = only {
         names.retain(|n| only.contains(n));
+    }
+    if let Some(k) = q.known {
+        names = remembered(q, k, names, &mut o);
     }
     let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
@@ -253,6 +294,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkNetNsId(i) => l.link_netnsid = Some(*i),
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
