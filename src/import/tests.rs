@@ -320,7 +320,7 @@ fn a_tunnel_unlike_nsfws_is_commented_and_left_as_it_is() {
     let mut inherit = with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]);
     inherit.host.fdb.retain(|f| f.via.is_own());
     if let Some(x) = inherit.host.links.iter_mut().find_map(|l| l.vxlan.as_mut()) {
-        x.odd = Some("ttl inherit");
+        x.odd = Some(28); // IFLA_VXLAN_TTL_INHERIT
     }
     // A multicast group's entry names its device (by name, not index).
     let mut group = with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]);

@@ -139,7 +139,7 @@ fn peers_and_unlike(host: &NodeObs, l: &Link, x: &VxlanObs) -> (Vec<IpAddr>, Vec
             x.ttl
         ));
     }
-    if let Some(odd) = x.odd {
+    if let Some(odd) = x.odd_name() {
         unlike.push(format!(
             "`{odd}` set (nsfw's tunnel keeps the kernel's default)"
         ));

@@ -68,7 +68,7 @@ pub(crate) fn not_adoptable(
     fdb: &[crate::plumbing::Fdb],
     peers: &std::collections::BTreeSet<(String, IpAddr)>,
 ) -> Option<String> {
-    if let Some(odd) = l.vxlan.and_then(|x| x.odd) {
+    if let Some(odd) = l.vxlan.and_then(|x| x.odd_name()) {
         return Some(format!(
             "`{odd}` is set, which nsfw's tunnels leave at the kernel's default"
         ));

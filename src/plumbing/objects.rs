@@ -62,9 +62,10 @@ pub(crate) struct VxlanObs {
     pub port: u16,
     pub learning: bool,
     pub ttl: u8,
-    /// The first other attribute set otherwise than nsfw makes its tunnels (the kernel's
-    /// defaults), as `ip link` names it: `ttl inherit`, `dev`, `srcport`, `noudpcsum`...
-    pub odd: Option<&'static str>,
+    /// The first other attribute (its IFLA_VXLAN_* type) set otherwise than nsfw makes its
+    /// tunnels (the kernel's defaults): `ttl inherit`, `dev`, `srcport`, `noudpcsum`...
+    /// ([`VxlanObs::odd_name`]).
+    pub odd: Option<u16>,
 }
 
 impl VxlanObs {
@@ -84,38 +85,57 @@ impl VxlanObs {
     /// which nsfw's tunnels keep. ID, LOCAL, PORT, TTL and LEARNING are read apart.
     pub(crate) fn note(&mut self, ty: u16, v: &[u8]) {
         let set = v.iter().any(|b| *b != 0);
-        let word = |v: &[u8]| <[u8; 4]>::try_from(v).map(u32::from_ne_bytes).ok();
         let odd = match ty {
-            2 | 16 if set => "group",
-            3 if set => "dev",
-            6 if set => "tos",
-            8 if word(v) != Some(300) => "ageing",
-            9 if set => "maxaddress",
-            10 if set => "srcport",
-            11 if set => "proxy",
-            12 if set => "rsc",
-            13 if set => "l2miss",
-            14 if set => "l3miss",
-            18 if !set => "noudpcsum",
-            19 if set => "udp6zerocsumtx",
-            20 if set => "udp6zerocsumrx",
-            21 if set => "remcsumtx",
-            22 if set => "remcsumrx",
-            23 => "gbp",
-            24 => "remcsum_nopartial",
-            25 if set => "external",
-            26 if set => "flowlabel",
-            27 => "gpe",
+            8 => <[u8; 4]>::try_from(v).map(u32::from_ne_bytes).ok() != Some(300),
+            // Checksums on, local bypass on: the kernel's defaults.
+            18 | 31 => !set,
+            // Flags: present is set.
+            23 | 24 | 27 => true,
             // A flag when asked for, a u8 when dumped (0: off).
-            28 if v.is_empty() || set => "ttl inherit",
-            29 if set => "df",
-            30 if set => "vnifilter",
-            31 if !set => "nolocalbypass",
-            32 if set => "flowlabel inherit",
-            _ => return,
+            28 => v.is_empty() || set,
+            _ => set,
         };
-        self.odd.get_or_insert(odd);
+        if odd && vxlan_attr_name(ty).is_some() {
+            self.odd.get_or_insert(ty);
+        }
     }
+
+    /// The attribute [`VxlanObs::odd`] names, as `ip link` calls it.
+    pub(crate) fn odd_name(&self) -> Option<&'static str> {
+        self.odd.and_then(vxlan_attr_name)
+    }
+}
+
+/// The VXLAN attributes nsfw leaves at the kernel's defaults, as `ip link` names them.
+fn vxlan_attr_name(ty: u16) -> Option<&'static str> {
+    Some(match ty {
+        2 | 16 => "group",
+        3 => "dev",
+        6 => "tos",
+        8 => "ageing",
+        9 => "maxaddress",
+        10 => "srcport",
+        11 => "proxy",
+        12 => "rsc",
+        13 => "l2miss",
+        14 => "l3miss",
+        18 => "noudpcsum",
+        19 => "udp6zerocsumtx",
+        20 => "udp6zerocsumrx",
+        21 => "remcsumtx",
+        22 => "remcsumrx",
+        23 => "gbp",
+        24 => "remcsum_nopartial",
+        25 => "external",
+        26 => "flowlabel",
+        27 => "gpe",
+        28 => "ttl inherit",
+        29 => "df",
+        30 => "vnifilter",
+        31 => "nolocalbypass",
+        32 => "flowlabel inherit",
+        _ => return None,
+    })
 }
 
 /// An all-zeros forwarding entry of a VXLAN link (`ifindex`): broadcast and unknown frames
