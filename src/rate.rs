@@ -359,6 +359,7 @@ mod tests {
             ("1.3b", "not a whole number of bytes"),
             ("1.001kbit", "not a whole number of bytes"),
             ("1e3kb", "exponent notation"),
+            ("1e-3kb", "exponent notation"),
             ("kb", "not a number"),
             ("10furlongs", "unknown unit"),
             ("5gb", "more than 4 GiB"),
