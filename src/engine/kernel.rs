@@ -16,9 +16,8 @@ use crate::firewall::{self, NftState, conntrack::Forget};
 use crate::plan::{self, Plan, Step};
 use crate::plumbing::{self, Query};
 
-/// Interface indexes inside the namespaces, by (namespace, interface): where the executor
-/// starts from.
-pub(super) type Hints = BTreeMap<(String, String), u32>;
+/// Link indexes, the host's and inside the namespaces: where the executor starts from.
+pub(super) use crate::plan::Hints;
 
 /// The kernel as the engine sees it.
 pub(super) trait Kernel {
@@ -34,11 +33,13 @@ pub(super) trait Kernel {
     /// The plumbing alone.
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed>;
 
-    /// The plumbing, entering only the namespaces in `only` (a kernel may read more).
+    /// The plumbing, entering only the namespaces in `only` and reading the host's links as
+    /// `host` says (a kernel may read more).
     fn observe_some(
         &mut self,
         q: &Query,
         _only: &std::collections::BTreeSet<String>,
+        _host: &plumbing::HostLinks,
     ) -> Result<plumbing::Observed> {
         self.observe_net(q)
     }
@@ -161,9 +162,10 @@ impl Kernel for Real<'_> {
         &mut self,
         q: &Query,
         only: &std::collections::BTreeSet<String>,
+        host: &plumbing::HostLinks,
     ) -> Result<plumbing::Observed> {
         let t0 = std::time::Instant::now();
-        let o = plumbing::observe_some(q, Some(only))?;
+        let o = plumbing::observe_some(q, Some(only), host)?;
         crate::detail!(
             "timing: observed the links of {} namespace(s) after {:?}",
             only.len(),

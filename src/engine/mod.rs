@@ -225,7 +225,7 @@ fn plan_adopting(
     let Some(t) = tg.topology else {
         let mut o = o.clone();
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
-            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t);
+            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t).into_owned();
         }
         let mut p = plan::plan(&tg.desired, &o, rec, tg.who);
         adopt::finish_flush(&mut p, tg.who);
@@ -315,7 +315,7 @@ fn carry_out_in(
     k.execute(
         &p.steps,
         &tg.desired.mark,
-        &o.net.ns_indexes(),
+        &plan::Hints::of(&o.net),
         &mut |s: &Step| done(s.to_string()),
         &mut |k: &mut dyn Kernel| {
             if apply && !p.nft.ops.is_empty() {
@@ -448,7 +448,7 @@ fn converge_in(
         k.execute(
             &left.steps,
             &tg.desired.mark,
-            &net.ns_indexes(),
+            &plan::Hints::of(&net),
             &mut |s: &Step| done(s.to_string()),
             &mut |_: &mut dyn Kernel| crate::signals::check(),
         )?;

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::build::{host_addr_routes, host_build};
+use super::hostix::HostIx;
 use super::inside::{forget, ns_config, visit_each};
-use super::run::{Errors, Hints, Tally, call_each, indexes, pick, send};
+use super::run::{Errors, Hints, Tally, call_each, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
-use crate::plumbing::{Conn, Req, msgs, netns, nsid, observe};
+use crate::plumbing::{Conn, Link, Req, msgs, netns, nsid, observe};
 
 /// What a run got done: the steps made, in plan order.
 #[derive(Debug, Default)]
@@ -31,6 +32,7 @@ pub(crate) fn execute(
     after_teardown: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Executed> {
     let mut hints = hints.clone();
+    let mut hix = HostIx::new(std::mem::take(&mut hints.host));
     let mut tally = Tally::default();
     let mut ex = Executed::default();
     let mut host = Conn::open("host")?;
@@ -56,17 +58,17 @@ pub(crate) fn execute(
         let ticker = crate::output::Ticker::start(stage.doing(), these.len());
         let (o, e, t) = (&mut ok, &mut errs, &mut tally);
         match stage {
-            Stage::Teardown => teardown(&mut host, mark, &these, o, e, t),
+            Stage::Teardown => teardown(&mut host, &mut hix, mark, &these, o, e, t),
             Stage::Namespaces => namespaces(mark, &these, o, e, t),
             Stage::HostBuild => {
                 if let Err(x) = await_names(&mut host, &these) {
                     e.add(x);
                 }
-                host_build(&mut host, mark, &these, o, e, t);
-                learn_peers(&mut host, &these, &mut hints, e);
+                let ends = host_build(&mut host, &mut hix, mark, &these, o, e, t);
+                learn_peers(&these, &ends, &mut hints);
             }
             Stage::NsConfig => ns_config(mark, steps, &these, &hints, o, e, t),
-            Stage::HostFinish => host_finish(&mut host, mark, &these, o, e, t),
+            Stage::HostFinish => host_finish(&mut host, hix.get(), mark, &these, o, e, t),
         }
         if errs.0.is_empty() {
             // Steps done without a count of their own (sysctls, files) are done too.
@@ -98,25 +100,18 @@ fn stage_of(s: &Step) -> Stage {
     }
 }
 
-/// The namespace-side indexes of the pairs made in this run, from their host ends (and those
-/// of macvlan children made in this run forgotten).
-fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut Errors) {
+/// The namespace-side indexes of the pairs made in this run, from their host ends `ends`
+/// (and those of macvlan children made in this run forgotten).
+fn learn_peers(these: &[&Step], ends: &[Link], hints: &mut Hints) {
     // A macvlan child's index inside is not told by the host: its visit dumps it.
     for s in these {
         if let Step::CreateMacvlan(m) = s
             && let Some(ns) = m.place.ns()
         {
-            hints.remove(&(ns.to_string(), m.name.clone()));
+            hints.ns.remove(&(ns.to_string(), m.name.clone()));
         }
     }
-    if !these.iter().any(|s| matches!(s, Step::CreateVeth(_))) {
-        return;
-    }
-    let links = match observe::links(host) {
-        Ok(l) => l,
-        Err(e) => return errs.add(e),
-    };
-    let peer: BTreeMap<&str, u32> = links
+    let peer: BTreeMap<&str, u32> = ends
         .iter()
         .filter_map(|l| l.peer_index.map(|p| (l.name.as_str(), p)))
         .collect();
@@ -124,7 +119,7 @@ fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut E
         if let Step::CreateVeth(v) = s
             && let Some(p) = peer.get(v.host.as_str())
         {
-            hints.insert((v.ns.clone(), v.peer.clone()), *p);
+            hints.ns.insert((v.ns.clone(), v.peer.clone()), *p);
         }
     }
 }
@@ -133,6 +128,7 @@ fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut E
 /// deleted, resolv.conf files removed.
 fn teardown(
     host: &mut Conn,
+    hix: &mut HostIx,
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
@@ -157,6 +153,10 @@ fn teardown(
     });
     send(host, &on_host, &at, ok, errs);
     tally.add("delete link", on_host.len(), t);
+    hix.forget(on_host.iter().filter_map(|s| match s {
+        Step::DeleteLink(d) => Some(d.name.as_str()),
+        _ => None,
+    }));
     let t = Instant::now();
     let inside = pick(these, |s| {
         matches!(s, Step::DeleteLink(_)) && s.inside().is_some()
@@ -167,7 +167,13 @@ fn teardown(
         (ok, errs.0)
     });
     tally.add("delete link in namespace", inside.len(), t);
-    delete_namespaces(host, these, ok, errs, tally);
+    // A veth deleted from inside takes its host end, which the step does not name.
+    if !inside.is_empty()
+        && let Err(e) = hix.reload(host)
+    {
+        errs.add(e);
+    }
+    delete_namespaces(host, hix, these, ok, errs, tally);
     let remove = |s: &Step| match s {
         Step::RemoveResolv(r) => Some(r.apply()),
         _ => None,
@@ -182,6 +188,7 @@ fn teardown(
 /// after its name goes (a process in it, a socket opened in it) are deleted at once.
 fn delete_namespaces(
     host: &mut Conn,
+    hix: &mut HostIx,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
@@ -230,6 +237,7 @@ fn delete_namespaces(
     if let Err(e) = remove_now(host, &takes) {
         errs.add(e);
     }
+    hix.forget(takes.iter().copied());
     tally.add("delete namespace", n, t);
 }
 
@@ -333,19 +341,15 @@ fn namespaces(
 /// The host's addresses that go and its routes, neighbours forgotten, resolv.conf files.
 fn host_finish(
     host: &mut Conn,
+    ix: &Indexes,
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
 ) {
-    match indexes(host) {
-        Ok(ix) => {
-            host_addr_routes(host, mark, these, &ix, ok, errs, tally);
-            forget(host, these, &ix, ok, errs);
-        }
-        Err(e) => errs.add(e),
-    }
+    host_addr_routes(host, mark, these, ix, ok, errs, tally);
+    forget(host, these, ix, ok, errs);
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),

@@ -27,7 +27,7 @@ pub(crate) use files::resolv_path;
 #[cfg(test)]
 pub(crate) use objects::{Addr, Route};
 pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, NsObs, Via, VxlanObs};
-pub(crate) use observe::{Observed, Query, observe, observe_some};
+pub(crate) use observe::{HostLinks, Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

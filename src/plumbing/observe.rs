@@ -106,6 +106,23 @@ pub(crate) fn links(c: &mut Conn) -> Result<Vec<Link>> {
     Ok(out)
 }
 
+/// The link named `name` in the namespace `c` is bound to (None: there is none): one
+/// RTM_GETLINK with IFLA_IFNAME, a lookup in the kernel's name hash, where a dump visits every
+/// link (and at N veth pairs, for each host end, a walk of the N namespace ids).
+pub(crate) fn link_by_name(c: &mut Conn, name: &str) -> Result<Option<Link>> {
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let what = format!("interface {name}");
+    Ok(
+        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
+            Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
+            _ => None,
+        },
+    )
+}
+
 /// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
 /// routes and the sysctls `keys` (the calling thread must be in the same namespace).
 fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
@@ -179,7 +196,7 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    observe_some(q, None)
+    observe_some(q, None, &HostLinks::Dump)
 }
 
 /// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
@@ -213,18 +230,59 @@ fn remembered(
     read
 }
 
-/// [`observe`], entering only the namespaces in `only` when given (the host and the files
-/// are read whole either way).
+/// Which of the host's links to read: all of them (one dump), or those of an earlier read
+/// with the links `again` asked for anew by name (at N veth pairs a host link dump costs
+/// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
+pub(crate) enum HostLinks<'a> {
+    Dump,
+    Again {
+        before: &'a [Link],
+        again: &'a std::collections::BTreeSet<String>,
+    },
+}
+
+impl HostLinks<'_> {
+    fn read(&self, c: &mut Conn) -> Result<Vec<Link>> {
+        let HostLinks::Again { before, again } = self else {
+            return links(c);
+        };
+        let mut out: Vec<Link> = before
+            .iter()
+            .filter(|l| !again.contains(&l.name))
+            .cloned()
+            .collect();
+        for n in again.iter() {
+            out.extend(link_by_name(c, n)?);
+        }
+        out.sort_by_key(|l| l.index);
+        // Debug builds (the tests') hold the links asked for by name, with the rest as the
+        // earlier read saw them, to a dump: what the caller trusts must be what is there.
+        #[cfg(debug_assertions)]
+        {
+            // Both without the links of namespaces being torn down, as the caller keeps them.
+            let dumped = links(c)?;
+            let mut all = super::nsid::without_dying(c, dumped).0;
+            all.sort_by_key(|l| l.index);
+            let mine = super::nsid::without_dying(c, out.clone()).0;
+            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
+        }
+        Ok(out)
+    }
+}
+
+/// [`observe`], entering only the namespaces in `only` when given, and reading the host's
+/// links as `host_links` says (the host's addresses, routes and files are read whole).
 pub(crate) fn observe_some(
     q: &Query,
     only: Option<&std::collections::BTreeSet<String>>,
+    host_links: &HostLinks,
 ) -> Result<Observed> {
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
             // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
             // neither in the way, nor drift, nor a sign the topology is there.
-            let all = links(&mut host)?;
+            let all = host_links.read(&mut host)?;
             let (l, _) = super::nsid::without_dying(&mut host, all);
             node(&mut host, l, &q.host_sysctls)?
         },
