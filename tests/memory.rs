@@ -13,24 +13,7 @@ use common::{NSFW, Sandbox, show};
 
 /// `n` namespaces on 2 bridges; with `extra`, one more.
 fn topology(n: usize, extra: bool) -> String {
-    let mut s = String::from("name = \"mem\"\n");
-    for b in 0..2 {
-        s.push_str(&format!(
-            "[bridges.br{b}]\naddress = \"10.{}.0.1/22\"\nmasquerade = true\n",
-            110 + b
-        ));
-    }
-    for i in 0..n {
-        let (b, a) = (i % 2, i / 2 + 2);
-        s.push_str(&format!(
-            "[namespaces.m{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.0.{a}/22\"\n",
-            110 + b
-        ));
-    }
-    if extra {
-        s.push_str("[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.110.3.250/22\"\n");
-    }
-    s
+    common::spread("mem", "m", 2, 110, n, "", extra)
 }
 
 /// How many namespaces: 40, or NSFW_MEMORY_N.
