@@ -156,7 +156,8 @@ fn watch_does_not_rebuild_a_topology_flushed_while_its_veths_linger() {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         let o = w.wait_with_output().expect("watch");
-        // Once watch is stopped: its memory's socket in /run/nsfw goes with it.
+        // Looked for once watch is gone: while it runs it serves its memory on
+        // /run/nsfw/watch-lab.sock, which it removes as it exits; what it rebuilt stays.
         let left = sb.leftovers(&[]);
         let text = format!(
             "{}{}",
