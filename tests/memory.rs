@@ -43,7 +43,7 @@ fn remembered(stderr: &str) -> Option<usize> {
 
 /// `nsfw ARGS` with NSFW_TIMING: its exit code, stdout and stderr.
 fn timed(sb: &Sandbox, args: &str) -> (Option<i32>, String, String) {
-    let o = sb.sh(&format!("NSFW_TIMING=1 {NSFW} {args}"));
+    let o = sb.sh(&format!("NSFW_WATCH_MEMORY=1 NSFW_TIMING=1 {NSFW} {args}"));
     (
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -120,7 +120,7 @@ fn a_namespace_replaced_under_its_name_is_read_again() {
     settled(&sb, &a, n);
     sb.ok("ip netns del m3 && ip netns add m3");
     let (code, out, err) = timed(&sb, &format!("diff {a}"));
-    let full = sb.sh(&format!("NSFW_FULL_READ=1 {NSFW} diff {a}"));
+    let full = sb.sh(&format!("{NSFW} diff {a}"));
     assert_eq!(code, full.status.code(), "{out}\n{err}\n{}", show(&full));
     assert_eq!(out, String::from_utf8_lossy(&full.stdout), "{err}");
     assert!(
@@ -192,7 +192,7 @@ time.sleep(60)
     }
     for k in 0..4 {
         let t = Instant::now();
-        let o = sb.sh(&format!("timeout 10 {NSFW} diff {a}"));
+        let o = sb.sh(&format!("NSFW_WATCH_MEMORY=1 timeout 10 {NSFW} diff {a}"));
         assert_eq!(
             o.status.code(),
             Some(2),
@@ -241,7 +241,7 @@ fn apply_killed_beside_watch_converges() {
         sb.file("t.toml", &topology(n, trial % 2 == 1));
         let f = &f;
         let at = Duration::from_millis(seed % span);
-        let mut child = sb.spawn_nsfw(&["apply", f]);
+        let mut child = sb.spawn_sh(&format!("NSFW_WATCH_MEMORY=1 exec {NSFW} apply {f}"));
         std::thread::sleep(at);
         if let Some(pid) = common::inner_pid(&child) {
             // SAFETY: kill(2) on the nsfw our child runs; at worst it has exited.

@@ -122,6 +122,7 @@ fn settled(nsfw: &Path, f: &Path, n: usize) -> Res<()> {
         // The file may hold a change not applied yet: diff then exits 2, and still says
         // what watch's memory vouched for.
         let o = Command::new(nsfw)
+            .env("NSFW_WATCH_MEMORY", "1")
             .env("NSFW_TIMING", "1")
             .arg("diff")
             .arg(f)
@@ -171,7 +172,12 @@ fn beside_watch(n: usize, dir: &Path, nsfw: &Path) -> Res<()> {
             {
                 std::fs::write(&f, text)?;
                 settled(nsfw, &f, n)?;
-                let (ms, _) = timed(Command::new(nsfw).arg(cmd).arg(&f))?;
+                let (ms, _) = timed(
+                    Command::new(nsfw)
+                        .env("NSFW_WATCH_MEMORY", "1")
+                        .arg(cmd)
+                        .arg(&f),
+                )?;
                 s[i].push(ms);
             }
         }
