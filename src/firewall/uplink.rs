@@ -145,6 +145,11 @@ pub(crate) struct Seen {
     /// whose owner took a new MAC (the plumbing puts it back), or one the plan removes. Never
     /// let through.
     pub spoofed: Vec<Mac>,
+    /// The MACs of the host's own macvlans on it (shims, whoever made them).
+    pub host: Vec<Mac>,
+    /// The host's addresses on the uplink.
+    pub host4: Vec<std::net::Ipv4Addr>,
+    pub host6: Vec<std::net::Ipv6Addr>,
 }
 
 /// The set of this topology's children (and shim) on uplink `u`.
@@ -225,7 +230,31 @@ fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
 /// The topology's netdev table as `nsfw show` prints it (nothing observed: the set of other
 /// MACs is empty until an apply fills it); None when it has no child of an uplink.
 pub(crate) fn table(t: &Topology) -> Option<Table> {
-    table_with(t, &|_, _| Vec::new())
+    table_with(t, &|u, _| (Vec::new(), claims(t, u, &Seen::default())))
+}
+
+/// What the host says from uplink `u`: its MAC (unless a passthru child of the file holds
+/// the uplink), its macvlans' there and the file's shim on it; and its addresses.
+fn claims(t: &Topology, u: &str, seen: &Seen) -> super::claims::Claims {
+    let on_u = || {
+        t.namespaces
+            .iter()
+            .flat_map(|n| &n.macvlans)
+            .filter(|m| m.uplink == u)
+    };
+    let passthru = on_u().any(|m| m.mode == MacvlanMode::Passthru);
+    let mut host: Vec<Mac> = seen.host.clone();
+    host.extend(seen.mac.filter(|_| !passthru));
+    if on_u().any(|m| m.host_shim) {
+        host.push(shim(&t.name, u).1);
+    }
+    host.sort();
+    host.dedup();
+    super::claims::Claims {
+        host,
+        host4: seen.host4.clone(),
+        host6: seen.host6.clone(),
+    }
 }
 
 /// The topology's netdev table, `known(uplink, its children)` giving the other MACs allowed
@@ -237,7 +266,9 @@ pub(crate) fn table(t: &Topology) -> Option<Table> {
 /// set known_eth0 { type ether_addr; elements = { UPLINK, FOREIGN-CHILD, OTHER-TOPOLOGY'S } }
 /// ether saddr != @children_eth0 ether saddr != @known_eth0 counter drop
 /// ```
-fn table_with(t: &Topology, known: &dyn Fn(&str, &[Mac]) -> Vec<Mac>) -> Option<Table> {
+type Known<'a> = &'a dyn Fn(&str, &[Mac]) -> (Vec<Mac>, super::claims::Claims);
+
+fn table_with(t: &Topology, known: Known) -> Option<Table> {
     let mut by_uplink: BTreeMap<&str, Vec<&Macvlan>> = BTreeMap::new();
     for m in t.namespaces.iter().flat_map(|n| &n.macvlans) {
         by_uplink.entry(&m.uplink).or_default().push(m);
@@ -258,12 +289,17 @@ fn table_with(t: &Topology, known: &dyn Fn(&str, &[Mac]) -> Vec<Mac>) -> Option<
             };
             let mine = own.get(u).cloned().unwrap_or_default();
             sets.push(mac_set(children_set(u), mine.clone()));
-            sets.push(mac_set(known_set(u), known(u, &mine)));
+            let (others, claims) = known(u, &mine);
+            sets.push(mac_set(known_set(u), others));
+            sets.extend(super::claims::sets(t, u, &claims));
             let unknown = drop(vec![
                 in_set(Field::EtherSaddr, children_set(u)),
                 in_set(Field::EtherSaddr, known_set(u)),
             ]);
-            let rules = std::iter::once(unknown)
+            let rules = super::claims::head()
+                .into_iter()
+                .chain(std::iter::once(unknown))
+                .chain(super::claims::rules(u, children_set(u)))
                 .chain(kids.into_iter().flat_map(child))
                 .collect();
             Some(Chain::new(u, Some(base), rules))
@@ -299,7 +335,10 @@ pub(crate) fn observe(
 /// uplink (a frame passes every table's chain): their sets of other MACs gain its children
 /// (never lose any: theirs is the next apply's of that topology).
 pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
-    let want = table_with(t, &|u, own| known(t, u, own, s));
+    let want = table_with(t, &|u, own| {
+        let seen = s.uplinks.get(u).cloned().unwrap_or_default();
+        (known(t, u, own, s), claims(t, u, &seen))
+    });
     super::side::diff(p, t, s, Family::Netdev, want, &s.netdev);
     let me = owner::table(&t.name);
     for (u, mine) in children(t) {
@@ -395,8 +434,9 @@ mod tests {
                 ),
             );
             let table = super::table(&t).expect("a table");
-            // The first rule is the uplink's (unknown MACs); the child's follow.
-            let rules = format!("{:?}", &table.chains[0].rules[1..]);
+            // The first 15 rules are the uplink's (claims::head, unknown MACs, claims::rules);
+            // the child's follow.
+            let rules = format!("{:?}", &table.chains[0].rules[15..]);
             assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
             assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
         }
@@ -441,6 +481,7 @@ mod tests {
                 mac: Some(up),
                 unicast: vec![foreign, spoof, mine[0], theirs[0]],
                 spoofed: vec![spoof],
+                ..Seen::default()
             },
         );
         let tb = table(&b).expect("b's table");
@@ -453,7 +494,8 @@ mod tests {
             comment: tb.comment.clone(),
             handle: 1,
         });
-        let want = table_with(&a, &|u, own| known(&a, u, own, &s)).expect("a's table");
+        let want = table_with(&a, &|u, own| (known(&a, u, own, &s), Default::default()))
+            .expect("a's table");
         assert_eq!(macs(&want, "children_up0"), mine);
         let mut k = macs(&want, "known_up0");
         k.sort();
