@@ -474,3 +474,51 @@ fn foreign_children_and_two_topologies_share_an_uplink() {
     }
     assert!(o.status.success(), "mw is untouched\n{}", show(&o));
 }
+
+/// A file whose child would take a MAC the uplink or a foreign child holds is refused before
+/// anything changes, naming the file, key and value; fixed, it applies and converges.
+#[test]
+fn a_mac_the_uplink_or_a_foreign_child_holds_is_refused_up_front() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    sb.ok("ip netns add fx
+           ip link add fx0 link up0 type macvlan mode bridge
+           ip link set fx0 netns fx
+           ip -n fx link set fx0 up");
+    let fx = sb.json("ip -n fx -j link show dev fx0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let uplink = sb.json("ip -j link show dev up0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let text = |mac: &str| {
+        format!(
+            "name = \"mm\"\n[namespaces.a]\nmacvlan = \"up0\"\naddress = \"192.0.2.21/24\"\n{mac}"
+        )
+    };
+    let state = || sb.ok("ip netns list; nft list ruleset; ip -d link show");
+    let before = state();
+    for (mac, who) in [
+        (&fx, "a child of up0 that nsfw does not own"),
+        (&uplink, "the uplink up0 itself"),
+    ] {
+        let f = sb.file("mm.toml", &text(&format!("mac = \"{mac}\"\n")));
+        let o = sb.nsfw(&["apply", &f]);
+        assert_eq!(o.status.code(), Some(1), "apply\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let named = format!("mm.toml: namespaces.a.mac = \"{mac}\"");
+        assert!(
+            err.contains(&named) && err.contains(who),
+            "{named}, {who}\n{err}"
+        );
+        assert_eq!(state(), before, "nothing changed");
+    }
+    let f = sb.file("mm.toml", &text(""));
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply once fixed\n{}", show(&o));
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "diff after\n{}", show(&d));
+    assert!(sb.pings("a", "192.0.2.1"), "a reaches the LAN");
+}

@@ -137,3 +137,20 @@ fn uplinks(
     }
     Ok(out)
 }
+
+/// The file's children whose MAC the uplink or a foreign child holds (`uplink::taken_macs`),
+/// told apart from this topology's own links (wherever they are) by their mark.
+pub(super) fn taken_macs(
+    t: &crate::topology::Topology,
+    o: &super::Observed,
+    file: &str,
+) -> Vec<String> {
+    let mark = crate::owner::mark(&t.name);
+    let ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
+        .chain(o.net.namespaces.values().map(|n| &n.node))
+        .flat_map(|n| &n.links)
+        .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
+        .filter_map(|l| l.mac)
+        .collect();
+    uplink::taken_macs(t, &o.nft, &ours, file)
+}

@@ -227,6 +227,46 @@ fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
         .collect()
 }
 
+/// The file's children (and shims) whose MAC another already holds on their uplink: the
+/// uplink itself, or a child nsfw's topology does not own (`ours`: the MACs its own links
+/// carry now). The kernel would refuse to bring such a child up half-way through the run, so
+/// each is a conflict, refused before anything changes.
+pub(crate) fn taken_macs(t: &Topology, s: &NftState, ours: &[Mac], file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &t.namespaces {
+        for m in &n.macvlans {
+            let Some(seen) = s.uplinks.get(&m.uplink) else {
+                continue;
+            };
+            // A passthru child carries the uplink's MAC, not its own.
+            let mut mine = Vec::new();
+            if m.mode != MacvlanMode::Passthru {
+                mine.push((format!("{}.mac", m.key), m.mac));
+            }
+            if m.host_shim {
+                let key = format!("{}.host_shim", m.key);
+                mine.push((key, shim(&t.name, &m.uplink).1));
+            }
+            for (key, mac) in mine {
+                let who = if seen.mac == Some(mac) {
+                    format!("the MAC of the uplink {} itself", m.uplink)
+                } else if seen.unicast.contains(&mac) && !ours.contains(&mac) {
+                    format!("the MAC of a child of {} that nsfw does not own", m.uplink)
+                } else {
+                    continue;
+                };
+                let line = format!(
+                    "{file}: {key} = \"{mac}\": the child's MAC (given or derived from the names) is {who}; the kernel refuses a child a MAC in use: give another `mac`"
+                );
+                if !out.contains(&line) {
+                    out.push(line);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The topology's netdev table as `nsfw show` prints it (nothing observed: the set of other
 /// MACs is empty until an apply fills it); None when it has no child of an uplink.
 pub(crate) fn table(t: &Topology) -> Option<Table> {
