@@ -214,9 +214,7 @@ fn children(t: &Topology) -> BTreeMap<&str, Vec<Mac>> {
 fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
     let seen = s.uplinks.get(u).cloned().unwrap_or_default();
     let me = owner::table(&t.name);
-    let others = s
-        .netdev
-        .iter()
+    let others = nsfw_tables(s)
         .filter(|(name, _)| **name != me)
         .flat_map(|(_, d)| macs_of(d, &children_set(u)));
     seen.mac
@@ -382,7 +380,7 @@ pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
     super::side::diff(p, t, s, Family::Netdev, want, &s.netdev);
     let me = owner::table(&t.name);
     for (u, mine) in children(t) {
-        for (name, d) in s.netdev.iter().filter(|(name, _)| **name != me) {
+        for (name, d) in nsfw_tables(s).filter(|(name, _)| **name != me) {
             let set = known_set(u);
             if d.set(&set).is_none() {
                 continue;
@@ -399,6 +397,19 @@ pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
     }
 }
 
+/// The `netdev nsfw_*` tables whose comment marks them a topology's (`nsfw:<name>`): the only
+/// ones whose sets are read as other topologies' children and edited as theirs. A table of
+/// that name made by hand is no one's to trust or change.
+fn nsfw_tables(s: &NftState) -> impl Iterator<Item = (&String, &Dumped)> {
+    s.netdev.iter().filter(|(name, _)| {
+        s.tables.iter().any(|t| {
+            t.family == Family::Netdev
+                && t.name == **name
+                && t.comment.as_deref().and_then(owner::topology_of).is_some()
+        })
+    })
+}
+
 /// Adds (`+`) or deletes (`-`) the elements of `set` in another topology's table `table`.
 fn elements(p: &mut NftPlan, mark: char, table: &str, set: Set) {
     if set.elements.is_empty() {
@@ -407,7 +418,10 @@ fn elements(p: &mut NftPlan, mark: char, table: &str, set: Set) {
     let shown: Vec<String> = set
         .elements
         .iter()
-        .map(|e| format!("{:?}", e.key))
+        .map(|e| match e.key.as_slice() {
+            [Value::Ether(m)] => Mac(*m).to_string(),
+            k => format!("{k:?}"),
+        })
         .collect();
     p.lines.push(NftLine {
         set: Some(set.name.clone()),
@@ -441,7 +455,7 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
             .and_then(|t| t.comment.as_deref())
     };
     let (going, staying): (Vec<_>, Vec<_>) =
-        s.netdev.iter().partition(|(name, _)| owned(comment(name)));
+        nsfw_tables(s).partition(|(name, _)| owned(comment(name)));
     for (name, d) in staying {
         for set in d.structure().set_names() {
             let Some(u) = set.strip_prefix("known_") else {
@@ -459,125 +473,5 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A passthru child carries the uplink's MAC, not its derived one: its rules judge every
-    /// frame on the uplink by address, whatever the MAC; a bridge-mode child's key on its MAC.
-    #[test]
-    fn a_passthru_child_is_judged_whatever_its_mac() {
-        for (mode, keyed) in [("passthru", false), ("bridge", true)] {
-            let t = crate::testdata::topology(
-                "pt",
-                &format!(
-                    "name = 'pt'\n[namespaces.p]\nmacvlan = 'up0'\nmode = '{mode}'\naddress = '192.0.2.31/24'\n"
-                ),
-            );
-            let table = super::table(&t).expect("a table");
-            // The first 15 rules are the uplink's (claims::head, unknown MACs, claims::rules);
-            // the child's follow.
-            let rules = format!("{:?}", &table.chains[0].rules[15..]);
-            assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
-            assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
-        }
-    }
-
-    fn mv(name: &str, ns: &str, addr: &str) -> crate::topology::Topology {
-        crate::testdata::topology(
-            name,
-            &format!("name = '{name}'\n[namespaces.{ns}]\nmacvlan = 'up0'\naddress = '{addr}'\n"),
-        )
-    }
-
-    fn macs(t: &nft::Table, set: &str) -> Vec<Mac> {
-        let s = t.sets.iter().find(|s| s.name == set).expect("the set");
-        s.elements
-            .iter()
-            .map(|e| match e.key.as_slice() {
-                [Value::Ether(m)] => Mac(*m),
-                k => panic!("not a MAC: {k:?}"),
-            })
-            .collect()
-    }
-
-    /// The MACs let out of an uplink: the uplink's, the foreign children's on its unicast
-    /// list, another topology's children (read from its table), never one of this topology's
-    /// children carries against the file; and the other topology's chain gains this one's
-    /// children, then loses them at this one's flush.
-    #[test]
-    fn known_macs_are_the_uplink_foreign_and_other_topologies_less_the_spoof() {
-        let (a, b) = (mv("a", "x", "192.0.2.31/24"), mv("b", "y", "192.0.2.32/24"));
-        let mine = children(&a)["up0"].clone();
-        let theirs = children(&b)["up0"].clone();
-        let (up, foreign, spoof) = (
-            Mac([2, 0, 0, 0, 0, 1]),
-            Mac([2, 0, 0, 0, 0, 2]),
-            Mac([2, 0, 0, 0, 0, 3]),
-        );
-        let mut s = NftState::default();
-        s.uplinks.insert(
-            "up0".into(),
-            Seen {
-                mac: Some(up),
-                unicast: vec![foreign, spoof, mine[0], theirs[0]],
-                spoofed: vec![spoof],
-                ..Seen::default()
-            },
-        );
-        let tb = table(&b).expect("b's table");
-        s.netdev
-            .insert(tb.name.clone(), Dumped::of(tb.clone()).expect("dumped"));
-        s.tables.push(nft::dump::TableInfo {
-            family: Family::Netdev,
-            name: tb.name.clone(),
-            dormant: false,
-            comment: tb.comment.clone(),
-            handle: 1,
-        });
-        let want = table_with(&a, &|u, own| (known(&a, u, own, &s), Default::default()))
-            .expect("a's table");
-        assert_eq!(macs(&want, "children_up0"), mine);
-        let mut k = macs(&want, "known_up0");
-        k.sort();
-        let mut expect = vec![up, foreign, theirs[0]];
-        expect.sort();
-        assert_eq!(
-            k, expect,
-            "the spoof and a's own child are not among the others"
-        );
-        let mut p = NftPlan::default();
-        diff(&mut p, &a, &s);
-        let added = p.ops.iter().any(|o| {
-            matches!(o, nft::batch::Op::AddElements { table, set, .. }
-            if *table == tb.name && set.elements == mac_set(String::new(), mine.clone()).elements)
-        });
-        assert!(added, "b's chain lets a's child out: {:?}", p.ops);
-        // a's table as applied, and b's chain with a's child: a's flush takes it back.
-        let wa = Dumped::of(want.clone()).expect("dumped");
-        s.netdev.insert(want.name.clone(), wa);
-        s.tables.push(nft::dump::TableInfo {
-            name: want.name.clone(),
-            comment: want.comment.clone(),
-            ..s.tables[0].clone()
-        });
-        let mut tb2 = tb;
-        tb2.sets
-            .iter_mut()
-            .filter(|x| x.name == "known_up0")
-            .for_each(|x| {
-                x.elements = mac_set(String::new(), mine.clone()).elements;
-            });
-        s.netdev
-            .insert(tb2.name.clone(), Dumped::of(tb2.clone()).expect("dumped"));
-        let mut p = NftPlan::default();
-        flush(&mut p, &s, &|c| c == want.comment.as_deref());
-        let deleted = p.ops.iter().any(
-            |o| matches!(o, nft::batch::Op::DeleteElements { table, .. } if *table == tb2.name),
-        );
-        assert!(
-            deleted,
-            "a's flush takes its child out of b's set: {:?}",
-            p.ops
-        );
-    }
-}
+#[path = "uplink_tests.rs"]
+mod tests;
