@@ -19,7 +19,10 @@
 //! }
 //! ```
 //!
-//! A child that takes a new MAC is judged by the first rule: only the MACs the file gives,
+//! (Before those, `claims`' rules: frames are judged by their ethertype, and what each
+//! allowed MAC may claim is bounded; `nsfw show` gives the whole chain.)
+//!
+//! A child that takes a new MAC is judged by the allow-list rule: only the MACs the file gives,
 //! the uplink's own, and the other children the uplink held at apply time (its unicast list,
 //! other topologies' tables) leave; see [`table_with`]. What it does not see: frames between
 //! two children in bridge mode (the driver hands them over inside the host; `mode =
