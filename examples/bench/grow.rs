@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::run::{Res, median, nsfw_bin, timed};
+use crate::run::{Res, median, nsfw_bin, timed, timed_stderr};
 
 /// How many times each one-namespace change is repeated inside a trial (the median is kept).
 const REPEAT: usize = 5;
@@ -98,11 +98,85 @@ pub fn grow(n: usize, dir: &Path) -> Res<()> {
     {
         out(label, median(v), peak);
     }
+    beside_watch(n, dir, &nsfw)?;
     let mut cni = Vec::new();
     for k in 0..REPEAT {
         cni.push(cni_add(dir, k)?);
     }
     out("grow_cni", median(cni), 0);
+    Ok(())
+}
+
+/// Waits until the watch of `f` vouches for at least `n` namespaces (its check after the
+/// last change done), at most 30 s.
+fn settled(nsfw: &Path, f: &Path, n: usize) -> Res<()> {
+    // Past watch's debounce (200 ms): its check of the last change has begun or is done.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let t = Instant::now();
+    while t.elapsed().as_secs() < 30 {
+        let (_, _, err) = timed_stderr(
+            Command::new(nsfw)
+                .env("NSFW_TIMING", "1")
+                .arg("diff")
+                .arg(f),
+        )?;
+        let k = err
+            .lines()
+            .find_map(|l| l.strip_prefix("memory: "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|k| k.parse::<usize>().ok());
+        if k.is_some_and(|k| k >= n) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(format!("watch never vouched for {n} namespaces").into())
+}
+
+/// The same changes with `nsfw watch` running beside (its memory served to apply and diff),
+/// settled before each timed run. The file is edited in place, as a user would: watch follows
+/// it.
+fn beside_watch(n: usize, dir: &Path, nsfw: &Path) -> Res<()> {
+    let f = dir.join("w.toml");
+    let (a, b) = (topology(n, false), topology(n, true));
+    std::fs::write(&f, &a)?;
+    timed(Command::new(nsfw).arg("apply").arg(&f))?;
+    let mut w = Command::new(nsfw)
+        .arg("watch")
+        .arg(&f)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut s: [Vec<f64>; 4] = Default::default();
+    let mut run = || -> Res<()> {
+        for _ in 0..REPEAT {
+            for (i, (cmd, text)) in [("apply", &a), ("diff", &a), ("apply", &b), ("apply", &a)]
+                .into_iter()
+                .enumerate()
+            {
+                std::fs::write(&f, text)?;
+                settled(nsfw, &f, n)?;
+                let (ms, _) = timed(Command::new(nsfw).arg(cmd).arg(&f))?;
+                s[i].push(ms);
+            }
+        }
+        Ok(())
+    };
+    let r = run();
+    let _ = w.kill();
+    let _ = w.wait();
+    r?;
+    for (label, v) in [
+        "grow_watch_noop",
+        "grow_watch_diff",
+        "grow_watch_add",
+        "grow_watch_remove",
+    ]
+    .into_iter()
+    .zip(s)
+    {
+        out(label, median(v), 0);
+    }
     Ok(())
 }
 

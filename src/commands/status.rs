@@ -31,6 +31,7 @@ fn gather(t: Option<&crate::topology::Topology>, cmd: &str, conntrack: bool) -> 
             deep: &deep,
             ns_sysctls: &none,
             host_sysctls: Vec::new(),
+            known: None,
         };
         let o = plumbing::observe(&q)?;
         let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);

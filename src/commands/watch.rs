@@ -38,7 +38,11 @@ pub fn watch(
     let opts = Options {
         max_repairs: max_repairs.max(1),
         pause: Duration::from_secs(pause.max(1)),
-        ..Options::default()
+        // NSFW_WATCH_DEBOUNCE_MS: how long a burst may last (docs/watch.md).
+        debounce: std::env::var("NSFW_WATCH_DEBOUNCE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Options::default().debounce, Duration::from_millis),
     };
     watch::run(&path, opts, listener).map_err(|e| report(&e))?;
     Ok(OK)

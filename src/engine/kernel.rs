@@ -16,9 +16,8 @@ use crate::firewall::{self, NftState, conntrack::Forget};
 use crate::plan::{self, Plan, Step};
 use crate::plumbing::{self, Query};
 
-/// Interface indexes inside the namespaces, by (namespace, interface): where the executor
-/// starts from.
-pub(super) type Hints = BTreeMap<(String, String), u32>;
+/// Link indexes, the host's and inside the namespaces: where the executor starts from.
+pub(super) use crate::plan::Hints;
 
 /// The kernel as the engine sees it.
 pub(super) trait Kernel {
@@ -26,14 +25,21 @@ pub(super) trait Kernel {
     /// nftables (with the listening sockets when `listeners`), read at once.
     fn observe(&mut self, q: &Query, listeners: bool) -> Result<(plumbing::Observed, NftState)>;
 
+    /// What topology `topology`'s `nsfw watch` vouches for, if one answers.
+    fn memory(&mut self, _topology: &str) -> Option<plumbing::memory::Known> {
+        None
+    }
+
     /// The plumbing alone.
     fn observe_net(&mut self, q: &Query) -> Result<plumbing::Observed>;
 
-    /// The plumbing, entering only the namespaces in `only` (a kernel may read more).
+    /// The plumbing, entering only the namespaces in `only` and reading the host's links as
+    /// `host` says (a kernel may read more).
     fn observe_some(
         &mut self,
         q: &Query,
         _only: &std::collections::BTreeSet<String>,
+        _host: &plumbing::HostLinks,
     ) -> Result<plumbing::Observed> {
         self.observe_net(q)
     }
@@ -143,6 +149,10 @@ impl Kernel for Real<'_> {
         observe_plumbing(q)
     }
 
+    fn memory(&mut self, topology: &str) -> Option<plumbing::memory::Known> {
+        plumbing::memory::ask(topology)
+    }
+
     fn unicast(&mut self, indexes: &[u32]) -> Result<BTreeMap<u32, Vec<crate::topology::Mac>>> {
         let mut c = plumbing::rtnl::Conn::open("host")?;
         plumbing::fdb::unicast(&mut c, indexes)
@@ -152,9 +162,10 @@ impl Kernel for Real<'_> {
         &mut self,
         q: &Query,
         only: &std::collections::BTreeSet<String>,
+        host: &plumbing::HostLinks,
     ) -> Result<plumbing::Observed> {
         let t0 = std::time::Instant::now();
-        let o = plumbing::observe_some(q, Some(only))?;
+        let o = plumbing::observe_some(q, Some(only), host)?;
         crate::detail!(
             "timing: observed the links of {} namespace(s) after {:?}",
             only.len(),

@@ -5,10 +5,13 @@
 #[cfg(test)]
 mod fake;
 mod kernel;
+#[cfg(test)]
+mod memory_tests;
 mod recheck;
 #[cfg(test)]
 mod scale_tests;
 mod side;
+mod target;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -20,54 +23,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use anyhow::{Result, bail};
 
 use crate::adopt;
-use crate::compile::compile;
 use crate::firewall;
 use crate::plan::{self, Owner, Plan, Step};
 use crate::plumbing::{self, Query};
-use crate::resources::Desired;
 use crate::state::{Lock, Record};
-use crate::topology::Topology;
 use kernel::{Kernel, Real, forget, remove_legacy};
 use nft::socket::NftSocket;
-
-/// What one topology (or a flush) wants, and whose objects it may touch.
-pub(crate) struct Target<'a> {
-    pub desired: Desired,
-    pub who: Owner<'a>,
-    /// The topology, for the firewall (None: a flush).
-    pub topology: Option<&'a Topology>,
-    /// `--adopt`: take over what the file describes but nobody marked (see `adopt`).
-    pub adopt: bool,
-}
-
-impl<'a> Target<'a> {
-    pub(crate) fn apply(t: &'a Topology) -> Target<'a> {
-        Target {
-            desired: compile(t),
-            who: Owner::Topology(&t.name),
-            topology: Some(t),
-            adopt: false,
-        }
-    }
-
-    /// Nothing wanted: everything `who` owns goes.
-    pub(crate) fn flush(who: Owner<'a>) -> Target<'a> {
-        let name = match who {
-            Owner::Topology(n) => n.to_string(),
-            Owner::All => String::new(),
-        };
-        Target {
-            desired: Desired {
-                mark: crate::owner::mark(&name),
-                topology: name,
-                ..Default::default()
-            },
-            who,
-            topology: None,
-            adopt: false,
-        }
-    }
-}
+pub(crate) use target::{Memory, Target};
 
 /// What the kernel holds of everything nsfw manages: the plumbing (links, addresses, routes,
 /// sysctls, files) and nftables.
@@ -90,7 +52,16 @@ pub(crate) fn observe(tg: &Target, rec: &Record, nft: &mut NftSocket) -> Result<
 
 fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed> {
     let listeners = tg.topology.is_some_and(firewall::publish::any);
-    let (mut net, mut nft) = with_query(tg, rec, &mut |q| k.observe(q, listeners))?;
+    let asked;
+    let known = match (&tg.memory, tg.topology) {
+        (Memory::Ask, Some(t)) => {
+            asked = k.memory(&t.name);
+            asked.as_ref()
+        }
+        (Memory::Given(m), _) => Some(m),
+        _ => None,
+    };
+    let (mut net, mut nft) = remembering(tg, rec, known, &mut |q| k.observe(q, listeners))?;
     side::observe(k, tg, &net, &mut nft)?;
     // A table whose `bridges` set names bridges counts only through them (links, looked for
     // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
@@ -139,6 +110,16 @@ fn observe_plumbing(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<plu
 /// the record names are read whole, with their sysctls; the host's sysctls the file or the
 /// record names.
 fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T {
+    remembering(tg, rec, None, f)
+}
+
+/// [`with_query`], taking the namespaces `known` vouches for instead of reading them.
+fn remembering<T>(
+    tg: &Target,
+    rec: &Record,
+    known: Option<&plumbing::memory::Known>,
+    f: &mut dyn FnMut(&Query) -> T,
+) -> T {
     let d = &tg.desired;
     let leftovers = rec.pending_of(&|t| tg.who.owns_topology(t));
     let deep = |name: &str, _owner: Option<&str>| {
@@ -158,6 +139,7 @@ fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T
         deep: &deep,
         ns_sysctls: &ns_sysctls,
         host_sysctls,
+        known,
     })
 }
 
@@ -245,7 +227,7 @@ fn plan_adopting(
     let Some(t) = tg.topology else {
         let mut o = o.clone();
         for (t, a) in adopt::find_for_flush(&o, rec, tg.who) {
-            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t);
+            o = adopt::as_marked(&o, &a, &crate::owner::mark(&t), &t).into_owned();
         }
         let mut p = plan::plan(&tg.desired, &o, rec, tg.who);
         adopt::finish_flush(&mut p, tg.who);
@@ -335,7 +317,7 @@ fn carry_out_in(
     k.execute(
         &p.steps,
         &tg.desired.mark,
-        &o.net.ns_indexes(),
+        &plan::Hints::of(&o.net),
         &mut |s: &Step| done(s.to_string()),
         &mut |k: &mut dyn Kernel| {
             if apply && !p.nft.ops.is_empty() {
@@ -468,7 +450,7 @@ fn converge_in(
         k.execute(
             &left.steps,
             &tg.desired.mark,
-            &net.ns_indexes(),
+            &plan::Hints::of(&net),
             &mut |s: &Step| done(s.to_string()),
             &mut |_: &mut dyn Kernel| crate::signals::check(),
         )?;

@@ -65,6 +65,7 @@ fn observe_all() -> Result<plumbing::Observed> {
         deep: &deep,
         ns_sysctls: &none,
         host_sysctls: vec![crate::compile::IP_FORWARD.to_string()],
+        known: None,
     })
 }
 

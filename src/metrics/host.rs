@@ -327,6 +327,7 @@ pub(crate) fn read() -> anyhow::Result<(Vec<Topology>, Option<Vec<CtEntry>>)> {
         deep: &deep,
         ns_sysctls: &none,
         host_sysctls: Vec::new(),
+        known: None,
     };
     let o = crate::plumbing::observe(&q)?;
     let ts = status::gather(&o, &crate::firewall::observe(&mut nft)?);

@@ -6,18 +6,21 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use super::run::{Errors, Tally, call_each, indexes, pick, run_steps, send};
+use super::hostix::HostIx;
+use super::run::{Errors, Tally, call_each, pick, run_steps, send};
 use crate::kinds::{At, Indexes, Step};
-use crate::plumbing::{Conn, netns};
+use crate::plumbing::{Conn, Link, netns};
 
+/// Returns the host ends of the veth pairs made (their IFLA_LINK is the peer's index).
 pub(super) fn host_build(
     host: &mut Conn,
+    hix: &mut HostIx,
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
-) {
+) -> Vec<Link> {
     let t = Instant::now();
     // Links that stand alone on the host (VXLAN links join their bridge as links set).
     let bridges = pick(these, |s| {
@@ -25,10 +28,16 @@ pub(super) fn host_build(
     });
     send(host, &bridges, &At::new(mark, &Indexes::new()), ok, errs);
     tally.add("create bridge", bridges.len(), t);
-    let ix = match indexes(host) {
-        Ok(ix) => ix,
-        Err(e) => return errs.add(e),
-    };
+    let made = bridges.iter().filter_map(|s| match s {
+        Step::CreateBridge(b) => Some(b.name.as_str()),
+        Step::CreateVxlan(v) => Some(v.name.as_str()),
+        _ => None,
+    });
+    if let Err(e) = hix.learn(host, made) {
+        errs.add(e);
+        return Vec::new();
+    }
+    let ix = hix.get().clone();
     let t = Instant::now();
     // Links set, and links made here on one that exists (a macvlan shim on its uplink).
     let links = pick(these, |s| {
@@ -36,11 +45,31 @@ pub(super) fn host_build(
     });
     send(host, &links, &At::new(mark, &ix), ok, errs);
     tally.add("set link", links.len(), t);
-    let made_here = links.iter().any(|s| matches!(s, Step::CreateMacvlan(_)));
+    // A macvlan shim made on the host, by name.
+    let shims = links.iter().filter_map(|s| match s {
+        Step::CreateMacvlan(m) if m.place.ns().is_none() => Some(m.name.as_str()),
+        _ => None,
+    });
+    if let Err(e) = hix.learn(host, shims) {
+        errs.add(e);
+        return Vec::new();
+    }
     // VXLAN peers, by the index of their link (made above).
     let peers = pick(these, |s| matches!(s, Step::AddFdb(_)));
     send(host, &peers, &At::new(mark, &ix), ok, errs);
-    let made = born_in_namespaces(host, mark, these, &ix, ok, errs, tally) || made_here;
+    born_in_namespaces(host, mark, these, &ix, ok, errs, tally);
+    // The host ends of the pairs made, by name.
+    let ends = these.iter().filter_map(|s| match s {
+        Step::CreateVeth(v) => Some(v.host.as_str()),
+        _ => None,
+    });
+    let ends = match hix.learn(host, ends) {
+        Ok(l) => l,
+        Err(e) => {
+            errs.add(e);
+            return Vec::new();
+        }
+    };
     let t = Instant::now();
     let sysctl = |s: &Step| match s {
         Step::SetSysctl(k) => Some(k.apply()),
@@ -48,16 +77,13 @@ pub(super) fn host_build(
     };
     let n = call_each(these, sysctl, ok, errs);
     tally.add("set sysctl", n, t);
-    let ix = if made { indexes(host) } else { Ok(ix) };
-    match ix {
-        Ok(ix) => host_addr_routes(host, mark, these, &ix, ok, errs, tally),
-        Err(e) => errs.add(e),
-    }
+    host_addr_routes(host, mark, these, hix.get(), ok, errs, tally);
+    ends
 }
 
 /// Links made from the host and born in a namespace (veth pairs, their peers inside), that
 /// namespace opened for the request: a few hundred namespace handles open at a time at most,
-/// and never more than half of what the file limit leaves. Whether any was made.
+/// and never more than half of what the file limit leaves.
 fn born_in_namespaces(
     host: &mut Conn,
     mark: &str,
@@ -66,7 +92,7 @@ fn born_in_namespaces(
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
-) -> bool {
+) {
     let t = Instant::now();
     let born = pick(these, |s| s.born_in().is_some());
     for chunk in born.chunks(fd_budget()) {
@@ -93,7 +119,6 @@ fn born_in_namespaces(
         drop(fds);
     }
     tally.add("create veth", born.len(), t);
-    !born.is_empty()
 }
 
 /// How many namespace handles may be open at once: half the open-file limit (less what the

@@ -2,7 +2,7 @@
 //! touch, what an interrupted run left) and what it collects (the plan, what this run makes):
 //! shared by the per-resource diffs (`diff`, `links`, `node`, `host`, `ports`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Plan;
 use crate::kinds::Step;
@@ -24,6 +24,10 @@ pub(super) struct Cx<'a> {
     pub new_pairs: BTreeSet<(String, String)>,
     /// Host links made (or made again) in this run, with the MAC they are made with.
     pub new_links: BTreeMap<String, String>,
+    /// The host's links by name and by index: looked up once per link the file names, which
+    /// at 1,000 namespaces made a scan of the host's 1,000 links each the plan's largest cost.
+    host_by_name: HashMap<&'a str, &'a Link>,
+    host_by_index: HashMap<u32, &'a Link>,
 }
 
 impl<'a> Cx<'a> {
@@ -37,7 +41,19 @@ impl<'a> Cx<'a> {
             new_ns: BTreeSet::new(),
             new_pairs: BTreeSet::new(),
             new_links: BTreeMap::new(),
+            host_by_name: o.host.links.iter().map(|l| (l.name.as_str(), l)).collect(),
+            host_by_index: o.host.links.iter().map(|l| (l.index, l)).collect(),
         }
+    }
+
+    /// The host's link `name` (as `NodeObs::link`, without the scan).
+    pub(super) fn host_link(&self, name: &str) -> Option<&'a Link> {
+        self.host_by_name.get(name).copied()
+    }
+
+    /// The name of the host's link with `index` (as `NodeObs::name_of`, without the scan).
+    pub(super) fn host_name_of(&self, index: u32) -> Option<&'a str> {
+        self.host_by_index.get(&index).map(|l| l.name.as_str())
     }
 
     pub(super) fn file(&self) -> &str {

@@ -5,16 +5,17 @@
 //! errors ends the run (the next apply plans from what is there). Each step becomes requests
 //! as its kind says (`kinds`); the executor decides only when and over which connection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::build::{host_addr_routes, host_build};
+use super::hostix::HostIx;
 use super::inside::{forget, ns_config, visit_each};
-use super::run::{Errors, Hints, Tally, call_each, indexes, pick, send};
+use super::run::{Errors, Hints, Tally, call_each, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
-use crate::plumbing::{Conn, Req, msgs, netns, observe};
+use crate::plumbing::{Conn, Link, Req, msgs, netns, nsid, observe};
 
 /// What a run got done: the steps made, in plan order.
 #[derive(Debug, Default)]
@@ -31,6 +32,7 @@ pub(crate) fn execute(
     after_teardown: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Executed> {
     let mut hints = hints.clone();
+    let mut hix = HostIx::new(std::mem::take(&mut hints.host));
     let mut tally = Tally::default();
     let mut ex = Executed::default();
     let mut host = Conn::open("host")?;
@@ -46,7 +48,7 @@ pub(crate) fn execute(
         if stage == Stage::Namespaces {
             after_teardown()?;
         }
-        let these: Vec<&Step> = steps.iter().filter(|s| s.stage() == stage).collect();
+        let these: Vec<&Step> = steps.iter().filter(|s| stage_of(s) == stage).collect();
         if these.is_empty() {
             continue;
         }
@@ -56,14 +58,17 @@ pub(crate) fn execute(
         let ticker = crate::output::Ticker::start(stage.doing(), these.len());
         let (o, e, t) = (&mut ok, &mut errs, &mut tally);
         match stage {
-            Stage::Teardown => teardown(&mut host, mark, &these, o, e, t),
+            Stage::Teardown => teardown(&mut host, &mut hix, mark, &these, o, e, t),
             Stage::Namespaces => namespaces(mark, &these, o, e, t),
             Stage::HostBuild => {
-                host_build(&mut host, mark, &these, o, e, t);
-                learn_peers(&mut host, &these, &mut hints, e);
+                if let Err(x) = await_names(&mut host, &these) {
+                    e.add(x);
+                }
+                let ends = host_build(&mut host, &mut hix, mark, &these, o, e, t);
+                learn_peers(&these, &ends, &mut hints);
             }
             Stage::NsConfig => ns_config(mark, steps, &these, &hints, o, e, t),
-            Stage::HostFinish => host_finish(&mut host, mark, &these, o, e, t),
+            Stage::HostFinish => host_finish(&mut host, hix.get(), mark, &these, o, e, t),
         }
         if errs.0.is_empty() {
             // Steps done without a count of their own (sysctls, files) are done too.
@@ -84,25 +89,29 @@ pub(crate) fn execute(
     result.map(|()| ex)
 }
 
-/// The namespace-side indexes of the pairs made in this run, from their host ends (and those
-/// of macvlan children made in this run forgotten).
-fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut Errors) {
+/// The stage a step is carried out in: its kind's, but a host sysctl put back to its value
+/// from before nsfw goes first, with the teardown. Nothing left needs the value nsfw set, and
+/// written after namespaces are deleted it would wait for the kernel to tear them down
+/// (forwarding's handler takes the RTNL lock, which cleanup_net holds while it frees them).
+fn stage_of(s: &Step) -> Stage {
+    match s {
+        Step::SetSysctl(k) if k.restore && s.inside().is_none() => Stage::Teardown,
+        _ => s.stage(),
+    }
+}
+
+/// The namespace-side indexes of the pairs made in this run, from their host ends `ends`
+/// (and those of macvlan children made in this run forgotten).
+fn learn_peers(these: &[&Step], ends: &[Link], hints: &mut Hints) {
     // A macvlan child's index inside is not told by the host: its visit dumps it.
     for s in these {
         if let Step::CreateMacvlan(m) = s
             && let Some(ns) = m.place.ns()
         {
-            hints.remove(&(ns.to_string(), m.name.clone()));
+            hints.ns.remove(&(ns.to_string(), m.name.clone()));
         }
     }
-    if !these.iter().any(|s| matches!(s, Step::CreateVeth(_))) {
-        return;
-    }
-    let links = match observe::links(host) {
-        Ok(l) => l,
-        Err(e) => return errs.add(e),
-    };
-    let peer: BTreeMap<&str, u32> = links
+    let peer: BTreeMap<&str, u32> = ends
         .iter()
         .filter_map(|l| l.peer_index.map(|p| (l.name.as_str(), p)))
         .collect();
@@ -110,7 +119,7 @@ fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut E
         if let Step::CreateVeth(v) = s
             && let Some(p) = peer.get(v.host.as_str())
         {
-            hints.insert((v.ns.clone(), v.peer.clone()), *p);
+            hints.ns.insert((v.ns.clone(), v.peer.clone()), *p);
         }
     }
 }
@@ -119,12 +128,20 @@ fn learn_peers(host: &mut Conn, these: &[&Step], hints: &mut Hints, errs: &mut E
 /// deleted, resolv.conf files removed.
 fn teardown(
     host: &mut Conn,
+    hix: &mut HostIx,
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
 ) {
+    let t = Instant::now();
+    let restore = |s: &Step| match s {
+        Step::SetSysctl(k) => Some(k.apply()),
+        _ => None,
+    };
+    let n = call_each(these, restore, ok, errs);
+    tally.add("set sysctl", n, t);
     let none = Indexes::new();
     let at = At::new(mark, &none);
     let t = Instant::now();
@@ -136,6 +153,10 @@ fn teardown(
     });
     send(host, &on_host, &at, ok, errs);
     tally.add("delete link", on_host.len(), t);
+    hix.forget(on_host.iter().filter_map(|s| match s {
+        Step::DeleteLink(d) => Some(d.name.as_str()),
+        _ => None,
+    }));
     let t = Instant::now();
     let inside = pick(these, |s| {
         matches!(s, Step::DeleteLink(_)) && s.inside().is_some()
@@ -146,7 +167,13 @@ fn teardown(
         (ok, errs.0)
     });
     tally.add("delete link in namespace", inside.len(), t);
-    delete_namespaces(host, these, ok, errs, tally);
+    // A veth deleted from inside takes its host end, which the step does not name.
+    if !inside.is_empty()
+        && let Err(e) = hix.reload(host)
+    {
+        errs.add(e);
+    }
+    delete_namespaces(host, hix, these, ok, errs, tally);
     let remove = |s: &Step| match s {
         Step::RemoveResolv(r) => Some(r.apply()),
         _ => None,
@@ -154,18 +181,21 @@ fn teardown(
     call_each(these, remove, ok, errs);
 }
 
-/// Namespaces deleted, then the host ends of their pairs waited for: when flush (or an apply
-/// that prunes) returns, the host is as it will stay, with no veth the kernel is still freeing
-/// left for `ip link` or a `diff` right after to see, nor for `watch` to take for drift.
+/// Namespaces deleted. Their veth pairs go with them, in the kernel's own time, and nothing
+/// waits for that (`ip netns del` does not either): until they go, every observation counts
+/// their host ends as gone (`plumbing::nsid`), and a run that makes a link of the same name
+/// waits for just that one (`await_names`). Those of a namespace something else keeps alive
+/// after its name goes (a process in it, a socket opened in it) are deleted at once.
 fn delete_namespaces(
     host: &mut Conn,
+    hix: &mut HostIx,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let (mut takes, mut held): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut takes: Vec<&str> = Vec::new();
     let mut n = 0;
     let names: Vec<&str> = these
         .iter()
@@ -174,15 +204,15 @@ fn delete_namespaces(
             _ => None,
         })
         .collect();
-    // A process still in a namespace keeps it, and its veth pairs, alive after its name goes:
-    // their links are removed at once rather than waited for.
+    // A process still in a namespace keeps it alive after its name goes: said, as it may
+    // surprise (a socket keeps it too, silently: see `remove_now`).
     let holding = netns::holders(&names);
     for s in these {
         if let Step::DeleteNamespace(d) = s {
             n += 1;
             let holders = holding.get(&d.name);
             match netns::delete(&d.name) {
-                Ok(()) if holders.is_none() => takes.extend(d.takes.iter().map(String::as_str)),
+                Ok(()) if holders.is_none() => {}
                 Ok(()) => {
                     let who: Vec<String> = holders
                         .into_iter()
@@ -194,53 +224,73 @@ fn delete_namespaces(
                         d.name,
                         who.join(", ")
                     );
-                    held.extend(d.takes.iter().map(String::as_str));
                 }
                 Err(e) => {
                     errs.add(e);
                     continue;
                 }
             }
+            takes.extend(d.takes.iter().map(String::as_str));
             ok.push((*s).clone());
         }
     }
-    if let Err(e) = remove_now(host, &held).and_then(|()| await_gone(host, &takes)) {
+    if let Err(e) = remove_now(host, &takes) {
         errs.add(e);
     }
+    hix.forget(takes.iter().copied());
     tally.add("delete namespace", n, t);
 }
 
-/// Deletes the host links `names` that are still there.
+/// Deletes the host links `names` that are still there and not going with their namespace:
+/// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`).
 fn remove_now(host: &mut Conn, names: &[&str]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let ix = indexes(host)?;
-    let reqs: Vec<Req> = names
+    let names: BTreeSet<&str> = names.iter().copied().collect();
+    let links = observe::links(host)?;
+    let dying = nsid::dying(host, &links);
+    let reqs: Vec<Req> = links
         .iter()
-        .filter_map(|n| ix.get(*n).map(|i| msgs::del_link(n, *i)))
+        .filter(|l| names.contains(l.name.as_str()) && !dying.contains(&l.index))
+        .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
         .collect();
     host.run_all(&reqs)
 }
 
-/// Waits until the host links `names` are gone (the kernel tears a deleted namespace's veth
-/// pairs down asynchronously, in one batch); deletes any still there after 5 s.
-fn await_gone(host: &mut Conn, names: &[&str]) -> Result<()> {
-    if names.is_empty() {
+/// Waits until no host link the kernel is taking away with its namespace holds a name this
+/// stage makes (an apply right after a flush; a namespace deleted and made again in one run).
+/// Bounded: those still there after 5 s (a teardown queued behind thousands of others) are
+/// deleted, as the kernel is about to. A live link in the way is left for its create to fail.
+fn await_names(host: &mut Conn, these: &[&Step]) -> Result<()> {
+    let made: BTreeSet<&str> = these
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateVeth(v) => Some(v.host.as_str()),
+            Step::CreateBridge(b) => Some(b.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if made.is_empty() {
         return Ok(());
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ix = indexes(host)?;
-        let left: Vec<(&str, u32)> = names
+        let links = observe::links(host)?;
+        let dying = nsid::dying(host, &links);
+        let left: Vec<(&str, u32)> = links
             .iter()
-            .filter_map(|n| ix.get(*n).map(|i| (*n, *i)))
+            .filter(|l| dying.contains(&l.index))
+            .filter_map(|l| made.get(l.name.as_str()).map(|n| (*n, l.index)))
             .collect();
         if left.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            let reqs: Vec<Req> = left.iter().map(|(n, i)| msgs::del_link(n, *i)).collect();
+            let reqs: Vec<Req> = left
+                .iter()
+                .map(|(n, i)| msgs::del_link(n, *i).ok_if(&[libc::ENODEV]))
+                .collect();
             return host.run_all(&reqs);
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -291,19 +341,15 @@ fn namespaces(
 /// The host's addresses that go and its routes, neighbours forgotten, resolv.conf files.
 fn host_finish(
     host: &mut Conn,
+    ix: &Indexes,
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
     errs: &mut Errors,
     tally: &mut Tally,
 ) {
-    match indexes(host) {
-        Ok(ix) => {
-            host_addr_routes(host, mark, these, &ix, ok, errs, tally);
-            forget(host, these, &ix, ok, errs);
-        }
-        Err(e) => errs.add(e),
-    }
+    host_addr_routes(host, mark, these, ix, ok, errs, tally);
+    forget(host, these, ix, ok, errs);
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),

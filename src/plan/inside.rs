@@ -81,6 +81,7 @@ fn addresses(
         return;
     }
     let known: Indexes = hints
+        .ns
         .range((ns.to_string(), String::new())..)
         .take_while(|((n, _), _)| n == ns)
         .map(|((_, l), i)| (l.clone(), *i))

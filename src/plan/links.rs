@@ -67,7 +67,7 @@ impl<'a> Cx<'a> {
         spec: &LinkSpec,
         deletes: &mut Deletes<'a>,
     ) -> Option<Option<&'a Link>> {
-        let have = self.o.host.link(&spec.name);
+        let have = self.host_link(&spec.name);
         let ours = have.filter(|l| l.alias.as_deref() == Some(self.d.mark.as_str()));
         if let Some(l) = have
             && ours.is_none()
@@ -161,7 +161,7 @@ impl<'a> Cx<'a> {
                 let bridge = spec.master.as_deref().unwrap_or_default();
                 let seen = Seen {
                     link: h,
-                    master: h.master.and_then(|i| self.o.host.name_of(i)),
+                    master: h.master.and_then(|i| self.host_name_of(i)),
                     master_new: self.new_links.contains_key(bridge),
                 };
                 self.set_link(Place::Host, &spec.name, veth::host_end_attrs(spec, &seen));
@@ -179,13 +179,13 @@ impl<'a> Cx<'a> {
         uplink: &str,
         deletes: &mut Deletes<'a>,
     ) {
-        let Some(ix) = self.o.host.link(uplink).map(|l| l.index) else {
+        let Some(ix) = self.host_link(uplink).map(|l| l.index) else {
             return; // the children's conflict names the missing uplink
         };
         if let Some(l) = ours {
             match macvlan::mismatch(spec, l, Some(ix)) {
                 None => {
-                    let up = self.o.host.link(uplink).map(|u| u.mtu);
+                    let up = self.host_link(uplink).map(|u| u.mtu);
                     return self.set_link(Place::Host, &spec.name, macvlan::attrs(spec, l, up));
                 }
                 Some(why) => deletes.push((l, why)),
@@ -212,7 +212,7 @@ impl<'a> Cx<'a> {
                 if self.o.unreachable.contains_key(ns) && !new_ns {
                     continue; // a conflict, reported
                 }
-                let Some(up) = self.o.host.link(uplink) else {
+                let Some(up) = self.host_link(uplink) else {
                     self.conflict(format!(
                         "{}: {}: the host has no interface {uplink} to be the uplink of namespace {ns}'s {}",
                         self.file(),
@@ -352,7 +352,7 @@ pub(super) fn ns_links(
         let attrs = match spec.kind {
             LinkKind::Peer { .. } => veth::peer_attrs(spec, l),
             LinkKind::Macvlan { ref uplink, .. } => {
-                macvlan::attrs(spec, l, cx.o.host.link(uplink).map(|u| u.mtu))
+                macvlan::attrs(spec, l, cx.host_link(uplink).map(|u| u.mtu))
             }
             LinkKind::Bridge
             | LinkKind::Veth { .. }

@@ -11,6 +11,7 @@ mod execute;
 mod host;
 #[cfg(test)]
 mod host_tests;
+mod hostix;
 mod inside;
 mod links;
 mod neighbours;
@@ -34,6 +35,7 @@ pub(crate) use crate::owner::Owner;
 pub(crate) use diff::plan;
 pub(crate) use execute::execute;
 pub(crate) use ports::with_lan;
+pub(crate) use run::Hints;
 
 use crate::firewall::NftPlan;
 use crate::state::{Pending, Record};

@@ -63,7 +63,7 @@ impl Cx<'_> {
                 _ => false,
             });
             let bridge_there =
-                !self.new_links.contains_key(*bridge) && self.o.host.link(bridge).is_some();
+                !self.new_links.contains_key(*bridge) && self.host_link(bridge).is_some();
             if !touched && arrived.is_empty() {
                 continue;
             }

@@ -273,7 +273,7 @@ impl<'a> Cx<'a> {
     /// The host's interface `port`, if it may be a port at all: there, no bridge and none of
     /// nsfw's own (a conflict otherwise).
     fn takeable(&mut self, key: &str, port: &str) -> Option<&'a Link> {
-        let Some(l) = self.o.host.link(port) else {
+        let Some(l) = self.host_link(port) else {
             self.conflict(format!("{key}: there is no interface {port} on the host"));
             return None;
         };

@@ -60,9 +60,28 @@ pub(super) fn indexes(c: &mut Conn) -> Result<Indexes> {
         .collect())
 }
 
-/// Indexes of links inside namespaces, by (namespace, interface): from the observation, and
-/// for pairs made in this run from their host ends (a veth's IFLA_LINK is its peer's index).
-pub(super) type Hints = BTreeMap<(String, String), u32>;
+/// Link indexes the executor starts from, as the run's observation saw them: the host's by
+/// name, and those inside namespaces by (namespace, interface). It learns those of the links
+/// it makes as it makes them (a veth's IFLA_LINK is its peer's index).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hints {
+    pub host: Indexes,
+    pub ns: BTreeMap<(String, String), u32>,
+}
+
+impl Hints {
+    pub(crate) fn of(o: &crate::plumbing::Observed) -> Hints {
+        Hints {
+            host: o
+                .host
+                .links
+                .iter()
+                .map(|l| (l.name.clone(), l.index))
+                .collect(),
+            ns: o.ns_indexes(),
+        }
+    }
+}
 
 /// Carries out, one by one, the steps `call` does itself (a sysctl or a file written rather
 /// than a netlink request: it returns None for the others); returns how many there were.

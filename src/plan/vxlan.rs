@@ -36,7 +36,7 @@ impl<'a> Cx<'a> {
             Some(l) => {
                 let seen = Seen {
                     link: l,
-                    master: l.master.and_then(|i| self.o.host.name_of(i)),
+                    master: l.master.and_then(|i| self.host_name_of(i)),
                     master_new: self.new_links.contains_key(bridge),
                 };
                 self.set_link(Place::Host, &spec.name, vxlan::attrs(spec, &seen));

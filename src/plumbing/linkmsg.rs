@@ -22,6 +22,7 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_AF_SPEC: u16 = 26;
+const IFLA_LINK_NETNSID: u16 = 37;
 const IFLA_MIN_MTU: u16 = 50;
 const IFLA_MAX_MTU: u16 = 51;
 const IFLA_INFO_KIND: u16 = 1;
@@ -80,6 +81,7 @@ pub(super) fn parse(msg: &[u8]) -> Option<Link> {
             IFLA_IFALIAS => l.alias = Some(string_of(v)),
             IFLA_QDISC => l.qdisc = Some(string_of(v)),
             IFLA_LINK => l.peer_index = u32_of(v),
+            IFLA_LINK_NETNSID => l.link_netnsid = u32_of(v).map(|x| x as i32),
             IFLA_AF_SPEC => conf(v, &mut l.conf),
             IFLA_LINKINFO => info(v, &mut l),
             _ => {}

@@ -8,10 +8,12 @@ pub(crate) mod fdb;
 pub(crate) mod files;
 mod linkmsg;
 pub(crate) mod listeners;
+pub(crate) mod memory;
 pub(crate) mod msgs;
 pub(crate) mod neigh;
 mod netconf;
 pub(crate) mod netns;
+pub(crate) mod nsid;
 mod objects;
 pub(crate) mod observe;
 pub mod qdisc;
@@ -23,9 +25,9 @@ pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;
 #[cfg(test)]
-pub(crate) use objects::{Addr, NsObs, Route};
-pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, Via, VxlanObs};
-pub(crate) use observe::{Observed, Query, observe, observe_some};
+pub(crate) use objects::{Addr, Route};
+pub(crate) use objects::{Fdb, FileObs, Link, NodeObs, NsObs, Via, VxlanObs};
+pub(crate) use observe::{HostLinks, Observed, Query, observe, observe_some};
 pub use rtnl::{Conn, Req};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

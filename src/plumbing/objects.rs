@@ -11,7 +11,7 @@ use ipnetwork::IpNetwork;
 use crate::topology::Mac;
 
 /// A link as the kernel reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Link {
     pub index: u32,
     pub name: String,
@@ -28,11 +28,16 @@ pub(crate) struct Link {
     /// IFLA_LINK: for a veth, the peer's ifindex, in the peer's namespace; for a macvlan, its
     /// uplink's (in the uplink's namespace).
     pub peer_index: Option<u32>,
+    /// IFLA_LINK_NETNSID: the namespace the peer (or uplink) is in, by the id this namespace
+    /// knows it by, when that is another namespace; -1 when that namespace is being torn
+    /// down (see `nsid`).
+    pub link_netnsid: Option<i32>,
     /// For a macvlan or macvtap: its mode (IFLA_MACVLAN_MODE, MACVLAN_MODE_*).
     pub macvlan_mode: Option<u32>,
     /// Its per-interface settings nsfw manages, as the link dump carries them (the kernel's
     /// IPV4_DEVCONF/DEVCONF arrays): `ipv4.promote_secondaries` → "1". Read here, they cost
     /// no file access per namespace.
+    #[serde(with = "conf_keys")]
     pub conf: BTreeMap<&'static str, String>,
     /// For a bridge: nf_call_iptables (its bridged traffic passes the IP hooks).
     pub nf_call: bool,
@@ -50,7 +55,7 @@ pub(crate) struct Link {
 
 /// A VXLAN link's VNI, source address (None: any) and UDP port, and the settings nsfw leaves
 /// at the kernel's defaults (learning on, TTL 0: "auto") and someone may have changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct VxlanObs {
     pub id: u32,
     pub local: Option<IpAddr>,
@@ -74,7 +79,9 @@ impl VxlanObs {
 
 /// An all-zeros forwarding entry of a VXLAN link (`ifindex`): broadcast and unknown frames
 /// go to `dst` too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct Fdb {
     pub index: u32,
     pub dst: IpAddr,
@@ -85,7 +92,18 @@ pub(crate) struct Fdb {
 /// An FDB entry's UDP port, VNI and outgoing device, where they are not the VXLAN link's
 /// own (the kernel lists NDA_PORT, NDA_VNI, NDA_IFINDEX only then): a peer's entry is the
 /// file's only when all three are None.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub(crate) struct Via {
     pub port: Option<u16>,
     pub vni: Option<u32>,
@@ -115,7 +133,7 @@ impl std::fmt::Display for Via {
 }
 
 /// An address on a link.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Addr {
     pub index: u32,
     pub net: IpNetwork,
@@ -132,7 +150,7 @@ pub(crate) struct Addr {
 }
 
 /// A unicast route (of the main table, unless it is in `NodeObs::other_tables`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Route {
     pub dst: IpNetwork,
     pub gateway: Option<IpAddr>,
@@ -158,7 +176,7 @@ pub(crate) struct Route {
 }
 
 /// What one network namespace holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NodeObs {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
@@ -170,8 +188,10 @@ pub(crate) struct NodeObs {
     pub sysctls: BTreeMap<String, Option<String>>,
     /// The root qdiscs that are not the kernel's default, by ifindex: nsfw's (what they say)
     /// or someone else's (read only where the link dump shows a root other than noqueue).
+    #[serde(skip)]
     pub qdiscs: BTreeMap<u32, super::qdisc::RootObs>,
     /// The all-zeros FDB entries of its VXLAN links (read only where there is one).
+    #[serde(skip)]
     pub fdb: Vec<Fdb>,
 }
 
@@ -191,7 +211,7 @@ impl NodeObs {
 }
 
 /// One named namespace.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NsObs {
     /// The alias of its `lo`: `nsfw:<topology>` when nsfw made it.
     pub owner: Option<String>,
@@ -228,8 +248,43 @@ impl Link {
             noarp,
             alias: None,
             peer_index: None,
+            link_netnsid: None,
             macvlan_mode: None,
             vxlan: None,
         }
+    }
+}
+
+/// A link's settings travel by name; read back, each name is one of those nsfw reads (an
+/// unknown one is dropped: it would never be compared).
+mod conf_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const KEYS: [&str; 7] = [
+        "ipv4.promote_secondaries",
+        "ipv4.route_localnet",
+        "ipv4.forwarding",
+        "ipv6.accept_ra",
+        "ipv6.disable_ipv6",
+        "ipv6.forwarding",
+        "ipv6.addr_gen_mode",
+    ];
+
+    pub(super) fn serialize<S: Serializer>(
+        m: &BTreeMap<&'static str, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        m.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<&'static str, String>, D::Error> {
+        let m = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(m.into_iter()
+            .filter_map(|(k, v)| KEYS.iter().find(|x| **x == k).map(|x| (*x, v)))
+            .collect())
     }
 }

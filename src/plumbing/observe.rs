@@ -41,6 +41,8 @@ pub(crate) struct Observed {
     /// The topologies with a table of their own in the host's nftables (filled in by the
     /// engine, which reads nftables): one with nothing else still counts as there.
     pub tables_of: std::collections::BTreeSet<String>,
+    /// The namespaces `nsfw watch`'s memory supplied (not read by this run).
+    pub remembered: std::collections::BTreeSet<String>,
 }
 
 impl Observed {
@@ -66,6 +68,8 @@ pub(crate) struct Query<'a> {
     pub ns_sysctls: &'a (dyn Fn(&str) -> Vec<String> + Sync),
     /// The sysctls to read in the host.
     pub host_sysctls: Vec<String>,
+    /// What `nsfw watch` vouches for: those namespaces are not entered.
+    pub known: Option<&'a super::memory::Known>,
 }
 
 fn link_request() -> RouteNetlinkMessage {
@@ -100,6 +104,23 @@ pub(crate) fn links(c: &mut Conn) -> Result<Vec<Link>> {
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The link named `name` in the namespace `c` is bound to (None: there is none): one
+/// RTM_GETLINK with IFLA_IFNAME, a lookup in the kernel's name hash, where a dump visits every
+/// link (and at N veth pairs, for each host end, a walk of the N namespace ids).
+pub(crate) fn link_by_name(c: &mut Conn, name: &str) -> Result<Option<Link>> {
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let what = format!("interface {name}");
+    Ok(
+        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
+            Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
+            _ => None,
+        },
+    )
 }
 
 /// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
@@ -175,19 +196,94 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    observe_some(q, None)
+    observe_some(q, None, &HostLinks::Dump)
 }
 
-/// [`observe`], entering only the namespaces in `only` when given (the host and the files
-/// are read whole either way).
+/// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
+/// `remembered`); the others, to be read.
+fn remembered(
+    q: &Query,
+    k: &super::memory::Known,
+    names: Vec<String>,
+    o: &mut Observed,
+) -> Vec<String> {
+    let inodes = super::memory::inodes(&names);
+    let mut read = Vec::new();
+    for name in names {
+        let keys = (q.ns_sysctls)(&name);
+        let got = inodes
+            .get(&name)
+            .and_then(|ino| k.vouch(&name, *ino, &|owner| (q.deep)(&name, owner), &keys));
+        match got {
+            Some(ns) => {
+                o.remembered.insert(name.clone());
+                o.namespaces.insert(name, ns);
+            }
+            None => read.push(name),
+        }
+    }
+    crate::detail!(
+        "memory: {} namespace(s) from watch's memory, {} to read",
+        o.remembered.len(),
+        read.len()
+    );
+    read
+}
+
+/// Which of the host's links to read: all of them (one dump), or those of an earlier read
+/// with the links `again` asked for anew by name (at N veth pairs a host link dump costs
+/// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
+pub(crate) enum HostLinks<'a> {
+    Dump,
+    Again {
+        before: &'a [Link],
+        again: &'a std::collections::BTreeSet<String>,
+    },
+}
+
+impl HostLinks<'_> {
+    fn read(&self, c: &mut Conn) -> Result<Vec<Link>> {
+        let HostLinks::Again { before, again } = self else {
+            return links(c);
+        };
+        let mut out: Vec<Link> = before
+            .iter()
+            .filter(|l| !again.contains(&l.name))
+            .cloned()
+            .collect();
+        for n in again.iter() {
+            out.extend(link_by_name(c, n)?);
+        }
+        out.sort_by_key(|l| l.index);
+        // Debug builds (the tests') hold the links asked for by name, with the rest as the
+        // earlier read saw them, to a dump: what the caller trusts must be what is there.
+        #[cfg(debug_assertions)]
+        {
+            // Both without the links of namespaces being torn down, as the caller keeps them.
+            let dumped = links(c)?;
+            let mut all = super::nsid::without_dying(c, dumped).0;
+            all.sort_by_key(|l| l.index);
+            let mine = super::nsid::without_dying(c, out.clone()).0;
+            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
+        }
+        Ok(out)
+    }
+}
+
+/// [`observe`], entering only the namespaces in `only` when given, and reading the host's
+/// links as `host_links` says (the host's addresses, routes and files are read whole).
 pub(crate) fn observe_some(
     q: &Query,
     only: Option<&std::collections::BTreeSet<String>>,
+    host_links: &HostLinks,
 ) -> Result<Observed> {
     let mut host = Conn::open("host")?;
     let mut o = Observed {
         host: {
-            let l = links(&mut host)?;
+            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
+            // neither in the way, nor drift, nor a sign the topology is there.
+            let all = host_links.read(&mut host)?;
+            let (l, _) = super::nsid::without_dying(&mut host, all);
             node(&mut host, l, &q.host_sysctls)?
         },
         ..Default::default()
@@ -196,6 +292,9 @@ pub(crate) fn observe_some(
     let mut names = netns::list()?;
     if let Some(only) = only {
         names.retain(|n| only.contains(n));
+    }
+    if let Some(k) = q.known {
+        names = remembered(q, k, names, &mut o);
     }
     let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
@@ -253,6 +352,7 @@ pub(crate) fn parse_link(m: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::Link(i) => l.peer_index = Some(*i),
+            LinkAttribute::LinkNetNsId(i) => l.link_netnsid = Some(*i),
             LinkAttribute::AfSpecUnspec(specs) => read_conf(specs, &mut l.conf),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

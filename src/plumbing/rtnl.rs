@@ -231,7 +231,17 @@ impl Conn {
 
     /// Sends the requests, many to a send, and returns one result per request, in order.
     pub fn run(&mut self, reqs: &[Req]) -> Vec<Result<()>> {
-        let mut results: Vec<Option<Result<()>>> = (0..reqs.len()).map(|_| None).collect();
+        self.run_coded(reqs)
+            .into_iter()
+            .map(|r| r.map_err(|(_, e)| e))
+            .collect()
+    }
+
+    /// [`Conn::run`], each error with the kernel's errno (positive; 0 when the request got no
+    /// answer): for requests whose error is itself the answer (a probe).
+    pub(crate) fn run_coded(&mut self, reqs: &[Req]) -> Vec<Result<(), (i32, anyhow::Error)>> {
+        let mut results: Vec<Option<Result<(), (i32, anyhow::Error)>>> =
+            (0..reqs.len()).map(|_| None).collect();
         let mut i = 0;
         while i < reqs.len() {
             let first_seq = self.seq.wrapping_add(1);
@@ -251,10 +261,13 @@ impl Conn {
             }
             if let Err(e) = self.sock.send_to(&out, &SocketAddr::new(0, 0), 0) {
                 for (k, slot) in results.iter_mut().enumerate().take(i).skip(start) {
-                    *slot = Some(Err(anyhow!(
-                        "{} ({}): cannot send the request: {e}",
-                        reqs[k].what,
-                        self.place
+                    *slot = Some(Err((
+                        0,
+                        anyhow!(
+                            "{} ({}): cannot send the request: {e}",
+                            reqs[k].what,
+                            self.place
+                        ),
                     )));
                 }
                 continue;
@@ -267,8 +280,10 @@ impl Conn {
                         let msg = format!("{e:#}");
                         for (k, slot) in results.iter_mut().enumerate().take(i).skip(start) {
                             if slot.is_none() {
-                                *slot =
-                                    Some(Err(anyhow!("{} ({}): {msg}", reqs[k].what, self.place)));
+                                *slot = Some(Err((
+                                    0,
+                                    anyhow!("{} ({}): {msg}", reqs[k].what, self.place),
+                                )));
                             }
                         }
                         break;
@@ -284,11 +299,9 @@ impl Conn {
                         Ok(())
                     } else {
                         let extra = text.map(|t| format!(" ({t})")).unwrap_or_default();
-                        Err(anyhow!(
-                            "{} ({}): {}{extra}",
-                            r.what,
-                            self.place,
-                            errno_text(-code)
+                        Err((
+                            -code,
+                            anyhow!("{} ({}): {}{extra}", r.what, self.place, errno_text(-code)),
                         ))
                     });
                     left -= 1;
@@ -300,10 +313,9 @@ impl Conn {
             .zip(reqs)
             .map(|(r, q)| {
                 r.unwrap_or_else(|| {
-                    Err(anyhow!(
-                        "{} ({}): no answer from the kernel",
-                        q.what,
-                        self.place
+                    Err((
+                        0,
+                        anyhow!("{} ({}): no answer from the kernel", q.what, self.place),
                     ))
                 })
             })

@@ -42,7 +42,9 @@ pub(crate) use vxlan::{DEFAULT_PORT as VXLAN_PORT, UNDERLAY_MTU};
 pub(crate) const MAX_BRIDGE_PORTS: usize = 1023;
 
 /// A MAC address, stored as its six bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct Mac(pub [u8; 6]);
 
 impl fmt::Display for Mac {

@@ -14,7 +14,6 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::netlink::{
     self, Attr, Msg, NETLINK_NETFILTER, NETLINK_ROUTE, RecvBuf, Socket, string_of,
@@ -114,6 +113,11 @@ pub(crate) struct Sub {
     pub kind: Kind,
     /// The nf_tables transaction being read on this socket (each namespace has its own).
     nft: NftReader,
+    /// A namespace's rtnetlink socket: its name, and its inode when subscribed.
+    pub ns: Option<(String, u64)>,
+    /// Since last cleared: a message came (whatever it said), or some were lost (ENOBUFS).
+    pub heard: bool,
+    pub lost: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +136,9 @@ fn subscribe(protocol: isize, groups: &'static [u32], place: String, kind: Kind)
         place,
         kind,
         nft: NftReader::default(),
+        ns: None,
+        heard: false,
+        lost: false,
     })
 }
 
@@ -154,12 +161,11 @@ pub(crate) fn ns_subs(names: &[String], tables: &BTreeSet<String>) -> Vec<Sub> {
         };
         netns::enter(name, &fd)?;
         let place = format!("namespace {name}");
-        let mut subs = vec![subscribe(
-            NETLINK_ROUTE,
-            &RTNL_GROUPS,
-            place.clone(),
-            Kind::Rtnl,
-        )?];
+        let mut rtnl = subscribe(NETLINK_ROUTE, &RTNL_GROUPS, place.clone(), Kind::Rtnl)?;
+        rtnl.ns = nix::sys::stat::fstat(&fd)
+            .ok()
+            .map(|st| (name.to_string(), st.st_ino));
+        let mut subs = vec![rtnl];
         if tables.contains(name) {
             subs.push(subscribe(NETLINK_NETFILTER, &NFT_GROUPS, place, Kind::Nft)?);
         }
@@ -185,6 +191,7 @@ impl Sub {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.lost = true;
                     out.push(Event {
                         what: format!("notifications were lost ({}); rechecking", self.place),
                         ours: true,
@@ -206,66 +213,12 @@ impl Sub {
                     break;
                 }
             };
+            self.heard = true;
             for m in netlink::messages(bytes).map_while(Result::ok) {
                 match self.kind {
                     Kind::Nft => out.extend(self.nft.take(m, interest, &self.place)),
                     Kind::Rtnl => out.extend(rtnl(m, interest, &self.place)),
                 }
-            }
-        }
-        out
-    }
-}
-
-/// /run/netns watched with inotify: `ip netns del` unmounts and unlinks a namespace at once,
-/// while the kernel tears it down (and its veth with it, which rtnetlink reports) up to a
-/// second later.
-pub(crate) struct Dir {
-    inotify: Inotify,
-}
-
-impl Dir {
-    /// None when the directory is not there (yet).
-    pub(crate) fn open() -> Option<Dir> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        let mask = AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_MOVED_TO;
-        inotify.add_watch(netns::RUN_DIR, mask).ok()?;
-        Some(Dir { inotify })
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.inotify.as_fd()
-    }
-
-    /// The entries of /run/netns that came or went.
-    pub(crate) fn read(&self, interest: &Interest) -> Vec<Event> {
-        let mut out = Vec::new();
-        while let Ok(events) = self.inotify.read_events() {
-            if events.is_empty() {
-                break;
-            }
-            for e in events {
-                let name = e
-                    .name
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let gone = e
-                    .mask
-                    .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM);
-                out.push(Event {
-                    what: format!(
-                        "namespace {name} {} {}",
-                        if gone { "removed from" } else { "added to" },
-                        netns::RUN_DIR
-                    ),
-                    ours: interest.namespaces.contains(&name),
-                    by: None,
-                    urgent: false,
-                    elems: None,
-                });
             }
         }
         out

@@ -16,9 +16,14 @@
 //! all the time, and watch stays cheap. A repair is the engine's plan: an element deleted is
 //! put back, nothing else touched.
 
+mod dir;
 pub(crate) mod events;
 mod fight;
+mod memory;
 mod putback;
+mod run;
+
+pub(crate) use run::run;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::TcpListener;
@@ -26,10 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use anyhow::Result;
 
 use crate::engine::{self, Observed, Target};
 use crate::netlink::RecvBuf;
@@ -79,7 +81,9 @@ struct Watch {
     host: Vec<Sub>,
     ns: Vec<Sub>,
     /// /run/netns, once it exists.
-    dir: Option<events::Dir>,
+    dir: Option<dir::Dir>,
+    /// What the last checks read, served to apply and diff.
+    memory: memory::Memory,
     /// When each recent repair happened (the last minute's).
     repairs: VecDeque<Instant>,
     /// The table as the file wants it, ready to put back (see `putback`), once made.
@@ -187,8 +191,10 @@ impl Watch {
             .map(|n| n.name.clone())
             .collect();
         self.ns = events::ns_subs(&names, &tables);
+        // What was heard on the old sockets is not heard on the new ones.
+        self.memory.forget();
         if self.dir.is_none() {
-            self.dir = events::Dir::open();
+            self.dir = dir::Dir::open();
         }
     }
 
@@ -224,12 +230,28 @@ impl Watch {
     }
 
     /// Observes and plans under the shared lock, as `nsfw diff` does.
-    fn look(&self) -> Result<(Observed, crate::plan::Plan)> {
+    /// What the memory knows is taken, the rest read, and kept for the next ones.
+    fn look(&mut self) -> Result<(Observed, crate::plan::Plan)> {
         let lock = state::acquire(Access::Shared, true)?;
-        let tg = Target::apply(&self.t);
+        let subs: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
+        let tg = Target {
+            memory: self
+                .memory
+                .for_check(Instant::now())
+                .map_or(engine::Memory::Off, engine::Memory::Given),
+            ..Target::apply(&self.t)
+        };
         let rec = Record::load(lock.dir());
         let mut nft = NftSocket::open()?;
         let o = engine::observe(&tg, &rec, &mut nft)?;
+        self.memory.store(&subs, &o.net);
+        crate::detail!(
+            "watch: {}: read {} namespace(s), {} from memory; it now holds {}",
+            self.t.name,
+            o.net.namespaces.len() - o.net.remembered.len(),
+            o.net.remembered.len(),
+            self.memory.len()
+        );
         let p = engine::plan(&tg, &o, &rec)?;
         Ok((o, p))
     }
@@ -317,7 +339,10 @@ impl Watch {
     fn repair(&mut self, why: &[String], lock: state::Lock) -> Result<()> {
         let t0 = Instant::now();
         self.repairs.push_back(t0);
-        let tg = Target::apply(&self.t);
+        let tg = Target {
+            memory: engine::Memory::Given(self.memory.known(t0)),
+            ..Target::apply(&self.t)
+        };
         let mut lines = Vec::new();
         let out = events::as_self(|| {
             engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {})
@@ -387,15 +412,35 @@ impl Watch {
     fn read(&mut self, ready: &[bool], buf: &mut RecvBuf) -> Vec<Event> {
         let mut out = Vec::new();
         let subs = self.host.len() + self.ns.len();
+        let mut heard = Vec::new();
         for (i, s) in self.host.iter_mut().chain(self.ns.iter_mut()).enumerate() {
             if ready.get(i) == Some(&true) {
                 out.extend(s.read(buf, &self.interest));
+            }
+            if std::mem::take(&mut s.lost) {
+                self.memory.forget();
+            }
+            if std::mem::take(&mut s.heard)
+                && let Some((n, _)) = &s.ns
+            {
+                heard.push(n.clone());
             }
         }
         if let Some(d) = &self.dir
             && ready.get(subs) == Some(&true)
         {
-            out.extend(d.read(&self.interest));
+            let (events, gone) = d.read(&self.interest);
+            out.extend(events);
+            // A socket open in a namespace keeps it alive: one whose name went (a flush, `ip
+            // netns del`) is let go at once, so that the kernel can tear it down, veths and
+            // all, rather than leave them for this watcher to take for drift.
+            let places: BTreeSet<String> = gone.iter().map(|n| format!("namespace {n}")).collect();
+            self.ns.retain(|s| !places.contains(&s.place));
+            // Nothing more is heard of them: the memory forgets them.
+            heard.extend(gone);
+        }
+        for n in &heard {
+            self.memory.heard(n);
         }
         out.into_iter().filter(|e| e.ours).collect()
     }
@@ -428,6 +473,7 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         say!("watch: {}: metrics on http://{at}/metrics", t.name);
     }
     let mut w = Watch {
+        memory: memory::Memory::open(&t.name),
         stats,
         path: path.to_path_buf(),
         interest: interest_of(&t, None),
@@ -455,130 +501,4 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
     );
     w.check(&[])?;
     Ok(w)
-}
-
-/// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
-pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<()> {
-    let mut w = start(path, opts, listener)?;
-    let mut buf = RecvBuf::take();
-    let mut due: Option<Instant> = None;
-    let mut why: Vec<String> = Vec::new();
-    loop {
-        if crate::signals::stopping() {
-            say!("watch: {}: stopped", w.t.name);
-            return Ok(());
-        }
-        let now = Instant::now();
-        if w.fight.is_some() {
-            w.end_fight(now);
-        }
-        // In a fight, never sooner than the next repair allowed.
-        let due_at = due.map(|d| w.next.map_or(d, |n| d.max(n)));
-        if let Some(d) = due_at
-            && now >= d
-        {
-            due = None;
-            let cause = std::mem::take(&mut why);
-            let cpu0 = cpu();
-            if let Err(e) = w.check(&cause) {
-                error!("watch: {}: {e:#}", w.t.name);
-            }
-            // At most a tenth of a core repairing: the next repair waits nine times the CPU
-            // this check cost, and never longer than `pause`.
-            let cost = cpu().saturating_sub(cpu0);
-            w.next = w
-                .fight
-                .as_ref()
-                .map(|_| Instant::now() + (cost * 9).min(w.opts.pause));
-            continue;
-        }
-        // Sleep until a notification, the end of the debounce (or of the wait between a
-        // fight's repairs), or the end of a fight.
-        let wake = [due_at, w.fight_wake()].into_iter().flatten().min();
-        let ready = match wait(&w, wake) {
-            Ok(r) => r,
-            Err(Errno::EINTR) => continue,
-            Err(e) => bail!("waiting for notifications: {}", std::io::Error::from(e)),
-        };
-        if !ready.contains(&true) {
-            continue;
-        }
-        let got = w.read(&ready, &mut buf);
-        if got.is_empty() {
-            continue;
-        }
-        w.stats.heard(got.len());
-        crate::detail!(
-            "watch: {}",
-            got.iter()
-                .map(|e| e.what.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        let fixed = w.put_back(&got);
-        let urgent = got.iter().any(|e| e.urgent);
-        for b in got.iter().filter_map(|e| e.by.clone()) {
-            let name = b.split(" (").next().unwrap_or_default().to_string();
-            let e = w.by.entry(name).or_default();
-            e.0 += 1;
-            e.1 = b;
-        }
-        // What a repair line names: the first few changes of the burst are enough.
-        why.extend(
-            got.into_iter()
-                .map(|e| e.what)
-                .take(64usize.saturating_sub(why.len())),
-        );
-        // In a fight, what the put-back repaired needs no check before `pause` is over since
-        // the last (a check costs far more than a put-back, and while it runs watch hears
-        // nothing); any other change of nsfw's table, or any in a fight, is repaired at once:
-        // nf_tables' transactions come whole, and every moment waiting the firewall may be
-        // open.
-        let now = Instant::now();
-        let at = if fixed && w.fight.is_some() {
-            (w.last_check + w.opts.pause).max(now)
-        } else if urgent || w.fight.is_some() {
-            now
-        } else {
-            now + w.opts.debounce
-        };
-        due = Some(due.map_or(at, |d| d.min(at)));
-    }
-}
-
-/// CPU time this process has used (user and system, every thread).
-pub(super) fn cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|u| {
-            let t = |v: nix::sys::time::TimeVal| {
-                Duration::new(v.tv_sec().max(0) as u64, (v.tv_usec().max(0) as u32) * 1000)
-            };
-            t(u.user_time()) + t(u.system_time())
-        })
-        .unwrap_or_default()
-}
-
-/// Sleeps in poll(2) on every socket and the directory watch until one is readable or it is
-/// `wake` (None: no end): which of them are, in that order (flags nix cannot name are still
-/// something to read).
-fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
-    let timeout = match wake {
-        Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
-            .unwrap_or(PollTimeout::MAX),
-        None => PollTimeout::NONE,
-    };
-    let mut fds: Vec<PollFd> = w
-        .host
-        .iter()
-        .chain(w.ns.iter())
-        .map(|s| s.fd())
-        .chain(w.dir.as_ref().map(|d| d.fd()))
-        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-        .collect();
-    poll(&mut fds, timeout)?;
-    Ok(fds
-        .iter()
-        .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
-        .collect())
 }

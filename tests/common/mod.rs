@@ -241,6 +241,18 @@ impl Sandbox {
             .expect("start nsfw")
     }
 
+    /// Starts nsfw inside the sandbox with `stdout` as its standard output (a pipe the test
+    /// holds full, to stop it at its first line), without waiting for it.
+    pub fn spawn_nsfw_to(&self, args: &[&str], stdout: Stdio) -> Child {
+        self.enter()
+            .arg(NSFW)
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nsfw")
+    }
+
     /// Starts a shell script inside the sandbox without waiting for it.
     pub fn spawn_sh(&self, script: &str) -> Child {
         self.enter()

@@ -66,6 +66,19 @@ pub fn grow(cx: &mut Ctx) -> Res<()> {
             m("grow_diff") / cold,
             rss as f64 / 1024.0
         )?;
+        writeln!(
+            cx.report,
+            "| {n}, beside `nsfw watch` | {:.1} | {:.1} | {:.1} | {:.1} | | {:.2}× | {:.2}× | |{} {:.3} | {:.3} | |",
+            m("grow_watch_add"),
+            m("grow_watch_remove"),
+            m("grow_watch_noop"),
+            m("grow_watch_diff"),
+            m("grow_watch_add") / m("grow_cni"),
+            m("grow_watch_remove") / m("grow_cni"),
+            if cx.before.is_some() { " | |" } else { "" },
+            m("grow_watch_noop") / cold,
+            m("grow_watch_diff") / cold,
+        )?;
         eprint!("{}", cx.report);
     }
     cx.done("grow");

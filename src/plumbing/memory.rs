@@ -1,0 +1,280 @@
+//! `nsfw watch`'s memory, as apply and diff use it: what watch last read of each namespace it
+//! listens to and has heard nothing of since, asked for over a unix socket under /run/nsfw.
+//! A namespace the memory vouches for is not entered again; everything else is read as
+//! without watch. The answer is taken only from root, for this topology, in this protocol,
+//! within a short wait: anything else, and the run reads everything, as it always could.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::objects::NsObs;
+
+/// The answer's layout: a watch of another version is ignored.
+pub(crate) const PROTO: u32 = 1;
+/// How long a run waits for watch's whole answer before reading everything itself: a watch
+/// busy with a check (hundreds of ms at 1,000 namespaces) is not worth waiting for.
+const WAIT: Duration = Duration::from_millis(100);
+/// The oldest observation watch serves. The kernel says nothing when some per-interface
+/// settings change (promote_secondaries, addr_gen_mode, disable_ipv6 written in /proc): a
+/// namespace is read again at least this often, and watch reads every place on a sweep
+/// twice as often (see watch's memory).
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
+/// The environment variable that makes apply and diff read everything.
+pub(crate) const FULL_ENV: &str = "NSFW_FULL_READ";
+
+/// One namespace as watch last read it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Place {
+    pub name: String,
+    /// Its inode (nsfs) when watch subscribed to it: a namespace replaced under the same name
+    /// has another.
+    pub ino: u64,
+    pub obs: NsObs,
+}
+
+/// What watch answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Answer {
+    pub proto: u32,
+    pub topology: String,
+    pub places: Vec<Place>,
+}
+
+/// The places a memory vouches for, by name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Known {
+    places: BTreeMap<String, (u64, NsObs)>,
+}
+
+impl Known {
+    pub(crate) fn new(places: impl IntoIterator<Item = Place>) -> Known {
+        Known {
+            places: places
+                .into_iter()
+                .map(|p| (p.name, (p.ino, p.obs)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// Namespace `name` (whose /run/netns entry is inode `ino` now) as the run would read it,
+    /// if the memory vouches for it: the same namespace, read whole, with every sysctl in
+    /// `keys` read. `deep`: whether the run reads it whole (else links only), given its owner.
+    pub(crate) fn vouch(
+        &self,
+        name: &str,
+        ino: u64,
+        deep: &dyn Fn(Option<&str>) -> bool,
+        keys: &[String],
+    ) -> Option<NsObs> {
+        let (i, o) = self.places.get(name)?;
+        if *i != ino || keys.iter().any(|k| !o.node.sysctls.contains_key(k)) {
+            return None;
+        }
+        let mut o = o.clone();
+        if deep(o.owner.as_deref()) {
+            o.node.sysctls.retain(|k, _| keys.contains(k));
+        } else {
+            o.node = super::NodeObs {
+                links: std::mem::take(&mut o.node.links),
+                ..Default::default()
+            };
+        }
+        Some(o)
+    }
+}
+
+/// Whether watch may keep `o` (read whole) in its memory: the parts of a namespace the answer
+/// does not carry (shaped links' qdiscs, VXLAN's forwarding entries) are always read.
+pub(crate) fn keepable(o: &NsObs) -> bool {
+    let n = &o.node;
+    n.qdiscs.is_empty()
+        && n.fdb.is_empty()
+        && n.links
+            .iter()
+            .all(|l| l.vxlan.is_none() && l.qdisc.as_deref().is_none_or(|q| q == "noqueue"))
+}
+
+/// The socket of watch for topology `name`.
+pub(crate) fn socket_path(name: &str) -> PathBuf {
+    PathBuf::from(crate::state::STATE_DIR).join(format!("watch-{name}.sock"))
+}
+
+/// The inode of /run/netns/NAME now (not following a symlink), for each of `names`.
+pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, u64> {
+    names
+        .iter()
+        .filter_map(|n| {
+            std::fs::symlink_metadata(super::netns::path(n))
+                .ok()
+                .map(|m| (n.clone(), m.ino()))
+        })
+        .collect()
+}
+
+/// Asks topology `topology`'s watch what it vouches for. None: no watch, or none worth
+/// trusting (not root's, another topology or version, too slow, garbage), or
+/// `NSFW_FULL_READ` set.
+pub(crate) fn ask(topology: &str) -> Option<Known> {
+    if std::env::var_os(FULL_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        crate::detail!("memory: {FULL_ENV} is set: reading every namespace");
+        return None;
+    }
+    if topology.contains('/') || topology.is_empty() {
+        return None;
+    }
+    let t0 = Instant::now();
+    let out = match ask_at(&socket_path(topology), topology) {
+        Ok(k) => Some(k),
+        Err(why) => {
+            crate::detail!("memory: not used ({why}): reading every namespace");
+            None
+        }
+    };
+    if let Some(k) = &out {
+        crate::detail!(
+            "timing: watch's memory vouches for {} namespace(s), asked in {:?}",
+            k.len(),
+            t0.elapsed()
+        );
+    }
+    out
+}
+
+fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
+    // The directory is root's and nobody else can write it (the lock checks it); the socket
+    // itself must be a socket of root's, and the one answering root.
+    let md = std::fs::symlink_metadata(path).map_err(|_| "no watch".to_string())?;
+    if !md.file_type().is_socket() || md.uid() != 0 {
+        return Err(format!("{} is not root's socket", path.display()));
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut s = UnixStream::connect(path).map_err(|e| format!("connecting: {e}"))?;
+    let cred = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("its credentials: {e}"))?;
+    if cred.uid() != 0 {
+        return Err(format!("it answers as uid {}", cred.uid()));
+    }
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no whole answer within {WAIT:?}"));
+        }
+        s.set_read_timeout(Some(left))
+            .map_err(|e| format!("reading: {e}"))?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(format!("no whole answer within {WAIT:?}"));
+            }
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+    }
+    decode(&bytes, topology)
+}
+
+/// The answer in `bytes`, if it is one for `topology` in this protocol.
+pub(crate) fn decode(bytes: &[u8], topology: &str) -> Result<Known, String> {
+    let a: Answer = postcard::from_bytes(bytes).map_err(|e| format!("not an answer: {e}"))?;
+    if a.proto != PROTO {
+        return Err(format!("protocol {} (this nsfw speaks {PROTO})", a.proto));
+    }
+    if a.topology != topology {
+        return Err(format!("it watches {}", a.topology));
+    }
+    let names: BTreeSet<&String> = a.places.iter().map(|p| &p.name).collect();
+    if names.len() != a.places.len() {
+        return Err("a namespace named twice".into());
+    }
+    Ok(Known::new(a.places))
+}
+
+/// `a` encoded.
+pub(crate) fn encode(a: &Answer) -> Vec<u8> {
+    postcard::to_allocvec(a).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plumbing::objects::{Link, NodeObs};
+
+    fn place(name: &str, ino: u64) -> Place {
+        let mut lo = Link::bare(1, true, false);
+        lo.name = "lo".into();
+        lo.alias = Some("nsfw:t".into());
+        lo.conf.insert("ipv6.addr_gen_mode", "1".into());
+        let mut node = NodeObs {
+            links: vec![lo],
+            ..Default::default()
+        };
+        node.sysctls
+            .insert("net.ipv4.ip_forward".into(), Some("1".into()));
+        Place {
+            name: name.into(),
+            ino,
+            obs: NsObs {
+                owner: Some("nsfw:t".into()),
+                node,
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_travels_whole_and_only_for_its_topology() {
+        let a = Answer {
+            proto: PROTO,
+            topology: "t".into(),
+            places: vec![place("a", 7)],
+        };
+        let b = encode(&a);
+        let k = decode(&b, "t").expect("decodes");
+        let o = k
+            .vouch("a", 7, &|_| true, &["net.ipv4.ip_forward".into()])
+            .expect("vouched");
+        assert_eq!(o.node.links, a.places[0].obs.node.links);
+        assert_eq!(
+            o.node.links[0].conf.get("ipv6.addr_gen_mode"),
+            Some(&"1".into())
+        );
+        assert!(decode(&b, "u").is_err(), "another topology's");
+        assert!(decode(&b[..b.len() / 2], "t").is_err(), "cut short");
+        assert!(decode(b"garbage, not postcard", "t").is_err());
+        let old = Answer { proto: 0, ..a };
+        assert!(decode(&encode(&old), "t").is_err(), "another protocol");
+    }
+
+    #[test]
+    fn vouches_only_for_the_same_namespace_with_what_the_run_reads() {
+        let k = Known::new([place("a", 7)]);
+        let fwd = ["net.ipv4.ip_forward".to_string()];
+        assert!(k.vouch("a", 8, &|_| true, &fwd).is_none(), "replaced");
+        assert!(k.vouch("b", 7, &|_| true, &fwd).is_none(), "unknown");
+        let more = ["net.ipv4.conf.all.rp_filter".to_string()];
+        assert!(
+            k.vouch("a", 7, &|_| true, &more).is_none(),
+            "a sysctl not read"
+        );
+        let fewer = k.vouch("a", 7, &|_| true, &[]).expect("vouched");
+        assert!(fewer.node.sysctls.is_empty(), "only what the run asks");
+        let shallow = k.vouch("a", 7, &|_| false, &[]).expect("vouched");
+        assert_eq!(shallow.node.links.len(), 1);
+        assert!(shallow.node.sysctls.is_empty());
+    }
+}

@@ -1,0 +1,169 @@
+//! watch's loop: sleep in poll(2) on every socket, the directory watch and the memory's
+//! socket; take what is heard (put back, schedule a check after the debounce, or at once in a
+//! fight); answer questions about the memory; check when due.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::events::Event;
+use super::{Options, Watch, start};
+use crate::netlink::RecvBuf;
+use crate::{error, say};
+
+/// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
+pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<()> {
+    let mut w = start(path, opts, listener)?;
+    let mut buf = RecvBuf::take();
+    let mut due: Option<Instant> = None;
+    let mut why: Vec<String> = Vec::new();
+    loop {
+        if crate::signals::stopping() {
+            say!("watch: {}: stopped", w.t.name);
+            return Ok(());
+        }
+        let now = Instant::now();
+        if w.fight.is_some() {
+            w.end_fight(now);
+        }
+        if w.fight.is_none() && due.is_none() && w.memory.sweep_due(now) {
+            due = Some(now);
+        }
+        // In a fight, never sooner than the next repair allowed.
+        let due_at = due.map(|d| w.next.map_or(d, |n| d.max(n)));
+        if let Some(d) = due_at
+            && now >= d
+        {
+            due = None;
+            let cause = std::mem::take(&mut why);
+            let cpu0 = cpu();
+            if let Err(e) = w.check(&cause) {
+                error!("watch: {}: {e:#}", w.t.name);
+            }
+            // At most a tenth of a core repairing: the next repair waits nine times the CPU
+            // this check cost, and never longer than `pause`.
+            let cost = cpu().saturating_sub(cpu0);
+            w.next = w
+                .fight
+                .as_ref()
+                .map(|_| Instant::now() + (cost * 9).min(w.opts.pause));
+            continue;
+        }
+        // Sleep until a notification, the end of the debounce (or of the wait between a
+        // fight's repairs), or the end of a fight.
+        let wake = [due_at, w.fight_wake(), Some(w.memory.sweep)]
+            .into_iter()
+            .flatten()
+            .min();
+        let ready = match wait(&w, wake) {
+            Ok(r) => r,
+            Err(Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for notifications: {}", std::io::Error::from(e)),
+        };
+        if !ready.contains(&true) {
+            continue;
+        }
+        // A question: everything queued is heard first (rtnetlink queues a change's
+        // notification in the syscall that makes it), so that no change made before it is
+        // vouched for.
+        let asked = w.memory.fd().is_some() && ready.last() == Some(&true);
+        let ready = if asked {
+            vec![true; ready.len()]
+        } else {
+            ready
+        };
+        let got = w.read(&ready, &mut buf);
+        w.take(got, &mut due, &mut why);
+        if asked {
+            w.memory.serve();
+        }
+    }
+}
+
+impl Watch {
+    /// What was heard: counted, put back where that is enough, and the check that follows
+    /// scheduled into `due` (`why`: what it names).
+    fn take(&mut self, got: Vec<Event>, due: &mut Option<Instant>, why: &mut Vec<String>) {
+        if got.is_empty() {
+            return;
+        }
+        self.stats.heard(got.len());
+        crate::detail!(
+            "watch: {}",
+            got.iter()
+                .map(|e| e.what.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let fixed = self.put_back(&got);
+        let urgent = got.iter().any(|e| e.urgent);
+        for b in got.iter().filter_map(|e| e.by.clone()) {
+            let name = b.split(" (").next().unwrap_or_default().to_string();
+            let e = self.by.entry(name).or_default();
+            e.0 += 1;
+            e.1 = b;
+        }
+        // What a repair line names: the first few changes of the burst are enough.
+        why.extend(
+            got.into_iter()
+                .map(|e| e.what)
+                .take(64usize.saturating_sub(why.len())),
+        );
+        // In a fight, what the put-back repaired needs no check before `pause` is over since
+        // the last (a check costs far more than a put-back, and while it runs watch hears
+        // nothing); any other change of nsfw's table, or any in a fight, is repaired at once:
+        // nf_tables' transactions come whole, and every moment waiting the firewall may be
+        // open.
+        let now = Instant::now();
+        let at = if fixed && self.fight.is_some() {
+            (self.last_check + self.opts.pause).max(now)
+        } else if urgent || self.fight.is_some() {
+            now
+        } else {
+            now + self.opts.debounce
+        };
+        *due = Some(due.map_or(at, |d| d.min(at)));
+    }
+}
+
+/// CPU time this process has used (user and system, every thread).
+pub(super) fn cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let t = |v: nix::sys::time::TimeVal| {
+                Duration::new(v.tv_sec().max(0) as u64, (v.tv_usec().max(0) as u32) * 1000)
+            };
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or_default()
+}
+
+/// Sleeps in poll(2) on every socket and the directory watch until one is readable or it is
+/// `wake` (None: no end): which of them are, in that order (flags nix cannot name are still
+/// something to read).
+fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
+    let timeout = match wake {
+        Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
+            .unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    let mut fds: Vec<PollFd> = w
+        .host
+        .iter()
+        .chain(w.ns.iter())
+        .map(|s| s.fd())
+        .chain(w.dir.as_ref().map(|d| d.fd()))
+        .chain(w.memory.fd())
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    poll(&mut fds, timeout)?;
+    Ok(fds
+        .iter()
+        .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
+        .collect())
+}

@@ -1,0 +1,247 @@
+//! `nsfw watch`'s memory (issue 21): with watch running beside, apply and diff take the
+//! namespaces it vouches for instead of entering them. What is trusted is broken behind
+//! nsfw's back here: drift inside untouched namespaces, a namespace replaced under its name,
+//! watch killed, a fake server on its socket, apply killed at random instants. Each time the
+//! run must see what a full read sees.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{NSFW, Sandbox, show};
+
+/// `n` namespaces on 2 bridges; with `extra`, one more.
+fn topology(n: usize, extra: bool) -> String {
+    let mut s = String::from("name = \"mem\"\n");
+    for b in 0..2 {
+        s.push_str(&format!(
+            "[bridges.br{b}]\naddress = \"10.{}.0.1/22\"\nmasquerade = true\n",
+            110 + b
+        ));
+    }
+    for i in 0..n {
+        let (b, a) = (i % 2, i / 2 + 2);
+        s.push_str(&format!(
+            "[namespaces.m{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.0.{a}/22\"\n",
+            110 + b
+        ));
+    }
+    if extra {
+        s.push_str("[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.110.3.250/22\"\n");
+    }
+    s
+}
+
+/// How many namespaces: 40, or NSFW_MEMORY_N.
+fn size() -> usize {
+    std::env::var("NSFW_MEMORY_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40)
+}
+
+/// `nsfw watch FILE` inside the sandbox, waiting a long while after a burst (so that the runs
+/// of the test, not watch, repair what it breaks).
+fn watch(sb: &Sandbox, file: &str) -> Child {
+    sb.spawn_sh(&format!(
+        "NSFW_WATCH_DEBOUNCE_MS=600000 exec {NSFW} watch {file}"
+    ))
+}
+
+/// How many namespaces a run took from the memory (its NSFW_TIMING line), if it did.
+fn remembered(stderr: &str) -> Option<usize> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("memory: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// `nsfw ARGS` with NSFW_TIMING: its exit code, stdout and stderr.
+fn timed(sb: &Sandbox, args: &str) -> (Option<i32>, String, String) {
+    let o = sb.sh(&format!("NSFW_TIMING=1 {NSFW} {args}"));
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Waits until watch vouches for at least `n` namespaces (its first check done).
+fn settled(sb: &Sandbox, file: &str, n: usize) {
+    let t = Instant::now();
+    loop {
+        let (_, _, err) = timed(sb, &format!("diff {file}"));
+        if remembered(&err).is_some_and(|k| k >= n) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "watch never vouched for {n} namespaces:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut w: Child) {
+    if let Some(pid) = common::inner_pid(&w) {
+        // SAFETY: kill(2) on the watch our child runs; at worst it has exited.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let _ = w.wait();
+}
+
+#[test]
+fn the_apply_beside_watch_adds_a_namespace_and_repairs_drift_it_did_not_read() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size();
+    let a = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = watch(&sb, &a);
+    settled(&sb, &a, n);
+    // The file edited (watch follows it at its next check), then applied.
+    let b = sb.file("t.toml", &topology(n, true));
+    // Behind nsfw's back, in namespaces no run touches: a default route deleted, an address
+    // removed, a link set down.
+    sb.ok("ip -n m5 route del default
+         ip -n m6 addr del 10.110.0.5/22 dev eth0
+         ip -n m7 link set eth0 down");
+    let (code, out, err) = timed(&sb, &format!("apply {b}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let k = remembered(&err).expect("the apply asked watch");
+    assert!(k >= n - 3 - 1, "it took {k} of {n} from the memory:\n{err}");
+    for want in [
+        "+ namespace extra",
+        "route m5: default via 10.111.0.1",
+        "address 10.110.0.5/22 on m6:eth0",
+        "m7:eth0",
+    ] {
+        assert!(out.contains(want), "the apply did not say {want:?}:\n{out}");
+    }
+    let (code, out, err) = timed(&sb, &format!("diff {b}"));
+    assert_eq!(code, Some(0), "diff after the repair:\n{out}\n{err}");
+    assert!(sb.ok("ip -n m7 link show eth0").contains("state UP"));
+    stop(w);
+}
+
+#[test]
+fn a_namespace_replaced_under_its_name_is_read_again() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size();
+    let a = sb.file("a.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = watch(&sb, &a);
+    settled(&sb, &a, n);
+    sb.ok("ip netns del m3 && ip netns add m3");
+    let (code, out, err) = timed(&sb, &format!("diff {a}"));
+    let full = sb.sh(&format!("NSFW_FULL_READ=1 {NSFW} diff {a}"));
+    assert_eq!(code, full.status.code(), "{out}\n{err}\n{}", show(&full));
+    assert_eq!(out, String::from_utf8_lossy(&full.stdout), "{err}");
+    assert!(
+        err.contains("m3"),
+        "the replaced namespace is not named:\n{err}"
+    );
+    stop(w);
+}
+
+#[test]
+fn a_dead_watch_or_a_fake_one_on_its_socket_is_ignored() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(8);
+    let a = sb.file("a.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = watch(&sb, &a);
+    settled(&sb, &a, n);
+    // Killed: its socket stays behind, nobody answers.
+    stop(w);
+    sb.ok("ip -n m1 route del default");
+    let (code, out, err) = timed(&sb, &format!("diff {a}"));
+    assert_eq!(code, Some(2), "drift shown:\n{out}\n{err}");
+    assert!(out.contains("m1"), "{out}");
+    assert!(err.contains("memory: not used"), "{err}");
+    // Someone's server on the path: garbage, then silence.
+    for answer in ["garbage-not-postcard", ""] {
+        let fake = sb.spawn_sh(&format!(
+            "rm -f /run/nsfw/watch-mem.sock; exec python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(\"/run/nsfw/watch-mem.sock\")
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.sendall(b\"{answer}\")
+    time.sleep(1)
+    c.close()
+'"
+        ));
+        let t = Instant::now();
+        while sb.sh("test -S /run/nsfw/watch-mem.sock").status.code() != Some(0) {
+            assert!(t.elapsed() < Duration::from_secs(5), "the fake never bound");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, out, err) = timed(&sb, &format!("diff {a}"));
+        assert_eq!(code, Some(2), "{answer:?}: drift shown:\n{out}\n{err}");
+        assert!(out.contains("m1"), "{out}");
+        assert!(err.contains("memory: not used"), "{answer:?}: {err}");
+        stop(fake);
+    }
+    sb.nsfw_code(&["apply", &a], 0);
+    sb.nsfw_code(&["diff", &a], 0);
+}
+
+/// apply beside watch, killed at random instants (NSFW_MEMORY_KILLS trials, 4 by default):
+/// the next apply converges, and diff finds nothing.
+#[test]
+fn apply_killed_beside_watch_converges() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size();
+    let trials: u64 = std::env::var("NSFW_MEMORY_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let f = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = watch(&sb, &f);
+    settled(&sb, &f, n);
+    let t = Instant::now();
+    sb.file("t.toml", &topology(n, true));
+    sb.nsfw_code(&["apply", &f], 0);
+    let span = (t.elapsed().as_millis() as u64).max(20) * 5 / 4;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("seed {seed}");
+    for trial in 0..trials {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Even trials remove `extra` (the file says it), odd ones add it back; watch
+        // follows the file.
+        sb.file("t.toml", &topology(n, trial % 2 == 1));
+        let f = &f;
+        let at = Duration::from_millis(seed % span);
+        let mut child = sb.spawn_nsfw(&["apply", f]);
+        std::thread::sleep(at);
+        if let Some(pid) = common::inner_pid(&child) {
+            // SAFETY: kill(2) on the nsfw our child runs; at worst it has exited.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        let _ = child.wait();
+        let o = sb.nsfw(&["apply", f]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "trial {trial} ({at:?}):\n{}",
+            show(&o)
+        );
+        let (code, out, err) = timed(&sb, &format!("diff {f}"));
+        assert_eq!(code, Some(0), "trial {trial} ({at:?}):\n{out}\n{err}");
+    }
+    stop(w);
+}
