@@ -16,7 +16,7 @@ use crate::import::rules::{Found, Meaning};
 use crate::kinds::{Adopt, Adoptee, Step};
 use crate::plan::{Owner, Plan};
 use crate::plumbing::{self, FileObs};
-use crate::resources::{Desired, LinkKind};
+use crate::resources::{Desired, LinkKind, LinkSpec};
 use crate::state::{Pending, Record};
 use crate::topology::Topology;
 
@@ -33,6 +33,8 @@ pub(crate) struct Adoption {
     pub kept: Vec<String>,
     /// Host forwarding switches found on: named in a warning (a flush leaves them on).
     pub sysctls: Vec<String>,
+    /// Why a hand-made tunnel of the file's is not taken over: the run is refused.
+    pub refused: Vec<String>,
 }
 
 fn unmarked(alias: Option<&str>) -> bool {
@@ -42,8 +44,13 @@ fn unmarked(alias: Option<&str>) -> bool {
 /// Whether host link `l` is what `spec` describes: a bridge for a bridge; for a veth's host
 /// end, a veth whose peer is `peer` inside `peer_ns`; for a tunnel, a VXLAN link of its VNI,
 /// local address and port with the kernel's learning and TTL.
-fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> bool {
-    match kind {
+fn same_kind(
+    o: &plumbing::Observed,
+    l: &plumbing::Link,
+    spec: &LinkSpec,
+    fdb: &std::collections::BTreeSet<(String, std::net::IpAddr)>,
+) -> bool {
+    match &spec.kind {
         LinkKind::Bridge => l.kind.as_deref() == Some("bridge"),
         LinkKind::Veth { peer_ns, peer, .. } => {
             l.kind.as_deref() == Some("veth")
@@ -55,9 +62,8 @@ fn same_kind(o: &plumbing::Observed, l: &plumbing::Link, kind: &LinkKind) -> boo
         }
         // A tunnel exactly as nsfw would make it (a drifted one would be made again, and
         // a hand-made object is never deleted on adoption).
-        LinkKind::Vxlan { id, local, port } => {
-            l.kind.as_deref() == Some("vxlan")
-                && l.vxlan == Some(plumbing::VxlanObs::new(*id, Some(*local), *port))
+        LinkKind::Vxlan { .. } => {
+            crate::kinds::vxlan::not_adoptable(spec, l, &o.host.fdb, fdb).is_none()
         }
         _ => false,
     }
@@ -89,9 +95,13 @@ pub(crate) fn find(d: &Desired, o: &plumbing::Observed, rec: &Record, adopt: boo
         let Some(l) = host.get(name.as_str()).copied() else {
             continue;
         };
+        if l.alias.is_none() && adopt && !same_kind(o, l, spec, &d.host.fdb) {
+            a.refused
+                .extend(crate::kinds::vxlan::refusal(l, spec, &o.host.fdb, d));
+        }
         if l.alias.is_none()
             && (adopt || was.links.contains_key(name))
-            && same_kind(o, l, &spec.kind)
+            && same_kind(o, l, spec, &d.host.fdb)
         {
             let mac = l.mac.map(|m| m.to_string()).unwrap_or_default();
             a.pending.links.insert(name.clone(), mac);
@@ -424,6 +434,7 @@ pub(crate) fn finish(p: &mut Plan, a: Adoption, topology: &str) {
             )
         });
     }
+    p.conflicts.extend(a.refused);
     let mut pending = a.pending;
     pending.legacy_rules = !p.legacy.is_empty();
     p.warnings.extend(a.kept);
@@ -506,8 +517,32 @@ pub(crate) fn guard(p: &mut Plan, o: &plumbing::Observed, a: &Adoption, file: &s
     let on_adopted_host_link = |place: &Place, ifname: &str| {
         matches!(place, Place::Host) && a.pending.links.contains_key(ifname)
     };
+    // A host link that is not nsfw's, not adopted, yet sits on a bridge being adopted (a
+    // tunnel `import` could not translate, a second tunnel, a hand-made port): the file does
+    // not describe it, so it stays where it is rather than being let go of its bridge.
+    let foreign_on_adopted = |s: &crate::kinds::SetLink| {
+        matches!(s.place, Place::Host)
+            && !a.pending.links.contains_key(&s.name)
+            && o.host
+                .link(&s.name)
+                .is_some_and(|l| unmarked(l.alias.as_deref()))
+            && s.attrs.iter().any(|at| {
+                matches!(at, crate::kinds::LinkAttr::Master { old: Some(b), new: None }
+                    if a.pending.links.contains_key(b))
+            })
+    };
     let mut keep = Vec::new();
     for s in std::mem::take(&mut p.steps) {
+        if let Step::SetLink(l) = &s
+            && foreign_on_adopted(l)
+        {
+            p.warnings.push(format!(
+                "left out: {s} ({} is not nsfw's and {file} does not describe it: it stays on its bridge as it is; --adopt never changes a link it does not take over, though a later plain `nsfw apply` of {file} would let it go)",
+                l.name
+            ));
+            p.left_out.push(s);
+            continue;
+        }
         let (already_nsfw, hand) = match &s {
             Step::DeleteNamespace(d) => (owned_ns(&d.name), !owned_ns(&d.name)),
             Step::DeleteLink(d) => (

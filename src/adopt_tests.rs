@@ -379,3 +379,47 @@ fn nft_accepts_above_a_drop_that_stays_stay() {
         ("FORWARD", 9, "drop", true)
     ]));
 }
+
+/// A tunnel `import` could not translate (or any hand-made port the file does not describe)
+/// on a bridge being adopted: the plan would let it go of the bridge (nsfw's bridges have
+/// the file's ports only); under --adopt it stays where it is, and a warning says so.
+#[test]
+fn adopt_leaves_a_port_the_file_does_not_describe_on_its_bridge() {
+    use crate::kinds::{LinkAttr, SetLink};
+    let mut o = Observed::default();
+    o.host.links.push(Link {
+        name: "br0".into(),
+        kind: Some("bridge".into()),
+        ..Link::bare(3, true, false)
+    });
+    o.host.links.push(Link {
+        name: "vx100".into(),
+        kind: Some("vxlan".into()),
+        master: Some(3),
+        ..Link::bare(4, true, false)
+    });
+    let mut a = Adoption::default();
+    a.pending.links.insert("br0".into(), String::new());
+    let detach: Step = SetLink {
+        place: Place::Host,
+        name: "vx100".into(),
+        attrs: vec![LinkAttr::Master {
+            old: Some("br0".into()),
+            new: None,
+        }],
+    }
+    .into();
+    let mut p = Plan {
+        steps: vec![detach],
+        ..Default::default()
+    };
+    guard(&mut p, &o, &a, "lab.toml");
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert_eq!(p.left_out.len(), 1);
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    assert!(
+        p.warnings.len() == 1 && p.warnings[0].contains("vx100 is not nsfw's"),
+        "{:?}",
+        p.warnings
+    );
+}

@@ -178,7 +178,9 @@ pub(crate) fn split_unit(s: &str) -> Result<(&str, String), String> {
         return Err(format!("{s:?}: not a number"));
     }
     let unit = unit.trim().to_lowercase();
-    if unit.starts_with('e') && unit[1..].starts_with(|c: char| c.is_ascii_digit() || c == '+') {
+    if unit.starts_with('e')
+        && unit[1..].starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-')
+    {
         return Err(format!(
             "{s:?}: exponent notation is not accepted: write the number out (\"1000kbit\", \
              \"1.5mbit\")"
@@ -298,6 +300,7 @@ mod tests {
             ("0.00001%", "finer than 1 ppm"),
             ("abc%", "not a number"),
             ("1x%", "not a number"),
+            ("1e-3%", "exponent notation"),
         ] {
             let e = parse_percent(s).expect_err(s);
             assert!(e.contains(why), "{s}: {e}");

@@ -129,11 +129,16 @@ impl Rate {
         self.bps / 8
     }
 
-    /// The slowest rate (a multiple of 8 bit/s) at which one full frame fits a bucket the
-    /// kernel can hold.
+    /// The slowest rate (a multiple of 8 bit/s) whose default bucket (two full frames at so
+    /// slow a rate) the kernel can hold: the rate the error suggests, which must work as
+    /// written.
     fn slowest(&self) -> u64 {
-        let mut bytes = u64::from(self.frame) * NS / MAX_BUCKET_NS;
-        while l2t_ns(bytes, self.frame) > MAX_BUCKET_NS {
+        let works = |bps: u64| {
+            let r = Rate::new(bps, None, self.ceil_bps, self.frame - ETH_HLEN);
+            l2t_ns(r.bytes(), r.burst) <= MAX_BUCKET_NS
+        };
+        let mut bytes = u64::from(2 * self.frame) * NS / MAX_BUCKET_NS;
+        while !works(bytes * 8) {
             bytes += 1;
         }
         bytes * 8
@@ -177,7 +182,7 @@ impl Rate {
                     format!(
                         "{} is too slow: its bucket, the default burst of {} bytes (two full \
                          frames), takes more than {secs} s to send at it, longer than the \
-                         kernel can hold; the slowest rate one full frame allows here is {}",
+                         kernel can hold; the slowest rate that works with its default burst here is {}",
                         fmt_rate(self.bps),
                         self.burst,
                         fmt_rate(self.slowest())
@@ -354,6 +359,7 @@ mod tests {
             ("1.3b", "not a whole number of bytes"),
             ("1.001kbit", "not a whole number of bytes"),
             ("1e3kb", "exponent notation"),
+            ("1e-3kb", "exponent notation"),
             ("kb", "not a number"),
             ("10furlongs", "unknown unit"),
             ("5gb", "more than 4 GiB"),
@@ -383,6 +389,29 @@ mod tests {
         assert!(parse_bps("0kbit").expect_err("zero").contains("zero"));
     }
 
+    /// The slowest rate a too-slow rate's error suggests is accepted as written, with the
+    /// default burst it will have, whatever the MTU; a little slower is not.
+    #[test]
+    fn the_suggested_slowest_rate_works() {
+        for (bps, mtu) in [(16, 1500), (8, 1500), (200, 9000), (8, 576), (40, 65_000)] {
+            let (key, e) = Rate::new(bps, None, None, mtu)
+                .validate(false)
+                .expect_err("too slow");
+            assert_eq!(key, "rate");
+            let hint = e.rsplit(' ').next().expect("hint");
+            let ok = parse_bps(hint).unwrap_or_else(|e| panic!("{hint}: {e}"));
+            assert_eq!(
+                Rate::new(ok, None, None, mtu).validate(false),
+                Ok(()),
+                "{e}"
+            );
+            assert!(
+                Rate::new(ok - 8, None, None, mtu).validate(false).is_err(),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn defaults_and_validation() {
         let r = Rate::new(10_000_000, None, None, 1500);
@@ -409,7 +438,7 @@ mod tests {
                 Rate::new(8, None, None, 1500),
                 false,
                 "rate",
-                "slowest rate one full frame allows here is 48bit",
+                "slowest rate that works with its default burst here is 96bit",
             ),
             (
                 Rate::new(10_000_000, None, Some(10_000_000), 1500),

@@ -13,24 +13,7 @@ use common::{NSFW, Sandbox, show};
 
 /// `n` namespaces on 2 bridges; with `extra`, one more.
 fn topology(n: usize, extra: bool) -> String {
-    let mut s = String::from("name = \"mem\"\n");
-    for b in 0..2 {
-        s.push_str(&format!(
-            "[bridges.br{b}]\naddress = \"10.{}.0.1/22\"\nmasquerade = true\n",
-            110 + b
-        ));
-    }
-    for i in 0..n {
-        let (b, a) = (i % 2, i / 2 + 2);
-        s.push_str(&format!(
-            "[namespaces.m{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.0.{a}/22\"\n",
-            110 + b
-        ));
-    }
-    if extra {
-        s.push_str("[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.110.3.250/22\"\n");
-    }
-    s
+    common::spread("mem", "m", 2, 110, n, "", extra)
 }
 
 /// How many namespaces: 40, or NSFW_MEMORY_N.
@@ -188,6 +171,40 @@ while True:
         assert!(err.contains("memory: not used"), "{answer:?}: {err}");
         stop(fake);
     }
+    // A server that never accepts (a watch stopped with SIGSTOP): once its queue is full, a
+    // blocking connect would wait for it for ever, holding the lock.
+    let fake = sb.spawn_sh(
+        "rm -f /run/nsfw/watch-mem.sock; exec python3 -c '
+import socket, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(\"/run/nsfw/watch-mem.sock\")
+s.listen(0)
+time.sleep(60)
+'",
+    );
+    let t = Instant::now();
+    while sb.sh("test -S /run/nsfw/watch-mem.sock").status.code() != Some(0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the stopped fake never bound"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for k in 0..4 {
+        let t = Instant::now();
+        let o = sb.sh(&format!("timeout 10 {NSFW} diff {a}"));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "diff {k} beside a stopped watch: {o:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "diff {k} waited {:?}",
+            t.elapsed()
+        );
+    }
+    stop(fake);
     sb.nsfw_code(&["apply", &a], 0);
     sb.nsfw_code(&["diff", &a], 0);
 }

@@ -170,3 +170,37 @@ fn a_try_stopped_or_killed_leaves_no_sandbox_behind() {
         );
     }
 }
+
+/// A `try` stopped while its sandbox applies never advises `nsfw apply` (that would build the
+/// lab on the real host, which `try` promises never to touch): it says the sandbox went with
+/// everything it made.
+#[test]
+fn a_try_stopped_during_its_apply_advises_no_apply() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let mut child = sb.spawn_nsfw(&["try"]);
+    let nsfw = common::inner_pid(&child).expect("try started");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    while !seen.contains("applying ") {
+        let n = stdout.read_line(&mut seen).expect("read");
+        assert!(n > 0, "try ended before applying: {seen}");
+    }
+    // SAFETY: kill(2) on the nsfw our child runs (and waits for).
+    unsafe {
+        libc::kill(nsfw as i32, libc::SIGTERM);
+    }
+    stdout.read_to_string(&mut seen).expect("read");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{seen}{err}");
+    assert!(err.contains("interrupted"), "{seen}{err}");
+    assert!(
+        !err.contains("`nsfw apply") && !seen.contains("`nsfw apply"),
+        "{seen}{err}"
+    );
+    assert!(
+        format!("{seen}{err}").contains("nothing was left on the host"),
+        "{seen}{err}"
+    );
+}

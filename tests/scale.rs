@@ -15,29 +15,15 @@ use common::{Sandbox, show};
 /// `n` namespaces on 4 bridges (a /22 each), `n0` publishing tcp 8080; with `extra`, one
 /// more namespace, `extra`, on br0.
 fn four_bridges(n: usize, extra: bool) -> String {
-    let mut s = String::from("name = \"big\"\n");
-    for b in 0..4 {
-        s.push_str(&format!(
-            "[bridges.br{b}]\naddress = \"10.{}.0.1/22\"\nmasquerade = true\n",
-            100 + b
-        ));
-    }
-    for i in 0..n {
-        let (b, a) = (i % 4, i / 4 + 2);
-        s.push_str(&format!(
-            "[namespaces.n{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.{}.{}/22\"\n",
-            100 + b,
-            a / 256,
-            a % 256
-        ));
-        if i == 0 {
-            s.push_str("publish = [\"8080:80/tcp\"]\n");
-        }
-    }
-    if extra {
-        s.push_str("[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.100.3.250/22\"\n");
-    }
-    s
+    common::spread(
+        "big",
+        "n",
+        4,
+        100,
+        n,
+        "publish = [\"8080:80/tcp\"]\n",
+        extra,
+    )
 }
 
 /// How many namespaces the scale tests apply: 1,000, or NSFW_SCALE_N.

@@ -376,14 +376,39 @@ fn a_hand_built_tunnel_is_imported_and_adopted() {
         && ip link set veth-a1 master br0 up && ip -n a1 link set eth0 mtu 1450 up \
         && ip -n a1 addr add 10.0.0.11/24 dev eth0 && ip -n a1 route add default via 10.0.0.1");
     let index = sb.ifindex(None, "vx100");
+    let fdb = || sb.ok("bridge fdb show dev vx100 | grep -c '^00:00:00:00:00:00'");
+    let on_br0 = || sb.ok("ip -o link show vx100").contains("master br0");
+    // The 9999 entry is not a peer the file can say: the key is written commented out, and
+    // adopting the rest leaves the tunnel on br0 with both entries (H1, H2).
     let text = sb.nsfw_code(&["import", "--name", "site"], 0);
+    let key = "vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\"], port = 4790 }";
     assert!(
-        text.contains(
-            "vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\"], port = 4790 }"
-        ) && text.contains("dst 192.0.2.12 port 9999 not translated"),
+        text.contains(&format!("# {key}")) && text.contains("dst 192.0.2.12 port 9999"),
         "{text}"
     );
     let f = sb.file("site.toml", &text);
+    let out = sb.nsfw(&["apply", "--adopt", &f]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vx100 is not nsfw's"),
+        "{}",
+        common::show(&out)
+    );
+    assert!(on_br0(), "the tunnel stays on its bridge");
+    assert_eq!(fdb().trim(), "2", "both entries stay");
+    // The key said by hand: the tunnel is refused, named with the entry, nothing changes.
+    let f = sb.file("site.toml", &text.replace(&format!("# {key}"), key));
+    let out = sb.nsfw(&["apply", "--adopt", &f]);
+    let shown = common::show(&out);
+    assert!(
+        out.status.code() != Some(0)
+            && shown.contains("tunnel vx100 is not adopted")
+            && shown.contains("dst 192.0.2.12 port 9999"),
+        "{shown}"
+    );
+    assert!(on_br0() && fdb().trim() == "2", "{shown}");
+    // Without the entry it is exactly what nsfw makes: adopted in place.
+    sb.ok("bridge fdb del 00:00:00:00:00:00 dev vx100 dst 192.0.2.12 port 9999");
     sb.nsfw_code(&["apply", "--adopt", &f], 0);
     assert_eq!(
         sb.ifindex(None, "vx100"),
@@ -391,4 +416,55 @@ fn a_hand_built_tunnel_is_imported_and_adopted() {
         "adopted in place, not made again"
     );
     sb.nsfw_code(&["diff", &f], 0);
+}
+
+/// A hand-built tunnel with an attribute nsfw's tunnels leave at the kernel's default
+/// (`ttl inherit`, `dev`, a source-port range, no UDP checksum, another ageing, `tos
+/// inherit`): `import` writes its key commented out and names the attribute, and `apply
+/// --adopt` of a file that says the key refuses it, naming the attribute, changing nothing.
+#[test]
+fn a_tunnel_unlike_nsfws_is_not_adopted_and_the_attribute_named() {
+    if common::skip_without_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.ok("ip link add under type veth peer name far && ip addr add 192.0.2.10/24 dev under && ip link set under up \
+        && ip link add br0 mtu 1450 type bridge && ip addr add 10.0.0.1/24 dev br0 && ip link set br0 up");
+    let f = sb.file(
+        "site.toml",
+        "name = \"site\"\n[bridges.br0]\naddress = \"10.0.0.1/24\"\n\
+         vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\"] }\n",
+    );
+    for (extra, odd) in [
+        ("ttl inherit", "ttl inherit"),
+        ("dev under", "dev"),
+        ("srcport 1000 2000", "srcport"),
+        ("noudpcsum", "noudpcsum"),
+        ("ageing 100", "ageing"),
+        ("tos inherit", "tos"),
+    ] {
+        sb.ok(&format!(
+            "ip link del vx100 2>/dev/null; ip link add vx100 mtu 1450 type vxlan id 100 local 192.0.2.10 dstport 4789 {extra} \
+             && ip link set vx100 master br0 up && bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11"
+        ));
+        let text = sb.nsfw_code(&["import", "--name", "site"], 0);
+        assert!(
+            text.contains("# vxlan = { id = 100") && text.contains(&format!("`{odd}` set")),
+            "{extra}: {text}"
+        );
+        let before = sb.ok("ip -d link show vx100 | head -3");
+        let out = sb.nsfw(&["apply", "--adopt", &f]);
+        let shown = show(&out);
+        assert!(
+            out.status.code() != Some(0)
+                && shown.contains("tunnel vx100 is not adopted")
+                && shown.contains(&format!("`{odd}` is set")),
+            "{extra}: {shown}"
+        );
+        assert_eq!(
+            sb.ok("ip -d link show vx100 | head -3"),
+            before,
+            "{extra}: unchanged"
+        );
+    }
 }

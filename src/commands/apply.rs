@@ -16,10 +16,17 @@ fn lock(wait: bool) -> Result<state::Lock, Fail> {
 }
 
 /// What a run that did not finish says: a signal stopped it at a safe point, and the same
-/// command run again finishes the work.
-fn run_error(e: &anyhow::Error, again: &str) -> Fail {
+/// command run again finishes the work; in a throwaway sandbox (`again`: None) there is
+/// nothing to finish, and the real host's `nsfw apply` would build what `try` promises never
+/// to build there.
+fn run_error(e: &anyhow::Error, again: Option<&str>) -> Fail {
     if crate::signals::stopping() {
-        crate::error!("{e:#}; `{again}` finishes the work");
+        match again {
+            Some(again) => crate::error!("{e:#}; `{again}` finishes the work"),
+            None => crate::error!(
+                "{e:#}; the sandbox goes with everything it made: nothing was left on the host"
+            ),
+        }
         return Fail(super::ERR);
     }
     report(e)
@@ -40,7 +47,7 @@ pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> 
     require_root("apply")?;
     super::quiet_for_json(how.json);
     let lock = lock(wait)?;
-    let (_, plan) = converge_taking(&t, &lock, how, take)?;
+    let (_, plan) = converge_taking(&t, &lock, how, take, false)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
@@ -97,23 +104,25 @@ impl Lines {
     }
 }
 
-/// Makes the host match `t`, printing the plan as it is carried out. With `--json`, a plan
-/// with conflicts is printed as the JSON object (`"applied": false`) before the error.
+/// Makes the sandbox's host match `t` (`try`, `why`: in a throwaway sandbox), printing the
+/// plan as it is carried out. With `--json`, a plan with conflicts is printed as the JSON
+/// object (`"applied": false`) before the error.
 pub(super) fn converge(
     t: &Topology,
     lock: &state::Lock,
     how: Printing,
 ) -> Result<(usize, Plan), Fail> {
-    converge_taking(t, lock, how, Taking::default())
+    converge_taking(t, lock, how, Taking::default(), true)
 }
 
 /// [`converge`], taking over what `t` describes but nobody marked (`adopt`), or a resolv.conf
-/// someone else wrote (`force`).
+/// someone else wrote (`force`); `sandboxed`: in `try`'s or `why`'s throwaway sandbox.
 fn converge_taking(
     t: &Topology,
     lock: &state::Lock,
     how: Printing,
     take: Taking,
+    sandboxed: bool,
 ) -> Result<(usize, Plan), Fail> {
     let mut tg = Target {
         adopt: take.adopt,
@@ -158,10 +167,10 @@ fn converge_taking(
         }
     };
     let mut lines = Lines::new(how);
-    let again = if take.adopt {
-        "nsfw apply --adopt"
-    } else {
-        "nsfw apply"
+    let again = match (sandboxed, take.adopt) {
+        (true, _) => None,
+        (false, true) => Some("nsfw apply --adopt"),
+        (false, false) => Some("nsfw apply"),
     };
     let out = engine::converge(&tg, lock, &mut |line| lines.line(&line), before).map_err(|e| {
         for s in &skipped {
@@ -225,7 +234,7 @@ pub fn flush(what: FlushWhat, wait: bool, how: Printing) -> Result<u8, Fail> {
     };
     let mut lines = Lines::new(how);
     let out = engine::converge(&tg, &lock, &mut |line| lines.line(&line), before)
-        .map_err(|e| run_error(&e, &again))?;
+        .map_err(|e| run_error(&e, Some(&again)))?;
     if started {
         lines.finish();
         say!("done: {} change(s)", out.changes);

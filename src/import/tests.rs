@@ -279,25 +279,17 @@ fn with_tunnel(local: Option<&str>, peers: &[&str]) -> Observed {
 
 #[test]
 fn a_tunnel_on_a_bridge_becomes_its_vxlan_key() {
-    let lab = lab::build(
-        "lab",
-        &with_tunnel(Some("192.0.2.10"), &["192.0.2.12", "192.0.2.11"]),
-        &[],
-    );
+    let mut o = with_tunnel(Some("192.0.2.10"), &["192.0.2.12", "192.0.2.11"]);
+    o.host.fdb.retain(|f| f.via.is_own());
+    let lab = lab::build("lab", &o, &[]);
     let text = render::toml(&lab);
     assert!(
         text.contains(
-            "vxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\", \"192.0.2.12\"], port = 4790 }"
+            "\nvxlan = { id = 100, local = \"192.0.2.10\", peers = [\"192.0.2.11\", \"192.0.2.12\"], port = 4790 }"
         ) && !text.contains("mtu ="),
         "{text}"
     );
-    assert!(
-        lab.notes
-            .iter()
-            .any(|n| n.contains("dst 192.0.2.13 port 9999 not translated")),
-        "{:?}",
-        lab.notes
-    );
+    assert!(lab.notes.is_empty(), "{:?}", lab.notes);
     let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"))
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     let v = t.bridges[0].vxlan.as_ref().expect("vxlan");
@@ -314,6 +306,51 @@ fn a_tunnel_on_a_bridge_becomes_its_vxlan_key() {
         let text = render::toml(&lab);
         assert!(text.contains("\n# vxlan = { id = 100, local = "), "{text}");
         assert!(lab.notes.iter().any(|n| n.contains(why)), "{:?}", lab.notes);
+        let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(t.bridges[0].vxlan.is_none());
+    }
+}
+
+/// A tunnel that is not exactly what nsfw makes (an all-zeros entry with its own port, an
+/// attribute such as `ttl inherit`): `apply --adopt` would refuse it, so its key is written
+/// commented out, with a note that names why and that it stays on its bridge as it is.
+#[test]
+fn a_tunnel_unlike_nsfws_is_commented_and_left_as_it_is() {
+    let mut inherit = with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]);
+    inherit.host.fdb.retain(|f| f.via.is_own());
+    if let Some(x) = inherit.host.links.iter_mut().find_map(|l| l.vxlan.as_mut()) {
+        x.odd = Some(28); // IFLA_VXLAN_TTL_INHERIT
+    }
+    // A multicast group's entry names its device (by name, not index).
+    let mut group = with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]);
+    group.host.fdb.retain(|f| f.via.is_own());
+    group.host.fdb.push(crate::plumbing::Fdb {
+        index: 9,
+        dst: "239.1.1.1".parse().unwrap(),
+        via: crate::plumbing::Via {
+            dev: Some(3),
+            ..Default::default()
+        },
+    });
+    for (o, why) in [
+        (
+            with_tunnel(Some("192.0.2.10"), &["192.0.2.11"]),
+            "dst 192.0.2.13 port 9999",
+        ),
+        (group, "dst 239.1.1.1 via br0)"),
+        (inherit, "`ttl inherit` set"),
+    ] {
+        let lab = lab::build("lab", &o, &[]);
+        let text = render::toml(&lab);
+        assert!(text.contains("\n# vxlan = { id = 100, local = "), "{text}");
+        assert!(
+            lab.notes
+                .iter()
+                .any(|n| n.contains(why) && n.contains("stays on br0 as it is")),
+            "{:?}",
+            lab.notes
+        );
         let t = crate::topology::parse(&text, std::path::Path::new("lab.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(t.bridges[0].vxlan.is_none());

@@ -1,13 +1,14 @@
 //! A bridge's VXLAN tunnel read back into the file's `vxlan` key: its VNI, source address,
 //! UDP port and the peers its all-zeros FDB entries name. What the key cannot say (no source
-//! address, no static peer, a second tunnel, learning off, a TTL, an entry with its own port
-//! or VNI) is a note; where the key itself cannot be written, the file carries it commented
-//! out, for the user to complete.
+//! address, no static peer) or a tunnel that is not exactly what nsfw makes (learning off, a
+//! TTL, `ttl inherit` or another attribute nsfw leaves at the kernel's default, an entry
+//! with its own port or VNI) is a note, and the file carries the key commented out: `apply
+//! --adopt` then leaves the tunnel on its bridge as it is. A second tunnel is a note.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use crate::plumbing::{Link, NodeObs};
+use crate::plumbing::{Link, NodeObs, VxlanObs};
 use crate::topology::Vxlan;
 
 /// What import makes of a bridge's tunnel.
@@ -64,42 +65,14 @@ pub(crate) fn read(host: &NodeObs, br: &Link, notes: &mut Vec<String>) -> Option
     let b = &br.name;
     for (other, _) in tunnels {
         notes.push(format!(
-            "bridge {b}: VXLAN link {} not translated (a bridge has one tunnel in a file)",
+            "bridge {b}: VXLAN link {} not translated (a bridge has one tunnel in a file): it stays on {b} as it is",
             other.name
         ));
     }
-    let mut peers = Vec::new();
-    for f in host.fdb.iter().filter(|f| f.index == l.index) {
-        match f.via.is_own() {
-            true => peers.push(f.dst),
-            false => notes.push(format!(
-                "bridge {b}: VXLAN link {}: FDB entry dst {}{} not translated (a peer shares the tunnel's port and VNI)",
-                l.name, f.dst, f.via
-            )),
-        }
-    }
-    peers.sort();
-    peers.dedup();
-    if !x.learning {
-        notes.push(format!(
-            "bridge {b}: VXLAN link {}: learning is off; nsfw's tunnel learns",
-            l.name
-        ));
-    }
-    if x.ttl != 0 {
-        notes.push(format!(
-            "bridge {b}: VXLAN link {}: ttl {} not translated (nsfw's tunnel keeps the kernel's, auto)",
-            l.name, x.ttl
-        ));
-    }
-    if l.name != format!("vx{}", x.id) {
-        notes.push(format!(
-            "bridge {b}: VXLAN link {} is named otherwise than nsfw names its tunnel (vx{}): remove it before `apply`, which refuses a second link of VNI {} and port {}",
-            l.name, x.id, x.id, x.port
-        ));
-    }
+    let (peers, unlike) = peers_and_unlike(host, l, &x);
+    let local = x.local.map_or("LOCAL".to_string(), |a| a.to_string());
     let missing = match (x.local, peers.is_empty()) {
-        (Some(local), false) => {
+        (Some(local), false) if unlike.is_empty() => {
             return Some(Tunnel::Key(Vxlan {
                 id: x.id,
                 local,
@@ -108,15 +81,71 @@ pub(crate) fn read(host: &NodeObs, br: &Link, notes: &mut Vec<String>) -> Option
                 remote: Vec::new(),
             }));
         }
-        (None, _) => "no local address (the file needs this host's underlay address)",
-        (Some(_), true) => {
-            "no static peer (no all-zeros FDB entry: a multicast group, or peers learnt only), and the file lists its peers"
-        }
+        (Some(_), false) => None,
+        (None, _) => Some("no local address (the file needs this host's underlay address)"),
+        (Some(_), true) => Some(
+            "no static peer (no all-zeros FDB entry: a multicast group, or peers learnt only), and the file lists its peers",
+        ),
     };
-    notes.push(format!(
-        "bridge {b}: VXLAN link {} has {missing}: its `vxlan` key is written commented out, to complete",
-        l.name
-    ));
-    let local = x.local.map_or("LOCAL".to_string(), |a| a.to_string());
+    if let Some(missing) = missing {
+        notes.push(format!(
+            "bridge {b}: VXLAN link {} has {missing}: its `vxlan` key is written commented out, to complete (until then the tunnel stays on {b} as it is)",
+            l.name
+        ));
+    }
+    if !unlike.is_empty() {
+        notes.push(format!(
+            "bridge {b}: VXLAN link {} is not a tunnel as nsfw makes it: {}; its `vxlan` key is written commented out, and the tunnel stays on {b} as it is",
+            l.name,
+            unlike.join("; ")
+        ));
+    }
     Some(Tunnel::Commented(key(x.id, &local, &peers, x.port)))
+}
+
+/// The tunnel's peers (its all-zeros FDB entries with its own port, VNI and device, sorted),
+/// and what makes it another tunnel than nsfw's: `apply --adopt` would refuse it, so the key
+/// is written commented out and the tunnel stays on its bridge as it is.
+fn peers_and_unlike(host: &NodeObs, l: &Link, x: &VxlanObs) -> (Vec<IpAddr>, Vec<String>) {
+    let mut peers = Vec::new();
+    let mut unlike = Vec::new();
+    for f in host.fdb.iter().filter(|f| f.index == l.index) {
+        if f.via.is_own() {
+            peers.push(f.dst);
+            continue;
+        }
+        // The device by name, as `bridge fdb` shows it (` via under`).
+        let own = crate::plumbing::Via { dev: None, ..f.via };
+        let dev = f.via.dev.map(|d| {
+            let name = host
+                .name_of(d)
+                .map_or(format!("ifindex {d}"), str::to_string);
+            format!(" via {name}")
+        });
+        unlike.push(format!(
+            "an all-zeros FDB entry with its own port, VNI or device (dst {}{own}{})",
+            f.dst,
+            dev.unwrap_or_default()
+        ));
+    }
+    peers.sort();
+    peers.dedup();
+    if !x.learning {
+        unlike.push("learning off (nsfw's tunnel learns)".to_string());
+    }
+    if x.ttl != 0 {
+        unlike.push(format!(
+            "ttl {} (nsfw's tunnel keeps the kernel's, auto)",
+            x.ttl
+        ));
+    }
+    if let Some(odd) = x.odd_name() {
+        unlike.push(format!(
+            "`{odd}` set (nsfw's tunnel keeps the kernel's default)"
+        ));
+    }
+    if l.name != format!("vx{}", x.id) {
+        unlike.push(format!("another name than nsfw gives it (vx{})", x.id));
+    }
+    (peers, unlike)
 }

@@ -49,9 +49,65 @@ pub(crate) fn drift(spec: &LinkSpec, l: &Link) -> Option<&'static str> {
             x.ttl != want.ttl,
             "a TTL set (nsfw's tunnels keep the kernel's: auto)",
         ),
+        (
+            x.odd.is_some(),
+            "an attribute set that nsfw's tunnels leave at the kernel's default (`ip -d link` shows it)",
+        ),
     ]
     .into_iter()
     .find_map(|(differs, why)| differs.then_some(why))
+}
+
+/// Why hand-made link `l` is not taken over as the file's tunnel `spec` (None: it is exactly
+/// what nsfw would make, and its all-zeros FDB entries are peers the file lists). Once marked
+/// as nsfw's, a drifted tunnel would be made again and an entry the file does not list
+/// deleted: what somebody built by hand, and what a running segment may need, lost.
+pub(crate) fn not_adoptable(
+    spec: &LinkSpec,
+    l: &Link,
+    fdb: &[crate::plumbing::Fdb],
+    peers: &std::collections::BTreeSet<(String, IpAddr)>,
+) -> Option<String> {
+    if let Some(odd) = l.vxlan.and_then(|x| x.odd_name()) {
+        return Some(format!(
+            "`{odd}` is set, which nsfw's tunnels leave at the kernel's default"
+        ));
+    }
+    if let Some(why) = drift(spec, l) {
+        return Some(why.to_string());
+    }
+    let extra: Vec<String> = fdb
+        .iter()
+        .filter(|f| f.index == l.index)
+        .filter(|f| !f.via.is_own() || !peers.contains(&(spec.name.clone(), f.dst)))
+        .map(|f| format!("dst {}{}", f.dst, f.via))
+        .collect();
+    (!extra.is_empty()).then(|| {
+        format!(
+            "its FDB holds all-zeros entries the file does not list as peers ({}), which adopting would delete",
+            extra.join(", ")
+        )
+    })
+}
+
+/// Why `--adopt` leaves hand-made link `l` as it is, refusing the run (None: not a tunnel of
+/// the file's VNI, refused as any foreign link of the file's name is).
+pub(crate) fn refusal(
+    l: &Link,
+    spec: &LinkSpec,
+    fdb: &[crate::plumbing::Fdb],
+    d: &crate::resources::Desired,
+) -> Option<String> {
+    let LinkKind::Vxlan { id, .. } = spec.kind else {
+        return None;
+    };
+    l.vxlan
+        .filter(|x| x.id == id && l.kind.as_deref() == Some("vxlan"))?;
+    let why = not_adoptable(spec, l, fdb, &d.host.fdb)?;
+    Some(format!(
+        "{}: tunnel {} is not adopted: {why}; it is left as it is. Make it as nsfw would, or take the bridge's `vxlan` key out of the file (the tunnel then stays on its bridge as it is)",
+        d.source, l.name
+    ))
 }
 
 /// The attributes that differ from the file's.

@@ -63,3 +63,37 @@ fn the_vxlan_kinds_read_and_lower_as_before() {
     }
     crate::testdata::golden("kinds/vxlan.txt", &out);
 }
+
+/// The kernel's defaults, as a tunnel made with only id, local and port dumps them, are not
+/// odd; each attribute set otherwise is, named as `ip link` names it (the first one kept).
+#[test]
+fn an_attribute_off_the_kernels_default_is_named() {
+    let mut x = crate::plumbing::VxlanObs::new(100, None, 4789);
+    for (ty, v) in [
+        (2u16, &[0u8; 4][..]),
+        (3, &0u32.to_ne_bytes()[..]),
+        (8, &300u32.to_ne_bytes()[..]),
+        (10, &[0, 0, 0, 0][..]),
+        (18, &[1][..]),
+        (28, &[0][..]),
+        (31, &[1][..]),
+    ] {
+        x.note(ty, v);
+    }
+    assert_eq!(x.odd_name(), None);
+    for (ty, v, name) in [
+        (28u16, &[1u8][..], "ttl inherit"),
+        (28, &[][..], "ttl inherit"),
+        (3, &2u32.to_ne_bytes()[..], "dev"),
+        (8, &100u32.to_ne_bytes()[..], "ageing"),
+        (10, &[0x03, 0xe8, 0x07, 0xd0][..], "srcport"),
+        (18, &[0][..], "noudpcsum"),
+        (6, &[1][..], "tos"),
+        (31, &[0][..], "nolocalbypass"),
+    ] {
+        let mut x = crate::plumbing::VxlanObs::new(100, None, 4789);
+        x.note(ty, v);
+        x.note(8, &100u32.to_ne_bytes());
+        assert_eq!(x.odd_name(), Some(name), "{ty}");
+    }
+}

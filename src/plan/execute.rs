@@ -243,27 +243,36 @@ fn delete_namespaces(
 
 /// Deletes the host links `names` that are still there and not going with their namespace:
 /// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`).
+/// Each is asked for by name: a dump of the host's links costs O(N²) at N veth pairs.
 fn remove_now(host: &mut Conn, names: &[&str]) -> Result<()> {
-    if names.is_empty() {
-        return Ok(());
-    }
     let names: BTreeSet<&str> = names.iter().copied().collect();
-    let links = observe::links(host)?;
+    let links = by_name(host, names)?;
     let dying = nsid::dying(host, &links);
     let reqs: Vec<Req> = links
         .iter()
-        .filter(|l| names.contains(l.name.as_str()) && !dying.contains(&l.index))
+        .filter(|l| !dying.contains(&l.index))
         .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
         .collect();
     host.run_all(&reqs)
+}
+
+/// The host links of `names` that are there, each asked for by name.
+fn by_name<'n>(host: &mut Conn, names: impl IntoIterator<Item = &'n str>) -> Result<Vec<Link>> {
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(observe::link_by_name(host, n)?);
+    }
+    Ok(out)
 }
 
 /// Waits until no host link the kernel is taking away with its namespace holds a name this
 /// stage makes (an apply right after a flush; a namespace deleted and made again in one run).
 /// Bounded: those still there after 5 s (a teardown queued behind thousands of others) are
 /// deleted, as the kernel is about to. A live link in the way is left for its create to fail.
+/// The names are asked for one by one, and a name stops being asked for once it is free or
+/// held by a live link: only the dying ones are waited for.
 fn await_names(host: &mut Conn, these: &[&Step]) -> Result<()> {
-    let made: BTreeSet<&str> = these
+    let mut made: BTreeSet<&str> = these
         .iter()
         .filter_map(|s| match s {
             Step::CreateVeth(v) => Some(v.host.as_str()),
@@ -271,12 +280,9 @@ fn await_names(host: &mut Conn, these: &[&Step]) -> Result<()> {
             _ => None,
         })
         .collect();
-    if made.is_empty() {
-        return Ok(());
-    }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let links = observe::links(host)?;
+        let links = by_name(host, made.iter().copied())?;
         let dying = nsid::dying(host, &links);
         let left: Vec<(&str, u32)> = links
             .iter()
@@ -293,6 +299,7 @@ fn await_names(host: &mut Conn, these: &[&Step]) -> Result<()> {
                 .collect();
             return host.run_all(&reqs);
         }
+        made = left.iter().map(|(n, _)| *n).collect();
         std::thread::sleep(Duration::from_millis(5));
     }
 }

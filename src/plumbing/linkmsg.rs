@@ -155,7 +155,7 @@ fn vxlan(v: &[u8]) -> super::objects::VxlanObs {
                     .map(u16::from_be_bytes)
                     .unwrap_or(0)
             }
-            _ => {}
+            ty => x.note(ty, a.value),
         }
     }
     x

@@ -20,6 +20,9 @@ pub(crate) const PROTO: u32 = 1;
 /// How long a run waits for watch's whole answer before reading everything itself: a watch
 /// busy with a check (hundreds of ms at 1,000 namespaces) is not worth waiting for.
 const WAIT: Duration = Duration::from_millis(100);
+/// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
+/// that sends more is not a watch.
+const MOST: usize = 64 << 20;
 /// The oldest observation watch serves. The kernel says nothing when some per-interface
 /// settings change (promote_secondaries, addr_gen_mode, disable_ipv6 written in /proc): a
 /// namespace is read again at least this often, and watch reads every place on a sweep
@@ -158,7 +161,7 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
         return Err(format!("{} is not root's socket", path.display()));
     }
     let deadline = Instant::now() + WAIT;
-    let mut s = UnixStream::connect(path).map_err(|e| format!("connecting: {e}"))?;
+    let mut s = connect(path)?;
     let cred = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(|e| format!("its credentials: {e}"))?;
     if cred.uid() != 0 {
@@ -175,6 +178,9 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
             .map_err(|e| format!("reading: {e}"))?;
         match s.read(&mut buf) {
             Ok(0) => break,
+            Ok(n) if bytes.len() + n > MOST => {
+                return Err(format!("an answer longer than {} MiB", MOST >> 20));
+            }
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
@@ -187,6 +193,23 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
         }
     }
     decode(&bytes, topology)
+}
+
+/// A connection to the socket at `path`, made without waiting: a watch that is stopped
+/// (SIGSTOP, a debugger) accepts nothing, and once its listen queue is full a blocking
+/// connect would wait for it with no end — holding nsfw's lock. A full queue says EAGAIN at
+/// once instead, and the run reads everything.
+fn connect(path: &std::path::Path) -> Result<UnixStream, String> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let addr = SockAddr::unix(path).map_err(|e| format!("its address: {e}"))?;
+    let s = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)
+        .map_err(|e| format!("a socket: {e}"))?;
+    // A Unix stream socket connects at once or not at all (EAGAIN when the queue is full):
+    // there is no connection in progress to wait for.
+    s.connect(&addr).map_err(|e| format!("connecting: {e}"))?;
+    s.set_nonblocking(false)
+        .map_err(|e| format!("connecting: {e}"))?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(s)))
 }
 
 /// The answer in `bytes`, if it is one for `topology` in this protocol.

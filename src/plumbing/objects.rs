@@ -62,6 +62,10 @@ pub(crate) struct VxlanObs {
     pub port: u16,
     pub learning: bool,
     pub ttl: u8,
+    /// The first other attribute (its IFLA_VXLAN_* type) set otherwise than nsfw makes its
+    /// tunnels (the kernel's defaults): `ttl inherit`, `dev`, `srcport`, `noudpcsum`...
+    /// ([`VxlanObs::odd_name`]).
+    pub odd: Option<u16>,
 }
 
 impl VxlanObs {
@@ -73,8 +77,65 @@ impl VxlanObs {
             port,
             learning: true,
             ttl: 0,
+            odd: None,
         }
     }
+
+    /// Notes attribute `ty` (IFLA_VXLAN_*) of value `v` if it is not the kernel's default,
+    /// which nsfw's tunnels keep. ID, LOCAL, PORT, TTL and LEARNING are read apart.
+    pub(crate) fn note(&mut self, ty: u16, v: &[u8]) {
+        let set = v.iter().any(|b| *b != 0);
+        let odd = match ty {
+            8 => <[u8; 4]>::try_from(v).map(u32::from_ne_bytes).ok() != Some(300),
+            // Checksums on, local bypass on: the kernel's defaults.
+            18 | 31 => !set,
+            // Flags: present is set.
+            23 | 24 | 27 => true,
+            // A flag when asked for, a u8 when dumped (0: off).
+            28 => v.is_empty() || set,
+            _ => set,
+        };
+        if odd && vxlan_attr_name(ty).is_some() {
+            self.odd.get_or_insert(ty);
+        }
+    }
+
+    /// The attribute [`VxlanObs::odd`] names, as `ip link` calls it.
+    pub(crate) fn odd_name(&self) -> Option<&'static str> {
+        self.odd.and_then(vxlan_attr_name)
+    }
+}
+
+/// The VXLAN attributes nsfw leaves at the kernel's defaults, as `ip link` names them.
+fn vxlan_attr_name(ty: u16) -> Option<&'static str> {
+    Some(match ty {
+        2 | 16 => "group",
+        3 => "dev",
+        6 => "tos",
+        8 => "ageing",
+        9 => "maxaddress",
+        10 => "srcport",
+        11 => "proxy",
+        12 => "rsc",
+        13 => "l2miss",
+        14 => "l3miss",
+        18 => "noudpcsum",
+        19 => "udp6zerocsumtx",
+        20 => "udp6zerocsumrx",
+        21 => "remcsumtx",
+        22 => "remcsumrx",
+        23 => "gbp",
+        24 => "remcsum_nopartial",
+        25 => "external",
+        26 => "flowlabel",
+        27 => "gpe",
+        28 => "ttl inherit",
+        29 => "df",
+        30 => "vnifilter",
+        31 => "nolocalbypass",
+        32 => "flowlabel inherit",
+        _ => return None,
+    })
 }
 
 /// An all-zeros forwarding entry of a VXLAN link (`ifindex`): broadcast and unknown frames

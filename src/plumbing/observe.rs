@@ -411,7 +411,13 @@ fn vxlan(opts: &[netlink_packet_route::link::InfoVxlan]) -> super::objects::Vxla
             V::Local(a) => x.local = Some(IpAddr::V4(*a)),
             V::Local6(a) => x.local = Some(IpAddr::V6(*a)),
             V::Port(p) => x.port = *p,
-            _ => {}
+            // The rest by kind and raw value, read as the raw parser reads them.
+            o => {
+                use netlink_packet_core::Nla;
+                let mut v = vec![0; o.value_len()];
+                o.emit_value(&mut v);
+                x.note(o.kind(), &v);
+            }
         }
     }
     x

@@ -182,20 +182,73 @@ impl Watch {
     /// named others).
     fn resubscribe(&mut self) {
         let names: Vec<String> = self.names().into_iter().collect();
-        let tables: BTreeSet<String> = self
-            .t
-            .namespaces
-            .iter()
-            // Those that may hold a table of nsfw's (see firewall's router tables).
-            .filter(|n| n.forward || n.masquerade.is_some())
-            .map(|n| n.name.clone())
-            .collect();
-        self.ns = events::ns_subs(&names, &tables);
+        self.ns = events::ns_subs(&names, &self.tables());
         // What was heard on the old sockets is not heard on the new ones.
         self.memory.forget();
         if self.dir.is_none() {
             self.dir = dir::Dir::open();
         }
+    }
+
+    /// Opens sockets in each of the file's namespaces that has none, or whose /run/netns
+    /// name now holds another namespace than the one it listens to (made anew by an apply
+    /// watch did not run, or after it started), and closes those of names gone. Called
+    /// under the lock, before a check reads: what changes after is heard, and the memory
+    /// vouches for no namespace read before its socket was open (its inode is not in the
+    /// check's `subs` until then).
+    fn refresh(&mut self) {
+        if self.dir.is_none() {
+            self.dir = dir::Dir::open();
+        }
+        let names = self.names();
+        let now: BTreeMap<String, u64> = names
+            .iter()
+            .filter_map(|n| {
+                let m = std::fs::symlink_metadata(crate::plumbing::netns::path(n)).ok()?;
+                Some((n.clone(), std::os::unix::fs::MetadataExt::ino(&m)))
+            })
+            .collect();
+        let held: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
+        let stale: BTreeSet<String> = held
+            .iter()
+            .filter(|(n, ino)| now.get(*n) != Some(*ino))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let fresh: Vec<String> = now
+            .iter()
+            .filter(|(n, ino)| held.get(*n) != Some(*ino))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if stale.is_empty() && fresh.is_empty() {
+            return;
+        }
+        let redo: BTreeSet<String> = stale
+            .iter()
+            .chain(&fresh)
+            .map(|n| format!("namespace {n}"))
+            .collect();
+        self.ns.retain(|s| !redo.contains(&s.place));
+        let subs = events::ns_subs(&fresh, &self.tables());
+        crate::detail!(
+            "watch: {}: listening anew in {} namespace(s), let go of {}",
+            self.t.name,
+            subs.iter().filter(|s| s.kind == events::Kind::Rtnl).count(),
+            stale.len()
+        );
+        self.ns.extend(subs);
+        for n in stale.iter().chain(&fresh) {
+            self.memory.heard(n);
+        }
+    }
+
+    /// The namespaces that may hold a table of nsfw's (see firewall's router tables).
+    fn tables(&self) -> BTreeSet<String> {
+        self.t
+            .namespaces
+            .iter()
+            .filter(|n| n.forward || n.masquerade.is_some())
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// The file as it is now; a broken file leaves the last good one in force.
@@ -233,6 +286,8 @@ impl Watch {
     /// What the memory knows is taken, the rest read, and kept for the next ones.
     fn look(&mut self) -> Result<(Observed, crate::plan::Plan)> {
         let lock = state::acquire(Access::Shared, true)?;
+        // Under the lock no apply is making namespaces: each is listened to before it is read.
+        self.refresh();
         let subs: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
         let tg = Target {
             memory: self
@@ -347,6 +402,11 @@ impl Watch {
         let out = events::as_self(|| {
             engine::converge(&tg, &lock, &mut |l| lines.push(l), &mut |_, _| {})
         });
+        // Namespaces made anew need their sockets opened (under the lock, before anyone
+        // else can change them); a repair of the ruleset alone (a fight's usual) does not.
+        if out.is_err() || lines.iter().any(|l| !l.contains(" nft ")) {
+            self.refresh();
+        }
         drop(lock);
         self.stats
             .repaired(t0.elapsed(), out.as_ref().ok().map(|o| &o.plan));
@@ -400,11 +460,6 @@ impl Watch {
             f.failed += u64::from(!ok);
         }
         self.say_fight(&cause);
-        // Namespaces made anew need their sockets opened again; a repair of the ruleset
-        // alone (a fight's usual) does not, and opening them costs more than the repair.
-        if !ok || lines.iter().any(|l| !l.contains(" nft ")) {
-            self.resubscribe();
-        }
         Ok(())
     }
 

@@ -503,3 +503,42 @@ impl Sandbox {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 }
+
+/// Topology `name`: `n` namespaces `{prefix}{i}` spread over `bridges` masquerading bridges
+/// `br{b}`, a /22 each from `10.{octet + b}.0.1`, `first` added to the first namespace's table;
+/// with `extra`, one more namespace, `extra`, on br0.
+pub fn spread(
+    name: &str,
+    prefix: &str,
+    bridges: usize,
+    octet: usize,
+    n: usize,
+    first: &str,
+    extra: bool,
+) -> String {
+    let mut s = format!("name = \"{name}\"\n");
+    for b in 0..bridges {
+        s.push_str(&format!(
+            "[bridges.br{b}]\naddress = \"10.{}.0.1/22\"\nmasquerade = true\n",
+            octet + b
+        ));
+    }
+    for i in 0..n {
+        let (b, a) = (i % bridges, i / bridges + 2);
+        s.push_str(&format!(
+            "[namespaces.{prefix}{i}]\nbridge = \"br{b}\"\naddress = \"10.{}.{}.{}/22\"\n",
+            octet + b,
+            a / 256,
+            a % 256
+        ));
+        if i == 0 {
+            s.push_str(first);
+        }
+    }
+    if extra {
+        s.push_str(&format!(
+            "[namespaces.extra]\nbridge = \"br0\"\naddress = \"10.{octet}.3.250/22\"\n"
+        ));
+    }
+    s
+}
