@@ -268,6 +268,12 @@ fn mac(sb: &Sandbox, ns: &str) -> String {
 /// How many copies of `frame` (tests/tools/frames.py's words, the marker put after the kind)
 /// sent from `eth0` in namespace `ns` the LAN host sees.
 fn sent_to_lan(sb: &Sandbox, ns: &str, marker: &str, frame: &str) -> u64 {
+    sent_to_lan_from(sb, ns, "", marker, frame)
+}
+
+/// The same, from a packet socket bound to `proto` (`--proto 0x88b5`; empty: 0, the kernel
+/// takes the skb's protocol from the frame).
+fn sent_to_lan_from(sb: &Sandbox, ns: &str, proto: &str, marker: &str, frame: &str) -> u64 {
     let frames = format!(
         "/usr/bin/python3 {}/tests/tools/frames.py",
         env!("CARGO_MANIFEST_DIR")
@@ -276,7 +282,7 @@ fn sent_to_lan(sb: &Sandbox, ns: &str, marker: &str, frame: &str) -> u64 {
     sb.ok(&format!(
         "ip netns exec lan {frames} sniff eth0 1.2 {marker} > {log} 2>&1 &
          for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-         ip netns exec {ns} {frames} send eth0 {frame} || true
+         ip netns exec {ns} {frames} send {proto} eth0 {frame} || true
          wait",
         log = log.display(),
         frame = frame.replacen(' ', &format!(" {marker} "), 1),
@@ -286,6 +292,80 @@ fn sent_to_lan(sb: &Sandbox, ns: &str, marker: &str, frame: &str) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .expect("a count")
+}
+
+/// Raw frames are judged by what they are on the wire: a packet socket bound to another
+/// protocol (the skb's `meta protocol` 0x88b5, the frame's ethertype IPv4 or ARP) gets no
+/// forged source out with the child's own MAC. And a child that puts the host's MAC (the
+/// uplink's, the shim's) or a foreign child's on its frames claims none of the addresses
+/// nsfw knows: not another's address, not the host's, not the gateway's, and the host's
+/// MAC speaks only from the host's addresses. The host, the children and the foreign child
+/// still talk.
+#[test]
+fn raw_frames_are_judged_as_they_are_and_known_macs_claim_no_one_elses_address() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    sb.ok("ip netns add fx
+           ip link add fx0 link up0 type macvlan mode bridge
+           ip link set fx0 netns fx
+           ip -n fx addr add 192.0.2.50/24 dev fx0
+           ip -n fx link set fx0 up");
+    apply(&sb, &topology("bridge", ""));
+    let (m1, lan_host) = (mac(&sb, "m1"), mac(&sb, "lan"));
+    let uplink = sb.json("ip -j link show dev up0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let fx = sb.json("ip -n fx -j link show dev fx0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let links = sb.json("ip -j link show");
+    let shim = links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("mvs-")))
+        .and_then(|l| l["address"].as_str())
+        .expect("the shim")
+        .to_string();
+    let udp4 = |src: &str, ip: &str| format!("udp4 {src} {lan_host} {ip} 192.0.2.1");
+    let arp = |src: &str, sha: &str, spa: &str| {
+        format!("arp {src} ff:ff:ff:ff:ff:ff 2 {sha} {spa} 00:00:00:00:00:00 {spa}")
+    };
+    for (proto, marker, frame) in [
+        ("--proto 0x88b5", "h1ip", udp4(&m1, "192.0.2.99")),
+        ("--proto 0x86dd", "h1ip6", udp4(&m1, "192.0.2.99")),
+        ("--proto 0x88b5", "h1arp", arp(&m1, &m1, "192.0.2.2")),
+        ("", "upip", udp4(&uplink, "192.0.2.99")),
+        ("", "shimip", udp4(&shim, "192.0.2.99")),
+        ("", "upgw", arp(&uplink, &uplink, "192.0.2.1")),
+        ("", "upsha", arp(&uplink, &m1, "192.0.2.2")),
+        (
+            "",
+            "upna",
+            format!("na {uplink} 33:33:00:00:00:01 fe80::1 ff02::1 2001:db8::1"),
+        ),
+        ("", "fxhost", udp4(&fx, "192.0.2.2")),
+        ("", "fxm2", udp4(&fx, "192.0.2.12")),
+        ("", "fxgw", arp(&fx, &fx, "192.0.2.1")),
+        ("", "fxhostarp", arp(&fx, &fx, "192.0.2.2")),
+        ("", "fxm1sha", arp(&fx, &m1, "192.0.2.50")),
+    ] {
+        assert_eq!(
+            sent_to_lan_from(&sb, "m1", proto, marker, &frame),
+            0,
+            "{marker}: {proto} {frame} never reaches the LAN"
+        );
+    }
+    assert!(
+        sent_to_lan(&sb, "m1", "own", &udp4(&m1, "192.0.2.11")) > 0,
+        "the child's own frames get out"
+    );
+    assert!(host_pings(&sb, "192.0.2.1"), "the host reaches the LAN");
+    assert!(host_pings(&sb, "192.0.2.11"), "and m1 through the shim");
+    assert!(sb.pings("m1", "192.0.2.1"), "m1 reaches the LAN");
+    assert!(sb.pings("fx", "192.0.2.1"), "the foreign child too");
 }
 
 /// Root in a child takes a new MAC (`ip link set eth0 address`, no packet socket needed):
@@ -393,4 +473,52 @@ fn foreign_children_and_two_topologies_share_an_uplink() {
         o = sb.nsfw(&["diff", &g]);
     }
     assert!(o.status.success(), "mw is untouched\n{}", show(&o));
+}
+
+/// A file whose child would take a MAC the uplink or a foreign child holds is refused before
+/// anything changes, naming the file, key and value; fixed, it applies and converges.
+#[test]
+fn a_mac_the_uplink_or_a_foreign_child_holds_is_refused_up_front() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    sb.ok("ip netns add fx
+           ip link add fx0 link up0 type macvlan mode bridge
+           ip link set fx0 netns fx
+           ip -n fx link set fx0 up");
+    let fx = sb.json("ip -n fx -j link show dev fx0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let uplink = sb.json("ip -j link show dev up0")[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string();
+    let text = |mac: &str| {
+        format!(
+            "name = \"mm\"\n[namespaces.a]\nmacvlan = \"up0\"\naddress = \"192.0.2.21/24\"\n{mac}"
+        )
+    };
+    let state = || sb.ok("ip netns list; nft list ruleset; ip -d link show");
+    let before = state();
+    for (mac, who) in [
+        (&fx, "a child of up0 that nsfw does not own"),
+        (&uplink, "the uplink up0 itself"),
+    ] {
+        let f = sb.file("mm.toml", &text(&format!("mac = \"{mac}\"\n")));
+        let o = sb.nsfw(&["apply", &f]);
+        assert_eq!(o.status.code(), Some(1), "apply\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let named = format!("mm.toml: namespaces.a.mac = \"{mac}\"");
+        assert!(
+            err.contains(&named) && err.contains(who),
+            "{named}, {who}\n{err}"
+        );
+        assert_eq!(state(), before, "nothing changed");
+    }
+    let f = sb.file("mm.toml", &text(""));
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply once fixed\n{}", show(&o));
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "diff after\n{}", show(&d));
+    assert!(sb.pings("a", "192.0.2.1"), "a reaches the LAN");
 }

@@ -180,6 +180,8 @@ fn plan_with(
             .extend(firewall::publish::foreign_addresses(t, &host));
         let links = o.net.host.links.iter().map(|l| l.name.as_str());
         p.warnings.extend(firewall::missing_ways_out(t, links));
+        p.conflicts
+            .extend(side::taken_macs(t, o, &tg.desired.source));
         let h = &o.net.host;
         let default = h
             .routes

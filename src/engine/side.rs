@@ -110,9 +110,47 @@ fn uplinks(
     }
     let mut lists = k.unicast(&indexes)?;
     for (name, seen) in &mut out {
-        if let Some(l) = o.host.link(name) {
-            seen.unicast = lists.remove(&l.index).unwrap_or_default();
+        let Some(l) = o.host.link(name) else {
+            continue;
+        };
+        seen.unicast = lists.remove(&l.index).unwrap_or_default();
+        // The host's addresses on the LAN: the uplink's (what the apply adds elsewhere, a
+        // bridge's, is not on the LAN, and would make the first apply differ from the next).
+        for a in o.host.addrs.iter().filter(|a| a.index == l.index) {
+            match a.net.ip() {
+                std::net::IpAddr::V4(v) => seen.host4.push(v),
+                std::net::IpAddr::V6(v) => seen.host6.push(v),
+            }
         }
+        // The host's own macvlans on the uplink (its shims): what they send is the host's.
+        // nsfw's shims aside: each topology counts its own (`uplink::claims`), so that no
+        // table holds another's, which would go stale when that one is flushed.
+        seen.host = o
+            .host
+            .links
+            .iter()
+            .filter(|l| matches!(l.kind.as_deref(), Some("macvlan" | "macvtap")))
+            .filter(|l| !crate::owner::owned(l.alias.as_deref(), |_| true))
+            .filter_map(|l| l.mac)
+            .filter(|m| seen.unicast.contains(m))
+            .collect();
     }
     Ok(out)
+}
+
+/// The file's children whose MAC the uplink or a foreign child holds (`uplink::taken_macs`),
+/// told apart from this topology's own links (wherever they are) by their mark.
+pub(super) fn taken_macs(
+    t: &crate::topology::Topology,
+    o: &super::Observed,
+    file: &str,
+) -> Vec<String> {
+    let mark = crate::owner::mark(&t.name);
+    let ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
+        .chain(o.net.namespaces.values().map(|n| &n.node))
+        .flat_map(|n| &n.links)
+        .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
+        .filter_map(|l| l.mac)
+        .collect();
+    uplink::taken_macs(t, &o.nft, &ours, file)
 }

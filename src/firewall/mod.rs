@@ -5,6 +5,7 @@
 
 pub(crate) mod account;
 pub(crate) mod build;
+mod claims;
 pub(crate) mod clash;
 pub(crate) mod conntrack;
 pub(crate) mod droplog;

@@ -19,7 +19,10 @@
 //! }
 //! ```
 //!
-//! A child that takes a new MAC is judged by the first rule: only the MACs the file gives,
+//! (Before those, `claims`' rules: frames are judged by their ethertype, and what each
+//! allowed MAC may claim is bounded; `nsfw show` gives the whole chain.)
+//!
+//! A child that takes a new MAC is judged by the allow-list rule: only the MACs the file gives,
 //! the uplink's own, and the other children the uplink held at apply time (its unicast list,
 //! other topologies' tables) leave; see [`table_with`]. What it does not see: frames between
 //! two children in bridge mode (the driver hands them over inside the host; `mode =
@@ -145,6 +148,11 @@ pub(crate) struct Seen {
     /// whose owner took a new MAC (the plumbing puts it back), or one the plan removes. Never
     /// let through.
     pub spoofed: Vec<Mac>,
+    /// The MACs of the host's own macvlans on it (shims, whoever made them).
+    pub host: Vec<Mac>,
+    /// The host's addresses on the uplink.
+    pub host4: Vec<std::net::Ipv4Addr>,
+    pub host6: Vec<std::net::Ipv6Addr>,
 }
 
 /// The set of this topology's children (and shim) on uplink `u`.
@@ -209,9 +217,7 @@ fn children(t: &Topology) -> BTreeMap<&str, Vec<Mac>> {
 fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
     let seen = s.uplinks.get(u).cloned().unwrap_or_default();
     let me = owner::table(&t.name);
-    let others = s
-        .netdev
-        .iter()
+    let others = nsfw_tables(s)
         .filter(|(name, _)| **name != me)
         .flat_map(|(_, d)| macs_of(d, &children_set(u)));
     seen.mac
@@ -222,10 +228,74 @@ fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
         .collect()
 }
 
+/// The file's children (and shims) whose MAC another already holds on their uplink: the
+/// uplink itself, or a child nsfw's topology does not own (`ours`: the MACs its own links
+/// carry now). The kernel would refuse to bring such a child up half-way through the run, so
+/// each is a conflict, refused before anything changes.
+pub(crate) fn taken_macs(t: &Topology, s: &NftState, ours: &[Mac], file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in &t.namespaces {
+        for m in &n.macvlans {
+            let Some(seen) = s.uplinks.get(&m.uplink) else {
+                continue;
+            };
+            // A passthru child carries the uplink's MAC, not its own.
+            let mut mine = Vec::new();
+            if m.mode != MacvlanMode::Passthru {
+                mine.push((format!("{}.mac", m.key), m.mac));
+            }
+            if m.host_shim {
+                let key = format!("{}.host_shim", m.key);
+                mine.push((key, shim(&t.name, &m.uplink).1));
+            }
+            for (key, mac) in mine {
+                let who = if seen.mac == Some(mac) {
+                    format!("the MAC of the uplink {} itself", m.uplink)
+                } else if seen.unicast.contains(&mac) && !ours.contains(&mac) {
+                    format!("the MAC of a child of {} that nsfw does not own", m.uplink)
+                } else {
+                    continue;
+                };
+                let line = format!(
+                    "{file}: {key} = \"{mac}\": the child's MAC (given or derived from the names) is {who}; the kernel refuses a child a MAC in use: give another `mac`"
+                );
+                if !out.contains(&line) {
+                    out.push(line);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The topology's netdev table as `nsfw show` prints it (nothing observed: the set of other
 /// MACs is empty until an apply fills it); None when it has no child of an uplink.
 pub(crate) fn table(t: &Topology) -> Option<Table> {
-    table_with(t, &|_, _| Vec::new())
+    table_with(t, &|u, _| (Vec::new(), claims(t, u, &Seen::default())))
+}
+
+/// What the host says from uplink `u`: its MAC (unless a passthru child of the file holds
+/// the uplink), its macvlans' there and the file's shim on it; and its addresses.
+fn claims(t: &Topology, u: &str, seen: &Seen) -> super::claims::Claims {
+    let on_u = || {
+        t.namespaces
+            .iter()
+            .flat_map(|n| &n.macvlans)
+            .filter(|m| m.uplink == u)
+    };
+    let passthru = on_u().any(|m| m.mode == MacvlanMode::Passthru);
+    let mut host: Vec<Mac> = seen.host.clone();
+    host.extend(seen.mac.filter(|_| !passthru));
+    if on_u().any(|m| m.host_shim) {
+        host.push(shim(&t.name, u).1);
+    }
+    host.sort();
+    host.dedup();
+    super::claims::Claims {
+        host,
+        host4: seen.host4.clone(),
+        host6: seen.host6.clone(),
+    }
 }
 
 /// The topology's netdev table, `known(uplink, its children)` giving the other MACs allowed
@@ -237,7 +307,9 @@ pub(crate) fn table(t: &Topology) -> Option<Table> {
 /// set known_eth0 { type ether_addr; elements = { UPLINK, FOREIGN-CHILD, OTHER-TOPOLOGY'S } }
 /// ether saddr != @children_eth0 ether saddr != @known_eth0 counter drop
 /// ```
-fn table_with(t: &Topology, known: &dyn Fn(&str, &[Mac]) -> Vec<Mac>) -> Option<Table> {
+type Known<'a> = &'a dyn Fn(&str, &[Mac]) -> (Vec<Mac>, super::claims::Claims);
+
+fn table_with(t: &Topology, known: Known) -> Option<Table> {
     let mut by_uplink: BTreeMap<&str, Vec<&Macvlan>> = BTreeMap::new();
     for m in t.namespaces.iter().flat_map(|n| &n.macvlans) {
         by_uplink.entry(&m.uplink).or_default().push(m);
@@ -258,12 +330,17 @@ fn table_with(t: &Topology, known: &dyn Fn(&str, &[Mac]) -> Vec<Mac>) -> Option<
             };
             let mine = own.get(u).cloned().unwrap_or_default();
             sets.push(mac_set(children_set(u), mine.clone()));
-            sets.push(mac_set(known_set(u), known(u, &mine)));
+            let (others, claims) = known(u, &mine);
+            sets.push(mac_set(known_set(u), others));
+            sets.extend(super::claims::sets(t, u, &claims));
             let unknown = drop(vec![
                 in_set(Field::EtherSaddr, children_set(u)),
                 in_set(Field::EtherSaddr, known_set(u)),
             ]);
-            let rules = std::iter::once(unknown)
+            let rules = super::claims::head()
+                .into_iter()
+                .chain(std::iter::once(unknown))
+                .chain(super::claims::rules(u, children_set(u)))
                 .chain(kids.into_iter().flat_map(child))
                 .collect();
             Some(Chain::new(u, Some(base), rules))
@@ -299,11 +376,14 @@ pub(crate) fn observe(
 /// uplink (a frame passes every table's chain): their sets of other MACs gain its children
 /// (never lose any: theirs is the next apply's of that topology).
 pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
-    let want = table_with(t, &|u, own| known(t, u, own, s));
+    let want = table_with(t, &|u, own| {
+        let seen = s.uplinks.get(u).cloned().unwrap_or_default();
+        (known(t, u, own, s), claims(t, u, &seen))
+    });
     super::side::diff(p, t, s, Family::Netdev, want, &s.netdev);
     let me = owner::table(&t.name);
     for (u, mine) in children(t) {
-        for (name, d) in s.netdev.iter().filter(|(name, _)| **name != me) {
+        for (name, d) in nsfw_tables(s).filter(|(name, _)| **name != me) {
             let set = known_set(u);
             if d.set(&set).is_none() {
                 continue;
@@ -320,6 +400,19 @@ pub(crate) fn diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
     }
 }
 
+/// The `netdev nsfw_*` tables whose comment marks them a topology's (`nsfw:<name>`): the only
+/// ones whose sets are read as other topologies' children and edited as theirs. A table of
+/// that name made by hand is no one's to trust or change.
+fn nsfw_tables(s: &NftState) -> impl Iterator<Item = (&String, &Dumped)> {
+    s.netdev.iter().filter(|(name, _)| {
+        s.tables.iter().any(|t| {
+            t.family == Family::Netdev
+                && t.name == **name
+                && t.comment.as_deref().and_then(owner::topology_of).is_some()
+        })
+    })
+}
+
 /// Adds (`+`) or deletes (`-`) the elements of `set` in another topology's table `table`.
 fn elements(p: &mut NftPlan, mark: char, table: &str, set: Set) {
     if set.elements.is_empty() {
@@ -328,7 +421,10 @@ fn elements(p: &mut NftPlan, mark: char, table: &str, set: Set) {
     let shown: Vec<String> = set
         .elements
         .iter()
-        .map(|e| format!("{:?}", e.key))
+        .map(|e| match e.key.as_slice() {
+            [Value::Ether(m)] => Mac(*m).to_string(),
+            k => format!("{k:?}"),
+        })
         .collect();
     p.lines.push(NftLine {
         set: Some(set.name.clone()),
@@ -362,7 +458,7 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
             .and_then(|t| t.comment.as_deref())
     };
     let (going, staying): (Vec<_>, Vec<_>) =
-        s.netdev.iter().partition(|(name, _)| owned(comment(name)));
+        nsfw_tables(s).partition(|(name, _)| owned(comment(name)));
     for (name, d) in staying {
         for set in d.structure().set_names() {
             let Some(u) = set.strip_prefix("known_") else {
@@ -380,122 +476,5 @@ pub(crate) fn flush(p: &mut NftPlan, s: &NftState, owned: &dyn Fn(Option<&str>) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A passthru child carries the uplink's MAC, not its derived one: its rules judge every
-    /// frame on the uplink by address, whatever the MAC; a bridge-mode child's key on its MAC.
-    #[test]
-    fn a_passthru_child_is_judged_whatever_its_mac() {
-        for (mode, keyed) in [("passthru", false), ("bridge", true)] {
-            let t = crate::testdata::topology(
-                "pt",
-                &format!(
-                    "name = 'pt'\n[namespaces.p]\nmacvlan = 'up0'\nmode = '{mode}'\naddress = '192.0.2.31/24'\n"
-                ),
-            );
-            let table = super::table(&t).expect("a table");
-            // The first rule is the uplink's (unknown MACs); the child's follow.
-            let rules = format!("{:?}", &table.chains[0].rules[1..]);
-            assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
-            assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
-        }
-    }
-
-    fn mv(name: &str, ns: &str, addr: &str) -> crate::topology::Topology {
-        crate::testdata::topology(
-            name,
-            &format!("name = '{name}'\n[namespaces.{ns}]\nmacvlan = 'up0'\naddress = '{addr}'\n"),
-        )
-    }
-
-    fn macs(t: &nft::Table, set: &str) -> Vec<Mac> {
-        let s = t.sets.iter().find(|s| s.name == set).expect("the set");
-        s.elements
-            .iter()
-            .map(|e| match e.key.as_slice() {
-                [Value::Ether(m)] => Mac(*m),
-                k => panic!("not a MAC: {k:?}"),
-            })
-            .collect()
-    }
-
-    /// The MACs let out of an uplink: the uplink's, the foreign children's on its unicast
-    /// list, another topology's children (read from its table), never one of this topology's
-    /// children carries against the file; and the other topology's chain gains this one's
-    /// children, then loses them at this one's flush.
-    #[test]
-    fn known_macs_are_the_uplink_foreign_and_other_topologies_less_the_spoof() {
-        let (a, b) = (mv("a", "x", "192.0.2.31/24"), mv("b", "y", "192.0.2.32/24"));
-        let mine = children(&a)["up0"].clone();
-        let theirs = children(&b)["up0"].clone();
-        let (up, foreign, spoof) = (
-            Mac([2, 0, 0, 0, 0, 1]),
-            Mac([2, 0, 0, 0, 0, 2]),
-            Mac([2, 0, 0, 0, 0, 3]),
-        );
-        let mut s = NftState::default();
-        s.uplinks.insert(
-            "up0".into(),
-            Seen {
-                mac: Some(up),
-                unicast: vec![foreign, spoof, mine[0], theirs[0]],
-                spoofed: vec![spoof],
-            },
-        );
-        let tb = table(&b).expect("b's table");
-        s.netdev
-            .insert(tb.name.clone(), Dumped::of(tb.clone()).expect("dumped"));
-        s.tables.push(nft::dump::TableInfo {
-            family: Family::Netdev,
-            name: tb.name.clone(),
-            dormant: false,
-            comment: tb.comment.clone(),
-            handle: 1,
-        });
-        let want = table_with(&a, &|u, own| known(&a, u, own, &s)).expect("a's table");
-        assert_eq!(macs(&want, "children_up0"), mine);
-        let mut k = macs(&want, "known_up0");
-        k.sort();
-        let mut expect = vec![up, foreign, theirs[0]];
-        expect.sort();
-        assert_eq!(
-            k, expect,
-            "the spoof and a's own child are not among the others"
-        );
-        let mut p = NftPlan::default();
-        diff(&mut p, &a, &s);
-        let added = p.ops.iter().any(|o| {
-            matches!(o, nft::batch::Op::AddElements { table, set, .. }
-            if *table == tb.name && set.elements == mac_set(String::new(), mine.clone()).elements)
-        });
-        assert!(added, "b's chain lets a's child out: {:?}", p.ops);
-        // a's table as applied, and b's chain with a's child: a's flush takes it back.
-        let wa = Dumped::of(want.clone()).expect("dumped");
-        s.netdev.insert(want.name.clone(), wa);
-        s.tables.push(nft::dump::TableInfo {
-            name: want.name.clone(),
-            comment: want.comment.clone(),
-            ..s.tables[0].clone()
-        });
-        let mut tb2 = tb;
-        tb2.sets
-            .iter_mut()
-            .filter(|x| x.name == "known_up0")
-            .for_each(|x| {
-                x.elements = mac_set(String::new(), mine.clone()).elements;
-            });
-        s.netdev
-            .insert(tb2.name.clone(), Dumped::of(tb2.clone()).expect("dumped"));
-        let mut p = NftPlan::default();
-        flush(&mut p, &s, &|c| c == want.comment.as_deref());
-        let deleted = p.ops.iter().any(
-            |o| matches!(o, nft::batch::Op::DeleteElements { table, .. } if *table == tb2.name),
-        );
-        assert!(
-            deleted,
-            "a's flush takes its child out of b's set: {:?}",
-            p.ops
-        );
-    }
-}
+#[path = "uplink_tests.rs"]
+mod tests;

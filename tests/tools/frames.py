@@ -2,7 +2,11 @@
 """Raw Ethernet frames for the port-security tests, independent of nsfw: forged frames sent
 on an interface with AF_PACKET, and a sniffer that counts the frames carrying a marker.
 
-  frames.py send IFACE KIND MARKER ARG...   send one forged frame three times; KIND:
+  frames.py send [--proto P] IFACE KIND MARKER ARG...
+                                            send one forged frame three times, from a
+                                            packet socket bound to protocol P (0: the kernel
+                                            takes it from the frame; 0x88b5, say: the skb's
+                                            protocol is not what the frame is); KIND:
       udp4  SRCMAC DSTMAC SRC DST            IPv4/UDP from SRC
       udp6  SRCMAC DSTMAC SRC DST            IPv6/UDP from SRC
       arp   SRCMAC DSTMAC OP SHA SPA THA TPA ARP (OP 1 request, 2 reply)
@@ -120,12 +124,12 @@ def frame(kind, marker, a):
     raise SystemExit(f"unknown kind {kind}")
 
 
-def send(iface, kind, marker, args):
+def send(iface, kind, marker, args, proto=0):
     global MARK
     MARK = marker.encode()
     f = frame(kind, marker.encode(), args)
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((iface, 0))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    s.bind((iface, proto))
     for _ in range(3):
         s.send(f)
         time.sleep(0.01)
@@ -155,7 +159,10 @@ def sniff(iface, seconds, marker):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "send":
-        sys.exit(send(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]))
+        a, proto = sys.argv[2:], 0
+        if a[0] == "--proto":
+            proto, a = int(a[1], 0), a[2:]
+        sys.exit(send(a[0], a[1], a[2], a[3:], proto))
     elif cmd == "sniff":
         sys.exit(sniff(*sys.argv[2:5]))
     raise SystemExit(__doc__)
