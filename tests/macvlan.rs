@@ -337,8 +337,8 @@ fn raw_frames_are_judged_as_they_are_and_known_macs_claim_no_one_elses_address()
         ("--proto 0x88b5", "h1ip", udp4(&m1, "192.0.2.99")),
         ("--proto 0x86dd", "h1ip6", udp4(&m1, "192.0.2.99")),
         ("--proto 0x88b5", "h1arp", arp(&m1, &m1, "192.0.2.2")),
-        ("", "upip", udp4(&uplink, "192.0.2.99")),
-        ("", "shimip", udp4(&shim, "192.0.2.99")),
+        ("", "upip", udp4(&uplink, "192.0.2.12")),
+        ("", "shimip", udp4(&shim, "192.0.2.12")),
         ("", "upgw", arp(&uplink, &uplink, "192.0.2.1")),
         ("", "upsha", arp(&uplink, &m1, "192.0.2.2")),
         (
@@ -358,6 +358,13 @@ fn raw_frames_are_judged_as_they_are_and_known_macs_claim_no_one_elses_address()
             "{marker}: {proto} {frame} never reaches the LAN"
         );
     }
+    // What the host routes without NAT leaves with its MAC and a source not its own (and no
+    // one's the file knows): let out, or nsfw would cut off the host's routing.
+    let routed = udp4(&uplink, "192.0.2.99");
+    assert!(
+        sent_to_lan_from(&sb, "m1", "", "uproute", &routed) > 0,
+        "the host's MAC with a source that is nobody's the file knows reaches the LAN"
+    );
     assert!(
         sent_to_lan(&sb, "m1", "own", &udp4(&m1, "192.0.2.11")) > 0,
         "the child's own frames get out"

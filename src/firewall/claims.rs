@@ -9,10 +9,13 @@
 //!   would never look at it. Dropping the disagreeing frames keeps every later L3 match honest;
 //!   matching `@nh` by `ether type` alone would have to be repeated in each rule.
 //! - the host's MACs (the uplink's, unless a passthru child holds it, and the host's own
-//!   macvlans on it: the shims) speak only from the host's addresses (`fib saddr type local`,
-//!   which follows the host's addresses as they change; `0.0.0.0` and `::` for DHCP and DAD),
-//!   and their ARP names one of the host's MACs and none of the addresses the file gives its
-//!   children or their gateways;
+//!   macvlans on it: the shims): their ARP names one of the host's MACs and none of the
+//!   addresses the file gives its children or their gateways, and (below) no frame of theirs
+//!   claims a child's address. Their IP sources are not bound to the host's own addresses: a
+//!   host that routes without NAT out of its uplink (IPv6, a routed container network, a
+//!   bridge with `masquerade = false`) sends with sources not its own, and nsfw must not cut
+//!   that off. So a child may still send blind with the host's MAC from an address that is
+//!   nobody's the file knows;
 //! - every other MAC (foreign children, other topologies' children) claims neither the host's
 //!   addresses nor the file's children's (IP or MAC, in ARP) nor their gateways; a child's own
 //!   MAC is bound to its own addresses by the per-child rules besides.
@@ -22,8 +25,9 @@
 //! ether type arp meta protocol != arp counter drop
 //! ether type ip6 meta protocol != ip6 counter drop
 //! (the allow-list of MACs)
-//! ether saddr @host_eth0 ip saddr != 0.0.0.0 fib saddr type != local counter drop
-//! ether saddr @host_eth0 ip6 saddr != :: fib saddr type != local counter drop
+//! ether saddr @host_eth0 ip saddr @claimed4_eth0 fib saddr type != local counter drop
+//! ether saddr @host_eth0 ip6 saddr @claimed6_eth0 fib saddr type != local counter drop
+//! ether saddr @host_eth0 icmpv6 type 133-137 fib saddr type != local counter drop
 //! ether saddr @host_eth0 arp saddr ip @claimed4_eth0 counter drop
 //! ether saddr @host_eth0 arp saddr ether != @host_eth0 counter drop
 //! ether saddr != @host_eth0 ether type ip fib saddr type local counter drop
@@ -180,16 +184,29 @@ pub(super) fn rules(u: &str, children: String) -> Vec<Rule> {
     let host = |op| lookup(field(Field::EtherSaddr), op, host_set(u));
     let ether = |p| Stmt::eq(field(Field::EtherType), Value::EtherType(p));
     vec![
+        // The host's MACs claim no child's address nor a gateway the file names, unless the
+        // host itself has that address (it may be the LAN's gateway). The shim's MAC is among
+        // the children's allowed MACs, so the rules on `children` below do not bound it.
         drop(vec![
             host(Op::Eq),
-            ether(0x0800),
-            Stmt::neq(field(Field::IpSaddr), Value::Ipv4(Ipv4Addr::UNSPECIFIED)),
+            lookup(field(Field::IpSaddr), Op::Eq, claimed4_set(u)),
             local(Op::Neq),
         ]),
         drop(vec![
             host(Op::Eq),
-            ether(0x86dd),
-            Stmt::neq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED)),
+            lookup(field(Field::Ip6Saddr), Op::Eq, claimed6_set(u)),
+            local(Op::Neq),
+        ]),
+        // Neighbour discovery (router solicitation to redirect, types 133-137) is never
+        // routed: from the host's MACs it comes from the host's own addresses, or it is a
+        // child pointing the LAN's neighbour entries at the host.
+        drop(vec![
+            host(Op::Eq),
+            Stmt::Match(Match {
+                left: field(Field::Icmpv6Type),
+                op: Op::Eq,
+                right: Rhs::Range(Value::Icmpv6Type(133), Value::Icmpv6Type(137)),
+            }),
             local(Op::Neq),
         ]),
         drop(vec![
