@@ -294,26 +294,20 @@ fn flush_removes_what_nsfw_owns_and_nothing_else() {
     let out = sb.nsfw_code(&["flush", &f], 0);
     assert!(out.contains("- namespace ns1"), "{out}");
     assert_eq!(sb.netns(), ["mine", "o1"]);
-    // Flush does not wait for the kernel to free a deleted namespace's veths (as `ip netns
-    // del` does not): their host ends linger a moment with no namespace to their peer
-    // (`link-netnsid unknown`), then go.
-    let gone_all = ["br0", "veth-ns1", "veth-ns2", "veth-ns3"];
-    let t = std::time::Instant::now();
-    let links = loop {
-        let links = sb.ok("ip -o link");
-        let left = gone_all
-            .iter()
-            .any(|g| links.contains(&format!(" {g}:")) || links.contains(&format!(" {g}@")));
-        if !left || t.elapsed() > std::time::Duration::from_secs(10) {
-            break links;
-        }
+    // Flush does not wait for the kernel to free a deleted namespace's veths (`ip netns del`
+    // does not either): their host ends linger a moment, then go.
+    let at = |l: &str, g: &str| l.contains(&format!(" {g}:")) || l.contains(&format!(" {g}@"));
+    let (t, mut links) = (std::time::Instant::now(), sb.ok("ip -o link"));
+    while ["veth-ns1", "veth-ns2", "veth-ns3"]
+        .iter()
+        .any(|g| at(&links, g))
+        && t.elapsed().as_secs() < 10
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    for gone in gone_all {
-        assert!(
-            !links.contains(&format!(" {gone}:")) && !links.contains(&format!(" {gone}@")),
-            "{gone} left behind:\n{links}"
-        );
+        links = sb.ok("ip -o link");
+    }
+    for gone in ["br0", "veth-ns1", "veth-ns2", "veth-ns3"] {
+        assert!(!at(&links, gone), "{gone} left behind:\n{links}");
     }
     assert!(
         links.contains(" keep0:") && links.contains(" br1:"),
