@@ -227,15 +227,9 @@ fn apply_killed_beside_watch_converges() {
     sb.file("t.toml", &topology(n, true));
     sb.nsfw_code(&["apply", &f], 0);
     let span = (t.elapsed().as_millis() as u64).max(20) * 5 / 4;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("seed {seed}");
+    let mut rng = common::Instants::new();
     for trial in 0..trials {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        let seed = rng.next();
         // Even trials remove `extra` (the file says it), odd ones add it back; watch
         // follows the file.
         sb.file("t.toml", &topology(n, trial % 2 == 1));

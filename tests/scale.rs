@@ -151,15 +151,9 @@ fn adding_and_removing_one_of_a_thousand_converges_when_killed() {
     let t = Instant::now();
     sb.nsfw_code(&["apply", &b], 0);
     let span = (t.elapsed().as_millis() as u64).max(20) * 5 / 4;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("seed {seed}");
+    let mut rng = common::Instants::new();
     for trial in 0..trials {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        let seed = rng.next();
         // Odd trials remove `extra` (b is applied), even ones add it back.
         let f = if trial % 2 == 0 { &a } else { &b };
         let at = Duration::from_millis(seed % span);

@@ -542,3 +542,26 @@ pub fn spread(
     }
     s
 }
+
+/// A small random source for kill instants: xorshift seeded from the clock, the seed printed
+/// so a failing run can be told apart.
+pub struct Instants(u64);
+
+impl Instants {
+    pub fn new() -> Instants {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("seed {seed}");
+        Instants(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
