@@ -1,5 +1,5 @@
 //! What the firewall's plan needs beside the host's ruleset, read once the plumbing is: nsfw's
-//! tables inside the namespaces that forward, and what the topology's macvlan uplinks hold
+//! tables inside the namespaces that forward and those of macvlan children (their guards), and what the topology's macvlan uplinks hold
 //! (their MAC, their unicast address list, the MACs its children carry that the file does not
 //! give them).
 
@@ -23,7 +23,8 @@ pub(super) fn observe(
     Ok(())
 }
 
-/// nsfw's tables inside the namespaces that forward, which the plumbing says.
+/// nsfw's tables inside the namespaces that forward and those with macvlan children, which
+/// the plumbing says.
 fn observe_ns_tables(
     k: &mut dyn Kernel,
     tg: &Target,
@@ -46,7 +47,21 @@ fn observe_ns_tables(
             .into_iter()
             .filter(|n| o.namespaces.contains_key(n))
             .collect();
-        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
+        s.ns_tables = k.observe_ns_tables(&t.name, &names, nft::Family::Inet)?;
+        // Macvlan children's guards: where the file puts children, and where a child is now.
+        let has_child = |ns: &str| {
+            o.namespaces.get(ns).is_some_and(|n| {
+                n.node
+                    .links
+                    .iter()
+                    .any(|l| matches!(l.kind.as_deref(), Some("macvlan" | "macvtap")))
+            })
+        };
+        let guarded: Vec<String> = firewall::guard::to_observe(t, &has_child)
+            .into_iter()
+            .filter(|n| o.namespaces.contains_key(n))
+            .collect();
+        s.ns_guards = k.observe_ns_tables(&t.name, &guarded, nft::Family::Netdev)?;
     }
     Ok(())
 }
