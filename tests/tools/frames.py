@@ -2,11 +2,12 @@
 """Raw Ethernet frames for the port-security tests, independent of nsfw: forged frames sent
 on an interface with AF_PACKET, and a sniffer that counts the frames carrying a marker.
 
-  frames.py send [--proto P] IFACE KIND MARKER ARG...
+  frames.py send [--bypass] [--proto P] IFACE KIND MARKER ARG...
                                             send one forged frame three times, from a
                                             packet socket bound to protocol P (0: the kernel
                                             takes it from the frame; 0x88b5, say: the skb's
-                                            protocol is not what the frame is); KIND:
+                                            protocol is not what the frame is), with
+                                            PACKET_QDISC_BYPASS if --bypass; KIND:
       udp4  SRCMAC DSTMAC SRC DST            IPv4/UDP from SRC
       udp6  SRCMAC DSTMAC SRC DST            IPv6/UDP from SRC
       arp   SRCMAC DSTMAC OP SHA SPA THA TPA ARP (OP 1 request, 2 reply)
@@ -28,6 +29,7 @@ import time
 # The marker of the frames being sent, also in the UDP payloads: a router or NAT on the way
 # drops the Ethernet trailer, not the payload.
 MARK = b""
+SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
 
 
 def mac(s):
@@ -124,11 +126,13 @@ def frame(kind, marker, a):
     raise SystemExit(f"unknown kind {kind}")
 
 
-def send(iface, kind, marker, args, proto=0):
+def send(iface, kind, marker, args, proto=0, bypass=False):
     global MARK
     MARK = marker.encode()
     f = frame(kind, marker.encode(), args)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    if bypass:
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
     s.bind((iface, proto))
     for _ in range(3):
         s.send(f)
@@ -159,10 +163,12 @@ def sniff(iface, seconds, marker):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "send":
-        a, proto = sys.argv[2:], 0
+        a, proto, bypass = sys.argv[2:], 0, False
+        if a[0] == "--bypass":
+            bypass, a = True, a[1:]
         if a[0] == "--proto":
             proto, a = int(a[1], 0), a[2:]
-        sys.exit(send(a[0], a[1], a[2], a[3:], proto))
+        sys.exit(send(a[0], a[1], a[2], a[3:], proto, bypass))
     elif cmd == "sniff":
         sys.exit(sniff(*sys.argv[2:5]))
     raise SystemExit(__doc__)
