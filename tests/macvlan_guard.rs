@@ -165,3 +165,57 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
     assert!(o.status.success(), "flush\n{}", show(&o));
     assert!(!sb.netns().iter().any(|n| n == "m1"), "{:?}", sb.netns());
 }
+
+/// A macvtap child: what a VM writes to its `/dev/tapN` passes the child's egress hook too.
+/// Its own frames leave; with the host's MAC they do not, until the guard is deleted.
+#[test]
+fn a_macvtap_guests_frames_pass_its_guard() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = sb.file(
+        "tp.toml",
+        "name = 'tp'\n[namespaces.vm]\nmacvtap = 'up0'\naddress = '192.0.2.11/24'\n",
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    let dev = sb.dir().join("tap");
+    sb.ok(&format!(
+        "d=$(ip netns exec vm sh -c 'cat /sys/class/net/eth0/macvtap/tap*/dev')
+         mknod {} c ${{d%%:*}} ${{d##*:}}",
+        dev.display()
+    ));
+    let (vm, up, lan_host) = (
+        mac(&sb, Some("vm"), "eth0"),
+        mac(&sb, None, "up0"),
+        mac(&sb, Some("lan"), "eth0"),
+    );
+    let py = format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let count = |marker: &str, src: &str| -> u64 {
+        let log = sb.dir().join(format!("sniff-{marker}.log"));
+        sb.ok(&format!(
+            "ip netns exec lan {py} sniff eth0 1.2 {marker} > {log} 2>&1 &
+             for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
+             {py} sendtap {dev} udp4 {marker} {src} {lan_host} 192.0.2.99 192.0.2.1 || true
+             {py} sendtap {dev} udp4 {marker} {vm} {lan_host} 192.0.2.11 192.0.2.1 || true
+             wait",
+            log = log.display(),
+            dev = dev.display(),
+        ));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a count")
+    };
+    // Each round sends the spoof, then three of the guest's own frames.
+    assert_eq!(count("guarded", &up), 3, "only the guest's own frames");
+    sb.ok("ip netns exec vm nft delete table netdev nsfw_tp");
+    assert_eq!(
+        count("unguarded", &up),
+        6,
+        "the witness: the spoof then leaves"
+    );
+}

@@ -16,11 +16,14 @@ on an interface with AF_PACKET, and a sniffer that counts the frames carrying a 
       ns    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour solicitation for TARGET
       raw   SRCMAC DSTMAC ETHERTYPE          ethertype 0x88b5 (say) and the marker
       vlan  SRCMAC DSTMAC SRC DST            802.1Q (VLAN 5) tagged IPv4/UDP
+  frames.py sendtap DEVICE KIND MARKER ARG...
+                                            the same, written to a macvtap's /dev/tapN
   frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
 
 Every frame carries MARKER after its payload (Ethernet trailer), which the receiver's IP
 stack ignores and a sniffer sees.
 """
+import os
 import socket
 import struct
 import sys
@@ -140,6 +143,19 @@ def send(iface, kind, marker, args, proto=0, bypass=False):
     return 0
 
 
+def sendtap(path, kind, marker, args):
+    """The same frame written three times to a macvtap's character device, as a VM's
+    virtio driver would (after the 10-byte virtio-net header macvtap expects by default)."""
+    global MARK
+    MARK = marker.encode()
+    f = frame(kind, marker.encode(), args)
+    fd = os.open(path, os.O_RDWR)
+    for _ in range(3):
+        os.write(fd, bytes(10) + f)
+        time.sleep(0.01)
+    return 0
+
+
 def sniff(iface, seconds, marker):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     s.bind((iface, 0))
@@ -169,6 +185,9 @@ if __name__ == "__main__":
         if a[0] == "--proto":
             proto, a = int(a[1], 0), a[2:]
         sys.exit(send(a[0], a[1], a[2], a[3:], proto, bypass))
+    elif cmd == "sendtap":
+        a = sys.argv[2:]
+        sys.exit(sendtap(a[0], a[1], a[2], a[3:]))
     elif cmd == "sniff":
         sys.exit(sniff(*sys.argv[2:5]))
     raise SystemExit(__doc__)
