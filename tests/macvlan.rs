@@ -191,6 +191,20 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
     assert_eq!(before, after, "flush leaves the uplink as it was");
 }
 
+/// A run killed between making a child and marking it (two messages) leaves an unmarked
+/// child with the file's MAC in nsfw's namespace; the next run brings it up. It is still
+/// this file's child: the next apply goes on (it used to refuse the MAC as a foreign
+/// child's, for ever).
+#[test]
+fn an_unmarked_child_in_its_own_namespace_is_still_the_files() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    apply(&sb, &topology("bridge", ""));
+    sb.ok("ip -n m2 link set eth0 alias ''");
+    apply(&sb, &topology("bridge", ""));
+    assert!(sb.pings("m2", "192.0.2.1"));
+}
+
 #[test]
 fn killed_applies_converge() {
     let Some(sb) = Sandbox::or_skip() else { return };

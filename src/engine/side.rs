@@ -154,18 +154,31 @@ fn uplinks(
 }
 
 /// The file's children whose MAC the uplink or a foreign child holds (`uplink::taken_macs`),
-/// told apart from this topology's own links (wherever they are) by their mark.
+/// told apart from this topology's own links (wherever they are) by their mark — and, inside
+/// the file's namespaces, by being the child the file puts there: a run killed between making
+/// a child and marking it (two messages) leaves it unmarked, and the next run keeps it.
 pub(super) fn taken_macs(
     t: &crate::topology::Topology,
     o: &super::Observed,
     file: &str,
 ) -> Vec<String> {
     let mark = crate::owner::mark(&t.name);
-    let ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
+    let mut ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
         .chain(o.net.namespaces.values().map(|n| &n.node))
         .flat_map(|n| &n.links)
         .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
         .filter_map(|l| l.mac)
         .collect();
+    for n in &t.namespaces {
+        let Some(ns) = o.net.namespaces.get(&n.name) else {
+            continue;
+        };
+        for m in &n.macvlans {
+            let child = ns.node.links.iter().find(|l| {
+                l.name == m.ifname && l.kind.as_deref() == Some(m.kind()) && l.mac == Some(m.mac)
+            });
+            ours.extend(child.and_then(|l| l.mac));
+        }
+    }
     uplink::taken_macs(t, &o.nft, &ours, file)
 }
