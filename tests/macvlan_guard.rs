@@ -250,3 +250,28 @@ fn a_macvtap_guests_frames_pass_its_guard() {
         "the witness: the spoof then leaves"
     );
 }
+
+/// A passthru child carries the uplink's MAC: its own ARP and IP (and the LAN's answers) pass
+/// both its guard and the uplink's chain, whose children rules count that MAC as the child's.
+#[test]
+fn a_passthru_child_reaches_its_gateway_and_the_lan() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip netns add lan
+           ip link add up0 type veth peer name eth0 netns lan
+           ip link set up0 up
+           ip -n lan link set lo up && ip -n lan link set eth0 up
+           ip -n lan addr add 192.0.2.1/24 dev eth0
+           ip -n lan addr add 192.0.2.3/24 dev eth0
+           ip -n lan addr add 2001:db8::1/64 dev eth0 nodad");
+    let f = sb.file(
+        "pt.toml",
+        "name = 'pt'\n[namespaces.p1]\nmacvlan = 'up0'\nmode = 'passthru'\naddress = '192.0.2.11/24'\naddress6 = '2001:db8::11/64'\ngateway = '192.0.2.1'\n",
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    assert!(sb.pings("p1", "192.0.2.1"), "the gateway");
+    assert!(sb.pings("p1", "192.0.2.3"), "another LAN address");
+    sb.ok("for i in $(seq 40); do ip netns exec p1 ping -c1 -W1 2001:db8::1 >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "in sync\n{}", show(&d));
+}
