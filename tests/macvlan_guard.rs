@@ -275,3 +275,19 @@ fn a_passthru_child_reaches_its_gateway_and_the_lan() {
     let d = sb.nsfw(&["diff", &f]);
     assert!(d.status.success(), "in sync\n{}", show(&d));
 }
+
+/// `flush` then `apply` at once: the file's children of the namespaces the kernel is still
+/// tearing down hold their MACs on the uplink a while; apply waits for them rather than
+/// refusing them as foreign.
+#[test]
+fn apply_right_after_flush_succeeds() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = sb.file("gd.toml", FILE);
+    for i in 0..10 {
+        let o = sb.nsfw(&["apply", &f]);
+        assert!(o.status.success(), "apply {i}\n{}", show(&o));
+        let o = sb.nsfw(&["flush", &f]);
+        assert!(o.status.success(), "flush {i}\n{}", show(&o));
+    }
+}
