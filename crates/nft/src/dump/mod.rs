@@ -3,6 +3,7 @@
 //! The elements of a whole table's named sets stay in the kernel's bytes, in canonical form
 //! (`canon`): the diff compares them as they are and decodes only those it shows.
 
+mod elemmsg;
 mod parse;
 
 use std::collections::BTreeMap;

@@ -214,8 +214,28 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
 /// An element as listed, with its counter when its set gives it one.
 pub(super) type CountedElem = (KElem, Option<Counter>);
 
-/// The elements of one message, each with its counter when it has one.
+/// The elements of one message, each with its counter when it has one: read natively
+/// (`elemmsg`); debug builds (the tests') hold that reader to libnftnl's on every message.
 pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<CountedElem>>> {
+    let fast = super::elemmsg::parse(m.payload()).map_err(|why| {
+        anyhow::anyhow!("cannot parse a set element message from the kernel: {why}")
+    })?;
+    // Counters compare equal whatever they counted (ir::Counter): compare their numbers.
+    #[cfg(debug_assertions)]
+    {
+        let numbers = |v: &[CountedElem]| -> Vec<(KElem, Option<(u64, u64)>)> {
+            let n = |c: &Option<Counter>| c.map(|c| (c.packets, c.bytes));
+            v.iter().map(|(e, c)| (e.clone(), n(c))).collect()
+        };
+        let general = nftnl_elems(m)?.unwrap_or_default();
+        debug_assert_eq!(numbers(&fast), numbers(&general));
+    }
+    Ok(Some(fast))
+}
+
+/// The elements of one message as libnftnl parses them: the reference `elemmsg` is held to.
+#[cfg(debug_assertions)]
+fn nftnl_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<CountedElem>>> {
     let s = ffi::Set::parse_elems(m, "set element")?;
     let mut out = Vec::new();
     for e in s.elems()? {
