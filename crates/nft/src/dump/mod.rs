@@ -324,22 +324,17 @@ impl NftSocket {
                 let chunks = self
                     .elements(family, table, &set.name)
                     .map_err(|e| format!("{e:#}"))?;
-                // Sized once: a flattened collect grows (and copies) 10,000 elements
-                // a dozen times.
-                let mut listed: Vec<CountedElem> =
-                    Vec::with_capacity(chunks.iter().map(Vec::len).sum());
-                for c in chunks {
-                    listed.extend(c);
+                // Sized once, each element moved once: a flattened collect grows (and
+                // copies) 10,000 elements a dozen times.
+                let mut listed: Vec<KElem> = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+                let mut counters = Vec::new();
+                for (k, c) in chunks.into_iter().flatten() {
+                    if let (true, Some(c)) = (set.flags.counter, c) {
+                        counters.push((k.clone(), c));
+                    }
+                    listed.push(k);
                 }
-                let counters = if set.flags.counter {
-                    listed
-                        .iter()
-                        .filter_map(|(k, c)| c.map(|c| (k.clone(), c)))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let kelems = canonical(&set, listed.into_iter().map(|(k, _)| k).collect())?;
+                let kelems = canonical(&set, listed)?;
                 Ok(ReadSet {
                     set,
                     anonymous: l.anonymous,
