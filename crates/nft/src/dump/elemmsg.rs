@@ -7,10 +7,12 @@
 //! The message: nfgenmsg, then NFTA_SET_ELEM_LIST_TABLE, _SET, and _ELEMENTS, a list of
 //! NFTA_LIST_ELEM each holding the element's NFTA_SET_ELEM_* attributes.
 
-use super::parse::CountedElem;
 use crate::elems::{KData, KElem};
 use crate::ir::Counter;
 use crate::udata;
+
+/// An element as listed, with its counter when its set gives it one.
+pub(super) type CountedElem = (KElem, Option<Counter>);
 
 /// NFTA_SET_ELEM_LIST_ELEMENTS
 const LIST_ELEMENTS: u16 = 3;

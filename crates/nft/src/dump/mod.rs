@@ -17,11 +17,11 @@ use super::ffi;
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
+use elemmsg::CountedElem;
 pub(crate) use parse::RawRule;
 pub use parse::{ChainInfo, ObjInfo, TableInfo};
 use parse::{
-    CountedElem, ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set,
-    parse_table,
+    ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
 };
 
 /// A decoded rule of some chain, with its handle.

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use super::elemmsg::{self, CountedElem};
 use crate::elems::{KData, KElem};
 use crate::expr::Raw;
 use crate::ffi::{self, Nlmsg};
@@ -211,13 +212,10 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
     Ok(Some(listed(Ok(set))))
 }
 
-/// An element as listed, with its counter when its set gives it one.
-pub(super) type CountedElem = (KElem, Option<Counter>);
-
 /// The elements of one message, each with its counter when it has one: read natively
 /// (`elemmsg`); debug builds (the tests') hold that reader to libnftnl's on every message.
 pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<CountedElem>>> {
-    let fast = super::elemmsg::parse(m.payload()).map_err(|why| {
+    let fast = elemmsg::parse(m.payload()).map_err(|why| {
         anyhow::anyhow!("cannot parse a set element message from the kernel: {why}")
     })?;
     // Counters compare equal whatever they counted (ir::Counter): compare their numbers.
