@@ -4,6 +4,8 @@
 //! (`canon`): the diff compares them as they are and decodes only those it shows.
 
 mod elemmsg;
+#[cfg(debug_assertions)]
+mod elemref;
 mod parse;
 
 use std::collections::BTreeMap;
