@@ -385,6 +385,7 @@ impl<'a> Cx<'a> {
     fn announce(&mut self, ifname: &str, net: IpNetwork, mac: Option<Mac>) {
         if let Some(mac) = mac {
             self.push(Announce {
+                place: Place::Host,
                 ifname: ifname.to_string(),
                 net,
                 mac,
