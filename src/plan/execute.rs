@@ -185,7 +185,8 @@ fn teardown(
 /// waits for that (`ip netns del` does not either): until they go, every observation counts
 /// their host ends as gone (`plumbing::nsid`), and a run that makes a link of the same name
 /// waits for just that one (`await_names`). Those of a namespace something else keeps alive
-/// after its name goes (a process in it, a socket opened in it) are deleted at once.
+/// after its name goes are deleted: at once where a process is in it, else once it has not
+/// died within `SOCKETS_FREED` (a socket opened in it).
 fn delete_namespaces(
     host: &mut Conn,
     hix: &mut HostIx,
@@ -195,7 +196,8 @@ fn delete_namespaces(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let mut takes: Vec<&str> = Vec::new();
+    // The host ends of namespaces a process holds, and of the others.
+    let (mut held, mut takes): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut n = 0;
     let names: Vec<&str> = these
         .iter()
@@ -230,30 +232,55 @@ fn delete_namespaces(
                     continue;
                 }
             }
-            takes.extend(d.takes.iter().map(String::as_str));
+            let ends = d.takes.iter().map(String::as_str);
+            if holders.is_some() {
+                held.extend(ends);
+            } else {
+                takes.extend(ends);
+            }
             ok.push((*s).clone());
         }
     }
-    if let Err(e) = remove_now(host, &takes) {
-        errs.add(e);
+    for (names, patience) in [(&held, Duration::ZERO), (&takes, SOCKETS_FREED)] {
+        if let Err(e) = remove_now(host, names, patience) {
+            errs.add(e);
+        }
     }
-    hix.forget(takes.iter().copied());
+    hix.forget(takes.iter().chain(&held).copied());
     tally.add("delete namespace", n, t);
 }
 
+/// How long a namespace no process holds may take to die once its name is gone. A netlink
+/// socket opened in it, this run's own included (the observation's, closed a few
+/// milliseconds earlier), is freed an RCU grace period after its close and holds the
+/// namespace until then; deleting the veth meanwhile costs more than the wait (an unregister
+/// waits for every pending RCU callback, 10–20 ms on a busy host) and gains nothing.
+const SOCKETS_FREED: Duration = Duration::from_millis(30);
+
 /// Deletes the host links `names` that are still there and not going with their namespace:
-/// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`).
-/// Each is asked for by name: a dump of the host's links costs O(N²) at N veth pairs.
-fn remove_now(host: &mut Conn, names: &[&str]) -> Result<()> {
-    let names: BTreeSet<&str> = names.iter().copied().collect();
-    let links = by_name(host, names)?;
-    let dying = nsid::dying(host, &links);
-    let reqs: Vec<Req> = links
-        .iter()
-        .filter(|l| !dying.contains(&l.index))
-        .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
-        .collect();
-    host.run_all(&reqs)
+/// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`), once
+/// `patience` has passed without it dying. Each is asked for by name: a dump of the host's
+/// links costs O(N²) at N veth pairs.
+fn remove_now(host: &mut Conn, names: &[&str], patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut names: BTreeSet<&str> = names.iter().copied().collect();
+    loop {
+        let links = by_name(host, names.iter().copied())?;
+        let dying = nsid::dying(host, &links);
+        let alive: Vec<&Link> = links.iter().filter(|l| !dying.contains(&l.index)).collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let reqs: Vec<Req> = alive
+                .iter()
+                .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
+                .collect();
+            return host.run_all(&reqs);
+        }
+        names.retain(|n| alive.iter().any(|l| l.name == *n));
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The host links of `names` that are there, each asked for by name.
