@@ -111,7 +111,11 @@ fn a_new_namespace_at_an_address_held_before_is_reachable_at_once() {
     assert!(out.contains("announce 10.30.0.5 on new:eth0"), "{out}");
     let lladdr = |ns: &str| {
         let neigh = sb.ok(&format!("ip {ns} neigh show 10.30.0.5"));
-        neigh.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_string)
+        neigh
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
     };
     let mac = sb.ok("ip -n new -br link show eth0");
     for ns in ["-n peer", ""] {

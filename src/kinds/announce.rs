@@ -21,6 +21,9 @@ use crate::topology::Mac;
 pub(crate) struct Announce {
     pub place: Place,
     pub ifname: String,
+    /// Inside a namespace: the host end of the interface's pair, a bridge port that must
+    /// forward before the announcement can cross it.
+    pub port: Option<String>,
     pub net: IpNetwork,
     pub mac: Mac,
 }
@@ -41,10 +44,10 @@ impl Announce {
 }
 
 impl Change for Announce {
-    /// After the address is in place: on the host, added in the host build; inside, after the
-    /// addresses and routes of the same visit.
+    /// After the address is in place: on the host, added in the host build; inside, once the
+    /// namespace's visit made it, in a visit of its own (`plan::execute::announce_inside`).
     fn stage(&self) -> Stage {
-        Stage::at(&self.place, Stage::HostFinish)
+        Stage::HostFinish
     }
     fn mark(&self) -> char {
         '~'
@@ -71,10 +74,13 @@ impl Change for Announce {
         let IpNetwork::V4(net) = self.net else {
             return Some(Ok(Vec::new()));
         };
-        Some(
-            index_of(at.ix, &self.ifname)
-                .map(|i| vec![crate::plumbing::announce::by_kernel(&self.ifname, i, net.ip())]),
-        )
+        Some(index_of(at.ix, &self.ifname).map(|i| {
+            vec![crate::plumbing::announce::by_kernel(
+                &self.ifname,
+                i,
+                net.ip(),
+            )]
+        }))
     }
 }
 

@@ -66,8 +66,7 @@ fn sysctls(c: &mut Conn, steps: &[&Step], ok: &mut Vec<Step>, errs: &mut Errors)
     call_each(steps, sysctl, ok, errs);
 }
 
-/// Addresses, routes and impairments (and, last, arriving addresses announced), then
-/// neighbours forgotten: against the indexes the run
+/// Addresses, routes and impairments, then neighbours forgotten: against the indexes the run
 /// knows (`hints`), with a dump of the namespace only when one is missing.
 fn addresses(
     ns: &str,
@@ -112,7 +111,6 @@ fn index_needed(s: &Step) -> Option<&String> {
         Step::DelRoute(r) => Some(&r.route.dev),
         Step::ForgetNeighbours(n) => Some(&n.ifname),
         Step::SetNetem(n) => Some(&n.ifname),
-        Step::Announce(a) => Some(&a.ifname),
         _ => None,
     }
 }

@@ -20,14 +20,16 @@ impl Cx<'_> {
     /// on the host. Sent by the kernel in the namespace's own visit (`kinds::announce`): a
     /// packet socket of nsfw's own would cost an RCU grace period (~20 ms) to close.
     pub(super) fn forget_neighbours(&mut self) {
-        // The ports of each bridge: (namespace, interface).
+        // The ports of each bridge: (namespace, interface), and the host end of each.
         let mut ports: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
-        for spec in self.d.host.links.values() {
+        let mut ends: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for (name, spec) in &self.d.host.links {
             if let (LinkKind::Veth { peer_ns, peer, .. }, Some(b)) = (&spec.kind, &spec.master) {
                 ports
                     .entry(b)
                     .or_default()
                     .push((peer_ns.clone(), peer.clone()));
+                ends.insert((peer_ns, peer), name);
             }
         }
         let held = self.held_addresses();
@@ -70,9 +72,11 @@ impl Cx<'_> {
                 // existing entry at once), in its namespace's visit.
                 out.extend(arrived.into_iter().filter_map(|(ns, i, net)| {
                     let mac = self.d.namespaces.get(&ns)?.links.get(&i)?.mac?;
+                    let port = ends.get(&(ns.as_str(), i.as_str())).map(|p| p.to_string());
                     Some(Step::from(Announce {
                         place: Place::Ns(ns),
                         ifname: i,
+                        port,
                         net,
                         mac,
                     }))

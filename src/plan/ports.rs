@@ -387,6 +387,7 @@ impl<'a> Cx<'a> {
             self.push(Announce {
                 place: Place::Host,
                 ifname: ifname.to_string(),
+                port: None,
                 net,
                 mac,
             });

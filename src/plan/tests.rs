@@ -221,7 +221,8 @@ fn an_address_arriving_on_a_new_namespace_is_announced_from_inside_it() {
         Owner::Topology("one"),
     );
     let s = steps(&p);
-    let said = "~ announce 10.10.0.3 on ns2:eth0 (gratuitous ARP: the address may have been held before)";
+    let said =
+        "~ announce 10.10.0.3 on ns2:eth0 (gratuitous ARP: the address may have been held before)";
     assert!(s.iter().any(|x| x == said), "{s:?}");
     assert!(!s.iter().any(|x| x.contains("neighbours")), "{s:?}");
     let a = p

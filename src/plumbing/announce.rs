@@ -23,7 +23,11 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::{AddressFamily, route::RouteType};
 use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
 
-use super::Req;
+use netlink_packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage,
+};
+
+use super::{Conn, Req};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -150,8 +154,8 @@ pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
 /// interface's address as the sender). Every port of the segment hears it, and Linux takes a
 /// gratuitous ARP over an entry for A regardless of its lock time. No packet socket to close,
 /// one request on a connection the run has open. The entry is left to the kernel (not
-/// permanent: it is collected): it asks twice more, a second apart (`mcast_probes`), which
-/// covers a first frame lost while the bridge port was still coming up.
+/// permanent: it is collected): it asks twice more, a second apart (`mcast_probes`), as
+/// hosts announce twice. Sent once the interface's bridge port forwards (`await_forwarding`).
 pub(crate) fn by_kernel(ifname: &str, index: u32, a: Ipv4Addr) -> Req {
     let mut m = NeighbourMessage::default();
     m.header.family = AddressFamily::Inet;
@@ -166,6 +170,41 @@ pub(crate) fn by_kernel(ifname: &str, index: u32, a: Ipv4Addr) -> Req {
         NLM_F_CREATE | NLM_F_REPLACE,
         format!("cannot announce {a} on {ifname}"),
     )
+}
+
+/// Waits (at most `patience`) until host link `port` forwards as a bridge port: a port
+/// whose other end just came up is enabled by the kernel's link watch, a moment later, and
+/// drops what arrives until then (a gratuitous ARP sent then would be lost). A port that is
+/// not there, or no bridge port, is not waited for.
+pub(crate) fn await_forwarding(c: &mut Conn, port: &str, patience: std::time::Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    while port_state(c, port).is_some_and(|s| s != BridgePortState::Forwarding)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
+/// The bridge port state of host link `name`; None: no such link, or no bridge port.
+fn port_state(c: &mut Conn, name: &str) -> Option<BridgePortState> {
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let what = format!("interface {name}");
+    let Ok(Some(RouteNetlinkMessage::NewLink(l))) =
+        c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])
+    else {
+        return None;
+    };
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(v)) => v.iter().find_map(|x| match x {
+                InfoBridgePort::State(s) => Some(*s),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
