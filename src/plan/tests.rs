@@ -209,8 +209,8 @@ fn a_missing_address_is_added_and_the_segment_forgets_its_neighbours() {
 }
 
 /// A new namespace's address, held by no one nsfw sees, is announced from its own interface
-/// in its visit (the kernel's gratuitous ARP): no namespace of the segment visited, nothing
-/// asked of the host.
+/// (the kernel's gratuitous ARP), in the host finish: no other namespace of the segment
+/// visited, none of the host's neighbours forgotten.
 #[test]
 fn an_address_arriving_on_a_new_namespace_is_announced_from_inside_it() {
     let two = format!("{ONE}[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n");
@@ -230,7 +230,7 @@ fn an_address_arriving_on_a_new_namespace_is_announced_from_inside_it() {
         .iter()
         .find(|x| matches!(x, crate::kinds::Step::Announce(_)))
         .expect("announce");
-    assert_eq!(a.stage(), crate::kinds::Stage::NsConfig);
+    assert_eq!(a.stage(), crate::kinds::Stage::HostFinish);
     assert_eq!(a.inside(), Some("ns2"));
 }
 
