@@ -385,7 +385,7 @@ fn host_finish(
 ) {
     host_addr_routes(host, mark, these, ix, ok, errs, tally);
     forget(host, these, ix, ok, errs);
-    announce_inside(host, mark, these, ok, errs, tally);
+    announce_inside(host, mark, these, ok, tally);
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),
@@ -409,7 +409,6 @@ fn announce_inside(
     mark: &str,
     these: &[&Step],
     ok: &mut Vec<Step>,
-    errs: &mut Errors,
     tally: &mut Tally,
 ) {
     let inside = pick(
@@ -427,7 +426,9 @@ fn announce_inside(
             announce::await_forwarding(host, port, PORT_UP);
         }
     }
-    visit_each(&inside, ok, errs, &|_, c, steps| {
+    // A lost announcement costs the segment seconds, not the run: a warning.
+    let mut lost = Errors::default();
+    visit_each(&inside, ok, &mut lost, &|_, c, steps| {
         let (mut ok, mut errs) = (Vec::new(), Errors::default());
         match indexes(c) {
             Ok(ix) => send(c, steps, &At::new(mark, &ix), &mut ok, &mut errs),
@@ -435,5 +436,8 @@ fn announce_inside(
         }
         (ok, errs.0)
     });
+    for e in lost.0 {
+        crate::warning!("{e}: the segment's neighbour entries follow in a few seconds");
+    }
     tally.add("announce in namespace", inside.len(), t);
 }
