@@ -1,8 +1,9 @@
 //! The kernel's set element message (NFT_MSG_NEWSETELEM, as a dump answers GETSETELEM) read
 //! straight from its attributes: at 10,000 elements, libnftnl's parse (an object and an
 //! attribute table per element, a string compare per expression) and the copies out of it
-//! were a quarter of reading a table back. Debug builds hold this reader to libnftnl's on
-//! every message (`parse::parse_elems`).
+//! were a fifth of the CPU of changing one published port among 10,000; read here, the
+//! apply takes 30 ms of CPU instead of 36. Debug builds hold this reader to libnftnl's on
+//! every message (`elemref`).
 //!
 //! The message: nfgenmsg, then NFTA_SET_ELEM_LIST_TABLE, _SET, and _ELEMENTS, a list of
 //! NFTA_LIST_ELEM each holding the element's NFTA_SET_ELEM_* attributes.
