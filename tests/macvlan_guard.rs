@@ -45,6 +45,17 @@ fn mac(sb: &Sandbox, ns: Option<&str>, dev: &str) -> String {
         .to_string()
 }
 
+/// The link-local address of `eth0` in `ns`, once it has one.
+fn link_local(sb: &Sandbox, ns: &str) -> String {
+    sb.ok(&format!(
+        "for i in $(seq 50); do
+           a=$(ip -n {ns} -6 -br addr show dev eth0 | grep -o 'fe80::[^/]*')
+           [ -n \"$a\" ] && echo $a && exit 0; sleep 0.1; done; exit 1"
+    ))
+    .trim()
+    .to_string()
+}
+
 /// What a process of `nobody` holding only CAP_NET_RAW (no CAP_NET_ADMIN, no CAP_SYS_ADMIN)
 /// runs in namespace `ns`.
 fn raw_only(ns: &str, cmd: &str) -> String {
@@ -111,10 +122,7 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
     let lan_host = mac(&sb, Some("lan"), "eth0");
     let (m1, m2) = (mac(&sb, Some("m1"), "eth0"), mac(&sb, Some("m2"), "eth0"));
     let (up, fx) = (mac(&sb, None, "up0"), mac(&sb, Some("fx"), "fx0"));
-    let ll1 = sb.ok("for i in $(seq 50); do
-                         a=$(ip -n m1 -6 -br addr show dev eth0 | grep -o 'fe80::[^/]*')
-                         [ -n \"$a\" ] && echo $a && exit 0; sleep 0.1; done; exit 1");
-    let ll1 = ll1.trim();
+    let ll1 = link_local(&sb, "m1");
     let udp4 = |src: &str, ip: &str| format!("udp4 {src} {lan_host} {ip} 192.0.2.1");
     // The witness: this sender does get its own frames out.
     assert!(sent(&sb, "own", &udp4(&m1, "192.0.2.11")) > 0, "own frame");
@@ -147,9 +155,8 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
         format!("--bypass --proto 0x8100 vlan {fx} {lan_host} 198.51.100.7 192.0.2.1"),
         format!("--bypass --proto 0x0800 vlan {up} {lan_host} 192.0.2.11 192.0.2.1"),
         format!("--bypass --proto 0x86dd raw {up} {lan_host} 0x88b5"),
-        // Neighbour discovery in fragments (RFC 6980: never fragmented): a router
-        // advertisement whose ICMPv6 header is in the second fragment, and a neighbour
-        // advertisement for the LAN router in the first. (Only first fragments are counted.)
+        // Fragmented ND (RFC 6980: never): an RA, its ICMPv6 header in the second fragment;
+        // an NA for the LAN router, in the first. (Only first fragments are counted.)
         format!("fragra {m1} 33:33:00:00:00:01 {ll1} ff02::1"),
         format!("fragna {m1} 33:33:00:00:00:01 {ll1} ff02::1 2001:db8::1"),
     ];
