@@ -298,3 +298,24 @@ fn apply_right_after_flush_succeeds() {
         assert!(o.status.success(), "flush {i}\n{}", show(&o));
     }
 }
+
+/// A child switched between bridge and passthru converges in one apply each way: the MAC the
+/// child leaves behind is not kept among the uplink's other MACs.
+#[test]
+fn switching_a_child_to_passthru_and_back_takes_one_apply() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip netns add lan
+           ip link add up0 type veth peer name eth0 netns lan
+           ip link set up0 up
+           ip -n lan link set lo up && ip -n lan link set eth0 up
+           ip -n lan addr add 192.0.2.1/24 dev eth0");
+    let body = "name = 'sw'\n[namespaces.p1]\nmacvlan = 'up0'\naddress = '192.0.2.11/24'\ngateway = '192.0.2.1'\n";
+    for (i, mode) in ["", "mode = 'passthru'\n", ""].into_iter().enumerate() {
+        let f = sb.file("sw.toml", &format!("{body}{mode}"));
+        let o = sb.nsfw(&["apply", &f]);
+        assert!(o.status.success(), "apply {i}\n{}", show(&o));
+        let d = sb.nsfw(&["diff", &f]);
+        assert!(d.status.success(), "one apply ({i}: {mode})\n{}", show(&d));
+        assert!(sb.pings("p1", "192.0.2.1"), "{i}: the gateway");
+    }
+}

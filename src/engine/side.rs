@@ -73,13 +73,15 @@ fn uplinks(
     o: &plumbing::Observed,
 ) -> Result<std::collections::BTreeMap<String, uplink::Seen>> {
     let mut out: std::collections::BTreeMap<String, uplink::Seen> = Default::default();
-    // Where each child (and shim) of the file is, and the MAC it is given (None: passthru,
-    // which carries the uplink's).
+    // Where each child (and shim) of the file is, and the MAC it is given (None: a passthru
+    // child whose uplink is missing).
     let mut given = std::collections::BTreeMap::new();
     for n in &t.namespaces {
         for m in &n.macvlans {
             out.entry(m.uplink.clone()).or_default();
             let mac = (m.mode != crate::topology::MacvlanMode::Passthru).then_some(m.mac);
+            // A passthru child carries the uplink's MAC: any other it has now is leaving.
+            let mac = mac.or_else(|| o.host.link(&m.uplink).and_then(|l| l.mac));
             given.insert((Some(n.name.as_str()), m.ifname.clone()), mac);
             if m.host_shim {
                 let (name, mac) = crate::topology::shim(&t.name, &m.uplink);

@@ -224,7 +224,9 @@ fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
         .into_iter()
         .chain(seen.unicast)
         .chain(others)
-        .filter(|m| !own.contains(m) && !seen.spoofed.contains(m))
+        // The uplink's own MAC stays: a passthru child the file turns into another mode
+        // leaves it behind, and it is the host's again.
+        .filter(|m| !own.contains(m) && (seen.mac == Some(*m) || !seen.spoofed.contains(m)))
         .collect()
 }
 
