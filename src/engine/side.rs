@@ -151,8 +151,35 @@ fn uplinks(
             .filter_map(|l| l.mac)
             .filter(|m| seen.unicast.contains(m))
             .collect();
+        seen.vlan = host_vlan(&o.host.links, l.index);
     }
     Ok(out)
+}
+
+/// Whether the host's namespace holds a link of kind vlan over the uplink `index`: on it, or
+/// on a link of the host's that is itself over it (a macvlan shim, another VLAN). Its tagged
+/// frames leave by the uplink, so the uplink's chain must let tags through (`uplink::Seen`).
+fn host_vlan(links: &[crate::plumbing::Link], index: u32) -> bool {
+    let mut over = vec![index];
+    // Links over links: each pass adds the next layer; a chain is never longer than the list.
+    for _ in 0..links.len() {
+        let more: Vec<u32> = links
+            .iter()
+            .filter(|l| l.link_netnsid.is_none() && !over.contains(&l.index))
+            .filter(|l| l.peer_index.is_some_and(|p| over.contains(&p)))
+            .filter(|l| matches!(l.kind.as_deref(), Some("macvlan" | "macvtap" | "vlan")))
+            .map(|l| l.index)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        over.extend(more);
+    }
+    links.iter().any(|l| {
+        l.kind.as_deref() == Some("vlan")
+            && l.link_netnsid.is_none()
+            && l.peer_index.is_some_and(|p| over.contains(&p))
+    })
 }
 
 /// The file's children whose MAC the uplink or a foreign child holds (`uplink::taken_macs`),

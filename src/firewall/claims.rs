@@ -62,6 +62,8 @@ pub(crate) struct Claims {
     /// The uplink's MAC when a passthru child of the file holds the uplink: that child's, so
     /// among the file's children (its own ARP and addresses must pass the children rules).
     pub passthru: Option<Mac>,
+    /// The host has a VLAN link on the uplink (`Seen::vlan`): tagged frames are the host's.
+    pub host_vlan: bool,
 }
 
 /// `ether type ip meta protocol != ip counter drop`, and the same for arp and ip6.

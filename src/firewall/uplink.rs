@@ -153,6 +153,9 @@ pub(crate) struct Seen {
     /// The host's addresses on the uplink.
     pub host4: Vec<std::net::Ipv4Addr>,
     pub host6: Vec<std::net::Ipv6Addr>,
+    /// The host has a link of kind vlan on the uplink (directly, or on a macvlan of the
+    /// host's on it): its tagged frames leave there, so tagged frames are not dropped.
+    pub vlan: bool,
 }
 
 /// The set of this topology's children (and shim) on uplink `u`.
@@ -298,7 +301,44 @@ fn claims(t: &Topology, u: &str, seen: &Seen) -> super::claims::Claims {
         host4: seen.host4.clone(),
         host6: seen.host6.clone(),
         passthru: seen.mac.filter(|_| passthru),
+        host_vlan: seen.vlan,
     }
+}
+
+/// Without a VLAN of the host's on the uplink, no tagged frame leaves it, whatever its MAC: a
+/// child's frame reaches this chain with the host's MAC in a VLAN (an AF_XDP send passes no
+/// egress hook of the child's), and a tag hides `ip saddr` from every later rule. Both the
+/// wire's ethertype and the skb's protocol are read (a packet socket bound to 802.1Q sets
+/// only the latter right):
+///
+/// ```nft
+/// ether type { 8021q, 8021ad } counter drop
+/// meta protocol { 8021q, 8021ad } counter drop
+/// ```
+fn untagged(c: &super::claims::Claims) -> Vec<Rule> {
+    if c.host_vlan {
+        return Vec::new();
+    }
+    let tags = || {
+        nft::Rhs::Set(nft::SetRef::Anon(
+            [0x8100, 0x88a8]
+                .map(|p| nft::Element::key(vec![Value::EtherType(p)]))
+                .to_vec(),
+        ))
+    };
+    [
+        field(Field::EtherType),
+        super::build::meta(nft::MetaKey::Protocol),
+    ]
+    .into_iter()
+    .map(|left| {
+        drop(vec![Stmt::Match(nft::Match {
+            left,
+            op: nft::Op::Eq,
+            right: tags(),
+        })])
+    })
+    .collect()
 }
 
 /// The topology's netdev table, `known(uplink, its children)` giving the other MACs allowed
@@ -342,8 +382,9 @@ fn table_with(t: &Topology, known: Known) -> Option<Table> {
                 in_set(Field::EtherSaddr, children_set(u)),
                 in_set(Field::EtherSaddr, known_set(u)),
             ]);
-            let rules = super::claims::head()
+            let rules = untagged(&claims)
                 .into_iter()
+                .chain(super::claims::head())
                 .chain(std::iter::once(unknown))
                 .chain(super::claims::rules(u, children_set(u)))
                 .chain(kids.into_iter().flat_map(child))

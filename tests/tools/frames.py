@@ -25,6 +25,7 @@ on an interface with AF_PACKET, and a sniffer that counts the frames carrying a 
                                              fragments, its ICMPv6 header in the first
   frames.py sendtap DEVICE KIND MARKER ARG...
                                             the same, written to a macvtap's /dev/tapN
+  frames.py hex KIND MARKER ARG...          print the frame as hex (for xdpsend.c)
   frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
 
 Every frame carries MARKER after its payload (Ethernet trailer), which the receiver's IP
@@ -227,6 +228,11 @@ if __name__ == "__main__":
     elif cmd == "sendtap":
         a = sys.argv[2:]
         sys.exit(sendtap(a[0], a[1], a[2], a[3:]))
+    elif cmd == "hex":
+        a = sys.argv[2:]
+        f = frame(a[0], a[1].encode(), a[2:])
+        print((f[0] if isinstance(f, list) else f).hex())
+        sys.exit(0)
     elif cmd == "sniff":
         sys.exit(sniff(*sys.argv[2:5]))
     raise SystemExit(__doc__)
