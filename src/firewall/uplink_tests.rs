@@ -177,3 +177,33 @@ fn only_tables_marked_as_a_topologys_are_read_and_edited() {
         "an unmarked table's set is not trusted"
     );
 }
+
+/// The uplink's chain drops 802.1Q and 802.1ad frames (by the wire's ethertype and by the
+/// skb's protocol), first, unless the host has a VLAN link on the uplink.
+#[test]
+fn tagged_frames_are_dropped_unless_the_host_has_a_vlan_on_the_uplink() {
+    let t = mv("a", "x", "192.0.2.31/24");
+    let rules = |vlan: bool| -> Vec<String> {
+        let seen = Seen {
+            vlan,
+            ..Seen::default()
+        };
+        let tb = table_with(&t, &|u, _| (Vec::new(), claims(&t, u, &seen))).expect("a table");
+        tb.chains[0].rules.iter().map(|r| r.to_string()).collect()
+    };
+    let tags = [
+        "ether type { 8021q, 8021ad } counter packets 0 bytes 0 drop",
+        "meta protocol { 8021q, 8021ad } counter packets 0 bytes 0 drop",
+    ];
+    let without = rules(false);
+    assert_eq!(without[..2], tags, "{without:#?}");
+    let with = rules(true);
+    assert!(
+        with.iter().all(|r| !r.contains("8021q")),
+        "a host VLAN's frames leave: {with:#?}"
+    );
+    assert_eq!(with.len() + 2, without.len());
+    // `nsfw show` knows no host VLAN: it prints the rules.
+    let shown = table(&t).expect("shown").chains[0].rules[0].to_string();
+    assert_eq!(shown, tags[0]);
+}

@@ -63,3 +63,72 @@ fn an_unfit_uplink_is_refused_before_anything_changes() {
         assert!(k.sent.is_empty(), "{why}: {:#?}", k.sent);
     }
 }
+
+/// The chain of uplink `up0` in the fake kernel's netdev table of `mv`, as `nft` prints it.
+fn uplink_chain(k: &Fake) -> String {
+    let d = k.nft.netdev.get("nsfw_mv").expect("the uplink's table");
+    let t = d.decoded().expect("decoded");
+    let c = t
+        .chains
+        .iter()
+        .find(|c| c.name == "up0")
+        .expect("chain up0");
+    c.rules
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// No tagged frame leaves the uplink while the host has no VLAN on it; a VLAN link of the
+/// host's on the uplink appearing later (here, on a macvlan of the host's there) makes the
+/// next apply drop those rules, and says so.
+#[test]
+fn tagged_frames_leave_the_uplink_only_when_the_host_has_a_vlan_there() {
+    let t = topology(
+        "mv",
+        "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\n",
+    );
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.net.host.links.push(Link {
+        name: "up0".into(),
+        mtu: 1500,
+        ..Link::bare(90, true, false)
+    });
+    super::apply(&mut k, &dir, &t);
+    let tags = [
+        "ether type { 8021q, 8021ad }",
+        "meta protocol { 8021q, 8021ad }",
+    ];
+    let chain = uplink_chain(&k);
+    for rule in tags {
+        assert!(chain.contains(rule), "{rule}\n{chain}");
+    }
+    super::assert_in_sync(&mut k, &dir, &t);
+    // A VLAN of the host's over a macvlan of the host's on the uplink: its frames are the
+    // host's, tagged.
+    k.net.host.links.push(Link {
+        name: "shim0".into(),
+        kind: Some("macvlan".into()),
+        peer_index: Some(90),
+        ..Link::bare(91, true, false)
+    });
+    k.net.host.links.push(Link {
+        name: "shim0.5".into(),
+        kind: Some("vlan".into()),
+        peer_index: Some(91),
+        ..Link::bare(92, true, false)
+    });
+    let (_, said) = super::run(&mut k, &dir, &Target::apply(&t)).expect("apply");
+    // The run names each rule it takes out.
+    for rule in tags {
+        let line = format!("- nft rule netdev nsfw_mv up0: {rule} counter");
+        assert!(said.iter().any(|l| l.starts_with(&line)), "{said:#?}");
+    }
+    k.sent.clear();
+    let chain = uplink_chain(&k);
+    for rule in tags {
+        assert!(!chain.contains(rule), "{rule}\n{chain}");
+    }
+    super::assert_in_sync(&mut k, &dir, &t);
+}
