@@ -14,9 +14,9 @@ fn a_passthru_child_is_judged_whatever_its_mac() {
             ),
         );
         let table = super::table(&t).expect("a table");
-        // The first 16 rules are the uplink's (claims::head, unknown MACs, claims::rules);
-        // the child's follow.
-        let rules = format!("{:?}", &table.chains[0].rules[16..]);
+        // The first 18 rules are the uplink's (untagged, claims::head, unknown MACs,
+        // claims::rules); the child's follow.
+        let rules = format!("{:?}", &table.chains[0].rules[18..]);
         assert_eq!(rules.contains("EtherSaddr"), keyed, "{mode}: {rules}");
         assert!(rules.contains("IpSaddr"), "{mode}: {rules}");
     }
