@@ -256,3 +256,72 @@ fn apply_killed_beside_watch_converges() {
     }
     stop(w);
 }
+
+/// Settings the kernel never notifies, written in /proc inside namespaces watch vouches for:
+/// promote_secondaries on an interface, and ip_forward in a namespace that routes. watch
+/// holds their files open and reads them again before it answers: the run reads those
+/// namespaces, and repairs them.
+#[test]
+fn settings_written_in_proc_inside_vouched_namespaces_are_seen() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(12);
+    let f = sb.file(
+        "t.toml",
+        &common::spread("mem", "m", 2, 110, n, "forward = true\n", false),
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = watch(&sb, &f);
+    settled(&sb, &f, n);
+    let before = sb.ok("ip netns exec m2 cat /proc/sys/net/ipv4/conf/eth0/promote_secondaries");
+    let flip = if before.trim() == "0" { "1" } else { "0" };
+    sb.ok(&format!(
+        "ip netns exec m2 sh -c 'echo {flip} > /proc/sys/net/ipv4/conf/eth0/promote_secondaries'
+         ip netns exec m0 sh -c 'echo 0 > /proc/sys/net/ipv4/ip_forward'"
+    ));
+    let (code, out, err) = timed(&sb, &format!("diff {f}"));
+    assert_eq!(code, Some(2), "the drift is shown:\n{out}\n{err}");
+    let k = remembered(&err).expect("the diff asked watch");
+    assert!(k <= n - 2, "it took {k} of {n} from the memory:\n{err}");
+    for want in ["m2", "m0"] {
+        assert!(out.contains(want), "diff does not name {want}:\n{out}");
+    }
+    let (code, out, err) = timed(&sb, &format!("apply {f}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = timed(&sb, &format!("diff {f}"));
+    assert_eq!(code, Some(0), "repaired:\n{out}\n{err}");
+    assert_eq!(
+        sb.ok("ip netns exec m0 cat /proc/sys/net/ipv4/ip_forward")
+            .trim(),
+        "1"
+    );
+    stop(w);
+}
+
+/// An apply's own changes, then at once a change by hand in the namespace it touched: watch
+/// reads everything queued before it answers the next run (its check still waits out the
+/// burst), so the next apply repairs it.
+#[test]
+fn a_change_right_after_an_apply_is_repaired_by_the_next() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(12);
+    let a = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = watch(&sb, &a);
+    settled(&sb, &a, n);
+    for round in 0..3 {
+        // Edit: extra comes and goes; right after the apply, m4 and extra lose their routes.
+        sb.file("t.toml", &topology(n, round % 2 == 1));
+        let (code, out, err) = timed(&sb, &format!("apply {a}"));
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        sb.ok("ip -n m4 route del default");
+        let (code, out, err) = timed(&sb, &format!("apply {a}"));
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        assert!(
+            out.contains("route m4: default"),
+            "round {round}: not repaired:\n{out}\n{err}"
+        );
+    }
+    let (code, out, err) = timed(&sb, &format!("diff {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    stop(w);
+}

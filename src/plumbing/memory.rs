@@ -229,9 +229,28 @@ pub(crate) fn decode(bytes: &[u8], topology: &str) -> Result<Known, String> {
     Ok(Known::new(a.places))
 }
 
-/// `a` encoded.
+/// `a` encoded (watch puts its answers together from places encoded once: `encode_parts`).
+#[cfg(test)]
 pub(crate) fn encode(a: &Answer) -> Vec<u8> {
     postcard::to_allocvec(a).unwrap_or_default()
+}
+
+/// One place encoded, as an answer carries it.
+pub(crate) fn encode_place(p: &Place) -> Vec<u8> {
+    postcard::to_allocvec(p).unwrap_or_default()
+}
+
+/// The answer of topology `topology` whose places are `parts` (each `encode_place`): the same
+/// bytes as [`encode`] of it (postcard writes a sequence as its length, then its items), put
+/// together without encoding anything again.
+pub(crate) fn encode_parts(topology: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = postcard::to_allocvec(&(PROTO, topology)).unwrap_or_default();
+    out.extend(postcard::to_allocvec(&(parts.len() as u64)).unwrap_or_default());
+    out.reserve(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -280,6 +299,21 @@ mod tests {
         assert!(decode(&b, "u").is_err(), "another topology's");
         assert!(decode(&b[..b.len() / 2], "t").is_err(), "cut short");
         assert!(decode(b"garbage, not postcard", "t").is_err());
+        let parts = [encode_place(&a.places[0]), encode_place(&place("b", 8))];
+        let two = Answer {
+            proto: PROTO,
+            topology: "t".into(),
+            places: vec![place("a", 7), place("b", 8)],
+        };
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        assert_eq!(encode_parts("t", &refs), encode(&two), "put together");
+        assert_eq!(
+            encode_parts("t", &[]),
+            encode(&Answer {
+                places: vec![],
+                ..two
+            })
+        );
         let old = Answer { proto: 0, ..a };
         assert!(decode(&encode(&old), "t").is_err(), "another protocol");
     }

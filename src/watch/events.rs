@@ -201,8 +201,11 @@ impl Sub {
                     });
                     continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => break,
+                // Everything queued is read (watch's memory answers only once it has).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // What could not be read may have said anything: nothing is vouched for.
+                    self.lost = true;
                     out.push(Event {
                         what: format!("cannot read notifications ({}): {e}", self.place),
                         ours: true,

@@ -6,9 +6,11 @@
 //! A namespace is forgotten on any rtnetlink message from it (by anyone, nsfw included) and
 //! on any change of its /run/netns entry; everything is forgotten when a socket overran
 //! (ENOBUFS: notifications were lost) and when the namespaces' sockets are opened anew. What
-//! the kernel never notifies (a few per-interface sysctls written in /proc) is covered by
-//! age: nothing older than `MAX_AGE` is served, and watch reads every place on a sweep
-//! twice as often.
+//! the kernel never notifies (sysctls written in /proc: the file's, and per-interface ones
+//! such as promote_secondaries or addr_gen_mode) is held open ([`super::probe`]) and read
+//! again before every answer: a namespace whose values changed is forgotten. Nothing older
+//! than `MAX_AGE` is served, and watch reads every place on a sweep twice as often. Each
+//! place is encoded once, when kept; an answer is their concatenation.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,7 +20,8 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::plumbing::memory::{self as wire, Answer, Known, MAX_AGE, PROTO, Place};
+use super::probe::{self, Probe};
+use crate::plumbing::memory::{self as wire, Known, MAX_AGE, Place};
 use crate::plumbing::{self, NsObs};
 
 /// How often watch reads every place whatever it heard.
@@ -26,10 +29,18 @@ pub(super) const SWEEP: Duration = Duration::from_secs(30);
 /// The longest a slow reader may hold watch up.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
 
+/// Opens the files of the namespaces to keep (`probe::open_many`).
+type Opener =
+    dyn Fn(&BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>) -> BTreeMap<String, Probe>;
+
 struct Entry {
     ino: u64,
     obs: NsObs,
     at: Instant,
+    /// The settings never notified, held open.
+    probe: Probe,
+    /// The place as the answer carries it (`wire::encode_place`).
+    bytes: Vec<u8>,
 }
 
 pub(super) struct Memory {
@@ -98,38 +109,71 @@ impl Memory {
     }
 
     /// Keeps what a check read (`o`, but what the memory itself supplied) of the namespaces
-    /// watch listens to (`subs`: their inodes when subscribed, taken before the read began).
+    /// watch listens to (`subs`: their inodes when subscribed, taken before the read began),
+    /// each with its settings held open (one whose files cannot be opened is not kept).
     pub(super) fn store(&mut self, subs: &BTreeMap<String, u64>, o: &plumbing::Observed) {
+        self.store_with(subs, o, &probe::open_many)
+    }
+
+    /// [`Memory::store`], opening the files with `open`.
+    fn store_with(&mut self, subs: &BTreeMap<String, u64>, o: &plumbing::Observed, open: &Opener) {
+        let wanted: BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)> = o
+            .namespaces
+            .iter()
+            .filter(|(name, ns)| !o.remembered.contains(*name) && wire::keepable(ns))
+            .filter_map(|(name, ns)| Some((name.clone(), (*subs.get(name)?, &ns.node.sysctls))))
+            .collect();
+        let mut probes = open(&wanted);
         let now = Instant::now();
-        for (name, ns) in &o.namespaces {
-            let Some(ino) = subs.get(name) else { continue };
-            if o.remembered.contains(name) || !wire::keepable(ns) {
+        for (name, (ino, _)) in wanted {
+            let (Some(probe), Some(ns)) = (probes.remove(&name), o.namespaces.get(&name)) else {
                 continue;
-            }
-            self.places.insert(
-                name.clone(),
-                Entry {
-                    ino: *ino,
-                    obs: ns.clone(),
-                    at: now,
-                },
-            );
+            };
+            let bytes = wire::encode_place(&Place {
+                name: name.clone(),
+                ino,
+                obs: ns.clone(),
+            });
+            let e = Entry {
+                ino,
+                obs: ns.clone(),
+                at: now,
+                probe,
+                bytes,
+            };
+            self.places.insert(name, e);
         }
     }
 
-    fn places(&self, now: Instant) -> impl Iterator<Item = Place> + '_ {
+    /// Forgets the places whose settings held open changed (or whose namespace went).
+    fn verify(&mut self) {
+        let t0 = Instant::now();
+        let before = self.places.len();
+        self.places.retain(|_, e| e.probe.same());
+        crate::detail!(
+            "watch: {}: {} file(s) of {} namespace(s) read again in {:?}, {} changed",
+            self.topology,
+            self.places.values().map(|e| e.probe.len()).sum::<usize>(),
+            before,
+            t0.elapsed(),
+            before - self.places.len()
+        );
+    }
+
+    fn places(&self, now: Instant) -> impl Iterator<Item = (&String, &Entry)> + '_ {
         self.places
             .iter()
             .filter(move |(_, e)| now.duration_since(e.at) < MAX_AGE)
-            .map(|(n, e)| Place {
-                name: n.clone(),
-                ino: e.ino,
-                obs: e.obs.clone(),
-            })
     }
 
-    pub(super) fn known(&self, now: Instant) -> Known {
-        Known::new(self.places(now))
+    /// What the memory vouches for now (its settings read again first).
+    pub(super) fn known(&mut self, now: Instant) -> Known {
+        self.verify();
+        Known::new(self.places(now).map(|(n, e)| Place {
+            name: n.clone(),
+            ino: e.ino,
+            obs: e.obs.clone(),
+        }))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -139,36 +183,39 @@ impl Memory {
     /// Answers every client waiting (the caller drained the notifications first): root's
     /// alone.
     pub(super) fn serve(&mut self) {
-        let Some((l, _, _)) = &self.listener else {
+        // Out of `self` while it answers (reading the probes needs `self` whole).
+        let Some(listener) = self.listener.take() else {
             return;
         };
         let mut bytes = None;
-        while let Ok((mut s, _)) = l.accept() {
+        while let Ok((mut s, _)) = listener.0.accept() {
             let root = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
                 .is_ok_and(|c| c.uid() == 0);
             if !root {
                 continue;
             }
-            let b = bytes.get_or_insert_with(|| {
+            if bytes.is_none() {
+                self.verify();
                 let t0 = Instant::now();
-                let b = wire::encode(&Answer {
-                    proto: PROTO,
-                    topology: self.topology.clone(),
-                    places: self.places(Instant::now()).collect(),
-                });
+                let parts: Vec<&[u8]> = self
+                    .places(Instant::now())
+                    .map(|(_, e)| e.bytes.as_slice())
+                    .collect();
+                let b = wire::encode_parts(&self.topology, &parts);
                 crate::detail!(
-                    "watch: {}: memory of {} namespace(s) encoded in {:?} ({} bytes)",
+                    "watch: {}: memory of {} namespace(s) put together in {:?} ({} bytes)",
                     self.topology,
-                    self.places.len(),
+                    parts.len(),
                     t0.elapsed(),
                     b.len()
                 );
-                b
-            });
+                bytes = Some(b);
+            }
             let _ = s.set_nonblocking(false);
             let _ = s.set_write_timeout(Some(WRITE_WAIT));
-            let _ = s.write_all(b);
+            let _ = s.write_all(bytes.as_deref().unwrap_or_default());
         }
+        self.listener = Some(listener);
     }
 }
 
@@ -215,6 +262,13 @@ mod tests {
         o
     }
 
+    /// Every namespace kept, with no files (the unit tests enter none).
+    fn fake(
+        w: &BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>,
+    ) -> BTreeMap<String, Probe> {
+        w.keys().map(|n| (n.clone(), Probe::default())).collect()
+    }
+
     fn memory() -> Memory {
         Memory {
             topology: "t".into(),
@@ -230,7 +284,7 @@ mod tests {
         let mut m = memory();
         let subs: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
         // "c" has no socket: nothing heard of it would be known.
-        m.store(&subs, &observed(&["a", "b", "c"]));
+        m.store_with(&subs, &observed(&["a", "b", "c"]), &fake);
         let now = Instant::now();
         let k = m.known(now);
         assert_eq!(k.len(), 2);
@@ -241,9 +295,9 @@ mod tests {
         // What the memory supplied is not read again, so not stored as fresh.
         let mut o = observed(&["a"]);
         o.remembered.insert("a".into());
-        m.store(&subs, &o);
+        m.store_with(&subs, &o, &fake);
         assert!(m.known(now).vouch("a", 1, &|_| true, &[]).is_none());
-        m.store(&subs, &observed(&["a"]));
+        m.store_with(&subs, &observed(&["a"]), &fake);
         assert!(m.known(now).vouch("a", 1, &|_| true, &[]).is_some());
         m.forget();
         assert_eq!(
@@ -257,7 +311,7 @@ mod tests {
     fn old_places_are_not_served_and_a_sweep_reads_everything() {
         let mut m = memory();
         let subs: BTreeMap<String, u64> = [("a".to_string(), 1)].into();
-        m.store(&subs, &observed(&["a"]));
+        m.store_with(&subs, &observed(&["a"]), &fake);
         let now = Instant::now();
         assert_eq!(m.known(now + MAX_AGE).len(), 0, "too old");
         assert!(m.for_check(now).is_some());
@@ -278,7 +332,7 @@ mod tests {
         if let Some(ns) = o.namespaces.get_mut("a") {
             ns.node.links.push(l);
         }
-        m.store(&subs, &o);
+        m.store_with(&subs, &o, &fake);
         assert_eq!(m.len(), 0);
     }
 }

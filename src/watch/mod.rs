@@ -20,6 +20,7 @@ mod dir;
 pub(crate) mod events;
 mod fight;
 mod memory;
+mod probe;
 mod putback;
 mod run;
 
@@ -521,6 +522,7 @@ fn serve(listener: TcpListener, stats: Arc<metrics::watch::Stats>) -> Result<()>
 /// Loads the file, subscribes, says so, and checks once.
 fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Watch> {
     let t = load(path)?;
+    probe::raise_nofile();
     let stats = Arc::new(metrics::watch::Stats::new(&t.name));
     if let Some(l) = listener {
         let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -1,0 +1,111 @@
+//! The settings the kernel never notifies, held open: per namespace watch vouches for, the
+//! /proc/sys files of the sysctls the run reads there (the file's, and the per-interface ones
+//! such as `net.ipv4.conf.eth0.promote_secondaries` or `net.ipv6.conf.eth0.addr_gen_mode`,
+//! which writing in /proc changes without a word on rtnetlink). A file under /proc/sys/net
+//! opened by a thread inside a namespace keeps reading that namespace's value from anywhere
+//! afterwards (the kernel binds it at lookup; proven in issue 21's notes), so one pread(2)
+//! per file says whether anything changed since the reading watch keeps, without entering
+//! the namespace again. A namespace is gone when its files say ENOENT.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use anyhow::{Result, anyhow};
+
+use crate::plumbing::{netns, sysctl};
+
+/// One namespace's files, with what each said when the reading was kept.
+#[derive(Debug, Default)]
+pub(super) struct Probe {
+    files: Vec<(File, Vec<u8>)>,
+}
+
+impl Probe {
+    /// Whether every file still says what it said (an error, or the namespace gone: no).
+    pub(super) fn same(&self) -> bool {
+        let mut buf = [0u8; 64];
+        self.files
+            .iter()
+            .all(|(f, want)| match f.read_at(&mut buf, 0) {
+                Ok(n) => trim(&buf[..n]) == want.as_slice(),
+                Err(_) => false,
+            })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// For each namespace (its nsfs inode, the sysctls read there with their values), its
+/// files opened from inside it, each checked against the value kept (so that a change
+/// between the reading and now is seen at once). Left out: it cannot be vouched for (another
+/// namespace under the name now, a file that cannot be opened — EMFILE —, a value changed).
+/// A setting that did not exist (None) holds no file: it appears with its link, which
+/// rtnetlink announces.
+pub(super) fn open_many(
+    wanted: &BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>,
+) -> BTreeMap<String, Probe> {
+    let names: Vec<String> = wanted.keys().cloned().collect();
+    let one = |name: &str| -> Result<Probe> {
+        let (ino, keys) = wanted.get(name).ok_or_else(|| anyhow!("no such entry"))?;
+        let fd = netns::open_ns(name)?.ok_or_else(|| anyhow!("{name} is gone"))?;
+        if File::from(fd.try_clone()?).metadata()?.ino() != *ino {
+            anyhow::bail!("{name} is another namespace now");
+        }
+        netns::enter(name, &fd)?;
+        let mut p = Probe::default();
+        for (k, v) in keys.iter() {
+            let Some(v) = v else { continue };
+            let f = sysctl::open(k)?.ok_or_else(|| anyhow!("{k} is gone"))?;
+            p.files.push((f, v.trim().as_bytes().to_vec()));
+        }
+        Ok(p)
+    };
+    names
+        .iter()
+        .zip(netns::on_threads(&names, &one))
+        .filter_map(|(n, r)| Some((n.clone(), r.ok().filter(Probe::same)?)))
+        .collect()
+}
+
+/// Raises the soft limit of open files to the hard one: watch holds a socket or two and a few
+/// files per namespace. Said when it cannot (namespaces whose files cannot be opened are not
+/// vouched for: slower, never wrong).
+pub(super) fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        crate::detail!("watch: cannot raise the open files limit from {soft} to {hard}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_changed_or_a_file_gone_is_seen() {
+        let dir = std::env::temp_dir().join(format!("nsfw-probe-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("promote_secondaries");
+        std::fs::write(&path, "1\n").expect("written");
+        let p = Probe {
+            files: vec![(File::open(&path).expect("opened"), b"1".to_vec())],
+        };
+        assert!(p.same(), "unchanged");
+        std::fs::write(&path, "0\n").expect("written");
+        assert!(!p.same(), "changed");
+        std::fs::write(&path, "1\n").expect("written");
+        assert!(p.same(), "the same again");
+        assert!(Probe::default().same(), "nothing held, nothing changed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
