@@ -2,6 +2,7 @@
 //! sysctls and resolv.conf files, over blocking rtnetlink connections (`rtnl`) opened where
 //! the work is and closed after it.
 
+mod addrmsg;
 pub(crate) mod announce;
 pub(crate) mod arp;
 pub(crate) mod fdb;

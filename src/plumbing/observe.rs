@@ -3,21 +3,19 @@
 //! `resources`, plus what only the kernel knows (ifindexes, veth peers, ownership marks).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use anyhow::Result;
-use ipnetwork::IpNetwork;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoBridgePort, InfoData, InfoPortData,
     LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::route::RouteMessage;
 
-use super::objects::{Addr, FileObs, Link, NodeObs, NsObs, Route};
+use super::addrmsg::{parse_addr, parse_route};
+use super::objects::{FileObs, Link, NodeObs, NsObs};
 use super::rtnl::Conn;
 use super::{netns, sysctl};
 use crate::topology::Mac;
@@ -123,9 +121,30 @@ pub(crate) fn link_by_name(c: &mut Conn, name: &str) -> Result<Option<Link>> {
     )
 }
 
+/// The link with index `index` in the namespace `c` is bound to (None: there is none).
+pub(crate) fn link_by_index(c: &mut Conn, index: u32) -> Result<Option<Link>> {
+    let mut req = LinkMessage::default();
+    req.header.index = index;
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let what = format!("interface {index}");
+    Ok(
+        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
+            Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
+            _ => None,
+        },
+    )
+}
+
 /// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
 /// routes and the sysctls `keys` (the calling thread must be in the same namespace).
 fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
+    node_with(c, links, keys, true)
+}
+
+/// [`node`]; `conf`: whether the links' per-interface settings are as the kernel has them
+/// now (else the sysctls are read in /proc).
+fn node_with(c: &mut Conn, links: Vec<Link>, keys: &[String], conf: bool) -> Result<NodeObs> {
     let mut n = NodeObs {
         links,
         ..Default::default()
@@ -174,7 +193,7 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
         n.fdb = super::fdb::dump(c, &n.links)?;
     }
     for k in keys {
-        let v = match from_links(&n.links, k) {
+        let v = match from_links(&n.links, k).filter(|_| conf) {
             Some(v) => Some(v),
             None => match super::netconf::read(c, k) {
                 Some(v) => v?,
@@ -195,8 +214,19 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
+/// The host's links come from `nsfw watch`'s memory when it vouches for them (at N veth
+/// pairs a dump costs O(N²) in the kernel).
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    observe_some(q, None, &HostLinks::Dump)
+    match q.known.and_then(|k| k.host_links()) {
+        Some(links) => {
+            crate::detail!(
+                "memory: the host's {} links from watch's memory",
+                links.len()
+            );
+            observe_some(q, None, &HostLinks::Given(links))
+        }
+        None => observe_some(q, None, &HostLinks::Dump),
+    }
 }
 
 /// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
@@ -235,6 +265,10 @@ fn remembered(
 /// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
 pub(crate) enum HostLinks<'a> {
     Dump,
+    /// As `nsfw watch` keeps them from the kernel's notifications. Their per-interface
+    /// settings (which the kernel does not notify) are not taken from them: the host's
+    /// sysctls are read in /proc.
+    Given(&'a [Link]),
     Again {
         before: &'a [Link],
         again: &'a std::collections::BTreeSet<String>,
@@ -243,8 +277,10 @@ pub(crate) enum HostLinks<'a> {
 
 impl HostLinks<'_> {
     fn read(&self, c: &mut Conn) -> Result<Vec<Link>> {
-        let HostLinks::Again { before, again } = self else {
-            return links(c);
+        let (before, again) = match self {
+            HostLinks::Dump => return links(c),
+            HostLinks::Given(l) => (*l, &std::collections::BTreeSet::new()),
+            HostLinks::Again { before, again } => (*before, *again),
         };
         let mut out: Vec<Link> = before
             .iter()
@@ -264,7 +300,22 @@ impl HostLinks<'_> {
             let mut all = super::nsid::without_dying(c, dumped).0;
             all.sort_by_key(|l| l.index);
             let mine = super::nsid::without_dying(c, out.clone()).0;
-            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
+            // Per-interface settings change unnotified: compared without them (not used).
+            let bare = |v: Vec<Link>| -> Vec<Link> {
+                v.into_iter()
+                    .map(|mut l| {
+                        if matches!(self, HostLinks::Given(_)) {
+                            l.conf.clear();
+                        }
+                        l
+                    })
+                    .collect()
+            };
+            debug_assert_eq!(
+                bare(mine),
+                bare(all),
+                "the host's links asked for again: {again:?}"
+            );
         }
         Ok(out)
     }
@@ -284,7 +335,8 @@ pub(crate) fn observe_some(
             // neither in the way, nor drift, nor a sign the topology is there.
             let all = host_links.read(&mut host)?;
             let (l, _) = super::nsid::without_dying(&mut host, all);
-            node(&mut host, l, &q.host_sysctls)?
+            let conf = !matches!(host_links, HostLinks::Given(_));
+            node_with(&mut host, l, &q.host_sysctls, conf)?
         },
         ..Default::default()
     };
@@ -468,113 +520,4 @@ fn from_links(links: &[Link], key: &str) -> Option<String> {
     let dev = dev.replace('/', ".");
     let l = links.iter().find(|l| l.name == dev)?;
     l.conf.get(format!("{fam}.{leaf}").as_str()).cloned()
-}
-
-fn parse_addr(m: &AddressMessage) -> Option<Addr> {
-    let ip = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(ip) => Some(*ip),
-        _ => None,
-    });
-    // IPv6 addresses carry only IFA_ADDRESS.
-    let ip = ip.or_else(|| {
-        m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(ip) => Some(*ip),
-            _ => None,
-        })
-    })?;
-    // IFA_FLAGS holds all 32 bits; the header's byte only the low 8.
-    let flags = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::Flags(f) => Some(f.bits()),
-            _ => None,
-        })
-        .unwrap_or(u32::from(m.header.flags.bits()));
-    let (valid, preferred) = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::CacheInfo(c) => Some((c.ifa_valid, c.ifa_preferred)),
-            _ => None,
-        })
-        .unwrap_or((u32::MAX, u32::MAX));
-    let brd = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Broadcast(b) => Some(*b),
-        _ => None,
-    });
-    let metric = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::RoutePriority(p) => Some(*p),
-            _ => None,
-        })
-        .unwrap_or(0);
-    Some(Addr {
-        index: m.header.index,
-        net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
-        flags,
-        scope: u8::from(m.header.scope),
-        valid,
-        preferred,
-        brd,
-        metric,
-    })
-}
-
-fn parse_route(m: &RouteMessage) -> Option<Route> {
-    let kind: u8 = match m.header.kind {
-        RouteType::Unicast => 1,
-        RouteType::BlackHole => 6,
-        RouteType::Unreachable => 7,
-        RouteType::Prohibit => 8,
-        _ => return None,
-    };
-    let v6 = match m.header.address_family {
-        AddressFamily::Inet => false,
-        AddressFamily::Inet6 => true,
-        _ => return None,
-    };
-    let mut table = u32::from(m.header.table);
-    let mut dst: IpAddr = if v6 {
-        Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        Ipv4Addr::UNSPECIFIED.into()
-    };
-    let mut gateway = None;
-    let mut oif = None;
-    let mut metric = 0;
-    let mut prefsrc = None;
-    let mut metrics = [0; 18];
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Metrics(x) => metrics = super::rtax::read(x),
-            RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
-            RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = (*ip).into(),
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = (*ip).into(),
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some((*ip).into()),
-            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => gateway = Some((*ip).into()),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            _ => {}
-        }
-    }
-    Some(Route {
-        dst: IpNetwork::new(dst, m.header.destination_prefix_length).ok()?,
-        gateway,
-        oif,
-        kernel: m.header.protocol == RouteProtocol::Kernel,
-        ours: u8::from(m.header.protocol) == crate::resources::ROUTE_PROTO,
-        metric,
-        kind,
-        table,
-        proto: u8::from(m.header.protocol),
-        scope: u8::from(m.header.scope),
-        flags: m.header.flags.bits(),
-        prefsrc,
-        metrics,
-    })
 }

@@ -12,7 +12,7 @@
 //! than `MAX_AGE` is served, and watch reads every place on a sweep twice as often. Each
 //! place is encoded once, when kept; an answer is their concatenation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::probe::{self, Probe};
-use crate::plumbing::memory::{self as wire, Known, MAX_AGE, Place};
+use crate::plumbing::memory::{self as wire, Heard, HostTable, Known, MAX_AGE, Place};
 use crate::plumbing::{self, NsObs};
 
 /// How often watch reads every place whatever it heard.
@@ -48,6 +48,10 @@ pub(super) struct Memory {
     places: BTreeMap<String, Entry>,
     /// None: the socket could not be made (said once); watch works on without it.
     listener: Option<(UnixListener, PathBuf, u64)>,
+    /// The host's links, while every notification since a dump was heard (None: not vouched
+    /// for), and their encoding for the answer once made.
+    host: Option<HostTable>,
+    host_bytes: Option<Vec<u8>>,
     /// When the next sweep is due.
     pub(super) sweep: Instant,
     /// The next check reads every place.
@@ -70,6 +74,8 @@ impl Memory {
             topology: name.to_string(),
             places: BTreeMap::new(),
             listener,
+            host: None,
+            host_bytes: None,
             sweep: Instant::now() + SWEEP,
             full: false,
         }
@@ -87,6 +93,45 @@ impl Memory {
     /// Notifications were lost, or the sockets opened anew: nothing is vouched for.
     pub(super) fn forget(&mut self) {
         self.places.clear();
+        self.host = None;
+        self.host_bytes = None;
+    }
+
+    /// Messages heard on the host's rtnetlink socket, in order: the host's links kept from
+    /// them; a link said only in part is read again by its index (one that cannot be read,
+    /// and the host is not vouched for until the next check).
+    pub(super) fn host_heard(&mut self, msgs: &[Vec<u8>]) {
+        let Some(t) = &mut self.host else { return };
+        if msgs.is_empty() {
+            return;
+        }
+        self.host_bytes = None;
+        let mut again = BTreeSet::new();
+        for m in msgs {
+            match t.heard(m) {
+                Heard::Fine => {}
+                Heard::Again(i) => {
+                    again.insert(i);
+                }
+                Heard::Broken => {
+                    self.host = None;
+                    return;
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        let read = plumbing::Conn::open("host").and_then(|mut c| {
+            again
+                .iter()
+                .map(|i| Ok((*i, plumbing::observe::link_by_index(&mut c, *i)?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        });
+        match read {
+            Ok(links) => links.into_iter().for_each(|(i, l)| t.put(i, l)),
+            Err(_) => self.host = None,
+        }
     }
 
     /// Whether a sweep is due at `now`: then the next check reads every place.
@@ -123,6 +168,9 @@ impl Memory {
             .filter(|(name, ns)| !o.remembered.contains(*name) && wire::keepable(ns))
             .filter_map(|(name, ns)| Some((name.clone(), (*subs.get(name)?, &ns.node.sysctls))))
             .collect();
+        // The host's links as the check found them; what was heard since follows them.
+        self.host = Some(HostTable::seeded(&o.host.links));
+        self.host_bytes = None;
         let mut probes = open(&wanted);
         let now = Instant::now();
         for (name, (ino, _)) in wanted {
@@ -174,6 +222,7 @@ impl Memory {
             ino: e.ino,
             obs: e.obs.clone(),
         }))
+        .with_host(self.host.as_ref().map(HostTable::links))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -197,11 +246,16 @@ impl Memory {
             if bytes.is_none() {
                 self.verify();
                 let t0 = Instant::now();
+                if self.host_bytes.is_none() {
+                    let links = self.host.as_ref().map(HostTable::links);
+                    self.host_bytes = Some(wire::encode_host(links.as_deref()));
+                }
                 let parts: Vec<&[u8]> = self
                     .places(Instant::now())
                     .map(|(_, e)| e.bytes.as_slice())
                     .collect();
-                let b = wire::encode_parts(&self.topology, &parts);
+                let host = self.host_bytes.as_deref().unwrap_or_default();
+                let b = wire::encode_parts(&self.topology, &parts, host);
                 crate::detail!(
                     "watch: {}: memory of {} namespace(s) put together in {:?} ({} bytes)",
                     self.topology,
@@ -274,6 +328,8 @@ mod tests {
             topology: "t".into(),
             places: BTreeMap::new(),
             listener: None,
+            host: None,
+            host_bytes: None,
             sweep: Instant::now() + SWEEP,
             full: false,
         }

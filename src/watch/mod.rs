@@ -476,6 +476,9 @@ impl Watch {
             if std::mem::take(&mut s.lost) {
                 self.memory.forget();
             }
+            if let Some(v) = &mut s.msgs {
+                self.memory.host_heard(&std::mem::take(v));
+            }
             if std::mem::take(&mut s.heard)
                 && let Some((n, _)) = &s.ns
             {
