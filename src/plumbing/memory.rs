@@ -344,6 +344,11 @@ impl HostTable {
     }
 
     /// The links, by index.
+    pub(crate) fn by_index(&self) -> &BTreeMap<u32, Link> {
+        &self.links
+    }
+
+    /// The links, by index.
     pub(crate) fn links(&self) -> Vec<Link> {
         self.links.values().cloned().collect()
     }

@@ -139,12 +139,6 @@ pub(crate) fn link_by_index(c: &mut Conn, index: u32) -> Result<Option<Link>> {
 /// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
 /// routes and the sysctls `keys` (the calling thread must be in the same namespace).
 fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
-    node_with(c, links, keys, true)
-}
-
-/// [`node`]; `conf`: whether the links' per-interface settings are as the kernel has them
-/// now (else the sysctls are read in /proc).
-fn node_with(c: &mut Conn, links: Vec<Link>, keys: &[String], conf: bool) -> Result<NodeObs> {
     let mut n = NodeObs {
         links,
         ..Default::default()
@@ -193,7 +187,7 @@ fn node_with(c: &mut Conn, links: Vec<Link>, keys: &[String], conf: bool) -> Res
         n.fdb = super::fdb::dump(c, &n.links)?;
     }
     for k in keys {
-        let v = match from_links(&n.links, k).filter(|_| conf) {
+        let v = match from_links(&n.links, k) {
             Some(v) => Some(v),
             None => match super::netconf::read(c, k) {
                 Some(v) => v?,
@@ -265,9 +259,9 @@ fn remembered(
 /// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
 pub(crate) enum HostLinks<'a> {
     Dump,
-    /// As `nsfw watch` keeps them from the kernel's notifications. Their per-interface
-    /// settings (which the kernel does not notify) are not taken from them: the host's
-    /// sysctls are read in /proc.
+    /// As `nsfw watch` keeps them from the kernel's notifications, with the per-interface
+    /// settings the file names (which the kernel does not notify) read again before it
+    /// answered.
     Given(&'a [Link]),
     Again {
         before: &'a [Link],
@@ -300,22 +294,7 @@ impl HostLinks<'_> {
             let mut all = super::nsid::without_dying(c, dumped).0;
             all.sort_by_key(|l| l.index);
             let mine = super::nsid::without_dying(c, out.clone()).0;
-            // Per-interface settings change unnotified: compared without them (not used).
-            let bare = |v: Vec<Link>| -> Vec<Link> {
-                v.into_iter()
-                    .map(|mut l| {
-                        if matches!(self, HostLinks::Given(_)) {
-                            l.conf.clear();
-                        }
-                        l
-                    })
-                    .collect()
-            };
-            debug_assert_eq!(
-                bare(mine),
-                bare(all),
-                "the host's links asked for again: {again:?}"
-            );
+            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
         }
         Ok(out)
     }
@@ -335,8 +314,7 @@ pub(crate) fn observe_some(
             // neither in the way, nor drift, nor a sign the topology is there.
             let all = host_links.read(&mut host)?;
             let (l, _) = super::nsid::without_dying(&mut host, all);
-            let conf = !matches!(host_links, HostLinks::Given(_));
-            node_with(&mut host, l, &q.host_sysctls, conf)?
+            node(&mut host, l, &q.host_sysctls)?
         },
         ..Default::default()
     };
@@ -513,11 +491,17 @@ fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) 
 
 /// A sysctl of one of `links` (`net.ipv4.conf.eth0.promote_secondaries`), from its link dump.
 fn from_links(links: &[Link], key: &str) -> Option<String> {
+    let (dev, conf) = link_key(key)?;
+    let l = links.iter().find(|l| l.name == dev)?;
+    l.conf.get(conf.as_str()).cloned()
+}
+
+/// A per-interface sysctl's interface and its name in a link's settings
+/// (`net.ipv4.conf.eth0.promote_secondaries`: `eth0`, `ipv4.promote_secondaries`).
+pub(crate) fn link_key(key: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = key.split('.').collect();
     let [_, fam, "conf", dev, leaf] = parts[..] else {
         return None;
     };
-    let dev = dev.replace('/', ".");
-    let l = links.iter().find(|l| l.name == dev)?;
-    l.conf.get(format!("{fam}.{leaf}").as_str()).cloned()
+    Some((dev.replace('/', "."), format!("{fam}.{leaf}")))
 }

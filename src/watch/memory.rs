@@ -20,7 +20,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::probe::{self, Probe};
+use super::probe::{self, HostProbes, Probe};
 use crate::plumbing::memory::{self as wire, Heard, HostTable, Known, MAX_AGE, Place};
 use crate::plumbing::{self, NsObs};
 
@@ -52,6 +52,10 @@ pub(super) struct Memory {
     /// for), and their encoding for the answer once made.
     host: Option<HostTable>,
     host_bytes: Option<Vec<u8>>,
+    /// The host's sysctls the file names (set by watch as it loads the file), and the
+    /// per-interface ones among them held open.
+    pub(super) host_keys: Vec<String>,
+    host_probes: HostProbes,
     /// When the next sweep is due.
     pub(super) sweep: Instant,
     /// The next check reads every place.
@@ -76,6 +80,8 @@ impl Memory {
             listener,
             host: None,
             host_bytes: None,
+            host_keys: Vec::new(),
+            host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
         }
@@ -169,7 +175,9 @@ impl Memory {
             .filter_map(|(name, ns)| Some((name.clone(), (*subs.get(name)?, &ns.node.sysctls))))
             .collect();
         // The host's links as the check found them; what was heard since follows them.
-        self.host = Some(HostTable::seeded(&o.host.links));
+        let t = HostTable::seeded(&o.host.links);
+        self.host_probes.open(&self.host_keys, t.by_index());
+        self.host = Some(t);
         self.host_bytes = None;
         let mut probes = open(&wanted);
         let now = Instant::now();
@@ -198,11 +206,27 @@ impl Memory {
         let t0 = Instant::now();
         let before = self.places.len();
         self.places.retain(|_, e| e.probe.same());
+        // Links made since the check (an apply's) get their files now: compared with what
+        // their notification said, and read again from then on.
+        if let Some(t) = &self.host {
+            self.host_probes.open(&self.host_keys, t.by_index());
+        }
+        if let Some(t) = &self.host
+            && !self.host_probes.same(&self.host_keys, t.by_index())
+        {
+            crate::detail!(
+                "watch: {}: a setting of the host's links changed: not vouched for",
+                self.topology
+            );
+            self.host = None;
+            self.host_bytes = None;
+        }
         crate::detail!(
-            "watch: {}: {} file(s) of {} namespace(s) read again in {:?}, {} changed",
+            "watch: {}: {} file(s) of {} namespace(s) and {} of the host read again in {:?}, {} changed",
             self.topology,
             self.places.values().map(|e| e.probe.len()).sum::<usize>(),
             before,
+            self.host_probes.len(),
             t0.elapsed(),
             before - self.places.len()
         );
@@ -330,6 +354,8 @@ mod tests {
             listener: None,
             host: None,
             host_bytes: None,
+            host_keys: Vec::new(),
+            host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
         }

@@ -157,6 +157,15 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
     }
 }
 
+/// The host's sysctls the file names (watch's memory holds the per-interface ones open).
+fn host_keys(t: &Topology) -> Vec<String> {
+    crate::compile::compile(t)
+        .host
+        .sysctls
+        .into_keys()
+        .collect()
+}
+
 /// Up to `n` items, then how many more.
 fn some(items: &[String], n: usize) -> String {
     let mut v: Vec<String> = Vec::new();
@@ -271,6 +280,7 @@ impl Watch {
                     self.path.display()
                 );
                 self.t = t;
+                self.memory.host_keys = host_keys(&self.t);
                 self.wanted = None;
                 self.interest = interest_of(&self.t, None);
                 self.resubscribe();
@@ -551,6 +561,7 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         last_check: Instant::now(),
         seen: Seen::Unknown,
     };
+    w.memory.host_keys = host_keys(&w.t);
     w.resubscribe();
     say!(
         "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s) (nf_tables in {} of them)",

@@ -13,7 +13,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 
 use anyhow::{Result, anyhow};
 
-use crate::plumbing::{netns, sysctl};
+use crate::plumbing::observe::link_key;
+use crate::plumbing::{Link, netns, sysctl};
 
 /// One namespace's files, with what each said when the reading was kept.
 #[derive(Debug, Default)]
@@ -72,6 +73,67 @@ pub(super) fn open_many(
         .zip(netns::on_threads(&names, &one))
         .filter_map(|(n, r)| Some((n.clone(), r.ok().filter(Probe::same)?)))
         .collect()
+}
+
+/// The host's per-interface settings the file names (`net.ipv6.conf.veth-a.addr_gen_mode`),
+/// held open by (link index, key): the host's links watch keeps carry them, but the kernel
+/// does not notify a change written in /proc.
+#[derive(Debug, Default)]
+pub(super) struct HostProbes {
+    files: BTreeMap<(u32, String), File>,
+}
+
+impl HostProbes {
+    /// Opens the files of `keys` naming links of `links` that have none yet (watch's own
+    /// thread is in the host), and lets go of those of links gone or renamed.
+    pub(super) fn open(&mut self, keys: &[String], links: &BTreeMap<u32, Link>) {
+        self.files.retain(|(i, k), _| {
+            links
+                .get(i)
+                .is_some_and(|l| link_key(k).is_some_and(|(dev, _)| dev == l.name))
+        });
+        let by_name: BTreeMap<&str, u32> =
+            links.values().map(|l| (l.name.as_str(), l.index)).collect();
+        for k in keys {
+            let Some(i) = link_key(k).and_then(|(dev, _)| by_name.get(dev.as_str()).copied())
+            else {
+                continue;
+            };
+            if self.files.contains_key(&(i, k.clone())) {
+                continue;
+            }
+            if let Ok(Some(f)) = sysctl::open(k) {
+                self.files.insert((i, k.clone()), f);
+            }
+        }
+    }
+
+    /// Whether, for every key of `keys` naming a link of `links` that carries the setting,
+    /// its file is held and says what the link carries.
+    pub(super) fn same(&self, keys: &[String], links: &BTreeMap<u32, Link>) -> bool {
+        let by_name: BTreeMap<&str, &Link> = links.values().map(|l| (l.name.as_str(), l)).collect();
+        let mut buf = [0u8; 64];
+        keys.iter().all(|k| {
+            let Some((dev, conf)) = link_key(k) else {
+                return true;
+            };
+            let Some(l) = by_name.get(dev.as_str()) else {
+                return true;
+            };
+            let Some(want) = l.conf.get(conf.as_str()) else {
+                return true;
+            };
+            let Some(f) = self.files.get(&(l.index, k.clone())) else {
+                return false;
+            };
+            f.read_at(&mut buf, 0)
+                .is_ok_and(|n| trim(&buf[..n]) == want.trim().as_bytes())
+        })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
 }
 
 /// Raises the soft limit of open files to the hard one: watch holds a socket or two and a few
