@@ -4,6 +4,7 @@
 use std::fmt;
 
 use ipnetwork::IpNetwork;
+use rustc_hash::FxHashSet;
 use toml::{Table, Value};
 
 use super::syntax::{Ctx, join};
@@ -153,7 +154,7 @@ pub(super) fn parse_port(s: &str) -> Result<PortSpec, String> {
 }
 
 /// Resolves `from`/`to`: a namespace, a bridge, `host`, `world`, or a CIDR.
-fn endpoint(s: &str, bridges: &[Bridge], namespaces: &[Namespace]) -> Result<Endpoint, String> {
+fn endpoint(s: &str, names: &Names<'_>) -> Result<Endpoint, String> {
     match s {
         "host" => return Ok(Endpoint::Host),
         "world" => return Ok(Endpoint::World),
@@ -172,8 +173,8 @@ fn endpoint(s: &str, bridges: &[Bridge], namespaces: &[Namespace]) -> Result<End
         }
         return Ok(Endpoint::Cidr(net));
     }
-    let ns = namespaces.iter().any(|n| n.name == s);
-    let br = bridges.iter().any(|b| b.name == s);
+    let ns = names.namespaces.contains(s);
+    let br = names.bridges.contains(s);
     match (ns, br) {
         (true, true) => Err(format!(
             "`{s}` names both a namespace and a bridge: rename one of them"
@@ -186,6 +187,13 @@ fn endpoint(s: &str, bridges: &[Bridge], namespaces: &[Namespace]) -> Result<End
     }
 }
 
+/// The names an endpoint may be, looked up once per entry side: a scan of every namespace
+/// for each of 10,000 entries at 1,000 namespaces is 20 million compares.
+struct Names<'a> {
+    namespaces: FxHashSet<&'a str>,
+    bridges: FxHashSet<&'a str>,
+}
+
 /// Reads `[[allow]]` and `[[deny]]`; warnings go to `warnings` (they change nothing).
 pub(super) fn read(
     cx: &mut Ctx,
@@ -194,6 +202,10 @@ pub(super) fn read(
     namespaces: &[Namespace],
 ) -> Vec<PolicyRule> {
     let mut out = Vec::new();
+    let names = Names {
+        namespaces: namespaces.iter().map(|n| n.name.as_str()).collect(),
+        bridges: bridges.iter().map(|b| b.name.as_str()).collect(),
+    };
     for (key, action) in [("allow", Action::Allow), ("deny", Action::Deny)] {
         let Some(v) = root.get(key) else { continue };
         let Some(items) = v.as_array() else {
@@ -222,7 +234,7 @@ pub(super) fn read(
                     }
                     return None;
                 };
-                endpoint(&s, bridges, namespaces)
+                endpoint(&s, &names)
                     .map_err(|why| cx.err(&join(&prefix, k), t.get(k), why))
                     .ok()
             };

@@ -201,19 +201,24 @@ fn merge_runs(elems: Vec<Element>) -> Vec<Element> {
         return elems;
     }
     let before = elems.len();
-    let mut items: Vec<(Cube, Element)> = elems.iter().map(|e| (Cube::of(e), e.clone())).collect();
+    // Each cube names its element by index: cloning 10,000 elements to carry them through
+    // the passes was most of this function's time.
+    let mut items: Vec<(Cube, usize)> = elems.iter().map(Cube::of).zip(0..).collect();
     for d in (0..dims).rev() {
-        items = merge_along(items, d);
+        items = merge_along(items, &elems, d);
     }
     if items.len() == before {
         return elems;
     }
-    items.into_iter().map(|(c, e)| c.element(&e)).collect()
+    items
+        .into_iter()
+        .map(|(c, i)| c.element(&elems[i]))
+        .collect()
 }
 
 /// One pass of [`merge_runs`] along component `d`: sorted by every other component (and
 /// what else an element carries), then by its start along `d`, so a run is consecutive.
-fn merge_along(mut items: Vec<(Cube, Element)>, d: usize) -> Vec<(Cube, Element)> {
+fn merge_along(mut items: Vec<(Cube, usize)>, elems: &[Element], d: usize) -> Vec<(Cube, usize)> {
     let others = |a: &Cube, b: &Cube| {
         (0..a.lo.len())
             .filter(|&k| k != d)
@@ -221,21 +226,22 @@ fn merge_along(mut items: Vec<(Cube, Element)>, d: usize) -> Vec<(Cube, Element)
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
     };
-    let extra = |a: &Element, b: &Element| {
+    let extra = |a: usize, b: usize| {
+        let (a, b) = (&elems[a], &elems[b]);
         a.comment
             .cmp(&b.comment)
             .then_with(|| a.timeout.cmp(&b.timeout))
     };
     items.sort_by(|(a, ea), (b, eb)| {
         others(a, b)
-            .then_with(|| extra(ea, eb))
+            .then_with(|| extra(*ea, *eb))
             .then_with(|| a.lo[d].cmp(&b.lo[d]))
     });
-    let mut out: Vec<(Cube, Element)> = Vec::with_capacity(items.len());
+    let mut out: Vec<(Cube, usize)> = Vec::with_capacity(items.len());
     for (c, e) in items {
         if let Some((last, le)) = out.last_mut()
             && others(last, &c).is_eq()
-            && extra(le, &e).is_eq()
+            && extra(*le, e).is_eq()
             && let (Coord::Num(h), Coord::Num(l)) = (&last.hi[d], &c.lo[d])
             && h.checked_add(1) == Some(*l)
         {

@@ -216,7 +216,10 @@ fn sort_key(types: &[Datatype], interval: bool, e: &Element) -> Vec<u8> {
 pub fn print_order<'a>(types: &[Datatype], interval: bool, els: &'a [Element]) -> Vec<&'a Element> {
     let mut v: Vec<&Element> = els.iter().collect();
     if !(interval && types.len() > 1) {
-        v.sort_by_key(|e| sort_key(types, interval, e));
+        // Each key once, not once per comparison: a key is an allocation, and a set of
+        // 1,000 elements was sorted with ~20,000 of them (a third of `nsfw show` at 1,000
+        // namespaces). The order is the same: this sort is stable too.
+        v.sort_by_cached_key(|e| sort_key(types, interval, e));
     }
     v
 }
