@@ -23,10 +23,9 @@ const WAIT: Duration = Duration::from_millis(100);
 /// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
 /// that sends more is not a watch.
 const MOST: usize = 64 << 20;
-/// The oldest observation watch serves. The kernel says nothing when some per-interface
-/// settings change (promote_secondaries, addr_gen_mode, disable_ipv6 written in /proc): a
-/// namespace is read again at least this often, and watch reads every place on a sweep
-/// twice as often (see watch's memory).
+/// The oldest observation watch serves (it reads every place on a sweep twice as often). The
+/// settings the kernel never notifies are not left to age: watch holds them open and reads
+/// them again before every answer (see watch's probes).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
 /// The environment variable that makes apply and diff read everything.
 pub(crate) const USE_ENV: &str = "NSFW_WATCH_MEMORY";
@@ -140,9 +139,8 @@ pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, u64> {
 }
 
 /// Asks topology `topology`'s watch what it vouches for, when `NSFW_WATCH_MEMORY` asks for
-/// it. None: not asked for (the default: a plain run reads every namespace, so it sees the
-/// settings the kernel never notifies, and measured at 1,000 namespaces the memory did not
-/// pay for an add), no watch, or none worth trusting (not root's, another topology or
+/// it. None: not asked for (the default: measured at 1,000 namespaces the memory saved under
+/// a tenth of a run's CPU), no watch, or none worth trusting (not root's, another topology or
 /// version, too slow, garbage).
 pub(crate) fn ask(topology: &str) -> Option<Known> {
     if !std::env::var_os(USE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
@@ -277,7 +275,8 @@ pub(crate) fn encode_host(host: Option<&[Link]>) -> Vec<u8> {
 
 /// The host's links as watch keeps them: seeded by a dump, then kept from the RTM_NEWLINK and
 /// RTM_DELLINK notifications the host's socket hears (each carries the whole link, as a dump
-/// would show it; applied in order after the dump, the last one of a link is its state).
+/// would show it; applied in order after the dump, the last one of a link is its state), and
+/// RTM_NEWNETCONF (a link's forwarding changed: read again).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HostTable {
     links: BTreeMap<u32, Link>,
@@ -293,6 +292,31 @@ pub(crate) enum Heard {
     Broken,
 }
 
+/// A change of forwarding (its own link message says nothing): that link is read again; a
+/// change for all of them (`ip_forward`, `default`), the table is not to be trusted.
+fn netconf(msg: &[u8]) -> Heard {
+    // nlmsghdr, struct netconfmsg (the family, padded to 4), then attributes.
+    let mut off = 20;
+    while let Some(h) = msg.get(off..off + 4) {
+        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
+        let ty = u16::from_ne_bytes([h[2], h[3]]);
+        if len < 4 {
+            break;
+        }
+        if ty == NETCONFA_IFINDEX
+            && let Some(v) = msg.get(off + 4..off + 8)
+        {
+            let i = i32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
+            return u32::try_from(i).map_or(Heard::Broken, Heard::Again);
+        }
+        off += (len + 3) & !3;
+    }
+    Heard::Broken
+}
+
+const RTM_NEWNETCONF: u16 = 80;
+const RTM_DELNETCONF: u16 = 81;
+const NETCONFA_IFINDEX: u16 = 1;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 
@@ -312,6 +336,9 @@ impl HostTable {
         let Some(ty) = msg.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]])) else {
             return Heard::Broken;
         };
+        if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
+            return netconf(msg);
+        }
         if ty != RTM_NEWLINK && ty != RTM_DELLINK {
             return Heard::Fine;
         }
