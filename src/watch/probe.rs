@@ -52,7 +52,19 @@ fn trim(b: &[u8]) -> &[u8] {
 pub(super) fn open_many(
     wanted: &BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>,
 ) -> BTreeMap<String, Probe> {
-    let names: Vec<String> = wanted.keys().cloned().collect();
+    // Files are opened only while RESERVE descriptors stay free for watch's repairs (which
+    // open sockets and /proc files of their own): the rest are not vouched for.
+    let mut budget = free_fds().saturating_sub(RESERVE);
+    let names: Vec<String> = wanted
+        .iter()
+        .filter(|(_, (_, keys))| {
+            let n = keys.values().filter(|v| v.is_some()).count();
+            let fits = n <= budget;
+            budget = budget.saturating_sub(n);
+            fits
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
     let one = |name: &str| -> Result<Probe> {
         let (ino, keys) = wanted.get(name).ok_or_else(|| anyhow!("no such entry"))?;
         let fd = netns::open_ns(name)?.ok_or_else(|| anyhow!("{name} is gone"))?;
@@ -134,6 +146,19 @@ impl HostProbes {
     pub(super) fn len(&self) -> usize {
         self.files.len()
     }
+}
+
+/// Descriptors left free for the rest of watch (a repair's sockets and files).
+const RESERVE: usize = 256;
+
+/// How many more files this process may open now.
+fn free_fds() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    let open = std::fs::read_dir("/proc/self/fd").map_or(usize::MAX, Iterator::count);
+    usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(open)
 }
 
 /// Raises the soft limit of open files to the hard one: watch holds a socket or two and a few
