@@ -182,10 +182,9 @@ fn namespaces_removed_from_the_file_are_removed() {
     let out = sb.nsfw_code(&["apply", &f2], 0);
     assert!(out.contains("- namespace ns3"), "{out}");
     assert_eq!(sb.netns(), ["ns1", "ns2"]);
-    assert!(
-        !sb.sh("ip link show veth-ns3").status.success(),
-        "veth-ns3 is still there"
-    );
+    // Its veth goes with it, in the kernel's own time (`ip netns del` does not wait either).
+    let gone = "for i in $(seq 200); do ip link show veth-ns3 || exit 0; sleep 0.05; done; exit 1";
+    assert!(sb.sh(gone).status.success(), "veth-ns3 is still there");
     assert!(
         !sb.ok("ls /etc/netns").contains("ns3"),
         "resolv.conf of ns3 is still there"

@@ -99,13 +99,33 @@ fn a_new_namespace_at_an_address_held_before_is_reachable_at_once() {
     let new = sb.file("new.toml", &file("new"));
     sb.nsfw_code(&["apply", &old], 0);
     assert!(sb.pings("peer", "10.30.0.5"));
+    // The host (the bridge) learns old's MAC too.
+    sb.ok("ping -c1 -W1 10.30.0.5");
     sb.nsfw_code(&["apply", &gone], 0);
     let o = sb.nsfw(&["apply", &new]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    // Not a visit of peer: an announcement on the bridge.
+    // Not a visit of peer, nor the host's entries forgotten: the new interface's own
+    // gratuitous ARP, which peer and the bridge both hear.
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(!out.contains("neighbours on peer"), "{out}");
-    assert!(out.contains("announce"), "{out}");
+    assert!(out.contains("announce 10.30.0.5 on new:eth0"), "{out}");
+    let lladdr = |ns: &str| {
+        let neigh = sb.ok(&format!("ip {ns} neigh show 10.30.0.5"));
+        neigh
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    };
+    let mac = sb.ok("ip -n new -br link show eth0");
+    for ns in ["-n peer", ""] {
+        // Learnt from the announcement alone, before any packet: the new MAC.
+        let got = lladdr(ns);
+        assert!(
+            got.as_ref().is_some_and(|m| mac.contains(m.as_str())),
+            "{ns}: entry {got:?}, new's link {mac}"
+        );
+    }
     // One echo, one second: a stale entry would send it to old's MAC for seconds more.
     assert!(
         sb.sh("ip netns exec peer ping -c1 -W1 10.30.0.5")

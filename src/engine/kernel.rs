@@ -44,11 +44,13 @@ pub(super) trait Kernel {
         self.observe_net(q)
     }
 
-    /// nsfw's table of topology `topology` inside each of `namespaces` (None: it has none).
+    /// nsfw's `family` table of topology `topology` inside each of `namespaces` (None: it
+    /// has none).
     fn observe_ns_tables(
         &mut self,
         topology: &str,
         namespaces: &[String],
+        family: nft::Family,
     ) -> Result<BTreeMap<String, Option<Dumped>>>;
 
     /// The unicast address list of each host link of `indexes` (macvlan uplinks: their
@@ -178,8 +180,9 @@ impl Kernel for Real<'_> {
         &mut self,
         topology: &str,
         namespaces: &[String],
+        family: nft::Family,
     ) -> Result<BTreeMap<String, Option<Dumped>>> {
-        firewall::observe_ns(topology, namespaces)
+        firewall::observe_ns(topology, namespaces, family)
     }
 
     fn netem_supported(&mut self) -> Result<bool> {

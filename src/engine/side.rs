@@ -1,5 +1,5 @@
 //! What the firewall's plan needs beside the host's ruleset, read once the plumbing is: nsfw's
-//! tables inside the namespaces that forward, and what the topology's macvlan uplinks hold
+//! tables inside the namespaces that forward and those of macvlan children (their guards), and what the topology's macvlan uplinks hold
 //! (their MAC, their unicast address list, the MACs its children carry that the file does not
 //! give them).
 
@@ -23,7 +23,8 @@ pub(super) fn observe(
     Ok(())
 }
 
-/// nsfw's tables inside the namespaces that forward, which the plumbing says.
+/// nsfw's tables inside the namespaces that forward and those with macvlan children, which
+/// the plumbing says.
 fn observe_ns_tables(
     k: &mut dyn Kernel,
     tg: &Target,
@@ -46,7 +47,21 @@ fn observe_ns_tables(
             .into_iter()
             .filter(|n| o.namespaces.contains_key(n))
             .collect();
-        s.ns_tables = k.observe_ns_tables(&t.name, &names)?;
+        s.ns_tables = k.observe_ns_tables(&t.name, &names, nft::Family::Inet)?;
+        // Macvlan children's guards: where the file puts children, and where a child is now.
+        let has_child = |ns: &str| {
+            o.namespaces.get(ns).is_some_and(|n| {
+                n.node
+                    .links
+                    .iter()
+                    .any(|l| matches!(l.kind.as_deref(), Some("macvlan" | "macvtap")))
+            })
+        };
+        let guarded: Vec<String> = firewall::guard::to_observe(t, &has_child)
+            .into_iter()
+            .filter(|n| o.namespaces.contains_key(n))
+            .collect();
+        s.ns_guards = k.observe_ns_tables(&t.name, &guarded, nft::Family::Netdev)?;
     }
     Ok(())
 }
@@ -139,18 +154,31 @@ fn uplinks(
 }
 
 /// The file's children whose MAC the uplink or a foreign child holds (`uplink::taken_macs`),
-/// told apart from this topology's own links (wherever they are) by their mark.
+/// told apart from this topology's own links (wherever they are) by their mark — and, inside
+/// the file's namespaces, by being the child the file puts there: a run killed between making
+/// a child and marking it (two messages) leaves it unmarked, and the next run keeps it.
 pub(super) fn taken_macs(
     t: &crate::topology::Topology,
     o: &super::Observed,
     file: &str,
 ) -> Vec<String> {
     let mark = crate::owner::mark(&t.name);
-    let ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
+    let mut ours: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
         .chain(o.net.namespaces.values().map(|n| &n.node))
         .flat_map(|n| &n.links)
         .filter(|l| l.alias.as_deref() == Some(mark.as_str()))
         .filter_map(|l| l.mac)
         .collect();
+    for n in &t.namespaces {
+        let Some(ns) = o.net.namespaces.get(&n.name) else {
+            continue;
+        };
+        for m in &n.macvlans {
+            let child = ns.node.links.iter().find(|l| {
+                l.name == m.ifname && l.kind.as_deref() == Some(m.kind()) && l.mac == Some(m.mac)
+            });
+            ours.extend(child.and_then(|l| l.mac));
+        }
+    }
     uplink::taken_macs(t, &o.nft, &ours, file)
 }

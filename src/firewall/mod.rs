@@ -10,6 +10,7 @@ pub(crate) mod clash;
 pub(crate) mod conntrack;
 pub(crate) mod droplog;
 mod egress;
+pub(crate) mod guard;
 pub(crate) mod identity;
 mod lan;
 mod policy;
@@ -158,6 +159,9 @@ pub(crate) struct NftState {
     /// nsfw's table inside routing namespaces, by namespace (None: it has none), for the
     /// namespaces that were looked into.
     pub ns_tables: BTreeMap<String, Option<Dumped>>,
+    /// nsfw's `netdev` table inside the namespaces with children of an uplink (`guard`), by
+    /// namespace (None: it has none), for the namespaces that were looked into.
+    pub ns_guards: BTreeMap<String, Option<Dumped>>,
     /// The ruleset generation all of the above was read at; None when a batch was committed
     /// while it was being read (the readings may then mix two rulesets).
     pub generation: Option<u32>,
@@ -218,10 +222,11 @@ pub(crate) fn observe_ipt(sock: &mut NftSocket, s: &mut NftState) -> Result<()> 
     Ok(())
 }
 
-/// Reads nsfw's table of topology `name` inside each of `namespaces`.
+/// Reads nsfw's `family` table of topology `name` inside each of `namespaces`.
 pub(crate) fn observe_ns(
     name: &str,
     namespaces: &[String],
+    family: Family,
 ) -> Result<BTreeMap<String, Option<Dumped>>> {
     let mut out = BTreeMap::new();
     for ns in namespaces {
@@ -231,7 +236,7 @@ pub(crate) fn observe_ns(
             let found = sock
                 .tables()?
                 .into_iter()
-                .find(|t| t.family == Family::Inet && t.name == want);
+                .find(|t| t.family == family && t.name == want);
             match found {
                 Some(t) => Ok(Some(sock.read_table(&t)?)),
                 None => Ok(None),
@@ -253,39 +258,46 @@ pub(crate) fn ns_to_observe(t: &Topology, forwarding: &dyn Fn(&str) -> bool) -> 
         .collect()
 }
 
-/// The plan for the tables inside routing namespaces.
+/// The plan for the tables inside namespaces: a routing namespace's inet table and a macvlan
+/// child's guard (`guard`), one batch per namespace.
 fn ns_diff(p: &mut NftPlan, t: &Topology, s: &NftState) {
     for n in &t.namespaces {
-        let want = router::table(t, n);
-        let have = s.ns_tables.get(&n.name).and_then(Option::as_ref);
-        let d = match (&want, have) {
-            (None, None) => continue,
-            (Some(w), h) => table_diff(w, h),
-            (None, Some(h)) => delete_table(h.structure().name()),
-        };
-        if d.ops.is_empty() {
-            continue;
+        let mut ops = Vec::new();
+        let tables = [
+            (router::table(t, n), &s.ns_tables, Family::Inet),
+            (guard::table(t, n), &s.ns_guards, Family::Netdev),
+        ];
+        for (want, seen, family) in tables {
+            let have = seen.get(&n.name).and_then(Option::as_ref);
+            let d = match (&want, have) {
+                (None, None) => continue,
+                (Some(w), h) => table_diff(w, h),
+                (None, Some(h)) => delete_table(family, h.structure().name()),
+            };
+            for mut l in d.lines {
+                l.table = format!("{}:{}", n.name, l.table);
+                p.lines.push(l);
+            }
+            ops.extend(d.ops);
         }
-        for mut l in d.lines {
-            l.table = format!("{}:{}", n.name, l.table);
-            p.lines.push(l);
+        if !ops.is_empty() {
+            p.ns_ops.push((n.name.clone(), ops));
         }
-        p.ns_ops.push((n.name.clone(), d.ops));
     }
 }
 
-/// The change that removes table `inet name` whole.
-fn delete_table(name: &str) -> nft::diff::TableDiff {
+/// The change that removes table `family name` whole.
+fn delete_table(family: Family, name: &str) -> nft::diff::TableDiff {
     nft::diff::TableDiff {
         lines: vec![NftLine::new(
             '-',
             "table",
-            &format!("inet {name}"),
+            &format!("{} {name}", family.as_str()),
             None,
             String::new(),
         )],
         ops: vec![Op::DeleteTable {
-            family: Family::Inet,
+            family,
             name: name.to_string(),
         }],
         gone: Vec::new(),

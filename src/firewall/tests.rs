@@ -293,3 +293,37 @@ fn a_policy_within_a_bridge_without_br_netfilter_is_one_conflict() {
     let p = diff(&t, &loaded, prepare(&t)).expect("diff");
     assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
 }
+
+/// A macvlan child's namespace holds its guard (`guard`): made when missing, left alone when
+/// it is as the file says, put back whole when a rule of it is gone.
+#[test]
+fn a_macvlan_childs_namespace_gets_its_guard_and_drift_is_repaired() {
+    let t = topology(
+        "mg",
+        "name = 'mg'\n[namespaces.m1]\nmacvlan = 'up0'\naddress = '192.0.2.11/24'\naddress6 = '2001:db8::11/64'\ngateway = '192.0.2.1'\n",
+    );
+    let p = diff(&t, &NftState::default(), prepare(&t)).expect("diff");
+    let [(ns, ops)] = &p.ns_ops[..] else {
+        panic!("{:?}", p.ns_ops)
+    };
+    assert_eq!(ns, "m1");
+    let [Op::CreateTable(guard)] = &ops[..] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(guard.family, Family::Netdev);
+    golden("show/macvlan-guard.nft", &guard.to_string());
+    assert!(p.lines.iter().any(|l| l.table == "m1:netdev nsfw_mg"));
+    // As the file says: nothing to do inside.
+    let mut s = NftState::default();
+    let have = read_back(guard).expect("reads back");
+    s.ns_guards.insert("m1".into(), Some(have));
+    let p = diff(&t, &s, prepare(&t)).expect("diff");
+    assert!(p.ns_ops.is_empty(), "{:?}", p.ns_ops);
+    // A rule deleted by hand.
+    let mut cut = guard.clone();
+    cut.chains[0].rules.remove(4);
+    s.ns_guards
+        .insert("m1".into(), Some(read_back(&cut).expect("reads back")));
+    let p = diff(&t, &s, prepare(&t)).expect("diff");
+    assert_eq!(p.ns_ops.len(), 1, "{:?}", p.ns_ops);
+}

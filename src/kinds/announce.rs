@@ -1,6 +1,8 @@
 //! An address that moved between a port and its bridge (`take_addresses`, and back),
 //! announced on its new interface: the LAN's neighbour entries name the old MAC otherwise, and
-//! nothing of the LAN reaches the host until they go stale (`plumbing::announce`).
+//! nothing of the LAN reaches the host until they go stale (`plumbing::announce`). Likewise an
+//! IPv4 address arriving on a namespace's new interface (another namespace may have held it in
+//! an earlier run): announced from inside, by the kernel, in the namespace's visit.
 
 use std::fmt;
 
@@ -8,20 +10,26 @@ use anyhow::Result;
 use ipnetwork::IpNetwork;
 use serde_json::{Value, json};
 
-use super::{Change, Stage, object_of};
+use super::{At, Change, Stage, index_of, object_of};
+use crate::plumbing::Req;
 use crate::resources::Place;
 use crate::topology::Mac;
 
-/// Address `net` announced on host interface `ifname`, at `mac`.
+/// Address `net` announced on interface `ifname` of `place`, at `mac` (the interface's own,
+/// inside a namespace).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Announce {
+    pub place: Place,
     pub ifname: String,
+    /// Inside a namespace: the host end of the interface's pair, a bridge port that must
+    /// forward before the announcement can cross it.
+    pub port: Option<String>,
     pub net: IpNetwork,
     pub mac: Mac,
 }
 
 impl Announce {
-    /// Sent: a lost announcement costs the LAN seconds, not the run, so a failure is a
+    /// On the host, sent as raw frames: a lost announcement costs the LAN seconds, not the run, so a failure is a
     /// warning.
     pub(crate) fn apply(&self) -> Result<()> {
         if let Err(e) = crate::plumbing::announce::announce(&self.ifname, self.net.ip(), self.mac.0)
@@ -36,7 +44,8 @@ impl Announce {
 }
 
 impl Change for Announce {
-    /// After the address is in place (added in the host build).
+    /// After the address is in place: on the host, added in the host build; inside, once the
+    /// namespace's visit made it, in a visit of its own (`plan::execute::announce_inside`).
     fn stage(&self) -> Stage {
         Stage::HostFinish
     }
@@ -44,16 +53,34 @@ impl Change for Announce {
         '~'
     }
     fn object(&self) -> String {
-        object_of(&Place::Host, &self.ifname)
+        object_of(&self.place, &self.ifname)
     }
     fn inside(&self) -> Option<&str> {
-        None
+        self.place.ns()
     }
     fn json(&self) -> (&'static str, Value) {
         (
             "announce",
-            json!({"interface": self.ifname, "address": self.net.ip().to_string(), "mac": self.mac.to_string()}),
+            json!({"interface": self.ifname, "namespace": self.place.ns(), "address": self.net.ip().to_string(), "mac": self.mac.to_string()}),
         )
+    }
+    /// Inside a namespace, the kernel's own gratuitous ARP; an IPv6 address is not planned
+    /// there (`plan::neighbours` announces IPv4 only), and sends nothing. On the host, none:
+    /// raw frames (`apply`).
+    fn requests(&self, at: &At) -> Option<Result<Vec<Req>>> {
+        let Place::Ns(_) = self.place else {
+            return None;
+        };
+        let IpNetwork::V4(net) = self.net else {
+            return Some(Ok(Vec::new()));
+        };
+        Some(index_of(at.ix, &self.ifname).map(|i| {
+            vec![crate::plumbing::announce::by_kernel(
+                &self.ifname,
+                i,
+                net.ip(),
+            )]
+        }))
     }
 }
 
@@ -64,11 +91,19 @@ impl fmt::Display for Announce {
         } else {
             "unsolicited neighbour advertisement"
         };
-        write!(
-            f,
-            "~ announce {} on {} ({how}: the address moved)",
-            self.net.ip(),
-            self.ifname
-        )
+        match &self.place {
+            Place::Host => write!(
+                f,
+                "~ announce {} on {} ({how}: the address moved)",
+                self.net.ip(),
+                self.ifname
+            ),
+            Place::Ns(_) => write!(
+                f,
+                "~ announce {} on {} ({how}: the address may have been held before)",
+                self.net.ip(),
+                self.place.link(&self.ifname)
+            ),
+        }
     }
 }

@@ -13,9 +13,10 @@ use anyhow::Result;
 use super::build::{host_addr_routes, host_build};
 use super::hostix::HostIx;
 use super::inside::{forget, ns_config, visit_each};
-use super::run::{Errors, Hints, Tally, call_each, pick, send};
+use super::run::{Errors, Hints, Tally, call_each, indexes, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
-use crate::plumbing::{Conn, Link, Req, msgs, netns, nsid, observe};
+use crate::plumbing::{Conn, Link, Req, announce, msgs, netns, nsid, observe};
+use crate::resources::Place;
 
 /// What a run got done: the steps made, in plan order.
 #[derive(Debug, Default)]
@@ -185,7 +186,8 @@ fn teardown(
 /// waits for that (`ip netns del` does not either): until they go, every observation counts
 /// their host ends as gone (`plumbing::nsid`), and a run that makes a link of the same name
 /// waits for just that one (`await_names`). Those of a namespace something else keeps alive
-/// after its name goes (a process in it, a socket opened in it) are deleted at once.
+/// after its name goes are deleted: at once where a process is in it, else once it has not
+/// died within `SOCKETS_FREED` (a socket opened in it).
 fn delete_namespaces(
     host: &mut Conn,
     hix: &mut HostIx,
@@ -195,7 +197,8 @@ fn delete_namespaces(
     tally: &mut Tally,
 ) {
     let t = Instant::now();
-    let mut takes: Vec<&str> = Vec::new();
+    // The host ends of namespaces a process holds, and of the others.
+    let (mut held, mut takes): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut n = 0;
     let names: Vec<&str> = these
         .iter()
@@ -230,30 +233,55 @@ fn delete_namespaces(
                     continue;
                 }
             }
-            takes.extend(d.takes.iter().map(String::as_str));
+            let ends = d.takes.iter().map(String::as_str);
+            if holders.is_some() {
+                held.extend(ends);
+            } else {
+                takes.extend(ends);
+            }
             ok.push((*s).clone());
         }
     }
-    if let Err(e) = remove_now(host, &takes) {
-        errs.add(e);
+    for (names, patience) in [(&held, Duration::ZERO), (&takes, SOCKETS_FREED)] {
+        if let Err(e) = remove_now(host, names, patience) {
+            errs.add(e);
+        }
     }
-    hix.forget(takes.iter().copied());
+    hix.forget(takes.iter().chain(&held).copied());
     tally.add("delete namespace", n, t);
 }
 
+/// How long a namespace no process holds may take to die once its name is gone. A netlink
+/// socket opened in it, this run's own included (the observation's, closed a few
+/// milliseconds earlier), is freed an RCU grace period after its close and holds the
+/// namespace until then; deleting the veth meanwhile costs more than the wait (an unregister
+/// waits for every pending RCU callback, 10–20 ms on a busy host) and gains nothing.
+const SOCKETS_FREED: Duration = Duration::from_millis(30);
+
 /// Deletes the host links `names` that are still there and not going with their namespace:
-/// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`).
-/// Each is asked for by name: a dump of the host's links costs O(N²) at N veth pairs.
-fn remove_now(host: &mut Conn, names: &[&str]) -> Result<()> {
-    let names: BTreeSet<&str> = names.iter().copied().collect();
-    let links = by_name(host, names)?;
-    let dying = nsid::dying(host, &links);
-    let reqs: Vec<Req> = links
-        .iter()
-        .filter(|l| !dying.contains(&l.index))
-        .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
-        .collect();
-    host.run_all(&reqs)
+/// those of a namespace kept alive by a handle nsfw does not own (see `plumbing::nsid`), once
+/// `patience` has passed without it dying. Each is asked for by name: a dump of the host's
+/// links costs O(N²) at N veth pairs.
+fn remove_now(host: &mut Conn, names: &[&str], patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut names: BTreeSet<&str> = names.iter().copied().collect();
+    loop {
+        let links = by_name(host, names.iter().copied())?;
+        let dying = nsid::dying(host, &links);
+        let alive: Vec<&Link> = links.iter().filter(|l| !dying.contains(&l.index)).collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let reqs: Vec<Req> = alive
+                .iter()
+                .map(|l| msgs::del_link(&l.name, l.index).ok_if(&[libc::ENODEV]))
+                .collect();
+            return host.run_all(&reqs);
+        }
+        names.retain(|n| alive.iter().any(|l| l.name == *n));
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The host links of `names` that are there, each asked for by name.
@@ -357,12 +385,59 @@ fn host_finish(
 ) {
     host_addr_routes(host, mark, these, ix, ok, errs, tally);
     forget(host, these, ix, ok, errs);
+    announce_inside(host, mark, these, ok, tally);
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),
-        Step::Announce(a) => Some(a.apply()),
+        Step::Announce(a) if a.place == Place::Host => Some(a.apply()),
         _ => None,
     };
     let n = call_each(these, write, ok, errs);
     tally.add("write resolv.conf", n, t);
+}
+
+/// How long an announcement waits for its interface's bridge port to forward: the kernel's
+/// link watch enables it right after the pair's ends are both up, within milliseconds even
+/// on a busy host.
+const PORT_UP: Duration = Duration::from_millis(200);
+
+/// Addresses arriving on namespaces' new interfaces, announced from inside (the kernel's
+/// gratuitous ARP, `kinds::announce`) once each interface's bridge port forwards: one more
+/// visit of each such namespace, not the packet socket whose close costs ~20 ms.
+fn announce_inside(
+    host: &mut Conn,
+    mark: &str,
+    these: &[&Step],
+    ok: &mut Vec<Step>,
+    tally: &mut Tally,
+) {
+    let inside = pick(
+        these,
+        |s| matches!(s, Step::Announce(a) if a.place.ns().is_some()),
+    );
+    if inside.is_empty() {
+        return;
+    }
+    let t = Instant::now();
+    for s in &inside {
+        if let Step::Announce(a) = s
+            && let Some(port) = &a.port
+        {
+            announce::await_forwarding(host, port, PORT_UP);
+        }
+    }
+    // A lost announcement costs the segment seconds, not the run: a warning.
+    let mut lost = Errors::default();
+    visit_each(&inside, ok, &mut lost, &|_, c, steps| {
+        let (mut ok, mut errs) = (Vec::new(), Errors::default());
+        match indexes(c) {
+            Ok(ix) => send(c, steps, &At::new(mark, &ix), &mut ok, &mut errs),
+            Err(e) => errs.add(e),
+        }
+        (ok, errs.0)
+    });
+    for e in lost.0 {
+        crate::warning!("{e}: the segment's neighbour entries follow in a few seconds");
+    }
+    tally.add("announce in namespace", inside.len(), t);
 }

@@ -14,18 +14,22 @@ impl Cx<'_> {
     /// addresses) and would for many seconds: they are forgotten in the same run, a visit of
     /// every namespace on the segment. An IPv4 address that merely arrives (on an interface
     /// made in this run, and held by no interface nsfw can see) can be stale only in entries
-    /// left by a holder removed in an earlier run: a gratuitous ARP from the bridge (which
-    /// every port hears, and Linux takes over an existing entry at once) and the bridge's
-    /// own entries forgotten cover that without visiting the other 999 namespaces.
+    /// left by a holder removed in an earlier run: a gratuitous ARP from the new interface
+    /// itself (which every port and the bridge hear, and Linux takes over an existing entry
+    /// at once) covers that without visiting the other 999 namespaces, and without a request
+    /// on the host. Sent by the kernel in the namespace's own visit (`kinds::announce`): a
+    /// packet socket of nsfw's own would cost an RCU grace period (~20 ms) to close.
     pub(super) fn forget_neighbours(&mut self) {
-        // The ports of each bridge: (namespace, interface).
+        // The ports of each bridge: (namespace, interface), and the host end of each.
         let mut ports: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
-        for spec in self.d.host.links.values() {
+        let mut ends: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for (name, spec) in &self.d.host.links {
             if let (LinkKind::Veth { peer_ns, peer, .. }, Some(b)) = (&spec.kind, &spec.master) {
                 ports
                     .entry(b)
                     .or_default()
                     .push((peer_ns.clone(), peer.clone()));
+                ends.insert((peer_ns, peer), name);
             }
         }
         let held = self.held_addresses();
@@ -62,12 +66,24 @@ impl Cx<'_> {
                 },
                 _ => false,
             });
-            let bridge_there =
-                !self.new_links.contains_key(*bridge) && self.host_link(bridge).is_some();
-            if !touched && arrived.is_empty() {
+            if !touched {
+                // Each arriving address announced from its own interface, by the kernel (a
+                // gratuitous ARP every port hears, the bridge included: Linux takes it over an
+                // existing entry at once), in its namespace's visit.
+                out.extend(arrived.into_iter().filter_map(|(ns, i, net)| {
+                    let mac = self.d.namespaces.get(&ns)?.links.get(&i)?.mac?;
+                    let port = ends.get(&(ns.as_str(), i.as_str())).map(|p| p.to_string());
+                    Some(Step::from(Announce {
+                        place: Place::Ns(ns),
+                        ifname: i,
+                        port,
+                        net,
+                        mac,
+                    }))
+                }));
                 continue;
             }
-            if bridge_there {
+            if !self.new_links.contains_key(*bridge) && self.host_link(bridge).is_some() {
                 out.push(
                     ForgetNeighbours {
                         place: Place::Host,
@@ -75,19 +91,6 @@ impl Cx<'_> {
                     }
                     .into(),
                 );
-            }
-            if !touched {
-                if bridge_there {
-                    out.extend(arrived.into_iter().filter_map(|(ns, i, net)| {
-                        let mac = self.d.namespaces.get(&ns)?.links.get(&i)?.mac?;
-                        Some(Step::from(Announce {
-                            ifname: bridge.to_string(),
-                            net,
-                            mac,
-                        }))
-                    }));
-                }
-                continue;
             }
             for (ns, i) in members {
                 if !self.fresh(ns, i) && self.o.namespaces.contains_key(ns) {

@@ -385,7 +385,9 @@ impl<'a> Cx<'a> {
     fn announce(&mut self, ifname: &str, net: IpNetwork, mac: Option<Mac>) {
         if let Some(mac) = mac {
             self.push(Announce {
+                place: Place::Host,
                 ifname: ifname.to_string(),
+                port: None,
                 net,
                 mac,
             });

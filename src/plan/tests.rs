@@ -208,6 +208,32 @@ fn a_missing_address_is_added_and_the_segment_forgets_its_neighbours() {
     );
 }
 
+/// A new namespace's address, held by no one nsfw sees, is announced from its own interface
+/// (the kernel's gratuitous ARP), in the host finish: no other namespace of the segment
+/// visited, none of the host's neighbours forgotten.
+#[test]
+fn an_address_arriving_on_a_new_namespace_is_announced_from_inside_it() {
+    let two = format!("{ONE}[namespaces.ns2]\nbridge = \"br0\"\naddress = \"10.10.0.3/24\"\n");
+    let p = plan(
+        &desired(&two),
+        &in_sync(&desired(ONE)),
+        &Record::default(),
+        Owner::Topology("one"),
+    );
+    let s = steps(&p);
+    let said =
+        "~ announce 10.10.0.3 on ns2:eth0 (gratuitous ARP: the address may have been held before)";
+    assert!(s.iter().any(|x| x == said), "{s:?}");
+    assert!(!s.iter().any(|x| x.contains("neighbours")), "{s:?}");
+    let a = p
+        .steps
+        .iter()
+        .find(|x| matches!(x, crate::kinds::Step::Announce(_)))
+        .expect("announce");
+    assert_eq!(a.stage(), crate::kinds::Stage::HostFinish);
+    assert_eq!(a.inside(), Some("ns2"));
+}
+
 #[test]
 fn a_wrong_mtu_mac_or_arp_is_set_back() {
     let d = desired(ONE);

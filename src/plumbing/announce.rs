@@ -7,13 +7,27 @@
 //! again — about ten seconds in which nothing reaches the host. Linux takes a gratuitous ARP
 //! request over an entry regardless of its lock time, and an NA with override at once.
 //! Sent as raw frames on an AF_PACKET socket bound to nothing (the interface is named in the
-//! destination address).
+//! destination address): closing one waits for an RCU grace period (`packet_release` calls
+//! `synchronize_net`, ~20 ms), so the common case, an address arriving on a namespace's own
+//! interface, is left to the kernel instead (`by_kernel`).
 
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result, anyhow};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, route::RouteType};
 use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+
+use netlink_packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage,
+};
+
+use super::{Conn, Req};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -131,6 +145,66 @@ pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
             .map_err(|e| anyhow!("cannot announce {addr} on {ifname}: {e}"))?;
     }
     Ok(())
+}
+
+/// The request that makes the kernel announce IPv4 address `a` of interface `index` (the
+/// caller's namespace's) itself: a neighbour entry for the interface's own address, asked to
+/// resolve (`NTF_USE`, as `ip neigh replace A dev D use`), is solicited from that address —
+/// `who-has A tell A` from the interface's MAC, a gratuitous ARP (`arp_solicit` picks the
+/// interface's address as the sender). Every port of the segment hears it, and Linux takes a
+/// gratuitous ARP over an entry for A regardless of its lock time. No packet socket to close,
+/// one request on a connection the run has open. The entry is left to the kernel (not
+/// permanent: it is collected): it asks twice more, a second apart (`mcast_probes`), as
+/// hosts announce twice. Sent once the interface's bridge port forwards (`await_forwarding`).
+pub(crate) fn by_kernel(ifname: &str, index: u32, a: Ipv4Addr) -> Req {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = index;
+    m.header.state = NeighbourState::None;
+    m.header.flags = NeighbourFlags::Use;
+    m.header.kind = RouteType::Unspec;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(a)));
+    Req::new(
+        RouteNetlinkMessage::NewNeighbour(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+        format!("cannot announce {a} on {ifname}"),
+    )
+}
+
+/// Waits (at most `patience`) until host link `port` forwards as a bridge port: a port
+/// whose other end just came up is enabled by the kernel's link watch, a moment later, and
+/// drops what arrives until then (a gratuitous ARP sent then would be lost). A port that is
+/// not there, or no bridge port, is not waited for.
+pub(crate) fn await_forwarding(c: &mut Conn, port: &str, patience: std::time::Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    while port_state(c, port).is_some_and(|s| s != BridgePortState::Forwarding)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
+/// The bridge port state of host link `name`; None: no such link, or no bridge port.
+fn port_state(c: &mut Conn, name: &str) -> Option<BridgePortState> {
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let what = format!("interface {name}");
+    let Ok(Some(RouteNetlinkMessage::NewLink(l))) =
+        c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])
+    else {
+        return None;
+    };
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(v)) => v.iter().find_map(|x| match x {
+                InfoBridgePort::State(s) => Some(*s),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 """Raw Ethernet frames for the port-security tests, independent of nsfw: forged frames sent
 on an interface with AF_PACKET, and a sniffer that counts the frames carrying a marker.
 
-  frames.py send [--proto P] IFACE KIND MARKER ARG...
+  frames.py send [--bypass] [--proto P] IFACE KIND MARKER ARG...
                                             send one forged frame three times, from a
                                             packet socket bound to protocol P (0: the kernel
                                             takes it from the frame; 0x88b5, say: the skb's
-                                            protocol is not what the frame is); KIND:
+                                            protocol is not what the frame is), with
+                                            PACKET_QDISC_BYPASS if --bypass; KIND:
       udp4  SRCMAC DSTMAC SRC DST            IPv4/UDP from SRC
       udp6  SRCMAC DSTMAC SRC DST            IPv6/UDP from SRC
       arp   SRCMAC DSTMAC OP SHA SPA THA TPA ARP (OP 1 request, 2 reply)
@@ -15,11 +16,14 @@ on an interface with AF_PACKET, and a sniffer that counts the frames carrying a 
       ns    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour solicitation for TARGET
       raw   SRCMAC DSTMAC ETHERTYPE          ethertype 0x88b5 (say) and the marker
       vlan  SRCMAC DSTMAC SRC DST            802.1Q (VLAN 5) tagged IPv4/UDP
+  frames.py sendtap DEVICE KIND MARKER ARG...
+                                            the same, written to a macvtap's /dev/tapN
   frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
 
 Every frame carries MARKER after its payload (Ethernet trailer), which the receiver's IP
 stack ignores and a sniffer sees.
 """
+import os
 import socket
 import struct
 import sys
@@ -28,6 +32,7 @@ import time
 # The marker of the frames being sent, also in the UDP payloads: a router or NAT on the way
 # drops the Ethernet trailer, not the payload.
 MARK = b""
+SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
 
 
 def mac(s):
@@ -124,14 +129,29 @@ def frame(kind, marker, a):
     raise SystemExit(f"unknown kind {kind}")
 
 
-def send(iface, kind, marker, args, proto=0):
+def send(iface, kind, marker, args, proto=0, bypass=False):
     global MARK
     MARK = marker.encode()
     f = frame(kind, marker.encode(), args)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    if bypass:
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
     s.bind((iface, proto))
     for _ in range(3):
         s.send(f)
+        time.sleep(0.01)
+    return 0
+
+
+def sendtap(path, kind, marker, args):
+    """The same frame written three times to a macvtap's character device, as a VM's
+    virtio driver would (after the 10-byte virtio-net header macvtap expects by default)."""
+    global MARK
+    MARK = marker.encode()
+    f = frame(kind, marker.encode(), args)
+    fd = os.open(path, os.O_RDWR)
+    for _ in range(3):
+        os.write(fd, bytes(10) + f)
         time.sleep(0.01)
     return 0
 
@@ -159,10 +179,15 @@ def sniff(iface, seconds, marker):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "send":
-        a, proto = sys.argv[2:], 0
+        a, proto, bypass = sys.argv[2:], 0, False
+        if a[0] == "--bypass":
+            bypass, a = True, a[1:]
         if a[0] == "--proto":
             proto, a = int(a[1], 0), a[2:]
-        sys.exit(send(a[0], a[1], a[2], a[3:], proto))
+        sys.exit(send(a[0], a[1], a[2], a[3:], proto, bypass))
+    elif cmd == "sendtap":
+        a = sys.argv[2:]
+        sys.exit(sendtap(a[0], a[1], a[2], a[3:]))
     elif cmd == "sniff":
         sys.exit(sniff(*sys.argv[2:5]))
     raise SystemExit(__doc__)

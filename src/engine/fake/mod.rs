@@ -146,8 +146,9 @@ impl Kernel for Fake {
         &mut self,
         topology: &str,
         namespaces: &[String],
+        family: nft::Family,
     ) -> Result<BTreeMap<String, Option<Dumped>>> {
-        let name = table_name(topology);
+        let name = ruleset::ns_key(family, &table_name(topology));
         let table = |ns: &String| self.ns_tables.get(ns).and_then(|m| m.get(&name)).cloned();
         Ok(namespaces
             .iter()

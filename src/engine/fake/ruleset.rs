@@ -202,21 +202,31 @@ pub(crate) fn host_op(s: &mut NftState, op: &Op, handle: &mut u64) -> Result<()>
 }
 
 /// An op on a namespace's ruleset (nsfw's tables only).
+/// The key of table `family name` among a namespace's tables: its name for inet (the
+/// routing namespaces' table), the family first for any other (a macvlan child's guard).
+pub(crate) fn ns_key(family: Family, name: &str) -> String {
+    match family {
+        Family::Inet => name.to_string(),
+        f => format!("{} {name}", f.as_str()),
+    }
+}
+
 pub(crate) fn ns_op(tables: &mut BTreeMap<String, Dumped>, op: &Op) -> Result<()> {
+    let key = ns_key(family_of(op), table_of(op));
     match op {
-        Op::CreateTable(t) if tables.contains_key(&t.name) => {
+        Op::CreateTable(t) if tables.contains_key(&key) => {
             bail!("table {}: File exists", t.label())
         }
         Op::CreateTable(t) | Op::AddTable(t) | Op::ReplaceTable(t) => {
-            tables.insert(t.name.clone(), read_back(t)?);
+            tables.insert(key, read_back(t)?);
         }
-        Op::DeleteTable { name, .. } => {
-            tables.remove(name);
+        Op::DeleteTable { .. } => {
+            tables.remove(&key);
         }
         op => {
             let name = table_of(op);
             let d = tables
-                .get_mut(name)
+                .get_mut(&key)
                 .ok_or_else(|| anyhow!("table {name}: No such file or directory"))?;
             edit(d, op)?;
         }

@@ -1,0 +1,221 @@
+//! A macvlan child's guard (nsfw's netdev table inside its namespace, on its own egress): a
+//! sender in the child holding only CAP_NET_RAW forges raw frames under every MAC the uplink's
+//! chain must let out (the host's, a sibling's, a foreign child's), and none reaches the LAN;
+//! the child's own traffic flows. The guard deleted by hand is named by `diff` and put back
+//! by `apply`. Same simulated LAN as tests/macvlan.rs: `up0` is a veth whose peer `eth0` sits
+//! in namespace `lan` (192.0.2.1, 2001:db8::1); the host is 192.0.2.2 on it.
+
+mod common;
+
+use common::{Sandbox, show};
+
+const FILE: &str = r#"
+name = "gd"
+[namespaces.m1]
+macvlan = "up0"
+address = "192.0.2.11/24"
+address6 = "2001:db8::11/64"
+gateway = "192.0.2.1"
+[namespaces.m2]
+macvlan = "up0"
+address = "192.0.2.12/24"
+address6 = "2001:db8::12/64"
+"#;
+
+/// The LAN, and a foreign child `fx0` (192.0.2.50, nobody's nsfw knows) in namespace `fx`.
+fn lan(sb: &Sandbox) {
+    sb.ok("ip netns add lan
+           ip link add up0 type veth peer name eth0 netns lan
+           ip link set up0 up && ip addr add 192.0.2.2/24 dev up0
+           ip -n lan link set lo up && ip -n lan link set eth0 up
+           ip -n lan addr add 192.0.2.1/24 dev eth0
+           ip -n lan addr add 2001:db8::1/64 dev eth0 nodad
+           ip netns add fx
+           ip link add fx0 link up0 type macvlan mode bridge
+           ip link set fx0 netns fx
+           ip -n fx addr add 192.0.2.50/24 dev fx0
+           ip -n fx link set fx0 up");
+}
+
+fn mac(sb: &Sandbox, ns: Option<&str>, dev: &str) -> String {
+    let n = ns.map(|n| format!("-n {n}")).unwrap_or_default();
+    sb.json(&format!("ip {n} -j link show dev {dev}"))[0]["address"]
+        .as_str()
+        .expect("a MAC")
+        .to_string()
+}
+
+/// What a process of `nobody` holding only CAP_NET_RAW (no CAP_NET_ADMIN, no CAP_SYS_ADMIN)
+/// runs in namespace `ns`.
+fn raw_only(ns: &str, cmd: &str) -> String {
+    format!(
+        "ip netns exec {ns} setpriv --reuid=65534 --regid=65534 --clear-groups \
+         --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw -- {cmd}"
+    )
+}
+
+/// How many copies of `frame` (frames.py's words; the marker goes after the kind), sent from
+/// m1's `eth0` by a CAP_NET_RAW-only process, the LAN host sees.
+fn sent(sb: &Sandbox, marker: &str, frame: &str) -> u64 {
+    sent_all(sb, marker, &[frame])
+}
+
+/// The same for several frames, all with one marker: how many of them all arrive.
+fn sent_all(sb: &Sandbox, marker: &str, frames: &[&str]) -> u64 {
+    let py = format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let log = sb.dir().join(format!("sniff-{marker}.log"));
+    let send: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            let (opt, f) = match f.strip_prefix("--bypass ") {
+                Some(f) => ("--bypass ", f),
+                None => ("", *f),
+            };
+            let f = f.replacen(' ', &format!(" {marker} "), 1);
+            let cmd = format!("{py} send {opt}eth0 {f}");
+            format!("{} || true", raw_only("m1", &cmd))
+        })
+        .collect();
+    sb.ok(&format!(
+        "ip netns exec lan {py} sniff eth0 1.5 {marker} > {log} 2>&1 &
+         for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
+         {send}
+         wait",
+        send = send.join("\n"),
+        log = log.display(),
+    ));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a count")
+}
+
+#[test]
+fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = sb.file("gd.toml", FILE);
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    let lan_host = mac(&sb, Some("lan"), "eth0");
+    let (m1, m2) = (mac(&sb, Some("m1"), "eth0"), mac(&sb, Some("m2"), "eth0"));
+    let (up, fx) = (mac(&sb, None, "up0"), mac(&sb, Some("fx"), "fx0"));
+    let udp4 = |src: &str, ip: &str| format!("udp4 {src} {lan_host} {ip} 192.0.2.1");
+    // The witness: this sender does get its own frames out.
+    assert!(sent(&sb, "own", &udp4(&m1, "192.0.2.11")) > 0, "own frame");
+    // It cannot touch the namespace's ruleset.
+    let del = raw_only("m1", "nft delete table netdev nsfw_gd");
+    assert!(
+        !sb.sh(&del).status.success(),
+        "NET_RAW alone deletes no table"
+    );
+    // The blind spoofs docs/firewall.md listed as beyond the uplink's chain, and more.
+    let blind = [
+        udp4(&up, "192.0.2.2"),
+        udp4(&up, "192.0.2.99"),
+        udp4(&m2, "192.0.2.12"),
+        udp4(&fx, "192.0.2.77"),
+        format!("arp {fx} ff:ff:ff:ff:ff:ff 2 {fx} 192.0.2.77 00:00:00:00:00:00 192.0.2.77"),
+        format!("arp {m2} ff:ff:ff:ff:ff:ff 2 {m2} 192.0.2.12 00:00:00:00:00:00 192.0.2.12"),
+        format!("udp6 {m1} {lan_host} 2001:db8::99 2001:db8::1"),
+        format!("vlan {m1} {lan_host} 192.0.2.11 192.0.2.1"),
+        // Past the qdisc: the kernel hands these to the egress hook too.
+        format!("--bypass {}", udp4(&up, "192.0.2.99")),
+    ];
+    // Last, the child's own frame (sent three times): what arrives is its copies only, and
+    // they prove the sniffer was still listening.
+    let own = udp4(&m1, "192.0.2.11");
+    let frames: Vec<&str> = blind.iter().chain([&own]).map(String::as_str).collect();
+    assert_eq!(sent_all(&sb, "blind", &frames), 3, "{blind:#?}");
+    // The child's own traffic: IPv4 to the LAN host (its gateway; the LAN's ARP request is
+    // answered), a sibling in bridge mode, IPv6 (neighbour discovery both ways).
+    assert!(sb.pings("m1", "192.0.2.1"), "m1 reaches the LAN host");
+    sb.ok("ip netns exec lan ip neigh flush dev eth0
+           ip netns exec lan ping -c1 -W2 192.0.2.11");
+    assert!(sb.pings("m1", "192.0.2.12"), "m1 reaches m2");
+    sb.ok("for i in $(seq 40); do ip netns exec m1 ping -c1 -W1 2001:db8::1 >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    // Root in the child deletes the guard: diff names it, and until apply the blind spoof
+    // the uplink's chain lets through (the host's MAC, an address nobody has) gets out.
+    sb.ok("ip netns exec m1 nft delete table netdev nsfw_gd");
+    let d = sb.nsfw(&["diff", &f]);
+    assert_eq!(d.status.code(), Some(2), "diff\n{}", show(&d));
+    let text = String::from_utf8_lossy(&d.stdout);
+    assert!(text.contains("m1:netdev nsfw_gd"), "diff names it\n{text}");
+    // (Sent past the qdisc: the witness that such a send works, which the guard stopped.)
+    let bypass = format!("--bypass {}", udp4(&up, "192.0.2.99"));
+    assert_eq!(sent_all(&sb, "unguarded", &[&bypass]), 3, "witness");
+    // Some the uplink's chain stops on its own.
+    assert_eq!(sent(&sb, "uplinksib", &udp4(&m2, "192.0.2.11")), 0);
+    assert!(sb.nsfw(&["apply", &f]).status.success());
+    assert_eq!(sent(&sb, "again", &udp4(&up, "192.0.2.99")), 0, "put back");
+    // A rule removed by hand is drift too.
+    sb.ok("h=$(ip netns exec m1 nft -a list chain netdev nsfw_gd eth0 | grep 'ip saddr !=' | sed 's/.*handle //')
+           ip netns exec m1 nft delete rule netdev nsfw_gd eth0 handle $h");
+    let d = sb.nsfw(&["diff", &f]);
+    assert_eq!(d.status.code(), Some(2), "a rule removed\n{}", show(&d));
+    assert!(sb.nsfw(&["apply", &f]).status.success());
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "repaired\n{}", show(&d));
+    // Flush takes it with the namespaces.
+    let o = sb.nsfw(&["flush", &f]);
+    assert!(o.status.success(), "flush\n{}", show(&o));
+    assert!(!sb.netns().iter().any(|n| n == "m1"), "{:?}", sb.netns());
+}
+
+/// A macvtap child: what a VM writes to its `/dev/tapN` passes the child's egress hook too.
+/// Its own frames leave; with the host's MAC they do not, until the guard is deleted.
+#[test]
+fn a_macvtap_guests_frames_pass_its_guard() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = sb.file(
+        "tp.toml",
+        "name = 'tp'\n[namespaces.vm]\nmacvtap = 'up0'\naddress = '192.0.2.11/24'\n",
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    let dev = sb.dir().join("tap");
+    sb.ok(&format!(
+        "d=$(ip netns exec vm sh -c 'cat /sys/class/net/eth0/macvtap/tap*/dev')
+         mknod {} c ${{d%%:*}} ${{d##*:}}",
+        dev.display()
+    ));
+    let (vm, up, lan_host) = (
+        mac(&sb, Some("vm"), "eth0"),
+        mac(&sb, None, "up0"),
+        mac(&sb, Some("lan"), "eth0"),
+    );
+    let py = format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let count = |marker: &str, src: &str| -> u64 {
+        let log = sb.dir().join(format!("sniff-{marker}.log"));
+        sb.ok(&format!(
+            "ip netns exec lan {py} sniff eth0 1.2 {marker} > {log} 2>&1 &
+             for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
+             {py} sendtap {dev} udp4 {marker} {src} {lan_host} 192.0.2.99 192.0.2.1 || true
+             {py} sendtap {dev} udp4 {marker} {vm} {lan_host} 192.0.2.11 192.0.2.1 || true
+             wait",
+            log = log.display(),
+            dev = dev.display(),
+        ));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a count")
+    };
+    // Each round sends the spoof, then three of the guest's own frames.
+    assert_eq!(count("guarded", &up), 3, "only the guest's own frames");
+    sb.ok("ip netns exec vm nft delete table netdev nsfw_tp");
+    assert_eq!(
+        count("unguarded", &up),
+        6,
+        "the witness: the spoof then leaves"
+    );
+}
