@@ -3,6 +3,9 @@
 //! The elements of a whole table's named sets stay in the kernel's bytes, in canonical form
 //! (`canon`): the diff compares them as they are and decodes only those it shows.
 
+mod elemmsg;
+#[cfg(debug_assertions)]
+mod elemref;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -16,11 +19,11 @@ use super::ffi;
 use super::ir::*;
 use super::raise::{RaiseCtx, is_anonymous, raise_rule, xt_comment};
 use super::socket::NftSocket;
+use elemmsg::CountedElem;
 pub(crate) use parse::RawRule;
 pub use parse::{ChainInfo, ObjInfo, TableInfo};
 use parse::{
-    CountedElem, ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set,
-    parse_table,
+    ListedSet, parse_chain, parse_elems, parse_gen, parse_obj, parse_rule, parse_set, parse_table,
 };
 
 /// A decoded rule of some chain, with its handle.
@@ -323,22 +326,17 @@ impl NftSocket {
                 let chunks = self
                     .elements(family, table, &set.name)
                     .map_err(|e| format!("{e:#}"))?;
-                // Sized once: a flattened collect grows (and copies) 10,000 elements
-                // a dozen times.
-                let mut listed: Vec<CountedElem> =
-                    Vec::with_capacity(chunks.iter().map(Vec::len).sum());
-                for c in chunks {
-                    listed.extend(c);
+                // Sized once, each element moved once: a flattened collect grows (and
+                // copies) 10,000 elements a dozen times.
+                let mut listed: Vec<KElem> = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+                let mut counters = Vec::new();
+                for (k, c) in chunks.into_iter().flatten() {
+                    if let (true, Some(c)) = (set.flags.counter, c) {
+                        counters.push((k.clone(), c));
+                    }
+                    listed.push(k);
                 }
-                let counters = if set.flags.counter {
-                    listed
-                        .iter()
-                        .filter_map(|(k, c)| c.map(|c| (k.clone(), c)))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let kelems = canonical(&set, listed.into_iter().map(|(k, _)| k).collect())?;
+                let kelems = canonical(&set, listed)?;
                 Ok(ReadSet {
                     set,
                     anonymous: l.anonymous,

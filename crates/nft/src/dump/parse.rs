@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::elems::{KData, KElem};
+use super::elemmsg::{self, CountedElem};
 use crate::expr::Raw;
 use crate::ffi::{self, Nlmsg};
 use crate::ir::*;
@@ -115,17 +115,6 @@ pub(super) fn parse_rule(m: &Nlmsg<'_>) -> Result<Option<RawRule>> {
     }))
 }
 
-/// An element's counter (the one its set's `counter` gave it), if it has one.
-fn elem_counter(e: &ffi::SetElem) -> Option<Counter> {
-    e.exprs().iter().find_map(|x| match Raw::from_nftnl(x) {
-        Raw::Counter(c) => Some(Counter {
-            packets: c.packets.unwrap_or(0),
-            bytes: c.bytes.unwrap_or(0),
-        }),
-        _ => None,
-    })
-}
-
 /// Whether a set's declaration has `counter`, the one stateful expression nsfw reads; Err
 /// names the others.
 fn set_counter(s: &ffi::Set) -> std::result::Result<bool, String> {
@@ -211,39 +200,15 @@ pub(super) fn parse_set(m: &Nlmsg<'_>) -> Result<Option<ListedSet>> {
     Ok(Some(listed(Ok(set))))
 }
 
-/// An element as listed, with its counter when its set gives it one.
-pub(super) type CountedElem = (KElem, Option<Counter>);
-
-/// The elements of one message, each with its counter when it has one.
+/// The elements of one message, each with its counter when it has one: read natively
+/// (`elemmsg`); debug builds (the tests') hold that reader to libnftnl's on every message.
 pub(super) fn parse_elems(m: &Nlmsg<'_>) -> Result<Option<Vec<CountedElem>>> {
-    let s = ffi::Set::parse_elems(m, "set element")?;
-    let mut out = Vec::new();
-    for e in s.elems()? {
-        let data = if e.is_set(ffi::NFTNL_SET_ELEM_VERDICT) {
-            let chain = e
-                .is_set(ffi::NFTNL_SET_ELEM_CHAIN)
-                .then(|| e.str(ffi::NFTNL_SET_ELEM_CHAIN));
-            Some(KData::Verdict(e.u32(ffi::NFTNL_SET_ELEM_VERDICT), chain))
-        } else {
-            e.data(ffi::NFTNL_SET_ELEM_DATA).map(KData::Value)
-        };
-        let counter = elem_counter(&e);
-        out.push((
-            KElem {
-                key: e.data(ffi::NFTNL_SET_ELEM_KEY).unwrap_or_default(),
-                key_end: e.data(ffi::NFTNL_SET_ELEM_KEY_END),
-                end: e.is_set(ffi::NFTNL_SET_ELEM_FLAGS)
-                    && e.u32(ffi::NFTNL_SET_ELEM_FLAGS) & 1 != 0,
-                data,
-                timeout: e
-                    .is_set(ffi::NFTNL_SET_ELEM_TIMEOUT)
-                    .then(|| e.u64(ffi::NFTNL_SET_ELEM_TIMEOUT)),
-                comment: comment_of(e.data(ffi::NFTNL_SET_ELEM_USERDATA), udata::COMMENT),
-            },
-            counter,
-        ));
-    }
-    Ok(Some(out))
+    let fast = elemmsg::parse(m.payload()).map_err(|why| {
+        anyhow::anyhow!("cannot parse a set element message from the kernel: {why}")
+    })?;
+    #[cfg(debug_assertions)]
+    super::elemref::check(m, &fast)?;
+    Ok(Some(fast))
 }
 
 /// The ruleset's generation from an NFT_MSG_NEWGEN message.

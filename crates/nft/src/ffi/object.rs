@@ -244,6 +244,8 @@ impl Set {
 
     /// The set's elements from an element message of the kernel (its table, name and
     /// elements).
+    // Read only by the debug builds' reference reader (dump::elemref).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub(crate) fn parse_elems(msg: &Nlmsg<'_>, what: &str) -> Result<Set> {
         let o = Set::new().map_err(|_| anyhow!("out of memory"))?;
         // SAFETY: as in `parse`.
@@ -254,6 +256,8 @@ impl Set {
     }
 
     /// The set's elements, each readable while the set is borrowed.
+    // Read only by the debug builds' reference reader (dump::elemref).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub(crate) fn elems(&self) -> Result<Vec<Borrowed<'_, SetElem>>> {
         // SAFETY: the set is live; the iterator is destroyed below.
         let it = unsafe { sys::nftnl_set_elems_iter_create(self.p.as_ptr()) };
@@ -288,6 +292,8 @@ impl Set {
 impl SetElem {
     /// The element's stateful expressions (the counter its set's `counter` gave it),
     /// readable while the element is borrowed.
+    // Read only by the debug builds' reference reader (dump::elemref).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub(crate) fn exprs(&self) -> Vec<Borrowed<'_, Expr>> {
         let p = self.p.as_ptr();
         // SAFETY: the element is live; the callback only collects its own expressions, which
