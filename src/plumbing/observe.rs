@@ -322,18 +322,7 @@ pub(crate) fn observe_some(
     only: Option<&std::collections::BTreeSet<String>>,
     host_links: &HostLinks,
 ) -> Result<Observed> {
-    let mut host = Conn::open("host")?;
-    let mut o = Observed {
-        host: {
-            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
-            // neither in the way, nor drift, nor a sign the topology is there.
-            let all = host_links.read(&mut host)?;
-            let l = host_links.without_dying(&mut host, all);
-            node(&mut host, l, &q.host_sysctls)?
-        },
-        ..Default::default()
-    };
-    drop(host);
+    let mut o = Observed::default();
     let mut names = netns::list()?;
     if let Some(only) = only {
         names.retain(|n| only.contains(n));
@@ -357,7 +346,17 @@ pub(crate) fn observe_some(
         };
         Ok(NsObs { owner, node })
     };
-    for (name, r) in names.iter().zip(netns::visit(&names, &read)) {
+    // The host (an O(N²) link dump at N veth pairs), the namespaces and /etc/netns are read at
+    // once, the host on this thread (in the host's namespace), the namespaces by the workers.
+    let (host, visited, etc) = std::thread::scope(|sc| {
+        let ns = sc.spawn(|| netns::visit(&names, &read));
+        let etc = sc.spawn(super::files::read_resolv);
+        let host = read_host(q, host_links);
+        (host, ns.join(), etc.join())
+    });
+    let lost = |what: &str| anyhow::anyhow!("reading {what}: its thread did not finish");
+    o.host = host?;
+    for (name, r) in names.iter().zip(visited.map_err(|_| lost("the namespaces"))?) {
         match r {
             Ok(Some(ns)) => {
                 o.namespaces.insert(name.clone(), ns);
@@ -368,12 +367,21 @@ pub(crate) fn observe_some(
             }
         }
     }
-    let etc = super::files::read_resolv()?;
+    let etc = etc.map_err(|_| lost("/etc/netns"))??;
     o.resolv = etc.resolv;
     o.etc_problems = etc.problems;
     o.etc_dirs = etc.dirs;
     o.etc_busy = etc.busy;
     Ok(o)
+}
+
+/// The host read whole, its links as `host_links` says; a veth whose namespace the kernel is
+/// tearing down is gone already (`nsid`): not in the way, not drift, not a sign of a topology.
+fn read_host(q: &Query, host_links: &HostLinks) -> Result<NodeObs> {
+    let mut host = Conn::open("host")?;
+    let all = host_links.read(&mut host)?;
+    let l = host_links.without_dying(&mut host, all);
+    node(&mut host, l, &q.host_sysctls)
 }
 
 fn to_mac(b: &[u8]) -> Option<Mac> {
