@@ -7,6 +7,8 @@ pub(crate) mod announce;
 pub(crate) mod arp;
 pub(crate) mod fdb;
 pub(crate) mod files;
+#[cfg(debug_assertions)]
+mod held;
 mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod memory;

@@ -270,7 +270,8 @@ pub(crate) enum HostLinks<'a> {
 }
 
 impl HostLinks<'_> {
-    fn read(&self, c: &mut Conn) -> Result<Vec<Link>> {
+    /// `keys`: the host's sysctls the run reads (their links are among those it uses).
+    fn read(&self, c: &mut Conn, keys: &[String]) -> Result<Vec<Link>> {
         let (before, again) = match self {
             HostLinks::Dump => return links(c),
             HostLinks::Given(l) => (*l, &std::collections::BTreeSet::new()),
@@ -285,17 +286,10 @@ impl HostLinks<'_> {
             out.extend(link_by_name(c, n)?);
         }
         out.sort_by_key(|l| l.index);
-        // Debug builds (the tests') hold the links asked for by name, with the rest as the
-        // earlier read saw them, to a dump: what the caller trusts must be what is there.
         #[cfg(debug_assertions)]
-        {
-            // Both without the links of namespaces being torn down, as the caller keeps them.
-            let dumped = links(c)?;
-            let mut all = super::nsid::without_dying(c, dumped).0;
-            all.sort_by_key(|l| l.index);
-            let mine = super::nsid::without_dying(c, out.clone()).0;
-            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
-        }
+        held_to_a_dump(c, &out, keys, again)?;
+        #[cfg(not(debug_assertions))]
+        let _ = keys;
         Ok(out)
     }
 
@@ -356,7 +350,10 @@ pub(crate) fn observe_some(
     });
     let lost = |what: &str| anyhow::anyhow!("reading {what}: its thread did not finish");
     o.host = host?;
-    for (name, r) in names.iter().zip(visited.map_err(|_| lost("the namespaces"))?) {
+    for (name, r) in names
+        .iter()
+        .zip(visited.map_err(|_| lost("the namespaces"))?)
+    {
         match r {
             Ok(Some(ns)) => {
                 o.namespaces.insert(name.clone(), ns);
@@ -379,7 +376,7 @@ pub(crate) fn observe_some(
 /// tearing down is gone already (`nsid`): not in the way, not drift, not a sign of a topology.
 fn read_host(q: &Query, host_links: &HostLinks) -> Result<NodeObs> {
     let mut host = Conn::open("host")?;
-    let all = host_links.read(&mut host)?;
+    let all = host_links.read(&mut host, &q.host_sysctls)?;
     let l = host_links.without_dying(&mut host, all);
     node(&mut host, l, &q.host_sysctls)
 }
@@ -527,4 +524,36 @@ pub(crate) fn link_key(key: &str) -> Option<(String, String)> {
         return None;
     };
     Some((dev.replace('/', "."), format!("{fam}.{leaf}")))
+}
+
+/// Debug builds (the tests') hold the host's links a run was given to a dump, as
+/// `held::compared` says, and panic when they differ (dumped twice first: a change of nsfw's
+/// own links may race the first dump). `keys`: the host's sysctls the run reads.
+#[cfg(debug_assertions)]
+fn held_to_a_dump(
+    c: &mut Conn,
+    out: &[Link],
+    keys: &[String],
+    again: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let named = keys
+        .iter()
+        .filter_map(|k| link_key(k).map(|(dev, _)| dev))
+        .chain(again.iter().cloned())
+        .collect();
+    let mine = super::nsid::without_dying(c, out.to_vec()).0;
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let mut all = super::nsid::without_dying(c, links(c)?).0;
+        all.sort_by_key(|l| l.index);
+        last = super::held::compared(&mine, &all, &named);
+        if last.0 == last.1 {
+            return Ok(());
+        }
+    }
+    assert_eq!(
+        last.0, last.1,
+        "the host's links asked for again: {again:?}"
+    );
+    Ok(())
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::probe::{self, HostProbes, Probe};
 use crate::plumbing::memory::{self as wire, Heard, HostTable, Known, MAX_AGE, Place};
-use crate::plumbing::{self, NsObs};
+use crate::plumbing::observe::link_key;
+use crate::plumbing::{self, Link, NsObs};
 
 /// How often watch reads every place whatever it heard.
 pub(super) const SWEEP: Duration = Duration::from_secs(30);
@@ -60,6 +61,9 @@ pub(super) struct Memory {
     pub(super) sweep: Instant,
     /// The next check reads every place.
     full: bool,
+    /// What the probes found changed since the last check took the memory: a change as a
+    /// notification is, which watch checks (and repairs) like one.
+    drift: Vec<String>,
 }
 
 impl Memory {
@@ -84,6 +88,7 @@ impl Memory {
             host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
+            drift: Vec::new(),
         }
     }
 
@@ -205,7 +210,14 @@ impl Memory {
     fn verify(&mut self) {
         let t0 = Instant::now();
         let before = self.places.len();
-        self.places.retain(|_, e| e.probe.same());
+        let drift = &mut self.drift;
+        self.places.retain(|name, e| {
+            let same = e.probe.same();
+            if !same {
+                drift.push(format!("{name}: a setting changed in /proc"));
+            }
+            same
+        });
         // Links made since the check (an apply's) get their files now: compared with what
         // their notification said, and read again from then on.
         if let Some(t) = &self.host {
@@ -218,6 +230,8 @@ impl Memory {
                 "watch: {}: a setting of the host's links changed: not vouched for",
                 self.topology
             );
+            self.drift
+                .push("host: a setting of its links changed in /proc".to_string());
             self.host = None;
             self.host_bytes = None;
         }
@@ -239,14 +253,36 @@ impl Memory {
     }
 
     /// What the memory vouches for now (its settings read again first).
+    /// The check that takes it reads what changed: no drift is left to check for.
     pub(super) fn known(&mut self, now: Instant) -> Known {
         self.verify();
+        self.drift.clear();
         Known::new(self.places(now).map(|(n, e)| Place {
             name: n.clone(),
             ino: e.ino,
             obs: e.obs.clone(),
         }))
-        .with_host(self.host.as_ref().map(HostTable::links))
+        .with_host(self.host_links())
+    }
+
+    /// What the probes found changed since the last check (taken: said once).
+    pub(super) fn drifted(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.drift)
+    }
+
+    /// The host's links watch vouches for, each with only the per-interface settings held
+    /// open (the file's): a setting the kernel does not notify and watch does not hold may
+    /// have been written in /proc since, so the caller reads it itself.
+    fn host_links(&self) -> Option<Vec<Link>> {
+        let mut links = self.host.as_ref()?.links();
+        for l in &mut links {
+            l.conf.retain(|conf, _| {
+                self.host_keys.iter().any(|k| {
+                    link_key(k).is_some_and(|(dev, c)| dev == l.name && c == conf.as_str())
+                })
+            });
+        }
+        Some(links)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -271,7 +307,7 @@ impl Memory {
                 self.verify();
                 let t0 = Instant::now();
                 if self.host_bytes.is_none() {
-                    let links = self.host.as_ref().map(HostTable::links);
+                    let links = self.host_links();
                     self.host_bytes = Some(wire::encode_host(links.as_deref()));
                 }
                 let parts: Vec<&[u8]> = self
@@ -358,6 +394,7 @@ mod tests {
             host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
+            drift: Vec::new(),
         }
     }
 

@@ -106,6 +106,9 @@ impl HostProbes {
         });
         let by_name: BTreeMap<&str, u32> =
             links.values().map(|l| (l.name.as_str(), l.index)).collect();
+        // As `open_many`: RESERVE descriptors stay free for repairs. A file not opened makes
+        // `same` say no: the host's links are then not served (slower, never wrong).
+        let mut budget = free_fds().saturating_sub(RESERVE);
         for k in keys {
             let Some(i) = link_key(k).and_then(|(dev, _)| by_name.get(dev.as_str()).copied())
             else {
@@ -114,8 +117,12 @@ impl HostProbes {
             if self.files.contains_key(&(i, k.clone())) {
                 continue;
             }
+            if budget == 0 {
+                break;
+            }
             if let Ok(Some(f)) = sysctl::open(k) {
                 self.files.insert((i, k.clone()), f);
+                budget -= 1;
             }
         }
     }

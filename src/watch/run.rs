@@ -80,6 +80,14 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
         w.take(got, &mut due, &mut why);
         if asked {
             w.memory.serve();
+            // What its probes found changed (a /proc write, which nothing notifies) is
+            // checked and repaired as a change heard would be.
+            let drift = w.memory.drifted();
+            if !drift.is_empty() {
+                let at = Instant::now() + w.opts.debounce;
+                due = Some(due.map_or(at, |d| d.min(at)));
+                why.extend(drift.into_iter().take(64usize.saturating_sub(why.len())));
+            }
         }
     }
 }
