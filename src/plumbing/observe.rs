@@ -544,7 +544,8 @@ fn held_to_a_dump(
     let mine = super::nsid::without_dying(c, out.to_vec()).0;
     let mut last = (Vec::new(), Vec::new());
     for _ in 0..2 {
-        let mut all = super::nsid::without_dying(c, links(c)?).0;
+        let dumped = links(c)?;
+        let mut all = super::nsid::without_dying(c, dumped).0;
         all.sort_by_key(|l| l.index);
         last = super::held::compared(&mine, &all, &named);
         if last.0 == last.1 {

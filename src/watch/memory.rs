@@ -277,9 +277,9 @@ impl Memory {
         let mut links = self.host.as_ref()?.links();
         for l in &mut links {
             l.conf.retain(|conf, _| {
-                self.host_keys.iter().any(|k| {
-                    link_key(k).is_some_and(|(dev, c)| dev == l.name && c == conf.as_str())
-                })
+                self.host_keys
+                    .iter()
+                    .any(|k| link_key(k).is_some_and(|(dev, c)| dev == l.name && c == *conf))
             });
         }
         Some(links)
