@@ -265,6 +265,13 @@ impl Memory {
         .with_host(self.host_links())
     }
 
+    /// After watch's own repair: the places whose settings it wrote are forgotten (their
+    /// files no longer say what the check read), without counting that as a drift.
+    pub(super) fn repaired(&mut self) {
+        self.verify();
+        self.drift.clear();
+    }
+
     /// What the probes found changed since the last check (taken: said once).
     pub(super) fn drifted(&mut self) -> Vec<String> {
         std::mem::take(&mut self.drift)

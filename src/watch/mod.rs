@@ -418,6 +418,8 @@ impl Watch {
         if out.is_err() || lines.iter().any(|l| !l.contains(" nft ")) {
             self.refresh();
         }
+        // What the repair wrote in /proc is forgotten now, and is no drift to check for.
+        self.memory.repaired();
         drop(lock);
         self.stats
             .repaired(t0.elapsed(), out.as_ref().ok().map(|o| &o.plan));
