@@ -64,7 +64,7 @@ mod tests {
     fn a_stale_link_of_the_run_is_caught_and_a_foreign_change_is_not() {
         let br0 = link(2, "br0", Some("nsfw:t"), None);
         let mut port = link(3, "veth-m1", Some("nsfw:t"), Some(2));
-        port.conf.insert("ipv6.addr_gen_mode".into(), "1".into());
+        port.conf.insert("ipv6.addr_gen_mode", "1".into());
         let given = vec![br0.clone(), port.clone()];
         let keys = BTreeSet::from(["veth-m1".to_string()]);
         assert!(same(&given, &given, &keys), "nothing changed");
@@ -77,12 +77,12 @@ mod tests {
 
         // A setting the run was not given (it reads it itself) differs: not staleness.
         let mut d = given.clone();
-        d[0].conf.insert("ipv6.disable_ipv6".into(), "1".into());
+        d[0].conf.insert("ipv6.disable_ipv6", "1".into());
         assert!(same(&given, &d, &keys), "a setting not served");
 
         // What the served table would miss: every one caught.
         let mut d = given.clone();
-        d[1].conf.insert("ipv6.addr_gen_mode".into(), "0".into());
+        d[1].conf.insert("ipv6.addr_gen_mode", "0".into());
         assert!(!same(&given, &d, &keys), "a served setting stale");
         let mut d = given.clone();
         d[1].up = false;
