@@ -45,6 +45,17 @@ fn mac(sb: &Sandbox, ns: Option<&str>, dev: &str) -> String {
         .to_string()
 }
 
+/// The link-local address of `eth0` in `ns`, once it has one.
+fn link_local(sb: &Sandbox, ns: &str) -> String {
+    sb.ok(&format!(
+        "for i in $(seq 50); do
+           a=$(ip -n {ns} -6 -br addr show dev eth0 | grep -o 'fe80::[^/]*')
+           [ -n \"$a\" ] && echo $a && exit 0; sleep 0.1; done; exit 1"
+    ))
+    .trim()
+    .to_string()
+}
+
 /// What a process of `nobody` holding only CAP_NET_RAW (no CAP_NET_ADMIN, no CAP_SYS_ADMIN)
 /// runs in namespace `ns`.
 fn raw_only(ns: &str, cmd: &str) -> String {
@@ -70,10 +81,17 @@ fn sent_all(sb: &Sandbox, marker: &str, frames: &[&str]) -> u64 {
     let send: Vec<String> = frames
         .iter()
         .map(|f| {
-            let (opt, f) = match f.strip_prefix("--bypass ") {
-                Some(f) => ("--bypass ", f),
-                None => ("", *f),
-            };
+            // Options (`--bypass`, `--proto P`) go before the interface.
+            let (mut opt, mut f) = (String::new(), *f);
+            while f.starts_with("--") {
+                let n = if f.starts_with("--proto ") { 2 } else { 1 };
+                let mut w = f.splitn(n + 1, ' ');
+                for _ in 0..n {
+                    opt += w.next().unwrap_or_default();
+                    opt += " ";
+                }
+                f = w.next().unwrap_or_default();
+            }
             let f = f.replacen(' ', &format!(" {marker} "), 1);
             let cmd = format!("{py} send {opt}eth0 {f}");
             format!("{} || true", raw_only("m1", &cmd))
@@ -104,6 +122,7 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
     let lan_host = mac(&sb, Some("lan"), "eth0");
     let (m1, m2) = (mac(&sb, Some("m1"), "eth0"), mac(&sb, Some("m2"), "eth0"));
     let (up, fx) = (mac(&sb, None, "up0"), mac(&sb, Some("fx"), "fx0"));
+    let ll1 = link_local(&sb, "m1");
     let udp4 = |src: &str, ip: &str| format!("udp4 {src} {lan_host} {ip} 192.0.2.1");
     // The witness: this sender does get its own frames out.
     assert!(sent(&sb, "own", &udp4(&m1, "192.0.2.11")) > 0, "own frame");
@@ -125,6 +144,21 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
         format!("vlan {m1} {lan_host} 192.0.2.11 192.0.2.1"),
         // Past the qdisc: the kernel hands these to the egress hook too.
         format!("--bypass {}", udp4(&up, "192.0.2.99")),
+        // Past the qdisc from a socket bound to another protocol: the kernel leaves the
+        // link-layer header unset and no `ether` field can be read (the guard's allow-list
+        // drops what it cannot read). The host's MAC in a VLAN, another ethertype, an 802.3
+        // length frame to the STP group; a foreign child's MAC in a VLAN; the host's VLAN
+        // frame from a socket bound to IPv4 (whose inner bytes the hook would read as IPv4).
+        format!("--bypass --proto 0x8100 vlan {up} {lan_host} 198.51.100.7 192.0.2.1"),
+        format!("--bypass --proto 0x88b5 raw {up} {lan_host} 0x88b5"),
+        format!("--bypass --proto 0x88b5 raw {up} 01:80:c2:00:00:00 46"),
+        format!("--bypass --proto 0x8100 vlan {fx} {lan_host} 198.51.100.7 192.0.2.1"),
+        format!("--bypass --proto 0x0800 vlan {up} {lan_host} 192.0.2.11 192.0.2.1"),
+        format!("--bypass --proto 0x86dd raw {up} {lan_host} 0x88b5"),
+        // Fragmented ND (RFC 6980: never): an RA, its ICMPv6 header in the second fragment;
+        // an NA for the LAN router, in the first. (Only first fragments are counted.)
+        format!("fragra {m1} 33:33:00:00:00:01 {ll1} ff02::1"),
+        format!("fragna {m1} 33:33:00:00:00:01 {ll1} ff02::1 2001:db8::1"),
     ];
     // Last, the child's own frame (sent three times): what arrives is its copies only, and
     // they prove the sniffer was still listening.
@@ -138,6 +172,10 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
            ip netns exec lan ping -c1 -W2 192.0.2.11");
     assert!(sb.pings("m1", "192.0.2.12"), "m1 reaches m2");
     sb.ok("for i in $(seq 40); do ip netns exec m1 ping -c1 -W1 2001:db8::1 >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    // Fragmented: echo's first fragment and the later ones pass, both ways.
+    sb.ok("ip netns exec m1 ping -c1 -W2 -s 3000 2001:db8::1
+           ip netns exec m1 ping -c1 -W2 -s 3000 192.0.2.1
+           ip netns exec lan ping -c1 -W2 -s 3000 2001:db8::11");
     // Root in the child deletes the guard: diff names it, and until apply the blind spoof
     // the uplink's chain lets through (the host's MAC, an address nobody has) gets out.
     sb.ok("ip netns exec m1 nft delete table netdev nsfw_gd");
@@ -153,7 +191,7 @@ fn a_sender_with_only_net_raw_sends_as_no_one_but_its_child() {
     assert!(sb.nsfw(&["apply", &f]).status.success());
     assert_eq!(sent(&sb, "again", &udp4(&up, "192.0.2.99")), 0, "put back");
     // A rule removed by hand is drift too.
-    sb.ok("h=$(ip netns exec m1 nft -a list chain netdev nsfw_gd eth0 | grep 'ip saddr !=' | sed 's/.*handle //')
+    sb.ok("h=$(ip netns exec m1 nft -a list chain netdev nsfw_gd eth0 | grep 'ip saddr @src4' | sed 's/.*handle //')
            ip netns exec m1 nft delete rule netdev nsfw_gd eth0 handle $h");
     let d = sb.nsfw(&["diff", &f]);
     assert_eq!(d.status.code(), Some(2), "a rule removed\n{}", show(&d));
@@ -218,4 +256,66 @@ fn a_macvtap_guests_frames_pass_its_guard() {
         6,
         "the witness: the spoof then leaves"
     );
+}
+
+/// A passthru child carries the uplink's MAC: its own ARP and IP (and the LAN's answers) pass
+/// both its guard and the uplink's chain, whose children rules count that MAC as the child's.
+#[test]
+fn a_passthru_child_reaches_its_gateway_and_the_lan() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip netns add lan
+           ip link add up0 type veth peer name eth0 netns lan
+           ip link set up0 up
+           ip -n lan link set lo up && ip -n lan link set eth0 up
+           ip -n lan addr add 192.0.2.1/24 dev eth0
+           ip -n lan addr add 192.0.2.3/24 dev eth0
+           ip -n lan addr add 2001:db8::1/64 dev eth0 nodad");
+    let f = sb.file(
+        "pt.toml",
+        "name = 'pt'\n[namespaces.p1]\nmacvlan = 'up0'\nmode = 'passthru'\naddress = '192.0.2.11/24'\naddress6 = '2001:db8::11/64'\ngateway = '192.0.2.1'\n",
+    );
+    let o = sb.nsfw(&["apply", &f]);
+    assert!(o.status.success(), "apply\n{}", show(&o));
+    assert!(sb.pings("p1", "192.0.2.1"), "the gateway");
+    assert!(sb.pings("p1", "192.0.2.3"), "another LAN address");
+    sb.ok("for i in $(seq 40); do ip netns exec p1 ping -c1 -W1 2001:db8::1 >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    let d = sb.nsfw(&["diff", &f]);
+    assert!(d.status.success(), "in sync\n{}", show(&d));
+}
+
+/// `flush` then `apply` at once: the file's children of the namespaces the kernel is still
+/// tearing down hold their MACs on the uplink a while; apply waits for them rather than
+/// refusing them as foreign.
+#[test]
+fn apply_right_after_flush_succeeds() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    let f = sb.file("gd.toml", FILE);
+    for i in 0..10 {
+        let o = sb.nsfw(&["apply", &f]);
+        assert!(o.status.success(), "apply {i}\n{}", show(&o));
+        let o = sb.nsfw(&["flush", &f]);
+        assert!(o.status.success(), "flush {i}\n{}", show(&o));
+    }
+}
+
+/// A child switched between bridge and passthru converges in one apply each way: the MAC the
+/// child leaves behind is not kept among the uplink's other MACs.
+#[test]
+fn switching_a_child_to_passthru_and_back_takes_one_apply() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip netns add lan
+           ip link add up0 type veth peer name eth0 netns lan
+           ip link set up0 up
+           ip -n lan link set lo up && ip -n lan link set eth0 up
+           ip -n lan addr add 192.0.2.1/24 dev eth0");
+    let body = "name = 'sw'\n[namespaces.p1]\nmacvlan = 'up0'\naddress = '192.0.2.11/24'\ngateway = '192.0.2.1'\n";
+    for (i, mode) in ["", "mode = 'passthru'\n", ""].into_iter().enumerate() {
+        let f = sb.file("sw.toml", &format!("{body}{mode}"));
+        let o = sb.nsfw(&["apply", &f]);
+        assert!(o.status.success(), "apply {i}\n{}", show(&o));
+        let d = sb.nsfw(&["diff", &f]);
+        assert!(d.status.success(), "one apply ({i}: {mode})\n{}", show(&d));
+        assert!(sb.pings("p1", "192.0.2.1"), "{i}: the gateway");
+    }
 }

@@ -136,6 +136,119 @@ fn a_new_namespace_at_an_address_held_before_is_reachable_at_once() {
     );
 }
 
+/// Turns STP on for br0 (by hand: nsfw leaves the setting alone) with a forward delay of
+/// `centis` hundredths of a second, and waits (≤ 15 s) until the ports there now forward
+/// again: a port that then arrives listens and learns for twice the delay.
+fn stp_on(sb: &Sandbox, centis: u32) {
+    sb.ok(&format!(
+        "ip link set br0 type bridge stp_state 1 forward_delay {centis}
+         for i in $(seq 150); do bridge link | grep -qv 'state forwarding' || exit 0; sleep 0.1; done
+         bridge link; exit 1"
+    ));
+}
+
+/// The MAC `ip [-n NS] neigh` names for `addr` (`ns`: "-n NAME" or "" for the host).
+fn lladdr(sb: &Sandbox, ns: &str, addr: &str) -> Option<String> {
+    let neigh = sb.ok(&format!("ip {ns} neigh show {addr}"));
+    neigh
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .map(str::to_string)
+}
+
+#[test]
+fn an_address_reused_behind_a_port_that_does_not_forward_yet_is_announced_by_the_bridge() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let file = |who: &str| {
+        format!(
+            "name = \"stp\"\n[bridges.br0]\naddress = \"10.31.0.1/24\"\n[namespaces.peer]\nbridge = \"br0\"\naddress = \"10.31.0.2/24\"\n[namespaces.{who}]\nbridge = \"br0\"\naddress = \"10.31.0.5/24\"\n"
+        )
+    };
+    let old = sb.file("old.toml", &file("old"));
+    let gone = sb.file(
+        "gone.toml",
+        "name = \"stp\"\n[bridges.br0]\naddress = \"10.31.0.1/24\"\n[namespaces.peer]\nbridge = \"br0\"\naddress = \"10.31.0.2/24\"\n",
+    );
+    let new = sb.file("new.toml", &file("new"));
+    sb.nsfw_code(&["apply", &old], 0);
+    assert!(sb.pings("peer", "10.31.0.5"));
+    sb.ok("ping -c1 -W1 10.31.0.5");
+    let was = sb.ok("ip -n old -br link show eth0");
+    sb.nsfw_code(&["apply", &gone], 0);
+    // STP with the kernel's shortest forward delay (2 s): new's port listens, then learns,
+    // for 4 s after it arrives, dropping the announcement from inside and its retries.
+    stp_on(&sb, 200);
+    let o = sb.nsfw(&["apply", &new]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let state = sb.ok("bridge link show dev veth-new");
+    assert!(!state.contains("state forwarding"), "{state}");
+    let mac = sb.ok("ip -n new -br link show eth0");
+    // peer heard the bridge's gratuitous ARP: the new MAC, right after apply.
+    let got = lladdr(&sb, "-n peer", "10.31.0.5");
+    assert!(
+        got.as_ref().is_some_and(|m| mac.contains(m.as_str())),
+        "peer: entry {got:?}, new's link {mac}"
+    );
+    // The host's own entry (old's MAC) is forgotten, or already the new one.
+    let host = lladdr(&sb, "", "10.31.0.5");
+    assert!(
+        host.as_ref().is_none_or(|m| !was.contains(m.as_str())),
+        "host: entry {host:?}, old's link {was}"
+    );
+}
+
+/// The seconds a run's NSFW_TIMING line for `phase` gives (0 when there is none).
+fn phase_secs(err: &str, phase: &str) -> f64 {
+    err.lines()
+        .filter_map(|l| duration_secs(l.split_once(&format!(" × {phase}: "))?.1.trim()))
+        .sum()
+}
+
+/// A Duration's Debug form ("1.5s", "200.1ms", "30µs", "12ns") in seconds.
+fn duration_secs(d: &str) -> Option<f64> {
+    for (unit, scale) in [("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0)] {
+        if let Some(n) = d.strip_suffix(unit) {
+            return n.parse::<f64>().ok().map(|v| v * scale);
+        }
+    }
+    None
+}
+
+#[test]
+fn ports_that_do_not_forward_yet_share_one_wait() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let file = |k: usize| {
+        let mut f = "name = \"stpk\"\n[bridges.br0]\naddress = \"10.32.0.1/24\"\n".to_string();
+        for i in 1..=k {
+            f += &format!(
+                "[namespaces.n{i}]\nbridge = \"br0\"\naddress = \"10.32.0.{}/24\"\n",
+                i + 1
+            );
+        }
+        f
+    };
+    let a = sb.file("a.toml", &file(1));
+    let b = sb.file("b.toml", &file(21));
+    sb.nsfw_code(&["apply", &a], 0);
+    stp_on(&sb, 1500);
+    let o = sb.sh(&format!("NSFW_TIMING=1 {} apply {b}", common::NSFW));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // 20 ports listening: one 200 ms wait for all of them (it was 200 ms each, 4 s), then
+    // the bridge's announcements over one socket.
+    assert!(
+        err.contains("20 × wait for bridge ports to forward")
+            && err.contains("20 × announce on bridge (port not forwarding)"),
+        "{err}"
+    );
+    let spent = phase_secs(&err, "wait for bridge ports to forward")
+        + phase_secs(&err, "announce on bridge (port not forwarding)")
+        + phase_secs(&err, "announce in namespace");
+    assert!(spent < 1.0, "announcing took {spent} s:\n{err}");
+    sb.nsfw_code(&["diff", &b], 0);
+}
+
 /// Starts `nsfw ARGS` and kills it (SIGKILL) after `after`; returns what it printed.
 fn kill_after(sb: &Sandbox, args: &[&str], after: Duration) -> String {
     let mut child = sb.spawn_nsfw(args);

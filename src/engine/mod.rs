@@ -386,6 +386,31 @@ pub(crate) fn converge(
     )
 }
 
+/// How long a run waits for children of namespaces being torn down to leave their uplink.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Observes and plans; while the only conflicts are the MACs of the file's own children of
+/// namespaces flushed just before (the kernel still tearing them down), again, for at most
+/// [`LINGER`] since `t0`.
+fn observe_and_plan(
+    k: &mut dyn Kernel,
+    tg: &Target,
+    rec: &Record,
+    t0: std::time::Instant,
+) -> Result<(Observed, Plan)> {
+    let mut o = observe_in(k, tg, rec)?;
+    let mut p = plan_in(k, tg, &o, rec)?;
+    while let Some(t) = tg.topology
+        && t0.elapsed() < LINGER
+        && side::only_lingering_macs(t, &o, &p.conflicts, &tg.desired.source)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        o = observe_in(k, tg, rec)?;
+        p = plan_in(k, tg, &o, rec)?;
+    }
+    Ok((o, p))
+}
+
 /// [`converge`] over kernel `k`, with the record in directory `dir`.
 fn converge_in(
     k: &mut dyn Kernel,
@@ -396,8 +421,7 @@ fn converge_in(
 ) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
     let rec = Record::load(dir);
-    let o = observe_in(k, tg, &rec)?;
-    let p = plan_in(k, tg, &o, &rec)?;
+    let (o, p) = observe_and_plan(k, tg, &rec, t0)?;
     crate::detail!("timing: planned after {:?}", t0.elapsed());
     // The caller sees the plan first, conflicts and all (`apply --json` prints it).
     before(&p, &o);

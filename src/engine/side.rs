@@ -73,13 +73,15 @@ fn uplinks(
     o: &plumbing::Observed,
 ) -> Result<std::collections::BTreeMap<String, uplink::Seen>> {
     let mut out: std::collections::BTreeMap<String, uplink::Seen> = Default::default();
-    // Where each child (and shim) of the file is, and the MAC it is given (None: passthru,
-    // which carries the uplink's).
+    // Where each child (and shim) of the file is, and the MAC it is given (None: a passthru
+    // child whose uplink is missing).
     let mut given = std::collections::BTreeMap::new();
     for n in &t.namespaces {
         for m in &n.macvlans {
             out.entry(m.uplink.clone()).or_default();
             let mac = (m.mode != crate::topology::MacvlanMode::Passthru).then_some(m.mac);
+            // A passthru child carries the uplink's MAC: any other it has now is leaving.
+            let mac = mac.or_else(|| o.host.link(&m.uplink).and_then(|l| l.mac));
             given.insert((Some(n.name.as_str()), m.ifname.clone()), mac);
             if m.host_shim {
                 let (name, mac) = crate::topology::shim(&t.name, &m.uplink);
@@ -181,4 +183,40 @@ pub(super) fn taken_macs(
         }
     }
     uplink::taken_macs(t, &o.nft, &ours, file)
+}
+
+/// Whether `conflicts` are all taken MACs (`taken_macs`) held only by children in no named
+/// namespace (nor the host's): after `nsfw flush`, the file's own children outlive their
+/// namespace's name until the kernel tears it down (cleanup_net), and their MACs stay on the
+/// uplink's list meanwhile. The run waits a while for them to leave (as `flush_linger` does
+/// for veths) before refusing: a child a process holds in an unnamed namespace is still
+/// refused, later.
+pub(super) fn only_lingering_macs(
+    t: &crate::topology::Topology,
+    o: &super::Observed,
+    conflicts: &[String],
+    file: &str,
+) -> bool {
+    let taken = taken_macs(t, o, file);
+    if conflicts.is_empty() || conflicts.iter().any(|c| !taken.contains(c)) {
+        return false;
+    }
+    // The MACs a named namespace's (or the host's) link carries, this topology's aside.
+    let mark = crate::owner::mark(&t.name);
+    let named: Vec<crate::topology::Mac> = std::iter::once(&o.net.host)
+        .chain(o.net.namespaces.values().map(|n| &n.node))
+        .flat_map(|n| &n.links)
+        .filter(|l| l.alias.as_deref() != Some(mark.as_str()))
+        .filter_map(|l| l.mac)
+        .collect();
+    t.namespaces
+        .iter()
+        .flat_map(|n| &n.macvlans)
+        .filter(|m| m.mode != crate::topology::MacvlanMode::Passthru)
+        .all(|m| {
+            let Some(seen) = o.nft.uplinks.get(&m.uplink) else {
+                return true;
+            };
+            seen.mac != Some(m.mac) && !(seen.unicast.contains(&m.mac) && named.contains(&m.mac))
+        })
 }

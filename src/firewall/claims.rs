@@ -59,6 +59,9 @@ pub(crate) struct Claims {
     pub host4: Vec<Ipv4Addr>,
     /// The host's IPv6 addresses: never counted among the claimed (a gateway may be the host).
     pub host6: Vec<Ipv6Addr>,
+    /// The uplink's MAC when a passthru child of the file holds the uplink: that child's, so
+    /// among the file's children (its own ARP and addresses must pass the children rules).
+    pub passthru: Option<Mac>,
 }
 
 /// `ether type ip meta protocol != ip counter drop`, and the same for arp and ip6.

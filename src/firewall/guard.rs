@@ -12,34 +12,50 @@
 //! it back); full root (CAP_SYS_ADMIN in the initial user namespace) is the host's root. The
 //! uplink's chain stays: it still bounds what it bounds today when this table is gone.
 //!
+//! The chain is an allow-list (policy drop): each shape the child may send is spelled
+//! positively, its link-layer header included, so a frame whose headers the hook cannot read
+//! (a packet socket past the qdisc bound to a protocol other than 0 leaves the link-layer
+//! header unset, and every `ether` load then fails) matches no rule and is dropped.
+//!
 //! ```nft
 //! table netdev nsfw_office {
 //!     comment "nsfw:office"
 //!     set src4_eth0 { type ipv4_addr; flags interval; elements = { 192.0.2.21 } }  # + spoof_ok
-//!     set src6_eth0 { type ipv6_addr; flags interval; elements = { ::, ADDR6, LINK-LOCAL } }
+//!     set src6_eth0 { type ipv6_addr; flags interval; elements = { ADDR6, LINK-LOCAL } }
 //!     chain eth0 {
-//!         type filter hook egress device "eth0" priority filter; policy accept;
+//!         type filter hook egress device "eth0" priority filter; policy drop;
 //!         ether type ip meta protocol != ip counter drop      # judged as on the wire
 //!         ether type arp meta protocol != arp counter drop
 //!         ether type ip6 meta protocol != ip6 counter drop
-//!         ether saddr != MAC counter drop                      # its own MAC only
-//!         ether type != { ip, arp, ip6 } counter drop          # no VLAN tag, no other type
-//!         arp saddr ether != MAC counter drop
-//!         arp saddr ip != @src4_eth0 counter drop
-//!         ip saddr != @src4_eth0 counter drop
-//!         ip6 saddr != @src6_eth0 counter drop                 # or, without address6:
-//!                                                              # ether type ip6 counter drop
-//!         ip6 saddr :: meta l4proto != ipv6-icmp counter drop  # :: for DAD and MLD only
-//!         ip6 saddr :: icmpv6 type != { 131, 135, 143 } counter drop
-//!         icmpv6 type nd-router-advert counter drop
-//!         icmpv6 type nd-redirect counter drop
-//!         icmpv6 type nd-neighbor-advert icmpv6 taddr != @src6_eth0 counter drop
+//!         ether saddr MAC arp saddr ether MAC arp saddr ip @src4_eth0 ether type arp counter accept
+//!         ether saddr MAC ip saddr @src4_eth0 ether type ip counter accept
+//!         # with address6 (without it, no IPv6 leaves):
+//!         ether saddr MAC ip6 saddr @src6_eth0 meta l4proto != ipv6-icmp ether type ip6 counter accept
+//!         ether saddr MAC ip6 saddr @src6_eth0 ip6 nexthdr ipv6-icmp
+//!             icmpv6 type != { nd-router-advert, nd-neighbor-advert, nd-redirect } ether type ip6 counter accept
+//!         ether saddr MAC ip6 saddr @src6_eth0 ip6 nexthdr ipv6-icmp
+//!             icmpv6 type nd-neighbor-advert icmpv6 taddr @src6_eth0 ether type ip6 counter accept
+//!         ether saddr MAC ip6 saddr @src6_eth0 ip6 nexthdr hop-by-hop @nh,320,8 ipv6-icmp
+//!             icmpv6 type { 130, 131, 132, 143 } ether type ip6 counter accept      # MLD
+//!         ether saddr MAC ip6 saddr @src6_eth0 ip6 nexthdr ipv6-frag @nh,320,8 ipv6-icmp
+//!             @nh,336,16 < 0x8 icmpv6 type { echo-request, echo-reply } ether type ip6 counter accept
+//!         ether saddr MAC ip6 saddr @src6_eth0 ip6 nexthdr ipv6-frag @nh,336,16 >= 0x8
+//!             ether type ip6 counter accept                                       # later fragments
+//!         ether saddr MAC ip6 saddr :: ip6 nexthdr ipv6-icmp icmpv6 type nd-neighbor-solicit
+//!             ether type ip6 counter accept                                       # DAD
+//!         ether saddr MAC ip6 saddr :: ip6 nexthdr hop-by-hop @nh,320,8 ipv6-icmp
+//!             icmpv6 type { 131, 143 } ether type ip6 counter accept              # MLD from ::
 //!     }
 //! }
 //! ```
 //!
+//! Neighbour discovery passes only unfragmented (RFC 6980) with the ICMPv6 header right after
+//! the IPv6 header, where the hook reads its type as the receiver will; a fragmented ICMPv6
+//! message only as echo, with its header in the first fragment; later fragments pass (nothing
+//! is reassembled without the first).
+//!
 //! A `passthru` child carries the uplink's MAC, which the file does not know: its chain has
-//! no MAC rules (its address rules hold). DHCP is out of scope (nsfw gives every child its
+//! no `ether saddr` and no `arp saddr ether` (its address rules hold). DHCP is out of scope (nsfw gives every child its
 //! address): no frame leaves from 0.0.0.0.
 
 use std::net::Ipv6Addr;
@@ -56,12 +72,20 @@ use nft::{
 use super::build::{field, lookup, meta, net_elem, rule, set};
 
 const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
-/// What may come from `::`: MLD reports and DAD's neighbour solicitation (RFC 3810 §5.2.13,
-/// RFC 4862 §5.4.2).
-const FROM_UNSPECIFIED: [u8; 3] = [131, 135, 143];
+/// MLD's query, reports and done; what may come from `::` is the reports (RFC 3810 §5.2.13)
+/// and DAD's neighbour solicitation (RFC 4862 §5.4.2).
+const MLD: [u8; 4] = [130, 131, 132, 143];
+const MLD_REPORTS: [u8; 2] = [131, 143];
+const ECHO: [u8; 2] = [128, 129];
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_ICMPV6: u8 = 58;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
 
 /// The guard namespace `n` holds: None when it has no child of an uplink.
 pub(crate) fn table(t: &Topology, n: &Namespace) -> Option<Table> {
@@ -79,7 +103,7 @@ pub(crate) fn table(t: &Topology, n: &Namespace) -> Option<Table> {
             ty: ChainType::Filter,
             hook: Hook::Egress(dev),
             priority: prio::FILTER,
-            policy: Policy::Accept,
+            policy: Policy::Drop,
         };
         chains.push(Chain::new(&m.ifname, Some(base), rules(m)));
     }
@@ -117,7 +141,7 @@ fn sources(n: &Namespace, m: &Macvlan) -> Vec<Set> {
     v4.extend(ok(false));
     let mut out = vec![set(&src4(m), vec![Datatype::Ipv4Addr], None, true, v4)];
     if let Some(a6) = m.address6 {
-        let mut v6: Vec<Element> = [a6.ip(), m.mac.link_local().ip(), Ipv6Addr::UNSPECIFIED]
+        let mut v6: Vec<Element> = [a6.ip(), m.mac.link_local().ip()]
             .into_iter()
             .map(|a| net(IpNetwork::V6(ipnetwork::Ipv6Network::from(a))))
             .collect();
@@ -127,17 +151,11 @@ fn sources(n: &Namespace, m: &Macvlan) -> Vec<Set> {
     out
 }
 
-/// A rule that counts and drops.
-fn drop(mut stmts: Vec<Stmt>) -> Rule {
-    stmts.push(Stmt::Counter(nft::Counter::default()));
-    rule(stmts, Verdict::Drop)
-}
-
-/// `FIELD != { A, B, … }`
-fn not_among(f: Field, vals: impl IntoIterator<Item = Value>) -> Stmt {
+/// `FIELD OP { A, B, … }`
+fn among(f: Field, op: nft::Op, vals: impl IntoIterator<Item = Value>) -> Stmt {
     Stmt::Match(nft::Match {
         left: field(f),
-        op: nft::Op::Neq,
+        op,
         right: nft::Rhs::Set(nft::SetRef::Anon(
             vals.into_iter().map(|v| Element::key(vec![v])).collect(),
         )),
@@ -148,63 +166,121 @@ fn icmpv6(ty: u8) -> Stmt {
     Stmt::eq(field(Field::Icmpv6Type), Value::Icmpv6Type(ty))
 }
 
+fn nexthdr(p: u8) -> Stmt {
+    Stmt::eq(field(Field::Ip6Nexthdr), Value::Proto(p))
+}
+
+/// One shape the child may send: `[ether saddr MAC] STMTS ether type T accept`. Each rule
+/// reads the link-layer header positively, so a frame whose header the hook cannot read (a
+/// packet socket past the qdisc, bound to another protocol, leaves it unset) matches none
+/// and meets the policy. The network fields' `meta protocol` dependency is implicit.
+fn allow(m: &Macvlan, ty: u16, mut stmts: Vec<Stmt>) -> Rule {
+    if m.mode != MacvlanMode::Passthru {
+        stmts.insert(0, Stmt::eq(field(Field::EtherSaddr), Value::Ether(m.mac.0)));
+    }
+    stmts.push(Stmt::eq(field(Field::EtherType), Value::EtherType(ty)));
+    stmts.push(Stmt::Counter(nft::Counter::default()));
+    rule(stmts, Verdict::Accept)
+}
+
 /// The chain's rules (the module's comment gives them in `nft` syntax).
 fn rules(m: &Macvlan) -> Vec<Rule> {
-    let mac = Value::Ether(m.mac.0);
     let mut out = super::claims::head();
+    let mut arp = vec![lookup(field(Field::ArpSaddrIp), &src4(m), true)];
     if m.mode != MacvlanMode::Passthru {
-        // ether saddr != MAC counter drop
-        out.push(drop(vec![Stmt::neq(field(Field::EtherSaddr), mac.clone())]));
+        arp.insert(
+            0,
+            Stmt::eq(field(Field::ArpSaddrEther), Value::Ether(m.mac.0)),
+        );
     }
-    // ether type != { ip, arp, ip6 } counter drop
-    out.push(drop(vec![not_among(
-        Field::EtherType,
-        [0x0800, 0x0806, 0x86dd].map(Value::EtherType),
-    )]));
-    if m.mode != MacvlanMode::Passthru {
-        // arp saddr ether != MAC counter drop
-        out.push(drop(vec![Stmt::neq(field(Field::ArpSaddrEther), mac)]));
+    out.push(allow(m, ETH_P_ARP, arp));
+    out.push(allow(
+        m,
+        ETH_P_IP,
+        vec![lookup(field(Field::IpSaddr), &src4(m), true)],
+    ));
+    if m.address6.is_some() {
+        out.extend(rules6(m));
     }
-    // arp saddr ip != @src4_IF counter drop; ip saddr != @src4_IF counter drop
-    out.push(drop(vec![lookup(
-        field(Field::ArpSaddrIp),
-        &src4(m),
-        false,
-    )]));
-    out.push(drop(vec![lookup(field(Field::IpSaddr), &src4(m), false)]));
-    if m.address6.is_none() {
-        // No IPv6 on the child: none of it leaves (as on the uplink).
-        // ether type ip6 counter drop
-        out.push(drop(vec![Stmt::eq(
-            field(Field::EtherType),
-            Value::EtherType(0x86dd),
-        )]));
-        return out;
-    }
+    out
+}
+
+/// IPv6: ICMPv6's neighbour discovery only unfragmented (RFC 6980), so that its type is
+/// read where the receiver reads it; a first fragment carrying ICMPv6 only as echo.
+fn rules6(m: &Macvlan) -> Vec<Rule> {
+    let own = || lookup(field(Field::Ip6Saddr), &src6(m), true);
     let unspecified = || Stmt::eq(field(Field::Ip6Saddr), Value::Ipv6(Ipv6Addr::UNSPECIFIED));
-    out.extend([
-        // ip6 saddr != @src6_IF counter drop
-        drop(vec![lookup(field(Field::Ip6Saddr), &src6(m), false)]),
-        // ip6 saddr :: meta l4proto != ipv6-icmp counter drop
-        drop(vec![
-            unspecified(),
+    let then_icmpv6 = || Stmt::eq(field(Field::Ip6Ext0Nexthdr), Value::Proto(IPPROTO_ICMPV6));
+    let v6 = |stmts| allow(m, ETH_P_IPV6, stmts);
+    let eq = nft::Op::Eq;
+    vec![
+        // ip6 saddr @src6 meta l4proto != ipv6-icmp
+        v6(vec![
+            own(),
             Stmt::neq(meta(MetaKey::L4proto), Value::Proto(IPPROTO_ICMPV6)),
         ]),
-        // ip6 saddr :: icmpv6 type != { 131, 135, 143 } counter drop
-        drop(vec![
-            unspecified(),
-            not_among(Field::Icmpv6Type, FROM_UNSPECIFIED.map(Value::Icmpv6Type)),
+        // ip6 saddr @src6 ip6 nexthdr ipv6-icmp icmpv6 type != { 134, 136, 137 }
+        v6(vec![
+            own(),
+            nexthdr(IPPROTO_ICMPV6),
+            among(
+                Field::Icmpv6Type,
+                nft::Op::Neq,
+                [ND_ROUTER_ADVERT, ND_NEIGHBOR_ADVERT, ND_REDIRECT].map(Value::Icmpv6Type),
+            ),
         ]),
-        // icmpv6 type nd-router-advert counter drop; … nd-redirect …
-        drop(vec![icmpv6(ND_ROUTER_ADVERT)]),
-        drop(vec![icmpv6(ND_REDIRECT)]),
-        // icmpv6 type nd-neighbor-advert icmpv6 taddr != @src6_IF counter drop
-        drop(vec![
+        // ip6 saddr @src6 ip6 nexthdr ipv6-icmp icmpv6 type nd-neighbor-advert
+        //     icmpv6 taddr @src6
+        v6(vec![
+            own(),
+            nexthdr(IPPROTO_ICMPV6),
             icmpv6(ND_NEIGHBOR_ADVERT),
-            lookup(field(Field::Icmpv6Taddr), &src6(m), false),
+            lookup(field(Field::Icmpv6Taddr), &src6(m), true),
         ]),
-    ]);
-    out
+        // ip6 saddr @src6 ip6 nexthdr hop-by-hop @nh,320,8 ipv6-icmp icmpv6 type { MLD }
+        v6(vec![
+            own(),
+            nexthdr(IPPROTO_HOPOPTS),
+            then_icmpv6(),
+            among(Field::Icmpv6Type, eq, MLD.map(Value::Icmpv6Type)),
+        ]),
+        // ip6 saddr @src6 ip6 nexthdr ipv6-frag @nh,320,8 ipv6-icmp @nh,336,16 < 8
+        //     icmpv6 type { echo-request, echo-reply }
+        v6(vec![
+            own(),
+            nexthdr(IPPROTO_FRAGMENT),
+            then_icmpv6(),
+            Stmt::Match(nft::Match {
+                left: field(Field::Ip6FragOffFlags),
+                op: nft::Op::Lt,
+                right: nft::Rhs::Value(Value::Bits16(8)),
+            }),
+            among(Field::Icmpv6Type, eq, ECHO.map(Value::Icmpv6Type)),
+        ]),
+        // ip6 saddr @src6 ip6 nexthdr ipv6-frag @nh,336,16 >= 8: a later fragment
+        v6(vec![
+            own(),
+            nexthdr(IPPROTO_FRAGMENT),
+            Stmt::Match(nft::Match {
+                left: field(Field::Ip6FragOffFlags),
+                op: nft::Op::Gte,
+                right: nft::Rhs::Value(Value::Bits16(8)),
+            }),
+        ]),
+        // ip6 saddr :: ip6 nexthdr ipv6-icmp icmpv6 type nd-neighbor-solicit (DAD)
+        v6(vec![
+            unspecified(),
+            nexthdr(IPPROTO_ICMPV6),
+            icmpv6(ND_NEIGHBOR_SOLICIT),
+        ]),
+        // ip6 saddr :: ip6 nexthdr hop-by-hop @nh,320,8 ipv6-icmp icmpv6 type { 131, 143 }
+        v6(vec![
+            unspecified(),
+            nexthdr(IPPROTO_HOPOPTS),
+            then_icmpv6(),
+            among(Field::Icmpv6Type, eq, MLD_REPORTS.map(Value::Icmpv6Type)),
+        ]),
+    ]
 }
 
 /// The namespaces whose guard must be read: those the file gives children of an uplink, and
@@ -231,10 +307,14 @@ mod tests {
         let g = table(&t, ns("m1")).expect("a guard").to_string();
         assert!(g.contains("hook egress device \"eth0\""), "{g}");
         assert!(g.contains("198.51.100.0/24"), "{g}");
-        assert!(g.contains("ether saddr != "), "{g}");
-        assert!(g.contains("icmpv6 taddr != @src6_eth0"), "{g}");
+        assert!(g.contains("policy drop"), "an allow-list: {g}");
+        assert!(g.contains("ether saddr 02:"), "{g}");
+        assert!(g.contains("icmpv6 taddr @src6_eth0"), "{g}");
         let p = table(&t, ns("m2")).expect("a guard").to_string();
         assert!(!p.contains("ether saddr"), "passthru has no MAC rule: {p}");
-        assert!(p.contains("ether type ip6 counter"), "{p}");
+        assert!(
+            !p.contains("ether type ip6 counter"),
+            "no IPv6 without address6: {p}"
+        );
     }
 }

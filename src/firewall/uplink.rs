@@ -224,7 +224,9 @@ fn known(t: &Topology, u: &str, own: &[Mac], s: &NftState) -> Vec<Mac> {
         .into_iter()
         .chain(seen.unicast)
         .chain(others)
-        .filter(|m| !own.contains(m) && !seen.spoofed.contains(m))
+        // The uplink's own MAC stays: a passthru child the file turns into another mode
+        // leaves it behind, and it is the host's again.
+        .filter(|m| !own.contains(m) && (seen.mac == Some(*m) || !seen.spoofed.contains(m)))
         .collect()
 }
 
@@ -295,6 +297,7 @@ fn claims(t: &Topology, u: &str, seen: &Seen) -> super::claims::Claims {
         host,
         host4: seen.host4.clone(),
         host6: seen.host6.clone(),
+        passthru: seen.mac.filter(|_| passthru),
     }
 }
 
@@ -328,9 +331,11 @@ fn table_with(t: &Topology, known: Known) -> Option<Table> {
                 priority: prio::FILTER,
                 policy: Policy::Accept,
             };
-            let mine = own.get(u).cloned().unwrap_or_default();
-            sets.push(mac_set(children_set(u), mine.clone()));
+            let mut mine = own.get(u).cloned().unwrap_or_default();
             let (others, claims) = known(u, &mine);
+            // A passthru child sends with the uplink's MAC: it is the file's child's.
+            mine.extend(claims.passthru);
+            sets.push(mac_set(children_set(u), mine));
             sets.push(mac_set(known_set(u), others));
             sets.extend(super::claims::sets(t, u, &claims));
             let unknown = drop(vec![

@@ -23,9 +23,16 @@ pub(crate) struct Announce {
     pub ifname: String,
     /// Inside a namespace: the host end of the interface's pair, a bridge port that must
     /// forward before the announcement can cross it.
-    pub port: Option<String>,
+    pub port: Option<BridgePort>,
     pub net: IpNetwork,
     pub mac: Mac,
+}
+
+/// The host end of a namespace's interface, and the bridge it is a port of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BridgePort {
+    pub name: String,
+    pub bridge: String,
 }
 
 impl Announce {

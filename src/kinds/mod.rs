@@ -45,7 +45,7 @@ use crate::resources::Place;
 
 pub(crate) use addr::{AddAddr, DelAddr};
 pub(crate) use adopt::{Adopt, Adoptee};
-pub(crate) use announce::Announce;
+pub(crate) use announce::{Announce, BridgePort};
 pub(crate) use bridge::CreateBridge;
 pub(crate) use fdb::{AddFdb, DelFdb};
 pub(crate) use link::{DeleteLink, LinkAttr, SetLink};

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::announcing::announce_inside;
 use super::build::{host_addr_routes, host_build};
 use super::hostix::HostIx;
 use super::inside::{forget, ns_config, visit_each};
-use super::run::{Errors, Hints, Tally, call_each, indexes, pick, send};
+use super::run::{Errors, Hints, Tally, call_each, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
-use crate::plumbing::{Conn, Link, Req, announce, msgs, netns, nsid, observe};
+use crate::plumbing::{Conn, Link, Req, msgs, netns, nsid, observe};
 use crate::resources::Place;
 
 /// What a run got done: the steps made, in plan order.
@@ -385,7 +386,7 @@ fn host_finish(
 ) {
     host_addr_routes(host, mark, these, ix, ok, errs, tally);
     forget(host, these, ix, ok, errs);
-    announce_inside(host, mark, these, ok, tally);
+    announce_inside(host, ix, mark, these, ok, tally);
     let t = Instant::now();
     let write = |s: &Step| match s {
         Step::WriteResolv(w) => Some(w.apply()),
@@ -394,50 +395,4 @@ fn host_finish(
     };
     let n = call_each(these, write, ok, errs);
     tally.add("write resolv.conf", n, t);
-}
-
-/// How long an announcement waits for its interface's bridge port to forward: the kernel's
-/// link watch enables it right after the pair's ends are both up, within milliseconds even
-/// on a busy host.
-const PORT_UP: Duration = Duration::from_millis(200);
-
-/// Addresses arriving on namespaces' new interfaces, announced from inside (the kernel's
-/// gratuitous ARP, `kinds::announce`) once each interface's bridge port forwards: one more
-/// visit of each such namespace, not the packet socket whose close costs ~20 ms.
-fn announce_inside(
-    host: &mut Conn,
-    mark: &str,
-    these: &[&Step],
-    ok: &mut Vec<Step>,
-    tally: &mut Tally,
-) {
-    let inside = pick(
-        these,
-        |s| matches!(s, Step::Announce(a) if a.place.ns().is_some()),
-    );
-    if inside.is_empty() {
-        return;
-    }
-    let t = Instant::now();
-    for s in &inside {
-        if let Step::Announce(a) = s
-            && let Some(port) = &a.port
-        {
-            announce::await_forwarding(host, port, PORT_UP);
-        }
-    }
-    // A lost announcement costs the segment seconds, not the run: a warning.
-    let mut lost = Errors::default();
-    visit_each(&inside, ok, &mut lost, &|_, c, steps| {
-        let (mut ok, mut errs) = (Vec::new(), Errors::default());
-        match indexes(c) {
-            Ok(ix) => send(c, steps, &At::new(mark, &ix), &mut ok, &mut errs),
-            Err(e) => errs.add(e),
-        }
-        (ok, errs.0)
-    });
-    for e in lost.0 {
-        crate::warning!("{e}: the segment's neighbour entries follow in a few seconds");
-    }
-    tally.add("announce in namespace", inside.len(), t);
 }

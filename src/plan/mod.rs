@@ -4,6 +4,7 @@
 //! executes it ([`execute`]: each step sent as the requests its kind lowers it into), `diff`
 //! prints it, `flush` is the plan towards nothing.
 
+mod announcing;
 mod build;
 mod cx;
 mod diff;

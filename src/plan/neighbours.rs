@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::cx::Cx;
-use crate::kinds::{AddAddr, Announce, DelAddr, ForgetNeighbours, LinkAttr, Step};
+use crate::kinds::{AddAddr, Announce, BridgePort, DelAddr, ForgetNeighbours, LinkAttr, Step};
 use crate::resources::{LinkKind, Place};
 
 impl Cx<'_> {
@@ -72,7 +72,10 @@ impl Cx<'_> {
                 // existing entry at once), in its namespace's visit.
                 out.extend(arrived.into_iter().filter_map(|(ns, i, net)| {
                     let mac = self.d.namespaces.get(&ns)?.links.get(&i)?.mac?;
-                    let port = ends.get(&(ns.as_str(), i.as_str())).map(|p| p.to_string());
+                    let port = ends.get(&(ns.as_str(), i.as_str())).map(|p| BridgePort {
+                        name: p.to_string(),
+                        bridge: bridge.to_string(),
+                    });
                     Some(Step::from(Announce {
                         place: Place::Ns(ns),
                         ifname: i,

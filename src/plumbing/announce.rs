@@ -11,6 +11,7 @@
 //! `synchronize_net`, ~20 ms), so the common case, an address arriving on a namespace's own
 //! interface, is left to the kernel instead (`by_kernel`).
 
+use std::collections::BTreeSet;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -134,11 +135,34 @@ fn forwards_v6(ifname: &str) -> bool {
 /// Announces `addr` on interface `ifname` (of the caller's namespace) at `mac`: the frame sent
 /// twice, as hosts do, in case the first is lost.
 pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
+    announce_all(&[(ifname, addr, mac)]).pop().unwrap_or(Ok(()))
+}
+
+/// Each of `what` (interface, address, MAC) announced as `announce` does, over one packet
+/// socket (its close is the ~20 ms): one result each, in order.
+pub(crate) fn announce_all(what: &[(&str, IpAddr, [u8; 6])]) -> Vec<Result<()>> {
+    let sock = match Socket::new(Domain::PACKET, Type::RAW, None) {
+        Ok(s) => s,
+        Err(e) => {
+            return what
+                .iter()
+                .map(|(i, a, _)| {
+                    Err(anyhow!(
+                        "cannot open a packet socket to announce {a} on {i}: {e}"
+                    ))
+                })
+                .collect();
+        }
+    };
+    what.iter()
+        .map(|(ifname, addr, mac)| send_twice(&sock, ifname, *addr, *mac))
+        .collect()
+}
+
+fn send_twice(sock: &Socket, ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
     let ifindex =
         nix::net::if_::if_nametoindex(ifname).with_context(|| format!("no interface {ifname}"))?;
     let (f, ethertype) = frame(addr, mac, forwards_v6(ifname));
-    let sock = Socket::new(Domain::PACKET, Type::RAW, None)
-        .map_err(|e| anyhow!("cannot open a packet socket to announce {addr} on {ifname}: {e}"))?;
     let to = link_addr(ifindex, ethertype, &f[..6])?;
     for _ in 0..2 {
         sock.send_to(&f, &to)
@@ -172,15 +196,24 @@ pub(crate) fn by_kernel(ifname: &str, index: u32, a: Ipv4Addr) -> Req {
     )
 }
 
-/// Waits (at most `patience`) until host link `port` forwards as a bridge port: a port
-/// whose other end just came up is enabled by the kernel's link watch, a moment later, and
-/// drops what arrives until then (a gratuitous ARP sent then would be lost). A port that is
-/// not there, or no bridge port, is not waited for.
-pub(crate) fn await_forwarding(c: &mut Conn, port: &str, patience: std::time::Duration) {
+/// Waits (at most `patience`, one deadline for all) until each of host links `ports` forwards
+/// as a bridge port: a port whose other end just came up is enabled by the kernel's link
+/// watch, a moment later, and drops what arrives until then (a gratuitous ARP sent then would
+/// be lost). A port that is not there, or no bridge port, is not waited for. The ports are
+/// polled together, so K ports that never forward (STP on the bridge: listening, then
+/// learning, for seconds) cost one `patience`, not K. Returns those still not forwarding.
+pub(crate) fn await_forwarding(
+    c: &mut Conn,
+    ports: &[&str],
+    patience: std::time::Duration,
+) -> BTreeSet<String> {
     let deadline = std::time::Instant::now() + patience;
-    while port_state(c, port).is_some_and(|s| s != BridgePortState::Forwarding)
-        && std::time::Instant::now() < deadline
-    {
+    let mut waiting: Vec<&str> = ports.to_vec();
+    loop {
+        waiting.retain(|p| port_state(c, p).is_some_and(|s| s != BridgePortState::Forwarding));
+        if waiting.is_empty() || std::time::Instant::now() >= deadline {
+            return waiting.into_iter().map(str::to_string).collect();
+        }
         std::thread::sleep(std::time::Duration::from_micros(500));
     }
 }

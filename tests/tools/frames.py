@@ -16,6 +16,13 @@ on an interface with AF_PACKET, and a sniffer that counts the frames carrying a 
       ns    SRCMAC DSTMAC SRC DST TARGET     ICMPv6 neighbour solicitation for TARGET
       raw   SRCMAC DSTMAC ETHERTYPE          ethertype 0x88b5 (say) and the marker
       vlan  SRCMAC DSTMAC SRC DST            802.1Q (VLAN 5) tagged IPv4/UDP
+      fragra SRCMAC DSTMAC SRC DST           a router advertisement in two IPv6 fragments,
+                                             its ICMPv6 header in the second (the first
+                                             holds a destination-options header and, past
+                                             its end, a trailer byte 128: echo request).
+                                             Only the first fragment carries MARKER
+      fragna SRCMAC DSTMAC SRC DST TARGET    a neighbour advertisement for TARGET in two
+                                             fragments, its ICMPv6 header in the first
   frames.py sendtap DEVICE KIND MARKER ARG...
                                             the same, written to a macvtap's /dev/tapN
   frames.py sniff IFACE SECONDS MARKER      print how many frames carrying MARKER arrived
@@ -105,7 +112,38 @@ def arp(op, sha, spa, tha, tpa):
                        socket.inet_aton(spa), mac(tha), socket.inet_aton(tpa))
 
 
+def frag6(src, dst, head, body, marker):
+    """Two IPv6 fragments of HEAD (the fragment header's next header) + BODY, split after 8
+    bytes. The first carries `0x80 MARKER` as its Ethernet trailer (the sniffer counts first
+    fragments: later ones pass by design); the second, no marker."""
+    unfrag, ident = body, 0x1234ABCD
+    f1 = struct.pack("!BBHI", head, 0, 1, ident) + unfrag[:8]
+    f2 = struct.pack("!BBHI", head, 0, 1 << 3, ident) + unfrag[8:]
+    return [ip6(src, dst, 44, f1, hops=255) + b"\x80" + marker, ip6(src, dst, 44, f2, hops=255)]
+
+
+def fragnd(kind, marker, a):
+    S = lambda x: socket.inet_pton(socket.AF_INET6, x)
+    if kind == "fragra":
+        body = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+        body += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + S("2001:db8:bad::")
+    else:
+        body = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + S(a[4])
+        body += struct.pack("!BB", 2, 1) + mac(a[0])
+    c = l4sum6(a[2], a[3], 58, body)
+    body = body[:2] + struct.pack("!H", c) + body[4:]
+    if kind == "fragra":
+        # A destination-options header (PadN) first: the ICMPv6 header lands in fragment 2.
+        head, body = 60, struct.pack("!BB6s", 58, 0, b"\x01\x04\0\0\0\0") + body
+    else:
+        head = 58
+    eth = mac(a[1]) + mac(a[0]) + b"\x86\xdd"
+    return [eth + f for f in frag6(a[2], a[3], head, body, marker)]
+
+
 def frame(kind, marker, a):
+    if kind in ("fragra", "fragna"):
+        return fragnd(kind, marker, a)
     src, dst = mac(a[0]), mac(a[1])
     if kind == "udp4":
         return dst + src + b"\x08\x00" + udp4(a[2], a[3]) + marker
@@ -138,7 +176,8 @@ def send(iface, kind, marker, args, proto=0, bypass=False):
         s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
     s.bind((iface, proto))
     for _ in range(3):
-        s.send(f)
+        for one in f if isinstance(f, list) else [f]:
+            s.send(one)
         time.sleep(0.01)
     return 0
 

@@ -108,6 +108,13 @@ pub enum Field {
     /// A VXLAN header's VNI, after the 8-byte UDP header and 4 bytes of flags (`@th,96,24`).
     /// `nft` has no name for it either.
     VxlanVni,
+    /// The next-header byte of an IPv6 packet's first extension header (`@nh,320,8`): after
+    /// `ip6 nexthdr ipv6-frag` or `hop-by-hop`, what the fragment or hop-by-hop header says
+    /// comes next. `nft` names it only as an `exthdr`, which this crate does not speak.
+    Ip6Ext0Nexthdr,
+    /// Bytes 2–3 of that header (`@nh,336,16`): in a fragment header, the offset (top 13
+    /// bits) and the flags. Below 8: the first fragment.
+    Ip6FragOffFlags,
 }
 
 /// (field, protocol, name, base, offset, length, datatype), from nftables' proto.c templates.
@@ -295,6 +302,24 @@ pub const FIELDS: &[FieldDesc] = &[
         12,
         3,
         Datatype::Bits24,
+    ),
+    (
+        Field::Ip6Ext0Nexthdr,
+        Proto::Ip6,
+        "@nh,320,8",
+        HeaderBase::Network,
+        40,
+        1,
+        Datatype::InetProto,
+    ),
+    (
+        Field::Ip6FragOffFlags,
+        Proto::Ip6,
+        "@nh,336,16",
+        HeaderBase::Network,
+        42,
+        2,
+        Datatype::Bits16,
     ),
     (
         Field::Icmpv6NdOpt,
