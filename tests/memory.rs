@@ -383,5 +383,42 @@ fn host_links_changed_by_hand_are_seen_through_the_memory() {
         let (code, out, err) = timed(&sb, &format!("diff {a}"));
         assert_eq!(code, Some(0), "{change}: repaired:\n{out}\n{err}");
     }
+    // A host setting the file does not name, written in /proc: watch does not hold it, so
+    // it serves the links without it (a debug run held what it was served to a dump, and
+    // panicked on the stale value), and the run has nothing to change.
+    sb.ok("echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6");
+    let (code, out, err) = timed(&sb, &format!("diff {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    stop(w);
+}
+
+/// A setting written in /proc inside a vouched namespace, which nothing notifies: the next
+/// question makes watch read its files, and what it finds changed it checks and repairs
+/// as a change it heard, with no run to ask for it.
+#[test]
+fn watch_repairs_what_its_files_found_changed() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(6);
+    let f = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = sb.spawn_sh(&format!(
+        "NSFW_WATCH_DEBOUNCE_MS=100 NSFW_TIMING=1 exec {NSFW} watch --max-repairs 1000 {f}"
+    ));
+    settled(&sb, &f, n);
+    let key = "/proc/sys/net/ipv4/conf/eth0/promote_secondaries";
+    let want = sb.ok(&format!("ip netns exec m2 cat {key}"));
+    let flip = if want.trim() == "0" { "1" } else { "0" };
+    sb.ok(&format!("ip netns exec m2 sh -c 'echo {flip} > {key}'"));
+    let (code, out, err) = timed(&sb, &format!("diff {f}"));
+    assert_eq!(code, Some(2), "the drift is shown:\n{out}\n{err}");
+    let t = Instant::now();
+    while sb.ok(&format!("ip netns exec m2 cat {key}")) != want {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "watch never repaired it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop(w);
 }
