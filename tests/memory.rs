@@ -409,9 +409,10 @@ fn watch_repairs_what_its_files_found_changed() {
     let key = "/proc/sys/net/ipv4/conf/eth0/promote_secondaries";
     let want = sb.ok(&format!("ip netns exec m2 cat {key}"));
     let flip = if want.trim() == "0" { "1" } else { "0" };
-    // Twice: the first may be repaired by chance (a fresh bridge's own notifications make
-    // watch check), the second is found by the files alone.
-    for round in 0..2 {
+    // Three times: the first may be repaired by chance (a fresh bridge's own notifications
+    // make watch check), the next are found by the files alone, in a place watch's own
+    // repair wrote (kept again, held open anew, by the check that follows it).
+    for round in 0..3 {
         sb.ok(&format!("ip netns exec m2 sh -c 'echo {flip} > {key}'"));
         let (code, out, err) = timed(&sb, &format!("diff {f}"));
         assert_eq!(code, Some(2), "{round}: the drift is shown:\n{out}\n{err}");

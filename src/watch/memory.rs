@@ -64,6 +64,9 @@ pub(super) struct Memory {
     /// What the probes found changed since the last check took the memory: a change as a
     /// notification is, which watch checks (and repairs) like one.
     drift: Vec<String>,
+    /// Watch's own repair wrote settings of places it kept: they are forgotten, and the next
+    /// check (scheduled for this) keeps them again, held open anew.
+    reread: bool,
 }
 
 impl Memory {
@@ -89,6 +92,7 @@ impl Memory {
             sweep: Instant::now() + SWEEP,
             full: false,
             drift: Vec::new(),
+            reread: false,
         }
     }
 
@@ -257,6 +261,7 @@ impl Memory {
     pub(super) fn known(&mut self, now: Instant) -> Known {
         self.verify();
         self.drift.clear();
+        self.reread = false;
         Known::new(self.places(now).map(|(n, e)| Place {
             name: n.clone(),
             ino: e.ino,
@@ -269,12 +274,19 @@ impl Memory {
     /// files no longer say what the check read), without counting that as a drift.
     pub(super) fn repaired(&mut self) {
         self.verify();
-        self.drift.clear();
+        if !self.drift.is_empty() {
+            self.drift.clear();
+            self.reread = true;
+        }
     }
 
-    /// What the probes found changed since the last check (taken: said once).
-    pub(super) fn drifted(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.drift)
+    /// What the probes found changed since the last check, and whether a repair's writes
+    /// want a check to keep the places again (taken: said once).
+    pub(super) fn drifted(&mut self) -> (Vec<String>, bool) {
+        (
+            std::mem::take(&mut self.drift),
+            std::mem::take(&mut self.reread),
+        )
     }
 
     /// The host's links watch vouches for, each with only the per-interface settings held
@@ -402,6 +414,7 @@ mod tests {
             sweep: Instant::now() + SWEEP,
             full: false,
             drift: Vec::new(),
+            reread: false,
         }
     }
 
