@@ -136,11 +136,11 @@ fn settled(nsfw: &Path, f: &Path, n: usize) -> Res<()> {
             .into());
         }
         let err = String::from_utf8_lossy(&o.stderr);
+        // "memory: K namespace(s) from watch's memory, ..." (other "memory:" lines say more).
         let k = err
             .lines()
-            .find_map(|l| l.strip_prefix("memory: "))
-            .and_then(|l| l.split(' ').next())
-            .and_then(|k| k.parse::<usize>().ok());
+            .filter_map(|l| l.strip_prefix("memory: "))
+            .find_map(|l| l.split(' ').next().and_then(|k| k.parse::<usize>().ok()));
         if k.is_some_and(|k| k >= n) {
             return Ok(());
         }

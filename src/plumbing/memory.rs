@@ -13,20 +13,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::objects::NsObs;
+use super::objects::{Link, NsObs};
 
 /// The answer's layout: a watch of another version is ignored.
-pub(crate) const PROTO: u32 = 1;
+pub(crate) const PROTO: u32 = 2;
 /// How long a run waits for watch's whole answer before reading everything itself: a watch
 /// busy with a check (hundreds of ms at 1,000 namespaces) is not worth waiting for.
 const WAIT: Duration = Duration::from_millis(100);
 /// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
 /// that sends more is not a watch.
 const MOST: usize = 64 << 20;
-/// The oldest observation watch serves. The kernel says nothing when some per-interface
-/// settings change (promote_secondaries, addr_gen_mode, disable_ipv6 written in /proc): a
-/// namespace is read again at least this often, and watch reads every place on a sweep
-/// twice as often (see watch's memory).
+/// The oldest observation watch serves (it reads every place on a sweep twice as often). The
+/// settings the kernel never notifies are not left to age: watch holds them open and reads
+/// them again before every answer (see watch's probes).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
 /// The environment variable that makes apply and diff read everything.
 pub(crate) const USE_ENV: &str = "NSFW_WATCH_MEMORY";
@@ -47,12 +46,15 @@ pub(crate) struct Answer {
     pub proto: u32,
     pub topology: String,
     pub places: Vec<Place>,
+    /// The host's links, when watch vouches for them (see [`HostTable`]).
+    pub host: Option<Vec<Link>>,
 }
 
-/// The places a memory vouches for, by name.
+/// The places a memory vouches for, by name; and the host's links, if it vouches for them.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Known {
     places: BTreeMap<String, (u64, NsObs)>,
+    host: Option<Vec<Link>>,
 }
 
 impl Known {
@@ -62,7 +64,19 @@ impl Known {
                 .into_iter()
                 .map(|p| (p.name, (p.ino, p.obs)))
                 .collect(),
+            host: None,
         }
+    }
+
+    /// With the host's links `host`.
+    pub(crate) fn with_host(mut self, host: Option<Vec<Link>>) -> Known {
+        self.host = host;
+        self
+    }
+
+    /// The host's links, when the memory vouches for them.
+    pub(crate) fn host_links(&self) -> Option<&[Link]> {
+        self.host.as_deref()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -125,9 +139,8 @@ pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, u64> {
 }
 
 /// Asks topology `topology`'s watch what it vouches for, when `NSFW_WATCH_MEMORY` asks for
-/// it. None: not asked for (the default: a plain run reads every namespace, so it sees the
-/// settings the kernel never notifies, and measured at 1,000 namespaces the memory did not
-/// pay for an add), no watch, or none worth trusting (not root's, another topology or
+/// it. None: not asked for (the default: measured at 1,000 namespaces the memory saved under
+/// a tenth of a run's CPU), no watch, or none worth trusting (not root's, another topology or
 /// version, too slow, garbage).
 pub(crate) fn ask(topology: &str) -> Option<Known> {
     if !std::env::var_os(USE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
@@ -226,12 +239,146 @@ pub(crate) fn decode(bytes: &[u8], topology: &str) -> Result<Known, String> {
     if names.len() != a.places.len() {
         return Err("a namespace named twice".into());
     }
-    Ok(Known::new(a.places))
+    Ok(Known::new(a.places).with_host(a.host))
 }
 
-/// `a` encoded.
+/// `a` encoded (watch puts its answers together from places encoded once: `encode_parts`).
+#[cfg(test)]
 pub(crate) fn encode(a: &Answer) -> Vec<u8> {
     postcard::to_allocvec(a).unwrap_or_default()
+}
+
+/// One place encoded, as an answer carries it.
+pub(crate) fn encode_place(p: &Place) -> Vec<u8> {
+    postcard::to_allocvec(p).unwrap_or_default()
+}
+
+/// The answer of topology `topology` whose places are `parts` (each `encode_place`): the same
+/// bytes as [`encode`] of it (postcard writes a sequence as its length, then its items), put
+/// together without encoding anything again.
+/// `host`: the answer's host field encoded ([`encode_host`]).
+pub(crate) fn encode_parts(topology: &str, parts: &[&[u8]], host: &[u8]) -> Vec<u8> {
+    let mut out = postcard::to_allocvec(&(PROTO, topology)).unwrap_or_default();
+    out.extend(postcard::to_allocvec(&(parts.len() as u64)).unwrap_or_default());
+    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + host.len());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(host);
+    out
+}
+
+/// An answer's host field encoded.
+pub(crate) fn encode_host(host: Option<&[Link]>) -> Vec<u8> {
+    postcard::to_allocvec(&host).unwrap_or_default()
+}
+
+/// The host's links as watch keeps them: seeded by a dump, then kept from the RTM_NEWLINK and
+/// RTM_DELLINK notifications the host's socket hears (each carries the whole link, as a dump
+/// would show it; applied in order after the dump, the last one of a link is its state), and
+/// RTM_NEWNETCONF (a link's forwarding changed: read again).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HostTable {
+    links: BTreeMap<u32, Link>,
+}
+
+/// What a message heard did to the host's links.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Heard {
+    Fine,
+    /// Link INDEX is to be read again.
+    Again(u32),
+    /// A link message that cannot be read: the table is not to be trusted.
+    Broken,
+}
+
+/// A change of forwarding (its own link message says nothing): that link is read again; a
+/// change for all of them (`ip_forward`, `default`), the table is not to be trusted.
+fn netconf(msg: &[u8]) -> Heard {
+    // nlmsghdr, struct netconfmsg (the family, padded to 4), then attributes.
+    let mut off = 20;
+    while let Some(h) = msg.get(off..off + 4) {
+        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
+        let ty = u16::from_ne_bytes([h[2], h[3]]);
+        if len < 4 {
+            break;
+        }
+        if ty == NETCONFA_IFINDEX
+            && let Some(v) = msg.get(off + 4..off + 8)
+        {
+            let i = i32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
+            return u32::try_from(i).map_or(Heard::Broken, Heard::Again);
+        }
+        off += (len + 3) & !3;
+    }
+    Heard::Broken
+}
+
+const RTM_NEWNETCONF: u16 = 80;
+const RTM_DELNETCONF: u16 = 81;
+const NETCONFA_IFINDEX: u16 = 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+
+impl HostTable {
+    pub(crate) fn seeded(links: &[Link]) -> HostTable {
+        HostTable {
+            links: links.iter().map(|l| (l.index, l.clone())).collect(),
+        }
+    }
+
+    /// One message heard on the host's rtnetlink socket (`nlmsghdr` included): a link's own
+    /// (family AF_UNSPEC) RTM_NEWLINK carries it whole, its RTM_DELLINK takes it away. The
+    /// bridge's (AF_BRIDGE) carry a port's bridge attributes alone (`bridge link set` says
+    /// nothing else), and its RTM_DELLINK says a port left, not that the link went: that
+    /// link is to be read again.
+    pub(crate) fn heard(&mut self, msg: &[u8]) -> Heard {
+        let Some(ty) = msg.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]])) else {
+            return Heard::Broken;
+        };
+        if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
+            return netconf(msg);
+        }
+        if ty != RTM_NEWLINK && ty != RTM_DELLINK {
+            return Heard::Fine;
+        }
+        let (Some(family), Some(i)) = (msg.get(16), msg.get(20..24)) else {
+            return Heard::Broken;
+        };
+        let index = u32::from_ne_bytes([i[0], i[1], i[2], i[3]]);
+        if *family != 0 {
+            return Heard::Again(index);
+        }
+        if ty == RTM_DELLINK {
+            self.links.remove(&index);
+            return Heard::Fine;
+        }
+        match super::linkmsg::parse(msg) {
+            Some(l) => {
+                self.links.insert(l.index, l);
+                Heard::Fine
+            }
+            None => Heard::Broken,
+        }
+    }
+
+    /// Link `index` as read again now (None: it is gone).
+    pub(crate) fn put(&mut self, index: u32, l: Option<Link>) {
+        match l {
+            Some(l) => self.links.insert(index, l),
+            None => self.links.remove(&index),
+        };
+    }
+
+    /// The links, by index.
+    pub(crate) fn by_index(&self) -> &BTreeMap<u32, Link> {
+        &self.links
+    }
+
+    /// The links, by index.
+    pub(crate) fn links(&self) -> Vec<Link> {
+        self.links.values().cloned().collect()
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +413,7 @@ mod tests {
             proto: PROTO,
             topology: "t".into(),
             places: vec![place("a", 7)],
+            host: None,
         };
         let b = encode(&a);
         let k = decode(&b, "t").expect("decodes");
@@ -280,6 +428,27 @@ mod tests {
         assert!(decode(&b, "u").is_err(), "another topology's");
         assert!(decode(&b[..b.len() / 2], "t").is_err(), "cut short");
         assert!(decode(b"garbage, not postcard", "t").is_err());
+        let parts = [encode_place(&a.places[0]), encode_place(&place("b", 8))];
+        let host = place("h", 1).obs.node.links;
+        let two = Answer {
+            proto: PROTO,
+            topology: "t".into(),
+            places: vec![place("a", 7), place("b", 8)],
+            host: Some(host.clone()),
+        };
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let h = encode_host(Some(&host));
+        assert_eq!(encode_parts("t", &refs, &h), encode(&two), "put together");
+        let k = decode(&encode(&two), "t").expect("decodes");
+        assert_eq!(k.host_links(), Some(host.as_slice()));
+        assert_eq!(
+            encode_parts("t", &[], &encode_host(None)),
+            encode(&Answer {
+                places: vec![],
+                host: None,
+                ..two
+            })
+        );
         let old = Answer { proto: 0, ..a };
         assert!(decode(&encode(&old), "t").is_err(), "another protocol");
     }

@@ -2,10 +2,13 @@
 //! sysctls and resolv.conf files, over blocking rtnetlink connections (`rtnl`) opened where
 //! the work is and closed after it.
 
+mod addrmsg;
 pub(crate) mod announce;
 pub(crate) mod arp;
 pub(crate) mod fdb;
 pub(crate) mod files;
+#[cfg(debug_assertions)]
+mod held;
 mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod memory;

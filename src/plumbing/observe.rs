@@ -3,21 +3,19 @@
 //! `resources`, plus what only the kernel knows (ifindexes, veth peers, ownership marks).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use anyhow::Result;
-use ipnetwork::IpNetwork;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoBridge, InfoBridgePort, InfoData, InfoPortData,
     LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::route::RouteMessage;
 
-use super::objects::{Addr, FileObs, Link, NodeObs, NsObs, Route};
+use super::addrmsg::{parse_addr, parse_route};
+use super::objects::{FileObs, Link, NodeObs, NsObs};
 use super::rtnl::Conn;
 use super::{netns, sysctl};
 use crate::topology::Mac;
@@ -123,6 +121,21 @@ pub(crate) fn link_by_name(c: &mut Conn, name: &str) -> Result<Option<Link>> {
     )
 }
 
+/// The link with index `index` in the namespace `c` is bound to (None: there is none).
+pub(crate) fn link_by_index(c: &mut Conn, index: u32) -> Result<Option<Link>> {
+    let mut req = LinkMessage::default();
+    req.header.index = index;
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let what = format!("interface {index}");
+    Ok(
+        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
+            Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
+            _ => None,
+        },
+    )
+}
+
 /// Reads the rest of one namespace (the one `c` is bound to) whose links are read: addresses,
 /// routes and the sysctls `keys` (the calling thread must be in the same namespace).
 fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
@@ -195,8 +208,19 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
 /// and read whole where `q.deep` says so.
+/// The host's links come from `nsfw watch`'s memory when it vouches for them (at N veth
+/// pairs a dump costs O(N²) in the kernel).
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    observe_some(q, None, &HostLinks::Dump)
+    match q.known.and_then(|k| k.host_links()) {
+        Some(links) => {
+            crate::detail!(
+                "memory: the host's {} links from watch's memory",
+                links.len()
+            );
+            observe_some(q, None, &HostLinks::Given(links))
+        }
+        None => observe_some(q, None, &HostLinks::Dump),
+    }
 }
 
 /// The namespaces of `names` the memory `k` vouches for, put in `o` (and in its
@@ -235,6 +259,10 @@ fn remembered(
 /// O(N²) in the kernel: each host end's IFLA_LINK_NETNSID is a walk of N namespace ids).
 pub(crate) enum HostLinks<'a> {
     Dump,
+    /// As `nsfw watch` keeps them from the kernel's notifications, with the per-interface
+    /// settings the file names (which the kernel does not notify) read again before it
+    /// answered.
+    Given(&'a [Link]),
     Again {
         before: &'a [Link],
         again: &'a std::collections::BTreeSet<String>,
@@ -242,9 +270,12 @@ pub(crate) enum HostLinks<'a> {
 }
 
 impl HostLinks<'_> {
-    fn read(&self, c: &mut Conn) -> Result<Vec<Link>> {
-        let HostLinks::Again { before, again } = self else {
-            return links(c);
+    /// `keys`: the host's sysctls the run reads (their links are among those it uses).
+    fn read(&self, c: &mut Conn, keys: &[String]) -> Result<Vec<Link>> {
+        let (before, again) = match self {
+            HostLinks::Dump => return links(c),
+            HostLinks::Given(l) => (*l, &std::collections::BTreeSet::new()),
+            HostLinks::Again { before, again } => (*before, *again),
         };
         let mut out: Vec<Link> = before
             .iter()
@@ -255,17 +286,10 @@ impl HostLinks<'_> {
             out.extend(link_by_name(c, n)?);
         }
         out.sort_by_key(|l| l.index);
-        // Debug builds (the tests') hold the links asked for by name, with the rest as the
-        // earlier read saw them, to a dump: what the caller trusts must be what is there.
         #[cfg(debug_assertions)]
-        {
-            // Both without the links of namespaces being torn down, as the caller keeps them.
-            let dumped = links(c)?;
-            let mut all = super::nsid::without_dying(c, dumped).0;
-            all.sort_by_key(|l| l.index);
-            let mine = super::nsid::without_dying(c, out.clone()).0;
-            debug_assert_eq!(mine, all, "the host's links asked for again: {again:?}");
-        }
+        held_to_a_dump(c, &out, keys, again)?;
+        #[cfg(not(debug_assertions))]
+        let _ = keys;
         Ok(out)
     }
 
@@ -292,18 +316,7 @@ pub(crate) fn observe_some(
     only: Option<&std::collections::BTreeSet<String>>,
     host_links: &HostLinks,
 ) -> Result<Observed> {
-    let mut host = Conn::open("host")?;
-    let mut o = Observed {
-        host: {
-            // A veth whose namespace the kernel is tearing down is gone already (see `nsid`):
-            // neither in the way, nor drift, nor a sign the topology is there.
-            let all = host_links.read(&mut host)?;
-            let l = host_links.without_dying(&mut host, all);
-            node(&mut host, l, &q.host_sysctls)?
-        },
-        ..Default::default()
-    };
-    drop(host);
+    let mut o = Observed::default();
     let mut names = netns::list()?;
     if let Some(only) = only {
         names.retain(|n| only.contains(n));
@@ -327,7 +340,20 @@ pub(crate) fn observe_some(
         };
         Ok(NsObs { owner, node })
     };
-    for (name, r) in names.iter().zip(netns::visit(&names, &read)) {
+    // The host (an O(N²) link dump at N veth pairs), the namespaces and /etc/netns are read at
+    // once, the host on this thread (in the host's namespace), the namespaces by the workers.
+    let (host, visited, etc) = std::thread::scope(|sc| {
+        let ns = sc.spawn(|| netns::visit(&names, &read));
+        let etc = sc.spawn(super::files::read_resolv);
+        let host = read_host(q, host_links);
+        (host, ns.join(), etc.join())
+    });
+    let lost = |what: &str| anyhow::anyhow!("reading {what}: its thread did not finish");
+    o.host = host?;
+    for (name, r) in names
+        .iter()
+        .zip(visited.map_err(|_| lost("the namespaces"))?)
+    {
         match r {
             Ok(Some(ns)) => {
                 o.namespaces.insert(name.clone(), ns);
@@ -338,12 +364,21 @@ pub(crate) fn observe_some(
             }
         }
     }
-    let etc = super::files::read_resolv()?;
+    let etc = etc.map_err(|_| lost("/etc/netns"))??;
     o.resolv = etc.resolv;
     o.etc_problems = etc.problems;
     o.etc_dirs = etc.dirs;
     o.etc_busy = etc.busy;
     Ok(o)
+}
+
+/// The host read whole, its links as `host_links` says; a veth whose namespace the kernel is
+/// tearing down is gone already (`nsid`): not in the way, not drift, not a sign of a topology.
+fn read_host(q: &Query, host_links: &HostLinks) -> Result<NodeObs> {
+    let mut host = Conn::open("host")?;
+    let all = host_links.read(&mut host, &q.host_sysctls)?;
+    let l = host_links.without_dying(&mut host, all);
+    node(&mut host, l, &q.host_sysctls)
 }
 
 fn to_mac(b: &[u8]) -> Option<Mac> {
@@ -476,120 +511,50 @@ fn read_conf(specs: &[AfSpecUnspec], conf: &mut BTreeMap<&'static str, String>) 
 
 /// A sysctl of one of `links` (`net.ipv4.conf.eth0.promote_secondaries`), from its link dump.
 fn from_links(links: &[Link], key: &str) -> Option<String> {
+    let (dev, conf) = link_key(key)?;
+    let l = links.iter().find(|l| l.name == dev)?;
+    l.conf.get(conf.as_str()).cloned()
+}
+
+/// A per-interface sysctl's interface and its name in a link's settings
+/// (`net.ipv4.conf.eth0.promote_secondaries`: `eth0`, `ipv4.promote_secondaries`).
+pub(crate) fn link_key(key: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = key.split('.').collect();
     let [_, fam, "conf", dev, leaf] = parts[..] else {
         return None;
     };
-    let dev = dev.replace('/', ".");
-    let l = links.iter().find(|l| l.name == dev)?;
-    l.conf.get(format!("{fam}.{leaf}").as_str()).cloned()
+    Some((dev.replace('/', "."), format!("{fam}.{leaf}")))
 }
 
-fn parse_addr(m: &AddressMessage) -> Option<Addr> {
-    let ip = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(ip) => Some(*ip),
-        _ => None,
-    });
-    // IPv6 addresses carry only IFA_ADDRESS.
-    let ip = ip.or_else(|| {
-        m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(ip) => Some(*ip),
-            _ => None,
-        })
-    })?;
-    // IFA_FLAGS holds all 32 bits; the header's byte only the low 8.
-    let flags = m
-        .attributes
+/// Debug builds (the tests') hold the host's links a run was given to a dump, as
+/// `held::compared` says, and panic when they differ (dumped twice first: a change of nsfw's
+/// own links may race the first dump). `keys`: the host's sysctls the run reads.
+#[cfg(debug_assertions)]
+fn held_to_a_dump(
+    c: &mut Conn,
+    out: &[Link],
+    keys: &[String],
+    again: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let named = keys
         .iter()
-        .find_map(|a| match a {
-            AddressAttribute::Flags(f) => Some(f.bits()),
-            _ => None,
-        })
-        .unwrap_or(u32::from(m.header.flags.bits()));
-    let (valid, preferred) = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::CacheInfo(c) => Some((c.ifa_valid, c.ifa_preferred)),
-            _ => None,
-        })
-        .unwrap_or((u32::MAX, u32::MAX));
-    let brd = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Broadcast(b) => Some(*b),
-        _ => None,
-    });
-    let metric = m
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::RoutePriority(p) => Some(*p),
-            _ => None,
-        })
-        .unwrap_or(0);
-    Some(Addr {
-        index: m.header.index,
-        net: IpNetwork::new(ip, m.header.prefix_len).ok()?,
-        flags,
-        scope: u8::from(m.header.scope),
-        valid,
-        preferred,
-        brd,
-        metric,
-    })
-}
-
-fn parse_route(m: &RouteMessage) -> Option<Route> {
-    let kind: u8 = match m.header.kind {
-        RouteType::Unicast => 1,
-        RouteType::BlackHole => 6,
-        RouteType::Unreachable => 7,
-        RouteType::Prohibit => 8,
-        _ => return None,
-    };
-    let v6 = match m.header.address_family {
-        AddressFamily::Inet => false,
-        AddressFamily::Inet6 => true,
-        _ => return None,
-    };
-    let mut table = u32::from(m.header.table);
-    let mut dst: IpAddr = if v6 {
-        Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        Ipv4Addr::UNSPECIFIED.into()
-    };
-    let mut gateway = None;
-    let mut oif = None;
-    let mut metric = 0;
-    let mut prefsrc = None;
-    let mut metrics = [0; 18];
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Metrics(x) => metrics = super::rtax::read(x),
-            RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => prefsrc = Some((*ip).into()),
-            RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => prefsrc = Some((*ip).into()),
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = (*ip).into(),
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = (*ip).into(),
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some((*ip).into()),
-            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => gateway = Some((*ip).into()),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            _ => {}
+        .filter_map(|k| link_key(k).map(|(dev, _)| dev))
+        .chain(again.iter().cloned())
+        .collect();
+    let mine = super::nsid::without_dying(c, out.to_vec()).0;
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let dumped = links(c)?;
+        let mut all = super::nsid::without_dying(c, dumped).0;
+        all.sort_by_key(|l| l.index);
+        last = super::held::compared(&mine, &all, &named);
+        if last.0 == last.1 {
+            return Ok(());
         }
     }
-    Some(Route {
-        dst: IpNetwork::new(dst, m.header.destination_prefix_length).ok()?,
-        gateway,
-        oif,
-        kernel: m.header.protocol == RouteProtocol::Kernel,
-        ours: u8::from(m.header.protocol) == crate::resources::ROUTE_PROTO,
-        metric,
-        kind,
-        table,
-        proto: u8::from(m.header.protocol),
-        scope: u8::from(m.header.scope),
-        flags: m.header.flags.bits(),
-        prefsrc,
-        metrics,
-    })
+    assert_eq!(
+        last.0, last.1,
+        "the host's links asked for again: {again:?}"
+    );
+    Ok(())
 }

@@ -30,3 +30,21 @@ pub(crate) fn write(key: &str, value: &str) -> Result<()> {
     std::fs::write(&p, format!("{value}\n"))
         .map_err(|e| anyhow!("cannot write {value} to {p}: {e}"))
 }
+
+/// Key `key`'s file, opened for reading in the calling thread's namespace (`Ok(None)`: no such
+/// setting). The open file keeps reading that namespace's value from any thread afterwards:
+/// the kernel binds /proc/sys/net's files to the namespace of whoever looked them up (see
+/// watch's probes).
+pub(crate) fn open(key: &str) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = path(key);
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&p)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("cannot open {p}: {e}")),
+    }
+}

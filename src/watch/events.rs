@@ -118,6 +118,9 @@ pub(crate) struct Sub {
     /// Since last cleared: a message came (whatever it said), or some were lost (ENOBUFS).
     pub heard: bool,
     pub lost: bool,
+    /// The host's rtnetlink socket: every message heard since last taken, whole (watch's
+    /// memory keeps the host's links from them).
+    pub msgs: Option<Vec<Vec<u8>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +142,7 @@ fn subscribe(protocol: isize, groups: &'static [u32], place: String, kind: Kind)
         ns: None,
         heard: false,
         lost: false,
+        msgs: None,
     })
 }
 
@@ -146,7 +150,10 @@ fn subscribe(protocol: isize, groups: &'static [u32], place: String, kind: Kind)
 pub(crate) fn host_subs() -> Result<Vec<Sub>> {
     Ok(vec![
         subscribe(NETLINK_NETFILTER, &NFT_GROUPS, "host".into(), Kind::Nft)?,
-        subscribe(NETLINK_ROUTE, &RTNL_GROUPS, "host".into(), Kind::Rtnl)?,
+        Sub {
+            msgs: Some(Vec::new()),
+            ..subscribe(NETLINK_ROUTE, &RTNL_GROUPS, "host".into(), Kind::Rtnl)?
+        },
     ])
 }
 
@@ -201,8 +208,11 @@ impl Sub {
                     });
                     continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => break,
+                // Everything queued is read (watch's memory answers only once it has).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // What could not be read may have said anything: nothing is vouched for.
+                    self.lost = true;
                     out.push(Event {
                         what: format!("cannot read notifications ({}): {e}", self.place),
                         ours: true,
@@ -214,7 +224,17 @@ impl Sub {
                 }
             };
             self.heard = true;
-            for m in netlink::messages(bytes).map_while(Result::ok) {
+            for m in netlink::messages(bytes) {
+                let Ok(m) = m else {
+                    // The rest of the datagram cannot be found: for the host's links, lost.
+                    if let Some(v) = &mut self.msgs {
+                        v.push(Vec::new());
+                    }
+                    break;
+                };
+                if let Some(v) = &mut self.msgs {
+                    v.push(m.bytes.to_vec());
+                }
                 match self.kind {
                     Kind::Nft => out.extend(self.nft.take(m, interest, &self.place)),
                     Kind::Rtnl => out.extend(rtnl(m, interest, &self.place)),

@@ -6,11 +6,13 @@
 //! A namespace is forgotten on any rtnetlink message from it (by anyone, nsfw included) and
 //! on any change of its /run/netns entry; everything is forgotten when a socket overran
 //! (ENOBUFS: notifications were lost) and when the namespaces' sockets are opened anew. What
-//! the kernel never notifies (a few per-interface sysctls written in /proc) is covered by
-//! age: nothing older than `MAX_AGE` is served, and watch reads every place on a sweep
-//! twice as often.
+//! the kernel never notifies (sysctls written in /proc: the file's, and per-interface ones
+//! such as promote_secondaries or addr_gen_mode) is held open ([`super::probe`]) and read
+//! again before every answer: a namespace whose values changed is forgotten. Nothing older
+//! than `MAX_AGE` is served, and watch reads every place on a sweep twice as often. Each
+//! place is encoded once, when kept; an answer is their concatenation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -18,18 +20,28 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::plumbing::memory::{self as wire, Answer, Known, MAX_AGE, PROTO, Place};
-use crate::plumbing::{self, NsObs};
+use super::probe::{self, HostProbes, Probe};
+use crate::plumbing::memory::{self as wire, Heard, HostTable, Known, MAX_AGE, Place};
+use crate::plumbing::observe::link_key;
+use crate::plumbing::{self, Link, NsObs};
 
 /// How often watch reads every place whatever it heard.
 pub(super) const SWEEP: Duration = Duration::from_secs(30);
 /// The longest a slow reader may hold watch up.
 const WRITE_WAIT: Duration = Duration::from_millis(200);
 
+/// Opens the files of the namespaces to keep (`probe::open_many`).
+type Opener =
+    dyn Fn(&BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>) -> BTreeMap<String, Probe>;
+
 struct Entry {
     ino: u64,
     obs: NsObs,
     at: Instant,
+    /// The settings never notified, held open.
+    probe: Probe,
+    /// The place as the answer carries it (`wire::encode_place`).
+    bytes: Vec<u8>,
 }
 
 pub(super) struct Memory {
@@ -37,10 +49,24 @@ pub(super) struct Memory {
     places: BTreeMap<String, Entry>,
     /// None: the socket could not be made (said once); watch works on without it.
     listener: Option<(UnixListener, PathBuf, u64)>,
+    /// The host's links, while every notification since a dump was heard (None: not vouched
+    /// for), and their encoding for the answer once made.
+    host: Option<HostTable>,
+    host_bytes: Option<Vec<u8>>,
+    /// The host's sysctls the file names (set by watch as it loads the file), and the
+    /// per-interface ones among them held open.
+    pub(super) host_keys: Vec<String>,
+    host_probes: HostProbes,
     /// When the next sweep is due.
     pub(super) sweep: Instant,
     /// The next check reads every place.
     full: bool,
+    /// What the probes found changed since the last check took the memory: a change as a
+    /// notification is, which watch checks (and repairs) like one.
+    drift: Vec<String>,
+    /// Watch's own repair wrote settings of places it kept: they are forgotten, and the next
+    /// check (scheduled for this) keeps them again, held open anew.
+    reread: bool,
 }
 
 impl Memory {
@@ -59,8 +85,14 @@ impl Memory {
             topology: name.to_string(),
             places: BTreeMap::new(),
             listener,
+            host: None,
+            host_bytes: None,
+            host_keys: Vec::new(),
+            host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
+            drift: Vec::new(),
+            reread: false,
         }
     }
 
@@ -76,6 +108,45 @@ impl Memory {
     /// Notifications were lost, or the sockets opened anew: nothing is vouched for.
     pub(super) fn forget(&mut self) {
         self.places.clear();
+        self.host = None;
+        self.host_bytes = None;
+    }
+
+    /// Messages heard on the host's rtnetlink socket, in order: the host's links kept from
+    /// them; a link said only in part is read again by its index (one that cannot be read,
+    /// and the host is not vouched for until the next check).
+    pub(super) fn host_heard(&mut self, msgs: &[Vec<u8>]) {
+        let Some(t) = &mut self.host else { return };
+        if msgs.is_empty() {
+            return;
+        }
+        self.host_bytes = None;
+        let mut again = BTreeSet::new();
+        for m in msgs {
+            match t.heard(m) {
+                Heard::Fine => {}
+                Heard::Again(i) => {
+                    again.insert(i);
+                }
+                Heard::Broken => {
+                    self.host = None;
+                    return;
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        let read = plumbing::Conn::open("host").and_then(|mut c| {
+            again
+                .iter()
+                .map(|i| Ok((*i, plumbing::observe::link_by_index(&mut c, *i)?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        });
+        match read {
+            Ok(links) => links.into_iter().for_each(|(i, l)| t.put(i, l)),
+            Err(_) => self.host = None,
+        }
     }
 
     /// Whether a sweep is due at `now`: then the next check reads every place.
@@ -98,38 +169,139 @@ impl Memory {
     }
 
     /// Keeps what a check read (`o`, but what the memory itself supplied) of the namespaces
-    /// watch listens to (`subs`: their inodes when subscribed, taken before the read began).
+    /// watch listens to (`subs`: their inodes when subscribed, taken before the read began),
+    /// each with its settings held open (one whose files cannot be opened is not kept).
     pub(super) fn store(&mut self, subs: &BTreeMap<String, u64>, o: &plumbing::Observed) {
+        self.store_with(subs, o, &probe::open_many)
+    }
+
+    /// [`Memory::store`], opening the files with `open`.
+    fn store_with(&mut self, subs: &BTreeMap<String, u64>, o: &plumbing::Observed, open: &Opener) {
+        let wanted: BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)> = o
+            .namespaces
+            .iter()
+            .filter(|(name, ns)| !o.remembered.contains(*name) && wire::keepable(ns))
+            .filter_map(|(name, ns)| Some((name.clone(), (*subs.get(name)?, &ns.node.sysctls))))
+            .collect();
+        // The host's links as the check found them; what was heard since follows them.
+        let t = HostTable::seeded(&o.host.links);
+        self.host_probes.open(&self.host_keys, t.by_index());
+        self.host = Some(t);
+        self.host_bytes = None;
+        let mut probes = open(&wanted);
         let now = Instant::now();
-        for (name, ns) in &o.namespaces {
-            let Some(ino) = subs.get(name) else { continue };
-            if o.remembered.contains(name) || !wire::keepable(ns) {
+        for (name, (ino, _)) in wanted {
+            let (Some(probe), Some(ns)) = (probes.remove(&name), o.namespaces.get(&name)) else {
                 continue;
-            }
-            self.places.insert(
-                name.clone(),
-                Entry {
-                    ino: *ino,
-                    obs: ns.clone(),
-                    at: now,
-                },
-            );
+            };
+            let bytes = wire::encode_place(&Place {
+                name: name.clone(),
+                ino,
+                obs: ns.clone(),
+            });
+            let e = Entry {
+                ino,
+                obs: ns.clone(),
+                at: now,
+                probe,
+                bytes,
+            };
+            self.places.insert(name, e);
         }
     }
 
-    fn places(&self, now: Instant) -> impl Iterator<Item = Place> + '_ {
+    /// Forgets the places whose settings held open changed (or whose namespace went).
+    fn verify(&mut self) {
+        let t0 = Instant::now();
+        let before = self.places.len();
+        let drift = &mut self.drift;
+        self.places.retain(|name, e| {
+            let same = e.probe.same();
+            if !same {
+                drift.push(format!("{name}: a setting changed in /proc"));
+            }
+            same
+        });
+        // Links made since the check (an apply's) get their files now: compared with what
+        // their notification said, and read again from then on.
+        if let Some(t) = &self.host {
+            self.host_probes.open(&self.host_keys, t.by_index());
+        }
+        if let Some(t) = &self.host
+            && !self.host_probes.same(&self.host_keys, t.by_index())
+        {
+            crate::detail!(
+                "watch: {}: a setting of the host's links changed: not vouched for",
+                self.topology
+            );
+            self.drift
+                .push("host: a setting of its links changed in /proc".to_string());
+            self.host = None;
+            self.host_bytes = None;
+        }
+        crate::detail!(
+            "watch: {}: {} file(s) of {} namespace(s) and {} of the host read again in {:?}, {} changed",
+            self.topology,
+            self.places.values().map(|e| e.probe.len()).sum::<usize>(),
+            before,
+            self.host_probes.len(),
+            t0.elapsed(),
+            before - self.places.len()
+        );
+    }
+
+    fn places(&self, now: Instant) -> impl Iterator<Item = (&String, &Entry)> + '_ {
         self.places
             .iter()
             .filter(move |(_, e)| now.duration_since(e.at) < MAX_AGE)
-            .map(|(n, e)| Place {
-                name: n.clone(),
-                ino: e.ino,
-                obs: e.obs.clone(),
-            })
     }
 
-    pub(super) fn known(&self, now: Instant) -> Known {
-        Known::new(self.places(now))
+    /// What the memory vouches for now (its settings read again first).
+    /// The check that takes it reads what changed: no drift is left to check for.
+    pub(super) fn known(&mut self, now: Instant) -> Known {
+        self.verify();
+        self.drift.clear();
+        self.reread = false;
+        Known::new(self.places(now).map(|(n, e)| Place {
+            name: n.clone(),
+            ino: e.ino,
+            obs: e.obs.clone(),
+        }))
+        .with_host(self.host_links())
+    }
+
+    /// After watch's own repair: the places whose settings it wrote are forgotten (their
+    /// files no longer say what the check read), without counting that as a drift.
+    pub(super) fn repaired(&mut self) {
+        self.verify();
+        if !self.drift.is_empty() {
+            self.drift.clear();
+            self.reread = true;
+        }
+    }
+
+    /// What the probes found changed since the last check, and whether a repair's writes
+    /// want a check to keep the places again (taken: said once).
+    pub(super) fn drifted(&mut self) -> (Vec<String>, bool) {
+        (
+            std::mem::take(&mut self.drift),
+            std::mem::take(&mut self.reread),
+        )
+    }
+
+    /// The host's links watch vouches for, each with only the per-interface settings held
+    /// open (the file's): a setting the kernel does not notify and watch does not hold may
+    /// have been written in /proc since, so the caller reads it itself.
+    fn host_links(&self) -> Option<Vec<Link>> {
+        let mut links = self.host.as_ref()?.links();
+        for l in &mut links {
+            l.conf.retain(|conf, _| {
+                self.host_keys
+                    .iter()
+                    .any(|k| link_key(k).is_some_and(|(dev, c)| dev == l.name && c == *conf))
+            });
+        }
+        Some(links)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -139,36 +311,44 @@ impl Memory {
     /// Answers every client waiting (the caller drained the notifications first): root's
     /// alone.
     pub(super) fn serve(&mut self) {
-        let Some((l, _, _)) = &self.listener else {
+        // Out of `self` while it answers (reading the probes needs `self` whole).
+        let Some(listener) = self.listener.take() else {
             return;
         };
         let mut bytes = None;
-        while let Ok((mut s, _)) = l.accept() {
+        while let Ok((mut s, _)) = listener.0.accept() {
             let root = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
                 .is_ok_and(|c| c.uid() == 0);
             if !root {
                 continue;
             }
-            let b = bytes.get_or_insert_with(|| {
+            if bytes.is_none() {
+                self.verify();
                 let t0 = Instant::now();
-                let b = wire::encode(&Answer {
-                    proto: PROTO,
-                    topology: self.topology.clone(),
-                    places: self.places(Instant::now()).collect(),
-                });
+                if self.host_bytes.is_none() {
+                    let links = self.host_links();
+                    self.host_bytes = Some(wire::encode_host(links.as_deref()));
+                }
+                let parts: Vec<&[u8]> = self
+                    .places(Instant::now())
+                    .map(|(_, e)| e.bytes.as_slice())
+                    .collect();
+                let host = self.host_bytes.as_deref().unwrap_or_default();
+                let b = wire::encode_parts(&self.topology, &parts, host);
                 crate::detail!(
-                    "watch: {}: memory of {} namespace(s) encoded in {:?} ({} bytes)",
+                    "watch: {}: memory of {} namespace(s) put together in {:?} ({} bytes)",
                     self.topology,
-                    self.places.len(),
+                    parts.len(),
                     t0.elapsed(),
                     b.len()
                 );
-                b
-            });
+                bytes = Some(b);
+            }
             let _ = s.set_nonblocking(false);
             let _ = s.set_write_timeout(Some(WRITE_WAIT));
-            let _ = s.write_all(b);
+            let _ = s.write_all(bytes.as_deref().unwrap_or_default());
         }
+        self.listener = Some(listener);
     }
 }
 
@@ -215,13 +395,26 @@ mod tests {
         o
     }
 
+    /// Every namespace kept, with no files (the unit tests enter none).
+    fn fake(
+        w: &BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>,
+    ) -> BTreeMap<String, Probe> {
+        w.keys().map(|n| (n.clone(), Probe::default())).collect()
+    }
+
     fn memory() -> Memory {
         Memory {
             topology: "t".into(),
             places: BTreeMap::new(),
             listener: None,
+            host: None,
+            host_bytes: None,
+            host_keys: Vec::new(),
+            host_probes: HostProbes::default(),
             sweep: Instant::now() + SWEEP,
             full: false,
+            drift: Vec::new(),
+            reread: false,
         }
     }
 
@@ -230,7 +423,7 @@ mod tests {
         let mut m = memory();
         let subs: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
         // "c" has no socket: nothing heard of it would be known.
-        m.store(&subs, &observed(&["a", "b", "c"]));
+        m.store_with(&subs, &observed(&["a", "b", "c"]), &fake);
         let now = Instant::now();
         let k = m.known(now);
         assert_eq!(k.len(), 2);
@@ -241,9 +434,9 @@ mod tests {
         // What the memory supplied is not read again, so not stored as fresh.
         let mut o = observed(&["a"]);
         o.remembered.insert("a".into());
-        m.store(&subs, &o);
+        m.store_with(&subs, &o, &fake);
         assert!(m.known(now).vouch("a", 1, &|_| true, &[]).is_none());
-        m.store(&subs, &observed(&["a"]));
+        m.store_with(&subs, &observed(&["a"]), &fake);
         assert!(m.known(now).vouch("a", 1, &|_| true, &[]).is_some());
         m.forget();
         assert_eq!(
@@ -257,7 +450,7 @@ mod tests {
     fn old_places_are_not_served_and_a_sweep_reads_everything() {
         let mut m = memory();
         let subs: BTreeMap<String, u64> = [("a".to_string(), 1)].into();
-        m.store(&subs, &observed(&["a"]));
+        m.store_with(&subs, &observed(&["a"]), &fake);
         let now = Instant::now();
         assert_eq!(m.known(now + MAX_AGE).len(), 0, "too old");
         assert!(m.for_check(now).is_some());
@@ -278,7 +471,7 @@ mod tests {
         if let Some(ns) = o.namespaces.get_mut("a") {
             ns.node.links.push(l);
         }
-        m.store(&subs, &o);
+        m.store_with(&subs, &o, &fake);
         assert_eq!(m.len(), 0);
     }
 }

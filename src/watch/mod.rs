@@ -20,6 +20,7 @@ mod dir;
 pub(crate) mod events;
 mod fight;
 mod memory;
+mod probe;
 mod putback;
 mod run;
 
@@ -156,6 +157,15 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
     }
 }
 
+/// The host's sysctls the file names (watch's memory holds the per-interface ones open).
+fn host_keys(t: &Topology) -> Vec<String> {
+    crate::compile::compile(t)
+        .host
+        .sysctls
+        .into_keys()
+        .collect()
+}
+
 /// Up to `n` items, then how many more.
 fn some(items: &[String], n: usize) -> String {
     let mut v: Vec<String> = Vec::new();
@@ -270,6 +280,7 @@ impl Watch {
                     self.path.display()
                 );
                 self.t = t;
+                self.memory.host_keys = host_keys(&self.t);
                 self.wanted = None;
                 self.interest = interest_of(&self.t, None);
                 self.resubscribe();
@@ -407,6 +418,8 @@ impl Watch {
         if out.is_err() || lines.iter().any(|l| !l.contains(" nft ")) {
             self.refresh();
         }
+        // What the repair wrote in /proc is forgotten now, and is no drift to check for.
+        self.memory.repaired();
         drop(lock);
         self.stats
             .repaired(t0.elapsed(), out.as_ref().ok().map(|o| &o.plan));
@@ -475,6 +488,9 @@ impl Watch {
             if std::mem::take(&mut s.lost) {
                 self.memory.forget();
             }
+            if let Some(v) = &mut s.msgs {
+                self.memory.host_heard(&std::mem::take(v));
+            }
             if std::mem::take(&mut s.heard)
                 && let Some((n, _)) = &s.ns
             {
@@ -521,6 +537,7 @@ fn serve(listener: TcpListener, stats: Arc<metrics::watch::Stats>) -> Result<()>
 /// Loads the file, subscribes, says so, and checks once.
 fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Watch> {
     let t = load(path)?;
+    probe::raise_nofile();
     let stats = Arc::new(metrics::watch::Stats::new(&t.name));
     if let Some(l) = listener {
         let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -546,6 +563,7 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         last_check: Instant::now(),
         seen: Seen::Unknown,
     };
+    w.memory.host_keys = host_keys(&w.t);
     w.resubscribe();
     say!(
         "watch: {} ({}): listening to nf_tables and rtnetlink in the host and {} namespace(s) (nf_tables in {} of them)",

@@ -44,6 +44,7 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
             if let Err(e) = w.check(&cause) {
                 error!("watch: {}: {e:#}", w.t.name);
             }
+            w.drifted(&mut due, &mut why);
             // At most a tenth of a core repairing: the next repair waits nine times the CPU
             // this check cost, and never longer than `pause`.
             let cost = cpu().saturating_sub(cpu0);
@@ -80,11 +81,25 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
         w.take(got, &mut due, &mut why);
         if asked {
             w.memory.serve();
+            w.drifted(&mut due, &mut why);
         }
     }
 }
 
 impl Watch {
+    /// What its probes found changed (a /proc write, which nothing notifies) is checked and
+    /// repaired as a change heard would be; places its own repair wrote, checked to be kept
+    /// again (held open anew).
+    fn drifted(&mut self, due: &mut Option<Instant>, why: &mut Vec<String>) {
+        let (drift, reread) = self.memory.drifted();
+        if drift.is_empty() && !reread {
+            return;
+        }
+        let at = Instant::now() + self.opts.debounce;
+        *due = Some(due.map_or(at, |d| d.min(at)));
+        why.extend(drift.into_iter().take(64usize.saturating_sub(why.len())));
+    }
+
     /// What was heard: counted, put back where that is enough, and the check that follows
     /// scheduled into `due` (`why`: what it names).
     fn take(&mut self, got: Vec<Event>, due: &mut Option<Instant>, why: &mut Vec<String>) {

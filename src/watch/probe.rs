@@ -1,0 +1,205 @@
+//! The settings the kernel never notifies, held open: per namespace watch vouches for, the
+//! /proc/sys files of the sysctls the run reads there (the file's, and the per-interface ones
+//! such as `net.ipv4.conf.eth0.promote_secondaries` or `net.ipv6.conf.eth0.addr_gen_mode`,
+//! which writing in /proc changes without a word on rtnetlink). A file under /proc/sys/net
+//! opened by a thread inside a namespace keeps reading that namespace's value from anywhere
+//! afterwards (the kernel binds it at lookup; proven in issue 21's notes), so one pread(2)
+//! per file says whether anything changed since the reading watch keeps, without entering
+//! the namespace again. A namespace is gone when its files say ENOENT.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use anyhow::{Result, anyhow};
+
+use crate::plumbing::observe::link_key;
+use crate::plumbing::{Link, netns, sysctl};
+
+/// One namespace's files, with what each said when the reading was kept.
+#[derive(Debug, Default)]
+pub(super) struct Probe {
+    files: Vec<(File, Vec<u8>)>,
+}
+
+impl Probe {
+    /// Whether every file still says what it said (an error, or the namespace gone: no).
+    pub(super) fn same(&self) -> bool {
+        let mut buf = [0u8; 64];
+        self.files
+            .iter()
+            .all(|(f, want)| match f.read_at(&mut buf, 0) {
+                Ok(n) => trim(&buf[..n]) == want.as_slice(),
+                Err(_) => false,
+            })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// For each namespace (its nsfs inode, the sysctls read there with their values), its
+/// files opened from inside it, each checked against the value kept (so that a change
+/// between the reading and now is seen at once). Left out: it cannot be vouched for (another
+/// namespace under the name now, a file that cannot be opened — EMFILE —, a value changed).
+/// A setting that did not exist (None) holds no file: it appears with its link, which
+/// rtnetlink announces.
+pub(super) fn open_many(
+    wanted: &BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)>,
+) -> BTreeMap<String, Probe> {
+    // Files are opened only while RESERVE descriptors stay free for watch's repairs (which
+    // open sockets and /proc files of their own): the rest are not vouched for.
+    let mut budget = free_fds().saturating_sub(RESERVE);
+    let names: Vec<String> = wanted
+        .iter()
+        .filter(|(_, (_, keys))| {
+            let n = keys.values().filter(|v| v.is_some()).count();
+            let fits = n <= budget;
+            budget = budget.saturating_sub(n);
+            fits
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let one = |name: &str| -> Result<Probe> {
+        let (ino, keys) = wanted.get(name).ok_or_else(|| anyhow!("no such entry"))?;
+        let fd = netns::open_ns(name)?.ok_or_else(|| anyhow!("{name} is gone"))?;
+        if File::from(fd.try_clone()?).metadata()?.ino() != *ino {
+            anyhow::bail!("{name} is another namespace now");
+        }
+        netns::enter(name, &fd)?;
+        let mut p = Probe::default();
+        for (k, v) in keys.iter() {
+            let Some(v) = v else { continue };
+            let f = sysctl::open(k)?.ok_or_else(|| anyhow!("{k} is gone"))?;
+            p.files.push((f, v.trim().as_bytes().to_vec()));
+        }
+        Ok(p)
+    };
+    names
+        .iter()
+        .zip(netns::on_threads(&names, &one))
+        .filter_map(|(n, r)| Some((n.clone(), r.ok().filter(Probe::same)?)))
+        .collect()
+}
+
+/// The host's per-interface settings the file names (`net.ipv6.conf.veth-a.addr_gen_mode`),
+/// held open by (link index, key): the host's links watch keeps carry them, but the kernel
+/// does not notify a change written in /proc.
+#[derive(Debug, Default)]
+pub(super) struct HostProbes {
+    files: BTreeMap<(u32, String), File>,
+}
+
+impl HostProbes {
+    /// Opens the files of `keys` naming links of `links` that have none yet (watch's own
+    /// thread is in the host), and lets go of those of links gone or renamed.
+    pub(super) fn open(&mut self, keys: &[String], links: &BTreeMap<u32, Link>) {
+        self.files.retain(|(i, k), _| {
+            links
+                .get(i)
+                .is_some_and(|l| link_key(k).is_some_and(|(dev, _)| dev == l.name))
+        });
+        let by_name: BTreeMap<&str, u32> =
+            links.values().map(|l| (l.name.as_str(), l.index)).collect();
+        // As `open_many`: RESERVE descriptors stay free for repairs. A file not opened makes
+        // `same` say no: the host's links are then not served (slower, never wrong).
+        let mut budget = free_fds().saturating_sub(RESERVE);
+        for k in keys {
+            let Some(i) = link_key(k).and_then(|(dev, _)| by_name.get(dev.as_str()).copied())
+            else {
+                continue;
+            };
+            if self.files.contains_key(&(i, k.clone())) {
+                continue;
+            }
+            if budget == 0 {
+                break;
+            }
+            if let Ok(Some(f)) = sysctl::open(k) {
+                self.files.insert((i, k.clone()), f);
+                budget -= 1;
+            }
+        }
+    }
+
+    /// Whether, for every key of `keys` naming a link of `links` that carries the setting,
+    /// its file is held and says what the link carries.
+    pub(super) fn same(&self, keys: &[String], links: &BTreeMap<u32, Link>) -> bool {
+        let by_name: BTreeMap<&str, &Link> = links.values().map(|l| (l.name.as_str(), l)).collect();
+        let mut buf = [0u8; 64];
+        keys.iter().all(|k| {
+            let Some((dev, conf)) = link_key(k) else {
+                return true;
+            };
+            let Some(l) = by_name.get(dev.as_str()) else {
+                return true;
+            };
+            let Some(want) = l.conf.get(conf.as_str()) else {
+                return true;
+            };
+            let Some(f) = self.files.get(&(l.index, k.clone())) else {
+                return false;
+            };
+            f.read_at(&mut buf, 0)
+                .is_ok_and(|n| trim(&buf[..n]) == want.trim().as_bytes())
+        })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// Descriptors left free for the rest of watch (a repair's sockets and files).
+const RESERVE: usize = 256;
+
+/// How many more files this process may open now.
+fn free_fds() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    let open = std::fs::read_dir("/proc/self/fd").map_or(usize::MAX, Iterator::count);
+    usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(open)
+}
+
+/// Raises the soft limit of open files to the hard one: watch holds a socket or two and a few
+/// files per namespace. Said when it cannot (namespaces whose files cannot be opened are not
+/// vouched for: slower, never wrong).
+pub(super) fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        crate::detail!("watch: cannot raise the open files limit from {soft} to {hard}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_changed_or_a_file_gone_is_seen() {
+        let dir = std::env::temp_dir().join(format!("nsfw-probe-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("promote_secondaries");
+        std::fs::write(&path, "1\n").expect("written");
+        let p = Probe {
+            files: vec![(File::open(&path).expect("opened"), b"1".to_vec())],
+        };
+        assert!(p.same(), "unchanged");
+        std::fs::write(&path, "0\n").expect("written");
+        assert!(!p.same(), "changed");
+        std::fs::write(&path, "1\n").expect("written");
+        assert!(p.same(), "the same again");
+        assert!(Probe::default().same(), "nothing held, nothing changed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
