@@ -110,26 +110,22 @@ pub(crate) fn links(c: &mut Conn) -> Result<Vec<Link>> {
 pub(crate) fn link_by_name(c: &mut Conn, name: &str) -> Result<Option<Link>> {
     let mut req = LinkMessage::default();
     req.attributes.push(LinkAttribute::IfName(name.to_string()));
-    req.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let what = format!("interface {name}");
-    Ok(
-        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
-            Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
-            _ => None,
-        },
-    )
+    get_link(c, req, &format!("interface {name}"))
 }
 
 /// The link with index `index` in the namespace `c` is bound to (None: there is none).
 pub(crate) fn link_by_index(c: &mut Conn, index: u32) -> Result<Option<Link>> {
     let mut req = LinkMessage::default();
     req.header.index = index;
+    get_link(c, req, &format!("interface {index}"))
+}
+
+/// One RTM_GETLINK for `req` (statistics skipped): the link, or None when there is none.
+fn get_link(c: &mut Conn, mut req: LinkMessage, what: &str) -> Result<Option<Link>> {
     req.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let what = format!("interface {index}");
     Ok(
-        match c.get(RouteNetlinkMessage::GetLink(req), &what, &[libc::ENODEV])? {
+        match c.get(RouteNetlinkMessage::GetLink(req), what, &[libc::ENODEV])? {
             Some(RouteNetlinkMessage::NewLink(l)) => Some(parse_link(&l)),
             _ => None,
         },
