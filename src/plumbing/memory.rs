@@ -403,6 +403,7 @@ mod tests {
             obs: NsObs {
                 owner: Some("nsfw:t".into()),
                 node,
+                id: None,
             },
         }
     }

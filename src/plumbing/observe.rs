@@ -320,7 +320,7 @@ pub(crate) fn observe_some(
     if let Some(k) = q.known {
         names = remembered(q, k, names, &mut o);
     }
-    let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
+    let read = |name: &str, id: netns::NsId, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
         let owner = l
             .iter()
@@ -334,12 +334,16 @@ pub(crate) fn observe_some(
                 ..Default::default()
             }
         };
-        Ok(NsObs { owner, node })
+        Ok(NsObs {
+            owner,
+            node,
+            id: Some(id),
+        })
     };
     // The host (an O(N²) link dump at N veth pairs), the namespaces and /etc/netns are read at
     // once, the host on this thread (in the host's namespace), the namespaces by the workers.
     let (host, visited, etc) = std::thread::scope(|sc| {
-        let ns = sc.spawn(|| netns::visit(&names, &read));
+        let ns = sc.spawn(|| netns::visit_identified(&names, &read));
         let etc = sc.spawn(super::files::read_resolv);
         let host = read_host(q, host_links);
         (host, ns.join(), etc.join())
