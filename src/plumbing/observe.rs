@@ -231,11 +231,13 @@ fn remembered(
     let mut read = Vec::new();
     for name in names {
         let keys = (q.ns_sysctls)(&name);
-        let got = inodes
-            .get(&name)
-            .and_then(|ino| k.vouch(&name, *ino, &|owner| (q.deep)(&name, owner), &keys));
+        let id = inodes.get(&name).copied();
+        let got =
+            id.and_then(|(_, ino)| k.vouch(&name, ino, &|owner| (q.deep)(&name, owner), &keys));
         match got {
-            Some(ns) => {
+            Some(mut ns) => {
+                // Vouched for under the inode the name holds now: that is which namespace it is.
+                ns.id = id;
                 o.remembered.insert(name.clone());
                 o.namespaces.insert(name, ns);
             }
