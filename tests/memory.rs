@@ -424,6 +424,24 @@ fn watch_repairs_what_its_files_found_changed() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Its repair done, watch checks again (its own changes notify it, 100 ms later): a
+        // flip made meanwhile is found by that check, not by the next diff. Idle first: two
+        // clean diffs that never waited for the lock, a debounce apart.
+        let t = Instant::now();
+        let mut clean = 0;
+        while clean < 2 {
+            let (code, _, err) = timed(&sb, &format!("diff {f}"));
+            clean = if code == Some(0) && !err.contains("waiting for another nsfw") {
+                clean + 1
+            } else {
+                0
+            };
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{round}: watch never settled"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
     stop(w);
 }
