@@ -15,6 +15,7 @@
 //! merging into an existing table (it replaces it, as nsfw's apply never sends it), errors
 //! other than the obvious ones (a name that exists, an object that does not).
 
+pub(in crate::engine) mod ipv6off;
 mod net;
 mod ruleset;
 mod vxlan;
@@ -125,6 +126,31 @@ impl Fake {
     }
 }
 
+/// The steps of one stage in the order the executor carries them out where it matters
+/// (`plan::build`, `plan::inside`): a place's sysctls before its addresses and routes — a
+/// link's IPv6 switched on before its addresses are added, which the kernel refuses while it
+/// is off. The rest keeps the plan's order.
+fn executor_order(steps: Vec<&Step>) -> Vec<&Step> {
+    let mut out: Vec<&Step> = Vec::with_capacity(steps.len());
+    for s in &steps {
+        if matches!(s, Step::SetSysctl(_)) && out.iter().any(|o| std::ptr::eq(*o, *s)) {
+            continue;
+        }
+        if matches!(s, Step::AddAddr(_) | Step::SetRoute(_)) {
+            let here = steps
+                .iter()
+                .filter(|k| matches!(k, Step::SetSysctl(_)) && k.inside() == s.inside());
+            for k in here {
+                if !out.iter().any(|o| std::ptr::eq(*o, *k)) {
+                    out.push(k);
+                }
+            }
+        }
+        out.push(s);
+    }
+    out
+}
+
 impl Kernel for Fake {
     fn observe(&mut self, q: &Query, listeners: bool) -> Result<(plumbing::Observed, NftState)> {
         self.observed += 1;
@@ -178,7 +204,8 @@ impl Kernel for Fake {
             if stage == Stage::Namespaces {
                 between(self)?;
             }
-            for s in steps.iter().filter(|s| s.stage() == stage) {
+            let these = steps.iter().filter(|s| s.stage() == stage).collect();
+            for s in executor_order(these) {
                 self.sent.push(Sent::Step(s.clone()));
                 self.net.apply(s, mark)?;
                 done(s);
