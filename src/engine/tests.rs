@@ -15,6 +15,7 @@ use crate::testdata::{
     DUAL, IMPAIRED, MORE, PUBLISH, ROUTED, RULESETS, Scratch, ruleset, topology,
 };
 use crate::topology::Topology;
+mod inflight;
 mod ipv6off;
 mod macvlan;
 

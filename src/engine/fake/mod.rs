@@ -66,6 +66,8 @@ pub(crate) struct Fake {
     pub(crate) hand: crate::adopt::HandRules,
     /// Removing iptables-legacy rules fails (as a run killed right before it would stop).
     pub(crate) refuse_legacy: bool,
+    /// The run stops before its first announcement (as one killed there would).
+    pub(crate) stop_before_announcing: bool,
     /// How many times the whole host (plumbing and nftables) and the plumbing alone were read.
     pub(crate) observed: usize,
     pub(crate) observed_net: usize,
@@ -92,6 +94,7 @@ impl Fake {
             sent: Vec::new(),
             hand: crate::adopt::HandRules::default(),
             refuse_legacy: false,
+            stop_before_announcing: false,
             observed: 0,
             observed_net: 0,
             next_handle: 1000,
@@ -206,6 +209,9 @@ impl Kernel for Fake {
             }
             let these = steps.iter().filter(|s| s.stage() == stage).collect();
             for s in executor_order(these) {
+                if self.stop_before_announcing && matches!(s, Step::Announce(_)) {
+                    bail!("killed before announcing");
+                }
                 self.sent.push(Sent::Step(s.clone()));
                 self.net.apply(s, mark)?;
                 done(s);
