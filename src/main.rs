@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     // the command line (docs/cni.md).
     if nsfw::cni::invoked() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-        return ExitCode::from(nsfw::cni::main());
+        nft::socket::linger_closes();
+        let code = nsfw::cni::main();
+        nft::socket::close_lingering();
+        return ExitCode::from(code);
     }
     let cli = match cli::parse() {
         Ok(c) => c,
@@ -51,7 +54,14 @@ fn main() -> ExitCode {
     if let Some(name) = json_command(&cli.cmd) {
         output::collect_errors(name);
     }
+    // One-shot commands that commit leave the kernel's wait on the nf_tables socket's release
+    // (a grace period, to free the transactions) to a child, after they exit: see
+    // `nft::socket::linger_closes`.
+    if matches!(cli.cmd, Cmd::Apply { .. } | Cmd::Flush { .. }) {
+        nft::socket::linger_closes();
+    }
     let r = run(cli.cmd);
+    nft::socket::close_lingering();
     let code = match r {
         Ok(c) => c,
         Err(Fail(c)) => c,

@@ -75,6 +75,9 @@ pub(super) fn announce_inside(
 /// ports (one packet socket for all), and the bridge's own neighbour entries forgotten (the
 /// host does not hear its own ARP). Failures are warnings, as for every announcement.
 fn on_bridges(host: &mut Conn, ix: &Indexes, blocked: &[&Step], ok: &mut Vec<Step>) {
+    if blocked.is_empty() {
+        return;
+    }
     let mut by_bridge: BTreeMap<&str, Vec<&Announce>> = BTreeMap::new();
     for s in blocked {
         if let Step::Announce(a) = s

@@ -141,6 +141,10 @@ pub(crate) fn announce(ifname: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
 /// Each of `what` (interface, address, MAC) announced as `announce` does, over one packet
 /// socket (its close is the ~20 ms): one result each, in order.
 pub(crate) fn announce_all(what: &[(&str, IpAddr, [u8; 6])]) -> Vec<Result<()>> {
+    // Nothing to send: no socket, whose close would cost the grace period for nothing.
+    if what.is_empty() {
+        return Vec::new();
+    }
     let sock = match Socket::new(Domain::PACKET, Type::RAW, None) {
         Ok(s) => s,
         Err(e) => {

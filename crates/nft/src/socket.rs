@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
@@ -26,6 +28,46 @@ pub struct NftSocket {
     fd: OwnedFd,
     buf: AlignedBuf,
     seq: u32,
+    /// A batch went out: its release may wait for the kernel (see [`linger_closes`]).
+    sent: bool,
+}
+
+/// Whether sockets that sent a batch are closed after the process exits ([`linger_closes`]).
+static LINGER: AtomicBool = AtomicBool::new(false);
+/// Their copies, kept until [`close_lingering`].
+static LINGERING: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// From now on, a socket that sent a batch is not released when dropped but kept until
+/// [`close_lingering`], which hands it to a child that closes it after this process exits. A
+/// release after a commit waits a full RCU grace period in the kernel (5–15 ms, for freeing the
+/// transactions), which a one-shot command otherwise pays in its exit. For one-shot commands
+/// only: a long-running one (watch) would hold every socket until it exits.
+pub fn linger_closes() {
+    LINGER.store(true, Ordering::Relaxed);
+}
+
+/// Hands the sockets kept by [`linger_closes`] to a child that closes them once this process
+/// has exited; call it last, right before exiting.
+pub fn close_lingering() {
+    let fds = match LINGERING.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    crate::ffi::close_after_exit(fds);
+}
+
+impl Drop for NftSocket {
+    fn drop(&mut self) {
+        if !self.sent || !LINGER.load(Ordering::Relaxed) {
+            return;
+        }
+        // A copy outlives this one: this close is then not the release.
+        if let Ok(copy) = self.fd.try_clone()
+            && let Ok(mut v) = LINGERING.lock()
+        {
+            v.push(copy);
+        }
+    }
 }
 
 /// The error a failed call set, as the standard library words it.
@@ -88,6 +130,7 @@ impl NftSocket {
             fd,
             buf: AlignedBuf::new(RECV_BUF.max(nftnl::nft_nlmsg_maxsize() as usize)),
             seq: 0x4e53_0000,
+            sent: false,
         })
     }
 
@@ -108,6 +151,7 @@ impl NftSocket {
     /// arrives whole) and checks the acknowledgement of every message in it. The first error
     /// names the object its message concerns.
     pub fn send(&mut self, enc: &Encoded) -> Result<()> {
+        self.sent = true;
         let total = enc.buf.len();
         let snd = total + 4096;
         if setsockopt(&self.fd, sockopt::SndBufForce, &snd).is_err() {

@@ -14,11 +14,13 @@
 //! - a received message is parsed only as a whole, aligned `nlmsghdr` ([`Nlmsg`]).
 //!
 //! The socket itself is `nix`'s (`socket.rs`): nothing of it needs `unsafe` here but one
-//! socket option nix does not name.
+//! socket option nix does not name, and the fork that closes it after the process exits
+//! ([`close_after_exit`]).
 
 mod attrs;
 mod expr;
 mod kind;
+mod linger;
 mod msg;
 mod netdb;
 mod object;
@@ -30,6 +32,7 @@ use std::ops::Deref;
 
 pub(crate) use attrs::*;
 pub(crate) use expr::Expr;
+pub(crate) use linger::close_after_exit;
 pub(crate) use msg::{AlignedBuf, MsgBuf, NetlinkCapAck, Nlmsg, Payload};
 pub(crate) use netdb::proto_name_lookup;
 pub(crate) use object::{Chain, Gen, NamedObj, Rule, Set, SetElem, Table};
