@@ -74,7 +74,14 @@ fn guide() -> Observed {
             routes: vec![default_via("10.10.0.1", 2)],
             ..Default::default()
         };
-        o.namespaces.insert(ns.into(), NsObs { owner: None, node });
+        o.namespaces.insert(
+            ns.into(),
+            NsObs {
+                owner: None,
+                node,
+                id: None,
+            },
+        );
     }
     o.resolv
         .insert("ns1".into(), FileObs::Text("nameserver 1.1.1.1\n".into()));

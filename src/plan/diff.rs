@@ -13,6 +13,7 @@ use crate::kinds::{
 };
 use crate::owner::Owner;
 use crate::plumbing::Observed;
+use crate::plumbing::netns::NsId;
 use crate::resources::{Desired, Place};
 use crate::state::Record;
 
@@ -73,9 +74,42 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
 
 impl Cx<'_> {
     /// Namespaces: made, kept, removed; leftovers of an interrupted run removed first.
+    /// Two names of /run/netns that hold one namespace (someone mounted namespace A over
+    /// /run/netns/B): the file's settings for both would be made in that one, each undoing the
+    /// other's, and removing B would take A's links. A conflict for each such name that is the
+    /// file's or nsfw's, naming the other; nothing changes until the mount is gone.
+    fn aliases(&mut self) {
+        let o = self.o;
+        let mut first: BTreeMap<NsId, &String> = BTreeMap::new();
+        for (name, ns) in &o.namespaces {
+            let Some(id) = ns.id else { continue };
+            let Some(other) = first.get(&id) else {
+                first.insert(id, name);
+                continue;
+            };
+            let ours = |n: &String| {
+                self.d.namespaces.contains_key(n)
+                    || o.namespaces
+                        .get(n)
+                        .is_some_and(|x| self.who.owns(x.owner.as_deref()))
+            };
+            if ours(name) || ours(other) {
+                let (a, b) = (other.as_str(), name.as_str());
+                let at = match self.file() {
+                    "" => format!("namespace {b}"),
+                    f => format!("{f}: namespaces.{b}"),
+                };
+                self.conflict(format!(
+                    "{at}: /run/netns/{a} and /run/netns/{b} hold one namespace (a mount of one over the other?): nsfw would configure it as both; remove the extra mount (`umount /run/netns/NAME` of the name that should not hold it) and run again"
+                ));
+            }
+        }
+    }
+
     fn namespaces(&mut self) {
         let o = self.o;
         let mark = self.d.mark.clone();
+        self.aliases();
         let mut doomed: Vec<(String, &'static str)> = Vec::new();
         for name in self.d.namespaces.keys() {
             let key = format!("{}: namespaces.{name}", self.file());

@@ -72,3 +72,38 @@ fn a_sysctl_user_that_vanished_does_not_keep_the_value() {
         );
     }
 }
+
+/// Two names holding one namespace (a mount of one over the other) are a conflict naming
+/// both, whichever name the file has; the same namespace under one name is not.
+#[test]
+fn two_names_of_one_namespace_are_a_conflict() {
+    let d = desired(ONE);
+    let mut o = in_sync(&d);
+    let ns1 = o.namespaces["ns1"].clone();
+    if let Some(n) = o.namespaces.get_mut("ns1") {
+        n.id = Some((4, 4026532000));
+    }
+    assert_eq!(plan_one(&o), Vec::<String>::new());
+    for other in ["ns0", "ns2"] {
+        let mut o = o.clone();
+        let mut alias = ns1.clone();
+        alias.id = Some((4, 4026532000));
+        o.namespaces.insert(other.into(), alias);
+        let conflicts: Vec<String> = plan_one(&o)
+            .into_iter()
+            .filter(|s| s.starts_with("conflict: "))
+            .collect();
+        let (a, b) = if other < "ns1" {
+            (other, "ns1")
+        } else {
+            ("ns1", other)
+        };
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(
+            conflicts[0].contains(&format!(
+                "/run/netns/{a} and /run/netns/{b} hold one namespace"
+            )),
+            "{conflicts:?}"
+        );
+    }
+}

@@ -125,6 +125,7 @@ pub(super) fn in_sync(d: &Desired) -> Observed {
     let ns1 = NsObs {
         owner: Some(d.mark.clone()),
         node,
+        id: None,
     };
     o.namespaces.insert("ns1".into(), ns1);
     o

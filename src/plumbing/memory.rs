@@ -126,14 +126,15 @@ pub(crate) fn socket_path(name: &str) -> PathBuf {
     PathBuf::from(crate::state::STATE_DIR).join(format!("watch-{name}.sock"))
 }
 
-/// The inode of /run/netns/NAME now (not following a symlink), for each of `names`.
-pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, u64> {
+/// Which namespace /run/netns/NAME holds now (its device and inode, not following a
+/// symlink), for each of `names`.
+pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, super::netns::NsId> {
     names
         .iter()
         .filter_map(|n| {
             std::fs::symlink_metadata(super::netns::path(n))
                 .ok()
-                .map(|m| (n.clone(), m.ino()))
+                .map(|m| (n.clone(), (m.dev(), m.ino())))
         })
         .collect()
 }
@@ -403,6 +404,7 @@ mod tests {
             obs: NsObs {
                 owner: Some("nsfw:t".into()),
                 node,
+                id: None,
             },
         }
     }

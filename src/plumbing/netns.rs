@@ -175,14 +175,30 @@ pub(crate) fn visit<T: Send>(
     names: &[String],
     f: &(dyn Fn(&str, &mut Conn) -> Result<T> + Sync),
 ) -> Vec<Result<Option<T>>> {
+    visit_identified(names, &|name, _, c| f(name, c))
+}
+
+/// Which namespace a name holds: the device and inode of its nsfs file, the same for every
+/// name (and every process) that holds the same namespace.
+pub(crate) type NsId = (u64, u64);
+
+/// [`visit`], `f` also given the namespace's [`NsId`] (a mount over `/run/netns/B` of
+/// namespace A makes B's the same as A's).
+pub(crate) fn visit_identified<T: Send>(
+    names: &[String],
+    f: &(dyn Fn(&str, NsId, &mut Conn) -> Result<T> + Sync),
+) -> Vec<Result<Option<T>>> {
     on_threads(names, &|name| {
         let Some(fd) = open_ns(name)? else {
             return Ok(None);
         };
+        let id = nix::sys::stat::fstat(&fd)
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|e| anyhow!("namespace {name}: {e}"))?;
         enter(name, &fd)?;
         drop(fd);
         let mut conn = Conn::open(format!("namespace {name}"))?;
-        f(name, &mut conn).map(Some)
+        f(name, id, &mut conn).map(Some)
     })
 }
 

@@ -278,6 +278,10 @@ pub(crate) struct NsObs {
     pub owner: Option<String>,
     /// Its contents, read when the caller said they matter (links are always read).
     pub node: NodeObs,
+    /// Which namespace the name holds (as this run opened it, or as it stat'ed the name watch's
+    /// memory vouched for): two names holding one namespace are one namespace configured twice.
+    #[serde(skip)]
+    pub id: Option<super::netns::NsId>,
 }
 
 /// A resolv.conf under /etc/netns/NS.

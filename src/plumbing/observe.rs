@@ -231,11 +231,13 @@ fn remembered(
     let mut read = Vec::new();
     for name in names {
         let keys = (q.ns_sysctls)(&name);
-        let got = inodes
-            .get(&name)
-            .and_then(|ino| k.vouch(&name, *ino, &|owner| (q.deep)(&name, owner), &keys));
+        let id = inodes.get(&name).copied();
+        let got =
+            id.and_then(|(_, ino)| k.vouch(&name, ino, &|owner| (q.deep)(&name, owner), &keys));
         match got {
-            Some(ns) => {
+            Some(mut ns) => {
+                // Vouched for under the inode the name holds now: that is which namespace it is.
+                ns.id = id;
                 o.remembered.insert(name.clone());
                 o.namespaces.insert(name, ns);
             }
@@ -320,7 +322,7 @@ pub(crate) fn observe_some(
     if let Some(k) = q.known {
         names = remembered(q, k, names, &mut o);
     }
-    let read = |name: &str, c: &mut Conn| -> Result<NsObs> {
+    let read = |name: &str, id: netns::NsId, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
         let owner = l
             .iter()
@@ -334,12 +336,16 @@ pub(crate) fn observe_some(
                 ..Default::default()
             }
         };
-        Ok(NsObs { owner, node })
+        Ok(NsObs {
+            owner,
+            node,
+            id: Some(id),
+        })
     };
     // The host (an O(N²) link dump at N veth pairs), the namespaces and /etc/netns are read at
     // once, the host on this thread (in the host's namespace), the namespaces by the workers.
     let (host, visited, etc) = std::thread::scope(|sc| {
-        let ns = sc.spawn(|| netns::visit(&names, &read));
+        let ns = sc.spawn(|| netns::visit_identified(&names, &read));
         let etc = sc.spawn(super::files::read_resolv);
         let host = read_host(q, host_links);
         (host, ns.join(), etc.join())

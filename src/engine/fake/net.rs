@@ -248,6 +248,7 @@ impl Net {
         let ns = NsObs {
             owner: Some(mark.to_string()),
             node,
+            id: None,
         };
         self.o.namespaces.insert(name.to_string(), ns);
         Ok(())
