@@ -2,8 +2,8 @@
 //! finds and repairs drift anywhere (each kind of drift broken behind nsfw's back, then one
 //! apply of the file with one namespace more); a new namespace at an address another one held
 //! in an earlier run is reachable at once (the announcement that replaced visiting every
-//! namespace of the segment); and the one-namespace add and remove converge when killed at
-//! any instant.
+//! namespace of the segment), even when the run that made its address was killed before
+//! announcing it; and the one-namespace add and remove converge when killed at any instant.
 
 mod common;
 
