@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 
-use super::objects::Link;
+use super::objects::{Link, NsObs};
 use super::rtnl::{Conn, Req};
 
 /// The indexes of the veths among `links` (the dump of the namespace `c` is bound to) whose
@@ -73,4 +73,56 @@ pub(crate) fn without_dying(c: &mut Conn, links: Vec<Link>) -> (Vec<Link>, Vec<S
     let (out, keep): (Vec<Link>, Vec<Link>) =
         links.into_iter().partition(|l| gone.contains(&l.index));
     (keep, out.into_iter().map(|l| l.name).collect())
+}
+
+/// The host veth ends whose peer is a link of one of `namespaces`: each names the other as
+/// its peer (IFLA_LINK both ways).
+pub(crate) fn paired<'a>(
+    host: &[Link],
+    namespaces: impl Iterator<Item = &'a NsObs>,
+) -> BTreeSet<u32> {
+    let by_index: BTreeMap<u32, &Link> = host.iter().map(|l| (l.index, l)).collect();
+    let mut out = BTreeSet::new();
+    for ns in namespaces {
+        for l in ns
+            .node
+            .links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("veth"))
+        {
+            if let Some(h) = l.peer_index.and_then(|p| by_index.get(&p))
+                && h.kind.as_deref() == Some("veth")
+                && h.peer_index == Some(l.index)
+            {
+                out.insert(h.index);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn veth(index: u32, peer: u32) -> Link {
+        let mut l = Link::bare(index, true, false);
+        l.kind = Some("veth".into());
+        l.peer_index = Some(peer);
+        l
+    }
+
+    /// A host end is known alive only when a namespace's veth and it name each other.
+    #[test]
+    fn only_ends_named_both_ways_are_paired() {
+        let host = vec![veth(10, 2), veth(11, 2), veth(12, 3)];
+        let ns = NsObs {
+            node: super::super::objects::NodeObs {
+                links: vec![veth(2, 10), veth(3, 99)],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(paired(&host, [&ns].into_iter()), BTreeSet::from([10]));
+    }
 }

@@ -293,13 +293,21 @@ impl HostLinks<'_> {
 
     /// `links` without the veths of namespaces being torn down: after a dump, every one
     /// probed; after an earlier read, those asked for again (the rest are as that read, which
-    /// probed them, saw them: at 1,000 namespaces, 1,000 requests fewer).
-    fn without_dying(&self, c: &mut Conn, links: Vec<Link>) -> Vec<Link> {
-        let HostLinks::Again { again, .. } = self else {
-            return super::nsid::without_dying(c, links).0;
+    /// probed them, saw them: at 1,000 namespaces, 1,000 requests fewer). None of `alive` is
+    /// probed: the host ends whose peer this run found in a named namespace.
+    fn without_dying(
+        &self,
+        c: &mut Conn,
+        links: Vec<Link>,
+        alive: &std::collections::BTreeSet<u32>,
+    ) -> Vec<Link> {
+        let again = match self {
+            HostLinks::Again { again, .. } => Some(*again),
+            _ => None,
         };
-        let (probed, kept): (Vec<Link>, Vec<Link>) =
-            links.into_iter().partition(|l| again.contains(&l.name));
+        let (probed, kept): (Vec<Link>, Vec<Link>) = links
+            .into_iter()
+            .partition(|l| !alive.contains(&l.index) && again.is_none_or(|a| a.contains(&l.name)));
         let mut out = super::nsid::without_dying(c, probed).0;
         out.extend(kept);
         out.sort_by_key(|l| l.index);
@@ -351,7 +359,7 @@ pub(crate) fn observe_some(
         (host, ns.join(), etc.join())
     });
     let lost = |what: &str| anyhow::anyhow!("reading {what}: its thread did not finish");
-    o.host = host?;
+    let (mut conn, mut host) = host?;
     for (name, r) in names
         .iter()
         .zip(visited.map_err(|_| lost("the namespaces"))?)
@@ -366,6 +374,13 @@ pub(crate) fn observe_some(
             }
         }
     }
+    // A veth whose namespace the kernel is tearing down is gone already (`nsid`): not in the
+    // way, not drift, not a sign of a topology. Those whose peer is in a namespace this run
+    // found by its name are not: only the others are asked about (at N namespaces each
+    // answer is a walk of N ids in the kernel).
+    let alive = super::nsid::paired(&host.links, o.namespaces.values());
+    host.links = host_links.without_dying(&mut conn, std::mem::take(&mut host.links), &alive);
+    o.host = host;
     let etc = etc.map_err(|_| lost("/etc/netns"))??;
     o.resolv = etc.resolv;
     o.etc_problems = etc.problems;
@@ -374,13 +389,13 @@ pub(crate) fn observe_some(
     Ok(o)
 }
 
-/// The host read whole, its links as `host_links` says; a veth whose namespace the kernel is
-/// tearing down is gone already (`nsid`): not in the way, not drift, not a sign of a topology.
-fn read_host(q: &Query, host_links: &HostLinks) -> Result<NodeObs> {
+/// The host read whole, its links as `host_links` says (those of namespaces being torn down
+/// still among them), and the connection it was read over.
+fn read_host(q: &Query, host_links: &HostLinks) -> Result<(Conn, NodeObs)> {
     let mut host = Conn::open("host")?;
     let all = host_links.read(&mut host, &q.host_sysctls)?;
-    let l = host_links.without_dying(&mut host, all);
-    node(&mut host, l, &q.host_sysctls)
+    let n = node(&mut host, all, &q.host_sysctls)?;
+    Ok((host, n))
 }
 
 fn to_mac(b: &[u8]) -> Option<Mac> {
