@@ -101,6 +101,13 @@ fn bridge(d: &mut Desired, t: &Topology, b: &Bridge) {
         d.host
             .addrs
             .insert((b.name.clone(), IpNetwork::V6(link_local(b.mac))));
+        // Said outright, as inside a namespace: IPv6 switched off on the bridge by hand (or
+        // by the host's `default`, for a bridge made here) drops its addresses, and the
+        // kernel refuses them back until it is on again.
+        d.host.sysctls.insert(
+            crate::plumbing::sysctl::key_for("net.ipv6.conf", &b.name, "disable_ipv6"),
+            sysctl("0", false),
+        );
     }
     d.host.sysctls.insert(promote(&b.name), sysctl("1", false));
     // 127.0.0.1 may be routed out of the bridge only where a namespace on it is published

@@ -337,3 +337,49 @@ fn ipv6_published_ports_live_in_their_own_maps() {
     assert!(!sb.ok("nft list table inet nsfw_six").contains("8081"));
     sb.nsfw_code(&["diff", &fewer], 0);
 }
+
+/// IPv6 switched off by hand (`disable_ipv6` = 1, which takes the link's IPv6 addresses and
+/// makes the kernel refuse them back) on a bridge and inside a namespace the file gives IPv6:
+/// `diff` names it, one `apply` switches it on and puts the addresses back, the next has
+/// nothing to do, and packets cross the bridge again. A bridge the file gives no IPv6 keeps
+/// it off.
+#[test]
+fn ipv6_switched_off_by_hand_is_named_and_switched_on_again() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let f = sb.file(
+        "v6.toml",
+        "name = \"v6\"\n\
+         [bridges.br0]\naddress = \"198.51.100.1/24\"\naddress6 = \"2001:db8:100::1/64\"\n\
+         [bridges.br1]\naddress = \"203.0.113.1/24\"\n\
+         [namespaces.ns1]\nbridge = \"br0\"\naddress = \"198.51.100.2/24\"\naddress6 = \"2001:db8:100::2/64\"\n\
+         [namespaces.ns2]\nbridge = \"br0\"\naddress = \"198.51.100.3/24\"\naddress6 = \"2001:db8:100::3/64\"\n",
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6
+         echo 1 > /proc/sys/net/ipv6/conf/br1/disable_ipv6
+         ip netns exec ns1 sh -c 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6'");
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    for want in [
+        "~ sysctl net.ipv6.conf.br0.disable_ipv6: 1 → 0 (IPv6 was switched off",
+        "+ address 2001:db8:100::1/64 on br0",
+        "~ sysctl ns1:net.ipv6.conf.eth0.disable_ipv6: 1 → 0 (IPv6 was switched off",
+        "+ address 2001:db8:100::2/64 on ns1:eth0",
+    ] {
+        assert!(out.contains(want), "{want:?} not named:\n{out}");
+    }
+    assert!(!out.contains("br1.disable_ipv6"), "{out}");
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    let again = sb.nsfw_code(&["apply", &f], 0);
+    assert!(again.contains("nothing to do"), "{again}");
+    assert_eq!(
+        sb.ok(
+            "cat /proc/sys/net/ipv6/conf/br0/disable_ipv6 /proc/sys/net/ipv6/conf/br1/disable_ipv6"
+        ),
+        "0\n1\n"
+    );
+    for to in ["2001:db8:100::1", "2001:db8:100::3"] {
+        let o = sb.sh(&format!("ip netns exec ns1 ping -6 -c1 -W2 {to}"));
+        assert!(o.status.success(), "ns1 cannot reach {to}\n{}", show(&o));
+    }
+}

@@ -2,8 +2,8 @@
 //! finds and repairs drift anywhere (each kind of drift broken behind nsfw's back, then one
 //! apply of the file with one namespace more); a new namespace at an address another one held
 //! in an earlier run is reachable at once (the announcement that replaced visiting every
-//! namespace of the segment); and the one-namespace add and remove converge when killed at
-//! any instant.
+//! namespace of the segment), even when the run that made its address was killed before
+//! announcing it; and the one-namespace add and remove converge when killed at any instant.
 
 mod common;
 
@@ -301,4 +301,55 @@ fn adding_and_removing_one_of_a_thousand_converges_when_killed() {
         );
         sb.nsfw_code(&["diff", f], 0);
     }
+}
+
+/// A run killed after making an address another namespace held (another MAC) but before
+/// announcing it: the record notes the announcement before the address is made, so the next
+/// apply makes it and the segment's neighbours learn the new MAC at once. The kill is
+/// simulated exactly: the finished run's own announcement undone (its neighbour entry in
+/// `new`, whose probes are the announcement, deleted; peer's and the host's entries back on
+/// the old MAC) and the record as the killed run left it.
+#[test]
+fn an_announcement_a_killed_run_never_made_is_made_by_the_next_apply() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let file = |who: &str| {
+        format!(
+            "name = \"killed\"\n[bridges.br0]\naddress = \"198.51.100.1/24\"\n[namespaces.peer]\nbridge = \"br0\"\naddress = \"198.51.100.2/24\"\n[namespaces.{who}]\nbridge = \"br0\"\naddress = \"198.51.100.5/24\"\n"
+        )
+    };
+    let (old, new) = (
+        sb.file("old.toml", &file("old")),
+        sb.file("new.toml", &file("new")),
+    );
+    sb.nsfw_code(&["apply", &old], 0);
+    assert!(sb.pings("peer", "198.51.100.5"));
+    let was = lladdr(&sb, "-n peer", "198.51.100.5").expect("peer knows old's MAC");
+    sb.nsfw_code(&["apply", &new], 0);
+    let pending = r#"{"version":1,"pending":{"killed":{"announce":[{"ns":"new","ifname":"eth0","net":"198.51.100.5/24"}]}}}"#;
+    sb.ok(&format!(
+        "ip -n new neigh del 198.51.100.5 dev eth0
+         ip -n peer neigh replace 198.51.100.5 lladdr {was} dev eth0 nud stale
+         ip neigh replace 198.51.100.5 lladdr {was} dev br0 nud stale
+         test ! -e /run/nsfw/record && echo '{pending}' > /run/nsfw/record"
+    ));
+    let out = sb.nsfw_code(&["diff", &new], 2);
+    assert!(out.contains("~ announce 198.51.100.5 on new:eth0"), "{out}");
+    sb.nsfw_code(&["apply", &new], 0);
+    let mac = sb.ok("ip -n new -br link show eth0");
+    for ns in ["-n peer", ""] {
+        let got = lladdr(&sb, ns, "198.51.100.5");
+        assert!(
+            got.as_ref().is_some_and(|m| mac.contains(m.as_str())),
+            "{ns}: entry {got:?}, new's link {mac}"
+        );
+    }
+    // Made, it is no longer pending; one for an address nobody holds is dropped.
+    sb.ok("test ! -e /run/nsfw/record");
+    sb.ok(&format!(
+        "echo '{}' > /run/nsfw/record",
+        pending.replace("198.51.100.5/24", "198.51.100.99/24")
+    ));
+    let out = sb.nsfw_code(&["apply", &new], 0);
+    assert!(out.contains("nothing to do"), "{out}");
+    sb.ok("test ! -e /run/nsfw/record");
 }

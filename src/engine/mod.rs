@@ -526,6 +526,8 @@ fn pending_after(
     // left out on purpose.
     left.record_after = p.record_after.clone();
     left.steps.retain(|s| !goes_with_a_namespace(p, s));
+    // Announcements are sent, not held: the record still notes this run's until it is saved.
+    left.steps.retain(|s| !matches!(s, Step::Announce(_)));
     // A left-out removal still pending brings back the steps that go with it ("again"
     // routes, forgotten neighbours): this run carried those out already.
     if !p.left_out.is_empty() {

@@ -15,6 +15,8 @@ use crate::testdata::{
     DUAL, IMPAIRED, MORE, PUBLISH, ROUTED, RULESETS, Scratch, ruleset, topology,
 };
 use crate::topology::Topology;
+mod inflight;
+mod ipv6off;
 mod macvlan;
 
 /// One run of `converge` for `tg` on `k`, its record in `dir`; the lines it says.
@@ -67,17 +69,18 @@ fn the_lab_applied_cold_sends_the_batch_before_the_namespaces_and_is_then_in_syn
             "+ bridge br0 mtu 1500 mac 02:54:95:74:c4:b3",
             "+ veth veth-ns1 (on br0) ⇄ ns1:eth0 mtu 1500 mac 02:1d:e8:17:8e:31",
             "+ veth veth-ns2 (on br0) ⇄ ns2:eth0 mtu 1500 mac 02:1d:eb:7d:8e:31",
-            "+ address 10.10.0.1/24 on br0",
+            // Sysctls before addresses, as the executor sets them.
             "~ sysctl net.ipv4.conf.br0.promote_secondaries → 1",
             "~ sysctl net.ipv4.ip_forward: 0 → 1",
-            "+ address 10.10.0.2/24 on ns1:eth0",
-            "+ route ns1: default via 10.10.0.1 dev eth0",
+            "+ address 10.10.0.1/24 on br0",
             "~ sysctl ns1:net.ipv4.conf.eth0.promote_secondaries → 1",
             "~ sysctl ns1:net.ipv6.conf.eth0.disable_ipv6 → 1",
-            "+ address 10.10.0.3/24 on ns2:eth0",
-            "+ route ns2: default via 10.10.0.1 dev eth0",
+            "+ address 10.10.0.2/24 on ns1:eth0",
+            "+ route ns1: default via 10.10.0.1 dev eth0",
             "~ sysctl ns2:net.ipv4.conf.eth0.promote_secondaries → 1",
             "~ sysctl ns2:net.ipv6.conf.eth0.disable_ipv6 → 1",
+            "+ address 10.10.0.3/24 on ns2:eth0",
+            "+ route ns2: default via 10.10.0.1 dev eth0",
         ])
     );
     // The record keeps the host's forwarding from before, for the last flush to put back.

@@ -66,6 +66,11 @@ impl fmt::Display for SetSysctl {
         if self.restore {
             write!(f, " (its value before nsfw)")?;
         }
+        // Switched off by hand (it drops the link's IPv6 addresses): said, since the
+        // addresses put back with it are the visible part of the repair.
+        if key.ends_with(".disable_ipv6") && self.old.as_deref() == Some("1") && new == "0" {
+            write!(f, " (IPv6 was switched off; the file gives the link IPv6)")?;
+        }
         Ok(())
     }
 }

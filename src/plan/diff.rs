@@ -44,6 +44,7 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
     let host = cx.with_taken(rec);
     diff_node(&mut cx, &Place::Host, &host, Some(&o.host));
     cx.forget_neighbours();
+    cx.announcements_in_flight();
     cx.host_sysctl_record(rec);
     cx.ports(rec);
     cx.files();

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::cx::Cx;
 use crate::kinds::{AddAddr, Announce, BridgePort, DelAddr, ForgetNeighbours, LinkAttr, Step};
 use crate::resources::{LinkKind, Place};
+use crate::state::Announcement;
 
 impl Cx<'_> {
     /// Where an address or MAC on a segment changes, the neighbour entries on the segment's
@@ -108,6 +109,77 @@ impl Cx<'_> {
             }
         }
         self.plan.steps.extend(out);
+    }
+
+    /// Announcements noted in the record and never made (a run killed between an address
+    /// and its announcement, `state::announced`): made now where the file still wants the
+    /// address and it is on its interface; the others are dropped with the record's pending
+    /// work. Every announcement of the plan is noted in turn, before its address is made.
+    pub(super) fn announcements_in_flight(&mut self) {
+        let noted = |s: &Step| match s {
+            Step::Announce(a) => Some(Announcement {
+                ns: a.place.ns().map(str::to_string),
+                ifname: a.ifname.clone(),
+                net: a.net,
+            }),
+            _ => None,
+        };
+        let planned: BTreeSet<Announcement> = self.plan.steps.iter().filter_map(noted).collect();
+        let again: Vec<Step> = (self.leftovers.announce.iter())
+            .filter(|a| !planned.contains(a))
+            .filter_map(|a| self.still_to_announce(a))
+            .collect();
+        self.plan.creates.announce = planned;
+        self.plan
+            .creates
+            .announce
+            .extend(again.iter().filter_map(noted));
+        self.plan.steps.extend(again);
+    }
+
+    /// The announcement of `a`, if the file still wants its address on its interface and
+    /// the interface holds it (at the interface's MAC; inside a namespace, through its
+    /// bridge port, which must forward first).
+    fn still_to_announce(&self, a: &Announcement) -> Option<Step> {
+        let (place, want, have) = match &a.ns {
+            Some(ns) => (
+                Place::Ns(ns.clone()),
+                self.d.namespaces.get(ns)?,
+                &self.o.namespaces.get(ns)?.node,
+            ),
+            None => (Place::Host, &self.d.host, &self.o.host),
+        };
+        if !want.addrs.contains(&(a.ifname.clone(), a.net)) {
+            return None;
+        }
+        let link = have.link(&a.ifname)?;
+        if !have
+            .addrs
+            .iter()
+            .any(|x| x.index == link.index && x.net == a.net)
+        {
+            return None;
+        }
+        let port = self.d.host.links.iter().find_map(|(name, spec)| {
+            match (&spec.kind, &spec.master, &a.ns) {
+                (LinkKind::Veth { peer_ns, peer, .. }, Some(b), Some(ns))
+                    if peer_ns == ns && *peer == a.ifname =>
+                {
+                    Some(BridgePort {
+                        name: name.clone(),
+                        bridge: b.clone(),
+                    })
+                }
+                _ => None,
+            }
+        });
+        Some(Step::from(Announce {
+            place,
+            ifname: a.ifname.clone(),
+            port,
+            net: a.net,
+            mac: link.mac?,
+        }))
     }
 
     /// Whether interface `i` of namespace `ns` is made in this run.

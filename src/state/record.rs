@@ -31,6 +31,8 @@ pub(crate) struct Pending {
     /// be removed: they go after the nftables batch, outside it, so a run killed between the
     /// two leaves them for the next run to remove.
     pub legacy_rules: bool,
+    /// Addresses to announce once made (`super::announced`).
+    pub announce: BTreeSet<super::Announcement>,
 }
 
 impl Pending {
@@ -39,6 +41,7 @@ impl Pending {
             && self.links.is_empty()
             && self.files.is_empty()
             && !self.legacy_rules
+            && self.announce.is_empty()
     }
 
     /// Adds everything of `other`.
@@ -48,6 +51,7 @@ impl Pending {
             .extend(other.links.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.files.extend(other.files.iter().cloned());
         self.legacy_rules |= other.legacy_rules;
+        self.announce.extend(other.announce.iter().cloned());
     }
 }
 
@@ -203,6 +207,7 @@ fn pendings(v: &Value) -> BTreeMap<String, Pending> {
                         .unwrap_or_default(),
                     files: strings(&o["files"]),
                     legacy_rules: o["legacy_rules"].as_bool().unwrap_or(false),
+                    announce: super::announced::from_json(&o["announce"]),
                 },
             );
         }
@@ -219,6 +224,9 @@ fn pendings_json(p: &BTreeMap<String, Pending>) -> Value {
                 let mut v = json!({"namespaces": p.namespaces, "links": p.links, "files": p.files});
                 if p.legacy_rules {
                     v["legacy_rules"] = json!(true);
+                }
+                if !p.announce.is_empty() {
+                    v["announce"] = super::announced::to_json(&p.announce);
                 }
                 v
             })

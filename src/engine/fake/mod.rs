@@ -15,6 +15,7 @@
 //! merging into an existing table (it replaces it, as nsfw's apply never sends it), errors
 //! other than the obvious ones (a name that exists, an object that does not).
 
+pub(in crate::engine) mod ipv6off;
 mod net;
 mod ruleset;
 mod vxlan;
@@ -65,6 +66,8 @@ pub(crate) struct Fake {
     pub(crate) hand: crate::adopt::HandRules,
     /// Removing iptables-legacy rules fails (as a run killed right before it would stop).
     pub(crate) refuse_legacy: bool,
+    /// The run stops before its first announcement (as one killed there would).
+    pub(crate) stop_before_announcing: bool,
     /// How many times the whole host (plumbing and nftables) and the plumbing alone were read.
     pub(crate) observed: usize,
     pub(crate) observed_net: usize,
@@ -91,6 +94,7 @@ impl Fake {
             sent: Vec::new(),
             hand: crate::adopt::HandRules::default(),
             refuse_legacy: false,
+            stop_before_announcing: false,
             observed: 0,
             observed_net: 0,
             next_handle: 1000,
@@ -123,6 +127,31 @@ impl Fake {
         }
         out
     }
+}
+
+/// The steps of one stage in the order the executor carries them out where it matters
+/// (`plan::build`, `plan::inside`): a place's sysctls before its addresses and routes — a
+/// link's IPv6 switched on before its addresses are added, which the kernel refuses while it
+/// is off. The rest keeps the plan's order.
+fn executor_order(steps: Vec<&Step>) -> Vec<&Step> {
+    let mut out: Vec<&Step> = Vec::with_capacity(steps.len());
+    for s in &steps {
+        if matches!(s, Step::SetSysctl(_)) && out.iter().any(|o| std::ptr::eq(*o, *s)) {
+            continue;
+        }
+        if matches!(s, Step::AddAddr(_) | Step::SetRoute(_)) {
+            let here = steps
+                .iter()
+                .filter(|k| matches!(k, Step::SetSysctl(_)) && k.inside() == s.inside());
+            for k in here {
+                if !out.iter().any(|o| std::ptr::eq(*o, *k)) {
+                    out.push(k);
+                }
+            }
+        }
+        out.push(s);
+    }
+    out
 }
 
 impl Kernel for Fake {
@@ -178,7 +207,11 @@ impl Kernel for Fake {
             if stage == Stage::Namespaces {
                 between(self)?;
             }
-            for s in steps.iter().filter(|s| s.stage() == stage) {
+            let these = steps.iter().filter(|s| s.stage() == stage).collect();
+            for s in executor_order(these) {
+                if self.stop_before_announcing && matches!(s, Step::Announce(_)) {
+                    bail!("killed before announcing");
+                }
                 self.sent.push(Sent::Step(s.clone()));
                 self.net.apply(s, mark)?;
                 done(s);

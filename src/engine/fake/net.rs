@@ -196,8 +196,7 @@ impl Net {
             Step::SetSysctl(SetSysctl {
                 place, key, new, ..
             }) => {
-                let node = self.node_mut(place)?;
-                node.sysctls.insert(key.clone(), Some(new.clone()));
+                super::ipv6off::set(self.node_mut(place)?, key, new);
                 Ok(())
             }
             Step::WriteResolv(WriteResolv { ns, content }) => {
@@ -440,6 +439,7 @@ impl Net {
         if node.addrs.iter().any(|a| a.index == index && a.net == net) {
             bail!("{}: address {net}: File exists", place.link(ifname));
         }
+        super::ipv6off::refuse(node, ifname, net)?;
         let ll = link_local(&net);
         node.addrs.push(Addr {
             index,
