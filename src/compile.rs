@@ -322,6 +322,18 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
     let origin = format!("{}.host_shim (the host's shim on {})", m.key, m.uplink);
     let link = spec(&shim, origin, MacvlanMode::Bridge, false, mac, 0, true);
     d.host.links.entry(shim.clone()).or_insert(link);
+    if m.address6.is_some() {
+        // The host routes the child's IPv6 address through the shim: IPv6 on (switched off by
+        // hand, or by the host's `default` for a shim made here, the kernel refuses the
+        // route), and a link-local source to resolve the child from, as on a bridge.
+        d.host
+            .addrs
+            .insert((shim.clone(), IpNetwork::V6(link_local(mac))));
+        d.host.sysctls.insert(
+            crate::plumbing::sysctl::key_for("net.ipv6.conf", &shim, "disable_ipv6"),
+            sysctl("0", false),
+        );
+    }
     let nets = [
         Some(IpNetwork::V4(m.address)),
         m.address6.map(IpNetwork::V6),

@@ -383,3 +383,41 @@ fn ipv6_switched_off_by_hand_is_named_and_switched_on_again() {
         assert!(o.status.success(), "ns1 cannot reach {to}\n{}", show(&o));
     }
 }
+
+/// A bridge that takes a port's IPv6 addresses (`take_addresses`, no `address6`) needs IPv6 on
+/// as much as one with `address6`: made on a host whose `default.disable_ipv6` is 1, and
+/// switched off by hand afterwards, apply switches it on before the addresses, in one run
+/// (every apply failed with the kernel's refusal, the port enslaved and its addresses gone).
+#[test]
+fn a_bridge_taking_ipv6_addresses_gets_ipv6_on() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    sb.ok("ip link add lan0 type veth peer name lan0p
+         echo 0 > /proc/sys/net/ipv6/conf/lan0/disable_ipv6
+         ip link set lan0 up; ip link set lan0p up
+         ip addr add 192.0.2.10/24 dev lan0; ip addr add 2001:db8:5::10/64 dev lan0 nodad
+         echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
+    let f = sb.file(
+        "take.toml",
+        "name = \"take\"\n[bridges.br0]\nports = [\"lan0\"]\ntake_addresses = true\n\
+         [namespaces.ns1]\nbridge = \"br0\"\naddress = \"192.0.2.50/24\"\n",
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    let has = || sb.ok("ip -6 -br addr show dev br0");
+    assert!(has().contains("2001:db8:5::10/64"), "{}", has());
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6");
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        out.contains("~ sysctl net.ipv6.conf.br0.disable_ipv6: 1 → 0"),
+        "{out}"
+    );
+    sb.nsfw_code(&["apply", &f], 0);
+    assert!(has().contains("2001:db8:5::10/64"), "{}", has());
+    sb.nsfw_code(&["diff", &f], 0);
+    sb.nsfw_code(&["flush", &f], 0);
+    assert!(
+        sb.ok("ip -6 -br addr show dev lan0")
+            .contains("2001:db8:5::10/64"),
+        "the port did not get its address back"
+    );
+}

@@ -554,3 +554,34 @@ fn a_mac_the_uplink_or_a_foreign_child_holds_is_refused_up_front() {
     assert!(d.status.success(), "diff after\n{}", show(&d));
     assert!(sb.pings("a", "192.0.2.1"), "a reaches the LAN");
 }
+
+/// The host's shim carries the route to a child's IPv6 address: IPv6 switched off on it by
+/// hand is named and switched on again (every apply failed on the route before), and so is a
+/// shim made on a host whose `default.disable_ipv6` is 1.
+#[test]
+fn the_shim_of_an_ipv6_child_gets_ipv6_on() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    lan(&sb);
+    sb.ok("echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
+    let text = topology("bridge", "").replace(
+        "gateway = \"192.0.2.1\"",
+        "gateway = \"192.0.2.1\"\naddress6 = \"2001:db8:200::21/64\"",
+    );
+    let f = apply(&sb, &text);
+    let shim = sb.ok("ip -o link show | grep -o 'mvs-[^@:]*' | head -1");
+    let shim = shim.trim();
+    assert!(!shim.is_empty(), "no shim");
+    sb.ok(&format!(
+        "echo 1 > /proc/sys/net/ipv6/conf/{shim}/disable_ipv6"
+    ));
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    assert!(
+        out.contains(&format!(
+            "~ sysctl net.ipv6.conf.{shim}.disable_ipv6: 1 → 0"
+        )),
+        "{out}"
+    );
+    apply(&sb, &text);
+    let r = sb.ok("ip -6 route show 2001:db8:200::21");
+    assert!(r.contains(shim), "no route through the shim: {r}");
+}

@@ -141,6 +141,13 @@ impl Cx<'_> {
     /// the interface holds it (at the interface's MAC; inside a namespace, through its
     /// bridge port, which must forward first).
     fn still_to_announce(&self, a: &Announcement) -> Option<Step> {
+        // Only IPv4 notes are made again: a namespace's arriving address is announced as
+        // IPv4 only (an IPv6 one announces itself, DAD and unsolicited advertisements), and
+        // the host's for an address taken from a port, of either family, is not the file's
+        // (below). An IPv6 note is a hand-made one: dropped, not reported as made.
+        if !a.net.is_ipv4() {
+            return None;
+        }
         let (place, want, have) = match &a.ns {
             Some(ns) => (
                 Place::Ns(ns.clone()),

@@ -69,6 +69,7 @@ impl<'a> Cx<'a> {
     pub(super) fn with_taken(&self, rec: &Record) -> Node {
         let mut host = self.d.host.clone();
         let wanted = self.wanted_ports();
+        let mut v6 = std::collections::BTreeSet::new();
         for (port, t) in &rec.taken {
             if t.topology != self.d.topology
                 || wanted.get(port).map(|w| &w.bridge) != Some(&t.bridge)
@@ -78,6 +79,33 @@ impl<'a> Cx<'a> {
             for a in &t.addrs {
                 host.addrs.insert((t.bridge.clone(), a.net));
             }
+            if t.addrs.iter().any(|a| a.net.is_ipv6()) {
+                v6.insert(t.bridge.clone());
+            }
+        }
+        // A bridge taking a port's IPv6 addresses in this run.
+        for (port, w) in &wanted {
+            if w.take
+                && let Some(l) = self.o.host.link(port)
+                && addrs_of(&self.o.host, l.index)
+                    .iter()
+                    .any(|a| a.net.is_ipv6())
+            {
+                v6.insert(w.bridge.clone());
+            }
+        }
+        // A bridge holding IPv6 addresses needs IPv6 on, as one with `address6` (compile):
+        // switched off by hand, or by the host's `default` for a bridge made in this run, the
+        // kernel refuses them.
+        for br in v6 {
+            host.sysctls.insert(
+                crate::plumbing::sysctl::key_for("net.ipv6.conf", &br, "disable_ipv6"),
+                crate::resources::SysctlSpec {
+                    value: "0".into(),
+                    restore: false,
+                    fresh: None,
+                },
+            );
         }
         host
     }
