@@ -66,6 +66,16 @@ fn settled(sb: &Sandbox, file: &str, n: usize) {
     }
 }
 
+/// `n` namespaces applied from a.toml and watched, watch's first check done: the file and
+/// watch.
+fn watched(sb: &Sandbox, n: usize) -> (String, Child) {
+    let a = sb.file("a.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = watch(sb, &a);
+    settled(sb, &a, n);
+    (a, w)
+}
+
 fn stop(mut w: Child) {
     if let Some(pid) = common::inner_pid(&w) {
         // SAFETY: kill(2) on the watch our child runs; at worst it has exited.
@@ -113,10 +123,7 @@ fn the_apply_beside_watch_adds_a_namespace_and_repairs_drift_it_did_not_read() {
 fn a_namespace_replaced_under_its_name_is_read_again() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size();
-    let a = sb.file("a.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (a, w) = watched(&sb, n);
     sb.ok("ip netns del m3 && ip netns add m3");
     let (code, out, err) = timed(&sb, &format!("diff {a}"));
     let full = sb.sh(&format!("{NSFW} diff {a}"));
@@ -133,10 +140,7 @@ fn a_namespace_replaced_under_its_name_is_read_again() {
 fn a_dead_watch_or_a_fake_one_on_its_socket_is_ignored() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(8);
-    let a = sb.file("a.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (a, w) = watched(&sb, n);
     // Killed: its socket stays behind, nobody answers.
     stop(w);
     sb.ok("ip -n m1 route del default");
@@ -453,10 +457,7 @@ fn watch_repairs_what_its_files_found_changed() {
 fn a_namespace_mounted_over_another_name_is_refused_beside_watch() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(8);
-    let a = sb.file("a.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (a, w) = watched(&sb, n);
     for (from, over) in [("m2", "m3"), ("m3", "m2")] {
         sb.ok(&format!("mount --bind /run/netns/{from} /run/netns/{over}"));
         for cmd in ["diff", "apply"] {
