@@ -297,24 +297,15 @@ fn sent_to_lan(sb: &Sandbox, ns: &str, marker: &str, frame: &str) -> u64 {
 /// The same, from a packet socket bound to `proto` (`--proto 0x88b5`; empty: 0, the kernel
 /// takes the skb's protocol from the frame).
 fn sent_to_lan_from(sb: &Sandbox, ns: &str, proto: &str, marker: &str, frame: &str) -> u64 {
-    let frames = format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let log = sb.dir().join(format!("sniff-{marker}.log"));
-    sb.ok(&format!(
-        "ip netns exec lan {frames} sniff eth0 1.2 {marker} > {log} 2>&1 &
-         for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-         ip netns exec {ns} {frames} send {proto} eth0 {frame} || true
-         wait",
-        log = log.display(),
-        frame = frame.replacen(' ', &format!(" {marker} "), 1),
-    ));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    text.lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a count")
+    sb.lan_count(
+        1.2,
+        marker,
+        &format!(
+            "ip netns exec {ns} {} send {proto} eth0 {} || true",
+            common::frames_py(),
+            frame.replacen(' ', &format!(" {marker} "), 1)
+        ),
+    )
 }
 
 /// Raw frames are judged by what they are on the wire: a packet socket bound to another

@@ -73,11 +73,7 @@ fn sent(sb: &Sandbox, marker: &str, frame: &str) -> u64 {
 
 /// The same for several frames, all with one marker: how many of them all arrive.
 fn sent_all(sb: &Sandbox, marker: &str, frames: &[&str]) -> u64 {
-    let py = format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let log = sb.dir().join(format!("sniff-{marker}.log"));
+    let py = common::frames_py();
     let send: Vec<String> = frames
         .iter()
         .map(|f| {
@@ -100,19 +96,7 @@ fn sent_all(sb: &Sandbox, marker: &str, frames: &[&str]) -> u64 {
     // Each send starts a python: on a busy machine a long burst outlasts a fixed window, and
     // its last frames (the witness) were missed once.
     let secs = 1.5 + 0.1 * (frames.len() - 1) as f64;
-    sb.ok(&format!(
-        "ip netns exec lan {py} sniff eth0 {secs} {marker} > {log} 2>&1 &
-         for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-         {send}
-         wait",
-        send = send.join("\n"),
-        log = log.display(),
-    ));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    text.lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a count")
+    sb.lan_count(secs, marker, &send.join("\n"))
 }
 
 #[test]
@@ -230,26 +214,17 @@ fn a_macvtap_guests_frames_pass_its_guard() {
         mac(&sb, None, "up0"),
         mac(&sb, Some("lan"), "eth0"),
     );
-    let py = format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let py = common::frames_py();
     let count = |marker: &str, src: &str| -> u64 {
-        let log = sb.dir().join(format!("sniff-{marker}.log"));
-        sb.ok(&format!(
-            "ip netns exec lan {py} sniff eth0 1.2 {marker} > {log} 2>&1 &
-             for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-             {py} sendtap {dev} udp4 {marker} {src} {lan_host} 192.0.2.99 192.0.2.1 || true
-             {py} sendtap {dev} udp4 {marker} {vm} {lan_host} 192.0.2.11 192.0.2.1 || true
-             wait",
-            log = log.display(),
-            dev = dev.display(),
-        ));
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .expect("a count")
+        sb.lan_count(
+            1.2,
+            marker,
+            &format!(
+                "{py} sendtap {dev} udp4 {marker} {src} {lan_host} 192.0.2.99 192.0.2.1 || true
+                 {py} sendtap {dev} udp4 {marker} {vm} {lan_host} 192.0.2.11 192.0.2.1 || true",
+                dev = dev.display(),
+            ),
+        )
     };
     // Each round sends the spoof, then three of the guest's own frames.
     assert_eq!(count("guarded", &up), 3, "only the guest's own frames");
@@ -347,30 +322,19 @@ fn xdpsend() -> Option<String> {
 /// m1's `eth0` by a CAP_NET_RAW-only process through an AF_XDP socket in copy mode, the LAN
 /// host sees; None when the kernel has no AF_XDP (xdpsend's exit status 2).
 fn xdp_sent(sb: &Sandbox, xdp: &str, marker: &str, frame: &str) -> Option<u64> {
-    let py = format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
     let hex = sb.ok(&format!(
-        "{py} hex {}",
+        "{} hex {}",
+        common::frames_py(),
         frame.replacen(' ', &format!(" {marker} "), 1)
     ));
-    let log = sb.dir().join(format!("sniff-{marker}.log"));
-    let o = sb.sh(&format!(
-        "ip netns exec lan {py} sniff eth0 1.2 {marker} > {log} 2>&1 &
-         for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
-         {send}; rc=$?
-         wait; exit $rc",
-        send = raw_only("m1", &format!("{xdp} eth0 {} 3", hex.trim())),
-        log = log.display(),
-    ));
+    let send = raw_only("m1", &format!("{xdp} eth0 {} 3", hex.trim()));
+    let (o, n) = sb.lan_sniff(1.2, marker, &send);
     if o.status.code() == Some(2) {
         eprintln!("skipped: {}", String::from_utf8_lossy(&o.stderr).trim());
         return None;
     }
     assert!(o.status.success(), "xdpsend\n{}", show(&o));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    text.lines().nth(1).and_then(|l| l.trim().parse().ok())
+    n
 }
 
 /// An AF_XDP send in copy mode (CAP_NET_RAW is enough) passes no egress hook of the child,

@@ -66,10 +66,10 @@ fn settled(sb: &Sandbox, file: &str, n: usize) {
     }
 }
 
-/// `n` namespaces applied from a.toml and watched, watch's first check done: the file and
-/// watch.
-fn watched(sb: &Sandbox, n: usize) -> (String, Child) {
-    let a = sb.file("a.toml", &topology(n, false));
+/// `n` namespaces applied from file `name` and watched, watch's first check done: the
+/// file's path and watch.
+fn watched(sb: &Sandbox, name: &str, n: usize) -> (String, Child) {
+    let a = sb.file(name, &topology(n, false));
     sb.nsfw_code(&["apply", &a], 0);
     let w = watch(sb, &a);
     settled(sb, &a, n);
@@ -90,10 +90,7 @@ fn stop(mut w: Child) {
 fn the_apply_beside_watch_adds_a_namespace_and_repairs_drift_it_did_not_read() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size();
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (_, w) = watched(&sb, "t.toml", n);
     // The file edited (watch follows it at its next check), then applied.
     let b = sb.file("t.toml", &topology(n, true));
     // Behind nsfw's back, in namespaces no run touches: a default route deleted, an address
@@ -123,7 +120,7 @@ fn the_apply_beside_watch_adds_a_namespace_and_repairs_drift_it_did_not_read() {
 fn a_namespace_replaced_under_its_name_is_read_again() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size();
-    let (a, w) = watched(&sb, n);
+    let (a, w) = watched(&sb, "a.toml", n);
     sb.ok("ip netns del m3 && ip netns add m3");
     let (code, out, err) = timed(&sb, &format!("diff {a}"));
     let full = sb.sh(&format!("{NSFW} diff {a}"));
@@ -140,7 +137,7 @@ fn a_namespace_replaced_under_its_name_is_read_again() {
 fn a_dead_watch_or_a_fake_one_on_its_socket_is_ignored() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(8);
-    let (a, w) = watched(&sb, n);
+    let (a, w) = watched(&sb, "a.toml", n);
     // Killed: its socket stays behind, nobody answers.
     stop(w);
     sb.ok("ip -n m1 route del default");
@@ -222,10 +219,7 @@ fn apply_killed_beside_watch_converges() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    let f = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &f], 0);
-    let w = watch(&sb, &f);
-    settled(&sb, &f, n);
+    let (f, w) = watched(&sb, "t.toml", n);
     let t = Instant::now();
     sb.file("t.toml", &topology(n, true));
     sb.nsfw_code(&["apply", &f], 0);
@@ -307,10 +301,7 @@ fn settings_written_in_proc_inside_vouched_namespaces_are_seen() {
 fn a_change_right_after_an_apply_is_repaired_by_the_next() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (a, w) = watched(&sb, "t.toml", n);
     for round in 0..3 {
         // Edit: extra comes and goes; right after the apply, m4 and extra lose their routes.
         sb.file("t.toml", &topology(n, round % 2 == 1));
@@ -340,10 +331,7 @@ fn a_change_right_after_an_apply_is_repaired_by_the_next() {
 fn host_links_changed_by_hand_are_seen_through_the_memory() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(&sb, &a);
-    settled(&sb, &a, n);
+    let (a, w) = watched(&sb, "t.toml", n);
     for (change, want, vouched) in [
         ("ip link set veth-m1 down", "veth-m1", true),
         ("ip link set veth-m2 nomaster", "veth-m2", true),
@@ -457,7 +445,7 @@ fn watch_repairs_what_its_files_found_changed() {
 fn a_namespace_mounted_over_another_name_is_refused_beside_watch() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(8);
-    let (a, w) = watched(&sb, n);
+    let (a, w) = watched(&sb, "a.toml", n);
     for (from, over) in [("m2", "m3"), ("m3", "m2")] {
         sb.ok(&format!("mount --bind /run/netns/{from} /run/netns/{over}"));
         for cmd in ["diff", "apply"] {

@@ -8,10 +8,7 @@ mod common;
 use common::{Sandbox, show};
 
 fn frames() -> String {
-    format!(
-        "/usr/bin/python3 {}/tests/tools/frames.py",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    common::frames_py()
 }
 
 fn exec(ns: Option<&str>) -> String {

@@ -459,6 +459,42 @@ impl Sandbox {
     }
 }
 
+/// The raw-frame script (tests/tools/frames.py), run with Debian's python3.
+pub fn frames_py() -> String {
+    format!(
+        "/usr/bin/python3 {}/tests/tools/frames.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+impl Sandbox {
+    /// Runs the shell lines `send` while frames.py sniffs `eth0` of namespace `lan` (the
+    /// simulated LAN's host) for `secs` seconds, started and ready first: the script's result
+    /// (the status of `send`) and how many frames marked `marker` the LAN host saw.
+    pub fn lan_sniff(&self, secs: f64, marker: &str, send: &str) -> (Output, Option<u64>) {
+        let log = self.dir().join(format!("sniff-{marker}.log"));
+        let o = self.sh(&format!(
+            "ip netns exec lan {py} sniff eth0 {secs} {marker} > {log} 2>&1 &
+             for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
+             {send}
+             rc=$?
+             wait; exit $rc",
+            py = frames_py(),
+            log = log.display(),
+        ));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let n = text.lines().nth(1).and_then(|l| l.trim().parse().ok());
+        (o, n)
+    }
+
+    /// [`Sandbox::lan_sniff`] of lines that must succeed: the count.
+    pub fn lan_count(&self, secs: f64, marker: &str, send: &str) -> u64 {
+        let (o, n) = self.lan_sniff(secs, marker, send);
+        assert!(o.status.success(), "{send}\n{}", show(&o));
+        n.expect("a count")
+    }
+}
+
 /// The witness script (tests/tools/net.py), run with Debian's python3.
 pub fn net_py() -> String {
     format!(
