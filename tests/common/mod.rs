@@ -468,23 +468,20 @@ pub fn frames_py() -> String {
 }
 
 impl Sandbox {
-    /// Runs the shell lines `send` while frames.py sniffs `eth0` of namespace `lan` (the
-    /// simulated LAN's host) for `secs` seconds, started and ready first: the script's result
-    /// (the status of `send`) and how many frames marked `marker` the LAN host saw.
+    /// Runs the shell lines `send` while frames.py sniffs `eth0` of namespace `lan` (the LAN's
+    /// host) for `secs` s, ready first: the status of `send`, and the frames marked `marker` seen.
     pub fn lan_sniff(&self, secs: f64, marker: &str, send: &str) -> (Output, Option<u64>) {
         let log = self.dir().join(format!("sniff-{marker}.log"));
         let o = self.sh(&format!(
             "ip netns exec lan {py} sniff eth0 {secs} {marker} > {log} 2>&1 &
              for i in $(seq 100); do grep -q ready {log} && break; sleep 0.02; done
              {send}
-             rc=$?
-             wait; exit $rc",
+             rc=$?; wait; exit $rc",
             py = frames_py(),
             log = log.display(),
         ));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let n = text.lines().nth(1).and_then(|l| l.trim().parse().ok());
-        (o, n)
+        (o, text.lines().nth(1).and_then(|l| l.trim().parse().ok()))
     }
 
     /// [`Sandbox::lan_sniff`] of lines that must succeed: the count.
