@@ -386,13 +386,26 @@ pub(crate) fn converge(
     before: &mut dyn FnMut(&Plan, &Observed),
 ) -> Result<Outcome> {
     let mut nft = NftSocket::open()?;
-    converge_in(
+    let out = converge_in(
         &mut Real { nft: &mut nft },
         lock.dir().as_fd(),
         tg,
         done,
         before,
-    )
+    );
+    close_aside(nft);
+    out
+}
+
+/// Closes the run's nftables socket on a thread of its own. The kernel's release of a
+/// socket after a commit waits for the commit's clean-up, a grace period of RCU (~10 ms
+/// here, whatever the batch): on its own thread that wait overlaps what the run still does
+/// (its output, freeing the file's structures). The process ends only once every thread has,
+/// so nothing outlives the run; a thread that cannot be made closes it here.
+fn close_aside(nft: NftSocket) {
+    let _ = std::thread::Builder::new()
+        .name("nft-close".into())
+        .spawn(move || drop(nft));
 }
 
 /// How long a run waits for children of namespaces being torn down to leave their uplink.
