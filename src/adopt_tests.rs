@@ -151,6 +151,7 @@ fn adopt_gives_no_default_route_or_ipv6_a_namespace_had_none_of() {
                 dev: "eth0".into(),
                 metric: 0,
                 kind: 1,
+                src: None,
                 orig: None,
             },
             old: None,

@@ -341,9 +341,17 @@ fn macvlan(d: &mut Desired, node: &mut Node, t: &Topology, m: &Macvlan) {
     for a in nets.into_iter().flatten() {
         let host = IpNetwork::new(a.ip(), if a.is_ipv6() { 128 } else { 32 });
         if let Ok(dst) = host {
-            d.host
-                .routes
-                .insert(dst, RouteSpec::unicast(dst, None, &shim));
+            // IPv6 leaves from the shim's link-local address: from the uplink's global
+            // address (the kernel's choice), the child's neighbour solicitation for it reaches
+            // the shim, which does not own it and stays silent (IPv4 works either way: Linux
+            // answers ARP for any of the host's addresses). A child never reaches its
+            // uplink's own stack.
+            let src = a.is_ipv6().then(|| IpAddr::V6(link_local(mac).ip()));
+            let route = RouteSpec {
+                src,
+                ..RouteSpec::unicast(dst, None, &shim)
+            };
+            d.host.routes.insert(dst, route);
         }
     }
 }

@@ -126,6 +126,10 @@ pub(crate) struct RouteSpec {
     pub metric: u32,
     /// RTN_*: 1 unicast; 6 blackhole, 7 unreachable, 8 prohibit are only ever found.
     pub kind: u8,
+    /// The preferred source (RTA_PREFSRC, `src`) of one of nsfw's routes: the host's IPv6
+    /// route to a macvlan child through its shim leaves from the shim's link-local address
+    /// (`compile`). A physical port's route keeps its own in `orig`.
+    pub src: Option<IpAddr>,
     /// None: one of nsfw's (main table, proto 110). Some: a route of a physical port,
     /// moved or given back as it was (`plan::ports`).
     pub orig: Option<RouteOrig>,
@@ -183,6 +187,7 @@ impl RouteSpec {
             dev: dev.to_string(),
             metric: Self::default_metric(dst),
             kind: RTN_UNICAST,
+            src: None,
             orig: None,
         }
     }
@@ -211,6 +216,9 @@ impl fmt::Display for RouteSpec {
         }
         if self.kind == RTN_UNICAST {
             write!(f, " dev {}", self.dev)?;
+        }
+        if let Some(s) = self.src {
+            write!(f, " src {s}")?;
         }
         if let Some(o) = &self.orig {
             if o.proto != ROUTE_PROTO {

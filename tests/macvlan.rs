@@ -179,14 +179,19 @@ fn drift_is_named_and_repaired_and_flush_leaves_the_uplink_as_it_was() {
     }
     let o = sb.nsfw(&["flush", &f]);
     assert!(o.status.success(), "flush\n{}", show(&o));
-    // The children go with their namespaces, which the kernel tears down a moment later.
-    let mut after = uplink_state(&sb);
+    settles_to(&sb, &before);
+}
+
+/// Flush leaves the uplink as it was (`before`): the children go with their namespaces,
+/// which the kernel tears down a moment later.
+fn settles_to(sb: &Sandbox, before: &str) {
+    let mut after = uplink_state(sb);
     for _ in 0..100 {
         if after == before {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        after = uplink_state(&sb);
+        after = uplink_state(sb);
     }
     assert_eq!(before, after, "flush leaves the uplink as it was");
 }
@@ -546,13 +551,16 @@ fn a_mac_the_uplink_or_a_foreign_child_holds_is_refused_up_front() {
     assert!(sb.pings("a", "192.0.2.1"), "a reaches the LAN");
 }
 
-/// The host's shim carries the route to a child's IPv6 address: IPv6 switched off on it by
-/// hand is named and switched on again (every apply failed on the route before), and so is a
-/// shim made on a host whose `default.disable_ipv6` is 1.
+/// The host reaches an IPv6 child by a route through its shim, from the shim's link-local (from
+/// the uplink's global address the child's solicitation reaches the shim, which does not own it).
+/// IPv6 switched off on the shim (by hand, or by `default.disable_ipv6` = 1) and the route's
+/// source taken off by hand are named and repaired; flush leaves the uplink as it was.
 #[test]
 fn the_shim_of_an_ipv6_child_gets_ipv6_on() {
     let Some(sb) = Sandbox::or_skip() else { return };
     lan(&sb);
+    sb.ok("ip addr add 2001:db8:200::10/64 dev up0 nodad");
+    let before = uplink_state(&sb);
     sb.ok("echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
     let text = topology("bridge", "").replace(
         "gateway = \"192.0.2.1\"",
@@ -562,17 +570,31 @@ fn the_shim_of_an_ipv6_child_gets_ipv6_on() {
     let shim = sb.ok("ip -o link show | grep -o 'mvs-[^@:]*' | head -1");
     let shim = shim.trim();
     assert!(!shim.is_empty(), "no shim");
-    sb.ok(&format!(
-        "echo 1 > /proc/sys/net/ipv6/conf/{shim}/disable_ipv6"
-    ));
+    let off = format!("/proc/sys/net/ipv6/conf/{shim}/disable_ipv6");
+    sb.ok(&format!("echo 1 > {off}"));
     let out = sb.nsfw_code(&["diff", &f], 2);
-    assert!(
-        out.contains(&format!(
-            "~ sysctl net.ipv6.conf.{shim}.disable_ipv6: 1 → 0"
-        )),
-        "{out}"
-    );
+    let named = format!("~ sysctl net.ipv6.conf.{shim}.disable_ipv6: 1 → 0");
+    assert!(out.contains(&named), "{out}");
     apply(&sb, &text);
-    let r = sb.ok("ip -6 route show 2001:db8:200::21");
-    assert!(r.contains(shim), "no route through the shim: {r}");
+    sb.serve(Some("m1"), "tcp6", &[8080]);
+    let ping6 = || sb.sh("ping -6 -c1 -W1 2001:db8:200::21").status.success();
+    let reached = |what: &str| {
+        assert!(ping6(), "{what}: the host pings m1 over IPv6");
+        let seen = sb.ask(None, "tcp", "2001:db8:200::21", 8080);
+        let ll = seen.as_deref().is_some_and(|s| s.starts_with("fe80::"));
+        assert!(ll, "{what}: m1 sees the shim's link-local: {seen:?}");
+    };
+    reached("applied");
+    sb.ok(&format!(
+        "ip -6 route replace 2001:db8:200::21/128 dev {shim}"
+    ));
+    assert!(!ping6(), "without the source, m1's answer is lost");
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    let named = format!("dev {shim} → 2001:db8:200::21/128 dev {shim} src fe80::");
+    assert!(out.contains(&named), "diff names the source\n{out}");
+    apply(&sb, &text);
+    reached("repaired");
+    let o = sb.nsfw(&["flush", &f]);
+    assert!(o.status.success(), "flush\n{}", show(&o));
+    settles_to(&sb, &before);
 }

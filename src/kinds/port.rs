@@ -135,6 +135,7 @@ fn spec(r: &KeptRoute, dev: &str) -> RouteSpec {
         dev: dev.to_string(),
         metric: r.metric,
         kind: r.kind,
+        src: None,
         orig: Some(RouteOrig {
             table: r.table,
             proto: r.proto,

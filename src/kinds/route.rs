@@ -84,7 +84,7 @@ impl Change for SetRoute {
             "route",
             json!({"namespace": self.place.ns(), "destination": dest(r), "interface": r.dev,
                    "old": self.old.as_ref().and_then(|o| o.via.map(|v| v.to_string())),
-                   "new": r.via.map(|v| v.to_string())}),
+                   "new": r.via.map(|v| v.to_string()), "src": r.src.map(|s| s.to_string())}),
         )
     }
 }

@@ -239,6 +239,17 @@ fn addresses_and_routes() -> Vec<Step> {
             old: None,
             again: false,
         }),
+        // The host's route to an IPv6 macvlan child, its source (the shim's link-local) put
+        // back.
+        Step::SetRoute(SetRoute {
+            place: Place::Host,
+            route: RouteSpec {
+                src: Some("fe80::11:22ff:fe33:4455".parse().expect("address")),
+                ..route("2001:db8:200::21/128", None, "mvs-0badcafe")
+            },
+            old: Some(route("2001:db8:200::21/128", None, "mvs-0badcafe")),
+            again: false,
+        }),
         Step::DelRoute(DelRoute {
             place: ns("ns1"),
             route: route("fd99::/64", Some("fd00::1"), "eth0"),
@@ -374,7 +385,7 @@ fn every_step_kind_reads_as_before() {
 
 /// The indexes the requests are built against: every interface the steps above name.
 fn indexes() -> Indexes {
-    ["br0", "br1", "eth0", "eth1", "veth-ns1"]
+    ["br0", "br1", "eth0", "eth1", "veth-ns1", "mvs-0badcafe"]
         .iter()
         .enumerate()
         .map(|(i, n)| (n.to_string(), 10 + i as u32))

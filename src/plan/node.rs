@@ -212,6 +212,7 @@ fn seen_routes(h: &Here) -> BTreeMap<(IpNetwork, u32), RouteSpec> {
                 dev,
                 metric: r.metric,
                 kind: r.kind,
+                src: r.prefsrc,
                 orig: None,
             },
         );

@@ -462,6 +462,10 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
     if r.metric != 0 {
         m.attributes.push(RouteAttribute::Priority(r.metric));
     }
+    // Its preferred source (`src`): one of nsfw's own here, a port's with the rest below.
+    if let (Some(a), None) = (r.src, &r.orig) {
+        m.attributes.push(prefsrc(a));
+    }
     // A route of somebody else's, put back as it was.
     if let Some(o) = &r.orig {
         let metrics = super::rtax::write(&o.metrics);
@@ -471,14 +475,8 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
         m.header.protocol = RouteProtocol::from(o.proto);
         m.header.scope = RouteScope::from(o.scope);
         m.header.flags = RouteFlags::from_bits_retain(o.flags & RTNH_F_ONLINK);
-        match o.prefsrc {
-            Some(IpAddr::V4(a)) => m
-                .attributes
-                .push(RouteAttribute::PrefSource(RouteAddress::Inet(a))),
-            Some(IpAddr::V6(a)) => m
-                .attributes
-                .push(RouteAttribute::PrefSource(RouteAddress::Inet6(a))),
-            None => {}
+        if let Some(a) = o.prefsrc {
+            m.attributes.push(prefsrc(a));
         }
         match u8::try_from(o.table) {
             Ok(t) => m.header.table = t,
@@ -489,6 +487,13 @@ fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
         }
     }
     m
+}
+
+fn prefsrc(a: IpAddr) -> RouteAttribute {
+    match a {
+        IpAddr::V4(a) => RouteAttribute::PrefSource(RouteAddress::Inet(a)),
+        IpAddr::V6(a) => RouteAttribute::PrefSource(RouteAddress::Inet6(a)),
+    }
 }
 
 /// The one route flag a new route can be given (`onlink`).
@@ -512,6 +517,12 @@ pub(crate) fn del_route(r: &RouteSpec, oif: Option<u32>) -> Req {
     m.header.protocol = RouteProtocol::Unspec;
     m.header.scope = RouteScope::NoWhere;
     m.header.flags = RouteFlags::empty();
+    // Whatever its source: IPv4 would match only a route with the same one, and one of
+    // nsfw's whose source changed by hand is still to go.
+    if r.orig.is_none() {
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
+    }
     Req::new(
         RouteNetlinkMessage::DelRoute(m),
         0,

@@ -17,6 +17,7 @@
 
 pub(in crate::engine) mod ipv6off;
 mod net;
+mod prefsrc;
 mod ruleset;
 mod vxlan;
 

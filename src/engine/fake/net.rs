@@ -484,6 +484,7 @@ impl Net {
                 place.link(ifname)
             );
         }
+        super::prefsrc::forget(node, index, net);
         // The subnet's route goes with the last address of the subnet on the link.
         let subnet = subnet(net);
         if !node
@@ -515,10 +516,11 @@ impl Net {
             proto: o.map_or(crate::resources::ROUTE_PROTO, |o| o.proto),
             scope: o.map_or(if r.via.is_some() { 0 } else { RT_SCOPE_LINK }, |o| o.scope),
             flags: o.map_or(0, |o| o.flags),
-            prefsrc: o.and_then(|o| o.prefsrc),
+            prefsrc: r.src.or(o.and_then(|o| o.prefsrc)),
             metrics: o.map_or([0; 18], |o| o.metrics),
         };
         let node = self.node_mut(place)?;
+        super::prefsrc::refuse(node, &route)?;
         // The kernel keys a route by table, destination and metric: a replacement.
         let same =
             |x: &Route| x.table == route.table && x.dst == route.dst && x.metric == route.metric;

@@ -1,8 +1,11 @@
-//! Children of a host uplink over the fake kernel: an uplink that cannot carry them.
+//! Children of a host uplink over the fake kernel: an uplink that cannot carry them, the
+//! host's route to an IPv6 child through its shim.
 
 use super::super::Target;
 use super::super::fake::Fake;
+use super::{apply, assert_in_sync, run};
 use crate::plumbing::{Addr, Link};
+use crate::resources::Place;
 use crate::testdata::{Scratch, topology};
 
 /// An uplink that cannot carry the child is refused before anything changes: an MTU above
@@ -131,4 +134,55 @@ fn tagged_frames_leave_the_uplink_only_when_the_host_has_a_vlan_there() {
         assert!(!chain.contains(rule), "{rule}\n{chain}");
     }
     super::assert_in_sync(&mut k, &dir, &t);
+}
+
+/// The host's route to an IPv6 child leaves from the shim's link-local address, which is
+/// there before it (the fake refuses a source that is not); the source taken off the route,
+/// or the address itself deleted, is repaired in one run.
+#[test]
+fn the_route_to_an_ipv6_child_leaves_from_the_shims_link_local() {
+    let t = topology(
+        "mv",
+        "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\naddress6 = \"2001:db8:200::21/64\"\nhost_shim = true\n",
+    );
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.net.host.links.push(Link {
+        name: "up0".into(),
+        mtu: 1500,
+        ..Link::bare(90, true, false)
+    });
+    apply(&mut k, &dir, &t);
+    let dst: ipnetwork::IpNetwork = "2001:db8:200::21/128".parse().unwrap();
+    let src = |k: &Fake| {
+        let r = k.net.host.routes.iter().find(|r| r.dst == dst);
+        r.expect("the route").prefsrc
+    };
+    let ll = src(&k).expect("a source");
+    assert!(
+        matches!(ll, std::net::IpAddr::V6(a) if a.is_unicast_link_local()),
+        "{ll}"
+    );
+    let shim = k.net.host.links.iter().find(|l| l.name.starts_with("mvs-"));
+    let ifname = shim.expect("the shim").name.clone();
+    let net = ipnetwork::IpNetwork::new(ll, 64).unwrap();
+    for by_hand in ["route", "address"] {
+        let del = crate::kinds::DelAddr {
+            place: Place::Host,
+            ifname: ifname.clone(),
+            net,
+        };
+        match by_hand {
+            "route" => k.net.host.routes.iter_mut().for_each(|r| r.prefsrc = None),
+            _ => k.net.apply(&crate::kinds::Step::DelAddr(del), "").unwrap(),
+        }
+        assert_eq!(src(&k), None, "{by_hand}");
+        let (_, said) = run(&mut k, &dir, &Target::apply(&t)).expect("repair");
+        assert!(
+            said.iter().any(|l| l.contains(&format!("src {ll}"))),
+            "{said:#?}"
+        );
+        assert_eq!(src(&k), Some(ll), "{by_hand}");
+        k.sent.clear();
+        assert_in_sync(&mut k, &dir, &t);
+    }
 }

@@ -1,0 +1,45 @@
+//! The kernel's rules for a route's preferred source (RTA_PREFSRC, `src`), in the in-memory
+//! kernel: a route is refused a source that is not a usable address there, and an IPv6
+//! address that goes takes itself out of the routes that named it.
+
+use std::net::IpAddr;
+
+use anyhow::{Result, bail};
+use ipnetwork::IpNetwork;
+
+use crate::plumbing::{NodeObs, Route};
+
+/// IFA_F_TENTATIVE: an address still in duplicate-address detection.
+const IFA_F_TENTATIVE: u32 = 0x40;
+
+/// The kernel's refusal of `route`'s source: not an address of the namespace (a link-local
+/// one: not of the route's own link), or one still tentative (EINVAL, "Invalid source
+/// address").
+pub(super) fn refuse(node: &NodeObs, route: &Route) -> Result<()> {
+    let Some(src) = route.prefsrc else {
+        return Ok(());
+    };
+    let scoped = matches!(src, IpAddr::V6(a) if a.is_unicast_link_local());
+    let usable = node.addrs.iter().any(|a| {
+        a.net.ip() == src
+            && a.flags & IFA_F_TENTATIVE == 0
+            && (!scoped || Some(a.index) == route.oif)
+    });
+    if !usable {
+        bail!("route {}: src {src}: Invalid source address", route.dst);
+    }
+    Ok(())
+}
+
+/// IPv6 address `net` of link `index` gone: a route through that link that named it keeps
+/// going without a source (IPv4's rule, the route deleted with its source, is not modelled).
+pub(super) fn forget(node: &mut NodeObs, index: u32, net: IpNetwork) {
+    if net.is_ipv4() {
+        return;
+    }
+    for r in node.routes.iter_mut() {
+        if r.prefsrc == Some(net.ip()) && r.oif == Some(index) && !r.kernel {
+            r.prefsrc = None;
+        }
+    }
+}
