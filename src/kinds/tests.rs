@@ -239,17 +239,6 @@ fn addresses_and_routes() -> Vec<Step> {
             old: None,
             again: false,
         }),
-        // The host's route to an IPv6 macvlan child, its source (the shim's link-local) put
-        // back.
-        Step::SetRoute(SetRoute {
-            place: Place::Host,
-            route: RouteSpec {
-                src: Some("fe80::11:22ff:fe33:4455".parse().expect("address")),
-                ..route("2001:db8:200::21/128", None, "mvs-0badcafe")
-            },
-            old: Some(route("2001:db8:200::21/128", None, "mvs-0badcafe")),
-            again: false,
-        }),
         Step::DelRoute(DelRoute {
             place: ns("ns1"),
             route: route("fd99::/64", Some("fd00::1"), "eth0"),
@@ -272,6 +261,17 @@ fn the_rest() -> Vec<Step> {
         rate_bps: None,
     };
     vec![
+        // The host's route to an IPv6 macvlan child, its source (the shim's link-local) put
+        // back.
+        Step::SetRoute(SetRoute {
+            place: Place::Host,
+            route: RouteSpec {
+                src: Some("fe80::11:22ff:fe33:4455".parse().expect("address")),
+                ..route("2001:db8:200::21/128", None, "mvs-0badcafe")
+            },
+            old: Some(route("2001:db8:200::21/128", None, "mvs-0badcafe")),
+            again: false,
+        }),
         Step::SetSysctl(SetSysctl {
             place: Place::Host,
             key: "net.ipv4.ip_forward".into(),

@@ -143,7 +143,14 @@ fn tagged_frames_leave_the_uplink_only_when_the_host_has_a_vlan_there() {
 fn the_route_to_an_ipv6_child_leaves_from_the_shims_link_local() {
     let t = topology(
         "mv",
-        "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\naddress6 = \"2001:db8:200::21/64\"\nhost_shim = true\n",
+        r#"
+name = "mv"
+[namespaces.m1]
+macvlan = "up0"
+address = "192.0.2.11/24"
+address6 = "2001:db8:200::21/64"
+host_shim = true
+"#,
     );
     let (mut k, dir) = (Fake::new(), Scratch::new());
     k.net.host.links.push(Link {
@@ -157,6 +164,13 @@ fn the_route_to_an_ipv6_child_leaves_from_the_shims_link_local() {
         let r = k.net.host.routes.iter().find(|r| r.dst == dst);
         r.expect("the route").prefsrc
     };
+    let v4 = k
+        .net
+        .host
+        .routes
+        .iter()
+        .find(|r| r.dst.to_string() == "192.0.2.11/32");
+    assert_eq!(v4.expect("the IPv4 route").prefsrc, None, "IPv4 as before");
     let ll = src(&k).expect("a source");
     assert!(
         matches!(ll, std::net::IpAddr::V6(a) if a.is_unicast_link_local()),
