@@ -27,7 +27,7 @@ use crate::firewall;
 use crate::plan::{self, Owner, Plan, Step};
 use crate::plumbing::{self, Query};
 use crate::state::{Lock, Record};
-use kernel::{Kernel, Real, forget, remove_legacy};
+use kernel::{Kernel, Real, close_aside, forget, remove_legacy};
 use nft::socket::NftSocket;
 pub(crate) use target::{Memory, Target};
 
@@ -395,17 +395,6 @@ pub(crate) fn converge(
     );
     close_aside(nft);
     out
-}
-
-/// Closes the run's nftables socket on a thread of its own. The kernel's release of a
-/// socket after a commit waits for the commit's clean-up, a grace period of RCU (~10 ms
-/// here, whatever the batch): on its own thread that wait overlaps what the run still does
-/// (its output, freeing the file's structures). The process ends only once every thread has,
-/// so nothing outlives the run; a thread that cannot be made closes it here.
-fn close_aside(nft: NftSocket) {
-    let _ = std::thread::Builder::new()
-        .name("nft-close".into())
-        .spawn(move || drop(nft));
 }
 
 /// How long a run waits for children of namespaces being torn down to leave their uplink.
