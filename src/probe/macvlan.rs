@@ -1,7 +1,8 @@
 //! Namespaces on a host uplink (macvlan), checked by `nsfw verify` with echoes: each child
 //! reaches its gateway when that is on the uplink's LAN; two children of one uplink reach
 //! each other in bridge mode and do not when either is private (vepa depends on the LAN
-//! switch's hairpin, so it is not judged); the host reaches a child through its shim.
+//! switch's hairpin, so it is not judged); the host reaches a child through its shim (over
+//! IPv6 too when the child has `address6`).
 
 use std::net::IpAddr;
 
@@ -29,6 +30,10 @@ pub(crate) fn uplink_checks(t: &Topology) -> Vec<Check> {
         if a.host_shim {
             let label = format!("{ns} (through the host's shim)");
             out.push(ping(Origin::Host, &label, a.address.ip().into(), true));
+            // Over IPv6 too: the route's source, the shim's link-local, is what makes it work.
+            if let Some(a6) = a.address6 {
+                out.push(ping(Origin::Host, &label, a6.ip().into(), true));
+            }
         }
         let peers: Vec<_> = kids
             .iter()
