@@ -270,14 +270,3 @@ pub(super) fn remove_legacy(k: &mut dyn Kernel, p: &Plan) -> Result<()> {
     crate::detail!("iptables-legacy: removed {n} hand-written rules the topology replaces");
     Ok(())
 }
-
-/// Closes the run's nftables socket on a thread of its own. The kernel's release of a
-/// socket after a commit waits for the commit's clean-up, a grace period of RCU (~10 ms
-/// here, whatever the batch): on its own thread that wait overlaps what the run still does
-/// (its output, freeing the file's structures). The process ends only once every thread has,
-/// so nothing outlives the run; a thread that cannot be made closes it here.
-pub(super) fn close_aside(nft: NftSocket) {
-    let _ = std::thread::Builder::new()
-        .name("nft-close".into())
-        .spawn(move || drop(nft));
-}

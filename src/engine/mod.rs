@@ -27,7 +27,7 @@ use crate::firewall;
 use crate::plan::{self, Owner, Plan, Step};
 use crate::plumbing::{self, Query};
 use crate::state::{Lock, Record};
-use kernel::{Kernel, Real, close_aside, forget, remove_legacy};
+use kernel::{Kernel, Real, forget, remove_legacy};
 use nft::socket::NftSocket;
 pub(crate) use target::{Memory, Target};
 
@@ -393,7 +393,8 @@ pub(crate) fn converge(
         done,
         before,
     );
-    close_aside(nft);
+    // The kernel's release waits a grace period after a commit: overlapped with the rest.
+    nft.close_aside();
     out
 }
 

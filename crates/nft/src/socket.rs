@@ -91,6 +91,17 @@ impl NftSocket {
         })
     }
 
+    /// Closes the socket on a thread of its own. The kernel's release of a socket after a
+    /// commit waits for the commit's clean-up (nf_tables flushes its destroy work, an RCU
+    /// grace period: ~10 ms, whatever the batch); on its own thread that wait overlaps what
+    /// the caller still does. A process ends only once every thread has, so nothing outlives
+    /// it; a thread that cannot be made closes the socket here.
+    pub fn close_aside(self) {
+        let _ = std::thread::Builder::new()
+            .name("nft-close".into())
+            .spawn(move || drop(self));
+    }
+
     fn recv(&mut self) -> Result<usize> {
         match recv(self.fd.as_raw_fd(), self.buf.bytes_mut(), MsgFlags::empty()) {
             Ok(n) => Ok(n),
