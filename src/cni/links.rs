@@ -47,13 +47,16 @@ pub(super) fn in_netns<T: Send>(
     f: impl FnOnce(&mut Conn) -> Result<T> + Send,
 ) -> Result<T> {
     std::thread::scope(|s| {
-        s.spawn(|| {
-            netns::enter(path, fd)?;
-            let mut c = Conn::open(format!("container namespace {path}"))?;
-            f(&mut c)
-        })
-        .join()
-        .map_err(|_| anyhow!("the thread in {path} panicked"))?
+        std::thread::Builder::new()
+            .name("nsfw-netns".into())
+            .spawn_scoped(s, || {
+                netns::enter(path, fd)?;
+                let mut c = Conn::open(format!("container namespace {path}"))?;
+                f(&mut c)
+            })
+            .map_err(|e| anyhow!("namespace {path}: cannot start a thread: {e}"))?
+            .join()
+            .map_err(|_| anyhow!("the thread in {path} panicked"))?
     })
 }
 

@@ -127,20 +127,21 @@ impl Kernel for Real<'_> {
         // nftables. (Workers enter namespaces on their own threads; this one stays in the
         // host's.)
         let nft = &mut *self.nft;
-        let (o, s) = std::thread::scope(|scope| {
-            let links = scope.spawn(|| observe_plumbing(q));
-            let s = firewall::observe(nft).map(|mut s| {
-                if listeners {
-                    s.listeners = plumbing::listeners::read();
-                }
-                s
-            });
-            let o = links.join().unwrap_or_else(|_| {
-                Err(anyhow!(
-                    "observing the links: the thread stopped unexpectedly"
-                ))
-            });
-            (o, s)
+        let (o, s) = plumbing::threads::beside(
+            || observe_plumbing(q),
+            || {
+                firewall::observe(nft).map(|mut s| {
+                    if listeners {
+                        s.listeners = plumbing::listeners::read();
+                    }
+                    s
+                })
+            },
+        );
+        let o = o.unwrap_or_else(|| {
+            Err(anyhow!(
+                "observing the links: the thread stopped unexpectedly"
+            ))
         });
         let (o, s) = (o?, s?);
         crate::detail!("timing: observed nftables after {:?}", t0.elapsed());

@@ -24,6 +24,7 @@ pub(crate) mod rtax;
 pub(crate) mod rtnl;
 pub(crate) mod sysctl;
 mod tbf;
+pub(crate) mod threads;
 pub(crate) mod xtables;
 
 pub(crate) use files::resolv_path;

@@ -128,8 +128,8 @@ fn prepare_run_dir() -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` for every name on a few threads (one per core, at most 8), each taking every
-/// k-th name in turn; the threads may `setns` or `unshare` freely, they end with the call.
+/// Runs `f` for every name on a few threads (one per core, at most 8), each taking the next
+/// name not yet taken; the threads may `setns` or `unshare` freely, they end with the call.
 /// Results come in `names`' order.
 pub(crate) fn on_threads<T: Send>(
     names: &[String],
@@ -140,31 +140,15 @@ pub(crate) fn on_threads<T: Send>(
         .unwrap_or(2)
         .clamp(1, 8)
         .min(names.len().max(1));
-    let mut slots: Vec<Option<Result<T>>> = (0..names.len()).map(|_| None).collect();
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let mine: Vec<(usize, &String)> =
-                    names.iter().enumerate().skip(w).step_by(workers).collect();
-                std::thread::Builder::new()
-                    .name("nsfw-netns".into())
-                    .spawn_scoped(sc, move || {
-                        mine.into_iter().map(|(i, n)| (i, f(n))).collect::<Vec<_>>()
-                    })
-            })
-            .collect();
-        for h in handles.into_iter().flatten() {
-            if let Ok(done) = h.join() {
-                for (i, r) in done {
-                    slots[i] = Some(r);
-                }
-            }
-        }
-    });
-    slots
-        .into_iter()
+    let (done, refused) = super::threads::on_workers(names, workers, &|n: &String| f(n));
+    done.into_iter()
         .zip(names)
-        .map(|(r, n)| r.unwrap_or_else(|| Err(anyhow!("namespace {n}: its thread did not finish"))))
+        .map(|(r, n)| {
+            r.unwrap_or_else(|| match &refused {
+                Some(why) => Err(anyhow::Error::new(why.clone()).context(format!("namespace {n}"))),
+                None => Err(anyhow!("namespace {n}: its thread did not finish")),
+            })
+        })
         .collect()
 }
 

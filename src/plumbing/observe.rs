@@ -364,12 +364,11 @@ pub(crate) fn observe_some(
     };
     // The host (an O(N²) link dump at N veth pairs), the namespaces and /etc/netns are read at
     // once, the host on this thread (in the host's namespace), the namespaces by the workers.
-    let (host, visited, etc) = std::thread::scope(|sc| {
-        let ns = sc.spawn(|| netns::visit_identified(&names, &read));
-        let etc = sc.spawn(super::files::read_resolv);
-        let host = read_host(q, host_links);
-        (host, ns.join(), etc.join())
-    });
+    let (visited, (etc, host)) = super::threads::beside(
+        || netns::visit_identified(&names, &read),
+        || super::threads::beside(super::files::read_resolv, || read_host(q, host_links)),
+    );
+    let (visited, etc) = (visited.ok_or(()), etc.ok_or(()));
     let lost = |what: &str| anyhow::anyhow!("reading {what}: its thread did not finish");
     let (mut conn, mut host) = host?;
     for (name, r) in names
@@ -381,6 +380,8 @@ pub(crate) fn observe_some(
                 o.namespaces.insert(name.clone(), ns);
             }
             Ok(None) => {} // removed meanwhile
+            // No thread to read it on: this run's failure, not the namespace's.
+            Err(e) if super::threads::refused(&e) => return Err(e),
             Err(e) => {
                 o.unreachable.insert(name.clone(), format!("{e:#}"));
             }
