@@ -40,7 +40,8 @@ pub(crate) fn mismatch(spec: &LinkSpec, have: &Link, uplink: Option<u32>) -> Opt
     }
 }
 
-/// Why the host's link `up` (with addresses `host_addrs`) cannot be the uplink of child
+/// Why the host's link `up` (the host's addresses `host_addrs`, with their links) cannot be
+/// the uplink of child
 /// `spec` (with addresses `addrs`),
 /// found before anything changes: a link nsfw made (another topology's bridge, this file's
 /// veth host end, a shim: flushing its owner would take the child with it), an MTU the kernel
@@ -49,7 +50,7 @@ pub(crate) fn mismatch(spec: &LinkSpec, have: &Link, uplink: Option<u32>) -> Opt
 pub(crate) fn unfit_uplink<'a>(
     spec: &LinkSpec,
     up: &Link,
-    host_addrs: &[std::net::IpAddr],
+    host_addrs: &[(std::net::IpAddr, &str)],
     mut addrs: impl Iterator<Item = &'a ipnetwork::IpNetwork>,
 ) -> Option<String> {
     if let Some(owner) = up
@@ -67,11 +68,12 @@ pub(crate) fn unfit_uplink<'a>(
             spec.mtu, up.mtu
         ));
     }
-    let taken = addrs.find(|a| host_addrs.contains(&a.ip()))?;
-    Some(format!(
-        "address {} is the host's own on the uplink",
-        taken.ip()
-    ))
+    let (ip, on) = addrs.find_map(|a| host_addrs.iter().find(|(h, _)| *h == a.ip()))?;
+    let on = match *on == up.name {
+        true => "the uplink".to_string(),
+        false => (*on).to_string(),
+    };
+    Some(format!("address {ip} is the host's own (on {on})"))
 }
 
 /// Its attributes that differ from the file's; `uplink_mtu` (the uplink's MTU, when the host

@@ -107,3 +107,57 @@ fn two_names_of_one_namespace_are_a_conflict() {
         );
     }
 }
+
+/// A host route the file names (`[host] routes`) where another owner's route is: at the same
+/// destination and metric over a link that is not nsfw's, it is left alone and only this
+/// route left out, named (apply exits 4, flush never takes it); a route of someone else's
+/// with a lower metric makes nsfw's unused, which a warning says. Once it is gone, nsfw's is
+/// made.
+#[test]
+fn another_owners_host_route_is_left_alone_and_named() {
+    let text =
+        format!("{ONE}[host]\nroutes = [{{ to = \"10.20.0.0/24\", via = \"10.10.0.254\" }}]\n");
+    let d = desired(&text);
+    let mut o = in_sync(&d);
+    o.host.links.push(link(30, "up0", Some("veth"), None));
+    let mut theirs = super::tests::route("10.20.0.0/24", None, 30, false);
+    (theirs.ours, theirs.proto) = (false, 4);
+    o.host.routes.push(theirs.clone());
+    let rec = Record::default();
+    let p = plan(&d, &o, &rec, Owner::Topology("one"));
+    assert!(!steps(&p).iter().any(|s| s.contains("10.20.0.0/24")), "{p}");
+    assert_eq!(p.skipped.len(), 1, "{:?}", p.skipped);
+    assert!(
+        p.skipped[0].contains("host route 10.20.0.0/24: a route of someone else's holds it (dev up0, proto 4): left alone"),
+        "{:?}",
+        p.skipped
+    );
+    // Lower metric: nsfw's is made (or kept), and the other comes first: said.
+    theirs.metric = 0;
+    let mut o6 = in_sync(&d);
+    o6.host.links.push(link(30, "up0", Some("veth"), None));
+    let mut ours = super::tests::route("10.20.0.0/24", Some("10.10.0.254"), 10, false);
+    ours.metric = 5;
+    // (An IPv6 route of nsfw's has metric 1024; the file cannot give an IPv4 one a metric.)
+    let mut d5 = d.clone();
+    for r in d5.host.routes.values_mut() {
+        r.metric = 5;
+    }
+    o6.host.routes.extend([theirs, ours]);
+    let p = plan(&d5, &o6, &rec, Owner::Topology("one"));
+    assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("comes first (dev up0, metric 0)")),
+        "{:?}",
+        p.warnings
+    );
+    // Gone: nsfw's is made.
+    let o = in_sync(&d);
+    assert!(
+        steps(&plan(&d, &o, &rec, Owner::Topology("one")))
+            .iter()
+            .any(|s| s.starts_with("+ route") && s.contains("10.20.0.0/24")),
+    );
+}

@@ -226,11 +226,13 @@ impl<'a> Cx<'a> {
                     .iter()
                     .filter(|(i, _)| *i == spec.name)
                     .map(|(_, a)| a);
-                let on_up: Vec<_> = (self.o.host.addrs.iter())
-                    .filter(|h| h.index == up.index)
-                    .map(|h| h.net.ip())
+                // Any of the host's addresses, not only the uplink's: Linux answers ARP on
+                // the uplink for an address on `lo` too, and the host's own address always
+                // wins over its route to the child.
+                let hosts: Vec<_> = (self.o.host.addrs.iter())
+                    .map(|h| (h.net.ip(), self.host_name_of(h.index).unwrap_or("?")))
                     .collect();
-                if let Some(why) = macvlan::unfit_uplink(spec, up, &on_up, mine) {
+                if let Some(why) = macvlan::unfit_uplink(spec, up, &hosts, mine) {
                     self.conflict(format!(
                         "{}: {}: uplink {uplink} of namespace {ns}'s {}: {why}",
                         self.file(),

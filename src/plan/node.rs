@@ -151,6 +151,9 @@ fn routes(cx: &mut Cx, h: &Here, again: &BTreeSet<String>) {
     let (want, have, place) = (h.want, h.have, h.place);
     let seen = seen_routes(h);
     for r in want.routes.values() {
+        if in_the_way(cx, h, r) {
+            continue;
+        }
         let again = again.contains(&r.dev);
         match seen.get(&(r.dst, r.metric)) {
             Some(s) if s == r && !again => {}
@@ -192,6 +195,54 @@ fn routes(cx: &mut Cx, h: &Here, again: &BTreeSet<String>) {
             });
         }
     }
+}
+
+/// On the host, another owner's route where the file wants one of nsfw's own (a port's route
+/// taken over is the file's by `plan::ports`): one at the same destination and metric, over a
+/// link that is not nsfw's, is left alone and this route left out (true), named; one with a
+/// lower metric comes first and makes nsfw's unused, which is said.
+fn in_the_way(cx: &mut Cx, h: &Here, r: &RouteSpec) -> bool {
+    if h.place.ns().is_some() || r.orig.is_some() {
+        return false;
+    }
+    let nsfws = |oif: Option<u32>| {
+        oif.and_then(|i| h.by_index(i))
+            .is_some_and(|l| l.alias.as_deref() == Some(cx.d.mark.as_str()))
+    };
+    let theirs = h
+        .have
+        .routes
+        .iter()
+        .filter(|o| !o.ours && !o.kernel && o.dst == r.dst && o.metric <= r.metric);
+    let mut held = false;
+    let mut notes: Vec<(bool, String)> = Vec::new();
+    for o in theirs {
+        let dev = o.oif.and_then(|i| h.name_of(i)).unwrap_or("no device");
+        if o.metric == r.metric && !nsfws(o.oif) {
+            held = true;
+            notes.push((true, format!(
+                "{}: host route {}: a route of someone else's holds it (dev {dev}, proto {}): left alone, so nsfw's ({r}) is not set (remove that route, and apply again)",
+                cx.file(),
+                r.dst,
+                o.proto
+            )));
+        } else if o.metric < r.metric {
+            notes.push((false, format!(
+                "{}: host route {}: a route of someone else's comes first (dev {dev}, metric {}): nsfw's ({r}, metric {}) is in place but unused while it is there",
+                cx.file(),
+                r.dst,
+                o.metric,
+                r.metric
+            )));
+        }
+    }
+    for (skip, n) in notes {
+        match skip {
+            true => cx.skip(n),
+            false => cx.plan.warnings.push(n),
+        }
+    }
+    held
 }
 
 /// The routes there, but the kernel's own and those over links made in this run, by

@@ -10,7 +10,8 @@ use crate::testdata::{Scratch, topology};
 
 /// An uplink that cannot carry the child is refused before anything changes: an MTU above
 /// the uplink's (the kernel would refuse it part-way), a link nsfw made (another topology's
-/// bridge: its flush would take the child along), the host's own address on the uplink.
+/// bridge: its flush would take the child along), the host's own address, on the uplink or
+/// on another of its links.
 #[test]
 fn an_unfit_uplink_is_refused_before_anything_changes() {
     for (mtu, alias, host_addr, why) in [
@@ -29,8 +30,16 @@ fn an_unfit_uplink_is_refused_before_anything_changes() {
         (
             "",
             None,
-            Some("192.0.2.11/24"),
-            "address 192.0.2.11 is the host's own on the uplink",
+            Some(("192.0.2.11/24", 90)),
+            "address 192.0.2.11 is the host's own (on the uplink)",
+        ),
+        // On another link of the host's: it answers ARP for it on the uplink too, and its own
+        // address wins over its route to the child.
+        (
+            "",
+            None,
+            Some(("192.0.2.11/32", 1)),
+            "address 192.0.2.11 is the host's own (on lo)",
         ),
     ] {
         let t = topology(
@@ -46,9 +55,13 @@ fn an_unfit_uplink_is_refused_before_anything_changes() {
             alias: alias.map(String::from),
             ..Link::bare(90, true, false)
         });
-        if let Some(a) = host_addr {
+        k.net.host.links.push(Link {
+            name: "lo".into(),
+            ..Link::bare(1, true, false)
+        });
+        if let Some((a, index)) = host_addr {
             k.net.host.addrs.push(Addr {
-                index: 90,
+                index,
                 net: a.parse().expect("a net"),
                 flags: 0,
                 scope: 0,
