@@ -41,7 +41,8 @@ pub(crate) fn plan(d: &Desired, o: &Observed, rec: &Record, who: Owner) -> Plan 
         }
         diff_node(&mut cx, &place, node, have);
     }
-    let host = cx.with_taken(rec);
+    let mut host = cx.with_taken(rec);
+    cx.shim_sources(&mut host);
     diff_node(&mut cx, &Place::Host, &host, Some(&o.host));
     cx.forget_neighbours();
     cx.announcements_in_flight();

@@ -12,6 +12,34 @@ use crate::resources::Place;
 use crate::state::{Pending, Record};
 
 impl Cx<'_> {
+    /// The host's IPv4 routes to macvlan children through a shim leave from the uplink's own
+    /// address on the child's subnet, where it has one. The shim has no IPv4 address, so the
+    /// kernel would pick the host's first global address — on a host with another interface
+    /// before the uplink, one off the LAN, and the child's replies would go to its gateway.
+    /// (IPv6 ones leave from the shim's link-local address: compile.) Without such an address,
+    /// the kernel's choice, as before.
+    pub(super) fn shim_sources(&self, host: &mut crate::resources::Node) {
+        use crate::resources::LinkKind;
+        let links = &host.links;
+        for r in host.routes.values_mut() {
+            if r.src.is_some() || !r.dst.is_ipv4() || r.orig.is_some() {
+                continue;
+            }
+            let Some(LinkKind::Macvlan { uplink, .. }) = links.get(&r.dev).map(|l| &l.kind) else {
+                continue;
+            };
+            let Some(up) = self.host_link(uplink) else {
+                continue;
+            };
+            let mut on_subnet: Vec<std::net::IpAddr> = (self.o.host.addrs.iter())
+                .filter(|a| a.index == up.index && a.net.is_ipv4() && a.net.contains(r.dst.ip()))
+                .map(|a| a.net.ip())
+                .collect();
+            on_subnet.sort();
+            r.src = on_subnet.first().copied();
+        }
+    }
+
     /// A bridge's subnet that overlaps a route the host already has (another interface's
     /// subnet, another topology's bridge, a static route) is a conflict, unless the file says
     /// `overlap = "allow"`.

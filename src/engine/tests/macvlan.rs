@@ -213,3 +213,60 @@ host_shim = true
         assert_in_sync(&mut k, &dir, &t);
     }
 }
+
+/// The host's IPv4 route to a child through the shim leaves from the uplink's own address on
+/// the child's subnet (the shim has none, and the kernel would take the host's first global
+/// one: on a second uplink, an address off that LAN); it follows that address when it
+/// changes.
+#[test]
+fn the_route_to_an_ipv4_child_leaves_from_the_uplinks_address_on_its_subnet() {
+    let t = topology(
+        "mv",
+        "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\nhost_shim = true\n",
+    );
+    let (mut k, dir) = (Fake::new(), Scratch::new());
+    k.net.host.links.push(Link {
+        name: "up0".into(),
+        mtu: 1500,
+        ..Link::bare(90, true, false)
+    });
+    let on_up0 = |net: &str| Addr {
+        index: 90,
+        net: net.parse().expect("a net"),
+        flags: 0,
+        scope: 0,
+        valid: u32::MAX,
+        preferred: u32::MAX,
+        brd: None,
+        metric: 0,
+    };
+    k.net
+        .host
+        .addrs
+        .extend([on_up0("198.51.100.5/24"), on_up0("192.0.2.2/24")]);
+    apply(&mut k, &dir, &t);
+    let src = |k: &Fake| {
+        let r = k
+            .net
+            .host
+            .routes
+            .iter()
+            .find(|r| r.dst.to_string() == "192.0.2.11/32");
+        r.expect("the route").prefsrc.map(|a| a.to_string())
+    };
+    assert_eq!(src(&k).as_deref(), Some("192.0.2.2"));
+    // The uplink's address changed (a new lease): the route follows in one run.
+    k.net
+        .host
+        .addrs
+        .retain(|a| a.net.ip().to_string() != "192.0.2.2");
+    k.net.host.addrs.push(on_up0("192.0.2.3/24"));
+    let (_, said) = run(&mut k, &dir, &Target::apply(&t)).expect("repair");
+    assert!(
+        said.iter().any(|l| l.contains("src 192.0.2.3")),
+        "{said:#?}"
+    );
+    assert_eq!(src(&k).as_deref(), Some("192.0.2.3"));
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
+}
