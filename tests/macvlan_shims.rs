@@ -45,8 +45,16 @@ fn the_host_reaches_children_on_two_uplinks_through_their_shims() {
     sb.nsfw_code(&["apply", &f], 0);
     let routes = sb.ok("ip route; ip -6 route");
     assert!(routes.contains("198.51.100.11 dev mvs-"), "{routes}");
-    assert!(routes.contains("src 198.51.100.2"), "the second uplink's own: {routes}");
-    for a in ["192.0.2.11", "198.51.100.11", "2001:db8:200::21", "2001:db8:300::21"] {
+    assert!(
+        routes.contains("src 198.51.100.2"),
+        "the second uplink's own: {routes}"
+    );
+    for a in [
+        "192.0.2.11",
+        "198.51.100.11",
+        "2001:db8:200::21",
+        "2001:db8:300::21",
+    ] {
         assert!(
             sb.sh(&format!("ping -c1 -W2 {a}")).status.success(),
             "the host reaches {a}\n{routes}"
