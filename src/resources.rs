@@ -126,9 +126,10 @@ pub(crate) struct RouteSpec {
     pub metric: u32,
     /// RTN_*: 1 unicast; 6 blackhole, 7 unreachable, 8 prohibit are only ever found.
     pub kind: u8,
-    /// The preferred source (RTA_PREFSRC, `src`) of one of nsfw's routes: the host's IPv6
-    /// route to a macvlan child through its shim leaves from the shim's link-local address
-    /// (`compile`). A physical port's route keeps its own in `orig`.
+    /// The preferred source (RTA_PREFSRC, `src`) of one of nsfw's routes: the host's route to
+    /// a macvlan child through its shim leaves from the shim's link-local address over IPv6
+    /// (`compile`), from the uplink's own address on the child's subnet over IPv4 (the plan:
+    /// it is observed). A physical port's route keeps its own in `orig`.
     pub src: Option<IpAddr>,
     /// None: one of nsfw's (main table, proto 110). Some: a route of a physical port,
     /// moved or given back as it was (`plan::ports`).
