@@ -8,6 +8,32 @@ use crate::plumbing::{Addr, Link};
 use crate::resources::Place;
 use crate::testdata::{Scratch, topology};
 
+/// An in-memory host with an uplink `up0` (ifindex 90, MTU 1500), its alias `alias`.
+fn with_up0(alias: Option<&str>) -> Fake {
+    let mut k = Fake::new();
+    k.net.host.links.push(Link {
+        name: "up0".into(),
+        mtu: 1500,
+        alias: alias.map(String::from),
+        ..Link::bare(90, true, false)
+    });
+    k
+}
+
+/// A host address `net` on link `index`, as the kernel keeps one given by hand.
+fn addr_on(index: u32, net: &str) -> Addr {
+    Addr {
+        index,
+        net: net.parse().expect("a net"),
+        flags: 0,
+        scope: 0,
+        valid: u32::MAX,
+        preferred: u32::MAX,
+        brd: None,
+        metric: 0,
+    }
+}
+
 /// An uplink that cannot carry the child is refused before anything changes: an MTU above
 /// the uplink's (the kernel would refuse it part-way), a link nsfw made (another topology's
 /// bridge: its flush would take the child along), the host's own address, on the uplink or
@@ -48,28 +74,13 @@ fn an_unfit_uplink_is_refused_before_anything_changes() {
                 "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\n{mtu}\n"
             ),
         );
-        let (mut k, dir) = (Fake::new(), Scratch::new());
-        k.net.host.links.push(Link {
-            name: "up0".into(),
-            mtu: 1500,
-            alias: alias.map(String::from),
-            ..Link::bare(90, true, false)
-        });
+        let (mut k, dir) = (with_up0(alias), Scratch::new());
         k.net.host.links.push(Link {
             name: "lo".into(),
             ..Link::bare(1, true, false)
         });
         if let Some((a, index)) = host_addr {
-            k.net.host.addrs.push(Addr {
-                index,
-                net: a.parse().expect("a net"),
-                flags: 0,
-                scope: 0,
-                valid: u32::MAX,
-                preferred: u32::MAX,
-                brd: None,
-                metric: 0,
-            });
+            k.net.host.addrs.push(addr_on(index, a));
         }
         let e = super::run(&mut k, &dir, &Target::apply(&t))
             .err()
@@ -105,12 +116,7 @@ fn tagged_frames_leave_the_uplink_only_when_the_host_has_a_vlan_there() {
         "mv",
         "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\n",
     );
-    let (mut k, dir) = (Fake::new(), Scratch::new());
-    k.net.host.links.push(Link {
-        name: "up0".into(),
-        mtu: 1500,
-        ..Link::bare(90, true, false)
-    });
+    let (mut k, dir) = (with_up0(None), Scratch::new());
     super::apply(&mut k, &dir, &t);
     let tags = [
         "ether type { 8021q, 8021ad }",
@@ -165,12 +171,7 @@ address6 = "2001:db8:200::21/64"
 host_shim = true
 "#,
     );
-    let (mut k, dir) = (Fake::new(), Scratch::new());
-    k.net.host.links.push(Link {
-        name: "up0".into(),
-        mtu: 1500,
-        ..Link::bare(90, true, false)
-    });
+    let (mut k, dir) = (with_up0(None), Scratch::new());
     apply(&mut k, &dir, &t);
     let dst: ipnetwork::IpNetwork = "2001:db8:200::21/128".parse().unwrap();
     let src = |k: &Fake| {
@@ -225,22 +226,8 @@ fn the_route_to_an_ipv4_child_leaves_from_the_uplinks_address_on_its_subnet() {
         "mv",
         "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\nhost_shim = true\n",
     );
-    let (mut k, dir) = (Fake::new(), Scratch::new());
-    k.net.host.links.push(Link {
-        name: "up0".into(),
-        mtu: 1500,
-        ..Link::bare(90, true, false)
-    });
-    let on_up0 = |net: &str| Addr {
-        index: 90,
-        net: net.parse().expect("a net"),
-        flags: 0,
-        scope: 0,
-        valid: u32::MAX,
-        preferred: u32::MAX,
-        brd: None,
-        metric: 0,
-    };
+    let (mut k, dir) = (with_up0(None), Scratch::new());
+    let on_up0 = |net: &str| addr_on(90, net);
     k.net
         .host
         .addrs
