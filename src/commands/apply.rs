@@ -126,7 +126,7 @@ fn converge_taking(
 ) -> Result<(usize, Plan), Fail> {
     let mut tg = Target {
         adopt: take.adopt,
-        ..Target::apply(t)
+        ..Target::asking(t)
     };
     if take.force {
         tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();

@@ -20,7 +20,7 @@ fn read_plan(t: &Topology, wait: bool, cmd: &str, adopt: bool) -> Result<Plan, F
     let lock = state::acquire(Access::Shared, wait).map_err(|e| report(&e))?;
     let tg = Target {
         adopt,
-        ..Target::apply(t)
+        ..Target::asking(t)
     };
     let rec = Record::load(lock.dir());
     let p = NftSocket::open()

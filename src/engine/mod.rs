@@ -58,6 +58,10 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
             asked = k.memory(&t.name);
             asked.as_ref()
         }
+        (Memory::Asking(a), Some(_)) => {
+            asked = a.answer();
+            asked.as_ref()
+        }
         (Memory::Given(m), _) => Some(m),
         _ => None,
     };

@@ -23,6 +23,8 @@ pub(crate) struct Target<'a> {
 pub(crate) enum Memory {
     /// The topology's watch, if one runs and answers (see `plumbing::memory`).
     Ask,
+    /// The same, asked for as the run began ([`Target::asking`]).
+    Asking(plumbing::memory::Asking),
     /// This one (watch's own checks).
     Given(plumbing::memory::Known),
     /// None: every namespace is read.
@@ -37,6 +39,16 @@ impl<'a> Target<'a> {
             topology: Some(t),
             adopt: false,
             memory: Memory::Ask,
+        }
+    }
+
+    /// [`Target::apply`], with watch's memory asked for at once: watch answers while the file
+    /// compiles (apply and diff; watch's own checks are given theirs).
+    pub(crate) fn asking(t: &'a Topology) -> Target<'a> {
+        let early = Memory::Asking(plumbing::memory::Asking::start(&t.name));
+        Target {
+            memory: early,
+            ..Target::apply(t)
         }
     }
 

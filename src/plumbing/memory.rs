@@ -9,6 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -51,19 +52,23 @@ pub(crate) struct Answer {
 }
 
 /// The places a memory vouches for, by name; and the host's links, if it vouches for them.
-#[derive(Clone, Debug, Default)]
+/// Each place is handed over once ([`Known::vouch`] takes it out): a run that observes again
+/// after changing things must not be handed what it read before them, and nothing is copied.
+#[derive(Debug, Default)]
 pub(crate) struct Known {
-    places: BTreeMap<String, (u64, NsObs)>,
+    places: Mutex<BTreeMap<String, (u64, NsObs)>>,
     host: Option<Vec<Link>>,
 }
 
 impl Known {
     pub(crate) fn new(places: impl IntoIterator<Item = Place>) -> Known {
         Known {
-            places: places
-                .into_iter()
-                .map(|p| (p.name, (p.ino, p.obs)))
-                .collect(),
+            places: Mutex::new(
+                places
+                    .into_iter()
+                    .map(|p| (p.name, (p.ino, p.obs)))
+                    .collect(),
+            ),
             host: None,
         }
     }
@@ -79,13 +84,15 @@ impl Known {
         self.host.as_deref()
     }
 
+    /// How many places it still holds.
     pub(crate) fn len(&self) -> usize {
-        self.places.len()
+        self.places.lock().map_or(0, |p| p.len())
     }
 
     /// Namespace `name` (whose /run/netns entry is inode `ino` now) as the run would read it,
     /// if the memory vouches for it: the same namespace, read whole, with every sysctl in
     /// `keys` read. `deep`: whether the run reads it whole (else links only), given its owner.
+    /// A place vouched for is taken out: asked again, the memory no longer vouches for it.
     pub(crate) fn vouch(
         &self,
         name: &str,
@@ -93,11 +100,12 @@ impl Known {
         deep: &dyn Fn(Option<&str>) -> bool,
         keys: &[String],
     ) -> Option<NsObs> {
-        let (i, o) = self.places.get(name)?;
+        let mut places = self.places.lock().ok()?;
+        let (i, o) = places.get(name)?;
         if *i != ino || keys.iter().any(|k| !o.node.sysctls.contains_key(k)) {
             return None;
         }
-        let mut o = o.clone();
+        let (_, mut o) = places.remove(name)?;
         if deep(o.owner.as_deref()) {
             o.node.sysctls.retain(|k, _| keys.contains(k));
         } else {
@@ -144,7 +152,7 @@ pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, super::netns::NsId> {
 /// a tenth of a run's CPU), no watch, or none worth trusting (not root's, another topology or
 /// version, too slow, garbage).
 pub(crate) fn ask(topology: &str) -> Option<Known> {
-    if !std::env::var_os(USE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+    if !wanted() {
         return None;
     }
     if topology.contains('/') || topology.is_empty() {
@@ -166,6 +174,49 @@ pub(crate) fn ask(topology: &str) -> Option<Known> {
         );
     }
     out
+}
+
+/// [`ask`] started early, on a thread of its own: watch puts its answer together, and this
+/// process decodes it, while the file compiles and nftables is read. The answer goes to the
+/// run's first observation only ([`Asking::answer`]); any later one asks again, since the
+/// run may have changed what the first answer vouched for.
+pub(crate) struct Asking {
+    topology: String,
+    started: Mutex<Option<std::thread::JoinHandle<Option<Known>>>>,
+}
+
+impl Asking {
+    /// Asks at once when `NSFW_WATCH_MEMORY` asks for the memory; with no thread to be had,
+    /// the first answer is asked for when it is wanted.
+    pub(crate) fn start(topology: &str) -> Asking {
+        let t = topology.to_string();
+        let started = wanted()
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("nsfw-memory".into())
+                    .spawn(move || ask(&t))
+                    .ok()
+            })
+            .flatten();
+        Asking {
+            topology: topology.to_string(),
+            started: Mutex::new(started),
+        }
+    }
+
+    /// What watch vouches for: the early answer the first time, asked anew after.
+    pub(crate) fn answer(&self) -> Option<Known> {
+        match self.started.lock().ok().and_then(|mut g| g.take()) {
+            // A thread that panicked answered nothing: everything is read.
+            Some(h) => h.join().ok().flatten(),
+            None => ask(&self.topology),
+        }
+    }
+}
+
+/// Whether `NSFW_WATCH_MEMORY` asks for watch's memory.
+fn wanted() -> bool {
+    std::env::var_os(USE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
@@ -468,6 +519,11 @@ mod tests {
         );
         let fewer = k.vouch("a", 7, &|_| true, &[]).expect("vouched");
         assert!(fewer.node.sysctls.is_empty(), "only what the run asks");
+        assert!(
+            k.vouch("a", 7, &|_| true, &[]).is_none(),
+            "handed over once"
+        );
+        let k = Known::new([place("a", 7)]);
         let shallow = k.vouch("a", 7, &|_| false, &[]).expect("vouched");
         assert_eq!(shallow.node.links.len(), 1);
         assert!(shallow.node.sysctls.is_empty());
