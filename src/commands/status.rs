@@ -32,6 +32,7 @@ fn gather(t: Option<&crate::topology::Topology>, cmd: &str, conntrack: bool) -> 
             ns_sysctls: &none,
             host_sysctls: Vec::new(),
             known: None,
+            asking: None,
         };
         let o = plumbing::observe(&q)?;
         let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);

@@ -58,14 +58,15 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
             asked = k.memory(&t.name);
             asked.as_ref()
         }
-        (Memory::Asking(a), Some(_)) => {
-            asked = a.answer();
-            asked.as_ref()
-        }
         (Memory::Given(m), _) => Some(m),
         _ => None,
     };
-    let (mut net, mut nft) = remembering(tg, rec, known, &mut |q| k.observe(q, listeners))?;
+    // An answer still coming is waited for beside the read of nftables (`plumbing::observe`).
+    let asking = match (&tg.memory, tg.topology) {
+        (Memory::Asking(a), Some(_)) => Some(a),
+        _ => None,
+    };
+    let (mut net, mut nft) = remembering(tg, rec, known, asking, &mut |q| k.observe(q, listeners))?;
     side::observe(k, tg, &net, &mut nft)?;
     // A table whose `bridges` set names bridges counts only through them (links, looked for
     // directly): with its namespaces and bridges deleted by hand, the topology is gone. One
@@ -114,14 +115,16 @@ fn observe_plumbing(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<plu
 /// the record names are read whole, with their sysctls; the host's sysctls the file or the
 /// record names.
 fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T {
-    remembering(tg, rec, None, f)
+    remembering(tg, rec, None, None, f)
 }
 
-/// [`with_query`], taking the namespaces `known` vouches for instead of reading them.
+/// [`with_query`], taking the namespaces `known` (or the answer `asking` brings) vouches for
+/// instead of reading them.
 fn remembering<T>(
     tg: &Target,
     rec: &Record,
     known: Option<&plumbing::memory::Known>,
+    asking: Option<&plumbing::memory::Asking>,
     f: &mut dyn FnMut(&Query) -> T,
 ) -> T {
     let d = &tg.desired;
@@ -153,6 +156,7 @@ fn remembering<T>(
         ns_sysctls: &ns_sysctls,
         host_sysctls,
         known,
+        asking,
     })
 }
 

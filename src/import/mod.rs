@@ -66,6 +66,7 @@ fn observe_all() -> Result<plumbing::Observed> {
         ns_sysctls: &none,
         host_sysctls: vec![crate::compile::IP_FORWARD.to_string()],
         known: None,
+        asking: None,
     })
 }
 

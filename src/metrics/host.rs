@@ -328,6 +328,7 @@ pub(crate) fn read() -> anyhow::Result<(Vec<Topology>, Option<Vec<CtEntry>>)> {
         ns_sysctls: &none,
         host_sysctls: Vec::new(),
         known: None,
+        asking: None,
     };
     let o = crate::plumbing::observe(&q)?;
     let ts = status::gather(&o, &crate::firewall::observe(&mut nft)?);

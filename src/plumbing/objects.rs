@@ -325,6 +325,7 @@ impl Link {
 mod conf_keys {
     use std::collections::BTreeMap;
 
+    use serde::de::{MapAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     const KEYS: [&str; 7] = [
@@ -344,12 +345,55 @@ mod conf_keys {
         m.serialize(s)
     }
 
+    /// Keys other than [`KEYS`] are dropped. A key is matched where it lies, not copied out
+    /// first: watch's answer carries seven of them for each of thousands of links.
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<&'static str, String>, D::Error> {
-        let m = BTreeMap::<String, String>::deserialize(d)?;
-        Ok(m.into_iter()
-            .filter_map(|(k, v)| KEYS.iter().find(|x| **x == k).map(|x| (*x, v)))
-            .collect())
+        d.deserialize_map(Settings)
+    }
+
+    struct Settings;
+
+    impl<'de> Visitor<'de> for Settings {
+        type Value = BTreeMap<&'static str, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of a link's settings")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(Key(k)) = m.next_key()? {
+                let v: String = m.next_value()?;
+                if let Some(k) = k {
+                    out.insert(k, v);
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// One of [`KEYS`], or None for any other key.
+    struct Key(Option<&'static str>);
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+            d.deserialize_str(KeyName)
+        }
+    }
+
+    struct KeyName;
+
+    impl Visitor<'_> for KeyName {
+        type Value = Key;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a setting's name")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key, E> {
+            Ok(Key(KEYS.iter().find(|x| **x == s).copied()))
+        }
     }
 }

@@ -107,8 +107,10 @@ impl HostProbes {
         let by_name: BTreeMap<&str, u32> =
             links.values().map(|l| (l.name.as_str(), l.index)).collect();
         // As `open_many`: RESERVE descriptors stay free for repairs. A file not opened makes
-        // `same` say no: the host's links are then not served (slower, never wrong).
-        let mut budget = free_fds().saturating_sub(RESERVE);
+        // `same` say no: the host's links are then not served (slower, never wrong). Counted
+        // only once a file is to be opened: this runs before every answer, and listing
+        // /proc/self/fd with thousands of files held was a quarter of an answer's work.
+        let mut budget = None;
         for k in keys {
             let Some(i) = link_key(k).and_then(|(dev, _)| by_name.get(dev.as_str()).copied())
             else {
@@ -117,12 +119,13 @@ impl HostProbes {
             if self.files.contains_key(&(i, k.clone())) {
                 continue;
             }
-            if budget == 0 {
+            let budget = budget.get_or_insert_with(|| free_fds().saturating_sub(RESERVE));
+            if *budget == 0 {
                 break;
             }
             if let Ok(Some(f)) = sysctl::open(k) {
                 self.files.insert((i, k.clone()), f);
-                budget -= 1;
+                *budget -= 1;
             }
         }
     }
