@@ -55,7 +55,9 @@ pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> 
         v["partial"] = (!plan.skipped.is_empty()).into();
         output::data(format_args!("{v}\n"));
     }
-    Ok(partial(&t, &plan))
+    let code = partial(&t, &plan);
+    crate::plumbing::threads::drop_aside(t);
+    Ok(code)
 }
 
 /// Exit 4, "partially applied", when objects in the way were left out (each named), else 0.
@@ -183,6 +185,7 @@ fn converge_taking(
         say!("done: {} change(s)", out.changes);
         say!("{}", out.plan.summary());
     }
+    crate::plumbing::threads::drop_aside(std::mem::take(&mut tg.desired));
     Ok((out.changes, out.plan))
 }
 

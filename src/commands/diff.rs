@@ -18,16 +18,21 @@ use super::{ERR, Fail, OK, PENDING, load, read_error, report};
 /// `json` printed the plan).
 fn read_plan(t: &Topology, wait: bool, cmd: &str, adopt: bool) -> Result<Plan, Fail> {
     let lock = state::acquire(Access::Shared, wait).map_err(|e| report(&e))?;
-    let tg = Target {
+    let mut tg = Target {
         adopt,
         ..Target::asking(t)
     };
     let rec = Record::load(lock.dir());
     let p = NftSocket::open()
         .and_then(|mut nft| engine::observe(&tg, &rec, &mut nft))
-        .and_then(|o| engine::plan(&tg, &o, &rec))
+        .and_then(|o| {
+            let p = engine::plan(&tg, &o, &rec);
+            crate::plumbing::threads::drop_aside(o);
+            p
+        })
         .map_err(|e| read_error(cmd, &e))?;
     drop(lock);
+    crate::plumbing::threads::drop_aside(std::mem::take(&mut tg.desired));
     Ok(p)
 }
 

@@ -465,6 +465,7 @@ fn converge_in(
             p.record_after.save(dir)?;
         }
         unreachable_is_error(&p)?;
+        plumbing::threads::drop_aside(o);
         return Ok(Outcome {
             changes: 0,
             plan: p,
@@ -509,6 +510,7 @@ fn converge_in(
     }
     p.record_after.save(dir)?;
     unreachable_is_error(&p)?;
+    plumbing::threads::drop_aside(o);
     Ok(Outcome {
         changes: p.len(),
         plan: p,
