@@ -111,8 +111,18 @@ pub(super) struct Real<'s> {
     pub(crate) nft: &'s mut NftSocket,
 }
 
-/// Links, addresses, routes, sysctls and files.
+/// Links, addresses, routes, sysctls and files; with watch's answer, when one is coming,
+/// waited for here (beside the read of nftables) and taken as `known`.
 fn observe_plumbing(q: &Query) -> Result<plumbing::Observed> {
+    if let Some(a) = q.asking {
+        let known = a.answer();
+        return observe_plumbing(&Query {
+            known: known.as_ref(),
+            asking: None,
+            host_sysctls: q.host_sysctls.clone(),
+            ..*q
+        });
+    }
     let t0 = std::time::Instant::now();
     let o = plumbing::observe(q)?;
     crate::detail!("timing: observed the links after {:?}", t0.elapsed());

@@ -61,11 +61,7 @@ fn observe_in(k: &mut dyn Kernel, tg: &Target, rec: &Record) -> Result<Observed>
         (Memory::Given(m), _) => Some(m),
         _ => None,
     };
-    // An answer still coming is waited for beside the read of nftables (`plumbing::observe`).
-    let asking = match (&tg.memory, tg.topology) {
-        (Memory::Asking(a), Some(_)) => Some(a),
-        _ => None,
-    };
+    let asking = tg.memory.asking();
     let (mut net, mut nft) = remembering(tg, rec, known, asking, &mut |q| k.observe(q, listeners))?;
     side::observe(k, tg, &net, &mut nft)?;
     // A table whose `bridges` set names bridges counts only through them (links, looked for
@@ -118,8 +114,7 @@ fn with_query<T>(tg: &Target, rec: &Record, f: &mut dyn FnMut(&Query) -> T) -> T
     remembering(tg, rec, None, None, f)
 }
 
-/// [`with_query`], taking the namespaces `known` (or the answer `asking` brings) vouches for
-/// instead of reading them.
+/// [`with_query`], taking what `known` (or `asking`'s answer) vouches for instead of reading.
 fn remembering<T>(
     tg: &Target,
     rec: &Record,

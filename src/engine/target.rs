@@ -31,6 +31,17 @@ pub(crate) enum Memory {
     Off,
 }
 
+impl Memory {
+    /// The ask started as the run began, if any: its answer is waited for beside the read of
+    /// nftables (`plumbing::observe`).
+    pub(crate) fn asking(&self) -> Option<&plumbing::memory::Asking> {
+        match self {
+            Memory::Asking(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
 impl<'a> Target<'a> {
     pub(crate) fn apply(t: &'a Topology) -> Target<'a> {
         Target {

@@ -68,8 +68,7 @@ pub(crate) struct Query<'a> {
     pub host_sysctls: Vec<String>,
     /// What `nsfw watch` vouches for: those namespaces are not entered.
     pub known: Option<&'a super::memory::Known>,
-    /// Watch's answer still coming (taken in place of `known`): [`observe`] waits for it on
-    /// its own thread, while the engine reads nftables beside it.
+    /// Watch's answer still coming, for `known` (the engine waits for it beside nftables' read).
     pub asking: Option<&'a super::memory::Asking>,
 }
 
@@ -218,20 +217,9 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 }
 
 /// Reads everything nsfw manages. Every namespace is entered (ownership is a mark inside it),
-/// and read whole where `q.deep` says so.
-/// The host's links come from `nsfw watch`'s memory when it vouches for them (at N veth
-/// pairs a dump costs O(N²) in the kernel).
+/// and read whole where `q.deep` says so. The host's links come from `nsfw watch`'s memory
+/// when it vouches for them (at N veth pairs a dump costs O(N²) in the kernel).
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    if let Some(a) = q.asking {
-        let answer = a.answer();
-        return observe(&Query {
-            deep: q.deep,
-            ns_sysctls: q.ns_sysctls,
-            host_sysctls: q.host_sysctls.clone(),
-            known: answer.as_ref(),
-            asking: None,
-        });
-    }
     match q.known.and_then(|k| k.host_links()) {
         Some(links) => {
             crate::detail!(
