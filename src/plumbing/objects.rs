@@ -397,3 +397,30 @@ mod conf_keys {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Conf(#[serde(with = "super::conf_keys")] BTreeMap<&'static str, String>);
+
+    /// Watch's answer (postcard) and JSON alike: the known names kept, any other dropped.
+    #[test]
+    fn a_links_settings_keep_the_known_names_and_drop_the_others() {
+        let json = r#"{"ipv6.accept_ra":"1","ipv4.bogus":"2","ipv4.forwarding":"0"}"#;
+        let Conf(m) = serde_json::from_str(json).expect("a map");
+        let want = BTreeMap::from([
+            ("ipv4.forwarding", "0".to_string()),
+            ("ipv6.accept_ra", "1".into()),
+        ]);
+        assert_eq!(m, want);
+        let other: BTreeMap<String, String> = serde_json::from_str(json).expect("a map");
+        let bytes = postcard::to_allocvec(&other).expect("encoded");
+        let Conf(m) = postcard::from_bytes(&bytes).expect("decoded");
+        assert_eq!(m, want);
+        let Conf(back) = postcard::from_bytes(&postcard::to_allocvec(&Conf(m)).expect("encoded"))
+            .expect("decoded");
+        assert_eq!(back, want, "a round trip");
+    }
+}
