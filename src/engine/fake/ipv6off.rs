@@ -1,6 +1,7 @@
 //! The kernel's rule for a link with IPv6 switched off (`net.ipv6.conf.DEV.disable_ipv6`
 //! = 1), in the in-memory kernel: switching it off takes the link's IPv6 addresses with it,
-//! and none is taken until it is on again (EACCES, "IPv6 is disabled on this device").
+//! and its IPv6 routes, and none is taken until it is on again (EACCES, "IPv6 is disabled on
+//! this device").
 
 use anyhow::{Result, bail};
 use ipnetwork::IpNetwork;
@@ -16,7 +17,7 @@ fn link_of(key: &str) -> Option<String> {
 }
 
 /// Sysctl `key` of `node` set to `new`, as the kernel writes it: a link's IPv6 switched off
-/// loses its IPv6 addresses.
+/// loses its IPv6 addresses and every IPv6 route through it (`addrconf_ifdown`).
 pub(in crate::engine) fn set(node: &mut NodeObs, key: &str, new: &str) {
     node.sysctls.insert(key.to_string(), Some(new.to_string()));
     let Some(index) = link_of(key).and_then(|dev| node.link(&dev).map(|l| l.index)) else {
@@ -24,6 +25,8 @@ pub(in crate::engine) fn set(node: &mut NodeObs, key: &str, new: &str) {
     };
     if new == "1" {
         node.addrs.retain(|a| a.index != index || a.net.is_ipv4());
+        node.routes
+            .retain(|r| r.oif != Some(index) || r.dst.is_ipv4());
     }
 }
 

@@ -1,6 +1,6 @@
 //! The kernel's rules for a route's preferred source (RTA_PREFSRC, `src`), in the in-memory
-//! kernel: a route is refused a source that is not a usable address there, and an IPv6
-//! address that goes takes itself out of the routes that named it.
+//! kernel: a route is refused a source that is not a usable address there, and an address
+//! that goes takes itself out of the routes that named it (IPv6), or them with it (IPv4).
 
 use std::net::IpAddr;
 
@@ -31,10 +31,15 @@ pub(super) fn refuse(node: &NodeObs, route: &Route) -> Result<()> {
     Ok(())
 }
 
-/// IPv6 address `net` of link `index` gone: a route through that link that named it keeps
-/// going without a source (IPv4's rule, the route deleted with its source, is not modelled).
+/// Address `net` of link `index` gone. IPv6: a route through that link that named it keeps
+/// going without a source. IPv4: once no link of the namespace holds that address any more,
+/// every route that named it goes, through any link (`fib_sync_down_addr`).
 pub(super) fn forget(node: &mut NodeObs, index: u32, net: IpNetwork) {
     if net.is_ipv4() {
+        if !node.addrs.iter().any(|a| a.net.ip() == net.ip()) {
+            node.routes
+                .retain(|r| r.kernel || r.prefsrc != Some(net.ip()));
+        }
         return;
     }
     for r in node.routes.iter_mut() {

@@ -1,5 +1,5 @@
 //! IPv6 switched off by hand on a link the file gives IPv6 (`disable_ipv6` = 1, which takes
-//! the link's IPv6 addresses and refuses them back): named, switched on again before the
+//! the link's IPv6 addresses and routes and refuses them back): named, switched on again before the
 //! addresses are put back, in one run. A link the file gives no IPv6 keeps the setting.
 
 use super::super::Target;
@@ -21,8 +21,17 @@ fn switch_off(k: &mut super::Fake, place: &Place, dev: &str) {
 fn ipv6_switched_off_by_hand_is_switched_on_before_its_addresses_come_back() {
     let t = topology("dual", DUAL);
     let (mut k, dir) = applied(&t);
+    let v6_routes = |k: &super::Fake| {
+        let ns1 = &k.net.namespaces.get("ns1").expect("ns1").node;
+        ns1.routes
+            .iter()
+            .filter(|r| r.dst.is_ipv6() && !r.kernel)
+            .count()
+    };
+    assert!(v6_routes(&k) > 0, "ns1 has an IPv6 default route");
     switch_off(&mut k, &Place::Host, "br0");
     switch_off(&mut k, &Place::Ns("ns1".into()), "eth0");
+    assert_eq!(v6_routes(&k), 0, "the kernel takes them with IPv6");
     let (out, said) = run(&mut k, &dir, &Target::apply(&t)).unwrap_or_else(|e| panic!("{e:#}"));
     let at = |line: &str| {
         said.iter()
@@ -39,6 +48,7 @@ fn ipv6_switched_off_by_hand_is_switched_on_before_its_addresses_come_back() {
         "{said:#?}"
     );
     assert!(out.changes > 0);
+    assert!(v6_routes(&k) > 0, "put back: {said:#?}");
     k.sent.clear();
     assert_in_sync(&mut k, &dir, &t);
 }

@@ -257,4 +257,29 @@ fn the_route_to_an_ipv4_child_leaves_from_the_uplinks_address_on_its_subnet() {
     assert_eq!(src(&k).as_deref(), Some("192.0.2.3"));
     k.sent.clear();
     assert_in_sync(&mut k, &dir, &t);
+    // Deleted as the kernel deletes an IPv4 address: the routes that left from it go with it.
+    let del = crate::kinds::DelAddr {
+        place: Place::Host,
+        ifname: "up0".into(),
+        net: "192.0.2.3/24".parse().expect("a net"),
+    };
+    k.net
+        .apply(&crate::kinds::Step::DelAddr(del), "")
+        .expect("deleted");
+    let gone = |k: &Fake| {
+        !k.net
+            .host
+            .routes
+            .iter()
+            .any(|r| r.dst.to_string() == "192.0.2.11/32")
+    };
+    assert!(
+        gone(&k),
+        "the fake kernel deletes the route with its source"
+    );
+    k.net.host.addrs.push(on_up0("192.0.2.4/24"));
+    run(&mut k, &dir, &Target::apply(&t)).expect("repair");
+    assert_eq!(src(&k).as_deref(), Some("192.0.2.4"));
+    k.sent.clear();
+    assert_in_sync(&mut k, &dir, &t);
 }
