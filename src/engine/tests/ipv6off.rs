@@ -1,6 +1,7 @@
 //! IPv6 switched off by hand on a link the file gives IPv6 (`disable_ipv6` = 1, which takes
-//! the link's IPv6 addresses and routes and refuses them back): named, switched on again before the
-//! addresses are put back, in one run. A link the file gives no IPv6 keeps the setting.
+//! the link's IPv6 addresses and routes and refuses them back): named, switched on again
+//! before the addresses are put back, in one run. A link the file gives no IPv6 keeps the
+//! setting.
 
 use super::super::Target;
 use super::{applied, assert_in_sync, run};
