@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -105,13 +106,27 @@ impl fmt::Display for Entry {
     }
 }
 
-/// The line of every entry of one file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The line of every entry of one file, worked out the first time one is asked for: only
+/// `why` and `drops` ask, and with 10,000 `[[allow]]` entries ordering them and counting lines
+/// was a twentieth of every run's time.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Origins {
     /// The file as messages name it.
     file: String,
-    lines: BTreeMap<Entry, usize>,
+    /// Each entry with the byte offset it starts at, in no order.
+    at: Vec<(usize, Entry)>,
+    text: Arc<str>,
+    lines: OnceLock<BTreeMap<Entry, usize>>,
 }
+
+/// The same file's entries at the same places (whether their lines were worked out yet or not).
+impl PartialEq for Origins {
+    fn eq(&self, other: &Origins) -> bool {
+        (&self.file, &self.at, &self.text) == (&other.file, &other.at, &other.text)
+    }
+}
+
+impl Eq for Origins {}
 
 #[allow(dead_code)]
 impl Origins {
@@ -124,34 +139,24 @@ impl Origins {
         }
     }
 
-    /// The lines of the entries of `root`, the parsed `text`. The offsets are turned into
-    /// lines in one pass over the text, in order: a file of 10,000 namespaces has as many
-    /// entries, and counting from the start for each would be quadratic.
+    /// Where the entries of `root`, the parsed `text`, start.
     pub(super) fn of(root: &DeTable<'_>, text: &str, file: &str) -> Origins {
         let mut at: Vec<(usize, Entry)> = Vec::new();
         walk(root, &mut |e, offset| at.push((offset, e)));
-        at.sort_unstable();
-        let mut lines = BTreeMap::new();
-        let (mut line, mut pos) = (1, 0);
-        let bytes = text.as_bytes();
-        for (offset, e) in at {
-            let end = offset.min(bytes.len());
-            line += bytes[pos..end.max(pos)]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            pos = end.max(pos);
-            lines.entry(e).or_insert(line);
-        }
         Origins {
             file: file.to_string(),
-            lines,
+            at,
+            text: Arc::from(text),
+            lines: OnceLock::new(),
         }
     }
 
     /// The line `entry` is at (1-based), if the file has it.
     pub(crate) fn line(&self, entry: &Entry) -> Option<usize> {
-        self.lines.get(entry).copied()
+        self.lines
+            .get_or_init(|| lines(&self.at, &self.text))
+            .get(entry)
+            .copied()
     }
 
     /// `[[allow]] #3 at lab.toml:42` (without the line when the file does not hold the entry).
@@ -161,6 +166,27 @@ impl Origins {
             None => format!("{entry} in {}", self.file),
         }
     }
+}
+
+/// The line of each entry of `at` in `text`. The offsets are turned into lines in one pass
+/// over the text, in order: a file of 10,000 namespaces has as many entries, and counting
+/// from the start for each would be quadratic.
+fn lines(at: &[(usize, Entry)], text: &str) -> BTreeMap<Entry, usize> {
+    let mut at: Vec<&(usize, Entry)> = at.iter().collect();
+    at.sort_unstable();
+    let mut lines = BTreeMap::new();
+    let (mut line, mut pos) = (1, 0);
+    let bytes = text.as_bytes();
+    for (offset, e) in at {
+        let end = (*offset).min(bytes.len());
+        line += bytes[pos..end.max(pos)]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        pos = end.max(pos);
+        lines.entry(e.clone()).or_insert(line);
+    }
+    lines
 }
 
 /// Calls `found` with each entry and the byte offset it starts at.
