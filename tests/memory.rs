@@ -209,6 +209,61 @@ time.sleep(60)
     sb.nsfw_code(&["diff", &a], 0);
 }
 
+/// A second watch of the same topology is refused (the two would fight over every repair)
+/// and leaves the first one's socket alone: the first still answers.
+#[test]
+fn a_second_watch_of_the_topology_is_refused_and_the_first_keeps_answering() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let (a, w) = watched(&sb, "a.toml", 4);
+    let o = sb.sh(&format!("timeout 20 {NSFW} watch {a}"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another nsfw watch of mem is running"),
+        "{err}"
+    );
+    let (code, _, err) = timed(&sb, &format!("diff {a}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(remembered(&err), Some(4), "the first still answers: {err}");
+    stop(w);
+}
+
+/// A host link's /proc/sys directory made anew by the kernel (its MTU below IPv6's 1,280 and
+/// back): watch lets go of the files it held there and holds the new ones, so that it serves
+/// the host's links again after one check, not never.
+#[test]
+fn the_hosts_links_are_served_again_after_the_kernel_makes_a_links_settings_anew() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    // IPv6 on the bridge: watch holds br0's disable_ipv6 open.
+    let dual = "name = \"mem\"\n[bridges.br0]\naddress = \"10.110.0.1/24\"\naddress6 = \"fd00:110::1/64\"\n[namespaces.m0]\nbridge = \"br0\"\naddress = \"10.110.0.2/24\"\n[namespaces.m1]\nbridge = \"br0\"\naddress = \"10.110.0.3/24\"\n";
+    let a = sb.file("a.toml", dual);
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = sb.spawn_sh(&format!(
+        "NSFW_WATCH_DEBOUNCE_MS=100 NSFW_TIMING=1 exec {NSFW} watch {a}"
+    ));
+    settled(&sb, &a, 2);
+    let served = |err: &str| err.contains("links from watch's memory");
+    let (_, _, err) = timed(&sb, &format!("diff {a}"));
+    assert!(served(&err), "{err}");
+    sb.ok("ip link set br0 mtu 1000");
+    let (code, _, err) = timed(&sb, &format!("apply {a}"));
+    assert_eq!(code, Some(0), "{err}");
+    let t = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, out, err) = timed(&sb, &format!("diff {a}"));
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        if served(&err) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the host's links never served again:\n{err}"
+        );
+    }
+    stop(w);
+}
+
 /// apply beside watch, killed at random instants (NSFW_MEMORY_KILLS trials, 4 by default):
 /// the next apply converges, and diff finds nothing.
 #[test]

@@ -363,6 +363,27 @@ impl Drop for Memory {
     }
 }
 
+/// Whether another watch of topology `name` answers on its socket now: it accepts the
+/// connection (even stopped, the kernel queues it), or its queue is full. A socket left by a
+/// watch that died refuses it.
+pub(super) fn answering(name: &str) -> bool {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let path = wire::socket_path(name);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+        return false;
+    }
+    let (Ok(addr), Ok(s)) = (
+        SockAddr::unix(&path),
+        Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None),
+    ) else {
+        return false;
+    };
+    match s.connect(&addr) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EAGAIN),
+    }
+}
+
 /// Binds topology `name`'s socket, 0600 in root's /run/nsfw; a socket left there (a watch
 /// killed) is replaced, anything else refused.
 fn listen(name: &str) -> anyhow::Result<(UnixListener, PathBuf, u64)> {

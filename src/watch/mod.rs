@@ -537,6 +537,14 @@ fn serve(listener: TcpListener, stats: Arc<metrics::watch::Stats>) -> Result<()>
 /// Loads the file, subscribes, says so, and checks once.
 fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Watch> {
     let t = load(path)?;
+    // Two would each take the other's repairs for another manager's, and fight.
+    if memory::answering(&t.name) {
+        anyhow::bail!(
+            "another nsfw watch of {} is running (it answers on {}): stop it first",
+            t.name,
+            crate::plumbing::memory::socket_path(&t.name).display()
+        );
+    }
     probe::raise_nofile();
     let stats = Arc::new(metrics::watch::Stats::new(&t.name));
     if let Some(l) = listener {

@@ -131,11 +131,15 @@ impl HostProbes {
     }
 
     /// Whether, for every key of `keys` naming a link of `links` that carries the setting,
-    /// its file is held and says what the link carries.
-    pub(super) fn same(&self, keys: &[String], links: &BTreeMap<u32, Link>) -> bool {
+    /// its file is held and says what the link carries. A file that cannot be read is let go
+    /// (the next `open` opens it anew): the kernel makes a link's /proc/sys directory again,
+    /// under the same index and name, when its MTU goes below IPv6's 1,280 and back or when
+    /// it is renamed and back, and a file of the old one never reads again.
+    pub(super) fn same(&mut self, keys: &[String], links: &BTreeMap<u32, Link>) -> bool {
         let by_name: BTreeMap<&str, &Link> = links.values().map(|l| (l.name.as_str(), l)).collect();
         let mut buf = [0u8; 64];
-        keys.iter().all(|k| {
+        let mut gone = Vec::new();
+        let mut one = |k: &String| -> bool {
             let Some((dev, conf)) = link_key(k) else {
                 return true;
             };
@@ -148,9 +152,24 @@ impl HostProbes {
             let Some(f) = self.files.get(&(l.index, k.clone())) else {
                 return false;
             };
-            f.read_at(&mut buf, 0)
-                .is_ok_and(|n| trim(&buf[..n]) == want.trim().as_bytes())
-        })
+            match f.read_at(&mut buf, 0) {
+                Ok(n) => trim(&buf[..n]) == want.trim().as_bytes(),
+                Err(_) => {
+                    gone.push((l.index, k.clone()));
+                    false
+                }
+            }
+        };
+        // Every key is looked at, not only up to the first difference: each file that cannot
+        // be read is let go at once.
+        let mut same = true;
+        for k in keys {
+            same &= one(k);
+        }
+        for key in gone {
+            self.files.remove(&key);
+        }
+        same
     }
 
     pub(super) fn len(&self) -> usize {
@@ -204,5 +223,24 @@ mod tests {
         assert!(p.same(), "the same again");
         assert!(Probe::default().same(), "nothing held, nothing changed");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A host setting's file that no longer reads (the kernel made the link's /proc/sys
+    /// directory again; here a directory, which reads EISDIR) says "changed" once and is let
+    /// go, so that the next `open` holds the new one.
+    #[test]
+    fn a_host_file_that_no_longer_reads_is_let_go() {
+        let key = "net.ipv6.conf.eth0.addr_gen_mode".to_string();
+        let mut l = Link::bare(7, true, false);
+        l.name = "eth0".into();
+        l.conf.insert("ipv6.addr_gen_mode", "1".into());
+        let links = BTreeMap::from([(7, l)]);
+        let dir = std::env::temp_dir();
+        let mut p = HostProbes::default();
+        p.files
+            .insert((7, key.clone()), File::open(&dir).expect("a directory"));
+        let keys = [key];
+        assert!(!p.same(&keys, &links), "unreadable: not the same");
+        assert_eq!(p.len(), 0, "let go");
     }
 }
