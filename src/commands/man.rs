@@ -139,7 +139,7 @@ const TAIL: &[(&str, &[&str])] = &[
         &[
             "TP:NO_COLOR|When set and not empty, no colour even on a terminal.",
             "TP:NSFW_TIMING|When set, every step's timing on standard error, as with \\-v.",
-            "TP:NSFW_WATCH_MEMORY|When set (and not 0), apply and diff take what a running nsfw watch of the topology vouches for instead of entering those namespaces (off by default; watch holds the settings the kernel never notifies open and reads them again before it answers).",
+            "TP:NSFW_WATCH_MEMORY|When 1 (or true, yes, on), apply and diff take what a running nsfw watch of the topology vouches for instead of entering those namespaces (off by default; watch holds the settings the kernel never notifies open and reads them again before it answers).",
             "TP:NSFW_WATCH_DEBOUNCE_MS|How long nsfw watch waits after a burst of changes before checking (200 ms).",
             "TP:CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS, CNI_PATH|Set by a container runtime: nsfw runs as a CNI plugin (CNI MODE); CNI_PATH is where it finds the IPAM plugin its configuration names.",
         ],

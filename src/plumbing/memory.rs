@@ -178,11 +178,21 @@ pub(crate) fn ask(topology: &str) -> Option<Known> {
 
 /// [`ask`] started early, on a thread of its own: watch puts its answer together, and this
 /// process decodes it, while the file compiles and nftables is read. The answer goes to the
-/// run's first observation only ([`Asking::answer`]); any later one asks again, since the
-/// run may have changed what the first answer vouched for.
+/// run's first observation only ([`Asking::answer`]); a later one (after the run changed
+/// things, or someone committed beside it) reads everything: what the answer vouched for may
+/// have changed, and asking again would wait out the whole 100 ms for a watch that is itself
+/// waiting for this run's lock to check what it heard.
 pub(crate) struct Asking {
     topology: String,
-    started: Mutex<Option<std::thread::JoinHandle<Option<Known>>>>,
+    /// Taken by the first answer.
+    started: Mutex<Option<Started>>,
+}
+
+/// The early ask: on its thread, or not started (not wanted, or no thread to be had: the first
+/// answer asks then).
+enum Started {
+    Thread(std::thread::JoinHandle<Option<Known>>),
+    Not,
 }
 
 impl Asking {
@@ -190,7 +200,7 @@ impl Asking {
     /// the first answer is asked for when it is wanted.
     pub(crate) fn start(topology: &str) -> Asking {
         let t = topology.to_string();
-        let started = wanted()
+        let thread = wanted()
             .then(|| {
                 std::thread::Builder::new()
                     .name("nsfw-memory".into())
@@ -200,23 +210,30 @@ impl Asking {
             .flatten();
         Asking {
             topology: topology.to_string(),
-            started: Mutex::new(started),
+            started: Mutex::new(Some(thread.map_or(Started::Not, Started::Thread))),
         }
     }
 
-    /// What watch vouches for: the early answer the first time, asked anew after.
+    /// What watch vouches for: the early answer the first time, nothing after.
     pub(crate) fn answer(&self) -> Option<Known> {
-        match self.started.lock().ok().and_then(|mut g| g.take()) {
-            // A thread that panicked answered nothing: everything is read.
-            Some(h) => h.join().ok().flatten(),
-            None => ask(&self.topology),
+        let mut started = self.started.lock().ok()?;
+        match started.take()? {
+            Started::Thread(h) => h.join().ok().flatten(),
+            Started::Not => ask(&self.topology),
         }
     }
 }
 
-/// Whether `NSFW_WATCH_MEMORY` asks for watch's memory.
+/// Whether `NSFW_WATCH_MEMORY` asks for watch's memory: `1`, `true`, `yes` or `on` (in any
+/// case); anything else (`0`, `false`, `no`, `off`, empty, unset) does not.
 fn wanted() -> bool {
-    std::env::var_os(USE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+    std::env::var_os(USE_ENV).is_some_and(|v| on(&v.to_string_lossy()))
+}
+
+fn on(v: &str) -> bool {
+    ["1", "true", "yes", "on"]
+        .iter()
+        .any(|w| v.trim().eq_ignore_ascii_case(w))
 }
 
 fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
@@ -504,6 +521,16 @@ mod tests {
         );
         let old = Answer { proto: 0, ..a };
         assert!(decode(&encode(&old), "t").is_err(), "another protocol");
+    }
+
+    #[test]
+    fn only_a_yes_turns_the_memory_on() {
+        for v in ["1", "true", "YES", "on", " On "] {
+            assert!(on(v), "{v:?}");
+        }
+        for v in ["", "0", "false", "no", "off", "2", "y"] {
+            assert!(!on(v), "{v:?}");
+        }
     }
 
     #[test]
