@@ -225,9 +225,25 @@ impl Asking {
 }
 
 /// Whether `NSFW_WATCH_MEMORY` asks for watch's memory: `1`, `true`, `yes` or `on` (in any
-/// case); anything else (`0`, `false`, `no`, `off`, empty, unset) does not.
+/// case); `0`, `false`, `no`, `off`, empty or unset do not, and anything else does not either,
+/// said once.
 fn wanted() -> bool {
-    std::env::var_os(USE_ENV).is_some_and(|v| on(&v.to_string_lossy()))
+    let Some(v) = std::env::var_os(USE_ENV) else {
+        return false;
+    };
+    let v = v.to_string_lossy();
+    let off = ["", "0", "false", "no", "off"]
+        .iter()
+        .any(|w| v.trim().eq_ignore_ascii_case(w));
+    if !on(&v) && !off {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            crate::warning!(
+                "{USE_ENV}={v:?} is neither on (1, true, yes, on) nor off (0, false, no, off): watch's memory stays off"
+            );
+        });
+    }
+    on(&v)
 }
 
 fn on(v: &str) -> bool {

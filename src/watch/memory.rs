@@ -363,24 +363,26 @@ impl Drop for Memory {
     }
 }
 
-/// Whether another watch of topology `name` answers on its socket now: it accepts the
-/// connection (even stopped, the kernel queues it), or its queue is full. A socket left by a
-/// watch that died refuses it.
-pub(super) fn answering(name: &str) -> bool {
-    use socket2::{Domain, SockAddr, Socket, Type};
-    let path = wire::socket_path(name);
-    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
-        return false;
-    }
-    let (Ok(addr), Ok(s)) = (
-        SockAddr::unix(&path),
-        Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None),
-    ) else {
-        return false;
-    };
-    match s.connect(&addr) {
-        Ok(()) => true,
-        Err(e) => e.raw_os_error() == Some(libc::EAGAIN),
+/// Topology `name`'s watch, claimed for this process's life: an abstract unix socket of the
+/// host's network namespace bound under the topology's name (no file; the kernel lets go of
+/// it when the process ends, however it ends). Binding is the claim, all at once: a second
+/// watch gets EADDRINUSE (Err), whether the first answers or is stopped. None: the claim
+/// could not be made for another reason (said; watch goes on, as before there was a claim).
+pub(super) fn claim(name: &str) -> anyhow::Result<Option<UnixListener>> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(format!("nsfw-watch/{name}"))?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "another nsfw watch of {name} is running (its socket is {}): stop it first",
+            wire::socket_path(name).display()
+        ),
+        Err(e) => {
+            crate::warning!(
+                "watch: {name}: cannot claim the topology ({e}): a second watch of it would not be refused"
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -75,6 +75,8 @@ enum Seen {
 }
 
 struct Watch {
+    /// This topology's watch is this process's (`memory::claim`), while it lives.
+    _claim: Option<std::os::unix::net::UnixListener>,
     path: PathBuf,
     t: Topology,
     opts: Options,
@@ -537,14 +539,9 @@ fn serve(listener: TcpListener, stats: Arc<metrics::watch::Stats>) -> Result<()>
 /// Loads the file, subscribes, says so, and checks once.
 fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Watch> {
     let t = load(path)?;
-    // Two would each take the other's repairs for another manager's, and fight.
-    if memory::answering(&t.name) {
-        anyhow::bail!(
-            "another nsfw watch of {} is running (it answers on {}): stop it first",
-            t.name,
-            crate::plumbing::memory::socket_path(&t.name).display()
-        );
-    }
+    // Two would each take the other's repairs for another manager's, and fight; and the second
+    // would take the first one's socket.
+    let claim = memory::claim(&t.name)?;
     probe::raise_nofile();
     let stats = Arc::new(metrics::watch::Stats::new(&t.name));
     if let Some(l) = listener {
@@ -553,6 +550,7 @@ fn start(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<Wa
         say!("watch: {}: metrics on http://{at}/metrics", t.name);
     }
     let mut w = Watch {
+        _claim: claim,
         memory: memory::Memory::open(&t.name),
         stats,
         path: path.to_path_buf(),
