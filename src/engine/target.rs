@@ -33,7 +33,7 @@ pub(crate) enum Memory {
 
 impl Memory {
     /// The ask started as the run began, if any: its answer is waited for beside the read of
-    /// nftables (`plumbing::observe`).
+    /// nftables (`engine::kernel`'s plumbing read).
     pub(crate) fn asking(&self) -> Option<&plumbing::memory::Asking> {
         match self {
             Memory::Asking(a) => Some(a),
