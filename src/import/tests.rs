@@ -19,19 +19,6 @@ fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
     }
 }
 
-fn addr(index: u32, net: &str) -> Addr {
-    Addr {
-        index,
-        net: net.parse().unwrap(),
-        flags: 0,
-        scope: 0,
-        valid: u32::MAX,
-        preferred: u32::MAX,
-        brd: None,
-        metric: 0,
-    }
-}
-
 fn default_via(gw: &str, oif: u32) -> Route {
     Route {
         dst: "0.0.0.0/0".parse().unwrap(),
@@ -54,7 +41,7 @@ fn default_via(gw: &str, oif: u32) -> Route {
 fn guide() -> Observed {
     let mut o = Observed::default();
     o.host.links = vec![link(1, "lo", None), link(3, "br0", Some("bridge"))];
-    o.host.addrs = vec![addr(3, "10.10.0.1/24")];
+    o.host.addrs = vec![Addr::given(3, "10.10.0.1/24")];
     o.host.sysctls.insert(
         crate::compile::IP_FORWARD.to_string(),
         Some("1".to_string()),
@@ -70,7 +57,7 @@ fn guide() -> Observed {
         p.mac = Some(Mac([2, 0, 0, 1, 0, i as u8]));
         let node = NodeObs {
             links: vec![link(1, "lo", None), p],
-            addrs: vec![addr(2, &format!("10.10.0.{}/24", i + 2))],
+            addrs: vec![Addr::given(2, &format!("10.10.0.{}/24", i + 2))],
             routes: vec![default_via("10.10.0.1", 2)],
             ..Default::default()
         };
@@ -222,7 +209,7 @@ fn odd_namespace_names_are_quoted_keys() {
 #[test]
 fn absent_default_route_and_ipv6_are_noted() {
     let mut o = guide();
-    o.host.addrs.push(addr(3, "fd00:10::1/64"));
+    o.host.addrs.push(Addr::given(3, "fd00:10::1/64"));
     let ns1 = o.namespaces.get_mut("ns1").unwrap();
     ns1.node.routes.clear();
     let mut bh = default_via("10.10.0.1", 0);

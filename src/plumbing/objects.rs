@@ -399,6 +399,23 @@ mod conf_keys {
 }
 
 #[cfg(test)]
+impl Addr {
+    /// Address `net` on link `index` as the kernel keeps one given by hand: no flags, forever.
+    pub(crate) fn given(index: u32, net: &str) -> Addr {
+        Addr {
+            index,
+            net: net.parse().expect("an address"),
+            flags: 0,
+            scope: 0,
+            valid: u32::MAX,
+            preferred: u32::MAX,
+            brd: None,
+            metric: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 

@@ -20,20 +20,6 @@ fn with_up0(alias: Option<&str>) -> Fake {
     k
 }
 
-/// A host address `net` on link `index`, as the kernel keeps one given by hand.
-fn addr_on(index: u32, net: &str) -> Addr {
-    Addr {
-        index,
-        net: net.parse().expect("a net"),
-        flags: 0,
-        scope: 0,
-        valid: u32::MAX,
-        preferred: u32::MAX,
-        brd: None,
-        metric: 0,
-    }
-}
-
 /// An uplink that cannot carry the child is refused before anything changes: an MTU above
 /// the uplink's (the kernel would refuse it part-way), a link nsfw made (another topology's
 /// bridge: its flush would take the child along), the host's own address, on the uplink or
@@ -80,7 +66,7 @@ fn an_unfit_uplink_is_refused_before_anything_changes() {
             ..Link::bare(1, true, false)
         });
         if let Some((a, index)) = host_addr {
-            k.net.host.addrs.push(addr_on(index, a));
+            k.net.host.addrs.push(Addr::given(index, a));
         }
         let e = super::run(&mut k, &dir, &Target::apply(&t))
             .err()
@@ -227,7 +213,7 @@ fn the_route_to_an_ipv4_child_leaves_from_the_uplinks_address_on_its_subnet() {
         "name = \"mv\"\n[namespaces.m1]\nmacvlan = \"up0\"\naddress = \"192.0.2.11/24\"\nhost_shim = true\n",
     );
     let (mut k, dir) = (with_up0(None), Scratch::new());
-    let on_up0 = |net: &str| addr_on(90, net);
+    let on_up0 = |net: &str| Addr::given(90, net);
     k.net
         .host
         .addrs
