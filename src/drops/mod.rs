@@ -376,52 +376,74 @@ impl Stream<'_> {
             let Some(o) = self.open.remove(&k) else {
                 continue;
             };
-            let unlogged = self.unlogged(&o.topology, &o.drop.reason, all);
+            let Some(unlogged) = self.unlogged(&o.topology, &o.drop.reason, all) else {
+                // The counters were read less than a window ago: the unlogged rest is owed.
+                // The drop stays open (its repeats said now, if any) until the next read may
+                // happen, so that the rest is said even when nothing else is dropped after it.
+                let since = self.read.unwrap_or_else(Instant::now);
+                if o.more > 0 {
+                    self.said(&o, 0);
+                }
+                self.open.insert(
+                    k,
+                    Open {
+                        since,
+                        more: 0,
+                        ..o
+                    },
+                );
+                continue;
+            };
             if o.more == 0 && unlogged == 0 {
                 continue;
             }
-            let now = SystemTime::now();
-            let d = &o.drop;
-            let mut text = format!(
-                "{}{} … {} more like this ({} -> {} {} {})",
-                if self.all {
-                    format!("{} ", o.topology)
-                } else {
-                    String::new()
-                },
-                clock(now, false),
-                o.more,
-                end(&d.from, d.src),
-                end(&d.to, d.dst),
-                what(d),
-                d.reason
-            );
-            if unlogged > 0 {
-                let _ = write!(
-                    text,
-                    "; {unlogged} more dropped as {} and not logged (logging is limited to {}/s per reason)",
-                    o.drop.reason,
-                    droplog::RATE
-                );
-            }
-            let mut r = record(&o.topology, &o.drop, now);
-            r["type"] = json!("more");
-            r["more"] = json!(o.more);
-            r["unlogged"] = json!(unlogged);
-            print(&text, &r, self.opts.json);
+            self.said(&o, unlogged);
         }
     }
 
-    /// The drops of `reason` the kernel counted but did not log since last asked (0 when the
-    /// counters were read less than a [`WINDOW`] ago, unless `now`: they are said later).
-    fn unlogged(&mut self, topology: &str, reason: &str, now: bool) -> u64 {
+    /// Says the repeats of `o`, and `unlogged` drops of its reason the kernel did not log.
+    fn said(&self, o: &Open, unlogged: u64) {
+        let now = SystemTime::now();
+        let d = &o.drop;
+        let mut text = format!(
+            "{}{} … {} more like this ({} -> {} {} {})",
+            if self.all {
+                format!("{} ", o.topology)
+            } else {
+                String::new()
+            },
+            clock(now, false),
+            o.more,
+            end(&d.from, d.src),
+            end(&d.to, d.dst),
+            what(d),
+            d.reason
+        );
+        if unlogged > 0 {
+            let _ = write!(
+                text,
+                "; {unlogged} more dropped as {} and not logged (logging is limited to {}/s per reason)",
+                o.drop.reason,
+                droplog::RATE
+            );
+        }
+        let mut r = record(&o.topology, &o.drop, now);
+        r["type"] = json!("more");
+        r["more"] = json!(o.more);
+        r["unlogged"] = json!(unlogged);
+        print(&text, &r, self.opts.json);
+    }
+
+    /// The drops of `reason` the kernel counted but did not log since last asked (None when
+    /// the counters were read less than a [`WINDOW`] ago, unless `now`: they are said later).
+    fn unlogged(&mut self, topology: &str, reason: &str, now: bool) -> Option<u64> {
         let reason = if reason == "isolated" {
             "closed"
         } else {
             reason
         };
         if !now && self.read.is_some_and(|r| r.elapsed() < WINDOW) {
-            return 0;
+            return None;
         }
         self.read = Some(Instant::now());
         let now = tally(&mut self.sock, topology)
@@ -432,11 +454,11 @@ impl Stream<'_> {
         let c = (topology.to_string(), reason.to_string());
         let Some(c) = self.counted.get_mut(&c) else {
             self.counted.insert(c, (now, 0));
-            return 0;
+            return Some(0);
         };
         let gone = now.saturating_sub(c.0).saturating_sub(c.1);
         *c = (now, 0);
-        gone
+        Some(gone)
     }
 }
 
