@@ -139,9 +139,16 @@ fn a_new_namespace_at_an_address_held_before_is_reachable_at_once() {
 /// Turns STP on for br0 (by hand: nsfw leaves the setting alone) with a forward delay of
 /// `centis` hundredths of a second, and waits (≤ 15 s) until the ports there now forward
 /// again: a port that then arrives listens and learns for twice the delay.
+///
+/// The ports are first waited for (≤ 5 s) to forward with STP still off: the bridge hears of
+/// a port's carrier from the kernel's link watch, up to a second after apply has returned,
+/// and a port it first hears of with STP on listens and learns too (CI once saw a port still
+/// learning 15 s after STP went on at a 15 s delay).
 fn stp_on(sb: &Sandbox, centis: u32) {
     sb.ok(&format!(
-        "ip link set br0 type bridge stp_state 1 forward_delay {centis}
+        "for i in $(seq 50); do bridge link | grep -qv 'state forwarding' || break; sleep 0.1; done
+         bridge link | grep -qv 'state forwarding' && {{ bridge link; exit 1; }}
+         ip link set br0 type bridge stp_state 1 forward_delay {centis}
          for i in $(seq 150); do bridge link | grep -qv 'state forwarding' || exit 0; sleep 0.1; done
          bridge link; exit 1"
     ));
