@@ -337,3 +337,98 @@ fn two_topologies_share_the_group_and_none_is_dropped_unsaid() {
     got.sort();
     assert_eq!(got, ["\"dr\" null \"policy\"", "\"ex\" null \"policy\""]);
 }
+
+/// What the kernel counted for `reason` in `f`'s table (`nsfw drops --json FILE`).
+fn counted(sb: &Sandbox, f: &str, reason: &str) -> u64 {
+    let o = sb.nsfw_code(&["drops", "--json", f], 0);
+    let v: serde_json::Value = serde_json::from_str(&o).expect("json");
+    v["dropped"][reason].as_u64().unwrap_or(0)
+}
+
+/// Every drop is said once: a burst whose log messages nflog still held when the counters
+/// were read is not said again as unlogged (that once said 30 drops as 40), and a flood
+/// whose last summary had read the counters is said in full when the follower stops (the
+/// drops after that read were lost).
+#[test]
+fn drops_are_said_once_and_in_full_when_the_follower_stops() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    if !sb.sh("test -d /proc/sys/net/bridge").status.success() {
+        eprintln!("skipped: br_netfilter is not loaded (isolation needs it)");
+        return;
+    }
+    let f = sb.file("dr.toml", FILE);
+    sb.nsfw_code(&["apply", &f], 0);
+    let before = counted(&sb, &f, "policy");
+    let mut w = Follower::start(&sb, &f);
+    let pid = inner_pid(&w.child).expect("drops runs");
+    let t0 = Instant::now();
+    while !sb
+        .ok("cat /proc/net/netfilter/nfnetlink_log")
+        .contains("28275")
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never bound");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One drop; just as its summary is due (2 s after it was said), 30 more: nflog passes
+    // the first 20 at once and holds the rest up to 100 ms, while the summary reads the
+    // counters.
+    udp(&sb, "a", "10.10.0.3", 5353);
+    w.until("the first drop", &|r| !r.is_empty());
+    std::thread::sleep(Duration::from_millis(1950));
+    sb.ok("ip netns exec a python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(30):
+    s.sendto(b\"x\", (\"10.10.0.3\", 5353))'");
+    // A flood, frozen as soon as a summary of it is said: what it dropped after that
+    // summary's counter read is then in no open drop.
+    std::thread::sleep(Duration::from_millis(2500));
+    let n = w.records().len();
+    let mut flood = sb.spawn_sh(
+        "exec ip netns exec a python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+while True:
+    s.sendto(b\"x\", (\"10.10.0.3\", 5353))'",
+    );
+    let t0 = Instant::now();
+    while !w.records()[n..].iter().any(|r| r["type"] == "more") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the flood never summarised"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sender = inner_pid(&flood).expect("the flood runs");
+    // SAFETY: kill(2) on the sender and the follower our children run (and wait for).
+    unsafe {
+        libc::kill(sender as i32, libc::SIGSTOP);
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let t0 = Instant::now();
+    while w.child.try_wait().expect("wait").is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kernel = counted(&sb, &f, "policy") - before;
+    // SAFETY: as above; stopped, it ends at SIGKILL.
+    unsafe {
+        libc::kill(sender as i32, libc::SIGKILL);
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let records = w.records();
+    let said: u64 = records
+        .iter()
+        .filter(|x| x["reason"] == "policy")
+        .map(|x| match x["type"].as_str() {
+            Some("more") => x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0),
+            _ => 1,
+        })
+        .sum();
+    assert!(kernel > 1_000, "the kernel dropped {kernel}");
+    assert_eq!(
+        said, kernel,
+        "said {said}, the kernel counted {kernel}: {records:#?}"
+    );
+}

@@ -10,6 +10,7 @@
 
 mod explain;
 mod holder;
+mod ledger;
 mod nflog;
 mod time;
 
@@ -163,15 +164,15 @@ struct Stream<'a> {
     sock: NftSocket,
     names: Names,
     open: HashMap<Key, Open>,
-    /// Per topology and reason: its chain's counter when last read, and the packets logged since.
-    counted: HashMap<(String, String), (u64, u64)>,
+    /// What each topology's reasons counted, logged and said unlogged (`ledger`).
+    ledger: ledger::Ledger,
+    /// Per topology and (counter) reason, the last drop said: unlogged drops owed while
+    /// none of the reason is open are said on it.
+    last: HashMap<(String, String), Drop>,
     /// Drops of other topologies than the one followed, not shown, by topology; and
     /// packets of the group that are not nsfw's drops: said once a window.
     hidden: BTreeMap<String, u64>,
     foreign: u64,
-    /// When the counters were last read: at most once a [`WINDOW`] (a dump of the table's
-    /// rules also reads its sets, which a large policy makes costly).
-    read: Option<Instant>,
 }
 
 /// `nsfw drops [FILE] --follow` on the group `log` bound: until SIGINT/SIGTERM or a closed
@@ -183,7 +184,7 @@ pub(crate) fn follow(
     opts: &Options,
 ) -> Result<()> {
     let mut sock = NftSocket::open()?;
-    let mut counted = HashMap::new();
+    let mut ledger = ledger::Ledger::default();
     if all {
         let names: Vec<String> = sock
             .tables()?
@@ -192,9 +193,7 @@ pub(crate) fn follow(
             .filter_map(|k| k.name.strip_prefix(&owner::table("")).map(str::to_string))
             .collect();
         for name in names {
-            for (r, n) in tally(&mut sock, &name)?.unwrap_or_default() {
-                counted.insert((name.clone(), r), (n, 0));
-            }
+            ledger.begin(&name, tally(&mut sock, &name)?.unwrap_or_default());
         }
     }
     if let Some(t) = t {
@@ -206,9 +205,7 @@ pub(crate) fn follow(
             ),
             Some(v) => {
                 stale(&mut sock, t);
-                for (r, n) in v {
-                    counted.insert((t.name.clone(), r), (n, 0));
-                }
+                ledger.begin(&t.name, v);
             }
         }
     }
@@ -220,10 +217,10 @@ pub(crate) fn follow(
         sock,
         names: Names::default(),
         open: HashMap::new(),
-        counted,
+        ledger,
+        last: HashMap::new(),
         hidden: BTreeMap::new(),
         foreign: 0,
-        read: Some(Instant::now()),
     };
     crate::detail!("reading nflog group {GROUP}");
     let mut batch = Vec::new();
@@ -242,7 +239,20 @@ pub(crate) fn follow(
         }
         s.close(false);
     }
-    s.close(true);
+    // The last reads, then the log messages of what they counted (nflog holds them up to
+    // 100 ms), then everything said: every drop counted is accounted for.
+    if !crate::output::stdout_gone() {
+        s.read(true);
+        let until = Instant::now() + ledger::SETTLE;
+        while Instant::now() < until && !crate::output::stdout_gone() {
+            batch.clear();
+            let _ = log.next(&mut batch);
+            for l in batch.drain(..) {
+                s.one(&l);
+            }
+        }
+        s.close(true);
+    }
     Ok(())
 }
 
@@ -306,17 +316,15 @@ impl Stream<'_> {
                 b
             }
         };
-        let c = (topology.to_string(), reason.to_string());
-        if let Some(c) = self.counted.get_mut(&c) {
-            c.1 += 1;
-        }
         let Some(d) = explain::explain(t, reason, l, &mut self.names) else {
+            // Not counted as logged: the ledger says it among the unlogged.
             crate::detail!(
                 "nflog: a packet too short to read ({} bytes)",
                 l.packet.len()
             );
             return;
         };
+        self.ledger.logged(topology, reason);
         let k = key(topology, &d);
         if let Some(o) = self.open.get_mut(&k) {
             o.more += 1;
@@ -327,6 +335,8 @@ impl Stream<'_> {
             &record(topology, &d, l.time),
             self.opts.json,
         );
+        self.last
+            .insert((topology.to_string(), reason.to_string()), d.clone());
         self.open.insert(
             k,
             Open {
@@ -362,10 +372,25 @@ impl Stream<'_> {
         }
     }
 
+    /// Reads the counters of the topologies due (`all`: of every one followed).
+    fn read(&mut self, all: bool) {
+        let now = Instant::now();
+        for t in self.ledger.due(now, all) {
+            let counts = tally(&mut self.sock, &t).ok().flatten();
+            self.ledger.read(&t, counts, now);
+        }
+    }
+
     /// Summarises the repeats of every drop printed more than [`WINDOW`] ago (`all`: of
-    /// every drop printed), with what the kernel dropped for the same reason without logging.
+    /// every drop printed), with what the kernel dropped for the same reason without logging
+    /// (`ledger`); unlogged drops of a reason none of whose drops is open are said on the
+    /// last one said.
     fn close(&mut self, all: bool) {
         self.hidden();
+        if !all {
+            self.read(false);
+        }
+        self.ledger.settle(Instant::now(), all);
         let done: Vec<Key> = self
             .open
             .iter()
@@ -376,28 +401,37 @@ impl Stream<'_> {
             let Some(o) = self.open.remove(&k) else {
                 continue;
             };
-            let Some(unlogged) = self.unlogged(&o.topology, &o.drop.reason, all) else {
-                // The counters were read less than a window ago: the unlogged rest is owed.
-                // The drop stays open (its repeats said now, if any) until the next read may
-                // happen, so that the rest is said even when nothing else is dropped after it.
-                let since = self.read.unwrap_or_else(Instant::now);
-                if o.more > 0 {
-                    self.said(&o, 0);
-                }
-                self.open.insert(
-                    k,
-                    Open {
-                        since,
-                        more: 0,
-                        ..o
-                    },
-                );
-                continue;
-            };
+            let unlogged = self.ledger.take(&o.topology, counter(&o.drop.reason));
             if o.more == 0 && unlogged == 0 {
                 continue;
             }
             self.said(&o, unlogged);
+        }
+        for (t, r) in self.ledger.owing() {
+            if self
+                .open
+                .values()
+                .any(|o| o.topology == t && counter(&o.drop.reason) == r)
+            {
+                continue;
+            }
+            let n = self.ledger.take(&t, &r);
+            match self.last.get(&(t.clone(), r.clone())) {
+                Some(d) => {
+                    let o = Open {
+                        since: Instant::now(),
+                        topology: t,
+                        drop: d.clone(),
+                        more: 0,
+                    };
+                    self.said(&o, n);
+                }
+                // Every packet of the reason logged was lost (the socket's buffer full).
+                None => crate::warning!(
+                    "{n} more dropped as {r} in topology {t} and not logged (logging is limited to {}/s per reason)",
+                    droplog::RATE
+                ),
+            }
         }
     }
 
@@ -405,27 +439,34 @@ impl Stream<'_> {
     fn said(&self, o: &Open, unlogged: u64) {
         let now = SystemTime::now();
         let d = &o.drop;
+        let flow = format!(
+            "{} -> {} {} {}",
+            end(&d.from, d.src),
+            end(&d.to, d.dst),
+            what(d),
+            d.reason
+        );
         let mut text = format!(
-            "{}{} … {} more like this ({} -> {} {} {})",
+            "{}{} … ",
             if self.all {
                 format!("{} ", o.topology)
             } else {
                 String::new()
             },
             clock(now, false),
-            o.more,
-            end(&d.from, d.src),
-            end(&d.to, d.dst),
-            what(d),
-            d.reason
         );
-        if unlogged > 0 {
-            let _ = write!(
-                text,
-                "; {unlogged} more dropped as {} and not logged (logging is limited to {}/s per reason)",
-                o.drop.reason,
-                droplog::RATE
-            );
+        let unsaid = format!(
+            "{unlogged} more dropped as {} and not logged (logging is limited to {}/s per reason",
+            counter(&d.reason),
+            droplog::RATE
+        );
+        if o.more > 0 {
+            let _ = write!(text, "{} more like this ({flow})", o.more);
+            if unlogged > 0 {
+                let _ = write!(text, "; {unsaid})");
+            }
+        } else {
+            let _ = write!(text, "{unsaid}; the last logged: {flow})");
         }
         let mut r = record(&o.topology, &o.drop, now);
         r["type"] = json!("more");
@@ -433,32 +474,15 @@ impl Stream<'_> {
         r["unlogged"] = json!(unlogged);
         print(&text, &r, self.opts.json);
     }
+}
 
-    /// The drops of `reason` the kernel counted but did not log since last asked (None when
-    /// the counters were read less than a [`WINDOW`] ago, unless `now`: they are said later).
-    fn unlogged(&mut self, topology: &str, reason: &str, now: bool) -> Option<u64> {
-        let reason = if reason == "isolated" {
-            "closed"
-        } else {
-            reason
-        };
-        if !now && self.read.is_some_and(|r| r.elapsed() < WINDOW) {
-            return None;
-        }
-        self.read = Some(Instant::now());
-        let now = tally(&mut self.sock, topology)
-            .ok()
-            .flatten()
-            .and_then(|v| v.into_iter().find(|(r, _)| r == reason))
-            .map_or(0, |(_, n)| n);
-        let c = (topology.to_string(), reason.to_string());
-        let Some(c) = self.counted.get_mut(&c) else {
-            self.counted.insert(c, (now, 0));
-            return Some(0);
-        };
-        let gone = now.saturating_sub(c.0).saturating_sub(c.1);
-        *c = (now, 0);
-        Some(gone)
+/// The reason whose counter counts a drop of `reason` (explained drops between the ports of
+/// an isolated bridge are `isolated`; the kernel counted them as `closed`).
+fn counter(reason: &str) -> &str {
+    if reason == "isolated" {
+        "closed"
+    } else {
+        reason
     }
 }
 
