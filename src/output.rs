@@ -133,6 +133,26 @@ pub fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)
 }
 
+/// Looks whether the reader of standard output went away without waiting for a write to
+/// fail (a pipe or socket whose other end closed polls as an error or hang-up): a stream
+/// that prints nothing for a while would otherwise hold on until its next line.
+pub fn stdout_hung_up() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let fd = std::io::stdout();
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&fd),
+        PollFlags::empty(),
+    )];
+    let hung = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+    if hung {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+    hung
+}
+
 /// A line on stderr: errors always, warnings unless `-q`.
 pub fn err(args: fmt::Arguments<'_>) {
     clear_frame();

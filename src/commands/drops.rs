@@ -30,7 +30,7 @@ pub fn drops(
         return Ok(OK);
     }
     // The group first: the kernel queues what is logged while a large file loads.
-    let log = drops::bind().map_err(|e| read_error("drops", &e))?;
+    let (log, base) = drops::bind().map_err(|e| read_error("drops", &e))?;
     // Without FILE, every topology of the host (one reader serves them all), the default
     // file's with its entries and lines.
     let all = file.is_none();
@@ -42,6 +42,6 @@ pub fn drops(
     } else {
         Some(load(file)?)
     };
-    drops::follow(log, t.as_ref(), all, &opts).map_err(|e| read_error("drops", &e))?;
+    drops::follow(log, base, t.as_ref(), all, &opts).map_err(|e| read_error("drops", &e))?;
     Ok(OK)
 }

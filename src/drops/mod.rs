@@ -8,6 +8,7 @@
 //! without `--follow` this prints what the kernel counted per reason since the table was
 //! loaded (each reason's chain has a counter); with `--follow`, the drops as they happen.
 
+mod counters;
 mod explain;
 mod holder;
 mod ledger;
@@ -23,19 +24,16 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Result, bail};
 use serde_json::{Value as Json, json};
 
-use crate::firewall::droplog::{self, CHAIN_PREFIX, GROUP};
+use crate::firewall::droplog::{self, GROUP};
 use crate::owner;
 use crate::topology::Topology;
+use counters::{REASONS, counters, tally};
 use explain::{Drop, Names};
+use nft::Family;
 use nft::socket::NftSocket;
-use nft::{Family, Stmt, Verdict};
 
 /// How long repeats of a drop are counted before they are summarised.
 pub(crate) const WINDOW: Duration = Duration::from_secs(2);
-
-/// The reasons, in the order the tally lists them: the only ones nsfw's rules write
-/// (`firewall::droplog`); a prefix with another is not nsfw's.
-const REASONS: [&str; 6] = ["policy", "closed", "egress", "host", "spoofed", "invalid"];
 
 /// Whether a logged packet's prefix is one nsfw's rules write: its topology and reason.
 fn ours(prefix: &str) -> Option<(&str, &str)> {
@@ -45,9 +43,23 @@ fn ours(prefix: &str) -> Option<(&str, &str)> {
 pub(crate) use nflog::Nflog;
 
 /// Binds nsfw's nflog group, before anything slow (loading a large file): the kernel queues
-/// what is logged from then on, so no drop of the first seconds is lost.
-pub(crate) fn bind() -> Result<Nflog> {
-    Nflog::bind(GROUP)
+/// what is logged from then on, so no drop of the first seconds is lost. The counters of
+/// every topology just before ([`Baseline`]).
+pub(crate) fn bind() -> Result<(Nflog, Baseline)> {
+    let mut sock = NftSocket::open()?;
+    let names: Vec<String> = sock
+        .tables()?
+        .into_iter()
+        .filter(|k| k.family == Family::Inet && owner::is_table(&k.name))
+        .filter_map(|k| k.name.strip_prefix(&owner::table("")).map(str::to_string))
+        .collect();
+    let mut base = HashMap::new();
+    for name in names {
+        if let Some(c) = counters(&mut sock, &name)? {
+            base.insert(name, c);
+        }
+    }
+    Ok((Nflog::bind(GROUP)?, Baseline(base)))
 }
 
 /// What `nsfw drops` was asked for.
@@ -57,47 +69,10 @@ pub(crate) struct Options {
     pub since: Option<SystemTime>,
 }
 
-/// The chains whose drops go through a reason's chain (`firewall::droplog`).
-const JUDGING: [&str; 3] = ["judge", "to_host", "from_host"];
-
-/// The packets each reason dropped in topology `t`'s table: the counters of the rules that
-/// go to its chain (None: no table).
-fn tally(sock: &mut NftSocket, topology: &str) -> Result<Option<Vec<(String, u64)>>> {
-    let table = owner::table(topology);
-    let ours = sock
-        .tables()?
-        .into_iter()
-        .any(|k| k.family == Family::Inet && k.name == table);
-    if !ours {
-        return Ok(None);
-    }
-    let chains = sock.chains(Family::Inet, &table)?;
-    let mut by: HashMap<String, u64> = HashMap::new();
-    for c in JUDGING {
-        if !chains.iter().any(|k| k.name == c) {
-            continue;
-        }
-        for k in sock.chain_rules(Family::Inet, &table, c)? {
-            let to = match k.rule.stmts.last() {
-                Some(Stmt::Verdict(Verdict::Goto(to))) => to.strip_prefix(CHAIN_PREFIX),
-                _ => None,
-            };
-            let counted = k.rule.stmts.iter().find_map(|s| match s {
-                Stmt::Counter(c) => Some(c.packets),
-                _ => None,
-            });
-            if let (Some(why), Some(n)) = (to, counted) {
-                *by.entry(why.to_string()).or_default() += n;
-            }
-        }
-    }
-    Ok(Some(
-        REASONS
-            .iter()
-            .filter_map(|r| by.get(*r).map(|n| (r.to_string(), *n)))
-            .collect(),
-    ))
-}
+/// Every topology's counters on the host, as `nsfw drops --follow` begins: read before its
+/// group is bound, so that what is dropped between the two is said among the unlogged
+/// (read after, the drops logged in between would be in both).
+pub(crate) struct Baseline(HashMap<String, Vec<ledger::Counted>>);
 
 /// `nsfw drops FILE` without `--follow`: the kernel's counts.
 pub(crate) fn counts(t: &Topology, json: bool) -> Result<()> {
@@ -179,6 +154,7 @@ struct Stream<'a> {
 /// stdout. Without a topology, the drops of every topology of the host.
 pub(crate) fn follow(
     mut log: Nflog,
+    base: Baseline,
     t: Option<&Topology>,
     all: bool,
     opts: &Options,
@@ -186,27 +162,20 @@ pub(crate) fn follow(
     let mut sock = NftSocket::open()?;
     let mut ledger = ledger::Ledger::default();
     if all {
-        let names: Vec<String> = sock
-            .tables()?
-            .into_iter()
-            .filter(|k| k.family == Family::Inet && owner::is_table(&k.name))
-            .filter_map(|k| k.name.strip_prefix(&owner::table("")).map(str::to_string))
-            .collect();
-        for name in names {
-            ledger.begin(&name, tally(&mut sock, &name)?.unwrap_or_default());
+        for (name, c) in &base.0 {
+            ledger.begin(name, c);
         }
     }
     if let Some(t) = t {
+        // A table made after the baseline counts from 0.
+        ledger.begin(&t.name, base.0.get(&t.name).map_or(&[], Vec::as_slice));
         match tally(&mut sock, &t.name)? {
             None => crate::warning!(
                 "topology {} is not on this host (no table inet {}): nothing of it can be dropped until it is applied",
                 t.name,
                 owner::table(&t.name)
             ),
-            Some(v) => {
-                stale(&mut sock, t);
-                ledger.begin(&t.name, v);
-            }
+            Some(_) => stale(&mut sock, t),
         }
     }
     let mut s = Stream {
@@ -224,7 +193,10 @@ pub(crate) fn follow(
     };
     crate::detail!("reading nflog group {GROUP}");
     let mut batch = Vec::new();
-    while !crate::signals::stopping() && !crate::output::stdout_gone() {
+    while !crate::signals::stopping()
+        && !crate::output::stdout_gone()
+        && !crate::output::stdout_hung_up()
+    {
         batch.clear();
         if log.next(&mut batch)? {
             crate::warning!(
@@ -242,9 +214,9 @@ pub(crate) fn follow(
     // The last reads, then the log messages of what they counted (nflog holds them up to
     // 100 ms), then everything said: every drop counted is accounted for.
     if !crate::output::stdout_gone() {
-        s.read(true);
+        let read = s.read(true);
         let until = Instant::now() + ledger::SETTLE;
-        while Instant::now() < until && !crate::output::stdout_gone() {
+        while read && Instant::now() < until && !crate::output::stdout_gone() {
             batch.clear();
             let _ = log.next(&mut batch);
             for l in batch.drain(..) {
@@ -372,13 +344,16 @@ impl Stream<'_> {
         }
     }
 
-    /// Reads the counters of the topologies due (`all`: of every one followed).
-    fn read(&mut self, all: bool) {
+    /// Reads the counters of the topologies due (`all`: of every one that may have dropped
+    /// unlogged since its last settled read); whether any was read.
+    fn read(&mut self, all: bool) -> bool {
         let now = Instant::now();
-        for t in self.ledger.due(now, all) {
-            let counts = tally(&mut self.sock, &t).ok().flatten();
-            self.ledger.read(&t, counts, now);
+        let due = self.ledger.due(now, all);
+        for t in &due {
+            let counts = counters(&mut self.sock, t).ok().flatten();
+            self.ledger.read(t, counts, now);
         }
+        !due.is_empty()
     }
 
     /// Summarises the repeats of every drop printed more than [`WINDOW`] ago (`all`: of
@@ -388,7 +363,7 @@ impl Stream<'_> {
     fn close(&mut self, all: bool) {
         self.hidden();
         if !all {
-            self.read(false);
+            let _ = self.read(false);
         }
         self.ledger.settle(Instant::now(), all);
         let done: Vec<Key> = self
