@@ -117,6 +117,34 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Waits (at most 5 s) until a follower has bound nsfw's nflog group.
+fn bound(sb: &Sandbox) {
+    let t0 = Instant::now();
+    while !sb
+        .ok("cat /proc/net/netfilter/nfnetlink_log")
+        .contains("28275")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "nsfw drops never bound its group"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The drops of `reason` the records say: one per line, and each summary's repeats logged
+/// and the kernel's unlogged rest.
+fn said(records: &[serde_json::Value], reason: &str) -> u64 {
+    records
+        .iter()
+        .filter(|x| x["reason"] == reason)
+        .map(|x| match x["type"].as_str() {
+            Some("more") => x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0),
+            _ => 1,
+        })
+        .sum()
+}
+
 /// A flood of 100,000 denied datagrams from one socket (one drop, repeated): summarised in a
 /// few lines, every drop accounted for, at a bounded CPU cost.
 fn flood(sb: &Sandbox, w: &Follower, f: &str, pid: u32) {
@@ -131,27 +159,11 @@ for _ in range(100000):
     let flood = t.elapsed();
     // Every drop is accounted for: each line, and each summary's repeats logged and the
     // kernel's unlogged rest, add up to what the kernel counted for the reason.
-    let counted = || -> u64 {
-        let o = sb.nsfw_code(&["drops", "--json", f], 0);
-        let v: serde_json::Value = serde_json::from_str(&o).expect("json");
-        v["dropped"]["policy"].as_u64().expect("policy")
-    };
-    let said = |r: &[serde_json::Value]| -> u64 {
-        r.iter()
-            .filter(|x| x["reason"] == "policy")
-            .map(|x| match x["type"].as_str() {
-                Some("more") => {
-                    x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0)
-                }
-                _ => 1,
-            })
-            .sum()
-    };
-    let total = counted();
+    let total = counted(sb, f, "policy");
     assert!(total > 90_000, "the kernel dropped {total} of the flood");
     // 4 s on an idle machine; CI's loaded run once needed more than 10 s to summarise.
     w.until_within("the flood summarised", Duration::from_secs(30), &|r| {
-        said(r) == total
+        said(r, "policy") == total
     });
     let busy = cpu_ticks(pid) - cpu0;
     let wall = t.elapsed();
@@ -172,29 +184,25 @@ for _ in range(100000):
     );
 }
 
-#[test]
-fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
-    let Some(sb) = Sandbox::or_skip() else { return };
+/// A sandbox with FILE applied (None: skipped, said why).
+fn applied() -> Option<(Sandbox, String)> {
+    let sb = Sandbox::or_skip()?;
     if !sb.sh("test -d /proc/sys/net/bridge").status.success() {
         eprintln!("skipped: br_netfilter is not loaded (isolation needs it)");
-        return;
+        return None;
     }
     let f = sb.file("dr.toml", FILE);
     sb.nsfw_code(&["apply", &f], 0);
+    Some((sb, f))
+}
+
+#[test]
+fn each_dropped_probe_is_said_once_with_its_line_and_a_flood_is_summarised() {
+    let Some((sb, f)) = applied() else { return };
     let w = Follower::start(&sb, &f);
     let pid = inner_pid(&w.child).expect("drops runs");
     // Once it is bound, a second reader is refused, said as such.
-    let t0 = Instant::now();
-    while !sb
-        .ok("cat /proc/net/netfilter/nfnetlink_log")
-        .contains("28275")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "nsfw drops never bound its group"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    bound(&sb);
     let o = sb.nsfw(&["drops", "--follow", &f]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
@@ -277,19 +285,9 @@ fn two_topologies_share_the_group_and_none_is_dropped_unsaid() {
     let (f, e) = (sb.file("dr.toml", FILE), sb.file("ex.toml", EX));
     sb.nsfw_code(&["apply", &f], 0);
     sb.nsfw_code(&["apply", &e], 0);
-    let bound = || {
-        let t0 = Instant::now();
-        while !sb
-            .ok("cat /proc/net/netfilter/nfnetlink_log")
-            .contains("28275")
-        {
-            assert!(t0.elapsed() < Duration::from_secs(5), "never bound");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     {
         let w = Follower::start(&sb, &f);
-        bound();
+        bound(&sb);
         udp(&sb, "xa", "10.30.0.3", 5353);
         udp(&sb, "a", "10.10.0.3", 5353);
         w.until("dr's drop", &|r| !r.is_empty());
@@ -325,7 +323,7 @@ fn two_topologies_share_the_group_and_none_is_dropped_unsaid() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let w = Follower::start(&sb, "");
-    bound();
+    bound(&sb);
     udp(&sb, "xa", "10.30.0.3", 5353);
     udp(&sb, "a", "10.10.0.3", 5353);
     w.until("both topologies' drops", &|r| r.len() >= 2);
@@ -351,24 +349,11 @@ fn counted(sb: &Sandbox, f: &str, reason: &str) -> u64 {
 /// drops after that read were lost).
 #[test]
 fn drops_are_said_once_and_in_full_when_the_follower_stops() {
-    let Some(sb) = Sandbox::or_skip() else { return };
-    if !sb.sh("test -d /proc/sys/net/bridge").status.success() {
-        eprintln!("skipped: br_netfilter is not loaded (isolation needs it)");
-        return;
-    }
-    let f = sb.file("dr.toml", FILE);
-    sb.nsfw_code(&["apply", &f], 0);
+    let Some((sb, f)) = applied() else { return };
     let before = counted(&sb, &f, "policy");
     let mut w = Follower::start(&sb, &f);
     let pid = inner_pid(&w.child).expect("drops runs");
-    let t0 = Instant::now();
-    while !sb
-        .ok("cat /proc/net/netfilter/nfnetlink_log")
-        .contains("28275")
-    {
-        assert!(t0.elapsed() < Duration::from_secs(5), "never bound");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    bound(&sb);
     // One drop; just as its summary is due (2 s after it was said), 30 more: nflog passes
     // the first 20 at once and holds the rest up to 100 ms, while the summary reads the
     // counters.
@@ -418,14 +403,7 @@ while True:
     let _ = flood.kill();
     let _ = flood.wait();
     let records = w.records();
-    let said: u64 = records
-        .iter()
-        .filter(|x| x["reason"] == "policy")
-        .map(|x| match x["type"].as_str() {
-            Some("more") => x["more"].as_u64().unwrap_or(0) + x["unlogged"].as_u64().unwrap_or(0),
-            _ => 1,
-        })
-        .sum();
+    let said = said(&records, "policy");
     assert!(kernel > 1_000, "the kernel dropped {kernel}");
     assert_eq!(
         said, kernel,
