@@ -219,7 +219,10 @@ impl Kernel for Real<'_> {
         let ops = ops.to_vec();
         plumbing::netns::run_in(ns, move || {
             let mut sock = NftSocket::open()?;
-            firewall::execute(&mut sock, &ops)
+            let done = firewall::execute(&mut sock, &ops);
+            // Its release would wait for this commit's clean-up, a grace period per namespace.
+            sock.close_detached();
+            done
         })
         .map_err(|e| anyhow!("namespace {ns}: {e:#}"))
     }

@@ -396,8 +396,8 @@ pub(crate) fn converge(
         done,
         before,
     );
-    // The kernel's release waits a grace period after a commit: overlapped with the rest.
-    nft.close_aside();
+    // The kernel's release waits a grace period after a commit: not on the caller's clock.
+    nft.close_detached();
     out
 }
 

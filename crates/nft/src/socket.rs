@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
@@ -57,6 +57,13 @@ type Answer<'a, T> = dyn FnMut(&Nlmsg<'_>) -> Result<Option<T>> + 'a;
 /// How a request's answers are read into values.
 type Parse<'a, T> = &'a dyn Fn(&Nlmsg<'_>) -> Result<Option<T>>;
 
+/// The socket itself, to be looked at (`fstat`), not read or written past this type.
+impl AsFd for NftSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl NftSocket {
     pub fn open() -> Result<NftSocket> {
         Self::open_with_groups(0)
@@ -68,7 +75,8 @@ impl NftSocket {
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Raw,
-            SockFlag::empty(),
+            // Not inherited by a program nsfw runs (CNI's IPAM plugin).
+            SockFlag::SOCK_CLOEXEC,
             SockProtocol::NetlinkNetFilter,
         )
         .and_then(|fd| bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map(|()| fd))
@@ -91,15 +99,33 @@ impl NftSocket {
         })
     }
 
-    /// Closes the socket on a thread of its own. The kernel's release of a socket after a
-    /// commit waits for the commit's clean-up (nf_tables flushes its destroy work, an RCU
-    /// grace period: ~10 ms, whatever the batch); on its own thread that wait overlaps what
-    /// the caller still does. A process ends only once every thread has, so nothing outlives
-    /// it; a thread that cannot be made closes the socket here.
-    pub fn close_aside(self) {
-        let _ = std::thread::Builder::new()
-            .name("nft-close".into())
-            .spawn(move || drop(self));
+    /// Closes the socket without waiting for the kernel's release. That release, after a
+    /// commit, waits for the commit's clean-up (nf_tables flushes its destroy work on the
+    /// close of any of its sockets: an RCU grace period, 5 to 20 ms, whatever the batch); a
+    /// child process makes the last close and waits instead (`ffi::release`), reaped here on
+    /// a thread of its own (a command that exits first leaves it to init). Without a child,
+    /// the socket is closed here.
+    pub fn close_detached(self) {
+        match crate::ffi::close_in_child(self.fd) {
+            Ok(child) => {
+                let pid = nix::unistd::Pid::from_raw(child.pid);
+                // Freed once the child is reaped; never when no thread could be made to reap
+                // it (the child may still run on it).
+                let stack = std::mem::ManuallyDrop::new(child.stack);
+                let _ = std::thread::Builder::new()
+                    .name("nft-reap".into())
+                    .spawn(move || {
+                        // ECHILD: reaped by the kernel (a caller that ignores SIGCHLD), gone too.
+                        if matches!(
+                            nix::sys::wait::waitpid(pid, None),
+                            Ok(_) | Err(Errno::ECHILD)
+                        ) {
+                            drop(std::mem::ManuallyDrop::into_inner(stack));
+                        }
+                    });
+            }
+            Err(fd) => drop(fd),
+        }
     }
 
     fn recv(&mut self) -> Result<usize> {

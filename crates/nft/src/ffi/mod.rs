@@ -14,7 +14,7 @@
 //! - a received message is parsed only as a whole, aligned `nlmsghdr` ([`Nlmsg`]).
 //!
 //! The socket itself is `nix`'s (`socket.rs`): nothing of it needs `unsafe` here but one
-//! socket option nix does not name.
+//! socket option nix does not name, and its last close made in a child process ([`release`]).
 
 mod attrs;
 mod expr;
@@ -22,6 +22,7 @@ mod kind;
 mod msg;
 mod netdb;
 mod object;
+mod release;
 
 use std::ffi::{CStr, c_char, c_void};
 use std::marker::PhantomData;
@@ -33,6 +34,7 @@ pub(crate) use expr::Expr;
 pub(crate) use msg::{AlignedBuf, MsgBuf, NetlinkCapAck, Nlmsg, Payload};
 pub(crate) use netdb::proto_name_lookup;
 pub(crate) use object::{Chain, Gen, NamedObj, Rule, Set, SetElem, Table};
+pub(crate) use release::close_in_child;
 
 /// How libnftnl takes the bytes of a [`Data`] attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,11 +7,13 @@
 //! Cases by concern: `matches` (header, meta, conntrack and route matches; statements and
 //! verdicts), `sets` (named and anonymous sets, maps, verdict maps), `translation` (dnat from
 //! maps, addresses and ports, masquerade, redirect; the ip, ip6 and bridge families),
-//! `changes` (foreign rules, restored rulesets, element-only changes, every op).
+//! `changes` (foreign rules, restored rulesets, element-only changes, every op), `release`
+//! (a socket closed without waiting for the kernel's release).
 
 mod changes;
 mod common;
 mod matches;
+mod release;
 mod sets;
 mod translation;
 
