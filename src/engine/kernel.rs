@@ -221,7 +221,7 @@ impl Kernel for Real<'_> {
             let mut sock = NftSocket::open()?;
             let done = firewall::execute(&mut sock, &ops);
             // Its release would wait for this commit's clean-up, a grace period per namespace.
-            sock.close_detached();
+            let _ = sock.close_detached();
             done
         })
         .map_err(|e| anyhow!("namespace {ns}: {e:#}"))

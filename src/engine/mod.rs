@@ -397,7 +397,7 @@ pub(crate) fn converge(
         before,
     );
     // The kernel's release waits a grace period after a commit: not on the caller's clock.
-    nft.close_detached();
+    let _ = nft.close_detached();
     out
 }
 

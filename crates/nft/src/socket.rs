@@ -104,8 +104,8 @@ impl NftSocket {
     /// close of any of its sockets: an RCU grace period, 5 to 20 ms, whatever the batch); a
     /// child process makes the last close and waits instead (`ffi::release`), reaped here on
     /// a thread of its own (a command that exits first leaves it to init). Without a child,
-    /// the socket is closed here.
-    pub fn close_detached(self) {
+    /// the socket is closed here. Whether a child closes it.
+    pub fn close_detached(self) -> bool {
         match crate::ffi::close_in_child(self.fd) {
             Ok(child) => {
                 let pid = nix::unistd::Pid::from_raw(child.pid);
@@ -123,8 +123,12 @@ impl NftSocket {
                             drop(std::mem::ManuallyDrop::into_inner(stack));
                         }
                     });
+                true
             }
-            Err(fd) => drop(fd),
+            Err(fd) => {
+                drop(fd);
+                false
+            }
         }
     }
 

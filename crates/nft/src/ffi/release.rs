@@ -31,6 +31,12 @@ pub(crate) struct Child {
 /// waits until the caller has closed its copy: the caller closes it, then the pipe whose
 /// end-of-file the child reads.
 pub(crate) fn close_in_child(fd: OwnedFd) -> Result<Child, OwnedFd> {
+    // The child's close_range must not fail (see below): a kernel before 5.9 has none, and
+    // closes the socket here. An empty range past every descriptor closes nothing.
+    // SAFETY: a system call on plain integers.
+    if unsafe { libc::syscall(libc::SYS_close_range, u32::MAX, u32::MAX, 0u32) } != 0 {
+        return Err(fd);
+    }
     let Ok((r, w)) = nix::unistd::pipe2(OFlag::O_CLOEXEC) else {
         return Err(fd);
     };
@@ -75,8 +81,7 @@ pub(crate) fn close_in_child(fd: OwnedFd) -> Result<Child, OwnedFd> {
 
 /// The child: every descriptor closed but the socket and the pipe's read end (the lock,
 /// standard output and the pipe's write end are let go of at once), then the end-of-file
-/// awaited, then the socket closed. A kernel without close_range (before 5.9) keeps the
-/// others until the child exits, a few milliseconds after the caller.
+/// awaited, then the socket closed.
 extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     let arg = arg as usize as u64;
     let (sock, rd) = ((arg >> 32) as RawFd, (arg & 0xffff_ffff) as RawFd);

@@ -75,11 +75,18 @@ fn sockets_closed_detached_are_released_and_their_children_reaped() {
             ours.is_subset(&netfilter_sockets()),
             "the sockets are listed"
         );
-        std::thread::scope(|sc| {
-            for s in socks {
-                sc.spawn(move || s.close_detached());
-            }
+        let detached = std::thread::scope(|sc| {
+            let closing: Vec<_> = socks
+                .into_iter()
+                .map(|s| sc.spawn(move || s.close_detached()))
+                .collect();
+            closing
+                .into_iter()
+                .map(|h| h.join())
+                .filter(|r| matches!(r, Ok(true)))
+                .count()
         });
+        assert_eq!(detached, 16, "a child closes every socket");
         let released = eventually(|| netfilter_sockets().is_disjoint(&ours));
         let left: Vec<u64> = netfilter_sockets().intersection(&ours).copied().collect();
         assert!(released, "never released: {left:?}");
