@@ -115,11 +115,13 @@ impl NftSocket {
                 let _ = std::thread::Builder::new()
                     .name("nft-reap".into())
                     .spawn(move || {
-                        // ECHILD: reaped by the kernel (a caller that ignores SIGCHLD), gone too.
-                        if matches!(
-                            nix::sys::wait::waitpid(pid, None),
-                            Ok(_) | Err(Errno::ECHILD)
-                        ) {
+                        // ECHILD: reaped by the kernel (a caller that ignores SIGCHLD), gone
+                        // too. EINTR: a signal's handler ran on this thread; wait on.
+                        let mut waited = nix::sys::wait::waitpid(pid, None);
+                        while waited == Err(Errno::EINTR) {
+                            waited = nix::sys::wait::waitpid(pid, None);
+                        }
+                        if matches!(waited, Ok(_) | Err(Errno::ECHILD)) {
                             drop(std::mem::ManuallyDrop::into_inner(stack));
                         }
                     });

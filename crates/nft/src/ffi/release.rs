@@ -17,13 +17,14 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 
-/// The child's stack: it calls three system calls through libc, a few hundred bytes.
-const STACK: usize = 64 * 1024;
+/// The child's stack, in 8-byte words: it calls a few system calls through libc, a few
+/// hundred bytes. Its lowest words carry the child's arguments.
+const STACK: usize = 8 * 1024;
 
 /// A child closing a socket: its pid, and the stack it runs on, to be freed once it is reaped.
 pub(crate) struct Child {
     pub pid: libc::pid_t,
-    pub stack: Vec<u8>,
+    pub stack: Vec<u64>,
 }
 
 /// Closes `fd` in a child process, which then exits; returns the child, or `fd` back when no
@@ -40,11 +41,18 @@ pub(crate) fn close_in_child(fd: OwnedFd) -> Result<Child, OwnedFd> {
     let Ok((r, w)) = nix::unistd::pipe2(OFlag::O_CLOEXEC) else {
         return Err(fd);
     };
-    let (sock, rd) = (fd.as_raw_fd(), r.as_raw_fd());
-    let mut stack = vec![0u8; STACK];
+    // The socket, the pipe's ends: read by the child from the bottom of its stack, which
+    // nothing else writes while it lives.
+    let mut stack = vec![0u64; STACK];
+    for (i, d) in [fd.as_raw_fd(), r.as_raw_fd(), w.as_raw_fd()]
+        .iter()
+        .enumerate()
+    {
+        stack[i] = *d as u64;
+    }
+    let arg = stack.as_mut_ptr();
     // The top of the stack (it grows down), 16-byte aligned as the ABI wants.
-    let top = (stack.as_mut_ptr() as usize + STACK) & !15;
-    let arg = ((sock as u32 as u64) << 32 | rd as u32 as u64) as usize;
+    let top = (arg as usize + STACK * 8) & !15;
     // Blocked in the child from its first instruction: no handler of the caller's ever runs
     // on the child's stack, and no read is interrupted.
     let mut old = SigSet::empty();
@@ -59,15 +67,15 @@ pub(crate) fn close_in_child(fd: OwnedFd) -> Result<Child, OwnedFd> {
     }
     // SAFETY: the child runs `child` on `stack`, which outlives it (the caller frees it only
     // after reaping the child; a caller that exits first leaves the memory to the child). It
-    // shares the caller's memory but touches none of it: its arguments travel in `arg`, and
-    // it makes system calls that cannot fail on the descriptors and ranges it is given (so
-    // nothing writes `errno`, which it would share with this thread).
+    // shares the caller's memory but touches none of it beyond its stack, whose bottom words
+    // it reads, and makes system calls that cannot fail on the descriptors and ranges it is
+    // given (so nothing writes `errno`, which it would share with this thread).
     let pid = unsafe {
         libc::clone(
             child,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::SIGCHLD,
-            arg as *mut libc::c_void,
+            arg.cast::<libc::c_void>(),
         )
     };
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
@@ -79,15 +87,23 @@ pub(crate) fn close_in_child(fd: OwnedFd) -> Result<Child, OwnedFd> {
     Ok(Child { pid, stack })
 }
 
-/// The child: every descriptor closed but the socket and the pipe's read end (the lock,
-/// standard output and the pipe's write end are let go of at once), then the end-of-file
-/// awaited, then the socket closed.
+/// The child: the pipe's write end closed (its own copy: the caller's close must be the
+/// last), then every descriptor but the socket and the pipe's read end (the lock, standard
+/// output and the rest are let go of at once), then the end-of-file awaited, then the socket
+/// closed.
 extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
-    let arg = arg as usize as u64;
-    let (sock, rd) = ((arg >> 32) as RawFd, (arg & 0xffff_ffff) as RawFd);
-    let (lo, hi) = (sock.min(rd) as u32, sock.max(rd) as u32);
-    // SAFETY: system calls on plain integers; see `close_in_child`.
+    let words = arg.cast::<u64>();
+    // SAFETY: `arg` is the bottom of this child's stack, three words written before the
+    // clone and never again; the rest are system calls on plain integers (see
+    // `close_in_child`).
     unsafe {
+        let (sock, rd, wr) = (
+            *words as RawFd,
+            *words.add(1) as RawFd,
+            *words.add(2) as RawFd,
+        );
+        libc::syscall(libc::SYS_close, wr);
+        let (lo, hi) = (sock.min(rd) as u32, sock.max(rd) as u32);
         libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, c"nsfw-release".as_ptr());
         if lo > 0 {
             libc::syscall(libc::SYS_close_range, 0u32, lo - 1, 0u32);
