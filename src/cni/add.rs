@@ -214,6 +214,8 @@ fn attach_locked(
             }
         }
     }
+    // Its release would wait for the commit's clean-up, a grace period the runtime waits too.
+    let _ = sock.close_detached();
     r
 }
 

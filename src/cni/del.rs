@@ -23,14 +23,17 @@ pub(super) fn del(env: &Env, c: &NetConf) -> CniResult<()> {
         let mut conn = Conn::open("host")?;
         leftovers::sweep(&lock, &mut conn, &c.name)?;
         let mut sock = NftSocket::open()?;
-        remove_locked(
+        let removed = remove_locked(
             &lock,
             &mut conn,
             &mut sock,
             c,
             &env.container_id,
             &env.ifname,
-        )?;
+        );
+        // Its release would wait for the commit's clean-up (see ADD).
+        let _ = sock.close_detached();
+        removed?;
     }
     // The lease last, outside the lock (the plugin has its own): it is released even when
     // there was nothing else to remove.
