@@ -26,6 +26,8 @@ pub struct NftSocket {
     fd: OwnedFd,
     buf: AlignedBuf,
     seq: u32,
+    /// A batch was sent: the kernel's release of the socket may wait for its clean-up.
+    batched: bool,
 }
 
 /// The error a failed call set, as the standard library words it.
@@ -96,6 +98,7 @@ impl NftSocket {
             fd,
             buf: AlignedBuf::new(RECV_BUF.max(nftnl::nft_nlmsg_maxsize() as usize)),
             seq: 0x4e53_0000,
+            batched: false,
         })
     }
 
@@ -104,8 +107,13 @@ impl NftSocket {
     /// close of any of its sockets: an RCU grace period, 5 to 20 ms, whatever the batch); a
     /// child process makes the last close and waits instead (`ffi::release`), reaped here on
     /// a thread of its own (a command that exits first leaves it to init). Without a child,
-    /// the socket is closed here. Whether a child closes it.
+    /// the socket is closed here, and so is one that sent no batch (a DEL with nothing to
+    /// remove, a run with nothing to do): no child for a wait that is rarely there. Whether a
+    /// child closes it.
     pub fn close_detached(self) -> bool {
+        if !self.batched {
+            return false;
+        }
         match crate::ffi::close_in_child(self.fd) {
             Ok(child) => {
                 let pid = nix::unistd::Pid::from_raw(child.pid);
@@ -151,6 +159,7 @@ impl NftSocket {
     /// arrives whole) and checks the acknowledgement of every message in it. The first error
     /// names the object its message concerns.
     pub fn send(&mut self, enc: &Encoded) -> Result<()> {
+        self.batched = true;
         let total = enc.buf.len();
         let snd = total + 4096;
         if setsockopt(&self.fd, sockopt::SndBufForce, &snd).is_err() {

@@ -53,7 +53,7 @@ fn eventually(done: impl Fn() -> bool) -> bool {
 
 /// Sixteen sockets, each closed after a commit (whose destroy work its release waits for),
 /// from sixteen threads at once: every one is released, the tables committed stay, and every
-/// child is reaped.
+/// child is reaped. A socket that sent no batch gets no child.
 #[test]
 fn sockets_closed_detached_are_released_and_their_children_reaped() {
     let Some(sb) = Sandbox::or_skip() else { return };
@@ -87,6 +87,15 @@ fn sockets_closed_detached_are_released_and_their_children_reaped() {
                 .count()
         });
         assert_eq!(detached, 16, "a child closes every socket");
+        // One that only read (a DEL with nothing to remove) is closed in place, at once.
+        let mut reader = NftSocket::open().expect("socket");
+        reader.generation().expect("generation");
+        let ino = nix::sys::stat::fstat(reader.as_fd()).expect("fstat").st_ino;
+        assert!(
+            !reader.close_detached(),
+            "no child for a socket that sent no batch"
+        );
+        assert!(!netfilter_sockets().contains(&ino), "closed in place");
         let released = eventually(|| netfilter_sockets().is_disjoint(&ours));
         let left: Vec<u64> = netfilter_sockets().intersection(&ours).copied().collect();
         assert!(released, "never released: {left:?}");
