@@ -119,15 +119,19 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// Waits (at most 5 s) until a follower has bound nsfw's nflog group.
 fn bound(sb: &Sandbox) {
+    group_held(sb, true, "nsfw drops never bound its group");
+}
+
+/// Waits (at most 5 s) until nsfw's nflog group is bound (`held`) or free; else fails with
+/// `why`.
+fn group_held(sb: &Sandbox, held: bool, why: &str) {
     let t0 = Instant::now();
-    while !sb
+    while sb
         .ok("cat /proc/net/netfilter/nfnetlink_log")
         .contains("28275")
+        != held
     {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "nsfw drops never bound its group"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{why}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -311,17 +315,7 @@ fn two_topologies_share_the_group_and_none_is_dropped_unsaid() {
             .status()
             .expect("kill");
     }
-    let t0 = Instant::now();
-    while sb
-        .ok("cat /proc/net/netfilter/nfnetlink_log")
-        .contains("28275")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "the first never ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    group_held(&sb, false, "the first never ended");
     let w = Follower::start(&sb, "");
     bound(&sb);
     udp(&sb, "xa", "10.30.0.3", 5353);
