@@ -377,6 +377,53 @@ fn a_change_right_after_an_apply_is_repaired_by_the_next() {
     stop(w);
 }
 
+/// watch answers while it waits for the lock. An apply asks under its lock; a watch whose
+/// check waited for that lock in flock(2) did not answer, and the apply read every
+/// namespace after waiting 100 ms. Here the test holds the lock, changes m5 (watch's check
+/// is then due and waits), and asks as an apply does: the answer comes at once, without m5.
+#[test]
+fn watch_answers_while_it_waits_for_the_lock() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(12);
+    let a = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = sb.spawn_sh(&format!(
+        "NSFW_WATCH_DEBOUNCE_MS=20 NSFW_TIMING=1 exec {NSFW} watch {a}"
+    ));
+    settled(&sb, &a, n);
+    let o = sb.sh("exec flock -x /run/nsfw/lock python3 -c '
+import socket, subprocess, sys, time
+subprocess.run([\"ip\", \"-n\", \"m5\", \"link\", \"set\", \"eth0\", \"down\"], check=True)
+time.sleep(1)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(\"/run/nsfw/watch-mem.sock\")
+b = b\"\"
+try:
+    while c := s.recv(65536):
+        b += c
+except socket.timeout:
+    print(\"no answer within 5 s\", file=sys.stderr)
+sys.stdout.buffer.write(b)
+'");
+    let answer = o.stdout.clone();
+    // A place begins with its name, as postcard writes a string: its length, then it.
+    let has = |name: &str| {
+        let mut pat = vec![name.len() as u8];
+        pat.extend(name.as_bytes());
+        answer.windows(pat.len()).any(|w| w == pat.as_slice())
+    };
+    assert!(has("m6"), "no answer, or m6 not in it:\n{}", show(&o));
+    assert!(!has("m5"), "m5 was heard changing, yet vouched for");
+    // Once the lock is free, the change is repaired (by the apply, or by watch first).
+    let (code, out, err) = timed(&sb, &format!("apply {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(sb.ok("ip -n m5 link show eth0").contains("state UP"));
+    let (code, out, err) = timed(&sb, &format!("diff {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    stop(w);
+}
+
 /// The host's links from watch's memory (kept from the kernel's notifications, no dump):
 /// veths set down, taken off their bridge, deleted, hairpin set on a port, a bridge's MTU
 /// changed, a bridge's promote_secondaries and a veth's addr_gen_mode written in /proc, by

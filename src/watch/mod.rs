@@ -298,7 +298,7 @@ impl Watch {
     /// Observes and plans under the shared lock, as `nsfw diff` does.
     /// What the memory knows is taken, the rest read, and kept for the next ones.
     fn look(&mut self) -> Result<(Observed, crate::plan::Plan)> {
-        let lock = state::acquire(Access::Shared, true)?;
+        let lock = self.lock(Access::Shared)?;
         // Under the lock no apply is making namespaces: each is listened to before it is read.
         self.refresh();
         let subs: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
@@ -400,7 +400,7 @@ impl Watch {
             self.by.clear();
         }
         self.maybe_fight(why);
-        let lock = state::acquire(Access::Exclusive, true)?;
+        let lock = self.lock(Access::Exclusive)?;
         self.repair(why, lock)
     }
 

@@ -13,6 +13,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::events::Event;
 use super::{Options, Watch, start};
 use crate::netlink::RecvBuf;
+use crate::state::{self, Access, Lock};
 use crate::{error, say};
 
 /// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
@@ -87,6 +88,43 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
 }
 
 impl Watch {
+    /// Takes the lock as `state::acquire` does, but goes on hearing and answering while
+    /// another run holds it. That run (an apply) asks for the memory under its lock: a watch
+    /// asleep in flock(2) let it wait out its 100 ms for nothing and then read every namespace
+    /// (230 ms instead of 90 for an apply right after another, at 1,000 namespaces).
+    /// What is heard meanwhile is forgotten by the memory (`read`) and needs no check of its
+    /// own: the check that takes this lock reads after it.
+    pub(super) fn lock(&mut self, access: Access) -> Result<Lock> {
+        let mut pause = Duration::from_micros(500);
+        let mut buf: Option<RecvBuf> = None;
+        loop {
+            if let Some(l) = state::acquire_within(access, Duration::ZERO)? {
+                return Ok(l);
+            }
+            crate::signals::check()?;
+            let ready = match wait(self, Some(Instant::now() + pause)) {
+                Ok(r) => r,
+                Err(Errno::EINTR) => continue,
+                Err(e) => bail!("waiting for the lock: {}", std::io::Error::from(e)),
+            };
+            pause = (pause * 2).min(Duration::from_millis(10));
+            if !ready.contains(&true) {
+                continue;
+            }
+            let asked = self.memory.fd().is_some() && ready.last() == Some(&true);
+            let ready = if asked {
+                vec![true; ready.len()]
+            } else {
+                ready
+            };
+            let got = self.read(&ready, buf.get_or_insert_with(RecvBuf::take));
+            self.stats.heard(got.len());
+            if asked {
+                self.memory.serve();
+            }
+        }
+    }
+
     /// What its probes found changed (a /proc write, which nothing notifies) is checked and
     /// repaired as a change heard would be; places its own repair wrote, checked to be kept
     /// again (held open anew).
