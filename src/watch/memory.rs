@@ -100,6 +100,14 @@ impl Memory {
         self.listener.as_ref().map(|(l, _, _)| l.as_fd())
     }
 
+    /// The host's sysctls the file names: the host's links are encoded anew with them.
+    pub(super) fn set_host_keys(&mut self, keys: Vec<String>) {
+        if keys != self.host_keys {
+            self.host_keys = keys;
+            self.host_bytes = None;
+        }
+    }
+
     /// Something was heard from namespace `name`.
     pub(super) fn heard(&mut self, name: &str) {
         self.places.remove(name);

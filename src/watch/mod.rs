@@ -19,6 +19,7 @@
 mod dir;
 pub(crate) mod events;
 mod fight;
+mod listen;
 mod memory;
 mod probe;
 mod putback;
@@ -190,79 +191,6 @@ impl Watch {
         self.t.namespaces.iter().map(|n| n.name.clone()).collect()
     }
 
-    /// Opens the namespaces' sockets again (after a repair made namespaces anew, or the file
-    /// named others).
-    fn resubscribe(&mut self) {
-        let names: Vec<String> = self.names().into_iter().collect();
-        self.ns = events::ns_subs(&names, &self.tables());
-        // What was heard on the old sockets is not heard on the new ones.
-        self.memory.forget();
-        if self.dir.is_none() {
-            self.dir = dir::Dir::open();
-        }
-    }
-
-    /// Opens sockets in each of the file's namespaces that has none, or whose /run/netns
-    /// name now holds another namespace than the one it listens to (made anew by an apply
-    /// watch did not run, or after it started), and closes those of names gone. Called
-    /// under the lock, before a check reads: what changes after is heard, and the memory
-    /// vouches for no namespace read before its socket was open (its inode is not in the
-    /// check's `subs` until then).
-    fn refresh(&mut self) {
-        if self.dir.is_none() {
-            self.dir = dir::Dir::open();
-        }
-        let names = self.names();
-        let now: BTreeMap<String, u64> = names
-            .iter()
-            .filter_map(|n| {
-                let m = std::fs::symlink_metadata(crate::plumbing::netns::path(n)).ok()?;
-                Some((n.clone(), std::os::unix::fs::MetadataExt::ino(&m)))
-            })
-            .collect();
-        let held: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
-        let stale: BTreeSet<String> = held
-            .iter()
-            .filter(|(n, ino)| now.get(*n) != Some(*ino))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let fresh: Vec<String> = now
-            .iter()
-            .filter(|(n, ino)| held.get(*n) != Some(*ino))
-            .map(|(n, _)| n.clone())
-            .collect();
-        if stale.is_empty() && fresh.is_empty() {
-            return;
-        }
-        let redo: BTreeSet<String> = stale
-            .iter()
-            .chain(&fresh)
-            .map(|n| format!("namespace {n}"))
-            .collect();
-        self.ns.retain(|s| !redo.contains(&s.place));
-        let subs = events::ns_subs(&fresh, &self.tables());
-        crate::detail!(
-            "watch: {}: listening anew in {} namespace(s), let go of {}",
-            self.t.name,
-            subs.iter().filter(|s| s.kind == events::Kind::Rtnl).count(),
-            stale.len()
-        );
-        self.ns.extend(subs);
-        for n in stale.iter().chain(&fresh) {
-            self.memory.heard(n);
-        }
-    }
-
-    /// The namespaces that may hold a table of nsfw's (see firewall's router tables).
-    fn tables(&self) -> BTreeSet<String> {
-        self.t
-            .namespaces
-            .iter()
-            .filter(|n| n.forward || n.masquerade.is_some())
-            .map(|n| n.name.clone())
-            .collect()
-    }
-
     /// The file as it is now; a broken file leaves the last good one in force.
     fn reload(&mut self) {
         match load(&self.path) {
@@ -281,11 +209,11 @@ impl Watch {
                     "watch: {}: the file changed; keeping the host as it now says",
                     self.path.display()
                 );
-                self.t = t;
-                self.memory.host_keys = host_keys(&self.t);
+                let old = std::mem::replace(&mut self.t, t);
+                self.memory.set_host_keys(host_keys(&self.t));
                 self.wanted = None;
                 self.interest = interest_of(&self.t, None);
-                self.resubscribe();
+                self.follow(&old);
             }
             Ok(_) => {}
             Err(e) => error!(
