@@ -5,93 +5,12 @@
 //! run must see what a full read sees.
 
 mod common;
+mod watchmem;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{NSFW, Sandbox, show};
-
-/// `n` namespaces on 2 bridges; with `extra`, one more.
-fn topology(n: usize, extra: bool) -> String {
-    common::spread("mem", "m", 2, 110, n, "", extra)
-}
-
-/// How many namespaces: 40, or NSFW_MEMORY_N.
-fn size() -> usize {
-    std::env::var("NSFW_MEMORY_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40)
-}
-
-/// `nsfw watch FILE` inside the sandbox, waiting a long while after a burst (so that the runs
-/// of the test, not watch, repair what it breaks).
-fn watch(sb: &Sandbox, file: &str) -> Child {
-    sb.spawn_sh(&format!(
-        "NSFW_WATCH_DEBOUNCE_MS=600000 NSFW_TIMING=1 exec {NSFW} watch {file}"
-    ))
-}
-
-/// How many namespaces a run took from the memory (its NSFW_TIMING line), if it did.
-fn remembered(stderr: &str) -> Option<usize> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("memory: "))
-        .find_map(|l| l.split(' ').next().and_then(|n| n.parse().ok()))
-}
-
-/// `nsfw ARGS` with NSFW_TIMING: its exit code, stdout and stderr.
-fn timed(sb: &Sandbox, args: &str) -> (Option<i32>, String, String) {
-    let o = sb.sh(&format!("NSFW_WATCH_MEMORY=1 NSFW_TIMING=1 {NSFW} {args}"));
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Waits until watch vouches for at least `n` namespaces (its first check done).
-fn settled(sb: &Sandbox, file: &str, n: usize) {
-    let t = Instant::now();
-    loop {
-        let (_, _, err) = timed(sb, &format!("diff {file}"));
-        if remembered(&err).is_some_and(|k| k >= n) {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "watch never vouched for {n} namespaces:\n{err}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `n` namespaces applied from file `name` and watched, watch's first check done: the
-/// file's path and watch.
-fn watched(sb: &Sandbox, name: &str, n: usize) -> (String, Child) {
-    let a = sb.file(name, &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = watch(sb, &a);
-    settled(sb, &a, n);
-    (a, w)
-}
-
-/// `nsfw watch FILE` checking 20 ms after a change, saying what it does in FILE.log.
-fn quick_watch(sb: &Sandbox, file: &str) -> Child {
-    sb.spawn_sh(&format!(
-        "NSFW_WATCH_DEBOUNCE_MS=20 NSFW_TIMING=1 exec {NSFW} watch {file} 2>{file}.log"
-    ))
-}
-
-fn stop(mut w: Child) {
-    if let Some(pid) = common::inner_pid(&w) {
-        // SAFETY: kill(2) on the watch our child runs; at worst it has exited.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
-        }
-    }
-    let _ = w.wait();
-}
+use watchmem::{remembered, settled, size, stop, timed, topology, watch, watched};
 
 #[test]
 fn the_apply_beside_watch_adds_a_namespace_and_repairs_drift_it_did_not_read() {
@@ -356,42 +275,6 @@ fn settings_written_in_proc_inside_vouched_namespaces_are_seen() {
     stop(w);
 }
 
-/// The file edited beside watch (a namespace more, m0 a router): watch keeps what it knows of
-/// the others, reads m0 again with its new setting held open; drift there and in one kept is seen.
-#[test]
-fn an_edit_keeps_the_memory_of_namespaces_it_asks_the_same_of() {
-    let Some(sb) = Sandbox::or_skip() else { return };
-    let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = quick_watch(&sb, &a);
-    settled(&sb, &a, n);
-    let routed = common::spread("mem", "m", 2, 110, n, "forward = true\n", true);
-    sb.file("t.toml", &routed);
-    let (code, out, err) = timed(&sb, &format!("apply {a}"));
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    settled(&sb, &a, n + 1);
-    let said = std::fs::read_to_string(format!("{a}.log")).unwrap_or_default();
-    let kept = said
-        .lines()
-        .find_map(|l| l.split("the memory keeps ").nth(1)?.split(' ').next());
-    assert!(
-        kept.and_then(|k| k.parse().ok())
-            .is_some_and(|k: usize| k >= n - 1),
-        "{said}"
-    );
-    let (code, out, err) = timed(&sb, &format!("diff {a}"));
-    assert_eq!(code, Some(0), "clean after the edit:\n{out}\n{err}");
-    sb.ok("ip netns exec m0 sysctl -qw net.ipv4.ip_forward=0; ip -n m7 route del default");
-    let (code, out, err) = timed(&sb, &format!("diff {a}"));
-    assert_eq!(code, Some(2), "the drift is shown:\n{out}\n{err}");
-    assert!(remembered(&err).is_some_and(|k| k >= n - 2), "{err}");
-    for want in ["m0", "route m7"] {
-        assert!(out.contains(want), "diff does not name {want}:\n{out}");
-    }
-    stop(w);
-}
-
 /// An apply's own changes, then at once a change by hand: watch reads everything queued
 /// before it answers the next run (its check may still be waiting out the burst), so the
 /// next apply repairs it (unless watch's own check got there first).
@@ -415,44 +298,6 @@ fn a_change_right_after_an_apply_is_repaired_by_the_next() {
             "round {round}: not repaired:\n{out}\n{err}"
         );
     }
-    let (code, out, err) = timed(&sb, &format!("diff {a}"));
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    stop(w);
-}
-
-/// watch answers while its check waits for the lock (an apply asks under it). The test holds
-/// the lock, changes m5 and asks as an apply does: the answer comes, without m5.
-#[test]
-fn watch_answers_while_it_waits_for_the_lock() {
-    let Some(sb) = Sandbox::or_skip() else { return };
-    let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = quick_watch(&sb, &a);
-    settled(&sb, &a, n);
-    let o = sb.sh(
-        "exec 9</run/nsfw/lock && flock -x 9 && ip -n m5 link set eth0 down && sleep 1
-        exec python3 -c '
-import socket
-s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(\"/run/nsfw/watch-mem.sock\")
-b = b\"\"
-try:
-    while c := s.recv(65536): b += c
-except socket.timeout: pass
-open(1, \"wb\").write(b)'",
-    );
-    // A place begins with its name, as postcard writes a string: its length, then it.
-    let has = |name: &str| {
-        o.stdout
-            .windows(3)
-            .any(|w| w == [&[2u8][..], name.as_bytes()].concat())
-    };
-    assert!(has("m6"), "no answer, or m6 not in it:\n{}", show(&o));
-    assert!(!has("m5"), "m5 was heard changing, yet vouched for");
-    // Once the lock is free, the change is repaired (by the apply, or by watch first).
-    let (code, out, err) = timed(&sb, &format!("apply {a}"));
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(sb.ok("ip -n m5 link show eth0").contains("state UP"));
     let (code, out, err) = timed(&sb, &format!("diff {a}"));
     assert_eq!(code, Some(0), "{out}\n{err}");
     stop(w);

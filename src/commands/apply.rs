@@ -43,11 +43,18 @@ pub struct Taking {
 }
 
 pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> Result<u8, Fail> {
-    let t = load(file)?;
+    let path = super::resolve_path(file)?;
+    let text = super::read(&path)?;
+    let early = super::early::start(&text, Access::Exclusive);
+    let t = super::parse(&text, &path)?;
+    drop(text);
     require_root("apply")?;
     super::quiet_for_json(how.json);
-    let lock = lock(wait)?;
-    let (_, plan) = converge_taking(&t, &lock, how, take, false)?;
+    let (lock, asking) = match early.and_then(|e| e.of(&t.name)) {
+        Some((l, a)) => (l, Some(a)),
+        None => (lock(wait)?, None),
+    };
+    let (_, plan) = converge_taking(&t, &lock, how, take, false, asking)?;
     if how.json {
         let mut v = plan.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();
@@ -114,7 +121,7 @@ pub(super) fn converge(
     lock: &state::Lock,
     how: Printing,
 ) -> Result<(usize, Plan), Fail> {
-    converge_taking(t, lock, how, Taking::default(), true)
+    converge_taking(t, lock, how, Taking::default(), true, None)
 }
 
 /// [`converge`], taking over what `t` describes but nobody marked (`adopt`), or a resolv.conf
@@ -125,10 +132,14 @@ fn converge_taking(
     how: Printing,
     take: Taking,
     sandboxed: bool,
+    asking: Option<crate::plumbing::memory::Asking>,
 ) -> Result<(usize, Plan), Fail> {
     let mut tg = Target {
         adopt: take.adopt,
-        ..Target::asking(t)
+        ..match asking {
+            Some(a) => Target::asked(t, a),
+            None => Target::asking(t),
+        }
     };
     if take.force {
         tg.desired.resolv_replace = tg.desired.resolv.keys().cloned().collect();

@@ -12,16 +12,20 @@ use crate::{error, say, warning};
 use nft::socket::NftSocket;
 
 use super::print::{Printing, Tally};
-use super::{ERR, Fail, OK, PENDING, load, read_error, report};
+use super::{ERR, Fail, OK, PENDING, read_error, report};
 
 /// The plan for `t`, its warnings printed; its conflicts printed as errors (`Err` after
 /// `json` printed the plan).
-fn read_plan(t: &Topology, wait: bool, cmd: &str, adopt: bool) -> Result<Plan, Fail> {
-    let lock = state::acquire(Access::Shared, wait).map_err(|e| report(&e))?;
-    let mut tg = Target {
-        adopt,
-        ..Target::asking(t)
+/// `early`: the lock and the ask, taken before the file was parsed (`super::early`).
+fn read_plan(t: &Topology, wait: bool, cmd: &str, adopt: bool, early: Early) -> Result<Plan, Fail> {
+    let (lock, tg) = match early {
+        Some((lock, a)) => (lock, Target::asked(t, a)),
+        None => (
+            state::acquire(Access::Shared, wait).map_err(|e| report(&e))?,
+            Target::asking(t),
+        ),
     };
+    let mut tg = Target { adopt, ..tg };
     let rec = Record::load(lock.dir());
     let p = NftSocket::open()
         .and_then(|mut nft| engine::observe(&tg, &rec, &mut nft))
@@ -67,9 +71,22 @@ fn tally(p: &Plan) -> Tally {
     t
 }
 
+type Early = Option<(state::Lock, crate::plumbing::memory::Asking)>;
+
+/// The file loaded, with the shared lock and watch's answer under way where that could be had
+/// before it was parsed.
+fn load_early(file: Option<PathBuf>) -> Result<(Topology, Early), Fail> {
+    let path = super::resolve_path(file)?;
+    let text = super::read(&path)?;
+    let early = super::early::start(&text, Access::Shared);
+    let t = super::parse(&text, &path)?;
+    let early = early.and_then(|e| e.of(&t.name));
+    Ok((t, early))
+}
+
 pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
-    let t = load(file)?;
-    let p = read_plan(&t, wait, "diff", adopt)?;
+    let (t, early) = load_early(file)?;
+    let p = read_plan(&t, wait, "diff", adopt, early)?;
     if how.json {
         output::data(format_args!(
             "{}\n",
@@ -116,9 +133,9 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing
 /// changes, and the exit status is apply's (0 unless an error).
 pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
-    let t = load(file)?;
+    let (t, early) = load_early(file)?;
     super::quiet_for_json(how.json);
-    let p = read_plan(&t, wait, "apply --dry-run", adopt)?;
+    let p = read_plan(&t, wait, "apply --dry-run", adopt, early)?;
     if how.json {
         let mut v = p.to_json(&t.name, &t.source.display().to_string());
         v["command"] = "apply".into();

@@ -6,6 +6,7 @@ mod completions;
 mod diff;
 mod doctor;
 mod drops;
+mod early;
 mod exec;
 mod graph;
 mod import;
@@ -109,16 +110,28 @@ pub(crate) fn resolve_path(file: Option<PathBuf>) -> Result<PathBuf, Fail> {
 /// Loads and validates, printing every error.
 pub(crate) fn load(file: Option<PathBuf>) -> Result<Topology, Fail> {
     let path = resolve_path(file)?;
-    let t = topology::load(&path).map_err(|errs| {
-        for e in errs.0 {
-            crate::error!("{e}");
-        }
-        Fail(ERR)
-    })?;
+    parse(&read(&path)?, &path)
+}
+
+/// The topology file's text, the error printed.
+fn read(path: &Path) -> Result<String, Fail> {
+    topology::read(path).map_err(said)
+}
+
+/// [`load`] of text already read from `path`.
+fn parse(text: &str, path: &Path) -> Result<Topology, Fail> {
+    let t = topology::parse(text, path).map_err(said)?;
     for w in &t.warnings {
         crate::warning!("{w}");
     }
     Ok(t)
+}
+
+fn said(errs: topology::Errors) -> Fail {
+    for e in errs.0 {
+        crate::error!("{e}");
+    }
+    Fail(ERR)
 }
 
 /// Commands that change the host need root. (Read-only ones need none: they read what the

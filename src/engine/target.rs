@@ -56,9 +56,13 @@ impl<'a> Target<'a> {
     /// [`Target::apply`], with watch's memory asked for at once: watch answers while the file
     /// compiles (apply and diff; watch's own checks are given theirs).
     pub(crate) fn asking(t: &'a Topology) -> Target<'a> {
-        let early = Memory::Asking(plumbing::memory::Asking::start(&t.name));
+        Target::asked(t, plumbing::memory::Asking::start(&t.name))
+    }
+
+    /// [`Target::asking`], with the ask already under way (`commands::early`).
+    pub(crate) fn asked(t: &'a Topology, asking: plumbing::memory::Asking) -> Target<'a> {
         Target {
-            memory: early,
+            memory: Memory::Asking(asking),
             ..Target::apply(t)
         }
     }

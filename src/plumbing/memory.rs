@@ -134,6 +134,11 @@ pub(crate) fn socket_path(name: &str) -> PathBuf {
     PathBuf::from(crate::state::STATE_DIR).join(format!("watch-{name}.sock"))
 }
 
+/// Whether a watch of topology `name` may be listening: its socket is there (not followed).
+pub(crate) fn served(name: &str) -> bool {
+    std::fs::symlink_metadata(socket_path(name)).is_ok_and(|m| m.file_type().is_socket())
+}
+
 /// Which namespace /run/netns/NAME holds now (its device and inode, not following a
 /// symlink), for each of `names`.
 pub(crate) fn inodes(names: &[String]) -> BTreeMap<String, super::netns::NsId> {
@@ -227,7 +232,7 @@ impl Asking {
 /// Whether `NSFW_WATCH_MEMORY` asks for watch's memory: `1`, `true`, `yes` or `on` (in any
 /// case); `0`, `false`, `no`, `off`, empty or unset do not, and anything else does not either,
 /// said once.
-fn wanted() -> bool {
+pub(crate) fn wanted() -> bool {
     let Some(v) = std::env::var_os(USE_ENV) else {
         return false;
     };

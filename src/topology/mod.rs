@@ -379,7 +379,12 @@ impl std::error::Error for Errors {}
 
 /// Reads and validates a topology file (`-`: standard input).
 pub(crate) fn load(path: &Path) -> Result<Topology, Errors> {
-    let text = if path == Path::new("-") {
+    parse(&read(path)?, path)
+}
+
+/// The text of the topology file at `path` (`-`: standard input), as [`load`] reads it.
+pub(crate) fn read(path: &Path) -> Result<String, Errors> {
+    if path == Path::new("-") {
         read_limited(std::io::stdin())
             .map_err(|e| format!("standard input: cannot read the topology: {e}"))
     } else {
@@ -388,8 +393,7 @@ pub(crate) fn load(path: &Path) -> Result<Topology, Errors> {
             .and_then(read_limited)
             .map_err(|e| format!("{}: cannot read the topology file: {e}", path.display()))
     }
-    .map_err(|e| Errors(vec![e]))?;
-    parse(&text, path)
+    .map_err(|e| Errors(vec![e]))
 }
 
 /// A topology file is read up to this size: 10,000 namespaces take about 1 MiB, and a path
