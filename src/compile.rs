@@ -379,6 +379,19 @@ fn ipv6(
             // Said outright: a segment that gains IPv6 in an edit of the file had it
             // disabled, and the kernel refuses addresses on such a link.
             node.sysctls.insert(key("disable_ipv6"), sysctl("0", false));
+            // And no link-local address of the kernel's: with `addr_gen_mode` written by
+            // hand (0, 2 or 3) the kernel makes one the moment IPv6 comes on, after the plan
+            // was made, and the run ended "the host still differs". Written before
+            // `disable_ipv6` (the namespace's sysctls go in key order).
+            if no_ll {
+                node.sysctls.insert(
+                    key("addr_gen_mode"),
+                    SysctlSpec {
+                        fresh: Some("1"),
+                        ..sysctl("1", false)
+                    },
+                );
+            }
         }
         // A segment without IPv6 gets none at all, not even link-local: nsfw's table has
         // no IPv6 sources for it (bridged fe80:: would pass at bridge-nf-call-iptables 0

@@ -421,3 +421,30 @@ fn a_bridge_taking_ipv6_addresses_gets_ipv6_on() {
         "the port did not get its address back"
     );
 }
+
+/// A lab that gains IPv6 in an edit, with `addr_gen_mode` written by hand in the meantime:
+/// the kernel adds a link-local address of its own the moment IPv6 comes on, after the plan
+/// was made, and the apply ended "the host still differs" (exit 1). The apply now writes it
+/// back before IPv6 comes on; a change of it by hand is drift like any setting.
+#[test]
+fn ipv6_coming_on_in_an_edit_brings_no_link_local_address_of_the_kernels() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("ip netns exec ns1 sh -c 'echo 3 > /proc/sys/net/ipv6/conf/eth0/addr_gen_mode'");
+    sb.file("lab.toml", &dual());
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+    let ll = sb.ok("ip -n ns1 -6 -o addr show dev eth0 scope link");
+    assert_eq!(
+        ll.lines().count(),
+        1,
+        "only nsfw's link-local address:\n{ll}"
+    );
+    sb.ok("ip netns exec ns1 sh -c 'echo 0 > /proc/sys/net/ipv6/conf/eth0/addr_gen_mode'");
+    let out = sb.nsfw_code(&["diff", &f], 2);
+    let want = "~ sysctl ns1:net.ipv6.conf.eth0.addr_gen_mode: 0 → 1";
+    assert!(out.contains(want), "{want:?} not named:\n{out}");
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.nsfw_code(&["diff", &f], 0);
+}
