@@ -133,3 +133,30 @@ fn the_lock_and_the_question_come_before_the_file_is_parsed() {
     assert!(!text.contains(EARLY), "{text}");
     stop(w);
 }
+
+/// A difference watch found, made right by someone else while its repair waited for the
+/// lock: watch says there was nothing left to repair, not "repaired" with an empty plan.
+#[test]
+fn a_repair_someone_else_made_first_is_not_said_as_watchs() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(12);
+    let a = sb.file("t.toml", &topology(n, false));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = logged_watch(&sb, &a, 20);
+    settled(&sb, &a, n);
+    sb.ok(
+        "flock -s /run/nsfw/lock sh -c 'ip -n m3 route del default; sleep 1
+           ip -n m3 route add default via 10.111.0.1 dev eth0; sleep 0.3'",
+    );
+    let t = std::time::Instant::now();
+    let said = loop {
+        let said = std::fs::read_to_string(format!("{a}.log")).unwrap_or_default();
+        if said.contains("→") || t.elapsed() > std::time::Duration::from_secs(5) {
+            break said;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(said.contains("nothing left to repair"), "{said}");
+    assert!(!said.contains("repaired in"), "{said}");
+    stop(w);
+}

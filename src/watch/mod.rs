@@ -370,6 +370,14 @@ impl Watch {
                 );
                 self.seen = Seen::InSync;
             }
+            // Another run (an apply waited for by the check) made it so first.
+            Ok(o) if o.plan.is_empty() => {
+                say!(
+                    "watch: {}: {cause} → nothing left to repair: the host already matches the file",
+                    self.t.name
+                );
+                self.seen = Seen::InSync;
+            }
             Ok(o) => {
                 say!(
                     "watch: {}: {cause} → repaired in {} ms: {} ({})",

@@ -76,7 +76,7 @@ pub fn watched(sb: &Sandbox, name: &str, n: usize) -> (String, Child) {
 /// table), saying what it does in FILE.log.
 pub fn logged_watch(sb: &Sandbox, file: &str, debounce: u64) -> Child {
     sb.spawn_sh(&format!(
-        "NSFW_WATCH_DEBOUNCE_MS={debounce} NSFW_TIMING=1 exec {NSFW} watch {file} 2>{file}.log"
+        "NSFW_WATCH_DEBOUNCE_MS={debounce} NSFW_TIMING=1 exec {NSFW} watch {file} >{file}.log 2>&1"
     ))
 }
 
