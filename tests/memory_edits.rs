@@ -160,3 +160,35 @@ fn a_repair_someone_else_made_first_is_not_said_as_watchs() {
     assert!(!said.contains("repaired in"), "{said}");
     stop(w);
 }
+
+/// The file written beside watch is followed at once, not at watch's next check: the socket
+/// watch holds in a namespace the file no longer names (which keeps that namespace alive) is
+/// closed before the apply deletes it. Following is not applying: the namespace stays until
+/// a check or an apply.
+#[test]
+fn a_written_file_is_followed_at_once_and_not_applied() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(12);
+    let a = sb.file("t.toml", &topology(n, true));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = logged_watch(&sb, &a, 600_000);
+    settled(&sb, &a, n + 1);
+    sb.file("t.toml", &topology(n, false));
+    let t = std::time::Instant::now();
+    let said = loop {
+        let said = std::fs::read_to_string(format!("{a}.log")).unwrap_or_default();
+        if said.contains("the memory keeps") || t.elapsed().as_secs() >= 3 {
+            break said;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        said.contains("forgets 1"),
+        "the edit was not followed:\n{said}"
+    );
+    assert!(sb.ok("ip netns list").contains("extra"), "{said}");
+    let (code, out, err) = timed(&sb, &format!("apply {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("- namespace extra"), "{out}");
+    stop(w);
+}

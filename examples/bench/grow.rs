@@ -150,8 +150,8 @@ fn settled(nsfw: &Path, f: &Path, n: usize) -> Res<()> {
 }
 
 /// The same changes with `nsfw watch` running beside (its memory served to apply and diff),
-/// settled before each timed run. The file is edited in place, as a user would: watch follows
-/// it.
+/// settled before each edit and each timed run. The file is edited in place, as a user would:
+/// watch follows it.
 fn beside_watch(n: usize, dir: &Path, nsfw: &Path) -> Res<()> {
     let f = dir.join("w.toml");
     let (a, b) = (topology(n, false), topology(n, true));
@@ -170,6 +170,10 @@ fn beside_watch(n: usize, dir: &Path, nsfw: &Path) -> Res<()> {
                 .into_iter()
                 .enumerate()
             {
+                // The last run's own check done first, then the edit (which watch follows
+                // at once, without repairing): else that check could find the edit and carry
+                // it out itself, leaving the timed run nothing to do.
+                settled(nsfw, &f, n)?;
                 std::fs::write(&f, text)?;
                 settled(nsfw, &f, n)?;
                 let (ms, _) = timed(

@@ -9,6 +9,16 @@ use crate::resources::Desired;
 use crate::topology::Topology;
 
 impl Watch {
+    /// /run/netns and the file's directory watched, once /run/netns exists.
+    fn open_dir(&mut self) {
+        if self.dir.is_none() {
+            self.dir = dir::Dir::open().map(|mut d| {
+                d.watch_file(&self.path);
+                d
+            });
+        }
+    }
+
     /// Opens the namespaces' sockets again (after a repair made namespaces anew, or the file
     /// named others).
     pub(super) fn resubscribe(&mut self) {
@@ -16,9 +26,7 @@ impl Watch {
         self.ns = events::ns_subs(&names, &self.tables());
         // What was heard on the old sockets is not heard on the new ones.
         self.memory.forget();
-        if self.dir.is_none() {
-            self.dir = dir::Dir::open();
-        }
+        self.open_dir();
     }
 
     /// Opens sockets in each of the file's namespaces that has none, or whose /run/netns
@@ -28,9 +36,7 @@ impl Watch {
     /// vouches for no namespace read before its socket was open (its inode is not in the
     /// check's `subs` until then).
     pub(super) fn refresh(&mut self) {
-        if self.dir.is_none() {
-            self.dir = dir::Dir::open();
-        }
+        self.open_dir();
         let names = self.names();
         let now: BTreeMap<String, u64> = names
             .iter()
@@ -120,9 +126,7 @@ impl Watch {
             self.memory.len(),
             redo.len()
         );
-        if self.dir.is_none() {
-            self.dir = dir::Dir::open();
-        }
+        self.open_dir();
     }
 }
 

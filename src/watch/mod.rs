@@ -419,6 +419,7 @@ impl Watch {
         let mut out = Vec::new();
         let subs = self.host.len() + self.ns.len();
         let mut heard = Vec::new();
+        let mut edited = false;
         for (i, s) in self.host.iter_mut().chain(self.ns.iter_mut()).enumerate() {
             if ready.get(i) == Some(&true) {
                 out.extend(s.read(buf, &self.interest));
@@ -438,7 +439,8 @@ impl Watch {
         if let Some(d) = &self.dir
             && ready.get(subs) == Some(&true)
         {
-            let (events, gone) = d.read(&self.interest);
+            let (events, gone, written) = d.read(&self.interest);
+            edited = written;
             out.extend(events);
             // A socket open in a namespace keeps it alive: one whose name went (a flush, `ip
             // netns del`) is let go at once, so that the kernel can tear it down, veths and
@@ -450,6 +452,13 @@ impl Watch {
         }
         for n in &heard {
             self.memory.heard(n);
+        }
+        // The file written: followed at once (its next check still decides what to repair),
+        // so that the sockets of namespaces it no longer names are closed before the apply
+        // that deletes them: a socket keeps its namespace alive, and that apply waited up to
+        // 30 ms for the namespace to die.
+        if edited {
+            self.reload();
         }
         out.into_iter().filter(|e| e.ours).collect()
     }
