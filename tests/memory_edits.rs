@@ -7,7 +7,7 @@ mod common;
 mod watchmem;
 
 use common::{NSFW, Sandbox, show};
-use watchmem::{logged_watch, remembered, settled, size, stop, timed, topology};
+use watchmem::{applied_and_watched, remembered, settled, size, stop, timed, topology, until_said};
 
 /// The file edited beside watch (a namespace more, m0 a router): watch keeps what it knows of
 /// the others, reads m0 again with its new setting held open; drift there and in one kept is seen.
@@ -15,10 +15,7 @@ use watchmem::{logged_watch, remembered, settled, size, stop, timed, topology};
 fn an_edit_keeps_the_memory_of_namespaces_it_asks_the_same_of() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = logged_watch(&sb, &a, 600_000);
-    settled(&sb, &a, n);
+    let (a, w) = applied_and_watched(&sb, n, false, 600_000);
     let routed = common::spread("mem", "m", 2, 110, n, "forward = true\n", true);
     sb.file("t.toml", &routed);
     let (code, out, err) = timed(&sb, &format!("apply {a}"));
@@ -51,10 +48,7 @@ fn an_edit_keeps_the_memory_of_namespaces_it_asks_the_same_of() {
 fn watch_answers_while_it_waits_for_the_lock() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = logged_watch(&sb, &a, 20);
-    settled(&sb, &a, n);
+    let (a, w) = applied_and_watched(&sb, n, false, 20);
     let o = sb.sh(
         "exec 9</run/nsfw/lock && flock -x 9 && ip -n m5 link set eth0 down && sleep 1
         exec python3 -c '
@@ -91,10 +85,7 @@ open(1, \"wb\").write(b)'",
 fn the_lock_and_the_question_come_before_the_file_is_parsed() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = logged_watch(&sb, &a, 600_000);
-    settled(&sb, &a, n);
+    let (a, w) = applied_and_watched(&sb, n, false, 600_000);
     const EARLY: &str = "watch asked before the file was parsed";
     sb.ok("ip -n m3 route del default");
     for (args, want) in [("diff", 2), ("apply", 0), ("diff", 0)] {
@@ -140,22 +131,12 @@ fn the_lock_and_the_question_come_before_the_file_is_parsed() {
 fn a_repair_someone_else_made_first_is_not_said_as_watchs() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, false));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = logged_watch(&sb, &a, 20);
-    settled(&sb, &a, n);
+    let (a, w) = applied_and_watched(&sb, n, false, 20);
     sb.ok(
         "flock -s /run/nsfw/lock sh -c 'ip -n m3 route del default; sleep 1
            ip -n m3 route add default via 10.111.0.1 dev eth0; sleep 0.3'",
     );
-    let t = std::time::Instant::now();
-    let said = loop {
-        let said = std::fs::read_to_string(format!("{a}.log")).unwrap_or_default();
-        if said.contains("→") || t.elapsed() > std::time::Duration::from_secs(5) {
-            break said;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let said = until_said(&a, "→");
     assert!(said.contains("nothing left to repair"), "{said}");
     assert!(!said.contains("repaired in"), "{said}");
     stop(w);
@@ -169,19 +150,9 @@ fn a_repair_someone_else_made_first_is_not_said_as_watchs() {
 fn a_written_file_is_followed_at_once_and_not_applied() {
     let Some(sb) = Sandbox::or_skip() else { return };
     let n = size().min(12);
-    let a = sb.file("t.toml", &topology(n, true));
-    sb.nsfw_code(&["apply", &a], 0);
-    let w = logged_watch(&sb, &a, 600_000);
-    settled(&sb, &a, n + 1);
+    let (a, w) = applied_and_watched(&sb, n, true, 600_000);
     sb.file("t.toml", &topology(n, false));
-    let t = std::time::Instant::now();
-    let said = loop {
-        let said = std::fs::read_to_string(format!("{a}.log")).unwrap_or_default();
-        if said.contains("the memory keeps") || t.elapsed().as_secs() >= 3 {
-            break said;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let said = until_said(&a, "the memory keeps");
     assert!(
         said.contains("forgets 1"),
         "the edit was not followed:\n{said}"

@@ -69,16 +69,7 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
         if !ready.contains(&true) {
             continue;
         }
-        // A question: everything queued is heard first (rtnetlink queues a change's
-        // notification in the syscall that makes it), so that no change made before it is
-        // vouched for.
-        let asked = w.memory.fd().is_some() && ready.last() == Some(&true);
-        let ready = if asked {
-            vec![true; ready.len()]
-        } else {
-            ready
-        };
-        let got = w.read(&ready, &mut buf);
+        let (got, asked) = w.hear(ready, &mut buf);
         w.take(got, &mut due, &mut why);
         if asked {
             w.memory.serve();
@@ -88,6 +79,19 @@ pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> 
 }
 
 impl Watch {
+    /// Reads what poll found `ready` (the memory's socket last), and whether a question came.
+    /// A question: everything queued is heard first (rtnetlink queues a change's notification
+    /// in the syscall that makes it), so that no change made before it is vouched for.
+    fn hear(&mut self, ready: Vec<bool>, buf: &mut RecvBuf) -> (Vec<Event>, bool) {
+        let asked = self.memory.fd().is_some() && ready.last() == Some(&true);
+        let ready = if asked {
+            vec![true; ready.len()]
+        } else {
+            ready
+        };
+        (self.read(&ready, buf), asked)
+    }
+
     /// Takes the lock as `state::acquire` does, but goes on hearing and answering while
     /// another run holds it. That run (an apply) asks for the memory under its lock: a watch
     /// asleep in flock(2) let it wait out its 100 ms for nothing and then read every namespace
@@ -111,13 +115,7 @@ impl Watch {
             if !ready.contains(&true) {
                 continue;
             }
-            let asked = self.memory.fd().is_some() && ready.last() == Some(&true);
-            let ready = if asked {
-                vec![true; ready.len()]
-            } else {
-                ready
-            };
-            let got = self.read(&ready, buf.get_or_insert_with(RecvBuf::take));
+            let (got, asked) = self.hear(ready, buf.get_or_insert_with(RecvBuf::take));
             self.stats.heard(got.len());
             if asked {
                 self.memory.serve();

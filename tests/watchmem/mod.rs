@@ -89,3 +89,25 @@ pub fn stop(mut w: Child) {
     }
     let _ = w.wait();
 }
+
+/// `n` namespaces (one more with `extra`) applied from t.toml and watched by
+/// [`logged_watch`], its first check done: the file's path and watch.
+pub fn applied_and_watched(sb: &Sandbox, n: usize, extra: bool, debounce: u64) -> (String, Child) {
+    let a = sb.file("t.toml", &topology(n, extra));
+    sb.nsfw_code(&["apply", &a], 0);
+    let w = logged_watch(sb, &a, debounce);
+    settled(sb, &a, n + usize::from(extra));
+    (a, w)
+}
+
+/// What watch has said in FILE.log, once it says `what` (or after 5 s).
+pub fn until_said(file: &str, what: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let said = std::fs::read_to_string(format!("{file}.log")).unwrap_or_default();
+        if said.contains(what) || t.elapsed() > Duration::from_secs(5) {
+            return said;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
