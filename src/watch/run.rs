@@ -111,7 +111,9 @@ impl Watch {
                 Err(Errno::EINTR) => continue,
                 Err(e) => bail!("waiting for the lock: {}", std::io::Error::from(e)),
             };
-            pause = (pause * 2).min(Duration::from_millis(10));
+            // Soon after the holder lets go: between two runs (`flush && apply`) the lock is
+            // free for a millisecond or two.
+            pause = (pause * 2).min(Duration::from_millis(2));
             if !ready.contains(&true) {
                 continue;
             }
