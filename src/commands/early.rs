@@ -1,10 +1,11 @@
 //! The lock taken, and watch's memory asked for, before the file is parsed. At 1,000
 //! namespaces parsing the file takes ~10 ms and watch's answer ~20: asked only once the file
-//! was parsed, that answer was the run's critical path. It is done only where it changes
-//! nothing a run says or does: as root, with the memory wanted, a watch's socket there for the
-//! topology the file names, and the lock free at once. Otherwise the run goes as before
-//! (parse, then lock), and a file that does not parse releases the lock with nothing asked of
-//! the kernel.
+//! was parsed, that answer was the run's critical path. It is done only as root, with the
+//! memory wanted, a watch's socket there for the topology the file names, and the lock free
+//! at once; otherwise the run goes as before (parse, then lock). What it changes: the lock is
+//! held while the file is parsed, a file that does not parse included (a few milliseconds, in
+//! which another run waits, or fails with `--no-wait`; the exclusive lock's file then names
+//! this run's pid). Such a file lets the lock go with nothing asked of the kernel.
 
 use crate::plumbing::memory::{self, Asking};
 use crate::state::{self, Access, Lock};
