@@ -19,8 +19,8 @@ impl Watch {
         }
     }
 
-    /// Opens the namespaces' sockets again (after a repair made namespaces anew, or the file
-    /// named others).
+    /// Opens a socket in each of the file's namespaces, as watch starts (later changes go
+    /// through `refresh` and `follow`, which keep what the memory can still vouch for).
     pub(super) fn resubscribe(&mut self) {
         let names: Vec<String> = self.names().into_iter().collect();
         self.ns = events::ns_subs(&names, &self.tables());
