@@ -43,14 +43,10 @@ pub struct Taking {
 }
 
 pub fn apply(file: Option<PathBuf>, wait: bool, how: Printing, take: Taking) -> Result<u8, Fail> {
-    let path = super::resolve_path(file)?;
-    let text = super::read(&path)?;
-    let early = super::early::start(&text, Access::Exclusive);
-    let t = super::parse(&text, &path)?;
-    drop(text);
+    let (t, early) = super::early::load(file, Access::Exclusive)?;
     require_root("apply")?;
     super::quiet_for_json(how.json);
-    let (lock, asking) = match early.and_then(|e| e.of(&t.name)) {
+    let (lock, asking) = match early {
         Some((l, a)) => (l, Some(a)),
         None => (lock(wait)?, None),
     };

@@ -73,19 +73,8 @@ fn tally(p: &Plan) -> Tally {
 
 type Early = Option<(state::Lock, crate::plumbing::memory::Asking)>;
 
-/// The file loaded, with the shared lock and watch's answer under way where that could be had
-/// before it was parsed.
-fn load_early(file: Option<PathBuf>) -> Result<(Topology, Early), Fail> {
-    let path = super::resolve_path(file)?;
-    let text = super::read(&path)?;
-    let early = super::early::start(&text, Access::Shared);
-    let t = super::parse(&text, &path)?;
-    let early = early.and_then(|e| e.of(&t.name));
-    Ok((t, early))
-}
-
 pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
-    let (t, early) = load_early(file)?;
+    let (t, early) = super::early::load(file, Access::Shared)?;
     let p = read_plan(&t, wait, "diff", adopt, early)?;
     if how.json {
         output::data(format_args!(
@@ -133,7 +122,7 @@ pub fn diff(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Re
 /// `nsfw apply --dry-run`: diff's plan, printed as apply prints what it carries out; nothing
 /// changes, and the exit status is apply's (0 unless an error).
 pub fn dry_run(file: Option<PathBuf>, how: Printing, wait: bool, adopt: bool) -> Result<u8, Fail> {
-    let (t, early) = load_early(file)?;
+    let (t, early) = super::early::load(file, Access::Shared)?;
     super::quiet_for_json(how.json);
     let p = read_plan(&t, wait, "apply --dry-run", adopt, early)?;
     if how.json {

@@ -7,8 +7,26 @@
 //! which another run waits, or fails with `--no-wait`; the exclusive lock's file then names
 //! this run's pid). Such a file lets the lock go with nothing asked of the kernel.
 
+use std::path::PathBuf;
+
+use super::Fail;
 use crate::plumbing::memory::{self, Asking};
 use crate::state::{self, Access, Lock};
+use crate::topology::Topology;
+
+/// The file loaded as `super::load` does, with the lock (`access`) and watch's answer under
+/// way where they could be had before it was parsed.
+pub(super) fn load(
+    file: Option<PathBuf>,
+    access: Access,
+) -> Result<(Topology, Option<(Lock, Asking)>), Fail> {
+    let path = super::resolve_path(file)?;
+    let text = super::read(&path)?;
+    let early = start(&text, access);
+    let t = super::parse(&text, &path)?;
+    let early = early.and_then(|e| e.of(&t.name));
+    Ok((t, early))
+}
 
 /// The lock, and the ask started for topology `name`.
 pub(super) struct Early {
@@ -18,7 +36,7 @@ pub(super) struct Early {
 }
 
 /// The early lock and ask for the file `text`, where they can be had (see the module).
-pub(super) fn start(text: &str, access: Access) -> Option<Early> {
+fn start(text: &str, access: Access) -> Option<Early> {
     if !nix::unistd::geteuid().is_root() || !memory::wanted() {
         return None;
     }
@@ -38,7 +56,7 @@ pub(super) fn start(text: &str, access: Access) -> Option<Early> {
 impl Early {
     /// The lock and the ask, when the file turned out to be topology `name`'s (else both are
     /// let go: the lock released, the answer never read).
-    pub(super) fn of(self, name: &str) -> Option<(Lock, Asking)> {
+    fn of(self, name: &str) -> Option<(Lock, Asking)> {
         (self.name == name).then_some((self.lock, self.asking))
     }
 }
