@@ -501,3 +501,50 @@ fn watch_fails_closed_in_a_fight_and_names_it() {
     let text = w.stop();
     assert!(text.contains("fighting nft (pid "), "{text}");
 }
+
+/// The stop signals, as bits of /proc's SigBlk: SIGHUP (1), SIGINT (2), SIGTERM (15).
+const STOP_BITS: u64 = (1 << 0) | (1 << 1) | (1 << 14);
+
+/// watch holds SIGINT, SIGTERM and SIGHUP in every thread but while it sleeps (it lets them in
+/// only in ppoll(2)). A thread that did not hold them could take a SIGTERM while watch is
+/// between its look at the stop flag and its sleep: the flag set, and the sleep going on until
+/// the next sweep, 30 s on. Its metrics server's threads are the ones to look at (the main
+/// thread shows ppoll's mask while it sleeps); and a SIGTERM still stops it at once.
+#[test]
+fn watch_holds_the_stop_signals_in_every_thread_and_still_stops_at_once() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    let w = Watcher::start(&sb, &["--metrics", "127.0.0.1:9843", &f]);
+    let pid = common::inner_pid(&w.child).expect("watch runs");
+    let tasks: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("watch's threads")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|tid| *tid != pid.to_string())
+        .map(|tid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+                .expect("a thread's status");
+            let blk = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .expect("SigBlk");
+            (tid, blk)
+        })
+        .collect();
+    assert!(
+        !tasks.is_empty(),
+        "watch --metrics runs a thread of its own"
+    );
+    for (tid, blk) in &tasks {
+        assert_eq!(
+            blk & STOP_BITS,
+            STOP_BITS,
+            "thread {tid} of watch lets the stop signals in (SigBlk {blk:x})"
+        );
+    }
+    let t0 = Instant::now();
+    w.stop();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::time::TimeSpec;
 
 use super::events::Event;
 use super::{Options, Watch, start};
@@ -18,6 +19,9 @@ use crate::{error, say};
 
 /// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
 pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<()> {
+    // Before any thread is made (the metrics server's): every one of them holds the stop
+    // signals too, so that the kernel can deliver one only to this thread, in its sleep.
+    crate::signals::hold();
     let mut w = start(path, opts, listener)?;
     let mut buf = RecvBuf::take();
     let mut due: Option<Instant> = None;
@@ -196,15 +200,14 @@ pub(super) fn cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// Sleeps in poll(2) on every socket and the directory watch until one is readable or it is
-/// `wake` (None: no end): which of them are, in that order (flags nix cannot name are still
-/// something to read).
+/// Sleeps in ppoll(2) on every socket and the directory watch until one is readable, it is
+/// `wake` (None: no end), or a stop signal comes (EINTR: the signals are let in only here,
+/// see `signals::hold`): which of them are readable, in that order (flags nix cannot name are
+/// still something to read). To the nanosecond: poll(2)'s milliseconds woke a loop due in
+/// 0.4 ms at once, and it spun until then.
 fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
-    let timeout = match wake {
-        Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()))
-            .unwrap_or(PollTimeout::MAX),
-        None => PollTimeout::NONE,
-    };
+    let timeout =
+        wake.map(|at| TimeSpec::from_duration(at.saturating_duration_since(Instant::now())));
     let mut fds: Vec<PollFd> = w
         .host
         .iter()
@@ -214,7 +217,7 @@ fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
         .chain(w.memory.fd())
         .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
-    poll(&mut fds, timeout)?;
+    ppoll(&mut fds, timeout, crate::signals::wait_mask())?;
     Ok(fds
         .iter()
         .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
