@@ -9,6 +9,7 @@ pub(crate) mod fdb;
 pub(crate) mod files;
 #[cfg(debug_assertions)]
 mod held;
+pub(crate) mod host_table;
 mod linkmsg;
 pub(crate) mod listeners;
 pub(crate) mod memory;

@@ -21,7 +21,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::probe::{self, HostProbes, Probe};
-use crate::plumbing::memory::{self as wire, Heard, HostTable, Known, MAX_AGE, Place};
+use crate::plumbing::host_table::{Heard, HostTable};
+use crate::plumbing::memory::{self as wire, Known, MAX_AGE, Place};
 use crate::plumbing::observe::link_key;
 use crate::plumbing::{self, Link, NsObs};
 
