@@ -3,23 +3,25 @@
 //! the process exits, and the write-ahead record lets the next run finish or undo the rest.
 //! No SA_RESTART: a run blocked waiting for the lock wakes up (EINTR) and stops.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::sys::signal::{
-    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, sigaction,
-};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// The signals that stop a run.
-const STOPS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
-
-/// The mask a loop that [`hold`]s the stop signals sleeps with.
-static WAIT_MASK: OnceLock<SigSet> = OnceLock::new();
+/// Written by the handler once [`wakeable`] made it: what a sleeping loop wakes on.
+static WAKE: OnceLock<EventFd> = OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    // write(2) is async-signal-safe, and the eventfd never blocks (EFD_NONBLOCK); an
+    // initialised OnceLock is read with one atomic load.
+    if let Some(e) = WAKE.get() {
+        let _ = e.write(1);
+    }
 }
 
 /// Installs the handlers; a failure leaves the default (the record still covers a kill).
@@ -37,32 +39,24 @@ pub fn install() {
     }
 }
 
-/// Holds the stop signals (blocks them) in the calling thread, and so in every thread it makes
-/// from now on, for a loop that sleeps in ppoll(2) with [`wait_mask`]: they are then let in
-/// only while it sleeps. A loop that looks at the flag and then sleeps in poll(2) loses a
-/// signal that comes in between — the handler sets the flag, and poll sleeps on, as long as
-/// nothing else wakes it (`nsfw watch`: up to its 30 s sweep). Held, such a signal waits,
-/// pending, for the sleep, which it ends at once (EINTR). What the loop does awake (a check, a
-/// repair) is then not stopped part-way: it ends first. Children made with
-/// `std::process::Command` start with an empty mask.
-pub fn hold() {
-    let mut stops = SigSet::empty();
-    for s in STOPS {
-        stops.add(s);
-    }
-    let mut old = SigSet::empty();
-    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), Some(&mut old)).is_ok() {
-        for s in STOPS {
-            old.remove(s);
-        }
-        let _ = WAIT_MASK.set(old);
+/// Makes the stop signals wake a loop that sleeps in poll(2) on [`wake_fd`] (`nsfw watch`),
+/// whichever thread the kernel runs the handler on: it writes to an eventfd besides raising the
+/// flag. A loop that looks at the flag and then sleeps lost a signal that came in between —
+/// the flag set, and the sleep going on as long as nothing else woke it (watch: up to its 30 s
+/// sweep); and one sent to another of its threads (tgkill) woke nothing at all. With the
+/// eventfd among what it sleeps on, the sleep ends at once whenever the flag is up. Called
+/// before the loop's first look at the flag; without an eventfd (EMFILE), sleeps are as before.
+pub fn wakeable() {
+    if WAKE.get().is_none()
+        && let Ok(e) = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+    {
+        let _ = WAKE.set(e);
     }
 }
 
-/// The mask to sleep with after [`hold`]: the stop signals let in. None before it (or when
-/// it failed): sleep with the mask as it is, where they were never held.
-pub fn wait_mask() -> Option<SigSet> {
-    WAIT_MASK.get().copied()
+/// What a loop made [`wakeable`] sleeps on: readable once a stop was asked for.
+pub fn wake_fd() -> Option<BorrowedFd<'static>> {
+    WAKE.get().map(|e| e.as_fd())
 }
 
 /// Whether a stop was asked for.

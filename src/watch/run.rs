@@ -19,9 +19,7 @@ use crate::{error, say};
 
 /// Runs until SIGINT or SIGTERM; serves metrics on `listener` when given.
 pub(crate) fn run(path: &Path, opts: Options, listener: Option<TcpListener>) -> Result<()> {
-    // Before any thread is made (the metrics server's): every one of them holds the stop
-    // signals too, so that the kernel can deliver one only to this thread, in its sleep.
-    crate::signals::hold();
+    crate::signals::wakeable();
     let mut w = start(path, opts, listener)?;
     let mut buf = RecvBuf::take();
     let mut due: Option<Instant> = None;
@@ -200,11 +198,11 @@ pub(super) fn cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// Sleeps in ppoll(2) on every socket and the directory watch until one is readable, it is
-/// `wake` (None: no end), or a stop signal comes (EINTR: the signals are let in only here,
-/// see `signals::hold`): which of them are readable, in that order (flags nix cannot name are
-/// still something to read). To the nanosecond: poll(2)'s milliseconds woke a loop due in
-/// 0.4 ms at once, and it spun until then.
+/// Sleeps in ppoll(2) on every socket and the directory watch until one is readable or it is
+/// `wake` (None: no end): which of them are, in that order (flags nix cannot name are still
+/// something to read). A stop signal ends the sleep (EINTR), wherever its handler ran: the
+/// handler's eventfd is among what it sleeps on (`signals::wakeable`). To the nanosecond:
+/// poll(2)'s milliseconds woke a loop due in 0.4 ms at once, and it spun until then.
 fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
     let timeout =
         wake.map(|at| TimeSpec::from_duration(at.saturating_duration_since(Instant::now())));
@@ -217,7 +215,19 @@ fn wait(w: &Watch, wake: Option<Instant>) -> nix::Result<Vec<bool>> {
         .chain(w.memory.fd())
         .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
         .collect();
-    ppoll(&mut fds, timeout, crate::signals::wait_mask())?;
+    let stop = crate::signals::wake_fd();
+    if let Some(fd) = stop {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+    }
+    ppoll(&mut fds, timeout, None)?;
+    if stop.is_some()
+        && fds
+            .pop()
+            .and_then(|p| p.revents())
+            .is_some_and(|r| !r.is_empty())
+    {
+        return Err(Errno::EINTR);
+    }
     Ok(fds
         .iter()
         .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
