@@ -211,6 +211,9 @@ impl Asking {
                     .name("nsfw-memory".into())
                     .spawn(move || ask(&t))
                     .ok()
+                    // Let it connect now (`threads::beside` says why): watch then puts its
+                    // answer together while this thread parses the file.
+                    .inspect(|_| std::thread::yield_now())
             })
             .flatten();
         Asking {
