@@ -37,13 +37,10 @@ impl Watch {
     /// check's `subs` until then).
     pub(super) fn refresh(&mut self) {
         self.open_dir();
-        let names = self.names();
-        let now: BTreeMap<String, u64> = names
-            .iter()
-            .filter_map(|n| {
-                let m = std::fs::symlink_metadata(crate::plumbing::netns::path(n)).ok()?;
-                Some((n.clone(), std::os::unix::fs::MetadataExt::ino(&m)))
-            })
+        let names: Vec<String> = self.names().into_iter().collect();
+        let now: BTreeMap<String, u64> = crate::plumbing::memory::inodes(&names)
+            .into_iter()
+            .map(|(n, (_, ino))| (n, ino))
             .collect();
         let held: BTreeMap<String, u64> = self.ns.iter().filter_map(|s| s.ns.clone()).collect();
         let stale: BTreeSet<String> = held
