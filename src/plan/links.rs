@@ -345,7 +345,7 @@ pub(super) fn ns_links(
     fresh: &BTreeSet<&str>,
     brought_up: &mut BTreeSet<String>,
 ) {
-    let place = Place::Ns(ns.to_string());
+    let place = || Place::Ns(ns.to_string());
     for (name, spec) in &want.links {
         if fresh.contains(name.as_str()) {
             continue;
@@ -364,22 +364,36 @@ pub(super) fn ns_links(
         if attrs.contains(&LinkAttr::Up) {
             brought_up.insert(name.clone());
         }
-        cx.set_link(place.clone(), name, attrs);
+        if !attrs.is_empty() {
+            cx.set_link(place(), name, attrs);
+        }
     }
-    let deleted: BTreeSet<String> = cx
+    let extra: Vec<&Link> = have
+        .links
+        .iter()
+        .filter(|l| l.name != "lo" && !want.links.contains_key(&l.name))
+        .collect();
+    if extra.is_empty() {
+        // The usual case, and the plan's steps are not scanned for each of 1,000 namespaces
+        // (at a cold apply, thousands of them).
+        return;
+    }
+    let place = place();
+    let deleted: BTreeSet<&str> = cx
         .plan
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::DeleteLink(d) if d.place == place => Some(d.name.clone()),
+            Step::DeleteLink(d) if d.place == place => Some(d.name.as_str()),
             _ => None,
         })
         .collect();
-    for l in &have.links {
-        if l.name == "lo" || want.links.contains_key(&l.name) || deleted.contains(&l.name) {
-            continue;
-        }
-        let gone = DeleteLink::of(place.clone(), l, "not in the file");
-        cx.push(gone);
+    let gone: Vec<DeleteLink> = extra
+        .into_iter()
+        .filter(|l| !deleted.contains(l.name.as_str()))
+        .map(|l| DeleteLink::of(place.clone(), l, "not in the file"))
+        .collect();
+    for g in gone {
+        cx.push(g);
     }
 }
