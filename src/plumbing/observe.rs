@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use anyhow::Result;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -220,13 +221,13 @@ pub(crate) fn read_node(c: &mut Conn) -> Result<NodeObs> {
 /// and read whole where `q.deep` says so. The host's links come from `nsfw watch`'s memory
 /// when it vouches for them (at N veth pairs a dump costs O(N²) in the kernel).
 pub(crate) fn observe(q: &Query) -> Result<Observed> {
-    match q.known.and_then(|k| k.host_links()) {
+    match q.known.and_then(|k| k.take_host()) {
         Some(links) => {
             crate::detail!(
                 "memory: the host's {} links from watch's memory",
                 links.len()
             );
-            observe_some(q, None, &HostLinks::Given(links))
+            observe_some(q, None, &HostLinks::Given(Mutex::new(Some(links))))
         }
         None => observe_some(q, None, &HostLinks::Dump),
     }
@@ -272,8 +273,8 @@ pub(crate) enum HostLinks<'a> {
     Dump,
     /// As `nsfw watch` keeps them from the kernel's notifications, with the per-interface
     /// settings the file names (which the kernel does not notify) read again before it
-    /// answered.
-    Given(&'a [Link]),
+    /// answered. Taken by the read (not copied); a second read dumps them.
+    Given(Mutex<Option<Vec<Link>>>),
     Again {
         before: &'a [Link],
         again: &'a std::collections::BTreeSet<String>,
@@ -283,22 +284,34 @@ pub(crate) enum HostLinks<'a> {
 impl HostLinks<'_> {
     /// `keys`: the host's sysctls the run reads (their links are among those it uses).
     fn read(&self, c: &mut Conn, keys: &[String]) -> Result<Vec<Link>> {
-        let (before, again) = match self {
+        let mut out: Vec<Link> = match self {
             HostLinks::Dump => return links(c),
-            HostLinks::Given(l) => (*l, &std::collections::BTreeSet::new()),
-            HostLinks::Again { before, again } => (*before, *again),
+            HostLinks::Given(l) => match l.lock().ok().and_then(|mut g| g.take()) {
+                Some(l) => l,
+                None => return links(c),
+            },
+            HostLinks::Again { before, again } => {
+                let mut out: Vec<Link> = before
+                    .iter()
+                    .filter(|l| !again.contains(&l.name))
+                    .cloned()
+                    .collect();
+                for n in again.iter() {
+                    out.extend(link_by_name(c, n)?);
+                }
+                out
+            }
         };
-        let mut out: Vec<Link> = before
-            .iter()
-            .filter(|l| !again.contains(&l.name))
-            .cloned()
-            .collect();
-        for n in again.iter() {
-            out.extend(link_by_name(c, n)?);
-        }
         out.sort_by_key(|l| l.index);
         #[cfg(debug_assertions)]
-        held_to_a_dump(c, &out, keys, again)?;
+        {
+            let none = std::collections::BTreeSet::new();
+            let again = match self {
+                HostLinks::Again { again, .. } => *again,
+                _ => &none,
+            };
+            held_to_a_dump(c, &out, keys, again)?;
+        }
         #[cfg(not(debug_assertions))]
         let _ = keys;
         Ok(out)
