@@ -75,9 +75,10 @@ fn host_touched(p: &Plan, before: &[Link]) -> Option<BTreeSet<String>> {
             // A link's own sysctls (`net.ipv4.conf.NAME.KEY`) are read from its link message;
             // any other (`net.ipv4.ip_forward`, `conf.all.*`) can change every link's.
             Step::SetSysctl(k) if k.place == Place::Host => {
+                let dev = crate::plumbing::sysctl::dev_of(&k.key);
                 let own: Vec<String> = before
                     .iter()
-                    .filter(|l| k.key.contains(&format!(".conf.{}.", l.name)))
+                    .filter(|l| dev.is_some_and(|d| d == l.name.replace('.', "/")))
                     .map(|l| l.name.clone())
                     .collect();
                 if own.is_empty() {

@@ -388,21 +388,11 @@ fn links_made_here(cx: &Cx, place: &Place) -> HashSet<String> {
     }
 }
 
-/// Whether sysctl `key` is a setting of one of the links `made` (it names the link between
-/// two dots, `net.ipv6.conf.LINK.addr_gen_mode`). A set, not a scan of the links for each
-/// key: at a cold apply of 1,000 namespaces the host has ~1,000 keys and ~1,000 new links.
+/// Whether sysctl `key` is a setting of one of the links `made` (the link a per-interface key
+/// names: `net.ipv6.conf.LINK.addr_gen_mode`). A set, not a scan of the links for each key: at
+/// a cold apply of 1,000 namespaces the host has ~1,000 keys and ~1,000 new links.
 fn names_one_of(key: &str, made: &HashSet<String>) -> bool {
-    if made.is_empty() {
-        return false;
-    }
-    // The segments between the first and the last.
-    let mut segs = key.split('.').skip(1).peekable();
-    while let Some(seg) = segs.next() {
-        if segs.peek().is_some() && made.contains(seg) {
-            return true;
-        }
-    }
-    false
+    crate::plumbing::sysctl::dev_of(key).is_some_and(|d| made.contains(d))
 }
 
 #[cfg(test)]
@@ -410,8 +400,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_names_a_link_only_between_two_dots() {
-        let made: HashSet<String> = ["eth0", "veth/1", "net"].map(String::from).into();
+    fn a_key_names_a_link_only_where_a_per_interface_key_names_one() {
+        let made: HashSet<String> = ["eth0", "veth/1", "conf", "ipv6", "net"]
+            .map(String::from)
+            .into();
         assert!(names_one_of("net.ipv6.conf.eth0.addr_gen_mode", &made));
         // `veth.1` as a sysctl key names it.
         assert!(names_one_of(
@@ -422,14 +414,17 @@ mod tests {
             "net.ipv4.conf.eth1.promote_secondaries",
             &made
         ));
-        assert!(
-            !names_one_of("net.ipv4.ip_forward", &made),
-            "`net` is no link there"
-        );
-        assert!(
-            !names_one_of("net.ipv6.conf.x.eth0", &made),
-            "the last is the setting"
-        );
-        assert!(!names_one_of("net.ipv6.conf.eth0.x", &HashSet::new()));
+        // A link called `conf` or `ipv6` is not every per-interface key's link.
+        assert!(!names_one_of(
+            "net.ipv4.conf.br0.promote_secondaries",
+            &made
+        ));
+        assert!(!names_one_of("net.ipv6.conf.veth-a1.addr_gen_mode", &made));
+        assert!(names_one_of("net.ipv6.conf.conf.addr_gen_mode", &made));
+        assert!(!names_one_of("net.ipv4.ip_forward", &made));
+        assert!(!names_one_of(
+            "net.ipv6.conf.eth0.addr_gen_mode",
+            &HashSet::new()
+        ));
     }
 }

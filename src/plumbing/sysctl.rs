@@ -15,6 +15,17 @@ pub(crate) fn key_for(prefix: &str, dev: &str, leaf: &str) -> String {
     format!("{prefix}.{}.{leaf}", dev.replace('.', "/"))
 }
 
+/// The interface a per-interface key names (`net.ipv4.conf.DEV.LEAF`, `net.ipv6.conf.DEV.LEAF`),
+/// as the key writes it (a `.` in its name as `/`); None for any other key. Only that place
+/// names a link: a link called `conf` or `ipv6` is not named by every key that has the word.
+pub(crate) fn dev_of(key: &str) -> Option<&str> {
+    let rest = key
+        .strip_prefix("net.ipv4.conf.")
+        .or_else(|| key.strip_prefix("net.ipv6.conf."))?;
+    let (dev, leaf) = rest.split_once('.')?;
+    (!dev.is_empty() && !leaf.is_empty()).then_some(dev)
+}
+
 /// `Ok(None)`: no such setting (its module is not loaded, or its link does not exist).
 pub(crate) fn read(key: &str) -> Result<Option<String>> {
     let p = path(key);
