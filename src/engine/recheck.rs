@@ -78,7 +78,7 @@ fn host_touched(p: &Plan, before: &[Link]) -> Option<BTreeSet<String>> {
                 let dev = crate::plumbing::sysctl::dev_of(&k.key);
                 let own: Vec<String> = before
                     .iter()
-                    .filter(|l| dev.is_some_and(|d| d == l.name.replace('.', "/")))
+                    .filter(|l| dev.is_some_and(|d| crate::plumbing::sysctl::is_dev(d, &l.name)))
                     .map(|l| l.name.clone())
                     .collect();
                 if own.is_empty() {

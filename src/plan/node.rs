@@ -422,6 +422,9 @@ mod tests {
         assert!(!names_one_of("net.ipv6.conf.veth-a1.addr_gen_mode", &made));
         assert!(names_one_of("net.ipv6.conf.conf.addr_gen_mode", &made));
         assert!(!names_one_of("net.ipv4.ip_forward", &made));
+        use crate::plumbing::sysctl::is_dev;
+        assert!(is_dev("veth/1", "veth.1") && is_dev("br0", "br0"));
+        assert!(!is_dev("br0", "br1") && !is_dev("br", "br0") && !is_dev("veth/1", "veth-1"));
         assert!(!names_one_of(
             "net.ipv6.conf.eth0.addr_gen_mode",
             &HashSet::new()

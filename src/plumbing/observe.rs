@@ -2,7 +2,7 @@
 //! every named namespace, and the resolv.conf files beside them. The same resource types as
 //! `resources`, plus what only the kernel knows (ifindexes, veth peers, ownership marks).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -34,14 +34,14 @@ pub(crate) struct Observed {
     /// Entries under /etc/netns nsfw cannot look into, with why.
     pub etc_problems: Vec<String>,
     /// The directories under /etc/netns nsfw may remove (nothing in them but resolv.conf).
-    pub etc_dirs: std::collections::BTreeSet<String>,
+    pub etc_dirs: BTreeSet<String>,
     /// The directories under /etc/netns that hold more than resolv.conf, with what.
     pub etc_busy: BTreeMap<String, Vec<String>>,
     /// The topologies with a table of their own in the host's nftables (filled in by the
     /// engine, which reads nftables): one with nothing else still counts as there.
-    pub tables_of: std::collections::BTreeSet<String>,
+    pub tables_of: BTreeSet<String>,
     /// The namespaces `nsfw watch`'s memory supplied (not read by this run).
-    pub remembered: std::collections::BTreeSet<String>,
+    pub remembered: BTreeSet<String>,
 }
 
 impl Observed {
@@ -277,7 +277,7 @@ pub(crate) enum HostLinks<'a> {
     Given(Mutex<Option<Vec<Link>>>),
     Again {
         before: &'a [Link],
-        again: &'a std::collections::BTreeSet<String>,
+        again: &'a BTreeSet<String>,
     },
 }
 
@@ -304,33 +304,26 @@ impl HostLinks<'_> {
         };
         out.sort_by_key(|l| l.index);
         #[cfg(debug_assertions)]
-        {
-            let none = std::collections::BTreeSet::new();
-            let again = match self {
-                HostLinks::Again { again, .. } => *again,
-                _ => &none,
-            };
-            held_to_a_dump(c, &out, keys, again)?;
-        }
+        held_to_a_dump(c, &out, keys, self.again().unwrap_or(&Default::default()))?;
         #[cfg(not(debug_assertions))]
         let _ = keys;
         Ok(out)
+    }
+
+    /// The links asked for anew by name, after an earlier read.
+    fn again(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            HostLinks::Again { again, .. } => Some(again),
+            _ => None,
+        }
     }
 
     /// `links` without the veths of namespaces being torn down: after a dump, every one
     /// probed; after an earlier read, those asked for again (the rest are as that read, which
     /// probed them, saw them: at 1,000 namespaces, 1,000 requests fewer). None of `alive` is
     /// probed: the host ends whose peer this run found in a named namespace.
-    fn without_dying(
-        &self,
-        c: &mut Conn,
-        links: Vec<Link>,
-        alive: &std::collections::BTreeSet<u32>,
-    ) -> Vec<Link> {
-        let again = match self {
-            HostLinks::Again { again, .. } => Some(*again),
-            _ => None,
-        };
+    fn without_dying(&self, c: &mut Conn, links: Vec<Link>, alive: &BTreeSet<u32>) -> Vec<Link> {
+        let again = self.again();
         let (probed, kept): (Vec<Link>, Vec<Link>) = links
             .into_iter()
             .partition(|l| !alive.contains(&l.index) && again.is_none_or(|a| a.contains(&l.name)));
@@ -345,7 +338,7 @@ impl HostLinks<'_> {
 /// links as `host_links` says (the host's addresses, routes and files are read whole).
 pub(crate) fn observe_some(
     q: &Query,
-    only: Option<&std::collections::BTreeSet<String>>,
+    only: Option<&BTreeSet<String>>,
     host_links: &HostLinks,
 ) -> Result<Observed> {
     let mut o = Observed::default();
@@ -578,7 +571,7 @@ fn held_to_a_dump(
     c: &mut Conn,
     out: &[Link],
     keys: &[String],
-    again: &std::collections::BTreeSet<String>,
+    again: &BTreeSet<String>,
 ) -> Result<()> {
     let named = keys
         .iter()

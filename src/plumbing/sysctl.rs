@@ -26,6 +26,16 @@ pub(crate) fn dev_of(key: &str) -> Option<&str> {
     (!dev.is_empty() && !leaf.is_empty()).then_some(dev)
 }
 
+/// Whether `dev`, as a key writes it ([`dev_of`]), is link `name` (compared without building
+/// the key's spelling of the name: a link's name has no `/`).
+pub(crate) fn is_dev(dev: &str, name: &str) -> bool {
+    dev.len() == name.len()
+        && dev
+            .bytes()
+            .zip(name.bytes())
+            .all(|(d, n)| d == n || (d == b'/' && n == b'.'))
+}
+
 /// `Ok(None)`: no such setting (its module is not loaded, or its link does not exist).
 pub(crate) fn read(key: &str) -> Result<Option<String>> {
     let p = path(key);
