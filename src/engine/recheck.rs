@@ -75,7 +75,7 @@ fn host_touched(p: &Plan, before: &[Link]) -> Option<BTreeSet<String>> {
             // A link's own sysctls (`net.ipv4.conf.NAME.KEY`) are read from its link message;
             // any other (`net.ipv4.ip_forward`, `conf.all.*`) can change every link's.
             Step::SetSysctl(k) if k.place == Place::Host => {
-                let dev = crate::plumbing::sysctl::dev_of(&k.key);
+                let dev = crate::plumbing::sysctl::per_interface(&k.key).map(|(_, d, _)| d);
                 let own: Vec<String> = before
                     .iter()
                     .filter(|l| dev.is_some_and(|d| crate::plumbing::sysctl::is_dev(d, &l.name)))

@@ -392,7 +392,7 @@ fn links_made_here(cx: &Cx, place: &Place) -> HashSet<String> {
 /// names: `net.ipv6.conf.LINK.addr_gen_mode`). A set, not a scan of the links for each key: at
 /// a cold apply of 1,000 namespaces the host has ~1,000 keys and ~1,000 new links.
 fn names_one_of(key: &str, made: &HashSet<String>) -> bool {
-    crate::plumbing::sysctl::dev_of(key).is_some_and(|d| made.contains(d))
+    crate::plumbing::sysctl::per_interface(key).is_some_and(|(_, d, _)| made.contains(d))
 }
 
 #[cfg(test)]

@@ -556,10 +556,7 @@ fn from_links<'l>(link: &dyn Fn(&str) -> Option<&'l Link>, key: &str) -> Option<
 /// A per-interface sysctl's interface and its name in a link's settings
 /// (`net.ipv4.conf.eth0.promote_secondaries`: `eth0`, `ipv4.promote_secondaries`).
 pub(crate) fn link_key(key: &str) -> Option<(String, String)> {
-    let parts: Vec<&str> = key.split('.').collect();
-    let [_, fam, "conf", dev, leaf] = parts[..] else {
-        return None;
-    };
+    let (fam, dev, leaf) = sysctl::per_interface(key)?;
     Some((dev.replace('/', "."), format!("{fam}.{leaf}")))
 }
 

@@ -15,18 +15,17 @@ pub(crate) fn key_for(prefix: &str, dev: &str, leaf: &str) -> String {
     format!("{prefix}.{}.{leaf}", dev.replace('.', "/"))
 }
 
-/// The interface a per-interface key names (`net.ipv4.conf.DEV.LEAF`, `net.ipv6.conf.DEV.LEAF`),
-/// as the key writes it (a `.` in its name as `/`); None for any other key. Only that place
-/// names a link: a link called `conf` or `ipv6` is not named by every key that has the word.
-pub(crate) fn dev_of(key: &str) -> Option<&str> {
-    let rest = key
-        .strip_prefix("net.ipv4.conf.")
-        .or_else(|| key.strip_prefix("net.ipv6.conf."))?;
-    let (dev, leaf) = rest.split_once('.')?;
-    (!dev.is_empty() && !leaf.is_empty()).then_some(dev)
+/// A per-interface key's family, interface and setting (`net.ipv4.conf.eth0.promote_secondaries`:
+/// `ipv4`, `eth0`, `promote_secondaries`), the interface as the key writes it (a `.` in its
+/// name as `/`); None for any other key. Only that place names a link: a link called `conf` or
+/// `ipv6` is not named by every key that has the word.
+pub(crate) fn per_interface(key: &str) -> Option<(&str, &str, &str)> {
+    let mut p = key.split('.');
+    let (_, fam, conf, dev, leaf) = (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
+    (conf == "conf" && p.next().is_none()).then_some((fam, dev, leaf))
 }
 
-/// Whether `dev`, as a key writes it ([`dev_of`]), is link `name` (compared without building
+/// Whether `dev`, as a key writes it ([`per_interface`]), is link `name` (compared without building
 /// the key's spelling of the name: a link's name has no `/`).
 pub(crate) fn is_dev(dev: &str, name: &str) -> bool {
     dev.len() == name.len()
