@@ -223,22 +223,18 @@ impl Memory {
     fn verify(&mut self) {
         let t0 = Instant::now();
         let before = self.places.len();
-        let drift = &mut self.drift;
-        self.places.retain(|name, e| {
-            let same = e.probe.same();
-            if !same {
-                drift.push(format!("{name}: a setting changed in /proc"));
-            }
-            same
-        });
         // Links made since the check (an apply's) get their files now: compared with what
         // their notification said, and read again from then on.
         if let Some(t) = &self.host {
             self.host_probes.open(&self.host_keys, t.by_index());
         }
-        if let Some(t) = &self.host
-            && !self.host_probes.same(&self.host_keys, t.by_index())
-        {
+        let (changed, host_same) = self.read_again();
+        for name in changed {
+            self.places.remove(&name);
+            self.drift
+                .push(format!("{name}: a setting changed in /proc"));
+        }
+        if !host_same {
             crate::detail!(
                 "watch: {}: a setting of the host's links changed: not vouched for",
                 self.topology
@@ -257,6 +253,36 @@ impl Memory {
             t0.elapsed(),
             before - self.places.len()
         );
+    }
+
+    /// The places whose files no longer say what they said, and whether the host's still do
+    /// (true when the host is not vouched for: nothing to read). At 1,000 namespaces that is
+    /// some 4,000 reads, 9 ms on one thread, and the answer waits for them while the apply
+    /// that asked parses its file on one core: a thread beside takes the host's files and
+    /// places up to half of all the files.
+    fn read_again(&mut self) -> (Vec<String>, bool) {
+        let places: Vec<(&String, &Entry)> = self.places.iter().collect();
+        let host = self.host.as_ref();
+        let host_files = host.map_or(0, |_| self.host_probes.len());
+        let total = host_files + places.iter().map(|(_, e)| e.probe.len()).sum::<usize>();
+        let (mut k, mut files) = (0, host_files);
+        while k < places.len() && files < total / 2 {
+            files += places[k].1.probe.len();
+            k += 1;
+        }
+        let (first, second) = places.split_at(k);
+        let (probes, keys) = (&mut self.host_probes, &self.host_keys);
+        let (beside, rest) = crate::plumbing::threads::beside(
+            || {
+                let same = host.is_none_or(|t| probes.same(keys, t.by_index()));
+                (changed(first), same)
+            },
+            || changed(second),
+        );
+        // A thread that stopped short vouches for nothing it had.
+        let (mut out, same) = beside.unwrap_or_else(|| (names(first), false));
+        out.extend(rest);
+        (out, same)
     }
 
     fn places(&self, now: Instant) -> impl Iterator<Item = (&String, &Entry)> + '_ {
@@ -364,6 +390,18 @@ impl Memory {
         }
         self.listener = Some(listener);
     }
+}
+
+/// The places of `part` whose files no longer say what they said.
+fn changed(part: &[(&String, &Entry)]) -> Vec<String> {
+    part.iter()
+        .filter(|(_, e)| !e.probe.same())
+        .map(|(n, _)| (*n).clone())
+        .collect()
+}
+
+fn names(part: &[(&String, &Entry)]) -> Vec<String> {
+    part.iter().map(|(n, _)| (*n).clone()).collect()
 }
 
 impl Drop for Memory {

@@ -7,13 +7,13 @@
 //! per file says whether anything changed since the reading watch keeps, without entering
 //! the namespace again. A namespace is gone when its files say ENOENT.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use anyhow::{Result, anyhow};
 
-use crate::plumbing::observe::link_key;
 use crate::plumbing::{Link, netns, sysctl};
 
 /// One namespace's files, with what each said when the reading was kept.
@@ -88,35 +88,55 @@ pub(super) fn open_many(
 }
 
 /// The host's per-interface settings the file names (`net.ipv6.conf.veth-a.addr_gen_mode`),
-/// held open by (link index, key): the host's links watch keeps carry them, but the kernel
-/// does not notify a change written in /proc.
+/// held open by link index: the host's links watch keeps carry them, but the kernel does not
+/// notify a change written in /proc. Both `open` and `same` run before every answer, over a
+/// key per host end at 1,000 namespaces: keys are read in place, never copied.
 #[derive(Debug, Default)]
 pub(super) struct HostProbes {
-    files: BTreeMap<(u32, String), File>,
+    /// By link index, the keys held for it (a handful), each with its file.
+    files: BTreeMap<u32, Vec<(String, File)>>,
+}
+
+/// The interface a per-interface key names, as the key writes it (a `.` as `/`).
+fn dev_of(key: &str) -> Option<&str> {
+    sysctl::per_interface(key).map(|(_, dev, _)| dev)
+}
+
+/// `links` by their names as a key writes them.
+fn by_key_name(links: &BTreeMap<u32, Link>) -> HashMap<Cow<'_, str>, &Link> {
+    links
+        .values()
+        .map(|l| {
+            let name = if l.name.contains('.') {
+                Cow::Owned(l.name.replace('.', "/"))
+            } else {
+                Cow::Borrowed(l.name.as_str())
+            };
+            (name, l)
+        })
+        .collect()
 }
 
 impl HostProbes {
     /// Opens the files of `keys` naming links of `links` that have none yet (watch's own
     /// thread is in the host), and lets go of those of links gone or renamed.
     pub(super) fn open(&mut self, keys: &[String], links: &BTreeMap<u32, Link>) {
-        self.files.retain(|(i, k), _| {
-            links
-                .get(i)
-                .is_some_and(|l| link_key(k).is_some_and(|(dev, _)| dev == l.name))
+        self.files.retain(|i, held| {
+            let Some(l) = links.get(i) else { return false };
+            held.retain(|(k, _)| dev_of(k).is_some_and(|d| sysctl::is_dev(d, &l.name)));
+            !held.is_empty()
         });
-        let by_name: BTreeMap<&str, u32> =
-            links.values().map(|l| (l.name.as_str(), l.index)).collect();
+        let by_name = by_key_name(links);
         // As `open_many`: RESERVE descriptors stay free for repairs. A file not opened makes
         // `same` say no: the host's links are then not served (slower, never wrong). Counted
         // only once a file is to be opened: this runs before every answer, and listing
         // /proc/self/fd with thousands of files held was a quarter of an answer's work.
         let mut budget = None;
         for k in keys {
-            let Some(i) = link_key(k).and_then(|(dev, _)| by_name.get(dev.as_str()).copied())
-            else {
+            let Some(l) = dev_of(k).and_then(|d| by_name.get(d)) else {
                 continue;
             };
-            if self.files.contains_key(&(i, k.clone())) {
+            if self.held(l.index, k).is_some() {
                 continue;
             }
             let budget = budget.get_or_insert_with(|| free_fds().saturating_sub(RESERVE));
@@ -124,10 +144,15 @@ impl HostProbes {
                 break;
             }
             if let Ok(Some(f)) = sysctl::open(k) {
-                self.files.insert((i, k.clone()), f);
+                self.files.entry(l.index).or_default().push((k.clone(), f));
                 *budget -= 1;
             }
         }
+    }
+
+    fn held(&self, index: u32, key: &str) -> Option<&File> {
+        let held = self.files.get(&index)?;
+        held.iter().find(|(k, _)| k == key).map(|(_, f)| f)
     }
 
     /// Whether, for every key of `keys` naming a link of `links` that carries the setting,
@@ -136,44 +161,51 @@ impl HostProbes {
     /// under the same index and name, when its MTU goes below IPv6's 1,280 and back or when
     /// it is renamed and back, and a file of the old one never reads again.
     pub(super) fn same(&mut self, keys: &[String], links: &BTreeMap<u32, Link>) -> bool {
-        let by_name: BTreeMap<&str, &Link> = links.values().map(|l| (l.name.as_str(), l)).collect();
+        let by_name = by_key_name(links);
         let mut buf = [0u8; 64];
+        let mut conf = String::new();
         let mut gone = Vec::new();
-        let mut one = |k: &String| -> bool {
-            let Some((dev, conf)) = link_key(k) else {
-                return true;
-            };
-            let Some(l) = by_name.get(dev.as_str()) else {
-                return true;
-            };
-            let Some(want) = l.conf.get(conf.as_str()) else {
-                return true;
-            };
-            let Some(f) = self.files.get(&(l.index, k.clone())) else {
-                return false;
-            };
-            match f.read_at(&mut buf, 0) {
-                Ok(n) => trim(&buf[..n]) == want.trim().as_bytes(),
-                Err(_) => {
-                    gone.push((l.index, k.clone()));
-                    false
-                }
-            }
-        };
         // Every key is looked at, not only up to the first difference: each file that cannot
         // be read is let go at once.
         let mut same = true;
         for k in keys {
-            same &= one(k);
+            let Some((fam, dev, leaf)) = sysctl::per_interface(k) else {
+                continue;
+            };
+            let Some(l) = by_name.get(dev) else {
+                continue;
+            };
+            // The link's settings are named `ipv6.addr_gen_mode`.
+            conf.clear();
+            conf.push_str(fam);
+            conf.push('.');
+            conf.push_str(leaf);
+            let Some(want) = l.conf.get(conf.as_str()) else {
+                continue;
+            };
+            let Some(f) = self.held(l.index, k) else {
+                same = false;
+                continue;
+            };
+            match f.read_at(&mut buf, 0) {
+                Ok(n) => same &= trim(&buf[..n]) == want.trim().as_bytes(),
+                Err(_) => {
+                    gone.push((l.index, k.as_str()));
+                    same = false;
+                }
+            }
         }
-        for key in gone {
-            self.files.remove(&key);
+        for (i, k) in gone {
+            if let Some(held) = self.files.get_mut(&i) {
+                held.retain(|(h, _)| h != k);
+            }
         }
+        self.files.retain(|_, held| !held.is_empty());
         same
     }
 
     pub(super) fn len(&self) -> usize {
-        self.files.len()
+        self.files.values().map(Vec::len).sum()
     }
 }
 
@@ -237,8 +269,10 @@ mod tests {
         let links = BTreeMap::from([(7, l)]);
         let dir = std::env::temp_dir();
         let mut p = HostProbes::default();
-        p.files
-            .insert((7, key.clone()), File::open(&dir).expect("a directory"));
+        p.files.insert(
+            7,
+            vec![(key.clone(), File::open(&dir).expect("a directory"))],
+        );
         let keys = [key];
         assert!(!p.same(&keys, &links), "unreadable: not the same");
         assert_eq!(p.len(), 0, "let go");
