@@ -133,17 +133,8 @@ fn remembering<T>(
             .map(|n| n.sysctls.keys().cloned().collect())
             .unwrap_or_default()
     };
-    let mut host_sysctls: Vec<String> = d.host.sysctls.keys().cloned().collect();
+    let mut host_sysctls = crate::compile::host_keys(d);
     host_sysctls.extend(rec.sysctls.keys().cloned());
-    // A bridge's IPv6 switch, wanted on by the plan where it takes a port's IPv6 addresses
-    // (`plan::ports`), which the file alone does not say.
-    host_sysctls.extend(
-        d.host
-            .links
-            .iter()
-            .filter(|(_, l)| l.kind == crate::resources::LinkKind::Bridge)
-            .map(|(n, _)| plumbing::sysctl::key_for("net.ipv6.conf", n, "disable_ipv6")),
-    );
     host_sysctls.sort();
     host_sysctls.dedup();
     f(&Query {

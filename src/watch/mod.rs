@@ -160,13 +160,10 @@ fn interest_of(t: &Topology, o: Option<&Observed>) -> Interest {
     }
 }
 
-/// The host's sysctls the file names (watch's memory holds the per-interface ones open).
+/// The host's sysctls a run reads for the file (watch's memory holds the per-interface ones
+/// open).
 fn host_keys(t: &Topology) -> Vec<String> {
-    crate::compile::compile(t)
-        .host
-        .sysctls
-        .into_keys()
-        .collect()
+    crate::compile::host_keys(&crate::compile::compile(t))
 }
 
 /// Up to `n` items, then how many more.
