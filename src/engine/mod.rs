@@ -427,7 +427,7 @@ fn converge_in(
 ) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
     let rec = Record::load(dir);
-    let (o, p) = observe_and_plan(k, tg, &rec, t0)?;
+    let (mut o, p) = observe_and_plan(k, tg, &rec, t0)?;
     crate::detail!("timing: planned after {:?}", t0.elapsed());
     // The caller sees the plan first, conflicts and all (`apply --json` prints it).
     before(&p, &o);
@@ -460,7 +460,7 @@ fn converge_in(
     carry_out_in(k, dir, tg, &p, &o, done)?;
     crate::detail!("timing: carried out after {:?}", t0.elapsed());
     let rec2 = Record::load(dir);
-    let mut left = pending_after(k, tg, &p, &o, &rec, &rec2)?;
+    let mut left = pending_after(k, tg, &p, &mut o, &rec, &rec2)?;
     // A change can make the kernel make more: a link's MTU raised past 1280 gives it IPv6,
     // with the kernel's address generation and a link-local address the file says it must not
     // have. Such consequences are steps this run did not plan; one more round carries them out
@@ -485,7 +485,7 @@ fn converge_in(
             &mut |s: &Step| done(s.to_string()),
             &mut |_: &mut dyn Kernel| crate::signals::check(),
         )?;
-        left = pending_after(k, tg, &p, &o, &rec, &Record::load(dir))?;
+        left = pending_after(k, tg, &p, &mut o, &rec, &Record::load(dir))?;
     }
     crate::detail!("timing: observed again after {:?}", t0.elapsed());
     if !left.is_empty() || !left.conflicts.is_empty() {
@@ -509,7 +509,7 @@ fn pending_after(
     k: &mut dyn Kernel,
     tg: &Target,
     p: &Plan,
-    o: &Observed,
+    o: &mut Observed,
     rec: &Record,
     rec2: &Record,
 ) -> Result<Plan> {
@@ -520,11 +520,9 @@ fn pending_after(
             Plan::default()
         } else {
             // Read again where the plan changed it (`recheck`); nftables as the plan made it.
-            let net = plumbing::Observed {
-                tables_of: o.net.tables_of.clone(),
-                ..recheck::reread(k, tg, p, &o.net, &[rec, rec2])?
-            };
-            plan::plan(&tg.desired, &net, rec2, tg.who)
+            recheck::with_reread(k, tg, p, &mut o.net, &[rec, rec2], |net| {
+                plan::plan(&tg.desired, net, rec2, tg.who)
+            })?
         }
     } else {
         let o2 = observe_in(k, tg, rec2)?;
