@@ -6,7 +6,8 @@ use std::os::fd::AsFd;
 
 use super::fake::Fake;
 use super::{Memory, Target, converge_in, observe_in};
-use crate::plumbing::memory::{Known, Place};
+use crate::plumbing::answer::Place;
+use crate::plumbing::memory::Known;
 use crate::resources::Place as Where;
 use crate::state::Record;
 use crate::testdata::{Scratch, ruleset};

@@ -4,7 +4,7 @@
 //! without watch. The answer is taken only from root, for this topology, in this protocol,
 //! within a short wait: anything else, and the run reads everything, as it always could.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
@@ -12,44 +12,18 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use super::answer::{Place, Reader};
 use super::objects::{Link, NsObs};
 
-/// The answer's layout: a watch of another version is ignored.
-pub(crate) const PROTO: u32 = 2;
 /// How long a run waits for watch's whole answer before reading everything itself: a watch
 /// busy with a check (hundreds of ms at 1,000 namespaces) is not worth waiting for.
 const WAIT: Duration = Duration::from_millis(100);
-/// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
-/// that sends more is not a watch.
-const MOST: usize = 64 << 20;
 /// The oldest observation watch serves (it reads every place on a sweep twice as often). The
 /// settings the kernel never notifies are not left to age: watch holds them open and reads
 /// them again before every answer (see watch's probes).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
 /// The environment variable that makes apply and diff read everything.
 pub(crate) const USE_ENV: &str = "NSFW_WATCH_MEMORY";
-
-/// One namespace as watch last read it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Place {
-    pub name: String,
-    /// Its inode (nsfs) when watch subscribed to it: a namespace replaced under the same name
-    /// has another.
-    pub ino: u64,
-    pub obs: NsObs,
-}
-
-/// What watch answers.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Answer {
-    pub proto: u32,
-    pub topology: String,
-    pub places: Vec<Place>,
-    /// The host's links, when watch vouches for them (see `host_table::HostTable`).
-    pub host: Option<Vec<Link>>,
-}
 
 /// The places a memory vouches for, by name; and the host's links, if it vouches for them.
 /// Each place is handed over once ([`Known::vouch`] takes it out): a run that observes again
@@ -277,8 +251,8 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
     if cred.uid() != 0 {
         return Err(format!("it answers as uid {}", cred.uid()));
     }
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 64 << 10];
+    let mut reader = Reader::new(topology);
+    let mut buf = vec![0u8; 64 << 10];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -287,11 +261,8 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
         s.set_read_timeout(Some(left))
             .map_err(|e| format!("reading: {e}"))?;
         match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) if bytes.len() + n > MOST => {
-                return Err(format!("an answer longer than {} MiB", MOST >> 20));
-            }
-            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Ok(0) => return known(reader),
+            Ok(n) => reader.feed(&buf[..n])?,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
@@ -302,7 +273,6 @@ fn ask_at(path: &std::path::Path, topology: &str) -> Result<Known, String> {
             Err(e) => return Err(format!("reading: {e}")),
         }
     }
-    decode(&bytes, topology)
 }
 
 /// A connection to the socket at `path`, made without waiting: a watch that is stopped
@@ -323,55 +293,25 @@ fn connect(path: &std::path::Path) -> Result<UnixStream, String> {
 }
 
 /// The answer in `bytes`, if it is one for `topology` in this protocol.
-pub(crate) fn decode(bytes: &[u8], topology: &str) -> Result<Known, String> {
-    let a: Answer = postcard::from_bytes(bytes).map_err(|e| format!("not an answer: {e}"))?;
-    if a.proto != PROTO {
-        return Err(format!("protocol {} (this nsfw speaks {PROTO})", a.proto));
-    }
-    if a.topology != topology {
-        return Err(format!("it watches {}", a.topology));
-    }
-    let names: BTreeSet<&String> = a.places.iter().map(|p| &p.name).collect();
-    if names.len() != a.places.len() {
-        return Err("a namespace named twice".into());
-    }
-    Ok(Known::new(a.places).with_host(a.host))
-}
-
-/// `a` encoded (watch puts its answers together from places encoded once: `encode_parts`).
 #[cfg(test)]
-pub(crate) fn encode(a: &Answer) -> Vec<u8> {
-    postcard::to_allocvec(a).unwrap_or_default()
+pub(crate) fn decode(bytes: &[u8], topology: &str) -> Result<Known, String> {
+    let mut r = Reader::new(topology);
+    r.feed(bytes)?;
+    known(r)
 }
 
-/// One place encoded, as an answer carries it.
-pub(crate) fn encode_place(p: &Place) -> Vec<u8> {
-    postcard::to_allocvec(p).unwrap_or_default()
-}
-
-/// The answer of topology `topology` whose places are `parts` (each `encode_place`): the same
-/// bytes as [`encode`] of it (postcard writes a sequence as its length, then its items), put
-/// together without encoding anything again.
-/// `host`: the answer's host field encoded ([`encode_host`]).
-pub(crate) fn encode_parts(topology: &str, parts: &[&[u8]], host: &[u8]) -> Vec<u8> {
-    let mut out = postcard::to_allocvec(&(PROTO, topology)).unwrap_or_default();
-    out.extend(postcard::to_allocvec(&(parts.len() as u64)).unwrap_or_default());
-    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + host.len());
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out.extend_from_slice(host);
-    out
-}
-
-/// An answer's host field encoded.
-pub(crate) fn encode_host(host: Option<&[Link]>) -> Vec<u8> {
-    postcard::to_allocvec(&host).unwrap_or_default()
+/// What a whole answer vouches for.
+fn known(r: Reader) -> Result<Known, String> {
+    let (places, host) = r.finish()?;
+    Ok(Known::new(places).with_host(host))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plumbing::answer::{
+        Answer, PROTO, Verdict, encode, encode_host, encode_parts, encode_place, encode_verdict,
+    };
     use crate::plumbing::objects::{Link, NodeObs};
 
     fn place(name: &str, ino: u64) -> Place {
@@ -427,18 +367,38 @@ mod tests {
         };
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let h = encode_host(Some(&host));
-        assert_eq!(encode_parts("t", &refs, &h), encode(&two), "put together");
+        let all = encode_verdict(&Verdict {
+            host: true,
+            forgotten: vec![],
+        });
+        assert_eq!(
+            [encode_parts("t", &refs, &h), all.clone()].concat(),
+            encode(&two),
+            "put together"
+        );
         let k = decode(&encode(&two), "t").expect("decodes");
-        assert_eq!(k.take_host(), Some(host));
+        assert_eq!(k.take_host(), Some(host.clone()));
         assert_eq!(k.take_host(), None, "handed over once");
         assert_eq!(
-            encode_parts("t", &[], &encode_host(None)),
+            [encode_parts("t", &[], &encode_host(None)), all].concat(),
             encode(&Answer {
                 places: vec![],
                 host: None,
                 ..two
             })
         );
+        // What watch found changed once it had written the rest is taken back.
+        let back = encode_verdict(&Verdict {
+            host: false,
+            forgotten: vec!["a".into()],
+        });
+        let k = decode(&[encode_parts("t", &refs, &h), back].concat(), "t").expect("decodes");
+        assert!(k.vouch("a", 7, &|_| true, &[]).is_none(), "a taken back");
+        assert!(k.vouch("b", 8, &|_| true, &[]).is_some(), "b stands");
+        assert_eq!(k.take_host(), None, "the host taken back");
+        let mut more = encode(&a);
+        more.push(0);
+        assert!(decode(&more, "t").is_err(), "more than an answer");
         let old = Answer { proto: 0, ..a };
         assert!(decode(&encode(&old), "t").is_err(), "another protocol");
     }

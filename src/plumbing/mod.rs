@@ -4,6 +4,7 @@
 
 mod addrmsg;
 pub(crate) mod announce;
+pub(crate) mod answer;
 pub(crate) mod arp;
 pub(crate) mod fdb;
 pub(crate) mod files;

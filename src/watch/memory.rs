@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::probe::{self, HostProbes, Probe};
+use crate::plumbing::answer::{self as wire, Place, Verdict};
 use crate::plumbing::host_table::{Heard, HostTable};
-use crate::plumbing::memory::{self as wire, Known, MAX_AGE, Place};
+use crate::plumbing::memory::{Known, MAX_AGE, keepable, socket_path};
 use crate::plumbing::observe::link_key;
 use crate::plumbing::{self, Link, NsObs};
 
@@ -189,7 +190,7 @@ impl Memory {
         let wanted: BTreeMap<String, (u64, &BTreeMap<String, Option<String>>)> = o
             .namespaces
             .iter()
-            .filter(|(name, ns)| !o.remembered.contains(*name) && wire::keepable(ns))
+            .filter(|(name, ns)| !o.remembered.contains(*name) && keepable(ns))
             .filter_map(|(name, ns)| Some((name.clone(), (*subs.get(name)?, &ns.node.sysctls))))
             .collect();
         // The host's links as the check found them; what was heard since follows them.
@@ -256,33 +257,18 @@ impl Memory {
     }
 
     /// The places whose files no longer say what they said, and whether the host's still do
-    /// (true when the host is not vouched for: nothing to read). At 1,000 namespaces that is
-    /// some 4,000 reads, 9 ms on one thread, and the answer waits for them while the apply
-    /// that asked parses its file on one core: a thread beside takes the host's files and
-    /// places up to half of all the files.
+    /// ([`probe::read_again`]).
     fn read_again(&mut self) -> (Vec<String>, bool) {
-        let places: Vec<(&String, &Entry)> = self.places.iter().collect();
-        let host = self.host.as_ref();
-        let host_files = host.map_or(0, |_| self.host_probes.len());
-        let total = host_files + places.iter().map(|(_, e)| e.probe.len()).sum::<usize>();
-        let (mut k, mut files) = (0, host_files);
-        while k < places.len() && files < total / 2 {
-            files += places[k].1.probe.len();
-            k += 1;
-        }
-        let (first, second) = places.split_at(k);
-        let (probes, keys) = (&mut self.host_probes, &self.host_keys);
-        let (beside, rest) = crate::plumbing::threads::beside(
-            || {
-                let same = host.is_none_or(|t| probes.same(keys, t.by_index()));
-                (changed(first), same)
-            },
-            || changed(second),
-        );
-        // A thread that stopped short vouches for nothing it had.
-        let (mut out, same) = beside.unwrap_or_else(|| (names(first), false));
-        out.extend(rest);
-        (out, same)
+        let places: Vec<(&String, &Probe)> =
+            self.places.iter().map(|(n, e)| (n, &e.probe)).collect();
+        let host = self.host.as_ref().map(|t| {
+            (
+                &mut self.host_probes,
+                self.host_keys.as_slice(),
+                t.by_index(),
+            )
+        });
+        probe::read_again(&places, host)
     }
 
     fn places(&self, now: Instant) -> impl Iterator<Item = (&String, &Entry)> + '_ {
@@ -349,59 +335,79 @@ impl Memory {
     }
 
     /// Answers every client waiting (the caller drained the notifications first): root's
-    /// alone.
+    /// alone. All that have asked are taken first, and each is sent what watch kept; its held
+    /// files are read again only then (a setting written before a question is seen by its
+    /// answer), while the clients decode, and what changed ends every answer.
     pub(super) fn serve(&mut self) {
         // Out of `self` while it answers (reading the probes needs `self` whole).
         let Some(listener) = self.listener.take() else {
             return;
         };
-        let mut bytes = None;
-        while let Ok((mut s, _)) = listener.0.accept() {
+        let mut clients = Vec::new();
+        while let Ok((s, _)) = listener.0.accept() {
             let root = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
                 .is_ok_and(|c| c.uid() == 0);
-            if !root {
-                continue;
+            if root {
+                clients.push(s);
             }
-            if bytes.is_none() {
-                self.verify();
-                let t0 = Instant::now();
-                if self.host_bytes.is_none() {
-                    let links = self.host_links();
-                    self.host_bytes = Some(wire::encode_host(links.as_deref()));
-                }
-                let parts: Vec<&[u8]> = self
-                    .places(Instant::now())
-                    .map(|(_, e)| e.bytes.as_slice())
-                    .collect();
-                let host = self.host_bytes.as_deref().unwrap_or_default();
-                let b = wire::encode_parts(&self.topology, &parts, host);
-                crate::detail!(
-                    "watch: {}: memory of {} namespace(s) put together in {:?} ({} bytes)",
-                    self.topology,
-                    parts.len(),
-                    t0.elapsed(),
-                    b.len()
-                );
-                bytes = Some(b);
-            }
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_write_timeout(Some(WRITE_WAIT));
-            let _ = s.write_all(bytes.as_deref().unwrap_or_default());
+        }
+        if !clients.is_empty() {
+            self.answer(&mut clients);
         }
         self.listener = Some(listener);
     }
-}
 
-/// The places of `part` whose files no longer say what they said.
-fn changed(part: &[(&String, &Entry)]) -> Vec<String> {
-    part.iter()
-        .filter(|(_, e)| !e.probe.same())
-        .map(|(n, _)| (*n).clone())
-        .collect()
-}
-
-fn names(part: &[(&String, &Entry)]) -> Vec<String> {
-    part.iter().map(|(n, _)| (*n).clone()).collect()
+    fn answer(&mut self, clients: &mut [std::os::unix::net::UnixStream]) {
+        let t0 = Instant::now();
+        if self.host_bytes.is_none() {
+            let links = self.host_links();
+            self.host_bytes = Some(wire::encode_host(links.as_deref()));
+        }
+        let (names, parts): (Vec<&String>, Vec<&[u8]>) = self
+            .places(Instant::now())
+            .map(|(n, e)| (n, e.bytes.as_slice()))
+            .unzip();
+        let host = self.host_bytes.as_deref().unwrap_or_default();
+        let head = wire::encode_parts(&self.topology, &parts, host);
+        let had_host = self.host.is_some();
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for c in clients.iter_mut() {
+            let _ = c.set_nonblocking(false);
+            let _ = c.set_write_timeout(Some(WRITE_WAIT));
+            // Room for all of it in the socket: the write returns at once, and the files are
+            // read while the client decodes (else the write waits for the client to read).
+            let room = head.len().saturating_add(64 << 10);
+            let _ =
+                nix::sys::socket::setsockopt(&*c, nix::sys::socket::sockopt::SndBufForce, &room);
+            let _ = c.write_all(&head);
+        }
+        let sent = t0.elapsed();
+        self.verify();
+        let verdict = Verdict {
+            host: self.host.is_some(),
+            forgotten: names
+                .iter()
+                .filter(|n| !self.places.contains_key(*n))
+                .cloned()
+                .collect(),
+        };
+        let end = wire::encode_verdict(&verdict);
+        for c in clients.iter_mut() {
+            let _ = c.write_all(&end);
+        }
+        crate::detail!(
+            "watch: {}: memory of {} namespace(s) sent in {sent:?} ({} bytes), {} of them taken back after{}",
+            self.topology,
+            names.len(),
+            head.len(),
+            verdict.forgotten.len(),
+            if had_host && !verdict.host {
+                " and the host's links"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 impl Drop for Memory {
@@ -427,7 +433,7 @@ pub(super) fn claim(name: &str) -> anyhow::Result<Option<UnixListener>> {
         Ok(l) => Ok(Some(l)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
             "another nsfw watch of {name} is running (its socket is {}): stop it first",
-            wire::socket_path(name).display()
+            socket_path(name).display()
         ),
         Err(e) => {
             crate::warning!(
@@ -445,7 +451,7 @@ fn listen(name: &str) -> anyhow::Result<(UnixListener, PathBuf, u64)> {
         anyhow::bail!("the topology's name has a slash");
     }
     drop(crate::state::lock::state_dir()?);
-    let path = wire::socket_path(name);
+    let path = socket_path(name);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&path)?,
         Ok(_) => anyhow::bail!("{} is there and is not a socket", path.display()),
