@@ -357,6 +357,8 @@ impl Memory {
         self.listener = Some(listener);
     }
 
+    /// Sends `clients` the head, the places and the host's links as kept, reads the held
+    /// files again, and ends each answer with what that took back (`answer::Verdict`).
     fn answer(&mut self, clients: &mut [std::os::unix::net::UnixStream]) {
         let t0 = Instant::now();
         if self.host_bytes.is_none() {
