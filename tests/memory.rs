@@ -358,6 +358,35 @@ fn host_links_changed_by_hand_are_seen_through_the_memory() {
     stop(w);
 }
 
+/// A rate added beside watch: the host end's tbf comes with a qdisc message alone (the kernel
+/// says nothing of the link), which watch's host table must hear, or every later run beside
+/// it sees the host end without its qdisc: a drift that is not there, and an apply failing
+/// with EEXIST (found by a hostile round).
+#[test]
+fn a_rate_added_beside_watch_is_seen_through_the_memory() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let n = size().min(8);
+    let (a, w) = watched(&sb, "t.toml", n);
+    let rated = common::spread("mem", "m", 2, 110, n, "rate = \"10mbit\"\n", false);
+    sb.file("t.toml", &rated);
+    let (code, out, err) = timed(&sb, &format!("apply {a}"));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("qdisc"), "the rate was not made:\n{out}");
+    for run in ["diff", "apply", "diff"] {
+        let (code, out, err) = timed(&sb, &format!("{run} {a}"));
+        assert_eq!(
+            code,
+            Some(0),
+            "{run} after the rate was made:\n{out}\n{err}"
+        );
+        assert!(
+            err.contains("memory: the host's"),
+            "{run}: not through the memory:\n{err}"
+        );
+    }
+    stop(w);
+}
+
 /// A bridge's IPv6 switch, which the file does not set (the plan turns it on only where the
 /// bridge takes a port's IPv6 addresses), written in /proc. Every run reads it; watch holds
 /// it open as well (else each run opens it, a quarter of a millisecond at 1,000 namespaces),

@@ -8,8 +8,9 @@ use super::Link;
 
 /// The host's links as watch keeps them: seeded by a dump, then kept from the RTM_NEWLINK and
 /// RTM_DELLINK notifications the host's socket hears (each carries the whole link, as a dump
-/// would show it; applied in order after the dump, the last one of a link is its state), and
-/// RTM_NEWNETCONF (a link's forwarding changed: read again).
+/// would show it; applied in order after the dump, the last one of a link is its state),
+/// RTM_NEWNETCONF (a link's forwarding changed: read again) and RTM_NEWQDISC/RTM_DELQDISC (a
+/// link's root qdisc, which its link message names, changed without one: read again).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HostTable {
     links: BTreeMap<u32, Link>,
@@ -52,6 +53,8 @@ const RTM_DELNETCONF: u16 = 81;
 const NETCONFA_IFINDEX: u16 = 1;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
+const RTM_NEWQDISC: u16 = 36;
+const RTM_DELQDISC: u16 = 37;
 
 impl HostTable {
     pub(crate) fn seeded(links: &[Link]) -> HostTable {
@@ -71,6 +74,13 @@ impl HostTable {
         };
         if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
             return netconf(msg);
+        }
+        // nlmsghdr, then struct tcmsg: family and padding (4 bytes), the link's index.
+        if ty == RTM_NEWQDISC || ty == RTM_DELQDISC {
+            return match msg.get(20..24) {
+                Some(i) => Heard::Again(u32::from_ne_bytes([i[0], i[1], i[2], i[3]])),
+                None => Heard::Broken,
+            };
         }
         if ty != RTM_NEWLINK && ty != RTM_DELLINK {
             return Heard::Fine;
@@ -111,5 +121,24 @@ impl HostTable {
     /// The links, by index.
     pub(crate) fn links(&self) -> Vec<Link> {
         self.links.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A qdisc's notification (a tbf put on a host end says nothing else) has its link read
+    /// again; one cut short leaves the table untrusted.
+    #[test]
+    fn a_qdisc_changed_has_its_link_read_again() {
+        let mut t = HostTable::default();
+        for ty in [RTM_NEWQDISC, RTM_DELQDISC] {
+            let mut m = vec![0u8; 36];
+            m[4..6].copy_from_slice(&ty.to_ne_bytes());
+            m[20..24].copy_from_slice(&7u32.to_ne_bytes());
+            assert_eq!(t.heard(&m), Heard::Again(7));
+            assert_eq!(t.heard(&m[..22]), Heard::Broken, "cut short");
+        }
     }
 }
