@@ -412,13 +412,21 @@ pub(crate) fn add_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
     )
 }
 
+/// An address already gone is removed. So is an IPv6 one on a link that lost IPv6 since the
+/// plan was made (ENXIO, "IPv6 is disabled on this device"): the kernel takes its addresses
+/// with it, as when the same run lowers the link's MTU below 1,280 first.
 pub(crate) fn del_addr(ifname: &str, index: u32, net: IpNetwork) -> Req {
+    let gone: &'static [i32] = if net.is_ipv6() {
+        &[libc::EADDRNOTAVAIL, libc::ENXIO]
+    } else {
+        &[libc::EADDRNOTAVAIL]
+    };
     Req::new(
         RouteNetlinkMessage::DelAddress(addr_msg(index, net)),
         0,
         format!("cannot remove address {net} from {ifname}"),
     )
-    .ok_if(&[libc::EADDRNOTAVAIL])
+    .ok_if(gone)
 }
 
 fn route_msg(r: &RouteSpec, oif: Option<u32>) -> RouteMessage {
