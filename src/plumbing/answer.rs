@@ -1,6 +1,6 @@
 //! The answer `nsfw watch` gives apply and diff on its socket (`memory`), and how it is read
 //! as it arrives: its head (protocol, topology, how many places), the places and the host's
-//! links as watch kept them, then its verdict — what it found changed when it read its held
+//! links (after their length) as watch kept them, then its verdict — what it found changed when it read its held
 //! files again (the settings the kernel never notifies) after writing all that. The run
 //! decodes the places while watch reads its files: at 1,000 namespaces each took some 7 ms,
 //! one after the other.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::objects::{Link, NsObs};
 
 /// The answer's layout: a watch of another version is ignored.
-pub(crate) const PROTO: u32 = 3;
+pub(crate) const PROTO: u32 = 4;
 /// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
 /// that sends more is not a watch.
 const MOST: usize = 64 << 20;
@@ -65,7 +65,9 @@ enum Stage {
     Head,
     /// How many places are still to come.
     Places(u64),
-    Host,
+    /// The host's links' length, then (`Some`) the links: one item of some 150 KB at 1,000
+    /// links, decoded once all of it has come rather than tried again at every read.
+    Host(Option<usize>),
     Verdict,
     Done,
 }
@@ -122,7 +124,7 @@ impl<'t> Reader<'t> {
                 used
             }
             Stage::Places(0) => {
-                self.stage = Stage::Host;
+                self.stage = Stage::Host(None);
                 0
             }
             Stage::Places(n) => {
@@ -133,13 +135,26 @@ impl<'t> Reader<'t> {
                 self.stage = Stage::Places(n - 1);
                 used
             }
-            Stage::Host => {
-                let Some((h, used)) = take::<Option<Vec<Link>>>(rest)? else {
+            Stage::Host(None) => {
+                let Some((len, used)) = take::<u64>(rest)? else {
                     return Ok(false);
                 };
+                let len = usize::try_from(len).map_err(|_| "a host field too long".to_string())?;
+                self.stage = Stage::Host(Some(len));
+                used
+            }
+            Stage::Host(Some(len)) => {
+                let Some(bytes) = rest.get(..len) else {
+                    return Ok(false);
+                };
+                let (h, left) = postcard::take_from_bytes::<Option<Vec<Link>>>(bytes)
+                    .map_err(|e| format!("not an answer: {e}"))?;
+                if !left.is_empty() {
+                    return Err("not an answer: a host field longer than its links".into());
+                }
                 self.host = h;
                 self.stage = Stage::Verdict;
-                used
+                len
             }
             Stage::Verdict => {
                 let Some((v, used)) = take::<Verdict>(rest)? else {
@@ -185,7 +200,9 @@ pub(crate) fn encode(a: &Answer) -> Vec<u8> {
     for p in refs {
         out.extend_from_slice(p);
     }
-    out.extend(encode_host(a.host.as_deref()));
+    let host = encode_host(a.host.as_deref());
+    out.extend(postcard::to_allocvec(&(host.len() as u64)).unwrap_or_default());
+    out.extend(host);
     out.extend(encode_verdict(&Verdict {
         host: true,
         forgotten: Vec::new(),
@@ -199,14 +216,15 @@ pub(crate) fn encode_place(p: &Place) -> Vec<u8> {
 }
 
 /// An answer of topology `topology` up to its verdict: its head, its places `parts` (each
-/// `encode_place`) and `host` ([`encode_host`]), put together without encoding anything
-/// again.
+/// `encode_place`) and `host` ([`encode_host`]) after its length, put together without
+/// encoding anything again.
 pub(crate) fn encode_parts(topology: &str, parts: &[&[u8]], host: &[u8]) -> Vec<u8> {
     let mut out = postcard::to_allocvec(&(PROTO, topology, parts.len() as u64)).unwrap_or_default();
     out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + host.len());
     for p in parts {
         out.extend_from_slice(p);
     }
+    out.extend(postcard::to_allocvec(&(host.len() as u64)).unwrap_or_default());
     out.extend_from_slice(host);
     out
 }
