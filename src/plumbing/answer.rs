@@ -1,9 +1,9 @@
 //! The answer `nsfw watch` gives apply and diff on its socket (`memory`), and how it is read
 //! as it arrives: its head (protocol, topology, how many places), the places and the host's
-//! links (after their length) as watch kept them, then its verdict — what it found changed when it read its held
-//! files again (the settings the kernel never notifies) after writing all that. The run
-//! decodes the places while watch reads its files: at 1,000 namespaces each took some 7 ms,
-//! one after the other.
+//! links (after their length) as watch kept them, then its verdict: what it found changed
+//! when it read its held files again (the settings the kernel never notifies) after writing
+//! all that. The run decodes the places while watch reads its files: at 1,000 namespaces each
+//! took some 7 ms, one after the other.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +16,7 @@ pub(crate) const PROTO: u32 = 4;
 /// The longest answer read (a namespace's reading is ~0.7 KB: room for ~90,000); a server
 /// that sends more is not a watch.
 const MOST: usize = 64 << 20;
+
 /// One namespace as watch last read it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Place {
@@ -26,10 +27,7 @@ pub(crate) struct Place {
     pub obs: NsObs,
 }
 
-/// What watch answers, in this order: its head (protocol, topology, how many places), the
-/// places and the host's links as it kept them, then what it found changed when it read its
-/// held files again (the settings the kernel never notifies) after writing all that: the run
-/// decodes the places while watch reads ([`Reader`]).
+/// What watch answers (the module says in which order), whole: what tests encode.
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct Answer {
