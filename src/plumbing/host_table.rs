@@ -48,6 +48,13 @@ fn netconf(msg: &[u8]) -> Heard {
     Heard::Broken
 }
 
+/// The link's index in a link or qdisc message: after the nlmsghdr, struct ifinfomsg and
+/// struct tcmsg alike begin with the family and padding (4 bytes), then the index.
+fn index_of(msg: &[u8]) -> Option<u32> {
+    msg.get(20..24)
+        .map(|i| u32::from_ne_bytes([i[0], i[1], i[2], i[3]]))
+}
+
 const RTM_NEWNETCONF: u16 = 80;
 const RTM_DELNETCONF: u16 = 81;
 const NETCONFA_IFINDEX: u16 = 1;
@@ -75,20 +82,15 @@ impl HostTable {
         if ty == RTM_NEWNETCONF || ty == RTM_DELNETCONF {
             return netconf(msg);
         }
-        // nlmsghdr, then struct tcmsg: family and padding (4 bytes), the link's index.
         if ty == RTM_NEWQDISC || ty == RTM_DELQDISC {
-            return match msg.get(20..24) {
-                Some(i) => Heard::Again(u32::from_ne_bytes([i[0], i[1], i[2], i[3]])),
-                None => Heard::Broken,
-            };
+            return index_of(msg).map_or(Heard::Broken, Heard::Again);
         }
         if ty != RTM_NEWLINK && ty != RTM_DELLINK {
             return Heard::Fine;
         }
-        let (Some(family), Some(i)) = (msg.get(16), msg.get(20..24)) else {
+        let (Some(family), Some(index)) = (msg.get(16), index_of(msg)) else {
             return Heard::Broken;
         };
-        let index = u32::from_ne_bytes([i[0], i[1], i[2], i[3]]);
         if *family != 0 {
             return Heard::Again(index);
         }

@@ -365,14 +365,13 @@ impl Memory {
             let links = self.host_links();
             self.host_bytes = Some(wire::encode_host(links.as_deref()));
         }
-        let (names, parts): (Vec<&String>, Vec<&[u8]>) = self
+        let (names, parts): (Vec<String>, Vec<&[u8]>) = self
             .places(Instant::now())
-            .map(|(n, e)| (n, e.bytes.as_slice()))
+            .map(|(n, e)| (n.clone(), e.bytes.as_slice()))
             .unzip();
         let host = self.host_bytes.as_deref().unwrap_or_default();
         let head = wire::encode_parts(&self.topology, &parts, host);
         let had_host = self.host.is_some();
-        let names: Vec<String> = names.into_iter().cloned().collect();
         for c in clients.iter_mut() {
             let _ = c.set_nonblocking(false);
             let _ = c.set_write_timeout(Some(WRITE_WAIT));
