@@ -103,7 +103,7 @@ fn bridge_in_use(conn: &mut Conn, c: &NetConf) -> CniResult<bool> {
     let Some(b) = links::get_link(conn, &c.bridge)? else {
         return Ok(false);
     };
-    Ok(crate::plumbing::observe::links(conn)?
+    Ok(crate::plumbing::links::links(conn)?
         .iter()
         .any(|l| l.master == Some(b.index)))
 }

@@ -18,7 +18,7 @@ use super::names;
 use crate::kinds::veth;
 use crate::owner;
 use crate::plumbing::Link;
-use crate::plumbing::observe::parse_link;
+use crate::plumbing::links::parse_link;
 use crate::plumbing::{Conn, msgs, netns, sysctl};
 use crate::resources::RouteSpec;
 
@@ -233,14 +233,14 @@ pub(super) fn find_host_end(
     {
         return Ok(Some(l));
     }
-    Ok(crate::plumbing::observe::links(c)?
+    Ok(crate::plumbing::links::links(c)?
         .into_iter()
         .find(|l| l.alias.as_deref() == Some(alias.as_str())))
 }
 
 /// Every host end of `network`'s attachments, with (container, ifname).
 pub(super) fn host_ends(c: &mut Conn, network: &str) -> Result<Vec<(Link, String, String)>> {
-    Ok(crate::plumbing::observe::links(c)?
+    Ok(crate::plumbing::links::links(c)?
         .into_iter()
         .filter_map(|l| {
             let (ct, ifn) = owner::parse_veth_alias(network, l.alias.as_deref()?)?;

@@ -33,6 +33,7 @@ fn gather(t: Option<&crate::topology::Topology>, cmd: &str, conntrack: bool) -> 
             host_sysctls: Vec::new(),
             known: None,
             asking: None,
+            peek: false,
         };
         let o = plumbing::observe(&q)?;
         let mut ts = status::gather(&o, &firewall::observe(&mut nft)?);

@@ -143,6 +143,8 @@ fn remembering<T>(
         host_sysctls,
         known,
         asking,
+        // `deep` looks at the name alone.
+        peek: true,
     })
 }
 

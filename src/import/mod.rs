@@ -67,6 +67,7 @@ fn observe_all() -> Result<plumbing::Observed> {
         host_sysctls: vec![crate::compile::IP_FORWARD.to_string()],
         known: None,
         asking: None,
+        peek: false,
     })
 }
 

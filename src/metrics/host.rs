@@ -329,6 +329,7 @@ pub(crate) fn read() -> anyhow::Result<(Vec<Topology>, Option<Vec<CtEntry>>)> {
         host_sysctls: Vec::new(),
         known: None,
         asking: None,
+        peek: false,
     };
     let o = crate::plumbing::observe(&q)?;
     let ts = status::gather(&o, &crate::firewall::observe(&mut nft)?);

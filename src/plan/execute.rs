@@ -16,7 +16,7 @@ use super::hostix::HostIx;
 use super::inside::{forget, ns_config, visit_each};
 use super::run::{Errors, Hints, Tally, call_each, pick, send};
 use crate::kinds::{At, Indexes, Stage, Step, namespace};
-use crate::plumbing::{Conn, Link, Req, msgs, netns, nsid, observe};
+use crate::plumbing::{Conn, Link, Req, links, msgs, netns, nsid};
 use crate::resources::Place;
 
 /// What a run got done: the steps made, in plan order.
@@ -253,10 +253,11 @@ fn delete_namespaces(
 }
 
 /// How long a namespace no process holds may take to die once its name is gone. A netlink
-/// socket opened in it, this run's own included (the observation's, closed a few
-/// milliseconds earlier), is freed an RCU grace period after its close and holds the
-/// namespace until then; deleting the veth meanwhile costs more than the wait (an unregister
-/// waits for every pending RCU callback, 10–20 ms on a busy host) and gains nothing.
+/// socket opened in it (another program's; this run's own where the host has no id for it,
+/// as the observation reads the others from the host: `plumbing::peek`) is freed an RCU grace
+/// period after its close and holds the namespace until then; deleting the veth meanwhile
+/// costs more than the wait (an unregister waits for every pending RCU callback, 10–20 ms on
+/// a busy host) and gains nothing.
 const SOCKETS_FREED: Duration = Duration::from_millis(30);
 
 /// Deletes the host links `names` that are still there and not going with their namespace:
@@ -289,7 +290,7 @@ fn remove_now(host: &mut Conn, names: &[&str], patience: Duration) -> Result<()>
 fn by_name<'n>(host: &mut Conn, names: impl IntoIterator<Item = &'n str>) -> Result<Vec<Link>> {
     let mut out = Vec::new();
     for n in names {
-        out.extend(observe::link_by_name(host, n)?);
+        out.extend(links::link_by_name(host, n)?);
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ use anyhow::Result;
 
 use super::run::indexes;
 use crate::kinds::Indexes;
-use crate::plumbing::{Conn, Link, observe};
+use crate::plumbing::{Conn, Link, links};
 
 pub(super) struct HostIx {
     ix: Indexes,
@@ -38,7 +38,7 @@ impl HostIx {
     ) -> Result<Vec<Link>> {
         let mut found = Vec::new();
         for n in names {
-            match observe::link_by_name(c, n)? {
+            match links::link_by_name(c, n)? {
                 Some(l) => {
                     self.ix.insert(l.name.clone(), l.index);
                     found.push(l);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 
 use crate::kinds::{At, Indexes, Step};
-use crate::plumbing::{Conn, Req, observe};
+use crate::plumbing::{Conn, Req, links};
 
 /// Time per kind of step, printed with `-v` (or NSFW_TIMING).
 #[derive(Default)]
@@ -54,7 +54,7 @@ impl Errors {
 
 /// Link indexes by name, in the namespace `c` is bound to.
 pub(super) fn indexes(c: &mut Conn) -> Result<Indexes> {
-    Ok(observe::links(c)?
+    Ok(links::links(c)?
         .into_iter()
         .map(|l| (l.name, l.index))
         .collect())

@@ -280,7 +280,7 @@ fn index(c: &mut Conn, name: &str) -> Result<u32> {
         .iter()
         .find_map(|m| match m {
             netlink_packet_route::RouteNetlinkMessage::NewLink(l) => {
-                let l = crate::plumbing::observe::parse_link(l);
+                let l = crate::plumbing::links::parse_link(l);
                 (l.name == name).then_some(l.index)
             }
             _ => None,

@@ -150,7 +150,7 @@ impl Memory {
         let read = plumbing::Conn::open("host").and_then(|mut c| {
             again
                 .iter()
-                .map(|i| Ok((*i, plumbing::observe::link_by_index(&mut c, *i)?)))
+                .map(|i| Ok((*i, plumbing::links::link_by_index(&mut c, *i)?)))
                 .collect::<anyhow::Result<Vec<_>>>()
         });
         match read {
