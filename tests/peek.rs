@@ -77,3 +77,33 @@ fn another_topologys_namespace_read_from_the_host_is_still_its_own() {
     sb.nsfw_code(&["diff", &other], 0);
     assert!(sb.pings("o1", "10.20.0.1"));
 }
+
+/// More namespaces to read than is worth reading from the host (each such read costs the
+/// kernel a walk of every host link): they are all entered, as before, and judged the same.
+#[test]
+fn many_namespaces_not_in_the_file_are_entered_as_before() {
+    let Some(sb) = Sandbox::or_skip() else { return };
+    let f = sb.file("lab.toml", LAB);
+    sb.nsfw_code(&["apply", &f], 0);
+    sb.ok("for i in $(seq 17); do ip netns add h$i && ip link add hv$i type veth peer name eth0 netns h$i || exit 1; done");
+    let o = sb.nsfw(&["apply", "-v", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("read from the host by their ids"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing to do"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(sb.netns().len(), 19);
+    // One fewer: read from the host, and still left alone.
+    sb.ok("ip netns del h17");
+    let o = sb.nsfw(&["apply", "-v", &f]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("namespaces: 16 read from the host by their ids"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(sb.netns().len(), 18);
+}
