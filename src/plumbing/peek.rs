@@ -9,8 +9,10 @@
 //! What the read leaves: the kernel names the namespace each link's peer is in by the asking
 //! namespace's id for it, and makes one where there is none. For a namespace's end of a veth
 //! into the host, that is an id the host gives itself (`ip netns list-id` in the host shows
-//! it, with no name), as `ip link` in the host gives one to every namespace a veth of its
-//! leads into: the kernel's bookkeeping, made once and gone with the namespace.
+//! it, with no name); for a veth into a third namespace, an id the host gives that one. As
+//! `ip link` in the host gives one to every namespace a veth of its leads into: the kernel's
+//! bookkeeping, made once and gone with the namespace it names (an `ip netns set NAME ID`
+//! asking for an id so taken is refused).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
