@@ -284,6 +284,15 @@ pub(crate) struct NsObs {
     pub id: Option<super::netns::NsId>,
 }
 
+/// Whose a namespace is, from its links: the alias of its `lo` (`nsfw:<topology>` when nsfw
+/// made it).
+pub(crate) fn owner_of(links: &[Link]) -> Option<String> {
+    links
+        .iter()
+        .find(|l| l.name == "lo")
+        .and_then(|l| l.alias.clone())
+}
+
 /// A resolv.conf under /etc/netns/NS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum FileObs {

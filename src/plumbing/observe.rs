@@ -284,10 +284,7 @@ pub(crate) fn observe_some(
     }
     let read = |name: &str, id: netns::NsId, c: &mut Conn| -> Result<NsObs> {
         let l = links(c)?;
-        let owner = l
-            .iter()
-            .find(|x| x.name == "lo")
-            .and_then(|x| x.alias.clone());
+        let owner = super::objects::owner_of(&l);
         let node = if (q.deep)(name, owner.as_deref()) {
             node(c, l, &(q.ns_sysctls)(name))?
         } else {

@@ -20,7 +20,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 
 use super::netns::{self, NsId};
-use super::objects::{Link, NodeObs, NsObs};
+use super::objects::{Link, NodeObs, NsObs, owner_of};
 use super::rtnl::Conn;
 
 /// How many namespaces a run reads from the host at most; with more, it enters them all as
@@ -45,24 +45,18 @@ pub(crate) fn shallow(
 ) -> (Vec<(String, NsObs)>, Vec<String>) {
     let (wanted, candidates): (Vec<String>, Vec<String>) =
         names.into_iter().partition(|n| deep(n, None));
-    if candidates.len() > MOST || !may_enter() {
-        let mut all = wanted;
-        all.extend(candidates);
-        return (Vec::new(), all);
-    }
-    let Ok(mut c) = Conn::open("host") else {
-        let mut all = wanted;
-        all.extend(candidates);
-        return (Vec::new(), all);
-    };
     let (mut kept, mut enter) = (Vec::new(), wanted);
+    let host = (candidates.len() <= MOST && may_enter())
+        .then(|| Conn::open("host").ok())
+        .flatten();
+    let Some(mut c) = host else {
+        enter.extend(candidates);
+        return (kept, enter);
+    };
     for name in candidates {
         match read(&mut c, &name) {
             Some((links, id)) => {
-                let owner = links
-                    .iter()
-                    .find(|l| l.name == "lo")
-                    .and_then(|l| l.alias.clone());
+                let owner = owner_of(&links);
                 if deep(&name, owner.as_deref()) {
                     enter.push(name);
                 } else {
