@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use anyhow::Result;
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::addrmsg::{parse_addr, parse_route};
 use super::links::{link_by_name, links};
@@ -79,22 +79,34 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
         links,
         ..Default::default()
     };
-    for m in c.dump(
-        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-        "addresses",
-    )? {
-        if let RouteNetlinkMessage::NewAddress(a) = m {
-            n.addrs.extend(parse_addr(&a));
+    // A family at a time: a dump of both at once (AF_UNSPEC) runs under the kernel's rtnl
+    // lock, each family's own does not (Linux 6.9 and later), so the namespaces read on
+    // several threads, and the host beside them, no longer wait on one another. Only the
+    // family asked for is kept: a kernel without a family's handler (IPv6 off at boot)
+    // answers with the dump of all of them.
+    let mut routes = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut a = AddressMessage::default();
+        a.header.family = family;
+        for m in c.dump(RouteNetlinkMessage::GetAddress(a), "addresses")? {
+            if let RouteNetlinkMessage::NewAddress(a) = m
+                && a.header.family == family
+            {
+                n.addrs.extend(parse_addr(&a));
+            }
+        }
+        let mut r = RouteMessage::default();
+        r.header.address_family = family;
+        for m in c.dump(RouteNetlinkMessage::GetRoute(r), "routes")? {
+            if let RouteNetlinkMessage::NewRoute(r) = m
+                && r.header.address_family == family
+            {
+                routes.push(r);
+            }
         }
     }
-    // One dump for both families (AF_UNSPEC).
-    for m in c.dump(
-        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-        "routes",
-    )? {
-        if let RouteNetlinkMessage::NewRoute(r) = m
-            && let Some(r) = parse_route(&r)
-        {
+    for r in routes {
+        if let Some(r) = parse_route(&r) {
             // Local and broadcast routes live in the local table, and follow the addresses.
             match r.table {
                 254 => n.routes.push(r),
