@@ -81,6 +81,13 @@ const PLUMBING_DRIFT: &[Drift] = &[
         ],
     ),
     (
+        // Removed with its own address named: a message naming none removes the link's first
+        // address, nsfw's (hostile round att19).
+        "a multicast address added",
+        "ip -n ns1 addr add 239.1.1.1/32 dev eth0",
+        &["- address 239.1.1.1/32 on ns1:eth0"],
+    ),
+    (
         "MTU changed",
         "ip -n ns2 link set eth0 mtu 1400",
         &["~ link ns2:eth0: mtu 1400 → 1500"],

@@ -324,33 +324,28 @@ pub(crate) fn del_link(name: &str, index: u32) -> Req {
     .ok_if(&[libc::ENODEV])
 }
 
-/// `ip address add NET dev INDEX` as `ip` sends it: IFA_ADDRESS and IFA_LOCAL (IFA_MULTICAST
-/// for an IPv6 multicast address), and an IPv4 subnet's broadcast address.
+/// `ip address add NET dev INDEX` as `ip` sends it: IFA_ADDRESS and IFA_LOCAL, whatever the
+/// address (a multicast one too), and an IPv4 subnet's broadcast address. The same message
+/// removes an address: the kernel removes the first of the link's addresses that the
+/// attributes given match, so a removal naming no address (as this message once was for an
+/// IPv4 multicast one) took nsfw's own address instead of someone's 239.1.1.1/32.
 fn addr_msg(index: u32, net: IpNetwork) -> AddressMessage {
     let mut m = AddressMessage::default();
     m.header.index = index;
     m.header.prefix_len = net.prefix();
     let a = &mut m.attributes;
+    a.push(AddressAttribute::Address(net.ip()));
+    a.push(AddressAttribute::Local(net.ip()));
     match net.ip() {
         IpAddr::V4(ip) => {
             m.header.family = AddressFamily::Inet;
-            if !ip.is_multicast() {
-                a.push(AddressAttribute::Address(ip.into()));
-                a.push(AddressAttribute::Local(ip.into()));
-                if net.prefix() < 31 {
-                    let brd = u32::MAX >> u32::from(net.prefix()) | u32::from(ip);
-                    a.push(AddressAttribute::Broadcast(brd.into()));
-                }
+            if !ip.is_multicast() && net.prefix() < 31 {
+                let brd = u32::MAX >> u32::from(net.prefix()) | u32::from(ip);
+                a.push(AddressAttribute::Broadcast(brd.into()));
             }
         }
-        IpAddr::V6(ip) => {
+        IpAddr::V6(_) => {
             m.header.family = AddressFamily::Inet6;
-            if ip.is_multicast() {
-                a.push(AddressAttribute::Multicast(ip));
-            } else {
-                a.push(AddressAttribute::Address(ip.into()));
-                a.push(AddressAttribute::Local(ip.into()));
-            }
             // No duplicate-address detection: the file's addresses are unique (validation
             // checks), and a tentative address could not be used for a second or two after
             // apply returns.
@@ -571,4 +566,23 @@ pub(crate) fn create_vxlan(
         NLM_F_CREATE | NLM_F_EXCL,
         format!("cannot create VXLAN link {name} (VNI {id}, local {local}, port {port})"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_message_names_its_address_whatever_the_address() {
+        for net in ["239.1.1.1/32", "10.0.0.2/24", "ff05::1/128", "fd00::2/64"] {
+            let net: IpNetwork = net.parse().unwrap();
+            let m = addr_msg(7, net);
+            for want in [
+                AddressAttribute::Local(net.ip()),
+                AddressAttribute::Address(net.ip()),
+            ] {
+                assert!(m.attributes.contains(&want), "{net}: {want:?} missing");
+            }
+        }
+    }
 }
