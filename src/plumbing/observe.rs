@@ -84,7 +84,6 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
     // several threads, and the host beside them, no longer wait on one another. Only the
     // family asked for is kept: a kernel without a family's handler (IPv6 off at boot)
     // answers with the dump of all of them.
-    let mut routes = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut a = AddressMessage::default();
         a.header.family = family;
@@ -100,18 +99,14 @@ fn node(c: &mut Conn, links: Vec<Link>, keys: &[String]) -> Result<NodeObs> {
         for m in c.dump(RouteNetlinkMessage::GetRoute(r), "routes")? {
             if let RouteNetlinkMessage::NewRoute(r) = m
                 && r.header.address_family == family
+                && let Some(r) = parse_route(&r)
             {
-                routes.push(r);
-            }
-        }
-    }
-    for r in routes {
-        if let Some(r) = parse_route(&r) {
-            // Local and broadcast routes live in the local table, and follow the addresses.
-            match r.table {
-                254 => n.routes.push(r),
-                255 => {}
-                _ => n.other_tables.push(r),
+                // Local and broadcast routes live in the local table, and follow the addresses.
+                match r.table {
+                    254 => n.routes.push(r),
+                    255 => {}
+                    _ => n.other_tables.push(r),
+                }
             }
         }
     }
